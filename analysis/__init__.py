@@ -1,0 +1,1 @@
+"""Torch-free science on results tables: tidy results, Pareto frontier, power-law fits, plots."""

@@ -1,0 +1,1 @@
+"""The models: multi-scale residual VQVAE and the VAR transformer (official layout)."""
