@@ -24,14 +24,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 from tqdm.auto import tqdm
 
-from .frontier import Frontier, frontier_mask, pareto_frontier, run_curves
+from .frontier import Frontier, frontier_mask, pareto_frontier, run_curves, smooth_curves
 from .paper import PAPER_IRREDUCIBLE, X_SCALE, X_UNIT
 from .results import ResultsError, final_rows
 
@@ -236,6 +236,7 @@ class FitResult:
     bootstrap_valid: int = 0
     holdout: Holdout | None = None
     frontier: Frontier | None = None  # Cmin only
+    smooth: int = 0  # Cmin only: smoothing window applied to each run's curve
 
     @property
     def x_unit(self) -> str:
@@ -266,6 +267,7 @@ class FitResult:
             "holdout": self.holdout.to_dict() if self.holdout else None,
         }
         if self.frontier is not None:
+            out["smooth"] = self.smooth
             out["frontier_points"] = [{"run": str(p.run), "step": _num(float(p.step)), "x": float(p.x),
                                        "y": float(p.y)} for p in self.points.itertuples()]
         return out
@@ -389,13 +391,15 @@ def _cmin_points(frontier: Frontier) -> pd.DataFrame:
 
 def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none", method: Method = "ols",
                 bootstrap: int = 1000, level: float = 0.95, holdout: int = 0, seed: int = 0,
-                ci_method: CIMethod = "expanded") -> FitResult:
+                ci_method: CIMethod = "expanded", smooth: int = 0) -> FitResult:
     """Fit `metric` on the Pareto frontier of all training curves against Cmin (PFLOPs).
 
     table: a prepared tidy table (its ``compute`` column in FLOPs). Bootstrap resamples runs
     and recomputes the frontier from each draw; `holdout` k > 0 drops the k largest models,
     refits on the remaining frontier and predicts the full frontier's points from those models.
+    `smooth` > 0 smooths each run's curve first (`frontier.smooth_curves`; 0 = raw frontier).
     """
+    table = smooth_curves(table, metric, smooth)
     frontier = pareto_frontier(table, metric)
     pts = _cmin_points(frontier)
     if len(pts) < 3:
@@ -406,7 +410,8 @@ def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "no
     r = pearson_loglog(pts["x"], pts["y"], law.E)
     n_runs = table["run"].nunique()
     result = FitResult(metric, "Cmin", law, "fit" if E is None else "fixed", method, r, pts, n_runs,
-                       level=level, ci_method=ci_method, bootstrap=bootstrap, frontier=frontier)
+                       level=level, ci_method=ci_method, bootstrap=bootstrap, frontier=frontier,
+                       smooth=smooth)
     if bootstrap > 0:
         samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed)
         result.bootstrap_valid = len(samples)
@@ -461,7 +466,10 @@ def _holdout_cmin(table, metric, pts: pd.DataFrame, E, method, k: int) -> Holdou
     return Holdout(k, held_runs, law, out)
 
 
-def fit_all(table: pd.DataFrame, metrics, against=("N", "Cmin"), **kwargs) -> list[FitResult]:
+def fit_all(table: pd.DataFrame, metrics, against=("N", "Cmin"), smooth: int = 0, **kwargs) -> list[FitResult]:
     """Every (against, metric) fit; kwargs as `fit_vs_n` / `fit_vs_cmin`."""
-    fns: dict[str, Callable[..., FitResult]] = {"N": fit_vs_n, "Cmin": fit_vs_cmin}
-    return [fns[a](table, m, **kwargs) for a in against for m in metrics]
+    out = []
+    for a in against:
+        for m in metrics:
+            out.append(fit_vs_n(table, m, **kwargs) if a == "N" else fit_vs_cmin(table, m, smooth=smooth, **kwargs))
+    return out

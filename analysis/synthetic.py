@@ -58,7 +58,8 @@ def training_curves_table(sizes=None, c_range=(30.0, 3e7), evals: int = 12, sigm
     [c_r, c_{r+1}] (log-spaced bands over `c_range`) and above it elsewhere: in ln C units
     u, ``ln y_r(u) = ln law(u) + k * (gap below the band)^2 + k * (gap above it)^2`` with
     k = curvature * |alpha|, so every curve still decreases. Each run is evaluated `evals`
-    times from 1.5 bands before its band to 0.5 band after it. Returns a tidy table (flops
+    times (log-spaced) from 1.5 bands before its band to 0.5 band after it, clipped to
+    `c_range`, so the frontier is the law over the whole range. Returns a tidy table (flops
     in FLOPs, tokens = flops / (6 params)).
     """
     sizes = paper_sizes() if sizes is None else np.asarray(sizes, dtype=float)
@@ -70,7 +71,8 @@ def training_curves_table(sizes=None, c_range=(30.0, 3e7), evals: int = 12, sigm
     rows = []
     for r in range(R):
         lo, hi = edges[r], edges[r + 1]
-        u = np.linspace(lo - 1.5 * width, hi + 0.5 * width, evals)
+        # the first run starts and the last ends at the range's edges, so the envelope is the law there
+        u = np.linspace(max(lo - 1.5 * width, edges[0]), min(hi + 0.5 * width, edges[-1]), evals)
         c = np.exp(u)
         below = np.clip(lo - u, 0, None)
         above = np.clip(u - hi, 0, None)
