@@ -108,15 +108,17 @@ def _huber_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None) -> tuple[f
     def residual(p):
         return sw * (ly - (p[0] * lx + p[1]))
 
+    jac = -np.column_stack([sw * lx, sw])  # constant: the model is linear in (a, b)
     best = None
     for start in starts:
-        res = optimize.least_squares(residual, np.array(start), loss="huber", f_scale=scale, method="trf")
+        res = optimize.least_squares(residual, np.array(start), jac=lambda p: jac, loss="huber",
+                                     f_scale=scale, method="trf")
         if best is None or res.cost < best.cost:
             best = res
     return float(best.x[0]), float(best.x[1])
 
 
-def _joint(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool) -> Law:
+def _joint(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool, start: Law | None = None) -> Law:
     w = np.ones_like(lx) if w is None else w
     ly = np.log(y)
     ymin = float(y.min())
@@ -126,17 +128,27 @@ def _joint(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool) ->
         alpha, lb, E = p
         return sw * (ly - np.log(E + np.exp(alpha * (lb + lx))))
 
+    def jac(p):
+        alpha, lb, E = p
+        z = np.exp(alpha * (lb + lx))
+        d = sw / (E + z)
+        return -np.column_stack([d * z * (lb + lx), d * z * alpha, d])
+
+    lo = np.array([-np.inf, -np.inf, 0.0])
+    hi = np.array([np.inf, np.inf, ymin * (1 - 1e-9)])
+    starts = []
+    if start is not None:  # the bootstrap starts from the full data's solution
+        starts.append(np.array([start.alpha, np.log(start.beta), start.E]))
+    else:
+        for frac in (0.0, 0.5, 0.9):
+            E0 = frac * ymin
+            a0, b0 = _ols_line(lx, np.log(y - E0), w)
+            if a0 != 0:
+                starts.append(np.array([a0, b0 / a0, E0]))
     best = None
-    for frac in (0.0, 0.5, 0.9):
-        E0 = frac * ymin
-        a0, b0 = _ols_line(lx, np.log(y - E0), w)
-        if a0 == 0:
-            continue
-        p0 = np.array([a0, b0 / a0, E0])
-        lo = np.array([-np.inf, -np.inf, 0.0])
-        hi = np.array([np.inf, np.inf, ymin * (1 - 1e-9)])
+    for p0 in starts:
         p0[2] = min(max(p0[2], 0.0), hi[2] * (1 - 1e-6))
-        res = optimize.least_squares(residual, p0, bounds=(lo, hi), method="trf",
+        res = optimize.least_squares(residual, p0, jac=jac, bounds=(lo, hi), method="trf",
                                      loss="huber" if robust else "linear", f_scale=0.01 if robust else 1.0)
         if best is None or res.cost < best.cost:
             best = res
@@ -146,17 +158,18 @@ def _joint(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool) ->
     return Law(float(alpha), float(np.exp(lb)), float(E))
 
 
-def fit_law(x, y, E: float | None = 0.0, method: Method = "ols", weights=None) -> Law:
+def fit_law(x, y, E: float | None = 0.0, method: Method = "ols", weights=None, start: Law | None = None) -> Law:
     """Fit ``y = E + (beta*x)^alpha``; x, y: positive arrays [n]; E None = fit E jointly.
 
     weights: optional [n] non-negative multiplicities (the bootstrap's counts).
+    start: for the joint fit, start only from this law instead of several starting E.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     w = None if weights is None else np.asarray(weights, dtype=float)
     lx = np.log(x)
     if E is None:
-        return _joint(lx, y, w, robust=(method == "robust"))
+        return _joint(lx, y, w, robust=(method == "robust"), start=start)
     red = y - E
     if (red <= 0).any():
         raise ResultsError(f"irreducible term E={E:g} is not below every value (smallest {y.min():.6g}); "
@@ -329,7 +342,7 @@ def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none"
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=bootstrap)
-        samples = _bootstrap_n(x, y, E, method, counts)
+        samples = _bootstrap_n(x, y, E, method, counts, law)
         result.bootstrap_valid = len(samples)
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, len(x), level, ci_method)
     if holdout > 0:
@@ -345,7 +358,7 @@ def _enough_sizes(counts: np.ndarray, x: np.ndarray) -> np.ndarray:
     return ((counts @ onehot) > 0).sum(axis=1) >= 3
 
 
-def _bootstrap_n(x, y, E, method, counts: np.ndarray) -> np.ndarray:
+def _bootstrap_n(x, y, E, method, counts: np.ndarray, start: Law) -> np.ndarray:
     """Bootstrap fits vs N; counts: [B, n] multiplicities. Returns [B_valid, 3] (alpha, beta, E)."""
     counts = counts[_enough_sizes(counts, x)].astype(float)
     if E is not None and method == "ols":
@@ -362,7 +375,10 @@ def _bootstrap_n(x, y, E, method, counts: np.ndarray) -> np.ndarray:
     out = []
     for w in tqdm(counts, desc="bootstrap", disable=not sys.stderr.isatty(), leave=False):
         keep = w > 0
-        law = fit_law(x[keep], y[keep], E, method, w[keep])
+        try:
+            law = fit_law(x[keep], y[keep], E, method, w[keep], start=start)
+        except ResultsError:
+            continue
         out.append((law.alpha, law.beta, law.E))
     return np.array(out).reshape(-1, 3)
 
@@ -413,7 +429,7 @@ def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "no
                        level=level, ci_method=ci_method, bootstrap=bootstrap, frontier=frontier,
                        smooth=smooth)
     if bootstrap > 0:
-        samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed)
+        samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed, law)
         result.bootstrap_valid = len(samples)
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, n_runs, level, ci_method)
     if holdout > 0:
@@ -421,7 +437,7 @@ def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "no
     return result
 
 
-def _bootstrap_cmin(table, metric, E, method, bootstrap: int, seed: int) -> np.ndarray:
+def _bootstrap_cmin(table, metric, E, method, bootstrap: int, seed: int, start: Law) -> np.ndarray:
     curves = run_curves(table, metric)
     n = len(curves)
     rng = np.random.default_rng(seed)
@@ -440,7 +456,7 @@ def _bootstrap_cmin(table, metric, E, method, bootstrap: int, seed: int) -> np.n
         if len(np.unique(xs)) < 3:
             continue
         try:
-            law = fit_law(xs, ys, E, method, ws)
+            law = fit_law(xs, ys, E, method, ws, start=start)
         except ResultsError:
             continue
         out.append((law.alpha, law.beta, law.E))
