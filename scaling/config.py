@@ -1,0 +1,241 @@
+"""The configuration of one training run (one grid point), as typed frozen dataclasses.
+
+A run's `config.yaml` is exactly `dump_yaml(RunConfig)`; `load_run_config(path)` reads it back
+with located errors (file:line: key.path: message). Defaults are the official VAR recipe
+(VAR_REFERENCE.md section 3); a sweep file overrides what it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from scaling.config_io import InvalidValue, Located, build, load_yaml
+
+
+def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidValue(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The VAR transformer (var_core.VAR arguments; None = the official rule for the depth)."""
+
+    depth: int = 16
+    width: int | None = None  # official: 64 * depth
+    heads: int | None = None  # official: depth (head dim 64)
+    mlp_ratio: float = 4.0
+    drop_path: float | None = None  # official: 0.1 * depth / 24
+    attn_l2_norm: bool = True
+    shared_aln: bool = False
+    cond_drop: float = 0.1  # class dropout for classifier-free guidance (training only)
+    init_adaln: float = 0.5
+    init_adaln_gamma: float = 1e-5  # official recipes use 1e-3 for d16/d20
+    init_head: float = 0.02
+    init_std: float | None = None  # official: sqrt(1 / (3 * width))
+
+    def __post_init__(self):
+        _positive("depth", self.depth)
+        _positive("width", self.width)
+        _positive("heads", self.heads)
+        _positive("mlp_ratio", self.mlp_ratio)
+        if self.width is not None and self.width % (self.heads or self.depth):
+            raise InvalidValue("width", f"{self.width} is not divisible by the number of heads "
+                                        f"({self.heads or self.depth})")
+        if not 0 <= self.cond_drop < 1:
+            raise InvalidValue("cond_drop", f"must be in [0, 1), got {self.cond_drop}")
+        if self.drop_path is not None and not 0 <= self.drop_path < 1:
+            raise InvalidValue("drop_path", f"must be in [0, 1), got {self.drop_path}")
+
+    def var_kwargs(self, *, num_classes: int, vocab_size: int, z_channels: int,
+                   patch_nums: tuple[int, ...]) -> dict[str, Any]:
+        """Keyword arguments for `var_core.VAR` (the data fixes classes, vocab and scales)."""
+        return dict(depth=self.depth, width=self.width, heads=self.heads, mlp_ratio=self.mlp_ratio,
+                    drop_path=self.drop_path, attn_l2_norm=self.attn_l2_norm,
+                    shared_aln=self.shared_aln, cond_drop=self.cond_drop,
+                    init_adaln=self.init_adaln, init_adaln_gamma=self.init_adaln_gamma,
+                    init_head=self.init_head, init_std=self.init_std, num_classes=num_classes,
+                    vocab_size=vocab_size, z_channels=z_channels, patch_nums=tuple(patch_nums))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the tokens come from; training refuses a store that does not match."""
+
+    store: Path  # token store directory (scaling.token_store)
+    train_split: str = "train"
+    eval_split: str = "val"
+    vqvae_sha256: str | None = None  # when set, the store must have been made with this VQVAE
+    vocab_size: int | None = None  # when set, checked against the store
+    patch_nums: tuple[int, ...] | None = None  # when set, checked against the store
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and the schedules of the official trainer."""
+
+    batch_size: int = 768  # global batch, whatever the number of GPUs
+    base_lr: float = 1e-4  # "tblr": lr = base_lr * batch_size / 256
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.05
+    weight_decay_end: float | None = None  # cosine-annealed to this ("twde"); None = constant
+    grad_clip: float = 2.0  # global norm; 0 = off
+    warmup_frac: float = 0.02  # official: ep/50 epochs of warm-up
+    warmup_start: float = 0.005  # lr factor at step 0 ("wp0")
+    hold_frac: float = 0.05  # peak held for this fraction of the post-warm-up steps
+    final_lr_frac: float = 0.01  # "wpe": lr at the end / peak (0.1 for d16/d20 recipes)
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        _positive("batch_size", self.batch_size)
+        _positive("base_lr", self.base_lr)
+        _positive("weight_decay", self.weight_decay, allow_zero=True)
+        _positive("weight_decay_end", self.weight_decay_end, allow_zero=True)
+        _positive("grad_clip", self.grad_clip, allow_zero=True)
+        for name in ("warmup_frac", "hold_frac", "final_lr_frac", "warmup_start", "label_smoothing"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise InvalidValue(name, f"must be in [0, 1], got {value}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise InvalidValue("betas", f"each must be in [0, 1), got {list(self.betas)}")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.base_lr * self.batch_size / 256
+
+
+@dataclasses.dataclass(frozen=True)
+class LengthConfig:
+    """Training length: exactly one of these is set."""
+
+    epochs: float | None = None
+    steps: int | None = None
+    images: int | None = None
+    tokens: int | None = None
+    flops: float | None = None  # training FLOPs, exact count (3 x forward)
+
+    def __post_init__(self):
+        given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+        if len(given) != 1:
+            name = given[1] if len(given) > 1 else "steps"
+            raise InvalidValue(name, "give exactly one training length (epochs, steps, images, "
+                                     f"tokens or flops); got {given or 'none'}")
+        _positive(given[0], getattr(self, given[0]))
+
+    def total_steps(self, *, train_size: int, batch_size: int, tokens_per_image: int,
+                    flops_per_image: int) -> int:
+        """Number of optimizer steps this length means for the given data and model."""
+        if self.steps is not None:
+            steps = self.steps
+        elif self.epochs is not None:
+            steps = round(self.epochs * train_size / batch_size)
+        elif self.images is not None:
+            steps = math.ceil(self.images / batch_size)
+        elif self.tokens is not None:
+            steps = math.ceil(self.tokens / (tokens_per_image * batch_size))
+        else:
+            steps = math.floor(self.flops / (flops_per_image * batch_size))
+        return max(1, int(steps))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """When and on what the test metrics are measured."""
+
+    points: int = 12  # full evaluations, evenly spaced in log(compute), always incl. the last step
+    first_frac: float = 0.01  # the first at this fraction of the training compute
+    max_images: int | None = None  # None = the whole test split
+    subset_points: int = 0  # extra cheap evaluations (log-spaced) on a subset of the test split
+    subset_images: int = 1000
+    batch_size: int = 256  # per rank
+
+    def __post_init__(self):
+        _positive("points", self.points)
+        _positive("subset_points", self.subset_points, allow_zero=True)
+        _positive("max_images", self.max_images)
+        _positive("subset_images", self.subset_images)
+        _positive("batch_size", self.batch_size)
+        if not 0 < self.first_frac <= 1:
+            raise InvalidValue("first_frac", f"must be in (0, 1], got {self.first_frac}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """How the run executes; nothing here changes what is learned (on CPU, bit for bit)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    attn_backend: Literal["auto", "sdpa", "flex"] = "auto"
+    compile: bool = False
+    activation_checkpointing: bool = False
+    fsdp: bool = False
+    micro_batch: int | None = None  # per-rank micro-batch (gradient accumulation); None = all
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_s: float = 900.0
+    log_every_s: float = 30.0
+    num_threads: int | None = None  # torch CPU threads; None = torch's default
+
+    def __post_init__(self):
+        _positive("micro_batch", self.micro_batch)
+        _positive("checkpoint_every_steps", self.checkpoint_every_steps)
+        _positive("checkpoint_every_s", self.checkpoint_every_s)
+        _positive("num_threads", self.num_threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run."""
+
+    run_id: str
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    length: LengthConfig = LengthConfig(epochs=1.0)
+    eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.run_id or "/" in self.run_id or self.run_id in (".", ".."):
+            raise InvalidValue("run_id", f"must be a plain folder name, got {self.run_id!r}")
+
+
+def run_config_from_dict(data: Any, loc: Located | None = None) -> RunConfig:
+    """Build a RunConfig from plain nested data (errors located via `loc`)."""
+    return build(RunConfig, data, loc)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a run's `config.yaml`."""
+    data, loc = load_yaml(path)
+    return build(RunConfig, data, loc)
+
+
+def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
+    """What a run will cost, from its config and its token store's `meta.json` contents.
+
+    Returns params (N), steps, images, tokens (images x L), flops (exact training count,
+    3 x forward from shapes) and flops_6nd (6 N tokens), all in plain units (FLOPs).
+    """
+    from var_core import counting  # lazy: keeps `import scaling.config` torch-free
+
+    var_kwargs = config.model.var_kwargs(
+        num_classes=int(store_meta["num_classes"]), vocab_size=int(store_meta["vocab_size"]),
+        z_channels=int(store_meta.get("vqvae_config", {}).get("z_channels", 32)),
+        patch_nums=tuple(store_meta["patch_nums"]))
+    params = counting.params(**var_kwargs)
+    fwd = counting.forward_flops(**var_kwargs)
+    L = sum(p * p for p in var_kwargs["patch_nums"])
+    steps = config.length.total_steps(
+        train_size=int(store_meta["splits"][config.data.train_split]["count"]),
+        batch_size=config.optim.batch_size, tokens_per_image=L, flops_per_image=3 * fwd)
+    images = steps * config.optim.batch_size
+    return dict(params=params, steps=steps, images=images, tokens=images * L,
+                flops=3 * fwd * images, flops_6nd=6 * params * images * L,
+                forward_flops_per_image=fwd)

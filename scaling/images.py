@@ -1,0 +1,215 @@
+"""ImageNet-style image folders (`root/<class>/<image>`) and the official VAR transforms.
+
+Transforms (VAR's `utils/data.py`, re-implemented on Pillow so torchvision is not needed):
+resize the shorter side to round(1.125 * resolution) with Lanczos, random crop
+(training) or centre crop (evaluation) to resolution x resolution, scale to [-1, 1].
+Grayscale, palette, CMYK and RGBA images are converted to RGB (alpha is dropped, as in
+the official loader).
+
+Class indices are the sorted class-folder names. A dataset root keeps them in
+`classes.json` (written by the synthetic generator and the tokenizer) so indices never
+shift when a folder is added or missing on another machine.
+
+Unreadable or truncated images never crash a pass mid-way: `ImageFolder.load` raises
+`UnreadableImage`, `__getitem__` warns, counts the file in `skipped` and returns the
+next readable image instead, and the tokenizer skips such files and reports the count.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif",
+                  ".tif", ".tiff", ".webp")
+SPLIT_NAMES = ("train", "val", "test")
+CLASSES_FILE = "classes.json"
+
+
+class UnreadableImage(RuntimeError):
+    """An image file could not be decoded (corrupt, truncated or not an image)."""
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a file whose extension is a known image format (case-insensitive)."""
+    return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
+
+
+def find_classes(root: str | Path) -> list[str]:
+    """Sorted names of the class folders under `root` (an error if there are none)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"image folder {root} has no class folders (expected {root}/<class>/<image>)")
+    if set(classes) <= set(SPLIT_NAMES) and all(
+            any(q.is_dir() for q in (root / c).iterdir()) for c in classes):
+        raise ValueError(
+            f"{root} looks like a dataset root with splits {classes}, not a split: "
+            f"pass {root}/{classes[0]} (a folder of class folders)")
+    return classes
+
+
+def read_classes_file(dataset_root: str | Path) -> list[str] | None:
+    """The class list saved in `<dataset_root>/classes.json`, or None if there is none."""
+    path = Path(dataset_root) / CLASSES_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, list) or not all(isinstance(c, str) for c in data) or not data:
+        raise ValueError(f"{path}: expected a non-empty JSON list of class-folder names")
+    if len(set(data)) != len(data):
+        raise ValueError(f"{path}: class names are not unique")
+    return data
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as RGB; raises `UnreadableImage` on any decode error."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")  # PIL's advice for palette + transparency
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                # 16-bit / float grayscale: rescale to 8 bits instead of clipping
+                arr = np.asarray(img, dtype=np.float64)
+                if arr.size and arr.max() > 255:
+                    arr = arr * (255.0 / arr.max())
+                arr = np.clip(arr, 0, 255)
+                img = Image.fromarray(arr.astype(np.uint8), "L")
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise UnreadableImage(f"cannot read image {path}: {e}") from None
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is `size` (torchvision `Resize(int)` rounding), Lanczos."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    return img.resize((new_w, new_h), Image.LANCZOS)
+
+
+def to_tensor_pm1(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float tensor [3, H, W] in [-1, 1]."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def transform(img: Image.Image, resolution: int, train: bool, *, resize_ratio: float = 1.125,
+              generator: torch.Generator | None = None, flip: bool = False) -> torch.Tensor:
+    """The official transform: shorter side to round(ratio * res), random/centre crop, [-1, 1].
+
+    Returns [3, resolution, resolution]. `train` picks the random crop (drawn from
+    `generator`, or torch's global RNG, which DataLoader seeds per worker); `flip` mirrors
+    the result horizontally.
+    """
+    img = resize_shorter(img, round(resize_ratio * resolution))
+    w, h = img.size
+    if w < resolution or h < resolution:
+        raise ValueError(f"resized image {w}x{h} is smaller than the crop {resolution}")
+    if train:
+        top = int(torch.randint(0, h - resolution + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - resolution + 1, (1,), generator=generator))
+    else:  # torchvision CenterCrop rounding
+        top = int(round((h - resolution) / 2.0))
+        left = int(round((w - resolution) / 2.0))
+    img = img.crop((left, top, left + resolution, top + resolution))
+    x = to_tensor_pm1(img)
+    return x.flip(-1) if flip else x
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    """`root/<class>/<image>` as a Dataset of (image [3, res, res] in [-1, 1], int label).
+
+    `classes`: the class list to index with (names -> position). If None it is read from
+    `classes.json` in `root` or its parent (the dataset root holding the splits), else the
+    sorted folder names. A class folder with no images, or a folder with none at all, is an
+    error; a folder listed in `classes` but absent is an error; a folder present but not
+    listed is an error (its label would be undefined).
+    """
+
+    def __init__(self, root: str | Path, resolution: int, train: bool,
+                 classes: list[str] | None = None, *, resize_ratio: float = 1.125):
+        self.root = Path(root)
+        self.resolution = int(resolution)
+        self.train = bool(train)
+        self.resize_ratio = float(resize_ratio)
+        present = find_classes(self.root)
+        if classes is None:
+            classes = read_classes_file(self.root) or read_classes_file(self.root.parent) or present
+        self.classes = list(classes)
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = [c for c in present if c not in index]
+        if unknown:
+            raise ValueError(f"{self.root}: class folders {unknown[:5]} are not in the class list "
+                             f"({len(self.classes)} classes); regenerate classes.json or remove them")
+        missing = [c for c in self.classes if c not in present]
+        if missing:
+            raise ValueError(f"{self.root}: class folders {missing[:5]} from the class list are missing")
+        self.samples: list[tuple[Path, int]] = []
+        for c in present:
+            files = sorted(p for p in (self.root / c).rglob("*") if p.is_file() and is_image_file(p))
+            if not files:
+                raise ValueError(f"class folder {self.root / c} has no images "
+                                 f"(extensions: {', '.join(IMG_EXTENSIONS)})")
+            self.samples.extend((p, index[c]) for p in files)
+        self.skipped: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 [N]: the label of every file, in sample order."""
+        return np.array([lab for _, lab in self.samples], dtype=np.int64)
+
+    def load(self, index: int, *, train: bool | None = None, flip: bool = False,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Image `index` as [3, res, res] in [-1, 1]; raises `UnreadableImage` if it cannot be read."""
+        path, _ = self.samples[index]
+        img = load_rgb(path)
+        return transform(img, self.resolution, self.train if train is None else train,
+                         resize_ratio=self.resize_ratio, generator=generator, flip=flip)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """(image [3, res, res], label); an unreadable file is skipped (warned, counted)."""
+        for k in range(len(self.samples)):
+            i = (index + k) % len(self.samples)
+            try:
+                return self.load(i), self.samples[i][1]
+            except UnreadableImage as e:
+                if self.samples[i][0] not in self.skipped:
+                    self.skipped.add(self.samples[i][0])
+                    warnings.warn(f"skipping {e}", stacklevel=2)
+        raise UnreadableImage(f"no readable image in {self.root}")
+
+    def summary(self) -> str:
+        """One line: files, classes, and how many were skipped as unreadable so far."""
+        return (f"{self.root}: {len(self.samples)} images in {len(self.classes)} classes, "
+                f"{len(self.skipped)} unreadable skipped")
+
+
+def _main() -> None:  # tiny sanity CLI: python -m scaling.images ROOT RES
+    ds = ImageFolder(sys.argv[1], int(sys.argv[2]), train=False)
+    for i in range(len(ds)):
+        ds[i]
+    print(ds.summary())
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,369 @@
+"""The token store: pre-tokenised images, memory-mapped, and the batch readers over it.
+
+Layout of a store directory:
+
+    meta.json                 {"format": "var-token-store/1", "vqvae_sha256", "vqvae_config",
+                               "vocab_size", "patch_nums", "L", "image_size", "classes",
+                               "num_classes", "splits": {"train": {"count", "flip"}, ...}}
+    <split>/tokens.npy        uint16 [count, L]: img_to_idx of each image, coarse to fine
+    <split>/labels.npy        int32 [count]
+    <split>/shards/<i>-of-<n>/{tokens.npy, labels.npy, progress.json, done.json}
+                              one shard's part while tokenising (see `ShardWriter`)
+    plan.json                 what the shards are writing (checked by every shard and the merge)
+
+With flip copies, row 2j is image j and row 2j+1 its horizontal mirror (same label).
+`meta.json` is written last by the merge, so a store with it is complete.
+
+Readers: `TokenStore` (open + validate), `TrainOrder` (a seeded, resumable stream of
+global batches of indices), `eval_batches` (a fixed pass, split across ranks).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from scaling.atomic import atomic_write_json
+
+FORMAT = "var-token-store/1"
+MAX_VOCAB = 65536  # tokens are stored as uint16
+META_KEYS = ("format", "vqvae_sha256", "vqvae_config", "vocab_size", "patch_nums", "L",
+             "image_size", "classes", "num_classes", "splits")
+
+
+class TokenStoreError(ValueError):
+    """A token store is missing, incomplete or corrupt."""
+
+
+class TokenStoreMismatch(TokenStoreError):
+    """A token store was made for another VQVAE / vocab / patch_nums than expected."""
+
+
+def mismatch(path: Path | str, field: str, stored: Any, expected: Any, source: str) -> TokenStoreMismatch:
+    """The error for one differing field: names the store, the field and both values."""
+    return TokenStoreMismatch(
+        f"token store {path}: {field} is {stored!r} but the {source} expects {expected!r}; "
+        f"re-tokenise into another directory (python -m scaling.tokenize) or fix the {source}")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TokenStoreError(f"{what}: {path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TokenStoreError(f"{what}: {path} is not valid JSON ({e})") from None
+
+
+class TokenStore:
+    """An open, validated token store (see the module docstring for the layout)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise TokenStoreError(f"token store {self.path} does not exist "
+                                  f"(make one with python -m scaling.tokenize)")
+        meta_path = self.path / "meta.json"
+        if not meta_path.exists():
+            hint = " (tokenisation started but was not merged: run scaling.tokenize ... --merge)" \
+                if (self.path / "plan.json").exists() else ""
+            raise TokenStoreError(f"token store {self.path}: meta.json is missing{hint}")
+        meta = _read_json(meta_path, f"token store {self.path}")
+        if not isinstance(meta, dict):
+            raise TokenStoreError(f"token store {meta_path}: expected a JSON object")
+        missing = [k for k in META_KEYS if k not in meta]
+        if missing:
+            raise TokenStoreError(f"token store {meta_path}: missing keys {missing}")
+        if meta["format"] != FORMAT:
+            raise TokenStoreError(f"token store {meta_path}: format {meta['format']!r}, expected {FORMAT!r}")
+        if sum(p * p for p in meta["patch_nums"]) != meta["L"]:
+            raise TokenStoreError(f"token store {meta_path}: L={meta['L']} does not match "
+                                  f"patch_nums {meta['patch_nums']}")
+        if len(meta["classes"]) != meta["num_classes"]:
+            raise TokenStoreError(f"token store {meta_path}: {len(meta['classes'])} classes listed, "
+                                  f"num_classes={meta['num_classes']}")
+        self.meta: dict = meta
+        self._tokens: dict[str, np.ndarray] = {}
+        self._labels: dict[str, np.ndarray] = {}
+        for split, info in meta["splits"].items():
+            tokens = self._open(split, "tokens.npy", np.uint16, (info["count"], meta["L"]))
+            labels = np.array(self._open(split, "labels.npy", np.int32, (info["count"],)))
+            if labels.size and (labels.min() < 0 or labels.max() >= meta["num_classes"]):
+                raise TokenStoreError(f"token store {self.path}/{split}/labels.npy: labels outside "
+                                      f"[0, {meta['num_classes']})")
+            self._tokens[split], self._labels[split] = tokens, labels
+
+    def _open(self, split: str, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        path = self.path / split / name
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise TokenStoreError(f"token store {self.path}: {split}/{name} is missing") from None
+        except ValueError as e:
+            raise TokenStoreError(f"token store {path}: not a readable .npy file ({e})") from None
+        if arr.dtype != np.dtype(dtype) or tuple(arr.shape) != shape:
+            raise TokenStoreError(f"token store {path}: expected {np.dtype(dtype).name} {list(shape)}, "
+                                  f"found {arr.dtype.name} {list(arr.shape)} (corrupt or partial store)")
+        return arr
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def patch_nums(self) -> tuple[int, ...]:
+        return tuple(self.meta["patch_nums"])
+
+    @property
+    def L(self) -> int:
+        return int(self.meta["L"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.meta["splits"])
+
+    def split_size(self, name: str) -> int:
+        """Number of rows (images, flip copies included) in split `name`."""
+        if name not in self._tokens:
+            raise TokenStoreError(f"token store {self.path} has no split {name!r} (has {self.splits})")
+        return int(self.meta["splits"][name]["count"])
+
+    def check_matches(self, *, vocab_size: int, patch_nums, vqvae_sha256: str | None = None,
+                      source: str = "config") -> None:
+        """Raise `TokenStoreMismatch` unless the store was made with these settings."""
+        if int(vocab_size) != self.vocab_size:
+            raise mismatch(self.path, "vocab_size", self.vocab_size, int(vocab_size), source)
+        if tuple(patch_nums) != self.patch_nums:
+            raise mismatch(self.path, "patch_nums", list(self.patch_nums), list(patch_nums), source)
+        if vqvae_sha256 is not None and vqvae_sha256 != self.meta["vqvae_sha256"]:
+            raise mismatch(self.path, "vqvae_sha256", self.meta["vqvae_sha256"], vqvae_sha256, source)
+
+    def gather(self, split: str, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows `indices` of `split` -> (tokens int64 [B, L], labels int64 [B])."""
+        n = self.split_size(split)
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"token store {self.path}/{split}: index out of range [0, {n})")
+        order = np.argsort(idx, kind="stable")  # read the memmap in file order
+        rows = np.empty((idx.size, self.L), dtype=np.uint16)
+        rows[order] = self._tokens[split][idx[order]]
+        tokens = torch.from_numpy(rows.astype(np.int64))
+        labels = torch.from_numpy(self._labels[split][idx].astype(np.int64))
+        return tokens, labels
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{s}={self.split_size(s)}" for s in self.splits)
+        return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={list(self.patch_nums)}, {counts})"
+
+
+class TrainOrder:
+    """A deterministic infinite stream of global batches of row indices.
+
+    Epoch e is a permutation drawn with seed `seed + e`; each epoch yields
+    num_items // global_batch batches (the tail is dropped). `state_dict()` /
+    `load_state_dict()` resume the stream exactly.
+    """
+
+    def __init__(self, num_items: int, global_batch: int, seed: int):
+        if global_batch < 1:
+            raise ValueError(f"TrainOrder: global_batch must be >= 1, got {global_batch}")
+        if num_items < global_batch:
+            raise ValueError(f"TrainOrder: {num_items} items cannot fill one global batch of {global_batch}")
+        self.num_items, self.global_batch, self.seed = int(num_items), int(global_batch), int(seed)
+        self.batches_per_epoch = self.num_items // self.global_batch
+        self.epoch, self.position = 0, 0
+        self._perm: np.ndarray | None = None
+
+    def _permutation(self) -> np.ndarray:
+        if self._perm is None:
+            self._perm = np.random.default_rng(self.seed + self.epoch).permutation(self.num_items)
+        return self._perm
+
+    def next(self) -> np.ndarray:
+        """The next global batch: int64 [global_batch]."""
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position, self._perm = self.epoch + 1, 0, None
+        start = self.position * self.global_batch
+        batch = self._permutation()[start:start + self.global_batch].astype(np.int64)
+        self.position += 1
+        return batch
+
+    __next__ = next
+
+    def __iter__(self) -> "TrainOrder":
+        return self
+
+    def state_dict(self) -> dict:
+        """{"epoch", "position"}: enough to continue the stream exactly."""
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()`."""
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if epoch < 0 or not 0 <= position <= self.batches_per_epoch:
+            raise ValueError(f"TrainOrder: bad state {state} ({self.batches_per_epoch} batches per epoch)")
+        self.epoch, self.position, self._perm = epoch, position, None
+
+
+def eval_batches(store: TokenStore, split: str, batch_size: int, *, rank: int = 0, world_size: int = 1,
+                 limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed pass over the first `limit` rows of `split` (all if None), split across ranks.
+
+    Rank r gets a contiguous, balanced block (sizes differ by at most one), so each row is
+    evaluated on exactly one rank. Yields (tokens int64 [b, L], labels int64 [b]), b <= batch_size.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"eval_batches: rank {rank} not in [0, {world_size})")
+    if batch_size < 1:
+        raise ValueError(f"eval_batches: batch_size must be >= 1, got {batch_size}")
+    n = store.split_size(split)
+    n = n if limit is None else min(int(limit), n)
+    start, end = n * rank // world_size, n * (rank + 1) // world_size
+    for s in range(start, end, batch_size):
+        yield store.gather(split, np.arange(s, min(s + batch_size, end)))
+
+
+# ----------------------------------------------------------------------------- writing
+
+def shard_range(total: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """Inputs [start, end) handled by `shard` of `num_shards` (balanced, contiguous)."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} not in [0, {num_shards})")
+    return total * shard // num_shards, total * (shard + 1) // num_shards
+
+
+def shard_dir(store: Path, split: str, shard: int, num_shards: int) -> Path:
+    return Path(store) / split / "shards" / f"{shard}-of-{num_shards}"
+
+
+class ShardWriter:
+    """Writes one shard of one split, resumably.
+
+    Rows are preallocated for every input of the shard (times 2 with flips); after each
+    chunk, the memmap is flushed and then `progress.json` ({"inputs_done", "rows",
+    "skipped"}) is replaced atomically, so an interrupted run resumes after the last
+    committed chunk and rewrites anything past it: no image is duplicated or lost.
+    """
+
+    def __init__(self, store: str | Path, split: str, shard: int, num_shards: int, *,
+                 num_inputs: int, rows_per_input: int, L: int):
+        self.dir = shard_dir(Path(store), split, shard, num_shards)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.num_inputs, self.rows_per_input, self.L = num_inputs, rows_per_input, L
+        cap = num_inputs * rows_per_input
+        tok_path, lab_path, prog_path = (self.dir / "tokens.npy", self.dir / "labels.npy",
+                                         self.dir / "progress.json")
+        progress = None
+        if prog_path.exists() and tok_path.exists() and lab_path.exists():
+            try:
+                progress = json.loads(prog_path.read_text())
+                self.tokens = np.load(tok_path, mmap_mode="r+")
+                self.labels = np.load(lab_path, mmap_mode="r+")
+                if self.tokens.shape != (cap, L) or self.labels.shape != (cap,):
+                    progress = None
+            except (ValueError, OSError, json.JSONDecodeError):
+                progress = None
+        if progress is None:
+            self.tokens = np.lib.format.open_memmap(tok_path, mode="w+", dtype=np.uint16, shape=(cap, L))
+            self.labels = np.lib.format.open_memmap(lab_path, mode="w+", dtype=np.int32, shape=(cap,))
+            progress = {"inputs_done": 0, "rows": 0, "skipped": []}
+            atomic_write_json(prog_path, progress)
+        self.inputs_done = int(progress["inputs_done"])
+        self.rows = int(progress["rows"])
+        self.skipped: list[str] = list(progress["skipped"])
+
+    @property
+    def done(self) -> bool:
+        return (self.dir / "done.json").exists()
+
+    def commit(self, tokens: np.ndarray, labels: np.ndarray, inputs: int, skipped: list[str]) -> None:
+        """Append rows (uint16-able [k, L], [k]) produced from the next `inputs` inputs."""
+        k = len(tokens)
+        if self.rows + k > len(self.tokens) or self.inputs_done + inputs > self.num_inputs:
+            raise RuntimeError(f"{self.dir}: more rows or inputs than the shard holds")
+        self.tokens[self.rows:self.rows + k] = tokens
+        self.labels[self.rows:self.rows + k] = labels
+        self.tokens.flush()
+        self.labels.flush()
+        self.rows += k
+        self.inputs_done += inputs
+        self.skipped += skipped
+        atomic_write_json(self.dir / "progress.json",
+                          {"inputs_done": self.inputs_done, "rows": self.rows, "skipped": self.skipped})
+
+    def finish(self) -> None:
+        """Mark the shard complete (all inputs consumed)."""
+        if self.inputs_done != self.num_inputs:
+            raise RuntimeError(f"{self.dir}: {self.inputs_done} of {self.num_inputs} inputs done")
+        atomic_write_json(self.dir / "done.json",
+                          {"inputs": self.num_inputs, "rows": self.rows, "skipped": self.skipped})
+
+
+def merge_split(store: str | Path, split: str, num_shards: int, *, num_inputs: int,
+                rows_per_input: int, L: int) -> dict:
+    """Concatenate the shards of `split` into `<split>/tokens.npy` / `labels.npy`.
+
+    Checks that every shard is done and that inputs add up; returns
+    {"count": rows, "skipped": [files]}, also saved as `<split>/merged.json`; the shard
+    folders are removed afterwards.
+    """
+    store = Path(store)
+    parts, missing, skipped, inputs = [], [], [], 0
+    for i in range(num_shards):
+        d = shard_dir(store, split, i, num_shards)
+        if not (d / "done.json").exists():
+            missing.append(i)
+            continue
+        done = json.loads((d / "done.json").read_text())
+        start, end = shard_range(num_inputs, i, num_shards)
+        if done["inputs"] != end - start:
+            raise TokenStoreError(f"{d}: shard covers {done['inputs']} inputs, expected {end - start}")
+        inputs += done["inputs"]
+        skipped += done["skipped"]
+        parts.append((d, int(done["rows"])))
+    if missing:
+        raise TokenStoreError(f"token store {store}: split {split!r}: shards {missing} of {num_shards} "
+                              f"are not finished; run them (--shard I --num-shards {num_shards}) before --merge")
+    if inputs != num_inputs:
+        raise TokenStoreError(f"token store {store}: split {split!r}: shards cover {inputs} of {num_inputs} inputs")
+    count = sum(r for _, r in parts)
+    if count != (num_inputs - len(skipped)) * rows_per_input:
+        raise TokenStoreError(f"token store {store}: split {split!r}: {count} rows for "
+                              f"{num_inputs} inputs with {len(skipped)} skipped")
+    out = store / split
+    tmp_tok, tmp_lab = out / ".tokens.npy.tmp", out / ".labels.npy.tmp"
+    tokens = np.lib.format.open_memmap(tmp_tok, mode="w+", dtype=np.uint16, shape=(count, L))
+    labels = np.lib.format.open_memmap(tmp_lab, mode="w+", dtype=np.int32, shape=(count,))
+    row = 0
+    for d, rows in parts:
+        tokens[row:row + rows] = np.load(d / "tokens.npy", mmap_mode="r")[:rows]
+        labels[row:row + rows] = np.load(d / "labels.npy", mmap_mode="r")[:rows]
+        row += rows
+    tokens.flush()
+    labels.flush()
+    del tokens, labels
+    tmp_tok.replace(out / "tokens.npy")
+    tmp_lab.replace(out / "labels.npy")
+    result = {"count": count, "skipped": skipped}
+    atomic_write_json(out / "merged.json", result)
+    shutil.rmtree(out / "shards", ignore_errors=True)
+    return result
+
+
+def merged_info(store: str | Path, split: str) -> dict | None:
+    """{"count", "skipped"} if `split` has been merged, else None."""
+    path = Path(store) / split / "merged.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,492 @@
+"""The training job: one VAR size on a token store, measured the way the paper measures it.
+
+    python -m scaling.train runs/demo/d4/config.yaml       # by hand
+    TrainJob()(run_dir)                                     # what the launcher submits
+
+It writes the run directory (scaling.rundir): status.json, metrics.jsonl (one line per
+evaluation, appended and fsynced) and checkpoint.pt (atomic). A job that is preempted,
+times out, crashes or is killed resumes from its last checkpoint and ends with the same
+weights and metrics as an uninterrupted run (bit for bit on CPU): the data order, RNG states,
+optimizer and the metrics file offset are part of the checkpoint.
+
+Compute conventions (DESIGN.md): `flops` = training FLOPs counted exactly from the model's
+shapes (matmuls, block-causal attention pairs, head; training = 3 x forward);
+`flops_6nd` = 6 * N * tokens. Evaluation compute is reported apart (`eval_flops`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from scaling import schedule
+from scaling.atomic import append_jsonl, atomic_write, atomic_write_text
+from scaling.config import RunConfig, load_run_config
+from scaling.config_io import ConfigError, dump_yaml, to_dict
+from scaling.distributed import DistInfo, setup as setup_distributed, teardown
+from scaling.evaluate import evaluate
+from scaling.rundir import RunDir
+from scaling.token_store import TokenStore, TrainOrder, eval_batches
+
+CHECKPOINT_FORMAT = "var-scaling-train/1"
+# weight decay does not apply to these (official trainer): biases, 1-D tensors and embeddings
+# that act as positions/levels, and the attention temperature / shared AdaLN tables.
+NO_DECAY_KEYS = ("pos_start", "pos_1LC", "lvl_embed", "scale_mul", "ada_gss")
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or inf."""
+
+
+class StopRequest:
+    """Set by a signal handler; the trainer checkpoints at the next step boundary and stops."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self, signum, frame=None) -> None:
+        self.signum = signum
+
+
+def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """AdamW groups: decayed weights, and the no-decay set of the official trainer."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith("bias") or any(k in name for k in NO_DECAY_KEYS):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "wd_scale": 1.0}, {"params": no_decay, "wd_scale": 0.0}]
+
+
+def split_scales(tokens: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:
+    """[B, L] -> list of K tensors [B, pn*pn], coarse to fine."""
+    return list(torch.split(tokens, [pn * pn for pn in patch_nums], dim=1))
+
+
+class Trainer:
+    """One run: model, optimizer, data order and the loop that writes the run directory."""
+
+    def __init__(self, config: RunConfig, run_dir: RunDir, dist: DistInfo):
+        from var_core import VAR, counting
+
+        self.config, self.run_dir, self.dist = config, run_dir, dist
+        self.device = dist.device
+        if config.runtime.num_threads:
+            torch.set_num_threads(config.runtime.num_threads)
+
+        self.store = TokenStore(config.data.store)
+        self.store.check_matches(
+            vocab_size=config.data.vocab_size or self.store.vocab_size,
+            patch_nums=tuple(config.data.patch_nums or self.store.patch_nums),
+            vqvae_sha256=config.data.vqvae_sha256, source=f"{run_dir.config} (data)")
+        self.patch_nums = tuple(self.store.patch_nums)
+        self.L = sum(pn * pn for pn in self.patch_nums)
+        self.train_size = self.store.split_size(config.data.train_split)
+        self.quantizer = self.store.load_quantizer(self.device)
+
+        var_kwargs = config.model.var_kwargs(
+            num_classes=self.store.num_classes, vocab_size=self.store.vocab_size,
+            z_channels=self.quantizer.z_channels, patch_nums=self.patch_nums)
+        torch.manual_seed(config.seed)  # same initial weights on every rank
+        self.model = VAR(**var_kwargs, attn_backend=config.runtime.attn_backend).to(self.device)
+        self.params = counting.params(**var_kwargs)
+        self.forward_flops = counting.forward_flops(**var_kwargs)
+
+        optim = config.optim
+        if optim.batch_size % dist.world_size:
+            raise ConfigError(f"{run_dir.config}: optim.batch_size: {optim.batch_size} is not "
+                              f"divisible by the number of processes ({dist.world_size})")
+        self.local_batch = optim.batch_size // dist.world_size
+        self.micro_batch = min(config.runtime.micro_batch or self.local_batch, self.local_batch)
+        self.total_steps = config.length.total_steps(
+            train_size=self.train_size, batch_size=optim.batch_size, tokens_per_image=self.L,
+            flops_per_image=3 * self.forward_flops)
+        self.evals = schedule.eval_schedule(self.total_steps, config.eval)
+
+        self.precision = config.runtime.precision
+        if self.precision == "auto":
+            self.precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if config.runtime.activation_checkpointing:
+            _checkpoint_blocks(self.model)
+        self.train_model: torch.nn.Module = self.model
+        if dist.enabled:
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if config.runtime.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model), lr=optim.peak_lr, betas=optim.betas, eps=optim.eps,
+            weight_decay=optim.weight_decay, fused=self.device.type == "cuda" or None)
+        self.order = TrainOrder(self.train_size, optim.batch_size, seed=config.seed)
+
+        # progress, all restored from the checkpoint
+        self.step = 0
+        self.wall_s = 0.0
+        self.eval_flops = 0
+        self.loss_sum, self.loss_count = 0.0, 0
+
+    # ------------------------------------------------------------------ steps
+    def autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def teacher_forcing_input(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] -> [B, L-1, Cvae], built on the device in float32."""
+        with torch.no_grad():
+            return self.quantizer.idx_to_var_input(split_scales(tokens, self.patch_nums))
+
+    def train_step(self) -> float:
+        """One optimizer step on the next global batch; returns its mean training loss."""
+        cfg = self.config
+        self.model.train()
+        lr_factor = schedule.lr_factor(self.step, self.total_steps, cfg.optim)
+        wd = schedule.weight_decay(self.step, self.total_steps, cfg.optim)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.optim.peak_lr * lr_factor
+            group["weight_decay"] = wd * group["wd_scale"]
+
+        indices = self.order.next()
+        mine = indices[self.dist.rank * self.local_batch:(self.dist.rank + 1) * self.local_batch]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        chunks = [mine[i:i + self.micro_batch] for i in range(0, len(mine), self.micro_batch)]
+        for i, chunk in enumerate(chunks):
+            tokens, labels = self.store.gather(cfg.data.train_split, chunk)
+            tokens = tokens.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            x_in = self.teacher_forcing_input(tokens)
+            sync = i == len(chunks) - 1 or not self.dist.enabled
+            with (contextlib.nullcontext() if sync else self.train_model.no_sync()):
+                with self.autocast():
+                    logits = self.train_model(labels, x_in)
+                # every token weighted 1/L, every image 1/B: the mean over the global batch
+                loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(),
+                                       label_smoothing=cfg.optim.label_smoothing)
+                (loss * (len(chunk) / self.local_batch)).backward()
+            loss_sum += loss.detach().double() * len(chunk)
+        self.dist.all_reduce_sum(loss_sum)
+        mean_loss = loss_sum.item() / cfg.optim.batch_size
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLoss(
+                f"training loss is {mean_loss} at step {self.step + 1} of run "
+                f"{cfg.run_id}; stopped before updating the weights. The last good "
+                f"checkpoint ({self.run_dir.checkpoint}) is kept.")
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.loss_sum += mean_loss
+        self.loss_count += 1
+        return mean_loss
+
+    # ------------------------------------------------------------- evaluation
+    def evaluate(self, kind: str) -> dict[str, Any]:
+        """Test metrics now; `kind` is "full" or "subset" (the cheap, frequent points)."""
+        cfg = self.config.eval
+        limit = cfg.max_images if kind == "full" else cfg.subset_images
+        self.model.eval()
+        t0 = time.perf_counter()
+
+        def forward(tokens, labels):
+            return self.model(labels, self.teacher_forcing_input(tokens))
+
+        batches = eval_batches(self.store, self.config.data.eval_split, cfg.batch_size,
+                               rank=self.dist.rank, world_size=self.dist.world_size, limit=limit)
+        metrics = evaluate(forward, batches, self.patch_nums, self.device,
+                           autocast=self.autocast(), all_reduce=self.dist.all_reduce_sum)
+        self.eval_flops += self.forward_flops * metrics["images"]
+        images = self.step * self.config.optim.batch_size
+        record = dict(
+            run=self.config.run_id, depth=self.config.model.depth, params=self.params,
+            step=self.step, images=images, tokens=images * self.L,
+            flops=3 * self.forward_flops * images, flops_6nd=6 * self.params * images * self.L,
+            wall_s=round(self.wall_s, 3),
+            train_loss=self.loss_sum / max(self.loss_count, 1),
+            lr=self.optimizer.param_groups[0]["lr"],
+            ce_avg=metrics["ce_avg"], ce_last=metrics["ce_last"],
+            err_avg=metrics["err_avg"], err_last=metrics["err_last"],
+            ce_by_scale=metrics["ce_by_scale"], err_by_scale=metrics["err_by_scale"],
+            eval=kind, eval_images=metrics["images"], eval_flops=self.eval_flops,
+            eval_s=round(time.perf_counter() - t0, 3),
+        )
+        self.loss_sum, self.loss_count = 0.0, 0
+        if self.dist.is_main:
+            append_jsonl(self.run_dir.metrics, record)
+        return record
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        metrics_offset = self.run_dir.metrics.stat().st_size if self.run_dir.metrics.exists() else 0
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT, "config": to_dict(self.config), "step": self.step,
+            "total_steps": self.total_steps, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "order": self.order.state_dict(),
+            "rng": rng, "metrics_offset": metrics_offset, "wall_s": self.wall_s,
+            "eval_flops": self.eval_flops, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+        }
+
+    def save_checkpoint(self) -> None:
+        """Write checkpoint.pt atomically (rank 0); every rank waits for it."""
+        if self.dist.is_main:
+            state = self.state_dict()
+            atomic_write(self.run_dir.checkpoint, lambda f: torch.save(state, f))
+        self.dist.barrier()
+
+    def load_checkpoint(self) -> bool:
+        """Resume from checkpoint.pt if there is one; returns whether it did."""
+        path = self.run_dir.checkpoint
+        if not path.exists():
+            if self.dist.is_main and self.run_dir.metrics.exists():
+                self.run_dir.metrics.unlink()  # evaluations of a run that never checkpointed
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a training checkpoint of this toolkit "
+                             f"(format {state.get('format')!r})")
+        if state["config"] != to_dict(self.config):
+            raise ValueError(f"{path}: was written with another config than "
+                             f"{self.run_dir.config}; move it away to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.order.load_state_dict(state["order"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.step, self.wall_s = state["step"], state["wall_s"]
+        self.eval_flops = state["eval_flops"]
+        self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
+        # evaluations written after this checkpoint are redone: drop them, so the file
+        # ends with neither duplicated nor missing lines
+        if self.dist.is_main and self.run_dir.metrics.exists():
+            with open(self.run_dir.metrics, "r+b") as f:
+                f.truncate(state["metrics_offset"])
+        self.dist.barrier()
+        return True
+
+    # ------------------------------------------------------------------- loop
+    def run(self, *, max_steps: int | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
+        """Train to the end, `max_steps` more steps, or a stop request; returns the last
+        metrics record. A stop request is honoured at a step boundary, after a checkpoint."""
+        cfg = self.config.runtime
+        resumed = self.load_checkpoint()
+        if self.dist.is_main:
+            print(f"[{self.config.run_id}] {'resumed at' if resumed else 'starting'} step "
+                  f"{self.step}/{self.total_steps}: N={self.params:,} params, batch "
+                  f"{self.config.optim.batch_size} on {self.dist.world_size} x {self.device.type} "
+                  f"({self.precision}), {len(self.evals)} evaluations", flush=True)
+        last = None
+        end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
+        last_save = last_log = time.monotonic()
+        progress = _progress(self.total_steps, self.step, enabled=self.dist.is_main)
+        t_prev = time.perf_counter()
+        while self.step < end:
+            loss = self.train_step()
+            kind = self.evals.get(self.step)
+            if kind is not None:
+                self._tick(t_prev)
+                last = self.evaluate(kind)
+                t_prev = time.perf_counter()
+                progress.set_postfix(loss=f"{loss:.3f}", test_ce=f"{last['ce_avg']:.3f}")
+            progress.update(1)
+            now = time.monotonic()
+            save_due = (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) \
+                or now - last_save >= cfg.checkpoint_every_s
+            flags = self._agree([bool(save_due), stop is not None and stop.signum is not None])
+            if flags[0] or flags[1] or self.step == self.total_steps:
+                t_prev = self._tick(t_prev)
+                self.save_checkpoint()
+                last_save = time.monotonic()
+            if flags[1]:
+                break
+            if self.dist.is_main and not progress.interactive and now - last_log >= cfg.log_every_s:
+                last_log = now
+                print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
+                      f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
+                      f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s", flush=True)
+            t_prev = self._tick(t_prev)
+        if self.step == self.total_steps and self.step > 0 and not self.run_dir.checkpoint.exists():
+            self.save_checkpoint()
+        progress.close()
+        return last or {}
+
+    def _tick(self, t_prev: float) -> float:
+        now = time.perf_counter()
+        self.wall_s += now - t_prev
+        return now
+
+    def _agree(self, flags: list[bool]) -> list[bool]:
+        """Every rank takes rank 0's decisions (save, stop) at the same step."""
+        if not self.dist.enabled:
+            return flags
+        t = torch.tensor([float(f) for f in flags], device=self.device)
+        torch.distributed.broadcast(t, src=0)
+        return [bool(v) for v in t.tolist()]
+
+
+def _checkpoint_blocks(model: torch.nn.Module) -> None:
+    """Recompute each transformer block's activations in the backward pass (less memory)."""
+    from torch.utils.checkpoint import checkpoint
+
+    for block in model.blocks:
+        forward = block.forward
+        block.forward = lambda *a, _f=forward, **k: checkpoint(_f, *a, use_reentrant=False, **k)
+
+
+class _Progress:
+    """tqdm in a terminal; a silent counter in a job log (which gets periodic lines instead)."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.interactive = enabled and sys.stderr.isatty()
+        self.bar = None
+        if self.interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def set_postfix(self, **kw) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(**kw)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(total: int, initial: int, enabled: bool) -> _Progress:
+    return _Progress(total, initial, enabled)
+
+
+def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRequest | None = None,
+              requeue=None) -> dict[str, Any]:
+    """Train the run in `run_dir` (its config.yaml) to the end, resuming if it can.
+
+    When `stop` is set by a signal, the run checkpoints and then calls `requeue(signum)`
+    (submitit's handler) if given, else exits with a message saying how to resume.
+    """
+    run = RunDir(run_dir)
+    config = load_run_config(run.config)
+    dist = setup_distributed(config.runtime.device)
+    try:
+        trainer = Trainer(config, run, dist)
+        if dist.is_main:
+            status = run.read_status()
+            run.update_status(state="running", started_at=time.time(), host=os.uname().nodename,
+                              slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                              restarts=int(status.get("restarts", -1)) + 1,
+                              total_steps=trainer.total_steps, params=trainer.params)
+        last = trainer.run(max_steps=max_steps, stop=stop)
+        if trainer.step >= trainer.total_steps:
+            if dist.is_main:
+                run.update_status(state="done", finished_at=time.time(), step=trainer.step,
+                                  final=_summary(last))
+        elif stop is not None and stop.signum is not None:
+            name = signal.Signals(stop.signum).name
+            if requeue is not None:
+                if dist.is_main:
+                    run.update_status(state="queued", step=trainer.step, requeued_by=name)
+                requeue(stop.signum)
+            message = (f"stopped by {name} at step {trainer.step}/{trainer.total_steps} after "
+                       f"a checkpoint; run again to resume")
+            if dist.is_main:
+                run.update_status(state="failed", step=trainer.step, error=message)
+            raise SystemExit(message)
+        return last
+    except BaseException as e:
+        if dist.is_main and not isinstance(e, (KeyboardInterrupt, SystemExit)):
+            run.update_status(state="failed", finished_at=time.time(),
+                              error=f"{type(e).__name__}: {e}",
+                              traceback=traceback.format_exc()[-4000:])
+        raise
+    finally:
+        teardown()
+
+
+def _summary(record: dict[str, Any] | None) -> dict[str, Any]:
+    keys = ("step", "tokens", "flops", "ce_avg", "ce_last", "err_avg", "err_last")
+    return {k: record[k] for k in keys if record and k in record}
+
+
+class TrainJob:
+    """What the launcher submits: `TrainJob()(run_dir)`; requeued on preemption/time-out.
+
+    submitit calls `checkpoint()` from its SIGUSR2 handler and then requeues the job. Our own
+    handler first lets the current step finish and saves checkpoint.pt, so the state on disk
+    is always a consistent step boundary; then it hands over to submitit's handler.
+    """
+
+    def __call__(self, run_dir: str) -> dict[str, Any]:
+        submitit_handler = signal.getsignal(signal.SIGUSR2)
+        under_submitit = callable(submitit_handler)
+        stop = StopRequest()
+        signal.signal(signal.SIGUSR2, stop)
+        if not under_submitit:  # a plain process: SIGTERM also checkpoints and stops
+            signal.signal(signal.SIGTERM, stop)
+        # submitit ignores SIGTERM (SLURM sends it before USR2 on preemption) and requeues on USR2
+        requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
+        return train_run(run_dir, stop=stop, requeue=requeue)
+
+    def checkpoint(self, run_dir: str):
+        """submitit: the same job again; it resumes from checkpoint.pt."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(TrainJob(), run_dir)
+
+
+def prepare_run_dir(config_path: Path, run_dir: Path | None) -> Path:
+    """The run directory for a config given on the command line; copies the config in."""
+    config = load_run_config(config_path)
+    if run_dir is None:
+        run_dir = config_path.parent if config_path.name == "config.yaml" else Path("runs") / config.run_id
+    run = RunDir(run_dir)
+    if run.config.exists():
+        if load_run_config(run.config) != config:
+            raise SystemExit(f"error: {run.config} already holds another config; give another "
+                             f"--run-dir or remove that run")
+    else:
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config, dump_yaml(config))
+    return run.path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scaling.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", type=Path, help="a run config (a run directory's config.yaml)")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="run directory (default: the config's folder when it is config.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        run_dir = prepare_run_dir(args.config, args.run_dir)
+        last = TrainJob()(str(run_dir))
+    except (ConfigError, ValueError, NonFiniteLoss) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if last:
+        print(f"done: ce_avg {last['ce_avg']:.4f}  ce_last {last['ce_last']:.4f}  "
+              f"err_avg {last['err_avg']:.4f}  err_last {last['err_last']:.4f}  ({run_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

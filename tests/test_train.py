@@ -1,0 +1,238 @@
+"""The training job: learning, metrics contract, compute counts, exact resume, failures, DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from scaling import schedule
+from scaling.config import EvalConfig, LengthConfig, OptimConfig, RunConfig
+from scaling.rundir import RunDir
+from scaling.token_store import TokenStoreMismatch
+from scaling.train import NonFiniteLoss, Trainer, train_run
+from scaling.distributed import DistInfo
+from tests.factories import make_token_store, tiny_run_config, write_run
+
+REQUIRED_FIELDS = {"run", "params", "step", "images", "tokens", "flops", "flops_6nd", "wall_s",
+                   "train_loss", "ce_avg", "ce_last", "err_avg", "err_last", "ce_by_scale",
+                   "err_by_scale", "eval", "eval_images", "eval_flops"}
+TIMING_FIELDS = {"wall_s", "eval_s"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_token_store(tmp_path_factory.mktemp("store") / "tokens")
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _untimed(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def test_tiny_model_learns_and_writes_the_metrics_contract(store, tmp_path):
+    config = tiny_run_config(store, steps=40, eval_points=5)
+    run_dir = write_run(tmp_path / "run", config)
+    train_run(run_dir)
+    records = _metrics(run_dir)
+    assert [r["step"] for r in records] == list(schedule.eval_schedule(40, config.eval))
+    for r in records:
+        assert REQUIRED_FIELDS <= r.keys()
+        assert len(r["ce_by_scale"]) == len(r["err_by_scale"]) == 3
+        assert r["eval_images"] == 64
+    first, last = records[0], records[-1]
+    # chance level is ln(32) = 3.47; the store's structure makes most tokens predictable
+    assert first["ce_avg"] > 2.5
+    assert last["ce_avg"] < first["ce_avg"] - 1.0
+    assert last["err_avg"] < first["err_avg"] - 0.2
+    # averages are token-weighted means of the per-scale values (1, 4, 9 tokens)
+    for r in records:
+        weighted = sum(n * v for n, v in zip((1, 4, 9), r["ce_by_scale"])) / 14
+        assert r["ce_avg"] == pytest.approx(weighted, rel=1e-9)
+        assert r["ce_last"] == pytest.approx(r["ce_by_scale"][-1], rel=1e-12)
+    status = RunDir(run_dir).read_status()
+    assert status["state"] == "done" and status["final"]["ce_avg"] == last["ce_avg"]
+
+
+def test_flops_are_steps_times_per_step_count(store, tmp_path):
+    from var_core import counting
+
+    config = tiny_run_config(store, steps=10, eval_points=3)
+    run_dir = write_run(tmp_path / "run", config)
+    train_run(run_dir)
+    kwargs = config.model.var_kwargs(num_classes=4, vocab_size=32, z_channels=8, patch_nums=(1, 2, 3))
+    forward = counting.forward_flops(**kwargs)
+    N = counting.params(**kwargs)
+    for r in _metrics(run_dir):
+        assert r["images"] == r["step"] * 16
+        assert r["tokens"] == r["images"] * 14
+        assert r["flops"] == r["step"] * 16 * 3 * forward
+        assert r["flops_6nd"] == 6 * N * r["tokens"]
+        assert r["params"] == N
+
+
+def test_length_in_epochs_images_tokens_and_flops(store):
+    kwargs = dict(train_size=256, batch_size=16, tokens_per_image=14, flops_per_image=1000)
+    assert LengthConfig(epochs=2).total_steps(**kwargs) == 32
+    assert LengthConfig(images=100).total_steps(**kwargs) == 7
+    assert LengthConfig(tokens=14 * 160).total_steps(**kwargs) == 10
+    assert LengthConfig(flops=1000 * 16 * 5.5).total_steps(**kwargs) == 5
+
+
+def _train_in_pieces(store, tmp_path, name, config, pieces, crash_at=None):
+    run_dir = write_run(tmp_path / name, config)
+    for max_steps in pieces:
+        train_run(run_dir, max_steps=max_steps)
+    return run_dir
+
+
+def test_resume_is_exact_after_clean_stops_and_after_a_crash(store, tmp_path, monkeypatch):
+    config = tiny_run_config(store, steps=24, eval_points=6, checkpoint_every_steps=4)
+    reference = write_run(tmp_path / "ref", config)
+    train_run(reference)
+
+    # stopped cleanly (checkpoint at the stop) after 5, then 7 more steps, then the rest
+    pieces = write_run(tmp_path / "pieces", config)
+    train_run(pieces, max_steps=5)
+    train_run(pieces, max_steps=7)
+    train_run(pieces)
+
+    # a crash at step 11: the last checkpoint is step 8, evaluations after it are redone
+    crashed = write_run(tmp_path / "crash", config)
+    real_step = Trainer.train_step
+
+    def crash_at_11(self):
+        if self.step == 10:
+            raise RuntimeError("simulated node failure")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_11)
+    with pytest.raises(RuntimeError, match="simulated node failure"):
+        train_run(crashed)
+    assert RunDir(crashed).read_status()["state"] == "failed"
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    train_run(crashed)
+
+    ref_state = torch.load(reference / "checkpoint.pt", weights_only=True)
+    for other in (pieces, crashed):
+        state = torch.load(other / "checkpoint.pt", weights_only=True)
+        assert state["step"] == 24
+        for key, value in ref_state["model"].items():
+            assert torch.equal(value, state["model"][key]), key
+        assert _untimed(_metrics(other)) == _untimed(_metrics(reference))
+        assert RunDir(other).read_status()["state"] == "done"
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(store, tmp_path, monkeypatch):
+    config = tiny_run_config(store, steps=20, checkpoint_every_steps=3)
+    run_dir = write_run(tmp_path / "run", config)
+    real_step = Trainer.train_step
+
+    def poison_at_7(self):
+        if self.step == 6:
+            with torch.no_grad():
+                self.model.head.weight.fill_(float("nan"))
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", poison_at_7)
+    with pytest.raises(NonFiniteLoss, match="at step 7 of run tiny"):
+        train_run(run_dir)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 6
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    status = RunDir(run_dir).read_status()
+    assert status["state"] == "failed" and "at step 7" in status["error"]
+
+
+def test_mismatched_store_is_refused_before_training(store, tmp_path):
+    config = tiny_run_config(store)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, vocab_size=4096))
+    run_dir = write_run(tmp_path / "run", config)
+    with pytest.raises(TokenStoreMismatch, match="vocab_size") as e:
+        train_run(run_dir)
+    assert "4096" in str(e.value) and "32" in str(e.value)
+    assert not (run_dir / "checkpoint.pt").exists() and not (run_dir / "metrics.jsonl").exists()
+
+
+def test_cli_reports_a_located_config_error(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("run_id: x\ndata:\n  store: s\noptim:\n  batch_size: -4\n")
+    result = subprocess.run([sys.executable, "-m", "scaling.train", str(bad)],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 1
+    assert f"{bad}:5: optim.batch_size: must be > 0, got -4" in result.stderr
+
+
+def _ddp_worker(rank: int, world_size: int, run_dir: str, port: int) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train_run(run_dir)
+
+
+def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(store, tmp_path):
+    import torch.multiprocessing as mp
+
+    config = tiny_run_config(store, steps=8, eval_points=2)
+    single = write_run(tmp_path / "single", config)
+    train_run(single)
+    double = write_run(tmp_path / "ddp", config)
+    port = 29500 + os.getpid() % 1000
+    mp.start_processes(_ddp_worker, args=(2, str(double), port), nprocs=2, start_method="fork")
+    a = torch.load(single / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(double / "checkpoint.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
+    for ra, rb in zip(_metrics(single), _metrics(double)):
+        assert ra["step"] == rb["step"] and ra["eval_images"] == rb["eval_images"]
+        assert rb["ce_avg"] == pytest.approx(ra["ce_avg"], rel=1e-5)
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
+
+
+def test_micro_batches_accumulate_to_the_same_step(store, tmp_path):
+    full = write_run(tmp_path / "full", tiny_run_config(store, steps=6, eval_points=1))
+    micro = write_run(tmp_path / "micro", tiny_run_config(store, steps=6, eval_points=1, micro_batch=4))
+    train_run(full)
+    train_run(micro)
+    a = torch.load(full / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(micro / "checkpoint.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_sigterm_checkpoints_and_the_rerun_finishes_like_an_uninterrupted_run(store, tmp_path):
+    config = tiny_run_config(store, steps=400, eval_points=3, batch=8)
+    reference = write_run(tmp_path / "ref", config)
+    train_run(reference)
+    run_dir = write_run(tmp_path / "run", config)
+    cmd = [sys.executable, "-m", "scaling.train", str(run_dir / "config.yaml")]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and RunDir(run_dir).read_status().get("state") != "running":
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    status = RunDir(run_dir).read_status()
+    if status["state"] == "done":
+        pytest.skip("the run finished before SIGTERM arrived (machine too fast for this test)")
+    assert proc.returncode != 0
+    assert "stopped by SIGTERM at step" in err and status["state"] == "failed"
+    stopped_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < stopped_at < 400
+    subprocess.run(cmd, cwd=Path(__file__).parents[1], check=True, capture_output=True)
+    assert RunDir(run_dir).read_status()["state"] == "done"
+    assert _untimed(_metrics(run_dir)) == _untimed(_metrics(reference))
