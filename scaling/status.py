@@ -184,12 +184,14 @@ def _last_metrics(run_dir: Path) -> dict | None:
     return last
 
 
-def _budget_tokens(run: Any, rec: dict) -> float | None:
-    """The run's planned training tokens: recorded by the job, else estimated by launch."""
-    for key in ("total_tokens", "budget_tokens"):
-        if rec.get(key):
-            return float(rec[key])
-    return None
+def _percent(m: dict, rec: dict) -> str:
+    """Progress through the run's budget: steps (recorded by the job) or tokens (launch's
+    estimate)."""
+    if rec.get("total_steps") and isinstance(m.get("step"), (int, float)):
+        return f" ({100 * m['step'] / rec['total_steps']:.0f}%)"
+    if rec.get("budget_tokens") and isinstance(m.get("tokens"), (int, float)):
+        return f" ({100 * m['tokens'] / rec['budget_tokens']:.0f}%)"
+    return ""
 
 
 def rows(sweep: Any, runs: list[Any] | None = None,
@@ -203,13 +205,11 @@ def rows(sweep: Any, runs: list[Any] | None = None,
     for run in runs:
         state, slurm, rec = states[run.run_id]
         m = _last_metrics(run.run_dir)
-        budget = _budget_tokens(run, rec)
         progress = "-"
         metrics = "-"
         if m is not None:
             progress = f"step {m.get('step', '?')}, {human(float(m.get('tokens', 0)))} tok"
-            if budget:
-                progress += f" ({100 * float(m.get('tokens', 0)) / budget:.0f}%)"
+            progress += _percent(m, rec)
             metrics = " ".join(f"{k} {m[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg", "err_last")
                                if isinstance(m.get(k), (int, float)))
         label = state + (f" ({slurm})" if slurm and slurm not in ("RUNNING", "PENDING") or
