@@ -367,3 +367,41 @@ def merged_info(store: str | Path, split: str) -> dict | None:
     """{"count", "skipped"} if `split` has been merged, else None."""
     path = Path(store) / split / "merged.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+# --------------------------------------------------------------------------- quantizer
+# The store carries its VQVAE's quantizer (codebook + phi refiners, a few hundred kB even for
+# the official VQVAE), so training builds the teacher-forcing input on the device from the
+# tokens alone: the store is self-contained, and no VQVAE runs in the training loop.
+QUANTIZER_FILE = "quantizer.pt"
+QUANTIZER_FORMAT = "var-token-store.quantizer/1"
+
+
+def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
+    """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
+    from scaling.atomic import atomic_write
+
+    config = dict(vocab_size=quantizer.vocab_size, z_channels=quantizer.z_channels,
+                  patch_nums=list(quantizer.patch_nums), beta=quantizer.beta,
+                  phi_ratio=quantizer.phi_ratio, phi_sharing=quantizer.phi_sharing)
+    payload = {"format": QUANTIZER_FORMAT, "config": config,
+               "state_dict": {k: v.detach().cpu() for k, v in quantizer.state_dict().items()}}
+    path = Path(store) / QUANTIZER_FILE
+    atomic_write(path, lambda f: torch.save(payload, f))
+    return path
+
+
+def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The store's quantizer, in eval mode on `device`, frozen."""
+    from var_core import MultiScaleQuantizer
+
+    path = Path(store) / QUANTIZER_FILE
+    if not path.exists():
+        raise TokenStoreError(f"token store {store}: {QUANTIZER_FILE} is missing (re-run "
+                              f"python -m scaling.tokenize ... --merge to write it)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != QUANTIZER_FORMAT:
+        raise TokenStoreError(f"{path}: not a token-store quantizer file")
+    quantizer = MultiScaleQuantizer(**payload["config"])
+    quantizer.load_state_dict(payload["state_dict"])
+    return quantizer.to(device).eval().requires_grad_(False)

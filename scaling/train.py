@@ -37,7 +37,7 @@ from scaling.config_io import ConfigError, dump_yaml, to_dict
 from scaling.distributed import DistInfo, setup as setup_distributed, teardown
 from scaling.evaluate import evaluate
 from scaling.rundir import RunDir
-from scaling.token_store import TokenStore, TrainOrder, eval_batches
+from scaling.token_store import TokenStore, TrainOrder, eval_batches, load_quantizer
 
 CHECKPOINT_FORMAT = "var-scaling-train/1"
 # weight decay does not apply to these (official trainer): biases, 1-D tensors and embeddings
@@ -96,13 +96,16 @@ class Trainer:
         self.patch_nums = tuple(self.store.patch_nums)
         self.L = sum(pn * pn for pn in self.patch_nums)
         self.train_size = self.store.split_size(config.data.train_split)
-        self.quantizer = self.store.load_quantizer(self.device)
+        self.quantizer = load_quantizer(self.store.path, self.device)
 
         var_kwargs = config.model.var_kwargs(
             num_classes=self.store.num_classes, vocab_size=self.store.vocab_size,
             z_channels=self.quantizer.z_channels, patch_nums=self.patch_nums)
         torch.manual_seed(config.seed)  # same initial weights on every rank
         self.model = VAR(**var_kwargs, attn_backend=config.runtime.attn_backend).to(self.device)
+        # class dropout is drawn here for the whole global batch (see `class_dropout`), so
+        # that the batch is the same whatever the number of processes
+        self.model.cond_drop = 0.0
         self.params = counting.params(**var_kwargs)
         self.forward_flops = counting.forward_flops(**var_kwargs)
 
@@ -160,24 +163,27 @@ class Trainer:
             group["lr"] = cfg.optim.peak_lr * lr_factor
             group["weight_decay"] = wd * group["wd_scale"]
 
-        indices = self.order.next()
-        mine = indices[self.dist.rank * self.local_batch:(self.dist.rank + 1) * self.local_batch]
+        mine = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
+        indices = self.order.next()[mine]
+        dropped = self.class_dropout()[mine]
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        chunks = [mine[i:i + self.micro_batch] for i in range(0, len(mine), self.micro_batch)]
-        for i, chunk in enumerate(chunks):
-            tokens, labels = self.store.gather(cfg.data.train_split, chunk)
+        starts = range(0, self.local_batch, self.micro_batch)
+        for i, start in enumerate(starts):
+            chunk = slice(start, start + self.micro_batch)
+            tokens, labels = self.store.gather(cfg.data.train_split, indices[chunk])
+            labels = torch.where(dropped[chunk], self.store.num_classes, labels)
             tokens = tokens.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             x_in = self.teacher_forcing_input(tokens)
-            sync = i == len(chunks) - 1 or not self.dist.enabled
+            sync = i == len(starts) - 1 or not self.dist.enabled
             with (contextlib.nullcontext() if sync else self.train_model.no_sync()):
                 with self.autocast():
                     logits = self.train_model(labels, x_in)
                 # every token weighted 1/L, every image 1/B: the mean over the global batch
                 loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(),
                                        label_smoothing=cfg.optim.label_smoothing)
-                (loss * (len(chunk) / self.local_batch)).backward()
-            loss_sum += loss.detach().double() * len(chunk)
+                (loss * (len(tokens) / self.local_batch)).backward()
+            loss_sum += loss.detach().double() * len(tokens)
         self.dist.all_reduce_sum(loss_sum)
         mean_loss = loss_sum.item() / cfg.optim.batch_size
         if not math.isfinite(mean_loss):
@@ -193,6 +199,17 @@ class Trainer:
         self.loss_sum += mean_loss
         self.loss_count += 1
         return mean_loss
+
+    def class_dropout(self) -> torch.Tensor:
+        """BoolTensor [global batch]: which labels become the null class at this step.
+
+        Drawn from a generator seeded by (seed, step): the same for any number of processes
+        and on resume, with no state to save. (Drop-path masks, by contrast, come from each
+        process's RNG: runs with different world sizes agree in distribution only.)
+        """
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        draws = torch.rand(self.config.optim.batch_size, generator=generator)
+        return draws < self.config.model.cond_drop
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, kind: str) -> dict[str, Any]:

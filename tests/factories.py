@@ -14,14 +14,12 @@ from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, O
 from scaling.config_io import dump_yaml
 
 
-def class_conditional_tokens(n: int, *, patch_nums, vocab: int, num_classes: int,
+def class_conditional_tokens(n: int, *, patch_nums, vocab: int, protos: np.ndarray,
                              rng: np.random.Generator, noise: float = 0.3):
     """Tokens [n, L] and labels [n]: each class has a prototype token map per scale, and
     each token is the prototype's with prob 1-noise, else a child of its parent token
     (so coarser scales predict finer ones); enough structure for loss to fall quickly."""
-    L = sum(p * p for p in patch_nums)
-    protos = rng.integers(0, vocab, size=(num_classes, L))
-    labels = rng.integers(0, num_classes, size=n)
+    labels = rng.integers(0, len(protos), size=n)
     tokens = protos[labels].copy()
     start = 0
     for k, pn in enumerate(patch_nums):
@@ -46,9 +44,10 @@ def make_token_store(path: Path, *, patch_nums=(1, 2, 3), vocab: int = 32, num_c
     rng = np.random.default_rng(seed)
     path = Path(path)
     splits = {}
+    protos = rng.integers(0, vocab, size=(num_classes, sum(p * p for p in patch_nums)))
     for split, n in (("train", n_train), ("val", n_val)):
         tokens, labels = class_conditional_tokens(n, patch_nums=patch_nums, vocab=vocab,
-                                                  num_classes=num_classes, rng=rng)
+                                                  protos=protos, rng=rng)
         (path / split).mkdir(parents=True, exist_ok=True)
         np.save(path / split / "tokens.npy", tokens)
         np.save(path / split / "labels.npy", labels)
@@ -73,7 +72,7 @@ def tiny_run_config(store: Path, run_id: str = "tiny", *, steps: int = 24, batch
     return RunConfig(
         run_id=run_id, data=DataConfig(store=store),
         model=ModelConfig(depth=depth, width=width, heads=2, init_adaln_gamma=1e-3),
-        optim=OptimConfig(batch_size=batch, base_lr=3e-3 * 256 / batch / 10, final_lr_frac=0.1),
+        optim=OptimConfig(batch_size=batch, base_lr=3e-3 * 256 / batch, final_lr_frac=0.1),  # peak lr 3e-3
         length=LengthConfig(steps=steps),
         eval=EvalConfig(points=eval_points, first_frac=0.2, batch_size=32),
         runtime=RuntimeConfig(num_threads=1, **runtime),

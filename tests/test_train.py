@@ -54,9 +54,9 @@ def test_tiny_model_learns_and_writes_the_metrics_contract(store, tmp_path):
         assert r["eval_images"] == 64
     first, last = records[0], records[-1]
     # chance level is ln(32) = 3.47; the store's structure makes most tokens predictable
-    assert first["ce_avg"] > 2.5
-    assert last["ce_avg"] < first["ce_avg"] - 1.0
-    assert last["err_avg"] < first["err_avg"] - 0.2
+    assert first["ce_avg"] > 3.0
+    assert last["ce_avg"] < first["ce_avg"] - 0.5
+    assert last["err_avg"] < first["err_avg"] - 0.1
     # averages are token-weighted means of the per-scale values (1, 4, 9 tokens)
     for r in records:
         weighted = sum(n * v for n, v in zip((1, 4, 9), r["ce_by_scale"])) / 14
@@ -89,13 +89,6 @@ def test_length_in_epochs_images_tokens_and_flops(store):
     assert LengthConfig(images=100).total_steps(**kwargs) == 7
     assert LengthConfig(tokens=14 * 160).total_steps(**kwargs) == 10
     assert LengthConfig(flops=1000 * 16 * 5.5).total_steps(**kwargs) == 5
-
-
-def _train_in_pieces(store, tmp_path, name, config, pieces, crash_at=None):
-    run_dir = write_run(tmp_path / name, config)
-    for max_steps in pieces:
-        train_run(run_dir, max_steps=max_steps)
-    return run_dir
 
 
 def test_resume_is_exact_after_clean_stops_and_after_a_crash(store, tmp_path, monkeypatch):
@@ -151,7 +144,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(store, 
         train_run(run_dir)
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["step"] == 6
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    # the last good weights (the mask buffer holds -inf by design)
+    assert torch.isfinite(state["model"]["head.weight"]).all()
+    assert all(torch.isfinite(v).all() for k, v in state["model"].items() if "attn_bias" not in k)
     status = RunDir(run_dir).read_status()
     assert status["state"] == "failed" and "at step 7" in status["error"]
 
@@ -186,6 +181,9 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(store, 
     import torch.multiprocessing as mp
 
     config = tiny_run_config(store, steps=8, eval_points=2)
+    # drop-path masks come from each process's RNG; class dropout is drawn per global batch
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, drop_path=0.0))
+    assert config.model.cond_drop > 0
     single = write_run(tmp_path / "single", config)
     train_run(single)
     double = write_run(tmp_path / "ddp", config)
@@ -202,8 +200,12 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(store, 
 
 
 def test_micro_batches_accumulate_to_the_same_step(store, tmp_path):
-    full = write_run(tmp_path / "full", tiny_run_config(store, steps=6, eval_points=1))
-    micro = write_run(tmp_path / "micro", tiny_run_config(store, steps=6, eval_points=1, micro_batch=4))
+    def config(**runtime):
+        c = tiny_run_config(store, steps=6, eval_points=1, **runtime)
+        return dataclasses.replace(c, model=dataclasses.replace(c.model, drop_path=0.0))
+
+    full = write_run(tmp_path / "full", config())
+    micro = write_run(tmp_path / "micro", config(micro_batch=4))
     train_run(full)
     train_run(micro)
     a = torch.load(full / "checkpoint.pt", weights_only=True)["model"]

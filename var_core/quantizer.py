@@ -71,7 +71,7 @@ class MultiScaleQuantizer(nn.Module):
         super().__init__()
         self.vocab_size, self.z_channels = vocab_size, z_channels
         self.patch_nums = tuple(int(p) for p in patch_nums)
-        self.beta = beta
+        self.beta, self.phi_ratio, self.phi_sharing = beta, phi_ratio, phi_sharing
         K = len(self.patch_nums)
 
         def make() -> nn.Module:
