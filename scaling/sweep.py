@@ -537,33 +537,35 @@ def _check_vqvae_options(options: dict, loc: Located) -> None:
     build(VQVAETrainConfig, options, loc, ("prepare", "vqvae"))
 
 
-def _run_id(depth: int, axes: dict[str, Any], labels: dict[str, str], source: str,
-            lines: dict) -> str:
-    parts = [f"d{depth}"] + [f"{_label(a, labels)}{format_value(v)}" for a, v in axes.items()
-                             if a != "depth"]
+def _run_id(point: dict[str, Any], spec: SweepSpec, loc: Located) -> str:
+    """`d<depth>` then `-<label><value>` per other axis; each piece must be a plain name."""
+    parts = []
+    for axis, value in point.items():
+        piece = f"{_label(axis, spec.labels)}{format_value(value)}"
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", piece) or ".." in piece:
+            index = list(spec.grid[axis]).index(value)
+            raise loc.error(("grid", axis, index), f"value {value!r} would make the run-id part "
+                            f"{piece!r}: run ids must be plain names (letters, digits, '.', '_', '-'), "
+                            "so that run directories stay inside the output folder")
+        parts.append(piece)
     run_id = "-".join(parts)
-    if not NAME_RE.match(run_id) or ".." in run_id:
-        raise ConfigError(f"{Located(source, lines).where(('grid',))}: grid: run id {run_id!r} "
-                          "is not a plain name (values must give letters, digits, '.', '_', '-')")
+    if not NAME_RE.match(run_id):
+        raise loc.error(("grid",), f"run id {run_id!r} is too long or not a plain name")
     return run_id
 
 
 def _expand(spec: SweepSpec, source: str, lines: dict) -> list[Run]:
-    axes = list(spec.grid)
-    axes.remove("depth")
-    axes = ["depth"] + axes
-    runs: list[Run] = []
-    seen: dict[str, dict] = {}
+    axes = ["depth"] + [a for a in spec.grid if a != "depth"]
+    loc = Located(source, lines)
+    points: dict[str, dict] = {}
     for values in itertools.product(*(spec.grid[a] for a in axes)):
         point = dict(zip(axes, values))
-        depth = point["depth"]
-        run_id = _run_id(depth, point, spec.labels, source, lines)
-        if run_id in seen:
-            raise ConfigError(f"{Located(source, lines).where(('grid',))}: grid: runs {seen[run_id]} "
-                              f"and {point} get the same id {run_id!r}")
-        seen[run_id] = point
-        runs.append(_resolve(spec, point, run_id, source, lines))
-    return runs
+        run_id = _run_id(point, spec, loc)
+        if run_id in points:
+            raise loc.error(("grid",), f"runs {points[run_id]} and {point} get the same id "
+                                       f"{run_id!r}")
+        points[run_id] = point
+    return [_resolve(spec, point, run_id, source, lines) for run_id, point in points.items()]
 
 
 def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
