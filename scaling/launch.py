@@ -144,9 +144,9 @@ def executor_for(sweep: Sweep, backend: str, res: ClusterSpec, name: str,
             slurm["additional_parameters"] = extra
         params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
     elif backend == "local":
-        params.pop("cpus_per_task")
-        params.pop("nodes")
-        params["local_signal_delay_s"] = min(res.signal_delay_s, 60)
+        if res.nodes > 1:
+            raise SystemExit(f"error: the local backend runs on one node; {name} asks for "
+                             f"{res.nodes} (set cluster.nodes: 1 or use SLURM)")
     ex.update_parameters(**params)
     return ex
 
@@ -492,7 +492,7 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
         groups.setdefault(run.resources.shape(), []).append(run)
     for group in groups.values():
         ex = executor_for(sweep, "slurm", group[0].resources, sweep.spec.name,
-                          ["<preparation jobs>"] if stages else None)
+                          ["PREPARE_JOB_IDS"] if stages else None)
         log(f"\n# sbatch script for {', '.join(r.run_id for r in group)} "
             f"({'array of ' + str(len(group)) if len(group) > 1 else 'one job'}; each task "
             f"calls scaling.train.TrainJob()(<output>/<run_id>))")
