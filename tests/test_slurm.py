@@ -1,0 +1,119 @@
+"""The launcher on a real single-node SLURM cluster (scripts/slurm_cluster.sh): a tiny sweep
+runs to the end, a relaunch submits nothing, a preempted job is requeued and resumes to the
+same metrics as an uninterrupted run, a cancelled job shows as failed and is resubmitted by
+--retry-failed. Skipped, with the reason, where no cluster can be started."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from scaling import launch as launch_mod
+from scaling import status as status_mod
+from scaling.rundir import RunDir
+from tests.factories import make_token_store
+from tests.test_launch import metrics, tiny_sweep
+
+pytestmark = pytest.mark.slurm
+
+STEPS = 150  # a few seconds of training: long enough to interrupt in the middle
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0, every: float = 0.5):
+    """Poll `check` until true; fail naming `what` after `timeout` seconds."""
+    t0 = time.time()
+    while not check():
+        if time.time() - t0 > timeout:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def states(sweep) -> dict[str, tuple]:
+    return {k: v[:2] for k, v in status_mod.run_states(sweep.runs).items()}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_token_store(tmp_path_factory.mktemp("store") / "tokens")
+
+
+@pytest.fixture(scope="module")
+def finished(slurm_cluster, store, tmp_path_factory):
+    """The tiny sweep (d1, d2) launched on SLURM and run to the end, uninterrupted."""
+    tmp = tmp_path_factory.mktemp("slurm_a")
+    sweep = tiny_sweep(tmp / "a.yaml", store, tmp / "out", steps=STEPS, backend="slurm",
+                       partition=slurm_cluster.partition)
+    t0 = time.time()
+    out = launch_mod.launch(sweep, log=lambda s: None)
+    assert out.backend == "slurm" and out.submitted == ["d1", "d2"]
+    wait_for("the tiny sweep to finish",
+             lambda: all(s == "done" for s, _ in states(sweep).values()) or
+             any(s == "failed" for s, _ in states(sweep).values()))
+    return sweep, out, time.time() - t0
+
+
+def test_tiny_sweep_runs_to_the_end_and_relaunch_submits_nothing(finished):
+    sweep, out, seconds = finished
+    array_id = out.jobs["d1"].job_id.split("_")[0]
+    assert [out.jobs[r].job_id for r in ("d1", "d2")] == [f"{array_id}_0", f"{array_id}_1"]
+    for run in sweep.runs:
+        rec = RunDir(run.run_dir).read_status()
+        assert rec["state"] == "done", rec.get("error")
+        assert rec["step"] == STEPS and rec["attempts"] == 1
+        m = metrics(run.run_dir)
+        assert len(m) == 3 and m[-1]["step"] == STEPS
+        assert all(k in m[-1] for k in ("ce_avg", "ce_last", "err_avg", "err_last", "flops"))
+        assert Path(rec["log"]).exists()
+    again = launch_mod.launch(sweep, log=lambda s: None)
+    assert again.submitted == [] and again.skipped == {"d1": "done", "d2": "done"}
+    assert states(sweep) == {"d1": ("done", None), "d2": ("done", None)}
+    # and SLURM (squeue, then sacct) says the jobs ended well
+    ids = [out.jobs[r].job_id for r in ("d1", "d2")]
+    wait_for("SLURM to report the jobs completed",
+             lambda: status_mod.SlurmQueue().states(ids) == {i: "COMPLETED" for i in ids})
+    print(f"tiny sweep on SLURM: {seconds:.1f} s")
+
+
+def test_preempted_job_is_requeued_and_resumes_to_the_same_metrics(finished, store, tmp_path):
+    reference, _, _ = finished
+    sweep = tiny_sweep(tmp_path / "b.yaml", store, tmp_path / "out", steps=STEPS,
+                       backend="slurm", partition=reference.spec.cluster.partition)
+    run_dir = tmp_path / "out" / "d2"
+    out = launch_mod.launch(sweep, only="d2", log=lambda s: None)
+    job = out.jobs["d2"]
+    wait_for("the first evaluation", lambda: (run_dir / "metrics.jsonl").exists()
+             and RunDir(run_dir).read_status().get("state") == "running")
+    job._interrupt()  # what SLURM does on preemption: SIGTERM, then USR2 -> checkpoint, requeue
+    wait_for("the requeued run to finish", lambda: RunDir(run_dir).read_status().get("state")
+             in ("done", "failed"), timeout=180)
+    rec = RunDir(run_dir).read_status()
+    assert rec["state"] == "done", rec.get("error")
+    assert rec["restarts"] == 1 and rec["requeued_by"] == "SIGUSR2"
+    assert rec["job_ids"] == [job.job_id] and rec["attempts"] == 1  # the same job, requeued
+    assert metrics(run_dir) == metrics(reference.output / "d2")
+
+
+def test_cancelled_job_is_failed_and_retried(slurm_cluster, store, tmp_path):
+    sweep = tiny_sweep(tmp_path / "c.yaml", store, tmp_path / "out", depths=(1,), steps=10**6,
+                       backend="slurm", partition=slurm_cluster.partition)
+    out = launch_mod.launch(sweep, log=lambda s: None)
+    first = out.jobs["d1"].job_id
+    wait_for("the run to start training", lambda: states(sweep)["d1"] == ("running", "RUNNING")
+             and RunDir(sweep.runs[0].run_dir).read_status()["state"] == "running")
+    subprocess.run(["scancel", first], check=True)
+    wait_for("SLURM to report the job cancelled", lambda: states(sweep)["d1"] == ("failed", "CANCELLED"))
+    assert "failed (CANCELLED)" in status_mod.render(sweep)
+    skipped = launch_mod.launch(sweep, log=lambda s: None)
+    assert skipped.submitted == [] and skipped.skipped == {"d1": "failed (use --retry-failed)"}
+    retried = launch_mod.launch(sweep, retry_failed=True, log=lambda s: None)
+    assert retried.submitted == ["d1"]
+    second = retried.jobs["d1"].job_id
+    rec = RunDir(sweep.runs[0].run_dir).read_status()
+    assert rec["job_ids"] == [first, second] and rec["attempts"] == 2 and second != first
+    assert states(sweep)["d1"][0] in ("queued", "running")
+    subprocess.run(["scancel", second], check=True)
+    wait_for("the retried job to end", lambda: states(sweep)["d1"][0] == "failed")
