@@ -530,11 +530,16 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
 
 
 def _check_vqvae_options(options: dict, loc: Located) -> None:
+    """Check prepare.vqvae against scaling.train_vqvae's config (images/out are the sweep's)."""
+    for key in ("images", "out"):
+        if key in options:
+            raise loc.error(("prepare", "vqvae", key), "set by the sweep (data.images or "
+                            f"<output>/{DATA_DIR}/...): leave it out")
     try:
         from scaling.train_vqvae import VQVAETrainConfig
-    except ImportError:  # stage-1 trainer not merged yet: its module checks at run time
+    except ImportError:  # stage-1 trainer not installed: checked when the stage runs
         return
-    build(VQVAETrainConfig, options, loc, ("prepare", "vqvae"))
+    build(VQVAETrainConfig, dict(options, images="images", out="out"), loc, ("prepare", "vqvae"))
 
 
 def _run_id(point: dict[str, Any], spec: SweepSpec, loc: Located) -> str:
