@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 from scaling.atomic import atomic_write_text
 from scaling.config_io import ConfigError, dump_yaml
-from scaling.status import Queue, format_table, queue_for, run_states
+from scaling.status import Queue, QueueError, format_table, queue_for, run_states
 from scaling.sweep import ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep, var_params
 
 
@@ -140,6 +140,7 @@ def executor_for(sweep: Sweep, backend: str, res: ClusterSpec, name: str,
         extra = dict(res.sbatch)
         if dependency:
             slurm["dependency"] = "afterok:" + ":".join(dependency)
+            extra.setdefault("kill-on-invalid-dep", "yes")  # a failed stage cancels training
         if extra:
             slurm["additional_parameters"] = extra
         params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
@@ -312,7 +313,12 @@ def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
     runs = sweep.select(only, exclude)
     with output_lock(sweep.output):
         write_fit_defaults(sweep)
-        states = run_states(runs, queues)
+        try:
+            states = run_states(runs, queues)
+        except QueueError as e:
+            raise SystemExit(f"error: cannot ask the scheduler which runs are queued or running "
+                             f"({e}); submitting nothing, as that could start a second job on "
+                             "a run directory") from None
         todo: list[Run] = []
         for run in runs:
             state, slurm, rec = states[run.run_id]
@@ -540,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except QueueError as e:
+        print(f"error: cannot ask the scheduler about running jobs: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

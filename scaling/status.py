@@ -33,42 +33,56 @@ class Queue(Protocol):
     def states(self, job_ids: list[str]) -> dict[str, str]: ...
 
 
-def _run(cmd: list[str]) -> str:
+class QueueError(RuntimeError):
+    """The scheduler could not be asked (so nothing can be said about running jobs)."""
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return proc.stdout if proc.returncode == 0 else ""
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return subprocess.CompletedProcess(cmd, 1, "", str(e))
 
 
 class SlurmQueue:
     """Asks `squeue` (live jobs) and then `sacct` (finished ones) about job ids."""
 
     def states(self, job_ids: list[str]) -> dict[str, str]:
-        """{job_id: SLURM state} for the ids SLURM knows (array tasks as '123_4')."""
+        """{job_id: SLURM state} for the ids SLURM knows (array tasks as '123_4').
+
+        A job that squeue does not list is not alive, whatever sacct says about it; so if
+        squeue itself fails this raises QueueError instead of guessing.
+        """
         ids = sorted(set(job_ids))
         if not ids:
             return {}
-        out: dict[str, str] = {}
-        # -r: one line per array task; pending tasks of an array appear as 123_[4-7]
-        for line in _run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)]).splitlines():
+        # all of this user's jobs (asking for ids fails as soon as one was purged);
+        # -r: one line per array task
+        proc = _run(["squeue", "--me", "-h", "-r", "-o", "%i %T"])
+        if proc.returncode != 0:
+            raise QueueError(f"squeue failed: {(proc.stderr or proc.stdout).strip()[:300]}")
+        live: dict[str, str] = {}
+        for line in proc.stdout.splitlines():
             parts = line.split()
             if len(parts) == 2:
-                out[parts[0]] = parts[1]
-        missing = [i for i in ids if i not in out]
-        if missing and shutil.which("sacct"):
-            text = _run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(missing)])
-            for line in text.splitlines():
-                job, _, state = line.partition("|")
-                if job in missing and state:
-                    out[job] = state.split()[0]  # 'CANCELLED by 0' -> 'CANCELLED'
-        # array tasks not started yet: listed by squeue under 123_[4-7%2]
+                live[parts[0]] = parts[1]
+        out = {i: live[i] for i in ids if i in live}
+        # array tasks not started yet may be listed as 123_[4-7%2]
         for i in ids:
             if i not in out and "_" in i:
                 base, task = i.split("_", 1)
-                for job, state in list(out.items()):
+                for job, state in live.items():
                     if job.startswith(base + "_[") and _in_range(int(task), job[len(base) + 2:-1]):
                         out[i] = state
+        missing = [i for i in ids if i not in out]
+        if missing and shutil.which("sacct"):
+            proc = _run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(missing)])
+            for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+                job, _, state = line.partition("|")
+                state = state.split()[0] if state else ""  # 'CANCELLED by 0' -> 'CANCELLED'
+                # not in squeue means not alive: a stale 'RUNNING' in accounting is ignored
+                if job in missing and state and state not in ACTIVE:
+                    out[job] = state
         return out
 
 
@@ -273,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.watch)
     except KeyboardInterrupt:
         return 0
+    except QueueError as e:
+        print(f"error: cannot ask the scheduler about running jobs: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -215,9 +215,15 @@ def test_local_backend_runs_the_tiny_sweep(tmp_path, store, capsys):
         assert len(m) == 3 and m[-1]["step"] == 24 and m[-1]["ce_avg"] > 0
     again = launch_mod.launch(sweep, log=lambda s: None)
     assert again.submitted == [] and set(again.skipped.values()) == {"done"}
-    table = status_mod.render(sweep)
-    assert "tiny: 2 runs" in table and "(2 done)" in table
-    assert "step 24" in table and "(100%)" in table and "ce_avg" in table
+    assert status_mod.main([str(tmp_path / "s.yaml"), "--only", "d2"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == f"tiny: 1 runs in {tmp_path / 'out'} (1 done)"
+    assert table[1].split() == ["run", "state", "progress", "latest", "test", "metrics", "jobs", "log"]
+    row = table[2]
+    last = metrics(tmp_path / "out" / "d2")[-1]
+    assert row.startswith("d2  ") and " done " in row and "step 24, 5.38K tok (100%)" in row
+    assert f"ce_avg {last['ce_avg']:.4f} ce_last {last['ce_last']:.4f}" in row
+    assert row.endswith(RunDir(tmp_path / "out" / "d2").read_status()["log"])
 
 
 def test_debug_backend_runs_in_process_and_status_shows_failures(tmp_path, store):

@@ -43,27 +43,39 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def finished(slurm_cluster, store, tmp_path_factory):
-    """The tiny sweep (d1, d2) launched on SLURM and run to the end, uninterrupted."""
-    tmp = tmp_path_factory.mktemp("slurm_a")
-    sweep = tiny_sweep(tmp / "a.yaml", store, tmp / "out", steps=STEPS, backend="slurm",
-                       partition=slurm_cluster.partition)
+    """Two launches of the same tiny sweep at once: A (d1, d2) runs uninterrupted; in B (d2
+    only) the job is preempted in the middle of training. Returns both after all ended."""
+    tmp = tmp_path_factory.mktemp("slurm")
+    a = tiny_sweep(tmp / "a.yaml", store, tmp / "a", steps=STEPS, backend="slurm",
+                   partition=slurm_cluster.partition)
+    b = tiny_sweep(tmp / "b.yaml", store, tmp / "b", steps=STEPS, backend="slurm",
+                   partition=slurm_cluster.partition)
     t0 = time.time()
-    out = launch_mod.launch(sweep, log=lambda s: None)
-    assert out.backend == "slurm" and out.submitted == ["d1", "d2"]
-    wait_for("the tiny sweep to finish",
-             lambda: all(s == "done" for s, _ in states(sweep).values()) or
-             any(s == "failed" for s, _ in states(sweep).values()))
-    return sweep, out, time.time() - t0
+    out_a = launch_mod.launch(a, log=lambda s: None)
+    out_b = launch_mod.launch(b, only="d2", log=lambda s: None)
+    assert out_a.backend == "slurm" and out_a.submitted == ["d1", "d2"] and out_b.submitted == ["d2"]
+    b_dir = b.output / "d2"
+    wait_for("the first evaluation of B/d2", lambda: (b_dir / "metrics.jsonl").exists()
+             and RunDir(b_dir).read_status().get("state") == "running")
+    out_b.jobs["d2"]._interrupt()  # as SLURM on preemption: SIGTERM, then USR2 -> requeue
+    interrupted_at = len(metrics(b_dir))
+
+    def ended() -> bool:
+        recs = [RunDir(r.run_dir).read_status() for r in a.runs] + [RunDir(b_dir).read_status()]
+        return all(rec.get("state") in ("done", "failed") for rec in recs)
+
+    wait_for("both launches to end", ended, timeout=240)
+    return a, out_a, b, out_b, interrupted_at, time.time() - t0
 
 
 def test_tiny_sweep_runs_to_the_end_and_relaunch_submits_nothing(finished):
-    sweep, out, seconds = finished
+    sweep, out, _, _, _, seconds = finished
     array_id = out.jobs["d1"].job_id.split("_")[0]
     assert [out.jobs[r].job_id for r in ("d1", "d2")] == [f"{array_id}_0", f"{array_id}_1"]
     for run in sweep.runs:
         rec = RunDir(run.run_dir).read_status()
         assert rec["state"] == "done", rec.get("error")
-        assert rec["step"] == STEPS and rec["attempts"] == 1
+        assert rec["step"] == STEPS and rec["attempts"] == 1 and rec["restarts"] == 0
         m = metrics(run.run_dir)
         assert len(m) == 3 and m[-1]["step"] == STEPS
         assert all(k in m[-1] for k in ("ce_avg", "ce_last", "err_avg", "err_last", "flops"))
@@ -75,26 +87,18 @@ def test_tiny_sweep_runs_to_the_end_and_relaunch_submits_nothing(finished):
     ids = [out.jobs[r].job_id for r in ("d1", "d2")]
     wait_for("SLURM to report the jobs completed",
              lambda: status_mod.SlurmQueue().states(ids) == {i: "COMPLETED" for i in ids})
-    print(f"tiny sweep on SLURM: {seconds:.1f} s")
+    print(f"two tiny launches on SLURM (one preempted): {seconds:.1f} s")
 
 
-def test_preempted_job_is_requeued_and_resumes_to_the_same_metrics(finished, store, tmp_path):
-    reference, _, _ = finished
-    sweep = tiny_sweep(tmp_path / "b.yaml", store, tmp_path / "out", steps=STEPS,
-                       backend="slurm", partition=reference.spec.cluster.partition)
-    run_dir = tmp_path / "out" / "d2"
-    out = launch_mod.launch(sweep, only="d2", log=lambda s: None)
-    job = out.jobs["d2"]
-    wait_for("the first evaluation", lambda: (run_dir / "metrics.jsonl").exists()
-             and RunDir(run_dir).read_status().get("state") == "running")
-    job._interrupt()  # what SLURM does on preemption: SIGTERM, then USR2 -> checkpoint, requeue
-    wait_for("the requeued run to finish", lambda: RunDir(run_dir).read_status().get("state")
-             in ("done", "failed"), timeout=180)
-    rec = RunDir(run_dir).read_status()
+def test_preempted_job_is_requeued_and_resumes_to_the_same_metrics(finished):
+    a, _, b, out_b, interrupted_at, _ = finished
+    rec = RunDir(b.output / "d2").read_status()
     assert rec["state"] == "done", rec.get("error")
+    # interrupted after its first evaluation and before the last one
+    assert 1 <= interrupted_at < 3
     assert rec["restarts"] == 1 and rec["requeued_by"] == "SIGUSR2"
-    assert rec["job_ids"] == [job.job_id] and rec["attempts"] == 1  # the same job, requeued
-    assert metrics(run_dir) == metrics(reference.output / "d2")
+    assert rec["job_ids"] == [out_b.jobs["d2"].job_id] and rec["attempts"] == 1  # requeued
+    assert metrics(b.output / "d2") == metrics(a.output / "d2")
 
 
 def test_cancelled_job_is_failed_and_retried(slurm_cluster, store, tmp_path):
@@ -102,8 +106,11 @@ def test_cancelled_job_is_failed_and_retried(slurm_cluster, store, tmp_path):
                        backend="slurm", partition=slurm_cluster.partition)
     out = launch_mod.launch(sweep, log=lambda s: None)
     first = out.jobs["d1"].job_id
+    assert launch_mod.launch(sweep, log=lambda s: None).submitted == []  # queued: not again
     wait_for("the run to start training", lambda: states(sweep)["d1"] == ("running", "RUNNING")
              and RunDir(sweep.runs[0].run_dir).read_status()["state"] == "running")
+    again = launch_mod.launch(sweep, retry_failed=True, log=lambda s: None)
+    assert again.submitted == [] and again.skipped == {"d1": f"running (job {first})"}
     subprocess.run(["scancel", first], check=True)
     wait_for("SLURM to report the job cancelled", lambda: states(sweep)["d1"] == ("failed", "CANCELLED"))
     assert "failed (CANCELLED)" in status_mod.render(sweep)
