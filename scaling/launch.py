@@ -41,7 +41,7 @@ def store_meta(sweep: Sweep) -> tuple[dict[str, Any], bool]:
     try:
         return json.loads(path.read_text()), True
     except (OSError, ValueError):
-        return sweep.spec.data.expect.meta(), False
+        return sweep.expected_meta(), False
 
 
 def estimate_run(run: Run, meta: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
              f"TFLOP/s per GPU (assumed)"]
     if not real:
         notes.append(f"token store {sweep.token_store()} not readable yet: estimates use "
-                     "data.expect")
+                     "data.expect (or what prepare will make)")
     return format_table(header, rows) + "\n" + "\n".join(notes)
 
 
@@ -217,7 +217,7 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
     if stage == "vqvae":
         from scaling.train_vqvae import VQVAETrainConfig, train_vqvae
 
-        cfg = VQVAETrainConfig(images=sweep.images_dir(), out=sweep.vqvae_path().parent,
+        cfg = VQVAETrainConfig(images=sweep.images_dir(), out=sweep.data_dir / "vqvae",
                                **(spec.vqvae or {}))
         return train_vqvae(cfg)
     if stage in ("tokenize", "merge"):

@@ -87,13 +87,14 @@ class DataSpec:
     ImageNet-style folder; None with `prepare.synthetic`) to be tokenised with the VQVAE
     checkpoint `vqvae` (None with `prepare.vqvae`: train one first). Relative paths are
     relative to the working directory. `expect` describes the store for the launch table's
-    estimates while its meta.json cannot be read (not made yet, or on another machine).
+    estimates while its meta.json cannot be read (not made yet, or on another machine);
+    without it, it is derived from `prepare`, else ImageNet-1k at 256px is assumed.
     """
 
     tokens: Path | None = None
     images: Path | None = None
     vqvae: Path | None = None
-    expect: StoreHint = StoreHint()
+    expect: StoreHint | None = None
 
     def __post_init__(self):
         if self.tokens is not None and (self.images is not None or self.vqvae is not None):
@@ -145,7 +146,7 @@ class PrepareSpec:
     """Preparation stages, run as jobs that the training jobs depend on.
 
     `vqvae` holds the options of scaling.train_vqvae (checked by that module's config when
-    the sweep is loaded); its checkpoint goes to `<output>/_data/vqvae.pt`, synthetic images
+    the sweep is loaded); its checkpoint goes to `<output>/_data/vqvae/vqvae.pt`, synthetic images
     to `<output>/_data/images`, the token store to `<output>/_data/tokens`.
     """
 
@@ -350,7 +351,32 @@ class Sweep:
 
     def vqvae_path(self) -> Path:
         """The VQVAE checkpoint used for tokenising (given, or trained under data_dir)."""
-        return self.spec.data.vqvae if self.spec.data.vqvae is not None else self.data_dir / "vqvae.pt"
+        if self.spec.data.vqvae is not None:
+            return self.spec.data.vqvae
+        return self.data_dir / "vqvae" / "vqvae.pt"
+
+    def expected_meta(self) -> dict[str, Any]:
+        """Stand-in for the token store's meta.json, for estimates before the store exists."""
+        if self.spec.data.expect is not None:
+            return self.spec.data.expect.meta()
+        hint = StoreHint()
+        syn, vq = self.spec.prepare.synthetic, self.spec.prepare.vqvae
+        if syn is not None:
+            hint = dataclasses.replace(hint, num_classes=syn.num_classes,
+                                       train_images=syn.num_classes * syn.train_per_class)
+        if vq is not None:
+            defaults: dict[str, Any] = {}
+            try:
+                from scaling.train_vqvae import VQVAETrainConfig
+
+                defaults = {f.name: f.default for f in dataclasses.fields(VQVAETrainConfig)}
+            except ImportError:
+                pass
+            options = {**defaults, **vq}
+            hint = dataclasses.replace(
+                hint, vocab_size=int(options.get("vocab_size", hint.vocab_size)),
+                patch_nums=tuple(options.get("patch_nums", hint.patch_nums)))
+        return hint.meta()
 
     def select(self, only: str | None = None, exclude: str | None = None) -> list[Run]:
         """Runs filtered by comma-separated glob patterns on run ids (``--only 'd1*,d20'``)."""

@@ -166,9 +166,14 @@ def test_data_and_prepare_stages(tmp_path):
     assert s.stages() == [] and str(s.runs[0].config.data.store) == "/data/store"
     base = BASE.format(out=tmp_path / "runs").replace("  tokens: /data/store\n", "")
     path = tmp_path / "p.yaml"
-    path.write_text(base + "prepare:\n  synthetic: {num_classes: 4}\n  vqvae: {}\n  tokenize: {shards: 3}\n")
+    path.write_text(base + "prepare:\n  synthetic: {num_classes: 4}\n"
+                    "  vqvae: {vocab_size: 64, patch_nums: [1, 2, 4]}\n  tokenize: {shards: 3}\n")
     s = load_sweep(path)
     assert s.stages() == ["synthetic", "vqvae", "tokenize"]
+    assert s.vqvae_path() == tmp_path / "runs" / "_data" / "vqvae" / "vqvae.pt"
+    # estimates before the store exists: what prepare will make (100 train images per class)
+    assert s.expected_meta() == {"num_classes": 4, "vocab_size": 64, "patch_nums": [1, 2, 4],
+                                 "splits": {"train": {"count": 400}}}
     assert s.runs[0].config.data.store == tmp_path / "runs" / "_data" / "tokens"
     assert s.images_dir() == tmp_path / "runs" / "_data" / "images"
     path.write_text(base.replace("data:\n", "data:\n  images: /img\n  vqvae: /v.pt\n"))
