@@ -5,6 +5,7 @@ same metrics as an uninterrupted run, a cancelled job shows as failed and is res
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -124,3 +125,53 @@ def test_cancelled_job_is_failed_and_retried(slurm_cluster, store, tmp_path):
     assert states(sweep)["d1"][0] in ("queued", "running")
     subprocess.run(["scancel", second], check=True)
     wait_for("the retried job to end", lambda: states(sweep)["d1"][0] == "failed")
+
+
+@pytest.mark.slow
+def test_preparation_stages_run_as_dependent_jobs(slurm_cluster, tmp_path):
+    """images + VQVAE -> tokenisation shards (array) -> merge -> training, in one launch."""
+    pytest.importorskip("scaling.tokenize", reason="the tokenisation stage is not installed")
+    import torch
+
+    from scaling.synthetic import generate
+    from var_core import VQVAE, save_model
+
+    generate(tmp_path / "images", num_classes=4, train_per_class=6, val_per_class=4, resolution=16)
+    torch.manual_seed(0)
+    save_model(tmp_path / "vq.pt", VQVAE(vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 2),
+                                         num_res_blocks=1, patch_nums=(1, 2, 4)))
+    path = tmp_path / "p.yaml"
+    path.write_text(f"""\
+name: prep
+output: {tmp_path / 'out'}
+data: {{images: {tmp_path / 'images'}, vqvae: {tmp_path / 'vq.pt'}}}
+prepare:
+  tokenize: {{shards: 2, batch_size: 8}}
+base:
+  model: {{width: 32, heads: 2}}
+  optim: {{batch_size: 8}}
+  length: {{steps: 6}}
+  runtime: {{num_threads: 1}}
+eval: {{points: 2, first_frac: 0.5, batch_size: 16}}
+grid:
+  depth: [1]
+cluster: {{backend: slurm, partition: {slurm_cluster.partition}, time_min: 10}}
+""")
+    from scaling.sweep import load_sweep
+
+    sweep = load_sweep(path)
+    out = launch_mod.launch(sweep, log=lambda s: None)
+    assert out.stages == ["tokenize[0]", "tokenize[1]", "merge"] and out.submitted == ["d1"]
+    merge_id = RunDir(launch_mod.stage_dir(sweep, "merge")).read_status()["job_ids"][-1]
+    shown = subprocess.run(["scontrol", "show", "job", out.jobs["d1"].job_id],
+                           capture_output=True, text=True).stdout
+    assert f"Dependency=afterok:{merge_id}" in shown  # training waits for the store
+    run_dir = sweep.runs[0].run_dir
+    wait_for("the prepared run to end", lambda: RunDir(run_dir).read_status().get("state")
+             in ("done", "failed"), timeout=240)
+    assert RunDir(run_dir).read_status()["state"] == "done", RunDir(run_dir).read_status().get("error")
+    meta = json.loads((sweep.token_store() / "meta.json").read_text())
+    assert meta["splits"]["train"]["count"] == 24 and meta["patch_nums"] == [1, 2, 4]
+    assert metrics(run_dir)[-1]["step"] == 6
+    again = launch_mod.launch(sweep, log=lambda s: None)
+    assert again.submitted == [] and again.stages == []
