@@ -22,6 +22,7 @@ import dataclasses
 import fcntl
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -104,12 +105,25 @@ def _has_counting() -> bool:
 
 # ----------------------------------------------------------------------------- executors
 
+def slurm_available() -> tuple[bool, str]:
+    """(usable, why not): `sbatch` is on PATH and the controller answers `sinfo`."""
+    if not shutil.which("sbatch"):
+        return False, "no `sbatch` found"
+    try:
+        ok = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True,
+                            timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return (True, "") if ok else (False, "`sbatch` is installed but the SLURM controller does not answer")
+
+
 def resolve_backend(requested: str) -> tuple[str, str | None]:
-    """(backend, note): 'auto' is SLURM when `sbatch` is on PATH, else local (with a note)."""
+    """(backend, note): 'auto' is SLURM when it is usable here, else local (with a note)."""
     if requested == "auto":
-        if shutil.which("sbatch"):
+        usable, why = slurm_available()
+        if usable:
             return "slurm", None
-        return "local", "no `sbatch` found: running with submitit's local executor on this machine"
+        return "local", f"{why}: running with submitit's local executor on this machine"
     if requested == "slurm" and not shutil.which("sbatch"):
         raise SystemExit("error: cluster.backend is slurm but no `sbatch` is on PATH")
     return requested, None
