@@ -1,0 +1,570 @@
+"""Launch a sweep: `python -m scaling.launch SWEEP.yaml [--dry-run] [--retry-failed] ...`.
+
+Expands the grid, writes every run's resolved `config.yaml`, prints the plan (run, depth, N,
+training tokens, estimated training FLOPs and GPU-hours, nodes x GPUs) and submits through
+submitit: on SLURM one job array per distinct resource shape (nodes, GPUs, time ...); with
+the local backend (or when no `sbatch` is found) submitit's local executor, waiting for the
+runs to finish; with the debug backend in this process.
+
+Idempotent: a run that is done, or whose job is still queued or running (asked to SLURM, not
+just read from status.json) is not submitted again; a failed run is resubmitted only with
+`--retry-failed`; a lock on the output folder keeps two launchers from racing. Preparation
+stages (synthetic images, VQVAE training, tokenisation shards, merge) are submitted first and
+the training jobs depend on them (`afterok`), so one command runs the whole study. Jobs are
+requeued on preemption and time-out by submitit and resume from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from scaling.atomic import atomic_write_text
+from scaling.config_io import ConfigError, dump_yaml
+from scaling.status import Queue, QueueError, format_table, queue_for, run_states
+from scaling.sweep import ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep, var_params
+
+
+# ----------------------------------------------------------------------------- estimates
+
+def store_meta(sweep: Sweep) -> tuple[dict[str, Any], bool]:
+    """The token store's meta.json, or the sweep's `data.expect` stand-in; (meta, is_real)."""
+    path = sweep.token_store() / "meta.json"
+    try:
+        return json.loads(path.read_text()), True
+    except (OSError, ValueError):
+        return sweep.expected_meta(), False
+
+
+def estimate_run(run: Run, meta: dict[str, Any]) -> dict[str, Any]:
+    """params, tokens, flops (exact when var_core's counting is available, else 6ND)."""
+    from scaling.config import estimate
+
+    try:
+        est = dict(estimate(run.config, meta))
+        est["exact"] = True
+        return est
+    except ImportError:  # var_core not installed: the closed form and 6 N D
+        n = var_params(run.depth)
+        L = sum(p * p for p in meta["patch_nums"])
+        steps = run.config.length.total_steps(
+            train_size=int(meta["splits"][run.config.data.train_split]["count"]),
+            batch_size=run.config.optim.batch_size, tokens_per_image=L,
+            flops_per_image=6 * n * L)
+        tokens = steps * run.config.optim.batch_size * L
+        return dict(params=n, steps=steps, tokens=tokens, flops=6 * n * tokens,
+                    flops_6nd=6 * n * tokens, exact=False)
+
+
+def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = None) -> str:
+    """The launch table: one row per run, and a total line."""
+    meta, real = store_meta(sweep)
+    rows, total_flops, total_gpuh = [], 0.0, 0.0
+    for run in runs:
+        est = estimate_run(run, meta)
+        res = run.resources
+        gpus = res.nodes * res.gpus_per_node
+        gh = gpu_hours(est["flops"], res) if gpus else None
+        total_flops += est["flops"]
+        total_gpuh += gh or 0.0
+        row = [run.run_id, str(run.depth), f"{est['params']:,}", human(est["tokens"]),
+               f"{est['flops']:.3g}", f"{gh:,.0f}" if gh is not None else "-",
+               f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)"]
+        if states is not None:
+            row.append(states[run.run_id][0])
+        rows.append(row)
+    header = ["run", "depth", "N", "train tokens", "train FLOPs", "GPU-h", "nodes x GPUs"]
+    if states is not None:
+        header.append("state")
+    kind = "exact (3 x forward, from shapes)" if meta and _has_counting() else "6 N D"
+    notes = [f"{len(runs)} runs; total {total_flops:.3g} training FLOPs ({kind}), "
+             f"{total_gpuh:,.0f} GPU-hours at {sweep.spec.cluster.assumed_tflops_per_gpu:g} "
+             f"TFLOP/s per GPU (assumed)"]
+    if not real:
+        notes.append(f"token store {sweep.token_store()} not readable yet: estimates use "
+                     "data.expect (or what prepare will make)")
+    return format_table(header, rows) + "\n" + "\n".join(notes)
+
+
+def _has_counting() -> bool:
+    try:
+        import var_core.counting  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- executors
+
+def slurm_available() -> tuple[bool, str]:
+    """(usable, why not): `sbatch` is on PATH and the controller answers `sinfo`."""
+    if not shutil.which("sbatch"):
+        return False, "no `sbatch` found"
+    try:
+        ok = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True,
+                            timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return (True, "") if ok else (False, "`sbatch` is installed but the SLURM controller does not answer")
+
+
+def resolve_backend(requested: str) -> tuple[str, str | None]:
+    """(backend, note): 'auto' is SLURM when it is usable here, else local (with a note)."""
+    if requested == "auto":
+        usable, why = slurm_available()
+        if usable:
+            return "slurm", None
+        return "local", f"{why}: running with submitit's local executor on this machine"
+    if requested == "slurm" and not shutil.which("sbatch"):
+        raise SystemExit("error: cluster.backend is slurm but no `sbatch` is on PATH")
+    return requested, None
+
+
+def executor_for(sweep: Sweep, backend: str, res: ClusterSpec, name: str,
+                 dependency: list[str] | None = None):
+    """A submitit executor for jobs of resource shape `res`."""
+    import submitit
+
+    folder = sweep.output / "_submitit" / "%j"
+    cluster = {"slurm": "slurm", "local": "local", "debug": "debug"}[backend]
+    ex = submitit.AutoExecutor(folder=folder, cluster=cluster,
+                               slurm_max_num_timeout=res.max_requeues)
+    params: dict[str, Any] = dict(name=name, timeout_min=res.time_min, nodes=res.nodes,
+                                  tasks_per_node=res.tasks_per_node,
+                                  cpus_per_task=res.cpus_per_task)
+    if res.gpus_per_node:
+        params["gpus_per_node"] = res.gpus_per_node
+    if res.mem_gb is not None:
+        params["mem_gb"] = res.mem_gb
+    if backend == "slurm":
+        slurm: dict[str, Any] = dict(partition=res.partition, account=res.account, qos=res.qos,
+                                     constraint=res.constraint,
+                                     array_parallelism=res.array_parallelism,
+                                     signal_delay_s=res.signal_delay_s,
+                                     setup=list(res.setup) or None)
+        extra = dict(res.sbatch)
+        if dependency:
+            slurm["dependency"] = "afterok:" + ":".join(dependency)
+            extra.setdefault("kill-on-invalid-dep", "yes")  # a failed stage cancels training
+        if extra:
+            slurm["additional_parameters"] = extra
+        params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
+    elif backend == "local":
+        if res.nodes > 1:
+            raise SystemExit(f"error: the local backend runs on one node; {name} asks for "
+                             f"{res.nodes} (set cluster.nodes: 1 or use SLURM)")
+    ex.update_parameters(**params)
+    return ex
+
+
+def sbatch_script(ex, count: int) -> str:
+    """The sbatch script submitit writes for `count` jobs (an array when count > 1)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    inner = ex._executor  # the SlurmExecutor behind AutoExecutor
+    params = dict(inner.parameters)
+    if count > 1:
+        params["map_count"] = count
+    return _make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
+
+
+# ----------------------------------------------------------------------------- jobs
+
+def train_job() -> Callable:
+    """The callable submitted for each run: `scaling.train.TrainJob()` (checkpointable)."""
+    from scaling.train import TrainJob
+
+    return TrainJob()
+
+
+class PrepareJob:
+    """A preparation stage as a job: `PrepareJob()(sweep_file, stage, shard)`.
+
+    Stages: 'synthetic' (scaling.synthetic.generate), 'vqvae' (scaling.train_vqvae),
+    'tokenize' (one shard of scaling.tokenize, or all when there is one shard), 'merge'
+    (assemble the shards). All of them resume from what is on disk, so on preemption or
+    time-out the job is simply requeued (`checkpoint`).
+    """
+
+    def __call__(self, sweep_file: str, stage: str, shard: int | None = None) -> str:
+        from scaling.rundir import RunDir
+
+        sweep = load_sweep(sweep_file)
+        record = RunDir(stage_dir(sweep, stage, shard))
+        record.update_status(state="running", started_at=time.time())
+        try:
+            out = run_stage(sweep, stage, shard)
+        except BaseException as e:
+            if not isinstance(e, (KeyboardInterrupt, SystemExit)):
+                record.update_status(state="failed", finished_at=time.time(),
+                                     error=f"{type(e).__name__}: {e}")
+            raise
+        record.update_status(state="done", finished_at=time.time(), output=str(out))
+        return str(out)
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """submitit on preemption/time-out: run the same stage again (it resumes)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(PrepareJob(), *args, **kwargs)
+
+
+def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
+    """Run one preparation stage of `sweep` in this process; returns its output path."""
+    spec = sweep.spec.prepare
+    if stage == "synthetic":
+        from scaling.synthetic import generate
+
+        s = spec.synthetic
+        return generate(sweep.images_dir(), num_classes=s.num_classes,
+                        train_per_class=s.train_per_class, val_per_class=s.val_per_class,
+                        resolution=s.resolution, seed=s.seed)
+    if stage == "vqvae":
+        from scaling.train_vqvae import VQVAETrainConfig, train_vqvae
+
+        cfg = VQVAETrainConfig(images=sweep.images_dir(), out=sweep.data_dir / "vqvae",
+                               **(spec.vqvae or {}))
+        return train_vqvae(cfg)
+    if stage in ("tokenize", "merge"):
+        from scaling.tokenize import tokenize
+
+        n = spec.tokenize.shards
+        kwargs: dict[str, Any] = dict(batch_size=spec.tokenize.batch_size, num_shards=n)
+        if stage == "merge":
+            kwargs["merge_only"] = True
+        elif n > 1:
+            kwargs.update(shard=shard, merge=False)
+        return tokenize(sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), **kwargs)
+    raise ValueError(f"unknown preparation stage {stage!r}")
+
+
+def stage_dir(sweep: Sweep, stage: str, shard: int | None = None) -> Path:
+    """Where a preparation stage's status.json lives."""
+    name = stage if shard is None else f"{stage}-{shard}"
+    return sweep.data_dir / "jobs" / name
+
+
+def stage_done(sweep: Sweep, stage: str) -> bool:
+    """Whether a stage's output is complete on disk."""
+    if stage == "synthetic":
+        from scaling.rundir import RunDir
+
+        return RunDir(stage_dir(sweep, stage)).read_status().get("state") == "done"
+    if stage == "vqvae":
+        return sweep.vqvae_path().is_file()
+    return (sweep.token_store() / "meta.json").is_file()
+
+
+# ----------------------------------------------------------------------------- launching
+
+@dataclasses.dataclass
+class Submitted:
+    """What one launch did."""
+
+    submitted: list[str] = dataclasses.field(default_factory=list)  # run ids
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # run id -> why
+    stages: list[str] = dataclasses.field(default_factory=list)  # preparation jobs submitted
+    jobs: dict[str, Any] = dataclasses.field(default_factory=dict)  # run id -> submitit job
+    backend: str = ""
+
+
+@contextlib.contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Exclusive lock on the sweep's output folder for the duration of a launch."""
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / ".launch.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"error: another launch is running on {output}") from None
+        yield
+
+
+def write_run_config(run: Run, state: str) -> None:
+    """Write run.config to `<run_dir>/config.yaml`; refuse to change the config of a run that
+    has started (a different config would mix two experiments in one directory)."""
+    path = run.run_dir / "config.yaml"
+    text = dump_yaml(run.config)
+    if path.exists() and path.read_text() != text and state not in ("pending",):
+        raise SystemExit(f"error: {path} holds another config than the sweep now gives for run "
+                         f"{run.run_id} (state {state}); restore the sweep or remove the run "
+                         "directory")
+    if not path.exists() or path.read_text() != text:
+        atomic_write_text(path, text)
+
+
+def write_fit_defaults(sweep: Sweep) -> Path:
+    """`<output>/fit.yaml`: the sweep's `fit:` section, read by `python -m scaling.fit`."""
+    path = sweep.output / "fit.yaml"
+    atomic_write_text(path, dump_yaml(sweep.spec.fit))
+    return path
+
+
+def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
+           retry_failed: bool = False, backend: str | None = None, wait: bool | None = None,
+           queues: dict[str, Queue] | None = None, job_factory: Callable[[], Callable] = train_job,
+           log: Callable[[str], None] = print) -> Submitted:
+    """Submit the runs of `sweep` that need it (see the module docstring).
+
+    `wait`: block until the submitted jobs end (default: yes for local and debug, no for
+    SLURM). `queues` and `job_factory` replace the scheduler query and the training callable
+    (tests).
+    """
+    backend, note = resolve_backend(backend or sweep.spec.cluster.backend)
+    if note:
+        log(note)
+    wait = backend != "slurm" if wait is None else wait
+    out = Submitted(backend=backend)
+    runs = sweep.select(only, exclude)
+    with output_lock(sweep.output):
+        write_fit_defaults(sweep)
+        try:
+            states = run_states(runs, queues)
+        except QueueError as e:
+            raise SystemExit(f"error: cannot ask the scheduler which runs are queued or running "
+                             f"({e}); submitting nothing, as that could start a second job on "
+                             "a run directory") from None
+        todo: list[Run] = []
+        for run in runs:
+            state, slurm, rec = states[run.run_id]
+            if state == "failed" and rec.get("state") in ("queued", "running"):  # job gone
+                from scaling.rundir import RunDir
+
+                RunDir(run.run_dir).update_status(
+                    state=state, slurm_state=slurm,
+                    error=rec.get("error") or f"job {rec.get('job_ids', ['?'])[-1]} ended "
+                                              f"without finishing the run ({slurm})")
+            write_run_config(run, state)
+            if state == "done":
+                out.skipped[run.run_id] = "done"
+            elif state in ("queued", "running"):
+                out.skipped[run.run_id] = f"{state} (job {rec['job_ids'][-1]})"
+            elif state == "failed" and not retry_failed:
+                out.skipped[run.run_id] = "failed (use --retry-failed)"
+            else:
+                todo.append(run)
+        if not todo:
+            log(f"nothing to submit ({len(out.skipped)} runs done, queued, running or failed)")
+            return out
+        deps = _submit_stages(sweep, backend, out, log)
+        _submit_runs(sweep, todo, backend, deps, out, job_factory, log)
+    if wait and out.jobs:
+        _wait(out, log)
+    return out
+
+
+def _submit_stages(sweep: Sweep, backend: str, out: Submitted, log) -> list[str]:
+    """Submit the preparation stages not done yet; return the job ids training waits for."""
+    from scaling.rundir import RunDir
+
+    stages = sweep.stages()
+    if not stages:
+        return []
+    res_spec = sweep.spec.prepare.resources
+    res = dataclasses.replace(sweep.spec.cluster, nodes=1, gpus_per_node=res_spec.gpus_per_node,
+                              cpus_per_task=res_spec.cpus_per_task, mem_gb=res_spec.mem_gb,
+                              time_min=res_spec.time_min)
+    shards = sweep.spec.prepare.tokenize.shards
+    plan: list[tuple[str, list[int | None]]] = []
+    for stage in stages:
+        if stage == "tokenize":
+            plan.append(("tokenize", list(range(shards)) if shards > 1 else [None]))
+            if shards > 1:
+                plan.append(("merge", [None]))
+        else:
+            plan.append((stage, [None]))
+    deps: list[str] = []
+    queue = queue_for(backend)
+    sweep_file = str(Path(sweep.source).resolve())
+    for stage, shard_list in plan:
+        if stage_done(sweep, "tokenize" if stage == "merge" else stage):
+            continue
+        live: list[str] = []
+        pending: list[int | None] = []
+        for shard in shard_list:
+            rec = RunDir(stage_dir(sweep, stage, shard)).read_status()
+            ids = rec.get("job_ids") or []
+            if rec.get("state") == "done":
+                continue
+            if ids and rec.get("state") in ("queued", "running") and \
+                    queue.states([ids[-1]]).get(ids[-1]) in _active():
+                live.append(ids[-1])
+            else:
+                pending.append(shard)
+        new_ids: list[str] = []
+        if pending:
+            ex = executor_for(sweep, backend, res, f"{sweep.spec.name}-{stage}", deps)
+            for shard in pending:
+                RunDir(stage_dir(sweep, stage, shard)).update_status(state="queued")
+            if len(pending) > 1 and backend == "slurm":
+                jobs = ex.map_array(PrepareJob(), [sweep_file] * len(pending),
+                                    [stage] * len(pending), pending)
+            else:
+                jobs = [ex.submit(PrepareJob(), sweep_file, stage, s) for s in pending]
+            for shard, job in zip(pending, jobs):
+                _record_submission(RunDir(stage_dir(sweep, stage, shard)), job, backend)
+                new_ids.append(str(job.job_id))
+                out.stages.append(f"{stage}" + (f"[{shard}]" if shard is not None else ""))
+            log(f"submitted {stage}" + (f" ({len(pending)} shards)" if shard_list != [None] else "")
+                + f": jobs {', '.join(new_ids)}" + (f" after {', '.join(deps)}" if deps else ""))
+            if backend != "slurm":  # no dependencies outside SLURM: finish the stage first
+                for job in jobs:
+                    job.result()
+                new_ids = []
+        deps = live + new_ids if (live or new_ids) else deps
+    return deps
+
+
+def _active() -> set[str]:
+    from scaling.status import ACTIVE
+
+    return ACTIVE
+
+
+def _record_submission(record, job, backend: str, **extra: Any) -> None:
+    status = record.read_status()
+    record.update_status(
+        state="queued" if status.get("state") in ("queued", "pending", "failed", None) else status["state"],
+        job_ids=list(status.get("job_ids") or []) + [str(job.job_id)],
+        attempts=int(status.get("attempts") or 0) + 1, submitted_at=time.time(),
+        backend=backend, log=str(job.paths.stdout), error=None, slurm_state=None, **extra)
+
+
+def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], out: Submitted,
+                 job_factory, log) -> None:
+    from scaling.rundir import RunDir
+
+    meta, _ = store_meta(sweep)
+    groups: dict[tuple, list[Run]] = {}
+    for run in todo:
+        groups.setdefault(run.resources.shape(), []).append(run)
+    for runs in groups.values():
+        res = runs[0].resources
+        ex = executor_for(sweep, backend, res, sweep.spec.name, deps)
+        for run in runs:  # before submitting: the job may start (and write) at once
+            RunDir(run.run_dir).update_status(state="queued")
+        dirs = [str(run.run_dir.resolve()) for run in runs]
+        if backend == "slurm" and len(runs) > 1:
+            jobs = ex.map_array(job_factory(), dirs)
+        elif backend == "local":
+            jobs = _local_pool(ex, job_factory, dirs, res.array_parallelism)
+        else:
+            jobs = [ex.submit(job_factory(), d) for d in dirs]
+        for run, job in zip(runs, jobs):
+            try:
+                budget = estimate_run(run, meta)["tokens"]
+            except Exception:  # estimates are informative only
+                budget = None
+            _record_submission(RunDir(run.run_dir), job, backend, budget_tokens=budget)
+            out.submitted.append(run.run_id)
+            out.jobs[run.run_id] = job
+        shape = f"{res.nodes}x{res.gpus_per_node} GPUs" if res.gpus_per_node else "CPU"
+        log(f"submitted {len(runs)} runs ({shape}, {res.time_min} min) as "
+            + (f"array {jobs[0].job_id.split('_')[0]}" if backend == "slurm" and len(runs) > 1
+               else f"jobs {', '.join(j.job_id for j in jobs)}")
+            + (f" after {', '.join(deps)}" if deps else "") + f" [{backend}]")
+
+
+def _local_pool(ex, job_factory, dirs: list[str], parallelism: int) -> list:
+    """Local backend: start at most `parallelism` runs at once (each waits for a free slot)."""
+    jobs: list = []
+    for d in dirs:
+        while sum(not j.done() for j in jobs) >= parallelism:
+            time.sleep(0.5)
+        jobs.append(ex.submit(job_factory(), d))
+    return jobs
+
+
+def _wait(out: Submitted, log) -> None:
+    """Block until every submitted job has ended; report failures (the runs say why)."""
+    failed = []
+    for run_id, job in out.jobs.items():
+        try:
+            job.result()
+        except Exception as e:  # the run's status.json holds the error too
+            failed.append(run_id)
+            log(f"{run_id}: failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
+    log(f"{len(out.jobs) - len(failed)} runs finished, {len(failed)} failed")
+
+
+def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | None,
+            log: Callable[[str], None] = print) -> None:
+    """Print the plan and, for SLURM, the sbatch script of every job (array); submit nothing."""
+    backend, note = resolve_backend_for_dry_run(backend or sweep.spec.cluster.backend)
+    runs = sweep.select(only, exclude)
+    log(f"sweep {sweep.spec.name}: {len(runs)} runs -> {sweep.output} (backend {backend}"
+        + (f"; {note}" if note else "") + ")")
+    log(plan_table(sweep, runs))
+    stages = sweep.stages()
+    if stages:
+        log("preparation stages (training waits for them): " + " -> ".join(stages))
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.resources.shape(), []).append(run)
+    for group in groups.values():
+        ex = executor_for(sweep, "slurm", group[0].resources, sweep.spec.name,
+                          ["PREPARE_JOB_IDS"] if stages else None)
+        log(f"\n# sbatch script for {', '.join(r.run_id for r in group)} "
+            f"({'array of ' + str(len(group)) if len(group) > 1 else 'one job'}; each task "
+            f"calls scaling.train.TrainJob()(<output>/<run_id>))")
+        log(sbatch_script(ex, len(group)))
+
+
+def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None]:
+    """Like resolve_backend, but never fails: a dry run may show a SLURM plan anywhere."""
+    if requested in ("auto", "slurm"):
+        note = None if shutil.which("sbatch") else "no `sbatch` here: a real launch would " + (
+            "run locally" if requested == "auto" else "fail")
+        return "slurm", note
+    return requested, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scaling.launch",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep", type=Path, help="the sweep file (YAML)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan and the sbatch scripts; submit nothing")
+    parser.add_argument("--only", help="comma-separated run-id patterns (globs), e.g. 'd6,d1*'")
+    parser.add_argument("--exclude", help="comma-separated run-id patterns to leave out")
+    parser.add_argument("--retry-failed", action="store_true", help="resubmit failed runs")
+    parser.add_argument("--backend", choices=["auto", "slurm", "local", "debug"],
+                        help="override cluster.backend")
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument("--wait", dest="wait", action="store_true", default=None,
+                      help="wait for the jobs to end (default for local/debug)")
+    wait.add_argument("--no-wait", dest="wait", action="store_false",
+                      help="return after submitting (default for SLURM)")
+    args = parser.parse_args(argv)
+    try:
+        sweep = load_sweep(args.sweep)
+        if args.dry_run:
+            dry_run(sweep, args.only, args.exclude, args.backend)
+            return 0
+        runs = sweep.select(args.only, args.exclude)
+        if not runs:
+            print("error: --only/--exclude leave no runs", file=sys.stderr)
+            return 2
+        print(plan_table(sweep, runs, run_states(runs)))
+        launch(sweep, only=args.only, exclude=args.exclude, retry_failed=args.retry_failed,
+               backend=args.backend, wait=args.wait)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except QueueError as e:
+        print(f"error: cannot ask the scheduler about running jobs: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,682 @@
+"""Sweep files: one YAML file describes a whole scaling study; this module validates it and
+expands its grid into runs.
+
+A sweep names an output folder, the data (an existing token store, or images and a VQVAE to
+prepare first), a `base` run config, the grid axes (depth, and any run-config key, crossed),
+rules that derive values from the depth (batch, learning rate, epochs, nodes and GPUs ...),
+per-depth overrides, the evaluation schedule, the cluster settings and the fit defaults.
+See sweeps/depth_grid.yaml for a commented example.
+
+Loading validates everything once (`load_sweep`): every run's resolved config is built, so an
+unknown key, a wrong type or an impossible value anywhere is a `ConfigError` that names the
+sweep file, the line and the key path *in the sweep* where the offending value was written
+(e.g. ``sweeps/x.yaml:31: overrides.16.optim.wpe: ...``), even when the value only became
+wrong after merging.
+
+Run ids are deterministic from the axis values: ``d16`` for the depth, then ``-<label><value>``
+for every other grid axis in file order (``d12-lr3e-4-s1``). They are checked to be plain
+names, so a run directory `<output>/<run_id>` can never leave the output folder.
+
+Precedence when building a run's config (later wins): `base` < `eval` < `rules` (in file
+order) < `overrides[depth]` < the grid axis values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from scaling.config_io import (ConfigError, InvalidValue, KeyPath, Located, build, format_path,
+                               load_yaml, parse_yaml)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+# where the sweep's special axes live in a run config
+AXIS_KEYS = {"depth": "model.depth", "seed": "seed"}
+DEFAULT_LABELS = {"depth": "d", "seed": "s", "base_lr": "lr", "batch_size": "b", "epochs": "ep",
+                  "steps": "st", "images": "im", "tokens": "tok", "flops": "c"}
+# cluster keys that rules and overrides may set per run (the resource shape of a job)
+RESOURCE_KEYS = ("nodes", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min", "partition",
+                 "qos", "constraint", "account")
+DATA_DIR = "_data"  # prepared data (images, VQVAE, token store) under the output folder
+
+
+def _check_name(field: str, value: str, what: str) -> None:
+    if not NAME_RE.match(value) or ".." in value:
+        raise InvalidValue(field, f"{what} {value!r} must be a plain name: letters, digits, "
+                                  "'.', '_', '-' (no '/', no '..'), at most 80 characters")
+
+
+def _positive(obj: Any, *fields: str, allow_zero: bool = False) -> None:
+    for f in fields:
+        v = getattr(obj, f)
+        if v is not None and (v < 0 or (v == 0 and not allow_zero)):
+            raise InvalidValue(f, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+
+# ----------------------------------------------------------------------------- schema
+
+@dataclasses.dataclass(frozen=True)
+class StoreHint:
+    """What the token store will hold, for estimates before it exists (ImageNet-1k 256px)."""
+
+    train_images: int = 1_281_167
+    num_classes: int = 1000
+    vocab_size: int = 4096
+    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+
+    def __post_init__(self):
+        _positive(self, "train_images", "num_classes", "vocab_size")
+        if not self.patch_nums or min(self.patch_nums) < 1:
+            raise InvalidValue("patch_nums", "must be positive scale sizes")
+
+    def meta(self) -> dict[str, Any]:
+        """A stand-in for the store's meta.json (the keys `scaling.config.estimate` reads)."""
+        return {"num_classes": self.num_classes, "vocab_size": self.vocab_size,
+                "patch_nums": list(self.patch_nums), "splits": {"train": {"count": self.train_images}}}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Where the training data comes from.
+
+    Either `tokens` (an existing token store made by scaling.tokenize), or `images` (an
+    ImageNet-style folder; None with `prepare.synthetic`) to be tokenised with the VQVAE
+    checkpoint `vqvae` (None with `prepare.vqvae`: train one first). Relative paths are
+    relative to the working directory. `expect` describes the store for the launch table's
+    estimates while its meta.json cannot be read (not made yet, or on another machine);
+    without it, it is derived from `prepare`, else ImageNet-1k at 256px is assumed.
+    """
+
+    tokens: Path | None = None
+    images: Path | None = None
+    vqvae: Path | None = None
+    expect: StoreHint | None = None
+
+    def __post_init__(self):
+        if self.tokens is not None and (self.images is not None or self.vqvae is not None):
+            raise InvalidValue("tokens", "give either a token store (tokens) or images/vqvae "
+                                         "to tokenise, not both")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+    """Generate the synthetic class-conditional image set (scaling.synthetic.generate)."""
+
+    num_classes: int = 10
+    train_per_class: int = 100
+    val_per_class: int = 20
+    resolution: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        _positive(self, "num_classes", "train_per_class", "val_per_class", "resolution")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizeSpec:
+    """Tokenise the images with the VQVAE into the token store (scaling.tokenize)."""
+
+    shards: int = 1
+    batch_size: int = 64
+
+    def __post_init__(self):
+        _positive(self, "shards", "batch_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareResources:
+    """Resources of the preparation jobs (VQVAE training, tokenisation shards)."""
+
+    gpus_per_node: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    time_min: int = 60
+
+    def __post_init__(self):
+        _positive(self, "cpus_per_task", "mem_gb", "time_min")
+        _positive(self, "gpus_per_node", allow_zero=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareSpec:
+    """Preparation stages, run as jobs that the training jobs depend on.
+
+    `vqvae` holds the options of scaling.train_vqvae (checked by that module's config when
+    the sweep is loaded); its checkpoint goes to `<output>/_data/vqvae/vqvae.pt`, synthetic images
+    to `<output>/_data/images`, the token store to `<output>/_data/tokens`.
+    """
+
+    synthetic: SyntheticSpec | None = None
+    vqvae: dict[str, Any] | None = None
+    tokenize: TokenizeSpec = TokenizeSpec()
+    resources: PrepareResources = PrepareResources()
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSpec:
+    """Values derived from the size: `set` applies to runs whose depth matches.
+
+    A run matches when its depth is in `depths` (if given) and within [min_depth, max_depth]
+    (bounds that are given). `set` maps run-config keys (dotted or nested) or `cluster.<key>`
+    resource keys to values. `why` documents the rule (e.g. "official d30 recipe").
+    """
+
+    set: dict[str, Any]
+    depths: tuple[int, ...] | None = None
+    min_depth: int | None = None
+    max_depth: int | None = None
+    why: str = ""
+
+    def __post_init__(self):
+        if self.depths is None and self.min_depth is None and self.max_depth is None:
+            raise InvalidValue("set", "a rule needs depths, min_depth or max_depth")
+        if self.min_depth is not None and self.max_depth is not None and self.min_depth > self.max_depth:
+            raise InvalidValue("min_depth", f"{self.min_depth} > max_depth {self.max_depth}")
+
+    def matches(self, depth: int) -> bool:
+        """Whether this rule applies to a run of this depth."""
+        return ((self.depths is None or depth in self.depths)
+                and (self.min_depth is None or depth >= self.min_depth)
+                and (self.max_depth is None or depth <= self.max_depth))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """How and where jobs run. Resource keys (see RESOURCE_KEYS) can be set per depth by
+    rules and overrides (`cluster.nodes: 4`); the others hold for the whole sweep.
+
+    backend: auto (SLURM when `sbatch` is found, else local), slurm, local (submitit's local
+    executor: subprocesses on this machine), debug (in this process, one run after another).
+    One task per GPU; `cpus_per_task` CPUs each. `time_min` is the SLURM time limit: longer
+    runs are requeued from their checkpoint (at most `max_requeues` times).
+    `assumed_tflops_per_gpu` only feeds the GPU-hours estimate of the launch table.
+    """
+
+    backend: Literal["auto", "slurm", "local", "debug"] = "auto"
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    time_min: int = 60
+    array_parallelism: int = 64
+    max_requeues: int = 20
+    signal_delay_s: int = 120
+    setup: tuple[str, ...] = ()
+    sbatch: dict[str, str] = dataclasses.field(default_factory=dict)
+    assumed_tflops_per_gpu: float = 300.0
+
+    def __post_init__(self):
+        _positive(self, "nodes", "cpus_per_task", "mem_gb", "time_min", "array_parallelism",
+                  "assumed_tflops_per_gpu")
+        _positive(self, "gpus_per_node", "max_requeues", "signal_delay_s", allow_zero=True)
+        if self.nodes > 1 and self.gpus_per_node == 0:
+            raise InvalidValue("nodes", f"{self.nodes} nodes without GPUs: multi-node runs "
+                                        "need gpus_per_node >= 1")
+        for k in self.sbatch:
+            if not re.match(r"^[a-z][a-z0-9_-]*$", k):
+                raise InvalidValue("sbatch", f"bad sbatch option name {k!r} "
+                                             "(write it without '--', e.g. 'mail-type')")
+
+    @property
+    def tasks_per_node(self) -> int:
+        """One process per GPU (one when running on CPUs)."""
+        return max(1, self.gpus_per_node)
+
+    def shape(self) -> tuple:
+        """The resource shape: runs with equal shapes can share one job array."""
+        return tuple(getattr(self, k) for k in RESOURCE_KEYS)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSpec:
+    """Defaults for `python -m scaling.fit <output>`, written by launch to `<output>/fit.yaml`.
+
+    irreducible: 'paper' (E_last 4.5, E_avg 5), 'fit' (fitted), 'none', or a mapping
+    metric -> value. compute: 'exact' (from shapes) or '6nd'. holdout: how many of the
+    largest models the hold-out check leaves out. include_subset: run ids to fit on (all if
+    None).
+    """
+
+    irreducible: Literal["paper", "fit", "none"] | dict[str, float] = "paper"
+    compute: Literal["exact", "6nd"] = "exact"
+    metrics: tuple[Literal["ce_last", "ce_avg", "err_last", "err_avg"], ...] = (
+        "ce_last", "ce_avg", "err_last", "err_avg")
+    holdout: int = 2
+    bootstrap: int = 1000
+    include_subset: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        _positive(self, "holdout", "bootstrap", allow_zero=True)
+        if isinstance(self.irreducible, dict):
+            bad = [k for k in self.irreducible if k not in ("ce_last", "ce_avg", "err_last", "err_avg")]
+            if bad:
+                raise InvalidValue("irreducible", f"unknown metric {bad[0]!r}")
+        if not self.metrics:
+            raise InvalidValue("metrics", "needs at least one metric")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """The sweep file as written (see the module docstring); `load_sweep` expands it."""
+
+    name: str
+    output: Path
+    grid: dict[str, tuple[Any, ...]]
+    description: str = ""
+    data: DataSpec = DataSpec()
+    prepare: PrepareSpec = PrepareSpec()
+    base: dict[str, Any] = dataclasses.field(default_factory=dict)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    rules: tuple[RuleSpec, ...] = ()
+    overrides: dict[Any, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    eval: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cluster: ClusterSpec = ClusterSpec()
+    fit: FitSpec = FitSpec()
+
+    def __post_init__(self):
+        _check_name("name", self.name, "sweep name")
+        if "depth" not in self.grid:
+            raise InvalidValue("grid", "needs a 'depth' axis (list of depths)")
+        for axis, values in self.grid.items():
+            if not values:
+                raise InvalidValue("grid", f"axis {axis!r} has no values")
+        for axis, label in self.labels.items():
+            if axis not in self.grid:
+                raise InvalidValue("labels", f"{axis!r} is not a grid axis")
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", label):
+                raise InvalidValue("labels", f"label {label!r} for {axis!r} must be letters, "
+                                             "digits and '_'")
+
+
+# ----------------------------------------------------------------------------- runs
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One grid point: its id, axis values, resolved run config (and as plain data),
+    resources and run directory."""
+
+    run_id: str
+    depth: int
+    axes: dict[str, Any]
+    config: Any               # scaling.config.RunConfig when available, else the plain dict
+    data: dict[str, Any]      # the resolved run config as plain nested data
+    resources: ClusterSpec
+    run_dir: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A loaded, validated and expanded sweep."""
+
+    spec: SweepSpec
+    source: str
+    runs: tuple[Run, ...]
+
+    @property
+    def output(self) -> Path:
+        return self.spec.output
+
+    @property
+    def data_dir(self) -> Path:
+        """Where prepared data (images, VQVAE, token store) goes."""
+        return self.spec.output / DATA_DIR
+
+    def token_store(self) -> Path:
+        """The token store the runs train on (existing, or the one prepared under data_dir)."""
+        return self.spec.data.tokens if self.spec.data.tokens is not None else self.data_dir / "tokens"
+
+    def stages(self) -> list[str]:
+        """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize'."""
+        d, p = self.spec.data, self.spec.prepare
+        if d.tokens is not None:
+            return []
+        out = []
+        if d.images is None:
+            out.append("synthetic")
+        if d.vqvae is None:
+            out.append("vqvae")
+        return out + ["tokenize"]
+
+    def images_dir(self) -> Path:
+        """The images to tokenise (given, or generated under data_dir)."""
+        return self.spec.data.images if self.spec.data.images is not None else self.data_dir / "images"
+
+    def vqvae_path(self) -> Path:
+        """The VQVAE checkpoint used for tokenising (given, or trained under data_dir)."""
+        if self.spec.data.vqvae is not None:
+            return self.spec.data.vqvae
+        return self.data_dir / "vqvae" / "vqvae.pt"
+
+    def expected_meta(self) -> dict[str, Any]:
+        """Stand-in for the token store's meta.json, for estimates before the store exists."""
+        if self.spec.data.expect is not None:
+            return self.spec.data.expect.meta()
+        hint = StoreHint()
+        syn, vq = self.spec.prepare.synthetic, self.spec.prepare.vqvae
+        if syn is not None:
+            hint = dataclasses.replace(hint, num_classes=syn.num_classes,
+                                       train_images=syn.num_classes * syn.train_per_class)
+        if vq is not None:
+            defaults: dict[str, Any] = {}
+            try:
+                from scaling.train_vqvae import VQVAETrainConfig
+
+                defaults = {f.name: f.default for f in dataclasses.fields(VQVAETrainConfig)}
+            except ImportError:
+                pass
+            options = {**defaults, **vq}
+            hint = dataclasses.replace(
+                hint, vocab_size=int(options.get("vocab_size", hint.vocab_size)),
+                patch_nums=tuple(options.get("patch_nums", hint.patch_nums)))
+        return hint.meta()
+
+    def select(self, only: str | None = None, exclude: str | None = None) -> list[Run]:
+        """Runs filtered by comma-separated glob patterns on run ids (``--only 'd1*,d20'``)."""
+        import fnmatch
+
+        def hit(run_id: str, patterns: str) -> bool:
+            return any(fnmatch.fnmatchcase(run_id, p.strip()) for p in patterns.split(",") if p.strip())
+
+        return [r for r in self.runs
+                if (only is None or hit(r.run_id, only)) and not (exclude and hit(r.run_id, exclude))]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def format_value(value: Any) -> str:
+    """A grid value as it appears in a run id: 3e-4 -> '3e-4', 0.5 -> '0.5', 200 -> '200'."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value == 0 or 1e-3 <= abs(value) < 1e5:
+            text = repr(value)
+            return text[:-2] if text.endswith(".0") else text
+        mantissa, exp = f"{value:.6e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exp)}"
+    return str(value)
+
+
+def _label(axis: str, labels: dict[str, str]) -> str:
+    if axis in labels:
+        return labels[axis]
+    last = axis.split(".")[-1]
+    return DEFAULT_LABELS.get(last, re.sub(r"[^A-Za-z0-9]", "", last))
+
+
+def _flatten(data: Any, prefix: KeyPath, out: dict[KeyPath, Any]) -> None:
+    """Nested mappings with dotted keys -> {key path: leaf value}."""
+    for key, value in data.items():
+        path = prefix + tuple(str(key).split("."))
+        if isinstance(value, dict) and value:
+            _flatten(value, path, out)
+        else:
+            out[path] = value
+
+
+def _unflatten(flat: dict[KeyPath, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{'.'.join(path)}: a parent key holds a value, not a mapping")
+        node[path[-1]] = value
+    return out
+
+
+def _sweep_paths(data: Any, prefix: KeyPath) -> dict[KeyPath, KeyPath]:
+    """Like _flatten, but maps each flattened path to where it was written in the sweep."""
+    out: dict[KeyPath, KeyPath] = {}
+
+    def walk(d: dict, run_prefix: KeyPath, sweep_prefix: KeyPath) -> None:
+        for key, value in d.items():
+            rp = run_prefix + tuple(str(key).split("."))
+            sp = sweep_prefix + (str(key),)
+            if isinstance(value, dict) and value:
+                walk(value, rp, sp)
+            else:
+                out[rp] = sp
+
+    walk(data, (), prefix)
+    return out
+
+
+class _SweepLocated(Located):
+    """Locates errors raised while building one run's config back in the sweep file.
+
+    `origin` maps a path in the run's data to the sweep key path that set it; a path with no
+    origin (e.g. a required key nobody set) is reported under `base`.
+    """
+
+    def __init__(self, source: str, lines: dict, origin: dict[KeyPath, KeyPath], run_id: str,
+                 prefix: KeyPath = ()):
+        super().__init__(source, lines)
+        self.origin = origin
+        self.run_id = run_id
+        self.prefix = prefix
+
+    def error(self, path: KeyPath, message: str) -> ConfigError:
+        path = tuple(path)
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in self.origin:
+                sweep_path = self.origin[path[:cut]] + path[cut:]
+                break
+        else:
+            sweep_path = (("cluster",) + path[1:]) if path[:1] == ("cluster",) else ("base",) + path
+        return ConfigError(f"{self.where(sweep_path)}: {format_path(sweep_path)}: {message} "
+                           f"(run {self.run_id})")
+
+
+def _lines_as_str(loc: Located) -> dict:
+    """Located keys with mapping keys as strings (YAML keys like 16 are stored as '16')."""
+    return {tuple(p if isinstance(p, int) else str(p) for p in k): v for k, v in loc.lines.items()}
+
+
+def build_run_config(data: dict, loc: Located) -> Any:
+    """Build the typed run config from plain data (scaling.config.RunConfig when available)."""
+    try:
+        from scaling.config import RunConfig
+    except ImportError:  # trainer config not merged yet: keep the plain data
+        return data
+    return build(RunConfig, data, loc)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read, validate and expand a sweep file; raise ConfigError (file:line: key: message)."""
+    data, loc = load_yaml(path)
+    return sweep_from_data(data, loc)
+
+
+def parse_sweep(text: str, source: str = "<string>") -> Sweep:
+    """`load_sweep` on YAML text."""
+    data, loc = parse_yaml(text, source)
+    return sweep_from_data(data, loc)
+
+
+def sweep_from_data(data: Any, loc: Located) -> Sweep:
+    """Validate plain sweep data (with its line locations) and expand the grid into runs."""
+    if isinstance(data, dict) and isinstance(data.get("overrides"), dict):
+        # YAML reads `16:` as an int key; keep them as written (strings) for paths and lines
+        data = dict(data, overrides={str(k): v for k, v in data["overrides"].items()})
+    spec: SweepSpec = build(SweepSpec, data, loc)
+    lines = _lines_as_str(loc)
+    _check_static(spec, loc)
+    runs = _expand(spec, loc.source, lines)
+    return Sweep(spec=spec, source=loc.source, runs=tuple(runs))
+
+
+def _check_static(spec: SweepSpec, loc: Located) -> None:
+    """Checks across sections that a single dataclass cannot make."""
+    for i, depth in enumerate(spec.grid["depth"]):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise loc.error(("grid", "depth", i), f"a depth must be a positive integer, got {depth!r}")
+    depths = set(spec.grid["depth"])
+    for key in spec.overrides:
+        m = re.fullmatch(r"d?(\d+)", key)
+        if not m:
+            raise loc.error(("overrides", key), "override keys are depths (16 or d16)")
+        if int(m.group(1)) not in depths:
+            raise loc.error(("overrides", key), f"depth {int(m.group(1))} is not in grid.depth "
+                                                f"{sorted(depths)}")
+        if not isinstance(spec.overrides[key], dict):
+            raise loc.error(("overrides", key), "expected a mapping of config keys to values")
+    for axis, values in spec.grid.items():
+        if len(set(map(repr, values))) != len(values):
+            raise loc.error(("grid", axis), "repeated value")
+    labels = [_label(a, spec.labels) for a in spec.grid]
+    for axis in spec.grid:
+        if labels.count(_label(axis, spec.labels)) > 1:
+            raise loc.error(("grid", axis), f"two axes share the run-id label "
+                                            f"{_label(axis, spec.labels)!r}: set labels")
+    if spec.data.tokens is None and spec.data.images is None and spec.prepare.synthetic is None:
+        raise loc.error(("data",), "no data: give data.tokens (a token store), data.images "
+                                   "(an image folder) or prepare.synthetic")
+    if spec.data.images is not None and spec.prepare.synthetic is not None:
+        raise loc.error(("prepare", "synthetic"), "data.images is given: nothing to generate")
+    if spec.data.vqvae is not None and spec.prepare.vqvae is not None:
+        raise loc.error(("prepare", "vqvae"), "data.vqvae is given: nothing to train")
+    if spec.data.tokens is None and spec.data.vqvae is None and spec.prepare.vqvae is None:
+        raise loc.error(("data",), "images need a VQVAE: give data.vqvae or prepare.vqvae")
+    if spec.prepare.vqvae is not None:
+        _check_vqvae_options(spec.prepare.vqvae, loc)
+
+
+def _check_vqvae_options(options: dict, loc: Located) -> None:
+    """Check prepare.vqvae against scaling.train_vqvae's config (images/out are the sweep's)."""
+    for key in ("images", "out"):
+        if key in options:
+            raise loc.error(("prepare", "vqvae", key), "set by the sweep (data.images or "
+                            f"<output>/{DATA_DIR}/...): leave it out")
+    try:
+        from scaling.train_vqvae import VQVAETrainConfig
+    except ImportError:  # stage-1 trainer not installed: checked when the stage runs
+        return
+    build(VQVAETrainConfig, dict(options, images="images", out="out"), loc, ("prepare", "vqvae"))
+
+
+def _run_id(point: dict[str, Any], spec: SweepSpec, loc: Located) -> str:
+    """`d<depth>` then `-<label><value>` per other axis; each piece must be a plain name."""
+    parts = []
+    for axis, value in point.items():
+        piece = f"{_label(axis, spec.labels)}{format_value(value)}"
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", piece) or ".." in piece:
+            index = list(spec.grid[axis]).index(value)
+            raise loc.error(("grid", axis, index), f"value {value!r} would make the run-id part "
+                            f"{piece!r}: run ids must be plain names (letters, digits, '.', '_', '-'), "
+                            "so that run directories stay inside the output folder")
+        parts.append(piece)
+    run_id = "-".join(parts)
+    if not NAME_RE.match(run_id):
+        raise loc.error(("grid",), f"run id {run_id!r} is too long or not a plain name")
+    return run_id
+
+
+def _expand(spec: SweepSpec, source: str, lines: dict) -> list[Run]:
+    axes = ["depth"] + [a for a in spec.grid if a != "depth"]
+    loc = Located(source, lines)
+    points: dict[str, dict] = {}
+    for values in itertools.product(*(spec.grid[a] for a in axes)):
+        point = dict(zip(axes, values))
+        run_id = _run_id(point, spec, loc)
+        if run_id in points:
+            raise loc.error(("grid",), f"runs {points[run_id]} and {point} get the same id "
+                                       f"{run_id!r}")
+        points[run_id] = point
+    return [_resolve(spec, point, run_id, source, lines) for run_id, point in points.items()]
+
+
+def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
+             lines: dict) -> Run:
+    """Merge base < eval < rules < overrides < axes into one run config and its resources."""
+    flat: dict[KeyPath, Any] = {}
+    origin: dict[KeyPath, KeyPath] = {}
+
+    def put(values: dict, sweep_prefix: KeyPath, run_prefix: KeyPath = ()) -> None:
+        f: dict[KeyPath, Any] = {}
+        _flatten(values, run_prefix, f)
+        o = _sweep_paths(values, sweep_prefix)
+        for k, v in f.items():
+            flat[k] = v
+            origin[k] = o[k[len(run_prefix):]]
+
+    put(spec.base, ("base",))
+    put(spec.eval, ("eval",), ("eval",))
+    depth = point["depth"]
+    for i, rule in enumerate(spec.rules):
+        if rule.matches(depth):
+            put(rule.set, ("rules", i, "set"))
+    key = next((k for k in spec.overrides if re.fullmatch(rf"d?{depth}", k)), None)
+    if key is not None:
+        put(spec.overrides[key], ("overrides", key))
+    for axis, value in point.items():
+        run_key = tuple(AXIS_KEYS.get(axis, axis).split("."))
+        flat[run_key] = value
+        origin[run_key] = ("grid", axis, list(spec.grid[axis]).index(value))
+    # the data the run trains on, and its name
+    store_key = ("data", "store")
+    if store_key not in flat:
+        flat[store_key] = str(spec.data.tokens if spec.data.tokens is not None
+                              else spec.output / DATA_DIR / "tokens")
+        origin[store_key] = ("data", "tokens")
+    flat[("run_id",)] = run_id
+    origin[("run_id",)] = ("grid",)
+
+    resource_flat = {k: v for k, v in flat.items() if k[0] == "cluster"}
+    run_flat = {k: v for k, v in flat.items() if k[0] != "cluster"}
+    located = _SweepLocated(source, lines, origin, run_id)
+    for k in resource_flat:
+        if len(k) != 2 or k[1] not in RESOURCE_KEYS:
+            raise located.error(k, f"rules and overrides may set only cluster.{{{', '.join(RESOURCE_KEYS)}}}")
+    try:
+        run_data = _unflatten(run_flat)
+    except ValueError as e:
+        raise located.error(("base",), str(e)) from None
+    config = build_run_config(run_data, located)
+    cluster_data = {f.name: getattr(spec.cluster, f.name) for f in dataclasses.fields(ClusterSpec)}
+    cluster_data.update({k[1]: v for k, v in resource_flat.items()})
+    cluster_data["setup"] = list(cluster_data["setup"])
+    resources = build(ClusterSpec, cluster_data, located, ("cluster",))
+    if dataclasses.is_dataclass(config):
+        from scaling.config_io import to_dict
+        run_data = to_dict(config)
+    return Run(run_id=run_id, depth=depth, axes=point, config=config, data=run_data,
+               resources=resources, run_dir=spec.output / run_id)
+
+
+# ----------------------------------------------------------------------------- sizes
+
+def var_params(depth: int) -> int:
+    """Exact VAR parameter count at 256px (VAR_REFERENCE sec. 2): N(d) with C = 64 d."""
+    try:
+        from var_core import params
+    except ImportError:  # model package not merged yet: the same closed form
+        c = 64 * depth
+        return 18 * depth * c * c + 14 * depth * c + depth * depth + 2 * c * c + 5823 * c + 4096
+    return params(depth)
+
+
+def gpu_hours(flops: float, resources: ClusterSpec) -> float:
+    """Estimated GPU-hours for `flops` at the assumed sustained rate per GPU."""
+    return flops / (resources.assumed_tflops_per_gpu * 1e12) / 3600.0
+
+
+def human(n: float) -> str:
+    """1234567 -> '1.23M' (K, M, G, T, P, E suffixes)."""
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.3g}" if not math.isclose(n, round(n)) else str(int(round(n)))

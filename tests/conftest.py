@@ -1,0 +1,64 @@
+"""Shared fixtures. `slurm_cluster`: a real single-node SLURM cluster for tests marked `slurm`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmCluster:
+    """A running cluster: its config file, the partition to submit to, who started it."""
+
+    conf: Path
+    partition: str
+    started_here: bool
+
+
+def _cluster_answers(conf: Path) -> bool:
+    env = dict(os.environ, SLURM_CONF=str(conf))
+    try:
+        return subprocess.run(["scontrol", "ping"], env=env, capture_output=True,
+                              timeout=10).returncode == 0 and subprocess.run(
+            ["bash", str(SCRIPT), "status"], env=env, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Use the cluster of scripts/slurm_cluster.sh (state in $SLURM_DIR), starting it if root.
+
+    Skips, with the reason, when no cluster runs and none can be started here. A cluster that
+    was already up is left running; one started here is stopped at the end of the session.
+    """
+    slurm_dir = Path(os.environ.get("SLURM_DIR", "/tmp/var-scaling-slurm"))
+    conf = slurm_dir / "slurm.conf"
+    partition = os.environ.get("SLURM_PARTITION", "debug")
+    started = False
+    if not (conf.exists() and shutil.which("scontrol") and _cluster_answers(conf)):
+        if os.geteuid() != 0:
+            pytest.skip("SLURM tests need a running cluster: none is up in "
+                        f"{slurm_dir} and starting one needs root "
+                        "(run `sudo bash scripts/slurm_cluster.sh up`)")
+        proc = subprocess.run(["bash", str(SCRIPT), "up"], capture_output=True, text=True,
+                              timeout=900, env=dict(os.environ, SLURM_DIR=str(slurm_dir)))
+        if proc.returncode != 0 or not _cluster_answers(conf):
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+            pytest.skip(f"SLURM could not be started by scripts/slurm_cluster.sh up: {tail}")
+        started = True
+    with pytest.MonkeyPatch.context() as mp:
+        # submitit calls sbatch/squeue/sacct as subprocesses: they read SLURM_CONF
+        mp.setenv("SLURM_CONF", str(conf))
+        yield SlurmCluster(conf=conf, partition=partition, started_here=started)
+    if started:
+        subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, timeout=120,
+                       env=dict(os.environ, SLURM_DIR=str(slurm_dir)))
