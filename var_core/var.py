@@ -206,6 +206,13 @@ class VAR(nn.Module):
         """Constructor kwargs with defaults resolved (width, heads, drop_path, init_std)."""
         return dict(self._config)
 
+    def set_attn_backend(self, backend: str) -> None:
+        """Switch the attention backend ("auto", "sdpa", "flex", "math") of every block."""
+        resolve_backend(backend, torch.device("cpu"))
+        self.attn_backend = self._config["attn_backend"] = backend
+        for b in self.blocks:
+            b.attn.backend = backend
+
     @torch.no_grad()
     def init_weights(self, init_adaln: float, init_adaln_gamma: float, init_head: float,
                      init_std: float) -> None:
@@ -265,7 +272,7 @@ class VAR(nn.Module):
             backend = resolve_backend(self.attn_backend, x.device)
             if backend == "flex":
                 kw["block_mask"] = self._flex_mask(x.device)
-            else:
+            else:  # sdpa or math
                 kw["mask"] = self.attn_bias_for_masking[:, :, :x.shape[1], :x.shape[1]]
         for i, b in enumerate(self.blocks):
             x = b(x, ada, cache=None if caches is None else caches[i], **kw)
