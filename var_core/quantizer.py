@@ -6,12 +6,20 @@ VAR_REFERENCE.md section 1); the code is written from that description.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def _no_autocast(device: torch.device):
+    """Quantize in float32 even under mixed precision (argmin ties, residual accuracy)."""
+    if device.type in ("cuda", "cpu", "xpu", "mps"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()  # e.g. meta tensors (shape checks)
 
 
 class Phi(nn.Conv2d):
@@ -126,7 +134,7 @@ class MultiScaleQuantizer(nn.Module):
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]
-        with torch.autocast(device_type=f.device.type, enabled=False):
+        with _no_autocast(f.device):
             f_rest = f.detach().float().clone()
             out = []
             for k, pn in enumerate(self.patch_nums):
@@ -142,7 +150,7 @@ class MultiScaleQuantizer(nn.Module):
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]
-        with torch.autocast(device_type=f.device.type, enabled=False):
+        with _no_autocast(f.device):
             f = f.float()
             f_ng = f.detach()
             f_rest = f_ng.clone()
