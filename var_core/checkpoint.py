@@ -19,6 +19,7 @@ import torch.nn as nn
 from .var import VAR
 from .vqvae import VQVAE
 
+PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)  # official 512px scales (L = 2240)
 FORMATS = {"vqvae": "var_core.vqvae.v1", "var": "var_core.var.v1"}
 _NESTED = {"var": "var_wo_ddp", "vqvae": "vae_local"}
 
@@ -95,7 +96,10 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str =
 
 
 def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
-    """Constructor kwargs readable from an official VAR state dict (patch_nums stay default)."""
+    """Constructor kwargs readable from an official VAR state dict.
+
+    patch_nums: the 512px scales when L = 2240, otherwise the default (256px) ones.
+    """
     try:
         depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
         width = sd["word_embed.weight"].shape[0]
@@ -104,6 +108,9 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
                    shared_aln="shared_ada_lin.1.weight" in sd,
                    attn_l2_norm="blocks.0.attn.scale_mul_1H11" in sd,
                    mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / width)
+        L = sd["pos_1LC"].shape[1]
+        if L == sum(p * p for p in PATCH_NUMS_512):
+            cfg["patch_nums"] = PATCH_NUMS_512
         if cfg["attn_l2_norm"]:
             cfg["heads"] = sd["blocks.0.attn.scale_mul_1H11"].shape[1]
         return cfg

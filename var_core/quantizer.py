@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _no_autocast(device: torch.device):
+def no_autocast(device: torch.device):
     """Quantize in float32 even under mixed precision (argmin ties, residual accuracy)."""
     if device.type in ("cuda", "cpu", "xpu", "mps"):
         return torch.autocast(device_type=device.type, enabled=False)
@@ -134,7 +134,7 @@ class MultiScaleQuantizer(nn.Module):
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]
-        with _no_autocast(f.device):
+        with no_autocast(f.device):
             f_rest = f.detach().float().clone()
             out = []
             for k, pn in enumerate(self.patch_nums):
@@ -150,7 +150,7 @@ class MultiScaleQuantizer(nn.Module):
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]
-        with _no_autocast(f.device):
+        with no_autocast(f.device):
             f = f.float()
             f_ng = f.detach()
             f_rest = f_ng.clone()
@@ -191,9 +191,10 @@ class MultiScaleQuantizer(nn.Module):
         """K index maps -> f_hat [B, Cvae, H, W] (sum of all refined scales)."""
         self._check_idx(idx)
         f_hat = None
-        for k, pn in enumerate(self.patch_nums):
-            h = self.phi(k, self._upsample(self.embed(idx[k], pn).float(), k))
-            f_hat = h if f_hat is None else f_hat + h
+        with no_autocast(idx[0].device):
+            for k, pn in enumerate(self.patch_nums):
+                h = self.phi(k, self._upsample(self.embed(idx[k], pn).float(), k))
+                f_hat = h if f_hat is None else f_hat + h
         return f_hat
 
     def idx_to_var_input(self, idx: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -203,9 +204,10 @@ class MultiScaleQuantizer(nn.Module):
         H = self.patch_nums[-1]
         f_hat = torch.zeros(B, self.z_channels, H, H, device=idx[0].device)
         nxt = []
-        for k in range(len(self.patch_nums) - 1):
-            f_hat, x = self.next_input(k, f_hat, self.embed(idx[k], self.patch_nums[k]).float())
-            nxt.append(x.flatten(2).transpose(1, 2))
+        with no_autocast(idx[0].device):
+            for k in range(len(self.patch_nums) - 1):
+                f_hat, x = self.next_input(k, f_hat, self.embed(idx[k], self.patch_nums[k]).float())
+                nxt.append(x.flatten(2).transpose(1, 2))
         return torch.cat(nxt, dim=1)
 
     def next_input(self, k: int, f_hat: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

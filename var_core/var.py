@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import attend, make_block_mask, resolve_backend
+from .quantizer import no_autocast
 from .vqvae import DEFAULT_PATCH_NUMS
 
 
@@ -298,8 +299,9 @@ class VAR(nn.Module):
         if self.training and self.cond_drop > 0:
             drop = torch.rand(B, device=labels.device) < self.cond_drop
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-        cond = self.class_emb(labels)
-        sos = cond.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
-        x = torch.cat((sos, self.word_embed(x_in.float())), dim=1)
-        x = x + self.lvl_pos()
+        with no_autocast(labels.device):  # embeddings in float32, as the official code
+            cond = self.class_emb(labels)
+            sos = cond.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
+            x = torch.cat((sos, self.word_embed(x_in.float())), dim=1)
+            x = x + self.lvl_pos()
         return self.run_blocks(x, cond)
