@@ -99,3 +99,10 @@ def test_bad_files(tmp_path):
         load_state_dict_file(tmp_path / "t.pth")
     with pytest.raises(TypeError, match="VQVAE or VAR"):
         save_model(tmp_path / "x.pt", torch.nn.Linear(2, 2))
+
+
+def test_official_512px_scales_inferred(tmp_path):
+    pn512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
+    torch.save(VAR(1, patch_nums=pn512).state_dict(), tmp_path / "var_d1_512.pth")
+    m = load_var(tmp_path / "var_d1_512.pth")
+    assert m.patch_nums == pn512 and m.L == 2240

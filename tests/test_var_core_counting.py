@@ -55,3 +55,10 @@ def test_attention_pairs_and_defaults():
     assert train_flops_per_image(depth=16) == 3 * forward_flops(depth=16)
     with pytest.raises(TypeError, match="depth"):
         forward_flops(width=64)
+
+
+def test_unknown_kwargs_are_rejected():
+    with pytest.raises(TypeError, match=r"unknown VAR kwargs \['widht'\]"):
+        forward_flops(depth=2, widht=64)
+    from var_core import params
+    assert params(2, drop_path=0.3, attn_backend="sdpa") == params(2)  # no-effect kwargs accepted

@@ -118,7 +118,7 @@ def test_default_256px_shapes():
     with torch.no_grad():
         out = vq(x)
         assert out.recon.shape == (1, 3, 256, 256) and out.vq_loss.shape == ()
-        idx = vq.img_to_idx(x)
+        idx = out.idx
         assert [tuple(t.shape) for t in idx] == [(1, p * p) for p in (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)]
         assert all(t.dtype == torch.long for t in idx)
         assert vq.idx_to_var_input(idx).shape == (1, 679, 32)
