@@ -119,3 +119,25 @@ def test_param_count_equals_module_for_any_config(kw):
 
 def test_main_params():
     assert main_params(16) == 18 * 16 * 1024 ** 2 == 73728 * 16 ** 3
+
+
+def test_official_init_statistics():
+    torch.manual_seed(0)
+    d, C = 4, 256
+    m = VAR(d, init_adaln_gamma=1e-3)
+    std = (1 / (3 * C)) ** 0.5
+    rel = lambda t, s: abs(t.std().item() / s - 1)  # noqa: E731
+    assert rel(m.class_emb.weight, std) < 0.05 and rel(m.pos_1LC, std) < 0.05
+    assert rel(m.blocks[0].attn.mat_qkv.weight, std) < 0.05
+    assert rel(m.head.weight, 0.02 * std) < 0.05
+    assert rel(m.blocks[1].attn.proj.weight, std / (2 * d) ** 0.5) < 0.05
+    assert rel(m.blocks[1].ffn.fc2.weight, std / (2 * d) ** 0.5) < 0.05
+    w = m.blocks[2].ada_lin[1].weight
+    assert rel(w[:2 * C], 1e-3 * std) < 0.05 and rel(w[2 * C:], 0.5 * std) < 0.05
+    assert rel(m.head_nm.ada_lin[1].weight, 0.5 * std) < 0.05
+    assert m.blocks[0].ffn.fc1.bias.abs().max() == 0 and m.head.bias.abs().max() == 0
+    assert torch.allclose(m.blocks[3].attn.scale_mul_1H11, torch.full((1, d, 1, 1), 4.0).log())
+    assert m.blocks[0].attn.q_bias.abs().max() == 0 and m.blocks[0].attn.zero_k_bias.abs().max() == 0
+    rates = [b.drop_path.p for b in m.blocks]
+    assert rates[0] == 0 and abs(rates[-1] - 0.1 * d / 24) < 1e-7
+    assert all(abs(r - rates[-1] * i / (d - 1)) < 1e-7 for i, r in enumerate(rates))

@@ -198,7 +198,9 @@ def test_flex_backend_equals_sdpa(var):
     finally:
         m.set_attn_backend("sdpa")
         var.to("cpu")
-    assert (out - ref).abs().max().item() <= 1e-4
+    # CUDA flex kernels may use TF32 for float32 matmuls: allow a relative 1e-3 there
+    tol = 1e-4 if dev == "cpu" else 1e-3 * max(1.0, ref.abs().max().item())
+    assert (out - ref).abs().max().item() <= tol
 
 
 # ---- sampler -----------------------------------------------------------------------------------
