@@ -174,6 +174,9 @@ class MultiScaleQuantizer(nn.Module):
 
     @torch.no_grad()
     def _record_hits(self, k: int, idx: torch.Tensor) -> None:
+        """Usage statistic only (no effect on outputs): copy on the first training call, then EMA
+        0.9 for 100 calls, then 0.99. Unlike the official code (which counts per scale and only
+        under torch.distributed) the counter advances once per call, in every training run."""
         hit = idx.bincount(minlength=self.vocab_size).float()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(hit)
