@@ -106,3 +106,15 @@ def test_official_512px_scales_inferred(tmp_path):
     torch.save(VAR(1, patch_nums=pn512).state_dict(), tmp_path / "var_d1_512.pth")
     m = load_var(tmp_path / "var_d1_512.pth")
     assert m.patch_nums == pn512 and m.L == 2240
+
+
+def test_wrapper_prefixes_are_stripped(tmp_path):
+    """State dicts saved from torch.compile / DDP wrappers carry `_orig_mod.` / `module.` prefixes."""
+    var = VAR(**VAR_KW)
+    torch.save({f"module._orig_mod.{k}": v for k, v in var.state_dict().items()}, tmp_path / "w.pth")
+    assert _same(load_state_dict_file(tmp_path / "w.pth"), var.state_dict())
+    assert _same(load_var(tmp_path / "w.pth", patch_nums=PN).state_dict(), var.state_dict())
+    wrapped = torch.nn.Module()
+    wrapped._orig_mod = var  # what torch.compile's OptimizedModule holds
+    save_model(tmp_path / "u.pt", wrapped)
+    assert _same(load_var(tmp_path / "u.pt").state_dict(), var.state_dict())
