@@ -90,7 +90,7 @@ def _jsonable(obj: Any) -> Any:
 
 def _check_same(out: Path, stored: dict, expected: dict, what: str) -> None:
     # the fields that decide what the tokens mean; the first difference is reported
-    for key in ("format", "vqvae_sha256", "vocab_size", "patch_nums", "image_size", "classes"):
+    for key in ("format", "vocab_size", "patch_nums", "image_size", "classes", "vqvae_sha256"):
         if key in stored and stored[key] != expected[key]:
             raise mismatch(out, key, stored[key], expected[key], what)
 

@@ -7,8 +7,8 @@ optionally a perceptual loss on local VGG16 weights (torchvision layout, plus LP
 heads if given; nothing is downloaded) and a PatchGAN hinge discriminator after
 `disc_start` steps.
 
-Dead codes: every `restart_every` steps, codebook entries no scale has picked in that
-window are re-initialised to encoder features of the current batch (area-pooled to a random
+Dead codes: the codebook starts as encoder features of the first batch; every
+`restart_every` steps, codebook entries no scale has picked in that window are re-initialised to encoder features of the current batch (area-pooled to a random
 scale, plus a little noise), the usual cheap remedy when usage collapses.
 
 Writes to `out/`: `vqvae.pt` (var_core.save_model, atomic; loadable by var_core.load_vqvae
@@ -324,6 +324,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
 
     state_path, metrics_path = out / "train_state.pt", out / "vqvae_metrics.jsonl"
     start = 0
+    hits = torch.zeros(cfg.vocab_size, dtype=torch.long)  # code use since the last restart
     if state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         if st["vqvae_config"] != json.loads(json.dumps(cfg.vqvae_kwargs())):
@@ -337,6 +338,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
         gen.set_state(st["gen_rng"])
         torch.set_rng_state(st["torch_rng"])
         start = int(st["step"])
+        hits = st["hits"]
         if metrics_path.exists():  # drop lines logged after the checkpoint
             keep = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
             atomic_write_text(metrics_path, "".join(ln + "\n" for ln in keep))
@@ -346,7 +348,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
     def save(step: int) -> None:
         save_model(out / "vqvae.pt", model)
         st = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
-              "gen_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+              "gen_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "hits": hits.clone(),
               "vqvae_config": json.loads(json.dumps(cfg.vqvae_kwargs()))}
         if disc is not None:
             st["disc"], st["disc_opt"] = disc.state_dict(), disc_opt.state_dict()
@@ -367,7 +369,6 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
     loader = torch.utils.data.DataLoader(
         _Crops(train_ds), batch_sampler=_Batches(len(train_ds), cfg.batch_size, cfg.seed, start, cfg.steps),
         num_workers=cfg.num_workers, pin_memory=dev.type == "cuda", persistent_workers=False)
-    hits = torch.zeros(cfg.vocab_size, dtype=torch.long)
     disable = (not sys.stderr.isatty()) if progress is None else not progress
     bar = tqdm(total=cfg.steps, initial=start, desc="train_vqvae", disable=disable)
     t0, acc = time.perf_counter(), {"loss": 0.0, "mse": 0.0, "vq": 0.0, "n": 0}
@@ -376,6 +377,9 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
         x = x.to(dev, non_blocking=True)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
+        if step == 0 and cfg.restart_every:  # start the codebook on real features (k-means++-lite)
+            with torch.no_grad():
+                restart_dead_codes(model, model.encode(x), torch.zeros_like(hits), gen)
         f = model.encode(x)
         f_hat, vq_loss, idx = model.quantize(f)
         recon = model.decoder(model.post_quant_conv(f_hat))
@@ -404,7 +408,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
                 append_jsonl(metrics_path, {"step": step, "dead_codes_restarted": n_dead})
         acc["loss"] += loss.item()
         acc["mse"] += mse.item()
-        acc["vq"] += float(vq_loss)
+        acc["vq"] += vq_loss.item()
         acc["n"] += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
