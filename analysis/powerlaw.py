@@ -303,10 +303,6 @@ def _pair(p):
     return None if p is None else [_num(p[0]), _num(p[1])]
 
 
-def _progress(total: int, desc: str):
-    return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
-
-
 def _summarise(samples: np.ndarray, n_units: int, level: float, ci_method: CIMethod):
     """samples: [B, 3] (alpha, beta, E) of the valid bootstrap fits -> three intervals."""
     if len(samples) < 2:
