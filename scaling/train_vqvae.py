@@ -303,7 +303,9 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
     torch.manual_seed(cfg.seed)
     model = VQVAE(**cfg.vqvae_kwargs()).to(dev)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    # (0.5, 0.9) is the usual choice with a GAN; without one the standard betas learn faster
+    betas = (0.5, 0.9) if cfg.disc_weight > 0 else (0.9, 0.99)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=betas, weight_decay=0.0)
     perceptual = (PerceptualLoss(cfg.perceptual_weights, cfg.lpips_weights).to(dev)
                   if cfg.perceptual_weights is not None else None)
     disc = disc_opt = None

@@ -94,3 +94,19 @@ def test_config_errors_are_located(tmp_path):
     bad.write_text("images: data\nout: o\nch: 48\n")
     with pytest.raises(ConfigError, match=r"c.yaml:3: ch: must be a multiple of 32"):
         load_config(tv.VQVAETrainConfig, bad)
+
+
+def test_perceptual_weights_must_be_vgg16(tmp_path):
+    bad = tmp_path / "not_vgg.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match=r"not_vgg.pth: not a torchvision VGG16 state dict \(missing features.0.bias\)"):
+        tv.PerceptualLoss(bad)
+
+
+def test_discriminator_trains_and_resumes(images, tmp_path):
+    cfg = _cfg(images, tmp_path / "gan", steps=12, ckpt_every=6, disc_weight=0.1, disc_start=4, restart_every=0)
+    tv.train_vqvae(cfg, progress=False)
+    st = torch.load(tmp_path / "gan" / "train_state.pt", weights_only=True)
+    assert st["step"] == 12 and "disc" in st and "disc_opt" in st
+    # the discriminator was updated: its optimizer has steps 4..11 = 8 updates recorded
+    assert int(next(iter(st["disc_opt"]["state"].values()))["step"]) == 8
