@@ -10,7 +10,6 @@ The launcher uses the same logic (`effective_state`) to decide what to (re)submi
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys

@@ -4,7 +4,6 @@ queue, the local and debug backends running a tiny sweep for real, and the statu
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 
