@@ -436,8 +436,14 @@ def _submit_stages(sweep: Sweep, backend: str, out: Submitted, log) -> list[str]
             log(f"submitted {stage}" + (f" ({len(pending)} shards)" if shard_list != [None] else "")
                 + f": jobs {', '.join(new_ids)}" + (f" after {', '.join(deps)}" if deps else ""))
             if backend != "slurm":  # no dependencies outside SLURM: finish the stage first
-                for job in jobs:
-                    job.result()
+                for shard, job in zip(pending, jobs):
+                    try:
+                        job.result()
+                    except Exception as e:
+                        raise SystemExit(f"error: preparation stage {stage}"
+                                         + (f" shard {shard}" if shard is not None else "")
+                                         + f" failed (log: {job.paths.stderr}): "
+                                         + (str(e).strip().splitlines() or ["?"])[-1]) from None
                 new_ids = []
         deps = live + new_ids if (live or new_ids) else deps
     return deps

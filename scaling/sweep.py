@@ -335,7 +335,7 @@ class Sweep:
 
     def stages(self) -> list[str]:
         """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize'."""
-        d, p = self.spec.data, self.spec.prepare
+        d = self.spec.data
         if d.tokens is not None:
             return []
         out = []
@@ -460,12 +460,10 @@ class _SweepLocated(Located):
     origin (e.g. a required key nobody set) is reported under `base`.
     """
 
-    def __init__(self, source: str, lines: dict, origin: dict[KeyPath, KeyPath], run_id: str,
-                 prefix: KeyPath = ()):
+    def __init__(self, source: str, lines: dict, origin: dict[KeyPath, KeyPath], run_id: str):
         super().__init__(source, lines)
         self.origin = origin
         self.run_id = run_id
-        self.prefix = prefix
 
     def error(self, path: KeyPath, message: str) -> ConfigError:
         path = tuple(path)
