@@ -2,17 +2,17 @@
 
 from .attention import attend, make_block_mask
 from .checkpoint import (CheckpointError, load_into, load_state_dict_file, load_var, load_vqvae,
-                         save_model)
+                         save_model, unwrap)
 from .counting import (attention_pairs, forward_flops, main_params, params,
                        train_flops_per_image)
 from .quantizer import MultiScaleQuantizer
-from .sampling import sample, top_k_top_p_filter
+from .sampling import sample, sample_idx, top_k_top_p_filter
 from .var import VAR, KVCache
 from .vqvae import DEFAULT_PATCH_NUMS, VQVAE, VQVAEOutput
 
 __all__ = [
     "VQVAE", "VQVAEOutput", "VAR", "KVCache", "MultiScaleQuantizer", "DEFAULT_PATCH_NUMS",
-    "sample", "top_k_top_p_filter", "attend", "make_block_mask",
-    "load_state_dict_file", "load_vqvae", "load_var", "load_into", "save_model", "CheckpointError",
+    "sample", "sample_idx", "top_k_top_p_filter", "attend", "make_block_mask",
+    "load_state_dict_file", "load_vqvae", "load_var", "load_into", "save_model", "unwrap", "CheckpointError",
     "params", "main_params", "forward_flops", "train_flops_per_image", "attention_pairs",
 ]

@@ -4,7 +4,8 @@
   block-causal mask; works on every device.
 - "flex": `torch.nn.attention.flex_attention` with a block mask built from each token's
   scale index (`make_block_mask`); compiled on CUDA, eager elsewhere (slow, for tests).
-- "auto": flex on CUDA when a block mask is given, sdpa otherwise.
+- "math": explicit q k^T, mask, softmax, @ v (a readable reference; FLOP counters see it).
+- "auto": flex on CUDA, sdpa otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("auto", "sdpa", "flex")
+BACKENDS = ("auto", "sdpa", "flex", "math")
 
 
 def _flex_module():
@@ -62,12 +63,17 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str = 
     """Scaled dot-product attention.
 
     q: [B, H, Lq, c]; k, v: [B, H, Lk, c] -> [B, H, Lq, c].
-    mask: for "sdpa", additive float or boolean mask broadcastable to [B, H, Lq, Lk]
-    (None = attend to everything, e.g. with a KV cache). block_mask: a flex BlockMask
-    (from `make_block_mask`) for "flex"; with neither mask nor block mask, flex falls back
-    to unmasked sdpa (identical maths).
+    mask: for "sdpa" and "math", an additive float or boolean (True = keep) mask
+    broadcastable to [B, H, Lq, Lk]; None = attend to everything (e.g. with a KV cache).
+    block_mask: a flex BlockMask (from `make_block_mask`) for "flex"; flex without a block
+    mask falls back to unmasked sdpa (identical maths).
     """
     backend = resolve_backend(backend, q.device)
+    if backend == "math":
+        w = (q * scale) @ k.transpose(-2, -1)  # [B, H, Lq, Lk]
+        if mask is not None:
+            w = w.masked_fill(~mask, -torch.inf) if mask.dtype == torch.bool else w + mask.to(w.dtype)
+        return w.softmax(dim=-1) @ v
     if backend == "flex" and block_mask is None and mask is not None:
         raise ValueError("attention backend 'flex' needs block_mask (see make_block_mask), got only mask")
     if backend == "sdpa" or block_mask is None:

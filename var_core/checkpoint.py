@@ -19,6 +19,7 @@ import torch.nn as nn
 from .var import VAR
 from .vqvae import VQVAE
 
+PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)  # official 512px scales (L = 2240)
 FORMATS = {"vqvae": "var_core.vqvae.v1", "var": "var_core.var.v1"}
 _NESTED = {"var": "var_wo_ddp", "vqvae": "vae_local"}
 
@@ -58,11 +59,30 @@ def _layout(obj: Any, kind: str, path: Path) -> tuple[dict, dict | None]:
     raise CheckpointError(f"{path}: unknown layout (top-level keys {sorted(map(str, obj))[:10]})")
 
 
+def _strip_wrappers(sd: dict) -> dict:
+    """Drop the `module.` (DDP) and `_orig_mod.` (torch.compile) prefixes when every key has one."""
+    for prefix in ("module.", "_orig_mod."):
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
 def load_state_dict_file(path: str | Path, kind: str = "var") -> dict[str, torch.Tensor]:
     """Flat state dict {key: tensor} from any supported layout; kind picks the nested entry."""
     if kind not in _NESTED:
         raise ValueError(f"kind must be 'var' or 'vqvae', got {kind!r}")
-    return _layout(_read(path), kind, Path(path))[0]
+    return _strip_wrappers(_layout(_read(path), kind, Path(path))[0])
 
 
 def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
@@ -71,8 +91,9 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str =
     Raises CheckpointError naming the first mismatching key with both shapes, or listing
     missing and unexpected keys.
     """
+    model = unwrap(model)
     own = model.state_dict()
-    state = dict(state)
+    state = _strip_wrappers(dict(state))
     # A VQVAE usage statistic with another number of scales is not a weight: keep ours.
     ema = "quantize.ema_vocab_hit_SV"
     if ema in state and ema in own and state[ema].shape != own[ema].shape:
@@ -95,7 +116,10 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str =
 
 
 def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
-    """Constructor kwargs readable from an official VAR state dict (patch_nums stay default)."""
+    """Constructor kwargs readable from an official VAR state dict.
+
+    patch_nums: the 512px scales when L = 2240, otherwise the default (256px) ones.
+    """
     try:
         depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
         width = sd["word_embed.weight"].shape[0]
@@ -104,6 +128,9 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
                    shared_aln="shared_ada_lin.1.weight" in sd,
                    attn_l2_norm="blocks.0.attn.scale_mul_1H11" in sd,
                    mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / width)
+        L = sd["pos_1LC"].shape[1]
+        if L == sum(p * p for p in PATCH_NUMS_512):
+            cfg["patch_nums"] = PATCH_NUMS_512
         if cfg["attn_l2_norm"]:
             cfg["heads"] = sd["blocks.0.attn.scale_mul_1H11"].shape[1]
         return cfg
@@ -116,6 +143,7 @@ def load_vqvae(path: str | Path, **overrides) -> VQVAE:
     (vocab_size, z_channels, ch read from the shapes; override anything with kwargs)."""
     obj = _read(path)
     sd, cfg = _layout(obj, "vqvae", Path(path))
+    sd = _strip_wrappers(sd)
     cfg = {**(cfg or {}), **overrides}
     if "vocab_size" not in cfg and "quantize.embedding.weight" in sd:  # official file
         cfg["vocab_size"], cfg["z_channels"] = sd["quantize.embedding.weight"].shape
@@ -134,6 +162,7 @@ def load_var(path: str | Path, **overrides) -> VAR:
     """
     obj = _read(path)
     sd, cfg = _layout(obj, "var", Path(path))
+    sd = _strip_wrappers(sd)
     if cfg is None:
         cfg = _infer_var_config(sd)
     cfg = {**cfg, **overrides}
@@ -146,7 +175,11 @@ def load_var(path: str | Path, **overrides) -> VAR:
 
 
 def save_model(path: str | Path, model: nn.Module) -> None:
-    """Write {'format', 'config', 'state_dict'} atomically (temp file, fsync, rename)."""
+    """Write {'format', 'config', 'state_dict'} atomically (temp file, fsync, rename).
+
+    DDP / torch.compile wrappers are unwrapped, so the keys are always the plain layout.
+    """
+    model = unwrap(model)
     if isinstance(model, VQVAE):
         fmt = FORMATS["vqvae"]
     elif isinstance(model, VAR):

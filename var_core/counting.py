@@ -24,9 +24,17 @@ from __future__ import annotations
 from .vqvae import DEFAULT_PATCH_NUMS
 
 
+# VAR kwargs that change neither parameter count nor FLOPs
+_NO_EFFECT = {"drop_path", "cond_drop", "norm_eps", "init_adaln", "init_adaln_gamma", "init_head",
+              "init_std", "attn_backend"}
+
+
 def _resolve(depth: int, width=None, heads=None, num_classes=1000, vocab_size=4096,
              z_channels=32, patch_nums=DEFAULT_PATCH_NUMS, mlp_ratio=4.0, attn_l2_norm=True,
-             shared_aln=False, **_ignored) -> dict:
+             shared_aln=False, **rest) -> dict:
+    unknown = set(rest) - _NO_EFFECT
+    if unknown:
+        raise TypeError(f"unknown VAR kwargs {sorted(unknown)}")
     width = 64 * depth if width is None else width
     heads = depth if heads is None else heads
     return dict(depth=depth, C=width, H=heads, num_classes=num_classes, V=vocab_size,

@@ -6,12 +6,20 @@ VAR_REFERENCE.md section 1); the code is written from that description.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def no_autocast(device: torch.device):
+    """Quantize in float32 even under mixed precision (argmin ties, residual accuracy)."""
+    if device.type in ("cuda", "cpu", "xpu", "mps"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()  # e.g. meta tensors (shape checks)
 
 
 class Phi(nn.Conv2d):
@@ -126,7 +134,7 @@ class MultiScaleQuantizer(nn.Module):
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]
-        with torch.autocast(device_type=f.device.type, enabled=False):
+        with no_autocast(f.device):
             f_rest = f.detach().float().clone()
             out = []
             for k, pn in enumerate(self.patch_nums):
@@ -142,7 +150,7 @@ class MultiScaleQuantizer(nn.Module):
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]
-        with torch.autocast(device_type=f.device.type, enabled=False):
+        with no_autocast(f.device):
             f = f.float()
             f_ng = f.detach()
             f_rest = f_ng.clone()
@@ -166,6 +174,9 @@ class MultiScaleQuantizer(nn.Module):
 
     @torch.no_grad()
     def _record_hits(self, k: int, idx: torch.Tensor) -> None:
+        """Usage statistic only (no effect on outputs): copy on the first training call, then EMA
+        0.9 for 100 calls, then 0.99. Unlike the official code (which counts per scale and only
+        under torch.distributed) the counter advances once per call, in every training run."""
         hit = idx.bincount(minlength=self.vocab_size).float()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(hit)
@@ -183,9 +194,10 @@ class MultiScaleQuantizer(nn.Module):
         """K index maps -> f_hat [B, Cvae, H, W] (sum of all refined scales)."""
         self._check_idx(idx)
         f_hat = None
-        for k, pn in enumerate(self.patch_nums):
-            h = self.phi(k, self._upsample(self.embed(idx[k], pn).float(), k))
-            f_hat = h if f_hat is None else f_hat + h
+        with no_autocast(idx[0].device):
+            for k, pn in enumerate(self.patch_nums):
+                h = self.phi(k, self._upsample(self.embed(idx[k], pn).float(), k))
+                f_hat = h if f_hat is None else f_hat + h
         return f_hat
 
     def idx_to_var_input(self, idx: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -195,9 +207,10 @@ class MultiScaleQuantizer(nn.Module):
         H = self.patch_nums[-1]
         f_hat = torch.zeros(B, self.z_channels, H, H, device=idx[0].device)
         nxt = []
-        for k in range(len(self.patch_nums) - 1):
-            f_hat, x = self.next_input(k, f_hat, self.embed(idx[k], self.patch_nums[k]).float())
-            nxt.append(x.flatten(2).transpose(1, 2))
+        with no_autocast(idx[0].device):
+            for k in range(len(self.patch_nums) - 1):
+                f_hat, x = self.next_input(k, f_hat, self.embed(idx[k], self.patch_nums[k]).float())
+                nxt.append(x.flatten(2).transpose(1, 2))
         return torch.cat(nxt, dim=1)
 
     def next_input(self, k: int, f_hat: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import attend, make_block_mask, resolve_backend
+from .quantizer import no_autocast
 from .vqvae import DEFAULT_PATCH_NUMS
 
 
@@ -206,6 +207,13 @@ class VAR(nn.Module):
         """Constructor kwargs with defaults resolved (width, heads, drop_path, init_std)."""
         return dict(self._config)
 
+    def set_attn_backend(self, backend: str) -> None:
+        """Switch the attention backend ("auto", "sdpa", "flex", "math") of every block."""
+        resolve_backend(backend, torch.device("cpu"))
+        self.attn_backend = self._config["attn_backend"] = backend
+        for b in self.blocks:
+            b.attn.backend = backend
+
     @torch.no_grad()
     def init_weights(self, init_adaln: float, init_adaln_gamma: float, init_head: float,
                      init_std: float) -> None:
@@ -265,7 +273,7 @@ class VAR(nn.Module):
             backend = resolve_backend(self.attn_backend, x.device)
             if backend == "flex":
                 kw["block_mask"] = self._flex_mask(x.device)
-            else:
+            else:  # sdpa or math
                 kw["mask"] = self.attn_bias_for_masking[:, :, :x.shape[1], :x.shape[1]]
         for i, b in enumerate(self.blocks):
             x = b(x, ada, cache=None if caches is None else caches[i], **kw)
@@ -291,8 +299,9 @@ class VAR(nn.Module):
         if self.training and self.cond_drop > 0:
             drop = torch.rand(B, device=labels.device) < self.cond_drop
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-        cond = self.class_emb(labels)
-        sos = cond.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
-        x = torch.cat((sos, self.word_embed(x_in.float())), dim=1)
-        x = x + self.lvl_pos()
+        with no_autocast(labels.device):  # embeddings in float32, as the official code
+            cond = self.class_emb(labels)
+            sos = cond.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
+            x = torch.cat((sos, self.word_embed(x_in.float())), dim=1)
+            x = x + self.lvl_pos()
         return self.run_blocks(x, cond)

@@ -1,0 +1,213 @@
+"""Tidy results table: one row per evaluation, read from run directories or a user's file.
+
+A run directory ``<runs_dir>/<run_id>/`` holds ``config.yaml`` and ``metrics.jsonl`` (one
+JSON object per evaluation). `read_runs` turns a folder of them into the tidy table:
+columns run, params, step, tokens, flops, flops_6nd, ce_avg, ce_last, err_avg, err_last,
+the other metric fields, the config's scalars flattened (``model.depth``) and per-scale
+columns (``ce_s0``, ``err_s0``, ...). `read_table` reads the same table from CSV or Parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+COMPUTE_COLUMNS = {"exact": "flops", "6nd": "flops_6nd"}
+
+
+class ResultsError(ValueError):
+    """The results cannot be used as asked; the message says what is wrong and what is needed."""
+
+
+class ResultsWarning(UserWarning):
+    """Something in the results was skipped (a corrupt line, NaN rows)."""
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    # scalars only: lists (e.g. patch_nums) do not make useful table columns
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif value is None or isinstance(value, (bool, int, float, str)):
+        out[prefix] = value
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        warnings.warn(f"{path}: unreadable config.yaml, config columns left out ({e})",
+                      ResultsWarning, stacklevel=3)
+        return {}
+    flat: dict[str, Any] = {}
+    if isinstance(data, dict):
+        _flatten("", data, flat)
+    return flat
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Parse metrics.jsonl; a truncated or corrupt line is skipped with a warning naming it."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                warnings.warn(f"{path}:{lineno}: skipped a truncated or corrupt metrics line ({e.msg})",
+                              ResultsWarning, stacklevel=3)
+                continue
+            if not isinstance(rec, dict):
+                warnings.warn(f"{path}:{lineno}: skipped a metrics line that is not a JSON object",
+                              ResultsWarning, stacklevel=3)
+                continue
+            for key in ("ce_by_scale", "err_by_scale"):
+                values = rec.pop(key, None)
+                if isinstance(values, list):
+                    short = key.split("_")[0]
+                    for i, v in enumerate(values):
+                        rec[f"{short}_s{i}"] = v
+            rows.append({k: v for k, v in rec.items() if not isinstance(v, (list, dict))})
+    return rows
+
+
+def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFrame:
+    """Read every ``<runs_dir>/<run_id>/metrics.jsonl`` (and config.yaml) into the tidy table.
+
+    Rows with ``eval == "subset"`` (cheap evaluations on part of the test set) are left out
+    unless `include_subset`. Returns one row per evaluation, sorted by run then step.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ResultsError(f"{runs_dir}: not a directory of runs")
+    frames = []
+    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        metrics = run_dir / "metrics.jsonl"
+        if not metrics.exists():
+            continue
+        rows = _read_metrics(metrics)
+        if not rows:
+            warnings.warn(f"{metrics}: no evaluations yet, run left out", ResultsWarning, stacklevel=2)
+            continue
+        df = pd.DataFrame(rows)
+        if "run" not in df.columns:
+            df["run"] = run_dir.name
+        df["run"] = df["run"].fillna(run_dir.name).astype(str)
+        for key, value in _read_config(run_dir / "config.yaml").items():
+            if key not in df.columns:
+                df[key] = value
+        frames.append(df)
+    if not frames:
+        raise ResultsError(f"{runs_dir}: no run directories with a metrics.jsonl "
+                           f"(expected <runs_dir>/<run_id>/metrics.jsonl)")
+    table = pd.concat(frames, ignore_index=True, sort=False)
+    return _select_evals(table, include_subset, str(runs_dir))
+
+
+def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:
+    """Read a tidy table from CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            table = pd.read_parquet(path)
+        elif name.endswith((".csv", ".csv.gz", ".tsv")):
+            table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
+        else:
+            raise ResultsError(f"{path}: unknown table format; use .csv or .parquet")
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except (OSError, ValueError, ImportError) as e:
+        if isinstance(e, ResultsError):
+            raise
+        raise ResultsError(f"{path}: cannot read the table: {e}") from None
+    if "run" in table.columns:
+        table["run"] = table["run"].astype(str)
+    return _select_evals(table, include_subset, str(path))
+
+
+def load_results(source: str | Path, include_subset: bool = False) -> pd.DataFrame:
+    """A runs directory (`read_runs`) or a table file (`read_table`)."""
+    source = Path(source)
+    if source.is_dir():
+        return read_runs(source, include_subset)
+    return read_table(source, include_subset)
+
+
+def _select_evals(table: pd.DataFrame, include_subset: bool, source: str) -> pd.DataFrame:
+    if "eval" in table.columns and not include_subset:
+        table = table[table["eval"].fillna("full") != "subset"]
+        if table.empty:
+            raise ResultsError(f"{source}: only subset evaluations; pass include_subset "
+                               f"(--include-subset) to fit on them")
+    sort = [c for c in ("run", "step", "tokens", "flops") if c in table.columns]
+    return table.sort_values(sort, kind="stable").reset_index(drop=True)
+
+
+def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str, source: str = "table") -> None:
+    """Raise `ResultsError` naming every column of `columns` missing from `table`."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ResultsError(
+            f"{source}: column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
+            f"missing; {what} needs columns {', '.join(columns)} (has: {', '.join(map(str, table.columns))})")
+
+
+def prepare(table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact",
+            source: str = "table") -> pd.DataFrame:
+    """Check and clean a tidy table for fitting; returns a copy with a ``compute`` column.
+
+    Needs run, params, step (or tokens), the compute column (``flops`` for "exact",
+    ``flops_6nd`` for "6nd"; the latter is derived as 6*params*tokens when only tokens are
+    given) and the metric columns. Rows with NaN in any of these are dropped with a warning
+    that counts them; a non-positive value is an error naming the column and the run.
+    """
+    metrics = list(metrics)
+    if compute not in COMPUTE_COLUMNS:
+        raise ResultsError(f"compute must be one of {', '.join(COMPUTE_COLUMNS)}; got {compute!r}")
+    column = COMPUTE_COLUMNS[compute]
+    table = table.copy()
+    if column == "flops_6nd" and column not in table.columns and {"tokens", "params"} <= set(table.columns):
+        table[column] = 6.0 * table["params"].astype(float) * table["tokens"].astype(float)
+    order = "step" if "step" in table.columns else "tokens"
+    require_columns(table, ["run", "params", order, column, *metrics], "fitting", source)
+    needed = ["params", column, *metrics]
+    for c in needed:
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    bad = table[needed].isna().any(axis=1)
+    if bad.any():
+        warnings.warn(f"{source}: dropped {int(bad.sum())} of {len(table)} rows with NaN in "
+                      f"{', '.join(c for c in needed if table[c].isna().any())}",
+                      ResultsWarning, stacklevel=2)
+        table = table[~bad]
+    if table.empty:
+        raise ResultsError(f"{source}: no rows left to fit")
+    for c in needed:
+        nonpos = table[c] <= 0
+        if nonpos.any():
+            runs = sorted(set(table.loc[nonpos, "run"].astype(str)))
+            raise ResultsError(f"{source}: column {c!r} has {int(nonpos.sum())} non-positive values "
+                               f"(runs {', '.join(runs[:5])}{'...' if len(runs) > 5 else ''}); "
+                               f"power laws need positive values")
+        if not np.isfinite(table[c].to_numpy(float)).all():
+            raise ResultsError(f"{source}: column {c!r} has infinite values")
+    table["compute"] = table[column].astype(float)
+    return table.sort_values(["run", order], kind="stable").reset_index(drop=True)
+
+
+def final_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of every run (largest step, else tokens, else compute)."""
+    order = next(c for c in ("step", "tokens", "compute", "flops") if c in table.columns)
+    idx = table.groupby("run", sort=False)[order].idxmax()
+    return table.loc[idx.to_numpy()].sort_values("params", kind="stable").reset_index(drop=True)
+

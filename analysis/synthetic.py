@@ -1,0 +1,89 @@
+"""Synthetic tidy tables drawn from known laws: for tests, docs and trying the fitting CLI.
+
+`final_points_table` gives one final evaluation per model size from laws vs N;
+`training_curves_table` gives whole training curves whose Pareto frontier follows laws vs
+Cmin exactly (before noise). Noise is log-normal: every value is multiplied by
+exp(sigma * z), z standard normal (on the reducible part for losses).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .paper import METRICS, PAPER_LAWS, PaperLaw, X_SCALE
+
+# the paper's 12 sizes: even depths 6..30 without d28 (one of 13 must go), N ~ 73728 d^3
+PAPER_DEPTHS = (6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 30)
+
+
+def paper_sizes(depths=PAPER_DEPTHS) -> np.ndarray:
+    """Approximate parameter counts of the paper's grid (main params 73728 * depth^3); [len(depths)]."""
+    return 73728.0 * np.asarray(depths, dtype=float) ** 3
+
+
+def _laws(against: str, laws: dict[str, PaperLaw] | None) -> dict[str, PaperLaw]:
+    if laws is not None:
+        return laws
+    return {law.metric: law for law in PAPER_LAWS if law.against == against}
+
+
+def final_points_table(sizes=None, sigma: float = 0.01, seed: int = 0,
+                       laws: dict[str, PaperLaw] | None = None) -> pd.DataFrame:
+    """One row per model size: the metrics drawn from the laws vs N (default: the paper's).
+
+    sizes: [R] parameter counts (default `paper_sizes()`). Returns a tidy table with columns
+    run, params, step, tokens, flops, flops_6nd and the four metrics.
+    """
+    sizes = paper_sizes() if sizes is None else np.asarray(sizes, dtype=float)
+    laws = _laws("N", laws)
+    rng = np.random.default_rng(seed)
+    x = sizes / X_SCALE["N"]
+    tokens = np.full_like(sizes, 3e11)
+    table = pd.DataFrame({"run": [f"n{i:02d}" for i in range(len(sizes))], "params": sizes.astype(np.int64),
+                          "step": 100000, "tokens": tokens, "flops": 6 * sizes * tokens,
+                          "flops_6nd": 6 * sizes * tokens})
+    for metric in METRICS:
+        law = laws[metric]
+        table[metric] = law.E + law.reducible(x) * np.exp(sigma * rng.standard_normal(len(x)))
+    return table
+
+
+def training_curves_table(sizes=None, c_range=(30.0, 3e7), evals: int = 12, sigma: float = 0.01,
+                          seed: int = 0, laws: dict[str, PaperLaw] | None = None,
+                          curvature: float = 0.3) -> pd.DataFrame:
+    """Training curves whose lower envelope is the laws vs Cmin (default: the paper's).
+
+    Run r (sizes ascending) lies exactly on the law for compute (PFLOPs) in its own band
+    [c_r, c_{r+1}] (log-spaced bands over `c_range`) and above it elsewhere: in ln C units
+    u, ``ln y_r(u) = ln law(u) + k * (gap below the band)^2 + k * (gap above it)^2`` with
+    k = curvature * |alpha|, so every curve still decreases. Each run is evaluated `evals`
+    times (log-spaced) from 1.5 bands before its band to 0.5 band after it, clipped to
+    `c_range`, so the frontier is the law over the whole range. Returns a tidy table (flops
+    in FLOPs, tokens = flops / (6 params)).
+    """
+    sizes = paper_sizes() if sizes is None else np.asarray(sizes, dtype=float)
+    laws = _laws("Cmin", laws)
+    rng = np.random.default_rng(seed)
+    R = len(sizes)
+    edges = np.linspace(np.log(c_range[0]), np.log(c_range[1]), R + 1)
+    width = edges[1] - edges[0]
+    rows = []
+    for r in range(R):
+        lo, hi = edges[r], edges[r + 1]
+        # the first run starts and the last ends at the range's edges, so the envelope is the law there
+        u = np.linspace(max(lo - 1.5 * width, edges[0]), min(hi + 0.5 * width, edges[-1]), evals)
+        c = np.exp(u)
+        below = np.clip(lo - u, 0, None)
+        above = np.clip(u - hi, 0, None)
+        flops = c * X_SCALE["Cmin"]
+        tokens = flops / (6 * sizes[r])
+        cols = {"run": f"c{r:02d}", "params": int(sizes[r]), "step": np.arange(1, evals + 1) * 1000,
+                "tokens": tokens, "flops": flops, "flops_6nd": flops}
+        for metric in METRICS:
+            law = laws[metric]
+            k = curvature * abs(law.alpha)
+            red = law.reducible(c) * np.exp(k * below ** 2 + k * above ** 2)
+            cols[metric] = law.E + red * np.exp(sigma * rng.standard_normal(evals))
+        rows.append(pd.DataFrame(cols))
+    return pd.concat(rows, ignore_index=True)

@@ -1,0 +1,285 @@
+"""``python -m scaling.fit RUNS_DIR_OR_TABLE``: power-law fits, figures and a report.
+
+Reads a runs directory (``<runs_dir>/<run_id>/metrics.jsonl``) or a tidy CSV/Parquet table,
+fits ``metric - E = (beta * x)^alpha`` against N (billions of parameters, final evaluation of
+each run) and against Cmin (PFLOPs, on the Pareto frontier of all training curves), and writes
+into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside a table):
+
+    fits.json         every coefficient with its bootstrap interval, r, hold-out check,
+                      units and conventions (documented field by field in docs/fitting.md)
+    fits.md           the same as a Markdown table (also printed)
+    results.csv       the tidy table that was fitted
+    fit_vs_N.png/pdf, fit_vs_Cmin.png/pdf
+
+Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
+holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
+seed); command-line flags override it. This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Literal, Union
+
+from scaling.config_io import ConfigError, InvalidValue, load_config
+
+METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+AGAINST = ("N", "Cmin")
+COMPUTE_TEXT = {
+    "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
+             "(matmuls incl. block-causal attention and head; training = 3 x forward)",
+    "6nd": "column 'flops_6nd': 6 * N * tokens (the usual approximation)",
+}
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """Choices for one fitting job (fit.yaml keys; CLI flags of the same names override them).
+
+    irreducible: E subtracted from the losses: "paper" (E_avg=5, E_last=4.5), "none" (0),
+        "fit" (fitted jointly), or a number. Error rates are always fitted directly.
+    compute: "exact" (column flops) or "6nd" (column flops_6nd).
+    holdout: k largest model sizes left out of a second fit and predicted; -1 = auto
+        (2 when there are at least 6 sizes, else 0).
+    """
+
+    irreducible: Union[str, float] = "none"
+    compute: Literal["exact", "6nd"] = "exact"
+    metrics: tuple[str, ...] = METRICS
+    holdout: int = -1
+    bootstrap: int = 1000
+    include_subset: bool = False
+    method: Literal["ols", "robust"] = "ols"
+    smooth: int = 0
+    against: tuple[str, ...] = AGAINST
+    paper: bool = False
+    ci: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.irreducible, str) and self.irreducible not in ("paper", "none", "fit"):
+            try:
+                object.__setattr__(self, "irreducible", float(self.irreducible))
+            except ValueError:
+                raise InvalidValue("irreducible", f"must be 'paper', 'none', 'fit' or a number; "
+                                                  f"got {self.irreducible!r}") from None
+        if isinstance(self.irreducible, float) and not self.irreducible >= 0:
+            raise InvalidValue("irreducible", f"must be >= 0; got {self.irreducible}")
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad or not self.metrics:
+            raise InvalidValue("metrics", f"must be a non-empty list of {', '.join(METRICS)}; got {list(self.metrics)}")
+        bad = [a for a in self.against if a not in AGAINST]
+        if bad or not self.against:
+            raise InvalidValue("against", f"must be a non-empty list of N, Cmin; got {list(self.against)}")
+        if self.holdout < -1:
+            raise InvalidValue("holdout", f"must be >= 0 (or -1 for auto); got {self.holdout}")
+        if self.bootstrap < 0:
+            raise InvalidValue("bootstrap", f"must be >= 0; got {self.bootstrap}")
+        if self.smooth < 0:
+            raise InvalidValue("smooth", f"must be >= 0; got {self.smooth}")
+        if not 0 < self.ci < 1:
+            raise InvalidValue("ci", f"must be between 0 and 1; got {self.ci}")
+
+
+class FitCLIError(ValueError):
+    """A problem with the command line or its input; printed as one line, exit status 2."""
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.fit",
+        description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
+                    "Cmin (PFLOPs on the compute frontier); write fits.json, fits.md and log-log figures.")
+    p.add_argument("source", help="a runs directory (<run_id>/metrics.jsonl) or a tidy .csv/.parquet table")
+    p.add_argument("--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)")
+    p.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default all)")
+    p.add_argument("--against", help="comma list of N,Cmin (default both)")
+    p.add_argument("--compute", choices=["exact", "6nd"], help="compute column: exact FLOPs or 6*N*tokens")
+    p.add_argument("--irreducible", "-E", help="paper | none | fit | a number (losses only; default none)")
+    p.add_argument("--method", choices=["ols", "robust"], help="least squares (ols) or Huber (robust) in log-log")
+    p.add_argument("--holdout", type=int, help="refit without the k largest sizes and predict them (-1 auto)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap samples over runs (0 = no intervals; default 1000)")
+    p.add_argument("--ci", type=float, help="interval level (default 0.95)")
+    p.add_argument("--smooth", type=int, help="Cmin: smooth each curve over +-k evaluations first (default 0)")
+    p.add_argument("--include-subset", action="store_true", default=None,
+                   help="also fit on subset evaluations (cheap, part of the test set)")
+    p.add_argument("--paper", action="store_true", default=None, help="overlay the paper's published laws")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    return p.parse_args(argv)
+
+
+def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSettings, dict[str, str]]:
+    """fit.yaml (if `source` is a runs dir holding one) overridden by CLI flags.
+
+    Returns the settings and, per field, where its value came from (cli, fit.yaml, default).
+    """
+    origin = {f.name: "default" for f in dataclasses.fields(FitSettings)}
+    settings = FitSettings()
+    fit_yaml = source / "fit.yaml" if source.is_dir() else None
+    if fit_yaml is not None and fit_yaml.exists():
+        settings = load_config(FitSettings, fit_yaml)
+        import yaml  # only to know which keys the file set
+        given = yaml.safe_load(fit_yaml.read_text()) or {}
+        origin.update({k: "fit.yaml" for k in given})
+    overrides = {}
+    for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
+                 "include_subset", "paper"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    for name in ("metrics", "against"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = tuple(v.strip() for v in value.split(",") if v.strip())
+    try:
+        settings = dataclasses.replace(settings, **overrides)
+    except InvalidValue as e:
+        raise FitCLIError(f"--{e.field.replace('_', '-')}: {e.message}") from None
+    origin.update({k: "cli" for k in overrides})
+    return settings, origin
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}g}"
+
+
+def markdown_table(fits: list[dict], compute: str) -> str:
+    """fits.json's fit records -> a Markdown table (one row per fit)."""
+    lines = [
+        f"Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in PFLOPs "
+        f"({compute} FLOP count). Intervals: bootstrap over runs.",
+        "",
+        "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in fits:
+        aci = "-" if f["alpha_ci"] is None else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+        bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
+        E = f"{f['E']:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
+        hold = f["holdout"]
+        hold_s = "-" if not hold or hold["max_abs_rel_error"] is None else \
+            f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
+        paper = f.get("paper") or {}
+        lines.append(f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
+                     f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
+                     f"| {_fmt(paper.get('beta'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """The CLI's work; returns the fits.json document. Raises FitCLIError / ResultsError / ConfigError."""
+    args = _parse_args(argv)  # before the heavy imports, so `--help` and usage errors are fast
+    from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
+    from analysis.powerlaw import fit_vs_cmin, fit_vs_n
+    from analysis.results import COMPUTE_COLUMNS, load_results, prepare
+    from scaling.atomic import atomic_write_json, atomic_write_text
+
+    source = Path(args.source)
+    if not source.exists():
+        raise FitCLIError(f"{source}: no such runs directory or table file")
+    settings, origin = resolve_settings(args, source)
+    out = Path(args.out) if args.out else (source / "fit" if source.is_dir() else
+                                           source.parent / f"{source.name.split('.')[0]}_fit")
+    started = time.perf_counter()
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        raw = load_results(source, include_subset=settings.include_subset)
+        table = prepare(raw, settings.metrics, settings.compute, source=str(source))
+        sizes = sorted(set(int(p) for p in table["params"]))
+        holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
+        fits, results = [], []
+        common = dict(irreducible=settings.irreducible, method=settings.method, bootstrap=settings.bootstrap,
+                      level=settings.ci, holdout=holdout, seed=settings.seed)
+        for against in settings.against:
+            for metric in settings.metrics:
+                if against == "N":
+                    res = fit_vs_n(table, metric, **common)
+                else:
+                    res = fit_vs_cmin(table, metric, smooth=settings.smooth, **common)
+                rec = res.to_dict()
+                law = paper_law(metric, against)
+                rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
+                fits.append(rec)
+                results.append(res)
+    for w in records:
+        caught.append(str(w.message))
+        print(f"warning: {w.message}", file=sys.stderr)
+
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "python -m scaling.fit",
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": str(source),
+        "source_kind": "runs_dir" if source.is_dir() else "table",
+        "n_rows": int(len(table)),
+        "n_runs": int(table["run"].nunique()),
+        "sizes": sizes,
+        "settings": {**{k: (list(v) if isinstance(v, tuple) else v)
+                        for k, v in dataclasses.asdict(settings).items()},
+                     "holdout": holdout, "sources": origin},
+        "conventions": {
+            "form": "y - E = (beta * x)^alpha, fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
+            "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
+            "compute": {"choice": settings.compute, "column": COMPUTE_COLUMNS[settings.compute],
+                        "meaning": COMPUTE_TEXT[settings.compute], "unit_in_fit": "PFLOPs (1e15 FLOPs)"},
+            "irreducible": {"choice": settings.irreducible, "paper_values": PAPER_IRREDUCIBLE,
+                            "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)"},
+            "points_vs_N": "the final evaluation (largest step) of every run",
+            "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
+                              "(curves interpolated in log-log between evaluations)",
+            "evaluations": "full test-set evaluations only" if not settings.include_subset
+                           else "full and subset evaluations",
+            "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
+            "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
+                         f"(Cmin: frontier recomputed per draw), Hesterberg-expanded percentiles",
+            "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
+                       "of the metric itself (E included)",
+        },
+        "fits": fits,
+        "warnings": caught,
+        "elapsed_s": None,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    table_md = markdown_table(fits, settings.compute)
+    atomic_write_text(out / "fits.md", table_md)
+    table.to_csv(out / "results.csv", index=False)
+    if not args.no_plots:
+        from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
+        if any(r.against == "N" for r in results):
+            save_figure(plot_vs_n(results, paper=bool(settings.paper)), out / "fit_vs_N")
+        if any(r.against == "Cmin" for r in results):
+            save_figure(plot_vs_cmin(results, table, paper=bool(settings.paper)), out / "fit_vs_Cmin")
+    doc["elapsed_s"] = round(time.perf_counter() - started, 3)
+    atomic_write_json(out / "fits.json", doc)
+    print(table_md)
+    print(f"wrote {out}/fits.json, fits.md, results.csv" + ("" if args.no_plots else ", figures (png, pdf)")
+          + f" in {doc['elapsed_s']:.1f} s")
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; errors are one line on stderr and exit status 2."""
+    try:
+        run(argv)
+    except (FitCLIError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # analysis.results.ResultsError (imported lazily) is a ValueError
+        if type(e).__name__ != "ResultsError":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Images -> token store: encode every image of each split with a multi-scale VQVAE.
+
+    python -m scaling.tokenize --images ROOT --vqvae CKPT --out DIR [--splits train val]
+        [--flip] [--shard I --num-shards N] [--merge] [--batch-size B] [--device auto]
+
+`ROOT/<split>/<class>/<image>`; images get the evaluation transform (shorter side to
+1.125x, centre crop to the VQVAE's image size, [-1, 1]); with `--flip` the train split also
+stores the horizontal mirror of each image (rows 2j, 2j+1). Val is stored as is.
+
+Sharding (e.g. one SLURM array task per shard): `--shard I --num-shards N` encodes only
+shard I's contiguous block of each split into `DIR/<split>/shards/I-of-N/`, resumably; once
+all shards are done, `--merge` (same --num-shards) assembles and checks them and writes
+`meta.json`. With no shard arguments everything is done and merged in one go. Re-running
+skips finished shards and merged splits; an interrupted shard resumes from its last
+committed batch. A store made with another VQVAE, patch_nums or class list is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from scaling.atomic import atomic_write_json
+from scaling.images import CLASSES_FILE, ImageFolder, UnreadableImage, find_classes, read_classes_file
+from scaling.token_store import (FORMAT, MAX_VOCAB, ShardWriter, TokenStoreError, merge_split, merged_info,
+                                 mismatch, shard_range)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (read in 16 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; anything else is passed to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+class _Items(torch.utils.data.Dataset):
+    """Image j of a split, evaluation transform; an unreadable file gives ok=False."""
+
+    def __init__(self, ds: ImageFolder):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, int, bool, int]:
+        try:
+            return self.ds.load(j, train=False), self.ds.samples[j][1], True, j
+        except UnreadableImage as e:
+            print(f"warning: skipping {e}", file=sys.stderr)
+            r = self.ds.resolution
+            return torch.zeros(3, r, r), self.ds.samples[j][1], False, j
+
+
+def encode(vqvae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Images [B, 3, H, W] in [-1, 1] -> token rows int64 [B, L] (img_to_idx, coarse to fine)."""
+    with torch.inference_mode():
+        return torch.cat([t.reshape(t.shape[0], -1) for t in vqvae.img_to_idx(x)], dim=1)
+
+
+def _identity(vqvae: Any, sha: str, classes: list[str]) -> dict:
+    pn = list(vqvae.patch_nums)
+    return {"format": FORMAT, "vqvae_sha256": sha, "vqvae_config": _jsonable(vqvae.config()),
+            "vocab_size": int(vqvae.vocab_size), "patch_nums": pn, "L": sum(p * p for p in pn),
+            "image_size": int(vqvae.image_size), "classes": classes, "num_classes": len(classes)}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _check_same(out: Path, stored: dict, expected: dict, what: str) -> None:
+    # the fields that decide what the tokens mean; the first difference is reported
+    for key in ("format", "vocab_size", "patch_nums", "image_size", "classes", "vqvae_sha256"):
+        if key in stored and stored[key] != expected[key]:
+            raise mismatch(out, key, stored[key], expected[key], what)
+
+
+def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
+             splits: Sequence[str] = ("train", "val"), flip: bool = False,
+             shard: int | None = None, num_shards: int = 1, merge: bool | None = None,
+             merge_only: bool = False, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
+             progress: bool | None = None) -> Path:
+    """Encode `images` with the VQVAE checkpoint `vqvae` into the token store `out`.
+
+    `shard`/`num_shards`: do only that shard (None: all shards); `merge`: assemble the
+    shards and write meta.json (default: when no single shard was asked for); `merge_only`:
+    encode nothing, only check that every shard is finished and merge. Returns `out`.
+    Prints a summary per split (images, rows, unreadable files skipped, images/s).
+    """
+    from var_core import load_vqvae  # heavy import kept local: scaling stays importable
+
+    images, out = Path(images), Path(out)
+    if num_shards < 1 or (shard is not None and not 0 <= shard < num_shards):
+        raise ValueError(f"tokenize: need 0 <= shard < num_shards, got shard={shard}, num_shards={num_shards}")
+    if batch_size < 1:
+        raise ValueError(f"tokenize: batch_size must be >= 1, got {batch_size}")
+    if merge_only and shard is not None:
+        raise ValueError("tokenize: merge_only assembles all shards; do not give a shard")
+    if merge is None:
+        merge = shard is None
+    merge = merge or merge_only
+    if not Path(vqvae).is_file():
+        raise FileNotFoundError(f"tokenize: VQVAE checkpoint {vqvae} does not exist")
+    dev = resolve_device(device)
+    if dev.type == "cuda":  # tf32 convs/matmuls; bf16 would change the quantizer's argmin
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    sha = file_sha256(vqvae)
+    model = load_vqvae(vqvae).to(dev).eval()
+    if model.vocab_size > MAX_VOCAB:
+        raise ValueError(f"tokenize: vocab_size {model.vocab_size} does not fit the store's uint16 "
+                         f"tokens (max {MAX_VOCAB})")
+    classes = read_classes_file(images) or find_classes(images / splits[0])
+    if not (images / CLASSES_FILE).exists():
+        try:  # persist the label order beside the images when we may
+            atomic_write_json(images / CLASSES_FILE, classes)
+        except OSError:
+            pass
+    ident = _identity(model, sha, classes)
+    L = ident["L"]
+
+    # a finished store must match; a plan (shards in progress) must match
+    if (out / "meta.json").exists():
+        _check_same(out, json.loads((out / "meta.json").read_text()), ident, f"VQVAE {vqvae}")
+    plan_path = out / "plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.exists() else {**ident, "splits": {}}
+    _check_same(out, plan, ident, f"VQVAE {vqvae}")
+
+    datasets = {}
+    if merge_only:
+        if not plan_path.exists():
+            raise TokenStoreError(f"token store {out}: nothing to merge (no plan.json: no shard has run)")
+        splits = ()
+    for split in splits:
+        ds = ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
+        entry = {"inputs": len(ds), "flip": bool(flip and split == "train"), "num_shards": num_shards}
+        old = plan["splits"].get(split)
+        if old is not None and old != entry:
+            for key in entry:
+                if old.get(key) != entry[key]:
+                    raise mismatch(out, f"splits.{split}.{key}", old.get(key), entry[key], "tokenize call")
+        plan["splits"][split] = entry
+        datasets[split] = ds
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(plan_path, plan)
+
+    from tqdm import tqdm
+    disable = (not sys.stderr.isatty()) if progress is None else not progress
+    for split, ds in datasets.items():
+        if merged_info(out, split) is not None:
+            continue
+        rpi = 2 if plan["splits"][split]["flip"] else 1
+        for i in ([shard] if shard is not None else range(num_shards)):
+            start, end = shard_range(len(ds), i, num_shards)
+            writer = ShardWriter(out, split, i, num_shards, num_inputs=end - start, rows_per_input=rpi, L=L)
+            if writer.done:
+                continue
+            todo = list(range(start + writer.inputs_done, end))
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(_Items(ds), todo), batch_size=batch_size, shuffle=False,
+                num_workers=num_workers, pin_memory=dev.type == "cuda")
+            t0, n_done = time.perf_counter(), 0
+            bar = tqdm(total=len(todo), desc=f"tokenize {split} {i}-of-{num_shards}", unit="img", disable=disable)
+            for x, labels, ok, idx in loader:
+                x, labels = x[ok], labels[ok]
+                skipped = [str(ds.samples[j][0]) for j in idx[~ok].tolist()]
+                if rpi == 2:  # rows 2j, 2j+1: the image and its mirror
+                    x = torch.stack([x, x.flip(-1)], dim=1).flatten(0, 1)
+                    labels = labels.repeat_interleave(2)
+                rows = encode(model, x.to(dev, non_blocking=True)).cpu().numpy() if len(x) else np.zeros((0, L))
+                writer.commit(rows.astype(np.uint16), labels.numpy().astype(np.int32), len(idx), skipped)
+                n_done += len(idx)
+                bar.update(len(idx))
+            bar.close()
+            writer.finish()
+            dt = time.perf_counter() - t0
+            print(f"tokenize {split} shard {i}-of-{num_shards}: {end - start} images, {writer.rows} rows, "
+                  f"{len(writer.skipped)} unreadable skipped, {n_done / max(dt, 1e-9):.1f} images/s "
+                  f"on {dev.type}", file=sys.stderr)
+    if not merge:
+        return out
+
+    meta_splits = {}
+    for split in plan["splits"]:
+        entry = plan["splits"][split]
+        info = merged_info(out, split) or merge_split(
+            out, split, entry["num_shards"], num_inputs=entry["inputs"],
+            rows_per_input=2 if entry["flip"] else 1, L=L)
+        meta_splits[split] = {"count": info["count"], "flip": entry["flip"], "skipped": len(info["skipped"])}
+    if (out / "meta.json").exists():
+        meta_splits = {**json.loads((out / "meta.json").read_text())["splits"], **meta_splits}
+    atomic_write_json(out / "meta.json", {**ident, "splits": meta_splits})
+    summary = ", ".join(f"{s}: {v['count']} rows ({v['skipped']} unreadable skipped)" for s, v in meta_splits.items())
+    print(f"token store {out}: {summary}", file=sys.stderr)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: see the module docstring."""
+    p = argparse.ArgumentParser(prog="python -m scaling.tokenize", description=__doc__.split("\n")[0])
+    p.add_argument("--images", required=True, help="dataset root with <split>/<class>/<image>")
+    p.add_argument("--vqvae", required=True, help="VQVAE checkpoint (official vae_ch160v4096z32.pth or toolkit)")
+    p.add_argument("--out", required=True, help="token store directory")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--flip", action="store_true", help="also store horizontal flips of the train split")
+    p.add_argument("--shard", type=int, default=None, help="this shard's index (e.g. $SLURM_ARRAY_TASK_ID)")
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--merge", action="store_true", help="assemble finished shards and write meta.json")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes")
+    p.add_argument("--device", default="auto")
+    a = p.parse_args(argv)
+    if a.merge and a.shard is not None:
+        p.error("--merge assembles all shards: give it without --shard")
+    try:
+        tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip,
+                 shard=a.shard, num_shards=a.num_shards, merge_only=a.merge,
+                 batch_size=a.batch_size, device=a.device, num_workers=a.num_workers)
+    except (ValueError, FileNotFoundError, TokenStoreError) as e:
+        p.exit(2, f"error: {e}\n")
+
+
+if __name__ == "__main__":
+    main()
