@@ -318,8 +318,11 @@ def write_run_config(run: Run) -> None:
         atomic_write_text(path, text)
 
 
-def write_fit_defaults(sweep: Sweep) -> Path:
-    """`<output>/fit.yaml`: the sweep's `fit:` section, read by `python -m scaling.fit`."""
+def write_fit_defaults(sweep: Sweep) -> Path | None:
+    """`<output>/fit.yaml`: the sweep's `fit:` section (the keys it gives), the defaults of
+    `python -m scaling.fit <output>`."""
+    if not sweep.spec.fit:
+        return None
     path = sweep.output / "fit.yaml"
     atomic_write_text(path, dump_yaml(sweep.spec.fit))
     return path
