@@ -205,6 +205,8 @@ def test_preparation_stages_run_as_dependent_jobs(outcome):
     assert out.stages == ["tokenize[0]", "tokenize[1]", "merge"] and out.submitted == ["d1"]
     merge_id = RunDir(launch_mod.stage_dir(sweep, "merge")).read_status()["job_ids"][-1]
     assert f"Dependency=afterok:{merge_id}" in outcome.p_dependency  # training waited
+    line = status_mod.render(sweep).splitlines()[-1]
+    assert line.startswith("preparation: ") and "merge done" in line and "tokenize-1 done" in line
     rec = RunDir(sweep.runs[0].run_dir).read_status()
     if rec["state"] == "failed" and "quantizer.pt is missing" in str(rec.get("error")):
         # the chain ran (shards -> merge -> training started on the merged store); the

@@ -213,3 +213,10 @@ def test_depth_grid_is_the_papers_study():
             by[30].optim.base_lr) == (1024, 0.08, 1e-5, 8e-5)
     assert by[24].optim.weight_decay_end == 0.05
     assert {r.depth: r.resources.nodes * r.resources.gpus_per_node for r in s.runs}[16] == 16
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_loads(path):
+    sweep = load_sweep(path)
+    assert sweep.runs and len({r.run_id for r in sweep.runs}) == len(sweep.runs)
+    assert all(r.run_dir.parent == sweep.output for r in sweep.runs)
