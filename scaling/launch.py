@@ -289,21 +289,40 @@ def output_lock(output: Path) -> Iterator[None]:
         yield
 
 
-def write_run_config(run: Run, state: str) -> None:
-    """Write run.config to `<run_dir>/config.yaml`; refuse to change the config of a run that
-    has started (a different config would mix two experiments in one directory)."""
+def config_conflict(run: Run, state: str) -> str | None:
+    """Why run.config may not be written to its run directory (None: it may).
+
+    A run that was ever submitted keeps its config: a different one would mix two
+    experiments in one directory (and resume one from the other's checkpoint).
+    """
+    path = run.run_dir / "config.yaml"
+    if state == "pending" or not path.exists():
+        return None
+    from scaling.config import load_run_config
+
+    try:
+        same = load_run_config(path) == run.config
+    except ConfigError:
+        same = False
+    if same:
+        return None
+    return (f"{path} holds another config than the sweep now gives for run {run.run_id} "
+            f"(state {state}); restore the sweep or remove the run directory")
+
+
+def write_run_config(run: Run) -> None:
+    """Write run.config to `<run_dir>/config.yaml` (when it changed)."""
     path = run.run_dir / "config.yaml"
     text = dump_yaml(run.config)
-    if path.exists() and path.read_text() != text and state not in ("pending",):
-        raise SystemExit(f"error: {path} holds another config than the sweep now gives for run "
-                         f"{run.run_id} (state {state}); restore the sweep or remove the run "
-                         "directory")
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
 
 
-def write_fit_defaults(sweep: Sweep) -> Path:
-    """`<output>/fit.yaml`: the sweep's `fit:` section, read by `python -m scaling.fit`."""
+def write_fit_defaults(sweep: Sweep) -> Path | None:
+    """`<output>/fit.yaml`: the sweep's `fit:` section (the keys it gives), the defaults of
+    `python -m scaling.fit <output>`."""
+    if not sweep.spec.fit:
+        return None
     path = sweep.output / "fit.yaml"
     atomic_write_text(path, dump_yaml(sweep.spec.fit))
     return path
@@ -333,6 +352,9 @@ def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
             raise SystemExit(f"error: cannot ask the scheduler which runs are queued or running "
                              f"({e}); submitting nothing, as that could start a second job on "
                              "a run directory") from None
+        conflicts = [c for c in (config_conflict(r, states[r.run_id][0]) for r in runs) if c]
+        if conflicts:
+            raise SystemExit("error: " + "\nerror: ".join(conflicts))
         todo: list[Run] = []
         for run in runs:
             state, slurm, rec = states[run.run_id]
@@ -343,7 +365,7 @@ def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
                     state=state, slurm_state=slurm,
                     error=rec.get("error") or f"job {rec.get('job_ids', ['?'])[-1]} ended "
                                               f"without finishing the run ({slurm})")
-            write_run_config(run, state)
+            write_run_config(run)
             if state == "done":
                 out.skipped[run.run_id] = "done"
             elif state in ("queued", "running"):
@@ -417,8 +439,14 @@ def _submit_stages(sweep: Sweep, backend: str, out: Submitted, log) -> list[str]
             log(f"submitted {stage}" + (f" ({len(pending)} shards)" if shard_list != [None] else "")
                 + f": jobs {', '.join(new_ids)}" + (f" after {', '.join(deps)}" if deps else ""))
             if backend != "slurm":  # no dependencies outside SLURM: finish the stage first
-                for job in jobs:
-                    job.result()
+                for shard, job in zip(pending, jobs):
+                    try:
+                        job.result()
+                    except Exception as e:
+                        raise SystemExit(f"error: preparation stage {stage}"
+                                         + (f" shard {shard}" if shard is not None else "")
+                                         + f" failed (log: {job.paths.stderr}): "
+                                         + (str(e).strip().splitlines() or ["?"])[-1]) from None
                 new_ids = []
         deps = live + new_ids if (live or new_ids) else deps
     return deps

@@ -10,7 +10,6 @@ The launcher uses the same logic (`effective_state`) to decide what to (re)submi
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -255,7 +254,24 @@ def render(sweep: Any, runs: list[Any] | None = None,
         key = r.state.split(" ")[0].rstrip(":")
         counts[key] = counts.get(key, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return f"{sweep.spec.name}: {len(rs)} runs in {sweep.output} ({summary})\n{table}"
+    text = f"{sweep.spec.name}: {len(rs)} runs in {sweep.output} ({summary})\n{table}"
+    stages = stage_summary(sweep)
+    return f"{text}\npreparation: {stages}" if stages else text
+
+
+def stage_summary(sweep: Any) -> str:
+    """One line on the preparation jobs ('tokenize done, merge running (job 39)'), or ''."""
+    from scaling.rundir import RunDir
+
+    jobs = sweep.data_dir / "jobs"
+    if not sweep.stages() or not jobs.is_dir():
+        return ""
+    parts = []
+    for d in sorted(jobs.iterdir(), key=lambda p: p.stat().st_mtime):
+        rec = RunDir(d).read_status()
+        ids = rec.get("job_ids") or []
+        parts.append(f"{d.name} {rec.get('state', '?')}" + (f" (job {ids[-1]})" if ids else ""))
+    return ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,34 +236,6 @@ class ClusterSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class FitSpec:
-    """Defaults for `python -m scaling.fit <output>`, written by launch to `<output>/fit.yaml`.
-
-    irreducible: 'paper' (E_last 4.5, E_avg 5), 'fit' (fitted), 'none', or a mapping
-    metric -> value. compute: 'exact' (from shapes) or '6nd'. holdout: how many of the
-    largest models the hold-out check leaves out. include_subset: run ids to fit on (all if
-    None).
-    """
-
-    irreducible: Literal["paper", "fit", "none"] | dict[str, float] = "paper"
-    compute: Literal["exact", "6nd"] = "exact"
-    metrics: tuple[Literal["ce_last", "ce_avg", "err_last", "err_avg"], ...] = (
-        "ce_last", "ce_avg", "err_last", "err_avg")
-    holdout: int = 2
-    bootstrap: int = 1000
-    include_subset: tuple[str, ...] | None = None
-
-    def __post_init__(self):
-        _positive(self, "holdout", "bootstrap", allow_zero=True)
-        if isinstance(self.irreducible, dict):
-            bad = [k for k in self.irreducible if k not in ("ce_last", "ce_avg", "err_last", "err_avg")]
-            if bad:
-                raise InvalidValue("irreducible", f"unknown metric {bad[0]!r}")
-        if not self.metrics:
-            raise InvalidValue("metrics", "needs at least one metric")
-
-
-@dataclasses.dataclass(frozen=True)
 class SweepSpec:
     """The sweep file as written (see the module docstring); `load_sweep` expands it."""
 
@@ -279,7 +251,7 @@ class SweepSpec:
     overrides: dict[Any, dict[str, Any]] = dataclasses.field(default_factory=dict)
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
     cluster: ClusterSpec = ClusterSpec()
-    fit: FitSpec = FitSpec()
+    fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # scaling.fit.FitSettings keys
 
     def __post_init__(self):
         _check_name("name", self.name, "sweep name")
@@ -335,7 +307,7 @@ class Sweep:
 
     def stages(self) -> list[str]:
         """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize'."""
-        d, p = self.spec.data, self.spec.prepare
+        d = self.spec.data
         if d.tokens is not None:
             return []
         out = []
@@ -460,12 +432,10 @@ class _SweepLocated(Located):
     origin (e.g. a required key nobody set) is reported under `base`.
     """
 
-    def __init__(self, source: str, lines: dict, origin: dict[KeyPath, KeyPath], run_id: str,
-                 prefix: KeyPath = ()):
+    def __init__(self, source: str, lines: dict, origin: dict[KeyPath, KeyPath], run_id: str):
         super().__init__(source, lines)
         self.origin = origin
         self.run_id = run_id
-        self.prefix = prefix
 
     def error(self, path: KeyPath, message: str) -> ConfigError:
         path = tuple(path)
@@ -553,6 +523,9 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
         raise loc.error(("data",), "images need a VQVAE: give data.vqvae or prepare.vqvae")
     if spec.prepare.vqvae is not None:
         _check_vqvae_options(spec.prepare.vqvae, loc)
+    from scaling.fit import FitSettings  # torch-free; the fitting CLI's own settings
+
+    build(FitSettings, spec.fit, loc, ("fit",))
 
 
 def _check_vqvae_options(options: dict, loc: Located) -> None:

@@ -4,7 +4,6 @@ queue, the local and debug backends running a tiny sweep for real, and the statu
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -135,7 +134,7 @@ class FakeQueue:
 
 def test_launch_submits_only_what_needs_it(tmp_path, store):
     sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1, 2, 3, 4, 5, 6),
-                       backend="debug")
+                       backend="debug", extra="fit: {irreducible: paper, holdout: 1}\n")
     ids = [r.run_id for r in sweep.runs]
     assert ids == ["d1", "d2", "d3", "d4", "d5", "d6"]
     given = {"d1": {"state": "done", "job_ids": ["100"]},
@@ -161,7 +160,7 @@ def test_launch_submits_only_what_needs_it(tmp_path, store):
     for run in sweep.runs:
         assert (run.run_dir / "config.yaml").read_text() == dump_yaml(run.config)
     fit, _ = load_yaml(tmp_path / "out" / "fit.yaml")
-    assert fit["irreducible"] == "paper" and fit["holdout"] == 2
+    assert fit == {"irreducible": "paper", "holdout": 1}  # as given in the sweep
 
     # again, with --retry-failed: the failed ones go; d6's (debug) job counts as alive here
     queue.known[d6["job_ids"][-1]] = "RUNNING"

@@ -9,7 +9,7 @@ import pytest
 
 from scaling.config import RunConfig
 from scaling.config_io import ConfigError
-from scaling.sweep import format_value, load_sweep, parse_sweep, var_params
+from scaling.sweep import format_value, load_sweep, var_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,8 @@ def error(text_extra: str, tmp_path: Path, base: str | None = None) -> str:
     ("rules:\n  - set: {cluster.nodes: 2}\n", 14, "rules[0].set: a rule needs depths"),
     ("rules:\n  - min_depth: 4\n    set: {cluster.gpus: 2}\n", 15,
      "rules[0].set.cluster.gpus: rules and overrides may set only cluster."),
-    ("fit:\n  metrics: [ce_last, fid]\n", 14, "fit.metrics[1]: must be one of 'ce_last'"),
+    ("fit:\n  metrics: [ce_last, fid]\n", 14, "fit.metrics: must be a non-empty list of ce_avg"),
+    ("fit:\n  holdouts: 2\n", 14, "fit.holdouts: unknown key (did you mean 'holdout'?)"),
 ])
 def test_errors_name_file_line_and_key_path(tmp_path, extra, line, message):
     text = error(extra, tmp_path)
@@ -212,3 +213,10 @@ def test_depth_grid_is_the_papers_study():
             by[30].optim.base_lr) == (1024, 0.08, 1e-5, 8e-5)
     assert by[24].optim.weight_decay_end == 0.05
     assert {r.depth: r.resources.nodes * r.resources.gpus_per_node for r in s.runs}[16] == 16
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_loads(path):
+    sweep = load_sweep(path)
+    assert sweep.runs and len({r.run_id for r in sweep.runs}) == len(sweep.runs)
+    assert all(r.run_dir.parent == sweep.output for r in sweep.runs)
