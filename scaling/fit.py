@@ -116,6 +116,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def load_fit_settings(runs_dir: str | Path) -> FitSettings:
+    """A runs directory's fit defaults (its fit.yaml, written from the sweep), else the defaults."""
+    fit_yaml = Path(runs_dir) / "fit.yaml"
+    return load_config(FitSettings, fit_yaml) if fit_yaml.exists() else FitSettings()
+
+
 def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSettings, dict[str, str]]:
     """fit.yaml (if `source` is a runs dir holding one) overridden by CLI flags.
 

@@ -211,7 +211,9 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
     if (out / "meta.json").exists():
         meta_splits = {**json.loads((out / "meta.json").read_text())["splits"], **meta_splits}
     save_quantizer(out, model.quantize)  # before meta.json: a store with meta is complete
-    atomic_write_json(out / "meta.json", {**ident, "splits": meta_splits})
+    # where the VQVAE was (absolute; informational: decoding samples needs its decoder)
+    atomic_write_json(out / "meta.json", {**ident, "vqvae_path": str(Path(vqvae).resolve()),
+                                          "splits": meta_splits})
     summary = ", ".join(f"{s}: {v['count']} rows ({v['skipped']} unreadable skipped)" for s, v in meta_splits.items())
     print(f"token store {out}: {summary}", file=sys.stderr)
     return out

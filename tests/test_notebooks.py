@@ -1,0 +1,56 @@
+"""The notebooks run top to bottom on a small sweep made during the test run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import yaml
+from nbclient import NotebookClient
+
+from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
+                            RunConfig, RuntimeConfig)
+from scaling.synthetic import generate
+from scaling.tokenize import tokenize
+from scaling.train import train_run
+from tests.factories import write_run
+from var_core import VQVAE, save_model
+
+NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    """synthetic 16px images -> tiny VQVAE -> token store -> 3 trained sizes + fit.yaml."""
+    root = tmp_path_factory.mktemp("sweep")
+    generate(root / "images", num_classes=3, train_per_class=16, val_per_class=4,
+             resolution=16, seed=0)
+    torch.manual_seed(0)
+    vqvae = VQVAE(vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1,
+                  patch_nums=(1, 2, 4))
+    save_model(root / "vqvae.pt", vqvae)
+    tokenize(root / "images", root / "vqvae.pt", root / "tokens", batch_size=16, device="cpu")
+    runs = root / "runs"
+    for depth in (1, 2, 3):
+        config = RunConfig(
+            run_id=f"d{depth}", data=DataConfig(store=root / "tokens"),
+            model=ModelConfig(depth=depth, width=16 * depth, heads=depth),
+            optim=OptimConfig(batch_size=16, base_lr=0.05), length=LengthConfig(steps=12),
+            eval=EvalConfig(points=3, first_frac=0.25), runtime=RuntimeConfig(num_threads=1))
+        train_run(write_run(runs / config.run_id, config))
+    (runs / "fit.yaml").write_text(yaml.safe_dump({"irreducible": "none", "bootstrap": 50}))
+    return runs
+
+
+@pytest.mark.parametrize("name", ["scaling_laws.ipynb", "samples.ipynb"])
+def test_notebook_runs_top_to_bottom(name, small_sweep, monkeypatch):
+    monkeypatch.setenv("VAR_RUNS_DIR", str(small_sweep))
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(o.output_type in ("display_data", "execute_result") for o in outputs)
