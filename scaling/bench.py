@@ -33,13 +33,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import datetime
+import gc
 import json
 import math
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -354,15 +357,33 @@ def sampled_tokens(var, vqvae, labels: torch.Tensor, precision: str, device: tor
     return torch.cat(seen, dim=1)
 
 
+@functools.lru_cache(maxsize=None)
 def flex_supported(device: torch.device) -> tuple[bool, bool, str]:
-    """(forward works, backward works, reason) for FlexAttention on `device` in this torch."""
+    """(forward works, backward works, reason if not) for FlexAttention on `device`.
+
+    Probed with a 16-token block-causal attention (eager; the result is cached per device).
+    """
     try:
-        from torch.nn.attention import flex_attention  # noqa: F401
+        from torch.nn.attention import flex_attention as fa
     except ImportError:
         return False, False, f"torch {torch.__version__} has no torch.nn.attention.flex_attention"
-    if device.type == "cuda":
-        return True, True, ""
-    return True, False, f"FlexAttention has no backward on {device.type} in torch {torch.__version__}"
+    from var_core import make_block_mask
+
+    levels = torch.arange(16, device=device) // 4
+    q, k, v = (torch.randn(1, 1, 16, 16, device=device, requires_grad=True) for _ in range(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            block_mask = make_block_mask(levels)
+            fa.flex_attention(q.detach(), k.detach(), v.detach(), block_mask=block_mask)
+        except Exception as e:  # noqa: BLE001 - any failure means "not on this device"
+            return False, False, f"FlexAttention forward fails on {device.type} in torch {torch.__version__}: {e}"
+        try:
+            fa.flex_attention(q, k, v, block_mask=block_mask).sum().backward()
+        except Exception as e:  # noqa: BLE001
+            return True, False, (f"FlexAttention backward fails on {device.type} in torch "
+                                 f"{torch.__version__}: {type(e).__name__}: {str(e).splitlines()[0]}")
+    return True, True, ""
 
 
 CHECK_INIT = dict(init_head=1.0, init_adaln_gamma=0.5)
@@ -595,9 +616,6 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
     unknown = [w for w in what if w not in WHATS]
     if unknown:
         raise ValueError(f"--what: unknown {unknown}; choose from {list(WHATS)}")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 paths as the official code runs them
-        torch.backends.cudnn.allow_tf32 = True
     if peak_tflops is None:
         peak_tflops, peak_label = matmul_peak_tflops(device)
     else:
@@ -651,12 +669,16 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
             checks += [dataclasses.replace(c, name=f"{model}: {c.name}") for c in fast_path_checks(
                 var_kwargs, geometry, fast, device, batch=check_batch, vqvae=vqvae)]
             del trainer
+            model_ = run_sample = None  # drop every reference to this depth's model
             if official is not None and "train" in what:
                 off = official_rows(official, geometry, depth, batch, device, warmup=warmup,
                                     repeats=repeats, steps=steps, flops=train_flops)
                 ours = next(r for r in rows if r.what == "train" and r.model == model and r.batch == batch)
                 ours.vs_official = ours.images_per_s / off[0].images_per_s
                 rows += off
+            if fast.compile:
+                torch._dynamo.reset()  # compiled graphs hold the model; the next depth recompiles
+            gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     if "tokenize" in what:
@@ -752,6 +774,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "cuda" or
                           (args.device == "auto" and torch.cuda.is_available()) else "cpu")
     cuda = device.type == "cuda"
+    if cuda:  # fp32 matmuls and convolutions in TF32, as the official trainer runs them
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     fast = FastPath(precision=args.precision if args.precision != "auto" else ("bf16" if cuda else "fp32"),
                     attn_backend=args.attn_backend,
                     compile=cuda if args.compile is None else args.compile,
