@@ -765,6 +765,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from var_core.attention import resolve_backend
+
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -778,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     fast = FastPath(precision=args.precision if args.precision != "auto" else ("bf16" if cuda else "fp32"),
-                    attn_backend=args.attn_backend,
+                    attn_backend=resolve_backend(args.attn_backend, device),  # named in the table
                     compile=cuda if args.compile is None else args.compile,
                     activation_checkpointing=args.activation_checkpointing)
     command = "python -m scaling.bench " + " ".join(sys.argv[1:] if argv is None else argv)
