@@ -193,7 +193,7 @@ def matmul_peak_tflops(device: torch.device, n: int | None = None, repeats: int 
     n = n or (8192 if device.type == "cuda" else 1024)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    sec, _ = time_median(lambda: a @ b, device, warmup=3, repeats=repeats)
+    sec, _ = time_median(lambda: a @ b, device, warmup=3, repeats=repeats, inner=5)
     return 2 * n ** 3 / sec / 1e12, f"{str(dtype).removeprefix('torch.')} {n}^3 matmul"
 
 
