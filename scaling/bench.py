@@ -141,6 +141,11 @@ def write_random_store(path: Path, geometry: Geometry, quantizer: torch.nn.Modul
 
 # ----------------------------------------------------------------------------- timing
 
+def log(message: str) -> None:
+    """A progress line on stderr (the table itself goes to stdout)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels (no-op on CPU)."""
     if device.type == "cuda":
@@ -641,12 +646,14 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
             model = f"d{depth}"
             train_flops = (3.0 * fwd, 6.0 * n_params * geometry.L)
             if "train" in what:
+                log(f"{model} batch {batch}: train ({fast.label()}, {warmup} warm-up steps first)")
                 with peak_memory(device) as mem:
                     sec, _ = time_median(trainer.train_step, device, warmup=warmup, repeats=repeats,
                                          inner=steps)
                 rows.append(Row("train", model, batch, fast.label(), sec, batch, geometry.L,
                                 *train_flops, mem["gb"]))
             if "eval" in what:
+                log(f"{model}: eval, batch {ebatch}")
                 with peak_memory(device) as mem:
                     sec, _ = time_median(lambda: trainer.evaluate("full"), device, warmup=1,
                                          repeats=repeats)
@@ -661,16 +668,19 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
                     with _autocast(trainer.precision, device):
                         sample(model_, vqvae, labels, cfg=1.5, top_k=900, top_p=0.96, seed=0)
 
+                log(f"{model}: sample, batch {sample_batch}")
                 with peak_memory(device) as mem:
                     sec, _ = time_median(run_sample, device, warmup=1, repeats=repeats)
                 rows.append(Row("sample", model, sample_batch, f"{trainer.precision} cfg1.5 k900 p0.96",
                                 sec, sample_batch, geometry.L, 2.0 * fwd, 4.0 * n_params * geometry.L,
                                 mem["gb"]))
+            log(f"{model}: fast-path checks")
             checks += [dataclasses.replace(c, name=f"{model}: {c.name}") for c in fast_path_checks(
                 var_kwargs, geometry, fast, device, batch=check_batch, vqvae=vqvae)]
             del trainer
             model_ = run_sample = None  # drop every reference to this depth's model
             if official is not None and "train" in what:
+                log(f"{model} batch {batch}: official code from {official}")
                 off = official_rows(official, geometry, depth, batch, device, warmup=warmup,
                                     repeats=repeats, steps=steps, flops=train_flops)
                 ours = next(r for r in rows if r.what == "train" and r.model == model and r.batch == batch)
@@ -685,6 +695,7 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
         size = vqvae.image_size
         images = (torch.rand(tok_batch, 3, size, size, generator=torch.Generator().manual_seed(2)) * 2 - 1
                   ).to(device)
+        log(f"tokenize, batch {tok_batch}")
         ref = [t.cpu() for t in vqvae.img_to_idx(images)]
         for precision, channels_last in (("fp32", False), ("bf16", True)):
             vq = vqvae.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
