@@ -1,0 +1,118 @@
+"""The fast path (bf16 autocast, FlexAttention) against the plain fp32 SDPA path, on CPU.
+
+Stated tolerances (scaling.bench.fast_path_checks): bf16 autocast with fp32 master weights
+must give the fp32 loss to a relative 1e-2 and the gradients (all parameters, L2) to a
+relative 5e-2; kernels compared at fp32 must agree to 1e-5 (loss) and 1e-4 (gradients).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scaling import bench
+from scaling.train import split_scales
+from var_core import VAR
+
+GEO = bench.TINY
+CPU = torch.device("cpu")
+
+
+def var_kwargs(depth: int = 2) -> dict:
+    kw = VAR(depth, num_classes=GEO.num_classes, vocab_size=GEO.vocab_size, z_channels=GEO.z_channels,
+             patch_nums=GEO.patch_nums).config()
+    kw.pop("attn_backend")
+    return {**kw, **bench.CHECK_INIT}
+
+
+@pytest.fixture(scope="module")
+def vqvae():
+    torch.set_num_threads(1)
+    return bench.make_vqvae(GEO, CPU)
+
+
+@pytest.fixture(scope="module")
+def batch(vqvae):
+    gen = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, GEO.vocab_size, (3, GEO.L), generator=gen)
+    labels = torch.randint(0, GEO.num_classes, (3,), generator=gen)
+    x_in = vqvae.quantize.idx_to_var_input(split_scales(tokens, GEO.patch_nums))
+    return tokens, labels, x_in
+
+
+def twins(backend_a: str, backend_b: str) -> tuple[VAR, VAR]:
+    torch.manual_seed(0)
+    a = VAR(**var_kwargs(), attn_backend=backend_a).eval()
+    b = VAR(**var_kwargs(), attn_backend=backend_b).eval()
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def test_bf16_autocast_matches_fp32_loss_and_gradients(batch):
+    tokens, labels, x_in = batch
+    model, _ = twins("sdpa", "sdpa")
+    ref_loss, ref_grads = bench._loss_and_grads(model, labels, x_in, tokens, "fp32", CPU)
+    loss, grads = bench._loss_and_grads(model, labels, x_in, tokens, "bf16", CPU)
+    assert abs(loss - ref_loss) / abs(ref_loss) <= 1e-2
+    err = bench._grad_rel(grads, ref_grads)
+    assert err <= 5e-2
+    assert err > 0  # bf16 really ran (fp32 would be exact)
+
+
+def test_gradient_check_is_not_vacuous(batch):
+    """A 1% change to one weight matrix is far outside the fp32 gradient tolerance."""
+    tokens, labels, x_in = batch
+    a, b = twins("sdpa", "sdpa")
+    with torch.no_grad():
+        b.blocks[0].attn.mat_qkv.weight.mul_(1.01)
+    _, ga = bench._loss_and_grads(a, labels, x_in, tokens, "fp32", CPU)
+    _, gb = bench._loss_and_grads(b, labels, x_in, tokens, "fp32", CPU)
+    assert bench._grad_rel(gb, ga) > 1e-4
+    assert bench._grad_rel(ga, ga) == 0
+
+
+def test_flex_loss_matches_sdpa(batch):
+    flex_fwd, _, reason = bench.flex_supported(CPU)
+    if not flex_fwd:
+        pytest.skip(reason)
+    tokens, labels, x_in = batch
+    sdpa, flex = twins("sdpa", "flex")
+    ref_loss, _ = bench._loss_and_grads(sdpa, labels, x_in, tokens, "fp32", CPU, grads=False)
+    loss, _ = bench._loss_and_grads(flex, labels, x_in, tokens, "fp32", CPU, grads=False)
+    assert abs(loss - ref_loss) / abs(ref_loss) <= 1e-5
+
+
+def test_flex_gradients_match_sdpa(batch):
+    _, flex_bwd, reason = bench.flex_supported(CPU)
+    if not flex_bwd:
+        pytest.skip(reason)
+    tokens, labels, x_in = batch
+    sdpa, flex = twins("sdpa", "flex")
+    ref_loss, ref_grads = bench._loss_and_grads(sdpa, labels, x_in, tokens, "fp32", CPU)
+    loss, grads = bench._loss_and_grads(flex, labels, x_in, tokens, "fp32", CPU)
+    assert abs(loss - ref_loss) / abs(ref_loss) <= 1e-5
+    assert bench._grad_rel(grads, ref_grads) <= 1e-4
+
+
+def test_sampler_tokens_equal_between_backends_with_top_k_1(vqvae):
+    sdpa, flex = twins("sdpa", "flex")
+    labels = torch.tensor([0, 5, 9])
+    ref = bench.sampled_tokens(sdpa, vqvae, labels, "fp32", CPU)
+    assert ref.shape == (3, GEO.L) and int(ref.min()) >= 0 and int(ref.max()) < GEO.vocab_size
+    assert torch.equal(bench.sampled_tokens(flex, vqvae, labels, "fp32", CPU), ref)
+    # top_k=1 is the argmax: tokens do not depend on the labels' order in the batch
+    swapped = bench.sampled_tokens(sdpa, vqvae, labels.flip(0), "fp32", CPU)
+    assert torch.equal(swapped.flip(0), ref)
+    # and the recorder left the quantizer as it was
+    assert "embed" not in vars(vqvae.quantize)
+
+
+def test_fast_path_checks_report(vqvae):
+    checks = bench.fast_path_checks(var_kwargs(), GEO, bench.FastPath("bf16", "sdpa"), CPU, batch=2,
+                                    vqvae=vqvae)
+    by_name = {c.name: c for c in checks}
+    assert by_name["loss rel diff, bf16+sdpa vs fp32 sdpa"].tolerance == 1e-2
+    assert by_name["grad rel L2 error, bf16+sdpa vs fp32 sdpa"].tolerance == 5e-2
+    assert all(c.passed for c in checks if c.tolerance is not None)
+    info = by_name["sampler top_k=1 tokens equal, bf16 vs fp32 (fraction)"]
+    assert info.passed is None and 0 <= info.value <= 1
