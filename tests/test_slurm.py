@@ -135,9 +135,11 @@ def outcome(slurm_cluster, tmp_path_factory) -> Outcome:
     c_states["relaunch while running"] = launch_mod.launch(c, retry_failed=True, **quiet)
     subprocess.run(["scancel", first_c], check=True)
 
-    ended = [r.run_dir for r in a.runs] + [b_dir] + ([r.run_dir for r in p.runs] if p else [])
-    wait_for("the launches to end", lambda: all(state(d) in ("done", "failed") for d in ended)
-             and states(c)["d1"][0] == "failed", timeout=300)
+    # ended: done, or failed, by status.json or because SLURM no longer has the job
+    sweeps = [a, b, c] + ([p] if p else [])
+    wait_for("the launches to end", lambda: all(
+        s in ("done", "failed") for sw in sweeps for s, _ in states(sw).values()
+        if s != "pending"), timeout=300)
     return Outcome(a, out_a, b, out_b, interrupted_at, c, first_c, c_states, p, out_p,
                    dependency, time.time() - t0)
 
