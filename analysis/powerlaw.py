@@ -92,17 +92,21 @@ def _ols_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None = None) -> tu
     return float(a), float(my - a * mx)
 
 
-def _huber_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None) -> tuple[float, float]:
+def _huber_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None,
+                start: tuple[float, float] | None = None) -> tuple[float, float]:
     w = np.ones_like(lx) if w is None else w
     a0, b0 = _ols_line(lx, ly, w)
     resid = ly - (a0 * lx + b0)
     scale = 1.345 * max(1.4826 * float(np.median(np.abs(resid - np.median(resid)))), 1e-4)
     starts = [(a0, b0)]
-    ts = stats.theilslopes(ly, lx)
-    starts.append((float(ts.slope), float(ts.intercept)))
-    keep = np.abs(resid) <= np.quantile(np.abs(resid), 0.5) if len(lx) >= 6 else None
-    if keep is not None and np.ptp(lx[keep]) > 0:
-        starts.append(_ols_line(lx[keep], ly[keep], w[keep]))
+    if start is not None:  # the bootstrap: the full data's solution and OLS suffice
+        starts.append(start)
+    else:
+        ts = stats.theilslopes(ly, lx)
+        starts.append((float(ts.slope), float(ts.intercept)))
+        keep = np.abs(resid) <= np.quantile(np.abs(resid), 0.5) if len(lx) >= 6 else None
+        if keep is not None and np.ptp(lx[keep]) > 0:
+            starts.append(_ols_line(lx[keep], ly[keep], w[keep]))
     sw = np.sqrt(w)
 
     def residual(p):
@@ -162,7 +166,8 @@ def fit_law(x, y, E: float | None = 0.0, method: Method = "ols", weights=None, s
     """Fit ``y = E + (beta*x)^alpha``; x, y: positive arrays [n]; E None = fit E jointly.
 
     weights: optional [n] non-negative multiplicities (the bootstrap's counts).
-    start: for the joint fit, start only from this law instead of several starting E.
+    start: a solution to start from instead of several starting points (the bootstrap
+        passes the full data's fit; used by the robust and joint fits).
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -175,7 +180,10 @@ def fit_law(x, y, E: float | None = 0.0, method: Method = "ols", weights=None, s
         raise ResultsError(f"irreducible term E={E:g} is not below every value (smallest {y.min():.6g}); "
                            f"the reducible loss y - E must be positive: choose a smaller E, 'none' or 'fit'")
     ly = np.log(red)
-    a, b = _huber_line(lx, ly, w) if method == "robust" else _ols_line(lx, ly, w)
+    if method == "robust":
+        a, b = _huber_line(lx, ly, w, None if start is None else (start.alpha, start.alpha * np.log(start.beta)))
+    else:
+        a, b = _ols_line(lx, ly, w)
     if a == 0:
         raise ResultsError("fitted exponent is exactly 0: the data has no trend")
     return Law(a, float(np.exp(b / a)), float(E))
@@ -293,10 +301,6 @@ def _num(v: float) -> float | None:
 
 def _pair(p):
     return None if p is None else [_num(p[0]), _num(p[1])]
-
-
-def _progress(total: int, desc: str):
-    return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
 
 
 def _summarise(samples: np.ndarray, n_units: int, level: float, ci_method: CIMethod):

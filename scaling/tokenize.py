@@ -31,6 +31,7 @@ import torch
 from scaling.atomic import atomic_write_json
 from scaling.images import CLASSES_FILE, ImageFolder, UnreadableImage, find_classes, read_classes_file
 from scaling.token_store import (FORMAT, MAX_VOCAB, ShardWriter, TokenStoreError, merge_split, merged_info,
+                                 save_quantizer,
                                  mismatch, shard_range)
 
 
@@ -209,6 +210,7 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
         meta_splits[split] = {"count": info["count"], "flip": entry["flip"], "skipped": len(info["skipped"])}
     if (out / "meta.json").exists():
         meta_splits = {**json.loads((out / "meta.json").read_text())["splits"], **meta_splits}
+    save_quantizer(out, model.quantize)  # before meta.json: a store with meta is complete
     atomic_write_json(out / "meta.json", {**ident, "splits": meta_splits})
     summary = ", ".join(f"{s}: {v['count']} rows ({v['skipped']} unreadable skipped)" for s, v in meta_splits.items())
     print(f"token store {out}: {summary}", file=sys.stderr)

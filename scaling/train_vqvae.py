@@ -303,7 +303,9 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
     torch.manual_seed(cfg.seed)
     model = VQVAE(**cfg.vqvae_kwargs()).to(dev)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    # (0.5, 0.9) is the usual choice with a GAN; without one the standard betas learn faster
+    betas = (0.5, 0.9) if cfg.disc_weight > 0 else (0.9, 0.99)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=betas, weight_decay=0.0)
     perceptual = (PerceptualLoss(cfg.perceptual_weights, cfg.lpips_weights).to(dev)
                   if cfg.perceptual_weights is not None else None)
     disc = disc_opt = None
@@ -339,6 +341,8 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
         torch.set_rng_state(st["torch_rng"])
         start = int(st["step"])
         hits = st["hits"]
+        if hasattr(model.quantize, "record_hit"):
+            model.quantize.record_hit = int(st["record_hit"])
         if metrics_path.exists():  # drop lines logged after the checkpoint
             keep = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
             atomic_write_text(metrics_path, "".join(ln + "\n" for ln in keep))
@@ -349,6 +353,8 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
         save_model(out / "vqvae.pt", model)
         st = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
               "gen_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "hits": hits.clone(),
+              # the quantizer's hit-EMA counter is a plain attribute, not in the state dict
+              "record_hit": int(getattr(model.quantize, "record_hit", 0)),
               "vqvae_config": json.loads(json.dumps(cfg.vqvae_kwargs()))}
         if disc is not None:
             st["disc"], st["disc_opt"] = disc.state_dict(), disc_opt.state_dict()

@@ -198,6 +198,13 @@ def test_flex_backend_equals_sdpa(var):
     finally:
         m.set_attn_backend("sdpa")
         var.to("cpu")
+    if dev == "cpu":  # eager flex has no backward: asking for one must fail clearly
+        var.set_attn_backend("flex")
+        try:
+            with pytest.raises(RuntimeError, match="'flex' on cpu .* train with backend 'sdpa'"):
+                var(labels, x)
+        finally:
+            var.set_attn_backend("sdpa")
     # CUDA flex kernels may use TF32 for float32 matmuls: allow a relative 1e-3 there
     tol = 1e-4 if dev == "cpu" else 1e-3 * max(1.0, ref.abs().max().item())
     assert (out - ref).abs().max().item() <= tol

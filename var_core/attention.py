@@ -3,7 +3,8 @@
 - "sdpa": `F.scaled_dot_product_attention` with an additive (float, -inf) or boolean
   block-causal mask; works on every device.
 - "flex": `torch.nn.attention.flex_attention` with a block mask built from each token's
-  scale index (`make_block_mask`); compiled on CUDA, eager elsewhere (slow, for tests).
+  scale index (`make_block_mask`); compiled on CUDA; elsewhere eager, forward only (slow, for
+  tests; a backward raises a clear error).
 - "math": explicit q k^T, mask, softmax, @ v (a readable reference; FLOP counters see it).
 - "auto": flex on CUDA, sdpa otherwise.
 """
@@ -82,6 +83,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str = 
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     if q.device.type == "cuda":
         return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        raise RuntimeError(f"attention backend 'flex' on {q.device.type} runs eagerly and torch does "
+                           f"not support its backward there; train with backend 'sdpa' (or 'auto')")
     with warnings.catch_warnings():  # eager flex warns that it is unfused; expected off-GPU
         warnings.simplefilter("ignore")
         return _flex_module().flex_attention(q, k, v, block_mask=block_mask, scale=scale)

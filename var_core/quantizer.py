@@ -102,6 +102,11 @@ class MultiScaleQuantizer(nn.Module):
         self.embedding = nn.Embedding(vocab_size, z_channels)
 
     # ---- helpers -------------------------------------------------------------------
+    @property
+    def work_dtype(self) -> torch.dtype:
+        """float32 (float64 for a double model): quantization never runs in half precision."""
+        return torch.promote_types(self.embedding.weight.dtype, torch.float32)
+
     def phi(self, k: int, h: torch.Tensor) -> torch.Tensor:
         """Apply the phi refiner of scale k to h [B, Cvae, H, W]."""
         return self._phis[self.phi_of_scale[k]](h)
@@ -135,7 +140,7 @@ class MultiScaleQuantizer(nn.Module):
         K = len(self.patch_nums)
         B, C = f.shape[:2]
         with no_autocast(f.device):
-            f_rest = f.detach().float().clone()
+            f_rest = f.detach().to(self.work_dtype).clone()
             out = []
             for k, pn in enumerate(self.patch_nums):
                 z = F.interpolate(f_rest, size=(pn, pn), mode="area") if k < K - 1 else f_rest
@@ -151,7 +156,7 @@ class MultiScaleQuantizer(nn.Module):
         K = len(self.patch_nums)
         B, C = f.shape[:2]
         with no_autocast(f.device):
-            f = f.float()
+            f = f.to(self.work_dtype)
             f_ng = f.detach()
             f_rest = f_ng.clone()
             f_hat = torch.zeros_like(f_rest)
@@ -196,7 +201,7 @@ class MultiScaleQuantizer(nn.Module):
         f_hat = None
         with no_autocast(idx[0].device):
             for k, pn in enumerate(self.patch_nums):
-                h = self.phi(k, self._upsample(self.embed(idx[k], pn).float(), k))
+                h = self.phi(k, self._upsample(self.embed(idx[k], pn).to(self.work_dtype), k))
                 f_hat = h if f_hat is None else f_hat + h
         return f_hat
 
@@ -205,11 +210,11 @@ class MultiScaleQuantizer(nn.Module):
         self._check_idx(idx)
         B = idx[0].shape[0]
         H = self.patch_nums[-1]
-        f_hat = torch.zeros(B, self.z_channels, H, H, device=idx[0].device)
+        f_hat = torch.zeros(B, self.z_channels, H, H, device=idx[0].device, dtype=self.work_dtype)
         nxt = []
         with no_autocast(idx[0].device):
             for k in range(len(self.patch_nums) - 1):
-                f_hat, x = self.next_input(k, f_hat, self.embed(idx[k], self.patch_nums[k]).float())
+                f_hat, x = self.next_input(k, f_hat, self.embed(idx[k], self.patch_nums[k]).to(self.work_dtype))
                 nxt.append(x.flatten(2).transpose(1, 2))
         return torch.cat(nxt, dim=1)
 

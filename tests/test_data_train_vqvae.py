@@ -1,0 +1,112 @@
+"""A short VQVAE training run: reconstruction improves, resume is exact, configs are checked."""
+
+import json
+
+import pytest
+import torch
+
+import scaling.train_vqvae as tv
+from scaling.config_io import ConfigError, load_config
+from scaling.synthetic import generate
+from var_core import load_vqvae
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny convs: two threads on a loaded 2-core machine are ~10x slower than one
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("vq") / "images", num_classes=3, train_per_class=8,
+                    val_per_class=4, resolution=8, seed=1)
+
+
+def _cfg(images, out, **kw):
+    base = dict(images=images, out=out, resolution=8, vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 1),
+                num_res_blocks=1, patch_nums=(1, 2, 4), batch_size=8, lr=2e-3, warmup_steps=5, steps=60,
+                log_every=10, ckpt_every=30, eval_images=12, restart_every=20, device="cpu")
+    return tv.VQVAETrainConfig(**{**base, **kw})
+
+
+def _evals(out):
+    lines = [json.loads(ln) for ln in (out / "vqvae_metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if "val_mse" in r]
+
+
+def test_training_lowers_reconstruction_error(images, tmp_path):
+    path = tv.train_vqvae(_cfg(images, tmp_path / "run"), progress=False)
+    evals = _evals(tmp_path / "run")
+    assert [r["step"] for r in evals] == [0, 30, 60]
+    first, last = evals[0], evals[-1]
+    assert last["val_mse"] < 0.5 * first["val_mse"]
+    assert last["val_psnr"] > first["val_psnr"] + 3
+    assert len(last["usage_scale"]) == 3 and last["usage_all"] > 4 / 32
+    # the saved file is a VQVAE that reproduces the reported error
+    model = load_vqvae(path)
+    assert model.config()["patch_nums"] == (1, 2, 4)
+    from scaling.images import ImageFolder
+    val = ImageFolder(images / "val", 8, train=False)
+    x = torch.stack([val.load(i) for i in range(12)])
+    again = tv.evaluate_vqvae(model, x)
+    assert again["val_mse"] == pytest.approx(last["val_mse"], rel=1e-5)
+
+
+def test_resume_is_exact(images, tmp_path, monkeypatch):
+    ref = tv.train_vqvae(_cfg(images, tmp_path / "ref", steps=40, ckpt_every=20), progress=False)
+    real = tv.restart_dead_codes
+    calls = {"n": 0}
+
+    def dying(*a, **k):  # the second restart happens at step 40 > checkpoint at 20: die there
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*a, **k)
+
+    monkeypatch.setattr(tv, "restart_dead_codes", dying)
+    out = tmp_path / "int"
+    with pytest.raises(KeyboardInterrupt):
+        tv.train_vqvae(_cfg(images, out, steps=40, ckpt_every=20, restart_every=15), progress=False)
+    monkeypatch.setattr(tv, "restart_dead_codes", real)
+    assert torch.load(out / "train_state.pt", weights_only=True)["step"] == 20
+    tv.train_vqvae(_cfg(images, out, steps=40, ckpt_every=20, restart_every=15), progress=False)
+    ref2 = tv.train_vqvae(_cfg(images, tmp_path / "ref2", steps=40, ckpt_every=20, restart_every=15), progress=False)
+    a, b = load_vqvae(ref2).state_dict(), load_vqvae(out / "vqvae.pt").state_dict()
+    diff = [(k, (a[k].float() - b[k].float()).abs().max().item()) for k in a if not torch.equal(a[k], b[k])]
+    assert not diff, diff[:5]
+    steps = [r["step"] for r in _evals(out)]
+    assert steps == [0, 20, 40]  # no duplicated lines after the resume
+    assert ref.exists()
+
+
+def test_config_errors_are_located(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("images: data\nout: o\nresolution: 30\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:3: resolution: must be patch_nums\[-1\]"):
+        load_config(tv.VQVAETrainConfig, bad)
+    bad.write_text("images: data\nout: o\nperceptual_weights: /nope/vgg16.pth\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:3: perceptual_weights: file /nope/vgg16.pth does not exist"):
+        load_config(tv.VQVAETrainConfig, bad)
+    bad.write_text("images: data\nout: o\nch: 48\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:3: ch: must be a multiple of 32"):
+        load_config(tv.VQVAETrainConfig, bad)
+
+
+def test_perceptual_weights_must_be_vgg16(tmp_path):
+    bad = tmp_path / "not_vgg.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match=r"not_vgg.pth: not a torchvision VGG16 state dict \(missing features.0.bias\)"):
+        tv.PerceptualLoss(bad)
+
+
+def test_discriminator_trains_and_resumes(images, tmp_path):
+    cfg = _cfg(images, tmp_path / "gan", steps=12, ckpt_every=6, disc_weight=0.1, disc_start=4, restart_every=0)
+    tv.train_vqvae(cfg, progress=False)
+    st = torch.load(tmp_path / "gan" / "train_state.pt", weights_only=True)
+    assert st["step"] == 12 and "disc" in st and "disc_opt" in st
+    # the discriminator was updated: its optimizer has steps 4..11 = 8 updates recorded
+    assert int(next(iter(st["disc_opt"]["state"].values()))["step"]) == 8
