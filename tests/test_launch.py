@@ -35,15 +35,18 @@ cluster:
   backend: {backend}
   partition: {partition}
   cpus_per_task: 1
-  time_min: 10
+  time_min: {time_min}
+  signal_delay_s: {signal_delay_s}
 """
 
 
 def tiny_sweep(path: Path, store: Path, output: Path, *, depths=(1, 2), steps: int = 24,
-               backend: str = "local", partition: str = "debug", extra: str = ""):
+               backend: str = "local", partition: str = "debug", time_min: int = 10,
+               signal_delay_s: int = 60, extra: str = ""):
     """Write and load a sweep of tiny models on `store` (trains in seconds on a CPU)."""
     path.write_text(TINY.format(output=output, store=store, steps=steps, depths=list(depths),
-                                backend=backend, partition=partition) + textwrap.dedent(extra))
+                                backend=backend, partition=partition, time_min=time_min,
+                                signal_delay_s=signal_delay_s) + textwrap.dedent(extra))
     return load_sweep(path)
 
 

@@ -135,9 +135,11 @@ def outcome(slurm_cluster, tmp_path_factory) -> Outcome:
     c_states["relaunch while running"] = launch_mod.launch(c, retry_failed=True, **quiet)
     subprocess.run(["scancel", first_c], check=True)
 
-    ended = [r.run_dir for r in a.runs] + [b_dir] + ([r.run_dir for r in p.runs] if p else [])
-    wait_for("the launches to end", lambda: all(state(d) in ("done", "failed") for d in ended)
-             and states(c)["d1"][0] == "failed", timeout=300)
+    # ended: done, or failed, by status.json or because SLURM no longer has the job
+    sweeps = [a, b, c] + ([p] if p else [])
+    wait_for("the launches to end", lambda: all(
+        s in ("done", "failed") for sw in sweeps for s, _ in states(sw).values()
+        if s != "pending"), timeout=300)
     return Outcome(a, out_a, b, out_b, interrupted_at, c, first_c, c_states, p, out_p,
                    dependency, time.time() - t0)
 
@@ -208,10 +210,6 @@ def test_preparation_stages_run_as_dependent_jobs(outcome):
     line = status_mod.render(sweep).splitlines()[-1]
     assert line.startswith("preparation: ") and "merge done" in line and "tokenize-1 done" in line
     rec = RunDir(sweep.runs[0].run_dir).read_status()
-    if rec["state"] == "failed" and "quantizer.pt is missing" in str(rec.get("error")):
-        # the chain ran (shards -> merge -> training started on the merged store); the
-        # trainer then needs the store's quantizer.pt, which scaling.tokenize does not write yet
-        pytest.xfail("integration gap: scaling.tokenize does not write quantizer.pt")
     assert rec["state"] == "done", rec.get("error")
     meta = json.loads((sweep.token_store() / "meta.json").read_text())
     assert meta["splits"]["train"]["count"] == 24 and meta["patch_nums"] == [1, 2, 4]
