@@ -24,6 +24,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -377,11 +378,62 @@ def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
         if not todo:
             log(f"nothing to submit ({len(out.skipped)} runs done, queued, running or failed)")
             return out
-        deps = _submit_stages(sweep, backend, out, log)
-        _submit_runs(sweep, todo, backend, deps, out, job_factory, log)
-    if wait and out.jobs:
+        with _reporting(sweep, log, enabled=backend == "local"):
+            deps = _submit_stages(sweep, backend, out, log)
+            _submit_runs(sweep, todo, backend, deps, out, job_factory, log)
+            if wait and out.jobs:
+                _wait(out, log)
+    elif wait and out.jobs:
         _wait(out, log)
     return out
+
+
+@contextlib.contextmanager
+def _reporting(sweep: Sweep, log, enabled: bool, every_s: float = 15.0):
+    """While the launcher blocks on local jobs, print a progress line whenever it changes."""
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def report() -> None:
+        last = None
+        while not stop.wait(every_s):
+            line = progress_line(sweep)
+            if line != last:
+                minutes, seconds = divmod(int(time.monotonic() - t0), 60)
+                log(f"[{minutes:2d}m{seconds:02d}s] {line}")
+                last = line
+
+    thread = threading.Thread(target=report, name="launch-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def progress_line(sweep: Sweep) -> str:
+    """'prepare: vqvae running | d1 done ce_avg 3.412 | d2 57% | d3 queued ...'."""
+    from scaling.rundir import RunDir
+    from scaling.status import stage_summary
+
+    parts = []
+    stages = stage_summary(sweep)
+    if stages and any(s in stages for s in ("running", "queued", "pending", "failed")):
+        parts.append(f"prepare: {stages}")
+    for run in sweep.runs:
+        rec = RunDir(run.run_dir).read_status()
+        state = rec.get("state", "pending")
+        if state == "running" and rec.get("total_steps"):
+            parts.append(f"{run.run_id} {100 * rec.get('step', 0) / rec['total_steps']:.0f}%")
+        elif state == "done" and isinstance(rec.get("final", {}).get("ce_avg"), float):
+            parts.append(f"{run.run_id} done (ce_avg {rec['final']['ce_avg']:.3f})")
+        else:
+            parts.append(f"{run.run_id} {state}")
+    return " | ".join(parts)
 
 
 def _submit_stages(sweep: Sweep, backend: str, out: Submitted, log) -> list[str]:

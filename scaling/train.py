@@ -333,8 +333,10 @@ class Trainer:
                 last_save = time.monotonic()
             if flags[1]:
                 break
-            if self.dist.is_main and not progress.interactive and now - last_log >= cfg.log_every_s:
+            if self.dist.is_main and now - last_log >= cfg.log_every_s:
                 last_log = now
+                self.run_dir.update_status(step=self.step)  # for `scaling.status` and the launcher
+            if self.dist.is_main and not progress.interactive and last_log == now:
                 print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
                       f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
                       f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s", flush=True)
