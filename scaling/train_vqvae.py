@@ -444,7 +444,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(VQVAETrainConfig, a.config)
     except ConfigError as e:
         p.exit(2, f"error: {e}\n")
-    path = train_vqvae(cfg)
+    try:
+        path = train_vqvae(cfg)
+    except (ValueError, FileNotFoundError) as e:  # bad image folder, mismatched resume state
+        p.exit(2, f"error: {e}\n")
     last = [json.loads(ln) for ln in (Path(cfg.out) / "vqvae_metrics.jsonl").read_text().splitlines()
             if "val_psnr" in ln][-1]
     print(f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "
