@@ -180,3 +180,11 @@ def test_official_flat_checkpoint(tmp_path):
     assert store.L == 680 and store.vocab_size == 512 and store.meta["image_size"] == 256
     x = ImageFolder(tmp_path / "img" / "val", 256, train=False).load(0)
     assert torch.equal(store.gather("val", np.array([0]))[0][0], tk.encode(model, x[None])[0])
+
+
+def test_vocab_too_large_for_uint16_refused(data, tmp_path):
+    images, _, _ = data
+    big = tmp_path / "big.pt"
+    save_model(big, VQVAE(**{**TINY, "vocab_size": 65537}))
+    with pytest.raises(ValueError, match="vocab_size 65537 does not fit the store's uint16 tokens"):
+        tk.tokenize(images, big, tmp_path / "s", device="cpu")
