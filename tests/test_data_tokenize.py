@@ -71,7 +71,7 @@ def test_store_equals_img_to_idx(data, tmp_path):
     assert (out / "train" / "tokens.npy").read_bytes() == before
 
 
-def test_shards_then_merge_equal_one_shot(data, tmp_path):
+def test_shards_then_merge_equal_one_shot(data, tmp_path, monkeypatch):
     images, ckpt, _ = data
     one = tk.tokenize(images, ckpt, tmp_path / "one", batch_size=3, device="cpu")
     sharded = tmp_path / "sharded"
@@ -82,6 +82,13 @@ def test_shards_then_merge_equal_one_shot(data, tmp_path):
     with pytest.raises(TokenStoreError, match="meta.json is missing"):
         TokenStore(sharded)
     tk.tokenize(images, ckpt, sharded, shard=1, num_shards=3, batch_size=3, device="cpu")
+
+    def no_encode(model, x):
+        raise AssertionError("a finished shard was encoded again")
+
+    with monkeypatch.context() as m:  # re-running finished shards encodes nothing
+        m.setattr(tk, "encode", no_encode)
+        tk.tokenize(images, ckpt, sharded, shard=0, num_shards=3, batch_size=3, device="cpu")
     tk.tokenize(images, ckpt, sharded, merge_only=True, num_shards=3, device="cpu")
     for split in ("train", "val"):
         for name in ("tokens.npy", "labels.npy"):
