@@ -154,6 +154,8 @@ class PerceptualLoss(nn.Module):
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         out, h = [], (x - self.shift) / self.scale
         for i, layer in enumerate(self.features):
+            if isinstance(layer, nn.MaxPool2d) and min(h.shape[-2:]) < 2:
+                break  # small images: use the layers that still have pixels
             h = layer(h)
             if i in _VGG16_TAPS:
                 out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
