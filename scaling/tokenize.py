@@ -197,7 +197,7 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
             dt = time.perf_counter() - t0
             print(f"tokenize {split} shard {i}-of-{num_shards}: {end - start} images, {writer.rows} rows, "
                   f"{len(writer.skipped)} unreadable skipped, {n_done / max(dt, 1e-9):.1f} images/s "
-                  f"on {dev.type}", file=sys.stderr)
+                  f"({n_done * rpi / max(dt, 1e-9):.1f} encodes/s) on {dev.type}", file=sys.stderr)
     if not merge:
         return out
 

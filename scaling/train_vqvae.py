@@ -56,16 +56,16 @@ class VQVAETrainConfig:
     phi_sharing: int = 4
     phi_ratio: float = 0.5
     beta: float = 0.25
-    batch_size: int = 32
-    lr: float = 3e-4
-    warmup_steps: int = 50
-    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup_steps: int = 25
+    steps: int = 600
     seed: int = 0
     num_workers: int = 0
-    log_every: int = 50
-    ckpt_every: int = 500
+    log_every: int = 25
+    ckpt_every: int = 100
     eval_images: int = 500           # val images used for MSE/PSNR/usage
-    restart_every: int = 100         # dead-code restarts (0: off)
+    restart_every: int = 50          # dead-code restarts (0: off)
     perceptual_weights: Path | None = None   # local torchvision VGG16 state dict
     lpips_weights: Path | None = None        # optional LPIPS linear heads (lin0..lin4)
     perceptual_weight: float = 1.0
@@ -154,6 +154,8 @@ class PerceptualLoss(nn.Module):
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         out, h = [], (x - self.shift) / self.scale
         for i, layer in enumerate(self.features):
+            if isinstance(layer, nn.MaxPool2d) and min(h.shape[-2:]) < 2:
+                break  # small images: use the layers that still have pixels
             h = layer(h)
             if i in _VGG16_TAPS:
                 out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
@@ -444,7 +446,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(VQVAETrainConfig, a.config)
     except ConfigError as e:
         p.exit(2, f"error: {e}\n")
-    path = train_vqvae(cfg)
+    try:
+        path = train_vqvae(cfg)
+    except (ValueError, FileNotFoundError) as e:  # bad image folder, mismatched resume state
+        p.exit(2, f"error: {e}\n")
     last = [json.loads(ln) for ln in (Path(cfg.out) / "vqvae_metrics.jsonl").read_text().splitlines()
             if "val_psnr" in ln][-1]
     print(f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "

@@ -71,7 +71,7 @@ def test_store_equals_img_to_idx(data, tmp_path):
     assert (out / "train" / "tokens.npy").read_bytes() == before
 
 
-def test_shards_then_merge_equal_one_shot(data, tmp_path):
+def test_shards_then_merge_equal_one_shot(data, tmp_path, monkeypatch):
     images, ckpt, _ = data
     one = tk.tokenize(images, ckpt, tmp_path / "one", batch_size=3, device="cpu")
     sharded = tmp_path / "sharded"
@@ -82,6 +82,13 @@ def test_shards_then_merge_equal_one_shot(data, tmp_path):
     with pytest.raises(TokenStoreError, match="meta.json is missing"):
         TokenStore(sharded)
     tk.tokenize(images, ckpt, sharded, shard=1, num_shards=3, batch_size=3, device="cpu")
+
+    def no_encode(model, x):
+        raise AssertionError("a finished shard was encoded again")
+
+    with monkeypatch.context() as m:  # re-running finished shards encodes nothing
+        m.setattr(tk, "encode", no_encode)
+        tk.tokenize(images, ckpt, sharded, shard=0, num_shards=3, batch_size=3, device="cpu")
     tk.tokenize(images, ckpt, sharded, merge_only=True, num_shards=3, device="cpu")
     for split in ("train", "val"):
         for name in ("tokens.npy", "labels.npy"):
@@ -156,3 +163,35 @@ def test_corrupt_image_skipped_and_counted(data, tmp_path):
     store = TokenStore(out)
     assert store.meta["splits"]["val"] == {"count": 5, "flip": False, "skipped": 1}
     assert store.gather("val", np.arange(5))[1].tolist() == [0, 0, 1, 2, 2]
+
+
+def test_official_flat_checkpoint(tmp_path):
+    """An official-layout (flat state dict) VQVAE file tokenises; tokens = the official code's."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    fx = torch.load(Path(__file__).parent / "fixtures" / "official_var_tiny.pt", weights_only=True)
+    ckpt = tmp_path / "vae_tiny.pth"
+    torch.save(fx["vqvae_state_dict"], ckpt)  # the official release is a flat state dict
+    model = load_vqvae(ckpt)
+    # the encode path used by the tokenizer reproduces the official indices (test vectors)
+    official = torch.cat([t.reshape(2, -1) for t in fx["idx"]], dim=1)
+    assert torch.equal(tk.encode(model, fx["images"].float()), official)
+    # and a store made from a file on disk matches img_to_idx of the same loaded image
+    (tmp_path / "img" / "val" / "n0").mkdir(parents=True)
+    arr = ((fx["images"][0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "img" / "val" / "n0" / "a.png")
+    out = tk.tokenize(tmp_path / "img", ckpt, tmp_path / "store", splits=["val"], device="cpu")
+    store = TokenStore(out)
+    assert store.L == 680 and store.vocab_size == 512 and store.meta["image_size"] == 256
+    x = ImageFolder(tmp_path / "img" / "val", 256, train=False).load(0)
+    assert torch.equal(store.gather("val", np.array([0]))[0][0], tk.encode(model, x[None])[0])
+
+
+def test_vocab_too_large_for_uint16_refused(data, tmp_path):
+    images, _, _ = data
+    big = tmp_path / "big.pt"
+    save_model(big, VQVAE(**{**TINY, "vocab_size": 65537}))
+    with pytest.raises(ValueError, match="vocab_size 65537 does not fit the store's uint16 tokens"):
+        tk.tokenize(images, big, tmp_path / "s", device="cpu")

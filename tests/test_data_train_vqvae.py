@@ -110,3 +110,40 @@ def test_discriminator_trains_and_resumes(images, tmp_path):
     assert st["step"] == 12 and "disc" in st and "disc_opt" in st
     # the discriminator was updated: its optimizer has steps 4..11 = 8 updates recorded
     assert int(next(iter(st["disc_opt"]["state"].values()))["step"]) == 8
+
+
+def test_perceptual_loss_on_local_vgg_file(tmp_path):
+    # a torchvision-layout VGG16 state dict with random weights (the real file is not here)
+    g = torch.Generator().manual_seed(0)
+    sd, i, cin = {}, 0, 3
+    for v in tv._VGG16_CFG:
+        if v == "M":
+            i += 1
+            continue
+        sd[f"features.{i}.weight"] = torch.randn(v, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+        sd[f"features.{i}.bias"] = torch.zeros(v)
+        i, cin = i + 2, v
+    sd["classifier.0.weight"] = torch.zeros(1)  # extra keys are ignored
+    vgg = tmp_path / "vgg16.pth"
+    torch.save(sd, vgg)
+    lp = tmp_path / "lpips.pth"
+    torch.save({f"lin{k}.model.1.weight": torch.full((1, c, 1, 1), 0.5)
+                for k, c in enumerate((64, 128, 256, 512, 512))}, lp)
+    x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    y = x.flip(-1)
+    plain, lpips = tv.PerceptualLoss(vgg), tv.PerceptualLoss(vgg, lp)
+    assert plain(x, x).item() == 0.0 and plain(x, y).item() > 0
+    assert not any(p.requires_grad for p in plain.parameters())
+    # LPIPS heads of 0.5 per channel vs uniform 1/C: per layer, the distance scales by 0.5 * C
+    feats = [(a - b).pow(2).sum(1).mean() for a, b in zip(plain._taps(x), plain._taps(y))]
+    expect = sum(0.5 * d for d in feats)
+    assert lpips(x, y).item() == pytest.approx(expect.item(), rel=1e-5)
+    # gradients reach the reconstruction; tiny images use the taps that still have pixels
+    xr = x.clone().requires_grad_(True)
+    lpips(xr, y).backward()
+    assert xr.grad.abs().sum() > 0
+    assert len(plain._taps(x[..., :8, :8])) == 4 and plain(x[..., :8, :8], y[..., :8, :8]).item() > 0
+    # and a training run with it: 8 px images, perceptual term on
+    images = generate(tmp_path / "img", num_classes=2, train_per_class=4, val_per_class=2, resolution=8, seed=0)
+    cfg = _cfg(images, tmp_path / "run", steps=3, ckpt_every=3, perceptual_weights=vgg, lpips_weights=lp)
+    assert tv.train_vqvae(cfg, progress=False).exists()
