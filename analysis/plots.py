@@ -40,7 +40,8 @@ def _readable_log_axis(axis, lo: float, hi: float) -> None:
 
 def _ylabel(fit: FitResult) -> str:
     label = LABELS.get(fit.metric, fit.metric)
-    return f"{label} - {fit.law.E:.3g}" if fit.law.E else label
+    # a fitted E at its lower bound (~1e-20) is zero for the reader
+    return f"{label} - {fit.law.E:.3g}" if abs(fit.law.E) > 1e-9 else label
 
 
 def _paper_line(ax, fit: FitResult, xs: np.ndarray) -> None:

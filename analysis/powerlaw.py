@@ -265,7 +265,7 @@ class FitResult:
 
     def equation(self, digits: int = 3) -> str:
         """e.g. ``ce_last - 4.5 = (2.03 N)^-0.231``."""
-        lhs = self.metric if self.law.E == 0 else f"{self.metric} - {self.law.E:.{digits}g}"
+        lhs = self.metric if abs(self.law.E) <= 1e-9 else f"{self.metric} - {self.law.E:.{digits}g}"
         return f"{lhs} = ({self.law.beta:.{digits}g} {self.against})^{self.law.alpha:.{digits}g}"
 
     def to_dict(self) -> dict[str, Any]:

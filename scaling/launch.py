@@ -343,6 +343,13 @@ def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
     if note:
         log(note)
     wait = backend != "slurm" if wait is None else wait
+    with _reporting(sweep, log, enabled=backend == "local" and wait):
+        return _launch(sweep, backend, wait, only=only, exclude=exclude, retry_failed=retry_failed,
+                       queues=queues, job_factory=job_factory, log=log)
+
+
+def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_failed, queues,
+            job_factory, log) -> Submitted:
     out = Submitted(backend=backend)
     runs = sweep.select(only, exclude)
     with output_lock(sweep.output):
@@ -378,12 +385,9 @@ def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
         if not todo:
             log(f"nothing to submit ({len(out.skipped)} runs done, queued, running or failed)")
             return out
-        with _reporting(sweep, log, enabled=backend == "local"):
-            deps = _submit_stages(sweep, backend, out, log)
-            _submit_runs(sweep, todo, backend, deps, out, job_factory, log)
-            if wait and out.jobs:
-                _wait(out, log)
-    elif wait and out.jobs:
+        deps = _submit_stages(sweep, backend, out, log)
+        _submit_runs(sweep, todo, backend, deps, out, job_factory, log)
+    if wait and out.jobs:
         _wait(out, log)
     return out
 

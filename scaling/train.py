@@ -126,7 +126,10 @@ class Trainer:
         if config.runtime.activation_checkpointing:
             _checkpoint_blocks(self.model)
         self.train_model: torch.nn.Module = self.model
-        if dist.enabled:
+        self.fsdp = config.runtime.fsdp and dist.enabled
+        if self.fsdp:
+            _shard_fully(self.model, self.device, dist.world_size)
+        elif dist.enabled:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if config.runtime.compile:
@@ -175,8 +178,11 @@ class Trainer:
             tokens = tokens.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             x_in = self.teacher_forcing_input(tokens)
-            sync = i == len(starts) - 1 or not self.dist.enabled
-            with (contextlib.nullcontext() if sync else self.train_model.no_sync()):
+            last = i == len(starts) - 1
+            if self.fsdp:
+                self.model.set_requires_gradient_sync(last)
+            skip_sync = self.dist.enabled and not self.fsdp and not last
+            with (self.train_model.no_sync() if skip_sync else contextlib.nullcontext()):
                 with self.autocast():
                     logits = self.train_model(labels, x_in)
                 # every token weighted 1/L, every image 1/B: the mean over the global batch
@@ -252,18 +258,31 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        model_state, optim_state = self._full_states()
         return {
             "format": CHECKPOINT_FORMAT, "config": to_dict(self.config), "step": self.step,
-            "total_steps": self.total_steps, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "order": self.order.state_dict(),
+            "total_steps": self.total_steps, "model": model_state,
+            "optimizer": optim_state, "order": self.order.state_dict(),
             "rng": rng, "metrics_offset": metrics_offset, "wall_s": self.wall_s,
             "eval_flops": self.eval_flops, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
         }
 
+    def _full_states(self) -> tuple[dict, dict]:
+        """Unsharded model and optimizer state dicts (FSDP gathers them; all ranks call this)."""
+        if not self.fsdp:
+            return self.model.state_dict(), self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (get_model_state_dict(self.model, options=options),
+                get_optimizer_state_dict(self.model, self.optimizer, options=options))
+
     def save_checkpoint(self) -> None:
         """Write checkpoint.pt atomically (rank 0); every rank waits for it."""
+        if self.fsdp or self.dist.is_main:
+            state = self.state_dict()  # with FSDP every rank takes part in the gather
         if self.dist.is_main:
-            state = self.state_dict()
             atomic_write(self.run_dir.checkpoint, lambda f: torch.save(state, f))
         self.dist.barrier()
 
@@ -281,8 +300,17 @@ class Trainer:
         if state["config"] != to_dict(self.config):
             raise ValueError(f"{path}: was written with another config than "
                              f"{self.run_dir.config}; move it away to start over")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 set_model_state_dict,
+                                                                 set_optimizer_state_dict)
+
+            options = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, state["model"], options=options)
+            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.order.load_state_dict(state["order"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -312,6 +340,7 @@ class Trainer:
         last = None
         end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
         last_save = last_log = time.monotonic()
+        saved_step = self.step
         progress = _progress(self.total_steps, self.step, enabled=self.dist.is_main)
         t_prev = time.perf_counter()
         while self.step < end:
@@ -330,7 +359,7 @@ class Trainer:
             if flags[0] or flags[1] or self.step == self.total_steps:
                 t_prev = self._tick(t_prev)
                 self.save_checkpoint()
-                last_save = time.monotonic()
+                last_save, saved_step = time.monotonic(), self.step
             if flags[1]:
                 break
             if self.dist.is_main and now - last_log >= cfg.log_every_s:
@@ -341,7 +370,8 @@ class Trainer:
                       f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
                       f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s", flush=True)
             t_prev = self._tick(t_prev)
-        if self.step == self.total_steps and self.step > 0 and not self.run_dir.checkpoint.exists():
+        if self.step != saved_step:  # stopped by max_steps: leave a checkpoint at the stop
+            self._tick(t_prev)
             self.save_checkpoint()
         progress.close()
         return last or {}
@@ -358,6 +388,17 @@ class Trainer:
         t = torch.tensor([float(f) for f in flags], device=self.device)
         torch.distributed.broadcast(t, src=0)
         return [bool(v) for v in t.tolist()]
+
+
+def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:
+    """FSDP2: shard each block's parameters, gradients and optimizer state over the ranks."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (world_size,))
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
 
 
 def _checkpoint_blocks(model: torch.nn.Module) -> None:

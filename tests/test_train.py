@@ -170,11 +170,11 @@ def test_cli_reports_a_located_config_error(tmp_path):
     assert f"{bad}:5: optim.batch_size: must be > 0, got -4" in result.stderr
 
 
-def _ddp_worker(rank: int, world_size: int, run_dir: str, port: int) -> None:
+def _ddp_worker(rank: int, world_size: int, run_dir: str, port: int, max_steps=None) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    train_run(run_dir)
+    train_run(run_dir, max_steps=max_steps)
 
 
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(store, tmp_path):
@@ -197,6 +197,29 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(store, 
         assert ra["step"] == rb["step"] and ra["eval_images"] == rb["eval_images"]
         assert rb["ce_avg"] == pytest.approx(ra["ce_avg"], rel=1e-5)
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
+
+
+def test_fsdp_over_two_gloo_processes_equals_one_process_and_resumes(store, tmp_path):
+    import torch.multiprocessing as mp
+
+    def config(**runtime):
+        c = tiny_run_config(store, steps=8, eval_points=2, checkpoint_every_steps=4, **runtime)
+        return dataclasses.replace(c, model=dataclasses.replace(c.model, drop_path=0.0))
+
+    single = write_run(tmp_path / "single", config())
+    train_run(single)
+    sharded = write_run(tmp_path / "fsdp", config(fsdp=True, micro_batch=4))
+    port = 30500 + os.getpid() % 1000
+    mp.start_processes(_ddp_worker, args=(2, str(sharded), port, 5), nprocs=2, start_method="fork")
+    assert torch.load(sharded / "checkpoint.pt", weights_only=True)["step"] == 5
+    mp.start_processes(_ddp_worker, args=(2, str(sharded), port + 1), nprocs=2, start_method="fork")
+    a = torch.load(single / "checkpoint.pt", weights_only=True)
+    b = torch.load(sharded / "checkpoint.pt", weights_only=True)
+    assert b["step"] == 8
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-5, atol=1e-6, msg=key)
+    for ra, rb in zip(_metrics(single), _metrics(sharded)):
+        assert rb["ce_avg"] == pytest.approx(ra["ce_avg"], rel=1e-5)
 
 
 def test_micro_batches_accumulate_to_the_same_step(store, tmp_path):
