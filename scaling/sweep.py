@@ -602,8 +602,9 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
     # the data the run trains on, and its name
     store_key = ("data", "store")
     if store_key not in flat:
-        flat[store_key] = str(spec.data.tokens if spec.data.tokens is not None
-                              else spec.output / DATA_DIR / "tokens")
+        # absolute: a run's config.yaml must mean the same store from any working directory
+        flat[store_key] = str(Path(spec.data.tokens if spec.data.tokens is not None
+                                   else spec.output / DATA_DIR / "tokens").absolute())
         origin[store_key] = ("data", "tokens")
     flat[("run_id",)] = run_id
     origin[("run_id",)] = ("grid",)
