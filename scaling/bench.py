@@ -494,6 +494,8 @@ def _official_import_path(path: Path) -> Iterator[None]:
         for c, fn in saved.items():
             if fn is not None:
                 c.reset_parameters = fn
+            elif "reset_parameters" in c.__dict__:  # inherited before (Conv2d from _ConvNd)
+                delattr(c, "reset_parameters")
 
 
 def official_rows(path: Path, geometry: Geometry, depth: int, batch: int, device: torch.device, *,

@@ -132,14 +132,16 @@ def test_official_code_is_timed_side_by_side(tmp_path, monkeypatch):
     archive = subprocess.run(["git", "-C", str(OFFICIAL_MIRROR), "archive", "HEAD"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive, check=True)
-    original = torch.nn.Linear.reset_parameters
+    originals = {c: c.reset_parameters for c in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.LayerNorm,
+                                                 torch.nn.ConvTranspose2d)}
     torch.set_num_threads(1)
     rows = bench.official_rows(checkout, bench.TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
                                steps=1, flops=(3.0, 6.0))
     assert [r.path for r in rows] == ["official trainer (fp32, VQVAE encode)", "official, pre-tokenised"]
     assert all(r.images_per_s > 0 and math.isfinite(r.images_per_s) for r in rows)
     # the official build function patches reset_parameters globally; it must be undone
-    assert torch.nn.Linear.reset_parameters is original
+    for c, fn in originals.items():  # incl. inherited ones (Conv2d's comes from _ConvNd)
+        assert c.reset_parameters is fn, c.__name__
     for name in [m for m in sys.modules if m == "models" or m.startswith("models.") or m == "dist"]:
         monkeypatch.delitem(sys.modules, name)  # leave no official modules behind
     with pytest.raises(FileNotFoundError, match="not a checkout of the official VAR code"):
