@@ -171,7 +171,7 @@ class RuntimeConfig:
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    attn_backend: Literal["auto", "sdpa", "flex"] = "auto"
+    attn_backend: Literal["auto", "sdpa", "flex", "math"] = "auto"  # math: explicit matmuls (reference)
     compile: bool = False
     activation_checkpointing: bool = False
     fsdp: bool = False

@@ -242,3 +242,13 @@ def test_debug_backend_runs_in_process_and_status_shows_failures(tmp_path, store
     rec = RunDir(tmp_path / "out2" / "d1").read_status()
     assert rec["state"] == "failed"
     assert "failed" in status_mod.render(bad).splitlines()[2]
+
+
+def test_progress_line_follows_the_runs(tmp_path):
+    store = make_token_store(tmp_path / "store")
+    sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1, 2, 3))
+    assert launch_mod.progress_line(sweep) == "d1 pending | d2 pending | d3 pending"
+    RunDir(tmp_path / "out" / "d1").update_status(state="done", final={"ce_avg": 2.71828})
+    RunDir(tmp_path / "out" / "d2").update_status(state="running", step=6, total_steps=24)
+    RunDir(tmp_path / "out" / "d3").update_status(state="queued", job_ids=["7"])
+    assert launch_mod.progress_line(sweep) == "d1 done (ce_avg 2.718) | d2 25% | d3 queued"
