@@ -169,7 +169,8 @@ def markdown_table(fits: list[dict], compute: str) -> str:
     for f in fits:
         aci = "-" if f["alpha_ci"] is None else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
         bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
-        E = f"{f['E']:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
+        E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
+        E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
         hold = f["holdout"]
         hold_s = "-" if not hold or hold["max_abs_rel_error"] is None else \
             f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"

@@ -343,7 +343,7 @@ def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
     if note:
         log(note)
     wait = backend != "slurm" if wait is None else wait
-    with _reporting(sweep, log, enabled=backend == "local" and wait):
+    with _reporting(sweep, log, enabled=wait and backend != "debug"):
         return _launch(sweep, backend, wait, only=only, exclude=exclude, retry_failed=retry_failed,
                        queues=queues, job_factory=job_factory, log=log)
 

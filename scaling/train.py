@@ -350,6 +350,10 @@ class Trainer:
                 self._tick(t_prev)
                 last = self.evaluate(kind)
                 t_prev = time.perf_counter()
+                if self.dist.is_main and not progress.interactive:
+                    print(f"[{self.config.run_id}] {kind} eval at step {self.step}: "
+                          + " ".join(f"{k} {last[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg",
+                                                                     "err_last")), flush=True)
                 progress.set_postfix(loss=f"{loss:.3f}", test_ce=f"{last['ce_avg']:.3f}")
             progress.update(1)
             now = time.monotonic()

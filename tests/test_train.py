@@ -261,3 +261,15 @@ def test_sigterm_checkpoints_and_the_rerun_finishes_like_an_uninterrupted_run(st
     subprocess.run(cmd, cwd=Path(__file__).parents[1], check=True, capture_output=True)
     assert RunDir(run_dir).read_status()["state"] == "done"
     assert _untimed(_metrics(run_dir)) == _untimed(_metrics(reference))
+
+
+def test_activation_checkpointing_trains_to_the_same_weights(store, tmp_path):
+    plain = write_run(tmp_path / "plain", tiny_run_config(store, steps=5, eval_points=1))
+    recomputed = write_run(tmp_path / "ckpt", tiny_run_config(store, steps=5, eval_points=1,
+                                                              activation_checkpointing=True))
+    train_run(plain)
+    train_run(recomputed)
+    a = torch.load(plain / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(recomputed / "checkpoint.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=key)
