@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 from scaling.atomic import atomic_write_text
 from scaling.config_io import ConfigError, dump_yaml
 from scaling.status import Queue, QueueError, format_table, queue_for, run_states
-from scaling.sweep import ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep, var_params
+from scaling.sweep import ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep
 
 
 # ----------------------------------------------------------------------------- estimates
@@ -47,23 +47,10 @@ def store_meta(sweep: Sweep) -> tuple[dict[str, Any], bool]:
 
 
 def estimate_run(run: Run, meta: dict[str, Any]) -> dict[str, Any]:
-    """params, tokens, flops (exact when var_core's counting is available, else 6ND)."""
+    """params, tokens, flops (exact count from shapes) and flops_6nd of one run."""
     from scaling.config import estimate
 
-    try:
-        est = dict(estimate(run.config, meta))
-        est["exact"] = True
-        return est
-    except ImportError:  # var_core not installed: the closed form and 6 N D
-        n = var_params(run.depth)
-        L = sum(p * p for p in meta["patch_nums"])
-        steps = run.config.length.total_steps(
-            train_size=int(meta["splits"][run.config.data.train_split]["count"]),
-            batch_size=run.config.optim.batch_size, tokens_per_image=L,
-            flops_per_image=6 * n * L)
-        tokens = steps * run.config.optim.batch_size * L
-        return dict(params=n, steps=steps, tokens=tokens, flops=6 * n * tokens,
-                    flops_6nd=6 * n * tokens, exact=False)
+    return estimate(run.config, meta)
 
 
 def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = None) -> str:
@@ -86,22 +73,14 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
     header = ["run", "depth", "N", "train tokens", "train FLOPs", "GPU-h", "nodes x GPUs"]
     if states is not None:
         header.append("state")
-    kind = "exact (3 x forward, from shapes)" if meta and _has_counting() else "6 N D"
-    notes = [f"{len(runs)} runs; total {total_flops:.3g} training FLOPs ({kind}), "
+    notes = [f"{len(runs)} runs; total {total_flops:.3g} training FLOPs (exact (3 x forward, "
+             f"from shapes)), "
              f"{total_gpuh:,.0f} GPU-hours at {sweep.spec.cluster.assumed_tflops_per_gpu:g} "
              f"TFLOP/s per GPU (assumed)"]
     if not real:
         notes.append(f"token store {sweep.token_store()} not readable yet: estimates use "
                      "data.expect (or what prepare will make)")
     return format_table(header, rows) + "\n" + "\n".join(notes)
-
-
-def _has_counting() -> bool:
-    try:
-        import var_core.counting  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- executors

@@ -184,17 +184,10 @@ class Row:
 
 
 def _last_metrics(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    last = None
-    import json
-    for line in path.read_text().splitlines():
-        try:
-            last = json.loads(line)
-        except ValueError:
-            continue
-    return last
+    from scaling.rundir import RunDir
+
+    records = RunDir(run_dir).read_metrics()  # a torn last line is skipped there
+    return records[-1] if records else None
 
 
 def _percent(m: dict, rec: dict) -> str:

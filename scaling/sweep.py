@@ -633,16 +633,6 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
 
 # ----------------------------------------------------------------------------- sizes
 
-def var_params(depth: int) -> int:
-    """Exact VAR parameter count at 256px (VAR_REFERENCE sec. 2): N(d) with C = 64 d."""
-    try:
-        from var_core import params
-    except ImportError:  # model package not merged yet: the same closed form
-        c = 64 * depth
-        return 18 * depth * c * c + 14 * depth * c + depth * depth + 2 * c * c + 5823 * c + 4096
-    return params(depth)
-
-
 def gpu_hours(flops: float, resources: ClusterSpec) -> float:
     """Estimated GPU-hours for `flops` at the assumed sustained rate per GPU."""
     return flops / (resources.assumed_tflops_per_gpu * 1e12) / 3600.0

@@ -341,7 +341,7 @@ class Trainer:
         end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
         last_save = last_log = time.monotonic()
         saved_step = self.step
-        progress = _progress(self.total_steps, self.step, enabled=self.dist.is_main)
+        progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
         t_prev = time.perf_counter()
         while self.step < end:
             loss = self.train_step()
@@ -369,10 +369,11 @@ class Trainer:
             if self.dist.is_main and now - last_log >= cfg.log_every_s:
                 last_log = now
                 self.run_dir.update_status(step=self.step)  # for `scaling.status` and the launcher
-            if self.dist.is_main and not progress.interactive and last_log == now:
-                print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
-                      f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
-                      f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s", flush=True)
+                if not progress.interactive:
+                    print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
+                          f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
+                          f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s",
+                          flush=True)
             t_prev = self._tick(t_prev)
         if self.step != saved_step:  # stopped by max_steps: leave a checkpoint at the stop
             self._tick(t_prev)
@@ -436,10 +437,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress(total: int, initial: int, enabled: bool) -> _Progress:
-    return _Progress(total, initial, enabled)
 
 
 def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRequest | None = None,
