@@ -62,3 +62,15 @@ def slurm_cluster():
     if started:
         subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, timeout=120,
                        env=dict(os.environ, SLURM_DIR=str(slurm_dir)))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: tiny convs on a loaded 2-core machine run ~10x
+    slower on two threads than on one."""
+    import torch  # here, not at the top: most test modules need no torch at collection
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

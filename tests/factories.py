@@ -21,7 +21,7 @@ def class_conditional_tokens(n: int, *, patch_nums, vocab: int, protos: np.ndarr
     (so coarser scales predict finer ones); enough structure for loss to fall quickly."""
     labels = rng.integers(0, len(protos), size=n)
     tokens = protos[labels].copy()
-    start = 0
+    start = prev_start = 0
     for k, pn in enumerate(patch_nums):
         end = start + pn * pn
         flip = rng.random((n, pn * pn)) < noise

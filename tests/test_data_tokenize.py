@@ -16,13 +16,7 @@ from var_core import VQVAE, load_vqvae, save_model
 TINY = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny convs: two threads on a loaded 2-core machine are ~10x slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

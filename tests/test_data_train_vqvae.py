@@ -11,13 +11,7 @@ from scaling.synthetic import generate
 from var_core import load_vqvae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny convs: two threads on a loaded 2-core machine are ~10x slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 
 from scaling.config import RunConfig
 from scaling.config_io import ConfigError
-from scaling.sweep import format_value, load_sweep, var_params
+from scaling.sweep import format_value, load_sweep
+from var_core import params as var_params
 
 ROOT = Path(__file__).resolve().parent.parent
 

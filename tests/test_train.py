@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import subprocess
@@ -16,11 +15,10 @@ import pytest
 import torch
 
 from scaling import schedule
-from scaling.config import EvalConfig, LengthConfig, OptimConfig, RunConfig
+from scaling.config import LengthConfig, RunConfig
 from scaling.rundir import RunDir
 from scaling.token_store import TokenStoreMismatch
 from scaling.train import NonFiniteLoss, Trainer, train_run
-from scaling.distributed import DistInfo
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 REQUIRED_FIELDS = {"run", "params", "step", "images", "tokens", "flops", "flops_6nd", "wall_s",
@@ -32,6 +30,12 @@ TIMING_FIELDS = {"wall_s", "eval_s"}
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return make_token_store(tmp_path_factory.mktemp("store") / "tokens")
+
+
+def _no_drop_path(config: RunConfig) -> RunConfig:
+    """Drop-path masks come from each process's RNG; comparisons across process or
+    micro-batch layouts switch it off (class dropout is drawn per global batch)."""
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, drop_path=0.0))
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -180,9 +184,7 @@ def _ddp_worker(rank: int, world_size: int, run_dir: str, port: int, max_steps=N
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(store, tmp_path):
     import torch.multiprocessing as mp
 
-    config = tiny_run_config(store, steps=8, eval_points=2)
-    # drop-path masks come from each process's RNG; class dropout is drawn per global batch
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, drop_path=0.0))
+    config = _no_drop_path(tiny_run_config(store, steps=8, eval_points=2))
     assert config.model.cond_drop > 0
     single = write_run(tmp_path / "single", config)
     train_run(single)
@@ -203,8 +205,8 @@ def test_fsdp_over_two_gloo_processes_equals_one_process_and_resumes(store, tmp_
     import torch.multiprocessing as mp
 
     def config(**runtime):
-        c = tiny_run_config(store, steps=8, eval_points=2, checkpoint_every_steps=4, **runtime)
-        return dataclasses.replace(c, model=dataclasses.replace(c.model, drop_path=0.0))
+        return _no_drop_path(tiny_run_config(store, steps=8, eval_points=2,
+                                             checkpoint_every_steps=4, **runtime))
 
     single = write_run(tmp_path / "single", config())
     train_run(single)
@@ -224,8 +226,7 @@ def test_fsdp_over_two_gloo_processes_equals_one_process_and_resumes(store, tmp_
 
 def test_micro_batches_accumulate_to_the_same_step(store, tmp_path):
     def config(**runtime):
-        c = tiny_run_config(store, steps=6, eval_points=1, **runtime)
-        return dataclasses.replace(c, model=dataclasses.replace(c.model, drop_path=0.0))
+        return _no_drop_path(tiny_run_config(store, steps=6, eval_points=1, **runtime))
 
     full = write_run(tmp_path / "full", config())
     micro = write_run(tmp_path / "micro", config(micro_batch=4))
