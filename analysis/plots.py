@@ -65,13 +65,20 @@ def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
     ax.legend(fontsize=7, loc="best")
 
 
-def plot_vs_n(fits: Sequence[FitResult], paper: bool = False) -> plt.Figure:
-    """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend."""
+def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, flagged: Sequence[str] = ()) -> plt.Figure:
+    """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend.
+
+    `flagged`: runs to mark (red crosses over their points): data-limited or unfinished runs.
+    """
     fits = [f for f in fits if f.against == "N"]
     fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False, layout="constrained")
     for ax, fit in zip(axes.flat, fits):
         x, y = fit.points["x"].to_numpy(), fit.points["y"].to_numpy() - fit.law.E
         ax.plot(x, y, "o", color="C0", ms=5, label="final evaluation of each run")
+        marked = fit.points["run"].astype(str).isin([str(r) for r in flagged]).to_numpy()
+        if marked.any():
+            ax.plot(x[marked], y[marked], "x", color="C3", ms=9, mew=1.5,
+                    label="flagged: data-limited or unfinished")
         xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 100)
         ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color="C3", lw=1.5,
                 label=f"{fit.equation()}, r={fit.r:.4f}")

@@ -314,11 +314,29 @@ def _summarise(samples: np.ndarray, n_units: int, level: float, ci_method: CIMet
 
 # ---------------------------------------------------------------------------- vs N
 
-def _n_points(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    final = final_rows(table)
+def _n_points(table: pd.DataFrame, metric: str, final: str = "last") -> pd.DataFrame:
+    if final not in ("last", "best"):
+        raise ResultsError(f"final must be 'last' or 'best'; got {final!r}")
+    final = final_rows(table, metric if final == "best" else None)
     return pd.DataFrame({"run": final["run"].astype(str).to_numpy(),
                          "x": final["params"].to_numpy(float) / X_SCALE["N"],
                          "y": final[metric].to_numpy(float)})
+
+
+def points_vs_n(table: pd.DataFrame, metric: str, final: str = "last") -> pd.DataFrame:
+    """The points a law vs N is fitted to: run, x (billions of params), y; one per run."""
+    pts = _n_points(table, metric, final)
+    _check_sizes(pts["x"].to_numpy(), f"fitting {metric} against N")
+    return pts
+
+
+def points_vs_cmin(table: pd.DataFrame, metric: str, smooth: int = 0) -> pd.DataFrame:
+    """The points a law vs Cmin is fitted to: run, step, x (PFLOPs), y on the frontier."""
+    pts = _cmin_points(pareto_frontier(smooth_curves(table, metric, smooth), metric))
+    if len(pts) < 3:
+        raise ResultsError(f"the {metric} frontier has {len(pts)} points; fitting against Cmin needs at least 3 "
+                           f"(more evaluations per run, or more runs)")
+    return pts
 
 
 def _check_sizes(x: np.ndarray, what: str) -> None:
@@ -330,13 +348,14 @@ def _check_sizes(x: np.ndarray, what: str) -> None:
 
 def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none", method: Method = "ols",
              bootstrap: int = 1000, level: float = 0.95, holdout: int = 0, seed: int = 0,
-             ci_method: CIMethod = "expanded") -> FitResult:
+             ci_method: CIMethod = "expanded", final: str = "last") -> FitResult:
     """Fit `metric` at each run's final evaluation against N (billions of params).
 
     table: a prepared tidy table (`results.prepare`). Bootstrap resamples runs; `holdout`
-    k > 0 refits without the k largest sizes and predicts them.
+    k > 0 refits without the k largest sizes and predicts them. `final`: "last" (each
+    run's last evaluation, as the paper) or "best" (its lowest value of `metric`).
     """
-    pts = _n_points(table, metric)
+    pts = _n_points(table, metric, final)
     x, y = pts["x"].to_numpy(), pts["y"].to_numpy()
     _check_sizes(x, f"fitting {metric} against N")
     E = irreducible_value(metric, irreducible)

@@ -4,7 +4,8 @@ A run directory ``<runs_dir>/<run_id>/`` holds ``config.yaml`` and ``metrics.jso
 JSON object per evaluation). `read_runs` turns a folder of them into the tidy table:
 columns run, params, step, tokens, flops, flops_6nd, ce_avg, ce_last, err_avg, err_last,
 the other metric fields, the config's scalars flattened (``model.depth``) and per-scale
-columns (``ce_s0``, ``err_s0``, ...). `read_table` reads the same table from CSV or Parquet.
+columns (``ce_s0``, ``err_s0``, ...) and ``finished`` (the run's status.json says done).
+`read_table` reads the same table from CSV or Parquet.
 """
 
 from __future__ import annotations
@@ -106,12 +107,26 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
         for key, value in _read_config(run_dir / "config.yaml").items():
             if key not in df.columns:
                 df[key] = value
+        df["finished"] = _finished(run_dir)
         frames.append(df)
     if not frames:
         raise ResultsError(f"{runs_dir}: no run directories with a metrics.jsonl "
                            f"(expected <runs_dir>/<run_id>/metrics.jsonl)")
     table = pd.concat(frames, ignore_index=True, sort=False)
     return _select_evals(table, include_subset, str(runs_dir))
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether a run has trained to its last step: its status.json says "done" (a run without
+    status.json, e.g. copied metrics only, counts as finished: nothing says otherwise)."""
+    path = run_dir / "status.json"
+    if not path.exists():
+        return True
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(status, dict) and status.get("state") == "done"
 
 
 def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:
@@ -205,8 +220,12 @@ def prepare(table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact",
     return table.sort_values(["run", order], kind="stable").reset_index(drop=True)
 
 
-def final_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The last evaluation of every run (largest step, else tokens, else compute)."""
+def final_rows(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """The last evaluation of every run (largest step, else tokens, else compute), or with
+    `metric` the evaluation where that metric is lowest (the run's best)."""
+    if metric is not None:
+        idx = table.groupby("run", sort=False)[metric].idxmin()
+        return table.loc[idx.to_numpy()].sort_values("params", kind="stable").reset_index(drop=True)
     order = next(c for c in ("step", "tokens", "compute", "flops") if c in table.columns)
     idx = table.groupby("run", sort=False)[order].idxmax()
     return table.loc[idx.to_numpy()].sort_values("params", kind="stable").reset_index(drop=True)

@@ -87,3 +87,56 @@ def training_curves_table(sizes=None, c_range=(30.0, 3e7), evals: int = 12, sigm
             cols[metric] = law.E + red * np.exp(sigma * rng.standard_normal(evals))
         rows.append(pd.DataFrame(cols))
     return pd.concat(rows, ignore_index=True)
+
+
+def study_table(sizes=None, sigma: float = 0.01, seed: int = 0, evals: int = 24,
+                curvature: float = 0.3) -> pd.DataFrame:
+    """A whole study drawn from the paper's laws: each run's final evaluation follows the
+    laws vs N, and the Pareto frontier of all training curves follows the laws vs Cmin.
+
+    Run r ends at the compute where its final loss lies on (last run) or above (others, 2x
+    further) the Cmin laws of both losses. Before that it follows a Cmin law exactly over its
+    own band of compute (bands tile the frontier) and lies above it elsewhere (quadratic in
+    ln C before the band, a straight line in log-log from the band's end to its final value
+    after it). Error rates follow the same construction, but the paper's error-rate laws are
+    not consistent with each other at the largest sizes (the N law asks for less error than
+    the Cmin law allows at that compute), so their finals are clipped to the Cmin law there.
+    Noise: log-normal with `sigma` on the reducible part, independent per evaluation.
+    Returns a tidy table (flops in FLOPs, tokens = flops / (6 params), finished = True).
+    """
+    sizes = paper_sizes() if sizes is None else np.sort(np.asarray(sizes, dtype=float))
+    lawN, lawC = _laws("N", None), _laws("Cmin", None)
+    rng = np.random.default_rng(seed)
+    R = len(sizes)
+    x = sizes / X_SCALE["N"]
+    losses = [m for m in METRICS if m.startswith("ce")]
+    final_red = {m: lawN[m].reducible(x) for m in METRICS}
+    # ln C (PFLOPs) at which each loss's Cmin law equals the run's final value
+    u_star = np.array([[np.log(final_red[m][r]) / lawC[m].alpha - np.log(lawC[m].beta)
+                        for m in losses] for r in range(R)])
+    U = u_star.max(axis=1) + np.where(np.arange(R) < R - 1, np.log(2.0), 0.0)  # final ln C
+    b = u_star.min(axis=1) - 0.05  # band ends, before every loss's crossing
+    a = np.concatenate([[b[0] - (b[1] - b[0])], b[:-1]])  # band starts: the bands tile
+    rows = []
+    for r in range(R):
+        start = max(a[0], a[r] - 1.5 * (b[r] - a[r]))  # the first run starts the frontier
+        u = np.linspace(start, U[r], evals)
+        cols = {"run": f"s{r:02d}", "params": int(sizes[r]), "step": np.arange(1, evals + 1) * 1000,
+                "flops": np.exp(u) * X_SCALE["Cmin"]}
+        cols["tokens"] = cols["flops"] / (6 * sizes[r])
+        cols["flops_6nd"] = cols["flops"]
+        for m in METRICS:
+            law = lawC[m]
+            ln_law = law.alpha * (np.log(law.beta) + u)
+            ln_b = law.alpha * (np.log(law.beta) + b[r])
+            ln_end = law.alpha * (np.log(law.beta) + U[r])
+            ln_final = min(max(np.log(final_red[m][r]), ln_end), ln_b)  # monotone, on/above the law
+            k = curvature * abs(law.alpha)
+            before = ln_law + k * np.clip(a[r] - u, 0, None) ** 2
+            after = ln_b + (ln_final - ln_b) * (u - b[r]) / (U[r] - b[r])
+            ln_red = np.where(u < a[r], before, np.where(u <= b[r], ln_law, after))
+            cols[m] = law.E + np.exp(ln_red + sigma * rng.standard_normal(evals))
+        rows.append(pd.DataFrame(cols))
+    table = pd.concat(rows, ignore_index=True)
+    table["finished"] = True
+    return table

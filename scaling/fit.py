@@ -37,20 +37,28 @@ COMPUTE_TEXT = {
     "6nd": "column 'flops_6nd': 6 * N * tokens (the usual approximation)",
 }
 SCHEMA_VERSION = 1
+IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
+# The official tokenizer (vae_ch160v4096z32.pth): a store made with it has this VQVAE shape and
+# file name; the paper's E values are the floor of its token distribution.
+OFFICIAL_VQVAE = {"file": "vae_ch160v4096z32.pth", "vocab_size": 4096, "z_channels": 32, "ch": 160}
 
 
 @dataclasses.dataclass(frozen=True)
 class FitSettings:
     """Choices for one fitting job (fit.yaml keys; CLI flags of the same names override them).
 
-    irreducible: E subtracted from the losses: "paper" (E_avg=5, E_last=4.5), "none" (0),
-        "fit" (fitted jointly), or a number. Error rates are always fitted directly.
+    irreducible: E subtracted from the losses: "auto" (the paper's E when the runs' token
+        store was made with the official tokenizer, else "fit"), "paper" (E_avg=5,
+        E_last=4.5), "none" (0), "fit" (one E per loss, fitted jointly and shared by its laws
+        vs N and vs Cmin), or a number. Error rates are always fitted directly.
+    final: the N laws' point per run: "last" evaluation (the paper) or "best" (lowest).
+    include_unfinished: also fit unfinished runs vs N (marked); default: left out.
     compute: "exact" (column flops) or "6nd" (column flops_6nd).
     holdout: k largest model sizes left out of a second fit and predicted; -1 = auto
         (2 when there are at least 6 sizes, else 0).
     """
 
-    irreducible: Union[str, float] = "none"
+    irreducible: Union[str, float] = "auto"
     compute: Literal["exact", "6nd"] = "exact"
     metrics: tuple[str, ...] = METRICS
     holdout: int = -1
@@ -62,14 +70,18 @@ class FitSettings:
     paper: bool = False
     ci: float = 0.95
     seed: int = 0
+    final: Literal["last", "best"] = "last"
+    include_unfinished: bool = False
 
     def __post_init__(self):
-        if isinstance(self.irreducible, str) and self.irreducible not in ("paper", "none", "fit"):
+        if isinstance(self.irreducible, str) and self.irreducible not in IRREDUCIBLE_MODES:
             try:
                 object.__setattr__(self, "irreducible", float(self.irreducible))
             except ValueError:
-                raise InvalidValue("irreducible", f"must be 'paper', 'none', 'fit' or a number; "
-                                                  f"got {self.irreducible!r}") from None
+                raise InvalidValue("irreducible", f"must be 'auto', 'paper', 'none', 'fit' or a "
+                                                  f"number; got {self.irreducible!r}") from None
+        if self.final not in ("last", "best"):
+            raise InvalidValue("final", f"must be 'last' or 'best'; got {self.final!r}")
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:
             raise InvalidValue("irreducible", f"must be >= 0; got {self.irreducible}")
         bad = [m for m in self.metrics if m not in METRICS]
@@ -102,7 +114,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default all)")
     p.add_argument("--against", help="comma list of N,Cmin (default both)")
     p.add_argument("--compute", choices=["exact", "6nd"], help="compute column: exact FLOPs or 6*N*tokens")
-    p.add_argument("--irreducible", "-E", help="paper | none | fit | a number (losses only; default none)")
+    p.add_argument("--irreducible", "-E",
+                   help="auto | paper | none | fit | a number (losses only; default auto: the "
+                        "paper's E for a store made with the official tokenizer, else fit, one E "
+                        "per loss shared by its N and Cmin laws)")
+    p.add_argument("--final", choices=["last", "best"],
+                   help="N laws: each run's last evaluation (default, as the paper) or its best")
+    p.add_argument("--include-unfinished", action="store_true", default=None,
+                   help="also fit unfinished runs against N (marked); default: left out")
     p.add_argument("--method", choices=["ols", "robust"], help="least squares (ols) or Huber (robust) in log-log")
     p.add_argument("--holdout", type=int, help="refit without the k largest sizes and predict them (-1 auto)")
     p.add_argument("--bootstrap", type=int, help="bootstrap samples over runs (0 = no intervals; default 1000)")
@@ -137,7 +156,7 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
         origin.update({k: "fit.yaml" for k in given})
     overrides = {}
     for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
-                 "include_subset", "paper"):
+                 "include_subset", "paper", "final", "include_unfinished"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -157,12 +176,14 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}g}"
 
 
-def markdown_table(fits: list[dict], compute: str) -> str:
-    """fits.json's fit records -> a Markdown table (one row per fit)."""
+def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str:
+    """fits.json's fit records -> a Markdown table (one row per fit); `notes`: lines above it."""
     lines = [
         f"Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in PFLOPs "
         f"({compute} FLOP count). Intervals: bootstrap over runs.",
         "",
+        *[f"- {n}" for n in notes],
+        *([""] if notes else []),
         "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -181,11 +202,67 @@ def markdown_table(fits: list[dict], compute: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def official_tokenizer(raw) -> tuple[bool, str]:
+    """Whether every run's token store was made with the official VQVAE; (yes, in words).
+
+    Reads the stores' meta.json (path in each run's config column ``data.store``): the
+    VQVAE's vocab/z/ch and checkpoint file name must be the official ones (`OFFICIAL_VQVAE`).
+    """
+    import json
+
+    if "data.store" not in raw.columns:
+        return False, "the source records no token store (a table file)"
+    for store in sorted(set(raw["data.store"].dropna().astype(str))):
+        try:
+            meta = json.loads((Path(store) / "meta.json").read_text())
+        except (OSError, ValueError):
+            return False, f"token store {store} is not readable here"
+        cfg = meta.get("vqvae_config") or {}
+        name = Path(str(meta.get("vqvae_path", ""))).name
+        if name != OFFICIAL_VQVAE["file"] or any(cfg.get(k) != v for k, v in OFFICIAL_VQVAE.items()
+                                                 if k != "file"):
+            return False, (f"token store {store} was made with another VQVAE ({name or 'unnamed'}, "
+                           f"vocab {cfg.get('vocab_size')}, ch {cfg.get('ch')})")
+    return True, f"the runs' token store was made with the official tokenizer ({OFFICIAL_VQVAE['file']})"
+
+
+def choose_irreducible(spec, raw, table, metrics) -> tuple[Union[str, float], str]:
+    """Resolve the irreducible setting to "paper" | "none" | "fit" | a number, with the reason.
+
+    A paper E that is not below every value of its loss is refused (those cannot be the
+    paper's metrics); "auto" then falls back to "fit" with a warning.
+    """
+    from analysis.paper import PAPER_IRREDUCIBLE
+
+    below = {m: float(table[m].min()) for m in metrics
+             if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]}
+    if spec == "paper" and below:
+        m, v = next(iter(below.items()))
+        raise FitCLIError(
+            f"--irreducible paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the floor of "
+            f"the official tokenizer's tokens), but this table's {m} goes down to {v:.4g}: these "
+            f"cannot be the paper's metrics (another tokenizer or data set). Use --irreducible fit "
+            f"(or auto), or a number below {v:.4g}")
+    if spec != "auto":
+        return spec, "as asked"
+    official, why = official_tokenizer(raw)
+    if official and not below:
+        return "paper", why + ": the paper's E (ce_avg 5, ce_last 4.5) is that tokenizer's floor"
+    if official:
+        warnings.warn(f"{why}, but the losses go below the paper's E ({below}); E is fitted instead")
+    return "fit", (why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
+                   "(maximum likelihood, analysis.irreducible)")
+
+
 def run(argv: list[str] | None = None) -> dict:
     """The CLI's work; returns the fits.json document. Raises FitCLIError / ResultsError / ConfigError."""
     args = _parse_args(argv)  # before the heavy imports, so `--help` and usage errors are fast
+    from analysis.irreducible import fit_shared_E
+    from analysis.overfit import MEANING as OVERFIT_MEANING, METRIC as OVERFIT_METRIC, \
+        RISE as OVERFIT_RISE, data_limited_runs
     from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
-    from analysis.powerlaw import fit_vs_cmin, fit_vs_n
+    from analysis.powerlaw import (fit_vs_cmin, fit_vs_n, irreducible_value, points_vs_cmin,
+                                   points_vs_n)
     from analysis.results import COMPUTE_COLUMNS, load_results, prepare
     from scaling.atomic import atomic_write_json, atomic_write_text
 
@@ -203,18 +280,63 @@ def run(argv: list[str] | None = None) -> dict:
         table = prepare(raw, settings.metrics, settings.compute, source=str(source))
         sizes = sorted(set(int(p) for p in table["params"]))
         holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
+        # runs still training (or stopped) have no final evaluation: not in the N laws by default
+        unfinished = sorted(set(table.loc[~table["finished"].astype(bool), "run"].astype(str))) \
+            if "finished" in table.columns else []
+        table_n = table
+        if unfinished:
+            kept = settings.include_unfinished
+            warnings.warn(
+                f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
+                + ("INCLUDED in the laws vs N (--include-unfinished; marked in the figure), their "
+                   "last evaluation is not a final one" if kept else
+                   "left out of the laws vs N (their last evaluation is not a final one; "
+                   "--include-unfinished includes them)")
+                + "; the Cmin frontier uses every evaluation, theirs included")
+            if not kept:
+                table_n = table[~table["run"].astype(str).isin(unfinished)]
+        flagged = data_limited_runs(table)
+        if flagged:
+            warnings.warn(
+                f"data-limited run(s) (test {OVERFIT_METRIC} risen >= {100 * OVERFIT_RISE:.0f}% "
+                f"above its own minimum while training loss fell): "
+                + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
+                + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
+                  f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)")
+        E_mode, E_reason = choose_irreducible(settings.irreducible, raw, table, settings.metrics)
+        shared = {}
+        if E_mode == "fit":
+            for metric in (m for m in settings.metrics if m.startswith("ce")):
+                sets = []
+                for against in settings.against:
+                    pts = points_vs_n(table_n, metric, settings.final) if against == "N" else \
+                        points_vs_cmin(table, metric, settings.smooth)
+                    sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
+                shared[metric] = fit_shared_E(sets, level=settings.ci)
+                for problem in shared[metric].problems(metric):
+                    warnings.warn(problem)
+        E_values = {m: (shared[m].E if m in shared else irreducible_value(m, E_mode))
+                    for m in settings.metrics}
         fits, results = [], []
-        common = dict(irreducible=settings.irreducible, method=settings.method, bootstrap=settings.bootstrap,
+        common = dict(method=settings.method, bootstrap=settings.bootstrap,
                       level=settings.ci, holdout=holdout, seed=settings.seed)
         for against in settings.against:
             for metric in settings.metrics:
+                E = E_values[metric]
                 if against == "N":
-                    res = fit_vs_n(table, metric, **common)
+                    res = fit_vs_n(table_n, metric, irreducible=E, final=settings.final, **common)
                 else:
-                    res = fit_vs_cmin(table, metric, smooth=settings.smooth, **common)
+                    res = fit_vs_cmin(table, metric, irreducible=E, smooth=settings.smooth, **common)
+                if metric in shared:
+                    res.E_mode, res.E_ci = "fit", shared[metric].ci
                 rec = res.to_dict()
                 law = paper_law(metric, against)
                 rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
+                if against == "N":
+                    rec["final"] = settings.final
+                    rec["unfinished_runs_included"] = [r for r in unfinished
+                                                       if r in set(res.points["run"].astype(str))]
+                rec["data_limited_runs"] = [r for r in flagged if r in set(res.points["run"].astype(str))]
                 fits.append(rec)
                 results.append(res)
     for w in records:
@@ -238,9 +360,23 @@ def run(argv: list[str] | None = None) -> dict:
             "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
             "compute": {"choice": settings.compute, "column": COMPUTE_COLUMNS[settings.compute],
                         "meaning": COMPUTE_TEXT[settings.compute], "unit_in_fit": "PFLOPs (1e15 FLOPs)"},
-            "irreducible": {"choice": settings.irreducible, "paper_values": PAPER_IRREDUCIBLE,
+            "irreducible": {"choice": settings.irreducible, "used": E_mode, "why": E_reason,
+                            "values": {m: E_values[m] for m in settings.metrics},
+                            "shared_fit": {m: {"E": v.E, "ci": list(v.ci), "at_bound": v.at_bound,
+                                               "interval_wider_than_reducible": v.wide,
+                                               "n_points": v.n_points}
+                                           for m, v in shared.items()},
+                            "paper_values": PAPER_IRREDUCIBLE,
                             "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)"},
-            "points_vs_N": "the final evaluation (largest step) of every run",
+            "points_vs_N": ("the final evaluation (largest step) of every finished run"
+                            if settings.final == "last" else
+                            "the best evaluation (lowest value of the metric) of every finished run")
+                           + (" and of the unfinished runs (included on request)"
+                              if settings.include_unfinished and unfinished else ""),
+            "unfinished_runs": unfinished,
+            "data_limited": {"rule": f"test {OVERFIT_METRIC} at the last evaluation >= "
+                                     f"(1 + {OVERFIT_RISE}) x its minimum, while train_loss fell "
+                                     f"(analysis.overfit)", "runs": flagged},
             "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
                               "(curves interpolated in log-log between evaluations)",
             "evaluations": "full test-set evaluations only" if not settings.include_subset
@@ -256,13 +392,24 @@ def run(argv: list[str] | None = None) -> dict:
         "elapsed_s": None,
     }
     out.mkdir(parents=True, exist_ok=True)
-    table_md = markdown_table(fits, settings.compute)
+    E_line = f"E: {E_mode} ({E_reason}): " + ", ".join(
+        f"{m} {E_values[m]:.4g}" + (f" [{shared[m].ci[0]:.4g}, {shared[m].ci[1]:.4g}]" if m in shared else "")
+        for m in settings.metrics if m.startswith("ce"))
+    notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
+    if unfinished:
+        notes.append(f"unfinished runs ({'included vs N, marked' if settings.include_unfinished else 'left out of the N laws'}): "
+                     + ", ".join(unfinished))
+    if flagged:
+        notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(flagged))
+    print(E_line)
+    table_md = markdown_table(fits, settings.compute, notes)
     atomic_write_text(out / "fits.md", table_md)
     table.to_csv(out / "results.csv", index=False)
     if not args.no_plots:
         from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
         if any(r.against == "N" for r in results):
-            save_figure(plot_vs_n(results, paper=bool(settings.paper)), out / "fit_vs_N")
+            marked = list(flagged) + (unfinished if settings.include_unfinished else [])
+            save_figure(plot_vs_n(results, paper=bool(settings.paper), flagged=marked), out / "fit_vs_N")
         if any(r.against == "Cmin" for r in results):
             save_figure(plot_vs_cmin(results, table, paper=bool(settings.paper)), out / "fit_vs_Cmin")
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)

@@ -190,6 +190,21 @@ def _last_metrics(run_dir: Path) -> dict | None:
     return records[-1] if records else None
 
 
+def data_limited(run_dir: Path) -> dict | None:
+    """The run's data-limited flag (analysis.overfit: full-evaluation test ce_avg risen >= 2%
+    above its own minimum while the training loss fell), or None."""
+    from analysis.overfit import METRIC, check_curve
+    from scaling.rundir import RunDir
+
+    recs = [r for r in RunDir(run_dir).read_metrics()
+            if r.get("eval", "full") == "full" and isinstance(r.get(METRIC), (int, float))]
+    if len(recs) < 2:
+        return None
+    train = [r.get("train_loss") for r in recs]
+    return check_curve([r.get("step", i) for i, r in enumerate(recs)], [r[METRIC] for r in recs],
+                       train if all(isinstance(t, (int, float)) for t in train) else None)
+
+
 def _percent(m: dict, rec: dict) -> str:
     """Progress through the run's budget: steps (recorded by the job) or tokens (launch's
     estimate)."""
@@ -218,6 +233,8 @@ def rows(sweep: Any, runs: list[Any] | None = None,
             progress += _percent(m, rec)
             metrics = " ".join(f"{k} {m[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg", "err_last")
                                if isinstance(m.get(k), (int, float)))
+            if data_limited(run.run_dir):
+                metrics += " [data-limited]"
         label = state + (f" ({slurm})" if slurm and slurm not in ("RUNNING", "PENDING") or
                          (slurm and state == "failed") else "")
         if state == "failed" and rec.get("error"):
@@ -248,6 +265,12 @@ def render(sweep: Any, runs: list[Any] | None = None,
         counts[key] = counts.get(key, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     text = f"{sweep.spec.name}: {len(rs)} runs in {sweep.output} ({summary})\n{table}"
+    flags = {run.run_id: data_limited(run.run_dir) for run in (sweep.runs if runs is None else runs)}
+    flags = {k: v for k, v in flags.items() if v}
+    if flags:
+        from analysis.overfit import MEANING
+        text += ("\ndata-limited: " + "; ".join(f"{k}: {v['reason']}" for k, v in flags.items())
+                 + f". Meaning: {MEANING}")
     stages = stage_summary(sweep)
     return f"{text}\npreparation: {stages}" if stages else text
 

@@ -89,7 +89,7 @@ def test_bad_fit_yaml_key_is_located(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--metrics", "ce_avg,loss"], "--metrics: must be a non-empty list of ce_avg, ce_last, err_avg, err_last"),
-    (["--irreducible", "lots"], "--irreducible: must be 'paper', 'none', 'fit' or a number"),
+    (["--irreducible", "lots"], "--irreducible: must be 'auto', 'paper', 'none', 'fit' or a number"),
     (["--holdout", "9"], "hold-out k=9 leaves"),
 ])
 def test_bad_options_give_one_line_errors(tmp_path, capsys, args, message):
