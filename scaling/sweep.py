@@ -69,9 +69,10 @@ class StoreHint:
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
     views: int = 1  # augmented views per train image the store will hold (tokenize --views)
     flip: bool = False  # whether it will hold mirrors too (tokenize --flip)
+    z_channels: int = 32  # the VQVAE's code width (VAR's word_embed input)
 
     def __post_init__(self):
-        _positive(self, "train_images", "num_classes", "vocab_size", "views")
+        _positive(self, "train_images", "num_classes", "vocab_size", "views", "z_channels")
         if not self.patch_nums or min(self.patch_nums) < 1:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
@@ -79,7 +80,7 @@ class StoreHint:
         """A stand-in for the store's meta.json (the keys `scaling.config.estimate` reads)."""
         rows = self.train_images * self.views * (2 if self.flip else 1)
         return {"num_classes": self.num_classes, "vocab_size": self.vocab_size,
-                "patch_nums": list(self.patch_nums),
+                "patch_nums": list(self.patch_nums), "vqvae_config": {"z_channels": self.z_channels},
                 "splits": {"train": {"count": rows, "images": self.train_images,
                                      "views": self.views, "flip": self.flip}}}
 
@@ -357,7 +358,8 @@ class Sweep:
             options = {**defaults, **vq}
             hint = dataclasses.replace(
                 hint, vocab_size=int(options.get("vocab_size", hint.vocab_size)),
-                patch_nums=tuple(options.get("patch_nums", hint.patch_nums)))
+                patch_nums=tuple(options.get("patch_nums", hint.patch_nums)),
+                z_channels=int(options.get("z_channels", hint.z_channels)))
         return hint.meta()
 
     def select(self, only: str | None = None, exclude: str | None = None) -> list[Run]:
