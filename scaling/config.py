@@ -76,14 +76,26 @@ class DataConfig:
     # augmented views of the train split (scaling.tokenize --views K): when set, the store's
     # train split must hold exactly this many views per image; None = whatever it holds.
     # Training draws one view per image per epoch; budgets count images, never views.
-    views: int | None = None
+    # "online": no stored train tokens; each step encodes a fresh random crop of each image of
+    # `images`/<train_split> with the VQVAE `vqvae` (default: the store's), as the official
+    # trainer does (scaling.online_views); the store still gives the eval split and quantizer.
+    views: int | Literal["online"] | None = None
     flip: bool | None = None  # when set, the store's train split must (not) hold mirrors
     transform: Literal["center_crop", "random_crop"] | None = None  # when set, checked too
+    images: Path | None = None  # views online: the folder holding <train_split>/<class>/...
+    vqvae: Path | None = None  # views online: the VQVAE checkpoint (default: the store's)
 
     def __post_init__(self):
-        if self.views is not None and (isinstance(self.views, bool) or self.views < 1):
-            raise InvalidValue("views", f"must be a whole number >= 1 (1 = one centre crop), "
-                                        f"got {self.views!r}")
+        if self.views != "online" and self.views is not None and (
+                isinstance(self.views, bool) or not isinstance(self.views, int) or self.views < 1):
+            raise InvalidValue("views", f"must be a whole number >= 1 (1 = one centre crop) or "
+                                        f"'online', got {self.views!r}")
+        if self.views == "online" and self.images is None:
+            raise InvalidValue("images", "data.views: online needs data.images, the folder "
+                                         "holding the train split's class folders")
+        if self.views == "online" and (self.flip or self.transform == "center_crop"):
+            raise InvalidValue("views", "online views are random crops without flips (the "
+                                        "official transform); drop data.flip / data.transform")
 
 
 @dataclasses.dataclass(frozen=True)

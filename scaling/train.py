@@ -100,8 +100,12 @@ class Trainer:
         self.patch_nums = tuple(self.store.patch_nums)
         self.L = sum(pn * pn for pn in self.patch_nums)
         check_views(self.store, config, source=f"{run_dir.config} (data)")
-        self.train_size = self.store.split_images(config.data.train_split)  # images, not views
         self.quantizer = load_quantizer(self.store.path, self.device)
+        self.online = _online_views(self.store, config, self.device) \
+            if config.data.views == "online" else None
+        # epochs count images, never views
+        self.train_size = len(self.online) if self.online is not None else \
+            self.store.split_images(config.data.train_split)
 
         var_kwargs = config.model.var_kwargs(
             num_classes=self.store.num_classes, vocab_size=self.store.vocab_size,
@@ -183,13 +187,18 @@ class Trainer:
 
         mine = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
         images = self.order.next()  # one view of each image, drawn from (seed, epoch, image)
-        indices = self.store.view_rows(cfg.data.train_split, images, self.order.epoch, cfg.seed)[mine]
+        epoch = self.order.epoch
+        indices = images[mine] if self.online is not None else \
+            self.store.view_rows(cfg.data.train_split, images, epoch, cfg.seed)[mine]
         dropped = self.class_dropout()[mine]
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         starts = range(0, self.local_batch, self.micro_batch)
         for i, start in enumerate(starts):
             chunk = slice(start, start + self.micro_batch)
-            tokens, labels = self.store.gather(cfg.data.train_split, indices[chunk])
+            if self.online is not None:  # the VQVAE in the loop (official behaviour)
+                tokens, labels = self.online.batch(indices[chunk], epoch)
+            else:
+                tokens, labels = self.store.gather(cfg.data.train_split, indices[chunk])
             labels = torch.where(dropped[chunk], self.store.num_classes, labels)
             tokens = tokens.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
@@ -419,17 +428,39 @@ def check_views(store: TokenStore, config: RunConfig, source: str) -> None:
     from scaling.token_store import mismatch
 
     data, split = config.data, config.data.train_split
+    if store.rows_per_image(data.eval_split) != 1:
+        raise TokenStoreError(
+            f"token store {store.path}: evaluation split {data.eval_split!r} holds "
+            f"{store.rows_per_image(data.eval_split)} rows per image (views or flips); the test "
+            f"metrics need one centre crop per image: re-tokenise it without --views/--flip")
+    if data.views == "online":
+        return  # the train split comes from the images (scaling.online_views)
     store.split_size(split)
     for field, wanted, stored in (("views", data.views, store.views(split)),
                                   ("flip", data.flip, store.flip(split)),
                                   ("transform", data.transform, store.transform(split))):
         if wanted is not None and wanted != stored:
             raise mismatch(store.path, f"splits.{split}.{field}", stored, wanted, source)
-    if store.rows_per_image(data.eval_split) != 1:
-        raise TokenStoreError(
-            f"token store {store.path}: evaluation split {data.eval_split!r} holds "
-            f"{store.rows_per_image(data.eval_split)} rows per image (views or flips); the test "
-            f"metrics need one centre crop per image: re-tokenise it without --views/--flip")
+
+
+def _online_views(store: TokenStore, config: RunConfig, device: torch.device):
+    """`data.views: online`: the VQVAE (checked to be the store's) over data.images."""
+    from scaling.online_views import OnlineViews
+    from scaling.token_store import mismatch
+    from scaling.tokenize import file_sha256
+    from var_core import load_vqvae
+
+    data = config.data
+    path = data.vqvae or store.meta.get("vqvae_path")
+    if not path or not Path(path).is_file():
+        raise TokenStoreError(f"data.views online: VQVAE checkpoint {path!r} not found (set "
+                              f"data.vqvae; the store records {store.meta.get('vqvae_path')!r})")
+    sha = file_sha256(path)
+    if sha != store.meta["vqvae_sha256"]:
+        raise mismatch(store.path, "vqvae_sha256", store.meta["vqvae_sha256"], sha,
+                       f"data.vqvae {path}")
+    return OnlineViews(Path(data.images) / data.train_split, load_vqvae(path), store.classes,
+                       seed=config.seed, device=device)
 
 
 @contextlib.contextmanager

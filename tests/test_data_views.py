@@ -133,7 +133,7 @@ def test_trainer_draws_one_view_per_image_and_counts_images(tmp_path):
     from scaling.train import Trainer
 
     store = _views_store(tmp_path / "store", views=4)
-    config = dataclasses.replace(tiny_run_config(store, batch=32),
+    config = dataclasses.replace(tiny_run_config(store, batch=32, eval_points=1),
                                  length=LengthConfig(epochs=3), data=DataConfig(store=store, views=4))
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
@@ -241,3 +241,44 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     assert again == before
     assert "repeated data is the likely regime: 12 of 12 runs" in text and "d16 200" in text
     assert "Muennighoff" in text
+
+
+def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
+    """data.views: online on CPU with a tiny VQVAE: the crop of (seed, epoch, image) is encoded
+    inside the step; budgets count the folder's images; a foreign VQVAE is refused."""
+    from scaling.distributed import DistInfo
+    from scaling.images import load_rgb, resize_shorter, to_tensor_pm1
+    from scaling.train import Trainer
+
+    images, ckpt = data
+    store = tk.tokenize(images, ckpt, tmp_path / "store", batch_size=8, device="cpu")
+    config = dataclasses.replace(
+        tiny_run_config(store, batch=4, eval_points=1), length=LengthConfig(epochs=2), seed=3,
+        data=DataConfig(store=store, views="online", images=images))
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
+    assert trainer.train_size == 12 and trainer.total_steps == 6
+    model = load_vqvae(ckpt)
+    for epoch, image in ((0, 0), (1, 0), (1, 7)):
+        img = resize_shorter(load_rgb(trainer.online.ds.samples[image][0]), 9)
+        rng = np.random.default_rng([3, epoch, image, 0])
+        top, left = int(rng.integers(0, 2)), int(rng.integers(0, 2))
+        x = to_tensor_pm1(img.crop((left, top, left + 8, top + 8)))[None]
+        tokens, labels = trainer.online.batch(np.array([image]), epoch)
+        assert torch.equal(tokens[0], torch.cat(model.img_to_idx(x), dim=1)[0])
+        assert labels[0] == trainer.online.ds.samples[image][1]
+    e0, _ = trainer.online.batch(np.arange(12), 0)
+    e1, _ = trainer.online.batch(np.arange(12), 1)
+    assert (e0 != e1).any(dim=1).any()  # other epochs, other crops
+    losses = [trainer.train_step() for _ in range(trainer.total_steps)]
+    assert all(np.isfinite(losses))
+    with pytest.raises(InvalidValue, match="needs data.images"):
+        DataConfig(store=store, views="online")
+    other = tmp_path / "other.pt"
+    torch.manual_seed(1)
+    save_model(other, VQVAE(**TINY))
+    bad = dataclasses.replace(config, data=DataConfig(store=store, views="online", images=images,
+                                                      vqvae=other))
+    with pytest.raises(TokenStoreMismatch, match="vqvae_sha256"):
+        Trainer(bad, run, DistInfo(0, 1, 0, torch.device("cpu")))
