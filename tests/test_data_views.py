@@ -282,3 +282,20 @@ def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
                                                       vqvae=other))
     with pytest.raises(TokenStoreMismatch, match="vqvae_sha256"):
         Trainer(bad, run, DistInfo(0, 1, 0, torch.device("cpu")))
+
+
+@pytest.mark.parametrize("block, key, line", [
+    ("prepare:\n  synthetic: {num_classes: 4}\n  vqvae: {}\n  tokenize:\n    views: 0\n",
+     "prepare.tokenize.views", 7),
+    ("data:\n  tokens: /x\n  expect:\n    views: -1\n", "data.expect.views", 6),
+    ("data:\n  tokens: /x\nbase:\n  data: {views: 0}\n", "views", None),
+    ("data:\n  tokens: /x\nbase:\n  eval: {precision: fp16}\n", "eval.precision", None),
+])
+def test_bad_view_and_precision_settings_are_located_errors(tmp_path, capsys, block, key, line):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: x\noutput: {tmp_path / 'o'}\n{block}grid:\n  depth: [1]\n")
+    assert launch_mod.main([str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and "Traceback" not in err
+    if line is not None:
+        assert f"{path}:{line}:" in err
