@@ -49,13 +49,10 @@ def main() -> int:
     t0 = time.perf_counter()
     images = generate(out / "images", num_classes=10, train_per_class=a.train_per_class,
                       val_per_class=50, resolution=16, seed=0)
-    vq_out = out / "vqvae"
-    vqvae = vq_out / "vqvae.pt"
-    if not vqvae.exists():
-        vqvae = train_vqvae(VQVAETrainConfig(
-            images=images, out=vq_out, resolution=16, vocab_size=256, z_channels=16, ch=32,
-            ch_mult=(1, 2, 2), num_res_blocks=1, patch_nums=(1, 2, 3, 4), batch_size=32,
-            lr=2e-3, steps=a.vqvae_steps, eval_images=200, device="cpu"), progress=False)
+    vqvae = train_vqvae(VQVAETrainConfig(  # resumes, or returns at once when finished
+        images=images, out=out / "vqvae", resolution=16, vocab_size=256, z_channels=16, ch=32,
+        ch_mult=(1, 2, 2), num_res_blocks=1, patch_nums=(1, 2, 3, 4), batch_size=32,
+        lr=2e-3, steps=a.vqvae_steps, eval_images=200, device="cpu"), progress=False)
     results = {}
     for views in (1, a.views):
         store = tokenize(images, vqvae, out / f"tokens_v{views}", views=views, batch_size=256,

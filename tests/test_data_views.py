@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +15,10 @@ import scaling.launch as launch_mod
 import scaling.tokenize as tk
 from scaling.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig, estimate)
 from scaling.config_io import ConfigError, InvalidValue
-from scaling.images import ImageFolder
+from scaling.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
 from scaling.rundir import RunDir
 from scaling.synthetic import generate
-from scaling.token_store import (TokenStore, TokenStoreError, TokenStoreMismatch, TrainOrder,
-                                 draw_views)
+from scaling.token_store import TokenStore, TokenStoreError, TokenStoreMismatch, draw_views
 from tests.factories import make_token_store, tiny_run_config
 from var_core import VQVAE, load_vqvae, save_model
 
@@ -60,9 +57,6 @@ def test_views_are_the_training_transform_seeded_and_shard_independent(data, tmp
     tok, lab = store.gather("train", np.arange(36))
     offsets = set()
     for j in range(12):
-        from PIL import Image
-
-        from scaling.images import load_rgb, resize_shorter, to_tensor_pm1
         img = resize_shorter(load_rgb(ds.samples[j][0]), 9)
         for v in range(3):
             rng = np.random.default_rng([7, j, v])
@@ -71,7 +65,6 @@ def test_views_are_the_training_transform_seeded_and_shard_independent(data, tmp
             x = to_tensor_pm1(img.crop((left, top, left + 8, top + 8)))[None]
             assert torch.equal(tok[3 * j + v], torch.cat(model.img_to_idx(x), dim=1)[0]), (j, v)
             assert lab[3 * j + v] == ds.samples[j][1]
-        assert isinstance(img, Image.Image)
     assert len(offsets) > 1  # the crops really move
     # sharded (out of order) and merged: the very same bytes
     sharded = tmp_path / "sharded"
@@ -247,7 +240,6 @@ def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
     """data.views: online on CPU with a tiny VQVAE: the crop of (seed, epoch, image) is encoded
     inside the step; budgets count the folder's images; a foreign VQVAE is refused."""
     from scaling.distributed import DistInfo
-    from scaling.images import load_rgb, resize_shorter, to_tensor_pm1
     from scaling.train import Trainer
 
     images, ckpt = data
