@@ -2,7 +2,7 @@
 trained on (a) one centre crop per image and (b) K random-crop views per image.
 
     OMP_NUM_THREADS=1 python scripts/views_experiment.py --out /tmp/views_exp [--views 8]
-        [--epochs 60] [--depth 5]
+        [--epochs 24] [--depth 5] [--only center|views]
 
 Steps (all with the toolkit's own stages): the synthetic 16 px set with 10 classes x 150
 train images (1,500, the size of the issue's small real set) and 50 val images per class; a
@@ -29,10 +29,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--views", type=int, default=8)
-    p.add_argument("--epochs", type=float, default=60)
+    p.add_argument("--epochs", type=float, default=24)
     p.add_argument("--depth", type=int, default=5)
+    p.add_argument("--width", type=int, default=None, help="default 16 x depth, as the demo")
     p.add_argument("--train-per-class", type=int, default=150)
     p.add_argument("--vqvae-steps", type=int, default=300)
+    p.add_argument("--only", choices=["center", "views"], default=None,
+                   help="train only one of the two runs (run both at once in two processes, "
+                        "then once more without --only for the table)")
     a = p.parse_args()
 
     from analysis.overfit import RISE, check_curve
@@ -54,12 +58,14 @@ def main() -> int:
         ch_mult=(1, 2, 2), num_res_blocks=1, patch_nums=(1, 2, 3, 4), batch_size=32,
         lr=2e-3, steps=a.vqvae_steps, eval_images=200, device="cpu"), progress=False)
     results = {}
-    for views in (1, a.views):
+    todo = {None: (1, a.views), "center": (1,), "views": (a.views,)}[a.only]
+    for views in todo:
         store = tokenize(images, vqvae, out / f"tokens_v{views}", views=views, batch_size=256,
                          device="cpu", progress=False)
         config = RunConfig(
-            run_id=f"d{a.depth}_views{views}", data=DataConfig(store=store, views=views),
-            model=ModelConfig(depth=a.depth, init_adaln_gamma=1e-2),
+            run_id=f"d{a.depth}w{a.width or 16 * a.depth}_e{a.epochs:g}_views{views}", data=DataConfig(store=store, views=views),
+            model=ModelConfig(depth=a.depth, width=a.width or 16 * a.depth, heads=a.depth,
+                              init_adaln_gamma=1e-2),
             optim=OptimConfig(batch_size=32, base_lr=2.4e-2, final_lr_frac=0.01, warmup_frac=0.05),
             length=LengthConfig(epochs=a.epochs), eval=EvalConfig(points=10, first_frac=0.01),
             runtime=RuntimeConfig(device="cpu", num_threads=1, log_every_s=60), seed=0)
@@ -77,6 +83,8 @@ def main() -> int:
                               train_last=recs[-1]["train_loss"], test_best=best["ce_avg"],
                               best_step=best["step"], test_last=recs[-1]["ce_avg"],
                               steps=recs[-1]["step"], flag=flag)
+    if a.only:
+        return 0
     print(f"\nd{a.depth} ({results[1]['params']:,} params), {a.epochs:g} epochs of "
           f"{10 * a.train_per_class} images, test = 500 val images (centre crop), "
           f"{time.perf_counter() - t0:.0f} s\n")
