@@ -126,7 +126,8 @@ def run_costs(sweep, meta: dict[str, Any]) -> list[RunCost]:
 
 
 def store_bytes(meta: dict[str, Any]) -> int:
-    """Size of the token store's arrays: every split's count x (L uint16 tokens + an int32 label)."""
+    """Size of the token store's arrays: every split's count of stored sequences (views and
+    flips included) x (L uint16 tokens + an int32 label)."""
     L = sum(p * p for p in meta["patch_nums"])
     return sum(int(s.get("count", 0)) * (L * TOKEN_BYTES + LABEL_BYTES) for s in meta.get("splits", {}).values())
 
@@ -406,8 +407,8 @@ def run(argv=None) -> dict:
         f"# Plan: {sweep.spec.name} ({path})", "",
         f"## Cost ({len(costs)} runs; GPU-hours at {tflops:g} TFLOP/s per GPU, assumed: cluster.assumed_tflops_per_gpu)",
         "", cost_table(costs), "",
-        f"Token store: {human(sb)}B on disk ({splits} images"
-        f" x {sum(p * p for p in meta['patch_nums'])} tokens, uint16, + int32 labels)"
+        f"Token store: {human(sb)}B on disk ({splits} stored sequences (augmented views and flips included)"
+        f" x {sum(p * p for p in meta['patch_nums'])} tokens, uint16, + an int32 label each)"
         + ("" if real else "; from data.expect (the store is not readable yet)") + ".",
         "",
         f"## Expected precision ({args.replicates} simulated studies, {args.bootstrap} bootstrap samples each)", "",
