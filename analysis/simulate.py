@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .paper import PAPER_LAWS, X_SCALE, paper_law
+from .paper import X_SCALE, paper_law
 from .powerlaw import Law, fit_vs_cmin, fit_vs_n
 from .results import ResultsError, prepare
 from .synthetic import paper_sizes
@@ -315,9 +315,3 @@ def simulate_study(runs: Sequence[PlannedRun], models: dict[str, CurveModel], pr
         out.append(LawSummary(m, a, prior.alpha, np.array(rec["alpha"]), np.array(rec["lo"]), np.array(rec["hi"]),
                               rec["failed"], noise_free[(a, m)]))
     return out
-
-
-def paper_laws_available() -> list[str]:
-    """Metrics with a published law both vs N and vs Cmin."""
-    have = {(law.metric, law.against) for law in PAPER_LAWS}
-    return sorted({m for m, _ in have if (m, "N") in have and (m, "Cmin") in have})

@@ -71,6 +71,10 @@ def test_cost_is_the_hand_count(tmp_path, capsys):
     (["--replicates", "1"], "--replicates must be at least 2"),
     (["--metrics", "ce_first"], "ce_first"),
     (["--noise-sd", "-1"], "--noise-sd must be >= 0"),
+    (["--eval-noise", "-0.1"], "--eval-noise must be >= 0"),
+    (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
+    (["--alt-replicates", "-1"], "--alt-replicates must be >= 0"),
+    (["--compare", "err_avg"], "--compare err_avg: not among the planned metrics"),
 ])
 def test_bad_arguments_exit_2_naming_the_problem(tmp_path, capsys, args, message):
     assert main([str(_sweep(tmp_path)), "--no-plots", *args]) == 2
@@ -86,10 +90,30 @@ def test_bad_prior_file_and_noise_table(tmp_path, capsys):
     table.write_text("run,params,step,flops,ce_last,seed\na,1e6,1,1e15,5.0,0\nb,2e6,1,2e15,4.8,0\n")
     assert main([str(_sweep(tmp_path)), "--noise-from", str(table), "--no-plots"]) == 2
     assert "no model size has two or more seeds" in capsys.readouterr().err
+    bad_val = tmp_path / "bad_val.yaml"
+    bad_val.write_text(SWEEP.format(out=tmp_path / "runs").replace("val_images: 100", "val_images: 0"))
+    assert main([str(bad_val)]) == 2
+    assert "val_images" in capsys.readouterr().err
     bad_sweep = tmp_path / "bad.yaml"
     bad_sweep.write_text(SWEEP.format(out=tmp_path / "runs").replace("depth: [2,", "depth: [zero,"))
     assert main([str(bad_sweep)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_prior_from_a_fits_json(tmp_path):
+    fits = {"fits": [
+        {"metric": "ce_last", "against": "N", "alpha": -0.21, "beta": 3.5, "E": 3.0},
+        {"metric": "ce_last", "against": "Cmin", "alpha": -0.09, "beta": 120.0, "E": 3.0}]}
+    path = tmp_path / "fits.json"
+    path.write_text(json.dumps(fits))
+    doc = run([str(_sweep(tmp_path)), "--prior", str(path), "--replicates", "3", "--bootstrap", "0",
+               "--alt-replicates", "0", "--no-plots"])
+    assert doc["prior"]["laws"]["ce_last"]["N"] == {"alpha": -0.21, "beta": 3.5, "E": 3.0}
+    assert {p["against"]: p["prior_alpha"] for p in doc["precision"]} == {"N": -0.21, "Cmin": -0.09}
+    fits["fits"].pop()  # no Cmin law: the planner says which metric lacks one
+    path.write_text(json.dumps(fits))
+    with pytest.raises(Exception, match="no law vs both N and Cmin for ce_last"):
+        run([str(_sweep(tmp_path)), "--prior", str(path), "--no-plots"])
 
 
 def test_noise_measured_from_seed_replicates(tmp_path):
