@@ -180,8 +180,9 @@ def markdown_table(fits: list[dict], compute: str) -> str:
                      f"| {_fmt(paper.get('beta'))} |")
     spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
     if spreads:
-        lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap resamples "
-                  "sizes, then seeds within each size. Seed-to-seed standard deviation of the final value:", "",
+        lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
+                  "sizes, then the seeds within each size (without replacement). Seed-to-seed standard "
+                  "deviation of the final value:", "",
                   "| metric | " + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"]) + " |",
                   "|---|" + "---|" * len(spreads[0]["seed_spread"])]
         for f in spreads:
