@@ -63,7 +63,7 @@ def _tensorboard_writer(logdir: Path, purge_step: int | None):
         raise TrackingUnavailable(
             f"TensorBoard logging is on (runtime.tensorboard: true) but it cannot be imported "
             f"({e}); `pip install tensorboard`, or set runtime.tensorboard: false") from None
-    return SummaryWriter(log_dir=str(logdir), purge_step=purge_step or None, flush_secs=30)
+    return SummaryWriter(log_dir=str(logdir), purge_step=purge_step, flush_secs=30)
 
 
 def _wandb_run(cfg: WandbConfig, run_dir: Path, name: str, config: dict[str, Any], job_type: str):
@@ -97,9 +97,9 @@ class Tracker:
         self.run_dir = Path(run_dir)
         self.tb = self.tb_compute = self.wandb = None
         if tensorboard:
-            self.tb = _tensorboard_writer(self.run_dir, resume_step)
-            self.tb_compute = _tensorboard_writer(self.run_dir / COMPUTE_DIR,
-                                                  int(resume_flops // COMPUTE_UNIT))
+            # what a previous attempt logged after the checkpoint is dropped by TensorBoard
+            self.tb = _tensorboard_writer(self.run_dir, resume_step + 1)
+        self._compute_purge = int(resume_flops // COMPUTE_UNIT) + 1  # its writer opens on first use
         if wandb is not None and wandb.mode != "disabled":
             self.wandb = _wandb_run(wandb, self.run_dir, name or self.run_dir.name,
                                     config or {}, job_type)
@@ -126,11 +126,13 @@ class Tracker:
         if self.tb is not None:
             for tag, value in values.items():
                 self.tb.add_scalar(tag, value, step)
-            if flops is not None:
+            on_compute = {t: v for t, v in values.items() if by_compute and t.startswith(by_compute)}
+            if flops is not None and on_compute:
+                if self.tb_compute is None:
+                    self.tb_compute = _tensorboard_writer(self.run_dir / COMPUTE_DIR, self._compute_purge)
                 x = int(flops // COMPUTE_UNIT)
-                for tag, value in values.items():
-                    if tag.startswith(by_compute):
-                        self.tb_compute.add_scalar(f"{COMPUTE_PREFIX}/{tag}", value, x)
+                for tag, value in on_compute.items():
+                    self.tb_compute.add_scalar(f"{COMPUTE_PREFIX}/{tag}", value, x)
         if self.wandb is not None:
             extra = {} if flops is None else {"compute/flops": float(flops)}
             self.wandb.log({**values, **extra}, step=step)
