@@ -11,6 +11,10 @@ into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside 
     results.csv       the tidy table that was fitted
     fit_vs_N.png/pdf, fit_vs_Cmin.png/pdf
 
+With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
+(``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
+exponent with its bootstrap interval).
+
 Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
 holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
 seed); command-line flags override it. This module never imports torch.

@@ -14,7 +14,9 @@ scale, plus a little noise), the usual cheap remedy when usage collapses.
 Writes to `out/`: `vqvae.pt` (var_core.save_model, atomic; loadable by var_core.load_vqvae
 and scaling.tokenize), `train_state.pt` (model, optimisers, step, RNG: re-running resumes),
 `vqvae_metrics.jsonl` (training lines; evaluation lines with val MSE, PSNR, the PSNR of a
-per-image mean-colour baseline, and codebook usage per scale on the val split).
+per-image mean-colour baseline, and codebook usage per scale on the val split), the same as
+TensorBoard event files (`tensorboard: false` turns them off; `wandb:` adds W&B, see
+scaling.tracking) and `provenance.json` (scaling.provenance).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scaling import provenance
 from scaling.atomic import append_jsonl, atomic_write, atomic_write_text
 from scaling.config_io import InvalidValue, dump_yaml, load_config
 from scaling.images import ImageFolder, UnreadableImage
@@ -353,6 +356,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
             atomic_write_text(metrics_path, "".join(ln + "\n" for ln in keep))
         print(f"train_vqvae: resuming {out} at step {start}", file=sys.stderr)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+    provenance.record_job(out, start_step=start)  # provenance.json: code, versions, host, GPU
 
     def save(step: int) -> None:
         save_model(out / "vqvae.pt", model)
