@@ -376,10 +376,10 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
     def log_eval(step: int) -> dict:
         rec = {"step": step, **evaluate_vqvae(model, val_x)}
         append_jsonl(metrics_path, rec)
-        tracker.log({"val/mse": rec["val_mse"], "val/psnr": rec["val_psnr"],
-                     "val/psnr_mean_colour_baseline": rec["val_psnr_mean_colour"],
-                     "val/codebook_usage/all_scales": rec["usage_all"],
-                     **{f"val/codebook_usage/s{k + 1:02d}_{pn}x{pn}": u for k, (pn, u)
+        tracker.log({"vqvae_val/mse": rec["val_mse"], "vqvae_val/psnr": rec["val_psnr"],
+                     "vqvae_val/psnr_mean_colour_baseline": rec["val_psnr_mean_colour"],
+                     "vqvae_val/codebook_usage/all_scales": rec["usage_all"],
+                     **{f"vqvae_val/codebook_usage/s{k + 1:02d}_{pn}x{pn}": u for k, (pn, u)
                         in enumerate(zip(cfg.patch_nums, rec["usage_scale"]))}}, step)
         tracker.flush()
         return rec
@@ -431,7 +431,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
             hits.zero_()
             if n_dead:
                 append_jsonl(metrics_path, {"step": step, "dead_codes_restarted": n_dead})
-            tracker.log({"train/dead_codes_restarted": n_dead}, step)
+            tracker.log({"vqvae_train/dead_codes_restarted": n_dead}, step)
         acc["loss"] += loss.item()
         acc["mse"] += mse.item()
         acc["vq"] += vq_loss.item()
@@ -444,7 +444,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
                     "vq_loss": acc["vq"] / n, "lr": _lr_at(step - 1, cfg),
                     "images_per_s": n * cfg.batch_size / max(dt, 1e-9)}
             append_jsonl(metrics_path, line)
-            tracker.log({f"train/{k}": v for k, v in line.items() if k != "step"}, step)
+            tracker.log({f"vqvae_train/{k}": v for k, v in line.items() if k != "step"}, step)
             bar.set_postfix(mse=f"{acc['mse'] / n:.4f}")
             t0, acc = time.perf_counter(), {"loss": 0.0, "mse": 0.0, "vq": 0.0, "n": 0}
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
