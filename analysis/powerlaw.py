@@ -262,6 +262,7 @@ class FitResult:
     holdout: Holdout | None = None
     frontier: Frontier | None = None  # Cmin only
     smooth: int = 0  # Cmin only: smoothing window applied to each run's curve
+    samples: np.ndarray | None = None  # [B_valid, 3] bootstrap (alpha, beta, E): bands, comparisons
     resampling: str = "runs"  # bootstrap unit: "runs", or "sizes, seeds within sizes"
     seed_spread: pd.DataFrame | None = None  # per size: params, n_seeds, mean, sd (seed replicates only)
 
@@ -376,7 +377,7 @@ def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none"
         else:
             counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=bootstrap)
             samples = _bootstrap_n(x, y, E, method, counts, law)
-        result.bootstrap_valid = len(samples)
+        result.bootstrap_valid, result.samples = len(samples), samples
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, len(x), level, ci_method)
     if holdout > 0:
         result.holdout = _holdout_n(pts, E, method, holdout)
@@ -481,7 +482,7 @@ def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "no
             samples = _bootstrap_cmin_seeds(curves_by_size, metric, E, method, bootstrap, seed, law, smooth)
         else:
             samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed, law)
-        result.bootstrap_valid = len(samples)
+        result.bootstrap_valid, result.samples = len(samples), samples
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, n_runs, level, ci_method)
     if holdout > 0:
         result.holdout = _holdout_cmin(table, metric, pts, E, method, holdout)
