@@ -88,7 +88,7 @@ def main() -> int:
     print(f"\nd{a.depth} ({results[1]['params']:,} params), {a.epochs:g} epochs of "
           f"{10 * a.train_per_class} images, test = 500 val images (centre crop), "
           f"{time.perf_counter() - t0:.0f} s\n")
-    print("| train store | train loss (last) | test ce_avg min (step) | test ce_avg last | "
+    print("| train store | train loss (mean since the previous evaluation) | test ce_avg min (step) | test ce_avg last | "
           f"overfitting check (rise >= {100 * RISE:.0f}% while train falls) |")
     print("|---|---|---|---|---|")
     for views, r in results.items():
