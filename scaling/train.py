@@ -489,6 +489,27 @@ def _summary(record: dict[str, Any] | None) -> dict[str, Any]:
     return {k: record[k] for k in keys if record and k in record}
 
 
+def samples_after_training(run_dir: str | Path) -> None:
+    """The stage the launcher adds after training when the config sets
+    `samples.after_training`: `scaling.sample_eval` on the finished run (rank 0 only, once).
+    A failure is recorded in status.json (`samples_error`) without failing the trained run;
+    `python -m scaling.sample_eval RUN_DIR` redoes it."""
+    run = RunDir(run_dir)
+    status = run.read_status()
+    if int(os.environ.get("RANK", "0")) != 0 or status.get("state") != "done" or status.get("samples") == "done" \
+            or not load_run_config(run.config).samples.after_training:
+        return
+    from scaling.sample_eval import evaluate_run
+
+    try:
+        rec = evaluate_run(run.path)
+    except Exception as e:  # noqa: BLE001 - recorded, the training result stays valid
+        traceback.print_exc()
+        run.update_status(samples="failed", samples_error=f"{type(e).__name__}: {e}")
+        return
+    run.update_status(samples="done", samples_error=None, samples_folder=rec["sample_folder"])
+
+
 class TrainJob:
     """What the launcher submits: `TrainJob()(run_dir)`; requeued on preemption/time-out.
 
@@ -506,7 +527,9 @@ class TrainJob:
             signal.signal(signal.SIGTERM, stop)
         # submitit ignores SIGTERM (SLURM sends it before USR2 on preemption) and requeues on USR2
         requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
-        return train_run(run_dir, stop=stop, requeue=requeue)
+        last = train_run(run_dir, stop=stop, requeue=requeue)
+        samples_after_training(run_dir)
+        return last
 
     def checkpoint(self, run_dir: str):
         """submitit: the same job again; it resumes from checkpoint.pt."""
