@@ -171,3 +171,31 @@ def test_sample_lines_join_the_tidy_table(tmp_path):
     assert table["step"].tolist() == [5, 10]
     assert np.isnan(table["sample_fd"].iloc[0]) and table["sample_fd"].iloc[1] == 4.0
     assert table["sample_acc"].iloc[1] == 0.3 and table["ce_avg"].tolist() == [3.0, 2.5]
+
+
+def test_demo_sweep_prepares_the_classifier_and_scores_samples(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from scaling.config_io import ConfigError
+    from scaling.sweep import load_sweep
+
+    demo = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
+    data = yaml.safe_load(demo.read_text())
+    data["output"] = str(tmp_path / "out")
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(data))
+    sweep = load_sweep(tmp_path / "demo.yaml")
+    assert sweep.stages() == ["synthetic", "vqvae", "tokenize", "classifier"]
+    s = sweep.runs[0].config.samples
+    assert s.after_training and s.features == "classifier" and (s.per_class, s.cfg, s.top_k, s.top_p) == (50, 1.5, 900, 0.96)
+    assert s.classifier == str((tmp_path / "out" / "_data" / "classifier" / "classifier.pt").absolute())
+    assert s.reference == str((tmp_path / "out" / "_data" / "images" / "val").absolute())
+    bad = dict(data, prepare=dict(data["prepare"], classifier={"epochs": 0}))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=r"prepare.classifier.epochs"):
+        load_sweep(tmp_path / "bad.yaml")
+    no_images = dict(data, data={"tokens": str(tmp_path)}, prepare={"classifier": {}})
+    (tmp_path / "noimg.yaml").write_text(yaml.safe_dump(no_images))
+    with pytest.raises(ConfigError, match=r"prepare.classifier: needs images"):
+        load_sweep(tmp_path / "noimg.yaml")
