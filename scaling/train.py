@@ -40,9 +40,13 @@ from scaling.rundir import RunDir
 from scaling.token_store import TokenStore, TrainOrder, eval_batches, load_quantizer
 
 CHECKPOINT_FORMAT = "var-scaling-train/1"
-# weight decay does not apply to these (official trainer): biases, 1-D tensors and embeddings
-# that act as positions/levels, and the attention temperature / shared AdaLN tables.
-NO_DECAY_KEYS = ("pos_start", "pos_1LC", "lvl_embed", "scale_mul", "ada_gss")
+# weight decay does not apply to parameters whose name contains one of these (the official
+# trainer's `nowd_keys`, verbatim), nor to biases and 1-D tensors. In VAR the names select
+# pos_start, pos_1LC, lvl_embed and scale_mul_1H11 (ada_gss with shared AdaLN); class_emb,
+# its null row included, is decayed, as officially.
+NO_DECAY_KEYS = ("cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC",
+                 "pos_start", "start_pos", "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias",
+                 "scale_mul")
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -144,6 +148,7 @@ class Trainer:
         self.wall_s = 0.0
         self.eval_flops = 0
         self.loss_sum, self.loss_count = 0.0, 0
+        self.grad_norm: torch.Tensor | None = None  # of the last step, before clipping
 
     # ------------------------------------------------------------------ steps
     def autocast(self):
@@ -198,7 +203,9 @@ class Trainer:
                 f"{cfg.run_id}; stopped before updating the weights. The last good "
                 f"checkpoint ({self.run_dir.checkpoint}) is kept.")
         if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            # the global norm before clipping (a 0-d tensor; read it only when needed)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                            cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
