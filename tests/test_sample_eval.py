@@ -199,3 +199,23 @@ def test_demo_sweep_prepares_the_classifier_and_scores_samples(tmp_path):
     (tmp_path / "noimg.yaml").write_text(yaml.safe_dump(no_images))
     with pytest.raises(ConfigError, match=r"prepare.classifier: needs images"):
         load_sweep(tmp_path / "noimg.yaml")
+
+
+def test_fit_recovers_a_sample_metric_law(tmp_path):
+    """sample_fd = (beta N)^alpha drawn with 2% noise at the final step of 5 runs: scaling.fit
+    recovers alpha against N (the lines are joined onto the final evaluations)."""
+    from scaling.fit import run as fit_run
+
+    rng = np.random.default_rng(0)
+    alpha, beta = -0.3, 2e3
+    for i, n in enumerate([1e4, 3e4, 1e5, 3e5, 1e6]):
+        fd = (beta * n / 1e9) ** alpha * np.exp(rng.normal(0, 0.02))
+        lines = [dict(run=f"r{i}", params=n, step=s, flops=6 * n * s * 1e3, ce_avg=3.0, ce_last=3.0,
+                      err_avg=0.5, err_last=0.5) for s in (10, 100)]
+        lines.append(dict(run=f"r{i}", params=n, step=100, eval="samples", sample_fd=fd))
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    doc = fit_run([str(tmp_path), "--metrics", "sample_fd", "--against", "N", "--bootstrap", "0",
+                   "--no-plots"])
+    (law,) = doc["fits"]
+    assert law["alpha"] == pytest.approx(alpha, abs=0.03) and law["E"] == 0 and law["paper"] is None
