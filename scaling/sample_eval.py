@@ -243,6 +243,19 @@ def _last_eval(run: RunDir) -> dict[str, Any]:
     return evals[-1]
 
 
+def has_samples_line(run_dir: str | Path, config: SamplesConfig | None = None) -> bool:
+    """Whether metrics.jsonl already holds a sample-quality line of these settings (default:
+    the run config's) at the run's last evaluation step."""
+    run = RunDir(run_dir)
+    cfg = config or load_run_config(run.config).samples
+    records = run.read_metrics()
+    evals = [r for r in records if r.get("eval", "full") == "full"]
+    if not evals:
+        return False
+    folder = str(sample_folder(run.path, cfg, int(evals[-1]["step"])))
+    return any(r.get("eval") == "samples" and r.get("sample_folder") == folder for r in records)
+
+
 def evaluate_run(run_dir: str | Path, config: SamplesConfig | None = None, *,
                  features: FeatureNet | None = None, device: str | None = None) -> dict[str, Any]:
     """Sample, measure and append the metrics line of a finished run; returns that line.

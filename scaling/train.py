@@ -500,13 +500,17 @@ def samples_after_training(run_dir: str | Path) -> None:
     """The stage the launcher adds after training when the config sets
     `samples.after_training`: `scaling.sample_eval` on the finished run (rank 0 only, once).
     A failure is recorded in status.json (`samples_error`) without failing the trained run;
-    `python -m scaling.sample_eval RUN_DIR` redoes it."""
+    `python -m scaling.sample_eval RUN_DIR` redoes it (the samples already drawn are kept)."""
     run = RunDir(run_dir)
-    status = run.read_status()
-    if int(os.environ.get("RANK", "0")) != 0 or status.get("state") != "done" or status.get("samples") == "done" \
+    if int(os.environ.get("RANK", "0")) != 0 or run.read_status().get("state") != "done" \
             or not load_run_config(run.config).samples.after_training:
         return
-    from scaling.sample_eval import evaluate_run
+    from scaling.sample_eval import evaluate_run, has_samples_line
+
+    # the metrics file, not status.json, says whether it is done: resuming a finished run
+    # truncates metrics.jsonl to its last checkpoint, which drops a sample line written after it
+    if has_samples_line(run.path):
+        return
 
     try:
         rec = evaluate_run(run.path)

@@ -87,9 +87,13 @@ def test_balanced_resumable_sample_folder_and_classifier_metrics(trained):
     kept = shards[0].stat().st_mtime_ns
     lost = np.load(shards[1])["images"]
     shards[1].unlink()
-    samples_after_training(run_dir)  # already done: nothing happens
+    samples_after_training(run_dir)  # its line is in metrics.jsonl: nothing happens
     assert not shards[1].exists()
-    rec2 = evaluate_run(run_dir)
+    # resuming the finished run truncates metrics.jsonl to its checkpoint: the stage redoes the line
+    train_run(run_dir)
+    assert '"samples"' not in (run_dir / "metrics.jsonl").read_text()
+    samples_after_training(run_dir)
+    rec2 = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
     assert np.array_equal(np.load(shards[1])["images"], lost) and shards[0].stat().st_mtime_ns == kept
     assert rec2["sample_fd"] == pytest.approx(rec["sample_fd"])
     # the tidy table joins the sample line to the final evaluation row
