@@ -258,7 +258,8 @@ def has_samples_line(run_dir: str | Path, config: SamplesConfig | None = None) -
 
 def evaluate_run(run_dir: str | Path, config: SamplesConfig | None = None, *,
                  features: FeatureNet | None = None, device: str | None = None) -> dict[str, Any]:
-    """Sample, measure and append the metrics line of a finished run; returns that line.
+    """Sample, measure and append the metrics line of a finished run; returns that line
+    (status.json records `samples: done` and the folder).
 
     `config` defaults to the run config's `samples` section; `features` overrides the
     feature network (tests use a small one); `device` defaults to cuda when available.
@@ -301,6 +302,7 @@ def evaluate_run(run_dir: str | Path, config: SamplesConfig | None = None, *,
                   sample_reference=reference["source"], sample_reference_images=reference["n"],
                   sample_folder=str(folder), sample_s=round(time.perf_counter() - t0, 2))
     append_jsonl(run.metrics, record)
+    run.update_status(samples="done", samples_error=None, samples_folder=str(folder))
     log.info("%s: %s", run.path.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if v is not None))
     return record
 

@@ -553,12 +553,10 @@ def samples_after_training(run_dir: str | Path) -> None:
         return
 
     try:
-        rec = evaluate_run(run.path)
+        evaluate_run(run.path)  # records samples: done in status.json
     except Exception as e:  # noqa: BLE001 - recorded, the training result stays valid
         traceback.print_exc()
         run.update_status(samples="failed", samples_error=f"{type(e).__name__}: {e}")
-        return
-    run.update_status(samples="done", samples_error=None, samples_folder=rec["sample_folder"])
 
 
 class TrainJob:
