@@ -216,6 +216,8 @@ def rows(sweep: Any, runs: list[Any] | None = None,
         if m is not None:
             progress = f"step {m.get('step', '?')}, {human(float(m.get('tokens', 0)))} tok"
             progress += _percent(m, rec)
+        if state == "running" and isinstance(rec.get("eta_s"), (int, float)):
+            progress += f", ETA {duration(rec['eta_s'])}"
             metrics = " ".join(f"{k} {m[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg", "err_last")
                                if isinstance(m.get(k), (int, float)))
         label = state + (f" ({slurm})" if slurm and slurm not in ("RUNNING", "PENDING") or
@@ -252,6 +254,28 @@ def render(sweep: Any, runs: list[Any] | None = None,
     return f"{text}\npreparation: {stages}" if stages else text
 
 
+def duration(seconds: float) -> str:
+    """75 -> '1m15s', 3700 -> '1h01m', 9 -> '9s'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def format_progress(progress: dict | None) -> str:
+    """A stage's progress record -> '200/500 steps, 41 images/s, ETA 7m20s, PSNR 19.8 dB'."""
+    if not isinstance(progress, dict) or not progress.get("total"):
+        return ""
+    parts = [f"{progress.get('done', 0)}/{progress['total']} {progress.get('unit', '')}".strip()]
+    if progress.get("rate"):
+        parts.append(f"{progress['rate']:.0f} {progress.get('rate_unit', '/s')}")
+    if progress.get("eta_s") is not None and progress.get("done") != progress.get("total"):
+        parts.append(f"ETA {duration(progress['eta_s'])}")
+    if progress.get("psnr") is not None:
+        parts.append(f"PSNR {progress['psnr']:.1f} dB")
+    return ", ".join(parts)
+
+
 def stage_summary(sweep: Any) -> str:
     """One line on the preparation jobs ('tokenize done, merge running (job 39)'), or ''."""
     from scaling.rundir import RunDir
@@ -263,23 +287,27 @@ def stage_summary(sweep: Any) -> str:
     for d in sorted(jobs.iterdir(), key=lambda p: p.stat().st_mtime):
         rec = RunDir(d).read_status()
         ids = rec.get("job_ids") or []
-        parts.append(f"{d.name} {rec.get('state', '?')}" + (f" (job {ids[-1]})" if ids else ""))
+        live = format_progress(rec.get("progress")) if rec.get("state") == "running" else ""
+        parts.append(f"{d.name} {rec.get('state', '?')}" + (f" (job {ids[-1]})" if ids else "")
+                     + (f" [{live}]" if live else ""))
     return ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scaling.status",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", type=Path, help="the sweep file")
+    parser.add_argument("sweep", type=Path, help="the sweep file, or its output folder (runs/NAME)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="the --set values the runs were launched with (their run ids)")
     parser.add_argument("--only", help="comma-separated run-id patterns (globs) to show")
     parser.add_argument("--exclude", help="comma-separated run-id patterns to hide")
     parser.add_argument("--watch", nargs="?", const=10.0, type=float, metavar="SECONDS",
                         help="refresh every SECONDS (default 10) until interrupted")
     args = parser.parse_args(argv)
-    from scaling.sweep import load_sweep
+    from scaling.sweep import load_sweep_or_runs
 
     try:
-        sweep = load_sweep(args.sweep)
+        sweep = load_sweep_or_runs(args.sweep, args.sets)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
