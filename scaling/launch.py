@@ -376,9 +376,10 @@ def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
                                *(k for r in runs for k in r.sets)]))
     labels = {**(old.get("labels") or {}), **{a: sweep_label(a, sweep) for a in axes}}
     entries: dict[str, dict] = dict(old.get("runs") or {})
-    for run in runs:
-        entries[run.run_id] = {**run.axes, **{k: v for k, (v, _) in run.sets.items()}}
-    for run_id, point in entries.items():
+    for run in runs:  # this launch's runs: every axis from the resolved config
+        entries[run.run_id] = {**{a: _leaf_value(run.data, a) for a in axes}, **run.axes,
+                               **{k: v for k, (v, _) in run.sets.items()}}
+    for run_id, point in entries.items():  # earlier runs: a new axis from their config.yaml
         for axis in axes:
             if axis not in point:
                 point[axis] = _config_value(sweep.output / run_id / "config.yaml", axis)
@@ -400,14 +401,19 @@ def sweep_label(axis: str, sweep: Sweep) -> str:
 
 
 def _config_value(config_yaml: Path, axis: str) -> Any:
-    from scaling.sweep import AXIS_KEYS
-
     try:
         import yaml
 
         data = yaml.safe_load(config_yaml.read_text())
     except (OSError, ValueError):
         return None
+    return _leaf_value(data, axis)
+
+
+def _leaf_value(data: Any, axis: str) -> Any:
+    """The value of a grid axis (or set key) in a run's plain config data; None if absent."""
+    from scaling.sweep import AXIS_KEYS
+
     for part in AXIS_KEYS.get(axis, axis).split("."):
         if not isinstance(data, dict):
             return None

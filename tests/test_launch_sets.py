@@ -77,6 +77,9 @@ def test_set_makes_new_run_ids_and_records_its_origin(sweep_file, tmp_path):
                                                    "optim.base_lr": 0.003, "length.steps": 8}
     assert grid["runs"]["d1-wu0.02"] == {"depth": 1, "optim.warmup_frac": 0.02,
                                          "optim.base_lr": 0.005, "length.steps": 4}
+    _launch(same)  # the plain runs again: every axis from their resolved configs
+    again = yaml.safe_load((tmp_path / "out" / "grid.yaml").read_text())
+    assert again["axes"] == grid["axes"] and again["runs"] == grid["runs"]
 
 
 @pytest.mark.parametrize("sets, message", [
