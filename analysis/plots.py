@@ -117,10 +117,12 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
     gets its own colour and marker. notes: one per fit, {run: text} written beside its points
     (e.g. the lr picked for each size by ``--best-over``).
     """
-    fits = [f for f in fits if f.against == "N"]
+    keep = [i for i, f in enumerate(fits) if f.against == "N"]  # labels, notes: parallel to fits
+    labels = [list(labels)[i] for i in keep] if labels is not None else None
+    notes = [list(notes)[i] for i in keep] if notes is not None else [None] * len(keep)
+    fits = [fits[i] for i in keep]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), squeeze=False, layout="constrained")
     panels = _by_metric(fits, labels)
-    notes = list(notes) if notes is not None else [None] * len(fits)
     note_of = {id(f): n for f, n in zip(fits, notes)}
     where: set = set()
     for ax, (metric, items) in zip(axes.flat, panels):
@@ -164,7 +166,9 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
     labels: one per fit when a metric has a frontier and law per axis value (own colour and
     marker each); run_labels: {run: label} to draw each run's curve in its group's line style.
     """
-    fits = [f for f in fits if f.against == "Cmin"]
+    keep = [i for i, f in enumerate(fits) if f.against == "Cmin"]  # labels: parallel to fits
+    labels = [list(labels)[i] for i in keep] if labels is not None else None
+    fits = [fits[i] for i in keep]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), squeeze=False, layout="constrained")
     sizes = table.groupby("run")["params"].max().sort_values(kind="stable") / X_SCALE["N"]
     cmap = plt.get_cmap("plasma")
