@@ -1,11 +1,14 @@
 """Log-log figures in the paper's layout: metrics vs N, and training curves with the Cmin frontier.
 
 Losses are drawn as the reducible part (metric - E), the quantity the law describes, and the
-axis label says which E was subtracted. Compute is in PFLOPs, N in billions of parameters.
-A study with other axes than size passes one fit per axis value (``labels``): each gets its
-own colour, marker and legend entry. The paper's laws (``paper=True``) are drawn only over the
-x-range where the paper measured them: in the panel where that range meets the data, else in
-an inset panel of their own; the legend says which.
+axis label says which E was subtracted and whether it was fitted. Every law carries its
+bootstrap band (`analysis.compare.law_band`); with a hold-out check (k > 0) the law fitted
+without the k largest models is drawn with its predictions of them. The paper's laws are
+dotted black, only over the x-range where the paper measured them: in the panel where that
+range meets the data, else in an inset panel of their own; the legend says which.
+`plot_compare` draws two studies' laws in one figure. Compute is in PFLOPs, N in billions of
+parameters. A study with other axes than size passes one fit per axis value (``labels``):
+each gets its own colour, marker and legend entry.
 
 This module never chooses a matplotlib backend: a notebook keeps its inline figures; the
 command-line tools that write files choose a non-interactive one themselves.
@@ -22,6 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import ticker
 
+from .compare import law_band
 from .paper import MEASURED_RANGE, MEASURED_RANGE_NOTE, X_SCALE, paper_law
 from .powerlaw import FitResult
 
@@ -48,7 +52,39 @@ def _readable_log_axis(axis, lo: float, hi: float) -> None:
 def _ylabel(fit: FitResult) -> str:
     label = LABELS.get(fit.metric, fit.metric)
     # a fitted E at its lower bound (~1e-20) is zero for the reader
-    return f"{label} - {fit.law.E:.3g}" if abs(fit.law.E) > 1e-9 else label
+    E = fit.law.E if abs(fit.law.E) > 1e-9 else 0.0
+    if fit.E_mode == "fit":
+        return f"{label} - E  (E = {E:.3g}, fitted)"
+    return f"{label} - E  (E = {E:.3g}, fixed)" if E else label
+
+
+def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: str | None) -> None:
+    """The law's bootstrap band (minus `shift`); points where it is not positive are left out
+    of the log axis."""
+    band = law_band(fit, xs)
+    if band is None:
+        return
+    lo, hi = band[0] - shift, band[1] - shift
+    ok = hi > 0
+    lo = np.where(lo > 0, lo, np.nan)
+    ax.fill_between(xs[ok], lo[ok], hi[ok], color=color, alpha=0.18, lw=0,
+                    label=label and f"{label} ({fit.level:.0%} bootstrap band, {fit.bootstrap_valid} draws)")
+
+
+def _holdout(ax, fit: FitResult, xs: np.ndarray) -> None:
+    """The law fitted without the k largest models, and its predictions of their points."""
+    hold = fit.holdout
+    if hold is None or not len(hold.points):
+        return
+    E = fit.law.E
+    ax.plot(xs, hold.law.predict(xs) - E, "-.", color="C2", lw=1.2,
+            label=f"fit without the {hold.k} largest (hold-out), max err "
+                  f"{100 * hold.max_abs_rel_error:.1f}%")
+    pts = hold.points
+    ax.plot(pts["x"], pts["predicted"].to_numpy(float) - E, "x", color="C2", ms=7, mew=1.5,
+            label="its predictions of the held-out points")
+    ax.plot(pts["x"], pts["y"].to_numpy(float) - E, "s", mfc="none", color="C2", ms=8, mew=1.2,
+            label="held-out points (measured)")
 
 
 def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
@@ -60,24 +96,24 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
         return None
     p_lo, p_hi = MEASURED_RANGE[fit.against]
     lo, hi = max(x_lo, p_lo), min(x_hi, p_hi)
-    label = f"paper: ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (f", E={law.E:g}" if law.E else "")
+    label = f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (f", E={law.E:g}" if law.E else "")
     if lo < hi:  # the ranges meet: in the panel, over the overlap only, as our y (metric - our E)
         xs = np.geomspace(lo, hi, 50)
         y = law.predict(xs) - fit.law.E
         ok = y > 0
         if ok.any():
-            ax.plot(xs[ok], y[ok], "--", color="0.45", lw=1.2, label=label + " (its measured range)")
+            ax.plot(xs[ok], y[ok], ":", color="k", lw=1.6, alpha=0.7, label=label + " (its measured range)")
             return "panel"
     # no overlap: an inset with the law over its own range, in its own quantity (metric - its E)
     inset = ax.inset_axes([0.62, 0.62, 0.36, 0.34])
     xs = np.geomspace(p_lo, p_hi, 50)
-    inset.plot(xs, law.reducible(xs), "--", color="0.45", lw=1.2)
+    inset.plot(xs, law.reducible(xs), ":", color="k", lw=1.6, alpha=0.7)
     inset.set_xscale("log")
     inset.set_yscale("log")
     inset.tick_params(labelsize=6)
     inset.set_title(f"paper, {MEASURED_RANGE_NOTE[fit.against]}", fontsize=6)
     inset.set_xlabel(fit.against, fontsize=6, labelpad=0)
-    ax.plot([], [], "--", color="0.45", lw=1.2, label=label + " (inset: measured range, no overlap)")
+    ax.plot([], [], ":", color="k", lw=1.6, alpha=0.7, label=label + " (inset: measured range, no overlap)")
     return "inset"
 
 
@@ -87,7 +123,7 @@ def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
     _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
     _readable_log_axis(ax.yaxis, float(y.min()), float(y.max()))
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="best")
 
 
 def _by_metric(fits: Sequence[FitResult], labels: Sequence[str | None] | None):
@@ -137,6 +173,9 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
             ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color=line_colour, lw=1.5,
                     marker=None if label is None else MARKERS[k % len(MARKERS)], markevery=[],
                     label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}")
+            if label is None:  # one law per panel: its band and hold-out (grouped: fits.json has them)
+                _band(ax, fit, xs, fit.law.E, "C3", "law")
+                _holdout(ax, fit, xs)
             for run, xv, yv in zip(fit.points["run"], x, y):
                 text = (note_of.get(id(fit)) or {}).get(str(run))
                 if text:
@@ -199,6 +238,9 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
             ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color="C3" if label is None else colour, lw=2,
                     marker=None if label is None else MARKERS[k % len(MARKERS)], markevery=[], mfc="none",
                     label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}")
+            if label is None:
+                _band(ax, fit, xs, fit.law.E, "C3", "law")
+                _holdout(ax, fit, xs)
         all_x = table["compute"].to_numpy(float) / X_SCALE["Cmin"]
         if paper:
             w = _paper_overlay(ax, items[0][0], float(all_x.min()), float(all_x.max()))
@@ -216,6 +258,43 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
     fig.suptitle("Training curves and the compute frontier Cmin" + _title_note(where)
                  + (" (line style: " + ", ".join(f"{LINESTYLES[i % 4]!r} {lab}" for i, lab in enumerate(distinct))
                     + ")" if run_labels and labels is not None else ""))
+    return fig
+
+
+def plot_compare(fits_a: Sequence[FitResult], fits_b: Sequence[FitResult], against: str,
+                 names: tuple[str, str]) -> plt.Figure:
+    """Two studies' laws against `against` ("N" or "Cmin") in one figure, one panel per metric
+    fitted in both: each study's fitted points, law and bootstrap band.
+
+    The y-axis is the metric itself (each law with its own E), so studies with different E
+    share one scale; the legend gives each law and E.
+    """
+    pairs = [(a, b) for a in fits_a if a.against == against
+             for b in fits_b if b.against == against and b.metric == a.metric]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), squeeze=False, layout="constrained")
+    for ax, (a, b) in zip(axes.flat, pairs):
+        xs_all, ys_all = [], []
+        for fit, name, colour, marker in ((a, names[0], "C0", "o"), (b, names[1], "C1", "s")):
+            x, y = fit.points["x"].to_numpy(float), fit.points["y"].to_numpy(float)
+            ax.plot(x, y, marker, color=colour, ms=5, mfc="none" if against == "Cmin" else colour,
+                    label=f"{name}: " + ("final evaluations" if against == "N" else "frontier points"))
+            xs = np.geomspace(x.min() / 1.2, x.max() * 1.2, 100)
+            E = fit.law.E if abs(fit.law.E) > 1e-9 else 0.0
+            alpha_ci = "" if fit.alpha_ci is None else \
+                f" [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}]"
+            ax.plot(xs, fit.law.predict(xs), "-", color=colour, lw=1.6,
+                    label=f"{name}: alpha = {fit.law.alpha:.3g}{alpha_ci}" + (f", E = {E:.3g}" if E else ""))
+            _band(ax, fit, xs, 0.0, colour, None)
+            xs_all.append(xs)
+            ys_all.append(y)
+        ax.set_xlabel(X_LABELS[against])
+        ax.set_ylabel(LABELS.get(a.metric, a.metric) + " (each law with its own E)")
+        _finish(ax, np.concatenate(xs_all), np.concatenate(ys_all))
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.set_visible(False)
+    what = "model size N" if against == "N" else "compute (Cmin frontier)"
+    fig.suptitle(f"{names[0]} vs {names[1]}: scaling with {what}, {pairs[0][0].level:.0%} "
+                 f"bootstrap bands" if pairs else f"{names[0]} vs {names[1]}")
     return fig
 
 

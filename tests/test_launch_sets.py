@@ -106,7 +106,7 @@ def test_launch_status_and_fit_take_the_runs_folder(sweep_file, tmp_path, capsys
     with pytest.raises(ConfigError, match="a folder without sweep.yaml"):
         load_sweep_or_runs(out)
     assert status_mod.main([str(out)]) == 2
-    assert "not the output of `python -m scaling.launch`" in capsys.readouterr().err
+    assert "no run directories" in capsys.readouterr().err
     _launch(load_sweep(sweep_file))
     assert (out / "sweep.yaml").read_text() == sweep_file.read_text()
     from_folder = load_sweep_or_runs(out)
