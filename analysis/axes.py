@@ -160,24 +160,30 @@ def group_label(group: dict[str, Any], labels: dict[str, str] | None = None) -> 
 def best_over(table: pd.DataFrame, axis: str, metric: str, within: Sequence[str] = ()) -> tuple[pd.DataFrame, list[dict]]:
     """Each size's best value of `axis` by `metric` at the runs' final evaluations (lowest).
 
-    table: a prepared tidy table, seeds already merged (`average_seeds`); `within`: other axes
-    whose values are kept apart (best per size and per value of each). Returns the rows of
-    the picked runs and one record per size: params, picked value and run, its final metric,
-    and every candidate value with its final metric.
+    table: a prepared tidy table; seed replicates (runs of one size and value) are compared
+    by their mean final value, and all of the picked value's runs are kept. `within`: other
+    axes whose values are kept apart (best per size and per value of each). Returns the rows
+    of the picked runs and one record per size: params, picked value, its run(s) and mean
+    final metric, and every candidate value with its runs and mean final metric (best first).
     """
     final = final_rows(table)
     keep: list[str] = []
     picks: list[dict] = []
     keys = ["params", *within]
     for _, df in final.groupby([final[k].map(_key) for k in keys], sort=True, dropna=False):
-        df = df.sort_values([metric, "run"], kind="stable")
-        best = df.iloc[0]
-        keep.append(str(best["run"]))
+        candidates = []
+        for value, runs in df.groupby(df[axis].map(_key), sort=True, dropna=False):
+            candidates.append({"value": _plain(runs[axis].iloc[0]), "runs": sorted(runs["run"].astype(str)),
+                               metric: float(runs[metric].mean())})
+        candidates.sort(key=lambda c: (c[metric], str(c["value"])))
+        best = candidates[0]
+        keep += best["runs"]
+        first = df[df["run"].astype(str) == best["runs"][0]].iloc[0]
         picks.append({
-            "params": int(best["params"]), "axis": axis_name(axis), "by": metric,
-            "value": _plain(best[axis]), "run": str(best["run"]), metric: float(best[metric]),
-            **{axis_name(w): _plain(best[w]) for w in within},
-            "candidates": [{"value": _plain(r[axis]), "run": str(r["run"]), metric: float(r[metric])}
-                           for _, r in df.iterrows()],
+            "params": int(first["params"]), "axis": axis_name(axis), "by": metric,
+            "value": best["value"], "run": ", ".join(best["runs"]), "n_runs": len(best["runs"]),
+            metric: best[metric], **{axis_name(w): _plain(first[w]) for w in within},
+            "candidates": [{"value": c["value"], "run": ", ".join(c["runs"]), metric: c[metric]}
+                           for c in candidates],
         })
     return table[table["run"].astype(str).isin(keep)].copy(), picks

@@ -300,7 +300,8 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                     fits.append(rec)
                     results.append(res)
                     labels.append(label)
-                    notes.append({p["run"]: f"{study['best_label']}={_value_text(p['value'])}" for p in picks}
+                    notes.append({r: f"{study['best_label']}={_value_text(p['value'])}" for p in picks
+                                  for r in p["run"].split(", ")}
                                  if picks else None)
         if not fits:
             raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
@@ -364,7 +365,8 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
         if c_idx:
             shown = table
             if study["best_column"] is not None:  # the curves of the runs picked for some law
-                picked = {p["run"] for f in fits if f.get("best_over") for p in f["best_over"]["picked"]}
+                picked = {r for f in fits if f.get("best_over") for p in f["best_over"]["picked"]
+                          for r in p["run"].split(", ")}
                 shown = table[table["run"].astype(str).isin(picked)]
             run_labels = {str(r): group_label(g, study["labels"]) for g, sub in groups(shown, study["law_columns"])
                           for r in sub["run"].unique()} if grouped else None
