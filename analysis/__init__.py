@@ -8,4 +8,7 @@ Modules (import what you need; `plots` pulls in matplotlib and never chooses its
     plots      log-log figures in the paper's layout
     axes       grid axes of a study: laws per axis value, best value per size, seed averaging
     synthetic  tables drawn from known laws (tests, docs, trying the CLI)
+    seeds      seed replicates: averaging per size, per-size spread, two-stage bootstrap
+    simulate   study simulator: replay a prior law through a planned grid (scaling.plan)
+    simulate_plots  the planner's figures
 """

@@ -8,9 +8,8 @@ in a column ``grid.<axis>`` (``grid.depth``, ``grid.optim.base_lr``, ``grid.seed
 - `axis_columns` / `resolve_axis`: which columns are axes, and an axis named by the user
   (``lr``, ``base_lr``, ``optim.base_lr`` or ``grid.optim.base_lr``);
 - `split_axes`: size axes (they change N; a law is *along* them), replicate axes (seeds:
-  averaged) and the other axes (one law per value, or the best value per size);
-- `average_seeds`: the one place where seed replicates are merged (the mean curve of the
-  runs that differ only in their seed);
+  averaged per size by the fits themselves, `analysis.seeds`, the one home of seed
+  statistics) and the other axes (one law per value, or the best value per size);
 - `groups`: the sub-tables with one value of every other axis, one law each;
 - `best_over`: each size's best value of one axis by a metric (its final evaluation,
   seed-averaged), and which run was picked.
@@ -92,44 +91,6 @@ def split_axes(table: pd.DataFrame) -> Axes:
 
 def _key(value: Any) -> Any:
     return "<missing>" if value is None or (isinstance(value, float) and np.isnan(value)) else value
-
-
-def average_seeds(table: pd.DataFrame, metrics: Sequence[str], seed_axes: Sequence[str]) -> pd.DataFrame:
-    """Merge seed replicates: runs equal in every column but `seed_axes` (and their run ids)
-    become one pseudo-run whose metrics are the mean over seeds at each step.
-
-    table: a prepared tidy table (columns run, params, step, compute, metrics, grid.*).
-    The merged run is named ``<first run id> (mean of <k> seeds)``; column ``n_seeds`` counts the
-    replicates. Steps that not every replicate reached are dropped (the mean would mix).
-    This is the only place seeds are merged (the seed statistics of the planner issue
-    replace it: intervals over seeds, per-size seed spread).
-    """
-    if not seed_axes:
-        out = table.copy()
-        out["n_seeds"] = 1
-        return out
-    keys = [c for c in axis_columns(table) if c not in seed_axes]
-    if not keys:
-        keys = ["params"]
-    order = "step" if "step" in table.columns else "compute"
-    pieces = []
-    for _, df in table.groupby([table[k].map(_key) for k in keys], sort=False, dropna=False):
-        runs = sorted(df["run"].astype(str).unique())
-        if len(runs) == 1:
-            pieces.append(df.assign(n_seeds=1))
-            continue
-        steps = set.intersection(*(set(g[order]) for _, g in df.groupby("run")))
-        df = df[df[order].isin(steps)]
-        numeric = [c for c in (*metrics, "compute") if c in df.columns]
-        mean = df.groupby(order, sort=True)[numeric].mean()
-        first = df[df["run"] == runs[0]].set_index(order).loc[mean.index].copy()
-        first[numeric] = mean
-        first["run"] = f"{runs[0]} (mean of {len(runs)} seeds)"
-        first["n_seeds"] = len(runs)
-        for c in seed_axes:
-            first[c] = "mean"
-        pieces.append(first.reset_index())
-    return pd.concat(pieces, ignore_index=True, sort=False)
 
 
 def groups(table: pd.DataFrame, axes: Sequence[str]) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:

@@ -150,8 +150,9 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
     """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend.
 
     labels: one per fit (e.g. 'lr=0.003') when a metric has a fit per axis value; each label
-    gets its own colour and marker. notes: one per fit, {run: text} written beside its points
-    (e.g. the lr picked for each size by ``--best-over``).
+    gets its own colour and marker. notes: one per fit, {params: text} written beside that
+    size's point (e.g. the lr picked for each size by ``--best-over``). Seed replicates
+    (``fit.seed_spread``) are drawn as the mean per size with +-1 seed-to-seed sd.
     """
     keep = [i for i, f in enumerate(fits) if f.against == "N"]  # labels, notes: parallel to fits
     labels = [list(labels)[i] for i in keep] if labels is not None else None
@@ -167,8 +168,15 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
             colour = "C0" if label is None else f"C{k % 10}"
             line_colour = "C3" if label is None else colour
             x, y = fit.points["x"].to_numpy(), fit.points["y"].to_numpy() - fit.law.E
-            ax.plot(x, y, MARKERS[k % len(MARKERS)], color=colour, ms=6,
-                    label="final evaluation of each run" if label is None else None)
+            if getattr(fit, "seed_spread", None) is not None:  # seed replicates: mean, +-1 seed-to-seed sd
+                sp = fit.seed_spread.sort_values("params")
+                ax.errorbar(sp["params"].to_numpy(float) / X_SCALE["N"], sp["mean"].to_numpy(float) - fit.law.E,
+                            yerr=np.nan_to_num(sp["sd"].to_numpy(float)), fmt=MARKERS[k % len(MARKERS)],
+                            color=colour, ms=5, capsize=3,
+                            label=f"mean of {int(sp['n_seeds'].max())} seeds per size, +-1 sd" if label is None else None)
+            else:
+                ax.plot(x, y, MARKERS[k % len(MARKERS)], color=colour, ms=6,
+                        label="final evaluation of each run" if label is None else None)
             xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 100)
             ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color=line_colour, lw=1.5,
                     marker=None if label is None else MARKERS[k % len(MARKERS)], markevery=[],
@@ -176,9 +184,12 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
             if label is None:  # one law per panel: its band and hold-out (grouped: fits.json has them)
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
                 _holdout(ax, fit, xs)
-            for run, xv, yv in zip(fit.points["run"], x, y):
-                text = (note_of.get(id(fit)) or {}).get(str(run))
-                if text:
+            done: set = set()
+            for xv, yv in zip(x, y):  # notes are keyed by size (params): one per size
+                n = int(round(xv * X_SCALE["N"]))
+                text = (note_of.get(id(fit)) or {}).get(n)
+                if text and n not in done:
+                    done.add(n)
                     ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7,
                                 color=colour)
             all_x += [x, xs]

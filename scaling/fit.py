@@ -230,6 +230,16 @@ def markdown_table(fits: list[dict], compute: str) -> str:
                 lines.append((f"| {f.get('group_label') or '-'} " if grouped else "") +
                              f"| {f['metric']} | {by} | {p['params']:,} | {value} | {p['run']} "
                              f"| {p[by]:.4g} | {others or '-'} |")
+    spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
+    if spreads:
+        lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
+                  "sizes, then the seeds within each size (without replacement). Seed-to-seed standard "
+                  "deviation of the final value:", "",
+                  "| metric | " + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"]) + " |",
+                  "|---|" + "---|" * len(spreads[0]["seed_spread"])]
+        for f in spreads:
+            lines.append((f"| {f.get('group_label')} " if f.get("group_label") else "") + f"| {f['metric']} | " + " | ".join(
+                f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -246,7 +256,7 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                           f"{' '.join(args.source)}")
     from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
     from analysis.powerlaw import fit_vs_cmin, fit_vs_n
-    from analysis.axes import average_seeds, best_over, group_label, groups
+    from analysis.axes import best_over, group_label, groups
     from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
     from scaling.atomic import atomic_write_json, atomic_write_text
 
@@ -266,8 +276,7 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
         sizes = sorted(set(int(p) for p in table["params"]))
         holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
         study = study_axes(table, settings, source)
-        tidy = table  # every run, as read (results.csv)
-        table = average_seeds(table, settings.metrics, study["seed_columns"])
+        tidy = table  # every run, as read (results.csv); seed replicates: analysis.seeds in the fits
         fits, results, labels, notes = [], [], [], []
         common = dict(irreducible=settings.irreducible, method=settings.method, bootstrap=settings.bootstrap,
                       level=settings.ci, holdout=holdout, seed=settings.seed)
@@ -300,8 +309,7 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                     fits.append(rec)
                     results.append(res)
                     labels.append(label)
-                    notes.append({r: f"{study['best_label']}={_value_text(p['value'])}" for p in picks
-                                  for r in p["run"].split(", ")}
+                    notes.append({p["params"]: f"{study['best_label']}={_value_text(p['value'])}" for p in picks}
                                  if picks else None)
         if not fits:
             raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
@@ -331,7 +339,7 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                             "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)"},
             "points_vs_N": "the final evaluation (largest step) of every run",
             "axes": "one law per value of every grid axis other than size and seed (group); seed "
-                    "replicates are averaged first (mean curve over seeds at each step); with "
+                    "replicates within a law as in 'seeds'; with "
                     "best_over, each size's run with the lowest final value of the picking metric "
                     "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
                     "frontier of those runs",
@@ -341,7 +349,10 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                            else "full and subset evaluations",
             "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
             "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
-                         f"(Cmin: frontier recomputed per draw), Hesterberg-expanded percentiles",
+                         f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
+                         f"recomputed per draw), Hesterberg-expanded percentiles",
+            "seeds": "runs of one size with different seeds are averaged for the point estimate "
+                     "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
             "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
                        "of the metric itself (E included)",
         },
