@@ -1,0 +1,148 @@
+"""WSD schedule values, decay-branch layout, bad input, and the exactness of a decay branch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from scaling import schedule
+from scaling.config import BranchConfig, LengthConfig, OptimConfig, RunConfig, run_config_from_dict
+from scaling.config_io import ConfigError, InvalidValue, to_dict
+from scaling.rundir import RunDir
+from scaling.train import train_run
+from tests.factories import make_token_store, tiny_run_config, write_run
+
+
+def _wsd(**kw) -> OptimConfig:
+    return OptimConfig(schedule="wsd", **kw)
+
+
+# hand-computed: warm-up 0 -> 1 over 2 steps, peak for steps 2..5, cool-down over steps 6..9
+# with progress p = 1/4, 2/4, 3/4, 4/4 reaching final_lr_frac at the last step
+@pytest.mark.parametrize("shape, cool", [
+    ("linear", [0.75, 0.5, 0.25, 0.0]),
+    ("1-sqrt", [0.5, 1 - math.sqrt(0.5), 1 - math.sqrt(0.75), 0.0]),
+    ("cosine", [0.5 + 0.5 * math.sqrt(0.5), 0.5, 0.5 - 0.5 * math.sqrt(0.5), 0.0]),
+])
+def test_wsd_values_by_hand(shape, cool):
+    optim = _wsd(warmup_start=0.0, warmup_steps=2, cooldown_steps=4, cooldown_shape=shape,
+                 final_lr_frac=0.1)
+    config = tiny_run_config("store", steps=10)
+    config = dataclasses.replace(config, optim=optim)
+    plan = schedule.plan(config, 10)
+    assert (plan.total_steps, plan.warmup_steps, plan.decay_start) == (10, 2, 6)
+    got = [schedule.lr_factor(s, plan, optim) for s in range(10)]
+    want = [0.0, 0.5, 1, 1, 1, 1] + [0.1 + 0.9 * c for c in cool]
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_wsd_fractions_and_official_default():
+    # default stays the official lin0; wsd from fractions: 5% warm-up, 20% cool-down of 100
+    assert OptimConfig().schedule == "lin0"
+    config = dataclasses.replace(tiny_run_config("store"), optim=_wsd(warmup_frac=0.05))
+    plan = schedule.plan(config, 100)
+    assert (plan.warmup_steps, plan.decay_start, plan.total_steps) == (5, 80, 100)
+    lin0 = tiny_run_config("store")
+    p0 = schedule.plan(lin0, 100)
+    # the official schedule is unchanged: hold, then linear to final_lr_frac at the last step
+    assert schedule.lr_factor(99, p0, lin0.optim) == pytest.approx(lin0.optim.final_lr_frac)
+
+
+def test_branch_layout():
+    base = tiny_run_config("store", steps=40)
+    branch = dataclasses.replace(base, optim=_wsd(warmup_steps=2, cooldown_frac=0.25),
+                                 branch=BranchConfig(parent="p", at=0.25, cooldown=0.5))
+    plan = schedule.plan(branch, 40)
+    # starts after round(0.25 * 40) = 10 steps, cools down 10 * 0.5 / 0.5 = 10 more
+    assert (plan.start_step, plan.decay_start, plan.total_steps, plan.warmup_steps) == (10, 10, 20, 2)
+    parent = dataclasses.replace(base, optim=_wsd(cooldown_frac=0.25), save_at=(0.125, 0.5, 0.75))
+    assert schedule.plan(parent, 40).save_steps == (5, 20, 30)
+
+
+@pytest.mark.parametrize("data, key, words", [
+    ({"save_at": [0.25]}, "save_at", "optim.schedule: wsd"),
+    ({"optim": {"schedule": "wsd"}, "save_at": [1.5]}, "save_at", "(0, 1)"),
+    ({"optim": {"schedule": "wsd"}, "save_at": [0.0]}, "save_at", "(0, 1)"),
+    ({"optim": {"schedule": "wsd", "cooldown_frac": 0.3}, "save_at": [0.8]}, "save_at", "cool-down"),
+    ({"optim": {"schedule": "wsd", "cooldown_frac": 0.99}}, "optim.cooldown_frac", "longer than"),
+    ({"optim": {"schedule": "wsd", "weight_decay_end": 0.1}}, "optim.weight_decay_end", "constant"),
+    ({"optim": {"schedule": "wsd"}, "branch": {"parent": "d2", "at": 1.0}}, "branch.at", "(0, 1)"),
+    ({"branch": {"parent": "d2", "at": 0.5}}, "branch", "optim.schedule: wsd"),
+    ({"optim": {"schedule": "wsd", "cooldown_shape": "exp"}}, "optim.cooldown_shape", "1-sqrt"),
+])
+def test_bad_wsd_config_names_the_key(data, key, words):
+    with pytest.raises(ConfigError) as e:
+        run_config_from_dict({"run_id": "r", "data": {"store": "s"}, **data})
+    assert key in str(e.value) and words in str(e.value)
+
+
+def test_cooldown_longer_than_the_rest_in_steps():
+    config = dataclasses.replace(tiny_run_config("store"), optim=_wsd(warmup_steps=8, cooldown_steps=5))
+    with pytest.raises(schedule.ScheduleError, match="optim.cooldown_steps: the cool-down"):
+        schedule.plan(config, 12)
+    branch = dataclasses.replace(config, optim=_wsd(warmup_steps=8, cooldown_steps=2),
+                                 branch=BranchConfig(parent="p", at=0.1))
+    with pytest.raises(schedule.ScheduleError, match="branch.at: 0.1 .* outside its constant phase"):
+        schedule.plan(branch, 40)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_token_store(tmp_path_factory.mktemp("store") / "tokens")
+
+
+def _last(run_dir) -> dict:
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path, one_thread):
+    """The decay branch at 0.25 of a 40-step WSD run (a parent run in segments, as SLURM
+    runs it) ends exactly like a 20-step run from scratch: warm-up 2, constant to step 10,
+    cool-down over 10 steps."""
+    base = tiny_run_config(store, steps=40, eval_points=3)
+    optim = _wsd(batch_size=base.optim.batch_size, base_lr=base.optim.base_lr, warmup_steps=2,
+                 cooldown_frac=0.25, cooldown_shape="1-sqrt", final_lr_frac=0.0)
+    parent = dataclasses.replace(base, run_id="p", optim=optim, save_at=(0.25, 0.5))
+    out = tmp_path / "runs"
+    write_run(out / "p", parent)
+    train_run(out / "p", until=0.5)  # the segment the branches wait for
+    status = RunDir(out / "p").read_status()
+    assert status["state"] == "queued" and status["step"] == 20
+    assert sorted(p.name for p in (out / "p" / "stable").iterdir()) == ["step_10.pt", "step_20.pt"]
+
+    branch = dataclasses.replace(parent, run_id="p-b0.25", save_at=(),
+                                 branch=BranchConfig(parent="p", at=0.25, cooldown=0.5))
+    write_run(out / "p-b0.25", branch)
+    train_run(out / "p-b0.25")
+    train_run(out / "p")  # the parent's last segment
+    assert RunDir(out / "p").read_status()["state"] == "done"
+
+    scratch = dataclasses.replace(parent, run_id="scratch", save_at=(), length=LengthConfig(steps=20),
+                                  optim=dataclasses.replace(optim, cooldown_steps=10))
+    write_run(tmp_path / "scratch", scratch)
+    train_run(tmp_path / "scratch")
+
+    b, s = _last(out / "p-b0.25"), _last(tmp_path / "scratch")
+    assert b["step"] == s["step"] == 20
+    for key in ("ce_avg", "ce_last", "err_avg", "err_last", "ce_by_scale", "flops", "tokens", "lr"):
+        assert b[key] == s[key], key
+    wb = torch.load(out / "p-b0.25" / "checkpoint.pt", weights_only=True)["model"]
+    ws = torch.load(tmp_path / "scratch" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(wb[k], ws[k]) for k in ws)
+    # the branch's evaluations are its own steps only; its compute counts the parent's 10 steps
+    records = [json.loads(x) for x in (out / "p-b0.25" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["step"] > 10 for r in records)
+    assert b["flops"] == 20 * base.optim.batch_size * (_last(out / "p")["flops"] / (40 * base.optim.batch_size))
+
+
+def test_branch_without_its_parent_state_is_a_clear_error(store, tmp_path, one_thread):
+    base = tiny_run_config(store, steps=40)
+    branch = dataclasses.replace(base, run_id="b", optim=_wsd(batch_size=16, base_lr=base.optim.base_lr),
+                                 branch=BranchConfig(parent="missing", at=0.25))
+    write_run(tmp_path / "b", branch)
+    with pytest.raises(ValueError, match="the parent 'missing' has not kept its state at step 10"):
+        train_run(tmp_path / "b")
