@@ -283,8 +283,11 @@ def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     """What a run will cost, from its config and its token store's `meta.json` contents.
 
     Returns params (N), steps, images, tokens (images x L), flops (exact training count,
-    3 x forward from shapes) and flops_6nd (6 N tokens), all in plain units (FLOPs).
+    3 x forward from shapes) and flops_6nd (6 N tokens), all in plain units (FLOPs). A decay
+    branch's counts include its parent's steps up to the branch point; `own_flops` is what
+    the run itself trains (the cool-down steps of a branch).
     """
+    from scaling.schedule import plan  # lazy: schedule imports this module
     from var_core import counting  # lazy: keeps `import scaling.config` torch-free
 
     var_kwargs = config.model.var_kwargs(
@@ -297,7 +300,10 @@ def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     steps = config.length.total_steps(
         train_size=int(store_meta["splits"][config.data.train_split]["count"]),
         batch_size=config.optim.batch_size, tokens_per_image=L, flops_per_image=3 * fwd)
+    layout = plan(config, steps)
+    steps = layout.total_steps
     images = steps * config.optim.batch_size
     return dict(params=params, steps=steps, images=images, tokens=images * L,
                 flops=3 * fwd * images, flops_6nd=6 * params * images * L,
+                own_flops=3 * fwd * (steps - layout.start_step) * config.optim.batch_size,
                 forward_flops_per_image=fwd)

@@ -223,7 +223,8 @@ def rows(sweep: Any, runs: list[Any] | None = None,
         if state == "failed" and rec.get("error"):
             label += f": {str(rec['error']).splitlines()[0][:60]}"
         jobs = ",".join(str(j) for j in rec.get("job_ids") or []) or "-"
-        out.append(Row(run.run_id, label, progress, metrics, jobs, str(rec.get("log") or "-")))
+        name = f"  `- {run.run_id}" if getattr(run, "parent", None) else run.run_id  # under its parent
+        out.append(Row(name, label, progress, metrics, jobs, str(rec.get("log") or "-")))
     return out
 
 

@@ -146,3 +146,57 @@ def test_branch_without_its_parent_state_is_a_clear_error(store, tmp_path, one_t
     write_run(tmp_path / "b", branch)
     with pytest.raises(ValueError, match="the parent 'missing' has not kept its state at step 10"):
         train_run(tmp_path / "b")
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+WSD_BASE = """
+  optim: {schedule: wsd, cooldown_frac: 0.25, warmup_steps: 2}
+"""
+
+
+def _branch_sweep(tmp_path, store, branches: str, schedule_line: str = "schedule: wsd, ",
+                  backend: str = "debug"):
+    from tests.test_launch import tiny_sweep
+
+    path = tmp_path / "s.yaml"
+    sweep = tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend=backend)
+    text = path.read_text().replace("optim: {", "optim: {" + schedule_line + "cooldown_frac: 0.25, ")
+    path.write_text(text + branches)
+    from scaling.sweep import load_sweep
+
+    return load_sweep(path)
+
+
+@pytest.mark.parametrize("branches, schedule_line, words", [
+    ("branches: {at: [0.25, 1.2]}\n", "schedule: wsd, ", "branches.at: branch points are fractions of the parent's length in (0, 1), got 1.2"),
+    ("branches: {at: [0.25, 0.8]}\n", "schedule: wsd, ", "branches.at[1]: branch point 0.8 is not before run d1's cool-down"),
+    ("branches: {at: [0.25]}\n", "", "branches: run d1 has optim.schedule 'lin0'"),
+    ("branches: {cooldown: 1.5}\n", "schedule: wsd, ", "branches.cooldown: must be in (0, 1)"),
+])
+def test_bad_branches_in_a_sweep_are_located(tmp_path, store, branches, schedule_line, words):
+    with pytest.raises(ConfigError) as e:
+        _branch_sweep(tmp_path, store, branches, schedule_line)
+    assert words in str(e.value) and "s.yaml:" in str(e.value)
+
+
+def test_sweep_branches_default_log_spaced_and_launch_runs_them(tmp_path, store, one_thread):
+    from scaling import launch as launch_mod
+    from scaling import status as status_mod
+
+    sweep = _branch_sweep(tmp_path, store, "branches: {points: 2, cooldown: 0.5}\n")
+    # halvings of the constant phase (0.75 of the run): 0.375, 0.1875
+    assert [r.run_id for r in sweep.runs] == ["d1", "d1-b0.1875", "d1-b0.375"]
+    assert sweep.runs[0].config.save_at == (0.1875, 0.375)
+    assert [r.parent for r in sweep.runs] == [None, "d1", "d1"]
+    assert sweep.runs[2].config.branch == BranchConfig(parent="d1", at=0.375, cooldown=0.5)
+    out = launch_mod.launch(sweep, log=lambda s: None)
+    assert out.submitted == ["d1", "d1-b0.1875", "d1-b0.375"]
+    for run, steps in zip(sweep.runs, (40, 8 + 8, 15 + 15)):
+        rec = RunDir(run.run_dir).read_status()
+        assert rec["state"] == "done" and rec["step"] == steps, run.run_id
+    assert RunDir(sweep.runs[2].run_dir).read_status()["branch_step"] == 15
+    again = launch_mod.launch(sweep, log=lambda s: None)
+    assert again.submitted == [] and set(again.skipped.values()) == {"done"}
+    table = status_mod.render(sweep).splitlines()
+    assert table[2].startswith("d1 ") and table[3].startswith("  `- d1-b0.1875")
