@@ -200,3 +200,42 @@ def test_sweep_branches_default_log_spaced_and_launch_runs_them(tmp_path, store,
     assert again.submitted == [] and set(again.skipped.values()) == {"done"}
     table = status_mod.render(sweep).splitlines()
     assert table[2].startswith("d1 ") and table[3].startswith("  `- d1-b0.1875")
+
+
+@pytest.mark.slurm
+def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, store):
+    """On SLURM the parent runs as a chain of segment jobs; each branch depends (afterok) on
+    the segment that reaches its point, and everything ends done; a relaunch submits nothing."""
+    import subprocess
+    import time
+
+    from scaling import launch as launch_mod
+    from tests.test_launch import tiny_sweep
+
+    path = tmp_path / "s.yaml"
+    tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend="slurm",
+               partition=slurm_cluster.partition)
+    path.write_text(path.read_text().replace("optim: {", "optim: {schedule: wsd, cooldown_frac: 0.25, ")
+                    + "branches: {at: [0.25, 0.5], cooldown: 0.5}\n")
+    from scaling.sweep import load_sweep
+
+    sweep = load_sweep(path)
+    out = launch_mod.launch(sweep, log=lambda s: None)
+    assert out.submitted == ["d1", "d1-b0.25", "d1-b0.5"]
+    parent = RunDir(tmp_path / "out" / "d1").read_status()
+    segments = parent["segment_jobs"]
+    assert list(segments) == ["0.25", "0.5"] and len(parent["job_ids"]) == 3
+    for at in ("0.25", "0.5"):
+        job = out.jobs[f"d1-b{at}"].job_id
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        assert f"Dependency=afterok:{segments[at]}" in shown or "Dependency=(null)" in shown and \
+            RunDir(tmp_path / "out" / "d1").read_status().get("step", 0) >= 10
+    t0 = time.time()
+    while any(RunDir(r.run_dir).read_status().get("state") not in ("done", "failed") for r in sweep.runs):
+        assert time.time() - t0 < 240, "timed out waiting for the SLURM jobs"
+        time.sleep(1)
+    for run, steps in zip(sweep.runs, (40, 20, 40)):
+        rec = RunDir(run.run_dir).read_status()
+        assert rec["state"] == "done" and rec["step"] == steps, (run.run_id, rec.get("error"))
+    again = launch_mod.launch(sweep, log=lambda s: None)
+    assert again.submitted == []
