@@ -637,8 +637,18 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
     stages = sweep.stages()
     if stages:
         log("preparation stages (training waits for them): " + " -> ".join(stages))
+    segmented = [r for r in runs if r.parent is None and getattr(r.config, "save_at", ())]
+    branches = [r for r in runs if r.parent is not None]
+    for run in segmented:
+        log(f"{run.run_id}: a chain of {len(run.config.save_at) + 1} jobs, one segment up to each "
+            f"branch point {list(run.config.save_at)} then the rest, each afterok on the one before")
+    for run in branches:
+        log(f"{run.run_id}: one job, afterok on the segment of {run.parent} that reaches "
+            f"{run.config.branch.at} of its length")
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
+        if run in branches:
+            continue
         groups.setdefault(run.resources.shape(), []).append(run)
     for group in groups.values():
         ex = executor_for(sweep, "slurm", group[0].resources, sweep.spec.name,
