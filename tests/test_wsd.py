@@ -239,3 +239,38 @@ def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, 
         assert rec["state"] == "done" and rec["step"] == steps, (run.run_id, rec.get("error"))
     again = launch_mod.launch(sweep, log=lambda s: None)
     assert again.submitted == []
+
+
+def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
+    """sweeps/demo_wsd.yaml as shipped, reduced: the test token store instead of preparing
+    data, 3 sizes, 48 steps, in-process; then `scaling.fit --law nd` on its output."""
+    import yaml
+
+    from scaling import launch as launch_mod
+    from scaling.fit import run as fit_run
+    from scaling.sweep import load_sweep
+    from tests.test_launch import ROOT
+
+    data = yaml.safe_load((ROOT / "sweeps" / "demo_wsd.yaml").read_text())
+    assert data["branches"] == {"at": [0.125, 0.25, 0.5], "cooldown": 0.2}
+    data.update(output=str(tmp_path / "out"), data={"tokens": str(store)}, grid={"depth": [3, 2, 1]})
+    data.pop("prepare")
+    data["base"]["length"] = {"steps": 48}
+    data["base"]["optim"]["batch_size"] = 16
+    data["overrides"] = {d: {"model": {"width": 16 * d, "heads": d}} for d in (1, 2, 3)}
+    data["eval"].update(points=2, batch_size=32)
+    data["cluster"]["backend"] = "debug"
+    data["fit"]["bootstrap"] = 20
+    path = tmp_path / "demo_wsd.yaml"
+    path.write_text(yaml.safe_dump(data))
+    sweep = load_sweep(path)
+    out = launch_mod.launch(sweep, log=lambda s: None)
+    assert len(out.submitted) == 12
+    assert all(RunDir(r.run_dir).read_status()["state"] == "done" for r in sweep.runs)
+    doc = fit_run([str(tmp_path / "out"), "--no-plots", "--metrics", "ce_avg"])  # law: nd from fit.yaml
+    rec = doc["joint"][0]
+    assert doc["law"] == "nd" and doc["settings"]["sources"]["law"] == "fit.yaml"
+    assert rec["n_points"] == 12 and rec["n_sizes"] == 3
+    # branch points are 6, 12, 24 steps (+ 2, 3, 6 of cool-down), the parents 48: D = steps x 16 x 14
+    assert sorted({p["D"] for p in rec["points"]}) == [8 * 16 * 14, 15 * 16 * 14, 30 * 16 * 14, 48 * 16 * 14]
+    assert rec["compute_model"]["max_rel_error_on_runs"] < 0.05
