@@ -32,6 +32,21 @@ class Plan:
     save_steps: tuple[int, ...] = ()
 
 
+def layout(optim: OptimConfig, total_steps: int) -> Plan:
+    """The schedule of a plain run (no branch, no saved states) of `total_steps` steps."""
+    T = int(total_steps)
+    warmup = optim.warmup_steps if optim.warmup_steps is not None else round(optim.warmup_frac * T)
+    if optim.schedule == "lin0":
+        return Plan(T, warmup, T)
+    cooldown = optim.cooldown_steps if optim.cooldown_steps is not None else round(optim.cooldown_frac * T)
+    cooldown = max(1, cooldown)
+    key = "optim.cooldown_steps" if optim.cooldown_steps is not None else "optim.cooldown_frac"
+    if warmup + cooldown > T:
+        raise ScheduleError(f"{key}: the cool-down ({cooldown} steps) is longer than the rest of "
+                            f"the run after its {warmup} warm-up steps ({T} steps in all)")
+    return Plan(T, warmup, T - cooldown)
+
+
 def plan(config: RunConfig, length_steps: int) -> Plan:
     """Lay out `config`'s schedule; `length_steps` = `config.length.total_steps(...)`.
 
@@ -42,16 +57,10 @@ def plan(config: RunConfig, length_steps: int) -> Plan:
     """
     optim = config.optim
     T = int(length_steps)
-    warmup = optim.warmup_steps if optim.warmup_steps is not None else round(optim.warmup_frac * T)
+    base = layout(optim, T)
     if optim.schedule == "lin0":
-        return Plan(T, warmup, T)
-    cooldown = optim.cooldown_steps if optim.cooldown_steps is not None else round(optim.cooldown_frac * T)
-    cooldown = max(1, cooldown)
-    key = "optim.cooldown_steps" if optim.cooldown_steps is not None else "optim.cooldown_frac"
-    if warmup + cooldown > T:
-        raise ScheduleError(f"{key}: the cool-down ({cooldown} steps) is longer than the rest of "
-                            f"the run after its {warmup} warm-up steps ({T} steps in all)")
-    decay_start = T - cooldown
+        return base
+    warmup, decay_start = base.warmup_steps, base.decay_start
     if config.branch is not None:
         b = config.branch
         s = round(b.at * T)
@@ -81,8 +90,9 @@ def _cooldown_shape(progress: float, shape: str) -> float:
     raise ScheduleError(f"optim.cooldown_shape: unknown shape {shape!r}; one of {COOLDOWN_SHAPES}")
 
 
-def lr_factor(step: int, plan: Plan, optim: OptimConfig) -> float:
-    """Multiplier of the peak learning rate at `step` (0-based) of `plan.total_steps`.
+def lr_factor(step: int, plan: Plan | int, optim: OptimConfig) -> float:
+    """Multiplier of the peak learning rate at `step` (0-based) of `plan.total_steps` (an
+    int: a plain run of that many steps, `layout(optim, plan)`).
 
     Both schedules start with a linear warm-up from `warmup_start` over `plan.warmup_steps`.
     lin0 (official): the peak is held for `hold_frac` of the remaining steps, then decays
@@ -90,6 +100,8 @@ def lr_factor(step: int, plan: Plan, optim: OptimConfig) -> float:
     `plan.decay_start`, then the cool-down (`cooldown_shape`: linear, 1-sqrt or cosine) brings
     it to `final_lr_frac` at the last step (step total - 1).
     """
+    if isinstance(plan, int):
+        plan = layout(optim, plan)
     warmup, total = plan.warmup_steps, plan.total_steps
     if step < warmup:
         return optim.warmup_start + (1 - optim.warmup_start) * step / warmup
