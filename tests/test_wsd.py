@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from scaling import schedule
-from scaling.config import BranchConfig, LengthConfig, OptimConfig, RunConfig, run_config_from_dict
-from scaling.config_io import ConfigError, InvalidValue, to_dict
+from scaling.config import BranchConfig, LengthConfig, OptimConfig, run_config_from_dict
+from scaling.config_io import ConfigError
 from scaling.rundir import RunDir
 from scaling.train import train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
