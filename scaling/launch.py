@@ -590,6 +590,10 @@ def _submit_branches(sweep: Sweep, branches: list[Run], backend: str, deps: list
         else:
             out.skipped[run.run_id] = f"waiting for its parent {run.parent} ({rec.get('state', 'pending')})"
             log(f"{run.run_id}: not submitted: its parent {run.parent} is {rec.get('state', 'pending')}")
+    if backend != "slurm":  # no dependencies: one pool, at most array_parallelism at once
+        if ready:
+            _submit_runs(sweep, [run for run, _ in ready], backend, [], out, job_factory, log)
+        return
     for run, run_deps in ready:
         _submit_runs(sweep, [run], backend, run_deps, out, job_factory, log)
 
