@@ -101,8 +101,8 @@ def _last(run_dir) -> dict:
 
 def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path, one_thread):
     """The decay branch at 0.25 of a 40-step WSD run (a parent run in segments, as SLURM
-    runs it) ends exactly like a 20-step run from scratch: warm-up 2, constant to step 10,
-    cool-down over 10 steps."""
+    runs it; the branch itself interrupted and resumed) ends exactly like a 20-step run from
+    scratch: warm-up 2, constant to step 10, cool-down over 10 steps."""
     base = tiny_run_config(store, steps=40, eval_points=3)
     optim = _wsd(batch_size=base.optim.batch_size, base_lr=base.optim.base_lr, warmup_steps=2,
                  cooldown_frac=0.25, cooldown_shape="1-sqrt", final_lr_frac=0.0)
@@ -117,6 +117,8 @@ def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path
     branch = dataclasses.replace(parent, run_id="p-b0.25", save_at=(),
                                  branch=BranchConfig(parent="p", at=0.25, cooldown=0.5))
     write_run(out / "p-b0.25", branch)
+    train_run(out / "p-b0.25", max_steps=4)  # interrupted in its cool-down: resumes like any run
+    assert RunDir(out / "p-b0.25").read_status()["state"] == "running"
     train_run(out / "p-b0.25")
     train_run(out / "p")  # the parent's last segment
     assert RunDir(out / "p").read_status()["state"] == "done"
