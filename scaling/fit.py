@@ -20,8 +20,7 @@ exponent with its bootstrap interval).
 
 Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
 holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
-seed, law, data_unit); command-line flags override it. This module never imports torch
-(``--optimal-for`` does, for the exact parameter count of the nearest depth).
+seed, law, data_unit); command-line flags override it. This module never imports torch.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ into the output folder:
     optimal_<metric>.png/pdf   N*(C) and D*(C) with bootstrap bands
 
 ``--optimal-for C`` also prints, for a training budget of C FLOPs (exact count), N*, D* with
-intervals, the depth whose model is closest to N* (the runs' width rule; var_core.counting,
-which is the one step here that loads torch) and the epochs of the dataset that D* means.
+intervals, the depth whose model is closest to N* (the runs' width rule; the exact counter
+var_core.counting, torch-free) and the epochs of the dataset that D* means.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def nearest_depth(n_star: float, table, meta: dict[str, Any] | None) -> dict[str
     """The depth whose VAR (the runs' width rule, the store's vocabulary and scales) has the
     parameter count closest to `n_star` in log space."""
     from scaling.sweep import StoreHint
-    from var_core import counting  # exact counter (loads torch)
+    from var_core import counting  # the exact counter (torch-free)
 
     meta = meta or StoreHint().meta()
     rule = _family(table)
