@@ -267,7 +267,9 @@ class Trainer:
         images = self.step * self.config.optim.batch_size
         record = dict(
             run=self.config.run_id, depth=self.config.model.depth, params=self.params,
-            step=self.step, images=images, tokens=images * self.L,
+            width=self.model.width, batch=self.config.optim.batch_size, peak_lr=self.config.optim.peak_lr,
+            epochs=self.total_steps * self.config.optim.batch_size / self.train_size,
+            seed=self.config.seed, step=self.step, images=images, tokens=images * self.L,
             flops=3 * self.forward_flops * images, flops_6nd=6 * self.params * images * self.L,
             wall_s=round(self.wall_s, 3),
             train_loss=self.loss_sum / max(self.loss_count, 1),
@@ -461,8 +463,9 @@ class Trainer:
         if until_step is not None:
             end = min(end, until_step)
         last_save = last_log = time.monotonic()
-        saved_step = self.step
+        saved_step = first_step = self.step
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
+        attempt_t0 = time.monotonic()  # this attempt's start, for the ETA
         self.tracker = self.open_tracker()
         window = _Window(self.step, self.wall_s)
         t_prev = time.perf_counter()
@@ -494,7 +497,9 @@ class Trainer:
                 break
             if self.dist.is_main and now - last_log >= cfg.log_every_s:
                 last_log = now
-                self.run_dir.update_status(step=self.step)  # for `scaling.status` and the launcher
+                # for `scaling.status` and the launcher: where the run is and when it should end
+                eta = (now - attempt_t0) / max(self.step - first_step, 1) * (self.total_steps - self.step)
+                self.run_dir.update_status(step=self.step, eta_s=round(eta, 1))
                 if not progress.interactive:
                     print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
                           f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
@@ -676,6 +681,29 @@ def _summary(record: dict[str, Any] | None) -> dict[str, Any]:
     return {k: record[k] for k in keys if record and k in record}
 
 
+def samples_after_training(run_dir: str | Path) -> None:
+    """The stage the launcher adds after training when the config sets
+    `samples.after_training`: `scaling.sample_eval` on the finished run (rank 0 only, once).
+    A failure is recorded in status.json (`samples_error`) without failing the trained run;
+    `python -m scaling.sample_eval RUN_DIR` redoes it (the samples already drawn are kept)."""
+    run = RunDir(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0 or run.read_status().get("state") != "done" \
+            or not load_run_config(run.config).samples.after_training:
+        return
+    from scaling.sample_eval import evaluate_run, has_samples_line
+
+    # the metrics file, not status.json, says whether it is done: resuming a finished run
+    # truncates metrics.jsonl to its last checkpoint, which drops a sample line written after it
+    if has_samples_line(run.path):
+        return
+
+    try:
+        evaluate_run(run.path)  # records samples: done in status.json
+    except Exception as e:  # noqa: BLE001 - recorded, the training result stays valid
+        traceback.print_exc()
+        run.update_status(samples="failed", samples_error=f"{type(e).__name__}: {e}")
+
+
 class TrainJob:
     """What the launcher submits: `TrainJob()(run_dir)`; requeued on preemption/time-out.
 
@@ -693,7 +721,10 @@ class TrainJob:
             signal.signal(signal.SIGTERM, stop)
         # submitit ignores SIGTERM (SLURM sends it before USR2 on preemption) and requeues on USR2
         requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
-        return train_run(run_dir, stop=stop, requeue=requeue, until=until)
+        last = train_run(run_dir, stop=stop, requeue=requeue, until=until)
+        if until is None:  # a segment of a WSD parent is not the end of the run
+            samples_after_training(run_dir)
+        return last
 
     def checkpoint(self, run_dir: str, until: float | None = None):
         """submitit: the same job again; it resumes from checkpoint.pt."""
