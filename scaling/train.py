@@ -225,11 +225,12 @@ class Trainer:
                 f"training loss is {mean_loss} at step {self.step + 1} of run "
                 f"{cfg.run_id}; stopped before updating the weights. The last good "
                 f"checkpoint ({self.run_dir.checkpoint}) is kept.")
-        if cfg.optim.grad_clip > 0 or self.scalars_due(self.step + 1):
-            # the global norm before clipping (a 0-d tensor; read it only when needed); with
-            # grad_clip 0 it is measured at logging steps only (max_norm inf: nothing clipped)
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+        if cfg.optim.grad_clip > 0:
+            # the global norm before clipping (a 0-d tensor; read it only when needed)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                            cfg.optim.grad_clip)
+        elif self.scalars_due(self.step + 1):  # no clipping: measured for the logs only
+            self.grad_norm = _total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -556,6 +557,13 @@ def _float32_matmul_precision(precision: str):
         yield
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Global 2-norm of the gradients (0-d tensor), without touching them."""
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6 (DTensor-aware)
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:
