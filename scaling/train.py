@@ -90,9 +90,7 @@ class Trainer:
         from var_core import VAR, counting
 
         self.config, self.run_dir, self.dist = config, run_dir, dist
-        self.device = dist.device
-        if config.runtime.num_threads:
-            torch.set_num_threads(config.runtime.num_threads)
+        self.device = dist.device  # torch threads: set by train_run (the caller's choice here)
 
         self.store = TokenStore(config.data.store)
         self.store.check_matches(
@@ -574,6 +572,9 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
     config = load_run_config(run.config)
     dist = setup_distributed(config.runtime.device)
     trainer = None
+    threads = torch.get_num_threads()  # runtime.num_threads holds for this run only
+    if config.runtime.num_threads:
+        torch.set_num_threads(config.runtime.num_threads)
     try:
         trainer = Trainer(config, run, dist)
         if dist.is_main:
@@ -610,6 +611,7 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
         if trainer is not None:
             trainer.tracker.close()
         teardown()
+        torch.set_num_threads(threads)
 
 
 def _summary(record: dict[str, Any] | None) -> dict[str, Any]:

@@ -26,8 +26,7 @@ def var_kwargs(depth: int = 2) -> dict:
 
 
 @pytest.fixture(scope="module")
-def vqvae():
-    torch.set_num_threads(1)
+def vqvae(one_thread):  # one thread for this module, restored after it
     return bench.make_vqvae(GEO, CPU)
 
 

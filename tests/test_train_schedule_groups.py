@@ -184,3 +184,44 @@ def test_prepare_run_dir_refuses_another_config_and_changes_nothing(store, tmp_p
     assert prepare_run_dir(same, run_dir) == run_dir
     fresh = prepare_run_dir(other, tmp_path / "fresh")
     assert (fresh / "config.yaml").read_text() == other.read_text()
+
+
+def test_train_run_sets_threads_for_the_run_only(store, tmp_path, monkeypatch):
+    import torch
+
+    import scaling.train as train_module
+    from tests.factories import tiny_run_config, write_run
+
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    config = tiny_run_config(store, steps=2, eval_points=1)
+    config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, num_threads=wanted))
+    run_dir = write_run(tmp_path / "run", config)
+    seen = []
+    real = train_module.Trainer.train_step
+
+    def spy(self):
+        seen.append(torch.get_num_threads())
+        return real(self)
+
+    monkeypatch.setattr(train_module.Trainer, "train_step", spy)
+    train_module.train_run(run_dir)
+    assert seen == [wanted, wanted]  # runtime.num_threads holds during the run
+    assert torch.get_num_threads() == before  # and the caller's setting is back after it
+
+
+def test_tokenize_tf32_switch_restores_the_callers_flags():
+    import torch
+
+    from scaling.tokenize import _tf32
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with _tf32(True):
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        with _tf32(False):  # CPU: the flags are left alone
+            assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
