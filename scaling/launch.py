@@ -33,7 +33,8 @@ from scaling import provenance
 from scaling.atomic import atomic_write_text
 from scaling.config_io import ConfigError, dump_yaml
 from scaling.status import Queue, QueueError, format_table, queue_for, run_states
-from scaling.sweep import ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep
+from scaling.sweep import (SWEEP_COPY, ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep,
+                           load_sweep_or_runs)
 
 
 # ----------------------------------------------------------------------------- estimates
@@ -63,9 +64,9 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
         res = run.resources
         gpus = res.nodes * res.gpus_per_node
         gh = gpu_hours(est["flops"], res) if gpus else None
-        total_flops += est["flops"]
+        total_flops += est["own_flops"]  # a branch adds its cool-down only
         total_gpuh += gh or 0.0
-        row = [run.run_id, str(run.depth), f"{est['params']:,}", human(est["tokens"]),
+        row = [("  " + run.run_id) if run.parent else run.run_id, str(run.depth), f"{est['params']:,}", human(est["tokens"]),
                f"{est['flops']:.3g}", f"{gh:,.0f}" if gh is not None else "-",
                f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)"]
         if states is not None:
@@ -208,9 +209,17 @@ class PrepareJob:
 
         sweep = load_sweep(sweep_file)
         record = RunDir(stage_dir(sweep, stage, shard))
-        record.update_status(state="running", started_at=time.time())
+        record.update_status(state="running", started_at=time.time(), progress=None)
+        last = [0.0]
+
+        def relay(progress: dict) -> None:  # status.json, at most every 2 s (the launcher reads it)
+            now = time.monotonic()
+            if now - last[0] >= 2.0 or progress.get("done") == progress.get("total"):
+                last[0] = now
+                record.update_status(progress=progress)
+
         try:
-            out = run_stage(sweep, stage, shard)
+            out = run_stage(sweep, stage, shard, relay)
         except BaseException as e:
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):
                 record.update_status(state="failed", finished_at=time.time(),
@@ -226,8 +235,12 @@ class PrepareJob:
         return submitit.helpers.DelayedSubmission(PrepareJob(), *args, **kwargs)
 
 
-def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
-    """Run one preparation stage of `sweep` in this process; returns its output path."""
+def run_stage(sweep: Sweep, stage: str, shard: int | None,
+              report: Callable[[dict], None] | None = None) -> Path:
+    """Run one preparation stage of `sweep` in this process; returns its output path.
+
+    `report` receives the stage's progress records (VQVAE: steps, images/s, ETA, PSNR;
+    tokenisation: images, images/s, ETA); `PrepareJob` relays them to the stage's status."""
     spec = sweep.spec.prepare
     if stage == "synthetic":
         from scaling.synthetic import generate
@@ -241,7 +254,7 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
 
         cfg = VQVAETrainConfig(images=sweep.images_dir(), out=sweep.data_dir / "vqvae",
                                **(spec.vqvae or {}))
-        return train_vqvae(cfg)
+        return train_vqvae(cfg, report=report)
     if stage in ("tokenize", "merge"):
         from scaling.tokenize import tokenize
 
@@ -253,7 +266,8 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
             kwargs["merge_only"] = True
         elif n > 1:
             kwargs.update(shard=shard, merge=False)
-        return tokenize(sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), **kwargs)
+        return tokenize(sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), report=report,
+                        **kwargs)
     if stage == "classifier":
         from scaling.classifier import train_classifier
 
@@ -328,9 +342,11 @@ def config_conflict(run: Run, state: str) -> str | None:
 
 
 def write_run_config(run: Run) -> None:
-    """Write run.config to `<run_dir>/config.yaml` (when it changed)."""
+    """Write run.config to `<run_dir>/config.yaml` (when it changed), headed by a comment per
+    command-line set that changed it (the key, its resolved value, the --set as typed)."""
     path = run.run_dir / "config.yaml"
-    text = dump_yaml(run.config)
+    text = "".join(f"# {key}: {value!r} from the command line (--set {typed})\n"
+                   for key, (value, typed) in run.sets.items()) + dump_yaml(run.config)
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
 
@@ -343,6 +359,75 @@ def write_fit_defaults(sweep: Sweep) -> Path | None:
     path = sweep.output / "fit.yaml"
     atomic_write_text(path, dump_yaml(sweep.spec.fit))
     return path
+
+
+def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
+    """`<output>/grid.yaml`: the axes and every run's axis values, for the tidy table's
+    ``grid.<axis>`` columns (analysis.results.read_grid), and `<output>/sweep.yaml`, the
+    sweep file as launched (so that launch, status and fit accept the output folder).
+
+    Runs of earlier launches are kept (another --set makes other runs in the same folder);
+    a command-line set key that changed runs becomes an axis, its value read from each
+    run's config.yaml for the runs that did not set it.
+    """
+    import yaml
+
+    from scaling.config_io import to_dict
+
+    path = sweep.output / "grid.yaml"
+    old: dict[str, Any] = {}
+    if path.exists():
+        try:
+            old = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            old = {}
+    axes = list(dict.fromkeys([*sweep.spec.grid, *(old.get("axes") or []),
+                               *(k for r in runs for k in r.sets)]))
+    labels = {**(old.get("labels") or {}), **{a: sweep_label(a, sweep) for a in axes}}
+    entries: dict[str, dict] = dict(old.get("runs") or {})
+    for run in runs:  # this launch's runs: every axis from the resolved config
+        entries[run.run_id] = {**{a: _leaf_value(run.data, a) for a in axes}, **run.axes,
+                               **{k: v for k, (v, _) in run.sets.items()}}
+    for run_id, point in entries.items():  # earlier runs: a new axis from their config.yaml
+        for axis in axes:
+            if axis not in point:
+                point[axis] = _config_value(sweep.output / run_id / "config.yaml", axis)
+    doc = {"sweep": sweep.spec.name, "axes": axes, "labels": labels,
+           "runs": {k: to_dict(v) for k, v in sorted(entries.items())}}
+    sweep.output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    source = Path(sweep.source)
+    if source.resolve() != (sweep.output / SWEEP_COPY).resolve():
+        atomic_write_text(sweep.output / SWEEP_COPY, source.read_text())
+    return path
+
+
+def sweep_label(axis: str, sweep: Sweep) -> str:
+    """The run-id label of an axis ('d', 'lr', ...)."""
+    from scaling.sweep import _label
+
+    return _label(axis, sweep.spec.labels)
+
+
+def _config_value(config_yaml: Path, axis: str) -> Any:
+    try:
+        import yaml
+
+        data = yaml.safe_load(config_yaml.read_text())
+    except (OSError, ValueError):
+        return None
+    return _leaf_value(data, axis)
+
+
+def _leaf_value(data: Any, axis: str) -> Any:
+    """The value of a grid axis (or set key) in a run's plain config data; None if absent."""
+    from scaling.sweep import AXIS_KEYS
+
+    for part in AXIS_KEYS.get(axis, axis).split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
 
 
 def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
@@ -370,6 +455,7 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_fail
     runs = sweep.select(only, exclude)
     with output_lock(sweep.output):
         write_fit_defaults(sweep)
+        write_grid(sweep, list(sweep.runs))
         try:
             states = run_states(runs, queues)
         except QueueError as e:
@@ -402,7 +488,12 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_fail
             log(f"nothing to submit ({len(out.skipped)} runs done, queued, running or failed)")
             return out
         deps = _submit_stages(sweep, backend, out, log)
-        _submit_runs(sweep, todo, backend, deps, out, job_factory, log)
+        plain = [r for r in todo if r.parent is None]
+        if plain:
+            _submit_runs(sweep, plain, backend, deps, out, job_factory, log)
+        branches = [r for r in todo if r.parent is not None]
+        if branches:
+            _submit_branches(sweep, branches, backend, deps, out, job_factory, log)
     if wait and out.jobs:
         _wait(out, log)
     return out
@@ -436,9 +527,10 @@ def _reporting(sweep: Sweep, log, enabled: bool, every_s: float = 15.0):
 
 
 def progress_line(sweep: Sweep) -> str:
-    """'prepare: vqvae running | d1 done ce_avg 3.412 | d2 57% | d3 queued ...'."""
+    """'prepare: vqvae running [200/500 steps, ..., PSNR 19.8 dB] | d1 done (ce_avg 3.412) |
+    d2 57% ETA 1m10s | d3 queued ...'."""
     from scaling.rundir import RunDir
-    from scaling.status import stage_summary
+    from scaling.status import duration, stage_summary
 
     parts = []
     stages = stage_summary(sweep)
@@ -448,7 +540,8 @@ def progress_line(sweep: Sweep) -> str:
         rec = RunDir(run.run_dir).read_status()
         state = rec.get("state", "pending")
         if state == "running" and rec.get("total_steps"):
-            parts.append(f"{run.run_id} {100 * rec.get('step', 0) / rec['total_steps']:.0f}%")
+            eta = f" ETA {duration(rec['eta_s'])}" if isinstance(rec.get("eta_s"), (int, float)) else ""
+            parts.append(f"{run.run_id} {100 * rec.get('step', 0) / rec['total_steps']:.0f}%{eta}")
         elif state == "done" and isinstance(rec.get("final", {}).get("ce_avg"), float):
             parts.append(f"{run.run_id} done (ce_avg {rec['final']['ce_avg']:.3f})")
         else:
@@ -539,6 +632,69 @@ def _record_submission(record, job, backend: str, **extra: Any) -> None:
         backend=backend, log=str(job.paths.stdout), error=None, slurm_state=None, **extra)
 
 
+def _submit_segmented(sweep: Sweep, run: Run, backend: str, deps: list[str], out: Submitted,
+                      job_factory, log) -> None:
+    """SLURM: a WSD run with decay branches as a chain of jobs, one per branch point (each
+    `afterok` on the one before), so that each branch can wait for its point only."""
+    from scaling.rundir import RunDir
+
+    record = RunDir(run.run_dir)
+    record.update_status(state="queued")
+    segments: dict[str, str] = {}
+    prev = list(deps)
+    for until in [*run.config.save_at, None]:
+        ex = executor_for(sweep, backend, run.resources, sweep.spec.name, prev)
+        job = ex.submit(job_factory(), str(run.run_dir.resolve()), until)
+        if until is not None:
+            segments[repr(until)] = str(job.job_id)
+        prev = [str(job.job_id)]
+        _record_submission(record, job, backend, segment_jobs=dict(segments))
+    out.submitted.append(run.run_id)
+    out.jobs[run.run_id] = job
+    log(f"submitted {run.run_id} in {len(segments) + 1} segments (jobs "
+        f"{', '.join([*segments.values(), prev[0]])}; branch points {list(run.config.save_at)})"
+        + (f" after {', '.join(deps)}" if deps else "") + f" [{backend}]")
+
+
+def _submit_branches(sweep: Sweep, branches: list[Run], backend: str, deps: list[str],
+                     out: Submitted, job_factory, log) -> None:
+    """Decay branches: on SLURM each `afterok` on its parent's segment that reaches its
+    branch point; elsewhere after the parents of this launch have ended (each branch whose
+    parent is done is run)."""
+    from scaling.rundir import RunDir
+
+    by_id = {r.run_id: r for r in sweep.runs}
+    if backend != "slurm":
+        for parent in {b.parent for b in branches}:
+            job = out.jobs.get(parent)
+            if job is not None:
+                with contextlib.suppress(Exception):  # the parent's status says why
+                    job.result()
+    ready: list[tuple[Run, list[str]]] = []
+    for run in branches:
+        parent = by_id[run.parent]
+        rec = RunDir(parent.run_dir).read_status()
+        key = repr(run.config.branch.at)
+        if backend == "slurm" and rec.get("state") in ("queued", "running"):
+            segment = (rec.get("segment_jobs") or {}).get(key)
+            if segment is None:  # submitted without segments: wait for the whole run
+                segment = (rec.get("job_ids") or [None])[-1]
+            live = segment is not None and queue_for(backend).states([segment]).get(segment) in _active()
+            ready.append((run, [segment] if live else list(deps)))
+        elif rec.get("state") == "done" or (rec.get("step") or 0) > 0 and \
+                rec.get("segment_done") is not None and rec["segment_done"] >= run.config.branch.at:
+            ready.append((run, []))
+        else:
+            out.skipped[run.run_id] = f"waiting for its parent {run.parent} ({rec.get('state', 'pending')})"
+            log(f"{run.run_id}: not submitted: its parent {run.parent} is {rec.get('state', 'pending')}")
+    if backend != "slurm":  # no dependencies: one pool, at most array_parallelism at once
+        if ready:
+            _submit_runs(sweep, [run for run, _ in ready], backend, [], out, job_factory, log)
+        return
+    for run, run_deps in ready:
+        _submit_runs(sweep, [run], backend, run_deps, out, job_factory, log)
+
+
 def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], out: Submitted,
                  job_factory, log) -> None:
     from scaling.rundir import RunDir
@@ -546,6 +702,9 @@ def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], o
     meta, _ = store_meta(sweep)
     groups: dict[tuple, list[Run]] = {}
     for run in todo:
+        if backend == "slurm" and getattr(run.config, "save_at", ()):
+            _submit_segmented(sweep, run, backend, deps, out, job_factory, log)
+            continue
         groups.setdefault(run.resources.shape(), []).append(run)
     for runs in groups.values():
         res = runs[0].resources
@@ -608,8 +767,18 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
     stages = sweep.stages()
     if stages:
         log("preparation stages (training waits for them): " + " -> ".join(stages))
+    segmented = [r for r in runs if r.parent is None and getattr(r.config, "save_at", ())]
+    branches = [r for r in runs if r.parent is not None]
+    for run in segmented:
+        log(f"{run.run_id}: a chain of {len(run.config.save_at) + 1} jobs, one segment up to each "
+            f"branch point {list(run.config.save_at)} then the rest, each afterok on the one before")
+    for run in branches:
+        log(f"{run.run_id}: one job, afterok on the segment of {run.parent} that reaches "
+            f"{run.config.branch.at} of its length")
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
+        if run in branches:
+            continue
         groups.setdefault(run.resources.shape(), []).append(run)
     for group in groups.values():
         ex = executor_for(sweep, "slurm", group[0].resources, sweep.spec.name,
@@ -632,7 +801,13 @@ def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scaling.launch",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", type=Path, help="the sweep file (YAML)")
+    parser.add_argument("sweep", type=Path,
+                        help="the sweep file (YAML), or its output folder (runs/NAME: the copy "
+                             "of the sweep file the launcher keeps there)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a run-config key for every run (repeatable), checked like "
+                             "the file; a changed value makes new run ids (e.g. --set "
+                             "optim.base_lr=3e-3 --set length.epochs=3)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan and the sbatch scripts; submit nothing")
     parser.add_argument("--only", help="comma-separated run-id patterns (globs), e.g. 'd6,d1*'")
@@ -647,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="return after submitting (default for SLURM)")
     args = parser.parse_args(argv)
     try:
-        sweep = load_sweep(args.sweep)
+        sweep = load_sweep_or_runs(args.sweep, args.sets)
         if args.dry_run:
             dry_run(sweep, args.only, args.exclude, args.backend)
             return 0
