@@ -51,7 +51,7 @@ def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 90
         labels = torch.as_tensor(list(labels) if isinstance(labels, Sequence) else [labels],
                                  dtype=torch.long)
     labels = labels.to(device)
-    var.check_labels(labels)
+    var.check_label_values(labels)  # labels enter here: one host read per call
     gen = None
     if seed is not None:
         gen = torch.Generator(device=device)
