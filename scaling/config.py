@@ -184,6 +184,8 @@ class RuntimeConfig:
     # (a SIGUSR2/SIGTERM is honoured within it); one process decides every step for free
     agree_every_steps: int = 10
     num_threads: int | None = None  # torch CPU threads; None = scaling.runtime's choice (CPU: 1)
+    # keep every training row's teacher-forcing input on the device when it fits (0 = never)
+    input_cache_mb: float = 256.0
 
     def __post_init__(self):
         _positive("micro_batch", self.micro_batch)
@@ -191,6 +193,7 @@ class RuntimeConfig:
         _positive("checkpoint_every_s", self.checkpoint_every_s)
         _positive("num_threads", self.num_threads)
         _positive("agree_every_steps", self.agree_every_steps)
+        _positive("input_cache_mb", self.input_cache_mb, allow_zero=True)
 
 
 @dataclasses.dataclass(frozen=True)

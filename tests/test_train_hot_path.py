@@ -214,3 +214,21 @@ def test_runtime_policy_is_scoped_and_states_its_choices():
         runtime.resolve(None, device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="device must be auto, cpu or cuda"):
         runtime.resolve(None, device="tpu")
+
+
+def test_cached_teacher_forcing_input_trains_like_the_computed_one(store, tmp_path):
+    """The input cache holds what `teacher_forcing_input` computes for each row: training
+    with it and without it (input_cache_mb=0) ends at the same weights (float rounding)."""
+    states, initial = [], None
+    for name, mb in (("cached", 256.0), ("computed", 0.0)):
+        config = tiny_run_config(store, run_id=name, steps=6, eval_points=1, input_cache_mb=mb)
+        trainer = Trainer(config, RunDir(write_run(tmp_path / name, config)),
+                          DistInfo(0, 1, 0, torch.device("cpu")))
+        assert (trainer.input_cache is not None) == (mb > 0)
+        initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        for _ in range(6):
+            trainer.train_step()
+        states.append(trainer.model.state_dict())
+    for key, value in states[0].items():
+        assert torch.allclose(value, states[1][key], rtol=1e-5, atol=1e-6), key
+    assert not torch.allclose(states[0]["head.weight"], initial["head.weight"])  # it trained

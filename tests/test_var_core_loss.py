@@ -21,7 +21,7 @@ def _head(N=37, C=12, V=50, seed=0):
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-@pytest.mark.parametrize("chunk_rows", [1, 8, 37, 1000])
+@pytest.mark.parametrize("chunk_rows", [1, 8, 36, 1000])  # 1000: one chunk, the plain path
 def test_loss_and_grads_equal_plain_path(eps, chunk_rows):
     h, w, b, t = _head()
     ref = F.cross_entropy(F.linear(h, w, b).float(), t, label_smoothing=eps)

@@ -13,7 +13,9 @@ Maths per token with label smoothing eps (as `torch.nn.functional.cross_entropy`
     loss = lse(z) - (1 - eps) z[t] - eps / V * sum(z)
     dloss/dz = softmax(z) - (1 - eps) onehot(t) - eps / V
 Under autocast the head's matmuls run in the autocast dtype (as `nn.Linear` would) and the
-softmax in float32.
+softmax in float32. A batch whose N rows fit in one chunk (the demo: N = 32 x 30, V = 256)
+takes torch's own linear + cross_entropy: its logits are no bigger than one chunk, and
+torch's backward is the faster one there.
 """
 
 from __future__ import annotations
@@ -95,8 +97,10 @@ def head_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     rows = chunk_rows or default_chunk_rows(V)
     needs_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad or
                                               (bias is not None and bias.requires_grad))
-    if needs_grad:
+    if needs_grad and h2.shape[0] > rows:
         return _FusedHeadCE.apply(h2, weight, bias, t2, float(label_smoothing), rows)
+    if needs_grad:  # one chunk: its logits are no bigger than a chunk; torch's own kernels
+        return F.cross_entropy(_chunk_logits(h2, weight, bias), t2, label_smoothing=label_smoothing)
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     for start in range(0, h2.shape[0], rows):
         z = _chunk_logits(h2[start:start + rows], weight, bias)
