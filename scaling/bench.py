@@ -312,6 +312,8 @@ def build_trainer(store: Path, run_dir: Path, *, depth: int, batch: int, eval_ba
     length = LengthConfig(steps=1_000_000)  # the schedule never ends during the benchmark
     evals = EvalConfig(points=1, batch_size=eval_batch, max_images=eval_batch * eval_batches)
     if base is not None:
+        evals = dataclasses.replace(base.eval, points=1, subset_points=0, batch_size=eval_batch,
+                                    max_images=eval_batch * eval_batches)  # keeps eval.precision
         config = dataclasses.replace(
             base, run_id=f"bench-{base.run_id}-b{batch}", data=data, length=length, eval=evals,
             optim=dataclasses.replace(base.optim, batch_size=batch),

@@ -73,6 +73,16 @@ class Policy:
                 torch.set_num_threads(saved[0])
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
 
+    def eval_numerics(self, precision: str) -> contextlib.AbstractContextManager:
+        """Evaluation numerics (`eval.precision`), a context manager that may be entered
+        once per batch: "bf16" autocast, or "fp32" with TF32 matmuls on CUDA (float32
+        matmul precision "high", as the official evaluation; restored on exit)."""
+        if precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.device.type == "cuda":
+            return _MatmulPrecision("high")
+        return contextlib.nullcontext()
+
     def maybe_compile(self, module: Any) -> Any:
         """torch.compile(module) when the policy says so, else the module itself."""
         return torch.compile(module) if self.compile else module
@@ -84,6 +94,20 @@ class Policy:
         tf32 = f", tf32 {'on' if self.tf32 else 'off'}" if self.device.type == "cuda" else ""
         return (f"{self.device} {prec}{tf32}, compile {'on' if self.compile else 'off'}, "
                 f"threads {threads}")
+
+
+class _MatmulPrecision:
+    """torch.set_float32_matmul_precision for a `with` block (re-enterable); restores it."""
+
+    def __init__(self, precision: str):
+        self.precision, self.previous = precision, None
+
+    def __enter__(self) -> None:
+        self.previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(self.precision)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_float32_matmul_precision(self.previous)
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:

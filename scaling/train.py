@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from scaling import schedule
 from scaling.atomic import append_jsonl, atomic_write, atomic_write_text
@@ -39,12 +38,16 @@ from scaling.distributed import DistInfo, setup as setup_distributed, teardown
 from scaling.evaluate import evaluate
 from scaling.rundir import RunDir
 from scaling.runtime import resolve as resolve_policy
-from scaling.token_store import TokenStore, TrainOrder, eval_batches, load_quantizer
+from scaling.token_store import TokenStore, TokenStoreError, TrainOrder, eval_batches, load_quantizer
 
 CHECKPOINT_FORMAT = "var-scaling-train/1"
-# weight decay does not apply to these (official trainer): biases, 1-D tensors and embeddings
-# that act as positions/levels, and the attention temperature / shared AdaLN tables.
-NO_DECAY_KEYS = ("pos_start", "pos_1LC", "lvl_embed", "scale_mul", "ada_gss")
+# weight decay does not apply to parameters whose name contains one of these (the official
+# trainer's `nowd_keys`, verbatim), nor to biases and 1-D tensors. In VAR the names select
+# pos_start, pos_1LC, lvl_embed and scale_mul_1H11 (ada_gss with shared AdaLN); class_emb,
+# its null row included, is decayed, as officially.
+NO_DECAY_KEYS = ("cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC",
+                 "pos_start", "start_pos", "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias",
+                 "scale_mul")
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -98,7 +101,8 @@ class Trainer:
             vqvae_sha256=config.data.vqvae_sha256, source=f"{run_dir.config} (data)")
         self.patch_nums = tuple(self.store.patch_nums)
         self.L = sum(pn * pn for pn in self.patch_nums)
-        self.train_size = self.store.split_size(config.data.train_split)
+        check_views(self.store, config, source=f"{run_dir.config} (data)")
+        self.train_size = self.store.split_images(config.data.train_split)  # images, not views
         self.quantizer = load_quantizer(self.store.path, self.device)
 
         var_kwargs = config.model.var_kwargs(
@@ -154,6 +158,7 @@ class Trainer:
         self.loss_count = 0
         # the first step whose loss was not finite (checked at log points); 0 = none
         self._first_bad = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.grad_norm: torch.Tensor | None = None  # of the last step, before clipping (on device)
 
     # ------------------------------------------------------------------ steps
     def autocast(self):
@@ -161,20 +166,27 @@ class Trainer:
         return self.policy.autocast()
 
     def _build_input_cache(self) -> torch.Tensor | None:
-        """The teacher-forcing input of every training row, [train_size, L - pn_0^2, Cvae]
-        float32 on the device, when it fits in runtime.input_cache_mb (the demo: 19 MB;
+        """The teacher-forcing input of every row of the train split (each stored view),
+        [rows, L - pn_0^2, Cvae] float32 on the device, when it fits in
+        runtime.input_cache_mb (the demo: 19 MB;
         ImageNet at 256px: 111 GB, never). It is a fixed function of the stored tokens, so
         a step gathers it instead of recomputing it (on CPU that was most of the trainer's
         overhead over a bare loop at the smallest sizes)."""
         budget = self.config.runtime.input_cache_mb
         per_row = (self.L - self.patch_nums[0] ** 2) * self.quantizer.z_channels * 4
-        if not budget or self.train_size * per_row > budget * 2 ** 20:
-            return None
         split, rows = self.config.data.train_split, []
-        for start in range(0, self.train_size, 1024):
-            tokens, _ = self.store.gather(split, np.arange(start, min(start + 1024, self.train_size)))
+        n = self.store.split_size(split)  # rows: every stored view of every image
+        if not budget or n * per_row > budget * 2 ** 20:
+            return None
+        for start in range(0, n, 1024):
+            tokens, _ = self.store.gather(split, np.arange(start, min(start + 1024, n)))
             rows.append(self.teacher_forcing_input(tokens.to(self.device)))
         return torch.cat(rows)
+
+    def eval_precision(self):
+        """The evaluation's numerics (`eval.precision`, scaling.runtime.Policy.eval_numerics):
+        fp32 with TF32 matmuls on CUDA, as the official evaluation, or bf16 autocast."""
+        return self.policy.eval_numerics(self.config.eval.precision)
 
     def teacher_forcing_input(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] -> [B, L-1, Cvae], built on the device in float32."""
@@ -182,9 +194,10 @@ class Trainer:
             return self.quantizer.idx_to_var_input(split_scales(tokens, self.patch_nums))
 
     def train_step(self) -> torch.Tensor:
-        """One optimizer step on the next global batch; returns this process's summed image
-        loss of the step as a device tensor (nothing is read back to the host here: the
-        loss is checked and logged at log points, see `read_train_loss`)."""
+        """One optimizer step on the next global batch; returns the mean training loss of
+        this process's images as a 0-d device tensor (the step's mean loss on one process).
+        Nothing is read back to the host here: the loss is checked and logged at log
+        points (`read_train_loss`)."""
         cfg = self.config
         self.model.train()
         lr_factor = schedule.lr_factor(self.step, self.total_steps, cfg.optim)
@@ -194,7 +207,8 @@ class Trainer:
             group["weight_decay"] = wd * group["wd_scale"]
 
         mine = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
-        indices = self.order.next()[mine]
+        images = self.order.next()  # one view of each image, drawn from (seed, epoch, image)
+        indices = self.store.view_rows(cfg.data.train_split, images, self.order.epoch, cfg.seed)[mine]
         dropped = self.class_dropout()[mine]
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         starts = range(0, self.local_batch, self.micro_batch)
@@ -223,7 +237,8 @@ class Trainer:
                 (loss * (n / self.local_batch)).backward()
             loss_sum += loss.detach().double() * n
         if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.grad_params, cfg.optim.grad_clip)
+            # the global norm before clipping (a 0-d device tensor; read it only when needed)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.grad_params, cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -232,7 +247,7 @@ class Trainer:
                                       float(self.step), self._first_bad)
         self.loss_sum += loss_sum
         self.loss_count += 1
-        return loss_sum
+        return loss_sum / self.local_batch
 
     def read_train_loss(self) -> float:
         """A log point: the mean training loss per image since the last evaluation, over all
@@ -280,7 +295,7 @@ class Trainer:
                                rank=self.dist.rank, world_size=self.dist.world_size, limit=limit)
         train_loss = self.read_train_loss()  # a log point: checks the loss is finite
         metrics = evaluate(losses, batches, self.patch_nums, self.device,
-                           autocast=self.autocast(), all_reduce=self.dist.all_reduce_sum)
+                           autocast=self.eval_precision(), all_reduce=self.dist.all_reduce_sum)
         self.eval_flops += self.forward_flops * metrics["images"]
         images = self.step * self.config.optim.batch_size
         record = dict(
@@ -470,6 +485,25 @@ class Trainer:
         t = torch.tensor([float(f) for f in flags], device=self.device)
         torch.distributed.broadcast(t, src=0)
         return [bool(v) for v in t.tolist()]
+
+
+def check_views(store: TokenStore, config: RunConfig, source: str) -> None:
+    """Refuse a store whose train views, flips or transform differ from what `config.data`
+    asks (naming the field and both values), or whose evaluation split holds several views."""
+    from scaling.token_store import mismatch
+
+    data, split = config.data, config.data.train_split
+    store.split_size(split)
+    for field, wanted, stored in (("views", data.views, store.views(split)),
+                                  ("flip", data.flip, store.flip(split)),
+                                  ("transform", data.transform, store.transform(split))):
+        if wanted is not None and wanted != stored:
+            raise mismatch(store.path, f"splits.{split}.{field}", stored, wanted, source)
+    if store.rows_per_image(data.eval_split) != 1:
+        raise TokenStoreError(
+            f"token store {store.path}: evaluation split {data.eval_split!r} holds "
+            f"{store.rows_per_image(data.eval_split)} rows per image (views or flips); the test "
+            f"metrics need one centre crop per image: re-tokenise it without --views/--flip")
 
 
 def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:
