@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scaling.config_io import InvalidValue, Located, build, load_yaml
+from scaling.tracking import WandbConfig
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -203,9 +204,13 @@ class RuntimeConfig:
     num_threads: int | None = None  # torch CPU threads; None = scaling.runtime's choice (CPU: 1)
     # keep every training row's teacher-forcing input on the device when it fits (0 = never)
     input_cache_mb: float = 256.0
+    tensorboard: bool = True  # event files in the run directory (scaling.tracking)
+    scalars_every_steps: int | None = None  # training scalars every k steps; None = ~200 per run
+    wandb: WandbConfig | None = None  # also log to W&B: {project: NAME, mode: offline}
 
     def __post_init__(self):
         _positive("micro_batch", self.micro_batch)
+        _positive("scalars_every_steps", self.scalars_every_steps)
         _positive("checkpoint_every_steps", self.checkpoint_every_steps)
         _positive("checkpoint_every_s", self.checkpoint_every_s)
         _positive("num_threads", self.num_threads)

@@ -11,6 +11,10 @@ into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside 
     results.csv       the tidy table that was fitted
     fit_vs_N.png/pdf, fit_vs_Cmin.png/pdf
 
+With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
+(``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
+exponent with its bootstrap interval).
+
 Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
 holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
 seed); command-line flags override it. This module never imports torch.
@@ -97,7 +101,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m scaling.fit",
         description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
                     "Cmin (PFLOPs on the compute frontier); write fits.json, fits.md and log-log figures.")
-    p.add_argument("source", help="a runs directory (<run_id>/metrics.jsonl) or a tidy .csv/.parquet table")
+    p.add_argument("source", nargs="+",
+                   help="a runs directory (<run_id>/metrics.jsonl) or a tidy .csv/.parquet table; "
+                        "two of them: fit both and compare their laws (scaling.compare)")
     p.add_argument("--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)")
     p.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default all)")
     p.add_argument("--against", help="comma list of N,Cmin (default both)")
@@ -178,18 +184,36 @@ def markdown_table(fits: list[dict], compute: str) -> str:
         lines.append(f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
                      f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
                      f"| {_fmt(paper.get('beta'))} |")
+    spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
+    if spreads:
+        lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
+                  "sizes, then the seeds within each size (without replacement). Seed-to-seed standard "
+                  "deviation of the final value:", "",
+                  "| metric | " + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"]) + " |",
+                  "|---|" + "---|" * len(spreads[0]["seed_spread"])]
+        for f in spreads:
+            lines.append(f"| {f['metric']} | " + " | ".join(
+                f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """The CLI's work; returns the fits.json document. Raises FitCLIError / ResultsError / ConfigError."""
+def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
+    """The CLI's work; returns the fits.json document (compare.json for two sources).
+    Raises FitCLIError / ResultsError / ConfigError. `collect`: a list that receives
+    (FitResults, fitted table) (the two-study comparison uses it)."""
     args = _parse_args(argv)  # before the heavy imports, so `--help` and usage errors are fast
+    if len(args.source) == 2:
+        from scaling.compare import compare_studies
+        return compare_studies(args, argv)
+    if len(args.source) > 2:
+        raise FitCLIError(f"give one study to fit, or two to compare; got {len(args.source)}: "
+                          f"{' '.join(args.source)}")
     from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
     from analysis.powerlaw import fit_vs_cmin, fit_vs_n
     from analysis.results import COMPUTE_COLUMNS, load_results, prepare
     from scaling.atomic import atomic_write_json, atomic_write_text
 
-    source = Path(args.source)
+    source = Path(args.source[0])
     if not source.exists():
         raise FitCLIError(f"{source}: no such runs directory or table file")
     settings, origin = resolve_settings(args, source)
@@ -247,7 +271,10 @@ def run(argv: list[str] | None = None) -> dict:
                            else "full and subset evaluations",
             "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
             "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
-                         f"(Cmin: frontier recomputed per draw), Hesterberg-expanded percentiles",
+                         f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
+                         f"recomputed per draw), Hesterberg-expanded percentiles",
+            "seeds": "runs of one size with different seeds are averaged for the point estimate "
+                     "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
             "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
                        "of the metric itself (E included)",
         },
@@ -267,6 +294,8 @@ def run(argv: list[str] | None = None) -> dict:
             save_figure(plot_vs_cmin(results, table, paper=bool(settings.paper)), out / "fit_vs_Cmin")
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)
     atomic_write_json(out / "fits.json", doc)
+    if collect is not None:
+        collect.append((results, table))
     print(table_md)
     print(f"wrote {out}/fits.json, fits.md, results.csv" + ("" if args.no_plots else ", figures (png, pdf)")
           + f" in {doc['elapsed_s']:.1f} s")

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from scaling import provenance
 from scaling.atomic import atomic_write_text
 from scaling.config_io import ConfigError, dump_yaml
 from scaling.status import Queue, QueueError, format_table, queue_for, run_states
@@ -555,6 +556,7 @@ def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], o
         ex = executor_for(sweep, backend, res, sweep.spec.name, deps)
         for run in runs:  # before submitting: the job may start (and write) at once
             RunDir(run.run_dir).update_status(state="queued")
+            provenance.record_launch(run.run_dir, sweep.source)
         dirs = [str(run.run_dir.resolve()) for run in runs]
         if backend == "slurm" and len(runs) > 1:
             jobs = ex.map_array(job_factory(), dirs)

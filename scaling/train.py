@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import signal
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scaling import schedule
+from scaling import provenance, schedule
 from scaling.atomic import append_jsonl, atomic_write, atomic_write_text
 from scaling.config import RunConfig, load_run_config
 from scaling.config_io import ConfigError, dump_yaml, to_dict
@@ -39,6 +40,7 @@ from scaling.evaluate import evaluate
 from scaling.rundir import RunDir
 from scaling.runtime import resolve as resolve_policy
 from scaling.token_store import TokenStore, TokenStoreError, TrainOrder, eval_batches, load_quantizer
+from scaling.tracking import Tracker, eval_scalars
 
 CHECKPOINT_FORMAT = "var-scaling-train/1"
 # weight decay does not apply to parameters whose name contains one of these (the official
@@ -160,6 +162,13 @@ class Trainer:
         self._first_bad = torch.zeros((), dtype=torch.float64, device=self.device)
         self.grad_norm: torch.Tensor | None = None  # of the last step, before clipping (on device)
 
+        # training curves (scaling.tracking): every rank takes the same logging steps (the
+        # grad norm may be a collective); only rank 0 writes
+        wandb = config.runtime.wandb
+        self.tracking = config.runtime.tensorboard or (wandb is not None and wandb.mode != "disabled")
+        self.scalars_every = config.runtime.scalars_every_steps or max(1, self.total_steps // 200)
+        self.tracker = Tracker.off()
+
     # ------------------------------------------------------------------ steps
     def autocast(self):
         """The policy's autocast (bf16 or none)."""
@@ -236,9 +245,11 @@ class Trainer:
                                             label_smoothing=cfg.optim.label_smoothing)
                 (loss * (n / self.local_batch)).backward()
             loss_sum += loss.detach().double() * n
-        if cfg.optim.grad_clip > 0:
-            # the global norm before clipping (a 0-d device tensor; read it only when needed)
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.grad_params, cfg.optim.grad_clip)
+        if cfg.optim.grad_clip > 0 or self.scalars_due(self.step + 1):
+            # the global norm before clipping (a 0-d device tensor; read it only when needed);
+            # with grad_clip 0 it is measured at logging steps only (max_norm inf: nothing clipped)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(
+                self.grad_params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -314,7 +325,58 @@ class Trainer:
         self.loss_sum, self.loss_count = torch.zeros_like(self.loss_sum), 0
         if self.dist.is_main:
             append_jsonl(self.run_dir.metrics, record)
+            self.tracker.log(eval_scalars(record, self.patch_nums), self.step, flops=record["flops"],
+                             by_compute=("test",))
+            self.tracker.flush()
         return record
+
+    # -------------------------------------------------------------- tracking
+    def scalars_due(self, step: int) -> bool:
+        """Whether training scalars are logged after optimizer step `step`."""
+        return self.tracking and (step % self.scalars_every == 0 or step == self.total_steps)
+
+    def open_tracker(self) -> Tracker:
+        """TensorBoard / W&B for this run (rank 0), picking up at the current step."""
+        runtime = self.config.runtime
+        if not (self.tracking and self.dist.is_main):
+            return Tracker.off()
+        config = json.loads(json.dumps(to_dict(self.config), default=str))
+        return Tracker(self.run_dir.path, tensorboard=runtime.tensorboard, wandb=runtime.wandb,
+                       name=self.config.run_id, config={**config, "params": self.params},
+                       resume_step=self.step,
+                       resume_flops=3 * self.forward_flops * self.step * self.config.optim.batch_size)
+
+    def log_scalars(self, window: "_Window") -> "_Window":
+        """Training scalars over the steps since `window` began; returns the next window.
+
+        Every rank calls this at the same steps (reading the grad norm may gather it).
+        """
+        grad_norm = self.grad_norm
+        if grad_norm is not None and hasattr(grad_norm, "full_tensor"):  # FSDP's DTensor
+            grad_norm = grad_norm.full_tensor()
+        loss_sum = window.loss_sum  # sum of per-step mean losses of this rank's images
+        if isinstance(loss_sum, torch.Tensor) and self.dist.enabled:
+            loss_sum = loss_sum.clone()
+            self.dist.all_reduce_sum(loss_sum)  # equal local batches: the mean of rank means
+            loss_sum = loss_sum / self.dist.world_size
+        if self.dist.is_main and window.steps(self.step):
+            steps = window.steps(self.step)
+            seconds = max(self.wall_s - window.wall_s, 1e-9)
+            batch = self.config.optim.batch_size
+            images = self.step * batch
+            flops = 3 * self.forward_flops * images
+            group = self.optimizer.param_groups[0]  # the decayed group
+            self.tracker.log({
+                "train/loss": float(loss_sum) / steps,
+                "train/lr": group["lr"], "train/weight_decay": group["weight_decay"],
+                "train/grad_norm": None if grad_norm is None else float(grad_norm),
+                "train/images_per_s": steps * batch / seconds,
+                "train/tokens_per_s": steps * batch * self.L / seconds,
+                "train/tflops_per_s": 3 * self.forward_flops * steps * batch / seconds / 1e12,
+                "compute/flops": flops, "compute/flops_6nd": 6 * self.params * images * self.L,
+                "compute/tokens": images * self.L, "compute/wall_s": self.wall_s,
+            }, self.step, flops=flops, by_compute=("train/loss",))
+        return _Window(self.step, self.wall_s)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self, loss_sum: float | None = None) -> dict[str, Any]:
@@ -417,9 +479,11 @@ class Trainer:
         last_save = last_log = time.monotonic()
         saved_step = self.step
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
+        self.tracker = self.open_tracker()
+        window = _Window(self.step, self.wall_s)
         t_prev = time.perf_counter()
         while self.step < end:
-            self.train_step()  # no host read here: the loss stays on the device
+            window.add(self.train_step())  # no host read here: the loss stays on the device
             kind = self.evals.get(self.step)
             if kind is not None:
                 self._tick(t_prev)
@@ -452,10 +516,13 @@ class Trainer:
                 last_log = now
                 self._log_line(progress)
             t_prev = self._tick(t_prev)
+            if self.scalars_due(self.step):
+                window = self.log_scalars(window)
         if self.step != saved_step:  # stopped by max_steps: leave a checkpoint at the stop
             self._tick(t_prev)
             self.save_checkpoint()
         progress.close()
+        self.tracker.close()
         return last or {}
 
     def _log_line(self, progress: "_Progress") -> None:
@@ -526,6 +593,21 @@ def _checkpoint_blocks(model: torch.nn.Module) -> None:
         block.forward = lambda *a, _f=forward, **k: checkpoint(_f, *a, use_reentrant=False, **k)
 
 
+class _Window:
+    """Training losses summed since a logging point (floats or device tensors: no host sync
+    until read)."""
+
+    def __init__(self, step: int, wall_s: float):
+        self.step, self.wall_s = step, wall_s
+        self.loss_sum: Any = 0.0
+
+    def add(self, loss: Any) -> None:
+        self.loss_sum = self.loss_sum + loss
+
+    def steps(self, now: int) -> int:
+        return now - self.step
+
+
 class _Progress:
     """tqdm in a terminal; a silent counter in a job log (which gets periodic lines instead)."""
 
@@ -561,11 +643,13 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
     config = load_run_config(run.config)
     dist = setup_distributed(config.runtime.device)
     scope = contextlib.ExitStack()
+    trainer = None
     try:
         # the runtime policy's process-wide settings (threads, TF32), restored on return
         scope.enter_context(resolve_policy(config.runtime, device=dist.device).applied())
         trainer = Trainer(config, run, dist)
         if dist.is_main:
+            provenance.record_job(run.path, world_size=dist.world_size, device=str(dist.device))
             status = run.read_status()
             run.update_status(state="running", started_at=time.time(), host=os.uname().nodename,
                               slurm_job_id=os.environ.get("SLURM_JOB_ID"),
@@ -596,6 +680,8 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
         raise
     finally:
         scope.close()
+        if trainer is not None:
+            trainer.tracker.close()
         teardown()
 
 

@@ -59,14 +59,15 @@ def _phase(method, phase: dict, name: str):
 
 
 def test_no_host_reads_between_log_points(store, tmp_path, monkeypatch):
-    """30 steps with 2 evaluations and 2 checkpoints: every host read happens inside an
-    evaluation, a checkpoint save or a log line; the steps between them read nothing."""
+    """30 steps with 2 evaluations, 2 checkpoints and TensorBoard scalars every 10 steps:
+    every host read happens inside an evaluation, a checkpoint save, a log line or a
+    scalars point; the steps between them read nothing."""
     config = tiny_run_config(store, steps=30, eval_points=2, checkpoint_every_steps=15,
-                             log_every_s=1e9)
+                             log_every_s=1e9, scalars_every_steps=10)
     run_dir = write_run(tmp_path / "run", config)
     calls: list[tuple[str, str]] = []
     phase = {"now": "setup"}  # model construction (init) may read; the loop may not
-    for name in ("evaluate", "save_checkpoint", "load_checkpoint", "_log_line"):
+    for name in ("evaluate", "save_checkpoint", "load_checkpoint", "_log_line", "log_scalars"):
         monkeypatch.setattr(Trainer, name, _phase(getattr(Trainer, name), phase, name))
     steps = {"n": 0}
     real_step = Trainer.train_step
@@ -90,6 +91,7 @@ def test_no_host_reads_between_log_points(store, tmp_path, monkeypatch):
     # the recorder works: evaluations and checkpoints do read (the metrics, the loss sum)
     assert any(where == "evaluate" for _, where in calls)
     assert any(where == "save_checkpoint" for _, where in calls)
+    assert any(where == "log_scalars" for _, where in calls)
 
 
 def test_host_read_recorder_catches_a_read_in_the_step(store, tmp_path, monkeypatch):
