@@ -19,6 +19,7 @@ _EXPORTS = {
     "MultiScaleQuantizer": "quantizer",
     "head_cross_entropy": "loss", "head_token_losses": "loss",
     "sample": "sampling", "sample_idx": "sampling", "top_k_top_p_filter": "sampling",
+    "edit": "editing", "edit_idx": "editing", "scale_masks": "editing",
     "VAR": "var", "KVCache": "var",
     "DEFAULT_PATCH_NUMS": "scales", "VQVAE": "vqvae", "VQVAEOutput": "vqvae",
 }
