@@ -311,7 +311,9 @@ class Trainer:
         images = self.step * self.config.optim.batch_size
         record = dict(
             run=self.config.run_id, depth=self.config.model.depth, params=self.params,
-            step=self.step, images=images, tokens=images * self.L,
+            width=self.model.width, batch=self.config.optim.batch_size, peak_lr=self.config.optim.peak_lr,
+            epochs=self.total_steps * self.config.optim.batch_size / self.train_size,
+            seed=self.config.seed, step=self.step, images=images, tokens=images * self.L,
             flops=3 * self.forward_flops * images, flops_6nd=6 * self.params * images * self.L,
             wall_s=round(self.wall_s, 3),
             train_loss=train_loss,
@@ -477,8 +479,9 @@ class Trainer:
         last = None
         end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
         last_save = last_log = time.monotonic()
-        saved_step = self.step
+        saved_step = first_step = self.step
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
+        attempt_t0 = time.monotonic()  # this attempt's start, for the ETA
         self.tracker = self.open_tracker()
         window = _Window(self.step, self.wall_s)
         t_prev = time.perf_counter()
@@ -514,7 +517,8 @@ class Trainer:
                 break
             if self.dist.is_main and now - last_log >= cfg.log_every_s:
                 last_log = now
-                self._log_line(progress)
+                eta = (now - attempt_t0) / max(self.step - first_step, 1) * (self.total_steps - self.step)
+                self._log_line(progress, eta)
             t_prev = self._tick(t_prev)
             if self.scalars_due(self.step):
                 window = self.log_scalars(window)
@@ -525,10 +529,11 @@ class Trainer:
         self.tracker.close()
         return last or {}
 
-    def _log_line(self, progress: "_Progress") -> None:
-        """A log point (rank 0): status.json's step and, in a job log, a progress line with
-        the training loss since the last evaluation (one host read)."""
-        self.run_dir.update_status(step=self.step)  # for `scaling.status` and the launcher
+    def _log_line(self, progress: "_Progress", eta: float) -> None:
+        """A log point (rank 0): status.json's step and ETA (seconds) and, in a job log, a
+        progress line with the training loss since the last evaluation (one host read)."""
+        # for `scaling.status` and the launcher: where the run is and when it should end
+        self.run_dir.update_status(step=self.step, eta_s=round(eta, 1))
         if progress.interactive:
             return
         if self.dist.enabled:  # this rank's images only: no collective at a rank-0-only point
