@@ -245,11 +245,11 @@ class Trainer:
                                             label_smoothing=cfg.optim.label_smoothing)
                 (loss * (n / self.local_batch)).backward()
             loss_sum += loss.detach().double() * n
-        if cfg.optim.grad_clip > 0 or self.scalars_due(self.step + 1):
-            # the global norm before clipping (a 0-d device tensor; read it only when needed);
-            # with grad_clip 0 it is measured at logging steps only (max_norm inf: nothing clipped)
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(
-                self.grad_params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+        if cfg.optim.grad_clip > 0:
+            # the global norm before clipping (a 0-d device tensor; read it only when needed)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.grad_params, cfg.optim.grad_clip)
+        elif self.scalars_due(self.step + 1):  # no clipping: measured for the logs only
+            self.grad_norm = _total_norm([p.grad for p in self.grad_params if p.grad is not None])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -576,6 +576,13 @@ def check_views(store: TokenStore, config: RunConfig, source: str) -> None:
             f"token store {store.path}: evaluation split {data.eval_split!r} holds "
             f"{store.rows_per_image(data.eval_split)} rows per image (views or flips); the test "
             f"metrics need one centre crop per image: re-tokenise it without --views/--flip")
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Global 2-norm of the gradients (0-d tensor), without touching them."""
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6 (DTensor-aware)
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:
