@@ -24,7 +24,6 @@ committed batch. A store made with another VQVAE, patch_nums or class list is re
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import sys
@@ -104,18 +103,6 @@ def _check_same(out: Path, stored: dict, expected: dict, what: str) -> None:
             raise mismatch(out, key, stored[key], expected[key], what)
 
 
-@contextlib.contextmanager
-def _tf32(allow: bool):
-    """Allow TF32 matmuls and convs inside the block when `allow`; restore the flags after."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    if allow:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
              splits: Sequence[str] = ("train", "val"), flip: bool = False, views: int = 1,
              view_seed: int = 0,
@@ -153,111 +140,110 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
     if not Path(vqvae).is_file():
         raise FileNotFoundError(f"tokenize: VQVAE checkpoint {vqvae} does not exist")
     dev = resolve_device(device)
-    # tf32 convs/matmuls on CUDA (bf16 would change the quantizer's argmin); the caller's
-    # flags are restored on the way out
-    with _tf32(dev.type == "cuda"):
-        sha = file_sha256(vqvae)
-        model = load_vqvae(vqvae).to(dev).eval()
-        if model.vocab_size > MAX_VOCAB:
-            raise ValueError(f"tokenize: vocab_size {model.vocab_size} does not fit the store's uint16 "
-                             f"tokens (max {MAX_VOCAB})")
-        classes = read_classes_file(images) or find_classes(images / splits[0])
-        if not (images / CLASSES_FILE).exists():
-            try:  # persist the label order beside the images when we may
-                atomic_write_json(images / CLASSES_FILE, classes)
-            except OSError:
-                pass
-        ident = _identity(model, sha, classes)
-        L = ident["L"]
+    # fp32 (bf16 would change the quantizer's argmin); TF32 and threads are the runtime
+    # policy's, applied by the entry point (main, the launcher's stage job)
+    sha = file_sha256(vqvae)
+    model = load_vqvae(vqvae).to(dev).eval()
+    if model.vocab_size > MAX_VOCAB:
+        raise ValueError(f"tokenize: vocab_size {model.vocab_size} does not fit the store's uint16 "
+                         f"tokens (max {MAX_VOCAB})")
+    classes = read_classes_file(images) or find_classes(images / splits[0])
+    if not (images / CLASSES_FILE).exists():
+        try:  # persist the label order beside the images when we may
+            atomic_write_json(images / CLASSES_FILE, classes)
+        except OSError:
+            pass
+    ident = _identity(model, sha, classes)
+    L = ident["L"]
 
-        # a finished store must match; a plan (shards in progress) must match
-        if (out / "meta.json").exists():
-            _check_same(out, json.loads((out / "meta.json").read_text()), ident, f"VQVAE {vqvae}")
-        plan_path = out / "plan.json"
-        plan = json.loads(plan_path.read_text()) if plan_path.exists() else {**ident, "splits": {}}
-        _check_same(out, plan, ident, f"VQVAE {vqvae}")
+    # a finished store must match; a plan (shards in progress) must match
+    if (out / "meta.json").exists():
+        _check_same(out, json.loads((out / "meta.json").read_text()), ident, f"VQVAE {vqvae}")
+    plan_path = out / "plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.exists() else {**ident, "splits": {}}
+    _check_same(out, plan, ident, f"VQVAE {vqvae}")
 
-        datasets = {}
-        if merge_only:
-            if not plan_path.exists():
-                raise TokenStoreError(f"token store {out}: nothing to merge (no plan.json: no shard has run)")
-            splits = ()
-        for split in splits:
-            ds = ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
-            train = split == "train"
-            entry = {"inputs": len(ds), "flip": bool(flip and train), "num_shards": num_shards,
-                     "views": views if train else 1, "view_seed": view_seed if train else 0}
-            old = plan["splits"].get(split)
-            if old is not None:
-                old = {"views": 1, "view_seed": 0, **old}  # plans written before views existed
-                for key in entry:
-                    if old.get(key) != entry[key]:
-                        raise mismatch(out, f"splits.{split}.{key}", old.get(key), entry[key], "tokenize call")
-            plan["splits"][split] = entry
-            datasets[split] = ds
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(plan_path, plan)
+    datasets = {}
+    if merge_only:
+        if not plan_path.exists():
+            raise TokenStoreError(f"token store {out}: nothing to merge (no plan.json: no shard has run)")
+        splits = ()
+    for split in splits:
+        ds = ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
+        train = split == "train"
+        entry = {"inputs": len(ds), "flip": bool(flip and train), "num_shards": num_shards,
+                 "views": views if train else 1, "view_seed": view_seed if train else 0}
+        old = plan["splits"].get(split)
+        if old is not None:
+            old = {"views": 1, "view_seed": 0, **old}  # plans written before views existed
+            for key in entry:
+                if old.get(key) != entry[key]:
+                    raise mismatch(out, f"splits.{split}.{key}", old.get(key), entry[key], "tokenize call")
+        plan["splits"][split] = entry
+        datasets[split] = ds
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(plan_path, plan)
 
-        from tqdm import tqdm
-        disable = (not sys.stderr.isatty()) if progress is None else not progress
-        for split, ds in datasets.items():
-            if merged_info(out, split) is not None:
+    from tqdm import tqdm
+    disable = (not sys.stderr.isatty()) if progress is None else not progress
+    for split, ds in datasets.items():
+        if merged_info(out, split) is not None:
+            continue
+        entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
+        rpi = rows_per_image(entry)
+        for i in ([shard] if shard is not None else range(num_shards)):
+            start, end = shard_range(len(ds), i, num_shards)
+            writer = ShardWriter(out, split, i, num_shards, num_inputs=end - start, rows_per_input=rpi, L=L)
+            if writer.done:
                 continue
-            entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
-            rpi = rows_per_image(entry)
-            for i in ([shard] if shard is not None else range(num_shards)):
-                start, end = shard_range(len(ds), i, num_shards)
-                writer = ShardWriter(out, split, i, num_shards, num_inputs=end - start, rows_per_input=rpi, L=L)
-                if writer.done:
-                    continue
-                todo = list(range(start + writer.inputs_done, end))
-                loader = torch.utils.data.DataLoader(
-                    torch.utils.data.Subset(_Items(ds, entry["views"], entry["flip"], entry["view_seed"]), todo),
-                    batch_size=batch_size, shuffle=False,
-                    num_workers=num_workers, pin_memory=dev.type == "cuda")
-                t0, n_done = time.perf_counter(), 0
-                bar = tqdm(total=len(todo), desc=f"tokenize {split} {i}-of-{num_shards}", unit="img", disable=disable)
-                for x, labels, ok, idx in loader:
-                    x, labels = x[ok].flatten(0, 1), labels[ok].repeat_interleave(rpi)  # R rows per image
-                    skipped = [str(ds.samples[j][0]) for j in idx[~ok].tolist()]
-                    rows = encode(model, x.to(dev, non_blocking=True)).cpu().numpy() if len(x) else np.zeros((0, L))
-                    writer.commit(rows.astype(np.uint16), labels.numpy().astype(np.int32), len(idx), skipped)
-                    n_done += len(idx)
-                    bar.update(len(idx))
-                    if report is not None:
-                        rate = n_done / max(time.perf_counter() - t0, 1e-9)
-                        report({"done": n_done, "total": len(todo), "unit": "images", "rate": rate,
-                                "rate_unit": "images/s", "eta_s": (len(todo) - n_done) / rate,
-                                "what": f"{split} shard {i}-of-{num_shards}"})
-                bar.close()
-                writer.finish()
-                dt = time.perf_counter() - t0
-                print(f"tokenize {split} shard {i}-of-{num_shards}: {end - start} images, {writer.rows} rows, "
-                      f"{len(writer.skipped)} unreadable skipped, {n_done / max(dt, 1e-9):.1f} images/s "
-                      f"({n_done * rpi / max(dt, 1e-9):.1f} encodes/s) on {dev.type}", file=sys.stderr)
-        if not merge:
-            return out
-
-        meta_splits = {}
-        for split in plan["splits"]:
-            entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
-            info = merged_info(out, split) or merge_split(
-                out, split, entry["num_shards"], num_inputs=entry["inputs"],
-                rows_per_input=rows_per_image(entry), L=L)
-            meta_splits[split] = {"count": info["count"], "images": info["count"] // rows_per_image(entry),
-                                  "views": entry["views"], "flip": entry["flip"],
-                                  "transform": transform_name(entry["views"]),
-                                  "transform_text": TRANSFORM_TEXT[transform_name(entry["views"])],
-                                  "view_seed": entry["view_seed"], "skipped": len(info["skipped"])}
-        if (out / "meta.json").exists():
-            meta_splits = {**json.loads((out / "meta.json").read_text())["splits"], **meta_splits}
-        save_quantizer(out, model.quantize)  # before meta.json: a store with meta is complete
-        # where the VQVAE was (absolute; informational: decoding samples needs its decoder)
-        atomic_write_json(out / "meta.json", {**ident, "vqvae_path": str(Path(vqvae).resolve()),
-                                              "splits": meta_splits})
-        summary = ", ".join(f"{s}: {v['count']} rows ({v['skipped']} unreadable skipped)" for s, v in meta_splits.items())
-        print(f"token store {out}: {summary}", file=sys.stderr)
+            todo = list(range(start + writer.inputs_done, end))
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(_Items(ds, entry["views"], entry["flip"], entry["view_seed"]), todo),
+                batch_size=batch_size, shuffle=False,
+                num_workers=num_workers, pin_memory=dev.type == "cuda")
+            t0, n_done = time.perf_counter(), 0
+            bar = tqdm(total=len(todo), desc=f"tokenize {split} {i}-of-{num_shards}", unit="img", disable=disable)
+            for x, labels, ok, idx in loader:
+                x, labels = x[ok].flatten(0, 1), labels[ok].repeat_interleave(rpi)  # R rows per image
+                skipped = [str(ds.samples[j][0]) for j in idx[~ok].tolist()]
+                rows = encode(model, x.to(dev, non_blocking=True)).cpu().numpy() if len(x) else np.zeros((0, L))
+                writer.commit(rows.astype(np.uint16), labels.numpy().astype(np.int32), len(idx), skipped)
+                n_done += len(idx)
+                bar.update(len(idx))
+                if report is not None:
+                    rate = n_done / max(time.perf_counter() - t0, 1e-9)
+                    report({"done": n_done, "total": len(todo), "unit": "images", "rate": rate,
+                            "rate_unit": "images/s", "eta_s": (len(todo) - n_done) / rate,
+                            "what": f"{split} shard {i}-of-{num_shards}"})
+            bar.close()
+            writer.finish()
+            dt = time.perf_counter() - t0
+            print(f"tokenize {split} shard {i}-of-{num_shards}: {end - start} images, {writer.rows} rows, "
+                  f"{len(writer.skipped)} unreadable skipped, {n_done / max(dt, 1e-9):.1f} images/s "
+                  f"({n_done * rpi / max(dt, 1e-9):.1f} encodes/s) on {dev.type}", file=sys.stderr)
+    if not merge:
         return out
+
+    meta_splits = {}
+    for split in plan["splits"]:
+        entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
+        info = merged_info(out, split) or merge_split(
+            out, split, entry["num_shards"], num_inputs=entry["inputs"],
+            rows_per_input=rows_per_image(entry), L=L)
+        meta_splits[split] = {"count": info["count"], "images": info["count"] // rows_per_image(entry),
+                              "views": entry["views"], "flip": entry["flip"],
+                              "transform": transform_name(entry["views"]),
+                              "transform_text": TRANSFORM_TEXT[transform_name(entry["views"])],
+                              "view_seed": entry["view_seed"], "skipped": len(info["skipped"])}
+    if (out / "meta.json").exists():
+        meta_splits = {**json.loads((out / "meta.json").read_text())["splits"], **meta_splits}
+    save_quantizer(out, model.quantize)  # before meta.json: a store with meta is complete
+    # where the VQVAE was (absolute; informational: decoding samples needs its decoder)
+    atomic_write_json(out / "meta.json", {**ident, "vqvae_path": str(Path(vqvae).resolve()),
+                                          "splits": meta_splits})
+    summary = ", ".join(f"{s}: {v['count']} rows ({v['skipped']} unreadable skipped)" for s, v in meta_splits.items())
+    print(f"token store {out}: {summary}", file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -279,14 +265,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the runtime policy's, 1 on CPU)")
     a = p.parse_args(argv)
     if a.merge and a.shard is not None:
         p.error("--merge assembles all shards: give it without --shard")
+    if a.threads is not None and a.threads < 1:
+        p.error(f"--threads must be >= 1, got {a.threads}")
+    from scaling.runtime import resolve
+
     try:
-        tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip, views=a.views,
-                 view_seed=a.view_seed,
-                 shard=a.shard, num_shards=a.num_shards, merge_only=a.merge,
-                 batch_size=a.batch_size, device=a.device, num_workers=a.num_workers)
+        # fp32 with TF32 on CUDA, threads: scaling.runtime's choices, restored on return
+        with resolve(None, device=resolve_device(a.device), precision="fp32",
+                     threads=a.threads).applied():
+            tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip, views=a.views,
+                     view_seed=a.view_seed,
+                     shard=a.shard, num_shards=a.num_shards, merge_only=a.merge,
+                     batch_size=a.batch_size, device=a.device, num_workers=a.num_workers)
     except (ValueError, FileNotFoundError, TokenStoreError) as e:
         p.exit(2, f"error: {e}\n")
 
