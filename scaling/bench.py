@@ -4,6 +4,14 @@
     python -m scaling.bench --depths 16 30 --batch 64 16 --what train eval sample tokenize \
         --official /path/to/VAR --out docs/benchmarks.md      # side by side with the official code
     python -m scaling.bench --device cpu --tiny --depths 2 --batch 4 --steps 2 --repeats 2
+    python -m scaling.bench --sweep sweeps/depth_grid.yaml --depths 16 30   # what that sweep runs
+
+Runtime policy (scaling.runtime, printed with the table): without --sweep the trainer's own
+defaults (RuntimeConfig(): bf16 autocast on CUDA, TF32 on CUDA, compile off), changed by the
+flags; with --sweep each size runs with exactly the run config the sweep gives it (model,
+runtime: precision, TF32, compile, attention backend, micro-batch, threads) at one process's
+share of the global batch (batch_size / (nodes x GPUs per node)), on random tokens of the
+sweep's geometry (vocab, scales, classes; official VQVAE size).
 
 What is timed (each CUDA-synchronised, warm-up excluded, median over `--repeats` timings):
   train     `scaling.train.Trainer.train_step` on a temporary token store of random tokens
@@ -18,8 +26,10 @@ What is timed (each CUDA-synchronised, warm-up excluded, median over `--repeats`
             copied), its trainer's step (VQVAE encode each step, fp16 AMP + GradScaler on
             CUDA) and the same step on pre-tokenised data.
 Fast-path checks (always run): the fast path (the chosen precision / backend / compile) against
-the plain fp32 SDPA path on the same weights and batch: loss and gradient relative errors,
-and sampler tokens with top_k=1.
+the plain fp32 SDPA path on the same weights and batch: loss and gradient relative errors;
+and the KV-cache sampler (top_k=1, fp32) against the teacher-forced, block-masked forward of
+the chosen backend on the tokens it drew (FlexAttention really runs there with its block
+mask; the cached sampler itself needs no mask).
 
 FLOP conventions: "exact" = var_core.counting (matmuls incl. block-causal attention pairs and
 the head; training = 3 x forward); "6NL" = 6 * params * L per trained image (2 * params * L per
@@ -87,6 +97,8 @@ class FastPath:
     attn_backend: str = "auto"
     compile: bool = False
     activation_checkpointing: bool = False
+    tf32: bool | None = None  # None: the runtime policy's choice (on for CUDA)
+    threads: int | None = None  # None: the runtime policy's choice
 
     def label(self) -> str:
         parts = [self.precision, self.attn_backend]
@@ -282,26 +294,56 @@ def format_checks(checks: Sequence[Check]) -> str:
 # ----------------------------------------------------------------------------- the trainer
 
 def build_trainer(store: Path, run_dir: Path, *, depth: int, batch: int, eval_batch: int,
-                  eval_batches: int, fast: FastPath, device: torch.device, seed: int = 0):
-    """A real `scaling.train.Trainer` for `depth` on `store` (official recipe, long schedule)."""
+                  eval_batches: int, fast: FastPath, device: torch.device, seed: int = 0,
+                  base=None):
+    """A real `scaling.train.Trainer` for `depth` on `store` (long schedule, never ends here).
+
+    `base`: a RunConfig (a sweep's run) whose model, optim and runtime are kept as they are
+    (batch_size becomes `batch`, one process's share); None: the official recipe with the
+    runtime knobs of `fast`.
+    """
     from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
                                 RunConfig, RuntimeConfig)
     from scaling.distributed import DistInfo
     from scaling.rundir import RunDir
     from scaling.train import Trainer
 
-    config = RunConfig(
-        run_id=f"bench-d{depth}-b{batch}", data=DataConfig(store=store),
-        model=ModelConfig(depth=depth), optim=OptimConfig(batch_size=batch),
-        length=LengthConfig(steps=1_000_000),  # the schedule never ends during the benchmark
-        eval=EvalConfig(points=1, batch_size=eval_batch, max_images=eval_batch * eval_batches),
-        runtime=RuntimeConfig(device=device.type, precision=fast.precision,
-                              attn_backend=fast.attn_backend, compile=fast.compile,
-                              activation_checkpointing=fast.activation_checkpointing),
-        seed=seed)
+    data = DataConfig(store=store)
+    length = LengthConfig(steps=1_000_000)  # the schedule never ends during the benchmark
+    evals = EvalConfig(points=1, batch_size=eval_batch, max_images=eval_batch * eval_batches)
+    if base is not None:
+        evals = dataclasses.replace(base.eval, points=1, subset_points=0, batch_size=eval_batch,
+                                    max_images=eval_batch * eval_batches)  # keeps eval.precision
+        config = dataclasses.replace(
+            base, run_id=f"bench-{base.run_id}-b{batch}", data=data, length=length, eval=evals,
+            optim=dataclasses.replace(base.optim, batch_size=batch),
+            runtime=dataclasses.replace(base.runtime, device=device.type))
+    else:
+        config = RunConfig(
+            run_id=f"bench-d{depth}-b{batch}", data=data,
+            model=ModelConfig(depth=depth), optim=OptimConfig(batch_size=batch),
+            length=length, eval=evals,
+            runtime=RuntimeConfig(device=device.type, precision=fast.precision,
+                                  attn_backend=fast.attn_backend, compile=fast.compile,
+                                  tf32=fast.tf32, num_threads=fast.threads,
+                                  activation_checkpointing=fast.activation_checkpointing),
+            seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     dist = DistInfo(rank=0, world_size=1, local_rank=0, device=device)
     return Trainer(config, RunDir(run_dir), dist)
+
+
+def fast_path_of(config, device: torch.device) -> FastPath:
+    """The FastPath (table label, checks) of a run config's runtime, resolved for `device`."""
+    from scaling.runtime import resolve
+    from var_core.attention import resolve_backend
+
+    policy = resolve(config.runtime, device=device)
+    return FastPath(precision=policy.precision,
+                    attn_backend=resolve_backend(config.runtime.attn_backend, device),
+                    compile=policy.compile,
+                    activation_checkpointing=config.runtime.activation_checkpointing,
+                    tf32=policy.tf32, threads=policy.threads)
 
 
 def _autocast(precision: str, device: torch.device):
@@ -313,13 +355,19 @@ def _autocast(precision: str, device: torch.device):
 # ----------------------------------------------------------------------------- fast-path checks
 
 def _loss_and_grads(model, labels, x_in, tokens, precision: str, device: torch.device,
-                    grads: bool = True) -> tuple[float, list[torch.Tensor] | None]:
-    """Trainer loss (mean CE over all tokens) and, with `grads`, the fp32 gradients."""
+                    grads: bool = True, chunked: bool = False) -> tuple[float, list[torch.Tensor] | None]:
+    """Mean CE over all tokens and, with `grads`, the fp32 gradients. chunked=False: the
+    plain path (full logits, F.cross_entropy); True: the trainer's (model(labels, x_in,
+    tokens), var_core.loss)."""
     model.zero_grad(set_to_none=True)
     with (contextlib.nullcontext() if grads else torch.no_grad()):
         with _autocast(precision, device):
-            logits = model(labels, x_in)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
+            if chunked:
+                loss = model(labels, x_in, tokens)
+            else:
+                logits = model(labels, x_in)
+        if not chunked:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
         if not grads:
             return loss.item(), None
         loss.backward()
@@ -362,6 +410,42 @@ def sampled_tokens(var, vqvae, labels: torch.Tensor, precision: str, device: tor
     return torch.cat(seen, dim=1)
 
 
+@torch.no_grad()
+def sampler_vs_teacher_forced(var, vqvae, labels: torch.Tensor, device: torch.device) -> float:
+    """Relative max error between the logits the KV-cache sampler computes (fp32, top_k=1,
+    scale by scale through its cache, no mask) and the logits of `var`'s teacher-forced,
+    block-masked forward on the tokens the sampler drew (both halves: class and null).
+
+    Both sides share the weights and nothing else: the sampler attends through its cache,
+    the forward through the attention backend's block mask (FlexAttention's BlockMask for
+    "flex"), so the check fails if either the cache or the backend's masking is wrong.
+    Returns max |sampler - forward| / max |forward| over all tokens and classes.
+    """
+    from scaling.train import split_scales
+
+    var = var.eval()
+    seen: list[torch.Tensor] = []
+    original = var.run_blocks
+
+    def run_blocks(*a, **k):
+        out = original(*a, **k)
+        seen.append(out.float())
+        return out
+
+    var.run_blocks = run_blocks  # instance attribute shadows the method, removed below
+    try:
+        drawn = sampled_tokens(var, vqvae, labels, "fp32", device)  # [B, L]
+    finally:
+        del var.run_blocks
+    cached = torch.cat(seen, dim=1)  # [2B, L, V]: class half then null half
+    x_in = vqvae.quantize.idx_to_var_input(split_scales(drawn.to(device), var.patch_nums))
+    null = torch.full_like(labels, var.num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forced = var(torch.cat((labels, null)), x_in.repeat(2, 1, 1))  # [2B, L, V]
+    return float((cached - forced).abs().max() / forced.abs().max())
+
+
 @functools.lru_cache(maxsize=None)
 def flex_supported(device: torch.device) -> tuple[bool, bool, str]:
     """(forward works, backward works, reason if not) for FlexAttention on `device`.
@@ -397,6 +481,9 @@ CHECK_INIT = dict(init_head=1.0, init_adaln_gamma=0.5)
 def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, device: torch.device, *,
                      batch: int, vqvae=None, quantizer=None, seed: int = 0) -> list[Check]:
     """Fast path vs plain fp32 SDPA on the same weights and batch (eval mode: no dropout).
+
+    The fast path computes its loss as the trainer does (chunked, var_core.loss); the plain
+    path from full fp32 logits with F.cross_entropy.
 
     Checks: loss relative difference, gradient relative L2 error (all parameters), and
     sampler tokens with top_k=1 (fraction equal; must be 1 when both run in fp32, reported
@@ -438,18 +525,20 @@ def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, devic
     can_grad = not uses_flex or flex_bwd
     ref_loss, ref_grads = _loss_and_grads(plain, labels, x_in, tokens, "fp32", device)
     if can_grad:
-        loss, grads = _loss_and_grads(run_fast, labels, x_in, tokens, fast.precision, device)
+        loss, grads = _loss_and_grads(run_fast, labels, x_in, tokens, fast.precision, device,
+                                      chunked=True)
         checks.append(Check.at_most(f"loss rel diff, {fast.label()} vs fp32 sdpa",
                                     abs(loss - ref_loss) / abs(ref_loss), loss_tol))
         checks.append(Check.at_most(f"grad rel L2 error, {fast.label()} vs fp32 sdpa",
                                     _grad_rel(grads, ref_grads), grad_tol))
     else:
-        loss, _ = _loss_and_grads(run_fast, labels, x_in, tokens, fast.precision, device, grads=False)
+        loss, _ = _loss_and_grads(run_fast, labels, x_in, tokens, fast.precision, device, grads=False,
+                                  chunked=True)
         checks.append(Check.at_most(f"loss rel diff (no grad: flex backward unsupported), "
                                     f"{fast.label()} vs fp32 sdpa", abs(loss - ref_loss) / abs(ref_loss),
                                     loss_tol))
     if bf16 and can_grad:  # the same backend at fp32: isolates the kernel from the precision
-        loss32, grads32 = _loss_and_grads(run_fast, labels, x_in, tokens, "fp32", device)
+        loss32, grads32 = _loss_and_grads(run_fast, labels, x_in, tokens, "fp32", device, chunked=True)
         checks.append(Check.at_most(f"loss rel diff, fp32+{backend} vs fp32 sdpa",
                                     abs(loss32 - ref_loss) / abs(ref_loss), 1e-5))
         checks.append(Check.at_most(f"grad rel L2 error, fp32+{backend} vs fp32 sdpa",
@@ -464,11 +553,11 @@ def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, devic
     if vqvae is not None:
         n = min(batch, 8)
         sample_labels = labels[:n]
-        ref_tok = sampled_tokens(plain, vqvae, sample_labels, "fp32", device)
-        same = sampled_tokens(fast_model, vqvae, sample_labels, "fp32", device)
-        checks.append(Check.at_most(f"sampler top_k=1 tokens differing, fp32+{backend} vs "
-                                    f"fp32 sdpa (fraction)", float((same != ref_tok).float().mean()), 0.0))
+        checks.append(Check.at_most(
+            f"sampler (KV cache) logits vs teacher-forced fp32 {backend}, rel max error",
+            sampler_vs_teacher_forced(fast_model, vqvae, sample_labels, device), 1e-4))
         if bf16:
+            ref_tok = sampled_tokens(plain, vqvae, sample_labels, "fp32", device)
             got = sampled_tokens(fast_model, vqvae, sample_labels, "bf16", device)
             checks.append(Check(f"sampler top_k=1 tokens equal, bf16 vs fp32 (fraction)",
                                 float((got == ref_tok).float().mean()), None, None))
@@ -581,9 +670,10 @@ class BenchResult:
     date: str
     command: str
     fast: FastPath
+    policies: list[str] = dataclasses.field(default_factory=list)  # "d16: <policy>" per size
 
     def markdown(self) -> str:
-        """The report: header, the timing table and the fast-path check table."""
+        """The report: header, the runtime policy, the timing table and the check table."""
         return "\n".join([
             f"Measured {self.date} on {self.device_name}, torch {self.torch_version}; "
             f"matmul peak {self.peak_tflops:.4g} TFLOP/s ({self.peak_label}); fast path "
@@ -591,6 +681,8 @@ class BenchResult:
             "",
             f"Command: `{self.command}`",
             "",
+            *[f"Runtime policy (scaling.runtime) {p}" + "  " for p in self.policies],
+            *([""] if self.policies else []),
             format_table(self.rows, self.peak_tflops),
             "",
             "Fast-path correctness (same weights and batch, eval mode):",
@@ -612,8 +704,14 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
               device: torch.device, geometry: Geometry, fast: FastPath, steps: int, repeats: int,
               warmup: int, eval_batch: int | None = None, sample_batch: int = 32,
               tok_batch: int = 64, check_batch: int = 4, official: Path | None = None,
-              peak_tflops: float | None = None, command: str = "") -> BenchResult:
-    """Run the benchmark; see the module docstring. `batches[i]` goes with `depths[i]`."""
+              peak_tflops: float | None = None, command: str = "",
+              bases: Sequence[Any] | None = None) -> BenchResult:
+    """Run the benchmark; see the module docstring. `batches[i]` goes with `depths[i]`;
+    `bases[i]` (a RunConfig, e.g. a sweep's run) gives that size's model, optim and runtime
+    (then `fast` is only the default for sizes without one). Each size runs inside its
+    runtime policy (`scaling.runtime.Policy.applied`: threads, TF32; restored after)."""
+    from scaling.config import RuntimeConfig
+    from scaling.runtime import resolve
     from var_core import counting, sample
 
     if len(batches) == 1:
@@ -630,96 +728,120 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
 
     rows: list[Row] = []
     checks: list[Check] = []
+    policies: list[str] = []
+    bases = list(bases) if bases is not None else [None] * len(depths)
+    default_fast = fast
     vqvae = make_vqvae(geometry, device)
     with tempfile.TemporaryDirectory(prefix="var-bench-") as tmp:
         tmp_path = Path(tmp)
         max_batch = max(max(batches), eval_batch or 0)
         store = write_random_store(tmp_path / "store", geometry, vqvae.quantize,
                                    n_train=max_batch * 4, n_val=max(eval_batch or max_batch, 1) * steps)
-        for depth, batch in zip(depths, batches):
-            ebatch = eval_batch or batch
-            trainer = build_trainer(store, tmp_path / f"run-d{depth}-b{batch}", depth=depth,
-                                    batch=batch, eval_batch=ebatch, eval_batches=steps,
-                                    fast=fast, device=device)
-            var_kwargs = trainer.model.config()
-            var_kwargs.pop("attn_backend")
-            fwd = counting.forward_flops(**var_kwargs)
-            n_params = trainer.params
-            model = f"d{depth}"
-            train_flops = (3.0 * fwd, 6.0 * n_params * geometry.L)
-            if "train" in what:
-                log(f"{model} batch {batch}: train ({fast.label()}, {warmup} warm-up steps first)")
-                with peak_memory(device) as mem:
-                    sec, _ = time_median(trainer.train_step, device, warmup=warmup, repeats=repeats,
-                                         inner=steps)
-                rows.append(Row("train", model, batch, fast.label(), sec, batch, geometry.L,
-                                *train_flops, mem["gb"]))
-            if "eval" in what:
-                log(f"{model}: eval, batch {ebatch}")
-                with peak_memory(device) as mem:
-                    sec, _ = time_median(lambda: trainer.evaluate("full"), device, warmup=1,
-                                         repeats=repeats)
-                rows.append(Row("eval", model, ebatch, fast.label(), sec / steps, ebatch, geometry.L,
-                                float(fwd), 2.0 * n_params * geometry.L, mem["gb"]))
-            if "sample" in what:
-                gen = torch.Generator().manual_seed(1)
-                labels = torch.randint(0, geometry.num_classes, (sample_batch,), generator=gen).to(device)
-                model_ = trainer.model.eval()
+        for depth, batch, base in zip(depths, batches, bases):
+            fast = default_fast if base is None else fast_path_of(base, device)
+            runtime = base.runtime if base is not None else RuntimeConfig(
+                precision=fast.precision, compile=fast.compile, tf32=fast.tf32,
+                num_threads=fast.threads)
+            policy = resolve(runtime, device=device)
+            policies.append(f"d{depth}: {policy.describe()}, attention {fast.attn_backend}"
+                            f"{', activation checkpointing' if fast.activation_checkpointing else ''}")
+            log(f"d{depth}: runtime policy {policies[-1]}")
+            with policy.applied():
+                ebatch = eval_batch or batch
+                trainer = build_trainer(store, tmp_path / f"run-d{depth}-b{batch}", depth=depth,
+                                        batch=batch, eval_batch=ebatch, eval_batches=steps,
+                                        fast=fast, device=device, base=base)
+                var_kwargs = trainer.model.config()
+                var_kwargs.pop("attn_backend")
+                fwd = counting.forward_flops(**var_kwargs)
+                n_params = trainer.params
+                model = f"d{depth}"
+                train_flops = (3.0 * fwd, 6.0 * n_params * geometry.L)
+                if "train" in what:
+                    log(f"{model} batch {batch}: train ({fast.label()}, {warmup} warm-up steps first)")
+                    with peak_memory(device) as mem:
+                        sec, _ = time_median(trainer.train_step, device, warmup=warmup, repeats=repeats,
+                                             inner=steps)
+                    rows.append(Row("train", model, batch, fast.label(), sec, batch, geometry.L,
+                                    *train_flops, mem["gb"]))
+                if "eval" in what:
+                    log(f"{model}: eval, batch {ebatch}")
+                    with peak_memory(device) as mem:
+                        sec, _ = time_median(lambda: trainer.evaluate("full"), device, warmup=1,
+                                             repeats=repeats)
+                    rows.append(Row("eval", model, ebatch, fast.label(), sec / steps, ebatch, geometry.L,
+                                    float(fwd), 2.0 * n_params * geometry.L, mem["gb"]))
+                if "sample" in what:
+                    gen = torch.Generator().manual_seed(1)
+                    labels = torch.randint(0, geometry.num_classes, (sample_batch,), generator=gen).to(device)
+                    model_ = trainer.model.eval()
 
-                def run_sample():
-                    with _autocast(trainer.precision, device):
-                        sample(model_, vqvae, labels, cfg=1.5, top_k=900, top_p=0.96, seed=0)
+                    def run_sample():
+                        with _autocast(trainer.precision, device):
+                            sample(model_, vqvae, labels, cfg=1.5, top_k=900, top_p=0.96, seed=0)
 
-                log(f"{model}: sample, batch {sample_batch}")
-                with peak_memory(device) as mem:
-                    sec, _ = time_median(run_sample, device, warmup=1, repeats=repeats)
-                rows.append(Row("sample", model, sample_batch, f"{trainer.precision} cfg1.5 k900 p0.96",
-                                sec, sample_batch, geometry.L, 2.0 * fwd, 4.0 * n_params * geometry.L,
-                                mem["gb"]))
-            log(f"{model}: fast-path checks")
-            checks += [dataclasses.replace(c, name=f"{model}: {c.name}") for c in fast_path_checks(
-                var_kwargs, geometry, fast, device, batch=check_batch, vqvae=vqvae)]
-            del trainer
-            model_ = run_sample = None  # drop every reference to this depth's model
-            if official is not None and "train" in what:
-                log(f"{model} batch {batch}: official code from {official}")
-                off = official_rows(official, geometry, depth, batch, device, warmup=warmup,
-                                    repeats=repeats, steps=steps, flops=train_flops)
-                ours = next(r for r in rows if r.what == "train" and r.model == model and r.batch == batch)
-                ours.vs_official = ours.images_per_s / off[0].images_per_s
-                rows += off
-            if fast.compile:
-                torch._dynamo.reset()  # compiled graphs hold the model; the next depth recompiles
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    if "tokenize" in what:
-        size = vqvae.image_size
-        images = (torch.rand(tok_batch, 3, size, size, generator=torch.Generator().manual_seed(2)) * 2 - 1
-                  ).to(device)
-        log(f"tokenize, batch {tok_batch}")
-        ref = [t.cpu() for t in vqvae.img_to_idx(images)]
-        for precision, channels_last in (("fp32", False), ("bf16", True)):
-            vq = vqvae.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-            x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
-
-            def tokenize():
-                with _autocast(precision, device):  # the quantizer turns autocast off itself
-                    return vq.img_to_idx(x)
-
-            with peak_memory(device) as mem:
-                sec, _ = time_median(tokenize, device, warmup=1, repeats=repeats)
-            label = f"{precision} encoder{' channels-last' if channels_last else ''}, fp32 quantizer"
-            rows.append(Row("tokenize", "VQVAE", tok_batch, label, sec, tok_batch, geometry.L,
-                            peak_gb=mem["gb"]))
-            if precision == "bf16":
-                got = torch.cat([t.cpu() for t in tokenize()], dim=1)
-                checks.append(Check("tokenize: bf16 channels-last tokens equal to fp32 (fraction)",
-                                    float((got == torch.cat(ref, dim=1)).float().mean()), None, None))
-        vqvae.to(memory_format=torch.contiguous_format)
+                    log(f"{model}: sample, batch {sample_batch}")
+                    with peak_memory(device) as mem:
+                        sec, _ = time_median(run_sample, device, warmup=1, repeats=repeats)
+                    rows.append(Row("sample", model, sample_batch, f"{trainer.precision} cfg1.5 k900 p0.96",
+                                    sec, sample_batch, geometry.L, 2.0 * fwd, 4.0 * n_params * geometry.L,
+                                    mem["gb"]))
+                log(f"{model}: fast-path checks")
+                checks += [dataclasses.replace(c, name=f"{model}: {c.name}") for c in fast_path_checks(
+                    var_kwargs, geometry, fast, device, batch=check_batch, vqvae=vqvae)]
+                del trainer
+                model_ = run_sample = None  # drop every reference to this depth's model
+                if official is not None and "train" in what:
+                    log(f"{model} batch {batch}: official code from {official}")
+                    off = official_rows(official, geometry, depth, batch, device, warmup=warmup,
+                                        repeats=repeats, steps=steps, flops=train_flops)
+                    ours = next(r for r in rows if r.what == "train" and r.model == model and r.batch == batch)
+                    ours.vs_official = ours.images_per_s / off[0].images_per_s
+                    rows += off
+                if fast.compile:
+                    torch._dynamo.reset()  # compiled graphs hold the model; the next depth recompiles
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+    tokenize_policy = resolve(None, device=device, threads=default_fast.threads,
+                              tf32=default_fast.tf32)  # scaling.tokenize's own choices
+    with tokenize_policy.applied():
+        if "tokenize" in what:
+            rows += _tokenize_rows(vqvae, device, tok_batch, repeats, checks, geometry.L)
     return BenchResult(rows, checks, peak_tflops, peak_label, device_name(device), torch.__version__,
                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                       command, fast)
+                       command, default_fast, policies)
+
+
+def _tokenize_rows(vqvae, device: torch.device, tok_batch: int, repeats: int,
+                   checks: list[Check], L: int) -> list[Row]:
+    """Time VQVAE.img_to_idx in fp32 and with a bf16 channels-last encoder; appends the
+    bf16-vs-fp32 token agreement to `checks`."""
+    rows: list[Row] = []
+    size = vqvae.image_size
+    images = (torch.rand(tok_batch, 3, size, size, generator=torch.Generator().manual_seed(2)) * 2 - 1
+              ).to(device)
+    log(f"tokenize, batch {tok_batch}")
+    ref = [t.cpu() for t in vqvae.img_to_idx(images)]
+    for precision, channels_last in (("fp32", False), ("bf16", True)):
+        vq = vqvae.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+        def tokenize():
+            with _autocast(precision, device):  # the quantizer turns autocast off itself
+                return vq.img_to_idx(x)
+
+        with peak_memory(device) as mem:
+            sec, _ = time_median(tokenize, device, warmup=1, repeats=repeats)
+        label = f"{precision} encoder{' channels-last' if channels_last else ''}, fp32 quantizer"
+        rows.append(Row("tokenize", "VQVAE", tok_batch, label, sec, tok_batch, L,
+                        peak_gb=mem["gb"]))
+        if precision == "bf16":
+            got = torch.cat([t.cpu() for t in tokenize()], dim=1)
+            checks.append(Check("tokenize: bf16 channels-last tokens equal to fp32 (fraction)",
+                                float((got == torch.cat(ref, dim=1)).float().mean()), None, None))
+    vqvae.to(memory_format=torch.contiguous_format)
+    return rows
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -740,8 +862,11 @@ def write_report(path: Path, result: BenchResult) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--depths", type=int, nargs="+", default=[16, 30])
-    p.add_argument("--batch", type=int, nargs="+", default=[64, 16],
-                   help="training batch, one for all depths or one per depth")
+    p.add_argument("--sweep", type=Path, default=None,
+                   help="benchmark what this sweep file runs: its run configs (model, runtime "
+                        "policy) at one process's batch, for the sizes given by --depths")
+    p.add_argument("--batch", type=int, nargs="+", default=None,
+                   help="training batch, one for all depths or one per depth (default 64 16)")
     p.add_argument("--eval-batch", type=int, default=None, help="evaluation batch (default: --batch)")
     p.add_argument("--sample-batch", type=int, default=32)
     p.add_argument("--tok-batch", type=int, default=64)
@@ -755,14 +880,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="auto: bf16 on CUDA, fp32 on CPU")
     p.add_argument("--attn-backend", default="auto", choices=("auto", "sdpa", "flex"))
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the trainer's model (default: on for CUDA)")
+                   help="torch.compile the trainer's model (default: the trainer's, off)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
+                   help="TF32 for fp32 matmuls/convolutions (default: on for CUDA)")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--tiny", action="store_true",
                    help=f"tiny geometry for CPU smoke runs: {dataclasses.asdict(TINY)}")
     p.add_argument("--official", type=Path, default=None,
                    help="a checkout of the official VAR code (imported at run time, never copied)")
     p.add_argument("--peak-tflops", type=float, default=None, help="skip the matmul measurement")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the runtime policy's, 1 on CPU)")
     p.add_argument("--out", type=Path, default=None, help="write the table into this Markdown file")
     args = p.parse_args(argv)
     for name in ("steps", "repeats", "sample_batch", "tok_batch", "check_batch"):
@@ -770,39 +898,96 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
         p.error(f"--warmup must be >= 0, got {args.warmup}")
-    if any(b < 1 for b in args.batch) or any(d < 1 for d in args.depths):
+    if any(b < 1 for b in args.batch or []) or any(d < 1 for d in args.depths):
         p.error("--depths and --batch must be positive")
-    if len(args.batch) not in (1, len(args.depths)):
+    if args.batch is not None and len(args.batch) not in (1, len(args.depths)):
         p.error(f"--batch: give one batch size or one per depth ({len(args.depths)}), got {args.batch}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.sweep is not None:
+        clash = [flag for flag, value in (("--batch", args.batch), ("--tiny", args.tiny or None),
+                                          ("--precision", None if args.precision == "auto" else 1),
+                                          ("--attn-backend", None if args.attn_backend == "auto" else 1),
+                                          ("--compile", args.compile), ("--tf32", args.tf32),
+                                          ("--activation-checkpointing",
+                                           args.activation_checkpointing or None))
+                 if value is not None]
+        if clash:
+            p.error(f"--sweep takes the batch, geometry and runtime policy from the sweep file; "
+                    f"drop {' '.join(clash)}")
+        if not args.sweep.is_file():
+            p.error(f"--sweep {args.sweep}: no such file")
     return args
 
 
+def sweep_bases(path: Path, depths: Sequence[int]) -> tuple[list[Any], list[int], Geometry]:
+    """What `--sweep path --depths ...` benchmarks: per depth the sweep's run config, one
+    process's batch (batch_size / (nodes x tasks per node)) and the sweep's token geometry.
+    Raises ConfigError for a bad sweep file or a depth the sweep does not train."""
+    from scaling.config_io import ConfigError
+    from scaling.sweep import load_sweep
+
+    sweep = load_sweep(path)
+    by_depth: dict[int, Any] = {}
+    for run in sweep.runs:
+        by_depth.setdefault(run.depth, run)  # the first run of that depth (other axes: --only)
+    missing = [d for d in depths if d not in by_depth]
+    if missing:
+        raise ConfigError(f"{path}: --depths {missing} not in the sweep's grid "
+                          f"(it trains depths {sorted(by_depth)})")
+    bases, batches = [], []
+    for d in depths:
+        run = by_depth[d]
+        procs = run.resources.nodes * run.resources.tasks_per_node
+        if run.config.optim.batch_size % procs:
+            raise ConfigError(f"{path}: d{d}: batch_size {run.config.optim.batch_size} is not "
+                              f"divisible by its {procs} processes")
+        bases.append(run.config)
+        batches.append(run.config.optim.batch_size // procs)
+    meta = sweep.expected_meta()
+    vq = dict(sweep.spec.prepare.vqvae or {}) if sweep.spec.prepare is not None else {}
+    geometry = Geometry(
+        vocab_size=int(meta["vocab_size"]), patch_nums=tuple(meta["patch_nums"]),
+        num_classes=int(meta["num_classes"]),
+        z_channels=int(vq.get("z_channels", OFFICIAL.z_channels)),
+        vqvae_ch=int(vq.get("ch", OFFICIAL.vqvae_ch)),
+        vqvae_ch_mult=tuple(vq.get("ch_mult", OFFICIAL.vqvae_ch_mult)))
+    return bases, batches, geometry
+
+
 def main(argv: list[str] | None = None) -> int:
+    from scaling.config_io import ConfigError
+    from scaling.runtime import resolve
     from var_core.attention import resolve_backend
 
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 1
     device = torch.device("cuda" if args.device == "cuda" or
                           (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    cuda = device.type == "cuda"
-    if cuda:  # fp32 matmuls and convolutions in TF32, as the official trainer runs them
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    fast = FastPath(precision=args.precision if args.precision != "auto" else ("bf16" if cuda else "fp32"),
+    # without --sweep: the trainer's defaults (scaling.runtime), changed by the flags
+    policy = resolve(None, device=device, precision=args.precision, compile=args.compile,
+                     tf32=args.tf32, threads=args.threads)
+    fast = FastPath(precision=policy.precision,
                     attn_backend=resolve_backend(args.attn_backend, device),  # named in the table
-                    compile=cuda if args.compile is None else args.compile,
-                    activation_checkpointing=args.activation_checkpointing)
+                    compile=policy.compile, activation_checkpointing=args.activation_checkpointing,
+                    tf32=policy.tf32, threads=policy.threads)
+    geometry, batches, bases = (TINY if args.tiny else OFFICIAL), args.batch or [64, 16], None
+    if args.sweep is not None:
+        try:
+            bases, batches, geometry = sweep_bases(args.sweep, args.depths)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     command = "python -m scaling.bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = run_bench(depths=args.depths, batches=args.batch, what=args.what, device=device,
-                       geometry=TINY if args.tiny else OFFICIAL, fast=fast, steps=args.steps,
-                       repeats=args.repeats, warmup=args.warmup, eval_batch=args.eval_batch,
-                       sample_batch=args.sample_batch, tok_batch=args.tok_batch,
-                       check_batch=args.check_batch, official=args.official,
-                       peak_tflops=args.peak_tflops, command=command.strip())
+    with policy.applied():  # the matmul peak and anything outside a size's own policy
+        result = run_bench(depths=args.depths, batches=batches, what=args.what, device=device,
+                           geometry=geometry, fast=fast, steps=args.steps,
+                           repeats=args.repeats, warmup=args.warmup, eval_batch=args.eval_batch,
+                           sample_batch=args.sample_batch, tok_batch=args.tok_batch,
+                           check_batch=args.check_batch, official=args.official,
+                           peak_tflops=args.peak_tflops, command=command.strip(), bases=bases)
     print(result.markdown())
     if args.out is not None:
         write_report(args.out, result)

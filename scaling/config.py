@@ -248,13 +248,19 @@ class RuntimeConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     attn_backend: Literal["auto", "sdpa", "flex", "math"] = "auto"  # math: explicit matmuls (reference)
     compile: bool = False
+    tf32: bool | None = None  # TF32 for fp32 matmuls/convs; None = on for CUDA (scaling.runtime)
     activation_checkpointing: bool = False
     fsdp: bool = False
     micro_batch: int | None = None  # per-rank micro-batch (gradient accumulation); None = all
     checkpoint_every_steps: int | None = None
     checkpoint_every_s: float = 900.0
     log_every_s: float = 30.0
-    num_threads: int | None = None  # torch CPU threads; None = torch's default
+    # several processes: rank 0's save/stop decisions are broadcast every this many steps
+    # (a SIGUSR2/SIGTERM is honoured within it); one process decides every step for free
+    agree_every_steps: int = 10
+    num_threads: int | None = None  # torch CPU threads; None = scaling.runtime's choice (CPU: 1)
+    # keep every training row's teacher-forcing input on the device when it fits (0 = never)
+    input_cache_mb: float = 256.0
     tensorboard: bool = True  # event files in the run directory (scaling.tracking)
     scalars_every_steps: int | None = None  # training scalars every k steps; None = ~200 per run
     wandb: WandbConfig | None = None  # also log to W&B: {project: NAME, mode: offline}
@@ -265,6 +271,8 @@ class RuntimeConfig:
         _positive("checkpoint_every_steps", self.checkpoint_every_steps)
         _positive("checkpoint_every_s", self.checkpoint_every_s)
         _positive("num_threads", self.num_threads)
+        _positive("agree_every_steps", self.agree_every_steps)
+        _positive("input_cache_mb", self.input_cache_mb, allow_zero=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from scaling.runtime import pick_device
+
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
@@ -34,15 +36,6 @@ class DistInfo:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
-
-
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> this rank's CUDA device when there is one, else CPU."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("runtime.device is 'cuda' but no CUDA device is available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 def setup(device_preference: str = "auto") -> DistInfo:

@@ -24,7 +24,9 @@ def scale_index(patch_nums: tuple[int, ...]) -> torch.Tensor:
 
 @torch.no_grad()
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token cross-entropy and error. logits [B, L, V], targets [B, L] -> two [B, L] float32."""
+    """Per-token cross-entropy and error from full logits (the plain reference path; the
+    trainer uses `VAR.token_losses`, chunked from the trunk's output).
+    logits [B, L, V], targets [B, L] -> two [B, L] float32."""
     logits = logits.float()
     ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     err = (logits.argmax(dim=-1) != targets).float()
@@ -33,7 +35,7 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
 
 @torch.no_grad()
 def evaluate(
-    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    losses: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     patch_nums: tuple[int, ...],
     device: torch.device,
@@ -42,7 +44,9 @@ def evaluate(
 ) -> dict:
     """Test CE and token error over `batches` of (tokens [B, L], labels [B]).
 
-    `forward(tokens, labels) -> logits [B, L, V]` runs the model teacher-forced in eval mode.
+    `losses(tokens, labels) -> (ce [B, L], err [B, L])` runs the model teacher-forced in eval
+    mode (e.g. `VAR.token_losses`, or `token_losses` on full logits).
+    Nothing is read back to the host until all batches are done.
     `all_reduce` sums a tensor across ranks in place (each image is on exactly one rank).
     Returns ce_avg, ce_last, err_avg, err_last, ce_by_scale, err_by_scale (lists) and images.
     """
@@ -54,24 +58,24 @@ def evaluate(
     for tokens, labels in batches:
         tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast or contextlib.nullcontext():
-            logits = forward(tokens, labels)
-        ce, err = token_losses(logits, tokens)
+            ce, err = losses(tokens, labels)
         sums[0].index_add_(0, scales, ce.sum(0).double())
         sums[1].index_add_(0, scales, err.sum(0).double())
         images += tokens.shape[0]
     if all_reduce is not None:
         all_reduce(sums)
         all_reduce(images)
-    n = images.item()
+    n = images.item()  # the one host read of the evaluation (with the sums below)
     if n == 0:
         raise ValueError("evaluation saw no test images")
     per_scale_tokens = torch.tensor([pn * pn for pn in patch_nums], dtype=torch.float64, device=device)
     by_scale = (sums / (n * per_scale_tokens)).cpu()
-    total_tokens = n * per_scale_tokens.sum().item()
+    total_tokens = n * sum(pn * pn for pn in patch_nums)
+    totals = sums.sum(1).cpu()
     return dict(
-        ce_avg=sums[0].sum().item() / total_tokens,
+        ce_avg=totals[0].item() / total_tokens,
         ce_last=by_scale[0, -1].item(),
-        err_avg=sums[1].sum().item() / total_tokens,
+        err_avg=totals[1].item() / total_tokens,
         err_last=by_scale[1, -1].item(),
         ce_by_scale=by_scale[0].tolist(),
         err_by_scale=by_scale[1].tolist(),

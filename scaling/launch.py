@@ -219,7 +219,8 @@ class PrepareJob:
                 record.update_status(progress=progress)
 
         try:
-            out = run_stage(sweep, stage, shard, relay)
+            with stage_policy(sweep, stage).applied():  # threads, TF32; restored after
+                out = run_stage(sweep, stage, shard, relay)
         except BaseException as e:
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):
                 record.update_status(state="failed", finished_at=time.time(),
@@ -233,6 +234,17 @@ class PrepareJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(PrepareJob(), *args, **kwargs)
+
+
+def stage_policy(sweep: Sweep, stage: str):
+    """The runtime policy (scaling.runtime) of a preparation stage: fp32 on the stage's
+    device, TF32 on CUDA, the policy's CPU threads (1: see scaling.runtime on why)."""
+    from scaling.runtime import resolve
+
+    device = "auto"
+    if stage == "vqvae":
+        device = (sweep.spec.prepare.vqvae or {}).get("device", "auto")
+    return resolve(None, device=device, precision="fp32")
 
 
 def run_stage(sweep: Sweep, stage: str, shard: int | None,

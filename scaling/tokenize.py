@@ -140,9 +140,8 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
     if not Path(vqvae).is_file():
         raise FileNotFoundError(f"tokenize: VQVAE checkpoint {vqvae} does not exist")
     dev = resolve_device(device)
-    if dev.type == "cuda":  # tf32 convs/matmuls; bf16 would change the quantizer's argmin
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    # fp32 (bf16 would change the quantizer's argmin); TF32 and threads are the runtime
+    # policy's, applied by the entry point (main, the launcher's stage job)
     sha = file_sha256(vqvae)
     model = load_vqvae(vqvae).to(dev).eval()
     if model.vocab_size > MAX_VOCAB:
@@ -266,14 +265,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the runtime policy's, 1 on CPU)")
     a = p.parse_args(argv)
     if a.merge and a.shard is not None:
         p.error("--merge assembles all shards: give it without --shard")
+    if a.threads is not None and a.threads < 1:
+        p.error(f"--threads must be >= 1, got {a.threads}")
+    from scaling.runtime import resolve
+
     try:
-        tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip, views=a.views,
-                 view_seed=a.view_seed,
-                 shard=a.shard, num_shards=a.num_shards, merge_only=a.merge,
-                 batch_size=a.batch_size, device=a.device, num_workers=a.num_workers)
+        # fp32 with TF32 on CUDA, threads: scaling.runtime's choices, restored on return
+        with resolve(None, device=resolve_device(a.device), precision="fp32",
+                     threads=a.threads).applied():
+            tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip, views=a.views,
+                     view_seed=a.view_seed,
+                     shard=a.shard, num_shards=a.num_shards, merge_only=a.merge,
+                     batch_size=a.batch_size, device=a.device, num_workers=a.num_workers)
     except (ValueError, FileNotFoundError, TokenStoreError) as e:
         p.exit(2, f"error: {e}\n")
 

@@ -28,8 +28,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from scaling import provenance, schedule
 from scaling.atomic import append_jsonl, atomic_write, atomic_write_text
@@ -38,6 +38,7 @@ from scaling.config_io import ConfigError, dump_yaml, to_dict
 from scaling.distributed import DistInfo, setup as setup_distributed, teardown
 from scaling.evaluate import evaluate
 from scaling.rundir import RunDir
+from scaling.runtime import resolve as resolve_policy
 from scaling.token_store import TokenStore, TokenStoreError, TrainOrder, eval_batches, load_quantizer
 from scaling.tracking import Tracker, eval_scalars
 
@@ -91,8 +92,9 @@ class Trainer:
 
         self.config, self.run_dir, self.dist = config, run_dir, dist
         self.device = dist.device
-        if config.runtime.num_threads:
-            torch.set_num_threads(config.runtime.num_threads)
+        # device, precision, TF32, compile and threads: one policy (scaling.runtime); the
+        # entry point (`train_run`) applies its process-wide parts (threads, TF32)
+        self.policy = resolve_policy(config.runtime, device=dist.device)
 
         self.store = TokenStore(config.data.store)
         self.store.check_matches(
@@ -134,9 +136,7 @@ class Trainer:
         self.evals = {s: k for s, k in schedule.eval_schedule(self.total_steps, config.eval).items()
                       if s > self.plan.start_step}
 
-        self.precision = config.runtime.precision
-        if self.precision == "auto":
-            self.precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision = self.policy.precision
         if config.runtime.activation_checkpointing:
             _checkpoint_blocks(self.model)
         self.train_model: torch.nn.Module = self.model
@@ -146,19 +146,28 @@ class Trainer:
         elif dist.enabled:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if config.runtime.compile:
-            self.train_model = torch.compile(self.train_model)
+        self.train_model = self.policy.maybe_compile(self.train_model)
+        # evaluation: the bare model (no DDP wrapper; each rank evaluates its own images)
+        self.eval_model = self.policy.maybe_compile(self.model)
+        # fused AdamW (CUDA and CPU): one kernel per step, and no host read of the step count
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model), lr=optim.peak_lr, betas=optim.betas, eps=optim.eps,
-            weight_decay=optim.weight_decay, fused=self.device.type == "cuda" or None)
+            weight_decay=optim.weight_decay, fused=True)
         self.order = TrainOrder(self.train_size, optim.batch_size, seed=config.seed)
+        self.grad_params = [p for p in self.model.parameters() if p.requires_grad]  # clip's list
+        self.input_cache = self._build_input_cache()
 
         # progress, all restored from the checkpoint
         self.step = 0
         self.wall_s = 0.0
         self.eval_flops = 0
-        self.loss_sum, self.loss_count = 0.0, 0
-        self.grad_norm: torch.Tensor | None = None  # of the last step, before clipping
+        # training loss since the last evaluation: this process's sum of per-image losses,
+        # kept on the device (read, and summed over ranks, only at log/eval points)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.loss_count = 0
+        # the first step whose loss was not finite (checked at log points); 0 = none
+        self._first_bad = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.grad_norm: torch.Tensor | None = None  # of the last step, before clipping (on device)
 
         # training curves (scaling.tracking): every rank takes the same logging steps (the
         # grad norm may be a collective); only rank 0 writes
@@ -169,26 +178,42 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """The policy's autocast (bf16 or none)."""
+        return self.policy.autocast()
+
+    def _build_input_cache(self) -> torch.Tensor | None:
+        """The teacher-forcing input of every row of the train split (each stored view),
+        [rows, L - pn_0^2, Cvae] float32 on the device, when it fits in
+        runtime.input_cache_mb (the demo: 19 MB;
+        ImageNet at 256px: 111 GB, never). It is a fixed function of the stored tokens, so
+        a step gathers it instead of recomputing it (on CPU that was most of the trainer's
+        overhead over a bare loop at the smallest sizes)."""
+        budget = self.config.runtime.input_cache_mb
+        per_row = (self.L - self.patch_nums[0] ** 2) * self.quantizer.z_channels * 4
+        split, rows = self.config.data.train_split, []
+        n = self.store.split_size(split)  # rows: every stored view of every image
+        if not budget or n * per_row > budget * 2 ** 20:
+            return None
+        for start in range(0, n, 1024):
+            tokens, _ = self.store.gather(split, np.arange(start, min(start + 1024, n)))
+            rows.append(self.teacher_forcing_input(tokens.to(self.device)))
+        return torch.cat(rows)
 
     def eval_precision(self):
-        """The evaluation's numerics (`eval.precision`): fp32 with TF32 matmuls on CUDA, as
-        the official evaluation, or bf16 autocast. The matmul setting is restored after."""
-        if self.config.eval.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        if self.device.type == "cuda":
-            return _float32_matmul_precision("high")
-        return contextlib.nullcontext()
+        """The evaluation's numerics (`eval.precision`, scaling.runtime.Policy.eval_numerics):
+        fp32 with TF32 matmuls on CUDA, as the official evaluation, or bf16 autocast."""
+        return self.policy.eval_numerics(self.config.eval.precision)
 
     def teacher_forcing_input(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] -> [B, L-1, Cvae], built on the device in float32."""
         with torch.no_grad():
             return self.quantizer.idx_to_var_input(split_scales(tokens, self.patch_nums))
 
-    def train_step(self) -> float:
-        """One optimizer step on the next global batch; returns its mean training loss."""
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step on the next global batch; returns the mean training loss of
+        this process's images as a 0-d device tensor (the step's mean loss on one process).
+        Nothing is read back to the host here: the loss is checked and logged at log
+        points (`read_train_loss`)."""
         cfg = self.config
         self.model.train()
         lr_factor = schedule.lr_factor(self.step, self.plan, cfg.optim)
@@ -210,42 +235,62 @@ class Trainer:
             if self.online is not None:  # the VQVAE in the loop (official behaviour)
                 tokens, labels = self.online.batch(indices[chunk], epoch)
             else:
+                # labels are range-checked here, on the host, where data enters (TokenStore.gather)
                 tokens, labels = self.store.gather(cfg.data.train_split, indices[chunk])
             labels = torch.where(dropped[chunk], self.store.num_classes, labels)
             tokens = tokens.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            x_in = self.teacher_forcing_input(tokens)
+            if self.input_cache is not None:
+                x_in = self.input_cache[torch.from_numpy(indices[chunk]).to(self.device)]
+            else:
+                x_in = self.teacher_forcing_input(tokens)
             last = i == len(starts) - 1
             if self.fsdp:
                 self.model.set_requires_gradient_sync(last)
             skip_sync = self.dist.enabled and not self.fsdp and not last
+            n = tokens.shape[0]
             with (self.train_model.no_sync() if skip_sync else contextlib.nullcontext()):
                 with self.autocast():
-                    logits = self.train_model(labels, x_in)
-                # every token weighted 1/L, every image 1/B: the mean over the global batch
-                loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(),
-                                       label_smoothing=cfg.optim.label_smoothing)
-                (loss * (len(tokens) / self.local_batch)).backward()
-            loss_sum += loss.detach().double() * len(tokens)
-        self.dist.all_reduce_sum(loss_sum)
-        mean_loss = loss_sum.item() / cfg.optim.batch_size
-        if not math.isfinite(mean_loss):
-            raise NonFiniteLoss(
-                f"training loss is {mean_loss} at step {self.step + 1} of run "
-                f"{cfg.run_id}; stopped before updating the weights. The last good "
-                f"checkpoint ({self.run_dir.checkpoint}) is kept.")
+                    # every token weighted 1/L, every image 1/B: the mean over the global batch;
+                    # the loss comes from the trunk's output in chunks (no [B, L, V] logits)
+                    loss = self.train_model(labels, x_in, tokens,
+                                            label_smoothing=cfg.optim.label_smoothing)
+                (loss * (n / self.local_batch)).backward()
+            loss_sum += loss.detach().double() * n
         if cfg.optim.grad_clip > 0:
-            # the global norm before clipping (a 0-d tensor; read it only when needed)
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                            cfg.optim.grad_clip)
+            # the global norm before clipping (a 0-d device tensor; read it only when needed)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.grad_params, cfg.optim.grad_clip)
         elif self.scalars_due(self.step + 1):  # no clipping: measured for the logs only
-            self.grad_norm = _total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+            self.grad_norm = _total_norm([p.grad for p in self.grad_params if p.grad is not None])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.loss_sum += mean_loss
+        # remember the first non-finite step without reading the loss (no host sync)
+        self._first_bad = torch.where((self._first_bad == 0) & ~torch.isfinite(loss_sum),
+                                      float(self.step), self._first_bad)
+        self.loss_sum += loss_sum
         self.loss_count += 1
-        return mean_loss
+        return loss_sum / self.local_batch
+
+    def read_train_loss(self) -> float:
+        """A log point: the mean training loss per image since the last evaluation, over all
+        ranks (one host read). Raises NonFiniteLoss if any step so far had a non-finite loss."""
+        return self._global_loss_sum() / (max(self.loss_count, 1) * self.config.optim.batch_size)
+
+    def _global_loss_sum(self) -> float:
+        """Sum over ranks of the per-image training losses since the last evaluation (every
+        rank calls this); raises NonFiniteLoss if a step had a non-finite loss on any rank."""
+        total = torch.stack((self.loss_sum, self._first_bad))
+        self.dist.all_reduce_sum(total)  # a bad step on any rank makes the second sum non-zero
+        loss_sum, bad = total.tolist()
+        if bad != 0 or not math.isfinite(loss_sum):
+            mine = int(self._first_bad.item())
+            first = f"at step {mine}" if mine else "on another rank"
+            raise NonFiniteLoss(
+                f"training loss became non-finite {first} of run {self.config.run_id} (checked "
+                f"at step {self.step}); stopped without saving. The last good checkpoint "
+                f"({self.run_dir.checkpoint}) is kept.")
+        return loss_sum
 
     def class_dropout(self) -> torch.Tensor:
         """BoolTensor [global batch]: which labels become the null class at this step.
@@ -266,12 +311,13 @@ class Trainer:
         self.model.eval()
         t0 = time.perf_counter()
 
-        def forward(tokens, labels):
-            return self.model(labels, self.teacher_forcing_input(tokens))
+        def losses(tokens, labels):  # chunked CE and error from the trunk (no [B, L, V] logits)
+            return self.eval_model(labels, self.teacher_forcing_input(tokens), tokens, per_token=True)
 
         batches = eval_batches(self.store, self.config.data.eval_split, cfg.batch_size,
                                rank=self.dist.rank, world_size=self.dist.world_size, limit=limit)
-        metrics = evaluate(forward, batches, self.patch_nums, self.device,
+        train_loss = self.read_train_loss()  # a log point: checks the loss is finite
+        metrics = evaluate(losses, batches, self.patch_nums, self.device,
                            autocast=self.eval_precision(), all_reduce=self.dist.all_reduce_sum)
         self.eval_flops += self.forward_flops * metrics["images"]
         images = self.step * self.config.optim.batch_size
@@ -282,7 +328,7 @@ class Trainer:
             seed=self.config.seed, step=self.step, images=images, tokens=images * self.L,
             flops=3 * self.forward_flops * images, flops_6nd=6 * self.params * images * self.L,
             wall_s=round(self.wall_s, 3),
-            train_loss=self.loss_sum / max(self.loss_count, 1),
+            train_loss=train_loss,
             lr=self.optimizer.param_groups[0]["lr"],
             ce_avg=metrics["ce_avg"], ce_last=metrics["ce_last"],
             err_avg=metrics["err_avg"], err_last=metrics["err_last"],
@@ -290,7 +336,7 @@ class Trainer:
             eval=kind, eval_images=metrics["images"], eval_flops=self.eval_flops,
             eval_s=round(time.perf_counter() - t0, 3),
         )
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum, self.loss_count = torch.zeros_like(self.loss_sum), 0
         if self.dist.is_main:
             append_jsonl(self.run_dir.metrics, record)
             self.tracker.log(eval_scalars(record, self.patch_nums), self.step, flops=record["flops"],
@@ -322,6 +368,11 @@ class Trainer:
         grad_norm = self.grad_norm
         if grad_norm is not None and hasattr(grad_norm, "full_tensor"):  # FSDP's DTensor
             grad_norm = grad_norm.full_tensor()
+        loss_sum = window.loss_sum  # sum of per-step mean losses of this rank's images
+        if isinstance(loss_sum, torch.Tensor) and self.dist.enabled:
+            loss_sum = loss_sum.clone()
+            self.dist.all_reduce_sum(loss_sum)  # equal local batches: the mean of rank means
+            loss_sum = loss_sum / self.dist.world_size
         if self.dist.is_main and window.steps(self.step):
             steps = window.steps(self.step)
             seconds = max(self.wall_s - window.wall_s, 1e-9)
@@ -330,7 +381,7 @@ class Trainer:
             flops = 3 * self.forward_flops * images
             group = self.optimizer.param_groups[0]  # the decayed group
             self.tracker.log({
-                "train/loss": float(window.loss_sum) / steps,
+                "train/loss": float(loss_sum) / steps,
                 "train/lr": group["lr"], "train/weight_decay": group["weight_decay"],
                 "train/grad_norm": None if grad_norm is None else float(grad_norm),
                 "train/images_per_s": steps * batch / seconds,
@@ -342,7 +393,11 @@ class Trainer:
         return _Window(self.step, self.wall_s)
 
     # ------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, loss_sum: float | None = None) -> dict[str, Any]:
+        """Everything a resume needs; `loss_sum`: the training-loss sum over all ranks (as
+        `_global_loss_sum`; computed here when not given, single process only)."""
+        if loss_sum is None:
+            loss_sum = self._global_loss_sum()
         metrics_offset = self.run_dir.metrics.stat().st_size if self.run_dir.metrics.exists() else 0
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -353,7 +408,7 @@ class Trainer:
             "total_steps": self.total_steps, "model": model_state,
             "optimizer": optim_state, "order": self.order.state_dict(),
             "rng": rng, "metrics_offset": metrics_offset, "wall_s": self.wall_s,
-            "eval_flops": self.eval_flops, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+            "eval_flops": self.eval_flops, "loss_image_sum": loss_sum, "loss_count": self.loss_count,
         }
 
     def _full_states(self) -> tuple[dict, dict]:
@@ -368,9 +423,11 @@ class Trainer:
                 get_optimizer_state_dict(self.model, self.optimizer, options=options))
 
     def save_checkpoint(self) -> None:
-        """Write checkpoint.pt atomically (rank 0); every rank waits for it."""
+        """Write checkpoint.pt atomically (rank 0); every rank waits for it. A non-finite
+        training loss raises NonFiniteLoss first: a bad state is never saved."""
+        loss_sum = self._global_loss_sum()  # every rank takes part
         if self.fsdp or self.dist.is_main:
-            state = self.state_dict()  # with FSDP every rank takes part in the gather
+            state = self.state_dict(loss_sum)  # with FSDP every rank takes part in the gather
         if self.dist.is_main:
             atomic_write(self.run_dir.checkpoint, lambda f: torch.save(state, f))
         self.dist.barrier()
@@ -381,8 +438,9 @@ class Trainer:
 
     def save_stable_state(self) -> None:
         """Keep the training state at this step of the constant phase (rank 0 writes)."""
+        loss_sum = self._global_loss_sum()  # every rank takes part (a log point)
         if self.fsdp or self.dist.is_main:
-            state = self.state_dict()
+            state = self.state_dict(loss_sum)
         if self.dist.is_main:
             path = self.stable_state_path(self.step)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -446,7 +504,12 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.step, self.wall_s = state["step"], state["wall_s"]
         self.eval_flops = state["eval_flops"]
-        self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
+        # rank 0 carries the global sum; older checkpoints kept the sum of per-step means
+        loss_sum = (state["loss_image_sum"] if "loss_image_sum" in state
+                    else state["loss_sum"] * self.config.optim.batch_size)
+        self.loss_sum = torch.tensor(loss_sum if self.dist.is_main else 0.0, dtype=torch.float64,
+                                     device=self.device)
+        self.loss_count = state["loss_count"]
         # evaluations written after this checkpoint are redone: drop them, so the file
         # ends with neither duplicated nor missing lines
         if self.dist.is_main and self.run_dir.metrics.exists() and not branch_start:
@@ -480,10 +543,9 @@ class Trainer:
         window = _Window(self.step, self.wall_s)
         t_prev = time.perf_counter()
         while self.step < end:
-            loss = self.train_step()
+            window.add(self.train_step())  # no host read here: the loss stays on the device
             if self.step in self.plan.save_steps:
                 self.save_stable_state()
-            window.add(loss)
             kind = self.evals.get(self.step)
             if kind is not None:
                 self._tick(t_prev)
@@ -493,12 +555,19 @@ class Trainer:
                     print(f"[{self.config.run_id}] {kind} eval at step {self.step}: "
                           + " ".join(f"{k} {last[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg",
                                                                      "err_last")), flush=True)
-                progress.set_postfix(loss=f"{loss:.3f}", test_ce=f"{last['ce_avg']:.3f}")
+                progress.set_postfix(loss=f"{last['train_loss']:.3f}", test_ce=f"{last['ce_avg']:.3f}")
             progress.update(1)
             now = time.monotonic()
-            save_due = (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) \
-                or now - last_save >= cfg.checkpoint_every_s
-            flags = self._agree([bool(save_due), stop is not None and stop.signum is not None])
+            step_due = bool(cfg.checkpoint_every_steps) and self.step % cfg.checkpoint_every_steps == 0
+            # save/stop decisions: every step on one process (free); with several processes
+            # rank 0's decisions are broadcast only every `agree_every_steps` steps and at
+            # step-count checkpoints, so a stop signal is honoured within that many steps
+            if (not self.dist.enabled or step_due or self.step == self.total_steps
+                    or self.step % cfg.agree_every_steps == 0):
+                flags = self._agree([step_due or now - last_save >= cfg.checkpoint_every_s,
+                                     stop is not None and stop.signum is not None])
+            else:
+                flags = [False, False]
             if flags[0] or flags[1] or self.step == self.total_steps:
                 t_prev = self._tick(t_prev)
                 self.save_checkpoint()
@@ -507,14 +576,8 @@ class Trainer:
                 break
             if self.dist.is_main and now - last_log >= cfg.log_every_s:
                 last_log = now
-                # for `scaling.status` and the launcher: where the run is and when it should end
                 eta = (now - attempt_t0) / max(self.step - first_step, 1) * (self.total_steps - self.step)
-                self.run_dir.update_status(step=self.step, eta_s=round(eta, 1))
-                if not progress.interactive:
-                    print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
-                          f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
-                          f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s",
-                          flush=True)
+                self._log_line(progress, eta)
             t_prev = self._tick(t_prev)
             if self.scalars_due(self.step):
                 window = self.log_scalars(window)
@@ -525,13 +588,29 @@ class Trainer:
         self.tracker.close()
         return last or {}
 
+    def _log_line(self, progress: "_Progress", eta: float) -> None:
+        """A log point (rank 0): status.json's step and ETA (seconds) and, in a job log, a
+        progress line with the training loss since the last evaluation (one host read)."""
+        # for `scaling.status` and the launcher: where the run is and when it should end
+        self.run_dir.update_status(step=self.step, eta_s=round(eta, 1))
+        if progress.interactive:
+            return
+        if self.dist.enabled:  # this rank's images only: no collective at a rank-0-only point
+            loss = self.loss_sum.item() / (max(self.loss_count, 1) * self.local_batch)
+        else:
+            loss = self.read_train_loss()  # also stops on a non-finite loss
+        print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
+              f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
+              f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s", flush=True)
+
     def _tick(self, t_prev: float) -> float:
         now = time.perf_counter()
         self.wall_s += now - t_prev
         return now
 
     def _agree(self, flags: list[bool]) -> list[bool]:
-        """Every rank takes rank 0's decisions (save, stop) at the same step."""
+        """Every rank takes rank 0's decisions (save, stop) at the same step (one broadcast
+        and host read with several processes; nothing on one)."""
         if not self.dist.enabled:
             return flags
         t = torch.tensor([float(f) for f in flags], device=self.device)
@@ -578,16 +657,6 @@ def _online_views(store: TokenStore, config: RunConfig, device: torch.device):
                        f"data.vqvae {path}")
     return OnlineViews(Path(data.images) / data.train_split, load_vqvae(path), store.classes,
                        seed=config.seed, device=device)
-
-
-@contextlib.contextmanager
-def _float32_matmul_precision(precision: str):
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(precision)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -669,8 +738,11 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
     run = RunDir(run_dir)
     config = load_run_config(run.config)
     dist = setup_distributed(config.runtime.device)
+    scope = contextlib.ExitStack()
     trainer = None
     try:
+        # the runtime policy's process-wide settings (threads, TF32), restored on return
+        scope.enter_context(resolve_policy(config.runtime, device=dist.device).applied())
         trainer = Trainer(config, run, dist)
         if dist.is_main:
             provenance.record_job(run.path, world_size=dist.world_size, device=str(dist.device))
@@ -710,6 +782,7 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
                               traceback=traceback.format_exc()[-4000:])
         raise
     finally:
+        scope.close()
         if trainer is not None:
             trainer.tracker.close()
         teardown()

@@ -484,8 +484,13 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(VQVAETrainConfig, a.config)
     except ConfigError as e:
         p.exit(2, f"error: {e}\n")
+    from scaling.runtime import resolve
+    from scaling.tokenize import resolve_device
+
     try:
-        path = train_vqvae(cfg)
+        # threads and TF32: scaling.runtime's choices for this process, restored on return
+        with resolve(None, device=resolve_device(cfg.device), precision="fp32").applied():
+            path = train_vqvae(cfg)
     except (ValueError, FileNotFoundError) as e:  # bad image folder, mismatched resume state
         p.exit(2, f"error: {e}\n")
     last = [json.loads(ln) for ln in (Path(cfg.out) / "vqvae_metrics.jsonl").read_text().splitlines()

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _torch_state(torch) -> tuple:
+    return (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32, torch.get_default_dtype(),
+            torch.get_float32_matmul_precision())
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state():
+    """Every test leaves the process as it found it: cwd, environment and, when torch is
+    loaded, its threads, TF32 flags, default dtype and float32 matmul precision. (Reads only:
+    torch is not imported here, so torch-free test modules stay torch-free.)"""
+    cwd, env = os.getcwd(), dict(os.environ)
+    torch = sys.modules.get("torch")
+    saved = _torch_state(torch) if torch is not None else None
+    yield
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
+    if dict(os.environ) != env:
+        os.environ.clear()
+        os.environ.update(env)
+    if saved is not None and _torch_state(torch) != saved:
+        threads, matmul_tf32, cudnn_tf32, dtype, precision = saved
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        torch.set_default_dtype(dtype)
+        torch.set_float32_matmul_precision(precision)

@@ -147,3 +147,71 @@ def test_official_code_is_timed_side_by_side(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not a checkout of the official VAR code"):
         bench.official_rows(tmp_path, bench.TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
                             steps=1, flops=(3.0, 6.0))
+
+
+TINY_SWEEP = """\
+name: tinybench
+output: {out}
+data:
+  tokens: /nonexistent/tokens
+  expect: {{train_images: 1000, num_classes: 10, vocab_size: 64, patch_nums: [1, 2, 3, 4]}}
+prepare:
+  vqvae: {{z_channels: 8, ch: 32, ch_mult: [1, 2], resolution: 8, vocab_size: 64, patch_nums: [1, 2, 3, 4]}}
+base:
+  model: {{width: 32, heads: 2}}
+  optim: {{batch_size: 8}}
+  length: {{steps: 10}}
+  runtime: {{num_threads: 1, precision: fp32, compile: false, micro_batch: 2}}
+grid:
+  depth: [2, 3]
+cluster:
+  gpus_per_node: 2
+"""
+
+
+def test_sweep_benchmarks_what_the_sweep_runs(tmp_path, capsys, monkeypatch):
+    """--sweep: each size's trainer gets the sweep's run config (model, optim, runtime) at one
+    process's batch (8 images over 2 GPUs = 4), and the table states the policy it ran."""
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(TINY_SWEEP.format(out=tmp_path / "runs"))
+    built = []
+    real = bench.build_trainer
+
+    def spy(*a, **k):
+        trainer = real(*a, **k)
+        built.append(trainer)
+        return trainer
+
+    monkeypatch.setattr(bench, "build_trainer", spy)
+    code = bench.main(["--device", "cpu", "--sweep", str(sweep), "--depths", "2", "--steps", "1",
+                       "--repeats", "1", "--warmup", "0", "--what", "train", "--check-batch", "2",
+                       "--peak-tflops", "1"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, captured.err[-2000:]
+    assert "Runtime policy (scaling.runtime) d2: cpu fp32, compile off, threads 1, attention sdpa" in out
+    (trainer,) = built
+    cfg = trainer.config
+    assert (cfg.model.width, cfg.model.heads, cfg.runtime.micro_batch) == (32, 2, 2)
+    assert cfg.optim.batch_size == 4 and trainer.micro_batch == 2
+    assert trainer.store.vocab_size == 64 and trainer.quantizer.z_channels == 8
+    train = next(r for r in parse_tables(out)[0] if r["what"] == "train")
+    assert train["batch"] == "4"
+
+
+def test_sweep_bad_input_is_named(tmp_path, capsys):
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(TINY_SWEEP.format(out=tmp_path / "runs"))
+    assert bench.main(["--device", "cpu", "--sweep", str(sweep), "--depths", "5"]) == 2
+    assert "--depths [5] not in the sweep's grid (it trains depths [2, 3])" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--sweep", str(sweep), "--batch", "4"])
+    assert "--sweep takes the batch, geometry and runtime policy from the sweep file; drop --batch" \
+        in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--sweep", str(tmp_path / "missing.yaml")])
+    assert "missing.yaml: no such file" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TINY_SWEEP.format(out=tmp_path / "runs").replace("batch_size: 8", "batch_size: -8"))
+    assert bench.main(["--device", "cpu", "--sweep", str(broken), "--depths", "2"]) == 2
+    assert "broken.yaml" in capsys.readouterr().err

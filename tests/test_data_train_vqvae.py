@@ -67,7 +67,6 @@ def test_training_lowers_reconstruction_error(images, tmp_path):
 
 
 def test_resume_is_exact(images, tmp_path, monkeypatch):
-    ref = tv.train_vqvae(_cfg(images, tmp_path / "ref", steps=40, ckpt_every=20), progress=False)
     real = tv.restart_dead_codes
     calls = {"n": 0}
 
@@ -84,13 +83,13 @@ def test_resume_is_exact(images, tmp_path, monkeypatch):
     monkeypatch.setattr(tv, "restart_dead_codes", real)
     assert torch.load(out / "train_state.pt", weights_only=True)["step"] == 20
     tv.train_vqvae(_cfg(images, out, steps=40, ckpt_every=20, restart_every=15), progress=False)
+    # the reference: the same config trained without interruption
     ref2 = tv.train_vqvae(_cfg(images, tmp_path / "ref2", steps=40, ckpt_every=20, restart_every=15), progress=False)
     a, b = load_vqvae(ref2).state_dict(), load_vqvae(out / "vqvae.pt").state_dict()
     diff = [(k, (a[k].float() - b[k].float()).abs().max().item()) for k in a if not torch.equal(a[k], b[k])]
     assert not diff, diff[:5]
     steps = [r["step"] for r in _evals(out)]
     assert steps == [0, 20, 40]  # no duplicated lines after the resume
-    assert ref.exists()
 
 
 def test_config_errors_are_located(tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling import schedule
 from scaling.config import LengthConfig, RunConfig
 from scaling.rundir import RunDir
 from scaling.token_store import TokenStoreMismatch
@@ -51,7 +50,8 @@ def test_tiny_model_learns_and_writes_the_metrics_contract(store, tmp_path):
     run_dir = write_run(tmp_path / "run", config)
     train_run(run_dir)
     records = _metrics(run_dir)
-    assert [r["step"] for r in records] == list(schedule.eval_schedule(40, config.eval))
+    # 5 points log-spaced from 0.2 x 40 = 8 to 40: 8 x 5^(k/4) = 8, 11.96, 17.89, 26.75, 40
+    assert [r["step"] for r in records] == [8, 12, 18, 27, 40]
     for r in records:
         assert REQUIRED_FIELDS <= r.keys()
         assert len(r["ce_by_scale"]) == len(r["err_by_scale"]) == 3
@@ -71,20 +71,30 @@ def test_tiny_model_learns_and_writes_the_metrics_contract(store, tmp_path):
 
 
 def test_flops_are_steps_times_per_step_count(store, tmp_path):
-    from var_core import counting
+    from scaling.config import estimate
+    from var_core import VAR, counting
 
     config = tiny_run_config(store, steps=10, eval_points=3)
     run_dir = write_run(tmp_path / "run", config)
     train_run(run_dir)
-    kwargs = config.model.var_kwargs(num_classes=4, vocab_size=32, z_channels=8, patch_nums=(1, 2, 3))
-    forward = counting.forward_flops(**kwargs)
-    N = counting.params(**kwargs)
-    for r in _metrics(run_dir):
+    # the independent source: config.estimate, the pre-run count from the store's meta.json
+    # (the launcher's path, which never builds a model); per image = total / (10 x 16)
+    est = estimate(config, json.loads((store / "meta.json").read_text()))
+    assert est["steps"] == 10 and est["images"] == 10 * 16 and est["tokens"] == 10 * 16 * 14
+    per_image = est["flops"] / est["images"]
+    records = _metrics(run_dir)
+    assert [r["step"] for r in records] == [2, 4, 10]  # 0.2 x 10 = 2 to 10: 2, 2 x 5^(1/2) = 4.47, 10
+    for r in records:
         assert r["images"] == r["step"] * 16
-        assert r["tokens"] == r["images"] * 14
-        assert r["flops"] == r["step"] * 16 * 3 * forward
-        assert r["flops_6nd"] == 6 * N * r["tokens"]
-        assert r["params"] == N
+        assert r["tokens"] == r["images"] * (1 + 4 + 9)
+        assert r["flops"] == r["step"] * 16 * per_image
+        assert r["flops_6nd"] == 6 * est["params"] * r["tokens"]
+        assert r["params"] == est["params"]
+    assert records[-1]["flops"] == est["flops"] and records[-1]["flops_6nd"] == est["flops_6nd"]
+    # and training is 3 x the forward pass of the same shapes (var_core.counting's convention)
+    kwargs = config.model.var_kwargs(num_classes=4, vocab_size=32, z_channels=8, patch_nums=(1, 2, 3))
+    assert per_image == 3 * counting.forward_flops(**kwargs)
+    assert est["params"] == sum(p.numel() for p in VAR(**kwargs).parameters())
 
 
 def test_length_in_epochs_images_tokens_and_flops(store):

@@ -159,10 +159,16 @@ def test_class_dropout_only_in_training():
 
 def test_bad_labels_and_inputs(var):
     _, x = _inputs(var)
+    # the range is checked where labels enter (no host sync in forward) ...
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\].*max 11"):
-        var(torch.tensor([1, 11]), x)
+        var.check_label_values(torch.tensor([1, 11]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\].*min -1"):
-        var(torch.tensor([-1, 2]), x)
+        var.check_label_values(torch.tensor([-1, 2]))
+    with pytest.raises(ValueError, match=r"labels must be a 1-D integer tensor"):
+        var(torch.tensor([1.0, 2.0]), x)
+    # ... and forward itself still refuses them on CPU (the embedding's own bound check)
+    with pytest.raises(IndexError):
+        var(torch.tensor([1, 11]), x)
     with pytest.raises(ValueError, match=r"x_in must be .*\[2, 29, 8\].*got \[2, 28, 8\]"):
         var(torch.tensor([1, 2]), x[:, 1:])
     with pytest.raises(ValueError, match="labels must lie"):

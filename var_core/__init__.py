@@ -17,6 +17,7 @@ _EXPORTS = {
     "attention_pairs": "counting", "forward_flops": "counting", "main_params": "counting",
     "params": "counting", "train_flops_per_image": "counting",
     "MultiScaleQuantizer": "quantizer",
+    "head_cross_entropy": "loss", "head_token_losses": "loss",
     "sample": "sampling", "sample_idx": "sampling", "top_k_top_p_filter": "sampling",
     "edit": "editing", "edit_idx": "editing", "scale_masks": "editing",
     "VAR": "var", "KVCache": "var",

@@ -77,7 +77,7 @@ def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 90
         labels = torch.as_tensor(list(labels) if isinstance(labels, Sequence) else [labels],
                                  dtype=torch.long)
     labels = labels.to(device)
-    var.check_labels(labels)
+    var.check_label_values(labels)  # labels enter here: one host read per call
     if (context is None) != (keep is None):
         raise ValueError("context and keep go together: give both (editing) or neither")
     if context is not None:

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import attend, make_block_mask, resolve_backend
+from .loss import head_cross_entropy, head_token_losses
 from .quantizer import no_autocast
 from .vqvae import DEFAULT_PATCH_NUMS
 
@@ -242,10 +243,18 @@ class VAR(nn.Module):
 
     # ---- pieces shared by forward and the sampler -------------------------------------
     def check_labels(self, labels: torch.Tensor) -> None:
-        """Labels must be a 1-D integer tensor in [0, num_classes] (num_classes = null class)."""
+        """Labels must be a 1-D integer tensor [B]. Checks shape and dtype only: reading the
+        values would cost a device-to-host sync (and a graph break under torch.compile) on
+        every call, so their range is checked where data enters (`check_label_values`, the
+        token store's loader, the sampler)."""
         if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
             raise ValueError(f"labels must be a 1-D integer tensor [B], got "
                              f"{type(labels).__name__} {getattr(labels, 'shape', '')}")
+
+    def check_label_values(self, labels: torch.Tensor) -> None:
+        """Labels [B] must lie in [0, num_classes] (num_classes = null class); reads them
+        (one host sync): call it where labels enter, not in the step."""
+        self.check_labels(labels)
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > self.num_classes):
             raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} = null "
                              f"class), got min {int(labels.min())} max {int(labels.max())}")
@@ -260,9 +269,10 @@ class VAR(nn.Module):
         """Level plus position embedding [1, L, C]."""
         return self.lvl_embed(self.lvl_1L) + self.pos_1LC
 
-    def run_blocks(self, x: torch.Tensor, cond: torch.Tensor, *, caches=None,
-                   masked: bool = True) -> torch.Tensor:
-        """Blocks then head: x [B, l, C], cond [B, C] -> logits [B, l, V] float32.
+    def trunk(self, x: torch.Tensor, cond: torch.Tensor, *, caches=None,
+              masked: bool = True) -> torch.Tensor:
+        """Blocks then the head's AdaLN: x [B, l, C], cond [B, C] -> h [B, l, C] float32
+        (the head's input: logits = self.head(h)).
 
         masked=True: x is the full sequence (block-causal mask); with `caches` (one KVCache
         per block) x is the next scale and attends to every cached token, no mask.
@@ -277,7 +287,12 @@ class VAR(nn.Module):
                 kw["mask"] = self.attn_bias_for_masking[:, :, :x.shape[1], :x.shape[1]]
         for i, b in enumerate(self.blocks):
             x = b(x, ada, cache=None if caches is None else caches[i], **kw)
-        return self.head(self.head_nm(x.float(), cond).float()).float()
+        return self.head_nm(x.float(), cond).float()
+
+    def run_blocks(self, x: torch.Tensor, cond: torch.Tensor, *, caches=None,
+                   masked: bool = True) -> torch.Tensor:
+        """Blocks then head: x [B, l, C], cond [B, C] -> logits [B, l, V] float32 (see `trunk`)."""
+        return self.head(self.trunk(x, cond, caches=caches, masked=masked)).float()
 
     def _flex_mask(self, device: torch.device):
         key = str(device)
@@ -285,8 +300,9 @@ class VAR(nn.Module):
             self._block_masks[key] = make_block_mask(self.lvl_1L.to(device))
         return self._block_masks[key]
 
-    def forward(self, labels: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
-        """labels [B] in [0, num_classes]; x_in [B, L - pn_0^2, z_channels] -> logits [B, L, V] float32.
+    def hidden(self, labels: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """labels [B] in [0, num_classes]; x_in [B, L - pn_0^2, z_channels] -> the head's input
+        h [B, L, C] float32 (logits = self.head(h)).
 
         In training mode each label becomes the null class with probability cond_drop.
         """
@@ -304,4 +320,32 @@ class VAR(nn.Module):
             sos = cond.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
             x = torch.cat((sos, self.word_embed(x_in.float())), dim=1)
             x = x + self.lvl_pos()
-        return self.run_blocks(x, cond)
+        return self.trunk(x, cond)
+
+    def forward(self, labels: torch.Tensor, x_in: torch.Tensor, targets: torch.Tensor | None = None,
+                *, label_smoothing: float = 0.0, per_token: bool = False):
+        """labels [B] in [0, num_classes]; x_in [B, L - pn_0^2, z_channels] -> logits [B, L, V]
+        float32. With targets [B, L] (int64 token ids) the logits are never materialised
+        (chunks from the head's input, var_core.loss): the mean cross-entropy over all
+        B x L tokens (scalar float32, differentiable), or with per_token=True the pair
+        (ce [B, L], err [B, L]) float32 of evaluation (no gradient; err = argmax != target).
+
+        In training mode each label becomes the null class with probability cond_drop.
+        """
+        h = self.hidden(labels, x_in)
+        if targets is None:
+            return self.head(h).float()
+        if per_token:
+            return head_token_losses(h.detach(), self.head.weight.detach(),
+                                     None if self.head.bias is None else self.head.bias.detach(),
+                                     targets)
+        return head_cross_entropy(h, self.head.weight, self.head.bias, targets,
+                                  label_smoothing=label_smoothing)
+
+    def token_losses(self, labels: torch.Tensor, x_in: torch.Tensor,
+                     targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced per-token cross-entropy and error (evaluation, no gradient):
+        labels [B], x_in [B, L - pn_0^2, z_channels], targets [B, L] -> (ce [B, L],
+        err [B, L]) float32. The same as self(labels, x_in, targets, per_token=True)."""
+        with torch.no_grad():
+            return self(labels, x_in, targets, per_token=True)
