@@ -385,9 +385,15 @@ def check_data(sweep: Sweep) -> None:
     from scaling.token_store import TokenStore, TokenStoreError
 
     try:
-        TokenStore(sweep.spec.data.tokens)
+        store = TokenStore(sweep.spec.data.tokens)
     except TokenStoreError as e:
         raise ConfigError(f"{sweep.source}: data.tokens: {e}") from None
+    for run in sweep.runs:
+        for key in ("train_split", "eval_split"):
+            split = getattr(run.config.data, key)
+            if split not in store.splits:
+                raise ConfigError(f"{sweep.source}: data.{key}: run {run.run_id} asks for split "
+                                  f"{split!r}; token store {store.path} has {store.splits}")
 
 
 def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_failed, reconfigure,

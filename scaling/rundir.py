@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from scaling.atomic import atomic_write_json
+from scaling.atomic import atomic_write_json, read_jsonl
 
 STATES = ("pending", "queued", "running", "done", "failed", "stopped")
 FINAL = ("done", "failed", "stopped")
@@ -127,20 +127,3 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         """All complete metrics lines (a torn last line from a crash is ignored)."""
         return read_jsonl(self.metrics)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The complete JSON lines of an append-only log; a torn (partial) line is skipped."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records

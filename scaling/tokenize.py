@@ -132,12 +132,16 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
         raise ValueError(f"tokenize: vocab_size {model.vocab_size} does not fit the store's uint16 "
                          f"tokens (max {MAX_VOCAB})")
     classes = read_classes_file(images) or find_classes(images / splits[0])
+    ident = _identity(model, sha, classes)
+    # every split folder is checked before anything is written (classes.json included): a
+    # bad folder, once fixed, must not meet a class list written from the broken one
+    folders = {split: ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
+               for split in (() if merge_only else splits)}
     if not (images / CLASSES_FILE).exists():
         try:  # persist the label order beside the images when we may
             atomic_write_json(images / CLASSES_FILE, classes)
         except OSError:
             pass
-    ident = _identity(model, sha, classes)
     L = ident["L"]
 
     # a finished store must match; a plan (shards in progress) must match
@@ -153,7 +157,7 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
             raise TokenStoreError(f"token store {out}: nothing to merge (no plan.json: no shard has run)")
         splits = ()
     for split in splits:
-        ds = ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
+        ds = folders[split]
         entry = {"inputs": len(ds), "flip": bool(flip and split == "train"), "num_shards": num_shards}
         old = plan["splits"].get(split)
         if old is not None and old != entry:
