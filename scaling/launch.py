@@ -291,9 +291,17 @@ class Submitted:
     signal: int | None = None  # the signal that stopped the launcher (local backend)
 
 
+def check_output(output: Path) -> None:
+    """The sweep's output must be a folder (or not exist yet)."""
+    if output.exists() and not output.is_dir():
+        raise SystemExit(f"error: output {output} (the sweep's `output:`) is a file, not a "
+                         "folder; give another output path")
+
+
 @contextlib.contextmanager
 def output_lock(output: Path) -> Iterator[None]:
     """Exclusive lock on the sweep's output folder for the duration of a launch."""
+    check_output(output)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -820,6 +828,7 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --only/--exclude leave no runs", file=sys.stderr)
             return 2
         check_data(sweep)
+        check_output(sweep.output)
         print(plan_table(sweep, runs, run_states(runs)))
         out = launch(sweep, only=args.only, exclude=args.exclude, retry_failed=args.retry_failed,
                      reconfigure=args.reconfigure, backend=args.backend, wait=args.wait)

@@ -336,11 +336,14 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------- loop
-    def run(self, *, max_steps: int | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
+    def run(self, *, max_steps: int | None = None, stop: StopRequest | None = None,
+            resumed: bool | None = None) -> dict[str, Any]:
         """Train to the end, `max_steps` more steps, or a stop request; returns the last
-        metrics record. A stop request is honoured at a step boundary, after a checkpoint."""
+        metrics record. A stop request is honoured at a step boundary, after a checkpoint.
+        `resumed`: whether the caller already called load_checkpoint (None: load it here)."""
         cfg = self.config.runtime
-        resumed = self.load_checkpoint()
+        if resumed is None:
+            resumed = self.load_checkpoint()
         if self.dist.is_main:
             print(f"[{self.config.run_id}] {'resumed at' if resumed else 'starting'} step "
                   f"{self.step}/{self.total_steps}: N={self.params:,} params, batch "
@@ -475,8 +478,18 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
 
 def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, stop,
                   requeue) -> dict[str, Any]:
-    try:
+    try:  # checks before any write: config, data, model, checkpoint
         trainer = Trainer(config, run, dist)
+        resumed = trainer.load_checkpoint()
+    except BaseException as e:
+        # a queued run records why it could not start; a run already done, failed or
+        # stopped keeps its record (a bad file given by hand changes nothing written)
+        if dist.is_main and not isinstance(e, (KeyboardInterrupt, SystemExit)) and \
+                run.read_status().get("state") not in ("done", "failed", "stopped"):
+            run.update_status(state="failed", finished_at=time.time(),
+                              error=f"{type(e).__name__}: {e}")
+        raise
+    try:
         if dist.is_main:
             status = run.read_status()
             run.update_status(state="running", force=True, started_at=time.time(),
@@ -484,7 +497,7 @@ def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, 
                               slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None,
                               restarts=int(status.get("restarts", -1)) + 1,
                               total_steps=trainer.total_steps, params=trainer.params)
-        last = trainer.run(max_steps=max_steps, stop=stop)
+        last = trainer.run(max_steps=max_steps, stop=stop, resumed=resumed)
         if trainer.step >= trainer.total_steps:
             if dist.is_main:
                 final = _summary(last or (run.read_metrics() or [None])[-1])
