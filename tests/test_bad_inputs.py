@@ -279,8 +279,8 @@ CASES = [
     Case("store split that does not exist", edit(Y, "length: {steps: 6}",
                                                  "length: {steps: 6}\n  data: {eval_split: test}"),
          launch(), ("s.yaml: data.eval_split: run d1 asks for split 'test'",)),
-    Case("missing token store", edit(Y, "tokens: {w}/store", "tokens: {w}/nostore"), launch(),
-         ("s.yaml: data.tokens: token store {w}/nostore does not exist",)),
+    Case("missing token store", edit(Y, "/store\n", "/nostore\n"), launch(),
+         ("s.yaml: data.tokens: token store ", "/nostore does not exist",)),
     Case("output is a file", both(write("bad/out-file", "x"),
                                   edit(Y, "output: {w}/out", "output: {w}/bad/out-file")),
          launch(), ("error: output {w}/bad/out-file (the sweep's `output:`) is a file",), None),
@@ -376,10 +376,9 @@ def run_case(case: Case, w: Path, capsys) -> str:
 def test_bad_input(case: Case, world: Path, tmp_path: Path, capsys):
     w = tmp_path / "w"
     shutil.copytree(world, w, symlinks=True)
-    for yaml in (w / Y,):  # the copy's sweep points into the copy
-        yaml.write_text(yaml.read_text().replace(str(world), str(w)))
-    for cfg in (w / "out").rglob("config.yaml"):
-        cfg.write_text(cfg.read_text().replace(str(world), str(w)))
+    # the copy's sweep writes into the copy; the runs read the world's store, as the finished
+    # run's config and checkpoint say (cases that break a store break a copy of it)
+    (w / Y).write_text((w / Y).read_text().replace(f"output: {world}", f"output: {w}"))
     before = None
 
     def planted(_w: Path) -> None:
@@ -405,3 +404,76 @@ def test_battery_count():
     names = [c.name for c in CASES]
     assert len(set(names)) == len(names) >= 40
     print(f"bad-input battery: {len(names)} distinct bad inputs")
+
+
+def test_hostile_file_is_really_hostile(world, tmp_path):
+    """The hostile checkpoint of the battery does run code when unpickled without the
+    tensors-only guard (so its refusal above means something)."""
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "out" / "d1").mkdir(parents=True)
+    hostile_checkpoint(w)
+    torch.load(w / "out" / "d1" / "checkpoint.pt", weights_only=False)  # what we never do
+    assert (w / "PWNED").exists()
+
+
+def test_retraining_a_finished_run_keeps_its_final_summary(world, tmp_path):
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    cfg = w / "out" / "d1" / "config.yaml"  # reads the world's store, like its checkpoint
+    before = json.loads((w / "out" / "d1" / "status.json").read_text())
+    metrics_before = (w / "out" / "d1" / "metrics.jsonl").read_bytes()
+    assert train_mod.main([str(cfg)]) == 0
+    after = json.loads((w / "out" / "d1" / "status.json").read_text())
+    assert after["state"] == "done" and after["final"] == before["final"]
+    assert after["final"]["step"] == 6 and "ce_avg" in after["final"]
+    assert (w / "out" / "d1" / "metrics.jsonl").read_bytes() == metrics_before
+
+
+def test_atomic_writes_leave_no_stale_temp_files_and_a_readable_mode(tmp_path):
+    import socket
+    import subprocess
+
+    from scaling.atomic import atomic_write_text
+
+    host = socket.gethostname().replace(".", "_")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / f".status.json.{host}.{dead.pid}.abc.tmp"
+    stale.write_text("half")
+    live = tmp_path / f".status.json.{host}.{os.getpid()}.xyz.tmp"  # a write in progress
+    live.write_text("half")
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "status.json", "{}")
+    finally:
+        os.umask(old)
+    assert not stale.exists() and live.exists()
+    assert (tmp_path / "status.json").stat().st_mode & 0o777 == 0o644
+    os.chmod(tmp_path / "status.json", 0o664)  # a group-writable file keeps its mode
+    atomic_write_text(tmp_path / "status.json", "{}")
+    assert (tmp_path / "status.json").stat().st_mode & 0o777 == 0o664
+
+
+def test_a_refused_submission_is_recorded_and_submits_nothing(world, tmp_path, monkeypatch):
+    """sbatch (here: the executor) refuses: the runs say so, none is left queued without a
+    job id, and the launch fails with the reason."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    (w / Y).write_text((w / Y).read_text().replace(f"output: {world}", f"output: {w}")
+                       .replace("depth: [1]", "depth: [1, 2]"))
+    from scaling.rundir import RunDir
+    from scaling.sweep import load_sweep
+
+    class Refusing:
+        def submit(self, *a, **k):
+            raise RuntimeError("sbatch: error: Batch job submission failed: Invalid account")
+
+    monkeypatch.setattr(launch_mod, "executor_for", lambda *a, **k: Refusing())
+    sweep = load_sweep(w / Y)
+    with pytest.raises(SystemExit, match="submitting 1 runs failed .*Invalid account"):
+        launch_mod.launch(sweep, log=lambda s: None)
+    rec = RunDir(w / "out" / "d2").read_status()
+    assert rec["state"] == "pending" and "submission failed: sbatch: error" in rec["error"]
+    assert not rec.get("job_ids")
+    assert RunDir(w / "out" / "d1").read_status()["state"] == "done"
