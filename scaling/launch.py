@@ -211,7 +211,7 @@ class PrepareJob:
 
         sweep = load_sweep(sweep_file)
         record = RunDir(stage_dir(sweep, stage, shard))
-        record.update_status(state="running", started_at=time.time())
+        record.update_status(state="running", force=True, started_at=time.time())
         try:
             out = run_stage(sweep, stage, shard)
         except BaseException as e:
@@ -563,7 +563,8 @@ def _submit_stages(sweep: Sweep, backend: str, out: Submitted, log) -> list[str]
         if pending:
             ex = executor_for(sweep, backend, res, f"{sweep.spec.name}-{stage}", deps)
             for shard in pending:
-                RunDir(stage_dir(sweep, stage, shard)).update_status(state="queued")
+                RunDir(stage_dir(sweep, stage, shard)).update_status(state="queued", force=True,
+                                                                     error=None)
             if len(pending) > 1 and backend == "slurm":
                 jobs = ex.map_array(PrepareJob(), [sweep_file] * len(pending),
                                     [stage] * len(pending), pending)
@@ -846,8 +847,10 @@ def main(argv: list[str] | None = None) -> int:
     if out.failed:
         print(f"error: {len(out.failed)} runs failed: "
               + "; ".join(f"{r}: {line}" for r, line in out.failed.items()), file=sys.stderr)
-        return 1
-    return 0
+    if out.stopped:
+        print(f"error: {len(out.stopped)} runs were stopped before the end "
+              f"({', '.join(out.stopped)}); launch again to resume them", file=sys.stderr)
+    return 1 if out.failed or out.stopped else 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """One trainer per run directory, and who a process is (pid + start time).
 
-`RunLock(run_dir)` takes `<run_dir>/.lock`: an flock held for the trainer's lifetime, with the holder's host, pid, start time and SLURM job id written in the file. A
-second trainer finds the lock held and refuses with a message naming the holder. The kernel
-drops the lock when its process dies in any way (SIGKILL, node crash of an NFS client once its
-lease expires), so a lock left by a crashed trainer is stale by construction: the next trainer
-takes it over (and says so), with no manual clean-up and no guess from timestamps.
+`RunLock(run_dir)` takes `<run_dir>/.lock`: an flock held for the trainer's lifetime, with
+the holder's host, pid, start time and SLURM job id written in the file. A second trainer
+finds the lock held and refuses with a message naming the holder. The kernel drops the lock
+when its process dies in any way (SIGKILL included), so a lock left by a crashed trainer is
+stale by construction: the next trainer takes it over (and logs so), with no manual clean-up
+and no guess from timestamps. (On a network file system flock is as good as the file
+system's lock support; the holder's host in the file tells a human where to look.)
 
 `process_start(pid)` is the kernel's start time of a process (clock ticks since boot, from
 /proc/<pid>/stat): with the pid it names one process even after the pid is reused, which is
