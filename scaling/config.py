@@ -76,6 +76,17 @@ class DataConfig:
     vqvae_sha256: str | None = None  # when set, the store must have been made with this VQVAE
     vocab_size: int | None = None  # when set, checked against the store
     patch_nums: tuple[int, ...] | None = None  # when set, checked against the store
+    # augmented views of the train split (scaling.tokenize --views K): when set, the store's
+    # train split must hold exactly this many views per image; None = whatever it holds.
+    # Training draws one view per image per epoch; budgets count images, never views.
+    views: int | None = None
+    flip: bool | None = None  # when set, the store's train split must (not) hold mirrors
+    transform: Literal["center_crop", "random_crop"] | None = None  # when set, checked too
+
+    def __post_init__(self):
+        if self.views is not None and (isinstance(self.views, bool) or self.views < 1):
+            raise InvalidValue("views", f"must be a whole number >= 1 (1 = one centre crop), "
+                                        f"got {self.views!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +167,12 @@ class LengthConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """When and on what the test metrics are measured."""
+    """When and on what the test metrics are measured.
+
+    `precision`: fp32 (default; TF32 matmuls allowed on CUDA, as the official evaluation) or
+    bf16 autocast (cheaper; moves cross-entropy by ~1e-3). Class dropout is always off at
+    evaluation (DESIGN.md), unlike the official `eval_ep` (docs/fitting.md).
+    """
 
     points: int = 12  # full evaluations, evenly spaced in log(compute), always incl. the last step
     first_frac: float = 0.01  # the first at this fraction of the training compute
@@ -164,6 +180,7 @@ class EvalConfig:
     subset_points: int = 0  # extra cheap evaluations (log-spaced) on a subset of the test split
     subset_images: int = 1000
     batch_size: int = 256  # per rank
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self):
         _positive("points", self.points)
@@ -240,13 +257,30 @@ def load_run_config(path: str | Path) -> RunConfig:
     return build(RunConfig, data, loc)
 
 
+# Repeated data: each distinct training sequence seen more often than this many times marks
+# the data-limited regime (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models":
+# up to ~4 epochs of repetition are almost as good as unique data, beyond that returns fall).
+REPEAT_EPOCHS_OK = 4.0
+
+
+def passes_per_sequence(estimate_: dict[str, float], store_meta: dict[str, Any], split: str) -> float:
+    """How many times a run sees each stored token sequence: epochs / (views x flips)."""
+    from scaling.token_store import rows_per_image
+
+    return float(estimate_["epochs"]) / rows_per_image(store_meta["splits"][split])
+
+
 def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     """What a run will cost, from its config and its token store's `meta.json` contents.
 
     Returns params (N), steps, images, tokens (images x L), flops (exact training count,
-    3 x forward from shapes) and flops_6nd (6 N tokens), all in plain units (FLOPs).
+    3 x forward from shapes) and flops_6nd (6 N tokens), all in plain units (FLOPs); plus
+    train_images (the split's images) and epochs (images seen / train_images). Epochs and
+    budgets count images of the dataset, never stored views or flip copies, so a store made
+    with --views K or --flip gives the same numbers as the store's `data.expect` stand-in.
     """
     from var_core import counting  # lazy: keeps `import scaling.config` torch-free
+    from scaling.token_store import images_in_split
 
     var_kwargs = config.model.var_kwargs(
         num_classes=int(store_meta["num_classes"]), vocab_size=int(store_meta["vocab_size"]),
@@ -255,10 +289,12 @@ def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     params = counting.params(**var_kwargs)
     fwd = counting.forward_flops(**var_kwargs)
     L = sum(p * p for p in var_kwargs["patch_nums"])
+    train_images = images_in_split(store_meta["splits"][config.data.train_split])
     steps = config.length.total_steps(
-        train_size=int(store_meta["splits"][config.data.train_split]["count"]),
-        batch_size=config.optim.batch_size, tokens_per_image=L, flops_per_image=3 * fwd)
+        train_size=train_images, batch_size=config.optim.batch_size, tokens_per_image=L,
+        flops_per_image=3 * fwd)
     images = steps * config.optim.batch_size
     return dict(params=params, steps=steps, images=images, tokens=images * L,
                 flops=3 * fwd * images, flops_6nd=6 * params * images * L,
-                forward_flops_per_image=fwd)
+                forward_flops_per_image=fwd, train_images=train_images,
+                epochs=images / train_images)

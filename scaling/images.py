@@ -133,6 +133,29 @@ def transform(img: Image.Image, resolution: int, train: bool, *, resize_ratio: f
     return x.flip(-1) if flip else x
 
 
+def crop_views(img: Image.Image, resolution: int, n_views: int, seed: tuple[int, ...], *,
+               resize_ratio: float = 1.125, flip: bool = False) -> torch.Tensor:
+    """`n_views` random crops of the official training transform, reproducibly.
+
+    The image is resized once (shorter side to round(ratio * res), Lanczos); crop v's offsets
+    come from numpy's generator seeded by (*seed, v), so the same (seed, v) always gives the
+    same crop on any machine, shard or resume. With `flip`, each crop is followed by its
+    mirror. Returns [n_views * (2 if flip else 1), 3, res, res] in [-1, 1].
+    """
+    img = resize_shorter(img, round(resize_ratio * resolution))
+    w, h = img.size
+    if w < resolution or h < resolution:
+        raise ValueError(f"resized image {w}x{h} is smaller than the crop {resolution}")
+    out = []
+    for v in range(n_views):
+        rng = np.random.default_rng([*seed, v])
+        top = int(rng.integers(0, h - resolution + 1))
+        left = int(rng.integers(0, w - resolution + 1))
+        x = to_tensor_pm1(img.crop((left, top, left + resolution, top + resolution)))
+        out += [x, x.flip(-1)] if flip else [x]
+    return torch.stack(out)
+
+
 class ImageFolder(torch.utils.data.Dataset):
     """`root/<class>/<image>` as a Dataset of (image [3, res, res] in [-1, 1], int label).
 
@@ -185,6 +208,21 @@ class ImageFolder(torch.utils.data.Dataset):
         img = load_rgb(path)
         return transform(img, self.resolution, self.train if train is None else train,
                          resize_ratio=self.resize_ratio, generator=generator, flip=flip)
+
+    def load_views(self, index: int, n_views: int, *, seed: int = 0, flip: bool = False) -> torch.Tensor:
+        """Views of image `index` as stored in a token store: [R, 3, res, res] in [-1, 1].
+
+        n_views = 1: the evaluation transform (centre crop); more: `crop_views` seeded by
+        (seed, index). With `flip`, each view is followed by its mirror (R = 2 n_views).
+        Raises `UnreadableImage` if the file cannot be read.
+        """
+        if n_views < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        if n_views == 1:
+            x = self.load(index, train=False)
+            return torch.stack([x, x.flip(-1)] if flip else [x])
+        return crop_views(load_rgb(self.samples[index][0]), self.resolution, n_views, (seed, index),
+                          resize_ratio=self.resize_ratio, flip=flip)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """(image [3, res, res], label); an unreadable file is skipped (warned, counted)."""

@@ -87,7 +87,33 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
     if not real:
         notes.append(f"token store {sweep.token_store()} not readable yet: estimates use "
                      "data.expect (or what prepare will make)")
+    warning = repeated_data_warning(runs, meta)
+    if warning:
+        notes.append(warning)
     return format_table(header, rows) + "\n" + "\n".join(notes)
+
+
+def repeated_data_warning(runs: list[Run], meta: dict[str, Any]) -> str | None:
+    """A warning line when some runs would see each stored token sequence more than
+    `REPEAT_EPOCHS_OK` times (scaling.config.passes_per_sequence), else None."""
+    from scaling.config import REPEAT_EPOCHS_OK, passes_per_sequence
+
+    hits = []
+    for run in runs:
+        passes = passes_per_sequence(estimate_run(run, meta), meta, run.config.data.train_split)
+        if passes > REPEAT_EPOCHS_OK:
+            hits.append(f"{run.run_id} {passes:.3g}")
+    if not hits:
+        return None
+    split = meta["splits"][runs[0].config.data.train_split]
+    return (f"warning: repeated data is the likely regime: {len(hits)} of {len(runs)} runs see "
+            f"each stored token sequence more than {REPEAT_EPOCHS_OK} times (passes = epochs / "
+            f"(views x flips) with {split.get('views', 1)} view(s), flips "
+            f"{'on' if split.get('flip') else 'off'}: {', '.join(hits)}). Rule: up to ~4 epochs of "
+            f"repeated data cost little, beyond that each repeat is worth less and large models "
+            f"overfit (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). "
+            f"Remedies: more views (tokenize --views K), fewer epochs, more images; "
+            f"see docs/data.md")
 
 
 # ----------------------------------------------------------------------------- executors
@@ -249,7 +275,9 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
         from scaling.tokenize import tokenize
 
         n = spec.tokenize.shards
-        kwargs: dict[str, Any] = dict(batch_size=spec.tokenize.batch_size, num_shards=n)
+        kwargs: dict[str, Any] = dict(batch_size=spec.tokenize.batch_size, num_shards=n,
+                                      views=spec.tokenize.views, flip=spec.tokenize.flip,
+                                      view_seed=spec.tokenize.view_seed)
         if stage == "merge":
             kwargs["merge_only"] = True
         elif n > 1:

@@ -67,16 +67,21 @@ class StoreHint:
     num_classes: int = 1000
     vocab_size: int = 4096
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+    views: int = 1  # augmented views per train image the store will hold (tokenize --views)
+    flip: bool = False  # whether it will hold mirrors too (tokenize --flip)
 
     def __post_init__(self):
-        _positive(self, "train_images", "num_classes", "vocab_size")
+        _positive(self, "train_images", "num_classes", "vocab_size", "views")
         if not self.patch_nums or min(self.patch_nums) < 1:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
         """A stand-in for the store's meta.json (the keys `scaling.config.estimate` reads)."""
+        rows = self.train_images * self.views * (2 if self.flip else 1)
         return {"num_classes": self.num_classes, "vocab_size": self.vocab_size,
-                "patch_nums": list(self.patch_nums), "splits": {"train": {"count": self.train_images}}}
+                "patch_nums": list(self.patch_nums),
+                "splits": {"train": {"count": rows, "images": self.train_images,
+                                     "views": self.views, "flip": self.flip}}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +127,12 @@ class TokenizeSpec:
 
     shards: int = 1
     batch_size: int = 64
+    views: int = 1  # views per train image (1 = one centre crop; K = K random crops)
+    flip: bool = False  # also store each view's mirror (not the official recipe)
+    view_seed: int = 0
 
     def __post_init__(self):
-        _positive(self, "shards", "batch_size")
+        _positive(self, "shards", "batch_size", "views")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,6 +345,8 @@ class Sweep:
             return self.spec.data.expect.meta()
         hint = StoreHint()
         syn, vq = self.spec.prepare.synthetic, self.spec.prepare.vqvae
+        tok = self.spec.prepare.tokenize
+        hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
         if syn is not None:
             hint = dataclasses.replace(hint, num_classes=syn.num_classes,
                                        train_images=syn.num_classes * syn.train_per_class)

@@ -4,14 +4,19 @@ Layout of a store directory:
 
     meta.json                 {"format": "var-token-store/1", "vqvae_sha256", "vqvae_config",
                                "vocab_size", "patch_nums", "L", "image_size", "classes",
-                               "num_classes", "splits": {"train": {"count", "flip"}, ...}}
+                               "num_classes", "splits": {"train": {"count", "images", "views",
+                               "flip", "transform", "view_seed", "skipped"}, ...}}
     <split>/tokens.npy        uint16 [count, L]: img_to_idx of each image, coarse to fine
     <split>/labels.npy        int32 [count]
     <split>/shards/<i>-of-<n>/{tokens.npy, labels.npy, progress.json, done.json}
                               one shard's part while tokenising (see `ShardWriter`)
     plan.json                 what the shards are writing (checked by every shard and the merge)
 
-With flip copies, row 2j is image j and row 2j+1 its horizontal mirror (same label).
+Views: each image of a split has R = views x (2 with flips) consecutive rows, image j at rows
+R*j .. R*j + R-1 (same label). views = 1 is the evaluation transform (centre crop); views K > 1
+are K random crops of the official training transform, each followed by its mirror when
+flips are stored (so K = 1 with flips is rows 2j, 2j+1: the image and its mirror). Training
+draws one of the R rows per image per epoch (`draw_views`); budgets count images, never rows.
 `meta.json` is written last by the merge, so a store with it is complete.
 
 Readers: `TokenStore` (open + validate), `TrainOrder` (a seeded, resumable stream of
@@ -136,10 +141,37 @@ class TokenStore:
         return list(self.meta["splits"])
 
     def split_size(self, name: str) -> int:
-        """Number of rows (images, flip copies included) in split `name`."""
+        """Number of rows (every view and flip copy) in split `name`."""
         if name not in self._tokens:
             raise TokenStoreError(f"token store {self.path} has no split {name!r} (has {self.splits})")
         return int(self.meta["splits"][name]["count"])
+
+    def split_images(self, name: str) -> int:
+        """Number of images in split `name` (what epochs and budgets count)."""
+        return self.split_size(name) // self.rows_per_image(name)
+
+    def rows_per_image(self, name: str) -> int:
+        """R: rows stored per image of split `name` (views x 2 with flips)."""
+        self.split_size(name)  # names an unknown split
+        return rows_per_image(self.meta["splits"][name])
+
+    def views(self, name: str) -> int:
+        """K: augmented views per image of split `name` (1 = one centre crop)."""
+        return int(self.meta["splits"][name].get("views", 1))
+
+    def flip(self, name: str) -> bool:
+        """Whether split `name` stores each view's horizontal mirror too."""
+        return bool(self.meta["splits"][name].get("flip", False))
+
+    def transform(self, name: str) -> str:
+        """The transform split `name` was made with ("center_crop" or "random_crop")."""
+        return str(self.meta["splits"][name].get("transform", transform_name(self.views(name))))
+
+    def view_rows(self, name: str, images: np.ndarray, epoch: int, seed: int) -> np.ndarray:
+        """Rows to read for `images` (int [B]) in `epoch`: one view each, drawn by `draw_views`."""
+        R = self.rows_per_image(name)
+        images = np.asarray(images, dtype=np.int64)
+        return images * R + draw_views(seed, epoch, images, R) if R > 1 else images
 
     def check_matches(self, *, vocab_size: int, patch_nums, vqvae_sha256: str | None = None,
                       source: str = "config") -> None:
@@ -195,6 +227,56 @@ class TokenStore:
         return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={list(self.patch_nums)}, {counts})"
 
 
+def rows_per_image(split_meta: dict) -> int:
+    """R = views x (2 if flips) for one split's entry of meta.json (older stores: views 1)."""
+    return int(split_meta.get("views", 1)) * (2 if split_meta.get("flip", False) else 1)
+
+
+def images_in_split(split_meta: dict) -> int:
+    """Images of one split's meta.json entry: its "images", else rows / R (older stores)."""
+    if "images" in split_meta:
+        return int(split_meta["images"])
+    return int(split_meta["count"]) // rows_per_image(split_meta)
+
+
+def transform_name(views: int) -> str:
+    """The transform that makes `views` views per image: one centre crop, or random crops."""
+    return "center_crop" if views == 1 else "random_crop"
+
+
+TRANSFORM_TEXT = {
+    "center_crop": "shorter side to round(1.125 x res) (Lanczos), centre crop res x res, [-1, 1] "
+                   "(the official evaluation transform)",
+    "random_crop": "shorter side to round(1.125 x res) (Lanczos), random crop res x res drawn from "
+                   "a generator seeded by (view_seed, image, view), [-1, 1] (the official training "
+                   "transform)",
+}
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on uint64 arrays (a well-mixed counter-based hash)."""
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(_MASK64)
+        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(_MASK64)
+        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(_MASK64)
+        return x ^ (x >> np.uint64(31))
+
+
+def draw_views(seed: int, epoch: int, images: np.ndarray, n_views: int) -> np.ndarray:
+    """Which of `n_views` rows each image uses in `epoch`: int64 [B] in [0, n_views).
+
+    A counter-based generator of (seed, epoch, image): no state, so a resumed run and any
+    number of processes draw exactly the same views; each (seed, epoch) gives each image an
+    independent, uniform draw (to 2^-64 / n_views).
+    """
+    images = np.asarray(images, dtype=np.int64).astype(np.uint64)
+    key = _splitmix64(_splitmix64(np.array([seed & _MASK64], dtype=np.uint64))
+                      ^ np.uint64(epoch & _MASK64))
+    return (_splitmix64(key ^ images) % np.uint64(n_views)).astype(np.int64)
+
+
 class TrainOrder:
     """A deterministic infinite stream of global batches of row indices.
 
@@ -219,7 +301,7 @@ class TrainOrder:
         return self._perm
 
     def next(self) -> np.ndarray:
-        """The next global batch: int64 [global_batch]."""
+        """The next global batch: int64 [global_batch]; `self.epoch` is then its epoch."""
         if self.position >= self.batches_per_epoch:
             self.epoch, self.position, self._perm = self.epoch + 1, 0, None
         start = self.position * self.global_batch

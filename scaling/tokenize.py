@@ -1,11 +1,17 @@
 """Images -> token store: encode every image of each split with a multi-scale VQVAE.
 
     python -m scaling.tokenize --images ROOT --vqvae CKPT --out DIR [--splits train val]
-        [--flip] [--shard I --num-shards N] [--merge] [--batch-size B] [--device auto]
+        [--views K] [--view-seed S] [--flip] [--shard I --num-shards N] [--merge]
+        [--batch-size B] [--device auto]
 
-`ROOT/<split>/<class>/<image>`; images get the evaluation transform (shorter side to
-1.125x, centre crop to the VQVAE's image size, [-1, 1]); with `--flip` the train split also
-stores the horizontal mirror of each image (rows 2j, 2j+1). Val is stored as is.
+`ROOT/<split>/<class>/<image>`. The train split stores K views of each image (`--views K`):
+K = 1 is the evaluation transform (shorter side to 1.125x, centre crop to the VQVAE's image
+size, [-1, 1]); K > 1 are K random crops of the official training transform (the same
+resize, then a random crop), seeded by (--view-seed, image, view) so any shard or resume
+makes the same views. With `--flip` each view is followed by its horizontal mirror (the
+official recipe does not flip). Image j's R = K x (2 with flips) views are rows R*j..R*j+R-1.
+Val (and any other split) is always one centre crop. Budgets count images, never views:
+training draws one view per image per epoch (scaling.token_store.draw_views).
 
 Sharding (e.g. one SLURM array task per shard): `--shard I --num-shards N` encodes only
 shard I's contiguous block of each split into `DIR/<split>/shards/I-of-N/`, resumably; once
@@ -30,9 +36,9 @@ import torch
 
 from scaling.atomic import atomic_write_json
 from scaling.images import CLASSES_FILE, ImageFolder, UnreadableImage, find_classes, read_classes_file
-from scaling.token_store import (FORMAT, MAX_VOCAB, ShardWriter, TokenStoreError, merge_split, merged_info,
-                                 save_quantizer,
-                                 mismatch, shard_range)
+from scaling.token_store import (FORMAT, MAX_VOCAB, TRANSFORM_TEXT, ShardWriter, TokenStoreError,
+                                 merge_split, merged_info, mismatch, rows_per_image, save_quantizer,
+                                 shard_range, transform_name)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -55,21 +61,22 @@ def resolve_device(device: str) -> torch.device:
 
 
 class _Items(torch.utils.data.Dataset):
-    """Image j of a split, evaluation transform; an unreadable file gives ok=False."""
+    """The R stored views of image j of a split ([R, 3, res, res]); unreadable: ok=False."""
 
-    def __init__(self, ds: ImageFolder):
-        self.ds = ds
+    def __init__(self, ds: ImageFolder, views: int = 1, flip: bool = False, seed: int = 0):
+        self.ds, self.views, self.flip, self.seed = ds, views, flip, seed
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getitem__(self, j: int) -> tuple[torch.Tensor, int, bool, int]:
         try:
-            return self.ds.load(j, train=False), self.ds.samples[j][1], True, j
+            x = self.ds.load_views(j, self.views, seed=self.seed, flip=self.flip)
+            return x, self.ds.samples[j][1], True, j
         except UnreadableImage as e:
             print(f"warning: skipping {e}", file=sys.stderr)
-            r = self.ds.resolution
-            return torch.zeros(3, r, r), self.ds.samples[j][1], False, j
+            r, R = self.ds.resolution, self.views * (2 if self.flip else 1)
+            return torch.zeros(R, 3, r, r), self.ds.samples[j][1], False, j
 
 
 def encode(vqvae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +104,8 @@ def _check_same(out: Path, stored: dict, expected: dict, what: str) -> None:
 
 
 def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
-             splits: Sequence[str] = ("train", "val"), flip: bool = False,
+             splits: Sequence[str] = ("train", "val"), flip: bool = False, views: int = 1,
+             view_seed: int = 0,
              shard: int | None = None, num_shards: int = 1, merge: bool | None = None,
              merge_only: bool = False, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
              progress: bool | None = None) -> Path:
@@ -105,7 +113,8 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
 
     `shard`/`num_shards`: do only that shard (None: all shards); `merge`: assemble the
     shards and write meta.json (default: when no single shard was asked for); `merge_only`:
-    encode nothing, only check that every shard is finished and merge. Returns `out`.
+    encode nothing, only check that every shard is finished and merge. `views`, `flip`,
+    `view_seed` apply to the split named "train" only (see the module docstring). Returns `out`.
     Prints a summary per split (images, rows, unreadable files skipped, images/s).
     """
     from var_core import load_vqvae  # heavy import kept local: scaling stays importable
@@ -115,6 +124,12 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
         raise ValueError(f"tokenize: need 0 <= shard < num_shards, got shard={shard}, num_shards={num_shards}")
     if batch_size < 1:
         raise ValueError(f"tokenize: batch_size must be >= 1, got {batch_size}")
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"tokenize: --views must be a whole number >= 1 (1 = one centre crop), "
+                         f"got {views!r}")
+    if (views > 1 or flip) and not merge_only and "train" not in splits:
+        raise ValueError(f"tokenize: --views/--flip apply to the train split only (evaluation "
+                         f"splits are one centre crop each), but the splits asked are {list(splits)}")
     if merge_only and shard is not None:
         raise ValueError("tokenize: merge_only assembles all shards; do not give a shard")
     if merge is None:
@@ -158,9 +173,12 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
         splits = ()
     for split in splits:
         ds = folders[split]
-        entry = {"inputs": len(ds), "flip": bool(flip and split == "train"), "num_shards": num_shards}
+        train = split == "train"
+        entry = {"inputs": len(ds), "flip": bool(flip and train), "num_shards": num_shards,
+                 "views": views if train else 1, "view_seed": view_seed if train else 0}
         old = plan["splits"].get(split)
-        if old is not None and old != entry:
+        if old is not None:
+            old = {"views": 1, "view_seed": 0, **old}  # plans written before views existed
             for key in entry:
                 if old.get(key) != entry[key]:
                     raise mismatch(out, f"splits.{split}.{key}", old.get(key), entry[key], "tokenize call")
@@ -174,7 +192,8 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
     for split, ds in datasets.items():
         if merged_info(out, split) is not None:
             continue
-        rpi = 2 if plan["splits"][split]["flip"] else 1
+        entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
+        rpi = rows_per_image(entry)
         for i in ([shard] if shard is not None else range(num_shards)):
             start, end = shard_range(len(ds), i, num_shards)
             writer = ShardWriter(out, split, i, num_shards, num_inputs=end - start, rows_per_input=rpi, L=L)
@@ -182,16 +201,14 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
                 continue
             todo = list(range(start + writer.inputs_done, end))
             loader = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(_Items(ds), todo), batch_size=batch_size, shuffle=False,
+                torch.utils.data.Subset(_Items(ds, entry["views"], entry["flip"], entry["view_seed"]), todo),
+                batch_size=batch_size, shuffle=False,
                 num_workers=num_workers, pin_memory=dev.type == "cuda")
             t0, n_done = time.perf_counter(), 0
             bar = tqdm(total=len(todo), desc=f"tokenize {split} {i}-of-{num_shards}", unit="img", disable=disable)
             for x, labels, ok, idx in loader:
-                x, labels = x[ok], labels[ok]
+                x, labels = x[ok].flatten(0, 1), labels[ok].repeat_interleave(rpi)  # R rows per image
                 skipped = [str(ds.samples[j][0]) for j in idx[~ok].tolist()]
-                if rpi == 2:  # rows 2j, 2j+1: the image and its mirror
-                    x = torch.stack([x, x.flip(-1)], dim=1).flatten(0, 1)
-                    labels = labels.repeat_interleave(2)
                 rows = encode(model, x.to(dev, non_blocking=True)).cpu().numpy() if len(x) else np.zeros((0, L))
                 writer.commit(rows.astype(np.uint16), labels.numpy().astype(np.int32), len(idx), skipped)
                 n_done += len(idx)
@@ -207,11 +224,15 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
 
     meta_splits = {}
     for split in plan["splits"]:
-        entry = plan["splits"][split]
+        entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
         info = merged_info(out, split) or merge_split(
             out, split, entry["num_shards"], num_inputs=entry["inputs"],
-            rows_per_input=2 if entry["flip"] else 1, L=L)
-        meta_splits[split] = {"count": info["count"], "flip": entry["flip"], "skipped": len(info["skipped"])}
+            rows_per_input=rows_per_image(entry), L=L)
+        meta_splits[split] = {"count": info["count"], "images": info["count"] // rows_per_image(entry),
+                              "views": entry["views"], "flip": entry["flip"],
+                              "transform": transform_name(entry["views"]),
+                              "transform_text": TRANSFORM_TEXT[transform_name(entry["views"])],
+                              "view_seed": entry["view_seed"], "skipped": len(info["skipped"])}
     if (out / "meta.json").exists():
         meta_splits = {**json.loads((out / "meta.json").read_text())["splits"], **meta_splits}
     save_quantizer(out, model.quantize)  # before meta.json: a store with meta is complete
@@ -230,7 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vqvae", required=True, help="VQVAE checkpoint (official vae_ch160v4096z32.pth or toolkit)")
     p.add_argument("--out", required=True, help="token store directory")
     p.add_argument("--splits", nargs="+", default=["train", "val"])
-    p.add_argument("--flip", action="store_true", help="also store horizontal flips of the train split")
+    p.add_argument("--views", type=int, default=1,
+                   help="views per train image: 1 = one centre crop (default); K > 1 = K random "
+                        "crops of the official training transform")
+    p.add_argument("--view-seed", type=int, default=0, help="seed of the random crops (default 0)")
+    p.add_argument("--flip", action="store_true",
+                   help="also store each train view's horizontal mirror (not the official recipe)")
     p.add_argument("--shard", type=int, default=None, help="this shard's index (e.g. $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--merge", action="store_true", help="assemble finished shards and write meta.json")
@@ -241,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.merge and a.shard is not None:
         p.error("--merge assembles all shards: give it without --shard")
     try:
-        tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip,
+        tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip, views=a.views,
+                 view_seed=a.view_seed,
                  shard=a.shard, num_shards=a.num_shards, merge_only=a.merge,
                  batch_size=a.batch_size, device=a.device, num_workers=a.num_workers)
     except (ValueError, FileNotFoundError, TokenStoreError) as e:

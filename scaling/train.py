@@ -39,12 +39,16 @@ from scaling.evaluate import evaluate
 from scaling.rundir import RunDir
 from scaling.runlock import RunLock, RunLocked, me
 from scaling.safe_load import CheckpointError, load_checkpoint_file
-from scaling.token_store import TokenStore, TrainOrder, eval_batches, load_quantizer
+from scaling.token_store import TokenStore, TokenStoreError, TrainOrder, eval_batches, load_quantizer
 
 CHECKPOINT_FORMAT = "var-scaling-train/1"
-# weight decay does not apply to these (official trainer): biases, 1-D tensors and embeddings
-# that act as positions/levels, and the attention temperature / shared AdaLN tables.
-NO_DECAY_KEYS = ("pos_start", "pos_1LC", "lvl_embed", "scale_mul", "ada_gss")
+# weight decay does not apply to parameters whose name contains one of these (the official
+# trainer's `nowd_keys`, verbatim), nor to biases and 1-D tensors. In VAR the names select
+# pos_start, pos_1LC, lvl_embed and scale_mul_1H11 (ada_gss with shared AdaLN); class_emb,
+# its null row included, is decayed, as officially.
+NO_DECAY_KEYS = ("cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC",
+                 "pos_start", "start_pos", "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias",
+                 "scale_mul")
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -97,7 +101,8 @@ class Trainer:
             vqvae_sha256=config.data.vqvae_sha256, source=f"{run_dir.config} (data)")
         self.patch_nums = tuple(self.store.patch_nums)
         self.L = sum(pn * pn for pn in self.patch_nums)
-        self.train_size = self.store.split_size(config.data.train_split)
+        check_views(self.store, config, source=f"{run_dir.config} (data)")
+        self.train_size = self.store.split_images(config.data.train_split)  # images, not views
         self.quantizer = load_quantizer(self.store.path, self.device)
         self.store.check_quantizer(self.quantizer)
         for split in dict.fromkeys((config.data.train_split, config.data.eval_split)):
@@ -153,11 +158,21 @@ class Trainer:
         self.wall_s = 0.0
         self.eval_flops = 0
         self.loss_sum, self.loss_count = 0.0, 0
+        self.grad_norm: torch.Tensor | None = None  # of the last step, before clipping
 
     # ------------------------------------------------------------------ steps
     def autocast(self):
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def eval_precision(self):
+        """The evaluation's numerics (`eval.precision`): fp32 with TF32 matmuls on CUDA, as
+        the official evaluation, or bf16 autocast. The matmul setting is restored after."""
+        if self.config.eval.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.device.type == "cuda":
+            return _float32_matmul_precision("high")
         return contextlib.nullcontext()
 
     def teacher_forcing_input(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -176,7 +191,8 @@ class Trainer:
             group["weight_decay"] = wd * group["wd_scale"]
 
         mine = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
-        indices = self.order.next()[mine]
+        images = self.order.next()  # one view of each image, drawn from (seed, epoch, image)
+        indices = self.store.view_rows(cfg.data.train_split, images, self.order.epoch, cfg.seed)[mine]
         dropped = self.class_dropout()[mine]
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         starts = range(0, self.local_batch, self.micro_batch)
@@ -207,7 +223,9 @@ class Trainer:
                 f"{cfg.run_id}; stopped before updating the weights. The last good "
                 f"checkpoint ({self.run_dir.checkpoint}) is kept.")
         if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            # the global norm before clipping (a 0-d tensor; read it only when needed)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                            cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -240,7 +258,7 @@ class Trainer:
         batches = eval_batches(self.store, self.config.data.eval_split, cfg.batch_size,
                                rank=self.dist.rank, world_size=self.dist.world_size, limit=limit)
         metrics = evaluate(forward, batches, self.patch_nums, self.device,
-                           autocast=self.autocast(), all_reduce=self.dist.all_reduce_sum)
+                           autocast=self.eval_precision(), all_reduce=self.dist.all_reduce_sum)
         self.eval_flops += self.forward_flops * metrics["images"]
         images = self.step * self.config.optim.batch_size
         record = dict(
@@ -405,6 +423,35 @@ class Trainer:
         t = torch.tensor([float(f) for f in flags], device=self.device)
         torch.distributed.broadcast(t, src=0)
         return [bool(v) for v in t.tolist()]
+
+
+def check_views(store: TokenStore, config: RunConfig, source: str) -> None:
+    """Refuse a store whose train views, flips or transform differ from what `config.data`
+    asks (naming the field and both values), or whose evaluation split holds several views."""
+    from scaling.token_store import mismatch
+
+    data, split = config.data, config.data.train_split
+    store.split_size(split)
+    for field, wanted, stored in (("views", data.views, store.views(split)),
+                                  ("flip", data.flip, store.flip(split)),
+                                  ("transform", data.transform, store.transform(split))):
+        if wanted is not None and wanted != stored:
+            raise mismatch(store.path, f"splits.{split}.{field}", stored, wanted, source)
+    if store.rows_per_image(data.eval_split) != 1:
+        raise TokenStoreError(
+            f"token store {store.path}: evaluation split {data.eval_split!r} holds "
+            f"{store.rows_per_image(data.eval_split)} rows per image (views or flips); the test "
+            f"metrics need one centre crop per image: re-tokenise it without --views/--flip")
+
+
+@contextlib.contextmanager
+def _float32_matmul_precision(precision: str):
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:

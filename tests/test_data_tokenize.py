@@ -50,8 +50,14 @@ def test_store_equals_img_to_idx(data, tmp_path):
     assert store.patch_nums == (1, 2, 4) and store.L == 21 and store.vocab_size == 64
     assert store.classes == ["class_000", "class_001", "class_002"]
     assert store.meta["vqvae_sha256"] == tk.file_sha256(ckpt)
-    assert store.meta["splits"]["train"] == {"count": 30, "flip": True, "skipped": 0}
-    assert store.meta["splits"]["val"] == {"count": 6, "flip": False, "skipped": 0}
+    center = ts.TRANSFORM_TEXT["center_crop"]
+    assert store.meta["splits"]["train"] == {"count": 30, "images": 15, "views": 1, "flip": True,
+                                             "transform": "center_crop", "transform_text": center,
+                                             "view_seed": 0, "skipped": 0}
+    assert store.meta["splits"]["val"] == {"count": 6, "images": 6, "views": 1, "flip": False,
+                                           "transform": "center_crop", "transform_text": center,
+                                           "view_seed": 0, "skipped": 0}
+    assert store.split_images("train") == 15 and store.rows_per_image("train") == 2
     for split, flip in (("train", True), ("val", False)):
         rows, labels = _expected(images, ckpt, split, flip)
         tok, lab = store.gather(split, np.arange(store.split_size(split)))
@@ -155,7 +161,8 @@ def test_corrupt_image_skipped_and_counted(data, tmp_path):
     bad.write_bytes(bad.read_bytes()[:40])
     out = tk.tokenize(copy, ckpt, tmp_path / "s", splits=["val"], device="cpu")
     store = TokenStore(out)
-    assert store.meta["splits"]["val"] == {"count": 5, "flip": False, "skipped": 1}
+    assert {k: store.meta["splits"]["val"][k] for k in ("count", "images", "flip", "skipped")} == \
+        {"count": 5, "images": 5, "flip": False, "skipped": 1}
     assert store.gather("val", np.arange(5))[1].tolist() == [0, 0, 1, 2, 2]
 
 
