@@ -1,7 +1,11 @@
 """Log-log figures in the paper's layout: metrics vs N, and training curves with the Cmin frontier.
 
 Losses are drawn as the reducible part (metric - E), the quantity the law describes, and the
-axis label says which E was subtracted. Compute is in PFLOPs, N in billions of parameters.
+axis label says which E was subtracted and whether it was fitted. Every law carries its
+bootstrap band (`analysis.compare.law_band`); with a hold-out check (k > 0) the law fitted
+without the k largest models is drawn with its predictions of them. The paper's laws are
+dotted black. `plot_compare` draws two studies' laws in one figure. Compute is in PFLOPs, N
+in billions of parameters.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from .compare import law_band  # noqa: E402
 from .paper import X_SCALE, paper_law  # noqa: E402
 from .powerlaw import FitResult  # noqa: E402
 
@@ -41,7 +46,39 @@ def _readable_log_axis(axis, lo: float, hi: float) -> None:
 def _ylabel(fit: FitResult) -> str:
     label = LABELS.get(fit.metric, fit.metric)
     # a fitted E at its lower bound (~1e-20) is zero for the reader
-    return f"{label} - {fit.law.E:.3g}" if abs(fit.law.E) > 1e-9 else label
+    E = fit.law.E if abs(fit.law.E) > 1e-9 else 0.0
+    if fit.E_mode == "fit":
+        return f"{label} - E  (E = {E:.3g}, fitted)"
+    return f"{label} - E  (E = {E:.3g}, fixed)" if E else label
+
+
+def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: str | None) -> None:
+    """The law's bootstrap band (minus `shift`); points where it is not positive are left out
+    of the log axis."""
+    band = law_band(fit, xs)
+    if band is None:
+        return
+    lo, hi = band[0] - shift, band[1] - shift
+    ok = hi > 0
+    lo = np.where(lo > 0, lo, np.nan)
+    ax.fill_between(xs[ok], lo[ok], hi[ok], color=color, alpha=0.18, lw=0,
+                    label=label and f"{label} ({fit.level:.0%} bootstrap band, {fit.bootstrap_valid} draws)")
+
+
+def _holdout(ax, fit: FitResult, xs: np.ndarray) -> None:
+    """The law fitted without the k largest models, and its predictions of their points."""
+    hold = fit.holdout
+    if hold is None or not len(hold.points):
+        return
+    E = fit.law.E
+    ax.plot(xs, hold.law.predict(xs) - E, "-.", color="C2", lw=1.2,
+            label=f"fit without the {hold.k} largest (hold-out), max err "
+                  f"{100 * hold.max_abs_rel_error:.1f}%")
+    pts = hold.points
+    ax.plot(pts["x"], pts["predicted"].to_numpy(float) - E, "x", color="C2", ms=7, mew=1.5,
+            label="its predictions of the held-out points")
+    ax.plot(pts["x"], pts["y"].to_numpy(float) - E, "s", mfc="none", color="C2", ms=8, mew=1.2,
+            label="held-out points (measured)")
 
 
 def _paper_line(ax, fit: FitResult, xs: np.ndarray) -> None:
@@ -52,8 +89,8 @@ def _paper_line(ax, fit: FitResult, xs: np.ndarray) -> None:
     # same y quantity as the plotted points: the metric minus the E of *our* fit
     y = law.predict(xs) - fit.law.E
     if (y > 0).all():
-        ax.plot(xs, y, "--", color="0.45", lw=1.2,
-                label=f"paper: ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (f", E={law.E:g}" if law.E else ""))
+        ax.plot(xs, y, ":", color="k", lw=1.6, alpha=0.7,
+                label=f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (f", E={law.E:g}" if law.E else ""))
 
 
 def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
@@ -75,6 +112,8 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False) -> plt.Figure:
         xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 100)
         ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color="C3", lw=1.5,
                 label=f"{fit.equation()}, r={fit.r:.4f}")
+        _band(ax, fit, xs, fit.law.E, "C3", "law")
+        _holdout(ax, fit, xs)
         if paper:
             _paper_line(ax, fit, xs)
         ax.set_xlabel(X_LABELS["N"])
@@ -112,6 +151,8 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
         x = fr["x"].to_numpy()
         xs = np.geomspace(x.min(), x.max(), 100)
         ax.plot(xs, fit.law.predict(xs) - E, "-", color="C3", lw=2, label=f"{fit.equation()}, r={fit.r:.4f}")
+        _band(ax, fit, xs, E, "C3", "law")
+        _holdout(ax, fit, xs)
         if paper:
             _paper_line(ax, fit, xs)
         ax.set_xlabel(X_LABELS["Cmin"])
@@ -126,6 +167,43 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
                            shrink=0.6, pad=0.02)
         bar.set_label("model size N (billions of parameters)")
     fig.suptitle("Training curves and the compute frontier Cmin")
+    return fig
+
+
+def plot_compare(fits_a: Sequence[FitResult], fits_b: Sequence[FitResult], against: str,
+                 names: tuple[str, str]) -> plt.Figure:
+    """Two studies' laws against `against` ("N" or "Cmin") in one figure, one panel per metric
+    fitted in both: each study's fitted points, law and bootstrap band.
+
+    The y-axis is the metric itself (each law with its own E), so studies with different E
+    share one scale; the legend gives each law and E.
+    """
+    pairs = [(a, b) for a in fits_a if a.against == against
+             for b in fits_b if b.against == against and b.metric == a.metric]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), squeeze=False, layout="constrained")
+    for ax, (a, b) in zip(axes.flat, pairs):
+        xs_all, ys_all = [], []
+        for fit, name, colour, marker in ((a, names[0], "C0", "o"), (b, names[1], "C1", "s")):
+            x, y = fit.points["x"].to_numpy(float), fit.points["y"].to_numpy(float)
+            ax.plot(x, y, marker, color=colour, ms=5, mfc="none" if against == "Cmin" else colour,
+                    label=f"{name}: " + ("final evaluations" if against == "N" else "frontier points"))
+            xs = np.geomspace(x.min() / 1.2, x.max() * 1.2, 100)
+            E = fit.law.E if abs(fit.law.E) > 1e-9 else 0.0
+            alpha_ci = "" if fit.alpha_ci is None else \
+                f" [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}]"
+            ax.plot(xs, fit.law.predict(xs), "-", color=colour, lw=1.6,
+                    label=f"{name}: alpha = {fit.law.alpha:.3g}{alpha_ci}" + (f", E = {E:.3g}" if E else ""))
+            _band(ax, fit, xs, 0.0, colour, None)
+            xs_all.append(xs)
+            ys_all.append(y)
+        ax.set_xlabel(X_LABELS[against])
+        ax.set_ylabel(LABELS.get(a.metric, a.metric) + " (each law with its own E)")
+        _finish(ax, np.concatenate(xs_all), np.concatenate(ys_all))
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.set_visible(False)
+    what = "model size N" if against == "N" else "compute (Cmin frontier)"
+    fig.suptitle(f"{names[0]} vs {names[1]}: scaling with {what}, {pairs[0][0].level:.0%} "
+                 f"bootstrap bands" if pairs else f"{names[0]} vs {names[1]}")
     return fig
 
 

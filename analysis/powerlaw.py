@@ -258,6 +258,7 @@ class FitResult:
     holdout: Holdout | None = None
     frontier: Frontier | None = None  # Cmin only
     smooth: int = 0  # Cmin only: smoothing window applied to each run's curve
+    samples: np.ndarray | None = None  # [B_valid, 3] bootstrap (alpha, beta, E): bands, comparisons
 
     @property
     def x_unit(self) -> str:
@@ -348,7 +349,7 @@ def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none"
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=bootstrap)
         samples = _bootstrap_n(x, y, E, method, counts, law)
-        result.bootstrap_valid = len(samples)
+        result.bootstrap_valid, result.samples = len(samples), samples
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, len(x), level, ci_method)
     if holdout > 0:
         result.holdout = _holdout_n(pts, E, method, holdout)
@@ -435,7 +436,7 @@ def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "no
                        smooth=smooth)
     if bootstrap > 0:
         samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed, law)
-        result.bootstrap_valid = len(samples)
+        result.bootstrap_valid, result.samples = len(samples), samples
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, n_runs, level, ci_method)
     if holdout > 0:
         result.holdout = _holdout_cmin(table, metric, pts, E, method, holdout)

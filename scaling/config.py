@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scaling.config_io import InvalidValue, Located, build, load_yaml
+from scaling.tracking import WandbConfig
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -207,9 +208,13 @@ class RuntimeConfig:
     checkpoint_every_s: float = 900.0
     log_every_s: float = 30.0
     num_threads: int | None = None  # torch CPU threads; None = torch's default
+    tensorboard: bool = True  # event files in the run directory (scaling.tracking)
+    scalars_every_steps: int | None = None  # training scalars every k steps; None = ~200 per run
+    wandb: WandbConfig | None = None  # also log to W&B: {project: NAME, mode: offline}
 
     def __post_init__(self):
         _positive("micro_batch", self.micro_batch)
+        _positive("scalars_every_steps", self.scalars_every_steps)
         _positive("checkpoint_every_steps", self.checkpoint_every_steps)
         _positive("checkpoint_every_s", self.checkpoint_every_s)
         _positive("log_every_s", self.log_every_s)

@@ -11,6 +11,10 @@ into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside 
     results.csv       the tidy table that was fitted
     fit_vs_N.png/pdf, fit_vs_Cmin.png/pdf
 
+With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
+(``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
+exponent with its bootstrap interval).
+
 Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
 holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
 seed); command-line flags override it. This module never imports torch.
@@ -97,7 +101,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m scaling.fit",
         description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
                     "Cmin (PFLOPs on the compute frontier); write fits.json, fits.md and log-log figures.")
-    p.add_argument("source", help="a runs directory (<run_id>/metrics.jsonl) or a tidy .csv/.parquet table")
+    p.add_argument("source", nargs="+",
+                   help="a runs directory (<run_id>/metrics.jsonl) or a tidy .csv/.parquet table; "
+                        "two of them: fit both and compare their laws (scaling.compare)")
     p.add_argument("--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)")
     p.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default all)")
     p.add_argument("--against", help="comma list of N,Cmin (default both)")
@@ -181,15 +187,23 @@ def markdown_table(fits: list[dict], compute: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """The CLI's work; returns the fits.json document. Raises FitCLIError / ResultsError / ConfigError."""
+def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
+    """The CLI's work; returns the fits.json document (compare.json for two sources).
+    Raises FitCLIError / ResultsError / ConfigError. `collect`: a list that receives
+    (FitResults, fitted table) (the two-study comparison uses it)."""
     args = _parse_args(argv)  # before the heavy imports, so `--help` and usage errors are fast
+    if len(args.source) == 2:
+        from scaling.compare import compare_studies
+        return compare_studies(args, argv)
+    if len(args.source) > 2:
+        raise FitCLIError(f"give one study to fit, or two to compare; got {len(args.source)}: "
+                          f"{' '.join(args.source)}")
     from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
     from analysis.powerlaw import fit_vs_cmin, fit_vs_n
     from analysis.results import COMPUTE_COLUMNS, load_results, prepare
     from scaling.atomic import atomic_write_json, atomic_write_text
 
-    source = Path(args.source)
+    source = Path(args.source[0])
     if not source.exists():
         raise FitCLIError(f"{source}: no such runs directory or table file")
     settings, origin = resolve_settings(args, source)
@@ -267,6 +281,8 @@ def run(argv: list[str] | None = None) -> dict:
             save_figure(plot_vs_cmin(results, table, paper=bool(settings.paper)), out / "fit_vs_Cmin")
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)
     atomic_write_json(out / "fits.json", doc)
+    if collect is not None:
+        collect.append((results, table))
     print(table_md)
     print(f"wrote {out}/fits.json, fits.md, results.csv" + ("" if args.no_plots else ", figures (png, pdf)")
           + f" in {doc['elapsed_s']:.1f} s")

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from scaling import provenance
 from scaling.atomic import atomic_write_text
 from scaling.attempts import set_aside
 from scaling.config_io import ConfigError, dump_yaml
@@ -673,6 +674,7 @@ def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], o
         previous = {run.run_id: RunDir(run.run_dir).read_status() for run in runs}
         for run in runs:  # before submitting: the job may start (and write) at once
             _mark_queued(run, backend, waiting=False)
+            provenance.record_launch(run.run_dir, sweep.source)
         dirs = [str(run.run_dir.resolve()) for run in runs]
         try:
             if backend == "slurm" and len(runs) > 1:

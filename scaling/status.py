@@ -1,4 +1,9 @@
-"""Where every run of a sweep stands: `python -m scaling.status SWEEP.yaml [--watch]`.
+"""Where every run of a sweep stands: `python -m scaling.status SWEEP.yaml [--watch] [--json]`.
+
+Several sweeps at a glance: `python -m scaling.status runs/` (every sweep output folder under
+it), several sweep files or output folders, one table with a sweep column; `--json` prints
+the same as one JSON document for scripts. Each sweep also says when its runs were produced
+by different code (their provenance.json: git commit, dirty-tree diff hash).
 
 One row per run: state, progress (step, tokens, % of the run's budget), the latest test
 metrics, job ids and the log path. States: pending (never submitted), queued (a job waits, or
@@ -15,6 +20,8 @@ uses the same logic (`effective_state`) to decide what to (re)submit.
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import json
 import shutil
 import socket
 import subprocess
@@ -239,31 +246,69 @@ def _percent(m: dict, rec: dict) -> str:
     return ""
 
 
-def rows(sweep: Any, runs: list[Any] | None = None,
-         queue_by_backend: dict[str, Queue] | None = None) -> list[Row]:
-    """The status table of a loaded sweep (optionally only `runs`)."""
-    from scaling.sweep import human
+METRIC_KEYS = ("ce_avg", "ce_last", "err_avg", "err_last")
 
-    runs = list(sweep.runs if runs is None else runs)
+
+def run_records(runs: list[Any], queue_by_backend: dict[str, Queue] | None = None
+                ) -> list[dict[str, Any]]:
+    """One plain record per run (what `--json` prints): run, state, scheduler_state, step,
+    total_steps, percent, tokens, the latest test metrics, job_ids, log, error, code."""
+    from scaling import provenance
+
     states = run_states(runs, queue_by_backend)
     out = []
     for run in runs:
         state, slurm, rec = states[run.run_id]
-        m = _last_metrics(run.run_dir)
-        progress = "-"
-        metrics = "-"
-        if m is not None:
-            progress = f"step {m.get('step', '?')}, {human(float(m.get('tokens', 0)))} tok"
-            progress += _percent(m, rec)
-            metrics = " ".join(f"{k} {m[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg", "err_last")
-                               if isinstance(m.get(k), (int, float)))
-        label = state + (f" ({slurm})" if slurm and slurm not in ("RUNNING", "PENDING") or
-                         (slurm and state == "failed") else "")
-        if state == "failed" and rec.get("error"):
-            label += f": {str(rec['error']).splitlines()[0][:60]}"
-        jobs = ",".join(str(j) for j in rec.get("job_ids") or []) or "-"
-        out.append(Row(run.run_id, label, progress, metrics, jobs, str(rec.get("log") or "-")))
+        m = _last_metrics(run.run_dir) or {}
+        try:
+            code = provenance.code_identity(provenance.read(run.run_dir))
+        except ValueError as e:  # a corrupt provenance.json is reported, not fatal
+            code = f"unreadable: {e}"
+        percent = None
+        if rec.get("total_steps") and isinstance(m.get("step"), (int, float)):
+            percent = 100 * m["step"] / rec["total_steps"]
+        elif rec.get("budget_tokens") and isinstance(m.get("tokens"), (int, float)):
+            percent = 100 * m["tokens"] / rec["budget_tokens"]
+        out.append({
+            "run": run.run_id, "run_dir": str(run.run_dir), "state": state, "scheduler_state": slurm,
+            "step": m.get("step", rec.get("step")), "total_steps": rec.get("total_steps"),
+            "percent": percent, "tokens": m.get("tokens"),
+            "metrics": {k: m[k] for k in METRIC_KEYS if isinstance(m.get(k), (int, float))},
+            "job_ids": [str(j) for j in rec.get("job_ids") or []], "log": rec.get("log"),
+            "error": rec.get("error") if state == "failed" else None, "code": code,
+            "_has_metrics": bool(m), "_rec": rec, "_last": m,
+        })
     return out
+
+
+def _row(r: dict[str, Any]) -> Row:
+    from scaling.sweep import human
+
+    m, rec, state, slurm = r["_last"], r["_rec"], r["state"], r["scheduler_state"]
+    progress = metrics = "-"
+    if r["_has_metrics"]:
+        progress = f"step {m.get('step', '?')}, {human(float(m.get('tokens', 0)))} tok"
+        progress += _percent(m, rec)
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
+    label = state + (f" ({slurm})" if slurm and slurm not in ("RUNNING", "PENDING") or
+                     (slurm and state == "failed") else "")
+    if state == "failed" and rec.get("error"):
+        label += f": {str(rec['error']).splitlines()[0][:60]}"
+    return Row(r["run"], label, progress, metrics, ",".join(r["job_ids"]) or "-", str(r["log"] or "-"))
+
+
+def rows(sweep: Any, runs: list[Any] | None = None,
+         queue_by_backend: dict[str, Queue] | None = None) -> list[Row]:
+    """The status table of a loaded sweep (optionally only `runs`)."""
+    runs = list(sweep.runs if runs is None else runs)
+    return [_row(r) for r in run_records(runs, queue_by_backend)]
+
+
+def code_warning(records: list[dict[str, Any]]) -> str | None:
+    """The warning when the runs of one sweep (their records) came from different code."""
+    from scaling import provenance
+
+    return provenance.mixed_code_warning({r["run"]: r["code"] for r in records})
 
 
 def format_table(header: list[str], table: list[list[str]]) -> str:
@@ -275,20 +320,135 @@ def format_table(header: list[str], table: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def render(sweep: Any, runs: list[Any] | None = None,
            queue_by_backend: dict[str, Queue] | None = None) -> str:
     """The status table as text, with a count of runs per state."""
-    rs = rows(sweep, runs, queue_by_backend)
-    table = format_table(["run", "state", "progress", "latest test metrics", "jobs", "log"],
-                         [[r.run, r.state, r.progress, r.metrics, r.jobs, r.log] for r in rs])
-    counts: dict[str, int] = {}
-    for r in rs:
-        key = r.state.split(" ")[0].rstrip(":")
-        counts[key] = counts.get(key, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    text = f"{sweep.spec.name}: {len(rs)} runs in {sweep.output} ({summary})\n{table}"
-    stages = stage_summary(sweep)
-    return f"{text}\npreparation: {stages}" if stages else text
+    view = SweepView(sweep.spec.name, sweep.output, list(sweep.runs if runs is None else runs),
+                     str(sweep.source), sweep)
+    return render_many([view], queue_by_backend)
+
+
+# ----------------------------------------------------------------------------- many sweeps
+
+@dataclass
+class RunRef:
+    """A run directory found on disk (when no sweep file is given)."""
+
+    run_id: str
+    run_dir: Path
+
+
+@dataclass
+class SweepView:
+    """One sweep to report: from a sweep file (`sweep` set) or from its output folder."""
+
+    name: str
+    output: Path
+    runs: list[Any]
+    source: str
+    sweep: Any = None
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.yaml").is_file()
+
+
+def _select(run_ids: list[str], only: str | None, exclude: str | None) -> set[str]:
+    def hit(run_id: str, patterns: str) -> bool:
+        return any(fnmatch.fnmatchcase(run_id, p.strip()) for p in patterns.split(",") if p.strip())
+
+    return {r for r in run_ids if (not only or hit(r, only)) and not (exclude and hit(r, exclude))}
+
+
+def _folder_view(folder: Path, only: str | None, exclude: str | None) -> SweepView:
+    runs = [RunRef(d.name, d) for d in sorted(folder.iterdir()) if _is_run_dir(d)]
+    keep = _select([r.run_id for r in runs], only, exclude)
+    return SweepView(folder.name, folder, [r for r in runs if r.run_id in keep], str(folder))
+
+
+def discover(paths: list[Path], only: str | None = None, exclude: str | None = None
+             ) -> list[SweepView]:
+    """The sweeps named by `paths`: sweep files, sweep output folders (holding run
+    directories), or folders of output folders (e.g. `runs/`). Raises ConfigError (a sweep
+    file) or FileNotFoundError naming the path that holds no sweep."""
+    from scaling.sweep import load_sweep
+
+    views: list[SweepView] = []
+    for path in paths:
+        if path.is_file():
+            sweep = load_sweep(path)
+            views.append(SweepView(sweep.spec.name, sweep.output, sweep.select(only, exclude),
+                                   str(path), sweep))
+        elif path.is_dir():
+            if any(_is_run_dir(d) for d in path.iterdir()):
+                views.append(_folder_view(path, only, exclude))
+                continue
+            found = [_folder_view(d, only, exclude) for d in sorted(path.iterdir())
+                     if d.is_dir() and any(_is_run_dir(c) for c in d.iterdir())]
+            if not found:
+                raise FileNotFoundError(f"{path}: no run directories (<run_id>/config.yaml) in it "
+                                        f"or in its sub-folders; give a sweep file or a sweep's "
+                                        f"output folder")
+            views.extend(found)
+        else:
+            raise FileNotFoundError(f"{path}: no such sweep file or runs folder")
+    return views
+
+
+def collect(views: list[SweepView], queue_by_backend: dict[str, Queue] | None = None
+            ) -> list[dict[str, Any]]:
+    """Per sweep: name, output, source, counts per state, code warning, run records."""
+    out = []
+    for view in views:
+        records = run_records(view.runs, queue_by_backend)
+        out.append({"name": view.name, "output": str(view.output), "source": view.source,
+                    "counts": _counts(records), "code_warning": code_warning(records),
+                    "preparation": stage_summary(view.sweep) if view.sweep is not None else "",
+                    "runs": records})
+    return out
+
+
+def to_json(report: list[dict[str, Any]]) -> str:
+    """The `--json` document: {"time_utc", "sweeps": [...]} without internal fields."""
+    clean = [{**s, "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in s["runs"]]}
+             for s in report]
+    return json.dumps({"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "sweeps": clean}, indent=2, default=str)
+
+
+def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | None = None) -> str:
+    """One text report: a line per sweep (runs per state, code warning), then one table
+    (with a sweep column when there are several)."""
+    report = collect(views, queue_by_backend)
+    many = len(report) > 1
+    lines, table = [], []
+    for s in report:
+        summary = ", ".join(f"{n} {state}" for state, n in s["counts"].items())
+        lines.append(f"{s['name']}: {len(s['runs'])} runs in {s['output']} ({summary})")
+        if s["code_warning"]:
+            lines.append(s["code_warning"])
+        for r in s["runs"]:
+            row = _row(r)
+            table.append(([s["name"]] if many else []) + [row.run, row.state, row.progress,
+                                                           row.metrics, row.jobs, row.log])
+    header = (["sweep"] if many else []) + ["run", "state", "progress", "latest test metrics",
+                                            "jobs", "log"]
+    if many:
+        total = sum(len(s["runs"]) for s in report)
+        counts = _counts([r for s in report for r in s["runs"]])
+        lines.insert(0, f"{len(report)} sweeps, {total} runs (" +
+                     ", ".join(f"{n} {state}" for state, n in counts.items()) + ")")
+    text = "\n".join(lines + [format_table(header, table)])
+    stages = [f"preparation ({s['name']}): {s['preparation']}" if many else
+              f"preparation: {s['preparation']}" for s in report if s["preparation"]]
+    return "\n".join([text] + stages)
 
 
 def stage_summary(sweep: Any) -> str:
@@ -309,25 +469,40 @@ def stage_summary(sweep: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scaling.status",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", type=Path, help="the sweep file")
+    parser.add_argument("sweeps", type=Path, nargs="+", metavar="SWEEP",
+                        help="sweep files, sweep output folders, or a folder of them (runs/)")
     parser.add_argument("--only", help="comma-separated run-id patterns (globs) to show")
     parser.add_argument("--exclude", help="comma-separated run-id patterns to hide")
     parser.add_argument("--watch", nargs="?", const=10.0, type=float, metavar="SECONDS",
                         help="refresh every SECONDS (default 10) until interrupted")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (with --watch: one per refresh, one line each)")
     args = parser.parse_args(argv)
-    from scaling.sweep import load_sweep
-
+    if args.watch is not None and not args.watch > 0:
+        parser.error(f"--watch: the refresh interval must be > 0 seconds, got {args.watch:g}")
     try:
-        sweep = load_sweep(args.sweep)
-    except ConfigError as e:
+        views = discover(args.sweeps, args.only, args.exclude)
+    except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    runs = sweep.select(args.only, args.exclude)
     from scaling.rundir import CorruptStatus
 
     try:
         while True:
-            text = render(sweep, runs)
+            try:  # a watched folder may gain sweeps and runs
+                views = discover(args.sweeps, args.only, args.exclude)
+            except (ConfigError, FileNotFoundError) as e:
+                print(f"warning: {e}; showing the previous state", file=sys.stderr)
+            if args.json:
+                text = to_json(collect(views))
+                if args.watch:
+                    text = json.dumps(json.loads(text))  # one document per line
+                print(text, flush=True)
+                if not args.watch:
+                    return 0
+                time.sleep(args.watch)
+                continue
+            text = render_many(views)
             if args.watch and sys.stdout.isatty():
                 print("\033[2J\033[H" + time.strftime("%H:%M:%S ") + text, flush=True)
             else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import signal
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from scaling import schedule
+from scaling import provenance, schedule
 from scaling.atomic import append_jsonl, atomic_write, atomic_write_text
 from scaling.config import RunConfig, load_run_config
 from scaling.config_io import ConfigError, dump_yaml, to_dict
@@ -40,6 +41,7 @@ from scaling.rundir import RunDir
 from scaling.runlock import RunLock, RunLocked, me
 from scaling.safe_load import CheckpointError, load_checkpoint_file
 from scaling.token_store import TokenStore, TokenStoreError, TrainOrder, eval_batches, load_quantizer
+from scaling.tracking import Tracker, eval_scalars
 
 CHECKPOINT_FORMAT = "var-scaling-train/1"
 # weight decay does not apply to parameters whose name contains one of these (the official
@@ -160,6 +162,13 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0
         self.grad_norm: torch.Tensor | None = None  # of the last step, before clipping
 
+        # training curves (scaling.tracking): every rank takes the same logging steps (the
+        # grad norm may be a collective); only rank 0 writes
+        wandb = config.runtime.wandb
+        self.tracking = config.runtime.tensorboard or (wandb is not None and wandb.mode != "disabled")
+        self.scalars_every = config.runtime.scalars_every_steps or max(1, self.total_steps // 200)
+        self.tracker = Tracker.off()
+
     # ------------------------------------------------------------------ steps
     def autocast(self):
         if self.precision == "bf16":
@@ -222,10 +231,11 @@ class Trainer:
                 f"training loss is {mean_loss} at step {self.step + 1} of run "
                 f"{cfg.run_id}; stopped before updating the weights. The last good "
                 f"checkpoint ({self.run_dir.checkpoint}) is kept.")
-        if cfg.optim.grad_clip > 0:
-            # the global norm before clipping (a 0-d tensor; read it only when needed)
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                            cfg.optim.grad_clip)
+        if cfg.optim.grad_clip > 0 or self.scalars_due(self.step + 1):
+            # the global norm before clipping (a 0-d tensor; read it only when needed); with
+            # grad_clip 0 it is measured at logging steps only (max_norm inf: nothing clipped)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -277,7 +287,53 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0
         if self.dist.is_main:
             append_jsonl(self.run_dir.metrics, record)
+            self.tracker.log(eval_scalars(record, self.patch_nums), self.step, flops=record["flops"],
+                             by_compute=("test",))
+            self.tracker.flush()
         return record
+
+    # -------------------------------------------------------------- tracking
+    def scalars_due(self, step: int) -> bool:
+        """Whether training scalars are logged after optimizer step `step`."""
+        return self.tracking and (step % self.scalars_every == 0 or step == self.total_steps)
+
+    def open_tracker(self) -> Tracker:
+        """TensorBoard / W&B for this run (rank 0), picking up at the current step."""
+        runtime = self.config.runtime
+        if not (self.tracking and self.dist.is_main):
+            return Tracker.off()
+        config = json.loads(json.dumps(to_dict(self.config), default=str))
+        return Tracker(self.run_dir.path, tensorboard=runtime.tensorboard, wandb=runtime.wandb,
+                       name=self.config.run_id, config={**config, "params": self.params},
+                       resume_step=self.step,
+                       resume_flops=3 * self.forward_flops * self.step * self.config.optim.batch_size)
+
+    def log_scalars(self, window: "_Window") -> "_Window":
+        """Training scalars over the steps since `window` began; returns the next window.
+
+        Every rank calls this at the same steps (reading the grad norm may gather it).
+        """
+        grad_norm = self.grad_norm
+        if grad_norm is not None and hasattr(grad_norm, "full_tensor"):  # FSDP's DTensor
+            grad_norm = grad_norm.full_tensor()
+        if self.dist.is_main and window.steps(self.step):
+            steps = window.steps(self.step)
+            seconds = max(self.wall_s - window.wall_s, 1e-9)
+            batch = self.config.optim.batch_size
+            images = self.step * batch
+            flops = 3 * self.forward_flops * images
+            group = self.optimizer.param_groups[0]  # the decayed group
+            self.tracker.log({
+                "train/loss": float(window.loss_sum) / steps,
+                "train/lr": group["lr"], "train/weight_decay": group["weight_decay"],
+                "train/grad_norm": None if grad_norm is None else float(grad_norm),
+                "train/images_per_s": steps * batch / seconds,
+                "train/tokens_per_s": steps * batch * self.L / seconds,
+                "train/tflops_per_s": 3 * self.forward_flops * steps * batch / seconds / 1e12,
+                "compute/flops": flops, "compute/flops_6nd": 6 * self.params * images * self.L,
+                "compute/tokens": images * self.L, "compute/wall_s": self.wall_s,
+            }, self.step, flops=flops, by_compute=("train/loss",))
+        return _Window(self.step, self.wall_s)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -372,9 +428,12 @@ class Trainer:
         last_save = last_log = time.monotonic()
         saved_step = self.step
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
+        self.tracker = self.open_tracker()
+        window = _Window(self.step, self.wall_s)
         t_prev = time.perf_counter()
         while self.step < end:
             loss = self.train_step()
+            window.add(loss)
             kind = self.evals.get(self.step)
             if kind is not None:
                 self._tick(t_prev)
@@ -405,10 +464,13 @@ class Trainer:
                           f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s",
                           flush=True)
             t_prev = self._tick(t_prev)
+            if self.scalars_due(self.step):
+                window = self.log_scalars(window)
         if self.step != saved_step:  # stopped by max_steps: leave a checkpoint at the stop
             self._tick(t_prev)
             self.save_checkpoint()
         progress.close()
+        self.tracker.close()
         return last or {}
 
     def _tick(self, t_prev: float) -> float:
@@ -472,6 +534,21 @@ def _checkpoint_blocks(model: torch.nn.Module) -> None:
     for block in model.blocks:
         forward = block.forward
         block.forward = lambda *a, _f=forward, **k: checkpoint(_f, *a, use_reentrant=False, **k)
+
+
+class _Window:
+    """Training losses summed since a logging point (floats or device tensors: no host sync
+    until read)."""
+
+    def __init__(self, step: int, wall_s: float):
+        self.step, self.wall_s = step, wall_s
+        self.loss_sum: Any = 0.0
+
+    def add(self, loss: Any) -> None:
+        self.loss_sum = self.loss_sum + loss
+
+    def steps(self, now: int) -> int:
+        return now - self.step
 
 
 class _Progress:
@@ -538,6 +615,7 @@ def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, 
         raise
     try:
         if dist.is_main:
+            provenance.record_job(run.path, world_size=dist.world_size, device=str(dist.device))
             status = run.read_status()
             run.update_status(state="running", force=True, started_at=time.time(),
                               host=os.uname().nodename, trainer=me(),
@@ -569,6 +647,8 @@ def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, 
                               error=f"{type(e).__name__}: {e}",
                               traceback=traceback.format_exc()[-4000:])
         raise
+    finally:
+        trainer.tracker.close()
 
 
 def _summary(record: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,7 +14,9 @@ scale, plus a little noise), the usual cheap remedy when usage collapses.
 Writes to `out/`: `vqvae.pt` (var_core.save_model, atomic; loadable by var_core.load_vqvae
 and scaling.tokenize), `train_state.pt` (model, optimisers, step, RNG: re-running resumes),
 `vqvae_metrics.jsonl` (training lines; evaluation lines with val MSE, PSNR, the PSNR of a
-per-image mean-colour baseline, and codebook usage per scale on the val split).
+per-image mean-colour baseline, and codebook usage per scale on the val split), the same as
+TensorBoard event files (`tensorboard: false` turns them off; `wandb:` adds W&B, see
+scaling.tracking) and `provenance.json` (scaling.provenance).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scaling import provenance
 from scaling.atomic import append_jsonl, atomic_write, atomic_write_text, read_jsonl
 from scaling.config_io import InvalidValue, dump_yaml, load_config
 from scaling.images import ImageFolder, UnreadableImage
 from scaling.token_store import TrainOrder
+from scaling.tracking import Tracker, WandbConfig
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class VQVAETrainConfig:
     disc_weight: float = 0.0         # PatchGAN generator-loss weight (0: no discriminator)
     disc_start: int = 0
     device: str = "auto"
+    tensorboard: bool = True         # event files in `out` (scaling.tracking)
+    wandb: WandbConfig | None = None  # also log to W&B: {project: NAME, mode: offline}
 
     def __post_init__(self) -> None:
         down = 2 ** (len(self.ch_mult) - 1)
@@ -354,6 +360,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
                                                     for r in keep))
         print(f"train_vqvae: resuming {out} at step {start}", file=sys.stderr)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+    provenance.record_job(out, start_step=start)  # provenance.json: code, versions, host, GPU
 
     def save(step: int) -> None:
         save_model(out / "vqvae.pt", model)
@@ -366,9 +373,19 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
             st["disc"], st["disc_opt"] = disc.state_dict(), disc_opt.state_dict()
         atomic_write(state_path, lambda f: torch.save(st, f))
 
+    tracker = Tracker(out, tensorboard=cfg.tensorboard, wandb=cfg.wandb, name=out.name,
+                      config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+                      resume_step=start, job_type="vqvae") if start < cfg.steps else Tracker.off()
+
     def log_eval(step: int) -> dict:
         rec = {"step": step, **evaluate_vqvae(model, val_x)}
         append_jsonl(metrics_path, rec)
+        tracker.log({"vqvae_val/mse": rec["val_mse"], "vqvae_val/psnr": rec["val_psnr"],
+                     "vqvae_val/psnr_mean_colour_baseline": rec["val_psnr_mean_colour"],
+                     "vqvae_val/codebook_usage/all_scales": rec["usage_all"],
+                     **{f"vqvae_val/codebook_usage/s{k + 1:02d}_{pn}x{pn}": u for k, (pn, u)
+                        in enumerate(zip(cfg.patch_nums, rec["usage_scale"]))}}, step)
+        tracker.flush()
         return rec
 
     if start >= cfg.steps:
@@ -418,6 +435,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
             hits.zero_()
             if n_dead:
                 append_jsonl(metrics_path, {"step": step, "dead_codes_restarted": n_dead})
+            tracker.log({"vqvae_train/dead_codes_restarted": n_dead}, step)
         acc["loss"] += loss.item()
         acc["mse"] += mse.item()
         acc["vq"] += vq_loss.item()
@@ -426,9 +444,11 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
         if step % cfg.log_every == 0 or step == cfg.steps:
             dt = time.perf_counter() - t0
             n = acc["n"]
-            append_jsonl(metrics_path, {"step": step, "loss": acc["loss"] / n, "mse": acc["mse"] / n,
-                                        "vq_loss": acc["vq"] / n, "lr": _lr_at(step - 1, cfg),
-                                        "images_per_s": n * cfg.batch_size / max(dt, 1e-9)})
+            line = {"step": step, "loss": acc["loss"] / n, "mse": acc["mse"] / n,
+                    "vq_loss": acc["vq"] / n, "lr": _lr_at(step - 1, cfg),
+                    "images_per_s": n * cfg.batch_size / max(dt, 1e-9)}
+            append_jsonl(metrics_path, line)
+            tracker.log({f"vqvae_train/{k}": v for k, v in line.items() if k != "step"}, step)
             bar.set_postfix(mse=f"{acc['mse'] / n:.4f}")
             t0, acc = time.perf_counter(), {"loss": 0.0, "mse": 0.0, "vq": 0.0, "n": 0}
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
@@ -437,6 +457,7 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
             bar.write(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB (mean-colour baseline "
                       f"{rec['val_psnr_mean_colour']:.2f}), usage per scale {rec['usage_scale']}")
     bar.close()
+    tracker.close()
     return out / "vqvae.pt"
 
 

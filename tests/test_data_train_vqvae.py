@@ -48,6 +48,17 @@ def test_training_lowers_reconstruction_error(images, tmp_path):
     x = torch.stack([val.load(i) for i in range(12)])
     again = tv.evaluate_vqvae(model, x)
     assert again["val_mse"] == pytest.approx(last["val_mse"], rel=1e-5)
+    # TensorBoard: the same evaluations, read back with TensorBoard's reader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tmp_path / "run"))
+    acc.Reload()
+    psnr = {e.step: e.value for e in acc.Scalars("vqvae_val/psnr")}
+    assert psnr == {r["step"]: pytest.approx(r["val_psnr"], rel=1e-6) for r in evals}
+    for k, pn in enumerate((1, 2, 4)):
+        usage = {e.step: e.value for e in acc.Scalars(f"vqvae_val/codebook_usage/s{k + 1:02d}_{pn}x{pn}")}
+        assert usage == {r["step"]: pytest.approx(r["usage_scale"][k], rel=1e-6) for r in evals}
+    assert [e.step for e in acc.Scalars("vqvae_train/mse")] == [10, 20, 30, 40, 50, 60]
+    assert not (tmp_path / "run" / "by_compute").exists()  # no compute axis for the VQVAE
 
 
 def test_resume_is_exact(images, tmp_path, monkeypatch):
