@@ -7,4 +7,7 @@ Modules (import what you need; `plots` pulls in matplotlib with the Agg backend)
     paper      the VAR paper's published laws as data, with their units
     plots      log-log figures in the paper's layout
     synthetic  tables drawn from known laws (tests, docs, trying the CLI)
+    seeds      seed replicates: averaging per size, per-size spread, two-stage bootstrap
+    simulate   study simulator: replay a prior law through a planned grid (scaling.plan)
+    simulate_plots  the planner's figures
 """

@@ -108,6 +108,36 @@ def frontier_values(curves: Sequence[tuple[np.ndarray, np.ndarray]], levels: np.
     return best, who
 
 
+def _frontier_at_evaluations(curves: Sequence[tuple[np.ndarray, np.ndarray]],
+                             levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`frontier_values` at `levels` = the union of the curves' computes, for all curves at once.
+
+    Same definition (running minimum of the evaluations, and the log-log interpolation inside
+    a run's range), as [K, M] array operations: the bootstrap calls this thousands of times.
+    """
+    K, M = len(curves), len(levels)
+    Y = np.full((K, M), np.inf)
+    for k, (c, y) in enumerate(curves):
+        np.minimum.at(Y[k], np.searchsorted(levels, c), y)
+    has = np.isfinite(Y)
+    running = np.minimum.accumulate(Y, axis=1)
+    cols = np.arange(M)
+    prev = np.maximum.accumulate(np.where(has, cols, -1), axis=1)           # last evaluation <= level
+    nxt = np.minimum.accumulate(np.where(has, cols, M)[:, ::-1], axis=1)[:, ::-1]  # first >= level
+    inside = (prev >= 0) & (nxt < M)
+    ll = np.log(levels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ly = np.log(Y)
+        p, q = np.clip(prev, 0, M - 1), np.clip(nxt, 0, M - 1)
+        lp, lq = np.take_along_axis(ly, p, 1), np.take_along_axis(ly, q, 1)
+        span = ll[q] - ll[p]
+        interp = np.where(span > 0, lp + (ll[None, :] - ll[p]) * (lq - lp) / np.where(span > 0, span, 1), lp)
+    value = np.where(inside, np.minimum(running, np.exp(interp)), running)
+    best = value.min(axis=0)
+    who = np.where(np.isfinite(best), value.argmin(axis=0), -1)
+    return best, who
+
+
 def frontier_mask(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Frontier of a list of curves.
 
@@ -116,7 +146,7 @@ def frontier_mask(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.n
     evaluations that are frontier points).
     """
     levels = np.unique(np.concatenate([c for c, _ in curves]))
-    value, who = frontier_values(curves, levels)
+    value, who = _frontier_at_evaluations(curves, levels)
     prev = np.concatenate([[np.inf], value[:-1]])  # F at the previous compute level
     masks = []
     for c, y in curves:

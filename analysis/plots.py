@@ -108,7 +108,14 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False) -> plt.Figure:
     fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False, layout="constrained")
     for ax, fit in zip(axes.flat, fits):
         x, y = fit.points["x"].to_numpy(), fit.points["y"].to_numpy() - fit.law.E
-        ax.plot(x, y, "o", color="C0", ms=5, label="final evaluation of each run")
+        if fit.seed_spread is not None:  # seed replicates: mean of the seeds, +-1 seed-to-seed sd
+            sp = fit.seed_spread.sort_values("params")
+            sd = np.nan_to_num(sp["sd"].to_numpy(float))
+            ax.errorbar(sp["params"].to_numpy(float) / X_SCALE["N"], sp["mean"].to_numpy(float) - fit.law.E,
+                        yerr=sd, fmt="o", color="C0", ms=5, capsize=3,
+                        label=f"mean of {int(sp['n_seeds'].max())} seeds per size, +-1 sd")
+        else:
+            ax.plot(x, y, "o", color="C0", ms=5, label="final evaluation of each run")
         xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 100)
         ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color="C3", lw=1.5,
                 label=f"{fit.equation()}, r={fit.r:.4f}")

@@ -13,7 +13,9 @@ Methods:
   several starting E (least squares, or Huber when robust).
 
 Uncertainty: bootstrap over runs (a run drawn k times counts k times). For Cmin the frontier
-is recomputed from the drawn runs. Intervals are percentile intervals, by default with
+is recomputed from the drawn runs. With seed replicates (a ``seed`` column holding two or more
+seeds for some size; `analysis.seeds`) the unit is the size instead: the seeds of a size are
+averaged for the point estimate, and the bootstrap draws sizes and, within each, seeds. Intervals are percentile intervals, by default with
 Hesterberg's small-sample expansion (``expanded``): the tail probability is taken as
 Phi(-sqrt(n/(n-1)) t_{n-1, 1-a/2}) for n runs, which corrects the known under-coverage of
 plain percentiles with a dozen points; ``percentile`` gives the plain ones.
@@ -34,6 +36,8 @@ from tqdm.auto import tqdm
 from .frontier import Frontier, frontier_mask, pareto_frontier, run_curves, smooth_curves
 from .paper import PAPER_IRREDUCIBLE, X_SCALE, X_UNIT
 from .results import ResultsError, final_rows
+from .seeds import (average_seeds, bootstrap_size_seed, has_replicates, seed_curves, seed_points,
+                    seed_spread, size_label)
 
 Irreducible = Union[Literal["paper", "none", "fit"], float]
 Method = Literal["ols", "robust"]
@@ -259,6 +263,8 @@ class FitResult:
     frontier: Frontier | None = None  # Cmin only
     smooth: int = 0  # Cmin only: smoothing window applied to each run's curve
     samples: np.ndarray | None = None  # [B_valid, 3] bootstrap (alpha, beta, E): bands, comparisons
+    resampling: str = "runs"  # bootstrap unit: "runs", or "sizes, seeds within sizes"
+    seed_spread: pd.DataFrame | None = None  # per size: params, n_seeds, mean, sd (seed replicates only)
 
     @property
     def x_unit(self) -> str:
@@ -286,8 +292,11 @@ class FitResult:
             "y_min": float(y.min()), "y_max": float(y.max()),
             "equation": self.equation(),
             "ci": {"level": self.level, "method": self.ci_method, "bootstrap_samples": self.bootstrap,
-                   "bootstrap_valid": self.bootstrap_valid, "resampling": "runs"},
+                   "bootstrap_valid": self.bootstrap_valid, "resampling": self.resampling},
             "holdout": self.holdout.to_dict() if self.holdout else None,
+            "seed_spread": None if self.seed_spread is None else [
+                {"params": float(r.params), "n_seeds": int(r.n_seeds), "mean": float(r.mean), "sd": _num(float(r.sd)),
+                 "runs": str(r.runs).split(",")} for r in self.seed_spread.itertuples()],
         }
         if self.frontier is not None:
             out["smooth"] = self.smooth
@@ -331,24 +340,43 @@ def _check_sizes(x: np.ndarray, what: str) -> None:
 
 def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none", method: Method = "ols",
              bootstrap: int = 1000, level: float = 0.95, holdout: int = 0, seed: int = 0,
-             ci_method: CIMethod = "expanded") -> FitResult:
+             ci_method: CIMethod = "expanded", seeds: bool | None = None) -> FitResult:
     """Fit `metric` at each run's final evaluation against N (billions of params).
 
     table: a prepared tidy table (`results.prepare`). Bootstrap resamples runs; `holdout`
-    k > 0 refits without the k largest sizes and predicts them.
+    k > 0 refits without the k largest sizes and predicts them. seeds: average seed
+    replicates per size and bootstrap sizes then seeds within them (None = when the table
+    has a ``seed`` column with replicates; `analysis.seeds`).
     """
-    pts = _n_points(table, metric)
+    use_seeds = has_replicates(table) if seeds is None else seeds
+    if use_seeds:
+        sp = seed_points(table, metric)
+        groups = [g for _, g in sp.groupby("group", sort=True)]
+        values = [g["y"].to_numpy(float) for g in groups]
+        pts = pd.DataFrame({"run": [size_label(list(g["run"]), f"N{int(g['params'].iloc[0])}") for g in groups],
+                            "x": [float(g["params"].iloc[0]) / X_SCALE["N"] for g in groups],
+                            "y": [float(v.mean()) for v in values]})
+    else:
+        pts = _n_points(table, metric)
     x, y = pts["x"].to_numpy(), pts["y"].to_numpy()
     _check_sizes(x, f"fitting {metric} against N")
     E = irreducible_value(metric, irreducible)
     law = fit_law(x, y, E, method)
     r = pearson_loglog(x, y, law.E)
-    result = FitResult(metric, "N", law, "fit" if E is None else "fixed", method, r, pts, len(pts),
+    result = FitResult(metric, "N", law, "fit" if E is None else "fixed", method, r, pts,
+                       int(table["run"].nunique()) if use_seeds else len(pts),
                        level=level, ci_method=ci_method, bootstrap=bootstrap)
+    if use_seeds:
+        result.resampling = "sizes, seeds within sizes"
+        result.seed_spread = seed_spread(table, [metric]).drop(columns="metric")
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
-        counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=bootstrap)
-        samples = _bootstrap_n(x, y, E, method, counts, law)
+        if use_seeds:
+            draws = bootstrap_size_seed([len(v) for v in values], bootstrap, rng)
+            samples = _bootstrap_n(x, draws.means(values), E, method, draws.counts, law)
+        else:
+            counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=bootstrap)
+            samples = _bootstrap_n(x, y, E, method, counts, law)
         result.bootstrap_valid, result.samples = len(samples), samples
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, len(x), level, ci_method)
     if holdout > 0:
@@ -365,24 +393,29 @@ def _enough_sizes(counts: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _bootstrap_n(x, y, E, method, counts: np.ndarray, start: Law) -> np.ndarray:
-    """Bootstrap fits vs N; counts: [B, n] multiplicities. Returns [B_valid, 3] (alpha, beta, E)."""
-    counts = counts[_enough_sizes(counts, x)].astype(float)
+    """Bootstrap fits vs N; counts: [B, n] multiplicities; y: [n], or [B, n] when every draw
+    has its own values (seed replicates resampled). Returns [B_valid, 3] (alpha, beta, E)."""
+    valid = _enough_sizes(counts, x)
+    counts = counts[valid].astype(float)
+    y = np.asarray(y, float)
+    ys = y[valid] if y.ndim == 2 else np.broadcast_to(y, counts.shape)
     if E is not None and method == "ols":
         # closed form for all draws at once: weighted least squares in log-log
-        lx, ly = np.log(x), np.log(y - E)
+        lx, ly = np.log(x), np.log(ys - E)
         sw = counts.sum(axis=1)
-        mx, my = counts @ lx / sw, counts @ ly / sw
+        mx, my = counts @ lx / sw, (counts * ly).sum(axis=1) / sw
         sxx = counts @ (lx ** 2) / sw - mx ** 2
-        sxy = counts @ (lx * ly) / sw - mx * my
+        sxy = (counts * ly) @ lx / sw - mx * my
         alpha = sxy / sxx
         with np.errstate(over="ignore", divide="ignore"):  # tiny alphas make beta overflow
             beta = np.exp((my - alpha * mx) / alpha)
         return np.column_stack([alpha, beta, np.full_like(alpha, E)])
     out = []
-    for w in tqdm(counts, desc="bootstrap", disable=not sys.stderr.isatty(), leave=False):
+    for w, yb in tqdm(zip(counts, ys), total=len(counts), desc="bootstrap", disable=not sys.stderr.isatty(),
+                      leave=False):
         keep = w > 0
         try:
-            law = fit_law(x[keep], y[keep], E, method, w[keep], start=start)
+            law = fit_law(x[keep], yb[keep], E, method, w[keep], start=start)
         except ResultsError:
             continue
         out.append((law.alpha, law.beta, law.E))
@@ -413,14 +446,21 @@ def _cmin_points(frontier: Frontier) -> pd.DataFrame:
 
 def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none", method: Method = "ols",
                 bootstrap: int = 1000, level: float = 0.95, holdout: int = 0, seed: int = 0,
-                ci_method: CIMethod = "expanded", smooth: int = 0) -> FitResult:
+                ci_method: CIMethod = "expanded", smooth: int = 0, seeds: bool | None = None) -> FitResult:
     """Fit `metric` on the Pareto frontier of all training curves against Cmin (PFLOPs).
 
     table: a prepared tidy table (its ``compute`` column in FLOPs). Bootstrap resamples runs
     and recomputes the frontier from each draw; `holdout` k > 0 drops the k largest models,
     refits on the remaining frontier and predicts the full frontier's points from those models.
     `smooth` > 0 smooths each run's curve first (`frontier.smooth_curves`; 0 = raw frontier).
+    seeds: with seed replicates (None = auto), the frontier is taken over the seed-averaged
+    curve of each size and the bootstrap draws sizes, then seeds within each drawn size.
     """
+    use_seeds = has_replicates(table) if seeds is None else seeds
+    if use_seeds:
+        spread = seed_spread(table, [metric]).drop(columns="metric")
+        curves_by_size = seed_curves(table, metric)
+        table = average_seeds(table, [metric])
     table = smooth_curves(table, metric, smooth)
     frontier = pareto_frontier(table, metric)
     pts = _cmin_points(frontier)
@@ -434,8 +474,14 @@ def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "no
     result = FitResult(metric, "Cmin", law, "fit" if E is None else "fixed", method, r, pts, n_runs,
                        level=level, ci_method=ci_method, bootstrap=bootstrap, frontier=frontier,
                        smooth=smooth)
+    if use_seeds:
+        result.resampling = "sizes, seeds within sizes"
+        result.seed_spread = spread
     if bootstrap > 0:
-        samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed, law)
+        if use_seeds:
+            samples = _bootstrap_cmin_seeds(curves_by_size, metric, E, method, bootstrap, seed, law, smooth)
+        else:
+            samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed, law)
         result.bootstrap_valid, result.samples = len(samples), samples
         result.alpha_ci, result.beta_ci, result.E_ci = _summarise(samples, n_runs, level, ci_method)
     if holdout > 0:
@@ -455,6 +501,40 @@ def _bootstrap_cmin(table, metric, E, method, bootstrap: int, seed: int, start: 
         if len(drawn) < 2:
             continue
         sub = [(curves[k][1], curves[k][2]) for k in drawn]
+        _, _, _, masks = frontier_mask(sub)
+        xs = np.concatenate([c[m] for (c, _), m in zip(sub, masks)]) / X_SCALE["Cmin"]
+        ys = np.concatenate([y[m] for (_, y), m in zip(sub, masks)])
+        ws = np.concatenate([np.full(m.sum(), counts[k], float) for k, m in zip(drawn, masks)])
+        if len(np.unique(xs)) < 3:
+            continue
+        try:
+            law = fit_law(xs, ys, E, method, ws, start=start)
+        except ResultsError:
+            continue
+        out.append((law.alpha, law.beta, law.E))
+    return np.array(out).reshape(-1, 3)
+
+
+def _bootstrap_cmin_seeds(curves, metric, E, method, bootstrap: int, seed: int, start: Law,
+                          smooth: int) -> np.ndarray:
+    """Cmin bootstrap over sizes, and seeds within each drawn size (their mean curve)."""
+    rng = np.random.default_rng(seed)
+    draws = bootstrap_size_seed([v.shape[0] for _, v in curves], bootstrap, rng)
+    out = []
+    for b in tqdm(range(bootstrap), desc=f"bootstrap {metric} vs Cmin (seeds)", disable=not sys.stderr.isatty(),
+                  leave=False):
+        counts = draws.counts[b]
+        drawn = np.flatnonzero(counts)
+        if len(drawn) < 2:
+            continue
+        sub = []
+        for k in drawn:
+            c, v = curves[k]
+            y = v[draws.seeds[k][b]].mean(axis=0)
+            if smooth > 0:
+                y = smooth_curves(pd.DataFrame({"run": "r", "params": 1.0, "compute": c, metric: y}),
+                                  metric, smooth)[metric].to_numpy(float)
+            sub.append((c, y))
         _, _, _, masks = frontier_mask(sub)
         xs = np.concatenate([c[m] for (c, _), m in zip(sub, masks)]) / X_SCALE["Cmin"]
         ys = np.concatenate([y[m] for (_, y), m in zip(sub, masks)])

@@ -184,6 +184,16 @@ def markdown_table(fits: list[dict], compute: str) -> str:
         lines.append(f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
                      f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
                      f"| {_fmt(paper.get('beta'))} |")
+    spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
+    if spreads:
+        lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
+                  "sizes, then the seeds within each size (without replacement). Seed-to-seed standard "
+                  "deviation of the final value:", "",
+                  "| metric | " + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"]) + " |",
+                  "|---|" + "---|" * len(spreads[0]["seed_spread"])]
+        for f in spreads:
+            lines.append(f"| {f['metric']} | " + " | ".join(
+                f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -261,7 +271,10 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                            else "full and subset evaluations",
             "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
             "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
-                         f"(Cmin: frontier recomputed per draw), Hesterberg-expanded percentiles",
+                         f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
+                         f"recomputed per draw), Hesterberg-expanded percentiles",
+            "seeds": "runs of one size with different seeds are averaged for the point estimate "
+                     "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
             "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
                        "of the metric itself (E included)",
         },

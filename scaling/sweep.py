@@ -64,6 +64,7 @@ class StoreHint:
     """What the token store will hold, for estimates before it exists (ImageNet-1k 256px)."""
 
     train_images: int = 1_281_167
+    val_images: int = 50_000  # the evaluation split (ImageNet-1k val); feeds evaluation FLOPs
     num_classes: int = 1000
     vocab_size: int = 4096
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
@@ -71,7 +72,7 @@ class StoreHint:
     flip: bool = False  # whether it will hold mirrors too (tokenize --flip)
 
     def __post_init__(self):
-        _positive(self, "train_images", "num_classes", "vocab_size", "views")
+        _positive(self, "train_images", "val_images", "num_classes", "vocab_size", "views")
         if not self.patch_nums or min(self.patch_nums) < 1:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
@@ -81,7 +82,8 @@ class StoreHint:
         return {"num_classes": self.num_classes, "vocab_size": self.vocab_size,
                 "patch_nums": list(self.patch_nums),
                 "splits": {"train": {"count": rows, "images": self.train_images,
-                                     "views": self.views, "flip": self.flip}}}
+                                     "views": self.views, "flip": self.flip},
+                           "val": {"count": self.val_images}}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,7 +351,8 @@ class Sweep:
         hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
         if syn is not None:
             hint = dataclasses.replace(hint, num_classes=syn.num_classes,
-                                       train_images=syn.num_classes * syn.train_per_class)
+                                       train_images=syn.num_classes * syn.train_per_class,
+                                       val_images=syn.num_classes * syn.val_per_class)
         if vq is not None:
             defaults: dict[str, Any] = {}
             try:

@@ -28,12 +28,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
 
 from scaling.atomic import atomic_write_json
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
+    import torch
 
 FORMAT = "var-token-store/1"
 MAX_VOCAB = 65536  # tokens are stored as uint16
@@ -218,6 +220,8 @@ class TokenStore:
         order = np.argsort(idx, kind="stable")  # read the memmap in file order
         rows = np.empty((idx.size, self.L), dtype=np.uint16)
         rows[order] = self._tokens[split][idx[order]]
+        import torch
+
         tokens = torch.from_numpy(rows.astype(np.int64))
         labels = torch.from_numpy(self._labels[split][idx].astype(np.int64))
         return tokens, labels
@@ -487,6 +491,8 @@ QUANTIZER_FORMAT = "var-token-store.quantizer/1"
 
 def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
     """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
+    import torch
+
     from scaling.atomic import atomic_write
 
     config = dict(vocab_size=quantizer.vocab_size, z_channels=quantizer.z_channels,
@@ -501,6 +507,8 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
 
 def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The store's quantizer, in eval mode on `device`, frozen."""
+    import torch
+
     from var_core import MultiScaleQuantizer
 
     path = Path(store) / QUANTIZER_FILE

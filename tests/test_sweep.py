@@ -173,10 +173,11 @@ def test_data_and_prepare_stages(tmp_path):
     s = load_sweep(path)
     assert s.stages() == ["synthetic", "vqvae", "tokenize"]
     assert s.vqvae_path() == tmp_path / "runs" / "_data" / "vqvae" / "vqvae.pt"
-    # estimates before the store exists: what prepare will make (100 train images per class)
+    # estimates before the store exists: what prepare will make (100 train, 20 val images per class)
     assert s.expected_meta() == {"num_classes": 4, "vocab_size": 64, "patch_nums": [1, 2, 4],
                                  "splits": {"train": {"count": 400, "images": 400, "views": 1,
-                                                      "flip": False}}}
+                                                      "flip": False},
+                                            "val": {"count": 80}}}
     assert s.runs[0].config.data.store == tmp_path / "runs" / "_data" / "tokens"
     assert s.images_dir() == tmp_path / "runs" / "_data" / "images"
     path.write_text(base.replace("data:\n", "data:\n  images: /img\n  vqvae: /v.pt\n"))

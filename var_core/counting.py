@@ -17,11 +17,14 @@ P = sum_k n_k * (n_1 + ... + n_k) = number of (query, key) pairs the block-causa
     head                 2 L C V
 
 `train_flops_per_image` = 3 x forward (backward costs twice the forward).
+
+This module is torch-free (`import var_core.counting` does not import torch), so planning
+and fitting tools can count FLOPs without it.
 """
 
 from __future__ import annotations
 
-from .vqvae import DEFAULT_PATCH_NUMS
+from .scales import DEFAULT_PATCH_NUMS  # torch-free: counting never imports torch
 
 
 # VAR kwargs that change neither parameter count nor FLOPs

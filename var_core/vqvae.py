@@ -10,8 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .quantizer import MultiScaleQuantizer
-
-DEFAULT_PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+from .scales import DEFAULT_PATCH_NUMS  # its home is var_core.scales; re-exported here
 
 
 def _norm(c: int) -> nn.GroupNorm:
