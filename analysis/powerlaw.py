@@ -60,10 +60,11 @@ class Law:
 def irreducible_value(metric: str, spec: Irreducible) -> float | None:
     """E for `metric` under `spec`: a number, or None meaning "fit it jointly".
 
-    Error rates are fitted directly (E = 0) whatever the spec; losses take the paper's
-    value (E_avg = 5, E_last = 4.5), 0 (``none``), a user number, or ``fit``.
+    Error rates and sample metrics (fid, sample_fd, sample_err) are fitted directly (E = 0)
+    whatever the spec; losses take the paper's value (E_avg = 5, E_last = 4.5), 0
+    (``none``), a user number, or ``fit``.
     """
-    if metric.startswith("err"):
+    if not metric.startswith("ce"):
         return 0.0
     if spec == "paper":
         if metric not in PAPER_IRREDUCIBLE:

@@ -19,6 +19,8 @@ import pandas as pd
 import yaml
 
 METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+# written by scaling.sample_eval (lines with eval == "samples"), lower is better: fittable
+SAMPLE_METRICS = ("fid", "sample_fd", "sample_err")
 COMPUTE_COLUMNS = {"exact": "flops", "6nd": "flops_6nd"}
 
 
@@ -111,7 +113,27 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
         raise ResultsError(f"{runs_dir}: no run directories with a metrics.jsonl "
                            f"(expected <runs_dir>/<run_id>/metrics.jsonl)")
     table = pd.concat(frames, ignore_index=True, sort=False)
-    return _select_evals(table, include_subset, str(runs_dir))
+    return _select_evals(join_sample_evals(table, str(runs_dir)), include_subset, str(runs_dir))
+
+
+def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
+    """Move the columns of ``eval == "samples"`` rows (scaling.sample_eval) onto the run's
+    evaluation row at the same step; a later sample evaluation of the same step wins. A sample
+    row without such an evaluation row is dropped with a warning."""
+    if "eval" not in table.columns or not (table["eval"] == "samples").any():
+        return table
+    is_sample = table["eval"] == "samples"
+    samples, base = table[is_sample], table[~is_sample]
+    own = [c for c in samples.columns if c not in ("run", "step") and samples[c].notna().any()
+           and (c not in base.columns or base[c].isna().all())]
+    samples = samples.drop_duplicates(["run", "step"], keep="last")[["run", "step", *own]]
+    keys = set(zip(base["run"], base["step"]))
+    orphans = [f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys]
+    if orphans:
+        warnings.warn(f"{source}: sample evaluations without a test evaluation at the same step left "
+                      f"out ({', '.join(orphans[:5])})", ResultsWarning, stacklevel=3)
+    base = base.drop(columns=[c for c in own if c in base.columns])
+    return base.merge(samples, on=["run", "step"], how="left")
 
 
 def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:

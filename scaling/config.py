@@ -222,6 +222,46 @@ class RuntimeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SamplesConfig:
+    """Sample-quality evaluation of the trained model (`python -m scaling.sample_eval RUN_DIR`).
+
+    Defaults are the official FID settings for ImageNet: 50 samples per class, cfg 1.5,
+    top-k 900, top-p 0.96. `features`: "inception" (FID, IS, precision, recall with the
+    TF-compatible Inception of torch-fidelity, weights from the local file `inception_weights`)
+    or "classifier" (the demo's small classifier at `classifier`: class accuracy of the
+    samples and the Frechet distance in its feature space). `reference`: a val image folder,
+    or an .npz with `mu`, `sigma` (reference statistics) and/or `arr_0` (uint8 images
+    [N, H, W, 3], as the ADM reference batches). Nothing is downloaded.
+    """
+
+    after_training: bool = False  # the launcher's job runs it when training is done
+    per_class: int = 50
+    classes: int | None = None  # None: every class of the token store
+    cfg: float = 1.5
+    top_k: int = 900
+    top_p: float = 0.96
+    seed: int = 0
+    batch_size: int = 64
+    shard_size: int = 1000  # images per .npz shard of the sample folder (resumable unit)
+    features: Literal["inception", "classifier"] = "inception"
+    inception_weights: str | None = None
+    classifier: str | None = None
+    reference: str | None = None
+    reference_images: int | None = None  # cap on reference images read (None = all)
+
+    def __post_init__(self):
+        _positive("per_class", self.per_class)
+        _positive("classes", self.classes)
+        _positive("cfg", self.cfg, allow_zero=True)
+        _positive("top_k", self.top_k, allow_zero=True)
+        _positive("batch_size", self.batch_size)
+        _positive("shard_size", self.shard_size)
+        _positive("reference_images", self.reference_images)
+        if not 0 <= self.top_p <= 1:
+            raise InvalidValue("top_p", f"must be in [0, 1] (0 = off), got {self.top_p}")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one training run."""
 
@@ -232,6 +272,7 @@ class RunConfig:
     length: LengthConfig = LengthConfig(epochs=1.0)
     eval: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    samples: SamplesConfig = SamplesConfig()
     seed: int = 0
 
     def __post_init__(self):

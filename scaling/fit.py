@@ -10,6 +10,7 @@ into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside 
     fits.md           the same as a Markdown table (also printed)
     results.csv       the tidy table that was fitted
     fit_vs_N.png/pdf, fit_vs_Cmin.png/pdf
+    samples_vs_N.png/pdf  sample quality by size (when scaling.sample_eval has run)
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
 (``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
@@ -34,6 +35,8 @@ from typing import Literal, Union
 from scaling.config_io import ConfigError, InvalidValue, load_config
 
 METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+# sample quality (scaling.sample_eval; lower is better, fitted without E): on request only
+SAMPLE_METRICS = ("fid", "sample_fd", "sample_err")
 AGAINST = ("N", "Cmin")
 COMPUTE_TEXT = {
     "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
@@ -76,9 +79,10 @@ class FitSettings:
                                                   f"got {self.irreducible!r}") from None
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:
             raise InvalidValue("irreducible", f"must be >= 0; got {self.irreducible}")
-        bad = [m for m in self.metrics if m not in METRICS]
+        bad = [m for m in self.metrics if m not in METRICS + SAMPLE_METRICS]
         if bad or not self.metrics:
-            raise InvalidValue("metrics", f"must be a non-empty list of {', '.join(METRICS)}; got {list(self.metrics)}")
+            raise InvalidValue("metrics", f"must be a non-empty list of {', '.join(METRICS + SAMPLE_METRICS)}; "
+                                          f"got {list(self.metrics)}")
         bad = [a for a in self.against if a not in AGAINST]
         if bad or not self.against:
             raise InvalidValue("against", f"must be a non-empty list of N, Cmin; got {list(self.against)}")
@@ -105,7 +109,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a runs directory (<run_id>/metrics.jsonl) or a tidy .csv/.parquet table; "
                         "two of them: fit both and compare their laws (scaling.compare)")
     p.add_argument("--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)")
-    p.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default all)")
+    p.add_argument("--metrics", help=f"comma list of {','.join(METRICS + SAMPLE_METRICS)} "
+                                     f"(default {','.join(METRICS)})")
     p.add_argument("--against", help="comma list of N,Cmin (default both)")
     p.add_argument("--compute", choices=["exact", "6nd"], help="compute column: exact FLOPs or 6*N*tokens")
     p.add_argument("--irreducible", "-E", help="paper | none | fit | a number (losses only; default none)")
@@ -237,8 +242,11 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                 else:
                     res = fit_vs_cmin(table, metric, smooth=settings.smooth, **common)
                 rec = res.to_dict()
-                law = paper_law(metric, against)
-                rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
+                try:
+                    law = paper_law(metric, against)
+                    rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
+                except KeyError:  # sample metrics: the paper published no law
+                    rec["paper"] = None
                 fits.append(rec)
                 results.append(res)
     for w in records:
@@ -292,6 +300,10 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
             save_figure(plot_vs_n(results, paper=bool(settings.paper)), out / "fit_vs_N")
         if any(r.against == "Cmin" for r in results):
             save_figure(plot_vs_cmin(results, table, paper=bool(settings.paper)), out / "fit_vs_Cmin")
+        from analysis.plots import plot_samples_vs_n
+        fig = plot_samples_vs_n(raw)  # measured sample quality by size, when sample_eval ran
+        if fig is not None:
+            save_figure(fig, out / "samples_vs_N")
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)
     atomic_write_json(out / "fits.json", doc)
     if collect is not None:

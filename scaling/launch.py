@@ -229,8 +229,9 @@ class PrepareJob:
 
     Stages: 'synthetic' (scaling.synthetic.generate), 'vqvae' (scaling.train_vqvae),
     'tokenize' (one shard of scaling.tokenize, or all when there is one shard), 'merge'
-    (assemble the shards). All of them resume from what is on disk, so on preemption or
-    time-out the job is simply requeued (`checkpoint`).
+    (assemble the shards), 'classifier' (scaling.classifier: the demo's sample metric). All
+    of them resume from what is on disk, so on preemption or time-out the job is simply
+    requeued (`checkpoint`).
     """
 
     def __call__(self, sweep_file: str, stage: str, shard: int | None = None) -> str:
@@ -284,6 +285,11 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
         elif n > 1:
             kwargs.update(shard=shard, merge=False)
         return tokenize(sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), **kwargs)
+    if stage == "classifier":
+        from scaling.classifier import train_classifier
+
+        return train_classifier(sweep.images_dir(), sweep.classifier_path(),
+                                **dataclasses.asdict(spec.classifier))
     raise ValueError(f"unknown preparation stage {stage!r}")
 
 
@@ -301,6 +307,8 @@ def stage_done(sweep: Sweep, stage: str) -> bool:
         return RunDir(stage_dir(sweep, stage)).read_status().get("state") == "done"
     if stage == "vqvae":
         return sweep.vqvae_path().is_file()
+    if stage == "classifier":
+        return sweep.classifier_path().is_file()
     return (sweep.token_store() / "meta.json").is_file()
 
 

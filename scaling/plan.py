@@ -288,14 +288,15 @@ def _midpoint_sweep_costs(path: Path, sweep, meta) -> list[RunCost] | None:
 
 
 def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> list[Design]:
-    """The planned grid and the variations compared with it."""
-    seeds = 1
-    designs = [Design("as planned", costs, seeds)]
+    """The planned grid and the variations compared with it (seed rows double the planned seeds)."""
+    designs = [Design("as planned", costs, 1)]
     half = _every_other(costs)
     n_sizes = len({c.params for c in costs})
-    designs.append(Design(f"every other size ({len({c.params for c in half})} of {n_sizes}), 2 seeds each", half, 2))
-    designs.append(Design("all sizes, 2 seeds each", costs, 2))
-    designs.append(Design("runs half as long, 2 seeds each", _length(costs, 0.5), 2))
+    per_size = max(sum(c.params == p for c in costs) for p in {c.params for c in costs})  # planned seeds
+    twice = f"{2 * per_size} seeds each"
+    designs.append(Design(f"every other size ({len({c.params for c in half})} of {n_sizes}), {twice}", half, 2))
+    designs.append(Design(f"all sizes, {twice}", costs, 2))
+    designs.append(Design(f"runs half as long, {twice}", _length(costs, 0.5), 2))
     designs.append(Design("runs twice as long", _length(costs, 2.0), 1))
     designs.append(Design("twice the evaluation points", _evals(costs, 2.0), 1))
     more = _midpoint_sweep_costs(path, sweep, meta)

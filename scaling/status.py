@@ -232,7 +232,8 @@ class Row:
 def _last_metrics(run_dir: Path) -> dict | None:
     from scaling.rundir import RunDir
 
-    records = RunDir(run_dir).read_metrics()  # a torn last line is skipped there
+    records = [r for r in RunDir(run_dir).read_metrics()  # a torn last line is skipped there
+               if r.get("eval") != "samples"]  # sample-quality lines carry no test loss
     return records[-1] if records else None
 
 

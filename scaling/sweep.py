@@ -152,6 +152,22 @@ class PrepareResources:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassifierSpec:
+    """Train the small classifier of the demo's sample metrics (scaling.classifier) on the
+    sweep's images; it goes to `<output>/_data/classifier/classifier.pt`."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 2e-3
+    width: int = 32
+    feature_dim: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        _positive(self, "epochs", "batch_size", "lr", "width", "feature_dim")
+
+
+@dataclasses.dataclass(frozen=True)
 class PrepareSpec:
     """Preparation stages, run as jobs that the training jobs depend on.
 
@@ -163,6 +179,7 @@ class PrepareSpec:
     synthetic: SyntheticSpec | None = None
     vqvae: dict[str, Any] | None = None
     tokenize: TokenizeSpec = TokenizeSpec()
+    classifier: ClassifierSpec | None = None
     resources: PrepareResources = PrepareResources()
 
 
@@ -320,16 +337,22 @@ class Sweep:
         return self.spec.data.tokens if self.spec.data.tokens is not None else self.data_dir / "tokens"
 
     def stages(self) -> list[str]:
-        """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize'."""
+        """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize',
+        'classifier' (with prepare.classifier)."""
         d = self.spec.data
+        extra = ["classifier"] if self.spec.prepare.classifier is not None else []
         if d.tokens is not None:
-            return []
+            return extra
         out = []
         if d.images is None:
             out.append("synthetic")
         if d.vqvae is None:
             out.append("vqvae")
-        return out + ["tokenize"]
+        return out + ["tokenize"] + extra
+
+    def classifier_path(self) -> Path:
+        """The demo classifier trained by the `classifier` stage."""
+        return self.data_dir / "classifier" / "classifier.pt"
 
     def images_dir(self) -> Path:
         """The images to tokenise (given, or generated under data_dir)."""
@@ -547,6 +570,8 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
         raise loc.error(("data",), "images need a VQVAE: give data.vqvae or prepare.vqvae")
     if spec.prepare.vqvae is not None:
         _check_vqvae_options(spec.prepare.vqvae, loc)
+    if spec.prepare.classifier is not None and spec.data.images is None and spec.prepare.synthetic is None:
+        raise loc.error(("prepare", "classifier"), "needs images: give data.images or prepare.synthetic")
     from scaling.fit import FitSettings  # torch-free; the fitting CLI's own settings
 
     build(FitSettings, spec.fit, loc, ("fit",))
@@ -630,6 +655,15 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
         flat[store_key] = str(Path(spec.data.tokens if spec.data.tokens is not None
                                    else spec.output / DATA_DIR / "tokens").absolute())
         origin[store_key] = ("data", "tokens")
+    if spec.prepare.classifier is not None and flat.get(("samples", "features")) == "classifier":
+        # the prepared classifier and the val images as the reference, unless set (absolute)
+        for key, path, why in (("classifier", spec.output / DATA_DIR / "classifier" / "classifier.pt",
+                                ("prepare", "classifier")),
+                               ("reference", (spec.data.images if spec.data.images is not None
+                                              else spec.output / DATA_DIR / "images") / "val", ("data",))):
+            if ("samples", key) not in flat:
+                flat[("samples", key)] = str(Path(path).absolute())
+                origin[("samples", key)] = why
     flat[("run_id",)] = run_id
     origin[("run_id",)] = ("grid",)
 

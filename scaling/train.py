@@ -656,6 +656,29 @@ def _summary(record: dict[str, Any] | None) -> dict[str, Any]:
     return {k: record[k] for k in keys if record and k in record}
 
 
+def samples_after_training(run_dir: str | Path) -> None:
+    """The stage the launcher adds after training when the config sets
+    `samples.after_training`: `scaling.sample_eval` on the finished run (rank 0 only, once).
+    A failure is recorded in status.json (`samples_error`) without failing the trained run;
+    `python -m scaling.sample_eval RUN_DIR` redoes it (the samples already drawn are kept)."""
+    run = RunDir(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0 or run.read_status().get("state") != "done" \
+            or not load_run_config(run.config).samples.after_training:
+        return
+    from scaling.sample_eval import evaluate_run, has_samples_line
+
+    # the metrics file, not status.json, says whether it is done: resuming a finished run
+    # truncates metrics.jsonl to its last checkpoint, which drops a sample line written after it
+    if has_samples_line(run.path):
+        return
+
+    try:
+        evaluate_run(run.path)  # records samples: done in status.json
+    except Exception as e:  # noqa: BLE001 - recorded, the training result stays valid
+        traceback.print_exc()
+        run.update_status(samples="failed", samples_error=f"{type(e).__name__}: {e}")
+
+
 class TrainJob:
     """What the launcher submits: `TrainJob()(run_dir)`; requeued on preemption/time-out.
 
@@ -682,7 +705,9 @@ class TrainJob:
         if not under_submitit or os.environ.get("SUBMITIT_EXECUTOR") == "local":
             signal.signal(signal.SIGTERM, stop)
         requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
-        return train_run(run_dir, stop=stop, requeue=requeue)
+        last = train_run(run_dir, stop=stop, requeue=requeue)
+        samples_after_training(run_dir)
+        return last
 
     def checkpoint(self, run_dir: str):
         """submitit: the same job again; it resumes from checkpoint.pt."""

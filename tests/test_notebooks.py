@@ -12,6 +12,9 @@ from nbclient import NotebookClient
 
 from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
                             RunConfig, RuntimeConfig)
+from scaling.classifier import train_classifier
+from scaling.config import SamplesConfig
+from scaling.sample_eval import evaluate_run
 from scaling.synthetic import generate
 from scaling.tokenize import tokenize
 from scaling.train import train_run
@@ -32,6 +35,9 @@ def small_sweep(tmp_path_factory):
                   patch_nums=(1, 2, 4))
     save_model(root / "vqvae.pt", vqvae)
     tokenize(root / "images", root / "vqvae.pt", root / "tokens", batch_size=16, device="cpu")
+    train_classifier(root / "images", root / "classifier.pt", epochs=1, width=8, feature_dim=8)
+    samples = SamplesConfig(per_class=4, features="classifier", classifier=str(root / "classifier.pt"),
+                            reference=str(root / "images" / "val"))
     runs = root / "runs"
     for depth in (1, 2, 3):
         config = RunConfig(
@@ -40,6 +46,7 @@ def small_sweep(tmp_path_factory):
             optim=OptimConfig(batch_size=16, base_lr=0.05), length=LengthConfig(steps=12),
             eval=EvalConfig(points=3, first_frac=0.25), runtime=RuntimeConfig(num_threads=1))
         train_run(write_run(runs / config.run_id, config))
+        evaluate_run(runs / config.run_id, samples)  # sample-quality lines for the plots
     (runs / "fit.yaml").write_text(yaml.safe_dump({"irreducible": "none", "bootstrap": 50}))
     return runs
 

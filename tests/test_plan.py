@@ -180,3 +180,14 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
         assert law["median_ci_width"] == pytest.approx(np.median(widths[a]), rel=0.25), a
         # 95% range of a normal = 3.92 sd (the sd of 30 draws is steadier than their 2.5% quantiles)
         assert law["spread95"] == pytest.approx(3.92 * np.std(alphas[a], ddof=1), rel=0.35), a
+
+
+def test_a_seed_axis_is_planned_as_replicates(tmp_path):
+    path = tmp_path / "seeds.yaml"
+    path.write_text(SWEEP.format(out=tmp_path / "runs").replace("depth: [2, 3, 4, 6, 8, 11]",
+                                                               "depth: [2, 3, 4, 6, 8, 11]\n  seed: [0, 1]"))
+    doc = run([str(path), *LAWS, "--replicates", "3", "--bootstrap", "20", "--alt-replicates", "2", "--no-plots"])
+    assert len(doc["cost"]["runs"]) == 12
+    rows = {a["design"]: a["runs"] for a in doc["alternatives"]}
+    assert rows["all sizes, 4 seeds each"] == 24 and rows["every other size (3 of 6), 4 seeds each"] == 12
+    assert all(p["replicates"] == 3 for p in doc["precision"])

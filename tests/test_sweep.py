@@ -65,7 +65,7 @@ def error(text_extra: str, tmp_path: Path, base: str | None = None) -> str:
     ("rules:\n  - set: {cluster.nodes: 2}\n", 14, "rules[0].set: a rule needs depths"),
     ("rules:\n  - min_depth: 4\n    set: {cluster.gpus: 2}\n", 15,
      "rules[0].set.cluster.gpus: rules and overrides may set only cluster."),
-    ("fit:\n  metrics: [ce_last, fid]\n", 14, "fit.metrics: must be a non-empty list of ce_avg"),
+    ("fit:\n  metrics: [ce_last, kid]\n", 14, "fit.metrics: must be a non-empty list of ce_avg"),
     ("fit:\n  holdouts: 2\n", 14, "fit.holdouts: unknown key (did you mean 'holdout'?)"),
 ])
 def test_errors_name_file_line_and_key_path(tmp_path, extra, line, message):

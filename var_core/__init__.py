@@ -18,6 +18,7 @@ _EXPORTS = {
     "params": "counting", "train_flops_per_image": "counting",
     "MultiScaleQuantizer": "quantizer",
     "sample": "sampling", "sample_idx": "sampling", "top_k_top_p_filter": "sampling",
+    "edit": "editing", "edit_idx": "editing", "scale_masks": "editing",
     "VAR": "var", "KVCache": "var",
     "DEFAULT_PATCH_NUMS": "scales", "VQVAE": "vqvae", "VQVAEOutput": "vqvae",
 }

@@ -36,14 +36,40 @@ def _check_pair(var: VAR, vqvae: VQVAE) -> None:
             f"match VQVAE (vocab {vqvae.vocab_size}, z {vqvae.z_channels}, patch_nums {vqvae.patch_nums})")
 
 
+def _check_edit(var: VAR, B: int, context: Sequence[torch.Tensor], keep: Sequence[torch.Tensor]) -> None:
+    K = len(var.patch_nums)
+    if len(context) != K or len(keep) != K:
+        raise ValueError(f"context and keep need one entry per scale ({K}); got {len(context)} and {len(keep)}")
+    for k, pn in enumerate(var.patch_nums):
+        for name, t in (("context", context[k]), ("keep", keep[k])):
+            if tuple(t.shape) != (B, pn * pn):
+                raise ValueError(f"{name}[{k}] must be [B, pn*pn] = [{B}, {pn * pn}], got {list(t.shape)}")
+        if keep[k].dtype != torch.bool:
+            raise ValueError(f"keep[{k}] must be a bool tensor, got {keep[k].dtype}")
+        if context[k].is_floating_point():
+            raise ValueError(f"context[{k}] must hold integer token indices, got {context[k].dtype}")
+        if context[k].numel() and (int(context[k].min()) < 0 or int(context[k].max()) >= var.vocab_size):
+            raise ValueError(f"context[{k}] holds tokens outside [0, {var.vocab_size})")
+
+
 @torch.no_grad()
 def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 900,
                top_p: float = 0.96, seed: int | None = None,
-               on_scale: Callable[[int, torch.Tensor], None] | None = None) -> list[torch.Tensor]:
+               on_scale: Callable[[int, torch.Tensor], None] | None = None, *,
+               context: Sequence[torch.Tensor] | None = None,
+               keep: Sequence[torch.Tensor] | None = None,
+               on_logits: Callable[[int, torch.Tensor], None] | None = None) -> list[torch.Tensor]:
     """Sample token maps for `labels` (LongTensor [B] or ints in [0, num_classes]).
 
     Returns K LongTensors [B, pn_k^2] (coarse to fine). on_scale(k, f_hat [B, Cvae, H, W])
-    is called after each scale. See `sample` for the guidance and filtering rules.
+    is called after each scale; on_logits(k, logits [2B, pn_k^2, V]) with the raw logits of
+    the [cond; null] batch before guidance. See `sample` for the guidance and filtering rules.
+
+    Zero-shot editing (see `var_core.editing`): with `context` (K LongTensors [B, pn_k^2],
+    the tokens of a context image) and `keep` (K bool tensors [B, pn_k^2]), every scale is
+    sampled as usual and then the kept positions are replaced by the context's tokens, so
+    the next scales are conditioned on them (teacher forcing). The random draws are the same
+    as without editing: an all-False `keep` gives exactly the plain samples of `seed`.
     """
     _check_pair(var, vqvae)
     device = var.lvl_1L.device
@@ -52,6 +78,10 @@ def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 90
                                  dtype=torch.long)
     labels = labels.to(device)
     var.check_labels(labels)
+    if (context is None) != (keep is None):
+        raise ValueError("context and keep go together: give both (editing) or neither")
+    if context is not None:
+        _check_edit(var, labels.shape[0], context, keep)
     gen = None
     if seed is not None:
         gen = torch.Generator(device=device)
@@ -69,10 +99,14 @@ def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 90
     out = []
     for k, pn in enumerate(var.patch_nums):
         logits = var.run_blocks(x, cond, caches=caches, masked=False)  # [2B, pn^2, V]
+        if on_logits is not None:
+            on_logits(k, logits)
         t = cfg * k / (K - 1) if K > 1 else cfg
         logits = (1 + t) * logits[:B] - t * logits[B:]
         probs = top_k_top_p_filter(logits, top_k, top_p).softmax(dim=-1)
         idx = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=gen).view(B, pn * pn)
+        if context is not None:  # teacher forcing of the kept region
+            idx = torch.where(keep[k].to(device), context[k].to(device), idx)
         out.append(idx)
         f_hat, nxt = quant.next_input(k, f_hat, quant.embed(idx, pn))
         if on_scale is not None:
