@@ -4,30 +4,36 @@ Losses are drawn as the reducible part (metric - E), the quantity the law descri
 axis label says which E was subtracted and whether it was fitted. Every law carries its
 bootstrap band (`analysis.compare.law_band`); with a hold-out check (k > 0) the law fitted
 without the k largest models is drawn with its predictions of them. The paper's laws are
-dotted black. `plot_compare` draws two studies' laws in one figure. Compute is in PFLOPs, N
-in billions of parameters.
+dotted black, only over the x-range where the paper measured them: in the panel where that
+range meets the data, else in an inset panel of their own; the legend says which.
+`plot_compare` draws two studies' laws in one figure. Compute is in PFLOPs, N in billions of
+parameters. A study with other axes than size passes one fit per axis value (``labels``):
+each gets its own colour, marker and legend entry.
+
+This module never chooses a matplotlib backend: a notebook keeps its inline figures; the
+command-line tools that write files choose a non-interactive one themselves.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import ticker
 
-matplotlib.use("Agg")  # files only, never a window (also on headless cluster nodes)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-
-from .compare import law_band  # noqa: E402
-from .paper import X_SCALE, paper_law  # noqa: E402
-from .powerlaw import FitResult  # noqa: E402
+from .compare import law_band
+from .paper import MEASURED_RANGE, MEASURED_RANGE_NOTE, X_SCALE, paper_law
+from .powerlaw import FitResult
 
 LABELS = {"ce_avg": "test loss, average over scales", "ce_last": "test loss, last scale",
           "err_avg": "token error rate, average", "err_last": "token error rate, last scale"}
 X_LABELS = {"N": "N (billions of parameters)", "Cmin": "compute (PFLOPs)"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def _readable_log_axis(axis, lo: float, hi: float) -> None:
@@ -81,16 +87,34 @@ def _holdout(ax, fit: FitResult, xs: np.ndarray) -> None:
             label="held-out points (measured)")
 
 
-def _paper_line(ax, fit: FitResult, xs: np.ndarray) -> None:
+def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
+    """Draw the published law only where the paper measured it; returns where it went
+    ('panel' or 'inset'), None when there is no published law for this metric."""
     try:
         law = paper_law(fit.metric, fit.against)
     except KeyError:
-        return
-    # same y quantity as the plotted points: the metric minus the E of *our* fit
-    y = law.predict(xs) - fit.law.E
-    if (y > 0).all():
-        ax.plot(xs, y, ":", color="k", lw=1.6, alpha=0.7,
-                label=f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (f", E={law.E:g}" if law.E else ""))
+        return None
+    p_lo, p_hi = MEASURED_RANGE[fit.against]
+    lo, hi = max(x_lo, p_lo), min(x_hi, p_hi)
+    label = f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (f", E={law.E:g}" if law.E else "")
+    if lo < hi:  # the ranges meet: in the panel, over the overlap only, as our y (metric - our E)
+        xs = np.geomspace(lo, hi, 50)
+        y = law.predict(xs) - fit.law.E
+        ok = y > 0
+        if ok.any():
+            ax.plot(xs[ok], y[ok], ":", color="k", lw=1.6, alpha=0.7, label=label + " (its measured range)")
+            return "panel"
+    # no overlap: an inset with the law over its own range, in its own quantity (metric - its E)
+    inset = ax.inset_axes([0.62, 0.62, 0.36, 0.34])
+    xs = np.geomspace(p_lo, p_hi, 50)
+    inset.plot(xs, law.reducible(xs), ":", color="k", lw=1.6, alpha=0.7)
+    inset.set_xscale("log")
+    inset.set_yscale("log")
+    inset.tick_params(labelsize=6)
+    inset.set_title(f"paper, {MEASURED_RANGE_NOTE[fit.against]}", fontsize=6)
+    inset.set_xlabel(fit.against, fontsize=6, labelpad=0)
+    ax.plot([], [], ":", color="k", lw=1.6, alpha=0.7, label=label + " (inset: measured range, no overlap)")
+    return "inset"
 
 
 def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
@@ -102,78 +126,149 @@ def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
     ax.legend(fontsize=7, loc="best")
 
 
-def plot_vs_n(fits: Sequence[FitResult], paper: bool = False) -> plt.Figure:
-    """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend."""
-    fits = [f for f in fits if f.against == "N"]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False, layout="constrained")
-    for ax, fit in zip(axes.flat, fits):
-        x, y = fit.points["x"].to_numpy(), fit.points["y"].to_numpy() - fit.law.E
-        if fit.seed_spread is not None:  # seed replicates: mean of the seeds, +-1 seed-to-seed sd
-            sp = fit.seed_spread.sort_values("params")
-            sd = np.nan_to_num(sp["sd"].to_numpy(float))
-            ax.errorbar(sp["params"].to_numpy(float) / X_SCALE["N"], sp["mean"].to_numpy(float) - fit.law.E,
-                        yerr=sd, fmt="o", color="C0", ms=5, capsize=3,
-                        label=f"mean of {int(sp['n_seeds'].max())} seeds per size, +-1 sd")
-        else:
-            ax.plot(x, y, "o", color="C0", ms=5, label="final evaluation of each run")
-        xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 100)
-        ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color="C3", lw=1.5,
-                label=f"{fit.equation()}, r={fit.r:.4f}")
-        _band(ax, fit, xs, fit.law.E, "C3", "law")
-        _holdout(ax, fit, xs)
+def _by_metric(fits: Sequence[FitResult], labels: Sequence[str | None] | None):
+    """[(metric, [(fit, label, index)])] in first-seen metric order."""
+    labels = list(labels) if labels is not None else [None] * len(fits)
+    if len(labels) != len(fits):
+        raise ValueError(f"labels: {len(labels)} given for {len(fits)} fits")
+    groups: dict[str, list] = {}
+    for fit, label in zip(fits, labels):
+        groups.setdefault(fit.metric, []).append((fit, label))
+    distinct = list(dict.fromkeys(labels))
+    return [(m, [(f, lab, distinct.index(lab)) for f, lab in items]) for m, items in groups.items()]
+
+
+def _title_note(where: set) -> str:
+    if not where:
+        return ""
+    return ("; paper's laws over their measured range" + (" (inset where it does not meet the data)"
+                                                          if "inset" in where else ""))
+
+
+def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[str | None] | None = None,
+              notes: Sequence[Mapping[str, str] | None] | None = None) -> plt.Figure:
+    """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend.
+
+    labels: one per fit (e.g. 'lr=0.003') when a metric has a fit per axis value; each label
+    gets its own colour and marker. notes: one per fit, {params: text} written beside that
+    size's point (e.g. the lr picked for each size by ``--best-over``). Seed replicates
+    (``fit.seed_spread``) are drawn as the mean per size with +-1 seed-to-seed sd.
+    """
+    keep = [i for i, f in enumerate(fits) if f.against == "N"]  # labels, notes: parallel to fits
+    labels = [list(labels)[i] for i in keep] if labels is not None else None
+    notes = [list(notes)[i] for i in keep] if notes is not None else [None] * len(keep)
+    fits = [fits[i] for i in keep]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), squeeze=False, layout="constrained")
+    panels = _by_metric(fits, labels)
+    note_of = {id(f): n for f, n in zip(fits, notes)}
+    where: set = set()
+    for ax, (metric, items) in zip(axes.flat, panels):
+        all_x, all_y = [], []
+        for fit, label, k in items:
+            colour = "C0" if label is None else f"C{k % 10}"
+            line_colour = "C3" if label is None else colour
+            x, y = fit.points["x"].to_numpy(), fit.points["y"].to_numpy() - fit.law.E
+            if getattr(fit, "seed_spread", None) is not None:  # seed replicates: mean, +-1 seed-to-seed sd
+                sp = fit.seed_spread.sort_values("params")
+                ax.errorbar(sp["params"].to_numpy(float) / X_SCALE["N"], sp["mean"].to_numpy(float) - fit.law.E,
+                            yerr=np.nan_to_num(sp["sd"].to_numpy(float)), fmt=MARKERS[k % len(MARKERS)],
+                            color=colour, ms=5, capsize=3,
+                            label=f"mean of {int(sp['n_seeds'].max())} seeds per size, +-1 sd" if label is None else None)
+            else:
+                ax.plot(x, y, MARKERS[k % len(MARKERS)], color=colour, ms=6,
+                        label="final evaluation of each run" if label is None else None)
+            xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 100)
+            ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color=line_colour, lw=1.5,
+                    marker=None if label is None else MARKERS[k % len(MARKERS)], markevery=[],
+                    label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}")
+            if label is None:  # one law per panel: its band and hold-out (grouped: fits.json has them)
+                _band(ax, fit, xs, fit.law.E, "C3", "law")
+                _holdout(ax, fit, xs)
+            done: set = set()
+            for xv, yv in zip(x, y):  # notes are keyed by size (params): one per size
+                n = int(round(xv * X_SCALE["N"]))
+                text = (note_of.get(id(fit)) or {}).get(n)
+                if text and n not in done:
+                    done.add(n)
+                    ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                                color=colour)
+            all_x += [x, xs]
+            all_y.append(y)
         if paper:
-            _paper_line(ax, fit, xs)
+            x_all = np.concatenate(all_x)
+            w = _paper_overlay(ax, items[0][0], float(x_all.min()), float(x_all.max()))
+            where.add(w) if w else None
         ax.set_xlabel(X_LABELS["N"])
-        ax.set_ylabel(_ylabel(fit))
-        _finish(ax, np.concatenate([x, xs]), y)
-    for ax in list(axes.flat)[len(fits):]:
+        ax.set_ylabel(_ylabel(items[0][0]))
+        _finish(ax, np.concatenate(all_x), np.concatenate(all_y))
+    for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle("Scaling with model size N")
+    fig.suptitle("Scaling with model size N" + _title_note(where))
     return fig
 
 
-def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = False) -> plt.Figure:
+def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = False,
+                 labels: Sequence[str | None] | None = None,
+                 run_labels: Mapping[str, str] | None = None) -> plt.Figure:
     """One panel per metric: every run's training curve (colour by size), the frontier, the fit.
 
     table: the prepared tidy table the fits came from (columns run, params, compute, metrics).
+    labels: one per fit when a metric has a frontier and law per axis value (own colour and
+    marker each); run_labels: {run: label} to draw each run's curve in its group's line style.
     """
-    fits = [f for f in fits if f.against == "Cmin"]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), squeeze=False, layout="constrained")
+    keep = [i for i, f in enumerate(fits) if f.against == "Cmin"]  # labels: parallel to fits
+    labels = [list(labels)[i] for i in keep] if labels is not None else None
+    fits = [fits[i] for i in keep]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), squeeze=False, layout="constrained")
     sizes = table.groupby("run")["params"].max().sort_values(kind="stable") / X_SCALE["N"]
     cmap = plt.get_cmap("plasma")
     norm = matplotlib.colors.LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 1.01))
     colours = {run: cmap(0.85 * norm(v)) for run, v in sizes.items()}  # skip the palest yellow
-    for ax, fit in zip(axes.flat, fits):
-        E = fit.law.E
-        all_y = [fit.points["y"].to_numpy() - E]
+    distinct = list(dict.fromkeys(labels)) if labels is not None else [None]
+    style = {run: LINESTYLES[distinct.index(lab) % len(LINESTYLES)] if lab in distinct else "-"
+             for run, lab in (run_labels or {}).items()}
+    panels = _by_metric(fits, labels)
+    where: set = set()
+    for ax, (metric, items) in zip(axes.flat, panels):
+        E = items[0][0].law.E
+        all_y = [f.points["y"].to_numpy() - f.law.E for f, _, _ in items]
         for run in sizes.index:
             df = table[table["run"] == run].sort_values("compute")
-            y = df[fit.metric].to_numpy(float) - E
+            y = df[metric].to_numpy(float) - E
             ok = y > 0
-            ax.plot(df["compute"].to_numpy()[ok] / X_SCALE["Cmin"], y[ok], "-", color=colours[run], lw=1,
-                    alpha=0.85)
+            ax.plot(df["compute"].to_numpy()[ok] / X_SCALE["Cmin"], y[ok], style.get(str(run), "-"),
+                    color=colours[run], lw=1, alpha=0.85)
             all_y.append(y[ok])
-        fr = fit.points
-        ax.plot(fr["x"], fr["y"] - E, "o", ms=4, mfc="none", mew=1.2, color="k", label="frontier points (fitted)")
-        x = fr["x"].to_numpy()
-        xs = np.geomspace(x.min(), x.max(), 100)
-        ax.plot(xs, fit.law.predict(xs) - E, "-", color="C3", lw=2, label=f"{fit.equation()}, r={fit.r:.4f}")
-        _band(ax, fit, xs, E, "C3", "law")
-        _holdout(ax, fit, xs)
-        if paper:
-            _paper_line(ax, fit, xs)
-        ax.set_xlabel(X_LABELS["Cmin"])
-        ax.set_ylabel(_ylabel(fit))
+        for fit, label, k in items:
+            fr = fit.points
+            colour = "k" if label is None else f"C{k % 10}"
+            ax.plot(fr["x"], fr["y"] - fit.law.E, MARKERS[k % len(MARKERS)], ms=5, mfc="none", mew=1.2,
+                    color=colour, label="frontier points (fitted)" if label is None else None)
+            x = fr["x"].to_numpy()
+            xs = np.geomspace(x.min(), x.max(), 100)
+            ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color="C3" if label is None else colour, lw=2,
+                    marker=None if label is None else MARKERS[k % len(MARKERS)], markevery=[], mfc="none",
+                    label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}")
+            if label is None:
+                _band(ax, fit, xs, fit.law.E, "C3", "law")
+                _holdout(ax, fit, xs)
         all_x = table["compute"].to_numpy(float) / X_SCALE["Cmin"]
+        if paper:
+            w = _paper_overlay(ax, items[0][0], float(all_x.min()), float(all_x.max()))
+            where.add(w) if w else None
+        ax.set_xlabel(X_LABELS["Cmin"])
+        ax.set_ylabel(_ylabel(items[0][0]))
         _finish(ax, all_x, np.concatenate(all_y))
-    for ax in list(axes.flat)[len(fits):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if fits:
         shown = matplotlib.colors.ListedColormap(cmap(np.linspace(0, 0.85, 256)))
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=shown), ax=axes.ravel().tolist(),
                            shrink=0.6, pad=0.02)
         bar.set_label("model size N (billions of parameters)")
-    fig.suptitle("Training curves and the compute frontier Cmin")
+    fig.suptitle("Training curves and the compute frontier Cmin" + _title_note(where)
+                 + (" (line style: " + ", ".join(f"{LINESTYLES[i % 4]!r} {lab}" for i, lab in enumerate(distinct))
+                    + ")" if run_labels and labels is not None else ""))
     return fig
 
 

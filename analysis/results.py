@@ -3,8 +3,11 @@
 A run directory ``<runs_dir>/<run_id>/`` holds ``config.yaml`` and ``metrics.jsonl`` (one
 JSON object per evaluation). `read_runs` turns a folder of them into the tidy table:
 columns run, params, step, tokens, flops, flops_6nd, ce_avg, ce_last, err_avg, err_last,
-the other metric fields, the config's scalars flattened (``model.depth``) and per-scale
-columns (``ce_s0``, ``err_s0``, ...). `read_table` reads the same table from CSV or Parquet.
+the other metric fields (among them the run's resolved key settings, written by the trainer:
+width, batch, peak_lr, epochs, seed), the config's scalars flattened (``model.depth``),
+per-scale columns (``ce_s0``, ``err_s0``, ...) and, for a sweep's output folder, one column
+per grid axis, ``grid.<axis>`` (from ``<runs_dir>/grid.yaml``, written by the launcher; see
+`analysis.axes`). `read_table` reads the same table from CSV or Parquet.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pandas as pd
 import yaml
 
 METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+GRID_FILE = "grid.yaml"  # <runs_dir>/grid.yaml: the sweep's axes and every run's axis values
 # written by scaling.sample_eval (lines with eval == "samples"), lower is better: fittable
 SAMPLE_METRICS = ("fid", "sample_fd", "sample_err")
 COMPUTE_COLUMNS = {"exact": "flops", "6nd": "flops_6nd"}
@@ -83,15 +87,36 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_grid(runs_dir: str | Path) -> dict[str, Any]:
+    """``<runs_dir>/grid.yaml`` (written by the launcher): {"axes": [axis, ...], "labels":
+    {axis: run-id label}, "runs": {run_id: {axis: value}}}; empty axes when there is none."""
+    path = Path(runs_dir) / GRID_FILE
+    empty: dict[str, Any] = {"axes": [], "labels": {}, "runs": {}}
+    if not path.exists():
+        return empty
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ResultsError(f"{path}: unreadable ({e}); re-run the launcher to rewrite it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), dict) \
+            or not isinstance(data.get("axes"), list):
+        raise ResultsError(f"{path}: expected a mapping with 'axes' (a list) and 'runs' "
+                           "(run id -> axis values); re-run the launcher to rewrite it")
+    return {"axes": [str(a) for a in data["axes"]], "labels": dict(data.get("labels") or {}),
+            "runs": {str(k): dict(v or {}) for k, v in data["runs"].items()}}
+
+
 def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFrame:
     """Read every ``<runs_dir>/<run_id>/metrics.jsonl`` (and config.yaml) into the tidy table.
 
     Rows with ``eval == "subset"`` (cheap evaluations on part of the test set) are left out
-    unless `include_subset`. Returns one row per evaluation, sorted by run then step.
+    unless `include_subset`. Returns one row per evaluation, sorted by run then step, with a
+    ``grid.<axis>`` column per axis of ``grid.yaml`` (runs it does not list get none).
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ResultsError(f"{runs_dir}: not a directory of runs")
+    grid = read_grid(runs_dir)
     frames = []
     for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         metrics = run_dir / "metrics.jsonl"
@@ -108,6 +133,9 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
         for key, value in _read_config(run_dir / "config.yaml").items():
             if key not in df.columns:
                 df[key] = value
+        point = grid["runs"].get(run_dir.name, {})
+        for axis in grid["axes"]:
+            df[f"grid.{axis}"] = point.get(axis)
         frames.append(df)
     if not frames:
         raise ResultsError(f"{runs_dir}: no run directories with a metrics.jsonl "

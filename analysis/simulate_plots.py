@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt  # no backend chosen here (notebooks keep theirs); the CLI chooses
+import numpy as np
 
-matplotlib.use("Agg")  # files only (as analysis.plots)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .paper import X_SCALE  # noqa: E402
+from .paper import X_SCALE
 
 
 def plot_exponents(designs: Sequence[tuple[str, list]], metric: str) -> plt.Figure:

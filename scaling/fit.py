@@ -1,6 +1,7 @@
-"""``python -m scaling.fit RUNS_DIR_OR_TABLE``: power-law fits, figures and a report.
+"""``python -m scaling.fit SWEEP.yaml|RUNS_DIR|TABLE``: power-law fits, figures and a report.
 
-Reads a runs directory (``<runs_dir>/<run_id>/metrics.jsonl``) or a tidy CSV/Parquet table,
+Reads a sweep's runs (the sweep file means its output folder), a runs directory
+(``<runs_dir>/<run_id>/metrics.jsonl``) or a tidy CSV/Parquet table,
 fits ``metric - E = (beta * x)^alpha`` against N (billions of parameters, final evaluation of
 each run) and against Cmin (PFLOPs, on the Pareto frontier of all training curves), and writes
 into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside a table):
@@ -11,6 +12,12 @@ into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside 
     results.csv       the tidy table that was fitted
     fit_vs_N.png/pdf, fit_vs_Cmin.png/pdf
     samples_vs_N.png/pdf  sample quality by size (when scaling.sample_eval has run)
+
+A study with other grid axes than size (``grid.<axis>`` columns: an lr axis, a tokenizer...)
+gets one law per value of those axes by default, drawn with its own marker; ``--best-over
+AXIS`` instead fits each size's best run over that axis (by the law's own metric at the
+final evaluation, or ``--best-by METRIC``) and lists which run was picked per size; seed
+replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
 (``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
@@ -69,6 +76,9 @@ class FitSettings:
     paper: bool = False
     ci: float = 0.95
     seed: int = 0
+    best_over: str | None = None  # an axis: fit each size's best run over it
+    best_by: str | None = None  # the metric that picks it (None: each law's own metric)
+    pool: bool = False  # one law through the runs of every axis value (no per-value laws)
 
     def __post_init__(self):
         if isinstance(self.irreducible, str) and self.irreducible not in ("paper", "none", "fit"):
@@ -94,6 +104,13 @@ class FitSettings:
             raise InvalidValue("smooth", f"must be >= 0; got {self.smooth}")
         if not 0 < self.ci < 1:
             raise InvalidValue("ci", f"must be between 0 and 1; got {self.ci}")
+        if self.best_by is not None and self.best_by not in METRICS:
+            raise InvalidValue("best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}")
+        if self.best_by is not None and self.best_over is None:
+            raise InvalidValue("best_by", "needs best_over (the axis to pick the best value of)")
+        if self.pool and self.best_over is not None:
+            raise InvalidValue("pool", "pool (one law through every axis value) and best_over "
+                                       "(each size's best value) exclude each other")
 
 
 class FitCLIError(ValueError):
@@ -106,8 +123,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
                     "Cmin (PFLOPs on the compute frontier); write fits.json, fits.md and log-log figures.")
     p.add_argument("source", nargs="+",
-                   help="a runs directory (<run_id>/metrics.jsonl) or a tidy .csv/.parquet table; "
-                        "two of them: fit both and compare their laws (scaling.compare)")
+                   help="a sweep file (its output folder is read), a runs directory (<run_id>/metrics.jsonl) "
+                        "or a tidy .csv/.parquet table; two of them: fit both and compare their laws "
+                        "(scaling.compare)")
     p.add_argument("--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)")
     p.add_argument("--metrics", help=f"comma list of {','.join(METRICS + SAMPLE_METRICS)} "
                                      f"(default {','.join(METRICS)})")
@@ -123,6 +141,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also fit on subset evaluations (cheap, part of the test set)")
     p.add_argument("--paper", action="store_true", default=None, help="overlay the paper's published laws")
     p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
+    p.add_argument("--best-over", metavar="AXIS",
+                   help="fit each size's best run over this grid axis (e.g. lr), not one law per value")
+    p.add_argument("--best-by", metavar="METRIC", help="the metric that picks the best run "
+                   "(default: each law's own metric, at the final evaluation)")
+    p.add_argument("--pool", action="store_true", default=None,
+                   help="one law through the runs of every axis value (the points are not comparable "
+                        "unless the other axes do not matter)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     return p.parse_args(argv)
 
@@ -148,7 +173,7 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
         origin.update({k: "fit.yaml" for k in given})
     overrides = {}
     for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
-                 "include_subset", "paper"):
+                 "include_subset", "paper", "best_over", "best_by", "pool"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -169,13 +194,16 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 
 def markdown_table(fits: list[dict], compute: str) -> str:
-    """fits.json's fit records -> a Markdown table (one row per fit)."""
+    """fits.json's fit records -> a Markdown table (one row per fit; a `group` column when
+    there is a law per axis value, and the runs picked per size for ``--best-over``)."""
+    grouped = any(f.get("group_label") for f in fits)
     lines = [
         f"Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in PFLOPs "
         f"({compute} FLOP count). Intervals: bootstrap over runs.",
         "",
+        ("| group " if grouped else "") +
         "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in fits:
         aci = "-" if f["alpha_ci"] is None else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
@@ -186,9 +214,27 @@ def markdown_table(fits: list[dict], compute: str) -> str:
         hold_s = "-" if not hold or hold["max_abs_rel_error"] is None else \
             f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
         paper = f.get("paper") or {}
-        lines.append(f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
+        lines.append((f"| {f.get('group_label') or '-'} " if grouped else "") +
+                     f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
                      f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
                      f"| {_fmt(paper.get('beta'))} |")
+    picked = [f for f in fits if f.get("best_over") and f["against"] == "N"]
+    if picked:
+        b = picked[0]["best_over"]
+        lines += ["", f"Best run per size over `{b['axis']}` (final evaluation"
+                      + (", seed-averaged" if b.get("seed_averaged") else "") + "; laws vs Cmin use the "
+                      "same runs' frontier):", "",
+                  ("| group " if grouped else "") + f"| law's metric | picked by | N | {b['axis']} | run | value | other values |",
+                  ("|---" if grouped else "") + "|---|---|---|---|---|---|---|"]
+        for f in picked:
+            for p in f["best_over"]["picked"]:
+                by = p["by"]
+                others = ", ".join(f"{c['value']:g}: {c[by]:.4g}" if isinstance(c["value"], float)
+                                   else f"{c['value']}: {c[by]:.4g}" for c in p["candidates"][1:])
+                value = f"{p['value']:g}" if isinstance(p["value"], float) else str(p["value"])
+                lines.append((f"| {f.get('group_label') or '-'} " if grouped else "") +
+                             f"| {f['metric']} | {by} | {p['params']:,} | {value} | {p['run']} "
+                             f"| {p[by]:.4g} | {others or '-'} |")
     spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
     if spreads:
         lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
@@ -197,7 +243,7 @@ def markdown_table(fits: list[dict], compute: str) -> str:
                   "| metric | " + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"]) + " |",
                   "|---|" + "---|" * len(spreads[0]["seed_spread"])]
         for f in spreads:
-            lines.append(f"| {f['metric']} | " + " | ".join(
+            lines.append((f"| {f.get('group_label')} " if f.get("group_label") else "") + f"| {f['metric']} | " + " | ".join(
                 f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -215,12 +261,14 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
                           f"{' '.join(args.source)}")
     from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
     from analysis.powerlaw import fit_vs_cmin, fit_vs_n
-    from analysis.results import COMPUTE_COLUMNS, load_results, prepare
+    from analysis.axes import best_over, group_label, groups
+    from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
     from scaling.atomic import atomic_write_json, atomic_write_text
 
-    source = Path(args.source[0])
-    if not source.exists():
-        raise FitCLIError(f"{source}: no such runs directory or table file")
+    given = Path(args.source[0])
+    if not given.exists():
+        raise FitCLIError(f"{given}: no such sweep file, runs directory or table file")
+    source = sweep_output(given) if given.suffix in (".yaml", ".yml") else given
     settings, origin = resolve_settings(args, source)
     out = Path(args.out) if args.out else (source / "fit" if source.is_dir() else
                                            source.parent / f"{source.name.split('.')[0]}_fit")
@@ -232,23 +280,47 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
         table = prepare(raw, settings.metrics, settings.compute, source=str(source))
         sizes = sorted(set(int(p) for p in table["params"]))
         holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
-        fits, results = [], []
+        study = study_axes(table, settings, source)
+        tidy = table  # every run, as read (results.csv); seed replicates: analysis.seeds in the fits
+        fits, results, labels, notes = [], [], [], []
         common = dict(irreducible=settings.irreducible, method=settings.method, bootstrap=settings.bootstrap,
                       level=settings.ci, holdout=holdout, seed=settings.seed)
         for against in settings.against:
             for metric in settings.metrics:
-                if against == "N":
-                    res = fit_vs_n(table, metric, **common)
-                else:
-                    res = fit_vs_cmin(table, metric, smooth=settings.smooth, **common)
-                rec = res.to_dict()
-                try:
-                    law = paper_law(metric, against)
-                    rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
-                except KeyError:  # sample metrics: the paper published no law
-                    rec["paper"] = None
-                fits.append(rec)
-                results.append(res)
+                for group, sub in groups(table, study["law_columns"]):
+                    label = group_label(group, study["labels"]) or None
+                    picks = None
+                    if study["best_column"] is not None:
+                        by = settings.best_by or metric
+                        sub, picks = best_over(sub, study["best_column"], by)
+                    try:
+                        if against == "N":
+                            res = fit_vs_n(sub, metric, **common)
+                        else:
+                            res = fit_vs_cmin(sub, metric, smooth=settings.smooth, **common)
+                    except ResultsError as e:
+                        if not study["law_columns"]:
+                            raise
+                        warnings.warn(f"{metric} vs {against}, {label}: no law ({e})", stacklevel=1)
+                        continue
+                    rec = res.to_dict()
+                    try:
+                        law = paper_law(metric, against)
+                        rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
+                    except KeyError:  # sample metrics: the paper published no law
+                        rec["paper"] = None
+                    rec["group"] = group or None
+                    rec["group_label"] = label
+                    if picks is not None:
+                        rec["best_over"] = {"axis": picks[0]["axis"], "by": picks[0]["by"],
+                                            "seed_averaged": bool(study["seed_columns"]), "picked": picks}
+                    fits.append(rec)
+                    results.append(res)
+                    labels.append(label)
+                    notes.append({p["params"]: f"{study['best_label']}={_value_text(p['value'])}" for p in picks}
+                                 if picks else None)
+        if not fits:
+            raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
     for w in records:
         caught.append(str(w.message))
         print(f"warning: {w.message}", file=sys.stderr)
@@ -259,9 +331,10 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": str(source),
         "source_kind": "runs_dir" if source.is_dir() else "table",
-        "n_rows": int(len(table)),
-        "n_runs": int(table["run"].nunique()),
+        "n_rows": int(len(tidy)),
+        "n_runs": int(tidy["run"].nunique()),
         "sizes": sizes,
+        "axes": {k: study[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")},
         "settings": {**{k: (list(v) if isinstance(v, tuple) else v)
                         for k, v in dataclasses.asdict(settings).items()},
                      "holdout": holdout, "sources": origin},
@@ -273,6 +346,11 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
             "irreducible": {"choice": settings.irreducible, "paper_values": PAPER_IRREDUCIBLE,
                             "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)"},
             "points_vs_N": "the final evaluation (largest step) of every run",
+            "axes": "one law per value of every grid axis other than size and seed (group); seed "
+                    "replicates within a law as in 'seeds'; with "
+                    "best_over, each size's run with the lowest final value of the picking metric "
+                    "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
+                    "frontier of those runs",
             "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
                               "(curves interpolated in log-log between evaluations)",
             "evaluations": "full test-set evaluations only" if not settings.include_subset
@@ -293,13 +371,27 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     table_md = markdown_table(fits, settings.compute)
     atomic_write_text(out / "fits.md", table_md)
-    table.to_csv(out / "results.csv", index=False)
+    tidy.to_csv(out / "results.csv", index=False)
     if not args.no_plots:
         from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
-        if any(r.against == "N" for r in results):
-            save_figure(plot_vs_n(results, paper=bool(settings.paper)), out / "fit_vs_N")
-        if any(r.against == "Cmin" for r in results):
-            save_figure(plot_vs_cmin(results, table, paper=bool(settings.paper)), out / "fit_vs_Cmin")
+        grouped = any(labels)
+        n_idx = [i for i, r in enumerate(results) if r.against == "N"]
+        c_idx = [i for i, r in enumerate(results) if r.against == "Cmin"]
+        if n_idx:
+            save_figure(plot_vs_n([results[i] for i in n_idx], paper=bool(settings.paper),
+                                  labels=[labels[i] for i in n_idx] if grouped else None,
+                                  notes=[notes[i] for i in n_idx]), out / "fit_vs_N")
+        if c_idx:
+            shown = table
+            if study["best_column"] is not None:  # the curves of the runs picked for some law
+                picked = {r for f in fits if f.get("best_over") for p in f["best_over"]["picked"]
+                          for r in p["run"].split(", ")}
+                shown = table[table["run"].astype(str).isin(picked)]
+            run_labels = {str(r): group_label(g, study["labels"]) for g, sub in groups(shown, study["law_columns"])
+                          for r in sub["run"].unique()} if grouped else None
+            save_figure(plot_vs_cmin([results[i] for i in c_idx], shown, paper=bool(settings.paper),
+                                     labels=[labels[i] for i in c_idx] if grouped else None,
+                                     run_labels=run_labels), out / "fit_vs_Cmin")
         from analysis.plots import plot_samples_vs_n
         fig = plot_samples_vs_n(raw)  # measured sample quality by size, when sample_eval ran
         if fig is not None:
@@ -314,8 +406,70 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
     return doc
 
 
+def _value_text(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def sweep_output(path: Path) -> Path:
+    """A sweep file -> its output folder (read without importing the trainer: no torch)."""
+    from scaling.config_io import load_yaml
+
+    data, loc = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("output"), str) or not data["output"]:
+        raise ConfigError(f"{loc.where(('output',))}: output: a sweep file names its output folder "
+                          f"(output: runs/NAME); {path} has none")
+    out = Path(data["output"])
+    if not out.is_dir():
+        raise FitCLIError(f"{path}: its output folder {out} does not exist yet: launch the sweep "
+                          f"first (python -m scaling.launch {path})")
+    return out
+
+
+def study_axes(table, settings: FitSettings, source: Path) -> dict:
+    """The table's axes by role and what the settings make of them (see `analysis.axes`)."""
+    from analysis.axes import axis_columns, axis_name, resolve_axis, split_axes
+    from analysis.results import ResultsError, read_grid
+
+    from scaling.sweep import DEFAULT_LABELS  # torch-free: the run-id labels of common axes
+
+    grid = read_grid(source) if source.is_dir() else {"labels": {}}
+    default = {axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]] for c in axis_columns(table)
+               if axis_name(c).split(".")[-1] in DEFAULT_LABELS}
+    grid["labels"] = {**default, **grid["labels"]}
+    labels = {v: k for k, v in grid["labels"].items()}  # run-id label -> axis
+    roles = split_axes(table)
+    law_columns = [] if settings.pool else list(roles.other)
+    best_column = None
+    if settings.best_over is not None:
+        best_column = resolve_axis(table, settings.best_over, labels)
+        if best_column in roles.size or best_column in roles.seed:
+            raise ResultsError(f"--best-over {settings.best_over}: {axis_name(best_column)} is a "
+                               f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis")
+        if best_column in law_columns:
+            law_columns.remove(best_column)
+        else:
+            warnings.warn(f"--best-over {settings.best_over}: the axis has one value here; nothing to pick",
+                          stacklevel=2)
+    if not axis_columns(table):
+        per_size = table.groupby("params")["run"].nunique()
+        if (per_size > 1).any():
+            warnings.warn(f"{int((per_size > 1).sum())} sizes have more than one run and the table names no "
+                          "grid axis (grid.<axis> columns): their runs are fitted together as one law",
+                          stacklevel=2)
+    return {"size_axes": [axis_name(c) for c in roles.size], "seed_axes": [axis_name(c) for c in roles.seed],
+            "law_axes": [axis_name(c) for c in law_columns],
+            "best_over": axis_name(best_column) if best_column else None,
+            "labels": grid["labels"], "seed_columns": list(roles.seed), "law_columns": law_columns,
+            "best_column": best_column,
+            "best_label": grid["labels"].get(axis_name(best_column), axis_name(best_column).split(".")[-1])
+            if best_column else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors are one line on stderr and exit status 2."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # this CLI writes files only, never a window (also on cluster nodes)
     try:
         run(argv)
     except (FitCLIError, ConfigError) as e:

@@ -40,7 +40,8 @@ from scaling.attempts import set_aside
 from scaling.config_io import ConfigError, dump_yaml
 from scaling.local_jobs import StopFlag, stop_signals, submit_shielded, terminate
 from scaling.status import Queue, QueueError, format_table, queue_for, run_states
-from scaling.sweep import ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep
+from scaling.sweep import (SWEEP_COPY, ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep,
+                           load_sweep_or_runs)
 
 
 # ----------------------------------------------------------------------------- estimates
@@ -239,9 +240,17 @@ class PrepareJob:
 
         sweep = load_sweep(sweep_file)
         record = RunDir(stage_dir(sweep, stage, shard))
-        record.update_status(state="running", force=True, started_at=time.time())
+        record.update_status(state="running", force=True, started_at=time.time(), progress=None)
+        last = [0.0]
+
+        def relay(progress: dict) -> None:  # status.json, at most every 2 s (the launcher reads it)
+            now = time.monotonic()
+            if now - last[0] >= 2.0 or progress.get("done") == progress.get("total"):
+                last[0] = now
+                record.update_status(progress=progress)
+
         try:
-            out = run_stage(sweep, stage, shard)
+            out = run_stage(sweep, stage, shard, relay)
         except BaseException as e:
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):
                 record.update_status(state="failed", finished_at=time.time(),
@@ -257,8 +266,12 @@ class PrepareJob:
         return submitit.helpers.DelayedSubmission(PrepareJob(), *args, **kwargs)
 
 
-def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
-    """Run one preparation stage of `sweep` in this process; returns its output path."""
+def run_stage(sweep: Sweep, stage: str, shard: int | None,
+              report: Callable[[dict], None] | None = None) -> Path:
+    """Run one preparation stage of `sweep` in this process; returns its output path.
+
+    `report` receives the stage's progress records (VQVAE: steps, images/s, ETA, PSNR;
+    tokenisation: images, images/s, ETA); `PrepareJob` relays them to the stage's status."""
     spec = sweep.spec.prepare
     if stage == "synthetic":
         from scaling.synthetic import generate
@@ -272,7 +285,7 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
 
         cfg = VQVAETrainConfig(images=sweep.images_dir(), out=sweep.data_dir / "vqvae",
                                **(spec.vqvae or {}))
-        return train_vqvae(cfg)
+        return train_vqvae(cfg, report=report)
     if stage in ("tokenize", "merge"):
         from scaling.tokenize import tokenize
 
@@ -284,7 +297,8 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None) -> Path:
             kwargs["merge_only"] = True
         elif n > 1:
             kwargs.update(shard=shard, merge=False)
-        return tokenize(sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), **kwargs)
+        return tokenize(sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), report=report,
+                        **kwargs)
     if stage == "classifier":
         from scaling.classifier import train_classifier
 
@@ -381,9 +395,11 @@ def config_conflict(run: Run, state: str) -> str | None:
 
 
 def write_run_config(run: Run) -> None:
-    """Write run.config to `<run_dir>/config.yaml` (when it changed)."""
+    """Write run.config to `<run_dir>/config.yaml` (when it changed), headed by a comment per
+    command-line set that changed it (the key, its resolved value, the --set as typed)."""
     path = run.run_dir / "config.yaml"
-    text = dump_yaml(run.config)
+    text = "".join(f"# {key}: {value!r} from the command line (--set {typed})\n"
+                   for key, (value, typed) in run.sets.items()) + dump_yaml(run.config)
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
 
@@ -396,6 +412,75 @@ def write_fit_defaults(sweep: Sweep) -> Path | None:
     path = sweep.output / "fit.yaml"
     atomic_write_text(path, dump_yaml(sweep.spec.fit))
     return path
+
+
+def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
+    """`<output>/grid.yaml`: the axes and every run's axis values, for the tidy table's
+    ``grid.<axis>`` columns (analysis.results.read_grid), and `<output>/sweep.yaml`, the
+    sweep file as launched (so that launch, status and fit accept the output folder).
+
+    Runs of earlier launches are kept (another --set makes other runs in the same folder);
+    a command-line set key that changed runs becomes an axis, its value read from each
+    run's config.yaml for the runs that did not set it.
+    """
+    import yaml
+
+    from scaling.config_io import to_dict
+
+    path = sweep.output / "grid.yaml"
+    old: dict[str, Any] = {}
+    if path.exists():
+        try:
+            old = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            old = {}
+    axes = list(dict.fromkeys([*sweep.spec.grid, *(old.get("axes") or []),
+                               *(k for r in runs for k in r.sets)]))
+    labels = {**(old.get("labels") or {}), **{a: sweep_label(a, sweep) for a in axes}}
+    entries: dict[str, dict] = dict(old.get("runs") or {})
+    for run in runs:  # this launch's runs: every axis from the resolved config
+        entries[run.run_id] = {**{a: _leaf_value(run.data, a) for a in axes}, **run.axes,
+                               **{k: v for k, (v, _) in run.sets.items()}}
+    for run_id, point in entries.items():  # earlier runs: a new axis from their config.yaml
+        for axis in axes:
+            if axis not in point:
+                point[axis] = _config_value(sweep.output / run_id / "config.yaml", axis)
+    doc = {"sweep": sweep.spec.name, "axes": axes, "labels": labels,
+           "runs": {k: to_dict(v) for k, v in sorted(entries.items())}}
+    sweep.output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    source = Path(sweep.source)
+    if source.resolve() != (sweep.output / SWEEP_COPY).resolve():
+        atomic_write_text(sweep.output / SWEEP_COPY, source.read_text())
+    return path
+
+
+def sweep_label(axis: str, sweep: Sweep) -> str:
+    """The run-id label of an axis ('d', 'lr', ...)."""
+    from scaling.sweep import _label
+
+    return _label(axis, sweep.spec.labels)
+
+
+def _config_value(config_yaml: Path, axis: str) -> Any:
+    try:
+        import yaml
+
+        data = yaml.safe_load(config_yaml.read_text())
+    except (OSError, ValueError):
+        return None
+    return _leaf_value(data, axis)
+
+
+def _leaf_value(data: Any, axis: str) -> Any:
+    """The value of a grid axis (or set key) in a run's plain config data; None if absent."""
+    from scaling.sweep import AXIS_KEYS
+
+    for part in AXIS_KEYS.get(axis, axis).split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
 
 
 def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
@@ -450,6 +535,7 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_fail
     check_data(sweep)
     with output_lock(sweep.output):
         write_fit_defaults(sweep)
+        write_grid(sweep, list(sweep.runs))
         try:
             states = run_states(runs, queues)
         except QueueError as e:
@@ -538,9 +624,10 @@ def _reporting(sweep: Sweep, log, enabled: bool, every_s: float = 15.0):
 
 
 def progress_line(sweep: Sweep) -> str:
-    """'prepare: vqvae running | d1 done ce_avg 3.412 | d2 57% | d3 queued ...'."""
+    """'prepare: vqvae running [200/500 steps, ..., PSNR 19.8 dB] | d1 done (ce_avg 3.412) |
+    d2 57% ETA 1m10s | d3 queued ...'."""
     from scaling.rundir import RunDir
-    from scaling.status import stage_summary
+    from scaling.status import duration, stage_summary
 
     parts = []
     stages = stage_summary(sweep)
@@ -550,7 +637,8 @@ def progress_line(sweep: Sweep) -> str:
         rec = RunDir(run.run_dir).read_status()
         state = rec.get("state", "pending")
         if state == "running" and rec.get("total_steps"):
-            parts.append(f"{run.run_id} {100 * rec.get('step', 0) / rec['total_steps']:.0f}%")
+            eta = f" ETA {duration(rec['eta_s'])}" if isinstance(rec.get("eta_s"), (int, float)) else ""
+            parts.append(f"{run.run_id} {100 * rec.get('step', 0) / rec['total_steps']:.0f}%{eta}")
         elif state == "done" and isinstance(rec.get("final", {}).get("ce_avg"), float):
             parts.append(f"{run.run_id} done (ce_avg {rec['final']['ce_avg']:.3f})")
         else:
@@ -835,7 +923,13 @@ def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scaling.launch",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", type=Path, help="the sweep file (YAML)")
+    parser.add_argument("sweep", type=Path,
+                        help="the sweep file (YAML), or its output folder (runs/NAME: the copy "
+                             "of the sweep file the launcher keeps there)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a run-config key for every run (repeatable), checked like "
+                             "the file; a changed value makes new run ids (e.g. --set "
+                             "optim.base_lr=3e-3 --set length.epochs=3)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan and the sbatch scripts; submit nothing")
     parser.add_argument("--only", help="comma-separated run-id patterns (globs), e.g. 'd6,d1*'")
@@ -858,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     from scaling.rundir import CorruptStatus
 
     try:
-        sweep = load_sweep(args.sweep)
+        sweep = load_sweep_or_runs(args.sweep, args.sets)
         if args.dry_run:
             dry_run(sweep, args.only, args.exclude, args.backend)
             return 0

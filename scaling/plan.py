@@ -484,6 +484,9 @@ def run(argv=None) -> dict:
 
 def main(argv=None) -> int:
     """Entry point: errors are one line on stderr; exit 2 for bad input, 1 for runtime failures."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # this CLI writes files only, never a window
     try:
         run(argv)
     except (PlanError, ConfigError) as e:

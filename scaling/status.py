@@ -277,6 +277,7 @@ def run_records(runs: list[Any], queue_by_backend: dict[str, Queue] | None = Non
             "metrics": {k: m[k] for k in METRIC_KEYS if isinstance(m.get(k), (int, float))},
             "job_ids": [str(j) for j in rec.get("job_ids") or []], "log": rec.get("log"),
             "error": rec.get("error") if state == "failed" else None, "code": code,
+            "eta_s": rec.get("eta_s") if state == "running" else None,
             "_has_metrics": bool(m), "_rec": rec, "_last": m,
         })
     return out
@@ -291,6 +292,8 @@ def _row(r: dict[str, Any]) -> Row:
         progress = f"step {m.get('step', '?')}, {human(float(m.get('tokens', 0)))} tok"
         progress += _percent(m, rec)
         metrics = " ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
+    if state == "running" and isinstance(r.get("eta_s"), (int, float)):
+        progress += f", ETA {duration(r['eta_s'])}"
     label = state + (f" ({slurm})" if slurm and slurm not in ("RUNNING", "PENDING") or
                      (slurm and state == "failed") else "")
     if state == "failed" and rec.get("error"):
@@ -369,22 +372,34 @@ def _select(run_ids: list[str], only: str | None, exclude: str | None) -> set[st
 
 
 def _folder_view(folder: Path, only: str | None, exclude: str | None) -> SweepView:
+    """Every run directory in `folder`; the sweep's name and preparation stages from the copy
+    of the sweep file the launcher keeps there (`sweep.yaml`) when it loads."""
+    from scaling.sweep import SWEEP_COPY, load_sweep_or_runs
+
     runs = [RunRef(d.name, d) for d in sorted(folder.iterdir()) if _is_run_dir(d)]
     keep = _select([r.run_id for r in runs], only, exclude)
-    return SweepView(folder.name, folder, [r for r in runs if r.run_id in keep], str(folder))
+    sweep = None
+    if (folder / SWEEP_COPY).is_file():
+        try:
+            sweep = load_sweep_or_runs(folder)
+        except ConfigError:  # moved, or edited since: the run directories still tell
+            sweep = None
+    return SweepView(sweep.spec.name if sweep else folder.name, folder,
+                     [r for r in runs if r.run_id in keep], str(folder), sweep)
 
 
-def discover(paths: list[Path], only: str | None = None, exclude: str | None = None
-             ) -> list[SweepView]:
+def discover(paths: list[Path], only: str | None = None, exclude: str | None = None,
+             sets: list[str] | tuple[str, ...] = ()) -> list[SweepView]:
     """The sweeps named by `paths`: sweep files, sweep output folders (holding run
     directories), or folders of output folders (e.g. `runs/`). Raises ConfigError (a sweep
-    file) or FileNotFoundError naming the path that holds no sweep."""
+    file) or FileNotFoundError naming the path that holds no sweep. `sets`: the `--set`
+    values a sweep file was launched with (they name its runs)."""
     from scaling.sweep import load_sweep
 
     views: list[SweepView] = []
     for path in paths:
         if path.is_file():
-            sweep = load_sweep(path)
+            sweep = load_sweep(path, sets)
             views.append(SweepView(sweep.spec.name, sweep.output, sweep.select(only, exclude),
                                    str(path), sweep))
         elif path.is_dir():
@@ -452,6 +467,28 @@ def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | Non
     return "\n".join([text] + stages)
 
 
+def duration(seconds: float) -> str:
+    """75 -> '1m15s', 3700 -> '1h01m', 9 -> '9s'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def format_progress(progress: dict | None) -> str:
+    """A stage's progress record -> '200/500 steps, 41 images/s, ETA 7m20s, PSNR 19.8 dB'."""
+    if not isinstance(progress, dict) or not progress.get("total"):
+        return ""
+    parts = [f"{progress.get('done', 0)}/{progress['total']} {progress.get('unit', '')}".strip()]
+    if progress.get("rate"):
+        parts.append(f"{progress['rate']:.0f} {progress.get('rate_unit', '/s')}")
+    if progress.get("eta_s") is not None and progress.get("done") != progress.get("total"):
+        parts.append(f"ETA {duration(progress['eta_s'])}")
+    if progress.get("psnr") is not None:
+        parts.append(f"PSNR {progress['psnr']:.1f} dB")
+    return ", ".join(parts)
+
+
 def stage_summary(sweep: Any) -> str:
     """One line on the preparation jobs ('tokenize done, merge running (job 39)'), or ''."""
     from scaling.rundir import RunDir
@@ -463,7 +500,9 @@ def stage_summary(sweep: Any) -> str:
     for d in sorted(jobs.iterdir(), key=lambda p: p.stat().st_mtime):
         rec = RunDir(d).read_status()
         ids = rec.get("job_ids") or []
-        parts.append(f"{d.name} {rec.get('state', '?')}" + (f" (job {ids[-1]})" if ids else ""))
+        live = format_progress(rec.get("progress")) if rec.get("state") == "running" else ""
+        parts.append(f"{d.name} {rec.get('state', '?')}" + (f" (job {ids[-1]})" if ids else "")
+                     + (f" [{live}]" if live else ""))
     return ", ".join(parts)
 
 
@@ -476,13 +515,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exclude", help="comma-separated run-id patterns to hide")
     parser.add_argument("--watch", nargs="?", const=10.0, type=float, metavar="SECONDS",
                         help="refresh every SECONDS (default 10) until interrupted")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="the --set values a sweep file's runs were launched with (their run ids)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (with --watch: one per refresh, one line each)")
     args = parser.parse_args(argv)
     if args.watch is not None and not args.watch > 0:
         parser.error(f"--watch: the refresh interval must be > 0 seconds, got {args.watch:g}")
     try:
-        views = discover(args.sweeps, args.only, args.exclude)
+        views = discover(args.sweeps, args.only, args.exclude, args.sets)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -491,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while True:
             try:  # a watched folder may gain sweeps and runs
-                views = discover(args.sweeps, args.only, args.exclude)
+                views = discover(args.sweeps, args.only, args.exclude, args.sets)
             except (ConfigError, FileNotFoundError) as e:
                 print(f"warning: {e}; showing the previous state", file=sys.stderr)
             if args.json:

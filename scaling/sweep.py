@@ -18,7 +18,11 @@ for every other grid axis in file order (``d12-lr3e-4-s1``). They are checked to
 names, so a run directory `<output>/<run_id>` can never leave the output folder.
 
 Precedence when building a run's config (later wins): `base` < `eval` < `rules` (in file
-order) < `overrides[depth]` < the grid axis values.
+order) < `overrides[depth]` < the grid axis values < command-line sets (``launch SWEEP.yaml
+--set optim.base_lr=3e-3``: `load_sweep(path, sets=...)`). A set is checked like a value in
+the file (an error names the ``--set`` and the key); a set that changes a run's resolved
+config adds ``-<label><value>`` to its id (``d6-lr0.003``), so it never lands in the
+directory of a run made without it; a set that changes nothing keeps the id.
 """
 
 from __future__ import annotations
@@ -313,6 +317,8 @@ class Run:
     data: dict[str, Any]      # the resolved run config as plain nested data
     resources: ClusterSpec
     run_dir: Path
+    # command-line sets that changed this run: key -> (resolved value, the --set as typed)
+    sets: dict[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -485,6 +491,9 @@ class _SweepLocated(Located):
                 break
         else:
             sweep_path = (("cluster",) + path[1:]) if path[:1] == ("cluster",) else ("base",) + path
+        if sweep_path[:1] == ("--set",):  # a command-line set: name it, not a line of the file
+            return ConfigError(f"--set {sweep_path[1]!r}: {format_path(path)}: {message} "
+                               f"(run {self.run_id})")
         return ConfigError(f"{self.where(sweep_path)}: {format_path(sweep_path)}: {message} "
                            f"(run {self.run_id})")
 
@@ -505,19 +514,59 @@ def build_run_config(data: dict, loc: Located) -> Any:
 
 # ----------------------------------------------------------------------------- loading
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read, validate and expand a sweep file; raise ConfigError (file:line: key: message)."""
+def load_sweep(path: str | Path, sets: tuple[str, ...] | list[str] = ()) -> Sweep:
+    """Read, validate and expand a sweep file; raise ConfigError (file:line: key: message).
+
+    `sets`: ``KEY=VALUE`` texts (``--set`` on the command line) applied over every run (see
+    the module docstring)."""
     data, loc = load_yaml(path)
-    return sweep_from_data(data, loc)
+    return sweep_from_data(data, loc, sets)
 
 
-def parse_sweep(text: str, source: str = "<string>") -> Sweep:
+def parse_sweep(text: str, source: str = "<string>", sets: tuple[str, ...] | list[str] = ()) -> Sweep:
     """`load_sweep` on YAML text."""
     data, loc = parse_yaml(text, source)
-    return sweep_from_data(data, loc)
+    return sweep_from_data(data, loc, sets)
 
 
-def sweep_from_data(data: Any, loc: Located) -> Sweep:
+@dataclasses.dataclass(frozen=True)
+class SetValue:
+    """One ``--set KEY=VALUE``: the run-config key path, its value (YAML), the text typed."""
+
+    key: KeyPath
+    value: Any
+    text: str
+
+
+def parse_sets(sets: tuple[str, ...] | list[str]) -> list[SetValue]:
+    """``["optim.base_lr=3e-3", ...]`` -> SetValues; a malformed one is a ConfigError naming it.
+
+    The value is read as YAML (``3``, ``true``, ``[1, 2]``, ``null``); a number written
+    without a dot (``3e-3``) is a number.
+    """
+    import yaml
+
+    out = []
+    for text in sets:
+        key, eq, raw = text.partition("=")
+        key = key.strip()
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+            raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted run-config key, "
+                              "e.g. --set optim.base_lr=3e-3")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {text!r}: the value is not valid YAML ({e})") from None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out.append(SetValue(tuple(key.split(".")), value, text))
+    return out
+
+
+def sweep_from_data(data: Any, loc: Located, sets: tuple[str, ...] | list[str] = ()) -> Sweep:
     """Validate plain sweep data (with its line locations) and expand the grid into runs."""
     if isinstance(data, dict) and isinstance(data.get("overrides"), dict):
         # YAML reads `16:` as an int key; keep them as written (strings) for paths and lines
@@ -525,7 +574,7 @@ def sweep_from_data(data: Any, loc: Located) -> Sweep:
     spec: SweepSpec = build(SweepSpec, data, loc)
     lines = _lines_as_str(loc)
     _check_static(spec, loc)
-    runs = _expand(spec, loc.source, lines)
+    runs = _expand(spec, loc.source, lines, parse_sets(sets))
     return Sweep(spec=spec, source=loc.source, runs=tuple(runs))
 
 
@@ -607,7 +656,7 @@ def _run_id(point: dict[str, Any], spec: SweepSpec, loc: Located) -> str:
     return run_id
 
 
-def _expand(spec: SweepSpec, source: str, lines: dict) -> list[Run]:
+def _expand(spec: SweepSpec, source: str, lines: dict, sets: list[SetValue] = ()) -> list[Run]:
     axes = ["depth"] + [a for a in spec.grid if a != "depth"]
     loc = Located(source, lines)
     points: dict[str, dict] = {}
@@ -618,11 +667,58 @@ def _expand(spec: SweepSpec, source: str, lines: dict) -> list[Run]:
             raise loc.error(("grid",), f"runs {points[run_id]} and {point} get the same id "
                                        f"{run_id!r}")
         points[run_id] = point
-    return [_resolve(spec, point, run_id, source, lines) for run_id, point in points.items()]
+    axis_keys = {tuple(AXIS_KEYS.get(a, a).split(".")): a for a in spec.grid}
+    for s in sets:
+        if s.key in axis_keys:
+            raise ConfigError(f"--set {s.text!r}: {'.'.join(s.key)} is the grid axis "
+                              f"{axis_keys[s.key]!r} of {source}; change grid.{axis_keys[s.key]} "
+                              "there (or --only to pick some of its values)")
+        if s.key[0] == "cluster" and (len(s.key) != 2 or s.key[1] not in RESOURCE_KEYS):
+            raise ConfigError(f"--set {s.text!r}: only cluster.{{{', '.join(RESOURCE_KEYS)}}} "
+                              "may be set per run; set other cluster keys in the sweep file")
+        if s.key == ("run_id",):
+            raise ConfigError(f"--set {s.text!r}: run ids come from the grid")
+    runs = []
+    for run_id, point in points.items():
+        run = _resolve(spec, point, run_id, source, lines)
+        if sets:
+            run = _apply_sets(spec, point, run, source, lines, sets)
+        runs.append(run)
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"--set {', '.join(s.text for s in sets)}: two runs would get the same id")
+    return runs
+
+
+def _leaf(data: Any, key: KeyPath) -> Any:
+    for part in key:
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _apply_sets(spec: SweepSpec, point: dict[str, Any], plain: Run, source: str, lines: dict,
+                sets: list[SetValue]) -> Run:
+    """The run with the command-line sets applied; a new id when they change its config."""
+    run = _resolve(spec, point, plain.run_id, source, lines, sets)
+    resolved = {**run.data, "cluster": dataclasses.asdict(run.resources)}
+    before = {**plain.data, "cluster": dataclasses.asdict(plain.resources)}
+    changed = {".".join(s.key): (_leaf(resolved, s.key), s.text) for s in sets
+               if _leaf(resolved, s.key) != _leaf(before, s.key)}
+    if not changed:
+        return run
+    suffix = "-".join(f"{_label(k, spec.labels)}{format_value(v)}" for k, (v, _) in changed.items())
+    run_id = f"{plain.run_id}-{re.sub(r'[^A-Za-z0-9._-]', '_', suffix)}"
+    if not NAME_RE.match(run_id):
+        raise ConfigError(f"--set {', '.join(t for _, t in changed.values())}: run id {run_id!r} "
+                          "would be too long or not a plain name")
+    run = _resolve(spec, point, run_id, source, lines, sets)
+    return dataclasses.replace(run, sets=changed)
 
 
 def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
-             lines: dict) -> Run:
+             lines: dict, sets: list[SetValue] = ()) -> Run:
     """Merge base < eval < rules < overrides < axes into one run config and its resources."""
     flat: dict[KeyPath, Any] = {}
     origin: dict[KeyPath, KeyPath] = {}
@@ -648,6 +744,11 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
         run_key = tuple(AXIS_KEYS.get(axis, axis).split("."))
         flat[run_key] = value
         origin[run_key] = ("grid", axis, list(spec.grid[axis]).index(value))
+    for s in sets:  # the command line wins over everything in the file
+        for k in [k for k in flat if k[:len(s.key)] == s.key or s.key[:len(k)] == k]:
+            del flat[k]  # a set replaces the subtree (or the value) it names
+        flat[s.key] = s.value
+        origin[s.key] = ("--set", s.text)
     # the data the run trains on, and its name
     store_key = ("data", "store")
     if store_key not in flat:
@@ -702,3 +803,41 @@ def human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:.3g}" if not math.isclose(n, round(n)) else str(int(round(n)))
+
+
+# ----------------------------------------------------------------------------- sources
+
+SWEEP_COPY = "sweep.yaml"  # <output>/sweep.yaml: the sweep file as last launched
+
+
+def sweep_file_for(source: str | Path) -> Path:
+    """What `launch`, `status` and `fit` were given -> the sweep file.
+
+    A file is the sweep itself; a folder is a sweep's output (runs folder), whose
+    ``sweep.yaml`` the launcher copied there. Raises ConfigError saying what is missing.
+    """
+    source = Path(source)
+    if source.is_dir():
+        copy = source / SWEEP_COPY
+        if not copy.is_file():
+            raise ConfigError(f"{source}: a folder without {SWEEP_COPY}: not the output of "
+                              "`python -m scaling.launch` (give the sweep file instead)")
+        return copy
+    if not source.exists():
+        raise ConfigError(f"{source}: no such sweep file or runs folder")
+    return source
+
+
+def load_sweep_or_runs(source: str | Path, sets: tuple[str, ...] | list[str] = ()) -> Sweep:
+    """`load_sweep` on a sweep file, or on the copy in a runs folder (`sweep_file_for`).
+
+    A copy's relative paths mean what they meant at launch (relative to the working
+    directory): a copy whose output is not this folder is an error that says so.
+    """
+    path = sweep_file_for(source)
+    sweep = load_sweep(path, sets)
+    if Path(source).is_dir() and sweep.output.resolve() != Path(source).resolve():
+        raise ConfigError(f"{path}: its output is {sweep.output} ({sweep.output.resolve()}), "
+                          f"not {Path(source).resolve()}: run from the directory it was launched "
+                          "from, or give the sweep file")
+    return sweep

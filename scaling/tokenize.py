@@ -29,7 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
              view_seed: int = 0,
              shard: int | None = None, num_shards: int = 1, merge: bool | None = None,
              merge_only: bool = False, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
-             progress: bool | None = None) -> Path:
+             progress: bool | None = None, report: Callable[[dict], None] | None = None) -> Path:
     """Encode `images` with the VQVAE checkpoint `vqvae` into the token store `out`.
 
     `shard`/`num_shards`: do only that shard (None: all shards); `merge`: assemble the
@@ -116,6 +116,8 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
     encode nothing, only check that every shard is finished and merge. `views`, `flip`,
     `view_seed` apply to the split named "train" only (see the module docstring). Returns `out`.
     Prints a summary per split (images, rows, unreadable files skipped, images/s).
+    `report` (the launcher's relay) is called after every batch with {"done": images,
+    "total": images of this shard, "unit": "images", "rate": images/s, "eta_s", "what"}.
     """
     from var_core import load_vqvae  # heavy import kept local: scaling stays importable
 
@@ -213,6 +215,11 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
                 writer.commit(rows.astype(np.uint16), labels.numpy().astype(np.int32), len(idx), skipped)
                 n_done += len(idx)
                 bar.update(len(idx))
+                if report is not None:
+                    rate = n_done / max(time.perf_counter() - t0, 1e-9)
+                    report({"done": n_done, "total": len(todo), "unit": "images", "rate": rate,
+                            "rate_unit": "images/s", "eta_s": (len(todo) - n_done) / rate,
+                            "what": f"{split} shard {i}-of-{num_shards}"})
             bar.close()
             writer.finish()
             dt = time.perf_counter() - t0

@@ -231,11 +231,12 @@ class Trainer:
                 f"training loss is {mean_loss} at step {self.step + 1} of run "
                 f"{cfg.run_id}; stopped before updating the weights. The last good "
                 f"checkpoint ({self.run_dir.checkpoint}) is kept.")
-        if cfg.optim.grad_clip > 0 or self.scalars_due(self.step + 1):
-            # the global norm before clipping (a 0-d tensor; read it only when needed); with
-            # grad_clip 0 it is measured at logging steps only (max_norm inf: nothing clipped)
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+        if cfg.optim.grad_clip > 0:
+            # the global norm before clipping (a 0-d tensor; read it only when needed)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                            cfg.optim.grad_clip)
+        elif self.scalars_due(self.step + 1):  # no clipping: measured for the logs only
+            self.grad_norm = _total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -273,7 +274,9 @@ class Trainer:
         images = self.step * self.config.optim.batch_size
         record = dict(
             run=self.config.run_id, depth=self.config.model.depth, params=self.params,
-            step=self.step, images=images, tokens=images * self.L,
+            width=self.model.width, batch=self.config.optim.batch_size, peak_lr=self.config.optim.peak_lr,
+            epochs=self.total_steps * self.config.optim.batch_size / self.train_size,
+            seed=self.config.seed, step=self.step, images=images, tokens=images * self.L,
             flops=3 * self.forward_flops * images, flops_6nd=6 * self.params * images * self.L,
             wall_s=round(self.wall_s, 3),
             train_loss=self.loss_sum / max(self.loss_count, 1),
@@ -426,8 +429,9 @@ class Trainer:
         last = None
         end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
         last_save = last_log = time.monotonic()
-        saved_step = self.step
+        saved_step = first_step = self.step
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
+        attempt_t0 = time.monotonic()  # this attempt's start, for the ETA
         self.tracker = self.open_tracker()
         window = _Window(self.step, self.wall_s)
         t_prev = time.perf_counter()
@@ -457,7 +461,9 @@ class Trainer:
                 break
             if self.dist.is_main and now - last_log >= cfg.log_every_s:
                 last_log = now
-                self.run_dir.update_status(step=self.step)  # for `scaling.status` and the launcher
+                # for `scaling.status` and the launcher: where the run is and when it should end
+                eta = (now - attempt_t0) / max(self.step - first_step, 1) * (self.total_steps - self.step)
+                self.run_dir.update_status(step=self.step, eta_s=round(eta, 1))
                 if not progress.interactive:
                     print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
                           f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
@@ -514,6 +520,13 @@ def _float32_matmul_precision(precision: str):
         yield
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Global 2-norm of the gradients (0-d tensor), without touching them."""
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6 (DTensor-aware)
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:

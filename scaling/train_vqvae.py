@@ -30,6 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -297,8 +298,14 @@ def _lr_at(step: int, cfg: VQVAETrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Path:
-    """Train (or resume) the VQVAE described by `config`; returns the path of `out/vqvae.pt`."""
+def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
+                report: Callable[[dict], None] | None = None) -> Path:
+    """Train (or resume) the VQVAE described by `config`; returns the path of `out/vqvae.pt`.
+
+    `report` (the launcher's relay) is called every `log_every` steps with {"done": step,
+    "total": steps, "unit": "steps", "rate": images/s, "eta_s": seconds left, "psnr": the
+    latest validation PSNR in dB (None before the first)}.
+    """
     from tqdm import tqdm
 
     from var_core import VQVAE, save_model
@@ -402,6 +409,10 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
     bar = tqdm(total=cfg.steps, initial=start, desc="train_vqvae", disable=disable)
     t0, acc = time.perf_counter(), {"loss": 0.0, "mse": 0.0, "vq": 0.0, "n": 0}
     step = start
+    psnr = None
+    if metrics_path.exists():
+        evals = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if "val_psnr" in ln]
+        psnr = evals[-1]["val_psnr"] if evals else None
     for x, _ in loader:
         x = x.to(dev, non_blocking=True)
         for g in opt.param_groups:
@@ -450,9 +461,15 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None) -> Pa
             append_jsonl(metrics_path, line)
             tracker.log({f"vqvae_train/{k}": v for k, v in line.items() if k != "step"}, step)
             bar.set_postfix(mse=f"{acc['mse'] / n:.4f}")
+            if report is not None:
+                rate = n / max(dt, 1e-9)  # steps/s over the last log_every steps
+                report({"done": step, "total": cfg.steps, "unit": "steps",
+                        "rate": rate * cfg.batch_size, "rate_unit": "images/s",
+                        "eta_s": (cfg.steps - step) / rate, "psnr": psnr})
             t0, acc = time.perf_counter(), {"loss": 0.0, "mse": 0.0, "vq": 0.0, "n": 0}
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             rec = log_eval(step)
+            psnr = rec["val_psnr"]
             save(step)
             bar.write(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB (mean-colour baseline "
                       f"{rec['val_psnr_mean_colour']:.2f}), usage per scale {rec['usage_scale']}")

@@ -45,7 +45,13 @@ def _expected(images, ckpt, split, flip):
 
 def test_store_equals_img_to_idx(data, tmp_path):
     images, ckpt, _ = data
-    out = tk.tokenize(images, ckpt, tmp_path / "store", flip=True, batch_size=4, device="cpu")
+    reports = []
+    out = tk.tokenize(images, ckpt, tmp_path / "store", flip=True, batch_size=4, device="cpu",
+                      report=reports.append)
+    # progress after every batch, per split: images done of the split, images/s, ETA
+    assert [(r["what"], r["done"], r["total"]) for r in reports] == \
+        [("train shard 0-of-1", n, 15) for n in (4, 8, 12, 15)] + [("val shard 0-of-1", n, 6) for n in (4, 6)]
+    assert all(r["rate"] > 0 for r in reports) and reports[-1]["eta_s"] == 0
     store = TokenStore(out)
     assert store.patch_nums == (1, 2, 4) and store.L == 21 and store.vocab_size == 64
     assert store.classes == ["class_000", "class_001", "class_002"]

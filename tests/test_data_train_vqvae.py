@@ -33,9 +33,14 @@ def _evals(out):
 
 
 def test_training_lowers_reconstruction_error(images, tmp_path):
-    path = tv.train_vqvae(_cfg(images, tmp_path / "run"), progress=False)
+    reports = []
+    path = tv.train_vqvae(_cfg(images, tmp_path / "run"), progress=False, report=reports.append)
     evals = _evals(tmp_path / "run")
     assert [r["step"] for r in evals] == [0, 30, 60]
+    # progress for the launcher every log_every steps, with the latest validation PSNR
+    assert [(r["done"], r["total"], r["unit"]) for r in reports] == [(s, 60, "steps") for s in range(10, 61, 10)]
+    assert [r["psnr"] for r in reports] == [evals[0]["val_psnr"]] * 3 + [evals[1]["val_psnr"]] * 3
+    assert all(r["rate"] > 0 and r["eta_s"] >= 0 for r in reports) and reports[-1]["eta_s"] == 0
     first, last = evals[0], evals[-1]
     assert last["val_mse"] < 0.5 * first["val_mse"]
     assert last["val_psnr"] > first["val_psnr"] + 3

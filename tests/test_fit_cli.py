@@ -130,7 +130,7 @@ def test_bad_tables_give_clear_errors(tmp_path, capsys):
     assert "warning: " in capsys.readouterr().err and doc["n_rows"] == 34
 
     assert main([str(tmp_path / "missing.csv")]) == 2
-    assert "no such runs directory or table file" in capsys.readouterr().err
+    assert "no such sweep file, runs directory or table file" in capsys.readouterr().err
 
 
 def test_help_is_fast_and_the_cli_never_imports_torch(tmp_path):

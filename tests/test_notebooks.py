@@ -60,3 +60,13 @@ def test_notebook_runs_top_to_bottom(name, small_sweep, monkeypatch):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type in ("display_data", "execute_result") for o in outputs)
+    # every cell that makes figures shows them: one PNG per figure it creates (a plotting
+    # module that forced a non-interactive backend would leave these cells without images)
+    figure_cells = 0
+    for cell in nb.cells:
+        made = cell.source.count("plots.plot_") + cell.source.count("plt.subplots(") if cell.cell_type == "code" else 0
+        if made:
+            figure_cells += 1
+            images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+            assert len(images) == made, f"{name}: a figure cell shows {len(images)} of its {made} figures:\n{cell.source}"
+    assert figure_cells >= 2

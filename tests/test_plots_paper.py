@@ -1,0 +1,53 @@
+"""The paper's laws are drawn only where the paper measured them; the figure says where."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+from analysis import plots, powerlaw, results
+from analysis.paper import MEASURED_RANGE
+from analysis.synthetic import final_points_table
+
+
+def _fits(sizes):
+    table = results.prepare(final_points_table(sizes, sigma=0.003, seed=0), ["ce_last"])
+    return [powerlaw.fit_vs_n(table, "ce_last", irreducible="paper", bootstrap=0)]
+
+
+def _paper_lines(ax):
+    return [line for line in ax.get_lines() if str(line.get_label()).startswith("paper")]
+
+
+@pytest.fixture(autouse=True)
+def _agg():
+    backend = matplotlib.get_backend()
+    matplotlib.use("Agg")  # this test writes no window; the module itself chooses no backend
+    yield
+    matplotlib.use(backend)
+
+
+def test_overlay_in_the_panel_only_over_the_measured_range():
+    sizes = np.geomspace(5e6, 2e8, 5)  # 0.005-0.2 B params: meets the paper's 0.0185-2 B
+    fig = plots.plot_vs_n(_fits(sizes), paper=True)
+    ax = fig.axes[0]
+    (line,) = _paper_lines(ax)
+    x = line.get_xdata()
+    assert x.min() == pytest.approx(MEASURED_RANGE["N"][0]) and x.max() <= 0.2 * 1.3 + 1e-12
+    assert "(its measured range)" in line.get_label() and not ax.child_axes
+    assert "paper's laws over their measured range" in fig._suptitle.get_text()
+
+
+def test_overlay_far_from_the_data_goes_to_an_inset():
+    sizes = np.geomspace(1e4, 1e6, 5)  # the demo's sizes: 3 decades below the paper's smallest
+    fig = plots.plot_vs_n(_fits(sizes), paper=True)
+    ax = fig.axes[0]
+    assert len(ax.child_axes) == 1
+    inset = ax.child_axes[0]
+    x = inset.get_lines()[0].get_xdata()
+    assert (x.min(), x.max()) == pytest.approx(MEASURED_RANGE["N"])
+    assert "18.5M-2.0B" in inset.get_title()
+    # the main panel keeps the data's range: the paper's x-range is not drawn there
+    assert ax.get_xlim()[1] < 1e-2
+    assert "inset" in _paper_lines(ax)[0].get_label() and "inset" in fig._suptitle.get_text()
