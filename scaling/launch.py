@@ -534,8 +534,6 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_fail
     runs = sweep.select(only, exclude)
     check_data(sweep)
     with output_lock(sweep.output):
-        write_fit_defaults(sweep)
-        write_grid(sweep, list(sweep.runs))
         try:
             states = run_states(runs, queues)
         except QueueError as e:
@@ -555,6 +553,9 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_fail
                 states[run.run_id] = ("pending", None, {"state": "pending"})
         if conflicts:
             raise SystemExit("error: " + "\nerror: ".join(conflicts.values()))
+        # only now: a refused launch changes nothing already written
+        write_fit_defaults(sweep)
+        write_grid(sweep, list(sweep.runs))
         todo: list[Run] = []
         for run in runs:
             state, slurm, rec = states[run.run_id]

