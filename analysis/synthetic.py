@@ -87,3 +87,22 @@ def training_curves_table(sizes=None, c_range=(30.0, 3e7), evals: int = 12, sigm
             cols[metric] = law.E + red * np.exp(sigma * rng.standard_normal(evals))
         rows.append(pd.DataFrame(cols))
     return pd.concat(rows, ignore_index=True)
+
+
+def joint_law_table(law, sizes, data_per_size, sigma: float = 0.005, seed: int = 0,
+                    tokens_per_image: int = 30, flops_per_token=lambda N: 6.0 * N) -> pd.DataFrame:
+    """Final points drawn from a joint law (`analysis.jointlaw.JointLaw`, D in tokens).
+
+    sizes [S] params; data_per_size [P] tokens, crossed with the sizes (one run per pair, as
+    a WSD run with decay branches gives). The loss is law.predict(N, D) * exp(sigma * z).
+    Columns run, params, step, tokens, images, flops, ce_avg.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N in np.asarray(sizes, float):
+        for D in np.asarray(data_per_size, float):
+            loss = float(law.predict(N, D)) * float(np.exp(sigma * rng.standard_normal()))
+            rows.append({"run": f"N{N:.4g}-D{D:.4g}", "params": N, "step": 1, "tokens": D,
+                         "images": D / tokens_per_image, "flops": flops_per_token(N) * D,
+                         "ce_avg": loss})
+    return pd.DataFrame(rows)

@@ -106,6 +106,14 @@ class OptimConfig:
     hold_frac: float = 0.05  # peak held for this fraction of the post-warm-up steps
     final_lr_frac: float = 0.01  # "wpe": lr at the end / peak (0.1 for d16/d20 recipes)
     label_smoothing: float = 0.0
+    # "lin0": the official warm-up, hold, linear decay (hold_frac). "wsd": warm-up, constant,
+    # cool-down over the last `cooldown_frac` of the steps (Hagele et al. 2024): its
+    # stable-phase states can start decay branches (RunConfig.save_at / branch).
+    schedule: Literal["lin0", "wsd"] = "lin0"
+    warmup_steps: int | None = None  # absolute warm-up length; overrides warmup_frac when set
+    cooldown_frac: float = 0.2  # wsd: fraction of the run's steps spent cooling down
+    cooldown_steps: int | None = None  # wsd: absolute cool-down length; overrides cooldown_frac
+    cooldown_shape: Literal["linear", "1-sqrt", "cosine"] = "linear"  # wsd: shape to final_lr_frac
 
     def __post_init__(self):
         _positive("batch_size", self.batch_size)
@@ -114,7 +122,7 @@ class OptimConfig:
         _positive("weight_decay_end", self.weight_decay_end, allow_zero=True)
         _positive("grad_clip", self.grad_clip, allow_zero=True)
         _positive("eps", self.eps)
-        for name in ("final_lr_frac", "warmup_start"):
+        for name in ("final_lr_frac", "warmup_start", "cooldown_frac"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise InvalidValue(name, f"must be in [0, 1], got {value}")
@@ -124,6 +132,19 @@ class OptimConfig:
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise InvalidValue(name, f"must be in [0, 1), got {value}")
+        _positive("warmup_steps", self.warmup_steps, allow_zero=True)
+        _positive("cooldown_steps", self.cooldown_steps)
+        if self.schedule == "wsd":
+            if self.cooldown_steps is None and self.cooldown_frac <= 0:
+                raise InvalidValue("cooldown_frac", "a WSD schedule needs a cool-down: must be > 0")
+            if self.warmup_steps is None and self.cooldown_steps is None \
+                    and self.warmup_frac + self.cooldown_frac > 1:
+                raise InvalidValue("cooldown_frac", f"cool-down {self.cooldown_frac} is longer than "
+                                   f"the run after its warm-up ({1 - self.warmup_frac:g} of the steps)")
+            if self.weight_decay_end is not None and self.weight_decay_end != self.weight_decay:
+                raise InvalidValue("weight_decay_end", "a WSD run keeps its weight decay constant "
+                                   "(a cosine over the run length would differ between its decay "
+                                   "branches); leave weight_decay_end unset")
         if not all(0 <= b < 1 for b in self.betas):
             raise InvalidValue("betas", f"each must be in [0, 1), got {list(self.betas)}")
 
@@ -191,6 +212,29 @@ class EvalConfig:
         _positive("batch_size", self.batch_size)
         if not 0 < self.first_frac <= 1:
             raise InvalidValue("first_frac", f"must be in (0, 1], got {self.first_frac}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BranchConfig:
+    """This run is a decay branch: it starts from `parent`'s stable-phase state at fraction
+    `at` of the parent's length and cools down over `cooldown` of its own length.
+
+    With T the parent's steps (same length config), the branch point is s = round(at * T) and
+    the branch trains to s + round(s * cooldown / (1 - cooldown)) steps: exactly the parent's
+    WSD schedule truncated at s (warm-up from T), then the cool-down.
+    """
+
+    parent: str  # the parent's run directory: a sibling folder name, or a path
+    at: float
+    cooldown: float = 0.2
+
+    def __post_init__(self):
+        if not 0 < self.at < 1:
+            raise InvalidValue("at", f"a branch point is a fraction of the parent's length in "
+                                     f"(0, 1), got {self.at}")
+        if not 0 < self.cooldown < 1:
+            raise InvalidValue("cooldown", f"must be in (0, 1) (a fraction of the branch's own "
+                                           f"length), got {self.cooldown}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +318,10 @@ class RunConfig:
     runtime: RuntimeConfig = RuntimeConfig()
     samples: SamplesConfig = SamplesConfig()
     seed: int = 0
+    # WSD runs: keep the stable-phase state at these fractions of the length (decay branches
+    # start from <run_dir>/stable/step_<s>.pt); must lie before the cool-down
+    save_at: tuple[float, ...] = ()
+    branch: BranchConfig | None = None
 
     def __post_init__(self):
         if not self.run_id or "/" in self.run_id or self.run_id in (".", ".."):
@@ -290,6 +338,19 @@ class RunConfig:
         if self.runtime.micro_batch is not None and self.runtime.micro_batch > self.optim.batch_size:
             raise InvalidValue("runtime.micro_batch", f"{self.runtime.micro_batch} is larger "
                                                       f"than optim.batch_size {self.optim.batch_size}")
+        if (self.save_at or self.branch is not None) and self.optim.schedule != "wsd":
+            raise InvalidValue("save_at" if self.save_at else "branch",
+                               f"decay branches need optim.schedule: wsd (got "
+                               f"{self.optim.schedule!r}): only a constant-rate phase can be branched")
+        for f in self.save_at:
+            if not 0 < f < 1:
+                raise InvalidValue("save_at", f"branch points are fractions of the run's length "
+                                              f"in (0, 1), got {f}")
+            if self.optim.cooldown_steps is None and f > 1 - self.optim.cooldown_frac:
+                raise InvalidValue("save_at", f"branch point {f} lies in the cool-down (which "
+                                   f"starts at {1 - self.optim.cooldown_frac:g} of the run)")
+        if self.branch is not None and self.save_at:
+            raise InvalidValue("save_at", "a decay branch cannot itself be branched")
 
 
 def run_config_from_dict(data: Any, loc: Located | None = None) -> RunConfig:
@@ -324,7 +385,10 @@ def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     train_images (the split's images) and epochs (images seen / train_images). Epochs and
     budgets count images of the dataset, never stored views or flip copies, so a store made
     with --views K or --flip gives the same numbers as the store's `data.expect` stand-in.
+    A decay branch's counts include its parent's steps up to the branch point; `own_flops`
+    is what the run itself trains (the cool-down steps of a branch).
     """
+    from scaling.schedule import plan  # lazy: schedule imports this module
     from var_core import counting  # lazy: keeps `import scaling.config` torch-free
     from scaling.token_store import images_in_split
 
@@ -339,8 +403,11 @@ def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     steps = config.length.total_steps(
         train_size=train_images, batch_size=config.optim.batch_size, tokens_per_image=L,
         flops_per_image=3 * fwd)
+    layout = plan(config, steps)
+    steps = layout.total_steps
     images = steps * config.optim.batch_size
     return dict(params=params, steps=steps, images=images, tokens=images * L,
                 flops=3 * fwd * images, flops_6nd=6 * params * images * L,
+                own_flops=3 * fwd * (steps - layout.start_step) * config.optim.batch_size,
                 forward_flops_per_image=fwd, train_images=train_images,
                 epochs=images / train_images)

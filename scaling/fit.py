@@ -19,13 +19,16 @@ AXIS`` instead fits each size's best run over that axis (by the law's own metric
 final evaluation, or ``--best-by METRIC``) and lists which run was picked per size; seed
 replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 
+``--law nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
+``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.fit_joint).
+
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
 (``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
 exponent with its bootstrap interval).
 
 Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
 holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
-seed); command-line flags override it. This module never imports torch.
+seed, law, data_unit); command-line flags override it. This module never imports torch.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class FitSettings:
     paper: bool = False
     ci: float = 0.95
     seed: int = 0
+    law: Literal["power", "nd"] = "power"  # nd: the joint L(N, D) (scaling.fit_joint)
+    data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law
     best_over: str | None = None  # an axis: fit each size's best run over it
     best_by: str | None = None  # the metric that picks it (None: each law's own metric)
     pool: bool = False  # one law through the runs of every axis value (no per-value laws)
@@ -149,7 +154,34 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="one law through the runs of every axis value (the points are not comparable "
                         "unless the other axes do not matter)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--law", choices=["power", "nd"],
+                   help="power: laws vs N and Cmin (default); nd: the joint L(N, D) = E + A/N^a + B/D^b")
+    p.add_argument("--data-unit", choices=["tokens", "images"], help="D of the joint law (default tokens)")
+    p.add_argument("--optimal-for", type=_budget, metavar="C",
+                   help="with the joint law: N*, D*, nearest depth and epochs for a budget of C FLOPs")
+    p.add_argument("--dataset-images", type=_count, metavar="N",
+                   help="--optimal-for: images in the training set (default: the runs' token store)")
     return p.parse_args(argv)
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a compute budget in FLOPs (e.g. 1e21), got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"the compute budget must be a positive number of FLOPs, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of images, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of images, got {text!r}")
+    return value
 
 
 def load_fit_settings(runs_dir: str | Path) -> FitSettings:
@@ -173,7 +205,7 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
         origin.update({k: "fit.yaml" for k in given})
     overrides = {}
     for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
-                 "include_subset", "paper", "best_over", "best_by", "pool"):
+                 "include_subset", "paper", "law", "data_unit", "best_over", "best_by", "pool"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -272,6 +304,13 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
     settings, origin = resolve_settings(args, source)
     out = Path(args.out) if args.out else (source / "fit" if source.is_dir() else
                                            source.parent / f"{source.name.split('.')[0]}_fit")
+    if args.optimal_for is not None and settings.law != "nd":
+        settings = dataclasses.replace(settings, law="nd")
+        origin["law"] = "cli"
+    if settings.law == "nd":
+        from scaling.fit_joint import run_joint
+
+        return run_joint(args, source, settings, origin, out)
     started = time.perf_counter()
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as records:

@@ -71,9 +71,9 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
         res = run.resources
         gpus = res.nodes * res.gpus_per_node
         gh = gpu_hours(est["flops"], res) if gpus else None
-        total_flops += est["flops"]
+        total_flops += est["own_flops"]  # a branch adds its cool-down only
         total_gpuh += gh or 0.0
-        row = [run.run_id, str(run.depth), f"{est['params']:,}", human(est["tokens"]),
+        row = [("  " + run.run_id) if run.parent else run.run_id, str(run.depth), f"{est['params']:,}", human(est["tokens"]),
                f"{est['flops']:.3g}", f"{gh:,.0f}" if gh is not None else "-",
                f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)"]
         if states is not None:
@@ -578,7 +578,13 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_fail
                 todo.append(run)
         if todo:
             deps = _submit_stages(sweep, backend, out, log)
-            _submit_runs(sweep, todo, backend, deps, out, job_factory, log, wait, flag)
+            plain = [r for r in todo if r.parent is None]
+            if plain:
+                _submit_runs(sweep, plain, backend, deps, out, job_factory, log, wait, flag)
+            branches = [r for r in todo if r.parent is not None]
+            if branches and not flag.set:
+                _submit_branches(sweep, branches, backend, deps, out, job_factory, log, wait,
+                                 flag)
         else:
             log(f"nothing to submit ({len(out.skipped)} runs done, queued, running or failed)")
     if wait and out.jobs and backend != "local":
@@ -744,6 +750,70 @@ def _mark_queued(run: Run, backend: str, waiting: bool) -> None:
                                       backend=backend, waiting_in=me() if waiting else None)
 
 
+def _submit_segmented(sweep: Sweep, run: Run, backend: str, deps: list[str], out: Submitted,
+                      job_factory, log) -> None:
+    """SLURM: a WSD run with decay branches as a chain of jobs, one per branch point (each
+    `afterok` on the one before), so that each branch can wait for its point only."""
+    from scaling.rundir import RunDir
+
+    record = RunDir(run.run_dir)
+    record.update_status(state="queued", force=True, error=None)
+    segments: dict[str, str] = {}
+    prev = list(deps)
+    for until in [*run.config.save_at, None]:
+        ex = executor_for(sweep, backend, run.resources, sweep.spec.name, prev)
+        job = ex.submit(job_factory(), str(run.run_dir.resolve()), until)
+        if until is not None:
+            segments[repr(until)] = str(job.job_id)
+        prev = [str(job.job_id)]
+        _record_submission(record, job, backend, segment_jobs=dict(segments))
+    out.submitted.append(run.run_id)
+    out.jobs[run.run_id] = job
+    log(f"submitted {run.run_id} in {len(segments) + 1} segments (jobs "
+        f"{', '.join([*segments.values(), prev[0]])}; branch points {list(run.config.save_at)})"
+        + (f" after {', '.join(deps)}" if deps else "") + f" [{backend}]")
+
+
+def _submit_branches(sweep: Sweep, branches: list[Run], backend: str, deps: list[str],
+                     out: Submitted, job_factory, log, wait: bool, flag: StopFlag) -> None:
+    """Decay branches: on SLURM each `afterok` on its parent's segment that reaches its
+    branch point; elsewhere after the parents of this launch have ended (each branch whose
+    parent is done is run)."""
+    from scaling.rundir import RunDir
+
+    by_id = {r.run_id: r for r in sweep.runs}
+    if backend != "slurm":
+        for parent in {b.parent for b in branches}:
+            job = out.jobs.get(parent)
+            if job is not None:
+                with contextlib.suppress(Exception):  # the parent's status says why
+                    job.result()
+    ready: list[tuple[Run, list[str]]] = []
+    for run in branches:
+        parent = by_id[run.parent]
+        rec = RunDir(parent.run_dir).read_status()
+        key = repr(run.config.branch.at)
+        if backend == "slurm" and rec.get("state") in ("queued", "running"):
+            segment = (rec.get("segment_jobs") or {}).get(key)
+            if segment is None:  # submitted without segments: wait for the whole run
+                segment = (rec.get("job_ids") or [None])[-1]
+            live = segment is not None and queue_for(backend).states([segment]).get(segment) in _active()
+            ready.append((run, [segment] if live else list(deps)))
+        elif rec.get("state") == "done" or (rec.get("step") or 0) > 0 and \
+                rec.get("segment_done") is not None and rec["segment_done"] >= run.config.branch.at:
+            ready.append((run, []))
+        else:
+            out.skipped[run.run_id] = f"waiting for its parent {run.parent} ({rec.get('state', 'pending')})"
+            log(f"{run.run_id}: not submitted: its parent {run.parent} is {rec.get('state', 'pending')}")
+    if backend != "slurm":  # no dependencies: one pool, at most array_parallelism at once
+        if ready:
+            _submit_runs(sweep, [run for run, _ in ready], backend, [], out, job_factory, log,
+                         wait, flag)
+        return
+    for run, run_deps in ready:
+        _submit_runs(sweep, [run], backend, run_deps, out, job_factory, log, wait, flag)
+
+
 def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], out: Submitted,
                  job_factory, log, wait: bool, flag: StopFlag) -> None:
     from scaling.rundir import RunDir
@@ -751,6 +821,9 @@ def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], o
     meta, _ = store_meta(sweep)
     groups: dict[tuple, list[Run]] = {}
     for run in todo:
+        if backend == "slurm" and getattr(run.config, "save_at", ()):
+            _submit_segmented(sweep, run, backend, deps, out, job_factory, log)
+            continue
         groups.setdefault(run.resources.shape(), []).append(run)
     budgets = {}
     for run in todo:
@@ -900,8 +973,18 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
     stages = sweep.stages()
     if stages:
         log("preparation stages (training waits for them): " + " -> ".join(stages))
+    segmented = [r for r in runs if r.parent is None and getattr(r.config, "save_at", ())]
+    branches = [r for r in runs if r.parent is not None]
+    for run in segmented:
+        log(f"{run.run_id}: a chain of {len(run.config.save_at) + 1} jobs, one segment up to each "
+            f"branch point {list(run.config.save_at)} then the rest, each afterok on the one before")
+    for run in branches:
+        log(f"{run.run_id}: one job, afterok on the segment of {run.parent} that reaches "
+            f"{run.config.branch.at} of its length")
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
+        if run in branches:
+            continue
         groups.setdefault(run.resources.shape(), []).append(run)
     for group in groups.values():
         ex = executor_for(sweep, "slurm", group[0].resources, sweep.spec.name,

@@ -271,7 +271,8 @@ def run_records(runs: list[Any], queue_by_backend: dict[str, Queue] | None = Non
         elif rec.get("budget_tokens") and isinstance(m.get("tokens"), (int, float)):
             percent = 100 * m["tokens"] / rec["budget_tokens"]
         out.append({
-            "run": run.run_id, "run_dir": str(run.run_dir), "state": state, "scheduler_state": slurm,
+            "run": run.run_id, "parent": getattr(run, "parent", None),  # decay branches
+            "run_dir": str(run.run_dir), "state": state, "scheduler_state": slurm,
             "step": m.get("step", rec.get("step")), "total_steps": rec.get("total_steps"),
             "percent": percent, "tokens": m.get("tokens"),
             "metrics": {k: m[k] for k in METRIC_KEYS if isinstance(m.get(k), (int, float))},
@@ -298,7 +299,8 @@ def _row(r: dict[str, Any]) -> Row:
                      (slurm and state == "failed") else "")
     if state == "failed" and rec.get("error"):
         label += f": {str(rec['error']).splitlines()[0][:60]}"
-    return Row(r["run"], label, progress, metrics, ",".join(r["job_ids"]) or "-", str(r["log"] or "-"))
+    name = f"  `- {r['run']}" if r.get("parent") else r["run"]  # a branch under its parent
+    return Row(name, label, progress, metrics, ",".join(r["job_ids"]) or "-", str(r["log"] or "-"))
 
 
 def rows(sweep: Any, runs: list[Any] | None = None,

@@ -271,6 +271,40 @@ class ClusterSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class BranchesSpec:
+    """Decay branches of every (WSD) run: `branches: {at: [0.125, 0.25, 0.5], cooldown: 0.2}`.
+
+    at: fractions of the parent's length where a branch leaves the constant phase; None =
+        `points` log-spaced ones, halvings of the constant phase (with the default 20%
+        cool-down and 3 points: 0.4, 0.2, 0.1). cooldown: each branch cools down over this
+        fraction of its own length. Branch `<run_id>-b<at>` is its own run directory.
+    """
+
+    at: tuple[float, ...] | None = None
+    cooldown: float = 0.2
+    points: int = 3
+
+    def __post_init__(self):
+        if not 0 < self.cooldown < 1:
+            raise InvalidValue("cooldown", f"must be in (0, 1) (a fraction of the branch's own "
+                                           f"length), got {self.cooldown}")
+        _positive(self, "points")
+        for f in self.at or ():
+            if not 0 < f < 1:
+                raise InvalidValue("at", f"branch points are fractions of the parent's length "
+                                         f"in (0, 1), got {f}")
+        if self.at is not None and len(set(self.at)) != len(self.at):
+            raise InvalidValue("at", f"repeated branch point in {list(self.at)}")
+
+    def fractions(self, parent_cooldown_frac: float) -> tuple[float, ...]:
+        """The branch points for a parent that cools down over `parent_cooldown_frac`."""
+        if self.at is not None:
+            return tuple(sorted(self.at))
+        stable = 1 - parent_cooldown_frac
+        return tuple(sorted(round(stable / 2 ** i, 6) for i in range(1, self.points + 1)))
+
+
+@dataclasses.dataclass(frozen=True)
 class SweepSpec:
     """The sweep file as written (see the module docstring); `load_sweep` expands it."""
 
@@ -287,6 +321,7 @@ class SweepSpec:
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
     cluster: ClusterSpec = ClusterSpec()
     fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # scaling.fit.FitSettings keys
+    branches: BranchesSpec | None = None
 
     def __post_init__(self):
         _check_name("name", self.name, "sweep name")
@@ -317,6 +352,7 @@ class Run:
     data: dict[str, Any]      # the resolved run config as plain nested data
     resources: ClusterSpec
     run_dir: Path
+    parent: str | None = None  # decay branches: the parent run's id
     # command-line sets that changed this run: key -> (resolved value, the --set as typed)
     sets: dict[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)
 
@@ -575,6 +611,8 @@ def sweep_from_data(data: Any, loc: Located, sets: tuple[str, ...] | list[str] =
     lines = _lines_as_str(loc)
     _check_static(spec, loc)
     runs = _expand(spec, loc.source, lines, parse_sets(sets))
+    if spec.branches is not None:
+        runs = _with_branches(runs, spec.branches, Located(loc.source, lines))
     return Sweep(spec=spec, source=loc.source, runs=tuple(runs))
 
 
@@ -788,6 +826,46 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
         run_data = to_dict(config)
     return Run(run_id=run_id, depth=depth, axes=point, config=config, data=run_data,
                resources=resources, run_dir=spec.output / run_id)
+
+
+def _with_branches(runs: list[Run], spec: BranchesSpec, loc: Located) -> list[Run]:
+    """Each run keeps its stable-phase state at the branch points; each branch follows its
+    parent in the list."""
+    from scaling.config import BranchConfig
+
+    out: list[Run] = []
+    for run in runs:
+        if not dataclasses.is_dataclass(run.config):
+            raise loc.error(("branches",), "decay branches need scaling.config")
+        optim = run.config.optim
+        if optim.schedule != "wsd":
+            raise loc.error(("branches",), f"run {run.run_id} has optim.schedule "
+                            f"{optim.schedule!r}: decay branches need a WSD schedule "
+                            "(set optim.schedule: wsd in base)")
+        fractions = spec.fractions(optim.cooldown_frac)
+        if optim.cooldown_steps is None:
+            for i, f in enumerate(fractions):
+                if f >= 1 - optim.cooldown_frac:
+                    raise loc.error(("branches", "at", i) if spec.at else ("branches",),
+                                    f"branch point {f} is not before run {run.run_id}'s cool-down "
+                                    f"(which starts at {1 - optim.cooldown_frac:g} of its length)")
+        parent_config = dataclasses.replace(run.config, save_at=fractions)
+        from scaling.config_io import to_dict
+
+        out.append(dataclasses.replace(run, config=parent_config, data=to_dict(parent_config)))
+        for f in fractions:
+            branch_id = f"{run.run_id}-b{format_value(f)}"
+            config = dataclasses.replace(
+                run.config, run_id=branch_id, save_at=(),
+                branch=BranchConfig(parent=run.run_id, at=f, cooldown=spec.cooldown))
+            out.append(Run(run_id=branch_id, depth=run.depth, axes=dict(run.axes, branch=f),
+                           config=config, data=to_dict(config), resources=run.resources,
+                           run_dir=run.run_dir.parent / branch_id, parent=run.run_id))
+    ids = [r.run_id for r in out]
+    dup = next((i for i in ids if ids.count(i) > 1), None)
+    if dup:
+        raise loc.error(("branches",), f"branch run id {dup!r} is also another run's id")
+    return out
 
 
 # ----------------------------------------------------------------------------- sizes

@@ -128,13 +128,16 @@ class Trainer:
                               f"divisible by the number of processes ({dist.world_size})")
         self.local_batch = optim.batch_size // dist.world_size
         self.micro_batch = min(config.runtime.micro_batch or self.local_batch, self.local_batch)
-        self.total_steps = config.length.total_steps(
+        self.plan = schedule.plan(config, config.length.total_steps(
             train_size=self.train_size, batch_size=optim.batch_size, tokens_per_image=self.L,
-            flops_per_image=3 * self.forward_flops)
+            flops_per_image=3 * self.forward_flops))
+        self.total_steps = self.plan.total_steps
         if config.eval.points > self.total_steps:
             raise ConfigError(f"{run_dir.config}: eval.points: {config.eval.points} evaluations "
                               f"but the run has only {self.total_steps} steps")
-        self.evals = schedule.eval_schedule(self.total_steps, config.eval)
+        # a decay branch evaluates only its own steps (its parent measured the ones before)
+        self.evals = {s: k for s, k in schedule.eval_schedule(self.total_steps, config.eval).items()
+                      if s > self.plan.start_step}
 
         self.precision = config.runtime.precision
         if self.precision == "auto":
@@ -193,7 +196,7 @@ class Trainer:
         """One optimizer step on the next global batch; returns its mean training loss."""
         cfg = self.config
         self.model.train()
-        lr_factor = schedule.lr_factor(self.step, self.total_steps, cfg.optim)
+        lr_factor = schedule.lr_factor(self.step, self.plan, cfg.optim)
         wd = schedule.weight_decay(self.step, self.total_steps, cfg.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.optim.peak_lr * lr_factor
@@ -372,18 +375,58 @@ class Trainer:
             atomic_write(self.run_dir.checkpoint, lambda f: torch.save(state, f))
         self.dist.barrier()
 
+    def stable_state_path(self, step: int, run_dir: Path | None = None) -> Path:
+        """Where a WSD run keeps its stable-phase state after `step` steps (for branches)."""
+        return Path(run_dir or self.run_dir.path) / "stable" / f"step_{step}.pt"
+
+    def save_stable_state(self) -> None:
+        """Keep the training state at this step of the constant phase (rank 0 writes)."""
+        if self.fsdp or self.dist.is_main:
+            state = self.state_dict()
+        if self.dist.is_main:
+            path = self.stable_state_path(self.step)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: torch.save(state, f))
+        self.dist.barrier()
+
+    def parent_dir(self) -> Path:
+        """A decay branch's parent run directory (a sibling folder name, or a path)."""
+        parent = Path(self.config.branch.parent)
+        return parent if parent.is_absolute() else self.run_dir.path.parent / parent
+
+    def _branch_start(self) -> dict[str, Any]:
+        """The parent's stable-phase state this branch starts from (checked to be its parent)."""
+        path = self.stable_state_path(self.plan.start_step, self.parent_dir())
+        if not path.exists():
+            raise ValueError(f"{path}: the parent {self.config.branch.parent!r} has not kept its "
+                             f"state at step {self.plan.start_step} (branch.at "
+                             f"{self.config.branch.at}); run the parent with save_at including "
+                             f"{self.config.branch.at} first")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        mine, theirs = to_dict(self.config), state.get("config", {})
+        # what is learned must be the parent's: the same model, optimizer, schedule, length, data
+        for key in ("model", "optim", "length", "data", "seed"):
+            if theirs.get(key) != mine.get(key):
+                raise ValueError(f"{path}: the parent's {key} differs from this branch's "
+                                 f"({self.run_dir.config}); a branch must share its parent's config")
+        return state
+
     def load_checkpoint(self) -> bool:
-        """Resume from checkpoint.pt if there is one; returns whether it did."""
+        """Resume from checkpoint.pt if there is one (a decay branch with none starts from its
+        parent's stable-phase state); returns whether it resumed."""
         path = self.run_dir.checkpoint
+        branch_start = not path.exists() and self.config.branch is not None
         if not path.exists():
             if self.dist.is_main and self.run_dir.metrics.exists():
                 self.run_dir.metrics.unlink()  # evaluations of a run that never checkpointed
-            return False
-        state = load_checkpoint_file(path, "training checkpoint")
+            if not branch_start:
+                return False
+        state = self._branch_start() if branch_start else \
+            load_checkpoint_file(path, "training checkpoint")
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path}: not a training checkpoint of this toolkit (format "
                                   f"{state.get('format') if isinstance(state, dict) else None!r})")
-        if state["config"] != to_dict(self.config):
+        if not branch_start and state["config"] != to_dict(self.config):
             raise ValueError(f"{path}: was written with another config than "
                              f"{self.run_dir.config}; move it away to start over")
         if self.fsdp:
@@ -406,18 +449,19 @@ class Trainer:
         self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
         # evaluations written after this checkpoint are redone: drop them, so the file
         # ends with neither duplicated nor missing lines
-        if self.dist.is_main and self.run_dir.metrics.exists():
+        if self.dist.is_main and self.run_dir.metrics.exists() and not branch_start:
             with open(self.run_dir.metrics, "r+b") as f:
                 f.truncate(state["metrics_offset"])
         self.dist.barrier()
         return True
 
     # ------------------------------------------------------------------- loop
-    def run(self, *, max_steps: int | None = None, stop: StopRequest | None = None,
-            resumed: bool | None = None) -> dict[str, Any]:
-        """Train to the end, `max_steps` more steps, or a stop request; returns the last
-        metrics record. A stop request is honoured at a step boundary, after a checkpoint.
-        `resumed`: whether the caller already called load_checkpoint (None: load it here)."""
+    def run(self, *, max_steps: int | None = None, until_step: int | None = None,
+            stop: StopRequest | None = None, resumed: bool | None = None) -> dict[str, Any]:
+        """Train to the end, `max_steps` more steps, step `until_step`, or a stop request;
+        returns the last metrics record. A stop request is honoured at a step boundary, after
+        a checkpoint. `resumed`: whether the caller already called load_checkpoint (None: load
+        it here)."""
         cfg = self.config.runtime
         if resumed is None:
             resumed = self.load_checkpoint()
@@ -428,6 +472,8 @@ class Trainer:
                   f"({self.precision}), {len(self.evals)} evaluations", flush=True)
         last = None
         end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
+        if until_step is not None:
+            end = min(end, until_step)
         last_save = last_log = time.monotonic()
         saved_step = first_step = self.step
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
@@ -437,6 +483,8 @@ class Trainer:
         t_prev = time.perf_counter()
         while self.step < end:
             loss = self.train_step()
+            if self.step in self.plan.save_steps:
+                self.save_stable_state()
             window.add(loss)
             kind = self.evals.get(self.step)
             if kind is not None:
@@ -589,8 +637,11 @@ class _Progress:
 
 
 def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRequest | None = None,
-              requeue=None) -> dict[str, Any]:
+              requeue=None, until: float | None = None) -> dict[str, Any]:
     """Train the run in `run_dir` (its config.yaml) to the end, resuming if it can.
+
+    `until`: stop after step round(until * total steps) instead (a segment of a WSD run that
+    decay branches wait for, `save_at`); the run is then left "queued" for its next segment.
 
     Holds the run directory's lock (scaling.runlock) throughout: a second trainer on the same
     directory raises RunLocked and changes nothing. When `stop` is set by a signal, the run
@@ -606,7 +657,7 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
             lock.acquire()  # before any write: a refused trainer leaves the directory alone
         try:
             return _train_locked(run, config, dist, max_steps=max_steps, stop=stop,
-                                 requeue=requeue)
+                                 requeue=requeue, until=until)
         finally:
             lock.release()
     finally:
@@ -614,7 +665,7 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
 
 
 def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, stop,
-                  requeue) -> dict[str, Any]:
+                  requeue, until) -> dict[str, Any]:
     try:  # checks before any write: config, data, model, checkpoint
         trainer = Trainer(config, run, dist)
         resumed = trainer.load_checkpoint()
@@ -634,9 +685,17 @@ def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, 
                               host=os.uname().nodename, trainer=me(),
                               slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None,
                               restarts=int(status.get("restarts", -1)) + 1,
-                              total_steps=trainer.total_steps, params=trainer.params)
-        last = trainer.run(max_steps=max_steps, stop=stop, resumed=resumed)
-        if trainer.step >= trainer.total_steps:
+                              total_steps=trainer.total_steps, params=trainer.params,
+                              **({"branch_of": config.branch.parent, "branch_step":
+                                  trainer.plan.start_step} if config.branch else {}))
+        until_step = None if until is None else round(until * trainer.total_steps)
+        last = trainer.run(max_steps=max_steps, until_step=until_step, stop=stop,
+                           resumed=resumed)
+        if until_step is not None and trainer.step >= until_step and trainer.step < trainer.total_steps \
+                and not (stop is not None and stop.signum is not None):
+            if dist.is_main:
+                run.update_status(state="queued", step=trainer.step, segment_done=until)
+        elif trainer.step >= trainer.total_steps:
             if dist.is_main:
                 final = _summary(last or (run.read_metrics() or [None])[-1])
                 run.update_status(state="done", finished_at=time.time(), step=trainer.step,
@@ -710,7 +769,7 @@ class TrainJob:
     - A plain process (`python -m scaling.train`): SIGTERM and SIGUSR2 both checkpoint and stop.
     """
 
-    def __call__(self, run_dir: str) -> dict[str, Any]:
+    def __call__(self, run_dir: str, until: float | None = None) -> dict[str, Any]:
         submitit_handler = signal.getsignal(signal.SIGUSR2)
         under_submitit = callable(submitit_handler)
         stop = StopRequest()
@@ -718,15 +777,16 @@ class TrainJob:
         if not under_submitit or os.environ.get("SUBMITIT_EXECUTOR") == "local":
             signal.signal(signal.SIGTERM, stop)
         requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
-        last = train_run(run_dir, stop=stop, requeue=requeue)
-        samples_after_training(run_dir)
+        last = train_run(run_dir, stop=stop, requeue=requeue, until=until)
+        if until is None:  # a segment of a WSD parent is not the end of the run
+            samples_after_training(run_dir)
         return last
 
-    def checkpoint(self, run_dir: str):
+    def checkpoint(self, run_dir: str, until: float | None = None):
         """submitit: the same job again; it resumes from checkpoint.pt."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(TrainJob(), run_dir)
+        return submitit.helpers.DelayedSubmission(TrainJob(), run_dir, until)
 
 
 def prepare_run_dir(config_path: Path, run_dir: Path | None) -> Path:
