@@ -1,10 +1,18 @@
-"""Writes that never leave a half-written file: temp file, fsync, rename; append-only logs."""
+"""Writes that never leave a half-written file: temp file, fsync, rename; append-only logs.
+
+The temp file is `.<name>.<host>.<pid>.<random>.tmp` beside the target. A write killed
+before its rename (SIGKILL, power loss) leaves one behind; the next write of the same file
+removes those whose process (on this host) is gone, so they do not pile up. The result gets
+the mode a plain `open()` would give (0666 minus the umask, or the mode of the file it
+replaces), not the 0600 of a temp file: a team on a shared cluster can read it.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -14,17 +22,52 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    host = socket.gethostname().replace(".", "_")
+    _remove_stale_temps(path, host)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux: /proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _remove_stale_temps(path: Path, host: str) -> None:
+    """Delete temp files of earlier writes of `path` whose process (on this host) is gone."""
+    prefix = f".{path.name}.{host}."
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.unlink(path.parent / name)
+            except OSError:
+                pass
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -57,3 +100,20 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The complete JSON lines of an append-only log; a torn (partial) line is skipped."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records

@@ -48,6 +48,9 @@ class ModelConfig:
         if self.width is not None and self.width % (self.heads or self.depth):
             raise InvalidValue("width", f"{self.width} is not divisible by the number of heads "
                                         f"({self.heads or self.depth})")
+        for name in ("init_adaln", "init_adaln_gamma", "init_head"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        _positive("init_std", self.init_std)
         if not 0 <= self.cond_drop < 1:
             raise InvalidValue("cond_drop", f"must be in [0, 1), got {self.cond_drop}")
         if self.drop_path is not None and not 0 <= self.drop_path < 1:
@@ -130,11 +133,17 @@ class OptimConfig:
         _positive("weight_decay", self.weight_decay, allow_zero=True)
         _positive("weight_decay_end", self.weight_decay_end, allow_zero=True)
         _positive("grad_clip", self.grad_clip, allow_zero=True)
-        for name in ("warmup_frac", "hold_frac", "final_lr_frac", "warmup_start", "label_smoothing",
-                     "cooldown_frac"):
+        _positive("eps", self.eps)
+        for name in ("final_lr_frac", "warmup_start", "cooldown_frac"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise InvalidValue(name, f"must be in [0, 1], got {value}")
+        # 1 makes no sense for these: no steps left to train at (warm-up), to decay over
+        # (hold: the lr formula divides by 1 - hold_frac), or no target left (smoothing)
+        for name in ("warmup_frac", "hold_frac", "label_smoothing"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise InvalidValue(name, f"must be in [0, 1), got {value}")
         _positive("warmup_steps", self.warmup_steps, allow_zero=True)
         _positive("cooldown_steps", self.cooldown_steps)
         if self.schedule == "wsd":
@@ -270,6 +279,7 @@ class RuntimeConfig:
         _positive("scalars_every_steps", self.scalars_every_steps)
         _positive("checkpoint_every_steps", self.checkpoint_every_steps)
         _positive("checkpoint_every_s", self.checkpoint_every_s)
+        _positive("log_every_s", self.log_every_s)
         _positive("num_threads", self.num_threads)
         _positive("agree_every_steps", self.agree_every_steps)
         _positive("input_cache_mb", self.input_cache_mb, allow_zero=True)
@@ -336,6 +346,18 @@ class RunConfig:
     def __post_init__(self):
         if not self.run_id or "/" in self.run_id or self.run_id in (".", ".."):
             raise InvalidValue("run_id", f"must be a plain folder name, got {self.run_id!r}")
+        if self.seed < 0:
+            raise InvalidValue("seed", f"must be >= 0, got {self.seed}")
+        steps = self.length.steps
+        if steps is not None and self.eval.points > steps:
+            raise InvalidValue("eval.points", f"{self.eval.points} evaluations but the run has "
+                                              f"only {steps} steps (length.steps)")
+        if steps is not None and self.eval.subset_points > steps:
+            raise InvalidValue("eval.subset_points", f"{self.eval.subset_points} evaluations but "
+                                                     f"the run has only {steps} steps")
+        if self.runtime.micro_batch is not None and self.runtime.micro_batch > self.optim.batch_size:
+            raise InvalidValue("runtime.micro_batch", f"{self.runtime.micro_batch} is larger "
+                                                      f"than optim.batch_size {self.optim.batch_size}")
         if (self.save_at or self.branch is not None) and self.optim.schedule != "wsd":
             raise InvalidValue("save_at" if self.save_at else "branch",
                                f"decay branches need optim.schedule: wsd (got "

@@ -29,7 +29,8 @@ class ConfigError(ValueError):
 
 
 class InvalidValue(ValueError):
-    """Raised by a dataclass's `__post_init__`: `field` holds a value that is not allowed."""
+    """Raised by a dataclass's `__post_init__`: `field` holds a value that is not allowed
+    (dotted, 'eval.points', for a key of a nested section)."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
@@ -236,8 +237,8 @@ def build(cls: type, data: Any, loc: Located | None = None, path: KeyPath = ()) 
             raise loc.error(path + (name,), f"required key missing in {cls.__name__}")
     try:
         return cls(**kwargs)
-    except InvalidValue as e:
-        raise loc.error(path + (e.field,), e.message) from None
+    except InvalidValue as e:  # a dotted field names a key of a nested section
+        raise loc.error(path + tuple(e.field.split(".")), e.message) from None
 
 
 def load_config(cls: type, path: str | Path) -> Any:

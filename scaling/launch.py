@@ -11,7 +11,11 @@ just read from status.json) is not submitted again; a failed run is resubmitted 
 `--retry-failed`; a lock on the output folder keeps two launchers from racing. Preparation
 stages (synthetic images, VQVAE training, tokenisation shards, merge) are submitted first and
 the training jobs depend on them (`afterok`), so one command runs the whole study. Jobs are
-requeued on preemption and time-out by submitit and resume from their checkpoints.
+requeued on preemption and time-out by submitit and resume from their checkpoints. Job ids are
+recorded the moment each job is submitted; `--retry-failed --reconfigure` sets a changed
+failed run aside (attempts/) and starts it over; the exit code is 1 when any run failed
+(each failure's first error line is printed), 128+signal when the launcher was stopped
+(local jobs stop cleanly: scaling.local_jobs).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import dataclasses
 import fcntl
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +36,9 @@ from typing import Any, Callable, Iterator
 
 from scaling import provenance
 from scaling.atomic import atomic_write_text
+from scaling.attempts import set_aside
 from scaling.config_io import ConfigError, dump_yaml
+from scaling.local_jobs import StopFlag, stop_signals, submit_shielded, terminate
 from scaling.status import Queue, QueueError, format_table, queue_for, run_states
 from scaling.sweep import (SWEEP_COPY, ClusterSpec, Run, Sweep, gpu_hours, human, load_sweep,
                            load_sweep_or_runs)
@@ -137,15 +144,39 @@ def resolve_backend(requested: str) -> tuple[str, str | None]:
     return requested, None
 
 
+def _script_only_slurm_executor(folder: Path, max_num_timeout: int):
+    """An AutoExecutor whose SLURM executor only renders sbatch scripts (dry runs).
+
+    submitit's SlurmExecutor refuses to be built where `srun` is missing; a dry run submits
+    nothing, so it must work on a laptop: this subclass skips that one check.
+    """
+    import submitit
+    from submitit.slurm.slurm import SlurmExecutor
+
+    class ScriptOnly(SlurmExecutor):
+        @classmethod
+        def affinity(cls) -> int:
+            return 1
+
+    ex = submitit.AutoExecutor(folder=folder, cluster="debug")
+    ex._executor = ScriptOnly(folder, max_num_timeout=max_num_timeout)
+    ex.cluster = "slurm"
+    return ex
+
+
 def executor_for(sweep: Sweep, backend: str, res: ClusterSpec, name: str,
-                 dependency: list[str] | None = None):
-    """A submitit executor for jobs of resource shape `res`."""
+                 dependency: list[str] | None = None, script_only: bool = False):
+    """A submitit executor for jobs of resource shape `res` (`script_only`: SLURM scripts
+    for a dry run, usable without SLURM installed)."""
     import submitit
 
     folder = sweep.output / "_submitit" / "%j"
     cluster = {"slurm": "slurm", "local": "local", "debug": "debug"}[backend]
-    ex = submitit.AutoExecutor(folder=folder, cluster=cluster,
-                               slurm_max_num_timeout=res.max_requeues)
+    if script_only:
+        ex = _script_only_slurm_executor(folder, res.max_requeues)
+    else:
+        ex = submitit.AutoExecutor(folder=folder, cluster=cluster,
+                                   slurm_max_num_timeout=res.max_requeues)
     params: dict[str, Any] = dict(name=name, timeout_min=res.time_min, nodes=res.nodes,
                                   tasks_per_node=res.tasks_per_node,
                                   cpus_per_task=res.cpus_per_task)
@@ -209,7 +240,7 @@ class PrepareJob:
 
         sweep = load_sweep(sweep_file)
         record = RunDir(stage_dir(sweep, stage, shard))
-        record.update_status(state="running", started_at=time.time(), progress=None)
+        record.update_status(state="running", force=True, started_at=time.time(), progress=None)
         last = [0.0]
 
         def relay(progress: dict) -> None:  # status.json, at most every 2 s (the launcher reads it)
@@ -318,12 +349,30 @@ class Submitted:
     stages: list[str] = dataclasses.field(default_factory=list)  # preparation jobs submitted
     jobs: dict[str, Any] = dataclasses.field(default_factory=dict)  # run id -> submitit job
     backend: str = ""
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)  # run id -> first error line
+    stopped: list[str] = dataclasses.field(default_factory=list)  # runs stopped by a signal
+    signal: int | None = None  # the signal that stopped the launcher (local backend)
+
+
+def check_output(output: Path) -> None:
+    """The sweep's output must be a folder (or not exist yet)."""
+    if output.exists() and not output.is_dir():
+        raise SystemExit(f"error: output {output} (the sweep's `output:`) is a file, not a "
+                         "folder; give another output path")
 
 
 @contextlib.contextmanager
 def output_lock(output: Path) -> Iterator[None]:
     """Exclusive lock on the sweep's output folder for the duration of a launch."""
-    output.mkdir(parents=True, exist_ok=True)
+    check_output(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SystemExit(f"error: output {output} (the sweep's `output:`) is a file, not a "
+                         "folder; give another output path") from None
+    except OSError as e:
+        raise SystemExit(f"error: cannot create the output folder {output}: "
+                         f"{e.strerror or e}") from None
     with open(output / ".launch.lock", "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -349,8 +398,12 @@ def config_conflict(run: Run, state: str) -> str | None:
         same = False
     if same:
         return None
+    hint = ("relaunch with --retry-failed --reconfigure to keep the old files in "
+            f"{run.run_dir / 'attempts'} and start over with the new config"
+            if state in ("failed", "stopped", "orphaned") else
+            "restore the sweep (a run that is done, queued or running keeps its config)")
     return (f"{path} holds another config than the sweep now gives for run {run.run_id} "
-            f"(state {state}); restore the sweep or remove the run directory")
+            f"(state {state}); {hint}")
 
 
 def write_run_config(run: Run) -> None:
@@ -443,72 +496,123 @@ def _leaf_value(data: Any, axis: str) -> Any:
 
 
 def launch(sweep: Sweep, *, only: str | None = None, exclude: str | None = None,
-           retry_failed: bool = False, backend: str | None = None, wait: bool | None = None,
-           queues: dict[str, Queue] | None = None, job_factory: Callable[[], Callable] = train_job,
+           retry_failed: bool = False, reconfigure: bool = False, backend: str | None = None,
+           wait: bool | None = None, queues: dict[str, Queue] | None = None,
+           job_factory: Callable[[], Callable] = train_job,
            log: Callable[[str], None] = print) -> Submitted:
     """Submit the runs of `sweep` that need it (see the module docstring).
 
     `wait`: block until the submitted jobs end (default: yes for local and debug, no for
-    SLURM). `queues` and `job_factory` replace the scheduler query and the training callable
-    (tests).
+    SLURM). `reconfigure` (with `retry_failed`): a failed, stopped or orphaned run whose
+    config changed is set aside into attempts/ and started over. `queues` and `job_factory`
+    replace the scheduler query and the training callable (tests). The result's `failed`
+    and `stopped` list the runs that ended so (exit code of `main`).
     """
     backend, note = resolve_backend(backend or sweep.spec.cluster.backend)
     if note:
         log(note)
     wait = backend != "slurm" if wait is None else wait
-    with _reporting(sweep, log, enabled=wait and backend != "debug"):
-        return _launch(sweep, backend, wait, only=only, exclude=exclude, retry_failed=retry_failed,
-                       queues=queues, job_factory=job_factory, log=log)
+    flag = StopFlag()
+    with stop_signals(flag) if wait and backend != "debug" else contextlib.nullcontext():
+        with _reporting(sweep, log, enabled=wait and backend != "debug"):
+            return _launch(sweep, backend, wait, only=only, exclude=exclude,
+                           retry_failed=retry_failed, reconfigure=reconfigure, queues=queues,
+                           job_factory=job_factory, log=log, flag=flag)
 
 
-def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_failed, queues,
-            job_factory, log) -> Submitted:
+def check_data(sweep: Sweep) -> None:
+    """A sweep on an existing token store: the store must open (found now, not by the jobs)."""
+    if sweep.spec.data.tokens is None:
+        return
+    from scaling.token_store import TokenStore, TokenStoreError
+
+    try:
+        store = TokenStore(sweep.spec.data.tokens)
+    except TokenStoreError as e:
+        raise ConfigError(f"{sweep.source}: data.tokens: {e}") from None
+    for run in sweep.runs:
+        for key in ("train_split", "eval_split"):
+            split = getattr(run.config.data, key)
+            if split not in store.splits:
+                raise ConfigError(f"{sweep.source}: data.{key}: run {run.run_id} asks for split "
+                                  f"{split!r}; token store {store.path} has {store.splits}")
+
+
+def _launch(sweep: Sweep, backend: str, wait: bool, *, only, exclude, retry_failed, reconfigure,
+            queues, job_factory, log, flag: StopFlag) -> Submitted:
+    from scaling.rundir import RunDir
+
     out = Submitted(backend=backend)
     runs = sweep.select(only, exclude)
+    check_data(sweep)
     with output_lock(sweep.output):
-        write_fit_defaults(sweep)
-        write_grid(sweep, list(sweep.runs))
         try:
             states = run_states(runs, queues)
         except QueueError as e:
             raise SystemExit(f"error: cannot ask the scheduler which runs are queued or running "
                              f"({e}); submitting nothing, as that could start a second job on "
                              "a run directory") from None
-        conflicts = [c for c in (config_conflict(r, states[r.run_id][0]) for r in runs) if c]
+        conflicts = {r.run_id: c for r in runs
+                     if (c := config_conflict(r, states[r.run_id][0]))}
+        for run in runs:  # set aside what --retry-failed --reconfigure may replace
+            state, _, rec = states[run.run_id]
+            if run.run_id in conflicts and retry_failed and reconfigure and \
+                    state in ("failed", "stopped", "orphaned"):
+                dest = set_aside(run.run_dir, f"--reconfigure: the sweep {sweep.source} now gives "
+                                 f"another config (the run was {state})", rec)
+                log(f"{run.run_id}: {state} attempt kept in {dest}; starting over with the new config")
+                del conflicts[run.run_id]
+                states[run.run_id] = ("pending", None, {"state": "pending"})
         if conflicts:
-            raise SystemExit("error: " + "\nerror: ".join(conflicts))
+            raise SystemExit("error: " + "\nerror: ".join(conflicts.values()))
+        # only now: a refused launch changes nothing already written
+        write_fit_defaults(sweep)
+        write_grid(sweep, list(sweep.runs))
         todo: list[Run] = []
         for run in runs:
             state, slurm, rec = states[run.run_id]
-            if state == "failed" and rec.get("state") in ("queued", "running"):  # job gone
-                from scaling.rundir import RunDir
-
+            if state == "failed" and rec.get("state") in ("queued", "running"):  # job ended
                 RunDir(run.run_dir).update_status(
                     state=state, slurm_state=slurm,
                     error=rec.get("error") or f"job {rec.get('job_ids', ['?'])[-1]} ended "
-                                              f"without finishing the run ({slurm})")
+                                              f"{slurm} without finishing the run")
             write_run_config(run)
             if state == "done":
                 out.skipped[run.run_id] = "done"
             elif state in ("queued", "running"):
-                out.skipped[run.run_id] = f"{state} (job {rec['job_ids'][-1]})"
+                jobs = rec.get("job_ids") or []
+                out.skipped[run.run_id] = f"{state} (job {jobs[-1]})" if jobs and not \
+                    rec.get("waiting_in") else f"{state} (in another launcher)"
             elif state == "failed" and not retry_failed:
                 out.skipped[run.run_id] = "failed (use --retry-failed)"
-            else:
+                out.failed[run.run_id] = first_line(RunDir(run.run_dir).read_status().get("error"))
+            else:  # pending, stopped, orphaned (resume), failed with --retry-failed
                 todo.append(run)
-        if not todo:
+        if todo:
+            deps = _submit_stages(sweep, backend, out, log)
+            plain = [r for r in todo if r.parent is None]
+            if plain:
+                _submit_runs(sweep, plain, backend, deps, out, job_factory, log, wait, flag)
+            branches = [r for r in todo if r.parent is not None]
+            if branches and not flag.set:
+                _submit_branches(sweep, branches, backend, deps, out, job_factory, log, wait,
+                                 flag)
+        else:
             log(f"nothing to submit ({len(out.skipped)} runs done, queued, running or failed)")
-            return out
-        deps = _submit_stages(sweep, backend, out, log)
-        plain = [r for r in todo if r.parent is None]
-        if plain:
-            _submit_runs(sweep, plain, backend, deps, out, job_factory, log)
-        branches = [r for r in todo if r.parent is not None]
-        if branches:
-            _submit_branches(sweep, branches, backend, deps, out, job_factory, log)
+    if wait and out.jobs and backend != "local":
+        _wait(out, log, flag)
     if wait and out.jobs:
-        _wait(out, log)
+        _report(sweep, out, log)
+    for run_id, line in out.failed.items():
+        if run_id in out.skipped:
+            log(f"{run_id}: failed earlier: {line}")
     return out
+
+
+def first_line(error: Any) -> str:
+    """The first line of a recorded error ('?' when none was recorded)."""
+    text = str(error or "").strip()
+    return text.splitlines()[0] if text else "?"
 
 
 @contextlib.contextmanager
@@ -603,7 +707,8 @@ def _submit_stages(sweep: Sweep, backend: str, out: Submitted, log) -> list[str]
         if pending:
             ex = executor_for(sweep, backend, res, f"{sweep.spec.name}-{stage}", deps)
             for shard in pending:
-                RunDir(stage_dir(sweep, stage, shard)).update_status(state="queued")
+                RunDir(stage_dir(sweep, stage, shard)).update_status(state="queued", force=True,
+                                                                     error=None)
             if len(pending) > 1 and backend == "slurm":
                 jobs = ex.map_array(PrepareJob(), [sweep_file] * len(pending),
                                     [stage] * len(pending), pending)
@@ -636,12 +741,25 @@ def _active() -> set[str]:
 
 
 def _record_submission(record, job, backend: str, **extra: Any) -> None:
+    """Record a job the moment it is submitted: its id (and, locally, the controller's start
+    time). The state is not touched: the job may already have written running or failed."""
+    from scaling.runlock import process_start
+
     status = record.read_status()
     record.update_status(
-        state="queued" if status.get("state") in ("queued", "pending", "failed", None) else status["state"],
         job_ids=list(status.get("job_ids") or []) + [str(job.job_id)],
+        job_start=process_start(job.job_id) if backend == "local" else None,
         attempts=int(status.get("attempts") or 0) + 1, submitted_at=time.time(),
-        backend=backend, log=str(job.paths.stdout), error=None, slurm_state=None, **extra)
+        backend=backend, log=str(job.paths.stdout), waiting_in=None, **extra)
+
+
+def _mark_queued(run: Run, backend: str, waiting: bool) -> None:
+    """Before submitting: queued, error cleared (a resubmission may replace a final state)."""
+    from scaling.rundir import RunDir
+    from scaling.runlock import me
+
+    RunDir(run.run_dir).update_status(state="queued", force=True, error=None, slurm_state=None,
+                                      backend=backend, waiting_in=me() if waiting else None)
 
 
 def _submit_segmented(sweep: Sweep, run: Run, backend: str, deps: list[str], out: Submitted,
@@ -651,7 +769,7 @@ def _submit_segmented(sweep: Sweep, run: Run, backend: str, deps: list[str], out
     from scaling.rundir import RunDir
 
     record = RunDir(run.run_dir)
-    record.update_status(state="queued")
+    record.update_status(state="queued", force=True, error=None)
     segments: dict[str, str] = {}
     prev = list(deps)
     for until in [*run.config.save_at, None]:
@@ -669,7 +787,7 @@ def _submit_segmented(sweep: Sweep, run: Run, backend: str, deps: list[str], out
 
 
 def _submit_branches(sweep: Sweep, branches: list[Run], backend: str, deps: list[str],
-                     out: Submitted, job_factory, log) -> None:
+                     out: Submitted, job_factory, log, wait: bool, flag: StopFlag) -> None:
     """Decay branches: on SLURM each `afterok` on its parent's segment that reaches its
     branch point; elsewhere after the parents of this launch have ended (each branch whose
     parent is done is run)."""
@@ -701,14 +819,15 @@ def _submit_branches(sweep: Sweep, branches: list[Run], backend: str, deps: list
             log(f"{run.run_id}: not submitted: its parent {run.parent} is {rec.get('state', 'pending')}")
     if backend != "slurm":  # no dependencies: one pool, at most array_parallelism at once
         if ready:
-            _submit_runs(sweep, [run for run, _ in ready], backend, [], out, job_factory, log)
+            _submit_runs(sweep, [run for run, _ in ready], backend, [], out, job_factory, log,
+                         wait, flag)
         return
     for run, run_deps in ready:
-        _submit_runs(sweep, [run], backend, run_deps, out, job_factory, log)
+        _submit_runs(sweep, [run], backend, run_deps, out, job_factory, log, wait, flag)
 
 
 def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], out: Submitted,
-                 job_factory, log) -> None:
+                 job_factory, log, wait: bool, flag: StopFlag) -> None:
     from scaling.rundir import RunDir
 
     meta, _ = store_meta(sweep)
@@ -718,54 +837,141 @@ def _submit_runs(sweep: Sweep, todo: list[Run], backend: str, deps: list[str], o
             _submit_segmented(sweep, run, backend, deps, out, job_factory, log)
             continue
         groups.setdefault(run.resources.shape(), []).append(run)
+    budgets = {}
+    for run in todo:
+        try:
+            budgets[run.run_id] = estimate_run(run, meta)["tokens"]
+        except Exception:  # estimates are informative only
+            budgets[run.run_id] = None
     for runs in groups.values():
         res = runs[0].resources
         ex = executor_for(sweep, backend, res, sweep.spec.name, deps)
+        shape = f"{res.nodes}x{res.gpus_per_node} GPUs" if res.gpus_per_node else "CPU"
+        if backend == "local":
+            log(f"submitting {len(runs)} runs ({shape}, {res.time_min} min) as local jobs, "
+                f"{res.array_parallelism} at a time")
+            _local_pool(ex, job_factory, runs, res.array_parallelism, out, log, flag,
+                        budgets, wait)
+            continue
+        previous = {run.run_id: RunDir(run.run_dir).read_status() for run in runs}
         for run in runs:  # before submitting: the job may start (and write) at once
-            RunDir(run.run_dir).update_status(state="queued")
+            _mark_queued(run, backend, waiting=False)
             provenance.record_launch(run.run_dir, sweep.source)
         dirs = [str(run.run_dir.resolve()) for run in runs]
-        if backend == "slurm" and len(runs) > 1:
-            jobs = ex.map_array(job_factory(), dirs)
-        elif backend == "local":
-            jobs = _local_pool(ex, job_factory, dirs, res.array_parallelism)
-        else:
-            jobs = [ex.submit(job_factory(), d) for d in dirs]
+        try:
+            if backend == "slurm" and len(runs) > 1:
+                jobs = ex.map_array(job_factory(), dirs)
+            else:
+                jobs = [ex.submit(job_factory(), d) for d in dirs]
+        except Exception as e:  # sbatch refused: nothing was queued, say so in every run
+            why = first_line(e)
+            for run in runs:
+                RunDir(run.run_dir).update_status(
+                    state=previous[run.run_id].get("state", "pending"), force=True,
+                    error=f"submission failed: {why}")
+            raise SystemExit(f"error: submitting {len(runs)} runs failed ({why}); they are "
+                             "recorded as not submitted, fix the cause and launch again") from None
         for run, job in zip(runs, jobs):
-            try:
-                budget = estimate_run(run, meta)["tokens"]
-            except Exception:  # estimates are informative only
-                budget = None
-            _record_submission(RunDir(run.run_dir), job, backend, budget_tokens=budget)
+            _record_submission(RunDir(run.run_dir), job, backend,
+                               budget_tokens=budgets[run.run_id])
             out.submitted.append(run.run_id)
             out.jobs[run.run_id] = job
-        shape = f"{res.nodes}x{res.gpus_per_node} GPUs" if res.gpus_per_node else "CPU"
         log(f"submitted {len(runs)} runs ({shape}, {res.time_min} min) as "
             + (f"array {jobs[0].job_id.split('_')[0]}" if backend == "slurm" and len(runs) > 1
                else f"jobs {', '.join(j.job_id for j in jobs)}")
             + (f" after {', '.join(deps)}" if deps else "") + f" [{backend}]")
 
 
-def _local_pool(ex, job_factory, dirs: list[str], parallelism: int) -> list:
-    """Local backend: start at most `parallelism` runs at once (each waits for a free slot)."""
-    jobs: list = []
-    for d in dirs:
-        while sum(not j.done() for j in jobs) >= parallelism:
-            time.sleep(0.5)
-        jobs.append(ex.submit(job_factory(), d))
-    return jobs
+def _local_pool(ex, job_factory, runs: list[Run], parallelism: int, out: Submitted, log,
+                flag: StopFlag, budgets: dict, wait: bool) -> None:
+    """Local backend: at most `parallelism` runs at once; each job is recorded the moment it
+    starts; the others are queued *in this launcher* (status.json `waiting_in`). A stop
+    signal (see scaling.local_jobs) terminates the running jobs cleanly and puts the
+    waiting runs back to pending."""
+    from scaling.rundir import RunDir
+
+    waiting = list(runs)
+    for run in waiting:
+        _mark_queued(run, "local", waiting=True)
+    live: dict[str, Any] = {}
+    while waiting or (wait and any(not j.done() for j in live.values())):
+        if flag.set:
+            break
+        while waiting and sum(not j.done() for j in live.values()) < parallelism:
+            run = waiting.pop(0)
+            job = submit_shielded(ex.submit, job_factory(), str(run.run_dir.resolve()))
+            _record_submission(RunDir(run.run_dir), job, "local",
+                               budget_tokens=budgets[run.run_id])
+            live[run.run_id] = out.jobs[run.run_id] = job
+            out.submitted.append(run.run_id)
+            log(f"{run.run_id}: started as local job {job.job_id}")
+        if not wait and not waiting:
+            break
+        time.sleep(0.2)
+    if flag.set:
+        name = signal.Signals(flag.signum).name
+        out.signal = flag.signum
+        for run in waiting:
+            RunDir(run.run_dir).update_status(state="pending", force=True, waiting_in=None,
+                                              note=f"not started: the launcher got {name}")
+        running = {r: j for r, j in live.items() if not j.done()}
+        log(f"{name}: stopping {len(running)} running local jobs (each checkpoints at its next "
+            f"step and is recorded stopped); {len(waiting)} waiting runs back to pending")
+        for job in running.values():
+            terminate(job)
+        while any(not j.done() for j in running.values()):
+            time.sleep(0.2)
 
 
-def _wait(out: Submitted, log) -> None:
-    """Block until every submitted job has ended; report failures (the runs say why)."""
-    failed = []
+def _wait(out: Submitted, log, flag: StopFlag) -> None:
+    """Block until every submitted (SLURM or debug) job has ended, or a stop signal (then
+    the SLURM jobs go on: `scaling.status` follows them)."""
     for run_id, job in out.jobs.items():
-        try:
-            job.result()
-        except Exception as e:  # the run's status.json holds the error too
-            failed.append(run_id)
-            log(f"{run_id}: failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
-    log(f"{len(out.jobs) - len(failed)} runs finished, {len(failed)} failed")
+        if out.backend == "debug":
+            job.exception()  # runs it here (unlike result(), no debugger on a failure)
+            continue
+        while not flag.set and not job.done():
+            time.sleep(0.5)
+        if flag.set:
+            out.signal = flag.signum
+            log(f"{signal.Signals(flag.signum).name}: no longer waiting; the submitted jobs go "
+                "on (python -m scaling.status follows them)")
+            return
+
+
+def _report(sweep: Sweep, out: Submitted, log) -> None:
+    """After waiting: one line per run that did not finish (its first error line), counts."""
+    from scaling.rundir import RunDir
+
+    done = 0
+    for run_id, job in out.jobs.items():
+        record = RunDir(sweep.output / run_id)
+        rec = record.read_status()
+        state = rec.get("state")
+        if state == "done":
+            done += 1
+            continue
+        if state == "stopped":
+            out.stopped.append(run_id)
+            log(f"{run_id}: stopped at step {rec.get('step', '?')} (checkpointed; launch again "
+                "to resume)")
+            continue
+        if out.signal is not None and state in ("queued", "running"):
+            continue  # SLURM jobs left running
+        if state != "failed":  # the job ended without recording why: ask submitit
+            why = "the job ended without finishing the run"
+            try:
+                e = job.exception()
+            except Exception as err:  # noqa: BLE001 -- submitit could not read the job's result
+                e = err
+            if e is not None and str(e).strip():
+                why = first_line(str(e).strip().splitlines()[-1])
+            rec = record.update_status(state="failed", finished_at=time.time(),
+                                       error=f"{why} (log: {job.paths.stderr})")
+        out.failed[run_id] = first_line(rec.get("error"))
+        log(f"{run_id}: failed: {out.failed[run_id]}")
+    log(f"{done} runs finished, {len(out.failed)} failed"
+        + (f", {len(out.stopped)} stopped" if out.stopped else ""))
 
 
 def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | None,
@@ -794,7 +1000,7 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
         groups.setdefault(run.resources.shape(), []).append(run)
     for group in groups.values():
         ex = executor_for(sweep, "slurm", group[0].resources, sweep.spec.name,
-                          ["PREPARE_JOB_IDS"] if stages else None)
+                          ["PREPARE_JOB_IDS"] if stages else None, script_only=True)
         log(f"\n# sbatch script for {', '.join(r.run_id for r in group)} "
             f"({'array of ' + str(len(group)) if len(group) > 1 else 'one job'}; each task "
             f"calls scaling.train.TrainJob()(<output>/<run_id>))")
@@ -825,6 +1031,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated run-id patterns (globs), e.g. 'd6,d1*'")
     parser.add_argument("--exclude", help="comma-separated run-id patterns to leave out")
     parser.add_argument("--retry-failed", action="store_true", help="resubmit failed runs")
+    parser.add_argument("--reconfigure", action="store_true",
+                        help="with --retry-failed: a failed (or stopped) run whose config the "
+                             "sweep now gives differently is moved into <run>/attempts/<n>/ "
+                             "with the reason, and started over with the new config")
     parser.add_argument("--backend", choices=["auto", "slurm", "local", "debug"],
                         help="override cluster.backend")
     wait = parser.add_mutually_exclusive_group()
@@ -833,6 +1043,10 @@ def main(argv: list[str] | None = None) -> int:
     wait.add_argument("--no-wait", dest="wait", action="store_false",
                       help="return after submitting (default for SLURM)")
     args = parser.parse_args(argv)
+    if args.reconfigure and not args.retry_failed:
+        parser.error("--reconfigure only goes with --retry-failed")
+    from scaling.rundir import CorruptStatus
+
     try:
         sweep = load_sweep_or_runs(args.sweep, args.sets)
         if args.dry_run:
@@ -842,16 +1056,29 @@ def main(argv: list[str] | None = None) -> int:
         if not runs:
             print("error: --only/--exclude leave no runs", file=sys.stderr)
             return 2
+        check_data(sweep)
+        check_output(sweep.output)
         print(plan_table(sweep, runs, run_states(runs)))
-        launch(sweep, only=args.only, exclude=args.exclude, retry_failed=args.retry_failed,
-               backend=args.backend, wait=args.wait)
+        out = launch(sweep, only=args.only, exclude=args.exclude, retry_failed=args.retry_failed,
+                     reconfigure=args.reconfigure, backend=args.backend, wait=args.wait)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except QueueError as e:
         print(f"error: cannot ask the scheduler about running jobs: {e}", file=sys.stderr)
         return 1
-    return 0
+    except CorruptStatus as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if out.signal is not None:
+        return 128 + out.signal
+    if out.failed:
+        print(f"error: {len(out.failed)} runs failed: "
+              + "; ".join(f"{r}: {line}" for r, line in out.failed.items()), file=sys.stderr)
+    if out.stopped:
+        print(f"error: {len(out.stopped)} runs were stopped before the end "
+              f"({', '.join(out.stopped)}); launch again to resume them", file=sys.stderr)
+    return 1 if out.failed or out.stopped else 0
 
 
 if __name__ == "__main__":

@@ -2,22 +2,40 @@
 
     <output>/<run_id>/
       config.yaml     fully resolved RunConfig
-      status.json     state (pending|queued|running|done|failed), job ids, attempts, times
+      status.json     state (see STATES), job ids, attempts, times, error
       metrics.jsonl   one JSON object per evaluation, appended and flushed
       checkpoint.pt   latest training state, written atomically
-      logs/           job logs (submitit's stdout/stderr are linked from status.json)
+      .lock           held by the one trainer writing here (scaling.runlock)
+      attempts/       earlier attempts moved aside by `launch --retry-failed --reconfigure`
+
+States, as recorded in status.json: pending (never submitted), queued (submitted: a job id,
+or waiting for a slot of the local launcher), running (a trainer started), done, failed (with
+`error`), stopped (asked to stop; checkpointed, resumes on the next launch). `scaling.status`
+adds `orphaned`: recorded queued/running, but the job is gone and left no final state.
+
+Updates are read-modify-write under a file lock, so the launcher and the job never lose each
+other's fields; and a final state (done, failed, stopped) is never replaced by queued or
+running unless the writer resubmits or starts it (`force=True`): a late "queued" from the
+launcher cannot hide a failure the job already recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from scaling.atomic import atomic_write_json
+from scaling.atomic import atomic_write_json, read_jsonl
 
-STATES = ("pending", "queued", "running", "done", "failed")
+STATES = ("pending", "queued", "running", "done", "failed", "stopped")
+FINAL = ("done", "failed", "stopped")
+
+
+class CorruptStatus(ValueError):
+    """status.json cannot be read as a status record (the message names the file)."""
 
 
 class RunDir:
@@ -46,35 +64,66 @@ class RunDir:
     def logs(self) -> Path:
         return self.path / "logs"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def attempts(self) -> Path:
+        return self.path / "attempts"
+
     def read_status(self) -> dict[str, Any]:
-        """The status record; {'state': 'pending'} when none was written yet."""
+        """The status record; {'state': 'pending'} when none was written yet.
+
+        Raises CorruptStatus (naming the file) when it is not a JSON object with a known state.
+        """
         try:
-            return json.loads(self.status_file.read_text())
+            text = self.status_file.read_text()
         except FileNotFoundError:
             return {"state": "pending"}
+        except OSError as e:
+            raise CorruptStatus(f"{self.status_file}: cannot read the status file "
+                                f"({e.strerror or e})") from None
+        try:
+            record = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{self.status_file}: corrupt status file ({e})") from None
+            raise CorruptStatus(f"{self.status_file}: corrupt status file ({e}); move it away "
+                                "to let the launcher start the run over") from None
+        if not isinstance(record, dict) or record.get("state", "pending") not in STATES:
+            raise CorruptStatus(f"{self.status_file}: not a status record (expected a JSON "
+                                f"object with state one of {', '.join(STATES)})")
+        return record
 
-    def update_status(self, **fields: Any) -> dict[str, Any]:
-        """Merge `fields` into status.json atomically and return the new record."""
+    @contextlib.contextmanager
+    def _status_lock(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".status.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def update_status(self, *, force: bool = False, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into status.json atomically and return the new record.
+
+        A recorded final state (done, failed, stopped) is kept when `fields` would set
+        queued or running, unless `force` (the launcher resubmitting it, or a trainer
+        starting on it).
+        """
         state = fields.get("state")
         if state is not None and state not in STATES:
             raise ValueError(f"unknown run state {state!r}; expected one of {STATES}")
-        status = self.read_status()
-        status.update(fields)
-        status["updated_at"] = time.time()
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.status_file, status)
+        with self._status_lock():
+            status = self.read_status()
+            if (not force and state in ("queued", "running", "pending")
+                    and status.get("state") in FINAL):
+                fields = {k: v for k, v in fields.items() if k not in ("state", "error")}
+            status.update(fields)
+            status["updated_at"] = time.time()
+            atomic_write_json(self.status_file, status)
         return status
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All complete metrics lines (a torn last line from a crash is ignored)."""
-        if not self.metrics.exists():
-            return []
-        records = []
-        for line in self.metrics.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+        return read_jsonl(self.metrics)

@@ -5,11 +5,16 @@ it), several sweep files or output folders, one table with a sweep column; `--js
 the same as one JSON document for scripts. Each sweep also says when its runs were produced
 by different code (their provenance.json: git commit, dirty-tree diff hash).
 
-One row per run: state (pending, queued, running, done, failed; with the SLURM state),
-progress (step, tokens, % of the run's budget), the latest test metrics, job ids and the
-log path. A run's state comes from its status.json *and* from the scheduler: a status that
-says queued/running whose job is gone (cancelled, crashed, node failure) counts as failed.
-The launcher uses the same logic (`effective_state`) to decide what to (re)submit.
+One row per run: state, progress (step, tokens, % of the run's budget), the latest test
+metrics, job ids and the log path. States: pending (never submitted), queued (a job waits, or
+the local launcher holds it until a slot is free), running, done, failed (with the first line
+of the error), stopped (asked to stop; it checkpointed and resumes on the next launch) and
+orphaned (recorded queued/running, but its job no longer exists and left no final state: the
+next launch resubmits it, and it resumes from its checkpoint). A run's state comes from its
+status.json *and* from the scheduler: a recorded queued/running whose job the scheduler says
+ended (CANCELLED, TIMEOUT, NODE_FAIL ...) is failed, with that state. Local jobs are checked
+by pid *and* process start time, so a reused pid is not mistaken for the job. The launcher
+uses the same logic (`effective_state`) to decide what to (re)submit.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import fnmatch
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -105,17 +111,25 @@ def _in_range(task: int, spec: str) -> bool:
 
 
 class LocalQueue:
-    """Local jobs are processes of this machine: a live pid is RUNNING, a gone one unknown."""
+    """Local jobs are processes of this machine: a live pid is RUNNING, a gone one unknown.
+
+    `starts` ({pid: start time}, recorded at submission) rules out a reused pid.
+    """
+
+    def __init__(self, starts: dict[str, int | None] | None = None):
+        self.starts = starts or {}
 
     def states(self, job_ids: list[str]) -> dict[str, str]:
         """{pid: 'RUNNING'} for the pids that still run a submitit job."""
+        from scaling.runlock import same_process
+
         out = {}
         for pid in job_ids:
             try:
                 cmd = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
             except (OSError, ValueError):
                 continue
-            if b"submitit" in cmd:
+            if b"submitit" in cmd and same_process(pid, self.starts.get(pid)):
                 out[pid] = "RUNNING"
         return out
 
@@ -135,22 +149,30 @@ def queue_for(backend: str) -> Queue:
 def effective_state(status: dict[str, Any], sched: dict[str, str]) -> tuple[str, str | None]:
     """(state, scheduler state) of a run from its status.json record and the queue's answer.
 
-    done stays done; queued/running is checked against the scheduler for the latest job id:
-    a live job gives queued or running (from the scheduler), a job that is gone or ended
-    without the run finishing gives failed.
+    done, failed, stopped and pending are as recorded; queued/running is checked against the
+    scheduler for the latest job id: a live job gives queued or running (from the
+    scheduler), a job the scheduler says ended gives failed (with that state), a job it does
+    not know gives orphaned ('GONE'). A run held by the local launcher until a slot is free
+    (no job id yet, `waiting_in` the launcher's pid) is queued while that launcher lives.
+    `sched` may hold 'launcher:<pid>' keys for such launchers.
     """
     state = status.get("state", "pending")
     jobs = status.get("job_ids") or []
-    job = jobs[-1] if jobs else None
+    job = str(jobs[-1]) if jobs else None
     slurm = sched.get(job) if job is not None else None
     if state in ("queued", "running"):
+        waiting = status.get("waiting_in") or {}
+        if state == "queued" and waiting:
+            if sched.get(f"launcher:{waiting.get('pid')}") == "RUNNING":
+                return "queued", None
+            return "orphaned", None
         if job is None:
-            return "failed", None
+            return "orphaned", None
         if slurm in ACTIVE:
             return ("running" if slurm in ("RUNNING", "COMPLETING") else "queued"), slurm
-        if slurm is None and status.get("backend") == "debug":
-            return "failed", None
-        return "failed", slurm or "GONE"
+        if slurm is None:
+            return "orphaned", "GONE"
+        return "failed", slurm
     return state, slurm if state != "pending" else None
 
 
@@ -159,16 +181,33 @@ def run_states(runs: Iterable[Any], queue_by_backend: dict[str, Queue] | None = 
     """{run_id: (state, scheduler state, status record)} for runs (sweep.Run objects)."""
     from scaling.rundir import RunDir
 
+    from scaling.runlock import same_process
+
     runs = list(runs)
     records = {r.run_id: RunDir(r.run_dir).read_status() for r in runs}
     by_backend: dict[str, list[str]] = {}
+    starts: dict[str, int | None] = {}
+    sched: dict[str, str] = {}
     for rec in records.values():
         if rec.get("state") in ("queued", "running") and rec.get("job_ids"):
-            by_backend.setdefault(rec.get("backend", "slurm"), []).append(str(rec["job_ids"][-1]))
-    sched: dict[str, str] = {}
+            job = str(rec["job_ids"][-1])
+            by_backend.setdefault(rec.get("backend", "slurm"), []).append(job)
+            starts[job] = rec.get("job_start")
+        waiting = rec.get("waiting_in") or {}
+        if waiting.get("host") == socket.gethostname() and \
+                same_process(waiting.get("pid"), waiting.get("start")):
+            sched[f"launcher:{waiting['pid']}"] = "RUNNING"
     for backend, ids in by_backend.items():
-        queue = (queue_by_backend or {}).get(backend) or queue_for(backend)
+        queue = (queue_by_backend or {}).get(backend) or (
+            LocalQueue(starts) if backend == "local" else queue_for(backend))
         sched.update(queue.states(ids))
+    for rec in records.values():  # a local trainer whose controller was killed still trains
+        trainer = rec.get("trainer") or {}
+        jobs = rec.get("job_ids") or []
+        if rec.get("backend") == "local" and jobs and str(jobs[-1]) not in sched and \
+                rec.get("state") == "running" and trainer.get("host") == socket.gethostname() \
+                and same_process(trainer.get("pid"), trainer.get("start")):
+            sched[str(jobs[-1])] = "RUNNING"
     out = {}
     for run_id, rec in records.items():
         state, slurm = effective_state(rec, sched)
@@ -513,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from scaling.rundir import CorruptStatus
+
     try:
         while True:
             try:  # a watched folder may gain sweeps and runs
@@ -540,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except QueueError as e:
         print(f"error: cannot ask the scheduler about running jobs: {e}", file=sys.stderr)
+        return 1
+    except CorruptStatus as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
 
 

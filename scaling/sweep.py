@@ -250,6 +250,10 @@ class ClusterSpec:
         _positive(self, "nodes", "cpus_per_task", "mem_gb", "time_min", "array_parallelism",
                   "assumed_tflops_per_gpu")
         _positive(self, "gpus_per_node", "max_requeues", "signal_delay_s", allow_zero=True)
+        if self.signal_delay_s >= 60 * self.time_min:
+            raise InvalidValue("signal_delay_s", f"{self.signal_delay_s} s is not less than the "
+                                                 f"time limit ({self.time_min} min): the job would "
+                                                 "be signalled before it starts")
         if self.nodes > 1 and self.gpus_per_node == 0:
             raise InvalidValue("nodes", f"{self.nodes} nodes without GPUs: multi-node runs "
                                         "need gpus_per_node >= 1")
@@ -621,10 +625,17 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise loc.error(("grid", "depth", i), f"a depth must be a positive integer, got {depth!r}")
     depths = set(spec.grid["depth"])
+    seen: dict[int, str] = {}
     for key in spec.overrides:
-        m = re.fullmatch(r"d?(\d+)", key)
+        m = re.fullmatch(r"d?([1-9]\d*)", key)
         if not m:
-            raise loc.error(("overrides", key), "override keys are depths (16 or d16)")
+            raise loc.error(("overrides", key), "override keys are depths written 16 or d16 "
+                                                "(no leading zeros, nothing else)")
+        if int(m.group(1)) in seen:
+            raise loc.error(("overrides", key), f"depth {int(m.group(1))} already has overrides "
+                                                f"under key {seen[int(m.group(1))]!r}: merge them "
+                                                "into one")
+        seen[int(m.group(1))] = key
         if int(m.group(1)) not in depths:
             raise loc.error(("overrides", key), f"depth {int(m.group(1))} is not in grid.depth "
                                                 f"{sorted(depths)}")
@@ -767,7 +778,7 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
     for i, rule in enumerate(spec.rules):
         if rule.matches(depth):
             put(rule.set, ("rules", i, "set"))
-    key = next((k for k in spec.overrides if re.fullmatch(rf"d?{depth}", k)), None)
+    key = next((k for k in spec.overrides if int(k.lstrip("d")) == depth), None)
     if key is not None:
         put(spec.overrides[key], ("overrides", key))
     for axis, value in point.items():

@@ -185,6 +185,32 @@ class TokenStore:
         if vqvae_sha256 is not None and vqvae_sha256 != self.meta["vqvae_sha256"]:
             raise mismatch(self.path, "vqvae_sha256", self.meta["vqvae_sha256"], vqvae_sha256, source)
 
+    def check_tokens(self, split: str, chunk_rows: int = 65536) -> None:
+        """Raise TokenStoreError unless every token of `split` is in [0, vocab_size).
+
+        Reads the split once (memory-mapped, in chunks): a bad token found here costs a
+        second at start-up instead of an IndexError hours into training.
+        """
+        tokens = self._tokens[split]
+        for start in range(0, len(tokens), chunk_rows):
+            block = np.asarray(tokens[start:start + chunk_rows])
+            if block.size and int(block.max()) >= self.vocab_size:
+                row = start + int(np.argmax(block.max(axis=1) >= self.vocab_size))
+                raise TokenStoreError(
+                    f"token store {self.path}/{split}/tokens.npy: row {row} holds token "
+                    f"{int(np.asarray(tokens[row]).max())}, outside the vocabulary [0, "
+                    f"{self.vocab_size}) of meta.json")
+
+    def check_quantizer(self, quantizer: Any) -> None:
+        """Raise TokenStoreError unless the store's quantizer has its meta's vocab and scales."""
+        for field, mine in (("vocab_size", self.vocab_size), ("patch_nums", list(self.patch_nums))):
+            theirs = getattr(quantizer, field, None)
+            theirs = list(theirs) if isinstance(theirs, (tuple, list)) else theirs
+            if theirs is not None and theirs != mine:
+                raise TokenStoreError(
+                    f"token store {self.path}: meta.json says {field} {mine} but its quantizer "
+                    f"({QUANTIZER_FILE}) has {theirs}; the store was not made by one tokenisation")
+
     def gather(self, split: str, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows `indices` of `split` -> (tokens int64 [B, L], labels int64 [B])."""
         n = self.split_size(split)
@@ -489,7 +515,9 @@ def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> tor
     if not path.exists():
         raise TokenStoreError(f"token store {store}: {QUANTIZER_FILE} is missing (re-run "
                               f"python -m scaling.tokenize ... --merge to write it)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    from scaling.safe_load import load_checkpoint_file
+
+    payload = load_checkpoint_file(path, "token-store quantizer")
     if not isinstance(payload, dict) or payload.get("format") != QUANTIZER_FORMAT:
         raise TokenStoreError(f"{path}: not a token-store quantizer file")
     quantizer = MultiScaleQuantizer(**payload["config"])

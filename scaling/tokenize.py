@@ -148,12 +148,16 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
         raise ValueError(f"tokenize: vocab_size {model.vocab_size} does not fit the store's uint16 "
                          f"tokens (max {MAX_VOCAB})")
     classes = read_classes_file(images) or find_classes(images / splits[0])
+    ident = _identity(model, sha, classes)
+    # every split folder is checked before anything is written (classes.json included): a
+    # bad folder, once fixed, must not meet a class list written from the broken one
+    folders = {split: ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
+               for split in (() if merge_only else splits)}
     if not (images / CLASSES_FILE).exists():
         try:  # persist the label order beside the images when we may
             atomic_write_json(images / CLASSES_FILE, classes)
         except OSError:
             pass
-    ident = _identity(model, sha, classes)
     L = ident["L"]
 
     # a finished store must match; a plan (shards in progress) must match
@@ -169,7 +173,7 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
             raise TokenStoreError(f"token store {out}: nothing to merge (no plan.json: no shard has run)")
         splits = ()
     for split in splits:
-        ds = ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
+        ds = folders[split]
         train = split == "train"
         entry = {"inputs": len(ds), "flip": bool(flip and train), "num_shards": num_shards,
                  "views": views if train else 1, "view_seed": view_seed if train else 0}

@@ -39,6 +39,8 @@ from scaling.distributed import DistInfo, setup as setup_distributed, teardown
 from scaling.evaluate import evaluate
 from scaling.rundir import RunDir
 from scaling.runtime import resolve as resolve_policy
+from scaling.runlock import RunLock, RunLocked, me
+from scaling.safe_load import CheckpointError, load_checkpoint_file
 from scaling.token_store import TokenStore, TokenStoreError, TrainOrder, eval_batches, load_quantizer
 from scaling.tracking import Tracker, eval_scalars
 
@@ -110,6 +112,10 @@ class Trainer:
         # epochs count images, never views
         self.train_size = len(self.online) if self.online is not None else \
             self.store.split_images(config.data.train_split)
+        self.store.check_quantizer(self.quantizer)
+        for split in dict.fromkeys((config.data.train_split, config.data.eval_split)):
+            self.store.split_size(split)  # a named error for a missing split
+            self.store.check_tokens(split)
 
         var_kwargs = config.model.var_kwargs(
             num_classes=self.store.num_classes, vocab_size=self.store.vocab_size,
@@ -132,6 +138,9 @@ class Trainer:
             train_size=self.train_size, batch_size=optim.batch_size, tokens_per_image=self.L,
             flops_per_image=3 * self.forward_flops))
         self.total_steps = self.plan.total_steps
+        if config.eval.points > self.total_steps:
+            raise ConfigError(f"{run_dir.config}: eval.points: {config.eval.points} evaluations "
+                              f"but the run has only {self.total_steps} steps")
         # a decay branch evaluates only its own steps (its parent measured the ones before)
         self.evals = {s: k for s, k in schedule.eval_schedule(self.total_steps, config.eval).items()
                       if s > self.plan.start_step}
@@ -480,10 +489,10 @@ class Trainer:
             if not branch_start:
                 return False
         state = self._branch_start() if branch_start else \
-            torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a training checkpoint of this toolkit "
-                             f"(format {state.get('format')!r})")
+            load_checkpoint_file(path, "training checkpoint")
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not a training checkpoint of this toolkit (format "
+                                  f"{state.get('format') if isinstance(state, dict) else None!r})")
         if not branch_start and state["config"] != to_dict(self.config):
             raise ValueError(f"{path}: was written with another config than "
                              f"{self.run_dir.config}; move it away to start over")
@@ -520,12 +529,14 @@ class Trainer:
 
     # ------------------------------------------------------------------- loop
     def run(self, *, max_steps: int | None = None, until_step: int | None = None,
-            stop: StopRequest | None = None) -> dict[str, Any]:
+            stop: StopRequest | None = None, resumed: bool | None = None) -> dict[str, Any]:
         """Train to the end, `max_steps` more steps, step `until_step`, or a stop request;
         returns the last metrics record. A stop request is honoured at a step boundary, after
-        a checkpoint."""
+        a checkpoint. `resumed`: whether the caller already called load_checkpoint (None: load
+        it here)."""
         cfg = self.config.runtime
-        resumed = self.load_checkpoint()
+        if resumed is None:
+            resumed = self.load_checkpoint()
         if self.dist.is_main:
             print(f"[{self.config.run_id}] {'resumed at' if resumed else 'starting'} step "
                   f"{self.step}/{self.total_steps}: N={self.params:,} params, batch "
@@ -732,47 +743,76 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
     `until`: stop after step round(until * total steps) instead (a segment of a WSD run that
     decay branches wait for, `save_at`); the run is then left "queued" for its next segment.
 
-    When `stop` is set by a signal, the run checkpoints and then calls `requeue(signum)`
-    (submitit's handler) if given, else exits with a message saying how to resume.
+    Holds the run directory's lock (scaling.runlock) throughout: a second trainer on the same
+    directory raises RunLocked and changes nothing. When `stop` is set by a signal, the run
+    checkpoints; then, for SIGUSR2 with a `requeue` (submitit's handler), it is recorded
+    queued and requeued; otherwise it is recorded `stopped` and SystemExit says how to resume.
     """
     run = RunDir(run_dir)
     config = load_run_config(run.config)
     dist = setup_distributed(config.runtime.device)
-    scope = contextlib.ExitStack()
-    trainer = None
+    lock = RunLock(run.path)
     try:
         # the runtime policy's process-wide settings (threads, TF32), restored on return
-        scope.enter_context(resolve_policy(config.runtime, device=dist.device).applied())
+        with resolve_policy(config.runtime, device=dist.device).applied():
+            if dist.is_main:
+                lock.acquire()  # before any write: a refused trainer leaves the directory alone
+            try:
+                return _train_locked(run, config, dist, max_steps=max_steps, stop=stop,
+                                     requeue=requeue, until=until)
+            finally:
+                lock.release()
+    finally:
+        teardown()
+
+
+def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, stop,
+                  requeue, until) -> dict[str, Any]:
+    try:  # checks before any write: config, data, model, checkpoint
         trainer = Trainer(config, run, dist)
+        resumed = trainer.load_checkpoint()
+    except BaseException as e:
+        # a queued run records why it could not start; a run already done, failed or
+        # stopped keeps its record (a bad file given by hand changes nothing written)
+        if dist.is_main and not isinstance(e, (KeyboardInterrupt, SystemExit)) and \
+                run.read_status().get("state") not in ("done", "failed", "stopped"):
+            run.update_status(state="failed", finished_at=time.time(),
+                              error=f"{type(e).__name__}: {e}")
+        raise
+    try:
         if dist.is_main:
             provenance.record_job(run.path, world_size=dist.world_size, device=str(dist.device))
             status = run.read_status()
-            run.update_status(state="running", started_at=time.time(), host=os.uname().nodename,
-                              slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            run.update_status(state="running", force=True, started_at=time.time(),
+                              host=os.uname().nodename, trainer=me(),
+                              slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None,
                               restarts=int(status.get("restarts", -1)) + 1,
                               total_steps=trainer.total_steps, params=trainer.params,
                               **({"branch_of": config.branch.parent, "branch_step":
                                   trainer.plan.start_step} if config.branch else {}))
         until_step = None if until is None else round(until * trainer.total_steps)
-        last = trainer.run(max_steps=max_steps, until_step=until_step, stop=stop)
+        last = trainer.run(max_steps=max_steps, until_step=until_step, stop=stop,
+                           resumed=resumed)
         if until_step is not None and trainer.step >= until_step and trainer.step < trainer.total_steps \
                 and not (stop is not None and stop.signum is not None):
             if dist.is_main:
                 run.update_status(state="queued", step=trainer.step, segment_done=until)
         elif trainer.step >= trainer.total_steps:
             if dist.is_main:
+                final = _summary(last or (run.read_metrics() or [None])[-1])
                 run.update_status(state="done", finished_at=time.time(), step=trainer.step,
-                                  final=_summary(last))
+                                  final=final)
         elif stop is not None and stop.signum is not None:
             name = signal.Signals(stop.signum).name
-            if requeue is not None:
+            if requeue is not None and stop.signum == signal.SIGUSR2:
                 if dist.is_main:
                     run.update_status(state="queued", step=trainer.step, requeued_by=name)
                 requeue(stop.signum)
             message = (f"stopped by {name} at step {trainer.step}/{trainer.total_steps} after "
-                       f"a checkpoint; run again to resume")
+                       f"a checkpoint; launch again to resume")
             if dist.is_main:
-                run.update_status(state="failed", step=trainer.step, error=message)
+                run.update_status(state="stopped", step=trainer.step, stopped_by=name,
+                                  finished_at=time.time(), note=message)
             raise SystemExit(message)
         return last
     except BaseException as e:
@@ -782,10 +822,7 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
                               traceback=traceback.format_exc()[-4000:])
         raise
     finally:
-        scope.close()
-        if trainer is not None:
-            trainer.tracker.close()
-        teardown()
+        trainer.tracker.close()
 
 
 def _summary(record: dict[str, Any] | None) -> dict[str, Any]:
@@ -819,9 +856,19 @@ def samples_after_training(run_dir: str | Path) -> None:
 class TrainJob:
     """What the launcher submits: `TrainJob()(run_dir)`; requeued on preemption/time-out.
 
-    submitit calls `checkpoint()` from its SIGUSR2 handler and then requeues the job. Our own
-    handler first lets the current step finish and saves checkpoint.pt, so the state on disk
-    is always a consistent step boundary; then it hands over to submitit's handler.
+    Signals, working with submitit's handlers rather than around them:
+    - SIGUSR2 (SLURM's `--signal` before the time limit or on preemption; submitit's local
+      controller near its time-out): our handler lets the current step finish and saves
+      checkpoint.pt, so the state on disk is a step boundary; then it calls submitit's own
+      USR2 handler, which calls `checkpoint()` and requeues the job (it resumes).
+    - SIGTERM on SLURM: left to submitit, which ignores it ("Bypassing signal SIGTERM"):
+      SLURM sends it on scancel and ahead of USR2 on preemption, and the USR2 path above saves.
+    - SIGTERM under submitit's *local* executor (what `kill <job id>` sends: the local
+      controller forwards it to the trainer; also what a stopped local launcher sends): our
+      handler replaces submitit's bypass; the run checkpoints and is recorded `stopped`,
+      and the next `launch` resumes it. (SIGUSR2 must go to the trainer's own pid,
+      status.json `trainer.pid`: the local controller does not forward it.)
+    - A plain process (`python -m scaling.train`): SIGTERM and SIGUSR2 both checkpoint and stop.
     """
 
     def __call__(self, run_dir: str, until: float | None = None) -> dict[str, Any]:
@@ -829,9 +876,8 @@ class TrainJob:
         under_submitit = callable(submitit_handler)
         stop = StopRequest()
         signal.signal(signal.SIGUSR2, stop)
-        if not under_submitit:  # a plain process: SIGTERM also checkpoints and stops
+        if not under_submitit or os.environ.get("SUBMITIT_EXECUTOR") == "local":
             signal.signal(signal.SIGTERM, stop)
-        # submitit ignores SIGTERM (SLURM sends it before USR2 on preemption) and requeues on USR2
         requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
         last = train_run(run_dir, stop=stop, requeue=requeue, until=until)
         if until is None:  # a segment of a WSD parent is not the end of the run
@@ -870,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir = prepare_run_dir(args.config, args.run_dir)
         last = TrainJob()(str(run_dir))
-    except (ConfigError, ValueError, NonFiniteLoss) as e:
+    except (ConfigError, ValueError, NonFiniteLoss, RunLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if last:

@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scaling import provenance
-from scaling.atomic import append_jsonl, atomic_write, atomic_write_text
+from scaling.atomic import append_jsonl, atomic_write, atomic_write_text, read_jsonl
 from scaling.config_io import InvalidValue, dump_yaml, load_config
 from scaling.images import ImageFolder, UnreadableImage
 from scaling.token_store import TrainOrder
@@ -343,7 +343,9 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
     start = 0
     hits = torch.zeros(cfg.vocab_size, dtype=torch.long)  # code use since the last restart
     if state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        from scaling.safe_load import load_checkpoint_file
+
+        st = load_checkpoint_file(state_path, "VQVAE training state")
         if st["vqvae_config"] != json.loads(json.dumps(cfg.vqvae_kwargs())):
             raise ValueError(f"{state_path}: was trained with VQVAE {st['vqvae_config']}, config asks for "
                              f"{cfg.vqvae_kwargs()}; use another out directory")
@@ -359,8 +361,10 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
         if hasattr(model.quantize, "record_hit"):
             model.quantize.record_hit = int(st["record_hit"])
         if metrics_path.exists():  # drop lines logged after the checkpoint
-            keep = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
-            atomic_write_text(metrics_path, "".join(ln + "\n" for ln in keep))
+            # the shared reader: a torn last line (a kill mid-append) is skipped, as elsewhere
+            keep = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= start]
+            atomic_write_text(metrics_path, "".join(json.dumps(r, separators=(",", ":")) + "\n"
+                                                    for r in keep))
         print(f"train_vqvae: resuming {out} at step {start}", file=sys.stderr)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     provenance.record_job(out, start_step=start)  # provenance.json: code, versions, host, GPU
@@ -493,8 +497,7 @@ def main(argv: list[str] | None = None) -> None:
             path = train_vqvae(cfg)
     except (ValueError, FileNotFoundError) as e:  # bad image folder, mismatched resume state
         p.exit(2, f"error: {e}\n")
-    last = [json.loads(ln) for ln in (Path(cfg.out) / "vqvae_metrics.jsonl").read_text().splitlines()
-            if "val_psnr" in ln][-1]
+    last = [r for r in read_jsonl(Path(cfg.out) / "vqvae_metrics.jsonl") if "val_psnr" in r][-1]
     print(f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "
           f"{last['val_psnr_mean_colour']:.2f}), codebook usage per scale {last['usage_scale']}, "
           f"all scales {last['usage_all']:.3f}")

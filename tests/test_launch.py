@@ -7,11 +7,12 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scaling import launch as launch_mod
 from scaling import status as status_mod
-from scaling.config_io import dump_yaml, load_yaml
+from scaling.config_io import ConfigError, dump_yaml, load_yaml
 from scaling.rundir import RunDir
 from scaling.sweep import load_sweep
 from tests.factories import make_token_store
@@ -104,6 +105,7 @@ def test_dry_run_shows_preparation_dependency(tmp_path, capsys):
           tokenize: {{shards: 2}}
         base:
           length: {{steps: 10}}
+          eval: {{points: 2}}
         grid:
           depth: [1]
         cluster: {{backend: slurm}}
@@ -194,8 +196,15 @@ def test_effective_state():
     assert eff({"state": "running", "job_ids": ["7"]}, {"7": "REQUEUED"}) == ("queued", "REQUEUED")
     assert eff({"state": "queued", "job_ids": ["7"]}, {"7": "RUNNING"}) == ("running", "RUNNING")
     assert eff({"state": "queued", "job_ids": ["7"]}, {"7": "TIMEOUT"}) == ("failed", "TIMEOUT")
-    assert eff({"state": "running", "job_ids": ["7"]}, {}) == ("failed", "GONE")
-    assert eff({"state": "queued"}, {}) == ("failed", None)
+    # a job the scheduler no longer knows, that left no final state: orphaned
+    assert eff({"state": "running", "job_ids": ["7"]}, {}) == ("orphaned", "GONE")
+    assert eff({"state": "queued"}, {}) == ("orphaned", None)
+    # held by a local launcher until a slot frees: queued while that launcher lives
+    waiting = {"state": "queued", "job_ids": ["6"], "waiting_in": {"pid": 42}}
+    assert eff(waiting, {"launcher:42": "RUNNING"}) == ("queued", None)
+    assert eff(waiting, {"6": "RUNNING"}) == ("orphaned", None)  # an old job id does not count
+    assert eff({"state": "stopped", "job_ids": ["7"]}, {}) == ("stopped", None)
+    assert eff({"state": "failed", "job_ids": ["7"]}, {"7": "RUNNING"}) == ("failed", "RUNNING")
     assert eff({"state": "done", "job_ids": ["7"]}, {"7": "COMPLETED"}) == ("done", "COMPLETED")
     assert eff({"state": "pending"}, {}) == ("pending", None)
     assert status_mod._in_range(5, "4-7%2") and status_mod._in_range(3, "1,3,5-6")
@@ -209,7 +218,7 @@ def test_local_backend_runs_the_tiny_sweep(tmp_path, store, capsys):
     sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", backend="local")
     assert launch_mod.main([str(tmp_path / "s.yaml")]) == 0
     text = capsys.readouterr().out
-    assert "submitted 2 runs (CPU, 10 min) as jobs" in text and "2 runs finished, 0 failed" in text
+    assert "submitting 2 runs (CPU, 10 min) as local jobs" in text and "2 runs finished, 0 failed" in text
     for run in sweep.runs:
         rec = RunDir(run.run_dir).read_status()
         assert rec["state"] == "done" and rec["backend"] == "local" and rec["step"] == 24
@@ -235,13 +244,23 @@ def test_debug_backend_runs_in_process_and_status_shows_failures(tmp_path, store
     assert out.submitted == ["d1"]
     assert RunDir(tmp_path / "out" / "d1").read_status()["state"] == "done"
     assert metrics(tmp_path / "out" / "d1")[-1]["step"] == 6
-    # a run whose store vanished fails; status says so, with the error
+    # a missing store is found by the launcher, before anything is written
     bad = tiny_sweep(tmp_path / "b.yaml", tmp_path / "no-store", tmp_path / "out2", depths=(1,),
                      backend="debug")
-    launch_mod.launch(bad, log=lambda s: None)
+    with pytest.raises(ConfigError, match=r"b.yaml: data.tokens: token store .*no-store does not exist"):
+        launch_mod.launch(bad, log=lambda s: None)
+    assert not (tmp_path / "out2").exists()
+    # a store with one token outside the vocabulary: the run fails at start, status says why
+    broken = make_token_store(tmp_path / "broken")
+    tokens = np.load(broken / "val" / "tokens.npy")
+    tokens[5, 3] = 32  # vocab is 32
+    np.save(broken / "val" / "tokens.npy", tokens)
+    bad = tiny_sweep(tmp_path / "b.yaml", broken, tmp_path / "out2", depths=(1,), backend="debug")
+    out = launch_mod.launch(bad, log=lambda s: None)
     rec = RunDir(tmp_path / "out2" / "d1").read_status()
-    assert rec["state"] == "failed"
-    assert "failed" in status_mod.render(bad).splitlines()[2]
+    assert rec["state"] == "failed" and out.failed == {"d1": rec["error"]}
+    assert "val/tokens.npy: row 5 holds token 32, outside the vocabulary [0, 32)" in rec["error"]
+    assert "failed: TokenStoreError" in status_mod.render(bad).splitlines()[2]
 
 
 def test_progress_line_follows_the_runs(tmp_path):

@@ -26,6 +26,7 @@ data:
 base:
   optim: {{batch_size: 16, base_lr: 0.005}}
   length: {{steps: 4}}
+  eval: {{points: 2}}  # issue 13: no more evaluations than steps
 grid:
   depth: [1, 2]
   optim.warmup_frac: [0.02, 0.1]
@@ -38,9 +39,11 @@ cluster:
 
 @pytest.fixture()
 def sweep_file(tmp_path):
-    """A sweep on a store path that need not exist (nothing is trained here)."""
+    """A sweep on a tiny store (nothing is trained here; the launcher checks the store)."""
+    from tests.factories import make_token_store
+
     path = tmp_path / "s.yaml"
-    path.write_text(SWEEP.format(output=tmp_path / "out", store=tmp_path / "store"))
+    path.write_text(SWEEP.format(output=tmp_path / "out", store=make_token_store(tmp_path / "store")))
     return path
 
 

@@ -181,4 +181,4 @@ def test_status_watch_refreshes(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert first["sweeps"][0]["runs"][0]["state"] == "failed"  # running without a job: gone
+    assert first["sweeps"][0]["runs"][0]["state"] == "orphaned"  # running without a job: gone (issue 13)

@@ -266,7 +266,8 @@ def test_sigterm_checkpoints_and_the_rerun_finishes_like_an_uninterrupted_run(st
     if status["state"] == "done":
         pytest.skip("the run finished before SIGTERM arrived (machine too fast for this test)")
     assert proc.returncode != 0
-    assert "stopped by SIGTERM at step" in err and status["state"] == "failed"
+    assert "stopped by SIGTERM at step" in err and status["state"] == "stopped"
+    assert status["stopped_by"] == "SIGTERM"
     stopped_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < stopped_at < 400
     subprocess.run(cmd, cwd=Path(__file__).parents[1], check=True, capture_output=True)
