@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,11 +55,16 @@ def demo_once(tree: Path, python: str, sweep: Path, load: int, timeout_s: float)
         burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
         load_before = os.getloadavg()[0]
         t0 = time.time()
+        # its own session: on a time-out the launcher and every job it started are stopped
+        proc = subprocess.Popen([python, "-m", "scaling.launch", str(spec), "--backend", "local"],
+                                cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
         try:
-            proc = subprocess.run([python, "-m", "scaling.launch", str(spec), "--backend", "local"],
-                                  cwd=tree, env=env, capture_output=True, text=True, timeout=timeout_s)
-            code, tail = proc.returncode, (proc.stdout + proc.stderr)[-1500:]
+            output, _ = proc.communicate(timeout=timeout_s)
+            code, tail = proc.returncode, output[-1500:]
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             code, tail = None, f"timed out after {timeout_s:.0f} s"
         wall = time.time() - t0
         for b in burners:
@@ -71,6 +77,8 @@ def demo_once(tree: Path, python: str, sweep: Path, load: int, timeout_s: float)
             st = _status(out / "data" / "jobs" / stage / "status.json")
             if "started_at" in st and "finished_at" in st:
                 record["stages"][stage] = round(st["finished_at"] - st["started_at"], 1)
+            elif "started_at" in st:  # still running when the demo stopped
+                record["stages"][stage] = f">{time.time() - st['started_at']:.0f} (unfinished)"
         starts, ends = [], []
         for run_dir in sorted((out).glob("d*")):
             st = _status(run_dir / "status.json")
