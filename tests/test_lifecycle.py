@@ -86,14 +86,14 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
     rec = d2.read_status()
     assert rec["stopped_by"] == "SIGTERM" and 10 <= rec["step"] < STEPS
     assert (d2.path / "checkpoint.pt").exists()
-    assert "NonFiniteLoss: training loss is" in RunDir(sweep.output / "d1").read_status()["error"]
+    assert "NonFiniteLoss: training loss became non-finite" in RunDir(sweep.output / "d1").read_status()["error"]
     print(f"{polls} polls, {len(seen)} distinct status snapshots, all consistent")
 
     # the next launch (in this process, to save a second start-up) resumes d2 and runs d3;
     # d1 stays failed: exit 1 with its error line
     assert launch_mod.main([str(path), "--backend", "debug"]) == 1
     out, err = capsys.readouterr()
-    assert "d1: failed earlier: NonFiniteLoss: training loss is" in out
+    assert "d1: failed earlier: NonFiniteLoss: training loss became non-finite" in out
     assert "error: 1 runs failed: d1: NonFiniteLoss:" in err
     assert snapshot(sweep) == {"d1": "failed", "d2": "done", "d3": "done"}
     rec = d2.read_status()
