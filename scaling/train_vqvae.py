@@ -370,7 +370,10 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
     provenance.record_job(out, start_step=start)  # provenance.json: code, versions, host, GPU
 
     def save(step: int) -> None:
-        save_model(out / "vqvae.pt", model)
+        # vqvae.pt appears only when training is complete: the launcher takes its existence
+        # as "stage done", so an intermediate one would be tokenised with a half-trained model
+        if step >= cfg.steps:
+            save_model(out / "vqvae.pt", model)
         st = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
               "gen_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "hits": hits.clone(),
               # the quantizer's hit-EMA counter is a plain attribute, not in the state dict

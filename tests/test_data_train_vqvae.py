@@ -82,6 +82,8 @@ def test_resume_is_exact(images, tmp_path, monkeypatch):
         tv.train_vqvae(_cfg(images, out, steps=40, ckpt_every=20, restart_every=15), progress=False)
     monkeypatch.setattr(tv, "restart_dead_codes", real)
     assert torch.load(out / "train_state.pt", weights_only=True)["step"] == 20
+    # the launcher takes vqvae.pt as "stage done": a killed run must not leave one behind
+    assert not (out / "vqvae.pt").exists()
     with open(out / "vqvae_metrics.jsonl", "a") as f:  # a kill in the middle of an append
         f.write('{"step": 41, "loss": 0.')
     tv.train_vqvae(_cfg(images, out, steps=40, ckpt_every=20, restart_every=15), progress=False)

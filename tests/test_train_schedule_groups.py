@@ -210,18 +210,23 @@ def test_train_run_sets_threads_for_the_run_only(store, tmp_path, monkeypatch):
     assert torch.get_num_threads() == before  # and the caller's setting is back after it
 
 
-def test_tokenize_tf32_switch_restores_the_callers_flags():
+def test_runtime_policy_tf32_switch_restores_the_callers_flags():
+    """The policy the tokenizer, trainer and bench apply: TF32 on for its block, then back."""
     import torch
 
-    from scaling.tokenize import _tf32
+    from scaling.runtime import Policy
 
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        with _tf32(True):
+        cuda = Policy(device=torch.device("cuda"), precision="fp32", tf32=True, compile=False,
+                      threads=None)
+        with cuda.applied():
             assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
-        with _tf32(False):  # CPU: the flags are left alone
+        cpu = Policy(device=torch.device("cpu"), precision="fp32", tf32=True, compile=False,
+                     threads=None)
+        with cpu.applied():  # CPU: the flags are left alone
             assert not torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
