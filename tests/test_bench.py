@@ -161,6 +161,7 @@ base:
   model: {{width: 32, heads: 2}}
   optim: {{batch_size: 8}}
   length: {{steps: 10}}
+  eval: {{points: 4}}
   runtime: {{num_threads: 1, precision: fp32, compile: false, micro_batch: 2}}
 grid:
   depth: [2, 3]
