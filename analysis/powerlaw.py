@@ -523,18 +523,25 @@ def _bootstrap_cmin(table, metric, E, method, bootstrap: int, seed: int, start: 
         if len(drawn) < 2:
             continue
         sub = [(curves[k][1], curves[k][2]) for k in drawn]
-        _, _, _, masks = frontier_mask(sub)
-        xs = np.concatenate([c[m] for (c, _), m in zip(sub, masks)]) / X_SCALE["Cmin"]
-        ys = np.concatenate([y[m] for (_, y), m in zip(sub, masks)])
-        ws = np.concatenate([np.full(m.sum(), counts[k], float) for k, m in zip(drawn, masks)])
-        if len(np.unique(xs)) < 3:
-            continue
-        try:
-            law = fit_law(xs, ys, E, method, ws, start=start)
-        except ResultsError:
-            continue
-        out.append((law.alpha, law.beta, law.E))
+        law = _frontier_draw_law(sub, counts[drawn], E, method, start)
+        if law is not None:
+            out.append((law.alpha, law.beta, law.E))
     return np.array(out).reshape(-1, 3)
+
+
+def _frontier_draw_law(sub, weights, E, method, start: Law) -> Law | None:
+    """Fit the Cmin law on one bootstrap draw's frontier: `sub` holds the drawn curves
+    (compute, metric), `weights` how often each was drawn; None when the draw cannot be fitted."""
+    _, _, _, masks = frontier_mask(sub)
+    xs = np.concatenate([c[m] for (c, _), m in zip(sub, masks)]) / X_SCALE["Cmin"]
+    ys = np.concatenate([y[m] for (_, y), m in zip(sub, masks)])
+    ws = np.concatenate([np.full(m.sum(), w, float) for w, m in zip(weights, masks)])
+    if len(np.unique(xs)) < 3:
+        return None
+    try:
+        return fit_law(xs, ys, E, method, ws, start=start)
+    except ResultsError:
+        return None
 
 
 def _bootstrap_cmin_seeds(curves, metric, E, method, bootstrap: int, seed: int, start: Law,
@@ -557,17 +564,9 @@ def _bootstrap_cmin_seeds(curves, metric, E, method, bootstrap: int, seed: int, 
                 y = smooth_curves(pd.DataFrame({"run": "r", "params": 1.0, "compute": c, metric: y}),
                                   metric, smooth)[metric].to_numpy(float)
             sub.append((c, y))
-        _, _, _, masks = frontier_mask(sub)
-        xs = np.concatenate([c[m] for (c, _), m in zip(sub, masks)]) / X_SCALE["Cmin"]
-        ys = np.concatenate([y[m] for (_, y), m in zip(sub, masks)])
-        ws = np.concatenate([np.full(m.sum(), counts[k], float) for k, m in zip(drawn, masks)])
-        if len(np.unique(xs)) < 3:
-            continue
-        try:
-            law = fit_law(xs, ys, E, method, ws, start=start)
-        except ResultsError:
-            continue
-        out.append((law.alpha, law.beta, law.E))
+        law = _frontier_draw_law(sub, counts[drawn], E, method, start)
+        if law is not None:
+            out.append((law.alpha, law.beta, law.E))
     return np.array(out).reshape(-1, 3)
 
 
