@@ -6,7 +6,6 @@ chosen or changed on import.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -78,14 +77,3 @@ def plot_optimal(fit: JointFit, budgets: Sequence[float] | None = None) -> Figur
     fig.suptitle(f"Compute-optimal size and data from the joint law of {fit.metric}")
     fig.tight_layout()
     return fig
-
-
-def save(fig: Figure, path_stem: str | Path, formats=("png", "pdf")) -> list[Path]:
-    """Write `fig` as <path_stem>.png and .pdf (150 dpi PNG); returns the paths."""
-    paths = []
-    for fmt in formats:
-        path = Path(f"{path_stem}.{fmt}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    return paths

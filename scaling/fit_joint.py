@@ -215,7 +215,8 @@ def run_joint(args, source: Path, settings, origin: dict[str, str], out: Path) -
     atomic_write_text(out / "fits.md", text_md)
     table.to_csv(out / "results.csv", index=False)
     if not args.no_plots:
-        from analysis.jointplots import plot_isoflop, plot_optimal, save
+        from analysis.jointplots import plot_isoflop, plot_optimal
+        from analysis.plots import save_figure as save
 
         for f in fits:
             save(plot_isoflop(f), out / f"isoflop_{f.metric}")
