@@ -26,11 +26,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis import results  # noqa: E402
-from scaling.config import load_run_config  # noqa: E402
-from scaling.images import ImageFolder  # noqa: E402
-from scaling.sample_eval import compute_metrics, load_reference  # noqa: E402
-from scaling.sample_features import ClassifierFeatures  # noqa: E402
-from scaling.trained import load_store_vqvae  # noqa: E402
+from scaling.training.config import load_run_config  # noqa: E402
+from scaling.data.images import ImageFolder  # noqa: E402
+from scaling.training.sample_eval import compute_metrics, load_reference  # noqa: E402
+from scaling.training.sample_features import ClassifierFeatures  # noqa: E402
+from scaling.training.trained_models import load_store_vqvae  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img"
 

@@ -74,7 +74,7 @@ def demo_once(tree: Path, python: str, sweep: Path, load: int, timeout_s: float)
                       load_before=round(load_before, 2), load_after=round(os.getloadavg()[0], 2),
                       stages={}, runs={}, finished=time.strftime("%H:%M:%S"))
         for stage in STAGES:
-            st = _status(out / "_data" / "jobs" / stage / "status.json")  # scaling.sweep.DATA_DIR
+            st = _status(out / "_data" / "jobs" / stage / "status.json")  # scaling.study.sweep.DATA_DIR
             if "started_at" in st and "finished_at" in st:
                 record["stages"][stage] = round(st["finished_at"] - st["started_at"], 1)
             elif "started_at" in st:  # still running when the demo stopped

@@ -149,8 +149,8 @@ class Soak:
         return self.launcher is not None and self.launcher.poll() is None
 
     def states(self) -> dict[str, str]:
-        from scaling import status as status_mod
-        from scaling.sweep import load_sweep
+        from scaling.study import status as status_mod
+        from scaling.study.sweep import load_sweep
 
         sweep = load_sweep(self.sweep)
         return {r: s for r, (s, _, _) in status_mod.run_states(sweep.runs).items()}
@@ -169,7 +169,7 @@ class Soak:
     # ------------------------------------------------------------------ killing
     def _training(self) -> list[str]:
         """Runs whose trainer is running and has saved a checkpoint since it started."""
-        from scaling.runlock import same_process
+        from scaling.core.runlock import same_process
 
         out = []
         for run_id in self.run_ids:
@@ -231,7 +231,7 @@ class Soak:
         self.log(f"  kill {self.counts.total_kills}: {kind} on {run_id} (job {job}, trainer "
                  f"pid {pid}) at step {rec.get('step')}")
         # wait for the kill to land: the trainer pid ends
-        from scaling.runlock import same_process
+        from scaling.core.runlock import same_process
         t = rec.get("trainer") or {}
         t1 = time.time()
         while same_process(t.get("pid"), t.get("start")) and time.time() - t1 < 120:
@@ -292,8 +292,8 @@ class Soak:
 
 def reference_runs(work: Path, store: Path, **kw) -> Path:
     """The same sweep trained without interruption (debug backend, in this process)."""
-    from scaling import launch as launch_mod
-    from scaling.sweep import load_sweep
+    from scaling.study import launch as launch_mod
+    from scaling.study.sweep import load_sweep
 
     import contextlib
     import io

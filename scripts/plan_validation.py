@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def planner_vs_end_to_end(studies: int, replicates: int) -> None:
     from test_plan import LAWS, _sweep  # the small grid and its prior
-    from scaling.fit import run as fit_run
-    from scaling.plan import run as plan_run
+    from scaling.study.fit import run as fit_run
+    from scaling.study.plan import run as plan_run
 
     sd = 0.03
     with tempfile.TemporaryDirectory() as tmp:

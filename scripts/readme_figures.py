@@ -61,7 +61,7 @@ def main(runs_dir: str = "runs/demo") -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only
-    from scaling.fit import run
+    from scaling.study.fit import run
 
     runs = Path(runs_dir)
     name = runs.name

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scaling import bench  # noqa: E402
-from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig,  # noqa: E402
+from scaling.tools.bench import runner as bench  # noqa: E402
+from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig,  # noqa: E402
                             OptimConfig, RunConfig, RuntimeConfig)
-from scaling.distributed import DistInfo  # noqa: E402
-from scaling.rundir import RunDir  # noqa: E402
-from scaling.train import Trainer, split_scales  # noqa: E402
+from scaling.training.distributed import DistInfo  # noqa: E402
+from scaling.core.rundir import RunDir  # noqa: E402
+from scaling.training.trainer import Trainer, split_scales  # noqa: E402
 
 DEMO = bench.Geometry(vocab_size=256, z_channels=16, vqvae_ch=32, vqvae_ch_mult=(1, 2, 2),
                       patch_nums=(1, 2, 3, 4), num_classes=10)

@@ -40,14 +40,14 @@ def main() -> int:
     a = p.parse_args()
 
     from analysis.overfit import RISE, check_curve
-    from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
+    from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
                                 RunConfig, RuntimeConfig)
-    from scaling.config_io import dump_yaml
-    from scaling.rundir import RunDir
-    from scaling.synthetic import generate
-    from scaling.tokenize import tokenize
-    from scaling.train import train_run
-    from scaling.train_vqvae import VQVAETrainConfig, train_vqvae
+    from scaling.core.config_io import dump_yaml
+    from scaling.core.rundir import RunDir
+    from scaling.data.synthetic import generate
+    from scaling.data.tokenize import tokenize
+    from scaling.training.trainer import train_run
+    from scaling.data.vqvae_training import VQVAETrainConfig, train_vqvae
 
     out = a.out
     t0 = time.perf_counter()

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaling.atomic import atomic_write_text
-from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
+from scaling.core.atomic import atomic_write_text
+from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
                             RunConfig, RuntimeConfig)
-from scaling.config_io import dump_yaml
+from scaling.core.config_io import dump_yaml
 
 
 def class_conditional_tokens(n: int, *, patch_nums, vocab: int, protos: np.ndarray,
@@ -39,7 +39,7 @@ def make_token_store(path: Path, *, patch_nums=(1, 2, 3), vocab: int = 32, num_c
                      n_train: int = 256, n_val: int = 64, z_channels: int = 8, seed: int = 0) -> Path:
     """Write a complete token store (meta.json, splits, quantizer.pt) at `path`."""
     from var_core import MultiScaleQuantizer
-    from scaling.token_store import save_quantizer
+    from scaling.data.token_store import save_quantizer
 
     rng = np.random.default_rng(seed)
     path = Path(path)

@@ -121,7 +121,7 @@ def test_cmin_with_seeds_averages_curves_and_bootstraps_sizes():
 
 
 def test_fit_cli_reports_seed_spread(tmp_path, capsys):
-    from scaling.fit import run
+    from scaling.study.fit import run
 
     rng = np.random.default_rng(0)
     finals = {n: list(4.5 + (2.0 * n / 1e9) ** -0.23 * np.exp(0.02 * rng.standard_normal(2)))

@@ -18,7 +18,7 @@ from analysis import axes
 from analysis.paper import PaperLaw
 from analysis.results import ResultsError, read_runs
 from analysis.synthetic import final_points_table, paper_sizes
-from scaling.fit import main, run
+from scaling.study.fit import main, run
 
 SIZES = paper_sizes()[::2]  # 6 sizes, 16M-1.3B params
 # lr 1e-3 is better for small models, 3e-3 for large ones: the laws cross at N = 0.1 B

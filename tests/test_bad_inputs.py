@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from scaling import fit as fit_mod
-from scaling import launch as launch_mod
-from scaling import status as status_mod
-from scaling import tokenize as tokenize_mod
-from scaling import train as train_mod
+from scaling.study import fit as fit_mod
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.data import tokenize as tokenize_mod
+from scaling.training import trainer as train_mod
 from tests.factories import make_token_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,7 +53,7 @@ cluster:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """A token store, a sweep whose run d1 is done, images and a VQVAE checkpoint."""
-    from scaling.synthetic import generate
+    from scaling.data.synthetic import generate
     from var_core import VQVAE, save_model
 
     root = tmp_path_factory.mktemp("world")
@@ -145,8 +145,8 @@ def train(config: str = "out/d1/config.yaml", run_dir: str | None = None):
 def new_run(store_path: str = "store", **changes) -> Callable[[Path], None]:
     """A fresh run directory `bad/r` with the finished run's config, on `store_path`."""
     def plant(w: Path) -> None:
-        from scaling.config import load_run_config
-        from scaling.config_io import dump_yaml
+        from scaling.training.config import load_run_config
+        from scaling.core.config_io import dump_yaml
 
         cfg = load_run_config(w / "out" / "d1" / "config.yaml")
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=w / store_path),
@@ -434,7 +434,7 @@ def test_atomic_writes_leave_no_stale_temp_files_and_a_readable_mode(tmp_path):
     import socket
     import subprocess
 
-    from scaling.atomic import atomic_write_text
+    from scaling.core.atomic import atomic_write_text
 
     host = socket.gethostname().replace(".", "_")
     dead = subprocess.Popen(["true"])
@@ -462,8 +462,8 @@ def test_a_refused_submission_is_recorded_and_submits_nothing(world, tmp_path, m
     shutil.copytree(world, w)
     (w / Y).write_text((w / Y).read_text().replace(f"output: {world}", f"output: {w}")
                        .replace("depth: [1]", "depth: [1, 2]"))
-    from scaling.rundir import RunDir
-    from scaling.sweep import load_sweep
+    from scaling.core.rundir import RunDir
+    from scaling.study.sweep import load_sweep
 
     class Refusing:
         def submit(self, *a, **k):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling import bench
+from scaling.tools.bench import runner as bench
 from var_core import counting
 
 ARGS = ["--device", "cpu", "--tiny", "--depths", "2", "--batch", "4", "--steps", "1",

@@ -14,7 +14,7 @@ from analysis.paper import PAPER_LAWS
 from analysis.powerlaw import fit_vs_n
 from analysis.results import prepare
 from analysis.synthetic import final_points_table, paper_sizes
-from scaling.fit import main
+from scaling.study.fit import main
 
 LAWS_N = {law.metric: law for law in PAPER_LAWS if law.against == "N"}
 

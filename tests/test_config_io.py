@@ -6,7 +6,7 @@ from typing import Literal
 
 import pytest
 
-from scaling.config_io import ConfigError, InvalidValue, build, dump_yaml, load_config, parse_yaml
+from scaling.core.config_io import ConfigError, InvalidValue, build, dump_yaml, load_config, parse_yaml
 
 
 @dataclasses.dataclass(frozen=True)

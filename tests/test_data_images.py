@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scaling.images import ImageFolder, UnreadableImage, load_rgb, transform
-from scaling.synthetic import generate
+from scaling.data.images import ImageFolder, UnreadableImage, load_rgb, transform
+from scaling.data.synthetic import generate
 
 
 def _write_mixed(root: Path) -> dict[str, np.ndarray]:

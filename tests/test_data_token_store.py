@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.atomic import atomic_write_json
-from scaling.token_store import (FORMAT, ShardWriter, TokenStore, TokenStoreError, TokenStoreMismatch,
+from scaling.core.atomic import atomic_write_json
+from scaling.data.token_store import (FORMAT, ShardWriter, TokenStore, TokenStoreError, TokenStoreMismatch,
                                  TrainOrder, eval_batches, merge_split, shard_range)
 
 PN = (1, 2, 3)

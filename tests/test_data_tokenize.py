@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import scaling.token_store as ts
-import scaling.tokenize as tk
-from scaling.images import ImageFolder
-from scaling.synthetic import generate
-from scaling.token_store import TokenStore, TokenStoreError, TokenStoreMismatch
+import scaling.data.token_store as ts
+import scaling.data.tokenize as tk
+from scaling.data.images import ImageFolder
+from scaling.data.synthetic import generate
+from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch
 from var_core import VQVAE, load_vqvae, save_model
 
 TINY = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4))

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-import scaling.train_vqvae as tv
-from scaling.config_io import ConfigError, load_config
-from scaling.synthetic import generate
+import scaling.data.vqvae_training as tv
+from scaling.core.config_io import ConfigError, load_config
+from scaling.data.synthetic import generate
 from var_core import load_vqvae
 
 
@@ -48,7 +48,7 @@ def test_training_lowers_reconstruction_error(images, tmp_path):
     # the saved file is a VQVAE that reproduces the reported error
     model = load_vqvae(path)
     assert model.config()["patch_nums"] == (1, 2, 4)
-    from scaling.images import ImageFolder
+    from scaling.data.images import ImageFolder
     val = ImageFolder(images / "val", 8, train=False)
     x = torch.stack([val.load(i) for i in range(12)])
     again = tv.evaluate_vqvae(model, x)

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-import scaling.launch as launch_mod
-import scaling.tokenize as tk
-from scaling.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig, estimate)
-from scaling.config_io import ConfigError, InvalidValue
-from scaling.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
-from scaling.rundir import RunDir
-from scaling.synthetic import generate
-from scaling.token_store import TokenStore, TokenStoreError, TokenStoreMismatch, draw_views
+import scaling.study.launch as launch_mod
+import scaling.data.tokenize as tk
+from scaling.training.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig, estimate)
+from scaling.core.config_io import ConfigError, InvalidValue
+from scaling.data.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
+from scaling.core.rundir import RunDir
+from scaling.data.synthetic import generate
+from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch, draw_views
 from tests.factories import make_token_store, tiny_run_config
 from var_core import VQVAE, load_vqvae, save_model
 
@@ -122,8 +122,8 @@ def _views_store(path: Path, views: int, flip: bool = False, n_images: int = 64)
 
 
 def test_trainer_draws_one_view_per_image_and_counts_images(tmp_path):
-    from scaling.distributed import DistInfo
-    from scaling.train import Trainer
+    from scaling.training.distributed import DistInfo
+    from scaling.training.trainer import Trainer
 
     store = _views_store(tmp_path / "store", views=4)
     config = dataclasses.replace(tiny_run_config(store, batch=32, eval_points=1),
@@ -153,8 +153,8 @@ def test_trainer_draws_one_view_per_image_and_counts_images(tmp_path):
 
 
 def test_store_views_flips_and_transform_are_checked_against_the_run(tmp_path):
-    from scaling.distributed import DistInfo
-    from scaling.train import Trainer
+    from scaling.training.distributed import DistInfo
+    from scaling.training.trainer import Trainer
 
     store = _views_store(tmp_path / "store", views=4)
     run = RunDir(tmp_path / "run")
@@ -178,7 +178,7 @@ def test_store_views_flips_and_transform_are_checked_against_the_run(tmp_path):
     with pytest.raises(InvalidValue, match="whole number >= 1") as e:
         DataConfig(store=store, views=0)
     assert e.value.field == "views"
-    from scaling.config import load_run_config
+    from scaling.training.config import load_run_config
     path = tmp_path / "config.yaml"
     path.write_text(f"run_id: r\ndata:\n  store: {store}\n  views: -3\n")
     with pytest.raises(ConfigError, match=r"config.yaml:4.*data.views.*got -3"):
@@ -239,8 +239,8 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
 def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
     """data.views: online on CPU with a tiny VQVAE: the crop of (seed, epoch, image) is encoded
     inside the step; budgets count the folder's images; a foreign VQVAE is refused."""
-    from scaling.distributed import DistInfo
-    from scaling.train import Trainer
+    from scaling.training.distributed import DistInfo
+    from scaling.training.trainer import Trainer
 
     images, ckpt = data
     store = tk.tokenize(images, ckpt, tmp_path / "store", batch_size=8, device="cpu")

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from scaling import fit as fit_mod
-from scaling import launch as launch_mod
-from scaling.sweep import load_sweep
+from scaling.study import fit as fit_mod
+from scaling.study import launch as launch_mod
+from scaling.study.sweep import load_sweep
 from tests.factories import make_token_store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """The fast path (bf16 autocast, FlexAttention) against the plain fp32 SDPA path, on CPU.
 
-Stated tolerances (scaling.bench.fast_path_checks): bf16 autocast with fp32 master weights
+Stated tolerances (scaling.tools.bench.runner.fast_path_checks): bf16 autocast with fp32 master weights
 must give the fp32 loss to a relative 1e-2 and the gradients (all parameters, L2) to a
 relative 5e-2; kernels compared at fp32 must agree to 1e-5 (loss) and 1e-4 (gradients).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scaling import bench
-from scaling.train import split_scales
+from scaling.tools.bench import runner as bench
+from scaling.training.trainer import split_scales
 from var_core import VAR
 
 GEO = bench.TINY

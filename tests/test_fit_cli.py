@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.synthetic import paper_sizes, training_curves_table
-from scaling.fit import main, run
+from scaling.study.fit import main, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_help_is_fast_and_the_cli_never_imports_torch(tmp_path):
     assert help_.returncode == 0 and "--irreducible" in help_.stdout
     path = tmp_path / "t.csv"
     _small_table().to_csv(path, index=False)
-    code = ("import sys; from scaling.fit import run; run([sys.argv[1], '--bootstrap', '5', '--metrics', 'ce_last']); "
+    code = ("import sys; from scaling.study.fit import run; run([sys.argv[1], '--bootstrap', '5', '--metrics', 'ce_last']); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
             "assert not bad, bad; print('NO_TORCH')")
     done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True,

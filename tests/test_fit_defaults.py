@@ -17,7 +17,7 @@ from analysis.paper import paper_law
 from analysis.powerlaw import fit_vs_cmin, fit_vs_n, points_vs_cmin, points_vs_n
 from analysis.results import prepare
 from analysis.synthetic import final_points_table, study_table
-from scaling.fit import main
+from scaling.study.fit import main
 
 LOSSES = ("ce_avg", "ce_last")
 
@@ -175,7 +175,7 @@ def test_auto_uses_the_papers_E_for_the_official_tokenizer(tmp_path, capsys):
 
 
 def test_status_flags_a_data_limited_run(tmp_path):
-    from scaling.status import data_limited
+    from scaling.study.status import data_limited
 
     run = tmp_path / "d5"
     run.mkdir()

@@ -13,7 +13,7 @@ import pytest
 
 from analysis.jointlaw import JointLaw
 from analysis.synthetic import joint_law_table
-from scaling.fit import main, run
+from scaling.study.fit import main, run
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE = JointLaw(E=1.8, A=60.0, alpha=0.34, B=80.0, beta=0.28)
@@ -101,7 +101,7 @@ def test_too_few_points_and_missing_store_name_the_problem(tmp_path, capsys):
 
 
 def test_law_nd_never_imports_torch(table_path, tmp_path):
-    code = ("import sys; from scaling.fit import run; run([sys.argv[1], '--law', 'nd', '--bootstrap', '3', "
+    code = ("import sys; from scaling.study.fit import run; run([sys.argv[1], '--law', 'nd', '--bootstrap', '3', "
             "'--metrics', 'ce_avg', '--no-plots', '--out', sys.argv[2]]); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
             "assert not bad, bad; print('NO_TORCH')")

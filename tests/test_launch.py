@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling import launch as launch_mod
-from scaling import status as status_mod
-from scaling.config_io import ConfigError, dump_yaml, load_yaml
-from scaling.rundir import RunDir
-from scaling.sweep import load_sweep
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.core.config_io import ConfigError, dump_yaml, load_yaml
+from scaling.core.rundir import RunDir
+from scaling.study.sweep import load_sweep
 from tests.factories import make_token_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scaling import launch as launch_mod
-from scaling import status as status_mod
-from scaling.config import load_run_config
-from scaling.config_io import ConfigError
-from scaling.rundir import RunDir
-from scaling.sweep import load_sweep, load_sweep_or_runs
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.training.config import load_run_config
+from scaling.core.config_io import ConfigError
+from scaling.core.rundir import RunDir
+from scaling.study.sweep import load_sweep, load_sweep_or_runs
 
 SWEEP = """\
 name: two
@@ -125,7 +125,7 @@ def test_launch_status_and_fit_take_the_runs_folder(sweep_file, tmp_path, capsys
     with pytest.raises(ConfigError, match="run from the directory it was launched from"):
         load_sweep_or_runs(moved)
     # fit: a sweep file means its output folder
-    from scaling.fit import FitCLIError, run as fit_run
+    from scaling.study.fit import FitCLIError, run as fit_run
 
     with pytest.raises(FitCLIError, match="output folder .* does not exist yet: launch the sweep first"):
         fit_run([str(sweep_file)])

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from scaling import launch as launch_mod
-from scaling import status as status_mod
-from scaling.rundir import RunDir
-from scaling.runlock import RunLock, RunLocked
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.core.rundir import RunDir
+from scaling.core.runlock import RunLock, RunLocked
 from tests.factories import make_token_store
 from tests.test_launch import ROOT, metrics, tiny_sweep
 
@@ -52,7 +52,7 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(path)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    from scaling.sweep import load_sweep
+    from scaling.study.sweep import load_sweep
 
     sweep = load_sweep(path)
     polls, seen, d1_failed_at, sent = 0, set(), None, False
@@ -104,7 +104,7 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
 
 def test_second_trainer_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
                                                                                         store):
-    from scaling.train import train_run
+    from scaling.training.trainer import train_run
     from tests.factories import tiny_run_config, write_run
 
     run_dir = write_run(tmp_path / "r", tiny_run_config(store, steps=4, eval_points=1))

@@ -10,14 +10,14 @@ import torch
 import yaml
 from nbclient import NotebookClient
 
-from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
+from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
                             RunConfig, RuntimeConfig)
-from scaling.classifier import train_classifier
-from scaling.config import SamplesConfig
-from scaling.sample_eval import evaluate_run
-from scaling.synthetic import generate
-from scaling.tokenize import tokenize
-from scaling.train import train_run
+from scaling.data.classifier import train_classifier
+from scaling.training.config import SamplesConfig
+from scaling.training.sample_eval import evaluate_run
+from scaling.data.synthetic import generate
+from scaling.data.tokenize import tokenize
+from scaling.training.trainer import train_run
 from tests.factories import write_run
 from var_core import VQVAE, save_model
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.plan import main, run
+from scaling.study.plan import main, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def test_noise_measured_from_seed_replicates(tmp_path):
 
 
 def test_planner_never_imports_torch(tmp_path):
-    code = ("import sys; from scaling.plan import main; "
+    code = ("import sys; from scaling.study.plan import main; "
             f"rc = main([{str(_sweep(tmp_path))!r}, '--replicates', '3', '--bootstrap', '0', "
             "'--alt-replicates', '0', '--no-plots']); "
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
@@ -147,7 +147,7 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
     and fitted by the CLI: they agree within 25% (the sampling error of a median of 30
     widths is about 10%), and so does the spread of the fitted exponents (within 35%). The
     numbers of a larger run of this check are in docs/planning.md (scripts/plan_validation.py)."""
-    from scaling.fit import run as fit_run
+    from scaling.study.fit import run as fit_run
 
     sweep = _sweep(tmp_path)
     sd = 0.03

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from scaling import provenance
-from scaling import status as status_mod
-from scaling.rundir import RunDir
+from scaling.core import provenance
+from scaling.study import status as status_mod
+from scaling.core.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 

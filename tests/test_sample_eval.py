@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 
 from analysis.results import read_runs
-from scaling.classifier import SmallClassifier
-from scaling.config import SamplesConfig, load_run_config
-from scaling.config_io import dump_yaml
-from scaling.sample_eval import (SampleEvalError, evaluate_run, load_reference, main, read_samples,
+from scaling.data.classifier import SmallClassifier
+from scaling.training.config import SamplesConfig, load_run_config
+from scaling.core.config_io import dump_yaml
+from scaling.training.sample_eval import (SampleEvalError, evaluate_run, load_reference, main, read_samples,
                                  sample_folder)
-from scaling.sample_features import FeatureError, check_inception_weights
-from scaling.tokenize import file_sha256
-from scaling.train import samples_after_training, train_run
+from scaling.training.sample_features import FeatureError, check_inception_weights
+from scaling.data.tokenize import file_sha256
+from scaling.training.trainer import samples_after_training, train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 PN = (1, 2, 4)  # VQVAE x2 down: 8 px images
@@ -182,8 +182,8 @@ def test_demo_sweep_prepares_the_classifier_and_scores_samples(tmp_path):
 
     import yaml
 
-    from scaling.config_io import ConfigError
-    from scaling.sweep import load_sweep
+    from scaling.core.config_io import ConfigError
+    from scaling.study.sweep import load_sweep
 
     demo = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
     data = yaml.safe_load(demo.read_text())
@@ -208,7 +208,7 @@ def test_demo_sweep_prepares_the_classifier_and_scores_samples(tmp_path):
 def test_fit_recovers_a_sample_metric_law(tmp_path):
     """sample_fd = (beta N)^alpha drawn with 2% noise at the final step of 5 runs: scaling.fit
     recovers alpha against N (the lines are joined onto the final evaluations)."""
-    from scaling.fit import run as fit_run
+    from scaling.study.fit import run as fit_run
 
     rng = np.random.default_rng(0)
     alpha, beta = -0.3, 2e3

@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 import pytest
 
-from scaling import launch as launch_mod
-from scaling import status as status_mod
-from scaling.rundir import RunDir
-from scaling.sweep import load_sweep
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.core.rundir import RunDir
+from scaling.study.sweep import load_sweep
 from tests.factories import make_token_store
 from tests.test_launch import metrics, tiny_sweep
 
@@ -52,7 +52,7 @@ def prepared_sweep(tmp: Path, partition: str):
     """A sweep that tokenises an image folder (2 shards + merge) before training d1."""
     import torch
 
-    from scaling.synthetic import generate
+    from scaling.data.synthetic import generate
     from var_core import VQVAE, save_model
 
     generate(tmp / "images", num_classes=4, train_per_class=6, val_per_class=4, resolution=16)
@@ -105,7 +105,7 @@ def outcome(slurm_cluster, tmp_path_factory) -> Outcome:
     c = tiny_sweep(tmp / "c.yaml", store, tmp / "c", depths=(1,), steps=10**6, backend="slurm",
                    partition=part)
     try:
-        import scaling.tokenize  # noqa: F401
+        import scaling.data.tokenize  # noqa: F401
         p = prepared_sweep(tmp, part)
     except ImportError:
         p = None

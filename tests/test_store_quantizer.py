@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import pytest
 
-from scaling.synthetic import generate
-from scaling.token_store import TokenStore, TokenStoreError, load_quantizer
-from scaling.tokenize import tokenize
-from scaling.train import split_scales
+from scaling.data.synthetic import generate
+from scaling.data.token_store import TokenStore, TokenStoreError, load_quantizer
+from scaling.data.tokenize import tokenize
+from scaling.training.trainer import split_scales
 from var_core import VQVAE, save_model
 
 

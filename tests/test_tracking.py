@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from scaling.config import load_run_config
-from scaling.config_io import ConfigError
-from scaling.tracking import COMPUTE_DIR, COMPUTE_PREFIX, Tracker, TrackingUnavailable, WandbConfig
-from scaling.train import Trainer, train_run
-from scaling.rundir import RunDir
+from scaling.training.config import load_run_config
+from scaling.core.config_io import ConfigError
+from scaling.core.tracking import COMPUTE_DIR, COMPUTE_PREFIX, Tracker, TrackingUnavailable, WandbConfig
+from scaling.training.trainer import Trainer, train_run
+from scaling.core.rundir import RunDir
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,7 +99,7 @@ def test_resume_purges_what_was_logged_after_the_checkpoint(store, tmp_path):
 
 
 def _dist():
-    from scaling.distributed import setup
+    from scaling.training.distributed import setup
     return setup("cpu")
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling.config import LengthConfig, RunConfig
-from scaling.rundir import RunDir
-from scaling.token_store import TokenStoreMismatch
-from scaling.train import NonFiniteLoss, Trainer, train_run
+from scaling.training.config import LengthConfig, RunConfig
+from scaling.core.rundir import RunDir
+from scaling.data.token_store import TokenStoreMismatch
+from scaling.training.trainer import NonFiniteLoss, Trainer, train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 REQUIRED_FIELDS = {"run", "params", "step", "images", "tokens", "flops", "flops_6nd", "wall_s",
@@ -71,7 +71,7 @@ def test_tiny_model_learns_and_writes_the_metrics_contract(store, tmp_path):
 
 
 def test_flops_are_steps_times_per_step_count(store, tmp_path):
-    from scaling.config import estimate
+    from scaling.training.config import estimate
     from var_core import VAR, counting
 
     config = tiny_run_config(store, steps=10, eval_points=3)

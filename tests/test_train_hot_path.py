@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from scaling import runtime
-from scaling.distributed import DistInfo
-from scaling.rundir import RunDir
-from scaling.token_store import TokenStore, TokenStoreError
-from scaling.train import StopRequest, Trainer, train_run
+from scaling.core import runtime
+from scaling.training.distributed import DistInfo
+from scaling.core.rundir import RunDir
+from scaling.data.token_store import TokenStore, TokenStoreError
+from scaling.training.trainer import StopRequest, Trainer, train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 # Every way a tensor's value reaches the host. On CPU `.cpu()` copies nothing, but on a GPU

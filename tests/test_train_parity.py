@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 import torch
 
-from scaling import schedule
-from scaling.atomic import atomic_write_text
-from scaling.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
+from scaling.training import schedule
+from scaling.core.atomic import atomic_write_text
+from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
                             RunConfig, RuntimeConfig)
-from scaling.distributed import DistInfo
-from scaling.rundir import RunDir
-from scaling.token_store import save_quantizer
-from scaling.train import Trainer, param_groups
+from scaling.training.distributed import DistInfo
+from scaling.core.rundir import RunDir
+from scaling.data.token_store import save_quantizer
+from scaling.training.trainer import Trainer, param_groups
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_var_train.pt"
 

@@ -12,8 +12,8 @@ import math
 
 import pytest
 
-from scaling import schedule
-from scaling.config import OptimConfig
+from scaling.training import schedule
+from scaling.training.config import OptimConfig
 
 # the official probe: T = 12 steps, wp = 0.25 -> W = round(0.25 * 12) = 3, wp0 = 0.005,
 # hold 0.05 of the post-warm-up steps, wpe = 0.1
@@ -74,7 +74,7 @@ def test_param_groups_follow_the_official_no_decay_rule_by_name():
     import torch
     from torch import nn
 
-    from scaling.train import param_groups
+    from scaling.training.trainer import param_groups
 
     class Toy(nn.Module):
         def __init__(self):
@@ -104,7 +104,7 @@ def test_param_groups_of_var_decay_the_fourteen_matrices_of_the_official_probe()
     # block mat_qkv, proj, fc1, fc2, ada_lin (4 + 2 x 5)
     from var_core import VAR
 
-    from scaling.train import param_groups
+    from scaling.training.trainer import param_groups
 
     model = VAR(depth=2, width=32, heads=2, num_classes=4, vocab_size=32, z_channels=8,
                 patch_nums=(1, 2, 3))
@@ -128,9 +128,9 @@ def store(tmp_path_factory):
 def test_trainer_class_dropout_is_on_in_training_and_off_at_evaluation(store, tmp_path, one_thread):
     import torch
 
-    from scaling.distributed import DistInfo
-    from scaling.rundir import RunDir
-    from scaling.train import Trainer
+    from scaling.training.distributed import DistInfo
+    from scaling.core.rundir import RunDir
+    from scaling.training.trainer import Trainer
     from tests.factories import tiny_run_config
 
     config = tiny_run_config(store, steps=8)
@@ -166,8 +166,8 @@ def test_trainer_class_dropout_is_on_in_training_and_off_at_evaluation(store, tm
 
 
 def test_prepare_run_dir_refuses_another_config_and_changes_nothing(store, tmp_path):
-    from scaling.config_io import dump_yaml
-    from scaling.train import prepare_run_dir
+    from scaling.core.config_io import dump_yaml
+    from scaling.training.trainer import prepare_run_dir
     from tests.factories import tiny_run_config, write_run
 
     run_dir = write_run(tmp_path / "run", tiny_run_config(store, steps=8))
@@ -189,7 +189,7 @@ def test_prepare_run_dir_refuses_another_config_and_changes_nothing(store, tmp_p
 def test_train_run_sets_threads_for_the_run_only(store, tmp_path, monkeypatch):
     import torch
 
-    import scaling.train as train_module
+    import scaling.training.trainer as train_module
     from tests.factories import tiny_run_config, write_run
 
     before = torch.get_num_threads()
@@ -214,7 +214,7 @@ def test_runtime_policy_tf32_switch_restores_the_callers_flags():
     """The policy the tokenizer, trainer and bench apply: TF32 on for its block, then back."""
     import torch
 
-    from scaling.runtime import Policy
+    from scaling.core.runtime import Policy
 
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False

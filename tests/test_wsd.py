@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from scaling import schedule
-from scaling.config import BranchConfig, LengthConfig, OptimConfig, run_config_from_dict
-from scaling.config_io import ConfigError
-from scaling.rundir import RunDir
-from scaling.train import train_run
+from scaling.training import schedule
+from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, run_config_from_dict
+from scaling.core.config_io import ConfigError
+from scaling.core.rundir import RunDir
+from scaling.training.trainer import train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 
@@ -165,7 +165,7 @@ def _branch_sweep(tmp_path, store, branches: str, schedule_line: str = "schedule
     sweep = tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend=backend)
     text = path.read_text().replace("optim: {", "optim: {" + schedule_line + "cooldown_frac: 0.25, ")
     path.write_text(text + branches)
-    from scaling.sweep import load_sweep
+    from scaling.study.sweep import load_sweep
 
     return load_sweep(path)
 
@@ -183,8 +183,8 @@ def test_bad_branches_in_a_sweep_are_located(tmp_path, store, branches, schedule
 
 
 def test_sweep_branches_default_log_spaced_and_launch_runs_them(tmp_path, store, one_thread):
-    from scaling import launch as launch_mod
-    from scaling import status as status_mod
+    from scaling.study import launch as launch_mod
+    from scaling.study import status as status_mod
 
     sweep = _branch_sweep(tmp_path, store, "branches: {points: 2, cooldown: 0.5}\n")
     # halvings of the constant phase (0.75 of the run): 0.375, 0.1875
@@ -211,7 +211,7 @@ def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, 
     import subprocess
     import time
 
-    from scaling import launch as launch_mod
+    from scaling.study import launch as launch_mod
     from tests.test_launch import tiny_sweep
 
     path = tmp_path / "s.yaml"
@@ -219,7 +219,7 @@ def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, 
                partition=slurm_cluster.partition)
     path.write_text(path.read_text().replace("optim: {", "optim: {schedule: wsd, cooldown_frac: 0.25, ")
                     + "branches: {at: [0.25, 0.5], cooldown: 0.5}\n")
-    from scaling.sweep import load_sweep
+    from scaling.study.sweep import load_sweep
 
     sweep = load_sweep(path)
     out = launch_mod.launch(sweep, log=lambda s: None)
@@ -248,9 +248,9 @@ def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
     data, 3 sizes, 48 steps, in-process; then `scaling.fit --law nd` on its output."""
     import yaml
 
-    from scaling import launch as launch_mod
-    from scaling.fit import run as fit_run
-    from scaling.sweep import load_sweep
+    from scaling.study import launch as launch_mod
+    from scaling.study.fit import run as fit_run
+    from scaling.study.sweep import load_sweep
     from tests.test_launch import ROOT
 
     data = yaml.safe_load((ROOT / "sweeps" / "demo_wsd.yaml").read_text())

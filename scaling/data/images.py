@@ -18,7 +18,6 @@ next readable image instead, and the tokenizer skips such files and reports the 
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -241,13 +240,3 @@ class ImageFolder(torch.utils.data.Dataset):
         return (f"{self.root}: {len(self.samples)} images in {len(self.classes)} classes, "
                 f"{len(self.skipped)} unreadable skipped")
 
-
-def _main() -> None:  # tiny sanity CLI: python -m scaling.images ROOT RES
-    ds = ImageFolder(sys.argv[1], int(sys.argv[2]), train=False)
-    for i in range(len(ds)):
-        ds[i]
-    print(ds.summary())
-
-
-if __name__ == "__main__":
-    _main()

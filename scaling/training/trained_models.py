@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from scaling.config import load_run_config
-from scaling.rundir import RunDir
-from scaling.token_store import TokenStore, TokenStoreError
+from scaling.training.config import load_run_config
+from scaling.core.rundir import RunDir
+from scaling.data.token_store import TokenStore, TokenStoreError
 
 
 def load_run_var(run_dir: str | Path, device: str | torch.device = "cpu"):
@@ -32,7 +32,7 @@ def load_store_vqvae(store_path: str | Path, device: str | torch.device = "cpu")
     """The VQVAE that made a token store (from meta.json's vqvae_path, checked by sha256)."""
     from var_core import load_vqvae
 
-    from scaling.tokenize import file_sha256
+    from scaling.data.tokenize import file_sha256
 
     store = TokenStore(store_path)
     path = store.meta.get("vqvae_path")

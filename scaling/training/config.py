@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from scaling.config_io import InvalidValue, Located, build, load_yaml
-from scaling.tracking import WandbConfig
+from scaling.core.config_io import InvalidValue, Located, build, load_yaml
+from scaling.core.tracking import WandbConfig
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -392,7 +392,7 @@ REPEAT_EPOCHS_OK = 4.0
 
 def passes_per_sequence(estimate_: dict[str, float], store_meta: dict[str, Any], split: str) -> float:
     """How many times a run sees each stored token sequence: epochs / (views x flips)."""
-    from scaling.token_store import rows_per_image
+    from scaling.data.token_store import rows_per_image
 
     return float(estimate_["epochs"]) / rows_per_image(store_meta["splits"][split])
 
@@ -408,9 +408,9 @@ def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     A decay branch's counts include its parent's steps up to the branch point; `own_flops`
     is what the run itself trains (the cool-down steps of a branch).
     """
-    from scaling.schedule import plan  # lazy: schedule imports this module
-    from var_core import counting  # lazy: keeps `import scaling.config` torch-free
-    from scaling.token_store import images_in_split
+    from scaling.training.schedule import plan  # lazy: schedule imports this module
+    from var_core import counting  # lazy: keeps `import scaling.training.config` torch-free
+    from scaling.data.token_store import images_in_split
 
     var_kwargs = config.model.var_kwargs(
         num_classes=int(store_meta["num_classes"]), vocab_size=int(store_meta["vocab_size"]),

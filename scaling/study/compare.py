@@ -57,8 +57,8 @@ def _flags(argv: list[str], sources: list[str]) -> list[str]:
 def compare_studies(args: argparse.Namespace, argv: list[str] | None) -> dict:
     """Fit both studies of `args.source` and write the comparison; returns compare.json."""
     from analysis.compare import compare_fits, markdown
-    from scaling.atomic import atomic_write_json, atomic_write_text
-    from scaling.fit import FitCLIError, run
+    from scaling.core.atomic import atomic_write_json, atomic_write_text
+    from scaling.study.fit import FitCLIError, run
 
     argv = list(sys.argv[1:] if argv is None else argv)
     a_src, b_src = args.source

@@ -34,7 +34,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from scaling.config_io import (ConfigError, InvalidValue, KeyPath, Located, build, format_path,
+from scaling.core.config_io import (ConfigError, InvalidValue, KeyPath, Located, build, format_path,
                                load_yaml, parse_yaml)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -83,7 +83,7 @@ class StoreHint:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
-        """A stand-in for the store's meta.json (the keys `scaling.config.estimate` reads)."""
+        """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate` reads)."""
         rows = self.train_images * self.views * (2 if self.flip else 1)
         return {"num_classes": self.num_classes, "vocab_size": self.vocab_size,
                 "patch_nums": list(self.patch_nums), "vqvae_config": {"z_channels": self.z_channels},
@@ -117,7 +117,7 @@ class DataSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
-    """Generate the synthetic class-conditional image set (scaling.synthetic.generate)."""
+    """Generate the synthetic class-conditional image set (scaling.data.synthetic.generate)."""
 
     num_classes: int = 10
     train_per_class: int = 100
@@ -322,7 +322,7 @@ class SweepSpec:
     overrides: dict[Any, dict[str, Any]] = dataclasses.field(default_factory=dict)
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
     cluster: ClusterSpec = ClusterSpec()
-    fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # scaling.fit.FitSettings keys
+    fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # scaling.study.fit.FitSettings keys
     branches: BranchesSpec | None = None
 
     def __post_init__(self):
@@ -350,7 +350,7 @@ class Run:
     run_id: str
     depth: int
     axes: dict[str, Any]
-    config: Any               # scaling.config.RunConfig when available, else the plain dict
+    config: Any               # scaling.training.config.RunConfig when available, else the plain dict
     data: dict[str, Any]      # the resolved run config as plain nested data
     resources: ClusterSpec
     run_dir: Path
@@ -423,7 +423,7 @@ class Sweep:
         if vq is not None:
             defaults: dict[str, Any] = {}
             try:
-                from scaling.train_vqvae import VQVAETrainConfig
+                from scaling.data.vqvae_training import VQVAETrainConfig
 
                 defaults = {f.name: f.default for f in dataclasses.fields(VQVAETrainConfig)}
             except ImportError:
@@ -543,9 +543,9 @@ def _lines_as_str(loc: Located) -> dict:
 
 
 def build_run_config(data: dict, loc: Located) -> Any:
-    """Build the typed run config from plain data (scaling.config.RunConfig when available)."""
+    """Build the typed run config from plain data (scaling.training.config.RunConfig when available)."""
     try:
-        from scaling.config import RunConfig
+        from scaling.training.config import RunConfig
     except ImportError:  # trainer config not merged yet: keep the plain data
         return data
     return build(RunConfig, data, loc)
@@ -662,7 +662,7 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
         _check_vqvae_options(spec.prepare.vqvae, loc)
     if spec.prepare.classifier is not None and spec.data.images is None and spec.prepare.synthetic is None:
         raise loc.error(("prepare", "classifier"), "needs images: give data.images or prepare.synthetic")
-    from scaling.fit import FitSettings  # torch-free; the fitting CLI's own settings
+    from scaling.study.fit import FitSettings  # torch-free; the fitting CLI's own settings
 
     build(FitSettings, spec.fit, loc, ("fit",))
 
@@ -674,7 +674,7 @@ def _check_vqvae_options(options: dict, loc: Located) -> None:
             raise loc.error(("prepare", "vqvae", key), "set by the sweep (data.images or "
                             f"<output>/{DATA_DIR}/...): leave it out")
     try:
-        from scaling.train_vqvae import VQVAETrainConfig
+        from scaling.data.vqvae_training import VQVAETrainConfig
     except ImportError:  # stage-1 trainer not installed: checked when the stage runs
         return
     build(VQVAETrainConfig, dict(options, images="images", out="out"), loc, ("prepare", "vqvae"))
@@ -825,7 +825,7 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
     cluster_data["setup"] = list(cluster_data["setup"])
     resources = build(ClusterSpec, cluster_data, located, ("cluster",))
     if dataclasses.is_dataclass(config):
-        from scaling.config_io import to_dict
+        from scaling.core.config_io import to_dict
         run_data = to_dict(config)
     return Run(run_id=run_id, depth=depth, axes=point, config=config, data=run_data,
                resources=resources, run_dir=spec.output / run_id)
@@ -834,7 +834,7 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
 def _with_branches(runs: list[Run], spec: BranchesSpec, loc: Located) -> list[Run]:
     """Each run keeps its stable-phase state at the branch points; each branch follows its
     parent in the list."""
-    from scaling.config import BranchConfig
+    from scaling.training.config import BranchConfig
 
     out: list[Run] = []
     for run in runs:
@@ -853,7 +853,7 @@ def _with_branches(runs: list[Run], spec: BranchesSpec, loc: Located) -> list[Ru
                                     f"branch point {f} is not before run {run.run_id}'s cool-down "
                                     f"(which starts at {1 - optim.cooldown_frac:g} of its length)")
         parent_config = dataclasses.replace(run.config, save_at=fractions)
-        from scaling.config_io import to_dict
+        from scaling.core.config_io import to_dict
 
         out.append(dataclasses.replace(run, config=parent_config, data=to_dict(parent_config)))
         for f in fractions:

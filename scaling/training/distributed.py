@@ -8,7 +8,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from scaling.runtime import pick_device
+from scaling.core.runtime import pick_device
 
 
 @dataclasses.dataclass(frozen=True)

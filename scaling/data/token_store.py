@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from scaling.atomic import atomic_write_json
+from scaling.core.atomic import atomic_write_json
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
     import torch
@@ -493,7 +493,7 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
     """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
     import torch
 
-    from scaling.atomic import atomic_write
+    from scaling.core.atomic import atomic_write
 
     config = dict(vocab_size=quantizer.vocab_size, z_channels=quantizer.z_channels,
                   patch_nums=list(quantizer.patch_nums), beta=quantizer.beta,
@@ -515,7 +515,7 @@ def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> tor
     if not path.exists():
         raise TokenStoreError(f"token store {store}: {QUANTIZER_FILE} is missing (re-run "
                               f"python -m scaling.tokenize ... --merge to write it)")
-    from scaling.safe_load import load_checkpoint_file
+    from scaling.core.safe_load import load_checkpoint_file
 
     payload = load_checkpoint_file(path, "token-store quantizer")
     if not isinstance(payload, dict) or payload.get("format") != QUANTIZER_FORMAT:

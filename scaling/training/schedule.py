@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from scaling.config import EvalConfig, OptimConfig, RunConfig
+from scaling.training.config import EvalConfig, OptimConfig, RunConfig
 
 COOLDOWN_SHAPES = ("linear", "1-sqrt", "cosine")
 

@@ -95,7 +95,7 @@ def _family(table) -> dict[str, Any]:
 def nearest_depth(n_star: float, table, meta: dict[str, Any] | None) -> dict[str, Any]:
     """The depth whose VAR (the runs' width rule, the store's vocabulary and scales) has the
     parameter count closest to `n_star` in log space."""
-    from scaling.sweep import StoreHint
+    from scaling.study.sweep import StoreHint
     from var_core import counting  # the exact counter (torch-free)
 
     meta = meta or StoreHint().meta()
@@ -166,7 +166,7 @@ def run_joint(args, source: Path, settings, origin: dict[str, str], out: Path) -
     """The joint-law fit of the CLI; returns the fits.json document."""
     from analysis.jointlaw import fit_joint_table
     from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
-    from scaling.atomic import atomic_write_json, atomic_write_text
+    from scaling.core.atomic import atomic_write_json, atomic_write_text
 
     metrics = [m for m in settings.metrics if m.startswith("ce")]
     if not metrics:

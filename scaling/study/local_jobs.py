@@ -2,7 +2,7 @@
 
 Decision (issue 13): Ctrl-C, SIGTERM or SIGHUP (a closed terminal) to a launcher that runs
 local jobs *stops them cleanly*: the launcher sends SIGTERM to each running job, submitit's
-local controller forwards it to the trainer, whose handler (scaling.train.TrainJob) finishes
+local controller forwards it to the trainer, whose handler (scaling.training.trainer.TrainJob) finishes
 the current step, writes checkpoint.pt and records the run `stopped`; runs still waiting for
 a slot go back to `pending`. The launcher waits for that and exits 130 (SIGINT), 143
 (SIGTERM) or 129 (SIGHUP). The next `launch` resumes every stopped run from its checkpoint.
@@ -12,7 +12,7 @@ the whole foreground process group; the controller would kill the trainer withou
 checkpoint): `submit_shielded` starts each job with SIGINT and SIGHUP ignored, a disposition
 that a child process inherits; only the launcher acts on them. A launcher that is SIGKILLed
 cannot stop anything: its jobs go on, recorded with their pid and start time, and the next
-`launch`/`status` sees them as running (scaling.status.LocalQueue) and starts no duplicate;
+`launch`/`status` sees them as running (scaling.study.status.LocalQueue) and starts no duplicate;
 the run-directory lock (scaling.runlock) guarantees it even if they were missed.
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaling.images import ImageFolder, UnreadableImage, crop_views, load_rgb
+from scaling.data.images import ImageFolder, UnreadableImage, crop_views, load_rgb
 
 
 class OnlineViews:

@@ -40,7 +40,7 @@ class ClassifierFeatures:
     """The demo classifier (`scaling.classifier`): penultimate layer and class logits."""
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
-        from scaling.classifier import load_classifier
+        from scaling.data.classifier import load_classifier
 
         self.model, self.meta = load_classifier(path)
         self.device = torch.device(device)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from scaling.atomic import atomic_write_json, read_jsonl
+from scaling.core.atomic import atomic_write_json, read_jsonl
 
 STATES = ("pending", "queued", "running", "done", "failed", "stopped")
 FINAL = ("done", "failed", "stopped")

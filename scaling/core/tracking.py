@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from scaling.config_io import InvalidValue
+from scaling.core.config_io import InvalidValue
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,294 @@
+"""Images -> token store: encode every image of each split with a multi-scale VQVAE.
+
+    python -m scaling.tokenize --images ROOT --vqvae CKPT --out DIR [--splits train val]
+        [--views K] [--view-seed S] [--flip] [--shard I --num-shards N] [--merge]
+        [--batch-size B] [--device auto]
+
+`ROOT/<split>/<class>/<image>`. The train split stores K views of each image (`--views K`):
+K = 1 is the evaluation transform (shorter side to 1.125x, centre crop to the VQVAE's image
+size, [-1, 1]); K > 1 are K random crops of the official training transform (the same
+resize, then a random crop), seeded by (--view-seed, image, view) so any shard or resume
+makes the same views. With `--flip` each view is followed by its horizontal mirror (the
+official recipe does not flip). Image j's R = K x (2 with flips) views are rows R*j..R*j+R-1.
+Val (and any other split) is always one centre crop. Budgets count images, never views:
+training draws one view per image per epoch (scaling.data.token_store.draw_views).
+
+Sharding (e.g. one SLURM array task per shard): `--shard I --num-shards N` encodes only
+shard I's contiguous block of each split into `DIR/<split>/shards/I-of-N/`, resumably; once
+all shards are done, `--merge` (same --num-shards) assembles and checks them and writes
+`meta.json`. With no shard arguments everything is done and merged in one go. Re-running
+skips finished shards and merged splits; an interrupted shard resumes from its last
+committed batch. A store made with another VQVAE, patch_nums or class list is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from scaling.core.atomic import atomic_write_json
+from scaling.data.images import CLASSES_FILE, ImageFolder, UnreadableImage, find_classes, read_classes_file
+from scaling.data.token_store import (FORMAT, MAX_VOCAB, TRANSFORM_TEXT, ShardWriter, TokenStoreError,
+                                 merge_split, merged_info, mismatch, rows_per_image, save_quantizer,
+                                 shard_range, transform_name)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (read in 16 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; anything else is passed to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+class _Items(torch.utils.data.Dataset):
+    """The R stored views of image j of a split ([R, 3, res, res]); unreadable: ok=False."""
+
+    def __init__(self, ds: ImageFolder, views: int = 1, flip: bool = False, seed: int = 0):
+        self.ds, self.views, self.flip, self.seed = ds, views, flip, seed
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, int, bool, int]:
+        try:
+            x = self.ds.load_views(j, self.views, seed=self.seed, flip=self.flip)
+            return x, self.ds.samples[j][1], True, j
+        except UnreadableImage as e:
+            print(f"warning: skipping {e}", file=sys.stderr)
+            r, R = self.ds.resolution, self.views * (2 if self.flip else 1)
+            return torch.zeros(R, 3, r, r), self.ds.samples[j][1], False, j
+
+
+def encode(vqvae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Images [B, 3, H, W] in [-1, 1] -> token rows int64 [B, L] (img_to_idx, coarse to fine)."""
+    with torch.inference_mode():
+        return torch.cat([t.reshape(t.shape[0], -1) for t in vqvae.img_to_idx(x)], dim=1)
+
+
+def _identity(vqvae: Any, sha: str, classes: list[str]) -> dict:
+    pn = list(vqvae.patch_nums)
+    return {"format": FORMAT, "vqvae_sha256": sha, "vqvae_config": _jsonable(vqvae.config()),
+            "vocab_size": int(vqvae.vocab_size), "patch_nums": pn, "L": sum(p * p for p in pn),
+            "image_size": int(vqvae.image_size), "classes": classes, "num_classes": len(classes)}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _check_same(out: Path, stored: dict, expected: dict, what: str) -> None:
+    # the fields that decide what the tokens mean; the first difference is reported
+    for key in ("format", "vocab_size", "patch_nums", "image_size", "classes", "vqvae_sha256"):
+        if key in stored and stored[key] != expected[key]:
+            raise mismatch(out, key, stored[key], expected[key], what)
+
+
+def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
+             splits: Sequence[str] = ("train", "val"), flip: bool = False, views: int = 1,
+             view_seed: int = 0,
+             shard: int | None = None, num_shards: int = 1, merge: bool | None = None,
+             merge_only: bool = False, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
+             progress: bool | None = None, report: Callable[[dict], None] | None = None) -> Path:
+    """Encode `images` with the VQVAE checkpoint `vqvae` into the token store `out`.
+
+    `shard`/`num_shards`: do only that shard (None: all shards); `merge`: assemble the
+    shards and write meta.json (default: when no single shard was asked for); `merge_only`:
+    encode nothing, only check that every shard is finished and merge. `views`, `flip`,
+    `view_seed` apply to the split named "train" only (see the module docstring). Returns `out`.
+    Prints a summary per split (images, rows, unreadable files skipped, images/s).
+    `report` (the launcher's relay) is called after every batch with {"done": images,
+    "total": images of this shard, "unit": "images", "rate": images/s, "eta_s", "what"}.
+    """
+    from var_core import load_vqvae  # heavy import kept local: scaling stays importable
+
+    images, out = Path(images), Path(out)
+    if num_shards < 1 or (shard is not None and not 0 <= shard < num_shards):
+        raise ValueError(f"tokenize: need 0 <= shard < num_shards, got shard={shard}, num_shards={num_shards}")
+    if batch_size < 1:
+        raise ValueError(f"tokenize: batch_size must be >= 1, got {batch_size}")
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"tokenize: --views must be a whole number >= 1 (1 = one centre crop), "
+                         f"got {views!r}")
+    if (views > 1 or flip) and not merge_only and "train" not in splits:
+        raise ValueError(f"tokenize: --views/--flip apply to the train split only (evaluation "
+                         f"splits are one centre crop each), but the splits asked are {list(splits)}")
+    if merge_only and shard is not None:
+        raise ValueError("tokenize: merge_only assembles all shards; do not give a shard")
+    if merge is None:
+        merge = shard is None
+    merge = merge or merge_only
+    if not Path(vqvae).is_file():
+        raise FileNotFoundError(f"tokenize: VQVAE checkpoint {vqvae} does not exist")
+    dev = resolve_device(device)
+    # fp32 (bf16 would change the quantizer's argmin); TF32 and threads are the runtime
+    # policy's, applied by the entry point (main, the launcher's stage job)
+    sha = file_sha256(vqvae)
+    model = load_vqvae(vqvae).to(dev).eval()
+    if model.vocab_size > MAX_VOCAB:
+        raise ValueError(f"tokenize: vocab_size {model.vocab_size} does not fit the store's uint16 "
+                         f"tokens (max {MAX_VOCAB})")
+    classes = read_classes_file(images) or find_classes(images / splits[0])
+    ident = _identity(model, sha, classes)
+    # every split folder is checked before anything is written (classes.json included): a
+    # bad folder, once fixed, must not meet a class list written from the broken one
+    folders = {split: ImageFolder(images / split, ident["image_size"], train=False, classes=classes)
+               for split in (() if merge_only else splits)}
+    if not (images / CLASSES_FILE).exists():
+        try:  # persist the label order beside the images when we may
+            atomic_write_json(images / CLASSES_FILE, classes)
+        except OSError:
+            pass
+    L = ident["L"]
+
+    # a finished store must match; a plan (shards in progress) must match
+    if (out / "meta.json").exists():
+        _check_same(out, json.loads((out / "meta.json").read_text()), ident, f"VQVAE {vqvae}")
+    plan_path = out / "plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.exists() else {**ident, "splits": {}}
+    _check_same(out, plan, ident, f"VQVAE {vqvae}")
+
+    datasets = {}
+    if merge_only:
+        if not plan_path.exists():
+            raise TokenStoreError(f"token store {out}: nothing to merge (no plan.json: no shard has run)")
+        splits = ()
+    for split in splits:
+        ds = folders[split]
+        train = split == "train"
+        entry = {"inputs": len(ds), "flip": bool(flip and train), "num_shards": num_shards,
+                 "views": views if train else 1, "view_seed": view_seed if train else 0}
+        old = plan["splits"].get(split)
+        if old is not None:
+            old = {"views": 1, "view_seed": 0, **old}  # plans written before views existed
+            for key in entry:
+                if old.get(key) != entry[key]:
+                    raise mismatch(out, f"splits.{split}.{key}", old.get(key), entry[key], "tokenize call")
+        plan["splits"][split] = entry
+        datasets[split] = ds
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(plan_path, plan)
+
+    from tqdm import tqdm
+    disable = (not sys.stderr.isatty()) if progress is None else not progress
+    for split, ds in datasets.items():
+        if merged_info(out, split) is not None:
+            continue
+        entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
+        rpi = rows_per_image(entry)
+        for i in ([shard] if shard is not None else range(num_shards)):
+            start, end = shard_range(len(ds), i, num_shards)
+            writer = ShardWriter(out, split, i, num_shards, num_inputs=end - start, rows_per_input=rpi, L=L)
+            if writer.done:
+                continue
+            todo = list(range(start + writer.inputs_done, end))
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(_Items(ds, entry["views"], entry["flip"], entry["view_seed"]), todo),
+                batch_size=batch_size, shuffle=False,
+                num_workers=num_workers, pin_memory=dev.type == "cuda")
+            t0, n_done = time.perf_counter(), 0
+            bar = tqdm(total=len(todo), desc=f"tokenize {split} {i}-of-{num_shards}", unit="img", disable=disable)
+            for x, labels, ok, idx in loader:
+                x, labels = x[ok].flatten(0, 1), labels[ok].repeat_interleave(rpi)  # R rows per image
+                skipped = [str(ds.samples[j][0]) for j in idx[~ok].tolist()]
+                rows = encode(model, x.to(dev, non_blocking=True)).cpu().numpy() if len(x) else np.zeros((0, L))
+                writer.commit(rows.astype(np.uint16), labels.numpy().astype(np.int32), len(idx), skipped)
+                n_done += len(idx)
+                bar.update(len(idx))
+                if report is not None:
+                    rate = n_done / max(time.perf_counter() - t0, 1e-9)
+                    report({"done": n_done, "total": len(todo), "unit": "images", "rate": rate,
+                            "rate_unit": "images/s", "eta_s": (len(todo) - n_done) / rate,
+                            "what": f"{split} shard {i}-of-{num_shards}"})
+            bar.close()
+            writer.finish()
+            dt = time.perf_counter() - t0
+            print(f"tokenize {split} shard {i}-of-{num_shards}: {end - start} images, {writer.rows} rows, "
+                  f"{len(writer.skipped)} unreadable skipped, {n_done / max(dt, 1e-9):.1f} images/s "
+                  f"({n_done * rpi / max(dt, 1e-9):.1f} encodes/s) on {dev.type}", file=sys.stderr)
+    if not merge:
+        return out
+
+    meta_splits = {}
+    for split in plan["splits"]:
+        entry = {"views": 1, "view_seed": 0, **plan["splits"][split]}
+        info = merged_info(out, split) or merge_split(
+            out, split, entry["num_shards"], num_inputs=entry["inputs"],
+            rows_per_input=rows_per_image(entry), L=L)
+        meta_splits[split] = {"count": info["count"], "images": info["count"] // rows_per_image(entry),
+                              "views": entry["views"], "flip": entry["flip"],
+                              "transform": transform_name(entry["views"]),
+                              "transform_text": TRANSFORM_TEXT[transform_name(entry["views"])],
+                              "view_seed": entry["view_seed"], "skipped": len(info["skipped"])}
+    if (out / "meta.json").exists():
+        meta_splits = {**json.loads((out / "meta.json").read_text())["splits"], **meta_splits}
+    save_quantizer(out, model.quantize)  # before meta.json: a store with meta is complete
+    # where the VQVAE was (absolute; informational: decoding samples needs its decoder)
+    atomic_write_json(out / "meta.json", {**ident, "vqvae_path": str(Path(vqvae).resolve()),
+                                          "splits": meta_splits})
+    summary = ", ".join(f"{s}: {v['count']} rows ({v['skipped']} unreadable skipped)" for s, v in meta_splits.items())
+    print(f"token store {out}: {summary}", file=sys.stderr)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: see the module docstring."""
+    p = argparse.ArgumentParser(prog="python -m scaling.tokenize", description=__doc__.split("\n")[0])
+    p.add_argument("--images", required=True, help="dataset root with <split>/<class>/<image>")
+    p.add_argument("--vqvae", required=True, help="VQVAE checkpoint (official vae_ch160v4096z32.pth or toolkit)")
+    p.add_argument("--out", required=True, help="token store directory")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--views", type=int, default=1,
+                   help="views per train image: 1 = one centre crop (default); K > 1 = K random "
+                        "crops of the official training transform")
+    p.add_argument("--view-seed", type=int, default=0, help="seed of the random crops (default 0)")
+    p.add_argument("--flip", action="store_true",
+                   help="also store each train view's horizontal mirror (not the official recipe)")
+    p.add_argument("--shard", type=int, default=None, help="this shard's index (e.g. $SLURM_ARRAY_TASK_ID)")
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--merge", action="store_true", help="assemble finished shards and write meta.json")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the runtime policy's, 1 on CPU)")
+    a = p.parse_args(argv)
+    if a.merge and a.shard is not None:
+        p.error("--merge assembles all shards: give it without --shard")
+    if a.threads is not None and a.threads < 1:
+        p.error(f"--threads must be >= 1, got {a.threads}")
+    from scaling.core.runtime import resolve
+
+    try:
+        # fp32 with TF32 on CUDA, threads: scaling.runtime's choices, restored on return
+        with resolve(None, device=resolve_device(a.device), precision="fp32",
+                     threads=a.threads).applied():
+            tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip, views=a.views,
+                     view_seed=a.view_seed,
+                     shard=a.shard, num_shards=a.num_shards, merge_only=a.merge,
+                     batch_size=a.batch_size, device=a.device, num_workers=a.num_workers)
+    except (ValueError, FileNotFoundError, TokenStoreError) as e:
+        p.exit(2, f"error: {e}\n")
+
+
+if __name__ == "__main__":
+    main()

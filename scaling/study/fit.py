@@ -1,0 +1,691 @@
+"""``python -m scaling.fit SWEEP.yaml|RUNS_DIR|TABLE``: power-law fits, figures and a report.
+
+Reads a sweep's runs (the sweep file means its output folder), a runs directory
+(``<runs_dir>/<run_id>/metrics.jsonl``) or a tidy CSV/Parquet table,
+fits ``metric - E = (beta * x)^alpha`` against N (billions of parameters, final evaluation of
+each run) and against Cmin (PFLOPs, on the Pareto frontier of all training curves), and writes
+into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside a table):
+
+    fits.json         every coefficient with its bootstrap interval, r, hold-out check,
+                      units and conventions (documented field by field in docs/fitting.md)
+    fits.md           the same as a Markdown table (also printed)
+    results.csv       the tidy table that was fitted
+    fit_vs_N.png/pdf, fit_vs_Cmin.png/pdf
+    samples_vs_N.png/pdf  sample quality by size (when scaling.sample_eval has run)
+
+A study with other grid axes than size (``grid.<axis>`` columns: an lr axis, a tokenizer...)
+gets one law per value of those axes by default, drawn with its own marker; ``--best-over
+AXIS`` instead fits each size's best run over that axis (by the law's own metric at the
+final evaluation, or ``--best-by METRIC``) and lists which run was picked per size; seed
+replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
+
+``--law nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
+``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.fit_joint).
+
+With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
+(``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
+exponent with its bootstrap interval).
+
+Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
+holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
+seed, law, data_unit); command-line flags override it. This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Literal, Union
+
+from scaling.core.config_io import ConfigError, InvalidValue, load_config
+
+METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+# sample quality (scaling.sample_eval; lower is better, fitted without E): on request only
+SAMPLE_METRICS = ("fid", "sample_fd", "sample_err")
+AGAINST = ("N", "Cmin")
+COMPUTE_TEXT = {
+    "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
+             "(matmuls incl. block-causal attention and head; training = 3 x forward)",
+    "6nd": "column 'flops_6nd': 6 * N * tokens (the usual approximation)",
+}
+SCHEMA_VERSION = 1
+IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
+# The official tokenizer (vae_ch160v4096z32.pth): a store made with it has this VQVAE shape and
+# file name; the paper's E values are the floor of its token distribution.
+OFFICIAL_VQVAE = {"file": "vae_ch160v4096z32.pth", "vocab_size": 4096, "z_channels": 32, "ch": 160}
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """Choices for one fitting job (fit.yaml keys; CLI flags of the same names override them).
+
+    irreducible: E subtracted from the losses: "auto" (the paper's E when the runs' token
+        store was made with the official tokenizer, else "fit"), "paper" (E_avg=5,
+        E_last=4.5), "none" (0), "fit" (one E per loss, fitted jointly and shared by its laws
+        vs N and vs Cmin), or a number. Error rates are always fitted directly.
+    final: the N laws' point per run: "last" evaluation (the paper) or "best" (lowest).
+    include_unfinished: also fit unfinished runs vs N (marked); default: left out.
+    compute: "exact" (column flops) or "6nd" (column flops_6nd).
+    holdout: k largest model sizes left out of a second fit and predicted; -1 = auto
+        (2 when there are at least 6 sizes, else 0).
+    """
+
+    irreducible: Union[str, float] = "auto"
+    compute: Literal["exact", "6nd"] = "exact"
+    metrics: tuple[str, ...] = METRICS
+    holdout: int = -1
+    bootstrap: int = 1000
+    include_subset: bool = False
+    method: Literal["ols", "robust"] = "ols"
+    smooth: int = 0
+    against: tuple[str, ...] = AGAINST
+    paper: bool = False
+    ci: float = 0.95
+    seed: int = 0
+    final: Literal["last", "best"] = "last"
+    include_unfinished: bool = False
+    law: Literal["power", "nd"] = "power"  # nd: the joint L(N, D) (scaling.fit_joint)
+    data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law
+    best_over: str | None = None  # an axis: fit each size's best run over it
+    best_by: str | None = None  # the metric that picks it (None: each law's own metric)
+    pool: bool = False  # one law through the runs of every axis value (no per-value laws)
+
+    def __post_init__(self):
+        if isinstance(self.irreducible, str) and self.irreducible not in IRREDUCIBLE_MODES:
+            try:
+                object.__setattr__(self, "irreducible", float(self.irreducible))
+            except ValueError:
+                raise InvalidValue("irreducible", f"must be 'auto', 'paper', 'none', 'fit' or a "
+                                                  f"number; got {self.irreducible!r}") from None
+        if self.final not in ("last", "best"):
+            raise InvalidValue("final", f"must be 'last' or 'best'; got {self.final!r}")
+        if isinstance(self.irreducible, float) and not self.irreducible >= 0:
+            raise InvalidValue("irreducible", f"must be >= 0; got {self.irreducible}")
+        bad = [m for m in self.metrics if m not in METRICS + SAMPLE_METRICS]
+        if bad or not self.metrics:
+            raise InvalidValue("metrics", f"must be a non-empty list of {', '.join(METRICS + SAMPLE_METRICS)}; "
+                                          f"got {list(self.metrics)}")
+        bad = [a for a in self.against if a not in AGAINST]
+        if bad or not self.against:
+            raise InvalidValue("against", f"must be a non-empty list of N, Cmin; got {list(self.against)}")
+        if self.holdout < -1:
+            raise InvalidValue("holdout", f"must be >= 0 (or -1 for auto); got {self.holdout}")
+        if self.bootstrap < 0:
+            raise InvalidValue("bootstrap", f"must be >= 0; got {self.bootstrap}")
+        if self.smooth < 0:
+            raise InvalidValue("smooth", f"must be >= 0; got {self.smooth}")
+        if not 0 < self.ci < 1:
+            raise InvalidValue("ci", f"must be between 0 and 1; got {self.ci}")
+        if self.best_by is not None and self.best_by not in METRICS:
+            raise InvalidValue("best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}")
+        if self.best_by is not None and self.best_over is None:
+            raise InvalidValue("best_by", "needs best_over (the axis to pick the best value of)")
+        if self.pool and self.best_over is not None:
+            raise InvalidValue("pool", "pool (one law through every axis value) and best_over "
+                                       "(each size's best value) exclude each other")
+
+
+class FitCLIError(ValueError):
+    """A problem with the command line or its input; printed as one line, exit status 2."""
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.fit",
+        description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
+                    "Cmin (PFLOPs on the compute frontier); write fits.json, fits.md and log-log figures.")
+    p.add_argument("source", nargs="+",
+                   help="a sweep file (its output folder is read), a runs directory (<run_id>/metrics.jsonl) "
+                        "or a tidy .csv/.parquet table; two of them: fit both and compare their laws "
+                        "(scaling.compare)")
+    p.add_argument("--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)")
+    p.add_argument("--metrics", help=f"comma list of {','.join(METRICS + SAMPLE_METRICS)} "
+                                     f"(default {','.join(METRICS)})")
+    p.add_argument("--against", help="comma list of N,Cmin (default both)")
+    p.add_argument("--compute", choices=["exact", "6nd"], help="compute column: exact FLOPs or 6*N*tokens")
+    p.add_argument("--irreducible", "-E",
+                   help="auto | paper | none | fit | a number (losses only; default auto: the "
+                        "paper's E for a store made with the official tokenizer, else fit, one E "
+                        "per loss shared by its N and Cmin laws)")
+    p.add_argument("--final", choices=["last", "best"],
+                   help="N laws: each run's last evaluation (default, as the paper) or its best")
+    p.add_argument("--include-unfinished", action="store_true", default=None,
+                   help="also fit unfinished runs against N (marked); default: left out")
+    p.add_argument("--method", choices=["ols", "robust"], help="least squares (ols) or Huber (robust) in log-log")
+    p.add_argument("--holdout", type=int, help="refit without the k largest sizes and predict them (-1 auto)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap samples over runs (0 = no intervals; default 1000)")
+    p.add_argument("--ci", type=float, help="interval level (default 0.95)")
+    p.add_argument("--smooth", type=int, help="Cmin: smooth each curve over +-k evaluations first (default 0)")
+    p.add_argument("--include-subset", action="store_true", default=None,
+                   help="also fit on subset evaluations (cheap, part of the test set)")
+    p.add_argument("--paper", action="store_true", default=None, help="overlay the paper's published laws")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
+    p.add_argument("--best-over", metavar="AXIS",
+                   help="fit each size's best run over this grid axis (e.g. lr), not one law per value")
+    p.add_argument("--best-by", metavar="METRIC", help="the metric that picks the best run "
+                   "(default: each law's own metric, at the final evaluation)")
+    p.add_argument("--pool", action="store_true", default=None,
+                   help="one law through the runs of every axis value (the points are not comparable "
+                        "unless the other axes do not matter)")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--law", choices=["power", "nd"],
+                   help="power: laws vs N and Cmin (default); nd: the joint L(N, D) = E + A/N^a + B/D^b")
+    p.add_argument("--data-unit", choices=["tokens", "images"], help="D of the joint law (default tokens)")
+    p.add_argument("--optimal-for", type=_budget, metavar="C",
+                   help="with the joint law: N*, D*, nearest depth and epochs for a budget of C FLOPs")
+    p.add_argument("--dataset-images", type=_count, metavar="N",
+                   help="--optimal-for: images in the training set (default: the runs' token store)")
+    return p.parse_args(argv)
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a compute budget in FLOPs (e.g. 1e21), got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"the compute budget must be a positive number of FLOPs, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of images, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of images, got {text!r}")
+    return value
+
+
+def load_fit_settings(runs_dir: str | Path) -> FitSettings:
+    """A runs directory's fit defaults (its fit.yaml, written from the sweep), else the defaults."""
+    fit_yaml = Path(runs_dir) / "fit.yaml"
+    return load_config(FitSettings, fit_yaml) if fit_yaml.exists() else FitSettings()
+
+
+def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSettings, dict[str, str]]:
+    """fit.yaml (if `source` is a runs dir holding one) overridden by CLI flags.
+
+    Returns the settings and, per field, where its value came from (cli, fit.yaml, default).
+    """
+    origin = {f.name: "default" for f in dataclasses.fields(FitSettings)}
+    settings = FitSettings()
+    fit_yaml = source / "fit.yaml" if source.is_dir() else None
+    if fit_yaml is not None and fit_yaml.exists():
+        settings = load_config(FitSettings, fit_yaml)
+        import yaml  # only to know which keys the file set
+        given = yaml.safe_load(fit_yaml.read_text()) or {}
+        origin.update({k: "fit.yaml" for k in given})
+    overrides = {}
+    for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
+                 "include_subset", "paper", "law", "data_unit", "best_over", "best_by", "pool",
+                 "final", "include_unfinished"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    for name in ("metrics", "against"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = tuple(v.strip() for v in value.split(",") if v.strip())
+    try:
+        settings = dataclasses.replace(settings, **overrides)
+    except InvalidValue as e:
+        raise FitCLIError(f"--{e.field.replace('_', '-')}: {e.message}") from None
+    origin.update({k: "cli" for k in overrides})
+    return settings, origin
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}g}"
+
+
+def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str:
+    """fits.json's fit records -> a Markdown table (one row per fit; a `group` column when
+    there is a law per axis value, and the runs picked per size for ``--best-over``);
+    `notes`: lines above it."""
+    grouped = any(f.get("group_label") for f in fits)
+    lines = [
+        f"Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in PFLOPs "
+        f"({compute} FLOP count). Intervals: bootstrap over runs.",
+        "",
+        *[f"- {n}" for n in notes],
+        *([""] if notes else []),
+        ("| group " if grouped else "") +
+        "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
+        ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in fits:
+        aci = "-" if f["alpha_ci"] is None else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+        bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
+        E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
+        E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
+        hold = f["holdout"]
+        hold_s = "-" if not hold or hold["max_abs_rel_error"] is None else \
+            f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
+        paper = f.get("paper") or {}
+        lines.append((f"| {f.get('group_label') or '-'} " if grouped else "") +
+                     f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
+                     f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
+                     f"| {_fmt(paper.get('beta'))} |")
+    picked = [f for f in fits if f.get("best_over") and f["against"] == "N"]
+    if picked:
+        b = picked[0]["best_over"]
+        lines += ["", f"Best run per size over `{b['axis']}` (final evaluation"
+                      + (", seed-averaged" if b.get("seed_averaged") else "") + "; laws vs Cmin use the "
+                      "same runs' frontier):", "",
+                  ("| group " if grouped else "") + f"| law's metric | picked by | N | {b['axis']} | run | value | other values |",
+                  ("|---" if grouped else "") + "|---|---|---|---|---|---|---|"]
+        for f in picked:
+            for p in f["best_over"]["picked"]:
+                by = p["by"]
+                others = ", ".join(f"{c['value']:g}: {c[by]:.4g}" if isinstance(c["value"], float)
+                                   else f"{c['value']}: {c[by]:.4g}" for c in p["candidates"][1:])
+                value = f"{p['value']:g}" if isinstance(p["value"], float) else str(p["value"])
+                lines.append((f"| {f.get('group_label') or '-'} " if grouped else "") +
+                             f"| {f['metric']} | {by} | {p['params']:,} | {value} | {p['run']} "
+                             f"| {p[by]:.4g} | {others or '-'} |")
+    spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
+    if spreads:
+        lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
+                  "sizes, then the seeds within each size (without replacement). Seed-to-seed standard "
+                  "deviation of the final value:", "",
+                  "| metric | " + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"]) + " |",
+                  "|---|" + "---|" * len(spreads[0]["seed_spread"])]
+        for f in spreads:
+            lines.append((f"| {f.get('group_label')} " if f.get("group_label") else "") + f"| {f['metric']} | " + " | ".join(
+                f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _E_name(key: tuple) -> str:
+    metric, label = key
+    return metric + (f" ({label})" if label else "")
+
+
+def official_tokenizer(raw) -> tuple[bool, str]:
+    """Whether every run's token store was made with the official VQVAE; (yes, in words).
+
+    Reads the stores' meta.json (path in each run's config column ``data.store``): the
+    VQVAE's vocab/z/ch and checkpoint file name must be the official ones (`OFFICIAL_VQVAE`).
+    """
+    import json
+
+    if "data.store" not in raw.columns:
+        return False, "the source records no token store (a table file)"
+    for store in sorted(set(raw["data.store"].dropna().astype(str))):
+        try:
+            meta = json.loads((Path(store) / "meta.json").read_text())
+        except (OSError, ValueError):
+            return False, f"token store {store} is not readable here"
+        cfg = meta.get("vqvae_config") or {}
+        name = Path(str(meta.get("vqvae_path", ""))).name
+        if name != OFFICIAL_VQVAE["file"] or any(cfg.get(k) != v for k, v in OFFICIAL_VQVAE.items()
+                                                 if k != "file"):
+            return False, (f"token store {store} was made with another VQVAE ({name or 'unnamed'}, "
+                           f"vocab {cfg.get('vocab_size')}, ch {cfg.get('ch')})")
+    return True, f"the runs' token store was made with the official tokenizer ({OFFICIAL_VQVAE['file']})"
+
+
+def choose_irreducible(spec, raw, table, metrics) -> tuple[Union[str, float], str]:
+    """Resolve the irreducible setting to "paper" | "none" | "fit" | a number, with the reason.
+
+    A paper E that is not below every value of its loss is refused (those cannot be the
+    paper's metrics); "auto" then falls back to "fit" with a warning.
+    """
+    from analysis.paper import PAPER_IRREDUCIBLE
+
+    below = {m: float(table[m].min()) for m in metrics
+             if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]}
+    if spec == "paper" and below:
+        m, v = next(iter(below.items()))
+        raise FitCLIError(
+            f"--irreducible paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the floor of "
+            f"the official tokenizer's tokens), but this table's {m} goes down to {v:.4g}: these "
+            f"cannot be the paper's metrics (another tokenizer or data set). Use --irreducible fit "
+            f"(or auto), or a number below {v:.4g}")
+    if spec != "auto":
+        return spec, "as asked"
+    official, why = official_tokenizer(raw)
+    if official and not below:
+        return "paper", why + ": the paper's E (ce_avg 5, ce_last 4.5) is that tokenizer's floor"
+    if official:
+        warnings.warn(f"{why}, but the losses go below the paper's E ({below}); E is fitted instead")
+    return "fit", (why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
+                   "(maximum likelihood, analysis.irreducible)")
+
+
+def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
+    """The CLI's work; returns the fits.json document (compare.json for two sources).
+    Raises FitCLIError / ResultsError / ConfigError. `collect`: a list that receives
+    (FitResults, fitted table) (the two-study comparison uses it)."""
+    args = _parse_args(argv)  # before the heavy imports, so `--help` and usage errors are fast
+    if len(args.source) == 2:
+        from scaling.study.compare import compare_studies
+        return compare_studies(args, argv)
+    if len(args.source) > 2:
+        raise FitCLIError(f"give one study to fit, or two to compare; got {len(args.source)}: "
+                          f"{' '.join(args.source)}")
+    from analysis.irreducible import fit_shared_E
+    from analysis.overfit import MEANING as OVERFIT_MEANING, METRIC as OVERFIT_METRIC, \
+        RISE as OVERFIT_RISE, data_limited_runs
+    from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
+    from analysis.powerlaw import (fit_vs_cmin, fit_vs_n, irreducible_value, points_vs_cmin,
+                                   points_vs_n)
+    from analysis.axes import best_over, group_label, groups
+    from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
+    from scaling.core.atomic import atomic_write_json, atomic_write_text
+
+    given = Path(args.source[0])
+    if not given.exists():
+        raise FitCLIError(f"{given}: no such sweep file, runs directory or table file")
+    source = sweep_output(given) if given.suffix in (".yaml", ".yml") else given
+    settings, origin = resolve_settings(args, source)
+    out = Path(args.out) if args.out else (source / "fit" if source.is_dir() else
+                                           source.parent / f"{source.name.split('.')[0]}_fit")
+    if args.optimal_for is not None and settings.law != "nd":
+        settings = dataclasses.replace(settings, law="nd")
+        origin["law"] = "cli"
+    if settings.law == "nd":
+        from scaling.study.fit_joint import run_joint
+
+        return run_joint(args, source, settings, origin, out)
+    started = time.perf_counter()
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        raw = load_results(source, include_subset=settings.include_subset)
+        table = prepare(raw, settings.metrics, settings.compute, source=str(source))
+        sizes = sorted(set(int(p) for p in table["params"]))
+        holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
+        # runs still training (or stopped) have no final evaluation: not in the N laws by default
+        unfinished = sorted(set(table.loc[~table["finished"].astype(bool), "run"].astype(str))) \
+            if "finished" in table.columns else []
+        table_n = table
+        if unfinished:
+            kept = settings.include_unfinished
+            warnings.warn(
+                f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
+                + ("INCLUDED in the laws vs N (--include-unfinished; marked in the figure), their "
+                   "last evaluation is not a final one" if kept else
+                   "left out of the laws vs N (their last evaluation is not a final one; "
+                   "--include-unfinished includes them)")
+                + "; the Cmin frontier uses every evaluation, theirs included")
+            if not kept:
+                table_n = table[~table["run"].astype(str).isin(unfinished)]
+        flagged = data_limited_runs(table)
+        if flagged:
+            warnings.warn(
+                f"data-limited run(s) (test {OVERFIT_METRIC} risen >= {100 * OVERFIT_RISE:.0f}% "
+                f"above its own minimum while training loss fell): "
+                + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
+                + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
+                  f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)")
+        E_mode, E_reason = choose_irreducible(settings.irreducible, raw, table, settings.metrics)
+        shared: dict = {}  # (metric, group label) -> SharedE: one E per loss and law group
+        unfinished_set = set(unfinished)
+
+        def shared_E(metric, label, sub):
+            key = (metric, label)
+            if key not in shared:
+                sets = []
+                for against in settings.against:
+                    pts = points_vs_n(sub[~sub["run"].astype(str).isin(unfinished_set)]
+                                      if unfinished and not settings.include_unfinished else sub,
+                                      metric, settings.final) if against == "N" else \
+                        points_vs_cmin(sub, metric, settings.smooth)
+                    sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
+                shared[key] = fit_shared_E(sets, level=settings.ci)
+                for problem in shared[key].problems(metric + (f" ({label})" if label else "")):
+                    warnings.warn(problem)
+            return shared[key]
+        study = study_axes(table, settings, source)
+        tidy = table  # every run, as read (results.csv); seed replicates: analysis.seeds in the fits
+        fits, results, labels, notes = [], [], [], []
+        common = dict(method=settings.method, bootstrap=settings.bootstrap,
+                      level=settings.ci, holdout=holdout, seed=settings.seed)
+        for against in settings.against:
+            for metric in settings.metrics:
+                for group, sub in groups(table, study["law_columns"]):
+                    label = group_label(group, study["labels"]) or None
+                    picks = None
+                    if study["best_column"] is not None:
+                        by = settings.best_by or metric
+                        sub, picks = best_over(sub, study["best_column"], by)
+                    try:
+                        se = shared_E(metric, label, sub) if E_mode == "fit" and metric.startswith("ce") \
+                            else None
+                        E = se.E if se is not None else irreducible_value(metric, E_mode)
+                        if against == "N":
+                            sub_n = sub if settings.include_unfinished else \
+                                sub[~sub["run"].astype(str).isin(unfinished_set)]
+                            res = fit_vs_n(sub_n, metric, irreducible=E, final=settings.final, **common)
+                        else:
+                            res = fit_vs_cmin(sub, metric, irreducible=E, smooth=settings.smooth, **common)
+                        if se is not None:
+                            res.E_mode, res.E_ci = "fit", se.ci
+                    except ResultsError as e:
+                        if not study["law_columns"]:
+                            raise
+                        warnings.warn(f"{metric} vs {against}, {label}: no law ({e})", stacklevel=1)
+                        continue
+                    rec = res.to_dict()
+                    try:
+                        law = paper_law(metric, against)
+                        rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
+                    except KeyError:  # sample metrics: the paper published no law
+                        rec["paper"] = None
+                    if against == "N":
+                        rec["final"] = settings.final
+                        rec["unfinished_runs_included"] = [r for r in unfinished
+                                                           if r in set(res.points["run"].astype(str))]
+                    rec["data_limited_runs"] = [r for r in flagged if r in set(res.points["run"].astype(str))]
+                    rec["group"] = group or None
+                    rec["group_label"] = label
+                    if picks is not None:
+                        rec["best_over"] = {"axis": picks[0]["axis"], "by": picks[0]["by"],
+                                            "seed_averaged": bool(study["seed_columns"]), "picked": picks}
+                    fits.append(rec)
+                    results.append(res)
+                    labels.append(label)
+                    notes.append({p["params"]: f"{study['best_label']}={_value_text(p['value'])}" for p in picks}
+                                 if picks else None)
+        if not fits:
+            raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
+        E_values = {m: irreducible_value(m, E_mode) for m in settings.metrics
+                    if not (E_mode == "fit" and m.startswith("ce"))}
+    for w in records:
+        caught.append(str(w.message))
+        print(f"warning: {w.message}", file=sys.stderr)
+
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "python -m scaling.fit",
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": str(source),
+        "source_kind": "runs_dir" if source.is_dir() else "table",
+        "n_rows": int(len(tidy)),
+        "n_runs": int(tidy["run"].nunique()),
+        "sizes": sizes,
+        "axes": {k: study[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")},
+        "settings": {**{k: (list(v) if isinstance(v, tuple) else v)
+                        for k, v in dataclasses.asdict(settings).items()},
+                     "holdout": holdout, "sources": origin},
+        "conventions": {
+            "form": "y - E = (beta * x)^alpha, fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
+            "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
+            "compute": {"choice": settings.compute, "column": COMPUTE_COLUMNS[settings.compute],
+                        "meaning": COMPUTE_TEXT[settings.compute], "unit_in_fit": "PFLOPs (1e15 FLOPs)"},
+            "irreducible": {"choice": settings.irreducible, "used": E_mode, "why": E_reason,
+                            "values": E_values,
+                            "shared_fit": {_E_name(k): {"E": v.E, "ci": list(v.ci), "at_bound": v.at_bound,
+                                                        "interval_wider_than_reducible": v.wide,
+                                                        "n_points": v.n_points}
+                                           for k, v in shared.items()},
+                            "paper_values": PAPER_IRREDUCIBLE,
+                            "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)"},
+            "points_vs_N": ("the final evaluation (largest step) of every finished run"
+                            if settings.final == "last" else
+                            "the best evaluation (lowest value of the metric) of every finished run")
+                           + (" and of the unfinished runs (included on request)"
+                              if settings.include_unfinished and unfinished else ""),
+            "unfinished_runs": unfinished,
+            "data_limited": {"rule": f"test {OVERFIT_METRIC} at the last evaluation >= "
+                                     f"(1 + {OVERFIT_RISE}) x its minimum, while train_loss fell "
+                                     f"(analysis.overfit)", "runs": flagged},
+            "axes": "one law per value of every grid axis other than size and seed (group); seed "
+                    "replicates within a law as in 'seeds'; with "
+                    "best_over, each size's run with the lowest final value of the picking metric "
+                    "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
+                    "frontier of those runs",
+            "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
+                              "(curves interpolated in log-log between evaluations)",
+            "evaluations": "full test-set evaluations only" if not settings.include_subset
+                           else "full and subset evaluations",
+            "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
+            "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
+                         f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
+                         f"recomputed per draw), Hesterberg-expanded percentiles",
+            "seeds": "runs of one size with different seeds are averaged for the point estimate "
+                     "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
+            "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
+                       "of the metric itself (E included)",
+        },
+        "fits": fits,
+        "warnings": caught,
+        "elapsed_s": None,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    E_line = f"E: {E_mode} ({E_reason}): " + ", ".join(
+        [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in shared.items()]
+        + [f"{m} {v:.4g}" for m, v in E_values.items() if m.startswith("ce")])
+    md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
+    if unfinished:
+        md_notes.append(f"unfinished runs ({'included vs N, marked' if settings.include_unfinished else 'left out of the N laws'}): "
+                     + ", ".join(unfinished))
+    if flagged:
+        md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(flagged))
+    print(E_line)
+    table_md = markdown_table(fits, settings.compute, md_notes)
+    atomic_write_text(out / "fits.md", table_md)
+    tidy.to_csv(out / "results.csv", index=False)
+    if not args.no_plots:
+        from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
+        grouped = any(labels)
+        n_idx = [i for i, r in enumerate(results) if r.against == "N"]
+        c_idx = [i for i, r in enumerate(results) if r.against == "Cmin"]
+        if n_idx:
+            save_figure(plot_vs_n([results[i] for i in n_idx], paper=bool(settings.paper),
+                                  labels=[labels[i] for i in n_idx] if grouped else None,
+                                  notes=[notes[i] for i in n_idx],
+                                  flagged=list(flagged) + (unfinished if settings.include_unfinished else [])),
+                       out / "fit_vs_N")
+        if c_idx:
+            shown = table
+            if study["best_column"] is not None:  # the curves of the runs picked for some law
+                picked = {r for f in fits if f.get("best_over") for p in f["best_over"]["picked"]
+                          for r in p["run"].split(", ")}
+                shown = table[table["run"].astype(str).isin(picked)]
+            run_labels = {str(r): group_label(g, study["labels"]) for g, sub in groups(shown, study["law_columns"])
+                          for r in sub["run"].unique()} if grouped else None
+            save_figure(plot_vs_cmin([results[i] for i in c_idx], shown, paper=bool(settings.paper),
+                                     labels=[labels[i] for i in c_idx] if grouped else None,
+                                     run_labels=run_labels), out / "fit_vs_Cmin")
+        from analysis.plots import plot_samples_vs_n
+        fig = plot_samples_vs_n(raw)  # measured sample quality by size, when sample_eval ran
+        if fig is not None:
+            save_figure(fig, out / "samples_vs_N")
+    doc["elapsed_s"] = round(time.perf_counter() - started, 3)
+    atomic_write_json(out / "fits.json", doc)
+    if collect is not None:
+        collect.append((results, table))
+    print(table_md)
+    print(f"wrote {out}/fits.json, fits.md, results.csv" + ("" if args.no_plots else ", figures (png, pdf)")
+          + f" in {doc['elapsed_s']:.1f} s")
+    return doc
+
+
+def _value_text(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def sweep_output(path: Path) -> Path:
+    """A sweep file -> its output folder (read without importing the trainer: no torch)."""
+    from scaling.core.config_io import load_yaml
+
+    data, loc = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("output"), str) or not data["output"]:
+        raise ConfigError(f"{loc.where(('output',))}: output: a sweep file names its output folder "
+                          f"(output: runs/NAME); {path} has none")
+    out = Path(data["output"])
+    if not out.is_dir():
+        raise FitCLIError(f"{path}: its output folder {out} does not exist yet: launch the sweep "
+                          f"first (python -m scaling.launch {path})")
+    return out
+
+
+def study_axes(table, settings: FitSettings, source: Path) -> dict:
+    """The table's axes by role and what the settings make of them (see `analysis.axes`)."""
+    from analysis.axes import axis_columns, axis_name, resolve_axis, split_axes
+    from analysis.results import ResultsError, read_grid
+
+    from scaling.study.sweep import DEFAULT_LABELS  # torch-free: the run-id labels of common axes
+
+    grid = read_grid(source) if source.is_dir() else {"labels": {}}
+    default = {axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]] for c in axis_columns(table)
+               if axis_name(c).split(".")[-1] in DEFAULT_LABELS}
+    grid["labels"] = {**default, **grid["labels"]}
+    labels = {v: k for k, v in grid["labels"].items()}  # run-id label -> axis
+    roles = split_axes(table)
+    law_columns = [] if settings.pool else list(roles.other)
+    best_column = None
+    if settings.best_over is not None:
+        best_column = resolve_axis(table, settings.best_over, labels)
+        if best_column in roles.size or best_column in roles.seed:
+            raise ResultsError(f"--best-over {settings.best_over}: {axis_name(best_column)} is a "
+                               f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis")
+        if best_column in law_columns:
+            law_columns.remove(best_column)
+        else:
+            warnings.warn(f"--best-over {settings.best_over}: the axis has one value here; nothing to pick",
+                          stacklevel=2)
+    if not axis_columns(table):
+        per_size = table.groupby("params")["run"].nunique()
+        if (per_size > 1).any():
+            warnings.warn(f"{int((per_size > 1).sum())} sizes have more than one run and the table names no "
+                          "grid axis (grid.<axis> columns): their runs are fitted together as one law",
+                          stacklevel=2)
+    return {"size_axes": [axis_name(c) for c in roles.size], "seed_axes": [axis_name(c) for c in roles.seed],
+            "law_axes": [axis_name(c) for c in law_columns],
+            "best_over": axis_name(best_column) if best_column else None,
+            "labels": grid["labels"], "seed_columns": list(roles.seed), "law_columns": law_columns,
+            "best_column": best_column,
+            "best_label": grid["labels"].get(axis_name(best_column), axis_name(best_column).split(".")[-1])
+            if best_column else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; errors are one line on stderr and exit status 2."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # this CLI writes files only, never a window (also on cluster nodes)
+    try:
+        run(argv)
+    except (FitCLIError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # analysis.results.ResultsError (imported lazily) is a ValueError
+        if type(e).__name__ != "ResultsError":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Tools beside the data flow (benchmarks). May import any layer.
+"""
