@@ -21,10 +21,12 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from scaling.core.cli import InputError
+
 KeyPath = tuple[Union[str, int], ...]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config value is wrong; the message names the source, line and key path."""
 
 

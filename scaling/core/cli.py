@@ -1,0 +1,50 @@
+"""The one convention every `python -m scaling.X` command follows for logging and exit codes.
+
+    exit 0  done
+    exit 1  a runtime failure: a run failed, a job died, the scheduler did not answer
+    exit 2  the input is wrong (a config key, a file, an argument): fix it and run again
+
+Library code raises `InputError` (or a subclass: `ConfigError`, `TokenStoreError`, ...) for
+the second kind and `RuntimeFailure` for the first, and logs through `logging`; only the
+entry points below print and choose the exit status. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, Sequence
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
+
+class InputError(ValueError):
+    """What the user gave is wrong (a config value, a file, an argument); CLIs exit 2."""
+
+
+class RuntimeFailure(RuntimeError):
+    """The work could not be done although the input was valid; CLIs exit 1."""
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Plain `message` lines on stderr for a CLI process (library code never calls this)."""
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+def run_cli(body: Callable[[], int | None], *,
+            input_errors: Sequence[type[BaseException]] = ()) -> int:
+    """Run a CLI's `body()` and map its errors to the exit codes above.
+
+    `input_errors` adds exception types that mean bad input although they are not
+    `InputError`s (e.g. `analysis.results.ResultsError`, from the torch-free package that
+    cannot import this one). Returns the exit status; never raises for the two known kinds.
+    """
+    try:
+        return body() or EXIT_OK
+    except (InputError, *input_errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except RuntimeFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILURE

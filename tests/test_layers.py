@@ -1,0 +1,122 @@
+"""The folder tree is the data flow (docs/architecture.md), and this test holds it to that.
+
+    var_core          the model; imports neither scaling nor analysis
+    analysis          torch-free fits; imports neither torch, scaling nor var_core
+    scaling.core      shared ground; imports nothing else of scaling
+    scaling.data      images -> tokens; imports scaling.core only
+    scaling.training  tokens -> runs; never imports scaling.study or scaling.tools
+    scaling.study     runs -> table -> laws; never imports scaling.tools
+    scaling.<entry>   `python -m scaling.X`: thin, one import of the module that does the work
+
+Every import statement counts, also one inside a function (a lazy import still ties two
+layers together). A second check runs in fresh interpreters: the study's CLIs and loading
+every sweep file in sweeps/ must not import torch (`scaling.status` answers in a moment).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("var_core", "analysis", "scaling")
+
+# importer prefix -> module prefixes it must not import
+FORBIDDEN = {
+    "var_core": ("scaling", "analysis"),
+    "analysis": ("torch", "scaling", "var_core"),
+    "scaling.core": ("scaling.data", "scaling.training", "scaling.study", "scaling.tools",
+                     "analysis"),
+    "scaling.data": ("scaling.training", "scaling.study", "scaling.tools"),
+    "scaling.training": ("scaling.study", "scaling.tools"),
+    "scaling.study": ("scaling.tools",),
+}
+LAYERS = ("core", "data", "training", "study", "tools")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """Every module an import statement of this file names (absolute, relative ones resolved)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            found.add(stem)
+            found.update(f"{stem}.{a.name}" for a in node.names)  # `from scaling import data`
+    return found
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def test_every_module_imports():
+    """A module the layer rules cannot see because it does not import is a failure too."""
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+    names = [n for n in all_modules() if not n.endswith("__main__")]
+    subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, check=True)
+
+
+@pytest.mark.parametrize("importer", sorted(FORBIDDEN))
+def test_layer_never_imports_what_sits_above_it(importer):
+    broken = []
+    for name, path in all_modules().items():
+        if not _within(name, importer):
+            continue
+        for imported in sorted(imports_of(name, path)):
+            if any(_within(imported, banned) for banned in FORBIDDEN[importer]):
+                broken.append(f"{path.relative_to(ROOT)} imports {imported}")
+    assert not broken, "layer rule broken:\n" + "\n".join(broken)
+
+
+def test_scaling_holds_only_layers_and_thin_entry_modules():
+    """`scaling/X.py` is a `python -m scaling.X` command: a docstring, one import, main()."""
+    folders = sorted(p.name for p in (ROOT / "scaling").iterdir()
+                     if p.is_dir() and (p / "__init__.py").exists())
+    assert folders == sorted(LAYERS)
+    for path in sorted((ROOT / "scaling").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        work = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+        imports = [n for n in tree.body if isinstance(n, ast.ImportFrom)
+                   and (n.module or "").startswith("scaling.")]
+        assert not work, f"{path.name} defines {[n.name for n in work]}: entry modules only delegate"
+        assert len(imports) == 1 and [a.name for a in imports[0].names] == ["main"], path.name
+
+
+TORCH_FREE = """
+import sys
+from pathlib import Path
+import scaling.study, scaling.study.sweep, scaling.study.status, scaling.study.fit
+from scaling.study.sweep import load_sweep
+for f in sorted(Path("sweeps").glob("*.yaml")):
+    load_sweep(f)
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+assert not loaded, f"torch was imported: {loaded[:5]}"
+"""
+
+
+def test_study_and_sweep_files_load_without_torch():
+    subprocess.run([sys.executable, "-c", TORCH_FREE], cwd=ROOT, check=True)
