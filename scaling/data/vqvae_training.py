@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scaling.core import provenance
+from scaling.core.seeds import step_seed
 from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_text, read_jsonl
 from scaling.core.config_io import InvalidValue, dump_yaml, load_config
 from scaling.data.images import ImageFolder, UnreadableImage
@@ -231,7 +232,7 @@ class _Batches:
     def __iter__(self):
         for step in range(self.start, self.steps):
             idx = self.order.next()
-            yield [(int(j), (self.seed * 1_000_003 + step) * self.batch + b) for b, j in enumerate(idx)]
+            yield [(int(j), step_seed(self.seed, step) * self.batch + b) for b, j in enumerate(idx)]
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -33,6 +33,7 @@ import torch
 
 from scaling.core import provenance
 from scaling.training import schedule
+from scaling.core.seeds import step_seed
 from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_text
 from scaling.training.config import RunConfig, load_run_config
 from scaling.core.config_io import ConfigError, dump_yaml, to_dict
@@ -309,7 +310,7 @@ class Trainer:
         and on resume, with no state to save. (Drop-path masks, by contrast, come from each
         process's RNG: runs with different world sizes agree in distribution only.)
         """
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        generator = torch.Generator().manual_seed(step_seed(self.config.seed, self.step))
         draws = torch.rand(self.config.optim.batch_size, generator=generator)
         return draws < self.config.model.cond_drop
 
