@@ -648,8 +648,8 @@ def check_views(store: TokenStore, config: RunConfig, source: str) -> None:
 def _online_views(store: TokenStore, config: RunConfig, device: torch.device):
     """`data.views: online`: the VQVAE (checked to be the store's) over data.images."""
     from scaling.data.online_views import OnlineViews
+    from scaling.core.provenance import sha256_file
     from scaling.data.token_store import mismatch
-    from scaling.data.tokenize import file_sha256
     from var_core import load_vqvae
 
     data = config.data
@@ -657,7 +657,7 @@ def _online_views(store: TokenStore, config: RunConfig, device: torch.device):
     if not path or not Path(path).is_file():
         raise TokenStoreError(f"data.views online: VQVAE checkpoint {path!r} not found (set "
                               f"data.vqvae; the store records {store.meta.get('vqvae_path')!r})")
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     if sha != store.meta["vqvae_sha256"]:
         raise mismatch(store.path, "vqvae_sha256", store.meta["vqvae_sha256"], sha,
                        f"data.vqvae {path}")
