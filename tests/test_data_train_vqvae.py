@@ -8,6 +8,7 @@ import torch
 import scaling.data.vqvae_training as tv
 from scaling.core.config_io import ConfigError, load_config
 from scaling.data.synthetic import generate
+from scaling.data.vqvae_config import VQVAETrainConfig
 from var_core import load_vqvae
 
 
@@ -24,7 +25,7 @@ def _cfg(images, out, **kw):
     base = dict(images=images, out=out, resolution=8, vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 1),
                 num_res_blocks=1, patch_nums=(1, 2, 4), batch_size=8, lr=2e-3, warmup_steps=5, steps=60,
                 log_every=10, ckpt_every=30, eval_images=12, restart_every=20, device="cpu")
-    return tv.VQVAETrainConfig(**{**base, **kw})
+    return VQVAETrainConfig(**{**base, **kw})
 
 
 def _evals(out):
@@ -100,13 +101,13 @@ def test_config_errors_are_located(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text("images: data\nout: o\nresolution: 30\n")
     with pytest.raises(ConfigError, match=r"c.yaml:3: resolution: must be patch_nums\[-1\]"):
-        load_config(tv.VQVAETrainConfig, bad)
+        load_config(VQVAETrainConfig, bad)
     bad.write_text("images: data\nout: o\nperceptual_weights: /nope/vgg16.pth\n")
     with pytest.raises(ConfigError, match=r"c.yaml:3: perceptual_weights: file /nope/vgg16.pth does not exist"):
-        load_config(tv.VQVAETrainConfig, bad)
+        load_config(VQVAETrainConfig, bad)
     bad.write_text("images: data\nout: o\nch: 48\n")
     with pytest.raises(ConfigError, match=r"c.yaml:3: ch: must be a multiple of 32"):
-        load_config(tv.VQVAETrainConfig, bad)
+        load_config(VQVAETrainConfig, bad)
 
 
 def test_perceptual_weights_must_be_vgg16(tmp_path):

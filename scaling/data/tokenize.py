@@ -24,7 +24,6 @@ committed batch. A store made with another VQVAE, patch_nums or class list is re
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -35,29 +34,12 @@ import numpy as np
 import torch
 
 from scaling.core.atomic import atomic_write_json
+from scaling.core.provenance import sha256_file
+from scaling.core.runtime import pick_device, resolve
 from scaling.data.images import CLASSES_FILE, ImageFolder, UnreadableImage, find_classes, read_classes_file
 from scaling.data.token_store import (FORMAT, MAX_VOCAB, TRANSFORM_TEXT, ShardWriter, TokenStoreError,
                                  merge_split, merged_info, mismatch, rows_per_image, save_quantizer,
                                  shard_range, transform_name)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (read in 16 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; anything else is passed to torch.device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 class _Items(torch.utils.data.Dataset):
@@ -139,10 +121,10 @@ def tokenize(images: str | Path, vqvae: str | Path, out: str | Path, *,
     merge = merge or merge_only
     if not Path(vqvae).is_file():
         raise FileNotFoundError(f"tokenize: VQVAE checkpoint {vqvae} does not exist")
-    dev = resolve_device(device)
+    dev = pick_device(device)
     # fp32 (bf16 would change the quantizer's argmin); TF32 and threads are the runtime
     # policy's, applied by the entry point (main, the launcher's stage job)
-    sha = file_sha256(vqvae)
+    sha = sha256_file(vqvae)
     model = load_vqvae(vqvae).to(dev).eval()
     if model.vocab_size > MAX_VOCAB:
         raise ValueError(f"tokenize: vocab_size {model.vocab_size} does not fit the store's uint16 "
@@ -268,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--merge", action="store_true", help="assemble finished shards and write meta.json")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: the runtime policy's, 1 on CPU)")
     a = p.parse_args(argv)
@@ -276,11 +258,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--merge assembles all shards: give it without --shard")
     if a.threads is not None and a.threads < 1:
         p.error(f"--threads must be >= 1, got {a.threads}")
-    from scaling.core.runtime import resolve
-
     try:
         # fp32 with TF32 on CUDA, threads: scaling.runtime's choices, restored on return
-        with resolve(None, device=resolve_device(a.device), precision="fp32",
+        with resolve(None, device=a.device, precision="fp32",
                      threads=a.threads).applied():
             tokenize(a.images, a.vqvae, a.out, splits=a.splits, flip=a.flip, views=a.views,
                      view_seed=a.view_seed,
