@@ -7,14 +7,12 @@ VQVAE ch 160); TINY is small enough for a CPU test (30 tokens, 8px images).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scaling.core.atomic import atomic_write_text
-from scaling.data.token_store import FORMAT, save_quantizer
+from scaling.data.token_store import save_quantizer, split_meta, store_identity, write_meta
 from var_core import VQVAE
 
 
@@ -62,8 +60,9 @@ def write_random_store(path: Path, geometry: Geometry, quantizer: torch.nn.Modul
                        n_train: int, n_val: int, seed: int = 0) -> Path:
     """A complete token store (scaling.data.token_store layout) of uniformly random tokens.
 
-    Tokens [n, L] uint16 and labels [n] int32 per split; `quantizer` is saved with it (the
-    trainer builds its teacher-forcing input from it).
+    Tokens [n, L] uint16 and labels [n] int32 per split (numpy generator from `seed`);
+    `quantizer` is saved with it (the trainer builds its teacher-forcing input from it);
+    meta.json through the data layer's writer, last.
     """
     rng = np.random.default_rng(seed)
     splits = {}
@@ -73,16 +72,13 @@ def write_random_store(path: Path, geometry: Geometry, quantizer: torch.nn.Modul
                 rng.integers(0, geometry.vocab_size, size=(n, geometry.L)).astype(np.uint16))
         np.save(path / split / "labels.npy",
                 rng.integers(0, geometry.num_classes, size=n).astype(np.int32))
-        splits[split] = {"count": n, "flip": False}
+        splits[split] = split_meta(n)
     save_quantizer(path, quantizer)
-    meta = {
-        "format": FORMAT, "vqvae_sha256": "0" * 64,
-        "vqvae_config": {"vocab_size": geometry.vocab_size, "z_channels": geometry.z_channels,
-                         "patch_nums": list(geometry.patch_nums)},
-        "vocab_size": geometry.vocab_size, "patch_nums": list(geometry.patch_nums), "L": geometry.L,
-        "image_size": geometry.image_size,
-        "classes": [f"class{i}" for i in range(geometry.num_classes)],
-        "num_classes": geometry.num_classes, "splits": splits,
-    }
-    atomic_write_text(path / "meta.json", json.dumps(meta))
+    identity = store_identity(
+        vqvae_sha256="0" * 64, vocab_size=geometry.vocab_size,
+        patch_nums=geometry.patch_nums, image_size=geometry.image_size,
+        classes=[f"class{i}" for i in range(geometry.num_classes)],
+        vqvae_config={"vocab_size": geometry.vocab_size, "z_channels": geometry.z_channels,
+                      "patch_nums": list(geometry.patch_nums)})
+    write_meta(path, identity, splits)
     return path
