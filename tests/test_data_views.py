@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-import scaling.study.launch as launch_mod
 import scaling.data.tokenize as tk
-from scaling.training.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig, estimate)
+import scaling.study.launch as launch_mod
 from scaling.core.config_io import ConfigError, InvalidValue
-from scaling.data.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
 from scaling.core.rundir import RunDir
+from scaling.data.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch, draw_views
+from scaling.training.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig,
+                                     estimate)
 from tests.factories import make_token_store, tiny_run_config
 from var_core import VQVAE, load_vqvae, save_model
 
