@@ -48,7 +48,6 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from analysis.axes import axis_columns, axis_name, group_label, groups
 from analysis.fitting import StudyFit, Tokenizer, fit_study
@@ -161,12 +160,10 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
     Returns the settings and, per field, where its value came from (cli, fit.yaml, default).
     """
     origin = {f.name: "default" for f in dataclasses.fields(FitSettings)}
-    settings = FitSettings()
-    fit_yaml = source / "fit.yaml" if source.is_dir() else None
-    if fit_yaml is not None and fit_yaml.exists():
-        settings = load_config(FitSettings, fit_yaml)
-        given = yaml.safe_load(fit_yaml.read_text()) or {}
-        origin.update({k: "fit.yaml" for k in given})
+    settings = load_fit_settings(source) if source.is_dir() else FitSettings()
+    if source.is_dir() and (source / "fit.yaml").exists():
+        given, _ = load_yaml(source / "fit.yaml")  # which keys the file set
+        origin.update({k: "fit.yaml" for k in given or {}})
     overrides = {}
     for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
                  "include_subset", "paper", "law", "data_unit", "best_over", "best_by", "pool",
