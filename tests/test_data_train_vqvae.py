@@ -8,6 +8,8 @@ import torch
 import scaling.data.vqvae_training as tv
 from scaling.core.config_io import ConfigError, load_config
 from scaling.data.synthetic import generate
+from scaling.data.vqvae_config import VQVAETrainConfig
+from scaling.data.vqvae_losses import VGG16_CFG, PerceptualLoss
 from var_core import load_vqvae
 
 
@@ -24,7 +26,7 @@ def _cfg(images, out, **kw):
     base = dict(images=images, out=out, resolution=8, vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 1),
                 num_res_blocks=1, patch_nums=(1, 2, 4), batch_size=8, lr=2e-3, warmup_steps=5, steps=60,
                 log_every=10, ckpt_every=30, eval_images=12, restart_every=20, device="cpu")
-    return tv.VQVAETrainConfig(**{**base, **kw})
+    return VQVAETrainConfig(**{**base, **kw})
 
 
 def _evals(out):
@@ -100,20 +102,20 @@ def test_config_errors_are_located(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text("images: data\nout: o\nresolution: 30\n")
     with pytest.raises(ConfigError, match=r"c.yaml:3: resolution: must be patch_nums\[-1\]"):
-        load_config(tv.VQVAETrainConfig, bad)
+        load_config(VQVAETrainConfig, bad)
     bad.write_text("images: data\nout: o\nperceptual_weights: /nope/vgg16.pth\n")
     with pytest.raises(ConfigError, match=r"c.yaml:3: perceptual_weights: file /nope/vgg16.pth does not exist"):
-        load_config(tv.VQVAETrainConfig, bad)
+        load_config(VQVAETrainConfig, bad)
     bad.write_text("images: data\nout: o\nch: 48\n")
     with pytest.raises(ConfigError, match=r"c.yaml:3: ch: must be a multiple of 32"):
-        load_config(tv.VQVAETrainConfig, bad)
+        load_config(VQVAETrainConfig, bad)
 
 
 def test_perceptual_weights_must_be_vgg16(tmp_path):
     bad = tmp_path / "not_vgg.pth"
     torch.save({"conv.weight": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match=r"not_vgg.pth: not a torchvision VGG16 state dict \(missing features.0.bias\)"):
-        tv.PerceptualLoss(bad)
+        PerceptualLoss(bad)
 
 
 def test_discriminator_trains_and_resumes(images, tmp_path):
@@ -129,7 +131,7 @@ def test_perceptual_loss_on_local_vgg_file(tmp_path):
     # a torchvision-layout VGG16 state dict with random weights (the real file is not here)
     g = torch.Generator().manual_seed(0)
     sd, i, cin = {}, 0, 3
-    for v in tv._VGG16_CFG:
+    for v in VGG16_CFG:
         if v == "M":
             i += 1
             continue
@@ -144,7 +146,7 @@ def test_perceptual_loss_on_local_vgg_file(tmp_path):
                 for k, c in enumerate((64, 128, 256, 512, 512))}, lp)
     x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
     y = x.flip(-1)
-    plain, lpips = tv.PerceptualLoss(vgg), tv.PerceptualLoss(vgg, lp)
+    plain, lpips = PerceptualLoss(vgg), PerceptualLoss(vgg, lp)
     assert plain(x, x).item() == 0.0 and plain(x, y).item() > 0
     assert not any(p.requires_grad for p in plain.parameters())
     # LPIPS heads of 0.5 per channel vs uniform 1/C: per layer, the distance scales by 0.5 * C
