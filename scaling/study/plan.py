@@ -43,18 +43,18 @@ from analysis.paper import AGAINST, METRICS, PAPER_IRREDUCIBLE
 from analysis.powerlaw import Law
 from analysis.results import ResultsError, load_results, prepare
 from analysis.seeds import pooled_log_sd
+from analysis.settings import FitSettings, InvalidSetting
 from analysis.simulate import (FitPlan, Noise, PriorLaws, calibrate, compute_per_param_unit, joint_prior,
                                paper_noise_sd, paper_prior, simulate_joint, simulate_study)
 from scaling.core.atomic import atomic_write_json, atomic_write_text
-from scaling.core.config_io import ConfigError
-from scaling.study.fit import FitSettings
+from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.study.launch import store_meta
 from scaling.study.plan_cost import cost_table, run_costs, store_bytes
 from scaling.study.plan_designs import Design, alternatives
 from scaling.study.sweep import human, load_sweep
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """A bad argument or input of the planner (exit status 2); the message names it."""
 
 
@@ -318,7 +318,8 @@ def resolve_irreducible(settings: FitSettings, sweep) -> tuple[str | float, str]
 
 
 def run(argv=None) -> dict:
-    """The CLI's work; returns the plan document. Raises PlanError / ConfigError."""
+    """The CLI's work; returns the plan document. Raises PlanError / ConfigError (InputError) or
+    ResultsError for bad input."""
     args = _parse_args(argv)
     started, cpu_started = time.perf_counter(), time.process_time()
     path = Path(args.sweep)
@@ -475,17 +476,12 @@ def main(argv=None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # this CLI writes files only, never a window
-    try:
+    setup_logging()
+
+    def body() -> None:
         run(argv)
-    except (PlanError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        if type(e).__name__ not in ("ResultsError", "InvalidValue"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(body, input_errors=(ResultsError, InvalidSetting))
 
 
 if __name__ == "__main__":

@@ -124,9 +124,12 @@ def run_costs(sweep, meta: dict[str, Any]) -> list[RunCost]:
 def branch_cost(parent: RunCost, at: float, cooldown: float) -> RunCost:
     """A decay branch of `parent` at fraction `at` of its steps, cooling down over `cooldown`
     of its own length, laid out by the trainer's schedule (`scaling.training.schedule.plan`).
-    A parent on the official schedule is taken as WSD with its defaults (a 20% cool-down):
-    the same cost. Raises `ScheduleError` when the point is outside the constant phase."""
-    optim = dataclasses.replace(parent.config.optim, schedule="wsd")
+    A parent on the official schedule is taken as WSD with its defaults (a 20% cool-down,
+    constant weight decay): the same cost. Raises `ScheduleError` when the point is outside the
+    constant phase."""
+    optim = parent.config.optim
+    if optim.schedule != "wsd":
+        optim = dataclasses.replace(optim, schedule="wsd", weight_decay_end=None)
     run_id = f"{parent.run_id}-b{format_value(at)}"
     config = dataclasses.replace(parent.config, run_id=run_id, optim=optim, save_at=(),
                                  branch=BranchConfig(parent=parent.run_id, at=at, cooldown=cooldown))
