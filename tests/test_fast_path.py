@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from scaling.tools.bench import runner as bench
-from scaling.training.trainer import split_scales
+from scaling.training.inputs import split_scales
 from var_core import VAR
 
 GEO = bench.TINY

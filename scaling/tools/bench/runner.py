@@ -421,7 +421,7 @@ def sampler_vs_teacher_forced(var, vqvae, labels: torch.Tensor, device: torch.de
     "flex"), so the check fails if either the cache or the backend's masking is wrong.
     Returns max |sampler - forward| / max |forward| over all tokens and classes.
     """
-    from scaling.training.trainer import split_scales
+    from scaling.training.inputs import split_scales
 
     var = var.eval()
     seen: list[torch.Tensor] = []
@@ -503,7 +503,7 @@ def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, devic
     labels = torch.randint(0, geometry.num_classes, (batch,), generator=gen).to(device)
     if quantizer is None:
         quantizer = (vqvae.quantize if vqvae is not None else make_vqvae(geometry, device).quantize)
-    from scaling.training.trainer import split_scales
+    from scaling.training.inputs import split_scales
 
     with torch.no_grad():
         x_in = quantizer.idx_to_var_input(split_scales(tokens, geometry.patch_nums))
@@ -777,13 +777,13 @@ def run_bench(*, depths: Sequence[int], batches: Sequence[int], what: Sequence[s
                     model_ = trainer.model.eval()
 
                     def run_sample():
-                        with _autocast(trainer.precision, device):
+                        with _autocast(trainer.policy.precision, device):
                             sample(model_, vqvae, labels, cfg=1.5, top_k=900, top_p=0.96, seed=0)
 
                     log(f"{model}: sample, batch {sample_batch}")
                     with peak_memory(device) as mem:
                         sec, _ = time_median(run_sample, device, warmup=1, repeats=repeats)
-                    rows.append(Row("sample", model, sample_batch, f"{trainer.precision} cfg1.5 k900 p0.96",
+                    rows.append(Row("sample", model, sample_batch, f"{trainer.policy.precision} cfg1.5 k900 p0.96",
                                     sec, sample_batch, geometry.L, 2.0 * fwd, 4.0 * n_params * geometry.L,
                                     mem["gb"]))
                 log(f"{model}: fast-path checks")
