@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, load_quantizer

@@ -15,10 +15,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from scaling.core.provenance import sha256_file
 from scaling.core.seeds import step_seed
 from scaling.data.online_views import OnlineViews
 from scaling.data.token_store import TokenStore, TokenStoreError, TrainOrder, mismatch
-from scaling.data.tokenize import file_sha256
 from scaling.training.config import RunConfig
 from var_core import counting, load_vqvae
 
@@ -66,7 +66,7 @@ def open_online_views(store: TokenStore, config: RunConfig, device: torch.device
     if not path or not Path(path).is_file():
         raise TokenStoreError(f"data.views online: VQVAE checkpoint {path!r} not found (set "
                               f"data.vqvae; the store records {store.meta.get('vqvae_path')!r})")
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     if sha != store.meta["vqvae_sha256"]:
         raise mismatch(store.path, "vqvae_sha256", store.meta["vqvae_sha256"], sha,
                        f"data.vqvae {path}")

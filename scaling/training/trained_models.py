@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from scaling.core.provenance import sha256_file
 from scaling.core.rundir import RunDir
 from scaling.data.token_store import TokenStore, TokenStoreError
-from scaling.data.tokenize import file_sha256
 from scaling.training.config import load_run_config, var_kwargs_from_store
 from var_core import VAR, load_into, load_vqvae
 
@@ -33,7 +33,7 @@ def load_store_vqvae(store_path: str | Path, device: str | torch.device = "cpu")
     if not path or not Path(path).is_file():
         raise TokenStoreError(f"token store {store.path}: its VQVAE checkpoint {path!r} is not "
                               f"available (meta.json vqvae_path); decoding needs it")
-    if file_sha256(path) != store.meta["vqvae_sha256"]:
+    if sha256_file(path) != store.meta["vqvae_sha256"]:
         raise TokenStoreError(f"token store {store.path}: {path} is not the VQVAE that made the "
                               f"store (sha256 differs)")
     return load_vqvae(path).to(device).eval()
