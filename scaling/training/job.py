@@ -28,8 +28,6 @@ from scaling.core.config_io import ConfigError, dump_yaml
 from scaling.core.rundir import RunDir
 from scaling.core.runlock import RunLock, me
 from scaling.core.runtime import resolve as resolve_policy
-from scaling.core.safe_load import CheckpointError
-from scaling.data.token_store import TokenStoreError
 from scaling.training import records
 from scaling.training.config import RunConfig, load_run_config
 from scaling.training.distributed import DistInfo, setup as setup_distributed, teardown
@@ -230,4 +228,4 @@ def main(argv: list[str] | None = None) -> int:
                   f"err_avg {last['err_avg']:.4f}  err_last {last['err_last']:.4f}  ({run_dir})")
         return 0
 
-    return run_cli(body, input_errors=(TokenStoreError, CheckpointError))
+    return run_cli(body)
