@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import json
 import math
 import sys
 import time
@@ -35,6 +34,7 @@ from analysis.jointlaw import JointFit, fit_joint_table
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
 from analysis.settings import FitSettings
 from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.sweep import StoreHint
 
 SCHEMA_VERSION = 1
@@ -77,8 +77,8 @@ def _store_meta(table: pd.DataFrame) -> dict[str, Any] | None:
         return None
     for store in table["data.store"].dropna().unique():
         try:
-            return json.loads((Path(str(store)) / "meta.json").read_text())
-        except (OSError, ValueError):
+            return read_meta(str(store))
+        except (TokenStoreError, OSError):
             continue
     return None
 
