@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scaling.core.cli import RuntimeFailure
+
 log = logging.getLogger(__name__)
 
 
-class RunLocked(RuntimeError):
+class RunLocked(RuntimeFailure):
     """Another live process holds the run directory's lock."""
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import json
 import sys
 import time
 import warnings
@@ -60,6 +59,7 @@ from analysis.settings import FitSettings, InvalidSetting
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config, load_yaml
+from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.compare import compare_studies
 from scaling.study.fit_joint import run_joint
 from scaling.study.sweep import DEFAULT_LABELS
@@ -253,15 +253,16 @@ def _E_name(key: tuple) -> str:
 def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
     """Whether every run's token store was made with the official VQVAE; (yes, in words).
 
-    Reads the stores' meta.json (path in each run's config column ``data.store``): the
-    VQVAE's vocab/z/ch and checkpoint file name must be the official ones (`OFFICIAL_VQVAE`).
+    Reads the stores' meta.json (`scaling.data.token_store.read_meta`; the path is each run's
+    config column ``data.store``): the VQVAE's vocab/z/ch and checkpoint file name must be the
+    official ones (`OFFICIAL_VQVAE`).
     """
     if "data.store" not in raw.columns:
         return False, "the source records no token store (a table file)"
     for store in sorted(set(raw["data.store"].dropna().astype(str))):
         try:
-            meta = json.loads((Path(store) / "meta.json").read_text())
-        except (OSError, ValueError):
+            meta = read_meta(store)
+        except (TokenStoreError, OSError):
             return False, f"token store {store} is not readable here"
         cfg = meta.get("vqvae_config") or {}
         name = Path(str(meta.get("vqvae_path", ""))).name
