@@ -9,8 +9,8 @@
 2. Seeds: studies of a known law with known seed noise (12 sizes x 3 seeds), fitted with the
    seed-averaged N fit; coverage of the 95% interval with the seeds drawn without replacement
    (default) and with replacement.
-3. The joint law L(N, D): the WSD grid of tests/test_plan.py (6 sizes, 2 decay branches each:
-   18 points) planned with a given joint prior, then drawn JOINT_STUDIES times here and fitted
+3. The joint law L(N, D): the WSD grid of tests/test_plan.py's joint-law test (6 sizes, 3 decay
+   branches each: 24 points) planned with a given joint prior, then drawn JOINT_STUDIES times here and fitted
    by `python -m scaling.fit --law nd` (in process, on run directories); predicted vs
    observed interval width, 95% range and coverage of alpha and beta, for two noise models:
    independent per point (--eval-noise) and seed noise shared by a parent and its branches
@@ -123,11 +123,11 @@ def seeds_coverage(studies: int) -> None:
 def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
     from threadpoolctl import threadpool_limits
 
-    from test_plan import LAWS, _wsd_sweep  # the WSD grid with decay branches
+    from test_plan import LAWS, WSD  # the WSD grid with decay branches
     from scaling.study.fit import run as fit_run
     from scaling.study.plan import run as plan_run
 
-    E, A, alpha, B, beta, sd = 3.0, 22.0, 0.3, 33.0, 0.4, 0.02
+    E, A, alpha, B, beta, sd = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01
     truth = {"alpha": alpha, "beta": beta}
     print(f"\n3. joint law, planner ({replicates} simulated studies) vs end to end ({studies} studies through "
           f"scaling.fit --law nd), {bootstrap} bootstrap samples, noise sd {sd}")
@@ -139,8 +139,10 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             t0 = time.perf_counter()
+            sweep = tmp / "wsd3.yaml"
+            sweep.write_text(WSD.format(out=tmp / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]"))
             with contextlib.redirect_stdout(io.StringIO()):
-                doc = plan_run([str(_wsd_sweep(tmp)), *LAWS, "--joint-law", f"ce_last={E},{A},{alpha},{B},{beta}",
+                doc = plan_run([str(sweep), *LAWS, "--joint-law", f"ce_last={E},{A},{alpha},{B},{beta}",
                                 *flags, "--replicates", str(replicates), "--bootstrap", str(bootstrap),
                                 "--alt-replicates", "0", "--no-plots", "--seed", "3"])
             planned = time.perf_counter() - t0

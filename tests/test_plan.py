@@ -287,21 +287,24 @@ def test_a_seed_axis_is_planned_as_replicates(tmp_path):
 
 def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
     """The planner's median 95% interval width of the joint law's alpha and beta for the 6-size
-    WSD grid with 2 decay branches per size (18 points) vs the widths of `fit_joint_table` (the
-    fit of `scaling.fit --law nd`, its full grid of starts) on 16 studies of that grid drawn
-    independently here: within 35% (each median of 16 widths from 25 bootstrap samples carries
-    about 15% of sampling error); and both cover the prior at about the nominal rate (at least
-    12 of 16). The noise is independent per point (--eval-noise), the bootstrap's assumption;
-    scripts/plan_validation.py repeats this with 200 studies through the CLI, and with seed
-    noise shared by a parent and its branches, where the intervals of alpha under-cover."""
+    WSD grid with 3 decay branches per size (24 points) vs the widths of `fit_joint_table` (the
+    fit of `scaling.fit --law nd`, with its full grid of starts) on 12 studies of that grid
+    drawn independently here: within 35% (in 6 repetitions with other seeds the ratio was
+    0.89-1.24: medians of 12 widths from 40 bootstrap samples each); and both cover the prior at
+    about the nominal rate (in those repetitions 83-100% each; asserted: at least 9 of 12 each,
+    and 80% pooled). The noise is independent per point (--eval-noise), the bootstrap's
+    assumption; scripts/plan_validation.py repeats this with 100 studies through the CLI, and
+    with seed noise shared by a parent and its branches, where alpha's intervals under-cover."""
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from analysis.jointlaw import fit_joint_table
     from analysis.results import prepare
 
-    E, A, alpha, B, beta, sd, boot, studies = 3.0, 22.0, 0.3, 33.0, 0.4, 0.02, 25, 16
-    doc = run([str(_wsd_sweep(tmp_path)), *LAWS, "--joint-law", f"ce_last={E},{A},{alpha},{B},{beta}",
+    E, A, alpha, B, beta, sd, boot, studies = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01, 40, 12
+    sweep = tmp_path / "wsd3.yaml"
+    sweep.write_text(WSD.format(out=tmp_path / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]"))
+    doc = run([str(sweep), *LAWS, "--joint-law", f"ce_last={E},{A},{alpha},{B},{beta}",
                "--noise-sd", "0", "--eval-noise", str(sd), "--replicates", str(studies), "--bootstrap", str(boot),
                "--alt-replicates", "0", "--no-plots", "--seed", "5"])
     points = pd.DataFrame(doc["joint"]["points"])
@@ -319,7 +322,11 @@ def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
                 lo, hi = fit.ci(p)
                 widths[p].append(hi - lo)
                 hits[p] += lo <= truth <= hi
+    assert len(points) == 24
+    covered = []
     for law in doc["joint"]["precision"]:
         p = law["param"]
         assert law["median_ci_width"] == pytest.approx(np.median(widths[p]), rel=0.35), p
-        assert law["coverage"] >= 0.75 and hits[p] >= 12, (p, law["coverage"], hits[p])
+        assert law["coverage"] >= 0.75 and hits[p] >= 9, (p, law["coverage"], hits[p])
+        covered += [law["coverage"], hits[p] / studies]
+    assert np.mean(covered) >= 0.8, covered
