@@ -11,14 +11,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from scaling.study import launch as launch_mod
-from scaling.study import status as status_mod
 from scaling.core.rundir import RunDir
 from scaling.core.runlock import RunLock, RunLocked
+from scaling.study import launch as launch_mod
+from scaling.study.checks import ConfigConflict
+from scaling.study.states import run_states
 from tests.factories import make_token_store
 from tests.test_launch import ROOT, metrics, tiny_sweep
 
@@ -35,7 +35,7 @@ def store(tmp_path_factory):
 
 
 def snapshot(sweep) -> dict[str, str]:
-    return {run_id: s for run_id, (s, _, _) in status_mod.run_states(sweep.runs).items()}
+    return {run_id: s for run_id, (s, _, _) in run_states(sweep.runs).items()}
 
 
 def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_path, store,
@@ -131,7 +131,7 @@ def test_retry_failed_reconfigure_keeps_the_old_attempt(tmp_path, store):
     assert out.failed and RunDir(tmp_path / "out" / "d1").read_status()["state"] == "failed"
     old_config = (tmp_path / "out" / "d1" / "config.yaml").read_text()
     fixed = tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=6, backend="debug")
-    with pytest.raises(SystemExit, match=r"relaunch with --retry-failed --reconfigure"):
+    with pytest.raises(ConfigConflict, match=r"relaunch with --retry-failed --reconfigure"):
         launch_mod.launch(fixed, retry_failed=True, log=lambda s: None)
     assert (tmp_path / "out" / "d1" / "config.yaml").read_text() == old_config  # untouched
     lines = []

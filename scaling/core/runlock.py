@@ -24,10 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scaling.core.cli import RuntimeFailure
+from scaling.core.rundir import RunDir
+
 log = logging.getLogger(__name__)
 
 
-class RunLocked(RuntimeError):
+class RunLocked(RuntimeFailure):
     """Another live process holds the run directory's lock."""
 
 
@@ -63,7 +66,7 @@ class RunLock:
     """`with RunLock(run_dir):` -- the exclusive right to train in `run_dir` (see module doc)."""
 
     def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / ".lock"
+        self.path = RunDir(run_dir).lock_file
         self._fd: int | None = None
 
     def holder(self) -> dict[str, Any]:

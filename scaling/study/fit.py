@@ -634,7 +634,7 @@ def study_axes(table, settings: FitSettings, source: Path) -> dict:
     from analysis.axes import axis_columns, axis_name, resolve_axis, split_axes
     from analysis.results import ResultsError, read_grid
 
-    from scaling.study.sweep import DEFAULT_LABELS  # torch-free: the run-id labels of common axes
+    from scaling.study.expand import DEFAULT_LABELS  # torch-free: the run-id labels of common axes
 
     grid = read_grid(source) if source.is_dir() else {"labels": {}}
     default = {axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]] for c in axis_columns(table)

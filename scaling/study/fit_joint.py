@@ -95,7 +95,7 @@ def _family(table) -> dict[str, Any]:
 def nearest_depth(n_star: float, table, meta: dict[str, Any] | None) -> dict[str, Any]:
     """The depth whose VAR (the runs' width rule, the store's vocabulary and scales) has the
     parameter count closest to `n_star` in log space."""
-    from scaling.study.sweep import StoreHint
+    from scaling.study.spec import StoreHint
     from var_core import counting  # the exact counter (torch-free)
 
     meta = meta or StoreHint().meta()

@@ -134,7 +134,7 @@ def store_bytes(meta: dict[str, Any]) -> int:
 
 def cost_table(costs: list[RunCost]) -> str:
     """Markdown table of the cost per run, with a total row."""
-    from scaling.study.sweep import human
+    from scaling.core.tables import human
 
     lines = ["| run | N | steps | train tokens | train FLOPs | eval FLOPs | full evals | GPU-h |",
              "|---|---|---|---|---|---|---|---|"]
@@ -357,8 +357,9 @@ def run(argv=None) -> dict:
     args = _parse_args(argv)
     started = time.perf_counter()
     from scaling.study.fit import FitSettings
-    from scaling.study.launch import store_meta
-    from scaling.study.sweep import human, load_sweep
+    from scaling.study.estimates import store_meta
+    from scaling.core.tables import human
+    from scaling.study.sweep import load_sweep
 
     for name in ("replicates", "bootstrap", "alt_replicates"):
         if getattr(args, name) < 0:
