@@ -106,12 +106,14 @@ def main() -> int:
     p.add_argument("--sweep", type=Path, default=ROOT / "sweeps" / "demo.yaml")
     p.add_argument("--loads", type=int, nargs="+", default=[0, 2])
     p.add_argument("--timeout-min", type=float, default=90.0, help="per demo")
+    p.add_argument("--first", choices=("old", "new"), default="old",
+                   help="which version runs first at the first load (then they alternate)")
     p.add_argument("--out", type=Path, default=Path("demo_timing.json"))
     args = p.parse_args()
     sides = {"old": (args.old.resolve(), args.old_python), "new": (args.new.resolve(), args.new_python)}
     results = []
     for i, load in enumerate(args.loads):
-        order = ("old", "new") if i % 2 == 0 else ("new", "old")
+        order = ("old", "new") if (i % 2 == 0) == (args.first == "old") else ("new", "old")
         for side in order:
             tree, python = sides[side]
             print(f"[{time.strftime('%H:%M:%S')}] {side} ({tree}), load {load} ...", flush=True)

@@ -33,15 +33,16 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scaling.tools.bench import runner as bench  # noqa: E402
-from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig,  # noqa: E402
-                            OptimConfig, RunConfig, RuntimeConfig)
-from scaling.training.distributed import DistInfo  # noqa: E402
 from scaling.core.rundir import RunDir  # noqa: E402
+from scaling.tools.bench.geometry import Geometry, make_vqvae, write_random_store  # noqa: E402
+from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig,  # noqa: E402
+                                     OptimConfig, RunConfig, RuntimeConfig)
+from scaling.training.distributed import DistInfo  # noqa: E402
 from scaling.training.trainer import Trainer, split_scales  # noqa: E402
+from var_core import VAR  # noqa: E402
 
-DEMO = bench.Geometry(vocab_size=256, z_channels=16, vqvae_ch=32, vqvae_ch_mult=(1, 2, 2),
-                      patch_nums=(1, 2, 3, 4), num_classes=10)
+DEMO = Geometry(vocab_size=256, z_channels=16, vqvae_ch=32, vqvae_ch_mult=(1, 2, 2),
+                patch_nums=(1, 2, 3, 4), num_classes=10)
 
 
 def trainer_for(store: Path, run_dir: Path, depth: int, batch: int, eval_images: int) -> Trainer:
@@ -78,15 +79,13 @@ def main() -> int:
     print("| size | train ms (trainer) | train ms (bare) | ratio | eval ms (trainer) | eval ms (bare) | ratio |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        vqvae = bench.make_vqvae(DEMO, torch.device("cpu"))
-        store = bench.write_random_store(Path(tmp) / "store", DEMO, vqvae.quantize,
-                                         n_train=batch * 64, n_val=args.eval_images)
+        vqvae = make_vqvae(DEMO, torch.device("cpu"))
+        store = write_random_store(Path(tmp) / "store", DEMO, vqvae.quantize,
+                                   n_train=batch * 64, n_val=args.eval_images)
         for depth in args.sizes:
             trainer = trainer_for(store, Path(tmp) / f"d{depth}", depth, batch, args.eval_images)
             model = trainer.model
             # the bare loop: its own copy of the model, inputs built once
-            from var_core import VAR
-
             bare = VAR(**model.config()).train()
             bare.cond_drop = 0.0
             bare.load_state_dict(model.state_dict())

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scaling.core.atomic import atomic_write_text
 from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
                             RunConfig, RuntimeConfig)
 from scaling.core.config_io import dump_yaml
+from scaling.data.token_store import save_quantizer, store_identity, write_meta
 
 
 def class_conditional_tokens(n: int, *, patch_nums, vocab: int, protos: np.ndarray,
@@ -39,7 +38,6 @@ def make_token_store(path: Path, *, patch_nums=(1, 2, 3), vocab: int = 32, num_c
                      n_train: int = 256, n_val: int = 64, z_channels: int = 8, seed: int = 0) -> Path:
     """Write a complete token store (meta.json, splits, quantizer.pt) at `path`."""
     from var_core import MultiScaleQuantizer
-    from scaling.data.token_store import save_quantizer
 
     rng = np.random.default_rng(seed)
     path = Path(path)
@@ -55,14 +53,12 @@ def make_token_store(path: Path, *, patch_nums=(1, 2, 3), vocab: int = 32, num_c
     torch.manual_seed(seed)
     quantizer = MultiScaleQuantizer(vocab, z_channels, patch_nums)
     save_quantizer(path, quantizer)
-    meta = {
-        "format": "var-token-store/1", "vqvae_sha256": "0" * 64,
-        "vqvae_config": {"vocab_size": vocab, "z_channels": z_channels, "patch_nums": list(patch_nums)},
-        "vocab_size": vocab, "patch_nums": list(patch_nums), "L": sum(p * p for p in patch_nums),
-        "image_size": patch_nums[-1] * 8, "classes": [f"class{i}" for i in range(num_classes)],
-        "num_classes": num_classes, "splits": splits,
-    }
-    atomic_write_text(path / "meta.json", json.dumps(meta, indent=2))
+    identity = store_identity(
+        vqvae_sha256="0" * 64,
+        vqvae_config={"vocab_size": vocab, "z_channels": z_channels, "patch_nums": list(patch_nums)},
+        vocab_size=vocab, patch_nums=patch_nums, image_size=patch_nums[-1] * 8,
+        classes=[f"class{i}" for i in range(num_classes)])
+    write_meta(path, identity, splits)
     return path
 
 

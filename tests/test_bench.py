@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling.tools.bench import runner as bench
+from scaling.tools.bench import runner
+from scaling.tools.bench.cli import main, parse_args
+from scaling.tools.bench.fast_path import FastPath
+from scaling.tools.bench.geometry import TINY
+from scaling.tools.bench.official import official_rows
+from scaling.tools.bench.report import COLUMNS, BenchResult, write_report
+from scaling.tools.bench.runner import run_bench
+from scaling.tools.bench.timing import time_median
 from var_core import counting
 
 ARGS = ["--device", "cpu", "--tiny", "--depths", "2", "--batch", "4", "--steps", "1",
@@ -41,7 +48,7 @@ def parse_tables(text: str) -> list[list[dict[str, str]]]:
 def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
     out.write_text("# Benchmarks\n\nintro kept\n\n<!-- BENCH:START -->\nold\n<!-- BENCH:END -->\n\ntail kept\n")
-    code = bench.main(ARGS + ["--out", str(out)])
+    code = main(ARGS + ["--out", str(out)])
     return code, out.read_text()
 
 
@@ -49,14 +56,14 @@ def test_cli_prints_a_complete_table(cli_run, capsys):
     code, text = cli_run
     assert code == 0
     timing, checks = parse_tables(text)
-    assert list(timing[0]) == list(bench.COLUMNS)
+    assert list(timing[0]) == list(COLUMNS)
     assert [r["what"] for r in timing] == ["train", "eval", "sample", "tokenize", "tokenize"]
     for r in timing:
         ips = float(r["images/s"])
         assert math.isfinite(ips) and ips > 0
         # images/s is the batch over the median time per iteration (both rounded in the table)
         assert ips == pytest.approx(int(r["batch"]) / (float(r["ms/iter"]) / 1e3), rel=2e-2)
-        assert float(r["tokens/s"]) == pytest.approx(ips * bench.TINY.L, rel=2e-2, abs=1)
+        assert float(r["tokens/s"]) == pytest.approx(ips * TINY.L, rel=2e-2, abs=1)
     assert "CPU" in text and f"torch {torch.__version__}" in text
     assert re.search(r"Measured \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
     assert {r["pass"] for r in checks} <= {"yes", "-"} and "yes" in {r["pass"] for r in checks}
@@ -65,9 +72,9 @@ def test_cli_prints_a_complete_table(cli_run, capsys):
 def test_flops_columns_are_counted_flops_over_time(cli_run):
     _, text = cli_run
     timing, _ = parse_tables(text)
-    kw = dict(depth=2, num_classes=bench.TINY.num_classes, vocab_size=bench.TINY.vocab_size,
-              z_channels=bench.TINY.z_channels, patch_nums=bench.TINY.patch_nums)
-    fwd, n, L = counting.forward_flops(**kw), counting.params(**kw), bench.TINY.L
+    kw = dict(depth=2, num_classes=TINY.num_classes, vocab_size=TINY.vocab_size,
+              z_channels=TINY.z_channels, patch_nums=TINY.patch_nums)
+    fwd, n, L = counting.forward_flops(**kw), counting.params(**kw), TINY.L
     per_image = {"train": (3 * fwd, 6 * n * L), "eval": (fwd, 2 * n * L), "sample": (2 * fwd, 4 * n * L)}
     peak = float(re.search(r"matmul peak ([0-9.e+-]+) TFLOP/s", text).group(1))
     for r in timing:
@@ -89,27 +96,27 @@ def test_out_file_replaces_only_the_marked_block(cli_run, tmp_path):
     assert text.rstrip().endswith("<!-- BENCH:END -->\n\ntail kept")
     assert "\nold\n" not in text and text.count("BENCH:START") == 1
     fresh = tmp_path / "new.md"
-    result = bench.BenchResult([], [], 1.0, "x", "dev", "t", "d", "c", bench.FastPath())
-    bench.write_report(fresh, result)
-    bench.write_report(fresh, result)
+    result = BenchResult([], [], 1.0, "x", "dev", "t", "d", "c", FastPath())
+    write_report(fresh, result)
+    write_report(fresh, result)
     assert fresh.read_text().count("BENCH:START") == 1
 
 
 def test_bad_arguments_are_named(capsys):
     with pytest.raises(SystemExit):
-        bench.parse_args(["--depths", "16", "30", "--batch", "64", "16", "8"])
+        parse_args(["--depths", "16", "30", "--batch", "64", "16", "8"])
     assert "--batch: give one batch size or one per depth (2)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        bench.parse_args(["--steps", "0"])
+        parse_args(["--steps", "0"])
     assert "--steps must be >= 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--what: unknown"):
-        bench.run_bench(depths=[2], batches=[4], what=["fly"], device=torch.device("cpu"),
-                        geometry=bench.TINY, fast=bench.FastPath("fp32"), steps=1, repeats=1, warmup=0)
+        run_bench(depths=[2], batches=[4], what=["fly"], device=torch.device("cpu"),
+                        geometry=TINY, fast=FastPath("fp32"), steps=1, repeats=1, warmup=0)
 
 
 def test_time_median_excludes_warmup_and_takes_the_median():
     calls = []
-    sec, times = bench.time_median(lambda: calls.append(1), torch.device("cpu"), warmup=3, repeats=5, inner=2)
+    sec, times = time_median(lambda: calls.append(1), torch.device("cpu"), warmup=3, repeats=5, inner=2)
     assert len(calls) == 3 + 5 * 2 and len(times) == 5
     assert sec == sorted(times)[2]
 
@@ -135,7 +142,7 @@ def test_official_code_is_timed_side_by_side(tmp_path, monkeypatch):
     originals = {c: c.reset_parameters for c in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.LayerNorm,
                                                  torch.nn.ConvTranspose2d)}
     torch.set_num_threads(1)
-    rows = bench.official_rows(checkout, bench.TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
+    rows = official_rows(checkout, TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
                                steps=1, flops=(3.0, 6.0))
     assert [r.path for r in rows] == ["official trainer (fp32, VQVAE encode)", "official, pre-tokenised"]
     assert all(r.images_per_s > 0 and math.isfinite(r.images_per_s) for r in rows)
@@ -145,7 +152,7 @@ def test_official_code_is_timed_side_by_side(tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "models" or m.startswith("models.") or m == "dist"]:
         monkeypatch.delitem(sys.modules, name)  # leave no official modules behind
     with pytest.raises(FileNotFoundError, match="not a checkout of the official VAR code"):
-        bench.official_rows(tmp_path, bench.TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
+        official_rows(tmp_path, TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
                             steps=1, flops=(3.0, 6.0))
 
 
@@ -176,15 +183,15 @@ def test_sweep_benchmarks_what_the_sweep_runs(tmp_path, capsys, monkeypatch):
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(TINY_SWEEP.format(out=tmp_path / "runs"))
     built = []
-    real = bench.build_trainer
+    real = runner.build_trainer
 
     def spy(*a, **k):
         trainer = real(*a, **k)
         built.append(trainer)
         return trainer
 
-    monkeypatch.setattr(bench, "build_trainer", spy)
-    code = bench.main(["--device", "cpu", "--sweep", str(sweep), "--depths", "2", "--steps", "1",
+    monkeypatch.setattr(runner, "build_trainer", spy)
+    code = main(["--device", "cpu", "--sweep", str(sweep), "--depths", "2", "--steps", "1",
                        "--repeats", "1", "--warmup", "0", "--what", "train", "--check-batch", "2",
                        "--peak-tflops", "1"])
     captured = capsys.readouterr()
@@ -203,16 +210,16 @@ def test_sweep_benchmarks_what_the_sweep_runs(tmp_path, capsys, monkeypatch):
 def test_sweep_bad_input_is_named(tmp_path, capsys):
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(TINY_SWEEP.format(out=tmp_path / "runs"))
-    assert bench.main(["--device", "cpu", "--sweep", str(sweep), "--depths", "5"]) == 2
+    assert main(["--device", "cpu", "--sweep", str(sweep), "--depths", "5"]) == 2
     assert "--depths [5] not in the sweep's grid (it trains depths [2, 3])" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        bench.main(["--sweep", str(sweep), "--batch", "4"])
+        main(["--sweep", str(sweep), "--batch", "4"])
     assert "--sweep takes the batch, geometry and runtime policy from the sweep file; drop --batch" \
         in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        bench.main(["--sweep", str(tmp_path / "missing.yaml")])
+        main(["--sweep", str(tmp_path / "missing.yaml")])
     assert "missing.yaml: no such file" in capsys.readouterr().err
     broken = tmp_path / "broken.yaml"
     broken.write_text(TINY_SWEEP.format(out=tmp_path / "runs").replace("batch_size: 8", "batch_size: -8"))
-    assert bench.main(["--device", "cpu", "--sweep", str(broken), "--depths", "2"]) == 2
+    assert main(["--device", "cpu", "--sweep", str(broken), "--depths", "2"]) == 2
     assert "broken.yaml" in capsys.readouterr().err

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.core.atomic import atomic_write_json
-from scaling.data.token_store import (FORMAT, ShardWriter, TokenStore, TokenStoreError, TokenStoreMismatch,
-                                 TrainOrder, eval_batches, merge_split, shard_range)
+from scaling.data.token_store import (FORMAT, ShardWriter, TokenStore, TokenStoreError,
+                                      TokenStoreMismatch, TrainOrder, eval_batches, merge_split,
+                                      shard_range, store_identity, write_meta)
 
 PN = (1, 2, 3)
 L = 14
@@ -24,10 +24,11 @@ def _make_store(path, n_train=10, n_val=7, seed=0):
         np.save(path / split / "tokens.npy", tok)
         np.save(path / split / "labels.npy", lab)
         data[split] = (tok, lab)
-    atomic_write_json(path / "meta.json", {
-        "format": FORMAT, "vqvae_sha256": "ab" * 32, "vqvae_config": {}, "vocab_size": 300,
-        "patch_nums": list(PN), "L": L, "image_size": 24, "classes": ["x", "y", "z"], "num_classes": 3,
-        "splits": {"train": {"count": n_train, "flip": False}, "val": {"count": n_val, "flip": False}}})
+    identity = store_identity(vqvae_sha256="ab" * 32, vqvae_config={}, vocab_size=300,
+                              patch_nums=PN, image_size=24, classes=["x", "y", "z"])
+    meta = write_meta(path, identity, {"train": {"count": n_train, "flip": False},
+                                       "val": {"count": n_val, "flip": False}})
+    assert meta["format"] == FORMAT and meta["L"] == L and meta["num_classes"] == 3
     return data
 
 

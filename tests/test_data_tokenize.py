@@ -8,6 +8,7 @@ import torch
 
 import scaling.data.token_store as ts
 import scaling.data.tokenize as tk
+from scaling.core.provenance import sha256_file
 from scaling.data.images import ImageFolder
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch
@@ -55,7 +56,7 @@ def test_store_equals_img_to_idx(data, tmp_path):
     store = TokenStore(out)
     assert store.patch_nums == (1, 2, 4) and store.L == 21 and store.vocab_size == 64
     assert store.classes == ["class_000", "class_001", "class_002"]
-    assert store.meta["vqvae_sha256"] == tk.file_sha256(ckpt)
+    assert store.meta["vqvae_sha256"] == sha256_file(ckpt)
     center = ts.TRANSFORM_TEXT["center_crop"]
     assert store.meta["splits"]["train"] == {"count": 30, "images": 15, "views": 1, "flip": True,
                                              "transform": "center_crop", "transform_text": center,

@@ -15,10 +15,10 @@ from analysis.results import read_runs
 from scaling.data.classifier import SmallClassifier
 from scaling.training.config import SamplesConfig, load_run_config
 from scaling.core.config_io import dump_yaml
+from scaling.core.provenance import sha256_file
 from scaling.training.sample_eval import (SampleEvalError, evaluate_run, load_reference, main, read_samples,
                                  sample_folder)
 from scaling.training.sample_features import FeatureError, check_inception_weights
-from scaling.data.tokenize import file_sha256
 from scaling.training.trainer import samples_after_training, train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
 
@@ -49,7 +49,7 @@ def trained(tmp_path_factory, one_thread):
     vq = VQVAE(vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 2), num_res_blocks=1, patch_nums=PN)
     save_model(root / "vqvae.pt", vq)
     meta = json.loads((store / "meta.json").read_text())
-    meta.update(vqvae_path=str(root / "vqvae.pt"), vqvae_sha256=file_sha256(root / "vqvae.pt"))
+    meta.update(vqvae_path=str(root / "vqvae.pt"), vqvae_sha256=sha256_file(root / "vqvae.pt"))
     (store / "meta.json").write_text(json.dumps(meta))
     # a reference image folder: 4 classes x 6 images of 8 px
     rng = np.random.default_rng(0)

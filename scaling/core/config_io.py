@@ -6,8 +6,9 @@ builds the dataclass recursively. Anything wrong (an unknown key, a wrong type, 
 dataclass's `__post_init__` rejects) raises `ConfigError` naming the file, the line and the
 dotted key path, e.g. ``sweeps/demo.yaml:14: grid.depth[2]: expected int, got 'six'``.
 
-Dataclasses validate values in `__post_init__` by raising `InvalidValue(field, message)`;
-the builder turns that into a located `ConfigError`.
+Dataclasses validate values in `__post_init__` by raising `InvalidValue(field, message)`
+(or a ValueError of the same shape, with `field` and `message`: `analysis.settings`
+cannot import this module); the builder turns that into a located `ConfigError`.
 """
 
 from __future__ import annotations
@@ -239,8 +240,11 @@ def build(cls: type, data: Any, loc: Located | None = None, path: KeyPath = ()) 
             raise loc.error(path + (name,), f"required key missing in {cls.__name__}")
     try:
         return cls(**kwargs)
-    except InvalidValue as e:  # a dotted field names a key of a nested section
-        raise loc.error(path + tuple(e.field.split(".")), e.message) from None
+    except ValueError as e:  # InvalidValue or its like; a dotted field names a key of a nested section
+        field = getattr(e, "field", None)
+        if not isinstance(field, str):
+            raise
+        raise loc.error(path + tuple(field.split(".")), getattr(e, "message", str(e))) from None
 
 
 def load_config(cls: type, path: str | Path) -> Any:

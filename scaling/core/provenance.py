@@ -40,7 +40,7 @@ MAX_JOBS = 100  # job records kept per run (a run requeued more often keeps the 
 
 def code_root() -> Path:
     """The folder holding the toolkit's packages (scaling/, var_core/, analysis/)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]  # scaling/core/provenance.py -> the checkout
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess | None:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from scaling.core.atomic import atomic_write
+from scaling.core.cli import InputError, run_cli, setup_logging
+from scaling.data.images import ImageFolder, load_rgb
 
 log = logging.getLogger(__name__)
 FORMAT = "var-scaling-classifier-1"
@@ -35,7 +35,7 @@ class SmallClassifier(nn.Module):
     def __init__(self, num_classes: int, resolution: int, width: int = 32, feature_dim: int = 64):
         super().__init__()
         if resolution % 4:
-            raise ValueError(f"classifier resolution must be a multiple of 4, got {resolution}")
+            raise InputError(f"classifier resolution must be a multiple of 4, got {resolution}")
         self.config = dict(num_classes=num_classes, resolution=resolution, width=width,
                            feature_dim=feature_dim)
         self.resolution = resolution
@@ -57,8 +57,6 @@ class SmallClassifier(nn.Module):
 def load_split(root: Path, split: str, resolution: int | None = None,
                classes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
     """All images of `root/split` as (images [N, 3, R, R] in [-1, 1], labels [N], classes, R)."""
-    from scaling.data.images import ImageFolder, load_rgb
-
     folder = root / split
     if resolution is None:  # the folder's own size (the first image; all must match)
         ds0 = ImageFolder(folder, 8, train=False, classes=classes)
@@ -79,9 +77,9 @@ def train_classifier(images: str | Path, out: str | Path, *, epochs: int = 2, ba
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("width", width),
                         ("feature_dim", feature_dim)):
         if value < 1:
-            raise ValueError(f"classifier: {name} must be >= 1, got {value}")
+            raise InputError(f"classifier: {name} must be >= 1, got {value}")
     if not lr > 0:
-        raise ValueError(f"classifier: lr must be > 0, got {lr}")
+        raise InputError(f"classifier: lr must be > 0, got {lr}")
     config = argparse.Namespace(epochs=epochs, batch_size=batch_size, lr=lr, width=width,
                                 feature_dim=feature_dim, seed=seed)
     images, out = Path(images), Path(out)
@@ -122,7 +120,7 @@ def train_classifier(images: str | Path, out: str | Path, *, epochs: int = 2, ba
     return out
 
 
-class ClassifierFileError(ValueError):
+class ClassifierFileError(InputError):
     """The classifier file is missing or is not one written by `train_classifier`."""
 
 
@@ -145,22 +143,17 @@ def load_classifier(path: str | Path) -> tuple[SmallClassifier, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: train the classifier; prints its val accuracy."""
+    """CLI: train the classifier; prints its val accuracy. Exit 2 on a bad image folder."""
     p = argparse.ArgumentParser(prog="python -m scaling.classifier", description=__doc__.split("\n\n")[0])
     p.add_argument("images", type=Path, help="dataset root with train/ and val/ class folders")
     p.add_argument("out", type=Path, help="checkpoint to write (skipped if it exists)")
     p.add_argument("--epochs", type=int, default=2)
     a = p.parse_args(argv)
-    try:
+    setup_logging()
+
+    def run() -> None:
         out = train_classifier(a.images, a.out, epochs=a.epochs)
         _, meta = load_classifier(out)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"classifier {out}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_images']} images)")
-    return 0
+        print(f"classifier {out}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_images']} images)")
 
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main())
+    return run_cli(run)

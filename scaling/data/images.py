@@ -11,8 +11,10 @@ Class indices are the sorted class-folder names. A dataset root keeps them in
 shift when a folder is added or missing on another machine.
 
 Unreadable or truncated images never crash a pass mid-way: `ImageFolder.load` raises
-`UnreadableImage`, `__getitem__` warns, counts the file in `skipped` and returns the
-next readable image instead, and the tokenizer skips such files and reports the count.
+`UnreadableImage`, and `ImageFolder.try_load` is the one place that turns that into a skip
+(a warning once per file, counted in `skipped`). `__getitem__` and the VQVAE trainer's crops
+take the next readable image instead (`first_readable`); the tokenizer drops the image and
+reports the count.
 """
 
 from __future__ import annotations
@@ -20,18 +22,30 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 
+from scaling.core.cli import InputError
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif",
                   ".tif", ".tiff", ".webp")
 SPLIT_NAMES = ("train", "val", "test")
 CLASSES_FILE = "classes.json"
+T = TypeVar("T")
 
 
-class UnreadableImage(RuntimeError):
+class ImageFolderError(InputError):
+    """An image folder (or its classes.json) is empty, inconsistent or not a split."""
+
+
+class ImageFolderMissing(ImageFolderError, FileNotFoundError):
+    """An image folder does not exist."""
+
+
+class UnreadableImage(InputError):
     """An image file could not be decoded (corrupt, truncated or not an image)."""
 
 
@@ -44,13 +58,13 @@ def find_classes(root: str | Path) -> list[str]:
     """Sorted names of the class folders under `root` (an error if there are none)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
+        raise ImageFolderMissing(f"image folder {root} does not exist or is not a directory")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ValueError(f"image folder {root} has no class folders (expected {root}/<class>/<image>)")
+        raise ImageFolderError(f"image folder {root} has no class folders (expected {root}/<class>/<image>)")
     if set(classes) <= set(SPLIT_NAMES) and all(
             any(q.is_dir() for q in (root / c).iterdir()) for c in classes):
-        raise ValueError(
+        raise ImageFolderError(
             f"{root} looks like a dataset root with splits {classes}, not a split: "
             f"pass {root}/{classes[0]} (a folder of class folders)")
     return classes
@@ -64,11 +78,11 @@ def read_classes_file(dataset_root: str | Path) -> list[str] | None:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise ImageFolderError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, list) or not all(isinstance(c, str) for c in data) or not data:
-        raise ValueError(f"{path}: expected a non-empty JSON list of class-folder names")
+        raise ImageFolderError(f"{path}: expected a non-empty JSON list of class-folder names")
     if len(set(data)) != len(data):
-        raise ValueError(f"{path}: class names are not unique")
+        raise ImageFolderError(f"{path}: class names are not unique")
     return data
 
 
@@ -109,6 +123,15 @@ def to_tensor_pm1(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
+def _resize_for_crop(img: Image.Image, resolution: int, resize_ratio: float) -> Image.Image:
+    """The official transform's resize: shorter side to round(ratio * res), at least the crop."""
+    img = resize_shorter(img, round(resize_ratio * resolution))
+    w, h = img.size
+    if w < resolution or h < resolution:
+        raise ValueError(f"resized image {w}x{h} is smaller than the crop {resolution}")
+    return img
+
+
 def transform(img: Image.Image, resolution: int, train: bool, *, resize_ratio: float = 1.125,
               generator: torch.Generator | None = None, flip: bool = False) -> torch.Tensor:
     """The official transform: shorter side to round(ratio * res), random/centre crop, [-1, 1].
@@ -117,10 +140,8 @@ def transform(img: Image.Image, resolution: int, train: bool, *, resize_ratio: f
     `generator`, or torch's global RNG, which DataLoader seeds per worker); `flip` mirrors
     the result horizontally.
     """
-    img = resize_shorter(img, round(resize_ratio * resolution))
+    img = _resize_for_crop(img, resolution, resize_ratio)
     w, h = img.size
-    if w < resolution or h < resolution:
-        raise ValueError(f"resized image {w}x{h} is smaller than the crop {resolution}")
     if train:
         top = int(torch.randint(0, h - resolution + 1, (1,), generator=generator))
         left = int(torch.randint(0, w - resolution + 1, (1,), generator=generator))
@@ -141,10 +162,8 @@ def crop_views(img: Image.Image, resolution: int, n_views: int, seed: tuple[int,
     same crop on any machine, shard or resume. With `flip`, each crop is followed by its
     mirror. Returns [n_views * (2 if flip else 1), 3, res, res] in [-1, 1].
     """
-    img = resize_shorter(img, round(resize_ratio * resolution))
+    img = _resize_for_crop(img, resolution, resize_ratio)
     w, h = img.size
-    if w < resolution or h < resolution:
-        raise ValueError(f"resized image {w}x{h} is smaller than the crop {resolution}")
     out = []
     for v in range(n_views):
         rng = np.random.default_rng([*seed, v])
@@ -178,16 +197,16 @@ class ImageFolder(torch.utils.data.Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = [c for c in present if c not in index]
         if unknown:
-            raise ValueError(f"{self.root}: class folders {unknown[:5]} are not in the class list "
+            raise ImageFolderError(f"{self.root}: class folders {unknown[:5]} are not in the class list "
                              f"({len(self.classes)} classes); regenerate classes.json or remove them")
         missing = [c for c in self.classes if c not in present]
         if missing:
-            raise ValueError(f"{self.root}: class folders {missing[:5]} from the class list are missing")
+            raise ImageFolderError(f"{self.root}: class folders {missing[:5]} from the class list are missing")
         self.samples: list[tuple[Path, int]] = []
         for c in present:
             files = sorted(p for p in (self.root / c).rglob("*") if p.is_file() and is_image_file(p))
             if not files:
-                raise ValueError(f"class folder {self.root / c} has no images "
+                raise ImageFolderError(f"class folder {self.root / c} has no images "
                                  f"(extensions: {', '.join(IMG_EXTENSIONS)})")
             self.samples.extend((p, index[c]) for p in files)
         self.skipped: set[Path] = set()
@@ -223,17 +242,32 @@ class ImageFolder(torch.utils.data.Dataset):
         return crop_views(load_rgb(self.samples[index][0]), self.resolution, n_views, (seed, index),
                           resize_ratio=self.resize_ratio, flip=flip)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        """(image [3, res, res], label); an unreadable file is skipped (warned, counted)."""
+    def try_load(self, index: int, load: Callable[[int], T]) -> T | None:
+        """`load(index)` (e.g. `self.load`), or None when image `index` cannot be read: the
+        skip, warned once per file and counted in `skipped`."""
+        try:
+            return load(index)
+        except UnreadableImage as e:
+            path = self.samples[index][0]
+            if path not in self.skipped:
+                self.skipped.add(path)
+                warnings.warn(f"skipping {e}", stacklevel=3)
+            return None
+
+    def first_readable(self, index: int, load: Callable[[int], T]) -> tuple[int, T]:
+        """(i, load(i)) for the first readable image i from `index` on (wrapping around);
+        `UnreadableImage` when no image of the folder can be read."""
         for k in range(len(self.samples)):
             i = (index + k) % len(self.samples)
-            try:
-                return self.load(i), self.samples[i][1]
-            except UnreadableImage as e:
-                if self.samples[i][0] not in self.skipped:
-                    self.skipped.add(self.samples[i][0])
-                    warnings.warn(f"skipping {e}", stacklevel=2)
+            item = self.try_load(i, load)
+            if item is not None:
+                return i, item
         raise UnreadableImage(f"no readable image in {self.root}")
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """(image [3, res, res], label); an unreadable file gives the next readable image."""
+        i, x = self.first_readable(index, self.load)
+        return x, self.samples[i][1]
 
     def summary(self) -> str:
         """One line: files, classes, and how many were skipped as unreadable so far."""

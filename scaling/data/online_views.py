@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from scaling.data.images import ImageFolder, UnreadableImage, crop_views, load_rgb
+from scaling.data.tokenize import encode
 
 
 class OnlineViews:
@@ -43,9 +44,8 @@ class OnlineViews:
     def batch(self, images: np.ndarray, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens int64 [B, L] on the device, labels int64 [B]) for `images` (int [B])."""
         x = torch.stack([self.view(i, epoch) for i in np.asarray(images).tolist()])
-        with torch.inference_mode():
-            idx = self.vqvae.img_to_idx(x.to(self.device, non_blocking=True))
-        tokens = torch.cat([t.reshape(t.shape[0], -1) for t in idx], dim=1).clone()
+        # clone: an inference tensor cannot enter the training graph
+        tokens = encode(self.vqvae, x.to(self.device, non_blocking=True)).clone()
         labels = torch.tensor([self.ds.samples[i][1] for i in np.asarray(images).tolist()],
                               dtype=torch.int64)
         return tokens, labels

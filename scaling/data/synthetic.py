@@ -37,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from scaling.core.atomic import atomic_write_json
+from scaling.core.cli import InputError, run_cli, setup_logging
 
 FORMAT = "var-synthetic/1"
 SHAPES = ("disc", "square", "triangle", "ring", "cross", "diamond")
@@ -186,7 +188,7 @@ def _check_complete(out: Path, params: SyntheticParams) -> bool:
     except json.JSONDecodeError:
         return False
     if stored.get("params") != asdict(params):
-        raise ValueError(
+        raise InputError(
             f"{out} already holds a synthetic set with other parameters "
             f"({stored.get('params')}); asked for {asdict(params)}: use another --out or delete it")
     return True
@@ -202,7 +204,7 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
     for name, value, low in (("num_classes", num_classes, 1), ("train_per_class", train_per_class, 1),
                              ("val_per_class", val_per_class, 1), ("resolution", resolution, 8)):
         if not isinstance(value, int) or value < low:
-            raise ValueError(f"synthetic: {name} must be an integer >= {low}, got {value!r}")
+            raise InputError(f"synthetic: {name} must be an integer >= {low}, got {value!r}")
     out = Path(out)
     params = SyntheticParams(num_classes, train_per_class, val_per_class, resolution, seed)
     if _check_complete(out, params):
@@ -216,7 +218,6 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
             shutil.rmtree(out / split)  # an incomplete earlier attempt
         for name in names:
             (out / split / name).mkdir(parents=True, exist_ok=True)
-    from tqdm import tqdm
     disable = (not sys.stderr.isatty()) if progress is None else not progress
     for split, c, i in tqdm(jobs, desc="synthetic images", disable=disable, mininterval=1.0):
         rng = np.random.default_rng([seed, SPLIT_IDS[split], c, i])
@@ -231,8 +232,8 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI: see the module docstring."""
+def main(argv: list[str] | None = None) -> int:
+    """CLI: see the module docstring. Exit 2 on bad parameters or a set made with others."""
     p = argparse.ArgumentParser(prog="python -m scaling.synthetic", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output folder (dataset root)")
     p.add_argument("--classes", type=int, default=10, help="number of classes")
@@ -241,14 +242,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resolution", type=int, default=32, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    try:
+    setup_logging()
+
+    def run() -> None:
         out = generate(a.out, num_classes=a.classes, train_per_class=a.train_per_class,
                        val_per_class=a.val_per_class, resolution=a.resolution, seed=a.seed)
-    except ValueError as e:
-        p.exit(2, f"error: {e}\n")
-    n = a.classes * (a.train_per_class + a.val_per_class)
-    print(f"synthetic set: {out} ({a.classes} classes, {n} images at {a.resolution}px)")
+        n = a.classes * (a.train_per_class + a.val_per_class)
+        print(f"synthetic set: {out} ({a.classes} classes, {n} images at {a.resolution}px)")
 
-
-if __name__ == "__main__":
-    main()
+    return run_cli(run)

@@ -17,7 +17,8 @@ R*j .. R*j + R-1 (same label). views = 1 is the evaluation transform (centre cro
 are K random crops of the official training transform, each followed by its mirror when
 flips are stored (so K = 1 with flips is rows 2j, 2j+1: the image and its mirror). Training
 draws one of the R rows per image per epoch (`draw_views`); budgets count images, never rows.
-`meta.json` is written last by the merge, so a store with it is complete.
+`meta.json` is written last by the merge (`write_meta`, the one writer of it), so a store with
+it is complete.
 
 Readers: `TokenStore` (open + validate), `TrainOrder` (a seeded, resumable stream of
 global batches of indices), `eval_batches` (a fixed pass, split across ranks).
@@ -28,11 +29,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from scaling.core.atomic import atomic_write_json
+from scaling.core.atomic import atomic_write, atomic_write_json
+from scaling.core.cli import InputError
+from scaling.core.safe_load import load_checkpoint_file
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
     import torch
@@ -43,7 +46,7 @@ META_KEYS = ("format", "vqvae_sha256", "vqvae_config", "vocab_size", "patch_nums
              "image_size", "classes", "num_classes", "splits")
 
 
-class TokenStoreError(ValueError):
+class TokenStoreError(InputError):
     """A token store is missing, incomplete or corrupt."""
 
 
@@ -231,6 +234,42 @@ class TokenStore:
         return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={list(self.patch_nums)}, {counts})"
 
 
+def store_identity(*, vqvae_sha256: str, vqvae_config: dict, vocab_size: int,
+                   patch_nums: Sequence[int], image_size: int, classes: Sequence[str]) -> dict:
+    """The fields of meta.json that decide what a store's tokens mean (all but "splits").
+
+    `format`, `L` and `num_classes` are derived here; tokenize's plan.json holds the same
+    fields, so a shard run with another VQVAE or class list is refused before it writes.
+    """
+    pn = [int(p) for p in patch_nums]
+    return {"format": FORMAT, "vqvae_sha256": vqvae_sha256, "vqvae_config": vqvae_config,
+            "vocab_size": int(vocab_size), "patch_nums": pn, "L": sum(p * p for p in pn),
+            "image_size": int(image_size), "classes": list(classes), "num_classes": len(classes)}
+
+
+def write_meta(store: str | Path, identity: dict, splits: dict[str, dict], *,
+               vqvae_path: str | None = None) -> dict:
+    """Write `store/meta.json` atomically: the last file of a store (its presence = complete).
+
+    `identity`: `store_identity(...)`; `splits`: {split: {"count": rows, ...}} (see the module
+    docstring; `split_meta` builds the full entry); `vqvae_path`: where the VQVAE was
+    (informational: decoding samples needs its decoder). Returns the written dict.
+    """
+    meta = {**identity, **({"vqvae_path": vqvae_path} if vqvae_path is not None else {}),
+            "splits": splits}
+    atomic_write_json(Path(store) / "meta.json", meta)
+    return meta
+
+
+def split_meta(count: int, *, views: int = 1, flip: bool = False, view_seed: int = 0,
+               skipped: int = 0) -> dict:
+    """One split's meta.json entry for `count` rows made with `views` views (x2 with `flip`)."""
+    name = transform_name(views)
+    return {"count": count, "images": count // (views * (2 if flip else 1)), "views": views,
+            "flip": flip, "transform": name, "transform_text": TRANSFORM_TEXT[name],
+            "view_seed": view_seed, "skipped": skipped}
+
+
 def rows_per_image(split_meta: dict) -> int:
     """R = views x (2 if flips) for one split's entry of meta.json (older stores: views 1)."""
     return int(split_meta.get("views", 1)) * (2 if split_meta.get("flip", False) else 1)
@@ -291,9 +330,9 @@ class TrainOrder:
 
     def __init__(self, num_items: int, global_batch: int, seed: int):
         if global_batch < 1:
-            raise ValueError(f"TrainOrder: global_batch must be >= 1, got {global_batch}")
+            raise InputError(f"TrainOrder: global_batch must be >= 1, got {global_batch}")
         if num_items < global_batch:
-            raise ValueError(f"TrainOrder: {num_items} items cannot fill one global batch of {global_batch}")
+            raise InputError(f"TrainOrder: {num_items} items cannot fill one global batch of {global_batch}")
         self.num_items, self.global_batch, self.seed = int(num_items), int(global_batch), int(seed)
         self.batches_per_epoch = self.num_items // self.global_batch
         self.epoch, self.position = 0, 0
@@ -493,8 +532,6 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
     """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
     import torch
 
-    from scaling.core.atomic import atomic_write
-
     config = dict(vocab_size=quantizer.vocab_size, z_channels=quantizer.z_channels,
                   patch_nums=list(quantizer.patch_nums), beta=quantizer.beta,
                   phi_ratio=quantizer.phi_ratio, phi_sharing=quantizer.phi_sharing)
@@ -515,8 +552,6 @@ def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> tor
     if not path.exists():
         raise TokenStoreError(f"token store {store}: {QUANTIZER_FILE} is missing (re-run "
                               f"python -m scaling.tokenize ... --merge to write it)")
-    from scaling.core.safe_load import load_checkpoint_file
-
     payload = load_checkpoint_file(path, "token-store quantizer")
     if not isinstance(payload, dict) or payload.get("format") != QUANTIZER_FORMAT:
         raise TokenStoreError(f"{path}: not a token-store quantizer file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from scaling.core.config_io import InvalidValue
 from scaling.core.tracking import WandbConfig
@@ -44,7 +45,7 @@ class VQVAETrainConfig:
     perceptual_weight: float = 1.0
     disc_weight: float = 0.0         # PatchGAN generator-loss weight (0: no discriminator)
     disc_start: int = 0
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     tensorboard: bool = True         # event files in `out` (scaling.tracking)
     wandb: WandbConfig | None = None  # also log to W&B: {project: NAME, mode: offline}
 

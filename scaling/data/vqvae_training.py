@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from scaling.core import provenance
 from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_text, read_jsonl
 from scaling.core.config_io import dump_yaml, load_config
+from scaling.core.runtime import pick_device, resolve
 from scaling.core.seeds import step_seed
 from scaling.core.tracking import Tracker
 from scaling.data.images import ImageFolder, UnreadableImage
@@ -242,12 +243,10 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
     from tqdm import tqdm
 
     from var_core import VQVAE, save_model
-    from scaling.data.tokenize import resolve_device
-
     cfg = config
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(cfg.device)
+    dev = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = VQVAE(**cfg.vqvae_kwargs()).to(dev)
     model.train()
@@ -424,12 +423,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(VQVAETrainConfig, a.config)
     except ConfigError as e:
         p.exit(2, f"error: {e}\n")
-    from scaling.core.runtime import resolve
-    from scaling.data.tokenize import resolve_device
-
     try:
         # threads and TF32: scaling.runtime's choices for this process, restored on return
-        with resolve(None, device=resolve_device(cfg.device), precision="fp32").applied():
+        with resolve(None, device=cfg.device, precision="fp32").applied():
             path = train_vqvae(cfg)
     except (ValueError, FileNotFoundError) as e:  # bad image folder, mismatched resume state
         p.exit(2, f"error: {e}\n")

@@ -32,14 +32,14 @@ def load_store_vqvae(store_path: str | Path, device: str | torch.device = "cpu")
     """The VQVAE that made a token store (from meta.json's vqvae_path, checked by sha256)."""
     from var_core import load_vqvae
 
-    from scaling.data.tokenize import file_sha256
+    from scaling.core.provenance import sha256_file
 
     store = TokenStore(store_path)
     path = store.meta.get("vqvae_path")
     if not path or not Path(path).is_file():
         raise TokenStoreError(f"token store {store.path}: its VQVAE checkpoint {path!r} is not "
                               f"available (meta.json vqvae_path); decoding needs it")
-    if file_sha256(path) != store.meta["vqvae_sha256"]:
+    if sha256_file(path) != store.meta["vqvae_sha256"]:
         raise TokenStoreError(f"token store {store.path}: {path} is not the VQVAE that made the "
                               f"store (sha256 differs)")
     return load_vqvae(path).to(device).eval()

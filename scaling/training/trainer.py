@@ -43,6 +43,7 @@ from scaling.core.rundir import RunDir
 from scaling.core.runtime import resolve as resolve_policy
 from scaling.core.runlock import RunLock, RunLocked, me
 from scaling.core.safe_load import CheckpointError, load_checkpoint_file
+from scaling.core.stopwatch import Stopwatch
 from scaling.data.token_store import TokenStore, TokenStoreError, TrainOrder, eval_batches, load_quantizer
 from scaling.core.tracking import Tracker, eval_scalars
 
@@ -170,7 +171,7 @@ class Trainer:
 
         # progress, all restored from the checkpoint
         self.step = 0
-        self.wall_s = 0.0
+        self.watch = Stopwatch()  # training time: runs in the loop, paused for evaluations
         self.eval_flops = 0
         # training loss since the last evaluation: this process's sum of per-image losses,
         # kept on the device (read, and summed over ranks, only at log/eval points)
@@ -338,7 +339,7 @@ class Trainer:
             epochs=self.total_steps * self.config.optim.batch_size / self.train_size,
             seed=self.config.seed, step=self.step, images=images, tokens=images * self.L,
             flops=3 * self.forward_flops * images, flops_6nd=6 * self.params * images * self.L,
-            wall_s=round(self.wall_s, 3),
+            wall_s=round(self.watch.elapsed, 3),
             train_loss=train_loss,
             lr=self.optimizer.param_groups[0]["lr"],
             ce_avg=metrics["ce_avg"], ce_last=metrics["ce_last"],
@@ -386,7 +387,7 @@ class Trainer:
             loss_sum = loss_sum / self.dist.world_size
         if self.dist.is_main and window.steps(self.step):
             steps = window.steps(self.step)
-            seconds = max(self.wall_s - window.wall_s, 1e-9)
+            seconds = max(self.watch.elapsed - window.wall_s, 1e-9)
             batch = self.config.optim.batch_size
             images = self.step * batch
             flops = 3 * self.forward_flops * images
@@ -399,9 +400,9 @@ class Trainer:
                 "train/tokens_per_s": steps * batch * self.L / seconds,
                 "train/tflops_per_s": 3 * self.forward_flops * steps * batch / seconds / 1e12,
                 "compute/flops": flops, "compute/flops_6nd": 6 * self.params * images * self.L,
-                "compute/tokens": images * self.L, "compute/wall_s": self.wall_s,
+                "compute/tokens": images * self.L, "compute/wall_s": self.watch.elapsed,
             }, self.step, flops=flops, by_compute=("train/loss",))
-        return _Window(self.step, self.wall_s)
+        return _Window(self.step, self.watch.elapsed)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self, loss_sum: float | None = None) -> dict[str, Any]:
@@ -418,7 +419,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "config": to_dict(self.config), "step": self.step,
             "total_steps": self.total_steps, "model": model_state,
             "optimizer": optim_state, "order": self.order.state_dict(),
-            "rng": rng, "metrics_offset": metrics_offset, "wall_s": self.wall_s,
+            "rng": rng, "metrics_offset": metrics_offset, "wall_s": self.watch.elapsed,
             "eval_flops": self.eval_flops, "loss_image_sum": loss_sum, "loss_count": self.loss_count,
         }
 
@@ -513,7 +514,7 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.step, self.wall_s = state["step"], state["wall_s"]
+        self.step, self.watch = state["step"], Stopwatch(state["wall_s"])
         self.eval_flops = state["eval_flops"]
         # rank 0 carries the global sum; older checkpoints kept the sum of per-step means
         loss_sum = (state["loss_image_sum"] if "loss_image_sum" in state
@@ -553,17 +554,16 @@ class Trainer:
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
         attempt_t0 = time.monotonic()  # this attempt's start, for the ETA
         self.tracker = self.open_tracker()
-        window = _Window(self.step, self.wall_s)
-        t_prev = time.perf_counter()
+        window = _Window(self.step, self.watch.elapsed)
+        self.watch.start()
         while self.step < end:
             window.add(self.train_step())  # no host read here: the loss stays on the device
             if self.step in self.plan.save_steps:
                 self.save_stable_state()
             kind = self.evals.get(self.step)
             if kind is not None:
-                self._tick(t_prev)
-                last = self.evaluate(kind)
-                t_prev = time.perf_counter()
+                with self.watch.paused():
+                    last = self.evaluate(kind)
                 if self.dist.is_main and not progress.interactive:
                     print(f"[{self.config.run_id}] {kind} eval at step {self.step}: "
                           + " ".join(f"{k} {last[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg",
@@ -582,7 +582,6 @@ class Trainer:
             else:
                 flags = [False, False]
             if flags[0] or flags[1] or self.step == self.total_steps:
-                t_prev = self._tick(t_prev)
                 self.save_checkpoint()
                 last_save, saved_step = time.monotonic(), self.step
             if flags[1]:
@@ -591,12 +590,11 @@ class Trainer:
                 last_log = now
                 eta = (now - attempt_t0) / max(self.step - first_step, 1) * (self.total_steps - self.step)
                 self._log_line(progress, eta)
-            t_prev = self._tick(t_prev)
             if self.scalars_due(self.step):
                 window = self.log_scalars(window)
         if self.step != saved_step:  # stopped by max_steps: leave a checkpoint at the stop
-            self._tick(t_prev)
             self.save_checkpoint()
+        self.watch.stop()
         progress.close()
         self.tracker.close()
         return last or {}
@@ -614,12 +612,7 @@ class Trainer:
             loss = self.read_train_loss()  # also stops on a non-finite loss
         print(f"[{self.config.run_id}] step {self.step}/{self.total_steps} "
               f"({100 * self.step / self.total_steps:.1f}%) loss {loss:.4f} "
-              f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.wall_s:.0f}s", flush=True)
-
-    def _tick(self, t_prev: float) -> float:
-        now = time.perf_counter()
-        self.wall_s += now - t_prev
-        return now
+              f"lr {self.optimizer.param_groups[0]['lr']:.3g} wall {self.watch.elapsed:.0f}s", flush=True)
 
     def _agree(self, flags: list[bool]) -> list[bool]:
         """Every rank takes rank 0's decisions (save, stop) at the same step (one broadcast
@@ -655,8 +648,8 @@ def check_views(store: TokenStore, config: RunConfig, source: str) -> None:
 def _online_views(store: TokenStore, config: RunConfig, device: torch.device):
     """`data.views: online`: the VQVAE (checked to be the store's) over data.images."""
     from scaling.data.online_views import OnlineViews
+    from scaling.core.provenance import sha256_file
     from scaling.data.token_store import mismatch
-    from scaling.data.tokenize import file_sha256
     from var_core import load_vqvae
 
     data = config.data
@@ -664,7 +657,7 @@ def _online_views(store: TokenStore, config: RunConfig, device: torch.device):
     if not path or not Path(path).is_file():
         raise TokenStoreError(f"data.views online: VQVAE checkpoint {path!r} not found (set "
                               f"data.vqvae; the store records {store.meta.get('vqvae_path')!r})")
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     if sha != store.meta["vqvae_sha256"]:
         raise mismatch(store.path, "vqvae_sha256", store.meta["vqvae_sha256"], sha,
                        f"data.vqvae {path}")
