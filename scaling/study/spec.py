@@ -295,7 +295,7 @@ class SweepSpec:
     overrides: dict[Any, dict[str, Any]] = dataclasses.field(default_factory=dict)
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
     cluster: ClusterSpec = ClusterSpec()
-    fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # FitSettings keys
+    fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # analysis.settings.FitSettings
     branches: BranchesSpec | None = None
 
     def __post_init__(self):

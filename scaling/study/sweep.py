@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from analysis.settings import FitSettings
 from scaling.core.config_io import ConfigError, Located, build, load_yaml
 from scaling.data.vqvae_config import VQVAETrainConfig
 from scaling.study.expand import Run, axis_label, expand
@@ -195,8 +196,6 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
         _check_vqvae_options(spec.prepare.vqvae, loc)
     if spec.prepare.classifier is not None and spec.data.images is None and spec.prepare.synthetic is None:
         raise loc.error(("prepare", "classifier"), "needs images: give data.images or prepare.synthetic")
-    from scaling.study.fit import FitSettings  # torch-free; the fitting CLI's own settings
-
     build(FitSettings, spec.fit, loc, ("fit",))
 
 
