@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .results import ResultsError
+from .results import ResultsError, final_rows
 
 N_PARAMS = 5
 D_UNITS = ("tokens", "images")
@@ -299,8 +299,6 @@ class JointFit:
 
 def joint_points(table: pd.DataFrame, metric: str, d_unit: str = "tokens") -> pd.DataFrame:
     """The annealed final point of every run: run, N (params), D (`d_unit`), C (compute), L."""
-    from .results import final_rows
-
     if d_unit not in D_UNITS:
         raise ResultsError(f"data unit must be one of {', '.join(D_UNITS)}; got {d_unit!r}")
     if d_unit not in table.columns:

@@ -588,11 +588,3 @@ def _holdout_cmin(table, metric, pts: pd.DataFrame, E, method, k: int) -> Holdou
                         "predicted": pred, "rel_error": pred / test["y"].to_numpy() - 1})
     return Holdout(k, held_runs, law, out)
 
-
-def fit_all(table: pd.DataFrame, metrics, against=("N", "Cmin"), smooth: int = 0, **kwargs) -> list[FitResult]:
-    """Every (against, metric) fit; kwargs as `fit_vs_n` / `fit_vs_cmin`."""
-    out = []
-    for a in against:
-        for m in metrics:
-            out.append(fit_vs_n(table, m, **kwargs) if a == "N" else fit_vs_cmin(table, m, smooth=smooth, **kwargs))
-    return out

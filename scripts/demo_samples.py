@@ -26,8 +26,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis import results  # noqa: E402
-from scaling.training.config import load_run_config  # noqa: E402
+from scaling.core.cli import InputError, run_cli, setup_logging  # noqa: E402
 from scaling.data.images import ImageFolder  # noqa: E402
+from scaling.training.config import load_run_config  # noqa: E402
 from scaling.training.sample_eval import compute_metrics, load_reference  # noqa: E402
 from scaling.training.sample_features import ClassifierFeatures  # noqa: E402
 from scaling.training.trained_models import load_store_vqvae  # noqa: E402
@@ -49,11 +50,12 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def main(runs_dir: str = "runs/demo") -> None:
+    """Measure the two floors, print the table and write the figure and docs/img/demo_samples.md."""
     runs = Path(runs_dir)
     table = results.read_runs(runs)
     rows = table[table["sample_acc"].notna()].sort_values("params")
     if rows.empty:
-        raise SystemExit(f"{runs}: no sample-quality lines; run python -m scaling.sample_eval on the runs")
+        raise InputError(f"{runs}: no sample-quality lines; run python -m scaling.sample_eval on the runs")
     cfg = load_run_config(runs / rows.iloc[0]["run"] / "config.yaml")
     net = ClassifierFeatures(cfg.samples.classifier)
     ref = load_reference(cfg.samples.reference, net, net.image_size, None)
@@ -97,4 +99,5 @@ def main(runs_dir: str = "runs/demo") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    setup_logging()
+    sys.exit(run_cli(lambda: main(*sys.argv[1:]), input_errors=(results.ResultsError,)))

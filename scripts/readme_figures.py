@@ -18,14 +18,18 @@ import shutil
 import sys
 from pathlib import Path
 
+import matplotlib
+
+from analysis.results import ResultsError, read_grid
+from scaling.core.cli import run_cli, setup_logging
+from scaling.study.fit import run
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img"
 
 
 def _views(runs: Path) -> list[tuple[str, list[str]]]:
     """('', []) and, per non-size axis of grid.yaml with several values, ('best_<label>', [...])."""
-    from analysis.results import read_grid
-
     grid = read_grid(runs)
     views = [("", [])]
     for axis in grid["axes"]:
@@ -58,11 +62,7 @@ def _table(doc: dict) -> list[str]:
 
 
 def main(runs_dir: str = "runs/demo") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only
-    from scaling.study.fit import run
-
+    """Fit every view of `runs_dir` as the CLI does and write the README's figures and tables."""
     runs = Path(runs_dir)
     name = runs.name
     OUT.mkdir(parents=True, exist_ok=True)
@@ -86,5 +86,6 @@ def main(runs_dir: str = "runs/demo") -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    main(*sys.argv[1:])
+    matplotlib.use("Agg")  # files only
+    setup_logging()
+    sys.exit(run_cli(lambda: main(*sys.argv[1:]), input_errors=(ResultsError,)))

@@ -38,7 +38,8 @@ from scaling.tools.bench.geometry import Geometry, make_vqvae, write_random_stor
 from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig,  # noqa: E402
                                      OptimConfig, RunConfig, RuntimeConfig)
 from scaling.training.distributed import DistInfo  # noqa: E402
-from scaling.training.trainer import Trainer, split_scales  # noqa: E402
+from scaling.training.inputs import split_scales  # noqa: E402
+from scaling.training.trainer import Trainer  # noqa: E402
 from var_core import VAR  # noqa: E402
 
 DEMO = Geometry(vocab_size=256, z_channels=16, vqvae_ch=32, vqvae_ch_mult=(1, 2, 2),
@@ -91,7 +92,7 @@ def main() -> int:
             bare.load_state_dict(model.state_dict())
             opt = torch.optim.AdamW(bare.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)
             tokens, labels = trainer.store.gather("train", torch.arange(batch).numpy())
-            x_in = trainer.teacher_forcing_input(tokens)
+            x_in = trainer.inputs.teacher_forcing_input(tokens)
 
             def bare_step():
                 logits = bare(labels, x_in)

@@ -46,7 +46,7 @@ def main() -> int:
     from scaling.core.rundir import RunDir
     from scaling.data.synthetic import generate
     from scaling.data.tokenize import tokenize
-    from scaling.training.trainer import train_run
+    from scaling.training.job import train_run
     from scaling.data.vqvae_training import VQVAETrainConfig, train_vqvae
 
     out = a.out

@@ -29,7 +29,7 @@ from scaling.study import fit as fit_mod
 from scaling.study import launch as launch_mod
 from scaling.study import status as status_mod
 from scaling.study import submit as submit_mod
-from scaling.training import trainer as train_mod
+from scaling.training import job as train_mod
 from tests.factories import make_token_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -293,40 +293,40 @@ CASES = [
     # ---- run config (python -m scaling.train)
     Case("run config with an unknown key", both(new_run(), edit("bad/r/config.yaml", "  base_lr:",
                                                                 "  lr: 1\n  base_lr:")),
-         train("bad/r/config.yaml"), ("bad/r/config.yaml:", "optim.lr: unknown key"), 1),
+         train("bad/r/config.yaml"), ("bad/r/config.yaml:", "optim.lr: unknown key"), 2),
     Case("run config missing", nothing, train("bad/none.yaml"),
-         ("{w}/bad/none.yaml: cannot read",), 1),
+         ("{w}/bad/none.yaml: cannot read",), 2),
     Case("another config for an existing run directory", both(new_run(), edit(
         "bad/r/config.yaml", "steps: 6", "steps: 5")), train("bad/r/config.yaml", "out/d1"),
          ("out/d1/config.yaml already holds another config",), None),
     # ---- token store files (found when the trainer starts: nothing trains)
     Case("token outside the vocabulary", store_edit(bad_token), train("bad/r/config.yaml"),
-         ("bad/store/train/tokens.npy: row 7 holds token 999, outside the vocabulary [0, 32)",), 1),
+         ("bad/store/train/tokens.npy: row 7 holds token 999, outside the vocabulary [0, 32)",), 2),
     Case("meta vocab disagrees with the quantizer", store_edit(meta_change(vocab_size=64)),
          train("bad/r/config.yaml"), ("bad/store: meta.json says vocab_size 64 but its "
-                                      "quantizer (quantizer.pt) has 32",), 1),
+                                      "quantizer (quantizer.pt) has 32",), 2),
     Case("label outside the classes", store_edit(bad_label), train("bad/r/config.yaml"),
-         ("bad/store/val/labels.npy: labels outside [0, 4)",), 1),
+         ("bad/store/val/labels.npy: labels outside [0, 4)",), 2),
     Case("meta.json not JSON", store_edit(lambda s: (s / "meta.json").write_text("{")),
-         train("bad/r/config.yaml"), ("bad/store/meta.json", "not valid JSON"), 1),
+         train("bad/r/config.yaml"), ("bad/store/meta.json", "not valid JSON"), 2),
     Case("tokens.npy of the wrong shape",
          store_edit(lambda s: np.save(s / "val" / "tokens.npy", np.zeros((3, 14), np.uint16))),
-         train("bad/r/config.yaml"), ("bad/store/val/tokens.npy: expected uint16 [64, 14]",), 1),
+         train("bad/r/config.yaml"), ("bad/store/val/tokens.npy: expected uint16 [64, 14]",), 2),
     Case("empty quantizer file", store_edit(lambda s: (s / "quantizer.pt").write_bytes(b"")),
          train("bad/r/config.yaml"), ("bad/store/quantizer.pt: the token-store quantizer is "
-                                      "empty (0 bytes",), 1),
+                                      "empty (0 bytes",), 2),
     # ---- checkpoints
     Case("empty checkpoint", write("out/d1/checkpoint.pt", b""), train(),
-         ("out/d1/checkpoint.pt: the training checkpoint is empty (0 bytes",), 1),
+         ("out/d1/checkpoint.pt: the training checkpoint is empty (0 bytes",), 2),
     Case("checkpoint that is not a torch file", write("out/d1/checkpoint.pt", b"PK\x03\x04junk"),
-         train(), ("out/d1/checkpoint.pt: not a readable training checkpoint",), 1),
+         train(), ("out/d1/checkpoint.pt: not a readable training checkpoint",), 2),
     Case("hostile pickle checkpoint", hostile_checkpoint, train(),
          ("out/d1/checkpoint.pt: refusing to load the training checkpoint: it holds Python "
-          "objects other than tensors", "nothing in it was run"), 1),
+          "objects other than tensors", "nothing in it was run"), 2),
     Case("checkpoint of another program", foreign_checkpoint, train(),
-         ("out/d1/checkpoint.pt: not a training checkpoint of this toolkit",), 1),
+         ("out/d1/checkpoint.pt: not a training checkpoint of this toolkit",), 2),
     Case("checkpoint of another config", other_config_checkpoint, train(),
-         ("out/d1/checkpoint.pt: was written with another config",), 1),
+         ("out/d1/checkpoint.pt: was written with another config",), 2),
     # ---- image folders and the VQVAE (python -m scaling.tokenize)
     Case("empty class folder in val (classes.json not written)",
          lambda w: [p.unlink() for p in (w / "images" / "val" / "class_001").iterdir()],

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scaling.data.images import ImageFolder, UnreadableImage, load_rgb, transform
+from scaling.data.images import ImageFolder, UnreadableImage, transform
 from scaling.data.synthetic import generate
 
 

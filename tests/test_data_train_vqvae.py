@@ -9,6 +9,7 @@ import scaling.data.vqvae_training as tv
 from scaling.core.config_io import ConfigError, load_config
 from scaling.data.synthetic import generate
 from scaling.data.vqvae_config import VQVAETrainConfig
+from scaling.data.vqvae_losses import VGG16_CFG, PerceptualLoss
 from var_core import load_vqvae
 
 
@@ -114,7 +115,7 @@ def test_perceptual_weights_must_be_vgg16(tmp_path):
     bad = tmp_path / "not_vgg.pth"
     torch.save({"conv.weight": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match=r"not_vgg.pth: not a torchvision VGG16 state dict \(missing features.0.bias\)"):
-        tv.PerceptualLoss(bad)
+        PerceptualLoss(bad)
 
 
 def test_discriminator_trains_and_resumes(images, tmp_path):
@@ -130,7 +131,7 @@ def test_perceptual_loss_on_local_vgg_file(tmp_path):
     # a torchvision-layout VGG16 state dict with random weights (the real file is not here)
     g = torch.Generator().manual_seed(0)
     sd, i, cin = {}, 0, 3
-    for v in tv._VGG16_CFG:
+    for v in VGG16_CFG:
         if v == "M":
             i += 1
             continue
@@ -145,7 +146,7 @@ def test_perceptual_loss_on_local_vgg_file(tmp_path):
                 for k, c in enumerate((64, 128, 256, 512, 512))}, lp)
     x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
     y = x.flip(-1)
-    plain, lpips = tv.PerceptualLoss(vgg), tv.PerceptualLoss(vgg, lp)
+    plain, lpips = PerceptualLoss(vgg), PerceptualLoss(vgg, lp)
     assert plain(x, x).item() == 0.0 and plain(x, y).item() > 0
     assert not any(p.requires_grad for p in plain.parameters())
     # LPIPS heads of 0.5 per channel vs uniform 1/C: per layer, the distance scales by 0.5 * C

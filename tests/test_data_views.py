@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-import scaling.study.launch as launch_mod
 import scaling.data.tokenize as tk
-from scaling.training.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig, estimate)
+import scaling.study.launch as launch_mod
 from scaling.core.config_io import ConfigError, InvalidValue
-from scaling.data.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
 from scaling.core.rundir import RunDir
+from scaling.data.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch, draw_views
+from scaling.training.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig,
+                                     estimate)
 from tests.factories import make_token_store, tiny_run_config
 from var_core import VQVAE, load_vqvae, save_model
 
@@ -188,7 +189,7 @@ D16_TOKENS = 174_238_586_880  # round(200 x 1,281,167 / 768) = 333,637 steps x 7
 
 def test_budgets_count_images_not_views():
     expect = {"num_classes": 1000, "vocab_size": 4096, "patch_nums": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16],
-              "splits": {"train": {"count": 1_281_167}}}
+              "vqvae_config": {"z_channels": 32}, "splits": {"train": {"count": 1_281_167}}}
     store = json.loads(json.dumps(expect))
     store["splits"]["train"] = {"count": 1_281_167 * 8 * 2, "images": 1_281_167, "views": 8, "flip": True}
     legacy_flip = json.loads(json.dumps(expect))
@@ -217,7 +218,7 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     before, _ = _dry_run_rows([str(sweep), "--dry-run"], capsys)
     store.mkdir()
     meta = {"format": "var-token-store/1", "num_classes": 1000, "vocab_size": 4096,
-            "patch_nums": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16],
+            "patch_nums": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], "vqvae_config": {"z_channels": 32},
             "splits": {"train": {"count": 1_281_167 * 88, "images": 1_281_167, "views": 88,
                                  "flip": False}, "val": {"count": 50_000}}}
     (store / "meta.json").write_text(json.dumps(meta))

@@ -12,7 +12,7 @@ import torch
 
 from scaling.tools.bench import fast_path
 from scaling.tools.bench.geometry import TINY, make_vqvae
-from scaling.training.trainer import split_scales
+from scaling.training.inputs import split_scales
 from var_core import VAR
 
 GEO = TINY

@@ -104,7 +104,7 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
 
 def test_second_trainer_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
                                                                                         store):
-    from scaling.training.trainer import train_run
+    from scaling.training.job import train_run
     from tests.factories import tiny_run_config, write_run
 
     run_dir = write_run(tmp_path / "r", tiny_run_config(store, steps=4, eval_points=1))

@@ -17,7 +17,7 @@ from scaling.training.config import SamplesConfig
 from scaling.training.sample_eval import evaluate_run
 from scaling.data.synthetic import generate
 from scaling.data.tokenize import tokenize
-from scaling.training.trainer import train_run
+from scaling.training.job import train_run
 from tests.factories import write_run
 from var_core import VQVAE, save_model
 

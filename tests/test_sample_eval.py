@@ -13,13 +13,12 @@ from PIL import Image
 
 from analysis.results import read_runs
 from scaling.data.classifier import SmallClassifier
-from scaling.training.config import SamplesConfig, load_run_config
-from scaling.core.config_io import dump_yaml
 from scaling.core.provenance import sha256_file
-from scaling.training.sample_eval import (SampleEvalError, evaluate_run, load_reference, main, read_samples,
-                                 sample_folder)
+from scaling.training.config import SamplesConfig, load_run_config
+from scaling.training.job import samples_after_training, train_run
+from scaling.training.sample_eval import (SampleEvalError, evaluate_run, load_reference, main,
+                                          read_samples, sample_folder)
 from scaling.training.sample_features import FeatureError, check_inception_weights
-from scaling.training.trainer import samples_after_training, train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 PN = (1, 2, 4)  # VQVAE x2 down: 8 px images

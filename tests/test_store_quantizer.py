@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, load_quantizer
 from scaling.data.tokenize import tokenize
-from scaling.training.trainer import split_scales
+from scaling.training.inputs import split_scales
 from var_core import VQVAE, save_model
 
 

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from scaling.training.config import load_run_config
 from scaling.core.config_io import ConfigError
-from scaling.core.tracking import COMPUTE_DIR, COMPUTE_PREFIX, Tracker, TrackingUnavailable, WandbConfig
-from scaling.training.trainer import Trainer, train_run
 from scaling.core.rundir import RunDir
+from scaling.core.tracking import COMPUTE_DIR, COMPUTE_PREFIX, Tracker, TrackingUnavailable, WandbConfig
+from scaling.training.config import load_run_config
+from scaling.training.job import train_run
+from scaling.training.trainer import Trainer
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling.training.config import LengthConfig, RunConfig
 from scaling.core.rundir import RunDir
 from scaling.data.token_store import TokenStoreMismatch
-from scaling.training.trainer import NonFiniteLoss, Trainer, train_run
+from scaling.training.config import LengthConfig, RunConfig
+from scaling.training.job import train_run
+from scaling.training.step import NonFiniteLoss
+from scaling.training.trainer import Trainer
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 REQUIRED_FIELDS = {"run", "params", "step", "images", "tokens", "flops", "flops_6nd", "wall_s",
@@ -180,7 +182,7 @@ def test_cli_reports_a_located_config_error(tmp_path):
     bad.write_text("run_id: x\ndata:\n  store: s\noptim:\n  batch_size: -4\n")
     result = subprocess.run([sys.executable, "-m", "scaling.train", str(bad)],
                             capture_output=True, text=True, cwd=Path(__file__).parents[1])
-    assert result.returncode == 1
+    assert result.returncode == 2  # an input error (scaling.core.cli)
     assert f"{bad}:5: optim.batch_size: must be > 0, got -4" in result.stderr
 
 

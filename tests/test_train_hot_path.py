@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from scaling.core import runtime
-from scaling.training.distributed import DistInfo
 from scaling.core.rundir import RunDir
 from scaling.data.token_store import TokenStore, TokenStoreError
-from scaling.training.trainer import StopRequest, Trainer, train_run
+from scaling.training.distributed import DistInfo
+from scaling.training.job import train_run
+from scaling.training.trainer import StopRequest, Trainer
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 # Every way a tensor's value reaches the host. On CPU `.cpu()` copies nothing, but on a GPU
@@ -226,7 +227,7 @@ def test_cached_teacher_forcing_input_trains_like_the_computed_one(store, tmp_pa
         config = tiny_run_config(store, run_id=name, steps=6, eval_points=1, input_cache_mb=mb)
         trainer = Trainer(config, RunDir(write_run(tmp_path / name, config)),
                           DistInfo(0, 1, 0, torch.device("cpu")))
-        assert (trainer.input_cache is not None) == (mb > 0)
+        assert (trainer.inputs.input_cache is not None) == (mb > 0)
         initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
         for _ in range(6):
             trainer.train_step()

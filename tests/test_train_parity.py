@@ -24,14 +24,15 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.training import schedule
 from scaling.core.atomic import atomic_write_text
-from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
-                            RunConfig, RuntimeConfig)
-from scaling.training.distributed import DistInfo
 from scaling.core.rundir import RunDir
 from scaling.data.token_store import save_quantizer
-from scaling.training.trainer import Trainer, param_groups
+from scaling.training import schedule
+from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
+                                     RunConfig, RuntimeConfig)
+from scaling.training.distributed import DistInfo
+from scaling.training.model import param_groups
+from scaling.training.trainer import Trainer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_var_train.pt"
 
@@ -130,7 +131,7 @@ def replay(fx: dict, root: Path) -> Replay:
             grads0[names[p]] = p.grad.detach().clone()
 
     hooks = [p.register_post_accumulate_grad_hook(record) for p in trainer.model.parameters()]
-    out = Replay(tokens=tokens, var_input=trainer.teacher_forcing_input(tokens), lr=[], wd=[],
+    out = Replay(tokens=tokens, var_input=trainer.inputs.teacher_forcing_input(tokens), lr=[], wd=[],
                  lr_no_decay=[], wd_no_decay=[], loss=[], grad_norm=[], grads_step0=grads0,
                  no_decay={names[p] for p in no_decay_group["params"]}, params={}, adam={},
                  final_loss=math.nan)

@@ -74,7 +74,7 @@ def test_param_groups_follow_the_official_no_decay_rule_by_name():
     import torch
     from torch import nn
 
-    from scaling.training.trainer import param_groups
+    from scaling.training.model import param_groups
 
     class Toy(nn.Module):
         def __init__(self):
@@ -104,7 +104,7 @@ def test_param_groups_of_var_decay_the_fourteen_matrices_of_the_official_probe()
     # block mat_qkv, proj, fc1, fc2, ada_lin (4 + 2 x 5)
     from var_core import VAR
 
-    from scaling.training.trainer import param_groups
+    from scaling.training.model import param_groups
 
     model = VAR(depth=2, width=32, heads=2, num_classes=4, vocab_size=32, z_channels=8,
                 patch_nums=(1, 2, 3))
@@ -166,15 +166,15 @@ def test_trainer_class_dropout_is_on_in_training_and_off_at_evaluation(store, tm
 
 
 def test_prepare_run_dir_refuses_another_config_and_changes_nothing(store, tmp_path):
-    from scaling.core.config_io import dump_yaml
-    from scaling.training.trainer import prepare_run_dir
+    from scaling.core.config_io import ConfigError, dump_yaml
+    from scaling.training.job import prepare_run_dir
     from tests.factories import tiny_run_config, write_run
 
     run_dir = write_run(tmp_path / "run", tiny_run_config(store, steps=8))
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     other = tmp_path / "other.yaml"
     other.write_text(dump_yaml(tiny_run_config(store, steps=9)))
-    with pytest.raises(SystemExit, match=r"run/config.yaml already holds another config; give "
+    with pytest.raises(ConfigError, match=r"run/config.yaml already holds another config; give "
                                          r"another --run-dir or remove that run"):
         prepare_run_dir(other, run_dir)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
@@ -189,7 +189,8 @@ def test_prepare_run_dir_refuses_another_config_and_changes_nothing(store, tmp_p
 def test_train_run_sets_threads_for_the_run_only(store, tmp_path, monkeypatch):
     import torch
 
-    import scaling.training.trainer as train_module
+    import scaling.training.job as job
+    from scaling.training.trainer import Trainer
     from tests.factories import tiny_run_config, write_run
 
     before = torch.get_num_threads()
@@ -198,14 +199,14 @@ def test_train_run_sets_threads_for_the_run_only(store, tmp_path, monkeypatch):
     config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, num_threads=wanted))
     run_dir = write_run(tmp_path / "run", config)
     seen = []
-    real = train_module.Trainer.train_step
+    real = Trainer.train_step
 
     def spy(self):
         seen.append(torch.get_num_threads())
         return real(self)
 
-    monkeypatch.setattr(train_module.Trainer, "train_step", spy)
-    train_module.train_run(run_dir)
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    job.train_run(run_dir)
     assert seen == [wanted, wanted]  # runtime.num_threads holds during the run
     assert torch.get_num_threads() == before  # and the caller's setting is back after it
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scaling.data.token_store import TokenStoreError
-from scaling.training.trainer import train_run
+from scaling.training.job import train_run
 from scaling.training.trained_models import load_run_var, load_store_vqvae
 from tests.factories import make_token_store, tiny_run_config, write_run
 

@@ -11,6 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from var_core import VAR, attention_pairs, forward_flops, train_flops_per_image
+from var_core.counting import flops_6nd, tokens_per_image
 
 PN = (1, 2, 3, 4)
 
@@ -53,6 +54,8 @@ def test_attention_pairs_and_defaults():
     ns = [p * p for p in (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)]
     assert attention_pairs() == sum(n * sum(ns[:i + 1]) for i, n in enumerate(ns))
     assert train_flops_per_image(depth=16) == 3 * forward_flops(depth=16)
+    assert tokens_per_image() == 680 and tokens_per_image((1, 2, 3)) == 14
+    assert flops_6nd(params=10, tokens=7) == 420
     with pytest.raises(TypeError, match="depth"):
         forward_flops(width=64)
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from scaling.training import schedule
-from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, run_config_from_dict
-from scaling.core.config_io import ConfigError
+from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, RunConfig
+from scaling.core.config_io import ConfigError, build
 from scaling.core.rundir import RunDir
-from scaling.training.trainer import train_run
+from scaling.training.job import train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
 
 
@@ -76,7 +76,7 @@ def test_branch_layout():
 ])
 def test_bad_wsd_config_names_the_key(data, key, words):
     with pytest.raises(ConfigError) as e:
-        run_config_from_dict({"run_id": "r", "data": {"store": "s"}, **data})
+        build(RunConfig, {"run_id": "r", "data": {"store": "s"}, **data})
     assert key in str(e.value) and words in str(e.value)
 
 

@@ -16,7 +16,9 @@ P = sum_k n_k * (n_1 + ... + n_k) = number of (query, key) pairs the block-causa
     head_nm ada_lin      2 C 2C
     head                 2 L C V
 
-`train_flops_per_image` = 3 x forward (backward costs twice the forward).
+`train_flops_per_image` = 3 x forward (backward costs twice the forward): the one place this
+convention is written; trainer, estimates, planner and benchmark call it. `tokens_per_image`
+= L, and `flops_6nd` = 6 N D, the usual approximation the records carry next to the exact count.
 
 This module is torch-free (`import var_core.counting` does not import torch), so planning
 and fitting tools can count FLOPs without it.
@@ -104,3 +106,13 @@ def forward_flops(**var_kwargs) -> int:
 def train_flops_per_image(**var_kwargs) -> int:
     """Training FLOPs per image: 3 x forward_flops (forward + backward)."""
     return 3 * forward_flops(**var_kwargs)
+
+
+def tokens_per_image(patch_nums=DEFAULT_PATCH_NUMS) -> int:
+    """L = sum pn^2: the tokens of one image over all scales (680 at 256px)."""
+    return sum(p * p for p in patch_nums)
+
+
+def flops_6nd(params: int, tokens: int) -> int:
+    """The usual approximation of training FLOPs: 6 x parameters x tokens trained on."""
+    return 6 * params * tokens

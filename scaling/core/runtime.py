@@ -36,6 +36,8 @@ from typing import Any, Iterator
 
 import torch
 
+from scaling.core.cli import InputError, RuntimeFailure
+
 PRECISIONS = ("auto", "fp32", "bf16")
 CPU_THREADS_AUTO = 1
 
@@ -113,10 +115,10 @@ class _MatmulPrecision:
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     """'auto' -> this rank's CUDA device when there is one, else CPU; 'cuda'/'cpu' as asked."""
     if preference not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {preference!r}")
+        raise InputError(f"device must be auto, cpu or cuda, got {preference!r}")
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was asked for but no CUDA device is available")
+            raise RuntimeFailure("device 'cuda' was asked for but no CUDA device is available")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 
@@ -139,7 +141,7 @@ def resolve(runtime: Any = None, *, device: torch.device | str | None = None,
     dev = dev if isinstance(dev, torch.device) else pick_device(str(dev))
     prec = field("precision", precision, "auto")
     if prec not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {prec!r}")
+        raise InputError(f"precision must be one of {PRECISIONS}, got {prec!r}")
     if prec == "auto":
         prec = "bf16" if dev.type == "cuda" else "fp32"
     tf = field("tf32", tf32, None)
@@ -147,7 +149,7 @@ def resolve(runtime: Any = None, *, device: torch.device | str | None = None,
     comp = bool(field("compile", compile, False))
     thr = field("num_threads", threads, None)
     if thr is not None and thr < 1:
-        raise ValueError(f"threads must be >= 1, got {thr}")
+        raise InputError(f"threads must be >= 1, got {thr}")
     if thr is None and dev.type == "cpu":
         thr = CPU_THREADS_AUTO
     return Policy(device=dev, precision=prec, tf32=tf, compile=comp, threads=thr)

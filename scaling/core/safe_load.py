@@ -14,8 +14,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from scaling.core.cli import InputError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A checkpoint file cannot be used; the message names it."""
 
 

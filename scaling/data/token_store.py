@@ -70,6 +70,16 @@ def _read_json(path: Path, what: str) -> Any:
         raise TokenStoreError(f"{what}: {path} is not valid JSON ({e})") from None
 
 
+def read_meta(store: str | Path) -> dict[str, Any]:
+    """A store's meta.json as written (keys unchecked: `TokenStore` validates them); raises
+    `TokenStoreError` when it is missing or not a JSON object. Torch-free."""
+    path = Path(store) / "meta.json"
+    meta = _read_json(path, f"token store {store}")
+    if not isinstance(meta, dict):
+        raise TokenStoreError(f"token store {path}: expected a JSON object")
+    return meta
+
+
 class TokenStore:
     """An open, validated token store (see the module docstring for the layout)."""
 
@@ -83,9 +93,7 @@ class TokenStore:
             hint = " (tokenisation started but was not merged: run scaling.tokenize ... --merge)" \
                 if (self.path / "plan.json").exists() else ""
             raise TokenStoreError(f"token store {self.path}: meta.json is missing{hint}")
-        meta = _read_json(meta_path, f"token store {self.path}")
-        if not isinstance(meta, dict):
-            raise TokenStoreError(f"token store {meta_path}: expected a JSON object")
+        meta = read_meta(self.path)
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
             raise TokenStoreError(f"token store {meta_path}: missing keys {missing}")

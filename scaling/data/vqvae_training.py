@@ -5,18 +5,23 @@
 Losses: MSE reconstruction + the quantizer's VQ loss (codebook + beta * commitment),
 optionally a perceptual loss on local VGG16 weights (torchvision layout, plus LPIPS linear
 heads if given; nothing is downloaded) and a PatchGAN hinge discriminator after
-`disc_start` steps.
+`disc_start` steps (both in scaling.data.vqvae_losses).
 
 Dead codes: the codebook starts as encoder features of the first batch; every
-`restart_every` steps, codebook entries no scale has picked in that window are re-initialised to encoder features of the current batch (area-pooled to a random
-scale, plus a little noise), the usual cheap remedy when usage collapses.
+`restart_every` steps, codebook entries no scale has picked in that window are
+re-initialised to encoder features of the current batch (area-pooled to a random scale,
+plus a little noise), the usual cheap remedy when usage collapses.
 
 Writes to `out/`: `vqvae.pt` (var_core.save_model, atomic; loadable by var_core.load_vqvae
 and scaling.tokenize), `train_state.pt` (model, optimisers, step, RNG: re-running resumes),
 `vqvae_metrics.jsonl` (training lines; evaluation lines with val MSE, PSNR, the PSNR of a
 per-image mean-colour baseline, and codebook usage per scale on the val split), the same as
 TensorBoard event files (`tensorboard: false` turns them off; `wandb:` adds W&B, see
-scaling.tracking) and `provenance.json` (scaling.provenance).
+scaling.core.tracking) and `provenance.json` (scaling.core.provenance).
+
+The parts: `build` (model, optimisers, losses), `train_step` (one optimisation step),
+`evaluate_vqvae`, the checkpoint state (`save_state` / `resume`), `MetricsLog` (the
+metrics file and the tracker) and the loop in `train_vqvae`.
 """
 
 from __future__ import annotations
@@ -24,107 +29,34 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import sys
-import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from scaling.core import provenance
 from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_text, read_jsonl
+from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import dump_yaml, load_config
 from scaling.core.runtime import pick_device, resolve
+from scaling.core.safe_load import CheckpointError, load_checkpoint_file
 from scaling.core.seeds import step_seed
+from scaling.core.stopwatch import Stopwatch
 from scaling.core.tracking import Tracker
-from scaling.data.images import ImageFolder, UnreadableImage
+from scaling.data.images import ImageFolder
 from scaling.data.token_store import TrainOrder
 from scaling.data.vqvae_config import VQVAETrainConfig
+from scaling.data.vqvae_losses import PatchDiscriminator, PerceptualLoss
+from var_core import VQVAE, save_model
 
-
-# ----------------------------------------------------------------------------- losses
-
-_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
-_VGG16_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (features index)
-
-
-class PerceptualLoss(nn.Module):
-    """LPIPS-style distance on a frozen VGG16 trunk; images [B, 3, H, W] in [-1, 1] -> scalar.
-
-    `vgg_path`: a torchvision-layout VGG16 state dict (`features.<i>.weight/bias`); with
-    `lpips_path` (LPIPS `lin<k>.model.1.weight` [1, C, 1, 1]) the per-channel weights are
-    LPIPS's, else uniform (a plain normalised-feature distance).
-    """
-
-    def __init__(self, vgg_path: Path, lpips_path: Path | None = None):
-        super().__init__()
-        layers, cin = [], 3
-        for v in _VGG16_CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
-                cin = v
-        self.features = nn.Sequential(*layers)
-        sd = torch.load(vgg_path, map_location="cpu", weights_only=True)
-        own = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
-        missing = set(self.features.state_dict()) - set(own)
-        if missing:
-            raise ValueError(f"{vgg_path}: not a torchvision VGG16 state dict (missing features.{sorted(missing)[0]})")
-        self.features.load_state_dict({k: own[k] for k in self.features.state_dict()})
-        widths = (64, 128, 256, 512, 512)
-        lins = [torch.ones(1, c, 1, 1) / c for c in widths]
-        if lpips_path is not None:
-            lp = torch.load(lpips_path, map_location="cpu", weights_only=True)
-            try:
-                lins = [lp[f"lin{k}.model.1.weight"].float().reshape(1, c, 1, 1) for k, c in enumerate(widths)]
-            except KeyError as e:
-                raise ValueError(f"{lpips_path}: not an LPIPS weights file (missing {e})") from None
-        for k, w in enumerate(lins):
-            self.register_buffer(f"lin{k}", w)
-        # LPIPS input scaling (ImageNet statistics expressed on [-1, 1] inputs)
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
-        self.requires_grad_(False)
-        self.eval()
-
-    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out, h = [], (x - self.shift) / self.scale
-        for i, layer in enumerate(self.features):
-            if isinstance(layer, nn.MaxPool2d) and min(h.shape[-2:]) < 2:
-                break  # small images: use the layers that still have pixels
-            h = layer(h)
-            if i in _VGG16_TAPS:
-                out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
-            if i == _VGG16_TAPS[-1]:
-                break
-        return out
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx, fy = self._taps(x), self._taps(y)
-        return sum((getattr(self, f"lin{k}") * (a - b).pow(2)).sum(1).mean() for k, (a, b) in enumerate(zip(fx, fy)))
-
-
-class PatchDiscriminator(nn.Module):
-    """A small PatchGAN: image [B, 3, H, W] -> logits [B, 1, h, w] (one per patch)."""
-
-    def __init__(self, ch: int = 64, n_layers: int = 2):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, ch, 4, 2, 1), nn.LeakyReLU(0.2)]
-        c = ch
-        for i in range(1, n_layers + 1):
-            c_next = ch * min(2 ** i, 8)
-            layers += [nn.Conv2d(c, c_next, 4, 2 if i < n_layers else 1, 1), nn.GroupNorm(8, c_next), nn.LeakyReLU(0.2)]
-            c = c_next
-        layers.append(nn.Conv2d(c, 1, 3, 1, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+log = logging.getLogger(__name__)
+STATE_FILE, METRICS_FILE, MODEL_FILE = "train_state.pt", "vqvae_metrics.jsonl", "vqvae.pt"
 
 
 # ----------------------------------------------------------------------------- data
@@ -141,13 +73,8 @@ class _Crops(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         j, seed = key
         g = torch.Generator().manual_seed(int(seed))
-        for k in range(len(self.ds)):
-            i = (j + k) % len(self.ds)
-            try:
-                return self.ds.load(i, train=True, generator=g), self.ds.samples[i][1]
-            except UnreadableImage as e:
-                warnings.warn(f"skipping {e}")
-        raise UnreadableImage(f"no readable image in {self.ds.root}")
+        i, x = self.ds.first_readable(j, lambda i: self.ds.load(i, train=True, generator=g))
+        return x, self.ds.samples[i][1]
 
 
 class _Batches:
@@ -166,6 +93,20 @@ class _Batches:
         for step in range(self.start, self.steps):
             idx = self.order.next()
             yield [(int(j), step_seed(self.seed, step) * self.batch + b) for b, j in enumerate(idx)]
+
+
+def train_loader(ds: ImageFolder, cfg: VQVAETrainConfig, start: int,
+                 device: torch.device) -> torch.utils.data.DataLoader:
+    """Batches (crops [B, 3, H, W], labels [B]) of steps `start`..cfg.steps, resumable exactly."""
+    return torch.utils.data.DataLoader(
+        _Crops(ds), batch_sampler=_Batches(len(ds), cfg.batch_size, cfg.seed, start, cfg.steps),
+        num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def val_images(ds: ImageFolder, n: int) -> torch.Tensor:
+    """The readable ones of the first `n` images of `ds`: [<= n, 3, H, W] in [-1, 1]."""
+    xs = [ds.try_load(i, ds.load) for i in range(min(n, len(ds)))]
+    return torch.stack([x for x in xs if x is not None])
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -222,15 +163,198 @@ def restart_dead_codes(model: nn.Module, f: torch.Tensor, hits: torch.Tensor, ge
     return int(dead.numel())
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- model
 
-def _lr_at(step: int, cfg: VQVAETrainConfig) -> float:
+@dataclasses.dataclass
+class Parts:
+    """What one VQVAE job trains and carries from step to step (all of it in the state file)."""
+
+    model: VQVAE
+    opt: torch.optim.Optimizer
+    perceptual: PerceptualLoss | None
+    disc: PatchDiscriminator | None
+    disc_opt: torch.optim.Optimizer | None
+    gen: torch.Generator  # the dead-code restarts' draws
+    hits: torch.Tensor  # int64 [V]: code use since the last restart
+
+
+def build(cfg: VQVAETrainConfig, device: torch.device) -> Parts:
+    """Model, optimisers and optional losses, seeded by cfg.seed (in this order: the global
+    RNG draws of the initialisations decide the weights)."""
+    torch.manual_seed(cfg.seed)
+    model = VQVAE(**cfg.vqvae_kwargs()).to(device)
+    model.train()
+    # (0.5, 0.9) is the usual choice with a GAN; without one the standard betas learn faster
+    betas = (0.5, 0.9) if cfg.disc_weight > 0 else (0.9, 0.99)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=betas, weight_decay=0.0)
+    perceptual = (PerceptualLoss(cfg.perceptual_weights, cfg.lpips_weights).to(device)
+                  if cfg.perceptual_weights is not None else None)
+    disc = disc_opt = None
+    if cfg.disc_weight > 0:
+        disc = PatchDiscriminator().to(device)
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    return Parts(model, opt, perceptual, disc, disc_opt,
+                 gen=torch.Generator().manual_seed(cfg.seed + 1),
+                 hits=torch.zeros(cfg.vocab_size, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- the step
+
+def lr_at(step: int, cfg: VQVAETrainConfig) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    """Losses of one step, and the encoder features [B, C, h, w] (detached) it saw."""
+
+    loss: float
+    mse: float
+    vq_loss: float
+    features: torch.Tensor
+
+
+def train_step(parts: Parts, x: torch.Tensor, step: int, cfg: VQVAETrainConfig) -> StepResult:
+    """Optimisation step `step` (0-based) on crops x [B, 3, H, W]: the VQVAE's, then the
+    discriminator's once it is on; counts the codes used into `parts.hits`."""
+    model = parts.model
+    for g in parts.opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    if step == 0 and cfg.restart_every:  # start the codebook on real features (k-means++-lite)
+        with torch.no_grad():
+            restart_dead_codes(model, model.encode(x), torch.zeros_like(parts.hits), parts.gen)
+    f = model.encode(x)
+    f_hat, vq_loss, idx = model.quantize(f)
+    recon = model.decoder(model.post_quant_conv(f_hat))
+    mse = F.mse_loss(recon, x)
+    loss = mse + vq_loss
+    if parts.perceptual is not None:
+        loss = loss + cfg.perceptual_weight * parts.perceptual(recon, x)
+    use_disc = parts.disc is not None and step >= cfg.disc_start
+    if use_disc:
+        loss = loss - cfg.disc_weight * parts.disc(recon).mean()
+    parts.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    parts.opt.step()
+    if use_disc:  # hinge loss on real vs reconstructed patches
+        d_loss = F.relu(1 - parts.disc(x)).mean() + F.relu(1 + parts.disc(recon.detach())).mean()
+        parts.disc_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        parts.disc_opt.step()
+    for t in idx:
+        parts.hits += torch.bincount(t.flatten().cpu(), minlength=cfg.vocab_size)
+    return StepResult(loss.item(), mse.item(), vq_loss.item(), f.detach())
+
+
+def restart_due(done: int, cfg: VQVAETrainConfig) -> bool:
+    """Whether dead codes are restarted after `done` steps (every restart_every, not in the
+    last 10% of training, so the final codebook is a trained one)."""
+    return bool(cfg.restart_every) and done % cfg.restart_every == 0 and done < cfg.steps * 0.9
+
+
+# ----------------------------------------------------------------------------- checkpoint state
+
+def _stored_kwargs(cfg: VQVAETrainConfig) -> dict:
+    """The VQVAE constructor arguments as the state file holds them (JSON types)."""
+    return json.loads(json.dumps(cfg.vqvae_kwargs()))
+
+
+def save_state(out: Path, parts: Parts, step: int, cfg: VQVAETrainConfig) -> None:
+    """Write `out/train_state.pt` (atomic) after `step` steps; `vqvae.pt` too once training is
+    complete (the launcher takes its existence as "stage done", so an intermediate one would
+    be tokenised with a half-trained model)."""
+    if step >= cfg.steps:
+        save_model(out / MODEL_FILE, parts.model)
+    st = {"step": step, "model": parts.model.state_dict(), "opt": parts.opt.state_dict(),
+          "gen_rng": parts.gen.get_state(), "torch_rng": torch.get_rng_state(),
+          "hits": parts.hits.clone(),
+          # the quantizer's hit-EMA counter is a plain attribute, not in the state dict
+          "record_hit": int(getattr(parts.model.quantize, "record_hit", 0)),
+          "vqvae_config": _stored_kwargs(cfg)}
+    if parts.disc is not None:
+        st["disc"], st["disc_opt"] = parts.disc.state_dict(), parts.disc_opt.state_dict()
+    atomic_write(out / STATE_FILE, lambda f: torch.save(st, f))
+
+
+def resume(out: Path, parts: Parts, cfg: VQVAETrainConfig) -> int:
+    """Load `out/train_state.pt` into `parts` when there is one and drop the metric lines
+    logged after it; returns the number of steps done (0 for a fresh start)."""
+    path = out / STATE_FILE
+    if not path.exists():
+        return 0
+    st = load_checkpoint_file(path, "VQVAE training state")
+    if st["vqvae_config"] != _stored_kwargs(cfg):
+        raise InputError(f"{path}: was trained with VQVAE {st['vqvae_config']}, config asks for "
+                         f"{cfg.vqvae_kwargs()}; use another out directory")
+    parts.model.load_state_dict(st["model"])
+    parts.opt.load_state_dict(st["opt"])
+    if parts.disc is not None and "disc" in st:
+        parts.disc.load_state_dict(st["disc"])
+        parts.disc_opt.load_state_dict(st["disc_opt"])
+    parts.gen.set_state(st["gen_rng"])
+    torch.set_rng_state(st["torch_rng"])
+    parts.hits = st["hits"]
+    if hasattr(parts.model.quantize, "record_hit"):
+        parts.model.quantize.record_hit = int(st["record_hit"])
+    start = int(st["step"])
+    metrics = out / METRICS_FILE
+    if metrics.exists():  # drop lines logged after the checkpoint
+        # the shared reader: a torn last line (a kill mid-append) is skipped, as elsewhere
+        keep = [r for r in read_jsonl(metrics) if r.get("step", 0) <= start]
+        atomic_write_text(metrics, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
+    log.info("train_vqvae: resuming %s at step %d", out, start)
+    return start
+
+
+# ----------------------------------------------------------------------------- metrics log
+
+def last_eval(out: Path) -> dict | None:
+    """The latest evaluation line of `out/vqvae_metrics.jsonl` (None before the first)."""
+    path = out / METRICS_FILE
+    evals = [r for r in read_jsonl(path) if "val_psnr" in r] if path.exists() else []
+    return evals[-1] if evals else None
+
+
+class MetricsLog:
+    """`vqvae_metrics.jsonl` and the tracker (TensorBoard event files, W&B): each record
+    goes to both, under the same step."""
+
+    def __init__(self, out: Path, cfg: VQVAETrainConfig, start: int):
+        self.path, self.patch_nums = out / METRICS_FILE, cfg.patch_nums
+        self.tracker = Tracker(out, tensorboard=cfg.tensorboard, wandb=cfg.wandb, name=out.name,
+                               config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+                               resume_step=start, job_type="vqvae")
+
+    def evaluation(self, step: int, result: dict) -> None:
+        """An `evaluate_vqvae` result after `step` steps."""
+        append_jsonl(self.path, {"step": step, **result})
+        self.tracker.log({"vqvae_val/mse": result["val_mse"], "vqvae_val/psnr": result["val_psnr"],
+                          "vqvae_val/psnr_mean_colour_baseline": result["val_psnr_mean_colour"],
+                          "vqvae_val/codebook_usage/all_scales": result["usage_all"],
+                          **{f"vqvae_val/codebook_usage/s{k + 1:02d}_{pn}x{pn}": u for k, (pn, u)
+                             in enumerate(zip(self.patch_nums, result["usage_scale"]))}}, step)
+        self.tracker.flush()
+
+    def training(self, line: dict) -> None:
+        """A training line {"step", "loss", "mse", "vq_loss", "lr", "images_per_s"}."""
+        append_jsonl(self.path, line)
+        self.tracker.log({f"vqvae_train/{k}": v for k, v in line.items() if k != "step"}, line["step"])
+
+    def restarts(self, step: int, n_dead: int) -> None:
+        """Dead codes re-initialised after `step` steps (the file records only nonzero counts)."""
+        if n_dead:
+            append_jsonl(self.path, {"step": step, "dead_codes_restarted": n_dead})
+        self.tracker.log({"vqvae_train/dead_codes_restarted": n_dead}, step)
+
+    def close(self) -> None:
+        self.tracker.close()
+
+
+# ----------------------------------------------------------------------------- the loop
 
 def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
                 report: Callable[[dict], None] | None = None) -> Path:
@@ -240,200 +364,79 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
     "total": steps, "unit": "steps", "rate": images/s, "eta_s": seconds left, "psnr": the
     latest validation PSNR in dB (None before the first)}.
     """
-    from tqdm import tqdm
-
-    from var_core import VQVAE, save_model
-    cfg = config
-    out = Path(cfg.out)
+    cfg, out = config, Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = VQVAE(**cfg.vqvae_kwargs()).to(dev)
-    model.train()
-    # (0.5, 0.9) is the usual choice with a GAN; without one the standard betas learn faster
-    betas = (0.5, 0.9) if cfg.disc_weight > 0 else (0.9, 0.99)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=betas, weight_decay=0.0)
-    perceptual = (PerceptualLoss(cfg.perceptual_weights, cfg.lpips_weights).to(dev)
-                  if cfg.perceptual_weights is not None else None)
-    disc = disc_opt = None
-    if cfg.disc_weight > 0:
-        disc = PatchDiscriminator().to(dev)
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)  # dead-code restarts
-
+    device = pick_device(cfg.device)
+    parts = build(cfg, device)
     train_ds = ImageFolder(Path(cfg.images) / "train", cfg.resolution, train=True)
     val_ds = ImageFolder(Path(cfg.images) / "val", cfg.resolution, train=False, classes=train_ds.classes)
-    val_images = []
-    for i in range(min(cfg.eval_images, len(val_ds))):
-        try:
-            val_images.append(val_ds.load(i))
-        except UnreadableImage as e:
-            warnings.warn(f"skipping {e}")
-    val_x = torch.stack(val_images)
-
-    state_path, metrics_path = out / "train_state.pt", out / "vqvae_metrics.jsonl"
-    start = 0
-    hits = torch.zeros(cfg.vocab_size, dtype=torch.long)  # code use since the last restart
-    if state_path.exists():
-        from scaling.core.safe_load import load_checkpoint_file
-
-        st = load_checkpoint_file(state_path, "VQVAE training state")
-        if st["vqvae_config"] != json.loads(json.dumps(cfg.vqvae_kwargs())):
-            raise ValueError(f"{state_path}: was trained with VQVAE {st['vqvae_config']}, config asks for "
-                             f"{cfg.vqvae_kwargs()}; use another out directory")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        if disc is not None and "disc" in st:
-            disc.load_state_dict(st["disc"])
-            disc_opt.load_state_dict(st["disc_opt"])
-        gen.set_state(st["gen_rng"])
-        torch.set_rng_state(st["torch_rng"])
-        start = int(st["step"])
-        hits = st["hits"]
-        if hasattr(model.quantize, "record_hit"):
-            model.quantize.record_hit = int(st["record_hit"])
-        if metrics_path.exists():  # drop lines logged after the checkpoint
-            # the shared reader: a torn last line (a kill mid-append) is skipped, as elsewhere
-            keep = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= start]
-            atomic_write_text(metrics_path, "".join(json.dumps(r, separators=(",", ":")) + "\n"
-                                                    for r in keep))
-        print(f"train_vqvae: resuming {out} at step {start}", file=sys.stderr)
+    val_x = val_images(val_ds, cfg.eval_images)
+    start = resume(out, parts, cfg)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     provenance.record_job(out, start_step=start)  # provenance.json: code, versions, host, GPU
+    if start >= cfg.steps:  # finished; a kill between the state and vqvae.pt leaves no model
+        if not (out / MODEL_FILE).exists():
+            save_state(out, parts, start, cfg)
+        return out / MODEL_FILE
 
-    def save(step: int) -> None:
-        # vqvae.pt appears only when training is complete: the launcher takes its existence
-        # as "stage done", so an intermediate one would be tokenised with a half-trained model
-        if step >= cfg.steps:
-            save_model(out / "vqvae.pt", model)
-        st = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
-              "gen_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "hits": hits.clone(),
-              # the quantizer's hit-EMA counter is a plain attribute, not in the state dict
-              "record_hit": int(getattr(model.quantize, "record_hit", 0)),
-              "vqvae_config": json.loads(json.dumps(cfg.vqvae_kwargs()))}
-        if disc is not None:
-            st["disc"], st["disc_opt"] = disc.state_dict(), disc_opt.state_dict()
-        atomic_write(state_path, lambda f: torch.save(st, f))
-
-    tracker = Tracker(out, tensorboard=cfg.tensorboard, wandb=cfg.wandb, name=out.name,
-                      config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-                      resume_step=start, job_type="vqvae") if start < cfg.steps else Tracker.off()
-
-    def log_eval(step: int) -> dict:
-        rec = {"step": step, **evaluate_vqvae(model, val_x)}
-        append_jsonl(metrics_path, rec)
-        tracker.log({"vqvae_val/mse": rec["val_mse"], "vqvae_val/psnr": rec["val_psnr"],
-                     "vqvae_val/psnr_mean_colour_baseline": rec["val_psnr_mean_colour"],
-                     "vqvae_val/codebook_usage/all_scales": rec["usage_all"],
-                     **{f"vqvae_val/codebook_usage/s{k + 1:02d}_{pn}x{pn}": u for k, (pn, u)
-                        in enumerate(zip(cfg.patch_nums, rec["usage_scale"]))}}, step)
-        tracker.flush()
-        return rec
-
-    if start >= cfg.steps:
-        if not (out / "vqvae.pt").exists():
-            save(start)
-        return out / "vqvae.pt"
+    metrics = MetricsLog(out, cfg, start)
     if start == 0:
-        log_eval(0)
-
-    loader = torch.utils.data.DataLoader(
-        _Crops(train_ds), batch_sampler=_Batches(len(train_ds), cfg.batch_size, cfg.seed, start, cfg.steps),
-        num_workers=cfg.num_workers, pin_memory=dev.type == "cuda", persistent_workers=False)
-    disable = (not sys.stderr.isatty()) if progress is None else not progress
-    bar = tqdm(total=cfg.steps, initial=start, desc="train_vqvae", disable=disable)
-    t0, acc = time.perf_counter(), {"loss": 0.0, "mse": 0.0, "vq": 0.0, "n": 0}
-    step = start
-    psnr = None
-    if metrics_path.exists():
-        evals = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if "val_psnr" in ln]
-        psnr = evals[-1]["val_psnr"] if evals else None
-    for x, _ in loader:
-        x = x.to(dev, non_blocking=True)
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
-        if step == 0 and cfg.restart_every:  # start the codebook on real features (k-means++-lite)
-            with torch.no_grad():
-                restart_dead_codes(model, model.encode(x), torch.zeros_like(hits), gen)
-        f = model.encode(x)
-        f_hat, vq_loss, idx = model.quantize(f)
-        recon = model.decoder(model.post_quant_conv(f_hat))
-        mse = F.mse_loss(recon, x)
-        loss = mse + vq_loss
-        if perceptual is not None:
-            loss = loss + cfg.perceptual_weight * perceptual(recon, x)
-        use_disc = disc is not None and step >= cfg.disc_start
-        if use_disc:
-            loss = loss - cfg.disc_weight * disc(recon).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if use_disc:  # hinge loss on real vs reconstructed patches
-            d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(recon.detach())).mean()
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_opt.step()
-        for t in idx:
-            hits += torch.bincount(t.flatten().cpu(), minlength=cfg.vocab_size)
-        step += 1
-        if cfg.restart_every and step % cfg.restart_every == 0 and step < cfg.steps * 0.9:
-            n_dead = restart_dead_codes(model, f.detach(), hits, gen)
-            hits.zero_()
-            if n_dead:
-                append_jsonl(metrics_path, {"step": step, "dead_codes_restarted": n_dead})
-            tracker.log({"vqvae_train/dead_codes_restarted": n_dead}, step)
-        acc["loss"] += loss.item()
-        acc["mse"] += mse.item()
-        acc["vq"] += vq_loss.item()
-        acc["n"] += 1
+        metrics.evaluation(0, evaluate_vqvae(parts.model, val_x))
+    psnr = (last_eval(out) or {}).get("val_psnr")
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=cfg.steps, initial=start, desc="train_vqvae", disable=not show)
+    watch = Stopwatch().start()  # training time: evaluations and checkpoints pause it
+    sums, n, since = {"loss": 0.0, "mse": 0.0, "vq_loss": 0.0}, 0, 0.0  # since the last log line
+    for step, (x, _) in zip(range(start, cfg.steps), train_loader(train_ds, cfg, start, device)):
+        r = train_step(parts, x.to(device, non_blocking=True), step, cfg)
+        done = step + 1
+        if restart_due(done, cfg):
+            metrics.restarts(done, restart_dead_codes(parts.model, r.features, parts.hits, parts.gen))
+            parts.hits.zero_()
+        sums = {"loss": sums["loss"] + r.loss, "mse": sums["mse"] + r.mse,
+                "vq_loss": sums["vq_loss"] + r.vq_loss}
+        n += 1
         bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            dt = time.perf_counter() - t0
-            n = acc["n"]
-            line = {"step": step, "loss": acc["loss"] / n, "mse": acc["mse"] / n,
-                    "vq_loss": acc["vq"] / n, "lr": _lr_at(step - 1, cfg),
-                    "images_per_s": n * cfg.batch_size / max(dt, 1e-9)}
-            append_jsonl(metrics_path, line)
-            tracker.log({f"vqvae_train/{k}": v for k, v in line.items() if k != "step"}, step)
-            bar.set_postfix(mse=f"{acc['mse'] / n:.4f}")
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            dt = max(watch.elapsed - since, 1e-9)
+            metrics.training({"step": done, **{k: v / n for k, v in sums.items()},
+                              "lr": lr_at(step, cfg), "images_per_s": n * cfg.batch_size / dt})
+            bar.set_postfix(mse=f"{sums['mse'] / n:.4f}")
             if report is not None:
-                rate = n / max(dt, 1e-9)  # steps/s over the last log_every steps
-                report({"done": step, "total": cfg.steps, "unit": "steps",
+                rate = n / dt  # steps/s since the last log line
+                report({"done": done, "total": cfg.steps, "unit": "steps",
                         "rate": rate * cfg.batch_size, "rate_unit": "images/s",
-                        "eta_s": (cfg.steps - step) / rate, "psnr": psnr})
-            t0, acc = time.perf_counter(), {"loss": 0.0, "mse": 0.0, "vq": 0.0, "n": 0}
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            rec = log_eval(step)
-            psnr = rec["val_psnr"]
-            save(step)
-            bar.write(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB (mean-colour baseline "
-                      f"{rec['val_psnr_mean_colour']:.2f}), usage per scale {rec['usage_scale']}")
+                        "eta_s": (cfg.steps - done) / rate, "psnr": psnr})
+            sums, n, since = dict.fromkeys(sums, 0.0), 0, watch.elapsed
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            with watch.paused():
+                result = evaluate_vqvae(parts.model, val_x)
+                metrics.evaluation(done, result)
+                save_state(out, parts, done, cfg)
+            psnr = result["val_psnr"]
+            log.info("step %d: val PSNR %.2f dB (mean-colour baseline %.2f), usage per scale %s",
+                     done, psnr, result["val_psnr_mean_colour"], result["usage_scale"])
     bar.close()
-    tracker.close()
-    return out / "vqvae.pt"
+    metrics.close()
+    return out / MODEL_FILE
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI: python -m scaling.train_vqvae CONFIG.yaml"""
+def main(argv: list[str] | None = None) -> int:
+    """CLI: python -m scaling.train_vqvae CONFIG.yaml (exit 2: a bad config, image folder or
+    state file)."""
     p = argparse.ArgumentParser(prog="python -m scaling.train_vqvae", description=__doc__.split("\n")[0])
     p.add_argument("config", help="YAML file with VQVAETrainConfig fields")
     a = p.parse_args(argv)
-    from scaling.core.config_io import ConfigError
-    try:
+    setup_logging()
+
+    def run() -> None:
         cfg = load_config(VQVAETrainConfig, a.config)
-    except ConfigError as e:
-        p.exit(2, f"error: {e}\n")
-    try:
-        # threads and TF32: scaling.runtime's choices for this process, restored on return
+        # threads and TF32: scaling.core.runtime's choices for this process, restored on return
         with resolve(None, device=cfg.device, precision="fp32").applied():
             path = train_vqvae(cfg)
-    except (ValueError, FileNotFoundError) as e:  # bad image folder, mismatched resume state
-        p.exit(2, f"error: {e}\n")
-    last = [r for r in read_jsonl(Path(cfg.out) / "vqvae_metrics.jsonl") if "val_psnr" in r][-1]
-    print(f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "
-          f"{last['val_psnr_mean_colour']:.2f}), codebook usage per scale {last['usage_scale']}, "
-          f"all scales {last['usage_all']:.3f}")
+        last = last_eval(Path(cfg.out))
+        print(f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "
+              f"{last['val_psnr_mean_colour']:.2f}), codebook usage per scale {last['usage_scale']}, "
+              f"all scales {last['usage_all']:.3f}")
 
-
-if __name__ == "__main__":
-    main()
+    return run_cli(run, input_errors=(CheckpointError,))

@@ -20,8 +20,16 @@ import argparse
 import datetime as _dt
 import sys
 from pathlib import Path
+from typing import Callable
+
+from analysis.compare import compare_fits, markdown
+from analysis.fitting import StudyFit
+from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.core.cli import InputError
 
 SCHEMA_VERSION = 1
+# one study from a command line: (its fits.json document, its fit; None for a joint law)
+FitOne = Callable[[list[str]], tuple[dict, StudyFit | None]]
 
 
 def _study_names(sources: list[str]) -> tuple[str, str]:
@@ -54,32 +62,30 @@ def _flags(argv: list[str], sources: list[str]) -> list[str]:
     return out
 
 
-def compare_studies(args: argparse.Namespace, argv: list[str] | None) -> dict:
-    """Fit both studies of `args.source` and write the comparison; returns compare.json."""
-    from analysis.compare import compare_fits, markdown
-    from scaling.core.atomic import atomic_write_json, atomic_write_text
-    from scaling.study.fit import FitCLIError, run
-
+def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: FitOne) -> dict:
+    """Fit both studies of `args.source` with `fit_one` (`scaling.study.fit.fit_one`: this
+    module cannot import the CLI that imports it) and write the comparison; returns compare.json."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a_src, b_src = args.source
     for src in (a_src, b_src):
         if not Path(src).exists():
-            raise FitCLIError(f"{src}: no such runs directory or table file")
+            raise InputError(f"{src}: no such runs directory or table file")
     if Path(a_src).resolve() == Path(b_src).resolve():
-        raise FitCLIError(f"{a_src} and {b_src} are the same study; give two different ones")
+        raise InputError(f"{a_src} and {b_src} are the same study; give two different ones")
     names = _study_names([a_src, b_src])
     out = Path(args.out) if args.out else Path(a_src).resolve().parent / f"compare_{names[0]}_vs_{names[1]}"
     flags = _flags(argv, [a_src, b_src])
-    kept: list = []
     print(f"== study A: {names[0]} ({a_src})")
-    doc_a = run([a_src, *flags, "--out", str(out / names[0])], collect=kept)
+    doc_a, fit_a = fit_one([a_src, *flags, "--out", str(out / names[0])])
     seed_b = int(doc_a["settings"]["seed"]) + 1  # independent bootstraps
     print(f"== study B: {names[1]} ({b_src})")
-    doc_b = run([b_src, *flags, "--out", str(out / names[1]), "--seed", str(seed_b)], collect=kept)
-    (fits_a, _), (fits_b, _) = kept
+    doc_b, fit_b = fit_one([b_src, *flags, "--out", str(out / names[1]), "--seed", str(seed_b)])
+    if fit_a is None or fit_b is None:
+        raise InputError("two studies are compared by their power laws; drop --law nd / --optimal-for")
+    fits_a, fits_b = fit_a.results, fit_b.results
     diffs = compare_fits(fits_a, fits_b)
     if not diffs:
-        raise FitCLIError("the two studies have no (metric, x) fitted in both")
+        raise InputError("the two studies have no (metric, x) fitted in both")
     differ = {k: [doc_a["settings"].get(k), doc_b["settings"].get(k)]
               for k in ("irreducible", "compute", "method", "holdout", "bootstrap", "ci", "smooth",
                         "include_subset")
@@ -111,7 +117,8 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.md", table_md)
     if not args.no_plots:
-        from analysis.plots import plot_compare, save_figure
+        from analysis.plots import plot_compare, save_figure  # matplotlib only when drawing
+
         for against in ("N", "Cmin"):
             if any(d.against == against for d in diffs):
                 save_figure(plot_compare(fits_a, fits_b, against, names), out / f"compare_vs_{against}")

@@ -20,15 +20,20 @@ final evaluation, or ``--best-by METRIC``) and lists which run was picked per si
 replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 
 ``--law nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
-``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.fit_joint).
+``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.fit_joint).
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
-(``scaling.compare``: laws with bootstrap bands in one figure, the difference of each
+(``scaling.study.compare``: laws with bootstrap bands in one figure, the difference of each
 exponent with its bootstrap interval).
 
 Defaults come from ``<runs_dir>/fit.yaml`` when present (keys: irreducible, compute, metrics,
 holdout, bootstrap, include_subset, and optionally method, smooth, against, paper, ci,
-seed, law, data_unit); command-line flags override it. This module never imports torch.
+seed, law, data_unit; `analysis.settings.FitSettings`); command-line flags override it.
+
+This module is the command line: it resolves the inputs (sweep file, runs directory or table,
+fit.yaml and flags, whether the runs' token store was made with the official tokenizer, the
+axes' run-id labels), runs the one fit loop (`analysis.fitting.fit_study`, also what the
+notebook and scripts/readme_figures.py run) and writes the outputs. It never imports torch.
 """
 
 from __future__ import annotations
@@ -40,11 +45,24 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Union
 
-from analysis.results import METRICS, SAMPLE_METRICS
+import pandas as pd
+
+from analysis.axes import axis_columns, axis_name, group_label, groups
+from analysis.fitting import StudyFit, Tokenizer, fit_study
+from analysis.overfit import METRIC as OVERFIT_METRIC
+from analysis.overfit import RISE as OVERFIT_RISE
+from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
+from analysis.results import (COMPUTE_COLUMNS, METRICS, SAMPLE_METRICS, ResultsError, load_results,
+                              read_grid)
 from analysis.settings import FitSettings, InvalidSetting
-from scaling.core.config_io import ConfigError, load_config
+from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.core.cli import InputError, run_cli, setup_logging
+from scaling.core.config_io import ConfigError, load_config, load_yaml
+from scaling.data.token_store import TokenStoreError, read_meta
+from scaling.study.compare import compare_studies
+from scaling.study.fit_joint import run_joint
+from scaling.study.expand import DEFAULT_LABELS
 
 COMPUTE_TEXT = {
     "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
@@ -57,7 +75,7 @@ SCHEMA_VERSION = 1
 OFFICIAL_VQVAE = {"file": "vae_ch160v4096z32.pth", "vocab_size": 4096, "z_channels": 32, "ch": 160}
 
 
-class FitCLIError(ValueError):
+class FitCLIError(InputError):
     """A problem with the command line or its input; printed as one line, exit status 2."""
 
 
@@ -142,13 +160,10 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
     Returns the settings and, per field, where its value came from (cli, fit.yaml, default).
     """
     origin = {f.name: "default" for f in dataclasses.fields(FitSettings)}
-    settings = FitSettings()
-    fit_yaml = source / "fit.yaml" if source.is_dir() else None
-    if fit_yaml is not None and fit_yaml.exists():
-        settings = load_config(FitSettings, fit_yaml)
-        import yaml  # only to know which keys the file set
-        given = yaml.safe_load(fit_yaml.read_text()) or {}
-        origin.update({k: "fit.yaml" for k in given})
+    settings = load_fit_settings(source) if source.is_dir() else FitSettings()
+    if source.is_dir() and (source / "fit.yaml").exists():
+        given, _ = load_yaml(source / "fit.yaml")  # which keys the file set
+        origin.update({k: "fit.yaml" for k in given or {}})
     overrides = {}
     for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
                  "include_subset", "paper", "law", "data_unit", "best_over", "best_by", "pool",
@@ -235,20 +250,19 @@ def _E_name(key: tuple) -> str:
     return metric + (f" ({label})" if label else "")
 
 
-def official_tokenizer(raw) -> tuple[bool, str]:
+def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
     """Whether every run's token store was made with the official VQVAE; (yes, in words).
 
-    Reads the stores' meta.json (path in each run's config column ``data.store``): the
-    VQVAE's vocab/z/ch and checkpoint file name must be the official ones (`OFFICIAL_VQVAE`).
+    Reads the stores' meta.json (`scaling.data.token_store.read_meta`; the path is each run's
+    config column ``data.store``): the VQVAE's vocab/z/ch and checkpoint file name must be the
+    official ones (`OFFICIAL_VQVAE`).
     """
-    import json
-
     if "data.store" not in raw.columns:
         return False, "the source records no token store (a table file)"
     for store in sorted(set(raw["data.store"].dropna().astype(str))):
         try:
-            meta = json.loads((Path(store) / "meta.json").read_text())
-        except (OSError, ValueError):
+            meta = read_meta(store)
+        except (TokenStoreError, OSError):
             return False, f"token store {store} is not readable here"
         cfg = meta.get("vqvae_config") or {}
         name = Path(str(meta.get("vqvae_path", ""))).name
@@ -259,190 +273,56 @@ def official_tokenizer(raw) -> tuple[bool, str]:
     return True, f"the runs' token store was made with the official tokenizer ({OFFICIAL_VQVAE['file']})"
 
 
-def choose_irreducible(spec, raw, table, metrics) -> tuple[Union[str, float], str]:
-    """Resolve the irreducible setting to "paper" | "none" | "fit" | a number, with the reason.
-
-    A paper E that is not below every value of its loss is refused (those cannot be the
-    paper's metrics); "auto" then falls back to "fit" with a warning.
-    """
-    from analysis.paper import PAPER_IRREDUCIBLE
-
-    below = {m: float(table[m].min()) for m in metrics
-             if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]}
-    if spec == "paper" and below:
-        m, v = next(iter(below.items()))
-        raise FitCLIError(
-            f"--irreducible paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the floor of "
-            f"the official tokenizer's tokens), but this table's {m} goes down to {v:.4g}: these "
-            f"cannot be the paper's metrics (another tokenizer or data set). Use --irreducible fit "
-            f"(or auto), or a number below {v:.4g}")
-    if spec != "auto":
-        return spec, "as asked"
-    official, why = official_tokenizer(raw)
-    if official and not below:
-        return "paper", why + ": the paper's E (ce_avg 5, ce_last 4.5) is that tokenizer's floor"
-    if official:
-        warnings.warn(f"{why}, but the losses go below the paper's E ({below}); E is fitted instead")
-    return "fit", (why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
-                   "(maximum likelihood, analysis.irreducible)")
+def axis_labels(source: Path, raw: pd.DataFrame) -> dict[str, str]:
+    """Each grid axis's run-id label: the sweep's (a runs directory's grid.yaml) over the
+    usual ones of `scaling.study.expand.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
+    given = read_grid(source)["labels"] if source.is_dir() else {}
+    default = {axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]] for c in axis_columns(raw)
+               if axis_name(c).split(".")[-1] in DEFAULT_LABELS}
+    return {**default, **given}
 
 
-def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
-    """The CLI's work; returns the fits.json document (compare.json for two sources).
-    Raises FitCLIError / ResultsError / ConfigError. `collect`: a list that receives
-    (FitResults, fitted table) (the two-study comparison uses it)."""
-    args = _parse_args(argv)  # before the heavy imports, so `--help` and usage errors are fast
-    if len(args.source) == 2:
-        from scaling.study.compare import compare_studies
-        return compare_studies(args, argv)
-    if len(args.source) > 2:
-        raise FitCLIError(f"give one study to fit, or two to compare; got {len(args.source)}: "
-                          f"{' '.join(args.source)}")
-    from analysis.irreducible import fit_shared_E
-    from analysis.overfit import MEANING as OVERFIT_MEANING, METRIC as OVERFIT_METRIC, \
-        RISE as OVERFIT_RISE, data_limited_runs
-    from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT, paper_law
-    from analysis.powerlaw import (fit_vs_cmin, fit_vs_n, irreducible_value, points_vs_cmin,
-                                   points_vs_n)
-    from analysis.axes import best_over, group_label, groups
-    from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
-    from scaling.core.atomic import atomic_write_json, atomic_write_text
+def sweep_output(path: Path) -> Path:
+    """A sweep file -> its output folder (read without importing the trainer: no torch)."""
+    data, loc = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("output"), str) or not data["output"]:
+        raise ConfigError(f"{loc.where(('output',))}: output: a sweep file names its output folder "
+                          f"(output: runs/NAME); {path} has none")
+    out = Path(data["output"])
+    if not out.is_dir():
+        raise FitCLIError(f"{path}: its output folder {out} does not exist yet: launch the sweep "
+                          f"first (python -m scaling.launch {path})")
+    return out
 
-    given = Path(args.source[0])
-    if not given.exists():
-        raise FitCLIError(f"{given}: no such sweep file, runs directory or table file")
-    source = sweep_output(given) if given.suffix in (".yaml", ".yml") else given
-    settings, origin = resolve_settings(args, source)
-    out = Path(args.out) if args.out else (source / "fit" if source.is_dir() else
-                                           source.parent / f"{source.name.split('.')[0]}_fit")
-    if args.optimal_for is not None and settings.law != "nd":
-        settings = dataclasses.replace(settings, law="nd")
-        origin["law"] = "cli"
-    if settings.law == "nd":
-        from scaling.study.fit_joint import run_joint
 
-        return run_joint(args, source, settings, origin, out)
-    started = time.perf_counter()
-    caught: list[str] = []
-    with warnings.catch_warnings(record=True) as records:
-        warnings.simplefilter("always")
-        raw = load_results(source, include_subset=settings.include_subset)
-        table = prepare(raw, settings.metrics, settings.compute, source=str(source))
-        sizes = sorted(set(int(p) for p in table["params"]))
-        holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
-        # runs still training (or stopped) have no final evaluation: not in the N laws by default
-        unfinished = sorted(set(table.loc[~table["finished"].astype(bool), "run"].astype(str))) \
-            if "finished" in table.columns else []
-        table_n = table
-        if unfinished:
-            kept = settings.include_unfinished
-            warnings.warn(
-                f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
-                + ("INCLUDED in the laws vs N (--include-unfinished; marked in the figure), their "
-                   "last evaluation is not a final one" if kept else
-                   "left out of the laws vs N (their last evaluation is not a final one; "
-                   "--include-unfinished includes them)")
-                + "; the Cmin frontier uses every evaluation, theirs included")
-            if not kept:
-                table_n = table[~table["run"].astype(str).isin(unfinished)]
-        flagged = data_limited_runs(table)
-        if flagged:
-            warnings.warn(
-                f"data-limited run(s) (test {OVERFIT_METRIC} risen >= {100 * OVERFIT_RISE:.0f}% "
-                f"above its own minimum while training loss fell): "
-                + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
-                + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
-                  f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)")
-        E_mode, E_reason = choose_irreducible(settings.irreducible, raw, table, settings.metrics)
-        shared: dict = {}  # (metric, group label) -> SharedE: one E per loss and law group
-        unfinished_set = set(unfinished)
+def fit_source(source: Path, settings: FitSettings) -> StudyFit:
+    """Read a runs directory or table file and fit it with `settings`: `analysis.fitting.fit_study`
+    given what only this layer knows (the runs' tokenizer for irreducible "auto", the axes'
+    run-id labels). Problems are `warnings.warn`ed; bad input raises `ResultsError`."""
+    raw = load_results(source, include_subset=settings.include_subset)
+    tokenizer = official_tokenizer(raw) if settings.irreducible == "auto" else None
+    return fit_study(raw, settings, source=str(source), labels=axis_labels(source, raw),
+                     tokenizer=tokenizer)
 
-        def shared_E(metric, label, sub):
-            key = (metric, label)
-            if key not in shared:
-                sets = []
-                for against in settings.against:
-                    pts = points_vs_n(sub[~sub["run"].astype(str).isin(unfinished_set)]
-                                      if unfinished and not settings.include_unfinished else sub,
-                                      metric, settings.final) if against == "N" else \
-                        points_vs_cmin(sub, metric, settings.smooth)
-                    sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
-                shared[key] = fit_shared_E(sets, level=settings.ci)
-                for problem in shared[key].problems(metric + (f" ({label})" if label else "")):
-                    warnings.warn(problem)
-            return shared[key]
-        study = study_axes(table, settings, source)
-        tidy = table  # every run, as read (results.csv); seed replicates: analysis.seeds in the fits
-        fits, results, labels, notes = [], [], [], []
-        common = dict(method=settings.method, bootstrap=settings.bootstrap,
-                      level=settings.ci, holdout=holdout, seed=settings.seed)
-        for against in settings.against:
-            for metric in settings.metrics:
-                for group, sub in groups(table, study["law_columns"]):
-                    label = group_label(group, study["labels"]) or None
-                    picks = None
-                    if study["best_column"] is not None:
-                        by = settings.best_by or metric
-                        sub, picks = best_over(sub, study["best_column"], by)
-                    try:
-                        se = shared_E(metric, label, sub) if E_mode == "fit" and metric.startswith("ce") \
-                            else None
-                        E = se.E if se is not None else irreducible_value(metric, E_mode)
-                        if against == "N":
-                            sub_n = sub if settings.include_unfinished else \
-                                sub[~sub["run"].astype(str).isin(unfinished_set)]
-                            res = fit_vs_n(sub_n, metric, irreducible=E, final=settings.final, **common)
-                        else:
-                            res = fit_vs_cmin(sub, metric, irreducible=E, smooth=settings.smooth, **common)
-                        if se is not None:
-                            res.E_mode, res.E_ci = "fit", se.ci
-                    except ResultsError as e:
-                        if not study["law_columns"]:
-                            raise
-                        warnings.warn(f"{metric} vs {against}, {label}: no law ({e})", stacklevel=1)
-                        continue
-                    rec = res.to_dict()
-                    try:
-                        law = paper_law(metric, against)
-                        rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
-                    except KeyError:  # sample metrics: the paper published no law
-                        rec["paper"] = None
-                    if against == "N":
-                        rec["final"] = settings.final
-                        rec["unfinished_runs_included"] = [r for r in unfinished
-                                                           if r in set(res.points["run"].astype(str))]
-                    rec["data_limited_runs"] = [r for r in flagged if r in set(res.points["run"].astype(str))]
-                    rec["group"] = group or None
-                    rec["group_label"] = label
-                    if picks is not None:
-                        rec["best_over"] = {"axis": picks[0]["axis"], "by": picks[0]["by"],
-                                            "seed_averaged": bool(study["seed_columns"]), "picked": picks}
-                    fits.append(rec)
-                    results.append(res)
-                    labels.append(label)
-                    notes.append({p["params"]: f"{study['best_label']}={_value_text(p['value'])}" for p in picks}
-                                 if picks else None)
-        if not fits:
-            raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
-        E_values = {m: irreducible_value(m, E_mode) for m in settings.metrics
-                    if not (E_mode == "fit" and m.startswith("ce"))}
-    for w in records:
-        caught.append(str(w.message))
-        print(f"warning: {w.message}", file=sys.stderr)
 
-    doc = {
+def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: list[str]) -> dict:
+    """The fits.json document of a power-law fit (docs/fitting.md, field by field); its
+    elapsed_s is filled in by the caller."""
+    settings, unfinished, flagged = fit.settings, fit.unfinished, fit.flagged
+    E_mode, E_reason, E_values, shared = fit.E_mode, fit.E_reason, fit.E_values, fit.shared
+    return {
         "schema_version": SCHEMA_VERSION,
         "tool": "python -m scaling.fit",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": str(source),
         "source_kind": "runs_dir" if source.is_dir() else "table",
-        "n_rows": int(len(tidy)),
-        "n_runs": int(tidy["run"].nunique()),
-        "sizes": sizes,
-        "axes": {k: study[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")},
+        "n_rows": int(len(fit.table)),
+        "n_runs": int(fit.table["run"].nunique()),
+        "sizes": fit.sizes,
+        "axes": {k: fit.axes[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")},
         "settings": {**{k: (list(v) if isinstance(v, tuple) else v)
                         for k, v in dataclasses.asdict(settings).items()},
-                     "holdout": holdout, "sources": origin},
+                     "holdout": fit.holdout, "sources": origin},
         "conventions": {
             "form": "y - E = (beta * x)^alpha, fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
             "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
@@ -483,136 +363,124 @@ def run(argv: list[str] | None = None, collect: list | None = None) -> dict:
             "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
                        "of the metric itself (E included)",
         },
-        "fits": fits,
+        "fits": fit.records,
         "warnings": caught,
         "elapsed_s": None,
     }
+
+
+def write_figures(fit: StudyFit, out: Path) -> None:
+    """fit_vs_N, fit_vs_Cmin and (when scaling.sample_eval ran) samples_vs_N, png and pdf."""
+    # matplotlib only when drawing: --no-plots and importing this module stay without it
+    from analysis.plots import plot_samples_vs_n, plot_vs_cmin, plot_vs_n, save_figure
+
+    settings, results, labels = fit.settings, fit.results, fit.labels
+    grouped = any(labels)
+    n_idx, c_idx = fit.against("N"), fit.against("Cmin")
+    if n_idx:
+        save_figure(plot_vs_n([results[i] for i in n_idx], paper=bool(settings.paper),
+                              labels=[labels[i] for i in n_idx] if grouped else None,
+                              notes=[fit.notes[i] for i in n_idx],
+                              flagged=list(fit.flagged) + (fit.unfinished if settings.include_unfinished else [])),
+                    out / "fit_vs_N")
+    if c_idx:
+        shown = fit.table
+        if fit.axes["best_column"] is not None:  # the curves of the runs picked for some law
+            picked = {r for f in fit.records if f.get("best_over") for p in f["best_over"]["picked"]
+                      for r in p["run"].split(", ")}
+            shown = shown[shown["run"].astype(str).isin(picked)]
+        run_labels = {str(r): group_label(g, fit.axes["labels"])
+                      for g, sub in groups(shown, fit.axes["law_columns"])
+                      for r in sub["run"].unique()} if grouped else None
+        save_figure(plot_vs_cmin([results[i] for i in c_idx], shown, paper=bool(settings.paper),
+                                 labels=[labels[i] for i in c_idx] if grouped else None,
+                                 run_labels=run_labels), out / "fit_vs_Cmin")
+    fig = plot_samples_vs_n(fit.raw)  # measured sample quality by size, when sample_eval ran
+    if fig is not None:
+        save_figure(fig, out / "samples_vs_N")
+
+
+def fit_and_write(source: Path, settings: FitSettings, origin: dict[str, str], out: Path,
+                  plots: bool = True) -> tuple[dict, StudyFit]:
+    """Fit `source` (`fit_source`), print the warnings, the E used and the table, and write
+    fits.json, fits.md, results.csv and (with `plots`) the figures into `out`."""
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        fit = fit_source(source, settings)
+    caught = [str(w.message) for w in records]
+    for message in caught:
+        print(f"warning: {message}", file=sys.stderr)
+    doc = fits_document(fit, source, origin, caught)
     out.mkdir(parents=True, exist_ok=True)
-    E_line = f"E: {E_mode} ({E_reason}): " + ", ".join(
-        [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in shared.items()]
-        + [f"{m} {v:.4g}" for m, v in E_values.items() if m.startswith("ce")])
+    E_line = f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
+        [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in fit.shared.items()]
+        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")])
     md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
-    if unfinished:
+    if fit.unfinished:
         md_notes.append(f"unfinished runs ({'included vs N, marked' if settings.include_unfinished else 'left out of the N laws'}): "
-                     + ", ".join(unfinished))
-    if flagged:
-        md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(flagged))
+                        + ", ".join(fit.unfinished))
+    if fit.flagged:
+        md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
     print(E_line)
-    table_md = markdown_table(fits, settings.compute, md_notes)
+    table_md = markdown_table(fit.records, settings.compute, md_notes)
     atomic_write_text(out / "fits.md", table_md)
-    tidy.to_csv(out / "results.csv", index=False)
-    if not args.no_plots:
-        from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
-        grouped = any(labels)
-        n_idx = [i for i, r in enumerate(results) if r.against == "N"]
-        c_idx = [i for i, r in enumerate(results) if r.against == "Cmin"]
-        if n_idx:
-            save_figure(plot_vs_n([results[i] for i in n_idx], paper=bool(settings.paper),
-                                  labels=[labels[i] for i in n_idx] if grouped else None,
-                                  notes=[notes[i] for i in n_idx],
-                                  flagged=list(flagged) + (unfinished if settings.include_unfinished else [])),
-                       out / "fit_vs_N")
-        if c_idx:
-            shown = table
-            if study["best_column"] is not None:  # the curves of the runs picked for some law
-                picked = {r for f in fits if f.get("best_over") for p in f["best_over"]["picked"]
-                          for r in p["run"].split(", ")}
-                shown = table[table["run"].astype(str).isin(picked)]
-            run_labels = {str(r): group_label(g, study["labels"]) for g, sub in groups(shown, study["law_columns"])
-                          for r in sub["run"].unique()} if grouped else None
-            save_figure(plot_vs_cmin([results[i] for i in c_idx], shown, paper=bool(settings.paper),
-                                     labels=[labels[i] for i in c_idx] if grouped else None,
-                                     run_labels=run_labels), out / "fit_vs_Cmin")
-        from analysis.plots import plot_samples_vs_n
-        fig = plot_samples_vs_n(raw)  # measured sample quality by size, when sample_eval ran
-        if fig is not None:
-            save_figure(fig, out / "samples_vs_N")
+    fit.table.to_csv(out / "results.csv", index=False)
+    if plots:
+        write_figures(fit, out)
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)
     atomic_write_json(out / "fits.json", doc)
-    if collect is not None:
-        collect.append((results, table))
     print(table_md)
-    print(f"wrote {out}/fits.json, fits.md, results.csv" + ("" if args.no_plots else ", figures (png, pdf)")
+    print(f"wrote {out}/fits.json, fits.md, results.csv" + (", figures (png, pdf)" if plots else "")
           + f" in {doc['elapsed_s']:.1f} s")
-    return doc
+    return doc, fit
 
 
-def _value_text(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+def fit_one(argv: list[str]) -> tuple[dict, StudyFit | None]:
+    """One study from a command line: (its fits.json document, its `StudyFit`; None for the
+    joint law). The two-study comparison fits each study through this."""
+    args = _parse_args(argv)
+    if len(args.source) != 1:
+        raise FitCLIError(f"one study to fit; got {len(args.source)}: {' '.join(args.source)}")
+    return _fit_one(args)
 
 
-def sweep_output(path: Path) -> Path:
-    """A sweep file -> its output folder (read without importing the trainer: no torch)."""
-    from scaling.core.config_io import load_yaml
+def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
+    given = Path(args.source[0])
+    if not given.exists():
+        raise FitCLIError(f"{given}: no such sweep file, runs directory or table file")
+    source = sweep_output(given) if given.suffix in (".yaml", ".yml") else given
+    settings, origin = resolve_settings(args, source)
+    out = Path(args.out) if args.out else (source / "fit" if source.is_dir() else
+                                           source.parent / f"{source.name.split('.')[0]}_fit")
+    if args.optimal_for is not None and settings.law != "nd":
+        settings = dataclasses.replace(settings, law="nd")
+        origin["law"] = "cli"
+    if settings.law == "nd":
+        return run_joint(args, source, settings, origin, out), None
+    return fit_and_write(source, settings, origin, out, plots=not args.no_plots)
 
-    data, loc = load_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("output"), str) or not data["output"]:
-        raise ConfigError(f"{loc.where(('output',))}: output: a sweep file names its output folder "
-                          f"(output: runs/NAME); {path} has none")
-    out = Path(data["output"])
-    if not out.is_dir():
-        raise FitCLIError(f"{path}: its output folder {out} does not exist yet: launch the sweep "
-                          f"first (python -m scaling.launch {path})")
-    return out
 
-
-def study_axes(table, settings: FitSettings, source: Path) -> dict:
-    """The table's axes by role and what the settings make of them (see `analysis.axes`)."""
-    from analysis.axes import axis_columns, axis_name, resolve_axis, split_axes
-    from analysis.results import ResultsError, read_grid
-
-    from scaling.study.expand import DEFAULT_LABELS  # torch-free: the run-id labels of common axes
-
-    grid = read_grid(source) if source.is_dir() else {"labels": {}}
-    default = {axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]] for c in axis_columns(table)
-               if axis_name(c).split(".")[-1] in DEFAULT_LABELS}
-    grid["labels"] = {**default, **grid["labels"]}
-    labels = {v: k for k, v in grid["labels"].items()}  # run-id label -> axis
-    roles = split_axes(table)
-    law_columns = [] if settings.pool else list(roles.other)
-    best_column = None
-    if settings.best_over is not None:
-        best_column = resolve_axis(table, settings.best_over, labels)
-        if best_column in roles.size or best_column in roles.seed:
-            raise ResultsError(f"--best-over {settings.best_over}: {axis_name(best_column)} is a "
-                               f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis")
-        if best_column in law_columns:
-            law_columns.remove(best_column)
-        else:
-            warnings.warn(f"--best-over {settings.best_over}: the axis has one value here; nothing to pick",
-                          stacklevel=2)
-    if not axis_columns(table):
-        per_size = table.groupby("params")["run"].nunique()
-        if (per_size > 1).any():
-            warnings.warn(f"{int((per_size > 1).sum())} sizes have more than one run and the table names no "
-                          "grid axis (grid.<axis> columns): their runs are fitted together as one law",
-                          stacklevel=2)
-    return {"size_axes": [axis_name(c) for c in roles.size], "seed_axes": [axis_name(c) for c in roles.seed],
-            "law_axes": [axis_name(c) for c in law_columns],
-            "best_over": axis_name(best_column) if best_column else None,
-            "labels": grid["labels"], "seed_columns": list(roles.seed), "law_columns": law_columns,
-            "best_column": best_column,
-            "best_label": grid["labels"].get(axis_name(best_column), axis_name(best_column).split(".")[-1])
-            if best_column else None}
+def run(argv: list[str] | None = None) -> dict:
+    """The CLI's work; returns the fits.json document (compare.json for two sources).
+    Raises FitCLIError / ResultsError / ConfigError."""
+    args = _parse_args(argv)
+    if len(args.source) == 2:
+        return compare_studies(args, argv, fit_one)
+    if len(args.source) > 2:
+        raise FitCLIError(f"give one study to fit, or two to compare; got {len(args.source)}: "
+                          f"{' '.join(args.source)}")
+    return _fit_one(args)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; errors are one line on stderr and exit status 2."""
+    """Entry point: bad input (a flag, fit.yaml, the table) is one line on stderr, exit 2."""
     import matplotlib
 
     matplotlib.use("Agg")  # this CLI writes files only, never a window (also on cluster nodes)
-    try:
+    setup_logging()
+
+    def body() -> None:
         run(argv)
-    except (FitCLIError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # analysis.results.ResultsError (imported lazily) is a ValueError
-        if type(e).__name__ != "ResultsError":
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_cli(body, input_errors=(ResultsError,))

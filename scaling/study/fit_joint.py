@@ -18,15 +18,24 @@ var_core.counting, torch-free) and the epochs of the dataset that D* means.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as _dt
-import json
 import math
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+
+from analysis.jointlaw import JointFit, fit_joint_table
+from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
+from analysis.settings import FitSettings
+from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.data.token_store import TokenStoreError, read_meta
+from scaling.study.spec import StoreHint
 
 SCHEMA_VERSION = 1
 
@@ -62,19 +71,19 @@ def markdown(records: list[dict], d_unit: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _store_meta(table) -> dict[str, Any] | None:
+def _store_meta(table: pd.DataFrame) -> dict[str, Any] | None:
     """The runs' token store meta.json (via the config column data.store), if readable."""
     if "data.store" not in table.columns:
         return None
     for store in table["data.store"].dropna().unique():
         try:
-            return json.loads((Path(str(store)) / "meta.json").read_text())
-        except (OSError, ValueError):
+            return read_meta(str(store))
+        except (TokenStoreError, OSError):
             continue
     return None
 
 
-def _family(table) -> dict[str, Any]:
+def _family(table: pd.DataFrame) -> dict[str, Any]:
     """The runs' width and head rule: width = r * depth and a fixed head size, when every run
     follows one (else the official 64 * depth, head size 64)."""
     rule = {"width_per_depth": 64.0, "head_dim": 64.0, "source": "official rule (width 64 d, head dim 64)"}
@@ -92,11 +101,10 @@ def _family(table) -> dict[str, Any]:
     return rule
 
 
-def nearest_depth(n_star: float, table, meta: dict[str, Any] | None) -> dict[str, Any]:
+def nearest_depth(n_star: float, table: pd.DataFrame, meta: dict[str, Any] | None) -> dict[str, Any]:
     """The depth whose VAR (the runs' width rule, the store's vocabulary and scales) has the
     parameter count closest to `n_star` in log space."""
-    from scaling.study.spec import StoreHint
-    from var_core import counting  # the exact counter (torch-free)
+    from var_core import counting  # only here: the fit CLI never imports var_core otherwise
 
     meta = meta or StoreHint().meta()
     rule = _family(table)
@@ -118,10 +126,8 @@ def nearest_depth(n_star: float, table, meta: dict[str, Any] | None) -> dict[str
     return best
 
 
-def optimal_report(fit, C: float, table, dataset_images: int | None) -> tuple[str, dict[str, Any]]:
+def optimal_report(fit: JointFit, C: float, table: pd.DataFrame, dataset_images: int | None) -> tuple[str, dict[str, Any]]:
     """Text and record for a budget of C FLOPs: N*, D*, nearest depth, epochs."""
-    from analysis.results import ResultsError
-
     opt = fit.optimal([C])
     n, d = opt["N"][0], opt["D"][0]
     nci = opt["N_ci"][0] if opt["N_ci"] else None
@@ -162,12 +168,8 @@ def optimal_report(fit, C: float, table, dataset_images: int | None) -> tuple[st
     return text, rec
 
 
-def run_joint(args, source: Path, settings, origin: dict[str, str], out: Path) -> dict:
+def run_joint(args: argparse.Namespace, source: Path, settings: FitSettings, origin: dict[str, str], out: Path) -> dict:
     """The joint-law fit of the CLI; returns the fits.json document."""
-    from analysis.jointlaw import fit_joint_table
-    from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
-    from scaling.core.atomic import atomic_write_json, atomic_write_text
-
     metrics = [m for m in settings.metrics if m.startswith("ce")]
     if not metrics:
         raise ResultsError(f"--law nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last")
@@ -215,6 +217,7 @@ def run_joint(args, source: Path, settings, origin: dict[str, str], out: Path) -
     atomic_write_text(out / "fits.md", text_md)
     table.to_csv(out / "results.csv", index=False)
     if not args.no_plots:
+        # matplotlib only when drawing
         from analysis.jointplots import plot_isoflop, plot_optimal
         from analysis.plots import save_figure as save
 

@@ -174,7 +174,7 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
                           ["PREPARE_JOB_IDS"] if stages else None, script_only=True)
         log(f"\n# sbatch script for {', '.join(r.run_id for r in group)} "
             f"({'array of ' + str(len(group)) if len(group) > 1 else 'one job'}; each task "
-            f"calls scaling.training.trainer.TrainJob()(<output>/<run_id>))")
+            f"calls scaling.training.job.TrainJob()(<output>/<run_id>))")
         log(sbatch_script(ex, len(group)))
     return "\n".join(lines)
 

@@ -2,7 +2,7 @@
 
 Decision (issue 13): Ctrl-C, SIGTERM or SIGHUP (a closed terminal) to a launcher that runs
 local jobs *stops them cleanly*: the launcher sends SIGTERM to each running job, submitit's
-local controller forwards it to the trainer, whose handler (scaling.training.trainer.TrainJob) finishes
+local controller forwards it to the trainer, whose handler (scaling.training.job.TrainJob) finishes
 the current step, writes checkpoint.pt and records the run `stopped`; runs still waiting for
 a slot go back to `pending`. The launcher waits for that and exits 130 (SIGINT), 143
 (SIGTERM) or 129 (SIGHUP). The next `launch` resumes every stopped run from its checkpoint.

@@ -35,8 +35,8 @@ Log = Callable[[str], None]
 
 
 def train_job() -> Callable:
-    """The callable submitted for each run: `scaling.training.trainer.TrainJob()` (checkpointable)."""
-    from scaling.training.trainer import TrainJob  # imports torch: only when jobs are submitted
+    """The callable submitted for each run: `scaling.training.job.TrainJob()` (checkpointable)."""
+    from scaling.training.job import TrainJob  # imports torch: only when jobs are submitted
 
     return TrainJob()
 

@@ -12,8 +12,10 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from scaling.core.config_io import InvalidValue, Located, build, load_yaml
+from scaling.core.config_io import InvalidValue, build, load_yaml
 from scaling.core.tracking import WandbConfig
+from scaling.data.token_store import TokenStoreError, images_in_split, rows_per_image
+from scaling.training import records, schedule
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -173,7 +175,7 @@ class LengthConfig:
     steps: int | None = None
     images: int | None = None
     tokens: int | None = None
-    flops: float | None = None  # training FLOPs, exact count (3 x forward)
+    flops: float | None = None  # training FLOPs, exact count (var_core.counting)
 
     def __post_init__(self):
         given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
@@ -373,11 +375,6 @@ class RunConfig:
             raise InvalidValue("save_at", "a decay branch cannot itself be branched")
 
 
-def run_config_from_dict(data: Any, loc: Located | None = None) -> RunConfig:
-    """Build a RunConfig from plain nested data (errors located via `loc`)."""
-    return build(RunConfig, data, loc)
-
-
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a run's `config.yaml`."""
     data, loc = load_yaml(path)
@@ -392,42 +389,56 @@ REPEAT_EPOCHS_OK = 4.0
 
 def passes_per_sequence(estimate_: dict[str, float], store_meta: dict[str, Any], split: str) -> float:
     """How many times a run sees each stored token sequence: epochs / (views x flips)."""
-    from scaling.data.token_store import rows_per_image
-
     return float(estimate_["epochs"]) / rows_per_image(store_meta["splits"][split])
+
+
+def var_kwargs_from_store(model: ModelConfig, store_meta: dict[str, Any]) -> dict[str, Any]:
+    """`var_core.VAR` keyword arguments for `model` on a token store, from its `meta.json`
+    contents (or a stand-in with the same keys): the store fixes the classes, the vocabulary,
+    the scales and the VQVAE's code width (z_channels). Raises TokenStoreError naming a
+    missing key."""
+    def need(*keys: str) -> Any:
+        node: Any = store_meta
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                raise TokenStoreError(f"token store meta.json lacks {'.'.join(keys)}, which the "
+                                      f"VAR model needs (re-tokenise with python -m scaling.tokenize)")
+            node = node[key]
+        return node
+
+    return model.var_kwargs(num_classes=int(need("num_classes")), vocab_size=int(need("vocab_size")),
+                            z_channels=int(need("vqvae_config", "z_channels")),
+                            patch_nums=tuple(need("patch_nums")))
+
+
+def schedule_plan(config: RunConfig, counts: records.ImageCounts, train_images: int) -> schedule.Plan:
+    """The run's steps and schedule: `config.length` on a split of `train_images` images
+    for a model of these per-image counts, laid out by `schedule.plan`."""
+    return schedule.plan(config, config.length.total_steps(
+        train_size=train_images, batch_size=config.optim.batch_size,
+        tokens_per_image=counts.tokens, flops_per_image=counts.train_flops))
 
 
 def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     """What a run will cost, from its config and its token store's `meta.json` contents.
 
     Returns params (N), steps, images, tokens (images x L), flops (exact training count,
-    3 x forward from shapes) and flops_6nd (6 N tokens), all in plain units (FLOPs); plus
-    train_images (the split's images) and epochs (images seen / train_images). Epochs and
-    budgets count images of the dataset, never stored views or flip copies, so a store made
-    with --views K or --flip gives the same numbers as the store's `data.expect` stand-in.
-    A decay branch's counts include its parent's steps up to the branch point; `own_flops`
-    is what the run itself trains (the cool-down steps of a branch).
+    var_core.counting) and flops_6nd (6 N tokens), all in plain units (FLOPs): the columns
+    the run's last metrics record will hold (`records.progress`); plus train_images (the
+    split's images) and epochs (images seen / train_images). Epochs and budgets count images
+    of the dataset, never stored views or flip copies, so a store made with --views K or
+    --flip gives the same numbers as the store's `data.expect` stand-in. A decay branch's
+    counts include its parent's steps up to the branch point; `own_flops` is what the run
+    itself trains (the cool-down steps of a branch).
     """
-    from scaling.training.schedule import plan  # lazy: schedule imports this module
-    from var_core import counting  # lazy: keeps `import scaling.training.config` torch-free
-    from scaling.data.token_store import images_in_split
-
-    var_kwargs = config.model.var_kwargs(
-        num_classes=int(store_meta["num_classes"]), vocab_size=int(store_meta["vocab_size"]),
-        z_channels=int(store_meta.get("vqvae_config", {}).get("z_channels", 32)),
-        patch_nums=tuple(store_meta["patch_nums"]))
-    params = counting.params(**var_kwargs)
-    fwd = counting.forward_flops(**var_kwargs)
-    L = sum(p * p for p in var_kwargs["patch_nums"])
+    counts = records.ImageCounts.of(var_kwargs_from_store(config.model, store_meta))
     train_images = images_in_split(store_meta["splits"][config.data.train_split])
-    steps = config.length.total_steps(
-        train_size=train_images, batch_size=config.optim.batch_size, tokens_per_image=L,
-        flops_per_image=3 * fwd)
-    layout = plan(config, steps)
-    steps = layout.total_steps
-    images = steps * config.optim.batch_size
-    return dict(params=params, steps=steps, images=images, tokens=images * L,
-                flops=3 * fwd * images, flops_6nd=6 * params * images * L,
-                own_flops=3 * fwd * (steps - layout.start_step) * config.optim.batch_size,
-                forward_flops_per_image=fwd, train_images=train_images,
-                epochs=images / train_images)
+    layout = schedule_plan(config, counts, train_images)
+    batch = config.optim.batch_size
+    end = records.progress(layout.total_steps, batch, counts)
+    start = records.progress(layout.start_step, batch, counts)
+    return dict(params=counts.params, steps=layout.total_steps, images=end["images"],
+                tokens=end["tokens"], flops=end["flops"], flops_6nd=end["flops_6nd"],
+                own_flops=end["flops"] - start["flops"],
+                forward_flops_per_image=counts.forward_flops, train_images=train_images,
+                epochs=records.epochs(layout.total_steps, batch, train_images))

@@ -16,6 +16,8 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from scaling.core.cli import InputError
+
 
 def scale_index(patch_nums: tuple[int, ...]) -> torch.Tensor:
     """LongTensor [L]: the scale of each token, coarse to fine."""
@@ -67,7 +69,7 @@ def evaluate(
         all_reduce(images)
     n = images.item()  # the one host read of the evaluation (with the sums below)
     if n == 0:
-        raise ValueError("evaluation saw no test images")
+        raise InputError("evaluation saw no test images (an empty evaluation split?)")
     per_scale_tokens = torch.tensor([pn * pn for pn in patch_nums], dtype=torch.float64, device=device)
     by_scale = (sums / (n * per_scale_tokens)).cpu()
     total_tokens = n * sum(pn * pn for pn in patch_nums)

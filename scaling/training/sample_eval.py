@@ -27,25 +27,33 @@ import hashlib
 import io
 import json
 import logging
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
+from analysis.sample_metrics import (class_accuracy, frechet_distance, gaussian_stats,
+                                     inception_score, precision_recall)
 from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_json
-from scaling.training.config import SamplesConfig, load_run_config
-from scaling.core.config_io import ConfigError, InvalidValue
+from scaling.core.cli import InputError, run_cli, setup_logging
+from scaling.core.config_io import Located, build, to_dict
 from scaling.core.rundir import RunDir
-from scaling.training.sample_features import ClassifierFeatures, FeatureError, FeatureNet, InceptionFeatures, extract
+from scaling.core.runtime import pick_device
+from scaling.core.stopwatch import Stopwatch
+from scaling.data.images import ImageFolder
+from scaling.training.config import SamplesConfig, load_run_config
+from scaling.training.sample_features import (ClassifierFeatures, FeatureError, FeatureNet,
+                                              InceptionFeatures, extract)
+from scaling.training.trained_models import load_run_var, load_store_vqvae
+from var_core import sample
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = ("per_class", "classes", "cfg", "top_k", "top_p", "seed", "shard_size")
 
 
-class SampleEvalError(ValueError):
+class SampleEvalError(InputError):
     """Bad input to the sample evaluation (message names the file and what is wrong)."""
 
 
@@ -67,8 +75,6 @@ def draw_samples(var, vqvae, cfg: SamplesConfig, folder: Path, num_classes: int)
     Each shard holds `shard_size` images (the last one fewer), sampled in batches of
     `batch_size` with a seed derived from (seed, shard, batch). Returns the shard paths.
     """
-    from var_core import sample
-
     total = cfg.per_class * num_classes
     folder.mkdir(parents=True, exist_ok=True)
     settings = {k: getattr(cfg, k) for k in SAMPLE_KEYS} | {"num_classes": num_classes, "total": total}
@@ -132,8 +138,6 @@ def read_samples(folder: str | Path, image_size: int | None) -> tuple[np.ndarray
 # ----------------------------------------------------------------------------- reference
 
 def _image_folder_uint8(root: Path, size: int, cap: int | None) -> np.ndarray:
-    from scaling.data.images import ImageFolder
-
     ds = ImageFolder(root, size, train=False)  # shorter side resized, centre crop
     n = len(ds) if cap is None else min(cap, len(ds))
     idx = np.linspace(0, len(ds) - 1, n).round().astype(int) if n < len(ds) else range(n)
@@ -149,8 +153,6 @@ def load_reference(ref: str | None, net: FeatureNet, image_size: int, cap: int |
     `image_size`), or an .npz with `mu` [D] and `sigma` [D, D] and/or `arr_0` uint8 images
     [N, H, W, 3]. Statistics of another feature size are an error.
     """
-    from analysis.sample_metrics import gaussian_stats
-
     if ref is None:
         raise SampleEvalError("samples.reference is not set: give a val image folder or an .npz of "
                               "reference statistics (for ImageNet 256: the ADM suite's "
@@ -207,9 +209,6 @@ def load_reference(ref: str | None, net: FeatureNet, image_size: int, cap: int |
 def compute_metrics(images: np.ndarray, labels: np.ndarray, reference: dict[str, Any],
                     net: FeatureNet, kind: str) -> dict[str, float | None]:
     """The metrics of `kind` ('inception' or 'classifier') for uint8 samples [N, H, W, 3]."""
-    from analysis.sample_metrics import (class_accuracy, frechet_distance, gaussian_stats,
-                                         inception_score, precision_recall)
-
     feats, logits = extract(net, images)
     mu, sigma = gaussian_stats(feats)
     fd = frechet_distance(mu, sigma, reference["mu"], reference["sigma"])
@@ -264,8 +263,6 @@ def evaluate_run(run_dir: str | Path, config: SamplesConfig | None = None, *,
     `config` defaults to the run config's `samples` section; `features` overrides the
     feature network (tests use a small one); `device` defaults to cuda when available.
     """
-    from scaling.training.trained_models import load_run_var, load_store_vqvae
-
     run = RunDir(run_dir)
     if not run.config.exists():
         raise SampleEvalError(f"{run.path}: not a run directory (no config.yaml)")
@@ -276,8 +273,8 @@ def evaluate_run(run_dir: str | Path, config: SamplesConfig | None = None, *,
         raise SampleEvalError(f"{run.path}: the run is {state}, not done; sample quality is measured "
                               f"on finished runs")
     last = _last_eval(run)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    t0 = time.perf_counter()
+    dev = torch.device(device) if device else pick_device("auto")
+    timer = Stopwatch().start()
     net = features if features is not None else feature_net(cfg, dev)
     kind = "classifier" if (features is None and cfg.features == "classifier") else \
         getattr(net, "kind", cfg.features)
@@ -285,7 +282,8 @@ def evaluate_run(run_dir: str | Path, config: SamplesConfig | None = None, *,
     vqvae = load_store_vqvae(run_cfg.data.store, dev)
     num_classes = cfg.classes or var.num_classes
     if num_classes > var.num_classes:
-        raise InvalidValue("samples.classes", f"must be <= the model's {var.num_classes} classes, got {num_classes}")
+        raise SampleEvalError(f"samples.classes: must be <= the model's {var.num_classes} classes, "
+                              f"got {num_classes}")
     folder = sample_folder(run.path, cfg, int(last["step"]))
     draw_samples(var, vqvae, cfg, folder, num_classes)
     images, labels = read_samples(folder, vqvae.image_size)
@@ -300,7 +298,7 @@ def evaluate_run(run_dir: str | Path, config: SamplesConfig | None = None, *,
                   sample_classes=num_classes, sample_cfg=cfg.cfg, sample_top_k=cfg.top_k,
                   sample_top_p=cfg.top_p, sample_seed=cfg.seed, sample_features=net.name,
                   sample_reference=reference["source"], sample_reference_images=reference["n"],
-                  sample_folder=str(folder), sample_s=round(time.perf_counter() - t0, 2))
+                  sample_folder=str(folder), sample_s=round(timer.elapsed, 2))
     append_jsonl(run.metrics, record)
     run.update_status(samples="done", samples_error=None, samples_folder=str(folder))
     log.info("%s: %s", run.path.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if v is not None))
@@ -321,41 +319,33 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _overrides(args: argparse.Namespace, cfg: SamplesConfig) -> SamplesConfig:
-    from scaling.core.config_io import Located, build, to_dict
-
+    """`cfg` with the command line's --options (YAML values, paths as given)."""
     data = to_dict(cfg)
     for f in dataclasses.fields(SamplesConfig):
         value = getattr(args, f.name, None)
         if value is not None:
-            import yaml
             data[f.name] = yaml.safe_load(value) if f.name not in ("inception_weights", "classifier",
                                                                    "reference") else value
     return build(SamplesConfig, data, Located("the command line"), ("samples",))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: one metrics line per run; exit 2 on bad input, 1 on a runtime failure."""
+    """CLI entry point: one metrics line per run; exit 2 on bad input, 1 on a runtime
+    failure (scaling.core.cli)."""
     args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
+    return run_cli(lambda: _evaluate_all(args))
+
+
+def _evaluate_all(args: argparse.Namespace) -> int:
+    """Evaluate each run directory of the command line in turn; one summary line each."""
     for run_dir in args.run_dirs:
-        try:
-            cfg = _overrides(args, load_run_config(run_dir / "config.yaml").samples
-                             if (run_dir / "config.yaml").exists() else SamplesConfig())
-            rec = evaluate_run(run_dir, cfg, device=args.device)
-        except (SampleEvalError, FeatureError, ConfigError, InvalidValue) as e:
-            print(f"error: {run_dir}: {e}", file=sys.stderr)
-            return 2
-        except Exception as e:  # noqa: BLE001 - a runtime failure: one line and status 1
-            log.exception("sample evaluation failed")
-            print(f"error: {run_dir}: {type(e).__name__}: {e}", file=sys.stderr)
-            return 1
+        cfg = _overrides(args, load_run_config(run_dir / "config.yaml").samples
+                         if (run_dir / "config.yaml").exists() else SamplesConfig())
+        rec = evaluate_run(run_dir, cfg, device=args.device)
         shown = {k: rec[k] for k in ("sample_acc", "sample_fd", "fid", "is", "precision", "recall")
                  if rec.get(k) is not None}
         print(f"{run_dir}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
               + f"  ({rec['sample_count']} samples, cfg {rec['sample_cfg']}, top-k {rec['sample_top_k']}, "
                 f"top-p {rec['sample_top_p']}, seed {rec['sample_seed']}; {rec['sample_s']:.1f} s)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

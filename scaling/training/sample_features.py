@@ -14,6 +14,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from scaling.core.cli import InputError
+from scaling.data.classifier import load_classifier
+
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
 INCEPTION_FETCH = (f"fetch the TF-FID Inception weights in torch-fidelity's format ({INCEPTION_URL}, "
@@ -23,7 +26,7 @@ INCEPTION_FETCH = (f"fetch the TF-FID Inception weights in torch-fidelity's form
 INCEPTION_KEYS = {"Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "fc.weight": (1008, 2048)}
 
 
-class FeatureError(ValueError):
+class FeatureError(InputError):
     """A feature network cannot be built from what the config names (message says what to do)."""
 
 
@@ -40,8 +43,6 @@ class ClassifierFeatures:
     """The demo classifier (`scaling.classifier`): penultimate layer and class logits."""
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
-        from scaling.data.classifier import load_classifier
-
         self.model, self.meta = load_classifier(path)
         self.device = torch.device(device)
         self.model.to(self.device)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
-from scaling.training.config import EvalConfig, OptimConfig, RunConfig
+from scaling.core.cli import InputError
+
+if TYPE_CHECKING:  # annotations only: config imports this module
+    from scaling.training.config import EvalConfig, OptimConfig, RunConfig
 
 COOLDOWN_SHAPES = ("linear", "1-sqrt", "cosine")
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InputError):
     """A schedule that cannot be laid out on the run's steps (the message names the key)."""
 
 

@@ -30,8 +30,6 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from scaling.core.cli import RuntimeFailure, run_cli, setup_logging
 from scaling.core.runtime import pick_device, resolve
 from scaling.tools.bench.fast_path import FastPath
@@ -115,11 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(args: argparse.Namespace, argv: list[str] | None) -> int:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeFailure("--device cuda but no CUDA device is available")
     if args.official is not None:
         check_checkout(args.official)  # before minutes of our own rows, not after
-    device = pick_device(args.device)
+    device = pick_device(args.device)  # RuntimeFailure (exit 1) for --device cuda without a GPU
     # without --sweep: the trainer's defaults (scaling.core.runtime), changed by the flags
     policy = resolve(None, device=device, precision=args.precision, compile=args.compile,
                      tf32=args.tf32, threads=args.threads)

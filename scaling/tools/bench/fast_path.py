@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scaling.core.runtime import Policy, resolve
 from scaling.tools.bench.geometry import Geometry, make_vqvae
 from scaling.training.config import RuntimeConfig
-from scaling.training.trainer import split_scales
+from scaling.training.inputs import split_scales
 from var_core import VAR, make_block_mask, sample
 from var_core.attention import resolve_backend
 
