@@ -15,10 +15,13 @@ from scaling.core.rundir import RunDir
 from scaling.core.tables import duration
 from scaling.study import launch as launch_mod
 from scaling.study import status as status_mod
+from scaling.study.fit import FitCLIError
+from scaling.study.fit import run as fit_run
 from scaling.study.prepare import format_progress
 from scaling.study.progress import progress_line
 from scaling.study.sweep import load_sweep, load_sweep_or_runs
 from scaling.training.config import load_run_config
+from tests.factories import make_token_store
 
 SWEEP = """\
 name: two
@@ -42,8 +45,6 @@ cluster:
 @pytest.fixture()
 def sweep_file(tmp_path):
     """A sweep on a tiny store (nothing is trained here; the launcher checks the store)."""
-    from tests.factories import make_token_store
-
     path = tmp_path / "s.yaml"
     path.write_text(SWEEP.format(output=tmp_path / "out", store=make_token_store(tmp_path / "store")))
     return path
@@ -127,8 +128,6 @@ def test_launch_status_and_fit_take_the_runs_folder(sweep_file, tmp_path, capsys
     with pytest.raises(ConfigError, match="run from the directory it was launched from"):
         load_sweep_or_runs(moved)
     # fit: a sweep file means its output folder
-    from scaling.study.fit import FitCLIError, run as fit_run
-
     with pytest.raises(FitCLIError, match="output folder .* does not exist yet: launch the sweep first"):
         fit_run([str(sweep_file)])
 

@@ -19,7 +19,9 @@ from scaling.core.runlock import RunLock, RunLocked
 from scaling.study import launch as launch_mod
 from scaling.study.checks import ConfigConflict
 from scaling.study.states import run_states
-from tests.factories import make_token_store
+from scaling.study.sweep import load_sweep
+from scaling.training.job import train_run
+from tests.factories import make_token_store, tiny_run_config, write_run
 from tests.test_launch import ROOT, metrics, tiny_sweep
 
 STEPS = 80
@@ -52,8 +54,6 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(path)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    from scaling.study.sweep import load_sweep
-
     sweep = load_sweep(path)
     polls, seen, d1_failed_at, sent = 0, set(), None, False
     d2 = RunDir(sweep.output / "d2")
@@ -104,9 +104,6 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
 
 def test_second_trainer_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
                                                                                         store):
-    from scaling.training.job import train_run
-    from tests.factories import tiny_run_config, write_run
-
     run_dir = write_run(tmp_path / "r", tiny_run_config(store, steps=4, eval_points=1))
     with RunLock(run_dir) as held:
         assert held.holder()["pid"] == os.getpid()

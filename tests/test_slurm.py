@@ -20,6 +20,7 @@ from typing import Any, Callable
 import pytest
 
 from scaling.core.rundir import RunDir
+from scaling.data.synthetic import generate
 from scaling.study import launch as launch_mod
 from scaling.study import status as status_mod
 from scaling.study.prepare import stage_dir
@@ -27,6 +28,7 @@ from scaling.study.states import SlurmQueue, run_states
 from scaling.study.sweep import load_sweep
 from tests.factories import make_token_store
 from tests.test_launch import metrics, tiny_sweep
+from var_core import VQVAE, save_model
 
 pytestmark = pytest.mark.slurm
 
@@ -53,9 +55,6 @@ def state(run_dir: Path) -> str | None:
 def prepared_sweep(tmp: Path, partition: str):
     """A sweep that tokenises an image folder (2 shards + merge) before training d1."""
     import torch
-
-    from scaling.data.synthetic import generate
-    from var_core import VQVAE, save_model
 
     generate(tmp / "images", num_classes=4, train_per_class=6, val_per_class=4, resolution=16)
     torch.manual_seed(0)
