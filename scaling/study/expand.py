@@ -28,13 +28,9 @@ from typing import Any
 import yaml
 
 from scaling.core.config_io import ConfigError, KeyPath, Located, build, format_path, to_dict
-from scaling.study.spec import DATA_DIR, NAME_RE, RESOURCE_KEYS, BranchesSpec, ClusterSpec, SweepSpec
+from scaling.study.spec import (AXIS_KEYS, DATA_DIR, DEFAULT_LABELS, NAME_RE, RESOURCE_KEYS, BranchesSpec,
+                                 ClusterSpec, SweepSpec)
 from scaling.training.config import BranchConfig, RunConfig
-
-# where the sweep's special axes live in a run config
-AXIS_KEYS = {"depth": "model.depth", "seed": "seed"}
-DEFAULT_LABELS = {"depth": "d", "seed": "s", "base_lr": "lr", "batch_size": "b", "epochs": "ep",
-                  "steps": "st", "images": "im", "tokens": "tok", "flops": "c"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ from analysis.jointlaw import JointFit, fit_joint_table
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
 from analysis.settings import FitSettings
 from scaling.core.atomic import atomic_write_json, atomic_write_text
-from scaling.data.token_store import TokenStoreError, read_meta
+from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
 from scaling.study.spec import StoreHint
 
 SCHEMA_VERSION = 1
@@ -103,8 +103,11 @@ def _family(table: pd.DataFrame) -> dict[str, Any]:
 
 def nearest_depth(n_star: float, table: pd.DataFrame, meta: dict[str, Any] | None) -> dict[str, Any]:
     """The depth whose VAR (the runs' width rule, the store's vocabulary and scales) has the
-    parameter count closest to `n_star` in log space."""
-    from var_core import counting  # only here: the fit CLI never imports var_core otherwise
+    parameter count closest to `n_star` in log space. Without a readable store: ImageNet's
+    (`scaling.study.spec.StoreHint`)."""
+    # only here: the fit CLI imports var_core (the exact counter) for --optimal-for alone
+    from scaling.training.config import ModelConfig, var_kwargs_from_store
+    from var_core import counting
 
     meta = meta or StoreHint().meta()
     rule = _family(table)
@@ -114,10 +117,7 @@ def nearest_depth(n_star: float, table: pd.DataFrame, meta: dict[str, Any] | Non
         heads = max(1, int(round(width / rule["head_dim"])))
         if width % heads:
             continue
-        n = counting.params(depth=depth, width=width, heads=heads, num_classes=int(meta["num_classes"]),
-                            vocab_size=int(meta["vocab_size"]),
-                            z_channels=int(meta.get("vqvae_config", {}).get("z_channels", 32)),
-                            patch_nums=tuple(meta["patch_nums"]))
+        n = counting.params(**var_kwargs_from_store(ModelConfig(depth=depth, width=width, heads=heads), meta))
         gap = abs(math.log(n / n_star))
         if best is None or gap < best["gap"]:
             best = {"depth": depth, "width": width, "heads": heads, "params": n, "gap": gap}
@@ -140,7 +140,7 @@ def optimal_report(fit: JointFit, C: float, table: pd.DataFrame, dataset_images:
                                "give the dataset size with --dataset-images")
         train = (table["data.train_split"].dropna().iloc[0] if "data.train_split" in table.columns
                  else "train")
-        dataset_images = int(meta["splits"][train]["count"])
+        dataset_images = images_in_split(meta["splits"][train])  # images, not stored views
     per_image = 1.0
     if fit.d_unit == "tokens":
         final = table.drop_duplicates("run", keep="last")

@@ -17,6 +17,11 @@ from typing import Any, Literal
 from scaling.core.config_io import InvalidValue
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+# where the sweep's special axes live in a run config
+AXIS_KEYS = {"depth": "model.depth", "seed": "seed"}
+# run-id labels of common axes (by the key's last part) where `labels:` names none
+DEFAULT_LABELS = {"depth": "d", "seed": "s", "base_lr": "lr", "batch_size": "b", "epochs": "ep",
+                  "steps": "st", "images": "im", "tokens": "tok", "flops": "c"}
 # cluster keys that rules and overrides may set per run (the resource shape of a job)
 RESOURCE_KEYS = ("nodes", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min", "partition",
                  "qos", "constraint", "account")
