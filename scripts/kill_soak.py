@@ -149,11 +149,11 @@ class Soak:
         return self.launcher is not None and self.launcher.poll() is None
 
     def states(self) -> dict[str, str]:
-        from scaling.study import status as status_mod
+        from scaling.study.states import run_states
         from scaling.study.sweep import load_sweep
 
         sweep = load_sweep(self.sweep)
-        return {r: s for r, (s, _, _) in status_mod.run_states(sweep.runs).items()}
+        return {r: s for r, (s, _, _) in run_states(sweep.runs).items()}
 
     def all_done(self) -> bool:
         return all(s == "done" for s in self.states().values())

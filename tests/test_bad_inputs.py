@@ -23,10 +23,12 @@ import numpy as np
 import pytest
 import torch
 
+from scaling.core.cli import RuntimeFailure
+from scaling.data import tokenize as tokenize_mod
 from scaling.study import fit as fit_mod
 from scaling.study import launch as launch_mod
 from scaling.study import status as status_mod
-from scaling.data import tokenize as tokenize_mod
+from scaling.study import submit as submit_mod
 from scaling.training import job as train_mod
 from tests.factories import make_token_store
 
@@ -465,9 +467,9 @@ def test_a_refused_submission_is_recorded_and_submits_nothing(world, tmp_path, m
         def submit(self, *a, **k):
             raise RuntimeError("sbatch: error: Batch job submission failed: Invalid account")
 
-    monkeypatch.setattr(launch_mod, "executor_for", lambda *a, **k: Refusing())
+    monkeypatch.setattr(submit_mod, "executor_for", lambda *a, **k: Refusing())
     sweep = load_sweep(w / Y)
-    with pytest.raises(SystemExit, match="submitting 1 runs failed .*Invalid account"):
+    with pytest.raises(RuntimeFailure, match="submitting 1 runs failed .*Invalid account"):
         launch_mod.launch(sweep, log=lambda s: None)
     rec = RunDir(w / "out" / "d2").read_status()
     assert rec["state"] == "pending" and "submission failed: sbatch: error" in rec["error"]

@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.study import launch as launch_mod
-from scaling.study import status as status_mod
+from scaling.core.cli import RuntimeFailure
 from scaling.core.config_io import ConfigError, dump_yaml, load_yaml
 from scaling.core.rundir import RunDir
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.study.checks import ConfigConflict
+from scaling.study.outputs import output_lock
+from scaling.study.progress import progress_line
+from scaling.study.states import _in_range, effective_state
 from scaling.study.sweep import load_sweep
 from tests.factories import make_token_store
 
@@ -183,15 +188,15 @@ def test_launch_refuses_a_changed_config_and_a_second_launcher(tmp_path, store):
     launch_mod.launch(sweep, wait=False, log=lambda s: None)
     changed = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1,), steps=99,
                          backend="debug")
-    with pytest.raises(SystemExit, match="d1/config.yaml holds another config"):
+    with pytest.raises(ConfigConflict, match="d1/config.yaml holds another config"):
         launch_mod.launch(changed, wait=False, log=lambda s: None)
-    with launch_mod.output_lock(tmp_path / "out"):
-        with pytest.raises(SystemExit, match="another launch is running"):
+    with output_lock(tmp_path / "out"):
+        with pytest.raises(RuntimeFailure, match="another launch is running"):
             launch_mod.launch(sweep, wait=False, log=lambda s: None)
 
 
 def test_effective_state():
-    eff = status_mod.effective_state
+    eff = effective_state
     assert eff({"state": "running", "job_ids": ["7"]}, {"7": "RUNNING"}) == ("running", "RUNNING")
     assert eff({"state": "running", "job_ids": ["7"]}, {"7": "REQUEUED"}) == ("queued", "REQUEUED")
     assert eff({"state": "queued", "job_ids": ["7"]}, {"7": "RUNNING"}) == ("running", "RUNNING")
@@ -207,8 +212,8 @@ def test_effective_state():
     assert eff({"state": "failed", "job_ids": ["7"]}, {"7": "RUNNING"}) == ("failed", "RUNNING")
     assert eff({"state": "done", "job_ids": ["7"]}, {"7": "COMPLETED"}) == ("done", "COMPLETED")
     assert eff({"state": "pending"}, {}) == ("pending", None)
-    assert status_mod._in_range(5, "4-7%2") and status_mod._in_range(3, "1,3,5-6")
-    assert not status_mod._in_range(8, "4-7%2")
+    assert _in_range(5, "4-7%2") and _in_range(3, "1,3,5-6")
+    assert not _in_range(8, "4-7%2")
 
 
 # ----------------------------------------------------------------------------- real runs
@@ -266,8 +271,8 @@ def test_debug_backend_runs_in_process_and_status_shows_failures(tmp_path, store
 def test_progress_line_follows_the_runs(tmp_path):
     store = make_token_store(tmp_path / "store")
     sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1, 2, 3))
-    assert launch_mod.progress_line(sweep) == "d1 pending | d2 pending | d3 pending"
+    assert progress_line(sweep) == "d1 pending | d2 pending | d3 pending"
     RunDir(tmp_path / "out" / "d1").update_status(state="done", final={"ce_avg": 2.71828})
     RunDir(tmp_path / "out" / "d2").update_status(state="running", step=6, total_steps=24)
     RunDir(tmp_path / "out" / "d3").update_status(state="queued", job_ids=["7"])
-    assert launch_mod.progress_line(sweep) == "d1 done (ce_avg 2.718) | d2 25% | d3 queued"
+    assert progress_line(sweep) == "d1 done (ce_avg 2.718) | d2 25% | d3 queued"

@@ -6,17 +6,22 @@ the launcher relays from the preparation stages and the runs."""
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
 
-from scaling.study import launch as launch_mod
-from scaling.study import status as status_mod
-from scaling.training.config import load_run_config
 from scaling.core.config_io import ConfigError
 from scaling.core.rundir import RunDir
+from scaling.core.tables import duration
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.study.fit import FitCLIError
+from scaling.study.fit import run as fit_run
+from scaling.study.prepare import format_progress
+from scaling.study.progress import progress_line
 from scaling.study.sweep import load_sweep, load_sweep_or_runs
+from scaling.training.config import load_run_config
+from tests.factories import make_token_store
 
 SWEEP = """\
 name: two
@@ -40,8 +45,6 @@ cluster:
 @pytest.fixture()
 def sweep_file(tmp_path):
     """A sweep on a tiny store (nothing is trained here; the launcher checks the store)."""
-    from tests.factories import make_token_store
-
     path = tmp_path / "s.yaml"
     path.write_text(SWEEP.format(output=tmp_path / "out", store=make_token_store(tmp_path / "store")))
     return path
@@ -125,8 +128,6 @@ def test_launch_status_and_fit_take_the_runs_folder(sweep_file, tmp_path, capsys
     with pytest.raises(ConfigError, match="run from the directory it was launched from"):
         load_sweep_or_runs(moved)
     # fit: a sweep file means its output folder
-    from scaling.study.fit import FitCLIError, run as fit_run
-
     with pytest.raises(FitCLIError, match="output folder .* does not exist yet: launch the sweep first"):
         fit_run([str(sweep_file)])
 
@@ -149,10 +150,10 @@ def test_progress_of_stages_and_runs_is_relayed(tmp_path):
         "done": 200, "total": 500, "unit": "steps", "rate": 41.2, "rate_unit": "images/s",
         "eta_s": 440, "psnr": 19.84})
     RunDir(sweep.runs[0].run_dir).update_status(state="running", step=30, total_steps=120, eta_s=95)
-    line = launch_mod.progress_line(sweep)
+    line = progress_line(sweep)
     assert line == ("prepare: synthetic done (job 5), vqvae running (job 6) [200/500 steps, 41 images/s, "
                     "ETA 7m20s, PSNR 19.8 dB] | d1 25% ETA 1m35s")
-    assert status_mod.format_progress({"done": 900, "total": 1000, "unit": "images", "rate": 2450.4,
-                                       "rate_unit": "images/s", "eta_s": 0.04}) == \
+    assert format_progress({"done": 900, "total": 1000, "unit": "images", "rate": 2450.4,
+                            "rate_unit": "images/s", "eta_s": 0.04}) == \
         "900/1000 images, 2450 images/s, ETA 0s"
-    assert status_mod.duration(3725) == "1h02m"
+    assert duration(3725) == "1h02m"

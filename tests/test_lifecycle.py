@@ -11,15 +11,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from scaling.study import launch as launch_mod
-from scaling.study import status as status_mod
 from scaling.core.rundir import RunDir
 from scaling.core.runlock import RunLock, RunLocked
-from tests.factories import make_token_store
+from scaling.study import launch as launch_mod
+from scaling.study.checks import ConfigConflict
+from scaling.study.states import run_states
+from scaling.study.sweep import load_sweep
+from scaling.training.job import train_run
+from tests.factories import make_token_store, tiny_run_config, write_run
 from tests.test_launch import ROOT, metrics, tiny_sweep
 
 STEPS = 80
@@ -35,7 +37,7 @@ def store(tmp_path_factory):
 
 
 def snapshot(sweep) -> dict[str, str]:
-    return {run_id: s for run_id, (s, _, _) in status_mod.run_states(sweep.runs).items()}
+    return {run_id: s for run_id, (s, _, _) in run_states(sweep.runs).items()}
 
 
 def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_path, store,
@@ -52,8 +54,6 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(path)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    from scaling.study.sweep import load_sweep
-
     sweep = load_sweep(path)
     polls, seen, d1_failed_at, sent = 0, set(), None, False
     d2 = RunDir(sweep.output / "d2")
@@ -104,9 +104,6 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
 
 def test_second_trainer_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
                                                                                         store):
-    from scaling.training.job import train_run
-    from tests.factories import tiny_run_config, write_run
-
     run_dir = write_run(tmp_path / "r", tiny_run_config(store, steps=4, eval_points=1))
     with RunLock(run_dir) as held:
         assert held.holder()["pid"] == os.getpid()
@@ -131,7 +128,7 @@ def test_retry_failed_reconfigure_keeps_the_old_attempt(tmp_path, store):
     assert out.failed and RunDir(tmp_path / "out" / "d1").read_status()["state"] == "failed"
     old_config = (tmp_path / "out" / "d1" / "config.yaml").read_text()
     fixed = tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=6, backend="debug")
-    with pytest.raises(SystemExit, match=r"relaunch with --retry-failed --reconfigure"):
+    with pytest.raises(ConfigConflict, match=r"relaunch with --retry-failed --reconfigure"):
         launch_mod.launch(fixed, retry_failed=True, log=lambda s: None)
     assert (tmp_path / "out" / "d1" / "config.yaml").read_text() == old_config  # untouched
     lines = []

@@ -196,7 +196,7 @@ def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
     """A branch pays for its own steps, evaluates after its start only, and its compute and
     data count the parent's steps (as the trainer and scaling.fit count them); the branches
     laid out by the planner for alternatives are those the sweep loader makes."""
-    from scaling.study.launch import store_meta
+    from scaling.study.estimates import store_meta
     from scaling.study.plan_cost import branch_cost, run_costs
     from scaling.study.sweep import load_sweep
 

@@ -11,11 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 
 from scaling.core import provenance
-from scaling.study import status as status_mod
 from scaling.core.rundir import RunDir
+from scaling.study import status as status_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,8 +74,8 @@ def test_launch_and_job_records(tmp_path):
     assert launch["python"] == platform.python_version()
     assert launch["command"] == sys.argv
     assert [j["world_size"] for j in prov["jobs"]] == [1, 2]
-    import numpy
     import torch
+
     job = prov["jobs"][-1]
     assert job["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert job["packages"]["numpy"] == numpy.__version__

@@ -19,12 +19,16 @@ from typing import Any, Callable
 
 import pytest
 
+from scaling.core.rundir import RunDir
+from scaling.data.synthetic import generate
 from scaling.study import launch as launch_mod
 from scaling.study import status as status_mod
-from scaling.core.rundir import RunDir
+from scaling.study.prepare import stage_dir
+from scaling.study.states import SlurmQueue, run_states
 from scaling.study.sweep import load_sweep
 from tests.factories import make_token_store
 from tests.test_launch import metrics, tiny_sweep
+from var_core import VQVAE, save_model
 
 pytestmark = pytest.mark.slurm
 
@@ -41,7 +45,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 180.0, every
 
 
 def states(sweep) -> dict[str, tuple]:
-    return {k: v[:2] for k, v in status_mod.run_states(sweep.runs).items()}
+    return {k: v[:2] for k, v in run_states(sweep.runs).items()}
 
 
 def state(run_dir: Path) -> str | None:
@@ -51,9 +55,6 @@ def state(run_dir: Path) -> str | None:
 def prepared_sweep(tmp: Path, partition: str):
     """A sweep that tokenises an image folder (2 shards + merge) before training d1."""
     import torch
-
-    from scaling.data.synthetic import generate
-    from var_core import VQVAE, save_model
 
     generate(tmp / "images", num_classes=4, train_per_class=6, val_per_class=4, resolution=16)
     torch.manual_seed(0)
@@ -89,7 +90,7 @@ class Outcome:
     c: Any  # sweep C: d1 with a very long run, cancelled
     first_c: str
     c_states: dict  # what launch/status said along the way
-    p: Any  # sweep P: preparation stages, or None when scaling.tokenize is missing
+    p: Any  # sweep P: preparation stages
     out_p: Any
     p_dependency: str
     seconds: float
@@ -104,23 +105,17 @@ def outcome(slurm_cluster, tmp_path_factory) -> Outcome:
     b = tiny_sweep(tmp / "b.yaml", store, tmp / "b", steps=STEPS, backend="slurm", partition=part)
     c = tiny_sweep(tmp / "c.yaml", store, tmp / "c", depths=(1,), steps=10**6, backend="slurm",
                    partition=part)
-    try:
-        import scaling.data.tokenize  # noqa: F401
-        p = prepared_sweep(tmp, part)
-    except ImportError:
-        p = None
+    p = prepared_sweep(tmp, part)
     quiet = dict(log=lambda s: None)
     t0 = time.time()
     out_a = launch_mod.launch(a, **quiet)
     out_b = launch_mod.launch(b, only="d2", **quiet)
     out_c = launch_mod.launch(c, **quiet)
-    out_p = launch_mod.launch(p, **quiet) if p is not None else None
+    out_p = launch_mod.launch(p, **quiet)
     assert out_a.backend == "slurm" and out_a.submitted == ["d1", "d2"] and out_b.submitted == ["d2"]
     c_states = {"relaunch while queued": launch_mod.launch(c, **quiet)}
-    dependency = ""
-    if p is not None:
-        dependency = subprocess.run(["scontrol", "show", "job", out_p.jobs["d1"].job_id],
-                                    capture_output=True, text=True).stdout
+    dependency = subprocess.run(["scontrol", "show", "job", out_p.jobs["d1"].job_id],
+                                capture_output=True, text=True).stdout
     # preempt B/d2 once it has written its first evaluation
     b_dir = b.output / "d2"
     wait_for("the first evaluation of B/d2",
@@ -162,7 +157,7 @@ def test_tiny_sweep_runs_to_the_end_and_relaunch_submits_nothing(outcome):
     # and SLURM (squeue, then sacct) says the jobs ended well
     ids = [out.jobs[r].job_id for r in ("d1", "d2")]
     wait_for("SLURM to report the jobs completed",
-             lambda: status_mod.SlurmQueue().states(ids) == {i: "COMPLETED" for i in ids})
+             lambda: SlurmQueue().states(ids) == {i: "COMPLETED" for i in ids})
     print(f"SLURM launches (A, B preempted, C cancelled, P prepared) ended after "
           f"{outcome.seconds:.1f} s")
 
@@ -201,11 +196,9 @@ def test_cancelled_job_is_failed_and_retried(outcome):
 
 def test_preparation_stages_run_as_dependent_jobs(outcome):
     """image folder + VQVAE -> tokenisation shards (array) -> merge -> training, one launch."""
-    if outcome.p is None:
-        pytest.skip("the tokenisation stage (scaling.tokenize) is not installed")
     sweep, out = outcome.p, outcome.out_p
     assert out.stages == ["tokenize[0]", "tokenize[1]", "merge"] and out.submitted == ["d1"]
-    merge_id = RunDir(launch_mod.stage_dir(sweep, "merge")).read_status()["job_ids"][-1]
+    merge_id = RunDir(stage_dir(sweep, "merge")).read_status()["job_ids"][-1]
     assert f"Dependency=afterok:{merge_id}" in outcome.p_dependency  # training waited
     line = status_mod.render(sweep).splitlines()[-1]
     assert line.startswith("preparation: ") and "merge done" in line and "tokenize-1 done" in line

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scaling.training.config import RunConfig
 from scaling.core.config_io import ConfigError
-from scaling.study.sweep import format_value, load_sweep
+from scaling.study.expand import format_value
+from scaling.study.sweep import load_sweep
+from scaling.training.config import RunConfig
 from var_core import params as var_params
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,16 +5,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import time
 
 import pytest
 import torch
+import yaml
 
-from scaling.training import schedule
-from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, RunConfig
 from scaling.core.config_io import ConfigError, build
 from scaling.core.rundir import RunDir
+from scaling.study import launch as launch_mod
+from scaling.study import status as status_mod
+from scaling.study.fit import run as fit_run
+from scaling.study.sweep import load_sweep
+from scaling.training import schedule
+from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, RunConfig
 from scaling.training.job import train_run
 from tests.factories import make_token_store, tiny_run_config, write_run
+from tests.test_launch import ROOT, tiny_sweep
 
 
 def _wsd(**kw) -> OptimConfig:
@@ -159,14 +167,10 @@ WSD_BASE = """
 
 def _branch_sweep(tmp_path, store, branches: str, schedule_line: str = "schedule: wsd, ",
                   backend: str = "debug"):
-    from tests.test_launch import tiny_sweep
-
     path = tmp_path / "s.yaml"
-    sweep = tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend=backend)
+    tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend=backend)
     text = path.read_text().replace("optim: {", "optim: {" + schedule_line + "cooldown_frac: 0.25, ")
     path.write_text(text + branches)
-    from scaling.study.sweep import load_sweep
-
     return load_sweep(path)
 
 
@@ -183,9 +187,6 @@ def test_bad_branches_in_a_sweep_are_located(tmp_path, store, branches, schedule
 
 
 def test_sweep_branches_default_log_spaced_and_launch_runs_them(tmp_path, store, one_thread):
-    from scaling.study import launch as launch_mod
-    from scaling.study import status as status_mod
-
     sweep = _branch_sweep(tmp_path, store, "branches: {points: 2, cooldown: 0.5}\n")
     # halvings of the constant phase (0.75 of the run): 0.375, 0.1875
     assert [r.run_id for r in sweep.runs] == ["d1", "d1-b0.1875", "d1-b0.375"]
@@ -208,19 +209,11 @@ def test_sweep_branches_default_log_spaced_and_launch_runs_them(tmp_path, store,
 def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, store):
     """On SLURM the parent runs as a chain of segment jobs; each branch depends (afterok) on
     the segment that reaches its point, and everything ends done; a relaunch submits nothing."""
-    import subprocess
-    import time
-
-    from scaling.study import launch as launch_mod
-    from tests.test_launch import tiny_sweep
-
     path = tmp_path / "s.yaml"
     tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend="slurm",
                partition=slurm_cluster.partition)
     path.write_text(path.read_text().replace("optim: {", "optim: {schedule: wsd, cooldown_frac: 0.25, ")
                     + "branches: {at: [0.25, 0.5], cooldown: 0.5}\n")
-    from scaling.study.sweep import load_sweep
-
     sweep = load_sweep(path)
     out = launch_mod.launch(sweep, log=lambda s: None)
     assert out.submitted == ["d1", "d1-b0.25", "d1-b0.5"]
@@ -246,13 +239,6 @@ def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, 
 def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
     """sweeps/demo_wsd.yaml as shipped, reduced: the test token store instead of preparing
     data, 3 sizes, 48 steps, in-process; then `scaling.fit --law nd` on its output."""
-    import yaml
-
-    from scaling.study import launch as launch_mod
-    from scaling.study.fit import run as fit_run
-    from scaling.study.sweep import load_sweep
-    from tests.test_launch import ROOT
-
     data = yaml.safe_load((ROOT / "sweeps" / "demo_wsd.yaml").read_text())
     assert data["branches"] == {"at": [0.125, 0.25, 0.5], "cooldown": 0.2}
     data.update(output=str(tmp_path / "out"), data={"tokens": str(store)}, grid={"depth": [3, 2, 1]})

@@ -5,8 +5,12 @@
       status.json     state (see STATES), job ids, attempts, times, error
       metrics.jsonl   one JSON object per evaluation, appended and flushed
       checkpoint.pt   latest training state, written atomically
-      .lock           held by the one trainer writing here (scaling.runlock)
+      provenance.json the code, versions and machine that produced it (scaling.core.provenance)
+      .lock           held by the one trainer writing here (scaling.core.runlock)
       attempts/       earlier attempts moved aside by `launch --retry-failed --reconfigure`
+
+The job logs (stdout, stderr) are submitit's, under `<output>/_submitit/<job id>/`; status.json's
+`log` names the latest one.
 
 States, as recorded in status.json: pending (never submitted), queued (submitted: a job id,
 or waiting for a slot of the local launcher), running (a trainer started), done, failed (with
@@ -29,12 +33,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from scaling.core.atomic import atomic_write_json, read_jsonl
+from scaling.core.cli import RuntimeFailure
 
 STATES = ("pending", "queued", "running", "done", "failed", "stopped")
 FINAL = ("done", "failed", "stopped")
 
 
-class CorruptStatus(ValueError):
+class CorruptStatus(RuntimeFailure):
     """status.json cannot be read as a status record (the message names the file)."""
 
 
@@ -59,10 +64,6 @@ class RunDir:
     @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"
-
-    @property
-    def logs(self) -> Path:
-        return self.path / "logs"
 
     @property
     def lock_file(self) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.core.cli import RuntimeFailure
+from scaling.core.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class RunLock:
     """`with RunLock(run_dir):` -- the exclusive right to train in `run_dir` (see module doc)."""
 
     def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / ".lock"
+        self.path = RunDir(run_dir).lock_file
         self._fd: int | None = None
 
     def holder(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 A failed run whose config the sweep now gives differently (the README's NaN advice: lower the
 learning rate and retry) cannot resume from its checkpoint: the weights, schedule and metrics
 belong to another experiment. `set_aside(run_dir, reason)` moves everything the run wrote
-(config.yaml, status.json, metrics.jsonl, checkpoint.pt, logs) into
+(config.yaml, status.json, metrics.jsonl, checkpoint.pt, provenance.json, event files) into
 `<run_dir>/attempts/<n>/`, with `reason.json` saying why and when, and what the old
 status said (its error); the run then starts over with the new config. Nothing is deleted.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.core.atomic import atomic_write_text
+from scaling.core.rundir import RunDir
 
 KEEP_IN_PLACE = ("attempts", ".lock", ".status.lock")
 
@@ -23,7 +24,7 @@ KEEP_IN_PLACE = ("attempts", ".lock", ".status.lock")
 def set_aside(run_dir: str | Path, reason: str, status: dict[str, Any]) -> Path:
     """Move the run's files into attempts/<n>/ (n = 1, 2, ...); return that folder."""
     run_dir = Path(run_dir)
-    root = run_dir / "attempts"
+    root = RunDir(run_dir).attempts
     root.mkdir(exist_ok=True)
     n = 1 + max([int(p.name) for p in root.iterdir() if p.name.isdigit()] or [0])
     dest = root / str(n)
@@ -36,16 +37,3 @@ def set_aside(run_dir: str | Path, reason: str, status: dict[str, Any]) -> Path:
             item.rename(dest / item.name)
     return dest
 
-
-def history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The reason.json of every earlier attempt, oldest first."""
-    root = Path(run_dir) / "attempts"
-    if not root.is_dir():
-        return []
-    out = []
-    for p in sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        try:
-            out.append(dict(json.loads((p / "reason.json").read_text()), attempt=int(p.name)))
-        except (OSError, ValueError):
-            out.append({"attempt": int(p.name)})
-    return out

@@ -62,7 +62,7 @@ from scaling.core.config_io import ConfigError, load_config, load_yaml
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.compare import compare_studies
 from scaling.study.fit_joint import run_joint
-from scaling.study.sweep import DEFAULT_LABELS
+from scaling.study.spec import DEFAULT_LABELS
 
 COMPUTE_TEXT = {
     "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
@@ -275,7 +275,7 @@ def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
 
 def axis_labels(source: Path, raw: pd.DataFrame) -> dict[str, str]:
     """Each grid axis's run-id label: the sweep's (a runs directory's grid.yaml) over the
-    usual ones of `scaling.study.sweep.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
+    usual ones of `scaling.study.spec.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
     given = read_grid(source)["labels"] if source.is_dir() else {}
     default = {axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]] for c in axis_columns(raw)
                if axis_name(c).split(".")[-1] in DEFAULT_LABELS}

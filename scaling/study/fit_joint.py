@@ -35,7 +35,7 @@ from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepar
 from analysis.settings import FitSettings
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
-from scaling.study.sweep import StoreHint
+from scaling.study.spec import StoreHint
 
 SCHEMA_VERSION = 1
 
@@ -104,7 +104,7 @@ def _family(table: pd.DataFrame) -> dict[str, Any]:
 def nearest_depth(n_star: float, table: pd.DataFrame, meta: dict[str, Any] | None) -> dict[str, Any]:
     """The depth whose VAR (the runs' width rule, the store's vocabulary and scales) has the
     parameter count closest to `n_star` in log space. Without a readable store: ImageNet's
-    (`scaling.study.sweep.StoreHint`)."""
+    (`scaling.study.spec.StoreHint`)."""
     # only here: the fit CLI imports var_core (the exact counter) for --optimal-for alone
     from scaling.training.config import ModelConfig, var_kwargs_from_store
     from var_core import counting

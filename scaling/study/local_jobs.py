@@ -12,8 +12,8 @@ the whole foreground process group; the controller would kill the trainer withou
 checkpoint): `submit_shielded` starts each job with SIGINT and SIGHUP ignored, a disposition
 that a child process inherits; only the launcher acts on them. A launcher that is SIGKILLed
 cannot stop anything: its jobs go on, recorded with their pid and start time, and the next
-`launch`/`status` sees them as running (scaling.study.status.LocalQueue) and starts no duplicate;
-the run-directory lock (scaling.runlock) guarantees it even if they were missed.
+`launch`/`status` sees them as running (scaling.study.states.LocalQueue) and starts no duplicate;
+the run-directory lock (scaling.core.runlock) guarantees it even if they were missed.
 """
 
 from __future__ import annotations
@@ -39,11 +39,6 @@ class StopFlag:
     @property
     def set(self) -> bool:
         return self.signum is not None
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal number, the shell's convention (130 for Ctrl-C)."""
-        return 128 + int(self.signum or 0)
 
 
 def _main_thread() -> bool:

@@ -48,10 +48,11 @@ from analysis.simulate import (FitPlan, Noise, PriorLaws, calibrate, compute_per
                                paper_noise_sd, paper_prior, simulate_joint, simulate_study)
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError, run_cli, setup_logging
-from scaling.study.launch import store_meta
+from scaling.core.tables import human
+from scaling.study.estimates import store_meta
 from scaling.study.plan_cost import cost_table, run_costs, store_bytes
 from scaling.study.plan_designs import Design, alternatives
-from scaling.study.sweep import human, load_sweep
+from scaling.study.sweep import load_sweep
 
 
 class PlanError(InputError):

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from analysis.simulate import PlannedRun
-from scaling.study.sweep import format_value, human
+from scaling.core.tables import human
+from scaling.study.expand import format_value
 from scaling.training.config import BranchConfig, RunConfig, estimate
 from scaling.training.schedule import eval_schedule, plan
 
