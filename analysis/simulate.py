@@ -24,6 +24,13 @@ Noise model (`Noise`): every run (one seed) multiplies its reducible metric by e
 z ~ N(0, 1), the same factor at all its evaluations (seed-to-seed variation of a whole
 curve); each evaluation adds an independent factor exp(s_eval z') (test-set sampling).
 
+The joint law (`simulate_joint`). A study whose runs give several data amounts per size
+(WSD decay branches, a data axis) is also planned for ``L(N, D) = E + A/N^alpha + B/D^beta``
+(`analysis.jointlaw`, the fit of ``scaling.fit --law nd``). Its points are the annealed final
+evaluations (`JointPoints`); a prior `JointLaw` is drawn there with the same noise model: a
+decay branch continues its parent's trajectory, so a parent and its branches (a "family")
+share one seed factor exp(s z); `joint_prior` reads a calibrated `CurveModel` as such a law.
+
 Torch-free.
 """
 
@@ -37,7 +44,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 from scipy import optimize
+from threadpoolctl import threadpool_limits
 
+from .jointlaw import JointLaw, bootstrap_laws, check_points, fit_joint, interval
 from .paper import X_SCALE, paper_law
 from .powerlaw import Law, fit_vs_cmin, fit_vs_n
 from .results import ResultsError, prepare
@@ -210,16 +219,26 @@ class FitPlan:
 
 @dataclasses.dataclass
 class LawSummary:
-    """Fitted exponents of one law over the replicates, against the prior's."""
+    """Fitted exponents of one law over the replicates, against the prior's.
+
+    against: "N", "Cmin", or "ND" (the joint law, whose two exponents `param` "alpha" (of N)
+    and "beta" (of D) are summarised separately; both positive by its form).
+    """
 
     metric: str
     against: str
     prior_alpha: float
-    alphas: np.ndarray          # [R] fitted exponents (replicates whose fit failed are left out)
+    alphas: np.ndarray          # [R] fitted exponents `param` (replicates whose fit failed are left out)
     ci_low: np.ndarray          # [R] interval bounds (empty without bootstrap)
     ci_high: np.ndarray
     failed: int = 0
     noise_free_alpha: float = float("nan")  # the fit of the study drawn without noise
+    param: str = "alpha"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(against, param): which exponent of which law."""
+        return self.against, self.param
 
     @property
     def median(self) -> float:
@@ -252,7 +271,7 @@ class LawSummary:
     def to_dict(self) -> dict:
         def num(v):
             return None if not math.isfinite(v) else float(v)
-        return {"metric": self.metric, "against": self.against, "prior_alpha": self.prior_alpha,
+        return {"metric": self.metric, "against": self.against, "param": self.param, "prior_alpha": self.prior_alpha,
                 "noise_free_alpha": num(self.noise_free_alpha),
                 "replicates": int(len(self.alphas)), "failed": self.failed, "median_alpha": num(self.median),
                 "bias": num(self.bias), "spread95": num(self.spread()), "median_ci_width": num(self.ci_width),
@@ -269,6 +288,11 @@ def simulate_study(runs: Sequence[PlannedRun], models: dict[str, CurveModel], pr
     settings (hold-out off: it does not change the interval). Returns one `LawSummary` per
     (against, metric), N first.
     """
+    with threadpool_limits(1):  # the fits are tiny: BLAS threads only add synchronisation
+        return _simulate_study(runs, models, priors, noise, fit, against, replicates, seed, progress)
+
+
+def _simulate_study(runs, models, priors, noise, fit, against, replicates, seed, progress) -> list[LawSummary]:
     rng = np.random.default_rng(seed)
     metrics = list(models)
     noise_free = {}
@@ -315,3 +339,116 @@ def simulate_study(runs: Sequence[PlannedRun], models: dict[str, CurveModel], pr
         out.append(LawSummary(m, a, prior.alpha, np.array(rec["alpha"]), np.array(rec["lo"]), np.array(rec["hi"]),
                               rec["failed"], noise_free[(a, m)]))
     return out
+
+
+# ----------------------------------------------------------------------------- the joint law L(N, D)
+
+@dataclasses.dataclass(frozen=True)
+class JointPoints:
+    """The annealed final points of a planned study, one per run (decay branches are runs).
+
+    N [n] params; D [n] training data in `d_unit` (a branch counts its parent's steps up to the
+    branch point); family [n] integer ids: runs that share one seed's noise (a parent and its
+    branches).
+    """
+
+    runs: tuple[str, ...]
+    N: np.ndarray
+    D: np.ndarray
+    family: np.ndarray
+    d_unit: str = "tokens"
+
+    def why_not(self) -> str | None:
+        """None when the joint law can be planned on these points, else the reason in words:
+        the fitter's own refusal (`jointlaw.check_points`), or no size with two data amounts
+        (then D is tied to N and the fit cannot tell them apart)."""
+        try:
+            check_points(self.N, self.D, np.ones_like(self.N), "the joint fit")
+        except ResultsError as e:
+            return str(e)
+        amounts = pd.Series(self.D).groupby(self.N).nunique()
+        if not (amounts >= 2).any():
+            return ("every size is trained on one data amount (D is tied to N); decay branches or a "
+                    "data axis give several per size")
+        return None
+
+    def describe(self) -> str:
+        """'16 points: 4 sizes x 1-4 data amounts, 4 seed families'."""
+        amounts = pd.Series(self.D).groupby(self.N).nunique()
+        per = f"{amounts.min()}" if amounts.min() == amounts.max() else f"{amounts.min()}-{amounts.max()}"
+        return (f"{len(self.N)} points: {len(amounts)} sizes x {per} data amounts, "
+                f"{len(np.unique(self.family))} seed families")
+
+
+def compute_per_param_unit(N, D, C) -> tuple[float, float]:
+    """kappa in C = kappa N D (FLOPs per parameter per unit of D): the geometric mean over the
+    points, and the ratio of its largest to its smallest value (1 when exact)."""
+    k = np.asarray(C, float) / (np.asarray(N, float) * np.asarray(D, float))
+    return float(np.exp(np.mean(np.log(k)))), float(k.max() / k.min())
+
+
+def joint_prior(curve: CurveModel, kappa: float) -> JointLaw:
+    """The training-curve model read as a joint law in N (params) and D.
+
+    The curve's data term B (c/n)^-b has c/n = (C / N) X_N / X_C = kappa D X_N / X_C (X_*: the
+    law units of `analysis.paper`), so A_joint = A X_N^a and B_joint = B (kappa X_N / X_C)^-b; the
+    exponents are the curve's. Exact where C = kappa N D holds exactly.
+    """
+    return JointLaw(E=curve.E, A=curve.A * X_SCALE["N"] ** curve.a, alpha=curve.a,
+                    B=curve.B * (kappa * X_SCALE["N"] / X_SCALE["Cmin"]) ** -curve.b, beta=curve.b)
+
+
+def draw_joint(points: JointPoints, law: JointLaw, sd: float, eval_sd: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """One draw of the final losses [n]: E + (A N^-alpha + B D^-beta) exp(sd z_family + eval_sd z')."""
+    families, index = np.unique(points.family, return_inverse=True)
+    z = sd * rng.standard_normal(len(families))[index]
+    if eval_sd:
+        z = z + eval_sd * rng.standard_normal(len(points.N))
+    return law.E + (law.predict(points.N, points.D) - law.E) * np.exp(z)
+
+
+def simulate_joint(points: JointPoints, priors: dict[str, JointLaw], noise: Noise, fit: FitPlan,
+                   replicates: int = 100, seed: int = 0) -> list[LawSummary]:
+    """Draw the study's final points `replicates` times from each metric's prior and fit each
+    draw with the joint-law fitter (`analysis.jointlaw`: Huber loss on log residuals, L-BFGS-B,
+    bootstrap over runs, the interval of ``scaling.fit --law nd``; hold-out off).
+
+    The noise-free draw is fitted as the fitter fits a table (its grid of starts); every noisy
+    draw starts L-BFGS-B from that solution alone, as the fitter's own bootstrap starts from
+    its full fit (a planner shortcut, checked against the full fit in tests/test_plan.py).
+    Returns per metric two `LawSummary` (against "ND"): param "alpha", then "beta".
+    """
+    with threadpool_limits(1):  # thousands of 5-parameter fits: BLAS threads only add synchronisation
+        out = []
+        for i, (metric, law) in enumerate(priors.items()):
+            out += _simulate_joint(points, metric, law, noise, fit, replicates, seed + 7919 * i)
+        return out
+
+
+def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[LawSummary]:
+    rng = np.random.default_rng(seed)
+    n = len(points.N)
+    try:
+        start = fit_joint(points.N, points.D, law.predict(points.N, points.D))
+        noise_free = {"alpha": start.alpha, "beta": start.beta}
+    except ResultsError:
+        start, noise_free = law, {"alpha": float("nan"), "beta": float("nan")}
+    rec = {p: {"values": [], "lo": [], "hi": []} for p in ("alpha", "beta")}
+    failed = 0
+    for i in range(replicates):
+        L = draw_joint(points, law, noise.sd.get(metric, 0.0), noise.eval_sd, rng)
+        try:
+            fitted = fit_joint(points.N, points.D, L, start=start, top=1)
+        except ResultsError:
+            failed += 1
+            continue
+        samples = bootstrap_laws(points.N, points.D, L, fitted, fit.bootstrap, seed=i) if fit.bootstrap else []
+        for p in rec:
+            rec[p]["values"].append(getattr(fitted, p))
+            ci = interval(np.array([getattr(s, p) for s in samples]), n, fit.ci) if samples else None
+            if ci is not None:
+                rec[p]["lo"].append(ci[0])
+                rec[p]["hi"].append(ci[1])
+    return [LawSummary(metric, "ND", getattr(law, p), np.array(r["values"]), np.array(r["lo"]), np.array(r["hi"]),
+                       failed, noise_free[p], param=p) for p, r in rec.items()]

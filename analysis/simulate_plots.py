@@ -6,36 +6,48 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt  # no backend chosen here (notebooks keep theirs); the CLI chooses
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from .paper import X_SCALE
 
 
 def plot_exponents(designs: Sequence[tuple[str, list]], metric: str) -> plt.Figure:
-    """One panel per law (vs N, vs Cmin): the fitted exponents of every simulated study, one
-    violin per design (the planned grid first), the prior's exponent as a dashed line.
+    """One panel per exponent (vs N, vs Cmin, and the joint law's alpha and beta where some
+    design plans it): the fitted exponents of every simulated study, one violin per design (the
+    planned grid first; empty where the design does not plan that law), the prior's exponent
+    as a dashed line.
 
     designs: [(name, [analysis.simulate.LawSummary, ...])].
     """
-    against = [s.against for s in designs[0][1] if s.metric == metric]
-    fig, axes = plt.subplots(1, len(against), figsize=(5.5 * len(against), 0.55 * len(designs) + 2.2),
+    keys, priors = [], {}
+    for _, res in designs:
+        for s in res:
+            if s.metric == metric and s.key not in keys:
+                keys.append(s.key)
+                priors[s.key] = s.prior_alpha
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.0 * len(keys), 0.55 * len(designs) + 2.2),
                              squeeze=False, layout="constrained")
     names = [name for name, _ in designs]
-    for ax, a in zip(axes[0], against):
-        data, prior = [], None
+    pos = np.arange(len(designs))[::-1]
+    for ax, key in zip(axes[0], keys):
+        data = []
         for _, res in designs:
-            s = next(r for r in res if r.against == a and r.metric == metric)
-            data.append(s.alphas if len(s.alphas) else np.array([np.nan]))
-            prior = s.prior_alpha
-        pos = np.arange(len(designs))[::-1]
-        parts = ax.violinplot(data, positions=pos, vert=False, showmedians=True, widths=0.8)
-        for i, body in enumerate(parts["bodies"]):
-            body.set_facecolor("C3" if i == 0 else "C0")
-            body.set_alpha(0.5)
-        ax.axvline(prior, ls="--", color="0.3", lw=1.2, label=f"prior alpha = {prior:.4g}")
+            s = next((r for r in res if r.key == key and r.metric == metric), None)
+            data.append(s.alphas if s is not None and len(s.alphas) else np.array([np.nan]))
+        shown = [i for i, d in enumerate(data) if np.isfinite(d).any()]
+        if shown:
+            parts = ax.violinplot([data[i] for i in shown], positions=pos[shown], vert=False, showmedians=True,
+                                  widths=0.8)
+            for i, body in zip(shown, parts["bodies"]):
+                body.set_facecolor("C3" if i == 0 else "C0")
+                body.set_alpha(0.5)
+        name = "alpha" if key[0] != "ND" else key[1]
+        ax.axvline(priors[key], ls="--", color="0.3", lw=1.2, label=f"prior {name} = {priors[key]:.4g}")
         ax.set_yticks(pos)
-        ax.set_yticklabels(names, fontsize=8)
-        ax.set_xlabel(f"fitted exponent alpha of {metric} vs {a}")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        ax.set_yticklabels(names if ax is axes[0][0] else [], fontsize=8)
+        law = f"vs {key[0]}" if key[0] != "ND" else f"L(N, D), {'N' if key[1] == 'alpha' else 'D'}"
+        ax.set_xlabel(f"fitted exponent {name} of {metric} {law}")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.grid(True, axis="x", alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"Simulated exponents: the planned grid (red) and alternatives ({metric})")

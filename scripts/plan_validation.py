@@ -9,8 +9,14 @@
 2. Seeds: studies of a known law with known seed noise (12 sizes x 3 seeds), fitted with the
    seed-averaged N fit; coverage of the 95% interval with the seeds drawn without replacement
    (default) and with replacement.
+3. The joint law L(N, D): the WSD grid of tests/test_plan.py's joint-law test (6 sizes, 3 decay
+   branches each: 24 points) planned with a given joint prior, then drawn JOINT_STUDIES times here and fitted
+   by `python -m scaling.fit --law nd` (in process, on run directories); predicted vs
+   observed interval width, 95% range and coverage of alpha and beta, for two noise models:
+   independent per point (--eval-noise) and seed noise shared by a parent and its branches
+   (--noise-sd, the planner's default model).
 
-    python scripts/plan_validation.py [--studies 200] [--seed-studies 400]
+    python scripts/plan_validation.py [--studies 200] [--seed-studies 400] [--joint-studies 100]
 """
 
 from __future__ import annotations
@@ -114,14 +120,80 @@ def seeds_coverage(studies: int) -> None:
     pl.bootstrap_size_seed = original
 
 
+def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from test_plan import LAWS, WSD  # the WSD grid with decay branches
+    from scaling.study.fit import run as fit_run
+    from scaling.study.plan import run as plan_run
+
+    E, A, alpha, B, beta, sd = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01
+    truth = {"alpha": alpha, "beta": beta}
+    print(f"\n3. joint law, planner ({replicates} simulated studies) vs end to end ({studies} studies through "
+          f"scaling.fit --law nd), {bootstrap} bootstrap samples, noise sd {sd}")
+    print("| noise | exponent | predicted CI width | observed CI width | predicted 95% range | observed 95% range "
+          "| predicted coverage | observed coverage |")
+    print("|---|---|---|---|---|---|---|---|")
+    for noise, flags in (("independent per point", ["--noise-sd", "0", "--eval-noise", str(sd)]),
+                         ("seed, shared by a parent and its branches", ["--noise-sd", str(sd)])):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            t0 = time.perf_counter()
+            sweep = tmp / "wsd3.yaml"
+            sweep.write_text(WSD.format(out=tmp / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]"))
+            with contextlib.redirect_stdout(io.StringIO()):
+                doc = plan_run([str(sweep), *LAWS, "--joint-law", f"ce_last={E},{A},{alpha},{B},{beta}",
+                                *flags, "--replicates", str(replicates), "--bootstrap", str(bootstrap),
+                                "--alt-replicates", "0", "--no-plots", "--seed", "3"])
+            planned = time.perf_counter() - t0
+            points = doc["joint"]["points"]
+            families = np.array([p["family"] for p in points])
+            rng = np.random.default_rng(11)
+            value, ci = {"alpha": [], "beta": []}, {"alpha": [], "beta": []}
+            for rep in range(studies):
+                root = tmp / f"study{rep}"
+                z = (sd * rng.standard_normal(families.max() + 1)[families] if noise.startswith("seed")
+                     else sd * rng.standard_normal(len(points)))
+                for p, zi in zip(points, z):
+                    d = root / p["run"]
+                    d.mkdir(parents=True)
+                    (d / "config.yaml").write_text("seed: 0\n")
+                    loss = E + (A * p["N"] ** -alpha + B * p["D"] ** -beta) * np.exp(zi)
+                    (d / "metrics.jsonl").write_text(json.dumps(
+                        {"step": 1, "params": p["N"], "tokens": p["D"], "flops": 4.5 * p["N"] * p["D"],
+                         "eval": "full", "ce_last": loss}) + "\n")
+                (root / "fit.yaml").write_text(f"law: nd\nmetrics: [ce_last]\nbootstrap: {bootstrap}\n")
+                with contextlib.redirect_stdout(io.StringIO()), threadpool_limits(1):
+                    fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])["joint"][0]
+                for k in value:
+                    value[k].append(fitted[k])
+                    ci[k].append(fitted[f"{k}_ci"])
+            for law in doc["joint"]["precision"]:
+                k = law["param"]
+                lo, hi = np.quantile(value[k], [0.025, 0.975])
+                width = np.median([h - l for l, h in ci[k]])
+                cov = np.mean([l <= truth[k] <= h for l, h in ci[k]])
+                print(f"| {noise} | {k} | {law['median_ci_width']:.4f} | {width:.4f} | {law['spread95']:.4f} "
+                      f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |")
+            print(f"(planner: {planned:.1f} s wall, {doc['cpu_s']:.1f} s CPU)", file=sys.stderr)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--studies", type=int, default=200)
     p.add_argument("--replicates", type=int, default=200)
     p.add_argument("--seed-studies", type=int, default=400)
+    p.add_argument("--joint-studies", type=int, default=100)
+    p.add_argument("--joint-replicates", type=int, default=100)
+    p.add_argument("--joint-bootstrap", type=int, default=100)
+    p.add_argument("--only", choices=["power", "seeds", "joint"], help="run one part")
     args = p.parse_args()
-    planner_vs_end_to_end(args.studies, args.replicates)
-    seeds_coverage(args.seed_studies)
+    if args.only in (None, "power"):
+        planner_vs_end_to_end(args.studies, args.replicates)
+    if args.only in (None, "seeds"):
+        seeds_coverage(args.seed_studies)
+    if args.only in (None, "joint"):
+        joint_vs_end_to_end(args.joint_studies, args.joint_replicates, args.joint_bootstrap)
 
 
 if __name__ == "__main__":
