@@ -21,17 +21,28 @@ the full one under `pytest -m soak`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python scripts/kill_soak.py` from anywhere
+
+from scaling.core.runlock import same_process  # noqa: E402
+from scaling.study import launch as launch_mod  # noqa: E402
+from scaling.study.states import run_states  # noqa: E402
+from scaling.study.sweep import load_sweep  # noqa: E402
+from tests.factories import make_token_store  # noqa: E402
+
 LOCAL_KINDS = ("sigkill-trainer", "sigterm-trainer", "sigusr2-trainer", "sigterm-launcher",
                "sigkill-launcher")
 SLURM_KINDS = ("scancel", "scontrol-requeue", "sigusr2-job", "sigkill-trainer")
@@ -149,9 +160,6 @@ class Soak:
         return self.launcher is not None and self.launcher.poll() is None
 
     def states(self) -> dict[str, str]:
-        from scaling.study.states import run_states
-        from scaling.study.sweep import load_sweep
-
         sweep = load_sweep(self.sweep)
         return {r: s for r, (s, _, _) in run_states(sweep.runs).items()}
 
@@ -169,8 +177,6 @@ class Soak:
     # ------------------------------------------------------------------ killing
     def _training(self) -> list[str]:
         """Runs whose trainer is running and has saved a checkpoint since it started."""
-        from scaling.core.runlock import same_process
-
         out = []
         for run_id in self.run_ids:
             d = self.output / run_id
@@ -231,7 +237,6 @@ class Soak:
         self.log(f"  kill {self.counts.total_kills}: {kind} on {run_id} (job {job}, trainer "
                  f"pid {pid}) at step {rec.get('step')}")
         # wait for the kill to land: the trainer pid ends
-        from scaling.core.runlock import same_process
         t = rec.get("trainer") or {}
         t1 = time.time()
         while same_process(t.get("pid"), t.get("start")) and time.time() - t1 < 120:
@@ -292,12 +297,6 @@ class Soak:
 
 def reference_runs(work: Path, store: Path, **kw) -> Path:
     """The same sweep trained without interruption (debug backend, in this process)."""
-    from scaling.study import launch as launch_mod
-    from scaling.study.sweep import load_sweep
-
-    import contextlib
-    import io
-
     soak = Soak(work, store, "debug", **kw)
     with contextlib.redirect_stdout(io.StringIO()):
         out = launch_mod.launch(load_sweep(soak.sweep), log=lambda s: None)
@@ -313,11 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=None, help="a fresh folder (default: a temp one)")
     a = p.parse_args(argv)
-    import tempfile
-
-    sys.path.insert(0, str(ROOT))
-    from tests.factories import make_token_store
-
     work = a.work or Path(tempfile.mkdtemp(prefix="kill-soak-"))
     store = make_token_store(work / "store")
     ref = reference_runs(work / "ref", store, steps=a.steps)

@@ -190,6 +190,14 @@ def meta_change(**kw) -> Callable[[Path], None]:
     return fn
 
 
+def meta_z_channels(z: int) -> Callable[[Path], None]:
+    def fn(store: Path) -> None:
+        meta = json.loads((store / "meta.json").read_text())
+        meta["vqvae_config"]["z_channels"] = z
+        (store / "meta.json").write_text(json.dumps(meta))
+    return fn
+
+
 class Hostile:
     """Unpickling this runs a shell command (it must never happen)."""
 
@@ -305,6 +313,9 @@ CASES = [
     Case("meta vocab disagrees with the quantizer", store_edit(meta_change(vocab_size=64)),
          train("bad/r/config.yaml"), ("bad/store: meta.json says vocab_size 64 but its "
                                       "quantizer (quantizer.pt) has 32",), 2),
+    Case("meta code width disagrees with the quantizer", store_edit(meta_z_channels(4)),
+         train("bad/r/config.yaml"), ("bad/store: meta.json says z_channels 4 but its "
+                                      "quantizer (quantizer.pt) has 8",), 2),
     Case("label outside the classes", store_edit(bad_label), train("bad/r/config.yaml"),
          ("bad/store/val/labels.npy: labels outside [0, 4)",), 2),
     Case("meta.json not JSON", store_edit(lambda s: (s / "meta.json").write_text("{")),

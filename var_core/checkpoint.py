@@ -189,15 +189,46 @@ def save_model(path: str | Path, model: nn.Module) -> None:
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config().items()}
     payload = {"format": fmt, "config": cfg,
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    path = Path(path)
+    _atomic_torch_save(payload, Path(path))
+
+
+def _atomic_torch_save(payload: Any, path: Path) -> None:
+    """torch.save to a temp file beside `path`, fsync, rename, fsync the folder.
+
+    The same guarantees as `scaling.core.atomic.atomic_write` (which var_core cannot import:
+    the model knows nothing of the study), checked against it by tests/test_atomic_writers.py:
+    a failed write keeps the old file and leaves no temp file, the result has the mode a
+    plain open() gives (a team can read it), and the rename itself is made durable.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # the rename is durable once the folder is
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux: /proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022

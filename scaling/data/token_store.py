@@ -213,11 +213,15 @@ class TokenStore:
                     f"{self.vocab_size}) of meta.json")
 
     def check_quantizer(self, quantizer: Any) -> None:
-        """Raise TokenStoreError unless the store's quantizer has its meta's vocab and scales."""
-        for field, mine in (("vocab_size", self.vocab_size), ("patch_nums", list(self.patch_nums))):
+        """Raise TokenStoreError unless the store's quantizer has its meta's vocab, scales and
+        code width (meta's `vqvae_config.z_channels` sizes the VAR's input; the quantizer's
+        codebook must have that width)."""
+        z_channels = self.meta.get("vqvae_config", {}).get("z_channels")
+        for field, mine in (("vocab_size", self.vocab_size), ("patch_nums", list(self.patch_nums)),
+                            ("z_channels", z_channels)):
             theirs = getattr(quantizer, field, None)
             theirs = list(theirs) if isinstance(theirs, (tuple, list)) else theirs
-            if theirs is not None and theirs != mine:
+            if theirs is not None and mine is not None and theirs != mine:
                 raise TokenStoreError(
                     f"token store {self.path}: meta.json says {field} {mine} but its quantizer "
                     f"({QUANTIZER_FILE}) has {theirs}; the store was not made by one tokenisation")

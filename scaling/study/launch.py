@@ -86,42 +86,11 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only: str | None, exclude
         except QueueError as e:
             raise QueueError(f"{e}; submitting nothing, as that could start a second job on a "
                              "run directory") from None
-        conflicts = {r.run_id: c for r in runs
-                     if (c := config_conflict(r, states[r.run_id][0]))}
-        for run in runs:  # set aside what --retry-failed --reconfigure may replace
-            state, _, rec = states[run.run_id]
-            if run.run_id in conflicts and retry_failed and reconfigure and \
-                    state in ("failed", "stopped", "orphaned"):
-                dest = set_aside(run.run_dir, f"--reconfigure: the sweep {sweep.source} now gives "
-                                 f"another config (the run was {state})", rec)
-                log(f"{run.run_id}: {state} attempt kept in {dest}; starting over with the new config")
-                del conflicts[run.run_id]
-                states[run.run_id] = ("pending", None, {"state": "pending"})
-        if conflicts:
-            raise ConfigConflict("\nerror: ".join(conflicts.values()))
+        _resolve_conflicts(sweep, runs, states, retry_failed and reconfigure, log)
         # only now: a refused launch changes nothing already written
         write_fit_defaults(sweep)
         write_grid(sweep, list(sweep.runs))
-        todo: list[Run] = []
-        for run in runs:
-            state, slurm, rec = states[run.run_id]
-            if state == "failed" and rec.get("state") in ("queued", "running"):  # job ended
-                RunDir(run.run_dir).update_status(
-                    state=state, slurm_state=slurm,
-                    error=rec.get("error") or f"job {rec.get('job_ids', ['?'])[-1]} ended "
-                                              f"{slurm} without finishing the run")
-            write_run_config(run)
-            if state == "done":
-                out.skipped[run.run_id] = "done"
-            elif state in ("queued", "running"):
-                jobs = rec.get("job_ids") or []
-                out.skipped[run.run_id] = f"{state} (job {jobs[-1]})" if jobs and not \
-                    rec.get("waiting_in") else f"{state} (in another launcher)"
-            elif state == "failed" and not retry_failed:
-                out.skipped[run.run_id] = "failed (use --retry-failed)"
-                out.failed[run.run_id] = first_line(RunDir(run.run_dir).read_status().get("error"))
-            else:  # pending, stopped, orphaned (resume), failed with --retry-failed
-                todo.append(run)
+        todo = _to_submit(runs, states, retry_failed, out)
         submitter = Submitter(sweep, out, job_factory, log, wait, flag)
         if todo:
             deps = submitter.stages()
@@ -141,6 +110,53 @@ def _launch(sweep: Sweep, backend: str, wait: bool, *, only: str | None, exclude
         if run_id in out.skipped:
             log(f"{run_id}: failed earlier: {line}")
     return out
+
+
+def _resolve_conflicts(sweep: Sweep, runs: list[Run], states: dict[str, tuple], reconfigure: bool,
+                       log: Log) -> None:
+    """Raise ConfigConflict when a run directory holds another config than the sweep gives;
+    with `reconfigure`, a failed, stopped or orphaned one is set aside (attempts/) instead and
+    counts as pending in `states`."""
+    conflicts = {r.run_id: c for r in runs if (c := config_conflict(r, states[r.run_id][0]))}
+    for run in runs:
+        state, _, rec = states[run.run_id]
+        if run.run_id in conflicts and reconfigure and state in ("failed", "stopped", "orphaned"):
+            dest = set_aside(run.run_dir, f"--reconfigure: the sweep {sweep.source} now gives "
+                             f"another config (the run was {state})", rec)
+            log(f"{run.run_id}: {state} attempt kept in {dest}; starting over with the new config")
+            del conflicts[run.run_id]
+            states[run.run_id] = ("pending", None, {"state": "pending"})
+    if conflicts:
+        raise ConfigConflict("\nerror: ".join(conflicts.values()))
+
+
+def _to_submit(runs: list[Run], states: dict[str, tuple], retry_failed: bool,
+               out: Submitted) -> list[Run]:
+    """Write each run's config.yaml and return the runs to submit: pending, stopped, orphaned
+    (they resume) and, with `retry_failed`, failed ones; the others go to `out.skipped` (a
+    failed one also to `out.failed`). A run whose job the scheduler says ended is recorded
+    failed first."""
+    todo: list[Run] = []
+    for run in runs:
+        state, slurm, rec = states[run.run_id]
+        if state == "failed" and rec.get("state") in ("queued", "running"):  # the job ended
+            RunDir(run.run_dir).update_status(
+                state=state, slurm_state=slurm,
+                error=rec.get("error") or f"job {rec.get('job_ids', ['?'])[-1]} ended "
+                                          f"{slurm} without finishing the run")
+        write_run_config(run)
+        if state == "done":
+            out.skipped[run.run_id] = "done"
+        elif state in ("queued", "running"):
+            jobs = rec.get("job_ids") or []
+            out.skipped[run.run_id] = f"{state} (job {jobs[-1]})" if jobs and not \
+                rec.get("waiting_in") else f"{state} (in another launcher)"
+        elif state == "failed" and not retry_failed:
+            out.skipped[run.run_id] = "failed (use --retry-failed)"
+            out.failed[run.run_id] = first_line(RunDir(run.run_dir).read_status().get("error"))
+        else:
+            todo.append(run)
+    return todo
 
 
 def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | None) -> str:
