@@ -106,6 +106,8 @@ def main() -> int:
     p.add_argument("--sweep", type=Path, default=ROOT / "sweeps" / "demo.yaml")
     p.add_argument("--loads", type=int, nargs="+", default=[0, 2])
     p.add_argument("--timeout-min", type=float, default=90.0, help="per demo")
+    p.add_argument("--sides", nargs="+", choices=("old", "new"), default=["old", "new"],
+                   help="which versions to run (default both)")
     p.add_argument("--first", choices=("old", "new"), default="old",
                    help="which version runs first at the first load (then they alternate)")
     p.add_argument("--out", type=Path, default=Path("demo_timing.json"))
@@ -114,7 +116,7 @@ def main() -> int:
     results = []
     for i, load in enumerate(args.loads):
         order = ("old", "new") if (i % 2 == 0) == (args.first == "old") else ("new", "old")
-        for side in order:
+        for side in (s for s in order if s in args.sides):
             tree, python = sides[side]
             print(f"[{time.strftime('%H:%M:%S')}] {side} ({tree}), load {load} ...", flush=True)
             rec = demo_once(tree, python, args.sweep, load, 60 * args.timeout_min)
