@@ -197,7 +197,7 @@ def test_sweep_benchmarks_what_the_sweep_runs(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, captured.err[-2000:]
-    assert "Runtime policy (scaling.runtime) d2: cpu fp32, compile off, threads 1, attention sdpa" in out
+    assert "Runtime policy (scaling.core.runtime) d2: cpu fp32, compile off, threads 1, attention sdpa" in out
     (trainer,) = built
     cfg = trainer.config
     assert (cfg.model.width, cfg.model.heads, cfg.runtime.micro_batch) == (32, 2, 2)

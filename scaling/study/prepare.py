@@ -85,7 +85,7 @@ class PrepareJob:
 
 
 def stage_policy(sweep: Sweep, stage: str):
-    """The runtime policy (scaling.runtime) of a preparation stage: fp32 on the stage's
+    """The runtime policy (scaling.core.runtime) of a preparation stage: fp32 on the stage's
     device, TF32 on CUDA, the policy's CPU threads (1: see scaling.runtime on why)."""
     from scaling.core.runtime import resolve  # imports torch: the job's process only
 

@@ -259,7 +259,7 @@ class RuntimeConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     attn_backend: Literal["auto", "sdpa", "flex", "math"] = "auto"  # math: explicit matmuls (reference)
     compile: bool = False
-    tf32: bool | None = None  # TF32 for fp32 matmuls/convs; None = on for CUDA (scaling.runtime)
+    tf32: bool | None = None  # TF32 for fp32 matmuls/convs; None = on for CUDA (scaling.core.runtime)
     activation_checkpointing: bool = False
     fsdp: bool = False
     micro_batch: int | None = None  # per-rank micro-batch (gradient accumulation); None = all

@@ -101,7 +101,7 @@ class BenchResult:
             "",
             f"Command: `{self.command}`",
             "",
-            *[f"Runtime policy (scaling.runtime) {p}" + "  " for p in self.policies],
+            *[f"Runtime policy (scaling.core.runtime) {p}" + "  " for p in self.policies],
             *([""] if self.policies else []),
             format_table(self.rows, self.peak_tflops),
             "",
