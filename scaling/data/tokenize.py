@@ -42,8 +42,9 @@ from scaling.core.provenance import sha256_file
 from scaling.core.runtime import pick_device, resolve
 from scaling.data.images import CLASSES_FILE, ImageFolder, find_classes, read_classes_file
 from scaling.data.token_store import (MAX_VOCAB, ShardWriter, TokenStoreError, merge_split,
-                                      merged_info, mismatch, rows_per_image, save_quantizer,
-                                      shard_range, split_meta, store_identity, write_meta)
+                                      merged_info, mismatch, read_meta, rows_per_image,
+                                      save_quantizer, shard_range, split_meta, store_identity,
+                                      write_meta)
 from var_core import load_vqvae
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def plan_store(images: Path, out: Path, identity: dict, *, source: str, splits: 
         except OSError:
             pass
     if (out / "meta.json").exists():
-        _check_same(out, json.loads((out / "meta.json").read_text()), identity, source)
+        _check_same(out, read_meta(out), identity, source)
     plan_path = out / "plan.json"
     if merge_only and not plan_path.exists():
         raise TokenStoreError(f"token store {out}: nothing to merge (no plan.json: no shard has run)")
@@ -233,7 +234,7 @@ def merge_store(plan: Plan, quantizer: torch.nn.Module, vqvae: Path) -> dict:
         splits[split] = split_meta(info["count"], views=entry["views"], flip=entry["flip"],
                                    view_seed=entry["view_seed"], skipped=len(info["skipped"]))
     if (out / "meta.json").exists():
-        splits = {**json.loads((out / "meta.json").read_text())["splits"], **splits}
+        splits = {**read_meta(out)["splits"], **splits}
     save_quantizer(out, quantizer)  # before meta.json: a store with meta is complete
     meta = write_meta(out, plan.identity, splits, vqvae_path=str(Path(vqvae).resolve()))
     log.info("token store %s: %s", out, ", ".join(

@@ -45,7 +45,7 @@ from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_text, r
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import dump_yaml, load_config
 from scaling.core.runtime import pick_device, resolve
-from scaling.core.safe_load import CheckpointError, load_checkpoint_file
+from scaling.core.safe_load import load_checkpoint_file
 from scaling.core.seeds import step_seed
 from scaling.core.stopwatch import Stopwatch
 from scaling.core.tracking import Tracker
@@ -439,4 +439,4 @@ def main(argv: list[str] | None = None) -> int:
               f"{last['val_psnr_mean_colour']:.2f}), codebook usage per scale {last['usage_scale']}, "
               f"all scales {last['usage_all']:.3f}")
 
-    return run_cli(run, input_errors=(CheckpointError,))
+    return run_cli(run)  # a corrupt checkpoint is a core.safe_load.CheckpointError: an InputError, exit 2
