@@ -7,10 +7,10 @@ on another machine), the stand-in that the sweep describes (`Sweep.expected_meta
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from scaling.core.tables import format_table, human
+from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.expand import Run
 from scaling.study.spec import ClusterSpec
 from scaling.study.sweep import Sweep
@@ -24,10 +24,9 @@ def gpu_hours(flops: float, resources: ClusterSpec) -> float:
 
 def store_meta(sweep: Sweep) -> tuple[dict[str, Any], bool]:
     """The token store's meta.json, or the sweep's `data.expect` stand-in; (meta, is_real)."""
-    path = sweep.token_store() / "meta.json"
     try:
-        return json.loads(path.read_text()), True
-    except (OSError, ValueError):
+        return read_meta(sweep.token_store()), True
+    except (OSError, TokenStoreError):  # not made yet (or unreadable): plan from data.expect
         return sweep.expected_meta(), False
 
 
