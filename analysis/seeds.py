@@ -11,7 +11,7 @@ treat the *size* as the unit, not the run:
   the strategy Davison & Hinkley (1997, sec. 3.8) recommend for two-stage data, because the
   scatter of the size means about the law already holds the seed noise. Drawing the seeds
   with replacement as well (``within="with"``) counts the seed noise twice: measured on a
-  known law with known seed noise (7 sizes x 3 seeds, 120 studies; tests/test_analysis_seeds.py)
+  known law with known seed noise (7 sizes x 3 seeds, 120 studies; tests/analysis/test_seeds.py)
   its 95% intervals covered 100% of the time, the default's at the nominal rate;
 - reporting: the seed-to-seed standard deviation of each metric per size (`seed_spread`).
 

@@ -416,7 +416,7 @@ def simulate_joint(points: JointPoints, priors: dict[str, JointLaw], noise: Nois
 
     The noise-free draw is fitted as the fitter fits a table (its grid of starts); every noisy
     draw starts L-BFGS-B from that solution alone, as the fitter's own bootstrap starts from
-    its full fit (a planner shortcut, checked against the full fit in tests/test_plan.py).
+    its full fit (a planner shortcut, checked against the full fit in tests/study/laws/test_plan.py).
     Returns per metric two `LawSummary` (against "ND"): param "alpha", then "beta".
     """
     with threadpool_limits(1):  # thousands of 5-parameter fits: BLAS threads only add synchronisation

@@ -1,11 +1,11 @@
-"""Entry point of `python -m scaling.launch`; the work lives in `scaling.study.launch`.
+"""Entry point of `python -m scaling.launch`; the work lives in `scaling.study.run.launch`.
 
 Launch a sweep: `python -m scaling.launch SWEEP.yaml [--dry-run] [--retry-failed] ...`.
 """
 
 import sys
 
-from scaling.study.launch import main
+from scaling.study.run.launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
+SCRIPT = ROOT / "scripts" / "testbed" / "slurm_cluster.sh"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +36,7 @@ def _cluster_answers(conf: Path) -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """Use the cluster of scripts/slurm_cluster.sh (state in $SLURM_DIR), starting it if root.
+    """Use the cluster of scripts/testbed/slurm_cluster.sh (state in $SLURM_DIR), starting it if root.
 
     Skips, with the reason, when no cluster runs and none can be started here. A cluster that
     was already up is left running; one started here is stopped at the end of the session.
@@ -49,12 +49,12 @@ def slurm_cluster():
         if os.geteuid() != 0:
             pytest.skip("SLURM tests need a running cluster: none is up in "
                         f"{slurm_dir} and starting one needs root "
-                        "(run `sudo bash scripts/slurm_cluster.sh up`)")
+                        "(run `sudo bash scripts/testbed/slurm_cluster.sh up`)")
         proc = subprocess.run(["bash", str(SCRIPT), "up"], capture_output=True, text=True,
                               timeout=900, env=dict(os.environ, SLURM_DIR=str(slurm_dir)))
         if proc.returncode != 0 or not _cluster_answers(conf):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-            pytest.skip(f"SLURM could not be started by scripts/slurm_cluster.sh up: {tail}")
+            pytest.skip(f"SLURM could not be started by scripts/testbed/slurm_cluster.sh up: {tail}")
         started = True
     with pytest.MonkeyPatch.context() as mp:
         # submitit calls sbatch/squeue/sacct as subprocesses: they read SLURM_CONF

@@ -25,10 +25,10 @@ import torch
 
 from scaling.core.cli import RuntimeFailure
 from scaling.data import tokenize as tokenize_mod
-from scaling.study import fit as fit_mod
-from scaling.study import launch as launch_mod
-from scaling.study import status as status_mod
-from scaling.study import submit as submit_mod
+from scaling.study.laws import fit as fit_mod
+from scaling.study.run import launch as launch_mod
+from scaling.study.run import status as status_mod
+from scaling.study.run import submit as submit_mod
 from scaling.training import job as train_mod
 from tests.factories import make_token_store
 
@@ -472,7 +472,7 @@ def test_a_refused_submission_is_recorded_and_submits_nothing(world, tmp_path, m
     (w / Y).write_text((w / Y).read_text().replace(f"output: {world}", f"output: {w}")
                        .replace("depth: [1]", "depth: [1, 2]"))
     from scaling.core.rundir import RunDir
-    from scaling.study.sweep import load_sweep
+    from scaling.study.sweep.sweep import load_sweep
 
     class Refusing:
         def submit(self, *a, **k):

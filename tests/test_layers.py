@@ -5,7 +5,7 @@
     scaling.core      shared ground; imports nothing else of scaling
     scaling.data      images -> tokens; imports scaling.core only
     scaling.training  tokens -> runs; never imports scaling.study or scaling.tools
-    scaling.study     runs -> table -> laws; never imports scaling.tools
+    scaling.study     runs -> table -> laws; never imports scaling.tools; its rooms run/ and laws/ rest on sweep/ only
     scaling.<entry>   `python -m scaling.X`: thin, one import of the module that does the work
 
 Every import statement counts, also one inside a function (a lazy import still ties two
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
+
 PACKAGES = ("var_core", "analysis", "scaling")
 
 # importer prefix -> module prefixes it must not import
@@ -34,6 +35,9 @@ FORBIDDEN = {
     "scaling.data": ("scaling.training", "scaling.study", "scaling.tools"),
     "scaling.training": ("scaling.study", "scaling.tools"),
     "scaling.study": ("scaling.tools",),
+    "scaling.study.sweep": ("scaling.study.run", "scaling.study.laws"),
+    "scaling.study.run": ("scaling.study.laws",),
+    "scaling.study.laws": ("scaling.study.run",),
 }
 LAYERS = ("core", "data", "training", "study", "tools")
 
@@ -109,8 +113,8 @@ def test_scaling_holds_only_layers_and_thin_entry_modules():
 TORCH_FREE = """
 import sys
 from pathlib import Path
-import scaling.study, scaling.study.sweep, scaling.study.status, scaling.study.fit
-from scaling.study.sweep import load_sweep
+import scaling.study, scaling.study.sweep.sweep, scaling.study.run.status, scaling.study.laws.fit
+from scaling.study.sweep.sweep import load_sweep
 for f in sorted(Path("sweeps").glob("*.yaml")):
     load_sweep(f)
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))

@@ -20,8 +20,9 @@ from scaling.data.tokenize import tokenize
 from scaling.training.job import train_run
 from tests.factories import write_run
 from var_core import VQVAE, save_model
+from tests.paths import ROOT
 
-NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+NOTEBOOKS = ROOT / "notebooks"
 
 
 @pytest.fixture(scope="module")

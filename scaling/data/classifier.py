@@ -70,7 +70,7 @@ def train_classifier(images: str | Path, out: str | Path, *, epochs: int = 2, ba
                      lr: float = 2e-3, width: int = 32, feature_dim: int = 64, seed: int = 0) -> Path:
     """Train on `images/train` (Adam, one-cycle lr, random horizontal flips), measure
     `images/val`, write the checkpoint to `out` atomically. The sweep's `prepare.classifier`
-    section (`scaling.study.spec.ClassifierSpec`) holds these options.
+    section (`scaling.study.sweep.spec.ClassifierSpec`) holds these options.
 
     Does nothing if `out` exists (the stage resumes by being skipped). Returns `out`.
     """

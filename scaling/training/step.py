@@ -2,7 +2,7 @@
 
 The hot path reads nothing back to the host: the loss, its finiteness and the gradient norm
 stay 0-d device tensors until a log point reads them (`LossTally.global_sum`), so a GPU
-never waits for the host between log points (tests/test_train_hot_path.py).
+never waits for the host between log points (tests/training/test_hot_path.py).
 """
 
 from __future__ import annotations

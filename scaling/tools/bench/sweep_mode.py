@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from scaling.core.config_io import ConfigError
-from scaling.study.sweep import load_sweep
+from scaling.study.sweep.sweep import load_sweep
 from scaling.tools.bench.geometry import OFFICIAL, Geometry
 from scaling.training.config import RunConfig
 
