@@ -18,7 +18,8 @@ in a column ``grid.<axis>`` (``grid.depth``, ``grid.optim.base_lr``, ``grid.seed
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ def axis_columns(table: pd.DataFrame) -> list[str]:
 
 def axis_name(column: str) -> str:
     """``grid.optim.base_lr`` -> ``optim.base_lr``."""
-    return column[len(AXIS_PREFIX):] if column.startswith(AXIS_PREFIX) else column
+    return column[len(AXIS_PREFIX) :] if column.startswith(AXIS_PREFIX) else column
 
 
 def resolve_axis(table: pd.DataFrame, name: str, labels: dict[str, str] | None = None) -> str:
@@ -48,19 +49,27 @@ def resolve_axis(table: pd.DataFrame, name: str, labels: dict[str, str] | None =
     """
     columns = axis_columns(table)
     if not columns:
-        raise ResultsError(f"axis {name!r}: the table has no grid-axis columns (grid.<axis>); "
-                           "results of a sweep launched by this version have them, a table of "
-                           "your own needs a column per axis named grid.<axis>")
+        raise ResultsError(
+            f"axis {name!r}: the table has no grid-axis columns (grid.<axis>); "
+            "results of a sweep launched by this version have them, a table of "
+            "your own needs a column per axis named grid.<axis>"
+        )
     target = (labels or {}).get(name, name)
-    for candidates in ([c for c in columns if c in (name, AXIS_PREFIX + target)],
-                       [c for c in columns if axis_name(c).split(".")[-1] == target.split(".")[-1]]):
+    for candidates in (
+        [c for c in columns if c in (name, AXIS_PREFIX + target)],
+        [c for c in columns if axis_name(c).split(".")[-1] == target.split(".")[-1]],
+    ):
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
-            raise ResultsError(f"axis {name!r} is ambiguous: {', '.join(map(axis_name, candidates))}")
-    raise ResultsError(f"axis {name!r} is not a grid axis of this table; its axes: "
-                       f"{', '.join(axis_name(c) for c in columns)}"
-                       + (f" (labels: {', '.join(f'{k}={v}' for k, v in labels.items())})" if labels else ""))
+            raise ResultsError(
+                f"axis {name!r} is ambiguous: {', '.join(map(axis_name, candidates))}"
+            )
+    raise ResultsError(
+        f"axis {name!r} is not a grid axis of this table; its axes: "
+        f"{', '.join(axis_name(c) for c in columns)}"
+        + (f" (labels: {', '.join(f'{k}={v}' for k, v in labels.items())})" if labels else "")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +102,9 @@ def _key(value: Any) -> Any:
     return "<missing>" if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
-def groups(table: pd.DataFrame, axes: Sequence[str]) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+def groups(
+    table: pd.DataFrame, axes: Sequence[str]
+) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
     """(value of each axis, sub-table) for every combination present; one group when no axes."""
     if not axes:
         yield {}, table
@@ -118,7 +129,9 @@ def group_label(group: dict[str, Any], labels: dict[str, str] | None = None) -> 
     return ", ".join(f"{labels.get(k, k.split('.')[-1])}={text(v)}" for k, v in group.items())
 
 
-def best_over(table: pd.DataFrame, axis: str, metric: str, within: Sequence[str] = ()) -> tuple[pd.DataFrame, list[dict]]:
+def best_over(
+    table: pd.DataFrame, axis: str, metric: str, within: Sequence[str] = ()
+) -> tuple[pd.DataFrame, list[dict]]:
     """Each size's best value of `axis` by `metric` at the runs' final evaluations (lowest).
 
     table: a prepared tidy table; seed replicates (runs of one size and value) are compared
@@ -134,17 +147,31 @@ def best_over(table: pd.DataFrame, axis: str, metric: str, within: Sequence[str]
     for _, df in final.groupby([final[k].map(_key) for k in keys], sort=True, dropna=False):
         candidates = []
         for value, runs in df.groupby(df[axis].map(_key), sort=True, dropna=False):
-            candidates.append({"value": _plain(runs[axis].iloc[0]), "runs": sorted(runs["run"].astype(str)),
-                               metric: float(runs[metric].mean())})
+            candidates.append(
+                {
+                    "value": _plain(runs[axis].iloc[0]),
+                    "runs": sorted(runs["run"].astype(str)),
+                    metric: float(runs[metric].mean()),
+                }
+            )
         candidates.sort(key=lambda c: (c[metric], str(c["value"])))
         best = candidates[0]
         keep += best["runs"]
         first = df[df["run"].astype(str) == best["runs"][0]].iloc[0]
-        picks.append({
-            "params": int(first["params"]), "axis": axis_name(axis), "by": metric,
-            "value": best["value"], "run": ", ".join(best["runs"]), "n_runs": len(best["runs"]),
-            metric: best[metric], **{axis_name(w): _plain(first[w]) for w in within},
-            "candidates": [{"value": c["value"], "run": ", ".join(c["runs"]), metric: c[metric]}
-                           for c in candidates],
-        })
+        picks.append(
+            {
+                "params": int(first["params"]),
+                "axis": axis_name(axis),
+                "by": metric,
+                "value": best["value"],
+                "run": ", ".join(best["runs"]),
+                "n_runs": len(best["runs"]),
+                metric: best[metric],
+                **{axis_name(w): _plain(first[w]) for w in within},
+                "candidates": [
+                    {"value": c["value"], "run": ", ".join(c["runs"]), metric: c[metric]}
+                    for c in candidates
+                ],
+            }
+        )
     return table[table["run"].astype(str).isin(keep)].copy(), picks

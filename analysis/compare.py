@@ -12,7 +12,8 @@ whether B's exponent is really different from A's.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -86,32 +87,54 @@ def exponent_difference(a: FitResult, b: FitResult) -> ExponentDifference:
         q = np.quantile(d, [lo, hi])
         ci = (float(q[0]), float(q[1]))
         share = float((d < 0).mean())
-    return ExponentDifference(a.metric, a.against, a.law.alpha, b.law.alpha, a.alpha_ci, b.alpha_ci,
-                              delta, ci, share, n, a.level)
+    return ExponentDifference(
+        a.metric,
+        a.against,
+        a.law.alpha,
+        b.law.alpha,
+        a.alpha_ci,
+        b.alpha_ci,
+        delta,
+        ci,
+        share,
+        n,
+        a.level,
+    )
 
 
-def compare_fits(fits_a: Sequence[FitResult], fits_b: Sequence[FitResult]) -> list[ExponentDifference]:
+def compare_fits(
+    fits_a: Sequence[FitResult], fits_b: Sequence[FitResult]
+) -> list[ExponentDifference]:
     """Every (metric, x) fitted in both studies, in study A's order."""
     by_key = {(f.metric, f.against): f for f in fits_b}
-    return [exponent_difference(f, by_key[(f.metric, f.against)]) for f in fits_a
-            if (f.metric, f.against) in by_key]
+    return [
+        exponent_difference(f, by_key[(f.metric, f.against)])
+        for f in fits_a
+        if (f.metric, f.against) in by_key
+    ]
 
 
 def markdown(diffs: Sequence[ExponentDifference], name_a: str, name_b: str) -> str:
     """A Markdown table of the exponent differences."""
+
     def ci(p):
         return "-" if p is None else f"[{p[0]:.3g}, {p[1]:.3g}]"
 
-    lines = [f"Exponents of `metric - E = (beta * x)^alpha`: A = {name_a}, B = {name_b}; "
-             f"difference = alpha_B - alpha_A with its bootstrap interval (independent "
-             f"bootstraps of the two studies, draws paired by index). For a loss, a more "
-             f"negative alpha falls faster with scale.", "",
-             "| metric | vs | alpha A [CI] | alpha B [CI] | alpha B - alpha A [CI] | draws with B < A | differs |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Exponents of `metric - E = (beta * x)^alpha`: A = {name_a}, B = {name_b}; "
+        f"difference = alpha_B - alpha_A with its bootstrap interval (independent "
+        f"bootstraps of the two studies, draws paired by index). For a loss, a more "
+        f"negative alpha falls faster with scale.",
+        "",
+        "| metric | vs | alpha A [CI] | alpha B [CI] | alpha B - alpha A [CI] | draws with B < A | differs |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for d in diffs:
         share = "-" if d.share_below_zero is None else f"{100 * d.share_below_zero:.1f}%"
         differs = {None: "-", True: "yes", False: "no"}[d.differs]
-        lines.append(f"| {d.metric} | {d.against} | {d.alpha_a:.4g} {ci(d.alpha_a_ci)} | "
-                     f"{d.alpha_b:.4g} {ci(d.alpha_b_ci)} | {d.delta:+.4g} {ci(d.delta_ci)} | "
-                     f"{share} | {differs} |")
+        lines.append(
+            f"| {d.metric} | {d.against} | {d.alpha_a:.4g} {ci(d.alpha_a_ci)} | "
+            f"{d.alpha_b:.4g} {ci(d.alpha_b_ci)} | {d.delta:+.4g} {ci(d.delta_ci)} | "
+            f"{share} | {differs} |"
+        )
     return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Union
+from typing import Any
 
 import pandas as pd
 
@@ -30,7 +30,14 @@ from .overfit import METRIC as OVERFIT_METRIC
 from .overfit import RISE as OVERFIT_RISE
 from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
-from .powerlaw import FitResult, fit_vs_cmin, fit_vs_n, irreducible_value, points_vs_cmin, points_vs_n
+from .powerlaw import (
+    FitResult,
+    fit_vs_cmin,
+    fit_vs_n,
+    irreducible_value,
+    points_vs_cmin,
+    points_vs_n,
+)
 from .results import ResultsError, prepare
 from .settings import FitSettings
 
@@ -59,7 +66,7 @@ class StudyFit:
     holdout: int
     unfinished: list[str]
     flagged: dict[str, dict[str, Any]]
-    E_mode: Union[str, float]
+    E_mode: str | float
     E_reason: str
     E_values: dict[str, float]
     shared: dict[tuple[str, str | None], SharedE]
@@ -74,34 +81,45 @@ class StudyFit:
         return [i for i, r in enumerate(self.results) if r.against == x]
 
 
-def choose_irreducible(spec: Union[str, float], tokenizer: Tokenizer, table: pd.DataFrame,
-                       metrics) -> tuple[Union[str, float], str]:
+def choose_irreducible(
+    spec: str | float, tokenizer: Tokenizer, table: pd.DataFrame, metrics
+) -> tuple[str | float, str]:
     """Resolve the irreducible setting to "paper" | "none" | "fit" | a number, with the reason.
 
     A paper E that is not below every value of its loss is refused (those cannot be the
     paper's metrics); "auto" then falls back to "fit" with a warning.
     """
-    below = {m: float(table[m].min()) for m in metrics
-             if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]}
+    below = {
+        m: float(table[m].min())
+        for m in metrics
+        if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]
+    }
     if spec == "paper" and below:
         m, v = next(iter(below.items()))
         raise ResultsError(
             f"--irreducible paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the floor of "
             f"the official tokenizer's tokens), but this table's {m} goes down to {v:.4g}: these "
             f"cannot be the paper's metrics (another tokenizer or data set). Use --irreducible fit "
-            f"(or auto), or a number below {v:.4g}")
+            f"(or auto), or a number below {v:.4g}"
+        )
     if spec != "auto":
         return spec, "as asked"
     official, why = tokenizer
     if official and not below:
         return "paper", why + ": the paper's E (ce_avg 5, ce_last 4.5) is that tokenizer's floor"
     if official:
-        warnings.warn(f"{why}, but the losses go below the paper's E ({below}); E is fitted instead")
-    return "fit", (why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
-                   "(maximum likelihood, analysis.irreducible)")
+        warnings.warn(
+            f"{why}, but the losses go below the paper's E ({below}); E is fitted instead"
+        )
+    return "fit", (
+        why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
+        "(maximum likelihood, analysis.irreducible)"
+    )
 
 
-def study_axes(table: pd.DataFrame, settings: FitSettings, labels: dict[str, str]) -> dict[str, Any]:
+def study_axes(
+    table: pd.DataFrame, settings: FitSettings, labels: dict[str, str]
+) -> dict[str, Any]:
     """The table's axes by role and what the settings make of them (see `analysis.axes`).
 
     `labels`: axis -> its run-id label (``optim.base_lr`` -> ``lr``), so that `best_over`
@@ -114,35 +132,52 @@ def study_axes(table: pd.DataFrame, settings: FitSettings, labels: dict[str, str
     if settings.best_over is not None:
         best_column = resolve_axis(table, settings.best_over, by_label)
         if best_column in roles.size or best_column in roles.seed:
-            raise ResultsError(f"--best-over {settings.best_over}: {axis_name(best_column)} is a "
-                               f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis")
+            raise ResultsError(
+                f"--best-over {settings.best_over}: {axis_name(best_column)} is a "
+                f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis"
+            )
         if best_column in law_columns:
             law_columns.remove(best_column)
         else:
-            warnings.warn(f"--best-over {settings.best_over}: the axis has one value here; nothing to pick",
-                          stacklevel=2)
+            warnings.warn(
+                f"--best-over {settings.best_over}: the axis has one value here; nothing to pick",
+                stacklevel=2,
+            )
     if not axis_columns(table):
         per_size = table.groupby("params")["run"].nunique()
         if (per_size > 1).any():
-            warnings.warn(f"{int((per_size > 1).sum())} sizes have more than one run and the table names no "
-                          "grid axis (grid.<axis> columns): their runs are fitted together as one law",
-                          stacklevel=2)
-    return {"size_axes": [axis_name(c) for c in roles.size], "seed_axes": [axis_name(c) for c in roles.seed],
-            "law_axes": [axis_name(c) for c in law_columns],
-            "best_over": axis_name(best_column) if best_column else None,
-            "labels": labels, "seed_columns": list(roles.seed), "law_columns": law_columns,
-            "best_column": best_column,
-            "best_label": labels.get(axis_name(best_column), axis_name(best_column).split(".")[-1])
-            if best_column else None}
+            warnings.warn(
+                f"{int((per_size > 1).sum())} sizes have more than one run and the table names no "
+                "grid axis (grid.<axis> columns): their runs are fitted together as one law",
+                stacklevel=2,
+            )
+    return {
+        "size_axes": [axis_name(c) for c in roles.size],
+        "seed_axes": [axis_name(c) for c in roles.seed],
+        "law_axes": [axis_name(c) for c in law_columns],
+        "best_over": axis_name(best_column) if best_column else None,
+        "labels": labels,
+        "seed_columns": list(roles.seed),
+        "law_columns": law_columns,
+        "best_column": best_column,
+        "best_label": labels.get(axis_name(best_column), axis_name(best_column).split(".")[-1])
+        if best_column
+        else None,
+    }
 
 
 def _value_text(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def fit_study(raw: pd.DataFrame, settings: FitSettings, *, source: str = "table",
-              labels: dict[str, str] | None = None,
-              tokenizer: Tokenizer | None = None) -> StudyFit:
+def fit_study(
+    raw: pd.DataFrame,
+    settings: FitSettings,
+    *,
+    source: str = "table",
+    labels: dict[str, str] | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> StudyFit:
     """Fit every law `settings` asks for on the tidy table `raw` (see the module docstring).
 
     source: names the table in messages. labels: axis -> run-id label (`study_axes`).
@@ -153,17 +188,24 @@ def fit_study(raw: pd.DataFrame, settings: FitSettings, *, source: str = "table"
     sizes = sorted(set(int(p) for p in table["params"]))
     holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
     # runs still training (or stopped) have no final evaluation: not in the N laws by default
-    unfinished = sorted(set(table.loc[~table["finished"].astype(bool), "run"].astype(str))) \
-        if "finished" in table.columns else []
+    unfinished = (
+        sorted(set(table.loc[~table["finished"].astype(bool), "run"].astype(str)))
+        if "finished" in table.columns
+        else []
+    )
     if unfinished:
         kept = settings.include_unfinished
         warnings.warn(
             f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
-            + ("INCLUDED in the laws vs N (--include-unfinished; marked in the figure), their "
-               "last evaluation is not a final one" if kept else
-               "left out of the laws vs N (their last evaluation is not a final one; "
-               "--include-unfinished includes them)")
-            + "; the Cmin frontier uses every evaluation, theirs included")
+            + (
+                "INCLUDED in the laws vs N (--include-unfinished; marked in the figure), their "
+                "last evaluation is not a final one"
+                if kept
+                else "left out of the laws vs N (their last evaluation is not a final one; "
+                "--include-unfinished includes them)"
+            )
+            + "; the Cmin frontier uses every evaluation, theirs included"
+        )
     flagged = data_limited_runs(table)
     if flagged:
         warnings.warn(
@@ -171,9 +213,11 @@ def fit_study(raw: pd.DataFrame, settings: FitSettings, *, source: str = "table"
             f"above its own minimum while training loss fell): "
             + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
             + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
-              f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)")
-    E_mode, E_reason = choose_irreducible(settings.irreducible, tokenizer or UNKNOWN_TOKENIZER,
-                                          table, settings.metrics)
+            f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)"
+        )
+    E_mode, E_reason = choose_irreducible(
+        settings.irreducible, tokenizer or UNKNOWN_TOKENIZER, table, settings.metrics
+    )
     left_out = set(unfinished) if not settings.include_unfinished else set()
 
     def for_n(sub: pd.DataFrame) -> pd.DataFrame:
@@ -186,8 +230,11 @@ def fit_study(raw: pd.DataFrame, settings: FitSettings, *, source: str = "table"
         if key not in shared:
             sets = []
             for against in settings.against:
-                pts = points_vs_n(for_n(sub), metric, settings.final) if against == "N" else \
-                    points_vs_cmin(sub, metric, settings.smooth)
+                pts = (
+                    points_vs_n(for_n(sub), metric, settings.final)
+                    if against == "N"
+                    else points_vs_cmin(sub, metric, settings.smooth)
+                )
                 sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
             shared[key] = fit_shared_E(sets, level=settings.ci)
             for problem in shared[key].problems(metric + (f" ({label})" if label else "")):
@@ -196,8 +243,13 @@ def fit_study(raw: pd.DataFrame, settings: FitSettings, *, source: str = "table"
 
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
-    common = dict(method=settings.method, bootstrap=settings.bootstrap,
-                  level=settings.ci, holdout=holdout, seed=settings.seed)
+    common = dict(
+        method=settings.method,
+        bootstrap=settings.bootstrap,
+        level=settings.ci,
+        holdout=holdout,
+        seed=settings.seed,
+    )
     for against in settings.against:
         for metric in settings.metrics:
             for group, sub in groups(table, axes["law_columns"]):
@@ -206,12 +258,20 @@ def fit_study(raw: pd.DataFrame, settings: FitSettings, *, source: str = "table"
                 if axes["best_column"] is not None:
                     sub, picks = best_over(sub, axes["best_column"], settings.best_by or metric)
                 try:
-                    se = shared_E(metric, label, sub) if E_mode == "fit" and metric.startswith("ce") else None
+                    se = (
+                        shared_E(metric, label, sub)
+                        if E_mode == "fit" and metric.startswith("ce")
+                        else None
+                    )
                     E = se.E if se is not None else irreducible_value(metric, E_mode)
                     if against == "N":
-                        res = fit_vs_n(for_n(sub), metric, irreducible=E, final=settings.final, **common)
+                        res = fit_vs_n(
+                            for_n(sub), metric, irreducible=E, final=settings.final, **common
+                        )
                     else:
-                        res = fit_vs_cmin(sub, metric, irreducible=E, smooth=settings.smooth, **common)
+                        res = fit_vs_cmin(
+                            sub, metric, irreducible=E, smooth=settings.smooth, **common
+                        )
                     if se is not None:
                         res.E_mode, res.E_ci = "fit", se.ci
                 except ResultsError as e:
@@ -233,18 +293,42 @@ def fit_study(raw: pd.DataFrame, settings: FitSettings, *, source: str = "table"
                 rec["group"] = group or None
                 rec["group_label"] = label
                 if picks is not None:
-                    rec["best_over"] = {"axis": picks[0]["axis"], "by": picks[0]["by"],
-                                        "seed_averaged": bool(axes["seed_columns"]), "picked": picks}
+                    rec["best_over"] = {
+                        "axis": picks[0]["axis"],
+                        "by": picks[0]["by"],
+                        "seed_averaged": bool(axes["seed_columns"]),
+                        "picked": picks,
+                    }
                 records.append(rec)
                 results.append(res)
                 law_labels.append(label)
-                notes.append({p["params"]: f"{axes['best_label']}={_value_text(p['value'])}" for p in picks}
-                             if picks else None)
+                notes.append(
+                    {p["params"]: f"{axes['best_label']}={_value_text(p['value'])}" for p in picks}
+                    if picks
+                    else None
+                )
     if not records:
         raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
-    E_values = {m: irreducible_value(m, E_mode) for m in settings.metrics
-                if not (E_mode == "fit" and m.startswith("ce"))}
-    return StudyFit(settings=settings, raw=raw, table=table, sizes=sizes, holdout=holdout,
-                    unfinished=unfinished, flagged=flagged, E_mode=E_mode, E_reason=E_reason,
-                    E_values=E_values, shared=shared, axes=axes, results=results, records=records,
-                    labels=law_labels, notes=notes)
+    E_values = {
+        m: irreducible_value(m, E_mode)
+        for m in settings.metrics
+        if not (E_mode == "fit" and m.startswith("ce"))
+    }
+    return StudyFit(
+        settings=settings,
+        raw=raw,
+        table=table,
+        sizes=sizes,
+        holdout=holdout,
+        unfinished=unfinished,
+        flagged=flagged,
+        E_mode=E_mode,
+        E_reason=E_reason,
+        E_values=E_values,
+        shared=shared,
+        axes=axes,
+        results=results,
+        records=records,
+        labels=law_labels,
+        notes=notes,
+    )

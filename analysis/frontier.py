@@ -15,7 +15,7 @@ level), so flat stretches and points beaten by another run's interpolated curve 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,9 @@ class Frontier:
     points: pd.DataFrame
 
 
-def run_curves(table: pd.DataFrame, metric: str) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+def run_curves(
+    table: pd.DataFrame, metric: str
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Per run (sorted by name): (run, compute [n], metric [n], step [n]), ascending compute."""
     out = []
     order = "step" if "step" in table.columns else "compute"
@@ -81,7 +83,9 @@ def smooth_curves(table: pd.DataFrame, metric: str, window: int) -> pd.DataFrame
     return table
 
 
-def frontier_values(curves: Sequence[tuple[np.ndarray, np.ndarray]], levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def frontier_values(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], levels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """F at each compute level; returns (values [M], index of the best curve [M], -1 if none).
 
     curves: list of (compute [n_r] ascending, metric [n_r]) per run; levels: [M] computes.
@@ -108,8 +112,9 @@ def frontier_values(curves: Sequence[tuple[np.ndarray, np.ndarray]], levels: np.
     return best, who
 
 
-def _frontier_at_evaluations(curves: Sequence[tuple[np.ndarray, np.ndarray]],
-                             levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _frontier_at_evaluations(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], levels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """`frontier_values` at `levels` = the union of the curves' computes, for all curves at once.
 
     Same definition (running minimum of the evaluations, and the log-log interpolation inside
@@ -122,7 +127,7 @@ def _frontier_at_evaluations(curves: Sequence[tuple[np.ndarray, np.ndarray]],
     has = np.isfinite(Y)
     running = np.minimum.accumulate(Y, axis=1)
     cols = np.arange(M)
-    prev = np.maximum.accumulate(np.where(has, cols, -1), axis=1)           # last evaluation <= level
+    prev = np.maximum.accumulate(np.where(has, cols, -1), axis=1)  # last evaluation <= level
     nxt = np.minimum.accumulate(np.where(has, cols, M)[:, ::-1], axis=1)[:, ::-1]  # first >= level
     inside = (prev >= 0) & (nxt < M)
     ll = np.log(levels)
@@ -131,14 +136,18 @@ def _frontier_at_evaluations(curves: Sequence[tuple[np.ndarray, np.ndarray]],
         p, q = np.clip(prev, 0, M - 1), np.clip(nxt, 0, M - 1)
         lp, lq = np.take_along_axis(ly, p, 1), np.take_along_axis(ly, q, 1)
         span = ll[q] - ll[p]
-        interp = np.where(span > 0, lp + (ll[None, :] - ll[p]) * (lq - lp) / np.where(span > 0, span, 1), lp)
+        interp = np.where(
+            span > 0, lp + (ll[None, :] - ll[p]) * (lq - lp) / np.where(span > 0, span, 1), lp
+        )
     value = np.where(inside, np.minimum(running, np.exp(interp)), running)
     best = value.min(axis=0)
     who = np.where(np.isfinite(best), value.argmin(axis=0), -1)
     return best, who
 
 
-def frontier_mask(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+def frontier_mask(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Frontier of a list of curves.
 
     curves: list of (compute [n_r] ascending, metric [n_r]) per run.
@@ -163,8 +172,10 @@ def pareto_frontier(table: pd.DataFrame, metric: str, min_runs: int = 2) -> Fron
     """
     curves = run_curves(table, metric)
     if len(curves) < min_runs:
-        raise ResultsError(f"the Cmin frontier needs training curves from at least {min_runs} runs "
-                           f"(several model sizes, each with several evaluations); got {len(curves)}")
+        raise ResultsError(
+            f"the Cmin frontier needs training curves from at least {min_runs} runs "
+            f"(several model sizes, each with several evaluations); got {len(curves)}"
+        )
     levels, value, who, masks = frontier_mask([(c, y) for _, c, y, _ in curves])
     names = [name for name, *_ in curves]
     curve = pd.DataFrame({"compute": levels, "value": value, "run": [names[k] for k in who]})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import optimize, stats
@@ -43,14 +43,18 @@ class SharedE:
         out = []
         if self.at_bound:
             where = "0" if self.E <= 0.5 * self.upper_bound else f"its upper bound min({metric})"
-            out.append(f"fitted E for {metric} sits at {where} ({self.E:.4g}): the data do not "
-                       f"locate the irreducible loss, and the exponents depend on that choice; "
-                       f"give --irreducible paper or a number if you know it")
+            out.append(
+                f"fitted E for {metric} sits at {where} ({self.E:.4g}): the data do not "
+                f"locate the irreducible loss, and the exponents depend on that choice; "
+                f"give --irreducible paper or a number if you know it"
+            )
         if self.wide:
-            out.append(f"fitted E for {metric} = {self.E:.4g} has a {self.level:.0%} interval "
-                       f"[{self.ci[0]:.4g}, {self.ci[1]:.4g}] wider than the smallest reducible "
-                       f"loss ({self.upper_bound - self.E:.3g}): the exponents are uncertain "
-                       f"beyond their bootstrap intervals (which hold E fixed)")
+            out.append(
+                f"fitted E for {metric} = {self.E:.4g} has a {self.level:.0%} interval "
+                f"[{self.ci[0]:.4g}, {self.ci[1]:.4g}] wider than the smallest reducible "
+                f"loss ({self.upper_bound - self.E:.3g}): the exponents are uncertain "
+                f"beyond their bootstrap intervals (which hold E fixed)"
+            )
         return out
 
 
@@ -76,8 +80,9 @@ def _profile_nll(sets: list[tuple[np.ndarray, np.ndarray]], E: float) -> float:
     return total
 
 
-def fit_shared_E(sets: Sequence[tuple[np.ndarray, np.ndarray]], level: float = 0.95,
-                 grid: int = 400) -> SharedE:
+def fit_shared_E(
+    sets: Sequence[tuple[np.ndarray, np.ndarray]], level: float = 0.95, grid: int = 400
+) -> SharedE:
     """One E for several (x [n_s], y [n_s]) point sets, each with its own power law.
 
     x, y positive. Returns the E of least total cost in ln y, its profile interval and flags.
@@ -95,16 +100,18 @@ def fit_shared_E(sets: Sequence[tuple[np.ndarray, np.ndarray]], level: float = 0
         return _profile_nll(logs, float(E))
 
     # a grid dense near min(y) (where the reducible part is small), then a bounded refinement
-    es = np.unique(np.concatenate([np.linspace(0.0, top, grid),
-                                   (top - top * np.logspace(-6, 0, grid))]))
+    es = np.unique(
+        np.concatenate([np.linspace(0.0, top, grid), (top - top * np.logspace(-6, 0, grid))])
+    )
     es = es[(es >= 0) & (es <= top)]
     costs = np.array([nll(E) for E in es])
     i = int(np.nanargmin(costs))
     lo, hi = es[max(i - 1, 0)], es[min(i + 1, len(es) - 1)]
     E, best = float(es[i]), float(costs[i])
     if hi > lo:
-        res = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded",
-                                       options={"xatol": 1e-10 * max(ymin, 1.0)})
+        res = optimize.minimize_scalar(
+            nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10 * max(ymin, 1.0)}
+        )
         if res.fun <= best:
             E, best = float(res.x), float(res.fun)
     # profile-likelihood interval: 2 (NLL(E) - NLL_min) <= chi2_1(level), found by bisection
@@ -120,5 +127,12 @@ def fit_shared_E(sets: Sequence[tuple[np.ndarray, np.ndarray]], level: float = 0
     ci_hi = top if nll(top) <= limit else edge(E, top)
     at_bound = E <= 1e-3 * ymin or E >= ymin * (1 - 1e-3)
     wide = (ci_hi - ci_lo) > (ymin - E)
-    return SharedE(E=E, ci=(ci_lo, ci_hi), level=level, upper_bound=ymin,
-                   n_points=sum(len(x) for x, _ in sets), at_bound=at_bound, wide=wide)
+    return SharedE(
+        E=E,
+        ci=(ci_lo, ci_hi),
+        level=level,
+        upper_bound=ymin,
+        n_points=sum(len(x) for x, _ in sets),
+        at_bound=at_bound,
+        wide=wide,
+    )

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,13 +57,14 @@ class JointLaw:
         """Loss at N, D (broadcast arrays)."""
         N = np.asarray(N, float)
         D = np.asarray(D, float)
-        return self.E + self.A * N ** -self.alpha + self.B * D ** -self.beta
+        return self.E + self.A * N**-self.alpha + self.B * D**-self.beta
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
 
 # ----------------------------------------------------------------------------- fitting
+
 
 def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
     """Huber loss and its derivative, elementwise."""
@@ -73,8 +75,9 @@ def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
     return loss, grad
 
 
-def _objective(p: np.ndarray, x: np.ndarray, y: np.ndarray, logL: np.ndarray, w: np.ndarray,
-               delta: float) -> tuple[float, np.ndarray]:
+def _objective(
+    p: np.ndarray, x: np.ndarray, y: np.ndarray, logL: np.ndarray, w: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
     """p = (e, a, alpha, b, beta) with E = exp(e), term_N = exp(a - alpha x), term_D = exp(b - beta y)."""
     e, a, alpha, b, beta = p
     tE, tN, tD = np.exp(e), np.exp(a - alpha * x), np.exp(b - beta * y)
@@ -82,8 +85,15 @@ def _objective(p: np.ndarray, x: np.ndarray, y: np.ndarray, logL: np.ndarray, w:
     r = np.log(P) - logL
     loss, g = _huber(r, delta)
     gw = w * g / P
-    grad = np.array([np.sum(gw * tE), np.sum(gw * tN), -np.sum(gw * tN * x),
-                     np.sum(gw * tD), -np.sum(gw * tD * y)])
+    grad = np.array(
+        [
+            np.sum(gw * tE),
+            np.sum(gw * tN),
+            -np.sum(gw * tN * x),
+            np.sum(gw * tD),
+            -np.sum(gw * tD * y),
+        ]
+    )
     return float(np.sum(w * loss)), grad
 
 
@@ -97,8 +107,11 @@ def _grid(logL_min: float) -> np.ndarray:
 
 
 def _grid_values(grid: np.ndarray, x, y, logL, w, delta) -> np.ndarray:
-    P = (np.exp(grid[:, :1]) + np.exp(grid[:, 1:2] - grid[:, 2:3] * x)
-         + np.exp(grid[:, 3:4] - grid[:, 4:5] * y))
+    P = (
+        np.exp(grid[:, :1])
+        + np.exp(grid[:, 1:2] - grid[:, 2:3] * x)
+        + np.exp(grid[:, 3:4] - grid[:, 4:5] * y)
+    )
     loss, _ = _huber(np.log(P) - logL, delta)
     return (loss * w).sum(axis=1)
 
@@ -110,14 +123,26 @@ class _Scale:
 
 
 def _fit_normalised(x, y, logL, w, delta: float, starts: np.ndarray, top: int) -> np.ndarray:
-    bounds = [(float(logL.min()) - 30, float(logL.min())), (-30, 30), (1e-3, 4.0), (-30, 30), (1e-3, 4.0)]
+    bounds = [
+        (float(logL.min()) - 30, float(logL.min())),
+        (-30, 30),
+        (1e-3, 4.0),
+        (-30, 30),
+        (1e-3, 4.0),
+    ]
     values = _grid_values(starts, x, y, logL, w, delta)
     best = None
     for i in np.argsort(values)[:top]:
         p0 = np.clip(starts[i], [b[0] for b in bounds], [b[1] for b in bounds])
-        res = optimize.minimize(_objective, p0, args=(x, y, logL, w, delta), jac=True,
-                                method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-10})
+        res = optimize.minimize(
+            _objective,
+            p0,
+            args=(x, y, logL, w, delta),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-10},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return best.x
@@ -125,35 +150,56 @@ def _fit_normalised(x, y, logL, w, delta: float, starts: np.ndarray, top: int) -
 
 def _to_law(p: np.ndarray, scale: _Scale) -> JointLaw:
     e, a, alpha, b, beta = (float(v) for v in p)
-    return JointLaw(E=math.exp(e), A=math.exp(a) * scale.N0 ** alpha, alpha=alpha,
-                    B=math.exp(b) * scale.D0 ** beta, beta=beta)
+    return JointLaw(
+        E=math.exp(e),
+        A=math.exp(a) * scale.N0**alpha,
+        alpha=alpha,
+        B=math.exp(b) * scale.D0**beta,
+        beta=beta,
+    )
 
 
 def _to_params(law: JointLaw, scale: _Scale) -> np.ndarray:
-    return np.array([math.log(max(law.E, 1e-300)), math.log(law.A) - law.alpha * math.log(scale.N0),
-                     law.alpha, math.log(law.B) - law.beta * math.log(scale.D0), law.beta])
+    return np.array(
+        [
+            math.log(max(law.E, 1e-300)),
+            math.log(law.A) - law.alpha * math.log(scale.N0),
+            law.alpha,
+            math.log(law.B) - law.beta * math.log(scale.D0),
+            law.beta,
+        ]
+    )
 
 
 def check_points(N, D, L, what: str = "the joint fit") -> None:
     """Raise ResultsError unless there are enough distinct (N, D) points for 5 parameters."""
     N, D, L = (np.asarray(v, float) for v in (N, D, L))
     if not (len(N) == len(D) == len(L)):
-        raise ResultsError(f"{what}: N, D and L have different lengths ({len(N)}, {len(D)}, {len(L)})")
+        raise ResultsError(
+            f"{what}: N, D and L have different lengths ({len(N)}, {len(D)}, {len(L)})"
+        )
     bad = ~np.isfinite(N * D * L) | (N <= 0) | (D <= 0) | (L <= 0)
     if bad.any():
-        raise ResultsError(f"{what}: {int(bad.sum())} points with a non-positive or missing N, D or loss")
+        raise ResultsError(
+            f"{what}: {int(bad.sum())} points with a non-positive or missing N, D or loss"
+        )
     pairs = len(set(zip(N.tolist(), D.tolist())))
     if pairs < N_PARAMS + 1:
-        raise ResultsError(f"{what} of L(N, D) = E + A/N^alpha + B/D^beta needs more distinct (N, D) "
-                           f"points than its {N_PARAMS} parameters; got {pairs} (add sizes, or decay "
-                           f"branches for more data points per size)")
+        raise ResultsError(
+            f"{what} of L(N, D) = E + A/N^alpha + B/D^beta needs more distinct (N, D) "
+            f"points than its {N_PARAMS} parameters; got {pairs} (add sizes, or decay "
+            f"branches for more data points per size)"
+        )
     if len(np.unique(N)) < 2 or len(np.unique(D)) < 2:
-        raise ResultsError(f"{what}: needs at least 2 distinct model sizes and 2 distinct data "
-                           f"amounts; got {len(np.unique(N))} sizes and {len(np.unique(D))} data amounts")
+        raise ResultsError(
+            f"{what}: needs at least 2 distinct model sizes and 2 distinct data "
+            f"amounts; got {len(np.unique(N))} sizes and {len(np.unique(D))} data amounts"
+        )
 
 
-def fit_joint(N, D, L, weights=None, delta: float = 1e-3, start: JointLaw | None = None,
-              top: int = 8) -> JointLaw:
+def fit_joint(
+    N, D, L, weights=None, delta: float = 1e-3, start: JointLaw | None = None, top: int = 8
+) -> JointLaw:
     """Fit the joint law to points N [n] (params), D [n] (tokens or images), L [n] (loss).
 
     weights: optional [n] multiplicities (the bootstrap's counts). start: a solution tried
@@ -172,6 +218,7 @@ def fit_joint(N, D, L, weights=None, delta: float = 1e-3, start: JointLaw | None
 
 # ----------------------------------------------------------------------------- compute
 
+
 @dataclasses.dataclass(frozen=True)
 class ComputeModel:
     """Training compute C = k N^gamma D in FLOPs (N params, D in the law's data unit),
@@ -185,7 +232,7 @@ class ComputeModel:
         return self.k * np.asarray(N, float) ** self.gamma * np.asarray(D, float)
 
     @classmethod
-    def fit(cls, N, D, C) -> "ComputeModel":
+    def fit(cls, N, D, C) -> ComputeModel:
         """Least squares of log(C / D) = log k + gamma log N over the points."""
         N, D, C = (np.asarray(v, float) for v in (N, D, C))
         ln, lc = np.log(N), np.log(C / D)
@@ -205,9 +252,11 @@ def optimal(law: JointLaw, cm: ComputeModel, C) -> tuple[np.ndarray, np.ndarray]
     """
     C = np.asarray(C, float)
     a, b, g = law.alpha, law.beta, cm.gamma
-    logN = (math.log(a * law.A) - math.log(g * b * law.B) - b * math.log(cm.k) + b * np.log(C)) / (a + g * b)
+    logN = (math.log(a * law.A) - math.log(g * b * law.B) - b * math.log(cm.k) + b * np.log(C)) / (
+        a + g * b
+    )
     N = np.exp(logN)
-    return N, C / (cm.k * N ** g)
+    return N, C / (cm.k * N**g)
 
 
 def exponents(law: JointLaw, cm: ComputeModel) -> tuple[float, float]:
@@ -217,6 +266,7 @@ def exponents(law: JointLaw, cm: ComputeModel) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- results
+
 
 def interval(samples: np.ndarray, n_units: int, level: float) -> tuple[float, float] | None:
     """Percentile interval of `samples` [B], Hesterberg-expanded for `n_units` resampled units
@@ -262,8 +312,13 @@ class JointFit:
         """N*, D* at compute C [m] with their intervals (None without a bootstrap)."""
         C = np.atleast_1d(np.asarray(C, float))
         N, D = optimal(self.law, self.compute, C)
-        out: dict[str, Any] = {"C": C.tolist(), "N": N.tolist(), "D": D.tolist(),
-                               "N_ci": None, "D_ci": None}
+        out: dict[str, Any] = {
+            "C": C.tolist(),
+            "N": N.tolist(),
+            "D": D.tolist(),
+            "N_ci": None,
+            "D_ci": None,
+        }
         if self.samples:
             sn, sd = zip(*(optimal(s, self.compute, C) for s in self.samples))
             sn, sd = np.array(sn), np.array(sd)
@@ -276,24 +331,47 @@ class JointFit:
         aN, aD = exponents(self.law, self.compute)
         p = self.points
         return {
-            "metric": self.metric, "form": "L = E + A / N^alpha + B / D^beta",
-            "N_unit": "parameters", "D_unit": f"training {self.d_unit}",
+            "metric": self.metric,
+            "form": "L = E + A / N^alpha + B / D^beta",
+            "N_unit": "parameters",
+            "D_unit": f"training {self.d_unit}",
             **self.law.as_dict(),
             **{f"{k}_ci": self.ci(k) for k in ("E", "A", "alpha", "B", "beta")},
             "loss": f"Huber (delta {self.delta:g}) on log residuals; L-BFGS-B from a grid of starts",
-            "n_points": int(len(p)), "n_sizes": int(p["N"].nunique()),
+            "n_points": int(len(p)),
+            "n_sizes": int(p["N"].nunique()),
             "rms_log_residual": float(np.sqrt(np.mean(np.log(p["predicted"] / p["L"]) ** 2))),
-            "ci": {"level": self.level, "bootstrap_samples": self.bootstrap,
-                   "bootstrap_valid": len(self.samples), "resampling": "runs (each run or branch one point)"},
-            "compute_model": {"form": f"C = k N^gamma D ({self.d_unit}), exact FLOPs (3 x forward)",
-                              "k": self.compute.k, "gamma": self.compute.gamma,
-                              "max_rel_error_on_runs": self.compute.max_rel_error},
-            "optimal": {"N_exponent": aN, "N_exponent_ci": self.ci("a_N"),
-                        "D_exponent": aD, "D_exponent_ci": self.ci("a_D"),
-                        "budgets": self.optimal(list(budgets)) if len(budgets) else None},
+            "ci": {
+                "level": self.level,
+                "bootstrap_samples": self.bootstrap,
+                "bootstrap_valid": len(self.samples),
+                "resampling": "runs (each run or branch one point)",
+            },
+            "compute_model": {
+                "form": f"C = k N^gamma D ({self.d_unit}), exact FLOPs (3 x forward)",
+                "k": self.compute.k,
+                "gamma": self.compute.gamma,
+                "max_rel_error_on_runs": self.compute.max_rel_error,
+            },
+            "optimal": {
+                "N_exponent": aN,
+                "N_exponent_ci": self.ci("a_N"),
+                "D_exponent": aD,
+                "D_exponent_ci": self.ci("a_D"),
+                "budgets": self.optimal(list(budgets)) if len(budgets) else None,
+            },
             "holdout": self.holdout,
-            "points": [{"run": str(r.run), "N": float(r.N), "D": float(r.D), "C": float(r.C),
-                        "L": float(r.L), "predicted": float(r.predicted)} for r in p.itertuples()],
+            "points": [
+                {
+                    "run": str(r.run),
+                    "N": float(r.N),
+                    "D": float(r.D),
+                    "C": float(r.C),
+                    "L": float(r.L),
+                    "predicted": float(r.predicted),
+                }
+                for r in p.itertuples()
+            ],
         }
 
 
@@ -302,17 +380,32 @@ def joint_points(table: pd.DataFrame, metric: str, d_unit: str = "tokens") -> pd
     if d_unit not in D_UNITS:
         raise ResultsError(f"data unit must be one of {', '.join(D_UNITS)}; got {d_unit!r}")
     if d_unit not in table.columns:
-        raise ResultsError(f"column {d_unit!r} missing: the joint law needs the training data of "
-                           f"each run in {d_unit}")
+        raise ResultsError(
+            f"column {d_unit!r} missing: the joint law needs the training data of "
+            f"each run in {d_unit}"
+        )
     final = final_rows(table)
-    return pd.DataFrame({"run": final["run"].astype(str).to_numpy(),
-                         "N": final["params"].to_numpy(float), "D": final[d_unit].to_numpy(float),
-                         "C": final["compute"].to_numpy(float), "L": final[metric].to_numpy(float)})
+    return pd.DataFrame(
+        {
+            "run": final["run"].astype(str).to_numpy(),
+            "N": final["params"].to_numpy(float),
+            "D": final[d_unit].to_numpy(float),
+            "C": final["compute"].to_numpy(float),
+            "L": final[metric].to_numpy(float),
+        }
+    )
 
 
-def fit_joint_table(table: pd.DataFrame, metric: str = "ce_avg", d_unit: str = "tokens",
-                    bootstrap: int = 200, level: float = 0.95, seed: int = 0, holdout: bool = True,
-                    delta: float = 1e-3) -> JointFit:
+def fit_joint_table(
+    table: pd.DataFrame,
+    metric: str = "ce_avg",
+    d_unit: str = "tokens",
+    bootstrap: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    holdout: bool = True,
+    delta: float = 1e-3,
+) -> JointFit:
     """Fit the joint law on a prepared tidy table's final evaluations (`results.prepare`)."""
     pts = joint_points(table, metric, d_unit)
     check_points(pts["N"], pts["D"], pts["L"], f"the joint fit of {metric}")
@@ -327,7 +420,9 @@ def fit_joint_table(table: pd.DataFrame, metric: str = "ce_avg", d_unit: str = "
     return fit
 
 
-def bootstrap_laws(N, D, L, start: JointLaw, draws: int, seed: int, delta: float = 1e-3) -> list[JointLaw]:
+def bootstrap_laws(
+    N, D, L, start: JointLaw, draws: int, seed: int, delta: float = 1e-3
+) -> list[JointLaw]:
     """Refits on `draws` resamples of the points (with replacement); draws with too few
     distinct (N, D) points are skipped."""
     N, D, L = (np.asarray(v, float) for v in (N, D, L))
@@ -338,7 +433,9 @@ def bootstrap_laws(N, D, L, start: JointLaw, draws: int, seed: int, delta: float
         counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
         keep = counts > 0
         try:
-            out.append(fit_joint(N[keep], D[keep], L[keep], counts[keep], delta, start=start, top=1))
+            out.append(
+                fit_joint(N[keep], D[keep], L[keep], counts[keep], delta, start=start, top=1)
+            )
         except ResultsError:
             continue
     return out
@@ -354,7 +451,12 @@ def holdout_largest(pts: pd.DataFrame, delta: float = 1e-3) -> dict[str, Any] | 
         return {"skipped": str(e)}
     pred = law.predict(held["N"], held["D"])
     rel = pred / held["L"].to_numpy() - 1
-    return {"held_out_N": float(largest), "law": law.as_dict(),
-            "points": [{"run": r, "D": float(d), "L": float(y), "predicted": float(p), "rel_error": float(e)}
-                       for r, d, y, p, e in zip(held["run"], held["D"], held["L"], pred, rel)],
-            "max_abs_rel_error": float(np.max(np.abs(rel)))}
+    return {
+        "held_out_N": float(largest),
+        "law": law.as_dict(),
+        "points": [
+            {"run": r, "D": float(d), "L": float(y), "predicted": float(p), "rel_error": float(e)}
+            for r, d, y, p, e in zip(held["run"], held["D"], held["L"], pred, rel)
+        ],
+        "max_abs_rel_error": float(np.max(np.abs(rel))),
+    }

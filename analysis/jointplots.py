@@ -6,7 +6,7 @@ chosen or changed on import.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -29,15 +29,25 @@ def plot_isoflop(fit: JointFit, budgets: Sequence[float] | None = None) -> Figur
     p = fit.points
     n_lo, n_hi = p["N"].min() / 4, p["N"].max() * 4
     Ns = np.geomspace(n_lo, n_hi, 300)
-    colors = [(0.1 + 0.8 * i / max(len(budgets) - 1, 1), 0.3, 0.9 - 0.8 * i / max(len(budgets) - 1, 1))
-              for i in range(len(budgets))]
+    colors = [
+        (0.1 + 0.8 * i / max(len(budgets) - 1, 1), 0.3, 0.9 - 0.8 * i / max(len(budgets) - 1, 1))
+        for i in range(len(budgets))
+    ]
     for C, color in zip(budgets, colors):
-        D = C / fit.compute.k / Ns ** fit.compute.gamma
+        D = C / fit.compute.k / Ns**fit.compute.gamma
         ax.plot(Ns, fit.law.predict(Ns, D), color=color, lw=1.5, label=f"C = {C:.2g} FLOPs")
         n_star, d_star = optimal(fit.law, fit.compute, [C])
         ax.plot(n_star, fit.law.predict(n_star, d_star), "*", color=color, ms=12, mec="k", mew=0.5)
-    sc = ax.scatter(p["N"], p["L"], c=np.log10(p["C"]), cmap="viridis", s=22, zorder=3, edgecolors="k",
-                    linewidths=0.3)
+    sc = ax.scatter(
+        p["N"],
+        p["L"],
+        c=np.log10(p["C"]),
+        cmap="viridis",
+        s=22,
+        zorder=3,
+        edgecolors="k",
+        linewidths=0.3,
+    )
     fig.colorbar(sc, ax=ax, label="log10 compute of the point (FLOPs)")
     ax.set_xscale("log")
     ax.set_xlabel("N (parameters)")
@@ -59,14 +69,21 @@ def plot_optimal(fit: JointFit, budgets: Sequence[float] | None = None) -> Figur
     opt = fit.optimal(budgets)
     C = np.asarray(opt["C"])
     fig = Figure(figsize=(10, 4.2))
-    for i, (key, label, col) in enumerate((("N", "N* (parameters)", "N"),
-                                           ("D", f"D* (training {fit.d_unit})", "D"))):
+    for i, (key, label, col) in enumerate(
+        (("N", "N* (parameters)", "N"), ("D", f"D* (training {fit.d_unit})", "D"))
+    ):
         ax = fig.add_subplot(1, 2, i + 1)
         ax.plot(C, opt[key], color="C0", lw=2, label=f"{key}*(C)")
         band = opt[f"{key}_ci"]
         if band and all(b is not None for b in band):
-            ax.fill_between(C, [b[0] for b in band], [b[1] for b in band], color="C0", alpha=0.2,
-                            label=f"{100 * fit.level:.0f}% bootstrap band")
+            ax.fill_between(
+                C,
+                [b[0] for b in band],
+                [b[1] for b in band],
+                color="C0",
+                alpha=0.2,
+                label=f"{100 * fit.level:.0f}% bootstrap band",
+            )
         ax.scatter(p["C"], p[col], s=16, color="k", zorder=3, label="runs (final points)")
         ax.set_xscale("log")
         ax.set_yscale("log")

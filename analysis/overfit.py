@@ -34,23 +34,34 @@ def check_curve(steps, test, train=None, rise: float = RISE) -> dict[str, Any] |
     if i_min == last or not test[last] >= (1 + rise) * test[i_min]:
         return None
     record: dict[str, Any] = {
-        "best_step": int(steps[i_min]), "best": test[i_min], "last_step": int(steps[last]),
-        "last": test[last], "rise": test[last] / test[i_min] - 1}
+        "best_step": int(steps[i_min]),
+        "best": test[i_min],
+        "last_step": int(steps[last]),
+        "last": test[last],
+        "rise": test[last] / test[i_min] - 1,
+    }
     if train is not None:
         tr = [float(v) for v in train]
         if not (math.isfinite(tr[last]) and math.isfinite(tr[i_min])) or not tr[last] < tr[i_min]:
             return None
-        record.update(train_at_best=tr[i_min], train_last=tr[last],
-                      reason=f"test loss rose {100 * record['rise']:.1f}% above its minimum "
-                             f"(step {record['best_step']}) while training loss fell "
-                             f"{tr[i_min]:.3f} -> {tr[last]:.3f}")
+        record.update(
+            train_at_best=tr[i_min],
+            train_last=tr[last],
+            reason=f"test loss rose {100 * record['rise']:.1f}% above its minimum "
+            f"(step {record['best_step']}) while training loss fell "
+            f"{tr[i_min]:.3f} -> {tr[last]:.3f}",
+        )
     else:
-        record["reason"] = (f"test loss rose {100 * record['rise']:.1f}% above its minimum (step "
-                            f"{record['best_step']}); no training loss to compare")
+        record["reason"] = (
+            f"test loss rose {100 * record['rise']:.1f}% above its minimum (step "
+            f"{record['best_step']}); no training loss to compare"
+        )
     return record
 
 
-def data_limited_runs(table: pd.DataFrame, metric: str = METRIC, rise: float = RISE) -> dict[str, dict]:
+def data_limited_runs(
+    table: pd.DataFrame, metric: str = METRIC, rise: float = RISE
+) -> dict[str, dict]:
     """run -> flag record (see `check_curve`) for every flagged run of a tidy table."""
     if metric not in table.columns:
         return {}
@@ -58,15 +69,20 @@ def data_limited_runs(table: pd.DataFrame, metric: str = METRIC, rise: float = R
     out = {}
     for run, df in table.groupby("run", sort=True):
         df = df.sort_values(order, kind="stable")
-        train = df["train_loss"].to_numpy(float) if "train_loss" in df.columns and \
-            df["train_loss"].notna().all() else None
+        train = (
+            df["train_loss"].to_numpy(float)
+            if "train_loss" in df.columns and df["train_loss"].notna().all()
+            else None
+        )
         rec = check_curve(df[order].to_numpy(), df[metric].to_numpy(float), train, rise)
         if rec is not None:
             out[str(run)] = {"metric": metric, **rec}
     return out
 
 
-MEANING = ("their final test loss measures the training set's size more than the model's "
-           "(repeated data), so they bend the top of the laws vs N; remedies: more views per "
-           "image (scaling.tokenize --views K), fewer epochs or more images; `fit --final best` "
-           "uses each run's best evaluation instead (docs/data.md)")
+MEANING = (
+    "their final test loss measures the training set's size more than the model's "
+    "(repeated data), so they bend the top of the laws vs N; remedies: more views per "
+    "image (scaling.tokenize --views K), fewer epochs or more images; `fit --final best` "
+    "uses each run's best evaluation instead (docs/data.md)"
+)

@@ -17,16 +17,20 @@ AGAINST = ("N", "Cmin")
 
 # what one unit of x is, in raw counts (params, FLOPs), and how it is written
 X_SCALE = {"N": 1e9, "Cmin": 1e15}
-X_UNIT = {"N": "billions of parameters (params / 1e9)",
-          "Cmin": "PFLOPs of training compute (FLOPs / 1e15)"}
+X_UNIT = {
+    "N": "billions of parameters (params / 1e9)",
+    "Cmin": "PFLOPs of training compute (FLOPs / 1e15)",
+}
 
 # where the published laws were measured, in X units: N from the paper's smallest to largest
 # model (18.5M to 2.0B parameters); Cmin: the paper says 6 decades and gives no FLOP formula,
 # so the range is approximate: from 6 N D of the largest run (2.0B params x 305B tokens =
 # 3.7e21 FLOPs = 3.7e6 PFLOPs) down six decades. Plots draw the laws only over these ranges.
 MEASURED_RANGE = {"N": (0.0185, 2.0), "Cmin": (3.7, 3.7e6)}
-MEASURED_RANGE_NOTE = {"N": "the paper's 12 models, 18.5M-2.0B params",
-                       "Cmin": "approx. 3.7-3.7e6 PFLOPs (6 decades ending at 6ND of the largest run)"}
+MEASURED_RANGE_NOTE = {
+    "N": "the paper's 12 models, 18.5M-2.0B params",
+    "Cmin": "approx. 3.7-3.7e6 PFLOPs (6 decades ending at 6ND of the largest run)",
+}
 
 # the authors' irreducible terms (from the tokenizer's token distribution)
 PAPER_IRREDUCIBLE = {"ce_avg": 5.0, "ce_last": 4.5, "err_avg": 0.0, "err_last": 0.0}
@@ -75,5 +79,7 @@ def paper_law(metric: str, against: str) -> PaperLaw:
     for law in PAPER_LAWS:
         if law.metric == metric and law.against == against:
             return law
-    raise KeyError(f"no published law for metric {metric!r} against {against!r}; "
-                   f"metrics: {', '.join(METRICS)}; against: {', '.join(AGAINST)}")
+    raise KeyError(
+        f"no published law for metric {metric!r} against {against!r}; "
+        f"metrics: {', '.join(METRICS)}; against: {', '.join(AGAINST)}"
+    )

@@ -16,8 +16,8 @@ command-line tools that write files choose a non-interactive one themselves.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -29,8 +29,12 @@ from .compare import law_band
 from .paper import MEASURED_RANGE, MEASURED_RANGE_NOTE, X_SCALE, paper_law
 from .powerlaw import FitResult
 
-LABELS = {"ce_avg": "test loss, average over scales", "ce_last": "test loss, last scale",
-          "err_avg": "token error rate, average", "err_last": "token error rate, last scale"}
+LABELS = {
+    "ce_avg": "test loss, average over scales",
+    "ce_last": "test loss, last scale",
+    "err_avg": "token error rate, average",
+    "err_last": "token error rate, last scale",
+}
 X_LABELS = {"N": "N (billions of parameters)", "Cmin": "compute (PFLOPs)"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 LINESTYLES = ("-", "--", ":", "-.")
@@ -38,7 +42,7 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 def _readable_log_axis(axis, lo: float, hi: float) -> None:
     """Log axis whose labels stay readable when the data spans less than ~1.5 decades."""
-    if hi / lo < 10 ** 1.5:
+    if hi / lo < 10**1.5:
         values = ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
         values = [v for v in values if lo * 0.95 <= v <= hi * 1.05 and v > 0]
         axis.set_major_locator(ticker.FixedLocator(values))
@@ -67,8 +71,15 @@ def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: s
     lo, hi = band[0] - shift, band[1] - shift
     ok = hi > 0
     lo = np.where(lo > 0, lo, np.nan)
-    ax.fill_between(xs[ok], lo[ok], hi[ok], color=color, alpha=0.18, lw=0,
-                    label=label and f"{label} ({fit.level:.0%} bootstrap band, {fit.bootstrap_valid} draws)")
+    ax.fill_between(
+        xs[ok],
+        lo[ok],
+        hi[ok],
+        color=color,
+        alpha=0.18,
+        lw=0,
+        label=label and f"{label} ({fit.level:.0%} bootstrap band, {fit.bootstrap_valid} draws)",
+    )
 
 
 def _holdout(ax, fit: FitResult, xs: np.ndarray) -> None:
@@ -77,14 +88,35 @@ def _holdout(ax, fit: FitResult, xs: np.ndarray) -> None:
     if hold is None or not len(hold.points):
         return
     E = fit.law.E
-    ax.plot(xs, hold.law.predict(xs) - E, "-.", color="C2", lw=1.2,
-            label=f"fit without the {hold.k} largest (hold-out), max err "
-                  f"{100 * hold.max_abs_rel_error:.1f}%")
+    ax.plot(
+        xs,
+        hold.law.predict(xs) - E,
+        "-.",
+        color="C2",
+        lw=1.2,
+        label=f"fit without the {hold.k} largest (hold-out), max err "
+        f"{100 * hold.max_abs_rel_error:.1f}%",
+    )
     pts = hold.points
-    ax.plot(pts["x"], pts["predicted"].to_numpy(float) - E, "x", color="C2", ms=7, mew=1.5,
-            label="its predictions of the held-out points")
-    ax.plot(pts["x"], pts["y"].to_numpy(float) - E, "s", mfc="none", color="C2", ms=8, mew=1.2,
-            label="held-out points (measured)")
+    ax.plot(
+        pts["x"],
+        pts["predicted"].to_numpy(float) - E,
+        "x",
+        color="C2",
+        ms=7,
+        mew=1.5,
+        label="its predictions of the held-out points",
+    )
+    ax.plot(
+        pts["x"],
+        pts["y"].to_numpy(float) - E,
+        "s",
+        mfc="none",
+        color="C2",
+        ms=8,
+        mew=1.2,
+        label="held-out points (measured)",
+    )
 
 
 def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
@@ -96,13 +128,23 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
         return None
     p_lo, p_hi = MEASURED_RANGE[fit.against]
     lo, hi = max(x_lo, p_lo), min(x_hi, p_hi)
-    label = f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (f", E={law.E:g}" if law.E else "")
+    label = f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (
+        f", E={law.E:g}" if law.E else ""
+    )
     if lo < hi:  # the ranges meet: in the panel, over the overlap only, as our y (metric - our E)
         xs = np.geomspace(lo, hi, 50)
         y = law.predict(xs) - fit.law.E
         ok = y > 0
         if ok.any():
-            ax.plot(xs[ok], y[ok], ":", color="k", lw=1.6, alpha=0.7, label=label + " (its measured range)")
+            ax.plot(
+                xs[ok],
+                y[ok],
+                ":",
+                color="k",
+                lw=1.6,
+                alpha=0.7,
+                label=label + " (its measured range)",
+            )
             return "panel"
     # no overlap: an inset with the law over its own range, in its own quantity (metric - its E)
     inset = ax.inset_axes([0.62, 0.62, 0.36, 0.34])
@@ -113,7 +155,15 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
     inset.tick_params(labelsize=6)
     inset.set_title(f"paper, {MEASURED_RANGE_NOTE[fit.against]}", fontsize=6)
     inset.set_xlabel(fit.against, fontsize=6, labelpad=0)
-    ax.plot([], [], ":", color="k", lw=1.6, alpha=0.7, label=label + " (inset: measured range, no overlap)")
+    ax.plot(
+        [],
+        [],
+        ":",
+        color="k",
+        lw=1.6,
+        alpha=0.7,
+        label=label + " (inset: measured range, no overlap)",
+    )
     return "inset"
 
 
@@ -141,13 +191,18 @@ def _by_metric(fits: Sequence[FitResult], labels: Sequence[str | None] | None):
 def _title_note(where: set) -> str:
     if not where:
         return ""
-    return ("; paper's laws over their measured range" + (" (inset where it does not meet the data)"
-                                                          if "inset" in where else ""))
+    return "; paper's laws over their measured range" + (
+        " (inset where it does not meet the data)" if "inset" in where else ""
+    )
 
 
-def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[str | None] | None = None,
-              notes: Sequence[Mapping[str, str] | None] | None = None,
-              flagged: Sequence[str] = ()) -> plt.Figure:
+def plot_vs_n(
+    fits: Sequence[FitResult],
+    paper: bool = False,
+    labels: Sequence[str | None] | None = None,
+    notes: Sequence[Mapping[str, str] | None] | None = None,
+    flagged: Sequence[str] = (),
+) -> plt.Figure:
     """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend.
 
     labels: one per fit (e.g. 'lr=0.003') when a metric has a fit per axis value; each label
@@ -170,24 +225,56 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
             colour = "C0" if label is None else f"C{k % 10}"
             line_colour = "C3" if label is None else colour
             x, y = fit.points["x"].to_numpy(), fit.points["y"].to_numpy() - fit.law.E
-            if getattr(fit, "seed_spread", None) is not None:  # seed replicates: mean, +-1 seed-to-seed sd
+            if (
+                getattr(fit, "seed_spread", None) is not None
+            ):  # seed replicates: mean, +-1 seed-to-seed sd
                 sp = fit.seed_spread.sort_values("params")
-                ax.errorbar(sp["params"].to_numpy(float) / X_SCALE["N"], sp["mean"].to_numpy(float) - fit.law.E,
-                            yerr=np.nan_to_num(sp["sd"].to_numpy(float)), fmt=MARKERS[k % len(MARKERS)],
-                            color=colour, ms=5, capsize=3,
-                            label=f"mean of {int(sp['n_seeds'].max())} seeds per size, +-1 sd" if label is None else None)
+                ax.errorbar(
+                    sp["params"].to_numpy(float) / X_SCALE["N"],
+                    sp["mean"].to_numpy(float) - fit.law.E,
+                    yerr=np.nan_to_num(sp["sd"].to_numpy(float)),
+                    fmt=MARKERS[k % len(MARKERS)],
+                    color=colour,
+                    ms=5,
+                    capsize=3,
+                    label=f"mean of {int(sp['n_seeds'].max())} seeds per size, +-1 sd"
+                    if label is None
+                    else None,
+                )
             else:
-                ax.plot(x, y, MARKERS[k % len(MARKERS)], color=colour, ms=6,
-                        label="final evaluation of each run" if label is None else None)
+                ax.plot(
+                    x,
+                    y,
+                    MARKERS[k % len(MARKERS)],
+                    color=colour,
+                    ms=6,
+                    label="final evaluation of each run" if label is None else None,
+                )
             marked = fit.points["run"].astype(str).isin([str(r) for r in flagged]).to_numpy()
             if marked.any():
-                ax.plot(x[marked], y[marked], "x", color="C3", ms=9, mew=1.5,
-                        label="flagged: data-limited or unfinished")
+                ax.plot(
+                    x[marked],
+                    y[marked],
+                    "x",
+                    color="C3",
+                    ms=9,
+                    mew=1.5,
+                    label="flagged: data-limited or unfinished",
+                )
             xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 100)
-            ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color=line_colour, lw=1.5,
-                    marker=None if label is None else MARKERS[k % len(MARKERS)], markevery=[],
-                    label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}")
-            if label is None:  # one law per panel: its band and hold-out (grouped: fits.json has them)
+            ax.plot(
+                xs,
+                fit.law.predict(xs) - fit.law.E,
+                "-",
+                color=line_colour,
+                lw=1.5,
+                marker=None if label is None else MARKERS[k % len(MARKERS)],
+                markevery=[],
+                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+            )
+            if (
+                label is None
+            ):  # one law per panel: its band and hold-out (grouped: fits.json has them)
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
                 _holdout(ax, fit, xs)
             done: set = set()
@@ -196,8 +283,14 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
                 text = (note_of.get(id(fit)) or {}).get(n)
                 if text and n not in done:
                     done.add(n)
-                    ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                                color=colour)
+                    ax.annotate(
+                        text,
+                        (xv, yv),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize=7,
+                        color=colour,
+                    )
             all_x += [x, xs]
             all_y.append(y)
         if paper:
@@ -207,15 +300,19 @@ def plot_vs_n(fits: Sequence[FitResult], paper: bool = False, labels: Sequence[s
         ax.set_xlabel(X_LABELS["N"])
         ax.set_ylabel(_ylabel(items[0][0]))
         _finish(ax, np.concatenate(all_x), np.concatenate(all_y))
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle("Scaling with model size N" + _title_note(where))
     return fig
 
 
-def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = False,
-                 labels: Sequence[str | None] | None = None,
-                 run_labels: Mapping[str, str] | None = None) -> plt.Figure:
+def plot_vs_cmin(
+    fits: Sequence[FitResult],
+    table: pd.DataFrame,
+    paper: bool = False,
+    labels: Sequence[str | None] | None = None,
+    run_labels: Mapping[str, str] | None = None,
+) -> plt.Figure:
     """One panel per metric: every run's training curve (colour by size), the frontier, the fit.
 
     table: the prepared tidy table the fits came from (columns run, params, compute, metrics).
@@ -231,8 +328,10 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
     norm = matplotlib.colors.LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 1.01))
     colours = {run: cmap(0.85 * norm(v)) for run, v in sizes.items()}  # skip the palest yellow
     distinct = list(dict.fromkeys(labels)) if labels is not None else [None]
-    style = {run: LINESTYLES[distinct.index(lab) % len(LINESTYLES)] if lab in distinct else "-"
-             for run, lab in (run_labels or {}).items()}
+    style = {
+        run: LINESTYLES[distinct.index(lab) % len(LINESTYLES)] if lab in distinct else "-"
+        for run, lab in (run_labels or {}).items()
+    }
     panels = _by_metric(fits, labels)
     where: set = set()
     for ax, (metric, items) in zip(axes.flat, panels):
@@ -242,19 +341,41 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
             df = table[table["run"] == run].sort_values("compute")
             y = df[metric].to_numpy(float) - E
             ok = y > 0
-            ax.plot(df["compute"].to_numpy()[ok] / X_SCALE["Cmin"], y[ok], style.get(str(run), "-"),
-                    color=colours[run], lw=1, alpha=0.85)
+            ax.plot(
+                df["compute"].to_numpy()[ok] / X_SCALE["Cmin"],
+                y[ok],
+                style.get(str(run), "-"),
+                color=colours[run],
+                lw=1,
+                alpha=0.85,
+            )
             all_y.append(y[ok])
         for fit, label, k in items:
             fr = fit.points
             colour = "k" if label is None else f"C{k % 10}"
-            ax.plot(fr["x"], fr["y"] - fit.law.E, MARKERS[k % len(MARKERS)], ms=5, mfc="none", mew=1.2,
-                    color=colour, label="frontier points (fitted)" if label is None else None)
+            ax.plot(
+                fr["x"],
+                fr["y"] - fit.law.E,
+                MARKERS[k % len(MARKERS)],
+                ms=5,
+                mfc="none",
+                mew=1.2,
+                color=colour,
+                label="frontier points (fitted)" if label is None else None,
+            )
             x = fr["x"].to_numpy()
             xs = np.geomspace(x.min(), x.max(), 100)
-            ax.plot(xs, fit.law.predict(xs) - fit.law.E, "-", color="C3" if label is None else colour, lw=2,
-                    marker=None if label is None else MARKERS[k % len(MARKERS)], markevery=[], mfc="none",
-                    label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}")
+            ax.plot(
+                xs,
+                fit.law.predict(xs) - fit.law.E,
+                "-",
+                color="C3" if label is None else colour,
+                lw=2,
+                marker=None if label is None else MARKERS[k % len(MARKERS)],
+                markevery=[],
+                mfc="none",
+                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+            )
             if label is None:
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
                 _holdout(ax, fit, xs)
@@ -265,53 +386,89 @@ def plot_vs_cmin(fits: Sequence[FitResult], table: pd.DataFrame, paper: bool = F
         ax.set_xlabel(X_LABELS["Cmin"])
         ax.set_ylabel(_ylabel(items[0][0]))
         _finish(ax, all_x, np.concatenate(all_y))
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if fits:
         shown = matplotlib.colors.ListedColormap(cmap(np.linspace(0, 0.85, 256)))
-        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=shown), ax=axes.ravel().tolist(),
-                           shrink=0.6, pad=0.02)
+        bar = fig.colorbar(
+            plt.cm.ScalarMappable(norm=norm, cmap=shown),
+            ax=axes.ravel().tolist(),
+            shrink=0.6,
+            pad=0.02,
+        )
         bar.set_label("model size N (billions of parameters)")
-    fig.suptitle("Training curves and the compute frontier Cmin" + _title_note(where)
-                 + (" (line style: " + ", ".join(f"{LINESTYLES[i % 4]!r} {lab}" for i, lab in enumerate(distinct))
-                    + ")" if run_labels and labels is not None else ""))
+    fig.suptitle(
+        "Training curves and the compute frontier Cmin"
+        + _title_note(where)
+        + (
+            " (line style: "
+            + ", ".join(f"{LINESTYLES[i % 4]!r} {lab}" for i, lab in enumerate(distinct))
+            + ")"
+            if run_labels and labels is not None
+            else ""
+        )
+    )
     return fig
 
 
-def plot_compare(fits_a: Sequence[FitResult], fits_b: Sequence[FitResult], against: str,
-                 names: tuple[str, str]) -> plt.Figure:
+def plot_compare(
+    fits_a: Sequence[FitResult], fits_b: Sequence[FitResult], against: str, names: tuple[str, str]
+) -> plt.Figure:
     """Two studies' laws against `against` ("N" or "Cmin") in one figure, one panel per metric
     fitted in both: each study's fitted points, law and bootstrap band.
 
     The y-axis is the metric itself (each law with its own E), so studies with different E
     share one scale; the legend gives each law and E.
     """
-    pairs = [(a, b) for a in fits_a if a.against == against
-             for b in fits_b if b.against == against and b.metric == a.metric]
+    pairs = [
+        (a, b)
+        for a in fits_a
+        if a.against == against
+        for b in fits_b
+        if b.against == against and b.metric == a.metric
+    ]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), squeeze=False, layout="constrained")
     for ax, (a, b) in zip(axes.flat, pairs):
         xs_all, ys_all = [], []
         for fit, name, colour, marker in ((a, names[0], "C0", "o"), (b, names[1], "C1", "s")):
             x, y = fit.points["x"].to_numpy(float), fit.points["y"].to_numpy(float)
-            ax.plot(x, y, marker, color=colour, ms=5, mfc="none" if against == "Cmin" else colour,
-                    label=f"{name}: " + ("final evaluations" if against == "N" else "frontier points"))
+            ax.plot(
+                x,
+                y,
+                marker,
+                color=colour,
+                ms=5,
+                mfc="none" if against == "Cmin" else colour,
+                label=f"{name}: " + ("final evaluations" if against == "N" else "frontier points"),
+            )
             xs = np.geomspace(x.min() / 1.2, x.max() * 1.2, 100)
             E = fit.law.E if abs(fit.law.E) > 1e-9 else 0.0
-            alpha_ci = "" if fit.alpha_ci is None else \
-                f" [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}]"
-            ax.plot(xs, fit.law.predict(xs), "-", color=colour, lw=1.6,
-                    label=f"{name}: alpha = {fit.law.alpha:.3g}{alpha_ci}" + (f", E = {E:.3g}" if E else ""))
+            alpha_ci = (
+                "" if fit.alpha_ci is None else f" [{fit.alpha_ci[0]:.3g}, {fit.alpha_ci[1]:.3g}]"
+            )
+            ax.plot(
+                xs,
+                fit.law.predict(xs),
+                "-",
+                color=colour,
+                lw=1.6,
+                label=f"{name}: alpha = {fit.law.alpha:.3g}{alpha_ci}"
+                + (f", E = {E:.3g}" if E else ""),
+            )
             _band(ax, fit, xs, 0.0, colour, None)
             xs_all.append(xs)
             ys_all.append(y)
         ax.set_xlabel(X_LABELS[against])
         ax.set_ylabel(LABELS.get(a.metric, a.metric) + " (each law with its own E)")
         _finish(ax, np.concatenate(xs_all), np.concatenate(ys_all))
-    for ax in list(axes.flat)[len(pairs):]:
+    for ax in list(axes.flat)[len(pairs) :]:
         ax.set_visible(False)
     what = "model size N" if against == "N" else "compute (Cmin frontier)"
-    fig.suptitle(f"{names[0]} vs {names[1]}: scaling with {what}, {pairs[0][0].level:.0%} "
-                 f"bootstrap bands" if pairs else f"{names[0]} vs {names[1]}")
+    fig.suptitle(
+        f"{names[0]} vs {names[1]}: scaling with {what}, {pairs[0][0].level:.0%} bootstrap bands"
+        if pairs
+        else f"{names[0]} vs {names[1]}"
+    )
     return fig
 
 
@@ -327,16 +484,23 @@ def save_figure(fig: plt.Figure, path_stem: str | Path, formats=("png", "pdf")) 
     return paths
 
 
-SAMPLE_PANELS = (("sample_acc", "class accuracy of samples (demo classifier)"),
-                 ("sample_fd", "Frechet distance to val, classifier features"),
-                 ("fid", "FID"), ("is", "Inception Score"), ("precision", "precision"), ("recall", "recall"))
+SAMPLE_PANELS = (
+    ("sample_acc", "class accuracy of samples (demo classifier)"),
+    ("sample_fd", "Frechet distance to val, classifier features"),
+    ("fid", "FID"),
+    ("is", "Inception Score"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+)
 
 
 def plot_samples_vs_n(table: pd.DataFrame) -> plt.Figure | None:
     """Sample quality (scaling.sample_eval's columns) of each run's last sample evaluation
     against N, one panel per metric present; None when the table has none. Measured points
     only (fit them with ``scaling.fit --metrics sample_fd,sample_err`` or ``fid``)."""
-    panels = [(c, label) for c, label in SAMPLE_PANELS if c in table.columns and table[c].notna().any()]
+    panels = [
+        (c, label) for c, label in SAMPLE_PANELS if c in table.columns and table[c].notna().any()
+    ]
     if not panels or "params" not in table.columns:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
@@ -354,8 +518,15 @@ def plot_samples_vs_n(table: pd.DataFrame) -> plt.Figure | None:
         ax.set_title(label, fontsize=9)
         ax.grid(True, which="both", alpha=0.25)
     settings = table[table[panels[0][0]].notna()].iloc[-1]
-    extra = ", ".join(f"{k.replace('sample_', '')} {settings[k]:g}" for k in ("sample_count", "sample_cfg",
-                      "sample_top_k", "sample_top_p") if k in table.columns and pd.notna(settings[k]))
-    fig.suptitle(f"Sample quality against model size ({extra})" if extra else "Sample quality against model size")
+    extra = ", ".join(
+        f"{k.replace('sample_', '')} {settings[k]:g}"
+        for k in ("sample_count", "sample_cfg", "sample_top_k", "sample_top_p")
+        if k in table.columns and pd.notna(settings[k])
+    )
+    fig.suptitle(
+        f"Sample quality against model size ({extra})"
+        if extra
+        else "Sample quality against model size"
+    )
     fig.tight_layout()
     return fig

@@ -36,8 +36,15 @@ from tqdm.auto import tqdm
 from .frontier import Frontier, frontier_mask, pareto_frontier, run_curves, smooth_curves
 from .paper import PAPER_IRREDUCIBLE, X_SCALE, X_UNIT
 from .results import ResultsError, final_rows
-from .seeds import (average_seeds, bootstrap_size_seed, has_replicates, seed_curves, seed_points,
-                    seed_spread, size_label)
+from .seeds import (
+    average_seeds,
+    bootstrap_size_seed,
+    has_replicates,
+    seed_curves,
+    seed_points,
+    seed_spread,
+    size_label,
+)
 
 Irreducible = Union[Literal["paper", "none", "fit"], float]
 Method = Literal["ols", "robust"]
@@ -77,13 +84,16 @@ def irreducible_value(metric: str, spec: Irreducible) -> float | None:
     try:
         value = float(spec)
     except (TypeError, ValueError):
-        raise ResultsError(f"irreducible must be 'paper', 'none', 'fit' or a number; got {spec!r}") from None
+        raise ResultsError(
+            f"irreducible must be 'paper', 'none', 'fit' or a number; got {spec!r}"
+        ) from None
     if not math.isfinite(value) or value < 0:
         raise ResultsError(f"irreducible must be a non-negative number; got {spec!r}")
     return value
 
 
 # ---------------------------------------------------------------------------- single fits
+
 
 def _ols_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
     """Weighted least-squares line ly = a*lx + b; returns (a, b)."""
@@ -97,8 +107,9 @@ def _ols_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None = None) -> tu
     return float(a), float(my - a * mx)
 
 
-def _huber_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None,
-                start: tuple[float, float] | None = None) -> tuple[float, float]:
+def _huber_line(
+    lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None, start: tuple[float, float] | None = None
+) -> tuple[float, float]:
     w = np.ones_like(lx) if w is None else w
     a0, b0 = _ols_line(lx, ly, w)
     resid = ly - (a0 * lx + b0)
@@ -120,14 +131,17 @@ def _huber_line(lx: np.ndarray, ly: np.ndarray, w: np.ndarray | None,
     jac = -np.column_stack([sw * lx, sw])  # constant: the model is linear in (a, b)
     best = None
     for start in starts:
-        res = optimize.least_squares(residual, np.array(start), jac=lambda p: jac, loss="huber",
-                                     f_scale=scale, method="trf")
+        res = optimize.least_squares(
+            residual, np.array(start), jac=lambda p: jac, loss="huber", f_scale=scale, method="trf"
+        )
         if best is None or res.cost < best.cost:
             best = res
     return float(best.x[0]), float(best.x[1])
 
 
-def _joint(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool, start: Law | None = None) -> Law:
+def _joint(
+    lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool, start: Law | None = None
+) -> Law:
     w = np.ones_like(lx) if w is None else w
     ly = np.log(y)
     ymin = float(y.min())
@@ -157,8 +171,15 @@ def _joint(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool, st
     best = None
     for p0 in starts:
         p0[2] = min(max(p0[2], 0.0), hi[2] * (1 - 1e-6))
-        res = optimize.least_squares(residual, p0, jac=jac, bounds=(lo, hi), method="trf",
-                                     loss="huber" if robust else "linear", f_scale=0.01 if robust else 1.0)
+        res = optimize.least_squares(
+            residual,
+            p0,
+            jac=jac,
+            bounds=(lo, hi),
+            method="trf",
+            loss="huber" if robust else "linear",
+            f_scale=0.01 if robust else 1.0,
+        )
         if best is None or res.cost < best.cost:
             best = res
     if best is None:
@@ -167,7 +188,9 @@ def _joint(lx: np.ndarray, y: np.ndarray, w: np.ndarray | None, robust: bool, st
     return Law(float(alpha), float(np.exp(lb)), float(E))
 
 
-def fit_law(x, y, E: float | None = 0.0, method: Method = "ols", weights=None, start: Law | None = None) -> Law:
+def fit_law(
+    x, y, E: float | None = 0.0, method: Method = "ols", weights=None, start: Law | None = None
+) -> Law:
     """Fit ``y = E + (beta*x)^alpha``; x, y: positive arrays [n]; E None = fit E jointly.
 
     weights: optional [n] non-negative multiplicities (the bootstrap's counts).
@@ -182,11 +205,15 @@ def fit_law(x, y, E: float | None = 0.0, method: Method = "ols", weights=None, s
         return _joint(lx, y, w, robust=(method == "robust"), start=start)
     red = y - E
     if (red <= 0).any():
-        raise ResultsError(f"irreducible term E={E:g} is not below every value (smallest {y.min():.6g}); "
-                           f"the reducible loss y - E must be positive: choose a smaller E, 'none' or 'fit'")
+        raise ResultsError(
+            f"irreducible term E={E:g} is not below every value (smallest {y.min():.6g}); "
+            f"the reducible loss y - E must be positive: choose a smaller E, 'none' or 'fit'"
+        )
     ly = np.log(red)
     if method == "robust":
-        a, b = _huber_line(lx, ly, w, None if start is None else (start.alpha, start.alpha * np.log(start.beta)))
+        a, b = _huber_line(
+            lx, ly, w, None if start is None else (start.alpha, start.alpha * np.log(start.beta))
+        )
     else:
         a, b = _ols_line(lx, ly, w)
     if a == 0:
@@ -216,6 +243,7 @@ def interval_quantiles(n_units: int, level: float, ci_method: CIMethod) -> tuple
 
 # ---------------------------------------------------------------------------- results
 
+
 @dataclasses.dataclass
 class Holdout:
     """Fit without the k largest models; prediction error on their points."""
@@ -231,13 +259,25 @@ class Holdout:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "k": self.k, "held_out_runs": self.runs,
-            "alpha": self.law.alpha, "beta": self.law.beta, "E": self.law.E,
-            "points": [{"run": str(r.run), "x": float(r.x), "y": float(r.y),
-                        "predicted": float(r.predicted), "rel_error": float(r.rel_error)}
-                       for r in self.points.itertuples()],
+            "k": self.k,
+            "held_out_runs": self.runs,
+            "alpha": self.law.alpha,
+            "beta": self.law.beta,
+            "E": self.law.E,
+            "points": [
+                {
+                    "run": str(r.run),
+                    "x": float(r.x),
+                    "y": float(r.y),
+                    "predicted": float(r.predicted),
+                    "rel_error": float(r.rel_error),
+                }
+                for r in self.points.itertuples()
+            ],
             "max_abs_rel_error": _num(self.max_abs_rel_error),
-            "mean_abs_rel_error": _num(float(self.points["rel_error"].abs().mean())) if len(self.points) else None,
+            "mean_abs_rel_error": _num(float(self.points["rel_error"].abs().mean()))
+            if len(self.points)
+            else None,
         }
 
 
@@ -265,7 +305,9 @@ class FitResult:
     smooth: int = 0  # Cmin only: smoothing window applied to each run's curve
     samples: np.ndarray | None = None  # [B_valid, 3] bootstrap (alpha, beta, E): bands, comparisons
     resampling: str = "runs"  # bootstrap unit: "runs", or "sizes, seeds within sizes"
-    seed_spread: pd.DataFrame | None = None  # per size: params, n_seeds, mean, sd (seed replicates only)
+    seed_spread: pd.DataFrame | None = (
+        None  # per size: params, n_seeds, mean, sd (seed replicates only)
+    )
 
     @property
     def x_unit(self) -> str:
@@ -281,28 +323,53 @@ class FitResult:
         x = self.points["x"].to_numpy(float)
         y = self.points["y"].to_numpy(float)
         out: dict[str, Any] = {
-            "metric": self.metric, "against": self.against, "x_unit": self.x_unit,
+            "metric": self.metric,
+            "against": self.against,
+            "x_unit": self.x_unit,
             "form": "y - E = (beta * x)^alpha",
-            "alpha": self.law.alpha, "alpha_ci": _pair(self.alpha_ci),
-            "beta": self.law.beta, "beta_ci": _pair(self.beta_ci),
-            "E": self.law.E, "E_mode": self.E_mode,
+            "alpha": self.law.alpha,
+            "alpha_ci": _pair(self.alpha_ci),
+            "beta": self.law.beta,
+            "beta_ci": _pair(self.beta_ci),
+            "E": self.law.E,
+            "E_mode": self.E_mode,
             "E_ci": _pair(self.E_ci) if self.E_mode == "fit" else None,
-            "r": _num(self.r), "method": self.method,
-            "n_points": int(len(x)), "n_runs": self.n_runs,
-            "x_min": float(x.min()), "x_max": float(x.max()),
-            "y_min": float(y.min()), "y_max": float(y.max()),
+            "r": _num(self.r),
+            "method": self.method,
+            "n_points": int(len(x)),
+            "n_runs": self.n_runs,
+            "x_min": float(x.min()),
+            "x_max": float(x.max()),
+            "y_min": float(y.min()),
+            "y_max": float(y.max()),
             "equation": self.equation(),
-            "ci": {"level": self.level, "method": self.ci_method, "bootstrap_samples": self.bootstrap,
-                   "bootstrap_valid": self.bootstrap_valid, "resampling": self.resampling},
+            "ci": {
+                "level": self.level,
+                "method": self.ci_method,
+                "bootstrap_samples": self.bootstrap,
+                "bootstrap_valid": self.bootstrap_valid,
+                "resampling": self.resampling,
+            },
             "holdout": self.holdout.to_dict() if self.holdout else None,
-            "seed_spread": None if self.seed_spread is None else [
-                {"params": float(r.params), "n_seeds": int(r.n_seeds), "mean": float(r.mean), "sd": _num(float(r.sd)),
-                 "runs": str(r.runs).split(",")} for r in self.seed_spread.itertuples()],
+            "seed_spread": None
+            if self.seed_spread is None
+            else [
+                {
+                    "params": float(r.params),
+                    "n_seeds": int(r.n_seeds),
+                    "mean": float(r.mean),
+                    "sd": _num(float(r.sd)),
+                    "runs": str(r.runs).split(","),
+                }
+                for r in self.seed_spread.itertuples()
+            ],
         }
         if self.frontier is not None:
             out["smooth"] = self.smooth
-            out["frontier_points"] = [{"run": str(p.run), "step": _num(float(p.step)), "x": float(p.x),
-                                       "y": float(p.y)} for p in self.points.itertuples()]
+            out["frontier_points"] = [
+                {"run": str(p.run), "step": _num(float(p.step)), "x": float(p.x), "y": float(p.y)}
+                for p in self.points.itertuples()
+            ]
         return out
 
 
@@ -325,13 +392,18 @@ def _summarise(samples: np.ndarray, n_units: int, level: float, ci_method: CIMet
 
 # ---------------------------------------------------------------------------- vs N
 
+
 def _n_points(table: pd.DataFrame, metric: str, final: str = "last") -> pd.DataFrame:
     if final not in ("last", "best"):
         raise ResultsError(f"final must be 'last' or 'best'; got {final!r}")
     final = final_rows(table, metric if final == "best" else None)
-    return pd.DataFrame({"run": final["run"].astype(str).to_numpy(),
-                         "x": final["params"].to_numpy(float) / X_SCALE["N"],
-                         "y": final[metric].to_numpy(float)})
+    return pd.DataFrame(
+        {
+            "run": final["run"].astype(str).to_numpy(),
+            "x": final["params"].to_numpy(float) / X_SCALE["N"],
+            "y": final[metric].to_numpy(float),
+        }
+    )
 
 
 def points_vs_n(table: pd.DataFrame, metric: str, final: str = "last") -> pd.DataFrame:
@@ -345,22 +417,35 @@ def points_vs_cmin(table: pd.DataFrame, metric: str, smooth: int = 0) -> pd.Data
     """The points a law vs Cmin is fitted to: run, step, x (PFLOPs), y on the frontier."""
     pts = _cmin_points(pareto_frontier(smooth_curves(table, metric, smooth), metric))
     if len(pts) < 3:
-        raise ResultsError(f"the {metric} frontier has {len(pts)} points; fitting against Cmin needs at least 3 "
-                           f"(more evaluations per run, or more runs)")
+        raise ResultsError(
+            f"the {metric} frontier has {len(pts)} points; fitting against Cmin needs at least 3 "
+            f"(more evaluations per run, or more runs)"
+        )
     return pts
 
 
 def _check_sizes(x: np.ndarray, what: str) -> None:
     sizes = np.unique(x)
     if len(sizes) < 3:
-        raise ResultsError(f"{what} needs at least 3 model sizes (distinct params); got {len(sizes)}"
-                           + (f" ({', '.join(f'{s:.4g}' for s in sizes)} B params)" if len(sizes) else ""))
+        raise ResultsError(
+            f"{what} needs at least 3 model sizes (distinct params); got {len(sizes)}"
+            + (f" ({', '.join(f'{s:.4g}' for s in sizes)} B params)" if len(sizes) else "")
+        )
 
 
-def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none", method: Method = "ols",
-             bootstrap: int = 1000, level: float = 0.95, holdout: int = 0, seed: int = 0,
-             ci_method: CIMethod = "expanded", seeds: bool | None = None,
-             final: str = "last") -> FitResult:
+def fit_vs_n(
+    table: pd.DataFrame,
+    metric: str,
+    irreducible: Irreducible = "none",
+    method: Method = "ols",
+    bootstrap: int = 1000,
+    level: float = 0.95,
+    holdout: int = 0,
+    seed: int = 0,
+    ci_method: CIMethod = "expanded",
+    seeds: bool | None = None,
+    final: str = "last",
+) -> FitResult:
     """Fit `metric` at each run's final evaluation against N (billions of params).
 
     table: a prepared tidy table (`results.prepare`). Bootstrap resamples runs; `holdout`
@@ -375,9 +460,13 @@ def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none"
         sp = seed_points(table, metric)
         groups = [g for _, g in sp.groupby("group", sort=True)]
         values = [g["y"].to_numpy(float) for g in groups]
-        pts = pd.DataFrame({"run": [size_label(list(g["run"]), f"N{int(g['params'].iloc[0])}") for g in groups],
-                            "x": [float(g["params"].iloc[0]) / X_SCALE["N"] for g in groups],
-                            "y": [float(v.mean()) for v in values]})
+        pts = pd.DataFrame(
+            {
+                "run": [size_label(list(g["run"]), f"N{int(g['params'].iloc[0])}") for g in groups],
+                "x": [float(g["params"].iloc[0]) / X_SCALE["N"] for g in groups],
+                "y": [float(v.mean()) for v in values],
+            }
+        )
     else:
         pts = _n_points(table, metric, final)
     x, y = pts["x"].to_numpy(), pts["y"].to_numpy()
@@ -385,9 +474,19 @@ def fit_vs_n(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none"
     E = irreducible_value(metric, irreducible)
     law = fit_law(x, y, E, method)
     r = pearson_loglog(x, y, law.E)
-    result = FitResult(metric, "N", law, "fit" if E is None else "fixed", method, r, pts,
-                       int(table["run"].nunique()) if use_seeds else len(pts),
-                       level=level, ci_method=ci_method, bootstrap=bootstrap)
+    result = FitResult(
+        metric,
+        "N",
+        law,
+        "fit" if E is None else "fixed",
+        method,
+        r,
+        pts,
+        int(table["run"].nunique()) if use_seeds else len(pts),
+        level=level,
+        ci_method=ci_method,
+        bootstrap=bootstrap,
+    )
     if use_seeds:
         result.resampling = "sizes, seeds within sizes"
         result.seed_spread = seed_spread(table, [metric]).drop(columns="metric")
@@ -426,15 +525,20 @@ def _bootstrap_n(x, y, E, method, counts: np.ndarray, start: Law) -> np.ndarray:
         lx, ly = np.log(x), np.log(ys - E)
         sw = counts.sum(axis=1)
         mx, my = counts @ lx / sw, (counts * ly).sum(axis=1) / sw
-        sxx = counts @ (lx ** 2) / sw - mx ** 2
+        sxx = counts @ (lx**2) / sw - mx**2
         sxy = (counts * ly) @ lx / sw - mx * my
         alpha = sxy / sxx
         with np.errstate(over="ignore", divide="ignore"):  # tiny alphas make beta overflow
             beta = np.exp((my - alpha * mx) / alpha)
         return np.column_stack([alpha, beta, np.full_like(alpha, E)])
     out = []
-    for w, yb in tqdm(zip(counts, ys), total=len(counts), desc="bootstrap", disable=not sys.stderr.isatty(),
-                      leave=False):
+    for w, yb in tqdm(
+        zip(counts, ys),
+        total=len(counts),
+        desc="bootstrap",
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    ):
         keep = w > 0
         try:
             law = fit_law(x[keep], yb[keep], E, method, w[keep], start=start)
@@ -447,28 +551,54 @@ def _bootstrap_n(x, y, E, method, counts: np.ndarray, start: Law) -> np.ndarray:
 def _holdout_n(pts: pd.DataFrame, E, method, k: int) -> Holdout:
     sizes = np.unique(pts["x"])
     if len(sizes) - k < 3:
-        raise ResultsError(f"hold-out k={k} leaves {len(sizes) - k} model sizes; the fit needs at least 3 "
-                           f"(use k <= {len(sizes) - 3})")
+        raise ResultsError(
+            f"hold-out k={k} leaves {len(sizes) - k} model sizes; the fit needs at least 3 "
+            f"(use k <= {len(sizes) - 3})"
+        )
     held = pts["x"] >= sizes[-k]
     train, test = pts[~held], pts[held]
     law = fit_law(train["x"], train["y"], E, method)
     pred = law.predict(test["x"].to_numpy())
-    out = pd.DataFrame({"run": test["run"].to_numpy(), "x": test["x"].to_numpy(), "y": test["y"].to_numpy(),
-                        "predicted": pred, "rel_error": pred / test["y"].to_numpy() - 1})
+    out = pd.DataFrame(
+        {
+            "run": test["run"].to_numpy(),
+            "x": test["x"].to_numpy(),
+            "y": test["y"].to_numpy(),
+            "predicted": pred,
+            "rel_error": pred / test["y"].to_numpy() - 1,
+        }
+    )
     return Holdout(k, list(out["run"]), law, out)
 
 
 # ---------------------------------------------------------------------------- vs Cmin
 
+
 def _cmin_points(frontier: Frontier) -> pd.DataFrame:
     p = frontier.points
-    return pd.DataFrame({"run": p["run"].astype(str).to_numpy(), "step": p["step"].to_numpy(float),
-                         "x": p["compute"].to_numpy(float) / X_SCALE["Cmin"], "y": p["value"].to_numpy(float)})
+    return pd.DataFrame(
+        {
+            "run": p["run"].astype(str).to_numpy(),
+            "step": p["step"].to_numpy(float),
+            "x": p["compute"].to_numpy(float) / X_SCALE["Cmin"],
+            "y": p["value"].to_numpy(float),
+        }
+    )
 
 
-def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "none", method: Method = "ols",
-                bootstrap: int = 1000, level: float = 0.95, holdout: int = 0, seed: int = 0,
-                ci_method: CIMethod = "expanded", smooth: int = 0, seeds: bool | None = None) -> FitResult:
+def fit_vs_cmin(
+    table: pd.DataFrame,
+    metric: str,
+    irreducible: Irreducible = "none",
+    method: Method = "ols",
+    bootstrap: int = 1000,
+    level: float = 0.95,
+    holdout: int = 0,
+    seed: int = 0,
+    ci_method: CIMethod = "expanded",
+    smooth: int = 0,
+    seeds: bool | None = None,
+) -> FitResult:
     """Fit `metric` on the Pareto frontier of all training curves against Cmin (PFLOPs).
 
     table: a prepared tidy table (its ``compute`` column in FLOPs). Bootstrap resamples runs
@@ -487,21 +617,37 @@ def fit_vs_cmin(table: pd.DataFrame, metric: str, irreducible: Irreducible = "no
     frontier = pareto_frontier(table, metric)
     pts = _cmin_points(frontier)
     if len(pts) < 3:
-        raise ResultsError(f"the {metric} frontier has {len(pts)} points; fitting against Cmin needs at least 3 "
-                           f"(more evaluations per run, or more runs)")
+        raise ResultsError(
+            f"the {metric} frontier has {len(pts)} points; fitting against Cmin needs at least 3 "
+            f"(more evaluations per run, or more runs)"
+        )
     E = irreducible_value(metric, irreducible)
     law = fit_law(pts["x"], pts["y"], E, method)
     r = pearson_loglog(pts["x"], pts["y"], law.E)
     n_runs = table["run"].nunique()
-    result = FitResult(metric, "Cmin", law, "fit" if E is None else "fixed", method, r, pts, n_runs,
-                       level=level, ci_method=ci_method, bootstrap=bootstrap, frontier=frontier,
-                       smooth=smooth)
+    result = FitResult(
+        metric,
+        "Cmin",
+        law,
+        "fit" if E is None else "fixed",
+        method,
+        r,
+        pts,
+        n_runs,
+        level=level,
+        ci_method=ci_method,
+        bootstrap=bootstrap,
+        frontier=frontier,
+        smooth=smooth,
+    )
     if use_seeds:
         result.resampling = "sizes, seeds within sizes"
         result.seed_spread = spread
     if bootstrap > 0:
         if use_seeds:
-            samples = _bootstrap_cmin_seeds(curves_by_size, metric, E, method, bootstrap, seed, law, smooth)
+            samples = _bootstrap_cmin_seeds(
+                curves_by_size, metric, E, method, bootstrap, seed, law, smooth
+            )
         else:
             samples = _bootstrap_cmin(table, metric, E, method, bootstrap, seed, law)
         result.bootstrap_valid, result.samples = len(samples), samples
@@ -516,8 +662,12 @@ def _bootstrap_cmin(table, metric, E, method, bootstrap: int, seed: int, start: 
     n = len(curves)
     rng = np.random.default_rng(seed)
     out = []
-    for _ in tqdm(range(bootstrap), desc=f"bootstrap {metric} vs Cmin", disable=not sys.stderr.isatty(),
-                  leave=False):
+    for _ in tqdm(
+        range(bootstrap),
+        desc=f"bootstrap {metric} vs Cmin",
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    ):
         counts = np.bincount(rng.integers(0, n, n), minlength=n)
         drawn = np.flatnonzero(counts)
         if len(drawn) < 2:
@@ -544,14 +694,19 @@ def _frontier_draw_law(sub, weights, E, method, start: Law) -> Law | None:
         return None
 
 
-def _bootstrap_cmin_seeds(curves, metric, E, method, bootstrap: int, seed: int, start: Law,
-                          smooth: int) -> np.ndarray:
+def _bootstrap_cmin_seeds(
+    curves, metric, E, method, bootstrap: int, seed: int, start: Law, smooth: int
+) -> np.ndarray:
     """Cmin bootstrap over sizes, and seeds within each drawn size (their mean curve)."""
     rng = np.random.default_rng(seed)
     draws = bootstrap_size_seed([v.shape[0] for _, v in curves], bootstrap, rng)
     out = []
-    for b in tqdm(range(bootstrap), desc=f"bootstrap {metric} vs Cmin (seeds)", disable=not sys.stderr.isatty(),
-                  leave=False):
+    for b in tqdm(
+        range(bootstrap),
+        desc=f"bootstrap {metric} vs Cmin (seeds)",
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    ):
         counts = draws.counts[b]
         drawn = np.flatnonzero(counts)
         if len(drawn) < 2:
@@ -561,8 +716,11 @@ def _bootstrap_cmin_seeds(curves, metric, E, method, bootstrap: int, seed: int, 
             c, v = curves[k]
             y = v[draws.seeds[k][b]].mean(axis=0)
             if smooth > 0:
-                y = smooth_curves(pd.DataFrame({"run": "r", "params": 1.0, "compute": c, metric: y}),
-                                  metric, smooth)[metric].to_numpy(float)
+                y = smooth_curves(
+                    pd.DataFrame({"run": "r", "params": 1.0, "compute": c, metric: y}),
+                    metric,
+                    smooth,
+                )[metric].to_numpy(float)
             sub.append((c, y))
         law = _frontier_draw_law(sub, counts[drawn], E, method, start)
         if law is not None:
@@ -574,17 +732,27 @@ def _holdout_cmin(table, metric, pts: pd.DataFrame, E, method, k: int) -> Holdou
     sizes = table.groupby("run")["params"].max().sort_values(kind="stable")
     distinct = np.unique(sizes.to_numpy())
     if len(distinct) - k < 2:
-        raise ResultsError(f"hold-out k={k} leaves {len(distinct) - k} model sizes; the Cmin fit needs "
-                           f"at least 2 (use a smaller k)")
+        raise ResultsError(
+            f"hold-out k={k} leaves {len(distinct) - k} model sizes; the Cmin fit needs "
+            f"at least 2 (use a smaller k)"
+        )
     held_runs = sorted(sizes.index[sizes >= distinct[-k]].astype(str))
     rest = table[~table["run"].astype(str).isin(held_runs)]
     rest_pts = _cmin_points(pareto_frontier(rest, metric))
     if len(rest_pts) < 3:
-        raise ResultsError(f"hold-out k={k}: the remaining frontier has {len(rest_pts)} points; need 3")
+        raise ResultsError(
+            f"hold-out k={k}: the remaining frontier has {len(rest_pts)} points; need 3"
+        )
     law = fit_law(rest_pts["x"], rest_pts["y"], E, method)
     test = pts[pts["run"].isin(held_runs)]
     pred = law.predict(test["x"].to_numpy())
-    out = pd.DataFrame({"run": test["run"].to_numpy(), "x": test["x"].to_numpy(), "y": test["y"].to_numpy(),
-                        "predicted": pred, "rel_error": pred / test["y"].to_numpy() - 1})
+    out = pd.DataFrame(
+        {
+            "run": test["run"].to_numpy(),
+            "x": test["x"].to_numpy(),
+            "y": test["y"].to_numpy(),
+            "predicted": pred,
+            "rel_error": pred / test["y"].to_numpy() - 1,
+        }
+    )
     return Holdout(k, held_runs, law, out)
-

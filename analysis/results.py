@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,8 +53,11 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        warnings.warn(f"{path}: unreadable config.yaml, config columns left out ({e})",
-                      ResultsWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: unreadable config.yaml, config columns left out ({e})",
+            ResultsWarning,
+            stacklevel=3,
+        )
         return {}
     flat: dict[str, Any] = {}
     if isinstance(data, dict):
@@ -71,12 +75,18 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                warnings.warn(f"{path}:{lineno}: skipped a truncated or corrupt metrics line ({e.msg})",
-                              ResultsWarning, stacklevel=3)
+                warnings.warn(
+                    f"{path}:{lineno}: skipped a truncated or corrupt metrics line ({e.msg})",
+                    ResultsWarning,
+                    stacklevel=3,
+                )
                 continue
             if not isinstance(rec, dict):
-                warnings.warn(f"{path}:{lineno}: skipped a metrics line that is not a JSON object",
-                              ResultsWarning, stacklevel=3)
+                warnings.warn(
+                    f"{path}:{lineno}: skipped a metrics line that is not a JSON object",
+                    ResultsWarning,
+                    stacklevel=3,
+                )
                 continue
             for key in ("ce_by_scale", "err_by_scale"):
                 values = rec.pop(key, None)
@@ -99,12 +109,20 @@ def read_grid(runs_dir: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ResultsError(f"{path}: unreadable ({e}); re-run the launcher to rewrite it") from None
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), dict) \
-            or not isinstance(data.get("axes"), list):
-        raise ResultsError(f"{path}: expected a mapping with 'axes' (a list) and 'runs' "
-                           "(run id -> axis values); re-run the launcher to rewrite it")
-    return {"axes": [str(a) for a in data["axes"]], "labels": dict(data.get("labels") or {}),
-            "runs": {str(k): dict(v or {}) for k, v in data["runs"].items()}}
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("runs"), dict)
+        or not isinstance(data.get("axes"), list)
+    ):
+        raise ResultsError(
+            f"{path}: expected a mapping with 'axes' (a list) and 'runs' "
+            "(run id -> axis values); re-run the launcher to rewrite it"
+        )
+    return {
+        "axes": [str(a) for a in data["axes"]],
+        "labels": dict(data.get("labels") or {}),
+        "runs": {str(k): dict(v or {}) for k, v in data["runs"].items()},
+    }
 
 
 def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFrame:
@@ -125,7 +143,9 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
             continue
         rows = _read_metrics(metrics)
         if not rows:
-            warnings.warn(f"{metrics}: no evaluations yet, run left out", ResultsWarning, stacklevel=2)
+            warnings.warn(
+                f"{metrics}: no evaluations yet, run left out", ResultsWarning, stacklevel=2
+            )
             continue
         df = pd.DataFrame(rows)
         if "run" not in df.columns:
@@ -140,8 +160,10 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
             df[f"grid.{axis}"] = point.get(axis)
         frames.append(df)
     if not frames:
-        raise ResultsError(f"{runs_dir}: no run directories with a metrics.jsonl "
-                           f"(expected <runs_dir>/<run_id>/metrics.jsonl)")
+        raise ResultsError(
+            f"{runs_dir}: no run directories with a metrics.jsonl "
+            f"(expected <runs_dir>/<run_id>/metrics.jsonl)"
+        )
     table = pd.concat(frames, ignore_index=True, sort=False)
     return _select_evals(join_sample_evals(table, str(runs_dir)), include_subset, str(runs_dir))
 
@@ -154,14 +176,25 @@ def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFram
         return table
     is_sample = table["eval"] == "samples"
     samples, base = table[is_sample], table[~is_sample]
-    own = [c for c in samples.columns if c not in ("run", "step") and samples[c].notna().any()
-           and (c not in base.columns or base[c].isna().all())]
+    own = [
+        c
+        for c in samples.columns
+        if c not in ("run", "step")
+        and samples[c].notna().any()
+        and (c not in base.columns or base[c].isna().all())
+    ]
     samples = samples.drop_duplicates(["run", "step"], keep="last")[["run", "step", *own]]
     keys = set(zip(base["run"], base["step"]))
-    orphans = [f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys]
+    orphans = [
+        f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys
+    ]
     if orphans:
-        warnings.warn(f"{source}: sample evaluations without a test evaluation at the same step left "
-                      f"out ({', '.join(orphans[:5])})", ResultsWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: sample evaluations without a test evaluation at the same step left "
+            f"out ({', '.join(orphans[:5])})",
+            ResultsWarning,
+            stacklevel=3,
+        )
     base = base.drop(columns=[c for c in own if c in base.columns])
     return base.merge(samples, on=["run", "step"], how="left")
 
@@ -213,23 +246,29 @@ def _select_evals(table: pd.DataFrame, include_subset: bool, source: str) -> pd.
     if "eval" in table.columns and not include_subset:
         table = table[table["eval"].fillna("full") != "subset"]
         if table.empty:
-            raise ResultsError(f"{source}: only subset evaluations; pass include_subset "
-                               f"(--include-subset) to fit on them")
+            raise ResultsError(
+                f"{source}: only subset evaluations; pass include_subset "
+                f"(--include-subset) to fit on them"
+            )
     sort = [c for c in ("run", "step", "tokens", "flops") if c in table.columns]
     return table.sort_values(sort, kind="stable").reset_index(drop=True)
 
 
-def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str, source: str = "table") -> None:
+def require_columns(
+    table: pd.DataFrame, columns: Iterable[str], what: str, source: str = "table"
+) -> None:
     """Raise `ResultsError` naming every column of `columns` missing from `table`."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ResultsError(
             f"{source}: column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
-            f"missing; {what} needs columns {', '.join(columns)} (has: {', '.join(map(str, table.columns))})")
+            f"missing; {what} needs columns {', '.join(columns)} (has: {', '.join(map(str, table.columns))})"
+        )
 
 
-def prepare(table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact",
-            source: str = "table") -> pd.DataFrame:
+def prepare(
+    table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact", source: str = "table"
+) -> pd.DataFrame:
     """Check and clean a tidy table for fitting; returns a copy with a ``compute`` column.
 
     Needs run, params, step (or tokens), the compute column (``flops`` for "exact",
@@ -242,7 +281,11 @@ def prepare(table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact",
         raise ResultsError(f"compute must be one of {', '.join(COMPUTE_COLUMNS)}; got {compute!r}")
     column = COMPUTE_COLUMNS[compute]
     table = table.copy()
-    if column == "flops_6nd" and column not in table.columns and {"tokens", "params"} <= set(table.columns):
+    if (
+        column == "flops_6nd"
+        and column not in table.columns
+        and {"tokens", "params"} <= set(table.columns)
+    ):
         table[column] = 6.0 * table["params"].astype(float) * table["tokens"].astype(float)
     order = "step" if "step" in table.columns else "tokens"
     require_columns(table, ["run", "params", order, column, *metrics], "fitting", source)
@@ -251,9 +294,12 @@ def prepare(table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact",
         table[c] = pd.to_numeric(table[c], errors="coerce")
     bad = table[needed].isna().any(axis=1)
     if bad.any():
-        warnings.warn(f"{source}: dropped {int(bad.sum())} of {len(table)} rows with NaN in "
-                      f"{', '.join(c for c in needed if table[c].isna().any())}",
-                      ResultsWarning, stacklevel=2)
+        warnings.warn(
+            f"{source}: dropped {int(bad.sum())} of {len(table)} rows with NaN in "
+            f"{', '.join(c for c in needed if table[c].isna().any())}",
+            ResultsWarning,
+            stacklevel=2,
+        )
         table = table[~bad]
     if table.empty:
         raise ResultsError(f"{source}: no rows left to fit")
@@ -261,9 +307,11 @@ def prepare(table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact",
         nonpos = table[c] <= 0
         if nonpos.any():
             runs = sorted(set(table.loc[nonpos, "run"].astype(str)))
-            raise ResultsError(f"{source}: column {c!r} has {int(nonpos.sum())} non-positive values "
-                               f"(runs {', '.join(runs[:5])}{'...' if len(runs) > 5 else ''}); "
-                               f"power laws need positive values")
+            raise ResultsError(
+                f"{source}: column {c!r} has {int(nonpos.sum())} non-positive values "
+                f"(runs {', '.join(runs[:5])}{'...' if len(runs) > 5 else ''}); "
+                f"power laws need positive values"
+            )
         if not np.isfinite(table[c].to_numpy(float)).all():
             raise ResultsError(f"{source}: column {c!r} has infinite values")
     table["compute"] = table[column].astype(float)
@@ -279,4 +327,3 @@ def final_rows(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     order = next(c for c in ("step", "tokens", "compute", "flops") if c in table.columns)
     idx = table.groupby("run", sort=False)[order].idxmax()
     return table.loc[idx.to_numpy()].sort_values("params", kind="stable").reset_index(drop=True)
-

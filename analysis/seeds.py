@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,11 @@ def size_label(runs: Sequence[str], fallback: str) -> str:
     """A name for a group of seed runs: the '-'-parts their ids share (d16-s0, d16-s1 -> d16)."""
     parts = [str(r).split("-") for r in runs]
     shared = [p for p in parts[0] if all(p in other for other in parts[1:])]
-    return "-".join(shared) if shared and len(runs) > 1 else (str(runs[0]) if len(runs) == 1 else fallback)
+    return (
+        "-".join(shared)
+        if shared and len(runs) > 1
+        else (str(runs[0]) if len(runs) == 1 else fallback)
+    )
 
 
 def _groups(table: pd.DataFrame, by: Sequence[str]):
@@ -62,15 +66,23 @@ def seed_points(table: pd.DataFrame, metric: str, by: Sequence[str] = ("params",
     """
     final = final_rows(table)
     seeds = final[SEED_COLUMN] if SEED_COLUMN in final.columns else pd.Series(0, index=final.index)
-    out = pd.DataFrame({"run": final["run"].astype(str).to_numpy(), "params": final["params"].to_numpy(float),
-                        "seed": seeds.to_numpy(), "y": final[metric].to_numpy(float)})
+    out = pd.DataFrame(
+        {
+            "run": final["run"].astype(str).to_numpy(),
+            "params": final["params"].to_numpy(float),
+            "seed": seeds.to_numpy(),
+            "y": final[metric].to_numpy(float),
+        }
+    )
     keys = final[list(by)].apply(tuple, axis=1)
     order = {k: i for i, k in enumerate(sorted(set(keys)))}
     out["group"] = [order[k] for k in keys]
     return out.sort_values(["group", "run"], kind="stable").reset_index(drop=True)
 
 
-def seed_spread(table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ("params",)) -> pd.DataFrame:
+def seed_spread(
+    table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ("params",)
+) -> pd.DataFrame:
     """Seed-to-seed spread of each metric's final value, per size.
 
     Returns one row per (size, metric): params, metric, n_seeds, mean, sd (sample standard
@@ -82,13 +94,25 @@ def seed_spread(table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] =
         for _, g in pts.groupby("group", sort=True):
             y = g["y"].to_numpy(float)
             sd = float(np.std(y, ddof=1)) if len(y) > 1 else float("nan")
-            rows.append({"params": float(g["params"].iloc[0]), "metric": metric, "n_seeds": int(len(y)),
-                         "mean": float(y.mean()), "sd": sd, "rel_sd": sd / float(y.mean()),
-                         "runs": ",".join(g["run"])})
-    return pd.DataFrame(rows, columns=["params", "metric", "n_seeds", "mean", "sd", "rel_sd", "runs"])
+            rows.append(
+                {
+                    "params": float(g["params"].iloc[0]),
+                    "metric": metric,
+                    "n_seeds": int(len(y)),
+                    "mean": float(y.mean()),
+                    "sd": sd,
+                    "rel_sd": sd / float(y.mean()),
+                    "runs": ",".join(g["run"]),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["params", "metric", "n_seeds", "mean", "sd", "rel_sd", "runs"]
+    )
 
 
-def pooled_log_sd(table: pd.DataFrame, metric: str, E: float = 0.0, by: Sequence[str] = ("params",)) -> tuple[float, int]:
+def pooled_log_sd(
+    table: pd.DataFrame, metric: str, E: float = 0.0, by: Sequence[str] = ("params",)
+) -> tuple[float, int]:
     """Pooled seed-to-seed sd of log(final metric - E) over all sizes with >= 2 seeds.
 
     Returns (sd, degrees of freedom). This is the noise model of the planner: a seed
@@ -97,7 +121,9 @@ def pooled_log_sd(table: pd.DataFrame, metric: str, E: float = 0.0, by: Sequence
     pts = seed_points(table, metric, by)
     red = pts["y"].to_numpy(float) - E
     if (red <= 0).any():
-        raise ResultsError(f"{metric}: E = {E:g} is not below every final value; cannot take log(y - E)")
+        raise ResultsError(
+            f"{metric}: E = {E:g} is not below every final value; cannot take log(y - E)"
+        )
     pts = pts.assign(ly=np.log(red))
     ss, dof = 0.0, 0
     for _, g in pts.groupby("group"):
@@ -105,8 +131,10 @@ def pooled_log_sd(table: pd.DataFrame, metric: str, E: float = 0.0, by: Sequence
             ss += float(((g["ly"] - g["ly"].mean()) ** 2).sum())
             dof += len(g) - 1
     if dof == 0:
-        raise ResultsError(f"{metric}: no model size has two or more seeds; the seed noise cannot be measured "
-                           f"(add a seed axis to the grid: grid: {{seed: [0, 1, 2]}})")
+        raise ResultsError(
+            f"{metric}: no model size has two or more seeds; the seed noise cannot be measured "
+            f"(add a seed axis to the grid: grid: {{seed: [0, 1, 2]}})"
+        )
     return float(np.sqrt(ss / dof)), dof
 
 
@@ -121,7 +149,9 @@ def _group_ids(table: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, list
     return table["run"].astype(str).map(run_to_gid).to_numpy(), runs
 
 
-def average_seeds(table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ("params",)) -> pd.DataFrame:
+def average_seeds(
+    table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ("params",)
+) -> pd.DataFrame:
     """One training curve per size: the mean over its seeds at the steps they all share.
 
     table: a prepared tidy table (run, params, step, compute, metrics). Returns a table of
@@ -130,19 +160,29 @@ def average_seeds(table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]
     of a size are dropped with a warning (a seed still running).
     """
     order = "step" if "step" in table.columns else "compute"
-    cols = [c for c in ("params", "compute", "flops", "flops_6nd", "tokens", *metrics)
-            if c in table.columns and c != order and c not in by]
+    cols = [
+        c
+        for c in ("params", "compute", "flops", "flops_6nd", "tokens", *metrics)
+        if c in table.columns and c != order and c not in by
+    ]
     gid, runs = _group_ids(table, by)
     t = table.assign(_gid=gid)
-    agg = t.groupby(["_gid", order], sort=True).agg(**{c: (c, "mean") for c in cols}, _n=("run", "nunique"),
-                                                    **{f"_by{i}": (c, "first") for i, c in enumerate(by)})
+    agg = t.groupby(["_gid", order], sort=True).agg(
+        **{c: (c, "mean") for c in cols},
+        _n=("run", "nunique"),
+        **{f"_by{i}": (c, "first") for i, c in enumerate(by)},
+    )
     agg = agg.reset_index()
     need = np.array([len(r) for r in runs])[agg["_gid"].to_numpy()]
     short = agg["_n"].to_numpy() < need
     if short.any():
         for g in sorted(set(agg.loc[short, "_gid"])):
-            warnings.warn(f"seeds {', '.join(runs[g])}: {int((short & (agg['_gid'] == g)).sum())} evaluation steps "
-                          f"not reached by every seed are left out of the average", ResultsWarning, stacklevel=2)
+            warnings.warn(
+                f"seeds {', '.join(runs[g])}: {int((short & (agg['_gid'] == g)).sum())} evaluation steps "
+                f"not reached by every seed are left out of the average",
+                ResultsWarning,
+                stacklevel=2,
+            )
         agg = agg[~short]
     labels = [size_label(r, f"group{g}") for g, r in enumerate(runs)]
     out = agg.rename(columns={f"_by{i}": c for i, c in enumerate(by)})
@@ -151,7 +191,9 @@ def average_seeds(table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]
     return out.drop(columns=["_gid", "_n"]).reset_index(drop=True)
 
 
-def seed_curves(table: pd.DataFrame, metric: str, by: Sequence[str] = ("params",)) -> list[tuple[np.ndarray, np.ndarray]]:
+def seed_curves(
+    table: pd.DataFrame, metric: str, by: Sequence[str] = ("params",)
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per size (ascending): (compute [T], values [k_seeds, T]) at the T steps all its seeds share.
 
     The input of the Cmin bootstrap over sizes and seeds (compute: the seeds' mean, equal
@@ -187,11 +229,14 @@ class SeedDraws:
 
     def means(self, values: Sequence[np.ndarray]) -> np.ndarray:
         """[B, S] the mean over the drawn seeds of `values` (per size s: [k_s] one value per seed)."""
-        return np.column_stack([np.asarray(v, float)[idx].mean(axis=1) for v, idx in zip(values, self.seeds)])
+        return np.column_stack(
+            [np.asarray(v, float)[idx].mean(axis=1) for v, idx in zip(values, self.seeds)]
+        )
 
 
-def bootstrap_size_seed(seeds_per_size: Sequence[int], draws: int, rng: np.random.Generator,
-                        within: str = "without") -> SeedDraws:
+def bootstrap_size_seed(
+    seeds_per_size: Sequence[int], draws: int, rng: np.random.Generator, within: str = "without"
+) -> SeedDraws:
     """Two-stage bootstrap: sizes with replacement, then the seeds within every size.
 
     seeds_per_size: [S] number of seeds of each size. Returns `SeedDraws` for `draws` samples.

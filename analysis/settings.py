@@ -8,7 +8,7 @@ fit CLI overrides fields from its flags and `analysis.fitting.fit_study` reads i
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Union
+from typing import Literal
 
 from .paper import AGAINST
 from .results import METRICS, SAMPLE_METRICS
@@ -41,7 +41,7 @@ class FitSettings:
         (2 when there are at least 6 sizes, else 0).
     """
 
-    irreducible: Union[str, float] = "auto"
+    irreducible: str | float = "auto"
     compute: Literal["exact", "6nd"] = "exact"
     metrics: tuple[str, ...] = METRICS
     holdout: int = -1
@@ -66,19 +66,26 @@ class FitSettings:
             try:
                 object.__setattr__(self, "irreducible", float(self.irreducible))
             except ValueError:
-                raise InvalidSetting("irreducible", f"must be 'auto', 'paper', 'none', 'fit' or a "
-                                                    f"number; got {self.irreducible!r}") from None
+                raise InvalidSetting(
+                    "irreducible",
+                    f"must be 'auto', 'paper', 'none', 'fit' or a number; got {self.irreducible!r}",
+                ) from None
         if self.final not in ("last", "best"):
             raise InvalidSetting("final", f"must be 'last' or 'best'; got {self.final!r}")
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:
             raise InvalidSetting("irreducible", f"must be >= 0; got {self.irreducible}")
         bad = [m for m in self.metrics if m not in METRICS + SAMPLE_METRICS]
         if bad or not self.metrics:
-            raise InvalidSetting("metrics", f"must be a non-empty list of "
-                                            f"{', '.join(METRICS + SAMPLE_METRICS)}; got {list(self.metrics)}")
+            raise InvalidSetting(
+                "metrics",
+                f"must be a non-empty list of "
+                f"{', '.join(METRICS + SAMPLE_METRICS)}; got {list(self.metrics)}",
+            )
         bad = [a for a in self.against if a not in AGAINST]
         if bad or not self.against:
-            raise InvalidSetting("against", f"must be a non-empty list of N, Cmin; got {list(self.against)}")
+            raise InvalidSetting(
+                "against", f"must be a non-empty list of N, Cmin; got {list(self.against)}"
+            )
         if self.holdout < -1:
             raise InvalidSetting("holdout", f"must be >= 0 (or -1 for auto); got {self.holdout}")
         if self.bootstrap < 0:
@@ -88,9 +95,14 @@ class FitSettings:
         if not 0 < self.ci < 1:
             raise InvalidSetting("ci", f"must be between 0 and 1; got {self.ci}")
         if self.best_by is not None and self.best_by not in METRICS:
-            raise InvalidSetting("best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}")
+            raise InvalidSetting(
+                "best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}"
+            )
         if self.best_by is not None and self.best_over is None:
             raise InvalidSetting("best_by", "needs best_over (the axis to pick the best value of)")
         if self.pool and self.best_over is not None:
-            raise InvalidSetting("pool", "pool (one law through every axis value) and best_over "
-                                         "(each size's best value) exclude each other")
+            raise InvalidSetting(
+                "pool",
+                "pool (one law through every axis value) and best_over "
+                "(each size's best value) exclude each other",
+            )

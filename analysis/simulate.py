@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -104,7 +104,7 @@ def paper_noise_sd(metric: str) -> float:
     """
     law = paper_law(metric, "N")
     sd_lx = float(np.std(np.log(paper_sizes())))
-    return abs(law.alpha) * sd_lx * math.sqrt(max(0.0, 1 - law.r ** 2))
+    return abs(law.alpha) * sd_lx * math.sqrt(max(0.0, 1 - law.r**2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,14 +126,16 @@ class CurveModel:
     a: float
     B: float
     b: float
-    n_law_error: float = float("nan")    # max |rel. error| of the reducible finals vs the prior N law
+    n_law_error: float = float("nan")  # max |rel. error| of the reducible finals vs the prior N law
     cmin_law_error: float = float("nan")  # max |rel. error| of the envelope vs the prior Cmin law
-    consistent: bool = True  # False: |Cmin exponent| >= |N exponent|, which no curve of this form gives
+    consistent: bool = (
+        True  # False: |Cmin exponent| >= |N exponent|, which no curve of this form gives
+    )
 
     def reducible(self, n, c) -> np.ndarray:
         """A N^-a + B (c/N)^-b; n (billions), c (PFLOPs) broadcastable arrays."""
         n = np.asarray(n, float)
-        return self.A * n ** -self.a + self.B * (np.asarray(c, float) / n) ** -self.b
+        return self.A * n**-self.a + self.B * (np.asarray(c, float) / n) ** -self.b
 
     def envelope(self, c) -> np.ndarray:
         """The compute-optimal reducible metric min over N at compute c (PFLOPs); shape of c."""
@@ -158,7 +160,9 @@ def calibrate(prior: PriorLaws, runs: Sequence[PlannedRun], points: int = 40) ->
     c_fin = np.array([r.final_flops for r in runs]) / X_SCALE["Cmin"]
     target_n = prior.n_law.predict(n_fin) - E
     if (target_n <= 0).any():
-        raise ResultsError(f"{prior.metric}: the prior N law is below its E = {E:g} for some planned size")
+        raise ResultsError(
+            f"{prior.metric}: the prior N law is below its E = {E:g} for some planned size"
+        )
     c_lo = min(float(r.eval_flops[0]) for r in runs) / X_SCALE["Cmin"]
     c_grid = np.geomspace(c_lo, c_fin.max(), points)
     target_c = prior.cmin_law.predict(c_grid) - E
@@ -181,22 +185,35 @@ def calibrate(prior: PriorLaws, runs: Sequence[PlannedRun], points: int = 40) ->
         return np.where(np.isfinite(out), out, 1e3)
 
     p0 = np.array([math.log(A0), a0, math.log(B0), b0])
-    res = optimize.least_squares(residual, p0, bounds=([-50, 1e-4, -200, 1e-4], [50, 5, 200, 5]), method="trf")
-    m = CurveModel(prior.metric, E, math.exp(res.x[0]), float(res.x[1]), math.exp(res.x[2]), float(res.x[3]))
+    res = optimize.least_squares(
+        residual, p0, bounds=([-50, 1e-4, -200, 1e-4], [50, 5, 200, 5]), method="trf"
+    )
+    m = CurveModel(
+        prior.metric, E, math.exp(res.x[0]), float(res.x[1]), math.exp(res.x[2]), float(res.x[3])
+    )
     n_err = float(np.max(np.abs(m.reducible(n_fin, c_fin) / target_n - 1)))
     c_err = float(np.max(np.abs(m.envelope(c_grid) / target_c - 1)))
     return dataclasses.replace(m, n_law_error=n_err, cmin_law_error=c_err, consistent=aC < aN)
 
 
-def simulate_table(runs: Sequence[PlannedRun], models: dict[str, CurveModel], noise: Noise,
-                   rng: np.random.Generator) -> pd.DataFrame:
+def simulate_table(
+    runs: Sequence[PlannedRun],
+    models: dict[str, CurveModel],
+    noise: Noise,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     """One draw of the study's tidy results table (run, params, seed, step, flops, metrics)."""
     k = np.array([len(r.eval_flops) for r in runs])
     c = np.concatenate([np.asarray(r.eval_flops, float) for r in runs])
     params = np.repeat([float(r.params) for r in runs], k)
-    cols = {"run": np.repeat([r.run_id for r in runs], k), "params": params,
-            "seed": np.repeat([r.seed for r in runs], k),
-            "step": np.concatenate([np.arange(1, n + 1) for n in k]), "flops": c, "flops_6nd": c}
+    cols = {
+        "run": np.repeat([r.run_id for r in runs], k),
+        "params": params,
+        "seed": np.repeat([r.seed for r in runs], k),
+        "step": np.concatenate([np.arange(1, n + 1) for n in k]),
+        "flops": c,
+        "flops_6nd": c,
+    }
     for metric, m in models.items():
         red = m.reducible(params / X_SCALE["N"], c / X_SCALE["Cmin"])
         z = np.repeat(noise.sd.get(metric, 0.0) * rng.standard_normal(len(runs)), k)
@@ -228,8 +245,8 @@ class LawSummary:
     metric: str
     against: str
     prior_alpha: float
-    alphas: np.ndarray          # [R] fitted exponents `param` (replicates whose fit failed are left out)
-    ci_low: np.ndarray          # [R] interval bounds (empty without bootstrap)
+    alphas: np.ndarray  # [R] fitted exponents `param` (replicates whose fit failed are left out)
+    ci_low: np.ndarray  # [R] interval bounds (empty without bootstrap)
     ci_high: np.ndarray
     failed: int = 0
     noise_free_alpha: float = float("nan")  # the fit of the study drawn without noise
@@ -266,21 +283,41 @@ class LawSummary:
         """Share of replicates whose interval holds the prior exponent (NaN without bootstrap)."""
         if not len(self.ci_low):
             return float("nan")
-        return float(np.mean((self.ci_low <= self.prior_alpha) & (self.prior_alpha <= self.ci_high)))
+        return float(
+            np.mean((self.ci_low <= self.prior_alpha) & (self.prior_alpha <= self.ci_high))
+        )
 
     def to_dict(self) -> dict:
         def num(v):
             return None if not math.isfinite(v) else float(v)
-        return {"metric": self.metric, "against": self.against, "param": self.param, "prior_alpha": self.prior_alpha,
-                "noise_free_alpha": num(self.noise_free_alpha),
-                "replicates": int(len(self.alphas)), "failed": self.failed, "median_alpha": num(self.median),
-                "bias": num(self.bias), "spread95": num(self.spread()), "median_ci_width": num(self.ci_width),
-                "coverage": num(self.coverage)}
+
+        return {
+            "metric": self.metric,
+            "against": self.against,
+            "param": self.param,
+            "prior_alpha": self.prior_alpha,
+            "noise_free_alpha": num(self.noise_free_alpha),
+            "replicates": int(len(self.alphas)),
+            "failed": self.failed,
+            "median_alpha": num(self.median),
+            "bias": num(self.bias),
+            "spread95": num(self.spread()),
+            "median_ci_width": num(self.ci_width),
+            "coverage": num(self.coverage),
+        }
 
 
-def simulate_study(runs: Sequence[PlannedRun], models: dict[str, CurveModel], priors: dict[str, PriorLaws],
-                   noise: Noise, fit: FitPlan, against: Sequence[str] = ("N", "Cmin"), replicates: int = 100,
-                   seed: int = 0, progress: Callable[[int], None] | None = None) -> list[LawSummary]:
+def simulate_study(
+    runs: Sequence[PlannedRun],
+    models: dict[str, CurveModel],
+    priors: dict[str, PriorLaws],
+    noise: Noise,
+    fit: FitPlan,
+    against: Sequence[str] = ("N", "Cmin"),
+    replicates: int = 100,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[LawSummary]:
     """Draw the study `replicates` times and fit each draw as `scaling.fit` would.
 
     models: calibrated curves per metric (`calibrate`); priors: the laws whose exponents are
@@ -289,30 +326,53 @@ def simulate_study(runs: Sequence[PlannedRun], models: dict[str, CurveModel], pr
     (against, metric), N first.
     """
     with threadpool_limits(1):  # the fits are tiny: BLAS threads only add synchronisation
-        return _simulate_study(runs, models, priors, noise, fit, against, replicates, seed, progress)
+        return _simulate_study(
+            runs, models, priors, noise, fit, against, replicates, seed, progress
+        )
 
 
-def _simulate_study(runs, models, priors, noise, fit, against, replicates, seed, progress) -> list[LawSummary]:
+def _simulate_study(
+    runs, models, priors, noise, fit, against, replicates, seed, progress
+) -> list[LawSummary]:
     rng = np.random.default_rng(seed)
     metrics = list(models)
     noise_free = {}
     quiet = Noise({m: 0.0 for m in metrics})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = prepare(simulate_table(runs, models, quiet, rng), metrics, "exact", source="simulated study")
+        table = prepare(
+            simulate_table(runs, models, quiet, rng), metrics, "exact", source="simulated study"
+        )
         for a in against:
             for m in metrics:
                 try:
-                    res = (fit_vs_n(table, m, irreducible=fit.irreducible, method=fit.method, bootstrap=0)
-                           if a == "N" else fit_vs_cmin(table, m, irreducible=fit.irreducible, method=fit.method,
-                                                        bootstrap=0, smooth=fit.smooth))
+                    res = (
+                        fit_vs_n(
+                            table, m, irreducible=fit.irreducible, method=fit.method, bootstrap=0
+                        )
+                        if a == "N"
+                        else fit_vs_cmin(
+                            table,
+                            m,
+                            irreducible=fit.irreducible,
+                            method=fit.method,
+                            bootstrap=0,
+                            smooth=fit.smooth,
+                        )
+                    )
                     noise_free[(a, m)] = res.law.alpha
                 except ResultsError:
                     noise_free[(a, m)] = float("nan")
-    store: dict[tuple[str, str], dict] = {(a, m): {"alpha": [], "lo": [], "hi": [], "failed": 0}
-                                          for a in against for m in metrics}
-    common = dict(irreducible=fit.irreducible, method=fit.method, bootstrap=fit.bootstrap, level=fit.ci,
-                  holdout=0)
+    store: dict[tuple[str, str], dict] = {
+        (a, m): {"alpha": [], "lo": [], "hi": [], "failed": 0} for a in against for m in metrics
+    }
+    common = dict(
+        irreducible=fit.irreducible,
+        method=fit.method,
+        bootstrap=fit.bootstrap,
+        level=fit.ci,
+        holdout=0,
+    )
     for i in range(replicates):
         raw = simulate_table(runs, models, noise, rng)
         with warnings.catch_warnings():
@@ -322,8 +382,11 @@ def _simulate_study(runs, models, priors, noise, fit, against, replicates, seed,
                 for m in metrics:
                     rec = store[(a, m)]
                     try:
-                        res = (fit_vs_n(table, m, seed=i, **common) if a == "N"
-                               else fit_vs_cmin(table, m, seed=i, smooth=fit.smooth, **common))
+                        res = (
+                            fit_vs_n(table, m, seed=i, **common)
+                            if a == "N"
+                            else fit_vs_cmin(table, m, seed=i, smooth=fit.smooth, **common)
+                        )
                     except ResultsError:
                         rec["failed"] += 1
                         continue
@@ -336,12 +399,23 @@ def _simulate_study(runs, models, priors, noise, fit, against, replicates, seed,
     out = []
     for (a, m), rec in store.items():
         prior = priors[m].n_law if a == "N" else priors[m].cmin_law
-        out.append(LawSummary(m, a, prior.alpha, np.array(rec["alpha"]), np.array(rec["lo"]), np.array(rec["hi"]),
-                              rec["failed"], noise_free[(a, m)]))
+        out.append(
+            LawSummary(
+                m,
+                a,
+                prior.alpha,
+                np.array(rec["alpha"]),
+                np.array(rec["lo"]),
+                np.array(rec["hi"]),
+                rec["failed"],
+                noise_free[(a, m)],
+            )
+        )
     return out
 
 
 # ----------------------------------------------------------------------------- the joint law L(N, D)
+
 
 @dataclasses.dataclass(frozen=True)
 class JointPoints:
@@ -368,16 +442,24 @@ class JointPoints:
             return str(e)
         amounts = pd.Series(self.D).groupby(self.N).nunique()
         if not (amounts >= 2).any():
-            return ("every size is trained on one data amount (D is tied to N); decay branches or a "
-                    "data axis give several per size")
+            return (
+                "every size is trained on one data amount (D is tied to N); decay branches or a "
+                "data axis give several per size"
+            )
         return None
 
     def describe(self) -> str:
         """'16 points: 4 sizes x 1-4 data amounts, 4 seed families'."""
         amounts = pd.Series(self.D).groupby(self.N).nunique()
-        per = f"{amounts.min()}" if amounts.min() == amounts.max() else f"{amounts.min()}-{amounts.max()}"
-        return (f"{len(self.N)} points: {len(amounts)} sizes x {per} data amounts, "
-                f"{len(np.unique(self.family))} seed families")
+        per = (
+            f"{amounts.min()}"
+            if amounts.min() == amounts.max()
+            else f"{amounts.min()}-{amounts.max()}"
+        )
+        return (
+            f"{len(self.N)} points: {len(amounts)} sizes x {per} data amounts, "
+            f"{len(np.unique(self.family))} seed families"
+        )
 
 
 def compute_per_param_unit(N, D, C) -> tuple[float, float]:
@@ -394,12 +476,18 @@ def joint_prior(curve: CurveModel, kappa: float) -> JointLaw:
     law units of `analysis.paper`), so A_joint = A X_N^a and B_joint = B (kappa X_N / X_C)^-b; the
     exponents are the curve's. Exact where C = kappa N D holds exactly.
     """
-    return JointLaw(E=curve.E, A=curve.A * X_SCALE["N"] ** curve.a, alpha=curve.a,
-                    B=curve.B * (kappa * X_SCALE["N"] / X_SCALE["Cmin"]) ** -curve.b, beta=curve.b)
+    return JointLaw(
+        E=curve.E,
+        A=curve.A * X_SCALE["N"] ** curve.a,
+        alpha=curve.a,
+        B=curve.B * (kappa * X_SCALE["N"] / X_SCALE["Cmin"]) ** -curve.b,
+        beta=curve.b,
+    )
 
 
-def draw_joint(points: JointPoints, law: JointLaw, sd: float, eval_sd: float,
-               rng: np.random.Generator) -> np.ndarray:
+def draw_joint(
+    points: JointPoints, law: JointLaw, sd: float, eval_sd: float, rng: np.random.Generator
+) -> np.ndarray:
     """One draw of the final losses [n]: E + (A N^-alpha + B D^-beta) exp(sd z_family + eval_sd z')."""
     families, index = np.unique(points.family, return_inverse=True)
     z = sd * rng.standard_normal(len(families))[index]
@@ -408,8 +496,14 @@ def draw_joint(points: JointPoints, law: JointLaw, sd: float, eval_sd: float,
     return law.E + (law.predict(points.N, points.D) - law.E) * np.exp(z)
 
 
-def simulate_joint(points: JointPoints, priors: dict[str, JointLaw], noise: Noise, fit: FitPlan,
-                   replicates: int = 100, seed: int = 0) -> list[LawSummary]:
+def simulate_joint(
+    points: JointPoints,
+    priors: dict[str, JointLaw],
+    noise: Noise,
+    fit: FitPlan,
+    replicates: int = 100,
+    seed: int = 0,
+) -> list[LawSummary]:
     """Draw the study's final points `replicates` times from each metric's prior and fit each
     draw with the joint-law fitter (`analysis.jointlaw`: Huber loss on log residuals, L-BFGS-B,
     bootstrap over runs, the interval of ``scaling.fit --law nd``; hold-out off).
@@ -419,7 +513,9 @@ def simulate_joint(points: JointPoints, priors: dict[str, JointLaw], noise: Nois
     its full fit (a planner shortcut, checked against the full fit in tests/study/laws/test_plan.py).
     Returns per metric two `LawSummary` (against "ND"): param "alpha", then "beta".
     """
-    with threadpool_limits(1):  # thousands of 5-parameter fits: BLAS threads only add synchronisation
+    with threadpool_limits(
+        1
+    ):  # thousands of 5-parameter fits: BLAS threads only add synchronisation
         out = []
         for i, (metric, law) in enumerate(priors.items()):
             out += _simulate_joint(points, metric, law, noise, fit, replicates, seed + 7919 * i)
@@ -443,12 +539,30 @@ def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[L
         except ResultsError:
             failed += 1
             continue
-        samples = bootstrap_laws(points.N, points.D, L, fitted, fit.bootstrap, seed=i) if fit.bootstrap else []
+        samples = (
+            bootstrap_laws(points.N, points.D, L, fitted, fit.bootstrap, seed=i)
+            if fit.bootstrap
+            else []
+        )
         for p in rec:
             rec[p]["values"].append(getattr(fitted, p))
-            ci = interval(np.array([getattr(s, p) for s in samples]), n, fit.ci) if samples else None
+            ci = (
+                interval(np.array([getattr(s, p) for s in samples]), n, fit.ci) if samples else None
+            )
             if ci is not None:
                 rec[p]["lo"].append(ci[0])
                 rec[p]["hi"].append(ci[1])
-    return [LawSummary(metric, "ND", getattr(law, p), np.array(r["values"]), np.array(r["lo"]), np.array(r["hi"]),
-                       failed, noise_free[p], param=p) for p, r in rec.items()]
+    return [
+        LawSummary(
+            metric,
+            "ND",
+            getattr(law, p),
+            np.array(r["values"]),
+            np.array(r["lo"]),
+            np.array(r["hi"]),
+            failed,
+            noise_free[p],
+            param=p,
+        )
+        for p, r in rec.items()
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt  # no backend chosen here (notebooks keep theirs); the CLI chooses
 import numpy as np
@@ -25,8 +25,13 @@ def plot_exponents(designs: Sequence[tuple[str, list]], metric: str) -> plt.Figu
             if s.metric == metric and s.key not in keys:
                 keys.append(s.key)
                 priors[s.key] = s.prior_alpha
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.0 * len(keys), 0.55 * len(designs) + 2.2),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(keys),
+        figsize=(5.0 * len(keys), 0.55 * len(designs) + 2.2),
+        squeeze=False,
+        layout="constrained",
+    )
     names = [name for name, _ in designs]
     pos = np.arange(len(designs))[::-1]
     for ax, key in zip(axes[0], keys):
@@ -36,13 +41,20 @@ def plot_exponents(designs: Sequence[tuple[str, list]], metric: str) -> plt.Figu
             data.append(s.alphas if s is not None and len(s.alphas) else np.array([np.nan]))
         shown = [i for i, d in enumerate(data) if np.isfinite(d).any()]
         if shown:
-            parts = ax.violinplot([data[i] for i in shown], positions=pos[shown], vert=False, showmedians=True,
-                                  widths=0.8)
+            parts = ax.violinplot(
+                [data[i] for i in shown],
+                positions=pos[shown],
+                vert=False,
+                showmedians=True,
+                widths=0.8,
+            )
             for i, body in zip(shown, parts["bodies"]):
                 body.set_facecolor("C3" if i == 0 else "C0")
                 body.set_alpha(0.5)
         name = "alpha" if key[0] != "ND" else key[1]
-        ax.axvline(priors[key], ls="--", color="0.3", lw=1.2, label=f"prior {name} = {priors[key]:.4g}")
+        ax.axvline(
+            priors[key], ls="--", color="0.3", lw=1.2, label=f"prior {name} = {priors[key]:.4g}"
+        )
         ax.set_yticks(pos)
         ax.set_yticklabels(names if ax is axes[0][0] else [], fontsize=8)
         law = f"vs {key[0]}" if key[0] != "ND" else f"L(N, D), {'N' if key[1] == 'alpha' else 'D'}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .paper import METRICS, PAPER_LAWS, PaperLaw, X_SCALE
+from .paper import METRICS, PAPER_LAWS, X_SCALE, PaperLaw
 
 # the paper's 12 sizes: even depths 6..30 without d28 (one of 13 must go), N ~ 73728 d^3
 PAPER_DEPTHS = (6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 30)
@@ -28,8 +28,9 @@ def _laws(against: str, laws: dict[str, PaperLaw] | None) -> dict[str, PaperLaw]
     return {law.metric: law for law in PAPER_LAWS if law.against == against}
 
 
-def final_points_table(sizes=None, sigma: float = 0.01, seed: int = 0,
-                       laws: dict[str, PaperLaw] | None = None) -> pd.DataFrame:
+def final_points_table(
+    sizes=None, sigma: float = 0.01, seed: int = 0, laws: dict[str, PaperLaw] | None = None
+) -> pd.DataFrame:
     """One row per model size: the metrics drawn from the laws vs N (default: the paper's).
 
     sizes: [R] parameter counts (default `paper_sizes()`). Returns a tidy table with columns
@@ -40,18 +41,31 @@ def final_points_table(sizes=None, sigma: float = 0.01, seed: int = 0,
     rng = np.random.default_rng(seed)
     x = sizes / X_SCALE["N"]
     tokens = np.full_like(sizes, 3e11)
-    table = pd.DataFrame({"run": [f"n{i:02d}" for i in range(len(sizes))], "params": sizes.astype(np.int64),
-                          "step": 100000, "tokens": tokens, "flops": 6 * sizes * tokens,
-                          "flops_6nd": 6 * sizes * tokens})
+    table = pd.DataFrame(
+        {
+            "run": [f"n{i:02d}" for i in range(len(sizes))],
+            "params": sizes.astype(np.int64),
+            "step": 100000,
+            "tokens": tokens,
+            "flops": 6 * sizes * tokens,
+            "flops_6nd": 6 * sizes * tokens,
+        }
+    )
     for metric in METRICS:
         law = laws[metric]
         table[metric] = law.E + law.reducible(x) * np.exp(sigma * rng.standard_normal(len(x)))
     return table
 
 
-def training_curves_table(sizes=None, c_range=(30.0, 3e7), evals: int = 12, sigma: float = 0.01,
-                          seed: int = 0, laws: dict[str, PaperLaw] | None = None,
-                          curvature: float = 0.3) -> pd.DataFrame:
+def training_curves_table(
+    sizes=None,
+    c_range=(30.0, 3e7),
+    evals: int = 12,
+    sigma: float = 0.01,
+    seed: int = 0,
+    laws: dict[str, PaperLaw] | None = None,
+    curvature: float = 0.3,
+) -> pd.DataFrame:
     """Training curves whose lower envelope is the laws vs Cmin (default: the paper's).
 
     Run r (sizes ascending) lies exactly on the law for compute (PFLOPs) in its own band
@@ -78,19 +92,26 @@ def training_curves_table(sizes=None, c_range=(30.0, 3e7), evals: int = 12, sigm
         above = np.clip(u - hi, 0, None)
         flops = c * X_SCALE["Cmin"]
         tokens = flops / (6 * sizes[r])
-        cols = {"run": f"c{r:02d}", "params": int(sizes[r]), "step": np.arange(1, evals + 1) * 1000,
-                "tokens": tokens, "flops": flops, "flops_6nd": flops}
+        cols = {
+            "run": f"c{r:02d}",
+            "params": int(sizes[r]),
+            "step": np.arange(1, evals + 1) * 1000,
+            "tokens": tokens,
+            "flops": flops,
+            "flops_6nd": flops,
+        }
         for metric in METRICS:
             law = laws[metric]
             k = curvature * abs(law.alpha)
-            red = law.reducible(c) * np.exp(k * below ** 2 + k * above ** 2)
+            red = law.reducible(c) * np.exp(k * below**2 + k * above**2)
             cols[metric] = law.E + red * np.exp(sigma * rng.standard_normal(evals))
         rows.append(pd.DataFrame(cols))
     return pd.concat(rows, ignore_index=True)
 
 
-def study_table(sizes=None, sigma: float = 0.01, seed: int = 0, evals: int = 24,
-                curvature: float = 0.3) -> pd.DataFrame:
+def study_table(
+    sizes=None, sigma: float = 0.01, seed: int = 0, evals: int = 24, curvature: float = 0.3
+) -> pd.DataFrame:
     """A whole study drawn from the paper's laws: each run's final evaluation follows the
     laws vs N, and the Pareto frontier of all training curves follows the laws vs Cmin.
 
@@ -112,8 +133,12 @@ def study_table(sizes=None, sigma: float = 0.01, seed: int = 0, evals: int = 24,
     losses = [m for m in METRICS if m.startswith("ce")]
     final_red = {m: lawN[m].reducible(x) for m in METRICS}
     # ln C (PFLOPs) at which each loss's Cmin law equals the run's final value
-    u_star = np.array([[np.log(final_red[m][r]) / lawC[m].alpha - np.log(lawC[m].beta)
-                        for m in losses] for r in range(R)])
+    u_star = np.array(
+        [
+            [np.log(final_red[m][r]) / lawC[m].alpha - np.log(lawC[m].beta) for m in losses]
+            for r in range(R)
+        ]
+    )
     U = u_star.max(axis=1) + np.where(np.arange(R) < R - 1, np.log(2.0), 0.0)  # final ln C
     b = u_star.min(axis=1) - 0.05  # band ends, before every loss's crossing
     a = np.concatenate([[b[0] - (b[1] - b[0])], b[:-1]])  # band starts: the bands tile
@@ -121,8 +146,12 @@ def study_table(sizes=None, sigma: float = 0.01, seed: int = 0, evals: int = 24,
     for r in range(R):
         start = max(a[0], a[r] - 1.5 * (b[r] - a[r]))  # the first run starts the frontier
         u = np.linspace(start, U[r], evals)
-        cols = {"run": f"s{r:02d}", "params": int(sizes[r]), "step": np.arange(1, evals + 1) * 1000,
-                "flops": np.exp(u) * X_SCALE["Cmin"]}
+        cols = {
+            "run": f"s{r:02d}",
+            "params": int(sizes[r]),
+            "step": np.arange(1, evals + 1) * 1000,
+            "flops": np.exp(u) * X_SCALE["Cmin"],
+        }
         cols["tokens"] = cols["flops"] / (6 * sizes[r])
         cols["flops_6nd"] = cols["flops"]
         for m in METRICS:
@@ -142,8 +171,15 @@ def study_table(sizes=None, sigma: float = 0.01, seed: int = 0, evals: int = 24,
     return table
 
 
-def joint_law_table(law, sizes, data_per_size, sigma: float = 0.005, seed: int = 0,
-                    tokens_per_image: int = 30, flops_per_token=lambda N: 6.0 * N) -> pd.DataFrame:
+def joint_law_table(
+    law,
+    sizes,
+    data_per_size,
+    sigma: float = 0.005,
+    seed: int = 0,
+    tokens_per_image: int = 30,
+    flops_per_token=lambda N: 6.0 * N,
+) -> pd.DataFrame:
     """Final points drawn from a joint law (`analysis.jointlaw.JointLaw`, D in tokens).
 
     sizes [S] params; data_per_size [P] tokens, crossed with the sizes (one run per pair, as
@@ -155,7 +191,15 @@ def joint_law_table(law, sizes, data_per_size, sigma: float = 0.005, seed: int =
     for N in np.asarray(sizes, float):
         for D in np.asarray(data_per_size, float):
             loss = float(law.predict(N, D)) * float(np.exp(sigma * rng.standard_normal()))
-            rows.append({"run": f"N{N:.4g}-D{D:.4g}", "params": N, "step": 1, "tokens": D,
-                         "images": D / tokens_per_image, "flops": flops_per_token(N) * D,
-                         "ce_avg": loss})
+            rows.append(
+                {
+                    "run": f"N{N:.4g}-D{D:.4g}",
+                    "params": N,
+                    "step": 1,
+                    "tokens": D,
+                    "images": D / tokens_per_image,
+                    "flops": flops_per_token(N) * D,
+                    "ce_avg": loss,
+                }
+            )
     return pd.DataFrame(rows)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.paths import ROOT
 
 SCRIPT = ROOT / "scripts" / "testbed" / "slurm_cluster.sh"
@@ -27,9 +28,16 @@ class SlurmCluster:
 def _cluster_answers(conf: Path) -> bool:
     env = dict(os.environ, SLURM_CONF=str(conf))
     try:
-        return subprocess.run(["scontrol", "ping"], env=env, capture_output=True,
-                              timeout=10).returncode == 0 and subprocess.run(
-            ["bash", str(SCRIPT), "status"], env=env, capture_output=True, timeout=10).returncode == 0
+        return (
+            subprocess.run(
+                ["scontrol", "ping"], env=env, capture_output=True, timeout=10
+            ).returncode
+            == 0
+            and subprocess.run(
+                ["bash", str(SCRIPT), "status"], env=env, capture_output=True, timeout=10
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -47,22 +55,35 @@ def slurm_cluster():
     started = False
     if not (conf.exists() and shutil.which("scontrol") and _cluster_answers(conf)):
         if os.geteuid() != 0:
-            pytest.skip("SLURM tests need a running cluster: none is up in "
-                        f"{slurm_dir} and starting one needs root "
-                        "(run `sudo bash scripts/testbed/slurm_cluster.sh up`)")
-        proc = subprocess.run(["bash", str(SCRIPT), "up"], capture_output=True, text=True,
-                              timeout=900, env=dict(os.environ, SLURM_DIR=str(slurm_dir)))
+            pytest.skip(
+                "SLURM tests need a running cluster: none is up in "
+                f"{slurm_dir} and starting one needs root "
+                "(run `sudo bash scripts/testbed/slurm_cluster.sh up`)"
+            )
+        proc = subprocess.run(
+            ["bash", str(SCRIPT), "up"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=dict(os.environ, SLURM_DIR=str(slurm_dir)),
+        )
         if proc.returncode != 0 or not _cluster_answers(conf):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-            pytest.skip(f"SLURM could not be started by scripts/testbed/slurm_cluster.sh up: {tail}")
+            pytest.skip(
+                f"SLURM could not be started by scripts/testbed/slurm_cluster.sh up: {tail}"
+            )
         started = True
     with pytest.MonkeyPatch.context() as mp:
         # submitit calls sbatch/squeue/sacct as subprocesses: they read SLURM_CONF
         mp.setenv("SLURM_CONF", str(conf))
         yield SlurmCluster(conf=conf, partition=partition, started_here=started)
     if started:
-        subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, timeout=120,
-                       env=dict(os.environ, SLURM_DIR=str(slurm_dir)))
+        subprocess.run(
+            ["bash", str(SCRIPT), "down"],
+            capture_output=True,
+            timeout=120,
+            env=dict(os.environ, SLURM_DIR=str(slurm_dir)),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +99,13 @@ def one_thread():
 
 
 def _torch_state(torch) -> tuple:
-    return (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.allow_tf32, torch.get_default_dtype(),
-            torch.get_float32_matmul_precision())
+    return (
+        torch.get_num_threads(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_default_dtype(),
+        torch.get_float32_matmul_precision(),
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -7,14 +7,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
-                            RunConfig, RuntimeConfig)
 from scaling.core.config_io import dump_yaml
 from scaling.data.token_store import save_quantizer, store_identity, write_meta
+from scaling.training.config import (
+    DataConfig,
+    EvalConfig,
+    LengthConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    RuntimeConfig,
+)
 
 
-def class_conditional_tokens(n: int, *, patch_nums, vocab: int, protos: np.ndarray,
-                             rng: np.random.Generator, noise: float = 0.3):
+def class_conditional_tokens(
+    n: int,
+    *,
+    patch_nums,
+    vocab: int,
+    protos: np.ndarray,
+    rng: np.random.Generator,
+    noise: float = 0.3,
+):
     """Tokens [n, L] and labels [n]: each class has a prototype token map per scale, and
     each token is the prototype's with prob 1-noise, else a child of its parent token
     (so coarser scales predict finer ones); enough structure for loss to fall quickly."""
@@ -27,15 +41,24 @@ def class_conditional_tokens(n: int, *, patch_nums, vocab: int, protos: np.ndarr
         if k == 0:
             fresh = rng.integers(0, vocab, size=(n, pn * pn))
         else:
-            parent = tokens[:, prev_start:prev_start + 1]  # first token of the coarser scale
+            parent = tokens[:, prev_start : prev_start + 1]  # first token of the coarser scale
             fresh = (parent * 3 + np.arange(pn * pn)[None] + 1) % vocab
         tokens[:, start:end] = np.where(flip, fresh, tokens[:, start:end])
         prev_start, start = start, end
     return tokens.astype(np.uint16), labels.astype(np.int32)
 
 
-def make_token_store(path: Path, *, patch_nums=(1, 2, 3), vocab: int = 32, num_classes: int = 4,
-                     n_train: int = 256, n_val: int = 64, z_channels: int = 8, seed: int = 0) -> Path:
+def make_token_store(
+    path: Path,
+    *,
+    patch_nums=(1, 2, 3),
+    vocab: int = 32,
+    num_classes: int = 4,
+    n_train: int = 256,
+    n_val: int = 64,
+    z_channels: int = 8,
+    seed: int = 0,
+) -> Path:
     """Write a complete token store (meta.json, splits, quantizer.pt) at `path`."""
     from var_core import MultiScaleQuantizer
 
@@ -44,8 +67,9 @@ def make_token_store(path: Path, *, patch_nums=(1, 2, 3), vocab: int = 32, num_c
     splits = {}
     protos = rng.integers(0, vocab, size=(num_classes, sum(p * p for p in patch_nums)))
     for split, n in (("train", n_train), ("val", n_val)):
-        tokens, labels = class_conditional_tokens(n, patch_nums=patch_nums, vocab=vocab,
-                                                  protos=protos, rng=rng)
+        tokens, labels = class_conditional_tokens(
+            n, patch_nums=patch_nums, vocab=vocab, protos=protos, rng=rng
+        )
         (path / split).mkdir(parents=True, exist_ok=True)
         np.save(path / split / "tokens.npy", tokens)
         np.save(path / split / "labels.npy", labels)
@@ -55,20 +79,39 @@ def make_token_store(path: Path, *, patch_nums=(1, 2, 3), vocab: int = 32, num_c
     save_quantizer(path, quantizer)
     identity = store_identity(
         vqvae_sha256="0" * 64,
-        vqvae_config={"vocab_size": vocab, "z_channels": z_channels, "patch_nums": list(patch_nums)},
-        vocab_size=vocab, patch_nums=patch_nums, image_size=patch_nums[-1] * 8,
-        classes=[f"class{i}" for i in range(num_classes)])
+        vqvae_config={
+            "vocab_size": vocab,
+            "z_channels": z_channels,
+            "patch_nums": list(patch_nums),
+        },
+        vocab_size=vocab,
+        patch_nums=patch_nums,
+        image_size=patch_nums[-1] * 8,
+        classes=[f"class{i}" for i in range(num_classes)],
+    )
     write_meta(path, identity, splits)
     return path
 
 
-def tiny_run_config(store: Path, run_id: str = "tiny", *, steps: int = 24, batch: int = 16,
-                    depth: int = 2, width: int = 32, eval_points: int = 4, **runtime) -> RunConfig:
+def tiny_run_config(
+    store: Path,
+    run_id: str = "tiny",
+    *,
+    steps: int = 24,
+    batch: int = 16,
+    depth: int = 2,
+    width: int = 32,
+    eval_points: int = 4,
+    **runtime,
+) -> RunConfig:
     """A run that trains in about a second on a CPU."""
     return RunConfig(
-        run_id=run_id, data=DataConfig(store=store),
+        run_id=run_id,
+        data=DataConfig(store=store),
         model=ModelConfig(depth=depth, width=width, heads=2, init_adaln_gamma=1e-3),
-        optim=OptimConfig(batch_size=batch, base_lr=3e-3 * 256 / batch, final_lr_frac=0.1),  # peak lr 3e-3
+        optim=OptimConfig(
+            batch_size=batch, base_lr=3e-3 * 256 / batch, final_lr_frac=0.1
+        ),  # peak lr 3e-3
         length=LengthConfig(steps=steps),
         eval=EvalConfig(points=eval_points, first_frac=0.2, batch_size=32),
         runtime=RuntimeConfig(num_threads=1, **runtime),

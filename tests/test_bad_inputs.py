@@ -16,8 +16,8 @@ import json
 import os
 import shutil
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -66,8 +66,17 @@ def world(tmp_path_factory) -> Path:
     generate(root / "images", num_classes=2, train_per_class=2, val_per_class=2, resolution=16)
     (root / "images" / "classes.json").unlink()  # let tokenize write it
     torch.manual_seed(0)
-    save_model(root / "vq.pt", VQVAE(vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 2),
-                                     num_res_blocks=1, patch_nums=(1, 2, 4)))
+    save_model(
+        root / "vq.pt",
+        VQVAE(
+            vocab_size=32,
+            z_channels=8,
+            ch=32,
+            ch_mult=(1, 2),
+            num_res_blocks=1,
+            patch_nums=(1, 2, 4),
+        ),
+    )
     return root
 
 
@@ -76,8 +85,9 @@ def digest(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         if p.is_file() and not p.is_symlink():
-            out[str(p.relative_to(root))] = (hashlib.sha256(p.read_bytes()).hexdigest()
-                                             + oct(p.stat().st_mode))
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest() + oct(
+                p.stat().st_mode
+            )
     return out
 
 
@@ -97,12 +107,14 @@ def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
         old_, new_ = old.replace("{w}", str(w)), new.replace("{w}", str(w))
         assert old_ in text, (path, old_)
         p.write_text(text.replace(old_, new_, 1))
+
     return plant
 
 
 def add(path: str, text: str) -> Callable[[Path], None]:
     def plant(w: Path) -> None:
         (w / path).write_text((w / path).read_text() + textwrap.dedent(text))
+
     return plant
 
 
@@ -111,6 +123,7 @@ def write(path: str, data: bytes | str) -> Callable[[Path], None]:
         p = w / path
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data if isinstance(data, bytes) else data.encode())
+
     return plant
 
 
@@ -118,6 +131,7 @@ def both(*plants: Callable[[Path], None]) -> Callable[[Path], None]:
     def plant(w: Path) -> None:
         for p in plants:
             p(w)
+
     return plant
 
 
@@ -141,20 +155,24 @@ def train(config: str = "out/d1/config.yaml", run_dir: str | None = None):
     def call(w: Path) -> object:
         argv = [str(w / config)] + (["--run-dir", str(w / run_dir)] if run_dir else [])
         return train_mod.main(argv)
+
     return call
 
 
 def new_run(store_path: str = "store", **changes) -> Callable[[Path], None]:
     """A fresh run directory `bad/r` with the finished run's config, on `store_path`."""
+
     def plant(w: Path) -> None:
-        from scaling.training.config import load_run_config
         from scaling.core.config_io import dump_yaml
+        from scaling.training.config import load_run_config
 
         cfg = load_run_config(w / "out" / "d1" / "config.yaml")
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=w / store_path),
-                                  **changes)
+        cfg = dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, store=w / store_path), **changes
+        )
         (w / "bad" / "r").mkdir(parents=True)
         (w / "bad" / "r" / "config.yaml").write_text(dump_yaml(cfg))
+
     return plant
 
 
@@ -167,6 +185,7 @@ def store_edit(fn: Callable[[Path], None]) -> Callable[[Path], None]:
         copy_store(w)
         fn(w / "bad" / "store")
         new_run("bad/store")(w)
+
     return plant
 
 
@@ -187,6 +206,7 @@ def meta_change(**kw) -> Callable[[Path], None]:
         meta = json.loads((store / "meta.json").read_text())
         meta.update(kw)
         (store / "meta.json").write_text(json.dumps(meta))
+
     return fn
 
 
@@ -195,6 +215,7 @@ def meta_z_channels(z: int) -> Callable[[Path], None]:
         meta = json.loads((store / "meta.json").read_text())
         meta["vqvae_config"]["z_channels"] = z
         (store / "meta.json").write_text(json.dumps(meta))
+
     return fn
 
 
@@ -209,8 +230,10 @@ class Hostile:
 
 
 def hostile_checkpoint(w: Path) -> None:
-    torch.save({"format": "var-scaling-train/1", "payload": Hostile(w / "PWNED")},
-               w / "out" / "d1" / "checkpoint.pt")
+    torch.save(
+        {"format": "var-scaling-train/1", "payload": Hostile(w / "PWNED")},
+        w / "out" / "d1" / "checkpoint.pt",
+    )
 
 
 def foreign_checkpoint(w: Path) -> None:
@@ -224,8 +247,20 @@ def other_config_checkpoint(w: Path) -> None:
 
 
 def tokenize(w: Path, images: str = "images", vqvae: str = "vq.pt") -> object:
-    return tokenize_mod.main(["--images", str(w / images), "--vqvae", str(w / vqvae),
-                              "--out", str(w / "bad" / "tok"), "--batch-size", "4", "--device", "cpu"])
+    return tokenize_mod.main(
+        [
+            "--images",
+            str(w / images),
+            "--vqvae",
+            str(w / vqvae),
+            "--out",
+            str(w / "bad" / "tok"),
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
 
 
 def fit(*args: str) -> Callable[[Path], object]:
@@ -235,129 +270,349 @@ def fit(*args: str) -> Callable[[Path], object]:
 Y = "s.yaml"
 CASES = [
     # ---- sweep YAML (located: file:line: key)
-    Case("unknown cluster key", edit(Y, "  backend: debug", "  nodez: 1\n  backend: debug"), dry,
-         ("s.yaml:14: cluster.nodez: unknown key (did you mean 'nodes'?)",)),
-    Case("hold_frac 1 (divided by zero after the whole run)",
-         edit(Y, "base_lr: 0.005}", "base_lr: 0.005, hold_frac: 1.0}"), dry,
-         ("s.yaml:7: base.optim.hold_frac: must be in [0, 1), got 1.0",)),
-    Case("warmup_frac 1", edit(Y, "base_lr: 0.005}", "base_lr: 0.005, warmup_frac: 1}"), dry,
-         ("s.yaml:7: base.optim.warmup_frac: must be in [0, 1)",)),
-    Case("label_smoothing 1", edit(Y, "base_lr: 0.005}", "base_lr: 0.005, label_smoothing: 1}"),
-         dry, ("base.optim.label_smoothing: must be in [0, 1)",)),
-    Case("final_lr_frac > 1", edit(Y, "base_lr: 0.005}", "base_lr: 0.005, final_lr_frac: 2}"),
-         dry, ("s.yaml:7: base.optim.final_lr_frac: must be in [0, 1]",)),
-    Case("eps 0", edit(Y, "base_lr: 0.005}", "base_lr: 0.005, eps: 0}"), dry,
-         ("base.optim.eps: must be > 0",)),
-    Case("more eval points than steps", edit(Y, "eval: {points: 2", "eval: {points: 7"), dry,
-         ("s.yaml:10: eval.points: 7 evaluations but the run has only 6 steps",)),
-    Case("batch size 0", edit(Y, "batch_size: 16", "batch_size: 0"), dry,
-         ("s.yaml:7: base.optim.batch_size: must be > 0, got 0",)),
-    Case("learning rate not a number", edit(Y, "base_lr: 0.005", "base_lr: fast"), dry,
-         ("s.yaml:7: base.optim.base_lr: expected a number, got 'fast'",)),
-    Case("negative seed", add(Y, "rules:\n  - {min_depth: 1, set: {seed: -1}}\n"), dry,
-         ("s.yaml:16: rules[0].set.seed: must be >= 0, got -1",)),
-    Case("micro-batch above the batch", edit(Y, "num_threads: 1,", "num_threads: 1, micro_batch: 64,"),
-         dry, ("base.runtime.micro_batch: 64 is larger than optim.batch_size 16",)),
-    Case("log interval 0", edit(Y, "num_threads: 1,", "num_threads: 1, log_every_s: 0,"), dry,
-         ("s.yaml:9: base.runtime.log_every_s: must be > 0",)),
-    Case("class dropout 1", edit(Y, "heads: 2}", "heads: 2, cond_drop: 1.0}"), dry,
-         ("s.yaml:6: base.model.cond_drop: must be in [0, 1)",)),
-    Case("unknown precision", edit(Y, "num_threads: 1,", "num_threads: 1, precision: fp16,"), dry,
-         ("base.runtime.precision: must be one of 'auto', 'fp32', 'bf16'; got 'fp16'",)),
-    Case("override key d01 (never applied)", add(Y, "overrides:\n  d01: {optim.batch_size: 8}\n"),
-         dry, ("s.yaml:16: overrides.d01: override keys are depths written 16 or d16",)),
-    Case("overrides 1 and d1 for one depth",
-         add(Y, "overrides:\n  1: {model.width: 16}\n  d1: {optim.batch_size: 8}\n"), dry,
-         ("s.yaml:17: overrides.d1: depth 1 already has overrides under key '1'",)),
-    Case("override for a depth not in the grid", add(Y, "overrides:\n  d5: {optim.batch_size: 8}\n"),
-         dry, ("s.yaml:16: overrides.d5: depth 5 is not in grid.depth [1]",)),
-    Case("depth 0", edit(Y, "depth: [1]", "depth: [0]"), dry,
-         ("s.yaml:12: grid.depth[0]: a depth must be a positive integer, got 0",)),
-    Case("duplicate key", edit(Y, "name: w", "name: w\nname: v"), dry,
-         ("s.yaml:2: name: duplicate key (first given on line 1)",)),
+    Case(
+        "unknown cluster key",
+        edit(Y, "  backend: debug", "  nodez: 1\n  backend: debug"),
+        dry,
+        ("s.yaml:14: cluster.nodez: unknown key (did you mean 'nodes'?)",),
+    ),
+    Case(
+        "hold_frac 1 (divided by zero after the whole run)",
+        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, hold_frac: 1.0}"),
+        dry,
+        ("s.yaml:7: base.optim.hold_frac: must be in [0, 1), got 1.0",),
+    ),
+    Case(
+        "warmup_frac 1",
+        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, warmup_frac: 1}"),
+        dry,
+        ("s.yaml:7: base.optim.warmup_frac: must be in [0, 1)",),
+    ),
+    Case(
+        "label_smoothing 1",
+        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, label_smoothing: 1}"),
+        dry,
+        ("base.optim.label_smoothing: must be in [0, 1)",),
+    ),
+    Case(
+        "final_lr_frac > 1",
+        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, final_lr_frac: 2}"),
+        dry,
+        ("s.yaml:7: base.optim.final_lr_frac: must be in [0, 1]",),
+    ),
+    Case(
+        "eps 0",
+        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, eps: 0}"),
+        dry,
+        ("base.optim.eps: must be > 0",),
+    ),
+    Case(
+        "more eval points than steps",
+        edit(Y, "eval: {points: 2", "eval: {points: 7"),
+        dry,
+        ("s.yaml:10: eval.points: 7 evaluations but the run has only 6 steps",),
+    ),
+    Case(
+        "batch size 0",
+        edit(Y, "batch_size: 16", "batch_size: 0"),
+        dry,
+        ("s.yaml:7: base.optim.batch_size: must be > 0, got 0",),
+    ),
+    Case(
+        "learning rate not a number",
+        edit(Y, "base_lr: 0.005", "base_lr: fast"),
+        dry,
+        ("s.yaml:7: base.optim.base_lr: expected a number, got 'fast'",),
+    ),
+    Case(
+        "negative seed",
+        add(Y, "rules:\n  - {min_depth: 1, set: {seed: -1}}\n"),
+        dry,
+        ("s.yaml:16: rules[0].set.seed: must be >= 0, got -1",),
+    ),
+    Case(
+        "micro-batch above the batch",
+        edit(Y, "num_threads: 1,", "num_threads: 1, micro_batch: 64,"),
+        dry,
+        ("base.runtime.micro_batch: 64 is larger than optim.batch_size 16",),
+    ),
+    Case(
+        "log interval 0",
+        edit(Y, "num_threads: 1,", "num_threads: 1, log_every_s: 0,"),
+        dry,
+        ("s.yaml:9: base.runtime.log_every_s: must be > 0",),
+    ),
+    Case(
+        "class dropout 1",
+        edit(Y, "heads: 2}", "heads: 2, cond_drop: 1.0}"),
+        dry,
+        ("s.yaml:6: base.model.cond_drop: must be in [0, 1)",),
+    ),
+    Case(
+        "unknown precision",
+        edit(Y, "num_threads: 1,", "num_threads: 1, precision: fp16,"),
+        dry,
+        ("base.runtime.precision: must be one of 'auto', 'fp32', 'bf16'; got 'fp16'",),
+    ),
+    Case(
+        "override key d01 (never applied)",
+        add(Y, "overrides:\n  d01: {optim.batch_size: 8}\n"),
+        dry,
+        ("s.yaml:16: overrides.d01: override keys are depths written 16 or d16",),
+    ),
+    Case(
+        "overrides 1 and d1 for one depth",
+        add(Y, "overrides:\n  1: {model.width: 16}\n  d1: {optim.batch_size: 8}\n"),
+        dry,
+        ("s.yaml:17: overrides.d1: depth 1 already has overrides under key '1'",),
+    ),
+    Case(
+        "override for a depth not in the grid",
+        add(Y, "overrides:\n  d5: {optim.batch_size: 8}\n"),
+        dry,
+        ("s.yaml:16: overrides.d5: depth 5 is not in grid.depth [1]",),
+    ),
+    Case(
+        "depth 0",
+        edit(Y, "depth: [1]", "depth: [0]"),
+        dry,
+        ("s.yaml:12: grid.depth[0]: a depth must be a positive integer, got 0",),
+    ),
+    Case(
+        "duplicate key",
+        edit(Y, "name: w", "name: w\nname: v"),
+        dry,
+        ("s.yaml:2: name: duplicate key (first given on line 1)",),
+    ),
     Case("broken YAML", edit(Y, "depth: [1]", "depth: [1"), dry, ("s.yaml:", "invalid YAML")),
-    Case("signal delay beyond the time limit", edit(Y, "backend: debug", "backend: debug\n  time_min: 1"),
-         dry, ("cluster.signal_delay_s: 120 s is not less than the time limit (1 min)",)),
-    Case("grid value that leaves the output folder", edit(Y, "depth: [1]", "depth: [1]\n  tag: ['../x']"), dry,
-         ("s.yaml:13: grid.tag[0]: value '../x' would make the run-id part",)),
-    Case("label for a non-axis", add(Y, "labels: {nope: n}\n"), dry,
-         ("s.yaml:15: labels: 'nope' is not a grid axis",)),
-    Case("store split that does not exist", edit(Y, "length: {steps: 6}",
-                                                 "length: {steps: 6}\n  data: {eval_split: test}"),
-         launch(), ("s.yaml: data.eval_split: run d1 asks for split 'test'",)),
-    Case("missing token store", edit(Y, "/store\n", "/nostore\n"), launch(),
-         ("s.yaml: data.tokens: token store ", "/nostore does not exist",)),
-    Case("output is a file", both(write("bad/out-file", "x"),
-                                  edit(Y, "output: {w}/out", "output: {w}/bad/out-file")),
-         launch(), ("error: output {w}/bad/out-file (the sweep's `output:`) is a file",), None),
-    Case("changed config of a finished run", edit(Y, "length: {steps: 6}", "length: {steps: 9}"),
-         launch(), ("out/d1/config.yaml holds another config than the sweep now gives for run "
-                    "d1 (state done)",), None),
+    Case(
+        "signal delay beyond the time limit",
+        edit(Y, "backend: debug", "backend: debug\n  time_min: 1"),
+        dry,
+        ("cluster.signal_delay_s: 120 s is not less than the time limit (1 min)",),
+    ),
+    Case(
+        "grid value that leaves the output folder",
+        edit(Y, "depth: [1]", "depth: [1]\n  tag: ['../x']"),
+        dry,
+        ("s.yaml:13: grid.tag[0]: value '../x' would make the run-id part",),
+    ),
+    Case(
+        "label for a non-axis",
+        add(Y, "labels: {nope: n}\n"),
+        dry,
+        ("s.yaml:15: labels: 'nope' is not a grid axis",),
+    ),
+    Case(
+        "store split that does not exist",
+        edit(Y, "length: {steps: 6}", "length: {steps: 6}\n  data: {eval_split: test}"),
+        launch(),
+        ("s.yaml: data.eval_split: run d1 asks for split 'test'",),
+    ),
+    Case(
+        "missing token store",
+        edit(Y, "/store\n", "/nostore\n"),
+        launch(),
+        (
+            "s.yaml: data.tokens: token store ",
+            "/nostore does not exist",
+        ),
+    ),
+    Case(
+        "output is a file",
+        both(write("bad/out-file", "x"), edit(Y, "output: {w}/out", "output: {w}/bad/out-file")),
+        launch(),
+        ("error: output {w}/bad/out-file (the sweep's `output:`) is a file",),
+        None,
+    ),
+    Case(
+        "changed config of a finished run",
+        edit(Y, "length: {steps: 6}", "length: {steps: 9}"),
+        launch(),
+        (
+            "out/d1/config.yaml holds another config than the sweep now gives for run "
+            "d1 (state done)",
+        ),
+        None,
+    ),
     # ---- status files
-    Case("corrupt status.json", write("out/d1/status.json", '{"state": "do'), status,
-         ("error: {w}/out/d1/status.json: corrupt status file",), 1),
-    Case("status.json with an unknown state", write("out/d1/status.json", '{"state": "great"}'),
-         launch(), ("error: {w}/out/d1/status.json: not a status record",), 1),
+    Case(
+        "corrupt status.json",
+        write("out/d1/status.json", '{"state": "do'),
+        status,
+        ("error: {w}/out/d1/status.json: corrupt status file",),
+        1,
+    ),
+    Case(
+        "status.json with an unknown state",
+        write("out/d1/status.json", '{"state": "great"}'),
+        launch(),
+        ("error: {w}/out/d1/status.json: not a status record",),
+        1,
+    ),
     # ---- run config (python -m scaling.train)
-    Case("run config with an unknown key", both(new_run(), edit("bad/r/config.yaml", "  base_lr:",
-                                                                "  lr: 1\n  base_lr:")),
-         train("bad/r/config.yaml"), ("bad/r/config.yaml:", "optim.lr: unknown key"), 2),
-    Case("run config missing", nothing, train("bad/none.yaml"),
-         ("{w}/bad/none.yaml: cannot read",), 2),
-    Case("another config for an existing run directory", both(new_run(), edit(
-        "bad/r/config.yaml", "steps: 6", "steps: 5")), train("bad/r/config.yaml", "out/d1"),
-         ("out/d1/config.yaml already holds another config",), None),
+    Case(
+        "run config with an unknown key",
+        both(new_run(), edit("bad/r/config.yaml", "  base_lr:", "  lr: 1\n  base_lr:")),
+        train("bad/r/config.yaml"),
+        ("bad/r/config.yaml:", "optim.lr: unknown key"),
+        2,
+    ),
+    Case(
+        "run config missing",
+        nothing,
+        train("bad/none.yaml"),
+        ("{w}/bad/none.yaml: cannot read",),
+        2,
+    ),
+    Case(
+        "another config for an existing run directory",
+        both(new_run(), edit("bad/r/config.yaml", "steps: 6", "steps: 5")),
+        train("bad/r/config.yaml", "out/d1"),
+        ("out/d1/config.yaml already holds another config",),
+        None,
+    ),
     # ---- token store files (found when the trainer starts: nothing trains)
-    Case("token outside the vocabulary", store_edit(bad_token), train("bad/r/config.yaml"),
-         ("bad/store/train/tokens.npy: row 7 holds token 999, outside the vocabulary [0, 32)",), 2),
-    Case("meta vocab disagrees with the quantizer", store_edit(meta_change(vocab_size=64)),
-         train("bad/r/config.yaml"), ("bad/store: meta.json says vocab_size 64 but its "
-                                      "quantizer (quantizer.pt) has 32",), 2),
-    Case("meta code width disagrees with the quantizer", store_edit(meta_z_channels(4)),
-         train("bad/r/config.yaml"), ("bad/store: meta.json says z_channels 4 but its "
-                                      "quantizer (quantizer.pt) has 8",), 2),
-    Case("label outside the classes", store_edit(bad_label), train("bad/r/config.yaml"),
-         ("bad/store/val/labels.npy: labels outside [0, 4)",), 2),
-    Case("meta.json not JSON", store_edit(lambda s: (s / "meta.json").write_text("{")),
-         train("bad/r/config.yaml"), ("bad/store/meta.json", "not valid JSON"), 2),
-    Case("tokens.npy of the wrong shape",
-         store_edit(lambda s: np.save(s / "val" / "tokens.npy", np.zeros((3, 14), np.uint16))),
-         train("bad/r/config.yaml"), ("bad/store/val/tokens.npy: expected uint16 [64, 14]",), 2),
-    Case("empty quantizer file", store_edit(lambda s: (s / "quantizer.pt").write_bytes(b"")),
-         train("bad/r/config.yaml"), ("bad/store/quantizer.pt: the token-store quantizer is "
-                                      "empty (0 bytes",), 2),
+    Case(
+        "token outside the vocabulary",
+        store_edit(bad_token),
+        train("bad/r/config.yaml"),
+        ("bad/store/train/tokens.npy: row 7 holds token 999, outside the vocabulary [0, 32)",),
+        2,
+    ),
+    Case(
+        "meta vocab disagrees with the quantizer",
+        store_edit(meta_change(vocab_size=64)),
+        train("bad/r/config.yaml"),
+        ("bad/store: meta.json says vocab_size 64 but its quantizer (quantizer.pt) has 32",),
+        2,
+    ),
+    Case(
+        "meta code width disagrees with the quantizer",
+        store_edit(meta_z_channels(4)),
+        train("bad/r/config.yaml"),
+        ("bad/store: meta.json says z_channels 4 but its quantizer (quantizer.pt) has 8",),
+        2,
+    ),
+    Case(
+        "label outside the classes",
+        store_edit(bad_label),
+        train("bad/r/config.yaml"),
+        ("bad/store/val/labels.npy: labels outside [0, 4)",),
+        2,
+    ),
+    Case(
+        "meta.json not JSON",
+        store_edit(lambda s: (s / "meta.json").write_text("{")),
+        train("bad/r/config.yaml"),
+        ("bad/store/meta.json", "not valid JSON"),
+        2,
+    ),
+    Case(
+        "tokens.npy of the wrong shape",
+        store_edit(lambda s: np.save(s / "val" / "tokens.npy", np.zeros((3, 14), np.uint16))),
+        train("bad/r/config.yaml"),
+        ("bad/store/val/tokens.npy: expected uint16 [64, 14]",),
+        2,
+    ),
+    Case(
+        "empty quantizer file",
+        store_edit(lambda s: (s / "quantizer.pt").write_bytes(b"")),
+        train("bad/r/config.yaml"),
+        ("bad/store/quantizer.pt: the token-store quantizer is empty (0 bytes",),
+        2,
+    ),
     # ---- checkpoints
-    Case("empty checkpoint", write("out/d1/checkpoint.pt", b""), train(),
-         ("out/d1/checkpoint.pt: the training checkpoint is empty (0 bytes",), 2),
-    Case("checkpoint that is not a torch file", write("out/d1/checkpoint.pt", b"PK\x03\x04junk"),
-         train(), ("out/d1/checkpoint.pt: not a readable training checkpoint",), 2),
-    Case("hostile pickle checkpoint", hostile_checkpoint, train(),
-         ("out/d1/checkpoint.pt: refusing to load the training checkpoint: it holds Python "
-          "objects other than tensors", "nothing in it was run"), 2),
-    Case("checkpoint of another program", foreign_checkpoint, train(),
-         ("out/d1/checkpoint.pt: not a training checkpoint of this toolkit",), 2),
-    Case("checkpoint of another config", other_config_checkpoint, train(),
-         ("out/d1/checkpoint.pt: was written with another config",), 2),
+    Case(
+        "empty checkpoint",
+        write("out/d1/checkpoint.pt", b""),
+        train(),
+        ("out/d1/checkpoint.pt: the training checkpoint is empty (0 bytes",),
+        2,
+    ),
+    Case(
+        "checkpoint that is not a torch file",
+        write("out/d1/checkpoint.pt", b"PK\x03\x04junk"),
+        train(),
+        ("out/d1/checkpoint.pt: not a readable training checkpoint",),
+        2,
+    ),
+    Case(
+        "hostile pickle checkpoint",
+        hostile_checkpoint,
+        train(),
+        (
+            "out/d1/checkpoint.pt: refusing to load the training checkpoint: it holds Python "
+            "objects other than tensors",
+            "nothing in it was run",
+        ),
+        2,
+    ),
+    Case(
+        "checkpoint of another program",
+        foreign_checkpoint,
+        train(),
+        ("out/d1/checkpoint.pt: not a training checkpoint of this toolkit",),
+        2,
+    ),
+    Case(
+        "checkpoint of another config",
+        other_config_checkpoint,
+        train(),
+        ("out/d1/checkpoint.pt: was written with another config",),
+        2,
+    ),
     # ---- image folders and the VQVAE (python -m scaling.tokenize)
-    Case("empty class folder in val (classes.json not written)",
-         lambda w: [p.unlink() for p in (w / "images" / "val" / "class_001").iterdir()],
-         tokenize, ("images/val/class_001",)),
-    Case("missing VQVAE checkpoint", nothing, lambda w: tokenize(w, vqvae="none.pt"),
-         ("tokenize: VQVAE checkpoint {w}/none.pt does not exist",)),
-    Case("corrupt classes.json", write("images/classes.json", "[1,"), tokenize,
-         ("images/classes.json: not valid JSON",)),
+    Case(
+        "empty class folder in val (classes.json not written)",
+        lambda w: [p.unlink() for p in (w / "images" / "val" / "class_001").iterdir()],
+        tokenize,
+        ("images/val/class_001",),
+    ),
+    Case(
+        "missing VQVAE checkpoint",
+        nothing,
+        lambda w: tokenize(w, vqvae="none.pt"),
+        ("tokenize: VQVAE checkpoint {w}/none.pt does not exist",),
+    ),
+    Case(
+        "corrupt classes.json",
+        write("images/classes.json", "[1,"),
+        tokenize,
+        ("images/classes.json: not valid JSON",),
+    ),
     # ---- results tables (python -m scaling.fit)
-    Case("results table of an unknown format", write("bad/t.txt", "a,b\n"), fit("{w}/bad/t.txt"),
-         ("bad/t.txt: unknown table format; use .csv or .parquet",)),
+    Case(
+        "results table of an unknown format",
+        write("bad/t.txt", "a,b\n"),
+        fit("{w}/bad/t.txt"),
+        ("bad/t.txt: unknown table format; use .csv or .parquet",),
+    ),
     Case("results table missing", nothing, fit("{w}/bad/none.csv"), ("bad/none.csv: no such ",)),
     # ---- CLI flags
-    Case("--reconfigure without --retry-failed", nothing, launch("--reconfigure"),
-         ("--reconfigure only goes with --retry-failed",), None),
-    Case("--only that matches nothing", nothing, launch("--only", "d9"),
-         ("error: --only/--exclude leave no runs",)),
-    Case("unknown backend", nothing, launch("--backend", "cloud"), ("invalid choice: 'cloud'",), None),
-    Case("--watch not a number", nothing, lambda w: status_mod.main([str(w / Y), "--watch", "x"]),
-         ("argument --watch: invalid float value: 'x'",), None),
+    Case(
+        "--reconfigure without --retry-failed",
+        nothing,
+        launch("--reconfigure"),
+        ("--reconfigure only goes with --retry-failed",),
+        None,
+    ),
+    Case(
+        "--only that matches nothing",
+        nothing,
+        launch("--only", "d9"),
+        ("error: --only/--exclude leave no runs",),
+    ),
+    Case(
+        "unknown backend", nothing, launch("--backend", "cloud"), ("invalid choice: 'cloud'",), None
+    ),
+    Case(
+        "--watch not a number",
+        nothing,
+        lambda w: status_mod.main([str(w / Y), "--watch", "x"]),
+        ("argument --watch: invalid float value: 'x'",),
+        None,
+    ),
 ]
 
 
@@ -400,9 +655,14 @@ def test_bad_input(case: Case, world: Path, tmp_path: Path, capsys):
         needle = needle.replace("{w}", str(w))
         assert needle in text, (case.name, needle, text)
     after = digest(w)
-    changed = {k for k in before.keys() | after.keys()
-               if before.get(k) != after.get(k) and not k.startswith(("bad/r/", "bad/tok/"))
-               and not k.endswith((".lock",)) and "/_submitit/" not in f"/{k}"}
+    changed = {
+        k
+        for k in before.keys() | after.keys()
+        if before.get(k) != after.get(k)
+        and not k.startswith(("bad/r/", "bad/tok/"))
+        and not k.endswith((".lock",))
+        and "/_submitit/" not in f"/{k}"
+    }
     assert not changed, (case.name, sorted(changed))
     assert not (w / "PWNED").exists()  # the hostile pickle never ran
     if "classes.json not written" in case.name:
@@ -469,8 +729,12 @@ def test_a_refused_submission_is_recorded_and_submits_nothing(world, tmp_path, m
     job id, and the launch fails with the reason."""
     w = tmp_path / "w"
     shutil.copytree(world, w)
-    (w / Y).write_text((w / Y).read_text().replace(f"output: {world}", f"output: {w}")
-                       .replace("depth: [1]", "depth: [1, 2]"))
+    (w / Y).write_text(
+        (w / Y)
+        .read_text()
+        .replace(f"output: {world}", f"output: {w}")
+        .replace("depth: [1]", "depth: [1, 2]")
+    )
     from scaling.core.rundir import RunDir
     from scaling.study.sweep.sweep import load_sweep
 

@@ -30,8 +30,13 @@ PACKAGES = ("var_core", "analysis", "scaling")
 FORBIDDEN = {
     "var_core": ("scaling", "analysis"),
     "analysis": ("torch", "scaling", "var_core"),
-    "scaling.core": ("scaling.data", "scaling.training", "scaling.study", "scaling.tools",
-                     "analysis"),
+    "scaling.core": (
+        "scaling.data",
+        "scaling.training",
+        "scaling.study",
+        "scaling.tools",
+        "analysis",
+    ),
     "scaling.data": ("scaling.training", "scaling.study", "scaling.tools"),
     "scaling.training": ("scaling.study", "scaling.tools"),
     "scaling.study": ("scaling.tools",),
@@ -96,17 +101,27 @@ def test_layer_never_imports_what_sits_above_it(importer):
 
 def test_scaling_holds_only_layers_and_thin_entry_modules():
     """`scaling/X.py` is a `python -m scaling.X` command: a docstring, one import, main()."""
-    folders = sorted(p.name for p in (ROOT / "scaling").iterdir()
-                     if p.is_dir() and (p / "__init__.py").exists())
+    folders = sorted(
+        p.name for p in (ROOT / "scaling").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    )
     assert folders == sorted(LAYERS)
     for path in sorted((ROOT / "scaling").glob("*.py")):
         if path.name == "__init__.py":
             continue
         tree = ast.parse(path.read_text())
-        work = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
-        imports = [n for n in tree.body if isinstance(n, ast.ImportFrom)
-                   and (n.module or "").startswith("scaling.")]
-        assert not work, f"{path.name} defines {[n.name for n in work]}: entry modules only delegate"
+        work = [
+            n
+            for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+        ]
+        imports = [
+            n
+            for n in tree.body
+            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("scaling.")
+        ]
+        assert not work, (
+            f"{path.name} defines {[n.name for n in work]}: entry modules only delegate"
+        )
         assert len(imports) == 1 and [a.name for a in imports[0].names] == ["main"], path.name
 
 

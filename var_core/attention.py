@@ -24,8 +24,10 @@ def _flex_module():
     try:
         from torch.nn.attention import flex_attention as fa
     except ImportError as e:  # pragma: no cover - old torch
-        raise RuntimeError(f"attention backend 'flex' needs torch.nn.attention.flex_attention "
-                           f"(torch >= 2.5); this torch is {torch.__version__}") from e
+        raise RuntimeError(
+            f"attention backend 'flex' needs torch.nn.attention.flex_attention "
+            f"(torch >= 2.5); this torch is {torch.__version__}"
+        ) from e
     return fa
 
 
@@ -59,8 +61,16 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str = "auto",
-           mask: torch.Tensor | None = None, block_mask=None, scale: float = 1.0) -> torch.Tensor:
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    backend: str = "auto",
+    mask: torch.Tensor | None = None,
+    block_mask=None,
+    scale: float = 1.0,
+) -> torch.Tensor:
     """Scaled dot-product attention.
 
     q: [B, H, Lq, c]; k, v: [B, H, Lk, c] -> [B, H, Lq, c].
@@ -73,10 +83,16 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str = 
     if backend == "math":
         w = (q * scale) @ k.transpose(-2, -1)  # [B, H, Lq, Lk]
         if mask is not None:
-            w = w.masked_fill(~mask, -torch.inf) if mask.dtype == torch.bool else w + mask.to(w.dtype)
+            w = (
+                w.masked_fill(~mask, -torch.inf)
+                if mask.dtype == torch.bool
+                else w + mask.to(w.dtype)
+            )
         return w.softmax(dim=-1) @ v
     if backend == "flex" and block_mask is None and mask is not None:
-        raise ValueError("attention backend 'flex' needs block_mask (see make_block_mask), got only mask")
+        raise ValueError(
+            "attention backend 'flex' needs block_mask (see make_block_mask), got only mask"
+        )
     if backend == "sdpa" or block_mask is None:
         if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
             mask = mask.to(q.dtype)
@@ -84,8 +100,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str = 
     if q.device.type == "cuda":
         return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        raise RuntimeError(f"attention backend 'flex' on {q.device.type} runs eagerly and torch does "
-                           f"not support its backward there; train with backend 'sdpa' (or 'auto')")
+        raise RuntimeError(
+            f"attention backend 'flex' on {q.device.type} runs eagerly and torch does "
+            f"not support its backward there; train with backend 'sdpa' (or 'auto')"
+        )
     with warnings.catch_warnings():  # eager flex warns that it is unfused; expected off-GPU
         warnings.simplefilter("ignore")
         return _flex_module().flex_attention(q, k, v, block_mask=block_mask, scale=scale)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -35,8 +36,10 @@ def _read(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for anything beyond tensors and plain containers
-        raise CheckpointError(f"{path}: refused to load (weights_only=True allows only tensors and "
-                              f"plain containers): {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        raise CheckpointError(
+            f"{path}: refused to load (weights_only=True allows only tensors and "
+            f"plain containers): {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from e
 
 
 def _layout(obj: Any, kind: str, path: Path) -> tuple[dict, dict | None]:
@@ -51,8 +54,10 @@ def _layout(obj: Any, kind: str, path: Path) -> tuple[dict, dict | None]:
     if "trainer" in obj and isinstance(obj["trainer"], Mapping):
         key = _NESTED[kind or "var"]
         if key not in obj["trainer"]:
-            raise CheckpointError(f"{path}: training checkpoint has no ['trainer'][{key!r}] "
-                                  f"(has {sorted(obj['trainer'])})")
+            raise CheckpointError(
+                f"{path}: training checkpoint has no ['trainer'][{key!r}] "
+                f"(has {sorted(obj['trainer'])})"
+            )
         return dict(obj["trainer"][key]), None
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
         return dict(obj), None
@@ -63,7 +68,7 @@ def _strip_wrappers(sd: dict) -> dict:
     """Drop the `module.` (DDP) and `_orig_mod.` (torch.compile) prefixes when every key has one."""
     for prefix in ("module.", "_orig_mod."):
         if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
     return sd
 
 
@@ -85,7 +90,9 @@ def load_state_dict_file(path: str | Path, kind: str = "var") -> dict[str, torch
     return _strip_wrappers(_layout(_read(path), kind, Path(path))[0])
 
 
-def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+def load_into(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "state dict"
+) -> None:
     """Strictly load `state` into `model` (floats cast to the model dtype), with clear errors.
 
     Raises CheckpointError naming the first mismatching key with both shapes, or listing
@@ -98,19 +105,26 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str =
     ema = "quantize.ema_vocab_hit_SV"
     if ema in state and ema in own and state[ema].shape != own[ema].shape:
         state[ema] = own[ema]
-    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
-           if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    bad = [
+        (k, tuple(v.shape), tuple(own[k].shape))
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
     if bad:
         k, got, want = bad[0]
         more = f" (and {len(bad) - 1} more mismatching keys)" if len(bad) > 1 else ""
-        raise CheckpointError(f"{source}: key {k!r} has shape {list(got)} in the checkpoint but "
-                              f"{list(want)} in the model{more}")
+        raise CheckpointError(
+            f"{source}: key {k!r} has shape {list(got)} in the checkpoint but "
+            f"{list(want)} in the model{more}"
+        )
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"{source}: state dict does not match the model; missing keys "
-                              f"{missing[:20]}{'...' if len(missing) > 20 else ''}, unexpected keys "
-                              f"{unexpected[:20]}{'...' if len(unexpected) > 20 else ''}")
+        raise CheckpointError(
+            f"{source}: state dict does not match the model; missing keys "
+            f"{missing[:20]}{'...' if len(missing) > 20 else ''}, unexpected keys "
+            f"{unexpected[:20]}{'...' if len(unexpected) > 20 else ''}"
+        )
     cast = {k: (v.to(own[k].dtype) if v.is_floating_point() else v) for k, v in state.items()}
     model.load_state_dict(cast, strict=True)
 
@@ -123,11 +137,16 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
     try:
         depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
         width = sd["word_embed.weight"].shape[0]
-        cfg = dict(depth=depth, width=width, z_channels=sd["word_embed.weight"].shape[1],
-                   num_classes=sd["class_emb.weight"].shape[0] - 1, vocab_size=sd["head.weight"].shape[0],
-                   shared_aln="shared_ada_lin.1.weight" in sd,
-                   attn_l2_norm="blocks.0.attn.scale_mul_1H11" in sd,
-                   mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / width)
+        cfg = dict(
+            depth=depth,
+            width=width,
+            z_channels=sd["word_embed.weight"].shape[1],
+            num_classes=sd["class_emb.weight"].shape[0] - 1,
+            vocab_size=sd["head.weight"].shape[0],
+            shared_aln="shared_ada_lin.1.weight" in sd,
+            attn_l2_norm="blocks.0.attn.scale_mul_1H11" in sd,
+            mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / width,
+        )
         L = sd["pos_1LC"].shape[1]
         if L == sum(p * p for p in PATCH_NUMS_512):
             cfg["patch_nums"] = PATCH_NUMS_512
@@ -187,8 +206,11 @@ def save_model(path: str | Path, model: nn.Module) -> None:
     else:
         raise TypeError(f"save_model takes a VQVAE or VAR, got {type(model).__name__}")
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config().items()}
-    payload = {"format": fmt, "config": cfg,
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    payload = {
+        "format": fmt,
+        "config": cfg,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
     _atomic_torch_save(payload, Path(path))
 
 

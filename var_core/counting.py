@@ -28,23 +28,49 @@ from __future__ import annotations
 
 from .scales import DEFAULT_PATCH_NUMS  # torch-free: counting never imports torch
 
-
 # VAR kwargs that change neither parameter count nor FLOPs
-_NO_EFFECT = {"drop_path", "cond_drop", "norm_eps", "init_adaln", "init_adaln_gamma", "init_head",
-              "init_std", "attn_backend"}
+_NO_EFFECT = {
+    "drop_path",
+    "cond_drop",
+    "norm_eps",
+    "init_adaln",
+    "init_adaln_gamma",
+    "init_head",
+    "init_std",
+    "attn_backend",
+}
 
 
-def _resolve(depth: int, width=None, heads=None, num_classes=1000, vocab_size=4096,
-             z_channels=32, patch_nums=DEFAULT_PATCH_NUMS, mlp_ratio=4.0, attn_l2_norm=True,
-             shared_aln=False, **rest) -> dict:
+def _resolve(
+    depth: int,
+    width=None,
+    heads=None,
+    num_classes=1000,
+    vocab_size=4096,
+    z_channels=32,
+    patch_nums=DEFAULT_PATCH_NUMS,
+    mlp_ratio=4.0,
+    attn_l2_norm=True,
+    shared_aln=False,
+    **rest,
+) -> dict:
     unknown = set(rest) - _NO_EFFECT
     if unknown:
         raise TypeError(f"unknown VAR kwargs {sorted(unknown)}")
     width = 64 * depth if width is None else width
     heads = depth if heads is None else heads
-    return dict(depth=depth, C=width, H=heads, num_classes=num_classes, V=vocab_size,
-                Cv=z_channels, pns=tuple(patch_nums), F=round(width * mlp_ratio),
-                l2=attn_l2_norm, shared=shared_aln)
+    return dict(
+        depth=depth,
+        C=width,
+        H=heads,
+        num_classes=num_classes,
+        V=vocab_size,
+        Cv=z_channels,
+        pns=tuple(patch_nums),
+        F=round(width * mlp_ratio),
+        l2=attn_l2_norm,
+        shared=shared_aln,
+    )
 
 
 def params(depth: int, **var_kwargs) -> int:
@@ -55,24 +81,24 @@ def params(depth: int, **var_kwargs) -> int:
     c = _resolve(depth, **var_kwargs)
     C, F, d = c["C"], c["F"], c["depth"]
     L, first_l, K = sum(p * p for p in c["pns"]), c["pns"][0] ** 2, len(c["pns"])
-    n = c["Cv"] * C + C                        # word_embed
-    n += (c["num_classes"] + 1) * C            # class_emb (+ null class)
-    n += first_l * C + L * C + K * C           # pos_start, pos_1LC, lvl_embed
-    block = 3 * C * C + 2 * C                  # mat_qkv (no bias) + q_bias, v_bias
-    block += c["H"] if c["l2"] else 0          # scale_mul_1H11
-    block += C * C + C                         # proj
-    block += C * F + F + F * C + C             # fc1, fc2
-    block += 6 * C if c["shared"] else 6 * C * C + 6 * C   # ada_gss or ada_lin
+    n = c["Cv"] * C + C  # word_embed
+    n += (c["num_classes"] + 1) * C  # class_emb (+ null class)
+    n += first_l * C + L * C + K * C  # pos_start, pos_1LC, lvl_embed
+    block = 3 * C * C + 2 * C  # mat_qkv (no bias) + q_bias, v_bias
+    block += c["H"] if c["l2"] else 0  # scale_mul_1H11
+    block += C * C + C  # proj
+    block += C * F + F + F * C + C  # fc1, fc2
+    block += 6 * C if c["shared"] else 6 * C * C + 6 * C  # ada_gss or ada_lin
     n += d * block
-    n += (6 * C * C + 6 * C) if c["shared"] else 0         # shared_ada_lin
-    n += 2 * C * C + 2 * C                     # head_nm
-    n += C * c["V"] + c["V"]                   # head
+    n += (6 * C * C + 6 * C) if c["shared"] else 0  # shared_ada_lin
+    n += 2 * C * C + 2 * C  # head_nm
+    n += C * c["V"] + c["V"]  # head
     return n
 
 
 def main_params(depth: int) -> int:
     """The paper's 'main' parameter count 18 d w^2 with w = 64 d, i.e. 73728 d^3."""
-    return 73728 * depth ** 3
+    return 73728 * depth**3
 
 
 def attention_pairs(patch_nums=DEFAULT_PATCH_NUMS) -> int:

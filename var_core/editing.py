@@ -16,7 +16,7 @@ plain sampling with the same seed.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,15 +33,23 @@ def scale_masks(keep: torch.Tensor, patch_nums, batch: int, image_size: int) -> 
     mean of the mask over it is >= 0.5. Raises ValueError naming the expected shapes.
     """
     if not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool:
-        raise ValueError(f"keep mask must be a bool tensor, got {getattr(keep, 'dtype', type(keep).__name__)}")
+        raise ValueError(
+            f"keep mask must be a bool tensor, got {getattr(keep, 'dtype', type(keep).__name__)}"
+        )
     grid = int(patch_nums[-1])
     sizes = sorted({int(image_size), grid})
     if keep.ndim == 2:
         keep = keep.unsqueeze(0).expand(batch, -1, -1)
-    if keep.ndim != 3 or keep.shape[0] != batch or keep.shape[1] != keep.shape[2] or \
-            keep.shape[1] not in sizes:
-        raise ValueError(f"keep mask must be [H, W] or [B, H, W] with B = {batch} and H = W in "
-                         f"{sizes} (image size or last token grid), got {list(keep.shape)}")
+    if (
+        keep.ndim != 3
+        or keep.shape[0] != batch
+        or keep.shape[1] != keep.shape[2]
+        or keep.shape[1] not in sizes
+    ):
+        raise ValueError(
+            f"keep mask must be [H, W] or [B, H, W] with B = {batch} and H = W in "
+            f"{sizes} (image size or last token grid), got {list(keep.shape)}"
+        )
     m = keep.float().unsqueeze(1)  # [B, 1, H, W]
     out = []
     for pn in patch_nums:
@@ -52,22 +60,50 @@ def scale_masks(keep: torch.Tensor, patch_nums, batch: int, image_size: int) -> 
 
 
 @torch.no_grad()
-def edit_idx(var: VAR, vqvae: VQVAE, labels, context: list[torch.Tensor], keep: torch.Tensor,
-             cfg: float = 1.5, top_k: int = 900, top_p: float = 0.96, seed: int | None = None,
-             on_logits: Callable[[int, torch.Tensor], None] | None = None) -> list[torch.Tensor]:
+def edit_idx(
+    var: VAR,
+    vqvae: VQVAE,
+    labels,
+    context: list[torch.Tensor],
+    keep: torch.Tensor,
+    cfg: float = 1.5,
+    top_k: int = 900,
+    top_p: float = 0.96,
+    seed: int | None = None,
+    on_logits: Callable[[int, torch.Tensor], None] | None = None,
+) -> list[torch.Tensor]:
     """Edit token maps: context = K LongTensors [B, pn_k^2] (e.g. `vqvae.img_to_idx(img)`),
     keep = kept-region mask (see `scale_masks`). Returns K LongTensors [B, pn_k^2] whose kept
     positions equal the context's tokens and the rest are sampled (cfg, top-k, top-p, seed as
     in `var_core.sample`)."""
     B = context[0].shape[0] if len(context) else 0
     masks = scale_masks(keep.to(context[0].device), var.patch_nums, B, vqvae.image_size)
-    return sample_idx(var, vqvae, labels, cfg, top_k, top_p, seed, context=context, keep=masks,
-                      on_logits=on_logits)
+    return sample_idx(
+        var,
+        vqvae,
+        labels,
+        cfg,
+        top_k,
+        top_p,
+        seed,
+        context=context,
+        keep=masks,
+        on_logits=on_logits,
+    )
 
 
 @torch.no_grad()
-def edit(var: VAR, vqvae: VQVAE, labels, context: torch.Tensor, keep: torch.Tensor,
-         cfg: float = 1.5, top_k: int = 900, top_p: float = 0.96, seed: int | None = None) -> torch.Tensor:
+def edit(
+    var: VAR,
+    vqvae: VQVAE,
+    labels,
+    context: torch.Tensor,
+    keep: torch.Tensor,
+    cfg: float = 1.5,
+    top_k: int = 900,
+    top_p: float = 0.96,
+    seed: int | None = None,
+) -> torch.Tensor:
     """Edit images: context [B, 3, H, W] in [-1, 1] (the VQVAE's input range), keep the
     kept-region mask ([H, W] or [B, H, W] bool). Returns images [B, 3, H, W] in [0, 1].
 

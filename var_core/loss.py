@@ -55,36 +55,54 @@ class _FusedHeadCE(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         grad_h = torch.empty_like(h)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        grad_b = None if bias is None else torch.zeros(bias.shape, dtype=torch.float32, device=h.device)
+        grad_b = (
+            None if bias is None else torch.zeros(bias.shape, dtype=torch.float32, device=h.device)
+        )
         for start in range(0, N, chunk_rows):
-            hc, tc = h[start:start + chunk_rows], targets[start:start + chunk_rows]
+            hc, tc = h[start : start + chunk_rows], targets[start : start + chunk_rows]
             z = _chunk_logits(hc, weight, bias)
             loss, lse = _chunk_loss(z, tc, eps)
             total = total + loss.sum()
             g = torch.exp(z - lse.unsqueeze(1))  # softmax, reusing z's memory budget
             if eps:
                 g = g - eps / z.shape[1]
-            g = g.scatter_add(1, tc.unsqueeze(1),
-                              torch.full((tc.shape[0], 1), -(1 - eps), dtype=g.dtype, device=g.device))
+            g = g.scatter_add(
+                1,
+                tc.unsqueeze(1),
+                torch.full((tc.shape[0], 1), -(1 - eps), dtype=g.dtype, device=g.device),
+            )
             g = g / N
-            grad_h[start:start + chunk_rows] = (g @ weight).to(hc.dtype)
+            grad_h[start : start + chunk_rows] = (g @ weight).to(hc.dtype)
             grad_w = grad_w + (g.t() @ hc).float()
             if grad_b is not None:
                 grad_b = grad_b + g.sum(0)
-        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype),
-                              None if grad_b is None else grad_b.to(bias.dtype))
+        ctx.save_for_backward(
+            grad_h, grad_w.to(weight.dtype), None if grad_b is None else grad_b.to(bias.dtype)
+        )
         return total / N
 
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w, grad_b = ctx.saved_tensors
-        return (grad_h * grad_out, grad_w * grad_out,
-                None if grad_b is None else grad_b * grad_out, None, None, None)
+        return (
+            grad_h * grad_out,
+            grad_w * grad_out,
+            None if grad_b is None else grad_b * grad_out,
+            None,
+            None,
+            None,
+        )
 
 
-def head_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                       targets: torch.Tensor, *, label_smoothing: float = 0.0,
-                       chunk_rows: int | None = None) -> torch.Tensor:
+def head_cross_entropy(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
     """Mean cross-entropy of the logits F.linear(h, weight, bias) against `targets`.
 
     h [..., C] (float32), weight [V, C], bias [V] or None, targets [...] int64 in [0, V)
@@ -95,23 +113,29 @@ def head_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     C, V = h.shape[-1], weight.shape[0]
     h2, t2 = h.reshape(-1, C), targets.reshape(-1)
     rows = chunk_rows or default_chunk_rows(V)
-    needs_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad or
-                                              (bias is not None and bias.requires_grad))
+    needs_grad = torch.is_grad_enabled() and (
+        h.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    )
     if needs_grad and h2.shape[0] > rows:
         return _FusedHeadCE.apply(h2, weight, bias, t2, float(label_smoothing), rows)
     if needs_grad:  # one chunk: its logits are no bigger than a chunk; torch's own kernels
         return F.cross_entropy(_chunk_logits(h2, weight, bias), t2, label_smoothing=label_smoothing)
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     for start in range(0, h2.shape[0], rows):
-        z = _chunk_logits(h2[start:start + rows], weight, bias)
-        total = total + _chunk_loss(z, t2[start:start + rows], float(label_smoothing))[0].sum()
+        z = _chunk_logits(h2[start : start + rows], weight, bias)
+        total = total + _chunk_loss(z, t2[start : start + rows], float(label_smoothing))[0].sum()
     return total / h2.shape[0]
 
 
 @torch.no_grad()
-def head_token_losses(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                      targets: torch.Tensor, *, chunk_rows: int | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def head_token_losses(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    chunk_rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy and error of the head's logits, chunked (evaluation).
 
     h [B, L, C], weight [V, C], bias [V], targets [B, L] -> (ce [B, L] float32,
@@ -122,8 +146,8 @@ def head_token_losses(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     rows = chunk_rows or default_chunk_rows(weight.shape[0])
     ces, errs = [], []
     for start in range(0, h2.shape[0], rows):
-        z = _chunk_logits(h2[start:start + rows], weight, bias)
-        t = t2[start:start + rows]
+        z = _chunk_logits(h2[start : start + rows], weight, bias)
+        t = t2[start : start + rows]
         ces.append(_chunk_loss(z, t, 0.0)[0])
         errs.append((z.argmax(dim=-1) != t).float())
     return torch.cat(ces).view(B, L), torch.cat(errs).view(B, L)

@@ -7,7 +7,7 @@ VAR_REFERENCE.md section 1); the code is written from that description.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -74,8 +74,15 @@ class MultiScaleQuantizer(nn.Module):
     official code.
     """
 
-    def __init__(self, vocab_size: int, z_channels: int, patch_nums: Sequence[int],
-                 beta: float = 0.25, phi_ratio: float = 0.5, phi_sharing: int = 4):
+    def __init__(
+        self,
+        vocab_size: int,
+        z_channels: int,
+        patch_nums: Sequence[int],
+        beta: float = 0.25,
+        phi_ratio: float = 0.5,
+        phi_sharing: int = 4,
+    ):
         super().__init__()
         self.vocab_size, self.z_channels = vocab_size, z_channels
         self.patch_nums = tuple(int(p) for p in patch_nums)
@@ -144,8 +151,9 @@ class MultiScaleQuantizer(nn.Module):
     def _check_f(self, f: torch.Tensor) -> None:
         H = self.patch_nums[-1]
         if f.ndim != 4 or f.shape[1] != self.z_channels or f.shape[2] != H or f.shape[3] != H:
-            raise ValueError(f"quantizer expects features [B, {self.z_channels}, {H}, {H}], "
-                             f"got {list(f.shape)}")
+            raise ValueError(
+                f"quantizer expects features [B, {self.z_channels}, {H}, {H}], got {list(f.shape)}"
+            )
 
     # ---- encoding ------------------------------------------------------------------
     def f_to_idx(self, f: torch.Tensor) -> list[torch.Tensor]:
@@ -228,11 +236,15 @@ class MultiScaleQuantizer(nn.Module):
         nxt = []
         with no_autocast(idx[0].device):
             for k in range(len(self.patch_nums) - 1):
-                f_hat, x = self.next_input(k, f_hat, self.embed(idx[k], self.patch_nums[k]).to(self.work_dtype))
+                f_hat, x = self.next_input(
+                    k, f_hat, self.embed(idx[k], self.patch_nums[k]).to(self.work_dtype)
+                )
                 nxt.append(x.flatten(2).transpose(1, 2))
         return torch.cat(nxt, dim=1)
 
-    def next_input(self, k: int, f_hat: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_input(
+        self, k: int, f_hat: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Autoregressive step: add scale k's codes h [B, Cvae, pn_k, pn_k] to f_hat.
 
         Returns (f_hat, next map [B, Cvae, pn_{k+1}, pn_{k+1}]); at the last scale the
@@ -246,7 +258,9 @@ class MultiScaleQuantizer(nn.Module):
 
     def _check_idx(self, idx: Sequence[torch.Tensor]) -> None:
         if len(idx) != len(self.patch_nums):
-            raise ValueError(f"expected {len(self.patch_nums)} index maps (one per scale), got {len(idx)}")
+            raise ValueError(
+                f"expected {len(self.patch_nums)} index maps (one per scale), got {len(idx)}"
+            )
         for k, (t, pn) in enumerate(zip(idx, self.patch_nums)):
             if t.ndim != 2 or t.shape[1] != pn * pn:
                 raise ValueError(f"index map {k} must be [B, {pn * pn}], got {list(t.shape)}")

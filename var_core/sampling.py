@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -29,36 +29,58 @@ def top_k_top_p_filter(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0)
 
 
 def _check_pair(var: VAR, vqvae: VQVAE) -> None:
-    if var.vocab_size != vqvae.vocab_size or var.z_channels != vqvae.z_channels or \
-            tuple(var.patch_nums) != tuple(vqvae.patch_nums):
+    if (
+        var.vocab_size != vqvae.vocab_size
+        or var.z_channels != vqvae.z_channels
+        or tuple(var.patch_nums) != tuple(vqvae.patch_nums)
+    ):
         raise ValueError(
             f"VAR (vocab {var.vocab_size}, z {var.z_channels}, patch_nums {var.patch_nums}) does not "
-            f"match VQVAE (vocab {vqvae.vocab_size}, z {vqvae.z_channels}, patch_nums {vqvae.patch_nums})")
+            f"match VQVAE (vocab {vqvae.vocab_size}, z {vqvae.z_channels}, patch_nums {vqvae.patch_nums})"
+        )
 
 
-def _check_edit(var: VAR, B: int, context: Sequence[torch.Tensor], keep: Sequence[torch.Tensor]) -> None:
+def _check_edit(
+    var: VAR, B: int, context: Sequence[torch.Tensor], keep: Sequence[torch.Tensor]
+) -> None:
     K = len(var.patch_nums)
     if len(context) != K or len(keep) != K:
-        raise ValueError(f"context and keep need one entry per scale ({K}); got {len(context)} and {len(keep)}")
+        raise ValueError(
+            f"context and keep need one entry per scale ({K}); got {len(context)} and {len(keep)}"
+        )
     for k, pn in enumerate(var.patch_nums):
         for name, t in (("context", context[k]), ("keep", keep[k])):
             if tuple(t.shape) != (B, pn * pn):
-                raise ValueError(f"{name}[{k}] must be [B, pn*pn] = [{B}, {pn * pn}], got {list(t.shape)}")
+                raise ValueError(
+                    f"{name}[{k}] must be [B, pn*pn] = [{B}, {pn * pn}], got {list(t.shape)}"
+                )
         if keep[k].dtype != torch.bool:
             raise ValueError(f"keep[{k}] must be a bool tensor, got {keep[k].dtype}")
         if context[k].is_floating_point():
-            raise ValueError(f"context[{k}] must hold integer token indices, got {context[k].dtype}")
-        if context[k].numel() and (int(context[k].min()) < 0 or int(context[k].max()) >= var.vocab_size):
+            raise ValueError(
+                f"context[{k}] must hold integer token indices, got {context[k].dtype}"
+            )
+        if context[k].numel() and (
+            int(context[k].min()) < 0 or int(context[k].max()) >= var.vocab_size
+        ):
             raise ValueError(f"context[{k}] holds tokens outside [0, {var.vocab_size})")
 
 
 @torch.no_grad()
-def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 900,
-               top_p: float = 0.96, seed: int | None = None,
-               on_scale: Callable[[int, torch.Tensor], None] | None = None, *,
-               context: Sequence[torch.Tensor] | None = None,
-               keep: Sequence[torch.Tensor] | None = None,
-               on_logits: Callable[[int, torch.Tensor], None] | None = None) -> list[torch.Tensor]:
+def sample_idx(
+    var: VAR,
+    vqvae: VQVAE,
+    labels,
+    cfg: float = 1.5,
+    top_k: int = 900,
+    top_p: float = 0.96,
+    seed: int | None = None,
+    on_scale: Callable[[int, torch.Tensor], None] | None = None,
+    *,
+    context: Sequence[torch.Tensor] | None = None,
+    keep: Sequence[torch.Tensor] | None = None,
+    on_logits: Callable[[int, torch.Tensor], None] | None = None,
+) -> list[torch.Tensor]:
     """Sample token maps for `labels` (LongTensor [B] or ints in [0, num_classes]).
 
     Returns K LongTensors [B, pn_k^2] (coarse to fine). on_scale(k, f_hat [B, Cvae, H, W])
@@ -74,8 +96,9 @@ def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 90
     _check_pair(var, vqvae)
     device = var.lvl_1L.device
     if not isinstance(labels, torch.Tensor):
-        labels = torch.as_tensor(list(labels) if isinstance(labels, Sequence) else [labels],
-                                 dtype=torch.long)
+        labels = torch.as_tensor(
+            list(labels) if isinstance(labels, Sequence) else [labels], dtype=torch.long
+        )
     labels = labels.to(device)
     var.check_label_values(labels)  # labels enter here: one host read per call
     if (context is None) != (keep is None):
@@ -91,8 +114,11 @@ def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 90
     quant = vqvae.quantize
     cond = var.class_emb(torch.cat((labels, torch.full_like(labels, var.num_classes))))
     lvl_pos = var.lvl_pos()
-    x = (cond.unsqueeze(1).expand(2 * B, var.first_l, -1) + var.pos_start.expand(2 * B, -1, -1)
-         + lvl_pos[:, :var.first_l])
+    x = (
+        cond.unsqueeze(1).expand(2 * B, var.first_l, -1)
+        + var.pos_start.expand(2 * B, -1, -1)
+        + lvl_pos[:, : var.first_l]
+    )
     caches = [KVCache() for _ in var.blocks]  # keys/values of every scale so far: no mask needed
     H = var.patch_nums[-1]
     f_hat = torch.zeros(B, C, H, H, device=device)
@@ -119,8 +145,16 @@ def sample_idx(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 90
 
 
 @torch.no_grad()
-def sample(var: VAR, vqvae: VQVAE, labels, cfg: float = 1.5, top_k: int = 900,
-           top_p: float = 0.96, seed: int | None = None, return_scales: bool = False):
+def sample(
+    var: VAR,
+    vqvae: VQVAE,
+    labels,
+    cfg: float = 1.5,
+    top_k: int = 900,
+    top_p: float = 0.96,
+    seed: int | None = None,
+    return_scales: bool = False,
+):
     """Generate images for `labels` (LongTensor [B] or list of ints in [0, num_classes]).
 
     Batch doubled into [cond; null]; at scale k the guidance is t = cfg * k / (K-1) and

@@ -6,8 +6,8 @@ State-dict layout and numerics follow the official release (VAR_REFERENCE.md sec
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -72,8 +72,9 @@ class SelfAttention(nn.Module):
         self.register_buffer("zero_k_bias", torch.zeros(width))
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, *, mask=None, block_mask=None,
-                cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, mask=None, block_mask=None, cache: KVCache | None = None
+    ) -> torch.Tensor:
         """x [B, l, C] -> [B, l, C]; with `cache`, attends to all cached tokens plus x."""
         B, l, C = x.shape
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
@@ -84,7 +85,9 @@ class SelfAttention(nn.Module):
             k = F.normalize(k, dim=-1)
         if cache is not None:
             k, v = cache.extend(k, v)
-        o = attend(q, k, v, backend=self.backend, mask=mask, block_mask=block_mask, scale=self.scale)
+        o = attend(
+            q, k, v, backend=self.backend, mask=mask, block_mask=block_mask, scale=self.scale
+        )
         return self.proj(o.transpose(1, 2).reshape(B, l, C))
 
 
@@ -106,8 +109,17 @@ class AdaLNBlock(nn.Module):
     ada output order: gamma1, gamma2, scale1, scale2, shift1, shift2.
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, drop_path: float,
-                 l2_norm: bool, shared_aln: bool, norm_eps: float, backend: str):
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        mlp_ratio: float,
+        drop_path: float,
+        l2_norm: bool,
+        shared_aln: bool,
+        norm_eps: float,
+        backend: str,
+    ):
         super().__init__()
         self.width, self.shared_aln = width, shared_aln
         self.attn = SelfAttention(width, heads, l2_norm, backend)
@@ -115,7 +127,7 @@ class AdaLNBlock(nn.Module):
         self.ln = nn.LayerNorm(width, eps=norm_eps, elementwise_affine=False)
         self.drop_path = DropPath(drop_path)
         if shared_aln:
-            self.ada_gss = nn.Parameter(torch.randn(1, 1, 6, width) / width ** 0.5)
+            self.ada_gss = nn.Parameter(torch.randn(1, 1, 6, width) / width**0.5)
         else:
             self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
@@ -151,13 +163,28 @@ class VAR(nn.Module):
     forward(labels [B], x_in [B, L - pn_0^2, z_channels]) -> logits [B, L, vocab_size] (float32).
     """
 
-    def __init__(self, depth: int = 16, *, width: int | None = None, heads: int | None = None,
-                 num_classes: int = 1000, vocab_size: int = 4096, z_channels: int = 32,
-                 patch_nums: Sequence[int] = DEFAULT_PATCH_NUMS, mlp_ratio: float = 4.0,
-                 drop_path: float | None = None, attn_l2_norm: bool = True,
-                 shared_aln: bool = False, cond_drop: float = 0.1, norm_eps: float = 1e-6,
-                 init_adaln: float = 0.5, init_adaln_gamma: float = 1e-5, init_head: float = 0.02,
-                 init_std: float | None = None, attn_backend: str = "auto"):
+    def __init__(
+        self,
+        depth: int = 16,
+        *,
+        width: int | None = None,
+        heads: int | None = None,
+        num_classes: int = 1000,
+        vocab_size: int = 4096,
+        z_channels: int = 32,
+        patch_nums: Sequence[int] = DEFAULT_PATCH_NUMS,
+        mlp_ratio: float = 4.0,
+        drop_path: float | None = None,
+        attn_l2_norm: bool = True,
+        shared_aln: bool = False,
+        cond_drop: float = 0.1,
+        norm_eps: float = 1e-6,
+        init_adaln: float = 0.5,
+        init_adaln_gamma: float = 1e-5,
+        init_head: float = 0.02,
+        init_std: float | None = None,
+        attn_backend: str = "auto",
+    ):
         super().__init__()
         width = 64 * depth if width is None else width
         heads = depth if heads is None else heads
@@ -165,12 +192,26 @@ class VAR(nn.Module):
         init_std = math.sqrt(1 / (3 * width)) if init_std is None else init_std
         resolve_backend(attn_backend, torch.device("cpu"))  # validates the name early
         patch_nums = tuple(int(p) for p in patch_nums)
-        self._config = dict(depth=depth, width=width, heads=heads, num_classes=num_classes,
-                            vocab_size=vocab_size, z_channels=z_channels, patch_nums=patch_nums,
-                            mlp_ratio=mlp_ratio, drop_path=drop_path, attn_l2_norm=attn_l2_norm,
-                            shared_aln=shared_aln, cond_drop=cond_drop, norm_eps=norm_eps,
-                            init_adaln=init_adaln, init_adaln_gamma=init_adaln_gamma,
-                            init_head=init_head, init_std=init_std, attn_backend=attn_backend)
+        self._config = dict(
+            depth=depth,
+            width=width,
+            heads=heads,
+            num_classes=num_classes,
+            vocab_size=vocab_size,
+            z_channels=z_channels,
+            patch_nums=patch_nums,
+            mlp_ratio=mlp_ratio,
+            drop_path=drop_path,
+            attn_l2_norm=attn_l2_norm,
+            shared_aln=shared_aln,
+            cond_drop=cond_drop,
+            norm_eps=norm_eps,
+            init_adaln=init_adaln,
+            init_adaln_gamma=init_adaln_gamma,
+            init_head=init_head,
+            init_std=init_std,
+            attn_backend=attn_backend,
+        )
         self.depth, self.width, self.heads = depth, width, heads
         self.num_classes, self.vocab_size, self.z_channels = num_classes, vocab_size, z_channels
         self.patch_nums = patch_nums
@@ -189,16 +230,25 @@ class VAR(nn.Module):
         self.pos_start = nn.Parameter(torch.empty(1, self.first_l, C))
         self.pos_1LC = nn.Parameter(torch.empty(1, self.L, C))
         self.lvl_embed = nn.Embedding(len(patch_nums), C)
-        self.shared_ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C)) if shared_aln else nn.Identity()
+        self.shared_ada_lin = (
+            nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C)) if shared_aln else nn.Identity()
+        )
         rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()
-        self.blocks = nn.ModuleList([
-            AdaLNBlock(C, heads, mlp_ratio, rates[i], attn_l2_norm, shared_aln, norm_eps, attn_backend)
-            for i in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                AdaLNBlock(
+                    C, heads, mlp_ratio, rates[i], attn_l2_norm, shared_aln, norm_eps, attn_backend
+                )
+                for i in range(depth)
+            ]
+        )
         levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(patch_nums)])
         self.register_buffer("lvl_1L", levels.view(1, self.L))
         allowed = levels.view(-1, 1) >= levels.view(1, -1)  # [query, key]
-        self.register_buffer("attn_bias_for_masking",
-                             torch.where(allowed, 0.0, -torch.inf).view(1, 1, self.L, self.L))
+        self.register_buffer(
+            "attn_bias_for_masking",
+            torch.where(allowed, 0.0, -torch.inf).view(1, 1, self.L, self.L),
+        )
         self.head_nm = AdaLNHead(C, norm_eps)
         self.head = nn.Linear(C, vocab_size)
         self._block_masks: dict = {}  # flex BlockMask per device (built lazily)
@@ -216,8 +266,9 @@ class VAR(nn.Module):
             b.attn.backend = backend
 
     @torch.no_grad()
-    def init_weights(self, init_adaln: float, init_adaln_gamma: float, init_head: float,
-                     init_std: float) -> None:
+    def init_weights(
+        self, init_adaln: float, init_adaln_gamma: float, init_head: float, init_std: float
+    ) -> None:
         """Official initialisation (truncated normal, scaled head/proj/fc2/AdaLN rows)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -238,8 +289,8 @@ class VAR(nn.Module):
                 b.ada_gss[:, :, 2:].mul_(init_adaln)
                 b.ada_gss[:, :, :2].mul_(init_adaln_gamma)
             else:
-                b.ada_lin[1].weight[2 * C:].mul_(init_adaln)
-                b.ada_lin[1].weight[:2 * C].mul_(init_adaln_gamma)
+                b.ada_lin[1].weight[2 * C :].mul_(init_adaln)
+                b.ada_lin[1].weight[: 2 * C].mul_(init_adaln_gamma)
 
     # ---- pieces shared by forward and the sampler -------------------------------------
     def check_labels(self, labels: torch.Tensor) -> None:
@@ -248,16 +299,20 @@ class VAR(nn.Module):
         every call, so their range is checked where data enters (`check_label_values`, the
         token store's loader, the sampler)."""
         if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
-            raise ValueError(f"labels must be a 1-D integer tensor [B], got "
-                             f"{type(labels).__name__} {getattr(labels, 'shape', '')}")
+            raise ValueError(
+                f"labels must be a 1-D integer tensor [B], got "
+                f"{type(labels).__name__} {getattr(labels, 'shape', '')}"
+            )
 
     def check_label_values(self, labels: torch.Tensor) -> None:
         """Labels [B] must lie in [0, num_classes] (num_classes = null class); reads them
         (one host sync): call it where labels enter, not in the step."""
         self.check_labels(labels)
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > self.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} = null "
-                             f"class), got min {int(labels.min())} max {int(labels.max())}")
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}] ({self.num_classes} = null "
+                f"class), got min {int(labels.min())} max {int(labels.max())}"
+            )
 
     def cond_and_ada(self, cond: torch.Tensor) -> torch.Tensor:
         """Class embedding [B, C] -> what the blocks take (itself, or [B, 1, 6, C] if shared)."""
@@ -269,8 +324,9 @@ class VAR(nn.Module):
         """Level plus position embedding [1, L, C]."""
         return self.lvl_embed(self.lvl_1L) + self.pos_1LC
 
-    def trunk(self, x: torch.Tensor, cond: torch.Tensor, *, caches=None,
-              masked: bool = True) -> torch.Tensor:
+    def trunk(
+        self, x: torch.Tensor, cond: torch.Tensor, *, caches=None, masked: bool = True
+    ) -> torch.Tensor:
         """Blocks then the head's AdaLN: x [B, l, C], cond [B, C] -> h [B, l, C] float32
         (the head's input: logits = self.head(h)).
 
@@ -284,13 +340,14 @@ class VAR(nn.Module):
             if backend == "flex":
                 kw["block_mask"] = self._flex_mask(x.device)
             else:  # sdpa or math
-                kw["mask"] = self.attn_bias_for_masking[:, :, :x.shape[1], :x.shape[1]]
+                kw["mask"] = self.attn_bias_for_masking[:, :, : x.shape[1], : x.shape[1]]
         for i, b in enumerate(self.blocks):
             x = b(x, ada, cache=None if caches is None else caches[i], **kw)
         return self.head_nm(x.float(), cond).float()
 
-    def run_blocks(self, x: torch.Tensor, cond: torch.Tensor, *, caches=None,
-                   masked: bool = True) -> torch.Tensor:
+    def run_blocks(
+        self, x: torch.Tensor, cond: torch.Tensor, *, caches=None, masked: bool = True
+    ) -> torch.Tensor:
         """Blocks then head: x [B, l, C], cond [B, C] -> logits [B, l, V] float32 (see `trunk`)."""
         return self.head(self.trunk(x, cond, caches=caches, masked=masked)).float()
 
@@ -310,8 +367,9 @@ class VAR(nn.Module):
         B = labels.shape[0]
         want = (B, self.L - self.first_l, self.z_channels)
         if x_in.ndim != 3 or tuple(x_in.shape) != want:
-            raise ValueError(f"x_in must be [B, L - first_l, z_channels] = {list(want)}, "
-                             f"got {list(x_in.shape)}")
+            raise ValueError(
+                f"x_in must be [B, L - first_l, z_channels] = {list(want)}, got {list(x_in.shape)}"
+            )
         if self.training and self.cond_drop > 0:
             drop = torch.rand(B, device=labels.device) < self.cond_drop
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
@@ -322,8 +380,15 @@ class VAR(nn.Module):
             x = x + self.lvl_pos()
         return self.trunk(x, cond)
 
-    def forward(self, labels: torch.Tensor, x_in: torch.Tensor, targets: torch.Tensor | None = None,
-                *, label_smoothing: float = 0.0, per_token: bool = False):
+    def forward(
+        self,
+        labels: torch.Tensor,
+        x_in: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        label_smoothing: float = 0.0,
+        per_token: bool = False,
+    ):
         """labels [B] in [0, num_classes]; x_in [B, L - pn_0^2, z_channels] -> logits [B, L, V]
         float32. With targets [B, L] (int64 token ids) the logits are never materialised
         (chunks from the head's input, var_core.loss): the mean cross-entropy over all
@@ -336,14 +401,19 @@ class VAR(nn.Module):
         if targets is None:
             return self.head(h).float()
         if per_token:
-            return head_token_losses(h.detach(), self.head.weight.detach(),
-                                     None if self.head.bias is None else self.head.bias.detach(),
-                                     targets)
-        return head_cross_entropy(h, self.head.weight, self.head.bias, targets,
-                                  label_smoothing=label_smoothing)
+            return head_token_losses(
+                h.detach(),
+                self.head.weight.detach(),
+                None if self.head.bias is None else self.head.bias.detach(),
+                targets,
+            )
+        return head_cross_entropy(
+            h, self.head.weight, self.head.bias, targets, label_smoothing=label_smoothing
+        )
 
-    def token_losses(self, labels: torch.Tensor, x_in: torch.Tensor,
-                     targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_losses(
+        self, labels: torch.Tensor, x_in: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced per-token cross-entropy and error (evaluation, no gradient):
         labels [B], x_in [B, L - pn_0^2, z_channels], targets [B, L] -> (ce [B, L],
         err [B, L]) float32. The same as self(labels, x_in, targets, per_token=True)."""

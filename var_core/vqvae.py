@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -46,7 +46,7 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).unbind(1)
-        w = torch.softmax(torch.bmm(q.transpose(1, 2), k) * C ** -0.5, dim=2)  # [B, HWq, HWk]
+        w = torch.softmax(torch.bmm(q.transpose(1, 2), k) * C**-0.5, dim=2)  # [B, HWq, HWk]
         h = torch.bmm(v, w.transpose(1, 2)).reshape(B, C, H, W)
         return x + self.proj_out(h)
 
@@ -85,8 +85,14 @@ class _Mid(nn.Module):
 class Encoder(nn.Module):
     """Image [B, 3, H, W] -> features [B, z_channels, H/2^(n-1), W/2^(n-1)], n = len(ch_mult)."""
 
-    def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, z_channels: int,
-                 in_channels: int = 3):
+    def __init__(
+        self,
+        ch: int,
+        ch_mult: Sequence[int],
+        num_res_blocks: int,
+        z_channels: int,
+        in_channels: int = 3,
+    ):
         super().__init__()
         n = len(ch_mult)
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
@@ -124,8 +130,14 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Features [B, z_channels, h, w] -> image [B, 3, h*2^(n-1), w*2^(n-1)] (not clamped)."""
 
-    def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, z_channels: int,
-                 out_channels: int = 3):
+    def __init__(
+        self,
+        ch: int,
+        ch_mult: Sequence[int],
+        num_res_blocks: int,
+        z_channels: int,
+        out_channels: int = 3,
+    ):
         super().__init__()
         n = len(ch_mult)
         cin = ch * ch_mult[-1]
@@ -172,25 +184,41 @@ class VQVAEOutput:
 class VQVAE(nn.Module):
     """Multi-scale residual VQVAE. Images are [B, 3, H, W] in [-1, 1], H = W = image_size."""
 
-    def __init__(self, vocab_size: int = 4096, z_channels: int = 32, ch: int = 160,
-                 ch_mult: Sequence[int] = (1, 1, 2, 2, 4), num_res_blocks: int = 2,
-                 beta: float = 0.25, phi_ratio: float = 0.5, phi_sharing: int = 4,
-                 patch_nums: Sequence[int] = DEFAULT_PATCH_NUMS):
+    def __init__(
+        self,
+        vocab_size: int = 4096,
+        z_channels: int = 32,
+        ch: int = 160,
+        ch_mult: Sequence[int] = (1, 1, 2, 2, 4),
+        num_res_blocks: int = 2,
+        beta: float = 0.25,
+        phi_ratio: float = 0.5,
+        phi_sharing: int = 4,
+        patch_nums: Sequence[int] = DEFAULT_PATCH_NUMS,
+    ):
         super().__init__()
         if ch % 32:
             raise ValueError(f"ch must be a multiple of 32 (GroupNorm with 32 groups), got {ch}")
-        self._config = dict(vocab_size=vocab_size, z_channels=z_channels, ch=ch,
-                            ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, beta=beta,
-                            phi_ratio=phi_ratio, phi_sharing=phi_sharing,
-                            patch_nums=tuple(int(p) for p in patch_nums))
+        self._config = dict(
+            vocab_size=vocab_size,
+            z_channels=z_channels,
+            ch=ch,
+            ch_mult=tuple(ch_mult),
+            num_res_blocks=num_res_blocks,
+            beta=beta,
+            phi_ratio=phi_ratio,
+            phi_sharing=phi_sharing,
+            patch_nums=tuple(int(p) for p in patch_nums),
+        )
         self.vocab_size, self.z_channels = vocab_size, z_channels
         self.patch_nums = self._config["patch_nums"]
         self.downsample = 2 ** (len(ch_mult) - 1)
         self.image_size = self.patch_nums[-1] * self.downsample
         self.encoder = Encoder(ch, ch_mult, num_res_blocks, z_channels)
         self.decoder = Decoder(ch, ch_mult, num_res_blocks, z_channels)
-        self.quantize = MultiScaleQuantizer(vocab_size, z_channels, self.patch_nums, beta,
-                                            phi_ratio, phi_sharing)
+        self.quantize = MultiScaleQuantizer(
+            vocab_size, z_channels, self.patch_nums, beta, phi_ratio, phi_sharing
+        )
         self.quant_conv = nn.Conv2d(z_channels, z_channels, 3, padding=1)
         self.post_quant_conv = nn.Conv2d(z_channels, z_channels, 3, padding=1)
 
@@ -203,7 +231,8 @@ class VQVAE(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != s or x.shape[3] != s:
             raise ValueError(
                 f"VQVAE expects images [B, 3, {s}, {s}] (patch_nums[-1]={self.patch_nums[-1]} x "
-                f"downsample {self.downsample}), got {list(x.shape)}")
+                f"downsample {self.downsample}), got {list(x.shape)}"
+            )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Image [B, 3, H, W] -> features f [B, Cvae, pn_K, pn_K]."""

@@ -14,8 +14,9 @@ import json
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
@@ -28,8 +29,9 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
         mode = path.stat().st_mode & 0o777
     except OSError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -62,7 +64,7 @@ def _remove_stale_temps(path: Path, host: str) -> None:
     except OSError:
         return
     for name in names:
-        pid = name[len(prefix):].split(".", 1)[0]
+        pid = name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             try:
                 os.unlink(path.parent / name)

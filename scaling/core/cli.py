@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
 
@@ -32,8 +32,9 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
 
 
-def run_cli(body: Callable[[], int | None], *,
-            input_errors: Sequence[type[BaseException]] = ()) -> int:
+def run_cli(
+    body: Callable[[], int | None], *, input_errors: Sequence[type[BaseException]] = ()
+) -> int:
     """Run a CLI's `body()` and map its errors to the exit codes above.
 
     `input_errors` adds exception types that mean bad input although they are not

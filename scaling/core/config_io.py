@@ -24,7 +24,7 @@ import yaml
 
 from scaling.core.cli import InputError
 
-KeyPath = tuple[Union[str, int], ...]
+KeyPath = tuple[str | int, ...]
 
 
 class ConfigError(InputError):
@@ -78,7 +78,8 @@ def _collect_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], so
             if key in seen:
                 raise ConfigError(
                     f"{source}:{line}: {format_path(path + (key,))}: duplicate key "
-                    f"(first given on line {seen[key]})")
+                    f"(first given on line {seen[key]})"
+                )
             seen[key] = line
             lines[path + (key,)] = line
             _collect_lines(value_node, path + (key,), lines, source)
@@ -155,7 +156,9 @@ def _convert(value: Any, tp: Any, path: KeyPath, loc: Located) -> Any:
         if value not in allowed:
             hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise loc.error(path, f"must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}{extra}")
+            raise loc.error(
+                path, f"must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}{extra}"
+            )
         return value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, loc, path)
@@ -175,7 +178,10 @@ def _convert(value: Any, tp: Any, path: KeyPath, loc: Located) -> Any:
         if not isinstance(value, dict):
             raise loc.error(path, f"expected a mapping, got {value!r}")
         key_tp, val_tp = typing.get_args(tp) or (Any, Any)
-        return {_convert(k, key_tp, path, loc): _convert(v, val_tp, path + (k,), loc) for k, v in value.items()}
+        return {
+            _convert(k, key_tp, path, loc): _convert(v, val_tp, path + (k,), loc)
+            for k, v in value.items()
+        }
     if tp is bool:
         if not isinstance(value, bool):
             raise loc.error(path, f"expected true or false, got {value!r}")
@@ -240,7 +246,9 @@ def build(cls: type, data: Any, loc: Located | None = None, path: KeyPath = ()) 
             raise loc.error(path + (name,), f"required key missing in {cls.__name__}")
     try:
         return cls(**kwargs)
-    except ValueError as e:  # InvalidValue or its like; a dotted field names a key of a nested section
+    except (
+        ValueError
+    ) as e:  # InvalidValue or its like; a dotted field names a key of a nested section
         field = getattr(e, "field", None)
         if not isinstance(field, str):
             raise

@@ -61,20 +61,39 @@ def git_state(root: Path | None = None) -> dict[str, Any]:
     root = code_root() if root is None else Path(root)
     top = _git(root, "rev-parse", "--show-toplevel")
     if top is None or top.returncode != 0:
-        return {"root": str(root), "commit": None, "dirty": None, "diff_sha256": None,
-                "note": "not a git checkout (or git is not installed)"}
+        return {
+            "root": str(root),
+            "commit": None,
+            "dirty": None,
+            "diff_sha256": None,
+            "note": "not a git checkout (or git is not installed)",
+        }
     if Path(top.stdout.decode().strip()).resolve() != root.resolve():
-        return {"root": str(root), "commit": None, "dirty": None, "diff_sha256": None,
-                "note": f"the code lies inside another repository ({top.stdout.decode().strip()})"}
+        return {
+            "root": str(root),
+            "commit": None,
+            "dirty": None,
+            "diff_sha256": None,
+            "note": f"the code lies inside another repository ({top.stdout.decode().strip()})",
+        }
     head = _git(root, "rev-parse", "HEAD")
     commit = head.stdout.decode().strip() if head is not None and head.returncode == 0 else None
     diff = _git(root, "diff", "HEAD", "--binary")
     if diff is None or diff.returncode != 0:
-        return {"root": str(root), "commit": commit, "dirty": None, "diff_sha256": None,
-                "note": "git diff failed"}
+        return {
+            "root": str(root),
+            "commit": commit,
+            "dirty": None,
+            "diff_sha256": None,
+            "note": "git diff failed",
+        }
     dirty = bool(diff.stdout)
-    return {"root": str(root), "commit": commit, "dirty": dirty,
-            "diff_sha256": hashlib.sha256(diff.stdout).hexdigest() if dirty else None}
+    return {
+        "root": str(root),
+        "commit": commit,
+        "dirty": dirty,
+        "diff_sha256": hashlib.sha256(diff.stdout).hexdigest() if dirty else None,
+    }
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -96,8 +115,10 @@ def gpu_info() -> dict[str, Any]:
         return {"cuda": None, "devices": []}
     if not torch.cuda.is_available():
         return {"cuda": None, "devices": []}
-    return {"cuda": torch.version.cuda,
-            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+    return {
+        "cuda": torch.version.cuda,
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+    }
 
 
 def sha256_file(path: str | Path) -> str:
@@ -137,8 +158,10 @@ def read(run_dir: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: corrupt provenance file ({e})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a provenance file of this toolkit "
-                         f"(format {data.get('format') if isinstance(data, dict) else None!r})")
+        raise ValueError(
+            f"{path}: not a provenance file of this toolkit "
+            f"(format {data.get('format') if isinstance(data, dict) else None!r})"
+        )
     return data
 
 
@@ -199,7 +222,11 @@ def mixed_code_warning(identities: dict[str, str | None]) -> str | None:
             groups.setdefault(ident, []).append(run_id)
     if len(groups) < 2:
         return None
-    parts = [f"{ident}: {', '.join(sorted(runs))}" for ident, runs in
-             sorted(groups.items(), key=lambda kv: -len(kv[1]))]
-    return ("warning: runs of this sweep were produced by different code (provenance.json): "
-            + "; ".join(parts))
+    parts = [
+        f"{ident}: {', '.join(sorted(runs))}"
+        for ident, runs in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    ]
+    return (
+        "warning: runs of this sweep were produced by different code (provenance.json): "
+        + "; ".join(parts)
+    )

@@ -29,8 +29,9 @@ import contextlib
 import fcntl
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from scaling.core.atomic import atomic_write_json, read_jsonl
 from scaling.core.cli import RuntimeFailure
@@ -83,16 +84,21 @@ class RunDir:
         except FileNotFoundError:
             return {"state": "pending"}
         except OSError as e:
-            raise CorruptStatus(f"{self.status_file}: cannot read the status file "
-                                f"({e.strerror or e})") from None
+            raise CorruptStatus(
+                f"{self.status_file}: cannot read the status file ({e.strerror or e})"
+            ) from None
         try:
             record = json.loads(text)
         except json.JSONDecodeError as e:
-            raise CorruptStatus(f"{self.status_file}: corrupt status file ({e}); move it away "
-                                "to let the launcher start the run over") from None
+            raise CorruptStatus(
+                f"{self.status_file}: corrupt status file ({e}); move it away "
+                "to let the launcher start the run over"
+            ) from None
         if not isinstance(record, dict) or record.get("state", "pending") not in STATES:
-            raise CorruptStatus(f"{self.status_file}: not a status record (expected a JSON "
-                                f"object with state one of {', '.join(STATES)})")
+            raise CorruptStatus(
+                f"{self.status_file}: not a status record (expected a JSON "
+                f"object with state one of {', '.join(STATES)})"
+            )
         return record
 
     @contextlib.contextmanager
@@ -117,8 +123,11 @@ class RunDir:
             raise ValueError(f"unknown run state {state!r}; expected one of {STATES}")
         with self._status_lock():
             status = self.read_status()
-            if (not force and state in ("queued", "running", "pending")
-                    and status.get("state") in FINAL):
+            if (
+                not force
+                and state in ("queued", "running", "pending")
+                and status.get("state") in FINAL
+            ):
                 fields = {k: v for k, v in fields.items() if k not in ("state", "error")}
             status.update(fields)
             status["updated_at"] = time.time()

@@ -58,8 +58,13 @@ def same_process(pid: int | str | None, start: int | None) -> bool:
 
 def me() -> dict[str, Any]:
     """This process: host, pid, start time (ticks), SLURM job id, wall time of the claim."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "since": time.time()}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start": process_start(os.getpid()),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "since": time.time(),
+    }
 
 
 class RunLock:
@@ -91,11 +96,17 @@ class RunLock:
                 f"{_when(h.get('since'))}"
                 + (f", SLURM job {h['slurm_job_id']}" if h.get("slurm_job_id") else "")
                 + "); refusing to start a second one. Stop that process first "
-                "(its lock is released when it ends).") from None
+                "(its lock is released when it ends)."
+            ) from None
         stale = _parse(os.pread(fd, 4096, 0))
         if stale:
-            log.warning("%s: taking over a stale lock of host %s pid %s (that process ended "
-                        "without releasing it)", self.path, stale.get("host"), stale.get("pid"))
+            log.warning(
+                "%s: taking over a stale lock of host %s pid %s (that process ended "
+                "without releasing it)",
+                self.path,
+                stale.get("host"),
+                stale.get("pid"),
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me()) + "\n").encode(), 0)
         os.fsync(fd)
@@ -111,7 +122,7 @@ class RunLock:
             os.close(self._fd)  # closing drops the lock
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -59,10 +60,13 @@ class Policy:
         return contextlib.nullcontext()
 
     @contextlib.contextmanager
-    def applied(self) -> Iterator["Policy"]:
+    def applied(self) -> Iterator[Policy]:
         """Set torch's CPU threads and the TF32 flags for the duration; restore them after."""
-        saved = (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32,
-                 torch.backends.cudnn.allow_tf32)
+        saved = (
+            torch.get_num_threads(),
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+        )
         try:
             if self.threads:
                 torch.set_num_threads(self.threads)
@@ -94,8 +98,10 @@ class Policy:
         threads = "torch default" if self.threads is None else str(self.threads)
         prec = "bf16 autocast" if self.precision == "bf16" else "fp32"
         tf32 = f", tf32 {'on' if self.tf32 else 'off'}" if self.device.type == "cuda" else ""
-        return (f"{self.device} {prec}{tf32}, compile {'on' if self.compile else 'off'}, "
-                f"threads {threads}")
+        return (
+            f"{self.device} {prec}{tf32}, compile {'on' if self.compile else 'off'}, "
+            f"threads {threads}"
+        )
 
 
 class _MatmulPrecision:
@@ -123,15 +129,22 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve(runtime: Any = None, *, device: torch.device | str | None = None,
-            precision: str | None = None, tf32: bool | None = None, compile: bool | None = None,
-            threads: int | None = None) -> Policy:
+def resolve(
+    runtime: Any = None,
+    *,
+    device: torch.device | str | None = None,
+    precision: str | None = None,
+    tf32: bool | None = None,
+    compile: bool | None = None,
+    threads: int | None = None,
+) -> Policy:
     """The policy for a `RuntimeConfig` (or any object with its fields), keywords overriding.
 
     `device` may be a torch.device already chosen (e.g. by scaling.distributed) or a
     preference ("auto", "cpu", "cuda"). Unset fields take the "auto" choices of the module
     docstring.
     """
+
     def field(name: str, given: Any, default: Any) -> Any:
         if given is not None:
             return given

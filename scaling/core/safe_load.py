@@ -31,8 +31,9 @@ def load_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Any:
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     if size == 0:
-        raise CheckpointError(f"{path}: the {what} is empty (0 bytes; a copy or write that did "
-                              "not finish?)")
+        raise CheckpointError(
+            f"{path}: the {what} is empty (0 bytes; a copy or write that did not finish?)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -41,9 +42,12 @@ def load_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Any:
         raise CheckpointError(
             f"{path}: refusing to load the {what}: it holds Python objects other than tensors "
             f"and plain data, which could run code when unpickled; nothing in it was run"
-            + (f" ({detail.strip()[:160]})" if detail else "") + ". Use a checkpoint written by "
-            "this toolkit.") from None
+            + (f" ({detail.strip()[:160]})" if detail else "")
+            + ". Use a checkpoint written by "
+            "this toolkit."
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise CheckpointError(f"{path}: not a readable {what} (truncated or not a torch file: "
-                              f"{reason})") from None
+        raise CheckpointError(
+            f"{path}: not a readable {what} (truncated or not a torch file: {reason})"
+        ) from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 class Stopwatch:
@@ -37,7 +37,7 @@ class Stopwatch:
             return self._total
         return self._total + self._clock() - self._since
 
-    def start(self) -> "Stopwatch":
+    def start(self) -> Stopwatch:
         """Count from now on (no-op if running); returns the stopwatch."""
         if self._since is None:
             self._since = self._clock()
@@ -51,7 +51,7 @@ class Stopwatch:
         return self._total
 
     @contextlib.contextmanager
-    def paused(self) -> Iterator["Stopwatch"]:
+    def paused(self) -> Iterator[Stopwatch]:
         """Not counting inside the block; counting again after it if it was running before."""
         was_running = self.running
         self.stop()

@@ -8,8 +8,9 @@ import math
 
 def format_table(header: list[str], table: list[list[str]]) -> str:
     """Plain aligned text table: a header line, then one line per row (trailing spaces cut)."""
-    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
     return "\n".join(line.rstrip() for line in lines)

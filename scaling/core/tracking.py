@@ -31,8 +31,8 @@ from scaling.core.config_io import InvalidValue
 
 log = logging.getLogger(__name__)
 
-COMPUTE_DIR = "by_compute"   # the writer whose x-axis is cumulative training compute
-COMPUTE_UNIT = 1e6           # TensorBoard step = FLOPs / COMPUTE_UNIT (MFLOPs)
+COMPUTE_DIR = "by_compute"  # the writer whose x-axis is cumulative training compute
+COMPUTE_UNIT = 1e6  # TensorBoard step = FLOPs / COMPUTE_UNIT (MFLOPs)
 COMPUTE_PREFIX = "vs_compute_MFLOPs"
 
 
@@ -45,15 +45,18 @@ class WandbConfig:
     """`runtime.wandb`: log to Weights & Biases as well (optional extra `wandb`)."""
 
     project: str
-    mode: Literal["offline", "online", "disabled"] = "offline"  # offline: nothing leaves the machine
+    mode: Literal["offline", "online", "disabled"] = (
+        "offline"  # offline: nothing leaves the machine
+    )
     entity: str | None = None
     group: str | None = None  # None: the sweep (the run directory's parent folder name)
     tags: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.project):
-            raise InvalidValue("project", f"must be 1-128 letters, digits, '_', '-' or '.'; got "
-                                          f"{self.project!r}")
+            raise InvalidValue(
+                "project", f"must be 1-128 letters, digits, '_', '-' or '.'; got {self.project!r}"
+            )
 
 
 def _tensorboard_writer(logdir: Path, purge_step: int | None):
@@ -62,7 +65,8 @@ def _tensorboard_writer(logdir: Path, purge_step: int | None):
     except ImportError as e:  # torch raises this when the tensorboard package is missing
         raise TrackingUnavailable(
             f"TensorBoard logging is on (runtime.tensorboard: true) but it cannot be imported "
-            f"({e}); `pip install tensorboard`, or set runtime.tensorboard: false") from None
+            f"({e}); `pip install tensorboard`, or set runtime.tensorboard: false"
+        ) from None
     return SummaryWriter(log_dir=str(logdir), purge_step=purge_step, flush_secs=30)
 
 
@@ -73,13 +77,25 @@ def _wandb_run(cfg: WandbConfig, run_dir: Path, name: str, config: dict[str, Any
         raise TrackingUnavailable(
             f"runtime.wandb is set (project {cfg.project!r}) but the wandb package is not "
             f"installed: `pip install wandb` (or this package's `wandb` extra), or remove "
-            f"runtime.wandb") from None
+            f"runtime.wandb"
+        ) from None
     group = cfg.group or run_dir.resolve().parent.name
     run_id = re.sub(r"[^A-Za-z0-9_\-]", "-", f"{group}-{name}-{job_type}")[:128]
     (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
-    return wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(run_dir),
-                      id=run_id, name=name, group=group, job_type=job_type, tags=list(cfg.tags),
-                      config=config, resume="allow", reinit="create_new")
+    return wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        mode=cfg.mode,
+        dir=str(run_dir),
+        id=run_id,
+        name=name,
+        group=group,
+        job_type=job_type,
+        tags=list(cfg.tags),
+        config=config,
+        resume="allow",
+        reinit="create_new",
+    )
 
 
 class Tracker:
@@ -90,10 +106,18 @@ class Tracker:
     as plain data (attached to the W&B run).
     """
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True,
-                 wandb: WandbConfig | None = None, name: str | None = None,
-                 config: dict[str, Any] | None = None, resume_step: int = 0,
-                 resume_flops: float = 0.0, job_type: str = "train"):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        wandb: WandbConfig | None = None,
+        name: str | None = None,
+        config: dict[str, Any] | None = None,
+        resume_step: int = 0,
+        resume_flops: float = 0.0,
+        job_type: str = "train",
+    ):
         self.run_dir = Path(run_dir)
         self.tb = self.tb_compute = self.wandb = None
         if tensorboard:
@@ -101,11 +125,12 @@ class Tracker:
             self.tb = _tensorboard_writer(self.run_dir, resume_step + 1)
         self._compute_purge = int(resume_flops // COMPUTE_UNIT) + 1  # its writer opens on first use
         if wandb is not None and wandb.mode != "disabled":
-            self.wandb = _wandb_run(wandb, self.run_dir, name or self.run_dir.name,
-                                    config or {}, job_type)
+            self.wandb = _wandb_run(
+                wandb, self.run_dir, name or self.run_dir.name, config or {}, job_type
+            )
 
     @classmethod
-    def off(cls) -> "Tracker":
+    def off(cls) -> Tracker:
         """A tracker that records nothing (other ranks, tracking turned off)."""
         return cls(Path("."), tensorboard=False, wandb=None)
 
@@ -113,8 +138,13 @@ class Tracker:
     def enabled(self) -> bool:
         return self.tb is not None or self.wandb is not None
 
-    def log(self, scalars: dict[str, float], step: int, flops: float | None = None,
-            by_compute: tuple[str, ...] = ()) -> None:
+    def log(
+        self,
+        scalars: dict[str, float],
+        step: int,
+        flops: float | None = None,
+        by_compute: tuple[str, ...] = (),
+    ) -> None:
         """Write `scalars` {tag: value} at optimizer step `step`.
 
         flops: cumulative training FLOPs at this step; the tags in `by_compute` (prefixes,
@@ -126,10 +156,14 @@ class Tracker:
         if self.tb is not None:
             for tag, value in values.items():
                 self.tb.add_scalar(tag, value, step)
-            on_compute = {t: v for t, v in values.items() if by_compute and t.startswith(by_compute)}
+            on_compute = {
+                t: v for t, v in values.items() if by_compute and t.startswith(by_compute)
+            }
             if flops is not None and on_compute:
                 if self.tb_compute is None:
-                    self.tb_compute = _tensorboard_writer(self.run_dir / COMPUTE_DIR, self._compute_purge)
+                    self.tb_compute = _tensorboard_writer(
+                        self.run_dir / COMPUTE_DIR, self._compute_purge
+                    )
                 x = int(flops // COMPUTE_UNIT)
                 for tag, value in on_compute.items():
                     self.tb_compute.add_scalar(f"{COMPUTE_PREFIX}/{tag}", value, x)
@@ -161,8 +195,11 @@ def eval_scalars(record: dict[str, Any], patch_nums: tuple[int, ...]) -> dict[st
     `test/ce_by_scale/s{k}_{pn}x{pn}` (k = 1 coarsest).
     """
     prefix = "test" if record.get("eval", "full") == "full" else "test_subset"
-    out = {f"{prefix}/{k}": record[k] for k in ("ce_avg", "ce_last", "err_avg", "err_last")
-           if k in record}
+    out = {
+        f"{prefix}/{k}": record[k]
+        for k in ("ce_avg", "ce_last", "err_avg", "err_last")
+        if k in record
+    }
     for key in ("ce_by_scale", "err_by_scale"):
         for k, (pn, value) in enumerate(zip(patch_nums, record.get(key) or ())):
             out[f"{prefix}/{key}/s{k + 1:02d}_{pn}x{pn}"] = value

@@ -36,26 +36,41 @@ class SmallClassifier(nn.Module):
         super().__init__()
         if resolution % 4:
             raise InputError(f"classifier resolution must be a multiple of 4, got {resolution}")
-        self.config = dict(num_classes=num_classes, resolution=resolution, width=width,
-                           feature_dim=feature_dim)
+        self.config = dict(
+            num_classes=num_classes, resolution=resolution, width=width, feature_dim=feature_dim
+        )
         self.resolution = resolution
         self.convs = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.fc = nn.Linear(2 * width * (resolution // 4) ** 2, feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != self.resolution or x.shape[3] != self.resolution:
-            raise ValueError(f"classifier expects images [B, 3, {self.resolution}, {self.resolution}], "
-                             f"got {list(x.shape)}")
+        if (
+            x.ndim != 4
+            or x.shape[1] != 3
+            or x.shape[2] != self.resolution
+            or x.shape[3] != self.resolution
+        ):
+            raise ValueError(
+                f"classifier expects images [B, 3, {self.resolution}, {self.resolution}], "
+                f"got {list(x.shape)}"
+            )
         feats = F.relu(self.fc(self.convs(x).flatten(1)))
         return feats, self.head(feats)
 
 
-def load_split(root: Path, split: str, resolution: int | None = None,
-               classes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+def load_split(
+    root: Path, split: str, resolution: int | None = None, classes: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
     """All images of `root/split` as (images [N, 3, R, R] in [-1, 1], labels [N], classes, R)."""
     folder = root / split
     if resolution is None:  # the folder's own size (the first image; all must match)
@@ -66,22 +81,36 @@ def load_split(root: Path, split: str, resolution: int | None = None,
     return x, torch.as_tensor(ds.labels), ds.classes, resolution
 
 
-def train_classifier(images: str | Path, out: str | Path, *, epochs: int = 2, batch_size: int = 128,
-                     lr: float = 2e-3, width: int = 32, feature_dim: int = 64, seed: int = 0) -> Path:
+def train_classifier(
+    images: str | Path,
+    out: str | Path,
+    *,
+    epochs: int = 2,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    width: int = 32,
+    feature_dim: int = 64,
+    seed: int = 0,
+) -> Path:
     """Train on `images/train` (Adam, one-cycle lr, random horizontal flips), measure
     `images/val`, write the checkpoint to `out` atomically. The sweep's `prepare.classifier`
     section (`scaling.study.sweep.spec.ClassifierSpec`) holds these options.
 
     Does nothing if `out` exists (the stage resumes by being skipped). Returns `out`.
     """
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("width", width),
-                        ("feature_dim", feature_dim)):
+    for name, value in (
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("width", width),
+        ("feature_dim", feature_dim),
+    ):
         if value < 1:
             raise InputError(f"classifier: {name} must be >= 1, got {value}")
     if not lr > 0:
         raise InputError(f"classifier: lr must be > 0, got {lr}")
-    config = argparse.Namespace(epochs=epochs, batch_size=batch_size, lr=lr, width=width,
-                                feature_dim=feature_dim, seed=seed)
+    config = argparse.Namespace(
+        epochs=epochs, batch_size=batch_size, lr=lr, width=width, feature_dim=feature_dim, seed=seed
+    )
     images, out = Path(images), Path(out)
     if out.is_file():
         return out
@@ -98,9 +127,11 @@ def train_classifier(images: str | Path, out: str | Path, *, epochs: int = 2, ba
     for _ in range(config.epochs):
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), config.batch_size):
-            b = order[i:i + config.batch_size]
+            b = order[i : i + config.batch_size]
             xb = x[b]
-            flip = torch.rand(len(b), generator=gen) < 0.5  # the synthetic classes are flip-invariant
+            flip = (
+                torch.rand(len(b), generator=gen) < 0.5
+            )  # the synthetic classes are flip-invariant
             xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
             loss = F.cross_entropy(model(xb)[1], y[b])
             opt.zero_grad(set_to_none=True)
@@ -110,13 +141,27 @@ def train_classifier(images: str | Path, out: str | Path, *, epochs: int = 2, ba
     model.eval()
     with torch.no_grad():
         acc = float((model(xv)[1].argmax(1) == yv).float().mean())
-    state = {"format": FORMAT, "config": model.config, "classes": classes, "model": model.state_dict(),
-             "val_accuracy": acc, "train_images": len(x), "val_images": len(xv),
-             "train": vars(config), "seconds": round(time.perf_counter() - t0, 2)}
+    state = {
+        "format": FORMAT,
+        "config": model.config,
+        "classes": classes,
+        "model": model.state_dict(),
+        "val_accuracy": acc,
+        "train_images": len(x),
+        "val_images": len(xv),
+        "train": vars(config),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: torch.save(state, f))
-    log.info("classifier: val accuracy %.4f on %d images (%d train images, %.1f s) -> %s",
-             acc, len(xv), len(x), state["seconds"], out)
+    log.info(
+        "classifier: val accuracy %.4f on %d images (%d train images, %.1f s) -> %s",
+        acc,
+        len(xv),
+        len(x),
+        state["seconds"],
+        out,
+    )
     return out
 
 
@@ -128,15 +173,20 @@ def load_classifier(path: str | Path) -> tuple[SmallClassifier, dict]:
     """(model in eval mode, the checkpoint's metadata without weights); errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise ClassifierFileError(f"{path}: no classifier file; train one with `python -m scaling.classifier "
-                                  f"IMAGES_ROOT {path}` (the demo's `classifier` preparation stage does)")
+        raise ClassifierFileError(
+            f"{path}: no classifier file; train one with `python -m scaling.classifier "
+            f"IMAGES_ROOT {path}` (the demo's `classifier` preparation stage does)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ClassifierFileError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
+        raise ClassifierFileError(
+            f"{path}: not a readable torch file ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ClassifierFileError(f"{path}: not a classifier written by scaling.classifier "
-                                  f"(format {FORMAT!r} expected)")
+        raise ClassifierFileError(
+            f"{path}: not a classifier written by scaling.classifier (format {FORMAT!r} expected)"
+        )
     model = SmallClassifier(**state["config"])
     model.load_state_dict(state["model"])
     return model.eval(), {k: v for k, v in state.items() if k != "model"}
@@ -144,7 +194,9 @@ def load_classifier(path: str | Path) -> tuple[SmallClassifier, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: train the classifier; prints its val accuracy. Exit 2 on a bad image folder."""
-    p = argparse.ArgumentParser(prog="python -m scaling.classifier", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.classifier", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("images", type=Path, help="dataset root with train/ and val/ class folders")
     p.add_argument("out", type=Path, help="checkpoint to write (skipped if it exists)")
     p.add_argument("--epochs", type=int, default=2)
@@ -154,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         out = train_classifier(a.images, a.out, epochs=a.epochs)
         _, meta = load_classifier(out)
-        print(f"classifier {out}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_images']} images)")
+        print(
+            f"classifier {out}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_images']} images)"
+        )
 
     return run_cli(run)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -30,8 +31,19 @@ from PIL import Image
 
 from scaling.core.cli import InputError
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif",
-                  ".tif", ".tiff", ".webp")
+IMG_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 SPLIT_NAMES = ("train", "val", "test")
 CLASSES_FILE = "classes.json"
 T = TypeVar("T")
@@ -61,12 +73,16 @@ def find_classes(root: str | Path) -> list[str]:
         raise ImageFolderMissing(f"image folder {root} does not exist or is not a directory")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ImageFolderError(f"image folder {root} has no class folders (expected {root}/<class>/<image>)")
+        raise ImageFolderError(
+            f"image folder {root} has no class folders (expected {root}/<class>/<image>)"
+        )
     if set(classes) <= set(SPLIT_NAMES) and all(
-            any(q.is_dir() for q in (root / c).iterdir()) for c in classes):
+        any(q.is_dir() for q in (root / c).iterdir()) for c in classes
+    ):
         raise ImageFolderError(
             f"{root} looks like a dataset root with splits {classes}, not a split: "
-            f"pass {root}/{classes[0]} (a folder of class folders)")
+            f"pass {root}/{classes[0]} (a folder of class folders)"
+        )
     return classes
 
 
@@ -132,8 +148,15 @@ def _resize_for_crop(img: Image.Image, resolution: int, resize_ratio: float) -> 
     return img
 
 
-def transform(img: Image.Image, resolution: int, train: bool, *, resize_ratio: float = 1.125,
-              generator: torch.Generator | None = None, flip: bool = False) -> torch.Tensor:
+def transform(
+    img: Image.Image,
+    resolution: int,
+    train: bool,
+    *,
+    resize_ratio: float = 1.125,
+    generator: torch.Generator | None = None,
+    flip: bool = False,
+) -> torch.Tensor:
     """The official transform: shorter side to round(ratio * res), random/centre crop, [-1, 1].
 
     Returns [3, resolution, resolution]. `train` picks the random crop (drawn from
@@ -153,8 +176,15 @@ def transform(img: Image.Image, resolution: int, train: bool, *, resize_ratio: f
     return x.flip(-1) if flip else x
 
 
-def crop_views(img: Image.Image, resolution: int, n_views: int, seed: tuple[int, ...], *,
-               resize_ratio: float = 1.125, flip: bool = False) -> torch.Tensor:
+def crop_views(
+    img: Image.Image,
+    resolution: int,
+    n_views: int,
+    seed: tuple[int, ...],
+    *,
+    resize_ratio: float = 1.125,
+    flip: bool = False,
+) -> torch.Tensor:
     """`n_views` random crops of the official training transform, reproducibly.
 
     The image is resized once (shorter side to round(ratio * res), Lanczos); crop v's offsets
@@ -184,8 +214,15 @@ class ImageFolder(torch.utils.data.Dataset):
     listed is an error (its label would be undefined).
     """
 
-    def __init__(self, root: str | Path, resolution: int, train: bool,
-                 classes: list[str] | None = None, *, resize_ratio: float = 1.125):
+    def __init__(
+        self,
+        root: str | Path,
+        resolution: int,
+        train: bool,
+        classes: list[str] | None = None,
+        *,
+        resize_ratio: float = 1.125,
+    ):
         self.root = Path(root)
         self.resolution = int(resolution)
         self.train = bool(train)
@@ -197,17 +234,25 @@ class ImageFolder(torch.utils.data.Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = [c for c in present if c not in index]
         if unknown:
-            raise ImageFolderError(f"{self.root}: class folders {unknown[:5]} are not in the class list "
-                             f"({len(self.classes)} classes); regenerate classes.json or remove them")
+            raise ImageFolderError(
+                f"{self.root}: class folders {unknown[:5]} are not in the class list "
+                f"({len(self.classes)} classes); regenerate classes.json or remove them"
+            )
         missing = [c for c in self.classes if c not in present]
         if missing:
-            raise ImageFolderError(f"{self.root}: class folders {missing[:5]} from the class list are missing")
+            raise ImageFolderError(
+                f"{self.root}: class folders {missing[:5]} from the class list are missing"
+            )
         self.samples: list[tuple[Path, int]] = []
         for c in present:
-            files = sorted(p for p in (self.root / c).rglob("*") if p.is_file() and is_image_file(p))
+            files = sorted(
+                p for p in (self.root / c).rglob("*") if p.is_file() and is_image_file(p)
+            )
             if not files:
-                raise ImageFolderError(f"class folder {self.root / c} has no images "
-                                 f"(extensions: {', '.join(IMG_EXTENSIONS)})")
+                raise ImageFolderError(
+                    f"class folder {self.root / c} has no images "
+                    f"(extensions: {', '.join(IMG_EXTENSIONS)})"
+                )
             self.samples.extend((p, index[c]) for p in files)
         self.skipped: set[Path] = set()
 
@@ -219,15 +264,29 @@ class ImageFolder(torch.utils.data.Dataset):
         """int64 [N]: the label of every file, in sample order."""
         return np.array([lab for _, lab in self.samples], dtype=np.int64)
 
-    def load(self, index: int, *, train: bool | None = None, flip: bool = False,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def load(
+        self,
+        index: int,
+        *,
+        train: bool | None = None,
+        flip: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Image `index` as [3, res, res] in [-1, 1]; raises `UnreadableImage` if it cannot be read."""
         path, _ = self.samples[index]
         img = load_rgb(path)
-        return transform(img, self.resolution, self.train if train is None else train,
-                         resize_ratio=self.resize_ratio, generator=generator, flip=flip)
+        return transform(
+            img,
+            self.resolution,
+            self.train if train is None else train,
+            resize_ratio=self.resize_ratio,
+            generator=generator,
+            flip=flip,
+        )
 
-    def load_views(self, index: int, n_views: int, *, seed: int = 0, flip: bool = False) -> torch.Tensor:
+    def load_views(
+        self, index: int, n_views: int, *, seed: int = 0, flip: bool = False
+    ) -> torch.Tensor:
         """Views of image `index` as stored in a token store: [R, 3, res, res] in [-1, 1].
 
         n_views = 1: the evaluation transform (centre crop); more: `crop_views` seeded by
@@ -239,8 +298,14 @@ class ImageFolder(torch.utils.data.Dataset):
         if n_views == 1:
             x = self.load(index, train=False)
             return torch.stack([x, x.flip(-1)] if flip else [x])
-        return crop_views(load_rgb(self.samples[index][0]), self.resolution, n_views, (seed, index),
-                          resize_ratio=self.resize_ratio, flip=flip)
+        return crop_views(
+            load_rgb(self.samples[index][0]),
+            self.resolution,
+            n_views,
+            (seed, index),
+            resize_ratio=self.resize_ratio,
+            flip=flip,
+        )
 
     def try_load(self, index: int, load: Callable[[int], T]) -> T | None:
         """`load(index)` (e.g. `self.load`), or None when image `index` cannot be read: the
@@ -271,6 +336,7 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def summary(self) -> str:
         """One line: files, classes, and how many were skipped as unreadable so far."""
-        return (f"{self.root}: {len(self.samples)} images in {len(self.classes)} classes, "
-                f"{len(self.skipped)} unreadable skipped")
-
+        return (
+            f"{self.root}: {len(self.samples)} images in {len(self.classes)} classes, "
+            f"{len(self.skipped)} unreadable skipped"
+        )

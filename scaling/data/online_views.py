@@ -22,8 +22,15 @@ from scaling.data.tokenize import encode
 class OnlineViews:
     """Encodes fresh training views of an image folder with a VQVAE, on demand."""
 
-    def __init__(self, images: str | Path, vqvae: torch.nn.Module, classes: list[str], *,
-                 seed: int, device: torch.device):
+    def __init__(
+        self,
+        images: str | Path,
+        vqvae: torch.nn.Module,
+        classes: list[str],
+        *,
+        seed: int,
+        device: torch.device,
+    ):
         self.vqvae = vqvae.to(device).eval().requires_grad_(False)
         self.ds = ImageFolder(images, int(vqvae.image_size), train=True, classes=classes)
         self.seed, self.device = int(seed), device
@@ -38,14 +45,20 @@ class OnlineViews:
             img = load_rgb(path)
         except UnreadableImage as e:
             raise UnreadableImage(f"data.views online: {e}") from None
-        return crop_views(img, self.ds.resolution, 1, (self.seed, int(epoch), int(image)),
-                          resize_ratio=self.ds.resize_ratio)[0]
+        return crop_views(
+            img,
+            self.ds.resolution,
+            1,
+            (self.seed, int(epoch), int(image)),
+            resize_ratio=self.ds.resize_ratio,
+        )[0]
 
     def batch(self, images: np.ndarray, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens int64 [B, L] on the device, labels int64 [B]) for `images` (int [B])."""
         x = torch.stack([self.view(i, epoch) for i in np.asarray(images).tolist()])
         # clone: an inference tensor cannot enter the training graph
         tokens = encode(self.vqvae, x.to(self.device, non_blocking=True)).clone()
-        labels = torch.tensor([self.ds.samples[i][1] for i in np.asarray(images).tolist()],
-                              dtype=torch.int64)
+        labels = torch.tensor(
+            [self.ds.samples[i][1] for i in np.asarray(images).tolist()], dtype=torch.int64
+        )
         return tokens, labels

@@ -46,8 +46,15 @@ FORMAT = "var-synthetic/1"
 SHAPES = ("disc", "square", "triangle", "ring", "cross", "diamond")
 TEXTURES = ("stripes", "checker", "dots", "noise")
 # where a class's shapes sit: (centre u, centre v, spread) in unit coordinates
-REGIONS = ((0.5, 0.5, 0.18), (0.3, 0.3, 0.12), (0.7, 0.3, 0.12), (0.3, 0.7, 0.12),
-           (0.7, 0.7, 0.12), (0.5, 0.3, 0.2), (0.5, 0.7, 0.2))
+REGIONS = (
+    (0.5, 0.5, 0.18),
+    (0.3, 0.3, 0.12),
+    (0.7, 0.3, 0.12),
+    (0.3, 0.7, 0.12),
+    (0.7, 0.7, 0.12),
+    (0.5, 0.3, 0.2),
+    (0.5, 0.7, 0.2),
+)
 SPLIT_IDS = {"train": 0, "val": 1}
 
 
@@ -55,17 +62,17 @@ SPLIT_IDS = {"train": 0, "val": 1}
 class ClassStyle:
     """The factors that define one class."""
 
-    hue: float          # background hue in [0, 1)
-    hue_shift: float    # the gradient's second colour: hue + hue_shift
-    angle: float        # gradient direction (radians)
+    hue: float  # background hue in [0, 1)
+    hue_shift: float  # the gradient's second colour: hue + hue_shift
+    angle: float  # gradient direction (radians)
     shape: str
-    shape_size: float   # typical radius as a fraction of the image side
-    n_shapes: int       # maximum number of shapes (1..3)
-    region: int         # index into REGIONS
+    shape_size: float  # typical radius as a fraction of the image side
+    n_shapes: int  # maximum number of shapes (1..3)
+    region: int  # index into REGIONS
     shape_hue_offset: float  # shape hue = image's background hue + this
     texture: str
     tex_angle: float
-    tex_period: float   # in pixels at the image resolution (>= 3 so it is resolvable)
+    tex_period: float  # in pixels at the image resolution (>= 3 so it is resolvable)
 
 
 def class_style(c: int, num_classes: int, seed: int, resolution: int) -> ClassStyle:
@@ -91,7 +98,9 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0), 1), min(max(v, 0), 1)))
 
 
-def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, r: float, rot: float, px: float) -> np.ndarray:
+def _shape_mask(
+    shape: str, x: np.ndarray, y: np.ndarray, r: float, rot: float, px: float
+) -> np.ndarray:
     """Soft (anti-aliased) mask of a shape centred at the origin; x, y in pixels; r radius."""
     c, s = math.cos(rot), math.sin(rot)
     xr, yr = c * x + s * y, -s * x + c * y
@@ -105,7 +114,9 @@ def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, r: float, rot: float, 
         d = np.abs(np.hypot(x, y) - r * 0.8) - max(r * 0.25, px)
     elif shape == "cross":
         w = max(r * 0.3, px)
-        d = np.minimum(np.maximum(np.abs(xr) - r, np.abs(yr) - w), np.maximum(np.abs(yr) - r, np.abs(xr) - w))
+        d = np.minimum(
+            np.maximum(np.abs(xr) - r, np.abs(yr) - w), np.maximum(np.abs(yr) - r, np.abs(xr) - w)
+        )
     elif shape == "triangle":
         # equilateral triangle: max over three half-planes
         d = np.full_like(x, -np.inf)
@@ -190,19 +201,32 @@ def _check_complete(out: Path, params: SyntheticParams) -> bool:
     if stored.get("params") != asdict(params):
         raise InputError(
             f"{out} already holds a synthetic set with other parameters "
-            f"({stored.get('params')}); asked for {asdict(params)}: use another --out or delete it")
+            f"({stored.get('params')}); asked for {asdict(params)}: use another --out or delete it"
+        )
     return True
 
 
-def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per_class: int,
-             resolution: int, seed: int = 0, progress: bool | None = None) -> Path:
+def generate(
+    out: str | Path,
+    *,
+    num_classes: int,
+    train_per_class: int,
+    val_per_class: int,
+    resolution: int,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Path:
     """Write the set to `out` (see the module docstring) and return `out`.
 
     Does nothing if `out` already holds a complete set with the same parameters; refuses a
     complete set with different ones; an incomplete set (no manifest) is regenerated.
     """
-    for name, value, low in (("num_classes", num_classes, 1), ("train_per_class", train_per_class, 1),
-                             ("val_per_class", val_per_class, 1), ("resolution", resolution, 8)):
+    for name, value, low in (
+        ("num_classes", num_classes, 1),
+        ("train_per_class", train_per_class, 1),
+        ("val_per_class", val_per_class, 1),
+        ("resolution", resolution, 8),
+    ):
         if not isinstance(value, int) or value < low:
             raise InputError(f"synthetic: {name} must be an integer >= {low}, got {value!r}")
     out = Path(out)
@@ -210,8 +234,12 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
     if _check_complete(out, params):
         return out
     names = class_names(num_classes)
-    jobs = [(split, c, i) for split, per in (("train", train_per_class), ("val", val_per_class))
-            for c in range(num_classes) for i in range(per)]
+    jobs = [
+        (split, c, i)
+        for split, per in (("train", train_per_class), ("val", val_per_class))
+        for c in range(num_classes)
+        for i in range(per)
+    ]
     styles = [class_style(c, num_classes, seed, resolution) for c in range(num_classes)]
     for split in SPLIT_IDS:
         if (out / split).exists():
@@ -224,17 +252,22 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
         arr = render(styles[c], resolution, rng)
         Image.fromarray(arr).save(out / split / names[c] / f"{i:06d}.png", compress_level=1)
     atomic_write_json(out / "classes.json", names)
-    atomic_write_json(out / "synthetic.json", {
-        "params": asdict(params),
-        "counts": {"train": num_classes * train_per_class, "val": num_classes * val_per_class},
-        "styles": {names[c]: asdict(styles[c]) for c in range(num_classes)},
-    })
+    atomic_write_json(
+        out / "synthetic.json",
+        {
+            "params": asdict(params),
+            "counts": {"train": num_classes * train_per_class, "val": num_classes * val_per_class},
+            "styles": {names[c]: asdict(styles[c]) for c in range(num_classes)},
+        },
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: see the module docstring. Exit 2 on bad parameters or a set made with others."""
-    p = argparse.ArgumentParser(prog="python -m scaling.synthetic", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.synthetic", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", required=True, help="output folder (dataset root)")
     p.add_argument("--classes", type=int, default=10, help="number of classes")
     p.add_argument("--train-per-class", type=int, default=500)
@@ -245,8 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
 
     def run() -> None:
-        out = generate(a.out, num_classes=a.classes, train_per_class=a.train_per_class,
-                       val_per_class=a.val_per_class, resolution=a.resolution, seed=a.seed)
+        out = generate(
+            a.out,
+            num_classes=a.classes,
+            train_per_class=a.train_per_class,
+            val_per_class=a.val_per_class,
+            resolution=a.resolution,
+            seed=a.seed,
+        )
         n = a.classes * (a.train_per_class + a.val_per_class)
         print(f"synthetic set: {out} ({a.classes} classes, {n} images at {a.resolution}px)")
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,8 +43,18 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers 
 
 FORMAT = "var-token-store/1"
 MAX_VOCAB = 65536  # tokens are stored as uint16
-META_KEYS = ("format", "vqvae_sha256", "vqvae_config", "vocab_size", "patch_nums", "L",
-             "image_size", "classes", "num_classes", "splits")
+META_KEYS = (
+    "format",
+    "vqvae_sha256",
+    "vqvae_config",
+    "vocab_size",
+    "patch_nums",
+    "L",
+    "image_size",
+    "classes",
+    "num_classes",
+    "splits",
+)
 
 
 class TokenStoreError(InputError):
@@ -54,11 +65,14 @@ class TokenStoreMismatch(TokenStoreError):
     """A token store was made for another VQVAE / vocab / patch_nums than expected."""
 
 
-def mismatch(path: Path | str, field: str, stored: Any, expected: Any, source: str) -> TokenStoreMismatch:
+def mismatch(
+    path: Path | str, field: str, stored: Any, expected: Any, source: str
+) -> TokenStoreMismatch:
     """The error for one differing field: names the store, the field and both values."""
     return TokenStoreMismatch(
         f"token store {path}: {field} is {stored!r} but the {source} expects {expected!r}; "
-        f"re-tokenise into another directory (python -m scaling.tokenize) or fix the {source}")
+        f"re-tokenise into another directory (python -m scaling.tokenize) or fix the {source}"
+    )
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -86,25 +100,35 @@ class TokenStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_dir():
-            raise TokenStoreError(f"token store {self.path} does not exist "
-                                  f"(make one with python -m scaling.tokenize)")
+            raise TokenStoreError(
+                f"token store {self.path} does not exist (make one with python -m scaling.tokenize)"
+            )
         meta_path = self.path / "meta.json"
         if not meta_path.exists():
-            hint = " (tokenisation started but was not merged: run scaling.tokenize ... --merge)" \
-                if (self.path / "plan.json").exists() else ""
+            hint = (
+                " (tokenisation started but was not merged: run scaling.tokenize ... --merge)"
+                if (self.path / "plan.json").exists()
+                else ""
+            )
             raise TokenStoreError(f"token store {self.path}: meta.json is missing{hint}")
         meta = read_meta(self.path)
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
             raise TokenStoreError(f"token store {meta_path}: missing keys {missing}")
         if meta["format"] != FORMAT:
-            raise TokenStoreError(f"token store {meta_path}: format {meta['format']!r}, expected {FORMAT!r}")
+            raise TokenStoreError(
+                f"token store {meta_path}: format {meta['format']!r}, expected {FORMAT!r}"
+            )
         if sum(p * p for p in meta["patch_nums"]) != meta["L"]:
-            raise TokenStoreError(f"token store {meta_path}: L={meta['L']} does not match "
-                                  f"patch_nums {meta['patch_nums']}")
+            raise TokenStoreError(
+                f"token store {meta_path}: L={meta['L']} does not match "
+                f"patch_nums {meta['patch_nums']}"
+            )
         if len(meta["classes"]) != meta["num_classes"]:
-            raise TokenStoreError(f"token store {meta_path}: {len(meta['classes'])} classes listed, "
-                                  f"num_classes={meta['num_classes']}")
+            raise TokenStoreError(
+                f"token store {meta_path}: {len(meta['classes'])} classes listed, "
+                f"num_classes={meta['num_classes']}"
+            )
         self.meta: dict = meta
         self._tokens: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
@@ -112,8 +136,10 @@ class TokenStore:
             tokens = self._open(split, "tokens.npy", np.uint16, (info["count"], meta["L"]))
             labels = np.array(self._open(split, "labels.npy", np.int32, (info["count"],)))
             if labels.size and (labels.min() < 0 or labels.max() >= meta["num_classes"]):
-                raise TokenStoreError(f"token store {self.path}/{split}/labels.npy: labels outside "
-                                      f"[0, {meta['num_classes']})")
+                raise TokenStoreError(
+                    f"token store {self.path}/{split}/labels.npy: labels outside "
+                    f"[0, {meta['num_classes']})"
+                )
             self._tokens[split], self._labels[split] = tokens, labels
 
     def _open(self, split: str, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
@@ -125,8 +151,10 @@ class TokenStore:
         except ValueError as e:
             raise TokenStoreError(f"token store {path}: not a readable .npy file ({e})") from None
         if arr.dtype != np.dtype(dtype) or tuple(arr.shape) != shape:
-            raise TokenStoreError(f"token store {path}: expected {np.dtype(dtype).name} {list(shape)}, "
-                                  f"found {arr.dtype.name} {list(arr.shape)} (corrupt or partial store)")
+            raise TokenStoreError(
+                f"token store {path}: expected {np.dtype(dtype).name} {list(shape)}, "
+                f"found {arr.dtype.name} {list(arr.shape)} (corrupt or partial store)"
+            )
         return arr
 
     @property
@@ -156,7 +184,9 @@ class TokenStore:
     def split_size(self, name: str) -> int:
         """Number of rows (every view and flip copy) in split `name`."""
         if name not in self._tokens:
-            raise TokenStoreError(f"token store {self.path} has no split {name!r} (has {self.splits})")
+            raise TokenStoreError(
+                f"token store {self.path} has no split {name!r} (has {self.splits})"
+            )
         return int(self.meta["splits"][name]["count"])
 
     def split_images(self, name: str) -> int:
@@ -186,15 +216,23 @@ class TokenStore:
         images = np.asarray(images, dtype=np.int64)
         return images * R + draw_views(seed, epoch, images, R) if R > 1 else images
 
-    def check_matches(self, *, vocab_size: int, patch_nums, vqvae_sha256: str | None = None,
-                      source: str = "config") -> None:
+    def check_matches(
+        self,
+        *,
+        vocab_size: int,
+        patch_nums,
+        vqvae_sha256: str | None = None,
+        source: str = "config",
+    ) -> None:
         """Raise `TokenStoreMismatch` unless the store was made with these settings."""
         if int(vocab_size) != self.vocab_size:
             raise mismatch(self.path, "vocab_size", self.vocab_size, int(vocab_size), source)
         if tuple(patch_nums) != self.patch_nums:
             raise mismatch(self.path, "patch_nums", list(self.patch_nums), list(patch_nums), source)
         if vqvae_sha256 is not None and vqvae_sha256 != self.meta["vqvae_sha256"]:
-            raise mismatch(self.path, "vqvae_sha256", self.meta["vqvae_sha256"], vqvae_sha256, source)
+            raise mismatch(
+                self.path, "vqvae_sha256", self.meta["vqvae_sha256"], vqvae_sha256, source
+            )
 
     def check_tokens(self, split: str, chunk_rows: int = 65536) -> None:
         """Raise TokenStoreError unless every token of `split` is in [0, vocab_size).
@@ -204,27 +242,32 @@ class TokenStore:
         """
         tokens = self._tokens[split]
         for start in range(0, len(tokens), chunk_rows):
-            block = np.asarray(tokens[start:start + chunk_rows])
+            block = np.asarray(tokens[start : start + chunk_rows])
             if block.size and int(block.max()) >= self.vocab_size:
                 row = start + int(np.argmax(block.max(axis=1) >= self.vocab_size))
                 raise TokenStoreError(
                     f"token store {self.path}/{split}/tokens.npy: row {row} holds token "
                     f"{int(np.asarray(tokens[row]).max())}, outside the vocabulary [0, "
-                    f"{self.vocab_size}) of meta.json")
+                    f"{self.vocab_size}) of meta.json"
+                )
 
     def check_quantizer(self, quantizer: Any) -> None:
         """Raise TokenStoreError unless the store's quantizer has its meta's vocab, scales and
         code width (meta's `vqvae_config.z_channels` sizes the VAR's input; the quantizer's
         codebook must have that width)."""
         z_channels = self.meta.get("vqvae_config", {}).get("z_channels")
-        for field, mine in (("vocab_size", self.vocab_size), ("patch_nums", list(self.patch_nums)),
-                            ("z_channels", z_channels)):
+        for field, mine in (
+            ("vocab_size", self.vocab_size),
+            ("patch_nums", list(self.patch_nums)),
+            ("z_channels", z_channels),
+        ):
             theirs = getattr(quantizer, field, None)
             theirs = list(theirs) if isinstance(theirs, (tuple, list)) else theirs
             if theirs is not None and mine is not None and theirs != mine:
                 raise TokenStoreError(
                     f"token store {self.path}: meta.json says {field} {mine} but its quantizer "
-                    f"({QUANTIZER_FILE}) has {theirs}; the store was not made by one tokenisation")
+                    f"({QUANTIZER_FILE}) has {theirs}; the store was not made by one tokenisation"
+                )
 
     def gather(self, split: str, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows `indices` of `split` -> (tokens int64 [B, L], labels int64 [B])."""
@@ -246,40 +289,67 @@ class TokenStore:
         return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={list(self.patch_nums)}, {counts})"
 
 
-def store_identity(*, vqvae_sha256: str, vqvae_config: dict, vocab_size: int,
-                   patch_nums: Sequence[int], image_size: int, classes: Sequence[str]) -> dict:
+def store_identity(
+    *,
+    vqvae_sha256: str,
+    vqvae_config: dict,
+    vocab_size: int,
+    patch_nums: Sequence[int],
+    image_size: int,
+    classes: Sequence[str],
+) -> dict:
     """The fields of meta.json that decide what a store's tokens mean (all but "splits").
 
     `format`, `L` and `num_classes` are derived here; tokenize's plan.json holds the same
     fields, so a shard run with another VQVAE or class list is refused before it writes.
     """
     pn = [int(p) for p in patch_nums]
-    return {"format": FORMAT, "vqvae_sha256": vqvae_sha256, "vqvae_config": vqvae_config,
-            "vocab_size": int(vocab_size), "patch_nums": pn, "L": sum(p * p for p in pn),
-            "image_size": int(image_size), "classes": list(classes), "num_classes": len(classes)}
+    return {
+        "format": FORMAT,
+        "vqvae_sha256": vqvae_sha256,
+        "vqvae_config": vqvae_config,
+        "vocab_size": int(vocab_size),
+        "patch_nums": pn,
+        "L": sum(p * p for p in pn),
+        "image_size": int(image_size),
+        "classes": list(classes),
+        "num_classes": len(classes),
+    }
 
 
-def write_meta(store: str | Path, identity: dict, splits: dict[str, dict], *,
-               vqvae_path: str | None = None) -> dict:
+def write_meta(
+    store: str | Path, identity: dict, splits: dict[str, dict], *, vqvae_path: str | None = None
+) -> dict:
     """Write `store/meta.json` atomically: the last file of a store (its presence = complete).
 
     `identity`: `store_identity(...)`; `splits`: {split: {"count": rows, ...}} (see the module
     docstring; `split_meta` builds the full entry); `vqvae_path`: where the VQVAE was
     (informational: decoding samples needs its decoder). Returns the written dict.
     """
-    meta = {**identity, **({"vqvae_path": vqvae_path} if vqvae_path is not None else {}),
-            "splits": splits}
+    meta = {
+        **identity,
+        **({"vqvae_path": vqvae_path} if vqvae_path is not None else {}),
+        "splits": splits,
+    }
     atomic_write_json(Path(store) / "meta.json", meta)
     return meta
 
 
-def split_meta(count: int, *, views: int = 1, flip: bool = False, view_seed: int = 0,
-               skipped: int = 0) -> dict:
+def split_meta(
+    count: int, *, views: int = 1, flip: bool = False, view_seed: int = 0, skipped: int = 0
+) -> dict:
     """One split's meta.json entry for `count` rows made with `views` views (x2 with `flip`)."""
     name = transform_name(views)
-    return {"count": count, "images": count // (views * (2 if flip else 1)), "views": views,
-            "flip": flip, "transform": name, "transform_text": TRANSFORM_TEXT[name],
-            "view_seed": view_seed, "skipped": skipped}
+    return {
+        "count": count,
+        "images": count // (views * (2 if flip else 1)),
+        "views": views,
+        "flip": flip,
+        "transform": name,
+        "transform_text": TRANSFORM_TEXT[name],
+        "view_seed": view_seed,
+        "skipped": skipped,
+    }
 
 
 def rows_per_image(split_meta: dict) -> int:
@@ -301,10 +371,10 @@ def transform_name(views: int) -> str:
 
 TRANSFORM_TEXT = {
     "center_crop": "shorter side to round(1.125 x res) (Lanczos), centre crop res x res, [-1, 1] "
-                   "(the official evaluation transform)",
+    "(the official evaluation transform)",
     "random_crop": "shorter side to round(1.125 x res) (Lanczos), random crop res x res drawn from "
-                   "a generator seeded by (view_seed, image, view), [-1, 1] (the official training "
-                   "transform)",
+    "a generator seeded by (view_seed, image, view), [-1, 1] (the official training "
+    "transform)",
 }
 
 _MASK64 = (1 << 64) - 1
@@ -327,8 +397,9 @@ def draw_views(seed: int, epoch: int, images: np.ndarray, n_views: int) -> np.nd
     independent, uniform draw (to 2^-64 / n_views).
     """
     images = np.asarray(images, dtype=np.int64).astype(np.uint64)
-    key = _splitmix64(_splitmix64(np.array([seed & _MASK64], dtype=np.uint64))
-                      ^ np.uint64(epoch & _MASK64))
+    key = _splitmix64(
+        _splitmix64(np.array([seed & _MASK64], dtype=np.uint64)) ^ np.uint64(epoch & _MASK64)
+    )
     return (_splitmix64(key ^ images) % np.uint64(n_views)).astype(np.int64)
 
 
@@ -344,7 +415,9 @@ class TrainOrder:
         if global_batch < 1:
             raise InputError(f"TrainOrder: global_batch must be >= 1, got {global_batch}")
         if num_items < global_batch:
-            raise InputError(f"TrainOrder: {num_items} items cannot fill one global batch of {global_batch}")
+            raise InputError(
+                f"TrainOrder: {num_items} items cannot fill one global batch of {global_batch}"
+            )
         self.num_items, self.global_batch, self.seed = int(num_items), int(global_batch), int(seed)
         self.batches_per_epoch = self.num_items // self.global_batch
         self.epoch, self.position = 0, 0
@@ -360,13 +433,13 @@ class TrainOrder:
         if self.position >= self.batches_per_epoch:
             self.epoch, self.position, self._perm = self.epoch + 1, 0, None
         start = self.position * self.global_batch
-        batch = self._permutation()[start:start + self.global_batch].astype(np.int64)
+        batch = self._permutation()[start : start + self.global_batch].astype(np.int64)
         self.position += 1
         return batch
 
     __next__ = next
 
-    def __iter__(self) -> "TrainOrder":
+    def __iter__(self) -> TrainOrder:
         return self
 
     def state_dict(self) -> dict:
@@ -377,12 +450,21 @@ class TrainOrder:
         """Continue from a `state_dict()`."""
         epoch, position = int(state["epoch"]), int(state["position"])
         if epoch < 0 or not 0 <= position <= self.batches_per_epoch:
-            raise ValueError(f"TrainOrder: bad state {state} ({self.batches_per_epoch} batches per epoch)")
+            raise ValueError(
+                f"TrainOrder: bad state {state} ({self.batches_per_epoch} batches per epoch)"
+            )
         self.epoch, self.position, self._perm = epoch, position, None
 
 
-def eval_batches(store: TokenStore, split: str, batch_size: int, *, rank: int = 0, world_size: int = 1,
-                 limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    store: TokenStore,
+    split: str,
+    batch_size: int,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    limit: int | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """A fixed pass over the first `limit` rows of `split` (all if None), split across ranks.
 
     Rank r gets a contiguous, balanced block (sizes differ by at most one), so each row is
@@ -400,6 +482,7 @@ def eval_batches(store: TokenStore, split: str, batch_size: int, *, rank: int = 
 
 
 # ----------------------------------------------------------------------------- writing
+
 
 def shard_range(total: int, shard: int, num_shards: int) -> tuple[int, int]:
     """Inputs [start, end) handled by `shard` of `num_shards` (balanced, contiguous)."""
@@ -421,14 +504,26 @@ class ShardWriter:
     committed chunk and rewrites anything past it: no image is duplicated or lost.
     """
 
-    def __init__(self, store: str | Path, split: str, shard: int, num_shards: int, *,
-                 num_inputs: int, rows_per_input: int, L: int):
+    def __init__(
+        self,
+        store: str | Path,
+        split: str,
+        shard: int,
+        num_shards: int,
+        *,
+        num_inputs: int,
+        rows_per_input: int,
+        L: int,
+    ):
         self.dir = shard_dir(Path(store), split, shard, num_shards)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.num_inputs, self.rows_per_input, self.L = num_inputs, rows_per_input, L
         cap = num_inputs * rows_per_input
-        tok_path, lab_path, prog_path = (self.dir / "tokens.npy", self.dir / "labels.npy",
-                                         self.dir / "progress.json")
+        tok_path, lab_path, prog_path = (
+            self.dir / "tokens.npy",
+            self.dir / "labels.npy",
+            self.dir / "progress.json",
+        )
         progress = None
         if prog_path.exists() and tok_path.exists() and lab_path.exists():
             try:
@@ -440,8 +535,12 @@ class ShardWriter:
             except (ValueError, OSError, json.JSONDecodeError):
                 progress = None
         if progress is None:
-            self.tokens = np.lib.format.open_memmap(tok_path, mode="w+", dtype=np.uint16, shape=(cap, L))
-            self.labels = np.lib.format.open_memmap(lab_path, mode="w+", dtype=np.int32, shape=(cap,))
+            self.tokens = np.lib.format.open_memmap(
+                tok_path, mode="w+", dtype=np.uint16, shape=(cap, L)
+            )
+            self.labels = np.lib.format.open_memmap(
+                lab_path, mode="w+", dtype=np.int32, shape=(cap,)
+            )
             progress = {"inputs_done": 0, "rows": 0, "skipped": []}
             atomic_write_json(prog_path, progress)
         self.inputs_done = int(progress["inputs_done"])
@@ -452,31 +551,38 @@ class ShardWriter:
     def done(self) -> bool:
         return (self.dir / "done.json").exists()
 
-    def commit(self, tokens: np.ndarray, labels: np.ndarray, inputs: int, skipped: list[str]) -> None:
+    def commit(
+        self, tokens: np.ndarray, labels: np.ndarray, inputs: int, skipped: list[str]
+    ) -> None:
         """Append rows (uint16-able [k, L], [k]) produced from the next `inputs` inputs."""
         k = len(tokens)
         if self.rows + k > len(self.tokens) or self.inputs_done + inputs > self.num_inputs:
             raise RuntimeError(f"{self.dir}: more rows or inputs than the shard holds")
-        self.tokens[self.rows:self.rows + k] = tokens
-        self.labels[self.rows:self.rows + k] = labels
+        self.tokens[self.rows : self.rows + k] = tokens
+        self.labels[self.rows : self.rows + k] = labels
         self.tokens.flush()
         self.labels.flush()
         self.rows += k
         self.inputs_done += inputs
         self.skipped += skipped
-        atomic_write_json(self.dir / "progress.json",
-                          {"inputs_done": self.inputs_done, "rows": self.rows, "skipped": self.skipped})
+        atomic_write_json(
+            self.dir / "progress.json",
+            {"inputs_done": self.inputs_done, "rows": self.rows, "skipped": self.skipped},
+        )
 
     def finish(self) -> None:
         """Mark the shard complete (all inputs consumed)."""
         if self.inputs_done != self.num_inputs:
             raise RuntimeError(f"{self.dir}: {self.inputs_done} of {self.num_inputs} inputs done")
-        atomic_write_json(self.dir / "done.json",
-                          {"inputs": self.num_inputs, "rows": self.rows, "skipped": self.skipped})
+        atomic_write_json(
+            self.dir / "done.json",
+            {"inputs": self.num_inputs, "rows": self.rows, "skipped": self.skipped},
+        )
 
 
-def merge_split(store: str | Path, split: str, num_shards: int, *, num_inputs: int,
-                rows_per_input: int, L: int) -> dict:
+def merge_split(
+    store: str | Path, split: str, num_shards: int, *, num_inputs: int, rows_per_input: int, L: int
+) -> dict:
     """Concatenate the shards of `split` into `<split>/tokens.npy` / `labels.npy`.
 
     Checks that every shard is done and that inputs add up; returns
@@ -493,27 +599,35 @@ def merge_split(store: str | Path, split: str, num_shards: int, *, num_inputs: i
         done = json.loads((d / "done.json").read_text())
         start, end = shard_range(num_inputs, i, num_shards)
         if done["inputs"] != end - start:
-            raise TokenStoreError(f"{d}: shard covers {done['inputs']} inputs, expected {end - start}")
+            raise TokenStoreError(
+                f"{d}: shard covers {done['inputs']} inputs, expected {end - start}"
+            )
         inputs += done["inputs"]
         skipped += done["skipped"]
         parts.append((d, int(done["rows"])))
     if missing:
-        raise TokenStoreError(f"token store {store}: split {split!r}: shards {missing} of {num_shards} "
-                              f"are not finished; run them (--shard I --num-shards {num_shards}) before --merge")
+        raise TokenStoreError(
+            f"token store {store}: split {split!r}: shards {missing} of {num_shards} "
+            f"are not finished; run them (--shard I --num-shards {num_shards}) before --merge"
+        )
     if inputs != num_inputs:
-        raise TokenStoreError(f"token store {store}: split {split!r}: shards cover {inputs} of {num_inputs} inputs")
+        raise TokenStoreError(
+            f"token store {store}: split {split!r}: shards cover {inputs} of {num_inputs} inputs"
+        )
     count = sum(r for _, r in parts)
     if count != (num_inputs - len(skipped)) * rows_per_input:
-        raise TokenStoreError(f"token store {store}: split {split!r}: {count} rows for "
-                              f"{num_inputs} inputs with {len(skipped)} skipped")
+        raise TokenStoreError(
+            f"token store {store}: split {split!r}: {count} rows for "
+            f"{num_inputs} inputs with {len(skipped)} skipped"
+        )
     out = store / split
     tmp_tok, tmp_lab = out / ".tokens.npy.tmp", out / ".labels.npy.tmp"
     tokens = np.lib.format.open_memmap(tmp_tok, mode="w+", dtype=np.uint16, shape=(count, L))
     labels = np.lib.format.open_memmap(tmp_lab, mode="w+", dtype=np.int32, shape=(count,))
     row = 0
     for d, rows in parts:
-        tokens[row:row + rows] = np.load(d / "tokens.npy", mmap_mode="r")[:rows]
-        labels[row:row + rows] = np.load(d / "labels.npy", mmap_mode="r")[:rows]
+        tokens[row : row + rows] = np.load(d / "tokens.npy", mmap_mode="r")[:rows]
+        labels[row : row + rows] = np.load(d / "labels.npy", mmap_mode="r")[:rows]
         row += rows
     tokens.flush()
     labels.flush()
@@ -544,11 +658,19 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
     """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
     import torch
 
-    config = dict(vocab_size=quantizer.vocab_size, z_channels=quantizer.z_channels,
-                  patch_nums=list(quantizer.patch_nums), beta=quantizer.beta,
-                  phi_ratio=quantizer.phi_ratio, phi_sharing=quantizer.phi_sharing)
-    payload = {"format": QUANTIZER_FORMAT, "config": config,
-               "state_dict": {k: v.detach().cpu() for k, v in quantizer.state_dict().items()}}
+    config = dict(
+        vocab_size=quantizer.vocab_size,
+        z_channels=quantizer.z_channels,
+        patch_nums=list(quantizer.patch_nums),
+        beta=quantizer.beta,
+        phi_ratio=quantizer.phi_ratio,
+        phi_sharing=quantizer.phi_sharing,
+    )
+    payload = {
+        "format": QUANTIZER_FORMAT,
+        "config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in quantizer.state_dict().items()},
+    }
     path = Path(store) / QUANTIZER_FILE
     atomic_write(path, lambda f: torch.save(payload, f))
     return path
@@ -556,14 +678,15 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
 
 def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The store's quantizer, in eval mode on `device`, frozen."""
-    import torch
 
     from var_core import MultiScaleQuantizer
 
     path = Path(store) / QUANTIZER_FILE
     if not path.exists():
-        raise TokenStoreError(f"token store {store}: {QUANTIZER_FILE} is missing (re-run "
-                              f"python -m scaling.tokenize ... --merge to write it)")
+        raise TokenStoreError(
+            f"token store {store}: {QUANTIZER_FILE} is missing (re-run "
+            f"python -m scaling.tokenize ... --merge to write it)"
+        )
     payload = load_checkpoint_file(path, "token-store quantizer")
     if not isinstance(payload, dict) or payload.get("format") != QUANTIZER_FORMAT:
         raise TokenStoreError(f"{path}: not a token-store quantizer file")

@@ -34,17 +34,22 @@ class PerceptualLoss(nn.Module):
                 cin = v
         self.features = nn.Sequential(*layers)
         sd = torch.load(vgg_path, map_location="cpu", weights_only=True)
-        own = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
+        own = {k[len("features.") :]: v for k, v in sd.items() if k.startswith("features.")}
         missing = set(self.features.state_dict()) - set(own)
         if missing:
-            raise InputError(f"{vgg_path}: not a torchvision VGG16 state dict (missing features.{sorted(missing)[0]})")
+            raise InputError(
+                f"{vgg_path}: not a torchvision VGG16 state dict (missing features.{sorted(missing)[0]})"
+            )
         self.features.load_state_dict({k: own[k] for k in self.features.state_dict()})
         widths = (64, 128, 256, 512, 512)
         lins = [torch.ones(1, c, 1, 1) / c for c in widths]
         if lpips_path is not None:
             lp = torch.load(lpips_path, map_location="cpu", weights_only=True)
             try:
-                lins = [lp[f"lin{k}.model.1.weight"].float().reshape(1, c, 1, 1) for k, c in enumerate(widths)]
+                lins = [
+                    lp[f"lin{k}.model.1.weight"].float().reshape(1, c, 1, 1)
+                    for k, c in enumerate(widths)
+                ]
             except KeyError as e:
                 raise InputError(f"{lpips_path}: not an LPIPS weights file (missing {e})") from None
         for k, w in enumerate(lins):
@@ -69,7 +74,10 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         fx, fy = self._taps(x), self._taps(y)
-        return sum((getattr(self, f"lin{k}") * (a - b).pow(2)).sum(1).mean() for k, (a, b) in enumerate(zip(fx, fy)))
+        return sum(
+            (getattr(self, f"lin{k}") * (a - b).pow(2)).sum(1).mean()
+            for k, (a, b) in enumerate(zip(fx, fy))
+        )
 
 
 class PatchDiscriminator(nn.Module):
@@ -80,8 +88,12 @@ class PatchDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(3, ch, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = ch
         for i in range(1, n_layers + 1):
-            c_next = ch * min(2 ** i, 8)
-            layers += [nn.Conv2d(c, c_next, 4, 2 if i < n_layers else 1, 1), nn.GroupNorm(8, c_next), nn.LeakyReLU(0.2)]
+            c_next = ch * min(2**i, 8)
+            layers += [
+                nn.Conv2d(c, c_next, 4, 2 if i < n_layers else 1, 1),
+                nn.GroupNorm(8, c_next),
+                nn.LeakyReLU(0.2),
+            ]
             c = c_next
         layers.append(nn.Conv2d(c, 1, 3, 1, 1))
         self.net = nn.Sequential(*layers)

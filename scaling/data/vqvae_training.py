@@ -32,8 +32,8 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -61,6 +61,7 @@ STATE_FILE, METRICS_FILE, MODEL_FILE = "train_state.pt", "vqvae_metrics.jsonl", 
 
 # ----------------------------------------------------------------------------- data
 
+
 class _Crops(torch.utils.data.Dataset):
     """Keys (image index, crop seed) -> (training crop [3, H, W], label); unreadable -> next image."""
 
@@ -82,8 +83,12 @@ class _Batches:
 
     def __init__(self, n: int, batch: int, seed: int, start: int, steps: int):
         self.order = TrainOrder(n, batch, seed)
-        self.order.load_state_dict({"epoch": start // self.order.batches_per_epoch,
-                                    "position": start % self.order.batches_per_epoch})
+        self.order.load_state_dict(
+            {
+                "epoch": start // self.order.batches_per_epoch,
+                "position": start % self.order.batches_per_epoch,
+            }
+        )
         self.seed, self.start, self.steps, self.batch = seed, start, steps, batch
 
     def __len__(self) -> int:
@@ -95,12 +100,17 @@ class _Batches:
             yield [(int(j), step_seed(self.seed, step) * self.batch + b) for b, j in enumerate(idx)]
 
 
-def train_loader(ds: ImageFolder, cfg: VQVAETrainConfig, start: int,
-                 device: torch.device) -> torch.utils.data.DataLoader:
+def train_loader(
+    ds: ImageFolder, cfg: VQVAETrainConfig, start: int, device: torch.device
+) -> torch.utils.data.DataLoader:
     """Batches (crops [B, 3, H, W], labels [B]) of steps `start`..cfg.steps, resumable exactly."""
     return torch.utils.data.DataLoader(
-        _Crops(ds), batch_sampler=_Batches(len(ds), cfg.batch_size, cfg.seed, start, cfg.steps),
-        num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False)
+        _Crops(ds),
+        batch_sampler=_Batches(len(ds), cfg.batch_size, cfg.seed, start, cfg.steps),
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
 
 
 def val_images(ds: ImageFolder, n: int) -> torch.Tensor:
@@ -110,6 +120,7 @@ def val_images(ds: ImageFolder, n: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- metrics
+
 
 @torch.no_grad()
 def evaluate_vqvae(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> dict:
@@ -126,7 +137,7 @@ def evaluate_vqvae(model: nn.Module, images: torch.Tensor, batch_size: int = 64)
     K, V = len(model.patch_nums), model.vocab_size
     used = torch.zeros(K, V, dtype=torch.bool)
     for s in range(0, len(images), batch_size):
-        x = images[s:s + batch_size].to(dev)
+        x = images[s : s + batch_size].to(dev)
         idx = model.img_to_idx(x)
         rec = model.idx_to_img(idx)
         se += (rec - x).pow(2).sum().item()
@@ -140,13 +151,19 @@ def evaluate_vqvae(model: nn.Module, images: torch.Tensor, batch_size: int = 64)
     def psnr(m: float) -> float:  # [-1, 1] MSE -> [0, 1] PSNR
         return 10 * math.log10(4.0 / max(m, 1e-12))
 
-    return {"val_mse": mse, "val_psnr": psnr(mse), "val_psnr_mean_colour": psnr(mse_base),
-            "usage_scale": [round(u, 4) for u in used.float().mean(1).tolist()],
-            "usage_all": used.any(0).float().mean().item()}
+    return {
+        "val_mse": mse,
+        "val_psnr": psnr(mse),
+        "val_psnr_mean_colour": psnr(mse_base),
+        "usage_scale": [round(u, 4) for u in used.float().mean(1).tolist()],
+        "usage_all": used.any(0).float().mean().item(),
+    }
 
 
 @torch.no_grad()
-def restart_dead_codes(model: nn.Module, f: torch.Tensor, hits: torch.Tensor, generator: torch.Generator) -> int:
+def restart_dead_codes(
+    model: nn.Module, f: torch.Tensor, hits: torch.Tensor, generator: torch.Generator
+) -> int:
     """Re-initialise codes with zero `hits` [V] from encoder features f [B, C, h, w]; returns how many."""
     dead = (hits == 0).nonzero().flatten()
     if dead.numel() == 0:
@@ -158,12 +175,17 @@ def restart_dead_codes(model: nn.Module, f: torch.Tensor, hits: torch.Tensor, ge
     cand = torch.cat(pools).float()
     pick = torch.randint(0, len(cand), (dead.numel(),), generator=generator).to(cand.device)
     emb = model.quantize.embedding.weight
-    noise = torch.randn(dead.numel(), cand.shape[1], generator=generator).to(cand.device) * cand.std() * 0.05
+    noise = (
+        torch.randn(dead.numel(), cand.shape[1], generator=generator).to(cand.device)
+        * cand.std()
+        * 0.05
+    )
     emb[dead.to(emb.device)] = (cand[pick] + noise).to(emb.dtype)
     return int(dead.numel())
 
 
 # ----------------------------------------------------------------------------- model
+
 
 @dataclasses.dataclass
 class Parts:
@@ -187,18 +209,30 @@ def build(cfg: VQVAETrainConfig, device: torch.device) -> Parts:
     # (0.5, 0.9) is the usual choice with a GAN; without one the standard betas learn faster
     betas = (0.5, 0.9) if cfg.disc_weight > 0 else (0.9, 0.99)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=betas, weight_decay=0.0)
-    perceptual = (PerceptualLoss(cfg.perceptual_weights, cfg.lpips_weights).to(device)
-                  if cfg.perceptual_weights is not None else None)
+    perceptual = (
+        PerceptualLoss(cfg.perceptual_weights, cfg.lpips_weights).to(device)
+        if cfg.perceptual_weights is not None
+        else None
+    )
     disc = disc_opt = None
     if cfg.disc_weight > 0:
         disc = PatchDiscriminator().to(device)
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
-    return Parts(model, opt, perceptual, disc, disc_opt,
-                 gen=torch.Generator().manual_seed(cfg.seed + 1),
-                 hits=torch.zeros(cfg.vocab_size, dtype=torch.long))
+        disc_opt = torch.optim.AdamW(
+            disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0
+        )
+    return Parts(
+        model,
+        opt,
+        perceptual,
+        disc,
+        disc_opt,
+        gen=torch.Generator().manual_seed(cfg.seed + 1),
+        hits=torch.zeros(cfg.vocab_size, dtype=torch.long),
+    )
 
 
 # ----------------------------------------------------------------------------- the step
+
 
 def lr_at(step: int, cfg: VQVAETrainConfig) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
@@ -258,6 +292,7 @@ def restart_due(done: int, cfg: VQVAETrainConfig) -> bool:
 
 # ----------------------------------------------------------------------------- checkpoint state
 
+
 def _stored_kwargs(cfg: VQVAETrainConfig) -> dict:
     """The VQVAE constructor arguments as the state file holds them (JSON types)."""
     return json.loads(json.dumps(cfg.vqvae_kwargs()))
@@ -269,12 +304,17 @@ def save_state(out: Path, parts: Parts, step: int, cfg: VQVAETrainConfig) -> Non
     be tokenised with a half-trained model)."""
     if step >= cfg.steps:
         save_model(out / MODEL_FILE, parts.model)
-    st = {"step": step, "model": parts.model.state_dict(), "opt": parts.opt.state_dict(),
-          "gen_rng": parts.gen.get_state(), "torch_rng": torch.get_rng_state(),
-          "hits": parts.hits.clone(),
-          # the quantizer's hit-EMA counter is a plain attribute, not in the state dict
-          "record_hit": int(getattr(parts.model.quantize, "record_hit", 0)),
-          "vqvae_config": _stored_kwargs(cfg)}
+    st = {
+        "step": step,
+        "model": parts.model.state_dict(),
+        "opt": parts.opt.state_dict(),
+        "gen_rng": parts.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "hits": parts.hits.clone(),
+        # the quantizer's hit-EMA counter is a plain attribute, not in the state dict
+        "record_hit": int(getattr(parts.model.quantize, "record_hit", 0)),
+        "vqvae_config": _stored_kwargs(cfg),
+    }
     if parts.disc is not None:
         st["disc"], st["disc_opt"] = parts.disc.state_dict(), parts.disc_opt.state_dict()
     atomic_write(out / STATE_FILE, lambda f: torch.save(st, f))
@@ -288,8 +328,10 @@ def resume(out: Path, parts: Parts, cfg: VQVAETrainConfig) -> int:
         return 0
     st = load_checkpoint_file(path, "VQVAE training state")
     if st["vqvae_config"] != _stored_kwargs(cfg):
-        raise InputError(f"{path}: was trained with VQVAE {st['vqvae_config']}, config asks for "
-                         f"{cfg.vqvae_kwargs()}; use another out directory")
+        raise InputError(
+            f"{path}: was trained with VQVAE {st['vqvae_config']}, config asks for "
+            f"{cfg.vqvae_kwargs()}; use another out directory"
+        )
     parts.model.load_state_dict(st["model"])
     parts.opt.load_state_dict(st["opt"])
     if parts.disc is not None and "disc" in st:
@@ -305,12 +347,15 @@ def resume(out: Path, parts: Parts, cfg: VQVAETrainConfig) -> int:
     if metrics.exists():  # drop lines logged after the checkpoint
         # the shared reader: a torn last line (a kill mid-append) is skipped, as elsewhere
         keep = [r for r in read_jsonl(metrics) if r.get("step", 0) <= start]
-        atomic_write_text(metrics, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
+        atomic_write_text(
+            metrics, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
+        )
     log.info("train_vqvae: resuming %s at step %d", out, start)
     return start
 
 
 # ----------------------------------------------------------------------------- metrics log
+
 
 def last_eval(out: Path) -> dict | None:
     """The latest evaluation line of `out/vqvae_metrics.jsonl` (None before the first)."""
@@ -325,24 +370,40 @@ class MetricsLog:
 
     def __init__(self, out: Path, cfg: VQVAETrainConfig, start: int):
         self.path, self.patch_nums = out / METRICS_FILE, cfg.patch_nums
-        self.tracker = Tracker(out, tensorboard=cfg.tensorboard, wandb=cfg.wandb, name=out.name,
-                               config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-                               resume_step=start, job_type="vqvae")
+        self.tracker = Tracker(
+            out,
+            tensorboard=cfg.tensorboard,
+            wandb=cfg.wandb,
+            name=out.name,
+            config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+            resume_step=start,
+            job_type="vqvae",
+        )
 
     def evaluation(self, step: int, result: dict) -> None:
         """An `evaluate_vqvae` result after `step` steps."""
         append_jsonl(self.path, {"step": step, **result})
-        self.tracker.log({"vqvae_val/mse": result["val_mse"], "vqvae_val/psnr": result["val_psnr"],
-                          "vqvae_val/psnr_mean_colour_baseline": result["val_psnr_mean_colour"],
-                          "vqvae_val/codebook_usage/all_scales": result["usage_all"],
-                          **{f"vqvae_val/codebook_usage/s{k + 1:02d}_{pn}x{pn}": u for k, (pn, u)
-                             in enumerate(zip(self.patch_nums, result["usage_scale"]))}}, step)
+        self.tracker.log(
+            {
+                "vqvae_val/mse": result["val_mse"],
+                "vqvae_val/psnr": result["val_psnr"],
+                "vqvae_val/psnr_mean_colour_baseline": result["val_psnr_mean_colour"],
+                "vqvae_val/codebook_usage/all_scales": result["usage_all"],
+                **{
+                    f"vqvae_val/codebook_usage/s{k + 1:02d}_{pn}x{pn}": u
+                    for k, (pn, u) in enumerate(zip(self.patch_nums, result["usage_scale"]))
+                },
+            },
+            step,
+        )
         self.tracker.flush()
 
     def training(self, line: dict) -> None:
         """A training line {"step", "loss", "mse", "vq_loss", "lr", "images_per_s"}."""
         append_jsonl(self.path, line)
-        self.tracker.log({f"vqvae_train/{k}": v for k, v in line.items() if k != "step"}, line["step"])
+        self.tracker.log(
+            {f"vqvae_train/{k}": v for k, v in line.items() if k != "step"}, line["step"]
+        )
 
     def restarts(self, step: int, n_dead: int) -> None:
         """Dead codes re-initialised after `step` steps (the file records only nonzero counts)."""
@@ -356,8 +417,13 @@ class MetricsLog:
 
 # ----------------------------------------------------------------------------- the loop
 
-def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
-                report: Callable[[dict], None] | None = None) -> Path:
+
+def train_vqvae(
+    config: VQVAETrainConfig,
+    *,
+    progress: bool | None = None,
+    report: Callable[[dict], None] | None = None,
+) -> Path:
     """Train (or resume) the VQVAE described by `config`; returns the path of `out/vqvae.pt`.
 
     `report` (the launcher's relay) is called every `log_every` steps with {"done": step,
@@ -369,7 +435,9 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
     device = pick_device(cfg.device)
     parts = build(cfg, device)
     train_ds = ImageFolder(Path(cfg.images) / "train", cfg.resolution, train=True)
-    val_ds = ImageFolder(Path(cfg.images) / "val", cfg.resolution, train=False, classes=train_ds.classes)
+    val_ds = ImageFolder(
+        Path(cfg.images) / "val", cfg.resolution, train=False, classes=train_ds.classes
+    )
     val_x = val_images(val_ds, cfg.eval_images)
     start = resume(out, parts, cfg)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
@@ -391,22 +459,41 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
         r = train_step(parts, x.to(device, non_blocking=True), step, cfg)
         done = step + 1
         if restart_due(done, cfg):
-            metrics.restarts(done, restart_dead_codes(parts.model, r.features, parts.hits, parts.gen))
+            metrics.restarts(
+                done, restart_dead_codes(parts.model, r.features, parts.hits, parts.gen)
+            )
             parts.hits.zero_()
-        sums = {"loss": sums["loss"] + r.loss, "mse": sums["mse"] + r.mse,
-                "vq_loss": sums["vq_loss"] + r.vq_loss}
+        sums = {
+            "loss": sums["loss"] + r.loss,
+            "mse": sums["mse"] + r.mse,
+            "vq_loss": sums["vq_loss"] + r.vq_loss,
+        }
         n += 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:
             dt = max(watch.elapsed - since, 1e-9)
-            metrics.training({"step": done, **{k: v / n for k, v in sums.items()},
-                              "lr": lr_at(step, cfg), "images_per_s": n * cfg.batch_size / dt})
+            metrics.training(
+                {
+                    "step": done,
+                    **{k: v / n for k, v in sums.items()},
+                    "lr": lr_at(step, cfg),
+                    "images_per_s": n * cfg.batch_size / dt,
+                }
+            )
             bar.set_postfix(mse=f"{sums['mse'] / n:.4f}")
             if report is not None:
                 rate = n / dt  # steps/s since the last log line
-                report({"done": done, "total": cfg.steps, "unit": "steps",
-                        "rate": rate * cfg.batch_size, "rate_unit": "images/s",
-                        "eta_s": (cfg.steps - done) / rate, "psnr": psnr})
+                report(
+                    {
+                        "done": done,
+                        "total": cfg.steps,
+                        "unit": "steps",
+                        "rate": rate * cfg.batch_size,
+                        "rate_unit": "images/s",
+                        "eta_s": (cfg.steps - done) / rate,
+                        "psnr": psnr,
+                    }
+                )
             sums, n, since = dict.fromkeys(sums, 0.0), 0, watch.elapsed
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             with watch.paused():
@@ -414,8 +501,13 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
                 metrics.evaluation(done, result)
                 save_state(out, parts, done, cfg)
             psnr = result["val_psnr"]
-            log.info("step %d: val PSNR %.2f dB (mean-colour baseline %.2f), usage per scale %s",
-                     done, psnr, result["val_psnr_mean_colour"], result["usage_scale"])
+            log.info(
+                "step %d: val PSNR %.2f dB (mean-colour baseline %.2f), usage per scale %s",
+                done,
+                psnr,
+                result["val_psnr_mean_colour"],
+                result["usage_scale"],
+            )
     bar.close()
     metrics.close()
     return out / MODEL_FILE
@@ -424,7 +516,9 @@ def train_vqvae(config: VQVAETrainConfig, *, progress: bool | None = None,
 def main(argv: list[str] | None = None) -> int:
     """CLI: python -m scaling.train_vqvae CONFIG.yaml (exit 2: a bad config, image folder or
     state file)."""
-    p = argparse.ArgumentParser(prog="python -m scaling.train_vqvae", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.train_vqvae", description=__doc__.split("\n")[0]
+    )
     p.add_argument("config", help="YAML file with VQVAETrainConfig fields")
     a = p.parse_args(argv)
     setup_logging()
@@ -435,8 +529,12 @@ def main(argv: list[str] | None = None) -> int:
         with resolve(None, device=cfg.device, precision="fp32").applied():
             path = train_vqvae(cfg)
         last = last_eval(Path(cfg.out))
-        print(f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "
-              f"{last['val_psnr_mean_colour']:.2f}), codebook usage per scale {last['usage_scale']}, "
-              f"all scales {last['usage_all']:.3f}")
+        print(
+            f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "
+            f"{last['val_psnr_mean_colour']:.2f}), codebook usage per scale {last['usage_scale']}, "
+            f"all scales {last['usage_all']:.3f}"
+        )
 
-    return run_cli(run)  # a corrupt checkpoint is a core.safe_load.CheckpointError: an InputError, exit 2
+    return run_cli(
+        run
+    )  # a corrupt checkpoint is a core.safe_load.CheckpointError: an InputError, exit 2

@@ -1,2 +1,1 @@
-"""Tools beside the data flow (benchmarks). May import any layer.
-"""
+"""Tools beside the data flow (benchmarks). May import any layer."""

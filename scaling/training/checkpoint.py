@@ -30,8 +30,14 @@ class CheckpointState:
     """Saves and restores one run's model, optimizer and RNG states with the trainer's
     `progress` (a dict of plain values and state dicts, written as top-level entries)."""
 
-    def __init__(self, run: RunDir, config: RunConfig, dist: DistInfo, var: WrappedVAR,
-                 optimizer: torch.optim.Optimizer):
+    def __init__(
+        self,
+        run: RunDir,
+        config: RunConfig,
+        dist: DistInfo,
+        var: WrappedVAR,
+        optimizer: torch.optim.Optimizer,
+    ):
         self.run, self.config, self.dist = run, config, dist
         self.var, self.optimizer = var, optimizer
 
@@ -44,12 +50,21 @@ class CheckpointState:
         if self.dist.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.dist.device)
         model_state, optim_state = self._full_states()
-        return {"format": CHECKPOINT_FORMAT, "config": to_dict(self.config),
-                "step": progress["step"], "total_steps": progress["total_steps"],
-                "model": model_state, "optimizer": optim_state, "order": progress["order"],
-                "rng": rng, "metrics_offset": metrics_offset, "wall_s": progress["wall_s"],
-                "eval_flops": progress["eval_flops"], "loss_image_sum": progress["loss_image_sum"],
-                "loss_count": progress["loss_count"]}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_dict(self.config),
+            "step": progress["step"],
+            "total_steps": progress["total_steps"],
+            "model": model_state,
+            "optimizer": optim_state,
+            "order": progress["order"],
+            "rng": rng,
+            "metrics_offset": metrics_offset,
+            "wall_s": progress["wall_s"],
+            "eval_flops": progress["eval_flops"],
+            "loss_image_sum": progress["loss_image_sum"],
+            "loss_count": progress["loss_count"],
+        }
 
     def save(self, progress: dict[str, Any], path: Path | None = None) -> None:
         """Write the state atomically to `path` (default checkpoint.pt; rank 0 writes);
@@ -66,12 +81,17 @@ class CheckpointState:
         """Unsharded model and optimizer state dicts (FSDP gathers them; all ranks call this)."""
         if not self.var.fsdp:
             return self.var.model.state_dict(), self.optimizer.state_dict()
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return (get_model_state_dict(self.var.model, options=options),
-                get_optimizer_state_dict(self.var.model, self.optimizer, options=options))
+        return (
+            get_model_state_dict(self.var.model, options=options),
+            get_optimizer_state_dict(self.var.model, self.optimizer, options=options),
+        )
 
     # --------------------------------------------------------- stable states
     def stable_state_path(self, step: int, run_dir: Path | None = None) -> Path:
@@ -87,17 +107,21 @@ class CheckpointState:
         """The parent's stable-phase state this branch starts from (checked to be its parent)."""
         path = self.stable_state_path(start_step, self.parent_dir())
         if not path.exists():
-            raise CheckpointError(f"{path}: the parent {self.config.branch.parent!r} has not kept "
-                                  f"its state at step {start_step} (branch.at "
-                                  f"{self.config.branch.at}); run the parent with save_at "
-                                  f"including {self.config.branch.at} first")
+            raise CheckpointError(
+                f"{path}: the parent {self.config.branch.parent!r} has not kept "
+                f"its state at step {start_step} (branch.at "
+                f"{self.config.branch.at}); run the parent with save_at "
+                f"including {self.config.branch.at} first"
+            )
         state = torch.load(path, map_location="cpu", weights_only=True)
         mine, theirs = to_dict(self.config), state.get("config", {})
         # what is learned must be the parent's: the same model, optimizer, schedule, length, data
         for key in ("model", "optim", "length", "data", "seed"):
             if theirs.get(key) != mine.get(key):
-                raise CheckpointError(f"{path}: the parent's {key} differs from this branch's "
-                                      f"({self.run.config}); a branch must share its parent's config")
+                raise CheckpointError(
+                    f"{path}: the parent's {key} differs from this branch's "
+                    f"({self.run.config}); a branch must share its parent's config"
+                )
         return state
 
     # ------------------------------------------------------------------ load
@@ -114,14 +138,21 @@ class CheckpointState:
                 self.run.metrics.unlink()  # evaluations of a run that never checkpointed
             if not branch_start:
                 return None
-        state = self._branch_start(start_step) if branch_start else \
-            load_checkpoint_file(path, "training checkpoint")
+        state = (
+            self._branch_start(start_step)
+            if branch_start
+            else load_checkpoint_file(path, "training checkpoint")
+        )
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path}: not a training checkpoint of this toolkit (format "
-                                  f"{state.get('format') if isinstance(state, dict) else None!r})")
+            raise CheckpointError(
+                f"{path}: not a training checkpoint of this toolkit (format "
+                f"{state.get('format') if isinstance(state, dict) else None!r})"
+            )
         if not branch_start and state["config"] != to_dict(self.config):
-            raise CheckpointError(f"{path}: was written with another config than "
-                                  f"{self.run.config}; move it away to start over")
+            raise CheckpointError(
+                f"{path}: was written with another config than "
+                f"{self.run.config}; move it away to start over"
+            )
         self._load_full_states(state["model"], state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.dist.device.type == "cuda":
@@ -140,8 +171,11 @@ class CheckpointState:
             self.var.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optim_state)
             return
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                             set_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
 
         options = StateDictOptions(full_state_dict=True)
         set_model_state_dict(self.var.model, model_state, options=options)

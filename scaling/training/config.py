@@ -48,8 +48,11 @@ class ModelConfig:
         _positive("heads", self.heads)
         _positive("mlp_ratio", self.mlp_ratio)
         if self.width is not None and self.width % (self.heads or self.depth):
-            raise InvalidValue("width", f"{self.width} is not divisible by the number of heads "
-                                        f"({self.heads or self.depth})")
+            raise InvalidValue(
+                "width",
+                f"{self.width} is not divisible by the number of heads "
+                f"({self.heads or self.depth})",
+            )
         for name in ("init_adaln", "init_adaln_gamma", "init_head"):
             _positive(name, getattr(self, name), allow_zero=True)
         _positive("init_std", self.init_std)
@@ -58,15 +61,28 @@ class ModelConfig:
         if self.drop_path is not None and not 0 <= self.drop_path < 1:
             raise InvalidValue("drop_path", f"must be in [0, 1), got {self.drop_path}")
 
-    def var_kwargs(self, *, num_classes: int, vocab_size: int, z_channels: int,
-                   patch_nums: tuple[int, ...]) -> dict[str, Any]:
+    def var_kwargs(
+        self, *, num_classes: int, vocab_size: int, z_channels: int, patch_nums: tuple[int, ...]
+    ) -> dict[str, Any]:
         """Keyword arguments for `var_core.VAR` (the data fixes classes, vocab and scales)."""
-        return dict(depth=self.depth, width=self.width, heads=self.heads, mlp_ratio=self.mlp_ratio,
-                    drop_path=self.drop_path, attn_l2_norm=self.attn_l2_norm,
-                    shared_aln=self.shared_aln, cond_drop=self.cond_drop,
-                    init_adaln=self.init_adaln, init_adaln_gamma=self.init_adaln_gamma,
-                    init_head=self.init_head, init_std=self.init_std, num_classes=num_classes,
-                    vocab_size=vocab_size, z_channels=z_channels, patch_nums=tuple(patch_nums))
+        return dict(
+            depth=self.depth,
+            width=self.width,
+            heads=self.heads,
+            mlp_ratio=self.mlp_ratio,
+            drop_path=self.drop_path,
+            attn_l2_norm=self.attn_l2_norm,
+            shared_aln=self.shared_aln,
+            cond_drop=self.cond_drop,
+            init_adaln=self.init_adaln,
+            init_adaln_gamma=self.init_adaln_gamma,
+            init_head=self.init_head,
+            init_std=self.init_std,
+            num_classes=num_classes,
+            vocab_size=vocab_size,
+            z_channels=z_channels,
+            patch_nums=tuple(patch_nums),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,16 +108,28 @@ class DataConfig:
     vqvae: Path | None = None  # views online: the VQVAE checkpoint (default: the store's)
 
     def __post_init__(self):
-        if self.views != "online" and self.views is not None and (
-                isinstance(self.views, bool) or not isinstance(self.views, int) or self.views < 1):
-            raise InvalidValue("views", f"must be a whole number >= 1 (1 = one centre crop) or "
-                                        f"'online', got {self.views!r}")
+        if (
+            self.views != "online"
+            and self.views is not None
+            and (isinstance(self.views, bool) or not isinstance(self.views, int) or self.views < 1)
+        ):
+            raise InvalidValue(
+                "views",
+                f"must be a whole number >= 1 (1 = one centre crop) or "
+                f"'online', got {self.views!r}",
+            )
         if self.views == "online" and self.images is None:
-            raise InvalidValue("images", "data.views: online needs data.images, the folder "
-                                         "holding the train split's class folders")
+            raise InvalidValue(
+                "images",
+                "data.views: online needs data.images, the folder "
+                "holding the train split's class folders",
+            )
         if self.views == "online" and (self.flip or self.transform == "center_crop"):
-            raise InvalidValue("views", "online views are random crops without flips (the "
-                                        "official transform); drop data.flip / data.transform")
+            raise InvalidValue(
+                "views",
+                "online views are random crops without flips (the "
+                "official transform); drop data.flip / data.transform",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,14 +179,23 @@ class OptimConfig:
         if self.schedule == "wsd":
             if self.cooldown_steps is None and self.cooldown_frac <= 0:
                 raise InvalidValue("cooldown_frac", "a WSD schedule needs a cool-down: must be > 0")
-            if self.warmup_steps is None and self.cooldown_steps is None \
-                    and self.warmup_frac + self.cooldown_frac > 1:
-                raise InvalidValue("cooldown_frac", f"cool-down {self.cooldown_frac} is longer than "
-                                   f"the run after its warm-up ({1 - self.warmup_frac:g} of the steps)")
+            if (
+                self.warmup_steps is None
+                and self.cooldown_steps is None
+                and self.warmup_frac + self.cooldown_frac > 1
+            ):
+                raise InvalidValue(
+                    "cooldown_frac",
+                    f"cool-down {self.cooldown_frac} is longer than "
+                    f"the run after its warm-up ({1 - self.warmup_frac:g} of the steps)",
+                )
             if self.weight_decay_end is not None and self.weight_decay_end != self.weight_decay:
-                raise InvalidValue("weight_decay_end", "a WSD run keeps its weight decay constant "
-                                   "(a cosine over the run length would differ between its decay "
-                                   "branches); leave weight_decay_end unset")
+                raise InvalidValue(
+                    "weight_decay_end",
+                    "a WSD run keeps its weight decay constant "
+                    "(a cosine over the run length would differ between its decay "
+                    "branches); leave weight_decay_end unset",
+                )
         if not all(0 <= b < 1 for b in self.betas):
             raise InvalidValue("betas", f"each must be in [0, 1), got {list(self.betas)}")
 
@@ -181,12 +218,16 @@ class LengthConfig:
         given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
         if len(given) != 1:
             name = given[1] if len(given) > 1 else "steps"
-            raise InvalidValue(name, "give exactly one training length (epochs, steps, images, "
-                                     f"tokens or flops); got {given or 'none'}")
+            raise InvalidValue(
+                name,
+                "give exactly one training length (epochs, steps, images, "
+                f"tokens or flops); got {given or 'none'}",
+            )
         _positive(given[0], getattr(self, given[0]))
 
-    def total_steps(self, *, train_size: int, batch_size: int, tokens_per_image: int,
-                    flops_per_image: int) -> int:
+    def total_steps(
+        self, *, train_size: int, batch_size: int, tokens_per_image: int, flops_per_image: int
+    ) -> int:
         """Number of optimizer steps this length means for the given data and model."""
         if self.steps is not None:
             steps = self.steps
@@ -244,11 +285,15 @@ class BranchConfig:
 
     def __post_init__(self):
         if not 0 < self.at < 1:
-            raise InvalidValue("at", f"a branch point is a fraction of the parent's length in "
-                                     f"(0, 1), got {self.at}")
+            raise InvalidValue(
+                "at",
+                f"a branch point is a fraction of the parent's length in (0, 1), got {self.at}",
+            )
         if not 0 < self.cooldown < 1:
-            raise InvalidValue("cooldown", f"must be in (0, 1) (a fraction of the branch's own "
-                                           f"length), got {self.cooldown}")
+            raise InvalidValue(
+                "cooldown",
+                f"must be in (0, 1) (a fraction of the branch's own length), got {self.cooldown}",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,9 +302,13 @@ class RuntimeConfig:
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    attn_backend: Literal["auto", "sdpa", "flex", "math"] = "auto"  # math: explicit matmuls (reference)
+    attn_backend: Literal["auto", "sdpa", "flex", "math"] = (
+        "auto"  # math: explicit matmuls (reference)
+    )
     compile: bool = False
-    tf32: bool | None = None  # TF32 for fp32 matmuls/convs; None = on for CUDA (scaling.core.runtime)
+    tf32: bool | None = (
+        None  # TF32 for fp32 matmuls/convs; None = on for CUDA (scaling.core.runtime)
+    )
     activation_checkpointing: bool = False
     fsdp: bool = False
     micro_batch: int | None = None  # per-rank micro-batch (gradient accumulation); None = all
@@ -352,25 +401,41 @@ class RunConfig:
             raise InvalidValue("seed", f"must be >= 0, got {self.seed}")
         steps = self.length.steps
         if steps is not None and self.eval.points > steps:
-            raise InvalidValue("eval.points", f"{self.eval.points} evaluations but the run has "
-                                              f"only {steps} steps (length.steps)")
+            raise InvalidValue(
+                "eval.points",
+                f"{self.eval.points} evaluations but the run has only {steps} steps (length.steps)",
+            )
         if steps is not None and self.eval.subset_points > steps:
-            raise InvalidValue("eval.subset_points", f"{self.eval.subset_points} evaluations but "
-                                                     f"the run has only {steps} steps")
-        if self.runtime.micro_batch is not None and self.runtime.micro_batch > self.optim.batch_size:
-            raise InvalidValue("runtime.micro_batch", f"{self.runtime.micro_batch} is larger "
-                                                      f"than optim.batch_size {self.optim.batch_size}")
+            raise InvalidValue(
+                "eval.subset_points",
+                f"{self.eval.subset_points} evaluations but the run has only {steps} steps",
+            )
+        if (
+            self.runtime.micro_batch is not None
+            and self.runtime.micro_batch > self.optim.batch_size
+        ):
+            raise InvalidValue(
+                "runtime.micro_batch",
+                f"{self.runtime.micro_batch} is larger "
+                f"than optim.batch_size {self.optim.batch_size}",
+            )
         if (self.save_at or self.branch is not None) and self.optim.schedule != "wsd":
-            raise InvalidValue("save_at" if self.save_at else "branch",
-                               f"decay branches need optim.schedule: wsd (got "
-                               f"{self.optim.schedule!r}): only a constant-rate phase can be branched")
+            raise InvalidValue(
+                "save_at" if self.save_at else "branch",
+                f"decay branches need optim.schedule: wsd (got "
+                f"{self.optim.schedule!r}): only a constant-rate phase can be branched",
+            )
         for f in self.save_at:
             if not 0 < f < 1:
-                raise InvalidValue("save_at", f"branch points are fractions of the run's length "
-                                              f"in (0, 1), got {f}")
+                raise InvalidValue(
+                    "save_at", f"branch points are fractions of the run's length in (0, 1), got {f}"
+                )
             if self.optim.cooldown_steps is None and f > 1 - self.optim.cooldown_frac:
-                raise InvalidValue("save_at", f"branch point {f} lies in the cool-down (which "
-                                   f"starts at {1 - self.optim.cooldown_frac:g} of the run)")
+                raise InvalidValue(
+                    "save_at",
+                    f"branch point {f} lies in the cool-down (which "
+                    f"starts at {1 - self.optim.cooldown_frac:g} of the run)",
+                )
         if self.branch is not None and self.save_at:
             raise InvalidValue("save_at", "a decay branch cannot itself be branched")
 
@@ -387,7 +452,9 @@ def load_run_config(path: str | Path) -> RunConfig:
 REPEAT_EPOCHS_OK = 4.0
 
 
-def passes_per_sequence(estimate_: dict[str, float], store_meta: dict[str, Any], split: str) -> float:
+def passes_per_sequence(
+    estimate_: dict[str, float], store_meta: dict[str, Any], split: str
+) -> float:
     """How many times a run sees each stored token sequence: epochs / (views x flips)."""
     return float(estimate_["epochs"]) / rows_per_image(store_meta["splits"][split])
 
@@ -397,26 +464,40 @@ def var_kwargs_from_store(model: ModelConfig, store_meta: dict[str, Any]) -> dic
     contents (or a stand-in with the same keys): the store fixes the classes, the vocabulary,
     the scales and the VQVAE's code width (z_channels). Raises TokenStoreError naming a
     missing key."""
+
     def need(*keys: str) -> Any:
         node: Any = store_meta
         for key in keys:
             if not isinstance(node, dict) or key not in node:
-                raise TokenStoreError(f"token store meta.json lacks {'.'.join(keys)}, which the "
-                                      f"VAR model needs (re-tokenise with python -m scaling.tokenize)")
+                raise TokenStoreError(
+                    f"token store meta.json lacks {'.'.join(keys)}, which the "
+                    f"VAR model needs (re-tokenise with python -m scaling.tokenize)"
+                )
             node = node[key]
         return node
 
-    return model.var_kwargs(num_classes=int(need("num_classes")), vocab_size=int(need("vocab_size")),
-                            z_channels=int(need("vqvae_config", "z_channels")),
-                            patch_nums=tuple(need("patch_nums")))
+    return model.var_kwargs(
+        num_classes=int(need("num_classes")),
+        vocab_size=int(need("vocab_size")),
+        z_channels=int(need("vqvae_config", "z_channels")),
+        patch_nums=tuple(need("patch_nums")),
+    )
 
 
-def schedule_plan(config: RunConfig, counts: records.ImageCounts, train_images: int) -> schedule.Plan:
+def schedule_plan(
+    config: RunConfig, counts: records.ImageCounts, train_images: int
+) -> schedule.Plan:
     """The run's steps and schedule: `config.length` on a split of `train_images` images
     for a model of these per-image counts, laid out by `schedule.plan`."""
-    return schedule.plan(config, config.length.total_steps(
-        train_size=train_images, batch_size=config.optim.batch_size,
-        tokens_per_image=counts.tokens, flops_per_image=counts.train_flops))
+    return schedule.plan(
+        config,
+        config.length.total_steps(
+            train_size=train_images,
+            batch_size=config.optim.batch_size,
+            tokens_per_image=counts.tokens,
+            flops_per_image=counts.train_flops,
+        ),
+    )
 
 
 def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
@@ -437,8 +518,15 @@ def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
     batch = config.optim.batch_size
     end = records.progress(layout.total_steps, batch, counts)
     start = records.progress(layout.start_step, batch, counts)
-    return dict(params=counts.params, steps=layout.total_steps, images=end["images"],
-                tokens=end["tokens"], flops=end["flops"], flops_6nd=end["flops_6nd"],
-                own_flops=end["flops"] - start["flops"],
-                forward_flops_per_image=counts.forward_flops, train_images=train_images,
-                epochs=records.epochs(layout.total_steps, batch, train_images))
+    return dict(
+        params=counts.params,
+        steps=layout.total_steps,
+        images=end["images"],
+        tokens=end["tokens"],
+        flops=end["flops"],
+        flops_6nd=end["flops_6nd"],
+        own_flops=end["flops"] - start["flops"],
+        forward_flops_per_image=counts.forward_flops,
+        train_images=train_images,
+        epochs=records.epochs(layout.total_steps, batch, train_images),
+    )

@@ -11,7 +11,7 @@ forcing, class dropout off) and predicts every token. Per token:
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,9 @@ from scaling.core.cli import InputError
 
 def scale_index(patch_nums: tuple[int, ...]) -> torch.Tensor:
     """LongTensor [L]: the scale of each token, coarse to fine."""
-    return torch.cat([torch.full((pn * pn,), k, dtype=torch.long) for k, pn in enumerate(patch_nums)])
+    return torch.cat(
+        [torch.full((pn * pn,), k, dtype=torch.long) for k, pn in enumerate(patch_nums)]
+    )
 
 
 @torch.no_grad()
@@ -70,7 +72,9 @@ def evaluate(
     n = images.item()  # the one host read of the evaluation (with the sums below)
     if n == 0:
         raise InputError("evaluation saw no test images (an empty evaluation split?)")
-    per_scale_tokens = torch.tensor([pn * pn for pn in patch_nums], dtype=torch.float64, device=device)
+    per_scale_tokens = torch.tensor(
+        [pn * pn for pn in patch_nums], dtype=torch.float64, device=device
+    )
     by_scale = (sums / (n * per_scale_tokens)).cpu()
     total_tokens = n * sum(pn * pn for pn in patch_nums)
     totals = sums.sum(1).cpu()

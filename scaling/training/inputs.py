@@ -9,8 +9,8 @@ resume. A step draws one stored view of each image (or encodes a fresh crop with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -48,13 +48,16 @@ def check_views(store: TokenStore, config: RunConfig, source: str) -> None:
         raise TokenStoreError(
             f"token store {store.path}: evaluation split {data.eval_split!r} holds "
             f"{store.rows_per_image(data.eval_split)} rows per image (views or flips); the test "
-            f"metrics need one centre crop per image: re-tokenise it without --views/--flip")
+            f"metrics need one centre crop per image: re-tokenise it without --views/--flip"
+        )
     if data.views == "online":
         return  # the train split comes from the images (scaling.data.online_views)
     store.split_size(split)
-    for field, wanted, stored in (("views", data.views, store.views(split)),
-                                  ("flip", data.flip, store.flip(split)),
-                                  ("transform", data.transform, store.transform(split))):
+    for field, wanted, stored in (
+        ("views", data.views, store.views(split)),
+        ("flip", data.flip, store.flip(split)),
+        ("transform", data.transform, store.transform(split)),
+    ):
         if wanted is not None and wanted != stored:
             raise mismatch(store.path, f"splits.{split}.{field}", stored, wanted, source)
 
@@ -64,22 +67,37 @@ def open_online_views(store: TokenStore, config: RunConfig, device: torch.device
     data = config.data
     path = data.vqvae or store.meta.get("vqvae_path")
     if not path or not Path(path).is_file():
-        raise TokenStoreError(f"data.views online: VQVAE checkpoint {path!r} not found (set "
-                              f"data.vqvae; the store records {store.meta.get('vqvae_path')!r})")
+        raise TokenStoreError(
+            f"data.views online: VQVAE checkpoint {path!r} not found (set "
+            f"data.vqvae; the store records {store.meta.get('vqvae_path')!r})"
+        )
     sha = sha256_file(path)
     if sha != store.meta["vqvae_sha256"]:
-        raise mismatch(store.path, "vqvae_sha256", store.meta["vqvae_sha256"], sha,
-                       f"data.vqvae {path}")
-    return OnlineViews(Path(data.images) / data.train_split, load_vqvae(path), store.classes,
-                       seed=config.seed, device=device)
+        raise mismatch(
+            store.path, "vqvae_sha256", store.meta["vqvae_sha256"], sha, f"data.vqvae {path}"
+        )
+    return OnlineViews(
+        Path(data.images) / data.train_split,
+        load_vqvae(path),
+        store.classes,
+        seed=config.seed,
+        device=device,
+    )
 
 
 class TrainInputs:
     """The train split as the steps read it: data order, views, class dropout and the
     teacher-forcing input (from a device cache when it fits)."""
 
-    def __init__(self, config: RunConfig, store: TokenStore, quantizer: torch.nn.Module,
-                 online: OnlineViews | None, train_size: int, device: torch.device):
+    def __init__(
+        self,
+        config: RunConfig,
+        store: TokenStore,
+        quantizer: torch.nn.Module,
+        online: OnlineViews | None,
+        train_size: int,
+        device: torch.device,
+    ):
         self.config, self.store, self.quantizer, self.online = config, store, quantizer, online
         self.device = device
         self.patch_nums = tuple(store.patch_nums)
@@ -103,15 +121,16 @@ class TrainInputs:
         per_row = (L - self.patch_nums[0] ** 2) * self.quantizer.z_channels * 4
         split, rows = self.config.data.train_split, []
         n = self.store.split_size(split)  # rows: every stored view of every image
-        if not budget or n * per_row > budget * 2 ** 20:
+        if not budget or n * per_row > budget * 2**20:
             return None
         for start in range(0, n, 1024):
             tokens, _ = self.store.gather(split, np.arange(start, min(start + 1024, n)))
             rows.append(self.teacher_forcing_input(tokens.to(self.device)))
         return torch.cat(rows)
 
-    def micro_batches(self, step: int, mine: slice, micro_batch: int
-                      ) -> Iterator[tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def micro_batches(
+        self, step: int, mine: slice, micro_batch: int
+    ) -> Iterator[tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The next global batch (optimizer step `step`, 0-based), this process's images
         `mine` of it, in micro-batches of `micro_batch` images: yields (last, labels [b],
         x_in [b, L-1, Cvae], tokens [b, L]) on the device, labels dropped to the null class
@@ -120,8 +139,11 @@ class TrainInputs:
         cfg = self.config
         images = self.order.next()  # one view of each image, drawn from (seed, epoch, image)
         epoch = self.order.epoch
-        indices = images[mine] if self.online is not None else \
-            self.store.view_rows(cfg.data.train_split, images, epoch, cfg.seed)[mine]
+        indices = (
+            images[mine]
+            if self.online is not None
+            else self.store.view_rows(cfg.data.train_split, images, epoch, cfg.seed)[mine]
+        )
         dropped = class_dropout(cfg.seed, step, cfg.optim.batch_size, cfg.model.cond_drop)[mine]
         starts = range(0, len(indices), micro_batch)
         for i, start in enumerate(starts):

@@ -30,7 +30,8 @@ from scaling.core.runlock import RunLock, me
 from scaling.core.runtime import resolve as resolve_policy
 from scaling.training import records
 from scaling.training.config import RunConfig, load_run_config
-from scaling.training.distributed import DistInfo, setup as setup_distributed, teardown
+from scaling.training.distributed import DistInfo, teardown
+from scaling.training.distributed import setup as setup_distributed
 from scaling.training.sample_eval import evaluate_run, has_samples_line
 from scaling.training.trainer import StopRequest, Trainer
 
@@ -41,8 +42,14 @@ class RunStopped(RuntimeFailure):
     """A signal stopped the run after a checkpoint; launching it again resumes it."""
 
 
-def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRequest | None = None,
-              requeue=None, until: float | None = None) -> dict[str, Any]:
+def train_run(
+    run_dir: str | Path,
+    *,
+    max_steps: int | None = None,
+    stop: StopRequest | None = None,
+    requeue=None,
+    until: float | None = None,
+) -> dict[str, Any]:
     """Train the run in `run_dir` (its config.yaml) to the end, resuming if it can; returns
     the last metrics record.
 
@@ -64,16 +71,18 @@ def train_run(run_dir: str | Path, *, max_steps: int | None = None, stop: StopRe
             if dist.is_main:
                 lock.acquire()  # before any write: a refused trainer leaves the directory alone
             try:
-                return _train_locked(run, config, dist, max_steps=max_steps, stop=stop,
-                                     requeue=requeue, until=until)
+                return _train_locked(
+                    run, config, dist, max_steps=max_steps, stop=stop, requeue=requeue, until=until
+                )
             finally:
                 lock.release()
     finally:
         teardown()
 
 
-def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, stop,
-                  requeue, until) -> dict[str, Any]:
+def _train_locked(
+    run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, stop, requeue, until
+) -> dict[str, Any]:
     """`train_run` once the lock is held: status.json around `Trainer.run`."""
     try:  # checks before any write: config, data, model, checkpoint
         trainer = Trainer(config, run, dist)
@@ -81,53 +90,80 @@ def _train_locked(run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, 
     except BaseException as e:
         # a queued run records why it could not start; a run already done, failed or
         # stopped keeps its record (a bad file given by hand changes nothing written)
-        if dist.is_main and not isinstance(e, (KeyboardInterrupt, SystemExit)) and \
-                run.read_status().get("state") not in ("done", "failed", "stopped"):
-            run.update_status(state="failed", finished_at=time.time(),
-                              error=f"{type(e).__name__}: {e}")
+        if (
+            dist.is_main
+            and not isinstance(e, (KeyboardInterrupt, SystemExit))
+            and run.read_status().get("state") not in ("done", "failed", "stopped")
+        ):
+            run.update_status(
+                state="failed", finished_at=time.time(), error=f"{type(e).__name__}: {e}"
+            )
         raise
     try:
         if dist.is_main:
             provenance.record_job(run.path, world_size=dist.world_size, device=str(dist.device))
             status = run.read_status()
-            run.update_status(state="running", force=True, started_at=time.time(),
-                              host=os.uname().nodename, trainer=me(),
-                              slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None,
-                              restarts=int(status.get("restarts", -1)) + 1,
-                              total_steps=trainer.total_steps, params=trainer.params,
-                              **({"branch_of": config.branch.parent, "branch_step":
-                                  trainer.plan.start_step} if config.branch else {}))
+            run.update_status(
+                state="running",
+                force=True,
+                started_at=time.time(),
+                host=os.uname().nodename,
+                trainer=me(),
+                slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                error=None,
+                restarts=int(status.get("restarts", -1)) + 1,
+                total_steps=trainer.total_steps,
+                params=trainer.params,
+                **(
+                    {"branch_of": config.branch.parent, "branch_step": trainer.plan.start_step}
+                    if config.branch
+                    else {}
+                ),
+            )
         until_step = None if until is None else round(until * trainer.total_steps)
-        last = trainer.run(max_steps=max_steps, until_step=until_step, stop=stop,
-                           resumed=resumed)
+        last = trainer.run(max_steps=max_steps, until_step=until_step, stop=stop, resumed=resumed)
         stopped = stop is not None and stop.signum is not None
-        if until_step is not None and until_step <= trainer.step < trainer.total_steps \
-                and not stopped:
+        if (
+            until_step is not None
+            and until_step <= trainer.step < trainer.total_steps
+            and not stopped
+        ):
             if dist.is_main:
                 run.update_status(state="queued", step=trainer.step, segment_done=until)
         elif trainer.step >= trainer.total_steps:
             if dist.is_main:
                 final = records.summary(last or (run.read_metrics() or [None])[-1])
-                run.update_status(state="done", finished_at=time.time(), step=trainer.step,
-                                  final=final)
+                run.update_status(
+                    state="done", finished_at=time.time(), step=trainer.step, final=final
+                )
         elif stopped:
             name = signal.Signals(stop.signum).name
             if requeue is not None and stop.signum == signal.SIGUSR2:
                 if dist.is_main:
                     run.update_status(state="queued", step=trainer.step, requeued_by=name)
                 requeue(stop.signum)
-            message = (f"stopped by {name} at step {trainer.step}/{trainer.total_steps} after "
-                       f"a checkpoint; launch again to resume")
+            message = (
+                f"stopped by {name} at step {trainer.step}/{trainer.total_steps} after "
+                f"a checkpoint; launch again to resume"
+            )
             if dist.is_main:
-                run.update_status(state="stopped", step=trainer.step, stopped_by=name,
-                                  finished_at=time.time(), note=message)
+                run.update_status(
+                    state="stopped",
+                    step=trainer.step,
+                    stopped_by=name,
+                    finished_at=time.time(),
+                    note=message,
+                )
             raise RunStopped(message)
         return last
     except BaseException as e:
         if dist.is_main and not isinstance(e, (KeyboardInterrupt, SystemExit, RunStopped)):
-            run.update_status(state="failed", finished_at=time.time(),
-                              error=f"{type(e).__name__}: {e}",
-                              traceback=traceback.format_exc()[-4000:])
+            run.update_status(
+                state="failed",
+                finished_at=time.time(),
+                error=f"{type(e).__name__}: {e}",
+                traceback=traceback.format_exc()[-4000:],
+            )
         raise
     finally:
         trainer.tracker.close()
@@ -139,8 +175,11 @@ def samples_after_training(run_dir: str | Path) -> None:
     A failure is recorded in status.json (`samples_error`) without failing the trained run;
     `python -m scaling.sample_eval RUN_DIR` redoes it (the samples already drawn are kept)."""
     run = RunDir(run_dir)
-    if int(os.environ.get("RANK", "0")) != 0 or run.read_status().get("state") != "done" \
-            or not load_run_config(run.config).samples.after_training:
+    if (
+        int(os.environ.get("RANK", "0")) != 0
+        or run.read_status().get("state") != "done"
+        or not load_run_config(run.config).samples.after_training
+    ):
         return
     # the metrics file, not status.json, says whether it is done: resuming a finished run
     # truncates metrics.jsonl to its last checkpoint, which drops a sample line written after it
@@ -197,12 +236,18 @@ def prepare_run_dir(config_path: Path, run_dir: Path | None) -> Path:
     Raises ConfigError (and changes nothing) when the directory holds another config."""
     config = load_run_config(config_path)
     if run_dir is None:
-        run_dir = config_path.parent if config_path.name == "config.yaml" else Path("runs") / config.run_id
+        run_dir = (
+            config_path.parent
+            if config_path.name == "config.yaml"
+            else Path("runs") / config.run_id
+        )
     run = RunDir(run_dir)
     if run.config.exists():
         if load_run_config(run.config) != config:
-            raise ConfigError(f"{run.config} already holds another config; give another "
-                              f"--run-dir or remove that run")
+            raise ConfigError(
+                f"{run.config} already holds another config; give another "
+                f"--run-dir or remove that run"
+            )
     else:
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.config, dump_yaml(config))
@@ -212,11 +257,16 @@ def prepare_run_dir(config_path: Path, run_dir: Path | None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """`python -m scaling.train CONFIG [--run-dir DIR]`: exit 0 done, 1 the run failed or was
     stopped, 2 a bad config, store or checkpoint (scaling.core.cli)."""
-    parser = argparse.ArgumentParser(prog="python -m scaling.train",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scaling.train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("config", type=Path, help="a run config (a run directory's config.yaml)")
-    parser.add_argument("--run-dir", type=Path, default=None,
-                        help="run directory (default: the config's folder when it is config.yaml)")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="run directory (default: the config's folder when it is config.yaml)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
 
@@ -224,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = prepare_run_dir(args.config, args.run_dir)
         last = TrainJob()(str(run_dir))
         if last:
-            print(f"done: ce_avg {last['ce_avg']:.4f}  ce_last {last['ce_last']:.4f}  "
-                  f"err_avg {last['err_avg']:.4f}  err_last {last['err_last']:.4f}  ({run_dir})")
+            print(
+                f"done: ce_avg {last['ce_avg']:.4f}  ce_last {last['ce_last']:.4f}  "
+                f"err_avg {last['err_avg']:.4f}  err_last {last['err_last']:.4f}  ({run_dir})"
+            )
         return 0
 
     return run_cli(body)

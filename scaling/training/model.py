@@ -18,9 +18,22 @@ from var_core import VAR
 # trainer's `nowd_keys`, verbatim), nor to biases and 1-D tensors. In VAR the names select
 # pos_start, pos_1LC, lvl_embed and scale_mul_1H11 (ada_gss with shared AdaLN); class_emb,
 # its null row included, is decayed, as officially.
-NO_DECAY_KEYS = ("cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC",
-                 "pos_start", "start_pos", "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias",
-                 "scale_mul")
+NO_DECAY_KEYS = (
+    "cls_token",
+    "start_token",
+    "task_token",
+    "cfg_uncond",
+    "pos_embed",
+    "pos_1LC",
+    "pos_start",
+    "start_pos",
+    "lvl_embed",
+    "gamma",
+    "beta",
+    "ada_gss",
+    "moe_bias",
+    "scale_mul",
+)
 
 
 @dataclasses.dataclass
@@ -53,7 +66,9 @@ class WrappedVAR:
         return contextlib.nullcontext()
 
 
-def build(config: RunConfig, var_kwargs: dict[str, Any], policy: Policy, dist: DistInfo) -> WrappedVAR:
+def build(
+    config: RunConfig, var_kwargs: dict[str, Any], policy: Policy, dist: DistInfo
+) -> WrappedVAR:
     """VAR(**var_kwargs) with the same initial weights on every rank (seeded by
     `config.seed`), on the policy's device, wrapped as `config.runtime` asks."""
     torch.manual_seed(config.seed)  # same initial weights on every rank
@@ -70,10 +85,17 @@ def build(config: RunConfig, var_kwargs: dict[str, Any], policy: Policy, dist: D
         _shard_fully(model, dist.device, dist.world_size)
     elif ddp:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-    return WrappedVAR(model=model, train=policy.maybe_compile(train_model),
-                      eval=policy.maybe_compile(model), fsdp=fsdp, ddp=ddp, device=dist.device,
-                      grad_params=[p for p in model.parameters() if p.requires_grad])
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
+    return WrappedVAR(
+        model=model,
+        train=policy.maybe_compile(train_model),
+        eval=policy.maybe_compile(model),
+        fsdp=fsdp,
+        ddp=ddp,
+        device=dist.device,
+        grad_params=[p for p in model.parameters() if p.requires_grad],
+    )
 
 
 def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
@@ -93,8 +115,14 @@ def optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.AdamW:
     """AdamW over `param_groups` (learning rate and weight decay are set every step)."""
     optim = config.optim
     # fused (CUDA and CPU): one kernel per step, and no host read of the step count
-    return torch.optim.AdamW(param_groups(model), lr=optim.peak_lr, betas=optim.betas,
-                             eps=optim.eps, weight_decay=optim.weight_decay, fused=True)
+    return torch.optim.AdamW(
+        param_groups(model),
+        lr=optim.peak_lr,
+        betas=optim.betas,
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+        fused=True,
+    )
 
 
 def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:

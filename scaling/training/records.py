@@ -35,12 +35,14 @@ class ImageCounts:
     train_flops: int  # training FLOPs per image (forward + backward)
 
     @classmethod
-    def of(cls, var_kwargs: dict[str, Any]) -> "ImageCounts":
+    def of(cls, var_kwargs: dict[str, Any]) -> ImageCounts:
         """The counts of `var_core.VAR(**var_kwargs)`, from its shapes alone."""
-        return cls(params=counting.params(**var_kwargs),
-                   tokens=counting.tokens_per_image(var_kwargs["patch_nums"]),
-                   forward_flops=counting.forward_flops(**var_kwargs),
-                   train_flops=counting.train_flops_per_image(**var_kwargs))
+        return cls(
+            params=counting.params(**var_kwargs),
+            tokens=counting.tokens_per_image(var_kwargs["patch_nums"]),
+            forward_flops=counting.forward_flops(**var_kwargs),
+            train_flops=counting.train_flops_per_image(**var_kwargs),
+        )
 
 
 def progress(step: int, batch_size: int, counts: ImageCounts) -> dict[str, int]:
@@ -48,8 +50,13 @@ def progress(step: int, batch_size: int, counts: ImageCounts) -> dict[str, int]:
     tokens, flops (exact) and flops_6nd."""
     images = step * batch_size
     tokens = images * counts.tokens
-    return dict(step=step, images=images, tokens=tokens, flops=counts.train_flops * images,
-                flops_6nd=counting.flops_6nd(counts.params, tokens))
+    return dict(
+        step=step,
+        images=images,
+        tokens=tokens,
+        flops=counts.train_flops * images,
+        flops_6nd=counting.flops_6nd(counts.params, tokens),
+    )
 
 
 def epochs(total_steps: int, batch_size: int, train_images: int) -> float:
@@ -57,21 +64,44 @@ def epochs(total_steps: int, batch_size: int, train_images: int) -> float:
     return total_steps * batch_size / train_images
 
 
-def metrics_record(config: RunConfig, counts: ImageCounts, *, width: int, total_steps: int,
-                   train_images: int, step: int, wall_s: float, train_loss: float, lr: float,
-                   metrics: dict[str, Any], kind: str, eval_flops: int,
-                   eval_s: float) -> dict[str, Any]:
+def metrics_record(
+    config: RunConfig,
+    counts: ImageCounts,
+    *,
+    width: int,
+    total_steps: int,
+    train_images: int,
+    step: int,
+    wall_s: float,
+    train_loss: float,
+    lr: float,
+    metrics: dict[str, Any],
+    kind: str,
+    eval_flops: int,
+    eval_s: float,
+) -> dict[str, Any]:
     """One line of metrics.jsonl: the run, its compute at `step`, the training loss and
     learning rate, and the test `metrics` of one evaluation of `kind` ("full"/"subset")."""
     optim = config.optim
     return dict(
-        run=config.run_id, depth=config.model.depth, params=counts.params, width=width,
-        batch=optim.batch_size, peak_lr=optim.peak_lr,
-        epochs=epochs(total_steps, optim.batch_size, train_images), seed=config.seed,
+        run=config.run_id,
+        depth=config.model.depth,
+        params=counts.params,
+        width=width,
+        batch=optim.batch_size,
+        peak_lr=optim.peak_lr,
+        epochs=epochs(total_steps, optim.batch_size, train_images),
+        seed=config.seed,
         **progress(step, optim.batch_size, counts),
-        wall_s=round(wall_s, 3), train_loss=train_loss, lr=lr,
+        wall_s=round(wall_s, 3),
+        train_loss=train_loss,
+        lr=lr,
         **{k: metrics[k] for k in EVAL_KEYS},
-        eval=kind, eval_images=metrics["images"], eval_flops=eval_flops, eval_s=round(eval_s, 3))
+        eval=kind,
+        eval_images=metrics["images"],
+        eval_flops=eval_flops,
+        eval_s=round(eval_s, 3),
+    )
 
 
 def summary(record: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,11 +17,15 @@ import torch
 from scaling.core.cli import InputError
 from scaling.data.classifier import load_classifier
 
-INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                 "weights-inception-2015-12-05-6726825d.pth")
-INCEPTION_FETCH = (f"fetch the TF-FID Inception weights in torch-fidelity's format ({INCEPTION_URL}, "
-                   f"about 92 MB) on a machine with internet access, copy the file here and give its "
-                   f"path as samples.inception_weights")
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth"
+)
+INCEPTION_FETCH = (
+    f"fetch the TF-FID Inception weights in torch-fidelity's format ({INCEPTION_URL}, "
+    f"about 92 MB) on a machine with internet access, copy the file here and give its "
+    f"path as samples.inception_weights"
+)
 # shapes that identify the TF-2015 Inception of torch-fidelity (FID's network)
 INCEPTION_KEYS = {"Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "fc.weight": (1008, 2048)}
 
@@ -67,14 +71,22 @@ def check_inception_weights(path: str | Path | None) -> Path:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise FeatureError(f"{path}: not an Inception weights file (torch cannot read it: "
-                           f"{type(e).__name__}); {INCEPTION_FETCH}") from None
-    bad = [k for k, shape in INCEPTION_KEYS.items()
-           if not isinstance(state, dict) or not isinstance(state.get(k), torch.Tensor)
-           or tuple(state[k].shape) != shape]
+        raise FeatureError(
+            f"{path}: not an Inception weights file (torch cannot read it: "
+            f"{type(e).__name__}); {INCEPTION_FETCH}"
+        ) from None
+    bad = [
+        k
+        for k, shape in INCEPTION_KEYS.items()
+        if not isinstance(state, dict)
+        or not isinstance(state.get(k), torch.Tensor)
+        or tuple(state[k].shape) != shape
+    ]
     if bad:
-        raise FeatureError(f"{path}: not the TF-FID Inception weights (missing or wrong-shaped "
-                           f"{', '.join(bad)}); {INCEPTION_FETCH}")
+        raise FeatureError(
+            f"{path}: not the TF-FID Inception weights (missing or wrong-shaped "
+            f"{', '.join(bad)}); {INCEPTION_FETCH}"
+        )
     return path
 
 
@@ -91,11 +103,14 @@ class InceptionFeatures:
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as e:
-            raise FeatureError(f"the Inception features need torch-fidelity (`pip install torch-fidelity`, "
-                               f"with a torchvision matching your torch): {e}") from None
+            raise FeatureError(
+                f"the Inception features need torch-fidelity (`pip install torch-fidelity`, "
+                f"with a torchvision matching your torch): {e}"
+            ) from None
         self.device = torch.device(device)
-        self.model = FeatureExtractorInceptionV3(self.name, ["2048", "logits_unbiased"],
-                                                 feature_extractor_weights_path=str(path)).to(self.device)
+        self.model = FeatureExtractorInceptionV3(
+            self.name, ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)
+        ).to(self.device)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,11 +119,13 @@ class InceptionFeatures:
         return pool.double().cpu().numpy(), logits.double().cpu().numpy()
 
 
-def extract(net: FeatureNet, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def extract(
+    net: FeatureNet, images: np.ndarray, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Features and logits of uint8 images [N, H, W, 3], in batches."""
     feats, logits = [], []
     for i in range(0, len(images), batch_size):
-        f, lg = net(images[i:i + batch_size])
+        f, lg = net(images[i : i + batch_size])
         feats.append(f)
         logits.append(lg)
     return np.concatenate(feats), np.concatenate(logits)

@@ -42,12 +42,16 @@ def layout(optim: OptimConfig, total_steps: int) -> Plan:
     warmup = optim.warmup_steps if optim.warmup_steps is not None else round(optim.warmup_frac * T)
     if optim.schedule == "lin0":
         return Plan(T, warmup, T)
-    cooldown = optim.cooldown_steps if optim.cooldown_steps is not None else round(optim.cooldown_frac * T)
+    cooldown = (
+        optim.cooldown_steps if optim.cooldown_steps is not None else round(optim.cooldown_frac * T)
+    )
     cooldown = max(1, cooldown)
     key = "optim.cooldown_steps" if optim.cooldown_steps is not None else "optim.cooldown_frac"
     if warmup + cooldown > T:
-        raise ScheduleError(f"{key}: the cool-down ({cooldown} steps) is longer than the rest of "
-                            f"the run after its {warmup} warm-up steps ({T} steps in all)")
+        raise ScheduleError(
+            f"{key}: the cool-down ({cooldown} steps) is longer than the rest of "
+            f"the run after its {warmup} warm-up steps ({T} steps in all)"
+        )
     return Plan(T, warmup, T - cooldown)
 
 
@@ -69,16 +73,20 @@ def plan(config: RunConfig, length_steps: int) -> Plan:
         b = config.branch
         s = round(b.at * T)
         if s < max(1, warmup) or s > decay_start:
-            raise ScheduleError(f"branch.at: {b.at} of the parent's {T} steps is step {s}, outside "
-                                f"its constant phase (steps {max(1, warmup)} to {decay_start})")
+            raise ScheduleError(
+                f"branch.at: {b.at} of the parent's {T} steps is step {s}, outside "
+                f"its constant phase (steps {max(1, warmup)} to {decay_start})"
+            )
         own = max(1, round(s * b.cooldown / (1 - b.cooldown)))
         return Plan(s + own, warmup, s, start_step=s)
     saves = []
     for f in config.save_at:
         s = round(f * T)
         if s < max(1, warmup) or s > decay_start:
-            raise ScheduleError(f"save_at: {f} of {T} steps is step {s}, outside the constant "
-                                f"phase (steps {max(1, warmup)} to {decay_start})")
+            raise ScheduleError(
+                f"save_at: {f} of {T} steps is step {s}, outside the constant "
+                f"phase (steps {max(1, warmup)} to {decay_start})"
+            )
         saves.append(s)
     return Plan(T, warmup, decay_start, save_steps=tuple(sorted(set(saves))))
 
@@ -113,7 +121,9 @@ def lr_factor(step: int, plan: Plan | int, optim: OptimConfig) -> float:
         if step < plan.decay_start:
             return 1.0
         progress = min((step - plan.decay_start + 1) / (total - plan.decay_start), 1.0)
-        return optim.final_lr_frac + (1 - optim.final_lr_frac) * _cooldown_shape(progress, optim.cooldown_shape)
+        return optim.final_lr_frac + (1 - optim.final_lr_frac) * _cooldown_shape(
+            progress, optim.cooldown_shape
+        )
     remaining = max(total - 1 - warmup, 1)
     progress = min((step - warmup) / remaining, 1.0)
     if progress < optim.hold_frac:
@@ -150,6 +160,8 @@ def log_spaced_steps(total_steps: int, points: int, first_frac: float) -> list[i
 
 def eval_schedule(total_steps: int, cfg: EvalConfig) -> dict[int, str]:
     """Map step -> "full" | "subset": when to evaluate; full wins where both fall."""
-    schedule = {s: "subset" for s in log_spaced_steps(total_steps, cfg.subset_points, cfg.first_frac)}
+    schedule = {
+        s: "subset" for s in log_spaced_steps(total_steps, cfg.subset_points, cfg.first_frac)
+    }
     schedule.update({s: "full" for s in log_spaced_steps(total_steps, cfg.points, cfg.first_frac)})
     return dict(sorted(schedule.items()))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
@@ -25,8 +25,9 @@ class NonFiniteLoss(RuntimeFailure):
     """The training loss became NaN or inf."""
 
 
-def set_hyperparameters(optimizer: torch.optim.Optimizer, step: int, plan: schedule.Plan,
-                        optim: OptimConfig) -> None:
+def set_hyperparameters(
+    optimizer: torch.optim.Optimizer, step: int, plan: schedule.Plan, optim: OptimConfig
+) -> None:
     """The learning rate and weight decay of optimizer step `step` (0-based), per group
     (a group's `wd_scale` is 1 for decayed weights, 0 for the no-decay set)."""
     lr = optim.peak_lr * schedule.lr_factor(step, plan, optim)
@@ -36,11 +37,17 @@ def set_hyperparameters(optimizer: torch.optim.Optimizer, step: int, plan: sched
         group["weight_decay"] = wd * group["wd_scale"]
 
 
-def optimizer_step(var: WrappedVAR, optimizer: torch.optim.Optimizer,
-                   micro_batches: Iterable[tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor]], *,
-                   local_batch: int, label_smoothing: float, grad_clip: float,
-                   autocast: Callable[[], contextlib.AbstractContextManager], measure_grad_norm: bool,
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def optimizer_step(
+    var: WrappedVAR,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Iterable[tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor]],
+    *,
+    local_batch: int,
+    label_smoothing: float,
+    grad_clip: float,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+    measure_grad_norm: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Forward and backward over this process's micro-batches, then clip and step.
 
     `micro_batches` yields (last, labels [b], x_in [b, L-1, Cvae], tokens [b, L]) and fills
@@ -83,8 +90,9 @@ class LossTally:
     def add(self, loss_sum: torch.Tensor, step: int) -> None:
         """Add the per-image loss sum of step `step` (1-based); no host read."""
         # remember the first non-finite step without reading the loss (no host sync)
-        self.first_bad = torch.where((self.first_bad == 0) & ~torch.isfinite(loss_sum),
-                                     float(step), self.first_bad)
+        self.first_bad = torch.where(
+            (self.first_bad == 0) & ~torch.isfinite(loss_sum), float(step), self.first_bad
+        )
         self.sum += loss_sum
         self.count += 1
 
@@ -101,7 +109,8 @@ class LossTally:
             raise NonFiniteLoss(
                 f"training loss became non-finite {first} of run {self.run_id} (checked at step "
                 f"{step}); stopped without saving. The last good checkpoint ({self.checkpoint}) "
-                f"is kept.")
+                f"is kept."
+            )
         return loss_sum
 
     def local_mean(self, local_batch: int) -> float:
@@ -114,8 +123,9 @@ class LossTally:
 
     def restore(self, global_sum: float, count: int) -> None:
         """From a checkpoint: rank 0 carries the global sum, the others start from 0."""
-        self.sum = torch.tensor(global_sum if self.dist.is_main else 0.0, dtype=torch.float64,
-                                device=self.device)
+        self.sum = torch.tensor(
+            global_sum if self.dist.is_main else 0.0, dtype=torch.float64, device=self.device
+        )
         self.count = count
 
 

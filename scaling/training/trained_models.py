@@ -31,9 +31,13 @@ def load_store_vqvae(store_path: str | Path, device: str | torch.device = "cpu")
     store = TokenStore(store_path)
     path = store.meta.get("vqvae_path")
     if not path or not Path(path).is_file():
-        raise TokenStoreError(f"token store {store.path}: its VQVAE checkpoint {path!r} is not "
-                              f"available (meta.json vqvae_path); decoding needs it")
+        raise TokenStoreError(
+            f"token store {store.path}: its VQVAE checkpoint {path!r} is not "
+            f"available (meta.json vqvae_path); decoding needs it"
+        )
     if sha256_file(path) != store.meta["vqvae_sha256"]:
-        raise TokenStoreError(f"token store {store.path}: {path} is not the VQVAE that made the "
-                              f"store (sha256 differs)")
+        raise TokenStoreError(
+            f"token store {store.path}: {path} is not the VQVAE that made the "
+            f"store (sha256 differs)"
+        )
     return load_vqvae(path).to(device).eval()

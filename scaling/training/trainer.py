@@ -69,15 +69,23 @@ class Trainer:
         self.store.check_matches(
             vocab_size=config.data.vocab_size or self.store.vocab_size,
             patch_nums=tuple(config.data.patch_nums or self.store.patch_nums),
-            vqvae_sha256=config.data.vqvae_sha256, source=source)
+            vqvae_sha256=config.data.vqvae_sha256,
+            source=source,
+        )
         self.patch_nums = tuple(self.store.patch_nums)
         check_views(self.store, config, source=source)
         self.quantizer = load_quantizer(self.store.path, self.device)
-        self.online = open_online_views(self.store, config, self.device) \
-            if config.data.views == "online" else None
+        self.online = (
+            open_online_views(self.store, config, self.device)
+            if config.data.views == "online"
+            else None
+        )
         # epochs count images, never views
-        self.train_size = len(self.online) if self.online is not None else \
-            self.store.split_images(config.data.train_split)
+        self.train_size = (
+            len(self.online)
+            if self.online is not None
+            else self.store.split_images(config.data.train_split)
+        )
         self.store.check_quantizer(self.quantizer)
         for split in dict.fromkeys((config.data.train_split, config.data.eval_split)):
             self.store.split_size(split)  # a named error for a missing split
@@ -87,23 +95,31 @@ class Trainer:
         self.counts = records.ImageCounts.of(var_kwargs)
         optim = config.optim
         if optim.batch_size % dist.world_size:
-            raise ConfigError(f"{run_dir.config}: optim.batch_size: {optim.batch_size} is not "
-                              f"divisible by the number of processes ({dist.world_size})")
+            raise ConfigError(
+                f"{run_dir.config}: optim.batch_size: {optim.batch_size} is not "
+                f"divisible by the number of processes ({dist.world_size})"
+            )
         self.local_batch = optim.batch_size // dist.world_size
         self.micro_batch = min(config.runtime.micro_batch or self.local_batch, self.local_batch)
         self.plan = schedule_plan(config, self.counts, self.train_size)
         self.total_steps = self.plan.total_steps
         if config.eval.points > self.total_steps:
-            raise ConfigError(f"{run_dir.config}: eval.points: {config.eval.points} evaluations "
-                              f"but the run has only {self.total_steps} steps")
+            raise ConfigError(
+                f"{run_dir.config}: eval.points: {config.eval.points} evaluations "
+                f"but the run has only {self.total_steps} steps"
+            )
         # a decay branch evaluates only its own steps (its parent measured the ones before)
-        self.evals = {s: k for s, k in schedule.eval_schedule(self.total_steps, config.eval).items()
-                      if s > self.plan.start_step}
+        self.evals = {
+            s: k
+            for s, k in schedule.eval_schedule(self.total_steps, config.eval).items()
+            if s > self.plan.start_step
+        }
 
         self.var = var_model.build(config, var_kwargs, self.policy, dist)
         self.optimizer = var_model.optimizer(self.model, config)
-        self.inputs = TrainInputs(config, self.store, self.quantizer, self.online,
-                                  self.train_size, self.device)
+        self.inputs = TrainInputs(
+            config, self.store, self.quantizer, self.online, self.train_size, self.device
+        )
         self.checkpoints = CheckpointState(run_dir, config, dist, self.var, self.optimizer)
 
         # progress, all restored from the checkpoint
@@ -116,7 +132,9 @@ class Trainer:
         # training curves (scaling.core.tracking): every rank takes the same logging steps
         # (the grad norm may be a collective); only rank 0 writes
         wandb = config.runtime.wandb
-        self.tracking = config.runtime.tensorboard or (wandb is not None and wandb.mode != "disabled")
+        self.tracking = config.runtime.tensorboard or (
+            wandb is not None and wandb.mode != "disabled"
+        )
         self.scalars_every = config.runtime.scalars_every_steps or max(1, self.total_steps // 200)
         self.tracker = Tracker.off()
 
@@ -140,10 +158,15 @@ class Trainer:
         set_hyperparameters(self.optimizer, self.step, self.plan, cfg.optim)
         mine = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
         loss_sum, self.grad_norm = optimizer_step(
-            self.var, self.optimizer, self.inputs.micro_batches(self.step, mine, self.micro_batch),
-            local_batch=self.local_batch, label_smoothing=cfg.optim.label_smoothing,
-            grad_clip=cfg.optim.grad_clip, autocast=self.policy.autocast,
-            measure_grad_norm=self.scalars_due(self.step + 1))
+            self.var,
+            self.optimizer,
+            self.inputs.micro_batches(self.step, mine, self.micro_batch),
+            local_batch=self.local_batch,
+            label_smoothing=cfg.optim.label_smoothing,
+            grad_clip=cfg.optim.grad_clip,
+            autocast=self.policy.autocast,
+            measure_grad_norm=self.scalars_due(self.step + 1),
+        )
         self.step += 1
         self.losses.add(loss_sum, self.step)
         return loss_sum / self.local_batch
@@ -151,7 +174,9 @@ class Trainer:
     def read_train_loss(self) -> float:
         """A log point: the mean training loss per image since the last evaluation, over all
         ranks (one host read). Raises NonFiniteLoss if any step so far had a non-finite loss."""
-        return self.losses.global_sum(self.step) / (max(self.losses.count, 1) * self.config.optim.batch_size)
+        return self.losses.global_sum(self.step) / (
+            max(self.losses.count, 1) * self.config.optim.batch_size
+        )
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, kind: str) -> dict[str, Any]:
@@ -163,26 +188,52 @@ class Trainer:
         timer = Stopwatch().start()
 
         def losses(tokens, labels):  # chunked CE and error from the trunk (no [B, L, V] logits)
-            return self.var.eval(labels, self.inputs.teacher_forcing_input(tokens), tokens,
-                                 per_token=True)
+            return self.var.eval(
+                labels, self.inputs.teacher_forcing_input(tokens), tokens, per_token=True
+            )
 
-        batches = eval_batches(self.store, self.config.data.eval_split, cfg.batch_size,
-                               rank=self.dist.rank, world_size=self.dist.world_size, limit=limit)
+        batches = eval_batches(
+            self.store,
+            self.config.data.eval_split,
+            cfg.batch_size,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            limit=limit,
+        )
         train_loss = self.read_train_loss()  # a log point: checks the loss is finite
-        metrics = evaluate(losses, batches, self.patch_nums, self.device,
-                           autocast=self.policy.eval_numerics(cfg.precision),
-                           all_reduce=self.dist.all_reduce_sum)
+        metrics = evaluate(
+            losses,
+            batches,
+            self.patch_nums,
+            self.device,
+            autocast=self.policy.eval_numerics(cfg.precision),
+            all_reduce=self.dist.all_reduce_sum,
+        )
         self.eval_flops += self.counts.forward_flops * metrics["images"]
         record = records.metrics_record(
-            self.config, self.counts, width=self.model.width, total_steps=self.total_steps,
-            train_images=self.train_size, step=self.step, wall_s=self.watch.elapsed,
-            train_loss=train_loss, lr=self.optimizer.param_groups[0]["lr"], metrics=metrics,
-            kind=kind, eval_flops=self.eval_flops, eval_s=timer.elapsed)
+            self.config,
+            self.counts,
+            width=self.model.width,
+            total_steps=self.total_steps,
+            train_images=self.train_size,
+            step=self.step,
+            wall_s=self.watch.elapsed,
+            train_loss=train_loss,
+            lr=self.optimizer.param_groups[0]["lr"],
+            metrics=metrics,
+            kind=kind,
+            eval_flops=self.eval_flops,
+            eval_s=timer.elapsed,
+        )
         self.losses.reset()
         if self.dist.is_main:
             append_jsonl(self.run_dir.metrics, record)
-            self.tracker.log(eval_scalars(record, self.patch_nums), self.step, flops=record["flops"],
-                             by_compute=("test",))
+            self.tracker.log(
+                eval_scalars(record, self.patch_nums),
+                self.step,
+                flops=record["flops"],
+                by_compute=("test",),
+            )
             self.tracker.flush()
         return record
 
@@ -198,11 +249,17 @@ class Trainer:
             return Tracker.off()
         config = json.loads(json.dumps(to_dict(self.config), default=str))
         done = records.progress(self.step, self.config.optim.batch_size, self.counts)
-        return Tracker(self.run_dir.path, tensorboard=runtime.tensorboard, wandb=runtime.wandb,
-                       name=self.config.run_id, config={**config, "params": self.params},
-                       resume_step=self.step, resume_flops=done["flops"])
+        return Tracker(
+            self.run_dir.path,
+            tensorboard=runtime.tensorboard,
+            wandb=runtime.wandb,
+            name=self.config.run_id,
+            config={**config, "params": self.params},
+            resume_step=self.step,
+            resume_flops=done["flops"],
+        )
 
-    def log_scalars(self, window: "_Window") -> "_Window":
+    def log_scalars(self, window: _Window) -> _Window:
         """Training scalars over the steps since `window` began; returns the next window.
 
         Every rank calls this at the same steps (reading the grad norm may gather it).
@@ -221,16 +278,24 @@ class Trainer:
             batch = self.config.optim.batch_size
             done = records.progress(self.step, batch, self.counts)
             group = self.optimizer.param_groups[0]  # the decayed group
-            self.tracker.log({
-                "train/loss": float(loss_sum) / steps,
-                "train/lr": group["lr"], "train/weight_decay": group["weight_decay"],
-                "train/grad_norm": None if grad_norm is None else float(grad_norm),
-                "train/images_per_s": steps * batch / seconds,
-                "train/tokens_per_s": steps * batch * self.counts.tokens / seconds,
-                "train/tflops_per_s": self.counts.train_flops * steps * batch / seconds / 1e12,
-                "compute/flops": done["flops"], "compute/flops_6nd": done["flops_6nd"],
-                "compute/tokens": done["tokens"], "compute/wall_s": self.watch.elapsed,
-            }, self.step, flops=done["flops"], by_compute=("train/loss",))
+            self.tracker.log(
+                {
+                    "train/loss": float(loss_sum) / steps,
+                    "train/lr": group["lr"],
+                    "train/weight_decay": group["weight_decay"],
+                    "train/grad_norm": None if grad_norm is None else float(grad_norm),
+                    "train/images_per_s": steps * batch / seconds,
+                    "train/tokens_per_s": steps * batch * self.counts.tokens / seconds,
+                    "train/tflops_per_s": self.counts.train_flops * steps * batch / seconds / 1e12,
+                    "compute/flops": done["flops"],
+                    "compute/flops_6nd": done["flops_6nd"],
+                    "compute/tokens": done["tokens"],
+                    "compute/wall_s": self.watch.elapsed,
+                },
+                self.step,
+                flops=done["flops"],
+                by_compute=("train/loss",),
+            )
         return _Window(self.step, self.watch.elapsed)
 
     # ------------------------------------------------------------ checkpoints
@@ -238,10 +303,15 @@ class Trainer:
         """The trainer's part of a checkpoint. Reads the training-loss sum over all ranks
         (every rank calls this): a non-finite loss raises NonFiniteLoss, so a bad state is
         never saved."""
-        return dict(step=self.step, total_steps=self.total_steps,
-                    order=self.inputs.order.state_dict(), wall_s=self.watch.elapsed,
-                    eval_flops=self.eval_flops, loss_image_sum=self.losses.global_sum(self.step),
-                    loss_count=self.losses.count)
+        return dict(
+            step=self.step,
+            total_steps=self.total_steps,
+            order=self.inputs.order.state_dict(),
+            wall_s=self.watch.elapsed,
+            eval_flops=self.eval_flops,
+            loss_image_sum=self.losses.global_sum(self.step),
+            loss_count=self.losses.count,
+        )
 
     def save_checkpoint(self) -> None:
         """Write checkpoint.pt atomically (rank 0); every rank waits for it."""
@@ -262,14 +332,23 @@ class Trainer:
         self.step, self.watch = state["step"], Stopwatch(state["wall_s"])
         self.eval_flops = state["eval_flops"]
         # rank 0 carries the global sum; older checkpoints kept the sum of per-step means
-        loss_sum = (state["loss_image_sum"] if "loss_image_sum" in state
-                    else state["loss_sum"] * self.config.optim.batch_size)
+        loss_sum = (
+            state["loss_image_sum"]
+            if "loss_image_sum" in state
+            else state["loss_sum"] * self.config.optim.batch_size
+        )
         self.losses.restore(loss_sum, state["loss_count"])
         return True
 
     # ------------------------------------------------------------------- loop
-    def run(self, *, max_steps: int | None = None, until_step: int | None = None,
-            stop: StopRequest | None = None, resumed: bool | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        *,
+        max_steps: int | None = None,
+        until_step: int | None = None,
+        stop: StopRequest | None = None,
+        resumed: bool | None = None,
+    ) -> dict[str, Any]:
         """Train to the end, `max_steps` more steps, step `until_step`, or a stop request;
         returns the last metrics record. A stop request is honoured at a step boundary, after
         a checkpoint. `resumed`: whether the caller already called load_checkpoint (None: load
@@ -277,15 +356,30 @@ class Trainer:
         if resumed is None:
             resumed = self.load_checkpoint()
         if self.dist.is_main:
-            log.info("[%s] %s step %d/%d: N=%s params, batch %d on %d x %s (%s), %d evaluations",
-                     self.config.run_id, "resumed at" if resumed else "starting", self.step,
-                     self.total_steps, f"{self.params:,}", self.config.optim.batch_size,
-                     self.dist.world_size, self.device.type, self.policy.precision, len(self.evals))
-        end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
+            log.info(
+                "[%s] %s step %d/%d: N=%s params, batch %d on %d x %s (%s), %d evaluations",
+                self.config.run_id,
+                "resumed at" if resumed else "starting",
+                self.step,
+                self.total_steps,
+                f"{self.params:,}",
+                self.config.optim.batch_size,
+                self.dist.world_size,
+                self.device.type,
+                self.policy.precision,
+                len(self.evals),
+            )
+        end = (
+            self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
+        )
         if until_step is not None:
             end = min(end, until_step)
         last, first_step, saved_step = None, self.step, self.step
-        since_save, since_log, attempt = Stopwatch().start(), Stopwatch().start(), Stopwatch().start()
+        since_save, since_log, attempt = (
+            Stopwatch().start(),
+            Stopwatch().start(),
+            Stopwatch().start(),
+        )
         progress = _Progress(self.total_steps, self.step, enabled=self.dist.is_main)
         self.tracker = self.open_tracker()
         window = _Window(self.step, self.watch.elapsed)
@@ -308,7 +402,11 @@ class Trainer:
                 break
             if self.dist.is_main and since_log.elapsed >= self.config.runtime.log_every_s:
                 since_log = Stopwatch().start()
-                eta = attempt.elapsed / max(self.step - first_step, 1) * (self.total_steps - self.step)
+                eta = (
+                    attempt.elapsed
+                    / max(self.step - first_step, 1)
+                    * (self.total_steps - self.step)
+                )
                 self._log_line(progress, eta)
             if self.scalars_due(self.step):
                 window = self.log_scalars(window)
@@ -327,10 +425,18 @@ class Trainer:
         stop signal is honoured within that many steps."""
         rt = self.config.runtime
         step_due = bool(rt.checkpoint_every_steps) and self.step % rt.checkpoint_every_steps == 0
-        if (not self.dist.enabled or step_due or self.step == self.total_steps
-                or self.step % rt.agree_every_steps == 0):
-            return self._agree([step_due or since_save_s >= rt.checkpoint_every_s,
-                                stop is not None and stop.signum is not None])
+        if (
+            not self.dist.enabled
+            or step_due
+            or self.step == self.total_steps
+            or self.step % rt.agree_every_steps == 0
+        ):
+            return self._agree(
+                [
+                    step_due or since_save_s >= rt.checkpoint_every_s,
+                    stop is not None and stop.signum is not None,
+                ]
+            )
         return [False, False]
 
     def _agree(self, flags: list[bool]) -> list[bool]:
@@ -342,14 +448,21 @@ class Trainer:
         torch.distributed.broadcast(t, src=0)
         return [bool(v) for v in t.tolist()]
 
-    def _report(self, progress: "_Progress", kind: str, record: dict[str, Any]) -> None:
+    def _report(self, progress: _Progress, kind: str, record: dict[str, Any]) -> None:
         """An evaluation's line in a job log (rank 0), or the progress bar's postfix."""
         if self.dist.is_main and not progress.interactive:
-            log.info("[%s] %s eval at step %d: %s", self.config.run_id, kind, self.step,
-                     " ".join(f"{k} {record[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg", "err_last")))
+            log.info(
+                "[%s] %s eval at step %d: %s",
+                self.config.run_id,
+                kind,
+                self.step,
+                " ".join(
+                    f"{k} {record[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg", "err_last")
+                ),
+            )
         progress.set_postfix(loss=f"{record['train_loss']:.3f}", test_ce=f"{record['ce_avg']:.3f}")
 
-    def _log_line(self, progress: "_Progress", eta: float) -> None:
+    def _log_line(self, progress: _Progress, eta: float) -> None:
         """A log point (rank 0): status.json's step and ETA (seconds) and, in a job log, a
         progress line with the training loss since the last evaluation (one host read)."""
         # for `scaling.status` and the launcher: where the run is and when it should end
@@ -360,9 +473,16 @@ class Trainer:
             loss = self.losses.local_mean(self.local_batch)
         else:
             loss = self.read_train_loss()  # also stops on a non-finite loss
-        log.info("[%s] step %d/%d (%.1f%%) loss %.4f lr %.3g wall %.0fs", self.config.run_id,
-                 self.step, self.total_steps, 100 * self.step / self.total_steps, loss,
-                 self.optimizer.param_groups[0]["lr"], self.watch.elapsed)
+        log.info(
+            "[%s] step %d/%d (%.1f%%) loss %.4f lr %.3g wall %.0fs",
+            self.config.run_id,
+            self.step,
+            self.total_steps,
+            100 * self.step / self.total_steps,
+            loss,
+            self.optimizer.param_groups[0]["lr"],
+            self.watch.elapsed,
+        )
 
 
 class _Window:

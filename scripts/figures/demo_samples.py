@@ -55,32 +55,44 @@ def main(runs_dir: str = "runs/demo") -> None:
     table = results.read_runs(runs)
     rows = table[table["sample_acc"].notna()].sort_values("params")
     if rows.empty:
-        raise InputError(f"{runs}: no sample-quality lines; run python -m scaling.sample_eval on the runs")
+        raise InputError(
+            f"{runs}: no sample-quality lines; run python -m scaling.sample_eval on the runs"
+        )
     cfg = load_run_config(runs / rows.iloc[0]["run"] / "config.yaml")
     net = ClassifierFeatures(cfg.samples.classifier)
     ref = load_reference(cfg.samples.reference, net, net.image_size, None)
     per_class = int(rows.iloc[0]["sample_per_class"])
-    x, labels = _train_images(Path(cfg.samples.reference).parent / "train", net.image_size, per_class)
+    x, labels = _train_images(
+        Path(cfg.samples.reference).parent / "train", net.image_size, per_class
+    )
     vqvae = load_store_vqvae(cfg.data.store)
     with torch.no_grad():
         recon = vqvae.idx_to_img(vqvae.img_to_idx(x))
-    floors = {"train images": compute_metrics(_uint8(x), labels, ref, net, "classifier"),
-              "VQVAE reconstructions": compute_metrics(_uint8(recon), labels, ref, net, "classifier")}
-    lines = [f"| run | N | class accuracy | Frechet distance | ce_last |", "|---|---|---|---|---|"]
+    floors = {
+        "train images": compute_metrics(_uint8(x), labels, ref, net, "classifier"),
+        "VQVAE reconstructions": compute_metrics(_uint8(recon), labels, ref, net, "classifier"),
+    }
+    lines = ["| run | N | class accuracy | Frechet distance | ce_last |", "|---|---|---|---|---|"]
     for _, r in rows.iterrows():
-        lines.append(f"| {r['run']} | {int(r['params']):,} | {r['sample_acc']:.3f} | {r['sample_fd']:.2f} "
-                     f"| {r['ce_last']:.3f} |")
+        lines.append(
+            f"| {r['run']} | {int(r['params']):,} | {r['sample_acc']:.3f} | {r['sample_fd']:.2f} "
+            f"| {r['ce_last']:.3f} |"
+        )
     for name, m in floors.items():
         lines.append(f"| {name} | | {m['sample_acc']:.3f} | {m['sample_fd']:.2f} | |")
     text = "\n".join(lines) + "\n"
     print(text)
-    print(f"{len(x)} samples per row ({per_class} per class, cfg {rows.iloc[0]['sample_cfg']}, "
-          f"top-k {int(rows.iloc[0]['sample_top_k'])}, top-p {rows.iloc[0]['sample_top_p']}); reference: "
-          f"{ref['n']} val images; classifier val accuracy {net.meta['val_accuracy']:.3f}")
+    print(
+        f"{len(x)} samples per row ({per_class} per class, cfg {rows.iloc[0]['sample_cfg']}, "
+        f"top-k {int(rows.iloc[0]['sample_top_k'])}, top-p {rows.iloc[0]['sample_top_p']}); reference: "
+        f"{ref['n']} val images; classifier val accuracy {net.meta['val_accuracy']:.3f}"
+    )
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
     n = rows["params"].to_numpy(float)
-    for ax, col, label in ((axes[0], "sample_acc", "class accuracy of samples"),
-                           (axes[1], "sample_fd", "Frechet distance to val (classifier features)")):
+    for ax, col, label in (
+        (axes[0], "sample_acc", "class accuracy of samples"),
+        (axes[1], "sample_fd", "Frechet distance to val (classifier features)"),
+    ):
         ax.plot(n, rows[col], "o-", label="VAR samples")
         for (name, m), style in zip(floors.items(), (":", "--")):
             ax.axhline(m[col], color="0.4", ls=style, lw=1, label=name)

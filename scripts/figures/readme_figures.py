@@ -42,22 +42,32 @@ def _views(runs: Path) -> list[tuple[str, list[str]]]:
 
 def _table(doc: dict) -> list[str]:
     grouped = any(f.get("group_label") for f in doc["fits"])
-    lines = [("| group " if grouped else "") + "| metric | vs | E | alpha [95% CI] | beta | r |",
-             ("|---" if grouped else "") + "|---|---|---|---|---|---|"]
+    lines = [
+        ("| group " if grouped else "") + "| metric | vs | E | alpha [95% CI] | beta | r |",
+        ("|---" if grouped else "") + "|---|---|---|---|---|---|",
+    ]
     for f in doc["fits"]:
         ci = f" [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}]" if f["alpha_ci"] else ""
         E = f"{f['E']:.3f}" if abs(f["E"]) > 1e-9 else "0"
-        lines.append((f"| {f.get('group_label') or '-'} " if grouped else "")
-                     + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.3f}{ci} | {f['beta']:.3g} | {f['r']:.4f} |")
+        lines.append(
+            (f"| {f.get('group_label') or '-'} " if grouped else "")
+            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.3f}{ci} | {f['beta']:.3g} | {f['r']:.4f} |"
+        )
     picked = [f for f in doc["fits"] if f.get("best_over") and f["against"] == "N"]
     if picked:
         axis = picked[0]["best_over"]["axis"]
-        lines += ["", f"| metric | N | best {axis} | run | final value | other values |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"| metric | N | best {axis} | run | final value | other values |",
+            "|---|---|---|---|---|---|",
+        ]
         for f in picked:
             for p in f["best_over"]["picked"]:
                 others = ", ".join(f"{c['value']:g}: {c[p['by']]:.4f}" for c in p["candidates"][1:])
-                lines.append(f"| {f['metric']} | {p['params']:,} | {p['value']:g} | {p['run']} "
-                             f"| {p[p['by']]:.4f} | {others} |")
+                lines.append(
+                    f"| {f['metric']} | {p['params']:,} | {p['value']:g} | {p['run']} "
+                    f"| {p[p['by']]:.4f} | {others} |"
+                )
     return lines
 
 
@@ -72,8 +82,13 @@ def main(runs_dir: str = "runs/demo") -> None:
         doc = run([str(runs), "--out", str(out), *args])
         sha = hashlib.sha256((out / "results.csv").read_bytes()).hexdigest()[:16]
         command = f"python -m scaling.fit {runs}" + (" " + " ".join(args) if args else "")
-        text += [f"`{command}` ({doc['n_runs']} runs in {runs}, results.csv sha256 {sha}..., "
-                 f"fitted {doc['created_utc']}):", "", *_table(doc), ""]
+        text += [
+            f"`{command}` ({doc['n_runs']} runs in {runs}, results.csv sha256 {sha}..., "
+            f"fitted {doc['created_utc']}):",
+            "",
+            *_table(doc),
+            "",
+        ]
         for against in ("N", "Cmin"):
             src = out / f"fit_vs_{against}.png"
             if src.exists():

@@ -43,8 +43,13 @@ from scaling.study.run.states import run_states  # noqa: E402
 from scaling.study.sweep.sweep import load_sweep  # noqa: E402
 from tests.factories import make_token_store  # noqa: E402
 
-LOCAL_KINDS = ("sigkill-trainer", "sigterm-trainer", "sigusr2-trainer", "sigterm-launcher",
-               "sigkill-launcher")
+LOCAL_KINDS = (
+    "sigkill-trainer",
+    "sigterm-trainer",
+    "sigusr2-trainer",
+    "sigterm-launcher",
+    "sigkill-launcher",
+)
 SLURM_KINDS = ("scancel", "scontrol-requeue", "sigusr2-job", "sigkill-trainer")
 TIMING = ("wall_s", "eval_s")
 
@@ -89,10 +94,12 @@ class Counts:
 
     def line(self, backend: str) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.kills.items()))
-        return (f"kill soak [{backend}]: {self.total_kills} kills ({kinds}), {self.launches} "
-                f"launches, {self.resumes} resumes from a checkpoint, {self.lost} evaluations "
-                f"lost, {self.duplicated} duplicated, {self.mismatched_lines} lines differing, "
-                f"final weights bitwise equal in {self.weights_equal}/{self.runs} runs")
+        return (
+            f"kill soak [{backend}]: {self.total_kills} kills ({kinds}), {self.launches} "
+            f"launches, {self.resumes} resumes from a checkpoint, {self.lost} evaluations "
+            f"lost, {self.duplicated} duplicated, {self.mismatched_lines} lines differing, "
+            f"final weights bitwise equal in {self.weights_equal}/{self.runs} runs"
+        )
 
 
 def _status(run_dir: Path) -> dict:
@@ -123,14 +130,32 @@ def _close(a, b) -> bool:
 class Soak:
     """One soak over a fresh output folder (see the module docstring)."""
 
-    def __init__(self, work: Path, store: Path, backend: str, *, depths=(1, 2), steps: int = 400,
-                 ckpt_every: int = 4, points: int = 6, seed: int = 0, env: dict | None = None,
-                 log=print):
+    def __init__(
+        self,
+        work: Path,
+        store: Path,
+        backend: str,
+        *,
+        depths=(1, 2),
+        steps: int = 400,
+        ckpt_every: int = 4,
+        points: int = 6,
+        seed: int = 0,
+        env: dict | None = None,
+        log=print,
+    ):
         self.work, self.backend, self.log = Path(work), backend, log
         self.work.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(seed)
-        self.spec = dict(store=store, steps=steps, ckpt_every=ckpt_every, points=points,
-                         depths=list(depths), backend=backend, parallel=len(depths))
+        self.spec = dict(
+            store=store,
+            steps=steps,
+            ckpt_every=ckpt_every,
+            points=points,
+            depths=list(depths),
+            backend=backend,
+            parallel=len(depths),
+        )
         self.round = 0
         self.new_round()
         self.run_ids = [f"d{d}" for d in depths]
@@ -149,8 +174,9 @@ class Soak:
     def launch(self) -> None:
         """Start `launch --retry-failed` (local: it waits; SLURM: it submits and returns)."""
         cmd = [sys.executable, "-m", "scaling.launch", str(self.sweep), "--retry-failed"]
-        self.launcher = subprocess.Popen(cmd, cwd=self.work, env=self.env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.launcher = subprocess.Popen(
+            cmd, cwd=self.work, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.counts.launches += 1
         if self.backend == "slurm":
             self.launcher.wait(timeout=300)
@@ -183,9 +209,13 @@ class Soak:
             rec = _status(d)
             t = rec.get("trainer") or {}
             ckpt = d / "checkpoint.pt"
-            if rec.get("state") == "running" and same_process(t.get("pid"), t.get("start")) and \
-                    ckpt.exists() and ckpt.stat().st_mtime > rec.get("started_at", 0) and \
-                    rec.get("step", 0) < rec.get("total_steps", 1) - 8:
+            if (
+                rec.get("state") == "running"
+                and same_process(t.get("pid"), t.get("start"))
+                and ckpt.exists()
+                and ckpt.stat().st_mtime > rec.get("started_at", 0)
+                and rec.get("step", 0) < rec.get("total_steps", 1) - 8
+            ):
                 out.append(run_id)
         return out
 
@@ -220,8 +250,9 @@ class Soak:
             elif kind in ("sigterm-launcher", "sigkill-launcher"):
                 if not self.launcher_alive():
                     return False
-                self.launcher.send_signal(signal.SIGTERM if kind == "sigterm-launcher"
-                                          else signal.SIGKILL)
+                self.launcher.send_signal(
+                    signal.SIGTERM if kind == "sigterm-launcher" else signal.SIGKILL
+                )
                 self.launcher.wait(timeout=300)
             elif kind == "scancel":
                 subprocess.run(["scancel", job], env=slurm_env, check=True)
@@ -234,8 +265,10 @@ class Soak:
         except ProcessLookupError:
             return False
         self.counts.kills[kind] = self.counts.kills.get(kind, 0) + 1
-        self.log(f"  kill {self.counts.total_kills}: {kind} on {run_id} (job {job}, trainer "
-                 f"pid {pid}) at step {rec.get('step')}")
+        self.log(
+            f"  kill {self.counts.total_kills}: {kind} on {run_id} (job {job}, trainer "
+            f"pid {pid}) at step {rec.get('step')}"
+        )
         # wait for the kill to land: the trainer pid ends
         t = rec.get("trainer") or {}
         t1 = time.time()
@@ -285,12 +318,14 @@ class Soak:
             c.duplicated += len(got_steps) - len(set(got_steps))
             c.mismatched_lines += abs(len(ref) - len(got)) + sum(
                 not (a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a))
-                for a, b in zip(ref, got))
+                for a, b in zip(ref, got)
+            )
             c.resumes += int(_status(self.output / run_id).get("restarts", 0))
             wa = torch.load(reference / run_id / "checkpoint.pt", weights_only=True)["model"]
             wb = torch.load(self.output / run_id / "checkpoint.pt", weights_only=True)["model"]
-            c.weights_equal += int(wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k])
-                                                                  for k in wa))
+            c.weights_equal += int(
+                wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+            )
             c.runs += 1
         return c
 
@@ -322,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(work / a.backend, store, a.backend, steps=a.steps, seed=a.seed, env=env)
     counts = soak.run(a.kills, ref)
     print(counts.line(a.backend))
-    ok = counts.lost == counts.duplicated == counts.mismatched_lines == 0 and \
-        counts.weights_equal == counts.runs
+    ok = (
+        counts.lost == counts.duplicated == counts.mismatched_lines == 0
+        and counts.weights_equal == counts.runs
+    )
     return 0 if ok else 1
 
 

@@ -30,8 +30,14 @@ def main() -> None:
             covered = 0
             for seed in range(args.repeats):
                 table = prepare(final_points_table(sigma=0.01, seed=1000 + seed), [metric])
-                fit = fit_vs_n(table, metric, irreducible="paper", bootstrap=args.bootstrap,
-                               seed=seed, ci_method=ci_method)
+                fit = fit_vs_n(
+                    table,
+                    metric,
+                    irreducible="paper",
+                    bootstrap=args.bootstrap,
+                    seed=seed,
+                    ci_method=ci_method,
+                )
                 covered += fit.alpha_ci[0] <= alpha <= fit.alpha_ci[1]
             print(f"| {metric} vs N | {ci_method} | {covered}/{args.repeats} |", flush=True)
     for metric in METRICS:
@@ -39,8 +45,9 @@ def main() -> None:
         covered = 0
         for seed in range(args.repeats):
             table = prepare(training_curves_table(sigma=0.01, seed=2000 + seed, evals=8), [metric])
-            fit = fit_vs_cmin(table, metric, irreducible="paper", bootstrap=args.cmin_bootstrap,
-                              seed=seed)
+            fit = fit_vs_cmin(
+                table, metric, irreducible="paper", bootstrap=args.cmin_bootstrap, seed=seed
+            )
             covered += fit.alpha_ci[0] <= alpha <= fit.alpha_ci[1]
         print(f"| {metric} vs Cmin | expanded | {covered}/{args.repeats} |", flush=True)
 

@@ -63,9 +63,15 @@ def child(variant: str, depth: int, batch: int, chunk_rows: int) -> dict:
     Path("/proc/self/clear_refs").write_text("5")
     loss = step()
     peak = _kib("VmHWM")
-    return dict(variant=variant, depth=depth, batch=batch, L=L, loss=loss,
-                peak_extra_mib=round((peak - before) / 1024, 1),
-                logits_fp32_mib=round(B * L * 4096 * 4 / 2 ** 20, 1))
+    return dict(
+        variant=variant,
+        depth=depth,
+        batch=batch,
+        L=L,
+        loss=loss,
+        peak_extra_mib=round((peak - before) / 1024, 1),
+        logits_fp32_mib=round(B * L * 4096 * 4 / 2**20, 1),
+    )
 
 
 def main() -> int:
@@ -80,18 +86,37 @@ def main() -> int:
         return 0
     rows = []
     for variant in ("plain", "chunked"):
-        out = subprocess.run([sys.executable, __file__, "--child", variant, "--depth", str(args.depth),
-                              "--batch", str(args.batch), "--chunk-rows", str(args.chunk_rows)],
-                             capture_output=True, text=True, check=True, env=dict(os.environ))
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                variant,
+                "--depth",
+                str(args.depth),
+                "--batch",
+                str(args.batch),
+                "--chunk-rows",
+                str(args.chunk_rows),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ),
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"official geometry (V 4096, L {rows[0]['L']}), depth {args.depth}, batch {args.batch}, "
-          f"chunk {args.chunk_rows} rows; fp32 logits {rows[0]['logits_fp32_mib']} MiB")
+    print(
+        f"official geometry (V 4096, L {rows[0]['L']}), depth {args.depth}, batch {args.batch}, "
+        f"chunk {args.chunk_rows} rows; fp32 logits {rows[0]['logits_fp32_mib']} MiB"
+    )
     print("| head loss | peak extra RSS MiB (forward + backward) | loss |")
     print("|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['peak_extra_mib']} | {r['loss']:.6f} |")
-    print(f"saving: {rows[0]['peak_extra_mib'] - rows[1]['peak_extra_mib']:.1f} MiB "
-          f"({rows[1]['peak_extra_mib'] / rows[0]['peak_extra_mib']:.2f}x of plain)")
+    print(
+        f"saving: {rows[0]['peak_extra_mib'] - rows[1]['peak_extra_mib']:.1f} MiB "
+        f"({rows[1]['peak_extra_mib'] / rows[0]['peak_extra_mib']:.2f}x of plain)"
+    )
     return 0
 
 

@@ -41,24 +41,33 @@ def main() -> None:
     errors = {k: [] for k in names}
     covered = {k: 0 for k in names}
     for r in range(args.repeats):
-        fit = fit_joint_table(draw(args.seed0 + r, args.sigma), bootstrap=args.bootstrap, seed=r,
-                              holdout=False)
+        fit = fit_joint_table(
+            draw(args.seed0 + r, args.sigma), bootstrap=args.bootstrap, seed=r, holdout=False
+        )
         truth = {"alpha": TRUE.alpha, "beta": TRUE.beta, "E": TRUE.E, "a_N": true_aN}
-        est = {"alpha": fit.law.alpha, "beta": fit.law.beta, "E": fit.law.E,
-               "a_N": exponents(fit.law, fit.compute)[0]}
+        est = {
+            "alpha": fit.law.alpha,
+            "beta": fit.law.beta,
+            "E": fit.law.E,
+            "a_N": exponents(fit.law, fit.compute)[0],
+        }
         for k in names:
             errors[k].append(abs(est[k] - truth[k]))
             ci = fit.ci(k)
             covered[k] += ci is not None and ci[0] <= truth[k] <= ci[1]
-    print(f"{args.repeats} tables, 30 points each (6 sizes x 5 data amounts), noise sigma {args.sigma}, "
-          f"{args.bootstrap} bootstrap draws per fit")
+    print(
+        f"{args.repeats} tables, 30 points each (6 sizes x 5 data amounts), noise sigma {args.sigma}, "
+        f"{args.bootstrap} bootstrap draws per fit"
+    )
     print("| parameter | true | median abs error | 90th pct abs error | 95% interval covers |")
     print("|---|---|---|---|---|")
     for k in names:
         e = np.array(errors[k])
         t = true_aN if k == "a_N" else getattr(TRUE, k)
-        print(f"| {k} | {t:.4g} | {np.median(e):.4f} | {np.quantile(e, 0.9):.4f} | "
-              f"{covered[k]}/{args.repeats} ({100 * covered[k] / args.repeats:.0f}%) |")
+        print(
+            f"| {k} | {t:.4g} | {np.median(e):.4f} | {np.quantile(e, 0.9):.4f} | "
+            f"{covered[k]}/{args.repeats} ({100 * covered[k] / args.repeats:.0f}%) |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests" / "study" / "laws"))
 
 def planner_vs_end_to_end(studies: int, replicates: int) -> None:
     from test_plan import LAWS, _sweep  # the small grid and its prior
+
     from scaling.study.laws.fit import run as fit_run
     from scaling.study.laws.plan import run as plan_run
 
@@ -48,8 +49,23 @@ def planner_vs_end_to_end(studies: int, replicates: int) -> None:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the CLI prints its report
-            doc = plan_run([str(_sweep(tmp)), *LAWS, "--noise-sd", str(sd), "--replicates", str(replicates),
-                            "--bootstrap", "200", "--alt-replicates", "0", "--no-plots", "--seed", "3"])
+            doc = plan_run(
+                [
+                    str(_sweep(tmp)),
+                    *LAWS,
+                    "--noise-sd",
+                    str(sd),
+                    "--replicates",
+                    str(replicates),
+                    "--bootstrap",
+                    "200",
+                    "--alt-replicates",
+                    "0",
+                    "--no-plots",
+                    "--seed",
+                    "3",
+                ]
+            )
         print(f"planner: {time.perf_counter() - t0:.1f} s")
         curve = doc["curves"]["ce_last"]
         rng = np.random.default_rng(11)
@@ -66,34 +82,51 @@ def planner_vs_end_to_end(studies: int, replicates: int) -> None:
                 lines = []
                 for step, c in enumerate(r["eval_compute"], start=1):
                     red = curve["A"] * n ** -curve["a"] + curve["B"] * (c / 1e15 / n) ** -curve["b"]
-                    lines.append(json.dumps({"step": step, "params": r["params"], "flops": c, "eval": "full",
-                                             "ce_last": curve["E"] + red * np.exp(z)}))
+                    lines.append(
+                        json.dumps(
+                            {
+                                "step": step,
+                                "params": r["params"],
+                                "flops": c,
+                                "eval": "full",
+                                "ce_last": curve["E"] + red * np.exp(z),
+                            }
+                        )
+                    )
                 (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-            (root / "fit.yaml").write_text("irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n")
+            (root / "fit.yaml").write_text(
+                "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
+            )
             with contextlib.redirect_stdout(io.StringIO()):
                 fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])
             for f in fitted["fits"]:
                 width[f["against"]].append(f["alpha_ci"][1] - f["alpha_ci"][0])
                 alpha[f["against"]].append(f["alpha"])
                 lo_hi[f["against"]].append(f["alpha_ci"])
-    print(f"\n1. planner ({replicates} simulated studies) vs end to end ({studies} studies through scaling.fit)")
-    print("| law | predicted CI width | observed CI width | predicted 95% range | observed 95% range "
-          "| predicted coverage | observed coverage |")
+    print(
+        f"\n1. planner ({replicates} simulated studies) vs end to end ({studies} studies through scaling.fit)"
+    )
+    print(
+        "| law | predicted CI width | observed CI width | predicted 95% range | observed 95% range "
+        "| predicted coverage | observed coverage |"
+    )
     print("|---|---|---|---|---|---|---|")
     for law in doc["precision"]:
         a = law["against"]
         prior = law["prior_alpha"]
         lo, hi = np.quantile(alpha[a], [0.025, 0.975])
         cov = np.mean([l <= prior <= h for l, h in lo_hi[a]])
-        print(f"| ce_last vs {a} | {law['median_ci_width']:.4f} | {np.median(width[a]):.4f} | {law['spread95']:.4f} "
-              f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |")
+        print(
+            f"| ce_last vs {a} | {law['median_ci_width']:.4f} | {np.median(width[a]):.4f} | {law['spread95']:.4f} "
+            f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |"
+        )
 
 
 def seeds_coverage(studies: int) -> None:
-    from analysis.powerlaw import fit_vs_n
-    from analysis.results import prepare
     import analysis.powerlaw as pl
     import analysis.seeds as seeds
+    from analysis.powerlaw import fit_vs_n
+    from analysis.results import prepare
 
     alpha, beta, E, sd = -0.23, 2.0, 4.5, 0.05
     sizes = np.geomspace(2e7, 2e9, 12)
@@ -109,42 +142,81 @@ def seeds_coverage(studies: int) -> None:
             rows = []
             for i, n in enumerate(sizes):
                 for s, z in enumerate(rng.standard_normal(3)):
-                    rows.append({"run": f"d{i}-s{s}", "params": n, "seed": s, "step": 1, "flops": 1e18,
-                                 "ce_last": E + (beta * n / 1e9) ** alpha * np.exp(sd * z)})
-            fit = fit_vs_n(prepare(pd.DataFrame(rows), ["ce_last"]), "ce_last", irreducible=E, bootstrap=400, seed=rep)
+                    rows.append(
+                        {
+                            "run": f"d{i}-s{s}",
+                            "params": n,
+                            "seed": s,
+                            "step": 1,
+                            "flops": 1e18,
+                            "ce_last": E + (beta * n / 1e9) ** alpha * np.exp(sd * z),
+                        }
+                    )
+            fit = fit_vs_n(
+                prepare(pd.DataFrame(rows), ["ce_last"]),
+                "ce_last",
+                irreducible=E,
+                bootstrap=400,
+                seed=rep,
+            )
             hits += fit.alpha_ci[0] <= alpha <= fit.alpha_ci[1]
             alphas.append(fit.law.alpha)
         expected = sd / np.sqrt(3) / (np.std(np.log(sizes)) * np.sqrt(12))
-        print(f"| {within} replacement | {100 * hits / studies:.1f}% | {np.median(alphas):.4f} "
-              f"| {np.std(alphas):.4f} ({expected:.4f}) |")
+        print(
+            f"| {within} replacement | {100 * hits / studies:.1f}% | {np.median(alphas):.4f} "
+            f"| {np.std(alphas):.4f} ({expected:.4f}) |"
+        )
     pl.bootstrap_size_seed = original
 
 
 def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
+    from test_plan import LAWS, WSD  # the WSD grid with decay branches
     from threadpoolctl import threadpool_limits
 
-    from test_plan import LAWS, WSD  # the WSD grid with decay branches
     from scaling.study.laws.fit import run as fit_run
     from scaling.study.laws.plan import run as plan_run
 
     E, A, alpha, B, beta, sd = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01
     truth = {"alpha": alpha, "beta": beta}
-    print(f"\n3. joint law, planner ({replicates} simulated studies) vs end to end ({studies} studies through "
-          f"scaling.fit --law nd), {bootstrap} bootstrap samples, noise sd {sd}")
-    print("| noise | exponent | predicted CI width | observed CI width | predicted 95% range | observed 95% range "
-          "| predicted coverage | observed coverage |")
+    print(
+        f"\n3. joint law, planner ({replicates} simulated studies) vs end to end ({studies} studies through "
+        f"scaling.fit --law nd), {bootstrap} bootstrap samples, noise sd {sd}"
+    )
+    print(
+        "| noise | exponent | predicted CI width | observed CI width | predicted 95% range | observed 95% range "
+        "| predicted coverage | observed coverage |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    for noise, flags in (("independent per point", ["--noise-sd", "0", "--eval-noise", str(sd)]),
-                         ("seed, shared by a parent and its branches", ["--noise-sd", str(sd)])):
+    for noise, flags in (
+        ("independent per point", ["--noise-sd", "0", "--eval-noise", str(sd)]),
+        ("seed, shared by a parent and its branches", ["--noise-sd", str(sd)]),
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             t0 = time.perf_counter()
             sweep = tmp / "wsd3.yaml"
-            sweep.write_text(WSD.format(out=tmp / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]"))
+            sweep.write_text(
+                WSD.format(out=tmp / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]")
+            )
             with contextlib.redirect_stdout(io.StringIO()):
-                doc = plan_run([str(sweep), *LAWS, "--joint-law", f"ce_last={E},{A},{alpha},{B},{beta}",
-                                *flags, "--replicates", str(replicates), "--bootstrap", str(bootstrap),
-                                "--alt-replicates", "0", "--no-plots", "--seed", "3"])
+                doc = plan_run(
+                    [
+                        str(sweep),
+                        *LAWS,
+                        "--joint-law",
+                        f"ce_last={E},{A},{alpha},{B},{beta}",
+                        *flags,
+                        "--replicates",
+                        str(replicates),
+                        "--bootstrap",
+                        str(bootstrap),
+                        "--alt-replicates",
+                        "0",
+                        "--no-plots",
+                        "--seed",
+                        "3",
+                    ]
+                )
             planned = time.perf_counter() - t0
             points = doc["joint"]["points"]
             families = np.array([p["family"] for p in points])
@@ -152,17 +224,32 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
             value, ci = {"alpha": [], "beta": []}, {"alpha": [], "beta": []}
             for rep in range(studies):
                 root = tmp / f"study{rep}"
-                z = (sd * rng.standard_normal(families.max() + 1)[families] if noise.startswith("seed")
-                     else sd * rng.standard_normal(len(points)))
+                z = (
+                    sd * rng.standard_normal(families.max() + 1)[families]
+                    if noise.startswith("seed")
+                    else sd * rng.standard_normal(len(points))
+                )
                 for p, zi in zip(points, z):
                     d = root / p["run"]
                     d.mkdir(parents=True)
                     (d / "config.yaml").write_text("seed: 0\n")
                     loss = E + (A * p["N"] ** -alpha + B * p["D"] ** -beta) * np.exp(zi)
-                    (d / "metrics.jsonl").write_text(json.dumps(
-                        {"step": 1, "params": p["N"], "tokens": p["D"], "flops": 4.5 * p["N"] * p["D"],
-                         "eval": "full", "ce_last": loss}) + "\n")
-                (root / "fit.yaml").write_text(f"law: nd\nmetrics: [ce_last]\nbootstrap: {bootstrap}\n")
+                    (d / "metrics.jsonl").write_text(
+                        json.dumps(
+                            {
+                                "step": 1,
+                                "params": p["N"],
+                                "tokens": p["D"],
+                                "flops": 4.5 * p["N"] * p["D"],
+                                "eval": "full",
+                                "ce_last": loss,
+                            }
+                        )
+                        + "\n"
+                    )
+                (root / "fit.yaml").write_text(
+                    f"law: nd\nmetrics: [ce_last]\nbootstrap: {bootstrap}\n"
+                )
                 with contextlib.redirect_stdout(io.StringIO()), threadpool_limits(1):
                     fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])["joint"][0]
                 for k in value:
@@ -173,8 +260,10 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
                 lo, hi = np.quantile(value[k], [0.025, 0.975])
                 width = np.median([h - l for l, h in ci[k]])
                 cov = np.mean([l <= truth[k] <= h for l, h in ci[k]])
-                print(f"| {noise} | {k} | {law['median_ci_width']:.4f} | {width:.4f} | {law['spread95']:.4f} "
-                      f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |")
+                print(
+                    f"| {noise} | {k} | {law['median_ci_width']:.4f} | {width:.4f} | {law['spread95']:.4f} "
+                    f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |"
+                )
             print(f"(planner: {planned:.1f} s wall, {doc['cpu_s']:.1f} s CPU)", file=sys.stderr)
 
 

@@ -35,26 +35,41 @@ sys.path.insert(0, str(ROOT))
 
 from scaling.core.rundir import RunDir  # noqa: E402
 from scaling.tools.bench.geometry import Geometry, make_vqvae, write_random_store  # noqa: E402
-from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig,  # noqa: E402
-                                     OptimConfig, RunConfig, RuntimeConfig)
+from scaling.training.config import (  # noqa: E402
+    DataConfig,
+    EvalConfig,
+    LengthConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    RuntimeConfig,
+)
 from scaling.training.distributed import DistInfo  # noqa: E402
 from scaling.training.inputs import split_scales  # noqa: E402
 from scaling.training.trainer import Trainer  # noqa: E402
 from var_core import VAR  # noqa: E402
 
-DEMO = Geometry(vocab_size=256, z_channels=16, vqvae_ch=32, vqvae_ch_mult=(1, 2, 2),
-                patch_nums=(1, 2, 3, 4), num_classes=10)
+DEMO = Geometry(
+    vocab_size=256,
+    z_channels=16,
+    vqvae_ch=32,
+    vqvae_ch_mult=(1, 2, 2),
+    patch_nums=(1, 2, 3, 4),
+    num_classes=10,
+)
 
 
 def trainer_for(store: Path, run_dir: Path, depth: int, batch: int, eval_images: int) -> Trainer:
     """A Trainer as the demo sweep configures it (one thread is set by the caller)."""
     config = RunConfig(
-        run_id=f"d{depth}", data=DataConfig(store=store),
+        run_id=f"d{depth}",
+        data=DataConfig(store=store),
         model=ModelConfig(depth=depth, width=16 * depth, heads=depth, init_adaln_gamma=1e-2),
         optim=OptimConfig(batch_size=batch, base_lr=2.4e-2, final_lr_frac=0.01, warmup_frac=0.05),
         length=LengthConfig(steps=1_000_000),
         eval=EvalConfig(points=1, batch_size=250, max_images=eval_images),
-        runtime=RuntimeConfig(device="cpu"))
+        runtime=RuntimeConfig(device="cpu"),
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     return Trainer(config, RunDir(run_dir), DistInfo(0, 1, 0, torch.device("cpu")))
 
@@ -76,13 +91,18 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     batch = 32
-    print(f"load average before: {os.getloadavg()}, threads {args.threads}, torch {torch.__version__}")
-    print("| size | train ms (trainer) | train ms (bare) | ratio | eval ms (trainer) | eval ms (bare) | ratio |")
+    print(
+        f"load average before: {os.getloadavg()}, threads {args.threads}, torch {torch.__version__}"
+    )
+    print(
+        "| size | train ms (trainer) | train ms (bare) | ratio | eval ms (trainer) | eval ms (bare) | ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         vqvae = make_vqvae(DEMO, torch.device("cpu"))
-        store = write_random_store(Path(tmp) / "store", DEMO, vqvae.quantize,
-                                   n_train=batch * 64, n_val=args.eval_images)
+        store = write_random_store(
+            Path(tmp) / "store", DEMO, vqvae.quantize, n_train=batch * 64, n_val=args.eval_images
+        )
         for depth in args.sizes:
             trainer = trainer_for(store, Path(tmp) / f"d{depth}", depth, batch, args.eval_images)
             model = trainer.model
@@ -90,7 +110,9 @@ def main() -> int:
             bare = VAR(**model.config()).train()
             bare.cond_drop = 0.0
             bare.load_state_dict(model.state_dict())
-            opt = torch.optim.AdamW(bare.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)
+            opt = torch.optim.AdamW(
+                bare.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05
+            )
             tokens, labels = trainer.store.gather("train", torch.arange(batch).numpy())
             x_in = trainer.inputs.teacher_forcing_input(tokens)
 
@@ -102,8 +124,10 @@ def main() -> int:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
-            eval_batches = [trainer.store.gather("val", torch.arange(s, min(s + 250, args.eval_images)).numpy())
-                            for s in range(0, args.eval_images, 250)]
+            eval_batches = [
+                trainer.store.gather("val", torch.arange(s, min(s + 250, args.eval_images)).numpy())
+                for s in range(0, args.eval_images, 250)
+            ]
 
             @torch.no_grad()
             def bare_eval():
@@ -127,8 +151,11 @@ def main() -> int:
                 e_bare.append(timed(bare_eval, 1))
             a, b = statistics.median(t_tr), statistics.median(t_bare)
             c, d = statistics.median(e_tr), statistics.median(e_bare)
-            print(f"| d{depth} | {1e3 * a:.2f} | {1e3 * b:.2f} | {a / b:.3f} | {1e3 * c:.1f} | "
-                  f"{1e3 * d:.1f} | {c / d:.3f} |", flush=True)
+            print(
+                f"| d{depth} | {1e3 * a:.2f} | {1e3 * b:.2f} | {a / b:.3f} | {1e3 * c:.1f} | "
+                f"{1e3 * d:.1f} | {c / d:.3f} |",
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -34,41 +34,85 @@ def main() -> int:
     p.add_argument("--width", type=int, default=None, help="default 16 x depth, as the demo")
     p.add_argument("--train-per-class", type=int, default=150)
     p.add_argument("--vqvae-steps", type=int, default=300)
-    p.add_argument("--only", choices=["center", "views"], default=None,
-                   help="train only one of the two runs (run both at once in two processes, "
-                        "then once more without --only for the table)")
+    p.add_argument(
+        "--only",
+        choices=["center", "views"],
+        default=None,
+        help="train only one of the two runs (run both at once in two processes, "
+        "then once more without --only for the table)",
+    )
     a = p.parse_args()
 
     from analysis.overfit import RISE, check_curve
-    from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
-                                RunConfig, RuntimeConfig)
     from scaling.core.config_io import dump_yaml
     from scaling.core.rundir import RunDir
     from scaling.data.synthetic import generate
     from scaling.data.tokenize import tokenize
-    from scaling.training.job import train_run
     from scaling.data.vqvae_training import VQVAETrainConfig, train_vqvae
+    from scaling.training.config import (
+        DataConfig,
+        EvalConfig,
+        LengthConfig,
+        ModelConfig,
+        OptimConfig,
+        RunConfig,
+        RuntimeConfig,
+    )
+    from scaling.training.job import train_run
 
     out = a.out
     t0 = time.perf_counter()
-    images = generate(out / "images", num_classes=10, train_per_class=a.train_per_class,
-                      val_per_class=50, resolution=16, seed=0)
-    vqvae = train_vqvae(VQVAETrainConfig(  # resumes, or returns at once when finished
-        images=images, out=out / "vqvae", resolution=16, vocab_size=256, z_channels=16, ch=32,
-        ch_mult=(1, 2, 2), num_res_blocks=1, patch_nums=(1, 2, 3, 4), batch_size=32,
-        lr=2e-3, steps=a.vqvae_steps, eval_images=200, device="cpu"), progress=False)
+    images = generate(
+        out / "images",
+        num_classes=10,
+        train_per_class=a.train_per_class,
+        val_per_class=50,
+        resolution=16,
+        seed=0,
+    )
+    vqvae = train_vqvae(
+        VQVAETrainConfig(  # resumes, or returns at once when finished
+            images=images,
+            out=out / "vqvae",
+            resolution=16,
+            vocab_size=256,
+            z_channels=16,
+            ch=32,
+            ch_mult=(1, 2, 2),
+            num_res_blocks=1,
+            patch_nums=(1, 2, 3, 4),
+            batch_size=32,
+            lr=2e-3,
+            steps=a.vqvae_steps,
+            eval_images=200,
+            device="cpu",
+        ),
+        progress=False,
+    )
     results = {}
     todo = {None: (1, a.views), "center": (1,), "views": (a.views,)}[a.only]
     for views in todo:
-        store = tokenize(images, vqvae, out / f"tokens_v{views}", views=views, batch_size=256,
-                         device="cpu", progress=False)
+        store = tokenize(
+            images,
+            vqvae,
+            out / f"tokens_v{views}",
+            views=views,
+            batch_size=256,
+            device="cpu",
+            progress=False,
+        )
         config = RunConfig(
-            run_id=f"d{a.depth}w{a.width or 16 * a.depth}_e{a.epochs:g}_views{views}", data=DataConfig(store=store, views=views),
-            model=ModelConfig(depth=a.depth, width=a.width or 16 * a.depth, heads=a.depth,
-                              init_adaln_gamma=1e-2),
+            run_id=f"d{a.depth}w{a.width or 16 * a.depth}_e{a.epochs:g}_views{views}",
+            data=DataConfig(store=store, views=views),
+            model=ModelConfig(
+                depth=a.depth, width=a.width or 16 * a.depth, heads=a.depth, init_adaln_gamma=1e-2
+            ),
             optim=OptimConfig(batch_size=32, base_lr=2.4e-2, final_lr_frac=0.01, warmup_frac=0.05),
-            length=LengthConfig(epochs=a.epochs), eval=EvalConfig(points=10, first_frac=0.01),
-            runtime=RuntimeConfig(device="cpu", num_threads=1, log_every_s=60), seed=0)
+            length=LengthConfig(epochs=a.epochs),
+            eval=EvalConfig(points=10, first_frac=0.01),
+            runtime=RuntimeConfig(device="cpu", num_threads=1, log_every_s=60),
+            seed=0,
+        )
         run = RunDir(out / "runs" / config.run_id)
         run.path.mkdir(parents=True, exist_ok=True)
         if not run.config.exists():
@@ -77,25 +121,38 @@ def main() -> int:
             train_run(run.path)
         recs = [r for r in run.read_metrics() if r.get("eval", "full") == "full"]
         best = min(recs, key=lambda r: r["ce_avg"])
-        flag = check_curve([r["step"] for r in recs], [r["ce_avg"] for r in recs],
-                           [r["train_loss"] for r in recs])
-        results[views] = dict(params=recs[-1]["params"], epochs=a.epochs,
-                              train_last=recs[-1]["train_loss"], test_best=best["ce_avg"],
-                              best_step=best["step"], test_last=recs[-1]["ce_avg"],
-                              steps=recs[-1]["step"], flag=flag)
+        flag = check_curve(
+            [r["step"] for r in recs], [r["ce_avg"] for r in recs], [r["train_loss"] for r in recs]
+        )
+        results[views] = dict(
+            params=recs[-1]["params"],
+            epochs=a.epochs,
+            train_last=recs[-1]["train_loss"],
+            test_best=best["ce_avg"],
+            best_step=best["step"],
+            test_last=recs[-1]["ce_avg"],
+            steps=recs[-1]["step"],
+            flag=flag,
+        )
     if a.only:
         return 0
-    print(f"\nd{a.depth} ({results[1]['params']:,} params), {a.epochs:g} epochs of "
-          f"{10 * a.train_per_class} images, test = 500 val images (centre crop), "
-          f"{time.perf_counter() - t0:.0f} s\n")
-    print("| train store | train loss (mean since the previous evaluation) | test ce_avg min (step) | test ce_avg last | "
-          f"overfitting check (rise >= {100 * RISE:.0f}% while train falls) |")
+    print(
+        f"\nd{a.depth} ({results[1]['params']:,} params), {a.epochs:g} epochs of "
+        f"{10 * a.train_per_class} images, test = 500 val images (centre crop), "
+        f"{time.perf_counter() - t0:.0f} s\n"
+    )
+    print(
+        "| train store | train loss (mean since the previous evaluation) | test ce_avg min (step) | test ce_avg last | "
+        f"overfitting check (rise >= {100 * RISE:.0f}% while train falls) |"
+    )
     print("|---|---|---|---|---|")
     for views, r in results.items():
         name = "1 centre crop" if views == 1 else f"{views} random-crop views"
-        check = (f"data-limited: {r['flag']['reason']}" if r["flag"] else "not flagged")
-        print(f"| {name} | {r['train_last']:.3f} | {r['test_best']:.3f} ({r['best_step']}) | "
-              f"{r['test_last']:.3f} | {check} |")
+        check = f"data-limited: {r['flag']['reason']}" if r["flag"] else "not flagged"
+        print(
+            f"| {name} | {r['train_last']:.3f} | {r['test_best']:.3f} ({r['best_step']}) | "
+            f"{r['test_last']:.3f} | {check} |"
+        )
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return 0
 

@@ -29,7 +29,10 @@ X_CROSS = 0.1
 
 
 def _laws(alpha: float, beta: float) -> dict[str, PaperLaw]:
-    return {m: PaperLaw(m, "N", alpha, beta, 0.0, -1.0) for m in ("ce_avg", "ce_last", "err_avg", "err_last")}
+    return {
+        m: PaperLaw(m, "N", alpha, beta, 0.0, -1.0)
+        for m in ("ce_avg", "ce_last", "err_avg", "err_last")
+    }
 
 
 def grid_table(seeds=(0, 1), sigma=0.002) -> pd.DataFrame:
@@ -58,19 +61,49 @@ def run_table(table: pd.DataFrame, *args: str) -> dict:
 def test_one_law_per_lr_recovers_each_law(tmp_path):
     path = tmp_path / "grid.csv"
     grid_table().to_csv(path, index=False)
-    doc = run([str(path), "--against", "N", "--metrics", "ce_avg", "--bootstrap", "0", "--no-plots",
-               "--irreducible", "none"])  # drawn with E = 0
+    doc = run(
+        [
+            str(path),
+            "--against",
+            "N",
+            "--metrics",
+            "ce_avg",
+            "--bootstrap",
+            "0",
+            "--no-plots",
+            "--irreducible",
+            "none",
+        ]
+    )  # drawn with E = 0
     fits = {f["group"]["optim.base_lr"]: f for f in doc["fits"]}
     assert sorted(fits) == [1e-3, 3e-3]
     for lr, (alpha, beta) in LAWS.items():
         assert fits[lr]["alpha"] == pytest.approx(alpha, abs=0.005)
         assert fits[lr]["beta"] == pytest.approx(beta, rel=0.1)
         assert fits[lr]["group_label"] == f"lr={lr:g}"
-    assert doc["axes"] == {"size_axes": ["depth"], "seed_axes": ["seed"], "law_axes": ["optim.base_lr"],
-                           "best_over": None, "labels": {"depth": "d", "seed": "s", "optim.base_lr": "lr"}}
+    assert doc["axes"] == {
+        "size_axes": ["depth"],
+        "seed_axes": ["seed"],
+        "law_axes": ["optim.base_lr"],
+        "best_over": None,
+        "labels": {"depth": "d", "seed": "s", "optim.base_lr": "lr"},
+    }
     # --pool draws one law through both lrs: an exponent neither lr follows
-    pooled = run([str(path), "--against", "N", "--metrics", "ce_avg", "--bootstrap", "0", "--no-plots",
-                  "--pool", "--out", str(tmp_path / "pooled")])["fits"]
+    pooled = run(
+        [
+            str(path),
+            "--against",
+            "N",
+            "--metrics",
+            "ce_avg",
+            "--bootstrap",
+            "0",
+            "--no-plots",
+            "--pool",
+            "--out",
+            str(tmp_path / "pooled"),
+        ]
+    )["fits"]
     assert len(pooled) == 1 and -0.28 < pooled[0]["alpha"] < -0.12
 
 
@@ -78,8 +111,20 @@ def test_best_over_lr_picks_each_sizes_best_run_and_says_which(tmp_path, capsys)
     table = grid_table()
     path = tmp_path / "grid.csv"
     table.to_csv(path, index=False)
-    doc = run([str(path), "--against", "N", "--metrics", "ce_avg", "--bootstrap", "0", "--best-over", "lr",
-               "--no-plots"])
+    doc = run(
+        [
+            str(path),
+            "--against",
+            "N",
+            "--metrics",
+            "ce_avg",
+            "--bootstrap",
+            "0",
+            "--best-over",
+            "lr",
+            "--no-plots",
+        ]
+    )
     (fit,) = doc["fits"]
     picked = fit["best_over"]["picked"]
     # by hand: the seed mean of each (size, lr), the lower lr wins
@@ -88,13 +133,17 @@ def test_best_over_lr_picks_each_sizes_best_run_and_says_which(tmp_path, capsys)
     for p in picked:
         row = means.loc[p["params"]]
         assert p["value"] == row.idxmin() and p["ce_avg"] == pytest.approx(row.min(), rel=1e-12)
-        assert p["run"].startswith(f"d{list(SIZES.astype(int)).index(p['params'])}-lr{row.idxmin():g}-s0")
+        assert p["run"].startswith(
+            f"d{list(SIZES.astype(int)).index(p['params'])}-lr{row.idxmin():g}-s0"
+        )
         assert [c["value"] for c in p["candidates"]] == [row.idxmin(), row.idxmax()]
     x = SIZES / 1e9
     assert [p["value"] for p in picked] == [1e-3 if xi < X_CROSS else 3e-3 for xi in x]
     # the fitted points are the per-size minima of the two laws (up to the 0.2% noise)
     lower = np.minimum(*[(beta * x) ** alpha for alpha, beta in LAWS.values()])
-    assert fit["y_min"] == pytest.approx(lower.min(), rel=0.01) and fit["y_max"] == pytest.approx(lower.max(), rel=0.01)
+    assert fit["y_min"] == pytest.approx(lower.min(), rel=0.01) and fit["y_max"] == pytest.approx(
+        lower.max(), rel=0.01
+    )
     printed = capsys.readouterr().out
     assert "Best run per size over `optim.base_lr`" in printed and "seed-averaged" in printed
     assert printed.count("| ce_avg | ce_avg |") == 6
@@ -104,9 +153,13 @@ def test_axis_roles_and_per_lr_fit_on_seed_means():
     table = grid_table()
     table["compute"] = table["flops"]
     roles = axes.split_axes(table)
-    assert roles == axes.Axes(size=("grid.depth",), seed=("grid.seed",), other=("grid.optim.base_lr",))
+    assert roles == axes.Axes(
+        size=("grid.depth",), seed=("grid.seed",), other=("grid.optim.base_lr",)
+    )
     # one lr's law is the straight line through its seed means (by hand: numpy least squares)
-    doc = run_table(table, "--against", "N", "--metrics", "ce_avg", "--bootstrap", "0", "--no-plots")
+    doc = run_table(
+        table, "--against", "N", "--metrics", "ce_avg", "--bootstrap", "0", "--no-plots"
+    )
     fit = next(f for f in doc["fits"] if f["group"]["optim.base_lr"] == 3e-3)
     one = table[table["grid.optim.base_lr"] == 3e-3].groupby("params")["ce_avg"].mean()
     slope = np.polyfit(np.log(one.index.to_numpy(float) / 1e9), np.log(one.to_numpy()), 1)[0]
@@ -118,10 +171,14 @@ def test_axis_names_and_wrong_axes_are_clear(tmp_path, capsys):
     assert axes.resolve_axis(table, "optim.base_lr") == "grid.optim.base_lr"
     assert axes.resolve_axis(table, "base_lr") == "grid.optim.base_lr"
     assert axes.resolve_axis(table, "lr", {"lr": "optim.base_lr"}) == "grid.optim.base_lr"
-    with pytest.raises(ResultsError, match="'tokenizer' is not a grid axis.*depth, optim.base_lr, seed"):
+    with pytest.raises(
+        ResultsError, match="'tokenizer' is not a grid axis.*depth, optim.base_lr, seed"
+    ):
         axes.resolve_axis(table, "tokenizer")
     with pytest.raises(ResultsError, match="no grid-axis columns"):
-        axes.resolve_axis(table.drop(columns=["grid.depth", "grid.optim.base_lr", "grid.seed"]), "lr")
+        axes.resolve_axis(
+            table.drop(columns=["grid.depth", "grid.optim.base_lr", "grid.seed"]), "lr"
+        )
     path = tmp_path / "grid.csv"
     table.to_csv(path, index=False)
     base = [str(path), "--against", "N", "--bootstrap", "0", "--no-plots"]
@@ -137,8 +194,18 @@ def test_axis_names_and_wrong_axes_are_clear(tmp_path, capsys):
     # a table that names no axis but has two runs per size: fitted together, with a warning
     plain = table.drop(columns=["grid.depth", "grid.optim.base_lr", "grid.seed"])
     plain.to_csv(tmp_path / "plain.csv", index=False)
-    doc = run([str(tmp_path / "plain.csv"), "--against", "N", "--bootstrap", "0", "--no-plots",
-               "--metrics", "ce_avg"])
+    doc = run(
+        [
+            str(tmp_path / "plain.csv"),
+            "--against",
+            "N",
+            "--bootstrap",
+            "0",
+            "--no-plots",
+            "--metrics",
+            "ce_avg",
+        ]
+    )
     assert any("6 sizes have more than one run" in w for w in doc["warnings"])
 
 
@@ -147,15 +214,33 @@ def test_runs_folder_gets_grid_columns_and_settings(tmp_path):
     for run_id, depth, lr in (("d1-lr0.1", 1, 0.1), ("d2-lr0.1", 2, 0.1), ("d1-lr0.2", 1, 0.2)):
         d = tmp_path / run_id
         d.mkdir()
-        (d / "metrics.jsonl").write_text(json.dumps({"run": run_id, "params": 100 * depth, "step": 1, "flops": 1.0,
-                                                     "ce_avg": 1.0, "width": 16 * depth, "batch": 32,
-                                                     "peak_lr": lr / 8, "epochs": 6.0, "seed": 0}) + "\n")
+        (d / "metrics.jsonl").write_text(
+            json.dumps(
+                {
+                    "run": run_id,
+                    "params": 100 * depth,
+                    "step": 1,
+                    "flops": 1.0,
+                    "ce_avg": 1.0,
+                    "width": 16 * depth,
+                    "batch": 32,
+                    "peak_lr": lr / 8,
+                    "epochs": 6.0,
+                    "seed": 0,
+                }
+            )
+            + "\n"
+        )
     (tmp_path / "grid.yaml").write_text(
         "sweep: s\naxes: [depth, optim.base_lr]\nlabels: {depth: d, optim.base_lr: lr}\nruns:\n"
         "  d1-lr0.1: {depth: 1, optim.base_lr: 0.1}\n  d2-lr0.1: {depth: 2, optim.base_lr: 0.1}\n"
-        "  d1-lr0.2: {depth: 1, optim.base_lr: 0.2}\n")
+        "  d1-lr0.2: {depth: 1, optim.base_lr: 0.2}\n"
+    )
     table = read_runs(tmp_path).set_index("run")
-    assert table.loc["d1-lr0.2", "grid.optim.base_lr"] == 0.2 and table.loc["d2-lr0.1", "grid.depth"] == 2
+    assert (
+        table.loc["d1-lr0.2", "grid.optim.base_lr"] == 0.2
+        and table.loc["d2-lr0.1", "grid.depth"] == 2
+    )
     assert table.loc["d2-lr0.1", "width"] == 32 and table.loc["d1-lr0.2", "peak_lr"] == 0.025
     (tmp_path / "grid.yaml").write_text("axes: depth\nruns: [1, 2]\n")
     with pytest.raises(ResultsError, match=r"grid.yaml: expected a mapping with 'axes'"):

@@ -14,7 +14,9 @@ def _table(curves: dict[str, tuple[list[float], list[float]]]) -> pd.DataFrame:
     rows = []
     for run, (c, y) in curves.items():
         for i, (ci, yi) in enumerate(zip(c, y)):
-            rows.append({"run": run, "params": 1, "step": i + 1, "compute": float(ci), "ce_avg": float(yi)})
+            rows.append(
+                {"run": run, "params": 1, "step": i + 1, "compute": float(ci), "ce_avg": float(yi)}
+            )
     return pd.DataFrame(rows)
 
 
@@ -33,19 +35,22 @@ def test_frontier_of_crossing_curves_is_exact():
     #   C at c:  12 * c^(-1/3)             D anywhere: min so far
     lg2 = np.log10(2)
     expected = [
-        (1, 10.0, "A"),                         # A 10 beats C 12
-        (2, 10 * 0.5 ** lg2, "A"),              # A's interpolated 8.12 beats D's evaluation 9.5, C 9.52
-        (10, 5.0, "A"),                         # A 5 beats C 5.57, B 8, D 9.5
-        (20, 12 * 20 ** (-1 / 3), "C"),         # C 4.42 beats A 4.67, B 5.96
-        (100, 12 * 100 ** (-1 / 3), "C"),       # C 2.59 beats B 3, A 4
-        (1000, 1.0, "B"),                       # B 1 beats C 1.2; A's best stays 4
+        (1, 10.0, "A"),  # A 10 beats C 12
+        (2, 10 * 0.5**lg2, "A"),  # A's interpolated 8.12 beats D's evaluation 9.5, C 9.52
+        (10, 5.0, "A"),  # A 5 beats C 5.57, B 8, D 9.5
+        (20, 12 * 20 ** (-1 / 3), "C"),  # C 4.42 beats A 4.67, B 5.96
+        (100, 12 * 100 ** (-1 / 3), "C"),  # C 2.59 beats B 3, A 4
+        (1000, 1.0, "B"),  # B 1 beats C 1.2; A's best stays 4
     ]
     assert list(fr.curve["compute"]) == [e[0] for e in expected]
     np.testing.assert_allclose(fr.curve["value"], [e[1] for e in expected], rtol=1e-12)
     assert list(fr.curve["run"]) == [e[2] for e in expected]
     # fitted points: evaluations on the frontier that improve it (interpolated minima are not points)
     assert list(zip(fr.points["compute"], fr.points["value"], fr.points["run"])) == [
-        (1.0, 10.0, "A"), (10.0, 5.0, "A"), (1000.0, 1.0, "B")]
+        (1.0, 10.0, "A"),
+        (10.0, 5.0, "A"),
+        (1000.0, 1.0, "B"),
+    ]
     assert list(fr.points["step"]) == [1, 2, 3]
 
 
@@ -63,9 +68,11 @@ def test_single_run_is_an_error():
 
 def test_smoothing_keeps_power_law_curves_and_damps_noise():
     c = np.geomspace(1, 1e4, 15)
-    y = 3 * c ** -0.1
+    y = 3 * c**-0.1
     table = _table({"a": (list(c), list(y)), "b": (list(c), list(y * 1.5))})
-    np.testing.assert_allclose(smooth_curves(table, "ce_avg", 2)["ce_avg"], table["ce_avg"], rtol=1e-12)
+    np.testing.assert_allclose(
+        smooth_curves(table, "ce_avg", 2)["ce_avg"], table["ce_avg"], rtol=1e-12
+    )
     noisy = table.copy()
     noisy["ce_avg"] *= np.exp(0.01 * np.random.default_rng(0).standard_normal(len(noisy)))
     sm = smooth_curves(noisy, "ce_avg", 2)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.jointlaw import (ComputeModel, JointLaw, exponents, fit_joint, fit_joint_table,
-                               optimal)
+from analysis.jointlaw import ComputeModel, JointLaw, exponents, fit_joint, fit_joint_table, optimal
 from analysis.results import ResultsError, prepare
 from analysis.synthetic import joint_law_table
 
@@ -32,8 +31,12 @@ def test_noise_free_law_is_recovered():
 # seeded tables to be within twice those.
 def test_noisy_law_is_recovered_within_tolerances():
     fits = [fit_joint_table(_table(100 + s), bootstrap=0, holdout=False) for s in range(10)]
-    ok = [abs(f.law.alpha - TRUE.alpha) < 0.03 and abs(f.law.beta - TRUE.beta) < 0.04
-          and abs(f.law.E - TRUE.E) < 0.25 for f in fits]
+    ok = [
+        abs(f.law.alpha - TRUE.alpha) < 0.03
+        and abs(f.law.beta - TRUE.beta) < 0.04
+        and abs(f.law.E - TRUE.E) < 0.25
+        for f in fits
+    ]
     assert sum(ok) >= 9, [(f.law.alpha, f.law.beta, f.law.E) for f in fits]
 
 
@@ -55,7 +58,7 @@ def test_compute_optimal_frontier_matches_brute_force():
     for C in (1e15, 1e18, 1e21):
         N_star, D_star = optimal(TRUE, cm, [C])
         grid = np.geomspace(1e3, 1e14, 200001)
-        losses = TRUE.predict(grid, C / (cm.k * grid ** cm.gamma))
+        losses = TRUE.predict(grid, C / (cm.k * grid**cm.gamma))
         assert N_star[0] == pytest.approx(grid[np.argmin(losses)], rel=1e-3)
         assert cm.flops(N_star, D_star)[0] == pytest.approx(C, rel=1e-12)
     # exponents: slopes of log N*, log D* against log C
@@ -68,7 +71,7 @@ def test_compute_optimal_frontier_matches_brute_force():
 def test_compute_model_recovers_flops_per_token():
     N = np.array([1e4, 1e5, 1e6, 1e4])
     D = np.array([1e6, 1e6, 1e7, 5e7])
-    cm = ComputeModel.fit(N, D, 4.2 * N ** 1.05 * D)
+    cm = ComputeModel.fit(N, D, 4.2 * N**1.05 * D)
     assert cm.k == pytest.approx(4.2, rel=1e-9) and cm.gamma == pytest.approx(1.05, rel=1e-9)
     assert cm.max_rel_error < 1e-9
 
@@ -84,7 +87,9 @@ def test_too_few_distinct_points_is_a_clear_error():
     N = np.array([1e4, 1e4, 1e5, 1e5, 1e6])
     D = np.array([1e6, 1e7, 1e6, 1e7, 1e6])
     L = TRUE.predict(N, D)
-    with pytest.raises(ResultsError, match="more distinct .N, D. points than its 5 parameters; got 5"):
+    with pytest.raises(
+        ResultsError, match="more distinct .N, D. points than its 5 parameters; got 5"
+    ):
         fit_joint(N, D, L)
     N6 = np.full(6, 1e5)
     with pytest.raises(ResultsError, match="at least 2 distinct model sizes"):

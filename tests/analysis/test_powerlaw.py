@@ -26,7 +26,7 @@ def test_paper_laws_are_the_published_numbers():
     assert paper_law("err_avg", "Cmin").beta == 4.4e-2 and paper_law("ce_avg", "Cmin").E == 5.0
     assert X_SCALE == {"N": 1e9, "Cmin": 1e15}
     # (2.0 * 1)^-0.23 + 4.5 at N = 1B params
-    assert law.predict(1.0) == pytest.approx(4.5 + 2.0 ** -0.23)
+    assert law.predict(1.0) == pytest.approx(4.5 + 2.0**-0.23)
     with pytest.raises(KeyError, match="no published law"):
         paper_law("ce_first", "N")
 
@@ -36,7 +36,11 @@ def test_paper_laws_are_the_published_numbers():
 def test_noise_free_law_is_recovered_exactly(E, method):
     x = np.geomspace(0.01, 2, 12)
     y = 2.0 + (3.0 * x) ** -0.2
-    law = fit_law(x, y, E if E is not None else None, method) if E != 0.0 else fit_law(x, y - 2.0, 0.0, method)
+    law = (
+        fit_law(x, y, E if E is not None else None, method)
+        if E != 0.0
+        else fit_law(x, y - 2.0, 0.0, method)
+    )
     assert law.alpha == pytest.approx(-0.2, abs=1e-6)
     assert law.beta == pytest.approx(3.0, rel=1e-5)
     if E is None:
@@ -48,11 +52,19 @@ def test_noise_free_law_is_recovered_exactly(E, method):
 # |alpha error| < 0.005 holds in ~98% of draws (measured over 100 seeds: 98-99%). The tests
 # therefore assert rates over fixed seeds, never cherry-picked single draws.
 
+
 @pytest.mark.parametrize("metric", METRICS)
 def test_laws_vs_n_recovered_from_noisy_points(metric):
     law = paper_law(metric, "N")
-    fits = [fit_vs_n(prepare(final_points_table(sigma=0.01, seed=s), [metric]), metric, irreducible="paper",
-                     bootstrap=0) for s in range(20)]
+    fits = [
+        fit_vs_n(
+            prepare(final_points_table(sigma=0.01, seed=s), [metric]),
+            metric,
+            irreducible="paper",
+            bootstrap=0,
+        )
+        for s in range(20)
+    ]
     assert all(f.n_runs == 12 for f in fits)
     alpha_ok = [abs(f.law.alpha - law.alpha) < 0.005 for f in fits]
     assert sum(alpha_ok) >= 18 and max(abs(f.law.alpha - law.alpha) for f in fits) < 0.008
@@ -64,7 +76,9 @@ def test_laws_vs_n_recovered_from_noisy_points(metric):
         # The fitted line's error at the range ends has sd ~0.55% here, so 1% holds in ~87%
         # of draws (measured over 100 seeds: 86-87%).
         errors = [_curve_error(f, law) for f in fits]
-        assert np.median(errors) < 0.01 and sum(e < 0.01 for e in errors) >= 15 and max(errors) < 0.02
+        assert (
+            np.median(errors) < 0.01 and sum(e < 0.01 for e in errors) >= 15 and max(errors) < 0.02
+        )
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -87,7 +101,10 @@ def test_laws_vs_cmin_recovered_from_noisy_training_curves(metric):
             assert -0.03 < gap < -0.005
         smooth = [fit_vs_cmin(t, metric, bootstrap=0, smooth=2) for t in tables]
         assert all(abs(f.law.alpha - law.alpha) < 0.005 for f in smooth)
-        assert sum(_curve_error(f, law) < 0.01 for f in smooth) >= 7 and max(_curve_error(f, law) for f in smooth) < 0.015
+        assert (
+            sum(_curve_error(f, law) < 0.01 for f in smooth) >= 7
+            and max(_curve_error(f, law) for f in smooth) < 0.015
+        )
 
 
 def test_noise_free_curves_give_the_law_exactly_vs_cmin():
@@ -99,7 +116,9 @@ def test_noise_free_curves_give_the_law_exactly_vs_cmin():
         # evaluations is a chord, so a neighbour's evaluation can win by a hair near a band edge
         assert fit.law.alpha == pytest.approx(law.alpha, rel=1e-4)
         assert fit.law.beta == pytest.approx(law.beta, rel=1e-3)
-        assert set(fit.points["run"]) == set(table["run"])  # every run owns a stretch of the frontier
+        assert set(fit.points["run"]) == set(
+            table["run"]
+        )  # every run owns a stretch of the frontier
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -173,10 +192,14 @@ def test_bad_input_errors():
     table = prepare(final_points_table(), ["ce_avg"])
     with pytest.raises(ResultsError, match=r"E=9 is not below every value .*smallest 5\.7"):
         fit_vs_n(table, "ce_avg", irreducible=9.0, bootstrap=0)
-    with pytest.raises(ResultsError, match="irreducible must be 'paper', 'none', 'fit' or a number"):
+    with pytest.raises(
+        ResultsError, match="irreducible must be 'paper', 'none', 'fit' or a number"
+    ):
         fit_vs_n(table, "ce_avg", irreducible="paperr", bootstrap=0)
     one_run = prepare(training_curves_table(sizes=paper_sizes()[:1]), ["ce_avg"])
-    with pytest.raises(ResultsError, match="Cmin frontier needs training curves from at least 2 runs"):
+    with pytest.raises(
+        ResultsError, match="Cmin frontier needs training curves from at least 2 runs"
+    ):
         fit_vs_cmin(one_run, "ce_avg", bootstrap=0)
 
 

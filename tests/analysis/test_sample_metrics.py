@@ -5,8 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from analysis.sample_metrics import (class_accuracy, frechet_distance, gaussian_stats,
-                                     inception_score, precision_recall)
+from analysis.sample_metrics import (
+    class_accuracy,
+    frechet_distance,
+    gaussian_stats,
+    inception_score,
+    precision_recall,
+)
 
 
 def test_frechet_distance_closed_forms():
@@ -18,8 +23,9 @@ def test_frechet_distance_closed_forms():
     # rotation-invariant: same covariances in a rotated frame, means equal -> tr(S1+S2-2(S1S2)^1/2)
     c, s = math.cos(0.3), math.sin(0.3)
     R = np.array([[c, -s], [s, c]])
-    assert frechet_distance([0, 0], R @ np.diag([1.0, 4.0]) @ R.T, [0, 0],
-                            R @ np.diag([4.0, 16.0]) @ R.T) == pytest.approx(1 + 4)
+    assert frechet_distance(
+        [0, 0], R @ np.diag([1.0, 4.0]) @ R.T, [0, 0], R @ np.diag([4.0, 16.0]) @ R.T
+    ) == pytest.approx(1 + 4)
     # identical Gaussians
     assert frechet_distance([1, 2], np.eye(2), [1, 2], np.eye(2)) == pytest.approx(0, abs=1e-9)
     with pytest.raises(ValueError, match="do not match"):
@@ -68,4 +74,6 @@ def test_precision_recall_by_hand():
 
 
 def test_class_accuracy():
-    assert class_accuracy(np.array([[1, 0], [0, 1], [1, 0]]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
+    assert class_accuracy(np.array([[1, 0], [0, 1], [1, 0]]), np.array([0, 1, 1])) == pytest.approx(
+        2 / 3
+    )

@@ -8,8 +8,14 @@ import pytest
 
 from analysis.powerlaw import fit_vs_cmin, fit_vs_n
 from analysis.results import ResultsError, ResultsWarning, prepare
-from analysis.seeds import (average_seeds, bootstrap_size_seed, has_replicates, pooled_log_sd, seed_spread,
-                            size_label)
+from analysis.seeds import (
+    average_seeds,
+    bootstrap_size_seed,
+    has_replicates,
+    pooled_log_sd,
+    seed_spread,
+    size_label,
+)
 from analysis.synthetic import training_curves_table
 
 
@@ -18,8 +24,16 @@ def _final_table(finals: dict[float, list[float]]) -> pd.DataFrame:
     rows = []
     for i, (n, values) in enumerate(sorted(finals.items())):
         for s, v in enumerate(values):
-            rows.append({"run": f"d{i}-s{s}", "params": n, "seed": s, "step": 100, "flops": 6 * n * 1e9,
-                         "ce_last": v})
+            rows.append(
+                {
+                    "run": f"d{i}-s{s}",
+                    "params": n,
+                    "seed": s,
+                    "step": 100,
+                    "flops": 6 * n * 1e9,
+                    "ce_last": v,
+                }
+            )
     return prepare(pd.DataFrame(rows), ["ce_last"])
 
 
@@ -31,12 +45,16 @@ def test_spread_and_average_are_the_hand_computed_ones():
     np.testing.assert_allclose(sp["mean"], [5.2, 4.9, 4.8])
     np.testing.assert_allclose(sp["sd"], [0.2, 0.0, 0.1], atol=1e-12)  # sample sd (ddof 1) by hand
     fit = fit_vs_n(t, "ce_last", irreducible=4.5, bootstrap=0)
-    np.testing.assert_allclose(fit.points["y"], [5.2, 4.9, 4.8])  # one point per size: the seeds' mean
+    np.testing.assert_allclose(
+        fit.points["y"], [5.2, 4.9, 4.8]
+    )  # one point per size: the seeds' mean
     assert list(fit.points["run"]) == ["d0", "d1", "d2"]
     assert fit.n_runs == 9 and fit.resampling == "sizes, seeds within sizes"
     rec = fit.to_dict()
     assert rec["ci"]["resampling"] == "sizes, seeds within sizes"
-    assert rec["seed_spread"][0]["n_seeds"] == 3 and rec["seed_spread"][0]["sd"] == pytest.approx(0.2)
+    assert rec["seed_spread"][0]["n_seeds"] == 3 and rec["seed_spread"][0]["sd"] == pytest.approx(
+        0.2
+    )
 
 
 def test_one_seed_per_size_keeps_the_run_bootstrap():
@@ -50,8 +68,16 @@ def test_average_seeds_drops_steps_a_seed_has_not_reached():
     rows = []
     for s in range(2):
         for step in (1, 2, 3) if s == 0 else (1, 2):
-            rows.append({"run": f"d4-s{s}", "params": 1e6, "seed": s, "step": step, "flops": step * 1e15,
-                         "ce_last": 6.0 - step + s})
+            rows.append(
+                {
+                    "run": f"d4-s{s}",
+                    "params": 1e6,
+                    "seed": s,
+                    "step": step,
+                    "flops": step * 1e15,
+                    "ce_last": 6.0 - step + s,
+                }
+            )
     t = prepare(pd.DataFrame(rows), ["ce_last"])
     with pytest.warns(ResultsWarning, match="1 evaluation steps not reached"):
         avg = average_seeds(t, ["ce_last"])
@@ -63,8 +89,10 @@ def test_average_seeds_drops_steps_a_seed_has_not_reached():
 def test_two_level_bootstrap_draws():
     rng = np.random.default_rng(0)
     d = bootstrap_size_seed([1, 3, 2], 50, rng)  # default: seeds without replacement = their mean
-    np.testing.assert_allclose(d.means([np.array([7.0]), np.array([0.0, 3.0, 6.0]), np.array([1.0, 2.0])]),
-                               np.tile([7.0, 3.0, 1.5], (50, 1)))
+    np.testing.assert_allclose(
+        d.means([np.array([7.0]), np.array([0.0, 3.0, 6.0]), np.array([1.0, 2.0])]),
+        np.tile([7.0, 3.0, 1.5], (50, 1)),
+    )
     with pytest.raises(ResultsError, match="within must be"):
         bootstrap_size_seed([1], 5, rng, within="sometimes")
     d = bootstrap_size_seed([1, 3, 2], 5000, rng, within="with")
@@ -93,7 +121,10 @@ def test_seed_averaged_fits_recover_the_law_and_cover_at_the_nominal_rate():
     rng = np.random.default_rng(1)
     hits, alphas = 0, []
     for rep in range(150):
-        finals = {n: list(E + (beta * n / 1e9) ** alpha * np.exp(sd * rng.standard_normal(3))) for n in sizes}
+        finals = {
+            n: list(E + (beta * n / 1e9) ** alpha * np.exp(sd * rng.standard_normal(3)))
+            for n in sizes
+        }
         fit = fit_vs_n(_final_table(finals), "ce_last", irreducible=E, bootstrap=400, seed=rep)
         lo, hi = fit.alpha_ci
         hits += lo <= alpha <= hi
@@ -115,7 +146,9 @@ def test_cmin_with_seeds_averages_curves_and_bootstraps_sizes():
     t = prepare(pd.concat(frames), ["ce_last"])
     fit = fit_vs_cmin(t, "ce_last", irreducible="paper", bootstrap=100)
     assert fit.resampling == "sizes, seeds within sizes"
-    assert set(fit.points["run"]) <= {f"c{i:02d}" for i in range(12)}  # averaged curves, one per size
+    assert set(fit.points["run"]) <= {
+        f"c{i:02d}" for i in range(12)
+    }  # averaged curves, one per size
     lo, hi = fit.alpha_ci
     assert lo <= -0.13 <= hi and hi - lo < 0.02
 
@@ -124,13 +157,33 @@ def test_fit_cli_reports_seed_spread(tmp_path, capsys):
     from scaling.study.laws.fit import run
 
     rng = np.random.default_rng(0)
-    finals = {n: list(4.5 + (2.0 * n / 1e9) ** -0.23 * np.exp(0.02 * rng.standard_normal(2)))
-              for n in np.geomspace(2e7, 2e9, 5)}
+    finals = {
+        n: list(4.5 + (2.0 * n / 1e9) ** -0.23 * np.exp(0.02 * rng.standard_normal(2)))
+        for n in np.geomspace(2e7, 2e9, 5)
+    }
     path = tmp_path / "seeds.csv"
     _final_table(finals).drop(columns="compute").to_csv(path, index=False)
-    doc = run([str(path), "--against", "N", "--metrics", "ce_last", "-E", "paper", "--no-plots", "--bootstrap", "50"])
+    doc = run(
+        [
+            str(path),
+            "--against",
+            "N",
+            "--metrics",
+            "ce_last",
+            "-E",
+            "paper",
+            "--no-plots",
+            "--bootstrap",
+            "50",
+        ]
+    )
     rec = doc["fits"][0]
     assert rec["ci"]["resampling"] == "sizes, seeds within sizes" and len(rec["seed_spread"]) == 5
     md = (tmp_path / "seeds_fit" / "fits.md").read_text()
     assert "Seed-to-seed standard deviation" in md
-    assert json.loads((tmp_path / "seeds_fit" / "fits.json").read_text())["fits"][0]["seed_spread"][0]["n_seeds"] == 2
+    assert (
+        json.loads((tmp_path / "seeds_fit" / "fits.json").read_text())["fits"][0]["seed_spread"][0][
+            "n_seeds"
+        ]
+        == 2
+    )

@@ -17,7 +17,9 @@ from scaling.core.atomic import atomic_write
 from var_core import VQVAE, load_vqvae, save_model
 from var_core.checkpoint import _atomic_torch_save
 
-TINY = dict(vocab_size=16, z_channels=4, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4))
+TINY = dict(
+    vocab_size=16, z_channels=4, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4)
+)
 
 
 def _scaling_writer(path: Path, payload, fail: bool = False) -> None:
@@ -25,6 +27,7 @@ def _scaling_writer(path: Path, payload, fail: bool = False) -> None:
         torch.save(payload, f)
         if fail:
             raise RuntimeError("killed mid-write")
+
     atomic_write(path, write)
 
 
@@ -78,6 +81,7 @@ def test_the_rename_is_made_durable_by_a_folder_fsync(tmp_path, name, monkeypatc
 def test_save_model_goes_through_the_checked_writer(tmp_path, monkeypatch):
     calls = []
     import var_core.checkpoint as ckpt
+
     monkeypatch.setattr(ckpt, "_atomic_torch_save", lambda payload, path: calls.append(path))
     save_model(tmp_path / "vq.pt", VQVAE(**TINY))
     assert calls == [tmp_path / "vq.pt"]

@@ -6,7 +6,14 @@ from typing import Literal
 
 import pytest
 
-from scaling.core.config_io import ConfigError, InvalidValue, build, dump_yaml, load_config, parse_yaml
+from scaling.core.config_io import (
+    ConfigError,
+    InvalidValue,
+    build,
+    dump_yaml,
+    load_config,
+    parse_yaml,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,16 +45,25 @@ def test_builds_nested_types_and_scientific_notation():
     assert cfg == Outer("x", Inner(8, 3e-4, "a"), (3, 4), Path("runs/a"))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("name: x\ninner:\n  dept: 8\n", "f.yaml:3: inner.dept: unknown key (did you mean 'depth'?)"),
-    ("name: x\ninner:\n  depth: six\n", "f.yaml:3: inner.depth: expected an integer, got 'six'"),
-    ("name: x\nsizes: [1, 2.5]\n", "f.yaml:2: sizes[1]: expected an integer, got 2.5"),
-    ("name: x\ninner:\n  depth: 0\n", "f.yaml:3: inner.depth: must be >= 1, got 0"),
-    ("name: x\ninner:\n  mode: c\n", "f.yaml:3: inner.mode: must be one of 'a', 'b'; got 'c'"),
-    ("inner: {}\n", "f.yaml:1: name: required key missing in Outer"),
-    ("name: x\nname: y\n", "f.yaml:2: name: duplicate key (first given on line 1)"),
-    ("name: [x\n", "f.yaml:2: invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "name: x\ninner:\n  dept: 8\n",
+            "f.yaml:3: inner.dept: unknown key (did you mean 'depth'?)",
+        ),
+        (
+            "name: x\ninner:\n  depth: six\n",
+            "f.yaml:3: inner.depth: expected an integer, got 'six'",
+        ),
+        ("name: x\nsizes: [1, 2.5]\n", "f.yaml:2: sizes[1]: expected an integer, got 2.5"),
+        ("name: x\ninner:\n  depth: 0\n", "f.yaml:3: inner.depth: must be >= 1, got 0"),
+        ("name: x\ninner:\n  mode: c\n", "f.yaml:3: inner.mode: must be one of 'a', 'b'; got 'c'"),
+        ("inner: {}\n", "f.yaml:1: name: required key missing in Outer"),
+        ("name: x\nname: y\n", "f.yaml:2: name: duplicate key (first given on line 1)"),
+        ("name: [x\n", "f.yaml:2: invalid YAML"),
+    ],
+)
 def test_errors_name_file_line_and_key(text, expected):
     with pytest.raises(ConfigError) as e:
         _load(text)

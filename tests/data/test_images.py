@@ -70,7 +70,9 @@ def test_transform_matches_official_geometry():
     assert torch.allclose(x, expect, atol=1e-6)
     # random crops stay inside and vary with the generator
     g = torch.Generator().manual_seed(0)
-    crops = {tuple(transform(img, 16, train=True, generator=g)[0, 0, :3].tolist()) for _ in range(20)}
+    crops = {
+        tuple(transform(img, 16, train=True, generator=g)[0, 0, :3].tolist()) for _ in range(20)
+    }
     assert len(crops) > 1
     assert torch.equal(transform(img, 16, train=False, flip=True), x.flip(-1))
 
@@ -113,8 +115,15 @@ def test_synthetic_deterministic_and_class_dependent(tmp_path):
     kw = dict(num_classes=4, train_per_class=6, val_per_class=2, resolution=16, seed=3)
     a, b = generate(tmp_path / "a", **kw), generate(tmp_path / "b", **kw)
     assert _digest(a) == _digest(b)
-    assert len(list((a / "train").rglob("*.png"))) == 24 and len(list((a / "val").rglob("*.png"))) == 8
-    assert json.loads((a / "classes.json").read_text()) == ["class_000", "class_001", "class_002", "class_003"]
+    assert (
+        len(list((a / "train").rglob("*.png"))) == 24 and len(list((a / "val").rglob("*.png"))) == 8
+    )
+    assert json.loads((a / "classes.json").read_text()) == [
+        "class_000",
+        "class_001",
+        "class_002",
+        "class_003",
+    ]
     # another seed gives other bytes; re-running is a no-op; other params are refused
     assert _digest(generate(tmp_path / "c", **{**kw, "seed": 4})) != _digest(a)
     mtime = (a / "train" / "class_000" / "000000.png").stat().st_mtime_ns

@@ -13,14 +13,27 @@ from var_core import VQVAE, save_model
 
 
 def test_store_quantizer_gives_the_vqvaes_teacher_forcing_input(tmp_path):
-    generate(tmp_path / "images", num_classes=2, train_per_class=3, val_per_class=2,
-             resolution=32, seed=0)
+    generate(
+        tmp_path / "images",
+        num_classes=2,
+        train_per_class=3,
+        val_per_class=2,
+        resolution=32,
+        seed=0,
+    )
     torch.manual_seed(0)
-    vqvae = VQVAE(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1,
-                  patch_nums=(1, 2, 4)).eval()
+    vqvae = VQVAE(
+        vocab_size=64,
+        z_channels=8,
+        ch=32,
+        ch_mult=(1, 2, 2, 2),
+        num_res_blocks=1,
+        patch_nums=(1, 2, 4),
+    ).eval()
     save_model(tmp_path / "vqvae.pt", vqvae)
-    tokenize(tmp_path / "images", tmp_path / "vqvae.pt", tmp_path / "store", batch_size=4,
-             device="cpu")
+    tokenize(
+        tmp_path / "images", tmp_path / "vqvae.pt", tmp_path / "store", batch_size=4, device="cpu"
+    )
     store = TokenStore(tmp_path / "store")
     quantizer = load_quantizer(store.path)
     assert not quantizer.training and not any(p.requires_grad for p in quantizer.parameters())

@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.data.token_store import (FORMAT, ShardWriter, TokenStore, TokenStoreError,
-                                      TokenStoreMismatch, TrainOrder, eval_batches, merge_split,
-                                      shard_range, store_identity, write_meta)
+from scaling.data.token_store import (
+    FORMAT,
+    ShardWriter,
+    TokenStore,
+    TokenStoreError,
+    TokenStoreMismatch,
+    TrainOrder,
+    eval_batches,
+    merge_split,
+    shard_range,
+    store_identity,
+    write_meta,
+)
 
 PN = (1, 2, 3)
 L = 14
@@ -24,10 +34,19 @@ def _make_store(path, n_train=10, n_val=7, seed=0):
         np.save(path / split / "tokens.npy", tok)
         np.save(path / split / "labels.npy", lab)
         data[split] = (tok, lab)
-    identity = store_identity(vqvae_sha256="ab" * 32, vqvae_config={}, vocab_size=300,
-                              patch_nums=PN, image_size=24, classes=["x", "y", "z"])
-    meta = write_meta(path, identity, {"train": {"count": n_train, "flip": False},
-                                       "val": {"count": n_val, "flip": False}})
+    identity = store_identity(
+        vqvae_sha256="ab" * 32,
+        vqvae_config={},
+        vocab_size=300,
+        patch_nums=PN,
+        image_size=24,
+        classes=["x", "y", "z"],
+    )
+    meta = write_meta(
+        path,
+        identity,
+        {"train": {"count": n_train, "flip": False}, "val": {"count": n_val, "flip": False}},
+    )
     assert meta["format"] == FORMAT and meta["L"] == L and meta["num_classes"] == 3
     return data
 
@@ -55,7 +74,13 @@ def test_mismatch_messages(tmp_path):
     with pytest.raises(TokenStoreMismatch) as e:
         s.check_matches(vocab_size=4096, patch_nums=PN, source="run config")
     msg = str(e.value)
-    assert str(tmp_path) in msg and "vocab_size" in msg and "300" in msg and "4096" in msg and "run config" in msg
+    assert (
+        str(tmp_path) in msg
+        and "vocab_size" in msg
+        and "300" in msg
+        and "4096" in msg
+        and "run config" in msg
+    )
     with pytest.raises(TokenStoreMismatch, match=r"patch_nums is \[1, 2, 3\] .* \[1, 2, 3, 4\]"):
         s.check_matches(vocab_size=300, patch_nums=(1, 2, 3, 4))
     with pytest.raises(TokenStoreMismatch, match="vqvae_sha256"):
@@ -68,7 +93,9 @@ def test_corrupt_or_missing_store(tmp_path):
         TokenStore(tmp_path / "none")
     _make_store(tmp_path)
     np.save(tmp_path / "val" / "tokens.npy", np.zeros((6, L), np.uint16))  # one row short
-    with pytest.raises(TokenStoreError, match=r"val/tokens.npy: expected uint16 \[7, 14\], found uint16 \[6, 14\]"):
+    with pytest.raises(
+        TokenStoreError, match=r"val/tokens.npy: expected uint16 \[7, 14\], found uint16 \[6, 14\]"
+    ):
         TokenStore(tmp_path)
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(TokenStoreError, match="not valid JSON"):
@@ -83,7 +110,7 @@ def test_train_order_epochs_and_resume():
     batches = [o.next() for _ in range(7)]  # 3 per epoch, tail of 1 dropped
     for e in range(2):
         perm = np.random.default_rng(5 + e).permutation(10)
-        assert np.array_equal(np.concatenate(batches[3 * e:3 * e + 3]), perm[:9])
+        assert np.array_equal(np.concatenate(batches[3 * e : 3 * e + 3]), perm[:9])
     assert np.array_equal(batches[6], np.random.default_rng(7).permutation(10)[:3])
     # resume mid-stream continues exactly
     a = TrainOrder(10, 3, seed=5)
@@ -118,15 +145,19 @@ def test_shard_writer_resume_and_merge(tmp_path):
     labels = np.repeat(np.arange(total, dtype=np.int32), rpi)
     for shard in range(2):
         start, end = shard_range(total, shard, 2)
-        w = ShardWriter(tmp_path, "train", shard, 2, num_inputs=end - start, rows_per_input=rpi, L=L)
+        w = ShardWriter(
+            tmp_path, "train", shard, 2, num_inputs=end - start, rows_per_input=rpi, L=L
+        )
         pos = start
         while pos < end:
             k = min(2, end - pos)
-            w.commit(rows[pos * rpi:(pos + k) * rpi], labels[pos * rpi:(pos + k) * rpi], k, [])
+            w.commit(rows[pos * rpi : (pos + k) * rpi], labels[pos * rpi : (pos + k) * rpi], k, [])
             pos += k
             if shard == 0 and pos == start + 2:
                 # simulate a crash: reopen from disk and continue where the progress says
-                w = ShardWriter(tmp_path, "train", shard, 2, num_inputs=end - start, rows_per_input=rpi, L=L)
+                w = ShardWriter(
+                    tmp_path, "train", shard, 2, num_inputs=end - start, rows_per_input=rpi, L=L
+                )
                 assert w.inputs_done == 2 and w.rows == 4
         w.finish()
     out = merge_split(tmp_path, "train", 2, num_inputs=total, rows_per_input=rpi, L=L)

@@ -12,10 +12,12 @@ from scaling.core.provenance import sha256_file
 from scaling.data.images import ImageFolder
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch
-from var_core import VQVAE, load_vqvae, save_model
 from tests.paths import FIXTURES
+from var_core import VQVAE, load_vqvae, save_model
 
-TINY = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4))
+TINY = dict(
+    vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4)
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,7 +26,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tok")
-    images = generate(root / "images", num_classes=3, train_per_class=5, val_per_class=2, resolution=8, seed=0)
+    images = generate(
+        root / "images", num_classes=3, train_per_class=5, val_per_class=2, resolution=8, seed=0
+    )
     torch.manual_seed(0)
     ckpt = root / "vqvae.pt"
     save_model(ckpt, VQVAE(**TINY))
@@ -48,23 +52,45 @@ def _expected(images, ckpt, split, flip):
 def test_store_equals_img_to_idx(data, tmp_path):
     images, ckpt, _ = data
     reports = []
-    out = tk.tokenize(images, ckpt, tmp_path / "store", flip=True, batch_size=4, device="cpu",
-                      report=reports.append)
+    out = tk.tokenize(
+        images,
+        ckpt,
+        tmp_path / "store",
+        flip=True,
+        batch_size=4,
+        device="cpu",
+        report=reports.append,
+    )
     # progress after every batch, per split: images done of the split, images/s, ETA
-    assert [(r["what"], r["done"], r["total"]) for r in reports] == \
-        [("train shard 0-of-1", n, 15) for n in (4, 8, 12, 15)] + [("val shard 0-of-1", n, 6) for n in (4, 6)]
+    assert [(r["what"], r["done"], r["total"]) for r in reports] == [
+        ("train shard 0-of-1", n, 15) for n in (4, 8, 12, 15)
+    ] + [("val shard 0-of-1", n, 6) for n in (4, 6)]
     assert all(r["rate"] > 0 for r in reports) and reports[-1]["eta_s"] == 0
     store = TokenStore(out)
     assert store.patch_nums == (1, 2, 4) and store.L == 21 and store.vocab_size == 64
     assert store.classes == ["class_000", "class_001", "class_002"]
     assert store.meta["vqvae_sha256"] == sha256_file(ckpt)
     center = ts.TRANSFORM_TEXT["center_crop"]
-    assert store.meta["splits"]["train"] == {"count": 30, "images": 15, "views": 1, "flip": True,
-                                             "transform": "center_crop", "transform_text": center,
-                                             "view_seed": 0, "skipped": 0}
-    assert store.meta["splits"]["val"] == {"count": 6, "images": 6, "views": 1, "flip": False,
-                                           "transform": "center_crop", "transform_text": center,
-                                           "view_seed": 0, "skipped": 0}
+    assert store.meta["splits"]["train"] == {
+        "count": 30,
+        "images": 15,
+        "views": 1,
+        "flip": True,
+        "transform": "center_crop",
+        "transform_text": center,
+        "view_seed": 0,
+        "skipped": 0,
+    }
+    assert store.meta["splits"]["val"] == {
+        "count": 6,
+        "images": 6,
+        "views": 1,
+        "flip": False,
+        "transform": "center_crop",
+        "transform_text": center,
+        "view_seed": 0,
+        "skipped": 0,
+    }
     assert store.split_images("train") == 15 and store.rows_per_image("train") == 2
     for split, flip in (("train", True), ("val", False)):
         rows, labels = _expected(images, ckpt, split, flip)
@@ -101,18 +127,25 @@ def test_shards_then_merge_equal_one_shot(data, tmp_path, monkeypatch):
     for split in ("train", "val"):
         for name in ("tokens.npy", "labels.npy"):
             assert np.array_equal(np.load(one / split / name), np.load(sharded / split / name))
-    assert json.loads((one / "meta.json").read_text()) == json.loads((sharded / "meta.json").read_text())
+    assert json.loads((one / "meta.json").read_text()) == json.loads(
+        (sharded / "meta.json").read_text()
+    )
 
 
 def test_mismatched_store_refused(data, tmp_path):
     images, ckpt, other = data
     out = tk.tokenize(images, ckpt, tmp_path / "s", splits=["val"], device="cpu")
-    with pytest.raises(TokenStoreMismatch, match=r"patch_nums is \[1, 2, 4\] but the VQVAE .*other.pt expects \[1, 2, 3, 4\]"):
+    with pytest.raises(
+        TokenStoreMismatch,
+        match=r"patch_nums is \[1, 2, 4\] but the VQVAE .*other.pt expects \[1, 2, 3, 4\]",
+    ):
         tk.tokenize(images, other, out, splits=["val"], device="cpu")
     # a shard run into a store being written with another shard count is refused too
     tk.tokenize(images, ckpt, tmp_path / "p", splits=["val"], shard=0, num_shards=2, device="cpu")
     with pytest.raises(TokenStoreMismatch, match="splits.val.num_shards is 2 .* expects 3"):
-        tk.tokenize(images, ckpt, tmp_path / "p", splits=["val"], shard=0, num_shards=3, device="cpu")
+        tk.tokenize(
+            images, ckpt, tmp_path / "p", splits=["val"], shard=0, num_shards=3, device="cpu"
+        )
     # the reader side: the trainer's check names the field and both values
     with pytest.raises(TokenStoreMismatch, match="vocab_size is 64 but the config expects 4096"):
         TokenStore(out).check_matches(vocab_size=4096, patch_nums=(1, 2, 4))
@@ -151,7 +184,9 @@ def test_interrupted_tokenisation_resumes(data, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         tk.tokenize(images, ckpt, out, flip=True, batch_size=2, device="cpu")
     prog = json.loads((out / "train" / "shards" / "0-of-1" / "progress.json").read_text())
-    assert prog["inputs_done"] == 8  # one chunk committed, the next one's rows are on disk but not counted
+    assert (
+        prog["inputs_done"] == 8
+    )  # one chunk committed, the next one's rows are on disk but not counted
 
     monkeypatch.setattr(ts, "atomic_write_json", real_write)
     tk.tokenize(images, ckpt, out, flip=True, batch_size=2, device="cpu")
@@ -163,20 +198,24 @@ def test_interrupted_tokenisation_resumes(data, tmp_path, monkeypatch):
 def test_corrupt_image_skipped_and_counted(data, tmp_path):
     images, ckpt, _ = data
     import shutil
+
     copy = tmp_path / "images"
     shutil.copytree(images, copy)
     bad = copy / "val" / "class_001" / "000000.png"
     bad.write_bytes(bad.read_bytes()[:40])
     out = tk.tokenize(copy, ckpt, tmp_path / "s", splits=["val"], device="cpu")
     store = TokenStore(out)
-    assert {k: store.meta["splits"]["val"][k] for k in ("count", "images", "flip", "skipped")} == \
-        {"count": 5, "images": 5, "flip": False, "skipped": 1}
+    assert {k: store.meta["splits"]["val"][k] for k in ("count", "images", "flip", "skipped")} == {
+        "count": 5,
+        "images": 5,
+        "flip": False,
+        "skipped": 1,
+    }
     assert store.gather("val", np.arange(5))[1].tolist() == [0, 0, 1, 2, 2]
 
 
 def test_official_flat_checkpoint(tmp_path):
     """An official-layout (flat state dict) VQVAE file tokenises; tokens = the official code's."""
-    from pathlib import Path
 
     from PIL import Image
 
@@ -189,7 +228,12 @@ def test_official_flat_checkpoint(tmp_path):
     assert torch.equal(tk.encode(model, fx["images"].float()), official)
     # and a store made from a file on disk matches img_to_idx of the same loaded image
     (tmp_path / "img" / "val" / "n0").mkdir(parents=True)
-    arr = ((fx["images"][0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    arr = (
+        ((fx["images"][0].permute(1, 2, 0).numpy() + 1) * 127.5)
+        .round()
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
     Image.fromarray(arr).save(tmp_path / "img" / "val" / "n0" / "a.png")
     out = tk.tokenize(tmp_path / "img", ckpt, tmp_path / "store", splits=["val"], device="cpu")
     store = TokenStore(out)

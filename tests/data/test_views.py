@@ -18,13 +18,21 @@ from scaling.core.rundir import RunDir
 from scaling.data.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch, draw_views
-from scaling.training.config import (DataConfig, LengthConfig, ModelConfig, OptimConfig, RunConfig,
-                                     estimate)
+from scaling.training.config import (
+    DataConfig,
+    LengthConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    estimate,
+)
 from tests.factories import make_token_store, tiny_run_config
-from var_core import VQVAE, load_vqvae, save_model
 from tests.paths import ROOT
+from var_core import VQVAE, load_vqvae, save_model
 
-TINY = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4))
+TINY = dict(
+    vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1, patch_nums=(1, 2, 4)
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,8 +41,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("views")
     # 12 px images for a 8 px VQVAE: the 1.125x resize gives 9 px, so crops have 2x2 offsets
-    images = generate(root / "images", num_classes=3, train_per_class=4, val_per_class=2,
-                      resolution=12, seed=0)
+    images = generate(
+        root / "images", num_classes=3, train_per_class=4, val_per_class=2, resolution=12, seed=0
+    )
     torch.manual_seed(0)
     ckpt = root / "vqvae.pt"
     save_model(ckpt, VQVAE(**TINY))
@@ -43,12 +52,21 @@ def data(tmp_path_factory):
 
 def test_views_are_the_training_transform_seeded_and_shard_independent(data, tmp_path):
     images, ckpt = data
-    out = tk.tokenize(images, ckpt, tmp_path / "k3", views=3, view_seed=7, batch_size=5, device="cpu")
+    out = tk.tokenize(
+        images, ckpt, tmp_path / "k3", views=3, view_seed=7, batch_size=5, device="cpu"
+    )
     store = TokenStore(out)
     train = store.meta["splits"]["train"]
-    assert {k: train[k] for k in ("count", "images", "views", "flip", "transform", "view_seed")} == \
-        {"count": 36, "images": 12, "views": 3, "flip": False, "transform": "random_crop",
-         "view_seed": 7}
+    assert {
+        k: train[k] for k in ("count", "images", "views", "flip", "transform", "view_seed")
+    } == {
+        "count": 36,
+        "images": 12,
+        "views": 3,
+        "flip": False,
+        "transform": "random_crop",
+        "view_seed": 7,
+    }
     assert "random crop" in train["transform_text"]
     val = store.meta["splits"]["val"]
     assert (val["views"], val["count"], val["transform"]) == (1, 6, "center_crop")
@@ -61,7 +79,10 @@ def test_views_are_the_training_transform_seeded_and_shard_independent(data, tmp
         img = resize_shorter(load_rgb(ds.samples[j][0]), 9)
         for v in range(3):
             rng = np.random.default_rng([7, j, v])
-            top, left = int(rng.integers(0, img.size[1] - 8 + 1)), int(rng.integers(0, img.size[0] - 8 + 1))
+            top, left = (
+                int(rng.integers(0, img.size[1] - 8 + 1)),
+                int(rng.integers(0, img.size[0] - 8 + 1)),
+            )
             offsets.add((top, left))
             x = to_tensor_pm1(img.crop((left, top, left + 8, top + 8)))[None]
             assert torch.equal(tok[3 * j + v], torch.cat(model.img_to_idx(x), dim=1)[0]), (j, v)
@@ -70,22 +91,49 @@ def test_views_are_the_training_transform_seeded_and_shard_independent(data, tmp
     # sharded (out of order) and merged: the very same bytes
     sharded = tmp_path / "sharded"
     for i in (1, 0):
-        tk.tokenize(images, ckpt, sharded, views=3, view_seed=7, shard=i, num_shards=2,
-                    batch_size=2, device="cpu")
-    tk.tokenize(images, ckpt, sharded, views=3, view_seed=7, merge_only=True, num_shards=2,
-                device="cpu")
-    assert (sharded / "train" / "tokens.npy").read_bytes() == (out / "train" / "tokens.npy").read_bytes()
+        tk.tokenize(
+            images,
+            ckpt,
+            sharded,
+            views=3,
+            view_seed=7,
+            shard=i,
+            num_shards=2,
+            batch_size=2,
+            device="cpu",
+        )
+    tk.tokenize(
+        images, ckpt, sharded, views=3, view_seed=7, merge_only=True, num_shards=2, device="cpu"
+    )
+    assert (sharded / "train" / "tokens.npy").read_bytes() == (
+        out / "train" / "tokens.npy"
+    ).read_bytes()
 
 
 def test_bad_views_are_clear_errors(data, tmp_path):
     images, ckpt = data
     for bad in (0, -2):
-        with pytest.raises(ValueError, match=r"--views must be a whole number >= 1.*got " + str(bad)):
+        with pytest.raises(
+            ValueError, match=r"--views must be a whole number >= 1.*got " + str(bad)
+        ):
             tk.tokenize(images, ckpt, tmp_path / "s", views=bad, device="cpu")
     with pytest.raises(ValueError, match=r"apply to the train split only.*\['val'\]"):
         tk.tokenize(images, ckpt, tmp_path / "s", views=2, splits=["val"], device="cpu")
-    assert tk.main(["--images", str(images), "--vqvae", str(ckpt), "--out", str(tmp_path / "s"),
-                    "--views", "0"]) == 2
+    assert (
+        tk.main(
+            [
+                "--images",
+                str(images),
+                "--vqvae",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "s"),
+                "--views",
+                "0",
+            ]
+        )
+        == 2
+    )
     # a store being made with 2 views cannot be continued with 3
     tk.tokenize(images, ckpt, tmp_path / "p", views=2, shard=0, num_shards=2, device="cpu")
     with pytest.raises(TokenStoreMismatch, match=r"splits.train.views is 2 .* expects 3"):
@@ -114,8 +162,12 @@ def _views_store(path: Path, views: int, flip: bool = False, n_images: int = 64)
     R = views * (2 if flip else 1)
     make_token_store(path, n_train=n_images * R)
     meta = json.loads((path / "meta.json").read_text())
-    meta["splits"]["train"].update(images=n_images, views=views, flip=flip,
-                                   transform="center_crop" if views == 1 else "random_crop")
+    meta["splits"]["train"].update(
+        images=n_images,
+        views=views,
+        flip=flip,
+        transform="center_crop" if views == 1 else "random_crop",
+    )
     (path / "meta.json").write_text(json.dumps(meta))
     return path
 
@@ -125,8 +177,11 @@ def test_trainer_draws_one_view_per_image_and_counts_images(tmp_path):
     from scaling.training.trainer import Trainer
 
     store = _views_store(tmp_path / "store", views=4)
-    config = dataclasses.replace(tiny_run_config(store, batch=32, eval_points=1),
-                                 length=LengthConfig(epochs=3), data=DataConfig(store=store, views=4))
+    config = dataclasses.replace(
+        tiny_run_config(store, batch=32, eval_points=1),
+        length=LengthConfig(epochs=3),
+        data=DataConfig(store=store, views=4),
+    )
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
@@ -144,7 +199,7 @@ def test_trainer_draws_one_view_per_image_and_counts_images(tmp_path):
         trainer.train_step()
     rows = np.concatenate(seen)
     for epoch in range(3):
-        block = rows[epoch * 64:(epoch + 1) * 64]
+        block = rows[epoch * 64 : (epoch + 1) * 64]
         assert sorted(block // 4) == list(range(64))  # every image exactly once per epoch
         expected = draw_views(config.seed, epoch, block // 4, 4)
         assert np.array_equal(block % 4, expected)
@@ -159,13 +214,17 @@ def test_store_views_flips_and_transform_are_checked_against_the_run(tmp_path):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     dist = DistInfo(0, 1, 0, torch.device("cpu"))
-    for field, kwargs, stored, wanted in (("views", dict(views=2), "4", "2"),
-                                         ("flip", dict(flip=True), "False", "True"),
-                                         ("transform", dict(transform="center_crop"),
-                                          "'random_crop'", "'center_crop'")):
+    for field, kwargs, stored, wanted in (
+        ("views", dict(views=2), "4", "2"),
+        ("flip", dict(flip=True), "False", "True"),
+        ("transform", dict(transform="center_crop"), "'random_crop'", "'center_crop'"),
+    ):
         config = dataclasses.replace(tiny_run_config(store), data=DataConfig(store=store, **kwargs))
-        with pytest.raises(TokenStoreMismatch, match=rf"splits.train.{field} is {stored} but .* "
-                                                     rf"expects {wanted}"):
+        with pytest.raises(
+            TokenStoreMismatch,
+            match=rf"splits.train.{field} is {stored} but .* "
+            rf"expects {wanted}",
+        ):
             Trainer(config, run, dist)
     # an evaluation split holding views is refused
     bad = _views_store(tmp_path / "bad", views=1)
@@ -178,6 +237,7 @@ def test_store_views_flips_and_transform_are_checked_against_the_run(tmp_path):
         DataConfig(store=store, views=0)
     assert e.value.field == "views"
     from scaling.training.config import load_run_config
+
     path = tmp_path / "config.yaml"
     path.write_text(f"run_id: r\ndata:\n  store: {store}\n  views: -3\n")
     with pytest.raises(ConfigError, match=r"config.yaml:4.*data.views.*got -3"):
@@ -188,14 +248,29 @@ D16_TOKENS = 174_238_586_880  # round(200 x 1,281,167 / 768) = 333,637 steps x 7
 
 
 def test_budgets_count_images_not_views():
-    expect = {"num_classes": 1000, "vocab_size": 4096, "patch_nums": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16],
-              "vqvae_config": {"z_channels": 32}, "splits": {"train": {"count": 1_281_167}}}
+    expect = {
+        "num_classes": 1000,
+        "vocab_size": 4096,
+        "patch_nums": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16],
+        "vqvae_config": {"z_channels": 32},
+        "splits": {"train": {"count": 1_281_167}},
+    }
     store = json.loads(json.dumps(expect))
-    store["splits"]["train"] = {"count": 1_281_167 * 8 * 2, "images": 1_281_167, "views": 8, "flip": True}
+    store["splits"]["train"] = {
+        "count": 1_281_167 * 8 * 2,
+        "images": 1_281_167,
+        "views": 8,
+        "flip": True,
+    }
     legacy_flip = json.loads(json.dumps(expect))
     legacy_flip["splits"]["train"] = {"count": 2 * 1_281_167, "flip": True}  # before views existed
-    config = RunConfig(run_id="d16", data=DataConfig(store=Path("/x")), model=ModelConfig(depth=16),
-                       optim=OptimConfig(batch_size=768), length=LengthConfig(epochs=200))
+    config = RunConfig(
+        run_id="d16",
+        data=DataConfig(store=Path("/x")),
+        model=ModelConfig(depth=16),
+        optim=OptimConfig(batch_size=768),
+        length=LengthConfig(epochs=200),
+    )
     a, b, c = (estimate(config, m) for m in (expect, store, legacy_flip))
     assert a == b == c
     assert a["tokens"] == D16_TOKENS == round(200 * 1_281_167 / 768) * 768 * 680
@@ -205,8 +280,11 @@ def test_budgets_count_images_not_views():
 def _dry_run_rows(argv, capsys) -> dict[str, list[str]]:
     assert launch_mod.main(argv) == 0
     text = capsys.readouterr().out
-    return {line.split()[0]: line.split() for line in text.splitlines()
-            if line.split() and line.split()[0][:1] == "d" and line.split()[0][1:].isdigit()}, text
+    return {
+        line.split()[0]: line.split()
+        for line in text.splitlines()
+        if line.split() and line.split()[0][:1] == "d" and line.split()[0][1:].isdigit()
+    }, text
 
 
 def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, monkeypatch, capsys):
@@ -217,10 +295,17 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     sweep.write_text(grid.replace("tokens: /datasets/imagenet256-var-tokens", f"tokens: {store}"))
     before, _ = _dry_run_rows([str(sweep), "--dry-run"], capsys)
     store.mkdir()
-    meta = {"format": "var-token-store/1", "num_classes": 1000, "vocab_size": 4096,
-            "patch_nums": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], "vqvae_config": {"z_channels": 32},
-            "splits": {"train": {"count": 1_281_167 * 88, "images": 1_281_167, "views": 88,
-                                 "flip": False}, "val": {"count": 50_000}}}
+    meta = {
+        "format": "var-token-store/1",
+        "num_classes": 1000,
+        "vocab_size": 4096,
+        "patch_nums": [1, 2, 3, 4, 5, 6, 8, 10, 13, 16],
+        "vqvae_config": {"z_channels": 32},
+        "splits": {
+            "train": {"count": 1_281_167 * 88, "images": 1_281_167, "views": 88, "flip": False},
+            "val": {"count": 50_000},
+        },
+    }
     (store / "meta.json").write_text(json.dumps(meta))
     after, text = _dry_run_rows([str(sweep), "--dry-run"], capsys)
     assert before == after and len(before) == 12
@@ -244,8 +329,11 @@ def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
     images, ckpt = data
     store = tk.tokenize(images, ckpt, tmp_path / "store", batch_size=8, device="cpu")
     config = dataclasses.replace(
-        tiny_run_config(store, batch=4, eval_points=1), length=LengthConfig(epochs=2), seed=3,
-        data=DataConfig(store=store, views="online", images=images))
+        tiny_run_config(store, batch=4, eval_points=1),
+        length=LengthConfig(epochs=2),
+        seed=3,
+        data=DataConfig(store=store, views="online", images=images),
+    )
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
@@ -269,19 +357,26 @@ def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
     other = tmp_path / "other.pt"
     torch.manual_seed(1)
     save_model(other, VQVAE(**TINY))
-    bad = dataclasses.replace(config, data=DataConfig(store=store, views="online", images=images,
-                                                      vqvae=other))
+    bad = dataclasses.replace(
+        config, data=DataConfig(store=store, views="online", images=images, vqvae=other)
+    )
     with pytest.raises(TokenStoreMismatch, match="vqvae_sha256"):
         Trainer(bad, run, DistInfo(0, 1, 0, torch.device("cpu")))
 
 
-@pytest.mark.parametrize("block, key, line", [
-    ("prepare:\n  synthetic: {num_classes: 4}\n  vqvae: {}\n  tokenize:\n    views: 0\n",
-     "prepare.tokenize.views", 7),
-    ("data:\n  tokens: /x\n  expect:\n    views: -1\n", "data.expect.views", 6),
-    ("data:\n  tokens: /x\nbase:\n  data: {views: 0}\n", "views", None),
-    ("data:\n  tokens: /x\nbase:\n  eval: {precision: fp16}\n", "eval.precision", None),
-])
+@pytest.mark.parametrize(
+    "block, key, line",
+    [
+        (
+            "prepare:\n  synthetic: {num_classes: 4}\n  vqvae: {}\n  tokenize:\n    views: 0\n",
+            "prepare.tokenize.views",
+            7,
+        ),
+        ("data:\n  tokens: /x\n  expect:\n    views: -1\n", "data.expect.views", 6),
+        ("data:\n  tokens: /x\nbase:\n  data: {views: 0}\n", "views", None),
+        ("data:\n  tokens: /x\nbase:\n  eval: {precision: fp16}\n", "eval.precision", None),
+    ],
+)
 def test_bad_view_and_precision_settings_are_located_errors(tmp_path, capsys, block, key, line):
     path = tmp_path / "bad.yaml"
     path.write_text(f"name: x\noutput: {tmp_path / 'o'}\n{block}grid:\n  depth: [1]\n")

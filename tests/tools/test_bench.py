@@ -21,9 +21,29 @@ from scaling.tools.bench.runner import run_bench
 from scaling.tools.bench.timing import time_median
 from var_core import counting
 
-ARGS = ["--device", "cpu", "--tiny", "--depths", "2", "--batch", "4", "--steps", "1",
-        "--repeats", "2", "--warmup", "1", "--sample-batch", "2", "--tok-batch", "2",
-        "--check-batch", "2", "--threads", "1"]
+ARGS = [
+    "--device",
+    "cpu",
+    "--tiny",
+    "--depths",
+    "2",
+    "--batch",
+    "4",
+    "--steps",
+    "1",
+    "--repeats",
+    "2",
+    "--warmup",
+    "1",
+    "--sample-batch",
+    "2",
+    "--tok-batch",
+    "2",
+    "--check-batch",
+    "2",
+    "--threads",
+    "1",
+]
 OFFICIAL_MIRROR = Path("/work/.mirror/FoundationVision+VAR/repo")
 
 
@@ -47,7 +67,9 @@ def parse_tables(text: str) -> list[list[dict[str, str]]]:
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
-    out.write_text("# Benchmarks\n\nintro kept\n\n<!-- BENCH:START -->\nold\n<!-- BENCH:END -->\n\ntail kept\n")
+    out.write_text(
+        "# Benchmarks\n\nintro kept\n\n<!-- BENCH:START -->\nold\n<!-- BENCH:END -->\n\ntail kept\n"
+    )
     code = main(ARGS + ["--out", str(out)])
     return code, out.read_text()
 
@@ -72,10 +94,19 @@ def test_cli_prints_a_complete_table(cli_run, capsys):
 def test_flops_columns_are_counted_flops_over_time(cli_run):
     _, text = cli_run
     timing, _ = parse_tables(text)
-    kw = dict(depth=2, num_classes=TINY.num_classes, vocab_size=TINY.vocab_size,
-              z_channels=TINY.z_channels, patch_nums=TINY.patch_nums)
+    kw = dict(
+        depth=2,
+        num_classes=TINY.num_classes,
+        vocab_size=TINY.vocab_size,
+        z_channels=TINY.z_channels,
+        patch_nums=TINY.patch_nums,
+    )
     fwd, n, L = counting.forward_flops(**kw), counting.params(**kw), TINY.L
-    per_image = {"train": (3 * fwd, 6 * n * L), "eval": (fwd, 2 * n * L), "sample": (2 * fwd, 4 * n * L)}
+    per_image = {
+        "train": (3 * fwd, 6 * n * L),
+        "eval": (fwd, 2 * n * L),
+        "sample": (2 * fwd, 4 * n * L),
+    }
     peak = float(re.search(r"matmul peak ([0-9.e+-]+) TFLOP/s", text).group(1))
     for r in timing:
         if r["what"] == "tokenize":
@@ -110,13 +141,24 @@ def test_bad_arguments_are_named(capsys):
         parse_args(["--steps", "0"])
     assert "--steps must be >= 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--what: unknown"):
-        run_bench(depths=[2], batches=[4], what=["fly"], device=torch.device("cpu"),
-                        geometry=TINY, fast=FastPath("fp32"), steps=1, repeats=1, warmup=0)
+        run_bench(
+            depths=[2],
+            batches=[4],
+            what=["fly"],
+            device=torch.device("cpu"),
+            geometry=TINY,
+            fast=FastPath("fp32"),
+            steps=1,
+            repeats=1,
+            warmup=0,
+        )
 
 
 def test_time_median_excludes_warmup_and_takes_the_median():
     calls = []
-    sec, times = time_median(lambda: calls.append(1), torch.device("cpu"), warmup=3, repeats=5, inner=2)
+    sec, times = time_median(
+        lambda: calls.append(1), torch.device("cpu"), warmup=3, repeats=5, inner=2
+    )
     assert len(calls) == 3 + 5 * 2 and len(times) == 5
     assert sec == sorted(times)[2]
 
@@ -130,21 +172,31 @@ def test_official_code_is_timed_side_by_side(tmp_path, monkeypatch):
         # which the benchmark never calls: an empty class stands in for it here
         import types
 
-        monkeypatch.setitem(sys.modules, "huggingface_hub",
-                            types.SimpleNamespace(PyTorchModelHubMixin=type("PyTorchModelHubMixin", (), {})))
+        monkeypatch.setitem(
+            sys.modules,
+            "huggingface_hub",
+            types.SimpleNamespace(PyTorchModelHubMixin=type("PyTorchModelHubMixin", (), {})),
+        )
     if not OFFICIAL_MIRROR.exists():
         pytest.skip(f"no official VAR mirror at {OFFICIAL_MIRROR}")
     checkout = tmp_path / "official"
     checkout.mkdir()
-    archive = subprocess.run(["git", "-C", str(OFFICIAL_MIRROR), "archive", "HEAD"], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(OFFICIAL_MIRROR), "archive", "HEAD"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive, check=True)
-    originals = {c: c.reset_parameters for c in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.LayerNorm,
-                                                 torch.nn.ConvTranspose2d)}
+    originals = {
+        c: c.reset_parameters
+        for c in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.LayerNorm, torch.nn.ConvTranspose2d)
+    }
     torch.set_num_threads(1)
-    rows = official_rows(checkout, TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
-                               steps=1, flops=(3.0, 6.0))
-    assert [r.path for r in rows] == ["official trainer (fp32, VQVAE encode)", "official, pre-tokenised"]
+    rows = official_rows(
+        checkout, TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1, steps=1, flops=(3.0, 6.0)
+    )
+    assert [r.path for r in rows] == [
+        "official trainer (fp32, VQVAE encode)",
+        "official, pre-tokenised",
+    ]
     assert all(r.images_per_s > 0 and math.isfinite(r.images_per_s) for r in rows)
     # the official build function patches reset_parameters globally; it must be undone
     for c, fn in originals.items():  # incl. inherited ones (Conv2d's comes from _ConvNd)
@@ -152,8 +204,17 @@ def test_official_code_is_timed_side_by_side(tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "models" or m.startswith("models.") or m == "dist"]:
         monkeypatch.delitem(sys.modules, name)  # leave no official modules behind
     with pytest.raises(FileNotFoundError, match="not a checkout of the official VAR code"):
-        official_rows(tmp_path, TINY, 2, 2, torch.device("cpu"), warmup=0, repeats=1,
-                            steps=1, flops=(3.0, 6.0))
+        official_rows(
+            tmp_path,
+            TINY,
+            2,
+            2,
+            torch.device("cpu"),
+            warmup=0,
+            repeats=1,
+            steps=1,
+            flops=(3.0, 6.0),
+        )
 
 
 TINY_SWEEP = """\
@@ -191,13 +252,35 @@ def test_sweep_benchmarks_what_the_sweep_runs(tmp_path, capsys, monkeypatch):
         return trainer
 
     monkeypatch.setattr(runner, "build_trainer", spy)
-    code = main(["--device", "cpu", "--sweep", str(sweep), "--depths", "2", "--steps", "1",
-                       "--repeats", "1", "--warmup", "0", "--what", "train", "--check-batch", "2",
-                       "--peak-tflops", "1"])
+    code = main(
+        [
+            "--device",
+            "cpu",
+            "--sweep",
+            str(sweep),
+            "--depths",
+            "2",
+            "--steps",
+            "1",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--what",
+            "train",
+            "--check-batch",
+            "2",
+            "--peak-tflops",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, captured.err[-2000:]
-    assert "Runtime policy (scaling.core.runtime) d2: cpu fp32, compile off, threads 1, attention sdpa" in out
+    assert (
+        "Runtime policy (scaling.core.runtime) d2: cpu fp32, compile off, threads 1, attention sdpa"
+        in out
+    )
     (trainer,) = built
     cfg = trainer.config
     assert (cfg.model.width, cfg.model.heads, cfg.runtime.micro_batch) == (32, 2, 2)
@@ -211,15 +294,21 @@ def test_sweep_bad_input_is_named(tmp_path, capsys):
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(TINY_SWEEP.format(out=tmp_path / "runs"))
     assert main(["--device", "cpu", "--sweep", str(sweep), "--depths", "5"]) == 2
-    assert "--depths [5] not in the sweep's grid (it trains depths [2, 3])" in capsys.readouterr().err
+    assert (
+        "--depths [5] not in the sweep's grid (it trains depths [2, 3])" in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         main(["--sweep", str(sweep), "--batch", "4"])
-    assert "--sweep takes the batch, geometry and runtime policy from the sweep file; drop --batch" \
+    assert (
+        "--sweep takes the batch, geometry and runtime policy from the sweep file; drop --batch"
         in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         main(["--sweep", str(tmp_path / "missing.yaml")])
     assert "missing.yaml: no such file" in capsys.readouterr().err
     broken = tmp_path / "broken.yaml"
-    broken.write_text(TINY_SWEEP.format(out=tmp_path / "runs").replace("batch_size: 8", "batch_size: -8"))
+    broken.write_text(
+        TINY_SWEEP.format(out=tmp_path / "runs").replace("batch_size: 8", "batch_size: -8")
+    )
     assert main(["--device", "cpu", "--sweep", str(broken), "--depths", "2"]) == 2
     assert "broken.yaml" in capsys.readouterr().err

@@ -20,8 +20,13 @@ CPU = torch.device("cpu")
 
 
 def var_kwargs(depth: int = 2) -> dict:
-    kw = VAR(depth, num_classes=GEO.num_classes, vocab_size=GEO.vocab_size, z_channels=GEO.z_channels,
-             patch_nums=GEO.patch_nums).config()
+    kw = VAR(
+        depth,
+        num_classes=GEO.num_classes,
+        vocab_size=GEO.vocab_size,
+        z_channels=GEO.z_channels,
+        patch_nums=GEO.patch_nums,
+    ).config()
     kw.pop("attn_backend")
     return {**kw, **fast_path.CHECK_INIT}
 
@@ -125,7 +130,9 @@ def test_sampler_check_fails_on_a_broken_cache(vqvae):
     assert fast_path.sampler_vs_teacher_forced(model, vqvae, labels, CPU) <= 1e-4
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(KVCache, "extend", lambda self, k, v: (k, v))
-        assert fast_path.sampler_vs_teacher_forced(model, vqvae, labels, CPU) > 1e-3  # 5e-3 here, 1e-7 intact
+        assert (
+            fast_path.sampler_vs_teacher_forced(model, vqvae, labels, CPU) > 1e-3
+        )  # 5e-3 here, 1e-7 intact
 
 
 def flex_attention_module():
@@ -147,8 +154,9 @@ def test_sampler_tokens_do_not_depend_on_batch_order(vqvae):
 
 
 def test_fast_path_checks_report(vqvae):
-    checks = fast_path.fast_path_checks(var_kwargs(), GEO, fast_path.FastPath("bf16", "sdpa"), CPU, batch=2,
-                                    vqvae=vqvae)
+    checks = fast_path.fast_path_checks(
+        var_kwargs(), GEO, fast_path.FastPath("bf16", "sdpa"), CPU, batch=2, vqvae=vqvae
+    )
     by_name = {c.name: c for c in checks}
     assert by_name["loss rel diff, bf16+sdpa vs fp32 sdpa"].tolerance == 1e-2
     assert by_name["grad rel L2 error, bf16+sdpa vs fp32 sdpa"].tolerance == 5e-2

@@ -38,6 +38,7 @@ def recorded_host_reads(where: list[tuple[str, str]], phase: dict):
         def wrapper(self, *a, **k):
             where.append((name, phase["now"]))
             return fn(self, *a, **k)
+
         return wrapper
 
     for name, fn in saved.items():
@@ -56,6 +57,7 @@ def _phase(method, phase: dict, name: str):
             return method(self, *a, **k)
         finally:
             phase["now"] = before
+
     return wrapped
 
 
@@ -63,8 +65,14 @@ def test_no_host_reads_between_log_points(store, tmp_path, monkeypatch):
     """30 steps with 2 evaluations, 2 checkpoints and TensorBoard scalars every 10 steps:
     every host read happens inside an evaluation, a checkpoint save, a log line or a
     scalars point; the steps between them read nothing."""
-    config = tiny_run_config(store, steps=30, eval_points=2, checkpoint_every_steps=15,
-                             log_every_s=1e9, scalars_every_steps=10)
+    config = tiny_run_config(
+        store,
+        steps=30,
+        eval_points=2,
+        checkpoint_every_steps=15,
+        log_every_s=1e9,
+        scalars_every_steps=10,
+    )
     run_dir = write_run(tmp_path / "run", config)
     calls: list[tuple[str, str]] = []
     phase = {"now": "setup"}  # model construction (init) may read; the loop may not
@@ -98,8 +106,9 @@ def test_no_host_reads_between_log_points(store, tmp_path, monkeypatch):
 def test_host_read_recorder_catches_a_read_in_the_step(store, tmp_path, monkeypatch):
     """The same recorder sees the per-step `.item()` the trainer used to make."""
     config = tiny_run_config(store, steps=3, eval_points=1)
-    trainer = Trainer(config, RunDir(write_run(tmp_path / "run", config)),
-                      DistInfo(0, 1, 0, torch.device("cpu")))
+    trainer = Trainer(
+        config, RunDir(write_run(tmp_path / "run", config)), DistInfo(0, 1, 0, torch.device("cpu"))
+    )
     calls: list = []
     with recorded_host_reads(calls, {"now": "step"}):
         trainer.train_step()
@@ -119,7 +128,11 @@ def test_label_out_of_range_is_refused_where_data_enters(tmp_path, one_thread):
         TokenStore(path)
     config = tiny_run_config(path)
     with pytest.raises(TokenStoreError, match="labels outside"):
-        Trainer(config, RunDir(write_run(tmp_path / "run", config)), DistInfo(0, 1, 0, torch.device("cpu")))
+        Trainer(
+            config,
+            RunDir(write_run(tmp_path / "run", config)),
+            DistInfo(0, 1, 0, torch.device("cpu")),
+        )
 
 
 def _fullgraph(fn, **kw):
@@ -132,8 +145,16 @@ def _tiny_var(**kw):
     from var_core import VAR
 
     torch.manual_seed(0)
-    return VAR(depth=2, width=32, heads=2, num_classes=5, vocab_size=40, z_channels=8,
-               patch_nums=(1, 2, 3), **kw)
+    return VAR(
+        depth=2,
+        width=32,
+        heads=2,
+        num_classes=5,
+        vocab_size=40,
+        z_channels=8,
+        patch_nums=(1, 2, 3),
+        **kw,
+    )
 
 
 def test_training_and_evaluation_compile_as_one_graph(one_thread):
@@ -175,7 +196,9 @@ def test_sampler_scale_step_compiles_as_one_graph(one_thread):
     torch._dynamo.reset()
 
 
-def test_save_and_stop_agreement_only_every_k_steps_with_several_processes(store, tmp_path, monkeypatch):
+def test_save_and_stop_agreement_only_every_k_steps_with_several_processes(
+    store, tmp_path, monkeypatch
+):
     """With world_size > 1 (collectives stubbed), rank 0's decisions are exchanged every
     agree_every_steps steps; a stop request at step 6 is honoured at step 8 (k = 4)."""
     config = tiny_run_config(store, steps=20, eval_points=1, agree_every_steps=4)
@@ -187,7 +210,9 @@ def test_save_and_stop_agreement_only_every_k_steps_with_several_processes(store
     trainer.dist = dataclasses.replace(two)
     trainer.local_batch = config.optim.batch_size  # this stub "rank" does the whole batch
     agreed_at: list[int] = []
-    monkeypatch.setattr(Trainer, "_agree", lambda self, flags: (agreed_at.append(self.step), flags)[1])
+    monkeypatch.setattr(
+        Trainer, "_agree", lambda self, flags: (agreed_at.append(self.step), flags)[1]
+    )
     stop = StopRequest()
     real_step = Trainer.train_step
 
@@ -212,7 +237,10 @@ def test_runtime_policy_is_scoped_and_states_its_choices():
         assert torch.get_num_threads() == n + 1
     assert torch.get_num_threads() == n  # restored
     assert runtime.resolve(None, device="cpu").threads == runtime.CPU_THREADS_AUTO
-    assert "cpu fp32, compile off, threads 3" == runtime.resolve(None, device="cpu", threads=3).describe()
+    assert (
+        "cpu fp32, compile off, threads 3"
+        == runtime.resolve(None, device="cpu", threads=3).describe()
+    )
     with pytest.raises(ValueError, match="precision must be one of"):
         runtime.resolve(None, device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="device must be auto, cpu or cuda"):
@@ -225,8 +253,11 @@ def test_cached_teacher_forcing_input_trains_like_the_computed_one(store, tmp_pa
     states, initial = [], None
     for name, mb in (("cached", 256.0), ("computed", 0.0)):
         config = tiny_run_config(store, run_id=name, steps=6, eval_points=1, input_cache_mb=mb)
-        trainer = Trainer(config, RunDir(write_run(tmp_path / name, config)),
-                          DistInfo(0, 1, 0, torch.device("cpu")))
+        trainer = Trainer(
+            config,
+            RunDir(write_run(tmp_path / name, config)),
+            DistInfo(0, 1, 0, torch.device("cpu")),
+        )
         assert (trainer.inputs.input_cache is not None) == (mb > 0)
         initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
         for _ in range(6):

@@ -28,8 +28,15 @@ from scaling.core.atomic import atomic_write_text
 from scaling.core.rundir import RunDir
 from scaling.data.token_store import save_quantizer
 from scaling.training import schedule
-from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
-                                     RunConfig, RuntimeConfig)
+from scaling.training.config import (
+    DataConfig,
+    EvalConfig,
+    LengthConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    RuntimeConfig,
+)
 from scaling.training.distributed import DistInfo
 from scaling.training.model import param_groups
 from scaling.training.trainer import Trainer
@@ -47,22 +54,37 @@ def recipe_config(fx: dict, store: Path) -> RunConfig:
     a, v = fx["config"]["official_args"], fx["config"]["var"]
     iters = fx["config"]["iters_train"]
     return RunConfig(
-        run_id="official_parity", data=DataConfig(store=store),
-        model=ModelConfig(depth=v["depth"], width=v["embed_dim"], heads=v["num_heads"],
-                          mlp_ratio=v["mlp_ratio"], drop_path=v["drop_path_rate"],
-                          attn_l2_norm=bool(v["attn_l2_norm"]), shared_aln=bool(v["shared_aln"]),
-                          cond_drop=v["cond_drop_rate"]),
+        run_id="official_parity",
+        data=DataConfig(store=store),
+        model=ModelConfig(
+            depth=v["depth"],
+            width=v["embed_dim"],
+            heads=v["num_heads"],
+            mlp_ratio=v["mlp_ratio"],
+            drop_path=v["drop_path_rate"],
+            attn_l2_norm=bool(v["attn_l2_norm"]),
+            shared_aln=bool(v["shared_aln"]),
+            cond_drop=v["cond_drop_rate"],
+        ),
         optim=OptimConfig(
-            batch_size=a["glb_batch_size"], base_lr=a["tblr"] * a["ac"],  # tlr = tblr*ac*B/256
-            betas=tuple(fx["config"]["plain"]["adam_betas"]), eps=fx["config"]["plain"]["adam_eps"],
-            weight_decay=a["twd"], weight_decay_end=a["twde"], grad_clip=a["tclip"],
+            batch_size=a["glb_batch_size"],
+            base_lr=a["tblr"] * a["ac"],  # tlr = tblr*ac*B/256
+            betas=tuple(fx["config"]["plain"]["adam_betas"]),
+            eps=fx["config"]["plain"]["adam_eps"],
+            weight_decay=a["twd"],
+            weight_decay_end=a["twde"],
+            grad_clip=a["tclip"],
             warmup_frac=a["wp"] / a["ep"],  # wp is in epochs; ours is a fraction of the run
-            warmup_start=a["wp0"], hold_frac=0.05,  # "lin0" holds the peak for 5% of the decay
-            final_lr_frac=a["wpe"], label_smoothing=a["ls"]),
+            warmup_start=a["wp0"],
+            hold_frac=0.05,  # "lin0" holds the peak for 5% of the decay
+            final_lr_frac=a["wpe"],
+            label_smoothing=a["ls"],
+        ),
         length=LengthConfig(steps=a["ep"] * iters),
         eval=EvalConfig(points=1, batch_size=a["glb_batch_size"]),
         runtime=RuntimeConfig(device="cpu", precision="fp32"),
-        seed=0)
+        seed=0,
+    )
 
 
 def write_store(fx: dict, path: Path) -> torch.Tensor:
@@ -70,10 +92,17 @@ def write_store(fx: dict, path: Path) -> torch.Tensor:
     from var_core import VQVAE
 
     c = fx["config"]["vqvae"]
-    vq = VQVAE(vocab_size=c["vocab_size"], z_channels=c["z_channels"], ch=c["ch"],
-               ch_mult=c["ch_mult"], num_res_blocks=c["num_res_blocks"], beta=c["beta"],
-               phi_ratio=c["quant_resi"], phi_sharing=c["share_quant_resi"],
-               patch_nums=c["patch_nums"]).eval()
+    vq = VQVAE(
+        vocab_size=c["vocab_size"],
+        z_channels=c["z_channels"],
+        ch=c["ch"],
+        ch_mult=c["ch_mult"],
+        num_res_blocks=c["num_res_blocks"],
+        beta=c["beta"],
+        phi_ratio=c["quant_resi"],
+        phi_sharing=c["share_quant_resi"],
+        patch_nums=c["patch_nums"],
+    ).eval()
     missing, unexpected = vq.load_state_dict(_f32(fx["vqvae_state_dict"]), strict=False)
     assert not unexpected and all(k.startswith(("decoder.", "post_quant_conv.")) for k in missing)
     with torch.no_grad():
@@ -85,11 +114,18 @@ def write_store(fx: dict, path: Path) -> torch.Tensor:
         np.save(path / split / "labels.npy", labels)
     save_quantizer(path, vq.quantize)
     num_classes = fx["config"]["var"]["num_classes"]
-    meta = {"format": "var-token-store/1", "vqvae_sha256": "0" * 64, "vqvae_config": vq.config(),
-            "vocab_size": c["vocab_size"], "patch_nums": list(c["patch_nums"]),
-            "L": tokens.shape[1], "image_size": 256, "classes": [str(i) for i in range(num_classes)],
-            "num_classes": num_classes,
-            "splits": {s: {"count": len(labels), "flip": False} for s in ("train", "val")}}
+    meta = {
+        "format": "var-token-store/1",
+        "vqvae_sha256": "0" * 64,
+        "vqvae_config": vq.config(),
+        "vocab_size": c["vocab_size"],
+        "patch_nums": list(c["patch_nums"]),
+        "L": tokens.shape[1],
+        "image_size": 256,
+        "classes": [str(i) for i in range(num_classes)],
+        "num_classes": num_classes,
+        "splits": {s: {"count": len(labels), "flip": False} for s in ("train", "val")},
+    }
     atomic_write_text(path / "meta.json", json.dumps(meta))
     return tokens
 
@@ -119,12 +155,14 @@ def replay(fx: dict, root: Path) -> Replay:
     config = recipe_config(fx, root / "store")
     run_dir = RunDir(root / "run")
     run_dir.path.mkdir()
-    trainer = Trainer(config, run_dir, DistInfo(rank=0, world_size=1, local_rank=0,
-                                                device=torch.device("cpu")))
+    trainer = Trainer(
+        config, run_dir, DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    )
     trainer.model.load_state_dict(_f32(fx["var_state_dict_init"]), strict=True)
     names = {p: n for n, p in trainer.model.named_parameters()}
-    decay_group, no_decay_group = (g for g in sorted(trainer.optimizer.param_groups,
-                                                     key=lambda g: g["wd_scale"], reverse=True))
+    decay_group, no_decay_group = (
+        g for g in sorted(trainer.optimizer.param_groups, key=lambda g: g["wd_scale"], reverse=True)
+    )
     grads0: dict[str, torch.Tensor] = {}
 
     def record(p: torch.Tensor) -> None:  # the accumulated gradient, before clipping
@@ -132,10 +170,21 @@ def replay(fx: dict, root: Path) -> Replay:
             grads0[names[p]] = p.grad.detach().clone()
 
     hooks = [p.register_post_accumulate_grad_hook(record) for p in trainer.model.parameters()]
-    out = Replay(tokens=tokens, var_input=trainer.inputs.teacher_forcing_input(tokens), lr=[], wd=[],
-                 lr_no_decay=[], wd_no_decay=[], loss=[], grad_norm=[], grads_step0=grads0,
-                 no_decay={names[p] for p in no_decay_group["params"]}, params={}, adam={},
-                 final_loss=math.nan)
+    out = Replay(
+        tokens=tokens,
+        var_input=trainer.inputs.teacher_forcing_input(tokens),
+        lr=[],
+        wd=[],
+        lr_no_decay=[],
+        wd_no_decay=[],
+        loss=[],
+        grad_norm=[],
+        grads_step0=grads0,
+        no_decay={names[p] for p in no_decay_group["params"]},
+        params={},
+        adam={},
+        final_loss=math.nan,
+    )
     for _ in range(trainer.total_steps):
         out.loss.append(trainer.train_step())
         out.grad_norm.append(float(trainer.grad_norm))
@@ -151,7 +200,9 @@ def replay(fx: dict, root: Path) -> Replay:
     with torch.no_grad():
         _, labels = trainer.store.gather("train", np.arange(len(tokens)))
         logits = trainer.model(labels, out.var_input)
-        out.final_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten()).item()
+        out.final_loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), tokens.flatten()
+        ).item()
     return out
 
 
@@ -163,29 +214,50 @@ def differences(fx: dict, r: Replay) -> dict[str, float]:
         return max(abs(x - y) / abs(y) if y else abs(x - y) for x, y in zip(a, b))
 
     return {
-        "lr rel": rel(r.lr, ps["lr"]), "wd rel": rel(r.wd, ps["wd"]),
+        "lr rel": rel(r.lr, ps["lr"]),
+        "wd rel": rel(r.wd, ps["wd"]),
         "lr no-decay rel": rel(r.lr_no_decay, ps["lr_no_decay_group"]),
         "wd no-decay abs": max(abs(x - y) for x, y in zip(r.wd_no_decay, ps["wd_no_decay_group"])),
         "var_input abs": (r.var_input - fx["var_input"].float()).abs().max().item(),
         "loss rel": rel(r.loss, ps["loss"]),
         "final_loss rel": abs(r.final_loss - fx["final_loss"]) / fx["final_loss"],
         "grad norm rel": rel(r.grad_norm, ps["grad_norm_before_clip"]),
-        "grads_step0 abs": max((r.grads_step0[k] - v).abs().max().item()
-                               for k, v in fx["grads_step0"].items()),
-        "final params abs": max((r.params[k] - v).abs().max().item()
-                                for k, v in fx["final_var_params"].items()),
-        "exp_avg abs": max((r.adam[k]["exp_avg"] - s["exp_avg"]).abs().max().item()
-                           for k, s in fx["adamw_state_final"].items()),
-        "exp_avg_sq rel": max(((r.adam[k]["exp_avg_sq"] - s["exp_avg_sq"]).abs()
-                               / s["exp_avg_sq"].abs().clamp_min(1e-30)).max().item()
-                              for k, s in fx["adamw_state_final"].items()),
+        "grads_step0 abs": max(
+            (r.grads_step0[k] - v).abs().max().item() for k, v in fx["grads_step0"].items()
+        ),
+        "final params abs": max(
+            (r.params[k] - v).abs().max().item() for k, v in fx["final_var_params"].items()
+        ),
+        "exp_avg abs": max(
+            (r.adam[k]["exp_avg"] - s["exp_avg"]).abs().max().item()
+            for k, s in fx["adamw_state_final"].items()
+        ),
+        "exp_avg_sq rel": max(
+            (
+                (r.adam[k]["exp_avg_sq"] - s["exp_avg_sq"]).abs()
+                / s["exp_avg_sq"].abs().clamp_min(1e-30)
+            )
+            .max()
+            .item()
+            for k, s in fx["adamw_state_final"].items()
+        ),
     }
 
 
-TOLERANCES = {"lr rel": 1e-12, "wd rel": 1e-12, "lr no-decay rel": 1e-12, "wd no-decay abs": 0.0,
-              "var_input abs": 1e-5, "loss rel": 1e-5, "final_loss rel": 1e-5,
-              "grad norm rel": 1e-5, "grads_step0 abs": 1e-6, "final params abs": 1e-5,
-              "exp_avg abs": 1e-6, "exp_avg_sq rel": 1e-3}
+TOLERANCES = {
+    "lr rel": 1e-12,
+    "wd rel": 1e-12,
+    "lr no-decay rel": 1e-12,
+    "wd no-decay abs": 0.0,
+    "var_input abs": 1e-5,
+    "loss rel": 1e-5,
+    "final_loss rel": 1e-5,
+    "grad norm rel": 1e-5,
+    "grads_step0 abs": 1e-6,
+    "final params abs": 1e-5,
+    "exp_avg abs": 1e-6,
+    "exp_avg_sq rel": 1e-3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -202,13 +274,21 @@ def test_schedule_probe_matches_official(fx):
     """The schedule alone on a 100-step run whose warm-up of 2.5 steps rounds (to even) to 2."""
     c = fx["schedule_probe"]["config"]
     total = c["max_it"]
-    optim = OptimConfig(base_lr=1.0, batch_size=256, warmup_frac=c["wp_it"] / total,
-                        warmup_start=c["wp0"], final_lr_frac=c["wpe"], weight_decay=c["wd"],
-                        weight_decay_end=c["wd_end"])
+    optim = OptimConfig(
+        base_lr=1.0,
+        batch_size=256,
+        warmup_frac=c["wp_it"] / total,
+        warmup_start=c["wp0"],
+        final_lr_frac=c["wpe"],
+        weight_decay=c["wd"],
+        weight_decay_end=c["wd_end"],
+    )
     lr = [schedule.lr_factor(g, total, optim) for g in range(total)]
     wd = [schedule.weight_decay(g, total, optim) for g in range(total)]
-    for ours_, theirs, what in ((lr, fx["schedule_probe"]["lr"], "lr"),
-                                (wd, fx["schedule_probe"]["wd"], "wd")):
+    for ours_, theirs, what in (
+        (lr, fx["schedule_probe"]["lr"], "lr"),
+        (wd, fx["schedule_probe"]["wd"], "wd"),
+    ):
         assert len(ours_) == len(theirs) == total
         for g, (a, b) in enumerate(zip(ours_, theirs)):
             assert a == pytest.approx(b, rel=1e-12, abs=1e-15), f"{what} at step {g}: {a} vs {b}"
@@ -218,8 +298,15 @@ def test_no_decay_set_is_official(fx):
     from var_core import VAR
 
     v = fx["config"]["var"]
-    model = VAR(v["depth"], width=v["embed_dim"], heads=v["num_heads"], num_classes=v["num_classes"],
-                vocab_size=512, attn_l2_norm=True, drop_path=0.0)
+    model = VAR(
+        v["depth"],
+        width=v["embed_dim"],
+        heads=v["num_heads"],
+        num_classes=v["num_classes"],
+        vocab_size=512,
+        attn_l2_norm=True,
+        drop_path=0.0,
+    )
     names = {p: n for n, p in model.named_parameters()}
     groups = {g["wd_scale"]: {names[p] for p in g["params"]} for g in param_groups(model)}
     assert groups[0.0] == set(fx["no_decay_params"])
@@ -235,8 +322,9 @@ def test_tokens_equal_the_official_in_loop_encoding(fx, ours):
 def test_twelve_steps_reproduce_the_official_trainer(fx, ours):
     ps = fx["per_step"]
     assert len(ours.loss) == len(ps["loss"]) == 12
-    assert [n > fx["config"]["official_args"]["tclip"] for n in ours.grad_norm] == \
-        [bool(c) for c in ps["clipped"]]
+    assert [n > fx["config"]["official_args"]["tclip"] for n in ours.grad_norm] == [
+        bool(c) for c in ps["clipped"]
+    ]
     assert ours.no_decay == set(fx["no_decay_params"])
     assert set(ours.grads_step0) >= set(fx["grads_step0"])
     for k, s in fx["adamw_state_final"].items():

@@ -7,31 +7,53 @@ import pytest
 
 from scaling.data.token_store import TokenStoreError
 from scaling.training import records
-from scaling.training.config import (DataConfig, EvalConfig, LengthConfig, ModelConfig, OptimConfig,
-                                     RunConfig, estimate, var_kwargs_from_store)
+from scaling.training.config import (
+    DataConfig,
+    EvalConfig,
+    LengthConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    estimate,
+    var_kwargs_from_store,
+)
 
-META = {"num_classes": 4, "vocab_size": 32, "patch_nums": [1, 2, 3],
-        "vqvae_config": {"z_channels": 16},
-        "splits": {"train": {"count": 256, "images": 256}, "val": {"count": 64}}}
+META = {
+    "num_classes": 4,
+    "vocab_size": 32,
+    "patch_nums": [1, 2, 3],
+    "vqvae_config": {"z_channels": 16},
+    "splits": {"train": {"count": 256, "images": 256}, "val": {"count": 64}},
+}
 
 
 def _config(**length) -> RunConfig:
-    return RunConfig(run_id="r", data=DataConfig(store="s"),
-                     model=ModelConfig(depth=2, width=32, heads=2),
-                     optim=OptimConfig(batch_size=16), length=LengthConfig(**length),
-                     eval=EvalConfig(points=2))
+    return RunConfig(
+        run_id="r",
+        data=DataConfig(store="s"),
+        model=ModelConfig(depth=2, width=32, heads=2),
+        optim=OptimConfig(batch_size=16),
+        length=LengthConfig(**length),
+        eval=EvalConfig(points=2),
+    )
 
 
 def test_progress_by_hand():
     counts = records.ImageCounts(params=100, tokens=14, forward_flops=7, train_flops=21)
-    assert records.progress(10, 16, counts) == dict(step=10, images=160, tokens=2240, flops=3360,
-                                                    flops_6nd=6 * 100 * 2240)
+    assert records.progress(10, 16, counts) == dict(
+        step=10, images=160, tokens=2240, flops=3360, flops_6nd=6 * 100 * 2240
+    )
     assert records.epochs(total_steps=32, batch_size=16, train_images=256) == 2.0
 
 
 def test_var_kwargs_come_from_the_store_meta():
     kw = var_kwargs_from_store(ModelConfig(depth=2, width=32, heads=2), META)
-    assert (kw["num_classes"], kw["vocab_size"], kw["z_channels"], kw["patch_nums"]) == (4, 32, 16, (1, 2, 3))
+    assert (kw["num_classes"], kw["vocab_size"], kw["z_channels"], kw["patch_nums"]) == (
+        4,
+        32,
+        16,
+        (1, 2, 3),
+    )
 
 
 @pytest.mark.parametrize("drop", ["vqvae_config", "z_channels", "num_classes"])

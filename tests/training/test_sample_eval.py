@@ -12,12 +12,18 @@ import torch
 from PIL import Image
 
 from analysis.results import read_runs
-from scaling.data.classifier import SmallClassifier
 from scaling.core.provenance import sha256_file
+from scaling.data.classifier import SmallClassifier
 from scaling.training.config import SamplesConfig, load_run_config
 from scaling.training.job import samples_after_training, train_run
-from scaling.training.sample_eval import (SampleEvalError, evaluate_run, load_reference, main,
-                                          read_samples, sample_folder)
+from scaling.training.sample_eval import (
+    SampleEvalError,
+    evaluate_run,
+    load_reference,
+    main,
+    read_samples,
+    sample_folder,
+)
 from scaling.training.sample_features import FeatureError, check_inception_weights
 from tests.factories import make_token_store, tiny_run_config, write_run
 from tests.paths import ROOT
@@ -56,13 +62,32 @@ def trained(tmp_path_factory, one_thread):
     for c in range(C):
         (root / "ref" / f"class{c}").mkdir(parents=True)
         for i in range(6):
-            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / "ref" / f"class{c}" / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                root / "ref" / f"class{c}" / f"{i}.png"
+            )
     torch.manual_seed(1)
     clf = SmallClassifier(C, 8, width=8, feature_dim=5)
-    torch.save({"format": "var-scaling-classifier-1", "config": clf.config, "classes": [],
-                "model": clf.state_dict(), "val_accuracy": 0.0}, root / "clf.pt")
-    samples = SamplesConfig(per_class=3, shard_size=5, batch_size=4, top_k=0, top_p=0.0, features="classifier",
-                            classifier=str(root / "clf.pt"), reference=str(root / "ref"), after_training=True)
+    torch.save(
+        {
+            "format": "var-scaling-classifier-1",
+            "config": clf.config,
+            "classes": [],
+            "model": clf.state_dict(),
+            "val_accuracy": 0.0,
+        },
+        root / "clf.pt",
+    )
+    samples = SamplesConfig(
+        per_class=3,
+        shard_size=5,
+        batch_size=4,
+        top_k=0,
+        top_p=0.0,
+        features="classifier",
+        classifier=str(root / "clf.pt"),
+        reference=str(root / "ref"),
+        after_training=True,
+    )
     cfg = dataclasses.replace(tiny_run_config(store, steps=6, eval_points=1), samples=samples)
     run_dir = write_run(root / "runs" / "tiny", cfg)
     train_run(run_dir)
@@ -80,7 +105,11 @@ def test_balanced_resumable_sample_folder_and_classifier_metrics(trained):
     assert rec["sample_fd"] > 0 and rec["sample_reference_images"] == 24
     folder = sample_folder(run_dir, load_run_config(run_dir / "config.yaml").samples, rec["step"])
     shards = sorted(folder.glob("shard_*.npz"))
-    assert [np.load(s)["labels"].tolist() for s in shards] == [[0, 1, 2, 3, 0], [1, 2, 3, 0, 1], [2, 3]]
+    assert [np.load(s)["labels"].tolist() for s in shards] == [
+        [0, 1, 2, 3, 0],
+        [1, 2, 3, 0, 1],
+        [2, 3],
+    ]
     images, labels = read_samples(folder, 8)
     assert images.shape == (12, 8, 8, 3) and np.bincount(labels).tolist() == [3] * C
     # resume: a lost shard is redrawn identically, the others are not touched
@@ -94,7 +123,9 @@ def test_balanced_resumable_sample_folder_and_classifier_metrics(trained):
     assert '"samples"' not in (run_dir / "metrics.jsonl").read_text()
     samples_after_training(run_dir)
     rec2 = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
-    assert np.array_equal(np.load(shards[1])["images"], lost) and shards[0].stat().st_mtime_ns == kept
+    assert (
+        np.array_equal(np.load(shards[1])["images"], lost) and shards[0].stat().st_mtime_ns == kept
+    )
     assert rec2["sample_fd"] == pytest.approx(rec["sample_fd"])
     # the tidy table joins the sample line to the final evaluation row
     table = read_runs(run_dir.parent)
@@ -106,12 +137,18 @@ def test_inception_kind_metrics_against_hand_values(trained):
     """Reference = the samples themselves: FID 0, precision = recall = 1; a network that always
     answers class 0 has IS 1; all this through the same code path as the Inception features."""
     root, run_dir = trained
-    cfg = dataclasses.replace(load_run_config(run_dir / "config.yaml").samples, features="inception")
+    cfg = dataclasses.replace(
+        load_run_config(run_dir / "config.yaml").samples, features="inception"
+    )
     folder = sample_folder(run_dir, cfg, 6)
-    evaluate_run(run_dir, dataclasses.replace(cfg, reference=str(root / "ref")), features=ConstantNet())
+    evaluate_run(
+        run_dir, dataclasses.replace(cfg, reference=str(root / "ref")), features=ConstantNet()
+    )
     images, _ = read_samples(folder, 8)
     np.savez(root / "self.npz", arr_0=images)
-    rec = evaluate_run(run_dir, dataclasses.replace(cfg, reference=str(root / "self.npz")), features=ConstantNet())
+    rec = evaluate_run(
+        run_dir, dataclasses.replace(cfg, reference=str(root / "self.npz")), features=ConstantNet()
+    )
     assert rec["fid"] == pytest.approx(0, abs=1e-6)
     assert rec["precision"] == 1.0 and rec["recall"] == 1.0
     assert rec["is"] == pytest.approx(1.0)
@@ -137,14 +174,25 @@ def test_bad_inputs(trained, tmp_path):
     with pytest.raises(FeatureError, match="not an Inception weights file"):
         check_inception_weights(tmp_path / "junk.pth")
     torch.save({"fc.weight": torch.zeros(10, 64)}, tmp_path / "small.pth")
-    with pytest.raises(FeatureError, match=r"not the TF-FID Inception weights .*Conv2d_1a_3x3.conv.weight, fc.weight"):
+    with pytest.raises(
+        FeatureError,
+        match=r"not the TF-FID Inception weights .*Conv2d_1a_3x3.conv.weight, fc.weight",
+    ):
         check_inception_weights(tmp_path / "small.pth")
     # a sample folder with images of the wrong size
     (tmp_path / "s").mkdir()
-    np.savez(tmp_path / "s" / "shard_00000.npz", images=np.zeros((2, 16, 16, 3), np.uint8), labels=np.zeros(2))
+    np.savez(
+        tmp_path / "s" / "shard_00000.npz",
+        images=np.zeros((2, 16, 16, 3), np.uint8),
+        labels=np.zeros(2),
+    )
     with pytest.raises(SampleEvalError, match=r"shard_00000.npz: images are 16x16 px but 8x8"):
         read_samples(tmp_path / "s", 8)
-    np.savez(tmp_path / "s" / "shard_00000.npz", images=np.zeros((2, 8, 8, 3), np.float32), labels=np.zeros(2))
+    np.savez(
+        tmp_path / "s" / "shard_00000.npz",
+        images=np.zeros((2, 8, 8, 3), np.float32),
+        labels=np.zeros(2),
+    )
     with pytest.raises(SampleEvalError, match="must be uint8"):
         read_samples(tmp_path / "s", 8)
 
@@ -164,11 +212,35 @@ def test_sample_lines_join_the_tidy_table(tmp_path):
     """Hand-written metrics lines: the samples line lands on the evaluation row of its step."""
     run = tmp_path / "r1"
     run.mkdir()
-    lines = [dict(run="r1", params=10, step=5, flops=1e9, ce_avg=3.0, ce_last=3.0, err_avg=0.5, err_last=0.5),
-             dict(run="r1", params=10, step=10, flops=2e9, ce_avg=2.5, ce_last=2.4, err_avg=0.4, err_last=0.4),
-             dict(run="r1", params=10, step=10, flops=2e9, eval="samples", sample_fd=7.0, sample_acc=0.1),
-             dict(run="r1", params=10, step=10, flops=2e9, eval="samples", sample_fd=4.0, sample_acc=0.3),
-             dict(run="r1", params=10, step=99, eval="samples", sample_fd=1.0)]
+    lines = [
+        dict(
+            run="r1",
+            params=10,
+            step=5,
+            flops=1e9,
+            ce_avg=3.0,
+            ce_last=3.0,
+            err_avg=0.5,
+            err_last=0.5,
+        ),
+        dict(
+            run="r1",
+            params=10,
+            step=10,
+            flops=2e9,
+            ce_avg=2.5,
+            ce_last=2.4,
+            err_avg=0.4,
+            err_last=0.4,
+        ),
+        dict(
+            run="r1", params=10, step=10, flops=2e9, eval="samples", sample_fd=7.0, sample_acc=0.1
+        ),
+        dict(
+            run="r1", params=10, step=10, flops=2e9, eval="samples", sample_fd=4.0, sample_acc=0.3
+        ),
+        dict(run="r1", params=10, step=99, eval="samples", sample_fd=1.0),
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     with pytest.warns(UserWarning, match="r1 step 99"):
         table = read_runs(tmp_path)
@@ -178,7 +250,6 @@ def test_sample_lines_join_the_tidy_table(tmp_path):
 
 
 def test_demo_sweep_prepares_the_classifier_and_scores_samples(tmp_path):
-    from pathlib import Path
 
     import yaml
 
@@ -192,8 +263,14 @@ def test_demo_sweep_prepares_the_classifier_and_scores_samples(tmp_path):
     sweep = load_sweep(tmp_path / "demo.yaml")
     assert sweep.stages() == ["synthetic", "vqvae", "tokenize", "classifier"]
     s = sweep.runs[0].config.samples
-    assert s.after_training and s.features == "classifier" and (s.per_class, s.cfg, s.top_k, s.top_p) == (50, 1.5, 900, 0.96)
-    assert s.classifier == str((tmp_path / "out" / "_data" / "classifier" / "classifier.pt").absolute())
+    assert (
+        s.after_training
+        and s.features == "classifier"
+        and (s.per_class, s.cfg, s.top_k, s.top_p) == (50, 1.5, 900, 0.96)
+    )
+    assert s.classifier == str(
+        (tmp_path / "out" / "_data" / "classifier" / "classifier.pt").absolute()
+    )
     assert s.reference == str((tmp_path / "out" / "_data" / "images" / "val").absolute())
     bad = dict(data, prepare=dict(data["prepare"], classifier={"epochs": 0}))
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
@@ -214,12 +291,35 @@ def test_fit_recovers_a_sample_metric_law(tmp_path):
     alpha, beta = -0.3, 2e3
     for i, n in enumerate([1e4, 3e4, 1e5, 3e5, 1e6]):
         fd = (beta * n / 1e9) ** alpha * np.exp(rng.normal(0, 0.02))
-        lines = [dict(run=f"r{i}", params=n, step=s, flops=6 * n * s * 1e3, ce_avg=3.0, ce_last=3.0,
-                      err_avg=0.5, err_last=0.5) for s in (10, 100)]
+        lines = [
+            dict(
+                run=f"r{i}",
+                params=n,
+                step=s,
+                flops=6 * n * s * 1e3,
+                ce_avg=3.0,
+                ce_last=3.0,
+                err_avg=0.5,
+                err_last=0.5,
+            )
+            for s in (10, 100)
+        ]
         lines.append(dict(run=f"r{i}", params=n, step=100, eval="samples", sample_fd=fd))
         (tmp_path / f"r{i}").mkdir()
-        (tmp_path / f"r{i}" / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    doc = fit_run([str(tmp_path), "--metrics", "sample_fd", "--against", "N", "--bootstrap", "0",
-                   "--no-plots"])
+        (tmp_path / f"r{i}" / "metrics.jsonl").write_text(
+            "".join(json.dumps(x) + "\n" for x in lines)
+        )
+    doc = fit_run(
+        [
+            str(tmp_path),
+            "--metrics",
+            "sample_fd",
+            "--against",
+            "N",
+            "--bootstrap",
+            "0",
+            "--no-plots",
+        ]
+    )
     (law,) = doc["fits"]
     assert law["alpha"] == pytest.approx(alpha, abs=0.03) and law["E"] == 0 and law["paper"] is None

@@ -17,19 +17,25 @@ from scaling.training.config import OptimConfig
 
 # the official probe: T = 12 steps, wp = 0.25 -> W = round(0.25 * 12) = 3, wp0 = 0.005,
 # hold 0.05 of the post-warm-up steps, wpe = 0.1
-PROBE = OptimConfig(warmup_frac=0.25, warmup_start=0.005, hold_frac=0.05, final_lr_frac=0.1,
-                    weight_decay=0.05, weight_decay_end=0.1)
+PROBE = OptimConfig(
+    warmup_frac=0.25,
+    warmup_start=0.005,
+    hold_frac=0.05,
+    final_lr_frac=0.1,
+    weight_decay=0.05,
+    weight_decay_end=0.1,
+)
 
 
 def test_lr_warmup_hold_and_linear_decay_to_the_final_factor():
     expected = {
-        0: 0.005,                                   # wp0
-        1: 0.005 + 0.995 * 1 / 3,                   # = 0.33667
-        2: 0.005 + 0.995 * 2 / 3,                   # = 0.66833, never 1 inside the warm-up
-        3: 1.0,                                     # p = (3-3)/(11-3) = 0 < 0.05: hold
-        4: 0.1 + 0.9 * (1 - 1 / 8) / 0.95,          # p = 1/8: 0.92895 (README)
-        7: 0.1 + 0.9 * (1 - 4 / 8) / 0.95,          # p = 1/2: 0.57368
-        11: 0.1,                                    # p = 1: wpe, the last lr is 0.1 x peak
+        0: 0.005,  # wp0
+        1: 0.005 + 0.995 * 1 / 3,  # = 0.33667
+        2: 0.005 + 0.995 * 2 / 3,  # = 0.66833, never 1 inside the warm-up
+        3: 1.0,  # p = (3-3)/(11-3) = 0 < 0.05: hold
+        4: 0.1 + 0.9 * (1 - 1 / 8) / 0.95,  # p = 1/8: 0.92895 (README)
+        7: 0.1 + 0.9 * (1 - 4 / 8) / 0.95,  # p = 1/2: 0.57368
+        11: 0.1,  # p = 1: wpe, the last lr is 0.1 x peak
     }
     assert expected[1] == pytest.approx(0.33667, abs=1e-5)
     assert expected[2] == pytest.approx(0.66833, abs=1e-5)
@@ -56,13 +62,17 @@ def test_warmup_length_rounds_half_to_even_as_the_official_code():
 
 def test_weight_decay_is_cosine_from_start_to_end_over_the_whole_run():
     # T = 5: q = g / 4; wd = 0.1 + (0.05 - 0.1) * (0.5 + 0.5 cos(pi q))
-    expected = [0.05,
-                0.1 - 0.05 * (0.5 + 0.5 * math.sqrt(0.5)),   # cos(pi/4) = 0.70711: 0.057322
-                0.075,                                       # cos(pi/2) = 0: the midpoint
-                0.1 - 0.05 * (0.5 - 0.5 * math.sqrt(0.5)),   # 0.092678
-                0.1]
+    expected = [
+        0.05,
+        0.1 - 0.05 * (0.5 + 0.5 * math.sqrt(0.5)),  # cos(pi/4) = 0.70711: 0.057322
+        0.075,  # cos(pi/2) = 0: the midpoint
+        0.1 - 0.05 * (0.5 - 0.5 * math.sqrt(0.5)),  # 0.092678
+        0.1,
+    ]
     assert expected[1] == pytest.approx(0.057322, abs=1e-6)
-    assert [schedule.weight_decay(g, 5, PROBE) for g in range(5)] == pytest.approx(expected, rel=1e-12)
+    assert [schedule.weight_decay(g, 5, PROBE) for g in range(5)] == pytest.approx(
+        expected, rel=1e-12
+    )
     # the official probe: 0.05 at step 0, 0.1 at step 11 (it increases there)
     assert schedule.weight_decay(0, 12, PROBE) == pytest.approx(0.05)
     assert schedule.weight_decay(11, 12, PROBE) == pytest.approx(0.1)
@@ -79,14 +89,14 @@ def test_param_groups_follow_the_official_no_decay_rule_by_name():
     class Toy(nn.Module):
         def __init__(self):
             super().__init__()
-            self.head = nn.Linear(4, 4)                       # weight decayed, bias not
-            self.class_emb = nn.Embedding(5, 4)               # 2-D, no key: decayed
+            self.head = nn.Linear(4, 4)  # weight decayed, bias not
+            self.class_emb = nn.Embedding(5, 4)  # 2-D, no key: decayed
             self.pos_1LC = nn.Parameter(torch.zeros(1, 3, 4))  # key pos_1LC
-            self.lvl_embed = nn.Embedding(3, 4)               # key lvl_embed, although 2-D
+            self.lvl_embed = nn.Embedding(3, 4)  # key lvl_embed, although 2-D
             self.ada_gss = nn.Parameter(torch.zeros(1, 1, 2, 4))  # key ada_gss
             self.scale_mul_1H11 = nn.Parameter(torch.zeros(1, 2, 1, 1))  # key scale_mul
-            self.gamma_mat = nn.Parameter(torch.zeros(4, 4))   # key gamma
-            self.ln = nn.LayerNorm(4)                          # 1-D weight and bias
+            self.gamma_mat = nn.Parameter(torch.zeros(4, 4))  # key gamma
+            self.ln = nn.LayerNorm(4)  # 1-D weight and bias
             self.frozen = nn.Parameter(torch.zeros(4, 4), requires_grad=False)
 
     model = Toy()
@@ -94,20 +104,29 @@ def test_param_groups_follow_the_official_no_decay_rule_by_name():
     decay, no_decay = param_groups(model)
     assert (decay["wd_scale"], no_decay["wd_scale"]) == (1.0, 0.0)
     assert sorted(names[id(p)] for p in decay["params"]) == ["class_emb.weight", "head.weight"]
-    assert sorted(names[id(p)] for p in no_decay["params"]) == sorted([
-        "head.bias", "pos_1LC", "lvl_embed.weight", "ada_gss", "scale_mul_1H11", "gamma_mat",
-        "ln.weight", "ln.bias"])  # `frozen` is in neither
+    assert sorted(names[id(p)] for p in no_decay["params"]) == sorted(
+        [
+            "head.bias",
+            "pos_1LC",
+            "lvl_embed.weight",
+            "ada_gss",
+            "scale_mul_1H11",
+            "gamma_mat",
+            "ln.weight",
+            "ln.bias",
+        ]
+    )  # `frozen` is in neither
 
 
 def test_param_groups_of_var_decay_the_fourteen_matrices_of_the_official_probe():
     # README: depth 2 decays 14 matrices: word_embed, class_emb, head_nm.ada_lin, head, and per
     # block mat_qkv, proj, fc1, fc2, ada_lin (4 + 2 x 5)
+    from scaling.training.model import param_groups
     from var_core import VAR
 
-    from scaling.training.model import param_groups
-
-    model = VAR(depth=2, width=32, heads=2, num_classes=4, vocab_size=32, z_channels=8,
-                patch_nums=(1, 2, 3))
+    model = VAR(
+        depth=2, width=32, heads=2, num_classes=4, vocab_size=32, z_channels=8, patch_nums=(1, 2, 3)
+    )
     names = {id(p): n for n, p in model.named_parameters()}
     decay, no_decay = param_groups(model)
     decayed = sorted(names[id(p)] for p in decay["params"])
@@ -128,8 +147,8 @@ def store(tmp_path_factory):
 def test_trainer_class_dropout_is_on_in_training_and_off_at_evaluation(store, tmp_path, one_thread):
     import torch
 
-    from scaling.training.distributed import DistInfo
     from scaling.core.rundir import RunDir
+    from scaling.training.distributed import DistInfo
     from scaling.training.trainer import Trainer
     from tests.factories import tiny_run_config
 
@@ -139,7 +158,9 @@ def test_trainer_class_dropout_is_on_in_training_and_off_at_evaluation(store, tm
     run.path.mkdir()
     trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
     seen: list[tuple[bool, torch.Tensor]] = []
-    trainer.model.register_forward_pre_hook(lambda m, args: seen.append((m.training, args[0].clone())))
+    trainer.model.register_forward_pre_hook(
+        lambda m, args: seen.append((m.training, args[0].clone()))
+    )
     null = trainer.store.num_classes  # 4 classes: the null class is label 4
     for _ in range(8):
         trainer.train_step()
@@ -160,7 +181,9 @@ def test_trainer_class_dropout_is_on_in_training_and_off_at_evaluation(store, tm
     run2.path.mkdir()
     trainer = Trainer(off, run2, DistInfo(0, 1, 0, torch.device("cpu")))
     seen.clear()
-    trainer.model.register_forward_pre_hook(lambda m, args: seen.append((m.training, args[0].clone())))
+    trainer.model.register_forward_pre_hook(
+        lambda m, args: seen.append((m.training, args[0].clone()))
+    )
     trainer.train_step()
     assert int((seen[0][1] == null).sum()) == 0
 
@@ -174,8 +197,11 @@ def test_prepare_run_dir_refuses_another_config_and_changes_nothing(store, tmp_p
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     other = tmp_path / "other.yaml"
     other.write_text(dump_yaml(tiny_run_config(store, steps=9)))
-    with pytest.raises(ConfigError, match=r"run/config.yaml already holds another config; give "
-                                         r"another --run-dir or remove that run"):
+    with pytest.raises(
+        ConfigError,
+        match=r"run/config.yaml already holds another config; give "
+        r"another --run-dir or remove that run",
+    ):
         prepare_run_dir(other, run_dir)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
     # the same config again is accepted (a resume), and a fresh folder gets the config copied in
@@ -196,7 +222,9 @@ def test_train_run_sets_threads_for_the_run_only(store, tmp_path, monkeypatch):
     before = torch.get_num_threads()
     wanted = 2 if before == 1 else 1
     config = tiny_run_config(store, steps=2, eval_points=1)
-    config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, num_threads=wanted))
+    config = dataclasses.replace(
+        config, runtime=dataclasses.replace(config.runtime, num_threads=wanted)
+    )
     run_dir = write_run(tmp_path / "run", config)
     seen = []
     real = Trainer.train_step
@@ -220,13 +248,15 @@ def test_runtime_policy_tf32_switch_restores_the_callers_flags():
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        cuda = Policy(device=torch.device("cuda"), precision="fp32", tf32=True, compile=False,
-                      threads=None)
+        cuda = Policy(
+            device=torch.device("cuda"), precision="fp32", tf32=True, compile=False, threads=None
+        )
         with cuda.applied():
             assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
-        cpu = Policy(device=torch.device("cpu"), precision="fp32", tf32=True, compile=False,
-                     threads=None)
+        cpu = Policy(
+            device=torch.device("cpu"), precision="fp32", tf32=True, compile=False, threads=None
+        )
         with cpu.applied():  # CPU: the flags are left alone
             assert not torch.backends.cuda.matmul.allow_tf32
     finally:

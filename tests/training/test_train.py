@@ -23,9 +23,26 @@ from scaling.training.trainer import Trainer
 from tests.factories import make_token_store, tiny_run_config, write_run
 from tests.paths import ROOT
 
-REQUIRED_FIELDS = {"run", "params", "step", "images", "tokens", "flops", "flops_6nd", "wall_s",
-                   "train_loss", "ce_avg", "ce_last", "err_avg", "err_last", "ce_by_scale",
-                   "err_by_scale", "eval", "eval_images", "eval_flops"}
+REQUIRED_FIELDS = {
+    "run",
+    "params",
+    "step",
+    "images",
+    "tokens",
+    "flops",
+    "flops_6nd",
+    "wall_s",
+    "train_loss",
+    "ce_avg",
+    "ce_last",
+    "err_avg",
+    "err_last",
+    "ce_by_scale",
+    "err_by_scale",
+    "eval",
+    "eval_images",
+    "eval_flops",
+}
 TIMING_FIELDS = {"wall_s", "eval_s"}
 
 
@@ -86,7 +103,11 @@ def test_flops_are_steps_times_per_step_count(store, tmp_path):
     assert est["steps"] == 10 and est["images"] == 10 * 16 and est["tokens"] == 10 * 16 * 14
     per_image = est["flops"] / est["images"]
     records = _metrics(run_dir)
-    assert [r["step"] for r in records] == [2, 4, 10]  # 0.2 x 10 = 2 to 10: 2, 2 x 5^(1/2) = 4.47, 10
+    assert [r["step"] for r in records] == [
+        2,
+        4,
+        10,
+    ]  # 0.2 x 10 = 2 to 10: 2, 2 x 5^(1/2) = 4.47, 10
     for r in records:
         assert r["images"] == r["step"] * 16
         assert r["tokens"] == r["images"] * (1 + 4 + 9)
@@ -95,7 +116,9 @@ def test_flops_are_steps_times_per_step_count(store, tmp_path):
         assert r["params"] == est["params"]
     assert records[-1]["flops"] == est["flops"] and records[-1]["flops_6nd"] == est["flops_6nd"]
     # and training is 3 x the forward pass of the same shapes (var_core.counting's convention)
-    kwargs = config.model.var_kwargs(num_classes=4, vocab_size=32, z_channels=8, patch_nums=(1, 2, 3))
+    kwargs = config.model.var_kwargs(
+        num_classes=4, vocab_size=32, z_channels=8, patch_nums=(1, 2, 3)
+    )
     assert per_image == 3 * counting.forward_flops(**kwargs)
     assert est["params"] == sum(p.numel() for p in VAR(**kwargs).parameters())
 
@@ -145,7 +168,9 @@ def test_resume_is_exact_after_clean_stops_and_after_a_crash(store, tmp_path, mo
         assert RunDir(other).read_status()["state"] == "done"
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(store, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    store, tmp_path, monkeypatch
+):
     config = tiny_run_config(store, steps=20, checkpoint_every_steps=3)
     run_dir = write_run(tmp_path / "run", config)
     real_step = Trainer.train_step
@@ -181,15 +206,21 @@ def test_mismatched_store_is_refused_before_training(store, tmp_path):
 def test_cli_reports_a_located_config_error(tmp_path):
     bad = tmp_path / "config.yaml"
     bad.write_text("run_id: x\ndata:\n  store: s\noptim:\n  batch_size: -4\n")
-    result = subprocess.run([sys.executable, "-m", "scaling.train", str(bad)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "scaling.train", str(bad)], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 2  # an input error (scaling.core.cli)
     assert f"{bad}:5: optim.batch_size: must be > 0, got -4" in result.stderr
 
 
 def _ddp_worker(rank: int, world_size: int, run_dir: str, port: int, max_steps=None) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     train_run(run_dir, max_steps=max_steps)
 
@@ -218,8 +249,9 @@ def test_fsdp_over_two_gloo_processes_equals_one_process_and_resumes(store, tmp_
     import torch.multiprocessing as mp
 
     def config(**runtime):
-        return _no_drop_path(tiny_run_config(store, steps=8, eval_points=2,
-                                             checkpoint_every_steps=4, **runtime))
+        return _no_drop_path(
+            tiny_run_config(store, steps=8, eval_points=2, checkpoint_every_steps=4, **runtime)
+        )
 
     single = write_run(tmp_path / "single", config())
     train_run(single)
@@ -257,8 +289,9 @@ def test_sigterm_checkpoints_and_the_rerun_finishes_like_an_uninterrupted_run(st
     train_run(reference)
     run_dir = write_run(tmp_path / "run", config)
     cmd = [sys.executable, "-m", "scaling.train", str(run_dir / "config.yaml")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while time.time() < deadline and RunDir(run_dir).read_status().get("state") != "running":
         time.sleep(0.05)
@@ -280,8 +313,10 @@ def test_sigterm_checkpoints_and_the_rerun_finishes_like_an_uninterrupted_run(st
 
 def test_activation_checkpointing_trains_to_the_same_weights(store, tmp_path):
     plain = write_run(tmp_path / "plain", tiny_run_config(store, steps=5, eval_points=1))
-    recomputed = write_run(tmp_path / "ckpt", tiny_run_config(store, steps=5, eval_points=1,
-                                                              activation_checkpointing=True))
+    recomputed = write_run(
+        tmp_path / "ckpt",
+        tiny_run_config(store, steps=5, eval_points=1, activation_checkpointing=True),
+    )
     train_run(plain)
     train_run(recomputed)
     a = torch.load(plain / "checkpoint.pt", weights_only=True)["model"]

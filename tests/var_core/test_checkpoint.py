@@ -5,11 +5,20 @@ import os
 import pytest
 import torch
 
-from var_core import (VAR, VQVAE, CheckpointError, load_state_dict_file, load_var, load_vqvae,
-                      save_model)
+from var_core import (
+    VAR,
+    VQVAE,
+    CheckpointError,
+    load_state_dict_file,
+    load_var,
+    load_vqvae,
+    save_model,
+)
 
 PN = (1, 2, 3, 4)
-VAR_KW = dict(depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8, patch_nums=PN)
+VAR_KW = dict(
+    depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8, patch_nums=PN
+)
 VQ_KW = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 2), num_res_blocks=1, patch_nums=PN)
 
 
@@ -49,7 +58,9 @@ def test_toolkit_round_trip(tmp_path):
     assert var2.config() == var.config() and vq2.config() == vq.config()
     assert _same(var2.state_dict(), var.state_dict()) and _same(vq2.state_dict(), vq.state_dict())
     assert _same(load_state_dict_file(tmp_path / "var.pt"), var.state_dict())
-    with pytest.raises(CheckpointError, match="format 'var_core.var.v1' is not 'var_core.vqvae.v1'"):
+    with pytest.raises(
+        CheckpointError, match="format 'var_core.var.v1' is not 'var_core.vqvae.v1'"
+    ):
         load_vqvae(tmp_path / "var.pt")
 
 
@@ -57,8 +68,17 @@ def test_nested_training_checkpoint(tmp_path):
     torch.manual_seed(0)
     var, vq = VAR(**VAR_KW), VQVAE(**VQ_KW)
     path = tmp_path / "ar-ckpt-last.pth"
-    torch.save({"epoch": 3, "trainer": {"var_wo_ddp": var.state_dict(), "vae_local": vq.state_dict(),
-                                        "var_opt": {"step": 5}}}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "trainer": {
+                "var_wo_ddp": var.state_dict(),
+                "vae_local": vq.state_dict(),
+                "var_opt": {"step": 5},
+            },
+        },
+        path,
+    )
     assert _same(load_state_dict_file(path), var.state_dict())
     assert _same(load_state_dict_file(path, kind="vqvae"), vq.state_dict())
     loaded = load_var(path, patch_nums=PN)
@@ -71,12 +91,18 @@ def test_nested_training_checkpoint(tmp_path):
 def test_mismatch_names_key_and_shapes(tmp_path):
     path = tmp_path / "flat.pth"
     torch.save(VAR(**VAR_KW).state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"flat\.pth: key 'head\.weight' has shape \[64, 64\] in "
-                                              r"the checkpoint but \[128, 64\] in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"flat\.pth: key 'head\.weight' has shape \[64, 64\] in "
+        r"the checkpoint but \[128, 64\] in the model",
+    ):
         load_var(path, patch_nums=PN, vocab_size=128)
     # another depth: default width 64*3 = 192 -> the first parameter already mismatches
-    with pytest.raises(CheckpointError, match=r"key '[\w.]+' has shape \[\d+(, \d+)*\] in the "
-                                              r"checkpoint but \[\d+(, \d+)*\] in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"key '[\w.]+' has shape \[\d+(, \d+)*\] in the "
+        r"checkpoint but \[\d+(, \d+)*\] in the model",
+    ):
         load_var(path, patch_nums=PN, depth=3)
     # another depth at the same width: the extra block's keys are listed as missing
     with pytest.raises(CheckpointError, match=r"missing keys \['blocks\.2\.ada_lin\.1\.bias'"):
@@ -111,7 +137,9 @@ def test_official_512px_scales_inferred(tmp_path):
 def test_wrapper_prefixes_are_stripped(tmp_path):
     """State dicts saved from torch.compile / DDP wrappers carry `_orig_mod.` / `module.` prefixes."""
     var = VAR(**VAR_KW)
-    torch.save({f"module._orig_mod.{k}": v for k, v in var.state_dict().items()}, tmp_path / "w.pth")
+    torch.save(
+        {f"module._orig_mod.{k}": v for k, v in var.state_dict().items()}, tmp_path / "w.pth"
+    )
     assert _same(load_state_dict_file(tmp_path / "w.pth"), var.state_dict())
     assert _same(load_var(tmp_path / "w.pth", patch_nums=PN).state_dict(), var.state_dict())
     wrapped = torch.nn.Module()

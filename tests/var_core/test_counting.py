@@ -25,10 +25,24 @@ def _counted(kw, B):
     return fc.get_total_flops(), m
 
 
-@pytest.mark.parametrize("kw", [
-    dict(depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8, patch_nums=PN),
-    dict(depth=3, width=96, heads=3, num_classes=10, vocab_size=50, z_channels=4, patch_nums=(1, 2, 4), mlp_ratio=2.5),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(
+            depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8, patch_nums=PN
+        ),
+        dict(
+            depth=3,
+            width=96,
+            heads=3,
+            num_classes=10,
+            vocab_size=50,
+            z_channels=4,
+            patch_nums=(1, 2, 4),
+            mlp_ratio=2.5,
+        ),
+    ],
+)
 def test_forward_flops_matches_flop_counter(kw):
     counted, m = _counted(kw, B=1)
     L, C, d = m.L, m.width, m.depth
@@ -37,7 +51,9 @@ def test_forward_flops_matches_flop_counter(kw):
 
 
 def test_per_image_scaling_and_shared_aln():
-    kw = dict(depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8, patch_nums=PN)
+    kw = dict(
+        depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8, patch_nums=PN
+    )
     one, m = _counted(kw, B=1)
     two, _ = _counted(kw, B=2)
     assert two == 2 * one  # everything, ada_lin included, is per image
@@ -45,14 +61,17 @@ def test_per_image_scaling_and_shared_aln():
     shared, _ = _counted({**kw, "shared_aln": True}, B=1)
     C = m.width
     assert shared == one - (kw["depth"] - 1) * 2 * C * 6 * C
-    assert forward_flops(**kw, shared_aln=True) == forward_flops(**kw) - (kw["depth"] - 1) * 2 * C * 6 * C
+    assert (
+        forward_flops(**kw, shared_aln=True)
+        == forward_flops(**kw) - (kw["depth"] - 1) * 2 * C * 6 * C
+    )
 
 
 def test_attention_pairs_and_defaults():
     # hand count for scales (1, 2): 1*1 + 4*(1+4)
     assert attention_pairs((1, 2)) == 21
     ns = [p * p for p in (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)]
-    assert attention_pairs() == sum(n * sum(ns[:i + 1]) for i, n in enumerate(ns))
+    assert attention_pairs() == sum(n * sum(ns[: i + 1]) for i, n in enumerate(ns))
     assert train_flops_per_image(depth=16) == 3 * forward_flops(depth=16)
     assert tokens_per_image() == 680 and tokens_per_image((1, 2, 3)) == 14
     assert flops_6nd(params=10, tokens=7) == 420
@@ -64,4 +83,5 @@ def test_unknown_kwargs_are_rejected():
     with pytest.raises(TypeError, match=r"unknown VAR kwargs \['widht'\]"):
         forward_flops(depth=2, widht=64)
     from var_core import params
+
     assert params(2, drop_path=0.3, attn_backend="sdpa") == params(2)  # no-effect kwargs accepted

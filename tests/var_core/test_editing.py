@@ -7,8 +7,17 @@ from var_core import VAR, VQVAE, edit, edit_idx, sample_idx, scale_masks
 
 PN = (1, 2, 3, 4)
 VQ_KW = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 2), num_res_blocks=1, patch_nums=PN)
-VAR_KW = dict(depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8,
-              patch_nums=PN, drop_path=0.0, attn_backend="sdpa")
+VAR_KW = dict(
+    depth=2,
+    width=64,
+    heads=2,
+    num_classes=10,
+    vocab_size=64,
+    z_channels=8,
+    patch_nums=PN,
+    drop_path=0.0,
+    attn_backend="sdpa",
+)
 
 
 def _randomize(model, std, seed=0):
@@ -37,7 +46,7 @@ def test_scale_masks_by_hand():
     keep = torch.zeros(4, 4, dtype=torch.bool)
     keep[:, :2] = True
     m = scale_masks(keep, PN, batch=1, image_size=8)
-    assert m[0].tolist() == [[True]]                         # mean 0.5 >= 0.5
+    assert m[0].tolist() == [[True]]  # mean 0.5 >= 0.5
     assert m[1].view(2, 2).tolist() == [[True, False], [True, False]]
     # 3x3: area weights over 4 columns are 4/3 per cell: left col fully kept, middle 1/2 kept
     assert m[2].view(3, 3).tolist() == [[True, True, False]] * 3
@@ -58,8 +67,16 @@ def test_keep_nothing_equals_plain_sampling(models, context):
     vq, var = models
     _, ctx = context
     for seed in (0, 3):
-        out = edit_idx(var, vq, [1, 2, 3], ctx, torch.zeros(3, 4, 4, dtype=torch.bool), seed=seed,
-                       top_k=0, top_p=0.0)
+        out = edit_idx(
+            var,
+            vq,
+            [1, 2, 3],
+            ctx,
+            torch.zeros(3, 4, 4, dtype=torch.bool),
+            seed=seed,
+            top_k=0,
+            top_p=0.0,
+        )
         ref = sample_idx(var, vq, [1, 2, 3], seed=seed, top_k=0, top_p=0.0)
         assert all(torch.equal(a, b) for a, b in zip(out, ref))
 
@@ -91,7 +108,9 @@ def test_kv_cache_path_equals_teacher_forced_recomputation(models, context):
     keep[:, :4] = True
     labels = torch.tensor([5, 6, 7])
     seen = {}
-    out = edit_idx(var, vq, labels, ctx, keep, seed=1, on_logits=lambda k, lg: seen.__setitem__(k, lg.clone()))
+    out = edit_idx(
+        var, vq, labels, ctx, keep, seed=1, on_logits=lambda k, lg: seen.__setitem__(k, lg.clone())
+    )
     vi = vq.idx_to_var_input(out)
     with torch.no_grad():
         cond = var(labels, vi)
@@ -126,6 +145,12 @@ def test_bad_mask_dtype_and_context(models, context):
     with pytest.raises(ValueError, match="VQVAE expects images"):
         edit(var, vq, [1, 2, 3], img[:, :, :6, :6], torch.ones(8, 8, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"context\[1\] must be"):
-        edit_idx(var, vq, [1, 2, 3], [ctx[0], ctx[1][:, :2], *ctx[2:]], torch.ones(8, 8, dtype=torch.bool))
+        edit_idx(
+            var,
+            vq,
+            [1, 2, 3],
+            [ctx[0], ctx[1][:, :2], *ctx[2:]],
+            torch.ones(8, 8, dtype=torch.bool),
+        )
     with pytest.raises(ValueError, match="outside"):
         edit_idx(var, vq, [1, 2, 3], [ctx[0] + 64, *ctx[1:]], torch.ones(8, 8, dtype=torch.bool))

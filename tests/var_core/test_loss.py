@@ -33,8 +33,10 @@ def test_loss_and_grads_equal_plain_path(eps, chunk_rows):
         assert (g - r).abs().max().item() <= 1e-6 * r.abs().max().item()
     # without a gradient the same value comes back (the no-grad chunk loop)
     with torch.no_grad():
-        assert abs(head_cross_entropy(h, w, b, t, label_smoothing=eps, chunk_rows=chunk_rows).item()
-                   - ref.item()) <= 1e-6 * abs(ref.item())
+        assert abs(
+            head_cross_entropy(h, w, b, t, label_smoothing=eps, chunk_rows=chunk_rows).item()
+            - ref.item()
+        ) <= 1e-6 * abs(ref.item())
 
 
 def test_grad_output_is_applied():
@@ -60,8 +62,18 @@ def test_model_loss_equals_plain_logits_path():
     """VAR(labels, x_in, targets) against F.cross_entropy on VAR(labels, x_in): loss and
     every parameter's gradient to 1e-6 (fp32)."""
     torch.manual_seed(0)
-    kw = dict(depth=2, width=32, heads=2, num_classes=10, vocab_size=64, z_channels=8,
-              patch_nums=(1, 2, 3), drop_path=0.0, init_head=1.0, init_adaln_gamma=0.5)
+    kw = dict(
+        depth=2,
+        width=32,
+        heads=2,
+        num_classes=10,
+        vocab_size=64,
+        z_channels=8,
+        patch_nums=(1, 2, 3),
+        drop_path=0.0,
+        init_head=1.0,
+        init_adaln_gamma=0.5,
+    )
     model = VAR(**kw).eval()
     labels = torch.tensor([0, 3, 9])
     x_in = torch.randn(3, model.L - 1, 8)

@@ -10,8 +10,17 @@ from var_core import VAR, VQVAE, sample, sample_idx, top_k_top_p_filter
 
 PN = (1, 2, 3, 4)
 VQ_KW = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 2), num_res_blocks=1, patch_nums=PN)
-VAR_KW = dict(depth=2, width=64, heads=2, num_classes=10, vocab_size=64, z_channels=8,
-              patch_nums=PN, drop_path=0.0, attn_backend="sdpa")
+VAR_KW = dict(
+    depth=2,
+    width=64,
+    heads=2,
+    num_classes=10,
+    vocab_size=64,
+    z_channels=8,
+    patch_nums=PN,
+    drop_path=0.0,
+    attn_backend="sdpa",
+)
 
 
 def _randomize(model, std=0.3, seed=0):
@@ -94,10 +103,14 @@ def test_vqvae_training_forward(vq):
         assert out.recon.shape == x.shape and out.vq_loss.ndim == 0 and out.vq_loss > 0
         assert [t.shape for t in out.idx] == [(2, p * p) for p in PN]
         (out.recon.square().mean() + out.vq_loss).backward()
-        assert vq.encoder.conv_in.weight.grad.abs().sum() > 0  # straight-through reaches the encoder
+        assert (
+            vq.encoder.conv_in.weight.grad.abs().sum() > 0
+        )  # straight-through reaches the encoder
         assert vq.quantize.embedding.weight.grad.abs().sum() > 0  # codebook trained by the vq loss
         hits = vq.quantize.ema_vocab_hit_SV
-        assert torch.equal(hits.sum(1), torch.tensor([2.0 * p * p for p in PN]))  # first update: copy
+        assert torch.equal(
+            hits.sum(1), torch.tensor([2.0 * p * p for p in PN])
+        )  # first update: copy
     finally:
         vq.zero_grad(set_to_none=True)
         vq.eval()
@@ -119,7 +132,9 @@ def test_default_256px_shapes():
         out = vq(x)
         assert out.recon.shape == (1, 3, 256, 256) and out.vq_loss.shape == ()
         idx = out.idx
-        assert [tuple(t.shape) for t in idx] == [(1, p * p) for p in (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)]
+        assert [tuple(t.shape) for t in idx] == [
+            (1, p * p) for p in (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+        ]
         assert all(t.dtype == torch.long for t in idx)
         assert vq.idx_to_var_input(idx).shape == (1, 679, 32)
         assert vq.idx_to_img(idx).shape == (1, 3, 256, 256)
@@ -138,7 +153,7 @@ def test_block_causality(var):
         for k in range(1, len(PN)):
             a, b = var.begin_ends[k]
             x2 = x.clone()
-            x2[:, a - 1:] += torch.randn_like(x2[:, a - 1:])  # perturb inputs of scales >= k
+            x2[:, a - 1 :] += torch.randn_like(x2[:, a - 1 :])  # perturb inputs of scales >= k
             out = var(labels, x2)
             assert (out[:, :a] - base[:, :a]).abs().max() <= 1e-6, f"scale {k} leaked backwards"
             assert (out[:, a:b] - base[:, a:b]).abs().max() > 1e-3  # and it does affect scale k
@@ -257,5 +272,9 @@ def test_top_k_top_p_filter():
     assert top_k_top_p_filter(lp, top_p=0.65).isfinite().tolist() == [[[False, False, True, True]]]
     assert top_k_top_p_filter(lp, top_p=0.75).isfinite().tolist() == [[[False, True, True, True]]]
     assert top_k_top_p_filter(lp, top_p=0.01).isfinite().tolist() == [[[False, False, False, True]]]
-    assert top_k_top_p_filter(lp, top_k=3, top_p=0.5).isfinite().tolist() == [[[False, False, True, True]]]
-    assert math.isclose(float(top_k_top_p_filter(lp, top_k=0, top_p=0)[0, 0, 0]), math.log(0.1), rel_tol=1e-6)
+    assert top_k_top_p_filter(lp, top_k=3, top_p=0.5).isfinite().tolist() == [
+        [[False, False, True, True]]
+    ]
+    assert math.isclose(
+        float(top_k_top_p_filter(lp, top_k=0, top_p=0)[0, 0, 0]), math.log(0.1), rel_tol=1e-6
+    )

@@ -8,13 +8,11 @@ reference and 5.9e-5 from our float32 result, and our own 1- vs 2-thread runs di
 ~4e-5. So image comparisons use max 2e-4 and mean 1e-5; indices must match exactly.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from var_core import VAR, VQVAE, load_var, load_vqvae, sample
 from tests.paths import FIXTURES
+from var_core import VAR, VQVAE, load_var, load_vqvae, sample
 
 FIXTURE = FIXTURES / "official_var_tiny.pt"
 
@@ -31,16 +29,30 @@ def fx():
 @pytest.fixture(scope="module")
 def models(fx):
     c = fx["config"]
-    vq = VQVAE(vocab_size=c["vqvae"]["vocab_size"], z_channels=c["vqvae"]["z_channels"],
-               ch=c["vqvae"]["ch"], ch_mult=c["vqvae"]["ch_mult"],
-               num_res_blocks=c["vqvae"]["num_res_blocks"], beta=c["vqvae"]["beta"],
-               phi_ratio=c["vqvae"]["quant_resi"], phi_sharing=c["vqvae"]["share_quant_resi"],
-               patch_nums=c["vqvae"]["patch_nums"]).eval()
+    vq = VQVAE(
+        vocab_size=c["vqvae"]["vocab_size"],
+        z_channels=c["vqvae"]["z_channels"],
+        ch=c["vqvae"]["ch"],
+        ch_mult=c["vqvae"]["ch_mult"],
+        num_res_blocks=c["vqvae"]["num_res_blocks"],
+        beta=c["vqvae"]["beta"],
+        phi_ratio=c["vqvae"]["quant_resi"],
+        phi_sharing=c["vqvae"]["share_quant_resi"],
+        patch_nums=c["vqvae"]["patch_nums"],
+    ).eval()
     vq.load_state_dict(_f32(fx["vqvae_state_dict"]), strict=True)
     v = c["var"]
-    var = VAR(v["depth"], width=v["embed_dim"], heads=v["num_heads"], num_classes=v["num_classes"],
-              vocab_size=v["vocab_size"], attn_l2_norm=v["attn_l2_norm"], shared_aln=v["shared_aln"],
-              norm_eps=v["norm_eps"], attn_backend="sdpa").eval()
+    var = VAR(
+        v["depth"],
+        width=v["embed_dim"],
+        heads=v["num_heads"],
+        num_classes=v["num_classes"],
+        vocab_size=v["vocab_size"],
+        attn_l2_norm=v["attn_l2_norm"],
+        shared_aln=v["shared_aln"],
+        norm_eps=v["norm_eps"],
+        attn_backend="sdpa",
+    ).eval()
     var.load_state_dict(_f32(fx["var_state_dict"]), strict=True)
     return vq, var
 
@@ -50,7 +62,9 @@ def test_encode_indices_exact(fx, models):
     idx = vq.img_to_idx(fx["images"].float())
     assert len(idx) == len(fx["idx"]) == 10
     for k, (a, b) in enumerate(zip(idx, fx["idx"])):
-        assert a.dtype == torch.long and torch.equal(a, b), f"scale {k}: {(a != b).sum()} indices differ"
+        assert a.dtype == torch.long and torch.equal(a, b), (
+            f"scale {k}: {(a != b).sum()} indices differ"
+        )
 
 
 def test_teacher_forcing_input(fx, models):
@@ -79,7 +93,9 @@ def test_recon(fx, models):
 def test_sampler(fx, models):
     vq, var = models
     s = fx["config"]["sampling"]
-    img = sample(var, vq, fx["labels"], cfg=s["cfg"], top_k=s["top_k"], top_p=s["top_p"], seed=s["seed"])
+    img = sample(
+        var, vq, fx["labels"], cfg=s["cfg"], top_k=s["top_k"], top_p=s["top_p"], seed=s["seed"]
+    )
     assert img.shape == (2, 3, 256, 256) and img.min() >= 0 and img.max() <= 1
     err = (img - fx["sampled_images"].float()).abs()
     assert err.max() <= 2e-4 and err.mean() <= 1e-5

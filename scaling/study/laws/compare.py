@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from analysis.compare import compare_fits, markdown
 from analysis.fitting import StudyFit
@@ -73,7 +73,11 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
     if Path(a_src).resolve() == Path(b_src).resolve():
         raise InputError(f"{a_src} and {b_src} are the same study; give two different ones")
     names = _study_names([a_src, b_src])
-    out = Path(args.out) if args.out else Path(a_src).resolve().parent / f"compare_{names[0]}_vs_{names[1]}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(a_src).resolve().parent / f"compare_{names[0]}_vs_{names[1]}"
+    )
     flags = _flags(argv, [a_src, b_src])
     print(f"== study A: {names[0]} ({a_src})")
     doc_a, fit_a = fit_one([a_src, *flags, "--out", str(out / names[0])])
@@ -81,17 +85,31 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
     print(f"== study B: {names[1]} ({b_src})")
     doc_b, fit_b = fit_one([b_src, *flags, "--out", str(out / names[1]), "--seed", str(seed_b)])
     if fit_a is None or fit_b is None:
-        raise InputError("two studies are compared by their power laws; drop --law nd / --optimal-for")
+        raise InputError(
+            "two studies are compared by their power laws; drop --law nd / --optimal-for"
+        )
     fits_a, fits_b = fit_a.results, fit_b.results
     diffs = compare_fits(fits_a, fits_b)
     if not diffs:
         raise InputError("the two studies have no (metric, x) fitted in both")
-    differ = {k: [doc_a["settings"].get(k), doc_b["settings"].get(k)]
-              for k in ("irreducible", "compute", "method", "holdout", "bootstrap", "ci", "smooth",
-                        "include_subset")
-              if doc_a["settings"].get(k) != doc_b["settings"].get(k)}
-    warnings = [f"the studies were fitted with different settings: {k} = {v[0]!r} (A) vs {v[1]!r} (B)"
-                for k, v in differ.items()]
+    differ = {
+        k: [doc_a["settings"].get(k), doc_b["settings"].get(k)]
+        for k in (
+            "irreducible",
+            "compute",
+            "method",
+            "holdout",
+            "bootstrap",
+            "ci",
+            "smooth",
+            "include_subset",
+        )
+        if doc_a["settings"].get(k) != doc_b["settings"].get(k)
+    }
+    warnings = [
+        f"the studies were fitted with different settings: {k} = {v[0]!r} (A) vs {v[1]!r} (B)"
+        for k, v in differ.items()
+    ]
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     table_md = markdown(diffs, names[0], names[1])
@@ -99,15 +117,25 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
         "schema_version": SCHEMA_VERSION,
         "tool": "python -m scaling.fit A B",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "studies": {"A": {"name": names[0], "source": str(a_src), "fits": str(out / names[0] / "fits.json"),
-                          "bootstrap_seed": doc_a["settings"]["seed"]},
-                    "B": {"name": names[1], "source": str(b_src), "fits": str(out / names[1] / "fits.json"),
-                          "bootstrap_seed": doc_b["settings"]["seed"]}},
+        "studies": {
+            "A": {
+                "name": names[0],
+                "source": str(a_src),
+                "fits": str(out / names[0] / "fits.json"),
+                "bootstrap_seed": doc_a["settings"]["seed"],
+            },
+            "B": {
+                "name": names[1],
+                "source": str(b_src),
+                "fits": str(out / names[1] / "fits.json"),
+                "bootstrap_seed": doc_b["settings"]["seed"],
+            },
+        },
         "conventions": {
             "difference": "alpha_B - alpha_A",
             "interval": "percentiles of alpha_B[i] - alpha_A[i] over paired draws of two independent "
-                        "bootstraps (runs resampled within each study), expanded for the smaller "
-                        "study's run count as the fits' own intervals are",
+            "bootstraps (runs resampled within each study), expanded for the smaller "
+            "study's run count as the fits' own intervals are",
             "share_below_zero": "fraction of draws with alpha_B < alpha_A (for a loss: B falls faster)",
             "differs": "the interval of the difference excludes 0",
         },
@@ -121,8 +149,12 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
 
         for against in ("N", "Cmin"):
             if any(d.against == against for d in diffs):
-                save_figure(plot_compare(fits_a, fits_b, against, names), out / f"compare_vs_{against}")
+                save_figure(
+                    plot_compare(fits_a, fits_b, against, names), out / f"compare_vs_{against}"
+                )
     atomic_write_json(out / "compare.json", doc)
     print(table_md)
-    print(f"wrote {out}/compare.json, compare.md" + ("" if args.no_plots else ", figures (png, pdf)"))
+    print(
+        f"wrote {out}/compare.json, compare.md" + ("" if args.no_plots else ", figures (png, pdf)")
+    )
     return doc

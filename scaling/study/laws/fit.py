@@ -53,8 +53,14 @@ from analysis.fitting import StudyFit, Tokenizer, fit_study
 from analysis.overfit import METRIC as OVERFIT_METRIC
 from analysis.overfit import RISE as OVERFIT_RISE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
-from analysis.results import (COMPUTE_COLUMNS, METRICS, SAMPLE_METRICS, ResultsError, load_results,
-                              read_grid)
+from analysis.results import (
+    COMPUTE_COLUMNS,
+    METRICS,
+    SAMPLE_METRICS,
+    ResultsError,
+    load_results,
+    read_grid,
+)
 from analysis.settings import FitSettings, InvalidSetting
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError, run_cli, setup_logging
@@ -66,7 +72,7 @@ from scaling.study.sweep.spec import DEFAULT_LABELS
 
 COMPUTE_TEXT = {
     "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
-             "(matmuls incl. block-causal attention and head; training = 3 x forward)",
+    "(matmuls incl. block-causal attention and head; training = 3 x forward)",
     "6nd": "column 'flops_6nd': 6 * N * tokens (the usual approximation)",
 }
 SCHEMA_VERSION = 1
@@ -83,48 +89,108 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m scaling.fit",
         description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
-                    "Cmin (PFLOPs on the compute frontier); write fits.json, fits.md and log-log figures.")
-    p.add_argument("source", nargs="+",
-                   help="a sweep file (its output folder is read), a runs directory (<run_id>/metrics.jsonl) "
-                        "or a tidy .csv/.parquet table; two of them: fit both and compare their laws "
-                        "(scaling.compare)")
-    p.add_argument("--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)")
-    p.add_argument("--metrics", help=f"comma list of {','.join(METRICS + SAMPLE_METRICS)} "
-                                     f"(default {','.join(METRICS)})")
+        "Cmin (PFLOPs on the compute frontier); write fits.json, fits.md and log-log figures.",
+    )
+    p.add_argument(
+        "source",
+        nargs="+",
+        help="a sweep file (its output folder is read), a runs directory (<run_id>/metrics.jsonl) "
+        "or a tidy .csv/.parquet table; two of them: fit both and compare their laws "
+        "(scaling.compare)",
+    )
+    p.add_argument(
+        "--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)"
+    )
+    p.add_argument(
+        "--metrics",
+        help=f"comma list of {','.join(METRICS + SAMPLE_METRICS)} (default {','.join(METRICS)})",
+    )
     p.add_argument("--against", help="comma list of N,Cmin (default both)")
-    p.add_argument("--compute", choices=["exact", "6nd"], help="compute column: exact FLOPs or 6*N*tokens")
-    p.add_argument("--irreducible", "-E",
-                   help="auto | paper | none | fit | a number (losses only; default auto: the "
-                        "paper's E for a store made with the official tokenizer, else fit, one E "
-                        "per loss shared by its N and Cmin laws)")
-    p.add_argument("--final", choices=["last", "best"],
-                   help="N laws: each run's last evaluation (default, as the paper) or its best")
-    p.add_argument("--include-unfinished", action="store_true", default=None,
-                   help="also fit unfinished runs against N (marked); default: left out")
-    p.add_argument("--method", choices=["ols", "robust"], help="least squares (ols) or Huber (robust) in log-log")
-    p.add_argument("--holdout", type=int, help="refit without the k largest sizes and predict them (-1 auto)")
-    p.add_argument("--bootstrap", type=int, help="bootstrap samples over runs (0 = no intervals; default 1000)")
+    p.add_argument(
+        "--compute", choices=["exact", "6nd"], help="compute column: exact FLOPs or 6*N*tokens"
+    )
+    p.add_argument(
+        "--irreducible",
+        "-E",
+        help="auto | paper | none | fit | a number (losses only; default auto: the "
+        "paper's E for a store made with the official tokenizer, else fit, one E "
+        "per loss shared by its N and Cmin laws)",
+    )
+    p.add_argument(
+        "--final",
+        choices=["last", "best"],
+        help="N laws: each run's last evaluation (default, as the paper) or its best",
+    )
+    p.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        default=None,
+        help="also fit unfinished runs against N (marked); default: left out",
+    )
+    p.add_argument(
+        "--method",
+        choices=["ols", "robust"],
+        help="least squares (ols) or Huber (robust) in log-log",
+    )
+    p.add_argument(
+        "--holdout", type=int, help="refit without the k largest sizes and predict them (-1 auto)"
+    )
+    p.add_argument(
+        "--bootstrap", type=int, help="bootstrap samples over runs (0 = no intervals; default 1000)"
+    )
     p.add_argument("--ci", type=float, help="interval level (default 0.95)")
-    p.add_argument("--smooth", type=int, help="Cmin: smooth each curve over +-k evaluations first (default 0)")
-    p.add_argument("--include-subset", action="store_true", default=None,
-                   help="also fit on subset evaluations (cheap, part of the test set)")
-    p.add_argument("--paper", action="store_true", default=None, help="overlay the paper's published laws")
+    p.add_argument(
+        "--smooth", type=int, help="Cmin: smooth each curve over +-k evaluations first (default 0)"
+    )
+    p.add_argument(
+        "--include-subset",
+        action="store_true",
+        default=None,
+        help="also fit on subset evaluations (cheap, part of the test set)",
+    )
+    p.add_argument(
+        "--paper", action="store_true", default=None, help="overlay the paper's published laws"
+    )
     p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
-    p.add_argument("--best-over", metavar="AXIS",
-                   help="fit each size's best run over this grid axis (e.g. lr), not one law per value")
-    p.add_argument("--best-by", metavar="METRIC", help="the metric that picks the best run "
-                   "(default: each law's own metric, at the final evaluation)")
-    p.add_argument("--pool", action="store_true", default=None,
-                   help="one law through the runs of every axis value (the points are not comparable "
-                        "unless the other axes do not matter)")
+    p.add_argument(
+        "--best-over",
+        metavar="AXIS",
+        help="fit each size's best run over this grid axis (e.g. lr), not one law per value",
+    )
+    p.add_argument(
+        "--best-by",
+        metavar="METRIC",
+        help="the metric that picks the best run "
+        "(default: each law's own metric, at the final evaluation)",
+    )
+    p.add_argument(
+        "--pool",
+        action="store_true",
+        default=None,
+        help="one law through the runs of every axis value (the points are not comparable "
+        "unless the other axes do not matter)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
-    p.add_argument("--law", choices=["power", "nd"],
-                   help="power: laws vs N and Cmin (default); nd: the joint L(N, D) = E + A/N^a + B/D^b")
-    p.add_argument("--data-unit", choices=["tokens", "images"], help="D of the joint law (default tokens)")
-    p.add_argument("--optimal-for", type=_budget, metavar="C",
-                   help="with the joint law: N*, D*, nearest depth and epochs for a budget of C FLOPs")
-    p.add_argument("--dataset-images", type=_count, metavar="N",
-                   help="--optimal-for: images in the training set (default: the runs' token store)")
+    p.add_argument(
+        "--law",
+        choices=["power", "nd"],
+        help="power: laws vs N and Cmin (default); nd: the joint L(N, D) = E + A/N^a + B/D^b",
+    )
+    p.add_argument(
+        "--data-unit", choices=["tokens", "images"], help="D of the joint law (default tokens)"
+    )
+    p.add_argument(
+        "--optimal-for",
+        type=_budget,
+        metavar="C",
+        help="with the joint law: N*, D*, nearest depth and epochs for a budget of C FLOPs",
+    )
+    p.add_argument(
+        "--dataset-images",
+        type=_count,
+        metavar="N",
+        help="--optimal-for: images in the training set (default: the runs' token store)",
+    )
     return p.parse_args(argv)
 
 
@@ -132,9 +198,13 @@ def _budget(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a compute budget in FLOPs (e.g. 1e21), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"a compute budget in FLOPs (e.g. 1e21), got {text!r}"
+        ) from None
     if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"the compute budget must be a positive number of FLOPs, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"the compute budget must be a positive number of FLOPs, got {text!r}"
+        )
     return value
 
 
@@ -165,9 +235,25 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
         given, _ = load_yaml(source / "fit.yaml")  # which keys the file set
         origin.update({k: "fit.yaml" for k in given or {}})
     overrides = {}
-    for name in ("compute", "irreducible", "method", "holdout", "bootstrap", "ci", "smooth", "seed",
-                 "include_subset", "paper", "law", "data_unit", "best_over", "best_by", "pool",
-                 "final", "include_unfinished"):
+    for name in (
+        "compute",
+        "irreducible",
+        "method",
+        "holdout",
+        "bootstrap",
+        "ci",
+        "smooth",
+        "seed",
+        "include_subset",
+        "paper",
+        "law",
+        "data_unit",
+        "best_over",
+        "best_by",
+        "pool",
+        "final",
+        "include_unfinished",
+    ):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -198,50 +284,81 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
         "",
         *[f"- {n}" for n in notes],
         *([""] if notes else []),
-        ("| group " if grouped else "") +
-        "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
+        ("| group " if grouped else "")
+        + "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
         ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in fits:
-        aci = "-" if f["alpha_ci"] is None else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+        aci = (
+            "-"
+            if f["alpha_ci"] is None
+            else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+        )
         bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
         E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
         E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
         hold = f["holdout"]
-        hold_s = "-" if not hold or hold["max_abs_rel_error"] is None else \
-            f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
+        hold_s = (
+            "-"
+            if not hold or hold["max_abs_rel_error"] is None
+            else f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
+        )
         paper = f.get("paper") or {}
-        lines.append((f"| {f.get('group_label') or '-'} " if grouped else "") +
-                     f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
-                     f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
-                     f"| {_fmt(paper.get('beta'))} |")
+        lines.append(
+            (f"| {f.get('group_label') or '-'} " if grouped else "")
+            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
+            f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
+            f"| {_fmt(paper.get('beta'))} |"
+        )
     picked = [f for f in fits if f.get("best_over") and f["against"] == "N"]
     if picked:
         b = picked[0]["best_over"]
-        lines += ["", f"Best run per size over `{b['axis']}` (final evaluation"
-                      + (", seed-averaged" if b.get("seed_averaged") else "") + "; laws vs Cmin use the "
-                      "same runs' frontier):", "",
-                  ("| group " if grouped else "") + f"| law's metric | picked by | N | {b['axis']} | run | value | other values |",
-                  ("|---" if grouped else "") + "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Best run per size over `{b['axis']}` (final evaluation"
+            + (", seed-averaged" if b.get("seed_averaged") else "")
+            + "; laws vs Cmin use the "
+            "same runs' frontier):",
+            "",
+            ("| group " if grouped else "")
+            + f"| law's metric | picked by | N | {b['axis']} | run | value | other values |",
+            ("|---" if grouped else "") + "|---|---|---|---|---|---|---|",
+        ]
         for f in picked:
             for p in f["best_over"]["picked"]:
                 by = p["by"]
-                others = ", ".join(f"{c['value']:g}: {c[by]:.4g}" if isinstance(c["value"], float)
-                                   else f"{c['value']}: {c[by]:.4g}" for c in p["candidates"][1:])
+                others = ", ".join(
+                    f"{c['value']:g}: {c[by]:.4g}"
+                    if isinstance(c["value"], float)
+                    else f"{c['value']}: {c[by]:.4g}"
+                    for c in p["candidates"][1:]
+                )
                 value = f"{p['value']:g}" if isinstance(p["value"], float) else str(p["value"])
-                lines.append((f"| {f.get('group_label') or '-'} " if grouped else "") +
-                             f"| {f['metric']} | {by} | {p['params']:,} | {value} | {p['run']} "
-                             f"| {p[by]:.4g} | {others or '-'} |")
+                lines.append(
+                    (f"| {f.get('group_label') or '-'} " if grouped else "")
+                    + f"| {f['metric']} | {by} | {p['params']:,} | {value} | {p['run']} "
+                    f"| {p[by]:.4g} | {others or '-'} |"
+                )
     spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
     if spreads:
-        lines += ["", "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
-                  "sizes, then the seeds within each size (without replacement). Seed-to-seed standard "
-                  "deviation of the final value:", "",
-                  "| metric | " + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"]) + " |",
-                  "|---|" + "---|" * len(spreads[0]["seed_spread"])]
+        lines += [
+            "",
+            "Seed replicates: the fits use each size's mean over its seeds; the bootstrap draws "
+            "sizes, then the seeds within each size (without replacement). Seed-to-seed standard "
+            "deviation of the final value:",
+            "",
+            "| metric | "
+            + " | ".join(f"{p['params'] / 1e9:.3g}B" for p in spreads[0]["seed_spread"])
+            + " |",
+            "|---|" + "---|" * len(spreads[0]["seed_spread"]),
+        ]
         for f in spreads:
-            lines.append((f"| {f.get('group_label')} " if f.get("group_label") else "") + f"| {f['metric']} | " + " | ".join(
-                f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"]) + " |")
+            lines.append(
+                (f"| {f.get('group_label')} " if f.get("group_label") else "")
+                + f"| {f['metric']} | "
+                + " | ".join(f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"])
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -266,19 +383,28 @@ def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
             return False, f"token store {store} is not readable here"
         cfg = meta.get("vqvae_config") or {}
         name = Path(str(meta.get("vqvae_path", ""))).name
-        if name != OFFICIAL_VQVAE["file"] or any(cfg.get(k) != v for k, v in OFFICIAL_VQVAE.items()
-                                                 if k != "file"):
-            return False, (f"token store {store} was made with another VQVAE ({name or 'unnamed'}, "
-                           f"vocab {cfg.get('vocab_size')}, ch {cfg.get('ch')})")
-    return True, f"the runs' token store was made with the official tokenizer ({OFFICIAL_VQVAE['file']})"
+        if name != OFFICIAL_VQVAE["file"] or any(
+            cfg.get(k) != v for k, v in OFFICIAL_VQVAE.items() if k != "file"
+        ):
+            return False, (
+                f"token store {store} was made with another VQVAE ({name or 'unnamed'}, "
+                f"vocab {cfg.get('vocab_size')}, ch {cfg.get('ch')})"
+            )
+    return (
+        True,
+        f"the runs' token store was made with the official tokenizer ({OFFICIAL_VQVAE['file']})",
+    )
 
 
 def axis_labels(source: Path, raw: pd.DataFrame) -> dict[str, str]:
     """Each grid axis's run-id label: the sweep's (a runs directory's grid.yaml) over the
     usual ones of `scaling.study.sweep.spec.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
     given = read_grid(source)["labels"] if source.is_dir() else {}
-    default = {axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]] for c in axis_columns(raw)
-               if axis_name(c).split(".")[-1] in DEFAULT_LABELS}
+    default = {
+        axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]]
+        for c in axis_columns(raw)
+        if axis_name(c).split(".")[-1] in DEFAULT_LABELS
+    }
     return {**default, **given}
 
 
@@ -286,12 +412,16 @@ def sweep_output(path: Path) -> Path:
     """A sweep file -> its output folder (read without importing the trainer: no torch)."""
     data, loc = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("output"), str) or not data["output"]:
-        raise ConfigError(f"{loc.where(('output',))}: output: a sweep file names its output folder "
-                          f"(output: runs/NAME); {path} has none")
+        raise ConfigError(
+            f"{loc.where(('output',))}: output: a sweep file names its output folder "
+            f"(output: runs/NAME); {path} has none"
+        )
     out = Path(data["output"])
     if not out.is_dir():
-        raise FitCLIError(f"{path}: its output folder {out} does not exist yet: launch the sweep "
-                          f"first (python -m scaling.launch {path})")
+        raise FitCLIError(
+            f"{path}: its output folder {out} does not exist yet: launch the sweep "
+            f"first (python -m scaling.launch {path})"
+        )
     return out
 
 
@@ -301,8 +431,9 @@ def fit_source(source: Path, settings: FitSettings) -> StudyFit:
     run-id labels). Problems are `warnings.warn`ed; bad input raises `ResultsError`."""
     raw = load_results(source, include_subset=settings.include_subset)
     tokenizer = official_tokenizer(raw) if settings.irreducible == "auto" else None
-    return fit_study(raw, settings, source=str(source), labels=axis_labels(source, raw),
-                     tokenizer=tokenizer)
+    return fit_study(
+        raw, settings, source=str(source), labels=axis_labels(source, raw), tokenizer=tokenizer
+    )
 
 
 def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: list[str]) -> dict:
@@ -319,49 +450,79 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
         "n_rows": int(len(fit.table)),
         "n_runs": int(fit.table["run"].nunique()),
         "sizes": fit.sizes,
-        "axes": {k: fit.axes[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")},
-        "settings": {**{k: (list(v) if isinstance(v, tuple) else v)
-                        for k, v in dataclasses.asdict(settings).items()},
-                     "holdout": fit.holdout, "sources": origin},
+        "axes": {
+            k: fit.axes[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")
+        },
+        "settings": {
+            **{
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(settings).items()
+            },
+            "holdout": fit.holdout,
+            "sources": origin,
+        },
         "conventions": {
             "form": "y - E = (beta * x)^alpha, fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
             "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
-            "compute": {"choice": settings.compute, "column": COMPUTE_COLUMNS[settings.compute],
-                        "meaning": COMPUTE_TEXT[settings.compute], "unit_in_fit": "PFLOPs (1e15 FLOPs)"},
-            "irreducible": {"choice": settings.irreducible, "used": E_mode, "why": E_reason,
-                            "values": E_values,
-                            "shared_fit": {_E_name(k): {"E": v.E, "ci": list(v.ci), "at_bound": v.at_bound,
-                                                        "interval_wider_than_reducible": v.wide,
-                                                        "n_points": v.n_points}
-                                           for k, v in shared.items()},
-                            "paper_values": PAPER_IRREDUCIBLE,
-                            "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)"},
-            "points_vs_N": ("the final evaluation (largest step) of every finished run"
-                            if settings.final == "last" else
-                            "the best evaluation (lowest value of the metric) of every finished run")
-                           + (" and of the unfinished runs (included on request)"
-                              if settings.include_unfinished and unfinished else ""),
+            "compute": {
+                "choice": settings.compute,
+                "column": COMPUTE_COLUMNS[settings.compute],
+                "meaning": COMPUTE_TEXT[settings.compute],
+                "unit_in_fit": "PFLOPs (1e15 FLOPs)",
+            },
+            "irreducible": {
+                "choice": settings.irreducible,
+                "used": E_mode,
+                "why": E_reason,
+                "values": E_values,
+                "shared_fit": {
+                    _E_name(k): {
+                        "E": v.E,
+                        "ci": list(v.ci),
+                        "at_bound": v.at_bound,
+                        "interval_wider_than_reducible": v.wide,
+                        "n_points": v.n_points,
+                    }
+                    for k, v in shared.items()
+                },
+                "paper_values": PAPER_IRREDUCIBLE,
+                "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)",
+            },
+            "points_vs_N": (
+                "the final evaluation (largest step) of every finished run"
+                if settings.final == "last"
+                else "the best evaluation (lowest value of the metric) of every finished run"
+            )
+            + (
+                " and of the unfinished runs (included on request)"
+                if settings.include_unfinished and unfinished
+                else ""
+            ),
             "unfinished_runs": unfinished,
-            "data_limited": {"rule": f"test {OVERFIT_METRIC} at the last evaluation >= "
-                                     f"(1 + {OVERFIT_RISE}) x its minimum, while train_loss fell "
-                                     f"(analysis.overfit)", "runs": flagged},
+            "data_limited": {
+                "rule": f"test {OVERFIT_METRIC} at the last evaluation >= "
+                f"(1 + {OVERFIT_RISE}) x its minimum, while train_loss fell "
+                f"(analysis.overfit)",
+                "runs": flagged,
+            },
             "axes": "one law per value of every grid axis other than size and seed (group); seed "
-                    "replicates within a law as in 'seeds'; with "
-                    "best_over, each size's run with the lowest final value of the picking metric "
-                    "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
-                    "frontier of those runs",
+            "replicates within a law as in 'seeds'; with "
+            "best_over, each size's run with the lowest final value of the picking metric "
+            "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
+            "frontier of those runs",
             "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
-                              "(curves interpolated in log-log between evaluations)",
-            "evaluations": "full test-set evaluations only" if not settings.include_subset
-                           else "full and subset evaluations",
+            "(curves interpolated in log-log between evaluations)",
+            "evaluations": "full test-set evaluations only"
+            if not settings.include_subset
+            else "full and subset evaluations",
             "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
             "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
-                         f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
-                         f"recomputed per draw), Hesterberg-expanded percentiles",
+            f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
+            f"recomputed per draw), Hesterberg-expanded percentiles",
             "seeds": "runs of one size with different seeds are averaged for the point estimate "
-                     "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
+            "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
             "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
-                       "of the metric itself (E included)",
+            "of the metric itself (E included)",
         },
         "fits": fit.records,
         "warnings": caught,
@@ -378,30 +539,54 @@ def write_figures(fit: StudyFit, out: Path) -> None:
     grouped = any(labels)
     n_idx, c_idx = fit.against("N"), fit.against("Cmin")
     if n_idx:
-        save_figure(plot_vs_n([results[i] for i in n_idx], paper=bool(settings.paper),
-                              labels=[labels[i] for i in n_idx] if grouped else None,
-                              notes=[fit.notes[i] for i in n_idx],
-                              flagged=list(fit.flagged) + (fit.unfinished if settings.include_unfinished else [])),
-                    out / "fit_vs_N")
+        save_figure(
+            plot_vs_n(
+                [results[i] for i in n_idx],
+                paper=bool(settings.paper),
+                labels=[labels[i] for i in n_idx] if grouped else None,
+                notes=[fit.notes[i] for i in n_idx],
+                flagged=list(fit.flagged) + (fit.unfinished if settings.include_unfinished else []),
+            ),
+            out / "fit_vs_N",
+        )
     if c_idx:
         shown = fit.table
         if fit.axes["best_column"] is not None:  # the curves of the runs picked for some law
-            picked = {r for f in fit.records if f.get("best_over") for p in f["best_over"]["picked"]
-                      for r in p["run"].split(", ")}
+            picked = {
+                r
+                for f in fit.records
+                if f.get("best_over")
+                for p in f["best_over"]["picked"]
+                for r in p["run"].split(", ")
+            }
             shown = shown[shown["run"].astype(str).isin(picked)]
-        run_labels = {str(r): group_label(g, fit.axes["labels"])
-                      for g, sub in groups(shown, fit.axes["law_columns"])
-                      for r in sub["run"].unique()} if grouped else None
-        save_figure(plot_vs_cmin([results[i] for i in c_idx], shown, paper=bool(settings.paper),
-                                 labels=[labels[i] for i in c_idx] if grouped else None,
-                                 run_labels=run_labels), out / "fit_vs_Cmin")
+        run_labels = (
+            {
+                str(r): group_label(g, fit.axes["labels"])
+                for g, sub in groups(shown, fit.axes["law_columns"])
+                for r in sub["run"].unique()
+            }
+            if grouped
+            else None
+        )
+        save_figure(
+            plot_vs_cmin(
+                [results[i] for i in c_idx],
+                shown,
+                paper=bool(settings.paper),
+                labels=[labels[i] for i in c_idx] if grouped else None,
+                run_labels=run_labels,
+            ),
+            out / "fit_vs_Cmin",
+        )
     fig = plot_samples_vs_n(fit.raw)  # measured sample quality by size, when sample_eval ran
     if fig is not None:
         save_figure(fig, out / "samples_vs_N")
 
 
-def fit_and_write(source: Path, settings: FitSettings, origin: dict[str, str], out: Path,
-                  plots: bool = True) -> tuple[dict, StudyFit]:
+def fit_and_write(
+    source: Path, settings: FitSettings, origin: dict[str, str], out: Path, plots: bool = True
+) -> tuple[dict, StudyFit]:
     """Fit `source` (`fit_source`), print the warnings, the E used and the table, and write
     fits.json, fits.md, results.csv and (with `plots`) the figures into `out`."""
     started = time.perf_counter()
@@ -415,11 +600,14 @@ def fit_and_write(source: Path, settings: FitSettings, origin: dict[str, str], o
     out.mkdir(parents=True, exist_ok=True)
     E_line = f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
         [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in fit.shared.items()]
-        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")])
+        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")]
+    )
     md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
     if fit.unfinished:
-        md_notes.append(f"unfinished runs ({'included vs N, marked' if settings.include_unfinished else 'left out of the N laws'}): "
-                        + ", ".join(fit.unfinished))
+        md_notes.append(
+            f"unfinished runs ({'included vs N, marked' if settings.include_unfinished else 'left out of the N laws'}): "
+            + ", ".join(fit.unfinished)
+        )
     if fit.flagged:
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
     print(E_line)
@@ -431,8 +619,11 @@ def fit_and_write(source: Path, settings: FitSettings, origin: dict[str, str], o
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)
     atomic_write_json(out / "fits.json", doc)
     print(table_md)
-    print(f"wrote {out}/fits.json, fits.md, results.csv" + (", figures (png, pdf)" if plots else "")
-          + f" in {doc['elapsed_s']:.1f} s")
+    print(
+        f"wrote {out}/fits.json, fits.md, results.csv"
+        + (", figures (png, pdf)" if plots else "")
+        + f" in {doc['elapsed_s']:.1f} s"
+    )
     return doc, fit
 
 
@@ -451,8 +642,15 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
         raise FitCLIError(f"{given}: no such sweep file, runs directory or table file")
     source = sweep_output(given) if given.suffix in (".yaml", ".yml") else given
     settings, origin = resolve_settings(args, source)
-    out = Path(args.out) if args.out else (source / "fit" if source.is_dir() else
-                                           source.parent / f"{source.name.split('.')[0]}_fit")
+    out = (
+        Path(args.out)
+        if args.out
+        else (
+            source / "fit"
+            if source.is_dir()
+            else source.parent / f"{source.name.split('.')[0]}_fit"
+        )
+    )
     if args.optimal_for is not None and settings.law != "nd":
         settings = dataclasses.replace(settings, law="nd")
         origin["law"] = "cli"
@@ -468,8 +666,10 @@ def run(argv: list[str] | None = None) -> dict:
     if len(args.source) == 2:
         return compare_studies(args, argv, fit_one)
     if len(args.source) > 2:
-        raise FitCLIError(f"give one study to fit, or two to compare; got {len(args.source)}: "
-                          f"{' '.join(args.source)}")
+        raise FitCLIError(
+            f"give one study to fit, or two to compare; got {len(args.source)}: "
+            f"{' '.join(args.source)}"
+        )
     return _fit_one(args)[0]
 
 

@@ -46,11 +46,14 @@ def _ci(pair) -> str:
 
 def markdown(records: list[dict], d_unit: str) -> str:
     """fits.json's joint-law records -> Markdown."""
-    lines = [f"Joint law `L = E + A / N^alpha + B / D^beta` (N parameters, D training {d_unit}), "
-             "fitted on the final (annealed) point of every run and branch; intervals: bootstrap "
-             "over runs. N* ~ C^a_N and D* ~ C^a_D at compute C (exact FLOPs).", "",
-             "| metric | E | alpha | beta | A | B | a_N | a_D | points | sizes | hold-out max rel. err |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Joint law `L = E + A / N^alpha + B / D^beta` (N parameters, D training {d_unit}), "
+        "fitted on the final (annealed) point of every run and branch; intervals: bootstrap "
+        "over runs. N* ~ C^a_N and D* ~ C^a_D at compute C (exact FLOPs).",
+        "",
+        "| metric | E | alpha | beta | A | B | a_N | a_D | points | sizes | hold-out max rel. err |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         o = r["optimal"]
         hold = r["holdout"] or {}
@@ -59,15 +62,23 @@ def markdown(records: list[dict], d_unit: str) -> str:
             f"| {r['metric']} | {r['E']:.4g} {_ci(r['E_ci'])} | {r['alpha']:.4g} {_ci(r['alpha_ci'])} "
             f"| {r['beta']:.4g} {_ci(r['beta_ci'])} | {r['A']:.4g} | {r['B']:.4g} "
             f"| {o['N_exponent']:.3g} {_ci(o['N_exponent_ci'])} | {o['D_exponent']:.3g} {_ci(o['D_exponent_ci'])} "
-            f"| {r['n_points']} | {r['n_sizes']} | {hold_s} |")
+            f"| {r['n_points']} | {r['n_sizes']} | {hold_s} |"
+        )
     budgets = records[0]["optimal"]["budgets"] if records else None
     if budgets:
-        lines += ["", f"Compute-optimal allocation ({records[0]['metric']}):", "",
-                  f"| C (FLOPs) | N* | N* interval | D* ({d_unit}) | D* interval |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Compute-optimal allocation ({records[0]['metric']}):",
+            "",
+            f"| C (FLOPs) | N* | N* interval | D* ({d_unit}) | D* interval |",
+            "|---|---|---|---|---|",
+        ]
         for j, C in enumerate(budgets["C"]):
             nci = budgets["N_ci"][j] if budgets["N_ci"] else None
             dci = budgets["D_ci"][j] if budgets["D_ci"] else None
-            lines.append(f"| {C:.3g} | {budgets['N'][j]:.4g} | {_ci(nci)} | {budgets['D'][j]:.4g} | {_ci(dci)} |")
+            lines.append(
+                f"| {C:.3g} | {budgets['N'][j]:.4g} | {_ci(nci)} | {budgets['D'][j]:.4g} | {_ci(dci)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -86,7 +97,11 @@ def _store_meta(table: pd.DataFrame) -> dict[str, Any] | None:
 def _family(table: pd.DataFrame) -> dict[str, Any]:
     """The runs' width and head rule: width = r * depth and a fixed head size, when every run
     follows one (else the official 64 * depth, head size 64)."""
-    rule = {"width_per_depth": 64.0, "head_dim": 64.0, "source": "official rule (width 64 d, head dim 64)"}
+    rule = {
+        "width_per_depth": 64.0,
+        "head_dim": 64.0,
+        "source": "official rule (width 64 d, head dim 64)",
+    }
     cols = {"model.depth", "model.width", "model.heads"}
     if not cols <= set(table.columns):
         return rule
@@ -96,12 +111,17 @@ def _family(table: pd.DataFrame) -> dict[str, Any]:
     h = runs["model.heads"].astype(float).fillna(d)
     ratio, head = (w / d).unique(), (w / h).unique()
     if len(ratio) == 1 and len(head) == 1:
-        rule = {"width_per_depth": float(ratio[0]), "head_dim": float(head[0]),
-                "source": f"the runs' rule (width {ratio[0]:g} d, head dim {head[0]:g})"}
+        rule = {
+            "width_per_depth": float(ratio[0]),
+            "head_dim": float(head[0]),
+            "source": f"the runs' rule (width {ratio[0]:g} d, head dim {head[0]:g})",
+        }
     return rule
 
 
-def nearest_depth(n_star: float, table: pd.DataFrame, meta: dict[str, Any] | None) -> dict[str, Any]:
+def nearest_depth(
+    n_star: float, table: pd.DataFrame, meta: dict[str, Any] | None
+) -> dict[str, Any]:
     """The depth whose VAR (the runs' width rule, the store's vocabulary and scales) has the
     parameter count closest to `n_star` in log space. Without a readable store: ImageNet's
     (`scaling.study.sweep.spec.StoreHint`)."""
@@ -117,7 +137,9 @@ def nearest_depth(n_star: float, table: pd.DataFrame, meta: dict[str, Any] | Non
         heads = max(1, int(round(width / rule["head_dim"])))
         if width % heads:
             continue
-        n = counting.params(**var_kwargs_from_store(ModelConfig(depth=depth, width=width, heads=heads), meta))
+        n = counting.params(
+            **var_kwargs_from_store(ModelConfig(depth=depth, width=width, heads=heads), meta)
+        )
         gap = abs(math.log(n / n_star))
         if best is None or gap < best["gap"]:
             best = {"depth": depth, "width": width, "heads": heads, "params": n, "gap": gap}
@@ -126,7 +148,9 @@ def nearest_depth(n_star: float, table: pd.DataFrame, meta: dict[str, Any] | Non
     return best
 
 
-def optimal_report(fit: JointFit, C: float, table: pd.DataFrame, dataset_images: int | None) -> tuple[str, dict[str, Any]]:
+def optimal_report(
+    fit: JointFit, C: float, table: pd.DataFrame, dataset_images: int | None
+) -> tuple[str, dict[str, Any]]:
     """Text and record for a budget of C FLOPs: N*, D*, nearest depth, epochs."""
     opt = fit.optimal([C])
     n, d = opt["N"][0], opt["D"][0]
@@ -136,43 +160,67 @@ def optimal_report(fit: JointFit, C: float, table: pd.DataFrame, dataset_images:
     meta = _store_meta(table)
     if dataset_images is None:
         if meta is None:
-            raise ResultsError("--optimal-for: the runs' token store (meta.json) is not readable here; "
-                               "give the dataset size with --dataset-images")
-        train = (table["data.train_split"].dropna().iloc[0] if "data.train_split" in table.columns
-                 else "train")
+            raise ResultsError(
+                "--optimal-for: the runs' token store (meta.json) is not readable here; "
+                "give the dataset size with --dataset-images"
+            )
+        train = (
+            table["data.train_split"].dropna().iloc[0]
+            if "data.train_split" in table.columns
+            else "train"
+        )
         dataset_images = images_in_split(meta["splits"][train])  # images, not stored views
     per_image = 1.0
     if fit.d_unit == "tokens":
         final = table.drop_duplicates("run", keep="last")
         ratio = (final["tokens"] / final["images"]).unique() if "images" in final.columns else []
         if len(ratio) != 1:
-            raise ResultsError("--optimal-for: cannot tell tokens per image from the table "
-                               "(columns tokens and images); fit with --data-unit images")
+            raise ResultsError(
+                "--optimal-for: cannot tell tokens per image from the table "
+                "(columns tokens and images); fit with --data-unit images"
+            )
         per_image = float(ratio[0])
     images = d / per_image
     depth = nearest_depth(n, table, meta)
-    rec = {"C": C, "metric": fit.metric, "N": n, "N_ci": nci, "D": d, "D_ci": dci,
-           "D_unit": fit.d_unit, "images": images, "dataset_images": dataset_images,
-           "epochs": images / dataset_images, "nearest_depth": depth,
-           "predicted_loss": float(fit.law.predict(n, d)),
-           "extrapolation": float(C / p["C"].max())}
-    text = (f"budget C = {C:.3g} FLOPs (exact count, training), law of {fit.metric}:\n"
-            f"  N* = {n:.4g} parameters  {_ci(nci)}\n"
-            f"  D* = {d:.4g} {fit.d_unit}  {_ci(dci)}"
-            + (f"  = {images:.4g} images" if fit.d_unit == "tokens" else "") + "\n"
-            f"  nearest depth: d{depth['depth']} (width {depth['width']}, {depth['heads']} heads, "
-            f"N = {depth['params']:,}; {depth['rule']})\n"
-            f"  epochs of the dataset ({dataset_images:,} images): {images / dataset_images:.3g}\n"
-            f"  predicted {fit.metric}: {rec['predicted_loss']:.4f}; the budget is "
-            f"{rec['extrapolation']:.3g}x the largest run's compute")
+    rec = {
+        "C": C,
+        "metric": fit.metric,
+        "N": n,
+        "N_ci": nci,
+        "D": d,
+        "D_ci": dci,
+        "D_unit": fit.d_unit,
+        "images": images,
+        "dataset_images": dataset_images,
+        "epochs": images / dataset_images,
+        "nearest_depth": depth,
+        "predicted_loss": float(fit.law.predict(n, d)),
+        "extrapolation": float(C / p["C"].max()),
+    }
+    text = (
+        f"budget C = {C:.3g} FLOPs (exact count, training), law of {fit.metric}:\n"
+        f"  N* = {n:.4g} parameters  {_ci(nci)}\n"
+        f"  D* = {d:.4g} {fit.d_unit}  {_ci(dci)}"
+        + (f"  = {images:.4g} images" if fit.d_unit == "tokens" else "")
+        + "\n"
+        f"  nearest depth: d{depth['depth']} (width {depth['width']}, {depth['heads']} heads, "
+        f"N = {depth['params']:,}; {depth['rule']})\n"
+        f"  epochs of the dataset ({dataset_images:,} images): {images / dataset_images:.3g}\n"
+        f"  predicted {fit.metric}: {rec['predicted_loss']:.4f}; the budget is "
+        f"{rec['extrapolation']:.3g}x the largest run's compute"
+    )
     return text, rec
 
 
-def run_joint(args: argparse.Namespace, source: Path, settings: FitSettings, origin: dict[str, str], out: Path) -> dict:
+def run_joint(
+    args: argparse.Namespace, source: Path, settings: FitSettings, origin: dict[str, str], out: Path
+) -> dict:
     """The joint-law fit of the CLI; returns the fits.json document."""
     metrics = [m for m in settings.metrics if m.startswith("ce")]
     if not metrics:
-        raise ResultsError(f"--law nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last")
+        raise ResultsError(
+            f"--law nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last"
+        )
     started = time.perf_counter()
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as records:
@@ -180,13 +228,26 @@ def run_joint(args: argparse.Namespace, source: Path, settings: FitSettings, ori
         raw = load_results(source, include_subset=False)
         table = prepare(raw, metrics, settings.compute, source=str(source))
         if settings.data_unit not in table.columns:
-            raise ResultsError(f"{source}: column {settings.data_unit!r} missing: the joint law needs "
-                               f"the training {settings.data_unit} of each run")
-        fits = [fit_joint_table(table, m, settings.data_unit, bootstrap=settings.bootstrap,
-                                level=settings.ci, seed=settings.seed) for m in metrics]
+            raise ResultsError(
+                f"{source}: column {settings.data_unit!r} missing: the joint law needs "
+                f"the training {settings.data_unit} of each run"
+            )
+        fits = [
+            fit_joint_table(
+                table,
+                m,
+                settings.data_unit,
+                bootstrap=settings.bootstrap,
+                level=settings.ci,
+                seed=settings.seed,
+            )
+            for m in metrics
+        ]
         c = fits[0].points["C"]
-        budgets = [10.0 ** k for k in range(math.floor(math.log10(c.min())),
-                                            math.ceil(math.log10(c.max())) + 4)]
+        budgets = [
+            10.0**k
+            for k in range(math.floor(math.log10(c.min())), math.ceil(math.log10(c.max())) + 4)
+        ]
         docs = [f.to_dict(budgets) for f in fits]
         report = None
         if args.optimal_for is not None:
@@ -195,22 +256,35 @@ def run_joint(args: argparse.Namespace, source: Path, settings: FitSettings, ori
         caught.append(str(w.message))
         print(f"warning: {w.message}", file=sys.stderr)
     doc = {
-        "schema_version": SCHEMA_VERSION, "tool": "python -m scaling.fit --law nd",
+        "schema_version": SCHEMA_VERSION,
+        "tool": "python -m scaling.fit --law nd",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "source": str(source), "law": "nd",
+        "source": str(source),
+        "law": "nd",
         "n_runs": int(table["run"].nunique()),
-        "settings": {**{k: (list(v) if isinstance(v, tuple) else v)
-                        for k, v in dataclasses.asdict(settings).items()}, "sources": origin},
+        "settings": {
+            **{
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(settings).items()
+            },
+            "sources": origin,
+        },
         "conventions": {
             "points": "the final evaluation of every run directory (a decay branch is a run: it "
-                      "is annealed by its cool-down)",
-            "compute": {"choice": settings.compute, "column": COMPUTE_COLUMNS[settings.compute],
-                        "branches": "a branch's compute counts its parent's steps up to the branch "
-                                    "point plus its own"},
+            "is annealed by its cool-down)",
+            "compute": {
+                "choice": settings.compute,
+                "column": COMPUTE_COLUMNS[settings.compute],
+                "branches": "a branch's compute counts its parent's steps up to the branch "
+                "point plus its own",
+            },
             "D": f"training {settings.data_unit} seen by the run (steps x batch"
-                 + (" x tokens per image)" if settings.data_unit == "tokens" else ")"),
+            + (" x tokens per image)" if settings.data_unit == "tokens" else ")"),
         },
-        "joint": docs, "optimal_for": report, "warnings": caught, "elapsed_s": None,
+        "joint": docs,
+        "optimal_for": report,
+        "warnings": caught,
+        "elapsed_s": None,
     }
     out.mkdir(parents=True, exist_ok=True)
     text_md = markdown(docs, settings.data_unit)
@@ -229,6 +303,9 @@ def run_joint(args: argparse.Namespace, source: Path, settings: FitSettings, ori
     print(text_md)
     if report is not None:
         print(text)
-    print(f"wrote {out}/fits.json, fits.md, results.csv" + ("" if args.no_plots else ", figures (png, pdf)")
-          + f" in {doc['elapsed_s']:.1f} s")
+    print(
+        f"wrote {out}/fits.json, fits.md, results.csv"
+        + ("" if args.no_plots else ", figures (png, pdf)")
+        + f" in {doc['elapsed_s']:.1f} s"
+    )
     return doc

@@ -37,16 +37,18 @@ class RunCost:
     depth: int
     params: int
     seed: int
-    steps: int                  # the run's last step (a branch: its parent's steps before it included)
+    steps: int  # the run's last step (a branch: its parent's steps before it included)
     batch_size: int
-    L: int                      # tokens per image
-    forward_flops: int          # per image
+    L: int  # tokens per image
+    forward_flops: int  # per image
     config: RunConfig
     val_images: int
     gpus: int
     tflops_per_gpu: float
-    start_step: int = 0         # a decay branch: the parent's step it starts from
-    parent: str | None = None   # a decay branch (start_step 0: a run from scratch in its stead): the parent's id
+    start_step: int = 0  # a decay branch: the parent's step it starts from
+    parent: str | None = (
+        None  # a decay branch (start_step 0: a run from scratch in its stead): the parent's id
+    )
 
     @property
     def own_steps(self) -> int:
@@ -75,7 +77,11 @@ class RunCost:
 
     def schedule(self) -> dict[int, str]:
         """step -> full | subset, exactly as the trainer evaluates (a branch: after its start only)."""
-        return {s: k for s, k in eval_schedule(self.steps, self.config.eval).items() if s > self.start_step}
+        return {
+            s: k
+            for s, k in eval_schedule(self.steps, self.config.eval).items()
+            if s > self.start_step
+        }
 
     def full_steps(self) -> np.ndarray:
         return np.array([s for s, k in self.schedule().items() if k == "full"], dtype=float)
@@ -87,7 +93,9 @@ class RunCost:
         cfg = self.config.eval
         full = min(cfg.max_images or self.val_images, self.val_images)
         subset = min(cfg.subset_images, self.val_images)
-        return float(self.forward_flops) * (kinds.count("full") * full + kinds.count("subset") * subset)
+        return float(self.forward_flops) * (
+            kinds.count("full") * full + kinds.count("subset") * subset
+        )
 
     @property
     def gpu_hours(self) -> float:
@@ -99,8 +107,12 @@ class RunCost:
 
     def planned(self, seed: int | None = None, suffix: str = "") -> PlannedRun:
         """The run as `analysis.simulate.PlannedRun`."""
-        return PlannedRun(self.run_id + suffix, float(self.params), self.eval_compute(),
-                          self.seed if seed is None else seed)
+        return PlannedRun(
+            self.run_id + suffix,
+            float(self.params),
+            self.eval_compute(),
+            self.seed if seed is None else seed,
+        )
 
 
 def run_costs(sweep, meta: dict[str, Any]) -> list[RunCost]:
@@ -114,11 +126,24 @@ def run_costs(sweep, meta: dict[str, Any]) -> list[RunCost]:
         res = run.resources
         per_step = 3 * int(est["forward_flops_per_image"]) * run.config.optim.batch_size
         own = int(est["own_flops"]) // per_step
-        out.append(RunCost(run.run_id, run.depth, int(est["params"]), int(run.config.seed), int(est["steps"]),
-                           run.config.optim.batch_size, int(sum(p * p for p in meta["patch_nums"])),
-                           int(est["forward_flops_per_image"]), run.config, val,
-                           res.nodes * res.gpus_per_node, res.assumed_tflops_per_gpu,
-                           start_step=int(est["steps"]) - own, parent=run.parent))
+        out.append(
+            RunCost(
+                run.run_id,
+                run.depth,
+                int(est["params"]),
+                int(run.config.seed),
+                int(est["steps"]),
+                run.config.optim.batch_size,
+                int(sum(p * p for p in meta["patch_nums"])),
+                int(est["forward_flops_per_image"]),
+                run.config,
+                val,
+                res.nodes * res.gpus_per_node,
+                res.assumed_tflops_per_gpu,
+                start_step=int(est["steps"]) - own,
+                parent=run.parent,
+            )
+        )
     return out
 
 
@@ -132,29 +157,49 @@ def branch_cost(parent: RunCost, at: float, cooldown: float) -> RunCost:
     if optim.schedule != "wsd":
         optim = dataclasses.replace(optim, schedule="wsd", weight_decay_end=None)
     run_id = f"{parent.run_id}-b{format_value(at)}"
-    config = dataclasses.replace(parent.config, run_id=run_id, optim=optim, save_at=(),
-                                 branch=BranchConfig(parent=parent.run_id, at=at, cooldown=cooldown))
+    config = dataclasses.replace(
+        parent.config,
+        run_id=run_id,
+        optim=optim,
+        save_at=(),
+        branch=BranchConfig(parent=parent.run_id, at=at, cooldown=cooldown),
+    )
     layout = plan(config, parent.steps)
-    return dataclasses.replace(parent, run_id=run_id, config=config, steps=layout.total_steps,
-                               start_step=layout.start_step, parent=parent.run_id)
+    return dataclasses.replace(
+        parent,
+        run_id=run_id,
+        config=config,
+        steps=layout.total_steps,
+        start_step=layout.start_step,
+        parent=parent.run_id,
+    )
 
 
 def store_bytes(meta: dict[str, Any]) -> int:
     """Size of the token store's arrays: every split's count of stored sequences (views and
     flips included) x (L uint16 tokens + an int32 label)."""
     L = sum(p * p for p in meta["patch_nums"])
-    return sum(int(s.get("count", 0)) * (L * TOKEN_BYTES + LABEL_BYTES) for s in meta.get("splits", {}).values())
+    return sum(
+        int(s.get("count", 0)) * (L * TOKEN_BYTES + LABEL_BYTES)
+        for s in meta.get("splits", {}).values()
+    )
 
 
 def cost_table(costs: list[RunCost]) -> str:
     """Markdown table of the cost per run, with a total row (a branch: `start+own` steps)."""
-    lines = ["| run | N | steps | train tokens | train FLOPs | eval FLOPs | full evals | GPU-h |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | N | steps | train tokens | train FLOPs | eval FLOPs | full evals | GPU-h |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in costs:
         steps = f"{c.steps:,}" if c.parent is None else f"{c.start_step:,}+{c.own_steps:,}"
-        lines.append(f"| {c.run_id} | {human(c.params)} | {steps} | {human(c.tokens)} | {c.train_flops:.3g} "
-                     f"| {c.eval_flops:.3g} | {len(c.full_steps())} | {c.gpu_hours:,.0f} |")
+        lines.append(
+            f"| {c.run_id} | {human(c.params)} | {steps} | {human(c.tokens)} | {c.train_flops:.3g} "
+            f"| {c.eval_flops:.3g} | {len(c.full_steps())} | {c.gpu_hours:,.0f} |"
+        )
     tr, ev = sum(c.train_flops for c in costs), sum(c.eval_flops for c in costs)
-    lines.append(f"| **total ({len(costs)} runs)** | | | {human(sum(c.tokens for c in costs))} | {tr:.3g} | {ev:.3g} "
-                 f"| {sum(len(c.full_steps()) for c in costs)} | {sum(c.gpu_hours for c in costs):,.0f} |")
+    lines.append(
+        f"| **total ({len(costs)} runs)** | | | {human(sum(c.tokens for c in costs))} | {tr:.3g} | {ev:.3g} "
+        f"| {sum(len(c.full_steps()) for c in costs)} | {sum(c.gpu_hours for c in costs):,.0f} |"
+    )
     return "\n".join(lines)

@@ -50,7 +50,11 @@ class Design:
 
     def planned(self) -> list[PlannedRun]:
         """The parent runs as PlannedRun (the laws vs N and Cmin), each repeated for `seeds` seeds."""
-        return [c.planned(seed=c.seed + k, suffix=sfx) for c, k, sfx in self._copies() if c.parent is None]
+        return [
+            c.planned(seed=c.seed + k, suffix=sfx)
+            for c, k, sfx in self._copies()
+            if c.parent is None
+        ]
 
     def joint_points(self, d_unit: str) -> JointPoints:
         """Every run's annealed final point; one family per parent and seed (its branches join it)."""
@@ -60,7 +64,9 @@ class Design:
             runs.append(c.run_id + sfx)
             N.append(float(c.params))
             D.append(c.data(d_unit))
-            root = c.parent if c.start_step else c.run_id  # a branch continues its parent's trajectory
+            root = (
+                c.parent if c.start_step else c.run_id
+            )  # a branch continues its parent's trajectory
             fam.append(families.setdefault((root, k), len(families)))
         return JointPoints(tuple(runs), np.array(N), np.array(D), np.array(fam), d_unit)
 
@@ -88,7 +94,9 @@ def _rebuild(costs: list[RunCost], parents: dict[str, RunCost]) -> list[RunCost]
     return out
 
 
-def with_branches(costs: list[RunCost], at: tuple[float, ...], cooldown: float = BRANCH_COOLDOWN) -> list[RunCost]:
+def with_branches(
+    costs: list[RunCost], at: tuple[float, ...], cooldown: float = BRANCH_COOLDOWN
+) -> list[RunCost]:
     """The parents of `costs`, each followed by decay branches at `at` (their old ones dropped)."""
     out = []
     for p in _parents(costs):
@@ -110,15 +118,23 @@ def _every_other(costs: list[RunCost]) -> list[RunCost]:
 
 
 def _length(costs: list[RunCost], factor: float) -> list[RunCost]:
-    parents = {c.run_id: dataclasses.replace(c, steps=max(1, round(c.steps * factor))) for c in _parents(costs)}
+    parents = {
+        c.run_id: dataclasses.replace(c, steps=max(1, round(c.steps * factor)))
+        for c in _parents(costs)
+    }
     return _rebuild(costs, parents)
 
 
 def _evals(costs: list[RunCost], factor: float) -> list[RunCost]:
     def more(c: RunCost) -> RunCost:
         cfg = c.config.eval
-        return dataclasses.replace(c, config=dataclasses.replace(
-            c.config, eval=dataclasses.replace(cfg, points=max(2, round(cfg.points * factor)))))
+        return dataclasses.replace(
+            c,
+            config=dataclasses.replace(
+                c.config, eval=dataclasses.replace(cfg, points=max(2, round(cfg.points * factor)))
+            ),
+        )
+
     return [more(c) for c in costs]
 
 
@@ -154,16 +170,24 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
     parents = _parents(costs)
     half = _every_other(costs)
     n_sizes = len({c.params for c in costs})
-    per_size = max(sum(c.params == p for c in parents) for p in {c.params for c in parents})  # planned seeds
+    per_size = max(
+        sum(c.params == p for c in parents) for p in {c.params for c in parents}
+    )  # planned seeds
     twice = f"{2 * per_size} seeds each"
-    designs.append(Design(f"every other size ({len({c.params for c in half})} of {n_sizes}), {twice}", half, 2))
+    designs.append(
+        Design(f"every other size ({len({c.params for c in half})} of {n_sizes}), {twice}", half, 2)
+    )
     designs.append(Design(f"all sizes, {twice}", costs, 2))
     designs.append(Design(f"runs half as long, {twice}", _length(costs, 0.5), 2))
     designs.append(Design("runs twice as long", _length(costs, 2.0), 1))
     designs.append(Design("twice the evaluation points", _evals(costs, 2.0), 1))
     more = _midpoint_sweep_costs(path, sweep, meta)
     if more is not None:
-        designs.append(Design(f"more sizes ({len({c.params for c in more})}: a depth between each two)", more, 1))
+        designs.append(
+            Design(
+                f"more sizes ({len({c.params for c in more})}: a depth between each two)", more, 1
+            )
+        )
     if len(parents) < len(costs):
         designs.append(Design("no decay branches (parents only)", parents, 1))
         designs.append(Design("each branch a run from scratch (own seed)", from_scratch(costs), 1))
@@ -172,9 +196,16 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
     for name, at in BRANCH_SETS:
         points = ", ".join(format(f, "g") for f in at)
         try:
-            designs.append(Design(f"WSD + {name} per size (at {points})", with_branches(costs, at), 1))
-            designs.append(Design(f"WSD + {name}, runs shortened to the planned budget",
-                                  _same_budget(costs, at, budget), 1))
+            designs.append(
+                Design(f"WSD + {name} per size (at {points})", with_branches(costs, at), 1)
+            )
+            designs.append(
+                Design(
+                    f"WSD + {name}, runs shortened to the planned budget",
+                    _same_budget(costs, at, budget),
+                    1,
+                )
+            )
         except ScheduleError as e:
             skipped.append(f"{name}: {e}")
     return designs, skipped

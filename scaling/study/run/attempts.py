@@ -29,11 +29,21 @@ def set_aside(run_dir: str | Path, reason: str, status: dict[str, Any]) -> Path:
     n = 1 + max([int(p.name) for p in root.iterdir() if p.name.isdigit()] or [0])
     dest = root / str(n)
     dest.mkdir()
-    atomic_write_text(dest / "reason.json", json.dumps({
-        "reason": reason, "set_aside_at": time.time(), "state": status.get("state"),
-        "error": status.get("error"), "job_ids": status.get("job_ids") or []}, indent=2) + "\n")
+    atomic_write_text(
+        dest / "reason.json",
+        json.dumps(
+            {
+                "reason": reason,
+                "set_aside_at": time.time(),
+                "state": status.get("state"),
+                "error": status.get("error"),
+                "job_ids": status.get("job_ids") or [],
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     for item in sorted(run_dir.iterdir()):
         if item.name not in KEEP_IN_PLACE:
             item.rename(dest / item.name)
     return dest
-

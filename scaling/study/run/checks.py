@@ -30,8 +30,10 @@ def check_data(sweep: Sweep) -> None:
         for key in ("train_split", "eval_split"):
             split = getattr(run.config.data, key)
             if split not in store.splits:
-                raise ConfigError(f"{sweep.source}: data.{key}: run {run.run_id} asks for split "
-                                  f"{split!r}; token store {store.path} has {store.splits}")
+                raise ConfigError(
+                    f"{sweep.source}: data.{key}: run {run.run_id} asks for split "
+                    f"{split!r}; token store {store.path} has {store.splits}"
+                )
 
 
 def check_output(output: Path) -> None:
@@ -42,8 +44,9 @@ def check_output(output: Path) -> None:
 
 def output_is_a_file(output: Path) -> str:
     """The message when the sweep's output exists as a file."""
-    return (f"output {output} (the sweep's `output:`) is a file, not a folder; give another "
-            "output path")
+    return (
+        f"output {output} (the sweep's `output:`) is a file, not a folder; give another output path"
+    )
 
 
 def config_conflict(run: Run, state: str) -> str | None:
@@ -61,9 +64,13 @@ def config_conflict(run: Run, state: str) -> str | None:
         same = False
     if same:
         return None
-    hint = ("relaunch with --retry-failed --reconfigure to keep the old files in "
-            f"{run.run_dir / 'attempts'} and start over with the new config"
-            if state in ("failed", "stopped", "orphaned") else
-            "restore the sweep (a run that is done, queued or running keeps its config)")
-    return (f"{path} holds another config than the sweep now gives for run {run.run_id} "
-            f"(state {state}); {hint}")
+    hint = (
+        "relaunch with --retry-failed --reconfigure to keep the old files in "
+        f"{run.run_dir / 'attempts'} and start over with the new config"
+        if state in ("failed", "stopped", "orphaned")
+        else "restore the sweep (a run that is done, queued or running keeps its config)"
+    )
+    return (
+        f"{path} holds another config than the sweep now gives for run {run.run_id} "
+        f"(state {state}); {hint}"
+    )

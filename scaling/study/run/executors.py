@@ -24,11 +24,17 @@ def slurm_available() -> tuple[bool, str]:
     if not shutil.which("sbatch"):
         return False, "no `sbatch` found"
     try:
-        ok = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True,
-                            timeout=20).returncode == 0
+        ok = (
+            subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, timeout=20).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         ok = False
-    return (True, "") if ok else (False, "`sbatch` is installed but the SLURM controller does not answer")
+    return (
+        (True, "")
+        if ok
+        else (False, "`sbatch` is installed but the SLURM controller does not answer")
+    )
 
 
 def resolve_backend(requested: str) -> tuple[str, str | None]:
@@ -39,8 +45,10 @@ def resolve_backend(requested: str) -> tuple[str, str | None]:
             return "slurm", None
         return "local", f"{why}: running with submitit's local executor on this machine"
     if requested == "slurm" and not shutil.which("sbatch"):
-        raise ConfigError("cluster.backend is slurm but no `sbatch` is on PATH (give --backend "
-                          "local, or run where SLURM is installed)")
+        raise ConfigError(
+            "cluster.backend is slurm but no `sbatch` is on PATH (give --backend "
+            "local, or run where SLURM is installed)"
+        )
     return requested, None
 
 
@@ -64,8 +72,14 @@ def _script_only_slurm_executor(folder: Path, max_num_timeout: int):
     return ex
 
 
-def executor_for(sweep: Sweep, backend: str, res: ClusterSpec, name: str,
-                 dependency: list[str] | None = None, script_only: bool = False):
+def executor_for(
+    sweep: Sweep,
+    backend: str,
+    res: ClusterSpec,
+    name: str,
+    dependency: list[str] | None = None,
+    script_only: bool = False,
+):
     """A submitit executor for jobs of resource shape `res` (`script_only`: SLURM scripts
     for a dry run, usable without SLURM installed)."""
     import submitit
@@ -75,21 +89,30 @@ def executor_for(sweep: Sweep, backend: str, res: ClusterSpec, name: str,
     if script_only:
         ex = _script_only_slurm_executor(folder, res.max_requeues)
     else:
-        ex = submitit.AutoExecutor(folder=folder, cluster=cluster,
-                                   slurm_max_num_timeout=res.max_requeues)
-    params: dict[str, Any] = dict(name=name, timeout_min=res.time_min, nodes=res.nodes,
-                                  tasks_per_node=res.tasks_per_node,
-                                  cpus_per_task=res.cpus_per_task)
+        ex = submitit.AutoExecutor(
+            folder=folder, cluster=cluster, slurm_max_num_timeout=res.max_requeues
+        )
+    params: dict[str, Any] = dict(
+        name=name,
+        timeout_min=res.time_min,
+        nodes=res.nodes,
+        tasks_per_node=res.tasks_per_node,
+        cpus_per_task=res.cpus_per_task,
+    )
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
     if res.mem_gb is not None:
         params["mem_gb"] = res.mem_gb
     if backend == "slurm":
-        slurm: dict[str, Any] = dict(partition=res.partition, account=res.account, qos=res.qos,
-                                     constraint=res.constraint,
-                                     array_parallelism=res.array_parallelism,
-                                     signal_delay_s=res.signal_delay_s,
-                                     setup=list(res.setup) or None)
+        slurm: dict[str, Any] = dict(
+            partition=res.partition,
+            account=res.account,
+            qos=res.qos,
+            constraint=res.constraint,
+            array_parallelism=res.array_parallelism,
+            signal_delay_s=res.signal_delay_s,
+            setup=list(res.setup) or None,
+        )
         extra = dict(res.sbatch)
         if dependency:
             slurm["dependency"] = "afterok:" + ":".join(dependency)
@@ -99,8 +122,10 @@ def executor_for(sweep: Sweep, backend: str, res: ClusterSpec, name: str,
         params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
     elif backend == "local":
         if res.nodes > 1:
-            raise ConfigError(f"the local backend runs on one node; {name} asks for "
-                              f"{res.nodes} (set cluster.nodes: 1 or use SLURM)")
+            raise ConfigError(
+                f"the local backend runs on one node; {name} asks for "
+                f"{res.nodes} (set cluster.nodes: 1 or use SLURM)"
+            )
     ex.update_parameters(**params)
     return ex
 
@@ -116,11 +141,14 @@ def sbatch_script(ex, count: int) -> str:
     return _make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
 
 
-
 def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None]:
     """Like resolve_backend, but never fails: a dry run may show a SLURM plan anywhere."""
     if requested in ("auto", "slurm"):
-        note = None if shutil.which("sbatch") else "no `sbatch` here: a real launch would " + (
-            "run locally" if requested == "auto" else "fail")
+        note = (
+            None
+            if shutil.which("sbatch")
+            else "no `sbatch` here: a real launch would "
+            + ("run locally" if requested == "auto" else "fail")
+        )
         return "slurm", note
     return requested, None

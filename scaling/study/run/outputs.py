@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -29,8 +30,9 @@ def output_lock(output: Path) -> Iterator[None]:
     except (FileExistsError, NotADirectoryError):
         raise ConfigError(output_is_a_file(output)) from None
     except OSError as e:
-        raise RuntimeFailure(f"cannot create the output folder {output}: "
-                             f"{e.strerror or e}") from None
+        raise RuntimeFailure(
+            f"cannot create the output folder {output}: {e.strerror or e}"
+        ) from None
     with open(output / ".launch.lock", "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -43,8 +45,10 @@ def write_run_config(run: Run) -> None:
     """Write run.config to `<run_dir>/config.yaml` (when it changed), headed by a comment per
     command-line set that changed it (the key, its resolved value, the --set as typed)."""
     path = run.run_dir / "config.yaml"
-    text = "".join(f"# {key}: {value!r} from the command line (--set {typed})\n"
-                   for key, (value, typed) in run.sets.items()) + dump_yaml(run.config)
+    text = "".join(
+        f"# {key}: {value!r} from the command line (--set {typed})\n"
+        for key, (value, typed) in run.sets.items()
+    ) + dump_yaml(run.config)
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
 
@@ -75,20 +79,30 @@ def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
             old = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError:
             old = {}
-    axes = list(dict.fromkeys([*sweep.spec.grid, *(old.get("axes") or []),
-                               *(k for r in runs for k in r.sets)]))
+    axes = list(
+        dict.fromkeys(
+            [*sweep.spec.grid, *(old.get("axes") or []), *(k for r in runs for k in r.sets)]
+        )
+    )
     labels = {**(old.get("labels") or {}), **{a: axis_label(a, sweep.spec.labels) for a in axes}}
     entries: dict[str, dict] = dict(old.get("runs") or {})
     for run in runs:  # this launch's runs: every axis from the resolved config
         config = to_dict(run.config)
-        entries[run.run_id] = {**{a: axis_value(config, a) for a in axes}, **run.axes,
-                               **{k: v for k, (v, _) in run.sets.items()}}
+        entries[run.run_id] = {
+            **{a: axis_value(config, a) for a in axes},
+            **run.axes,
+            **{k: v for k, (v, _) in run.sets.items()},
+        }
     for run_id, point in entries.items():  # earlier runs: a new axis from their config.yaml
         for axis in axes:
             if axis not in point:
                 point[axis] = _config_value(sweep.output / run_id / "config.yaml", axis)
-    doc = {"sweep": sweep.spec.name, "axes": axes, "labels": labels,
-           "runs": {k: to_dict(v) for k, v in sorted(entries.items())}}
+    doc = {
+        "sweep": sweep.spec.name,
+        "axes": axes,
+        "labels": labels,
+        "runs": {k: to_dict(v) for k, v in sorted(entries.items())},
+    }
     sweep.output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
     source = Path(sweep.source)

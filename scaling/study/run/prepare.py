@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration
@@ -71,8 +72,9 @@ class PrepareJob:
                 out = run_stage(sweep, stage, shard, relay)
         except BaseException as e:
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):
-                record.update_status(state="failed", finished_at=time.time(),
-                                     error=f"{type(e).__name__}: {e}")
+                record.update_status(
+                    state="failed", finished_at=time.time(), error=f"{type(e).__name__}: {e}"
+                )
             raise
         record.update_status(state="done", finished_at=time.time(), output=str(out))
         return str(out)
@@ -95,8 +97,9 @@ def stage_policy(sweep: Sweep, stage: str):
     return resolve(None, device=device, precision="fp32")
 
 
-def run_stage(sweep: Sweep, stage: str, shard: int | None,
-              report: Callable[[dict], None] | None = None) -> Path:
+def run_stage(
+    sweep: Sweep, stage: str, shard: int | None, report: Callable[[dict], None] | None = None
+) -> Path:
     """Run one preparation stage of `sweep` in this process; returns its output path.
 
     `report` receives the stage's progress records (VQVAE: steps, images/s, ETA, PSNR;
@@ -104,33 +107,45 @@ def run_stage(sweep: Sweep, stage: str, shard: int | None,
     spec = sweep.spec.prepare
     if stage == "synthetic":
         s = spec.synthetic
-        return generate(sweep.images_dir(), num_classes=s.num_classes,
-                        train_per_class=s.train_per_class, val_per_class=s.val_per_class,
-                        resolution=s.resolution, seed=s.seed)
+        return generate(
+            sweep.images_dir(),
+            num_classes=s.num_classes,
+            train_per_class=s.train_per_class,
+            val_per_class=s.val_per_class,
+            resolution=s.resolution,
+            seed=s.seed,
+        )
     if stage == "vqvae":
         from scaling.data.vqvae_training import train_vqvae
 
-        cfg = VQVAETrainConfig(images=sweep.images_dir(), out=sweep.data_dir / "vqvae",
-                               **(spec.vqvae or {}))
+        cfg = VQVAETrainConfig(
+            images=sweep.images_dir(), out=sweep.data_dir / "vqvae", **(spec.vqvae or {})
+        )
         return train_vqvae(cfg, report=report)
     if stage in ("tokenize", "merge"):
         from scaling.data.tokenize import tokenize
 
         n = spec.tokenize.shards
-        kwargs: dict[str, Any] = dict(batch_size=spec.tokenize.batch_size, num_shards=n,
-                                      views=spec.tokenize.views, flip=spec.tokenize.flip,
-                                      view_seed=spec.tokenize.view_seed)
+        kwargs: dict[str, Any] = dict(
+            batch_size=spec.tokenize.batch_size,
+            num_shards=n,
+            views=spec.tokenize.views,
+            flip=spec.tokenize.flip,
+            view_seed=spec.tokenize.view_seed,
+        )
         if stage == "merge":
             kwargs["merge_only"] = True
         elif n > 1:
             kwargs.update(shard=shard, merge=False)
-        return tokenize(sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), report=report,
-                        **kwargs)
+        return tokenize(
+            sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), report=report, **kwargs
+        )
     if stage == "classifier":
         from scaling.data.classifier import train_classifier
 
-        return train_classifier(sweep.images_dir(), sweep.classifier_path(),
-                                **dataclasses.asdict(spec.classifier))
+        return train_classifier(
+            sweep.images_dir(), sweep.classifier_path(), **dataclasses.asdict(spec.classifier)
+        )
     raise ValueError(f"unknown preparation stage {stage!r}")
 
 
@@ -175,6 +190,9 @@ def stage_summary(sweep: Sweep) -> str:
         rec = RunDir(d).read_status()
         ids = rec.get("job_ids") or []
         live = format_progress(rec.get("progress")) if rec.get("state") == "running" else ""
-        parts.append(f"{d.name} {rec.get('state', '?')}" + (f" (job {ids[-1]})" if ids else "")
-                     + (f" [{live}]" if live else ""))
+        parts.append(
+            f"{d.name} {rec.get('state', '?')}"
+            + (f" (job {ids[-1]})" if ids else "")
+            + (f" [{live}]" if live else "")
+        )
     return ", ".join(parts)

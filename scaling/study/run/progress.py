@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration
@@ -50,7 +50,11 @@ def progress_line(sweep: Sweep) -> str:
         rec = RunDir(run.run_dir).read_status()
         state = rec.get("state", "pending")
         if state == "running" and rec.get("total_steps"):
-            eta = f" ETA {duration(rec['eta_s'])}" if isinstance(rec.get("eta_s"), (int, float)) else ""
+            eta = (
+                f" ETA {duration(rec['eta_s'])}"
+                if isinstance(rec.get("eta_s"), (int, float))
+                else ""
+            )
             parts.append(f"{run.run_id} {100 * rec.get('step', 0) / rec['total_steps']:.0f}%{eta}")
         elif state == "done" and isinstance(rec.get("final", {}).get("ce_avg"), float):
             parts.append(f"{run.run_id} done (ce_avg {rec['final']['ce_avg']:.3f})")

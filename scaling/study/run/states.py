@@ -15,16 +15,29 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from scaling.core.cli import RuntimeFailure
 from scaling.core.rundir import RunDir
 from scaling.core.runlock import same_process
 
 # SLURM states in which a job still exists and may (again) run on its run directory
-ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_FED",
-          "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED"}
+ACTIVE = {
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SUSPENDED",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+}
 
 
 class Queue(Protocol):
@@ -73,7 +86,9 @@ class SlurmQueue:
             if i not in out and "_" in i:
                 base, task = i.split("_", 1)
                 for job, state in live.items():
-                    if job.startswith(base + "_[") and _in_range(int(task), job[len(base) + 2:-1]):
+                    if job.startswith(base + "_[") and _in_range(
+                        int(task), job[len(base) + 2 : -1]
+                    ):
                         out[i] = state
         missing = [i for i in ids if i not in out]
         if missing and shutil.which("sacct"):
@@ -163,8 +178,9 @@ def effective_state(status: dict[str, Any], sched: dict[str, str]) -> tuple[str,
     return state, slurm if state != "pending" else None
 
 
-def run_states(runs: Iterable[Any], queue_by_backend: dict[str, Queue] | None = None
-               ) -> dict[str, tuple[str, str | None, dict]]:
+def run_states(
+    runs: Iterable[Any], queue_by_backend: dict[str, Queue] | None = None
+) -> dict[str, tuple[str, str | None, dict]]:
     """{run_id: (state, scheduler state, status record)} for runs (sweep.Run objects)."""
     runs = list(runs)
     records = {r.run_id: RunDir(r.run_dir).read_status() for r in runs}
@@ -177,23 +193,29 @@ def run_states(runs: Iterable[Any], queue_by_backend: dict[str, Queue] | None = 
             by_backend.setdefault(rec.get("backend", "slurm"), []).append(job)
             starts[job] = rec.get("job_start")
         waiting = rec.get("waiting_in") or {}
-        if waiting.get("host") == socket.gethostname() and \
-                same_process(waiting.get("pid"), waiting.get("start")):
+        if waiting.get("host") == socket.gethostname() and same_process(
+            waiting.get("pid"), waiting.get("start")
+        ):
             sched[f"launcher:{waiting['pid']}"] = "RUNNING"
     for backend, ids in by_backend.items():
         queue = (queue_by_backend or {}).get(backend) or (
-            LocalQueue(starts) if backend == "local" else queue_for(backend))
+            LocalQueue(starts) if backend == "local" else queue_for(backend)
+        )
         sched.update(queue.states(ids))
     for rec in records.values():  # a local trainer whose controller was killed still trains
         trainer = rec.get("trainer") or {}
         jobs = rec.get("job_ids") or []
-        if rec.get("backend") == "local" and jobs and str(jobs[-1]) not in sched and \
-                rec.get("state") == "running" and trainer.get("host") == socket.gethostname() \
-                and same_process(trainer.get("pid"), trainer.get("start")):
+        if (
+            rec.get("backend") == "local"
+            and jobs
+            and str(jobs[-1]) not in sched
+            and rec.get("state") == "running"
+            and trainer.get("host") == socket.gethostname()
+            and same_process(trainer.get("pid"), trainer.get("start"))
+        ):
             sched[str(jobs[-1])] = "RUNNING"
     out = {}
     for run_id, rec in records.items():
         state, slurm = effective_state(rec, sched)
         out[run_id] = (state, slurm, rec)
     return out
-

@@ -48,28 +48,38 @@ class Row:
 
 
 def _last_metrics(run_dir: Path) -> dict | None:
-    records = [r for r in RunDir(run_dir).read_metrics()  # a torn last line is skipped there
-               if r.get("eval") != "samples"]  # sample-quality lines carry no test loss
+    records = [
+        r
+        for r in RunDir(run_dir).read_metrics()  # a torn last line is skipped there
+        if r.get("eval") != "samples"
+    ]  # sample-quality lines carry no test loss
     return records[-1] if records else None
 
 
 def data_limited(run_dir: Path) -> dict | None:
     """The run's data-limited flag (analysis.overfit: full-evaluation test ce_avg risen >= 2%
     above its own minimum while the training loss fell), or None."""
-    recs = [r for r in RunDir(run_dir).read_metrics()
-            if r.get("eval", "full") == "full" and isinstance(r.get(METRIC), (int, float))]
+    recs = [
+        r
+        for r in RunDir(run_dir).read_metrics()
+        if r.get("eval", "full") == "full" and isinstance(r.get(METRIC), (int, float))
+    ]
     if len(recs) < 2:
         return None
     train = [r.get("train_loss") for r in recs]
-    return check_curve([r.get("step", i) for i, r in enumerate(recs)], [r[METRIC] for r in recs],
-                       train if all(isinstance(t, (int, float)) for t in train) else None)
+    return check_curve(
+        [r.get("step", i) for i, r in enumerate(recs)],
+        [r[METRIC] for r in recs],
+        train if all(isinstance(t, (int, float)) for t in train) else None,
+    )
 
 
 METRIC_KEYS = ("ce_avg", "ce_last", "err_avg", "err_last")
 
 
-def run_records(runs: list[Any], queue_by_backend: dict[str, Queue] | None = None
-                ) -> list[dict[str, Any]]:
+def run_records(
+    runs: list[Any], queue_by_backend: dict[str, Queue] | None = None
+) -> list[dict[str, Any]]:
     """One plain record per run (what `--json` prints): run, state, scheduler_state, step,
     total_steps, percent, tokens, the latest test metrics, job_ids, log, error, code."""
     states = run_states(runs, queue_by_backend)
@@ -81,23 +91,36 @@ def run_records(runs: list[Any], queue_by_backend: dict[str, Queue] | None = Non
             code = provenance.code_identity(provenance.read(run.run_dir))
         except ValueError as e:  # a corrupt provenance.json is reported, not fatal
             code = f"unreadable: {e}"
-        percent = None  # through the run's budget: steps (recorded by the job) or tokens (estimated)
+        percent = (
+            None  # through the run's budget: steps (recorded by the job) or tokens (estimated)
+        )
         if rec.get("total_steps") and isinstance(m.get("step"), (int, float)):
             percent = 100 * m["step"] / rec["total_steps"]
         elif rec.get("budget_tokens") and isinstance(m.get("tokens"), (int, float)):
             percent = 100 * m["tokens"] / rec["budget_tokens"]
-        out.append({
-            "run": run.run_id, "parent": getattr(run, "parent", None),  # decay branches
-            "run_dir": str(run.run_dir), "state": state, "scheduler_state": slurm,
-            "step": m.get("step", rec.get("step")), "total_steps": rec.get("total_steps"),
-            "percent": percent, "tokens": m.get("tokens"),
-            "metrics": {k: m[k] for k in METRIC_KEYS if isinstance(m.get(k), (int, float))},
-            "job_ids": [str(j) for j in rec.get("job_ids") or []], "log": rec.get("log"),
-            "error": rec.get("error") if state == "failed" else None, "code": code,
-            "data_limited": data_limited(run.run_dir) if m else None,
-            "eta_s": rec.get("eta_s") if state == "running" else None,
-            "_has_metrics": bool(m), "_rec": rec, "_last": m,
-        })
+        out.append(
+            {
+                "run": run.run_id,
+                "parent": getattr(run, "parent", None),  # decay branches
+                "run_dir": str(run.run_dir),
+                "state": state,
+                "scheduler_state": slurm,
+                "step": m.get("step", rec.get("step")),
+                "total_steps": rec.get("total_steps"),
+                "percent": percent,
+                "tokens": m.get("tokens"),
+                "metrics": {k: m[k] for k in METRIC_KEYS if isinstance(m.get(k), (int, float))},
+                "job_ids": [str(j) for j in rec.get("job_ids") or []],
+                "log": rec.get("log"),
+                "error": rec.get("error") if state == "failed" else None,
+                "code": code,
+                "data_limited": data_limited(run.run_dir) if m else None,
+                "eta_s": rec.get("eta_s") if state == "running" else None,
+                "_has_metrics": bool(m),
+                "_rec": rec,
+                "_last": m,
+            }
+        )
     return out
 
 
@@ -113,8 +136,11 @@ def _row(r: dict[str, Any]) -> Row:
             metrics += " [data-limited]"
     if state == "running" and isinstance(r.get("eta_s"), (int, float)):
         progress += f", ETA {duration(r['eta_s'])}"
-    label = state + (f" ({slurm})" if slurm and slurm not in ("RUNNING", "PENDING") or
-                     (slurm and state == "failed") else "")
+    label = state + (
+        f" ({slurm})"
+        if slurm and slurm not in ("RUNNING", "PENDING") or (slurm and state == "failed")
+        else ""
+    )
     if state == "failed" and rec.get("error"):
         label += f": {str(rec['error']).splitlines()[0][:60]}"
     name = f"  `- {r['run']}" if r.get("parent") else r["run"]  # a branch under its parent
@@ -133,11 +159,17 @@ def _counts(records: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def render(sweep: Any, runs: list[Any] | None = None,
-           queue_by_backend: dict[str, Queue] | None = None) -> str:
+def render(
+    sweep: Any, runs: list[Any] | None = None, queue_by_backend: dict[str, Queue] | None = None
+) -> str:
     """The status table as text, with a count of runs per state."""
-    view = SweepView(sweep.spec.name, sweep.output, list(sweep.runs if runs is None else runs),
-                     str(sweep.source), sweep)
+    view = SweepView(
+        sweep.spec.name,
+        sweep.output,
+        list(sweep.runs if runs is None else runs),
+        str(sweep.source),
+        sweep,
+    )
     return render_many([view], queue_by_backend)
 
 
@@ -174,12 +206,21 @@ def _folder_view(folder: Path, only: str | None, exclude: str | None) -> SweepVi
             sweep = load_sweep_or_runs(folder)
         except ConfigError:  # moved, or edited since: the run directories still tell
             sweep = None
-    return SweepView(sweep.spec.name if sweep else folder.name, folder,
-                     [r for r in runs if selected(r.run_id, only, exclude)], str(folder), sweep)
+    return SweepView(
+        sweep.spec.name if sweep else folder.name,
+        folder,
+        [r for r in runs if selected(r.run_id, only, exclude)],
+        str(folder),
+        sweep,
+    )
 
 
-def discover(paths: list[Path], only: str | None = None, exclude: str | None = None,
-             sets: list[str] | tuple[str, ...] = ()) -> list[SweepView]:
+def discover(
+    paths: list[Path],
+    only: str | None = None,
+    exclude: str | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+) -> list[SweepView]:
     """The sweeps named by `paths`: sweep files, sweep output folders (holding run
     directories), or folders of output folders (e.g. `runs/`). Raises ConfigError (a bad
     sweep file, or naming the path that holds no sweep). `sets`: the `--set` values a sweep
@@ -188,43 +229,64 @@ def discover(paths: list[Path], only: str | None = None, exclude: str | None = N
     for path in paths:
         if path.is_file():
             sweep = load_sweep(path, sets)
-            views.append(SweepView(sweep.spec.name, sweep.output, sweep.select(only, exclude),
-                                   str(path), sweep))
+            views.append(
+                SweepView(
+                    sweep.spec.name, sweep.output, sweep.select(only, exclude), str(path), sweep
+                )
+            )
         elif path.is_dir():
             if any(_is_run_dir(d) for d in path.iterdir()):
                 views.append(_folder_view(path, only, exclude))
                 continue
-            found = [_folder_view(d, only, exclude) for d in sorted(path.iterdir())
-                     if d.is_dir() and any(_is_run_dir(c) for c in d.iterdir())]
+            found = [
+                _folder_view(d, only, exclude)
+                for d in sorted(path.iterdir())
+                if d.is_dir() and any(_is_run_dir(c) for c in d.iterdir())
+            ]
             if not found:
-                raise ConfigError(f"{path}: no run directories (<run_id>/config.yaml) in it "
-                                        f"or in its sub-folders; give a sweep file or a sweep's "
-                                        f"output folder")
+                raise ConfigError(
+                    f"{path}: no run directories (<run_id>/config.yaml) in it "
+                    f"or in its sub-folders; give a sweep file or a sweep's "
+                    f"output folder"
+                )
             views.extend(found)
         else:
             raise ConfigError(f"{path}: no such sweep file or runs folder")
     return views
 
 
-def collect(views: list[SweepView], queue_by_backend: dict[str, Queue] | None = None
-            ) -> list[dict[str, Any]]:
+def collect(
+    views: list[SweepView], queue_by_backend: dict[str, Queue] | None = None
+) -> list[dict[str, Any]]:
     """Per sweep: name, output, source, counts per state, code warning, run records."""
     out = []
     for view in views:
         records = run_records(view.runs, queue_by_backend)
-        out.append({"name": view.name, "output": str(view.output), "source": view.source,
-                    "counts": _counts(records), "code_warning": code_warning(records),
-                    "preparation": stage_summary(view.sweep) if view.sweep is not None else "",
-                    "runs": records})
+        out.append(
+            {
+                "name": view.name,
+                "output": str(view.output),
+                "source": view.source,
+                "counts": _counts(records),
+                "code_warning": code_warning(records),
+                "preparation": stage_summary(view.sweep) if view.sweep is not None else "",
+                "runs": records,
+            }
+        )
     return out
 
 
 def to_json(report: list[dict[str, Any]]) -> str:
     """The `--json` document: {"time_utc", "sweeps": [...]} without internal fields."""
-    clean = [{**s, "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in s["runs"]]}
-             for s in report]
-    return json.dumps({"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "sweeps": clean}, indent=2, default=str)
+    clean = [
+        {**s, "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in s["runs"]]}
+        for s in report
+    ]
+    return json.dumps(
+        {"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sweeps": clean},
+        indent=2,
+        default=str,
+    )
 
 
 def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | None = None) -> str:
@@ -240,38 +302,81 @@ def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | Non
             lines.append(s["code_warning"])
         for r in s["runs"]:
             row = _row(r)
-            table.append(([s["name"]] if many else []) + [row.run, row.state, row.progress,
-                                                           row.metrics, row.jobs, row.log])
-    header = (["sweep"] if many else []) + ["run", "state", "progress", "latest test metrics",
-                                            "jobs", "log"]
+            table.append(
+                ([s["name"]] if many else [])
+                + [row.run, row.state, row.progress, row.metrics, row.jobs, row.log]
+            )
+    header = (["sweep"] if many else []) + [
+        "run",
+        "state",
+        "progress",
+        "latest test metrics",
+        "jobs",
+        "log",
+    ]
     if many:
         total = sum(len(s["runs"]) for s in report)
         counts = _counts([r for s in report for r in s["runs"]])
-        lines.insert(0, f"{len(report)} sweeps, {total} runs (" +
-                     ", ".join(f"{n} {state}" for state, n in counts.items()) + ")")
+        lines.insert(
+            0,
+            f"{len(report)} sweeps, {total} runs ("
+            + ", ".join(f"{n} {state}" for state, n in counts.items())
+            + ")",
+        )
     text = "\n".join(lines + [format_table(header, table)])
-    flags = [(r["run"], r["data_limited"]) for s in report for r in s["runs"] if r.get("data_limited")]
+    flags = [
+        (r["run"], r["data_limited"]) for s in report for r in s["runs"] if r.get("data_limited")
+    ]
     if flags:
-        text += ("\ndata-limited: " + "; ".join(f"{run}: {v['reason']}" for run, v in flags)
-                 + f". Meaning: {MEANING}")
-    stages = [f"preparation ({s['name']}): {s['preparation']}" if many else
-              f"preparation: {s['preparation']}" for s in report if s["preparation"]]
+        text += (
+            "\ndata-limited: "
+            + "; ".join(f"{run}: {v['reason']}" for run, v in flags)
+            + f". Meaning: {MEANING}"
+        )
+    stages = [
+        f"preparation ({s['name']}): {s['preparation']}"
+        if many
+        else f"preparation: {s['preparation']}"
+        for s in report
+        if s["preparation"]
+    ]
     return "\n".join([text] + stages)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scaling.status",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweeps", type=Path, nargs="+", metavar="SWEEP",
-                        help="sweep files, sweep output folders, or a folder of them (runs/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m scaling.status", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "sweeps",
+        type=Path,
+        nargs="+",
+        metavar="SWEEP",
+        help="sweep files, sweep output folders, or a folder of them (runs/)",
+    )
     parser.add_argument("--only", help="comma-separated run-id patterns (globs) to show")
     parser.add_argument("--exclude", help="comma-separated run-id patterns to hide")
-    parser.add_argument("--watch", nargs="?", const=10.0, type=float, metavar="SECONDS",
-                        help="refresh every SECONDS (default 10) until interrupted")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="the --set values a sweep file's runs were launched with (their run ids)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON document (with --watch: one per refresh, one line each)")
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        const=10.0,
+        type=float,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 10) until interrupted",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the --set values a sweep file's runs were launched with (their run ids)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document (with --watch: one per refresh, one line each)",
+    )
     args = parser.parse_args(argv)
     if args.watch is not None and not args.watch > 0:
         parser.error(f"--watch: the refresh interval must be > 0 seconds, got {args.watch:g}")

@@ -14,20 +14,21 @@ import contextlib
 import dataclasses
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from scaling.core import provenance
 from scaling.core.cli import RuntimeFailure
 from scaling.core.rundir import RunDir
 from scaling.core.runlock import me, process_start
-from scaling.study.sweep.estimates import store_meta
 from scaling.study.run.executors import executor_for
-from scaling.study.sweep.expand import Run
 from scaling.study.run.local_jobs import StopFlag, submit_shielded, terminate
 from scaling.study.run.prepare import PrepareJob, StageJob, stage_dir, stage_done, stage_plan
-from scaling.study.sweep.spec import ClusterSpec
 from scaling.study.run.states import ACTIVE, queue_for
+from scaling.study.sweep.estimates import store_meta
+from scaling.study.sweep.expand import Run
+from scaling.study.sweep.spec import ClusterSpec
 from scaling.study.sweep.sweep import Sweep
 from scaling.training.config import estimate
 
@@ -68,14 +69,25 @@ def _record_submission(record: RunDir, job: Any, backend: str, **extra: Any) -> 
     record.update_status(
         job_ids=list(status.get("job_ids") or []) + [str(job.job_id)],
         job_start=process_start(job.job_id) if backend == "local" else None,
-        attempts=int(status.get("attempts") or 0) + 1, submitted_at=time.time(),
-        backend=backend, log=str(job.paths.stdout), waiting_in=None, **extra)
+        attempts=int(status.get("attempts") or 0) + 1,
+        submitted_at=time.time(),
+        backend=backend,
+        log=str(job.paths.stdout),
+        waiting_in=None,
+        **extra,
+    )
 
 
 def _mark_queued(run: Run, backend: str, waiting: bool) -> None:
     """Before submitting: queued, error cleared (a resubmission may replace a final state)."""
-    RunDir(run.run_dir).update_status(state="queued", force=True, error=None, slurm_state=None,
-                                      backend=backend, waiting_in=me() if waiting else None)
+    RunDir(run.run_dir).update_status(
+        state="queued",
+        force=True,
+        error=None,
+        slurm_state=None,
+        backend=backend,
+        waiting_in=me() if waiting else None,
+    )
 
 
 def _after(deps: list[str]) -> str:
@@ -91,8 +103,15 @@ class Submitter:
     is set by a stop signal (scaling.study.run.local_jobs).
     """
 
-    def __init__(self, sweep: Sweep, out: Submitted, job_factory: Callable[[], Callable],
-                 log: Log, wait: bool, flag: StopFlag):
+    def __init__(
+        self,
+        sweep: Sweep,
+        out: Submitted,
+        job_factory: Callable[[], Callable],
+        log: Log,
+        wait: bool,
+        flag: StopFlag,
+    ):
         self.sweep, self.out, self.backend = sweep, out, out.backend
         self.job_factory, self.log, self.wait, self.flag = job_factory, log, wait, flag
 
@@ -103,9 +122,14 @@ class Submitter:
         On SLURM each stage depends on the one before (`afterok`); elsewhere there are no
         dependencies, so each stage has ended before the next one is submitted."""
         prep = self.sweep.spec.prepare.resources
-        res = dataclasses.replace(self.sweep.spec.cluster, nodes=1, gpus_per_node=prep.gpus_per_node,
-                                  cpus_per_task=prep.cpus_per_task, mem_gb=prep.mem_gb,
-                                  time_min=prep.time_min)
+        res = dataclasses.replace(
+            self.sweep.spec.cluster,
+            nodes=1,
+            gpus_per_node=prep.gpus_per_node,
+            cpus_per_task=prep.cpus_per_task,
+            mem_gb=prep.mem_gb,
+            time_min=prep.time_min,
+        )
         deps: list[str] = []
         for job in stage_plan(self.sweep):
             if not stage_done(self.sweep, "tokenize" if job.stage == "merge" else job.stage):
@@ -123,8 +147,11 @@ class Submitter:
             ids = rec.get("job_ids") or []
             if rec.get("state") == "done":
                 continue
-            if ids and rec.get("state") in ("queued", "running") and \
-                    queue.states([ids[-1]]).get(ids[-1]) in ACTIVE:
+            if (
+                ids
+                and rec.get("state") in ("queued", "running")
+                and queue.states([ids[-1]]).get(ids[-1]) in ACTIVE
+            ):
                 live.append(ids[-1])
             else:
                 pending.append(shard)
@@ -132,12 +159,14 @@ class Submitter:
             return live
         ex = executor_for(self.sweep, self.backend, res, f"{self.sweep.spec.name}-{stage}", deps)
         for shard in pending:
-            RunDir(stage_dir(self.sweep, stage, shard)).update_status(state="queued", force=True,
-                                                                      error=None)
+            RunDir(stage_dir(self.sweep, stage, shard)).update_status(
+                state="queued", force=True, error=None
+            )
         sweep_file = str(Path(self.sweep.source).resolve())
         if len(pending) > 1 and self.backend == "slurm":
-            jobs = ex.map_array(PrepareJob(), [sweep_file] * len(pending), [stage] * len(pending),
-                                pending)
+            jobs = ex.map_array(
+                PrepareJob(), [sweep_file] * len(pending), [stage] * len(pending), pending
+            )
         else:
             jobs = [ex.submit(PrepareJob(), sweep_file, stage, s) for s in pending]
         new_ids = []
@@ -145,18 +174,24 @@ class Submitter:
             _record_submission(RunDir(stage_dir(self.sweep, stage, shard)), submitted, self.backend)
             new_ids.append(str(submitted.job_id))
             self.out.stages.append(stage + (f"[{shard}]" if shard is not None else ""))
-        self.log(f"submitted {stage}" + (f" ({len(pending)} shards)" if job.shards != [None] else "")
-                 + f": jobs {', '.join(new_ids)}" + _after(deps))
+        self.log(
+            f"submitted {stage}"
+            + (f" ({len(pending)} shards)" if job.shards != [None] else "")
+            + f": jobs {', '.join(new_ids)}"
+            + _after(deps)
+        )
         if self.backend == "slurm":
             return live + new_ids
         for shard, submitted in zip(pending, jobs):  # no dependencies here: finish the stage
             try:
                 submitted.result()
             except Exception as e:
-                raise RuntimeFailure(f"preparation stage {stage}"
-                                     + (f" shard {shard}" if shard is not None else "")
-                                     + f" failed (log: {submitted.paths.stderr}): "
-                                     + (str(e).strip().splitlines() or ["?"])[-1]) from None
+                raise RuntimeFailure(
+                    f"preparation stage {stage}"
+                    + (f" shard {shard}" if shard is not None else "")
+                    + f" failed (log: {submitted.paths.stderr}): "
+                    + (str(e).strip().splitlines() or ["?"])[-1]
+                ) from None
         return live
 
     # ------------------------------------------------------------------ runs
@@ -181,21 +216,29 @@ class Submitter:
             ex = executor_for(self.sweep, self.backend, res, self.sweep.spec.name, deps)
             shape = f"{res.nodes}x{res.gpus_per_node} GPUs" if res.gpus_per_node else "CPU"
             if self.backend == "local":
-                self.log(f"submitting {len(group)} runs ({shape}, {res.time_min} min) as local "
-                         f"jobs, {res.array_parallelism} at a time")
+                self.log(
+                    f"submitting {len(group)} runs ({shape}, {res.time_min} min) as local "
+                    f"jobs, {res.array_parallelism} at a time"
+                )
                 self._local_pool(ex, group, res.array_parallelism, budgets)
                 continue
             jobs = self._submit_group(ex, group)
             for run, job in zip(group, jobs):
-                _record_submission(RunDir(run.run_dir), job, self.backend,
-                                   budget_tokens=budgets[run.run_id])
+                _record_submission(
+                    RunDir(run.run_dir), job, self.backend, budget_tokens=budgets[run.run_id]
+                )
                 self.out.submitted.append(run.run_id)
                 self.out.jobs[run.run_id] = job
-            self.log(f"submitted {len(group)} runs ({shape}, {res.time_min} min) as "
-                     + (f"array {jobs[0].job_id.split('_')[0]}"
-                        if self.backend == "slurm" and len(group) > 1
-                        else f"jobs {', '.join(j.job_id for j in jobs)}")
-                     + _after(deps) + f" [{self.backend}]")
+            self.log(
+                f"submitted {len(group)} runs ({shape}, {res.time_min} min) as "
+                + (
+                    f"array {jobs[0].job_id.split('_')[0]}"
+                    if self.backend == "slurm" and len(group) > 1
+                    else f"jobs {', '.join(j.job_id for j in jobs)}"
+                )
+                + _after(deps)
+                + f" [{self.backend}]"
+            )
 
     def _submit_group(self, ex: Any, group: list[Run]) -> list[Any]:
         """Mark the runs queued, then submit them (an array on SLURM); a refusal puts every
@@ -213,10 +256,14 @@ class Submitter:
             why = first_line(e)
             for run in group:
                 RunDir(run.run_dir).update_status(
-                    state=previous[run.run_id].get("state", "pending"), force=True,
-                    error=f"submission failed: {why}")
-            raise RuntimeFailure(f"submitting {len(group)} runs failed ({why}); they are "
-                                 "recorded as not submitted, fix the cause and launch again") from None
+                    state=previous[run.run_id].get("state", "pending"),
+                    force=True,
+                    error=f"submission failed: {why}",
+                )
+            raise RuntimeFailure(
+                f"submitting {len(group)} runs failed ({why}); they are "
+                "recorded as not submitted, fix the cause and launch again"
+            ) from None
 
     def _segmented(self, run: Run, deps: list[str]) -> None:
         """SLURM: a WSD run with decay branches as a chain of jobs, one per branch point (each
@@ -234,9 +281,11 @@ class Submitter:
             _record_submission(record, job, self.backend, segment_jobs=dict(segments))
         self.out.submitted.append(run.run_id)
         self.out.jobs[run.run_id] = job
-        self.log(f"submitted {run.run_id} in {len(segments) + 1} segments (jobs "
-                 f"{', '.join([*segments.values(), prev[0]])}; branch points "
-                 f"{list(run.config.save_at)})" + _after(deps) + f" [{self.backend}]")
+        self.log(
+            f"submitted {run.run_id} in {len(segments) + 1} segments (jobs "
+            f"{', '.join([*segments.values(), prev[0]])}; branch points "
+            f"{list(run.config.save_at)})" + _after(deps) + f" [{self.backend}]"
+        )
 
     def branches(self, branches: list[Run], deps: list[str]) -> None:
         """Decay branches: on SLURM each `afterok` on its parent's segment that reaches its
@@ -257,11 +306,17 @@ class Submitter:
                 segment = (rec.get("segment_jobs") or {}).get(repr(run.config.branch.at))
                 if segment is None:  # submitted without segments: wait for the whole run
                     segment = (rec.get("job_ids") or [None])[-1]
-                live = segment is not None and \
-                    queue_for(self.backend).states([segment]).get(segment) in ACTIVE
+                live = (
+                    segment is not None
+                    and queue_for(self.backend).states([segment]).get(segment) in ACTIVE
+                )
                 ready.append((run, [segment] if live else list(deps)))
-            elif state == "done" or (rec.get("step") or 0) > 0 and \
-                    rec.get("segment_done") is not None and rec["segment_done"] >= run.config.branch.at:
+            elif (
+                state == "done"
+                or (rec.get("step") or 0) > 0
+                and rec.get("segment_done") is not None
+                and rec["segment_done"] >= run.config.branch.at
+            ):
                 ready.append((run, []))
             else:
                 self.out.skipped[run.run_id] = f"waiting for its parent {run.parent} ({state})"
@@ -288,8 +343,9 @@ class Submitter:
             while waiting and sum(not j.done() for j in live.values()) < parallelism:
                 run = waiting.pop(0)
                 job = submit_shielded(ex.submit, self.job_factory(), str(run.run_dir.resolve()))
-                _record_submission(RunDir(run.run_dir), job, "local",
-                                   budget_tokens=budgets[run.run_id])
+                _record_submission(
+                    RunDir(run.run_dir), job, "local", budget_tokens=budgets[run.run_id]
+                )
                 live[run.run_id] = self.out.jobs[run.run_id] = job
                 self.out.submitted.append(run.run_id)
                 self.log(f"{run.run_id}: started as local job {job.job_id}")
@@ -300,11 +356,17 @@ class Submitter:
             name = signal.Signals(self.flag.signum).name
             self.out.signal = self.flag.signum
             for run in waiting:
-                RunDir(run.run_dir).update_status(state="pending", force=True, waiting_in=None,
-                                                  note=f"not started: the launcher got {name}")
+                RunDir(run.run_dir).update_status(
+                    state="pending",
+                    force=True,
+                    waiting_in=None,
+                    note=f"not started: the launcher got {name}",
+                )
             running = {r: j for r, j in live.items() if not j.done()}
-            self.log(f"{name}: stopping {len(running)} running local jobs (each checkpoints at its "
-                     f"next step and is recorded stopped); {len(waiting)} waiting runs back to pending")
+            self.log(
+                f"{name}: stopping {len(running)} running local jobs (each checkpoints at its "
+                f"next step and is recorded stopped); {len(waiting)} waiting runs back to pending"
+            )
             for job in running.values():
                 terminate(job)
             while any(not j.done() for j in running.values()):
@@ -322,8 +384,10 @@ class Submitter:
                 time.sleep(0.5)
             if self.flag.set:
                 self.out.signal = self.flag.signum
-                self.log(f"{signal.Signals(self.flag.signum).name}: no longer waiting; the "
-                         "submitted jobs go on (python -m scaling.status follows them)")
+                self.log(
+                    f"{signal.Signals(self.flag.signum).name}: no longer waiting; the "
+                    "submitted jobs go on (python -m scaling.status follows them)"
+                )
                 return
 
     def report(self) -> None:
@@ -338,8 +402,10 @@ class Submitter:
                 continue
             if state == "stopped":
                 self.out.stopped.append(run_id)
-                self.log(f"{run_id}: stopped at step {rec.get('step', '?')} (checkpointed; "
-                         "launch again to resume)")
+                self.log(
+                    f"{run_id}: stopped at step {rec.get('step', '?')} (checkpointed; "
+                    "launch again to resume)"
+                )
                 continue
             if self.out.signal is not None and state in ("queued", "running"):
                 continue  # SLURM jobs left running
@@ -351,9 +417,14 @@ class Submitter:
                     e = err
                 if e is not None and str(e).strip():
                     why = first_line(str(e).strip().splitlines()[-1])
-                rec = record.update_status(state="failed", finished_at=time.time(),
-                                           error=f"{why} (log: {job.paths.stderr})")
+                rec = record.update_status(
+                    state="failed",
+                    finished_at=time.time(),
+                    error=f"{why} (log: {job.paths.stderr})",
+                )
             self.out.failed[run_id] = first_line(rec.get("error"))
             self.log(f"{run_id}: failed: {self.out.failed[run_id]}")
-        self.log(f"{done} runs finished, {len(self.out.failed)} failed"
-                 + (f", {len(self.out.stopped)} stopped" if self.out.stopped else ""))
+        self.log(
+            f"{done} runs finished, {len(self.out.failed)} failed"
+            + (f", {len(self.out.stopped)} stopped" if self.out.stopped else "")
+        )

@@ -41,22 +41,32 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
         gh = gpu_hours(est["flops"], res) if gpus else None
         total_flops += est["own_flops"]  # a branch adds its cool-down only
         total_gpuh += gh or 0.0
-        row = [("  " + run.run_id) if run.parent else run.run_id, str(run.depth),
-               f"{est['params']:,}", human(est["tokens"]), f"{est['flops']:.3g}", f"{gh:,.0f}" if gh is not None else "-",
-               f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)"]
+        row = [
+            ("  " + run.run_id) if run.parent else run.run_id,
+            str(run.depth),
+            f"{est['params']:,}",
+            human(est["tokens"]),
+            f"{est['flops']:.3g}",
+            f"{gh:,.0f}" if gh is not None else "-",
+            f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)",
+        ]
         if states is not None:
             row.append(states[run.run_id][0])
         rows.append(row)
     header = ["run", "depth", "N", "train tokens", "train FLOPs", "GPU-h", "nodes x GPUs"]
     if states is not None:
         header.append("state")
-    notes = [f"{len(runs)} runs; total {total_flops:.3g} training FLOPs (exact (3 x forward, "
-             f"from shapes)), "
-             f"{total_gpuh:,.0f} GPU-hours at {sweep.spec.cluster.assumed_tflops_per_gpu:g} "
-             f"TFLOP/s per GPU (assumed)"]
+    notes = [
+        f"{len(runs)} runs; total {total_flops:.3g} training FLOPs (exact (3 x forward, "
+        f"from shapes)), "
+        f"{total_gpuh:,.0f} GPU-hours at {sweep.spec.cluster.assumed_tflops_per_gpu:g} "
+        f"TFLOP/s per GPU (assumed)"
+    ]
     if not real:
-        notes.append(f"token store {sweep.token_store()} not readable yet: estimates use "
-                     "data.expect (or what prepare will make)")
+        notes.append(
+            f"token store {sweep.token_store()} not readable yet: estimates use "
+            "data.expect (or what prepare will make)"
+        )
     warning = repeated_data_warning(runs, meta)
     if warning:
         notes.append(warning)
@@ -74,11 +84,13 @@ def repeated_data_warning(runs: list[Run], meta: dict[str, Any]) -> str | None:
     if not hits:
         return None
     split = meta["splits"][runs[0].config.data.train_split]
-    return (f"warning: repeated data is the likely regime: {len(hits)} of {len(runs)} runs see "
-            f"each stored token sequence more than {REPEAT_EPOCHS_OK} times (passes = epochs / "
-            f"(views x flips) with {split.get('views', 1)} view(s), flips "
-            f"{'on' if split.get('flip') else 'off'}: {', '.join(hits)}). Rule: up to ~4 epochs of "
-            f"repeated data cost little, beyond that each repeat is worth less and large models "
-            f"overfit (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). "
-            f"Remedies: more views (tokenize --views K), fewer epochs, more images; "
-            f"see docs/data.md")
+    return (
+        f"warning: repeated data is the likely regime: {len(hits)} of {len(runs)} runs see "
+        f"each stored token sequence more than {REPEAT_EPOCHS_OK} times (passes = epochs / "
+        f"(views x flips) with {split.get('views', 1)} view(s), flips "
+        f"{'on' if split.get('flip') else 'off'}: {', '.join(hits)}). Rule: up to ~4 epochs of "
+        f"repeated data cost little, beyond that each repeat is worth less and large models "
+        f"overfit (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). "
+        f"Remedies: more views (tokenize --views K), fewer epochs, more images; "
+        f"see docs/data.md"
+    )

@@ -28,8 +28,16 @@ from typing import Any
 import yaml
 
 from scaling.core.config_io import ConfigError, KeyPath, Located, build, format_path, to_dict
-from scaling.study.sweep.spec import (AXIS_KEYS, DATA_DIR, DEFAULT_LABELS, NAME_RE, RESOURCE_KEYS, BranchesSpec,
-                                 ClusterSpec, SweepSpec)
+from scaling.study.sweep.spec import (
+    AXIS_KEYS,
+    DATA_DIR,
+    DEFAULT_LABELS,
+    NAME_RE,
+    RESOURCE_KEYS,
+    BranchesSpec,
+    ClusterSpec,
+    SweepSpec,
+)
 from scaling.training.config import BranchConfig, RunConfig
 
 
@@ -144,16 +152,17 @@ class _SweepLocated(Located):
         else:
             sweep_path = (("cluster",) + path[1:]) if path[:1] == ("cluster",) else ("base",) + path
         if sweep_path[:1] == ("--set",):  # a command-line set: name it, not a line of the file
-            return ConfigError(f"--set {sweep_path[1]!r}: {format_path(path)}: {message} "
-                               f"(run {self.run_id})")
-        return ConfigError(f"{self.where(sweep_path)}: {format_path(sweep_path)}: {message} "
-                           f"(run {self.run_id})")
+            return ConfigError(
+                f"--set {sweep_path[1]!r}: {format_path(path)}: {message} (run {self.run_id})"
+            )
+        return ConfigError(
+            f"{self.where(sweep_path)}: {format_path(sweep_path)}: {message} (run {self.run_id})"
+        )
 
 
 def _lines_as_str(loc: Located) -> dict:
     """Located keys with mapping keys as strings (YAML keys like 16 are stored as '16')."""
     return {tuple(p if isinstance(p, int) else str(p) for p in k): v for k, v in loc.lines.items()}
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +185,10 @@ def parse_sets(sets: tuple[str, ...] | list[str]) -> list[SetValue]:
         key, eq, raw = text.partition("=")
         key = key.strip()
         if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-            raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted run-config key, "
-                              "e.g. --set optim.base_lr=3e-3")
+            raise ConfigError(
+                f"--set {text!r}: expected KEY=VALUE with a dotted run-config key, "
+                "e.g. --set optim.base_lr=3e-3"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
@@ -198,9 +209,12 @@ def _run_id(point: dict[str, Any], spec: SweepSpec, loc: Located) -> str:
         piece = f"{axis_label(axis, spec.labels)}{format_value(value)}"
         if not re.fullmatch(r"[A-Za-z0-9._-]+", piece) or ".." in piece:
             index = list(spec.grid[axis]).index(value)
-            raise loc.error(("grid", axis, index), f"value {value!r} would make the run-id part "
-                            f"{piece!r}: run ids must be plain names (letters, digits, '.', '_', '-'), "
-                            "so that run directories stay inside the output folder")
+            raise loc.error(
+                ("grid", axis, index),
+                f"value {value!r} would make the run-id part "
+                f"{piece!r}: run ids must be plain names (letters, digits, '.', '_', '-'), "
+                "so that run directories stay inside the output folder",
+            )
         parts.append(piece)
     run_id = "-".join(parts)
     if not NAME_RE.match(run_id):
@@ -216,18 +230,23 @@ def _grid_runs(spec: SweepSpec, source: str, lines: dict, sets: list[SetValue]) 
         point = dict(zip(axes, values))
         run_id = _run_id(point, spec, loc)
         if run_id in points:
-            raise loc.error(("grid",), f"runs {points[run_id]} and {point} get the same id "
-                                       f"{run_id!r}")
+            raise loc.error(
+                ("grid",), f"runs {points[run_id]} and {point} get the same id {run_id!r}"
+            )
         points[run_id] = point
     axis_keys = {tuple(AXIS_KEYS.get(a, a).split(".")): a for a in spec.grid}
     for s in sets:
         if s.key in axis_keys:
-            raise ConfigError(f"--set {s.text!r}: {'.'.join(s.key)} is the grid axis "
-                              f"{axis_keys[s.key]!r} of {source}; change grid.{axis_keys[s.key]} "
-                              "there (or --only to pick some of its values)")
+            raise ConfigError(
+                f"--set {s.text!r}: {'.'.join(s.key)} is the grid axis "
+                f"{axis_keys[s.key]!r} of {source}; change grid.{axis_keys[s.key]} "
+                "there (or --only to pick some of its values)"
+            )
         if s.key[0] == "cluster" and (len(s.key) != 2 or s.key[1] not in RESOURCE_KEYS):
-            raise ConfigError(f"--set {s.text!r}: only cluster.{{{', '.join(RESOURCE_KEYS)}}} "
-                              "may be set per run; set other cluster keys in the sweep file")
+            raise ConfigError(
+                f"--set {s.text!r}: only cluster.{{{', '.join(RESOURCE_KEYS)}}} "
+                "may be set per run; set other cluster keys in the sweep file"
+            )
         if s.key == ("run_id",):
             raise ConfigError(f"--set {s.text!r}: run ids come from the grid")
     runs = []
@@ -238,7 +257,9 @@ def _grid_runs(spec: SweepSpec, source: str, lines: dict, sets: list[SetValue]) 
         runs.append(run)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
-        raise ConfigError(f"--set {', '.join(s.text for s in sets)}: two runs would get the same id")
+        raise ConfigError(
+            f"--set {', '.join(s.text for s in sets)}: two runs would get the same id"
+        )
     return runs
 
 
@@ -256,27 +277,46 @@ def _leaf(data: Any, key: KeyPath) -> Any:
     return data
 
 
-def _apply_sets(spec: SweepSpec, point: dict[str, Any], plain: Run, source: str, lines: dict,
-                sets: list[SetValue]) -> Run:
+def _apply_sets(
+    spec: SweepSpec,
+    point: dict[str, Any],
+    plain: Run,
+    source: str,
+    lines: dict,
+    sets: list[SetValue],
+) -> Run:
     """The run with the command-line sets applied; a new id when they change its config."""
     run = _resolve(spec, point, plain.run_id, source, lines, sets)
     resolved = {**to_dict(run.config), "cluster": dataclasses.asdict(run.resources)}
     before = {**to_dict(plain.config), "cluster": dataclasses.asdict(plain.resources)}
-    changed = {".".join(s.key): (_leaf(resolved, s.key), s.text) for s in sets
-               if _leaf(resolved, s.key) != _leaf(before, s.key)}
+    changed = {
+        ".".join(s.key): (_leaf(resolved, s.key), s.text)
+        for s in sets
+        if _leaf(resolved, s.key) != _leaf(before, s.key)
+    }
     if not changed:
         return run
-    suffix = "-".join(f"{axis_label(k, spec.labels)}{format_value(v)}" for k, (v, _) in changed.items())
+    suffix = "-".join(
+        f"{axis_label(k, spec.labels)}{format_value(v)}" for k, (v, _) in changed.items()
+    )
     run_id = f"{plain.run_id}-{re.sub(r'[^A-Za-z0-9._-]', '_', suffix)}"
     if not NAME_RE.match(run_id):
-        raise ConfigError(f"--set {', '.join(t for _, t in changed.values())}: run id {run_id!r} "
-                          "would be too long or not a plain name")
+        raise ConfigError(
+            f"--set {', '.join(t for _, t in changed.values())}: run id {run_id!r} "
+            "would be too long or not a plain name"
+        )
     run = _resolve(spec, point, run_id, source, lines, sets)
     return dataclasses.replace(run, sets=changed)
 
 
-def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
-             lines: dict, sets: list[SetValue] = ()) -> Run:
+def _resolve(
+    spec: SweepSpec,
+    point: dict[str, Any],
+    run_id: str,
+    source: str,
+    lines: dict,
+    sets: list[SetValue] = (),
+) -> Run:
     """Merge base < eval < rules < overrides < axes into one run config and its resources."""
     flat: dict[KeyPath, Any] = {}
     origin: dict[KeyPath, KeyPath] = {}
@@ -287,7 +327,7 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
         o = _sweep_paths(values, sweep_prefix)
         for k, v in f.items():
             flat[k] = v
-            origin[k] = o[k[len(run_prefix):]]
+            origin[k] = o[k[len(run_prefix) :]]
 
     put(spec.base, ("base",))
     put(spec.eval, ("eval",), ("eval",))
@@ -303,7 +343,7 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
         flat[run_key] = value
         origin[run_key] = ("grid", axis, list(spec.grid[axis]).index(value))
     for s in sets:  # the command line wins over everything in the file
-        for k in [k for k in flat if k[:len(s.key)] == s.key or s.key[:len(k)] == k]:
+        for k in [k for k in flat if k[: len(s.key)] == s.key or s.key[: len(k)] == k]:
             del flat[k]  # a set replaces the subtree (or the value) it names
         flat[s.key] = s.value
         origin[s.key] = ("--set", s.text)
@@ -311,15 +351,33 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
     store_key = ("data", "store")
     if store_key not in flat:
         # absolute: a run's config.yaml must mean the same store from any working directory
-        flat[store_key] = str(Path(spec.data.tokens if spec.data.tokens is not None
-                                   else spec.output / DATA_DIR / "tokens").absolute())
+        flat[store_key] = str(
+            Path(
+                spec.data.tokens
+                if spec.data.tokens is not None
+                else spec.output / DATA_DIR / "tokens"
+            ).absolute()
+        )
         origin[store_key] = ("data", "tokens")
     if spec.prepare.classifier is not None and flat.get(("samples", "features")) == "classifier":
         # the prepared classifier and the val images as the reference, unless set (absolute)
-        for key, path, why in (("classifier", spec.output / DATA_DIR / "classifier" / "classifier.pt",
-                                ("prepare", "classifier")),
-                               ("reference", (spec.data.images if spec.data.images is not None
-                                              else spec.output / DATA_DIR / "images") / "val", ("data",))):
+        for key, path, why in (
+            (
+                "classifier",
+                spec.output / DATA_DIR / "classifier" / "classifier.pt",
+                ("prepare", "classifier"),
+            ),
+            (
+                "reference",
+                (
+                    spec.data.images
+                    if spec.data.images is not None
+                    else spec.output / DATA_DIR / "images"
+                )
+                / "val",
+                ("data",),
+            ),
+        ):
             if ("samples", key) not in flat:
                 flat[("samples", key)] = str(Path(path).absolute())
                 origin[("samples", key)] = why
@@ -331,7 +389,9 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
     located = _SweepLocated(source, lines, origin, run_id)
     for k in resource_flat:
         if len(k) != 2 or k[1] not in RESOURCE_KEYS:
-            raise located.error(k, f"rules and overrides may set only cluster.{{{', '.join(RESOURCE_KEYS)}}}")
+            raise located.error(
+                k, f"rules and overrides may set only cluster.{{{', '.join(RESOURCE_KEYS)}}}"
+            )
     try:
         run_data = _unflatten(run_flat)
     except ValueError as e:
@@ -341,8 +401,14 @@ def _resolve(spec: SweepSpec, point: dict[str, Any], run_id: str, source: str,
     cluster_data.update({k[1]: v for k, v in resource_flat.items()})
     cluster_data["setup"] = list(cluster_data["setup"])
     resources = build(ClusterSpec, cluster_data, located, ("cluster",))
-    return Run(run_id=run_id, depth=depth, axes=point, config=config, resources=resources,
-               run_dir=spec.output / run_id)
+    return Run(
+        run_id=run_id,
+        depth=depth,
+        axes=point,
+        config=config,
+        resources=resources,
+        run_dir=spec.output / run_id,
+    )
 
 
 def _with_branches(runs: list[Run], spec: BranchesSpec, loc: Located) -> list[Run]:
@@ -352,28 +418,45 @@ def _with_branches(runs: list[Run], spec: BranchesSpec, loc: Located) -> list[Ru
     for run in runs:
         optim = run.config.optim
         if optim.schedule != "wsd":
-            raise loc.error(("branches",), f"run {run.run_id} has optim.schedule "
-                            f"{optim.schedule!r}: decay branches need a WSD schedule "
-                            "(set optim.schedule: wsd in base)")
+            raise loc.error(
+                ("branches",),
+                f"run {run.run_id} has optim.schedule "
+                f"{optim.schedule!r}: decay branches need a WSD schedule "
+                "(set optim.schedule: wsd in base)",
+            )
         fractions = spec.fractions(optim.cooldown_frac)
         if optim.cooldown_steps is None:
             for i, f in enumerate(fractions):
                 if f >= 1 - optim.cooldown_frac:
-                    raise loc.error(("branches", "at", i) if spec.at else ("branches",),
-                                    f"branch point {f} is not before run {run.run_id}'s cool-down "
-                                    f"(which starts at {1 - optim.cooldown_frac:g} of its length)")
-        out.append(dataclasses.replace(run, config=dataclasses.replace(run.config, save_at=fractions)))
+                    raise loc.error(
+                        ("branches", "at", i) if spec.at else ("branches",),
+                        f"branch point {f} is not before run {run.run_id}'s cool-down "
+                        f"(which starts at {1 - optim.cooldown_frac:g} of its length)",
+                    )
+        out.append(
+            dataclasses.replace(run, config=dataclasses.replace(run.config, save_at=fractions))
+        )
         for f in fractions:
             branch_id = f"{run.run_id}-b{format_value(f)}"
             config = dataclasses.replace(
-                run.config, run_id=branch_id, save_at=(),
-                branch=BranchConfig(parent=run.run_id, at=f, cooldown=spec.cooldown))
-            out.append(Run(run_id=branch_id, depth=run.depth, axes=dict(run.axes, branch=f),
-                           config=config, resources=run.resources,
-                           run_dir=run.run_dir.parent / branch_id, parent=run.run_id))
+                run.config,
+                run_id=branch_id,
+                save_at=(),
+                branch=BranchConfig(parent=run.run_id, at=f, cooldown=spec.cooldown),
+            )
+            out.append(
+                Run(
+                    run_id=branch_id,
+                    depth=run.depth,
+                    axes=dict(run.axes, branch=f),
+                    config=config,
+                    resources=run.resources,
+                    run_dir=run.run_dir.parent / branch_id,
+                    parent=run.run_id,
+                )
+            )
     ids = [r.run_id for r in out]
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup:
         raise loc.error(("branches",), f"branch run id {dup!r} is also another run's id")
     return out
-

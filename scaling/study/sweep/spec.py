@@ -20,18 +20,39 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 # where the sweep's special axes live in a run config
 AXIS_KEYS = {"depth": "model.depth", "seed": "seed"}
 # run-id labels of common axes (by the key's last part) where `labels:` names none
-DEFAULT_LABELS = {"depth": "d", "seed": "s", "base_lr": "lr", "batch_size": "b", "epochs": "ep",
-                  "steps": "st", "images": "im", "tokens": "tok", "flops": "c"}
+DEFAULT_LABELS = {
+    "depth": "d",
+    "seed": "s",
+    "base_lr": "lr",
+    "batch_size": "b",
+    "epochs": "ep",
+    "steps": "st",
+    "images": "im",
+    "tokens": "tok",
+    "flops": "c",
+}
 # cluster keys that rules and overrides may set per run (the resource shape of a job)
-RESOURCE_KEYS = ("nodes", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min", "partition",
-                 "qos", "constraint", "account")
+RESOURCE_KEYS = (
+    "nodes",
+    "gpus_per_node",
+    "cpus_per_task",
+    "mem_gb",
+    "time_min",
+    "partition",
+    "qos",
+    "constraint",
+    "account",
+)
 DATA_DIR = "_data"  # prepared data (images, VQVAE, token store) under the output folder
 
 
 def _check_name(field: str, value: str, what: str) -> None:
     if not NAME_RE.match(value) or ".." in value:
-        raise InvalidValue(field, f"{what} {value!r} must be a plain name: letters, digits, "
-                                  "'.', '_', '-' (no '/', no '..'), at most 80 characters")
+        raise InvalidValue(
+            field,
+            f"{what} {value!r} must be a plain name: letters, digits, "
+            "'.', '_', '-' (no '/', no '..'), at most 80 characters",
+        )
 
 
 def _positive(obj: Any, *fields: str, allow_zero: bool = False) -> None:
@@ -55,19 +76,30 @@ class StoreHint:
     z_channels: int = 32  # the VQVAE's code width (VAR's word_embed input)
 
     def __post_init__(self):
-        _positive(self, "train_images", "val_images", "num_classes", "vocab_size", "views",
-                  "z_channels")
+        _positive(
+            self, "train_images", "val_images", "num_classes", "vocab_size", "views", "z_channels"
+        )
         if not self.patch_nums or min(self.patch_nums) < 1:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
         """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate` reads)."""
         rows = self.train_images * self.views * (2 if self.flip else 1)
-        return {"num_classes": self.num_classes, "vocab_size": self.vocab_size,
-                "patch_nums": list(self.patch_nums), "vqvae_config": {"z_channels": self.z_channels},
-                "splits": {"train": {"count": rows, "images": self.train_images,
-                                     "views": self.views, "flip": self.flip},
-                           "val": {"count": self.val_images}}}
+        return {
+            "num_classes": self.num_classes,
+            "vocab_size": self.vocab_size,
+            "patch_nums": list(self.patch_nums),
+            "vqvae_config": {"z_channels": self.z_channels},
+            "splits": {
+                "train": {
+                    "count": rows,
+                    "images": self.train_images,
+                    "views": self.views,
+                    "flip": self.flip,
+                },
+                "val": {"count": self.val_images},
+            },
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +121,9 @@ class DataSpec:
 
     def __post_init__(self):
         if self.tokens is not None and (self.images is not None or self.vqvae is not None):
-            raise InvalidValue("tokens", "give either a token store (tokens) or images/vqvae "
-                                         "to tokenise, not both")
+            raise InvalidValue(
+                "tokens", "give either a token store (tokens) or images/vqvae to tokenise, not both"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,14 +218,20 @@ class RuleSpec:
     def __post_init__(self):
         if self.depths is None and self.min_depth is None and self.max_depth is None:
             raise InvalidValue("set", "a rule needs depths, min_depth or max_depth")
-        if self.min_depth is not None and self.max_depth is not None and self.min_depth > self.max_depth:
+        if (
+            self.min_depth is not None
+            and self.max_depth is not None
+            and self.min_depth > self.max_depth
+        ):
             raise InvalidValue("min_depth", f"{self.min_depth} > max_depth {self.max_depth}")
 
     def matches(self, depth: int) -> bool:
         """Whether this rule applies to a run of this depth."""
-        return ((self.depths is None or depth in self.depths)
-                and (self.min_depth is None or depth >= self.min_depth)
-                and (self.max_depth is None or depth <= self.max_depth))
+        return (
+            (self.depths is None or depth in self.depths)
+            and (self.min_depth is None or depth >= self.min_depth)
+            and (self.max_depth is None or depth <= self.max_depth)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,20 +264,33 @@ class ClusterSpec:
     assumed_tflops_per_gpu: float = 300.0
 
     def __post_init__(self):
-        _positive(self, "nodes", "cpus_per_task", "mem_gb", "time_min", "array_parallelism",
-                  "assumed_tflops_per_gpu")
+        _positive(
+            self,
+            "nodes",
+            "cpus_per_task",
+            "mem_gb",
+            "time_min",
+            "array_parallelism",
+            "assumed_tflops_per_gpu",
+        )
         _positive(self, "gpus_per_node", "max_requeues", "signal_delay_s", allow_zero=True)
         if self.signal_delay_s >= 60 * self.time_min:
-            raise InvalidValue("signal_delay_s", f"{self.signal_delay_s} s is not less than the "
-                                                 f"time limit ({self.time_min} min): the job would "
-                                                 "be signalled before it starts")
+            raise InvalidValue(
+                "signal_delay_s",
+                f"{self.signal_delay_s} s is not less than the "
+                f"time limit ({self.time_min} min): the job would "
+                "be signalled before it starts",
+            )
         if self.nodes > 1 and self.gpus_per_node == 0:
-            raise InvalidValue("nodes", f"{self.nodes} nodes without GPUs: multi-node runs "
-                                        "need gpus_per_node >= 1")
+            raise InvalidValue(
+                "nodes", f"{self.nodes} nodes without GPUs: multi-node runs need gpus_per_node >= 1"
+            )
         for k in self.sbatch:
             if not re.match(r"^[a-z][a-z0-9_-]*$", k):
-                raise InvalidValue("sbatch", f"bad sbatch option name {k!r} "
-                                             "(write it without '--', e.g. 'mail-type')")
+                raise InvalidValue(
+                    "sbatch",
+                    f"bad sbatch option name {k!r} (write it without '--', e.g. 'mail-type')",
+                )
 
     @property
     def tasks_per_node(self) -> int:
@@ -266,13 +318,16 @@ class BranchesSpec:
 
     def __post_init__(self):
         if not 0 < self.cooldown < 1:
-            raise InvalidValue("cooldown", f"must be in (0, 1) (a fraction of the branch's own "
-                                           f"length), got {self.cooldown}")
+            raise InvalidValue(
+                "cooldown",
+                f"must be in (0, 1) (a fraction of the branch's own length), got {self.cooldown}",
+            )
         _positive(self, "points")
         for f in self.at or ():
             if not 0 < f < 1:
-                raise InvalidValue("at", f"branch points are fractions of the parent's length "
-                                         f"in (0, 1), got {f}")
+                raise InvalidValue(
+                    "at", f"branch points are fractions of the parent's length in (0, 1), got {f}"
+                )
         if self.at is not None and len(set(self.at)) != len(self.at):
             raise InvalidValue("at", f"repeated branch point in {list(self.at)}")
 
@@ -281,7 +336,7 @@ class BranchesSpec:
         if self.at is not None:
             return tuple(sorted(self.at))
         stable = 1 - parent_cooldown_frac
-        return tuple(sorted(round(stable / 2 ** i, 6) for i in range(1, self.points + 1)))
+        return tuple(sorted(round(stable / 2**i, 6) for i in range(1, self.points + 1)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +369,6 @@ class SweepSpec:
             if axis not in self.grid:
                 raise InvalidValue("labels", f"{axis!r} is not a grid axis")
             if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", label):
-                raise InvalidValue("labels", f"label {label!r} for {axis!r} must be letters, "
-                                             "digits and '_'")
-
+                raise InvalidValue(
+                    "labels", f"label {label!r} for {axis!r} must be letters, digits and '_'"
+                )

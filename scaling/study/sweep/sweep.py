@@ -51,7 +51,9 @@ class Sweep:
 
     def token_store(self) -> Path:
         """The token store the runs train on (existing, or the one prepared under data_dir)."""
-        return self.spec.data.tokens if self.spec.data.tokens is not None else self.data_dir / "tokens"
+        return (
+            self.spec.data.tokens if self.spec.data.tokens is not None else self.data_dir / "tokens"
+        )
 
     def stages(self) -> list[str]:
         """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize',
@@ -73,7 +75,9 @@ class Sweep:
 
     def images_dir(self) -> Path:
         """The images to tokenise (given, or generated under data_dir)."""
-        return self.spec.data.images if self.spec.data.images is not None else self.data_dir / "images"
+        return (
+            self.spec.data.images if self.spec.data.images is not None else self.data_dir / "images"
+        )
 
     def vqvae_path(self) -> Path:
         """The VQVAE checkpoint used for tokenising (given, or trained under data_dir)."""
@@ -90,16 +94,21 @@ class Sweep:
         tok = self.spec.prepare.tokenize
         hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
         if syn is not None:
-            hint = dataclasses.replace(hint, num_classes=syn.num_classes,
-                                       train_images=syn.num_classes * syn.train_per_class,
-                                       val_images=syn.num_classes * syn.val_per_class)
+            hint = dataclasses.replace(
+                hint,
+                num_classes=syn.num_classes,
+                train_images=syn.num_classes * syn.train_per_class,
+                val_images=syn.num_classes * syn.val_per_class,
+            )
         if vq is not None:
             defaults = {f.name: f.default for f in dataclasses.fields(VQVAETrainConfig)}
             options = {**defaults, **vq}
             hint = dataclasses.replace(
-                hint, vocab_size=int(options.get("vocab_size", hint.vocab_size)),
+                hint,
+                vocab_size=int(options.get("vocab_size", hint.vocab_size)),
                 patch_nums=tuple(options.get("patch_nums", hint.patch_nums)),
-                z_channels=int(options.get("z_channels", hint.z_channels)))
+                z_channels=int(options.get("z_channels", hint.z_channels)),
+            )
         return hint.meta()
 
     def select(self, only: str | None = None, exclude: str | None = None) -> list[Run]:
@@ -109,6 +118,7 @@ class Sweep:
 
 def selected(run_id: str, only: str | None, exclude: str | None) -> bool:
     """Whether `run_id` matches `only` (if given) and not `exclude`: comma-separated globs."""
+
     def hit(patterns: str) -> bool:
         return any(fnmatch.fnmatchcase(run_id, p.strip()) for p in patterns.split(",") if p.strip())
 
@@ -139,8 +149,12 @@ def _without_notes(data: Any, loc: Located) -> Any:
     """The sweep data without its notes for the reader: `description` and each rule's `why`."""
     data = _drop_note(data, ("description",), loc)
     if isinstance(data, dict) and isinstance(data.get("rules"), list):
-        data = dict(data, rules=[_drop_note(rule, ("rules", i, "why"), loc)
-                                 for i, rule in enumerate(data["rules"])])
+        data = dict(
+            data,
+            rules=[
+                _drop_note(rule, ("rules", i, "why"), loc) for i, rule in enumerate(data["rules"])
+            ],
+        )
     return data
 
 
@@ -158,22 +172,30 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
     """Checks across sections that a single dataclass cannot make."""
     for i, depth in enumerate(spec.grid["depth"]):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise loc.error(("grid", "depth", i), f"a depth must be a positive integer, got {depth!r}")
+            raise loc.error(
+                ("grid", "depth", i), f"a depth must be a positive integer, got {depth!r}"
+            )
     depths = set(spec.grid["depth"])
     seen: dict[int, str] = {}
     for key in spec.overrides:
         m = re.fullmatch(r"d?([1-9]\d*)", key)
         if not m:
-            raise loc.error(("overrides", key), "override keys are depths written 16 or d16 "
-                                                "(no leading zeros, nothing else)")
+            raise loc.error(
+                ("overrides", key),
+                "override keys are depths written 16 or d16 (no leading zeros, nothing else)",
+            )
         if int(m.group(1)) in seen:
-            raise loc.error(("overrides", key), f"depth {int(m.group(1))} already has overrides "
-                                                f"under key {seen[int(m.group(1))]!r}: merge them "
-                                                "into one")
+            raise loc.error(
+                ("overrides", key),
+                f"depth {int(m.group(1))} already has overrides "
+                f"under key {seen[int(m.group(1))]!r}: merge them "
+                "into one",
+            )
         seen[int(m.group(1))] = key
         if int(m.group(1)) not in depths:
-            raise loc.error(("overrides", key), f"depth {int(m.group(1))} is not in grid.depth "
-                                                f"{sorted(depths)}")
+            raise loc.error(
+                ("overrides", key), f"depth {int(m.group(1))} is not in grid.depth {sorted(depths)}"
+            )
         if not isinstance(spec.overrides[key], dict):
             raise loc.error(("overrides", key), "expected a mapping of config keys to values")
     for axis, values in spec.grid.items():
@@ -182,10 +204,15 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
     labels = [axis_label(a, spec.labels) for a in spec.grid]
     for axis, label in zip(spec.grid, labels):
         if labels.count(label) > 1:
-            raise loc.error(("grid", axis), f"two axes share the run-id label {label!r}: set labels")
+            raise loc.error(
+                ("grid", axis), f"two axes share the run-id label {label!r}: set labels"
+            )
     if spec.data.tokens is None and spec.data.images is None and spec.prepare.synthetic is None:
-        raise loc.error(("data",), "no data: give data.tokens (a token store), data.images "
-                                   "(an image folder) or prepare.synthetic")
+        raise loc.error(
+            ("data",),
+            "no data: give data.tokens (a token store), data.images "
+            "(an image folder) or prepare.synthetic",
+        )
     if spec.data.images is not None and spec.prepare.synthetic is not None:
         raise loc.error(("prepare", "synthetic"), "data.images is given: nothing to generate")
     if spec.data.vqvae is not None and spec.prepare.vqvae is not None:
@@ -194,8 +221,14 @@ def _check_static(spec: SweepSpec, loc: Located) -> None:
         raise loc.error(("data",), "images need a VQVAE: give data.vqvae or prepare.vqvae")
     if spec.prepare.vqvae is not None:
         _check_vqvae_options(spec.prepare.vqvae, loc)
-    if spec.prepare.classifier is not None and spec.data.images is None and spec.prepare.synthetic is None:
-        raise loc.error(("prepare", "classifier"), "needs images: give data.images or prepare.synthetic")
+    if (
+        spec.prepare.classifier is not None
+        and spec.data.images is None
+        and spec.prepare.synthetic is None
+    ):
+        raise loc.error(
+            ("prepare", "classifier"), "needs images: give data.images or prepare.synthetic"
+        )
     build(FitSettings, spec.fit, loc, ("fit",))
 
 
@@ -203,8 +236,10 @@ def _check_vqvae_options(options: dict, loc: Located) -> None:
     """Check prepare.vqvae against the VQVAE trainer's config (images/out are the sweep's)."""
     for key in ("images", "out"):
         if key in options:
-            raise loc.error(("prepare", "vqvae", key), "set by the sweep (data.images or "
-                            f"<output>/{DATA_DIR}/...): leave it out")
+            raise loc.error(
+                ("prepare", "vqvae", key),
+                f"set by the sweep (data.images or <output>/{DATA_DIR}/...): leave it out",
+            )
     build(VQVAETrainConfig, dict(options, images="images", out="out"), loc, ("prepare", "vqvae"))
 
 
@@ -218,8 +253,10 @@ def sweep_file_for(source: str | Path) -> Path:
     if source.is_dir():
         copy = source / SWEEP_COPY
         if not copy.is_file():
-            raise ConfigError(f"{source}: a folder without {SWEEP_COPY}: not the output of "
-                              "`python -m scaling.launch` (give the sweep file instead)")
+            raise ConfigError(
+                f"{source}: a folder without {SWEEP_COPY}: not the output of "
+                "`python -m scaling.launch` (give the sweep file instead)"
+            )
         return copy
     if not source.exists():
         raise ConfigError(f"{source}: no such sweep file or runs folder")
@@ -235,7 +272,9 @@ def load_sweep_or_runs(source: str | Path, sets: tuple[str, ...] | list[str] = (
     path = sweep_file_for(source)
     sweep = load_sweep(path, sets)
     if Path(source).is_dir() and sweep.output.resolve() != Path(source).resolve():
-        raise ConfigError(f"{path}: its output is {sweep.output} ({sweep.output.resolve()}), "
-                          f"not {Path(source).resolve()}: run from the directory it was launched "
-                          "from, or give the sweep file")
+        raise ConfigError(
+            f"{path}: its output is {sweep.output} ({sweep.output.resolve()}), "
+            f"not {Path(source).resolve()}: run from the directory it was launched "
+            "from, or give the sweep file"
+        )
     return sweep

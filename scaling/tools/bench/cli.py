@@ -44,14 +44,27 @@ logger = logging.getLogger(__name__)
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; an inconsistent one exits 2 with argparse's message."""
-    p = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.bench", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--depths", type=int, nargs="+", default=[16, 30])
-    p.add_argument("--sweep", type=Path, default=None,
-                   help="benchmark what this sweep file runs: its run configs (model, runtime "
-                        "policy) at one process's batch, for the sizes given by --depths")
-    p.add_argument("--batch", type=int, nargs="+", default=None,
-                   help="training batch, one for all depths or one per depth (default 64 16)")
-    p.add_argument("--eval-batch", type=int, default=None, help="evaluation batch (default: --batch)")
+    p.add_argument(
+        "--sweep",
+        type=Path,
+        default=None,
+        help="benchmark what this sweep file runs: its run configs (model, runtime "
+        "policy) at one process's batch, for the sizes given by --depths",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=None,
+        help="training batch, one for all depths or one per depth (default 64 16)",
+    )
+    p.add_argument(
+        "--eval-batch", type=int, default=None, help="evaluation batch (default: --batch)"
+    )
     p.add_argument("--sample-batch", type=int, default=32)
     p.add_argument("--tok-batch", type=int, default=64)
     p.add_argument("--check-batch", type=int, default=4, help="batch of the fast-path checks")
@@ -60,21 +73,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     p.add_argument("--what", nargs="+", default=list(WHATS), choices=WHATS)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "bf16", "fp32"),
+        help="auto: bf16 on CUDA, fp32 on CPU",
+    )
     p.add_argument("--attn-backend", default="auto", choices=("auto", "sdpa", "flex"))
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the trainer's model (default: the trainer's, off)")
-    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
-                   help="TF32 for fp32 matmuls/convolutions (default: on for CUDA)")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the trainer's model (default: the trainer's, off)",
+    )
+    p.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="TF32 for fp32 matmuls/convolutions (default: on for CUDA)",
+    )
     p.add_argument("--activation-checkpointing", action="store_true")
-    p.add_argument("--tiny", action="store_true",
-                   help=f"tiny geometry for CPU smoke runs: {dataclasses.asdict(TINY)}")
-    p.add_argument("--official", type=Path, default=None,
-                   help="a checkout of the official VAR code (imported at run time, never copied)")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help=f"tiny geometry for CPU smoke runs: {dataclasses.asdict(TINY)}",
+    )
+    p.add_argument(
+        "--official",
+        type=Path,
+        default=None,
+        help="a checkout of the official VAR code (imported at run time, never copied)",
+    )
     p.add_argument("--peak-tflops", type=float, default=None, help="skip the matmul measurement")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: the runtime policy's, 1 on CPU)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the runtime policy's, 1 on CPU)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the table into this Markdown file")
     args = p.parse_args(argv)
     for name in ("steps", "repeats", "sample_batch", "tok_batch", "check_batch"):
@@ -85,20 +121,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any(b < 1 for b in args.batch or []) or any(d < 1 for d in args.depths):
         p.error("--depths and --batch must be positive")
     if args.batch is not None and len(args.batch) not in (1, len(args.depths)):
-        p.error(f"--batch: give one batch size or one per depth ({len(args.depths)}), got {args.batch}")
+        p.error(
+            f"--batch: give one batch size or one per depth ({len(args.depths)}), got {args.batch}"
+        )
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if args.sweep is not None:
-        clash = [flag for flag, value in (("--batch", args.batch), ("--tiny", args.tiny or None),
-                                          ("--precision", None if args.precision == "auto" else 1),
-                                          ("--attn-backend", None if args.attn_backend == "auto" else 1),
-                                          ("--compile", args.compile), ("--tf32", args.tf32),
-                                          ("--activation-checkpointing",
-                                           args.activation_checkpointing or None))
-                 if value is not None]
+        clash = [
+            flag
+            for flag, value in (
+                ("--batch", args.batch),
+                ("--tiny", args.tiny or None),
+                ("--precision", None if args.precision == "auto" else 1),
+                ("--attn-backend", None if args.attn_backend == "auto" else 1),
+                ("--compile", args.compile),
+                ("--tf32", args.tf32),
+                ("--activation-checkpointing", args.activation_checkpointing or None),
+            )
+            if value is not None
+        ]
         if clash:
-            p.error(f"--sweep takes the batch, geometry and runtime policy from the sweep file; "
-                    f"drop {' '.join(clash)}")
+            p.error(
+                f"--sweep takes the batch, geometry and runtime policy from the sweep file; "
+                f"drop {' '.join(clash)}"
+            )
         if not args.sweep.is_file():
             p.error(f"--sweep {args.sweep}: no such file")
     return args
@@ -117,20 +163,39 @@ def _bench(args: argparse.Namespace, argv: list[str] | None) -> int:
         check_checkout(args.official)  # before minutes of our own rows, not after
     device = pick_device(args.device)  # RuntimeFailure (exit 1) for --device cuda without a GPU
     # without --sweep: the trainer's defaults (scaling.core.runtime), changed by the flags
-    policy = resolve(None, device=device, precision=args.precision, compile=args.compile,
-                     tf32=args.tf32, threads=args.threads)
+    policy = resolve(
+        None,
+        device=device,
+        precision=args.precision,
+        compile=args.compile,
+        tf32=args.tf32,
+        threads=args.threads,
+    )
     fast = FastPath.of(policy, args.attn_backend, args.activation_checkpointing)
     geometry, batches, bases = (TINY if args.tiny else OFFICIAL), args.batch or [64, 16], None
     if args.sweep is not None:
         bases, batches, geometry = sweep_bases(args.sweep, args.depths)
     command = "python -m scaling.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     with policy.applied():  # the matmul peak and anything outside a size's own policy
-        result = run_bench(depths=args.depths, batches=batches, what=args.what, device=device,
-                           geometry=geometry, fast=fast, steps=args.steps,
-                           repeats=args.repeats, warmup=args.warmup, eval_batch=args.eval_batch,
-                           sample_batch=args.sample_batch, tok_batch=args.tok_batch,
-                           check_batch=args.check_batch, official=args.official,
-                           peak_tflops=args.peak_tflops, command=command.strip(), bases=bases)
+        result = run_bench(
+            depths=args.depths,
+            batches=batches,
+            what=args.what,
+            device=device,
+            geometry=geometry,
+            fast=fast,
+            steps=args.steps,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            eval_batch=args.eval_batch,
+            sample_batch=args.sample_batch,
+            tok_batch=args.tok_batch,
+            check_batch=args.check_batch,
+            official=args.official,
+            peak_tflops=args.peak_tflops,
+            command=command.strip(),
+            bases=bases,
+        )
     print(result.markdown())
     if args.out is not None:
         write_report(args.out, result)

@@ -15,7 +15,8 @@ import dataclasses
 import functools
 import math
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,19 +46,28 @@ class FastPath:
     threads: int | None = None  # None: the runtime policy's choice
 
     @staticmethod
-    def of(policy: Policy, attn_backend: str, activation_checkpointing: bool) -> "FastPath":
+    def of(policy: Policy, attn_backend: str, activation_checkpointing: bool) -> FastPath:
         """The fast path of a resolved runtime policy, its attention backend resolved too."""
-        return FastPath(precision=policy.precision,
-                        attn_backend=resolve_backend(attn_backend, policy.device),
-                        compile=policy.compile, activation_checkpointing=activation_checkpointing,
-                        tf32=policy.tf32, threads=policy.threads)
+        return FastPath(
+            precision=policy.precision,
+            attn_backend=resolve_backend(attn_backend, policy.device),
+            compile=policy.compile,
+            activation_checkpointing=activation_checkpointing,
+            tf32=policy.tf32,
+            threads=policy.threads,
+        )
 
     def runtime(self, device: torch.device) -> RuntimeConfig:
         """The RuntimeConfig a trainer on `device` gets for this fast path."""
-        return RuntimeConfig(device=device.type, precision=self.precision,
-                             attn_backend=self.attn_backend, compile=self.compile, tf32=self.tf32,
-                             num_threads=self.threads,
-                             activation_checkpointing=self.activation_checkpointing)
+        return RuntimeConfig(
+            device=device.type,
+            precision=self.precision,
+            attn_backend=self.attn_backend,
+            compile=self.compile,
+            tf32=self.tf32,
+            num_threads=self.threads,
+            activation_checkpointing=self.activation_checkpointing,
+        )
 
     def label(self) -> str:
         """Short name for the table, e.g. "bf16+flex+compile"."""
@@ -71,8 +81,11 @@ class FastPath:
 
 def fast_path_of(config: Any, device: torch.device) -> FastPath:
     """The FastPath (table label, checks) of a run config's runtime, resolved for `device`."""
-    return FastPath.of(resolve(config.runtime, device=device), config.runtime.attn_backend,
-                       config.runtime.activation_checkpointing)
+    return FastPath.of(
+        resolve(config.runtime, device=device),
+        config.runtime.attn_backend,
+        config.runtime.activation_checkpointing,
+    )
 
 
 @dataclasses.dataclass
@@ -85,13 +98,21 @@ class Check:
     passed: bool | None
 
     @staticmethod
-    def at_most(name: str, value: float, tolerance: float) -> "Check":
+    def at_most(name: str, value: float, tolerance: float) -> Check:
         """A check that passes when `value <= tolerance`."""
         return Check(name, value, tolerance, bool(value <= tolerance))
 
 
-def loss_and_grads(model, labels, x_in, tokens, precision: str, device: torch.device,
-                   grads: bool = True, chunked: bool = False) -> tuple[float, list[torch.Tensor] | None]:
+def loss_and_grads(
+    model,
+    labels,
+    x_in,
+    tokens,
+    precision: str,
+    device: torch.device,
+    grads: bool = True,
+    chunked: bool = False,
+) -> tuple[float, list[torch.Tensor] | None]:
     """Mean CE over all tokens of labels [B], x_in [B, L - first, Cvae], tokens [B, L] and,
     with `grads`, the fp32 gradients (one per parameter, zeros where none).
 
@@ -100,7 +121,7 @@ def loss_and_grads(model, labels, x_in, tokens, precision: str, device: torch.de
     """
     numerics = resolve(device=device, precision=precision)
     model.zero_grad(set_to_none=True)
-    with (contextlib.nullcontext() if grads else torch.no_grad()):
+    with contextlib.nullcontext() if grads else torch.no_grad():
         with numerics.autocast():
             if chunked:
                 loss = model(labels, x_in, tokens)
@@ -111,8 +132,10 @@ def loss_and_grads(model, labels, x_in, tokens, precision: str, device: torch.de
         if not grads:
             return loss.item(), None
         loss.backward()
-    return loss.item(), [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().clone()
-                         for p in model.parameters()]
+    return loss.item(), [
+        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().clone()
+        for p in model.parameters()
+    ]
 
 
 def grad_rel(got: list[torch.Tensor], ref: list[torch.Tensor]) -> float:
@@ -140,10 +163,14 @@ def record_sampled_tokens(vqvae) -> Iterator[list[torch.Tensor]]:
         del quant.embed
 
 
-def sampled_tokens(var, vqvae, labels: torch.Tensor, precision: str, device: torch.device,
-                   top_k: int = 1) -> torch.Tensor:
+def sampled_tokens(
+    var, vqvae, labels: torch.Tensor, precision: str, device: torch.device, top_k: int = 1
+) -> torch.Tensor:
     """Tokens [B, L] drawn by var_core.sample (cfg 1.5, top_p 0 so that top_k=1 is argmax)."""
-    with record_sampled_tokens(vqvae) as seen, resolve(device=device, precision=precision).autocast():
+    with (
+        record_sampled_tokens(vqvae) as seen,
+        resolve(device=device, precision=precision).autocast(),
+    ):
         sample(var, vqvae, labels, cfg=1.5, top_k=top_k, top_p=0.0, seed=0)
     return torch.cat(seen, dim=1)
 
@@ -182,7 +209,7 @@ def sampler_vs_teacher_forced(var, vqvae, labels: torch.Tensor, device: torch.de
     return float((cached - forced).abs().max() / forced.abs().max())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def flex_supported(device: torch.device) -> tuple[bool, bool, str]:
     """(forward works, backward works, reason if not) for FlexAttention on `device`.
 
@@ -195,20 +222,31 @@ def flex_supported(device: torch.device) -> tuple[bool, bool, str]:
 
     levels = torch.arange(16, device=device) // 4
     gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 1, 16, 16, generator=gen).to(device).requires_grad_() for _ in range(3))
+    q, k, v = (
+        torch.randn(1, 1, 16, 16, generator=gen).to(device).requires_grad_() for _ in range(3)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             block_mask = make_block_mask(levels)
             fa.flex_attention(q.detach(), k.detach(), v.detach(), block_mask=block_mask)
         except Exception as e:  # noqa: BLE001 - any failure means "not on this device"
-            return False, False, (f"FlexAttention forward fails on {device.type} in torch "
-                                  f"{torch.__version__}: {e}")
+            return (
+                False,
+                False,
+                (f"FlexAttention forward fails on {device.type} in torch {torch.__version__}: {e}"),
+            )
         try:
             fa.flex_attention(q, k, v, block_mask=block_mask).sum().backward()
         except Exception as e:  # noqa: BLE001
-            return True, False, (f"FlexAttention backward fails on {device.type} in torch "
-                                 f"{torch.__version__}: {type(e).__name__}: {str(e).splitlines()[0]}")
+            return (
+                True,
+                False,
+                (
+                    f"FlexAttention backward fails on {device.type} in torch "
+                    f"{torch.__version__}: {type(e).__name__}: {str(e).splitlines()[0]}"
+                ),
+            )
     return True, True, ""
 
 
@@ -219,8 +257,17 @@ def _twin(var_kwargs: dict, attn_backend: str, plain: VAR, device: torch.device)
     return model
 
 
-def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, device: torch.device, *,
-                     batch: int, vqvae=None, quantizer=None, seed: int = 0) -> list[Check]:
+def fast_path_checks(
+    var_kwargs: dict,
+    geometry: Geometry,
+    fast: FastPath,
+    device: torch.device,
+    *,
+    batch: int,
+    vqvae=None,
+    quantizer=None,
+    seed: int = 0,
+) -> list[Check]:
     """Fast path vs plain fp32 SDPA on the same weights and batch (eval mode: no dropout).
 
     The fast path computes its loss as the trainer does (chunked, var_core.loss); the plain
@@ -240,7 +287,7 @@ def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, devic
     tokens = torch.randint(0, geometry.vocab_size, (batch, geometry.L), generator=gen).to(device)
     labels = torch.randint(0, geometry.num_classes, (batch,), generator=gen).to(device)
     if quantizer is None:
-        quantizer = (vqvae.quantize if vqvae is not None else make_vqvae(geometry, device).quantize)
+        quantizer = vqvae.quantize if vqvae is not None else make_vqvae(geometry, device).quantize
     with torch.no_grad():
         x_in = quantizer.idx_to_var_input(split_scales(tokens, geometry.patch_nums))
 
@@ -252,7 +299,9 @@ def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, devic
         torch.manual_seed(seed)
         plain = VAR(**var_kwargs, attn_backend="sdpa").to(device).eval()
         fast_model = _twin(var_kwargs, fast.attn_backend, plain, device)
-        flex_model = _twin(var_kwargs, "flex", plain, device) if flex_fwd and not uses_flex else None
+        flex_model = (
+            _twin(var_kwargs, "flex", plain, device) if flex_fwd and not uses_flex else None
+        )
     run_fast = torch.compile(fast_model) if fast.compile else fast_model
 
     checks: list[Check] = []
@@ -260,37 +309,78 @@ def fast_path_checks(var_kwargs: dict, geometry: Geometry, fast: FastPath, devic
     loss_tol, grad_tol = (1e-2, 5e-2) if bf16 else (1e-5, 1e-4)
     ref_loss, ref_grads = loss_and_grads(plain, labels, x_in, tokens, "fp32", device)
     if can_grad:
-        loss, grads = loss_and_grads(run_fast, labels, x_in, tokens, fast.precision, device,
-                                     chunked=True)
-        checks.append(Check.at_most(f"loss rel diff, {fast.label()} vs fp32 sdpa",
-                                    abs(loss - ref_loss) / abs(ref_loss), loss_tol))
-        checks.append(Check.at_most(f"grad rel L2 error, {fast.label()} vs fp32 sdpa",
-                                    grad_rel(grads, ref_grads), grad_tol))
+        loss, grads = loss_and_grads(
+            run_fast, labels, x_in, tokens, fast.precision, device, chunked=True
+        )
+        checks.append(
+            Check.at_most(
+                f"loss rel diff, {fast.label()} vs fp32 sdpa",
+                abs(loss - ref_loss) / abs(ref_loss),
+                loss_tol,
+            )
+        )
+        checks.append(
+            Check.at_most(
+                f"grad rel L2 error, {fast.label()} vs fp32 sdpa",
+                grad_rel(grads, ref_grads),
+                grad_tol,
+            )
+        )
     else:
-        loss, _ = loss_and_grads(run_fast, labels, x_in, tokens, fast.precision, device, grads=False,
-                                 chunked=True)
-        checks.append(Check.at_most(f"loss rel diff (no grad: flex backward unsupported), "
-                                    f"{fast.label()} vs fp32 sdpa", abs(loss - ref_loss) / abs(ref_loss),
-                                    loss_tol))
+        loss, _ = loss_and_grads(
+            run_fast, labels, x_in, tokens, fast.precision, device, grads=False, chunked=True
+        )
+        checks.append(
+            Check.at_most(
+                f"loss rel diff (no grad: flex backward unsupported), {fast.label()} vs fp32 sdpa",
+                abs(loss - ref_loss) / abs(ref_loss),
+                loss_tol,
+            )
+        )
     if bf16 and can_grad:  # the same backend at fp32: isolates the kernel from the precision
-        loss32, grads32 = loss_and_grads(run_fast, labels, x_in, tokens, "fp32", device, chunked=True)
-        checks.append(Check.at_most(f"loss rel diff, fp32+{backend} vs fp32 sdpa",
-                                    abs(loss32 - ref_loss) / abs(ref_loss), 1e-5))
-        checks.append(Check.at_most(f"grad rel L2 error, fp32+{backend} vs fp32 sdpa",
-                                    grad_rel(grads32, ref_grads), 1e-4))
+        loss32, grads32 = loss_and_grads(
+            run_fast, labels, x_in, tokens, "fp32", device, chunked=True
+        )
+        checks.append(
+            Check.at_most(
+                f"loss rel diff, fp32+{backend} vs fp32 sdpa",
+                abs(loss32 - ref_loss) / abs(ref_loss),
+                1e-5,
+            )
+        )
+        checks.append(
+            Check.at_most(
+                f"grad rel L2 error, fp32+{backend} vs fp32 sdpa",
+                grad_rel(grads32, ref_grads),
+                1e-4,
+            )
+        )
     if flex_model is not None:
         fl, _ = loss_and_grads(flex_model, labels, x_in, tokens, "fp32", device, grads=flex_bwd)
-        checks.append(Check.at_most("loss rel diff, fp32 flex vs fp32 sdpa",
-                                    abs(fl - ref_loss) / abs(ref_loss), 1e-5))
+        checks.append(
+            Check.at_most(
+                "loss rel diff, fp32 flex vs fp32 sdpa", abs(fl - ref_loss) / abs(ref_loss), 1e-5
+            )
+        )
 
     if vqvae is not None:
-        sample_labels = labels[:min(batch, 8)]
-        checks.append(Check.at_most(
-            f"sampler (KV cache) logits vs teacher-forced fp32 {backend}, rel max error",
-            sampler_vs_teacher_forced(fast_model, vqvae, sample_labels, device), 1e-4))
+        sample_labels = labels[: min(batch, 8)]
+        checks.append(
+            Check.at_most(
+                f"sampler (KV cache) logits vs teacher-forced fp32 {backend}, rel max error",
+                sampler_vs_teacher_forced(fast_model, vqvae, sample_labels, device),
+                1e-4,
+            )
+        )
         if bf16:
             ref_tok = sampled_tokens(plain, vqvae, sample_labels, "fp32", device)
             got = sampled_tokens(fast_model, vqvae, sample_labels, "bf16", device)
-            checks.append(Check("sampler top_k=1 tokens equal, bf16 vs fp32 (fraction)",
-                                float((got == ref_tok).float().mean()), None, None))
+            checks.append(
+                Check(
+                    "sampler top_k=1 tokens equal, bf16 vs fp32 (fraction)",
+                    float((got == ref_tok).float().mean()),
+                    None,
+                    None,
+                )
+            )
     return checks

@@ -39,8 +39,14 @@ class Geometry:
 
 
 OFFICIAL = Geometry()
-TINY = Geometry(vocab_size=64, z_channels=8, vqvae_ch=32, vqvae_ch_mult=(1, 2),
-                patch_nums=(1, 2, 3, 4), num_classes=10)
+TINY = Geometry(
+    vocab_size=64,
+    z_channels=8,
+    vqvae_ch=32,
+    vqvae_ch_mult=(1, 2),
+    patch_nums=(1, 2, 3, 4),
+    num_classes=10,
+)
 
 
 def make_vqvae(geometry: Geometry, device: torch.device, seed: int = 0) -> VQVAE:
@@ -50,14 +56,25 @@ def make_vqvae(geometry: Geometry, device: torch.device, seed: int = 0) -> VQVAE
     """
     with torch.random.fork_rng(devices=[]):  # built on the CPU, then moved
         torch.manual_seed(seed)
-        vqvae = VQVAE(vocab_size=geometry.vocab_size, z_channels=geometry.z_channels,
-                      ch=geometry.vqvae_ch, ch_mult=geometry.vqvae_ch_mult,
-                      patch_nums=geometry.patch_nums)
+        vqvae = VQVAE(
+            vocab_size=geometry.vocab_size,
+            z_channels=geometry.z_channels,
+            ch=geometry.vqvae_ch,
+            ch_mult=geometry.vqvae_ch_mult,
+            patch_nums=geometry.patch_nums,
+        )
     return vqvae.to(device).eval().requires_grad_(False)
 
 
-def write_random_store(path: Path, geometry: Geometry, quantizer: torch.nn.Module, *,
-                       n_train: int, n_val: int, seed: int = 0) -> Path:
+def write_random_store(
+    path: Path,
+    geometry: Geometry,
+    quantizer: torch.nn.Module,
+    *,
+    n_train: int,
+    n_val: int,
+    seed: int = 0,
+) -> Path:
     """A complete token store (scaling.data.token_store layout) of uniformly random tokens.
 
     Tokens [n, L] uint16 and labels [n] int32 per split (numpy generator from `seed`);
@@ -68,17 +85,27 @@ def write_random_store(path: Path, geometry: Geometry, quantizer: torch.nn.Modul
     splits = {}
     for split, n in (("train", n_train), ("val", n_val)):
         (path / split).mkdir(parents=True, exist_ok=True)
-        np.save(path / split / "tokens.npy",
-                rng.integers(0, geometry.vocab_size, size=(n, geometry.L)).astype(np.uint16))
-        np.save(path / split / "labels.npy",
-                rng.integers(0, geometry.num_classes, size=n).astype(np.int32))
+        np.save(
+            path / split / "tokens.npy",
+            rng.integers(0, geometry.vocab_size, size=(n, geometry.L)).astype(np.uint16),
+        )
+        np.save(
+            path / split / "labels.npy",
+            rng.integers(0, geometry.num_classes, size=n).astype(np.int32),
+        )
         splits[split] = split_meta(n)
     save_quantizer(path, quantizer)
     identity = store_identity(
-        vqvae_sha256="0" * 64, vocab_size=geometry.vocab_size,
-        patch_nums=geometry.patch_nums, image_size=geometry.image_size,
+        vqvae_sha256="0" * 64,
+        vocab_size=geometry.vocab_size,
+        patch_nums=geometry.patch_nums,
+        image_size=geometry.image_size,
         classes=[f"class{i}" for i in range(geometry.num_classes)],
-        vqvae_config={"vocab_size": geometry.vocab_size, "z_channels": geometry.z_channels,
-                      "patch_nums": list(geometry.patch_nums)})
+        vqvae_config={
+            "vocab_size": geometry.vocab_size,
+            "z_channels": geometry.z_channels,
+            "patch_nums": list(geometry.patch_nums),
+        },
+    )
     write_meta(path, identity, splits)
     return path

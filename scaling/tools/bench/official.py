@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -19,15 +19,24 @@ from scaling.tools.bench.report import Row
 from scaling.tools.bench.timing import peak_memory, time_median
 
 # the official build function replaces these classes' reset_parameters process-wide
-_PATCHED = (nn.Linear, nn.LayerNorm, nn.BatchNorm2d, nn.SyncBatchNorm, nn.Conv1d, nn.Conv2d,
-            nn.ConvTranspose1d, nn.ConvTranspose2d)
+_PATCHED = (
+    nn.Linear,
+    nn.LayerNorm,
+    nn.BatchNorm2d,
+    nn.SyncBatchNorm,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+)
 
 
 def check_checkout(path: Path) -> None:
     """Raise FileNotFoundError unless `path` looks like a checkout of the official code."""
     if not (Path(path) / "models" / "__init__.py").exists():
-        raise FileNotFoundError(f"--official {path}: not a checkout of the official VAR code "
-                                f"(no models/__init__.py)")
+        raise FileNotFoundError(
+            f"--official {path}: not a checkout of the official VAR code (no models/__init__.py)"
+        )
 
 
 @contextlib.contextmanager
@@ -47,8 +56,18 @@ def _official_import_path(path: Path) -> Iterator[None]:
                 delattr(c, "reset_parameters")
 
 
-def official_rows(path: Path, geometry: Geometry, depth: int, batch: int, device: torch.device, *,
-                  warmup: int, repeats: int, steps: int, flops: tuple[float, float]) -> list[Row]:
+def official_rows(
+    path: Path,
+    geometry: Geometry,
+    depth: int,
+    batch: int,
+    device: torch.device,
+    *,
+    warmup: int,
+    repeats: int,
+    steps: int,
+    flops: tuple[float, float],
+) -> list[Row]:
     """Time the official VAR code's training step, imported from the checkout at `path`.
 
     Two rows: the official trainer's step (VQVAE encodes the images every step, fp16 autocast
@@ -63,19 +82,34 @@ def official_rows(path: Path, geometry: Geometry, depth: int, batch: int, device
         try:
             from models import build_vae_var  # the official package, from `path`
         except ImportError as e:
-            raise InputError(f"--official {path}: importing the official code failed ({e}); install "
-                             f"its requirements (pip install -r {path / 'requirements.txt'})") from e
+            raise InputError(
+                f"--official {path}: importing the official code failed ({e}); install "
+                f"its requirements (pip install -r {path / 'requirements.txt'})"
+            ) from e
 
         torch.manual_seed(0)
         vae, var = build_vae_var(
-            device=device, patch_nums=geometry.patch_nums, V=geometry.vocab_size,
-            Cvae=geometry.z_channels, ch=geometry.vqvae_ch, share_quant_resi=4,
-            num_classes=geometry.num_classes, depth=depth, shared_aln=False, attn_l2_norm=True)
+            device=device,
+            patch_nums=geometry.patch_nums,
+            V=geometry.vocab_size,
+            Cvae=geometry.z_channels,
+            ch=geometry.vqvae_ch,
+            share_quant_resi=4,
+            num_classes=geometry.num_classes,
+            depth=depth,
+            shared_aln=False,
+            attn_l2_norm=True,
+        )
     vae.eval().requires_grad_(False)
     var.train()
-    opt = torch.optim.AdamW(var.parameters(), lr=1e-4 * batch / 256, betas=(0.9, 0.95),
-                            weight_decay=0.05, fused=cuda or None)
-    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 11) if cuda else None
+    opt = torch.optim.AdamW(
+        var.parameters(),
+        lr=1e-4 * batch / 256,
+        betas=(0.9, 0.95),
+        weight_decay=0.05,
+        fused=cuda or None,
+    )
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**11) if cuda else None
     amp = torch.autocast("cuda", dtype=torch.float16) if cuda else contextlib.nullcontext()
     size = geometry.patch_nums[-1] * 16
     gen = torch.Generator().manual_seed(0)
@@ -104,12 +138,32 @@ def official_rows(path: Path, geometry: Geometry, depth: int, batch: int, device
         opt.zero_grad(set_to_none=True)
 
     rows = []
-    for encode, label in ((True, "official trainer (fp16 AMP, VQVAE encode)" if cuda else
-                           "official trainer (fp32, VQVAE encode)"),
-                          (False, "official, pre-tokenised")):
+    for encode, label in (
+        (
+            True,
+            "official trainer (fp16 AMP, VQVAE encode)"
+            if cuda
+            else "official trainer (fp32, VQVAE encode)",
+        ),
+        (False, "official, pre-tokenised"),
+    ):
         with peak_memory(device) as mem:
-            sec, _ = time_median(lambda: step(encode), device, warmup=warmup, repeats=repeats, inner=steps)
-        rows.append(Row("train", f"d{depth}", batch, label, sec, batch, geometry.L,
-                        flops[0], flops[1], mem["gb"]))
+            sec, _ = time_median(
+                lambda: step(encode), device, warmup=warmup, repeats=repeats, inner=steps
+            )
+        rows.append(
+            Row(
+                "train",
+                f"d{depth}",
+                batch,
+                label,
+                sec,
+                batch,
+                geometry.L,
+                flops[0],
+                flops[1],
+                mem["gb"],
+            )
+        )
     del vae, var, opt
     return rows

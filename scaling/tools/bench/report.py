@@ -5,14 +5,27 @@ table and the Markdown report (printed by the CLI, or put between the BENCH mark
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from scaling.core.atomic import atomic_write_text
 from scaling.tools.bench.fast_path import Check, FastPath
 
-COLUMNS = ("what", "model", "batch", "path", "ms/iter", "images/s", "tokens/s", "TFLOP/s exact",
-           "TFLOP/s 6NL", "MFU exact", "MFU 6NL", "peak mem GB", "x official")
+COLUMNS = (
+    "what",
+    "model",
+    "batch",
+    "path",
+    "ms/iter",
+    "images/s",
+    "tokens/s",
+    "TFLOP/s exact",
+    "TFLOP/s 6NL",
+    "MFU exact",
+    "MFU 6NL",
+    "peak mem GB",
+    "x official",
+)
 MARKERS = ("<!-- BENCH:START -->", "<!-- BENCH:END -->")
 
 
@@ -59,10 +72,21 @@ def format_table(rows: Sequence[Row], peak_tflops: float) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         te, t6 = r.tflops("exact"), r.tflops("6nl")
-        cells = [r.what, r.model, str(r.batch), r.path, _fmt(1e3 * r.seconds, ".2f"),
-                 _fmt(r.images_per_s, ".1f"), _fmt(r.tokens_per_s, ".0f"), _fmt(te, ".3g"),
-                 _fmt(t6, ".3g"), _percent(te, peak_tflops), _percent(t6, peak_tflops),
-                 _fmt(r.peak_gb, ".2f"), _fmt(r.vs_official, ".2f")]
+        cells = [
+            r.what,
+            r.model,
+            str(r.batch),
+            r.path,
+            _fmt(1e3 * r.seconds, ".2f"),
+            _fmt(r.images_per_s, ".1f"),
+            _fmt(r.tokens_per_s, ".0f"),
+            _fmt(te, ".3g"),
+            _fmt(t6, ".3g"),
+            _percent(te, peak_tflops),
+            _percent(t6, peak_tflops),
+            _fmt(r.peak_gb, ".2f"),
+            _fmt(r.vs_official, ".2f"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -94,21 +118,23 @@ class BenchResult:
 
     def markdown(self) -> str:
         """The report: header, the runtime policy, the timing table and the check table."""
-        return "\n".join([
-            f"Measured {self.date} on {self.device_name}, torch {self.torch_version}; "
-            f"matmul peak {self.peak_tflops:.4g} TFLOP/s ({self.peak_label}); fast path "
-            f"{self.fast.label()}.",
-            "",
-            f"Command: `{self.command}`",
-            "",
-            *[f"Runtime policy (scaling.core.runtime) {p}" + "  " for p in self.policies],
-            *([""] if self.policies else []),
-            format_table(self.rows, self.peak_tflops),
-            "",
-            "Fast-path correctness (same weights and batch, eval mode):",
-            "",
-            format_checks(self.checks),
-        ])
+        return "\n".join(
+            [
+                f"Measured {self.date} on {self.device_name}, torch {self.torch_version}; "
+                f"matmul peak {self.peak_tflops:.4g} TFLOP/s ({self.peak_label}); fast path "
+                f"{self.fast.label()}.",
+                "",
+                f"Command: `{self.command}`",
+                "",
+                *[f"Runtime policy (scaling.core.runtime) {p}" + "  " for p in self.policies],
+                *([""] if self.policies else []),
+                format_table(self.rows, self.peak_tflops),
+                "",
+                "Fast-path correctness (same weights and batch, eval mode):",
+                "",
+                format_checks(self.checks),
+            ]
+        )
 
 
 def write_report(path: Path, result: BenchResult) -> None:
@@ -118,7 +144,7 @@ def write_report(path: Path, result: BenchResult) -> None:
     block = f"{start}\n{result.markdown()}\n{end}"
     text = path.read_text() if path.exists() else ""
     if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = (text.rstrip("\n") + "\n\n" if text else "") + block + "\n"
     atomic_write_text(path, text)

@@ -5,8 +5,8 @@ random tokens of the sweep's geometry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from scaling.core.config_io import ConfigError
 from scaling.study.sweep.sweep import load_sweep
@@ -25,23 +25,29 @@ def sweep_bases(path: Path, depths: Sequence[int]) -> tuple[list[RunConfig], lis
         by_depth.setdefault(run.depth, run)  # the first run of that depth (other axes: --only)
     missing = [d for d in depths if d not in by_depth]
     if missing:
-        raise ConfigError(f"{path}: --depths {missing} not in the sweep's grid "
-                          f"(it trains depths {sorted(by_depth)})")
+        raise ConfigError(
+            f"{path}: --depths {missing} not in the sweep's grid "
+            f"(it trains depths {sorted(by_depth)})"
+        )
     bases, batches = [], []
     for d in depths:
         run = by_depth[d]
         procs = run.resources.nodes * run.resources.tasks_per_node
         if run.config.optim.batch_size % procs:
-            raise ConfigError(f"{path}: d{d}: batch_size {run.config.optim.batch_size} is not "
-                              f"divisible by its {procs} processes")
+            raise ConfigError(
+                f"{path}: d{d}: batch_size {run.config.optim.batch_size} is not "
+                f"divisible by its {procs} processes"
+            )
         bases.append(run.config)
         batches.append(run.config.optim.batch_size // procs)
     meta = sweep.expected_meta()
     vq = dict(sweep.spec.prepare.vqvae or {}) if sweep.spec.prepare is not None else {}
     geometry = Geometry(
-        vocab_size=int(meta["vocab_size"]), patch_nums=tuple(meta["patch_nums"]),
+        vocab_size=int(meta["vocab_size"]),
+        patch_nums=tuple(meta["patch_nums"]),
         num_classes=int(meta["num_classes"]),
         z_channels=int(vq.get("z_channels", OFFICIAL.z_channels)),
         vqvae_ch=int(vq.get("ch", OFFICIAL.vqvae_ch)),
-        vqvae_ch_mult=tuple(vq.get("ch_mult", OFFICIAL.vqvae_ch_mult)))
+        vqvae_ch_mult=tuple(vq.get("ch_mult", OFFICIAL.vqvae_ch_mult)),
+    )
     return bases, batches, geometry

@@ -6,7 +6,8 @@ import contextlib
 import platform
 import statistics
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -17,8 +18,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_median(fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int,
-                inner: int = 1) -> tuple[float, list[float]]:
+def time_median(
+    fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int, inner: int = 1
+) -> tuple[float, list[float]]:
     """Median seconds per call of `fn` over `repeats` timings of `inner` calls each.
 
     `warmup` calls first (compilation, autotuning, allocator growth are excluded).
@@ -54,7 +56,9 @@ def peak_memory(device: torch.device) -> Iterator[dict]:
             out["gb"] = torch.cuda.max_memory_allocated(device) / 1e9
 
 
-def matmul_peak_tflops(device: torch.device, n: int | None = None, repeats: int = 10) -> tuple[float, str]:
+def matmul_peak_tflops(
+    device: torch.device, n: int | None = None, repeats: int = 10
+) -> tuple[float, str]:
     """Measured dense matmul throughput in TFLOP/s and a label of what was measured.
 
     CUDA: bf16 [n, n] @ [n, n] with n = 8192; CPU: fp32 with n = 1024 (a reference only).
@@ -64,7 +68,7 @@ def matmul_peak_tflops(device: torch.device, n: int | None = None, repeats: int 
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     sec, _ = time_median(lambda: a @ b, device, warmup=3, repeats=repeats, inner=5)
-    return 2 * n ** 3 / sec / 1e12, f"{str(dtype).removeprefix('torch.')} {n}^3 matmul"
+    return 2 * n**3 / sec / 1e12, f"{str(dtype).removeprefix('torch.')} {n}^3 matmul"
 
 
 def device_name(device: torch.device) -> str:

@@ -31,8 +31,8 @@ def _fit(table, seed: int, metric: str = "ce_last"):
 
 def test_a_real_difference_of_exponents_is_found_and_none_is_invented():
     a_table, a_laws = _table(1.0, seed=1)
-    b_table, b_laws = _table(1.3, seed=2)       # B's exponent is 30% steeper
-    c_table, _ = _table(1.0, seed=3)            # C: A's law, other noise
+    b_table, b_laws = _table(1.3, seed=2)  # B's exponent is 30% steeper
+    c_table, _ = _table(1.0, seed=3)  # C: A's law, other noise
     a, b, c = _fit(a_table, 0), _fit(b_table, 1), _fit(c_table, 2)
     truth = b_laws["ce_last"].alpha - a_laws["ce_last"].alpha  # -0.069
     d = exponent_difference(a, b)
@@ -67,8 +67,19 @@ def test_band_holds_the_law_and_widens_away_from_the_data():
 def test_cli_compares_two_studies(tmp_path, capsys):
     _table(1.0, seed=1)[0].to_csv(tmp_path / "baseline.csv", index=False)
     _table(1.3, seed=2)[0].to_csv(tmp_path / "new_tokenizer.csv", index=False)
-    argv = [str(tmp_path / "baseline.csv"), str(tmp_path / "new_tokenizer.csv"), "--against", "N",
-            "--irreducible", "paper", "--bootstrap", "200", "--holdout", "2", "--no-plots"]
+    argv = [
+        str(tmp_path / "baseline.csv"),
+        str(tmp_path / "new_tokenizer.csv"),
+        "--against",
+        "N",
+        "--irreducible",
+        "paper",
+        "--bootstrap",
+        "200",
+        "--holdout",
+        "2",
+        "--no-plots",
+    ]
     assert main(argv) == 0
     out = tmp_path / "compare_baseline_vs_new_tokenizer"
     doc = json.loads((out / "compare.json").read_text())
@@ -86,7 +97,10 @@ def test_cli_compares_two_studies(tmp_path, capsys):
 
     assert main([str(tmp_path / "baseline.csv")] * 2) == 2
     assert "the same study" in capsys.readouterr().err
-    assert main([str(tmp_path / "baseline.csv"), str(tmp_path / "b.csv"), str(tmp_path / "c.csv")]) == 2
+    assert (
+        main([str(tmp_path / "baseline.csv"), str(tmp_path / "b.csv"), str(tmp_path / "c.csv")])
+        == 2
+    )
     assert "give one study to fit, or two to compare; got 3" in capsys.readouterr().err
     assert main([str(tmp_path / "baseline.csv"), str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv: no such runs directory" in capsys.readouterr().err
@@ -97,8 +111,10 @@ def test_figures_show_band_holdout_and_fitted_E():
 
     table, _ = _table(1.0, seed=5)
     prepared = prepare(table, ("ce_last", "err_last"), "exact", source="synthetic")
-    fits = [fit_vs_n(prepared, "ce_last", irreducible="fit", bootstrap=50, holdout=2),
-            fit_vs_n(prepared, "err_last", bootstrap=0)]
+    fits = [
+        fit_vs_n(prepared, "ce_last", irreducible="fit", bootstrap=50, holdout=2),
+        fit_vs_n(prepared, "err_last", bootstrap=0),
+    ]
     fig = plot_vs_n(fits)
     ax_ce, ax_err = fig.axes[0], fig.axes[1]
     assert ax_ce.get_ylabel().endswith(f"- E  (E = {fits[0].law.E:.3g}, fitted)")

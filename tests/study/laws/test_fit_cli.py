@@ -15,7 +15,6 @@ from scaling.study.laws.fit import main, run
 from tests.paths import ROOT
 
 
-
 def _small_table(**kw) -> pd.DataFrame:
     return training_curves_table(sizes=paper_sizes()[::2], evals=6, seed=1, **kw)  # 6 sizes
 
@@ -24,11 +23,19 @@ def _write_runs(root: Path, table: pd.DataFrame) -> Path:
     for run, df in table.groupby("run"):
         d = root / run
         d.mkdir(parents=True)
-        (d / "config.yaml").write_text(f"model:\n  depth: {int(round((df['params'].iloc[0] / 73728) ** (1 / 3)))}\n")
+        (d / "config.yaml").write_text(
+            f"model:\n  depth: {int(round((df['params'].iloc[0] / 73728) ** (1 / 3)))}\n"
+        )
         lines = []
         for rec in df.to_dict("records"):
-            rec.update(ce_by_scale=[rec["ce_avg"] + 1, rec["ce_last"]], err_by_scale=[0.5, rec["err_last"]],
-                       eval="full", images=1, wall_s=1.0, train_loss=rec["ce_avg"])
+            rec.update(
+                ce_by_scale=[rec["ce_avg"] + 1, rec["ce_last"]],
+                err_by_scale=[0.5, rec["err_last"]],
+                eval="full",
+                images=1,
+                wall_s=1.0,
+                train_loss=rec["ce_avg"],
+            )
             lines.append(json.dumps(rec))
         (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     return root
@@ -39,22 +46,36 @@ def test_cli_on_small_table_writes_all_outputs(tmp_path, capsys):
     _small_table().to_csv(path, index=False)
     doc = run([str(path), "--bootstrap", "40", "--irreducible", "paper", "--paper"])
     out = tmp_path / "results_fit"
-    for name in ("fits.json", "fits.md", "results.csv", "fit_vs_N.png", "fit_vs_N.pdf",
-                 "fit_vs_Cmin.png", "fit_vs_Cmin.pdf"):
+    for name in (
+        "fits.json",
+        "fits.md",
+        "results.csv",
+        "fit_vs_N.png",
+        "fit_vs_N.pdf",
+        "fit_vs_Cmin.png",
+        "fit_vs_Cmin.pdf",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert (out / "fit_vs_N.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "fit_vs_Cmin.pdf").read_bytes()[:5] == b"%PDF-"
     saved = json.loads((out / "fits.json").read_text())
     assert saved["fits"] == json.loads(json.dumps(doc["fits"]))
     assert [(f["against"], f["metric"]) for f in saved["fits"]] == [
-        (a, m) for a in ("N", "Cmin") for m in ("ce_avg", "ce_last", "err_avg", "err_last")]
+        (a, m) for a in ("N", "Cmin") for m in ("ce_avg", "ce_last", "err_avg", "err_last")
+    ]
     for f in saved["fits"]:
         assert f["alpha_ci"][0] <= f["alpha_ci"][1] and f["ci"]["bootstrap_samples"] == 40
         assert f["E"] == {"ce_avg": 5.0, "ce_last": 4.5}.get(f["metric"], 0.0)
         assert f["paper"]["alpha"] < 0 and f["x_unit"] in saved["conventions"]["x_units"].values()
         assert f["holdout"]["k"] == 2  # auto: 6 sizes
-    assert saved["settings"]["compute"] == "exact" and saved["conventions"]["compute"]["column"] == "flops"
-    assert saved["settings"]["sources"]["irreducible"] == "cli" and saved["settings"]["sources"]["ci"] == "default"
+    assert (
+        saved["settings"]["compute"] == "exact"
+        and saved["conventions"]["compute"]["column"] == "flops"
+    )
+    assert (
+        saved["settings"]["sources"]["irreducible"] == "cli"
+        and saved["settings"]["sources"]["ci"] == "default"
+    )
     assert saved["n_runs"] == 6 and len(saved["sizes"]) == 6
     printed = capsys.readouterr().out
     assert "| ce_last | Cmin | 4.5 |" in printed and printed.count("\n|") >= 10
@@ -65,8 +86,10 @@ def test_cli_on_small_table_writes_all_outputs(tmp_path, capsys):
 
 def test_fit_yaml_defaults_and_cli_override(tmp_path):
     runs = _write_runs(tmp_path / "runs", _small_table())
-    (runs / "fit.yaml").write_text("irreducible: paper\ncompute: 6nd\nmetrics: [ce_last, err_last]\n"
-                                   "holdout: 1\nbootstrap: 20\n")
+    (runs / "fit.yaml").write_text(
+        "irreducible: paper\ncompute: 6nd\nmetrics: [ce_last, err_last]\n"
+        "holdout: 1\nbootstrap: 20\n"
+    )
     doc = run([str(runs), "--no-plots", "--metrics", "ce_last", "--against", "N"])
     s = doc["settings"]
     assert (s["irreducible"], s["compute"], s["holdout"], s["bootstrap"]) == ("paper", "6nd", 1, 20)
@@ -87,11 +110,20 @@ def test_bad_fit_yaml_key_is_located(tmp_path, capsys):
     assert "fit.yaml:2: bootstrapp: unknown key (did you mean 'bootstrap'?)" in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--metrics", "ce_avg,loss"], "--metrics: must be a non-empty list of ce_avg, ce_last, err_avg, err_last"),
-    (["--irreducible", "lots"], "--irreducible: must be 'auto', 'paper', 'none', 'fit' or a number"),
-    (["--holdout", "9"], "hold-out k=9 leaves"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--metrics", "ce_avg,loss"],
+            "--metrics: must be a non-empty list of ce_avg, ce_last, err_avg, err_last",
+        ),
+        (
+            ["--irreducible", "lots"],
+            "--irreducible: must be 'auto', 'paper', 'none', 'fit' or a number",
+        ),
+        (["--holdout", "9"], "hold-out k=9 leaves"),
+    ],
+)
 def test_bad_options_give_one_line_errors(tmp_path, capsys, args, message):
     path = tmp_path / "t.csv"
     _small_table().to_csv(path, index=False)
@@ -104,16 +136,24 @@ def test_bad_tables_give_clear_errors(tmp_path, capsys):
     table = _small_table()
     table.drop(columns=["err_last"]).to_csv(tmp_path / "nocol.csv", index=False)
     assert main([str(tmp_path / "nocol.csv"), "--bootstrap", "0", "--no-plots"]) == 2
-    assert "column 'err_last' missing; fitting needs columns run, params, step, flops" in capsys.readouterr().err
+    assert (
+        "column 'err_last' missing; fitting needs columns run, params, step, flops"
+        in capsys.readouterr().err
+    )
 
     two = table[table["params"].isin(sorted(table["params"].unique())[:2])]
     two.to_csv(tmp_path / "two.csv", index=False)
-    assert main([str(tmp_path / "two.csv"), "--bootstrap", "0", "--no-plots", "--against", "N"]) == 2
+    assert (
+        main([str(tmp_path / "two.csv"), "--bootstrap", "0", "--no-plots", "--against", "N"]) == 2
+    )
     assert "needs at least 3 model sizes (distinct params); got 2" in capsys.readouterr().err
 
     one = table[table["run"] == table["run"].iloc[0]]
     one.to_csv(tmp_path / "one.csv", index=False)
-    assert main([str(tmp_path / "one.csv"), "--bootstrap", "0", "--no-plots", "--against", "Cmin"]) == 2
+    assert (
+        main([str(tmp_path / "one.csv"), "--bootstrap", "0", "--no-plots", "--against", "Cmin"])
+        == 2
+    )
     assert "Cmin frontier needs training curves from at least 2 runs" in capsys.readouterr().err
 
     neg = table.copy()
@@ -134,15 +174,27 @@ def test_bad_tables_give_clear_errors(tmp_path, capsys):
 
 
 def test_help_is_fast_and_the_cli_never_imports_torch(tmp_path):
-    help_ = subprocess.run([sys.executable, "-m", "scaling.fit", "--help"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60)
+    help_ = subprocess.run(
+        [sys.executable, "-m", "scaling.fit", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert help_.returncode == 0 and "--irreducible" in help_.stdout
     path = tmp_path / "t.csv"
     _small_table().to_csv(path, index=False)
-    code = ("import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--bootstrap', '5', '--metrics', 'ce_last']); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
-            "assert not bad, bad; print('NO_TORCH')")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    code = (
+        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--bootstrap', '5', '--metrics', 'ce_last']); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
+        "assert not bad, bad; print('NO_TORCH')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "NO_TORCH" in done.stdout

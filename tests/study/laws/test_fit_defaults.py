@@ -39,7 +39,11 @@ def test_default_fit_recovers_the_papers_loss_exponents(tmp_path, capsys):
     for metric in LOSSES:
         for against in ("N", "Cmin"):
             f = fits[(metric, against)]
-            assert abs(f["alpha"] - paper_law(metric, against).alpha) <= 0.01, (metric, against, f["alpha"])
+            assert abs(f["alpha"] - paper_law(metric, against).alpha) <= 0.01, (
+                metric,
+                against,
+                f["alpha"],
+            )
             assert f["E_mode"] == "fit"
         # one E per loss serves both laws, near the paper's
         assert fits[(metric, "N")]["E"] == fits[(metric, "Cmin")]["E"]
@@ -56,10 +60,12 @@ def test_shared_E_recovers_exponents_over_noise_draws():
         for m in LOSSES:
             n, c = points_vs_n(t, m), points_vs_cmin(t, m)
             E = fit_shared_E([(n.x, n.y), (c.x, c.y)]).E
-            errors.setdefault((m, "N"), []).append(fit_vs_n(t, m, E, bootstrap=0).law.alpha
-                                                    - paper_law(m, "N").alpha)
-            errors.setdefault((m, "Cmin"), []).append(fit_vs_cmin(t, m, E, bootstrap=0).law.alpha
-                                                       - paper_law(m, "Cmin").alpha)
+            errors.setdefault((m, "N"), []).append(
+                fit_vs_n(t, m, E, bootstrap=0).law.alpha - paper_law(m, "N").alpha
+            )
+            errors.setdefault((m, "Cmin"), []).append(
+                fit_vs_cmin(t, m, E, bootstrap=0).law.alpha - paper_law(m, "Cmin").alpha
+            )
     for key, errs in errors.items():
         assert np.mean(np.abs(errs)) <= 0.01, (key, errs)
 
@@ -68,7 +74,10 @@ def test_E_at_its_bound_is_a_warning(tmp_path, capsys):
     from analysis.paper import PaperLaw
 
     # pure power laws (E = 0): the data cannot place an irreducible loss above 0
-    laws = {m: PaperLaw(m, "N", -0.2, 2.0, 0.0, -1) for m in ("ce_avg", "ce_last", "err_avg", "err_last")}
+    laws = {
+        m: PaperLaw(m, "N", -0.2, 2.0, 0.0, -1)
+        for m in ("ce_avg", "ce_last", "err_avg", "err_last")
+    }
     table = final_points_table(sigma=0.005, laws=laws)
     E = fit_shared_E([(table["params"] / 1e9, table["ce_avg"])])
     assert E.at_bound and "sits at 0" in E.problems("ce_avg")[0]
@@ -89,15 +98,18 @@ def test_paper_E_on_losses_below_it_is_refused(tmp_path, capsys):
     assert "Traceback" not in err and "nan" not in err.lower()
 
 
-def _write_runs(root: Path, table: pd.DataFrame, *, store: Path | None = None,
-                unfinished: tuple[str, ...] = ()) -> Path:
+def _write_runs(
+    root: Path, table: pd.DataFrame, *, store: Path | None = None, unfinished: tuple[str, ...] = ()
+) -> Path:
     for run, df in table.groupby("run"):
         d = root / str(run)
         d.mkdir(parents=True)
         with open(d / "metrics.jsonl", "w") as f:
             for rec in df.drop(columns=["finished"], errors="ignore").to_dict("records"):
                 f.write(json.dumps(rec) + "\n")
-        (d / "status.json").write_text(json.dumps({"state": "running" if run in unfinished else "done"}))
+        (d / "status.json").write_text(
+            json.dumps({"state": "running" if run in unfinished else "done"})
+        )
         if store is not None:
             (d / "config.yaml").write_text(f"run_id: {run}\ndata:\n  store: {store}\n")
     return root
@@ -112,8 +124,22 @@ def test_unfinished_runs_are_left_out_of_the_N_laws(tmp_path, capsys):
     assert doc["conventions"]["unfinished_runs"] == ["s03"]
     assert fits[("ce_avg", "N")]["n_points"] == 11 and fits[("ce_avg", "N")]["n_runs"] == 11
     assert "s03" in {p["run"] for p in fits[("ce_avg", "Cmin")]["frontier_points"]}
-    assert main([str(runs), "--no-plots", "--bootstrap", "0", "--metrics", "ce_avg",
-                 "--include-unfinished", "--out", str(tmp_path / "all")]) == 0
+    assert (
+        main(
+            [
+                str(runs),
+                "--no-plots",
+                "--bootstrap",
+                "0",
+                "--metrics",
+                "ce_avg",
+                "--include-unfinished",
+                "--out",
+                str(tmp_path / "all"),
+            ]
+        )
+        == 0
+    )
     assert "INCLUDED in the laws vs N" in capsys.readouterr().err
     _, fits = _fits(tmp_path / "all")
     assert fits[("ce_avg", "N")]["n_points"] == 12
@@ -128,7 +154,9 @@ def test_data_limited_runs_are_flagged_and_final_best_reads_their_minimum(tmp_pa
         rows = table.index[table["run"] == run]
         last3 = rows[-3:]
         table.loc[last3, "ce_avg"] = table.loc[rows[-4], "ce_avg"] * np.array([1.01, 1.03, 1.05])
-        table.loc[last3, "train_loss"] = table.loc[rows[-4], "train_loss"] - np.array([0.01, 0.02, 0.03])
+        table.loc[last3, "train_loss"] = table.loc[rows[-4], "train_loss"] - np.array(
+            [0.01, 0.02, 0.03]
+        )
     flags = data_limited_runs(table)
     assert set(flags) == {"s10", "s11"} and flags["s11"]["rise"] == pytest.approx(0.05, rel=1e-9)
     assert "while training loss fell" in flags["s11"]["reason"]
@@ -143,35 +171,81 @@ def test_data_limited_runs_are_flagged_and_final_best_reads_their_minimum(tmp_pa
     _, last = _fits(tmp_path / "over_fit")
     assert last[("ce_avg", "N")]["data_limited_runs"] == ["s10", "s11"]
     assert last[("ce_avg", "N")]["final"] == "last"
-    assert main([str(path), "--no-plots", "--bootstrap", "0", "--metrics", "ce_avg", "--final", "best",
-                 "--irreducible", "paper", "--out", str(tmp_path / "best")]) == 0
+    assert (
+        main(
+            [
+                str(path),
+                "--no-plots",
+                "--bootstrap",
+                "0",
+                "--metrics",
+                "ce_avg",
+                "--final",
+                "best",
+                "--irreducible",
+                "paper",
+                "--out",
+                str(tmp_path / "best"),
+            ]
+        )
+        == 0
+    )
     _, best = _fits(tmp_path / "best")
     assert best[("ce_avg", "N")]["final"] == "best"
     s11 = table[table["run"] == "s11"]["ce_avg"]
     # s10 and s11 are the two held-out sizes: their points are in the hold-out record
     held_last = {p["run"]: p["y"] for p in last[("ce_avg", "N")]["holdout"]["points"]}
     held_best = {p["run"]: p["y"] for p in best[("ce_avg", "N")]["holdout"]["points"]}
-    assert held_last["s11"] == pytest.approx(s11.iloc[-1]) and held_best["s11"] == pytest.approx(s11.min())
+    assert held_last["s11"] == pytest.approx(s11.iloc[-1]) and held_best["s11"] == pytest.approx(
+        s11.min()
+    )
 
 
 def test_auto_uses_the_papers_E_for_the_official_tokenizer(tmp_path, capsys):
     store = tmp_path / "store"
     store.mkdir()
-    (store / "meta.json").write_text(json.dumps({
-        "vqvae_path": "/models/vae_ch160v4096z32.pth",
-        "vqvae_config": {"vocab_size": 4096, "z_channels": 32, "ch": 160}}))
+    (store / "meta.json").write_text(
+        json.dumps(
+            {
+                "vqvae_path": "/models/vae_ch160v4096z32.pth",
+                "vqvae_config": {"vocab_size": 4096, "z_channels": 32, "ch": 160},
+            }
+        )
+    )
     runs = _write_runs(tmp_path / "runs", study_table(), store=store)
     assert main([str(runs), "--no-plots", "--bootstrap", "0", "--metrics", "ce_last,ce_avg"]) == 0
-    assert "E: paper (the runs' token store was made with the official tokenizer" in capsys.readouterr().out
+    assert (
+        "E: paper (the runs' token store was made with the official tokenizer"
+        in capsys.readouterr().out
+    )
     _, fits = _fits(runs / "fit")
     assert fits[("ce_last", "N")]["E"] == 4.5 and fits[("ce_avg", "Cmin")]["E"] == 5.0
     # another VQVAE: E is fitted, and the reason names the store's VQVAE
-    (store / "meta.json").write_text(json.dumps({"vqvae_path": "/x/vqvae.pt",
-                                                 "vqvae_config": {"vocab_size": 64, "ch": 32}}))
-    assert main([str(runs), "--no-plots", "--bootstrap", "0", "--metrics", "ce_last",
-                 "--out", str(tmp_path / "other")]) == 0
-    assert "E: fit (token store" in capsys.readouterr().out and "another VQVAE (vqvae.pt" in \
-        json.loads((tmp_path / "other" / "fits.json").read_text())["conventions"]["irreducible"]["why"]
+    (store / "meta.json").write_text(
+        json.dumps({"vqvae_path": "/x/vqvae.pt", "vqvae_config": {"vocab_size": 64, "ch": 32}})
+    )
+    assert (
+        main(
+            [
+                str(runs),
+                "--no-plots",
+                "--bootstrap",
+                "0",
+                "--metrics",
+                "ce_last",
+                "--out",
+                str(tmp_path / "other"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        "E: fit (token store" in capsys.readouterr().out
+        and "another VQVAE (vqvae.pt"
+        in json.loads((tmp_path / "other" / "fits.json").read_text())["conventions"]["irreducible"][
+            "why"
+        ]
+    )
 
 
 def test_status_flags_a_data_limited_run(tmp_path):
@@ -182,9 +256,15 @@ def test_status_flags_a_data_limited_run(tmp_path):
     curve = [(10, 4.0, 4.5), (20, 2.8, 2.0), (40, 3.5, 1.2), (80, 5.1, 0.7)]  # the issue's d5
     with open(run / "metrics.jsonl", "w") as f:
         for step, ce, train in curve:
-            f.write(json.dumps({"step": step, "ce_avg": ce, "train_loss": train, "eval": "full"}) + "\n")
+            f.write(
+                json.dumps({"step": step, "ce_avg": ce, "train_loss": train, "eval": "full"}) + "\n"
+            )
         f.write(json.dumps({"step": 90, "ce_avg": 9.0, "train_loss": 0.6, "eval": "subset"}) + "\n")
     flag = data_limited(run)
-    assert flag["best_step"] == 20 and flag["last"] == 5.1 and flag["rise"] == pytest.approx(5.1 / 2.8 - 1)
+    assert (
+        flag["best_step"] == 20
+        and flag["last"] == 5.1
+        and flag["rise"] == pytest.approx(5.1 / 2.8 - 1)
+    )
     (run / "metrics.jsonl").write_text(json.dumps({"step": 10, "ce_avg": 4.0}) + "\n")
     assert data_limited(run) is None

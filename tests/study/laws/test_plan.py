@@ -14,7 +14,6 @@ import pytest
 from scaling.study.laws.plan import main, run
 from tests.paths import ROOT
 
-
 SWEEP = """
 name: tiny
 output: {out}
@@ -33,7 +32,12 @@ fit: {{irreducible: 3.0, metrics: [ce_last]}}
 
 
 # a prior with the sweep's E = 3.0 (its fit: irreducible)
-LAWS = ["--law", "ce_last:N=-0.2,3.0,3.0", "--law", "ce_last:Cmin=-0.1,100,3.0"]  # consistent: curve check ~1%
+LAWS = [
+    "--law",
+    "ce_last:N=-0.2,3.0,3.0",
+    "--law",
+    "ce_last:Cmin=-0.1,100,3.0",
+]  # consistent: curve check ~1%
 
 
 def _sweep(tmp_path: Path) -> Path:
@@ -45,18 +49,33 @@ def _sweep(tmp_path: Path) -> Path:
 def test_cost_is_the_hand_count(tmp_path, capsys):
     from var_core.counting import forward_flops
 
-    doc = run([str(_sweep(tmp_path)), *LAWS, "--replicates", "4", "--bootstrap", "0",
-               "--alt-replicates", "2", "--no-plots"])
+    doc = run(
+        [
+            str(_sweep(tmp_path)),
+            *LAWS,
+            "--replicates",
+            "4",
+            "--bootstrap",
+            "0",
+            "--alt-replicates",
+            "2",
+            "--no-plots",
+        ]
+    )
     L = 1 + 4 + 9
     run2 = next(r for r in doc["cost"]["runs"] if r["run"] == "d2")
     fwd = forward_flops(depth=2, num_classes=10, vocab_size=64, patch_nums=(1, 2, 3))
-    assert run2["train_flops"] == 3 * fwd * 10 * 400          # 3 x forward x batch x steps
+    assert run2["train_flops"] == 3 * fwd * 10 * 400  # 3 x forward x batch x steps
     # full evaluations at 8 * 50^(k/5) = steps 8, 17, 38, 83, 181, 400 (100 val images each);
     # subset ones at 8, 57, 400, of which only 57 stays subset (full wins where both fall): 20 images
     assert run2["eval_flops"] == fwd * (6 * 100 + 1 * 20)
     assert run2["tokens"] == 400 * 10 * L
-    assert run2["gpu_hours"] == pytest.approx((run2["train_flops"] + run2["eval_flops"]) / 100e12 / 3600)
-    assert doc["cost"]["token_store_bytes"] == (1000 + 100) * (L * 2 + 4)  # uint16 tokens + int32 label
+    assert run2["gpu_hours"] == pytest.approx(
+        (run2["train_flops"] + run2["eval_flops"]) / 100e12 / 3600
+    )
+    assert doc["cost"]["token_store_bytes"] == (1000 + 100) * (
+        L * 2 + 4
+    )  # uint16 tokens + int32 label
     assert run2["eval_compute"][-1] == run2["train_flops"] and len(run2["eval_compute"]) == 6
     out = capsys.readouterr().out
     assert "## Cost" in out and "## Expected precision" in out and "## Alternatives" in out
@@ -64,18 +83,21 @@ def test_cost_is_the_hand_count(tmp_path, capsys):
     assert (tmp_path / "runs" / "plan" / "plan.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--prior", "missing/fits.json"], "no such file"),
-    (["--law", "ce_last:N=oops"], "expected METRIC:AGAINST=alpha,beta"),
-    (["--law", "ce_last:N=0.2,3.0"], "alpha must be negative"),
-    (["--replicates", "1"], "--replicates must be at least 2"),
-    (["--metrics", "ce_first"], "ce_first"),
-    (["--noise-sd", "-1"], "--noise-sd must be >= 0"),
-    (["--eval-noise", "-0.1"], "--eval-noise must be >= 0"),
-    (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
-    (["--alt-replicates", "-1"], "--alt-replicates must be >= 0"),
-    (["--compare", "err_avg"], "--compare err_avg: not among the planned metrics"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prior", "missing/fits.json"], "no such file"),
+        (["--law", "ce_last:N=oops"], "expected METRIC:AGAINST=alpha,beta"),
+        (["--law", "ce_last:N=0.2,3.0"], "alpha must be negative"),
+        (["--replicates", "1"], "--replicates must be at least 2"),
+        (["--metrics", "ce_first"], "ce_first"),
+        (["--noise-sd", "-1"], "--noise-sd must be >= 0"),
+        (["--eval-noise", "-0.1"], "--eval-noise must be >= 0"),
+        (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
+        (["--alt-replicates", "-1"], "--alt-replicates must be >= 0"),
+        (["--compare", "err_avg"], "--compare err_avg: not among the planned metrics"),
+    ],
+)
 def test_bad_arguments_exit_2_naming_the_problem(tmp_path, capsys, args, message):
     assert main([str(_sweep(tmp_path)), "--no-plots", *args]) == 2
     assert message in capsys.readouterr().err
@@ -91,7 +113,9 @@ def test_bad_prior_file_and_noise_table(tmp_path, capsys):
     assert main([str(_sweep(tmp_path)), "--noise-from", str(table), "--no-plots"]) == 2
     assert "no model size has two or more seeds" in capsys.readouterr().err
     bad_val = tmp_path / "bad_val.yaml"
-    bad_val.write_text(SWEEP.format(out=tmp_path / "runs").replace("val_images: 100", "val_images: 0"))
+    bad_val.write_text(
+        SWEEP.format(out=tmp_path / "runs").replace("val_images: 100", "val_images: 0")
+    )
     assert main([str(bad_val)]) == 2
     assert "val_images" in capsys.readouterr().err
     bad_sweep = tmp_path / "bad.yaml"
@@ -101,13 +125,28 @@ def test_bad_prior_file_and_noise_table(tmp_path, capsys):
 
 
 def test_prior_from_a_fits_json(tmp_path):
-    fits = {"fits": [
-        {"metric": "ce_last", "against": "N", "alpha": -0.21, "beta": 3.5, "E": 3.0},
-        {"metric": "ce_last", "against": "Cmin", "alpha": -0.09, "beta": 120.0, "E": 3.0}]}
+    fits = {
+        "fits": [
+            {"metric": "ce_last", "against": "N", "alpha": -0.21, "beta": 3.5, "E": 3.0},
+            {"metric": "ce_last", "against": "Cmin", "alpha": -0.09, "beta": 120.0, "E": 3.0},
+        ]
+    }
     path = tmp_path / "fits.json"
     path.write_text(json.dumps(fits))
-    doc = run([str(_sweep(tmp_path)), "--prior", str(path), "--replicates", "3", "--bootstrap", "0",
-               "--alt-replicates", "0", "--no-plots"])
+    doc = run(
+        [
+            str(_sweep(tmp_path)),
+            "--prior",
+            str(path),
+            "--replicates",
+            "3",
+            "--bootstrap",
+            "0",
+            "--alt-replicates",
+            "0",
+            "--no-plots",
+        ]
+    )
     assert doc["prior"]["laws"]["ce_last"]["N"] == {"alpha": -0.21, "beta": 3.5, "E": 3.0}
     assert {p["against"]: p["prior_alpha"] for p in doc["precision"]} == {"N": -0.21, "Cmin": -0.09}
     fits["fits"].pop()  # no Cmin law: the planner says which metric lacks one
@@ -122,22 +161,41 @@ def test_noise_measured_from_seed_replicates(tmp_path):
     rows = ["run,params,step,flops,ce_last,seed"]
     for i, n in enumerate((1e6, 4e6, 1.6e7)):
         for s, eps in enumerate((-0.05, 0.05, -0.05, 0.05)):
-            rows.append(f"d{i}-s{s},{n},10,{n * 1e6},{3.0 + (n / 1e9 * 3.0) ** -0.2 * np.exp(eps)},{s}")
+            rows.append(
+                f"d{i}-s{s},{n},10,{n * 1e6},{3.0 + (n / 1e9 * 3.0) ** -0.2 * np.exp(eps)},{s}"
+            )
     table = tmp_path / "seeds.csv"
     table.write_text("\n".join(rows) + "\n")
-    doc = run([str(_sweep(tmp_path)), *LAWS, "--noise-from", str(table), "--replicates", "3", "--bootstrap", "0",
-               "--alt-replicates", "0", "--no-plots"])
+    doc = run(
+        [
+            str(_sweep(tmp_path)),
+            *LAWS,
+            "--noise-from",
+            str(table),
+            "--replicates",
+            "3",
+            "--bootstrap",
+            "0",
+            "--alt-replicates",
+            "0",
+            "--no-plots",
+        ]
+    )
     assert doc["noise"]["sd"]["ce_last"] == pytest.approx(0.05 * np.sqrt(4 / 3), rel=1e-9)
     assert "measured from the seed replicates" in doc["noise"]["source"]
     assert "9 degrees of freedom" in doc["noise"]["source"]
 
 
 def test_planner_never_imports_torch(tmp_path):
-    code = ("import sys; from scaling.study.laws.plan import main; "
-            f"rc = main([{str(_sweep(tmp_path))!r}, '--replicates', '3', '--bootstrap', '0', "
-            "'--alt-replicates', '0', '--no-plots']); "
-            "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    code = (
+        "import sys; from scaling.study.laws.plan import main; "
+        f"rc = main([{str(_sweep(tmp_path))!r}, '--replicates', '3', '--bootstrap', '0', "
+        "'--alt-replicates', '0', '--no-plots']); "
+        "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -151,8 +209,23 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
 
     sweep = _sweep(tmp_path)
     sd = 0.03
-    doc = run([str(sweep), *LAWS, "--noise-sd", str(sd), "--replicates", "60", "--bootstrap", "200",
-               "--alt-replicates", "0", "--no-plots", "--seed", "3"])
+    doc = run(
+        [
+            str(sweep),
+            *LAWS,
+            "--noise-sd",
+            str(sd),
+            "--replicates",
+            "60",
+            "--bootstrap",
+            "200",
+            "--alt-replicates",
+            "0",
+            "--no-plots",
+            "--seed",
+            "3",
+        ]
+    )
     curve = doc["curves"]["ce_last"]
     rng = np.random.default_rng(11)
     widths, alphas = {"N": [], "Cmin": []}, {"N": [], "Cmin": []}
@@ -167,10 +240,21 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
             lines = []
             for step, c in enumerate(r["eval_compute"], start=1):
                 red = curve["A"] * n ** -curve["a"] + curve["B"] * (c / 1e15 / n) ** -curve["b"]
-                lines.append(json.dumps({"step": step, "params": r["params"], "flops": c, "eval": "full",
-                                         "ce_last": curve["E"] + red * np.exp(z)}))
+                lines.append(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "params": r["params"],
+                            "flops": c,
+                            "eval": "full",
+                            "ce_last": curve["E"] + red * np.exp(z),
+                        }
+                    )
+                )
             (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-        (root / "fit.yaml").write_text("irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n")
+        (root / "fit.yaml").write_text(
+            "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
+        )
         fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])
         for f in fitted["fits"]:
             widths[f["against"]].append(f["alpha_ci"][1] - f["alpha_ci"][0])
@@ -182,8 +266,12 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
         assert law["spread95"] == pytest.approx(3.92 * np.std(alphas[a], ddof=1), rel=0.35), a
 
 
-WSD = SWEEP.replace("optim: {{batch_size: 10}}", "optim: {{batch_size: 10, schedule: wsd, warmup_frac: 0.05}}").replace(
-    "depth: [2, 3, 4, 6, 8, 11]", "depth: [2, 3, 4, 6, 8, 11]\nbranches: {{at: [0.25, 0.5], cooldown: 0.2}}")
+WSD = SWEEP.replace(
+    "optim: {{batch_size: 10}}", "optim: {{batch_size: 10, schedule: wsd, warmup_frac: 0.05}}"
+).replace(
+    "depth: [2, 3, 4, 6, 8, 11]",
+    "depth: [2, 3, 4, 6, 8, 11]\nbranches: {{at: [0.25, 0.5], cooldown: 0.2}}",
+)
 
 
 def _wsd_sweep(tmp_path: Path) -> Path:
@@ -196,8 +284,8 @@ def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
     """A branch pays for its own steps, evaluates after its start only, and its compute and
     data count the parent's steps (as the trainer and scaling.fit count them); the branches
     laid out by the planner for alternatives are those the sweep loader makes."""
-    from scaling.study.sweep.estimates import store_meta
     from scaling.study.laws.plan_cost import branch_cost, run_costs
+    from scaling.study.sweep.estimates import store_meta
     from scaling.study.sweep.sweep import load_sweep
 
     sweep = load_sweep(_wsd_sweep(tmp_path))
@@ -206,21 +294,46 @@ def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
     assert len(costs) == 18
     parent, branch = costs["d2"], costs["d2-b0.25"]
     assert (branch.start_step, branch.steps) == (100, 125)  # 0.25 x 400, then 100 x 0.2 / 0.8 more
-    assert branch.train_flops == parent.train_flops * 25 / 400 and branch.compute == parent.compute * 125 / 400
+    assert (
+        branch.train_flops == parent.train_flops * 25 / 400
+        and branch.compute == parent.compute * 125 / 400
+    )
     assert branch.data("tokens") == 125 * 10 * 14 and branch.tokens == 25 * 10 * 14
     assert all(s > 100 for s in branch.schedule()) and branch.eval_compute()[-1] == branch.compute
     for c in costs.values():
         if c.parent:
             again = branch_cost(costs[c.parent], c.config.branch.at, c.config.branch.cooldown)
-            assert (again.run_id, again.steps, again.start_step) == (c.run_id, c.steps, c.start_step)
+            assert (again.run_id, again.steps, again.start_step) == (
+                c.run_id,
+                c.steps,
+                c.start_step,
+            )
 
-    doc = run([str(_wsd_sweep(tmp_path)), *LAWS, "--replicates", "3", "--bootstrap", "5", "--alt-replicates", "2",
-               "--no-plots"])
+    doc = run(
+        [
+            str(_wsd_sweep(tmp_path)),
+            *LAWS,
+            "--replicates",
+            "3",
+            "--bootstrap",
+            "5",
+            "--alt-replicates",
+            "2",
+            "--no-plots",
+        ]
+    )
     assert doc["joint"]["planned"] and len(doc["joint"]["points"]) == 18
-    assert len({p["family"] for p in doc["joint"]["points"]}) == 6  # a parent and its branches: one seed
-    assert [(p["param"], p["replicates"]) for p in doc["joint"]["precision"]] == [("alpha", 3), ("beta", 3)]
+    assert (
+        len({p["family"] for p in doc["joint"]["points"]}) == 6
+    )  # a parent and its branches: one seed
+    assert [(p["param"], p["replicates"]) for p in doc["joint"]["precision"]] == [
+        ("alpha", 3),
+        ("beta", 3),
+    ]
     assert "ASSUMED" in doc["joint"]["prior_source"]
-    assert sum(r["gpu_hours"] for r in doc["cost"]["runs"]) == pytest.approx(doc["cost"]["total_gpu_hours"])
+    assert sum(r["gpu_hours"] for r in doc["cost"]["runs"]) == pytest.approx(
+        doc["cost"]["total_gpu_hours"]
+    )
     rows = {a["design"]: a for a in doc["alternatives"]}
     assert rows["no decay branches (parents only)"]["joint_why_not"] is not None
     assert {law["against"] for law in rows["as planned"]["laws"]} == {"N", "Cmin", "ND"}
@@ -231,57 +344,140 @@ def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
 def test_decay_branch_alternatives_of_a_grid_without_them(tmp_path, capsys):
     """One run per size ties D to N: the joint law is not planned for the grid, but for the
     alternatives that add decay branches (one of them at the planned budget)."""
-    doc = run([str(_sweep(tmp_path)), *LAWS, "--replicates", "3", "--bootstrap", "0", "--alt-replicates", "2",
-               "--no-plots"])
+    doc = run(
+        [
+            str(_sweep(tmp_path)),
+            *LAWS,
+            "--replicates",
+            "3",
+            "--bootstrap",
+            "0",
+            "--alt-replicates",
+            "2",
+            "--no-plots",
+        ]
+    )
     assert not doc["joint"]["planned"] and "1 data amounts" in doc["joint"]["why_not"]
     rows = {a["design"]: a for a in doc["alternatives"]}
     planned = rows["as planned"]["gpu_hours"]
     two = rows["WSD + 2 decay branches per size (at 0.25, 0.5)"]
     assert two["runs"] == 18 and two["joint_why_not"] is None
-    assert two["gpu_hours"] / planned == pytest.approx(1 + (25 + 50) / 400, rel=0.02)  # cool-downs of 25 and 50 steps
-    assert rows["WSD + 3 decay branches, runs shortened to the planned budget"]["gpu_hours"] == pytest.approx(
-        planned, rel=0.01)
+    assert two["gpu_hours"] / planned == pytest.approx(
+        1 + (25 + 50) / 400, rel=0.02
+    )  # cool-downs of 25 and 50 steps
+    assert rows["WSD + 3 decay branches, runs shortened to the planned budget"][
+        "gpu_hours"
+    ] == pytest.approx(planned, rel=0.01)
     assert {law["against"] for law in two["laws"]} == {"N", "Cmin", "ND"}
     assert "N,D alpha: 95% range" in capsys.readouterr().out
 
 
 def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsys):
-    from analysis.jointlaw import JointLaw
     from analysis.simulate import CurveModel, joint_prior
 
     # the curve read as a joint law gives the curve's values where C = kappa N D
     curve = CurveModel("ce_last", 3.0, 0.4, 0.3, 2.0, 0.25)
     law = joint_prior(curve, kappa=5.0)
     N, D = 3e5, 2e7
-    assert law.predict(N, D) == pytest.approx(curve.E + curve.reducible(N / 1e9, 5.0 * N * D / 1e15), rel=1e-12)
+    assert law.predict(N, D) == pytest.approx(
+        curve.E + curve.reducible(N / 1e9, 5.0 * N * D / 1e15), rel=1e-12
+    )
 
-    doc = run([str(_wsd_sweep(tmp_path)), *LAWS, "--joint-law", "ce_last=3.0,40,0.3,900,0.35", "--replicates", "3",
-               "--bootstrap", "0", "--alt-replicates", "0", "--no-plots"])
-    assert doc["joint"]["prior"]["ce_last"] == {"E": 3.0, "A": 40.0, "alpha": 0.3, "B": 900.0, "beta": 0.35}
+    doc = run(
+        [
+            str(_wsd_sweep(tmp_path)),
+            *LAWS,
+            "--joint-law",
+            "ce_last=3.0,40,0.3,900,0.35",
+            "--replicates",
+            "3",
+            "--bootstrap",
+            "0",
+            "--alt-replicates",
+            "0",
+            "--no-plots",
+        ]
+    )
+    assert doc["joint"]["prior"]["ce_last"] == {
+        "E": 3.0,
+        "A": 40.0,
+        "alpha": 0.3,
+        "B": 900.0,
+        "beta": 0.35,
+    }
     assert "ce_last: --joint-law" in doc["joint"]["prior_source"]
     # a fits.json of `scaling.fit --law nd` (D in images): its law, D converted at 14 tokens per image;
     # the laws vs N and Cmin of such a file are the paper's (it has none)
     fits = tmp_path / "fits.json"
-    fits.write_text(json.dumps({"law": "nd", "joint": [{"metric": "ce_last", "E": 3.0, "A": 40.0, "alpha": 0.3,
-                                                         "B": 900.0, "beta": 0.35, "D_unit": "training images"}]}))
-    doc = run([str(_wsd_sweep(tmp_path)), "--prior", str(fits), "--replicates", "3", "--bootstrap", "0",
-               "--alt-replicates", "0", "--no-plots"])
-    assert doc["joint"]["prior"]["ce_last"]["B"] == pytest.approx(900.0 * 14 ** 0.35)
+    fits.write_text(
+        json.dumps(
+            {
+                "law": "nd",
+                "joint": [
+                    {
+                        "metric": "ce_last",
+                        "E": 3.0,
+                        "A": 40.0,
+                        "alpha": 0.3,
+                        "B": 900.0,
+                        "beta": 0.35,
+                        "D_unit": "training images",
+                    }
+                ],
+            }
+        )
+    )
+    doc = run(
+        [
+            str(_wsd_sweep(tmp_path)),
+            "--prior",
+            str(fits),
+            "--replicates",
+            "3",
+            "--bootstrap",
+            "0",
+            "--alt-replicates",
+            "0",
+            "--no-plots",
+        ]
+    )
+    assert doc["joint"]["prior"]["ce_last"]["B"] == pytest.approx(900.0 * 14**0.35)
     assert "the paper's laws" in doc["prior"]["source"]
-    for bad, message in [("ce_last=1,2,3", "expected METRIC=E,A,alpha,B,beta"),
-                         ("err_avg=3,40,0.3,900,0.35", "losses"), ("ce_last=3,40,-0.3,900,0.35", "positive")]:
+    for bad, message in [
+        ("ce_last=1,2,3", "expected METRIC=E,A,alpha,B,beta"),
+        ("err_avg=3,40,0.3,900,0.35", "losses"),
+        ("ce_last=3,40,-0.3,900,0.35", "positive"),
+    ]:
         assert main([str(_wsd_sweep(tmp_path)), "--joint-law", bad, "--no-plots"]) == 2
         assert message in capsys.readouterr().err
 
 
 def test_a_seed_axis_is_planned_as_replicates(tmp_path):
     path = tmp_path / "seeds.yaml"
-    path.write_text(SWEEP.format(out=tmp_path / "runs").replace("depth: [2, 3, 4, 6, 8, 11]",
-                                                               "depth: [2, 3, 4, 6, 8, 11]\n  seed: [0, 1]"))
-    doc = run([str(path), *LAWS, "--replicates", "3", "--bootstrap", "20", "--alt-replicates", "2", "--no-plots"])
+    path.write_text(
+        SWEEP.format(out=tmp_path / "runs").replace(
+            "depth: [2, 3, 4, 6, 8, 11]", "depth: [2, 3, 4, 6, 8, 11]\n  seed: [0, 1]"
+        )
+    )
+    doc = run(
+        [
+            str(path),
+            *LAWS,
+            "--replicates",
+            "3",
+            "--bootstrap",
+            "20",
+            "--alt-replicates",
+            "2",
+            "--no-plots",
+        ]
+    )
     assert len(doc["cost"]["runs"]) == 12
     rows = {a["design"]: a["runs"] for a in doc["alternatives"]}
-    assert rows["all sizes, 4 seeds each"] == 24 and rows["every other size (3 of 6), 4 seeds each"] == 12
+    assert (
+        rows["all sizes, 4 seeds each"] == 24
+        and rows["every other size (3 of 6), 4 seeds each"] == 12
+    )
     assert all(p["replicates"] == 3 for p in doc["precision"])
 
 
@@ -303,21 +499,56 @@ def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
 
     E, A, alpha, B, beta, sd, boot, studies = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01, 40, 12
     sweep = tmp_path / "wsd3.yaml"
-    sweep.write_text(WSD.format(out=tmp_path / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]"))
-    doc = run([str(sweep), *LAWS, "--joint-law", f"ce_last={E},{A},{alpha},{B},{beta}",
-               "--noise-sd", "0", "--eval-noise", str(sd), "--replicates", str(studies), "--bootstrap", str(boot),
-               "--alt-replicates", "0", "--no-plots", "--seed", "5"])
+    sweep.write_text(
+        WSD.format(out=tmp_path / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]")
+    )
+    doc = run(
+        [
+            str(sweep),
+            *LAWS,
+            "--joint-law",
+            f"ce_last={E},{A},{alpha},{B},{beta}",
+            "--noise-sd",
+            "0",
+            "--eval-noise",
+            str(sd),
+            "--replicates",
+            str(studies),
+            "--bootstrap",
+            str(boot),
+            "--alt-replicates",
+            "0",
+            "--no-plots",
+            "--seed",
+            "5",
+        ]
+    )
     points = pd.DataFrame(doc["joint"]["points"])
     rng = np.random.default_rng(17)
     widths, hits = {"alpha": [], "beta": []}, {"alpha": 0, "beta": 0}
     with threadpool_limits(1):  # as in the planner: BLAS threads only slow these tiny fits down
         for rep in range(studies):
             loss = E + (A * points["N"] ** -alpha + B * points["D"] ** -beta) * np.exp(
-                sd * rng.standard_normal(len(points)))
-            table = pd.DataFrame({"run": points["run"], "params": points["N"], "step": 1, "tokens": points["D"],
-                                  "flops": 4.5 * points["N"] * points["D"], "ce_last": loss})
-            fit = fit_joint_table(prepare(table, ["ce_last"]), "ce_last", "tokens", bootstrap=boot, seed=rep,
-                                  holdout=False)
+                sd * rng.standard_normal(len(points))
+            )
+            table = pd.DataFrame(
+                {
+                    "run": points["run"],
+                    "params": points["N"],
+                    "step": 1,
+                    "tokens": points["D"],
+                    "flops": 4.5 * points["N"] * points["D"],
+                    "ce_last": loss,
+                }
+            )
+            fit = fit_joint_table(
+                prepare(table, ["ce_last"]),
+                "ce_last",
+                "tokens",
+                bootstrap=boot,
+                seed=rep,
+                holdout=False,
+            )
             for p, truth in (("alpha", alpha), ("beta", beta)):
                 lo, hi = fit.ci(p)
                 widths[p].append(hi - lo)

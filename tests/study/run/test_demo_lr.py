@@ -5,7 +5,6 @@ one law per lr (the default) and each size at its best lr (--best-over lr)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,7 +24,9 @@ def test_demo_lr_both_views(tmp_path, capsys):
     full = load_sweep(ROOT / "sweeps" / "demo_lr.yaml")
     assert len(full.runs) == 8 and full.spec.grid["optim.base_lr"] == (2.4e-2, 4.8e-2)
     depths = [3, 2, 1]
-    spec.update(output=str(tmp_path / "out"), data={"tokens": str(make_token_store(tmp_path / "store"))})
+    spec.update(
+        output=str(tmp_path / "out"), data={"tokens": str(make_token_store(tmp_path / "store"))}
+    )
     spec.pop("prepare")
     spec["grid"]["depth"] = depths
     spec["overrides"] = {d: v for d, v in spec["overrides"].items() if d in depths}
@@ -42,9 +43,19 @@ def test_demo_lr_both_views(tmp_path, capsys):
     assert fit_mod.main([str(path), "--against", "N", "--no-plots"]) == 0
     per_lr = json.loads((tmp_path / "out" / "fit" / "fits.json").read_text())
     assert sorted({f["group_label"] for f in per_lr["fits"]}) == ["lr=0.024", "lr=0.048"]
-    assert per_lr["axes"]["law_axes"] == ["optim.base_lr"] and all(f["n_points"] == 3 for f in per_lr["fits"])
+    assert per_lr["axes"]["law_axes"] == ["optim.base_lr"] and all(
+        f["n_points"] == 3 for f in per_lr["fits"]
+    )
     tidy = pd.read_csv(tmp_path / "out" / "fit" / "results.csv")
-    for column in ("grid.depth", "grid.optim.base_lr", "width", "batch", "peak_lr", "epochs", "seed"):
+    for column in (
+        "grid.depth",
+        "grid.optim.base_lr",
+        "width",
+        "batch",
+        "peak_lr",
+        "epochs",
+        "seed",
+    ):
         assert column in tidy.columns, column
     final = tidy.sort_values("step").groupby("run").tail(1).set_index("run")
     assert final.loc["d3-lr0.048", "peak_lr"] == pytest.approx(0.048 * 32 / 256)
@@ -52,10 +63,28 @@ def test_demo_lr_both_views(tmp_path, capsys):
 
     # best over lr: each size's lower final ce_avg, by hand from the tidy table
     out = tmp_path / "best"
-    assert fit_mod.main([str(tmp_path / "out"), "--against", "N", "--no-plots", "--best-over", "lr",
-                         "--metrics", "ce_avg", "--out", str(out)]) == 0
+    assert (
+        fit_mod.main(
+            [
+                str(tmp_path / "out"),
+                "--against",
+                "N",
+                "--no-plots",
+                "--best-over",
+                "lr",
+                "--metrics",
+                "ce_avg",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (law,) = json.loads((out / "fits.json").read_text())["fits"]
     for pick in law["best_over"]["picked"]:
         rows = final[final["params"] == pick["params"]]
-        assert pick["run"] == rows["ce_avg"].idxmin() and pick["value"] == rows["grid.optim.base_lr"][pick["run"]]
+        assert (
+            pick["run"] == rows["ce_avg"].idxmin()
+            and pick["value"] == rows["grid.optim.base_lr"][pick["run"]]
+        )
     assert "Best run per size over `optim.base_lr`" in capsys.readouterr().out

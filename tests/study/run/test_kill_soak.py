@@ -50,6 +50,12 @@ def test_kill_soak_local_full(store, tmp_path, one_thread):
 @pytest.mark.slow
 def test_kill_soak_slurm_full(slurm_cluster, store, tmp_path, one_thread):
     ref = reference_runs(tmp_path / "ref", store, steps=300)
-    soak = Soak(tmp_path / "soak", store, "slurm", steps=300, seed=2,
-                env={"SLURM_CONF": str(slurm_cluster.conf)})
+    soak = Soak(
+        tmp_path / "soak",
+        store,
+        "slurm",
+        steps=300,
+        seed=2,
+        env={"SLURM_CONF": str(slurm_cluster.conf)},
+    )
     check(soak.run(2 * len(SLURM_KINDS), ref), "slurm", 2 * len(SLURM_KINDS))

@@ -23,7 +23,6 @@ from scaling.study.sweep.sweep import load_sweep
 from tests.factories import make_token_store
 from tests.paths import ROOT
 
-
 TINY = """\
 name: tiny
 output: {output}
@@ -46,13 +45,33 @@ cluster:
 """
 
 
-def tiny_sweep(path: Path, store: Path, output: Path, *, depths=(1, 2), steps: int = 24,
-               backend: str = "local", partition: str = "debug", time_min: int = 10,
-               signal_delay_s: int = 60, extra: str = ""):
+def tiny_sweep(
+    path: Path,
+    store: Path,
+    output: Path,
+    *,
+    depths=(1, 2),
+    steps: int = 24,
+    backend: str = "local",
+    partition: str = "debug",
+    time_min: int = 10,
+    signal_delay_s: int = 60,
+    extra: str = "",
+):
     """Write and load a sweep of tiny models on `store` (trains in seconds on a CPU)."""
-    path.write_text(TINY.format(output=output, store=store, steps=steps, depths=list(depths),
-                                backend=backend, partition=partition, time_min=time_min,
-                                signal_delay_s=signal_delay_s) + textwrap.dedent(extra))
+    path.write_text(
+        TINY.format(
+            output=output,
+            store=store,
+            steps=steps,
+            depths=list(depths),
+            backend=backend,
+            partition=partition,
+            time_min=time_min,
+            signal_delay_s=signal_delay_s,
+        )
+        + textwrap.dedent(extra)
+    )
     return load_sweep(path)
 
 
@@ -74,14 +93,30 @@ def store(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- dry run
 
+
 def test_dry_run_of_depth_grid_prints_plan_and_sbatch(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # output runs/depth_grid is relative: nothing may appear here
     assert launch_mod.main([str(ROOT / "sweeps" / "depth_grid.yaml"), "--dry-run"]) == 0
     text = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in text.splitlines()
-            if line.split() and line.split()[0].startswith("d") and line.split()[0][1:].isdigit()}
-    assert list(rows) == ["d6", "d8", "d10", "d12", "d14", "d16", "d18", "d20", "d22", "d24",
-                          "d26", "d30"]
+    rows = {
+        line.split()[0]: line.split()
+        for line in text.splitlines()
+        if line.split() and line.split()[0].startswith("d") and line.split()[0][1:].isdigit()
+    }
+    assert list(rows) == [
+        "d6",
+        "d8",
+        "d10",
+        "d12",
+        "d14",
+        "d16",
+        "d18",
+        "d20",
+        "d22",
+        "d24",
+        "d26",
+        "d30",
+    ]
     d16 = rows["d16"]
     assert d16[1:3] == ["16", "310,283,520"]
     # 200 epochs x 1,281,167 images x 680 tokens = 174.2e9 tokens
@@ -91,19 +126,28 @@ def test_dry_run_of_depth_grid_prints_plan_and_sbatch(tmp_path, monkeypatch, cap
     # GPU-hours = FLOPs / (300 TFLOP/s) / 3600
     assert float(d16[5].replace(",", "")) == pytest.approx(float(d16[4]) / 300e12 / 3600, abs=1)
     assert text.count("#!/bin/bash") == 3  # one array per resource shape
-    for flag in ("#SBATCH --array=0-3%4", "#SBATCH --nodes=2", "#SBATCH --nodes=4",
-                 "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=8",
-                 "#SBATCH --partition=gpu", "#SBATCH --time=2880", "#SBATCH --signal=USR2@120",
-                 "#SBATCH --job-name=depth_grid", "source .venv/bin/activate"):
+    for flag in (
+        "#SBATCH --array=0-3%4",
+        "#SBATCH --nodes=2",
+        "#SBATCH --nodes=4",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --ntasks-per-node=8",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=2880",
+        "#SBATCH --signal=USR2@120",
+        "#SBATCH --job-name=depth_grid",
+        "source .venv/bin/activate",
+    ):
         assert flag in text, flag
     assert not (tmp_path / "runs").exists()
 
 
 def test_dry_run_shows_preparation_dependency(tmp_path, capsys):
     path = tmp_path / "p.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         name: p
-        output: {tmp_path / 'out'}
+        output: {tmp_path / "out"}
         prepare:
           synthetic: {{num_classes: 4}}
           vqvae: {{}}
@@ -114,7 +158,8 @@ def test_dry_run_shows_preparation_dependency(tmp_path, capsys):
         grid:
           depth: [1]
         cluster: {{backend: slurm}}
-        """))
+        """)
+    )
     assert launch_mod.main([str(path), "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "preparation stages (training waits for them): synthetic -> vqvae -> tokenize" in text
@@ -125,10 +170,14 @@ def test_bad_sweep_is_a_located_error(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\noutput: o\ngrid:\n  depth: [4]\ncluster:\n  nodez: 1\n")
     assert launch_mod.main([str(path), "--dry-run"]) == 2
-    assert f"error: {path}:6: cluster.nodez: unknown key (did you mean 'nodes'?)" in capsys.readouterr().err
+    assert (
+        f"error: {path}:6: cluster.nodez: unknown key (did you mean 'nodes'?)"
+        in capsys.readouterr().err
+    )
 
 
 # ----------------------------------------------------------------------------- idempotency
+
 
 class FakeQueue:
     """A scheduler that knows some job ids."""
@@ -143,24 +192,42 @@ class FakeQueue:
 
 
 def test_launch_submits_only_what_needs_it(tmp_path, store):
-    sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1, 2, 3, 4, 5, 6),
-                       backend="debug", extra="fit: {irreducible: paper, holdout: 1}\n")
+    sweep = tiny_sweep(
+        tmp_path / "s.yaml",
+        store,
+        tmp_path / "out",
+        depths=(1, 2, 3, 4, 5, 6),
+        backend="debug",
+        extra="fit: {irreducible: paper, holdout: 1}\n",
+    )
     ids = [r.run_id for r in sweep.runs]
     assert ids == ["d1", "d2", "d3", "d4", "d5", "d6"]
-    given = {"d1": {"state": "done", "job_ids": ["100"]},
-             "d2": {"state": "queued", "job_ids": ["101"]},
-             "d3": {"state": "running", "job_ids": ["99", "102"]},
-             "d4": {"state": "running", "job_ids": ["103"]},   # its job is gone
-             "d5": {"state": "failed", "job_ids": ["104"], "error": "boom"}}
+    given = {
+        "d1": {"state": "done", "job_ids": ["100"]},
+        "d2": {"state": "queued", "job_ids": ["101"]},
+        "d3": {"state": "running", "job_ids": ["99", "102"]},
+        "d4": {"state": "running", "job_ids": ["103"]},  # its job is gone
+        "d5": {"state": "failed", "job_ids": ["104"], "error": "boom"},
+    }
     for run_id, rec in given.items():
         RunDir(tmp_path / "out" / run_id).update_status(backend="slurm", **rec)
     queue = FakeQueue({"101": "PENDING", "102": "RUNNING", "103": "CANCELLED"})
     calls = []
-    out = launch_mod.launch(sweep, queues={"slurm": queue}, wait=False,
-                            job_factory=lambda: calls.append, log=lambda s: None)
+    out = launch_mod.launch(
+        sweep,
+        queues={"slurm": queue},
+        wait=False,
+        job_factory=lambda: calls.append,
+        log=lambda s: None,
+    )
     assert out.submitted == ["d6"]
-    assert out.skipped == {"d1": "done", "d2": "queued (job 101)", "d3": "running (job 102)",
-                           "d4": "failed (use --retry-failed)", "d5": "failed (use --retry-failed)"}
+    assert out.skipped == {
+        "d1": "done",
+        "d2": "queued (job 101)",
+        "d3": "running (job 102)",
+        "d4": "failed (use --retry-failed)",
+        "d5": "failed (use --retry-failed)",
+    }
     assert sorted(queue.asked) == ["101", "102", "103"]  # the latest job of live records only
     d4 = RunDir(tmp_path / "out" / "d4").read_status()
     assert (d4["state"], d4["slurm_state"]) == ("failed", "CANCELLED")
@@ -174,11 +241,22 @@ def test_launch_submits_only_what_needs_it(tmp_path, store):
 
     # again, with --retry-failed: the failed ones go; d6's (debug) job counts as alive here
     queue.known[d6["job_ids"][-1]] = "RUNNING"
-    out = launch_mod.launch(sweep, queues={"slurm": queue, "debug": queue}, wait=False,
-                            retry_failed=True, job_factory=lambda: calls.append, log=lambda s: None)
+    out = launch_mod.launch(
+        sweep,
+        queues={"slurm": queue, "debug": queue},
+        wait=False,
+        retry_failed=True,
+        job_factory=lambda: calls.append,
+        log=lambda s: None,
+    )
     assert out.submitted == ["d4", "d5"]
     d5 = RunDir(tmp_path / "out" / "d5").read_status()
-    assert (d5["state"], d5["attempts"], d5["job_ids"][0], d5["error"]) == ("queued", 1, "104", None)
+    assert (d5["state"], d5["attempts"], d5["job_ids"][0], d5["error"]) == (
+        "queued",
+        1,
+        "104",
+        None,
+    )
     assert calls == []  # debug jobs only run when waited for; nothing ran
 
 
@@ -186,8 +264,9 @@ def test_launch_refuses_a_changed_config_and_a_second_launcher(tmp_path, store):
     sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1,), backend="debug")
     RunDir(tmp_path / "out" / "d1").update_status(state="done", job_ids=["1"])
     launch_mod.launch(sweep, wait=False, log=lambda s: None)
-    changed = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1,), steps=99,
-                         backend="debug")
+    changed = tiny_sweep(
+        tmp_path / "s.yaml", store, tmp_path / "out", depths=(1,), steps=99, backend="debug"
+    )
     with pytest.raises(ConfigConflict, match="d1/config.yaml holds another config"):
         launch_mod.launch(changed, wait=False, log=lambda s: None)
     with output_lock(tmp_path / "out"):
@@ -218,12 +297,16 @@ def test_effective_state():
 
 # ----------------------------------------------------------------------------- real runs
 
+
 def test_local_backend_runs_the_tiny_sweep(tmp_path, store, capsys):
     """submitit's local executor: both runs train to the end; a relaunch submits nothing."""
     sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", backend="local")
     assert launch_mod.main([str(tmp_path / "s.yaml")]) == 0
     text = capsys.readouterr().out
-    assert "submitting 2 runs (CPU, 10 min) as local jobs" in text and "2 runs finished, 0 failed" in text
+    assert (
+        "submitting 2 runs (CPU, 10 min) as local jobs" in text
+        and "2 runs finished, 0 failed" in text
+    )
     for run in sweep.runs:
         rec = RunDir(run.run_dir).read_status()
         assert rec["state"] == "done" and rec["backend"] == "local" and rec["step"] == 24
@@ -234,7 +317,16 @@ def test_local_backend_runs_the_tiny_sweep(tmp_path, store, capsys):
     assert status_mod.main([str(tmp_path / "s.yaml"), "--only", "d2"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == f"tiny: 1 runs in {tmp_path / 'out'} (1 done)"
-    assert table[1].split() == ["run", "state", "progress", "latest", "test", "metrics", "jobs", "log"]
+    assert table[1].split() == [
+        "run",
+        "state",
+        "progress",
+        "latest",
+        "test",
+        "metrics",
+        "jobs",
+        "log",
+    ]
     row = table[2]
     last = metrics(tmp_path / "out" / "d2")[-1]
     assert row.startswith("d2  ") and " done " in row and "step 24, 5.38K tok (100%)" in row
@@ -243,16 +335,20 @@ def test_local_backend_runs_the_tiny_sweep(tmp_path, store, capsys):
 
 
 def test_debug_backend_runs_in_process_and_status_shows_failures(tmp_path, store):
-    sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=(1,), steps=6,
-                       backend="debug")
+    sweep = tiny_sweep(
+        tmp_path / "s.yaml", store, tmp_path / "out", depths=(1,), steps=6, backend="debug"
+    )
     out = launch_mod.launch(sweep, log=lambda s: None)
     assert out.submitted == ["d1"]
     assert RunDir(tmp_path / "out" / "d1").read_status()["state"] == "done"
     assert metrics(tmp_path / "out" / "d1")[-1]["step"] == 6
     # a missing store is found by the launcher, before anything is written
-    bad = tiny_sweep(tmp_path / "b.yaml", tmp_path / "no-store", tmp_path / "out2", depths=(1,),
-                     backend="debug")
-    with pytest.raises(ConfigError, match=r"b.yaml: data.tokens: token store .*no-store does not exist"):
+    bad = tiny_sweep(
+        tmp_path / "b.yaml", tmp_path / "no-store", tmp_path / "out2", depths=(1,), backend="debug"
+    )
+    with pytest.raises(
+        ConfigError, match=r"b.yaml: data.tokens: token store .*no-store does not exist"
+    ):
         launch_mod.launch(bad, log=lambda s: None)
     assert not (tmp_path / "out2").exists()
     # a store with one token outside the vocabulary: the run fails at start, status says why

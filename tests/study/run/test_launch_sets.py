@@ -13,10 +13,10 @@ import yaml
 from scaling.core.config_io import ConfigError
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration
-from scaling.study.run import launch as launch_mod
-from scaling.study.run import status as status_mod
 from scaling.study.laws.fit import FitCLIError
 from scaling.study.laws.fit import run as fit_run
+from scaling.study.run import launch as launch_mod
+from scaling.study.run import status as status_mod
 from scaling.study.run.prepare import format_progress
 from scaling.study.run.progress import progress_line
 from scaling.study.sweep.sweep import load_sweep, load_sweep_or_runs
@@ -46,13 +46,17 @@ cluster:
 def sweep_file(tmp_path):
     """A sweep on a tiny store (nothing is trained here; the launcher checks the store)."""
     path = tmp_path / "s.yaml"
-    path.write_text(SWEEP.format(output=tmp_path / "out", store=make_token_store(tmp_path / "store")))
+    path.write_text(
+        SWEEP.format(output=tmp_path / "out", store=make_token_store(tmp_path / "store"))
+    )
     return path
 
 
 def _launch(sweep, **kw):
     """Launch without running anything (debug jobs run only when waited for)."""
-    return launch_mod.launch(sweep, wait=False, job_factory=lambda: (lambda d: d), log=lambda s: None, **kw)
+    return launch_mod.launch(
+        sweep, wait=False, job_factory=lambda: lambda d: d, log=lambda s: None, **kw
+    )
 
 
 def test_set_makes_new_run_ids_and_records_its_origin(sweep_file, tmp_path):
@@ -66,8 +70,10 @@ def test_set_makes_new_run_ids_and_records_its_origin(sweep_file, tmp_path):
     _launch(changed)
     for run in changed.runs:
         text = (run.run_dir / "config.yaml").read_text()
-        assert text.startswith("# optim.base_lr: 0.003 from the command line (--set optim.base_lr=3e-3)\n"
-                               "# length.steps: 8 from the command line (--set length.steps=8)\n")
+        assert text.startswith(
+            "# optim.base_lr: 0.003 from the command line (--set optim.base_lr=3e-3)\n"
+            "# length.steps: 8 from the command line (--set length.steps=8)\n"
+        )
         config = load_run_config(run.run_dir / "config.yaml")
         assert (config.optim.base_lr, config.length.steps, config.run_id) == (3e-3, 8, run.run_id)
     for run_id, text in before.items():  # the earlier runs are untouched
@@ -79,23 +85,40 @@ def test_set_makes_new_run_ids_and_records_its_origin(sweep_file, tmp_path):
     grid = yaml.safe_load((tmp_path / "out" / "grid.yaml").read_text())
     assert grid["axes"] == ["depth", "optim.warmup_frac", "optim.base_lr", "length.steps"]
     assert grid["labels"]["optim.warmup_frac"] == "wu" and grid["labels"]["optim.base_lr"] == "lr"
-    assert grid["runs"]["d2-wu0.1-lr0.003-st8"] == {"depth": 2, "optim.warmup_frac": 0.1,
-                                                   "optim.base_lr": 0.003, "length.steps": 8}
-    assert grid["runs"]["d1-wu0.02"] == {"depth": 1, "optim.warmup_frac": 0.02,
-                                         "optim.base_lr": 0.005, "length.steps": 4}
+    assert grid["runs"]["d2-wu0.1-lr0.003-st8"] == {
+        "depth": 2,
+        "optim.warmup_frac": 0.1,
+        "optim.base_lr": 0.003,
+        "length.steps": 8,
+    }
+    assert grid["runs"]["d1-wu0.02"] == {
+        "depth": 1,
+        "optim.warmup_frac": 0.02,
+        "optim.base_lr": 0.005,
+        "length.steps": 4,
+    }
     _launch(same)  # the plain runs again: every axis from their resolved configs
     again = yaml.safe_load((tmp_path / "out" / "grid.yaml").read_text())
     assert again["axes"] == grid["axes"] and again["runs"] == grid["runs"]
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["optim.bse_lr=1e-3"], r"--set 'optim.bse_lr=1e-3': optim.bse_lr: unknown key \(did you mean 'base_lr'\?\)"),
-    (["length.steps=many"], r"--set 'length.steps=many': length.steps: expected an integer, got 'many'"),
-    (["optim.base_lr=-1"], r"--set 'optim.base_lr=-1': optim.base_lr: must be > 0"),
-    (["optim.warmup_frac=0.5"], r"optim.warmup_frac is the grid axis 'optim.warmup_frac'"),
-    (["optim.base_lr"], r"--set 'optim.base_lr': expected KEY=VALUE"),
-    (["cluster.backend=local"], r"only cluster.\{nodes, "),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (
+            ["optim.bse_lr=1e-3"],
+            r"--set 'optim.bse_lr=1e-3': optim.bse_lr: unknown key \(did you mean 'base_lr'\?\)",
+        ),
+        (
+            ["length.steps=many"],
+            r"--set 'length.steps=many': length.steps: expected an integer, got 'many'",
+        ),
+        (["optim.base_lr=-1"], r"--set 'optim.base_lr=-1': optim.base_lr: must be > 0"),
+        (["optim.warmup_frac=0.5"], r"optim.warmup_frac is the grid axis 'optim.warmup_frac'"),
+        (["optim.base_lr"], r"--set 'optim.base_lr': expected KEY=VALUE"),
+        (["cluster.backend=local"], r"only cluster.\{nodes, "),
+    ],
+)
 def test_bad_sets_are_located_errors(sweep_file, sets, message, capsys):
     with pytest.raises(ConfigError, match=message):
         load_sweep(sweep_file, sets)
@@ -128,32 +151,58 @@ def test_launch_status_and_fit_take_the_runs_folder(sweep_file, tmp_path, capsys
     with pytest.raises(ConfigError, match="run from the directory it was launched from"):
         load_sweep_or_runs(moved)
     # fit: a sweep file means its output folder
-    with pytest.raises(FitCLIError, match="output folder .* does not exist yet: launch the sweep first"):
+    with pytest.raises(
+        FitCLIError, match="output folder .* does not exist yet: launch the sweep first"
+    ):
         fit_run([str(sweep_file)])
 
 
 def test_progress_of_stages_and_runs_is_relayed(tmp_path):
     sweep_file = tmp_path / "p.yaml"
-    sweep_file.write_text(textwrap.dedent(f"""\
+    sweep_file.write_text(
+        textwrap.dedent(f"""\
         name: p
-        output: {tmp_path / 'out'}
+        output: {tmp_path / "out"}
         prepare:
           synthetic: {{num_classes: 2, train_per_class: 2, val_per_class: 1, resolution: 16}}
           vqvae: {{resolution: 16, steps: 10, patch_nums: [1, 2, 4], ch_mult: [1, 2, 2]}}
         grid:
           depth: [1]
-        """))
+        """)
+    )
     sweep = load_sweep(sweep_file)
     jobs = sweep.data_dir / "jobs"
     RunDir(jobs / "synthetic").update_status(state="done", job_ids=["5"])
-    RunDir(jobs / "vqvae").update_status(state="running", job_ids=["6"], progress={
-        "done": 200, "total": 500, "unit": "steps", "rate": 41.2, "rate_unit": "images/s",
-        "eta_s": 440, "psnr": 19.84})
+    RunDir(jobs / "vqvae").update_status(
+        state="running",
+        job_ids=["6"],
+        progress={
+            "done": 200,
+            "total": 500,
+            "unit": "steps",
+            "rate": 41.2,
+            "rate_unit": "images/s",
+            "eta_s": 440,
+            "psnr": 19.84,
+        },
+    )
     RunDir(sweep.runs[0].run_dir).update_status(state="running", step=30, total_steps=120, eta_s=95)
     line = progress_line(sweep)
-    assert line == ("prepare: synthetic done (job 5), vqvae running (job 6) [200/500 steps, 41 images/s, "
-                    "ETA 7m20s, PSNR 19.8 dB] | d1 25% ETA 1m35s")
-    assert format_progress({"done": 900, "total": 1000, "unit": "images", "rate": 2450.4,
-                            "rate_unit": "images/s", "eta_s": 0.04}) == \
-        "900/1000 images, 2450 images/s, ETA 0s"
+    assert line == (
+        "prepare: synthetic done (job 5), vqvae running (job 6) [200/500 steps, 41 images/s, "
+        "ETA 7m20s, PSNR 19.8 dB] | d1 25% ETA 1m35s"
+    )
+    assert (
+        format_progress(
+            {
+                "done": 900,
+                "total": 1000,
+                "unit": "images",
+                "rate": 2450.4,
+                "rate_unit": "images/s",
+                "eta_s": 0.04,
+            }
+        )
+        == "900/1000 images, 2450 images/s, ETA 0s"
+    )
     assert duration(3725) == "1h02m"

@@ -40,8 +40,9 @@ def snapshot(sweep) -> dict[str, str]:
     return {run_id: s for run_id, (s, _, _) in run_states(sweep.runs).items()}
 
 
-def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_path, store,
-                                                                             capsys, one_thread):
+def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(
+    tmp_path, store, capsys, one_thread
+):
     """array_parallelism 1, runs d1 (fails), d2, d3. Every poll: no run ever reads failed
     or orphaned but d1; d1 never goes back from failed; at most one run is running; runs
     waiting for the slot are queued. SIGTERM to the launcher while d2 trains: d2 checkpoints
@@ -52,8 +53,14 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
     text = path.read_text().replace("signal_delay_s", "array_parallelism: 1\n  signal_delay_s")
     path.write_text(text)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(path)], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scaling.launch", str(path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     sweep = load_sweep(path)
     polls, seen, d1_failed_at, sent = 0, set(), None, False
     d2 = RunDir(sweep.output / "d2")
@@ -86,7 +93,10 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
     rec = d2.read_status()
     assert rec["stopped_by"] == "SIGTERM" and 10 <= rec["step"] < STEPS
     assert (d2.path / "checkpoint.pt").exists()
-    assert "NonFiniteLoss: training loss became non-finite" in RunDir(sweep.output / "d1").read_status()["error"]
+    assert (
+        "NonFiniteLoss: training loss became non-finite"
+        in RunDir(sweep.output / "d1").read_status()["error"]
+    )
     print(f"{polls} polls, {len(seen)} distinct status snapshots, all consistent")
 
     # the next launch (in this process, to save a second start-up) resumes d2 and runs d3;
@@ -102,14 +112,18 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(tmp_p
     assert steps == sorted(set(steps)) and steps[-1] == STEPS and len(steps) == 3
 
 
-def test_second_trainer_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(tmp_path,
-                                                                                        store):
+def test_second_trainer_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_over(
+    tmp_path, store
+):
     run_dir = write_run(tmp_path / "r", tiny_run_config(store, steps=4, eval_points=1))
     with RunLock(run_dir) as held:
         assert held.holder()["pid"] == os.getpid()
         before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-        with pytest.raises(RunLocked, match=r"another trainer is writing this run directory "
-                                            rf"\(host \S+, pid {os.getpid()}, started 20"):
+        with pytest.raises(
+            RunLocked,
+            match=r"another trainer is writing this run directory "
+            rf"\(host \S+, pid {os.getpid()}, started 20",
+        ):
             train_run(run_dir)
         after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
         assert after == before  # the refused trainer wrote nothing
@@ -122,8 +136,9 @@ def test_second_trainer_on_a_run_directory_is_refused_and_a_stale_lock_is_taken_
 
 def test_retry_failed_reconfigure_keeps_the_old_attempt(tmp_path, store):
     path = tmp_path / "s.yaml"
-    bad = tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=6, backend="debug",
-                     extra=FAIL_D1)
+    bad = tiny_sweep(
+        path, store, tmp_path / "out", depths=(1,), steps=6, backend="debug", extra=FAIL_D1
+    )
     out = launch_mod.launch(bad, log=lambda s: None)
     assert out.failed and RunDir(tmp_path / "out" / "d1").read_status()["state"] == "failed"
     old_config = (tmp_path / "out" / "d1" / "config.yaml").read_text()

@@ -20,10 +20,10 @@ from scaling.study.run import status as status_mod
 from tests.paths import ROOT
 
 
-
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -49,7 +49,7 @@ def test_git_state_tells_clean_dirty_and_which_diff(tmp_path):
     again = provenance.git_state(repo)
     assert first["dirty"] and second["dirty"] and len(first["diff_sha256"]) == 64
     assert first["diff_sha256"] != second["diff_sha256"]  # another change, another hash
-    assert again["diff_sha256"] == first["diff_sha256"]   # the same change, the same hash
+    assert again["diff_sha256"] == first["diff_sha256"]  # the same change, the same hash
     (repo / "a.py").write_text("x = 1\n")
     assert provenance.git_state(repo)["dirty"] is False
     # a folder that is not its own checkout is not attributed to an enclosing repository
@@ -87,20 +87,39 @@ def test_launch_and_job_records(tmp_path):
         provenance.read(run_dir)
 
 
-def _run(root: Path, sweep: str, run_id: str, state: str, commit: str | None, *,
-         dirty: bool = False, ce: float | None = None) -> Path:
+def _run(
+    root: Path,
+    sweep: str,
+    run_id: str,
+    state: str,
+    commit: str | None,
+    *,
+    dirty: bool = False,
+    ce: float | None = None,
+) -> Path:
     d = root / sweep / run_id
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(f"run_id: {run_id}\n")
     RunDir(d).update_status(state=state, total_steps=100)
     if ce is not None:
-        (d / "metrics.jsonl").write_text(json.dumps(
-            {"step": 50, "tokens": 1000, "ce_avg": ce, "ce_last": ce + 0.1, "err_avg": 0.5,
-             "err_last": 0.6}) + "\n")
+        (d / "metrics.jsonl").write_text(
+            json.dumps(
+                {
+                    "step": 50,
+                    "tokens": 1000,
+                    "ce_avg": ce,
+                    "ce_last": ce + 0.1,
+                    "err_avg": 0.5,
+                    "err_last": 0.6,
+                }
+            )
+            + "\n"
+        )
     if commit is not None:
         code = {"commit": commit, "dirty": dirty, "diff_sha256": "ab" * 32 if dirty else None}
-        (d / "provenance.json").write_text(json.dumps(
-            {"format": provenance.FORMAT, "jobs": [{"code": code, "packages": {}}]}))
+        (d / "provenance.json").write_text(
+            json.dumps({"format": provenance.FORMAT, "jobs": [{"code": code, "packages": {}}]})
+        )
     return d
 
 
@@ -112,7 +131,7 @@ def test_status_of_a_folder_of_sweeps_one_table_json_and_code_warning(tmp_path, 
     _run(runs, "b", "d2", "done", "1" * 40, dirty=True, ce=2.75)
     _run(runs, "b", "d3", "pending", None)
     (runs / "b" / "fit").mkdir()  # not a run directory (no config.yaml)
-    (runs / "notes").mkdir()      # not a sweep
+    (runs / "notes").mkdir()  # not a sweep
     assert status_mod.main([str(runs)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -124,9 +143,14 @@ def test_status_of_a_folder_of_sweeps_one_table_json_and_code_warning(tmp_path, 
     assert "1111111111: d1" in warnings[0]
     header = next(ln for ln in lines if ln.startswith("sweep"))
     assert header.split()[:3] == ["sweep", "run", "state"]
-    table = lines[lines.index(header) + 1:]
-    assert [(r.split()[0], r.split()[1]) for r in table] == [("a", "d1"), ("a", "d2"), ("b", "d1"),
-                                                             ("b", "d2"), ("b", "d3")]
+    table = lines[lines.index(header) + 1 :]
+    assert [(r.split()[0], r.split()[1]) for r in table] == [
+        ("a", "d1"),
+        ("a", "d2"),
+        ("b", "d1"),
+        ("b", "d2"),
+        ("b", "d3"),
+    ]
     assert "ce_avg 2.7500" in table[3]
 
     assert status_mod.main([str(runs), "--json", "--only", "d1,d2"]) == 0
@@ -168,8 +192,12 @@ def test_status_bad_input(tmp_path, capsys):
 def test_status_watch_refreshes(tmp_path):
     runs = tmp_path / "runs"
     d = _run(runs, "a", "d1", "running", None)
-    proc = subprocess.Popen([sys.executable, "-m", "scaling.status", str(runs / "a"), "--json",
-                             "--watch", "0.2"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scaling.status", str(runs / "a"), "--json", "--watch", "0.2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = json.loads(proc.stdout.readline())
         RunDir(d).update_status(state="done")
@@ -182,4 +210,6 @@ def test_status_watch_refreshes(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert first["sweeps"][0]["runs"][0]["state"] == "orphaned"  # running without a job: gone (issue 13)
+    assert (
+        first["sweeps"][0]["runs"][0]["state"] == "orphaned"
+    )  # running without a job: gone (issue 13)

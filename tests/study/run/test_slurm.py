@@ -14,8 +14,9 @@ import dataclasses
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -58,13 +59,22 @@ def prepared_sweep(tmp: Path, partition: str):
 
     generate(tmp / "images", num_classes=4, train_per_class=6, val_per_class=4, resolution=16)
     torch.manual_seed(0)
-    save_model(tmp / "vq.pt", VQVAE(vocab_size=32, z_channels=8, ch=32, ch_mult=(1, 2),
-                                    num_res_blocks=1, patch_nums=(1, 2, 4)))
+    save_model(
+        tmp / "vq.pt",
+        VQVAE(
+            vocab_size=32,
+            z_channels=8,
+            ch=32,
+            ch_mult=(1, 2),
+            num_res_blocks=1,
+            patch_nums=(1, 2, 4),
+        ),
+    )
     path = tmp / "p.yaml"
     path.write_text(f"""\
 name: prep
-output: {tmp / 'p'}
-data: {{images: {tmp / 'images'}, vqvae: {tmp / 'vq.pt'}}}
+output: {tmp / "p"}
+data: {{images: {tmp / "images"}, vqvae: {tmp / "vq.pt"}}}
 prepare:
   tokenize: {{shards: 2, batch_size: 8}}
 base:
@@ -103,8 +113,9 @@ def outcome(slurm_cluster, tmp_path_factory) -> Outcome:
     part = slurm_cluster.partition
     a = tiny_sweep(tmp / "a.yaml", store, tmp / "a", steps=STEPS, backend="slurm", partition=part)
     b = tiny_sweep(tmp / "b.yaml", store, tmp / "b", steps=STEPS, backend="slurm", partition=part)
-    c = tiny_sweep(tmp / "c.yaml", store, tmp / "c", depths=(1,), steps=10**6, backend="slurm",
-                   partition=part)
+    c = tiny_sweep(
+        tmp / "c.yaml", store, tmp / "c", depths=(1,), steps=10**6, backend="slurm", partition=part
+    )
     p = prepared_sweep(tmp, part)
     quiet = dict(log=lambda s: None)
     t0 = time.time()
@@ -112,31 +123,57 @@ def outcome(slurm_cluster, tmp_path_factory) -> Outcome:
     out_b = launch_mod.launch(b, only="d2", **quiet)
     out_c = launch_mod.launch(c, **quiet)
     out_p = launch_mod.launch(p, **quiet)
-    assert out_a.backend == "slurm" and out_a.submitted == ["d1", "d2"] and out_b.submitted == ["d2"]
+    assert (
+        out_a.backend == "slurm" and out_a.submitted == ["d1", "d2"] and out_b.submitted == ["d2"]
+    )
     c_states = {"relaunch while queued": launch_mod.launch(c, **quiet)}
-    dependency = subprocess.run(["scontrol", "show", "job", out_p.jobs["d1"].job_id],
-                                capture_output=True, text=True).stdout
+    dependency = subprocess.run(
+        ["scontrol", "show", "job", out_p.jobs["d1"].job_id], capture_output=True, text=True
+    ).stdout
     # preempt B/d2 once it has written its first evaluation
     b_dir = b.output / "d2"
-    wait_for("the first evaluation of B/d2",
-             lambda: (b_dir / "metrics.jsonl").exists() and state(b_dir) == "running")
+    wait_for(
+        "the first evaluation of B/d2",
+        lambda: (b_dir / "metrics.jsonl").exists() and state(b_dir) == "running",
+    )
     out_b.jobs["d2"]._interrupt()  # as SLURM on preemption: SIGTERM, then USR2 -> requeue
     interrupted_at = len(metrics(b_dir))
     # cancel C/d1 once it trains
     c_dir = c.output / "d1"
     first_c = out_c.jobs["d1"].job_id
-    wait_for("C/d1 to train", lambda: state(c_dir) == "running"
-             and states(c)["d1"] == ("running", "RUNNING"))
+    wait_for(
+        "C/d1 to train",
+        lambda: state(c_dir) == "running" and states(c)["d1"] == ("running", "RUNNING"),
+    )
     c_states["relaunch while running"] = launch_mod.launch(c, retry_failed=True, **quiet)
     subprocess.run(["scancel", first_c], check=True)
 
     # ended: done, or failed, by status.json or because SLURM no longer has the job
     sweeps = [a, b, c] + ([p] if p else [])
-    wait_for("the launches to end", lambda: all(
-        s in ("done", "failed") for sw in sweeps for s, _ in states(sw).values()
-        if s != "pending"), timeout=300)
-    return Outcome(a, out_a, b, out_b, interrupted_at, c, first_c, c_states, p, out_p,
-                   dependency, time.time() - t0)
+    wait_for(
+        "the launches to end",
+        lambda: all(
+            s in ("done", "failed")
+            for sw in sweeps
+            for s, _ in states(sw).values()
+            if s != "pending"
+        ),
+        timeout=300,
+    )
+    return Outcome(
+        a,
+        out_a,
+        b,
+        out_b,
+        interrupted_at,
+        c,
+        first_c,
+        c_states,
+        p,
+        out_p,
+        dependency,
+        time.time() - t0,
+    )
 
 
 def test_tiny_sweep_runs_to_the_end_and_relaunch_submits_nothing(outcome):
@@ -156,10 +193,14 @@ def test_tiny_sweep_runs_to_the_end_and_relaunch_submits_nothing(outcome):
     assert states(sweep) == {"d1": ("done", None), "d2": ("done", None)}
     # and SLURM (squeue, then sacct) says the jobs ended well
     ids = [out.jobs[r].job_id for r in ("d1", "d2")]
-    wait_for("SLURM to report the jobs completed",
-             lambda: SlurmQueue().states(ids) == {i: "COMPLETED" for i in ids})
-    print(f"SLURM launches (A, B preempted, C cancelled, P prepared) ended after "
-          f"{outcome.seconds:.1f} s")
+    wait_for(
+        "SLURM to report the jobs completed",
+        lambda: SlurmQueue().states(ids) == {i: "COMPLETED" for i in ids},
+    )
+    print(
+        f"SLURM launches (A, B preempted, C cancelled, P prepared) ended after "
+        f"{outcome.seconds:.1f} s"
+    )
 
 
 def test_preempted_job_is_requeued_and_resumes_to_the_same_metrics(outcome):

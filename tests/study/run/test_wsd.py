@@ -14,9 +14,9 @@ import yaml
 
 from scaling.core.config_io import ConfigError, build
 from scaling.core.rundir import RunDir
+from scaling.study.laws.fit import run as fit_run
 from scaling.study.run import launch as launch_mod
 from scaling.study.run import status as status_mod
-from scaling.study.laws.fit import run as fit_run
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training import schedule
 from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, RunConfig
@@ -31,14 +31,18 @@ def _wsd(**kw) -> OptimConfig:
 
 # hand-computed: warm-up 0 -> 1 over 2 steps, peak for steps 2..5, cool-down over steps 6..9
 # with progress p = 1/4, 2/4, 3/4, 4/4 reaching final_lr_frac at the last step
-@pytest.mark.parametrize("shape, cool", [
-    ("linear", [0.75, 0.5, 0.25, 0.0]),
-    ("1-sqrt", [0.5, 1 - math.sqrt(0.5), 1 - math.sqrt(0.75), 0.0]),
-    ("cosine", [0.5 + 0.5 * math.sqrt(0.5), 0.5, 0.5 - 0.5 * math.sqrt(0.5), 0.0]),
-])
+@pytest.mark.parametrize(
+    "shape, cool",
+    [
+        ("linear", [0.75, 0.5, 0.25, 0.0]),
+        ("1-sqrt", [0.5, 1 - math.sqrt(0.5), 1 - math.sqrt(0.75), 0.0]),
+        ("cosine", [0.5 + 0.5 * math.sqrt(0.5), 0.5, 0.5 - 0.5 * math.sqrt(0.5), 0.0]),
+    ],
+)
 def test_wsd_values_by_hand(shape, cool):
-    optim = _wsd(warmup_start=0.0, warmup_steps=2, cooldown_steps=4, cooldown_shape=shape,
-                 final_lr_frac=0.1)
+    optim = _wsd(
+        warmup_start=0.0, warmup_steps=2, cooldown_steps=4, cooldown_shape=shape, final_lr_frac=0.1
+    )
     config = tiny_run_config("store", steps=10)
     config = dataclasses.replace(config, optim=optim)
     plan = schedule.plan(config, 10)
@@ -62,26 +66,53 @@ def test_wsd_fractions_and_official_default():
 
 def test_branch_layout():
     base = tiny_run_config("store", steps=40)
-    branch = dataclasses.replace(base, optim=_wsd(warmup_steps=2, cooldown_frac=0.25),
-                                 branch=BranchConfig(parent="p", at=0.25, cooldown=0.5))
+    branch = dataclasses.replace(
+        base,
+        optim=_wsd(warmup_steps=2, cooldown_frac=0.25),
+        branch=BranchConfig(parent="p", at=0.25, cooldown=0.5),
+    )
     plan = schedule.plan(branch, 40)
     # starts after round(0.25 * 40) = 10 steps, cools down 10 * 0.5 / 0.5 = 10 more
-    assert (plan.start_step, plan.decay_start, plan.total_steps, plan.warmup_steps) == (10, 10, 20, 2)
+    assert (plan.start_step, plan.decay_start, plan.total_steps, plan.warmup_steps) == (
+        10,
+        10,
+        20,
+        2,
+    )
     parent = dataclasses.replace(base, optim=_wsd(cooldown_frac=0.25), save_at=(0.125, 0.5, 0.75))
     assert schedule.plan(parent, 40).save_steps == (5, 20, 30)
 
 
-@pytest.mark.parametrize("data, key, words", [
-    ({"save_at": [0.25]}, "save_at", "optim.schedule: wsd"),
-    ({"optim": {"schedule": "wsd"}, "save_at": [1.5]}, "save_at", "(0, 1)"),
-    ({"optim": {"schedule": "wsd"}, "save_at": [0.0]}, "save_at", "(0, 1)"),
-    ({"optim": {"schedule": "wsd", "cooldown_frac": 0.3}, "save_at": [0.8]}, "save_at", "cool-down"),
-    ({"optim": {"schedule": "wsd", "cooldown_frac": 0.99}}, "optim.cooldown_frac", "longer than"),
-    ({"optim": {"schedule": "wsd", "weight_decay_end": 0.1}}, "optim.weight_decay_end", "constant"),
-    ({"optim": {"schedule": "wsd"}, "branch": {"parent": "d2", "at": 1.0}}, "branch.at", "(0, 1)"),
-    ({"branch": {"parent": "d2", "at": 0.5}}, "branch", "optim.schedule: wsd"),
-    ({"optim": {"schedule": "wsd", "cooldown_shape": "exp"}}, "optim.cooldown_shape", "1-sqrt"),
-])
+@pytest.mark.parametrize(
+    "data, key, words",
+    [
+        ({"save_at": [0.25]}, "save_at", "optim.schedule: wsd"),
+        ({"optim": {"schedule": "wsd"}, "save_at": [1.5]}, "save_at", "(0, 1)"),
+        ({"optim": {"schedule": "wsd"}, "save_at": [0.0]}, "save_at", "(0, 1)"),
+        (
+            {"optim": {"schedule": "wsd", "cooldown_frac": 0.3}, "save_at": [0.8]},
+            "save_at",
+            "cool-down",
+        ),
+        (
+            {"optim": {"schedule": "wsd", "cooldown_frac": 0.99}},
+            "optim.cooldown_frac",
+            "longer than",
+        ),
+        (
+            {"optim": {"schedule": "wsd", "weight_decay_end": 0.1}},
+            "optim.weight_decay_end",
+            "constant",
+        ),
+        (
+            {"optim": {"schedule": "wsd"}, "branch": {"parent": "d2", "at": 1.0}},
+            "branch.at",
+            "(0, 1)",
+        ),
+        ({"branch": {"parent": "d2", "at": 0.5}}, "branch", "optim.schedule: wsd"),
+        ({"optim": {"schedule": "wsd", "cooldown_shape": "exp"}}, "optim.cooldown_shape", "1-sqrt"),
+    ],
+)
 def test_bad_wsd_config_names_the_key(data, key, words):
     with pytest.raises(ConfigError) as e:
         build(RunConfig, {"run_id": "r", "data": {"store": "s"}, **data})
@@ -89,12 +120,19 @@ def test_bad_wsd_config_names_the_key(data, key, words):
 
 
 def test_cooldown_longer_than_the_rest_in_steps():
-    config = dataclasses.replace(tiny_run_config("store"), optim=_wsd(warmup_steps=8, cooldown_steps=5))
+    config = dataclasses.replace(
+        tiny_run_config("store"), optim=_wsd(warmup_steps=8, cooldown_steps=5)
+    )
     with pytest.raises(schedule.ScheduleError, match="optim.cooldown_steps: the cool-down"):
         schedule.plan(config, 12)
-    branch = dataclasses.replace(config, optim=_wsd(warmup_steps=8, cooldown_steps=2),
-                                 branch=BranchConfig(parent="p", at=0.1))
-    with pytest.raises(schedule.ScheduleError, match="branch.at: 0.1 .* outside its constant phase"):
+    branch = dataclasses.replace(
+        config,
+        optim=_wsd(warmup_steps=8, cooldown_steps=2),
+        branch=BranchConfig(parent="p", at=0.1),
+    )
+    with pytest.raises(
+        schedule.ScheduleError, match="branch.at: 0.1 .* outside its constant phase"
+    ):
         schedule.plan(branch, 40)
 
 
@@ -112,8 +150,14 @@ def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path
     runs it; the branch itself interrupted and resumed) ends exactly like a 20-step run from
     scratch: warm-up 2, constant to step 10, cool-down over 10 steps."""
     base = tiny_run_config(store, steps=40, eval_points=3)
-    optim = _wsd(batch_size=base.optim.batch_size, base_lr=base.optim.base_lr, warmup_steps=2,
-                 cooldown_frac=0.25, cooldown_shape="1-sqrt", final_lr_frac=0.0)
+    optim = _wsd(
+        batch_size=base.optim.batch_size,
+        base_lr=base.optim.base_lr,
+        warmup_steps=2,
+        cooldown_frac=0.25,
+        cooldown_shape="1-sqrt",
+        final_lr_frac=0.0,
+    )
     parent = dataclasses.replace(base, run_id="p", optim=optim, save_at=(0.25, 0.5))
     out = tmp_path / "runs"
     write_run(out / "p", parent)
@@ -122,8 +166,9 @@ def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path
     assert status["state"] == "queued" and status["step"] == 20
     assert sorted(p.name for p in (out / "p" / "stable").iterdir()) == ["step_10.pt", "step_20.pt"]
 
-    branch = dataclasses.replace(parent, run_id="p-b0.25", save_at=(),
-                                 branch=BranchConfig(parent="p", at=0.25, cooldown=0.5))
+    branch = dataclasses.replace(
+        parent, run_id="p-b0.25", save_at=(), branch=BranchConfig(parent="p", at=0.25, cooldown=0.5)
+    )
     write_run(out / "p-b0.25", branch)
     train_run(out / "p-b0.25", max_steps=4)  # interrupted in its cool-down: resumes like any run
     assert RunDir(out / "p-b0.25").read_status()["state"] == "running"
@@ -131,8 +176,13 @@ def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path
     train_run(out / "p")  # the parent's last segment
     assert RunDir(out / "p").read_status()["state"] == "done"
 
-    scratch = dataclasses.replace(parent, run_id="scratch", save_at=(), length=LengthConfig(steps=20),
-                                  optim=dataclasses.replace(optim, cooldown_steps=10))
+    scratch = dataclasses.replace(
+        parent,
+        run_id="scratch",
+        save_at=(),
+        length=LengthConfig(steps=20),
+        optim=dataclasses.replace(optim, cooldown_steps=10),
+    )
     write_run(tmp_path / "scratch", scratch)
     train_run(tmp_path / "scratch")
 
@@ -146,13 +196,19 @@ def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path
     # the branch's evaluations are its own steps only; its compute counts the parent's 10 steps
     records = [json.loads(x) for x in (out / "p-b0.25" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["step"] > 10 for r in records)
-    assert b["flops"] == 20 * base.optim.batch_size * (_last(out / "p")["flops"] / (40 * base.optim.batch_size))
+    assert b["flops"] == 20 * base.optim.batch_size * (
+        _last(out / "p")["flops"] / (40 * base.optim.batch_size)
+    )
 
 
 def test_branch_without_its_parent_state_is_a_clear_error(store, tmp_path, one_thread):
     base = tiny_run_config(store, steps=40)
-    branch = dataclasses.replace(base, run_id="b", optim=_wsd(batch_size=16, base_lr=base.optim.base_lr),
-                                 branch=BranchConfig(parent="missing", at=0.25))
+    branch = dataclasses.replace(
+        base,
+        run_id="b",
+        optim=_wsd(batch_size=16, base_lr=base.optim.base_lr),
+        branch=BranchConfig(parent="missing", at=0.25),
+    )
     write_run(tmp_path / "b", branch)
     with pytest.raises(ValueError, match="the parent 'missing' has not kept its state at step 10"):
         train_run(tmp_path / "b")
@@ -165,21 +221,35 @@ WSD_BASE = """
 """
 
 
-def _branch_sweep(tmp_path, store, branches: str, schedule_line: str = "schedule: wsd, ",
-                  backend: str = "debug"):
+def _branch_sweep(
+    tmp_path, store, branches: str, schedule_line: str = "schedule: wsd, ", backend: str = "debug"
+):
     path = tmp_path / "s.yaml"
     tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend=backend)
-    text = path.read_text().replace("optim: {", "optim: {" + schedule_line + "cooldown_frac: 0.25, ")
+    text = path.read_text().replace(
+        "optim: {", "optim: {" + schedule_line + "cooldown_frac: 0.25, "
+    )
     path.write_text(text + branches)
     return load_sweep(path)
 
 
-@pytest.mark.parametrize("branches, schedule_line, words", [
-    ("branches: {at: [0.25, 1.2]}\n", "schedule: wsd, ", "branches.at: branch points are fractions of the parent's length in (0, 1), got 1.2"),
-    ("branches: {at: [0.25, 0.8]}\n", "schedule: wsd, ", "branches.at[1]: branch point 0.8 is not before run d1's cool-down"),
-    ("branches: {at: [0.25]}\n", "", "branches: run d1 has optim.schedule 'lin0'"),
-    ("branches: {cooldown: 1.5}\n", "schedule: wsd, ", "branches.cooldown: must be in (0, 1)"),
-])
+@pytest.mark.parametrize(
+    "branches, schedule_line, words",
+    [
+        (
+            "branches: {at: [0.25, 1.2]}\n",
+            "schedule: wsd, ",
+            "branches.at: branch points are fractions of the parent's length in (0, 1), got 1.2",
+        ),
+        (
+            "branches: {at: [0.25, 0.8]}\n",
+            "schedule: wsd, ",
+            "branches.at[1]: branch point 0.8 is not before run d1's cool-down",
+        ),
+        ("branches: {at: [0.25]}\n", "", "branches: run d1 has optim.schedule 'lin0'"),
+        ("branches: {cooldown: 1.5}\n", "schedule: wsd, ", "branches.cooldown: must be in (0, 1)"),
+    ],
+)
 def test_bad_branches_in_a_sweep_are_located(tmp_path, store, branches, schedule_line, words):
     with pytest.raises(ConfigError) as e:
         _branch_sweep(tmp_path, store, branches, schedule_line)
@@ -210,10 +280,19 @@ def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, 
     """On SLURM the parent runs as a chain of segment jobs; each branch depends (afterok) on
     the segment that reaches its point, and everything ends done; a relaunch submits nothing."""
     path = tmp_path / "s.yaml"
-    tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend="slurm",
-               partition=slurm_cluster.partition)
-    path.write_text(path.read_text().replace("optim: {", "optim: {schedule: wsd, cooldown_frac: 0.25, ")
-                    + "branches: {at: [0.25, 0.5], cooldown: 0.5}\n")
+    tiny_sweep(
+        path,
+        store,
+        tmp_path / "out",
+        depths=(1,),
+        steps=40,
+        backend="slurm",
+        partition=slurm_cluster.partition,
+    )
+    path.write_text(
+        path.read_text().replace("optim: {", "optim: {schedule: wsd, cooldown_frac: 0.25, ")
+        + "branches: {at: [0.25, 0.5], cooldown: 0.5}\n"
+    )
     sweep = load_sweep(path)
     out = launch_mod.launch(sweep, log=lambda s: None)
     assert out.submitted == ["d1", "d1-b0.25", "d1-b0.5"]
@@ -222,11 +301,18 @@ def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, 
     assert list(segments) == ["0.25", "0.5"] and len(parent["job_ids"]) == 3
     for at in ("0.25", "0.5"):
         job = out.jobs[f"d1-b{at}"].job_id
-        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
-        assert f"Dependency=afterok:{segments[at]}" in shown or "Dependency=(null)" in shown and \
-            RunDir(tmp_path / "out" / "d1").read_status().get("step", 0) >= 10
+        shown = subprocess.run(
+            ["scontrol", "show", "job", job], capture_output=True, text=True
+        ).stdout
+        assert (
+            f"Dependency=afterok:{segments[at]}" in shown
+            or "Dependency=(null)" in shown
+            and RunDir(tmp_path / "out" / "d1").read_status().get("step", 0) >= 10
+        )
     t0 = time.time()
-    while any(RunDir(r.run_dir).read_status().get("state") not in ("done", "failed") for r in sweep.runs):
+    while any(
+        RunDir(r.run_dir).read_status().get("state") not in ("done", "failed") for r in sweep.runs
+    ):
         assert time.time() - t0 < 240, "timed out waiting for the SLURM jobs"
         time.sleep(1)
     for run, steps in zip(sweep.runs, (40, 20, 40)):
@@ -241,7 +327,9 @@ def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
     data, 3 sizes, 48 steps, in-process; then `scaling.fit --law nd` on its output."""
     data = yaml.safe_load((ROOT / "sweeps" / "demo_wsd.yaml").read_text())
     assert data["branches"] == {"at": [0.125, 0.25, 0.5], "cooldown": 0.2}
-    data.update(output=str(tmp_path / "out"), data={"tokens": str(store)}, grid={"depth": [3, 2, 1]})
+    data.update(
+        output=str(tmp_path / "out"), data={"tokens": str(store)}, grid={"depth": [3, 2, 1]}
+    )
     data.pop("prepare")
     data["base"]["length"] = {"steps": 48}
     data["base"]["optim"]["batch_size"] = 16
@@ -255,10 +343,17 @@ def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
     out = launch_mod.launch(sweep, log=lambda s: None)
     assert len(out.submitted) == 12
     assert all(RunDir(r.run_dir).read_status()["state"] == "done" for r in sweep.runs)
-    doc = fit_run([str(tmp_path / "out"), "--no-plots", "--metrics", "ce_avg"])  # law: nd from fit.yaml
+    doc = fit_run(
+        [str(tmp_path / "out"), "--no-plots", "--metrics", "ce_avg"]
+    )  # law: nd from fit.yaml
     rec = doc["joint"][0]
     assert doc["law"] == "nd" and doc["settings"]["sources"]["law"] == "fit.yaml"
     assert rec["n_points"] == 12 and rec["n_sizes"] == 3
     # branch points are 6, 12, 24 steps (+ 2, 3, 6 of cool-down), the parents 48: D = steps x 16 x 14
-    assert sorted({p["D"] for p in rec["points"]}) == [8 * 16 * 14, 15 * 16 * 14, 30 * 16 * 14, 48 * 16 * 14]
+    assert sorted({p["D"] for p in rec["points"]}) == [
+        8 * 16 * 14,
+        15 * 16 * 14,
+        30 * 16 * 14,
+        48 * 16 * 14,
+    ]
     assert rec["compute_model"]["max_rel_error_on_runs"] < 0.05

@@ -11,9 +11,8 @@ from scaling.core.config_io import ConfigError
 from scaling.study.sweep.expand import format_value
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training.config import RunConfig
-from var_core import params as var_params
 from tests.paths import ROOT
-
+from var_core import params as var_params
 
 BASE = """\
 name: t
@@ -39,36 +38,65 @@ def sweep(tmp_path: Path, extra: str = ""):
 
 def error(text_extra: str, tmp_path: Path, base: str | None = None) -> str:
     path = tmp_path / "s.yaml"
-    path.write_text((base if base is not None else BASE.format(out=tmp_path / "runs"))
-                    + textwrap.dedent(text_extra))
+    path.write_text(
+        (base if base is not None else BASE.format(out=tmp_path / "runs"))
+        + textwrap.dedent(text_extra)
+    )
     with pytest.raises(ConfigError) as e:
         load_sweep(path)
     return str(e.value)
 
 
-@pytest.mark.parametrize("extra, line, message", [
-    # unknown keys, at every level, with the line they are on
-    ("clustr:\n  nodes: 2\n", 13, "clustr: unknown key (did you mean 'cluster'?)"),
-    ("cluster:\n  partion: gpu\n", 14, "cluster.partion: unknown key (did you mean 'partition'?)"),
-    ("rules:\n  - max_depth: 2\n    set: {optim.batch_sise: 32}\n", 15,
-     "rules[0].set.optim.batch_sise: unknown key (did you mean 'batch_size'?)"),
-    # wrong types
-    ("cluster:\n  nodes: two\n", 14, "cluster.nodes: expected an integer, got 'two'"),
-    ("fit:\n  holdout: [1]\n", 14, "fit.holdout: expected an integer, got [1]"),
-    # impossible values
-    ("cluster:\n  gpus_per_node: 8\n  nodes: 0\n", 15, "cluster.nodes: must be > 0, got 0"),
-    ("cluster:\n  nodes: 2\n", 14, "cluster.nodes: 2 nodes without GPUs"),
-    ("cluster:\n  backend: kubernetes\n", 14, "cluster.backend: must be one of 'auto', 'slurm'"),
-    ("overrides:\n  4:\n    optim: {batch_size: -8}\n", 15,
-     "overrides.4.optim.batch_size: must be > 0, got -8 (run d4)"),
-    ("overrides:\n  12:\n    optim: {batch_size: 8}\n", 14,
-     "overrides.12: depth 12 is not in grid.depth [2, 4]"),
-    ("rules:\n  - set: {cluster.nodes: 2}\n", 14, "rules[0].set: a rule needs depths"),
-    ("rules:\n  - min_depth: 4\n    set: {cluster.gpus: 2}\n", 15,
-     "rules[0].set.cluster.gpus: rules and overrides may set only cluster."),
-    ("fit:\n  metrics: [ce_last, kid]\n", 14, "fit.metrics: must be a non-empty list of ce_avg"),
-    ("fit:\n  holdouts: 2\n", 14, "fit.holdouts: unknown key (did you mean 'holdout'?)"),
-])
+@pytest.mark.parametrize(
+    "extra, line, message",
+    [
+        # unknown keys, at every level, with the line they are on
+        ("clustr:\n  nodes: 2\n", 13, "clustr: unknown key (did you mean 'cluster'?)"),
+        (
+            "cluster:\n  partion: gpu\n",
+            14,
+            "cluster.partion: unknown key (did you mean 'partition'?)",
+        ),
+        (
+            "rules:\n  - max_depth: 2\n    set: {optim.batch_sise: 32}\n",
+            15,
+            "rules[0].set.optim.batch_sise: unknown key (did you mean 'batch_size'?)",
+        ),
+        # wrong types
+        ("cluster:\n  nodes: two\n", 14, "cluster.nodes: expected an integer, got 'two'"),
+        ("fit:\n  holdout: [1]\n", 14, "fit.holdout: expected an integer, got [1]"),
+        # impossible values
+        ("cluster:\n  gpus_per_node: 8\n  nodes: 0\n", 15, "cluster.nodes: must be > 0, got 0"),
+        ("cluster:\n  nodes: 2\n", 14, "cluster.nodes: 2 nodes without GPUs"),
+        (
+            "cluster:\n  backend: kubernetes\n",
+            14,
+            "cluster.backend: must be one of 'auto', 'slurm'",
+        ),
+        (
+            "overrides:\n  4:\n    optim: {batch_size: -8}\n",
+            15,
+            "overrides.4.optim.batch_size: must be > 0, got -8 (run d4)",
+        ),
+        (
+            "overrides:\n  12:\n    optim: {batch_size: 8}\n",
+            14,
+            "overrides.12: depth 12 is not in grid.depth [2, 4]",
+        ),
+        ("rules:\n  - set: {cluster.nodes: 2}\n", 14, "rules[0].set: a rule needs depths"),
+        (
+            "rules:\n  - min_depth: 4\n    set: {cluster.gpus: 2}\n",
+            15,
+            "rules[0].set.cluster.gpus: rules and overrides may set only cluster.",
+        ),
+        (
+            "fit:\n  metrics: [ce_last, kid]\n",
+            14,
+            "fit.metrics: must be a non-empty list of ce_avg",
+        ),
+        ("fit:\n  holdouts: 2\n", 14, "fit.holdouts: unknown key (did you mean 'holdout'?)"),
+    ],
+)
 def test_errors_name_file_line_and_key_path(tmp_path, extra, line, message):
     text = error(extra, tmp_path)
     assert text.startswith(f"{tmp_path / 's.yaml'}:{line}: {message}"), text
@@ -77,11 +105,15 @@ def test_errors_name_file_line_and_key_path(tmp_path, extra, line, message):
 def test_error_in_base_is_located_in_base(tmp_path):
     base = BASE.format(out=tmp_path / "runs").replace("batch_size: 64", "batch_size: 0")
     text = error("", tmp_path, base)
-    assert text.startswith(f"{tmp_path / 's.yaml'}:7: base.optim.batch_size: must be > 0, got 0 (run d2)")
+    assert text.startswith(
+        f"{tmp_path / 's.yaml'}:7: base.optim.batch_size: must be > 0, got 0 (run d2)"
+    )
 
 
 def test_error_from_grid_value_names_the_axis_entry(tmp_path):
-    base = BASE.format(out=tmp_path / "runs").replace("depth: [2, 4]", "depth: [2, 4]\n  optim.base_lr:\n    - 1.0e-4\n    - -3.0e-4")
+    base = BASE.format(out=tmp_path / "runs").replace(
+        "depth: [2, 4]", "depth: [2, 4]\n  optim.base_lr:\n    - 1.0e-4\n    - -3.0e-4"
+    )
     text = error("", tmp_path, base)
     assert text.startswith(f"{tmp_path / 's.yaml'}:15: grid.optim.base_lr[1]: must be > 0"), text
 
@@ -89,16 +121,25 @@ def test_error_from_grid_value_names_the_axis_entry(tmp_path):
 def test_wrong_type_in_grid_depth(tmp_path):
     base = BASE.format(out=tmp_path / "runs").replace("depth: [2, 4]", "depth: [2, six]")
     text = error("", tmp_path, base)
-    assert text.startswith(f"{tmp_path / 's.yaml'}:12: grid.depth[1]: a depth must be a positive integer, got 'six'")
+    assert text.startswith(
+        f"{tmp_path / 's.yaml'}:12: grid.depth[1]: a depth must be a positive integer, got 'six'"
+    )
 
 
-@pytest.mark.parametrize("replace, message", [
-    (("name: t", "name: ../evil"), "name: sweep name '../evil' must be a plain name"),
-    (("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [a, ../../etc]"),
-     ":13: grid.data.train_split[1]: value '../../etc' would make the run-id part 'trainsplit../../etc'"),
-    (("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [/abs, a]"),
-     ":13: grid.data.train_split[0]: value '/abs' would make the run-id part 'trainsplit/abs'"),
-])
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        (("name: t", "name: ../evil"), "name: sweep name '../evil' must be a plain name"),
+        (
+            ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [a, ../../etc]"),
+            ":13: grid.data.train_split[1]: value '../../etc' would make the run-id part 'trainsplit../../etc'",
+        ),
+        (
+            ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [/abs, a]"),
+            ":13: grid.data.train_split[0]: value '/abs' would make the run-id part 'trainsplit/abs'",
+        ),
+    ],
+)
 def test_paths_cannot_escape_the_output_folder(tmp_path, replace, message):
     base = BASE.format(out=tmp_path / "runs").replace(*replace)
     text = error("", tmp_path, base)
@@ -115,30 +156,49 @@ def test_grid_crosses_axes_with_stable_ids(tmp_path):
     assert [r.run_id for r in s.runs] == ["d2", "d4"]
     path = tmp_path / "s.yaml"
     text = BASE.format(out=tmp_path / "runs").replace(
-        "depth: [2, 4]", "depth: [2, 4]\n  optim.base_lr: [3.0e-4, 1.0e-3]\n  seed: [0, 1]")
+        "depth: [2, 4]", "depth: [2, 4]\n  optim.base_lr: [3.0e-4, 1.0e-3]\n  seed: [0, 1]"
+    )
     path.write_text(text)
     runs = load_sweep(path).runs
     ids = [r.run_id for r in runs]
-    assert ids == ["d2-lr3e-4-s0", "d2-lr3e-4-s1", "d2-lr0.001-s0", "d2-lr0.001-s1",
-                   "d4-lr3e-4-s0", "d4-lr3e-4-s1", "d4-lr0.001-s0", "d4-lr0.001-s1"]
+    assert ids == [
+        "d2-lr3e-4-s0",
+        "d2-lr3e-4-s1",
+        "d2-lr0.001-s0",
+        "d2-lr0.001-s1",
+        "d4-lr3e-4-s0",
+        "d4-lr3e-4-s1",
+        "d4-lr0.001-s0",
+        "d4-lr0.001-s1",
+    ]
     by_id = {r.run_id: r for r in runs}
     r = by_id["d4-lr0.001-s1"]
     assert isinstance(r.config, RunConfig)
-    assert (r.config.model.depth, r.config.optim.base_lr, r.config.seed, r.config.run_id) == (4, 1e-3, 1, r.run_id)
+    assert (r.config.model.depth, r.config.optim.base_lr, r.config.seed, r.config.run_id) == (
+        4,
+        1e-3,
+        1,
+        r.run_id,
+    )
     assert r.run_dir == tmp_path / "runs" / "d4-lr0.001-s1"
     # the id depends on the values only: reordering the values changes the order, not the ids
-    path.write_text(text.replace("[3.0e-4, 1.0e-3]", "[1.0e-3, 3.0e-4]").replace("[0, 1]", "[1, 0]"))
+    path.write_text(
+        text.replace("[3.0e-4, 1.0e-3]", "[1.0e-3, 3.0e-4]").replace("[0, 1]", "[1, 0]")
+    )
     again = {r.run_id: r.config for r in load_sweep(path).runs}
     assert again == {k: v.config for k, v in by_id.items()}
 
 
 def test_format_value():
-    assert [format_value(v) for v in (3e-4, 1e-4, 8e-5, 0.5, 0.001, 200, 1.0, 2.5e6, "x", True)] == \
-        ["3e-4", "1e-4", "8e-5", "0.5", "0.001", "200", "1", "2.5e6", "x", "true"]
+    assert [
+        format_value(v) for v in (3e-4, 1e-4, 8e-5, 0.5, 0.001, 200, 1.0, 2.5e6, "x", True)
+    ] == ["3e-4", "1e-4", "8e-5", "0.5", "0.001", "200", "1", "2.5e6", "x", "true"]
 
 
 def test_rules_overrides_and_grid_precedence(tmp_path):
-    s = sweep(tmp_path, """\
+    s = sweep(
+        tmp_path,
+        """\
         rules:
           - max_depth: 2
             set: {optim.batch_size: 32, cluster.time_min: 10}
@@ -150,17 +210,27 @@ def test_rules_overrides_and_grid_precedence(tmp_path):
           d4:
             optim: {batch_size: 256}
             cluster: {time_min: 99}
-        """)
+        """,
+    )
     d2, d4 = s.runs
     assert (d2.config.optim.batch_size, d2.resources.time_min, d2.resources.nodes) == (32, 10, 1)
-    assert d2.config.model.init_adaln_gamma == RunConfig.__dataclass_fields__["model"].default.init_adaln_gamma
+    assert (
+        d2.config.model.init_adaln_gamma
+        == RunConfig.__dataclass_fields__["model"].default.init_adaln_gamma
+    )
     assert (d4.config.optim.batch_size, d4.resources.time_min) == (256, 99)  # override beats rule
-    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.tasks_per_node) == (2, 4, 4)
+    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.tasks_per_node) == (
+        2,
+        4,
+        4,
+    )
     assert d4.config.model.init_adaln_gamma == 1e-3
     assert d2.resources.shape() != d4.resources.shape()
     # a grid axis beats an override
     path = tmp_path / "s.yaml"
-    path.write_text(path.read_text().replace("depth: [2, 4]", "depth: [2, 4]\n  optim.batch_size: [512]"))
+    path.write_text(
+        path.read_text().replace("depth: [2, 4]", "depth: [2, 4]\n  optim.batch_size: [512]")
+    )
     assert [r.config.optim.batch_size for r in load_sweep(path).runs] == [512, 512]
 
 
@@ -169,17 +239,24 @@ def test_data_and_prepare_stages(tmp_path):
     assert s.stages() == [] and str(s.runs[0].config.data.store) == "/data/store"
     base = BASE.format(out=tmp_path / "runs").replace("  tokens: /data/store\n", "")
     path = tmp_path / "p.yaml"
-    path.write_text(base + "prepare:\n  synthetic: {num_classes: 4}\n"
-                    "  vqvae: {vocab_size: 64, patch_nums: [1, 2, 4]}\n  tokenize: {shards: 3}\n")
+    path.write_text(
+        base + "prepare:\n  synthetic: {num_classes: 4}\n"
+        "  vqvae: {vocab_size: 64, patch_nums: [1, 2, 4]}\n  tokenize: {shards: 3}\n"
+    )
     s = load_sweep(path)
     assert s.stages() == ["synthetic", "vqvae", "tokenize"]
     assert s.vqvae_path() == tmp_path / "runs" / "_data" / "vqvae" / "vqvae.pt"
     # estimates before the store exists: what prepare will make (100 train, 20 val images per class)
-    assert s.expected_meta() == {"num_classes": 4, "vocab_size": 64, "patch_nums": [1, 2, 4],
-                                 "vqvae_config": {"z_channels": 32},  # train_vqvae's default
-                                 "splits": {"train": {"count": 400, "images": 400, "views": 1,
-                                                      "flip": False},
-                                            "val": {"count": 80}}}
+    assert s.expected_meta() == {
+        "num_classes": 4,
+        "vocab_size": 64,
+        "patch_nums": [1, 2, 4],
+        "vqvae_config": {"z_channels": 32},  # train_vqvae's default
+        "splits": {
+            "train": {"count": 400, "images": 400, "views": 1, "flip": False},
+            "val": {"count": 80},
+        },
+    }
     assert s.runs[0].config.data.store == tmp_path / "runs" / "_data" / "tokens"
     assert s.images_dir() == tmp_path / "runs" / "_data" / "images"
     path.write_text(base.replace("data:\n", "data:\n  images: /img\n  vqvae: /v.pt\n"))
@@ -208,13 +285,26 @@ def test_depth_grid_is_the_papers_study():
     assert n[16] == 310_283_520 and n[6] == 18_492_580 and n[30] == 2_010_020_356
     by = {r.depth: r.config for r in s.runs}
     # official recipes (VAR README): d16, d20, d24, d30
-    assert (by[16].optim.batch_size, by[16].length.epochs, by[16].model.init_adaln_gamma,
-            by[16].optim.final_lr_frac, by[16].optim.base_lr) == (768, 200, 1e-3, 0.1, 1e-4)
+    assert (
+        by[16].optim.batch_size,
+        by[16].length.epochs,
+        by[16].model.init_adaln_gamma,
+        by[16].optim.final_lr_frac,
+        by[16].optim.base_lr,
+    ) == (768, 200, 1e-3, 0.1, 1e-4)
     assert (by[20].length.epochs, by[20].optim.final_lr_frac) == (250, 0.1)
-    assert (by[24].optim.base_lr, by[24].length.epochs, by[24].model.init_adaln_gamma,
-            by[24].optim.final_lr_frac) == (8e-5, 350, 1e-4, 0.01)
-    assert (by[30].optim.batch_size, by[30].optim.weight_decay_end, by[30].model.init_adaln_gamma,
-            by[30].optim.base_lr) == (1024, 0.08, 1e-5, 8e-5)
+    assert (
+        by[24].optim.base_lr,
+        by[24].length.epochs,
+        by[24].model.init_adaln_gamma,
+        by[24].optim.final_lr_frac,
+    ) == (8e-5, 350, 1e-4, 0.01)
+    assert (
+        by[30].optim.batch_size,
+        by[30].optim.weight_decay_end,
+        by[30].model.init_adaln_gamma,
+        by[30].optim.base_lr,
+    ) == (1024, 0.08, 1e-5, 8e-5)
     assert by[24].optim.weight_decay_end == 0.05
     assert {r.depth: r.resources.nodes * r.resources.gpus_per_node for r in s.runs}[16] == 16
 
