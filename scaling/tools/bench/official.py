@@ -166,5 +166,4 @@ def official_rows(
                 mem["gb"],
             )
         )
-    del vae, var, opt
     return rows
