@@ -221,7 +221,7 @@ def test_rules_overrides_and_grid_precedence(tmp_path):
         == RunConfig.__dataclass_fields__["model"].default.init_adaln_gamma
     )
     assert (d4.config.optim.batch_size, d4.resources.time_min) == (256, 99)  # override beats rule
-    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.tasks_per_node) == (
+    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.processes_per_node) == (
         2,
         4,
         4,
