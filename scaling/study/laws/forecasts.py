@@ -508,3 +508,45 @@ def track_forecasts(
             f"predicted {f.predicted:.4g}, observed {s.observed:.4g} "
             f"({100 * s.rel_error:+.2f}%){inside}"
         )
+
+
+def register_optimal(source: Path, out: Path, fit: Any, report: dict[str, Any]) -> None:
+    """Append a ``--optimal-for`` answer to the registry: the loss the joint law predicts for
+    the budget's N* and D*, to be scored when a run of the nearest depth's size at about that
+    compute (within 10%) finishes. Its interval: the joint law's bootstrap draws evaluated at
+    (N*, D*) (`analysis.jointlaw.interval`)."""
+    from analysis.jointlaw import interval
+
+    n, d = report["N"], report["D"]
+    draws = np.array([float(s.predict(n, d)) for s in fit.samples]) if fit.samples else None
+    iv = interval(draws, len(fit.points), fit.level) if draws is not None else None
+    depth = report.get("nearest_depth") or {}
+    f = registry.make_forecast(
+        kind="optimal_for",
+        target=registry.Target(
+            metric=report["metric"], params=float(depth.get("params") or n), flops=report["C"]
+        ),
+        predicted=report["predicted_loss"],
+        interval=iv,
+        level=fit.level if iv else None,
+        law="nd",
+        settings={
+            "C": report["C"],
+            "N_opt": n,
+            "D_opt": d,
+            "D_unit": report["D_unit"],
+            "nearest_depth": depth.get("depth"),
+        },
+        E={"choice": "fitted jointly (joint law)", "value": float(fit.law.E)},
+        input_sha256=registry.table_sha256(
+            fit.points, [c for c in fit.points.columns if c in ("N", "D", "C", "L")]
+        ),
+        code=code_version(),
+        source=str(source),
+        interval_note="bootstrap draws of the joint law at (N*, D*); coverage not checked here"
+        if iv
+        else "no bootstrap",
+    )
+    n_new = registry.append(registry_path(source, out), [f])
+    if n_new:
+        print(f"forecast registry: the predicted loss added to {registry_path(source, out)}")
