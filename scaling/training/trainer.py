@@ -424,7 +424,8 @@ class Trainer:
         broadcast only every `agree_every_steps` steps and at step-count checkpoints, so a
         stop signal is honoured within that many steps."""
         rt = self.config.runtime
-        step_due = bool(rt.checkpoint_every_steps) and self.step % rt.checkpoint_every_steps == 0
+        every = rt.checkpoint_every_steps
+        step_due = every is not None and every > 0 and self.step % every == 0
         if (
             not self.dist.enabled
             or step_due
