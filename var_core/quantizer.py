@@ -1,7 +1,7 @@
 """Multi-scale residual vector quantizer with the phi refiners (VAR stage 1).
 
 Behaviour and state-dict layout follow the official `VectorQuantizer2` (see
-VAR_REFERENCE.md section 1); the code is written from that description.
+docs/specification.md, sec. 1); the code is written from that description.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The VAR transformer: AdaLN blocks with block-causal attention over the scales.
 
-State-dict layout and numerics follow the official release (VAR_REFERENCE.md section 2).
+State-dict layout and numerics follow the official release (docs/specification.md, sec. 2).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ duplicated nor missing lines.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ class CheckpointState:
         if self.dist.is_main:
             path = path or self.run.checkpoint
             path.parent.mkdir(parents=True, exist_ok=True)
+            # who wrote it: on several nodes, the place to look when a checkpoint is wrong
+            state["writer"] = {"rank": self.dist.rank, "host": socket.gethostname()}
             atomic_write(path, lambda f: torch.save(state, f))
         self.dist.barrier()
 

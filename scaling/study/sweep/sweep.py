@@ -25,6 +25,7 @@ from typing import Any
 
 from analysis.settings import FitSettings
 from scaling.core.config_io import ConfigError, Located, build, load_yaml
+from scaling.data.folders import ImageFolderError, count_split, read_classes_file
 from scaling.data.vqvae_config import VQVAETrainConfig
 from scaling.study.sweep.expand import Run, axis_label, expand
 from scaling.study.sweep.spec import DATA_DIR, StoreHint, SweepSpec
@@ -85,8 +86,26 @@ class Sweep:
             return self.spec.data.vqvae
         return self.data_dir / "vqvae" / "vqvae.pt"
 
+    def expected_source(self) -> str:
+        """Where `expected_meta` takes its numbers from, in words (the launch table says it)."""
+        data, prep = self.spec.data, self.spec.prepare
+        if data.expect is not None:
+            return "data.expect"
+        parts = []
+        if prep.synthetic is not None:
+            parts.append("prepare.synthetic")
+        elif data.images is not None:
+            parts.append(f"the images in {data.images} (counted)")
+        if prep.vqvae is not None:
+            parts.append("prepare.vqvae")
+        if not parts:
+            return "ImageNet-1k at 256 px, the official VQVAE (assumed; data.expect overrides)"
+        return " and ".join(parts)
+
     def expected_meta(self) -> dict[str, Any]:
-        """Stand-in for the token store's meta.json, for estimates before the store exists."""
+        """Stand-in for the token store's meta.json, for estimates before the store exists:
+        `data.expect` when given (an override), else what `prepare:` will make (the synthetic
+        set's or the image folder's counts, the VQVAE's vocabulary, scales and code width)."""
         if self.spec.data.expect is not None:
             return self.spec.data.expect.meta()
         hint = StoreHint()
@@ -100,6 +119,8 @@ class Sweep:
                 train_images=syn.num_classes * syn.train_per_class,
                 val_images=syn.num_classes * syn.val_per_class,
             )
+        elif self.spec.data.images is not None:  # your own folder: counted (names only)
+            hint = self._counted(hint, self.spec.data.images)
         if vq is not None:
             defaults = {f.name: f.default for f in dataclasses.fields(VQVAETrainConfig)}
             options = {**defaults, **vq}
@@ -110,6 +131,24 @@ class Sweep:
                 z_channels=int(options.get("z_channels", hint.z_channels)),
             )
         return hint.meta()
+
+    @staticmethod
+    def _counted(hint: StoreHint, images: Path) -> StoreHint:
+        """`hint` with the image folder's train/val image and class counts, when it is there
+        (the classes: classes.json beside the splits, else the train split's folders)."""
+        train, val = images / "train", images / "val"
+        try:
+            n_train, n_classes = count_split(train)
+            n_val = count_split(val)[0] if val.is_dir() else hint.val_images
+            listed = read_classes_file(images)
+        except ImageFolderError:  # not there yet (another machine), or not a folder: ImageNet
+            return hint
+        return dataclasses.replace(
+            hint,
+            train_images=n_train,
+            val_images=n_val,
+            num_classes=len(listed) if listed else n_classes,
+        )
 
     def select(self, only: str | None = None, exclude: str | None = None) -> list[Run]:
         """Runs filtered by comma-separated glob patterns on run ids (``--only 'd1*,d20'``)."""

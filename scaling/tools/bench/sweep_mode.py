@@ -33,7 +33,7 @@ def sweep_bases(path: Path, depths: Sequence[int]) -> tuple[list[RunConfig], lis
     bases, batches = [], []
     for d in depths:
         run = by_depth[d]
-        procs = run.resources.nodes * run.resources.tasks_per_node
+        procs = run.resources.processes
         if run.config.optim.batch_size % procs:
             raise ConfigError(
                 f"{path}: d{d}: batch_size {run.config.optim.batch_size} is not "

@@ -221,7 +221,7 @@ def test_rules_overrides_and_grid_precedence(tmp_path):
         == RunConfig.__dataclass_fields__["model"].default.init_adaln_gamma
     )
     assert (d4.config.optim.batch_size, d4.resources.time_min) == (256, 99)  # override beats rule
-    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.tasks_per_node) == (
+    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.processes_per_node) == (
         2,
         4,
         4,
@@ -283,7 +283,7 @@ def test_depth_grid_is_the_papers_study():
     depths = [r.depth for r in s.runs]
     assert depths == [6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 30]  # 28 left out (see file)
     n = {r.depth: var_params(r.depth) for r in s.runs}
-    # the exact counts listed in VAR_REFERENCE sec. 2
+    # the exact counts listed in docs/specification.md sec. 2
     assert n[16] == 310_283_520 and n[6] == 18_492_580 and n[30] == 2_010_020_356
     by = {r.depth: r.config for r in s.runs}
     # official recipes (VAR README): d16, d20, d24, d30
