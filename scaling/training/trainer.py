@@ -427,7 +427,8 @@ class Trainer:
         within that many steps. A signal that reached any rank stops every rank at the same
         step, and `stop.signum` is then set on every rank (the largest signal number seen)."""
         rt = self.config.runtime
-        step_due = bool(rt.checkpoint_every_steps) and self.step % rt.checkpoint_every_steps == 0
+        every = rt.checkpoint_every_steps
+        step_due = every is not None and every > 0 and self.step % every == 0
         if (
             not self.dist.enabled
             or step_due
