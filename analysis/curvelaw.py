@@ -512,6 +512,17 @@ def simulate_study(
     ]
 
 
+def wsd_schedule(T: int, warmup: int, cooldown: float, peak: float = 1.0, final: float = 0.01):
+    """A test schedule, (T,): linear warm-up, constant, then a 1-sqrt cool-down to `final` x
+    peak over the last `cooldown` of the steps (for simulations)."""
+    lr = np.full(T, peak)
+    w = max(warmup, 1)
+    lr[:w] = peak * np.linspace(0.005, 1.0, w, endpoint=False)
+    n = max(1, round(cooldown * T))
+    lr[T - n :] = peak * (final + (1 - final) * (1 - np.sqrt(np.linspace(0, 1, n))))
+    return lr
+
+
 def simulate_coverage(
     n_studies: int = 20,
     law: str = "lra",
@@ -519,11 +530,14 @@ def simulate_coverage(
     level: float = 0.95,
     noise: float = 0.01,
     seed: int = 0,
+    schedule: str = "lin",
 ) -> dict[str, float]:
-    """Coverage of `forecast`'s interval on studies drawn from `law` with known parameters
-    (six runs of 400-1600 steps, warm-up + linear decay, eight log-spaced evaluations from 3%,
-    Gaussian noise `noise`): each run's final loss forecast from its first `frac`, the shared
-    parameters from the other five. Returns coverage, n, mean |rel. error|, and the mean
+    """Coverage of `forecast`'s interval on studies drawn from `law` with known parameters:
+    six runs of 400-1600 steps, eight log-spaced evaluations from 3%, Gaussian noise `noise`.
+    schedule "lin": warm-up + linear decay, each run's final loss forecast from its first
+    `frac`; "wsd": warm-up, constant, cool-down over the last 20%, each run's final loss (after
+    the cool-down) forecast from its evaluations in the constant phase. The shared parameters
+    come from the other five runs. Returns coverage, n, mean |rel. error|, and the mean
     half-width over the noise."""
     rng = np.random.default_rng(seed)
     hits, n, errs, widths = 0, 0, [], []
@@ -538,10 +552,30 @@ def simulate_coverage(
             T = int(rng.integers(400, 1600))
             r = f"r{i}"
             runs[r] = (float(rng.uniform(2.0, 3.0)), float(rng.uniform(1.0, 3.0)))
-            sched[r] = lin_schedule(T, max(1, T // 20))
+            sched[r] = (
+                lin_schedule(T, max(1, T // 20))
+                if schedule == "lin"
+                else wsd_schedule(T, max(1, T // 20), 0.2)
+            )
             steps[r] = sorted({max(1, round(T * 0.03 * (1 / 0.03) ** (j / 7))) for j in range(8)})
         curves = simulate_study(law, shared, runs, sched, steps, noise, rng)
-        for row in backtest_curves(curves, law, frac, level):
+        if schedule == "lin":
+            rows = backtest_curves(curves, law, frac, level)
+        else:
+            rows = []
+            for cv in curves:
+                pre = cv.until(round(0.8 * cv.lr.size))
+                f = forecast([c for c in curves if c.run != cv.run], pre, law=law, level=level)
+                obs = float(cv.loss[-1])
+                rows.append(
+                    {
+                        "inside": f.lo <= obs <= f.hi,
+                        "rel_error": f.value / obs - 1,
+                        "lo": f.lo,
+                        "hi": f.hi,
+                    }
+                )
+        for row in rows:
             n += 1
             hits += row["inside"]
             errs.append(abs(row["rel_error"]))

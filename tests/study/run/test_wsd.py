@@ -17,6 +17,7 @@ from scaling.core.rundir import RunDir
 from scaling.study.laws.fit import run as fit_run
 from scaling.study.run import launch as launch_mod
 from scaling.study.run import status as status_mod
+from scaling.study.sweep.curves import run_schedule
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training import schedule
 from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, RunConfig
@@ -199,6 +200,12 @@ def test_branch_equals_a_from_scratch_run_truncated_at_its_point(store, tmp_path
     assert b["flops"] == 20 * base.optim.batch_size * (
         _last(out / "p")["flops"] / (40 * base.optim.batch_size)
     )
+    # the forecasts' schedule, recomputed from each run's config.yaml and status.json, is the
+    # lr the trainer recorded at every evaluation (the branch's on its parent's length)
+    for run in ("p", "p-b0.25"):
+        recs = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines()]
+        lr, _, _ = run_schedule(out / run)
+        assert [lr[r["step"] - 1] for r in recs] == [r["lr"] for r in recs], run
 
 
 def test_branch_without_its_parent_state_is_a_clear_error(store, tmp_path, one_thread):
