@@ -184,3 +184,57 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"| {100 * r['median_abs_rel_error']:.2f}% | {100 * r['max_abs_rel_error']:.2f}% |"
         )
     return "\n".join(lines) + "\n"
+
+
+def backtest_joint(
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    d_unit: str = "tokens",
+    min_points: int = 6,
+    max_cuts: int = 4,
+) -> list[dict[str, Any]]:
+    """Leave-future-out for the joint law L(N, D) (`analysis.jointlaw`), on the annealed final
+    point of every finished run (decay branches are runs): over sizes, fit on the runs of the
+    k smallest sizes and predict every run of a larger size (against "N", factor N / N_k);
+    over compute, fit on the runs whose final compute is <= C_max / 2^j and predict the
+    others (against "Cmin", factor C / cut). Fits with fewer than `min_points` points are
+    skipped. One dict per prediction, the fields of `backtest_sizes`."""
+    from .jointlaw import fit_joint, joint_points
+
+    if "finished" in table.columns:
+        table = table[table["finished"].astype(bool)]
+    rows: list[dict[str, Any]] = []
+    for metric in metrics:
+        pts = joint_points(table, metric, d_unit)
+        sizes = sorted(set(pts["N"]))
+        splits = [("N", n, pts["N"] <= n) for n in sizes[:-1]]
+        c_max = float(pts["C"].max())
+        splits += [("Cmin", c_max / 2**j, pts["C"] <= c_max / 2**j) for j in range(1, max_cuts + 1)]
+        for against, cut, below in splits:
+            fit_pts, targets = pts[below], pts[~below]
+            if len(fit_pts) < min_points or fit_pts["N"].nunique() < 2 or targets.empty:
+                continue
+            try:
+                law = fit_joint(fit_pts["N"], fit_pts["D"], fit_pts["L"])
+            except ResultsError:
+                continue
+            for r in targets.itertuples():
+                x = float(r.N) if against == "N" else float(r.C)
+                pred = float(law.predict(r.N, r.D))
+                rows.append(
+                    {
+                        "against": against,
+                        "metric": metric,
+                        "k": int(fit_pts["N"].nunique()),
+                        "fit_max": float(cut),
+                        "target": str(r.run),
+                        "x": x,
+                        "factor": x / float(cut),
+                        "observed": float(r.L),
+                        "predicted": pred,
+                        "rel_error": pred / float(r.L) - 1,
+                        "E": float(law.E),
+                        "E_choice": "fitted with the joint law below the cut",
+                    }
+                )
+    return rows

@@ -406,7 +406,9 @@ def forecast(
     v_shared, df_shared = 0.0, 1
     n = len(study)
     if jackknife and n >= 2:
-        start = {k: v for k, v in fit.shared.items() if k != "c"}
+        # lra refits everything (lam's choice is part of the uncertainty); mpl's costly search
+        # starts from the full fit
+        start = {k: v for k, v in fit.shared.items() if k != "c"} if fit.law == "mpl" else None
         pts = []
         for i in range(n):
             rest = study[:i] + study[i + 1 :]

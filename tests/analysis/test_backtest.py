@@ -47,3 +47,21 @@ def test_fitted_E_is_refitted_below_the_cut():
     assert {r["E_choice"] for r in rows} == {"refitted below the cut"}
     # with 4 exact points, the refitted E is the paper's (5.0 for ce_avg)
     assert next(r for r in rows if r["k"] == 4)["E"] == pytest.approx(5.0, abs=0.05)
+
+
+def test_joint_law_backtest_recovers_an_exact_law():
+    from analysis.backtest import backtest_joint
+    from analysis.jointlaw import JointLaw
+    from analysis.synthetic import joint_law_table
+
+    law = JointLaw(E=1.5, A=40.0, alpha=0.35, B=300.0, beta=0.3)
+    sizes = [1e4, 4e4, 1.6e5, 6.4e5]
+    t = joint_law_table(law, sizes, [2e5, 4e5, 8e5, 1.6e6], sigma=0.0)
+    t = prepare(t, ["ce_avg"])
+    rows = backtest_joint(t, ["ce_avg"])
+    by_size = [r for r in rows if r["against"] == "N"]
+    # fits on the 2 and 3 smallest sizes (8 and 12 points) predict the larger ones
+    assert {r["k"] for r in by_size} == {2, 3}
+    assert max(abs(r["rel_error"]) for r in rows) < 1e-3
+    r = next(r for r in by_size if r["k"] == 2 and r["x"] == 6.4e5)
+    assert r["factor"] == pytest.approx(6.4e5 / 4e4)

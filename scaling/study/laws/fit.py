@@ -713,6 +713,7 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
                     frac=settings.forecast_frac,
                     curve_law=settings.curve_law,
                     level=settings.ci,
+                    settings=settings,
                 )
                 with open(out / "fits.md", "a") as f:
                     f.write("\n" + backtest_markdown(bt_doc))

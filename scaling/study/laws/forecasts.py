@@ -30,8 +30,8 @@ from analysis import backtest as bt
 from analysis import registry
 from analysis.curvelaw import LAWS, CurveLawError, backtest_curves, forecast
 from analysis.fitting import StudyFit
-from analysis.powerlaw import irreducible_value
-from analysis.results import ResultsError, load_results
+from analysis.results import METRICS, ResultsError, load_results, prepare
+from analysis.settings import FitSettings
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.study.sweep.curves import (
     RunCurve,
@@ -48,15 +48,6 @@ CURVE_METRIC = "ce_avg"
 def registry_path(source: Path, out: Path) -> Path:
     """The study's forecasts.jsonl: in the runs directory, or beside a table's fit outputs."""
     return (source if source.is_dir() else out) / registry.FILE
-
-
-def _E_choice(fit: StudyFit, metric: str) -> dict[str, Any]:
-    E = (
-        irreducible_value(metric, fit.E_mode)
-        if not metric.startswith("ce") or fit.E_mode != "fit"
-        else None
-    )
-    return {"choice": "refitted on the data below the cut" if E is None else fit.E_mode, "value": E}
 
 
 def power_backtest(fit: StudyFit) -> list[dict[str, Any]]:
@@ -175,7 +166,8 @@ def _curve_summary(rows: list[dict]) -> dict[str, Any]:
 
 
 def _records(
-    fit: StudyFit,
+    fit: StudyFit | None,
+    table: pd.DataFrame,
     power: list[dict],
     curve: dict,
     branch: dict,
@@ -187,11 +179,11 @@ def _records(
 ) -> list:
     """Registry records (forecast, then its score) of every backtest prediction."""
     recs: list = []
+    sha = registry.table_sha256(
+        table, [c for c in ("run", "step", "params", "compute", *METRICS) if c in table.columns]
+    )
     for r in power:
-        s = fit.settings
-        sha = registry.table_sha256(fit.table, ["run", "step", "params", "compute", *s.metrics])
-        E = _E_choice(fit, r["metric"])
-        E["value"] = r["E"]
+        E = {"choice": r["E_choice"], "value": r["E"]}
         kind = "backtest_size" if r["against"] == "N" else "backtest_compute"
         target = (
             registry.Target(metric=r["metric"], run=r["target"], params=r["x"])
@@ -204,13 +196,15 @@ def _records(
             predicted=r["predicted"],
             interval=None,
             level=None,
-            law=f"power vs {r['against']}",
+            law=f"power vs {r['against']}" if fit is not None else "nd",
             settings={
                 "fit_max": r["fit_max"],
                 "factor": r["factor"],
-                "method": s.method,
-                "final": s.final,
-                "compute": s.compute,
+                **(
+                    {"method": fit.settings.method, "final": fit.settings.final}
+                    if fit is not None
+                    else {}
+                ),
             },
             E=E,
             input_sha256=sha,
@@ -256,9 +250,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "## Backtest",
         "",
         "Leave-future-out: fit on the k smallest sizes and predict each larger size's final "
-        "value (vs N); fit the frontier below a compute cut and predict its points above "
-        "(vs Cmin). Factor: target size / largest fitted size, or target compute / cut. "
-        f"E: {doc['E']}.",
+        "value (vs N); fit below a compute cut and predict above it (vs Cmin). Factor: "
+        "target size / largest fitted size, or target compute / cut. "
+        f"Law and E: {doc['E']}.",
         "",
         bt.markdown(doc["power"]) if doc["power"] else "(no power-law backtest: see warnings)\n",
     ]
@@ -371,25 +365,33 @@ def run_backtest(
     frac: float = 0.25,
     curve_law: str = "lra",
     level: float = 0.95,
+    settings: FitSettings | None = None,
 ) -> dict[str, Any]:
-    """Backtest `fit` (power laws) and, for a runs directory, its curves; write backtest.json,
-    backtest.md and the figure into `out`, append every prediction and its score to the
-    registry. Returns the backtest.json document."""
+    """Backtest `fit` (power laws; None: the joint law L(N, D) with `settings`) and, for a
+    runs directory, its curves; write backtest.json, backtest.md and the figure into `out`,
+    append every prediction and its score to the registry. Returns the backtest.json
+    document."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        power = power_backtest(fit) if fit is not None else []
+        raw = load_results(source) if fit is None else fit.raw
+        if fit is not None:
+            power, table = power_backtest(fit), fit.table
+        else:
+            settings = settings or FitSettings(law="nd")
+            losses = [m for m in settings.metrics if m.startswith("ce")]
+            table = prepare(raw, losses, settings.compute, source=str(source))
+            power = bt.backtest_joint(table, losses, settings.data_unit)
         curves: list[RunCurve] = []
         if source.is_dir():
-            curves = study_curves(
-                source, load_results(source) if fit is None else fit.raw, CURVE_METRIC
-            )
+            curves = study_curves(source, raw, CURVE_METRIC)
         curve = _curve_rows(curves, frac, level) if curves else {law: [] for law in LAWS}
         branch = _branch_rows(curves, level) if curves else {law: [] for law in LAWS}
     msgs = [str(w.message) for w in caught]
     for m in msgs:
         print(f"warning: {m}")
     E_text = (
-        "no power-law backtest with the joint law"
+        "the joint law L(N, D) = E + A/N^a + B/D^b (E fitted with it) on each run's final "
+        "point; vs Cmin: runs whose final compute is below the cut"
         if fit is None
         else "refitted on the data below each cut"
         if fit.E_mode == "fit"
@@ -424,7 +426,7 @@ def run_backtest(
     code = code_version()
     n = registry.append(
         registry_path(source, out),
-        _records(fit, power, curve, branch, frac, level, code, str(source), curves),
+        _records(fit, table, power, curve, branch, frac, level, code, str(source), curves),
     )
     print(text)
     print(
