@@ -82,6 +82,7 @@ def exponent_difference(a: FitResult, b: FitResult) -> ExponentDifference:
     if a.samples is not None and b.samples is not None:
         n = min(len(a.samples), len(b.samples))
     if n >= 2:
+        assert a.samples is not None and b.samples is not None  # n >= 2 needs both
         d = b.samples[:n, 0] - a.samples[:n, 0]
         lo, hi = interval_quantiles(min(a.n_runs, b.n_runs), a.level, a.ci_method)
         q = np.quantile(d, [lo, hi])
@@ -126,7 +127,8 @@ def markdown(diffs: Sequence[ExponentDifference], name_a: str, name_b: str) -> s
         f"bootstraps of the two studies, draws paired by index). For a loss, a more "
         f"negative alpha falls faster with scale.",
         "",
-        "| metric | vs | alpha A [CI] | alpha B [CI] | alpha B - alpha A [CI] | draws with B < A | differs |",
+        "| metric | vs | alpha A [CI] | alpha B [CI] | alpha B - alpha A [CI] | draws with B < A "
+        "| differs |",
         "|---|---|---|---|---|---|---|",
     ]
     for d in diffs:

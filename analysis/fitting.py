@@ -32,6 +32,7 @@ from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
     FitResult,
+    Irreducible,
     fit_vs_cmin,
     fit_vs_n,
     irreducible_value,
@@ -109,7 +110,8 @@ def choose_irreducible(
         return "paper", why + ": the paper's E (ce_avg 5, ce_last 4.5) is that tokenizer's floor"
     if official:
         warnings.warn(
-            f"{why}, but the losses go below the paper's E ({below}); E is fitted instead"
+            f"{why}, but the losses go below the paper's E ({below}); E is fitted instead",
+            stacklevel=2,
         )
     return "fit", (
         why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
@@ -204,7 +206,8 @@ def fit_study(
                 else "left out of the laws vs N (their last evaluation is not a final one; "
                 "--include-unfinished includes them)"
             )
-            + "; the Cmin frontier uses every evaluation, theirs included"
+            + "; the Cmin frontier uses every evaluation, theirs included",
+            stacklevel=2,
         )
     flagged = data_limited_runs(table)
     if flagged:
@@ -213,7 +216,8 @@ def fit_study(
             f"above its own minimum while training loss fell): "
             + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
             + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
-            f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)"
+            f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)",
+            stacklevel=2,
         )
     E_mode, E_reason = choose_irreducible(
         settings.irreducible, tokenizer or UNKNOWN_TOKENIZER, table, settings.metrics
@@ -238,12 +242,12 @@ def fit_study(
                 sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
             shared[key] = fit_shared_E(sets, level=settings.ci)
             for problem in shared[key].problems(metric + (f" ({label})" if label else "")):
-                warnings.warn(problem)
+                warnings.warn(problem, stacklevel=2)
         return shared[key]
 
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
-    common = dict(
+    common: dict[str, Any] = dict(
         method=settings.method,
         bootstrap=settings.bootstrap,
         level=settings.ci,
@@ -263,7 +267,9 @@ def fit_study(
                         if E_mode == "fit" and metric.startswith("ce")
                         else None
                     )
-                    E = se.E if se is not None else irreducible_value(metric, E_mode)
+                    # None from irreducible_value means "fit E with the law"
+                    fixed = se.E if se is not None else irreducible_value(metric, E_mode)
+                    E: Irreducible = "fit" if fixed is None else fixed
                     if against == "N":
                         res = fit_vs_n(
                             for_n(sub), metric, irreducible=E, final=settings.final, **common
@@ -309,11 +315,11 @@ def fit_study(
                 )
     if not records:
         raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
-    E_values = {
-        m: irreducible_value(m, E_mode)
-        for m in settings.metrics
-        if not (E_mode == "fit" and m.startswith("ce"))
-    }
+    E_values: dict[str, float] = {}
+    for m in settings.metrics:
+        value = irreducible_value(m, E_mode)
+        if value is not None:  # None: a loss under "fit", whose E is in `shared`
+            E_values[m] = value
     return StudyFit(
         settings=settings,
         raw=raw,

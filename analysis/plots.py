@@ -200,7 +200,7 @@ def plot_vs_n(
     fits: Sequence[FitResult],
     paper: bool = False,
     labels: Sequence[str | None] | None = None,
-    notes: Sequence[Mapping[str, str] | None] | None = None,
+    notes: Sequence[Mapping[int, str] | None] | None = None,
     flagged: Sequence[str] = (),
 ) -> plt.Figure:
     """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend.
@@ -219,7 +219,7 @@ def plot_vs_n(
     panels = _by_metric(fits, labels)
     note_of = {id(f): n for f, n in zip(fits, notes)}
     where: set = set()
-    for ax, (metric, items) in zip(axes.flat, panels):
+    for ax, (_, items) in zip(axes.flat, panels):
         all_x, all_y = [], []
         for fit, label, k in items:
             colour = "C0" if label is None else f"C{k % 10}"
@@ -327,7 +327,7 @@ def plot_vs_cmin(
     cmap = plt.get_cmap("plasma")
     norm = matplotlib.colors.LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 1.01))
     colours = {run: cmap(0.85 * norm(v)) for run, v in sizes.items()}  # skip the palest yellow
-    distinct = list(dict.fromkeys(labels)) if labels is not None else [None]
+    distinct: list[str | None] = list(dict.fromkeys(labels)) if labels is not None else [None]
     style = {
         run: LINESTYLES[distinct.index(lab) % len(LINESTYLES)] if lab in distinct else "-"
         for run, lab in (run_labels or {}).items()

@@ -15,7 +15,8 @@ Methods:
 Uncertainty: bootstrap over runs (a run drawn k times counts k times). For Cmin the frontier
 is recomputed from the drawn runs. With seed replicates (a ``seed`` column holding two or more
 seeds for some size; `analysis.seeds`) the unit is the size instead: the seeds of a size are
-averaged for the point estimate, and the bootstrap draws sizes and, within each, seeds. Intervals are percentile intervals, by default with
+averaged for the point estimate, and the bootstrap draws sizes and, within each, seeds. Intervals
+are percentile intervals, by default with
 Hesterberg's small-sample expansion (``expanded``): the tail probability is taken as
 Phi(-sqrt(n/(n-1)) t_{n-1, 1-a/2}) for n runs, which corrects the known under-coverage of
 plain percentiles with a dozen points; ``percentile`` gives the plain ones.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ from .seeds import (
     size_label,
 )
 
-Irreducible = Union[Literal["paper", "none", "fit"], float]
+Irreducible = Literal["paper", "none", "fit"] | float
 Method = Literal["ols", "robust"]
 CIMethod = Literal["expanded", "percentile"]
 
@@ -64,7 +65,7 @@ class Law:
         return self.E + (self.beta * np.asarray(x, dtype=float)) ** self.alpha
 
 
-def irreducible_value(metric: str, spec: Irreducible) -> float | None:
+def irreducible_value(metric: str, spec: Irreducible | str) -> float | None:
     """E for `metric` under `spec`: a number, or None meaning "fit it jointly".
 
     Error rates and sample metrics (fid, sample_fd, sample_err) are fitted directly (E = 0)
@@ -136,6 +137,7 @@ def _huber_line(
         )
         if best is None or res.cost < best.cost:
             best = res
+    assert best is not None, "no starting point"
     return float(best.x[0]), float(best.x[1])
 
 
@@ -297,7 +299,7 @@ class FitResult:
     beta_ci: tuple[float, float] | None = None
     E_ci: tuple[float, float] | None = None
     level: float = 0.95
-    ci_method: str = "expanded"
+    ci_method: CIMethod = "expanded"
     bootstrap: int = 0
     bootstrap_valid: int = 0
     holdout: Holdout | None = None
@@ -396,12 +398,12 @@ def _summarise(samples: np.ndarray, n_units: int, level: float, ci_method: CIMet
 def _n_points(table: pd.DataFrame, metric: str, final: str = "last") -> pd.DataFrame:
     if final not in ("last", "best"):
         raise ResultsError(f"final must be 'last' or 'best'; got {final!r}")
-    final = final_rows(table, metric if final == "best" else None)
+    rows = final_rows(table, metric if final == "best" else None)
     return pd.DataFrame(
         {
-            "run": final["run"].astype(str).to_numpy(),
-            "x": final["params"].to_numpy(float) / X_SCALE["N"],
-            "y": final[metric].to_numpy(float),
+            "run": rows["run"].astype(str).to_numpy(),
+            "x": rows["params"].to_numpy(float) / X_SCALE["N"],
+            "y": rows[metric].to_numpy(float),
         }
     )
 

@@ -2,7 +2,8 @@
 
 Layouts understood by `load_state_dict_file`:
 - official flat state dict (`vae_ch160v4096z32.pth`, `var_d16.pth`);
-- official training checkpoint: `['trainer']['var_wo_ddp']` (VAR) / `['trainer']['vae_local']` (VQVAE);
+- official training checkpoint: `['trainer']['var_wo_ddp']` (VAR) / `['trainer']['vae_local']`
+(VQVAE);
 - toolkit: `{'format': 'var_core.<vqvae|var>.v1', 'config': {...}, 'state_dict': {...}}`.
 """
 
@@ -12,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -27,7 +28,8 @@ _NESTED = {"var": "var_wo_ddp", "vqvae": "vae_local"}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message names file and key."""
+    """A checkpoint that cannot be read or does not fit the model; the message names file and
+    key."""
 
 
 def _read(path: str | Path) -> Any:
@@ -77,7 +79,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:
@@ -138,7 +140,7 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
     try:
         depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
         width = sd["word_embed.weight"].shape[0]
-        cfg = dict(
+        cfg: dict[str, Any] = dict(
             depth=depth,
             width=width,
             z_channels=sd["word_embed.weight"].shape[1],

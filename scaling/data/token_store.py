@@ -42,6 +42,8 @@ from var_core.counting import tokens_per_image
 if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
     import torch
 
+    from var_core import MultiScaleQuantizer
+
 FORMAT = "var-token-store/1"
 MAX_VOCAB = 65536  # tokens are stored as uint16
 META_KEYS = (
@@ -287,7 +289,8 @@ class TokenStore:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}={self.split_size(s)}" for s in self.splits)
-        return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={list(self.patch_nums)}, {counts})"
+        patch_nums = list(self.patch_nums)
+        return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={patch_nums}, {counts})"
 
 
 def store_identity(
@@ -655,7 +658,7 @@ QUANTIZER_FILE = "quantizer.pt"
 QUANTIZER_FORMAT = "var-token-store.quantizer/1"
 
 
-def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
+def save_quantizer(store: str | Path, quantizer: MultiScaleQuantizer) -> Path:
     """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
     import torch
 
@@ -677,7 +680,7 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
     return path
 
 
-def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> MultiScaleQuantizer:
     """The store's quantizer, in eval mode on `device`, frozen."""
 
     from var_core import MultiScaleQuantizer

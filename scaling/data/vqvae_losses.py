@@ -23,11 +23,15 @@ class PerceptualLoss(nn.Module):
     LPIPS's, else uniform (a plain normalised-feature distance).
     """
 
+    shift: torch.Tensor  # buffers
+    scale: torch.Tensor
+
     def __init__(self, vgg_path: Path, lpips_path: Path | None = None):
         super().__init__()
-        layers, cin = [], 3
+        layers: list[nn.Module] = []
+        cin = 3
         for v in VGG16_CFG:
-            if v == "M":
+            if isinstance(v, str):  # "M": max pooling
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
@@ -38,7 +42,8 @@ class PerceptualLoss(nn.Module):
         missing = set(self.features.state_dict()) - set(own)
         if missing:
             raise InputError(
-                f"{vgg_path}: not a torchvision VGG16 state dict (missing features.{sorted(missing)[0]})"
+                f"{vgg_path}: not a torchvision VGG16 state dict (missing "
+                f"features.{sorted(missing)[0]})"
             )
         self.features.load_state_dict({k: own[k] for k in self.features.state_dict()})
         widths = (64, 128, 256, 512, 512)

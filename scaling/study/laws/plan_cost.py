@@ -201,7 +201,8 @@ def cost_table(costs: list[RunCost]) -> str:
         )
     tr, ev = sum(c.train_flops for c in costs), sum(c.eval_flops for c in costs)
     lines.append(
-        f"| **total ({len(costs)} runs)** | | | {human(sum(c.tokens for c in costs))} | {tr:.3g} | {ev:.3g} "
+        f"| **total ({len(costs)} runs)** | | | {human(sum(c.tokens for c in costs))} | {tr:.3g} "
+        f"| {ev:.3g} "
         f"| {sum(len(c.full_steps()) for c in costs)} | {sum(c.gpu_hours for c in costs):,.0f} |"
     )
     return "\n".join(lines)
