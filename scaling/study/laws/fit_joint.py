@@ -136,7 +136,8 @@ def nearest_depth(
     parameter count closest to `n_star` in log space. Without a readable store: ImageNet's
     (`scaling.study.sweep.spec.StoreHint`)."""
     # only here: the fit CLI imports var_core (the exact counter) for --optimal-for alone
-    from scaling.training.config import ModelConfig, var_kwargs_from_store
+    from scaling.training.budget import var_kwargs_from_store
+    from scaling.training.config import ModelConfig
     from var_core import counting
 
     meta = meta or StoreHint().meta()
