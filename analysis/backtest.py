@@ -197,8 +197,8 @@ def backtest_joint(
     point of every finished run (decay branches are runs): over sizes, fit on the runs of the
     k smallest sizes and predict every run of a larger size (against "N", factor N / N_k);
     over compute, fit on the runs whose final compute is <= C_max / 2^j and predict the
-    others (against "Cmin", factor C / cut). Fits with fewer than `min_points` points are
-    skipped. One dict per prediction, the fields of `backtest_sizes`."""
+    others (against "Cmin", factor C / cut). Fits with fewer than `min_points` points or 3
+    sizes are skipped. One dict per prediction, the fields of `backtest_sizes`."""
     from .jointlaw import fit_joint, joint_points
 
     if "finished" in table.columns:
@@ -212,7 +212,8 @@ def backtest_joint(
         splits += [("Cmin", c_max / 2**j, pts["C"] <= c_max / 2**j) for j in range(1, max_cuts + 1)]
         for against, cut, below in splits:
             fit_pts, targets = pts[below], pts[~below]
-            if len(fit_pts) < min_points or fit_pts["N"].nunique() < 2 or targets.empty:
+            # E + A / N^alpha needs 3 sizes to be pinned down (2 give a family of laws)
+            if len(fit_pts) < min_points or fit_pts["N"].nunique() < 3 or targets.empty:
                 continue
             try:
                 law = fit_joint(fit_pts["N"], fit_pts["D"], fit_pts["L"])
