@@ -75,7 +75,7 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
-    return img.resize((new_w, new_h), Image.LANCZOS)
+    return img.resize((new_w, new_h), Image.Resampling.LANCZOS)
 
 
 def to_tensor_pm1(img: Image.Image) -> torch.Tensor:

@@ -107,11 +107,12 @@ class Sweep:
         `data.expect` when given (an override), else what `prepare:` will make (the synthetic
         set's or the image folder's counts, the VQVAE's vocabulary, scales and code width)."""
         if self.spec.data.expect is not None:
-            return self.spec.data.expect.meta()
+            return self._runs_views(self.spec.data.expect).meta()
         hint = StoreHint()
         syn, vq = self.spec.prepare.synthetic, self.spec.prepare.vqvae
         tok = self.spec.prepare.tokenize
-        hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
+        if self.spec.data.tokens is None:  # the sweep tokenises: its views are tokenize's
+            hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
         if syn is not None:
             hint = dataclasses.replace(
                 hint,
@@ -130,7 +131,19 @@ class Sweep:
                 patch_nums=tuple(options.get("patch_nums", hint.patch_nums)),
                 z_channels=int(options.get("z_channels", hint.z_channels)),
             )
-        return hint.meta()
+        return self._runs_views(hint).meta()
+
+    def _runs_views(self, hint: StoreHint) -> StoreHint:
+        """`hint` with the views and flip the runs require (base.data.views / flip, checked
+        against the store before training) where data.expect leaves them out."""
+        data = self.spec.base.get("data")
+        data = data if isinstance(data, dict) else {}
+        views, flip = data.get("views"), data.get("flip")
+        if hint.views is None and isinstance(views, int) and not isinstance(views, bool):
+            hint = dataclasses.replace(hint, views=views)
+        if hint.flip is None and isinstance(flip, bool):
+            hint = dataclasses.replace(hint, flip=flip)
+        return hint
 
     @staticmethod
     def _counted(hint: StoreHint, images: Path) -> StoreHint:

@@ -120,4 +120,3 @@ def test_demo_dry_run_is_the_real_run(tmp_path, capsys):
     sweep_file = tmp_path / "demo.yaml"
     sweep_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     _same_before_and_after(sweep_file, capsys)
-
