@@ -70,6 +70,8 @@ from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
 from scaling.study.laws.fit_joint import run_joint, run_optimal
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
+from scaling.study.laws.forecasts import markdown as backtest_markdown
+from scaling.study.laws.forecasts import run_backtest, track_forecasts
 from scaling.study.sweep.spec import DEFAULT_LABELS
 
 COMPUTE_TEXT = {
@@ -110,6 +112,9 @@ _SETTING_FLAGS = {
     "--pool": "pool=true",
     "--law": "law=nd",
     "--data-unit": "data_unit=images",
+    "--backtest": "backtest=true",
+    "--forecast-frac": "forecast_frac=0.25",
+    "--curve-law": "curve_law=mpl",
 }
 REPLACED_FLAGS = {
     flag: f"--set {example.split('=')[0]}=VALUE (e.g. --set {example})"
@@ -560,7 +565,20 @@ def fit_and_write(
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
     print(E_line)
     table_md = markdown_table(fit.records, settings.compute, md_notes)
+    if settings.backtest:
+        bt_doc = run_backtest(
+            fit,
+            source,
+            out,
+            plots=plots,
+            frac=settings.forecast_frac,
+            curve_law=settings.curve_law,
+            level=settings.ci,
+        )
+        table_md += "\n" + backtest_markdown(bt_doc)
     atomic_write_text(out / "fits.md", table_md)
+    if source.is_dir():
+        track_forecasts(source, out, fit.raw, settings.curve_law, settings.ci)
     fit.table.to_csv(out / "results.csv", index=False)
     if plots:
         write_figures(fit, out)
@@ -601,7 +619,22 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
             return run_optimal(args, source, settings, origin, joint_out, out, shown), None
     with _output_folder(args.out, joint_out) as (out, shown):
         if settings.law == "nd":
-            return run_joint(args, source, settings, origin, out, shown), None
+            doc = run_joint(args, source, settings, origin, out, shown)
+            if settings.backtest:  # the whole-curve backtests (no power laws to backtest)
+                bt_doc = run_backtest(
+                    None,
+                    source,
+                    out,
+                    plots=not args.no_plots,
+                    frac=settings.forecast_frac,
+                    curve_law=settings.curve_law,
+                    level=settings.ci,
+                )
+                with open(out / "fits.md", "a") as f:
+                    f.write("\n" + backtest_markdown(bt_doc))
+            if source.is_dir():
+                track_forecasts(source, out, load_results(source), settings.curve_law, settings.ci)
+            return doc, None
         return fit_and_write(source, settings, origin, out, plots=not args.no_plots, shown=shown)
 
 

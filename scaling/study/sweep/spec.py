@@ -87,7 +87,7 @@ class StoreHint:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
-        """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate`
+        """A stand-in for the store's meta.json (the keys `scaling.training.budget.run_budget`
         reads); views None counts as 1, flip None as no mirrors."""
         views, flip = self.views or 1, bool(self.flip)
         rows = self.train_images * views * (2 if flip else 1)
