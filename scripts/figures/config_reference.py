@@ -158,17 +158,24 @@ def _rows(cls: type, prefix: str = "") -> list[str]:
         if not f.init:
             continue
         tp = hints[f.name]
-        meaning = comments.get(f.name) or documented.get(f.name) or ""
         section = _is_section(tp)
+        meaning = comments.get(f.name) or documented.get(f.name) or _summary(section)
         key = f"{prefix}{f.name}"
-        rows.append(
-            f"| `{key}` | {_type_text(tp)} | {_default_text(f)} | {_cell(meaning)} |"
-        )
+        rows.append(f"| `{key}` | {_type_text(tp)} | {_default_text(f)} | {_cell(meaning)} |")
         if section is not None and section is not cls:
-            nested.append((section, key + "."))
+            listed = typing.get_origin(tp) in (tuple, list)  # a list of such sections
+            nested.append((section, key + ("[]." if listed else ".")))
     for section, sub in nested:
         rows += _rows(section, sub)
     return rows
+
+
+def _summary(section: type | None) -> str:
+    """The first sentence of a section class's docstring ('' for a plain field)."""
+    if section is None:
+        return ""
+    first = (inspect.getdoc(section) or "").split("\n\n")[0].replace("\n", " ")
+    return first.split(". ")[0].rstrip(".")
 
 
 def _cell(text: str) -> str:
