@@ -291,7 +291,10 @@ mn_network() {
   local k ns
   for k in $(seq "$MN_NODES"); do
     ns=$(mn_ns "$k")
-    [ -e "/run/netns/$ns" ] && continue
+    if [ -e "/run/netns/$ns" ]; then
+      ip link set "vsmn-h$k" up   # a node brought back after kill-node
+      continue
+    fi
     ip netns add "$ns"
     ip link add "vsmn-h$k" type veth peer name "vsmn-p$k"
     ip link set "vsmn-p$k" netns "$ns"
@@ -470,14 +473,17 @@ mn_up() {
   sinfo -N
 }
 
-mn_kill_node() {   # mn_kill_node NAME: the node is lost (SIGKILL to every process in it)
+mn_kill_node() {   # mn_kill_node NAME: the node is lost, as when it loses power
   local name=$1 k ns pids
   k=${name#vsnode}
   ns=$(mn_ns "$k")
   [ -e "/run/netns/$ns" ] || die "no node $name here"
+  # off the network first: its peers get no reset from the dying processes' sockets (a dead
+  # machine sends none), so they hang in collectives until slurmctld notices the node
+  ip link set "vsmn-h$k" down
   pids=$(ip netns pids "$ns" | tr '\n' ' ')
   [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-  log "killed node $name (pids $pids)"
+  log "killed node $name: link down, SIGKILL to pids $pids; \`up --nodes $MN_NODES\` brings it back"
 }
 
 mn_stop_pid() {   # mn_stop_pid LABEL PID: SIGTERM, SIGKILL after 15 s
