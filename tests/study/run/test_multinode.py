@@ -26,17 +26,20 @@ from typing import Any
 
 import pytest
 
+from scaling.core.config_io import ConfigError
 from scaling.core.rundir import RunDir
 from scaling.study.run import launch as launch_mod
 from scaling.study.run import status as status_mod
+from scaling.study.run.prepare import stage_dir
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training.job import TrainJob
 from scaling.training.trainer import Trainer
 from tests.factories import make_token_store, write_run
+from tests.study.run.test_slurm import prepared_sweep
 
 pytestmark = pytest.mark.multinode
 
-STEPS = 24
+STEPS = 16
 CRASH_RANK, CRASH_STEP = 3, 3
 TIMING = ("wall_s", "eval_s")
 
@@ -156,6 +159,8 @@ class CrashingRank(TrainJob):
 @dataclasses.dataclass
 class Outcome:
     single: Path  # one process, same global batch
+    prep: Any  # the sweep tokenised in two shards
+    reference: Path  # the store made by one process
     runs: dict[str, Any]  # "ddp" / "fsdp" / "preempt" / "crash" -> the sweep's run
     sweeps: dict[str, Any]
     jobs: dict[str, str]  # their SLURM job ids
@@ -176,9 +181,14 @@ def outcome(slurm_nodes, tmp_path_factory) -> Outcome:
     }
     runs = {k: s.runs[0] for k, s in sweeps.items()}
     quiet = dict(log=lambda s: None)
+    # tokenisation in two shards, each asking for more than half a node's CPUs: SLURM puts
+    # them on two nodes
+    (tmp / "prep").mkdir()
+    prep = prepared_sweep(tmp / "prep", part, extra_prepare="  resources: {cpus_per_task: 5}\n")
     t0 = time.time()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(slurm_nodes.conf))  # submitit's sbatch/squeue/sacct
+        launch_mod.launch(prep, **quiet)
         outs = {k: launch_mod.launch(sweeps[k], **quiet) for k in ("ddp", "fsdp", "preempt")}
         outs["crash"] = launch_mod.launch(
             sweeps["crash"], job_factory=lambda: CrashingRank(CRASH_RANK, CRASH_STEP), **quiet
@@ -201,12 +211,22 @@ def outcome(slurm_nodes, tmp_path_factory) -> Outcome:
         )
         outs["preempt"].jobs["d2"]._interrupt()
         preempted_at = len(metrics(pre))
+        # the one-process store, from the same images and VQVAE
+        from scaling.data.tokenize import tokenize
+
+        reference = tokenize(
+            prep.images_dir(), prep.vqvae_path(), tmp / "one_process_store", batch_size=8
+        )
         wait_for(
-            "the multi-node runs to end",
-            lambda: all(
-                RunDir(r.run_dir).read_status().get("state") in ("done", "failed")
-                or sacct(outs[k].jobs["d2"].job_id, slurm_nodes.env())[:1] == ["FAILED"]
-                for k, r in runs.items()
+            "the multi-node runs and the tokenisation to end",
+            lambda: (
+                all(
+                    RunDir(r.run_dir).read_status().get("state") in ("done", "failed")
+                    or sacct(outs[k].jobs["d2"].job_id, slurm_nodes.env())[:1] == ["FAILED"]
+                    for k, r in runs.items()
+                )
+                and RunDir(stage_dir(prep, "merge")).read_status().get("state")
+                in ("done", "failed")
             ),
         )
     jobs = {k: o.jobs["d2"].job_id for k, o in outs.items()}
@@ -220,6 +240,8 @@ def outcome(slurm_nodes, tmp_path_factory) -> Outcome:
     )
     return Outcome(
         single=single,
+        prep=prep,
+        reference=reference,
         runs=runs,
         sweeps=sweeps,
         jobs=jobs,
@@ -324,6 +346,76 @@ def test_a_crashing_rank_fails_the_job_within_the_timeout_and_status_names_it(ou
         f"job {state} at {end} ({lag:+.1f} s); rank errors recorded (time after the crash): "
         f"{others}"
     )
+
+
+def _without(data: Any, key: str) -> Any:
+    """`data` with `key` dropped from every mapping in it."""
+    if isinstance(data, dict):
+        return {k: _without(v, key) for k, v in data.items() if k != key}
+    if isinstance(data, list):
+        return [_without(v, key) for v in data]
+    return data
+
+
+def test_tokenisation_shards_on_two_nodes_merge_to_the_one_process_store(outcome, slurm_nodes):
+    prep = outcome.prep
+    hosts = set()
+    for shard in (0, 1):
+        rec = RunDir(stage_dir(prep, "tokenize", shard)).read_status()
+        assert rec["state"] == "done", rec.get("error")
+        hosts.add(sacct(rec["job_ids"][-1], slurm_nodes.env(), "NodeList")[0])
+    assert len(hosts) == 2, hosts  # the shard array spread over two nodes
+    assert RunDir(stage_dir(prep, "merge")).read_status()["state"] == "done"
+    ours, ref = prep.token_store(), outcome.reference
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
+    assert files, "the reference store is empty"
+    for rel in files:
+        if rel == Path("plan.json"):  # how the store was made: only the shard count differs
+            plans = [json.loads((d / rel).read_text()) for d in (ours, ref)]
+            assert _without(plans[0], "num_shards") == _without(plans[1], "num_shards")
+            continue
+        assert (ours / rel).read_bytes() == (ref / rel).read_bytes(), rel
+    extra = sorted(
+        str(p.relative_to(ours))
+        for p in ours.rglob("*")
+        if p.is_file() and not (ref / p.relative_to(ours)).exists()
+    )
+    assert all("/shards/" in f for f in extra), extra  # only the shards' own files
+    print(
+        f"tokenisation: shards on {sorted(hosts)}; {len(files) - 1} files byte-identical, "
+        "plan.json equal but for num_shards"
+    )
+
+
+def test_more_than_the_cluster_offers_is_refused_before_submitting(slurm_nodes, tmp_path):
+    store = make_token_store(tmp_path / "store")
+    base = SWEEP.format(
+        name="big",
+        output=tmp_path / "big",
+        store=store,
+        steps=STEPS,
+        partition="debug",
+        fsdp="false",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLURM_CONF", str(slurm_nodes.conf))
+        for shape, words in (
+            (
+                "  nodes: 4\n  tasks_per_node: 1\n",
+                "cluster.nodes: run d2 asks for 4 nodes; debug has 3 (sinfo)",
+            ),
+            ("  gpus_per_node: 2\n", "cluster.gpus_per_node: run d2 asks for 2 GPUs per node"),
+        ):
+            path = tmp_path / "big.yaml"
+            path.write_text(base.replace("  nodes: 2\n  tasks_per_node: 2\n", shape))
+            with pytest.raises(ConfigError) as e:
+                launch_mod.launch(load_sweep(path), log=lambda s: None)
+            assert str(e.value).startswith(f"{path}:") and words in str(e.value), str(e.value)
+            assert not (tmp_path / "big").exists()  # nothing written, nothing submitted
+        queued = subprocess.run(
+            ["squeue", "-h", "-o", "%j"], capture_output=True, text=True, env=slurm_nodes.env()
+        ).stdout.split()
+        assert "big" not in queued
 
 
 @dataclasses.dataclass
