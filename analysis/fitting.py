@@ -32,6 +32,7 @@ from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
     FitResult,
+    Irreducible,
     fit_vs_cmin,
     fit_vs_n,
     irreducible_value,
@@ -246,7 +247,7 @@ def fit_study(
 
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
-    common = dict(
+    common: dict[str, Any] = dict(
         method=settings.method,
         bootstrap=settings.bootstrap,
         level=settings.ci,
@@ -266,7 +267,9 @@ def fit_study(
                         if E_mode == "fit" and metric.startswith("ce")
                         else None
                     )
-                    E = se.E if se is not None else irreducible_value(metric, E_mode)
+                    # None from irreducible_value means "fit E with the law"
+                    fixed = se.E if se is not None else irreducible_value(metric, E_mode)
+                    E: Irreducible = "fit" if fixed is None else fixed
                     if against == "N":
                         res = fit_vs_n(
                             for_n(sub), metric, irreducible=E, final=settings.final, **common
@@ -312,11 +315,11 @@ def fit_study(
                 )
     if not records:
         raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
-    E_values = {
-        m: irreducible_value(m, E_mode)
-        for m in settings.metrics
-        if not (E_mode == "fit" and m.startswith("ce"))
-    }
+    E_values: dict[str, float] = {}
+    for m in settings.metrics:
+        value = irreducible_value(m, E_mode)
+        if value is not None:  # None: a loss under "fit", whose E is in `shared`
+            E_values[m] = value
     return StudyFit(
         settings=settings,
         raw=raw,

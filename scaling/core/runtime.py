@@ -114,7 +114,7 @@ class _MatmulPrecision:
     """torch.set_float32_matmul_precision for a `with` block (re-enterable); restores it."""
 
     def __init__(self, precision: str):
-        self.precision, self.previous = precision, None
+        self.precision, self.previous = precision, "highest"  # torch's default
 
     def __enter__(self) -> None:
         self.previous = torch.get_float32_matmul_precision()

@@ -158,7 +158,7 @@ def _train_locked(
                 run.update_status(state="queued", step=trainer.step, segment_done=until)
         elif trainer.step >= trainer.total_steps:
             if dist.is_main:
-                final = records.summary(last or (run.read_metrics() or [None])[-1])
+                final = records.summary(last or (run.read_metrics() or [{}])[-1])
                 run.update_status(
                     state="done", finished_at=time.time(), step=trainer.step, final=final
                 )
@@ -243,11 +243,14 @@ class TrainJob:
         setup_logging()  # the job's own process: progress lines go to its log
         submitit_handler = signal.getsignal(signal.SIGUSR2)
         under_submitit = callable(submitit_handler)
+        requeue = None
+        if callable(submitit_handler):
+            handler = submitit_handler
+            requeue = lambda signum: handler(signum, None)
         stop = StopRequest()
         signal.signal(signal.SIGUSR2, stop)
         if not under_submitit or os.environ.get("SUBMITIT_EXECUTOR") == "local":
             signal.signal(signal.SIGTERM, stop)
-        requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
         last = train_run(run_dir, stop=stop, requeue=requeue, until=until)
         if until is None:  # a segment of a WSD parent is not the end of the run
             samples_after_training(run_dir)

@@ -72,6 +72,8 @@ from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
 from scaling.study.laws.fit_joint import run_joint, run_optimal
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
+from scaling.study.laws.forecasts import markdown as backtest_markdown
+from scaling.study.laws.forecasts import run_backtest, track_forecasts
 from scaling.study.sweep.spec import DEFAULT_LABELS
 
 COMPUTE_TEXT = {
@@ -177,6 +179,23 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="one law through the runs of every axis value (the points are not comparable "
         "unless the other axes do not matter)",
     )
+    p.add_argument(
+        "--backtest",
+        action="store_true",
+        default=None,
+        help="also backtest: leave-future-out over sizes and compute, whole-curve forecasts "
+        "from each run's first steps (backtest.md; every prediction goes to forecasts.jsonl)",
+    )
+    p.add_argument(
+        "--forecast-frac",
+        type=float,
+        help="whole-curve backtest: forecast each run from this first fraction (default 0.25)",
+    )
+    p.add_argument(
+        "--curve-law",
+        choices=["lra", "mpl", "const"],
+        help="the whole-curve law of forecasts (default lra; docs/fitting.md)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument(
         "--law",
@@ -260,6 +279,9 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
         "pool",
         "final",
         "include_unfinished",
+        "backtest",
+        "forecast_frac",
+        "curve_law",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -627,7 +649,20 @@ def fit_and_write(
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
     print(E_line)
     table_md = markdown_table(fit.records, settings.compute, md_notes)
+    if settings.backtest:
+        bt_doc = run_backtest(
+            fit,
+            source,
+            out,
+            plots=plots,
+            frac=settings.forecast_frac,
+            curve_law=settings.curve_law,
+            level=settings.ci,
+        )
+        table_md += "\n" + backtest_markdown(bt_doc)
     atomic_write_text(out / "fits.md", table_md)
+    if source.is_dir():
+        track_forecasts(source, out, fit.raw, settings.curve_law, settings.ci)
     fit.table.to_csv(out / "results.csv", index=False)
     if plots:
         write_figures(fit, out)
@@ -668,7 +703,22 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
             return run_optimal(args, source, settings, origin, joint_out, out, shown), None
     with _output_folder(args.out, joint_out) as (out, shown):
         if settings.law == "nd":
-            return run_joint(args, source, settings, origin, out, shown), None
+            doc = run_joint(args, source, settings, origin, out, shown)
+            if settings.backtest:  # the whole-curve backtests (no power laws to backtest)
+                bt_doc = run_backtest(
+                    None,
+                    source,
+                    out,
+                    plots=not args.no_plots,
+                    frac=settings.forecast_frac,
+                    curve_law=settings.curve_law,
+                    level=settings.ci,
+                )
+                with open(out / "fits.md", "a") as f:
+                    f.write("\n" + backtest_markdown(bt_doc))
+            if source.is_dir():
+                track_forecasts(source, out, load_results(source), settings.curve_law, settings.ci)
+            return doc, None
         return fit_and_write(source, settings, origin, out, plots=not args.no_plots, shown=shown)
 
 

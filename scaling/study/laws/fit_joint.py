@@ -39,6 +39,7 @@ from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepar
 from analysis.settings import FitSettings
 from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
+from scaling.study.laws.forecasts import register_optimal
 from scaling.study.sweep.spec import StoreHint
 
 SCHEMA_VERSION = 1
@@ -135,7 +136,8 @@ def nearest_depth(
     parameter count closest to `n_star` in log space. Without a readable store: ImageNet's
     (`scaling.study.sweep.spec.StoreHint`)."""
     # only here: the fit CLI imports var_core (the exact counter) for --optimal-for alone
-    from scaling.training.config import ModelConfig, var_kwargs_from_store
+    from scaling.training.budget import var_kwargs_from_store
+    from scaling.training.config import ModelConfig
     from var_core import counting
 
     meta = meta or StoreHint().meta()
@@ -442,6 +444,7 @@ def run_optimal(
     else:
         print(how, file=sys.stderr)
     text, report = optimal_report(fits[0], args.optimal_for, table, args.dataset_images)
+    register_optimal(source, out, fits[0], report)  # the forecast registry (forecasts.jsonl)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "tool": "python -m scaling.fit --optimal-for",

@@ -3,7 +3,7 @@
 Before anything is submitted, for the sweep file as written:
 
 1. **Cost** per run and in total (`scaling.study.laws.plan_cost`): training and evaluation FLOPs
-   (exact count, `var_core.counting` via `scaling.training.config.estimate`; evaluation =
+   (exact count, `var_core.counting` via `scaling.training.budget.RunBudget`; evaluation =
    forward FLOPs x images evaluated, as the trainer counts them; a decay branch pays for its
    cool-down only), GPU-hours at the sweep's assumed throughput
    (`cluster.assumed_tflops_per_gpu`), training tokens, and the token store's size on disk.
@@ -63,6 +63,7 @@ from scaling.study.laws.plan_cost import cost_table, run_costs, store_bytes
 from scaling.study.laws.plan_designs import Design, alternatives
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.sweep import load_sweep
+from var_core.counting import tokens_per_image
 
 
 class PlanError(InputError):
@@ -460,7 +461,7 @@ def run(argv=None) -> dict:
     settings, metrics, compare = _settings(sweep, args)
     meta, real = store_meta(sweep)
     costs = run_costs(sweep, meta)
-    L = sum(p * p for p in meta["patch_nums"])
+    L = tokens_per_image(meta["patch_nums"])
 
     priors, prior_source = load_prior(args.prior, metrics, args.law)
     noise = load_noise(args, metrics, priors)

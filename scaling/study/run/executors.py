@@ -147,14 +147,15 @@ def sbatch_script(ex, count: int) -> str:
     return _make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
 
 
-def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None]:
-    """Like resolve_backend, but never fails: a dry run may show a SLURM plan anywhere."""
-    if requested in ("auto", "slurm"):
-        note = (
-            None
-            if shutil.which("sbatch")
-            else "no `sbatch` here: a real launch would "
-            + ("run locally" if requested == "auto" else "fail")
-        )
-        return "slurm", note
-    return requested, None
+def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None, bool]:
+    """(backend, note, show SLURM scripts): the backend a real launch would use, found by the
+    launch's own check (`resolve_backend`: `auto` asks whether SLURM answers), but never
+    failing: a dry run may show a SLURM plan anywhere."""
+    if requested == "auto":
+        backend, note = resolve_backend("auto")
+        return backend, note, True
+    if requested == "slurm":
+        if shutil.which("sbatch"):
+            return "slurm", None, True
+        return "slurm", "no `sbatch` here: a real launch would fail (give --backend local)", True
+    return requested, None, False

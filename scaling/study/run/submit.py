@@ -30,7 +30,7 @@ from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import Run
 from scaling.study.sweep.spec import ClusterSpec
 from scaling.study.sweep.sweep import Sweep
-from scaling.training.config import estimate
+from scaling.training.budget import run_budget
 
 Log = Callable[[str], None]
 
@@ -217,7 +217,7 @@ class Submitter:
         budgets = {}
         for run in todo:
             try:
-                budgets[run.run_id] = estimate(run.config, meta)["tokens"]
+                budgets[run.run_id] = run_budget(run.config, meta).tokens
             except Exception:  # estimates are informative only
                 budgets[run.run_id] = None
         for group in groups.values():

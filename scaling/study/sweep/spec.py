@@ -72,8 +72,11 @@ class StoreHint:
     num_classes: int = 1000
     vocab_size: int = 4096
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
-    views: int = 1  # augmented views per train image the store will hold (tokenize --views)
-    flip: bool = False  # whether it will hold mirrors too (tokenize --flip)
+    # augmented views per train image the store will hold (tokenize --views) and whether it
+    # holds mirrors too (--flip); None: what the runs require (base.data.views / flip), else 1
+    # and no mirrors, so a sweep writes its views once
+    views: int | None = None
+    flip: bool | None = None
     z_channels: int = 32  # the VQVAE's code width (VAR's word_embed input)
 
     def __post_init__(self):
@@ -84,9 +87,10 @@ class StoreHint:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
-        """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate`
-        reads)."""
-        rows = self.train_images * self.views * (2 if self.flip else 1)
+        """A stand-in for the store's meta.json (the keys `scaling.training.budget.run_budget`
+        reads); views None counts as 1, flip None as no mirrors."""
+        views, flip = self.views or 1, bool(self.flip)
+        rows = self.train_images * views * (2 if flip else 1)
         return {
             "num_classes": self.num_classes,
             "vocab_size": self.vocab_size,
@@ -96,8 +100,8 @@ class StoreHint:
                 "train": {
                     "count": rows,
                     "images": self.train_images,
-                    "views": self.views,
-                    "flip": self.flip,
+                    "views": views,
+                    "flip": flip,
                 },
                 "val": {"count": self.val_images},
             },

@@ -271,6 +271,25 @@ def test_data_and_prepare_stages(tmp_path):
         load_sweep(path)
 
 
+def test_expected_views_are_the_runs_unless_expect_overrides(tmp_path):
+    """A pre-made store's views are written once, in base.data: the launch table's stand-in
+    meta takes them from there; data.expect overrides field by field."""
+    base = BASE.format(out=tmp_path / "runs").replace(
+        "base:\n", "base:\n  data:\n    views: 5\n    flip: true\n"
+    )
+    path = tmp_path / "v.yaml"
+    path.write_text(base)
+    train = load_sweep(path).expected_meta()["splits"]["train"]
+    # ImageNet-1k's 1,281,167 train images (the assumption without expect), 5 views, mirrored
+    assert train == {"count": 1_281_167 * 5 * 2, "images": 1_281_167, "views": 5, "flip": True}
+    path.write_text(base.replace("data:\n  tokens:", "data:\n  expect: {views: 2}\n  tokens:", 1))
+    train = load_sweep(path).expected_meta()["splits"]["train"]
+    assert (train["views"], train["flip"], train["count"]) == (2, True, 1_281_167 * 2 * 2)
+    path.write_text(BASE.format(out=tmp_path / "runs"))  # nothing says: one view, no mirrors
+    train = load_sweep(path).expected_meta()["splits"]["train"]
+    assert (train["views"], train["flip"], train["count"]) == (1, False, 1_281_167)
+
+
 def test_select_only_and_exclude(tmp_path):
     s = sweep(tmp_path)
     assert [r.run_id for r in s.select(only="d2")] == ["d2"]
