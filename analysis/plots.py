@@ -207,7 +207,7 @@ def plot_vs_n(
 
     labels: one per fit (e.g. 'lr=0.003') when a metric has a fit per axis value; each label
     gets its own colour and marker. notes: one per fit, {params: text} written beside that
-    size's point (e.g. the lr picked for each size by ``--best-over``). Seed replicates
+    size's point (e.g. the lr picked for each size by ``best_over``). Seed replicates
     (``fit.seed_spread``) are drawn as the mean per size with +-1 seed-to-seed sd.
     flagged: runs to mark with red crosses (data-limited or unfinished runs).
     """
@@ -499,7 +499,7 @@ def plot_samples_vs_n(
 ) -> plt.Figure | None:
     """Sample quality (scaling.sample_eval's columns) of each run's last sample evaluation
     against N, one panel per metric present; None when the table has none. Measured points
-    only (fit them with ``scaling.fit --metrics sample_fd,sample_err`` or ``fid``).
+    only (fit them with ``scaling.fit --set metrics=[sample_fd,sample_err]`` or ``fid``).
 
     `floors`: reference scores drawn as horizontal lines, {name: {metric: value}} (e.g. real
     training images and their VQVAE reconstructions: what a perfect sampler would score)."""

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/figures/readme_figures.py runs/demo_lr --out docs/img
 
 Fits the folder exactly as the user commands do (`var-scaling fit RUNS`, its own fit.yaml
-settings; for a study with other axes than size also `--best-over <axis>`), so the fits land
+settings; for a study with other axes than size also `--set best_over=<axis>`), so the fits land
 in their usual folders (`RUNS/fit/`, `RUNS/fit-best-over-lr/`). Then writes into `--out`
 (default `RUNS/readme/`, never a tracked file unless asked):
 
@@ -45,7 +45,7 @@ def _views(runs: Path) -> list[tuple[str, list[str]]]:
         values = {repr(point.get(axis)) for point in grid["runs"].values()}
         if axis not in ("depth", "seed") and len(values) > 1:
             label = grid["labels"].get(axis, axis.split(".")[-1])
-            views.append((f"best_{label}", ["--best-over", label]))
+            views.append((f"best_{label}", ["--set", f"best_over={label}"]))
     return views
 
 
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     for i, (view, fit_args) in enumerate(_views(runs)):
         doc = run([str(runs), *fit_args])
         joint = doc.get("law") == "nd"
-        folder = "fit-nd" if joint else "fit" + (f"-best-over-{fit_args[1]}" if fit_args else "")
+        axis = fit_args[1].split("=", 1)[1] if fit_args else None  # --set best_over=<axis>
+        folder = "fit-nd" if joint else "fit" + (f"-best-over-{axis}" if axis else "")
         fitted = runs / folder
         sha = hashlib.sha256((fitted / "results.csv").read_bytes()).hexdigest()[:16]
         command = "var-scaling fit " + " ".join([str(runs), *fit_args])

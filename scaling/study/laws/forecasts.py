@@ -1,4 +1,5 @@
-"""``python -m scaling.fit RUNS --backtest``: how well the study's laws predict, and the registry.
+"""``python -m scaling.fit RUNS --set backtest=true``: how well the study's laws predict, and the
+registry.
 
 Writes into the fit's output folder:
 

@@ -31,7 +31,13 @@ from pathlib import Path
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.rundir import RunDir
 from scaling.study.run.attempts import set_aside
-from scaling.study.run.checks import ConfigConflict, check_data, check_output, config_conflict
+from scaling.study.run.checks import (
+    ConfigConflict,
+    check_data,
+    check_output,
+    check_partitions,
+    config_conflict,
+)
 from scaling.study.run.executors import (
     executor_for,
     resolve_backend,
@@ -114,6 +120,8 @@ def _launch(
     out = Submitted(backend=backend)
     runs = sweep.select(only, exclude)
     check_data(sweep)
+    if backend == "slurm":
+        check_partitions(sweep, runs)  # nodes, GPUs: refused before anything is submitted
     with output_lock(sweep.output):
         try:
             states = run_states(runs, queues)

@@ -126,6 +126,7 @@ class Submitter:
         res = dataclasses.replace(
             self.sweep.spec.cluster,
             nodes=1,
+            tasks_per_node=0,  # one process (executor_for's single_task)
             gpus_per_node=prep.gpus_per_node,
             cpus_per_task=prep.cpus_per_task,
             mem_gb=prep.mem_gb,
@@ -158,7 +159,14 @@ class Submitter:
                 pending.append(shard)
         if not pending:
             return live
-        ex = executor_for(self.sweep, self.backend, res, f"{self.sweep.spec.name}-{stage}", deps)
+        ex = executor_for(
+            self.sweep,
+            self.backend,
+            res,
+            f"{self.sweep.spec.name}-{stage}",
+            deps,
+            single_task=True,
+        )
         for shard in pending:
             RunDir(stage_dir(self.sweep, stage, shard)).update_status(
                 state="queued", force=True, error=None

@@ -106,9 +106,7 @@ def run_schedule(
     """The run's lr at every step 0..T-1 (peak lr x `schedule.lr_factor`), its plan and config.
 
     Raises ConfigError (an unreadable config.yaml) or ValueError (no length known)."""
-    # here, not at the top: the config module pulls in var_core's counter, which the fit CLI
-    # leaves out unless it needs it
-    from scaling.training.config import load_run_config
+    from scaling.training.config import load_run_config  # data only (no var_core)
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir / "config.yaml")
