@@ -62,13 +62,23 @@ def _ylabel(fit: FitResult) -> str:
     return f"{label} - E  (E = {E:.3g}, fixed)" if E else label
 
 
-def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: str | None) -> None:
-    """The law's bootstrap band (minus `shift`); points where it is not positive are left out
-    of the log axis."""
+# the largest value a metric can take: a band is clipped there (an error rate above 1 is no
+# prediction, only the power law's form extrapolated by a bootstrap draw)
+METRIC_MAX = {"err_avg": 1.0, "err_last": 1.0, "sample_err": 1.0, "sample_acc": 1.0}
+
+
+def _band(
+    ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: str | None, alpha=0.18
+) -> None:
+    """The law's bootstrap band (minus `shift`), clipped to the metric's range; points where
+    it is not positive are left out of the log axis."""
     band = law_band(fit, xs)
     if band is None:
         return
     lo, hi = band[0] - shift, band[1] - shift
+    top = METRIC_MAX.get(getattr(fit, "metric", ""))
+    if top is not None:
+        lo, hi = np.minimum(lo, top - shift), np.minimum(hi, top - shift)
     ok = hi > 0
     lo = np.where(lo > 0, lo, np.nan)
     ax.fill_between(
@@ -76,7 +86,7 @@ def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: s
         lo[ok],
         hi[ok],
         color=color,
-        alpha=0.18,
+        alpha=alpha,
         lw=0,
         label=label and f"{label} ({fit.level:.0%} bootstrap band, {fit.bootstrap_valid} draws)",
     )
@@ -272,11 +282,11 @@ def plot_vs_n(
                 markevery=[],
                 label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
             )
-            if (
-                label is None
-            ):  # one law per panel: its band and hold-out (grouped: fits.json has them)
+            if label is None:  # one law per panel: its band and hold-out
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
                 _holdout(ax, fit, xs)
+            else:  # one law per group: each its own band, lighter (hold-outs: fits.json)
+                _band(ax, fit, xs, fit.law.E, line_colour, None, alpha=0.12)
             done: set = set()
             for xv, yv in zip(x, y):  # notes are keyed by size (params): one per size
                 n = int(round(xv * X_SCALE["N"]))
@@ -379,6 +389,8 @@ def plot_vs_cmin(
             if label is None:
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
                 _holdout(ax, fit, xs)
+            else:
+                _band(ax, fit, xs, fit.law.E, colour, None, alpha=0.12)
         all_x = table["compute"].to_numpy(float) / X_SCALE["Cmin"]
         if paper:
             w = _paper_overlay(ax, items[0][0], float(all_x.min()), float(all_x.max()))
