@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib import ticker
 
 from .compare import law_band
-from .paper import MEASURED_RANGE, MEASURED_RANGE_NOTE, X_SCALE, paper_law
+from .paper import MEASURED_RANGE, X_SCALE, paper_law
 from .powerlaw import FitResult
 
 LABELS = {
@@ -64,6 +64,8 @@ def _ylabel(fit: FitResult) -> str:
 
 # the largest value a metric can take: a band is clipped there (an error rate above 1 is no
 # prediction, only the power law's form extrapolated by a bootstrap draw)
+X_UNIT_SHORT = {"N": "B params", "Cmin": "PFLOPs"}
+INSET_RANGE = {"N": "18.5M-2.0B params", "Cmin": "~6 decades (approx.)"}  # paper.MEASURED_RANGE
 METRIC_MAX = {"err_avg": 1.0, "err_last": 1.0, "sample_err": 1.0, "sample_acc": 1.0}
 
 
@@ -138,7 +140,7 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
         return None
     p_lo, p_hi = MEASURED_RANGE[fit.against]
     lo, hi = max(x_lo, p_lo), min(x_hi, p_hi)
-    label = f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (
+    label = f"paper: ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (
         f", E={law.E:g}" if law.E else ""
     )
     if lo < hi:  # the ranges meet: in the panel, over the overlap only, as our y (metric - our E)
@@ -153,18 +155,26 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
                 color="k",
                 lw=1.6,
                 alpha=0.7,
-                label=label + " (its measured range)",
+                label=label + " (its range)",
             )
             return "panel"
     # no overlap: an inset with the law over its own range, in its own quantity (metric - its E)
-    inset = ax.inset_axes([0.62, 0.62, 0.36, 0.34])
+    # lower left: the data fall from upper left to lower right, the legend goes upper right;
+    # small type everywhere, y labels inside on the right, so nothing spills onto the panel
+    inset = ax.inset_axes([0.07, 0.07, 0.3, 0.28])
     xs = np.geomspace(p_lo, p_hi, 50)
-    inset.plot(xs, law.reducible(xs), ":", color="k", lw=1.6, alpha=0.7)
+    y = law.reducible(xs)
+    inset.plot(xs, y, ":", color="k", lw=1.6, alpha=0.7)
     inset.set_xscale("log")
     inset.set_yscale("log")
-    inset.tick_params(labelsize=6)
-    inset.set_title(f"paper, {MEASURED_RANGE_NOTE[fit.against]}", fontsize=6)
-    inset.set_xlabel(fit.against, fontsize=6, labelpad=0)
+    _readable_log_axis(inset.yaxis, float(y.min()), float(y.max()))
+    inset.yaxis.set_minor_formatter(ticker.NullFormatter())
+    inset.yaxis.tick_right()
+    inset.tick_params(which="both", labelsize=5.5, pad=1)
+    inset.set_title(f"paper's law\n{INSET_RANGE[fit.against]}", fontsize=5.5, pad=2)
+    inset.set_xlabel(
+        f"{fit.against} ({X_UNIT_SHORT.get(fit.against, '')})", fontsize=5.5, labelpad=0
+    )
     ax.plot(
         [],
         [],
@@ -172,7 +182,7 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
         color="k",
         lw=1.6,
         alpha=0.7,
-        label=label + " (inset: measured range, no overlap)",
+        label=label + " (inset: no overlap)",
     )
     return "inset"
 
@@ -183,7 +193,7 @@ def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
     _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
     _readable_log_axis(ax.yaxis, float(y.min()), float(y.max()))
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=6.5, loc="upper right" if ax.child_axes else "best")  # clear of the inset
 
 
 def _by_metric(fits: Sequence[FitResult], labels: Sequence[str | None] | None):

@@ -35,7 +35,7 @@ def test_overlay_in_the_panel_only_over_the_measured_range():
     (line,) = _paper_lines(ax)
     x = line.get_xdata()
     assert x.min() == pytest.approx(MEASURED_RANGE["N"][0]) and x.max() <= 0.2 * 1.3 + 1e-12
-    assert "(its measured range)" in line.get_label() and not ax.child_axes
+    assert "(its range)" in line.get_label() and not ax.child_axes
     assert "paper's laws over their measured range" in fig._suptitle.get_text()
 
 
