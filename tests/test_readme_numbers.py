@@ -14,9 +14,10 @@ from tests.paths import ROOT
 
 
 def _section(text: str, heading: str) -> str:
+    """From `heading` to the next heading of any level."""
     start = text.index(heading)
-    end = text.find("\n## ", start + len(heading))
-    return text[start : end if end > 0 else len(text)]
+    after = re.search(r"^#{1,6} ", text[start + len(heading) :], flags=re.M)
+    return text[start : start + len(heading) + after.start() if after else len(text)]
 
 
 def _table_rows(text: str) -> list[str]:
