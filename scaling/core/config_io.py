@@ -281,7 +281,7 @@ def to_dict(obj: Any) -> Any:
 class SetValue:
     """One ``--set KEY=VALUE``: the key path, its value (YAML), the text typed."""
 
-    key: KeyPath
+    key: tuple[str, ...]
     value: Any
     text: str
 
