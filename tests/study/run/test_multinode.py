@@ -427,6 +427,7 @@ def test_more_than_the_cluster_offers_is_refused_before_submitting(slurm_nodes, 
         steps=STEPS,
         partition="debug",
         fsdp="false",
+        timeout=60,
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(slurm_nodes.conf))
