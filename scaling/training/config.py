@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from scaling.core.config_io import InvalidValue, build, load_yaml
 from scaling.core.tracking import WandbConfig
@@ -133,6 +133,13 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """AdamW and the schedules of the official trainer."""
+
+    # the learning rate has one key, base_lr; its other spellings (the official trainer's
+    # "tblr", a peak "lr") are refused with an error that names it
+    RENAMED: ClassVar[dict[str, str]] = {
+        old: "base_lr; the peak lr is base_lr x batch_size / 256"
+        for old in ("lr", "tblr", "blr", "peak_lr", "learning_rate")
+    }
 
     batch_size: int = 768  # global batch, whatever the number of GPUs
     base_lr: float = 1e-4  # "tblr": lr = base_lr * batch_size / 256

@@ -47,7 +47,7 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -219,7 +219,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}g}"
 
 
-def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str:
+def markdown_table(fits: list[dict], compute: str, notes: Sequence[str] = ()) -> str:
     """fits.json's fit records -> a Markdown table (one row per fit; a `group` column when
     there is a law per axis value, and the runs picked per size for ``best_over``);
     `notes`: lines above it."""

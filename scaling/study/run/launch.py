@@ -238,6 +238,7 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
             f"branch point {list(run.config.save_at)} then the rest, each afterok on the one before"
         )
     for run in branches:
+        assert run.config.branch is not None  # a decay branch
         log(
             f"{run.run_id}: one job, afterok on the segment of {run.parent} that reaches "
             f"{run.config.branch.at} of its length"

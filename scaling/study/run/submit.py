@@ -214,7 +214,7 @@ class Submitter:
                 self._segmented(run, deps)
                 continue
             groups.setdefault(run.resources.shape(), []).append(run)
-        budgets = {}
+        budgets: dict[str, int | None] = {}
         for run in todo:
             try:
                 budgets[run.run_id] = run_budget(run.config, meta).tokens
@@ -302,13 +302,14 @@ class Submitter:
         parent is done is run)."""
         by_id = {r.run_id: r for r in self.sweep.runs}
         if self.backend != "slurm":
-            for parent in {b.parent for b in branches}:
+            for parent in {b.parent for b in branches if b.parent is not None}:
                 job = self.out.jobs.get(parent)
                 if job is not None:
                     with contextlib.suppress(Exception):  # the parent's status says why
                         job.result()
         ready: list[tuple[Run, list[str]]] = []
         for run in branches:
+            assert run.parent is not None and run.config.branch is not None  # a decay branch
             rec = RunDir(by_id[run.parent].run_dir).read_status()
             state = rec.get("state", "pending")
             if self.backend == "slurm" and state in ("queued", "running"):
@@ -361,7 +362,7 @@ class Submitter:
             if not self.wait and not waiting:
                 break
             time.sleep(0.2)
-        if self.flag.set:
+        if self.flag.set and self.flag.signum is not None:
             name = signal.Signals(self.flag.signum).name
             self.out.signal = self.flag.signum
             for run in waiting:
@@ -391,7 +392,7 @@ class Submitter:
                 continue
             while not self.flag.set and not job.done():
                 time.sleep(0.5)
-            if self.flag.set:
+            if self.flag.set and self.flag.signum is not None:
                 self.out.signal = self.flag.signum
                 self.log(
                     f"{signal.Signals(self.flag.signum).name}: no longer waiting; the "
