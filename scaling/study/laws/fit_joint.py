@@ -1,4 +1,4 @@
-"""``python -m scaling.fit RUNS --law nd`` and ``--optimal-for C``: the joint law L(N, D).
+"""``python -m scaling.fit RUNS --set law=nd`` and ``--optimal-for C``: the joint law L(N, D).
 
 Fits ``L = E + A / N^alpha + B / D^beta`` (analysis.jointlaw) on the annealed final point of
 every run (decay branches are runs), for each loss metric asked (ce_avg, ce_last), and writes
@@ -142,7 +142,7 @@ def nearest_depth(
 
     meta = meta or StoreHint().meta()
     rule = _family(table)
-    best = None
+    best: dict[str, Any] | None = None
     for depth in range(1, 257):
         width = int(round(rule["width_per_depth"] * depth))
         heads = max(1, int(round(width / rule["head_dim"])))
@@ -154,6 +154,8 @@ def nearest_depth(
         gap = abs(math.log(n / n_star))
         if best is None or gap < best["gap"]:
             best = {"depth": depth, "width": width, "heads": heads, "params": n, "gap": gap}
+    if best is None:
+        raise ResultsError(f"no depth of 1..256 has a width divisible by its heads ({rule})")
     best.pop("gap")
     best["rule"] = rule["source"]
     return best
@@ -188,7 +190,7 @@ def optimal_report(
         if len(ratio) != 1:
             raise ResultsError(
                 "--optimal-for: cannot tell tokens per image from the table "
-                "(columns tokens and images); fit with --data-unit images"
+                "(columns tokens and images); fit with --set data_unit=images"
             )
         per_image = float(ratio[0])
     images = d / per_image
@@ -228,7 +230,7 @@ def _joint_table(source: Path, settings: FitSettings) -> tuple[pd.DataFrame, lis
     metrics = [m for m in settings.metrics if m.startswith("ce")]
     if not metrics:
         raise ResultsError(
-            f"--law nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last"
+            f"--set law=nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last"
         )
     raw = load_results(source, include_subset=False)
     table = prepare(raw, metrics, settings.compute, source=str(source))
@@ -266,7 +268,7 @@ def _joint_document(
 ) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
-        "tool": "python -m scaling.fit --law nd",
+        "tool": "python -m scaling.fit --set law=nd",
         "created_utc": _now(),
         "source": str(source),
         "law": "nd",
@@ -370,7 +372,7 @@ def run_joint(
     out: Path,
     shown: Path | None = None,
 ) -> dict:
-    """`--law nd`: the joint-law fit of the CLI; returns the fits.json document."""
+    """`--set law=nd`: the joint-law fit of the CLI; returns the fits.json document."""
     return fit_and_write_joint(source, settings, origin, out, not args.no_plots, shown)[0]
 
 
@@ -381,7 +383,7 @@ _SAME = ("metrics", "compute", "data_unit", "bootstrap", "ci", "seed")
 def saved_joint_fits(
     folder: Path, settings: FitSettings, table: pd.DataFrame
 ) -> tuple[list[JointFit] | None, str]:
-    """The joint fits saved in `folder` by `fit --law nd`, rebuilt with their bootstrap draws
+    """The joint fits saved in `folder` by `fit --set law=nd`, rebuilt with their bootstrap draws
     when they were made from this very table with the same settings; else (None, why not)."""
     try:
         doc = json.loads((folder / "fits.json").read_text())

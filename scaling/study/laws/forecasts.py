@@ -1,4 +1,5 @@
-"""``python -m scaling.fit RUNS --backtest``: how well the study's laws predict, and the registry.
+"""``python -m scaling.fit RUNS --set backtest=true``: how well the study's laws predict, and the
+registry.
 
 Writes into the fit's output folder:
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from analysis import backtest as bt
 from analysis import registry
 from analysis.curvelaw import LAWS, CurveLawError, backtest_curves, forecast
 from analysis.fitting import StudyFit
+from analysis.powerlaw import Irreducible
 from analysis.results import METRICS, ResultsError, load_results, prepare
 from analysis.settings import FitSettings
 from scaling.core.atomic import atomic_write_json, atomic_write_text
@@ -61,7 +63,8 @@ def power_backtest(fit: StudyFit) -> list[dict[str, Any]]:
         )
         return []
     s = fit.settings
-    E = "fit" if fit.E_mode == "fit" else fit.E_mode
+    # E_mode is resolved by choose_irreducible: "paper", "none", "fit" or a number
+    E = cast(Irreducible, fit.E_mode)
     table = fit.table
     if fit.unfinished and not s.include_unfinished:
         table_n = table[~table["run"].astype(str).isin(fit.unfinished)]

@@ -107,6 +107,7 @@ def run_stage(
     spec = sweep.spec.prepare
     if stage == "synthetic":
         s = spec.synthetic
+        assert s is not None  # the stage exists only with prepare.synthetic (Sweep.stages)
         return generate(
             sweep.images_dir(),
             num_classes=s.num_classes,
@@ -143,6 +144,7 @@ def run_stage(
     if stage == "classifier":
         from scaling.data.classifier import train_classifier
 
+        assert spec.classifier is not None  # the stage exists only with prepare.classifier
         return train_classifier(
             sweep.images_dir(), sweep.classifier_path(), **dataclasses.asdict(spec.classifier)
         )
@@ -164,6 +166,16 @@ def stage_done(sweep: Sweep, stage: str) -> bool:
     if stage == "classifier":
         return sweep.classifier_path().is_file()
     return (sweep.token_store() / "meta.json").is_file()
+
+
+def vqvae_warning(sweep: Sweep) -> str | None:
+    """The prepared VQVAE's warning when its last val PSNR is below the mean-colour baseline
+    (`scaling.data.vqvae_training.reconstruction_warning`), else None (also: none trained)."""
+    if sweep.spec.prepare.vqvae is None:
+        return None
+    from scaling.data.vqvae_training import last_eval, reconstruction_warning
+
+    return reconstruction_warning(last_eval(sweep.vqvae_path().parent))
 
 
 def format_progress(progress: dict | None) -> str:

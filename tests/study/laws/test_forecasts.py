@@ -18,13 +18,14 @@ def test_backtest_writes_tables_and_scored_registry(tmp_path):
     fit_run(
         [
             str(study),
-            "--backtest",
-            "--bootstrap",
-            "0",
-            "-E",
-            "fit",
-            "--metrics",
-            "ce_avg",
+            "--set",
+            "backtest=true",
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "irreducible=fit",
+            "--set",
+            "metrics=[ce_avg]",
             "--no-plots",
         ]
     )
@@ -44,7 +45,18 @@ def test_backtest_writes_tables_and_scored_registry(tmp_path):
 
 def test_a_running_runs_forecast_is_scored_when_it_finishes(tmp_path):
     study = write_study(tmp_path / "s", running={"d6": 150})
-    fit_run([str(study), "--bootstrap", "0", "-E", "fit", "--metrics", "ce_avg", "--no-plots"])
+    fit_run(
+        [
+            str(study),
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "irreducible=fit",
+            "--set",
+            "metrics=[ce_avg]",
+            "--no-plots",
+        ]
+    )
     path = study / registry.FILE
     [f] = registry.pending(registry.read(path))
     assert f.kind == "curve" and f.target.run == "d6" and f.target.step == 600
@@ -57,7 +69,18 @@ def test_a_running_runs_forecast_is_scored_when_it_finishes(tmp_path):
     assert list((study / "d6" / "forecast").glob("events.out.tfevents.*"))
 
     write_study(tmp_path / "s")  # the same draws, to the end: d6 has finished
-    fit_run([str(study), "--bootstrap", "0", "-E", "fit", "--metrics", "ce_avg", "--no-plots"])
+    fit_run(
+        [
+            str(study),
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "irreducible=fit",
+            "--set",
+            "metrics=[ce_avg]",
+            "--no-plots",
+        ]
+    )
     after = path.read_text()
     assert after.startswith(written)  # nothing rewritten, only appended
     [(ff, s)] = registry.scored(registry.read(path))
