@@ -24,6 +24,8 @@ from typing import Any
 import pandas as pd
 
 from .axes import axis_columns, axis_name, best_over, group_label, groups, resolve_axis, split_axes
+from .ebootstrap import PointSet, shared_bootstrap
+from .frontier import run_curves, smooth_curves
 from .irreducible import SharedE, fit_shared_E
 from .overfit import MEANING as OVERFIT_MEANING
 from .overfit import METRIC as OVERFIT_METRIC
@@ -32,6 +34,7 @@ from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
     FitResult,
+    _summarise,
     fit_vs_cmin,
     fit_vs_n,
     irreducible_value,
@@ -39,6 +42,7 @@ from .powerlaw import (
     points_vs_n,
 )
 from .results import ResultsError, prepare
+from .seeds import has_replicates
 from .settings import FitSettings
 
 # whether the runs' token store was made with the official tokenizer, and why (in words)
@@ -241,6 +245,32 @@ def fit_study(
                 warnings.warn(problem)
         return shared[key]
 
+    # E's uncertainty in the intervals: one bootstrap per loss and group that refits E in
+    # every draw, shared by its N and Cmin laws (analysis.ebootstrap)
+    carried: dict[tuple[str, str | None], tuple[dict[str, Any], int] | None] = {}
+
+    def carried_E(metric: str, label: str | None, sub: pd.DataFrame):
+        key = (metric, label)
+        if key not in carried:
+            carried[key] = None
+            if settings.bootstrap > 0 and not has_replicates(sub):
+                sets = []
+                for against in settings.against:
+                    if against == "N":
+                        sets.append(
+                            PointSet("N", final=points_vs_n(for_n(sub), metric, settings.final))
+                        )
+                    else:
+                        curves = run_curves(smooth_curves(sub, metric, settings.smooth), metric)
+                        sets.append(
+                            PointSet("Cmin", curves=tuple((r, c, y) for r, c, y, _ in curves))
+                        )
+                samples, valid = shared_bootstrap(
+                    sets, settings.bootstrap, seed=settings.seed, method=settings.method
+                )
+                carried[key] = ({s.against: v for s, v in zip(sets, samples)}, valid)
+        return carried[key]
+
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
     common = dict(
@@ -264,14 +294,28 @@ def fit_study(
                         else None
                     )
                     E = se.E if se is not None else irreducible_value(metric, E_mode)
+                    boot = carried_E(metric, label, sub) if se is not None else None
+                    kw = dict(common, bootstrap=0) if boot is not None else common
                     if against == "N":
                         res = fit_vs_n(
-                            for_n(sub), metric, irreducible=E, final=settings.final, **common
+                            for_n(sub), metric, irreducible=E, final=settings.final, **kw
                         )
                     else:
-                        res = fit_vs_cmin(
-                            sub, metric, irreducible=E, smooth=settings.smooth, **common
+                        res = fit_vs_cmin(sub, metric, irreducible=E, smooth=settings.smooth, **kw)
+                    if boot is not None:
+                        samples, valid = boot[0][against], boot[1]
+                        units = len(res.points) if against == "N" else res.n_runs
+                        res.bootstrap, res.bootstrap_valid, res.samples = (
+                            settings.bootstrap,
+                            valid,
+                            samples,
                         )
+                        res.alpha_ci, res.beta_ci, _ = _summarise(
+                            samples, units, settings.ci, res.ci_method
+                        )
+                        res.E_in_bootstrap = "refitted"
+                    elif se is not None:
+                        res.E_in_bootstrap = "fixed at its fitted value"
                     if se is not None:
                         res.E_mode, res.E_ci = "fit", se.ci
                 except ResultsError as e:

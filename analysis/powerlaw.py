@@ -308,6 +308,9 @@ class FitResult:
     seed_spread: pd.DataFrame | None = (
         None  # per size: params, n_seeds, mean, sd (seed replicates only)
     )
+    # how the bootstrap treats E: "given" (a fixed E), "refitted" (every draw refits the
+    # shared E, analysis.ebootstrap) or "fixed at its fitted value"
+    E_in_bootstrap: str = "given"
 
     @property
     def x_unit(self) -> str:
@@ -349,6 +352,7 @@ class FitResult:
                 "bootstrap_samples": self.bootstrap,
                 "bootstrap_valid": self.bootstrap_valid,
                 "resampling": self.resampling,
+                "E": self.E_in_bootstrap,
             },
             "holdout": self.holdout.to_dict() if self.holdout else None,
             "seed_spread": None
