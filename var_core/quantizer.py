@@ -173,7 +173,8 @@ class MultiScaleQuantizer(nn.Module):
         return out
 
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Training pass: f [B, Cvae, H, W] -> (f_hat straight-through, vq_loss scalar, idx list)."""
+        """Training pass: f [B, Cvae, H, W] -> (f_hat straight-through, vq_loss scalar, idx
+        list)."""
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]

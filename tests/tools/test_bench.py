@@ -1,4 +1,5 @@
-"""The benchmark CLI: runs end to end on CPU at a tiny size; its table is complete and consistent."""
+"""The benchmark CLI: runs end to end on CPU at a tiny size; its table is complete and
+consistent."""
 
 from __future__ import annotations
 
@@ -224,7 +225,8 @@ data:
   tokens: /nonexistent/tokens
   expect: {{train_images: 1000, num_classes: 10, vocab_size: 64, patch_nums: [1, 2, 3, 4]}}
 prepare:
-  vqvae: {{z_channels: 8, ch: 32, ch_mult: [1, 2], resolution: 8, vocab_size: 64, patch_nums: [1, 2, 3, 4]}}
+  vqvae: {{z_channels: 8, ch: 32, ch_mult: [1, 2], resolution: 8, vocab_size: 64,
+          patch_nums: [1, 2, 3, 4]}}
 base:
   model: {{width: 32, heads: 2}}
   optim: {{batch_size: 8}}

@@ -279,13 +279,15 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
     `notes`: lines above it."""
     grouped = any(f.get("group_label") for f in fits)
     lines = [
-        f"Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in PFLOPs "
+        "Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in "
+        "PFLOPs "
         f"({compute} FLOP count). Intervals: bootstrap over runs.",
         "",
         *[f"- {n}" for n in notes],
         *([""] if notes else []),
         ("| group " if grouped else "")
-        + "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
+        + "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points "
+        "| hold-out max rel. err | paper alpha | paper beta |",
         ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in fits:
@@ -306,7 +308,8 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
         paper = f.get("paper") or {}
         lines.append(
             (f"| {f.get('group_label') or '-'} " if grouped else "")
-            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
+            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} "
+            f"| {f['beta']:.4g} | {bci} "
             f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
             f"| {_fmt(paper.get('beta'))} |"
         )
@@ -462,7 +465,8 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
             "sources": origin,
         },
         "conventions": {
-            "form": "y - E = (beta * x)^alpha, fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
+            "form": "y - E = (beta * x)^alpha, "
+            "fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
             "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
             "compute": {
                 "choice": settings.compute,
@@ -521,8 +525,8 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
             f"recomputed per draw), Hesterberg-expanded percentiles",
             "seeds": "runs of one size with different seeds are averaged for the point estimate "
             "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
-            "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
-            "of the metric itself (E included)",
+            "holdout": "refit without the k largest model sizes; "
+            "rel_error = predicted / actual - 1 of the metric itself (E included)",
         },
         "fits": fit.records,
         "warnings": caught,
@@ -604,10 +608,8 @@ def fit_and_write(
     )
     md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
     if fit.unfinished:
-        md_notes.append(
-            f"unfinished runs ({'included vs N, marked' if settings.include_unfinished else 'left out of the N laws'}): "
-            + ", ".join(fit.unfinished)
-        )
+        how = "included vs N, marked" if settings.include_unfinished else "left out of the N laws"
+        md_notes.append(f"unfinished runs ({how}): " + ", ".join(fit.unfinished))
     if fit.flagged:
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
     print(E_line)

@@ -51,7 +51,8 @@ def markdown(records: list[dict], d_unit: str) -> str:
         "fitted on the final (annealed) point of every run and branch; intervals: bootstrap "
         "over runs. N* ~ C^a_N and D* ~ C^a_D at compute C (exact FLOPs).",
         "",
-        "| metric | E | alpha | beta | A | B | a_N | a_D | points | sizes | hold-out max rel. err |",
+        "| metric | E | alpha | beta | A | B | a_N | a_D | points | sizes | hold-out max rel. err "
+        "|",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
@@ -59,9 +60,11 @@ def markdown(records: list[dict], d_unit: str) -> str:
         hold = r["holdout"] or {}
         hold_s = f"{100 * hold['max_abs_rel_error']:.2f}%" if "max_abs_rel_error" in hold else "-"
         lines.append(
-            f"| {r['metric']} | {r['E']:.4g} {_ci(r['E_ci'])} | {r['alpha']:.4g} {_ci(r['alpha_ci'])} "
+            f"| {r['metric']} | {r['E']:.4g} {_ci(r['E_ci'])} | {r['alpha']:.4g} "
+            f"{_ci(r['alpha_ci'])} "
             f"| {r['beta']:.4g} {_ci(r['beta_ci'])} | {r['A']:.4g} | {r['B']:.4g} "
-            f"| {o['N_exponent']:.3g} {_ci(o['N_exponent_ci'])} | {o['D_exponent']:.3g} {_ci(o['D_exponent_ci'])} "
+            f"| {o['N_exponent']:.3g} {_ci(o['N_exponent_ci'])} | {o['D_exponent']:.3g} "
+            f"{_ci(o['D_exponent_ci'])} "
             f"| {r['n_points']} | {r['n_sizes']} | {hold_s} |"
         )
     budgets = records[0]["optimal"]["budgets"] if records else None
@@ -77,7 +80,8 @@ def markdown(records: list[dict], d_unit: str) -> str:
             nci = budgets["N_ci"][j] if budgets["N_ci"] else None
             dci = budgets["D_ci"][j] if budgets["D_ci"] else None
             lines.append(
-                f"| {C:.3g} | {budgets['N'][j]:.4g} | {_ci(nci)} | {budgets['D'][j]:.4g} | {_ci(dci)} |"
+                f"| {C:.3g} | {budgets['N'][j]:.4g} | {_ci(nci)} | {budgets['D'][j]:.4g} | "
+                f"{_ci(dci)} |"
             )
     return "\n".join(lines) + "\n"
 

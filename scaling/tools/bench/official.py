@@ -165,5 +165,4 @@ def official_rows(
                 mem["gb"],
             )
         )
-    del vae, var, opt
     return rows

@@ -132,11 +132,13 @@ def test_wrong_type_in_grid_depth(tmp_path):
         (("name: t", "name: ../evil"), "name: sweep name '../evil' must be a plain name"),
         (
             ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [a, ../../etc]"),
-            ":13: grid.data.train_split[1]: value '../../etc' would make the run-id part 'trainsplit../../etc'",
+            ":13: grid.data.train_split[1]: value '../../etc' would make the run-id part "
+            "'trainsplit../../etc'",
         ),
         (
             ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [/abs, a]"),
-            ":13: grid.data.train_split[0]: value '/abs' would make the run-id part 'trainsplit/abs'",
+            ":13: grid.data.train_split[0]: value '/abs' would make the run-id part "
+            "'trainsplit/abs'",
         ),
     ],
 )
