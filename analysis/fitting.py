@@ -28,8 +28,7 @@ from .ebootstrap import PointSet, shared_bootstrap
 from .frontier import run_curves, smooth_curves
 from .irreducible import SharedE, fit_shared_E
 from .overfit import MEANING as OVERFIT_MEANING
-from .overfit import METRIC as OVERFIT_METRIC
-from .overfit import RISE as OVERFIT_RISE
+from .overfit import RULE as OVERFIT_RULE
 from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
@@ -43,6 +42,7 @@ from .powerlaw import (
 )
 from .results import ResultsError, prepare
 from .seeds import has_replicates
+from .sensitivity import interval_support, law_marks, sensitivity, t_interval
 from .settings import FitSettings
 
 # whether the runs' token store was made with the official tokenizer, and why (in words)
@@ -215,8 +215,7 @@ def fit_study(
     flagged = data_limited_runs(table)
     if flagged:
         warnings.warn(
-            f"data-limited run(s) (test {OVERFIT_METRIC} risen >= {100 * OVERFIT_RISE:.0f}% "
-            f"above its own minimum while training loss fell): "
+            f"data-limited run(s) ({OVERFIT_RULE}): "
             + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
             + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
             f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)",
@@ -274,6 +273,82 @@ def fit_study(
                 carried[key] = ({s.against: v for s, v in zip(sets, samples)}, valid)
         return carried[key]
 
+    def refit(against: str, metric: str, sub: pd.DataFrame, E: float, method: str) -> float:
+        """The exponent of one law refitted without a bootstrap (a sensitivity variant)."""
+        if against == "N":
+            return fit_vs_n(
+                for_n(sub), metric, irreducible=E, final=settings.final, method=method, bootstrap=0
+            ).law.alpha
+        return fit_vs_cmin(
+            sub, metric, irreducible=E, smooth=settings.smooth, method=method, bootstrap=0
+        ).law.alpha
+
+    def check_law(res: FitResult, sub: pd.DataFrame, metric: str, label: str | None) -> None:
+        """Interval support, row marks and the sensitivity report of one law (in place)."""
+        against = res.against
+        n_sizes = int(res.points["x"].nunique()) if against == "N" else int(sub["params"].nunique())
+        ok, why = interval_support(
+            n_sizes, res.E_mode == "fit", settings.bootstrap, res.bootstrap_valid
+        )
+        if not ok:
+            res.alpha_ci = res.beta_ci = None
+            res.samples = None
+            res.ci_note = why
+        res.marks = law_marks(res.law.alpha, res.r)
+        E = res.law.E
+        other = "robust" if settings.method == "ols" else "ols"
+        sizes = sorted(sub["params"].unique())
+
+        def without(size) -> pd.DataFrame:
+            return sub[sub["params"] != size]
+
+        variants: dict[str, Any] = {}
+        if metric.startswith("ce"):
+
+            def e_fitted() -> float | None:
+                if res.E_mode == "fit":
+                    return res.law.alpha
+                sets = []
+                for a in settings.against:
+                    pts = (
+                        points_vs_n(for_n(sub), metric, settings.final)
+                        if a == "N"
+                        else points_vs_cmin(sub, metric, settings.smooth)
+                    )
+                    sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
+                return refit(against, metric, sub, fit_shared_E(sets).E, settings.method)
+
+            pinned = PAPER_IRREDUCIBLE.get(metric) if res.E_mode == "fit" else E
+            variants["E fitted"] = e_fitted
+            variants[f"E pinned ({pinned:g})" if pinned is not None else "E pinned"] = lambda: (
+                None if pinned is None else refit(against, metric, sub, pinned, settings.method)
+            )
+            variants["no E"] = lambda: refit(against, metric, sub, 0.0, settings.method)
+        variants["Huber" if other == "robust" else "OLS"] = lambda: refit(
+            against, metric, sub, E, other
+        )
+        variants["without smallest size"] = lambda: refit(
+            against, metric, without(sizes[0]), E, settings.method
+        )
+        variants["without largest size"] = lambda: refit(
+            against, metric, without(sizes[-1]), E, settings.method
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res.sensitivity = sensitivity(
+                res.law.alpha,
+                res.alpha_ci,
+                variants,
+                t_interval(res.points["x"], res.points["y"], E, settings.ci),
+                reference=("no E",),
+            )
+        if res.sensitivity["exceeds_interval"]:
+            res.marks.append(
+                f"sensitive: the exponent moves by {res.sensitivity['spread']:.3g} across the "
+                f"choices of the sensitivity report, more than its interval's width "
+                f"({res.alpha_ci[1] - res.alpha_ci[0]:.3g})"
+            )
+
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
     common = dict(
@@ -326,6 +401,7 @@ def fit_study(
                         raise
                     warnings.warn(f"{metric} vs {against}, {label}: no law ({e})", stacklevel=1)
                     continue
+                check_law(res, sub, metric, label)
                 fitted_runs = set(res.points["run"].astype(str))
                 rec = res.to_dict()
                 try:
@@ -337,6 +413,15 @@ def fit_study(
                     rec["final"] = settings.final
                     rec["unfinished_runs_included"] = [r for r in unfinished if r in fitted_runs]
                 rec["data_limited_runs"] = [r for r in flagged if r in fitted_runs]
+                if rec["data_limited_runs"]:
+                    how = (
+                        f"their {settings.final} evaluation kept"
+                        if against == "N"
+                        else "on the frontier"
+                    )
+                    rec["marks"].append(
+                        f"data-limited runs: {', '.join(rec['data_limited_runs'])} ({how})"
+                    )
                 rec["group"] = group or None
                 rec["group_label"] = label
                 if picks is not None:

@@ -62,6 +62,14 @@ def _ylabel(fit: FitResult) -> str:
     return f"{label} - E  (E = {E:.3g}, fixed)" if E else label
 
 
+def _law_notes(fit: FitResult) -> str:
+    """What the legend must add to a law: why it has no interval, and its row marks."""
+    notes = ([f"no interval: {fit.ci_note}"] if fit.ci_note else []) + [
+        m.split(":")[0] for m in fit.marks
+    ]
+    return "".join(f"\n  {n}" for n in notes)
+
+
 def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: str | None) -> None:
     """The law's bootstrap band (minus `shift`); points where it is not positive are left out
     of the log axis."""
@@ -270,7 +278,9 @@ def plot_vs_n(
                 lw=1.5,
                 marker=None if label is None else MARKERS[k % len(MARKERS)],
                 markevery=[],
-                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+                label=(f"{label}: " if label else "")
+                + f"{fit.equation()}, r={fit.r:.4f}"
+                + _law_notes(fit),
             )
             if (
                 label is None
@@ -374,7 +384,9 @@ def plot_vs_cmin(
                 marker=None if label is None else MARKERS[k % len(MARKERS)],
                 markevery=[],
                 mfc="none",
-                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+                label=(f"{label}: " if label else "")
+                + f"{fit.equation()}, r={fit.r:.4f}"
+                + _law_notes(fit),
             )
             if label is None:
                 _band(ax, fit, xs, fit.law.E, "C3", "law")

@@ -312,6 +312,9 @@ class FitResult:
     # how the bootstrap treats E: "given" (a fixed E), "refitted" (every draw refits the
     # shared E, analysis.ebootstrap) or "fixed at its fitted value"
     E_in_bootstrap: str = "given"
+    ci_note: str | None = None  # why no interval is given (analysis.sensitivity)
+    marks: list[str] = dataclasses.field(default_factory=list)  # row marks (wrong sign, ...)
+    sensitivity: dict[str, Any] | None = None  # analysis.sensitivity.sensitivity's report
 
     @property
     def x_unit(self) -> str:
@@ -354,7 +357,10 @@ class FitResult:
                 "bootstrap_valid": self.bootstrap_valid,
                 "resampling": self.resampling,
                 "E": self.E_in_bootstrap,
+                "not_given": self.ci_note,
             },
+            "marks": list(self.marks),
+            "sensitivity": self.sensitivity,
             "holdout": self.holdout.to_dict() if self.holdout else None,
             "seed_spread": None
             if self.seed_spread is None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.overfit import MEANING, METRIC, check_curve
+from analysis.overfit import MEANING, METRICS, check_run, se_column
 from scaling.core import provenance
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError
@@ -57,20 +57,29 @@ def _last_metrics(run_dir: Path) -> dict | None:
 
 
 def data_limited(run_dir: Path) -> dict | None:
-    """The run's data-limited flag (analysis.overfit: full-evaluation test ce_avg risen >= 2%
-    above its own minimum while the training loss fell), or None."""
+    """The run's data-limited flag (analysis.overfit: a full-evaluation test metric risen more
+    than K standard errors above its own minimum at two evaluations in a row while the
+    training loss fell), or None."""
     recs = [
         r
         for r in RunDir(run_dir).read_metrics()
-        if r.get("eval", "full") == "full" and isinstance(r.get(METRIC), (int, float))
+        if r.get("eval", "full") == "full" and isinstance(r.get("ce_avg"), (int, float))
     ]
     if len(recs) < 2:
         return None
     train = [r.get("train_loss") for r in recs]
-    return check_curve(
+
+    def column(key: str) -> list | None:
+        values = [r.get(key) for r in recs]
+        return values if all(isinstance(v, (int, float)) for v in values) else None
+
+    metrics = {m: v for m in METRICS if (v := column(m)) is not None}
+    se = {m: v for m in METRICS if (v := column(se_column(m))) is not None}
+    return check_run(
         [r.get("step", i) for i, r in enumerate(recs)],
-        [r[METRIC] for r in recs],
+        metrics,
         train if all(isinstance(t, (int, float)) for t in train) else None,
+        se or None,
     )
 
 
