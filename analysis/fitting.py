@@ -25,7 +25,7 @@ import pandas as pd
 
 from .axes import axis_columns, axis_name, best_over, group_label, groups, resolve_axis, split_axes
 from .ebootstrap import PointSet, shared_bootstrap
-from .frontier import run_curves, smooth_curves
+from .frontier import frontier_rows, run_curves, smooth_curves
 from .irreducible import SharedE, fit_shared_E
 from .overfit import MEANING as OVERFIT_MEANING
 from .overfit import RULE as OVERFIT_RULE
@@ -229,6 +229,22 @@ def fit_study(
     def for_n(sub: pd.DataFrame) -> pd.DataFrame:
         return sub[~sub["run"].astype(str).isin(left_out)] if left_out else sub
 
+    # the evaluations the Cmin frontier may use (cmin_from; the figure marks the others)
+    try:
+        table["cmin_excluded"] = ~frontier_rows(table, settings.cmin_from)
+    except ValueError as e:
+        raise ResultsError(f"{source}: {e}") from None
+    if table["cmin_excluded"].any():
+        n_out = int(table["cmin_excluded"].sum())
+        warnings.warn(
+            f"cmin_from {settings.cmin_from}: {n_out} of {len(table)} evaluations (each run's "
+            f"earliest) left out of the Cmin frontier; the laws vs N are unchanged",
+            stacklevel=2,
+        )
+
+    def for_c(sub: pd.DataFrame) -> pd.DataFrame:
+        return sub[~sub["cmin_excluded"].to_numpy(bool)]
+
     shared: dict[tuple[str, str | None], SharedE] = {}  # one E per loss and law group
 
     def shared_E(metric: str, label: str | None, sub: pd.DataFrame) -> SharedE:
@@ -239,7 +255,7 @@ def fit_study(
                 pts = (
                     points_vs_n(for_n(sub), metric, settings.final)
                     if against == "N"
-                    else points_vs_cmin(sub, metric, settings.smooth)
+                    else points_vs_cmin(for_c(sub), metric, settings.smooth)
                 )
                 sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
             shared[key] = fit_shared_E(sets, level=settings.ci)
@@ -263,7 +279,9 @@ def fit_study(
                             PointSet("N", final=points_vs_n(for_n(sub), metric, settings.final))
                         )
                     else:
-                        curves = run_curves(smooth_curves(sub, metric, settings.smooth), metric)
+                        curves = run_curves(
+                            smooth_curves(for_c(sub), metric, settings.smooth), metric
+                        )
                         sets.append(
                             PointSet("Cmin", curves=tuple((r, c, y) for r, c, y, _ in curves))
                         )
@@ -280,7 +298,7 @@ def fit_study(
                 for_n(sub), metric, irreducible=E, final=settings.final, method=method, bootstrap=0
             ).law.alpha
         return fit_vs_cmin(
-            sub, metric, irreducible=E, smooth=settings.smooth, method=method, bootstrap=0
+            for_c(sub), metric, irreducible=E, smooth=settings.smooth, method=method, bootstrap=0
         ).law.alpha
 
     def check_law(res: FitResult, sub: pd.DataFrame, metric: str, label: str | None) -> None:
@@ -313,7 +331,7 @@ def fit_study(
                     pts = (
                         points_vs_n(for_n(sub), metric, settings.final)
                         if a == "N"
-                        else points_vs_cmin(sub, metric, settings.smooth)
+                        else points_vs_cmin(for_c(sub), metric, settings.smooth)
                     )
                     sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
                 return refit(against, metric, sub, fit_shared_E(sets).E, settings.method)
@@ -379,7 +397,9 @@ def fit_study(
                             for_n(sub), metric, irreducible=E, final=settings.final, **kw
                         )
                     else:
-                        res = fit_vs_cmin(sub, metric, irreducible=E, smooth=settings.smooth, **kw)
+                        res = fit_vs_cmin(
+                            for_c(sub), metric, irreducible=E, smooth=settings.smooth, **kw
+                        )
                     if boot is not None:
                         samples, valid = boot[0][against], boot[1]
                         units = len(res.points) if against == "N" else res.n_runs
@@ -409,6 +429,11 @@ def fit_study(
                     rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
                 except KeyError:  # sample metrics: the paper published no law
                     rec["paper"] = None
+                if against == "Cmin":
+                    rec["cmin_from"] = {
+                        "setting": settings.cmin_from,
+                        "excluded_evaluations": int(sub["cmin_excluded"].sum()),
+                    }
                 if against == "N":
                     rec["final"] = settings.final
                     rec["unfinished_runs_included"] = [r for r in unfinished if r in fitted_runs]

@@ -347,6 +347,7 @@ def plot_vs_cmin(
     for ax, (metric, items) in zip(axes.flat, panels):
         E = items[0][0].law.E
         all_y = [f.points["y"].to_numpy() - f.law.E for f, _, _ in items]
+        excluded_shown = False
         for run in sizes.index:
             df = table[table["run"] == run].sort_values("compute")
             y = df[metric].to_numpy(float) - E
@@ -360,6 +361,18 @@ def plot_vs_cmin(
                 alpha=0.85,
             )
             all_y.append(y[ok])
+            if "cmin_excluded" in df.columns:  # left out of the frontier (cmin_from)
+                out = ok & df["cmin_excluded"].to_numpy(bool)
+                if out.any():
+                    ax.plot(
+                        df["compute"].to_numpy()[out] / X_SCALE["Cmin"],
+                        y[out],
+                        "x",
+                        ms=4,
+                        color="0.45",
+                        label=None if excluded_shown else "left out of the frontier (cmin_from)",
+                    )
+                    excluded_shown = True
         for fit, label, k in items:
             fr = fit.points
             colour = "k" if label is None else f"C{k % 10}"

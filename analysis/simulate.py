@@ -542,7 +542,9 @@ def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[L
             failed += 1
             continue
         samples = (
-            bootstrap_laws(points.N, points.D, L, fitted, fit.bootstrap, seed=i)
+            bootstrap_laws(
+                points.N, points.D, L, fitted, fit.bootstrap, seed=i, family=points.family
+            )
             if fit.bootstrap
             else []
         )

@@ -143,6 +143,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--smooth", type=int, help="Cmin: smooth each curve over +-k evaluations first (default 0)"
     )
     p.add_argument(
+        "--cmin-from",
+        help="Cmin: the evaluations the frontier may use: 0 (all, default), a fraction f (those "
+        "at >= f of each run's compute) or warmup_end (after the learning-rate warm-up)",
+    )
+    p.add_argument(
         "--include-subset",
         action="store_true",
         default=None,
@@ -243,6 +248,7 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
         "bootstrap",
         "ci",
         "smooth",
+        "cmin_from",
         "seed",
         "include_subset",
         "paper",
