@@ -71,7 +71,7 @@ class PointSet:
 
 
 def profile_E(
-    sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], grid: int = 300, refine: int = 40
+    sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], grid: int = 200, refine: int = 40
 ) -> float:
     """The maximum-likelihood shared E for weighted point sets (x [n], y [n], w [n]).
 

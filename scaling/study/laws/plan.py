@@ -348,8 +348,11 @@ def _pct(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{100 * v:.0f}%"
 
 
-def precision_table(summaries, models, level: float) -> str:
-    """Markdown table: one row per simulated law vs N or Cmin."""
+def precision_table(
+    summaries, models, level: float, refused: dict | None = None, against=("N", "Cmin")
+) -> str:
+    """Markdown table: one row per simulated law vs N or Cmin, and per law of a metric whose
+    prior the curves cannot represent (`refused`: metric -> why) the refusal instead."""
     lines = [
         "| metric | vs | prior alpha | noise-free fit | median alpha | bias | 95% range of alpha | "
         f"median {level:.0%} CI width | coverage | curve check |",
@@ -365,6 +368,12 @@ def precision_table(summaries, models, level: float) -> str:
             f"{_fmt(s.ci_width, 2)} "
             f"| {_pct(s.coverage)} | {100 * check:.2g}%{flag} |"
         )
+    for metric, why in (refused or {}).items():
+        for a in against:
+            lines.append(
+                f"| {metric} | {a} | - | not representable: not simulated ({why}) "
+                "| - | - | - | - | - | - |"
+            )
     return "\n".join(lines)
 
 
@@ -467,6 +476,10 @@ def run(argv=None) -> dict:
     plan_design = Design("as planned", costs)
     planned = plan_design.planned()
     models = {m: calibrate(priors[m], planned) for m in metrics}
+    # a prior the curve family cannot represent is not simulated: its numbers would be the
+    # curve family's, not the prior's (analysis.simulate.CurveModel.not_representable)
+    refused = {m: why for m, c in models.items() if (why := c.not_representable())}
+    simulated = {m: c for m, c in models.items() if m not in refused}
     irreducible, irreducible_why = resolve_irreducible(settings, sweep)
     fit = FitPlan(
         irreducible=irreducible,
@@ -476,15 +489,17 @@ def run(argv=None) -> dict:
         bootstrap=args.bootstrap,
     )
     against = list(settings.against)
-    summaries = simulate_study(
-        planned, models, priors, noise, fit, against, args.replicates, args.seed
+    summaries = (
+        simulate_study(planned, simulated, priors, noise, fit, against, args.replicates, args.seed)
+        if simulated
+        else []
     )
 
     # the joint law: for the losses (as scaling.fit --law nd), on every run's final point
     d_unit = settings.data_unit
     points = plan_design.joint_points(d_unit)
     kappa = compute_per_param_unit(points.N, points.D, [c.compute for c in costs])
-    losses = {m: models[m] for m in metrics if m.startswith("ce")}
+    losses = {m: simulated[m] for m in metrics if m.startswith("ce") and m in simulated}
     joint_priors, joint_source = load_joint_prior(
         args.prior, args.joint_law, losses, kappa, d_unit, L
     )
@@ -496,7 +511,7 @@ def run(argv=None) -> dict:
     )
 
     alt_rows = []
-    if args.alt_replicates > 0:
+    if args.alt_replicates > 0 and compare in simulated:
         designs, skipped = alternatives(path, sweep, meta, costs)
         alt_fit = dataclasses.replace(fit, bootstrap=0)
         for i, d in enumerate(designs):
@@ -566,7 +581,7 @@ def run(argv=None) -> dict:
             else ""
         ),
         "",
-        precision_table(summaries, models, settings.ci),
+        precision_table(summaries, models, settings.ci, refused, against),
         "",
         "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the "
         "fitted exponents over "
@@ -678,6 +693,7 @@ def run(argv=None) -> dict:
             "fit": dataclasses.asdict(fit),
         },
         "precision": [s.to_dict() for s in summaries],
+        "not_simulated": {m: f"not representable: {why}" for m, why in refused.items()},
         "joint": {
             "planned": not joint_gap,
             "why_not": joint_gap,
