@@ -33,6 +33,7 @@ from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
     FitResult,
+    Irreducible,
     _summarise,
     fit_vs_cmin,
     fit_vs_n,
@@ -369,7 +370,7 @@ def fit_study(
 
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
-    common = dict(
+    common: dict[str, Any] = dict(
         method=settings.method,
         bootstrap=settings.bootstrap,
         level=settings.ci,
@@ -389,7 +390,9 @@ def fit_study(
                         if E_mode == "fit" and metric.startswith("ce")
                         else None
                     )
-                    E = se.E if se is not None else irreducible_value(metric, E_mode)
+                    # None from irreducible_value means "fit E with the law"
+                    fixed = se.E if se is not None else irreducible_value(metric, E_mode)
+                    E: Irreducible = "fit" if fixed is None else fixed
                     boot = carried_E(metric, label, sub) if se is not None else None
                     kw = dict(common, bootstrap=0) if boot is not None else common
                     if against == "N":
@@ -466,11 +469,11 @@ def fit_study(
                 )
     if not records:
         raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
-    E_values = {
-        m: irreducible_value(m, E_mode)
-        for m in settings.metrics
-        if not (E_mode == "fit" and m.startswith("ce"))
-    }
+    E_values: dict[str, float] = {}
+    for m in settings.metrics:
+        value = irreducible_value(m, E_mode)
+        if value is not None:  # None: a loss under "fit", whose E is in `shared`
+            E_values[m] = value
     return StudyFit(
         settings=settings,
         raw=raw,

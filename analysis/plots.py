@@ -208,7 +208,7 @@ def plot_vs_n(
     fits: Sequence[FitResult],
     paper: bool = False,
     labels: Sequence[str | None] | None = None,
-    notes: Sequence[Mapping[str, str] | None] | None = None,
+    notes: Sequence[Mapping[int, str] | None] | None = None,
     flagged: Sequence[str] = (),
 ) -> plt.Figure:
     """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend.
@@ -337,7 +337,7 @@ def plot_vs_cmin(
     cmap = plt.get_cmap("plasma")
     norm = matplotlib.colors.LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 1.01))
     colours = {run: cmap(0.85 * norm(v)) for run, v in sizes.items()}  # skip the palest yellow
-    distinct = list(dict.fromkeys(labels)) if labels is not None else [None]
+    distinct: list[str | None] = list(dict.fromkeys(labels)) if labels is not None else [None]
     style = {
         run: LINESTYLES[distinct.index(lab) % len(LINESTYLES)] if lab in distinct else "-"
         for run, lab in (run_labels or {}).items()

@@ -569,7 +569,9 @@ def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[L
         noise_free = {"alpha": start.alpha, "beta": start.beta}
     except ResultsError:
         start, noise_free = law, {"alpha": float("nan"), "beta": float("nan")}
-    rec = {p: {"values": [], "lo": [], "hi": []} for p in ("alpha", "beta")}
+    rec: dict[str, dict[str, list[float]]] = {
+        p: {"values": [], "lo": [], "hi": []} for p in ("alpha", "beta")
+    }
     failed = 0
     for i in range(replicates):
         L = draw_joint(points, law, noise.sd.get(metric, 0.0), noise.eval_sd, rng)

@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -78,7 +78,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:
@@ -139,7 +139,7 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
     try:
         depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
         width = sd["word_embed.weight"].shape[0]
-        cfg = dict(
+        cfg: dict[str, Any] = dict(
             depth=depth,
             width=width,
             z_channels=sd["word_embed.weight"].shape[1],

@@ -1,7 +1,7 @@
 """Multi-scale residual vector quantizer with the phi refiners (VAR stage 1).
 
 Behaviour and state-dict layout follow the official `VectorQuantizer2` (see
-VAR_REFERENCE.md section 1); the code is written from that description.
+docs/specification.md, sec. 1); the code is written from that description.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class MultiScaleQuantizer(nn.Module):
     as sum(z^2) + sum(e^2) - 2 z e^T (one addmm) so that argmin ties resolve like the
     official code.
     """
+
+    ema_vocab_hit_SV: torch.Tensor  # buffer
 
     def __init__(
         self,
@@ -221,11 +223,12 @@ class MultiScaleQuantizer(nn.Module):
     def idx_to_fhat(self, idx: Sequence[torch.Tensor]) -> torch.Tensor:
         """K index maps -> f_hat [B, Cvae, H, W] (sum of all refined scales)."""
         self._check_idx(idx)
-        f_hat = None
+        f_hat: torch.Tensor | None = None
         with no_autocast(idx[0].device):
             for k, pn in enumerate(self.patch_nums):
                 h = self.phi(k, self._upsample(self.embed(idx[k], pn).to(self.work_dtype), k))
                 f_hat = h if f_hat is None else f_hat + h
+        assert f_hat is not None  # _check_idx requires one map per scale
         return f_hat
 
     def idx_to_var_input(self, idx: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The VAR transformer: AdaLN blocks with block-causal attention over the scales.
 
-State-dict layout and numerics follow the official release (VAR_REFERENCE.md section 2).
+State-dict layout and numerics follow the official release (docs/specification.md, sec. 2).
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -53,6 +54,8 @@ class DropPath(nn.Module):
 
 class SelfAttention(nn.Module):
     """Multi-head attention with q/v biases (k bias fixed at zero) and optional l2-norm q, k."""
+
+    zero_k_bias: torch.Tensor  # buffer
 
     def __init__(self, width: int, heads: int, l2_norm: bool, backend: str):
         super().__init__()
@@ -163,6 +166,9 @@ class VAR(nn.Module):
     forward(labels [B], x_in [B, L - pn_0^2, z_channels]) -> logits [B, L, vocab_size] (float32).
     """
 
+    lvl_1L: torch.Tensor  # buffers
+    attn_bias_for_masking: torch.Tensor
+
     def __init__(
         self,
         depth: int = 16,
@@ -254,6 +260,10 @@ class VAR(nn.Module):
         self._block_masks: dict = {}  # flex BlockMask per device (built lazily)
         self.init_weights(init_adaln, init_adaln_gamma, init_head, init_std)
 
+    def block_list(self) -> list[AdaLNBlock]:
+        """The transformer blocks, typed (iterating an nn.ModuleList yields plain Modules)."""
+        return cast("list[AdaLNBlock]", self.blocks)
+
     def config(self) -> dict:
         """Constructor kwargs with defaults resolved (width, heads, drop_path, init_std)."""
         return dict(self._config)
@@ -262,7 +272,7 @@ class VAR(nn.Module):
         """Switch the attention backend ("auto", "sdpa", "flex", "math") of every block."""
         resolve_backend(backend, torch.device("cpu"))
         self.attn_backend = self._config["attn_backend"] = backend
-        for b in self.blocks:
+        for b in self.block_list():
             b.attn.backend = backend
 
     @torch.no_grad()
@@ -280,17 +290,18 @@ class VAR(nn.Module):
         nn.init.trunc_normal_(self.pos_start, std=init_std)
         nn.init.trunc_normal_(self.pos_1LC, std=init_std)
         self.head.weight.mul_(init_head)
-        self.head_nm.ada_lin[1].weight.mul_(init_adaln)
+        cast(nn.Linear, self.head_nm.ada_lin[1]).weight.mul_(init_adaln)
         C = self.width
-        for b in self.blocks:
+        for b in self.block_list():
             b.attn.proj.weight.div_(math.sqrt(2 * self.depth))
             b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
             if b.shared_aln:
                 b.ada_gss[:, :, 2:].mul_(init_adaln)
                 b.ada_gss[:, :, :2].mul_(init_adaln_gamma)
             else:
-                b.ada_lin[1].weight[2 * C :].mul_(init_adaln)
-                b.ada_lin[1].weight[: 2 * C].mul_(init_adaln_gamma)
+                ada = cast(nn.Linear, b.ada_lin[1]).weight  # rows: gammas (2C), then the rest
+                ada[2 * C :].mul_(init_adaln)
+                ada[: 2 * C].mul_(init_adaln_gamma)
 
     # ---- pieces shared by forward and the sampler -------------------------------------
     def check_labels(self, labels: torch.Tensor) -> None:
@@ -341,7 +352,7 @@ class VAR(nn.Module):
                 kw["block_mask"] = self._flex_mask(x.device)
             else:  # sdpa or math
                 kw["mask"] = self.attn_bias_for_masking[:, :, : x.shape[1], : x.shape[1]]
-        for i, b in enumerate(self.blocks):
+        for i, b in enumerate(self.block_list()):
             x = b(x, ada, cache=None if caches is None else caches[i], **kw)
         return self.head_nm(x.float(), cond).float()
 

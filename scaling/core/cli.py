@@ -41,9 +41,10 @@ def run_cli(
     `InputError`s (e.g. `analysis.results.ResultsError`, from the torch-free package that
     cannot import this one). Returns the exit status; never raises for the two known kinds.
     """
+    bad_input: tuple[type[BaseException], ...] = (InputError, *input_errors)
     try:
         return body() or EXIT_OK
-    except (InputError, *input_errors) as e:
+    except bad_input as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except RuntimeFailure as e:

@@ -160,7 +160,7 @@ def _convert(value: Any, tp: Any, path: KeyPath, loc: Located) -> Any:
                 path, f"must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}{extra}"
             )
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, loc, path)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):

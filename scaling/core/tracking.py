@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,7 +120,9 @@ class Tracker:
         job_type: str = "train",
     ):
         self.run_dir = Path(run_dir)
-        self.tb = self.tb_compute = self.wandb = None
+        self.tb: Any = None  # a SummaryWriter when TensorBoard is on
+        self.tb_compute: Any = None
+        self.wandb: Any = None
         if tensorboard:
             # what a previous attempt logged after the checkpoint is dropped by TensorBoard
             self.tb = _tensorboard_writer(self.run_dir, resume_step + 1)
@@ -140,12 +143,12 @@ class Tracker:
 
     def log(
         self,
-        scalars: dict[str, float],
+        scalars: Mapping[str, float | None],
         step: int,
         flops: float | None = None,
         by_compute: tuple[str, ...] = (),
     ) -> None:
-        """Write `scalars` {tag: value} at optimizer step `step`.
+        """Write `scalars` {tag: value} at optimizer step `step` (None values are skipped).
 
         flops: cumulative training FLOPs at this step; the tags in `by_compute` (prefixes,
         e.g. "test/") are also written against it in the compute writer.

@@ -41,6 +41,8 @@ from scaling.core.safe_load import load_checkpoint_file
 if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
     import torch
 
+    from var_core import MultiScaleQuantizer
+
 FORMAT = "var-token-store/1"
 MAX_VOCAB = 65536  # tokens are stored as uint16
 META_KEYS = (
@@ -655,7 +657,7 @@ QUANTIZER_FILE = "quantizer.pt"
 QUANTIZER_FORMAT = "var-token-store.quantizer/1"
 
 
-def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
+def save_quantizer(store: str | Path, quantizer: MultiScaleQuantizer) -> Path:
     """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
     import torch
 
@@ -677,7 +679,7 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
     return path
 
 
-def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> MultiScaleQuantizer:
     """The store's quantizer, in eval mode on `device`, frozen."""
 
     from var_core import MultiScaleQuantizer

@@ -2,7 +2,7 @@
 
 A run's `config.yaml` is exactly `dump_yaml(RunConfig)`; `load_run_config(path)` reads it back
 with located errors (file:line: key.path: message). Defaults are the official VAR recipe
-(VAR_REFERENCE.md section 3); a sweep file overrides what it needs.
+(docs/specification.md, sec. 3); a sweep file overrides what it needs.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ class EvalConfig:
 
     `precision`: fp32 (default; TF32 matmuls allowed on CUDA, as the official evaluation) or
     bf16 autocast (cheaper; moves cross-entropy by ~1e-3). Class dropout is always off at
-    evaluation (DESIGN.md), unlike the official `eval_ep` (docs/fitting.md).
+    evaluation (docs/specification.md, sec. 6), unlike the official `eval_ep` (docs/fitting.md).
     """
 
     points: int = 12  # full evaluations, evenly spaced in log(compute), always incl. the last step
@@ -318,6 +318,9 @@ class RuntimeConfig:
     # several processes: rank 0's save/stop decisions are broadcast every this many steps
     # (a SIGUSR2/SIGTERM is honoured within it); one process decides every step for free
     agree_every_steps: int = 10
+    # several processes: a collective waiting longer fails the job (a crashed or lost rank
+    # must not hang the others); None = scaling.core.runtime's choice
+    collective_timeout_s: float | None = None
     num_threads: int | None = None  # torch CPU threads; None = scaling.runtime's choice (CPU: 1)
     # keep every training row's teacher-forcing input on the device when it fits (0 = never)
     input_cache_mb: float = 256.0
@@ -333,6 +336,7 @@ class RuntimeConfig:
         _positive("log_every_s", self.log_every_s)
         _positive("num_threads", self.num_threads)
         _positive("agree_every_steps", self.agree_every_steps)
+        _positive("collective_timeout_s", self.collective_timeout_s)
         _positive("input_cache_mb", self.input_cache_mb, allow_zero=True)
 
 

@@ -9,15 +9,17 @@ wrapped for DDP/FSDP/compile, and AdamW), `step` (one optimizer step, with no ho
 `scaling.core.stopwatch` (training time, paused for evaluations). The job around it (run
 directory, lock, status, signals, CLI) is `scaling.training.job`.
 
-Compute conventions (DESIGN.md, var_core.counting): `flops` = training FLOPs counted exactly
-from the model's shapes; `flops_6nd` = 6 * N * tokens. Evaluation compute is reported apart
-(`eval_flops`).
+Compute conventions (docs/specification.md sec. 6, var_core.counting): `flops` = training
+FLOPs counted exactly from the model's shapes; `flops_6nd` = 6 * N * tokens. Evaluation
+compute is reported apart (`eval_flops`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import socket
 import sys
 from typing import Any
 
@@ -420,33 +422,47 @@ class Trainer:
     def _decide(self, since_save_s: float, stop: StopRequest | None) -> list[bool]:
         """[save a checkpoint now, stop now], the same on every rank.
 
-        One process decides every step (free); with several, rank 0's decisions are
-        broadcast only every `agree_every_steps` steps and at step-count checkpoints, so a
-        stop signal is honoured within that many steps."""
+        One process decides every step (free); with several, the ranks agree only every
+        `agree_every_steps` steps and at step-count checkpoints, so a stop signal is honoured
+        within that many steps. A signal that reached any rank stops every rank at the same
+        step, and `stop.signum` is then set on every rank (the largest signal number seen)."""
         rt = self.config.runtime
-        step_due = bool(rt.checkpoint_every_steps) and self.step % rt.checkpoint_every_steps == 0
+        every = rt.checkpoint_every_steps
+        step_due = every is not None and every > 0 and self.step % every == 0
         if (
             not self.dist.enabled
             or step_due
             or self.step == self.total_steps
             or self.step % rt.agree_every_steps == 0
         ):
-            return self._agree(
-                [
-                    step_due or since_save_s >= rt.checkpoint_every_s,
-                    stop is not None and stop.signum is not None,
-                ]
-            )
+            signum = stop.signum if stop is not None and stop.signum is not None else 0
+            save, signum = self._agree(step_due or since_save_s >= rt.checkpoint_every_s, signum)
+            if signum and stop is not None:
+                if self.dist.enabled:
+                    log.info(
+                        "[%s] rank %d on %s stops at step %d (%s; this rank got it: %s)",
+                        self.config.run_id,
+                        self.dist.rank,
+                        socket.gethostname(),
+                        self.step,
+                        signal.Signals(signum).name,
+                        stop.signum is not None,
+                    )
+                stop.signum = signum
+            return [save, bool(signum)]
         return [False, False]
 
-    def _agree(self, flags: list[bool]) -> list[bool]:
-        """Every rank takes rank 0's decisions (save, stop) at the same step (one broadcast
-        and host read with several processes; nothing on one)."""
+    def _agree(self, save: bool, signum: int) -> tuple[bool, int]:
+        """(save, signal number) agreed by every rank at the same step: rank 0's time-based
+        save decision, and the largest stop signal any rank received (0: none). One
+        all-reduce and host read with several processes; nothing on one."""
         if not self.dist.enabled:
-            return flags
-        t = torch.tensor([float(f) for f in flags], device=self.device)
-        torch.distributed.broadcast(t, src=0)
-        return [bool(v) for v in t.tolist()]
+            return save, signum
+        # rank 0's clock decides saves (the others' vote 0); MAX spreads any rank's signal
+        t = torch.tensor([float(save and self.dist.is_main), float(signum)], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        agreed = t.tolist()
+        return bool(agreed[0]), int(agreed[1])
 
     def _report(self, progress: _Progress, kind: str, record: dict[str, Any]) -> None:
         """An evaluation's line in a job log (rank 0), or the progress bar's postfix."""

@@ -310,7 +310,7 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     after, text = _dry_run_rows([str(sweep), "--dry-run"], capsys)
     assert before == after and len(before) == 12
     assert before["d16"][3] == "174G" and before["d30"][3] == "305G"
-    assert "not readable yet" not in text and "repeated data" not in text  # 350 / 88 <= 4
+    assert "not made yet" not in text and "repeated data" not in text  # 350 / 88 <= 4
     # one centre crop per image: 200-350 passes over the same tokens, which the launcher says
     meta["splits"]["train"].update(count=1_281_167, views=1)
     (store / "meta.json").write_text(json.dumps(meta))

@@ -4,7 +4,8 @@ Reads a sweep's runs (the sweep file means its output folder), a runs directory
 (``<runs_dir>/<run_id>/metrics.jsonl``) or a tidy CSV/Parquet table,
 fits ``metric - E = (beta * x)^alpha`` against N (billions of parameters, final evaluation of
 each run) and against Cmin (PFLOPs, on the Pareto frontier of all training curves), and writes
-into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside a table):
+into the view's own folder (``<runs_dir>/fit/``, ``fit-best-over-lr/``, ``fit-nd/``...,
+`scaling.study.laws.folders`; beside a table ``<table>_fit/``), which a rerun replaces:
 
     fits.json         every coefficient with its bootstrap interval, r, hold-out check,
                       units and conventions (documented field by field in docs/fitting.md)
@@ -39,11 +40,13 @@ notebook and scripts/figures/readme_figures.py run) and writes the outputs. It n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -62,12 +65,13 @@ from analysis.results import (
 )
 from analysis.sensitivity import MIN_ABS_R, MIN_SIZES, MIN_SIZES_E_FITTED, MIN_VALID
 from analysis.settings import FitSettings, InvalidSetting
-from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config, load_yaml
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
-from scaling.study.laws.fit_joint import run_joint
+from scaling.study.laws.fit_joint import run_joint, run_optimal
+from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
 from scaling.study.sweep.spec import DEFAULT_LABELS
 
 COMPUTE_TEXT = {
@@ -99,7 +103,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(scaling.compare)",
     )
     p.add_argument(
-        "--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)"
+        "--out",
+        help="output folder (default: the view's own folder, replaced by a rerun: "
+        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, optimal-C; beside a table: "
+        "<table>_fit ...)",
     )
     p.add_argument(
         "--metrics",
@@ -659,10 +666,16 @@ def write_figures(fit: StudyFit, out: Path) -> None:
 
 
 def fit_and_write(
-    source: Path, settings: FitSettings, origin: dict[str, str], out: Path, plots: bool = True
+    source: Path,
+    settings: FitSettings,
+    origin: dict[str, str],
+    out: Path,
+    plots: bool = True,
+    shown: Path | None = None,
 ) -> tuple[dict, StudyFit]:
     """Fit `source` (`fit_source`), print the warnings, the E used and the table, and write
-    fits.json, fits.md, results.csv and (with `plots`) the figures into `out`."""
+    fits.json, fits.md, results.csv and (with `plots`) the figures into `out` (named `shown`
+    in messages: the folder a staging folder will become)."""
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
@@ -692,7 +705,7 @@ def fit_and_write(
     atomic_write_json(out / "fits.json", doc)
     print(table_md)
     print(
-        f"wrote {out}/fits.json, fits.md, results.csv"
+        f"wrote {shown or out}/fits.json, fits.md, results.csv"
         + (", figures (png, pdf)" if plots else "")
         + f" in {doc['elapsed_s']:.1f} s"
     )
@@ -714,21 +727,30 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
         raise FitCLIError(f"{given}: no such sweep file, runs directory or table file")
     source = sweep_output(given) if given.suffix in (".yaml", ".yml") else given
     settings, origin = resolve_settings(args, source)
-    out = (
-        Path(args.out)
-        if args.out
-        else (
-            source / "fit"
-            if source.is_dir()
-            else source.parent / f"{source.name.split('.')[0]}_fit"
-        )
-    )
     if args.optimal_for is not None and settings.law != "nd":
         settings = dataclasses.replace(settings, law="nd")
         origin["law"] = "cli"
-    if settings.law == "nd":
-        return run_joint(args, source, settings, origin, out), None
-    return fit_and_write(source, settings, origin, out, plots=not args.no_plots)
+    # each view its own folder (scaling.study.laws.folders); --out: exactly where asked
+    joint_out = default_folder(source, fit_folder_name(settings))
+    if args.optimal_for is not None:
+        name = optimal_folder_name(args.optimal_for)
+        with _output_folder(args.out, default_folder(source, name)) as (out, shown):
+            return run_optimal(args, source, settings, origin, joint_out, out, shown), None
+    with _output_folder(args.out, joint_out) as (out, shown):
+        if settings.law == "nd":
+            return run_joint(args, source, settings, origin, out, shown), None
+        return fit_and_write(source, settings, origin, out, plots=not args.no_plots, shown=shown)
+
+
+@contextlib.contextmanager
+def _output_folder(given: str | None, default: Path) -> Iterator[tuple[Path, Path]]:
+    """(folder to write into, folder to name in messages): `--out` as given (written into,
+    other files there kept), else the view's own folder, replaced whole when the fit is done."""
+    if given:
+        yield Path(given), Path(given)
+        return
+    with replacing_folder(default) as stage:
+        yield stage, default
 
 
 def run(argv: list[str] | None = None) -> dict:

@@ -122,6 +122,10 @@ def run_records(
                 "job_ids": [str(j) for j in rec.get("job_ids") or []],
                 "log": rec.get("log"),
                 "error": rec.get("error") if state == "failed" else None,
+                # several processes: the rank that failed first (rank 0 may only echo it)
+                "first_error": RunDir(run.run_dir).first_rank_error()
+                if state == "failed"
+                else None,
                 "code": code,
                 "data_limited": data_limited(run.run_dir) if m else None,
                 "eta_s": rec.get("eta_s") if state == "running" else None,
@@ -150,7 +154,11 @@ def _row(r: dict[str, Any]) -> Row:
         if slurm and slurm not in ("RUNNING", "PENDING") or (slurm and state == "failed")
         else ""
     )
-    if state == "failed" and rec.get("error"):
+    first = r.get("first_error")
+    if state == "failed" and first:
+        text = (str(first.get("error") or "").strip().splitlines() or ["?"])[0]
+        label += f": rank {first.get('rank')} on {first.get('host')}: {text[:60]}"
+    elif state == "failed" and rec.get("error"):
         label += f": {str(rec['error']).splitlines()[0][:60]}"
     name = f"  `- {r['run']}" if r.get("parent") else r["run"]  # a branch under its parent
     return Row(name, label, progress, metrics, ",".join(r["job_ids"]) or "-", str(r["log"] or "-"))

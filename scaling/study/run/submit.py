@@ -80,6 +80,7 @@ def _record_submission(record: RunDir, job: Any, backend: str, **extra: Any) -> 
 
 def _mark_queued(run: Run, backend: str, waiting: bool) -> None:
     """Before submitting: queued, error cleared (a resubmission may replace a final state)."""
+    RunDir(run.run_dir).clear_rank_errors()
     RunDir(run.run_dir).update_status(
         state="queued",
         force=True,

@@ -64,8 +64,8 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
     ]
     if not real:
         notes.append(
-            f"token store {sweep.token_store()} not readable yet: estimates use "
-            "data.expect (or what prepare will make)"
+            f"token store {sweep.token_store()} not made yet: the numbers come from "
+            f"{sweep.expected_source()}"
         )
     warning = repeated_data_warning(runs, meta)
     if warning:

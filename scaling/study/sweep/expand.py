@@ -401,6 +401,7 @@ def _resolve(
     cluster_data.update({k[1]: v for k, v in resource_flat.items()})
     cluster_data["setup"] = list(cluster_data["setup"])
     resources = build(ClusterSpec, cluster_data, located, ("cluster",))
+    _check_processes(config, resources, located)
     return Run(
         run_id=run_id,
         depth=depth,
@@ -409,6 +410,26 @@ def _resolve(
         resources=resources,
         run_dir=spec.output / run_id,
     )
+
+
+def _check_processes(config: RunConfig, res: ClusterSpec, located: _SweepLocated) -> None:
+    """What the job's processes (nodes x processes per node) make impossible, found at load
+    time rather than by a job that fails after it waited in the queue."""
+    procs = res.processes
+    shape = f"{res.nodes} node(s) x {res.processes_per_node} process(es)"
+    if config.optim.batch_size % procs:
+        raise located.error(
+            ("optim", "batch_size"),
+            f"{config.optim.batch_size} is not divisible by the job's {procs} processes "
+            f"({shape}): each process takes an equal share of the global batch",
+        )
+    if config.runtime.fsdp and procs == 1:
+        raise located.error(
+            ("runtime", "fsdp"),
+            f"FSDP shards the model over processes and this job has one ({shape}); "
+            "turn fsdp off or give the job more processes (cluster.gpus_per_node, "
+            "cluster.nodes)",
+        )
 
 
 def _with_branches(runs: list[Run], spec: BranchesSpec, loc: Located) -> list[Run]:

@@ -1,5 +1,6 @@
 """Rows of the official VAR code, timed beside ours: imported at run time from a checkout
-outside the repository (never copied), e.g. /work/.mirror/FoundationVision+VAR/repo.
+outside the repository (never copied): a checkout of github.com/FoundationVision/VAR
+given as `--official PATH`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _official_import_path(path: Path) -> Iterator[None]:
         sys.path.remove(str(path))
         for c, fn in saved.items():
             if fn is not None:
-                c.reset_parameters = fn
+                c.reset_parameters = fn  # type: ignore[method-assign]  # restore the patch
             elif "reset_parameters" in c.__dict__:  # inherited before (Conv2d from _ConvNd)
                 delattr(c, "reset_parameters")
 
