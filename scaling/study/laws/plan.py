@@ -223,6 +223,9 @@ def load_joint_prior(
                 if unit != d_unit
                 else ""
             )
+        elif (why := curves[m].not_representable()) is not None:
+            sources.append(f"{m}: not representable: not simulated ({why})")
+            continue
         else:
             priors[m] = joint_prior(curves[m], kappa[0])
             how = (
@@ -499,11 +502,17 @@ def run(argv=None) -> dict:
     d_unit = settings.data_unit
     points = plan_design.joint_points(d_unit)
     kappa = compute_per_param_unit(points.N, points.D, [c.compute for c in costs])
-    losses = {m: simulated[m] for m in metrics if m.startswith("ce") and m in simulated}
+    losses = {m: models[m] for m in metrics if m.startswith("ce")}
     joint_priors, joint_source = load_joint_prior(
         args.prior, args.joint_law, losses, kappa, d_unit, L
     )
-    joint_gap = points.why_not() if joint_priors else "no loss metric (ce_avg, ce_last) is planned"
+    joint_gap = (
+        points.why_not()
+        if joint_priors
+        else "no loss metric (ce_avg, ce_last) is planned"
+        if not losses
+        else "no loss has a joint prior its curves can represent (see the table above)"
+    )
     joint = (
         []
         if joint_gap
