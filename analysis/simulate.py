@@ -581,9 +581,7 @@ def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[L
             failed += 1
             continue
         samples = (
-            bootstrap_laws(
-                points.N, points.D, L, fitted, fit.bootstrap, seed=i, family=points.family
-            )
+            bootstrap_laws(points.N, points.D, L, fitted, fit.bootstrap, seed=i)
             if fit.bootstrap
             else []
         )

@@ -544,7 +544,6 @@ def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
                     "tokens": points["D"],
                     "flops": 4.5 * points["N"] * points["D"],
                     "ce_last": loss,
-                    "family": points["family"],  # as the planner's: a parent and its branches
                 }
             )
             fit = fit_joint_table(
