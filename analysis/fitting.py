@@ -102,9 +102,11 @@ def choose_irreducible(
     if spec == "paper" and below:
         m, v = next(iter(below.items()))
         raise ResultsError(
-            f"--irreducible paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the floor of "
+            f"--set irreducible=paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the "
+            "floor of "
             f"the official tokenizer's tokens), but this table's {m} goes down to {v:.4g}: these "
-            f"cannot be the paper's metrics (another tokenizer or data set). Use --irreducible fit "
+            "cannot be the paper's metrics (another tokenizer or data set). Use --set "
+            "irreducible=fit "
             f"(or auto), or a number below {v:.4g}"
         )
     if spec != "auto":
@@ -139,14 +141,14 @@ def study_axes(
         best_column = resolve_axis(table, settings.best_over, by_label)
         if best_column in roles.size or best_column in roles.seed:
             raise ResultsError(
-                f"--best-over {settings.best_over}: {axis_name(best_column)} is a "
+                f"best_over={settings.best_over}: {axis_name(best_column)} is a "
                 f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis"
             )
         if best_column in law_columns:
             law_columns.remove(best_column)
         else:
             warnings.warn(
-                f"--best-over {settings.best_over}: the axis has one value here; nothing to pick",
+                f"best_over={settings.best_over}: the axis has one value here; nothing to pick",
                 stacklevel=2,
             )
     if not axis_columns(table):
@@ -204,11 +206,12 @@ def fit_study(
         warnings.warn(
             f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
             + (
-                "INCLUDED in the laws vs N (--include-unfinished; marked in the figure), their "
+                "INCLUDED in the laws vs N (--set include_unfinished=true; marked in the figure), "
+                "their "
                 "last evaluation is not a final one"
                 if kept
                 else "left out of the laws vs N (their last evaluation is not a final one; "
-                "--include-unfinished includes them)"
+                "--set include_unfinished=true includes them)"
             )
             + "; the Cmin frontier uses every evaluation, theirs included",
             stacklevel=2,

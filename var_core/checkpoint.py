@@ -18,6 +18,7 @@ from typing import Any, cast
 import torch
 import torch.nn as nn
 
+from .counting import tokens_per_image
 from .var import VAR
 from .vqvae import VQVAE
 
@@ -150,7 +151,7 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
             mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / width,
         )
         L = sd["pos_1LC"].shape[1]
-        if L == sum(p * p for p in PATCH_NUMS_512):
+        if L == tokens_per_image(PATCH_NUMS_512):
             cfg["patch_nums"] = PATCH_NUMS_512
         if cfg["attn_l2_norm"]:
             cfg["heads"] = sd["blocks.0.attn.scale_mul_1H11"].shape[1]

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import attend, make_block_mask, resolve_backend
+from .counting import tokens_per_image
 from .loss import head_cross_entropy, head_token_losses
 from .quantizer import no_autocast
 from .vqvae import DEFAULT_PATCH_NUMS
@@ -221,7 +222,7 @@ class VAR(nn.Module):
         self.depth, self.width, self.heads = depth, width, heads
         self.num_classes, self.vocab_size, self.z_channels = num_classes, vocab_size, z_channels
         self.patch_nums = patch_nums
-        self.L = sum(p * p for p in patch_nums)
+        self.L = tokens_per_image(patch_nums)
         self.first_l = patch_nums[0] ** 2
         self.begin_ends = []
         cur = 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
 
@@ -25,6 +25,20 @@ class InputError(ValueError):
 
 class RuntimeFailure(RuntimeError):
     """The work could not be done although the input was valid; CLIs exit 1."""
+
+
+def refuse_replaced_flags(argv: Sequence[str], replaced: Mapping[str, str]) -> None:
+    """Raise InputError (exit 2) for a command-line flag that was replaced, naming its new
+    form: `replaced` maps the old flag (``--method``) to it (``--set method=VALUE``). Both
+    ``--flag value`` and ``--flag=value`` are recognised; a short flag also as ``-Evalue``."""
+    for arg in argv:
+        if arg == "--":
+            return
+        flag = arg.split("=", 1)[0]
+        if flag not in replaced and not arg.startswith("--") and len(arg) > 2:
+            flag = arg[:2]  # a short flag with its value attached (-E4.5)
+        if flag in replaced:
+            raise InputError(f"{flag} was replaced by {replaced[flag]}")
 
 
 def setup_logging(level: int = logging.INFO) -> None:

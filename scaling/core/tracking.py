@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -45,13 +46,13 @@ class TrackingUnavailable(RuntimeError):
 class WandbConfig:
     """`runtime.wandb`: log to Weights & Biases as well (optional extra `wandb`)."""
 
-    project: str
+    project: str  # W&B project name
     mode: Literal["offline", "online", "disabled"] = (
         "offline"  # offline: nothing leaves the machine
     )
-    entity: str | None = None
+    entity: str | None = None  # W&B entity (team)
     group: str | None = None  # None: the sweep (the run directory's parent folder name)
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # W&B run tags
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.project):
@@ -209,3 +210,27 @@ def eval_scalars(record: dict[str, Any], patch_nums: tuple[int, ...]) -> dict[st
     if "eval_s" in record:
         out[f"eval/{prefix}_seconds"] = record["eval_s"]
     return out
+
+
+FORECAST_DIR = "forecast"  # <run_dir>/forecast/: the forecasts scaling.status makes of a run
+
+
+def append_scalars(logdir: str | Path, step: int, scalars: dict[str, float]) -> None:
+    """Append `scalars` at `step` to a TensorBoard event file in `logdir` (a new file per
+    call; TensorBoard reads them all). Written with the tensorboard package's own writer, so
+    a caller that never trains (scaling.status) does not import torch."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    Path(logdir).mkdir(parents=True, exist_ok=True)
+    writer = EventFileWriter(str(logdir))
+    try:
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(tag=tag, simple_value=float(v))
+                for tag, v in scalars.items()
+            ]
+        )
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+    finally:
+        writer.close()

@@ -37,6 +37,7 @@ import numpy as np
 from scaling.core.atomic import atomic_write, atomic_write_json
 from scaling.core.cli import InputError
 from scaling.core.safe_load import load_checkpoint_file
+from var_core.counting import tokens_per_image
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
     import torch
@@ -121,7 +122,7 @@ class TokenStore:
             raise TokenStoreError(
                 f"token store {meta_path}: format {meta['format']!r}, expected {FORMAT!r}"
             )
-        if sum(p * p for p in meta["patch_nums"]) != meta["L"]:
+        if tokens_per_image(meta["patch_nums"]) != meta["L"]:
             raise TokenStoreError(
                 f"token store {meta_path}: L={meta['L']} does not match "
                 f"patch_nums {meta['patch_nums']}"
@@ -313,7 +314,7 @@ def store_identity(
         "vqvae_config": vqvae_config,
         "vocab_size": int(vocab_size),
         "patch_nums": pn,
-        "L": sum(p * p for p in pn),
+        "L": tokens_per_image(pn),
         "image_size": int(image_size),
         "classes": list(classes),
         "num_classes": len(classes),

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from scaling.core.cli import InputError
+from var_core.counting import tokens_per_image
 
 
 def scale_index(patch_nums: tuple[int, ...]) -> torch.Tensor:
@@ -89,7 +90,7 @@ def evaluate(
         [pn * pn for pn in patch_nums], dtype=torch.float64, device=device
     )
     by_scale = (sums / (n * per_scale_tokens)).cpu()
-    total_tokens = n * sum(pn * pn for pn in patch_nums)
+    total_tokens = n * tokens_per_image(patch_nums)
     totals = sums.sum(1).cpu()
     mean, square = (moments / n).cpu()
     var = (square - mean * mean).clamp(min=0) * (n / max(n - 1, 1))  # sample variance

@@ -34,9 +34,10 @@ from scaling.core.stopwatch import Stopwatch
 from scaling.core.tracking import Tracker, eval_scalars
 from scaling.data.token_store import TokenStore, eval_batches, load_quantizer
 from scaling.training import model as var_model
-from scaling.training import records, schedule
+from scaling.training import records
+from scaling.training.budget import run_budget, var_kwargs_from_store
 from scaling.training.checkpoint import CheckpointState
-from scaling.training.config import RunConfig, schedule_plan, var_kwargs_from_store
+from scaling.training.config import RunConfig
 from scaling.training.distributed import DistInfo
 from scaling.training.evaluate import evaluate
 from scaling.training.inputs import TrainInputs, check_views, open_online_views
@@ -94,7 +95,6 @@ class Trainer:
             self.store.check_tokens(split)
 
         var_kwargs = var_kwargs_from_store(config.model, self.store.meta)
-        self.counts = records.ImageCounts.of(var_kwargs)
         optim = config.optim
         if optim.batch_size % dist.world_size:
             raise ConfigError(
@@ -103,19 +103,17 @@ class Trainer:
             )
         self.local_batch = optim.batch_size // dist.world_size
         self.micro_batch = min(config.runtime.micro_batch or self.local_batch, self.local_batch)
-        self.plan = schedule_plan(config, self.counts, self.train_size)
-        self.total_steps = self.plan.total_steps
+        # steps, schedule, evaluations and compute columns: the run's budget, as priced before
+        self.budget = run_budget(config, self.store.meta, train_images=self.train_size)
+        self.counts, self.plan = self.budget.counts, self.budget.plan
+        self.total_steps = self.budget.steps
         if config.eval.points > self.total_steps:
             raise ConfigError(
                 f"{run_dir.config}: eval.points: {config.eval.points} evaluations "
                 f"but the run has only {self.total_steps} steps"
             )
         # a decay branch evaluates only its own steps (its parent measured the ones before)
-        self.evals = {
-            s: k
-            for s, k in schedule.eval_schedule(self.total_steps, config.eval).items()
-            if s > self.plan.start_step
-        }
+        self.evals = self.budget.evals
 
         self.var = var_model.build(config, var_kwargs, self.policy, dist)
         self.optimizer = var_model.optimizer(self.model, config)
@@ -214,10 +212,8 @@ class Trainer:
         self.eval_flops += self.counts.forward_flops * metrics["images"]
         record = records.metrics_record(
             self.config,
-            self.counts,
+            self.budget,
             width=self.model.width,
-            total_steps=self.total_steps,
-            train_images=self.train_size,
             step=self.step,
             wall_s=self.watch.elapsed,
             train_loss=train_loss,
@@ -250,7 +246,7 @@ class Trainer:
         if not (self.tracking and self.dist.is_main):
             return Tracker.off()
         config = json.loads(json.dumps(to_dict(self.config), default=str))
-        done = records.progress(self.step, self.config.optim.batch_size, self.counts)
+        done = self.budget.at(self.step)
         return Tracker(
             self.run_dir.path,
             tensorboard=runtime.tensorboard,
@@ -258,7 +254,7 @@ class Trainer:
             name=self.config.run_id,
             config={**config, "params": self.params},
             resume_step=self.step,
-            resume_flops=done["flops"],
+            resume_flops=done.flops,
         )
 
     def log_scalars(self, window: _Window) -> _Window:
@@ -278,7 +274,7 @@ class Trainer:
             steps = window.steps(self.step)
             seconds = max(self.watch.elapsed - window.wall_s, 1e-9)
             batch = self.config.optim.batch_size
-            done = records.progress(self.step, batch, self.counts)
+            done = self.budget.at(self.step)
             group = self.optimizer.param_groups[0]  # the decayed group
             self.tracker.log(
                 {
@@ -289,13 +285,13 @@ class Trainer:
                     "train/images_per_s": steps * batch / seconds,
                     "train/tokens_per_s": steps * batch * self.counts.tokens / seconds,
                     "train/tflops_per_s": self.counts.train_flops * steps * batch / seconds / 1e12,
-                    "compute/flops": done["flops"],
-                    "compute/flops_6nd": done["flops_6nd"],
-                    "compute/tokens": done["tokens"],
+                    "compute/flops": done.flops,
+                    "compute/flops_6nd": done.flops_6nd,
+                    "compute/tokens": done.tokens,
                     "compute/wall_s": self.watch.elapsed,
                 },
                 self.step,
-                flops=done["flops"],
+                flops=done.flops,
                 by_compute=("train/loss",),
             )
         return _Window(self.step, self.watch.elapsed)

@@ -12,25 +12,8 @@ import numpy as np
 import pytest
 
 from scaling.study.laws.plan import main, run
+from tests.factories import merged, write_sweep
 from tests.paths import ROOT
-
-SWEEP = """
-name: tiny
-output: {out}
-data:
-  tokens: {out}/no-store-yet
-  expect: {{train_images: 1000, val_images: 100, num_classes: 10, vocab_size: 64,
-           patch_nums: [1, 2, 3]}}
-base:
-  optim: {{batch_size: 10}}
-  length: {{steps: 400}}
-grid:
-  depth: [2, 3, 4, 6, 8, 11]
-eval: {{points: 6, first_frac: 0.02, subset_points: 3, subset_images: 20}}
-cluster: {{gpus_per_node: 1, assumed_tflops_per_gpu: 100}}
-fit: {{irreducible: 3.0, metrics: [ce_last]}}
-"""
-
 
 # a prior with the sweep's E = 3.0 (its fit: irreducible)
 LAWS = [
@@ -41,10 +24,45 @@ LAWS = [
 ]  # consistent: curve check ~1%
 
 
-def _sweep(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(SWEEP.format(out=tmp_path / "runs"))
-    return path
+def _sweep(tmp_path: Path, file: str = "tiny.yaml", **more) -> Path:
+    """The tests' sweep (tests.factories) as the planner sees it: no store yet (`expect`
+    describes it), 6 sizes, full and subset evaluations, a fit section; `more`: sections
+    laid over it."""
+    out = tmp_path / "runs"
+    kw = dict(
+        store=out / "no-store-yet",
+        depths=(2, 3, 4, 6, 8, 11),
+        data={
+            "expect": {
+                "train_images": 1000,
+                "val_images": 100,
+                "num_classes": 10,
+                "vocab_size": 64,
+                "patch_nums": [1, 2, 3],
+            }
+        },
+        base={
+            "model": None,
+            "optim": {"batch_size": 10, "base_lr": None, "final_lr_frac": None},
+            "length": {"steps": 400},
+            "runtime": None,
+        },
+        eval={
+            "points": 6,
+            "first_frac": 0.02,
+            "subset_points": 3,
+            "subset_images": 20,
+            "batch_size": None,
+        },
+        cluster={
+            "gpus_per_node": 1,
+            "assumed_tflops_per_gpu": 100,
+            "backend": None,
+            "cpus_per_task": None,
+        },
+        fit={"irreducible": 3.0, "metrics": ["ce_last"]},
+    )
+    return write_sweep(tmp_path / file, out, **merged(kw, more))
 
 
 def test_cost_is_the_hand_count(tmp_path, capsys):
@@ -92,7 +110,9 @@ def test_cost_is_the_hand_count(tmp_path, capsys):
         (["--law", "ce_last:N=oops"], "expected METRIC:AGAINST=alpha,beta"),
         (["--law", "ce_last:N=0.2,3.0"], "alpha must be negative"),
         (["--replicates", "1"], "--replicates must be at least 2"),
-        (["--metrics", "ce_first"], "ce_first"),
+        (["--set", "metrics=[ce_first]"], "ce_first"),
+        (["--metrics", "ce_last"], "--metrics was replaced by --set metrics=[...]"),
+        (["--set", "method=fancy"], "--set method=fancy: method: must be one of"),
         (["--noise-sd", "-1"], "--noise-sd must be >= 0"),
         (["--eval-noise", "-0.1"], "--eval-noise must be >= 0"),
         (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
@@ -115,13 +135,11 @@ def test_bad_prior_file_and_noise_table(tmp_path, capsys):
     assert main([str(_sweep(tmp_path)), "--noise-from", str(table), "--no-plots"]) == 2
     assert "no model size has two or more seeds" in capsys.readouterr().err
     bad_val = tmp_path / "bad_val.yaml"
-    bad_val.write_text(
-        SWEEP.format(out=tmp_path / "runs").replace("val_images: 100", "val_images: 0")
-    )
+    bad_val.write_text(_sweep(tmp_path).read_text().replace("val_images: 100", "val_images: 0"))
     assert main([str(bad_val)]) == 2
     assert "val_images" in capsys.readouterr().err
     bad_sweep = tmp_path / "bad.yaml"
-    bad_sweep.write_text(SWEEP.format(out=tmp_path / "runs").replace("depth: [2,", "depth: [zero,"))
+    bad_sweep.write_text(_sweep(tmp_path).read_text().replace("- 2\n", "- zero\n", 1))
     assert main([str(bad_sweep)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
 
@@ -258,7 +276,7 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
         (root / "fit.yaml").write_text(
             "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
         )
-        fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])
+        fitted = fit_run([str(root), "--no-plots", "--set", f"seed={rep}"])
         for f in fitted["fits"]:
             widths[f["against"]].append(f["alpha_ci"][1] - f["alpha_ci"][0])
             alphas[f["against"]].append(f["alpha"])
@@ -269,18 +287,13 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
         assert law["spread95"] == pytest.approx(3.92 * np.std(alphas[a], ddof=1), rel=0.35), a
 
 
-WSD = SWEEP.replace(
-    "optim: {{batch_size: 10}}", "optim: {{batch_size: 10, schedule: wsd, warmup_frac: 0.05}}"
-).replace(
-    "depth: [2, 3, 4, 6, 8, 11]",
-    "depth: [2, 3, 4, 6, 8, 11]\nbranches: {{at: [0.25, 0.5], cooldown: 0.2}}",
-)
-
-
 def _wsd_sweep(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny_wsd.yaml"
-    path.write_text(WSD.format(out=tmp_path / "runs"))
-    return path
+    return _sweep(
+        tmp_path,
+        "tiny_wsd.yaml",
+        base={"optim": {"schedule": "wsd", "warmup_frac": 0.05}},
+        branches={"at": [0.25, 0.5], "cooldown": 0.2},
+    )
 
 
 def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
@@ -409,7 +422,7 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
         "beta": 0.35,
     }
     assert "ce_last: --joint-law" in doc["joint"]["prior_source"]
-    # a fits.json of `scaling.fit --law nd` (D in images): its law, D converted at 14 tokens per
+    # a fits.json of `scaling.fit --set law=nd` (D in images): its law, D converted at 14 tokens per
     # image;
     # the laws vs N and Cmin of such a file are the paper's (it has none)
     fits = tmp_path / "fits.json"
@@ -457,12 +470,7 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
 
 
 def test_a_seed_axis_is_planned_as_replicates(tmp_path):
-    path = tmp_path / "seeds.yaml"
-    path.write_text(
-        SWEEP.format(out=tmp_path / "runs").replace(
-            "depth: [2, 3, 4, 6, 8, 11]", "depth: [2, 3, 4, 6, 8, 11]\n  seed: [0, 1]"
-        )
-    )
+    path = _sweep(tmp_path, "seeds.yaml", grid={"seed": [0, 1]})
     doc = run(
         [
             str(path),
@@ -488,7 +496,7 @@ def test_a_seed_axis_is_planned_as_replicates(tmp_path):
 def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
     """The planner's median 95% interval width of the joint law's alpha and beta for the 6-size
     WSD grid with 3 decay branches per size (24 points) vs the widths of `fit_joint_table` (the
-    fit of `scaling.fit --law nd`, with its full grid of starts) on 12 studies of that grid
+    fit of `scaling.fit --set law=nd`, with its full grid of starts) on 12 studies of that grid
     drawn independently here: within 35% (in 6 repetitions with other seeds the ratio was
     0.89-1.24: medians of 12 widths from 40 bootstrap samples each); and both cover the prior at
     about the nominal rate (in those repetitions 83-100% each; asserted: at least 9 of 12 each,
@@ -503,9 +511,11 @@ def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
     from analysis.results import prepare
 
     E, A, alpha, B, beta, sd, boot, studies = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01, 40, 12
-    sweep = tmp_path / "wsd3.yaml"
-    sweep.write_text(
-        WSD.format(out=tmp_path / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]")
+    sweep = _sweep(
+        tmp_path,
+        "wsd3.yaml",
+        base={"optim": {"schedule": "wsd", "warmup_frac": 0.05}},
+        branches={"at": [0.125, 0.25, 0.5], "cooldown": 0.2},
     )
     doc = run(
         [
