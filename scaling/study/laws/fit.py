@@ -352,7 +352,7 @@ def sensitivity_table(fits: list[dict]) -> list[str]:
         cells = []
         for n in names:
             k, v = by_key.get(n, (n, None))
-            cells.append(("-" if v is None else _fmt(v, 4)) + (f" ({k[10:-1]})" if k != n else ""))
+            cells.append("-" if v is None else _fmt(v, 4) + (f" ({k[10:-1]})" if k != n else ""))
         aci, tci = f["alpha_ci"], sens["t_interval"]
         lines.append(
             (f"| {f.get('group_label') or '-'} " if grouped else "")
