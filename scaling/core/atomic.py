@@ -9,13 +9,15 @@ replaces), not the 0600 of a temp file: a team on a shared cluster can read it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import os
+import shutil
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,37 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if isinstance(rec, dict):
             records.append(rec)
     return records
+
+
+@contextlib.contextmanager
+def replacing_folder(folder: str | Path) -> Iterator[Path]:
+    """Write a whole output folder, then swap it in: a rerun replaces only its own folder.
+
+    Yields a staging folder `.<name>.<host>.<pid>.new` beside `folder`; when the block ends
+    without an exception, the staging folder takes `folder`'s place (the previous contents,
+    files a new run no longer writes included, are removed after the swap). On an exception
+    `folder` keeps what it held and the staging folder is removed: nothing written before is
+    lost. Stale staging folders of dead processes (this host) are removed first.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().replace(".", "_")
+    prefix = f".{folder.name}.{host}."
+    for old in folder.parent.glob(prefix + "*"):
+        pid = old.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    stage = folder.parent / f"{prefix}{os.getpid()}.new"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    retired = folder.parent / f"{prefix}{os.getpid()}.old"
+    if folder.exists():
+        os.replace(folder, retired)
+    os.replace(stage, folder)
+    _fsync_dir(folder.parent)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -19,7 +19,8 @@ lost or duplicated (both must be 0), final states that changed (a run read `done
 read otherwise: must be 0), the largest number of trainers alive at once against the sweep's
 `array_parallelism` (slots) and the runs compared bitwise.
 
-The same engine runs in the test suite (tests/study/run/test_kill_soak.py): a reduced version in CI and
+The same engine runs in the test suite (tests/study/run/test_kill_soak.py): a reduced version in CI
+and
 the full one under `pytest -m soak`.
 """
 
