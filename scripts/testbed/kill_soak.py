@@ -263,8 +263,9 @@ class Soak:
         return out
 
     def _starting(self) -> list[str]:
-        """Runs whose local job was just submitted and whose trainer holds no lock yet."""
+        """Runs whose local job's trainer process has started but holds no run lock yet."""
         out = []
+        tasks = job_tasks()
         for run_id in self.run_ids:
             d = self.output / run_id
             rec = _status(d)
@@ -274,6 +275,7 @@ class Soak:
                 and jobs
                 and not rec.get("waiting_in")
                 and same_process(jobs[-1], rec.get("job_start"))
+                and tasks.get(str(jobs[-1]))
                 and not same_process(
                     RunLock(d).holder().get("pid"), RunLock(d).holder().get("start")
                 )
@@ -301,7 +303,7 @@ class Soak:
                 self.counts.kills[kind] = self.counts.kills.get(kind, 0) + 1
                 self.log(f"  kill {self.counts.total_kills}: {kind} on {run_id} (job {job})")
                 return True
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise TimeoutError(f"no job was starting for {timeout:.0f} s")
 
     def kill(self, kind: str, timeout: float = 600) -> bool:
