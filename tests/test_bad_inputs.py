@@ -707,6 +707,12 @@ CASES = [
         dry,
         ("s.yaml:", "aliases expand to more than 100,000 values (an alias bomb?)"),
     ),
+    Case(
+        "samples.seed negative",
+        edit(Y, "base_lr: 0.005}", "base_lr: 0.005}\n  samples: {seed: -1}"),
+        dry,
+        ("s.yaml:8: base.samples.seed: must be >= 0, got -1",),
+    ),
     # ---- checkpoint fields checked against the run before anything is loaded or cut
     Case(
         "checkpoint with a negative step",

@@ -135,9 +135,12 @@ def _train_locked(
                 final = records.summary(last or (run.read_metrics() or [None])[-1])
                 # force: the trainer holds the run lock, so its "done" is the truth even
                 # over a launcher's "failed" written after its job's controller died
+                online = trainer.online
                 run.update_status(
                     state="done",
                     force=True,
+                    # the image skip policy's count when views are cropped from the images
+                    **({"skipped_images": len(online.ds.skipped)} if online is not None else {}),
                     finished_at=time.time(),
                     step=trainer.step,
                     final=final,
