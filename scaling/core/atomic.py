@@ -48,7 +48,7 @@ def _full(directory: Path) -> bool:
 FULL_BYTES = 1 << 20  # under 1 MiB free: a failed write there is the disk being full
 
 
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], object]) -> None:
     """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`.
 
     A failed write leaves `path` as it was; its OSError names `path` (`write_error`: a full

@@ -2,20 +2,18 @@
 
 A run's `config.yaml` is exactly `dump_yaml(RunConfig)`; `load_run_config(path)` reads it back
 with located errors (file:line: key.path: message). Defaults are the official VAR recipe
-(docs/specification.md, sec. 3); a sweep file overrides what it needs.
+(docs/specification.md, sec. 3); a sweep file overrides what it needs. Data and validation only:
+what a run costs (steps, images, tokens, FLOPs) is `scaling.training.budget`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 from scaling.core.config_io import InvalidValue, build, load_yaml
 from scaling.core.tracking import WandbConfig
-from scaling.data.token_store import TokenStoreError, images_in_split, rows_per_image
-from scaling.training import records, schedule
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -226,22 +224,6 @@ class LengthConfig:
             )
         _positive(given[0], getattr(self, given[0]))
 
-    def total_steps(
-        self, *, train_size: int, batch_size: int, tokens_per_image: int, flops_per_image: int
-    ) -> int:
-        """Number of optimizer steps this length means for the given data and model."""
-        if self.steps is not None:
-            steps = self.steps
-        elif self.epochs is not None:
-            steps = round(self.epochs * train_size / batch_size)
-        elif self.images is not None:
-            steps = math.ceil(self.images / batch_size)
-        elif self.tokens is not None:
-            steps = math.ceil(self.tokens / (tokens_per_image * batch_size))
-        else:
-            steps = math.floor(self.flops / (flops_per_image * batch_size))
-        return max(1, int(steps))
-
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -319,6 +301,9 @@ class RuntimeConfig:
     # several processes: rank 0's save/stop decisions are broadcast every this many steps
     # (a SIGUSR2/SIGTERM is honoured within it); one process decides every step for free
     agree_every_steps: int = 10
+    # several processes: a collective waiting longer fails the job (a crashed or lost rank
+    # must not hang the others); None = scaling.core.runtime's choice
+    collective_timeout_s: float | None = None
     num_threads: int | None = None  # torch CPU threads; None = scaling.runtime's choice (CPU: 1)
     # keep every training row's teacher-forcing input on the device when it fits (0 = never)
     input_cache_mb: float = 256.0
@@ -334,6 +319,7 @@ class RuntimeConfig:
         _positive("log_every_s", self.log_every_s)
         _positive("num_threads", self.num_threads)
         _positive("agree_every_steps", self.agree_every_steps)
+        _positive("collective_timeout_s", self.collective_timeout_s)
         _positive("input_cache_mb", self.input_cache_mb, allow_zero=True)
 
 
@@ -446,89 +432,3 @@ def load_run_config(path: str | Path) -> RunConfig:
     """Read a run's `config.yaml`."""
     data, loc = load_yaml(path)
     return build(RunConfig, data, loc)
-
-
-# Repeated data: each distinct training sequence seen more often than this many times marks
-# the data-limited regime (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models":
-# up to ~4 epochs of repetition are almost as good as unique data, beyond that returns fall).
-REPEAT_EPOCHS_OK = 4.0
-
-
-def passes_per_sequence(
-    estimate_: dict[str, float], store_meta: dict[str, Any], split: str
-) -> float:
-    """How many times a run sees each stored token sequence: epochs / (views x flips)."""
-    return float(estimate_["epochs"]) / rows_per_image(store_meta["splits"][split])
-
-
-def var_kwargs_from_store(model: ModelConfig, store_meta: dict[str, Any]) -> dict[str, Any]:
-    """`var_core.VAR` keyword arguments for `model` on a token store, from its `meta.json`
-    contents (or a stand-in with the same keys): the store fixes the classes, the vocabulary,
-    the scales and the VQVAE's code width (z_channels). Raises TokenStoreError naming a
-    missing key."""
-
-    def need(*keys: str) -> Any:
-        node: Any = store_meta
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                raise TokenStoreError(
-                    f"token store meta.json lacks {'.'.join(keys)}, which the "
-                    f"VAR model needs (re-tokenise with python -m scaling.tokenize)"
-                )
-            node = node[key]
-        return node
-
-    return model.var_kwargs(
-        num_classes=int(need("num_classes")),
-        vocab_size=int(need("vocab_size")),
-        z_channels=int(need("vqvae_config", "z_channels")),
-        patch_nums=tuple(need("patch_nums")),
-    )
-
-
-def schedule_plan(
-    config: RunConfig, counts: records.ImageCounts, train_images: int
-) -> schedule.Plan:
-    """The run's steps and schedule: `config.length` on a split of `train_images` images
-    for a model of these per-image counts, laid out by `schedule.plan`."""
-    return schedule.plan(
-        config,
-        config.length.total_steps(
-            train_size=train_images,
-            batch_size=config.optim.batch_size,
-            tokens_per_image=counts.tokens,
-            flops_per_image=counts.train_flops,
-        ),
-    )
-
-
-def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
-    """What a run will cost, from its config and its token store's `meta.json` contents.
-
-    Returns params (N), steps, images, tokens (images x L), flops (exact training count,
-    var_core.counting) and flops_6nd (6 N tokens), all in plain units (FLOPs): the columns
-    the run's last metrics record will hold (`records.progress`); plus train_images (the
-    split's images) and epochs (images seen / train_images). Epochs and budgets count images
-    of the dataset, never stored views or flip copies, so a store made with --views K or
-    --flip gives the same numbers as the store's `data.expect` stand-in. A decay branch's
-    counts include its parent's steps up to the branch point; `own_flops` is what the run
-    itself trains (the cool-down steps of a branch).
-    """
-    counts = records.ImageCounts.of(var_kwargs_from_store(config.model, store_meta))
-    train_images = images_in_split(store_meta["splits"][config.data.train_split])
-    layout = schedule_plan(config, counts, train_images)
-    batch = config.optim.batch_size
-    end = records.progress(layout.total_steps, batch, counts)
-    start = records.progress(layout.start_step, batch, counts)
-    return dict(
-        params=counts.params,
-        steps=layout.total_steps,
-        images=end["images"],
-        tokens=end["tokens"],
-        flops=end["flops"],
-        flops_6nd=end["flops_6nd"],
-        own_flops=end["flops"] - start["flops"],
-        forward_flops_per_image=counts.forward_flops,
-        train_images=train_images,
-        epochs=records.epochs(layout.total_steps, batch, train_images),
-    )

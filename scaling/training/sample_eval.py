@@ -377,7 +377,7 @@ def evaluate_run(
         )
     reference = load_reference(cfg.reference, net, vqvae.image_size, cfg.reference_images)
     metrics = compute_metrics(images, labels, reference, net, kind)
-    record = {
+    record: dict[str, Any] = {
         k: last[k]
         for k in ("run", "depth", "params", "step", "images", "tokens", "flops", "flops_6nd")
         if k in last

@@ -5,7 +5,7 @@
     best-over-lr views
 
 Runs `python -m scaling.fit` on the folder (its own fit.yaml settings) once per view: the
-default view, and for a study with other axes than size also `--best-over <axis>` for each
+default view, and for a study with other axes than size also `--set best_over=<axis>` for each
 such axis. Copies each view's full-size figures (150 dpi PNGs, 1650 px wide) to docs/img/
 as <sweep>[_<view>]_fit_vs_N.png and ..._fit_vs_Cmin.png, and writes docs/img/<sweep>_fits.md:
 the tables the README quotes, headed by where they come from (folder, number of runs, the
@@ -37,7 +37,7 @@ def _views(runs: Path) -> list[tuple[str, list[str]]]:
         values = {repr(point.get(axis)) for point in grid["runs"].values()}
         if axis not in ("depth", "seed") and len(values) > 1:
             label = grid["labels"].get(axis, axis.split(".")[-1])
-            views.append((f"best_{label}", ["--best-over", label]))
+            views.append((f"best_{label}", ["--set", f"best_over={label}"]))
     return views
 
 

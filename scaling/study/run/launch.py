@@ -215,7 +215,7 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
     nothing and writes nothing."""
     lines: list[str] = []
     log = lines.append
-    backend, note = resolve_backend_for_dry_run(backend or sweep.spec.cluster.backend)
+    backend, note, scripts = resolve_backend_for_dry_run(backend or sweep.spec.cluster.backend)
     runs = sweep.select(only, exclude)
     log(
         f"sweep {sweep.spec.name}: {len(runs)} runs -> {sweep.output} (backend {backend}"
@@ -237,6 +237,13 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
         log(
             f"{run.run_id}: one job, afterok on the segment of {run.parent} that reaches "
             f"{run.config.branch.at} of its length"
+        )
+    if not scripts:
+        return "\n".join(lines)
+    if backend != "slurm":
+        log(
+            "\n# this launch would run here; where SLURM answers (cluster.backend auto), it "
+            "would submit these jobs:"
         )
     groups: dict[tuple, list[Run]] = {}
     for run in runs:

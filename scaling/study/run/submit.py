@@ -30,7 +30,7 @@ from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import Run
 from scaling.study.sweep.spec import ClusterSpec
 from scaling.study.sweep.sweep import Sweep
-from scaling.training.config import estimate
+from scaling.training.budget import run_budget
 
 Log = Callable[[str], None]
 
@@ -80,6 +80,7 @@ def _record_submission(record: RunDir, job: Any, backend: str, **extra: Any) -> 
 
 def _mark_queued(run: Run, backend: str, waiting: bool) -> None:
     """Before submitting: queued, error cleared (a resubmission may replace a final state)."""
+    RunDir(run.run_dir).clear_rank_errors()
     RunDir(run.run_dir).update_status(
         state="queued",
         force=True,
@@ -208,7 +209,7 @@ class Submitter:
         budgets = {}
         for run in todo:
             try:
-                budgets[run.run_id] = estimate(run.config, meta)["tokens"]
+                budgets[run.run_id] = run_budget(run.config, meta).tokens
             except Exception:  # estimates are informative only
                 budgets[run.run_id] = None
         for group in groups.values():

@@ -35,6 +35,7 @@ DEFAULT_LABELS = {
 RESOURCE_KEYS = (
     "nodes",
     "gpus_per_node",
+    "tasks_per_node",
     "cpus_per_task",
     "mem_gb",
     "time_min",
@@ -71,8 +72,11 @@ class StoreHint:
     num_classes: int = 1000
     vocab_size: int = 4096
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
-    views: int = 1  # augmented views per train image the store will hold (tokenize --views)
-    flip: bool = False  # whether it will hold mirrors too (tokenize --flip)
+    # augmented views per train image the store will hold (tokenize --views) and whether it
+    # holds mirrors too (--flip); None: what the runs require (base.data.views / flip), else 1
+    # and no mirrors, so a sweep writes its views once
+    views: int | None = None
+    flip: bool | None = None
     z_channels: int = 32  # the VQVAE's code width (VAR's word_embed input)
 
     def __post_init__(self):
@@ -83,9 +87,10 @@ class StoreHint:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
-        """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate`
-        reads)."""
-        rows = self.train_images * self.views * (2 if self.flip else 1)
+        """A stand-in for the store's meta.json (the keys `scaling.training.budget.run_budget`
+        reads); views None counts as 1, flip None as no mirrors."""
+        views, flip = self.views or 1, bool(self.flip)
+        rows = self.train_images * views * (2 if flip else 1)
         return {
             "num_classes": self.num_classes,
             "vocab_size": self.vocab_size,
@@ -95,8 +100,8 @@ class StoreHint:
                 "train": {
                     "count": rows,
                     "images": self.train_images,
-                    "views": self.views,
-                    "flip": self.flip,
+                    "views": views,
+                    "flip": flip,
                 },
                 "val": {"count": self.val_images},
             },
@@ -242,9 +247,11 @@ class ClusterSpec:
 
     backend: auto (SLURM when `sbatch` is found, else local), slurm, local (submitit's local
     executor: subprocesses on this machine), debug (in this process, one run after another).
-    One task per GPU; `cpus_per_task` CPUs each. `time_min` is the SLURM time limit: longer
-    runs are requeued from their checkpoint (at most `max_requeues` times).
-    `assumed_tflops_per_gpu` only feeds the GPU-hours estimate of the launch table.
+    One task (process) per GPU; on CPUs one per node unless `tasks_per_node` says more
+    (gloo: CPU multi-node runs, the simulated cluster of the tests); `cpus_per_task` CPUs
+    each. `time_min` is the SLURM time limit: longer runs are requeued from their checkpoint
+    (at most `max_requeues` times). `assumed_tflops_per_gpu` only feeds the GPU-hours
+    estimate of the launch table.
     """
 
     backend: Literal["auto", "slurm", "local", "debug"] = "auto"
@@ -254,6 +261,7 @@ class ClusterSpec:
     constraint: str | None = None
     nodes: int = 1
     gpus_per_node: int = 0
+    tasks_per_node: int = 0  # 0: one per GPU (one on CPUs)
     cpus_per_task: int = 1
     mem_gb: float | None = None
     time_min: int = 60
@@ -274,7 +282,14 @@ class ClusterSpec:
             "array_parallelism",
             "assumed_tflops_per_gpu",
         )
-        _positive(self, "gpus_per_node", "max_requeues", "signal_delay_s", allow_zero=True)
+        _positive(
+            self,
+            "gpus_per_node",
+            "tasks_per_node",
+            "max_requeues",
+            "signal_delay_s",
+            allow_zero=True,
+        )
         if self.signal_delay_s >= 60 * self.time_min:
             raise InvalidValue(
                 "signal_delay_s",
@@ -282,9 +297,17 @@ class ClusterSpec:
                 f"time limit ({self.time_min} min): the job would "
                 "be signalled before it starts",
             )
-        if self.nodes > 1 and self.gpus_per_node == 0:
+        if self.gpus_per_node and self.tasks_per_node not in (0, self.gpus_per_node):
             raise InvalidValue(
-                "nodes", f"{self.nodes} nodes without GPUs: multi-node runs need gpus_per_node >= 1"
+                "tasks_per_node",
+                f"{self.tasks_per_node} tasks on nodes of {self.gpus_per_node} GPUs: one process "
+                f"per GPU (leave tasks_per_node out, or set it to {self.gpus_per_node})",
+            )
+        if self.nodes > 1 and self.gpus_per_node == 0 and self.tasks_per_node == 0:
+            raise InvalidValue(
+                "nodes",
+                f"{self.nodes} nodes without GPUs: multi-node runs need gpus_per_node >= 1 "
+                "(or, on CPUs, tasks_per_node >= 1)",
             )
         for k in self.sbatch:
             if not re.match(r"^[a-z][a-z0-9_-]*$", k):
@@ -294,9 +317,14 @@ class ClusterSpec:
                 )
 
     @property
-    def tasks_per_node(self) -> int:
-        """One process per GPU (one when running on CPUs)."""
-        return max(1, self.gpus_per_node)
+    def processes_per_node(self) -> int:
+        """One process per GPU (on CPUs: `tasks_per_node`, default one)."""
+        return self.tasks_per_node or max(1, self.gpus_per_node)
+
+    @property
+    def processes(self) -> int:
+        """The job's processes (the training's world size): nodes x processes per node."""
+        return self.nodes * self.processes_per_node
 
     def shape(self) -> tuple:
         """The resource shape: runs with equal shapes can share one job array."""
