@@ -166,7 +166,7 @@ def train_classifier(
         acc,
         len(xv),
         len(x),
-        len(state["skipped_images"]),
+        len(skipped) + len(skipped_val),
         state["seconds"],
         out,
     )

@@ -122,7 +122,7 @@ class CheckpointState:
                 f"including {branch.at} first"
             )
         state = load_checkpoint_file(
-            path, f"stable-phase state of the parent {self.config.branch.parent!r}"
+            path, f"stable-phase state of the parent {branch.parent if branch else '?'!r}"
         )
         if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
             raise CheckpointError(f"{path}: not a stable-phase state of this toolkit")
