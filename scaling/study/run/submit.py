@@ -25,7 +25,7 @@ from scaling.core.runlock import me, process_start
 from scaling.study.run.executors import executor_for
 from scaling.study.run.local_jobs import StopFlag, submit_shielded, terminate
 from scaling.study.run.prepare import PrepareJob, StageJob, stage_dir, stage_done, stage_plan
-from scaling.study.run.states import ACTIVE, queue_for, run_states
+from scaling.study.run.states import ACTIVE, job_tasks, queue_for, run_states
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import Run
 from scaling.study.sweep.spec import ClusterSpec
@@ -333,10 +333,17 @@ class Submitter:
         """The runs of the whole sweep (this launch's and earlier launches') that have a live
         local job: its controller, or a trainer that outlived it (scaling.study.run.states)."""
         states = run_states(self.sweep.runs)
+        tasks = job_tasks()  # a trainer still exiting after its last write holds its memory
         return {
             run_id
             for run_id, (state, _, rec) in states.items()
-            if state in ("queued", "running") and rec.get("job_ids") and not rec.get("waiting_in")
+            if rec.get("job_ids")
+            and (
+                state in ("queued", "running")
+                and not rec.get("waiting_in")
+                or rec.get("backend") == "local"
+                and bool(tasks.get(str(rec["job_ids"][-1])))
+            )
         }
 
     def _local_pool(self, ex: Any, runs: list[Run], parallelism: int, budgets: dict) -> None:
