@@ -46,16 +46,16 @@ class FitSettings:
 
     irreducible: str | float = "auto"
     compute: Literal["exact", "6nd"] = "exact"
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = METRICS  # the metrics fitted
     holdout: int = -1
-    bootstrap: int = 1000
-    include_subset: bool = False
-    method: Literal["ols", "robust"] = "ols"
-    smooth: int = 0
-    against: tuple[str, ...] = AGAINST
-    paper: bool = False
-    ci: float = 0.95
-    seed: int = 0
+    bootstrap: int = 1000  # bootstrap samples over runs (0: no intervals)
+    include_subset: bool = False  # also fit subset evaluations
+    method: Literal["ols", "robust"] = "ols"  # ols: least squares in log-log; robust: Huber
+    smooth: int = 0  # Cmin: smooth each curve over +-k evaluations first
+    against: tuple[str, ...] = AGAINST  # the laws: vs N, vs Cmin
+    paper: bool = False  # draw the paper's published laws
+    ci: float = 0.95  # interval level
+    seed: int = 0  # bootstrap seed
     final: Literal["last", "best"] = "last"
     include_unfinished: bool = False
     law: Literal["power", "nd"] = "power"  # nd: the joint L(N, D) (analysis.jointlaw)

@@ -294,6 +294,14 @@ def build(cls: type, data: Any, loc: Located | None = None, path: KeyPath = ()) 
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
+        renamed = getattr(cls, "RENAMED", {}).get(key)  # {old key: "new key[; a hint]"}
+        if renamed is not None:  # an old spelling: name the one key
+            new, _, hint = renamed.partition(";")
+            raise loc.error(
+                path + (key,),
+                f"not a key: the setting is spelled {format_path(path + (new,))}"
+                + (f" ({hint.strip()})" if hint else ""),
+            )
         hint = difflib.get_close_matches(str(key), list(fields), n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise loc.error(path + (key,), f"unknown key{extra}; allowed: {', '.join(fields)}")
@@ -337,7 +345,7 @@ def to_dict(obj: Any) -> Any:
 class SetValue:
     """One ``--set KEY=VALUE``: the key path, its value (YAML), the text typed."""
 
-    key: KeyPath
+    key: tuple[str, ...]
     value: Any
     text: str
 

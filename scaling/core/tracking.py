@@ -46,13 +46,13 @@ class TrackingUnavailable(RuntimeError):
 class WandbConfig:
     """`runtime.wandb`: log to Weights & Biases as well (optional extra `wandb`)."""
 
-    project: str
+    project: str  # W&B project name
     mode: Literal["offline", "online", "disabled"] = (
         "offline"  # offline: nothing leaves the machine
     )
-    entity: str | None = None
+    entity: str | None = None  # W&B entity (team)
     group: str | None = None  # None: the sweep (the run directory's parent folder name)
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # W&B run tags
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.project):

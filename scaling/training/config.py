@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from scaling.core.config_io import InvalidValue, build, load_yaml
 from scaling.core.tracking import WandbConfig
@@ -27,17 +27,17 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 class ModelConfig:
     """The VAR transformer (var_core.VAR arguments; None = the official rule for the depth)."""
 
-    depth: int = 16
+    depth: int = 16  # transformer depth d (the size axis of a study)
     width: int | None = None  # official: 64 * depth
     heads: int | None = None  # official: depth (head dim 64)
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = 4.0  # MLP hidden width / width
     drop_path: float | None = None  # official: 0.1 * depth / 24
-    attn_l2_norm: bool = True
-    shared_aln: bool = False
+    attn_l2_norm: bool = True  # attention with L2-normalised q, k (official)
+    shared_aln: bool = False  # one AdaLN for all blocks (the official variant is per block)
     cond_drop: float = 0.1  # class dropout for classifier-free guidance (training only)
-    init_adaln: float = 0.5
+    init_adaln: float = 0.5  # official initialisation scale of the AdaLN rows
     init_adaln_gamma: float = 1e-5  # official recipes use 1e-3 for d16/d20
-    init_head: float = 0.02
+    init_head: float = 0.02  # official initialisation scale of the head
     init_std: float | None = None  # official: sqrt(1 / (3 * width))
 
     def __post_init__(self):
@@ -88,8 +88,8 @@ class DataConfig:
     """Where the tokens come from; training refuses a store that does not match."""
 
     store: Path  # token store directory (scaling.token_store)
-    train_split: str = "train"
-    eval_split: str = "val"
+    train_split: str = "train"  # the store's split trained on
+    eval_split: str = "val"  # the store's split evaluated on
     vqvae_sha256: str | None = None  # when set, the store must have been made with this VQVAE
     vocab_size: int | None = None  # when set, checked against the store
     patch_nums: tuple[int, ...] | None = None  # when set, checked against the store
@@ -135,18 +135,25 @@ class DataConfig:
 class OptimConfig:
     """AdamW and the schedules of the official trainer."""
 
+    # the learning rate has one key, base_lr; its other spellings (the official trainer's
+    # "tblr", a peak "lr") are refused with an error that names it
+    RENAMED: ClassVar[dict[str, str]] = {
+        old: "base_lr; the peak lr is base_lr x batch_size / 256"
+        for old in ("lr", "tblr", "blr", "peak_lr", "learning_rate")
+    }
+
     batch_size: int = 768  # global batch, whatever the number of GPUs
     base_lr: float = 1e-4  # "tblr": lr = base_lr * batch_size / 256
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW
+    eps: float = 1e-8  # AdamW
+    weight_decay: float = 0.05  # AdamW decoupled weight decay
     weight_decay_end: float | None = None  # cosine-annealed to this ("twde"); None = constant
     grad_clip: float = 2.0  # global norm; 0 = off
     warmup_frac: float = 0.02  # official: ep/50 epochs of warm-up
     warmup_start: float = 0.005  # lr factor at step 0 ("wp0")
     hold_frac: float = 0.05  # peak held for this fraction of the post-warm-up steps
     final_lr_frac: float = 0.01  # "wpe": lr at the end / peak (0.1 for d16/d20 recipes)
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # of the training cross-entropy
     # "lin0": the official warm-up, hold, linear decay (hold_frac). "wsd": warm-up, constant,
     # cool-down over the last `cooldown_frac` of the steps (Hagele et al. 2024): its
     # stable-phase states can start decay branches (RunConfig.save_at / branch).
@@ -207,10 +214,10 @@ class OptimConfig:
 class LengthConfig:
     """Training length: exactly one of these is set."""
 
-    epochs: float | None = None
-    steps: int | None = None
-    images: int | None = None
-    tokens: int | None = None
+    epochs: float | None = None  # passes over the train images (exactly one length is given)
+    steps: int | None = None  # optimizer steps
+    images: int | None = None  # training images seen
+    tokens: int | None = None  # training tokens seen
     flops: float | None = None  # training FLOPs, exact count (var_core.counting)
 
     def __post_init__(self):
@@ -238,7 +245,7 @@ class EvalConfig:
     first_frac: float = 0.01  # the first at this fraction of the training compute
     max_images: int | None = None  # None = the whole test split
     subset_points: int = 0  # extra cheap evaluations (log-spaced) on a subset of the test split
-    subset_images: int = 1000
+    subset_images: int = 1000  # test images of each subset evaluation
     batch_size: int = 256  # per rank
     precision: Literal["fp32", "bf16"] = "fp32"
 
@@ -263,8 +270,8 @@ class BranchConfig:
     """
 
     parent: str  # the parent's run directory: a sibling folder name, or a path
-    at: float
-    cooldown: float = 0.2
+    at: float  # fraction of the parent's length where the branch leaves it
+    cooldown: float = 0.2  # fraction of the branch's own length spent cooling down
 
     def __post_init__(self):
         if not 0 < self.at < 1:
@@ -283,21 +290,22 @@ class BranchConfig:
 class RuntimeConfig:
     """How the run executes; nothing here changes what is learned (on CPU, bit for bit)."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # cuda when present
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     attn_backend: Literal["auto", "sdpa", "flex", "math"] = (
         "auto"  # math: explicit matmuls (reference)
     )
-    compile: bool = False
+    compile: bool = False  # torch.compile the model and loss
     tf32: bool | None = (
         None  # TF32 for fp32 matmuls/convs; None = on for CUDA (scaling.core.runtime)
     )
-    activation_checkpointing: bool = False
-    fsdp: bool = False
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
+    fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2)
     micro_batch: int | None = None  # per-rank micro-batch (gradient accumulation); None = all
-    checkpoint_every_steps: int | None = None
+    checkpoint_every_steps: int | None = None  # also checkpoint every k steps (None: by time only)
+    # checkpoint interval (also on SIGUSR2/SIGTERM and at the end)
     checkpoint_every_s: float = 900.0
-    log_every_s: float = 30.0
+    log_every_s: float = 30.0  # progress-line interval in the job log
     # several processes: rank 0's save/stop decisions are broadcast every this many steps
     # (a SIGUSR2/SIGTERM is honoured within it); one process decides every step for free
     agree_every_steps: int = 10
@@ -337,18 +345,20 @@ class SamplesConfig:
     """
 
     after_training: bool = False  # the launcher's job runs it when training is done
-    per_class: int = 50
+    per_class: int = 50  # samples per class (a balanced set)
     classes: int | None = None  # None: every class of the token store
-    cfg: float = 1.5
-    top_k: int = 900
-    top_p: float = 0.96
-    seed: int = 0
-    batch_size: int = 64
+    cfg: float = 1.5  # classifier-free guidance scale
+    top_k: int = 900  # sampler top-k
+    top_p: float = 0.96  # sampler top-p
+    seed: int = 0  # sampling seed
+    batch_size: int = 64  # samples per forward pass
     shard_size: int = 1000  # images per .npz shard of the sample folder (resumable unit)
+    # feature network: TF-FID Inception or the demo's classifier
     features: Literal["inception", "classifier"] = "inception"
+    # local weights file of the TF-FID Inception (never downloaded)
     inception_weights: str | None = None
-    classifier: str | None = None
-    reference: str | None = None
+    classifier: str | None = None  # features classifier: its checkpoint (scaling.classifier)
+    reference: str | None = None  # reference images: a val folder or an .npz of feature statistics
     reference_images: int | None = None  # cap on reference images read (None = all)
 
     def __post_init__(self):
@@ -368,15 +378,15 @@ class SamplesConfig:
 class RunConfig:
     """Everything that defines one training run."""
 
-    run_id: str
-    data: DataConfig
+    run_id: str  # the run's folder name (the sweep's run id)
+    data: DataConfig  # the token store the run trains on
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     length: LengthConfig = LengthConfig(epochs=1.0)
     eval: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     samples: SamplesConfig = SamplesConfig()
-    seed: int = 0
+    seed: int = 0  # initialisation, data order, class dropout
     # WSD runs: keep the stable-phase state at these fractions of the length (decay branches
     # start from <run_dir>/stable/step_<s>.pt); must lie before the cool-down
     save_at: tuple[float, ...] = ()

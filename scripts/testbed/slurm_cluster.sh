@@ -32,7 +32,7 @@
 #   SLURM_NODES_DIR     state folder (default /tmp/var-scaling-slurm-nodes)
 #   SLURM_NODES_SUBNET  first three octets of the bridge's /24 (default 10.77.0): the
 #                       controller is .1, node k is .(10+k)
-#   SLURM_NODES_CPUS    CPUs each node advertises (default 4)
+#   SLURM_NODES_CPUS    CPUs each node advertises (default 8: the tests' jobs run together)
 set -euo pipefail
 
 SLURM_DIR=${SLURM_DIR:-/tmp/var-scaling-slurm}
@@ -291,7 +291,10 @@ mn_network() {
   local k ns
   for k in $(seq "$MN_NODES"); do
     ns=$(mn_ns "$k")
-    [ -e "/run/netns/$ns" ] && continue
+    if [ -e "/run/netns/$ns" ]; then
+      ip link set "vsmn-h$k" up   # a node brought back after kill-node
+      continue
+    fi
     ip netns add "$ns"
     ip link add "vsmn-h$k" type veth peer name "vsmn-p$k"
     ip link set "vsmn-p$k" netns "$ns"
@@ -313,7 +316,7 @@ mn_write_configs() {
   mkdir -p "$SLURM_DIR"/{state,log}
   local host cpus real_mem mem k
   host=$(hostname -s)   # slurmctld and slurmdbd check that they run on the host named here
-  cpus=${SLURM_NODES_CPUS:-4}
+  cpus=${SLURM_NODES_CPUS:-8}
   real_mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
   mem=$(( real_mem / MN_NODES ))
   read -r ctl_port d_port dbd_port <<< "$MN_PORTS"
@@ -337,9 +340,10 @@ SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1,sched_interval=1
 ReturnToService=2
 JobRequeue=1
-# a lost node is noticed within seconds (slurmctld pings every SlurmdTimeout/3)
-SlurmdTimeout=10
-MessageTimeout=5
+# a lost node is noticed within seconds (slurmctld pings every SlurmdTimeout/3); not
+# shorter: on a loaded machine a slow answer would be taken for a lost node
+SlurmdTimeout=20
+MessageTimeout=10
 StateSaveLocation=$SLURM_DIR/state
 SlurmdSpoolDir=$SLURM_DIR/spool-%n
 SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
@@ -450,7 +454,7 @@ mn_up() {
     return 0
   fi
   local t0 k
-  t0=$(date +%s.%N)
+  t0=$(date +%s%N)
   install_packages
   mn_network
   mn_write_configs
@@ -466,18 +470,22 @@ mn_up() {
     sinfo -N -l >&2 || true
     die "nodes not ready (see $SLURM_DIR/log/slurmd-*.log)"
   fi
-  log "up: $MN_NODES nodes in $(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f') s; source $SLURM_DIR/env.sh"
+  local tenths=$(( ($(date +%s%N) - t0) / 100000000 ))
+  log "up: $MN_NODES nodes in $(( tenths / 10 )).$(( tenths % 10 )) s; source $SLURM_DIR/env.sh"
   sinfo -N
 }
 
-mn_kill_node() {   # mn_kill_node NAME: the node is lost (SIGKILL to every process in it)
+mn_kill_node() {   # mn_kill_node NAME: the node is lost, as when it loses power
   local name=$1 k ns pids
   k=${name#vsnode}
   ns=$(mn_ns "$k")
   [ -e "/run/netns/$ns" ] || die "no node $name here"
+  # off the network first: its peers get no reset from the dying processes' sockets (a dead
+  # machine sends none), so they hang in collectives until slurmctld notices the node
+  ip link set "vsmn-h$k" down
   pids=$(ip netns pids "$ns" | tr '\n' ' ')
   [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-  log "killed node $name (pids $pids)"
+  log "killed node $name: link down, SIGKILL to pids $pids; \`up --nodes $MN_NODES\` brings it back"
 }
 
 mn_stop_pid() {   # mn_stop_pid LABEL PID: SIGTERM, SIGKILL after 15 s

@@ -282,7 +282,8 @@ def test_budgets_count_images_not_views():
 
 def _dry_run_rows(argv, capsys) -> dict[str, list[str]]:
     assert launch_mod.main(argv) == 0
-    text = capsys.readouterr().out
+    printed = capsys.readouterr()
+    text = printed.out + printed.err  # the table on stdout, its warning on stderr
     return {
         line.split()[0]: line.split()
         for line in text.splitlines()

@@ -43,10 +43,11 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -72,7 +73,7 @@ from scaling.study.laws.fit_joint import run_joint, run_optimal
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
 from scaling.study.laws.forecasts import markdown as backtest_markdown
 from scaling.study.laws.forecasts import run_backtest, track_forecasts
-from scaling.study.sweep.spec import DEFAULT_LABELS
+from scaling.study.sweep.spec import DATA_DIR, DEFAULT_LABELS
 
 COMPUTE_TEXT = {
     "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
@@ -218,7 +219,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}g}"
 
 
-def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str:
+def markdown_table(fits: list[dict], compute: str, notes: Sequence[str] = ()) -> str:
     """fits.json's fit records -> a Markdown table (one row per fit; a `group` column when
     there is a law per axis value, and the runs picked per size for ``best_over``);
     `notes`: lines above it."""
@@ -479,8 +480,20 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
     }
 
 
-def write_figures(fit: StudyFit, out: Path) -> None:
-    """fit_vs_N, fit_vs_Cmin and (when scaling.sample_eval ran) samples_vs_N, png and pdf."""
+def sample_floors(source: Path) -> dict[str, dict[str, float]] | None:
+    """The sample metrics' reference scores of a runs folder (`_data/sample_floors.json`,
+    written by scripts/figures/demo_samples.py: real training images and their VQVAE
+    reconstructions), or None."""
+    path = source / DATA_DIR / "sample_floors.json"
+    try:
+        return json.loads(path.read_text())["floors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_figures(fit: StudyFit, out: Path, floors: dict | None = None) -> None:
+    """fit_vs_N, fit_vs_Cmin and (when scaling.sample_eval ran) samples_vs_N, png and pdf;
+    `floors` (`sample_floors`) are drawn in samples_vs_N."""
     # matplotlib only when drawing: --no-plots and importing this module stay without it
     from analysis.plots import plot_samples_vs_n, plot_vs_cmin, plot_vs_n, save_figure
 
@@ -528,7 +541,7 @@ def write_figures(fit: StudyFit, out: Path) -> None:
             ),
             out / "fit_vs_Cmin",
         )
-    fig = plot_samples_vs_n(fit.raw)  # measured sample quality by size, when sample_eval ran
+    fig = plot_samples_vs_n(fit.raw, floors)  # measured sample quality, when sample_eval ran
     if fig is not None:
         save_figure(fig, out / "samples_vs_N")
 
@@ -581,7 +594,7 @@ def fit_and_write(
         track_forecasts(source, out, fit.raw, settings.curve_law, settings.ci)
     fit.table.to_csv(out / "results.csv", index=False)
     if plots:
-        write_figures(fit, out)
+        write_figures(fit, out, sample_floors(source) if source.is_dir() else None)
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)
     atomic_write_json(out / "fits.json", doc)
     print(table_md)

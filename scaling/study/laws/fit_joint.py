@@ -142,7 +142,7 @@ def nearest_depth(
 
     meta = meta or StoreHint().meta()
     rule = _family(table)
-    best = None
+    best: dict[str, Any] | None = None
     for depth in range(1, 257):
         width = int(round(rule["width_per_depth"] * depth))
         heads = max(1, int(round(width / rule["head_dim"])))
@@ -154,6 +154,8 @@ def nearest_depth(
         gap = abs(math.log(n / n_star))
         if best is None or gap < best["gap"]:
             best = {"depth": depth, "width": width, "heads": heads, "params": n, "gap": gap}
+    if best is None:
+        raise ResultsError(f"no depth of 1..256 has a width divisible by its heads ({rule})")
     best.pop("gap")
     best["rule"] = rule["source"]
     return best

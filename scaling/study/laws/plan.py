@@ -58,7 +58,7 @@ from analysis.simulate import (
 )
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
-from scaling.core.config_io import apply_sets, parse_sets
+from scaling.core.config_io import Located, apply_sets, build, parse_sets
 from scaling.core.tables import human
 from scaling.study.laws.plan_cost import cost_table, run_costs, store_bytes
 from scaling.study.laws.plan_designs import Design, alternatives
@@ -432,9 +432,7 @@ def _settings(sweep, args) -> tuple[FitSettings, list[str], str]:
         raise PlanError(f"--replicates must be at least 2; got {args.replicates}")
     if not args.eval_noise >= 0:
         raise PlanError(f"--eval-noise must be >= 0; got {args.eval_noise}")
-    settings = FitSettings(
-        **{k: (tuple(v) if isinstance(v, list) else v) for k, v in sweep.spec.fit.items()}
-    )
+    settings: FitSettings = build(FitSettings, dict(sweep.spec.fit), Located(sweep.source, {}))
     settings = apply_sets(settings, parse_sets(args.sets, example="metrics=[ce_last]"))
     metrics = list(settings.metrics)
     bad = [m for m in metrics if m not in METRICS]

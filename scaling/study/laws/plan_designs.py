@@ -92,7 +92,9 @@ def _rebuild(costs: list[RunCost], parents: dict[str, RunCost]) -> list[RunCost]
         if c.parent is None:
             out.append(parents[c.run_id])
         else:
-            out.append(branch_cost(parents[c.parent], c.config.branch.at, c.config.branch.cooldown))
+            branch = c.config.branch
+            assert branch is not None  # a run with a parent is a decay branch
+            out.append(branch_cost(parents[c.parent], branch.at, branch.cooldown))
     return out
 
 

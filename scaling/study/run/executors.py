@@ -79,9 +79,11 @@ def executor_for(
     name: str,
     dependency: list[str] | None = None,
     script_only: bool = False,
+    single_task: bool = False,
 ):
     """A submitit executor for jobs of resource shape `res` (`script_only`: SLURM scripts
-    for a dry run, usable without SLURM installed)."""
+    for a dry run, usable without SLURM installed; `single_task`: one process per job
+    whatever the GPUs, for the preparation stages, which are not distributed)."""
     import submitit
 
     folder = sweep.output / "_submitit" / "%j"
@@ -96,7 +98,7 @@ def executor_for(
         name=name,
         timeout_min=res.time_min,
         nodes=res.nodes,
-        tasks_per_node=res.processes_per_node,
+        tasks_per_node=1 if single_task else res.processes_per_node,
         cpus_per_task=res.cpus_per_task,
     )
     if res.gpus_per_node:
@@ -113,7 +115,7 @@ def executor_for(
             signal_delay_s=res.signal_delay_s,
             setup=list(res.setup) or None,
         )
-        if res.processes > 1:
+        if res.processes > 1 and not single_task:
             # a rank that exits with an error ends the whole step at once, instead of leaving
             # the others blocked in a collective until its timeout
             slurm["srun_args"] = ["--kill-on-bad-exit=1"]

@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +116,12 @@ def _unflatten(flat: dict[KeyPath, Any]) -> dict[str, Any]:
     for path, value in flat.items():
         node = out
         for part in path[:-1]:
-            node = node.setdefault(part, {})
+            node = node.setdefault(str(part), {})
             if not isinstance(node, dict):
-                raise ValueError(f"{'.'.join(path)}: a parent key holds a value, not a mapping")
-        node[path[-1]] = value
+                raise ValueError(
+                    f"{'.'.join(map(str, path))}: a parent key holds a value, not a mapping"
+                )
+        node[str(path[-1])] = value
     return out
 
 
@@ -289,7 +292,7 @@ def _resolve(
     run_id: str,
     source: str,
     lines: dict,
-    sets: list[SetValue] = (),
+    sets: Sequence[SetValue] = (),
 ) -> Run:
     """Merge base < eval < rules < overrides < axes into one run config and its resources."""
     flat: dict[KeyPath, Any] = {}
@@ -372,7 +375,7 @@ def _resolve(
         raise located.error(("base",), str(e)) from None
     config = build(RunConfig, run_data, located)
     cluster_data = {f.name: getattr(spec.cluster, f.name) for f in dataclasses.fields(ClusterSpec)}
-    cluster_data.update({k[1]: v for k, v in resource_flat.items()})
+    cluster_data.update({str(k[1]): v for k, v in resource_flat.items()})
     cluster_data["setup"] = list(cluster_data["setup"])
     resources = build(ClusterSpec, cluster_data, located, ("cluster",))
     _check_processes(config, resources, located)

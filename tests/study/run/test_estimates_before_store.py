@@ -44,7 +44,8 @@ TINY_RUNS = {
 def _table(argv, capsys) -> tuple[dict[str, list[str]], str]:
     """The launch table's rows by run id (depth, N, tokens, FLOPs) and the whole output."""
     assert launch_mod.main(argv) == 0
-    text = capsys.readouterr().out
+    printed = capsys.readouterr()
+    text = printed.out + printed.err  # the table on stdout, its warning on stderr
     rows = {
         p[0]: p[1:5]
         for p in (line.split() for line in text.splitlines())

@@ -21,8 +21,8 @@ from scaling.study.run.checks import ConfigConflict
 from scaling.study.run.states import run_states
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training.job import train_run
-from tests.factories import make_token_store, tiny_run_config, write_run
-from tests.study.run.test_launch import ROOT, metrics, tiny_sweep
+from tests.factories import make_token_store, tiny_run_config, tiny_sweep, write_run
+from tests.study.run.test_launch import ROOT, metrics
 
 STEPS = 80
 FAIL_D1 = """\
@@ -87,7 +87,7 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(
             proc.kill()
     assert sent, f"d2 never ran long enough to be stopped:\n{stdout}\n{stderr}"
     assert proc.returncode == 143, (stdout, stderr)
-    assert "SIGTERM: stopping 1 running local jobs" in stdout
+    assert "SIGTERM: stopping 1 running local jobs" in stderr  # progress and notes: stderr
     final = snapshot(sweep)
     assert final == {"d1": "failed", "d2": "stopped", "d3": "pending"}, (final, stdout, stderr)
     rec = d2.read_status()
@@ -103,7 +103,7 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(
     # d1 stays failed: exit 1 with its error line
     assert launch_mod.main([str(path), "--backend", "debug"]) == 1
     out, err = capsys.readouterr()
-    assert "d1: failed earlier: NonFiniteLoss: training loss became non-finite" in out
+    assert "d1: failed earlier: NonFiniteLoss: training loss became non-finite" in err
     assert "error: 1 runs failed: d1: NonFiniteLoss:" in err
     assert snapshot(sweep) == {"d1": "failed", "d2": "done", "d3": "done"}
     rec = d2.read_status()
