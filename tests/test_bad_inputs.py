@@ -514,9 +514,9 @@ CASES = [
     # ---- run config (python -m scaling.train)
     Case(
         "run config with an unknown key",
-        both(new_run(), edit("bad/r/config.yaml", "  base_lr:", "  lr: 1\n  base_lr:")),
+        both(new_run(), edit("bad/r/config.yaml", "  base_lr:", "  wd: 1\n  base_lr:")),
         train("bad/r/config.yaml"),
-        ("bad/r/config.yaml:", "optim.lr: unknown key"),
+        ("bad/r/config.yaml:", "optim.wd: unknown key"),
         2,
     ),
     Case(

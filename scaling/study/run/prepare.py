@@ -182,6 +182,16 @@ def stage_done(sweep: Sweep, stage: str) -> bool:
     return (sweep.token_store() / "meta.json").is_file()
 
 
+def vqvae_warning(sweep: Sweep) -> str | None:
+    """The prepared VQVAE's warning when its last val PSNR is below the mean-colour baseline
+    (`scaling.data.vqvae_training.reconstruction_warning`), else None (also: none trained)."""
+    if sweep.spec.prepare.vqvae is None:
+        return None
+    from scaling.data.vqvae_training import last_eval, reconstruction_warning
+
+    return reconstruction_warning(last_eval(sweep.vqvae_path().parent))
+
+
 def format_progress(progress: dict | None) -> str:
     """A stage's progress record -> '200/500 steps, 41 images/s, ETA 7m20s, PSNR 19.8 dB'."""
     if not isinstance(progress, dict) or not progress.get("total"):

@@ -1,0 +1,343 @@
+"""One study's power-law fits: the loop `python -m scaling.fit`, the README script and the
+notebook all run.
+
+`fit_study(raw, settings)` takes the tidy table as read (`analysis.results`) and a
+`FitSettings` and fits ``metric - E = (beta * x)^alpha`` for every x of `settings.against`
+(N: each finished run's final or best evaluation; Cmin: the Pareto frontier of all training
+curves), every metric, and every value of the grid axes other than size and seed (one law
+each, `analysis.axes`; or each size's best run over one axis, or one pooled law). On the way
+it decides what the settings leave open: the hold-out k ("auto"), which runs are unfinished
+(left out of the N laws by default) or data-limited (flagged, `analysis.overfit`), and the
+irreducible E ("auto": the paper's E for the official tokenizer, else one E per loss fitted
+jointly by `analysis.irreducible` and shared by its laws vs N and vs Cmin).
+
+Problems the caller should see are `warnings.warn`ed (the CLI records them into fits.json);
+input that cannot be fitted raises `ResultsError`. Torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import pandas as pd
+
+from .axes import axis_columns, axis_name, best_over, group_label, groups, resolve_axis, split_axes
+from .irreducible import SharedE, fit_shared_E
+from .overfit import MEANING as OVERFIT_MEANING
+from .overfit import METRIC as OVERFIT_METRIC
+from .overfit import RISE as OVERFIT_RISE
+from .overfit import data_limited_runs
+from .paper import PAPER_IRREDUCIBLE, paper_law
+from .powerlaw import (
+    FitResult,
+    Irreducible,
+    fit_vs_cmin,
+    fit_vs_n,
+    irreducible_value,
+    points_vs_cmin,
+    points_vs_n,
+)
+from .results import ResultsError, prepare
+from .settings import FitSettings
+
+# whether the runs' token store was made with the official tokenizer, and why (in words)
+Tokenizer = tuple[bool, str]
+UNKNOWN_TOKENIZER: Tokenizer = (False, "the runs' tokenizer is not known here")
+
+
+@dataclasses.dataclass
+class StudyFit:
+    """Every law of one study and what was decided on the way.
+
+    raw: the table as read (every row; results.csv); table: the prepared one that was fitted.
+    results / records / labels / notes: one entry per law, in order (against, metric, group):
+        the `FitResult`, its fits.json record, its group label (None without law axes) and
+        the picked axis value per size for `best_over` (for the figures' point notes).
+    shared: (metric, group label) -> the jointly fitted E of that loss (irreducible "fit").
+    E_values: metric -> the fixed E used (metrics whose E was not fitted).
+    axes: the table's axes by role and what the settings made of them (`study_axes`).
+    """
+
+    settings: FitSettings
+    raw: pd.DataFrame
+    table: pd.DataFrame
+    sizes: list[int]
+    holdout: int
+    unfinished: list[str]
+    flagged: dict[str, dict[str, Any]]
+    E_mode: str | float
+    E_reason: str
+    E_values: dict[str, float]
+    shared: dict[tuple[str, str | None], SharedE]
+    axes: dict[str, Any]
+    results: list[FitResult]
+    records: list[dict[str, Any]]
+    labels: list[str | None]
+    notes: list[dict[int, str] | None]
+
+    def against(self, x: str) -> list[int]:
+        """Indices of the laws against `x` ("N" or "Cmin")."""
+        return [i for i, r in enumerate(self.results) if r.against == x]
+
+
+def choose_irreducible(
+    spec: str | float, tokenizer: Tokenizer, table: pd.DataFrame, metrics
+) -> tuple[str | float, str]:
+    """Resolve the irreducible setting to "paper" | "none" | "fit" | a number, with the reason.
+
+    A paper E that is not below every value of its loss is refused (those cannot be the
+    paper's metrics); "auto" then falls back to "fit" with a warning.
+    """
+    below = {
+        m: float(table[m].min())
+        for m in metrics
+        if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]
+    }
+    if spec == "paper" and below:
+        m, v = next(iter(below.items()))
+        raise ResultsError(
+            f"--set irreducible=paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the "
+            "floor of "
+            f"the official tokenizer's tokens), but this table's {m} goes down to {v:.4g}: these "
+            "cannot be the paper's metrics (another tokenizer or data set). Use --set "
+            "irreducible=fit "
+            f"(or auto), or a number below {v:.4g}"
+        )
+    if spec != "auto":
+        return spec, "as asked"
+    official, why = tokenizer
+    if official and not below:
+        return "paper", why + ": the paper's E (ce_avg 5, ce_last 4.5) is that tokenizer's floor"
+    if official:
+        warnings.warn(
+            f"{why}, but the losses go below the paper's E ({below}); E is fitted instead",
+            stacklevel=2,
+        )
+    return "fit", (
+        why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
+        "(maximum likelihood, analysis.irreducible)"
+    )
+
+
+def study_axes(
+    table: pd.DataFrame, settings: FitSettings, labels: dict[str, str]
+) -> dict[str, Any]:
+    """The table's axes by role and what the settings make of them (see `analysis.axes`).
+
+    `labels`: axis -> its run-id label (``optim.base_lr`` -> ``lr``), so that `best_over`
+    may name an axis by its label.
+    """
+    by_label = {v: k for k, v in labels.items()}
+    roles = split_axes(table)
+    law_columns = [] if settings.pool else list(roles.other)
+    best_column = None
+    if settings.best_over is not None:
+        best_column = resolve_axis(table, settings.best_over, by_label)
+        if best_column in roles.size or best_column in roles.seed:
+            raise ResultsError(
+                f"best_over={settings.best_over}: {axis_name(best_column)} is a "
+                f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis"
+            )
+        if best_column in law_columns:
+            law_columns.remove(best_column)
+        else:
+            warnings.warn(
+                f"best_over={settings.best_over}: the axis has one value here; nothing to pick",
+                stacklevel=2,
+            )
+    if not axis_columns(table):
+        per_size = table.groupby("params")["run"].nunique()
+        if (per_size > 1).any():
+            warnings.warn(
+                f"{int((per_size > 1).sum())} sizes have more than one run and the table names no "
+                "grid axis (grid.<axis> columns): their runs are fitted together as one law",
+                stacklevel=2,
+            )
+    return {
+        "size_axes": [axis_name(c) for c in roles.size],
+        "seed_axes": [axis_name(c) for c in roles.seed],
+        "law_axes": [axis_name(c) for c in law_columns],
+        "best_over": axis_name(best_column) if best_column else None,
+        "labels": labels,
+        "seed_columns": list(roles.seed),
+        "law_columns": law_columns,
+        "best_column": best_column,
+        "best_label": labels.get(axis_name(best_column), axis_name(best_column).split(".")[-1])
+        if best_column
+        else None,
+    }
+
+
+def _value_text(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def fit_study(
+    raw: pd.DataFrame,
+    settings: FitSettings,
+    *,
+    source: str = "table",
+    labels: dict[str, str] | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> StudyFit:
+    """Fit every law `settings` asks for on the tidy table `raw` (see the module docstring).
+
+    source: names the table in messages. labels: axis -> run-id label (`study_axes`).
+    tokenizer: (official, why) for irreducible "auto" (None: not known, E is fitted).
+    Raises `ResultsError` when nothing can be fitted.
+    """
+    table = prepare(raw, settings.metrics, settings.compute, source=source)
+    sizes = sorted(set(int(p) for p in table["params"]))
+    holdout = settings.holdout if settings.holdout >= 0 else (2 if len(sizes) >= 6 else 0)
+    # runs still training (or stopped) have no final evaluation: not in the N laws by default
+    unfinished = (
+        sorted(set(table.loc[~table["finished"].astype(bool), "run"].astype(str)))
+        if "finished" in table.columns
+        else []
+    )
+    if unfinished:
+        kept = settings.include_unfinished
+        warnings.warn(
+            f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
+            + (
+                "INCLUDED in the laws vs N (--set include_unfinished=true; marked in the figure), "
+                "their "
+                "last evaluation is not a final one"
+                if kept
+                else "left out of the laws vs N (their last evaluation is not a final one; "
+                "--set include_unfinished=true includes them)"
+            )
+            + "; the Cmin frontier uses every evaluation, theirs included",
+            stacklevel=2,
+        )
+    flagged = data_limited_runs(table)
+    if flagged:
+        warnings.warn(
+            f"data-limited run(s) (test {OVERFIT_METRIC} risen >= {100 * OVERFIT_RISE:.0f}% "
+            f"above its own minimum while training loss fell): "
+            + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
+            + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
+            f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)",
+            stacklevel=2,
+        )
+    E_mode, E_reason = choose_irreducible(
+        settings.irreducible, tokenizer or UNKNOWN_TOKENIZER, table, settings.metrics
+    )
+    left_out = set(unfinished) if not settings.include_unfinished else set()
+
+    def for_n(sub: pd.DataFrame) -> pd.DataFrame:
+        return sub[~sub["run"].astype(str).isin(left_out)] if left_out else sub
+
+    shared: dict[tuple[str, str | None], SharedE] = {}  # one E per loss and law group
+
+    def shared_E(metric: str, label: str | None, sub: pd.DataFrame) -> SharedE:
+        key = (metric, label)
+        if key not in shared:
+            sets = []
+            for against in settings.against:
+                pts = (
+                    points_vs_n(for_n(sub), metric, settings.final)
+                    if against == "N"
+                    else points_vs_cmin(sub, metric, settings.smooth)
+                )
+                sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
+            shared[key] = fit_shared_E(sets, level=settings.ci)
+            for problem in shared[key].problems(metric + (f" ({label})" if label else "")):
+                warnings.warn(problem, stacklevel=2)
+        return shared[key]
+
+    axes = study_axes(table, settings, labels or {})
+    records, results, law_labels, notes = [], [], [], []
+    common: dict[str, Any] = dict(
+        method=settings.method,
+        bootstrap=settings.bootstrap,
+        level=settings.ci,
+        holdout=holdout,
+        seed=settings.seed,
+    )
+    for against in settings.against:
+        for metric in settings.metrics:
+            for group, sub in groups(table, axes["law_columns"]):
+                label = group_label(group, axes["labels"]) or None
+                picks = None
+                if axes["best_column"] is not None:
+                    sub, picks = best_over(sub, axes["best_column"], settings.best_by or metric)
+                try:
+                    se = (
+                        shared_E(metric, label, sub)
+                        if E_mode == "fit" and metric.startswith("ce")
+                        else None
+                    )
+                    # None from irreducible_value means "fit E with the law"
+                    fixed = se.E if se is not None else irreducible_value(metric, E_mode)
+                    E: Irreducible = "fit" if fixed is None else fixed
+                    if against == "N":
+                        res = fit_vs_n(
+                            for_n(sub), metric, irreducible=E, final=settings.final, **common
+                        )
+                    else:
+                        res = fit_vs_cmin(
+                            sub, metric, irreducible=E, smooth=settings.smooth, **common
+                        )
+                    if se is not None:
+                        res.E_mode, res.E_ci = "fit", se.ci
+                except ResultsError as e:
+                    if not axes["law_columns"]:
+                        raise
+                    warnings.warn(f"{metric} vs {against}, {label}: no law ({e})", stacklevel=1)
+                    continue
+                fitted_runs = set(res.points["run"].astype(str))
+                rec = res.to_dict()
+                try:
+                    law = paper_law(metric, against)
+                    rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
+                except KeyError:  # sample metrics: the paper published no law
+                    rec["paper"] = None
+                if against == "N":
+                    rec["final"] = settings.final
+                    rec["unfinished_runs_included"] = [r for r in unfinished if r in fitted_runs]
+                rec["data_limited_runs"] = [r for r in flagged if r in fitted_runs]
+                rec["group"] = group or None
+                rec["group_label"] = label
+                if picks is not None:
+                    rec["best_over"] = {
+                        "axis": picks[0]["axis"],
+                        "by": picks[0]["by"],
+                        "seed_averaged": bool(axes["seed_columns"]),
+                        "picked": picks,
+                    }
+                records.append(rec)
+                results.append(res)
+                law_labels.append(label)
+                notes.append(
+                    {p["params"]: f"{axes['best_label']}={_value_text(p['value'])}" for p in picks}
+                    if picks
+                    else None
+                )
+    if not records:
+        raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
+    E_values: dict[str, float] = {}
+    for m in settings.metrics:
+        value = irreducible_value(m, E_mode)
+        if value is not None:  # None: a loss under "fit", whose E is in `shared`
+            E_values[m] = value
+    return StudyFit(
+        settings=settings,
+        raw=raw,
+        table=table,
+        sizes=sizes,
+        holdout=holdout,
+        unfinished=unfinished,
+        flagged=flagged,
+        E_mode=E_mode,
+        E_reason=E_reason,
+        E_values=E_values,
+        shared=shared,
+        axes=axes,
+        results=results,
+        records=records,
+        labels=law_labels,
+        notes=notes,
+    )

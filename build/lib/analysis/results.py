@@ -1,0 +1,331 @@
+"""Tidy results table: one row per evaluation, read from run directories or a user's file.
+
+A run directory ``<runs_dir>/<run_id>/`` holds ``config.yaml`` and ``metrics.jsonl`` (one
+JSON object per evaluation). `read_runs` turns a folder of them into the tidy table:
+columns run, params, step, tokens, flops, flops_6nd, ce_avg, ce_last, err_avg, err_last,
+the other metric fields (among them the run's resolved key settings, written by the trainer:
+width, batch, peak_lr, epochs, seed), the config's scalars flattened (``model.depth``),
+per-scale columns (``ce_s0``, ``err_s0``, ...), ``finished`` (the run's status.json says
+done) and, for a sweep's output folder, one column
+per grid axis, ``grid.<axis>`` (from ``<runs_dir>/grid.yaml``, written by the launcher; see
+`analysis.axes`). `read_table` reads the same table from CSV or Parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+GRID_FILE = "grid.yaml"  # <runs_dir>/grid.yaml: the sweep's axes and every run's axis values
+# written by scaling.sample_eval (lines with eval == "samples"), lower is better: fittable
+SAMPLE_METRICS = ("fid", "sample_fd", "sample_err")
+COMPUTE_COLUMNS = {"exact": "flops", "6nd": "flops_6nd"}
+
+
+class ResultsError(ValueError):
+    """The results cannot be used as asked; the message says what is wrong and what is needed."""
+
+
+class ResultsWarning(UserWarning):
+    """Something in the results was skipped (a corrupt line, NaN rows)."""
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    # scalars only: lists (e.g. patch_nums) do not make useful table columns
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif value is None or isinstance(value, (bool, int, float, str)):
+        out[prefix] = value
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        warnings.warn(
+            f"{path}: unreadable config.yaml, config columns left out ({e})",
+            ResultsWarning,
+            stacklevel=3,
+        )
+        return {}
+    flat: dict[str, Any] = {}
+    if isinstance(data, dict):
+        _flatten("", data, flat)
+    return flat
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Parse metrics.jsonl; a truncated or corrupt line is skipped with a warning naming it."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                warnings.warn(
+                    f"{path}:{lineno}: skipped a truncated or corrupt metrics line ({e.msg})",
+                    ResultsWarning,
+                    stacklevel=3,
+                )
+                continue
+            if not isinstance(rec, dict):
+                warnings.warn(
+                    f"{path}:{lineno}: skipped a metrics line that is not a JSON object",
+                    ResultsWarning,
+                    stacklevel=3,
+                )
+                continue
+            for key in ("ce_by_scale", "err_by_scale"):
+                values = rec.pop(key, None)
+                if isinstance(values, list):
+                    short = key.split("_")[0]
+                    for i, v in enumerate(values):
+                        rec[f"{short}_s{i}"] = v
+            rows.append({k: v for k, v in rec.items() if not isinstance(v, (list, dict))})
+    return rows
+
+
+def read_grid(runs_dir: str | Path) -> dict[str, Any]:
+    """``<runs_dir>/grid.yaml`` (written by the launcher): {"axes": [axis, ...], "labels":
+    {axis: run-id label}, "runs": {run_id: {axis: value}}}; empty axes when there is none."""
+    path = Path(runs_dir) / GRID_FILE
+    empty: dict[str, Any] = {"axes": [], "labels": {}, "runs": {}}
+    if not path.exists():
+        return empty
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ResultsError(f"{path}: unreadable ({e}); re-run the launcher to rewrite it") from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("runs"), dict)
+        or not isinstance(data.get("axes"), list)
+    ):
+        raise ResultsError(
+            f"{path}: expected a mapping with 'axes' (a list) and 'runs' "
+            "(run id -> axis values); re-run the launcher to rewrite it"
+        )
+    return {
+        "axes": [str(a) for a in data["axes"]],
+        "labels": dict(data.get("labels") or {}),
+        "runs": {str(k): dict(v or {}) for k, v in data["runs"].items()},
+    }
+
+
+def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFrame:
+    """Read every ``<runs_dir>/<run_id>/metrics.jsonl`` (and config.yaml) into the tidy table.
+
+    Rows with ``eval == "subset"`` (cheap evaluations on part of the test set) are left out
+    unless `include_subset`. Returns one row per evaluation, sorted by run then step, with a
+    ``grid.<axis>`` column per axis of ``grid.yaml`` (runs it does not list get none).
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ResultsError(f"{runs_dir}: not a directory of runs")
+    grid = read_grid(runs_dir)
+    frames = []
+    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        metrics = run_dir / "metrics.jsonl"
+        if not metrics.exists():
+            continue
+        rows = _read_metrics(metrics)
+        if not rows:
+            warnings.warn(
+                f"{metrics}: no evaluations yet, run left out", ResultsWarning, stacklevel=2
+            )
+            continue
+        df = pd.DataFrame(rows)
+        if "run" not in df.columns:
+            df["run"] = run_dir.name
+        df["run"] = df["run"].fillna(run_dir.name).astype(str)
+        for key, value in _read_config(run_dir / "config.yaml").items():
+            if key not in df.columns:
+                df[key] = value
+        df["finished"] = _finished(run_dir)
+        point = grid["runs"].get(run_dir.name, {})
+        for axis in grid["axes"]:
+            df[f"grid.{axis}"] = point.get(axis)
+        frames.append(df)
+    if not frames:
+        raise ResultsError(
+            f"{runs_dir}: no run directories with a metrics.jsonl "
+            f"(expected <runs_dir>/<run_id>/metrics.jsonl)"
+        )
+    table = pd.concat(frames, ignore_index=True, sort=False)
+    return _select_evals(join_sample_evals(table, str(runs_dir)), include_subset, str(runs_dir))
+
+
+def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
+    """Move the columns of ``eval == "samples"`` rows (scaling.sample_eval) onto the run's
+    evaluation row at the same step; a later sample evaluation of the same step wins. A sample
+    row without such an evaluation row is dropped with a warning."""
+    if "eval" not in table.columns or not (table["eval"] == "samples").any():
+        return table
+    is_sample = table["eval"] == "samples"
+    samples, base = table[is_sample], table[~is_sample]
+    own = [
+        c
+        for c in samples.columns
+        if c not in ("run", "step")
+        and samples[c].notna().any()
+        and (c not in base.columns or base[c].isna().all())
+    ]
+    samples = samples.drop_duplicates(["run", "step"], keep="last")[["run", "step", *own]]
+    keys = set(zip(base["run"], base["step"]))
+    orphans = [
+        f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys
+    ]
+    if orphans:
+        warnings.warn(
+            f"{source}: sample evaluations without a test evaluation at the same step left "
+            f"out ({', '.join(orphans[:5])})",
+            ResultsWarning,
+            stacklevel=3,
+        )
+    base = base.drop(columns=[c for c in own if c in base.columns])
+    return base.merge(samples, on=["run", "step"], how="left")
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether a run has trained to its last step: its status.json says "done" (a run without
+    status.json, e.g. copied metrics only, counts as finished: nothing says otherwise)."""
+    path = run_dir / "status.json"
+    if not path.exists():
+        return True
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(status, dict) and status.get("state") == "done"
+
+
+def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:
+    """Read a tidy table from CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            table = pd.read_parquet(path)
+        elif name.endswith((".csv", ".csv.gz", ".tsv")):
+            table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
+        else:
+            raise ResultsError(f"{path}: unknown table format; use .csv or .parquet")
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except (OSError, ValueError, ImportError) as e:
+        if isinstance(e, ResultsError):
+            raise
+        raise ResultsError(f"{path}: cannot read the table: {e}") from None
+    if "run" in table.columns:
+        table["run"] = table["run"].astype(str)
+    return _select_evals(table, include_subset, str(path))
+
+
+def load_results(source: str | Path, include_subset: bool = False) -> pd.DataFrame:
+    """A runs directory (`read_runs`) or a table file (`read_table`)."""
+    source = Path(source)
+    if source.is_dir():
+        return read_runs(source, include_subset)
+    return read_table(source, include_subset)
+
+
+def _select_evals(table: pd.DataFrame, include_subset: bool, source: str) -> pd.DataFrame:
+    if "eval" in table.columns and not include_subset:
+        table = table[table["eval"].fillna("full") != "subset"]
+        if table.empty:
+            raise ResultsError(
+                f"{source}: only subset evaluations; pass include_subset "
+                f"(--set include_subset=true) to fit on them"
+            )
+    sort = [c for c in ("run", "step", "tokens", "flops") if c in table.columns]
+    return table.sort_values(sort, kind="stable").reset_index(drop=True)
+
+
+def require_columns(
+    table: pd.DataFrame, columns: Iterable[str], what: str, source: str = "table"
+) -> None:
+    """Raise `ResultsError` naming every column of `columns` missing from `table`."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ResultsError(
+            f"{source}: column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} "
+            f"missing; {what} needs columns {', '.join(columns)} (has: "
+            f"{', '.join(map(str, table.columns))})"
+        )
+
+
+def prepare(
+    table: pd.DataFrame, metrics: Iterable[str], compute: str = "exact", source: str = "table"
+) -> pd.DataFrame:
+    """Check and clean a tidy table for fitting; returns a copy with a ``compute`` column.
+
+    Needs run, params, step (or tokens), the compute column (``flops`` for "exact",
+    ``flops_6nd`` for "6nd"; the latter is derived as 6*params*tokens when only tokens are
+    given) and the metric columns. Rows with NaN in any of these are dropped with a warning
+    that counts them; a non-positive value is an error naming the column and the run.
+    """
+    metrics = list(metrics)
+    if compute not in COMPUTE_COLUMNS:
+        raise ResultsError(f"compute must be one of {', '.join(COMPUTE_COLUMNS)}; got {compute!r}")
+    column = COMPUTE_COLUMNS[compute]
+    table = table.copy()
+    if (
+        column == "flops_6nd"
+        and column not in table.columns
+        and {"tokens", "params"} <= set(table.columns)
+    ):
+        table[column] = 6.0 * table["params"].astype(float) * table["tokens"].astype(float)
+    order = "step" if "step" in table.columns else "tokens"
+    require_columns(table, ["run", "params", order, column, *metrics], "fitting", source)
+    needed = ["params", column, *metrics]
+    for c in needed:
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    bad = table[needed].isna().any(axis=1)
+    if bad.any():
+        warnings.warn(
+            f"{source}: dropped {int(bad.sum())} of {len(table)} rows with NaN in "
+            f"{', '.join(c for c in needed if table[c].isna().any())}",
+            ResultsWarning,
+            stacklevel=2,
+        )
+        table = table[~bad]
+    if table.empty:
+        raise ResultsError(f"{source}: no rows left to fit")
+    for c in needed:
+        nonpos = table[c] <= 0
+        if nonpos.any():
+            runs = sorted(set(table.loc[nonpos, "run"].astype(str)))
+            raise ResultsError(
+                f"{source}: column {c!r} has {int(nonpos.sum())} non-positive values "
+                f"(runs {', '.join(runs[:5])}{'...' if len(runs) > 5 else ''}); "
+                f"power laws need positive values"
+            )
+        if not np.isfinite(table[c].to_numpy(float)).all():
+            raise ResultsError(f"{source}: column {c!r} has infinite values")
+    table["compute"] = table[column].astype(float)
+    return table.sort_values(["run", order], kind="stable").reset_index(drop=True)
+
+
+def final_rows(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """The last evaluation of every run (largest step, else tokens, else compute), or with
+    `metric` the evaluation where that metric is lowest (the run's best)."""
+    if metric is not None:
+        idx = table.groupby("run", sort=False)[metric].idxmin()
+        return table.loc[idx.to_numpy()].sort_values("params", kind="stable").reset_index(drop=True)
+    order = next(c for c in ("step", "tokens", "compute", "flops") if c in table.columns)
+    idx = table.groupby("run", sort=False)[order].idxmax()
+    return table.loc[idx.to_numpy()].sort_values("params", kind="stable").reset_index(drop=True)

@@ -1,0 +1,572 @@
+"""Study simulator: replay a prior law through a planned grid and measure how sharp its fits are.
+
+A planned study is a list of `PlannedRun` (size N, seed, and the training compute at each of
+its full evaluations). `simulate_study` draws the whole study's results table many times
+from a prior with a noise model, fits every replicate with the fitting library that
+``python -m scaling.fit`` uses (`analysis.powerlaw.fit_vs_n` / `fit_vs_cmin`, seeds handled by
+`analysis.seeds`), and summarises, per law, the fitted exponents against the prior.
+
+The curve model (`CurveModel`). The prior gives two laws per metric, y - E = (beta x)^alpha
+against N (final evaluation of each run) and against Cmin (compute frontier). One training
+curve per size is needed between them; it is taken in the Chinchilla form
+
+    y(N, c) = E + A N^-a + B (c / N)^-b        (c = training FLOPs so far; c/N ~ tokens seen)
+
+whose compute-optimal envelope is exactly a power law in c with exponent -a b / (a + b).
+`calibrate` chooses (A, a, B, b) by least squares in log space so that (i) the final
+evaluations of the planned runs lie on the prior's N law and (ii) the envelope over sizes is
+the prior's Cmin law over the planned compute range; the residuals of both are reported
+(`CurveModel.n_law_error`, `cmin_law_error`): laws that no such curve family reproduces (the
+paper's error-rate laws, for example) show up there. Intermediate evaluations follow the same
+form as a run trained to that point (no learning-rate-schedule effect).
+
+Noise model (`Noise`): every run (one seed) multiplies its reducible metric by exp(s z),
+z ~ N(0, 1), the same factor at all its evaluations (seed-to-seed variation of a whole
+curve); each evaluation adds an independent factor exp(s_eval z') (test-set sampling).
+
+The joint law (`simulate_joint`). A study whose runs give several data amounts per size
+(WSD decay branches, a data axis) is also planned for ``L(N, D) = E + A/N^alpha + B/D^beta``
+(`analysis.jointlaw`, the fit of ``scaling.fit --set law=nd``). Its points are the annealed final
+evaluations (`JointPoints`); a prior `JointLaw` is drawn there with the same noise model: a
+decay branch continues its parent's trajectory, so a parent and its branches (a "family")
+share one seed factor exp(s z); `joint_prior` reads a calibrated `CurveModel` as such a law.
+
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from threadpoolctl import threadpool_limits
+
+from .jointlaw import JointLaw, bootstrap_laws, check_points, fit_joint, interval
+from .paper import X_SCALE, paper_law
+from .powerlaw import Law, fit_vs_cmin, fit_vs_n
+from .results import ResultsError, prepare
+from .synthetic import paper_sizes
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One run of a planned study.
+
+    eval_flops: [k] cumulative training FLOPs at each full evaluation, ascending; the last is
+    the run's total training compute.
+    """
+
+    run_id: str
+    params: float
+    eval_flops: np.ndarray
+    seed: int = 0
+
+    @property
+    def final_flops(self) -> float:
+        return float(self.eval_flops[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorLaws:
+    """The prior for one metric: its law vs N and vs Cmin (x in billions of params / PFLOPs)."""
+
+    metric: str
+    n_law: Law
+    cmin_law: Law
+
+    @property
+    def E(self) -> float:
+        """The irreducible term of the curves (the Cmin law's; the N law is refitted to it)."""
+        return self.cmin_law.E
+
+
+def paper_prior(metrics: Sequence[str]) -> dict[str, PriorLaws]:
+    """The paper's published laws (`analysis.paper`) as priors for `metrics`."""
+    out = {}
+    for m in metrics:
+        n, c = paper_law(m, "N"), paper_law(m, "Cmin")
+        out[m] = PriorLaws(m, Law(n.alpha, n.beta, n.E), Law(c.alpha, c.beta, c.E))
+    return out
+
+
+def paper_noise_sd(metric: str) -> float:
+    """Default seed noise: the scatter about the paper's N law implied by its reported r.
+
+    For an OLS line in log-log, 1 - r^2 = residual variance / variance of log(y - E), so the
+    residual sd is |alpha| * sd(ln N) * sqrt(1 - r^2) over the paper's 12 sizes. The paper
+    reports r "near -0.998" (eq. 11-16), a rounded value; the residual also holds misfit,
+    so this is an upper bound on the seed-to-seed noise, not a measurement of it.
+    """
+    law = paper_law(metric, "N")
+    sd_lx = float(np.std(np.log(paper_sizes())))
+    return abs(law.alpha) * sd_lx * math.sqrt(max(0.0, 1 - law.r**2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """Log-normal noise on the reducible metric: per run (seed) `sd`, per evaluation `eval_sd`."""
+
+    sd: dict[str, float]
+    eval_sd: float = 0.0
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveModel:
+    """y(N, c) = E + A N^-a + B (c/N)^-b with N in billions and c in PFLOPs (see the module doc)."""
+
+    metric: str
+    E: float
+    A: float
+    a: float
+    B: float
+    b: float
+    n_law_error: float = float("nan")  # max |rel. error| of the reducible finals vs the prior N law
+    cmin_law_error: float = float("nan")  # max |rel. error| of the envelope vs the prior Cmin law
+    consistent: bool = (
+        True  # False: |Cmin exponent| >= |N exponent|, which no curve of this form gives
+    )
+
+    def reducible(self, n, c) -> np.ndarray:
+        """A N^-a + B (c/N)^-b; n (billions), c (PFLOPs) broadcastable arrays."""
+        n = np.asarray(n, float)
+        return self.A * n**-self.a + self.B * (np.asarray(c, float) / n) ** -self.b
+
+    def envelope(self, c) -> np.ndarray:
+        """The compute-optimal reducible metric min over N at compute c (PFLOPs); shape of c."""
+        a, b, A, B = self.a, self.b, self.A, self.B
+        n_opt = (a * A / (b * B)) ** (1 / (a + b)) * np.asarray(c, float) ** (b / (a + b))
+        return self.reducible(n_opt, c)
+
+    @property
+    def cmin_alpha(self) -> float:
+        """The envelope's exponent, -a b / (a + b)."""
+        return -self.a * self.b / (self.a + self.b)
+
+
+def calibrate(prior: PriorLaws, runs: Sequence[PlannedRun], points: int = 40) -> CurveModel:
+    """Curve parameters that reproduce `prior` on the planned runs (see the module docstring).
+
+    runs: the planned study (their sizes and final compute anchor the N law; the envelope is
+    matched to the Cmin law over [smallest first evaluation, largest final compute]).
+    """
+    E = prior.E
+    n_fin = np.array([r.params for r in runs]) / X_SCALE["N"]
+    c_fin = np.array([r.final_flops for r in runs]) / X_SCALE["Cmin"]
+    target_n = prior.n_law.predict(n_fin) - E
+    if (target_n <= 0).any():
+        raise ResultsError(
+            f"{prior.metric}: the prior N law is below its E = {E:g} for some planned size"
+        )
+    c_lo = min(float(r.eval_flops[0]) for r in runs) / X_SCALE["Cmin"]
+    c_grid = np.geomspace(c_lo, c_fin.max(), points)
+    target_c = prior.cmin_law.predict(c_grid) - E
+    aN, aC = abs(prior.n_law.alpha), abs(prior.cmin_law.alpha)
+    a0 = max(aN, 1.2 * aC)
+    b0 = a0 * aC / (a0 - aC) if a0 > aC * 1.05 else 4 * aC
+    A0 = float(np.exp(np.mean(np.log(target_n) + a0 * np.log(n_fin)))) * 0.8
+    # B so that the envelope meets the Cmin law in the middle of the range
+    probe = CurveModel(prior.metric, E, A0, a0, 1.0, b0)
+    mid = float(np.sqrt(c_grid[0] * c_grid[-1]))
+    B0 = (prior.cmin_law.predict(mid) - E) / probe.envelope(mid)
+    B0 = max(float(B0), 1e-12) ** ((a0 + b0) / a0)
+
+    def residual(p):
+        m = CurveModel(prior.metric, E, math.exp(p[0]), p[1], math.exp(p[2]), p[3])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r1 = np.log(m.reducible(n_fin, c_fin)) - np.log(target_n)
+            r2 = np.log(m.envelope(c_grid)) - np.log(target_c)
+        out = np.concatenate([r1 / math.sqrt(len(r1)), r2 / math.sqrt(len(r2))])
+        return np.where(np.isfinite(out), out, 1e3)
+
+    p0 = np.array([math.log(A0), a0, math.log(B0), b0])
+    res = optimize.least_squares(
+        residual, p0, bounds=([-50, 1e-4, -200, 1e-4], [50, 5, 200, 5]), method="trf"
+    )
+    m = CurveModel(
+        prior.metric, E, math.exp(res.x[0]), float(res.x[1]), math.exp(res.x[2]), float(res.x[3])
+    )
+    n_err = float(np.max(np.abs(m.reducible(n_fin, c_fin) / target_n - 1)))
+    c_err = float(np.max(np.abs(m.envelope(c_grid) / target_c - 1)))
+    return dataclasses.replace(m, n_law_error=n_err, cmin_law_error=c_err, consistent=aC < aN)
+
+
+def simulate_table(
+    runs: Sequence[PlannedRun],
+    models: dict[str, CurveModel],
+    noise: Noise,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """One draw of the study's tidy results table (run, params, seed, step, flops, metrics)."""
+    k = np.array([len(r.eval_flops) for r in runs])
+    c = np.concatenate([np.asarray(r.eval_flops, float) for r in runs])
+    params = np.repeat([float(r.params) for r in runs], k)
+    cols = {
+        "run": np.repeat([r.run_id for r in runs], k),
+        "params": params,
+        "seed": np.repeat([r.seed for r in runs], k),
+        "step": np.concatenate([np.arange(1, n + 1) for n in k]),
+        "flops": c,
+        "flops_6nd": c,
+    }
+    for metric, m in models.items():
+        red = m.reducible(params / X_SCALE["N"], c / X_SCALE["Cmin"])
+        z = np.repeat(noise.sd.get(metric, 0.0) * rng.standard_normal(len(runs)), k)
+        if noise.eval_sd:
+            z = z + noise.eval_sd * rng.standard_normal(len(c))
+        cols[metric] = m.E + red * np.exp(z)
+    return pd.DataFrame(cols)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitPlan:
+    """The fit settings replayed (a subset of scaling.fit's FitSettings)."""
+
+    irreducible: object = "none"
+    method: str = "ols"
+    smooth: int = 0
+    ci: float = 0.95
+    bootstrap: int = 100
+
+
+@dataclasses.dataclass
+class LawSummary:
+    """Fitted exponents of one law over the replicates, against the prior's.
+
+    against: "N", "Cmin", or "ND" (the joint law, whose two exponents `param` "alpha" (of N)
+    and "beta" (of D) are summarised separately; both positive by its form).
+    """
+
+    metric: str
+    against: str
+    prior_alpha: float
+    alphas: np.ndarray  # [R] fitted exponents `param` (replicates whose fit failed are left out)
+    ci_low: np.ndarray  # [R] interval bounds (empty without bootstrap)
+    ci_high: np.ndarray
+    failed: int = 0
+    noise_free_alpha: float = float("nan")  # the fit of the study drawn without noise
+    param: str = "alpha"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(against, param): which exponent of which law."""
+        return self.against, self.param
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.alphas)) if len(self.alphas) else float("nan")
+
+    @property
+    def bias(self) -> float:
+        """Median fitted exponent minus the prior's."""
+        return self.median - self.prior_alpha
+
+    def spread(self, level: float = 0.95) -> float:
+        """Width of the central `level` range of the fitted exponents over replicates."""
+        if len(self.alphas) < 2:
+            return float("nan")
+        lo, hi = np.quantile(self.alphas, [(1 - level) / 2, (1 + level) / 2])
+        return float(hi - lo)
+
+    @property
+    def ci_width(self) -> float:
+        """Median width of the fit's bootstrap interval (NaN without bootstrap)."""
+        return float(np.median(self.ci_high - self.ci_low)) if len(self.ci_low) else float("nan")
+
+    @property
+    def coverage(self) -> float:
+        """Share of replicates whose interval holds the prior exponent (NaN without bootstrap)."""
+        if not len(self.ci_low):
+            return float("nan")
+        return float(
+            np.mean((self.ci_low <= self.prior_alpha) & (self.prior_alpha <= self.ci_high))
+        )
+
+    def to_dict(self) -> dict:
+        def num(v):
+            return None if not math.isfinite(v) else float(v)
+
+        return {
+            "metric": self.metric,
+            "against": self.against,
+            "param": self.param,
+            "prior_alpha": self.prior_alpha,
+            "noise_free_alpha": num(self.noise_free_alpha),
+            "replicates": int(len(self.alphas)),
+            "failed": self.failed,
+            "median_alpha": num(self.median),
+            "bias": num(self.bias),
+            "spread95": num(self.spread()),
+            "median_ci_width": num(self.ci_width),
+            "coverage": num(self.coverage),
+        }
+
+
+def simulate_study(
+    runs: Sequence[PlannedRun],
+    models: dict[str, CurveModel],
+    priors: dict[str, PriorLaws],
+    noise: Noise,
+    fit: FitPlan,
+    against: Sequence[str] = ("N", "Cmin"),
+    replicates: int = 100,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[LawSummary]:
+    """Draw the study `replicates` times and fit each draw as `scaling.fit` would.
+
+    models: calibrated curves per metric (`calibrate`); priors: the laws whose exponents are
+    the truth for bias and coverage. The fits are `fit_vs_n` / `fit_vs_cmin` with `fit`'s
+    settings (hold-out off: it does not change the interval). Returns one `LawSummary` per
+    (against, metric), N first.
+    """
+    with threadpool_limits(1):  # the fits are tiny: BLAS threads only add synchronisation
+        return _simulate_study(
+            runs, models, priors, noise, fit, against, replicates, seed, progress
+        )
+
+
+def _simulate_study(
+    runs, models, priors, noise, fit, against, replicates, seed, progress
+) -> list[LawSummary]:
+    rng = np.random.default_rng(seed)
+    metrics = list(models)
+    noise_free = {}
+    quiet = Noise({m: 0.0 for m in metrics})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = prepare(
+            simulate_table(runs, models, quiet, rng), metrics, "exact", source="simulated study"
+        )
+        for a in against:
+            for m in metrics:
+                try:
+                    res = (
+                        fit_vs_n(
+                            table, m, irreducible=fit.irreducible, method=fit.method, bootstrap=0
+                        )
+                        if a == "N"
+                        else fit_vs_cmin(
+                            table,
+                            m,
+                            irreducible=fit.irreducible,
+                            method=fit.method,
+                            bootstrap=0,
+                            smooth=fit.smooth,
+                        )
+                    )
+                    noise_free[(a, m)] = res.law.alpha
+                except ResultsError:
+                    noise_free[(a, m)] = float("nan")
+    store: dict[tuple[str, str], dict] = {
+        (a, m): {"alpha": [], "lo": [], "hi": [], "failed": 0} for a in against for m in metrics
+    }
+    common = dict(
+        irreducible=fit.irreducible,
+        method=fit.method,
+        bootstrap=fit.bootstrap,
+        level=fit.ci,
+        holdout=0,
+    )
+    for i in range(replicates):
+        raw = simulate_table(runs, models, noise, rng)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = prepare(raw, metrics, "exact", source="simulated study")
+            for a in against:
+                for m in metrics:
+                    rec = store[(a, m)]
+                    try:
+                        res = (
+                            fit_vs_n(table, m, seed=i, **common)
+                            if a == "N"
+                            else fit_vs_cmin(table, m, seed=i, smooth=fit.smooth, **common)
+                        )
+                    except ResultsError:
+                        rec["failed"] += 1
+                        continue
+                    rec["alpha"].append(res.law.alpha)
+                    if res.alpha_ci is not None:
+                        rec["lo"].append(res.alpha_ci[0])
+                        rec["hi"].append(res.alpha_ci[1])
+        if progress is not None:
+            progress(i + 1)
+    out = []
+    for (a, m), rec in store.items():
+        prior = priors[m].n_law if a == "N" else priors[m].cmin_law
+        out.append(
+            LawSummary(
+                m,
+                a,
+                prior.alpha,
+                np.array(rec["alpha"]),
+                np.array(rec["lo"]),
+                np.array(rec["hi"]),
+                rec["failed"],
+                noise_free[(a, m)],
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ the joint law L(N, D)
+
+
+@dataclasses.dataclass(frozen=True)
+class JointPoints:
+    """The annealed final points of a planned study, one per run (decay branches are runs).
+
+    N [n] params; D [n] training data in `d_unit` (a branch counts its parent's steps up to the
+    branch point); family [n] integer ids: runs that share one seed's noise (a parent and its
+    branches).
+    """
+
+    runs: tuple[str, ...]
+    N: np.ndarray
+    D: np.ndarray
+    family: np.ndarray
+    d_unit: str = "tokens"
+
+    def why_not(self) -> str | None:
+        """None when the joint law can be planned on these points, else the reason in words:
+        the fitter's own refusal (`jointlaw.check_points`), or no size with two data amounts
+        (then D is tied to N and the fit cannot tell them apart)."""
+        try:
+            check_points(self.N, self.D, np.ones_like(self.N), "the joint fit")
+        except ResultsError as e:
+            return str(e)
+        amounts = pd.Series(self.D).groupby(self.N).nunique()
+        if not (amounts >= 2).any():
+            return (
+                "every size is trained on one data amount (D is tied to N); decay branches or a "
+                "data axis give several per size"
+            )
+        return None
+
+    def describe(self) -> str:
+        """'16 points: 4 sizes x 1-4 data amounts, 4 seed families'."""
+        amounts = pd.Series(self.D).groupby(self.N).nunique()
+        per = (
+            f"{amounts.min()}"
+            if amounts.min() == amounts.max()
+            else f"{amounts.min()}-{amounts.max()}"
+        )
+        return (
+            f"{len(self.N)} points: {len(amounts)} sizes x {per} data amounts, "
+            f"{len(np.unique(self.family))} seed families"
+        )
+
+
+def compute_per_param_unit(N, D, C) -> tuple[float, float]:
+    """kappa in C = kappa N D (FLOPs per parameter per unit of D): the geometric mean over the
+    points, and the ratio of its largest to its smallest value (1 when exact)."""
+    k = np.asarray(C, float) / (np.asarray(N, float) * np.asarray(D, float))
+    return float(np.exp(np.mean(np.log(k)))), float(k.max() / k.min())
+
+
+def joint_prior(curve: CurveModel, kappa: float) -> JointLaw:
+    """The training-curve model read as a joint law in N (params) and D.
+
+    The curve's data term B (c/n)^-b has c/n = (C / N) X_N / X_C = kappa D X_N / X_C (X_*: the
+    law units of `analysis.paper`), so A_joint = A X_N^a and B_joint = B (kappa X_N / X_C)^-b; the
+    exponents are the curve's. Exact where C = kappa N D holds exactly.
+    """
+    return JointLaw(
+        E=curve.E,
+        A=curve.A * X_SCALE["N"] ** curve.a,
+        alpha=curve.a,
+        B=curve.B * (kappa * X_SCALE["N"] / X_SCALE["Cmin"]) ** -curve.b,
+        beta=curve.b,
+    )
+
+
+def draw_joint(
+    points: JointPoints, law: JointLaw, sd: float, eval_sd: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One draw of the final losses [n]: E + (A N^-alpha + B D^-beta) exp(sd z_family + eval_sd
+    z')."""
+    families, index = np.unique(points.family, return_inverse=True)
+    z = sd * rng.standard_normal(len(families))[index]
+    if eval_sd:
+        z = z + eval_sd * rng.standard_normal(len(points.N))
+    return law.E + (law.predict(points.N, points.D) - law.E) * np.exp(z)
+
+
+def simulate_joint(
+    points: JointPoints,
+    priors: dict[str, JointLaw],
+    noise: Noise,
+    fit: FitPlan,
+    replicates: int = 100,
+    seed: int = 0,
+) -> list[LawSummary]:
+    """Draw the study's final points `replicates` times from each metric's prior and fit each
+    draw with the joint-law fitter (`analysis.jointlaw`: Huber loss on log residuals, L-BFGS-B,
+    bootstrap over runs, the interval of ``scaling.fit --set law=nd``; hold-out off).
+
+    The noise-free draw is fitted as the fitter fits a table (its grid of starts); every noisy
+    draw starts L-BFGS-B from that solution alone, as the fitter's own bootstrap starts from
+    its full fit (a planner shortcut, checked against the full fit in
+    tests/study/laws/test_plan.py).
+    Returns per metric two `LawSummary` (against "ND"): param "alpha", then "beta".
+    """
+    with threadpool_limits(
+        1
+    ):  # thousands of 5-parameter fits: BLAS threads only add synchronisation
+        out = []
+        for i, (metric, law) in enumerate(priors.items()):
+            out += _simulate_joint(points, metric, law, noise, fit, replicates, seed + 7919 * i)
+        return out
+
+
+def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[LawSummary]:
+    rng = np.random.default_rng(seed)
+    n = len(points.N)
+    try:
+        start = fit_joint(points.N, points.D, law.predict(points.N, points.D))
+        noise_free = {"alpha": start.alpha, "beta": start.beta}
+    except ResultsError:
+        start, noise_free = law, {"alpha": float("nan"), "beta": float("nan")}
+    rec: dict[str, dict[str, list[float]]] = {
+        p: {"values": [], "lo": [], "hi": []} for p in ("alpha", "beta")
+    }
+    failed = 0
+    for i in range(replicates):
+        L = draw_joint(points, law, noise.sd.get(metric, 0.0), noise.eval_sd, rng)
+        try:
+            fitted = fit_joint(points.N, points.D, L, start=start, top=1)
+        except ResultsError:
+            failed += 1
+            continue
+        samples = (
+            bootstrap_laws(points.N, points.D, L, fitted, fit.bootstrap, seed=i)
+            if fit.bootstrap
+            else []
+        )
+        for p in rec:
+            rec[p]["values"].append(getattr(fitted, p))
+            ci = (
+                interval(np.array([getattr(s, p) for s in samples]), n, fit.ci) if samples else None
+            )
+            if ci is not None:
+                rec[p]["lo"].append(ci[0])
+                rec[p]["hi"].append(ci[1])
+    return [
+        LawSummary(
+            metric,
+            "ND",
+            getattr(law, p),
+            np.array(r["values"]),
+            np.array(r["lo"]),
+            np.array(r["hi"]),
+            failed,
+            noise_free[p],
+            param=p,
+        )
+        for p, r in rec.items()
+    ]

@@ -1,0 +1,176 @@
+"""The run directory: one per grid point, the contract between launcher, job and analysis.
+
+    <output>/<run_id>/
+      config.yaml     fully resolved RunConfig
+      status.json     state (see STATES), job ids, attempts, times, error
+      metrics.jsonl   one JSON object per evaluation, appended and flushed
+      checkpoint.pt   latest training state, written atomically
+      provenance.json the code, versions and machine that produced it (scaling.core.provenance)
+      .lock           held by the one trainer writing here (scaling.core.runlock)
+      attempts/       earlier attempts moved aside by `launch --retry-failed --reconfigure`
+      rank_errors/    with several processes: each rank's error when it failed (rank<k>.json),
+                      so the first failure is known even when rank 0 only saw its echo
+
+The job logs (stdout, stderr) are submitit's, under `<output>/_submitit/<job id>/`; status.json's
+`log` names the latest one.
+
+States, as recorded in status.json: pending (never submitted), queued (submitted: a job id,
+or waiting for a slot of the local launcher), running (a trainer started), done, failed (with
+`error`), stopped (asked to stop; checkpointed, resumes on the next launch). `scaling.status`
+adds `orphaned`: recorded queued/running, but the job is gone and left no final state.
+
+Updates are read-modify-write under a file lock, so the launcher and the job never lose each
+other's fields; and a final state (done, failed, stopped) is never replaced by queued or
+running unless the writer resubmits or starts it (`force=True`): a late "queued" from the
+launcher cannot hide a failure the job already recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from scaling.core.atomic import atomic_write_json, read_jsonl
+from scaling.core.cli import RuntimeFailure
+
+STATES = ("pending", "queued", "running", "done", "failed", "stopped")
+FINAL = ("done", "failed", "stopped")
+
+
+class CorruptStatus(RuntimeFailure):
+    """status.json cannot be read as a status record (the message names the file)."""
+
+
+class RunDir:
+    """Paths and status of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def attempts(self) -> Path:
+        return self.path / "attempts"
+
+    def read_status(self) -> dict[str, Any]:
+        """The status record; {'state': 'pending'} when none was written yet.
+
+        Raises CorruptStatus (naming the file) when it is not a JSON object with a known state.
+        """
+        try:
+            text = self.status_file.read_text()
+        except FileNotFoundError:
+            return {"state": "pending"}
+        except OSError as e:
+            raise CorruptStatus(
+                f"{self.status_file}: cannot read the status file ({e.strerror or e})"
+            ) from None
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CorruptStatus(
+                f"{self.status_file}: corrupt status file ({e}); move it away "
+                "to let the launcher start the run over"
+            ) from None
+        if not isinstance(record, dict) or record.get("state", "pending") not in STATES:
+            raise CorruptStatus(
+                f"{self.status_file}: not a status record (expected a JSON "
+                f"object with state one of {', '.join(STATES)})"
+            )
+        return record
+
+    @contextlib.contextmanager
+    def _status_lock(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".status.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def update_status(self, *, force: bool = False, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into status.json atomically and return the new record.
+
+        A recorded final state (done, failed, stopped) is kept when `fields` would set
+        queued or running, unless `force` (the launcher resubmitting it, or a trainer
+        starting on it).
+        """
+        state = fields.get("state")
+        if state is not None and state not in STATES:
+            raise ValueError(f"unknown run state {state!r}; expected one of {STATES}")
+        with self._status_lock():
+            status = self.read_status()
+            if (
+                not force
+                and state in ("queued", "running", "pending")
+                and status.get("state") in FINAL
+            ):
+                fields = {k: v for k, v in fields.items() if k not in ("state", "error")}
+            status.update(fields)
+            status["updated_at"] = time.time()
+            atomic_write_json(self.status_file, status)
+        return status
+
+    @property
+    def rank_errors(self) -> Path:
+        return self.path / "rank_errors"
+
+    def record_rank_error(self, rank: int, host: str, error: str, attempt: str) -> None:
+        """Write rank `rank`'s failure (its own file: ranks never share one). `attempt` names
+        the job attempt (SLURM job id and restart count), so a later attempt's errors are
+        told apart from an earlier one's."""
+        self.rank_errors.mkdir(exist_ok=True)
+        atomic_write_json(
+            self.rank_errors / f"rank{rank}.json",
+            {"rank": rank, "host": host, "time": time.time(), "attempt": attempt, "error": error},
+        )
+
+    def first_rank_error(self) -> dict[str, Any] | None:
+        """The earliest rank error of the latest attempt that recorded any (None: none)."""
+        recs = []
+        for f in sorted(self.rank_errors.glob("rank*.json")) if self.rank_errors.is_dir() else ():
+            try:
+                rec = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue  # a file being replaced: the others still tell the story
+            if isinstance(rec, dict) and isinstance(rec.get("time"), (int, float)):
+                recs.append(rec)
+        if not recs:
+            return None
+        latest = max(recs, key=lambda r: r["time"])["attempt"]
+        return min((r for r in recs if r.get("attempt") == latest), key=lambda r: r["time"])
+
+    def clear_rank_errors(self) -> None:
+        """Forget the rank errors of earlier jobs (before a new submission)."""
+        if self.rank_errors.is_dir():
+            for f in self.rank_errors.glob("rank*.json"):
+                f.unlink(missing_ok=True)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All complete metrics lines (a torn last line from a crash is ignored)."""
+        return read_jsonl(self.metrics)

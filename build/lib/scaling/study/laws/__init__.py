@@ -1,0 +1,1 @@
+"""Laws of a study: the fit CLI, the joint law, comparing two studies, the planner."""

@@ -1,0 +1,753 @@
+"""``python -m scaling.plan SWEEP.yaml``: what a study will cost and how sharp its laws will be.
+
+Before anything is submitted, for the sweep file as written:
+
+1. **Cost** per run and in total (`scaling.study.laws.plan_cost`): training and evaluation FLOPs
+   (exact count, `var_core.counting` via `scaling.training.budget.RunBudget`; evaluation =
+   forward FLOPs x images evaluated, as the trainer counts them; a decay branch pays for its
+   cool-down only), GPU-hours at the sweep's assumed throughput
+   (`cluster.assumed_tflops_per_gpu`), training tokens, and the token store's size on disk.
+2. **Precision**: a prior law (the paper's by default, a fits.json, or laws on the command
+   line) is replayed through the sweep's own sizes, lengths and evaluation schedule many times
+   with a seed-noise model, and every replicate is fitted with the fitting library of
+   ``scaling.fit`` and the sweep's `fit:` settings (`analysis.simulate`). Per law: median
+   fitted exponent, bias against the prior, width of the central 95% of the fitted exponents,
+   median width of the fit's 95% bootstrap interval, and how often that interval covers the
+   prior's exponent. When the runs give several data amounts per size (decay branches), the
+   joint law L(N, D) of ``scaling.fit --law nd`` is planned the same way from a prior joint
+   law (an assumption: the paper gives none; see `load_joint_prior`).
+3. **Alternatives** in one table (`scaling.study.laws.plan_designs`): the same sweep with more
+   seeds, fewer or more sizes, longer or shorter runs, more evaluations, and with decay
+   branches (or without them); each with its GPU-hours and the precision of one metric's laws.
+
+Writes ``plan.json``, ``plan.md`` and figures (``plan_exponents.png/pdf``: simulated exponent
+distributions of the grid beside the alternatives; ``plan_evals.png/pdf``: planned evaluation
+points on a compute axis per run) into ``--out`` (default ``<sweep output>/plan``).
+
+Never imports torch (FLOPs come from the torch-free `var_core.counting`). Exit status: 2 for
+a bad sweep file or argument, 1 for a runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from analysis.jointlaw import JointLaw
+from analysis.paper import AGAINST, METRICS, PAPER_IRREDUCIBLE
+from analysis.powerlaw import Law
+from analysis.results import ResultsError, load_results, prepare
+from analysis.seeds import pooled_log_sd
+from analysis.settings import FitSettings, InvalidSetting
+from analysis.simulate import (
+    FitPlan,
+    Noise,
+    PriorLaws,
+    calibrate,
+    compute_per_param_unit,
+    joint_prior,
+    paper_noise_sd,
+    paper_prior,
+    simulate_joint,
+    simulate_study,
+)
+from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
+from scaling.core.config_io import apply_sets, parse_sets
+from scaling.core.tables import human
+from scaling.study.laws.plan_cost import cost_table, run_costs, store_bytes
+from scaling.study.laws.plan_designs import Design, alternatives
+from scaling.study.sweep.estimates import store_meta
+from scaling.study.sweep.sweep import load_sweep
+from var_core.counting import tokens_per_image
+
+
+class PlanError(InputError):
+    """A bad argument or input of the planner (exit status 2); the message names it."""
+
+
+# ----------------------------------------------------------------------------- priors and noise
+
+
+def _law_arg(text: str):
+    """'ce_last:N=-0.23,2.0[,4.5]' -> (metric, against, Law)."""
+    try:
+        head, values = text.split("=", 1)
+        metric, against = head.split(":")
+        nums = [float(v) for v in values.split(",")]
+    except ValueError:
+        raise PlanError(
+            f"--law {text!r}: expected METRIC:AGAINST=alpha,beta[,E] (e.g. ce_last:N=-0.23,2.0,4.5)"
+        ) from None
+    if metric not in METRICS or against not in AGAINST or len(nums) not in (2, 3):
+        raise PlanError(
+            f"--law {text!r}: metric must be one of {', '.join(METRICS)}, against N or Cmin, "
+            f"then alpha,beta[,E]"
+        )
+    if not nums[0] < 0 or not nums[1] > 0:
+        raise PlanError(
+            f"--law {text!r}: alpha must be negative (the metric falls with scale) and beta "
+            "positive"
+        )
+    E = nums[2] if len(nums) == 3 else PAPER_IRREDUCIBLE[metric]
+    return metric, against, Law(nums[0], nums[1], E)
+
+
+def _read_fits(spec: str) -> dict:
+    """A fits.json written by scaling.fit (power laws under "fits", the joint law under "joint")."""
+    path = Path(spec)
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict) or not ("fits" in doc or "joint" in doc):
+            raise KeyError("neither 'fits' nor 'joint'")
+        return doc
+    except FileNotFoundError:
+        raise PlanError(
+            f"--prior {spec}: no such file (use 'paper' or a fits.json from scaling.fit)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PlanError(f"--prior {spec}: not a fits.json written by scaling.fit ({e})") from None
+
+
+def load_prior(spec: str, metrics: list[str], laws: list[str]) -> tuple[dict, str]:
+    """The prior per metric ('paper' or a fits.json path), with --law overrides; and its
+    description.
+
+    A fits.json of a joint-law study (``scaling.fit --law nd``) holds no laws vs N and Cmin:
+    for its metrics the paper's are taken, and the description says so.
+    """
+    if spec == "paper":
+        priors, source = (
+            paper_prior(metrics),
+            "the paper's published laws (Tian et al. 2024, eq. 11-16)",
+        )
+    else:
+        doc = _read_fits(spec)
+        try:
+            found = {(f["metric"], f["against"]): f for f in doc.get("fits", [])}
+            joint = {r["metric"] for r in doc.get("joint") or []}
+            priors = {}
+            for m in metrics:
+                if (m, "N") in found and (m, "Cmin") in found:
+                    n, c = found[(m, "N")], found[(m, "Cmin")]
+                    priors[m] = PriorLaws(
+                        m, Law(n["alpha"], n["beta"], n["E"]), Law(c["alpha"], c["beta"], c["E"])
+                    )
+        except (KeyError, TypeError) as e:
+            raise PlanError(
+                f"--prior {spec}: not a fits.json written by scaling.fit ({e!r} missing)"
+            ) from None
+        source = f"the fits in {spec}"
+        borrowed = [m for m in metrics if m not in priors and m in joint]
+        if borrowed:
+            priors.update(paper_prior(borrowed))
+            source += (
+                f" ({', '.join(borrowed)} vs N and Cmin: the paper's laws; the file holds only "
+                "their "
+                f"joint law)"
+            )
+    for text in laws:
+        metric, against, law = _law_arg(text)
+        base = priors.get(metric) or paper_prior([metric])[metric]
+        priors[metric] = dataclasses.replace(
+            base, **({"n_law": law} if against == "N" else {"cmin_law": law})
+        )
+        source += f"; {metric} vs {against} from --law"
+    missing = [m for m in metrics if m not in priors]
+    if missing:
+        raise PlanError(
+            f"--prior {spec}: no law vs both N and Cmin for {', '.join(missing)} "
+            f"(give them with --law METRIC:AGAINST=alpha,beta[,E], or limit --metrics)"
+        )
+    return {m: priors[m] for m in metrics}, source
+
+
+def _joint_arg(text: str) -> tuple[str, JointLaw]:
+    """'ce_avg=E,A,alpha,B,beta' -> (metric, JointLaw)."""
+    try:
+        metric, values = text.split("=", 1)
+        E, A, alpha, B, beta = (float(v) for v in values.split(","))
+    except ValueError:
+        raise PlanError(
+            f"--joint-law {text!r}: expected METRIC=E,A,alpha,B,beta "
+            f"(e.g. ce_avg=5.0,2e3,0.35,4e4,0.3)"
+        ) from None
+    if metric not in METRICS or not metric.startswith("ce"):
+        raise PlanError(
+            f"--joint-law {text!r}: the joint law is fitted to losses: ce_avg or ce_last"
+        )
+    if not (A > 0 and B > 0 and alpha > 0 and beta > 0 and E >= 0):
+        raise PlanError(f"--joint-law {text!r}: A, B, alpha and beta must be positive and E >= 0")
+    return metric, JointLaw(E, A, alpha, B, beta)
+
+
+def load_joint_prior(
+    spec: str,
+    texts: list[str],
+    curves: dict,
+    kappa: tuple[float, float],
+    d_unit: str,
+    tokens_per_image: int,
+) -> tuple[dict[str, JointLaw], str]:
+    """The prior joint law per loss metric of `curves`, and where each came from.
+
+    In order: --joint-law on the command line; a fits.json's joint law (``scaling.fit --law
+    nd``; D converted between images and tokens with this sweep's tokens per image); else the
+    default, an ASSUMPTION (the paper publishes no joint law): the planner's training curves
+    of that metric (Chinchilla's form E + A N^-a + B (C/N)^-b, Hoffmann et al. 2022, calibrated
+    to the prior's laws vs N and Cmin on this grid) read as L(N, D) with C = kappa N D
+    (`analysis.simulate.joint_prior`).
+    """
+    given = dict(_joint_arg(t) for t in texts)
+    records = (
+        {} if spec == "paper" else {r["metric"]: r for r in _read_fits(spec).get("joint") or []}
+    )
+    priors, sources = {}, []
+    for m in curves:
+        if m in given:
+            priors[m], how = given[m], "--joint-law"
+        elif m in records:
+            r = records[m]
+            unit = str(r.get("D_unit", "training tokens")).split()[-1]
+            B = float(r["B"])
+            if unit != d_unit:  # B / D_img^beta = B L^beta / D_tok^beta
+                B *= tokens_per_image ** (r["beta"] if d_unit == "tokens" else -r["beta"])
+            priors[m] = JointLaw(
+                float(r["E"]), float(r["A"]), float(r["alpha"]), B, float(r["beta"])
+            )
+            how = f"the joint fit in {spec}" + (
+                f" (D converted from {unit} at {tokens_per_image} tokens per image)"
+                if unit != d_unit
+                else ""
+            )
+        else:
+            priors[m] = joint_prior(curves[m], kappa[0])
+            how = (
+                "ASSUMED (the paper gives no joint law): the planner's training curves E + A N^-a "
+                "+ "
+                "B (C/N)^-b (Chinchilla's form), calibrated to the laws vs N and Cmin above, "
+                "read as "
+                f"L(N, D) with C = kappa N D, kappa = {kappa[0]:.3g} FLOPs per parameter per "
+                f"{d_unit[:-1]} (this grid's exact counts; it varies by "
+                f"{100 * (kappa[1] - 1):.2g}% over "
+                f"the runs)"
+            )
+        sources.append(f"{m}: {how}")
+    return priors, "; ".join(sources)
+
+
+def load_noise(args, metrics: list[str], priors: dict) -> Noise:
+    """The noise model: measured from a table with seeds (--noise-from), a number, or the
+    default."""
+    if args.noise_from:
+        try:
+            table = prepare(load_results(args.noise_from), metrics, source=str(args.noise_from))
+            sd, dof = {}, {}
+            for m in metrics:
+                sd[m], dof[m] = pooled_log_sd(table, m, priors[m].E)
+        except ResultsError as e:
+            raise PlanError(f"--noise-from {args.noise_from}: {e}") from None
+        return Noise(
+            sd,
+            args.eval_noise,
+            f"measured from the seed replicates in {args.noise_from} (pooled sd of "
+            f"log(final - E) within sizes; {min(dof.values())} degrees of freedom)",
+        )
+    if args.noise_sd is not None:
+        if not args.noise_sd >= 0:
+            raise PlanError(f"--noise-sd must be >= 0; got {args.noise_sd}")
+        return Noise(
+            {m: args.noise_sd for m in metrics}, args.eval_noise, "--noise-sd on the command line"
+        )
+    return Noise(
+        {m: paper_noise_sd(m) for m in metrics},
+        args.eval_noise,
+        "default: the scatter about the paper's N laws implied by their reported r = -0.998 over "
+        "its 12 "
+        "sizes (|alpha| sd(ln N) sqrt(1 - r^2)); an upper bound on seed noise, since it also "
+        "holds misfit",
+    )
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.plan",
+        description="Cost, expected precision and alternatives of a sweep, before submitting it.",
+    )
+    p.add_argument("sweep", help="sweep file (YAML)")
+    p.add_argument(
+        "--prior", default="paper", help="'paper' (default) or a fits.json written by scaling.fit"
+    )
+    p.add_argument(
+        "--law",
+        action="append",
+        default=[],
+        metavar="METRIC:AGAINST=alpha,beta[,E]",
+        help="a prior law given on the command line (repeatable; overrides --prior for that law)",
+    )
+    p.add_argument(
+        "--joint-law",
+        action="append",
+        default=[],
+        metavar="METRIC=E,A,alpha,B,beta",
+        help="a prior joint law L = E + A/N^alpha + B/D^beta (N params, D in the sweep's "
+        "fit.data_unit; repeatable; overrides --prior for that metric)",
+    )
+    p.add_argument(
+        "--noise-from",
+        help="a runs directory or results table with seed replicates: measure the noise",
+    )
+    p.add_argument(
+        "--noise-sd",
+        type=float,
+        help="seed noise: sd of log(final - E) between seeds, for every metric",
+    )
+    p.add_argument(
+        "--eval-noise",
+        type=float,
+        default=0.0,
+        help="independent noise per evaluation, sd of log(metric - E) (default 0)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="a fit setting over the sweep's fit: section, as for scaling.fit (repeatable): "
+        "--set metrics=[ce_last] --set method=robust",
+    )
+    p.add_argument("--compare", help="metric of the alternatives table (default: the first metric)")
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=50,
+        help="simulated studies of the planned grid (default 50)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=100,
+        help="bootstrap samples per simulated fit (default 100; 0: no intervals, no coverage)",
+    )
+    p.add_argument(
+        "--alt-replicates",
+        type=int,
+        default=40,
+        help="simulated studies per alternative (no bootstrap; default 40; 0: no alternatives)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
+    p.add_argument("--out", help="output folder (default <sweep output>/plan)")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    refuse_replaced_flags(
+        argv if argv is not None else sys.argv[1:],
+        {"--metrics": "--set metrics=[...] (e.g. --set metrics=[ce_last,ce_avg])"},
+    )
+    return p.parse_args(argv)
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
+
+
+def _pct(v: float) -> str:
+    return "-" if not math.isfinite(v) else f"{100 * v:.0f}%"
+
+
+def precision_table(summaries, models, level: float) -> str:
+    """Markdown table: one row per simulated law vs N or Cmin."""
+    lines = [
+        "| metric | vs | prior alpha | noise-free fit | median alpha | bias | 95% range of alpha | "
+        f"median {level:.0%} CI width | coverage | curve check |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        m = models[s.metric]
+        check = m.n_law_error if s.against == "N" else m.cmin_law_error
+        flag = " (!)" if check > 0.01 or not m.consistent else ""
+        lines.append(
+            f"| {s.metric} | {s.against} | {s.prior_alpha:.4g} | {_fmt(s.noise_free_alpha, 4)} "
+            f"| {_fmt(s.median, 4)} | {_fmt(s.bias, 2)} | {_fmt(s.spread(), 2)} | "
+            f"{_fmt(s.ci_width, 2)} "
+            f"| {_pct(s.coverage)} | {100 * check:.2g}%{flag} |"
+        )
+    return "\n".join(lines)
+
+
+def joint_table(summaries, level: float) -> str:
+    """Markdown table: one row per exponent of the joint law."""
+    lines = [
+        "| metric | exponent | prior | noise-free fit | median | bias | 95% range | "
+        f"median {level:.0%} CI width | coverage | failed fits |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.metric} | {s.param} ({'N' if s.param == 'alpha' else 'D'}) | "
+            f"{s.prior_alpha:.4g} "
+            f"| {_fmt(s.noise_free_alpha, 4)} | {_fmt(s.median, 4)} | {_fmt(s.bias, 2)} "
+            f"| {_fmt(s.spread(), 2)} | {_fmt(s.ci_width, 2)} | {_pct(s.coverage)} | {s.failed} |"
+        )
+    return "\n".join(lines)
+
+
+def alternatives_table(rows, against: list[str], total_gh: float) -> str:
+    """Markdown table of the alternatives: GPU-hours, and bias and 95% range of each exponent
+    (the joint law's where the design makes it plannable)."""
+    joint = any(r.against == "ND" for _, res, _ in rows for r in res)
+    head = ["design", "runs", "GPU-h", "x planned"] + [
+        f"{a}: {k}" for a in against for k in ("bias", "95% range")
+    ]
+    if joint:
+        head += ["N,D alpha: 95% range", "N,D beta: 95% range"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d, res, _ in rows:
+        by = {r.key: r for r in res}
+        cells = [d.name, str(d.runs), f"{d.gpu_hours:,.0f}", f"{d.gpu_hours / total_gh:.2f}"]
+        for a in against:
+            cells += [_fmt(by[(a, "alpha")].bias, 2), _fmt(by[(a, "alpha")].spread(), 2)]
+        if joint:
+            cells += [
+                _fmt(by[k].spread(), 2) if k in by else "-"
+                for k in (("ND", "alpha"), ("ND", "beta"))
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _settings(sweep, args) -> tuple[FitSettings, list[str], str]:
+    """The sweep's fit settings, the planned metrics and the compared one (bad ones: PlanError)."""
+    for name in ("replicates", "bootstrap", "alt_replicates"):
+        if getattr(args, name) < 0:
+            raise PlanError(f"--{name.replace('_', '-')} must be >= 0; got {getattr(args, name)}")
+    if args.replicates < 2:
+        raise PlanError(f"--replicates must be at least 2; got {args.replicates}")
+    if not args.eval_noise >= 0:
+        raise PlanError(f"--eval-noise must be >= 0; got {args.eval_noise}")
+    settings = FitSettings(
+        **{k: (tuple(v) if isinstance(v, list) else v) for k, v in sweep.spec.fit.items()}
+    )
+    settings = apply_sets(settings, parse_sets(args.sets, example="metrics=[ce_last]"))
+    metrics = list(settings.metrics)
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:  # the planner simulates training losses and error rates, not sample metrics
+        raise PlanError(f"metrics: {', '.join(bad)}: the planner plans {', '.join(METRICS)}")
+    compare = args.compare or metrics[0]
+    if compare not in metrics:
+        raise PlanError(f"--compare {compare}: not among the planned metrics {', '.join(metrics)}")
+    return settings, metrics, compare
+
+
+def resolve_irreducible(settings: FitSettings, sweep) -> tuple[str | float, str]:
+    """The sweep's fit.irreducible with "auto" decided as scaling.fit would decide it: E is
+    fitted for a sweep that trains its own VQVAE; a given token store is taken as made with the
+    official tokenizer (the paper's E; scaling.fit checks the store's meta.json)."""
+    if settings.irreducible != "auto":
+        return settings.irreducible, ""
+    if sweep.spec.prepare.vqvae is not None:
+        return "fit", " (auto: the sweep trains its own VQVAE, so scaling.fit fits E)"
+    return (
+        "paper",
+        " (auto: the token store is taken as the official tokenizer's, as scaling.fit decides "
+        "from its meta.json)",
+    )
+
+
+def run(argv=None) -> dict:
+    """The CLI's work; returns the plan document. Raises PlanError / ConfigError (InputError) or
+    ResultsError for bad input."""
+    args = _parse_args(argv)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    path = Path(args.sweep)
+    sweep = load_sweep(path)
+    settings, metrics, compare = _settings(sweep, args)
+    meta, real = store_meta(sweep)
+    costs = run_costs(sweep, meta)
+    L = tokens_per_image(meta["patch_nums"])
+
+    priors, prior_source = load_prior(args.prior, metrics, args.law)
+    noise = load_noise(args, metrics, priors)
+    plan_design = Design("as planned", costs)
+    planned = plan_design.planned()
+    models = {m: calibrate(priors[m], planned) for m in metrics}
+    irreducible, irreducible_why = resolve_irreducible(settings, sweep)
+    fit = FitPlan(
+        irreducible=irreducible,
+        method=settings.method,
+        smooth=settings.smooth,
+        ci=settings.ci,
+        bootstrap=args.bootstrap,
+    )
+    against = list(settings.against)
+    summaries = simulate_study(
+        planned, models, priors, noise, fit, against, args.replicates, args.seed
+    )
+
+    # the joint law: for the losses (as scaling.fit --law nd), on every run's final point
+    d_unit = settings.data_unit
+    points = plan_design.joint_points(d_unit)
+    kappa = compute_per_param_unit(points.N, points.D, [c.compute for c in costs])
+    losses = {m: models[m] for m in metrics if m.startswith("ce")}
+    joint_priors, joint_source = load_joint_prior(
+        args.prior, args.joint_law, losses, kappa, d_unit, L
+    )
+    joint_gap = points.why_not() if joint_priors else "no loss metric (ce_avg, ce_last) is planned"
+    joint = (
+        []
+        if joint_gap
+        else simulate_joint(points, joint_priors, noise, fit, args.replicates, args.seed)
+    )
+
+    alt_rows = []
+    if args.alt_replicates > 0:
+        designs, skipped = alternatives(path, sweep, meta, costs)
+        alt_fit = dataclasses.replace(fit, bootstrap=0)
+        for i, d in enumerate(designs):
+            res = simulate_study(
+                d.planned(),
+                {compare: models[compare]},
+                priors,
+                noise,
+                alt_fit,
+                against,
+                args.alt_replicates,
+                args.seed + 1 + i,
+            )
+            d_points = d.joint_points(d_unit)
+            if compare in joint_priors and d_points.why_not() is None:
+                res += simulate_joint(
+                    d_points,
+                    {compare: joint_priors[compare]},
+                    noise,
+                    alt_fit,
+                    args.alt_replicates,
+                    args.seed + 1 + i,
+                )
+            alt_rows.append((d, res, d_points))
+
+    # ---- report
+    tflops = costs[0].tflops_per_gpu if costs else float("nan")
+    total_gh = sum(c.gpu_hours for c in costs)
+    sb = store_bytes(meta)
+    splits = ", ".join(f"{k} {int(v.get('count', 0)):,}" for k, v in meta.get("splits", {}).items())
+    n_branches = sum(c.parent is not None for c in costs)
+    out_lines = [
+        f"# Plan: {sweep.spec.name} ({path})",
+        "",
+        f"## Cost ({len(costs)} runs"
+        + (
+            f", {n_branches} of them decay branches (steps: the parent's + its own; it pays for "
+            "its own)"
+            if n_branches
+            else ""
+        )
+        + f"; GPU-hours at {tflops:g} TFLOP/s per GPU, assumed: cluster.assumed_tflops_per_gpu)",
+        "",
+        cost_table(costs),
+        "",
+        f"Token store: {human(sb)}B on disk ({splits} stored sequences (augmented views and flips "
+        "included)"
+        f" x {L} tokens, uint16, + an int32 label each)"
+        + ("" if real else "; from data.expect (the store is not readable yet)")
+        + ".",
+        "",
+        f"## Expected precision ({args.replicates} simulated studies, {args.bootstrap} bootstrap "
+        "samples each)",
+        "",
+        f"Prior: {prior_source}. Noise: {noise.source}; per-run sd of log(metric - E): "
+        + ", ".join(f"{m} {noise.sd[m]:.3g}" for m in metrics)
+        + (f"; per evaluation {noise.eval_sd:g}" if noise.eval_sd else "")
+        + ".",
+        f"Fit settings (the sweep's fit: section): irreducible={irreducible}{irreducible_why}, "
+        f"method={settings.method}, "
+        f"smooth={settings.smooth}, ci={settings.ci}; hold-out off."
+        + (
+            " Laws vs N and Cmin: the parent runs (a branch's final point lies on its parent's "
+            "simulated "
+            "curve)."
+            if n_branches
+            else ""
+        ),
+        "",
+        precision_table(summaries, models, settings.ci),
+        "",
+        "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the "
+        "fitted exponents over "
+        "the simulated studies; CI width and coverage = the fit's bootstrap interval and how "
+        "often it holds the prior "
+        "alpha. Noise-free fit: the same fit on the study drawn without noise (its distance from "
+        "the prior is "
+        "the bias of the grid and estimator, not of the noise). Curve check: how far the "
+        "simulated curves "
+        "(E + A N^-a + B (C/N)^-b, calibrated to the prior) are from the prior law (max relative "
+        "error of the "
+        "reducible metric); (!): above 1%, or a prior whose |Cmin exponent| is not below its |N "
+        "exponent|: no such "
+        "curve reproduces both prior laws, and the bias there says more about the prior than "
+        "about the grid.",
+        "",
+        "### Joint law L(N, D) = E + A/N^alpha + B/D^beta (scaling.fit --law nd)",
+        "",
+    ]
+    if joint_gap:
+        out_lines.append(
+            f"Not planned for this grid: {joint_gap}."
+            + (" The alternatives with decay branches below plan it." if joint_priors else "")
+        )
+    else:
+        out_lines += [
+            f"Points: the annealed final point of every run, {points.describe()}; D in training "
+            f"{d_unit}.",
+            f"Prior: {joint_source}.",
+            "Noise: as above, on log(L - E); a parent and its decay branches share one seed "
+            "factor (a branch "
+            "continues its parent's trajectory). Fit: analysis.jointlaw as scaling.fit --law nd "
+            "(Huber loss on log "
+            "residuals, L-BFGS-B, bootstrap over runs); each simulated study starts from the "
+            "noise-free fit "
+            "instead of the grid of starts.",
+            "",
+            joint_table(joint, settings.ci),
+        ]
+    skipped_note = []
+    if alt_rows:
+        out_lines += [
+            "",
+            f"## Alternatives ({compare}; {args.alt_replicates} simulated studies each, point "
+            "fits)",
+            "",
+            alternatives_table(alt_rows, against, total_gh),
+        ]
+        skipped_note = skipped
+        if skipped:
+            out_lines += ["", "Not laid out: " + "; ".join(skipped) + "."]
+        if compare in joint_priors:
+            out_lines += [
+                "",
+                "N,D columns: the joint law's exponents where the design gives several data "
+                "amounts "
+                "per size (decay branches), '-' elsewhere; prior alpha "
+                f"{joint_priors[compare].alpha:.3g}, beta {joint_priors[compare].beta:.3g}. A WSD "
+                "parent costs what the planned run costs; a branch pays for its cool-down.",
+            ]
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    out_lines += ["", f"Planned in {elapsed:.1f} s ({cpu:.1f} s of CPU time)."]
+    text = "\n".join(out_lines) + "\n"
+
+    doc = {
+        "tool": "python -m scaling.plan",
+        "sweep": str(path),
+        "elapsed_s": round(elapsed, 2),
+        "cpu_s": round(cpu, 2),
+        "cost": {
+            "runs": [
+                {
+                    "run": c.run_id,
+                    "parent": c.parent,
+                    "params": c.params,
+                    "steps": c.steps,
+                    "start_step": c.start_step,
+                    "tokens": c.tokens,
+                    "D_tokens": c.data("tokens"),
+                    "train_flops": c.train_flops,
+                    "eval_flops": c.eval_flops,
+                    "full_evals": int(len(c.full_steps())),
+                    "gpu_hours": c.gpu_hours,
+                    "eval_compute": [float(v) for v in c.eval_compute()],
+                }
+                for c in costs
+            ],
+            "total_train_flops": sum(c.train_flops for c in costs),
+            "total_eval_flops": sum(c.eval_flops for c in costs),
+            "total_gpu_hours": total_gh,
+            "assumed_tflops_per_gpu": tflops,
+            "token_store_bytes": sb,
+            "store_meta_real": real,
+        },
+        "prior": {
+            "source": prior_source,
+            "laws": {
+                m: {"N": dataclasses.asdict(p.n_law), "Cmin": dataclasses.asdict(p.cmin_law)}
+                for m, p in priors.items()
+            },
+        },
+        "noise": {"sd": noise.sd, "eval_sd": noise.eval_sd, "source": noise.source},
+        "curves": {m: dataclasses.asdict(c) for m, c in models.items()},
+        "settings": {
+            "replicates": args.replicates,
+            "bootstrap": args.bootstrap,
+            "alt_replicates": args.alt_replicates,
+            "seed": args.seed,
+            "fit": dataclasses.asdict(fit),
+        },
+        "precision": [s.to_dict() for s in summaries],
+        "joint": {
+            "planned": not joint_gap,
+            "why_not": joint_gap,
+            "d_unit": d_unit,
+            "prior": {m: law.as_dict() for m, law in joint_priors.items()},
+            "prior_source": joint_source,
+            "kappa": {"value": kappa[0], "max_over_min": kappa[1]},
+            "points": [
+                {"run": r, "N": float(n), "D": float(d), "family": int(f)}
+                for r, n, d, f in zip(points.runs, points.N, points.D, points.family)
+            ],
+            "precision": [s.to_dict() for s in joint],
+        },
+        "alternatives": [
+            {
+                "design": d.name,
+                "runs": d.runs,
+                "gpu_hours": d.gpu_hours,
+                "joint_why_not": p.why_not(),
+                "laws": [s.to_dict() for s in res],
+            }
+            for d, res, p in alt_rows
+        ],
+        "not_laid_out": skipped_note,
+    }
+    out = Path(args.out) if args.out else sweep.output / "plan"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "plan.md", text)
+    atomic_write_json(out / "plan.json", doc)
+    if not args.no_plots:
+        from analysis.plots import save_figure
+        from analysis.simulate_plots import plot_eval_points, plot_exponents
+
+        if alt_rows:
+            save_figure(
+                plot_exponents([(d.name, res) for d, res, _ in alt_rows], compare),
+                out / "plan_exponents",
+            )
+        save_figure(
+            plot_eval_points([(c.run_id, c.eval_compute(), c.params) for c in costs]),
+            out / "plan_evals",
+        )
+    print(text, end="")
+    print(f"wrote {out}/plan.md, plan.json" + ("" if args.no_plots else ", figures (png, pdf)"))
+    return doc
+
+
+def main(argv=None) -> int:
+    """Entry point: errors are one line on stderr; exit 2 for bad input, 1 for runtime failures."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # this CLI writes files only, never a window
+    setup_logging()
+
+    def body() -> None:
+        run(argv)
+
+    return run_cli(body, input_errors=(ResultsError, InvalidSetting))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

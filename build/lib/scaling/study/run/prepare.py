@@ -1,0 +1,208 @@
+"""Preparation stages: the synthetic image set, VQVAE training, tokenisation (in shards, then
+a merge) and the demo classifier, each run as a job that the training jobs depend on.
+
+A stage records its state and progress in `<output>/_data/jobs/<stage>[-<shard>]/status.json`
+(the launcher relays it, `scaling.status` shows it) and resumes from what is on disk, so a
+preempted or timed-out stage job is simply requeued. The VQVAE, tokenisation and classifier
+modules import torch: they are imported inside the job only, so that loading a sweep stays
+torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scaling.core.rundir import RunDir
+from scaling.core.tables import duration
+from scaling.data.synthetic import generate
+from scaling.data.vqvae_config import VQVAETrainConfig
+from scaling.study.sweep.sweep import Sweep, load_sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class StageJob:
+    """A stage and the shards it runs as (one job each; [None]: one job for the whole stage)."""
+
+    stage: str
+    shards: list[int | None]
+
+
+def stage_plan(sweep: Sweep) -> list[StageJob]:
+    """The stage jobs of `sweep` in order; tokenisation in shards is followed by a merge."""
+    shards = sweep.spec.prepare.tokenize.shards
+    plan: list[StageJob] = []
+    for stage in sweep.stages():
+        if stage == "tokenize":
+            plan.append(StageJob("tokenize", list(range(shards)) if shards > 1 else [None]))
+            if shards > 1:
+                plan.append(StageJob("merge", [None]))
+        else:
+            plan.append(StageJob(stage, [None]))
+    return plan
+
+
+class PrepareJob:
+    """A preparation stage as a job: `PrepareJob()(sweep_file, stage, shard)`.
+
+    Stages: 'synthetic' (scaling.data.synthetic.generate), 'vqvae' (scaling.train_vqvae),
+    'tokenize' (one shard of scaling.tokenize, or all when there is one shard), 'merge'
+    (assemble the shards), 'classifier' (scaling.classifier: the demo's sample metric). All
+    of them resume from what is on disk, so on preemption or time-out the job is simply
+    requeued (`checkpoint`).
+    """
+
+    def __call__(self, sweep_file: str, stage: str, shard: int | None = None) -> str:
+        sweep = load_sweep(sweep_file)
+        record = RunDir(stage_dir(sweep, stage, shard))
+        record.update_status(state="running", force=True, started_at=time.time(), progress=None)
+        last = [0.0]
+
+        def relay(progress: dict) -> None:  # status.json, at most every 2 s (the launcher reads it)
+            now = time.monotonic()
+            if now - last[0] >= 2.0 or progress.get("done") == progress.get("total"):
+                last[0] = now
+                record.update_status(progress=progress)
+
+        try:
+            with stage_policy(sweep, stage).applied():  # threads, TF32; restored after
+                out = run_stage(sweep, stage, shard, relay)
+        except BaseException as e:
+            if not isinstance(e, (KeyboardInterrupt, SystemExit)):
+                record.update_status(
+                    state="failed", finished_at=time.time(), error=f"{type(e).__name__}: {e}"
+                )
+            raise
+        record.update_status(state="done", finished_at=time.time(), output=str(out))
+        return str(out)
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """submitit on preemption/time-out: run the same stage again (it resumes)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(PrepareJob(), *args, **kwargs)
+
+
+def stage_policy(sweep: Sweep, stage: str):
+    """The runtime policy (scaling.core.runtime) of a preparation stage: fp32 on the stage's
+    device, TF32 on CUDA, the policy's CPU threads (1: see scaling.runtime on why)."""
+    from scaling.core.runtime import resolve  # imports torch: the job's process only
+
+    device = "auto"
+    if stage == "vqvae":
+        device = (sweep.spec.prepare.vqvae or {}).get("device", "auto")
+    return resolve(None, device=device, precision="fp32")
+
+
+def run_stage(
+    sweep: Sweep, stage: str, shard: int | None, report: Callable[[dict], None] | None = None
+) -> Path:
+    """Run one preparation stage of `sweep` in this process; returns its output path.
+
+    `report` receives the stage's progress records (VQVAE: steps, images/s, ETA, PSNR;
+    tokenisation: images, images/s, ETA); `PrepareJob` relays them to the stage's status."""
+    spec = sweep.spec.prepare
+    if stage == "synthetic":
+        s = spec.synthetic
+        return generate(
+            sweep.images_dir(),
+            num_classes=s.num_classes,
+            train_per_class=s.train_per_class,
+            val_per_class=s.val_per_class,
+            resolution=s.resolution,
+            seed=s.seed,
+        )
+    if stage == "vqvae":
+        from scaling.data.vqvae_training import train_vqvae
+
+        cfg = VQVAETrainConfig(
+            images=sweep.images_dir(), out=sweep.data_dir / "vqvae", **(spec.vqvae or {})
+        )
+        return train_vqvae(cfg, report=report)
+    if stage in ("tokenize", "merge"):
+        from scaling.data.tokenize import tokenize
+
+        n = spec.tokenize.shards
+        kwargs: dict[str, Any] = dict(
+            batch_size=spec.tokenize.batch_size,
+            num_shards=n,
+            views=spec.tokenize.views,
+            flip=spec.tokenize.flip,
+            view_seed=spec.tokenize.view_seed,
+        )
+        if stage == "merge":
+            kwargs["merge_only"] = True
+        elif n > 1:
+            kwargs.update(shard=shard, merge=False)
+        return tokenize(
+            sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), report=report, **kwargs
+        )
+    if stage == "classifier":
+        from scaling.data.classifier import train_classifier
+
+        return train_classifier(
+            sweep.images_dir(), sweep.classifier_path(), **dataclasses.asdict(spec.classifier)
+        )
+    raise ValueError(f"unknown preparation stage {stage!r}")
+
+
+def stage_dir(sweep: Sweep, stage: str, shard: int | None = None) -> Path:
+    """Where a preparation stage's status.json lives."""
+    name = stage if shard is None else f"{stage}-{shard}"
+    return sweep.data_dir / "jobs" / name
+
+
+def stage_done(sweep: Sweep, stage: str) -> bool:
+    """Whether a stage's output is complete on disk."""
+    if stage == "synthetic":
+        return RunDir(stage_dir(sweep, stage)).read_status().get("state") == "done"
+    if stage == "vqvae":
+        return sweep.vqvae_path().is_file()
+    if stage == "classifier":
+        return sweep.classifier_path().is_file()
+    return (sweep.token_store() / "meta.json").is_file()
+
+
+def vqvae_warning(sweep: Sweep) -> str | None:
+    """The prepared VQVAE's warning when its last val PSNR is below the mean-colour baseline
+    (`scaling.data.vqvae_training.reconstruction_warning`), else None (also: none trained)."""
+    if sweep.spec.prepare.vqvae is None:
+        return None
+    from scaling.data.vqvae_training import last_eval, reconstruction_warning
+
+    return reconstruction_warning(last_eval(sweep.vqvae_path().parent))
+
+
+def format_progress(progress: dict | None) -> str:
+    """A stage's progress record -> '200/500 steps, 41 images/s, ETA 7m20s, PSNR 19.8 dB'."""
+    if not isinstance(progress, dict) or not progress.get("total"):
+        return ""
+    parts = [f"{progress.get('done', 0)}/{progress['total']} {progress.get('unit', '')}".strip()]
+    if progress.get("rate"):
+        parts.append(f"{progress['rate']:.0f} {progress.get('rate_unit', '/s')}")
+    if progress.get("eta_s") is not None and progress.get("done") != progress.get("total"):
+        parts.append(f"ETA {duration(progress['eta_s'])}")
+    if progress.get("psnr") is not None:
+        parts.append(f"PSNR {progress['psnr']:.1f} dB")
+    return ", ".join(parts)
+
+
+def stage_summary(sweep: Sweep) -> str:
+    """One line on the preparation jobs ('tokenize done, merge running (job 39)'), or ''."""
+    jobs = sweep.data_dir / "jobs"
+    if not sweep.stages() or not jobs.is_dir():
+        return ""
+    parts = []
+    for d in sorted(jobs.iterdir(), key=lambda p: p.stat().st_mtime):
+        rec = RunDir(d).read_status()
+        ids = rec.get("job_ids") or []
+        live = format_progress(rec.get("progress")) if rec.get("state") == "running" else ""
+        parts.append(
+            f"{d.name} {rec.get('state', '?')}"
+            + (f" (job {ids[-1]})" if ids else "")
+            + (f" [{live}]" if live else "")
+        )
+    return ", ".join(parts)

@@ -1,0 +1,101 @@
+"""What a sweep will cost, before anything runs: the launch table's per-run estimates
+(parameters, training tokens, exact training FLOPs, GPU-hours) and the repeated-data warning,
+all read from each run's `RunBudget` (`scaling.training.budget`).
+
+Estimates read the token store's meta.json, or, while the store is not made yet (or lives
+on another machine), the stand-in that the sweep describes (`Sweep.expected_meta`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaling.core.tables import format_table, human
+from scaling.data.token_store import TokenStoreError, read_meta
+from scaling.study.sweep.expand import Run
+from scaling.study.sweep.spec import ClusterSpec
+from scaling.study.sweep.sweep import Sweep
+from scaling.training.budget import REPEAT_EPOCHS_OK, RunBudget, run_budget
+
+
+def gpu_hours(flops: float, resources: ClusterSpec) -> float:
+    """Estimated GPU-hours for `flops` at the assumed sustained rate per GPU."""
+    return flops / (resources.assumed_tflops_per_gpu * 1e12) / 3600.0
+
+
+def store_meta(sweep: Sweep) -> tuple[dict[str, Any], bool]:
+    """The token store's meta.json, or the sweep's `data.expect` stand-in; (meta, is_real)."""
+    try:
+        return read_meta(sweep.token_store()), True
+    except (OSError, TokenStoreError):  # not made yet (or unreadable): plan from data.expect
+        return sweep.expected_meta(), False
+
+
+def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = None) -> str:
+    """The launch table: one row per run, and a total line."""
+    meta, real = store_meta(sweep)
+    budgets = {run.run_id: run_budget(run.config, meta) for run in runs}
+    rows, total_flops, total_gpuh = [], 0.0, 0.0
+    for run in runs:
+        budget = budgets[run.run_id]
+        res = run.resources
+        gpus = res.nodes * res.gpus_per_node
+        # a branch pays for its cool-down only; its tokens and FLOPs count the parent's too
+        gh = gpu_hours(budget.own_flops, res) if gpus else None
+        total_flops += budget.own_flops
+        total_gpuh += gh or 0.0
+        row = [
+            ("  " + run.run_id) if run.parent else run.run_id,
+            str(run.depth),
+            f"{budget.params:,}",
+            human(budget.tokens),
+            f"{budget.flops:.3g}",
+            f"{gh:,.0f}" if gh is not None else "-",
+            f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)",
+        ]
+        if states is not None:
+            row.append(states[run.run_id][0])
+        rows.append(row)
+    header = ["run", "depth", "N", "train tokens", "train FLOPs", "GPU-h", "nodes x GPUs"]
+    if states is not None:
+        header.append("state")
+    notes = [
+        f"{len(runs)} runs; total {total_flops:.3g} training FLOPs (exact (3 x forward, "
+        f"from shapes)), "
+        f"{total_gpuh:,.0f} GPU-hours at {sweep.spec.cluster.assumed_tflops_per_gpu:g} "
+        f"TFLOP/s per GPU (assumed)"
+    ]
+    if not real:
+        notes.append(
+            f"token store {sweep.token_store()} not made yet: the numbers come from "
+            f"{sweep.expected_source()}"
+        )
+    warning = repeated_data_warning(runs, budgets, meta)
+    if warning:
+        notes.append(warning)
+    return format_table(header, rows) + "\n" + "\n".join(notes)
+
+
+def repeated_data_warning(
+    runs: list[Run], budgets: dict[str, RunBudget], meta: dict[str, Any]
+) -> str | None:
+    """A warning line when some runs would see each stored token sequence more than
+    `REPEAT_EPOCHS_OK` times (`RunBudget.passes`), else None. `budgets`: run id -> budget."""
+    hits = []
+    for run in runs:
+        passes = budgets[run.run_id].passes
+        if passes > REPEAT_EPOCHS_OK:
+            hits.append(f"{run.run_id} {passes:.3g}")
+    if not hits:
+        return None
+    split = meta["splits"][runs[0].config.data.train_split]
+    return (
+        f"warning: repeated data is the likely regime: {len(hits)} of {len(runs)} runs see "
+        f"each stored token sequence more than {REPEAT_EPOCHS_OK} times (passes = epochs / "
+        f"(views x flips) with {split.get('views', 1)} view(s), flips "
+        f"{'on' if split.get('flip') else 'off'}: {', '.join(hits)}). Rule: up to ~4 epochs of "
+        f"repeated data cost little, beyond that each repeat is worth less and large models "
+        f"overfit (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). "
+        f"Remedies: more views (tokenize --views K), fewer epochs, more images; "
+        f"see docs/data.md"
+    )

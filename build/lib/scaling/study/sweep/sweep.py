@@ -1,0 +1,332 @@
+"""Sweep files: one YAML file describes a whole scaling study; this module loads and checks it.
+
+A sweep names an output folder, the data (an existing token store, or images and a VQVAE to
+prepare first), a `base` run config, the grid axes (depth, and any run-config key, crossed),
+rules that derive values from the depth (batch, learning rate, epochs, nodes and GPUs ...),
+per-depth overrides, the evaluation schedule, the cluster settings and the fit defaults.
+See sweeps/depth_grid.yaml for a commented example; the sections are the dataclasses of
+`scaling.study.sweep.spec`, and `scaling.study.sweep.expand` turns the grid into runs (run ids,
+precedence, command-line sets).
+
+Loading validates everything once (`load_sweep`): every run's resolved config is built, so an
+unknown key, a wrong type or an impossible value anywhere is a `ConfigError` that names the
+sweep file, the line and the key path *in the sweep* where the offending value was written
+(e.g. ``sweeps/x.yaml:31: overrides.16.optim.wpe: ...``). The top-level `description:` and a
+rule's `why:` are notes for the reader of the file: checked to be text, and not kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any
+
+from analysis.settings import FitSettings
+from scaling.core.config_io import ConfigError, Located, build, load_yaml
+from scaling.data.folders import ImageFolderError, count_split, read_classes_file
+from scaling.data.vqvae_config import VQVAETrainConfig
+from scaling.study.sweep.expand import Run, axis_label, expand
+from scaling.study.sweep.spec import DATA_DIR, StoreHint, SweepSpec
+
+SWEEP_COPY = "sweep.yaml"  # <output>/sweep.yaml: the sweep file as last launched
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A loaded, validated and expanded sweep."""
+
+    spec: SweepSpec
+    source: str
+    runs: tuple[Run, ...]
+
+    @property
+    def output(self) -> Path:
+        return self.spec.output
+
+    @property
+    def data_dir(self) -> Path:
+        """Where prepared data (images, VQVAE, token store) goes."""
+        return self.spec.output / DATA_DIR
+
+    def token_store(self) -> Path:
+        """The token store the runs train on (existing, or the one prepared under data_dir)."""
+        return (
+            self.spec.data.tokens if self.spec.data.tokens is not None else self.data_dir / "tokens"
+        )
+
+    def stages(self) -> list[str]:
+        """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize',
+        'classifier' (with prepare.classifier)."""
+        d = self.spec.data
+        extra = ["classifier"] if self.spec.prepare.classifier is not None else []
+        if d.tokens is not None:
+            return extra
+        out = []
+        if d.images is None:
+            out.append("synthetic")
+        if d.vqvae is None:
+            out.append("vqvae")
+        return out + ["tokenize"] + extra
+
+    def classifier_path(self) -> Path:
+        """The demo classifier trained by the `classifier` stage."""
+        return self.data_dir / "classifier" / "classifier.pt"
+
+    def images_dir(self) -> Path:
+        """The images to tokenise (given, or generated under data_dir)."""
+        return (
+            self.spec.data.images if self.spec.data.images is not None else self.data_dir / "images"
+        )
+
+    def vqvae_path(self) -> Path:
+        """The VQVAE checkpoint used for tokenising (given, or trained under data_dir)."""
+        if self.spec.data.vqvae is not None:
+            return self.spec.data.vqvae
+        return self.data_dir / "vqvae" / "vqvae.pt"
+
+    def expected_source(self) -> str:
+        """Where `expected_meta` takes its numbers from, in words (the launch table says it)."""
+        data, prep = self.spec.data, self.spec.prepare
+        if data.expect is not None:
+            return "data.expect"
+        parts = []
+        if prep.synthetic is not None:
+            parts.append("prepare.synthetic")
+        elif data.images is not None:
+            parts.append(f"the images in {data.images} (counted)")
+        if prep.vqvae is not None:
+            parts.append("prepare.vqvae")
+        if not parts:
+            return "ImageNet-1k at 256 px, the official VQVAE (assumed; data.expect overrides)"
+        return " and ".join(parts)
+
+    def expected_meta(self) -> dict[str, Any]:
+        """Stand-in for the token store's meta.json, for estimates before the store exists:
+        `data.expect` when given (an override), else what `prepare:` will make (the synthetic
+        set's or the image folder's counts, the VQVAE's vocabulary, scales and code width)."""
+        if self.spec.data.expect is not None:
+            return self._runs_views(self.spec.data.expect).meta()
+        hint = StoreHint()
+        syn, vq = self.spec.prepare.synthetic, self.spec.prepare.vqvae
+        tok = self.spec.prepare.tokenize
+        if self.spec.data.tokens is None:  # the sweep tokenises: its views are tokenize's
+            hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
+        if syn is not None:
+            hint = dataclasses.replace(
+                hint,
+                num_classes=syn.num_classes,
+                train_images=syn.num_classes * syn.train_per_class,
+                val_images=syn.num_classes * syn.val_per_class,
+            )
+        elif self.spec.data.images is not None:  # your own folder: counted (names only)
+            hint = self._counted(hint, self.spec.data.images)
+        if vq is not None:
+            defaults = {f.name: f.default for f in dataclasses.fields(VQVAETrainConfig)}
+            options = {**defaults, **vq}
+            hint = dataclasses.replace(
+                hint,
+                vocab_size=int(options.get("vocab_size", hint.vocab_size)),
+                patch_nums=tuple(options.get("patch_nums", hint.patch_nums)),
+                z_channels=int(options.get("z_channels", hint.z_channels)),
+            )
+        return self._runs_views(hint).meta()
+
+    def _runs_views(self, hint: StoreHint) -> StoreHint:
+        """`hint` with the views and flip the runs require (base.data.views / flip, checked
+        against the store before training) where data.expect leaves them out."""
+        data = self.spec.base.get("data")
+        data = data if isinstance(data, dict) else {}
+        views, flip = data.get("views"), data.get("flip")
+        if hint.views is None and isinstance(views, int) and not isinstance(views, bool):
+            hint = dataclasses.replace(hint, views=views)
+        if hint.flip is None and isinstance(flip, bool):
+            hint = dataclasses.replace(hint, flip=flip)
+        return hint
+
+    @staticmethod
+    def _counted(hint: StoreHint, images: Path) -> StoreHint:
+        """`hint` with the image folder's train/val image and class counts, when it is there
+        (the classes: classes.json beside the splits, else the train split's folders)."""
+        train, val = images / "train", images / "val"
+        try:
+            n_train, n_classes = count_split(train)
+            n_val = count_split(val)[0] if val.is_dir() else hint.val_images
+            listed = read_classes_file(images)
+        except ImageFolderError:  # not there yet (another machine), or not a folder: ImageNet
+            return hint
+        return dataclasses.replace(
+            hint,
+            train_images=n_train,
+            val_images=n_val,
+            num_classes=len(listed) if listed else n_classes,
+        )
+
+    def select(self, only: str | None = None, exclude: str | None = None) -> list[Run]:
+        """Runs filtered by comma-separated glob patterns on run ids (``--only 'd1*,d20'``)."""
+        return [r for r in self.runs if selected(r.run_id, only, exclude)]
+
+
+def selected(run_id: str, only: str | None, exclude: str | None) -> bool:
+    """Whether `run_id` matches `only` (if given) and not `exclude`: comma-separated globs."""
+
+    def hit(patterns: str) -> bool:
+        return any(fnmatch.fnmatchcase(run_id, p.strip()) for p in patterns.split(",") if p.strip())
+
+    return (not only or hit(only)) and not (exclude and hit(exclude))
+
+
+def load_sweep(path: str | Path, sets: tuple[str, ...] | list[str] = ()) -> Sweep:
+    """Read, validate and expand a sweep file; raise ConfigError (file:line: key: message).
+
+    `sets`: ``KEY=VALUE`` texts (``--set`` on the command line) applied over every run (see
+    the module docstring)."""
+    data, loc = load_yaml(path)
+    return sweep_from_data(data, loc, sets)
+
+
+def sweep_from_data(data: Any, loc: Located, sets: tuple[str, ...] | list[str] = ()) -> Sweep:
+    """Validate plain sweep data (with its line locations) and expand the grid into runs."""
+    data = _without_notes(data, loc)
+    if isinstance(data, dict) and isinstance(data.get("overrides"), dict):
+        # YAML reads `16:` as an int key; keep them as written (strings) for paths and lines
+        data = dict(data, overrides={str(k): v for k, v in data["overrides"].items()})
+    spec: SweepSpec = build(SweepSpec, data, loc)
+    _check_static(spec, loc)
+    return Sweep(spec=spec, source=loc.source, runs=tuple(expand(spec, loc, sets)))
+
+
+def _without_notes(data: Any, loc: Located) -> Any:
+    """The sweep data without its notes for the reader: `description` and each rule's `why`."""
+    data = _drop_note(data, ("description",), loc)
+    if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        data = dict(
+            data,
+            rules=[
+                _drop_note(rule, ("rules", i, "why"), loc) for i, rule in enumerate(data["rules"])
+            ],
+        )
+    return data
+
+
+def _drop_note(mapping: Any, path: tuple, loc: Located) -> Any:
+    """`mapping` without the note `path[-1]`, which must be text."""
+    key = path[-1]
+    if not isinstance(mapping, dict) or key not in mapping:
+        return mapping
+    if not isinstance(mapping[key], str):
+        raise loc.error(path, f"expected a string (a note for the reader), got {mapping[key]!r}")
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+def _check_static(spec: SweepSpec, loc: Located) -> None:
+    """Checks across sections that a single dataclass cannot make."""
+    for i, depth in enumerate(spec.grid["depth"]):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise loc.error(
+                ("grid", "depth", i), f"a depth must be a positive integer, got {depth!r}"
+            )
+    depths = set(spec.grid["depth"])
+    seen: dict[int, str] = {}
+    for key in spec.overrides:
+        m = re.fullmatch(r"d?([1-9]\d*)", key)
+        if not m:
+            raise loc.error(
+                ("overrides", key),
+                "override keys are depths written 16 or d16 (no leading zeros, nothing else)",
+            )
+        if int(m.group(1)) in seen:
+            raise loc.error(
+                ("overrides", key),
+                f"depth {int(m.group(1))} already has overrides "
+                f"under key {seen[int(m.group(1))]!r}: merge them "
+                "into one",
+            )
+        seen[int(m.group(1))] = key
+        if int(m.group(1)) not in depths:
+            raise loc.error(
+                ("overrides", key), f"depth {int(m.group(1))} is not in grid.depth {sorted(depths)}"
+            )
+        if not isinstance(spec.overrides[key], dict):
+            raise loc.error(("overrides", key), "expected a mapping of config keys to values")
+    for axis, values in spec.grid.items():
+        if len(set(map(repr, values))) != len(values):
+            raise loc.error(("grid", axis), "repeated value")
+    labels = [axis_label(a, spec.labels) for a in spec.grid]
+    for axis, label in zip(spec.grid, labels):
+        if labels.count(label) > 1:
+            raise loc.error(
+                ("grid", axis), f"two axes share the run-id label {label!r}: set labels"
+            )
+    if spec.data.tokens is None and spec.data.images is None and spec.prepare.synthetic is None:
+        raise loc.error(
+            ("data",),
+            "no data: give data.tokens (a token store), data.images "
+            "(an image folder) or prepare.synthetic",
+        )
+    if spec.data.images is not None and spec.prepare.synthetic is not None:
+        raise loc.error(("prepare", "synthetic"), "data.images is given: nothing to generate")
+    if spec.data.vqvae is not None and spec.prepare.vqvae is not None:
+        raise loc.error(("prepare", "vqvae"), "data.vqvae is given: nothing to train")
+    if spec.data.tokens is None and spec.data.vqvae is None and spec.prepare.vqvae is None:
+        raise loc.error(("data",), "images need a VQVAE: give data.vqvae or prepare.vqvae")
+    if spec.prepare.vqvae is not None:
+        _check_vqvae_options(spec.prepare.vqvae, loc)
+    if (
+        spec.prepare.classifier is not None
+        and spec.data.images is None
+        and spec.prepare.synthetic is None
+    ):
+        raise loc.error(
+            ("prepare", "classifier"), "needs images: give data.images or prepare.synthetic"
+        )
+    build(FitSettings, spec.fit, loc, ("fit",))
+
+
+def _check_vqvae_options(options: dict, loc: Located) -> None:
+    """Check prepare.vqvae against the VQVAE trainer's config (images/out are the sweep's)."""
+    for key in ("images", "out"):
+        if key in options:
+            raise loc.error(
+                ("prepare", "vqvae", key),
+                f"set by the sweep (data.images or <output>/{DATA_DIR}/...): leave it out",
+            )
+    build(VQVAETrainConfig, dict(options, images="images", out="out"), loc, ("prepare", "vqvae"))
+
+
+def sweep_file_for(source: str | Path) -> Path:
+    """What `launch`, `status` and `fit` were given -> the sweep file.
+
+    A file is the sweep itself; a folder is a sweep's output (runs folder), whose
+    ``sweep.yaml`` the launcher copied there. Raises ConfigError saying what is missing.
+    """
+    source = Path(source)
+    if source.is_dir():
+        copy = source / SWEEP_COPY
+        if not copy.is_file():
+            raise ConfigError(
+                f"{source}: a folder without {SWEEP_COPY}: not the output of "
+                "`python -m scaling.launch` (give the sweep file instead)"
+            )
+        return copy
+    if not source.exists():
+        raise ConfigError(f"{source}: no such sweep file or runs folder")
+    return source
+
+
+def load_sweep_or_runs(source: str | Path, sets: tuple[str, ...] | list[str] = ()) -> Sweep:
+    """`load_sweep` on a sweep file, or on the copy in a runs folder (`sweep_file_for`).
+
+    A copy's relative paths mean what they meant at launch (relative to the working
+    directory): a copy whose output is not this folder is an error that says so.
+    """
+    path = sweep_file_for(source)
+    sweep = load_sweep(path, sets)
+    if Path(source).is_dir() and sweep.output.resolve() != Path(source).resolve():
+        raise ConfigError(
+            f"{path}: its output is {sweep.output} ({sweep.output.resolve()}), "
+            f"not {Path(source).resolve()}: run from the directory it was launched "
+            "from, or give the sweep file"
+        )
+    return sweep

@@ -1,0 +1,1 @@
+"""Tools beside the data flow (benchmarks). May import any layer."""

@@ -1,0 +1,1 @@
+"""`python -m scaling.bench`: throughput, memory and correctness of the trainer on one device."""
