@@ -203,8 +203,15 @@ def fit_study(
     )
     if unfinished:
         kept = settings.include_unfinished
+        # why each is unfinished: its status.json's state (and a failed run's error line)
+        why = (
+            dict(zip(table["run"].astype(str), table["run_state"].astype(str), strict=True))
+            if "run_state" in table.columns
+            else {}
+        )
+        named = [f"{r} ({why[r]})" if r in why else r for r in unfinished]
         warnings.warn(
-            f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
+            f"{len(unfinished)} unfinished run(s): {', '.join(named)}; "
             + (
                 "INCLUDED in the laws vs N (--set include_unfinished=true; marked in the figure), "
                 "their "

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain: tqdm.auto warns in a notebook without ipywidgets
 
 from .frontier import Frontier, frontier_mask, pareto_frontier, run_curves, smooth_curves
 from .paper import PAPER_IRREDUCIBLE, X_SCALE, X_UNIT

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -52,11 +53,34 @@ class Row:
     log: str
 
 
+def sane(record: dict) -> bool:
+    """Whether a metrics line can be shown: step and tokens whole numbers >= 0 (as the
+    trainer writes them) and no NaN or infinite number in it. A line written by hand or
+    damaged (NaN, inf, 1e+282 tokens) is left out of the status instead of shown."""
+    for key in ("step", "tokens"):
+        value = record.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            return False
+    return all(math.isfinite(v) for v in record.values() if isinstance(v, float)) and all(
+        math.isfinite(x)
+        for v in record.values()
+        if isinstance(v, list)
+        for x in v
+        if isinstance(x, float)
+    )
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    """The run's metrics lines that can be shown (`sane`; a torn last line is skipped by
+    the reader)."""
+    return [r for r in RunDir(run_dir).read_metrics() if sane(r)]
+
+
 def _last_metrics(run_dir: Path) -> dict | None:
     records = [
-        r
-        for r in RunDir(run_dir).read_metrics()  # a torn last line is skipped there
-        if r.get("eval") != "samples"
+        r for r in _metrics(run_dir) if r.get("eval") != "samples"
     ]  # sample-quality lines carry no test loss
     return records[-1] if records else None
 
@@ -67,7 +91,7 @@ def data_limited(run_dir: Path) -> dict | None:
     training loss fell), or None."""
     recs = [
         r
-        for r in RunDir(run_dir).read_metrics()
+        for r in _metrics(run_dir)
         if r.get("eval", "full") == "full" and isinstance(r.get("ce_avg"), (int, float))
     ]
     if len(recs) < 2:
