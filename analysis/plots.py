@@ -62,6 +62,14 @@ def _ylabel(fit: FitResult) -> str:
     return f"{label} - E  (E = {E:.3g}, fixed)" if E else label
 
 
+def _law_notes(fit: FitResult) -> str:
+    """What the legend must add to a law: why it has no interval, and its row marks."""
+    notes = ([f"no interval: {fit.ci_note}"] if fit.ci_note else []) + [
+        m.split(":")[0] for m in fit.marks
+    ]
+    return "".join(f"\n  {n}" for n in notes)
+
+
 # the largest value a metric can take: a band is clipped there (an error rate above 1 is no
 # prediction, only the power law's form extrapolated by a bootstrap draw)
 X_UNIT_SHORT = {"N": "B params", "Cmin": "PFLOPs"}
@@ -290,7 +298,9 @@ def plot_vs_n(
                 lw=1.5,
                 marker=None if label is None else MARKERS[k % len(MARKERS)],
                 markevery=[],
-                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+                label=(f"{label}: " if label else "")
+                + f"{fit.equation()}, r={fit.r:.4f}"
+                + _law_notes(fit),
             )
             if label is None:  # one law per panel: its band and hold-out
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
@@ -357,6 +367,7 @@ def plot_vs_cmin(
     for ax, (metric, items) in zip(axes.flat, panels):
         E = items[0][0].law.E
         all_y = [f.points["y"].to_numpy() - f.law.E for f, _, _ in items]
+        excluded_shown = False
         for run in sizes.index:
             df = table[table["run"] == run].sort_values("compute")
             y = df[metric].to_numpy(float) - E
@@ -370,6 +381,18 @@ def plot_vs_cmin(
                 alpha=0.85,
             )
             all_y.append(y[ok])
+            if "cmin_excluded" in df.columns:  # left out of the frontier (cmin_from)
+                out = ok & df["cmin_excluded"].to_numpy(bool)
+                if out.any():
+                    ax.plot(
+                        df["compute"].to_numpy()[out] / X_SCALE["Cmin"],
+                        y[out],
+                        "x",
+                        ms=4,
+                        color="0.45",
+                        label=None if excluded_shown else "left out of the frontier (cmin_from)",
+                    )
+                    excluded_shown = True
         for fit, label, k in items:
             fr = fit.points
             colour = "k" if label is None else f"C{k % 10}"
@@ -394,7 +417,9 @@ def plot_vs_cmin(
                 marker=None if label is None else MARKERS[k % len(MARKERS)],
                 markevery=[],
                 mfc="none",
-                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+                label=(f"{label}: " if label else "")
+                + f"{fit.equation()}, r={fit.r:.4f}"
+                + _law_notes(fit),
             )
             if label is None:
                 _band(ax, fit, xs, fit.law.E, "C3", "law")

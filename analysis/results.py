@@ -139,13 +139,15 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
     frames = []
     for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         metrics = run_dir / "metrics.jsonl"
-        if not metrics.exists():
-            continue
-        rows = _read_metrics(metrics)
+        rows = _read_metrics(metrics) if metrics.exists() else []
         if not rows:
-            warnings.warn(
-                f"{metrics}: no evaluations yet, run left out", ResultsWarning, stacklevel=2
-            )
+            if metrics.exists() or (run_dir / "status.json").exists():
+                # a run of the study with nothing to fit: say which and why
+                warnings.warn(
+                    f"{run_dir.name}: left out, no evaluations ({run_state(run_dir)})",
+                    ResultsWarning,
+                    stacklevel=2,
+                )
             continue
         df = pd.DataFrame(rows)
         if "run" not in df.columns:
@@ -155,6 +157,7 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
             if key not in df.columns:
                 df[key] = value
         df["finished"] = _finished(run_dir)
+        df["run_state"] = run_state(run_dir)
         point = grid["runs"].get(run_dir.name, {})
         for axis in grid["axes"]:
             df[f"grid.{axis}"] = point.get(axis)
@@ -210,6 +213,23 @@ def _finished(run_dir: Path) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     return isinstance(status, dict) and status.get("state") == "done"
+
+
+def run_state(run_dir: Path) -> str:
+    """What a run's status.json says of it, in words: 'done', 'running', 'failed: <the first
+    line of its error>', 'no status.json', 'unreadable status.json'."""
+    path = run_dir / "status.json"
+    if not path.exists():
+        return "no status.json"
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "unreadable status.json"
+    if not isinstance(status, dict):
+        return "unreadable status.json"
+    state = str(status.get("state", "pending"))
+    error = str(status.get("error") or "").strip()
+    return f"{state}: {error.splitlines()[0][:120]}" if state == "failed" and error else state
 
 
 def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:

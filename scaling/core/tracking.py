@@ -199,11 +199,11 @@ def eval_scalars(record: dict[str, Any], patch_nums: tuple[int, ...]) -> dict[st
     `test/ce_by_scale/s{k}_{pn}x{pn}` (k = 1 coarsest).
     """
     prefix = "test" if record.get("eval", "full") == "full" else "test_subset"
-    out = {
-        f"{prefix}/{k}": record[k]
-        for k in ("ce_avg", "ce_last", "err_avg", "err_last")
-        if k in record
-    }
+    out_keys = ("ce_avg", "ce_last", "err_avg", "err_last")
+    out = {f"{prefix}/{k}": record[k] for k in out_keys if k in record}
+    # standard errors over the test images: a rise of more than a few of them is real
+    # (analysis.overfit); scaling.status names the run data-limited
+    out.update({f"{prefix}_se/{k}": record[f"{k}_se"] for k in out_keys if f"{k}_se" in record})
     for key in ("ce_by_scale", "err_by_scale"):
         for k, (pn, value) in enumerate(zip(patch_nums, record.get(key) or ())):
             out[f"{prefix}/{key}/s{k + 1:02d}_{pn}x{pn}"] = value

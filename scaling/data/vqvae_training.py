@@ -56,6 +56,7 @@ from var_core import VQVAE, save_model
 
 log = logging.getLogger(__name__)
 STATE_FILE, METRICS_FILE, MODEL_FILE = "train_state.pt", "vqvae_metrics.jsonl", "vqvae.pt"
+SKIPPED_FILE = "skipped_images.json"  # unreadable image files left out (scaling.data.images)
 
 
 # ----------------------------------------------------------------------------- data
@@ -529,10 +530,23 @@ def train_vqvae(
             )
     bar.close()
     metrics.close()
+    record_skipped(out, train_ds.skipped | val_ds.skipped)
     warning = reconstruction_warning(last_eval(out))
     if warning:
         log.warning("warning: %s", warning)
     return out / MODEL_FILE
+
+
+def record_skipped(out: Path, skipped: set[Path]) -> None:
+    """`out/skipped_images.json`: the image files the VQVAE's training left out as
+    unreadable (the image skip policy of scaling.data.images), over all its attempts."""
+    path = out / SKIPPED_FILE
+    try:
+        before = json.loads(path.read_text()).get("skipped", [])
+    except (OSError, ValueError, AttributeError):
+        before = []
+    files = sorted(set(before) | {str(p) for p in skipped})
+    atomic_write_text(path, json.dumps({"count": len(files), "skipped": files}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from scaling.training.config import RunConfig
 
 # the test metrics of one evaluation (scaling.training.evaluate), copied into the record
 EVAL_KEYS = ("ce_avg", "ce_last", "err_avg", "err_last", "ce_by_scale", "err_by_scale")
+# their standard errors over the test images (written when the evaluator measured them)
+SE_KEYS = ("ce_avg_se", "ce_last_se", "err_avg_se", "err_last_se")
 # what status.json keeps of a finished run's last record (`final`)
 SUMMARY_KEYS = ("step", "tokens", "flops", "ce_avg", "ce_last", "err_avg", "err_last")
 
@@ -49,6 +51,7 @@ def metrics_record(
         train_loss=train_loss,
         lr=lr,
         **{k: metrics[k] for k in EVAL_KEYS},
+        **{k: metrics[k] for k in SE_KEYS if k in metrics},
         eval=kind,
         eval_images=metrics["images"],
         eval_flops=eval_flops,

@@ -225,6 +225,9 @@ def load_joint_prior(
                 if unit != d_unit
                 else ""
             )
+        elif (why := curves[m].not_representable()) is not None:
+            sources.append(f"{m}: not representable: not simulated ({why})")
+            continue
         else:
             priors[m] = joint_prior(curves[m], kappa[0])
             how = (
@@ -362,8 +365,11 @@ def _pct(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{100 * v:.0f}%"
 
 
-def precision_table(summaries, models, level: float) -> str:
-    """Markdown table: one row per simulated law vs N or Cmin."""
+def precision_table(
+    summaries, models, level: float, refused: dict | None = None, against=("N", "Cmin")
+) -> str:
+    """Markdown table: one row per simulated law vs N or Cmin, and per law of a metric whose
+    prior the curves cannot represent (`refused`: metric -> why) the refusal instead."""
     lines = [
         "| metric | vs | prior alpha | noise-free fit | median alpha | bias | 95% range of alpha | "
         f"median {level:.0%} CI width | coverage | curve check |",
@@ -379,6 +385,12 @@ def precision_table(summaries, models, level: float) -> str:
             f"{_fmt(s.ci_width, 2)} "
             f"| {_pct(s.coverage)} | {100 * check:.2g}%{flag} |"
         )
+    for metric, why in (refused or {}).items():
+        for a in against:
+            lines.append(
+                f"| {metric} | {a} | - | not representable: not simulated ({why}) "
+                "| - | - | - | - | - | - |"
+            )
     return "\n".join(lines)
 
 
@@ -476,6 +488,10 @@ def run(argv=None) -> dict:
     plan_design = Design("as planned", costs)
     planned = plan_design.planned()
     models = {m: calibrate(priors[m], planned) for m in metrics}
+    # a prior the curve family cannot represent is not simulated: its numbers would be the
+    # curve family's, not the prior's (analysis.simulate.CurveModel.not_representable)
+    refused = {m: why for m, c in models.items() if (why := c.not_representable())}
+    simulated = {m: c for m, c in models.items() if m not in refused}
     irreducible, irreducible_why = resolve_irreducible(settings, sweep)
     fit = FitPlan(
         irreducible=irreducible,
@@ -485,8 +501,10 @@ def run(argv=None) -> dict:
         bootstrap=args.bootstrap,
     )
     against = list(settings.against)
-    summaries = simulate_study(
-        planned, models, priors, noise, fit, against, args.replicates, args.seed
+    summaries = (
+        simulate_study(planned, simulated, priors, noise, fit, against, args.replicates, args.seed)
+        if simulated
+        else []
     )
 
     # the joint law: for the losses (as scaling.fit --law nd), on every run's final point
@@ -497,7 +515,13 @@ def run(argv=None) -> dict:
     joint_priors, joint_source = load_joint_prior(
         args.prior, args.joint_law, losses, kappa, d_unit, L
     )
-    joint_gap = points.why_not() if joint_priors else "no loss metric (ce_avg, ce_last) is planned"
+    joint_gap = (
+        points.why_not()
+        if joint_priors
+        else "no loss metric (ce_avg, ce_last) is planned"
+        if not losses
+        else "no loss has a joint prior its curves can represent (see the table above)"
+    )
     joint = (
         []
         if joint_gap
@@ -505,7 +529,7 @@ def run(argv=None) -> dict:
     )
 
     alt_rows = []
-    if args.alt_replicates > 0:
+    if args.alt_replicates > 0 and compare in simulated:
         designs, skipped = alternatives(path, sweep, meta, costs)
         alt_fit = dataclasses.replace(fit, bootstrap=0)
         for i, d in enumerate(designs):
@@ -575,7 +599,7 @@ def run(argv=None) -> dict:
             else ""
         ),
         "",
-        precision_table(summaries, models, settings.ci),
+        precision_table(summaries, models, settings.ci, refused, against),
         "",
         "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the "
         "fitted exponents over "
@@ -687,6 +711,7 @@ def run(argv=None) -> dict:
             "fit": dataclasses.asdict(fit),
         },
         "precision": [s.to_dict() for s in summaries],
+        "not_simulated": {m: f"not representable: {why}" for m, why in refused.items()},
         "joint": {
             "planned": not joint_gap,
             "why_not": joint_gap,

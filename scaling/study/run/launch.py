@@ -189,6 +189,11 @@ def _to_submit(
     todo: list[Run] = []
     for run in runs:
         state, slurm, rec = states[run.run_id]
+        if rec.get("repaired") and RunDir(run.run_dir).read_status().get("state") != "done":
+            # the run's own files say it finished: status.json is repaired from them
+            RunDir(run.run_dir).update_status(
+                force=True, **{k: rec[k] for k in ("state", "step", "final", "repaired")}
+            )
         if state == "failed" and rec.get("state") in ("queued", "running"):  # the job ended
             RunDir(run.run_dir).update_status(
                 state=state,

@@ -1,1 +1,0 @@
-"""Laws of a study: the fit CLI, the joint law, comparing two studies, the planner."""

@@ -1,1 +1,0 @@
-"""Tools beside the data flow (benchmarks). May import any layer."""

@@ -1,1 +1,0 @@
-"""`python -m scaling.bench`: throughput, memory and correctness of the trainer on one device."""
