@@ -4,7 +4,8 @@
     exit 1  a runtime failure: a run failed, a job died, the scheduler did not answer
     exit 2  the input is wrong (a config key, a file, an argument): fix it and run again
 
-Library code raises `InputError` (or a subclass: `ConfigError`, `TokenStoreError`, ...) for
+Library code raises `InputError` (or a subclass: `ConfigError`, `TokenStoreError`, ...; and
+`contracts.ContractError` for a stage file that cannot be read) for
 the second kind and `RuntimeFailure` for the first, and logs through `logging`; only the
 entry points below print and choose the exit status. Anything else is a bug and keeps its
 traceback.
@@ -15,6 +16,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
+
+from contracts import ContractError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
 
@@ -43,7 +46,7 @@ def run_cli(
     """
     try:
         return body() or EXIT_OK
-    except (InputError, *input_errors) as e:
+    except (InputError, ContractError, *input_errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except RuntimeFailure as e:

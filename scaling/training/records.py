@@ -14,15 +14,15 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from contracts.metrics import BY_SCALE, METRICS, MetricsRecord
+from contracts.status import SUMMARY_KEYS
 from var_core import counting
 
 if TYPE_CHECKING:  # annotations only: config.estimate imports this module
     from scaling.training.config import RunConfig
 
 # the test metrics of one evaluation (scaling.training.evaluate), copied into the record
-EVAL_KEYS = ("ce_avg", "ce_last", "err_avg", "err_last", "ce_by_scale", "err_by_scale")
-# what status.json keeps of a finished run's last record (`final`)
-SUMMARY_KEYS = ("step", "tokens", "flops", "ce_avg", "ce_last", "err_avg", "err_last")
+EVAL_KEYS = METRICS + BY_SCALE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +79,12 @@ def metrics_record(
     kind: str,
     eval_flops: int,
     eval_s: float,
-) -> dict[str, Any]:
-    """One line of metrics.jsonl: the run, its compute at `step`, the training loss and
-    learning rate, and the test `metrics` of one evaluation of `kind` ("full"/"subset")."""
+) -> MetricsRecord:
+    """One line of metrics.jsonl (`contracts.metrics`): the run, its compute at `step`, the
+    training loss and learning rate, and the test `metrics` of one evaluation of `kind`
+    ("full"/"subset")."""
     optim = config.optim
-    return dict(
+    return MetricsRecord(
         run=config.run_id,
         depth=config.model.depth,
         params=counts.params,
@@ -96,7 +97,7 @@ def metrics_record(
         wall_s=round(wall_s, 3),
         train_loss=train_loss,
         lr=lr,
-        **{k: metrics[k] for k in EVAL_KEYS},
+        **{k: tuple(metrics[k]) if k in BY_SCALE else metrics[k] for k in EVAL_KEYS},
         eval=kind,
         eval_images=metrics["images"],
         eval_flops=eval_flops,
@@ -104,6 +105,7 @@ def metrics_record(
     )
 
 
-def summary(record: dict[str, Any] | None) -> dict[str, Any]:
+def summary(record: MetricsRecord | None) -> dict[str, Any]:
     """status.json's `final` of a finished run: the headline columns of its last record."""
-    return {k: record[k] for k in SUMMARY_KEYS if record and k in record}
+    columns = record.columns() if record is not None else {}
+    return {k: columns[k] for k in SUMMARY_KEYS if k in columns}

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import matplotlib
 
-from analysis.results import ResultsError, read_grid
+from analysis.results import ResultsError
+from contracts.grid import FILE as GRID_FILE
+from contracts.grid import read_grid
 from scaling.core.cli import run_cli, setup_logging
 from scaling.study.laws.fit import run
 
@@ -30,12 +32,12 @@ OUT = ROOT / "docs" / "img"
 
 def _views(runs: Path) -> list[tuple[str, list[str]]]:
     """('', []) and, per non-size axis of grid.yaml with several values, ('best_<label>', [...])."""
-    grid = read_grid(runs)
+    grid = read_grid(runs / GRID_FILE)
     views = [("", [])]
-    for axis in grid["axes"]:
-        values = {repr(point.get(axis)) for point in grid["runs"].values()}
+    for axis in grid.axes:
+        values = {repr(point.get(axis)) for point in grid.runs.values()}
         if axis not in ("depth", "seed") and len(values) > 1:
-            label = grid["labels"].get(axis, axis.split(".")[-1])
+            label = grid.labels.get(axis, axis.split(".")[-1])
             views.append((f"best_{label}", ["--best-over", label]))
     return views
 

@@ -53,15 +53,11 @@ from analysis.fitting import StudyFit, Tokenizer, fit_study
 from analysis.overfit import METRIC as OVERFIT_METRIC
 from analysis.overfit import RISE as OVERFIT_RISE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
-from analysis.results import (
-    COMPUTE_COLUMNS,
-    METRICS,
-    SAMPLE_METRICS,
-    ResultsError,
-    load_results,
-    read_grid,
-)
+from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
 from analysis.settings import FitSettings, InvalidSetting
+from contracts.grid import FILE as GRID_FILE
+from contracts.grid import read_grid
+from contracts.metrics import METRICS, SAMPLE_METRICS
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config, load_yaml
@@ -399,7 +395,7 @@ def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
 def axis_labels(source: Path, raw: pd.DataFrame) -> dict[str, str]:
     """Each grid axis's run-id label: the sweep's (a runs directory's grid.yaml) over the
     usual ones of `scaling.study.sweep.spec.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
-    given = read_grid(source)["labels"] if source.is_dir() else {}
+    given = dict(read_grid(source / GRID_FILE).labels) if source.is_dir() else {}
     default = {
         axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]]
         for c in axis_columns(raw)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.overfit import MEANING, METRIC, check_curve
+from contracts.metrics import METRICS
 from scaling.core import provenance
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError
@@ -48,12 +49,10 @@ class Row:
 
 
 def _last_metrics(run_dir: Path) -> dict | None:
-    records = [
-        r
-        for r in RunDir(run_dir).read_metrics()  # a torn last line is skipped there
-        if r.get("eval") != "samples"
-    ]  # sample-quality lines carry no test loss
-    return records[-1] if records else None
+    """The columns of the run's latest test evaluation (sample-quality lines carry no test
+    loss); None before the first."""
+    records = [r for r in RunDir(run_dir).read_metrics() if r.kind != "samples"]
+    return records[-1].columns() if records else None
 
 
 def data_limited(run_dir: Path) -> dict | None:
@@ -62,19 +61,16 @@ def data_limited(run_dir: Path) -> dict | None:
     recs = [
         r
         for r in RunDir(run_dir).read_metrics()
-        if r.get("eval", "full") == "full" and isinstance(r.get(METRIC), (int, float))
+        if r.kind == "full" and getattr(r, METRIC) is not None
     ]
     if len(recs) < 2:
         return None
-    train = [r.get("train_loss") for r in recs]
+    train = [r.train_loss for r in recs]
     return check_curve(
-        [r.get("step", i) for i, r in enumerate(recs)],
-        [r[METRIC] for r in recs],
-        train if all(isinstance(t, (int, float)) for t in train) else None,
+        [i if r.step is None else r.step for i, r in enumerate(recs)],
+        [getattr(r, METRIC) for r in recs],
+        train if all(t is not None for t in train) else None,
     )
-
-
-METRIC_KEYS = ("ce_avg", "ce_last", "err_avg", "err_last")
 
 
 def run_records(
@@ -109,7 +105,7 @@ def run_records(
                 "total_steps": rec.get("total_steps"),
                 "percent": percent,
                 "tokens": m.get("tokens"),
-                "metrics": {k: m[k] for k in METRIC_KEYS if isinstance(m.get(k), (int, float))},
+                "metrics": {k: m[k] for k in METRICS if isinstance(m.get(k), (int, float))},
                 "job_ids": [str(j) for j in rec.get("job_ids") or []],
                 "log": rec.get("log"),
                 "error": rec.get("error") if state == "failed" else None,

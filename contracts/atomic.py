@@ -1,0 +1,97 @@
+"""Writes that never leave a half-written file: temp file, fsync, rename; append-only logs.
+
+The one home of atomic writes (`scaling.core.atomic` re-exports it for the study's code).
+
+The temp file is `.<name>.<host>.<pid>.<random>.tmp` beside the target. A write killed
+before its rename (SIGKILL, power loss) leaves one behind; the next write of the same file
+removes those whose process (on this host) is gone, so they do not pile up. The result gets
+the mode a plain `open()` would give (0666 minus the umask, or the mode of the file it
+replaces), not the 0600 of a temp file: a team on a shared cluster can read it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().replace(".", "_")
+    _remove_stale_temps(path, host)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux: /proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _remove_stale_temps(path: Path, host: str) -> None:
+    """Delete temp files of earlier writes of `path` whose process (on this host) is gone."""
+    prefix = f".{path.name}.{host}."
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.unlink(path.parent / name)
+            except OSError:
+                pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Atomically replace `path` with `text` (UTF-8)."""
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Atomically replace `path` with `obj` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
