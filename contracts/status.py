@@ -37,47 +37,52 @@ def _empty() -> Mapping[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class RunStatus:
-    """One status.json. `fields` holds every other key as written (job_ids, log, host,
-    started_at, samples, ...; docs/slurm.md#lifecycle)."""
+    """One status.json: the state, and every other key as written in `fields` (job_ids,
+    log, host, started_at, samples, ...; docs/slurm.md#lifecycle); the ones every reader
+    uses are typed properties, checked when the file is read."""
 
     state: str = "pending"
-    step: int | None = None  # optimizer steps done (the job's last report)
-    error: str | None = None  # why it failed (first line: the exception)
-    final: Mapping[str, Any] | None = None  # SUMMARY_KEYS of a finished run's last record
     fields: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
             raise ValueError(f"unknown run state {self.state!r}; expected one of {STATES}")
-        object.__setattr__(self, "fields", types.MappingProxyType(dict(self.fields)))
-        if self.final is not None:
-            object.__setattr__(self, "final", types.MappingProxyType(dict(self.final)))
+        fields = {k: v for k, v in self.fields.items() if k not in ("state", "schema_version")}
+        object.__setattr__(self, "fields", types.MappingProxyType(fields))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickle and deepcopy through the constructor (a mappingproxy does not pickle)
-        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return (_rebuild, (type(self), {k: _plain(v) for k, v in state.items()}))
+        return (RunStatus, (self.state, dict(self.fields), self.schema_version))
 
     @property
     def finished(self) -> bool:
         """Whether the run has trained to its last step."""
         return self.state == "done"
 
+    @property
+    def step(self) -> int | None:
+        """Optimizer steps done (the job's last report)."""
+        return self.fields.get("step")
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed (first line: the exception)."""
+        return self.fields.get("error")
+
+    @property
+    def final(self) -> Mapping[str, Any] | None:
+        """`SUMMARY_KEYS` of a finished run's last metrics record."""
+        return self.fields.get("final")
+
     def as_dict(self) -> dict[str, Any]:
         """The record as a plain dict (what the file holds, schema_version left out)."""
-        out: dict[str, Any] = {"state": self.state}
-        for name in ("step", "error", "final"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = dict(value) if isinstance(value, Mapping) else value
-        return {**out, **self.fields}
+        return {"state": self.state, **self.fields}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str | Path = "<status>") -> RunStatus:
         """A status from its JSON object; a bad state or typed field is a `ContractError`."""
-        data = dict(data)
-        version = data.pop("schema_version", 0)
+        version = data.get("schema_version", 0)
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise ContractError(path, f"schema_version: expected a count, got {version!r}")
         if version > SCHEMA_VERSION:
@@ -85,33 +90,21 @@ class RunStatus:
                 path,
                 f"schema_version {version} is newer than this code reads ({SCHEMA_VERSION})",
             )
-        state = data.pop("state", "pending")
+        state = data.get("state", "pending")
         if state not in STATES:
             raise ContractError(
                 path,
                 f"not a status record (expected a JSON object with state one of "
                 f"{', '.join(STATES)}; got {state!r})",
             )
-        step, error, final = (
-            data.pop("step", None),
-            data.pop("error", None),
-            data.pop("final", None),
-        )
+        step, error, final = data.get("step"), data.get("error"), data.get("final")
         if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
             raise ContractError(path, f"step: expected a count, got {step!r}")
         if error is not None and not isinstance(error, str):
-            error = str(error)
+            raise ContractError(path, f"error: expected a string, got {error!r}")
         if final is not None and not isinstance(final, dict):
             raise ContractError(path, f"final: expected a JSON object, got {final!r}")
-        return cls(state, step, error, final, data, version)
-
-
-def _plain(value: Any) -> Any:
-    return dict(value) if isinstance(value, Mapping) else value
-
-
-def _rebuild(cls: type, state: dict[str, Any]) -> Any:
-    return cls(**state)
+        return cls(state, data, version)
 
 
 def read_status(path: str | Path) -> RunStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -33,6 +34,7 @@ def test_round_trip_of_a_hand_written_file(tmp_path):
     assert (status.state, status.step, status.finished) == ("done", 40, True)
     assert dict(status.final) == {"step": 40, "ce_avg": 6.5}
     assert status.fields["job_ids"] == ["123"] and status.error is None
+    assert pickle.loads(pickle.dumps(status)) == status
     copy = tmp_path / "copy.json"
     write_status(copy, status)
     assert copy.read_text() == STATUS
@@ -49,6 +51,9 @@ def test_an_old_unversioned_file_reads_as_version_0_and_a_missing_one_is_pending
     )
     assert status.as_dict() == {"state": "failed", "error": "RuntimeError: boom", "attempts": 2}
     assert read_status(tmp_path / "none.json") == RunStatus(state="pending")
+    # a key written as null stays in the record (a cleared error is still a field)
+    path.write_text('{"state": "queued", "error": null}')
+    assert read_status(path).as_dict() == {"state": "queued", "error": None}
 
 
 @pytest.mark.parametrize(
