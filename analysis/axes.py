@@ -146,7 +146,7 @@ def best_over(
     keys = ["params", *within]
     for _, df in final.groupby([final[k].map(_key) for k in keys], sort=True, dropna=False):
         candidates = []
-        for value, runs in df.groupby(df[axis].map(_key), sort=True, dropna=False):
+        for _, runs in df.groupby(df[axis].map(_key), sort=True, dropna=False):
             candidates.append(
                 {
                     "value": _plain(runs[axis].iloc[0]),

@@ -126,7 +126,8 @@ def markdown(diffs: Sequence[ExponentDifference], name_a: str, name_b: str) -> s
         f"bootstraps of the two studies, draws paired by index). For a loss, a more "
         f"negative alpha falls faster with scale.",
         "",
-        "| metric | vs | alpha A [CI] | alpha B [CI] | alpha B - alpha A [CI] | draws with B < A | differs |",
+        "| metric | vs | alpha A [CI] | alpha B [CI] | alpha B - alpha A [CI] | draws with B < A "
+        "| differs |",
         "|---|---|---|---|---|---|---|",
     ]
     for d in diffs:

@@ -109,7 +109,8 @@ def choose_irreducible(
         return "paper", why + ": the paper's E (ce_avg 5, ce_last 4.5) is that tokenizer's floor"
     if official:
         warnings.warn(
-            f"{why}, but the losses go below the paper's E ({below}); E is fitted instead"
+            f"{why}, but the losses go below the paper's E ({below}); E is fitted instead",
+            stacklevel=2,
         )
     return "fit", (
         why + "; E fitted: one per loss, shared by its laws vs N and vs Cmin "
@@ -204,7 +205,8 @@ def fit_study(
                 else "left out of the laws vs N (their last evaluation is not a final one; "
                 "--include-unfinished includes them)"
             )
-            + "; the Cmin frontier uses every evaluation, theirs included"
+            + "; the Cmin frontier uses every evaluation, theirs included",
+            stacklevel=2,
         )
     flagged = data_limited_runs(table)
     if flagged:
@@ -213,7 +215,8 @@ def fit_study(
             f"above its own minimum while training loss fell): "
             + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
             + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
-            f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)"
+            f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)",
+            stacklevel=2,
         )
     E_mode, E_reason = choose_irreducible(
         settings.irreducible, tokenizer or UNKNOWN_TOKENIZER, table, settings.metrics
@@ -238,7 +241,7 @@ def fit_study(
                 sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
             shared[key] = fit_shared_E(sets, level=settings.ci)
             for problem in shared[key].problems(metric + (f" ({label})" if label else "")):
-                warnings.warn(problem)
+                warnings.warn(problem, stacklevel=2)
         return shared[key]
 
     axes = study_axes(table, settings, labels or {})

@@ -4,7 +4,8 @@ Each run contributes its evaluation points (compute, metric). Between two evalua
 curve is interpolated linearly in log-log. The frontier value at compute level c is the
 lowest metric any run reached at or below c:
 
-    F(c) = min over runs r with c_r,first <= c of  min( y_r,i for c_r,i <= c ,  y_r(c) if c <= c_r,last )
+    F(c) = min over runs r with c_r,first <= c of
+               min( y_r,i for c_r,i <= c ,  y_r(c) if c <= c_r,last )
 
 (on a piecewise-linear curve the minimum up to c is at an evaluation or at c itself).
 The points used to fit the Cmin law are the evaluations that lie on the frontier and improve

@@ -78,7 +78,8 @@ def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
 def _objective(
     p: np.ndarray, x: np.ndarray, y: np.ndarray, logL: np.ndarray, w: np.ndarray, delta: float
 ) -> tuple[float, np.ndarray]:
-    """p = (e, a, alpha, b, beta) with E = exp(e), term_N = exp(a - alpha x), term_D = exp(b - beta y)."""
+    """p = (e, a, alpha, b, beta) with E = exp(e), term_N = exp(a - alpha x), term_D = exp(b - beta
+    y)."""
     e, a, alpha, b, beta = p
     tE, tN, tD = np.exp(e), np.exp(a - alpha * x), np.exp(b - beta * y)
     P = tE + tN + tD
@@ -337,7 +338,8 @@ class JointFit:
             "D_unit": f"training {self.d_unit}",
             **self.law.as_dict(),
             **{f"{k}_ci": self.ci(k) for k in ("E", "A", "alpha", "B", "beta")},
-            "loss": f"Huber (delta {self.delta:g}) on log residuals; L-BFGS-B from a grid of starts",
+            "loss": f"Huber (delta {self.delta:g}) on log residuals; "
+            "L-BFGS-B from a grid of starts",
             "n_points": int(len(p)),
             "n_sizes": int(p["N"].nunique()),
             "rms_log_residual": float(np.sqrt(np.mean(np.log(p["predicted"] / p["L"]) ** 2))),

@@ -219,7 +219,7 @@ def plot_vs_n(
     panels = _by_metric(fits, labels)
     note_of = {id(f): n for f, n in zip(fits, notes)}
     where: set = set()
-    for ax, (metric, items) in zip(axes.flat, panels):
+    for ax, (_, items) in zip(axes.flat, panels):
         all_x, all_y = [], []
         for fit, label, k in items:
             colour = "C0" if label is None else f"C{k % 10}"

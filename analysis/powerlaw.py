@@ -15,7 +15,8 @@ Methods:
 Uncertainty: bootstrap over runs (a run drawn k times counts k times). For Cmin the frontier
 is recomputed from the drawn runs. With seed replicates (a ``seed`` column holding two or more
 seeds for some size; `analysis.seeds`) the unit is the size instead: the seeds of a size are
-averaged for the point estimate, and the bootstrap draws sizes and, within each, seeds. Intervals are percentile intervals, by default with
+averaged for the point estimate, and the bootstrap draws sizes and, within each, seeds. Intervals
+are percentile intervals, by default with
 Hesterberg's small-sample expansion (``expanded``): the tail probability is taken as
 Phi(-sqrt(n/(n-1)) t_{n-1, 1-a/2}) for n runs, which corrects the known under-coverage of
 plain percentiles with a dozen points; ``percentile`` gives the plain ones.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ from .seeds import (
     size_label,
 )
 
-Irreducible = Union[Literal["paper", "none", "fit"], float]
+Irreducible = Literal["paper", "none", "fit"] | float
 Method = Literal["ols", "robust"]
 CIMethod = Literal["expanded", "percentile"]
 

@@ -221,8 +221,10 @@ def require_columns(
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ResultsError(
-            f"{source}: column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
-            f"missing; {what} needs columns {', '.join(columns)} (has: {', '.join(map(str, table.columns))})"
+            f"{source}: column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} "
+            f"missing; {what} needs columns {', '.join(columns)} (has: "
+            f"{', '.join(map(str, table.columns))})"
         )
 
 

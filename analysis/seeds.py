@@ -178,7 +178,8 @@ def average_seeds(
     if short.any():
         for g in sorted(set(agg.loc[short, "_gid"])):
             warnings.warn(
-                f"seeds {', '.join(runs[g])}: {int((short & (agg['_gid'] == g)).sum())} evaluation steps "
+                f"seeds {', '.join(runs[g])}: {int((short & (agg['_gid'] == g)).sum())} "
+                "evaluation steps "
                 f"not reached by every seed are left out of the average",
                 ResultsWarning,
                 stacklevel=2,
@@ -228,7 +229,8 @@ class SeedDraws:
     seeds: tuple[np.ndarray, ...]
 
     def means(self, values: Sequence[np.ndarray]) -> np.ndarray:
-        """[B, S] the mean over the drawn seeds of `values` (per size s: [k_s] one value per seed)."""
+        """[B, S] the mean over the drawn seeds of `values` (per size s: [k_s] one value per
+        seed)."""
         return np.column_stack(
             [np.asarray(v, float)[idx].mean(axis=1) for v, idx in zip(values, self.seeds)]
         )

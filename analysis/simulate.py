@@ -414,7 +414,7 @@ def _simulate_study(
     return out
 
 
-# ----------------------------------------------------------------------------- the joint law L(N, D)
+# ------------------------------------------------------------------------ the joint law L(N, D)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -488,7 +488,8 @@ def joint_prior(curve: CurveModel, kappa: float) -> JointLaw:
 def draw_joint(
     points: JointPoints, law: JointLaw, sd: float, eval_sd: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """One draw of the final losses [n]: E + (A N^-alpha + B D^-beta) exp(sd z_family + eval_sd z')."""
+    """One draw of the final losses [n]: E + (A N^-alpha + B D^-beta) exp(sd z_family + eval_sd
+    z')."""
     families, index = np.unique(points.family, return_inverse=True)
     z = sd * rng.standard_normal(len(families))[index]
     if eval_sd:
@@ -510,7 +511,8 @@ def simulate_joint(
 
     The noise-free draw is fitted as the fitter fits a table (its grid of starts); every noisy
     draw starts L-BFGS-B from that solution alone, as the fitter's own bootstrap starts from
-    its full fit (a planner shortcut, checked against the full fit in tests/study/laws/test_plan.py).
+    its full fit (a planner shortcut, checked against the full fit in
+    tests/study/laws/test_plan.py).
     Returns per metric two `LawSummary` (against "ND"): param "alpha", then "beta".
     """
     with threadpool_limits(

@@ -72,7 +72,7 @@ def plot_eval_points(runs: Sequence[tuple[str, np.ndarray, float]]) -> plt.Figur
     runs: [(run_id, eval compute [k] in FLOPs, params)].
     """
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(runs) + 1.6), layout="constrained")
-    for i, (run_id, c, params) in enumerate(runs):
+    for i, (_, c, _) in enumerate(runs):
         c = np.asarray(c, float) / X_SCALE["Cmin"]
         ax.plot(c, np.full_like(c, i), "|", ms=9, color="C0")
         ax.plot(c[-1:], [i], "o", ms=5, color="C3")

@@ -18,7 +18,8 @@ PAPER_DEPTHS = (6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 30)
 
 
 def paper_sizes(depths=PAPER_DEPTHS) -> np.ndarray:
-    """Approximate parameter counts of the paper's grid (main params 73728 * depth^3); [len(depths)]."""
+    """Approximate parameter counts of the paper's grid (main params 73728 * depth^3);
+    [len(depths)]."""
     return 73728.0 * np.asarray(depths, dtype=float) ** 3
 
 
@@ -85,7 +86,8 @@ def training_curves_table(
     rows = []
     for r in range(R):
         lo, hi = edges[r], edges[r + 1]
-        # the first run starts and the last ends at the range's edges, so the envelope is the law there
+        # the first run starts and the last ends at the range's edges, so the envelope is the law
+        # there
         u = np.linspace(max(lo - 1.5 * width, edges[0]), min(hi + 0.5 * width, edges[-1]), evals)
         c = np.exp(u)
         below = np.clip(lo - u, 0, None)

@@ -1,4 +1,4 @@
-"""Writes that never leave a half-written file: temp file, fsync, rename; append-only logs.
+"""Writes that never leave a half-written file (temp, fsync, rename) or folder (staged, swapped).
 
 The one home of atomic writes (`scaling.core.atomic` re-exports it for the study's code).
 
@@ -11,12 +11,14 @@ replaces), not the 0600 of a temp file: a team on a shared cluster can read it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,37 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Atomically replace `path` with `obj` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def replacing_folder(folder: str | Path) -> Iterator[Path]:
+    """Write a whole output folder, then swap it in: a rerun replaces only its own folder.
+
+    Yields a staging folder `.<name>.<host>.<pid>.new` beside `folder`; when the block ends
+    without an exception, the staging folder takes `folder`'s place (the previous contents,
+    files a new run no longer writes included, are removed after the swap). On an exception
+    `folder` keeps what it held and the staging folder is removed: nothing written before is
+    lost. Stale staging folders of dead processes (this host) are removed first.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().replace(".", "_")
+    prefix = f".{folder.name}.{host}."
+    for old in folder.parent.glob(prefix + "*"):
+        pid = old.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    stage = folder.parent / f"{prefix}{os.getpid()}.new"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    retired = folder.parent / f"{prefix}{os.getpid()}.old"
+    if folder.exists():
+        os.replace(folder, retired)
+    os.replace(stage, folder)
+    _fsync_dir(folder.parent)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -44,7 +44,8 @@ def _cluster_answers(conf: Path) -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """Use the cluster of scripts/testbed/slurm_cluster.sh (state in $SLURM_DIR), starting it if root.
+    """Use the cluster of scripts/testbed/slurm_cluster.sh (state in $SLURM_DIR), starting it if
+    root.
 
     Skips, with the reason, when no cluster runs and none can be started here. A cluster that
     was already up is left running; one started here is stopped at the end of the session.

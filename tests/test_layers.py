@@ -6,7 +6,8 @@
     scaling.core      shared ground; imports nothing else of scaling
     scaling.data      images -> tokens; imports scaling.core only
     scaling.training  tokens -> runs; never imports scaling.study or scaling.tools
-    scaling.study     runs -> table -> laws; never imports scaling.tools; its rooms run/ and laws/ rest on sweep/ only
+    scaling.study     runs -> table -> laws; never imports scaling.tools; its rooms run/ and laws/
+    rest on sweep/ only
     scaling.<entry>   `python -m scaling.X`: thin, one import of the module that does the work
 
 Every import statement counts, also one inside a function (a lazy import still ties two

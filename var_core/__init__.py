@@ -45,7 +45,8 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    """Import the submodule defining `name` on first access (keeps `var_core.counting` torch-free)."""
+    """Import the submodule defining `name` on first access (keeps `var_core.counting`
+    torch-free)."""
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'var_core' has no attribute {name!r}")

@@ -2,7 +2,8 @@
 
 Layouts understood by `load_state_dict_file`:
 - official flat state dict (`vae_ch160v4096z32.pth`, `var_d16.pth`);
-- official training checkpoint: `['trainer']['var_wo_ddp']` (VAR) / `['trainer']['vae_local']` (VQVAE);
+- official training checkpoint: `['trainer']['var_wo_ddp']` (VAR) / `['trainer']['vae_local']`
+(VQVAE);
 - toolkit: `{'format': 'var_core.<vqvae|var>.v1', 'config': {...}, 'state_dict': {...}}`.
 """
 
@@ -26,7 +27,8 @@ _NESTED = {"var": "var_wo_ddp", "vqvae": "vae_local"}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message names file and key."""
+    """A checkpoint that cannot be read or does not fit the model; the message names file and
+    key."""
 
 
 def _read(path: str | Path) -> Any:

@@ -1,7 +1,7 @@
 """Multi-scale residual vector quantizer with the phi refiners (VAR stage 1).
 
 Behaviour and state-dict layout follow the official `VectorQuantizer2` (see
-VAR_REFERENCE.md section 1); the code is written from that description.
+docs/specification.md, sec. 1); the code is written from that description.
 """
 
 from __future__ import annotations
@@ -173,7 +173,8 @@ class MultiScaleQuantizer(nn.Module):
         return out
 
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Training pass: f [B, Cvae, H, W] -> (f_hat straight-through, vq_loss scalar, idx list)."""
+        """Training pass: f [B, Cvae, H, W] -> (f_hat straight-through, vq_loss scalar, idx
+        list)."""
         self._check_f(f)
         K = len(self.patch_nums)
         B, C = f.shape[:2]

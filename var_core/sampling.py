@@ -35,8 +35,10 @@ def _check_pair(var: VAR, vqvae: VQVAE) -> None:
         or tuple(var.patch_nums) != tuple(vqvae.patch_nums)
     ):
         raise ValueError(
-            f"VAR (vocab {var.vocab_size}, z {var.z_channels}, patch_nums {var.patch_nums}) does not "
-            f"match VQVAE (vocab {vqvae.vocab_size}, z {vqvae.z_channels}, patch_nums {vqvae.patch_nums})"
+            f"VAR (vocab {var.vocab_size}, z {var.z_channels}, patch_nums {var.patch_nums}) does "
+            "not "
+            f"match VQVAE (vocab {vqvae.vocab_size}, z {vqvae.z_channels}, patch_nums "
+            f"{vqvae.patch_nums})"
         )
 
 

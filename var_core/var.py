@@ -1,6 +1,6 @@
 """The VAR transformer: AdaLN blocks with block-causal attention over the scales.
 
-State-dict layout and numerics follow the official release (VAR_REFERENCE.md section 2).
+State-dict layout and numerics follow the official release (docs/specification.md, sec. 2).
 """
 
 from __future__ import annotations
@@ -75,11 +75,11 @@ class SelfAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, *, mask=None, block_mask=None, cache: KVCache | None = None
     ) -> torch.Tensor:
-        """x [B, l, C] -> [B, l, C]; with `cache`, attends to all cached tokens plus x."""
-        B, l, C = x.shape
+        """x [B, n, C] -> [B, n, C]; with `cache`, attends to all cached tokens plus x."""
+        B, n, C = x.shape
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
-        qkv = F.linear(x, self.mat_qkv.weight, bias).view(B, l, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, l, c]
+        qkv = F.linear(x, self.mat_qkv.weight, bias).view(B, n, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, n, c]
         if self.l2_norm:
             q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp_max(self.max_scale_mul).exp()
             k = F.normalize(k, dim=-1)
@@ -88,7 +88,7 @@ class SelfAttention(nn.Module):
         o = attend(
             q, k, v, backend=self.backend, mask=mask, block_mask=block_mask, scale=self.scale
         )
-        return self.proj(o.transpose(1, 2).reshape(B, l, C))
+        return self.proj(o.transpose(1, 2).reshape(B, n, C))
 
 
 class FFN(nn.Module):

@@ -2,7 +2,13 @@
 `contracts.atomic` and `contracts.jsonl` (torch-free, shared with `analysis`); this module keeps
 the import path the study's modules use."""
 
-from contracts.atomic import atomic_write, atomic_write_json, atomic_write_text
+from contracts.atomic import atomic_write, atomic_write_json, atomic_write_text, replacing_folder
 from contracts.jsonl import append_jsonl
 
-__all__ = ["append_jsonl", "atomic_write", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "append_jsonl",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "replacing_folder",
+]

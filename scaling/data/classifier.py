@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         out = train_classifier(a.images, a.out, epochs=a.epochs)
         _, meta = load_classifier(out)
         print(
-            f"classifier {out}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_images']} images)"
+            f"classifier {out}: val accuracy {meta['val_accuracy']:.4f} ({meta['val_images']} "
+            "images)"
         )
 
     return run_cli(run)

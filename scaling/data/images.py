@@ -272,7 +272,8 @@ class ImageFolder(torch.utils.data.Dataset):
         flip: bool = False,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Image `index` as [3, res, res] in [-1, 1]; raises `UnreadableImage` if it cannot be read."""
+        """Image `index` as [3, res, res] in [-1, 1]; raises `UnreadableImage` if it cannot be
+        read."""
         path, _ = self.samples[index]
         img = load_rgb(path)
         return transform(

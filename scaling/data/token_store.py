@@ -286,7 +286,8 @@ class TokenStore:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}={self.split_size(s)}" for s in self.splits)
-        return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={list(self.patch_nums)}, {counts})"
+        patch_nums = list(self.patch_nums)
+        return f"TokenStore({self.path}, V={self.vocab_size}, patch_nums={patch_nums}, {counts})"
 
 
 def store_identity(

@@ -38,7 +38,8 @@ class PerceptualLoss(nn.Module):
         missing = set(self.features.state_dict()) - set(own)
         if missing:
             raise InputError(
-                f"{vgg_path}: not a torchvision VGG16 state dict (missing features.{sorted(missing)[0]})"
+                f"{vgg_path}: not a torchvision VGG16 state dict (missing "
+                f"features.{sorted(missing)[0]})"
             )
         self.features.load_state_dict({k: own[k] for k in self.features.state_dict()})
         widths = (64, 128, 256, 512, 512)

@@ -64,7 +64,8 @@ STATE_FILE, METRICS_FILE, MODEL_FILE = "train_state.pt", "vqvae_metrics.jsonl", 
 
 
 class _Crops(torch.utils.data.Dataset):
-    """Keys (image index, crop seed) -> (training crop [3, H, W], label); unreadable -> next image."""
+    """Keys (image index, crop seed) -> (training crop [3, H, W], label); unreadable -> next
+    image."""
 
     def __init__(self, ds: ImageFolder):
         self.ds = ds
@@ -165,7 +166,8 @@ def evaluate_vqvae(model: nn.Module, images: torch.Tensor, batch_size: int = 64)
 def restart_dead_codes(
     model: nn.Module, f: torch.Tensor, hits: torch.Tensor, generator: torch.Generator
 ) -> int:
-    """Re-initialise codes with zero `hits` [V] from encoder features f [B, C, h, w]; returns how many."""
+    """Re-initialise codes with zero `hits` [V] from encoder features f [B, C, h, w]; returns how
+    many."""
     dead = (hits == 0).nonzero().flatten()
     if dead.numel() == 0:
         return 0

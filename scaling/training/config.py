@@ -2,7 +2,7 @@
 
 A run's `config.yaml` is exactly `dump_yaml(RunConfig)`; `load_run_config(path)` reads it back
 with located errors (file:line: key.path: message). Defaults are the official VAR recipe
-(VAR_REFERENCE.md section 3); a sweep file overrides what it needs.
+(docs/specification.md, sec. 3); a sweep file overrides what it needs.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ class EvalConfig:
 
     `precision`: fp32 (default; TF32 matmuls allowed on CUDA, as the official evaluation) or
     bf16 autocast (cheaper; moves cross-entropy by ~1e-3). Class dropout is always off at
-    evaluation (DESIGN.md), unlike the official `eval_ep` (docs/fitting.md).
+    evaluation (docs/specification.md, sec. 6), unlike the official `eval_ep` (docs/fitting.md).
     """
 
     points: int = 12  # full evaluations, evenly spaced in log(compute), always incl. the last step

@@ -124,7 +124,9 @@ def draw_samples(var, vqvae, cfg: SamplesConfig, folder: Path, num_classes: int)
                 (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             )
 
-        def write(f, imgs=np.concatenate(imgs), lab=lab):
+        shard = np.concatenate(imgs)
+
+        def write(f, imgs=shard, lab=lab):
             buf = io.BytesIO()
             np.savez(buf, images=imgs, labels=lab.astype(np.int64))
             f.write(buf.getvalue())
@@ -467,7 +469,8 @@ def _evaluate_all(args: argparse.Namespace) -> int:
         print(
             f"{run_dir}: "
             + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
-            + f"  ({rec['sample_count']} samples, cfg {rec['sample_cfg']}, top-k {rec['sample_top_k']}, "
+            + f"  ({rec['sample_count']} samples, cfg {rec['sample_cfg']}, "
+            f"top-k {rec['sample_top_k']}, "
             f"top-p {rec['sample_top_p']}, seed {rec['sample_seed']}; {rec['sample_s']:.1f} s)"
         )
     return 0

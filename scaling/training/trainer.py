@@ -9,9 +9,9 @@ wrapped for DDP/FSDP/compile, and AdamW), `step` (one optimizer step, with no ho
 `scaling.core.stopwatch` (training time, paused for evaluations). The job around it (run
 directory, lock, status, signals, CLI) is `scaling.training.job`.
 
-Compute conventions (DESIGN.md, var_core.counting): `flops` = training FLOPs counted exactly
-from the model's shapes; `flops_6nd` = 6 * N * tokens. Evaluation compute is reported apart
-(`eval_flops`).
+Compute conventions (docs/specification.md sec. 6, var_core.counting): `flops` = training
+FLOPs counted exactly from the model's shapes; `flops_6nd` = 6 * N * tokens. Evaluation
+compute is reported apart (`eval_flops`).
 """
 
 from __future__ import annotations

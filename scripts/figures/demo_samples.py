@@ -84,7 +84,8 @@ def main(runs_dir: str = "runs/demo") -> None:
     print(text)
     print(
         f"{len(x)} samples per row ({per_class} per class, cfg {rows.iloc[0]['sample_cfg']}, "
-        f"top-k {int(rows.iloc[0]['sample_top_k'])}, top-p {rows.iloc[0]['sample_top_p']}); reference: "
+        f"top-k {int(rows.iloc[0]['sample_top_k'])}, top-p {rows.iloc[0]['sample_top_p']}); "
+        "reference: "
         f"{ref['n']} val images; classifier val accuracy {net.meta['val_accuracy']:.3f}"
     )
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))

@@ -1,7 +1,8 @@
 """Regenerate the README's figures and tables from a finished sweep, all from the same run.
 
     python scripts/figures/readme_figures.py runs/demo        # the demo study
-    python scripts/figures/readme_figures.py runs/demo_lr     # the lr study: per-lr and best-over-lr views
+    python scripts/figures/readme_figures.py runs/demo_lr     # the lr study: per-lr and
+    best-over-lr views
 
 Runs `python -m scaling.fit` on the folder (its own fit.yaml settings) once per view: the
 default view, and for a study with other axes than size also `--best-over <axis>` for each
@@ -53,7 +54,8 @@ def _table(doc: dict) -> list[str]:
         E = f"{f['E']:.3f}" if abs(f["E"]) > 1e-9 else "0"
         lines.append(
             (f"| {f.get('group_label') or '-'} " if grouped else "")
-            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.3f}{ci} | {f['beta']:.3g} | {f['r']:.4f} |"
+            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.3f}{ci} "
+            f"| {f['beta']:.3g} | {f['r']:.4f} |"
         )
     picked = [f for f in doc["fits"] if f.get("best_over") and f["against"] == "N"]
     if picked:

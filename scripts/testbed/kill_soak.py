@@ -14,7 +14,8 @@ with `--retry-failed` whenever no launcher or job is left for a run. At the end 
 prints the counts: kills by kind, resumes (trainer restarts from a checkpoint), evaluations
 lost or duplicated (both must be 0) and the runs compared bitwise.
 
-The same engine runs in the test suite (tests/study/run/test_kill_soak.py): a reduced version in CI and
+The same engine runs in the test suite (tests/study/run/test_kill_soak.py): a reduced version in CI
+and
 the full one under `pytest -m soak`.
 """
 

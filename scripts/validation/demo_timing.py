@@ -199,7 +199,8 @@ def main() -> int:
             ]
             if diffs:
                 print(
-                    f"load {load}: largest |new - old| over runs and {', '.join(METRICS)}: {max(diffs):.4f}"
+                    f"load {load}: largest |new - old| over runs and {', '.join(METRICS)}: "
+                    f"{max(diffs):.4f}"
                 )
     print(f"\nwritten to {args.out}")
     return 0

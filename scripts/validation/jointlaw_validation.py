@@ -1,6 +1,7 @@
 """Validate the joint-law fitter on tables drawn from a known L(N, D) with noise.
 
-    python scripts/validation/jointlaw_validation.py [--repeats 200] [--bootstrap 200] [--sigma 0.005]
+    python scripts/validation/jointlaw_validation.py [--repeats 200] [--bootstrap 200] [--sigma
+    0.005]
 
 Draws `repeats` tables from TRUE (6 sizes x 5 data amounts crossed, log-normal noise sigma;
 analysis.synthetic.joint_law_table), fits each (analysis.jointlaw.fit_joint_table) and prints
@@ -56,7 +57,8 @@ def main() -> None:
             ci = fit.ci(k)
             covered[k] += ci is not None and ci[0] <= truth[k] <= ci[1]
     print(
-        f"{args.repeats} tables, 30 points each (6 sizes x 5 data amounts), noise sigma {args.sigma}, "
+        f"{args.repeats} tables, 30 points each (6 sizes x 5 data amounts), noise sigma "
+        f"{args.sigma}, "
         f"{args.bootstrap} bootstrap draws per fit"
     )
     print("| parameter | true | median abs error | 90th pct abs error | 95% interval covers |")

@@ -1,7 +1,9 @@
-"""Validation figures of the study planner and of the seed-aware fits (numbers for docs/planning.md).
+"""Validation figures of the study planner and of the seed-aware fits (numbers for
+docs/planning.md).
 
 1. Planner vs end to end: `python -m scaling.plan` predicts, for a small 6-size grid (the sweep
-   of tests/study/laws/test_plan.py), the median width of the 95% bootstrap interval of each exponent, the
+   of tests/study/laws/test_plan.py), the median width of the 95% bootstrap interval of each
+   exponent, the
    spread of the fitted exponents and the coverage. The same grid is then drawn STUDIES times
    here (own generator, from the planner's calibrated curves), written as run directories and
    fitted by `python -m scaling.fit` (in process); the observed numbers are printed beside the
@@ -9,14 +11,17 @@
 2. Seeds: studies of a known law with known seed noise (12 sizes x 3 seeds), fitted with the
    seed-averaged N fit; coverage of the 95% interval with the seeds drawn without replacement
    (default) and with replacement.
-3. The joint law L(N, D): the WSD grid of tests/study/laws/test_plan.py's joint-law test (6 sizes, 3 decay
-   branches each: 24 points) planned with a given joint prior, then drawn JOINT_STUDIES times here and fitted
+3. The joint law L(N, D): the WSD grid of tests/study/laws/test_plan.py's joint-law test (6 sizes, 3
+decay
+   branches each: 24 points) planned with a given joint prior, then drawn JOINT_STUDIES times here
+   and fitted
    by `python -m scaling.fit --law nd` (in process, on run directories); predicted vs
    observed interval width, 95% range and coverage of alpha and beta, for two noise models:
    independent per point (--eval-noise) and seed noise shared by a parent and its branches
    (--noise-sd, the planner's default model).
 
-    python scripts/validation/plan_validation.py [--studies 200] [--seed-studies 400] [--joint-studies 100]
+    python scripts/validation/plan_validation.py [--studies 200] [--seed-studies 400]
+    [--joint-studies 100]
 """
 
 from __future__ import annotations
@@ -104,7 +109,8 @@ def planner_vs_end_to_end(studies: int, replicates: int) -> None:
                 alpha[f["against"]].append(f["alpha"])
                 lo_hi[f["against"]].append(f["alpha_ci"])
     print(
-        f"\n1. planner ({replicates} simulated studies) vs end to end ({studies} studies through scaling.fit)"
+        f"\n1. planner ({replicates} simulated studies) vs end to end ({studies} studies through "
+        "scaling.fit)"
     )
     print(
         "| law | predicted CI width | observed CI width | predicted 95% range | observed 95% range "
@@ -115,9 +121,10 @@ def planner_vs_end_to_end(studies: int, replicates: int) -> None:
         a = law["against"]
         prior = law["prior_alpha"]
         lo, hi = np.quantile(alpha[a], [0.025, 0.975])
-        cov = np.mean([l <= prior <= h for l, h in lo_hi[a]])
+        cov = np.mean([lo_ <= prior <= h for lo_, h in lo_hi[a]])
         print(
-            f"| ce_last vs {a} | {law['median_ci_width']:.4f} | {np.median(width[a]):.4f} | {law['spread95']:.4f} "
+            f"| ce_last vs {a} | {law['median_ci_width']:.4f} | {np.median(width[a]):.4f} | "
+            f"{law['spread95']:.4f} "
             f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |"
         )
 
@@ -179,11 +186,13 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
     E, A, alpha, B, beta, sd = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01
     truth = {"alpha": alpha, "beta": beta}
     print(
-        f"\n3. joint law, planner ({replicates} simulated studies) vs end to end ({studies} studies through "
+        f"\n3. joint law, planner ({replicates} simulated studies) vs end to end ({studies} "
+        "studies through "
         f"scaling.fit --law nd), {bootstrap} bootstrap samples, noise sd {sd}"
     )
     print(
-        "| noise | exponent | predicted CI width | observed CI width | predicted 95% range | observed 95% range "
+        "| noise | exponent | predicted CI width | observed CI width | predicted 95% range | "
+        "observed 95% range "
         "| predicted coverage | observed coverage |"
     )
     print("|---|---|---|---|---|---|---|---|")
@@ -258,10 +267,11 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
             for law in doc["joint"]["precision"]:
                 k = law["param"]
                 lo, hi = np.quantile(value[k], [0.025, 0.975])
-                width = np.median([h - l for l, h in ci[k]])
-                cov = np.mean([l <= truth[k] <= h for l, h in ci[k]])
+                width = np.median([h - lo_ for lo_, h in ci[k]])
+                cov = np.mean([lo_ <= truth[k] <= h for lo_, h in ci[k]])
                 print(
-                    f"| {noise} | {k} | {law['median_ci_width']:.4f} | {width:.4f} | {law['spread95']:.4f} "
+                    f"| {noise} | {k} | {law['median_ci_width']:.4f} | {width:.4f} | "
+                    f"{law['spread95']:.4f} "
                     f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |"
                 )
             print(f"(planner: {planned:.1f} s wall, {doc['cpu_s']:.1f} s CPU)", file=sys.stderr)

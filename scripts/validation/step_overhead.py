@@ -1,6 +1,7 @@
 """The trainer's overhead over a bare loop, at every demo size, on CPU.
 
-    python scripts/validation/step_overhead.py [--sizes 1 2 3 4 5 6] [--steps 30] [--repeats 7] [--threads 1]
+    python scripts/validation/step_overhead.py [--sizes 1 2 3 4 5 6] [--steps 30] [--repeats 7]
+    [--threads 1]
 
 Per size of sweeps/demo.yaml (width 16 x depth, heads = depth, V = 256, scales 1,2,3,4,
 batch 32) on a random token store of that geometry:
@@ -95,7 +96,8 @@ def main() -> int:
         f"load average before: {os.getloadavg()}, threads {args.threads}, torch {torch.__version__}"
     )
     print(
-        "| size | train ms (trainer) | train ms (bare) | ratio | eval ms (trainer) | eval ms (bare) | ratio |"
+        "| size | train ms (trainer) | train ms (bare) | ratio | eval ms (trainer) | eval ms "
+        "(bare) | ratio |"
     )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -142,7 +142,8 @@ def main() -> int:
         f"{time.perf_counter() - t0:.0f} s\n"
     )
     print(
-        "| train store | train loss (mean since the previous evaluation) | test ce_avg min (step) | test ce_avg last | "
+        "| train store | train loss (mean since the previous evaluation) | test ce_avg min (step) "
+        "| test ce_avg last | "
         f"overfitting check (rise >= {100 * RISE:.0f}% while train falls) |"
     )
     print("|---|---|---|---|---|")

@@ -1,4 +1,5 @@
-"""Pareto frontier of hand-made crossing training curves, checked against values worked out by hand."""
+"""Pareto frontier of hand-made crossing training curves, checked against values worked out by
+hand."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_frontier_of_crossing_curves_is_exact():
     assert list(fr.curve["compute"]) == [e[0] for e in expected]
     np.testing.assert_allclose(fr.curve["value"], [e[1] for e in expected], rtol=1e-12)
     assert list(fr.curve["run"]) == [e[2] for e in expected]
-    # fitted points: evaluations on the frontier that improve it (interpolated minima are not points)
+    # fitted points: evaluations on the frontier that improve it (interpolated minima are not
+    # points)
     assert list(zip(fr.points["compute"], fr.points["value"], fr.points["run"])) == [
         (1.0, 10.0, "A"),
         (10.0, 5.0, "A"),

@@ -26,7 +26,8 @@ def test_noise_free_law_is_recovered():
         assert getattr(fit.law, k) == pytest.approx(getattr(TRUE, k), rel=2e-3), k
 
 
-# Tolerances from scripts/validation/jointlaw_validation.py (200 tables, sigma 0.005): the 90th percentiles
+# Tolerances from scripts/validation/jointlaw_validation.py (200 tables, sigma 0.005): the 90th
+# percentiles
 # of the absolute errors are about 0.015 (alpha), 0.02 (beta), 0.13 (E); the test asks 9 of 10
 # seeded tables to be within twice those.
 def test_noisy_law_is_recovered_within_tolerances():

@@ -1,4 +1,5 @@
-"""Power-law fits recover the paper's eight laws from noisy synthetic data; intervals cover; bad input."""
+"""Power-law fits recover the paper's eight laws from noisy synthetic data; intervals cover; bad
+input."""
 
 from __future__ import annotations
 

@@ -131,7 +131,8 @@ def test_seed_averaged_fits_recover_the_law_and_cover_at_the_nominal_rate():
         alphas.append(fit.law.alpha)
     assert 0.904 <= hits / 150 <= 0.996
     assert np.median(alphas) == pytest.approx(alpha, abs=0.003)
-    # sd of the OLS exponent when each point is a mean of 3 seeds: sd / sqrt(3) / (sd(ln N) sqrt(12))
+    # sd of the OLS exponent when each point is a mean of 3 seeds: sd / sqrt(3) / (sd(ln N)
+    # sqrt(12))
     expected_sd = sd / np.sqrt(3) / (np.std(np.log(sizes)) * np.sqrt(12))
     assert np.std(alphas) == pytest.approx(expected_sd, rel=0.2)
 

@@ -130,7 +130,7 @@ def test_eval_batches_cover_each_item_once(tmp_path):
     s = TokenStore(tmp_path)
     seen = []
     for rank in range(3):
-        for tok, lab in eval_batches(s, "val", 2, rank=rank, world_size=3):
+        for tok, _ in eval_batches(s, "val", 2, rank=rank, world_size=3):
             assert tok.shape[0] <= 2
             seen.append(tok)
     assert np.array_equal(torch.cat(seen).numpy(), data["val"][0].astype(np.int64))

@@ -1,6 +1,7 @@
 """The fast path (bf16 autocast, FlexAttention) against the plain fp32 SDPA path, on CPU.
 
-Stated tolerances (scaling.tools.bench.fast_path.fast_path_checks): bf16 autocast with fp32 master weights
+Stated tolerances (scaling.tools.bench.fast_path.fast_path_checks): bf16 autocast with fp32 master
+weights
 must give the fp32 loss to a relative 1e-2 and the gradients (all parameters, L2) to a
 relative 5e-2; kernels compared at fp32 must agree to 1e-5 (loss) and 1e-4 (gradients).
 """

@@ -1,8 +1,8 @@
 """Training parity with the official VAR trainer: our Trainer, built from a RunConfig, against
 what the official training loop computed for a tiny VAR over 12 optimizer steps.
 
-Fixture: tests/fixtures/official_var_train.pt, a copy of
-/work/shared/fixtures/official_var_train/ (its README states the recipe and every key). The
+Fixture: tests/fixtures/official_var_train.pt (tests/fixtures/official_var_train.md states the
+recipe and every key). The
 official code encodes the images with the VQVAE inside the step; our trainer reads tokens from
 a token store, so the store here holds our VQVAE's encoding of the fixture's images (checked
 equal to the official `tokens_per_step`), and the quantizer of that VQVAE.

@@ -1,8 +1,8 @@
 """Hand-computed checks of the trainer's pieces: lr / wd schedules, the no-decay rule, the
 trainer's class dropout and the run-directory conflict refusal.
 
-The schedule numbers follow /work/shared/fixtures/official_var_train/README.md (the official
-recipe, written out independently of scaling.schedule); each expected value shows its arithmetic.
+The schedule numbers follow tests/fixtures/official_var_train.md (the official recipe,
+written out independently of scaling.schedule); each expected value shows its arithmetic.
 """
 
 from __future__ import annotations

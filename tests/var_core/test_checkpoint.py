@@ -135,7 +135,8 @@ def test_official_512px_scales_inferred(tmp_path):
 
 
 def test_wrapper_prefixes_are_stripped(tmp_path):
-    """State dicts saved from torch.compile / DDP wrappers carry `_orig_mod.` / `module.` prefixes."""
+    """State dicts saved from torch.compile / DDP wrappers carry `_orig_mod.` / `module.`
+    prefixes."""
     var = VAR(**VAR_KW)
     torch.save(
         {f"module._orig_mod.{k}": v for k, v in var.state_dict().items()}, tmp_path / "w.pth"

@@ -66,7 +66,7 @@ def test_phi_sharing_variants_layout():
 
 
 def test_phi_index_rule():
-    """K=10, S=4 (from VAR_REFERENCE.md): 0-1 -> 0, 2-4 -> 1, 5-6 -> 2, 7-9 -> 3."""
+    """K=10, S=4 (docs/specification.md, sec. 1): 0-1 -> 0, 2-4 -> 1, 5-6 -> 2, 7-9 -> 3."""
     q = VQVAE(vocab_size=16, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1).quantize
     assert q.phi_of_scale == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
     q0 = VQVAE(

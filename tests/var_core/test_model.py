@@ -1,4 +1,5 @@
-"""Behaviour of the VQVAE, the quantizer, the VAR transformer and the sampler (tiny configs, CPU)."""
+"""Behaviour of the VQVAE, the quantizer, the VAR transformer and the sampler (tiny configs,
+CPU)."""
 
 import math
 
@@ -205,7 +206,8 @@ def test_math_backend_equals_sdpa(var):
 
 
 def test_flex_backend_equals_sdpa(var):
-    """Flex runs eagerly on CPU in this torch; on CUDA the same test exercises the compiled kernel."""
+    """Flex runs eagerly on CPU in this torch; on CUDA the same test exercises the compiled
+    kernel."""
     pytest.importorskip("torch.nn.attention.flex_attention")
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     labels, x = _inputs(var)

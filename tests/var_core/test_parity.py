@@ -1,7 +1,7 @@
 """Numerical parity with the official VAR code, via test vectors it produced (tiny config).
 
-The fixture (tests/fixtures/official_var_tiny.pt, see /work/shared/fixtures/official_var_tiny/
-README.md) holds official state dicts (fp16-rounded), inputs and official outputs.
+The fixture (tests/fixtures/official_var_tiny.pt, described in tests/fixtures/official_var_tiny.md)
+holds official state dicts (fp16-rounded), inputs and official outputs.
 Decoded images differ from the reference by up to ~7e-5 (mean ~3e-6): float32 rounding in
 the conv decoder. Evidence: a float64 evaluation of the same weights is 4.1e-5 from the
 reference and 5.9e-5 from our float32 result, and our own 1- vs 2-thread runs differ by

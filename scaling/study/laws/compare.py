@@ -133,10 +133,11 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
         },
         "conventions": {
             "difference": "alpha_B - alpha_A",
-            "interval": "percentiles of alpha_B[i] - alpha_A[i] over paired draws of two independent "
-            "bootstraps (runs resampled within each study), expanded for the smaller "
+            "interval": "percentiles of alpha_B[i] - alpha_A[i] over paired draws of two "
+            "independent bootstraps (runs resampled within each study), expanded for the smaller "
             "study's run count as the fits' own intervals are",
-            "share_below_zero": "fraction of draws with alpha_B < alpha_A (for a loss: B falls faster)",
+            "share_below_zero": "fraction of draws with alpha_B < alpha_A "
+            "(for a loss: B falls faster)",
             "differs": "the interval of the difference excludes 0",
         },
         "warnings": warnings,

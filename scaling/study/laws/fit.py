@@ -4,7 +4,8 @@ Reads a sweep's runs (the sweep file means its output folder), a runs directory
 (``<runs_dir>/<run_id>/metrics.jsonl``) or a tidy CSV/Parquet table,
 fits ``metric - E = (beta * x)^alpha`` against N (billions of parameters, final evaluation of
 each run) and against Cmin (PFLOPs, on the Pareto frontier of all training curves), and writes
-into the output folder (default ``<runs_dir>/fit/``, or ``<table>_fit/`` beside a table):
+into the view's own folder (``<runs_dir>/fit/``, ``fit-best-over-lr/``, ``fit-nd/``...,
+`scaling.study.laws.folders`; beside a table ``<table>_fit/``), which a rerun replaces:
 
     fits.json         every coefficient with its bootstrap interval, r, hold-out check,
                       units and conventions (documented field by field in docs/fitting.md)
@@ -39,11 +40,13 @@ notebook and scripts/figures/readme_figures.py run) and writes the outputs. It n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -58,12 +61,13 @@ from analysis.settings import FitSettings, InvalidSetting
 from contracts.grid import FILE as GRID_FILE
 from contracts.grid import read_grid
 from contracts.metrics import METRICS, SAMPLE_METRICS
-from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config, load_yaml
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
-from scaling.study.laws.fit_joint import run_joint
+from scaling.study.laws.fit_joint import run_joint, run_optimal
+from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
 from scaling.study.sweep.spec import DEFAULT_LABELS
 
 COMPUTE_TEXT = {
@@ -95,7 +99,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(scaling.compare)",
     )
     p.add_argument(
-        "--out", help="output folder (default <runs_dir>/fit or <table>_fit beside the table)"
+        "--out",
+        help="output folder (default: the view's own folder, replaced by a rerun: "
+        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, optimal-C; beside a table: "
+        "<table>_fit ...)",
     )
     p.add_argument(
         "--metrics",
@@ -275,13 +282,15 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
     `notes`: lines above it."""
     grouped = any(f.get("group_label") for f in fits)
     lines = [
-        f"Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in PFLOPs "
+        "Fits of `metric - E = (beta * x)^alpha`; x = N in billions of parameters, or Cmin in "
+        "PFLOPs "
         f"({compute} FLOP count). Intervals: bootstrap over runs.",
         "",
         *[f"- {n}" for n in notes],
         *([""] if notes else []),
         ("| group " if grouped else "")
-        + "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points | hold-out max rel. err | paper alpha | paper beta |",
+        + "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points "
+        "| hold-out max rel. err | paper alpha | paper beta |",
         ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in fits:
@@ -302,7 +311,8 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
         paper = f.get("paper") or {}
         lines.append(
             (f"| {f.get('group_label') or '-'} " if grouped else "")
-            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} | {f['beta']:.4g} | {bci} "
+            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} "
+            f"| {f['beta']:.4g} | {bci} "
             f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
             f"| {_fmt(paper.get('beta'))} |"
         )
@@ -458,7 +468,8 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
             "sources": origin,
         },
         "conventions": {
-            "form": "y - E = (beta * x)^alpha, fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
+            "form": "y - E = (beta * x)^alpha, "
+            "fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
             "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
             "compute": {
                 "choice": settings.compute,
@@ -517,8 +528,8 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
             f"recomputed per draw), Hesterberg-expanded percentiles",
             "seeds": "runs of one size with different seeds are averaged for the point estimate "
             "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
-            "holdout": "refit without the k largest model sizes; rel_error = predicted / actual - 1 "
-            "of the metric itself (E included)",
+            "holdout": "refit without the k largest model sizes; "
+            "rel_error = predicted / actual - 1 of the metric itself (E included)",
         },
         "fits": fit.records,
         "warnings": caught,
@@ -581,10 +592,16 @@ def write_figures(fit: StudyFit, out: Path) -> None:
 
 
 def fit_and_write(
-    source: Path, settings: FitSettings, origin: dict[str, str], out: Path, plots: bool = True
+    source: Path,
+    settings: FitSettings,
+    origin: dict[str, str],
+    out: Path,
+    plots: bool = True,
+    shown: Path | None = None,
 ) -> tuple[dict, StudyFit]:
     """Fit `source` (`fit_source`), print the warnings, the E used and the table, and write
-    fits.json, fits.md, results.csv and (with `plots`) the figures into `out`."""
+    fits.json, fits.md, results.csv and (with `plots`) the figures into `out` (named `shown`
+    in messages: the folder a staging folder will become)."""
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
@@ -600,10 +617,8 @@ def fit_and_write(
     )
     md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
     if fit.unfinished:
-        md_notes.append(
-            f"unfinished runs ({'included vs N, marked' if settings.include_unfinished else 'left out of the N laws'}): "
-            + ", ".join(fit.unfinished)
-        )
+        how = "included vs N, marked" if settings.include_unfinished else "left out of the N laws"
+        md_notes.append(f"unfinished runs ({how}): " + ", ".join(fit.unfinished))
     if fit.flagged:
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
     print(E_line)
@@ -616,7 +631,7 @@ def fit_and_write(
     atomic_write_json(out / "fits.json", doc)
     print(table_md)
     print(
-        f"wrote {out}/fits.json, fits.md, results.csv"
+        f"wrote {shown or out}/fits.json, fits.md, results.csv"
         + (", figures (png, pdf)" if plots else "")
         + f" in {doc['elapsed_s']:.1f} s"
     )
@@ -638,21 +653,30 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
         raise FitCLIError(f"{given}: no such sweep file, runs directory or table file")
     source = sweep_output(given) if given.suffix in (".yaml", ".yml") else given
     settings, origin = resolve_settings(args, source)
-    out = (
-        Path(args.out)
-        if args.out
-        else (
-            source / "fit"
-            if source.is_dir()
-            else source.parent / f"{source.name.split('.')[0]}_fit"
-        )
-    )
     if args.optimal_for is not None and settings.law != "nd":
         settings = dataclasses.replace(settings, law="nd")
         origin["law"] = "cli"
-    if settings.law == "nd":
-        return run_joint(args, source, settings, origin, out), None
-    return fit_and_write(source, settings, origin, out, plots=not args.no_plots)
+    # each view its own folder (scaling.study.laws.folders); --out: exactly where asked
+    joint_out = default_folder(source, fit_folder_name(settings))
+    if args.optimal_for is not None:
+        name = optimal_folder_name(args.optimal_for)
+        with _output_folder(args.out, default_folder(source, name)) as (out, shown):
+            return run_optimal(args, source, settings, origin, joint_out, out, shown), None
+    with _output_folder(args.out, joint_out) as (out, shown):
+        if settings.law == "nd":
+            return run_joint(args, source, settings, origin, out, shown), None
+        return fit_and_write(source, settings, origin, out, plots=not args.no_plots, shown=shown)
+
+
+@contextlib.contextmanager
+def _output_folder(given: str | None, default: Path) -> Iterator[tuple[Path, Path]]:
+    """(folder to write into, folder to name in messages): `--out` as given (written into,
+    other files there kept), else the view's own folder, replaced whole when the fit is done."""
+    if given:
+        yield Path(given), Path(given)
+        return
+    with replacing_folder(default) as stage:
+        yield stage, default
 
 
 def run(argv: list[str] | None = None) -> dict:

@@ -2,18 +2,21 @@
 
 Fits ``L = E + A / N^alpha + B / D^beta`` (analysis.jointlaw) on the annealed final point of
 every run (decay branches are runs), for each loss metric asked (ce_avg, ce_last), and writes
-into the output folder:
+into its folder (``<runs>/fit-nd/``):
 
     fits.json                  the joint law(s) with bootstrap intervals, hold-out, compute
                                model and compute-optimal exponents (docs/fitting.md)
     fits.md                    the same as Markdown (also printed)
     results.csv                the tidy table that was fitted
+    draws.json                 the bootstrap's refitted laws (what --optimal-for reuses)
     isoflop_<metric>.png/pdf   loss vs N at fixed compute, with the fitted minimum
     optimal_<metric>.png/pdf   N*(C) and D*(C) with bootstrap bands
 
-``--optimal-for C`` also prints, for a training budget of C FLOPs (exact count), N*, D* with
-intervals, the depth whose model is closest to N* (the runs' width rule; the exact counter
-var_core.counting, torch-free) and the epochs of the dataset that D* means.
+``--optimal-for C`` prints and writes (``<runs>/optimal-C/optimal.json`` and ``optimal.md``), for
+a training budget of C FLOPs (exact count), N*, D* with intervals, the depth whose model is
+closest to N* (the runs' width rule; the exact counter var_core.counting, torch-free) and the
+epochs of the dataset that D* means, from the saved ``fit-nd/`` law and draws when they match
+the runs and settings (else it fits and saves them first).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import json
 import math
 import sys
 import time
@@ -30,14 +34,15 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.jointlaw import JointFit, fit_joint_table
+from analysis.jointlaw import ComputeModel, JointFit, JointLaw, fit_joint_table
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
 from analysis.settings import FitSettings
-from scaling.core.atomic import atomic_write_json, atomic_write_text
+from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
 from scaling.study.sweep.spec import StoreHint
 
 SCHEMA_VERSION = 1
+DRAWS = "draws.json"  # the bootstrap's laws, beside fits.json
 
 
 def _ci(pair) -> str:
@@ -51,7 +56,8 @@ def markdown(records: list[dict], d_unit: str) -> str:
         "fitted on the final (annealed) point of every run and branch; intervals: bootstrap "
         "over runs. N* ~ C^a_N and D* ~ C^a_D at compute C (exact FLOPs).",
         "",
-        "| metric | E | alpha | beta | A | B | a_N | a_D | points | sizes | hold-out max rel. err |",
+        "| metric | E | alpha | beta | A | B | a_N | a_D | points | sizes | hold-out max rel. err "
+        "|",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
@@ -59,9 +65,11 @@ def markdown(records: list[dict], d_unit: str) -> str:
         hold = r["holdout"] or {}
         hold_s = f"{100 * hold['max_abs_rel_error']:.2f}%" if "max_abs_rel_error" in hold else "-"
         lines.append(
-            f"| {r['metric']} | {r['E']:.4g} {_ci(r['E_ci'])} | {r['alpha']:.4g} {_ci(r['alpha_ci'])} "
+            f"| {r['metric']} | {r['E']:.4g} {_ci(r['E_ci'])} | {r['alpha']:.4g} "
+            f"{_ci(r['alpha_ci'])} "
             f"| {r['beta']:.4g} {_ci(r['beta_ci'])} | {r['A']:.4g} | {r['B']:.4g} "
-            f"| {o['N_exponent']:.3g} {_ci(o['N_exponent_ci'])} | {o['D_exponent']:.3g} {_ci(o['D_exponent_ci'])} "
+            f"| {o['N_exponent']:.3g} {_ci(o['N_exponent_ci'])} | {o['D_exponent']:.3g} "
+            f"{_ci(o['D_exponent_ci'])} "
             f"| {r['n_points']} | {r['n_sizes']} | {hold_s} |"
         )
     budgets = records[0]["optimal"]["budgets"] if records else None
@@ -77,7 +85,8 @@ def markdown(records: list[dict], d_unit: str) -> str:
             nci = budgets["N_ci"][j] if budgets["N_ci"] else None
             dci = budgets["D_ci"][j] if budgets["D_ci"] else None
             lines.append(
-                f"| {C:.3g} | {budgets['N'][j]:.4g} | {_ci(nci)} | {budgets['D'][j]:.4g} | {_ci(dci)} |"
+                f"| {C:.3g} | {budgets['N'][j]:.4g} | {_ci(nci)} | {budgets['D'][j]:.4g} | "
+                f"{_ci(dci)} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -212,53 +221,51 @@ def optimal_report(
     return text, rec
 
 
-def run_joint(
-    args: argparse.Namespace, source: Path, settings: FitSettings, origin: dict[str, str], out: Path
-) -> dict:
-    """The joint-law fit of the CLI; returns the fits.json document."""
+def _joint_table(source: Path, settings: FitSettings) -> tuple[pd.DataFrame, list[str]]:
+    """The prepared table the joint law is fitted on, and the losses to fit."""
     metrics = [m for m in settings.metrics if m.startswith("ce")]
     if not metrics:
         raise ResultsError(
             f"--law nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last"
         )
-    started = time.perf_counter()
-    caught: list[str] = []
-    with warnings.catch_warnings(record=True) as records:
-        warnings.simplefilter("always")
-        raw = load_results(source, include_subset=False)
-        table = prepare(raw, metrics, settings.compute, source=str(source))
-        if settings.data_unit not in table.columns:
-            raise ResultsError(
-                f"{source}: column {settings.data_unit!r} missing: the joint law needs "
-                f"the training {settings.data_unit} of each run"
-            )
-        fits = [
-            fit_joint_table(
-                table,
-                m,
-                settings.data_unit,
-                bootstrap=settings.bootstrap,
-                level=settings.ci,
-                seed=settings.seed,
-            )
-            for m in metrics
-        ]
-        c = fits[0].points["C"]
-        budgets = [
-            10.0**k
-            for k in range(math.floor(math.log10(c.min())), math.ceil(math.log10(c.max())) + 4)
-        ]
-        docs = [f.to_dict(budgets) for f in fits]
-        report = None
-        if args.optimal_for is not None:
-            text, report = optimal_report(fits[0], args.optimal_for, table, args.dataset_images)
-    for w in records:
-        caught.append(str(w.message))
-        print(f"warning: {w.message}", file=sys.stderr)
-    doc = {
+    raw = load_results(source, include_subset=False)
+    table = prepare(raw, metrics, settings.compute, source=str(source))
+    if settings.data_unit not in table.columns:
+        raise ResultsError(
+            f"{source}: column {settings.data_unit!r} missing: the joint law needs "
+            f"the training {settings.data_unit} of each run"
+        )
+    return table, metrics
+
+
+def _budgets(fits: list[JointFit]) -> list[float]:
+    """Powers of ten from the runs' smallest compute to 1000x their largest (fits.md's table)."""
+    c = fits[0].points["C"]
+    return [
+        10.0**k for k in range(math.floor(math.log10(c.min())), math.ceil(math.log10(c.max())) + 4)
+    ]
+
+
+def _report_warnings(records) -> list[str]:
+    caught = [str(w.message) for w in records]
+    for message in caught:
+        print(f"warning: {message}", file=sys.stderr)
+    return caught
+
+
+def _joint_document(
+    source: Path,
+    settings: FitSettings,
+    origin: dict[str, str],
+    table: pd.DataFrame,
+    docs: list[dict],
+    report: dict | None,
+    caught: list[str],
+) -> dict:
+    return {
         "schema_version": SCHEMA_VERSION,
         "tool": "python -m scaling.fit --law nd",
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": _now(),
         "source": str(source),
         "law": "nd",
         "n_runs": int(table["run"].nunique()),
@@ -286,11 +293,55 @@ def run_joint(
         "warnings": caught,
         "elapsed_s": None,
     }
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fit_and_write_joint(
+    source: Path,
+    settings: FitSettings,
+    origin: dict[str, str],
+    out: Path,
+    plots: bool,
+    shown: Path | None = None,
+) -> tuple[dict, list[JointFit], pd.DataFrame]:
+    """Fit the joint law of every loss asked and write fits.json, fits.md, results.csv,
+    draws.json (the bootstrap's laws, which `--optimal-for` reuses) and the figures into
+    `out` (named `shown` in messages). Returns (fits.json document, fits, table)."""
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        table, metrics = _joint_table(source, settings)
+        fits = [
+            fit_joint_table(
+                table,
+                m,
+                settings.data_unit,
+                bootstrap=settings.bootstrap,
+                level=settings.ci,
+                seed=settings.seed,
+            )
+            for m in metrics
+        ]
+        docs = [f.to_dict(_budgets(fits)) for f in fits]
+    caught = _report_warnings(records)
+    doc = _joint_document(source, settings, origin, table, docs, None, caught)
     out.mkdir(parents=True, exist_ok=True)
     text_md = markdown(docs, settings.data_unit)
     atomic_write_text(out / "fits.md", text_md)
     table.to_csv(out / "results.csv", index=False)
-    if not args.no_plots:
+    atomic_write_json(
+        out / DRAWS,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "what": "the bootstrap's refitted laws, one list per metric (fits.json's intervals "
+            "are percentiles over them); scaling.fit --optimal-for reuses them",
+            "draws": {f.metric: [law.as_dict() for law in f.samples] for f in fits},
+        },
+    )
+    if plots:
         # matplotlib only when drawing
         from analysis.jointplots import plot_isoflop, plot_optimal
         from analysis.plots import save_figure as save
@@ -301,11 +352,107 @@ def run_joint(
     doc["elapsed_s"] = round(time.perf_counter() - started, 3)
     atomic_write_json(out / "fits.json", doc)
     print(text_md)
-    if report is not None:
-        print(text)
     print(
-        f"wrote {out}/fits.json, fits.md, results.csv"
-        + ("" if args.no_plots else ", figures (png, pdf)")
+        f"wrote {shown or out}/fits.json, fits.md, results.csv, {DRAWS}"
+        + (", figures (png, pdf)" if plots else "")
         + f" in {doc['elapsed_s']:.1f} s"
     )
+    return doc, fits, table
+
+
+def run_joint(
+    args: argparse.Namespace,
+    source: Path,
+    settings: FitSettings,
+    origin: dict[str, str],
+    out: Path,
+    shown: Path | None = None,
+) -> dict:
+    """`--law nd`: the joint-law fit of the CLI; returns the fits.json document."""
+    return fit_and_write_joint(source, settings, origin, out, not args.no_plots, shown)[0]
+
+
+# the settings a saved joint fit must share with a new command for --optimal-for to reuse it
+_SAME = ("metrics", "compute", "data_unit", "bootstrap", "ci", "seed")
+
+
+def saved_joint_fits(
+    folder: Path, settings: FitSettings, table: pd.DataFrame
+) -> tuple[list[JointFit] | None, str]:
+    """The joint fits saved in `folder` by `fit --law nd`, rebuilt with their bootstrap draws
+    when they were made from this very table with the same settings; else (None, why not)."""
+    try:
+        doc = json.loads((folder / "fits.json").read_text())
+        draws = json.loads((folder / DRAWS).read_text())["draws"]
+        fitted = (folder / "results.csv").read_text()
+    except (OSError, ValueError, KeyError) as e:
+        return None, f"no saved joint fit in {folder} ({type(e).__name__})"
+    saved = doc.get("settings", {})
+    for key in _SAME:
+        now = getattr(settings, key)
+        now = list(now) if isinstance(now, tuple) else now
+        if saved.get(key) != now:
+            return None, f"{folder} was fitted with {key} {saved.get(key)!r}, not {now!r}"
+    if table.to_csv(index=False) != fitted:
+        return None, f"the runs changed since {folder} was fitted"
+    fits = []
+    for rec in doc["joint"]:
+        points = pd.DataFrame(rec["points"])
+        cm = rec["compute_model"]
+        fits.append(
+            JointFit(
+                rec["metric"],
+                settings.data_unit,
+                JointLaw(**{k: rec[k] for k in ("E", "A", "alpha", "B", "beta")}),
+                points,
+                ComputeModel(cm["k"], cm["gamma"], cm["max_rel_error_on_runs"]),
+                level=rec["ci"]["level"],
+                samples=[JointLaw(**d) for d in draws.get(rec["metric"], [])],
+                bootstrap=rec["ci"]["bootstrap_samples"],
+                holdout=rec["holdout"],
+            )
+        )
+    return fits, f"reused the joint fit of {folder} ({doc.get('created_utc')})"
+
+
+def run_optimal(
+    args: argparse.Namespace,
+    source: Path,
+    settings: FitSettings,
+    origin: dict[str, str],
+    joint_out: Path,
+    out: Path,
+    shown: Path | None = None,
+) -> dict:
+    """`--optimal-for C`: N*, D*, nearest depth and epochs for C FLOPs, from the joint law
+    saved in `joint_out` (fit first, and saved there, when it is missing or stale); writes
+    optimal.json and optimal.md into `out`. Returns the optimal.json document."""
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        table, _ = _joint_table(source, settings)
+    _report_warnings(records)
+    fits, how = saved_joint_fits(joint_out, settings, table)
+    if fits is None:
+        print(f"{how}: fitting the joint law into {joint_out} first", file=sys.stderr)
+        with replacing_folder(joint_out) as stage:
+            fits = fit_and_write_joint(
+                source, settings, origin, stage, not args.no_plots, joint_out
+            )[1]
+        how = f"fitted the joint law into {joint_out}"
+    else:
+        print(how, file=sys.stderr)
+    text, report = optimal_report(fits[0], args.optimal_for, table, args.dataset_images)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "python -m scaling.fit --optimal-for",
+        "created_utc": _now(),
+        "source": str(source),
+        "joint_fit": {"folder": str(joint_out), "how": how},
+        "optimal_for": report,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "optimal.md", text + "\n")
+    atomic_write_json(out / "optimal.json", doc)
+    print(text)
+    print(f"wrote {shown or out}/optimal.json, optimal.md")
     return doc

@@ -89,7 +89,8 @@ def _law_arg(text: str):
         )
     if not nums[0] < 0 or not nums[1] > 0:
         raise PlanError(
-            f"--law {text!r}: alpha must be negative (the metric falls with scale) and beta positive"
+            f"--law {text!r}: alpha must be negative (the metric falls with scale) and beta "
+            "positive"
         )
     E = nums[2] if len(nums) == 3 else PAPER_IRREDUCIBLE[metric]
     return metric, against, Law(nums[0], nums[1], E)
@@ -112,7 +113,8 @@ def _read_fits(spec: str) -> dict:
 
 
 def load_prior(spec: str, metrics: list[str], laws: list[str]) -> tuple[dict, str]:
-    """The prior per metric ('paper' or a fits.json path), with --law overrides; and its description.
+    """The prior per metric ('paper' or a fits.json path), with --law overrides; and its
+    description.
 
     A fits.json of a joint-law study (``scaling.fit --law nd``) holds no laws vs N and Cmin:
     for its metrics the paper's are taken, and the description says so.
@@ -143,7 +145,8 @@ def load_prior(spec: str, metrics: list[str], laws: list[str]) -> tuple[dict, st
         if borrowed:
             priors.update(paper_prior(borrowed))
             source += (
-                f" ({', '.join(borrowed)} vs N and Cmin: the paper's laws; the file holds only their "
+                f" ({', '.join(borrowed)} vs N and Cmin: the paper's laws; the file holds only "
+                "their "
                 f"joint law)"
             )
     for text in laws:
@@ -223,10 +226,13 @@ def load_joint_prior(
         else:
             priors[m] = joint_prior(curves[m], kappa[0])
             how = (
-                "ASSUMED (the paper gives no joint law): the planner's training curves E + A N^-a + "
-                f"B (C/N)^-b (Chinchilla's form), calibrated to the laws vs N and Cmin above, read as "
+                "ASSUMED (the paper gives no joint law): the planner's training curves E + A N^-a "
+                "+ "
+                "B (C/N)^-b (Chinchilla's form), calibrated to the laws vs N and Cmin above, "
+                "read as "
                 f"L(N, D) with C = kappa N D, kappa = {kappa[0]:.3g} FLOPs per parameter per "
-                f"{d_unit[:-1]} (this grid's exact counts; it varies by {100 * (kappa[1] - 1):.2g}% over "
+                f"{d_unit[:-1]} (this grid's exact counts; it varies by "
+                f"{100 * (kappa[1] - 1):.2g}% over "
                 f"the runs)"
             )
         sources.append(f"{m}: {how}")
@@ -234,7 +240,8 @@ def load_joint_prior(
 
 
 def load_noise(args, metrics: list[str], priors: dict) -> Noise:
-    """The noise model: measured from a table with seeds (--noise-from), a number, or the default."""
+    """The noise model: measured from a table with seeds (--noise-from), a number, or the
+    default."""
     if args.noise_from:
         try:
             table = prepare(load_results(args.noise_from), metrics, source=str(args.noise_from))
@@ -258,8 +265,10 @@ def load_noise(args, metrics: list[str], priors: dict) -> Noise:
     return Noise(
         {m: paper_noise_sd(m) for m in metrics},
         args.eval_noise,
-        "default: the scatter about the paper's N laws implied by their reported r = -0.998 over its 12 "
-        "sizes (|alpha| sd(ln N) sqrt(1 - r^2)); an upper bound on seed noise, since it also holds misfit",
+        "default: the scatter about the paper's N laws implied by their reported r = -0.998 over "
+        "its 12 "
+        "sizes (|alpha| sd(ln N) sqrt(1 - r^2)); an upper bound on seed noise, since it also "
+        "holds misfit",
     )
 
 
@@ -352,7 +361,8 @@ def precision_table(summaries, models, level: float) -> str:
         flag = " (!)" if check > 0.01 or not m.consistent else ""
         lines.append(
             f"| {s.metric} | {s.against} | {s.prior_alpha:.4g} | {_fmt(s.noise_free_alpha, 4)} "
-            f"| {_fmt(s.median, 4)} | {_fmt(s.bias, 2)} | {_fmt(s.spread(), 2)} | {_fmt(s.ci_width, 2)} "
+            f"| {_fmt(s.median, 4)} | {_fmt(s.bias, 2)} | {_fmt(s.spread(), 2)} | "
+            f"{_fmt(s.ci_width, 2)} "
             f"| {_pct(s.coverage)} | {100 * check:.2g}%{flag} |"
         )
     return "\n".join(lines)
@@ -367,7 +377,8 @@ def joint_table(summaries, level: float) -> str:
     ]
     for s in summaries:
         lines.append(
-            f"| {s.metric} | {s.param} ({'N' if s.param == 'alpha' else 'D'}) | {s.prior_alpha:.4g} "
+            f"| {s.metric} | {s.param} ({'N' if s.param == 'alpha' else 'D'}) | "
+            f"{s.prior_alpha:.4g} "
             f"| {_fmt(s.noise_free_alpha, 4)} | {_fmt(s.median, 4)} | {_fmt(s.bias, 2)} "
             f"| {_fmt(s.spread(), 2)} | {_fmt(s.ci_width, 2)} | {_pct(s.coverage)} | {s.failed} |"
         )
@@ -434,7 +445,8 @@ def resolve_irreducible(settings: FitSettings, sweep) -> tuple[str | float, str]
         return "fit", " (auto: the sweep trains its own VQVAE, so scaling.fit fits E)"
     return (
         "paper",
-        " (auto: the token store is taken as the official tokenizer's, as scaling.fit decides from its meta.json)",
+        " (auto: the token store is taken as the official tokenizer's, as scaling.fit decides "
+        "from its meta.json)",
     )
 
 
@@ -521,7 +533,8 @@ def run(argv=None) -> dict:
         "",
         f"## Cost ({len(costs)} runs"
         + (
-            f", {n_branches} of them decay branches (steps: the parent's + its own; it pays for its own)"
+            f", {n_branches} of them decay branches (steps: the parent's + its own; it pays for "
+            "its own)"
             if n_branches
             else ""
         )
@@ -529,21 +542,25 @@ def run(argv=None) -> dict:
         "",
         cost_table(costs),
         "",
-        f"Token store: {human(sb)}B on disk ({splits} stored sequences (augmented views and flips included)"
+        f"Token store: {human(sb)}B on disk ({splits} stored sequences (augmented views and flips "
+        "included)"
         f" x {L} tokens, uint16, + an int32 label each)"
         + ("" if real else "; from data.expect (the store is not readable yet)")
         + ".",
         "",
-        f"## Expected precision ({args.replicates} simulated studies, {args.bootstrap} bootstrap samples each)",
+        f"## Expected precision ({args.replicates} simulated studies, {args.bootstrap} bootstrap "
+        "samples each)",
         "",
         f"Prior: {prior_source}. Noise: {noise.source}; per-run sd of log(metric - E): "
         + ", ".join(f"{m} {noise.sd[m]:.3g}" for m in metrics)
         + (f"; per evaluation {noise.eval_sd:g}" if noise.eval_sd else "")
         + ".",
-        f"Fit settings (the sweep's fit: section): irreducible={irreducible}{irreducible_why}, method={settings.method}, "
+        f"Fit settings (the sweep's fit: section): irreducible={irreducible}{irreducible_why}, "
+        f"method={settings.method}, "
         f"smooth={settings.smooth}, ci={settings.ci}; hold-out off."
         + (
-            " Laws vs N and Cmin: the parent runs (a branch's final point lies on its parent's simulated "
+            " Laws vs N and Cmin: the parent runs (a branch's final point lies on its parent's "
+            "simulated "
             "curve)."
             if n_branches
             else ""
@@ -551,13 +568,20 @@ def run(argv=None) -> dict:
         "",
         precision_table(summaries, models, settings.ci),
         "",
-        "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the fitted exponents over "
-        "the simulated studies; CI width and coverage = the fit's bootstrap interval and how often it holds the prior "
-        "alpha. Noise-free fit: the same fit on the study drawn without noise (its distance from the prior is "
-        "the bias of the grid and estimator, not of the noise). Curve check: how far the simulated curves "
-        "(E + A N^-a + B (C/N)^-b, calibrated to the prior) are from the prior law (max relative error of the "
-        "reducible metric); (!): above 1%, or a prior whose |Cmin exponent| is not below its |N exponent|: no such "
-        "curve reproduces both prior laws, and the bias there says more about the prior than about the grid.",
+        "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the "
+        "fitted exponents over "
+        "the simulated studies; CI width and coverage = the fit's bootstrap interval and how "
+        "often it holds the prior "
+        "alpha. Noise-free fit: the same fit on the study drawn without noise (its distance from "
+        "the prior is "
+        "the bias of the grid and estimator, not of the noise). Curve check: how far the "
+        "simulated curves "
+        "(E + A N^-a + B (C/N)^-b, calibrated to the prior) are from the prior law (max relative "
+        "error of the "
+        "reducible metric); (!): above 1%, or a prior whose |Cmin exponent| is not below its |N "
+        "exponent|: no such "
+        "curve reproduces both prior laws, and the bias there says more about the prior than "
+        "about the grid.",
         "",
         "### Joint law L(N, D) = E + A/N^alpha + B/D^beta (scaling.fit --law nd)",
         "",
@@ -569,11 +593,15 @@ def run(argv=None) -> dict:
         )
     else:
         out_lines += [
-            f"Points: the annealed final point of every run, {points.describe()}; D in training {d_unit}.",
+            f"Points: the annealed final point of every run, {points.describe()}; D in training "
+            f"{d_unit}.",
             f"Prior: {joint_source}.",
-            "Noise: as above, on log(L - E); a parent and its decay branches share one seed factor (a branch "
-            "continues its parent's trajectory). Fit: analysis.jointlaw as scaling.fit --law nd (Huber loss on log "
-            "residuals, L-BFGS-B, bootstrap over runs); each simulated study starts from the noise-free fit "
+            "Noise: as above, on log(L - E); a parent and its decay branches share one seed "
+            "factor (a branch "
+            "continues its parent's trajectory). Fit: analysis.jointlaw as scaling.fit --law nd "
+            "(Huber loss on log "
+            "residuals, L-BFGS-B, bootstrap over runs); each simulated study starts from the "
+            "noise-free fit "
             "instead of the grid of starts.",
             "",
             joint_table(joint, settings.ci),
@@ -582,7 +610,8 @@ def run(argv=None) -> dict:
     if alt_rows:
         out_lines += [
             "",
-            f"## Alternatives ({compare}; {args.alt_replicates} simulated studies each, point fits)",
+            f"## Alternatives ({compare}; {args.alt_replicates} simulated studies each, point "
+            "fits)",
             "",
             alternatives_table(alt_rows, against, total_gh),
         ]
@@ -592,7 +621,8 @@ def run(argv=None) -> dict:
         if compare in joint_priors:
             out_lines += [
                 "",
-                "N,D columns: the joint law's exponents where the design gives several data amounts "
+                "N,D columns: the joint law's exponents where the design gives several data "
+                "amounts "
                 "per size (decay branches), '-' elsewhere; prior alpha "
                 f"{joint_priors[compare].alpha:.3g}, beta {joint_priors[compare].beta:.3g}. A WSD "
                 "parent costs what the planned run costs; a branch pays for its cool-down.",

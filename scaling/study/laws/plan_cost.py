@@ -62,7 +62,8 @@ class RunCost:
 
     @property
     def compute(self) -> float:
-        """Training FLOPs behind the run's final point (a branch: its parent's up to the branch too)."""
+        """Training FLOPs behind the run's final point (a branch: its parent's up to the branch
+        too)."""
         return 3.0 * self.forward_flops * self.batch_size * self.steps
 
     @property
@@ -76,7 +77,8 @@ class RunCost:
         return images * self.L if unit == "tokens" else images
 
     def schedule(self) -> dict[int, str]:
-        """step -> full | subset, exactly as the trainer evaluates (a branch: after its start only)."""
+        """step -> full | subset, exactly as the trainer evaluates (a branch: after its start
+        only)."""
         return {
             s: k
             for s, k in eval_schedule(self.steps, self.config.eval).items()
@@ -102,7 +104,8 @@ class RunCost:
         return (self.train_flops + self.eval_flops) / (self.tflops_per_gpu * 1e12) / 3600.0
 
     def eval_compute(self) -> np.ndarray:
-        """[k] cumulative training FLOPs at each full evaluation (a branch: from the parent's start)."""
+        """[k] cumulative training FLOPs at each full evaluation (a branch: from the parent's
+        start)."""
         return self.full_steps() * 3.0 * self.forward_flops * self.batch_size
 
     def planned(self, seed: int | None = None, suffix: str = "") -> PlannedRun:
@@ -199,7 +202,8 @@ def cost_table(costs: list[RunCost]) -> str:
         )
     tr, ev = sum(c.train_flops for c in costs), sum(c.eval_flops for c in costs)
     lines.append(
-        f"| **total ({len(costs)} runs)** | | | {human(sum(c.tokens for c in costs))} | {tr:.3g} | {ev:.3g} "
+        f"| **total ({len(costs)} runs)** | | | {human(sum(c.tokens for c in costs))} | {tr:.3g} "
+        f"| {ev:.3g} "
         f"| {sum(len(c.full_steps()) for c in costs)} | {sum(c.gpu_hours for c in costs):,.0f} |"
     )
     return "\n".join(lines)

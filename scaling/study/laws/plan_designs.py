@@ -49,7 +49,8 @@ class Design:
                 yield c, k, (f"-rep{k}" if self.seeds > 1 else "")
 
     def planned(self) -> list[PlannedRun]:
-        """The parent runs as PlannedRun (the laws vs N and Cmin), each repeated for `seeds` seeds."""
+        """The parent runs as PlannedRun (the laws vs N and Cmin), each repeated for `seeds`
+        seeds."""
         return [
             c.planned(seed=c.seed + k, suffix=sfx)
             for c, k, sfx in self._copies()
@@ -57,7 +58,8 @@ class Design:
         ]
 
     def joint_points(self, d_unit: str) -> JointPoints:
-        """Every run's annealed final point; one family per parent and seed (its branches join it)."""
+        """Every run's annealed final point; one family per parent and seed (its branches join
+        it)."""
         runs, N, D, fam = [], [], [], []
         families: dict[tuple[str, int], int] = {}
         for c, k, sfx in self._copies():
@@ -139,7 +141,8 @@ def _evals(costs: list[RunCost], factor: float) -> list[RunCost]:
 
 
 def _midpoint_sweep_costs(path: Path, sweep, meta) -> list[RunCost] | None:
-    """The sweep with a depth added between every two consecutive depths (rules apply as written)."""
+    """The sweep with a depth added between every two consecutive depths (rules apply as
+    written)."""
     depths = sorted(sweep.spec.grid["depth"])
     extra = [(a + b) // 2 for a, b in zip(depths, depths[1:]) if b - a >= 2]
     if not extra:

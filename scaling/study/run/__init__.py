@@ -1,1 +1,2 @@
-"""Running a study: preparation stages, submitting runs through submitit, their states, the launch and status CLIs."""
+"""Running a study: preparation stages, submitting runs through submitit, their states, the launch
+and status CLIs."""

@@ -12,7 +12,8 @@ the whole foreground process group; the controller would kill the trainer withou
 checkpoint): `submit_shielded` starts each job with SIGINT and SIGHUP ignored, a disposition
 that a child process inherits; only the launcher acts on them. A launcher that is SIGKILLed
 cannot stop anything: its jobs go on, recorded with their pid and start time, and the next
-`launch`/`status` sees them as running (scaling.study.run.states.LocalQueue) and starts no duplicate;
+`launch`/`status` sees them as running (scaling.study.run.states.LocalQueue) and starts no
+duplicate;
 the run-directory lock (scaling.core.runlock) guarantees it even if they were missed.
 """
 

@@ -83,7 +83,8 @@ class StoreHint:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
-        """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate` reads)."""
+        """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate`
+        reads)."""
         rows = self.train_images * self.views * (2 if self.flip else 1)
         return {
             "num_classes": self.num_classes,

@@ -1,5 +1,6 @@
 """Rows of the official VAR code, timed beside ours: imported at run time from a checkout
-outside the repository (never copied), e.g. /work/.mirror/FoundationVision+VAR/repo.
+outside the repository (never copied): a checkout of github.com/FoundationVision/VAR
+given as `--official PATH`.
 """
 
 from __future__ import annotations
@@ -165,5 +166,4 @@ def official_rows(
                 mem["gb"],
             )
         )
-    del vae, var, opt
     return rows

@@ -208,7 +208,8 @@ def run_bench(
                     ours.vs_official = ours.images_per_s / off[0].images_per_s
                     size_rows += off
                 if size_fast.compile:
-                    torch._dynamo.reset()  # compiled graphs hold the model; the next size recompiles
+                    # compiled graphs hold the model; the next size recompiles
+                    torch._dynamo.reset()
                 gc.collect()
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

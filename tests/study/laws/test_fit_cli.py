@@ -20,8 +20,8 @@ def _small_table(**kw) -> pd.DataFrame:
 
 
 def _write_runs(root: Path, table: pd.DataFrame) -> Path:
-    for run, df in table.groupby("run"):
-        d = root / run
+    for run_id, df in table.groupby("run"):
+        d = root / run_id
         d.mkdir(parents=True)
         (d / "config.yaml").write_text(
             f"model:\n  depth: {int(round((df['params'].iloc[0] / 73728) ** (1 / 3)))}\n"
@@ -185,7 +185,8 @@ def test_help_is_fast_and_the_cli_never_imports_torch(tmp_path):
     path = tmp_path / "t.csv"
     _small_table().to_csv(path, index=False)
     code = (
-        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--bootstrap', '5', '--metrics', 'ce_last']); "
+        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--bootstrap', "
+        "'5', '--metrics', 'ce_last']); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
         "assert not bad, bad; print('NO_TORCH')"
     )

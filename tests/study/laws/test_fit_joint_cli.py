@@ -166,7 +166,8 @@ def test_too_few_points_and_missing_store_name_the_problem(tmp_path, capsys):
 
 def test_law_nd_never_imports_torch(table_path, tmp_path):
     code = (
-        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--law', 'nd', '--bootstrap', '3', "
+        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--law', 'nd', "
+        "'--bootstrap', '3', "
         "'--metrics', 'ce_avg', '--no-plots', '--out', sys.argv[2]]); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
         "assert not bad, bad; print('NO_TORCH')"

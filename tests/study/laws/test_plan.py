@@ -19,7 +19,8 @@ name: tiny
 output: {out}
 data:
   tokens: {out}/no-store-yet
-  expect: {{train_images: 1000, val_images: 100, num_classes: 10, vocab_size: 64, patch_nums: [1, 2, 3]}}
+  expect: {{train_images: 1000, val_images: 100, num_classes: 10, vocab_size: 64,
+           patch_nums: [1, 2, 3]}}
 base:
   optim: {{batch_size: 10}}
   length: {{steps: 400}}
@@ -67,7 +68,8 @@ def test_cost_is_the_hand_count(tmp_path, capsys):
     fwd = forward_flops(depth=2, num_classes=10, vocab_size=64, patch_nums=(1, 2, 3))
     assert run2["train_flops"] == 3 * fwd * 10 * 400  # 3 x forward x batch x steps
     # full evaluations at 8 * 50^(k/5) = steps 8, 17, 38, 83, 181, 400 (100 val images each);
-    # subset ones at 8, 57, 400, of which only 57 stays subset (full wins where both fall): 20 images
+    # subset ones at 8, 57, 400, of which only 57 stays subset (full wins where both fall): 20
+    # images
     assert run2["eval_flops"] == fwd * (6 * 100 + 1 * 20)
     assert run2["tokens"] == 400 * 10 * L
     assert run2["gpu_hours"] == pytest.approx(
@@ -204,7 +206,8 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
     reports on 30 studies of that grid drawn independently here, written as run directories
     and fitted by the CLI: they agree within 25% (the sampling error of a median of 30
     widths is about 10%), and so does the spread of the fitted exponents (within 35%). The
-    numbers of a larger run of this check are in docs/planning.md (scripts/validation/plan_validation.py)."""
+    numbers of a larger run of this check are in docs/planning.md
+    (scripts/validation/plan_validation.py)."""
     from scaling.study.laws.fit import run as fit_run
 
     sweep = _sweep(tmp_path)
@@ -406,7 +409,8 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
         "beta": 0.35,
     }
     assert "ce_last: --joint-law" in doc["joint"]["prior_source"]
-    # a fits.json of `scaling.fit --law nd` (D in images): its law, D converted at 14 tokens per image;
+    # a fits.json of `scaling.fit --law nd` (D in images): its law, D converted at 14 tokens per
+    # image;
     # the laws vs N and Cmin of such a file are the paper's (it has none)
     fits = tmp_path / "fits.json"
     fits.write_text(
@@ -489,7 +493,8 @@ def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
     0.89-1.24: medians of 12 widths from 40 bootstrap samples each); and both cover the prior at
     about the nominal rate (in those repetitions 83-100% each; asserted: at least 9 of 12 each,
     and 80% pooled). The noise is independent per point (--eval-noise), the bootstrap's
-    assumption; scripts/validation/plan_validation.py repeats this with 100 studies through the CLI, and
+    assumption; scripts/validation/plan_validation.py repeats this with 100 studies through the CLI,
+    and
     with seed noise shared by a parent and its branches, where alpha's intervals under-cover."""
     import pandas as pd
     from threadpoolctl import threadpool_limits

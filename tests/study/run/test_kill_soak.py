@@ -1,11 +1,14 @@
-"""The kill soak (scripts/testbed/kill_soak.py): a tiny sweep killed at random moments and relaunched
+"""The kill soak (scripts/testbed/kill_soak.py): a tiny sweep killed at random moments and
+relaunched
 until done ends with metrics.jsonl equal to an uninterrupted run's line for line (same steps,
 values to 1e-6, no evaluation lost or duplicated) and bitwise equal final weights.
 
 CI runs a reduced version (local backend, one run, two kills: SIGUSR2 to the trainer -- it
 checkpoints and submitit requeues it in place -- and SIGKILL of the trainer -- the relaunch
-resumes it; SIGTERM to the launcher is in tests/study/run/test_lifecycle.py). The full soak is marked
-`soak` (deselected by default; run it alone with `pytest -m soak -s tests/study/run/test_kill_soak.py`):
+resumes it; SIGTERM to the launcher is in tests/study/run/test_lifecycle.py). The full soak is
+marked
+`soak` (deselected by default; run it alone with `pytest -m soak -s
+tests/study/run/test_kill_soak.py`):
 >= 20 kills, on the local backend and on the real SLURM cluster (scancel, scontrol requeue,
 preemption by USR2, SIGKILL of the trainer). Each prints its counts.
 """

@@ -349,7 +349,8 @@ def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
     rec = doc["joint"][0]
     assert doc["law"] == "nd" and doc["settings"]["sources"]["law"] == "fit.yaml"
     assert rec["n_points"] == 12 and rec["n_sizes"] == 3
-    # branch points are 6, 12, 24 steps (+ 2, 3, 6 of cool-down), the parents 48: D = steps x 16 x 14
+    # branch points are 6, 12, 24 steps (+ 2, 3, 6 of cool-down), the parents 48: D = steps x 16 x
+    # 14
     assert sorted({p["D"] for p in rec["points"]}) == [
         8 * 16 * 14,
         15 * 16 * 14,

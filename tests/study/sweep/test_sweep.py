@@ -132,11 +132,13 @@ def test_wrong_type_in_grid_depth(tmp_path):
         (("name: t", "name: ../evil"), "name: sweep name '../evil' must be a plain name"),
         (
             ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [a, ../../etc]"),
-            ":13: grid.data.train_split[1]: value '../../etc' would make the run-id part 'trainsplit../../etc'",
+            ":13: grid.data.train_split[1]: value '../../etc' would make the run-id part "
+            "'trainsplit../../etc'",
         ),
         (
             ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [/abs, a]"),
-            ":13: grid.data.train_split[0]: value '/abs' would make the run-id part 'trainsplit/abs'",
+            ":13: grid.data.train_split[0]: value '/abs' would make the run-id part "
+            "'trainsplit/abs'",
         ),
     ],
 )
@@ -281,7 +283,7 @@ def test_depth_grid_is_the_papers_study():
     depths = [r.depth for r in s.runs]
     assert depths == [6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 30]  # 28 left out (see file)
     n = {r.depth: var_params(r.depth) for r in s.runs}
-    # the exact counts listed in VAR_REFERENCE sec. 2
+    # the exact counts listed in docs/specification.md sec. 2
     assert n[16] == 310_283_520 and n[6] == 18_492_580 and n[30] == 2_010_020_356
     by = {r.depth: r.config for r in s.runs}
     # official recipes (VAR README): d16, d20, d24, d30
