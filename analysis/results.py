@@ -29,6 +29,8 @@ from contracts.grid import read_grid
 from contracts.metrics import BY_SCALE, read_metrics
 from contracts.status import read_status
 
+from .sample_metrics import join_sample_evals
+
 COMPUTE_COLUMNS = {"exact": "flops", "6nd": "flops_6nd"}
 
 
@@ -132,37 +134,6 @@ def _read_runs(runs_dir: Path, include_subset: bool) -> pd.DataFrame:
         )
     table = pd.concat(frames, ignore_index=True, sort=False)
     return _select_evals(join_sample_evals(table, str(runs_dir)), include_subset, str(runs_dir))
-
-
-def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
-    """Move the columns of ``eval == "samples"`` rows (scaling.sample_eval) onto the run's
-    evaluation row at the same step; a later sample evaluation of the same step wins. A sample
-    row without such an evaluation row is dropped with a warning."""
-    if "eval" not in table.columns or not (table["eval"] == "samples").any():
-        return table
-    is_sample = table["eval"] == "samples"
-    samples, base = table[is_sample], table[~is_sample]
-    own = [
-        c
-        for c in samples.columns
-        if c not in ("run", "step")
-        and samples[c].notna().any()
-        and (c not in base.columns or base[c].isna().all())
-    ]
-    samples = samples.drop_duplicates(["run", "step"], keep="last")[["run", "step", *own]]
-    keys = set(zip(base["run"], base["step"]))
-    orphans = [
-        f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys
-    ]
-    if orphans:
-        warnings.warn(
-            f"{source}: sample evaluations without a test evaluation at the same step left "
-            f"out ({', '.join(orphans[:5])})",
-            ResultsWarning,
-            stacklevel=3,
-        )
-    base = base.drop(columns=[c for c in own if c in base.columns])
-    return base.merge(samples, on=["run", "step"], how="left")
 
 
 def _finished(run_dir: Path) -> bool:

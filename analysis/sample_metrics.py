@@ -1,5 +1,9 @@
-"""Sample-quality metrics from features (torch-free): Frechet distance (FID), Inception Score,
-precision and recall, class accuracy.
+"""Sample quality in the analysis layer (torch-free), its one home here: the metrics from
+features (Frechet distance (FID), Inception Score, precision and recall, class accuracy), the
+sample-quality lines joined into the tidy table (`join_sample_evals`), and the figure of
+sample quality against model size (`plot_samples_vs_n`). The line's columns are declared in
+`contracts.metrics` (`SAMPLE_FIELDS`, `SAMPLE_METRICS`); the stage that measures them is
+`scaling.training.sample_eval`.
 
 The definitions are those of the usual evaluation suites (the ADM suite, torch-fidelity):
 
@@ -21,9 +25,16 @@ does come from torch-fidelity (``scaling.sample_features``) where it installs (G
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from scipy import linalg
+
+from contracts.metrics import SAMPLE_FIELDS
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    import matplotlib.pyplot as plt
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,3 +148,91 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
             f"need logits [N, C] and labels [N], got {logits.shape} and {labels.shape}"
         )
     return float((logits.argmax(axis=1) == labels).mean())
+
+
+def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
+    """Move the columns of ``eval == "samples"`` rows (scaling.sample_eval) onto the run's
+    evaluation row at the same step; a later sample evaluation of the same step wins. A sample
+    row without such an evaluation row is dropped with a warning."""
+    from .results import ResultsWarning  # results imports this module
+
+    if "eval" not in table.columns or not (table["eval"] == "samples").any():
+        return table
+    is_sample = table["eval"] == "samples"
+    samples, base = table[is_sample], table[~is_sample]
+    own = [
+        c
+        for c in samples.columns
+        if c not in ("run", "step")
+        and samples[c].notna().any()
+        and (c not in base.columns or base[c].isna().all())
+    ]
+    samples = samples.drop_duplicates(["run", "step"], keep="last")[["run", "step", *own]]
+    keys = set(zip(base["run"], base["step"]))
+    orphans = [
+        f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys
+    ]
+    if orphans:
+        warnings.warn(
+            f"{source}: sample evaluations without a test evaluation at the same step left "
+            f"out ({', '.join(orphans[:5])})",
+            ResultsWarning,
+            stacklevel=3,
+        )
+    base = base.drop(columns=[c for c in own if c in base.columns])
+    return base.merge(samples, on=["run", "step"], how="left")
+
+
+# the sample-quality columns shown (figure, the sample_eval CLI's line), with their labels
+SAMPLE_PANELS = (
+    ("sample_acc", "class accuracy of samples (demo classifier)"),
+    ("sample_fd", "Frechet distance to val, classifier features"),
+    ("fid", "FID"),
+    ("is", "Inception Score"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+)
+assert {c for c, _ in SAMPLE_PANELS} <= set(SAMPLE_FIELDS)  # declared in contracts.metrics
+
+
+def plot_samples_vs_n(table: pd.DataFrame) -> plt.Figure | None:
+    """Sample quality (scaling.sample_eval's columns) of each run's last sample evaluation
+    against N, one panel per metric present; None when the table has none. Measured points
+    only (fit them with ``scaling.fit --metrics sample_fd,sample_err`` or ``fid``)."""
+    import matplotlib.pyplot as plt
+
+    from .paper import X_SCALE
+    from .plots import X_LABELS, _readable_log_axis
+
+    panels = [
+        (c, label) for c, label in SAMPLE_PANELS if c in table.columns and table[c].notna().any()
+    ]
+    if not panels or "params" not in table.columns:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (col, label) in zip(axes[0], panels):
+        rows = table[table[col].notna()].sort_values("step" if "step" in table.columns else col)
+        last = rows.groupby("run", sort=False).tail(1).sort_values("params")
+        x = last["params"].to_numpy(float) / X_SCALE["N"]
+        y = last[col].to_numpy(float)
+        ax.plot(x, y, "o-", color="C0")
+        for xi, yi, run in zip(x, y, last["run"]):
+            ax.annotate(str(run), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xscale("log")
+        _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
+        ax.set_xlabel(X_LABELS["N"])
+        ax.set_title(label, fontsize=9)
+        ax.grid(True, which="both", alpha=0.25)
+    settings = table[table[panels[0][0]].notna()].iloc[-1]
+    extra = ", ".join(
+        f"{k.replace('sample_', '')} {settings[k]:g}"
+        for k in ("sample_count", "sample_cfg", "sample_top_k", "sample_top_p")
+        if k in table.columns and pd.notna(settings[k])
+    )
+    fig.suptitle(
+        f"Sample quality against model size ({extra})"
+        if extra
+        else "Sample quality against model size"
+    )
+    fig.tight_layout()
+    return fig

@@ -91,7 +91,12 @@ def _fsync_dir(directory: Path) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Atomically replace `path` with `text` (UTF-8)."""
-    atomic_write(path, lambda f: f.write(text.encode()))
+    data = text.encode()
+
+    def write(f: io.BufferedWriter) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

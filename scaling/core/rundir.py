@@ -117,7 +117,9 @@ class RunDir:
                 fields = {k: v for k, v in fields.items() if k not in ("state", "error")}
             status.update(fields)
             status["updated_at"] = time.time()
-            status_file.write_status(self.status_file, RunStatus.from_dict(status))
+            status_file.write_status(
+                self.status_file, RunStatus.from_dict(status, self.status_file)
+            )
         return status
 
     def read_metrics(self) -> list[MetricsRecord]:

@@ -14,15 +14,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from contracts.metrics import BY_SCALE, METRICS, MetricsRecord
+from contracts.metrics import MetricsRecord
 from contracts.status import SUMMARY_KEYS
 from var_core import counting
 
 if TYPE_CHECKING:  # annotations only: config.estimate imports this module
     from scaling.training.config import RunConfig
-
-# the test metrics of one evaluation (scaling.training.evaluate), copied into the record
-EVAL_KEYS = METRICS + BY_SCALE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +81,7 @@ def metrics_record(
     training loss and learning rate, and the test `metrics` of one evaluation of `kind`
     ("full"/"subset")."""
     optim = config.optim
+    done = progress(step, optim.batch_size, counts)
     return MetricsRecord(
         run=config.run_id,
         depth=config.model.depth,
@@ -93,11 +91,20 @@ def metrics_record(
         peak_lr=optim.peak_lr,
         epochs=epochs(total_steps, optim.batch_size, train_images),
         seed=config.seed,
-        **progress(step, optim.batch_size, counts),
+        step=done["step"],
+        images=done["images"],
+        tokens=done["tokens"],
+        flops=done["flops"],
+        flops_6nd=done["flops_6nd"],
         wall_s=round(wall_s, 3),
         train_loss=train_loss,
         lr=lr,
-        **{k: tuple(metrics[k]) if k in BY_SCALE else metrics[k] for k in EVAL_KEYS},
+        ce_avg=metrics["ce_avg"],
+        ce_last=metrics["ce_last"],
+        err_avg=metrics["err_avg"],
+        err_last=metrics["err_last"],
+        ce_by_scale=tuple(metrics["ce_by_scale"]),
+        err_by_scale=tuple(metrics["err_by_scale"]),
         eval=kind,
         eval_images=metrics["images"],
         eval_flops=eval_flops,

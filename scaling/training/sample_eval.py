@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from analysis.sample_metrics import (
+    SAMPLE_PANELS,
     class_accuracy,
     frechet_distance,
     gaussian_stats,
@@ -461,11 +462,7 @@ def _evaluate_all(args: argparse.Namespace) -> int:
             else SamplesConfig(),
         )
         rec = evaluate_run(run_dir, cfg, device=args.device)
-        shown = {
-            k: rec[k]
-            for k in ("sample_acc", "sample_fd", "fid", "is", "precision", "recall")
-            if rec.get(k) is not None
-        }
+        shown = {k: rec[k] for k, _ in SAMPLE_PANELS if rec.get(k) is not None}
         print(
             f"{run_dir}: "
             + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())

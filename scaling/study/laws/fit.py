@@ -58,10 +58,12 @@ from analysis.overfit import RISE as OVERFIT_RISE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
 from analysis.settings import FitSettings, InvalidSetting
+from contracts.fits import FILE as FITS_FILE
+from contracts.fits import FitsFile, PowerLawFit, write_fits
 from contracts.grid import FILE as GRID_FILE
 from contracts.grid import read_grid
 from contracts.metrics import METRICS, SAMPLE_METRICS
-from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
+from scaling.core.atomic import atomic_write_text, replacing_folder
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config, load_yaml
 from scaling.data.token_store import TokenStoreError, read_meta
@@ -75,7 +77,6 @@ COMPUTE_TEXT = {
     "(matmuls incl. block-causal attention and head; training = 3 x forward)",
     "6nd": "column 'flops_6nd': 6 * N * tokens (the usual approximation)",
 }
-SCHEMA_VERSION = 1
 # The official tokenizer (vae_ch160v4096z32.pth): a store made with it has this VQVAE shape and
 # file name; the paper's E values are the floor of its token distribution.
 OFFICIAL_VQVAE = {"file": "vae_ch160v4096z32.pth", "vocab_size": 4096, "z_channels": 32, "ch": 160}
@@ -293,30 +294,39 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
         "| hold-out max rel. err | paper alpha | paper beta |",
         ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for f in fits:
-        aci = (
-            "-"
-            if f["alpha_ci"] is None
-            else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
-        )
-        bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
-        E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
-        E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
-        hold = f["holdout"]
-        hold_s = (
-            "-"
-            if not hold or hold["max_abs_rel_error"] is None
-            else f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
-        )
-        paper = f.get("paper") or {}
-        lines.append(
-            (f"| {f.get('group_label') or '-'} " if grouped else "")
-            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} "
-            f"| {f['beta']:.4g} | {bci} "
-            f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
-            f"| {_fmt(paper.get('beta'))} |"
-        )
+    lines += [_law_row(f, grouped) for f in fits]
+    lines += _picked_rows(fits, grouped) + _seed_rows(fits)
+    return "\n".join(lines) + "\n"
+
+
+def _law_row(f: dict, grouped: bool) -> str:
+    """One fit record's row of fits.md's main table."""
+    aci = "-" if f["alpha_ci"] is None else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+    bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
+    E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
+    E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
+    hold = f["holdout"]
+    hold_s = (
+        "-"
+        if not hold or hold["max_abs_rel_error"] is None
+        else f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
+    )
+    paper = f.get("paper") or {}
+    return (
+        (f"| {f.get('group_label') or '-'} " if grouped else "")
+        + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} "
+        f"| {f['beta']:.4g} | {bci} "
+        f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
+        f"| {_fmt(paper.get('beta'))} |"
+    )
+
+
+def _picked_rows(fits: list[dict], grouped: bool) -> list[str]:
+    """fits.md's table of the run picked per size (``--best-over``); [] without one."""
+    lines: list[str] = []
     picked = [f for f in fits if f.get("best_over") and f["against"] == "N"]
+    if not picked:
+        return lines
     if picked:
         b = picked[0]["best_over"]
         lines += [
@@ -345,6 +355,12 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
                     + f"| {f['metric']} | {by} | {p['params']:,} | {value} | {p['run']} "
                     f"| {p[by]:.4g} | {others or '-'} |"
                 )
+    return lines
+
+
+def _seed_rows(fits: list[dict]) -> list[str]:
+    """fits.md's table of seed-to-seed spread per size; [] without seed replicates."""
+    lines: list[str] = []
     spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
     if spreads:
         lines += [
@@ -365,7 +381,7 @@ def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str
                 + " | ".join(f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"])
                 + " |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _E_name(key: tuple) -> str:
@@ -442,24 +458,22 @@ def fit_source(source: Path, settings: FitSettings) -> StudyFit:
     )
 
 
-def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: list[str]) -> dict:
-    """The fits.json document of a power-law fit (docs/fitting.md, field by field); its
-    elapsed_s is filled in by the caller."""
-    settings, unfinished, flagged = fit.settings, fit.unfinished, fit.flagged
-    E_mode, E_reason, E_values, shared = fit.E_mode, fit.E_reason, fit.E_values, fit.shared
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "python -m scaling.fit",
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "source": str(source),
-        "source_kind": "runs_dir" if source.is_dir() else "table",
-        "n_rows": int(len(fit.table)),
-        "n_runs": int(fit.table["run"].nunique()),
-        "sizes": fit.sizes,
-        "axes": {
-            k: fit.axes[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")
-        },
-        "settings": {
+def fits_file(
+    fit: StudyFit,
+    source: Path,
+    origin: dict[str, str],
+    caught: list[str],
+    elapsed_s: float | None = None,
+) -> FitsFile:
+    """The fits.json of a power-law fit (`contracts.fits`; docs/fitting.md, field by field)."""
+    settings = fit.settings
+    return FitsFile(
+        fits=tuple(
+            PowerLawFit.from_record(r, where=f"fits[{i}]") for i, r in enumerate(fit.records)
+        ),
+        tool="python -m scaling.fit",
+        source=str(source),
+        settings={
             **{
                 k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(settings).items()
@@ -467,80 +481,102 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
             "holdout": fit.holdout,
             "sources": origin,
         },
-        "conventions": {
-            "form": "y - E = (beta * x)^alpha, "
-            "fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
-            "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
-            "compute": {
-                "choice": settings.compute,
-                "column": COMPUTE_COLUMNS[settings.compute],
-                "meaning": COMPUTE_TEXT[settings.compute],
-                "unit_in_fit": "PFLOPs (1e15 FLOPs)",
+        details={
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source_kind": "runs_dir" if source.is_dir() else "table",
+            "n_rows": int(len(fit.table)),
+            "n_runs": int(fit.table["run"].nunique()),
+            "sizes": fit.sizes,
+            "axes": {
+                k: fit.axes[k]
+                for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")
             },
-            "irreducible": {
-                "choice": settings.irreducible,
-                "used": E_mode,
-                "why": E_reason,
-                "values": E_values,
-                "shared_fit": {
-                    _E_name(k): {
-                        "E": v.E,
-                        "ci": list(v.ci),
-                        "at_bound": v.at_bound,
-                        "interval_wider_than_reducible": v.wide,
-                        "n_points": v.n_points,
-                    }
-                    for k, v in shared.items()
-                },
-                "paper_values": PAPER_IRREDUCIBLE,
-                "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)",
-            },
-            "points_vs_N": (
-                "the final evaluation (largest step) of every finished run"
-                if settings.final == "last"
-                else "the best evaluation (lowest value of the metric) of every finished run"
-            )
-            + (
-                " and of the unfinished runs (included on request)"
-                if settings.include_unfinished and unfinished
-                else ""
-            ),
-            "unfinished_runs": unfinished,
-            "data_limited": {
-                "rule": f"test {OVERFIT_METRIC} at the last evaluation >= "
-                f"(1 + {OVERFIT_RISE}) x its minimum, while train_loss fell "
-                f"(analysis.overfit)",
-                "runs": flagged,
-            },
-            "axes": "one law per value of every grid axis other than size and seed (group); seed "
-            "replicates within a law as in 'seeds'; with "
-            "best_over, each size's run with the lowest final value of the picking metric "
-            "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
-            "frontier of those runs",
-            "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
-            "(curves interpolated in log-log between evaluations)",
-            "evaluations": "full test-set evaluations only"
-            if not settings.include_subset
-            else "full and subset evaluations",
-            "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
-            "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
-            f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
-            f"recomputed per draw), Hesterberg-expanded percentiles",
-            "seeds": "runs of one size with different seeds are averaged for the point estimate "
-            "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
-            "holdout": "refit without the k largest model sizes; "
-            "rel_error = predicted / actual - 1 of the metric itself (E included)",
+            "conventions": _conventions(fit),
+            "warnings": caught,
+            "elapsed_s": elapsed_s,
         },
-        "fits": fit.records,
-        "warnings": caught,
-        "elapsed_s": None,
+    )
+
+
+def _conventions(fit: StudyFit) -> dict:
+    """fits.json's `conventions`: what every number of a power-law fit means."""
+    settings, unfinished, flagged = fit.settings, fit.unfinished, fit.flagged
+    return {
+        "form": "y - E = (beta * x)^alpha, "
+        "fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
+        "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
+        "compute": {
+            "choice": settings.compute,
+            "column": COMPUTE_COLUMNS[settings.compute],
+            "meaning": COMPUTE_TEXT[settings.compute],
+            "unit_in_fit": "PFLOPs (1e15 FLOPs)",
+        },
+        "irreducible": _irreducible_conventions(fit),
+        "points_vs_N": (
+            "the final evaluation (largest step) of every finished run"
+            if settings.final == "last"
+            else "the best evaluation (lowest value of the metric) of every finished run"
+        )
+        + (
+            " and of the unfinished runs (included on request)"
+            if settings.include_unfinished and unfinished
+            else ""
+        ),
+        "unfinished_runs": unfinished,
+        "data_limited": {
+            "rule": f"test {OVERFIT_METRIC} at the last evaluation >= "
+            f"(1 + {OVERFIT_RISE}) x its minimum, while train_loss fell "
+            f"(analysis.overfit)",
+            "runs": flagged,
+        },
+        "axes": "one law per value of every grid axis other than size and seed (group); seed "
+        "replicates within a law as in 'seeds'; with "
+        "best_over, each size's run with the lowest final value of the picking metric "
+        "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
+        "frontier of those runs",
+        "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
+        "(curves interpolated in log-log between evaluations)",
+        "evaluations": "full test-set evaluations only"
+        if not settings.include_subset
+        else "full and subset evaluations",
+        "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
+        "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
+        f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
+        f"recomputed per draw), Hesterberg-expanded percentiles",
+        "seeds": "runs of one size with different seeds are averaged for the point estimate "
+        "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
+        "holdout": "refit without the k largest model sizes; "
+        "rel_error = predicted / actual - 1 of the metric itself (E included)",
+    }
+
+
+def _irreducible_conventions(fit: StudyFit) -> dict:
+    """fits.json's `conventions.irreducible`: the E asked for, the E used and why."""
+    return {
+        "choice": fit.settings.irreducible,
+        "used": fit.E_mode,
+        "why": fit.E_reason,
+        "values": fit.E_values,
+        "shared_fit": {
+            _E_name(k): {
+                "E": v.E,
+                "ci": list(v.ci),
+                "at_bound": v.at_bound,
+                "interval_wider_than_reducible": v.wide,
+                "n_points": v.n_points,
+            }
+            for k, v in fit.shared.items()
+        },
+        "paper_values": PAPER_IRREDUCIBLE,
+        "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)",
     }
 
 
 def write_figures(fit: StudyFit, out: Path) -> None:
     """fit_vs_N, fit_vs_Cmin and (when scaling.sample_eval ran) samples_vs_N, png and pdf."""
     # matplotlib only when drawing: --no-plots and importing this module stay without it
-    from analysis.plots import plot_samples_vs_n, plot_vs_cmin, plot_vs_n, save_figure
+    from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
+    from analysis.sample_metrics import plot_samples_vs_n
 
     settings, results, labels = fit.settings, fit.results, fit.labels
     grouped = any(labels)
@@ -599,43 +635,69 @@ def fit_and_write(
     plots: bool = True,
     shown: Path | None = None,
 ) -> tuple[dict, StudyFit]:
-    """Fit `source` (`fit_source`), print the warnings, the E used and the table, and write
+    """Fit `source` (`compute_fit`), print the warnings, the E used and the table, and write
     fits.json, fits.md, results.csv and (with `plots`) the figures into `out` (named `shown`
     in messages: the folder a staging folder will become)."""
     started = time.perf_counter()
+    fit, caught = compute_fit(source, settings)
+    for message in caught:
+        print(f"warning: {message}", file=sys.stderr)
+    E_line = render_E_line(fit)
+    print(E_line)
+    table_md = render_fits_md(fit, E_line)
+    fits = fits_file(fit, source, origin, caught)
+    fits = write_fit(out, fit, fits, table_md, plots, started)
+    print(table_md)
+    print(
+        f"wrote {shown or out}/fits.json, fits.md, results.csv"
+        + (", figures (png, pdf)" if plots else "")
+        + f" in {fits.details['elapsed_s']:.1f} s"
+    )
+    return fits.as_dict(), fit
+
+
+def compute_fit(source: Path, settings: FitSettings) -> tuple[StudyFit, list[str]]:
+    """`fit_source` with its warnings caught: (the fit, the warnings' messages)."""
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         fit = fit_source(source, settings)
-    caught = [str(w.message) for w in records]
-    for message in caught:
-        print(f"warning: {message}", file=sys.stderr)
-    doc = fits_document(fit, source, origin, caught)
-    out.mkdir(parents=True, exist_ok=True)
-    E_line = f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
+    return fit, [str(w.message) for w in records]
+
+
+def render_E_line(fit: StudyFit) -> str:
+    """The one line that says which E was used and why (printed, and atop fits.md)."""
+    return f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
         [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in fit.shared.items()]
         + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")]
     )
+
+
+def render_fits_md(fit: StudyFit, E_line: str) -> str:
+    """fits.md: the notes (E, points vs N, unfinished and data-limited runs) and the table."""
+    settings = fit.settings
     md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
     if fit.unfinished:
         how = "included vs N, marked" if settings.include_unfinished else "left out of the N laws"
         md_notes.append(f"unfinished runs ({how}): " + ", ".join(fit.unfinished))
     if fit.flagged:
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
-    print(E_line)
-    table_md = markdown_table(fit.records, settings.compute, md_notes)
+    return markdown_table(fit.records, settings.compute, md_notes)
+
+
+def write_fit(
+    out: Path, fit: StudyFit, fits: FitsFile, table_md: str, plots: bool, started: float
+) -> FitsFile:
+    """fits.md, results.csv, the figures (with `plots`), then fits.json with its elapsed_s
+    (seconds since `started`) into `out`; returns the fits.json written."""
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "fits.md", table_md)
     fit.table.to_csv(out / "results.csv", index=False)
     if plots:
         write_figures(fit, out)
-    doc["elapsed_s"] = round(time.perf_counter() - started, 3)
-    atomic_write_json(out / "fits.json", doc)
-    print(table_md)
-    print(
-        f"wrote {shown or out}/fits.json, fits.md, results.csv"
-        + (", figures (png, pdf)" if plots else "")
-        + f" in {doc['elapsed_s']:.1f} s"
-    )
-    return doc, fit
+    elapsed = round(time.perf_counter() - started, 3)
+    fits = dataclasses.replace(fits, details={**fits.details, "elapsed_s": elapsed})
+    write_fits(out / FITS_FILE, fits)
+    return fits
 
 
 def fit_one(argv: list[str]) -> tuple[dict, StudyFit | None]:
