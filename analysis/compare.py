@@ -82,6 +82,7 @@ def exponent_difference(a: FitResult, b: FitResult) -> ExponentDifference:
     if a.samples is not None and b.samples is not None:
         n = min(len(a.samples), len(b.samples))
     if n >= 2:
+        assert a.samples is not None and b.samples is not None  # n >= 2 needs both
         d = b.samples[:n, 0] - a.samples[:n, 0]
         lo, hi = interval_quantiles(min(a.n_runs, b.n_runs), a.level, a.ci_method)
         q = np.quantile(d, [lo, hi])

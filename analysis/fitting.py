@@ -32,6 +32,7 @@ from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
     FitResult,
+    Irreducible,
     fit_vs_cmin,
     fit_vs_n,
     irreducible_value,
@@ -97,9 +98,11 @@ def choose_irreducible(
     if spec == "paper" and below:
         m, v = next(iter(below.items()))
         raise ResultsError(
-            f"--irreducible paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the floor of "
+            f"--set irreducible=paper: the paper's E for {m} is {PAPER_IRREDUCIBLE[m]:g} (the "
+            "floor of "
             f"the official tokenizer's tokens), but this table's {m} goes down to {v:.4g}: these "
-            f"cannot be the paper's metrics (another tokenizer or data set). Use --irreducible fit "
+            "cannot be the paper's metrics (another tokenizer or data set). Use --set "
+            "irreducible=fit "
             f"(or auto), or a number below {v:.4g}"
         )
     if spec != "auto":
@@ -134,14 +137,14 @@ def study_axes(
         best_column = resolve_axis(table, settings.best_over, by_label)
         if best_column in roles.size or best_column in roles.seed:
             raise ResultsError(
-                f"--best-over {settings.best_over}: {axis_name(best_column)} is a "
+                f"best_over={settings.best_over}: {axis_name(best_column)} is a "
                 f"{'size' if best_column in roles.size else 'seed'} axis; pick another axis"
             )
         if best_column in law_columns:
             law_columns.remove(best_column)
         else:
             warnings.warn(
-                f"--best-over {settings.best_over}: the axis has one value here; nothing to pick",
+                f"best_over={settings.best_over}: the axis has one value here; nothing to pick",
                 stacklevel=2,
             )
     if not axis_columns(table):
@@ -199,11 +202,12 @@ def fit_study(
         warnings.warn(
             f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
             + (
-                "INCLUDED in the laws vs N (--include-unfinished; marked in the figure), their "
+                "INCLUDED in the laws vs N (--set include_unfinished=true; marked in the figure), "
+                "their "
                 "last evaluation is not a final one"
                 if kept
                 else "left out of the laws vs N (their last evaluation is not a final one; "
-                "--include-unfinished includes them)"
+                "--set include_unfinished=true includes them)"
             )
             + "; the Cmin frontier uses every evaluation, theirs included",
             stacklevel=2,
@@ -246,7 +250,7 @@ def fit_study(
 
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
-    common = dict(
+    common: dict[str, Any] = dict(
         method=settings.method,
         bootstrap=settings.bootstrap,
         level=settings.ci,
@@ -266,7 +270,9 @@ def fit_study(
                         if E_mode == "fit" and metric.startswith("ce")
                         else None
                     )
-                    E = se.E if se is not None else irreducible_value(metric, E_mode)
+                    # None from irreducible_value means "fit E with the law"
+                    fixed = se.E if se is not None else irreducible_value(metric, E_mode)
+                    E: Irreducible = "fit" if fixed is None else fixed
                     if against == "N":
                         res = fit_vs_n(
                             for_n(sub), metric, irreducible=E, final=settings.final, **common
@@ -312,11 +318,11 @@ def fit_study(
                 )
     if not records:
         raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
-    E_values = {
-        m: irreducible_value(m, E_mode)
-        for m in settings.metrics
-        if not (E_mode == "fit" and m.startswith("ce"))
-    }
+    E_values: dict[str, float] = {}
+    for m in settings.metrics:
+        value = irreducible_value(m, E_mode)
+        if value is not None:  # None: a loss under "fit", whose E is in `shared`
+            E_values[m] = value
     return StudyFit(
         settings=settings,
         raw=raw,

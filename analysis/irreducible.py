@@ -46,7 +46,7 @@ class SharedE:
             out.append(
                 f"fitted E for {metric} sits at {where} ({self.E:.4g}): the data do not "
                 f"locate the irreducible loss, and the exponents depend on that choice; "
-                f"give --irreducible paper or a number if you know it"
+                f"give --set irreducible=paper or a number if you know it"
             )
         if self.wide:
             out.append(

@@ -146,6 +146,7 @@ def _fit_normalised(x, y, logL, w, delta: float, starts: np.ndarray, top: int) -
         )
         if best is None or res.fun < best.fun:
             best = res
+    assert best is not None, "no starting point"
     return best.x
 
 

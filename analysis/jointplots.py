@@ -23,17 +23,17 @@ def isoflop_budgets(fit: JointFit, count: int = 4) -> np.ndarray:
 def plot_isoflop(fit: JointFit, budgets: Sequence[float] | None = None) -> Figure:
     """Loss against N at fixed compute: for each budget C the law along D = C / (k N^gamma),
     its minimum N*(C) marked; the runs' final points coloured by their own compute."""
-    budgets = isoflop_budgets(fit) if budgets is None else np.asarray(budgets, float)
+    cs = isoflop_budgets(fit) if budgets is None else np.asarray(budgets, float)
     fig = Figure(figsize=(6.4, 4.6))
     ax = fig.add_subplot()
     p = fit.points
     n_lo, n_hi = p["N"].min() / 4, p["N"].max() * 4
     Ns = np.geomspace(n_lo, n_hi, 300)
     colors = [
-        (0.1 + 0.8 * i / max(len(budgets) - 1, 1), 0.3, 0.9 - 0.8 * i / max(len(budgets) - 1, 1))
-        for i in range(len(budgets))
+        (0.1 + 0.8 * i / max(len(cs) - 1, 1), 0.3, 0.9 - 0.8 * i / max(len(cs) - 1, 1))
+        for i in range(len(cs))
     ]
-    for C, color in zip(budgets, colors):
+    for C, color in zip(cs, colors):
         D = C / fit.compute.k / Ns**fit.compute.gamma
         ax.plot(Ns, fit.law.predict(Ns, D), color=color, lw=1.5, label=f"C = {C:.2g} FLOPs")
         n_star, d_star = optimal(fit.law, fit.compute, [C])
@@ -64,9 +64,8 @@ def plot_optimal(fit: JointFit, budgets: Sequence[float] | None = None) -> Figur
     """N*(C) and D*(C) on log-log axes with their bootstrap bands; the runs' (C, N) and
     (C, D) as points."""
     p = fit.points
-    if budgets is None:
-        budgets = np.geomspace(p["C"].min() / 10, p["C"].max() * 1e4, 60)
-    opt = fit.optimal(budgets)
+    cs = np.geomspace(p["C"].min() / 10, p["C"].max() * 1e4, 60) if budgets is None else budgets
+    opt = fit.optimal(cs)
     C = np.asarray(opt["C"])
     fig = Figure(figsize=(10, 4.2))
     for i, (key, label, col) in enumerate(

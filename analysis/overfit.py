@@ -83,6 +83,6 @@ def data_limited_runs(
 MEANING = (
     "their final test loss measures the training set's size more than the model's "
     "(repeated data), so they bend the top of the laws vs N; remedies: more views per "
-    "image (scaling.tokenize --views K), fewer epochs or more images; `fit --final best` "
+    "image (scaling.tokenize --views K), fewer epochs or more images; `fit --set final=best` "
     "uses each run's best evaluation instead (docs/data.md)"
 )

@@ -200,14 +200,14 @@ def plot_vs_n(
     fits: Sequence[FitResult],
     paper: bool = False,
     labels: Sequence[str | None] | None = None,
-    notes: Sequence[Mapping[str, str] | None] | None = None,
+    notes: Sequence[Mapping[int, str] | None] | None = None,
     flagged: Sequence[str] = (),
 ) -> plt.Figure:
     """2x2 figure (one panel per metric): final points, fitted line, equation and r in the legend.
 
     labels: one per fit (e.g. 'lr=0.003') when a metric has a fit per axis value; each label
     gets its own colour and marker. notes: one per fit, {params: text} written beside that
-    size's point (e.g. the lr picked for each size by ``--best-over``). Seed replicates
+    size's point (e.g. the lr picked for each size by ``best_over``). Seed replicates
     (``fit.seed_spread``) are drawn as the mean per size with +-1 seed-to-seed sd.
     flagged: runs to mark with red crosses (data-limited or unfinished runs).
     """
@@ -327,7 +327,7 @@ def plot_vs_cmin(
     cmap = plt.get_cmap("plasma")
     norm = matplotlib.colors.LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 1.01))
     colours = {run: cmap(0.85 * norm(v)) for run, v in sizes.items()}  # skip the palest yellow
-    distinct = list(dict.fromkeys(labels)) if labels is not None else [None]
+    distinct: list[str | None] = list(dict.fromkeys(labels)) if labels is not None else [None]
     style = {
         run: LINESTYLES[distinct.index(lab) % len(LINESTYLES)] if lab in distinct else "-"
         for run, lab in (run_labels or {}).items()

@@ -65,7 +65,7 @@ class Law:
         return self.E + (self.beta * np.asarray(x, dtype=float)) ** self.alpha
 
 
-def irreducible_value(metric: str, spec: Irreducible) -> float | None:
+def irreducible_value(metric: str, spec: Irreducible | str) -> float | None:
     """E for `metric` under `spec`: a number, or None meaning "fit it jointly".
 
     Error rates and sample metrics (fid, sample_fd, sample_err) are fitted directly (E = 0)
@@ -137,6 +137,7 @@ def _huber_line(
         )
         if best is None or res.cost < best.cost:
             best = res
+    assert best is not None, "no starting point"
     return float(best.x[0]), float(best.x[1])
 
 
@@ -298,7 +299,7 @@ class FitResult:
     beta_ci: tuple[float, float] | None = None
     E_ci: tuple[float, float] | None = None
     level: float = 0.95
-    ci_method: str = "expanded"
+    ci_method: CIMethod = "expanded"
     bootstrap: int = 0
     bootstrap_valid: int = 0
     holdout: Holdout | None = None
@@ -397,12 +398,12 @@ def _summarise(samples: np.ndarray, n_units: int, level: float, ci_method: CIMet
 def _n_points(table: pd.DataFrame, metric: str, final: str = "last") -> pd.DataFrame:
     if final not in ("last", "best"):
         raise ResultsError(f"final must be 'last' or 'best'; got {final!r}")
-    final = final_rows(table, metric if final == "best" else None)
+    rows = final_rows(table, metric if final == "best" else None)
     return pd.DataFrame(
         {
-            "run": final["run"].astype(str).to_numpy(),
-            "x": final["params"].to_numpy(float) / X_SCALE["N"],
-            "y": final[metric].to_numpy(float),
+            "run": rows["run"].astype(str).to_numpy(),
+            "x": rows["params"].to_numpy(float) / X_SCALE["N"],
+            "y": rows[metric].to_numpy(float),
         }
     )
 

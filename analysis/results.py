@@ -179,7 +179,7 @@ def _select_evals(table: pd.DataFrame, include_subset: bool, source: str) -> pd.
         if table.empty:
             raise ResultsError(
                 f"{source}: only subset evaluations; pass include_subset "
-                f"(--include-subset) to fit on them"
+                f"(--set include_subset=true) to fit on them"
             )
     sort = [c for c in ("run", "step", "tokens", "flops") if c in table.columns]
     return table.sort_values(sort, kind="stable").reset_index(drop=True)

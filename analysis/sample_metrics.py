@@ -195,10 +195,15 @@ SAMPLE_PANELS = (
 assert {c for c, _ in SAMPLE_PANELS} <= set(SAMPLE_FIELDS)  # declared in contracts.metrics
 
 
-def plot_samples_vs_n(table: pd.DataFrame) -> plt.Figure | None:
+def plot_samples_vs_n(
+    table: pd.DataFrame, floors: dict[str, dict[str, float]] | None = None
+) -> plt.Figure | None:
     """Sample quality (scaling.sample_eval's columns) of each run's last sample evaluation
     against N, one panel per metric present; None when the table has none. Measured points
-    only (fit them with ``scaling.fit --metrics sample_fd,sample_err`` or ``fid``)."""
+    only (fit them with ``scaling.fit --set metrics=[sample_fd,sample_err]`` or ``fid``).
+
+    `floors`: reference scores drawn as horizontal lines, {name: {metric: value}} (e.g. real
+    training images and their VQVAE reconstructions: what a perfect sampler would score)."""
     import matplotlib.pyplot as plt
 
     from .paper import X_SCALE
@@ -215,9 +220,14 @@ def plot_samples_vs_n(table: pd.DataFrame) -> plt.Figure | None:
         last = rows.groupby("run", sort=False).tail(1).sort_values("params")
         x = last["params"].to_numpy(float) / X_SCALE["N"]
         y = last[col].to_numpy(float)
-        ax.plot(x, y, "o-", color="C0")
+        ax.plot(x, y, "o-", color="C0", label="VAR samples")
         for xi, yi, run in zip(x, y, last["run"]):
             ax.annotate(str(run), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        for (name, values), style in zip((floors or {}).items(), (":", "--", "-.")):
+            if col in values:
+                ax.axhline(values[col], color="0.35", ls=style, lw=1.2, label=name)
+        if floors:
+            ax.legend(fontsize=7, loc="best")
         ax.set_xscale("log")
         _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
         ax.set_xlabel(X_LABELS["N"])

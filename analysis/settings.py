@@ -40,20 +40,23 @@ class FitSettings:
     compute: "exact" (column flops) or "6nd" (column flops_6nd).
     holdout: k largest model sizes left out of a second fit and predicted; -1 = auto
         (2 when there are at least 6 sizes, else 0).
+    backtest: also write the backtests (scaling.study.laws.forecasts): leave-future-out
+        over sizes and compute, and whole-curve forecasts from the first `forecast_frac` of
+        each run with the curve law `curve_law` (lra, mpl or const; analysis.curvelaw).
     """
 
     irreducible: str | float = "auto"
     compute: Literal["exact", "6nd"] = "exact"
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = METRICS  # the metrics fitted
     holdout: int = -1
-    bootstrap: int = 1000
-    include_subset: bool = False
-    method: Literal["ols", "robust"] = "ols"
-    smooth: int = 0
-    against: tuple[str, ...] = AGAINST
-    paper: bool = False
-    ci: float = 0.95
-    seed: int = 0
+    bootstrap: int = 1000  # bootstrap samples over runs (0: no intervals)
+    include_subset: bool = False  # also fit subset evaluations
+    method: Literal["ols", "robust"] = "ols"  # ols: least squares in log-log; robust: Huber
+    smooth: int = 0  # Cmin: smooth each curve over +-k evaluations first
+    against: tuple[str, ...] = AGAINST  # the laws: vs N, vs Cmin
+    paper: bool = False  # draw the paper's published laws
+    ci: float = 0.95  # interval level
+    seed: int = 0  # bootstrap seed
     final: Literal["last", "best"] = "last"
     include_unfinished: bool = False
     law: Literal["power", "nd"] = "power"  # nd: the joint L(N, D) (analysis.jointlaw)
@@ -61,6 +64,9 @@ class FitSettings:
     best_over: str | None = None  # an axis: fit each size's best run over it
     best_by: str | None = None  # the metric that picks it (None: each law's own metric)
     pool: bool = False  # one law through the runs of every axis value (no per-value laws)
+    backtest: bool = False  # leave-future-out backtests and whole-curve forecasts (backtest.md)
+    forecast_frac: float = 0.25  # whole-curve backtest: forecast from this first fraction
+    curve_law: Literal["lra", "mpl", "const"] = "lra"  # the whole-curve law (analysis.curvelaw)
 
     def __post_init__(self):
         if isinstance(self.irreducible, str) and self.irreducible not in IRREDUCIBLE_MODES:
@@ -95,6 +101,14 @@ class FitSettings:
             raise InvalidSetting("smooth", f"must be >= 0; got {self.smooth}")
         if not 0 < self.ci < 1:
             raise InvalidSetting("ci", f"must be between 0 and 1; got {self.ci}")
+        if not 0 < self.forecast_frac < 1:
+            raise InvalidSetting(
+                "forecast_frac", f"must be between 0 and 1; got {self.forecast_frac}"
+            )
+        if self.curve_law not in ("lra", "mpl", "const"):
+            raise InvalidSetting(
+                "curve_law", f"must be one of lra, mpl, const; got {self.curve_law!r}"
+            )
         if self.best_by is not None and self.best_by not in METRICS:
             raise InvalidSetting(
                 "best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}"

@@ -26,7 +26,7 @@ curve); each evaluation adds an independent factor exp(s_eval z') (test-set samp
 
 The joint law (`simulate_joint`). A study whose runs give several data amounts per size
 (WSD decay branches, a data axis) is also planned for ``L(N, D) = E + A/N^alpha + B/D^beta``
-(`analysis.jointlaw`, the fit of ``scaling.fit --law nd``). Its points are the annealed final
+(`analysis.jointlaw`, the fit of ``scaling.fit --set law=nd``). Its points are the annealed final
 evaluations (`JointPoints`); a prior `JointLaw` is drawn there with the same noise model: a
 decay branch continues its parent's trajectory, so a parent and its branches (a "family")
 share one seed factor exp(s z); `joint_prior` reads a calibrated `CurveModel` as such a law.
@@ -507,7 +507,7 @@ def simulate_joint(
 ) -> list[LawSummary]:
     """Draw the study's final points `replicates` times from each metric's prior and fit each
     draw with the joint-law fitter (`analysis.jointlaw`: Huber loss on log residuals, L-BFGS-B,
-    bootstrap over runs, the interval of ``scaling.fit --law nd``; hold-out off).
+    bootstrap over runs, the interval of ``scaling.fit --set law=nd``; hold-out off).
 
     The noise-free draw is fitted as the fitter fits a table (its grid of starts); every noisy
     draw starts L-BFGS-B from that solution alone, as the fitter's own bootstrap starts from
@@ -532,7 +532,9 @@ def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[L
         noise_free = {"alpha": start.alpha, "beta": start.beta}
     except ResultsError:
         start, noise_free = law, {"alpha": float("nan"), "beta": float("nan")}
-    rec = {p: {"values": [], "lo": [], "hi": []} for p in ("alpha", "beta")}
+    rec: dict[str, dict[str, list[float]]] = {
+        p: {"values": [], "lo": [], "hi": []} for p in ("alpha", "beta")
+    }
     failed = 0
     for i in range(replicates):
         L = draw_joint(points, law, noise.sd.get(metric, 0.0), noise.eval_sd, rng)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], object]) -> None:
     """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

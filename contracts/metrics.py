@@ -59,8 +59,6 @@ SAMPLE_FIELDS = (
     "sample_folder",
     "sample_s",
 )
-# the compute columns a sample-quality line copies from the evaluation it measured
-SAMPLE_COPIES = ("run", "depth", "params", "step", "images", "tokens", "flops", "flops_6nd")
 
 Number = int | float
 

@@ -87,6 +87,72 @@ def slurm_cluster():
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class SlurmNodes:
+    """A running multi-node cluster (scripts/testbed/slurm_cluster.sh up --nodes N): its config
+    file, partition, node names and the script's folder of state and logs."""
+
+    conf: Path
+    partition: str
+    nodes: tuple[str, ...]
+    state_dir: Path
+    started_here: bool
+
+    def env(self) -> dict[str, str]:
+        """This process's environment, pointed at this cluster (for subprocesses)."""
+        return dict(os.environ, SLURM_CONF=str(self.conf), SLURM_NODES_DIR=str(self.state_dir))
+
+    def script(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run scripts/testbed/slurm_cluster.sh with `args` on this cluster."""
+        return subprocess.run(
+            ["bash", str(SCRIPT), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+        )
+
+
+MULTINODE_NODES = 3  # two for a job, one more for a job that lost a node to be requeued on
+
+
+@pytest.fixture(scope="session")
+def slurm_nodes():
+    """The multi-node cluster of scripts/testbed/slurm_cluster.sh (`up --nodes 3`, state in
+    $SLURM_NODES_DIR), started here if none answers; stopped at the end if started here.
+
+    Skips, with the reason, where it cannot be started (not root, no network namespaces).
+    SLURM_CONF is not changed for the session (the single-node cluster's tests may run in
+    it): tests point their commands at `conf` themselves (e.g. with `env()`).
+    """
+    state_dir = Path(os.environ.get("SLURM_NODES_DIR", "/tmp/var-scaling-slurm-nodes"))
+    conf = state_dir / "slurm.conf"
+    partition = os.environ.get("SLURM_PARTITION", "debug")
+    nodes = tuple(f"vsnode{k}" for k in range(1, MULTINODE_NODES + 1))
+    cluster = SlurmNodes(conf, partition, nodes, state_dir, started_here=False)
+    if not shutil.which("scontrol"):
+        pytest.skip(
+            "multi-node SLURM tests need SLURM installed (scripts/testbed/slurm_cluster.sh)"
+        )
+    status = cluster.script("status", "--nodes", str(MULTINODE_NODES), timeout=30)
+    if status.returncode != 0:
+        if os.geteuid() != 0:
+            pytest.skip(
+                "multi-node SLURM tests need a running multi-node cluster: none is up in "
+                f"{state_dir} and making one (network namespaces) needs root "
+                f"(run `sudo bash scripts/testbed/slurm_cluster.sh up --nodes {MULTINODE_NODES}`)"
+            )
+        proc = cluster.script("up", "--nodes", str(MULTINODE_NODES), timeout=900)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+            cluster.script("down", "--nodes", str(MULTINODE_NODES), timeout=120)
+            pytest.skip(f"the multi-node cluster could not be made here: {tail}")
+        cluster = dataclasses.replace(cluster, started_here=True)
+    yield cluster
+    if cluster.started_here:
+        cluster.script("down", "--nodes", str(MULTINODE_NODES), timeout=180)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Torch on one thread for a module: tiny convs on a loaded 2-core machine run ~10x

@@ -18,6 +18,7 @@ from scaling.training.config import (
     RunConfig,
     RuntimeConfig,
 )
+from var_core.counting import tokens_per_image
 
 
 def class_conditional_tokens(
@@ -65,7 +66,7 @@ def make_token_store(
     rng = np.random.default_rng(seed)
     path = Path(path)
     splits = {}
-    protos = rng.integers(0, vocab, size=(num_classes, sum(p * p for p in patch_nums)))
+    protos = rng.integers(0, vocab, size=(num_classes, tokens_per_image(patch_nums)))
     for split, n in (("train", n_train), ("val", n_val)):
         tokens, labels = class_conditional_tokens(
             n, patch_nums=patch_nums, vocab=vocab, protos=protos, rng=rng

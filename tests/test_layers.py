@@ -83,6 +83,37 @@ def _within(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
+def test_no_import_cycles():
+    """No module imports itself through others (every import statement counts, also one under
+    TYPE_CHECKING): a circle means two modules share one job, as the run config, its records
+    and its schedule once did before the run's budget got its own module (training/budget.py)."""
+    modules = all_modules()
+    graph = {
+        name: sorted(
+            m
+            for m in imports_of(name, path)
+            if m in modules and m != name and modules[m].name != "__init__.py"
+        )
+        for name, path in modules.items()
+    }
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[str] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in graph[name]:
+            if state.get(dep) == 1:
+                cycles.append(" -> ".join(path[path.index(dep) :] + [name, dep]))
+            elif dep not in state:
+                visit(dep, path + [name])
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
 def test_every_module_imports():
     """A module the layer rules cannot see because it does not import is a failure too."""
     code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"

@@ -13,11 +13,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
 
+from .counting import tokens_per_image
 from .var import VAR
 from .vqvae import VQVAE
 
@@ -78,7 +79,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:
@@ -139,7 +140,7 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
     try:
         depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
         width = sd["word_embed.weight"].shape[0]
-        cfg = dict(
+        cfg: dict[str, Any] = dict(
             depth=depth,
             width=width,
             z_channels=sd["word_embed.weight"].shape[1],
@@ -150,7 +151,7 @@ def _infer_var_config(sd: Mapping[str, torch.Tensor]) -> dict:
             mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / width,
         )
         L = sd["pos_1LC"].shape[1]
-        if L == sum(p * p for p in PATCH_NUMS_512):
+        if L == tokens_per_image(PATCH_NUMS_512):
             cfg["patch_nums"] = PATCH_NUMS_512
         if cfg["attn_l2_norm"]:
             cfg["heads"] = sd["blocks.0.attn.scale_mul_1H11"].shape[1]

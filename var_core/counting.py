@@ -80,7 +80,7 @@ def params(depth: int, **var_kwargs) -> int:
     """
     c = _resolve(depth, **var_kwargs)
     C, F, d = c["C"], c["F"], c["depth"]
-    L, first_l, K = sum(p * p for p in c["pns"]), c["pns"][0] ** 2, len(c["pns"])
+    L, first_l, K = tokens_per_image(c["pns"]), c["pns"][0] ** 2, len(c["pns"])
     n = c["Cv"] * C + C  # word_embed
     n += (c["num_classes"] + 1) * C  # class_emb (+ null class)
     n += first_l * C + L * C + K * C  # pos_start, pos_1LC, lvl_embed
@@ -119,7 +119,7 @@ def forward_flops(**var_kwargs) -> int:
         raise TypeError("forward_flops needs depth=... (and optionally other VAR kwargs)")
     c = _resolve(**var_kwargs)
     C, F, d, V = c["C"], c["F"], c["depth"], c["V"]
-    L, first_l = sum(p * p for p in c["pns"]), c["pns"][0] ** 2
+    L, first_l = tokens_per_image(c["pns"]), c["pns"][0] ** 2
     P = attention_pairs(c["pns"])
     f = 2 * (L - first_l) * c["Cv"] * C
     per_block = 2 * L * C * 3 * C + 4 * P * C + 2 * L * C * C + 4 * L * C * F

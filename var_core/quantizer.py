@@ -74,6 +74,8 @@ class MultiScaleQuantizer(nn.Module):
     official code.
     """
 
+    ema_vocab_hit_SV: torch.Tensor  # buffer
+
     def __init__(
         self,
         vocab_size: int,
@@ -221,11 +223,12 @@ class MultiScaleQuantizer(nn.Module):
     def idx_to_fhat(self, idx: Sequence[torch.Tensor]) -> torch.Tensor:
         """K index maps -> f_hat [B, Cvae, H, W] (sum of all refined scales)."""
         self._check_idx(idx)
-        f_hat = None
+        f_hat: torch.Tensor | None = None
         with no_autocast(idx[0].device):
             for k, pn in enumerate(self.patch_nums):
                 h = self.phi(k, self._upsample(self.embed(idx[k], pn).to(self.work_dtype), k))
                 f_hat = h if f_hat is None else f_hat + h
+        assert f_hat is not None  # _check_idx requires one map per scale
         return f_hat
 
     def idx_to_var_input(self, idx: Sequence[torch.Tensor]) -> torch.Tensor:

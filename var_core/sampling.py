@@ -105,7 +105,7 @@ def sample_idx(
     var.check_label_values(labels)  # labels enter here: one host read per call
     if (context is None) != (keep is None):
         raise ValueError("context and keep go together: give both (editing) or neither")
-    if context is not None:
+    if context is not None and keep is not None:
         _check_edit(var, labels.shape[0], context, keep)
     gen = None
     if seed is not None:
@@ -133,7 +133,7 @@ def sample_idx(
         logits = (1 + t) * logits[:B] - t * logits[B:]
         probs = top_k_top_p_filter(logits, top_k, top_p).softmax(dim=-1)
         idx = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=gen).view(B, pn * pn)
-        if context is not None:  # teacher forcing of the kept region
+        if context is not None and keep is not None:  # teacher forcing of the kept region
             idx = torch.where(keep[k].to(device), context[k].to(device), idx)
         out.append(idx)
         f_hat, nxt = quant.next_input(k, f_hat, quant.embed(idx, pn))

@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import attend, make_block_mask, resolve_backend
+from .counting import tokens_per_image
 from .loss import head_cross_entropy, head_token_losses
 from .quantizer import no_autocast
 from .vqvae import DEFAULT_PATCH_NUMS
@@ -53,6 +55,8 @@ class DropPath(nn.Module):
 
 class SelfAttention(nn.Module):
     """Multi-head attention with q/v biases (k bias fixed at zero) and optional l2-norm q, k."""
+
+    zero_k_bias: torch.Tensor  # buffer
 
     def __init__(self, width: int, heads: int, l2_norm: bool, backend: str):
         super().__init__()
@@ -163,6 +167,9 @@ class VAR(nn.Module):
     forward(labels [B], x_in [B, L - pn_0^2, z_channels]) -> logits [B, L, vocab_size] (float32).
     """
 
+    lvl_1L: torch.Tensor  # buffers
+    attn_bias_for_masking: torch.Tensor
+
     def __init__(
         self,
         depth: int = 16,
@@ -215,7 +222,7 @@ class VAR(nn.Module):
         self.depth, self.width, self.heads = depth, width, heads
         self.num_classes, self.vocab_size, self.z_channels = num_classes, vocab_size, z_channels
         self.patch_nums = patch_nums
-        self.L = sum(p * p for p in patch_nums)
+        self.L = tokens_per_image(patch_nums)
         self.first_l = patch_nums[0] ** 2
         self.begin_ends = []
         cur = 0
@@ -254,6 +261,10 @@ class VAR(nn.Module):
         self._block_masks: dict = {}  # flex BlockMask per device (built lazily)
         self.init_weights(init_adaln, init_adaln_gamma, init_head, init_std)
 
+    def block_list(self) -> list[AdaLNBlock]:
+        """The transformer blocks, typed (iterating an nn.ModuleList yields plain Modules)."""
+        return cast("list[AdaLNBlock]", self.blocks)
+
     def config(self) -> dict:
         """Constructor kwargs with defaults resolved (width, heads, drop_path, init_std)."""
         return dict(self._config)
@@ -262,7 +273,7 @@ class VAR(nn.Module):
         """Switch the attention backend ("auto", "sdpa", "flex", "math") of every block."""
         resolve_backend(backend, torch.device("cpu"))
         self.attn_backend = self._config["attn_backend"] = backend
-        for b in self.blocks:
+        for b in self.block_list():
             b.attn.backend = backend
 
     @torch.no_grad()
@@ -280,17 +291,18 @@ class VAR(nn.Module):
         nn.init.trunc_normal_(self.pos_start, std=init_std)
         nn.init.trunc_normal_(self.pos_1LC, std=init_std)
         self.head.weight.mul_(init_head)
-        self.head_nm.ada_lin[1].weight.mul_(init_adaln)
+        cast(nn.Linear, self.head_nm.ada_lin[1]).weight.mul_(init_adaln)
         C = self.width
-        for b in self.blocks:
+        for b in self.block_list():
             b.attn.proj.weight.div_(math.sqrt(2 * self.depth))
             b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
             if b.shared_aln:
                 b.ada_gss[:, :, 2:].mul_(init_adaln)
                 b.ada_gss[:, :, :2].mul_(init_adaln_gamma)
             else:
-                b.ada_lin[1].weight[2 * C :].mul_(init_adaln)
-                b.ada_lin[1].weight[: 2 * C].mul_(init_adaln_gamma)
+                ada = cast(nn.Linear, b.ada_lin[1]).weight  # rows: gammas (2C), then the rest
+                ada[2 * C :].mul_(init_adaln)
+                ada[: 2 * C].mul_(init_adaln_gamma)
 
     # ---- pieces shared by forward and the sampler -------------------------------------
     def check_labels(self, labels: torch.Tensor) -> None:
@@ -341,7 +353,7 @@ class VAR(nn.Module):
                 kw["block_mask"] = self._flex_mask(x.device)
             else:  # sdpa or math
                 kw["mask"] = self.attn_bias_for_masking[:, :, : x.shape[1], : x.shape[1]]
-        for i, b in enumerate(self.blocks):
+        for i, b in enumerate(self.block_list()):
             x = b(x, ada, cache=None if caches is None else caches[i], **kw)
         return self.head_nm(x.float(), cond).float()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -82,6 +83,19 @@ class _Mid(nn.Module):
         return self.block_2(self.attn_1(self.block_1(x)))
 
 
+class _Level(nn.Module):
+    """One resolution of the encoder or decoder: res blocks, attention blocks (lowest resolution
+    only), and a resampler except at the last level (state-dict keys `down.{i}.block.{j}` ...)."""
+
+    downsample: nn.Module  # set on every encoder level but the last
+    upsample: nn.Module  # set on every decoder level but the first
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.ModuleList()
+        self.attn = nn.ModuleList()
+
+
 class Encoder(nn.Module):
     """Image [B, 3, H, W] -> features [B, z_channels, H/2^(n-1), W/2^(n-1)], n = len(ch_mult)."""
 
@@ -99,9 +113,7 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList()
         cin = ch
         for i, m in enumerate(ch_mult):
-            level = nn.Module()
-            level.block = nn.ModuleList()
-            level.attn = nn.ModuleList()
+            level = _Level()
             for _ in range(num_res_blocks):
                 level.block.append(ResBlock(cin, ch * m))
                 cin = ch * m
@@ -116,7 +128,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
-        for level in self.down:
+        for level in cast("list[_Level]", self.down):
             for j, block in enumerate(level.block):
                 h = block(h)
                 if len(level.attn):
@@ -143,11 +155,9 @@ class Decoder(nn.Module):
         cin = ch * ch_mult[-1]
         self.conv_in = nn.Conv2d(z_channels, cin, 3, padding=1)
         self.mid = _Mid(cin)
-        levels = []
+        levels: list[_Level] = []
         for i in reversed(range(n)):
-            level = nn.Module()
-            level.block = nn.ModuleList()
-            level.attn = nn.ModuleList()
+            level = _Level()
             for _ in range(num_res_blocks + 1):
                 level.block.append(ResBlock(cin, ch * ch_mult[i]))
                 cin = ch * ch_mult[i]
@@ -162,7 +172,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z))
-        for level in reversed(self.up):
+        for level in reversed(cast("list[_Level]", self.up)):
             for j, block in enumerate(level.block):
                 h = block(h)
                 if len(level.attn):
@@ -211,7 +221,7 @@ class VQVAE(nn.Module):
             patch_nums=tuple(int(p) for p in patch_nums),
         )
         self.vocab_size, self.z_channels = vocab_size, z_channels
-        self.patch_nums = self._config["patch_nums"]
+        self.patch_nums: tuple[int, ...] = tuple(int(p) for p in patch_nums)
         self.downsample = 2 ** (len(ch_mult) - 1)
         self.image_size = self.patch_nums[-1] * self.downsample
         self.encoder = Encoder(ch, ch_mult, num_res_blocks, z_channels)

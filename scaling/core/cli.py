@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from contracts import ContractError
 
@@ -28,6 +28,20 @@ class InputError(ValueError):
 
 class RuntimeFailure(RuntimeError):
     """The work could not be done although the input was valid; CLIs exit 1."""
+
+
+def refuse_replaced_flags(argv: Sequence[str], replaced: Mapping[str, str]) -> None:
+    """Raise InputError (exit 2) for a command-line flag that was replaced, naming its new
+    form: `replaced` maps the old flag (``--method``) to it (``--set method=VALUE``). Both
+    ``--flag value`` and ``--flag=value`` are recognised; a short flag also as ``-Evalue``."""
+    for arg in argv:
+        if arg == "--":
+            return
+        flag = arg.split("=", 1)[0]
+        if flag not in replaced and not arg.startswith("--") and len(arg) > 2:
+            flag = arg[:2]  # a short flag with its value attached (-E4.5)
+        if flag in replaced:
+            raise InputError(f"{flag} was replaced by {replaced[flag]}")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -44,9 +58,10 @@ def run_cli(
     `InputError`s (e.g. `analysis.results.ResultsError`, from the torch-free package that
     cannot import this one). Returns the exit status; never raises for the two known kinds.
     """
+    bad_input: tuple[type[BaseException], ...] = (InputError, ContractError, *input_errors)
     try:
         return body() or EXIT_OK
-    except (InputError, ContractError, *input_errors) as e:
+    except bad_input as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except RuntimeFailure as e:

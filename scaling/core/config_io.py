@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
 from scaling.core.cli import InputError
 
 KeyPath = tuple[str | int, ...]
+T = TypeVar("T")
 
 
 class ConfigError(InputError):
@@ -160,7 +163,7 @@ def _convert(value: Any, tp: Any, path: KeyPath, loc: Located) -> Any:
                 path, f"must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}{extra}"
             )
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, loc, path)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
@@ -235,6 +238,14 @@ def build(cls: type, data: Any, loc: Located | None = None, path: KeyPath = ()) 
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
+        renamed = getattr(cls, "RENAMED", {}).get(key)  # {old key: "new key[; a hint]"}
+        if renamed is not None:  # an old spelling: name the one key
+            new, _, hint = renamed.partition(";")
+            raise loc.error(
+                path + (key,),
+                f"not a key: the setting is spelled {format_path(path + (new,))}"
+                + (f" ({hint.strip()})" if hint else ""),
+            )
         hint = difflib.get_close_matches(str(key), list(fields), n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise loc.error(path + (key,), f"unknown key{extra}; allowed: {', '.join(fields)}")
@@ -272,6 +283,59 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class SetValue:
+    """One ``--set KEY=VALUE``: the key path, its value (YAML), the text typed."""
+
+    key: tuple[str, ...]
+    value: Any
+    text: str
+
+
+def parse_sets(sets: Sequence[str], example: str = "optim.base_lr=3e-3") -> list[SetValue]:
+    """``["optim.base_lr=3e-3", ...]`` -> SetValues; a malformed one is a ConfigError naming it
+    (its message shows `example`, a valid set of the command).
+
+    The value is read as YAML (``3``, ``true``, ``[1, 2]``, ``null``); a number written
+    without a dot (``3e-3``) is a number.
+    """
+    out = []
+    for text in sets:
+        key, eq, raw = text.partition("=")
+        key = key.strip()
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+            raise ConfigError(
+                f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set {example}"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {text!r}: the value is not valid YAML ({e})") from None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out.append(SetValue(tuple(key.split(".")), value, text))
+    return out
+
+
+def apply_sets(obj: T, sets: Sequence[SetValue]) -> T:
+    """Config dataclass `obj` with command-line `sets` applied (later ones win), each checked
+    as if it were written in a file: an unknown key, a wrong type or an impossible value is a
+    ConfigError that names the ``--set`` as typed."""
+    data = to_dict(obj)
+    for s in sets:
+        node = data
+        for part in s.key[:-1]:
+            if not isinstance(node.get(part), dict):  # an unset optional section
+                node[part] = {}
+            node = node[part]
+        node[s.key[-1]] = s.value
+        build(type(obj), data, Located(f"--set {s.text}"))  # this set's error names it
+    return build(type(obj), data, Located("--set"))
 
 
 def dump_yaml(obj: Any) -> str:

@@ -8,6 +8,8 @@
       provenance.json the code, versions and machine that produced it (scaling.core.provenance)
       .lock           held by the one trainer writing here (scaling.core.runlock)
       attempts/       earlier attempts moved aside by `launch --retry-failed --reconfigure`
+      rank_errors/    with several processes: each rank's error when it failed (rank<k>.json),
+                      so the first failure is known even when rank 0 only saw its echo
 
 The job logs (stdout, stderr) are submitit's, under `<output>/_submitit/<job id>/`; status.json's
 `log` names the latest one.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +38,7 @@ from typing import Any
 from contracts import ContractError
 from contracts import metrics as metrics_file
 from contracts import status as status_file
+from contracts.atomic import atomic_write_json
 from contracts.metrics import MetricsRecord
 from contracts.status import FINAL, STATES, RunStatus
 from scaling.core.cli import RuntimeFailure
@@ -121,6 +125,41 @@ class RunDir:
                 self.status_file, RunStatus.from_dict(status, self.status_file)
             )
         return status
+
+    @property
+    def rank_errors(self) -> Path:
+        return self.path / "rank_errors"
+
+    def record_rank_error(self, rank: int, host: str, error: str, attempt: str) -> None:
+        """Write rank `rank`'s failure (its own file: ranks never share one). `attempt` names
+        the job attempt (SLURM job id and restart count), so a later attempt's errors are
+        told apart from an earlier one's."""
+        self.rank_errors.mkdir(exist_ok=True)
+        atomic_write_json(
+            self.rank_errors / f"rank{rank}.json",
+            {"rank": rank, "host": host, "time": time.time(), "attempt": attempt, "error": error},
+        )
+
+    def first_rank_error(self) -> dict[str, Any] | None:
+        """The earliest rank error of the latest attempt that recorded any (None: none)."""
+        recs = []
+        for f in sorted(self.rank_errors.glob("rank*.json")) if self.rank_errors.is_dir() else ():
+            try:
+                rec = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue  # a file being replaced: the others still tell the story
+            if isinstance(rec, dict) and isinstance(rec.get("time"), (int, float)):
+                recs.append(rec)
+        if not recs:
+            return None
+        latest = max(recs, key=lambda r: r["time"])["attempt"]
+        return min((r for r in recs if r.get("attempt") == latest), key=lambda r: r["time"])
+
+    def clear_rank_errors(self) -> None:
+        """Forget the rank errors of earlier jobs (before a new submission)."""
+        if self.rank_errors.is_dir():
+            for f in self.rank_errors.glob("rank*.json"):
+                f.unlink(missing_ok=True)
 
     def read_metrics(self) -> list[MetricsRecord]:
         """Every metrics line (`contracts.metrics`: a torn last line from a crash is skipped

@@ -22,6 +22,11 @@ Choices when the config says "auto" (each with its reason):
              official trainer does; irrelevant on CPU.
   compile    off unless asked: compilation costs minutes per model size and is only worth it
              on a GPU; `sweeps/depth_grid.yaml` turns it on.
+  collective timeout  with several processes, a collective (all-reduce, barrier) that waits
+             longer than COLLECTIVE_TIMEOUT_S_AUTO fails the job instead of hanging it: a
+             crashed or lost rank ends the job within that bound. 30 min, torch's own gloo
+             default: every rank waits in a barrier while rank 0 writes a checkpoint, which
+             for the paper's largest sizes takes minutes.
   threads    on CPU, 1 per process (`CPU_THREADS_AUTO`): the demo's operations are tiny, and
              on a shared machine intra-op threads spin at barriers while another process
              holds the core (measured in docs/benchmarks.md, "CPU threads"); a process
@@ -41,6 +46,7 @@ from scaling.core.cli import InputError, RuntimeFailure
 
 PRECISIONS = ("auto", "fp32", "bf16")
 CPU_THREADS_AUTO = 1
+COLLECTIVE_TIMEOUT_S_AUTO = 1800.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +114,7 @@ class _MatmulPrecision:
     """torch.set_float32_matmul_precision for a `with` block (re-enterable); restores it."""
 
     def __init__(self, precision: str):
-        self.precision, self.previous = precision, None
+        self.precision, self.previous = precision, "highest"  # torch's default
 
     def __enter__(self) -> None:
         self.previous = torch.get_float32_matmul_precision()
@@ -116,6 +122,15 @@ class _MatmulPrecision:
 
     def __exit__(self, *exc) -> None:
         torch.set_float32_matmul_precision(self.previous)
+
+
+def collective_timeout_s(runtime: Any = None) -> float:
+    """Seconds a collective may wait before it fails the job: the config's
+    `collective_timeout_s`, else COLLECTIVE_TIMEOUT_S_AUTO."""
+    given = getattr(runtime, "collective_timeout_s", None) if runtime is not None else None
+    if given is not None and given <= 0:
+        raise InputError(f"collective_timeout_s must be > 0, got {given}")
+    return float(given) if given is not None else COLLECTIVE_TIMEOUT_S_AUTO
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:

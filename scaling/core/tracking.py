@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,13 +47,13 @@ class TrackingUnavailable(RuntimeError):
 class WandbConfig:
     """`runtime.wandb`: log to Weights & Biases as well (optional extra `wandb`)."""
 
-    project: str
+    project: str  # W&B project name
     mode: Literal["offline", "online", "disabled"] = (
         "offline"  # offline: nothing leaves the machine
     )
-    entity: str | None = None
+    entity: str | None = None  # W&B entity (team)
     group: str | None = None  # None: the sweep (the run directory's parent folder name)
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # W&B run tags
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.project):
@@ -120,7 +122,9 @@ class Tracker:
         job_type: str = "train",
     ):
         self.run_dir = Path(run_dir)
-        self.tb = self.tb_compute = self.wandb = None
+        self.tb: Any = None  # a SummaryWriter when TensorBoard is on
+        self.tb_compute: Any = None
+        self.wandb: Any = None
         if tensorboard:
             # what a previous attempt logged after the checkpoint is dropped by TensorBoard
             self.tb = _tensorboard_writer(self.run_dir, resume_step + 1)
@@ -141,12 +145,12 @@ class Tracker:
 
     def log(
         self,
-        scalars: dict[str, float],
+        scalars: Mapping[str, float | None],
         step: int,
         flops: float | None = None,
         by_compute: tuple[str, ...] = (),
     ) -> None:
-        """Write `scalars` {tag: value} at optimizer step `step`.
+        """Write `scalars` {tag: value} at optimizer step `step` (None values are skipped).
 
         flops: cumulative training FLOPs at this step; the tags in `by_compute` (prefixes,
         e.g. "test/") are also written against it in the compute writer.
@@ -203,3 +207,27 @@ def eval_scalars(record: MetricsRecord, patch_nums: tuple[int, ...]) -> dict[str
     if record.eval_s is not None:
         out[f"eval/{prefix}_seconds"] = record.eval_s
     return out
+
+
+FORECAST_DIR = "forecast"  # <run_dir>/forecast/: the forecasts scaling.status makes of a run
+
+
+def append_scalars(logdir: str | Path, step: int, scalars: dict[str, float]) -> None:
+    """Append `scalars` at `step` to a TensorBoard event file in `logdir` (a new file per
+    call; TensorBoard reads them all). Written with the tensorboard package's own writer, so
+    a caller that never trains (scaling.status) does not import torch."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    Path(logdir).mkdir(parents=True, exist_ok=True)
+    writer = EventFileWriter(str(logdir))
+    try:
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(tag=tag, simple_value=float(v))
+                for tag, v in scalars.items()
+            ]
+        )
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+    finally:
+        writer.close()

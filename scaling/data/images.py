@@ -19,7 +19,6 @@ reports the count.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -30,76 +29,22 @@ import torch
 from PIL import Image
 
 from scaling.core.cli import InputError
-
-IMG_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".ppm",
-    ".pgm",
-    ".pbm",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
+from scaling.data.folders import (  # noqa: F401  (their home; importable from here too)
+    CLASSES_FILE,
+    IMG_EXTENSIONS,
+    SPLIT_NAMES,
+    ImageFolderError,
+    ImageFolderMissing,
+    find_classes,
+    is_image_file,
+    read_classes_file,
 )
-SPLIT_NAMES = ("train", "val", "test")
-CLASSES_FILE = "classes.json"
+
 T = TypeVar("T")
-
-
-class ImageFolderError(InputError):
-    """An image folder (or its classes.json) is empty, inconsistent or not a split."""
-
-
-class ImageFolderMissing(ImageFolderError, FileNotFoundError):
-    """An image folder does not exist."""
 
 
 class UnreadableImage(InputError):
     """An image file could not be decoded (corrupt, truncated or not an image)."""
-
-
-def is_image_file(path: Path) -> bool:
-    """True for a file whose extension is a known image format (case-insensitive)."""
-    return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
-
-
-def find_classes(root: str | Path) -> list[str]:
-    """Sorted names of the class folders under `root` (an error if there are none)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ImageFolderMissing(f"image folder {root} does not exist or is not a directory")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ImageFolderError(
-            f"image folder {root} has no class folders (expected {root}/<class>/<image>)"
-        )
-    if set(classes) <= set(SPLIT_NAMES) and all(
-        any(q.is_dir() for q in (root / c).iterdir()) for c in classes
-    ):
-        raise ImageFolderError(
-            f"{root} looks like a dataset root with splits {classes}, not a split: "
-            f"pass {root}/{classes[0]} (a folder of class folders)"
-        )
-    return classes
-
-
-def read_classes_file(dataset_root: str | Path) -> list[str] | None:
-    """The class list saved in `<dataset_root>/classes.json`, or None if there is none."""
-    path = Path(dataset_root) / CLASSES_FILE
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ImageFolderError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, list) or not all(isinstance(c, str) for c in data) or not data:
-        raise ImageFolderError(f"{path}: expected a non-empty JSON list of class-folder names")
-    if len(set(data)) != len(data):
-        raise ImageFolderError(f"{path}: class names are not unique")
-    return data
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -130,7 +75,7 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
-    return img.resize((new_w, new_h), Image.LANCZOS)
+    return img.resize((new_w, new_h), Image.Resampling.LANCZOS)
 
 
 def to_tensor_pm1(img: Image.Image) -> torch.Tensor:

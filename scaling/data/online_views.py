@@ -17,6 +17,7 @@ import torch
 
 from scaling.data.images import ImageFolder, UnreadableImage, crop_views, load_rgb
 from scaling.data.tokenize import encode
+from var_core import VQVAE
 
 
 class OnlineViews:
@@ -25,7 +26,7 @@ class OnlineViews:
     def __init__(
         self,
         images: str | Path,
-        vqvae: torch.nn.Module,
+        vqvae: VQVAE,
         classes: list[str],
         *,
         seed: int,

@@ -37,9 +37,12 @@ import numpy as np
 from scaling.core.atomic import atomic_write, atomic_write_json
 from scaling.core.cli import InputError
 from scaling.core.safe_load import load_checkpoint_file
+from var_core.counting import tokens_per_image
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
     import torch
+
+    from var_core import MultiScaleQuantizer
 
 FORMAT = "var-token-store/1"
 MAX_VOCAB = 65536  # tokens are stored as uint16
@@ -119,7 +122,7 @@ class TokenStore:
             raise TokenStoreError(
                 f"token store {meta_path}: format {meta['format']!r}, expected {FORMAT!r}"
             )
-        if sum(p * p for p in meta["patch_nums"]) != meta["L"]:
+        if tokens_per_image(meta["patch_nums"]) != meta["L"]:
             raise TokenStoreError(
                 f"token store {meta_path}: L={meta['L']} does not match "
                 f"patch_nums {meta['patch_nums']}"
@@ -311,7 +314,7 @@ def store_identity(
         "vqvae_config": vqvae_config,
         "vocab_size": int(vocab_size),
         "patch_nums": pn,
-        "L": sum(p * p for p in pn),
+        "L": tokens_per_image(pn),
         "image_size": int(image_size),
         "classes": list(classes),
         "num_classes": len(classes),
@@ -655,7 +658,7 @@ QUANTIZER_FILE = "quantizer.pt"
 QUANTIZER_FORMAT = "var-token-store.quantizer/1"
 
 
-def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
+def save_quantizer(store: str | Path, quantizer: MultiScaleQuantizer) -> Path:
     """Write `quantizer` (a var_core.MultiScaleQuantizer) into the store, atomically."""
     import torch
 
@@ -677,7 +680,7 @@ def save_quantizer(store: str | Path, quantizer: torch.nn.Module) -> Path:
     return path
 
 
-def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_quantizer(store: str | Path, device: torch.device | str = "cpu") -> MultiScaleQuantizer:
     """The store's quantizer, in eval mode on `device`, frozen."""
 
     from var_core import MultiScaleQuantizer

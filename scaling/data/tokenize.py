@@ -57,12 +57,12 @@ from scaling.data.token_store import (
     store_identity,
     write_meta,
 )
-from var_core import load_vqvae
+from var_core import VQVAE, load_vqvae
 
 log = logging.getLogger(__name__)
 
 
-def encode(vqvae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def encode(vqvae: VQVAE, x: torch.Tensor) -> torch.Tensor:
     """Images [B, 3, H, W] in [-1, 1] -> token rows int64 [B, L] (img_to_idx, coarse to fine)."""
     with torch.inference_mode():
         return torch.cat([t.reshape(t.shape[0], -1) for t in vqvae.img_to_idx(x)], dim=1)

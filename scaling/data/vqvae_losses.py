@@ -23,11 +23,15 @@ class PerceptualLoss(nn.Module):
     LPIPS's, else uniform (a plain normalised-feature distance).
     """
 
+    shift: torch.Tensor  # buffers
+    scale: torch.Tensor
+
     def __init__(self, vgg_path: Path, lpips_path: Path | None = None):
         super().__init__()
-        layers, cin = [], 3
+        layers: list[nn.Module] = []
+        cin = 3
         for v in VGG16_CFG:
-            if v == "M":
+            if isinstance(v, str):  # "M": max pooling
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]

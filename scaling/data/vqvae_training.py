@@ -36,14 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from contracts.jsonl import read_jsonl
 from scaling.core import provenance
 from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_text
-from scaling.core.cli import InputError, run_cli, setup_logging
+from scaling.core.cli import InputError, RuntimeFailure, run_cli, setup_logging
 from scaling.core.config_io import dump_yaml, load_config
 from scaling.core.runtime import pick_device, resolve
 from scaling.core.safe_load import load_checkpoint_file
@@ -125,7 +124,7 @@ def val_images(ds: ImageFolder, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_vqvae(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> dict:
+def evaluate_vqvae(model: VQVAE, images: torch.Tensor, batch_size: int = 64) -> dict:
     """Reconstruction and codebook metrics on images [N, 3, H, W] in [-1, 1].
 
     Returns {"val_mse" (on [-1, 1]), "val_psnr" (dB, images on [0, 1]), "val_psnr_mean_colour"
@@ -164,7 +163,7 @@ def evaluate_vqvae(model: nn.Module, images: torch.Tensor, batch_size: int = 64)
 
 @torch.no_grad()
 def restart_dead_codes(
-    model: nn.Module, f: torch.Tensor, hits: torch.Tensor, generator: torch.Generator
+    model: VQVAE, f: torch.Tensor, hits: torch.Tensor, generator: torch.Generator
 ) -> int:
     """Re-initialise codes with zero `hits` [V] from encoder features f [B, C, h, w]; returns how
     many."""
@@ -271,17 +270,19 @@ def train_step(parts: Parts, x: torch.Tensor, step: int, cfg: VQVAETrainConfig) 
     loss = mse + vq_loss
     if parts.perceptual is not None:
         loss = loss + cfg.perceptual_weight * parts.perceptual(recon, x)
-    use_disc = parts.disc is not None and step >= cfg.disc_start
-    if use_disc:
-        loss = loss - cfg.disc_weight * parts.disc(recon).mean()
+    disc, disc_opt = parts.disc, parts.disc_opt
+    if disc is None or disc_opt is None or step < cfg.disc_start:
+        disc = disc_opt = None  # not (yet) adversarial
+    if disc is not None:
+        loss = loss - cfg.disc_weight * disc(recon).mean()
     parts.opt.zero_grad(set_to_none=True)
     loss.backward()
     parts.opt.step()
-    if use_disc:  # hinge loss on real vs reconstructed patches
-        d_loss = F.relu(1 - parts.disc(x)).mean() + F.relu(1 + parts.disc(recon.detach())).mean()
-        parts.disc_opt.zero_grad(set_to_none=True)
+    if disc is not None and disc_opt is not None:  # hinge loss on real vs reconstructed patches
+        d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(recon.detach())).mean()
+        disc_opt.zero_grad(set_to_none=True)
         d_loss.backward()
-        parts.disc_opt.step()
+        disc_opt.step()
     for t in idx:
         parts.hits += torch.bincount(t.flatten().cpu(), minlength=cfg.vocab_size)
     return StepResult(loss.item(), mse.item(), vq_loss.item(), f.detach())
@@ -318,7 +319,7 @@ def save_state(out: Path, parts: Parts, step: int, cfg: VQVAETrainConfig) -> Non
         "record_hit": int(getattr(parts.model.quantize, "record_hit", 0)),
         "vqvae_config": _stored_kwargs(cfg),
     }
-    if parts.disc is not None:
+    if parts.disc is not None and parts.disc_opt is not None:
         st["disc"], st["disc_opt"] = parts.disc.state_dict(), parts.disc_opt.state_dict()
     atomic_write(out / STATE_FILE, lambda f: torch.save(st, f))
 
@@ -337,7 +338,7 @@ def resume(out: Path, parts: Parts, cfg: VQVAETrainConfig) -> int:
         )
     parts.model.load_state_dict(st["model"])
     parts.opt.load_state_dict(st["opt"])
-    if parts.disc is not None and "disc" in st:
+    if parts.disc is not None and parts.disc_opt is not None and "disc" in st:
         parts.disc.load_state_dict(st["disc"])
         parts.disc_opt.load_state_dict(st["disc_opt"])
     parts.gen.set_state(st["gen_rng"])
@@ -532,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         with resolve(None, device=cfg.device, precision="fp32").applied():
             path = train_vqvae(cfg)
         last = last_eval(Path(cfg.out))
+        if last is None:  # step 0 is always evaluated: its line was lost
+            raise RuntimeFailure(f"{cfg.out}: no evaluation line in {METRICS_FILE}")
         print(
             f"VQVAE: {path}  val PSNR {last['val_psnr']:.2f} dB (mean-colour baseline "
             f"{last['val_psnr_mean_colour']:.2f}), codebook usage per scale {last['usage_scale']}, "

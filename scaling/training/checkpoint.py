@@ -10,6 +10,7 @@ duplicated nor missing lines.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ class CheckpointState:
         if self.dist.is_main:
             path = path or self.run.checkpoint
             path.parent.mkdir(parents=True, exist_ok=True)
+            # who wrote it: on several nodes, the place to look when a checkpoint is wrong
+            state["writer"] = {"rank": self.dist.rank, "host": socket.gethostname()}
             atomic_write(path, lambda f: torch.save(state, f))
         self.dist.barrier()
 
@@ -100,18 +103,21 @@ class CheckpointState:
 
     def parent_dir(self) -> Path:
         """A decay branch's parent run directory (a sibling folder name, or a path)."""
-        parent = Path(self.config.branch.parent)
+        branch = self.config.branch
+        assert branch is not None, "only a decay branch has a parent"
+        parent = Path(branch.parent)
         return parent if parent.is_absolute() else self.run.path.parent / parent
 
     def _branch_start(self, start_step: int) -> dict[str, Any]:
         """The parent's stable-phase state this branch starts from (checked to be its parent)."""
         path = self.stable_state_path(start_step, self.parent_dir())
-        if not path.exists():
+        branch = self.config.branch
+        if not path.exists() and branch is not None:
             raise CheckpointError(
-                f"{path}: the parent {self.config.branch.parent!r} has not kept "
+                f"{path}: the parent {branch.parent!r} has not kept "
                 f"its state at step {start_step} (branch.at "
-                f"{self.config.branch.at}); run the parent with save_at "
-                f"including {self.config.branch.at} first"
+                f"{branch.at}); run the parent with save_at "
+                f"including {branch.at} first"
             )
         state = torch.load(path, map_location="cpu", weights_only=True)
         mine, theirs = to_dict(self.config), state.get("config", {})

@@ -2,20 +2,18 @@
 
 A run's `config.yaml` is exactly `dump_yaml(RunConfig)`; `load_run_config(path)` reads it back
 with located errors (file:line: key.path: message). Defaults are the official VAR recipe
-(docs/specification.md, sec. 3); a sweep file overrides what it needs.
+(docs/specification.md, sec. 3); a sweep file overrides what it needs. Data and validation only:
+what a run costs (steps, images, tokens, FLOPs) is `scaling.training.budget`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from scaling.core.config_io import InvalidValue, build, load_yaml
 from scaling.core.tracking import WandbConfig
-from scaling.data.token_store import TokenStoreError, images_in_split, rows_per_image
-from scaling.training import records, schedule
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -29,17 +27,17 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 class ModelConfig:
     """The VAR transformer (var_core.VAR arguments; None = the official rule for the depth)."""
 
-    depth: int = 16
+    depth: int = 16  # transformer depth d (the size axis of a study)
     width: int | None = None  # official: 64 * depth
     heads: int | None = None  # official: depth (head dim 64)
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = 4.0  # MLP hidden width / width
     drop_path: float | None = None  # official: 0.1 * depth / 24
-    attn_l2_norm: bool = True
-    shared_aln: bool = False
+    attn_l2_norm: bool = True  # attention with L2-normalised q, k (official)
+    shared_aln: bool = False  # one AdaLN for all blocks (the official variant is per block)
     cond_drop: float = 0.1  # class dropout for classifier-free guidance (training only)
-    init_adaln: float = 0.5
+    init_adaln: float = 0.5  # official initialisation scale of the AdaLN rows
     init_adaln_gamma: float = 1e-5  # official recipes use 1e-3 for d16/d20
-    init_head: float = 0.02
+    init_head: float = 0.02  # official initialisation scale of the head
     init_std: float | None = None  # official: sqrt(1 / (3 * width))
 
     def __post_init__(self):
@@ -90,8 +88,8 @@ class DataConfig:
     """Where the tokens come from; training refuses a store that does not match."""
 
     store: Path  # token store directory (scaling.token_store)
-    train_split: str = "train"
-    eval_split: str = "val"
+    train_split: str = "train"  # the store's split trained on
+    eval_split: str = "val"  # the store's split evaluated on
     vqvae_sha256: str | None = None  # when set, the store must have been made with this VQVAE
     vocab_size: int | None = None  # when set, checked against the store
     patch_nums: tuple[int, ...] | None = None  # when set, checked against the store
@@ -136,18 +134,25 @@ class DataConfig:
 class OptimConfig:
     """AdamW and the schedules of the official trainer."""
 
+    # the learning rate has one key, base_lr; its other spellings (the official trainer's
+    # "tblr", a peak "lr") are refused with an error that names it
+    RENAMED: ClassVar[dict[str, str]] = {
+        old: "base_lr; the peak lr is base_lr x batch_size / 256"
+        for old in ("lr", "tblr", "blr", "peak_lr", "learning_rate")
+    }
+
     batch_size: int = 768  # global batch, whatever the number of GPUs
     base_lr: float = 1e-4  # "tblr": lr = base_lr * batch_size / 256
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW
+    eps: float = 1e-8  # AdamW
+    weight_decay: float = 0.05  # AdamW decoupled weight decay
     weight_decay_end: float | None = None  # cosine-annealed to this ("twde"); None = constant
     grad_clip: float = 2.0  # global norm; 0 = off
     warmup_frac: float = 0.02  # official: ep/50 epochs of warm-up
     warmup_start: float = 0.005  # lr factor at step 0 ("wp0")
     hold_frac: float = 0.05  # peak held for this fraction of the post-warm-up steps
     final_lr_frac: float = 0.01  # "wpe": lr at the end / peak (0.1 for d16/d20 recipes)
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # of the training cross-entropy
     # "lin0": the official warm-up, hold, linear decay (hold_frac). "wsd": warm-up, constant,
     # cool-down over the last `cooldown_frac` of the steps (Hagele et al. 2024): its
     # stable-phase states can start decay branches (RunConfig.save_at / branch).
@@ -208,10 +213,10 @@ class OptimConfig:
 class LengthConfig:
     """Training length: exactly one of these is set."""
 
-    epochs: float | None = None
-    steps: int | None = None
-    images: int | None = None
-    tokens: int | None = None
+    epochs: float | None = None  # passes over the train images (exactly one length is given)
+    steps: int | None = None  # optimizer steps
+    images: int | None = None  # training images seen
+    tokens: int | None = None  # training tokens seen
     flops: float | None = None  # training FLOPs, exact count (var_core.counting)
 
     def __post_init__(self):
@@ -224,22 +229,6 @@ class LengthConfig:
                 f"tokens or flops); got {given or 'none'}",
             )
         _positive(given[0], getattr(self, given[0]))
-
-    def total_steps(
-        self, *, train_size: int, batch_size: int, tokens_per_image: int, flops_per_image: int
-    ) -> int:
-        """Number of optimizer steps this length means for the given data and model."""
-        if self.steps is not None:
-            steps = self.steps
-        elif self.epochs is not None:
-            steps = round(self.epochs * train_size / batch_size)
-        elif self.images is not None:
-            steps = math.ceil(self.images / batch_size)
-        elif self.tokens is not None:
-            steps = math.ceil(self.tokens / (tokens_per_image * batch_size))
-        else:
-            steps = math.floor(self.flops / (flops_per_image * batch_size))
-        return max(1, int(steps))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +244,7 @@ class EvalConfig:
     first_frac: float = 0.01  # the first at this fraction of the training compute
     max_images: int | None = None  # None = the whole test split
     subset_points: int = 0  # extra cheap evaluations (log-spaced) on a subset of the test split
-    subset_images: int = 1000
+    subset_images: int = 1000  # test images of each subset evaluation
     batch_size: int = 256  # per rank
     precision: Literal["fp32", "bf16"] = "fp32"
 
@@ -280,8 +269,8 @@ class BranchConfig:
     """
 
     parent: str  # the parent's run directory: a sibling folder name, or a path
-    at: float
-    cooldown: float = 0.2
+    at: float  # fraction of the parent's length where the branch leaves it
+    cooldown: float = 0.2  # fraction of the branch's own length spent cooling down
 
     def __post_init__(self):
         if not 0 < self.at < 1:
@@ -300,24 +289,28 @@ class BranchConfig:
 class RuntimeConfig:
     """How the run executes; nothing here changes what is learned (on CPU, bit for bit)."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # cuda when present
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     attn_backend: Literal["auto", "sdpa", "flex", "math"] = (
         "auto"  # math: explicit matmuls (reference)
     )
-    compile: bool = False
+    compile: bool = False  # torch.compile the model and loss
     tf32: bool | None = (
         None  # TF32 for fp32 matmuls/convs; None = on for CUDA (scaling.core.runtime)
     )
-    activation_checkpointing: bool = False
-    fsdp: bool = False
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
+    fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2)
     micro_batch: int | None = None  # per-rank micro-batch (gradient accumulation); None = all
-    checkpoint_every_steps: int | None = None
+    checkpoint_every_steps: int | None = None  # also checkpoint every k steps (None: by time only)
+    # checkpoint interval (also on SIGUSR2/SIGTERM and at the end)
     checkpoint_every_s: float = 900.0
-    log_every_s: float = 30.0
+    log_every_s: float = 30.0  # progress-line interval in the job log
     # several processes: rank 0's save/stop decisions are broadcast every this many steps
     # (a SIGUSR2/SIGTERM is honoured within it); one process decides every step for free
     agree_every_steps: int = 10
+    # several processes: a collective waiting longer fails the job (a crashed or lost rank
+    # must not hang the others); None = scaling.core.runtime's choice
+    collective_timeout_s: float | None = None
     num_threads: int | None = None  # torch CPU threads; None = scaling.runtime's choice (CPU: 1)
     # keep every training row's teacher-forcing input on the device when it fits (0 = never)
     input_cache_mb: float = 256.0
@@ -333,6 +326,7 @@ class RuntimeConfig:
         _positive("log_every_s", self.log_every_s)
         _positive("num_threads", self.num_threads)
         _positive("agree_every_steps", self.agree_every_steps)
+        _positive("collective_timeout_s", self.collective_timeout_s)
         _positive("input_cache_mb", self.input_cache_mb, allow_zero=True)
 
 
@@ -350,18 +344,20 @@ class SamplesConfig:
     """
 
     after_training: bool = False  # the launcher's job runs it when training is done
-    per_class: int = 50
+    per_class: int = 50  # samples per class (a balanced set)
     classes: int | None = None  # None: every class of the token store
-    cfg: float = 1.5
-    top_k: int = 900
-    top_p: float = 0.96
-    seed: int = 0
-    batch_size: int = 64
+    cfg: float = 1.5  # classifier-free guidance scale
+    top_k: int = 900  # sampler top-k
+    top_p: float = 0.96  # sampler top-p
+    seed: int = 0  # sampling seed
+    batch_size: int = 64  # samples per forward pass
     shard_size: int = 1000  # images per .npz shard of the sample folder (resumable unit)
+    # feature network: TF-FID Inception or the demo's classifier
     features: Literal["inception", "classifier"] = "inception"
+    # local weights file of the TF-FID Inception (never downloaded)
     inception_weights: str | None = None
-    classifier: str | None = None
-    reference: str | None = None
+    classifier: str | None = None  # features classifier: its checkpoint (scaling.classifier)
+    reference: str | None = None  # reference images: a val folder or an .npz of feature statistics
     reference_images: int | None = None  # cap on reference images read (None = all)
 
     def __post_init__(self):
@@ -380,15 +376,15 @@ class SamplesConfig:
 class RunConfig:
     """Everything that defines one training run."""
 
-    run_id: str
-    data: DataConfig
+    run_id: str  # the run's folder name (the sweep's run id)
+    data: DataConfig  # the token store the run trains on
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     length: LengthConfig = LengthConfig(epochs=1.0)
     eval: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     samples: SamplesConfig = SamplesConfig()
-    seed: int = 0
+    seed: int = 0  # initialisation, data order, class dropout
     # WSD runs: keep the stable-phase state at these fractions of the length (decay branches
     # start from <run_dir>/stable/step_<s>.pt); must lie before the cool-down
     save_at: tuple[float, ...] = ()
@@ -444,89 +440,3 @@ def load_run_config(path: str | Path) -> RunConfig:
     """Read a run's `config.yaml`."""
     data, loc = load_yaml(path)
     return build(RunConfig, data, loc)
-
-
-# Repeated data: each distinct training sequence seen more often than this many times marks
-# the data-limited regime (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models":
-# up to ~4 epochs of repetition are almost as good as unique data, beyond that returns fall).
-REPEAT_EPOCHS_OK = 4.0
-
-
-def passes_per_sequence(
-    estimate_: dict[str, float], store_meta: dict[str, Any], split: str
-) -> float:
-    """How many times a run sees each stored token sequence: epochs / (views x flips)."""
-    return float(estimate_["epochs"]) / rows_per_image(store_meta["splits"][split])
-
-
-def var_kwargs_from_store(model: ModelConfig, store_meta: dict[str, Any]) -> dict[str, Any]:
-    """`var_core.VAR` keyword arguments for `model` on a token store, from its `meta.json`
-    contents (or a stand-in with the same keys): the store fixes the classes, the vocabulary,
-    the scales and the VQVAE's code width (z_channels). Raises TokenStoreError naming a
-    missing key."""
-
-    def need(*keys: str) -> Any:
-        node: Any = store_meta
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                raise TokenStoreError(
-                    f"token store meta.json lacks {'.'.join(keys)}, which the "
-                    f"VAR model needs (re-tokenise with python -m scaling.tokenize)"
-                )
-            node = node[key]
-        return node
-
-    return model.var_kwargs(
-        num_classes=int(need("num_classes")),
-        vocab_size=int(need("vocab_size")),
-        z_channels=int(need("vqvae_config", "z_channels")),
-        patch_nums=tuple(need("patch_nums")),
-    )
-
-
-def schedule_plan(
-    config: RunConfig, counts: records.ImageCounts, train_images: int
-) -> schedule.Plan:
-    """The run's steps and schedule: `config.length` on a split of `train_images` images
-    for a model of these per-image counts, laid out by `schedule.plan`."""
-    return schedule.plan(
-        config,
-        config.length.total_steps(
-            train_size=train_images,
-            batch_size=config.optim.batch_size,
-            tokens_per_image=counts.tokens,
-            flops_per_image=counts.train_flops,
-        ),
-    )
-
-
-def estimate(config: RunConfig, store_meta: dict[str, Any]) -> dict[str, float]:
-    """What a run will cost, from its config and its token store's `meta.json` contents.
-
-    Returns params (N), steps, images, tokens (images x L), flops (exact training count,
-    var_core.counting) and flops_6nd (6 N tokens), all in plain units (FLOPs): the columns
-    the run's last metrics record will hold (`records.progress`); plus train_images (the
-    split's images) and epochs (images seen / train_images). Epochs and budgets count images
-    of the dataset, never stored views or flip copies, so a store made with --views K or
-    --flip gives the same numbers as the store's `data.expect` stand-in. A decay branch's
-    counts include its parent's steps up to the branch point; `own_flops` is what the run
-    itself trains (the cool-down steps of a branch).
-    """
-    counts = records.ImageCounts.of(var_kwargs_from_store(config.model, store_meta))
-    train_images = images_in_split(store_meta["splits"][config.data.train_split])
-    layout = schedule_plan(config, counts, train_images)
-    batch = config.optim.batch_size
-    end = records.progress(layout.total_steps, batch, counts)
-    start = records.progress(layout.start_step, batch, counts)
-    return dict(
-        params=counts.params,
-        steps=layout.total_steps,
-        images=end["images"],
-        tokens=end["tokens"],
-        flops=end["flops"],
-        flops_6nd=end["flops_6nd"],
-        own_flops=end["flops"] - start["flops"],
-        forward_flops_per_image=counts.forward_flops,
-        train_images=train_images,
-        epochs=records.epochs(layout.total_steps, batch, train_images),
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 
 import torch
@@ -38,12 +39,16 @@ class DistInfo:
             dist.barrier()
 
 
-def setup(device_preference: str = "auto") -> DistInfo:
+def setup(device_preference: str = "auto", timeout_s: float | None = None) -> DistInfo:
     """Initialise the process group when the job has several processes.
 
     Under SLURM with several tasks (and no RANK set by a launcher), submitit's
-    TorchDistributedEnvironment exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT.
-    Backend: NCCL on CUDA, gloo on CPU.
+    TorchDistributedEnvironment exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT:
+    MASTER_ADDR is the first node of the job's node list (its name must resolve on every
+    node), ranks are SLURM's task ids (node-major: node 0 holds ranks 0..k-1), LOCAL_RANK the
+    task's index on its node (its GPU). Backend: NCCL on CUDA, gloo on CPU. `timeout_s`:
+    how long a collective may wait before it raises (scaling.core.runtime's
+    collective_timeout_s; None: torch's default).
     """
     if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         import submitit
@@ -57,7 +62,10 @@ def setup(device_preference: str = "auto") -> DistInfo:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size
+            backend="nccl" if device.type == "cuda" else "gloo",
+            rank=rank,
+            world_size=world_size,
+            **({} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}),
         )
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from scaling.core.cli import InputError
+from var_core.counting import tokens_per_image
 
 
 def scale_index(patch_nums: tuple[int, ...]) -> torch.Tensor:
@@ -76,7 +77,7 @@ def evaluate(
         [pn * pn for pn in patch_nums], dtype=torch.float64, device=device
     )
     by_scale = (sums / (n * per_scale_tokens)).cpu()
-    total_tokens = n * sum(pn * pn for pn in patch_nums)
+    total_tokens = n * tokens_per_image(patch_nums)
     totals = sums.sum(1).cpu()
     return dict(
         ce_avg=totals[0].item() / total_tokens,

@@ -20,7 +20,7 @@ from scaling.core.seeds import step_seed
 from scaling.data.online_views import OnlineViews
 from scaling.data.token_store import TokenStore, TokenStoreError, TrainOrder, mismatch
 from scaling.training.config import RunConfig
-from var_core import counting, load_vqvae
+from var_core import MultiScaleQuantizer, counting, load_vqvae
 
 
 def split_scales(tokens: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:
@@ -76,6 +76,7 @@ def open_online_views(store: TokenStore, config: RunConfig, device: torch.device
         raise mismatch(
             store.path, "vqvae_sha256", store.meta["vqvae_sha256"], sha, f"data.vqvae {path}"
         )
+    assert data.images is not None  # DataConfig requires it for views online
     return OnlineViews(
         Path(data.images) / data.train_split,
         load_vqvae(path),
@@ -93,7 +94,7 @@ class TrainInputs:
         self,
         config: RunConfig,
         store: TokenStore,
-        quantizer: torch.nn.Module,
+        quantizer: MultiScaleQuantizer,
         online: OnlineViews | None,
         train_size: int,
         device: torch.device,

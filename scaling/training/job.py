@@ -13,9 +13,11 @@ optimizer and the metrics file offset are part of the checkpoint (scaling.traini
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 import traceback
 from pathlib import Path
@@ -28,6 +30,7 @@ from scaling.core.cli import RuntimeFailure, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, dump_yaml
 from scaling.core.rundir import RunDir
 from scaling.core.runlock import RunLock, me
+from scaling.core.runtime import collective_timeout_s
 from scaling.core.runtime import resolve as resolve_policy
 from scaling.training import records
 from scaling.training.config import RunConfig, load_run_config
@@ -64,7 +67,17 @@ def train_run(
     """
     run = RunDir(run_dir)
     config = load_run_config(run.config)
-    dist = setup_distributed(config.runtime.device)
+    dist = setup_distributed(config.runtime.device, collective_timeout_s(config.runtime))
+    if dist.enabled:  # each rank's log says where it runs (rank-to-node mix-ups show here)
+        log.info(
+            "[%s] rank %d of %d (local rank %d) on host %s, device %s",
+            config.run_id,
+            dist.rank,
+            dist.world_size,
+            dist.local_rank,
+            socket.gethostname(),
+            dist.device,
+        )
     lock = RunLock(run.path)
     try:
         # the runtime policy's process-wide settings (threads, TF32), restored on return
@@ -77,6 +90,19 @@ def train_run(
                 )
             finally:
                 lock.release()
+    except BaseException as e:
+        if dist.enabled and not isinstance(e, (KeyboardInterrupt, SystemExit, RunStopped)):
+            # every rank says why it failed: rank 0's own error is often only the echo of
+            # another rank's crash (a closed connection, a collective timeout)
+            attempt = (
+                f"{os.environ.get('SLURM_JOB_ID', os.getpid())}:"
+                f"{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+            )
+            with contextlib.suppress(OSError):
+                run.record_rank_error(
+                    dist.rank, socket.gethostname(), f"{type(e).__name__}: {e}", attempt
+                )
+        raise
     finally:
         teardown()
 
@@ -133,15 +159,19 @@ def _train_locked(
                 run.update_status(state="queued", step=trainer.step, segment_done=until)
         elif trainer.step >= trainer.total_steps:
             if dist.is_main:
-                final = records.summary(last or (run.read_metrics() or [None])[-1])
+                written = run.read_metrics() if last is None else []
+                final = records.summary(last or (written[-1] if written else None))
                 run.update_status(
                     state="done", finished_at=time.time(), step=trainer.step, final=final
                 )
         elif stopped:
             name = signal.Signals(stop.signum).name
             if requeue is not None and stop.signum == signal.SIGUSR2:
-                if dist.is_main:
-                    run.update_status(state="queued", step=trainer.step, requeued_by=name)
+                if not dist.is_main:
+                    # rank 0 requeues the whole job (submitit's handler) after the common
+                    # checkpoint; an error exit here could end the step before it does
+                    return last
+                run.update_status(state="queued", step=trainer.step, requeued_by=name)
                 requeue(stop.signum)
             message = (
                 f"stopped by {name} at step {trainer.step}/{trainer.total_steps} after "
@@ -215,11 +245,14 @@ class TrainJob:
         setup_logging()  # the job's own process: progress lines go to its log
         submitit_handler = signal.getsignal(signal.SIGUSR2)
         under_submitit = callable(submitit_handler)
+        requeue = None
+        if callable(submitit_handler):
+            handler = submitit_handler
+            requeue = lambda signum: handler(signum, None)
         stop = StopRequest()
         signal.signal(signal.SIGUSR2, stop)
         if not under_submitit or os.environ.get("SUBMITIT_EXECUTOR") == "local":
             signal.signal(signal.SIGTERM, stop)
-        requeue = (lambda signum: submitit_handler(signum, None)) if under_submitit else None
         last = train_run(run_dir, stop=stop, requeue=requeue, until=until)
         if until is None:  # a segment of a WSD parent is not the end of the run
             samples_after_training(run_dir)

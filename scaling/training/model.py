@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -13,6 +13,10 @@ from scaling.core.runtime import Policy
 from scaling.training.config import RunConfig
 from scaling.training.distributed import DistInfo
 from var_core import VAR
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel
 
 # weight decay does not apply to parameters whose name contains one of these (the official
 # trainer's `nowd_keys`, verbatim), nor to biases and 1-D tensors. In VAR the names select
@@ -59,10 +63,10 @@ class WrappedVAR:
     def grad_sync(self, last: bool) -> contextlib.AbstractContextManager:
         """The context of one micro-batch's backward: gradients are synchronised across ranks
         only for the last micro-batch of a step (DDP `no_sync`, FSDP's gradient-sync flag)."""
-        if self.fsdp:
-            self.model.set_requires_gradient_sync(last)
+        if self.fsdp:  # fully_shard made the model an FSDPModule
+            cast("FSDPModule", self.model).set_requires_gradient_sync(last)
         if self.ddp and not last:
-            return self.train.no_sync()
+            return cast("DistributedDataParallel", self.train).no_sync()
         return contextlib.nullcontext()
 
 
@@ -125,21 +129,21 @@ def optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.AdamW:
     )
 
 
-def _shard_fully(model: torch.nn.Module, device: torch.device, world_size: int) -> None:
+def _shard_fully(model: VAR, device: torch.device, world_size: int) -> None:
     """FSDP2: shard each block's parameters, gradients and optimizer state over the ranks."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(device.type, (world_size,))
-    for block in model.blocks:
+    for block in model.block_list():
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
 
 
-def _checkpoint_blocks(model: torch.nn.Module) -> None:
+def _checkpoint_blocks(model: VAR) -> None:
     """Recompute each transformer block's activations in the backward pass (less memory)."""
     from torch.utils.checkpoint import checkpoint
 
-    for block in model.blocks:
+    for block in model.block_list():
         forward = block.forward
         block.forward = lambda *a, _f=forward, **k: checkpoint(_f, *a, use_reentrant=False, **k)

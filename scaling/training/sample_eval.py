@@ -42,7 +42,7 @@ from analysis.sample_metrics import (
     inception_score,
     precision_recall,
 )
-from contracts.metrics import SAMPLE_COPIES, MetricsRecord
+from contracts.metrics import MetricsRecord
 from scaling.core.atomic import atomic_write, atomic_write_json
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import Located, build, to_dict
@@ -381,8 +381,15 @@ def evaluate_run(
         )
     reference = load_reference(cfg.reference, net, vqvae.image_size, cfg.reference_images)
     metrics = compute_metrics(images, labels, reference, net, kind)
-    record = MetricsRecord(
-        **{k: getattr(last, k) for k in SAMPLE_COPIES},
+    record = MetricsRecord(  # the compute columns of the evaluation it measured
+        run=last.run,
+        depth=last.depth,
+        params=last.params,
+        step=last.step,
+        images=last.images,
+        tokens=last.tokens,
+        flops=last.flops,
+        flops_6nd=last.flops_6nd,
         eval="samples",
         samples=dict(
             **metrics,

@@ -52,7 +52,7 @@ class ClassifierFeatures:
         self.model.to(self.device)
         self.name = f"classifier:{Path(path).name}"
         self.dim = int(self.meta["config"]["feature_dim"])
-        self.image_size = int(self.meta["config"]["resolution"])
+        self.image_size: int | None = int(self.meta["config"]["resolution"])
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +96,7 @@ class InceptionFeatures:
 
     name = "inception-v3-compat"
     dim = 2048
-    image_size = None
+    image_size: int | None = None
 
     def __init__(self, weights: str | Path | None, device: str | torch.device = "cpu"):
         path = check_inception_weights(weights)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
 
 from scaling.core.cli import InputError
-
-if TYPE_CHECKING:  # annotations only: config imports this module
-    from scaling.training.config import EvalConfig, OptimConfig, RunConfig
+from scaling.training.config import EvalConfig, OptimConfig, RunConfig
 
 COOLDOWN_SHAPES = ("linear", "1-sqrt", "cosine")
 
@@ -56,7 +53,7 @@ def layout(optim: OptimConfig, total_steps: int) -> Plan:
 
 
 def plan(config: RunConfig, length_steps: int) -> Plan:
-    """Lay out `config`'s schedule; `length_steps` = `config.length.total_steps(...)`.
+    """Lay out `config`'s schedule; `length_steps` = `budget.length_steps(config.length, ...)`.
 
     A decay branch shares its parent's length config, so `length_steps` is the parent's T:
     the branch starts after s = round(at * T) steps and cools down over

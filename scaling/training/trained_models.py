@@ -9,7 +9,8 @@ import torch
 from scaling.core.provenance import sha256_file
 from scaling.core.rundir import RunDir
 from scaling.data.token_store import TokenStore, TokenStoreError
-from scaling.training.config import load_run_config, var_kwargs_from_store
+from scaling.training.budget import var_kwargs_from_store
+from scaling.training.config import load_run_config
 from var_core import VAR, load_into, load_vqvae
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import socket
 import sys
 from typing import Any
 
@@ -32,9 +34,10 @@ from scaling.core.stopwatch import Stopwatch
 from scaling.core.tracking import Tracker, eval_scalars
 from scaling.data.token_store import TokenStore, eval_batches, load_quantizer
 from scaling.training import model as var_model
-from scaling.training import records, schedule
+from scaling.training import records
+from scaling.training.budget import run_budget, var_kwargs_from_store
 from scaling.training.checkpoint import CheckpointState
-from scaling.training.config import RunConfig, schedule_plan, var_kwargs_from_store
+from scaling.training.config import RunConfig
 from scaling.training.distributed import DistInfo
 from scaling.training.evaluate import evaluate
 from scaling.training.inputs import TrainInputs, check_views, open_online_views
@@ -92,7 +95,6 @@ class Trainer:
             self.store.check_tokens(split)
 
         var_kwargs = var_kwargs_from_store(config.model, self.store.meta)
-        self.counts = records.ImageCounts.of(var_kwargs)
         optim = config.optim
         if optim.batch_size % dist.world_size:
             raise ConfigError(
@@ -101,19 +103,17 @@ class Trainer:
             )
         self.local_batch = optim.batch_size // dist.world_size
         self.micro_batch = min(config.runtime.micro_batch or self.local_batch, self.local_batch)
-        self.plan = schedule_plan(config, self.counts, self.train_size)
-        self.total_steps = self.plan.total_steps
+        # steps, schedule, evaluations and compute columns: the run's budget, as priced before
+        self.budget = run_budget(config, self.store.meta, train_images=self.train_size)
+        self.counts, self.plan = self.budget.counts, self.budget.plan
+        self.total_steps = self.budget.steps
         if config.eval.points > self.total_steps:
             raise ConfigError(
                 f"{run_dir.config}: eval.points: {config.eval.points} evaluations "
                 f"but the run has only {self.total_steps} steps"
             )
         # a decay branch evaluates only its own steps (its parent measured the ones before)
-        self.evals = {
-            s: k
-            for s, k in schedule.eval_schedule(self.total_steps, config.eval).items()
-            if s > self.plan.start_step
-        }
+        self.evals = self.budget.evals
 
         self.var = var_model.build(config, var_kwargs, self.policy, dist)
         self.optimizer = var_model.optimizer(self.model, config)
@@ -212,10 +212,8 @@ class Trainer:
         self.eval_flops += self.counts.forward_flops * metrics["images"]
         record = records.metrics_record(
             self.config,
-            self.counts,
+            self.budget,
             width=self.model.width,
-            total_steps=self.total_steps,
-            train_images=self.train_size,
             step=self.step,
             wall_s=self.watch.elapsed,
             train_loss=train_loss,
@@ -248,7 +246,7 @@ class Trainer:
         if not (self.tracking and self.dist.is_main):
             return Tracker.off()
         config = json.loads(json.dumps(to_dict(self.config), default=str))
-        done = records.progress(self.step, self.config.optim.batch_size, self.counts)
+        done = self.budget.at(self.step)
         return Tracker(
             self.run_dir.path,
             tensorboard=runtime.tensorboard,
@@ -256,7 +254,7 @@ class Trainer:
             name=self.config.run_id,
             config={**config, "params": self.params},
             resume_step=self.step,
-            resume_flops=done["flops"],
+            resume_flops=done.flops,
         )
 
     def log_scalars(self, window: _Window) -> _Window:
@@ -276,7 +274,7 @@ class Trainer:
             steps = window.steps(self.step)
             seconds = max(self.watch.elapsed - window.wall_s, 1e-9)
             batch = self.config.optim.batch_size
-            done = records.progress(self.step, batch, self.counts)
+            done = self.budget.at(self.step)
             group = self.optimizer.param_groups[0]  # the decayed group
             self.tracker.log(
                 {
@@ -287,13 +285,13 @@ class Trainer:
                     "train/images_per_s": steps * batch / seconds,
                     "train/tokens_per_s": steps * batch * self.counts.tokens / seconds,
                     "train/tflops_per_s": self.counts.train_flops * steps * batch / seconds / 1e12,
-                    "compute/flops": done["flops"],
-                    "compute/flops_6nd": done["flops_6nd"],
-                    "compute/tokens": done["tokens"],
+                    "compute/flops": done.flops,
+                    "compute/flops_6nd": done.flops_6nd,
+                    "compute/tokens": done.tokens,
                     "compute/wall_s": self.watch.elapsed,
                 },
                 self.step,
-                flops=done["flops"],
+                flops=done.flops,
                 by_compute=("train/loss",),
             )
         return _Window(self.step, self.watch.elapsed)
@@ -351,8 +349,8 @@ class Trainer:
     ) -> MetricsRecord | None:
         """Train to the end, `max_steps` more steps, step `until_step`, or a stop request;
         returns the last metrics record of this call (None: no evaluation in it). A stop
-        request is honoured at a step boundary, after a checkpoint. `resumed`: whether the caller already called load_checkpoint (None: load
-        it here)."""
+        request is honoured at a step boundary, after a checkpoint. `resumed`: whether the
+        caller already called load_checkpoint (None: load it here)."""
         if resumed is None:
             resumed = self.load_checkpoint()
         if self.dist.is_main:
@@ -420,33 +418,47 @@ class Trainer:
     def _decide(self, since_save_s: float, stop: StopRequest | None) -> list[bool]:
         """[save a checkpoint now, stop now], the same on every rank.
 
-        One process decides every step (free); with several, rank 0's decisions are
-        broadcast only every `agree_every_steps` steps and at step-count checkpoints, so a
-        stop signal is honoured within that many steps."""
+        One process decides every step (free); with several, the ranks agree only every
+        `agree_every_steps` steps and at step-count checkpoints, so a stop signal is honoured
+        within that many steps. A signal that reached any rank stops every rank at the same
+        step, and `stop.signum` is then set on every rank (the largest signal number seen)."""
         rt = self.config.runtime
-        step_due = bool(rt.checkpoint_every_steps) and self.step % rt.checkpoint_every_steps == 0
+        every = rt.checkpoint_every_steps
+        step_due = every is not None and every > 0 and self.step % every == 0
         if (
             not self.dist.enabled
             or step_due
             or self.step == self.total_steps
             or self.step % rt.agree_every_steps == 0
         ):
-            return self._agree(
-                [
-                    step_due or since_save_s >= rt.checkpoint_every_s,
-                    stop is not None and stop.signum is not None,
-                ]
-            )
+            signum = stop.signum if stop is not None and stop.signum is not None else 0
+            save, signum = self._agree(step_due or since_save_s >= rt.checkpoint_every_s, signum)
+            if signum and stop is not None:
+                if self.dist.enabled:
+                    log.info(
+                        "[%s] rank %d on %s stops at step %d (%s; this rank got it: %s)",
+                        self.config.run_id,
+                        self.dist.rank,
+                        socket.gethostname(),
+                        self.step,
+                        signal.Signals(signum).name,
+                        stop.signum is not None,
+                    )
+                stop.signum = signum
+            return [save, bool(signum)]
         return [False, False]
 
-    def _agree(self, flags: list[bool]) -> list[bool]:
-        """Every rank takes rank 0's decisions (save, stop) at the same step (one broadcast
-        and host read with several processes; nothing on one)."""
+    def _agree(self, save: bool, signum: int) -> tuple[bool, int]:
+        """(save, signal number) agreed by every rank at the same step: rank 0's time-based
+        save decision, and the largest stop signal any rank received (0: none). One
+        all-reduce and host read with several processes; nothing on one."""
         if not self.dist.enabled:
-            return flags
-        t = torch.tensor([float(f) for f in flags], device=self.device)
-        torch.distributed.broadcast(t, src=0)
-        return [bool(v) for v in t.tolist()]
+            return save, signum
+        # rank 0's clock decides saves (the others' vote 0); MAX spreads any rank's signal
+        t = torch.tensor([float(save and self.dist.is_main), float(signum)], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        agreed = t.tolist()
+        return bool(agreed[0]), int(agreed[1])
 
     def _report(self, progress: _Progress, kind: str, record: MetricsRecord) -> None:
         """An evaluation's line in a job log (rank 0), or the progress bar's postfix."""

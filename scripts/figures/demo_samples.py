@@ -1,6 +1,7 @@
 """The demo's sample quality by model size, with the two floors that make it readable.
 
-    python scripts/figures/demo_samples.py [runs/demo]
+    .venv/bin/python scripts/figures/demo_samples.py runs/demo                  # runs/demo/readme/
+    .venv/bin/python scripts/figures/demo_samples.py runs/demo --out docs/img   # update the docs
 
 Reads each run's sample-quality line (written by `scaling.sample_eval` after training) and
 measures, with the same classifier and the same val reference:
@@ -10,11 +11,14 @@ measures, with the same classifier and the same val reference:
 - "VQVAE reconstructions": the same training images encoded and decoded by the demo's
   VQVAE: the best a VAR on these tokens could score.
 
-Prints a Markdown table and writes docs/img/demo_samples_vs_N.png and docs/img/demo_samples.md.
+Prints a Markdown table and writes `demo_samples_vs_N.png` and `demo_samples.md` into `--out`
+(default RUNS/readme/: a tracked file only when asked), and the two floors into
+RUNS/_data/sample_floors.json, where `var-scaling fit` finds them for its samples_vs_N figure.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -26,14 +30,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis import results  # noqa: E402
+from scaling.core.atomic import atomic_write_json  # noqa: E402
 from scaling.core.cli import InputError, run_cli, setup_logging  # noqa: E402
 from scaling.data.images import ImageFolder  # noqa: E402
+from scaling.study.sweep.spec import DATA_DIR  # noqa: E402
 from scaling.training.config import load_run_config  # noqa: E402
 from scaling.training.sample_eval import compute_metrics, load_reference  # noqa: E402
 from scaling.training.sample_features import ClassifierFeatures  # noqa: E402
 from scaling.training.trained_models import load_store_vqvae  # noqa: E402
-
-OUT = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def _train_images(root: Path, size: int, per_class: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -49,9 +53,14 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
     return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def main(runs_dir: str = "runs/demo") -> None:
-    """Measure the two floors, print the table and write the figure and docs/img/demo_samples.md."""
-    runs = Path(runs_dir)
+def main(argv: list[str] | None = None) -> None:
+    """Measure the two floors, print the table and write the figure and demo_samples.md."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="?", default="runs/demo", help="the finished demo's runs folder")
+    p.add_argument("--out", help="where the figure and table go (default RUNS/readme)")
+    args = p.parse_args(argv)
+    runs = Path(args.runs)
+    out = Path(args.out) if args.out else runs / "readme"
     table = results.read_runs(runs)
     rows = table[table["sample_acc"].notna()].sort_values("params")
     if rows.empty:
@@ -105,12 +114,26 @@ def main(runs_dir: str = "runs/demo") -> None:
         ax.grid(True, which="both", alpha=0.25)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT / "demo_samples_vs_N.png", dpi=80, bbox_inches="tight")
-    (OUT / "demo_samples.md").write_text(text)
-    print(f"wrote {OUT}/demo_samples_vs_N.png, demo_samples.md")
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "demo_samples_vs_N.png", dpi=150, bbox_inches="tight")
+    (out / "demo_samples.md").write_text(text)
+    atomic_write_json(
+        runs / DATA_DIR / "sample_floors.json",
+        {
+            "what": "sample metrics of real training images and of their VQVAE reconstructions "
+            "(same classifier, same val reference, as many images as each run's samples)",
+            "floors": {
+                name: {k: float(m[k]) for k in ("sample_acc", "sample_fd")}
+                for name, m in floors.items()
+            },
+        },
+    )
+    print(
+        f"wrote {out}/demo_samples_vs_N.png, demo_samples.md, {runs / DATA_DIR}/sample_floors.json",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
     setup_logging()
-    sys.exit(run_cli(lambda: main(*sys.argv[1:]), input_errors=(results.ResultsError,)))
+    sys.exit(run_cli(lambda: main(), input_errors=(results.ResultsError,)))

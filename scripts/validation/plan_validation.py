@@ -15,7 +15,7 @@ docs/planning.md).
 decay
    branches each: 24 points) planned with a given joint prior, then drawn JOINT_STUDIES times here
    and fitted
-   by `python -m scaling.fit --law nd` (in process, on run directories); predicted vs
+   by `python -m scaling.fit --set law=nd` (in process, on run directories); predicted vs
    observed interval width, 95% range and coverage of alpha and beta, for two noise models:
    independent per point (--eval-noise) and seed noise shared by a parent and its branches
    (--noise-sd, the planner's default model).
@@ -103,7 +103,7 @@ def planner_vs_end_to_end(studies: int, replicates: int) -> None:
                 "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
             )
             with contextlib.redirect_stdout(io.StringIO()):
-                fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])
+                fitted = fit_run([str(root), "--no-plots", "--set", f"seed={rep}"])
             for f in fitted["fits"]:
                 width[f["against"]].append(f["alpha_ci"][1] - f["alpha_ci"][0])
                 alpha[f["against"]].append(f["alpha"])
@@ -188,7 +188,7 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
     print(
         f"\n3. joint law, planner ({replicates} simulated studies) vs end to end ({studies} "
         "studies through "
-        f"scaling.fit --law nd), {bootstrap} bootstrap samples, noise sd {sd}"
+        f"scaling.fit --set law=nd), {bootstrap} bootstrap samples, noise sd {sd}"
     )
     print(
         "| noise | exponent | predicted CI width | observed CI width | predicted 95% range | "
@@ -260,7 +260,7 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
                     f"law: nd\nmetrics: [ce_last]\nbootstrap: {bootstrap}\n"
                 )
                 with contextlib.redirect_stdout(io.StringIO()), threadpool_limits(1):
-                    fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])["joint"][0]
+                    fitted = fit_run([str(root), "--no-plots", "--set", f"seed={rep}"])["joint"][0]
                 for k in value:
                     value[k].append(fitted[k])
                     ci[k].append(fitted[f"{k}_ci"])

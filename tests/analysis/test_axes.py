@@ -64,15 +64,15 @@ def test_one_law_per_lr_recovers_each_law(tmp_path):
     doc = run(
         [
             str(path),
-            "--against",
-            "N",
-            "--metrics",
-            "ce_avg",
-            "--bootstrap",
-            "0",
+            "--set",
+            "against=[N]",
+            "--set",
+            "metrics=[ce_avg]",
+            "--set",
+            "bootstrap=0",
             "--no-plots",
-            "--irreducible",
-            "none",
+            "--set",
+            "irreducible=none",
         ]
     )  # drawn with E = 0
     fits = {f["group"]["optim.base_lr"]: f for f in doc["fits"]}
@@ -92,14 +92,15 @@ def test_one_law_per_lr_recovers_each_law(tmp_path):
     pooled = run(
         [
             str(path),
-            "--against",
-            "N",
-            "--metrics",
-            "ce_avg",
-            "--bootstrap",
-            "0",
+            "--set",
+            "against=[N]",
+            "--set",
+            "metrics=[ce_avg]",
+            "--set",
+            "bootstrap=0",
             "--no-plots",
-            "--pool",
+            "--set",
+            "pool=true",
             "--out",
             str(tmp_path / "pooled"),
         ]
@@ -114,14 +115,14 @@ def test_best_over_lr_picks_each_sizes_best_run_and_says_which(tmp_path, capsys)
     doc = run(
         [
             str(path),
-            "--against",
-            "N",
-            "--metrics",
-            "ce_avg",
-            "--bootstrap",
-            "0",
-            "--best-over",
-            "lr",
+            "--set",
+            "against=[N]",
+            "--set",
+            "metrics=[ce_avg]",
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "best_over=lr",
             "--no-plots",
         ]
     )
@@ -158,7 +159,14 @@ def test_axis_roles_and_per_lr_fit_on_seed_means():
     )
     # one lr's law is the straight line through its seed means (by hand: numpy least squares)
     doc = run_table(
-        table, "--against", "N", "--metrics", "ce_avg", "--bootstrap", "0", "--no-plots"
+        table,
+        "--set",
+        "against=[N]",
+        "--set",
+        "metrics=[ce_avg]",
+        "--set",
+        "bootstrap=0",
+        "--no-plots",
     )
     fit = next(f for f in doc["fits"] if f["group"]["optim.base_lr"] == 3e-3)
     one = table[table["grid.optim.base_lr"] == 3e-3].groupby("params")["ce_avg"].mean()
@@ -181,29 +189,29 @@ def test_axis_names_and_wrong_axes_are_clear(tmp_path, capsys):
         )
     path = tmp_path / "grid.csv"
     table.to_csv(path, index=False)
-    base = [str(path), "--against", "N", "--bootstrap", "0", "--no-plots"]
-    assert main(base + ["--best-over", "depth"]) == 2
+    base = [str(path), "--set", "against=[N]", "--set", "bootstrap=0", "--no-plots"]
+    assert main(base + ["--set", "best_over=depth"]) == 2
     assert "depth is a size axis" in capsys.readouterr().err
-    assert main(base + ["--best-over", "tokenizer"]) == 2
+    assert main(base + ["--set", "best_over=tokenizer"]) == 2
     assert "'tokenizer' is not a grid axis" in capsys.readouterr().err
-    assert main(base + ["--best-by", "ce_avg"]) == 2
-    assert "--best-by: needs best_over" in capsys.readouterr().err
-    assert main(base + ["--best-over", "lr", "--best-by", "loss"]) == 2
-    assert "--best-by: must be one of" in capsys.readouterr().err
-    assert main(base + ["--best-over", "lr", "--pool"]) == 2
+    assert main(base + ["--set", "best_by=ce_avg"]) == 2
+    assert "--set best_by=ce_avg: best_by: needs best_over" in capsys.readouterr().err
+    assert main(base + ["--set", "best_over=lr", "--set", "best_by=loss"]) == 2
+    assert "--set best_by=loss: best_by: must be one of" in capsys.readouterr().err
+    assert main(base + ["--set", "best_over=lr", "--set", "pool=true"]) == 2
     # a table that names no axis but has two runs per size: fitted together, with a warning
     plain = table.drop(columns=["grid.depth", "grid.optim.base_lr", "grid.seed"])
     plain.to_csv(tmp_path / "plain.csv", index=False)
     doc = run(
         [
             str(tmp_path / "plain.csv"),
-            "--against",
-            "N",
-            "--bootstrap",
-            "0",
+            "--set",
+            "against=[N]",
+            "--set",
+            "bootstrap=0",
             "--no-plots",
-            "--metrics",
-            "ce_avg",
+            "--set",
+            "metrics=[ce_avg]",
         ]
     )
     assert any("6 sizes have more than one run" in w for w in doc["warnings"])

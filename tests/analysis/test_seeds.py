@@ -167,15 +167,15 @@ def test_fit_cli_reports_seed_spread(tmp_path, capsys):
     doc = run(
         [
             str(path),
-            "--against",
-            "N",
-            "--metrics",
-            "ce_last",
-            "-E",
-            "paper",
+            "--set",
+            "against=[N]",
+            "--set",
+            "metrics=[ce_last]",
+            "--set",
+            "irreducible=paper",
             "--no-plots",
-            "--bootstrap",
-            "50",
+            "--set",
+            "bootstrap=50",
         ]
     )
     rec = doc["fits"][0]

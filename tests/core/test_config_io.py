@@ -82,3 +82,27 @@ def test_round_trip_through_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(dump_yaml(cfg))
     assert load_config(Outer, path) == cfg
+
+
+def test_old_spellings_of_the_learning_rate_name_the_one_key(tmp_path):
+    """optim.base_lr is the learning rate's only key: the official "tblr", "lr" and the like
+    are located errors naming it, in a run config and in a sweep's --set alike."""
+    from scaling.study.sweep.sweep import load_sweep
+    from scaling.training.config import RunConfig
+
+    for old in ("lr", "tblr", "peak_lr", "learning_rate"):
+        data, loc = parse_yaml(
+            f"run_id: x\ndata: {{store: /s}}\noptim:\n  {old}: 3.0e-3\n", "r.yaml"
+        )
+        with pytest.raises(ConfigError) as e:
+            build(RunConfig, data, loc)
+        assert str(e.value) == (
+            f"r.yaml:4: optim.{old}: not a key: the setting is spelled optim.base_lr "
+            "(the peak lr is base_lr x batch_size / 256)"
+        )
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\noutput: {tmp_path}\ndata: {{tokens: /t}}\ngrid: {{depth: [2]}}\n")
+    with pytest.raises(
+        ConfigError, match=r"optim\.lr: not a key: the setting is spelled optim\.base_lr"
+    ):
+        load_sweep(path, sets=["optim.lr=3e-3"])

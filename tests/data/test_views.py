@@ -18,13 +18,13 @@ from scaling.core.rundir import RunDir
 from scaling.data.images import ImageFolder, load_rgb, resize_shorter, to_tensor_pm1
 from scaling.data.synthetic import generate
 from scaling.data.token_store import TokenStore, TokenStoreError, TokenStoreMismatch, draw_views
+from scaling.training.budget import run_budget
 from scaling.training.config import (
     DataConfig,
     LengthConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
-    estimate,
 )
 from tests.factories import make_token_store, tiny_run_config
 from tests.paths import ROOT
@@ -271,15 +271,19 @@ def test_budgets_count_images_not_views():
         optim=OptimConfig(batch_size=768),
         length=LengthConfig(epochs=200),
     )
-    a, b, c = (estimate(config, m) for m in (expect, store, legacy_flip))
-    assert a == b == c
-    assert a["tokens"] == D16_TOKENS == round(200 * 1_281_167 / 768) * 768 * 680
-    assert a["tokens"] == pytest.approx(200 * 1_281_167 * 680, rel=1e-5)  # the paper's 174.2B
+    a, b, c = (run_budget(config, m) for m in (expect, store, legacy_flip))
+    counted = [(x.steps, x.images, x.tokens, x.flops, x.epochs, x.train_images) for x in (a, b, c)]
+    assert counted[0] == counted[1] == counted[2]
+    assert a.tokens == D16_TOKENS == round(200 * 1_281_167 / 768) * 768 * 680
+    assert a.tokens == pytest.approx(200 * 1_281_167 * 680, rel=1e-5)  # the paper's 174.2B
+    # passes count stored sequences: 8 views x 2 flips, 2 flip copies, 1 sequence per image
+    assert (a.passes, b.passes, c.passes) == (a.epochs, a.epochs / 16, a.epochs / 2)
 
 
 def _dry_run_rows(argv, capsys) -> dict[str, list[str]]:
     assert launch_mod.main(argv) == 0
-    text = capsys.readouterr().out
+    printed = capsys.readouterr()
+    text = printed.out + printed.err  # the table on stdout, its warning on stderr
     return {
         line.split()[0]: line.split()
         for line in text.splitlines()
@@ -310,7 +314,7 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     after, text = _dry_run_rows([str(sweep), "--dry-run"], capsys)
     assert before == after and len(before) == 12
     assert before["d16"][3] == "174G" and before["d30"][3] == "305G"
-    assert "not readable yet" not in text and "repeated data" not in text  # 350 / 88 <= 4
+    assert "not made yet" not in text and "repeated data" not in text  # 350 / 88 <= 4
     # one centre crop per image: 200-350 passes over the same tokens, which the launcher says
     meta["splits"]["train"].update(count=1_281_167, views=1)
     (store / "meta.json").write_text(json.dumps(meta))

@@ -312,12 +312,12 @@ def test_fit_recovers_a_sample_metric_law(tmp_path):
     doc = fit_run(
         [
             str(tmp_path),
-            "--metrics",
-            "sample_fd",
-            "--against",
-            "N",
-            "--bootstrap",
-            "0",
+            "--set",
+            "metrics=[sample_fd]",
+            "--set",
+            "against=[N]",
+            "--set",
+            "bootstrap=0",
             "--no-plots",
         ]
     )

@@ -91,17 +91,17 @@ def test_tiny_model_learns_and_writes_the_metrics_contract(store, tmp_path):
 
 
 def test_flops_are_steps_times_per_step_count(store, tmp_path):
-    from scaling.training.config import estimate
+    from scaling.training.budget import run_budget
     from var_core import VAR, counting
 
     config = tiny_run_config(store, steps=10, eval_points=3)
     run_dir = write_run(tmp_path / "run", config)
     train_run(run_dir)
-    # the independent source: config.estimate, the pre-run count from the store's meta.json
+    # the independent source: the run's budget, the pre-run count from the store's meta.json
     # (the launcher's path, which never builds a model); per image = total / (10 x 16)
-    est = estimate(config, json.loads((store / "meta.json").read_text()))
-    assert est["steps"] == 10 and est["images"] == 10 * 16 and est["tokens"] == 10 * 16 * 14
-    per_image = est["flops"] / est["images"]
+    budget = run_budget(config, json.loads((store / "meta.json").read_text()))
+    assert budget.steps == 10 and budget.images == 10 * 16 and budget.tokens == 10 * 16 * 14
+    per_image = budget.flops / budget.images
     records = _metrics(run_dir)
     assert [r["step"] for r in records] == [
         2,
@@ -112,23 +112,26 @@ def test_flops_are_steps_times_per_step_count(store, tmp_path):
         assert r["images"] == r["step"] * 16
         assert r["tokens"] == r["images"] * (1 + 4 + 9)
         assert r["flops"] == r["step"] * 16 * per_image
-        assert r["flops_6nd"] == 6 * est["params"] * r["tokens"]
-        assert r["params"] == est["params"]
-    assert records[-1]["flops"] == est["flops"] and records[-1]["flops_6nd"] == est["flops_6nd"]
+        assert r["flops_6nd"] == 6 * budget.params * r["tokens"]
+        assert r["params"] == budget.params
+    assert records[-1]["flops"] == budget.flops and records[-1]["flops_6nd"] == budget.flops_6nd
     # and training is 3 x the forward pass of the same shapes (var_core.counting's convention)
     kwargs = config.model.var_kwargs(
         num_classes=4, vocab_size=32, z_channels=8, patch_nums=(1, 2, 3)
     )
     assert per_image == 3 * counting.forward_flops(**kwargs)
-    assert est["params"] == sum(p.numel() for p in VAR(**kwargs).parameters())
+    assert budget.params == sum(p.numel() for p in VAR(**kwargs).parameters())
 
 
 def test_length_in_epochs_images_tokens_and_flops(store):
-    kwargs = dict(train_size=256, batch_size=16, tokens_per_image=14, flops_per_image=1000)
-    assert LengthConfig(epochs=2).total_steps(**kwargs) == 32
-    assert LengthConfig(images=100).total_steps(**kwargs) == 7
-    assert LengthConfig(tokens=14 * 160).total_steps(**kwargs) == 10
-    assert LengthConfig(flops=1000 * 16 * 5.5).total_steps(**kwargs) == 5
+    from scaling.training.budget import ImageCounts, length_steps
+
+    counts = ImageCounts(params=100, tokens=14, forward_flops=333, train_flops=1000)
+    kwargs = dict(train_images=256, batch_size=16, counts=counts)
+    assert length_steps(LengthConfig(epochs=2), **kwargs) == 32
+    assert length_steps(LengthConfig(images=100), **kwargs) == 7
+    assert length_steps(LengthConfig(tokens=14 * 160), **kwargs) == 10
+    assert length_steps(LengthConfig(flops=1000 * 16 * 5.5), **kwargs) == 5
 
 
 def test_resume_is_exact_after_clean_stops_and_after_a_crash(store, tmp_path, monkeypatch):

@@ -83,10 +83,11 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
     doc_a, fit_a = fit_one([a_src, *flags, "--out", str(out / names[0])])
     seed_b = int(doc_a["settings"]["seed"]) + 1  # independent bootstraps
     print(f"== study B: {names[1]} ({b_src})")
-    doc_b, fit_b = fit_one([b_src, *flags, "--out", str(out / names[1]), "--seed", str(seed_b)])
+    # a later --set wins: study B's bootstrap seed follows A's
+    doc_b, fit_b = fit_one([b_src, *flags, "--out", str(out / names[1]), "--set", f"seed={seed_b}"])
     if fit_a is None or fit_b is None:
         raise InputError(
-            "two studies are compared by their power laws; drop --law nd / --optimal-for"
+            "two studies are compared by their power laws; drop --set law=nd / --optimal-for"
         )
     fits_a, fits_b = fit_a.results, fit_b.results
     diffs = compare_fits(fits_a, fits_b)

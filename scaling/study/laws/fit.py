@@ -15,12 +15,12 @@ into the view's own folder (``<runs_dir>/fit/``, ``fit-best-over-lr/``, ``fit-nd
     samples_vs_N.png/pdf  sample quality by size (when scaling.sample_eval has run)
 
 A study with other grid axes than size (``grid.<axis>`` columns: an lr axis, a tokenizer...)
-gets one law per value of those axes by default, drawn with its own marker; ``--best-over
-AXIS`` instead fits each size's best run over that axis (by the law's own metric at the
-final evaluation, or ``--best-by METRIC``) and lists which run was picked per size; seed
+gets one law per value of those axes by default, drawn with its own marker; ``--set
+best_over=AXIS`` instead fits each size's best run over that axis (by the law's own metric at the
+final evaluation, or ``--set best_by=METRIC``) and lists which run was picked per size; seed
 replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 
-``--law nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
+``--set law=nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
 ``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint).
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
@@ -43,10 +43,11 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -57,20 +58,21 @@ from analysis.overfit import METRIC as OVERFIT_METRIC
 from analysis.overfit import RISE as OVERFIT_RISE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
-from analysis.settings import FitSettings, InvalidSetting
+from analysis.settings import FitSettings
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, PowerLawFit, write_fits
 from contracts.grid import FILE as GRID_FILE
 from contracts.grid import read_grid
-from contracts.metrics import METRICS, SAMPLE_METRICS
 from scaling.core.atomic import atomic_write_text, replacing_folder
-from scaling.core.cli import InputError, run_cli, setup_logging
-from scaling.core.config_io import ConfigError, load_config, load_yaml
+from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
+from scaling.core.config_io import ConfigError, apply_sets, load_config, load_yaml, parse_sets
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
 from scaling.study.laws.fit_joint import run_joint, run_optimal
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
-from scaling.study.sweep.spec import DEFAULT_LABELS
+from scaling.study.laws.forecasts import markdown as backtest_markdown
+from scaling.study.laws.forecasts import run_backtest, track_forecasts
+from scaling.study.sweep.spec import DATA_DIR, DEFAULT_LABELS
 
 COMPUTE_TEXT = {
     "exact": "column 'flops': cumulative training FLOPs counted exactly from the model's shapes "
@@ -84,6 +86,39 @@ OFFICIAL_VQVAE = {"file": "vae_ch160v4096z32.pth", "vocab_size": 4096, "z_channe
 
 class FitCLIError(InputError):
     """A problem with the command line or its input; printed as one line, exit status 2."""
+
+
+# the fit settings were flags of their own; now `--set KEY=VALUE` (one spelling: the key of
+# fit.yaml and of a sweep's fit: section)
+_SETTING_FLAGS = {
+    "--metrics": "metrics=[ce_last,ce_avg]",
+    "--against": "against=[N,Cmin]",
+    "--compute": "compute=6nd",
+    "--irreducible": "irreducible=fit",
+    "-E": "irreducible=fit",
+    "--final": "final=best",
+    "--include-unfinished": "include_unfinished=true",
+    "--method": "method=robust",
+    "--holdout": "holdout=2",
+    "--bootstrap": "bootstrap=200",
+    "--ci": "ci=0.9",
+    "--smooth": "smooth=1",
+    "--include-subset": "include_subset=true",
+    "--paper": "paper=true",
+    "--seed": "seed=1",
+    "--best-over": "best_over=lr",
+    "--best-by": "best_by=ce_last",
+    "--pool": "pool=true",
+    "--law": "law=nd",
+    "--data-unit": "data_unit=images",
+    "--backtest": "backtest=true",
+    "--forecast-frac": "forecast_frac=0.25",
+    "--curve-law": "curve_law=mpl",
+}
+REPLACED_FLAGS = {
+    flag: f"--set {example.split('=')[0]}=VALUE (e.g. --set {example})"
+    for flag, example in _SETTING_FLAGS.items()
+}
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -106,88 +141,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "<table>_fit ...)",
     )
     p.add_argument(
-        "--metrics",
-        help=f"comma list of {','.join(METRICS + SAMPLE_METRICS)} (default {','.join(METRICS)})",
-    )
-    p.add_argument("--against", help="comma list of N,Cmin (default both)")
-    p.add_argument(
-        "--compute", choices=["exact", "6nd"], help="compute column: exact FLOPs or 6*N*tokens"
-    )
-    p.add_argument(
-        "--irreducible",
-        "-E",
-        help="auto | paper | none | fit | a number (losses only; default auto: the "
-        "paper's E for a store made with the official tokenizer, else fit, one E "
-        "per loss shared by its N and Cmin laws)",
-    )
-    p.add_argument(
-        "--final",
-        choices=["last", "best"],
-        help="N laws: each run's last evaluation (default, as the paper) or its best",
-    )
-    p.add_argument(
-        "--include-unfinished",
-        action="store_true",
-        default=None,
-        help="also fit unfinished runs against N (marked); default: left out",
-    )
-    p.add_argument(
-        "--method",
-        choices=["ols", "robust"],
-        help="least squares (ols) or Huber (robust) in log-log",
-    )
-    p.add_argument(
-        "--holdout", type=int, help="refit without the k largest sizes and predict them (-1 auto)"
-    )
-    p.add_argument(
-        "--bootstrap", type=int, help="bootstrap samples over runs (0 = no intervals; default 1000)"
-    )
-    p.add_argument("--ci", type=float, help="interval level (default 0.95)")
-    p.add_argument(
-        "--smooth", type=int, help="Cmin: smooth each curve over +-k evaluations first (default 0)"
-    )
-    p.add_argument(
-        "--include-subset",
-        action="store_true",
-        default=None,
-        help="also fit on subset evaluations (cheap, part of the test set)",
-    )
-    p.add_argument(
-        "--paper", action="store_true", default=None, help="overlay the paper's published laws"
-    )
-    p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
-    p.add_argument(
-        "--best-over",
-        metavar="AXIS",
-        help="fit each size's best run over this grid axis (e.g. lr), not one law per value",
-    )
-    p.add_argument(
-        "--best-by",
-        metavar="METRIC",
-        help="the metric that picks the best run "
-        "(default: each law's own metric, at the final evaluation)",
-    )
-    p.add_argument(
-        "--pool",
-        action="store_true",
-        default=None,
-        help="one law through the runs of every axis value (the points are not comparable "
-        "unless the other axes do not matter)",
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="a fit setting over the runs' fit.yaml (repeatable; the keys of "
+        "analysis.settings.FitSettings, docs/configuration.md): --set method=robust "
+        "--set metrics=[ce_last] --set irreducible=fit --set best_over=lr",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
-    p.add_argument(
-        "--law",
-        choices=["power", "nd"],
-        help="power: laws vs N and Cmin (default); nd: the joint L(N, D) = E + A/N^a + B/D^b",
-    )
-    p.add_argument(
-        "--data-unit", choices=["tokens", "images"], help="D of the joint law (default tokens)"
-    )
     p.add_argument(
         "--optimal-for",
         type=_budget,
         metavar="C",
-        help="with the joint law: N*, D*, nearest depth and epochs for a budget of C FLOPs",
+        help="the joint law (law nd): N*, D*, nearest depth and epochs for a budget of C FLOPs",
     )
     p.add_argument(
         "--dataset-images",
@@ -195,6 +163,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="--optimal-for: images in the training set (default: the runs' token store)",
     )
+    refuse_replaced_flags(argv if argv is not None else sys.argv[1:], REPLACED_FLAGS)
     return p.parse_args(argv)
 
 
@@ -229,7 +198,7 @@ def load_fit_settings(runs_dir: str | Path) -> FitSettings:
 
 
 def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSettings, dict[str, str]]:
-    """fit.yaml (if `source` is a runs dir holding one) overridden by CLI flags.
+    """fit.yaml (if `source` is a runs dir holding one) overridden by the `--set`s.
 
     Returns the settings and, per field, where its value came from (cli, fit.yaml, default).
     """
@@ -238,38 +207,9 @@ def resolve_settings(args: argparse.Namespace, source: Path) -> tuple[FitSetting
     if source.is_dir() and (source / "fit.yaml").exists():
         given, _ = load_yaml(source / "fit.yaml")  # which keys the file set
         origin.update({k: "fit.yaml" for k in given or {}})
-    overrides = {}
-    for name in (
-        "compute",
-        "irreducible",
-        "method",
-        "holdout",
-        "bootstrap",
-        "ci",
-        "smooth",
-        "seed",
-        "include_subset",
-        "paper",
-        "law",
-        "data_unit",
-        "best_over",
-        "best_by",
-        "pool",
-        "final",
-        "include_unfinished",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = value
-    for name in ("metrics", "against"):
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = tuple(v.strip() for v in value.split(",") if v.strip())
-    try:
-        settings = dataclasses.replace(settings, **overrides)
-    except InvalidSetting as e:
-        raise FitCLIError(f"--{e.field.replace('_', '-')}: {e.message}") from None
-    origin.update({k: "cli" for k in overrides})
+    sets = parse_sets(args.sets, example="method=robust")
+    settings = apply_sets(settings, sets)
+    origin.update({str(st.key[0]): "cli" for st in sets})
     return settings, origin
 
 
@@ -277,9 +217,9 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}g}"
 
 
-def markdown_table(fits: list[dict], compute: str, notes: list[str] = ()) -> str:
+def markdown_table(fits: list[dict], compute: str, notes: Sequence[str] = ()) -> str:
     """fits.json's fit records -> a Markdown table (one row per fit; a `group` column when
-    there is a law per axis value, and the runs picked per size for ``--best-over``);
+    there is a law per axis value, and the runs picked per size for ``best_over``);
     `notes`: lines above it."""
     grouped = any(f.get("group_label") for f in fits)
     lines = [
@@ -572,8 +512,20 @@ def _irreducible_conventions(fit: StudyFit) -> dict:
     }
 
 
-def write_figures(fit: StudyFit, out: Path) -> None:
-    """fit_vs_N, fit_vs_Cmin and (when scaling.sample_eval ran) samples_vs_N, png and pdf."""
+def sample_floors(source: Path) -> dict[str, dict[str, float]] | None:
+    """The sample metrics' reference scores of a runs folder (`_data/sample_floors.json`,
+    written by scripts/figures/demo_samples.py: real training images and their VQVAE
+    reconstructions), or None."""
+    path = source / DATA_DIR / "sample_floors.json"
+    try:
+        return json.loads(path.read_text())["floors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_figures(fit: StudyFit, out: Path, floors: dict | None = None) -> None:
+    """fit_vs_N, fit_vs_Cmin and (when scaling.sample_eval ran) samples_vs_N, png and pdf;
+    `floors` (`sample_floors`) are drawn in samples_vs_N."""
     # matplotlib only when drawing: --no-plots and importing this module stay without it
     from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
     from analysis.sample_metrics import plot_samples_vs_n
@@ -622,7 +574,7 @@ def write_figures(fit: StudyFit, out: Path) -> None:
             ),
             out / "fit_vs_Cmin",
         )
-    fig = plot_samples_vs_n(fit.raw)  # measured sample quality by size, when sample_eval ran
+    fig = plot_samples_vs_n(fit.raw, floors)  # measured sample quality, when sample_eval ran
     if fig is not None:
         save_figure(fig, out / "samples_vs_N")
 
@@ -637,16 +589,29 @@ def fit_and_write(
 ) -> tuple[dict, StudyFit]:
     """Fit `source` (`compute_fit`), print the warnings, the E used and the table, and write
     fits.json, fits.md, results.csv and (with `plots`) the figures into `out` (named `shown`
-    in messages: the folder a staging folder will become)."""
+    in messages: the folder a staging folder will become); with `settings.backtest` the
+    backtest too (`scaling.study.laws.forecasts`)."""
     started = time.perf_counter()
     fit, caught = compute_fit(source, settings)
     for message in caught:
         print(f"warning: {message}", file=sys.stderr)
+    fits = fits_file(fit, source, origin, caught)
+    out.mkdir(parents=True, exist_ok=True)
     E_line = render_E_line(fit)
     print(E_line)
     table_md = render_fits_md(fit, E_line)
-    fits = fits_file(fit, source, origin, caught)
-    fits = write_fit(out, fit, fits, table_md, plots, started)
+    if settings.backtest:  # computes and writes its own files into `out`
+        bt_doc = run_backtest(
+            fit,
+            source,
+            out,
+            plots=plots,
+            frac=settings.forecast_frac,
+            curve_law=settings.curve_law,
+            level=settings.ci,
+        )
+        table_md += "\n" + backtest_markdown(bt_doc)
+    fits = write_fit(out, source, fit, fits, table_md, plots, started)
     print(table_md)
     print(
         f"wrote {shown or out}/fits.json, fits.md, results.csv"
@@ -685,15 +650,23 @@ def render_fits_md(fit: StudyFit, E_line: str) -> str:
 
 
 def write_fit(
-    out: Path, fit: StudyFit, fits: FitsFile, table_md: str, plots: bool, started: float
+    out: Path,
+    source: Path,
+    fit: StudyFit,
+    fits: FitsFile,
+    table_md: str,
+    plots: bool,
+    started: float,
 ) -> FitsFile:
-    """fits.md, results.csv, the figures (with `plots`), then fits.json with its elapsed_s
-    (seconds since `started`) into `out`; returns the fits.json written."""
-    out.mkdir(parents=True, exist_ok=True)
+    """fits.md, the runs' forecasts (a runs directory), results.csv, the figures (with
+    `plots`), then fits.json with its elapsed_s (seconds since `started`) into `out`;
+    returns the fits.json written."""
     atomic_write_text(out / "fits.md", table_md)
+    if source.is_dir():
+        track_forecasts(source, out, fit.raw, fit.settings.curve_law, fit.settings.ci)
     fit.table.to_csv(out / "results.csv", index=False)
     if plots:
-        write_figures(fit, out)
+        write_figures(fit, out, sample_floors(source) if source.is_dir() else None)
     elapsed = round(time.perf_counter() - started, 3)
     fits = dataclasses.replace(fits, details={**fits.details, "elapsed_s": elapsed})
     write_fits(out / FITS_FILE, fits)
@@ -726,7 +699,22 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
             return run_optimal(args, source, settings, origin, joint_out, out, shown), None
     with _output_folder(args.out, joint_out) as (out, shown):
         if settings.law == "nd":
-            return run_joint(args, source, settings, origin, out, shown), None
+            doc = run_joint(args, source, settings, origin, out, shown)
+            if settings.backtest:  # the whole-curve backtests (no power laws to backtest)
+                bt_doc = run_backtest(
+                    None,
+                    source,
+                    out,
+                    plots=not args.no_plots,
+                    frac=settings.forecast_frac,
+                    curve_law=settings.curve_law,
+                    level=settings.ci,
+                )
+                with open(out / "fits.md", "a") as f:
+                    f.write("\n" + backtest_markdown(bt_doc))
+            if source.is_dir():
+                track_forecasts(source, out, load_results(source), settings.curve_law, settings.ci)
+            return doc, None
         return fit_and_write(source, settings, origin, out, plots=not args.no_plots, shown=shown)
 
 

@@ -1,4 +1,4 @@
-"""``python -m scaling.fit RUNS --law nd`` and ``--optimal-for C``: the joint law L(N, D).
+"""``python -m scaling.fit RUNS --set law=nd`` and ``--optimal-for C``: the joint law L(N, D).
 
 Fits ``L = E + A / N^alpha + B / D^beta`` (analysis.jointlaw) on the annealed final point of
 every run (decay branches are runs), for each loss metric asked (ce_avg, ce_last), and writes
@@ -41,6 +41,7 @@ from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, JointLawFit, read_fits, write_fits
 from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
+from scaling.study.laws.forecasts import register_optimal
 from scaling.study.sweep.spec import StoreHint
 
 SCHEMA_VERSION = 1  # of draws.json and optimal.json (fits.json: contracts.fits)
@@ -137,12 +138,13 @@ def nearest_depth(
     parameter count closest to `n_star` in log space. Without a readable store: ImageNet's
     (`scaling.study.sweep.spec.StoreHint`)."""
     # only here: the fit CLI imports var_core (the exact counter) for --optimal-for alone
-    from scaling.training.config import ModelConfig, var_kwargs_from_store
+    from scaling.training.budget import var_kwargs_from_store
+    from scaling.training.config import ModelConfig
     from var_core import counting
 
     meta = meta or StoreHint().meta()
     rule = _family(table)
-    best = None
+    best: dict[str, Any] | None = None
     for depth in range(1, 257):
         width = int(round(rule["width_per_depth"] * depth))
         heads = max(1, int(round(width / rule["head_dim"])))
@@ -154,6 +156,8 @@ def nearest_depth(
         gap = abs(math.log(n / n_star))
         if best is None or gap < best["gap"]:
             best = {"depth": depth, "width": width, "heads": heads, "params": n, "gap": gap}
+    if best is None:
+        raise ResultsError(f"no depth of 1..256 has a width divisible by its heads ({rule})")
     best.pop("gap")
     best["rule"] = rule["source"]
     return best
@@ -188,7 +192,7 @@ def optimal_report(
         if len(ratio) != 1:
             raise ResultsError(
                 "--optimal-for: cannot tell tokens per image from the table "
-                "(columns tokens and images); fit with --data-unit images"
+                "(columns tokens and images); fit with --set data_unit=images"
             )
         per_image = float(ratio[0])
     images = d / per_image
@@ -228,7 +232,7 @@ def _joint_table(source: Path, settings: FitSettings) -> tuple[pd.DataFrame, lis
     metrics = [m for m in settings.metrics if m.startswith("ce")]
     if not metrics:
         raise ResultsError(
-            f"--law nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last"
+            f"--set law=nd fits losses: metrics {list(settings.metrics)} hold no ce_avg or ce_last"
         )
     raw = load_results(source, include_subset=False)
     table = prepare(raw, metrics, settings.compute, source=str(source))
@@ -266,7 +270,7 @@ def _joint_document(
     """The fits.json of a joint-law fit (`contracts.fits`; its elapsed_s filled in later)."""
     return FitsFile(
         joint=tuple(JointLawFit.from_record(r, where=f"joint[{i}]") for i, r in enumerate(docs)),
-        tool="python -m scaling.fit --law nd",
+        tool="python -m scaling.fit --set law=nd",
         source=str(source),
         settings={
             **{
@@ -372,7 +376,7 @@ def run_joint(
     out: Path,
     shown: Path | None = None,
 ) -> dict:
-    """`--law nd`: the joint-law fit of the CLI; returns the fits.json document."""
+    """`--set law=nd`: the joint-law fit of the CLI; returns the fits.json document."""
     return fit_and_write_joint(source, settings, origin, out, not args.no_plots, shown)[0]
 
 
@@ -383,7 +387,7 @@ _SAME = ("metrics", "compute", "data_unit", "bootstrap", "ci", "seed")
 def saved_joint_fits(
     folder: Path, settings: FitSettings, table: pd.DataFrame
 ) -> tuple[list[JointFit] | None, str]:
-    """The joint fits saved in `folder` by `fit --law nd`, rebuilt with their bootstrap draws
+    """The joint fits saved in `folder` by `fit --set law=nd`, rebuilt with their bootstrap draws
     when they were made from this very table with the same settings; else (None, why not)."""
     try:
         doc = read_fits(folder / FITS_FILE)
@@ -448,6 +452,7 @@ def run_optimal(
     else:
         print(how, file=sys.stderr)
     text, report = optimal_report(fits[0], args.optimal_for, table, args.dataset_images)
+    register_optimal(source, out, fits[0], report)  # the forecast registry (forecasts.jsonl)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "tool": "python -m scaling.fit --optimal-for",

@@ -1,9 +1,9 @@
 """Where `fit` writes: one folder per view of the study, named by what the command did.
 
     fit/                   laws vs N and Cmin (one per value of any other axis)
-    fit-best-over-lr/      each size at its best value of an axis (--best-over lr)
-    fit-pooled/            one law through every axis value (--pool)
-    fit-nd/                the joint law L(N, D) (--law nd), with its bootstrap draws
+    fit-best-over-lr/      each size at its best value of an axis (--set best_over=lr)
+    fit-pooled/            one law through every axis value (--set pool=true)
+    fit-nd/                the joint law L(N, D) (--set law=nd), with its bootstrap draws
     optimal-1e13/          --optimal-for 1e13, answered from fit-nd/'s saved law and draws
 
 A runs directory gets them inside it (`runs/demo/fit/`); a table gets them beside it

@@ -3,7 +3,7 @@
 Before anything is submitted, for the sweep file as written:
 
 1. **Cost** per run and in total (`scaling.study.laws.plan_cost`): training and evaluation FLOPs
-   (exact count, `var_core.counting` via `scaling.training.config.estimate`; evaluation =
+   (exact count, `var_core.counting` via `scaling.training.budget.RunBudget`; evaluation =
    forward FLOPs x images evaluated, as the trainer counts them; a decay branch pays for its
    cool-down only), GPU-hours at the sweep's assumed throughput
    (`cluster.assumed_tflops_per_gpu`), training tokens, and the token store's size on disk.
@@ -61,12 +61,14 @@ from analysis.simulate import (
 from contracts import ContractError
 from contracts.fits import FitsFile, read_fits
 from scaling.core.atomic import atomic_write_json, atomic_write_text
-from scaling.core.cli import InputError, run_cli, setup_logging
+from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
+from scaling.core.config_io import Located, apply_sets, build, parse_sets
 from scaling.core.tables import human
 from scaling.study.laws.plan_cost import RunCost, cost_table, run_costs, store_bytes
 from scaling.study.laws.plan_designs import Design, alternatives
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.sweep import Sweep, load_sweep
+from var_core.counting import tokens_per_image
 
 
 class PlanError(InputError):
@@ -303,7 +305,15 @@ def _parse_args(argv):
         default=0.0,
         help="independent noise per evaluation, sd of log(metric - E) (default 0)",
     )
-    p.add_argument("--metrics", help="comma list (default: the sweep's fit.metrics)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="a fit setting over the sweep's fit: section, as for scaling.fit (repeatable): "
+        "--set metrics=[ce_last] --set method=robust",
+    )
     p.add_argument("--compare", help="metric of the alternatives table (default: the first metric)")
     p.add_argument(
         "--replicates",
@@ -326,6 +336,10 @@ def _parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
     p.add_argument("--out", help="output folder (default <sweep output>/plan)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    refuse_replaced_flags(
+        argv if argv is not None else sys.argv[1:],
+        {"--metrics": "--set metrics=[...] (e.g. --set metrics=[ce_last,ce_avg])"},
+    )
     return p.parse_args(argv)
 
 
@@ -407,17 +421,12 @@ def _settings(sweep, args) -> tuple[FitSettings, list[str], str]:
         raise PlanError(f"--replicates must be at least 2; got {args.replicates}")
     if not args.eval_noise >= 0:
         raise PlanError(f"--eval-noise must be >= 0; got {args.eval_noise}")
-    settings = FitSettings(
-        **{k: (tuple(v) if isinstance(v, list) else v) for k, v in sweep.spec.fit.items()}
-    )
-    metrics = (
-        list(settings.metrics)
-        if not args.metrics
-        else [m.strip() for m in args.metrics.split(",") if m.strip()]
-    )
+    settings: FitSettings = build(FitSettings, dict(sweep.spec.fit), Located(sweep.source, {}))
+    settings = apply_sets(settings, parse_sets(args.sets, example="metrics=[ce_last]"))
+    metrics = list(settings.metrics)
     bad = [m for m in metrics if m not in METRICS]
-    if bad or not metrics:
-        raise PlanError(f"--metrics: {', '.join(bad) or 'empty'}: choose from {', '.join(METRICS)}")
+    if bad:  # the planner simulates training losses and error rates, not sample metrics
+        raise PlanError(f"metrics: {', '.join(bad)}: the planner plans {', '.join(METRICS)}")
     compare = args.compare or metrics[0]
     if compare not in metrics:
         raise PlanError(f"--compare {compare}: not among the planned metrics {', '.join(metrics)}")
@@ -498,7 +507,7 @@ def compute_plan(args: argparse.Namespace) -> Plan:
     settings, metrics, compare = _settings(sweep, args)
     meta, real = store_meta(sweep)
     costs = run_costs(sweep, meta)
-    L = sum(p * p for p in meta["patch_nums"])
+    L = tokens_per_image(meta["patch_nums"])
 
     priors, prior_source = load_prior(args.prior, metrics, args.law)
     noise = load_noise(args, metrics, priors)

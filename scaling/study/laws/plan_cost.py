@@ -1,13 +1,12 @@
 """What every run of a planned study costs, and when it evaluates (the planner's first section).
 
-A `RunCost` holds one run's shapes and schedule: its exact forward FLOPs per image
-(`var_core.counting` via `scaling.training.config.estimate`), its steps, and its evaluation
-schedule exactly as the trainer lays it out (`scaling.training.schedule`). A decay branch
-(issue 17) is a run that starts from its parent's stable-phase state after `start_step` steps:
-it pays for its own steps only (its GPU-hours), while its compute and data axis count the
-parent's steps up to the branch point too (as `scaling.fit` counts them). `branch_cost` lays
-out a branch of any run with the trainer's own schedule code, so alternatives of a sweep
-without branches can add them.
+A `RunCost` is one run's `RunBudget` (`scaling.training.budget`: its exact counts, its steps
+and its evaluation schedule exactly as the trainer lays them out) and where it runs (GPUs,
+assumed throughput). A decay branch (issue 17) starts from its parent's stable-phase state
+after `start_step` steps: it pays for its own steps only (its GPU-hours), while its compute
+and data axis count the parent's steps up to the branch point too (as `scaling.fit` counts
+them). `branch_cost` lays out a branch of any run with the trainer's own schedule code, so
+alternatives of a sweep without branches can add them.
 
 Torch-free.
 """
@@ -22,8 +21,9 @@ import numpy as np
 from analysis.simulate import PlannedRun
 from scaling.core.tables import human
 from scaling.study.sweep.expand import format_value
-from scaling.training.config import BranchConfig, RunConfig, estimate
-from scaling.training.schedule import eval_schedule, plan
+from scaling.training.budget import RunBudget, run_budget
+from scaling.training.config import BranchConfig, LengthConfig, RunConfig
+from var_core.counting import tokens_per_image
 
 TOKEN_BYTES = 2  # scaling.data.token_store: tokens are uint16 [count, L]
 LABEL_BYTES = 4  # labels are int32 [count]
@@ -31,82 +31,81 @@ LABEL_BYTES = 4  # labels are int32 [count]
 
 @dataclasses.dataclass(frozen=True)
 class RunCost:
-    """What one run costs, and when it evaluates (all FLOPs exact counts)."""
+    """What one run costs, and when it evaluates (all FLOPs exact counts): its budget, and the
+    GPUs it runs on."""
 
-    run_id: str
+    budget: RunBudget
     depth: int
-    params: int
     seed: int
-    steps: int  # the run's last step (a branch: its parent's steps before it included)
-    batch_size: int
-    L: int  # tokens per image
-    forward_flops: int  # per image
     config: RunConfig
-    val_images: int
     gpus: int
     tflops_per_gpu: float
-    start_step: int = 0  # a decay branch: the parent's step it starts from
-    parent: str | None = (
-        None  # a decay branch (start_step 0: a run from scratch in its stead): the parent's id
-    )
+    # a decay branch (start_step 0: a run from scratch in its stead): the parent's id
+    parent: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.budget.run_id
+
+    @property
+    def params(self) -> int:
+        return self.budget.params
+
+    @property
+    def steps(self) -> int:
+        """The run's last step (a branch: its parent's steps before it included)."""
+        return self.budget.steps
+
+    @property
+    def start_step(self) -> int:
+        """A decay branch: the parent's step it starts from (else 0)."""
+        return self.budget.start_step
 
     @property
     def own_steps(self) -> int:
         """Steps the run trains itself (a branch: its cool-down)."""
-        return self.steps - self.start_step
+        return self.budget.own_steps
 
     @property
     def train_flops(self) -> float:
-        """Training FLOPs the run itself spends (3 x forward x images of its own steps)."""
-        return 3.0 * self.forward_flops * self.batch_size * self.own_steps
+        """Training FLOPs the run itself spends."""
+        return float(self.budget.own_flops)
 
     @property
     def compute(self) -> float:
-        """Training FLOPs behind the run's final point (a branch: its parent's up to the branch
-        too)."""
-        return 3.0 * self.forward_flops * self.batch_size * self.steps
+        """Training FLOPs behind the run's final point (a branch: its parent's up to it too)."""
+        return float(self.budget.flops)
 
     @property
     def tokens(self) -> float:
         """Tokens the run itself trains on."""
-        return float(self.own_steps) * self.batch_size * self.L
+        return float(self.budget.own_tokens)
 
     def data(self, unit: str) -> float:
         """D of the joint law: the tokens or images behind the final point (parent's included)."""
-        images = float(self.steps) * self.batch_size
-        return images * self.L if unit == "tokens" else images
+        return float(self.budget.tokens if unit == "tokens" else self.budget.images)
 
     def schedule(self) -> dict[int, str]:
-        """step -> full | subset, exactly as the trainer evaluates (a branch: after its start
-        only)."""
-        return {
-            s: k
-            for s, k in eval_schedule(self.steps, self.config.eval).items()
-            if s > self.start_step
-        }
+        """step -> full | subset, as the trainer evaluates (a branch: after its start only)."""
+        return self.budget.evals
 
     def full_steps(self) -> np.ndarray:
-        return np.array([s for s, k in self.schedule().items() if k == "full"], dtype=float)
+        return np.array(self.budget.full_eval_steps, dtype=float)
 
     @property
     def eval_flops(self) -> float:
         """Forward FLOPs x images evaluated, over every evaluation (as the trainer's eval_flops)."""
-        kinds = list(self.schedule().values())
-        cfg = self.config.eval
-        full = min(cfg.max_images or self.val_images, self.val_images)
-        subset = min(cfg.subset_images, self.val_images)
-        return float(self.forward_flops) * (
-            kinds.count("full") * full + kinds.count("subset") * subset
-        )
+        return float(self.budget.eval_flops)
 
     @property
     def gpu_hours(self) -> float:
-        return (self.train_flops + self.eval_flops) / (self.tflops_per_gpu * 1e12) / 3600.0
+        return self.budget.gpu_hours(self.tflops_per_gpu)
 
     def eval_compute(self) -> np.ndarray:
-        """[k] cumulative training FLOPs at each full evaluation (a branch: from the parent's
-        start)."""
-        return self.full_steps() * 3.0 * self.forward_flops * self.batch_size
+        """[k] cumulative training FLOPs at each full evaluation (a branch: from step 0)."""
+        return np.array(
+            [float(self.budget.at(s).flops) for s in self.budget.full_eval_steps], dtype=float
+        )
 
     def planned(self, seed: int | None = None, suffix: str = "") -> PlannedRun:
         """The run as `analysis.simulate.PlannedRun`."""
@@ -117,33 +116,36 @@ class RunCost:
             self.seed if seed is None else seed,
         )
 
+    def with_steps(self, steps: int) -> RunCost:
+        """This run (not a branch) made `steps` steps long, its schedule laid out again.
+        Raises ScheduleError when its warm-up and cool-down do not fit."""
+        config = dataclasses.replace(self.config, length=LengthConfig(steps=steps), save_at=())
+        return dataclasses.replace(self, config=config, budget=self.budget.laid_out(config, steps))
+
+    def with_eval(self, config: RunConfig) -> RunCost:
+        """This run evaluating as `config.eval` says."""
+        budget = dataclasses.replace(self.budget, eval=config.eval)
+        return dataclasses.replace(self, config=config, budget=budget)
+
+    def from_scratch(self) -> RunCost:
+        """This run trained from step 0 (a branch without its parent's state)."""
+        return dataclasses.replace(self, budget=self.budget.from_scratch())
+
 
 def run_costs(sweep, meta: dict[str, Any]) -> list[RunCost]:
     """One `RunCost` per run of a loaded sweep (branches after their parent), for the store
     described by `meta`."""
-    split = sweep.runs[0].config.data.eval_split if sweep.runs else "val"
-    val = int(meta.get("splits", {}).get(split, {}).get("count", 0))
     out = []
     for run in sweep.runs:
-        est = estimate(run.config, meta)
         res = run.resources
-        per_step = 3 * int(est["forward_flops_per_image"]) * run.config.optim.batch_size
-        own = int(est["own_flops"]) // per_step
         out.append(
             RunCost(
-                run.run_id,
+                run_budget(run.config, meta),
                 run.depth,
-                int(est["params"]),
                 int(run.config.seed),
-                int(est["steps"]),
-                run.config.optim.batch_size,
-                int(sum(p * p for p in meta["patch_nums"])),
-                int(est["forward_flops_per_image"]),
                 run.config,
-                val,
                 res.nodes * res.gpus_per_node,
                 res.assumed_tflops_per_gpu,
-                start_step=int(est["steps"]) - own,
                 parent=run.parent,
             )
         )
@@ -167,13 +169,10 @@ def branch_cost(parent: RunCost, at: float, cooldown: float) -> RunCost:
         save_at=(),
         branch=BranchConfig(parent=parent.run_id, at=at, cooldown=cooldown),
     )
-    layout = plan(config, parent.steps)
     return dataclasses.replace(
         parent,
-        run_id=run_id,
         config=config,
-        steps=layout.total_steps,
-        start_step=layout.start_step,
+        budget=parent.budget.laid_out(config, parent.steps),
         parent=parent.run_id,
     )
 
@@ -181,7 +180,7 @@ def branch_cost(parent: RunCost, at: float, cooldown: float) -> RunCost:
 def store_bytes(meta: dict[str, Any]) -> int:
     """Size of the token store's arrays: every split's count of stored sequences (views and
     flips included) x (L uint16 tokens + an int32 label)."""
-    L = sum(p * p for p in meta["patch_nums"])
+    L = tokens_per_image(meta["patch_nums"])
     return sum(
         int(s.get("count", 0)) * (L * TOKEN_BYTES + LABEL_BYTES)
         for s in meta.get("splits", {}).values()

@@ -92,7 +92,9 @@ def _rebuild(costs: list[RunCost], parents: dict[str, RunCost]) -> list[RunCost]
         if c.parent is None:
             out.append(parents[c.run_id])
         else:
-            out.append(branch_cost(parents[c.parent], c.config.branch.at, c.config.branch.cooldown))
+            branch = c.config.branch
+            assert branch is not None  # a run with a parent is a decay branch
+            out.append(branch_cost(parents[c.parent], branch.at, branch.cooldown))
     return out
 
 
@@ -109,7 +111,7 @@ def with_branches(
 def from_scratch(costs: list[RunCost]) -> list[RunCost]:
     """Every branch trained from step 0 as a run of its own (its own seed noise; it keeps its
     parent's id, so that the laws vs N and Cmin still take the parents)."""
-    return [c if c.parent is None else dataclasses.replace(c, start_step=0) for c in costs]
+    return [c if c.parent is None else c.from_scratch() for c in costs]
 
 
 def _every_other(costs: list[RunCost]) -> list[RunCost]:
@@ -120,21 +122,16 @@ def _every_other(costs: list[RunCost]) -> list[RunCost]:
 
 
 def _length(costs: list[RunCost], factor: float) -> list[RunCost]:
-    parents = {
-        c.run_id: dataclasses.replace(c, steps=max(1, round(c.steps * factor)))
-        for c in _parents(costs)
-    }
+    parents = {c.run_id: c.with_steps(max(1, round(c.steps * factor))) for c in _parents(costs)}
     return _rebuild(costs, parents)
 
 
 def _evals(costs: list[RunCost], factor: float) -> list[RunCost]:
     def more(c: RunCost) -> RunCost:
         cfg = c.config.eval
-        return dataclasses.replace(
-            c,
-            config=dataclasses.replace(
-                c.config, eval=dataclasses.replace(cfg, points=max(2, round(cfg.points * factor)))
-            ),
+        points = max(2, round(cfg.points * factor))
+        return c.with_eval(
+            dataclasses.replace(c.config, eval=dataclasses.replace(cfg, points=points))
         )
 
     return [more(c) for c in costs]
@@ -181,8 +178,14 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
         Design(f"every other size ({len({c.params for c in half})} of {n_sizes}), {twice}", half, 2)
     )
     designs.append(Design(f"all sizes, {twice}", costs, 2))
-    designs.append(Design(f"runs half as long, {twice}", _length(costs, 0.5), 2))
-    designs.append(Design("runs twice as long", _length(costs, 2.0), 1))
+    for name, factor, seeds in (
+        (f"runs half as long, {twice}", 0.5, 2),
+        ("runs twice as long", 2.0, 1),
+    ):
+        try:
+            designs.append(Design(name, _length(costs, factor), seeds))
+        except ScheduleError as e:  # a warm-up and cool-down in steps that no longer fit
+            skipped.append(f"{name}: {e}")
     designs.append(Design("twice the evaluation points", _evals(costs, 2.0), 1))
     more = _midpoint_sweep_costs(path, sweep, meta)
     if more is not None:

@@ -1,13 +1,16 @@
 """What a launch checks before it writes anything: the token store opens and holds the runs'
-splits, the output is a folder, and no run directory holds another config than the sweep
-now gives (a refused launch changes nothing on disk)."""
+splits, the output is a folder, the SLURM partitions have the nodes and GPUs the runs ask
+for (`sinfo`), and no run directory holds another config than the sweep now gives (a refused
+launch changes nothing on disk and submits nothing)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
-from scaling.core.cli import InputError
-from scaling.core.config_io import ConfigError
+from scaling.core.cli import InputError, RuntimeFailure
+from scaling.core.config_io import ConfigError, Located, load_yaml
 from scaling.data.token_store import TokenStore, TokenStoreError
 from scaling.study.sweep.expand import Run
 from scaling.study.sweep.sweep import Sweep
@@ -74,3 +77,64 @@ def config_conflict(run: Run, state: str) -> str | None:
         f"{path} holds another config than the sweep now gives for run {run.run_id} "
         f"(state {state}); {hint}"
     )
+
+
+def partitions() -> dict[str, tuple[int, int]]:
+    """{partition: (nodes, most GPUs on one of its nodes)} as `sinfo` reports them; the
+    default partition is also under the key ''. Raises RuntimeFailure when sinfo fails."""
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%P|%N|%G"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RuntimeFailure(f"`sinfo` failed ({e}): cannot check the partitions") from None
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"`sinfo` failed: {proc.stderr.strip()}: cannot check the partitions")
+    nodes: dict[str, set[str]] = {}
+    gpus: dict[str, int] = {}
+    for line in proc.stdout.splitlines():
+        part, node, gres = (line.split("|") + ["", ""])[:3]
+        names = [part.rstrip("*")] + ([""] if part.endswith("*") else [])
+        count = sum(int(n) for n in re.findall(r"gpu(?::[^:,(]+)?:(\d+)", gres))
+        for name in names:
+            nodes.setdefault(name, set()).add(node)
+            gpus[name] = max(gpus.get(name, 0), count)
+    return {name: (len(nodes[name]), gpus[name]) for name in nodes}
+
+
+def check_partitions(sweep: Sweep, runs: list[Run], offered: dict | None = None) -> None:
+    """Before submitting to SLURM: every run's partition exists and has as many nodes as it
+    asks for, with at least its `gpus_per_node` GPUs (`offered`: `partitions()`'s answer, read
+    here when None). Raises ConfigError located at the sweep's cluster key."""
+    offered = partitions() if offered is None else offered
+    loc = _locate(sweep)
+    for run in runs:
+        res = run.resources
+        part = res.partition or ""
+        name = res.partition or "the default partition"
+        if part not in offered:
+            known = sorted(p for p in offered if p)
+            raise ConfigError(
+                f"{loc.where(('cluster', 'partition'))}: cluster.partition: run {run.run_id} "
+                f"asks for partition {part!r}; sinfo knows {known}"
+            )
+        have_nodes, have_gpus = offered[part]
+        if res.nodes > have_nodes:
+            raise ConfigError(
+                f"{loc.where(('cluster', 'nodes'))}: cluster.nodes: run {run.run_id} asks for "
+                f"{res.nodes} nodes; {name} has {have_nodes} (sinfo)"
+            )
+        if res.gpus_per_node > have_gpus:
+            raise ConfigError(
+                f"{loc.where(('cluster', 'gpus_per_node'))}: cluster.gpus_per_node: run "
+                f"{run.run_id} asks for {res.gpus_per_node} GPUs per node; the nodes of {name} "
+                f"have at most {have_gpus} (sinfo)"
+            )
+
+
+def _locate(sweep: Sweep) -> Located:
+    """Line locations of the sweep file (its name alone when it cannot be read again)."""
+    try:
+        return load_yaml(sweep.source)[1]
+    except (OSError, ConfigError):
+        return Located(str(sweep.source))

@@ -2,7 +2,7 @@
 the sbatch scripts of a dry run.
 
 `resolve_backend('auto')` is SLURM when `sbatch` is found and the controller answers, else
-submitit's local executor. One task per GPU (`ClusterSpec.tasks_per_node`); on SLURM a
+submitit's local executor. One task per GPU (`ClusterSpec.processes_per_node`); on SLURM a
 dependency list becomes `afterok` (with kill-on-invalid-dep, so a failed preparation stage
 cancels the training that waits for it).
 """
@@ -79,9 +79,11 @@ def executor_for(
     name: str,
     dependency: list[str] | None = None,
     script_only: bool = False,
+    single_task: bool = False,
 ):
     """A submitit executor for jobs of resource shape `res` (`script_only`: SLURM scripts
-    for a dry run, usable without SLURM installed)."""
+    for a dry run, usable without SLURM installed; `single_task`: one process per job
+    whatever the GPUs, for the preparation stages, which are not distributed)."""
     import submitit
 
     folder = sweep.output / "_submitit" / "%j"
@@ -96,7 +98,7 @@ def executor_for(
         name=name,
         timeout_min=res.time_min,
         nodes=res.nodes,
-        tasks_per_node=res.tasks_per_node,
+        tasks_per_node=1 if single_task else res.processes_per_node,
         cpus_per_task=res.cpus_per_task,
     )
     if res.gpus_per_node:
@@ -113,6 +115,10 @@ def executor_for(
             signal_delay_s=res.signal_delay_s,
             setup=list(res.setup) or None,
         )
+        if res.processes > 1 and not single_task:
+            # a rank that exits with an error ends the whole step at once, instead of leaving
+            # the others blocked in a collective until its timeout
+            slurm["srun_args"] = ["--kill-on-bad-exit=1"]
         extra = dict(res.sbatch)
         if dependency:
             slurm["dependency"] = "afterok:" + ":".join(dependency)
@@ -141,14 +147,15 @@ def sbatch_script(ex, count: int) -> str:
     return _make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
 
 
-def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None]:
-    """Like resolve_backend, but never fails: a dry run may show a SLURM plan anywhere."""
-    if requested in ("auto", "slurm"):
-        note = (
-            None
-            if shutil.which("sbatch")
-            else "no `sbatch` here: a real launch would "
-            + ("run locally" if requested == "auto" else "fail")
-        )
-        return "slurm", note
-    return requested, None
+def resolve_backend_for_dry_run(requested: str) -> tuple[str, str | None, bool]:
+    """(backend, note, show SLURM scripts): the backend a real launch would use, found by the
+    launch's own check (`resolve_backend`: `auto` asks whether SLURM answers), but never
+    failing: a dry run may show a SLURM plan anywhere."""
+    if requested == "auto":
+        backend, note = resolve_backend("auto")
+        return backend, note, True
+    if requested == "slurm":
+        if shutil.which("sbatch"):
+            return "slurm", None, True
+        return "slurm", "no `sbatch` here: a real launch would fail (give --backend local)", True
+    return requested, None, False

@@ -31,7 +31,13 @@ from pathlib import Path
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.rundir import RunDir
 from scaling.study.run.attempts import set_aside
-from scaling.study.run.checks import ConfigConflict, check_data, check_output, config_conflict
+from scaling.study.run.checks import (
+    ConfigConflict,
+    check_data,
+    check_output,
+    check_partitions,
+    config_conflict,
+)
 from scaling.study.run.executors import (
     executor_for,
     resolve_backend,
@@ -114,6 +120,8 @@ def _launch(
     out = Submitted(backend=backend)
     runs = sweep.select(only, exclude)
     check_data(sweep)
+    if backend == "slurm":
+        check_partitions(sweep, runs)  # nodes, GPUs: refused before anything is submitted
     with output_lock(sweep.output):
         try:
             states = run_states(runs, queues)
@@ -210,7 +218,7 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
     nothing and writes nothing."""
     lines: list[str] = []
     log = lines.append
-    backend, note = resolve_backend_for_dry_run(backend or sweep.spec.cluster.backend)
+    backend, note, scripts = resolve_backend_for_dry_run(backend or sweep.spec.cluster.backend)
     runs = sweep.select(only, exclude)
     log(
         f"sweep {sweep.spec.name}: {len(runs)} runs -> {sweep.output} (backend {backend}"
@@ -229,9 +237,17 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
             f"branch point {list(run.config.save_at)} then the rest, each afterok on the one before"
         )
     for run in branches:
+        assert run.config.branch is not None  # a decay branch
         log(
             f"{run.run_id}: one job, afterok on the segment of {run.parent} that reaches "
             f"{run.config.branch.at} of its length"
+        )
+    if not scripts:
+        return "\n".join(lines)
+    if backend != "slurm":
+        log(
+            "\n# this launch would run here; where SLURM answers (cluster.backend auto), it "
+            "would submit these jobs:"
         )
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
@@ -315,19 +331,26 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _run(args))
 
 
+def _result(text: str) -> None:
+    """Print a result (the plan table, the dry run) on stdout, its `warning:` lines on stderr."""
+    for line in text.splitlines():
+        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
+
+
 def _run(args: argparse.Namespace) -> int:
-    """The command: the plan table, then the launch; its progress lines go to stdout."""
-    report = functools.partial(print, flush=True)
+    """The command: the plan table (stdout), then the launch; its progress lines, notes and
+    warnings go to stderr."""
+    report = functools.partial(print, file=sys.stderr, flush=True)
     sweep = load_sweep_or_runs(args.sweep, args.sets)
     if args.dry_run:
-        report(dry_run(sweep, args.only, args.exclude, args.backend))
+        _result(dry_run(sweep, args.only, args.exclude, args.backend))
         return 0
     runs = sweep.select(args.only, args.exclude)
     if not runs:
         raise InputError("--only/--exclude leave no runs")
     check_data(sweep)
     check_output(sweep.output)
-    report(plan_table(sweep, runs, run_states(runs)))
+    _result(plan_table(sweep, runs, run_states(runs)))
     out = launch(
         sweep,
         only=args.only,

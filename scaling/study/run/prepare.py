@@ -107,6 +107,7 @@ def run_stage(
     spec = sweep.spec.prepare
     if stage == "synthetic":
         s = spec.synthetic
+        assert s is not None  # the stage exists only with prepare.synthetic (Sweep.stages)
         return generate(
             sweep.images_dir(),
             num_classes=s.num_classes,
@@ -143,6 +144,7 @@ def run_stage(
     if stage == "classifier":
         from scaling.data.classifier import train_classifier
 
+        assert spec.classifier is not None  # the stage exists only with prepare.classifier
         return train_classifier(
             sweep.images_dir(), sweep.classifier_path(), **dataclasses.asdict(spec.classifier)
         )

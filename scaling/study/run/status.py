@@ -22,15 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis import registry
+from analysis.curvelaw import CurveLawError
 from analysis.overfit import MEANING, METRIC, check_curve
+from analysis.results import ResultsError, read_runs
+from analysis.settings import FitSettings
 from contracts.metrics import METRICS
 from scaling.core import provenance
 from scaling.core.cli import InputError, run_cli, setup_logging
-from scaling.core.config_io import ConfigError
+from scaling.core.config_io import ConfigError, load_config
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration, format_table, human
 from scaling.study.run.prepare import stage_summary
 from scaling.study.run.states import Queue, run_states
+from scaling.study.sweep.curves import code_version, forecast_run, register, study_curves
 from scaling.study.sweep.sweep import SWEEP_COPY, load_sweep, load_sweep_or_runs, selected
 
 log = logging.getLogger(__name__)
@@ -109,6 +114,10 @@ def run_records(
                 "job_ids": [str(j) for j in rec.get("job_ids") or []],
                 "log": rec.get("log"),
                 "error": rec.get("error") if state == "failed" else None,
+                # several processes: the rank that failed first (rank 0 may only echo it)
+                "first_error": RunDir(run.run_dir).first_rank_error()
+                if state == "failed"
+                else None,
                 "code": code,
                 "data_limited": data_limited(run.run_dir) if m else None,
                 "eta_s": rec.get("eta_s") if state == "running" else None,
@@ -137,7 +146,11 @@ def _row(r: dict[str, Any]) -> Row:
         if slurm and slurm not in ("RUNNING", "PENDING") or (slurm and state == "failed")
         else ""
     )
-    if state == "failed" and rec.get("error"):
+    first = r.get("first_error")
+    if state == "failed" and first:
+        text = (str(first.get("error") or "").strip().splitlines() or ["?"])[0]
+        label += f": rank {first.get('rank')} on {first.get('host')}: {text[:60]}"
+    elif state == "failed" and rec.get("error"):
         label += f": {str(rec['error']).splitlines()[0][:60]}"
     name = f"  `- {r['run']}" if r.get("parent") else r["run"]  # a branch under its parent
     return Row(name, label, progress, metrics, ",".join(r["job_ids"]) or "-", str(r["log"] or "-"))
@@ -251,13 +264,90 @@ def discover(
     return views
 
 
+FORECAST_METRIC = "ce_avg"
+
+
+def _curve_law(output: Path) -> str:
+    """The study's whole-curve law: its fit.yaml's curve_law, else the default."""
+    try:
+        if (output / "fit.yaml").is_file():
+            return load_config(FitSettings, output / "fit.yaml").curve_law
+    except ConfigError:
+        pass
+    return FitSettings().curve_law
+
+
+def add_forecasts(output: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Forecast every unfinished run with evaluations (`scaling.study.sweep.curves.forecast_run`:
+    its final ce_avg with an interval, and the band of the finished sizes at its compute),
+    store each in its record (``forecast``), append new forecasts to the study's registry
+    (forecasts.jsonl) and to the run's TensorBoard (``<run_dir>/forecast/``). Returns the
+    registry's scored forecasts and any problem, for the report."""
+    path = output / registry.FILE
+    info: dict[str, Any] = {"law": _curve_law(output), "scored": [], "problem": None}
+    # every run with evaluations that has not finished (running, or stopped part-way)
+    running = [r for r in records if r["state"] != "done" and r["_has_metrics"]]
+    try:
+        if running:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the table's problems are scaling.fit's to say
+                curves = study_curves(output, read_runs(output), FORECAST_METRIC)
+            known = {c.run for c in curves}
+            code = code_version()
+            have = {r.id for r in registry.read(path) if isinstance(r, registry.ForecastRecord)}
+            for r in running:
+                if r["run"] not in known:
+                    continue
+                fr = forecast_run(output, curves, r["run"], FORECAST_METRIC, info["law"], code=code)
+                r["forecast"] = {
+                    "metric": FORECAST_METRIC,
+                    "law": info["law"],
+                    "final": fr.forecast.to_dict() if fr.forecast else None,
+                    "band": fr.band.to_dict() if fr.band else None,
+                    "note": fr.note,
+                }
+                if fr.record is not None and fr.record.id not in have:
+                    register(output, fr, Path(r["run_dir"]))
+        info["scored"] = [
+            {
+                "kind": f.kind,
+                "run": f.target.run,
+                "metric": f.target.metric,
+                "law": f.law,
+                "predicted": f.predicted,
+                "interval": f.interval,
+                "observed": s.observed,
+                "rel_error": s.rel_error,
+                "inside": s.inside,
+                "created_utc": f.created_utc,
+            }
+            for f, s in registry.scored(registry.read(path))
+        ]
+    except (
+        ResultsError,
+        CurveLawError,
+        registry.RegistryError,
+        ConfigError,
+        OSError,
+        ValueError,
+    ) as e:
+        info["problem"] = str(e)
+    return info
+
+
 def collect(
-    views: list[SweepView], queue_by_backend: dict[str, Queue] | None = None
+    views: list[SweepView],
+    queue_by_backend: dict[str, Queue] | None = None,
+    forecasts: bool = True,
 ) -> list[dict[str, Any]]:
-    """Per sweep: name, output, source, counts per state, code warning, run records."""
+    """Per sweep: name, output, source, counts per state, code warning, run records (with
+    `forecasts`: each running run's forecast, and the registry's scored forecasts)."""
     out = []
     for view in views:
         records = run_records(view.runs, queue_by_backend)
+        fc = add_forecasts(Path(view.output), records) if forecasts else None
         out.append(
             {
                 "name": view.name,
@@ -267,6 +357,7 @@ def collect(
                 "code_warning": code_warning(records),
                 "preparation": stage_summary(view.sweep) if view.sweep is not None else "",
                 "runs": records,
+                "forecasts": fc,
             }
         )
     return out
@@ -283,6 +374,84 @@ def to_json(report: list[dict[str, Any]]) -> str:
         indent=2,
         default=str,
     )
+
+
+def forecast_lines(report: list[dict[str, Any]], last: int = 5) -> str:
+    """The report's forecasts as text: per running run its forecast final value with the
+    interval and where it lies in the band of the finished sizes; per sweep the registry's
+    scored forecasts (count, how many inside their interval, the `last` few)."""
+    lines = []
+    for s in report:
+        fc = s.get("forecasts")
+        if not fc:
+            continue
+        for r in s["runs"]:
+            f = r.get("forecast")
+            if not f:
+                continue
+            fin, band = f["final"], f["band"]
+            head = f"forecast {r['run']} ({f['metric']}, {f['law']} law): "
+            if fin:
+                head += (
+                    f"final {fin['value']:.4f} [{fin['lo']:.4f}, {fin['hi']:.4f}] "
+                    f"({100 * fin['level']:.0f}%) at step {fin['step']}, from {fin['n_prefix']} "
+                    f"evaluations to step {fin['prefix_step']} and {fin['n_study']} finished runs"
+                )
+            else:
+                head += f"no final forecast ({f['note']})"
+            if band:
+                head += (
+                    f"; now {band['observed']:.4f} at {band['compute']:.3g} FLOPs: "
+                    f"{band['verdict'].upper()} the band of {len(band['sizes'])} finished sizes "
+                    f"[{band['lo']:.4f}, {band['hi']:.4f}]"
+                )
+            else:
+                head += "; no band (fewer than 3 finished sizes reached this compute)"
+            lines.append(head)
+        if fc.get("problem"):
+            lines.append(f"forecasts ({s['name']}): not made ({fc['problem']})")
+        scored = fc.get("scored") or []
+        if scored:
+            with_iv = [x for x in scored if x["inside"] is not None]
+            inside = sum(bool(x["inside"]) for x in with_iv)
+            lines.append(
+                f"scored forecasts ({s['name']}, {registry.FILE}): {len(scored)}; "
+                f"{inside} of {len(with_iv)} with an interval inside it; "
+                f"the last {min(last, len(scored))}:"
+            )
+            rows = [
+                [
+                    x["kind"],
+                    x["run"] or "-",
+                    x["metric"],
+                    x["law"],
+                    f"{x['predicted']:.4f}",
+                    "-"
+                    if x["interval"] is None
+                    else f"[{x['interval'][0]:.4f}, {x['interval'][1]:.4f}]",
+                    f"{x['observed']:.4f}",
+                    f"{100 * x['rel_error']:+.2f}%",
+                    "-" if x["inside"] is None else ("yes" if x["inside"] else "NO"),
+                ]
+                for x in scored[-last:]
+            ]
+            lines.append(
+                format_table(
+                    [
+                        "kind",
+                        "run",
+                        "metric",
+                        "law",
+                        "predicted",
+                        "interval",
+                        "observed",
+                        "error",
+                        "inside",
+                    ],
+                    rows,
+                )
+            )
+    return ("\n" + "\n".join(lines)) if lines else ""
 
 
 def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | None = None) -> str:
@@ -329,6 +498,7 @@ def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | Non
             + "; ".join(f"{run}: {v['reason']}" for run, v in flags)
             + f". Meaning: {MEANING}"
         )
+    text += forecast_lines(report)
     stages = [
         f"preparation ({s['name']}): {s['preparation']}"
         if many

@@ -30,7 +30,7 @@ from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import Run
 from scaling.study.sweep.spec import ClusterSpec
 from scaling.study.sweep.sweep import Sweep
-from scaling.training.config import estimate
+from scaling.training.budget import run_budget
 
 Log = Callable[[str], None]
 
@@ -80,6 +80,7 @@ def _record_submission(record: RunDir, job: Any, backend: str, **extra: Any) -> 
 
 def _mark_queued(run: Run, backend: str, waiting: bool) -> None:
     """Before submitting: queued, error cleared (a resubmission may replace a final state)."""
+    RunDir(run.run_dir).clear_rank_errors()
     RunDir(run.run_dir).update_status(
         state="queued",
         force=True,
@@ -125,6 +126,7 @@ class Submitter:
         res = dataclasses.replace(
             self.sweep.spec.cluster,
             nodes=1,
+            tasks_per_node=0,  # one process (executor_for's single_task)
             gpus_per_node=prep.gpus_per_node,
             cpus_per_task=prep.cpus_per_task,
             mem_gb=prep.mem_gb,
@@ -157,7 +159,14 @@ class Submitter:
                 pending.append(shard)
         if not pending:
             return live
-        ex = executor_for(self.sweep, self.backend, res, f"{self.sweep.spec.name}-{stage}", deps)
+        ex = executor_for(
+            self.sweep,
+            self.backend,
+            res,
+            f"{self.sweep.spec.name}-{stage}",
+            deps,
+            single_task=True,
+        )
         for shard in pending:
             RunDir(stage_dir(self.sweep, stage, shard)).update_status(
                 state="queued", force=True, error=None
@@ -205,10 +214,10 @@ class Submitter:
                 self._segmented(run, deps)
                 continue
             groups.setdefault(run.resources.shape(), []).append(run)
-        budgets = {}
+        budgets: dict[str, int | None] = {}
         for run in todo:
             try:
-                budgets[run.run_id] = estimate(run.config, meta)["tokens"]
+                budgets[run.run_id] = run_budget(run.config, meta).tokens
             except Exception:  # estimates are informative only
                 budgets[run.run_id] = None
         for group in groups.values():
@@ -293,13 +302,14 @@ class Submitter:
         parent is done is run)."""
         by_id = {r.run_id: r for r in self.sweep.runs}
         if self.backend != "slurm":
-            for parent in {b.parent for b in branches}:
+            for parent in {b.parent for b in branches if b.parent is not None}:
                 job = self.out.jobs.get(parent)
                 if job is not None:
                     with contextlib.suppress(Exception):  # the parent's status says why
                         job.result()
         ready: list[tuple[Run, list[str]]] = []
         for run in branches:
+            assert run.parent is not None and run.config.branch is not None  # a decay branch
             rec = RunDir(by_id[run.parent].run_dir).read_status()
             state = rec.get("state", "pending")
             if self.backend == "slurm" and state in ("queued", "running"):
@@ -352,7 +362,7 @@ class Submitter:
             if not self.wait and not waiting:
                 break
             time.sleep(0.2)
-        if self.flag.set:
+        if self.flag.set and self.flag.signum is not None:
             name = signal.Signals(self.flag.signum).name
             self.out.signal = self.flag.signum
             for run in waiting:
@@ -382,7 +392,7 @@ class Submitter:
                 continue
             while not self.flag.set and not job.done():
                 time.sleep(0.5)
-            if self.flag.set:
+            if self.flag.set and self.flag.signum is not None:
                 self.out.signal = self.flag.signum
                 self.log(
                     f"{signal.Signals(self.flag.signum).name}: no longer waiting; the "

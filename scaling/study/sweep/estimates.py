@@ -1,5 +1,6 @@
 """What a sweep will cost, before anything runs: the launch table's per-run estimates
-(parameters, training tokens, exact training FLOPs, GPU-hours) and the repeated-data warning.
+(parameters, training tokens, exact training FLOPs, GPU-hours) and the repeated-data warning,
+all read from each run's `RunBudget` (`scaling.training.budget`).
 
 Estimates read the token store's meta.json, or, while the store is not made yet (or lives
 on another machine), the stand-in that the sweep describes (`Sweep.expected_meta`).
@@ -14,7 +15,7 @@ from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.sweep.expand import Run
 from scaling.study.sweep.spec import ClusterSpec
 from scaling.study.sweep.sweep import Sweep
-from scaling.training.config import REPEAT_EPOCHS_OK, estimate, passes_per_sequence
+from scaling.training.budget import REPEAT_EPOCHS_OK, RunBudget, run_budget
 
 
 def gpu_hours(flops: float, resources: ClusterSpec) -> float:
@@ -33,20 +34,22 @@ def store_meta(sweep: Sweep) -> tuple[dict[str, Any], bool]:
 def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = None) -> str:
     """The launch table: one row per run, and a total line."""
     meta, real = store_meta(sweep)
+    budgets = {run.run_id: run_budget(run.config, meta) for run in runs}
     rows, total_flops, total_gpuh = [], 0.0, 0.0
     for run in runs:
-        est = estimate(run.config, meta)
+        budget = budgets[run.run_id]
         res = run.resources
         gpus = res.nodes * res.gpus_per_node
-        gh = gpu_hours(est["flops"], res) if gpus else None
-        total_flops += est["own_flops"]  # a branch adds its cool-down only
+        # a branch pays for its cool-down only; its tokens and FLOPs count the parent's too
+        gh = gpu_hours(budget.own_flops, res) if gpus else None
+        total_flops += budget.own_flops
         total_gpuh += gh or 0.0
         row = [
             ("  " + run.run_id) if run.parent else run.run_id,
             str(run.depth),
-            f"{est['params']:,}",
-            human(est["tokens"]),
-            f"{est['flops']:.3g}",
+            f"{budget.params:,}",
+            human(budget.tokens),
+            f"{budget.flops:.3g}",
             f"{gh:,.0f}" if gh is not None else "-",
             f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)",
         ]
@@ -64,21 +67,23 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
     ]
     if not real:
         notes.append(
-            f"token store {sweep.token_store()} not readable yet: estimates use "
-            "data.expect (or what prepare will make)"
+            f"token store {sweep.token_store()} not made yet: the numbers come from "
+            f"{sweep.expected_source()}"
         )
-    warning = repeated_data_warning(runs, meta)
+    warning = repeated_data_warning(runs, budgets, meta)
     if warning:
         notes.append(warning)
     return format_table(header, rows) + "\n" + "\n".join(notes)
 
 
-def repeated_data_warning(runs: list[Run], meta: dict[str, Any]) -> str | None:
+def repeated_data_warning(
+    runs: list[Run], budgets: dict[str, RunBudget], meta: dict[str, Any]
+) -> str | None:
     """A warning line when some runs would see each stored token sequence more than
-    `REPEAT_EPOCHS_OK` times (scaling.training.config.passes_per_sequence), else None."""
+    `REPEAT_EPOCHS_OK` times (`RunBudget.passes`), else None. `budgets`: run id -> budget."""
     hits = []
     for run in runs:
-        passes = passes_per_sequence(estimate(run.config, meta), meta, run.config.data.train_split)
+        passes = budgets[run.run_id].passes
         if passes > REPEAT_EPOCHS_OK:
             hits.append(f"{run.run_id} {passes:.3g}")
     if not hits:

@@ -22,12 +22,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from scaling.core.config_io import ConfigError, KeyPath, Located, build, format_path, to_dict
+from scaling.core.config_io import (
+    ConfigError,
+    KeyPath,
+    Located,
+    SetValue,
+    build,
+    format_path,
+    parse_sets,
+    to_dict,
+)
 from scaling.study.sweep.spec import (
     AXIS_KEYS,
     DATA_DIR,
@@ -107,10 +115,12 @@ def _unflatten(flat: dict[KeyPath, Any]) -> dict[str, Any]:
     for path, value in flat.items():
         node = out
         for part in path[:-1]:
-            node = node.setdefault(part, {})
+            node = node.setdefault(str(part), {})
             if not isinstance(node, dict):
-                raise ValueError(f"{'.'.join(path)}: a parent key holds a value, not a mapping")
-        node[path[-1]] = value
+                raise ValueError(
+                    f"{'.'.join(map(str, path))}: a parent key holds a value, not a mapping"
+                )
+        node[str(path[-1])] = value
     return out
 
 
@@ -163,43 +173,6 @@ class _SweepLocated(Located):
 def _lines_as_str(loc: Located) -> dict:
     """Located keys with mapping keys as strings (YAML keys like 16 are stored as '16')."""
     return {tuple(p if isinstance(p, int) else str(p) for p in k): v for k, v in loc.lines.items()}
-
-
-@dataclasses.dataclass(frozen=True)
-class SetValue:
-    """One ``--set KEY=VALUE``: the run-config key path, its value (YAML), the text typed."""
-
-    key: KeyPath
-    value: Any
-    text: str
-
-
-def parse_sets(sets: tuple[str, ...] | list[str]) -> list[SetValue]:
-    """``["optim.base_lr=3e-3", ...]`` -> SetValues; a malformed one is a ConfigError naming it.
-
-    The value is read as YAML (``3``, ``true``, ``[1, 2]``, ``null``); a number written
-    without a dot (``3e-3``) is a number.
-    """
-    out = []
-    for text in sets:
-        key, eq, raw = text.partition("=")
-        key = key.strip()
-        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-            raise ConfigError(
-                f"--set {text!r}: expected KEY=VALUE with a dotted run-config key, "
-                "e.g. --set optim.base_lr=3e-3"
-            )
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {text!r}: the value is not valid YAML ({e})") from None
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        out.append(SetValue(tuple(key.split(".")), value, text))
-    return out
 
 
 def _run_id(point: dict[str, Any], spec: SweepSpec, loc: Located) -> str:
@@ -315,7 +288,7 @@ def _resolve(
     run_id: str,
     source: str,
     lines: dict,
-    sets: list[SetValue] = (),
+    sets: Sequence[SetValue] = (),
 ) -> Run:
     """Merge base < eval < rules < overrides < axes into one run config and its resources."""
     flat: dict[KeyPath, Any] = {}
@@ -398,9 +371,10 @@ def _resolve(
         raise located.error(("base",), str(e)) from None
     config = build(RunConfig, run_data, located)
     cluster_data = {f.name: getattr(spec.cluster, f.name) for f in dataclasses.fields(ClusterSpec)}
-    cluster_data.update({k[1]: v for k, v in resource_flat.items()})
+    cluster_data.update({str(k[1]): v for k, v in resource_flat.items()})
     cluster_data["setup"] = list(cluster_data["setup"])
     resources = build(ClusterSpec, cluster_data, located, ("cluster",))
+    _check_processes(config, resources, located)
     return Run(
         run_id=run_id,
         depth=depth,
@@ -409,6 +383,26 @@ def _resolve(
         resources=resources,
         run_dir=spec.output / run_id,
     )
+
+
+def _check_processes(config: RunConfig, res: ClusterSpec, located: _SweepLocated) -> None:
+    """What the job's processes (nodes x processes per node) make impossible, found at load
+    time rather than by a job that fails after it waited in the queue."""
+    procs = res.processes
+    shape = f"{res.nodes} node(s) x {res.processes_per_node} process(es)"
+    if config.optim.batch_size % procs:
+        raise located.error(
+            ("optim", "batch_size"),
+            f"{config.optim.batch_size} is not divisible by the job's {procs} processes "
+            f"({shape}): each process takes an equal share of the global batch",
+        )
+    if config.runtime.fsdp and procs == 1:
+        raise located.error(
+            ("runtime", "fsdp"),
+            f"FSDP shards the model over processes and this job has one ({shape}); "
+            "turn fsdp off or give the job more processes (cluster.gpus_per_node, "
+            "cluster.nodes)",
+        )
 
 
 def _with_branches(runs: list[Run], spec: BranchesSpec, loc: Located) -> list[Run]:

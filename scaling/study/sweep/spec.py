@@ -35,6 +35,7 @@ DEFAULT_LABELS = {
 RESOURCE_KEYS = (
     "nodes",
     "gpus_per_node",
+    "tasks_per_node",
     "cpus_per_task",
     "mem_gb",
     "time_min",
@@ -66,13 +67,16 @@ def _positive(obj: Any, *fields: str, allow_zero: bool = False) -> None:
 class StoreHint:
     """What the token store will hold, for estimates before it exists (ImageNet-1k 256px)."""
 
-    train_images: int = 1_281_167
+    train_images: int = 1_281_167  # train images (not views)
     val_images: int = 50_000  # the evaluation split (ImageNet-1k val); feeds evaluation FLOPs
-    num_classes: int = 1000
-    vocab_size: int = 4096
-    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
-    views: int = 1  # augmented views per train image the store will hold (tokenize --views)
-    flip: bool = False  # whether it will hold mirrors too (tokenize --flip)
+    num_classes: int = 1000  # classes
+    vocab_size: int = 4096  # VQVAE vocabulary
+    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # scales of the token maps
+    # augmented views per train image the store will hold (tokenize --views) and whether it
+    # holds mirrors too (--flip); None: what the runs require (base.data.views / flip), else 1
+    # and no mirrors, so a sweep writes its views once
+    views: int | None = None
+    flip: bool | None = None  # None: base.data.flip, else no mirrors
     z_channels: int = 32  # the VQVAE's code width (VAR's word_embed input)
 
     def __post_init__(self):
@@ -83,9 +87,10 @@ class StoreHint:
             raise InvalidValue("patch_nums", "must be positive scale sizes")
 
     def meta(self) -> dict[str, Any]:
-        """A stand-in for the store's meta.json (the keys `scaling.training.config.estimate`
-        reads)."""
-        rows = self.train_images * self.views * (2 if self.flip else 1)
+        """A stand-in for the store's meta.json (the keys `scaling.training.budget.run_budget`
+        reads); views None counts as 1, flip None as no mirrors."""
+        views, flip = self.views or 1, bool(self.flip)
+        rows = self.train_images * views * (2 if flip else 1)
         return {
             "num_classes": self.num_classes,
             "vocab_size": self.vocab_size,
@@ -95,8 +100,8 @@ class StoreHint:
                 "train": {
                     "count": rows,
                     "images": self.train_images,
-                    "views": self.views,
-                    "flip": self.flip,
+                    "views": views,
+                    "flip": flip,
                 },
                 "val": {"count": self.val_images},
             },
@@ -115,9 +120,10 @@ class DataSpec:
     without it, it is derived from `prepare`, else ImageNet-1k at 256px is assumed.
     """
 
-    tokens: Path | None = None
-    images: Path | None = None
-    vqvae: Path | None = None
+    tokens: Path | None = None  # an existing token store
+    images: Path | None = None  # an image folder to tokenise
+    vqvae: Path | None = None  # the VQVAE checkpoint that tokenises images
+    # overrides what the launch table assumes before the store exists
     expect: StoreHint | None = None
 
     def __post_init__(self):
@@ -131,11 +137,11 @@ class DataSpec:
 class SyntheticSpec:
     """Generate the synthetic class-conditional image set (scaling.data.synthetic.generate)."""
 
-    num_classes: int = 10
-    train_per_class: int = 100
-    val_per_class: int = 20
-    resolution: int = 64
-    seed: int = 0
+    num_classes: int = 10  # classes of the synthetic set
+    train_per_class: int = 100  # train images per class
+    val_per_class: int = 20  # val images per class
+    resolution: int = 64  # image side in pixels
+    seed: int = 0  # generator seed
 
     def __post_init__(self):
         _positive(self, "num_classes", "train_per_class", "val_per_class", "resolution")
@@ -145,11 +151,11 @@ class SyntheticSpec:
 class TokenizeSpec:
     """Tokenise the images with the VQVAE into the token store (scaling.tokenize)."""
 
-    shards: int = 1
-    batch_size: int = 64
+    shards: int = 1  # tokenisation jobs in parallel
+    batch_size: int = 64  # images per VQVAE batch
     views: int = 1  # views per train image (1 = one centre crop; K = K random crops)
     flip: bool = False  # also store each view's mirror (not the official recipe)
-    view_seed: int = 0
+    view_seed: int = 0  # seed of the random crops
 
     def __post_init__(self):
         _positive(self, "shards", "batch_size", "views")
@@ -159,10 +165,10 @@ class TokenizeSpec:
 class PrepareResources:
     """Resources of the preparation jobs (VQVAE training, tokenisation shards)."""
 
-    gpus_per_node: int = 0
-    cpus_per_task: int = 1
-    mem_gb: float | None = None
-    time_min: int = 60
+    gpus_per_node: int = 0  # GPUs per preparation job
+    cpus_per_task: int = 1  # CPUs per preparation job
+    mem_gb: float | None = None  # memory per job (None: the cluster's default)
+    time_min: int = 60  # time limit per job
 
     def __post_init__(self):
         _positive(self, "cpus_per_task", "mem_gb", "time_min")
@@ -174,12 +180,12 @@ class ClassifierSpec:
     """Train the small classifier of the demo's sample metrics (scaling.classifier) on the
     sweep's images; it goes to `<output>/_data/classifier/classifier.pt`."""
 
-    epochs: int = 2
-    batch_size: int = 128
-    lr: float = 2e-3
-    width: int = 32
-    feature_dim: int = 64
-    seed: int = 0
+    epochs: int = 2  # training epochs
+    batch_size: int = 128  # images per step
+    lr: float = 2e-3  # AdamW learning rate of the classifier
+    width: int = 32  # conv width
+    feature_dim: int = 64  # penultimate feature size
+    seed: int = 0  # training seed
 
     def __post_init__(self):
         _positive(self, "epochs", "batch_size", "lr", "width", "feature_dim")
@@ -194,11 +200,12 @@ class PrepareSpec:
     to `<output>/_data/images`, the token store to `<output>/_data/tokens`.
     """
 
-    synthetic: SyntheticSpec | None = None
+    synthetic: SyntheticSpec | None = None  # generate the synthetic image set first
+    # train a VQVAE first (its options: the VQVAE training keys below)
     vqvae: dict[str, Any] | None = None
-    tokenize: TokenizeSpec = TokenizeSpec()
-    classifier: ClassifierSpec | None = None
-    resources: PrepareResources = PrepareResources()
+    tokenize: TokenizeSpec = TokenizeSpec()  # tokenise the images into the token store
+    classifier: ClassifierSpec | None = None  # train the demo's feature classifier (sample metrics)
+    resources: PrepareResources = PrepareResources()  # resources of the preparation jobs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,10 +218,10 @@ class RuleSpec:
     "official d30 recipe"; `scaling.study.sweep.sweep` accepts it and keeps nothing of it.)
     """
 
-    set: dict[str, Any]
-    depths: tuple[int, ...] | None = None
-    min_depth: int | None = None
-    max_depth: int | None = None
+    set: dict[str, Any]  # run-config keys to set
+    depths: tuple[int, ...] | None = None  # the depths it applies to (or min/max_depth)
+    min_depth: int | None = None  # applies from this depth
+    max_depth: int | None = None  # applies up to this depth
 
     def __post_init__(self):
         if self.depths is None and self.min_depth is None and self.max_depth is None:
@@ -242,27 +249,30 @@ class ClusterSpec:
 
     backend: auto (SLURM when `sbatch` is found, else local), slurm, local (submitit's local
     executor: subprocesses on this machine), debug (in this process, one run after another).
-    One task per GPU; `cpus_per_task` CPUs each. `time_min` is the SLURM time limit: longer
-    runs are requeued from their checkpoint (at most `max_requeues` times).
-    `assumed_tflops_per_gpu` only feeds the GPU-hours estimate of the launch table.
+    One task (process) per GPU; on CPUs one per node unless `tasks_per_node` says more
+    (gloo: CPU multi-node runs, the simulated cluster of the tests); `cpus_per_task` CPUs
+    each. `time_min` is the SLURM time limit: longer runs are requeued from their checkpoint
+    (at most `max_requeues` times). `assumed_tflops_per_gpu` only feeds the GPU-hours
+    estimate of the launch table.
     """
 
     backend: Literal["auto", "slurm", "local", "debug"] = "auto"
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    nodes: int = 1
-    gpus_per_node: int = 0
-    cpus_per_task: int = 1
-    mem_gb: float | None = None
-    time_min: int = 60
-    array_parallelism: int = 64
-    max_requeues: int = 20
-    signal_delay_s: int = 120
-    setup: tuple[str, ...] = ()
-    sbatch: dict[str, str] = dataclasses.field(default_factory=dict)
-    assumed_tflops_per_gpu: float = 300.0
+    partition: str | None = None  # SLURM partition
+    account: str | None = None  # SLURM account
+    qos: str | None = None  # SLURM QOS
+    constraint: str | None = None  # SLURM constraint
+    nodes: int = 1  # nodes per run
+    gpus_per_node: int = 0  # GPUs per node
+    tasks_per_node: int = 0  # 0: one per GPU (one on CPUs)
+    cpus_per_task: int = 1  # CPUs per process
+    mem_gb: float | None = None  # memory per node (None: the cluster's default)
+    time_min: int = 60  # time limit per job; longer runs are requeued and resume
+    array_parallelism: int = 64  # jobs running at once (local: the pool size)
+    max_requeues: int = 20  # requeues on time-out or preemption (submitit)
+    signal_delay_s: int = 120  # SIGUSR2 this long before the time limit (checkpoint, requeue)
+    setup: tuple[str, ...] = ()  # shell lines run before each job
+    sbatch: dict[str, str] = dataclasses.field(default_factory=dict)  # extra #SBATCH options
+    assumed_tflops_per_gpu: float = 300.0  # for the launch table's GPU-hour estimate
 
     def __post_init__(self):
         _positive(
@@ -274,7 +284,14 @@ class ClusterSpec:
             "array_parallelism",
             "assumed_tflops_per_gpu",
         )
-        _positive(self, "gpus_per_node", "max_requeues", "signal_delay_s", allow_zero=True)
+        _positive(
+            self,
+            "gpus_per_node",
+            "tasks_per_node",
+            "max_requeues",
+            "signal_delay_s",
+            allow_zero=True,
+        )
         if self.signal_delay_s >= 60 * self.time_min:
             raise InvalidValue(
                 "signal_delay_s",
@@ -282,9 +299,17 @@ class ClusterSpec:
                 f"time limit ({self.time_min} min): the job would "
                 "be signalled before it starts",
             )
-        if self.nodes > 1 and self.gpus_per_node == 0:
+        if self.gpus_per_node and self.tasks_per_node not in (0, self.gpus_per_node):
             raise InvalidValue(
-                "nodes", f"{self.nodes} nodes without GPUs: multi-node runs need gpus_per_node >= 1"
+                "tasks_per_node",
+                f"{self.tasks_per_node} tasks on nodes of {self.gpus_per_node} GPUs: one process "
+                f"per GPU (leave tasks_per_node out, or set it to {self.gpus_per_node})",
+            )
+        if self.nodes > 1 and self.gpus_per_node == 0 and self.tasks_per_node == 0:
+            raise InvalidValue(
+                "nodes",
+                f"{self.nodes} nodes without GPUs: multi-node runs need gpus_per_node >= 1 "
+                "(or, on CPUs, tasks_per_node >= 1)",
             )
         for k in self.sbatch:
             if not re.match(r"^[a-z][a-z0-9_-]*$", k):
@@ -294,9 +319,14 @@ class ClusterSpec:
                 )
 
     @property
-    def tasks_per_node(self) -> int:
-        """One process per GPU (one when running on CPUs)."""
-        return max(1, self.gpus_per_node)
+    def processes_per_node(self) -> int:
+        """One process per GPU (on CPUs: `tasks_per_node`, default one)."""
+        return self.tasks_per_node or max(1, self.gpus_per_node)
+
+    @property
+    def processes(self) -> int:
+        """The job's processes (the training's world size): nodes x processes per node."""
+        return self.nodes * self.processes_per_node
 
     def shape(self) -> tuple:
         """The resource shape: runs with equal shapes can share one job array."""
@@ -314,8 +344,8 @@ class BranchesSpec:
     """
 
     at: tuple[float, ...] | None = None
-    cooldown: float = 0.2
-    points: int = 3
+    cooldown: float = 0.2  # fraction of each branch's length spent cooling down
+    points: int = 3  # branches per parent when `at` is None
 
     def __post_init__(self):
         if not 0 < self.cooldown < 1:
@@ -345,19 +375,23 @@ class SweepSpec:
     """The sweep file as written (scaling.study.sweep.sweep's docstring); `load_sweep` expands it.
     (Its `description:` is a note for the reader: accepted by the loader, not kept.)"""
 
-    name: str
-    output: Path
-    grid: dict[str, tuple[Any, ...]]
+    name: str  # the sweep's name (a plain name)
+    output: Path  # output folder; run <id> lives in <output>/<id>/
+    grid: dict[str, tuple[Any, ...]]  # the axes, crossed: depth (required) and any run-config key
     data: DataSpec = DataSpec()
     prepare: PrepareSpec = PrepareSpec()
+    # run-config keys shared by every run
     base: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # short names of axes in run ids (defaults: d depth, s seed, lr base_lr, ...)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
-    rules: tuple[RuleSpec, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()  # run-config keys set for a range of depths, in file order
+    # depth -> run-config keys for that depth (after rules)
     overrides: dict[Any, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # run-config eval keys shared by every run (before rules)
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
-    cluster: ClusterSpec = ClusterSpec()
+    cluster: ClusterSpec = ClusterSpec()  # where and how jobs run (SLURM or local)
     fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # analysis.settings.FitSettings
-    branches: BranchesSpec | None = None
+    branches: BranchesSpec | None = None  # WSD decay branches from each parent run
 
     def __post_init__(self):
         _check_name("name", self.name, "sweep name")

@@ -25,6 +25,7 @@ from typing import Any
 
 from analysis.settings import FitSettings
 from scaling.core.config_io import ConfigError, Located, build, load_yaml
+from scaling.data.folders import ImageFolderError, count_split, read_classes_file
 from scaling.data.vqvae_config import VQVAETrainConfig
 from scaling.study.sweep.expand import Run, axis_label, expand
 from scaling.study.sweep.spec import DATA_DIR, StoreHint, SweepSpec
@@ -85,14 +86,33 @@ class Sweep:
             return self.spec.data.vqvae
         return self.data_dir / "vqvae" / "vqvae.pt"
 
+    def expected_source(self) -> str:
+        """Where `expected_meta` takes its numbers from, in words (the launch table says it)."""
+        data, prep = self.spec.data, self.spec.prepare
+        if data.expect is not None:
+            return "data.expect"
+        parts = []
+        if prep.synthetic is not None:
+            parts.append("prepare.synthetic")
+        elif data.images is not None:
+            parts.append(f"the images in {data.images} (counted)")
+        if prep.vqvae is not None:
+            parts.append("prepare.vqvae")
+        if not parts:
+            return "ImageNet-1k at 256 px, the official VQVAE (assumed; data.expect overrides)"
+        return " and ".join(parts)
+
     def expected_meta(self) -> dict[str, Any]:
-        """Stand-in for the token store's meta.json, for estimates before the store exists."""
+        """Stand-in for the token store's meta.json, for estimates before the store exists:
+        `data.expect` when given (an override), else what `prepare:` will make (the synthetic
+        set's or the image folder's counts, the VQVAE's vocabulary, scales and code width)."""
         if self.spec.data.expect is not None:
-            return self.spec.data.expect.meta()
+            return self._runs_views(self.spec.data.expect).meta()
         hint = StoreHint()
         syn, vq = self.spec.prepare.synthetic, self.spec.prepare.vqvae
         tok = self.spec.prepare.tokenize
-        hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
+        if self.spec.data.tokens is None:  # the sweep tokenises: its views are tokenize's
+            hint = dataclasses.replace(hint, views=tok.views, flip=tok.flip)
         if syn is not None:
             hint = dataclasses.replace(
                 hint,
@@ -100,6 +120,8 @@ class Sweep:
                 train_images=syn.num_classes * syn.train_per_class,
                 val_images=syn.num_classes * syn.val_per_class,
             )
+        elif self.spec.data.images is not None:  # your own folder: counted (names only)
+            hint = self._counted(hint, self.spec.data.images)
         if vq is not None:
             defaults = {f.name: f.default for f in dataclasses.fields(VQVAETrainConfig)}
             options = {**defaults, **vq}
@@ -109,7 +131,37 @@ class Sweep:
                 patch_nums=tuple(options.get("patch_nums", hint.patch_nums)),
                 z_channels=int(options.get("z_channels", hint.z_channels)),
             )
-        return hint.meta()
+        return self._runs_views(hint).meta()
+
+    def _runs_views(self, hint: StoreHint) -> StoreHint:
+        """`hint` with the views and flip the runs require (base.data.views / flip, checked
+        against the store before training) where data.expect leaves them out."""
+        data = self.spec.base.get("data")
+        data = data if isinstance(data, dict) else {}
+        views, flip = data.get("views"), data.get("flip")
+        if hint.views is None and isinstance(views, int) and not isinstance(views, bool):
+            hint = dataclasses.replace(hint, views=views)
+        if hint.flip is None and isinstance(flip, bool):
+            hint = dataclasses.replace(hint, flip=flip)
+        return hint
+
+    @staticmethod
+    def _counted(hint: StoreHint, images: Path) -> StoreHint:
+        """`hint` with the image folder's train/val image and class counts, when it is there
+        (the classes: classes.json beside the splits, else the train split's folders)."""
+        train, val = images / "train", images / "val"
+        try:
+            n_train, n_classes = count_split(train)
+            n_val = count_split(val)[0] if val.is_dir() else hint.val_images
+            listed = read_classes_file(images)
+        except ImageFolderError:  # not there yet (another machine), or not a folder: ImageNet
+            return hint
+        return dataclasses.replace(
+            hint,
+            train_images=n_train,
+            val_images=n_val,
+            num_classes=len(listed) if listed else n_classes,
+        )
 
     def select(self, only: str | None = None, exclude: str | None = None) -> list[Run]:
         """Runs filtered by comma-separated glob patterns on run ids (``--only 'd1*,d20'``)."""

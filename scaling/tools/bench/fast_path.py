@@ -16,7 +16,7 @@ import functools
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -59,10 +59,11 @@ class FastPath:
 
     def runtime(self, device: torch.device) -> RuntimeConfig:
         """The RuntimeConfig a trainer on `device` gets for this fast path."""
+        # the names come from a resolved Policy and resolve_backend, which validate them
         return RuntimeConfig(
-            device=device.type,
-            precision=self.precision,
-            attn_backend=self.attn_backend,
+            device=cast(Literal["cpu", "cuda"], device.type),
+            precision=cast(Literal["fp32", "bf16"], self.precision),
+            attn_backend=cast(Literal["sdpa", "flex", "math"], self.attn_backend),
             compile=self.compile,
             tf32=self.tf32,
             num_threads=self.threads,
@@ -101,6 +102,12 @@ class Check:
     def at_most(name: str, value: float, tolerance: float) -> Check:
         """A check that passes when `value <= tolerance`."""
         return Check(name, value, tolerance, bool(value <= tolerance))
+
+
+def _got(grads: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    """The gradients of a `loss_and_grads(..., grads=True)` call (never None there)."""
+    assert grads is not None
+    return grads
 
 
 def loss_and_grads(
@@ -322,7 +329,7 @@ def fast_path_checks(
         checks.append(
             Check.at_most(
                 f"grad rel L2 error, {fast.label()} vs fp32 sdpa",
-                grad_rel(grads, ref_grads),
+                grad_rel(_got(grads), _got(ref_grads)),
                 grad_tol,
             )
         )
@@ -351,7 +358,7 @@ def fast_path_checks(
         checks.append(
             Check.at_most(
                 f"grad rel L2 error, fp32+{backend} vs fp32 sdpa",
-                grad_rel(grads32, ref_grads),
+                grad_rel(_got(grads32), _got(ref_grads)),
                 1e-4,
             )
         )

@@ -14,6 +14,7 @@ import torch
 
 from scaling.data.token_store import save_quantizer, split_meta, store_identity, write_meta
 from var_core import VQVAE
+from var_core.counting import tokens_per_image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Geometry:
     @property
     def L(self) -> int:
         """Tokens per image: sum of pn^2 over the scales."""
-        return sum(p * p for p in self.patch_nums)
+        return tokens_per_image(self.patch_nums)
 
     @property
     def image_size(self) -> int:

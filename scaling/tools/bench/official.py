@@ -52,7 +52,7 @@ def _official_import_path(path: Path) -> Iterator[None]:
         sys.path.remove(str(path))
         for c, fn in saved.items():
             if fn is not None:
-                c.reset_parameters = fn
+                c.reset_parameters = fn  # type: ignore[method-assign]  # restore the patch
             elif "reset_parameters" in c.__dict__:  # inherited before (Conv2d from _ConvNd)
                 delattr(c, "reset_parameters")
 

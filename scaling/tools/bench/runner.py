@@ -26,6 +26,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, cast
 
 import torch
 
@@ -90,7 +91,9 @@ def build_trainer(
             length=length,
             eval=evals,
             optim=dataclasses.replace(base.optim, batch_size=batch),
-            runtime=dataclasses.replace(base.runtime, device=device.type),
+            runtime=dataclasses.replace(
+                base.runtime, device=cast(Literal["cpu", "cuda"], device.type)
+            ),
         )
     else:
         config = RunConfig(
@@ -150,7 +153,7 @@ def run_bench(
     rows: list[Row] = []
     checks: list[Check] = []
     policies: list[str] = []
-    bases = list(bases) if bases is not None else [None] * len(depths)
+    base_list: list[RunConfig | None] = list(bases) if bases is not None else [None] * len(depths)
     vqvae = make_vqvae(geometry, device)
     with tempfile.TemporaryDirectory(prefix="var-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -162,7 +165,7 @@ def run_bench(
             n_train=max_batch * 4,
             n_val=max(eval_batch or max_batch, 1) * steps,
         )
-        for depth, batch, base in zip(depths, batches, bases):
+        for depth, batch, base in zip(depths, batches, base_list):
             size_fast = fast if base is None else fast_path_of(base, device)
             policy = resolve(
                 base.runtime if base is not None else size_fast.runtime(device), device=device

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scaling.core.config_io import ConfigError
+from scaling.study.sweep.expand import Run
 from scaling.study.sweep.sweep import load_sweep
 from scaling.tools.bench.geometry import OFFICIAL, Geometry
 from scaling.training.config import RunConfig
@@ -20,7 +21,7 @@ def sweep_bases(path: Path, depths: Sequence[int]) -> tuple[list[RunConfig], lis
     (VQVAE size from its `prepare.vqvae` section, else the official one).
     Raises ConfigError for a bad sweep file or a depth the sweep does not train."""
     sweep = load_sweep(path)
-    by_depth = {}
+    by_depth: dict[int, Run] = {}
     for run in sweep.runs:
         by_depth.setdefault(run.depth, run)  # the first run of that depth (other axes: --only)
     missing = [d for d in depths if d not in by_depth]
@@ -32,7 +33,7 @@ def sweep_bases(path: Path, depths: Sequence[int]) -> tuple[list[RunConfig], lis
     bases, batches = [], []
     for d in depths:
         run = by_depth[d]
-        procs = run.resources.nodes * run.resources.tasks_per_node
+        procs = run.resources.processes
         if run.config.optim.batch_size % procs:
             raise ConfigError(
                 f"{path}: d{d}: batch_size {run.config.optim.batch_size} is not "

@@ -70,14 +70,14 @@ def test_cli_compares_two_studies(tmp_path, capsys):
     argv = [
         str(tmp_path / "baseline.csv"),
         str(tmp_path / "new_tokenizer.csv"),
-        "--against",
-        "N",
-        "--irreducible",
-        "paper",
-        "--bootstrap",
-        "200",
-        "--holdout",
-        "2",
+        "--set",
+        "against=[N]",
+        "--set",
+        "irreducible=paper",
+        "--set",
+        "bootstrap=200",
+        "--set",
+        "holdout=2",
         "--no-plots",
     ]
     assert main(argv) == 0

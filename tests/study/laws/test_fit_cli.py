@@ -44,7 +44,9 @@ def _write_runs(root: Path, table: pd.DataFrame) -> Path:
 def test_cli_on_small_table_writes_all_outputs(tmp_path, capsys):
     path = tmp_path / "results.csv"
     _small_table().to_csv(path, index=False)
-    doc = run([str(path), "--bootstrap", "40", "--irreducible", "paper", "--paper"])
+    doc = run(
+        [str(path), "--set", "bootstrap=40", "--set", "irreducible=paper", "--set", "paper=true"]
+    )
     out = tmp_path / "results_fit"
     for name in (
         "fits.json",
@@ -90,7 +92,7 @@ def test_fit_yaml_defaults_and_cli_override(tmp_path):
         "irreducible: paper\ncompute: 6nd\nmetrics: [ce_last, err_last]\n"
         "holdout: 1\nbootstrap: 20\n"
     )
-    doc = run([str(runs), "--no-plots", "--metrics", "ce_last", "--against", "N"])
+    doc = run([str(runs), "--no-plots", "--set", "metrics=[ce_last]", "--set", "against=[N]"])
     s = doc["settings"]
     assert (s["irreducible"], s["compute"], s["holdout"], s["bootstrap"]) == ("paper", "6nd", 1, 20)
     assert s["metrics"] == ["ce_last"] and s["sources"]["metrics"] == "cli"
@@ -114,20 +116,29 @@ def test_bad_fit_yaml_key_is_located(tmp_path, capsys):
     "args, message",
     [
         (
-            ["--metrics", "ce_avg,loss"],
-            "--metrics: must be a non-empty list of ce_avg, ce_last, err_avg, err_last",
+            ["--set", "metrics=[ce_avg,loss]"],
+            "--set metrics=[ce_avg,loss]: metrics: must be a non-empty list of ce_avg, ce_last, "
+            "err_avg, err_last",
         ),
         (
-            ["--irreducible", "lots"],
-            "--irreducible: must be 'auto', 'paper', 'none', 'fit' or a number",
+            ["--set", "irreducible=lots"],
+            "--set irreducible=lots: irreducible: must be 'auto', 'paper', 'none', 'fit' or a "
+            "number",
         ),
-        (["--holdout", "9"], "hold-out k=9 leaves"),
+        (["--set", "holdout=9"], "hold-out k=9 leaves"),
+        (["--set", "methd=ols"], "--set methd=ols: methd: unknown key (did you mean 'method'?)"),
+        (["--set", "bootstrap"], "--set 'bootstrap': expected KEY=VALUE"),
+        # the settings' old flags: exit 2 naming the new form
+        (["--method", "robust"], "--method was replaced by --set method=VALUE"),
+        (["--bootstrap=10"], "--bootstrap was replaced by --set bootstrap=VALUE"),
+        (["-E4.5"], "-E was replaced by --set irreducible=VALUE"),
+        (["--paper"], "--paper was replaced by --set paper=VALUE (e.g. --set paper=true)"),
     ],
 )
 def test_bad_options_give_one_line_errors(tmp_path, capsys, args, message):
     path = tmp_path / "t.csv"
     _small_table().to_csv(path, index=False)
-    assert main([str(path), "--no-plots", "--bootstrap", "0", *args]) == 2
+    assert main([str(path), "--no-plots", "--set", "bootstrap=0", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
@@ -135,7 +146,7 @@ def test_bad_options_give_one_line_errors(tmp_path, capsys, args, message):
 def test_bad_tables_give_clear_errors(tmp_path, capsys):
     table = _small_table()
     table.drop(columns=["err_last"]).to_csv(tmp_path / "nocol.csv", index=False)
-    assert main([str(tmp_path / "nocol.csv"), "--bootstrap", "0", "--no-plots"]) == 2
+    assert main([str(tmp_path / "nocol.csv"), "--set", "bootstrap=0", "--no-plots"]) == 2
     assert (
         "column 'err_last' missing; fitting needs columns run, params, step, flops"
         in capsys.readouterr().err
@@ -144,14 +155,33 @@ def test_bad_tables_give_clear_errors(tmp_path, capsys):
     two = table[table["params"].isin(sorted(table["params"].unique())[:2])]
     two.to_csv(tmp_path / "two.csv", index=False)
     assert (
-        main([str(tmp_path / "two.csv"), "--bootstrap", "0", "--no-plots", "--against", "N"]) == 2
+        main(
+            [
+                str(tmp_path / "two.csv"),
+                "--set",
+                "bootstrap=0",
+                "--no-plots",
+                "--set",
+                "against=[N]",
+            ]
+        )
+        == 2
     )
     assert "needs at least 3 model sizes (distinct params); got 2" in capsys.readouterr().err
 
     one = table[table["run"] == table["run"].iloc[0]]
     one.to_csv(tmp_path / "one.csv", index=False)
     assert (
-        main([str(tmp_path / "one.csv"), "--bootstrap", "0", "--no-plots", "--against", "Cmin"])
+        main(
+            [
+                str(tmp_path / "one.csv"),
+                "--set",
+                "bootstrap=0",
+                "--no-plots",
+                "--set",
+                "against=[Cmin]",
+            ]
+        )
         == 2
     )
     assert "Cmin frontier needs training curves from at least 2 runs" in capsys.readouterr().err
@@ -159,13 +189,13 @@ def test_bad_tables_give_clear_errors(tmp_path, capsys):
     neg = table.copy()
     neg.loc[3, "ce_avg"] = -1.0
     neg.to_csv(tmp_path / "neg.csv", index=False)
-    assert main([str(tmp_path / "neg.csv"), "--bootstrap", "0", "--no-plots"]) == 2
+    assert main([str(tmp_path / "neg.csv"), "--set", "bootstrap=0", "--no-plots"]) == 2
     assert "column 'ce_avg' has 1 non-positive values" in capsys.readouterr().err
 
     nan = table.copy()
     nan.loc[[0, 7], "ce_last"] = float("nan")
     nan.to_csv(tmp_path / "nan.csv", index=False)
-    doc = run([str(tmp_path / "nan.csv"), "--bootstrap", "0", "--no-plots"])
+    doc = run([str(tmp_path / "nan.csv"), "--set", "bootstrap=0", "--no-plots"])
     assert any("dropped 2 of 36 rows with NaN in ce_last" in w for w in doc["warnings"])
     assert "warning: " in capsys.readouterr().err and doc["n_rows"] == 34
 
@@ -181,12 +211,12 @@ def test_help_is_fast_and_the_cli_never_imports_torch(tmp_path):
         text=True,
         timeout=60,
     )
-    assert help_.returncode == 0 and "--irreducible" in help_.stdout
+    assert help_.returncode == 0 and "--set KEY=VALUE" in help_.stdout
     path = tmp_path / "t.csv"
     _small_table().to_csv(path, index=False)
     code = (
-        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--bootstrap', "
-        "'5', '--metrics', 'ce_last']); "
+        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--set', "
+        "'bootstrap=5', '--set', 'metrics=[ce_last]']); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
         "assert not bad, bad; print('NO_TORCH')"
     )

@@ -31,7 +31,7 @@ def test_default_fit_recovers_the_papers_loss_exponents(tmp_path, capsys):
     """No options (bootstrap shortened: it does not move the point estimates)."""
     path = tmp_path / "study.csv"
     study_table().to_csv(path, index=False)  # the paper's laws, 1% log-normal noise
-    assert main([str(path), "--no-plots", "--bootstrap", "20"]) == 0
+    assert main([str(path), "--no-plots", "--set", "bootstrap=20"]) == 0
     text = capsys.readouterr().out
     assert "E: fit (the source records no token store" in text and "shared by its laws vs N" in text
     doc, fits = _fits(tmp_path / "study_fit")
@@ -83,7 +83,7 @@ def test_E_at_its_bound_is_a_warning(tmp_path, capsys):
     assert E.at_bound and "sits at 0" in E.problems("ce_avg")[0]
     path = tmp_path / "pure.csv"
     table.to_csv(path, index=False)
-    assert main([str(path), "--no-plots", "--bootstrap", "0", "--against", "N"]) == 0
+    assert main([str(path), "--no-plots", "--set", "bootstrap=0", "--set", "against=[N]"]) == 0
     assert "fitted E for ce_avg sits at 0" in capsys.readouterr().err
 
 
@@ -92,7 +92,9 @@ def test_paper_E_on_losses_below_it_is_refused(tmp_path, capsys):
     table["ce_last"] = table["ce_last"] - 1.0  # below the paper's 4.5 somewhere
     path = tmp_path / "low.csv"
     table.to_csv(path, index=False)
-    assert main([str(path), "--no-plots", "--bootstrap", "0", "--irreducible", "paper"]) == 2
+    assert (
+        main([str(path), "--no-plots", "--set", "bootstrap=0", "--set", "irreducible=paper"]) == 2
+    )
     err = capsys.readouterr().err
     assert "the paper's E for ce_last is 4.5" in err and "cannot be the paper's metrics" in err
     assert "Traceback" not in err and "nan" not in err.lower()
@@ -117,7 +119,7 @@ def _write_runs(
 
 def test_unfinished_runs_are_left_out_of_the_N_laws(tmp_path, capsys):
     runs = _write_runs(tmp_path / "runs", study_table(), unfinished=("s03",))
-    assert main([str(runs), "--no-plots", "--bootstrap", "0", "--metrics", "ce_avg"]) == 0
+    assert main([str(runs), "--no-plots", "--set", "bootstrap=0", "--set", "metrics=[ce_avg]"]) == 0
     err = capsys.readouterr().err
     assert "1 unfinished run(s): s03; left out of the laws vs N" in err
     doc, fits = _fits(runs / "fit")
@@ -129,11 +131,12 @@ def test_unfinished_runs_are_left_out_of_the_N_laws(tmp_path, capsys):
             [
                 str(runs),
                 "--no-plots",
-                "--bootstrap",
-                "0",
-                "--metrics",
-                "ce_avg",
-                "--include-unfinished",
+                "--set",
+                "bootstrap=0",
+                "--set",
+                "metrics=[ce_avg]",
+                "--set",
+                "include_unfinished=true",
                 "--out",
                 str(tmp_path / "all"),
             ]
@@ -165,7 +168,7 @@ def test_data_limited_runs_are_flagged_and_final_best_reads_their_minimum(tmp_pa
     assert check_curve([1, 2, 3], [3.0, 2.0, 2.03], [2.0, 1.9, 1.8]) is None  # 1.5% < 2%
     path = tmp_path / "over.csv"
     table.to_csv(path, index=False)
-    assert main([str(path), "--no-plots", "--bootstrap", "0", "--metrics", "ce_avg"]) == 0
+    assert main([str(path), "--no-plots", "--set", "bootstrap=0", "--set", "metrics=[ce_avg]"]) == 0
     err = capsys.readouterr().err
     assert "data-limited run(s)" in err and "s10:" in err and "s11:" in err and "--views" in err
     _, last = _fits(tmp_path / "over_fit")
@@ -176,14 +179,14 @@ def test_data_limited_runs_are_flagged_and_final_best_reads_their_minimum(tmp_pa
             [
                 str(path),
                 "--no-plots",
-                "--bootstrap",
-                "0",
-                "--metrics",
-                "ce_avg",
-                "--final",
-                "best",
-                "--irreducible",
-                "paper",
+                "--set",
+                "bootstrap=0",
+                "--set",
+                "metrics=[ce_avg]",
+                "--set",
+                "final=best",
+                "--set",
+                "irreducible=paper",
                 "--out",
                 str(tmp_path / "best"),
             ]
@@ -213,7 +216,10 @@ def test_auto_uses_the_papers_E_for_the_official_tokenizer(tmp_path, capsys):
         )
     )
     runs = _write_runs(tmp_path / "runs", study_table(), store=store)
-    assert main([str(runs), "--no-plots", "--bootstrap", "0", "--metrics", "ce_last,ce_avg"]) == 0
+    assert (
+        main([str(runs), "--no-plots", "--set", "bootstrap=0", "--set", "metrics=[ce_last,ce_avg]"])
+        == 0
+    )
     assert (
         "E: paper (the runs' token store was made with the official tokenizer"
         in capsys.readouterr().out
@@ -229,10 +235,10 @@ def test_auto_uses_the_papers_E_for_the_official_tokenizer(tmp_path, capsys):
             [
                 str(runs),
                 "--no-plots",
-                "--bootstrap",
-                "0",
-                "--metrics",
-                "ce_last",
+                "--set",
+                "bootstrap=0",
+                "--set",
+                "metrics=[ce_last]",
                 "--out",
                 str(tmp_path / "other"),
             ]

@@ -1,4 +1,5 @@
-"""`python -m scaling.fit --law nd` and `--optimal-for`: outputs, answers, bad input, no torch."""
+"""`python -m scaling.fit --set law=nd` and `--optimal-for`: outputs, answers, bad input, no
+torch."""
 
 from __future__ import annotations
 
@@ -33,12 +34,12 @@ def test_law_nd_writes_the_joint_law_and_figures(table_path, tmp_path):
     doc = run(
         [
             str(table_path),
-            "--law",
-            "nd",
-            "--metrics",
-            "ce_avg",
-            "--bootstrap",
-            "20",
+            "--set",
+            "law=nd",
+            "--set",
+            "metrics=[ce_avg]",
+            "--set",
+            "bootstrap=20",
             "--out",
             str(out),
         ]
@@ -69,10 +70,10 @@ def test_optimal_for_prints_size_depth_and_epochs(table_path, tmp_path, capsys):
             "1e21",
             "--dataset-images",
             "1281167",
-            "--metrics",
-            "ce_avg",
-            "--bootstrap",
-            "0",
+            "--set",
+            "metrics=[ce_avg]",
+            "--set",
+            "bootstrap=0",
             "--no-plots",
             "--out",
             str(tmp_path / "o"),
@@ -103,9 +104,9 @@ def test_optimal_for_prints_size_depth_and_epochs(table_path, tmp_path, capsys):
     [
         (["--optimal-for", "-5"], "--optimal-for: the compute budget must be a positive number"),
         (["--optimal-for", "lots"], "a compute budget in FLOPs"),
-        (["--law", "nd", "--metrics", "err_avg"], "--law nd fits losses"),
+        (["--set", "law=nd", "--set", "metrics=[err_avg]"], "--set law=nd fits losses"),
         (
-            ["--law", "nd", "--data-unit", "images", "--dataset-images", "0"],
+            ["--set", "law=nd", "--set", "data_unit=images", "--dataset-images", "0"],
             "--dataset-images: must be a positive",
         ),
     ],
@@ -117,7 +118,15 @@ def test_bad_joint_cli_input(table_path, tmp_path, capsys, argv, words):
         else _nothing()
     ):
         code = main(
-            [str(table_path), "--no-plots", "--bootstrap", "0", "--out", str(tmp_path / "x"), *argv]
+            [
+                str(table_path),
+                "--no-plots",
+                "--set",
+                "bootstrap=0",
+                "--out",
+                str(tmp_path / "x"),
+                *argv,
+            ]
         )
         assert code == 2
     assert words in capsys.readouterr().err
@@ -134,7 +143,7 @@ class _nothing:
 def test_too_few_points_and_missing_store_name_the_problem(tmp_path, capsys):
     small = tmp_path / "small.csv"
     joint_law_table(TRUE, [1e4, 1e5], [1e6, 1e7], seed=0).to_csv(small, index=False)
-    assert main([str(small), "--law", "nd", "--no-plots", "--metrics", "ce_avg"]) == 2
+    assert main([str(small), "--set", "law=nd", "--no-plots", "--set", "metrics=[ce_avg]"]) == 2
     assert (
         "needs more distinct (N, D) points than its 5 parameters; got 4" in capsys.readouterr().err
     )
@@ -149,10 +158,10 @@ def test_too_few_points_and_missing_store_name_the_problem(tmp_path, capsys):
                 "--optimal-for",
                 "1e20",
                 "--no-plots",
-                "--bootstrap",
-                "0",
-                "--metrics",
-                "ce_avg",
+                "--set",
+                "bootstrap=0",
+                "--set",
+                "metrics=[ce_avg]",
             ]
         )
         == 2
@@ -166,9 +175,9 @@ def test_too_few_points_and_missing_store_name_the_problem(tmp_path, capsys):
 
 def test_law_nd_never_imports_torch(table_path, tmp_path):
     code = (
-        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--law', 'nd', "
-        "'--bootstrap', '3', "
-        "'--metrics', 'ce_avg', '--no-plots', '--out', sys.argv[2]]); "
+        "import sys; from scaling.study.laws.fit import run; run([sys.argv[1], '--set', 'law=nd', "
+        "'--set', 'bootstrap=3', "
+        "'--set', 'metrics=[ce_avg]', '--no-plots', '--out', sys.argv[2]]); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'var_core')]; "
         "assert not bad, bad; print('NO_TORCH')"
     )

@@ -15,14 +15,24 @@ from scaling.study.laws.fit import run
 from scaling.study.laws.folders import optimal_folder_name
 from tests.analysis.test_axes import grid_table
 
-QUICK = ["--against", "N", "--metrics", "ce_avg", "--bootstrap", "0", "--no-plots", "-E", "none"]
+QUICK = [
+    "--set",
+    "against=[N]",
+    "--set",
+    "metrics=[ce_avg]",
+    "--set",
+    "bootstrap=0",
+    "--no-plots",
+    "--set",
+    "irreducible=none",
+]
 
 
 def test_the_two_lr_views_keep_their_own_folders(tmp_path):
     path = tmp_path / "grid.csv"
     grid_table().to_csv(path, index=False)
     per_lr = run([str(path), *QUICK])
-    best = run([str(path), *QUICK, "--best-over", "lr"])
+    best = run([str(path), *QUICK, "--set", "best_over=lr"])
     plain, picked = tmp_path / "grid_fit", tmp_path / "grid_fit-best-over-lr"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "grid.csv",
@@ -45,7 +55,7 @@ def test_the_two_lr_views_keep_their_own_folders(tmp_path):
 
 
 TRUE = JointLaw(E=1.8, A=60.0, alpha=0.34, B=80.0, beta=0.28)
-JOINT = ["--metrics", "ce_avg", "--no-plots", "--dataset-images", "1000"]
+JOINT = ["--set", "metrics=[ce_avg]", "--no-plots", "--dataset-images", "1000"]
 
 
 def test_optimal_for_reuses_the_saved_joint_fit_and_its_draws(tmp_path, capsys):
@@ -53,13 +63,13 @@ def test_optimal_for_reuses_the_saved_joint_fit_and_its_draws(tmp_path, capsys):
     joint_law_table(
         TRUE, np.geomspace(1e4, 1e6, 6), np.geomspace(3e5, 3e7, 5), seed=3, tokens_per_image=30
     ).to_csv(path, index=False)
-    fitted = run([str(path), "--law", "nd", "--bootstrap", "20", *JOINT])
+    fitted = run([str(path), "--set", "law=nd", "--set", "bootstrap=20", *JOINT])
     joint = tmp_path / "jl_fit-nd"
     saved = (joint / "fits.json").read_bytes()
     assert len(json.loads((joint / "draws.json").read_text())["draws"]["ce_avg"]) == 20
     capsys.readouterr()
 
-    answer = run([str(path), "--optimal-for", "1e17", "--bootstrap", "20", *JOINT])
+    answer = run([str(path), "--optimal-for", "1e17", "--set", "bootstrap=20", *JOINT])
     err = capsys.readouterr().err
     assert "reused the joint fit" in err and "fitting" not in err
     assert (joint / "fits.json").read_bytes() == saved  # not refitted, not rewritten
@@ -76,7 +86,7 @@ def test_optimal_for_reuses_the_saved_joint_fit_and_its_draws(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jl.csv", "jl_fit-nd", "jl_optimal-1e17"]
 
     # other settings than the saved fit's: it is refitted (and saved) first, not reused
-    run([str(path), "--optimal-for", "1e17", "--bootstrap", "10", *JOINT])
+    run([str(path), "--optimal-for", "1e17", "--set", "bootstrap=10", *JOINT])
     assert "fitting the joint law into" in capsys.readouterr().err
     assert len(json.loads((joint / "draws.json").read_text())["draws"]["ce_avg"]) == 10
 

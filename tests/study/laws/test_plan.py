@@ -92,7 +92,9 @@ def test_cost_is_the_hand_count(tmp_path, capsys):
         (["--law", "ce_last:N=oops"], "expected METRIC:AGAINST=alpha,beta"),
         (["--law", "ce_last:N=0.2,3.0"], "alpha must be negative"),
         (["--replicates", "1"], "--replicates must be at least 2"),
-        (["--metrics", "ce_first"], "ce_first"),
+        (["--set", "metrics=[ce_first]"], "ce_first"),
+        (["--metrics", "ce_last"], "--metrics was replaced by --set metrics=[...]"),
+        (["--set", "method=fancy"], "--set method=fancy: method: must be one of"),
         (["--noise-sd", "-1"], "--noise-sd must be >= 0"),
         (["--eval-noise", "-0.1"], "--eval-noise must be >= 0"),
         (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
@@ -258,7 +260,7 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
         (root / "fit.yaml").write_text(
             "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
         )
-        fitted = fit_run([str(root), "--no-plots", "--seed", str(rep)])
+        fitted = fit_run([str(root), "--no-plots", "--set", f"seed={rep}"])
         for f in fitted["fits"]:
             widths[f["against"]].append(f["alpha_ci"][1] - f["alpha_ci"][0])
             alphas[f["against"]].append(f["alpha"])
@@ -409,7 +411,7 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
         "beta": 0.35,
     }
     assert "ce_last: --joint-law" in doc["joint"]["prior_source"]
-    # a fits.json of `scaling.fit --law nd` (D in images): its law, D converted at 14 tokens per
+    # a fits.json of `scaling.fit --set law=nd` (D in images): its law, D converted at 14 tokens per
     # image;
     # the laws vs N and Cmin of such a file are the paper's (it has none)
     fits = tmp_path / "fits.json"
@@ -488,7 +490,7 @@ def test_a_seed_axis_is_planned_as_replicates(tmp_path):
 def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
     """The planner's median 95% interval width of the joint law's alpha and beta for the 6-size
     WSD grid with 3 decay branches per size (24 points) vs the widths of `fit_joint_table` (the
-    fit of `scaling.fit --law nd`, with its full grid of starts) on 12 studies of that grid
+    fit of `scaling.fit --set law=nd`, with its full grid of starts) on 12 studies of that grid
     drawn independently here: within 35% (in 6 repetitions with other seeds the ratio was
     0.89-1.24: medians of 12 widths from 40 bootstrap samples each); and both cover the prior at
     about the nominal rate (in those repetitions 83-100% each; asserted: at least 9 of 12 each,

@@ -1,6 +1,6 @@
 """sweeps/demo_lr.yaml in reduced form: the same file on a tiny token store, three sizes x its
 two learning rates, trained for a few steps; then both views of the study through the CLI:
-one law per lr (the default) and each size at its best lr (--best-over lr)."""
+one law per lr (the default) and each size at its best lr (--set best_over=lr)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_demo_lr_both_views(tmp_path, capsys):
     capsys.readouterr()
 
     # default view: one law per lr, read from the sweep file (= its output folder)
-    assert fit_mod.main([str(path), "--against", "N", "--no-plots"]) == 0
+    assert fit_mod.main([str(path), "--set", "against=[N]", "--no-plots"]) == 0
     per_lr = json.loads((tmp_path / "out" / "fit" / "fits.json").read_text())
     assert sorted({f["group_label"] for f in per_lr["fits"]}) == ["lr=0.024", "lr=0.048"]
     assert per_lr["axes"]["law_axes"] == ["optim.base_lr"] and all(
@@ -67,13 +67,13 @@ def test_demo_lr_both_views(tmp_path, capsys):
         fit_mod.main(
             [
                 str(tmp_path / "out"),
-                "--against",
-                "N",
+                "--set",
+                "against=[N]",
                 "--no-plots",
-                "--best-over",
-                "lr",
-                "--metrics",
-                "ce_avg",
+                "--set",
+                "best_over=lr",
+                "--set",
+                "metrics=[ce_avg]",
                 "--out",
                 str(out),
             ]

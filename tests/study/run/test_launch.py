@@ -17,7 +17,7 @@ from scaling.study.run import launch as launch_mod
 from scaling.study.run import status as status_mod
 from scaling.study.run.checks import ConfigConflict
 from scaling.study.run.outputs import output_lock
-from scaling.study.run.progress import progress_line
+from scaling.study.run.progress import progress_line, progress_update
 from scaling.study.run.states import _in_range, effective_state
 from scaling.study.sweep.sweep import load_sweep
 from tests.factories import make_token_store
@@ -302,7 +302,9 @@ def test_local_backend_runs_the_tiny_sweep(tmp_path, store, capsys):
     """submitit's local executor: both runs train to the end; a relaunch submits nothing."""
     sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", backend="local")
     assert launch_mod.main([str(tmp_path / "s.yaml")]) == 0
-    text = capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "d1" in printed.out.split("\n", 1)[1]  # the plan table: a result, on stdout
+    text = printed.err  # progress: on stderr
     assert (
         "submitting 2 runs (CPU, 10 min) as local jobs" in text
         and "2 runs finished, 0 failed" in text
@@ -372,3 +374,22 @@ def test_progress_line_follows_the_runs(tmp_path):
     RunDir(tmp_path / "out" / "d2").update_status(state="running", step=6, total_steps=24)
     RunDir(tmp_path / "out" / "d3").update_status(state="queued", job_ids=["7"])
     assert progress_line(sweep) == "d1 done (ce_avg 2.718) | d2 25% | d3 queued"
+
+
+def test_progress_updates_name_only_what_changed(tmp_path):
+    """16 runs: each line is a summary plus the runs whose part changed, so it fits a terminal."""
+    store = make_token_store(tmp_path / "store")
+    depths = tuple(range(1, 17))
+    sweep = tiny_sweep(tmp_path / "s.yaml", store, tmp_path / "out", depths=depths)
+    for d in depths:
+        RunDir(tmp_path / "out" / f"d{d}").update_status(state="queued", job_ids=[str(d)])
+    RunDir(tmp_path / "out" / "d1").update_status(state="running", step=6, total_steps=24)
+    RunDir(tmp_path / "out" / "d2").update_status(state="running", step=12, total_steps=24)
+    line, seen = progress_update(sweep, {})
+    assert line == "2 of 16 running, 14 queued | d1 25% | d2 50%"
+    assert progress_update(sweep, seen) == (None, seen)  # nothing changed: no line
+    RunDir(tmp_path / "out" / "d1").update_status(state="done", final={"ce_avg": 2.71828})
+    RunDir(tmp_path / "out" / "d3").update_status(state="running", step=0, total_steps=24)
+    line, seen = progress_update(sweep, seen)
+    assert line == "1 of 16 done, 2 running, 13 queued | d1 done (ce_avg 2.718) | d3 0%"
+    assert len(line) < 80

@@ -87,7 +87,7 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(
             proc.kill()
     assert sent, f"d2 never ran long enough to be stopped:\n{stdout}\n{stderr}"
     assert proc.returncode == 143, (stdout, stderr)
-    assert "SIGTERM: stopping 1 running local jobs" in stdout
+    assert "SIGTERM: stopping 1 running local jobs" in stderr  # progress and notes: stderr
     final = snapshot(sweep)
     assert final == {"d1": "failed", "d2": "stopped", "d3": "pending"}, (final, stdout, stderr)
     rec = d2.read_status()
@@ -103,7 +103,7 @@ def test_status_is_true_at_every_poll_and_sigterm_stops_local_jobs_cleanly(
     # d1 stays failed: exit 1 with its error line
     assert launch_mod.main([str(path), "--backend", "debug"]) == 1
     out, err = capsys.readouterr()
-    assert "d1: failed earlier: NonFiniteLoss: training loss became non-finite" in out
+    assert "d1: failed earlier: NonFiniteLoss: training loss became non-finite" in err
     assert "error: 1 runs failed: d1: NonFiniteLoss:" in err
     assert snapshot(sweep) == {"d1": "failed", "d2": "done", "d3": "done"}
     rec = d2.read_status()
@@ -169,6 +169,26 @@ def test_dry_run_needs_no_slurm(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing to find
     assert launch_mod.main([str(ROOT / "sweeps" / "depth_grid.yaml"), "--dry-run"]) == 0
     text = capsys.readouterr().out
-    assert "no `sbatch` here: a real launch would run locally" in text
+    # the launch's own check: here it would run locally, and the dry run says so
+    assert "(backend local; no `sbatch` found: running with submitit's local executor" in text
+    assert "where SLURM answers (cluster.backend auto), it would submit these jobs" in text
     assert text.count("#!/bin/bash") == 3 and "srun --unbuffered" in text
     assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_names_the_backend_the_launch_will_use(tmp_path, monkeypatch, capsys):
+    """`sbatch` installed but the controller silent: launch falls back to the local executor,
+    and so does the dry run's backend line (the same check), not "slurm"."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, code in (("sbatch", 0), ("sinfo", 1)):  # sinfo failing: no controller
+        (bin_dir / tool).write_text(f"#!/bin/sh\nexit {code}\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert launch_mod.main([str(ROOT / "sweeps" / "demo.yaml"), "--dry-run"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(
+        "(backend local; `sbatch` is installed but the SLURM controller does not answer: "
+        "running with submitit's local executor on this machine)"
+    )

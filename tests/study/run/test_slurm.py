@@ -53,7 +53,7 @@ def state(run_dir: Path) -> str | None:
     return RunDir(run_dir).read_status().get("state")
 
 
-def prepared_sweep(tmp: Path, partition: str):
+def prepared_sweep(tmp: Path, partition: str, extra_prepare: str = ""):
     """A sweep that tokenises an image folder (2 shards + merge) before training d1."""
     import torch
 
@@ -77,7 +77,7 @@ output: {tmp / "p"}
 data: {{images: {tmp / "images"}, vqvae: {tmp / "vq.pt"}}}
 prepare:
   tokenize: {{shards: 2, batch_size: 8}}
-base:
+{extra_prepare}base:
   model: {{width: 32, heads: 2}}
   optim: {{batch_size: 8}}
   length: {{steps: 6}}

@@ -324,7 +324,7 @@ def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, 
 
 def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
     """sweeps/demo_wsd.yaml as shipped, reduced: the test token store instead of preparing
-    data, 3 sizes, 48 steps, in-process; then `scaling.fit --law nd` on its output."""
+    data, 3 sizes, 48 steps, in-process; then `scaling.fit --set law=nd` on its output."""
     data = yaml.safe_load((ROOT / "sweeps" / "demo_wsd.yaml").read_text())
     assert data["branches"] == {"at": [0.125, 0.25, 0.5], "cooldown": 0.2}
     data.update(
@@ -344,7 +344,7 @@ def test_reduced_demo_wsd_runs_end_to_end(tmp_path, store, one_thread):
     assert len(out.submitted) == 12
     assert all(RunDir(r.run_dir).read_status()["state"] == "done" for r in sweep.runs)
     doc = fit_run(
-        [str(tmp_path / "out"), "--no-plots", "--metrics", "ce_avg"]
+        [str(tmp_path / "out"), "--no-plots", "--set", "metrics=[ce_avg]"]
     )  # law: nd from fit.yaml
     rec = doc["joint"][0]
     assert doc["law"] == "nd" and doc["settings"]["sources"]["law"] == "fit.yaml"

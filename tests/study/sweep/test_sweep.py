@@ -221,7 +221,7 @@ def test_rules_overrides_and_grid_precedence(tmp_path):
         == RunConfig.__dataclass_fields__["model"].default.init_adaln_gamma
     )
     assert (d4.config.optim.batch_size, d4.resources.time_min) == (256, 99)  # override beats rule
-    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.tasks_per_node) == (
+    assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.processes_per_node) == (
         2,
         4,
         4,
@@ -269,6 +269,25 @@ def test_data_and_prepare_stages(tmp_path):
     path.write_text(base)
     with pytest.raises(ConfigError, match=r"p.yaml:3: data: no data"):
         load_sweep(path)
+
+
+def test_expected_views_are_the_runs_unless_expect_overrides(tmp_path):
+    """A pre-made store's views are written once, in base.data: the launch table's stand-in
+    meta takes them from there; data.expect overrides field by field."""
+    base = BASE.format(out=tmp_path / "runs").replace(
+        "base:\n", "base:\n  data:\n    views: 5\n    flip: true\n"
+    )
+    path = tmp_path / "v.yaml"
+    path.write_text(base)
+    train = load_sweep(path).expected_meta()["splits"]["train"]
+    # ImageNet-1k's 1,281,167 train images (the assumption without expect), 5 views, mirrored
+    assert train == {"count": 1_281_167 * 5 * 2, "images": 1_281_167, "views": 5, "flip": True}
+    path.write_text(base.replace("data:\n  tokens:", "data:\n  expect: {views: 2}\n  tokens:", 1))
+    train = load_sweep(path).expected_meta()["splits"]["train"]
+    assert (train["views"], train["flip"], train["count"]) == (2, True, 1_281_167 * 2 * 2)
+    path.write_text(BASE.format(out=tmp_path / "runs"))  # nothing says: one view, no mirrors
+    train = load_sweep(path).expected_meta()["splits"]["train"]
+    assert (train["views"], train["flip"], train["count"]) == (1, False, 1_281_167)
 
 
 def test_select_only_and_exclude(tmp_path):

@@ -1,0 +1,97 @@
+"""Backtests, forecasts of running runs and the registry through the CLIs, on a study whose
+curves are drawn from a known law (tests/study/laws/curve_study.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis import registry
+from scaling.study.laws.fit import run as fit_run
+from scaling.study.run.status import collect, discover, render_many
+from tests.study.laws.curve_study import SIZES, truth_final, write_study
+
+
+def test_backtest_writes_tables_and_scored_registry(tmp_path):
+    study = write_study(tmp_path / "s")
+    fit_run(
+        [
+            str(study),
+            "--set",
+            "backtest=true",
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "irreducible=fit",
+            "--set",
+            "metrics=[ce_avg]",
+            "--no-plots",
+        ]
+    )
+    doc = json.loads((study / "fit" / "backtest.json").read_text())
+    lra = doc["curve"]["rows"]["lra"]
+    assert len(lra) == 6
+    for row, params in zip(lra, SIZES, strict=True):
+        # the forecast of each run's end from its first 25% is close to the law's own value
+        assert abs(row["predicted"] - truth_final(params)) < 0.01
+    assert {r["against"] for r in doc["power"]} == {"N", "Cmin"}
+    assert "## Backtest" in (study / "fit" / "fits.md").read_text()
+    records = registry.read(study / registry.FILE)
+    forecasts = [r for r in records if isinstance(r, registry.ForecastRecord)]
+    assert len(forecasts) == len(doc["power"]) + 3 * 6  # three curve laws
+    assert registry.pending(records) == []  # a backtest knows its observed values
+
+
+def test_a_running_runs_forecast_is_scored_when_it_finishes(tmp_path):
+    study = write_study(tmp_path / "s", running={"d6": 150})
+    fit_run(
+        [
+            str(study),
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "irreducible=fit",
+            "--set",
+            "metrics=[ce_avg]",
+            "--no-plots",
+        ]
+    )
+    path = study / registry.FILE
+    [f] = registry.pending(registry.read(path))
+    assert f.kind == "curve" and f.target.run == "d6" and f.target.step == 600
+    assert f.interval[0] < truth_final(SIZES[-1]) < f.interval[1]
+    written = path.read_text()
+
+    # status shows the forecast and the band while it runs, and writes it to TensorBoard
+    text = render_many(discover([study]))
+    assert "forecast d6 (ce_avg, lra law): final" in text
+    assert list((study / "d6" / "forecast").glob("events.out.tfevents.*"))
+
+    write_study(tmp_path / "s")  # the same draws, to the end: d6 has finished
+    fit_run(
+        [
+            str(study),
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "irreducible=fit",
+            "--set",
+            "metrics=[ce_avg]",
+            "--no-plots",
+        ]
+    )
+    after = path.read_text()
+    assert after.startswith(written)  # nothing rewritten, only appended
+    [(ff, s)] = registry.scored(registry.read(path))
+    assert ff.id == f.id
+    observed = [
+        json.loads(line)
+        for line in (study / "d6" / "metrics.jsonl").read_text().split("\n")
+        if line
+    ][-1]["ce_avg"]
+    assert s.observed == pytest.approx(observed)
+    assert s.error == pytest.approx(f.predicted - observed)
+    report = collect(discover([study]))
+    assert report[0]["forecasts"]["scored"][0]["run"] == "d6"
+    assert "scored forecasts (s, forecasts.jsonl): 1" in render_many(discover([study]))
