@@ -28,6 +28,7 @@ from matplotlib import ticker
 from .compare import law_band
 from .paper import MEASURED_RANGE, MEASURED_RANGE_NOTE, X_SCALE, paper_law
 from .powerlaw import FitResult
+from .sample_metrics import SAMPLE_PANELS
 
 LABELS = {
     "ce_avg": "test loss, average over scales",
@@ -482,3 +483,51 @@ def save_figure(fig: plt.Figure, path_stem: str | Path, formats=("png", "pdf")) 
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def plot_samples_vs_n(
+    table: pd.DataFrame, floors: dict[str, dict[str, float]] | None = None
+) -> plt.Figure | None:
+    """Sample quality (scaling.sample_eval's columns) of each run's last sample evaluation
+    against N, one panel per metric present; None when the table has none. Measured points
+    only (fit them with ``scaling.fit --set metrics=[sample_fd,sample_err]`` or ``fid``).
+
+    `floors`: reference scores drawn as horizontal lines, {name: {metric: value}} (e.g. real
+    training images and their VQVAE reconstructions: what a perfect sampler would score)."""
+    panels = [
+        (c, label) for c, label in SAMPLE_PANELS if c in table.columns and table[c].notna().any()
+    ]
+    if not panels or "params" not in table.columns:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (col, label) in zip(axes[0], panels):
+        rows = table[table[col].notna()].sort_values("step" if "step" in table.columns else col)
+        last = rows.groupby("run", sort=False).tail(1).sort_values("params")
+        x = last["params"].to_numpy(float) / X_SCALE["N"]
+        y = last[col].to_numpy(float)
+        ax.plot(x, y, "o-", color="C0", label="VAR samples")
+        for xi, yi, run in zip(x, y, last["run"]):
+            ax.annotate(str(run), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        for (name, values), style in zip((floors or {}).items(), (":", "--", "-.")):
+            if col in values:
+                ax.axhline(values[col], color="0.35", ls=style, lw=1.2, label=name)
+        if floors:
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xscale("log")
+        _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
+        ax.set_xlabel(X_LABELS["N"])
+        ax.set_title(label, fontsize=9)
+        ax.grid(True, which="both", alpha=0.25)
+    settings = table[table[panels[0][0]].notna()].iloc[-1]
+    extra = ", ".join(
+        f"{k.replace('sample_', '')} {settings[k]:g}"
+        for k in ("sample_count", "sample_cfg", "sample_top_k", "sample_top_p")
+        if k in table.columns and pd.notna(settings[k])
+    )
+    fig.suptitle(
+        f"Sample quality against model size ({extra})"
+        if extra
+        else "Sample quality against model size"
+    )
+    fig.tight_layout()
+    return fig

@@ -133,7 +133,15 @@ def _read_runs(runs_dir: Path, include_subset: bool) -> pd.DataFrame:
             f"(expected <runs_dir>/<run_id>/metrics.jsonl)"
         )
     table = pd.concat(frames, ignore_index=True, sort=False)
-    return _select_evals(join_sample_evals(table, str(runs_dir)), include_subset, str(runs_dir))
+    table, orphans = join_sample_evals(table)
+    if orphans:
+        warnings.warn(
+            f"{runs_dir}: sample evaluations without a test evaluation at the same step left "
+            f"out ({', '.join(orphans[:5])})",
+            ResultsWarning,
+            stacklevel=2,
+        )
+    return _select_evals(table, include_subset, str(runs_dir))
 
 
 def _finished(run_dir: Path) -> bool:

@@ -1,9 +1,10 @@
 """Sample quality in the analysis layer (torch-free), its one home here: the metrics from
 features (Frechet distance (FID), Inception Score, precision and recall, class accuracy), the
-sample-quality lines joined into the tidy table (`join_sample_evals`), and the figure of
-sample quality against model size (`plot_samples_vs_n`). The line's columns are declared in
-`contracts.metrics` (`SAMPLE_FIELDS`, `SAMPLE_METRICS`); the stage that measures them is
-`scaling.training.sample_eval`.
+sample-quality lines joined into the tidy table (`join_sample_evals`), and which columns are
+shown and how they are labelled (`SAMPLE_PANELS`: the samples-vs-N figure,
+`analysis.plots.plot_samples_vs_n`, and the sample_eval CLI's line). The line's columns are
+declared in `contracts.metrics` (`SAMPLE_FIELDS`, `SAMPLE_METRICS`); the stage that measures
+them is `scaling.training.sample_eval`.
 
 The definitions are those of the usual evaluation suites (the ADM suite, torch-fidelity):
 
@@ -25,16 +26,12 @@ does come from torch-fidelity (``scaling.sample_features``) where it installs (G
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import linalg
 
 from contracts.metrics import SAMPLE_FIELDS
-
-if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
-    import matplotlib.pyplot as plt
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,14 +147,12 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(axis=1) == labels).mean())
 
 
-def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
+def join_sample_evals(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Move the columns of ``eval == "samples"`` rows (scaling.sample_eval) onto the run's
-    evaluation row at the same step; a later sample evaluation of the same step wins. A sample
-    row without such an evaluation row is dropped with a warning."""
-    from .results import ResultsWarning  # results imports this module
-
+    evaluation row at the same step; a later sample evaluation of the same step wins. Returns
+    the table and the sample rows without such an evaluation row ("run step s"), left out."""
     if "eval" not in table.columns or not (table["eval"] == "samples").any():
-        return table
+        return table, []
     is_sample = table["eval"] == "samples"
     samples, base = table[is_sample], table[~is_sample]
     own = [
@@ -172,15 +167,8 @@ def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFram
     orphans = [
         f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys
     ]
-    if orphans:
-        warnings.warn(
-            f"{source}: sample evaluations without a test evaluation at the same step left "
-            f"out ({', '.join(orphans[:5])})",
-            ResultsWarning,
-            stacklevel=3,
-        )
     base = base.drop(columns=[c for c in own if c in base.columns])
-    return base.merge(samples, on=["run", "step"], how="left")
+    return base.merge(samples, on=["run", "step"], how="left"), orphans
 
 
 # the sample-quality columns shown (figure, the sample_eval CLI's line), with their labels
@@ -193,56 +181,3 @@ SAMPLE_PANELS = (
     ("recall", "recall"),
 )
 assert {c for c, _ in SAMPLE_PANELS} <= set(SAMPLE_FIELDS)  # declared in contracts.metrics
-
-
-def plot_samples_vs_n(
-    table: pd.DataFrame, floors: dict[str, dict[str, float]] | None = None
-) -> plt.Figure | None:
-    """Sample quality (scaling.sample_eval's columns) of each run's last sample evaluation
-    against N, one panel per metric present; None when the table has none. Measured points
-    only (fit them with ``scaling.fit --set metrics=[sample_fd,sample_err]`` or ``fid``).
-
-    `floors`: reference scores drawn as horizontal lines, {name: {metric: value}} (e.g. real
-    training images and their VQVAE reconstructions: what a perfect sampler would score)."""
-    import matplotlib.pyplot as plt
-
-    from .paper import X_SCALE
-    from .plots import X_LABELS, _readable_log_axis
-
-    panels = [
-        (c, label) for c, label in SAMPLE_PANELS if c in table.columns and table[c].notna().any()
-    ]
-    if not panels or "params" not in table.columns:
-        return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (col, label) in zip(axes[0], panels):
-        rows = table[table[col].notna()].sort_values("step" if "step" in table.columns else col)
-        last = rows.groupby("run", sort=False).tail(1).sort_values("params")
-        x = last["params"].to_numpy(float) / X_SCALE["N"]
-        y = last[col].to_numpy(float)
-        ax.plot(x, y, "o-", color="C0", label="VAR samples")
-        for xi, yi, run in zip(x, y, last["run"]):
-            ax.annotate(str(run), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
-        for (name, values), style in zip((floors or {}).items(), (":", "--", "-.")):
-            if col in values:
-                ax.axhline(values[col], color="0.35", ls=style, lw=1.2, label=name)
-        if floors:
-            ax.legend(fontsize=7, loc="best")
-        ax.set_xscale("log")
-        _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
-        ax.set_xlabel(X_LABELS["N"])
-        ax.set_title(label, fontsize=9)
-        ax.grid(True, which="both", alpha=0.25)
-    settings = table[table[panels[0][0]].notna()].iloc[-1]
-    extra = ", ".join(
-        f"{k.replace('sample_', '')} {settings[k]:g}"
-        for k in ("sample_count", "sample_cfg", "sample_top_k", "sample_top_p")
-        if k in table.columns and pd.notna(settings[k])
-    )
-    fig.suptitle(
-        f"Sample quality against model size ({extra})"
-        if extra
-        else "Sample quality against model size"
-    )
-    fig.tight_layout()
-    return fig

@@ -527,8 +527,7 @@ def write_figures(fit: StudyFit, out: Path, floors: dict | None = None) -> None:
     """fit_vs_N, fit_vs_Cmin and (when scaling.sample_eval ran) samples_vs_N, png and pdf;
     `floors` (`sample_floors`) are drawn in samples_vs_N."""
     # matplotlib only when drawing: --no-plots and importing this module stay without it
-    from analysis.plots import plot_vs_cmin, plot_vs_n, save_figure
-    from analysis.sample_metrics import plot_samples_vs_n
+    from analysis.plots import plot_samples_vs_n, plot_vs_cmin, plot_vs_n, save_figure
 
     settings, results, labels = fit.settings, fit.results, fit.labels
     grouped = any(labels)
