@@ -68,7 +68,8 @@ def write_fit_defaults(sweep: Sweep) -> Path | None:
 def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
     """`<output>/grid.yaml`: the axes and every run's axis values, for the tidy table's
     ``grid.<axis>`` columns (`contracts.grid`, its one reader and writer), and
-    `<output>/sweep.yaml`, the sweep file as launched (so that launch, status and fit accept the output folder).
+    `<output>/sweep.yaml`, the sweep file as launched (so that launch, status and fit accept
+    the output folder).
 
     Runs of earlier launches are kept (another --set makes other runs in the same folder);
     a command-line set key that changed runs becomes an axis, its value read from each
