@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,22 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON line and fsync it (a crash loses at most this line); a torn tail left
     by an earlier crash is cut first (with a warning naming it), a complete last line without
     its newline gets one."""
-    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    append_jsonl_lines(path, [record])
+
+
+def append_jsonl_lines(
+    path: str | Path, records: Sequence[dict[str, Any]], *, sort_keys: bool = False
+) -> None:
+    """Append `records`, one JSON line each, in one write and one fsync (as `append_jsonl`:
+    a torn tail is cut first). `sort_keys`: the keys of each line sorted."""
+    if not records:
+        return
+    text = "".join(
+        json.dumps(r, separators=(",", ":"), sort_keys=sort_keys) + "\n" for r in records
+    )
     with open(path, "ab+") as f:
         _cut_torn_tail(f, Path(path))
-        f.write(line)
+        f.write(text.encode())
         f.flush()
         os.fsync(f.fileno())
 
