@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -173,7 +173,9 @@ def _areas(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cs, d
 
 
-def features(law: str, shared: dict[str, float], eta: np.ndarray, steps: Sequence[int]):
+def features(
+    law: str, shared: dict[str, float], eta: np.ndarray, steps: Sequence[int] | np.ndarray
+):
     """The law's x(t) and z(t) after each of `steps` on schedule `eta` (lr / lr_ref, (T,)).
 
     Returns two arrays of shape (len(steps),)."""
@@ -235,6 +237,8 @@ def _lsq(
 
 def _shared_from(law: str, q: np.ndarray, lam: float | None) -> dict[str, float]:
     if law == "lra":
+        if lam is None:
+            raise ValueError("the lra law needs its lam")
         return {"alpha": float(q[0]), "lam": float(lam)}
     if law == "mpl":
         return {
@@ -328,6 +332,7 @@ def fit_curves(
             )
             if r.fun < best_v:
                 best_q, best_v = r.x, r.fun
+        assert best_q is not None, "no start converged to a finite objective"
         shared = _shared_from("mpl", best_q, None)
     p, rss = solve(shared)
     shared["c"] = float(p[-1]) if has_c else 0.0
@@ -494,7 +499,7 @@ def simulate_study(
     shared: dict[str, float],
     runs: dict[str, tuple[float, float]],
     schedules: dict[str, np.ndarray],
-    steps: dict[str, Sequence[int]],
+    steps: Mapping[str, Sequence[int]],
     noise: float,
     rng: np.random.Generator,
 ) -> list[Curve]:
@@ -609,13 +614,13 @@ def size_band(
     n - 2 dof): sd^2 = s^2 (1 + 1/n + (x0 - mean x)^2 / Sxx)."""
     pts = []
     for p, f, v in others:
-        y = value_at_compute(f, v, compute)
-        if y is not None and p != params:
-            pts.append((float(p), y))
+        at = value_at_compute(f, v, compute)
+        if at is not None and p != params:
+            pts.append((float(p), at))
     # one value per size (seed replicates averaged)
     by: dict[float, list[float]] = {}
-    for p, y in pts:
-        by.setdefault(p, []).append(y)
+    for p, value in pts:
+        by.setdefault(p, []).append(value)
     sizes = tuple(sorted((p, float(np.mean(ys))) for p, ys in by.items()))
     if len(sizes) < max(min_sizes, 3):
         return None

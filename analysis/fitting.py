@@ -24,15 +24,17 @@ from typing import Any
 import pandas as pd
 
 from .axes import axis_columns, axis_name, best_over, group_label, groups, resolve_axis, split_axes
+from .ebootstrap import PointSet, shared_bootstrap
+from .frontier import frontier_rows, run_curves, smooth_curves
 from .irreducible import SharedE, fit_shared_E
 from .overfit import MEANING as OVERFIT_MEANING
-from .overfit import METRIC as OVERFIT_METRIC
-from .overfit import RISE as OVERFIT_RISE
+from .overfit import RULE as OVERFIT_RULE
 from .overfit import data_limited_runs
 from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
     FitResult,
     Irreducible,
+    _summarise,
     fit_vs_cmin,
     fit_vs_n,
     irreducible_value,
@@ -40,6 +42,8 @@ from .powerlaw import (
     points_vs_n,
 )
 from .results import ResultsError, prepare
+from .seeds import has_replicates
+from .sensitivity import interval_support, law_marks, sensitivity, t_interval
 from .settings import FitSettings
 
 # whether the runs' token store was made with the official tokenizer, and why (in words)
@@ -199,8 +203,15 @@ def fit_study(
     )
     if unfinished:
         kept = settings.include_unfinished
+        # why each is unfinished: its status.json's state (and a failed run's error line)
+        why = (
+            dict(zip(table["run"].astype(str), table["run_state"].astype(str), strict=True))
+            if "run_state" in table.columns
+            else {}
+        )
+        named = [f"{r} ({why[r]})" if r in why else r for r in unfinished]
         warnings.warn(
-            f"{len(unfinished)} unfinished run(s): {', '.join(unfinished)}; "
+            f"{len(unfinished)} unfinished run(s): {', '.join(named)}; "
             + (
                 "INCLUDED in the laws vs N (--set include_unfinished=true; marked in the figure), "
                 "their "
@@ -215,8 +226,7 @@ def fit_study(
     flagged = data_limited_runs(table)
     if flagged:
         warnings.warn(
-            f"data-limited run(s) (test {OVERFIT_METRIC} risen >= {100 * OVERFIT_RISE:.0f}% "
-            f"above its own minimum while training loss fell): "
+            f"data-limited run(s) ({OVERFIT_RULE}): "
             + "; ".join(f"{r}: {v['reason']}" for r, v in flagged.items())
             + f". Meaning: {OVERFIT_MEANING}. N laws use each run's {settings.final} "
             f"evaluation (--final {'best' if settings.final == 'last' else 'last'} for the other)",
@@ -230,6 +240,22 @@ def fit_study(
     def for_n(sub: pd.DataFrame) -> pd.DataFrame:
         return sub[~sub["run"].astype(str).isin(left_out)] if left_out else sub
 
+    # the evaluations the Cmin frontier may use (cmin_from; the figure marks the others)
+    try:
+        table["cmin_excluded"] = ~frontier_rows(table, settings.cmin_from)
+    except ValueError as e:
+        raise ResultsError(f"{source}: {e}") from None
+    if table["cmin_excluded"].any():
+        n_out = int(table["cmin_excluded"].sum())
+        warnings.warn(
+            f"cmin_from {settings.cmin_from}: {n_out} of {len(table)} evaluations (each run's "
+            f"earliest) left out of the Cmin frontier; the laws vs N are unchanged",
+            stacklevel=2,
+        )
+
+    def for_c(sub: pd.DataFrame) -> pd.DataFrame:
+        return sub[~sub["cmin_excluded"].to_numpy(bool)]
+
     shared: dict[tuple[str, str | None], SharedE] = {}  # one E per loss and law group
 
     def shared_E(metric: str, label: str | None, sub: pd.DataFrame) -> SharedE:
@@ -240,13 +266,117 @@ def fit_study(
                 pts = (
                     points_vs_n(for_n(sub), metric, settings.final)
                     if against == "N"
-                    else points_vs_cmin(sub, metric, settings.smooth)
+                    else points_vs_cmin(for_c(sub), metric, settings.smooth)
                 )
                 sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
             shared[key] = fit_shared_E(sets, level=settings.ci)
             for problem in shared[key].problems(metric + (f" ({label})" if label else "")):
                 warnings.warn(problem, stacklevel=2)
         return shared[key]
+
+    # E's uncertainty in the intervals: one bootstrap per loss and group that refits E in
+    # every draw, shared by its N and Cmin laws (analysis.ebootstrap)
+    carried: dict[tuple[str, str | None], tuple[dict[str, Any], int] | None] = {}
+
+    def carried_E(metric: str, label: str | None, sub: pd.DataFrame):
+        key = (metric, label)
+        if key not in carried:
+            carried[key] = None
+            if settings.bootstrap > 0 and not has_replicates(sub):
+                sets = []
+                for against in settings.against:
+                    if against == "N":
+                        sets.append(
+                            PointSet("N", final=points_vs_n(for_n(sub), metric, settings.final))
+                        )
+                    else:
+                        curves = run_curves(
+                            smooth_curves(for_c(sub), metric, settings.smooth), metric
+                        )
+                        sets.append(
+                            PointSet("Cmin", curves=tuple((r, c, y) for r, c, y, _ in curves))
+                        )
+                samples, valid = shared_bootstrap(
+                    sets, settings.bootstrap, seed=settings.seed, method=settings.method
+                )
+                carried[key] = ({s.against: v for s, v in zip(sets, samples)}, valid)
+        return carried[key]
+
+    def refit(against: str, metric: str, sub: pd.DataFrame, E: float, method: str) -> float:
+        """The exponent of one law refitted without a bootstrap (a sensitivity variant)."""
+        if against == "N":
+            return fit_vs_n(
+                for_n(sub), metric, irreducible=E, final=settings.final, method=method, bootstrap=0
+            ).law.alpha
+        return fit_vs_cmin(
+            for_c(sub), metric, irreducible=E, smooth=settings.smooth, method=method, bootstrap=0
+        ).law.alpha
+
+    def check_law(res: FitResult, sub: pd.DataFrame, metric: str, label: str | None) -> None:
+        """Interval support, row marks and the sensitivity report of one law (in place)."""
+        against = res.against
+        n_sizes = int(res.points["x"].nunique()) if against == "N" else int(sub["params"].nunique())
+        ok, why = interval_support(
+            n_sizes, res.E_mode == "fit", settings.bootstrap, res.bootstrap_valid
+        )
+        if not ok:
+            res.alpha_ci = res.beta_ci = None
+            res.samples = None
+            res.ci_note = why
+        res.marks = law_marks(res.law.alpha, res.r)
+        E = res.law.E
+        other = "robust" if settings.method == "ols" else "ols"
+        sizes = sorted(sub["params"].unique())
+
+        def without(size) -> pd.DataFrame:
+            return sub[sub["params"] != size]
+
+        variants: dict[str, Any] = {}
+        if metric.startswith("ce"):
+
+            def e_fitted() -> float | None:
+                if res.E_mode == "fit":
+                    return res.law.alpha
+                sets = []
+                for a in settings.against:
+                    pts = (
+                        points_vs_n(for_n(sub), metric, settings.final)
+                        if a == "N"
+                        else points_vs_cmin(for_c(sub), metric, settings.smooth)
+                    )
+                    sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
+                return refit(against, metric, sub, fit_shared_E(sets).E, settings.method)
+
+            pinned = PAPER_IRREDUCIBLE.get(metric) if res.E_mode == "fit" else E
+            variants["E fitted"] = e_fitted
+            variants[f"E pinned ({pinned:g})" if pinned is not None else "E pinned"] = lambda: (
+                None if pinned is None else refit(against, metric, sub, pinned, settings.method)
+            )
+            variants["no E"] = lambda: refit(against, metric, sub, 0.0, settings.method)
+        variants["Huber" if other == "robust" else "OLS"] = lambda: refit(
+            against, metric, sub, E, other
+        )
+        variants["without smallest size"] = lambda: refit(
+            against, metric, without(sizes[0]), E, settings.method
+        )
+        variants["without largest size"] = lambda: refit(
+            against, metric, without(sizes[-1]), E, settings.method
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res.sensitivity = sensitivity(
+                res.law.alpha,
+                res.alpha_ci,
+                variants,
+                t_interval(res.points["x"], res.points["y"], E, settings.ci),
+                reference=("no E",),
+            )
+        if res.sensitivity["exceeds_interval"]:
+            res.marks.append(
+                f"sensitive: the exponent moves by {res.sensitivity['spread']:.3g} across the "
+                f"choices of the sensitivity report, more than its interval's width "
+                f"({res.alpha_ci[1] - res.alpha_ci[0]:.3g})"
+            )
 
     axes = study_axes(table, settings, labels or {})
     records, results, law_labels, notes = [], [], [], []
@@ -273,14 +403,30 @@ def fit_study(
                     # None from irreducible_value means "fit E with the law"
                     fixed = se.E if se is not None else irreducible_value(metric, E_mode)
                     E: Irreducible = "fit" if fixed is None else fixed
+                    boot = carried_E(metric, label, sub) if se is not None else None
+                    kw = dict(common, bootstrap=0) if boot is not None else common
                     if against == "N":
                         res = fit_vs_n(
-                            for_n(sub), metric, irreducible=E, final=settings.final, **common
+                            for_n(sub), metric, irreducible=E, final=settings.final, **kw
                         )
                     else:
                         res = fit_vs_cmin(
-                            sub, metric, irreducible=E, smooth=settings.smooth, **common
+                            for_c(sub), metric, irreducible=E, smooth=settings.smooth, **kw
                         )
+                    if boot is not None:
+                        samples, valid = boot[0][against], boot[1]
+                        units = len(res.points) if against == "N" else res.n_runs
+                        res.bootstrap, res.bootstrap_valid, res.samples = (
+                            settings.bootstrap,
+                            valid,
+                            samples,
+                        )
+                        res.alpha_ci, res.beta_ci, _ = _summarise(
+                            samples, units, settings.ci, res.ci_method
+                        )
+                        res.E_in_bootstrap = "refitted"
+                    elif se is not None:
+                        res.E_in_bootstrap = "fixed at its fitted value"
                     if se is not None:
                         res.E_mode, res.E_ci = "fit", se.ci
                 except ResultsError as e:
@@ -288,6 +434,7 @@ def fit_study(
                         raise
                     warnings.warn(f"{metric} vs {against}, {label}: no law ({e})", stacklevel=1)
                     continue
+                check_law(res, sub, metric, label)
                 fitted_runs = set(res.points["run"].astype(str))
                 rec = res.to_dict()
                 try:
@@ -295,10 +442,24 @@ def fit_study(
                     rec["paper"] = {"alpha": law.alpha, "beta": law.beta, "E": law.E, "r": law.r}
                 except KeyError:  # sample metrics: the paper published no law
                     rec["paper"] = None
+                if against == "Cmin":
+                    rec["cmin_from"] = {
+                        "setting": settings.cmin_from,
+                        "excluded_evaluations": int(sub["cmin_excluded"].sum()),
+                    }
                 if against == "N":
                     rec["final"] = settings.final
                     rec["unfinished_runs_included"] = [r for r in unfinished if r in fitted_runs]
                 rec["data_limited_runs"] = [r for r in flagged if r in fitted_runs]
+                if rec["data_limited_runs"]:
+                    how = (
+                        f"their {settings.final} evaluation kept"
+                        if against == "N"
+                        else "on the frontier"
+                    )
+                    rec["marks"].append(
+                        f"data-limited runs: {', '.join(rec['data_limited_runs'])} ({how})"
+                    )
                 rec["group"] = group or None
                 rec["group_label"] = label
                 if picks is not None:

@@ -188,3 +188,50 @@ def pareto_frontier(table: pd.DataFrame, metric: str, min_runs: int = 2) -> Fron
     # two runs tying at one level: keep one point per level (the first run by name)
     points = points.sort_values(["compute", "run"], kind="stable").drop_duplicates("compute")
     return Frontier(metric, curve, points.reset_index(drop=True))
+
+
+def frontier_rows(table: pd.DataFrame, cmin_from: str | float) -> np.ndarray:
+    """[rows] bool: the evaluations of a prepared table the Cmin frontier may use.
+
+    cmin_from 0: all of them (the paper's raw frontier); a fraction f: each run's evaluations
+    at >= f of its largest compute (its final one when finished); "warmup_end": those after
+    the learning-rate warm-up, whose length is the table's ``optim.warmup_steps`` when set,
+    else ``optim.warmup_frac`` x the run's length (``length.steps`` when set, else its last
+    step). Raises ValueError (a `ResultsError` upstream) when the columns are missing.
+    """
+    if cmin_from == "warmup_end":
+        if "step" not in table.columns or not {
+            "optim.warmup_frac",
+            "optim.warmup_steps",
+        } & set(table.columns):
+            raise ValueError(
+                "cmin_from: warmup_end needs the runs' step and optim.warmup_frac or "
+                "optim.warmup_steps (a runs directory has them); give a fraction instead"
+            )
+        steps = table["step"].to_numpy(float)
+        last = table.groupby("run")["step"].transform("max").to_numpy(float)
+        total = (
+            pd.to_numeric(table["length.steps"], errors="coerce").to_numpy(float)
+            if "length.steps" in table.columns
+            else np.full(len(table), np.nan)
+        )
+        total = np.where(np.isfinite(total), total, last)
+        fixed = (
+            pd.to_numeric(table["optim.warmup_steps"], errors="coerce").to_numpy(float)
+            if "optim.warmup_steps" in table.columns
+            else np.full(len(table), np.nan)
+        )
+        frac = (
+            pd.to_numeric(table["optim.warmup_frac"], errors="coerce").to_numpy(float)
+            if "optim.warmup_frac" in table.columns
+            else np.full(len(table), np.nan)
+        )
+        warm = np.where(np.isfinite(fixed), fixed, frac * total)
+        if not np.isfinite(warm).all():
+            raise ValueError("cmin_from: warmup_end: some runs record no warm-up length")
+        return steps >= warm
+    f = float(cmin_from)
+    if f <= 0:
+        return np.ones(len(table), dtype=bool)
+    top = table.groupby("run")["compute"].transform("max").to_numpy(float)
+    return table["compute"].to_numpy(float) >= f * top * (1 - 1e-12)

@@ -9,7 +9,8 @@ The fit (Hoffmann et al. 2022, approach 3; OLMo-core's ladder):
   means of N and D (A and B are reported in raw units);
 - optimiser: L-BFGS-B (analytic gradient) from the best starts of a grid over
   (E, A, alpha, B, beta), keeping the lowest objective;
-- uncertainty: bootstrap over runs (each run, a parent or a branch, is one point drawn with
+- uncertainty: bootstrap over families (a parent run and its decay branches share one seed's
+  noise and are drawn together; each family drawn with
   replacement); intervals are percentile intervals, Hesterberg-expanded as in
   `analysis.powerlaw` with the degrees of freedom of a 5-parameter fit;
 - hold-out: refit without the largest model (all its points) and predict them.
@@ -348,7 +349,8 @@ class JointFit:
                 "level": self.level,
                 "bootstrap_samples": self.bootstrap,
                 "bootstrap_valid": len(self.samples),
-                "resampling": "runs (each run or branch one point)",
+                "resampling": "families (a run and its decay branches, which share its "
+                "seed's noise, drawn together)",
             },
             "compute_model": {
                 "form": f"C = k N^gamma D ({self.d_unit}), exact FLOPs (3 x forward)",
@@ -388,14 +390,33 @@ def joint_points(table: pd.DataFrame, metric: str, d_unit: str = "tokens") -> pd
             f"each run in {d_unit}"
         )
     final = final_rows(table)
+    runs = final["run"].astype(str).to_numpy()
     return pd.DataFrame(
         {
-            "run": final["run"].astype(str).to_numpy(),
+            "run": runs,
             "N": final["params"].to_numpy(float),
             "D": final[d_unit].to_numpy(float),
             "C": final["compute"].to_numpy(float),
             "L": final[metric].to_numpy(float),
+            "family": families(final, runs),
         }
+    )
+
+
+def families(final: pd.DataFrame, runs) -> np.ndarray:
+    """The seed family of each run [n]: a decay branch belongs to its parent's family (config
+    key branch.parent, a sibling folder name or a path: its last part), every other run is its
+    own; a `family` column of a table is used as it is."""
+    if "family" in final.columns:
+        return final["family"].astype(str).to_numpy()
+    if "branch.parent" not in final.columns:
+        return np.asarray(runs, dtype=str)
+    parent = final["branch.parent"].to_numpy(object)
+    return np.array(
+        [
+            str(p).replace("\\", "/").rstrip("/").split("/")[-1] if isinstance(p, str) and p else r
+            for p, r in zip(parent, runs, strict=True)
+        ]
     )
 
 
@@ -417,23 +438,35 @@ def fit_joint_table(
     cm = ComputeModel.fit(pts["N"], pts["D"], pts["C"])
     fit = JointFit(metric, d_unit, law, pts, cm, level=level, delta=delta, bootstrap=bootstrap)
     if bootstrap > 0:
-        fit.samples = bootstrap_laws(pts["N"], pts["D"], pts["L"], law, bootstrap, seed, delta)
+        fit.samples = bootstrap_laws(
+            pts["N"], pts["D"], pts["L"], law, bootstrap, seed, delta, family=pts["family"]
+        )
     if holdout:
         fit.holdout = holdout_largest(pts, delta)
     return fit
 
 
+def family_counts(family, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """[draws, n] how often each of n points is in each bootstrap draw, when the F families
+    of `family` [n] (labels) are drawn F times with replacement and a family brings all its
+    points."""
+    ids = np.unique(np.asarray(family), return_inverse=True)[1].reshape(-1)
+    F = int(ids.max()) + 1
+    drawn = np.stack([np.bincount(rng.integers(0, F, F), minlength=F) for _ in range(draws)])
+    return drawn[:, ids].astype(float)
+
+
 def bootstrap_laws(
-    N, D, L, start: JointLaw, draws: int, seed: int, delta: float = 1e-3
+    N, D, L, start: JointLaw, draws: int, seed: int, delta: float = 1e-3, family=None
 ) -> list[JointLaw]:
-    """Refits on `draws` resamples of the points (with replacement); draws with too few
-    distinct (N, D) points are skipped."""
+    """Refits on `draws` resamples (with replacement) of the families: `family` [n] labels
+    the points that share one seed's noise (a parent run and its decay branches), which are
+    drawn together; None: every point its own family. Draws with too few distinct (N, D)
+    points are skipped."""
     N, D, L = (np.asarray(v, float) for v in (N, D, L))
     rng = np.random.default_rng(seed)
-    n = len(L)
     out = []
-    for _ in range(draws):
-        counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+    for counts in family_counts(np.arange(len(L)) if family is None else family, draws, rng):
         keep = counts > 0
         try:
             out.append(

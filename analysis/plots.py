@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib import ticker
 
 from .compare import law_band
-from .paper import MEASURED_RANGE, MEASURED_RANGE_NOTE, X_SCALE, paper_law
+from .paper import MEASURED_RANGE, X_SCALE, paper_law
 from .powerlaw import FitResult
 from .sample_metrics import SAMPLE_PANELS
 
@@ -63,13 +63,33 @@ def _ylabel(fit: FitResult) -> str:
     return f"{label} - E  (E = {E:.3g}, fixed)" if E else label
 
 
-def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: str | None) -> None:
-    """The law's bootstrap band (minus `shift`); points where it is not positive are left out
-    of the log axis."""
+def _law_notes(fit: FitResult) -> str:
+    """What the legend must add to a law: why it has no interval, and its row marks."""
+    notes = ([f"no interval: {fit.ci_note}"] if fit.ci_note else []) + [
+        m.split(":")[0] for m in fit.marks
+    ]
+    return "".join(f"\n  {n}" for n in notes)
+
+
+# the largest value a metric can take: a band is clipped there (an error rate above 1 is no
+# prediction, only the power law's form extrapolated by a bootstrap draw)
+X_UNIT_SHORT = {"N": "B params", "Cmin": "PFLOPs"}
+INSET_RANGE = {"N": "18.5M-2.0B params", "Cmin": "~6 decades (approx.)"}  # paper.MEASURED_RANGE
+METRIC_MAX = {"err_avg": 1.0, "err_last": 1.0, "sample_err": 1.0, "sample_acc": 1.0}
+
+
+def _band(
+    ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: str | None, alpha=0.18
+) -> None:
+    """The law's bootstrap band (minus `shift`), clipped to the metric's range; points where
+    it is not positive are left out of the log axis."""
     band = law_band(fit, xs)
     if band is None:
         return
     lo, hi = band[0] - shift, band[1] - shift
+    top = METRIC_MAX.get(getattr(fit, "metric", ""))
+    if top is not None:
+        lo, hi = np.minimum(lo, top - shift), np.minimum(hi, top - shift)
     ok = hi > 0
     lo = np.where(lo > 0, lo, np.nan)
     ax.fill_between(
@@ -77,7 +97,7 @@ def _band(ax, fit: FitResult, xs: np.ndarray, shift: float, color: str, label: s
         lo[ok],
         hi[ok],
         color=color,
-        alpha=0.18,
+        alpha=alpha,
         lw=0,
         label=label and f"{label} ({fit.level:.0%} bootstrap band, {fit.bootstrap_valid} draws)",
     )
@@ -129,7 +149,7 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
         return None
     p_lo, p_hi = MEASURED_RANGE[fit.against]
     lo, hi = max(x_lo, p_lo), min(x_hi, p_hi)
-    label = f"paper (ImageNet): ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (
+    label = f"paper: ({law.beta:.3g} {fit.against})^{law.alpha:.3g}" + (
         f", E={law.E:g}" if law.E else ""
     )
     if lo < hi:  # the ranges meet: in the panel, over the overlap only, as our y (metric - our E)
@@ -144,18 +164,26 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
                 color="k",
                 lw=1.6,
                 alpha=0.7,
-                label=label + " (its measured range)",
+                label=label + " (its range)",
             )
             return "panel"
     # no overlap: an inset with the law over its own range, in its own quantity (metric - its E)
-    inset = ax.inset_axes([0.62, 0.62, 0.36, 0.34])
+    # lower left: the data fall from upper left to lower right, the legend goes upper right;
+    # small type everywhere, y labels inside on the right, so nothing spills onto the panel
+    inset = ax.inset_axes([0.07, 0.07, 0.3, 0.28])
     xs = np.geomspace(p_lo, p_hi, 50)
-    inset.plot(xs, law.reducible(xs), ":", color="k", lw=1.6, alpha=0.7)
+    y = law.reducible(xs)
+    inset.plot(xs, y, ":", color="k", lw=1.6, alpha=0.7)
     inset.set_xscale("log")
     inset.set_yscale("log")
-    inset.tick_params(labelsize=6)
-    inset.set_title(f"paper, {MEASURED_RANGE_NOTE[fit.against]}", fontsize=6)
-    inset.set_xlabel(fit.against, fontsize=6, labelpad=0)
+    _readable_log_axis(inset.yaxis, float(y.min()), float(y.max()))
+    inset.yaxis.set_minor_formatter(ticker.NullFormatter())
+    inset.yaxis.tick_right()
+    inset.tick_params(which="both", labelsize=5.5, pad=1)
+    inset.set_title(f"paper's law\n{INSET_RANGE[fit.against]}", fontsize=5.5, pad=2)
+    inset.set_xlabel(
+        f"{fit.against} ({X_UNIT_SHORT.get(fit.against, '')})", fontsize=5.5, labelpad=0
+    )
     ax.plot(
         [],
         [],
@@ -163,7 +191,7 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
         color="k",
         lw=1.6,
         alpha=0.7,
-        label=label + " (inset: measured range, no overlap)",
+        label=label + " (inset: no overlap)",
     )
     return "inset"
 
@@ -174,7 +202,7 @@ def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
     _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
     _readable_log_axis(ax.yaxis, float(y.min()), float(y.max()))
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=6.5, loc="upper right" if ax.child_axes else "best")  # clear of the inset
 
 
 def _by_metric(fits: Sequence[FitResult], labels: Sequence[str | None] | None):
@@ -271,13 +299,15 @@ def plot_vs_n(
                 lw=1.5,
                 marker=None if label is None else MARKERS[k % len(MARKERS)],
                 markevery=[],
-                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+                label=(f"{label}: " if label else "")
+                + f"{fit.equation()}, r={fit.r:.4f}"
+                + _law_notes(fit),
             )
-            if (
-                label is None
-            ):  # one law per panel: its band and hold-out (grouped: fits.json has them)
+            if label is None:  # one law per panel: its band and hold-out
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
                 _holdout(ax, fit, xs)
+            else:  # one law per group: each its own band, lighter (hold-outs: fits.json)
+                _band(ax, fit, xs, fit.law.E, line_colour, None, alpha=0.12)
             done: set = set()
             for xv, yv in zip(x, y):  # notes are keyed by size (params): one per size
                 n = int(round(xv * X_SCALE["N"]))
@@ -338,6 +368,7 @@ def plot_vs_cmin(
     for ax, (metric, items) in zip(axes.flat, panels):
         E = items[0][0].law.E
         all_y = [f.points["y"].to_numpy() - f.law.E for f, _, _ in items]
+        excluded_shown = False
         for run in sizes.index:
             df = table[table["run"] == run].sort_values("compute")
             y = df[metric].to_numpy(float) - E
@@ -351,6 +382,18 @@ def plot_vs_cmin(
                 alpha=0.85,
             )
             all_y.append(y[ok])
+            if "cmin_excluded" in df.columns:  # left out of the frontier (cmin_from)
+                out = ok & df["cmin_excluded"].to_numpy(bool)
+                if out.any():
+                    ax.plot(
+                        df["compute"].to_numpy()[out] / X_SCALE["Cmin"],
+                        y[out],
+                        "x",
+                        ms=4,
+                        color="0.45",
+                        label=None if excluded_shown else "left out of the frontier (cmin_from)",
+                    )
+                    excluded_shown = True
         for fit, label, k in items:
             fr = fit.points
             colour = "k" if label is None else f"C{k % 10}"
@@ -375,11 +418,15 @@ def plot_vs_cmin(
                 marker=None if label is None else MARKERS[k % len(MARKERS)],
                 markevery=[],
                 mfc="none",
-                label=(f"{label}: " if label else "") + f"{fit.equation()}, r={fit.r:.4f}",
+                label=(f"{label}: " if label else "")
+                + f"{fit.equation()}, r={fit.r:.4f}"
+                + _law_notes(fit),
             )
             if label is None:
                 _band(ax, fit, xs, fit.law.E, "C3", "law")
                 _holdout(ax, fit, xs)
+            else:
+                _band(ax, fit, xs, fit.law.E, colour, None, alpha=0.12)
         all_x = table["compute"].to_numpy(float) / X_SCALE["Cmin"]
         if paper:
             w = _paper_overlay(ax, items[0][0], float(all_x.min()), float(all_x.max()))

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain: tqdm.auto warns in a notebook without ipywidgets
 
 from .frontier import Frontier, frontier_mask, pareto_frontier, run_curves, smooth_curves
 from .paper import PAPER_IRREDUCIBLE, X_SCALE, X_UNIT
@@ -310,6 +310,12 @@ class FitResult:
     seed_spread: pd.DataFrame | None = (
         None  # per size: params, n_seeds, mean, sd (seed replicates only)
     )
+    # how the bootstrap treats E: "given" (a fixed E), "refitted" (every draw refits the
+    # shared E, analysis.ebootstrap) or "fixed at its fitted value"
+    E_in_bootstrap: str = "given"
+    ci_note: str | None = None  # why no interval is given (analysis.sensitivity)
+    marks: list[str] = dataclasses.field(default_factory=list)  # row marks (wrong sign, ...)
+    sensitivity: dict[str, Any] | None = None  # analysis.sensitivity.sensitivity's report
 
     @property
     def x_unit(self) -> str:
@@ -351,7 +357,11 @@ class FitResult:
                 "bootstrap_samples": self.bootstrap,
                 "bootstrap_valid": self.bootstrap_valid,
                 "resampling": self.resampling,
+                "E": self.E_in_bootstrap,
+                "not_given": self.ci_note,
             },
+            "marks": list(self.marks),
+            "sensitivity": self.sensitivity,
             "holdout": self.holdout.to_dict() if self.holdout else None,
             "seed_spread": None
             if self.seed_spread is None

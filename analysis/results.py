@@ -107,13 +107,15 @@ def _read_runs(runs_dir: Path, include_subset: bool) -> pd.DataFrame:
     frames = []
     for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         metrics = run_dir / "metrics.jsonl"
-        if not metrics.exists():
-            continue
-        rows = _read_metrics(metrics)
+        rows = _read_metrics(metrics) if metrics.exists() else []
         if not rows:
-            warnings.warn(
-                f"{metrics}: no evaluations yet, run left out", ResultsWarning, stacklevel=2
-            )
+            if metrics.exists() or (run_dir / "status.json").exists():
+                # a run of the study with nothing to fit: say which and why
+                warnings.warn(
+                    f"{run_dir.name}: left out, no evaluations ({run_state(run_dir)})",
+                    ResultsWarning,
+                    stacklevel=2,
+                )
             continue
         df = pd.DataFrame(rows)
         if "run" not in df.columns:
@@ -123,6 +125,7 @@ def _read_runs(runs_dir: Path, include_subset: bool) -> pd.DataFrame:
             if key not in df.columns:
                 df[key] = value
         df["finished"] = _finished(run_dir)
+        df["run_state"] = run_state(run_dir)
         point = grid.runs.get(run_dir.name, {})
         for axis in grid.axes:
             df[f"grid.{axis}"] = point.get(axis)
@@ -149,6 +152,22 @@ def _finished(run_dir: Path) -> bool:
     status.json, e.g. copied metrics only, counts as finished: nothing says otherwise)."""
     path = run_dir / "status.json"
     return read_status(path).finished if path.exists() else True
+
+
+def run_state(run_dir: Path) -> str:
+    """What a run's status.json says of it, in words: 'done', 'running', 'failed: <the first
+    line of its error>', 'no status.json', 'unreadable status.json'."""
+    path = run_dir / "status.json"
+    if not path.exists():
+        return "no status.json"
+    try:
+        status = read_status(path)
+    except ContractError:  # named in words here; `_finished` raises it for the table
+        return "unreadable status.json"
+    error = (status.error or "").strip()
+    if status.state == "failed" and error:
+        return f"{status.state}: {error.splitlines()[0][:120]}"
+    return status.state
 
 
 def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:

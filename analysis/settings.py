@@ -64,6 +64,9 @@ class FitSettings:
     best_over: str | None = None  # an axis: fit each size's best run over it
     best_by: str | None = None  # the metric that picks it (None: each law's own metric)
     pool: bool = False  # one law through the runs of every axis value (no per-value laws)
+    # evaluations the Cmin frontier may use: 0 (all, the paper's raw frontier), a fraction
+    # f in (0, 1) (those at >= f of the run's compute) or "warmup_end" (after the warm-up)
+    cmin_from: str | float = 0.0
     backtest: bool = False  # leave-future-out backtests and whole-curve forecasts (backtest.md)
     forecast_frac: float = 0.25  # whole-curve backtest: forecast from this first fraction
     curve_law: Literal["lra", "mpl", "const"] = "lra"  # the whole-curve law (analysis.curvelaw)
@@ -115,6 +118,17 @@ class FitSettings:
             )
         if self.best_by is not None and self.best_over is None:
             raise InvalidSetting("best_by", "needs best_over (the axis to pick the best value of)")
+        if self.cmin_from != "warmup_end":
+            try:
+                value = float(self.cmin_from)
+            except (TypeError, ValueError):
+                value = -1.0
+            if not 0 <= value < 1:
+                raise InvalidSetting(
+                    "cmin_from",
+                    f"must be 'warmup_end', 0 or a fraction in (0, 1); got {self.cmin_from!r}",
+                )
+            object.__setattr__(self, "cmin_from", value)
         if self.pool and self.best_over is not None:
             raise InvalidSetting(
                 "pool",

@@ -116,6 +116,11 @@ class Noise:
     source: str = ""
 
 
+MAX_CURVE_ERROR = 0.02  # the curves may miss the prior's laws by this much (relative)
+# the search box of `calibrate`: ln A, a, ln B, b
+CALIBRATION_BOUNDS = ([-50.0, 1e-4, -200.0, 1e-4], [50.0, 5.0, 200.0, 5.0])
+
+
 @dataclasses.dataclass(frozen=True)
 class CurveModel:
     """y(N, c) = E + A N^-a + B (c/N)^-b with N in billions and c in PFLOPs (see the module doc)."""
@@ -131,6 +136,31 @@ class CurveModel:
     consistent: bool = (
         True  # False: |Cmin exponent| >= |N exponent|, which no curve of this form gives
     )
+    at_bound: tuple[str, ...] = ()  # calibrated parameters that ended at their search bound
+
+    def not_representable(self, tolerance: float = MAX_CURVE_ERROR) -> str | None:
+        """Why this curve family cannot stand for the prior (None when it can): a calibrated
+        parameter at its bound, exponents no curve of this form gives, or laws it misses by
+        more than `tolerance` (relative)."""
+        if self.at_bound:
+            values = {"A": self.A, "a": self.a, "B": self.B, "b": self.b}
+            return (
+                "calibrated "
+                + ", ".join(f"{k} = {values[k]:.3g}" for k in self.at_bound)
+                + " at its bound"
+            )
+        if not self.consistent:
+            return (
+                "the Cmin exponent is not smaller in size than the N exponent "
+                "(no curve of the form gives it)"
+            )
+        worst = max(self.n_law_error, self.cmin_law_error)
+        if worst > tolerance:
+            return (
+                f"the curves miss the prior's laws by {100 * worst:.1f}% "
+                f"(N {100 * self.n_law_error:.1f}%, Cmin {100 * self.cmin_law_error:.1f}%)"
+            )
+        return None
 
     def reducible(self, n, c) -> np.ndarray:
         """A N^-a + B (c/N)^-b; n (billions), c (PFLOPs) broadcastable arrays."""
@@ -185,15 +215,22 @@ def calibrate(prior: PriorLaws, runs: Sequence[PlannedRun], points: int = 40) ->
         return np.where(np.isfinite(out), out, 1e3)
 
     p0 = np.array([math.log(A0), a0, math.log(B0), b0])
-    res = optimize.least_squares(
-        residual, p0, bounds=([-50, 1e-4, -200, 1e-4], [50, 5, 200, 5]), method="trf"
+    lo, hi = (np.array(b) for b in CALIBRATION_BOUNDS)
+    res = optimize.least_squares(residual, np.clip(p0, lo, hi), bounds=(lo, hi), method="trf")
+    near = 1e-3 * (hi - lo)
+    at_bound = tuple(
+        name
+        for name, v, low, high, eps in zip(("A", "a", "B", "b"), res.x, lo, hi, near, strict=True)
+        if v - low < eps or high - v < eps
     )
     m = CurveModel(
         prior.metric, E, math.exp(res.x[0]), float(res.x[1]), math.exp(res.x[2]), float(res.x[3])
     )
     n_err = float(np.max(np.abs(m.reducible(n_fin, c_fin) / target_n - 1)))
     c_err = float(np.max(np.abs(m.envelope(c_grid) / target_c - 1)))
-    return dataclasses.replace(m, n_law_error=n_err, cmin_law_error=c_err, consistent=aC < aN)
+    return dataclasses.replace(
+        m, n_law_error=n_err, cmin_law_error=c_err, consistent=aC < aN, at_bound=at_bound
+    )
 
 
 def simulate_table(

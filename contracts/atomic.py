@@ -1,6 +1,7 @@
 """Writes that never leave a half-written file (temp, fsync, rename) or folder (staged, swapped).
 
-The one home of atomic writes (`scaling.core.atomic` re-exports it for the study's code).
+The one home of atomic writes (`scaling.core.atomic` re-exports it for the study's code); the
+append-only JSONL log is `contracts.jsonl`.
 
 The temp file is `.<name>.<host>.<pid>.<random>.tmp` beside the target. A write killed
 before its rename (SIGKILL, power loss) leaves one behind; the next write of the same file
@@ -12,6 +13,7 @@ replaces), not the 0600 of a temp file: a team on a shared cluster can read it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -23,19 +25,54 @@ from pathlib import Path
 from typing import Any
 
 
+def write_error(path: str | Path, e: BaseException) -> BaseException:
+    """The OSError to raise for a write of `path` that failed with `e`, naming the path: a
+    full disk (ENOSPC, or a library's own error, e.g. torch's "unexpected pos", while the
+    file system has no room left) becomes OSError(ENOSPC) on `path`; another OSError gets
+    `path` as its file name; anything else is returned as it is (a bug keeps its type)."""
+    if isinstance(e, OSError):
+        if e.filename is None:
+            return OSError(e.errno, e.strerror or str(e), str(path))
+        return e
+    if isinstance(e, (RuntimeError, ValueError)) and _full(Path(path).parent):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return e
+
+
+def _full(directory: Path) -> bool:
+    """Whether the file system of `directory` has (almost) no room left for this user."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BYTES
+
+
+FULL_BYTES = 1 << 20  # under 1 MiB free: a failed write there is the disk being full
+
+
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], object]) -> None:
-    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`.
+
+    A failed write leaves `path` as it was; its OSError names `path` (`write_error`: a full
+    disk says ENOSPC even when the library writing raised its own error)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path.parent, e) from None
     host = socket.gethostname().replace(".", "_")
     _remove_stale_temps(path, host)
     try:
         mode = path.stat().st_mode & 0o777
     except OSError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -43,9 +80,12 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], object])
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        mapped = write_error(path, e)
+        if mapped is e:
+            raise
+        raise mapped from None
     _fsync_dir(path.parent)
 
 
@@ -91,12 +131,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Atomically replace `path` with `text` (UTF-8)."""
-    data = text.encode()
-
-    def write(f: io.BufferedWriter) -> None:
-        f.write(data)
-
-    atomic_write(path, write)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

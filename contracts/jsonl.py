@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contracts.atomic import write_error
 from contracts.errors import ContractError, ContractWarning
 
 
@@ -36,11 +37,14 @@ def append_jsonl_lines(
     text = "".join(
         json.dumps(r, separators=(",", ":"), sort_keys=sort_keys) + "\n" for r in records
     )
-    with open(path, "ab+") as f:
-        _cut_torn_tail(f, Path(path))
-        f.write(text.encode())
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "ab+") as f:
+            _cut_torn_tail(f, Path(path))
+            f.write(text.encode())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # a full disk says so, naming the file
+        raise write_error(path, e) from None
 
 
 def _cut_torn_tail(f: Any, path: Path) -> None:

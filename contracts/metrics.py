@@ -2,9 +2,10 @@
 evaluations) and by the sample-quality stage (``eval: "samples"``); read by the status CLI,
 the sample stage and the tidy table (`analysis.results`).
 
-The metric names are declared here once: `METRICS` (test metrics, fittable),
-`BY_SCALE` (their per-scale lists) and `SAMPLE_METRICS` (the fittable sample-quality columns,
-lower is better), with every column of a sample-quality line in `SAMPLE_FIELDS`.
+The metric names are declared here once: `METRICS` (test metrics, fittable), `BY_SCALE`
+(their per-scale lists), `METRICS_SE` (their standard errors over the test images) and
+`SAMPLE_METRICS` (the fittable sample-quality columns, lower is better), with every column of
+a sample-quality line in `SAMPLE_FIELDS`.
 
 A line is a `MetricsRecord`: the trainer's columns as typed fields (None: not in the line),
 the sample-quality columns in `samples`, anything else (a newer writer's or a hand-made
@@ -33,6 +34,8 @@ FILE = "metrics.jsonl"
 # last scale; the fittable ones
 METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
 BY_SCALE = ("ce_by_scale", "err_by_scale")  # the same per scale, coarse to fine
+# their standard errors over the test images (written when the evaluator measured them)
+METRICS_SE = tuple(f"{m}_se" for m in METRICS)
 EVAL_KINDS = ("full", "subset", "samples")  # full test set, part of it, sample quality
 # sample quality (scaling.sample_eval): the fittable columns (lower is better) ...
 SAMPLE_METRICS = ("fid", "sample_fd", "sample_err")
@@ -56,6 +59,7 @@ SAMPLE_FIELDS = (
     "sample_features",
     "sample_reference",
     "sample_reference_images",
+    "sample_reference_skipped",
     "sample_folder",
     "sample_s",
 )
@@ -93,6 +97,10 @@ class MetricsRecord:
     err_last: float | None = None
     ce_by_scale: tuple[float, ...] | None = None
     err_by_scale: tuple[float, ...] | None = None
+    ce_avg_se: float | None = None  # standard errors over the test images (METRICS_SE)
+    ce_last_se: float | None = None
+    err_avg_se: float | None = None
+    err_last_se: float | None = None
     eval: str | None = None  # one of EVAL_KINDS; None (old lines): "full"
     eval_images: int | None = None
     eval_flops: Number | None = None  # all evaluations' forward FLOPs so far
@@ -183,6 +191,8 @@ def _plain(value: Any) -> Any:
 def _rebuild(cls: type, state: dict[str, Any]) -> Any:
     return cls(**state)
 
+
+assert METRICS_SE == ("ce_avg_se", "ce_last_se", "err_avg_se", "err_last_se")  # the fields above
 
 _TYPED = tuple(
     f.name

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from scaling.core.config_io import dump_yaml
 from scaling.data.token_store import save_quantizer, store_identity, write_meta
@@ -124,3 +128,95 @@ def write_run(run_dir: Path, config: RunConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(config))
     return run_dir
+
+
+# ----------------------------------------------------------------------------- sweep files
+
+# the runs of a test sweep: tiny models that train in seconds on a CPU
+TINY_BASE: dict[str, Any] = {
+    "model": {"width": 32, "heads": 2, "init_adaln_gamma": 1.0e-3},
+    "optim": {"batch_size": 16, "base_lr": 0.005, "final_lr_frac": 0.1},
+    "length": {"steps": 24},
+    "runtime": {"num_threads": 1, "checkpoint_every_steps": 10},
+}
+TINY_EVAL: dict[str, Any] = {"points": 3, "first_frac": 0.2, "batch_size": 32}
+
+
+def merged(into: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`into` with `given` laid over it, mappings merged key by key (a None value drops it)."""
+    out = dict(into)
+    for key, value in given.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def sweep_spec(
+    output: Path | str,
+    *,
+    store: Path | str | None = None,
+    name: str = "tiny",
+    depths: Sequence[int] = (1, 2),
+    **sections: Any,
+) -> dict[str, Any]:
+    """The one sweep-file template of the tests, as a mapping: tiny runs (TINY_BASE,
+    TINY_EVAL) of `depths` on the token store `store`, written to `output`, local backend.
+
+    Each keyword names a top-level section laid over the template: mappings merge key by key
+    (``base={"length": {"steps": 4}}`` keeps the tiny model), other values replace, and None
+    removes a key (``eval=None``, ``base={"runtime": None}``)."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "output": str(output),
+        "data": {"tokens": str(store) if store is not None else "/nonexistent/tokens"},
+        "base": TINY_BASE,
+        "eval": TINY_EVAL,
+        "grid": {"depth": list(depths)},
+        "cluster": {"backend": "local", "cpus_per_task": 1},
+    }
+    return merged(spec, sections)
+
+
+def write_sweep(path: Path, output: Path | str, **kw: Any) -> Path:
+    """Write `sweep_spec(output, **kw)` as the YAML file `path`; returns `path`."""
+    path.write_text(yaml.safe_dump(sweep_spec(output, **kw), sort_keys=False))
+    return path
+
+
+def tiny_sweep(
+    path: Path,
+    store: Path,
+    output: Path,
+    *,
+    depths: Sequence[int] = (1, 2),
+    steps: int = 24,
+    backend: str = "local",
+    partition: str = "debug",
+    time_min: int = 10,
+    signal_delay_s: int = 60,
+    extra: str = "",
+):
+    """Write and load a sweep of tiny models on `store` (trains in seconds on a CPU); `extra`:
+    more top-level sections as YAML text (a `base:` there is merged into the tiny one)."""
+    from scaling.study.sweep.sweep import load_sweep
+
+    more = yaml.safe_load(textwrap.dedent(extra)) or {}
+    write_sweep(
+        path,
+        output,
+        store=store,
+        depths=depths,
+        base=merged({"length": {"steps": steps}}, more.pop("base", {})),
+        cluster={
+            "backend": backend,
+            "partition": partition,
+            "time_min": time_min,
+            "signal_delay_s": signal_delay_s,
+        },
+        **more,
+    )
+    return load_sweep(path)

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -267,6 +268,66 @@ def fit(*args: str) -> Callable[[Path], object]:
     return lambda w: fit_mod.main([a.format(w=w) for a in args])
 
 
+def ckpt_edit(fn: Callable[[dict], None]) -> Callable[[Path], None]:
+    """Change the finished run's checkpoint.pt (a field the resume must check)."""
+
+    def plant(w: Path) -> None:
+        path = w / "out" / "d1" / "checkpoint.pt"
+        state = torch.load(path, weights_only=True)
+        fn(state)
+        torch.save(state, path)
+
+    return plant
+
+
+def first_weight_nan(state: dict) -> None:
+    name = next(k for k, v in state["model"].items() if v.is_floating_point() and v.numel() > 1)
+    state["model"][name].view(-1)[0] = float("nan")
+
+
+def other_shape(state: dict) -> None:
+    name = next(k for k, v in state["model"].items() if v.ndim == 2)
+    state["model"][name] = torch.zeros(3, 3)
+
+
+def cut_metrics(w: Path) -> None:
+    """A partial copy: metrics.jsonl shorter than the checkpoint's offset."""
+    path = w / "out" / "d1" / "metrics.jsonl"
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def truncated_copy(src: str, dst: str) -> Callable[[Path], None]:
+    def plant(w: Path) -> None:
+        data = (w / src).read_bytes()
+        (w / dst).parent.mkdir(parents=True, exist_ok=True)
+        (w / dst).write_bytes(data[: len(data) // 2])
+
+    return plant
+
+
+def hostile_file(dst: str) -> Callable[[Path], None]:
+    def plant(w: Path) -> None:
+        (w / dst).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"format": "var_core.vqvae.v1", "x": Hostile(w / "PWNED")}, w / dst)
+
+    return plant
+
+
+def sample_eval(run: str = "out/d1") -> Callable[[Path], object]:
+    def call(w: Path) -> object:
+        from scaling.training import sample_eval as sample_eval_mod
+
+        return sample_eval_mod.main([str(w / run), "--device", "cpu"])
+
+    return call
+
+
+# nine levels of nine aliases: 9**9 (387 million) strings once expanded
+ALIAS_BOMB = "zz:\n  a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)
+)
+
+
 Y = "s.yaml"
 CASES = [
     # ---- sweep YAML (located: file:line: key)
@@ -453,9 +514,9 @@ CASES = [
     # ---- run config (python -m scaling.train)
     Case(
         "run config with an unknown key",
-        both(new_run(), edit("bad/r/config.yaml", "  base_lr:", "  lr: 1\n  base_lr:")),
+        both(new_run(), edit("bad/r/config.yaml", "  base_lr:", "  wd: 1\n  base_lr:")),
         train("bad/r/config.yaml"),
-        ("bad/r/config.yaml:", "optim.lr: unknown key"),
+        ("bad/r/config.yaml:", "optim.wd: unknown key"),
         2,
     ),
     Case(
@@ -596,6 +657,138 @@ CASES = [
         launch("--reconfigure"),
         ("--reconfigure only goes with --retry-failed",),
         None,
+    ),
+    # ---- numbers: finite, in range, whole where counts (also through --set and the grid)
+    Case(
+        "NaN grid value",
+        edit(Y, "  depth: [1]", "  depth: [1]\n  optim.base_lr: [.nan]"),
+        dry,
+        ("s.yaml:13: grid.optim.base_lr[0]: must be a finite number, got nan",),
+    ),
+    Case(
+        "infinite grid value",
+        edit(Y, "  depth: [1]", "  depth: [1]\n  optim.base_lr: [0.01, .inf]"),
+        dry,
+        ("s.yaml:13: grid.optim.base_lr[1]: must be a finite number, got inf",),
+    ),
+    Case(
+        "--set a NaN learning rate",
+        nothing,
+        launch("--set", "optim.base_lr=nan"),
+        ("--set 'optim.base_lr=nan': must be a finite number",),
+    ),
+    Case(
+        "--set an infinite learning rate",
+        nothing,
+        launch("--set", "optim.base_lr=-.inf"),
+        ("--set 'optim.base_lr=-.inf': must be a finite number",),
+    ),
+    Case(
+        "base_lr .nan in the sweep file",
+        edit(Y, "base_lr: 0.005}", "base_lr: .nan}"),
+        dry,
+        ("s.yaml:7: base.optim.base_lr: must be a finite number, got nan",),
+    ),
+    Case(
+        "length.steps 1e30",
+        edit(Y, "length: {steps: 6}", "length: {steps: 1e30}"),
+        dry,
+        ("s.yaml:8: base.length.steps: 1e+30 is too large",),
+    ),
+    Case(
+        "length.steps .inf",
+        edit(Y, "length: {steps: 6}", "length: {steps: .inf}"),
+        dry,
+        ("s.yaml:8: base.length.steps: expected an integer, got inf (not finite)",),
+    ),
+    Case(
+        "YAML alias bomb under an unknown key",
+        add(Y, ALIAS_BOMB),
+        dry,
+        ("s.yaml:", "aliases expand to more than 100,000 values (an alias bomb?)"),
+    ),
+    Case(
+        "samples.seed negative",
+        edit(Y, "base_lr: 0.005}", "base_lr: 0.005}\n  samples: {seed: -1}"),
+        dry,
+        ("s.yaml:8: base.samples.seed: must be >= 0, got -1",),
+    ),
+    # ---- checkpoint fields checked against the run before anything is loaded or cut
+    Case(
+        "checkpoint with a negative step",
+        ckpt_edit(lambda st: st.update(step=-3)),
+        train(),
+        ("out/d1/checkpoint.pt: step is -3, expected a whole number >= 0",),
+    ),
+    Case(
+        "checkpoint with a step past the end",
+        ckpt_edit(lambda st: st.update(step=10**9)),
+        train(),
+        ("out/d1/checkpoint.pt: step 1000000000 is past the run's last step 6",),
+    ),
+    Case(
+        "checkpoint for another number of steps",
+        ckpt_edit(lambda st: st.update(total_steps=400)),
+        train(),
+        ("out/d1/checkpoint.pt: total_steps is 400, but this run has 6 steps",),
+    ),
+    Case(
+        "metrics.jsonl shorter than the checkpoint says",
+        cut_metrics,
+        train(),
+        ("out/d1/metrics.jsonl is shorter (40 bytes) than", "out/d1/checkpoint.pt says"),
+    ),
+    Case(
+        "checkpoint metrics offset inside a line",
+        ckpt_edit(lambda st: st.update(metrics_offset=st["metrics_offset"] - 5)),
+        train(),
+        ("out/d1/checkpoint.pt: its metrics offset", "is not at the end of a line"),
+    ),
+    Case(
+        "checkpoint with NaN weights",
+        ckpt_edit(first_weight_nan),
+        train(),
+        ("out/d1/checkpoint.pt: model.", "holds NaN or infinite weights"),
+    ),
+    Case(
+        "checkpoint with another model shape",
+        ckpt_edit(other_shape),
+        train(),
+        ("out/d1/checkpoint.pt: model.", "has shape (3, 3)"),
+    ),
+    Case(
+        "checkpoint with a NaN wall time",
+        ckpt_edit(lambda st: st.update(wall_s=float("nan"))),
+        train(),
+        ("out/d1/checkpoint.pt: wall_s is nan, expected a finite number >= 0",),
+    ),
+    # ---- one error mapping: library errors exit 2 with the file named, never a traceback
+    Case(
+        "tokenize with a truncated VQVAE file",
+        truncated_copy("vq.pt", "bad/vq.pt"),
+        lambda w: tokenize(w, vqvae="bad/vq.pt"),
+        ("bad/vq.pt: not a readable checkpoint (truncated or not a torch file",),
+    ),
+    Case(
+        "tokenize with a hostile VQVAE file",
+        hostile_file("bad/vq.pt"),
+        lambda w: tokenize(w, vqvae="bad/vq.pt"),
+        ("bad/vq.pt: refused to load: it holds Python objects", "nothing in it was run"),
+    ),
+    Case(
+        "sample_eval on a run whose checkpoint is truncated",
+        truncated_copy("out/d1/checkpoint.pt", "out/d1/checkpoint.pt"),
+        sample_eval(),
+        ("out/d1/checkpoint.pt: not a readable training checkpoint (truncated",),
+    ),
+    Case(
+        "launch with an output folder under a file",
+        both(
+            write("afile", "not a folder"),
+            edit(Y, "output: {w}/out", "output: {w}/afile/out"),
+        ),
+        launch(),
+        ("{w}/afile/out (the sweep's `output:`): {w}/afile is a file, not a folder",),
     ),
     Case(
         "--only that matches nothing",
@@ -750,3 +943,112 @@ def test_a_refused_submission_is_recorded_and_submits_nothing(world, tmp_path, m
     assert rec["state"] == "pending" and "submission failed: sbatch: error" in rec["error"]
     assert not rec.get("job_ids")
     assert RunDir(w / "out" / "d1").read_status()["state"] == "done"
+
+
+def test_an_alias_bomb_is_refused_in_well_under_a_second(tmp_path):
+    from scaling.core.config_io import ConfigError, load_yaml
+
+    path = tmp_path / "bomb.yaml"
+    # twelve levels of nine: 9**12 (282 billion) strings once expanded
+    path.write_text(
+        "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 12))
+    )
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb\.yaml:\d+: invalid YAML: its aliases expand"):
+        load_yaml(path)
+    assert time.perf_counter() - t0 < 0.5
+    # a recursive alias is refused too, and ordinary aliases still load
+    path.write_text("a: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match="refers to the node that holds it"):
+        load_yaml(path)
+    path.write_text("base: &b {x: 1}\nother: *b\n")
+    assert load_yaml(path)[0] == {"base": {"x": 1}, "other": {"x": 1}}
+
+
+def test_status_leaves_out_nan_and_absurd_metrics_lines(world, tmp_path, capsys):
+    """A metrics file with NaN lines (and a line of 1e282 tokens): status shows the last
+    sound line, never inf or 1e+282, and does not call the run data-limited."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w, symlinks=True)
+    (w / Y).write_text((w / Y).read_text().replace(f"output: {world}", f"output: {w}"))
+    path = w / "out" / "d1" / "metrics.jsonl"
+    good = [json.loads(x) for x in path.read_text().splitlines()]
+    bad = [
+        {**good[-1], "step": good[-1]["step"] + 1, "tokens": float("inf"), "ce_avg": float("nan")},
+        {**good[-1], "step": good[-1]["step"] + 2, "tokens": 1e282, "ce_avg": 99.0},
+        {**good[-1], "step": good[-1]["step"] + 3, "ce_avg": float("nan"), "train_loss": 0.1},
+    ]
+    with open(path, "a") as f:
+        for rec in bad:
+            f.write(json.dumps(rec) + "\n")  # json writes NaN and Infinity literals
+    capsys.readouterr()
+    assert status_mod.main([str(w / Y)]) == 0
+    out = capsys.readouterr().out
+    assert "inf" not in out.lower().replace("info", "") and "e+282" not in out, out
+    assert "data-limited" not in out, out
+    assert f"step {good[-1]['step']}," in out, out
+
+
+def test_a_truncated_token_shard_is_named_at_merge(tmp_path):
+    from scaling.data.token_store import TokenStoreError, merge_split, shard_dir
+
+    store = tmp_path / "store"
+    for i in range(2):
+        d = shard_dir(store, "train", i, 2)
+        d.mkdir(parents=True)
+        np.save(d / "tokens.npy", np.zeros((4, 6), np.uint16))
+        np.save(d / "labels.npy", np.zeros(4, np.int32))
+        (d / "done.json").write_text(json.dumps({"inputs": 4, "rows": 4, "skipped": []}))
+    bad = shard_dir(store, "train", 1, 2) / "tokens.npy"
+    bad.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(TokenStoreError, match=rf"{bad}: unreadable token shard \(truncated"):
+        merge_split(store, "train", 2, num_inputs=8, rows_per_input=1, L=6)
+    assert not (store / "train" / "tokens.npy").exists()  # nothing merged
+
+
+def test_a_full_disk_names_the_file_and_says_no_space(tmp_path, monkeypatch, capsys):
+    """ENOSPC from the kernel (/dev/full), and torch's own error on a full disk ("unexpected
+    pos"), both end as "no space left on <path>", exit 1, the old file intact."""
+    from contracts import atomic  # the home of atomic writes (scaling.core.atomic imports it)
+    from scaling.core.atomic import append_jsonl, atomic_write
+    from scaling.core.cli import run_cli
+
+    target = tmp_path / "metrics.jsonl"
+    target.symlink_to("/dev/full")
+    assert run_cli(lambda: append_jsonl(target, {"step": 1})) == 1
+    err = capsys.readouterr().err
+    assert f"error: no space left on {target}" in err and "Traceback" not in err
+
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(b"old")
+
+    def torch_on_a_full_disk(f):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    class Full:  # what os.statvfs says of a full file system
+        f_bavail, f_frsize = 0, 4096
+
+    monkeypatch.setattr(atomic.os, "statvfs", lambda p: Full())
+    assert run_cli(lambda: atomic_write(ckpt, torch_on_a_full_disk)) == 1
+    err = capsys.readouterr().err
+    assert f"error: no space left on {ckpt}" in err and "unexpected pos" not in err
+    assert ckpt.read_bytes() == b"old"  # the old file intact, no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+
+
+def test_library_value_errors_exit_2_and_bugs_keep_their_traceback(capsys):
+    from scaling.core.cli import run_cli
+    from var_core.checkpoint import CheckpointError as CoreCheckpointError
+
+    def core_error():
+        raise CoreCheckpointError("x.pt: not a readable checkpoint")
+
+    assert run_cli(core_error) == 2
+    assert "error: x.pt: not a readable checkpoint" in capsys.readouterr().err
+
+    def bug():
+        raise ValueError("a bug in numpy's hands")
+
+    with pytest.raises(ValueError):
+        run_cli(bug)

@@ -10,6 +10,7 @@ Layouts understood by `load_state_dict_file`:
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,13 +37,20 @@ def _read(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the checkpoint is empty (0 bytes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for anything beyond tensors and plain containers
+    except pickle.UnpicklingError:  # objects beyond tensors and plain containers: never run
         raise CheckpointError(
-            f"{path}: refused to load (weights_only=True allows only tensors and "
-            f"plain containers): {type(e).__name__}: {str(e).splitlines()[0]}"
-        ) from e
+            f"{path}: refused to load: it holds Python objects other than tensors and plain "
+            "containers, which could run code when unpickled; nothing in it was run"
+        ) from None
+    except Exception as e:  # noqa: BLE001 -- truncated, or not a torch file at all
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or not a torch file: {reason})"
+        ) from None
 
 
 def _layout(obj: Any, kind: str, path: Path) -> tuple[dict, dict | None]:

@@ -2,7 +2,13 @@
 `contracts.atomic` and `contracts.jsonl` (torch-free, shared with `analysis`); this module keeps
 the import path the study's modules use."""
 
-from contracts.atomic import atomic_write, atomic_write_json, atomic_write_text, replacing_folder
+from contracts.atomic import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    replacing_folder,
+    write_error,
+)
 from contracts.jsonl import append_jsonl
 
 __all__ = [
@@ -11,4 +17,5 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "replacing_folder",
+    "write_error",
 ]

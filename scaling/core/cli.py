@@ -13,6 +13,7 @@ traceback.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -49,14 +50,33 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
 
 
+# OSError numbers that mean the user's path is wrong (not writable, missing): exit 2
+_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+# packages whose ValueErrors mean bad input (they cannot import InputError: var_core and the
+# torch-free analysis package stand alone)
+_LIBRARIES = ("var_core", "analysis", "scaling")
+
+
+def describe_os_error(e: OSError) -> str:
+    """An OSError as one line naming the path and the cause ("no space left on <path>")."""
+    path = e.filename if e.filename is not None else "?"
+    if e.errno in _FULL_ERRNOS:
+        return f"no space left on {path} ({e.strerror or e}); free some space and run again"
+    return f"{path}: {e.strerror or e}"
+
+
 def run_cli(
     body: Callable[[], int | None], *, input_errors: Sequence[type[BaseException]] = ()
 ) -> int:
-    """Run a CLI's `body()` and map its errors to the exit codes above.
+    """Run a CLI's `body()` and map its errors to the exit codes above: the one mapping of
+    every `python -m scaling.X` command.
 
-    `input_errors` adds exception types that mean bad input although they are not
-    `InputError`s (e.g. `analysis.results.ResultsError`, from the torch-free package that
-    cannot import this one). Returns the exit status; never raises for the two known kinds.
+    Exit 2, with the message: `InputError`s, the ValueErrors of var_core and analysis (they
+    cannot import this module), an OSError on a path the user gave (not writable, missing),
+    and `input_errors` (more types that mean bad input). Exit 1: `RuntimeFailure`s and the
+    other OSErrors (a full disk says "no space left on <path>"). Returns the exit status; a
+    bug (any other exception) keeps its traceback.
     """
     bad_input: tuple[type[BaseException], ...] = (InputError, ContractError, *input_errors)
     try:
@@ -67,3 +87,11 @@ def run_cli(
     except RuntimeFailure as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as e:
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        return EXIT_INPUT if e.errno in _INPUT_ERRNOS else EXIT_FAILURE
+    except ValueError as e:
+        if type(e).__module__.split(".")[0] not in _LIBRARIES:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -27,6 +28,8 @@ import yaml
 from scaling.core.cli import InputError
 
 KeyPath = tuple[str | int, ...]
+# the largest count a setting may give: exact as a float, so it survives JSON and estimates
+MAX_INT = 2**53
 T = TypeVar("T")
 
 
@@ -92,6 +95,50 @@ def _collect_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], so
             _collect_lines(item, path + (i,), lines, source)
 
 
+# a config's nodes with every alias expanded: far above any real config, far below a bomb's
+MAX_EXPANDED_NODES = 100_000
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """Refuse a document whose aliases expand to more than MAX_EXPANDED_NODES nodes (an
+    "alias bomb": a few lines that expand to billions) or refer to themselves; counted in
+    time linear in the document (each distinct node once), so a bomb is refused at once."""
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise ConfigError(
+                f"{source}:{node.start_mark.line + 1}: invalid YAML: an alias refers to "
+                "the node that holds it (a recursive structure)"
+            )
+        busy.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        busy.discard(key)
+        sizes[key] = total
+        if total > MAX_EXPANDED_NODES:
+            raise ConfigError(
+                f"{source}:{node.start_mark.line + 1}: invalid YAML: its aliases expand to "
+                f"more than {MAX_EXPANDED_NODES:,} values (an alias bomb?); refusing to read it"
+            )
+        return total
+
+    size(root)
+
+
 def load_yaml(path: str | Path) -> tuple[Any, Located]:
     """Read a YAML file safely; return (plain data, line locations of every key path)."""
     path = Path(path)
@@ -106,6 +153,8 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Located]:
     """Parse YAML text safely (no object construction); see `load_yaml`."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(node, source)  # before anything walks the aliases
         data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -193,14 +242,21 @@ def _convert(value: Any, tp: Any, path: KeyPath, loc: Located) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             # YAML reads 1e6 as a string and 1.0e6 as a float: accept whole numbers
             as_float = _as_float(value)
+            if as_float is not None and not math.isfinite(as_float):
+                raise loc.error(path, f"expected an integer, got {value!r} (not finite)")
             if as_float is not None and as_float.is_integer() and not isinstance(value, bool):
-                return int(as_float)
-            raise loc.error(path, f"expected an integer, got {value!r}")
+                value = int(as_float)
+            else:
+                raise loc.error(path, f"expected an integer, got {value!r}")
+        if abs(value) > MAX_INT:
+            raise loc.error(path, f"{value:.3g} is too large (at most {MAX_INT:.3g})")
         return value
     if tp is float:
         as_float = _as_float(value)
         if as_float is None or isinstance(value, bool):
             raise loc.error(path, f"expected a number, got {value!r}")
+        if not math.isfinite(as_float):
+            raise loc.error(path, f"must be a finite number, got {value!r}")
         return as_float
     if tp is str:
         if not isinstance(value, str):
@@ -318,6 +374,8 @@ def parse_sets(sets: Sequence[str], example: str = "optim.base_lr=3e-3") -> list
                 value = float(value)
             except ValueError:
                 pass
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--set {text!r}: must be a finite number, got {value!r}")
         out.append(SetValue(tuple(key.split(".")), value, text))
     return out
 

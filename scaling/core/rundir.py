@@ -20,9 +20,10 @@ or waiting for a slot of the local launcher), running (a trainer started), done,
 adds `orphaned`: recorded queued/running, but the job is gone and left no final state.
 
 Updates are read-modify-write under a file lock, so the launcher and the job never lose each
-other's fields; and a final state (done, failed, stopped) is never replaced by queued or
-running unless the writer resubmits or starts it (`force=True`): a late "queued" from the
-launcher cannot hide a failure the job already recorded.
+other's fields; and a recorded final state (done, failed, stopped) is never replaced by
+another state unless the writer is the run's own trainer or resubmits it (`force=True`): a
+launcher's late "failed" (its job's controller died while the trainer went on and finished)
+cannot hide a `done` the trainer already recorded, nor a late "queued" a failure.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ from contracts.metrics import MetricsRecord
 from contracts.status import FINAL, STATES, RunStatus
 from scaling.core.cli import RuntimeFailure
 
-__all__ = ["FINAL", "STATES", "CorruptStatus", "RunDir"]
+__all__ = ["FINAL", "OUTCOME_FIELDS", "STATES", "CorruptStatus", "RunDir"]
+
+# what a write that changes the state means by it: dropped with the state when a final one wins
+OUTCOME_FIELDS = ("state", "error", "finished_at", "slurm_state", "traceback")
 
 
 class CorruptStatus(RuntimeFailure):
@@ -104,21 +108,19 @@ class RunDir:
     def update_status(self, *, force: bool = False, **fields: Any) -> dict[str, Any]:
         """Merge `fields` into status.json atomically and return the new record.
 
-        A recorded final state (done, failed, stopped) is kept when `fields` would set
-        queued or running, unless `force` (the launcher resubmitting it, or a trainer
-        starting on it).
+        A recorded final state (done, failed, stopped) wins over any other state `fields`
+        would set (the state and its outcome fields, `OUTCOME_FIELDS`, are dropped; the rest
+        is merged), unless `force`: the launcher resubmitting the run, or its trainer (which
+        holds the run lock, so its word is the truth) starting or ending it.
         """
         state = fields.get("state")
         if state is not None and state not in STATES:
             raise ValueError(f"unknown run state {state!r}; expected one of {STATES}")
         with self._status_lock():
             status = self.read_status()
-            if (
-                not force
-                and state in ("queued", "running", "pending")
-                and status.get("state") in FINAL
-            ):
-                fields = {k: v for k, v in fields.items() if k not in ("state", "error")}
+            recorded = status.get("state")
+            if not force and state is not None and recorded in FINAL and state != recorded:
+                fields = {k: v for k, v in fields.items() if k not in OUTCOME_FIELDS}
             status.update(fields)
             status["updated_at"] = time.time()
             status_file.write_status(

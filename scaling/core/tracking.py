@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from contracts.metrics import BY_SCALE, METRICS, MetricsRecord
+from contracts.metrics import BY_SCALE, METRICS, METRICS_SE, MetricsRecord
 from scaling.core.config_io import InvalidValue
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,15 @@ def eval_scalars(record: MetricsRecord, patch_nums: tuple[int, ...]) -> dict[str
     """
     prefix = "test" if record.kind == "full" else "test_subset"
     out = {f"{prefix}/{k}": getattr(record, k) for k in METRICS if getattr(record, k) is not None}
+    # standard errors over the test images: a rise of more than a few of them is real
+    # (analysis.overfit); scaling.status names the run data-limited
+    out.update(
+        {
+            f"{prefix}_se/{k}": getattr(record, se)
+            for k, se in zip(METRICS, METRICS_SE, strict=True)
+            if getattr(record, se) is not None
+        }
+    )
     for key in BY_SCALE:
         for k, (pn, value) in enumerate(zip(patch_nums, getattr(record, key) or ())):
             out[f"{prefix}/{key}/s{k + 1:02d}_{pn}x{pn}"] = value

@@ -70,15 +70,19 @@ class SmallClassifier(nn.Module):
 
 def load_split(
     root: Path, split: str, resolution: int | None = None, classes: list[str] | None = None
-) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
-    """All images of `root/split` as (images [N, 3, R, R] in [-1, 1], labels [N], classes, R)."""
+) -> tuple[torch.Tensor, torch.Tensor, list[str], int, list[str]]:
+    """The readable images of `root/split` as (images [N, 3, R, R] in [-1, 1], labels [N],
+    classes, R, the files skipped as unreadable: the image skip policy of scaling.data.images)."""
     folder = root / split
-    if resolution is None:  # the folder's own size (the first image; all must match)
+    if resolution is None:  # the folder's own size (the first readable image; all must match)
         ds0 = ImageFolder(folder, 8, train=False, classes=classes)
-        resolution = load_rgb(ds0.samples[0][0]).size[0]
+        _, first = ds0.first_readable(0, lambda i: load_rgb(ds0.samples[i][0]))
+        resolution = first.size[0]
     ds = ImageFolder(folder, resolution, train=False, classes=classes)
-    x = torch.stack([ds.load(i) for i in range(len(ds))])
-    return x, torch.as_tensor(ds.labels), ds.classes, resolution
+    items = ds.readable(range(len(ds)), ds.load)
+    x = torch.stack([img for _, img in items])
+    labels = torch.as_tensor(ds.labels[[i for i, _ in items]])
+    return x, labels, ds.classes, resolution, sorted(str(p) for p in ds.skipped)
 
 
 def train_classifier(
@@ -115,8 +119,8 @@ def train_classifier(
     if out.is_file():
         return out
     t0 = time.perf_counter()
-    x, y, classes, res = load_split(images, "train")
-    xv, yv, _, _ = load_split(images, "val", res, classes)
+    x, y, classes, res, skipped = load_split(images, "train")
+    xv, yv, _, _, skipped_val = load_split(images, "val", res, classes)
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     model = SmallClassifier(len(classes), res, config.width, config.feature_dim)
@@ -149,16 +153,20 @@ def train_classifier(
         "val_accuracy": acc,
         "train_images": len(x),
         "val_images": len(xv),
+        # files left out as unreadable (the image skip policy, scaling.data.images)
+        "skipped_images": skipped + skipped_val,
         "train": vars(config),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: torch.save(state, f))
     log.info(
-        "classifier: val accuracy %.4f on %d images (%d train images, %.1f s) -> %s",
+        "classifier: val accuracy %.4f on %d images (%d train images, %d unreadable "
+        "skipped, %.1f s) -> %s",
         acc,
         len(xv),
         len(x),
+        len(skipped) + len(skipped_val),
         state["seconds"],
         out,
     )

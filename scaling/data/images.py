@@ -10,17 +10,23 @@ Class indices are the sorted class-folder names. A dataset root keeps them in
 `classes.json` (written by the synthetic generator and the tokenizer) so indices never
 shift when a folder is added or missing on another machine.
 
-Unreadable or truncated images never crash a pass mid-way: `ImageFolder.load` raises
-`UnreadableImage`, and `ImageFolder.try_load` is the one place that turns that into a skip
-(a warning once per file, counted in `skipped`). `__getitem__` and the VQVAE trainer's crops
-take the next readable image instead (`first_readable`); the tokenizer drops the image and
-reports the count.
+One skip policy for unreadable images, used by every stage that reads images (VQVAE
+training, tokenisation, the classifier, sample reference sets, online views): an unreadable or
+truncated image never stops a pass. `ImageFolder.load` raises `UnreadableImage`, and
+`ImageFolder.try_load` is the one place that turns that into a skip (a warning once per file,
+counted in the folder's `skipped` and in this process's `skipped_files()`); `readable` loads
+many and drops the unreadable ones (tokenizer, classifier, reference sets); `__getitem__`,
+the VQVAE trainer's crops and online views take the next readable image instead
+(`first_readable`). Each stage counts the files it skipped in its output (the token store's
+meta.json, the VQVAE's `skipped_images.json`, the classifier's checkpoint, a sample line's
+`sample_reference_skipped`) and the launcher's stage records (status.json `skipped_images`),
+which `scaling.status` shows. Only when no image of a folder can be read is it an error.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,6 +51,20 @@ T = TypeVar("T")
 
 class UnreadableImage(InputError):
     """An image file could not be decoded (corrupt, truncated or not an image)."""
+
+
+# every file skipped by this process (`try_load`): a stage's job reports it when it ends
+_SKIPPED: set[Path] = set()
+
+
+def skipped_files() -> list[str]:
+    """The image files this process skipped as unreadable so far (sorted)."""
+    return sorted(str(p) for p in _SKIPPED)
+
+
+def reset_skipped() -> None:
+    """Forget `skipped_files()` (a stage run in the launcher's own process starts afresh)."""
+    _SKIPPED.clear()
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -262,8 +282,21 @@ class ImageFolder(torch.utils.data.Dataset):
             path = self.samples[index][0]
             if path not in self.skipped:
                 self.skipped.add(path)
+                _SKIPPED.add(path)
                 warnings.warn(f"skipping {e}", stacklevel=3)
             return None
+
+    def readable(self, indices: Iterable[int], load: Callable[[int], T]) -> list[tuple[int, T]]:
+        """[(i, load(i))] for the readable images among `indices` (the others are skipped:
+        `try_load`); `UnreadableImage` naming the folder when none of them can be read."""
+        out = []
+        for i in indices:
+            item = self.try_load(int(i), load)
+            if item is not None:
+                out.append((int(i), item))
+        if not out and len(self.samples):
+            raise UnreadableImage(f"no readable image in {self.root}")
+        return out
 
     def first_readable(self, index: int, load: Callable[[int], T]) -> tuple[int, T]:
         """(i, load(i)) for the first readable image i from `index` on (wrapping around);

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaling.data.images import ImageFolder, UnreadableImage, crop_views, load_rgb
+from scaling.data.images import ImageFolder, crop_views, load_rgb
 from scaling.data.tokenize import encode
 from var_core import VQVAE
 
@@ -39,27 +39,27 @@ class OnlineViews:
     def __len__(self) -> int:
         return len(self.ds)
 
-    def view(self, image: int, epoch: int) -> torch.Tensor:
-        """Image `image`'s crop for `epoch`: [3, res, res] in [-1, 1]."""
-        path = self.ds.samples[image][0]
-        try:
-            img = load_rgb(path)
-        except UnreadableImage as e:
-            raise UnreadableImage(f"data.views online: {e}") from None
-        return crop_views(
-            img,
-            self.ds.resolution,
-            1,
-            (self.seed, int(epoch), int(image)),
-            resize_ratio=self.ds.resize_ratio,
-        )[0]
+    def view(self, image: int, epoch: int) -> tuple[int, torch.Tensor]:
+        """(the image used, its crop for `epoch`: [3, res, res] in [-1, 1]): image `image`, or
+        the next readable one when it cannot be read (the image skip policy of
+        scaling.data.images; skipped files are counted in `self.ds.skipped`)."""
+
+        def crop(i: int) -> torch.Tensor:
+            return crop_views(
+                load_rgb(self.ds.samples[i][0]),
+                self.ds.resolution,
+                1,
+                (self.seed, int(epoch), int(i)),
+                resize_ratio=self.ds.resize_ratio,
+            )[0]
+
+        return self.ds.first_readable(int(image), crop)
 
     def batch(self, images: np.ndarray, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens int64 [B, L] on the device, labels int64 [B]) for `images` (int [B])."""
-        x = torch.stack([self.view(i, epoch) for i in np.asarray(images).tolist()])
+        views = [self.view(i, epoch) for i in np.asarray(images).tolist()]
+        x = torch.stack([v for _, v in views])
         # clone: an inference tensor cannot enter the training graph
         tokens = encode(self.vqvae, x.to(self.device, non_blocking=True)).clone()
-        labels = torch.tensor(
-            [self.ds.samples[i][1] for i in np.asarray(images).tolist()], dtype=torch.int64
-        )
+        labels = torch.tensor([self.ds.samples[i][1] for i, _ in views], dtype=torch.int64)
         return tokens, labels

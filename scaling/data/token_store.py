@@ -600,7 +600,13 @@ def merge_split(
         if not (d / "done.json").exists():
             missing.append(i)
             continue
-        done = json.loads((d / "done.json").read_text())
+        try:
+            done = json.loads((d / "done.json").read_text())
+            int(done["inputs"]), int(done["rows"]), list(done["skipped"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TokenStoreError(
+                f"{d / 'done.json'}: unreadable shard record ({e}); run that shard again"
+            ) from None
         start, end = shard_range(num_inputs, i, num_shards)
         if done["inputs"] != end - start:
             raise TokenStoreError(
@@ -624,14 +630,18 @@ def merge_split(
             f"token store {store}: split {split!r}: {count} rows for "
             f"{num_inputs} inputs with {len(skipped)} skipped"
         )
+    arrays = [
+        (_shard_array(d / "tokens.npy", rows, L), _shard_array(d / "labels.npy", rows, None))
+        for d, rows in parts
+    ]  # every shard checked before anything is written
     out = store / split
     tmp_tok, tmp_lab = out / ".tokens.npy.tmp", out / ".labels.npy.tmp"
     tokens = np.lib.format.open_memmap(tmp_tok, mode="w+", dtype=np.uint16, shape=(count, L))
     labels = np.lib.format.open_memmap(tmp_lab, mode="w+", dtype=np.int32, shape=(count,))
     row = 0
-    for d, rows in parts:
-        tokens[row : row + rows] = np.load(d / "tokens.npy", mmap_mode="r")[:rows]
-        labels[row : row + rows] = np.load(d / "labels.npy", mmap_mode="r")[:rows]
+    for (_, rows), (tok, lab) in zip(parts, arrays, strict=True):
+        tokens[row : row + rows] = tok[:rows]
+        labels[row : row + rows] = lab[:rows]
         row += rows
     tokens.flush()
     labels.flush()
@@ -642,6 +652,26 @@ def merge_split(
     atomic_write_json(out / "merged.json", result)
     shutil.rmtree(out / "shards", ignore_errors=True)
     return result
+
+
+def _shard_array(path: Path, rows: int, width: int | None) -> np.ndarray:
+    """A shard's tokens [rows, width] or labels [rows] (memory-mapped), or TokenStoreError
+    naming the file when it is missing, truncated or shorter than its done.json says."""
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise TokenStoreError(
+            f"{path}: unreadable token shard (truncated or not a .npy file: {reason}); "
+            "run that shard again (delete its folder) before the merge"
+        ) from None
+    if arr.shape[0] < rows or (width is not None and (arr.ndim != 2 or arr.shape[1] != width)):
+        raise TokenStoreError(
+            f"{path}: token shard of shape {list(arr.shape)}, but its done.json says {rows} rows"
+            + (f" of {width} tokens" if width is not None else "")
+            + "; run that shard again (delete its folder) before the merge"
+        )
+    return arr
 
 
 def merged_info(store: str | Path, split: str) -> dict | None:

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from scaling.core.cli import InputError
+from scaling.core.safe_load import load_checkpoint_file
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 VGG16_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (features index)
@@ -37,7 +38,7 @@ class PerceptualLoss(nn.Module):
                 layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
                 cin = v
         self.features = nn.Sequential(*layers)
-        sd = torch.load(vgg_path, map_location="cpu", weights_only=True)
+        sd = load_checkpoint_file(vgg_path, "VGG16 weights file")
         own = {k[len("features.") :]: v for k, v in sd.items() if k.startswith("features.")}
         missing = set(self.features.state_dict()) - set(own)
         if missing:
@@ -49,7 +50,7 @@ class PerceptualLoss(nn.Module):
         widths = (64, 128, 256, 512, 512)
         lins = [torch.ones(1, c, 1, 1) / c for c in widths]
         if lpips_path is not None:
-            lp = torch.load(lpips_path, map_location="cpu", weights_only=True)
+            lp = load_checkpoint_file(lpips_path, "LPIPS weights file")
             try:
                 lins = [
                     lp[f"lin{k}.model.1.weight"].float().reshape(1, c, 1, 1)

@@ -57,6 +57,7 @@ from var_core import VQVAE, save_model
 
 log = logging.getLogger(__name__)
 STATE_FILE, METRICS_FILE, MODEL_FILE = "train_state.pt", "vqvae_metrics.jsonl", "vqvae.pt"
+SKIPPED_FILE = "skipped_images.json"  # unreadable image files left out (scaling.data.images)
 
 
 # ----------------------------------------------------------------------------- data
@@ -368,6 +369,22 @@ def last_eval(out: Path) -> dict | None:
     return evals[-1] if evals else None
 
 
+def reconstruction_warning(record: dict | None) -> str | None:
+    """A warning when an evaluation line's val PSNR is below the mean-colour baseline (the
+    VQVAE reconstructs worse than replacing each image by its mean colour), else None."""
+    if not record or "val_psnr_mean_colour" not in record:
+        return None
+    psnr, flat = record["val_psnr"], record["val_psnr_mean_colour"]
+    if psnr >= flat:
+        return None
+    return (
+        f"the VQVAE's val PSNR {psnr:.1f} dB is below the mean-colour baseline {flat:.1f} dB "
+        f"(step {record.get('step', '?')}): it reconstructs worse than a flat colour per image, "
+        "so its tokens carry little of the images; train it longer (prepare.vqvae.steps) or "
+        "check its learning rate before training VARs on them"
+    )
+
+
 class MetricsLog:
     """`vqvae_metrics.jsonl` and the tracker (TensorBoard event files, W&B): each record
     goes to both, under the same step."""
@@ -514,7 +531,23 @@ def train_vqvae(
             )
     bar.close()
     metrics.close()
+    record_skipped(out, train_ds.skipped | val_ds.skipped)
+    warning = reconstruction_warning(last_eval(out))
+    if warning:
+        log.warning("warning: %s", warning)
     return out / MODEL_FILE
+
+
+def record_skipped(out: Path, skipped: set[Path]) -> None:
+    """`out/skipped_images.json`: the image files the VQVAE's training left out as
+    unreadable (the image skip policy of scaling.data.images), over all its attempts."""
+    path = out / SKIPPED_FILE
+    try:
+        before = json.loads(path.read_text()).get("skipped", [])
+    except (OSError, ValueError, AttributeError):
+        before = []
+    files = sorted(set(before) | {str(p) for p in skipped})
+    atomic_write_text(path, json.dumps({"count": len(files), "skipped": files}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

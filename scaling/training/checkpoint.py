@@ -10,6 +10,8 @@ duplicated nor missing lines.
 
 from __future__ import annotations
 
+import json
+import math
 import socket
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,11 @@ class CheckpointState:
                 f"{branch.at}); run the parent with save_at "
                 f"including {branch.at} first"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint_file(
+            path, f"stable-phase state of the parent {branch.parent if branch else '?'!r}"
+        )
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise CheckpointError(f"{path}: not a stable-phase state of this toolkit")
         mine, theirs = to_dict(self.config), state.get("config", {})
         # what is learned must be the parent's: the same model, optimizer, schedule, length, data
         for key in ("model", "optim", "length", "data", "seed"):
@@ -131,12 +137,17 @@ class CheckpointState:
         return state
 
     # ------------------------------------------------------------------ load
-    def load(self, start_step: int) -> dict[str, Any] | None:
+    def load(self, start_step: int, total_steps: int | None = None) -> dict[str, Any] | None:
         """Resume: restore model, optimizer and RNG states from checkpoint.pt and cut
         metrics.jsonl back to it; returns the saved state, whose progress entries the trainer
         restores. A decay branch without a checkpoint starts from its parent's stable-phase
         state after `start_step` steps (its metrics file is left alone). None: a fresh start
-        (evaluations of a run that never checkpointed are deleted)."""
+        (evaluations of a run that never checkpointed are deleted).
+
+        Every field is checked against the run before anything is loaded or cut (`check`):
+        a checkpoint that does not fit (a step outside [0, `total_steps`], a metrics offset
+        past the end of metrics.jsonl or not at a line boundary, other shapes, non-finite
+        weights) raises CheckpointError naming the file, and nothing is changed."""
         path = self.run.checkpoint
         branch_start = not path.exists() and self.config.branch is not None
         if not path.exists():
@@ -149,9 +160,10 @@ class CheckpointState:
             if branch_start
             else load_checkpoint_file(path, "training checkpoint")
         )
+        source = self.stable_state_path(start_step, self.parent_dir()) if branch_start else path
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(
-                f"{path}: not a training checkpoint of this toolkit (format "
+                f"{source}: not a training checkpoint of this toolkit (format "
                 f"{state.get('format') if isinstance(state, dict) else None!r})"
             )
         if not branch_start and state["config"] != to_dict(self.config):
@@ -159,17 +171,141 @@ class CheckpointState:
                 f"{path}: was written with another config than "
                 f"{self.run.config}; move it away to start over"
             )
-        self._load_full_states(state["model"], state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.dist.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.dist.device)
+        # a branch's parent state counts the parent's steps: only its step is checked here
+        self.check(state, source, None if branch_start else total_steps, metrics=not branch_start)
+        if branch_start and state["step"] != start_step:
+            raise CheckpointError(
+                f"{source}: holds step {state['step']}, not the branch point {start_step}"
+            )
+        try:
+            self._load_full_states(state["model"], state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and self.dist.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.dist.device)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise CheckpointError(
+                f"{source}: its model, optimizer or RNG state does not fit this run "
+                f"({self.run.config}): {reason}"
+            ) from None
         # evaluations written after this checkpoint are redone: drop them, so the file
-        # ends with neither duplicated nor missing lines
+        # ends with neither duplicated nor missing lines (`check` verified the cut is at
+        # the end of a complete line)
         if self.dist.is_main and self.run.metrics.exists() and not branch_start:
             with open(self.run.metrics, "r+b") as f:
                 f.truncate(state["metrics_offset"])
         self.dist.barrier()
         return state
+
+    def check(
+        self, state: dict[str, Any], source: Path, total_steps: int | None, metrics: bool = True
+    ) -> None:
+        """Raise CheckpointError (naming `source`) unless every field of `state` fits this
+        run: step and total steps, progress counters, the data order, the metrics offset (with
+        `metrics`: within metrics.jsonl, at the end of a complete line whose step is not past
+        the checkpoint's), the model's tensor names and shapes, finite weights."""
+
+        def bad(message: str) -> CheckpointError:
+            return CheckpointError(f"{source}: {message}; this checkpoint does not fit the run")
+
+        missing = [
+            k
+            for k in ("step", "total_steps", "model", "optimizer", "order", "rng", "metrics_offset")
+            if k not in state
+        ]
+        if missing:
+            raise bad(f"missing field(s) {', '.join(missing)}")
+        step, total = state["step"], state["total_steps"]
+        for key in ("step", "total_steps", "metrics_offset", "loss_count", "eval_flops"):
+            value = state.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(f"{key} is {value!r}, expected a whole number >= 0")
+        if total_steps is not None and total != total_steps:
+            raise bad(f"total_steps is {total}, but this run has {total_steps} steps")
+        if step > total:
+            raise bad(f"step {step} is past the run's last step {total}")
+        for key in ("wall_s", "loss_image_sum"):
+            value = state.get(key, 0.0)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise bad(f"{key} is {value!r}, expected a finite number >= 0")
+        order = state["order"]
+        if not isinstance(order, dict) or not all(
+            isinstance(order.get(k), int) and order[k] >= 0 for k in ("epoch", "position")
+        ):
+            raise bad(f"order is {order!r}, expected {{'epoch': int >= 0, 'position': int >= 0}}")
+        if not isinstance(state["rng"], dict) or not isinstance(
+            state["rng"].get("torch"), torch.Tensor
+        ):
+            raise bad("rng holds no torch RNG state")
+        model = state["model"]
+        if not isinstance(model, dict) or not isinstance(state["optimizer"], dict):
+            raise bad("model and optimizer must be state dicts")
+        if not self.var.fsdp:  # with FSDP the live state is sharded: its loader checks shapes
+            mine = self.var.model.state_dict()
+            if model.keys() != mine.keys():
+                extra, lack = sorted(model.keys() - mine.keys()), sorted(mine.keys() - model.keys())
+                raise bad(
+                    "its model has other tensors than this run's"
+                    + (f" (unexpected: {', '.join(extra[:3])})" if extra else "")
+                    + (f" (missing: {', '.join(lack[:3])})" if lack else "")
+                )
+            for name, tensor in model.items():
+                if not isinstance(tensor, torch.Tensor) or tensor.shape != mine[name].shape:
+                    got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else tensor
+                    raise bad(f"model.{name} has shape {got}, this run's {tuple(mine[name].shape)}")
+        # weights must be finite; a buffer that is not finite by construction (an attention
+        # mask of -inf) is compared with this run's own
+        live = self.var.model.state_dict() if not self.var.fsdp else {}
+        for name, tensor in model.items():
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+                continue
+            if bool(torch.isfinite(tensor).all()):
+                continue
+            own = live.get(name)
+            if own is None and "mask" in name:
+                continue
+            if own is None or not torch.equal(torch.isfinite(own), torch.isfinite(tensor)):
+                raise bad(f"model.{name} holds NaN or infinite weights")
+        if metrics:
+            self._check_metrics_offset(state["metrics_offset"], step, source)
+
+    def _check_metrics_offset(self, offset: int, step: int, source: Path) -> None:
+        """The cut a resume makes: within metrics.jsonl, right after a complete JSON line
+        whose step is at most the checkpoint's (or at 0)."""
+        path = self.run.metrics
+        size = path.stat().st_size if path.exists() else 0
+        if offset > size:
+            raise CheckpointError(
+                f"{path} is shorter ({size} bytes) than {source} says it was when saved "
+                f"({offset} bytes): evaluations are missing (a partial copy or restore?); "
+                "refusing to resume. Restore the whole metrics.jsonl, or move both files "
+                "away to start the run over"
+            )
+        if offset == 0:
+            return
+        with open(path, "rb") as f:
+            head = f.read(offset)
+        if not head.endswith(b"\n"):
+            raise CheckpointError(
+                f"{source}: its metrics offset {offset} is not at the end of a line of "
+                f"{path}; refusing to cut the file there"
+            )
+        last = head[:-1].rsplit(b"\n", 1)[-1]
+        try:
+            record = json.loads(last)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise CheckpointError(
+                f"{path}: the line before the offset {offset} that {source} gives is not a "
+                "complete evaluation record; refusing to cut the file there"
+            )
+        if record["step"] > step:
+            raise CheckpointError(
+                f"{path}: holds an evaluation at step {record['step']} before the offset "
+                f"{offset} that {source} gives, past its step {step}; the two files do not "
+                "belong together"
+            )
 
     def _load_full_states(self, model_state: dict, optim_state: dict) -> None:
         """Load unsharded states (FSDP scatters them to the shards)."""

@@ -106,6 +106,7 @@ class DataConfig:
     vqvae: Path | None = None  # views online: the VQVAE checkpoint (default: the store's)
 
     def __post_init__(self):
+        _positive("vocab_size", self.vocab_size)
         if (
             self.views != "online"
             and self.views is not None
@@ -363,6 +364,7 @@ class SamplesConfig:
     def __post_init__(self):
         _positive("per_class", self.per_class)
         _positive("classes", self.classes)
+        _positive("seed", self.seed, allow_zero=True)
         _positive("cfg", self.cfg, allow_zero=True)
         _positive("top_k", self.top_k, allow_zero=True)
         _positive("batch_size", self.batch_size)

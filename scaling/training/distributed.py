@@ -65,7 +65,7 @@ def setup(device_preference: str = "auto", timeout_s: float | None = None) -> Di
             backend="nccl" if device.type == "cuda" else "gloo",
             rank=rank,
             world_size=world_size,
-            **({} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}),
+            timeout=None if timeout_s is None else datetime.timedelta(seconds=timeout_s),
         )
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 

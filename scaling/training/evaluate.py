@@ -6,6 +6,9 @@ forcing, class dropout off) and predicts every token. Per token:
   error          argmax(logits) != target
 `*_avg` averages over all L tokens of all images, `*_last` over the tokens of the last scale
 (the final token map, e.g. 256 of 680 at 256px), `*_by_scale[k]` over the tokens of scale k.
+`*_se` is the standard error of each of the four over the test images: the sample sd of the
+per-image values / sqrt(images), the test set's sampling error (what `analysis.overfit`
+measures a rise against).
 """
 
 from __future__ import annotations
@@ -53,22 +56,32 @@ def evaluate(
     mode (e.g. `VAR.token_losses`, or `token_losses` on full logits).
     Nothing is read back to the host until all batches are done.
     `all_reduce` sums a tensor across ranks in place (each image is on exactly one rank).
-    Returns ce_avg, ce_last, err_avg, err_last, ce_by_scale, err_by_scale (lists) and images.
+    Returns ce_avg, ce_last, err_avg, err_last, their standard errors ce_avg_se ... err_last_se,
+    ce_by_scale, err_by_scale (lists) and images.
     """
     K = len(patch_nums)
     scales = scale_index(patch_nums).to(device)
     # sums per scale: [0] cross-entropy, [1] errors; then the image count
     sums = torch.zeros(2, K, dtype=torch.float64, device=device)
     images = torch.zeros(1, dtype=torch.float64, device=device)
+    # per-image values of ce_avg, ce_last, err_avg, err_last: [0] their sums, [1] of squares
+    moments = torch.zeros(2, 4, dtype=torch.float64, device=device)
+    last = scales == K - 1
     for tokens, labels in batches:
         tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast or contextlib.nullcontext():
             ce, err = losses(tokens, labels)
         sums[0].index_add_(0, scales, ce.sum(0).double())
         sums[1].index_add_(0, scales, err.sum(0).double())
+        per_image = torch.stack(
+            [ce.mean(1), ce[:, last].mean(1), err.mean(1), err[:, last].mean(1)], 1
+        ).double()  # [B, 4]
+        moments[0] += per_image.sum(0)
+        moments[1] += (per_image * per_image).sum(0)
         images += tokens.shape[0]
     if all_reduce is not None:
         all_reduce(sums)
+        all_reduce(moments)
         all_reduce(images)
     n = images.item()  # the one host read of the evaluation (with the sums below)
     if n == 0:
@@ -79,6 +92,9 @@ def evaluate(
     by_scale = (sums / (n * per_scale_tokens)).cpu()
     total_tokens = n * tokens_per_image(patch_nums)
     totals = sums.sum(1).cpu()
+    mean, square = (moments / n).cpu()
+    var = (square - mean * mean).clamp(min=0) * (n / max(n - 1, 1))  # sample variance
+    se = (var / n).sqrt().tolist()
     return dict(
         ce_avg=totals[0].item() / total_tokens,
         ce_last=by_scale[0, -1].item(),
@@ -87,4 +103,8 @@ def evaluate(
         ce_by_scale=by_scale[0].tolist(),
         err_by_scale=by_scale[1].tolist(),
         images=int(n),
+        **{f"{k}_se": v for k, v in zip(SE_OF, se, strict=True)},
     )
+
+
+SE_OF = ("ce_avg", "ce_last", "err_avg", "err_last")  # the order of `moments` above

@@ -156,13 +156,22 @@ def _train_locked(
             and not stopped
         ):
             if dist.is_main:
-                run.update_status(state="queued", step=trainer.step, segment_done=until)
+                run.update_status(state="queued", force=True, step=trainer.step, segment_done=until)
         elif trainer.step >= trainer.total_steps:
             if dist.is_main:
                 written = run.read_metrics() if last is None else []
                 final = records.summary(last or (written[-1] if written else None))
+                # force: the trainer holds the run lock, so its "done" is the truth even
+                # over a launcher's "failed" written after its job's controller died
+                online = trainer.online
                 run.update_status(
-                    state="done", finished_at=time.time(), step=trainer.step, final=final
+                    state="done",
+                    force=True,
+                    # the image skip policy's count when views are cropped from the images
+                    **({"skipped_images": len(online.ds.skipped)} if online is not None else {}),
+                    finished_at=time.time(),
+                    step=trainer.step,
+                    final=final,
                 )
         elif stopped:
             name = signal.Signals(stop.signum).name
@@ -171,7 +180,7 @@ def _train_locked(
                     # rank 0 requeues the whole job (submitit's handler) after the common
                     # checkpoint; an error exit here could end the step before it does
                     return last
-                run.update_status(state="queued", step=trainer.step, requeued_by=name)
+                run.update_status(state="queued", force=True, step=trainer.step, requeued_by=name)
                 requeue(stop.signum)
             message = (
                 f"stopped by {name} at step {trainer.step}/{trainer.total_steps} after "
@@ -180,6 +189,7 @@ def _train_locked(
             if dist.is_main:
                 run.update_status(
                     state="stopped",
+                    force=True,
                     step=trainer.step,
                     stopped_by=name,
                     finished_at=time.time(),
@@ -191,6 +201,7 @@ def _train_locked(
         if dist.is_main and not isinstance(e, (KeyboardInterrupt, SystemExit, RunStopped)):
             run.update_status(
                 state="failed",
+                force=True,
                 finished_at=time.time(),
                 error=f"{type(e).__name__}: {e}",
                 traceback=traceback.format_exc()[-4000:],

@@ -57,6 +57,11 @@ def metrics_record(
         err_last=metrics["err_last"],
         ce_by_scale=tuple(metrics["ce_by_scale"]),
         err_by_scale=tuple(metrics["err_by_scale"]),
+        # standard errors over the test images (written when the evaluator measured them)
+        ce_avg_se=metrics.get("ce_avg_se"),
+        ce_last_se=metrics.get("ce_last_se"),
+        err_avg_se=metrics.get("err_avg_se"),
+        err_last_se=metrics.get("err_last_se"),
         eval=kind,
         eval_images=metrics["images"],
         eval_flops=eval_flops,

@@ -175,22 +175,20 @@ def read_samples(folder: str | Path, image_size: int | None) -> tuple[np.ndarray
 # ----------------------------------------------------------------------------- reference
 
 
-def _image_folder_uint8(root: Path, size: int, cap: int | None) -> np.ndarray:
+def _image_folder_uint8(root: Path, size: int, cap: int | None) -> tuple[np.ndarray, int]:
+    """(the readable images of `root` as uint8 [N, size, size, 3], files skipped as
+    unreadable: the image skip policy of scaling.data.images)."""
     ds = ImageFolder(root, size, train=False)  # shorter side resized, centre crop
     n = len(ds) if cap is None else min(cap, len(ds))
     idx = np.linspace(0, len(ds) - 1, n).round().astype(int) if n < len(ds) else range(n)
+    items = ds.readable(idx, ds.load)
     out = np.stack(
         [
-            ((ds.load(int(i)) + 1) * 127.5)
-            .round()
-            .clamp(0, 255)
-            .to(torch.uint8)
-            .permute(1, 2, 0)
-            .numpy()
-            for i in idx
+            ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+            for _, x in items
         ]
     )
-    return out
+    return out, len(ds.skipped)
 
 
 def load_reference(
@@ -217,7 +215,7 @@ def load_reference(
         )
     out: dict[str, Any] = {"source": str(path), "features": None}
     if path.is_dir():
-        imgs = _image_folder_uint8(path, image_size, cap)
+        imgs, out["skipped"] = _image_folder_uint8(path, image_size, cap)
         out["features"], _ = extract(net, imgs)
         out["mu"], out["sigma"] = gaussian_stats(out["features"])
         out["n"] = len(imgs)
@@ -358,13 +356,13 @@ def evaluate_run(
     last = _last_eval(run)
     dev = torch.device(device) if device else pick_device("auto")
     timer = Stopwatch().start()
+    var, _ = load_run_var(run.path, dev)  # the run's own files first: a bad checkpoint is named
     net = features if features is not None else feature_net(cfg, dev)
     kind = (
         "classifier"
         if (features is None and cfg.features == "classifier")
         else getattr(net, "kind", cfg.features)
     )
-    var, _ = load_run_var(run.path, dev)
     vqvae = load_store_vqvae(run_cfg.data.store, dev)
     num_classes = cfg.classes or var.num_classes
     if num_classes > var.num_classes:
@@ -403,6 +401,7 @@ def evaluate_run(
             sample_features=net.name,
             sample_reference=reference["source"],
             sample_reference_images=reference["n"],
+            sample_reference_skipped=reference.get("skipped", 0),
             sample_folder=str(folder),
             sample_s=round(timer.elapsed, 2),
         ),

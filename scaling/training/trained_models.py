@@ -8,10 +8,15 @@ import torch
 
 from scaling.core.provenance import sha256_file
 from scaling.core.rundir import RunDir
+from scaling.core.safe_load import CheckpointError, load_checkpoint_file
 from scaling.data.token_store import TokenStore, TokenStoreError
 from scaling.training.budget import var_kwargs_from_store
 from scaling.training.config import load_run_config
 from var_core import VAR, load_into, load_vqvae
+
+
+class NoCheckpoint(CheckpointError, FileNotFoundError):
+    """The run has no checkpoint.pt yet (an input error for the CLIs: exit 2)."""
 
 
 def load_run_var(run_dir: str | Path, device: str | torch.device = "cpu"):
@@ -19,8 +24,10 @@ def load_run_var(run_dir: str | Path, device: str | torch.device = "cpu"):
     run = RunDir(run_dir)
     config = load_run_config(run.config)
     if not run.checkpoint.exists():
-        raise FileNotFoundError(f"{run.checkpoint}: the run has no checkpoint yet")
-    state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+        raise NoCheckpoint(f"{run.checkpoint}: the run has no checkpoint yet")
+    state = load_checkpoint_file(run.checkpoint, "training checkpoint")
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{run.checkpoint}: not a training checkpoint (no model state)")
     store = TokenStore(config.data.store)
     var = VAR(**var_kwargs_from_store(config.model, store.meta))
     load_into(var, state["model"], source=str(run.checkpoint))

@@ -323,7 +323,7 @@ class Trainer:
     def load_checkpoint(self) -> bool:
         """Resume from checkpoint.pt if there is one (a decay branch with none starts from its
         parent's stable-phase state); returns whether it resumed."""
-        state = self.checkpoints.load(self.plan.start_step)
+        state = self.checkpoints.load(self.plan.start_step, self.total_steps)
         if state is None:
             return False
         self.inputs.order.load_state_dict(state["order"])

@@ -159,13 +159,15 @@ def main(argv: list[str] | None = None) -> None:
         folder = "fit-nd" if joint else "fit" + (f"-best-over-{axis}" if axis else "")
         fitted = runs / folder
         sha = hashlib.sha256((fitted / "results.csv").read_bytes()).hexdigest()[:16]
-        command = "var-scaling fit " + " ".join([str(runs), *fit_args])
+        # the docs name the folder as a user has it (runs/<sweep>), never this machine's path
+        command = "var-scaling fit " + " ".join([f"runs/{name}", *fit_args])
         if i == 0:
             run_ids = sorted({str(r) for r in pd.read_csv(fitted / "results.csv")["run"]})
             text += [
                 f"# {name}: the numbers the README and docs quote",
                 "",
-                f"Made by `scripts/figures/readme_figures.py {runs}` from {doc['n_runs']} runs:",
+                f"Made by `scripts/figures/readme_figures.py runs/{name}` from {doc['n_runs']} "
+                "runs:",
                 "",
                 *_origin(runs, run_ids),
                 "",

@@ -8,11 +8,16 @@ bitwise equal.
 Kinds of kill. Local backend: SIGKILL of a trainer, SIGTERM to a trainer (it checkpoints and
 is recorded stopped), SIGUSR2 to a trainer (it checkpoints and submitit requeues it in place),
 SIGTERM to the launcher (it stops its jobs cleanly), SIGKILL of the launcher (its jobs go on;
-the relaunch must not start duplicates). SLURM: `scancel`, `scontrol requeue`, `scancel
+the relaunch must not start duplicates), SIGKILL of a job's submitit controller while its
+trainer trains, launcher alive (the trainer finishes; the launcher adopts it and must not
+record it failed), and while its trainer is still starting (before it takes the run lock: no
+relaunch may start a second trainer). SLURM: `scancel`, `scontrol requeue`, `scancel
 --signal=USR2` (preemption), SIGKILL of a trainer. After each kill the sweep is relaunched
 with `--retry-failed` whenever no launcher or job is left for a run. At the end the script
 prints the counts: kills by kind, resumes (trainer restarts from a checkpoint), evaluations
-lost or duplicated (both must be 0) and the runs compared bitwise.
+lost or duplicated (both must be 0), final states that changed (a run read `done` that later
+read otherwise: must be 0), the largest number of trainers alive at once against the sweep's
+`array_parallelism` (slots) and the runs compared bitwise.
 
 The same engine runs in the test suite (tests/study/run/test_kill_soak.py): a reduced version in CI
 and
@@ -38,9 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # `python scripts/testbed/kill_soak.py` from anywhere
 
-from scaling.core.runlock import same_process  # noqa: E402
+from scaling.core.runlock import RunLock, same_process  # noqa: E402
 from scaling.study.run import launch as launch_mod  # noqa: E402
-from scaling.study.run.states import run_states  # noqa: E402
+from scaling.study.run.states import job_tasks, run_states  # noqa: E402
 from scaling.study.sweep.sweep import load_sweep  # noqa: E402
 from tests.factories import make_token_store  # noqa: E402
 
@@ -50,6 +55,8 @@ LOCAL_KINDS = (
     "sigusr2-trainer",
     "sigterm-launcher",
     "sigkill-launcher",
+    "sigkill-controller",
+    "sigkill-controller-starting",
 )
 SLURM_KINDS = ("scancel", "scontrol-requeue", "sigusr2-job", "sigkill-trainer")
 TIMING = ("wall_s", "eval_s")
@@ -88,6 +95,9 @@ class Counts:
     mismatched_lines: int = 0
     weights_equal: int = 0
     runs: int = 0
+    final_changed: int = 0  # runs read `done` that later read another state
+    max_alive: int = 0  # the most trainers alive at once
+    slots: int = 0  # the sweep's array_parallelism
 
     @property
     def total_kills(self) -> int:
@@ -99,7 +109,9 @@ class Counts:
             f"kill soak [{backend}]: {self.total_kills} kills ({kinds}), {self.launches} "
             f"launches, {self.resumes} resumes from a checkpoint, {self.lost} evaluations "
             f"lost, {self.duplicated} duplicated, {self.mismatched_lines} lines differing, "
-            f"final weights bitwise equal in {self.weights_equal}/{self.runs} runs"
+            f"{self.final_changed} final states changed, at most {self.max_alive} trainers "
+            f"alive at once ({self.slots} slots), final weights bitwise equal in "
+            f"{self.weights_equal}/{self.runs} runs"
         )
 
 
@@ -144,6 +156,7 @@ class Soak:
         seed: int = 0,
         env: dict | None = None,
         log=print,
+        slots: int | None = None,
     ):
         self.work, self.backend, self.log = Path(work), backend, log
         self.work.mkdir(parents=True, exist_ok=True)
@@ -155,18 +168,20 @@ class Soak:
             points=points,
             depths=list(depths),
             backend=backend,
-            parallel=len(depths),
+            parallel=slots or len(depths),
         )
         self.round = 0
         self.new_round()
         self.run_ids = [f"d{d}" for d in depths]
         self.env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **(env or {}))
         self.launcher: subprocess.Popen | None = None
-        self.counts = Counts()
+        self.counts = Counts(slots=self.spec["parallel"])
+        self.seen_done: set[str] = set()  # runs of this round read `done`
 
     def new_round(self) -> None:
         """A fresh output folder (the runs start over)."""
         self.round += 1
+        self.seen_done = set()
         self.output = self.work / f"round{self.round}"
         self.sweep = self.work / f"soak{self.round}.yaml"
         self.sweep.write_text(SWEEP.format(output=self.output, **self.spec))
@@ -187,8 +202,35 @@ class Soak:
         return self.launcher is not None and self.launcher.poll() is None
 
     def states(self) -> dict[str, str]:
+        """Every run's state; also watches the invariants: a run read `done` stays done (its
+        status.json), and no more trainers are alive at once than the sweep's slots."""
         sweep = load_sweep(self.sweep)
-        return {r: s for r, (s, _, _) in run_states(sweep.runs).items()}
+        states = {r: s for r, (s, _, _) in run_states(sweep.runs).items()}
+        for run_id in self.run_ids:
+            recorded = _status(self.output / run_id).get("state")
+            if recorded == "done":
+                self.seen_done.add(run_id)
+            elif run_id in self.seen_done and recorded is not None:
+                self.counts.final_changed += 1
+                self.seen_done.discard(run_id)
+                self.log(f"  ! {run_id}: recorded {recorded} after done")
+        self.counts.max_alive = max(self.counts.max_alive, self.trainers_alive())
+        return states
+
+    def trainers_alive(self) -> int:
+        """Trainer processes of this round alive now: a run lock's live holder, or a task
+        process of one of the runs' local jobs (a trainer still starting holds no lock)."""
+        alive = set()
+        tasks = job_tasks() if self.backend == "local" else {}
+        for run_id in self.run_ids:
+            d = self.output / run_id
+            holder = RunLock(d).holder()
+            if same_process(holder.get("pid"), holder.get("start")):
+                alive.add(run_id)
+            for job in _status(d).get("job_ids") or []:
+                if tasks.get(str(job)):
+                    alive.add(run_id)
+        return len(alive)
 
     def all_done(self) -> bool:
         return all(s == "done" for s in self.states().values())
@@ -220,8 +262,54 @@ class Soak:
                 out.append(run_id)
         return out
 
+    def _starting(self) -> list[str]:
+        """Runs whose local job's trainer process has started but holds no run lock yet."""
+        out = []
+        tasks = job_tasks()
+        for run_id in self.run_ids:
+            d = self.output / run_id
+            rec = _status(d)
+            jobs = rec.get("job_ids") or []
+            if (
+                rec.get("state") == "queued"
+                and jobs
+                and not rec.get("waiting_in")
+                and same_process(jobs[-1], rec.get("job_start"))
+                and tasks.get(str(jobs[-1]))
+                and not same_process(
+                    RunLock(d).holder().get("pid"), RunLock(d).holder().get("start")
+                )
+            ):
+                out.append(run_id)
+        return out
+
+    def kill_starting_controller(self, timeout: float = 600) -> bool:
+        """SIGKILL a local job's controller while its trainer starts (before the run lock)."""
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if self.all_done():
+                return False
+            self.keep_going()
+            starting = self._starting()
+            if starting:
+                run_id = self.rng.choice(starting)
+                rec = _status(self.output / run_id)
+                job = str(rec["job_ids"][-1])
+                try:
+                    os.kill(int(job), signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                kind = "sigkill-controller-starting"
+                self.counts.kills[kind] = self.counts.kills.get(kind, 0) + 1
+                self.log(f"  kill {self.counts.total_kills}: {kind} on {run_id} (job {job})")
+                return True
+            time.sleep(0.02)
+        raise TimeoutError(f"no job was starting for {timeout:.0f} s")
+
     def kill(self, kind: str, timeout: float = 600) -> bool:
         """Wait for a run that trains, after a random delay kill it by `kind`."""
+        if kind == "sigkill-controller-starting":
+            return self.kill_starting_controller(timeout)
         t0 = time.time()
         while time.time() - t0 < timeout:
             if self.all_done():
@@ -248,6 +336,10 @@ class Soak:
                 os.kill(pid, signal.SIGTERM)
             elif kind == "sigusr2-trainer":
                 os.kill(pid, signal.SIGUSR2)
+            elif kind == "sigkill-controller":  # the trainer goes on; the launcher adopts it
+                if not self.launcher_alive() or not same_process(job, rec.get("job_start")):
+                    return False
+                os.kill(int(job), signal.SIGKILL)
             elif kind in ("sigterm-launcher", "sigkill-launcher"):
                 if not self.launcher_alive():
                     return False
@@ -270,6 +362,8 @@ class Soak:
             f"  kill {self.counts.total_kills}: {kind} on {run_id} (job {job}, trainer "
             f"pid {pid}) at step {rec.get('step')}"
         )
+        if kind == "sigkill-controller":
+            return True  # the trainer goes on to the end
         # wait for the kill to land: the trainer pid ends
         t = rec.get("trainer") or {}
         t1 = time.time()

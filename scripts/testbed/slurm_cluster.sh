@@ -454,7 +454,7 @@ mn_up() {
     return 0
   fi
   local t0 k
-  t0=$(date +%s.%N)
+  t0=$(date +%s%N)
   install_packages
   mn_network
   mn_write_configs
@@ -470,7 +470,8 @@ mn_up() {
     sinfo -N -l >&2 || true
     die "nodes not ready (see $SLURM_DIR/log/slurmd-*.log)"
   fi
-  log "up: $MN_NODES nodes in $(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f') s; source $SLURM_DIR/env.sh"
+  local tenths=$(( ($(date +%s%N) - t0) / 100000000 ))
+  log "up: $MN_NODES nodes in $(( tenths / 10 )).$(( tenths % 10 )) s; source $SLURM_DIR/env.sh"
   sinfo -N
 }
 

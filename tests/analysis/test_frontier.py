@@ -81,3 +81,51 @@ def test_smoothing_keeps_power_law_curves_and_damps_noise():
     err = lambda t: np.std(np.log(t["ce_avg"] / table["ce_avg"]))  # noqa: E731
     assert err(sm) < 0.7 * err(noisy)
     assert smooth_curves(noisy, "ce_avg", 0) is noisy
+
+
+def test_cmin_from_leaves_early_evaluations_out_of_the_frontier():
+    import warnings
+
+    from analysis.fitting import fit_study
+    from analysis.frontier import frontier_rows
+    from analysis.settings import FitSettings
+    from analysis.synthetic import study_table
+
+    table = pd.DataFrame(
+        {
+            "run": ["a"] * 4 + ["b"] * 4,
+            "step": [10, 20, 30, 40] * 2,
+            "compute": [1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0],
+            "optim.warmup_frac": [0.5] * 4 + [0.25] * 4,
+            "optim.warmup_steps": [None] * 4 + [15] * 4,
+            "length.steps": [None] * 8,
+        }
+    )
+    # a: warm-up 0.5 x 40 steps = 20; b: 15 steps given (warmup_steps wins over the fraction)
+    assert frontier_rows(table, "warmup_end").tolist() == [False, True, True, True] + [
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert frontier_rows(table, 0.5).tolist() == [False, True, True, True] * 2
+    assert frontier_rows(table, 0.0).all()
+    # end to end: no frontier point below 30% of its run's compute, the N laws unchanged
+    study = study_table(seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        both = [
+            fit_study(study, FitSettings(irreducible="paper", bootstrap=0, cmin_from=f))
+            for f in (0.0, 0.3)
+        ]
+        with pytest.raises(ResultsError, match="warmup_end"):
+            fit_study(study, FitSettings(irreducible="paper", bootstrap=0, cmin_from="warmup_end"))
+    last = study.groupby("run")["flops"].max()
+    for res in both[1].results:
+        if res.against == "Cmin":
+            run_last = last[res.points["run"]].to_numpy() / 1e15
+            assert (res.points["x"].to_numpy() >= 0.3 * run_last * (1 - 1e-9)).all()
+    assert [r.law.alpha for r in both[0].results if r.against == "N"] == [
+        r.law.alpha for r in both[1].results if r.against == "N"
+    ]
+    assert both[1].records[-1]["cmin_from"]["excluded_evaluations"] > 0

@@ -5,6 +5,7 @@ the compute-optimal frontier against brute force, and bad input."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.jointlaw import ComputeModel, JointLaw, exponents, fit_joint, fit_joint_table, optimal
@@ -97,3 +98,36 @@ def test_too_few_distinct_points_is_a_clear_error():
         fit_joint(N6, np.geomspace(1e6, 1e7, 6), TRUE.predict(N6, np.geomspace(1e6, 1e7, 6)))
     with pytest.raises(ResultsError, match="data unit must be one of tokens, images"):
         fit_joint_table(_table(0), d_unit="epochs")
+
+
+def test_bootstrap_draws_a_parent_with_its_branches():
+    from analysis.jointlaw import family_counts, joint_points
+
+    family = np.array(["a", "a", "a", "b", "c", "c"])
+    counts = family_counts(family, 500, np.random.default_rng(0))
+    assert counts.shape == (500, 6)
+    # a family's points are drawn together, and 3 families are drawn per draw
+    assert (counts[:, 0] == counts[:, 1]).all() and (counts[:, 1] == counts[:, 2]).all()
+    assert (counts[:, 4] == counts[:, 5]).all()
+    assert (counts[:, [0, 3, 4]].sum(axis=1) == 3).all()
+    # each family drawn once per draw on average
+    assert abs(counts[:, 3].mean() - 1) < 0.15
+    # a table's branches (config key branch.parent, a folder name or a path) join the parent
+    table = pd.DataFrame(
+        {
+            "run": ["d2", "d2-b0.5", "d4", "d4-b0.5"],
+            "params": [1e6, 1e6, 8e6, 8e6],
+            "step": 10,
+            "tokens": [1e8, 5e7, 1e8, 5e7],
+            "compute": [1e15, 5e14, 8e15, 4e15],
+            "ce_avg": [3.0, 3.1, 2.8, 2.9],
+            "branch.parent": [None, "d2", None, "/runs/demo_wsd/d4/"],
+        }
+    )
+    pts = joint_points(table, "ce_avg")
+    assert dict(zip(pts["run"], pts["family"], strict=True)) == {
+        "d2": "d2",
+        "d2-b0.5": "d2",
+        "d4": "d4",
+        "d4-b0.5": "d4",
+    }

@@ -35,7 +35,7 @@ def test_overlay_in_the_panel_only_over_the_measured_range():
     (line,) = _paper_lines(ax)
     x = line.get_xdata()
     assert x.min() == pytest.approx(MEASURED_RANGE["N"][0]) and x.max() <= 0.2 * 1.3 + 1e-12
-    assert "(its measured range)" in line.get_label() and not ax.child_axes
+    assert "(its range)" in line.get_label() and not ax.child_axes
     assert "paper's laws over their measured range" in fig._suptitle.get_text()
 
 
@@ -51,3 +51,18 @@ def test_overlay_far_from_the_data_goes_to_an_inset():
     # the main panel keeps the data's range: the paper's x-range is not drawn there
     assert ax.get_xlim()[1] < 1e-2
     assert "inset" in _paper_lines(ax)[0].get_label() and "inset" in fig._suptitle.get_text()
+
+
+def test_an_error_rate_band_stops_at_an_error_rate_of_one():
+    """Error rates near 1 over a short N range: unclipped, the bootstrap band would reach
+    1.02 at the smallest size (checked by hand); the figure stops it at 1."""
+    table = final_points_table(np.geomspace(1e4, 1e5, 4), sigma=0.003, seed=0)
+    table["err_last"] = [0.995, 0.93, 0.985, 0.90]
+    fit = powerlaw.fit_vs_n(
+        results.prepare(table, ["err_last"]), "err_last", irreducible="none", bootstrap=200
+    )
+    ax = plots.plot_vs_n([fit]).axes[0]
+    bands = [c for c in ax.collections if "Poly" in type(c).__name__]
+    assert bands
+    top = max(float(np.nanmax(b.get_paths()[0].vertices[:, 1])) for b in bands)
+    assert 0.99 < top <= 1.0

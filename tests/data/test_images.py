@@ -141,3 +141,55 @@ def test_synthetic_deterministic_and_class_dependent(tmp_path):
     assert (pred == ds_va.labels).mean() >= 0.75
     # and images within a class differ (real within-class entropy)
     assert (xtr[0] - xtr[1]).abs().mean() > 0.05
+
+
+def _synthetic_with_one_truncated(root: Path, split: str = "train") -> Path:
+    """A small synthetic set with one file of `split` cut to a third (a truncated copy)."""
+    generate(root, num_classes=2, train_per_class=4, val_per_class=3, resolution=16)
+    victim = sorted((root / split).rglob("*.png"))[1]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])
+    return victim
+
+
+def test_one_skip_policy_for_every_stage_that_reads_images(tmp_path):
+    """The classifier, sample reference sets and online views skip a truncated file as the
+    tokenizer and the VQVAE do (counted, never an error), and the process-wide record that
+    a stage's job reports (status.json `skipped_images`) names it once."""
+    from scaling.data import images
+    from scaling.data.classifier import load_split, train_classifier
+    from scaling.data.online_views import OnlineViews
+    from scaling.training.sample_eval import _image_folder_uint8
+    from var_core import VQVAE
+
+    root = tmp_path / "set"
+    victim = _synthetic_with_one_truncated(root)
+    images.reset_skipped()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y, classes, res, skipped = load_split(root, "train")
+        assert x.shape == (7, 3, 16, 16) and len(y) == 7 and skipped == [str(victim)]
+        # labels stay with their images: the skipped file's label is the one missing
+        full = ImageFolder(root / "train", 16, train=False)
+        kept = [lab for (p, lab) in full.samples if p != victim]
+        assert y.tolist() == kept
+        out = train_classifier(root, tmp_path / "clf.pt", epochs=1, batch_size=4)
+        meta = torch.load(out, weights_only=True)
+        assert meta["skipped_images"] == [str(victim)] and meta["train_images"] == 7
+        ref, n_skipped = _image_folder_uint8(root / "train", 16, None)
+        assert ref.shape == (7, 16, 16, 3) and ref.dtype == np.uint8 and n_skipped == 1
+        vq = VQVAE(
+            vocab_size=16,
+            z_channels=4,
+            ch=32,
+            ch_mult=(1, 2),
+            num_res_blocks=1,
+            patch_nums=(1, 2, 4),
+        )
+        views = OnlineViews(root / "train", vq, classes, seed=0, device=torch.device("cpu"))
+        bad = next(i for i, (p, _) in enumerate(views.ds.samples) if p == victim)
+        used, crop = views.view(bad, epoch=0)
+        assert used == bad + 1 and crop.shape == (3, vq.image_size, vq.image_size)
+        tokens, labels = views.batch(np.array([bad, 0]), epoch=0)
+        assert labels.tolist() == [views.ds.samples[bad + 1][1], views.ds.samples[0][1]]
+    assert images.skipped_files() == [str(victim)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from scaling.tools.bench import runner
 from scaling.tools.bench.cli import main, parse_args
@@ -21,6 +22,7 @@ from scaling.tools.bench.official import official_rows
 from scaling.tools.bench.report import COLUMNS, BenchResult, write_report
 from scaling.tools.bench.runner import run_bench
 from scaling.tools.bench.timing import time_median
+from tests.factories import sweep_spec
 from var_core import counting
 
 ARGS = [
@@ -220,33 +222,57 @@ def test_official_code_is_timed_side_by_side(tmp_path, monkeypatch):
         )
 
 
-TINY_SWEEP = """\
-name: tinybench
-output: {out}
-data:
-  tokens: /nonexistent/tokens
-  expect: {{train_images: 1000, num_classes: 10, vocab_size: 64, patch_nums: [1, 2, 3, 4]}}
-prepare:
-  vqvae: {{z_channels: 8, ch: 32, ch_mult: [1, 2], resolution: 8, vocab_size: 64,
-          patch_nums: [1, 2, 3, 4]}}
-base:
-  model: {{width: 32, heads: 2}}
-  optim: {{batch_size: 8}}
-  length: {{steps: 10}}
-  eval: {{points: 4}}
-  runtime: {{num_threads: 1, precision: fp32, compile: false, micro_batch: 2}}
-grid:
-  depth: [2, 3]
-cluster:
-  gpus_per_node: 2
-"""
+def tiny_sweep_text(out: Path) -> str:
+    """The tests' sweep (tests.factories) for the bench: the trainer's runtime policy, a VQVAE
+    and a store that `expect` describes, 2 GPUs per node."""
+    return yaml.safe_dump(
+        sweep_spec(
+            out,
+            name="tinybench",
+            depths=(2, 3),
+            data={
+                "expect": {
+                    "train_images": 1000,
+                    "num_classes": 10,
+                    "vocab_size": 64,
+                    "patch_nums": [1, 2, 3, 4],
+                }
+            },
+            prepare={
+                "vqvae": {
+                    "z_channels": 8,
+                    "ch": 32,
+                    "ch_mult": [1, 2],
+                    "resolution": 8,
+                    "vocab_size": 64,
+                    "patch_nums": [1, 2, 3, 4],
+                }
+            },
+            base={
+                "model": {"width": 32, "heads": 2, "init_adaln_gamma": None},
+                "optim": {"batch_size": 8, "base_lr": None, "final_lr_frac": None},
+                "length": {"steps": 10},
+                "eval": {"points": 4},
+                "runtime": {
+                    "num_threads": 1,
+                    "precision": "fp32",
+                    "compile": False,
+                    "micro_batch": 2,
+                    "checkpoint_every_steps": None,
+                },
+            },
+            eval=None,
+            cluster={"gpus_per_node": 2, "backend": None, "cpus_per_task": None},
+        ),
+        sort_keys=False,
+    )
 
 
 def test_sweep_benchmarks_what_the_sweep_runs(tmp_path, capsys, monkeypatch):
     """--sweep: each size's trainer gets the sweep's run config (model, optim, runtime) at one
     process's batch (8 images over 2 GPUs = 4), and the table states the policy it ran."""
     sweep = tmp_path / "tiny.yaml"
-    sweep.write_text(TINY_SWEEP.format(out=tmp_path / "runs"))
+    sweep.write_text(tiny_sweep_text(tmp_path / "runs"))
     built = []
     real = runner.build_trainer
 
@@ -296,7 +322,7 @@ def test_sweep_benchmarks_what_the_sweep_runs(tmp_path, capsys, monkeypatch):
 
 def test_sweep_bad_input_is_named(tmp_path, capsys):
     sweep = tmp_path / "tiny.yaml"
-    sweep.write_text(TINY_SWEEP.format(out=tmp_path / "runs"))
+    sweep.write_text(tiny_sweep_text(tmp_path / "runs"))
     assert main(["--device", "cpu", "--sweep", str(sweep), "--depths", "5"]) == 2
     assert (
         "--depths [5] not in the sweep's grid (it trains depths [2, 3])" in capsys.readouterr().err
@@ -311,8 +337,6 @@ def test_sweep_bad_input_is_named(tmp_path, capsys):
         main(["--sweep", str(tmp_path / "missing.yaml")])
     assert "missing.yaml: no such file" in capsys.readouterr().err
     broken = tmp_path / "broken.yaml"
-    broken.write_text(
-        TINY_SWEEP.format(out=tmp_path / "runs").replace("batch_size: 8", "batch_size: -8")
-    )
+    broken.write_text(tiny_sweep_text(tmp_path / "runs").replace("batch_size: 8", "batch_size: -8"))
     assert main(["--device", "cpu", "--sweep", str(broken), "--depths", "2"]) == 2
     assert "broken.yaml" in capsys.readouterr().err

@@ -54,10 +54,10 @@ import pandas as pd
 
 from analysis.axes import axis_columns, axis_name, group_label, groups
 from analysis.fitting import StudyFit, Tokenizer, fit_study
-from analysis.overfit import METRIC as OVERFIT_METRIC
-from analysis.overfit import RISE as OVERFIT_RISE
+from analysis.overfit import RULE as OVERFIT_RULE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
+from analysis.sensitivity import MIN_ABS_R, MIN_SIZES, MIN_SIZES_E_FITTED, MIN_VALID
 from analysis.settings import FitSettings
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, PowerLawFit, write_fits
@@ -231,17 +231,26 @@ def markdown_table(fits: list[dict], compute: str, notes: Sequence[str] = ()) ->
         *([""] if notes else []),
         ("| group " if grouped else "")
         + "| metric | vs | E | alpha | alpha CI | beta | beta CI | r | points "
-        "| hold-out max rel. err | paper alpha | paper beta |",
-        ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| hold-out max rel. err | paper alpha | paper beta | marks |",
+        ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_law_row(f, grouped) for f in fits]
+    lines += sensitivity_table(fits)
     lines += _picked_rows(fits, grouped) + _seed_rows(fits)
     return "\n".join(lines) + "\n"
 
 
 def _law_row(f: dict, grouped: bool) -> str:
     """One fit record's row of fits.md's main table."""
-    aci = "-" if f["alpha_ci"] is None else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+    ci = f.get("ci") or {}
+    aci = (
+        f"n/a ({ci['not_given']})"
+        if ci.get("not_given")
+        else "-"
+        if f["alpha_ci"] is None
+        else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+        + (" (E refitted per draw)" if ci.get("E") == "refitted" else "")
+    )
     bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
     E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
     E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
@@ -257,7 +266,7 @@ def _law_row(f: dict, grouped: bool) -> str:
         + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} "
         f"| {f['beta']:.4g} | {bci} "
         f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
-        f"| {_fmt(paper.get('beta'))} |"
+        f"| {_fmt(paper.get('beta'))} | {'; '.join(f.get('marks') or []) or '-'} |"
     )
 
 
@@ -321,6 +330,59 @@ def _seed_rows(fits: list[dict]) -> list[str]:
                 + " | ".join(f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"])
                 + " |"
             )
+    return lines
+
+
+def sensitivity_table(fits: list[dict]) -> list[str]:
+    """Markdown lines of the sensitivity report: each law's exponent under other choices."""
+    rows = [f for f in fits if f.get("sensitivity")]
+    if not rows:
+        return []
+
+    def key(name: str) -> str:  # "E pinned (5)" and "E pinned (4.5)" share a column
+        return "E pinned" if name.startswith("E pinned") else name
+
+    names: list[str] = []
+    for f in rows:
+        for k in f["sensitivity"]["variants"]:
+            if key(k) not in names:
+                names.append(key(k))
+    grouped = any(f.get("group_label") for f in rows)
+    lines = [
+        "",
+        "Sensitivity of alpha to the fit's choices (E pinned: the paper's E when E is fitted, "
+        "else the E given; without a size: its runs dropped before refitting; '-': does not "
+        "apply). t-interval: the OLS slope's few-point interval (n - 2 degrees of freedom) "
+        "beside the bootstrap's. spread: largest - smallest alpha over the choices but 'no E' "
+        "(shown for reference: without E a loss's exponent is not the law's); wider than the "
+        "bootstrap interval is marked in the table above.",
+        "",
+        ("| group " if grouped else "")
+        + "| metric | vs | alpha | bootstrap CI | t-interval | "
+        + " | ".join(names)
+        + " | spread |",
+        ("|---" if grouped else "") + "|---|---|---|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for f in rows:
+        sens = f["sensitivity"]
+        by_key = {key(k): (k, v) for k, v in sens["variants"].items()}
+        cells = []
+        for n in names:
+            k, v = by_key.get(n, (n, None))
+            cells.append("-" if v is None else _fmt(v, 4) + (f" ({k[10:-1]})" if k != n else ""))
+        aci, tci = f["alpha_ci"], sens["t_interval"]
+        lines.append(
+            (f"| {f.get('group_label') or '-'} " if grouped else "")
+            + f"| {f['metric']} | {f['against']} | {f['alpha']:.4g} | "
+            + ("n/a" if aci is None else f"[{_fmt(aci[0])}, {_fmt(aci[1])}]")
+            + " | "
+            + ("-" if tci is None else f"[{_fmt(tci[0])}, {_fmt(tci[1])}]")
+            + " | "
+            + " | ".join(cells)
+            + f" | {_fmt(sens['spread'])}"
+            + (" (> CI)" if sens["exceeds_interval"] else "")
+            + " |"
+        )
     return lines
 
 
@@ -464,9 +526,7 @@ def _conventions(fit: StudyFit) -> dict:
         ),
         "unfinished_runs": unfinished,
         "data_limited": {
-            "rule": f"test {OVERFIT_METRIC} at the last evaluation >= "
-            f"(1 + {OVERFIT_RISE}) x its minimum, while train_loss fell "
-            f"(analysis.overfit)",
+            "rule": OVERFIT_RULE,
             "runs": flagged,
         },
         "axes": "one law per value of every grid axis other than size and seed (group); seed "
@@ -482,7 +542,15 @@ def _conventions(fit: StudyFit) -> dict:
         "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
         "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
         f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
-        f"recomputed per draw), Hesterberg-expanded percentiles",
+        f"recomputed per draw), Hesterberg-expanded percentiles; a fitted E is refitted in "
+        f"every draw (one draw shared by the loss's N and Cmin laws; ci.E says how E was "
+        f"treated); no interval (ci.not_given says why) below {MIN_SIZES} sizes "
+        f"({MIN_SIZES_E_FITTED} with E fitted) or {MIN_VALID:.0%} valid draws",
+        "marks": "per law: wrong sign (alpha > 0), weak law (|r| < "
+        f"{MIN_ABS_R}), sensitive (the sensitivity report's spread wider than the interval)",
+        "sensitivity": "per law: alpha with E fitted / E pinned / no E, the other method "
+        "(OLS or Huber), without the smallest and without the largest size; the OLS "
+        "t-interval with n - 2 degrees of freedom; spread and exceeds_interval",
         "seeds": "runs of one size with different seeds are averaged for the point estimate "
         "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
         "holdout": "refit without the k largest model sizes; "

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from analysis.jointlaw import ComputeModel, JointFit, JointLaw, fit_joint_table
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
@@ -318,7 +319,8 @@ def fit_and_write_joint(
     draws.json (the bootstrap's laws, which `--optimal-for` reuses) and the figures into
     `out` (named `shown` in messages). Returns (fits.json document, fits, table)."""
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as records:
+    # thousands of 5-parameter fits: BLAS threads only add synchronisation (as the planner)
+    with warnings.catch_warnings(record=True) as records, threadpool_limits(1):
         warnings.simplefilter("always")
         table, metrics = _joint_table(source, settings)
         fits = [

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from analysis import backtest as bt
 from analysis import registry
 from analysis.curvelaw import LAWS, CurveLawError, backtest_curves, forecast
 from analysis.fitting import StudyFit
-from analysis.powerlaw import irreducible_value
+from analysis.powerlaw import Irreducible, irreducible_value
 from analysis.results import ResultsError, load_results
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.study.sweep.curves import (
@@ -71,7 +71,8 @@ def power_backtest(fit: StudyFit) -> list[dict[str, Any]]:
         )
         return []
     s = fit.settings
-    E = "fit" if fit.E_mode == "fit" else fit.E_mode
+    # E_mode is resolved by choose_irreducible: "paper", "none", "fit" or a number
+    E = cast(Irreducible, fit.E_mode)
     table = fit.table
     if fit.unfinished and not s.include_unfinished:
         table_n = table[~table["run"].astype(str).isin(fit.unfinished)]
@@ -423,6 +424,7 @@ def run_backtest(
     if plots:
         plot(doc, out)
     code = code_version()
+    assert fit is not None  # StudyFit of the power-law fit this backtest follows
     n = registry.append(
         registry_path(source, out),
         _records(fit, power, curve, branch, frac, level, code, str(source), curves),

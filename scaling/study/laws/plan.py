@@ -214,6 +214,9 @@ def load_joint_prior(
                 if unit != d_unit
                 else ""
             )
+        elif (why := curves[m].not_representable()) is not None:
+            sources.append(f"{m}: not representable: not simulated ({why})")
+            continue
         else:
             priors[m] = joint_prior(curves[m], kappa[0])
             how = (
@@ -351,8 +354,11 @@ def _pct(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{100 * v:.0f}%"
 
 
-def precision_table(summaries, models, level: float) -> str:
-    """Markdown table: one row per simulated law vs N or Cmin."""
+def precision_table(
+    summaries, models, level: float, refused: dict | None = None, against=("N", "Cmin")
+) -> str:
+    """Markdown table: one row per simulated law vs N or Cmin, and per law of a metric whose
+    prior the curves cannot represent (`refused`: metric -> why) the refusal instead."""
     lines = [
         "| metric | vs | prior alpha | noise-free fit | median alpha | bias | 95% range of alpha | "
         f"median {level:.0%} CI width | coverage | curve check |",
@@ -368,6 +374,12 @@ def precision_table(summaries, models, level: float) -> str:
             f"{_fmt(s.ci_width, 2)} "
             f"| {_pct(s.coverage)} | {100 * check:.2g}%{flag} |"
         )
+    for metric, why in (refused or {}).items():
+        for a in against:
+            lines.append(
+                f"| {metric} | {a} | - | not representable: not simulated ({why}) "
+                "| - | - | - | - | - | - |"
+            )
     return "\n".join(lines)
 
 
@@ -469,6 +481,7 @@ class Plan:
     prior_source: str
     noise: Noise
     models: dict[str, CurveModel]  # the calibrated training curves
+    refused: dict[str, str]  # metric -> why its prior's curves cannot be simulated
     irreducible: str | float
     irreducible_why: str
     fit: FitPlan
@@ -514,6 +527,10 @@ def compute_plan(args: argparse.Namespace) -> Plan:
     plan_design = Design("as planned", costs)
     planned = plan_design.planned()
     models = {m: calibrate(priors[m], planned) for m in metrics}
+    # a prior the curve family cannot represent is not simulated: its numbers would be the
+    # curve family's, not the prior's (analysis.simulate.CurveModel.not_representable)
+    refused = {m: why for m, c in models.items() if (why := c.not_representable())}
+    simulated = {m: c for m, c in models.items() if m not in refused}
     irreducible, irreducible_why = resolve_irreducible(settings, sweep)
     fit = FitPlan(
         irreducible=irreducible,
@@ -523,13 +540,15 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         bootstrap=args.bootstrap,
     )
     against = list(settings.against)
-    summaries = simulate_study(
-        planned, models, priors, noise, fit, against, args.replicates, args.seed
+    summaries = (
+        simulate_study(planned, simulated, priors, noise, fit, against, args.replicates, args.seed)
+        if simulated
+        else []
     )
     joint = plan_joint(args, plan_design, costs, models, settings.data_unit, L, noise, fit)
     alt_rows: list[tuple[Design, list[LawSummary], JointPoints]] = []
     skipped: list[str] = []
-    if args.alt_replicates > 0:
+    if args.alt_replicates > 0 and compare in simulated:
         alt_rows, skipped = plan_alternatives(
             args, sweep, meta, costs, compare, models, priors, noise, fit, against, joint
         )
@@ -547,6 +566,7 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         prior_source=prior_source,
         noise=noise,
         models=models,
+        refused=refused,
         irreducible=irreducible,
         irreducible_why=irreducible_why,
         fit=fit,
@@ -579,7 +599,13 @@ def plan_joint(
     kappa = compute_per_param_unit(points.N, points.D, [c.compute for c in costs])
     losses = {m: c for m, c in models.items() if m.startswith("ce")}
     priors, source = load_joint_prior(args.prior, args.joint_law, losses, kappa, d_unit, L)
-    gap = points.why_not() if priors else "no loss metric (ce_avg, ce_last) is planned"
+    gap = (
+        points.why_not()
+        if priors
+        else "no loss metric (ce_avg, ce_last) is planned"
+        if not losses
+        else "no loss has a joint prior its curves can represent (see the table above)"
+    )
     summaries = (
         [] if gap else simulate_joint(points, priors, noise, fit, args.replicates, args.seed)
     )
@@ -715,7 +741,7 @@ def _precision_section(plan: Plan) -> list[str]:
             else ""
         ),
         "",
-        precision_table(plan.summaries, plan.models, settings.ci),
+        precision_table(plan.summaries, plan.models, settings.ci, plan.refused, plan.against),
         "",
         PRECISION_NOTE,
     ]
@@ -793,6 +819,7 @@ def plan_document(plan: Plan) -> dict:
             "fit": dataclasses.asdict(plan.fit),
         },
         "precision": [s.to_dict() for s in plan.summaries],
+        "not_simulated": {m: f"not representable: {why}" for m, why in plan.refused.items()},
         "joint": {
             "planned": not joint.gap,
             "why_not": joint.gap,

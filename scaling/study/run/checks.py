@@ -5,6 +5,7 @@ launch changes nothing on disk and submits nothing)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -40,9 +41,23 @@ def check_data(sweep: Sweep) -> None:
 
 
 def check_output(output: Path) -> None:
-    """The sweep's output must be a folder (or not exist yet)."""
+    """The sweep's output must be a folder (or not exist yet) that can be made and written:
+    its nearest existing folder above is a folder, writable by this user."""
     if output.exists() and not output.is_dir():
         raise ConfigError(output_is_a_file(output))
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"output {output} (the sweep's `output:`): {existing} is a file, not a folder; "
+            "give another output path"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"output {output} (the sweep's `output:`): {existing} is not writable by this user; "
+            "give another output path"
+        )
 
 
 def output_is_a_file(output: Path) -> str:

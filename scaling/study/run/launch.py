@@ -46,6 +46,7 @@ from scaling.study.run.executors import (
 )
 from scaling.study.run.local_jobs import StopFlag, stop_signals
 from scaling.study.run.outputs import output_lock, write_fit_defaults, write_grid, write_run_config
+from scaling.study.run.prepare import vqvae_warning
 from scaling.study.run.progress import reporting
 from scaling.study.run.states import Queue, QueueError, run_states
 from scaling.study.run.submit import Log, Submitted, Submitter, first_line, train_job
@@ -188,6 +189,11 @@ def _to_submit(
     todo: list[Run] = []
     for run in runs:
         state, slurm, rec = states[run.run_id]
+        if rec.get("repaired") and RunDir(run.run_dir).read_status().get("state") != "done":
+            # the run's own files say it finished: status.json is repaired from them
+            RunDir(run.run_dir).update_status(
+                force=True, **{k: rec[k] for k in ("state", "step", "final", "repaired")}
+            )
         if state == "failed" and rec.get("state") in ("queued", "running"):  # the job ended
             RunDir(run.run_dir).update_status(
                 state=state,
@@ -361,6 +367,9 @@ def _run(args: argparse.Namespace) -> int:
         wait=args.wait,
         log=report,
     )
+    warning = vqvae_warning(sweep)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if out.signal is not None:
         return 128 + out.signal
     if out.failed:

@@ -67,16 +67,30 @@ class PrepareJob:
                 last[0] = now
                 record.update_status(progress=progress)
 
+        from scaling.data import images  # torch: the job's process only
+
+        images.reset_skipped()
         try:
             with stage_policy(sweep, stage).applied():  # threads, TF32; restored after
                 out = run_stage(sweep, stage, shard, relay)
         except BaseException as e:
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):
                 record.update_status(
-                    state="failed", finished_at=time.time(), error=f"{type(e).__name__}: {e}"
+                    state="failed",
+                    force=True,
+                    finished_at=time.time(),
+                    error=f"{type(e).__name__}: {e}",
                 )
             raise
-        record.update_status(state="done", finished_at=time.time(), output=str(out))
+        skipped = images.skipped_files()  # the image skip policy's count, shown by status
+        record.update_status(
+            state="done",
+            force=True,
+            finished_at=time.time(),
+            output=str(out),
+            skipped_images=len(skipped),
+            skipped_files=skipped[:20],
+        )
         return str(out)
 
     def checkpoint(self, *args: Any, **kwargs: Any):
@@ -168,6 +182,16 @@ def stage_done(sweep: Sweep, stage: str) -> bool:
     return (sweep.token_store() / "meta.json").is_file()
 
 
+def vqvae_warning(sweep: Sweep) -> str | None:
+    """The prepared VQVAE's warning when its last val PSNR is below the mean-colour baseline
+    (`scaling.data.vqvae_training.reconstruction_warning`), else None (also: none trained)."""
+    if sweep.spec.prepare.vqvae is None:
+        return None
+    from scaling.data.vqvae_training import last_eval, reconstruction_warning
+
+    return reconstruction_warning(last_eval(sweep.vqvae_path().parent))
+
+
 def format_progress(progress: dict | None) -> str:
     """A stage's progress record -> '200/500 steps, 41 images/s, ETA 7m20s, PSNR 19.8 dB'."""
     if not isinstance(progress, dict) or not progress.get("total"):
@@ -192,9 +216,11 @@ def stage_summary(sweep: Sweep) -> str:
         rec = RunDir(d).read_status()
         ids = rec.get("job_ids") or []
         live = format_progress(rec.get("progress")) if rec.get("state") == "running" else ""
+        skipped = rec.get("skipped_images") or 0
         parts.append(
             f"{d.name} {rec.get('state', '?')}"
             + (f" (job {ids[-1]})" if ids else "")
             + (f" [{live}]" if live else "")
+            + (f" ({skipped} unreadable image{'s' * (skipped != 1)} skipped)" if skipped else "")
         )
     return ", ".join(parts)

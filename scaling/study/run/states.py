@@ -12,6 +12,7 @@ resumes from its checkpoint). A recorded queued/running whose job the scheduler 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -19,9 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from contracts import ContractError
 from scaling.core.cli import RuntimeFailure
 from scaling.core.rundir import RunDir
-from scaling.core.runlock import same_process
+from scaling.core.runlock import RunLock, process_start, same_process
 
 # SLURM states in which a job still exists and may (again) run on its run directory
 ACTIVE = {
@@ -115,25 +117,67 @@ def _in_range(task: int, spec: str) -> bool:
 
 
 class LocalQueue:
-    """Local jobs are processes of this machine: a live pid is RUNNING, a gone one unknown.
+    """Local jobs are processes of this machine: a live job is RUNNING, a gone one unknown.
 
-    `starts` ({pid: start time}, recorded at submission) rules out a reused pid.
+    A job is its submitit controller (the pid recorded as the job id; `starts`, {pid: start
+    time} recorded at submission, rules out a reused pid) *and* the trainer processes the
+    controller started (their environment names the job: SUBMITIT_LOCAL_JOB_ID). A job whose
+    controller was killed is alive while one of its trainers is, whether it trains or is still
+    starting (before it takes the run lock): launching it again would start a second trainer.
     """
 
     def __init__(self, starts: dict[str, int | None] | None = None):
         self.starts = starts or {}
 
     def states(self, job_ids: list[str]) -> dict[str, str]:
-        """{pid: 'RUNNING'} for the pids that still run a submitit job."""
+        """{pid: 'RUNNING'} for the jobs whose controller or one of its trainers still runs."""
         out = {}
+        orphans = []
         for pid in job_ids:
             try:
                 cmd = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
             except (OSError, ValueError):
+                orphans.append(str(pid))
                 continue
             if b"submitit" in cmd and same_process(pid, self.starts.get(pid)):
                 out[pid] = "RUNNING"
+            else:
+                orphans.append(str(pid))
+        if orphans:
+            tasks = job_tasks()
+            for pid in orphans:
+                start = self.starts.get(pid)
+                if any(start is None or t >= start for t in tasks.get(pid, [])):
+                    out[pid] = "RUNNING"
         return out
+
+
+def job_tasks() -> dict[str, list[int]]:
+    """{local job id: [start time of each live task process of it]}: the processes of this
+    user whose environment holds SUBMITIT_LOCAL_JOB_ID (set by submitit's local controller for
+    the tasks it starts; they outlive a killed controller)."""
+    out: dict[str, list[int]] = {}
+    uid = os.getuid()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        key = b"SUBMITIT_LOCAL_JOB_ID="
+        at = env.find(key)
+        if at < 0 or (at > 0 and env[at - 1] != 0):
+            continue
+        job = env[at + len(key) :].split(b"\0", 1)[0].decode(errors="replace")
+        start = process_start(pid)
+        if start is not None:
+            out.setdefault(job, []).append(start)
+    return out
 
 
 class NoQueue:
@@ -178,6 +222,16 @@ def effective_state(status: dict[str, Any], sched: dict[str, str]) -> tuple[str,
     return state, slurm if state != "pending" else None
 
 
+def trainer_alive(run_dir: str | Path, rec: dict[str, Any]) -> bool:
+    """Whether a live process of this machine trains in `run_dir`: the run lock's holder
+    (scaling.core.runlock, the source of truth) or the trainer status.json records."""
+    here = socket.gethostname()
+    for who in (RunLock(run_dir).holder(), rec.get("trainer") or {}):
+        if who.get("host") == here and same_process(who.get("pid"), who.get("start")):
+            return True
+    return False
+
+
 def run_states(
     runs: Iterable[Any], queue_by_backend: dict[str, Queue] | None = None
 ) -> dict[str, tuple[str, str | None, dict]]:
@@ -202,20 +256,62 @@ def run_states(
             LocalQueue(starts) if backend == "local" else queue_for(backend)
         )
         sched.update(queue.states(ids))
-    for rec in records.values():  # a local trainer whose controller was killed still trains
-        trainer = rec.get("trainer") or {}
+    for run in runs:  # a local trainer whose controller was killed still trains
+        rec = records[run.run_id]
         jobs = rec.get("job_ids") or []
         if (
             rec.get("backend") == "local"
             and jobs
             and str(jobs[-1]) not in sched
-            and rec.get("state") == "running"
-            and trainer.get("host") == socket.gethostname()
-            and same_process(trainer.get("pid"), trainer.get("start"))
+            and rec.get("state") in ("queued", "running")
+            and trainer_alive(run.run_dir, rec)
         ):
             sched[str(jobs[-1])] = "RUNNING"
     out = {}
-    for run_id, rec in records.items():
+    for run in runs:
+        rec = records[run.run_id]
         state, slurm = effective_state(rec, sched)
-        out[run_id] = (state, slurm, rec)
+        if state in ("failed", "orphaned"):
+            repaired = finished_by_files(run.run_dir, rec)
+            if repaired is not None:
+                state, rec = "done", {**rec, **repaired}
+        out[run.run_id] = (state, slurm, rec)
     return out
+
+
+def finished_by_files(run_dir: str | Path, rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The status fields of a run whose own files say it finished although status.json says
+    otherwise (failed or orphaned: e.g. a launcher's stale report): its last metrics line and
+    its checkpoint both at the last step. None when they do not say so (or cannot be read)."""
+    run = RunDir(run_dir)
+    total = rec.get("total_steps")
+    if not isinstance(total, int) or total <= 0 or not run.checkpoint.exists():
+        return None
+    try:
+        lines = [r for r in run.read_metrics() if r.kind != "samples"]
+    except ContractError:  # a damaged metrics.jsonl: the files do not say it finished
+        return None
+    if not lines or lines[-1].step != total:
+        return None
+    try:
+        from scaling.core.safe_load import load_checkpoint_file
+
+        state = load_checkpoint_file(run.checkpoint, "training checkpoint")
+    except Exception:  # noqa: BLE001 -- unreadable: the files do not say it finished
+        return None
+    if (
+        not isinstance(state, dict)
+        or state.get("step") != total
+        or state.get("total_steps") != total
+    ):
+        return None
+    from scaling.training.records import summary
+
+    return {
+        "state": "done",
+        "step": total,
+        "final": summary(lines[-1]),
+        "repaired": f"status.json said {rec.get('state')} "
+        f"({str(rec.get('error') or '').splitlines()[0] if rec.get('error') else 'no error'}); "
+        f"the run's checkpoint.pt and metrics.jsonl both reach its last step {total}",
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 
 from analysis import registry
 from analysis.curvelaw import CurveLawError
-from analysis.overfit import MEANING, METRIC, check_curve
+from analysis.overfit import MEANING, check_run, se_column
 from analysis.results import ResultsError, read_runs
 from analysis.settings import FitSettings
 from contracts.metrics import METRICS
@@ -53,28 +54,63 @@ class Row:
     log: str
 
 
+def sane(record: dict) -> bool:
+    """Whether a metrics line can be shown: step and tokens whole numbers >= 0 (as the
+    trainer writes them) and no NaN or infinite number in it. A line written by hand or
+    damaged (NaN, inf, 1e+282 tokens) is left out of the status instead of shown."""
+    for key in ("step", "tokens"):
+        value = record.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            return False
+    return all(math.isfinite(v) for v in record.values() if isinstance(v, float)) and all(
+        math.isfinite(x)
+        for v in record.values()
+        if isinstance(v, list)
+        for x in v
+        if isinstance(x, float)
+    )
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    """The run's metrics lines that can be shown (`sane`; a torn last line is skipped by
+    the reader)."""
+    rows = [r.columns() for r in RunDir(run_dir).read_metrics()]  # contracts.metrics
+    return [r for r in rows if sane(r)]
+
+
 def _last_metrics(run_dir: Path) -> dict | None:
-    """The columns of the run's latest test evaluation (sample-quality lines carry no test
-    loss); None before the first."""
-    records = [r for r in RunDir(run_dir).read_metrics() if r.kind != "samples"]
-    return records[-1].columns() if records else None
+    records = [
+        r for r in _metrics(run_dir) if r.get("eval") != "samples"
+    ]  # sample-quality lines carry no test loss
+    return records[-1] if records else None
 
 
 def data_limited(run_dir: Path) -> dict | None:
-    """The run's data-limited flag (analysis.overfit: full-evaluation test ce_avg risen >= 2%
-    above its own minimum while the training loss fell), or None."""
+    """The run's data-limited flag (analysis.overfit: a full-evaluation test metric risen more
+    than K standard errors above its own minimum at two evaluations in a row while the
+    training loss fell), or None."""
     recs = [
         r
-        for r in RunDir(run_dir).read_metrics()
-        if r.kind == "full" and getattr(r, METRIC) is not None
+        for r in _metrics(run_dir)
+        if r.get("eval", "full") == "full" and isinstance(r.get("ce_avg"), (int, float))
     ]
     if len(recs) < 2:
         return None
-    train = [r.train_loss for r in recs]
-    return check_curve(
-        [i if r.step is None else r.step for i, r in enumerate(recs)],
-        [getattr(r, METRIC) for r in recs],
-        train if all(t is not None for t in train) else None,
+    train = [r.get("train_loss") for r in recs]
+
+    def column(key: str) -> list | None:
+        values = [r.get(key) for r in recs]
+        return values if all(isinstance(v, (int, float)) for v in values) else None
+
+    metrics = {m: v for m in METRICS if (v := column(m)) is not None}
+    se = {m: v for m in METRICS if (v := column(se_column(m))) is not None}
+    return check_run(
+        [r.get("step", i) for i, r in enumerate(recs)],
+        metrics,
+        train if all(isinstance(t, (int, float)) for t in train) else None,
+        se or None,
     )
 
 

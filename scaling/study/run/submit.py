@@ -25,7 +25,7 @@ from scaling.core.runlock import me, process_start
 from scaling.study.run.executors import executor_for
 from scaling.study.run.local_jobs import StopFlag, submit_shielded, terminate
 from scaling.study.run.prepare import PrepareJob, StageJob, stage_dir, stage_done, stage_plan
-from scaling.study.run.states import ACTIVE, queue_for
+from scaling.study.run.states import ACTIVE, job_tasks, queue_for, run_states
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import Run
 from scaling.study.sweep.spec import ClusterSpec
@@ -338,19 +338,41 @@ class Submitter:
         for run, run_deps in ready:
             self.runs([run], run_deps)
 
+    def _live_runs(self) -> set[str]:
+        """The runs of the whole sweep (this launch's and earlier launches') that have a live
+        local job: its controller, or a trainer that outlived it (scaling.study.run.states)."""
+        states = run_states(self.sweep.runs)
+        tasks = job_tasks()  # a trainer still exiting after its last write holds its memory
+        return {
+            run_id
+            for run_id, (state, _, rec) in states.items()
+            if rec.get("job_ids")
+            and (
+                state in ("queued", "running")
+                and not rec.get("waiting_in")
+                or rec.get("backend") == "local"
+                and bool(tasks.get(str(rec["job_ids"][-1])))
+            )
+        }
+
     def _local_pool(self, ex: Any, runs: list[Run], parallelism: int, budgets: dict) -> None:
-        """Local backend: at most `parallelism` runs at once; each job is recorded the moment it
-        starts; the others are queued *in this launcher* (status.json `waiting_in`). A stop
-        signal (see scaling.study.run.local_jobs) terminates the running jobs cleanly and puts the
-        waiting runs back to pending."""
+        """Local backend: at most `parallelism` runs of the sweep at once, counting the live
+        jobs of earlier launches and trainers whose controller died; each job is recorded the
+        moment it starts; the others are queued *in this launcher* (status.json `waiting_in`).
+        A job whose controller ended while its trainer goes on is adopted: waited for like the
+        others. A stop signal (see scaling.study.run.local_jobs) terminates the running jobs
+        cleanly and puts the waiting runs back to pending."""
         waiting = list(runs)
         for run in waiting:
             _mark_queued(run, "local", waiting=True)
         live: dict[str, Any] = {}
-        while waiting or (self.wait and any(not j.done() for j in live.values())):
+        alive = self._live_runs()
+        while waiting or (
+            self.wait and (alive & set(live) or any(not j.done() for j in live.values()))
+        ):
             if self.flag.set:
                 break
-            while waiting and sum(not j.done() for j in live.values()) < parallelism:
+            while waiting and len(alive) < parallelism:
                 run = waiting.pop(0)
                 job = submit_shielded(ex.submit, self.job_factory(), str(run.run_dir.resolve()))
                 _record_submission(
@@ -358,10 +380,12 @@ class Submitter:
                 )
                 live[run.run_id] = self.out.jobs[run.run_id] = job
                 self.out.submitted.append(run.run_id)
+                alive.add(run.run_id)
                 self.log(f"{run.run_id}: started as local job {job.job_id}")
             if not self.wait and not waiting:
                 break
-            time.sleep(0.2)
+            time.sleep(0.5)
+            alive = self._live_runs() | {r for r, j in live.items() if not j.done()}
         if self.flag.set and self.flag.signum is not None:
             name = signal.Signals(self.flag.signum).name
             self.out.signal = self.flag.signum
@@ -427,11 +451,19 @@ class Submitter:
                     e = err
                 if e is not None and str(e).strip():
                     why = first_line(str(e).strip().splitlines()[-1])
+                # read-modify-write under the status lock: a final state the trainer wrote
+                # since the read above wins (its controller may have died while it trained)
                 rec = record.update_status(
                     state="failed",
                     finished_at=time.time(),
                     error=f"{why} (log: {job.paths.stderr})",
                 )
+                if rec.get("state") == "done":
+                    done += 1
+                    continue
+                if rec.get("state") == "stopped":
+                    self.out.stopped.append(run_id)
+                    continue
             self.out.failed[run_id] = first_line(rec.get("error"))
             self.log(f"{run_id}: failed: {self.out.failed[run_id]}")
         self.log(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,6 +180,9 @@ def _run_id(point: dict[str, Any], spec: SweepSpec, loc: Located) -> str:
     """`d<depth>` then `-<label><value>` per other axis; each piece must be a plain name."""
     parts = []
     for axis, value in point.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            index = next(i for i, v in enumerate(spec.grid[axis]) if v is value)
+            raise loc.error(("grid", axis, index), f"must be a finite number, got {value!r}")
         piece = f"{axis_label(axis, spec.labels)}{format_value(value)}"
         if not re.fullmatch(r"[A-Za-z0-9._-]+", piece) or ".." in piece:
             index = list(spec.grid[axis]).index(value)

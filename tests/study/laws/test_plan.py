@@ -12,25 +12,8 @@ import numpy as np
 import pytest
 
 from scaling.study.laws.plan import main, run
+from tests.factories import merged, write_sweep
 from tests.paths import ROOT
-
-SWEEP = """
-name: tiny
-output: {out}
-data:
-  tokens: {out}/no-store-yet
-  expect: {{train_images: 1000, val_images: 100, num_classes: 10, vocab_size: 64,
-           patch_nums: [1, 2, 3]}}
-base:
-  optim: {{batch_size: 10}}
-  length: {{steps: 400}}
-grid:
-  depth: [2, 3, 4, 6, 8, 11]
-eval: {{points: 6, first_frac: 0.02, subset_points: 3, subset_images: 20}}
-cluster: {{gpus_per_node: 1, assumed_tflops_per_gpu: 100}}
-fit: {{irreducible: 3.0, metrics: [ce_last]}}
-"""
-
 
 # a prior with the sweep's E = 3.0 (its fit: irreducible)
 LAWS = [
@@ -41,10 +24,45 @@ LAWS = [
 ]  # consistent: curve check ~1%
 
 
-def _sweep(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(SWEEP.format(out=tmp_path / "runs"))
-    return path
+def _sweep(tmp_path: Path, file: str = "tiny.yaml", **more) -> Path:
+    """The tests' sweep (tests.factories) as the planner sees it: no store yet (`expect`
+    describes it), 6 sizes, full and subset evaluations, a fit section; `more`: sections
+    laid over it."""
+    out = tmp_path / "runs"
+    kw = dict(
+        store=out / "no-store-yet",
+        depths=(2, 3, 4, 6, 8, 11),
+        data={
+            "expect": {
+                "train_images": 1000,
+                "val_images": 100,
+                "num_classes": 10,
+                "vocab_size": 64,
+                "patch_nums": [1, 2, 3],
+            }
+        },
+        base={
+            "model": None,
+            "optim": {"batch_size": 10, "base_lr": None, "final_lr_frac": None},
+            "length": {"steps": 400},
+            "runtime": None,
+        },
+        eval={
+            "points": 6,
+            "first_frac": 0.02,
+            "subset_points": 3,
+            "subset_images": 20,
+            "batch_size": None,
+        },
+        cluster={
+            "gpus_per_node": 1,
+            "assumed_tflops_per_gpu": 100,
+            "backend": None,
+            "cpus_per_task": None,
+        },
+        fit={"irreducible": 3.0, "metrics": ["ce_last"]},
+    )
+    return write_sweep(tmp_path / file, out, **merged(kw, more))
 
 
 def test_cost_is_the_hand_count(tmp_path, capsys):
@@ -117,13 +135,11 @@ def test_bad_prior_file_and_noise_table(tmp_path, capsys):
     assert main([str(_sweep(tmp_path)), "--noise-from", str(table), "--no-plots"]) == 2
     assert "no model size has two or more seeds" in capsys.readouterr().err
     bad_val = tmp_path / "bad_val.yaml"
-    bad_val.write_text(
-        SWEEP.format(out=tmp_path / "runs").replace("val_images: 100", "val_images: 0")
-    )
+    bad_val.write_text(_sweep(tmp_path).read_text().replace("val_images: 100", "val_images: 0"))
     assert main([str(bad_val)]) == 2
     assert "val_images" in capsys.readouterr().err
     bad_sweep = tmp_path / "bad.yaml"
-    bad_sweep.write_text(SWEEP.format(out=tmp_path / "runs").replace("depth: [2,", "depth: [zero,"))
+    bad_sweep.write_text(_sweep(tmp_path).read_text().replace("- 2\n", "- zero\n", 1))
     assert main([str(bad_sweep)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
 
@@ -271,18 +287,13 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
         assert law["spread95"] == pytest.approx(3.92 * np.std(alphas[a], ddof=1), rel=0.35), a
 
 
-WSD = SWEEP.replace(
-    "optim: {{batch_size: 10}}", "optim: {{batch_size: 10, schedule: wsd, warmup_frac: 0.05}}"
-).replace(
-    "depth: [2, 3, 4, 6, 8, 11]",
-    "depth: [2, 3, 4, 6, 8, 11]\nbranches: {{at: [0.25, 0.5], cooldown: 0.2}}",
-)
-
-
 def _wsd_sweep(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny_wsd.yaml"
-    path.write_text(WSD.format(out=tmp_path / "runs"))
-    return path
+    return _sweep(
+        tmp_path,
+        "tiny_wsd.yaml",
+        base={"optim": {"schedule": "wsd", "warmup_frac": 0.05}},
+        branches={"at": [0.25, 0.5], "cooldown": 0.2},
+    )
 
 
 def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
@@ -459,12 +470,7 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
 
 
 def test_a_seed_axis_is_planned_as_replicates(tmp_path):
-    path = tmp_path / "seeds.yaml"
-    path.write_text(
-        SWEEP.format(out=tmp_path / "runs").replace(
-            "depth: [2, 3, 4, 6, 8, 11]", "depth: [2, 3, 4, 6, 8, 11]\n  seed: [0, 1]"
-        )
-    )
+    path = _sweep(tmp_path, "seeds.yaml", grid={"seed": [0, 1]})
     doc = run(
         [
             str(path),
@@ -505,9 +511,11 @@ def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
     from analysis.results import prepare
 
     E, A, alpha, B, beta, sd, boot, studies = 3.0, 22.0, 0.3, 33.0, 0.4, 0.01, 40, 12
-    sweep = tmp_path / "wsd3.yaml"
-    sweep.write_text(
-        WSD.format(out=tmp_path / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]")
+    sweep = _sweep(
+        tmp_path,
+        "wsd3.yaml",
+        base={"optim": {"schedule": "wsd", "warmup_frac": 0.05}},
+        branches={"at": [0.125, 0.25, 0.5], "cooldown": 0.2},
     )
     doc = run(
         [

@@ -19,60 +19,8 @@ from scaling.study.run.checks import ConfigConflict
 from scaling.study.run.outputs import output_lock
 from scaling.study.run.progress import progress_line, progress_update
 from scaling.study.run.states import _in_range, effective_state
-from scaling.study.sweep.sweep import load_sweep
-from tests.factories import make_token_store
+from tests.factories import make_token_store, tiny_sweep
 from tests.paths import ROOT
-
-TINY = """\
-name: tiny
-output: {output}
-data:
-  tokens: {store}
-base:
-  model: {{width: 32, heads: 2, init_adaln_gamma: 1.0e-3}}
-  optim: {{batch_size: 16, base_lr: 0.005, final_lr_frac: 0.1}}
-  length: {{steps: {steps}}}
-  runtime: {{num_threads: 1, checkpoint_every_steps: 10}}
-eval: {{points: 3, first_frac: 0.2, batch_size: 32}}
-grid:
-  depth: {depths}
-cluster:
-  backend: {backend}
-  partition: {partition}
-  cpus_per_task: 1
-  time_min: {time_min}
-  signal_delay_s: {signal_delay_s}
-"""
-
-
-def tiny_sweep(
-    path: Path,
-    store: Path,
-    output: Path,
-    *,
-    depths=(1, 2),
-    steps: int = 24,
-    backend: str = "local",
-    partition: str = "debug",
-    time_min: int = 10,
-    signal_delay_s: int = 60,
-    extra: str = "",
-):
-    """Write and load a sweep of tiny models on `store` (trains in seconds on a CPU)."""
-    path.write_text(
-        TINY.format(
-            output=output,
-            store=store,
-            steps=steps,
-            depths=list(depths),
-            backend=backend,
-            partition=partition,
-            time_min=time_min,
-            signal_delay_s=signal_delay_s,
-        )
-        + textwrap.dedent(extra)
-    )
-    return load_sweep(path)
 
 
 def metrics(run_dir: Path) -> list[dict]:

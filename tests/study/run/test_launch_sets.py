@@ -21,35 +21,29 @@ from scaling.study.run.prepare import format_progress
 from scaling.study.run.progress import progress_line
 from scaling.study.sweep.sweep import load_sweep, load_sweep_or_runs
 from scaling.training.config import load_run_config
-from tests.factories import make_token_store
-
-SWEEP = """\
-name: two
-output: {output}
-data:
-  tokens: {store}
-base:
-  optim: {{batch_size: 16, base_lr: 0.005}}
-  length: {{steps: 4}}
-  eval: {{points: 2}}  # issue 13: no more evaluations than steps
-grid:
-  depth: [1, 2]
-  optim.warmup_frac: [0.02, 0.1]
-labels:
-  optim.warmup_frac: wu
-cluster:
-  backend: debug
-"""
+from tests.factories import make_token_store, write_sweep
 
 
 @pytest.fixture()
 def sweep_file(tmp_path):
     """A sweep on a tiny store (nothing is trained here; the launcher checks the store)."""
-    path = tmp_path / "s.yaml"
-    path.write_text(
-        SWEEP.format(output=tmp_path / "out", store=make_token_store(tmp_path / "store"))
+    return write_sweep(
+        tmp_path / "s.yaml",
+        tmp_path / "out",
+        name="two",
+        store=make_token_store(tmp_path / "store"),
+        base={
+            "model": None,
+            "optim": {"batch_size": 16, "base_lr": 0.005, "final_lr_frac": None},
+            "length": {"steps": 4},
+            "eval": {"points": 2},  # issue 13: no more evaluations than steps
+            "runtime": None,
+        },
+        eval=None,
+        grid={"depth": [1, 2], "optim.warmup_frac": [0.02, 0.1]},
+        labels={"optim.warmup_frac": "wu"},
+        cluster={"backend": "debug", "cpus_per_task": None},
     )
-    return path
 
 
 def _launch(sweep, **kw):

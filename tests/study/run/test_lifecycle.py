@@ -21,8 +21,8 @@ from scaling.study.run.checks import ConfigConflict
 from scaling.study.run.states import run_states
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training.job import train_run
-from tests.factories import make_token_store, tiny_run_config, write_run
-from tests.study.run.test_launch import ROOT, metrics, tiny_sweep
+from tests.factories import make_token_store, tiny_run_config, tiny_sweep, write_run
+from tests.study.run.test_launch import ROOT, metrics
 
 STEPS = 80
 FAIL_D1 = """\

@@ -41,6 +41,7 @@ pytestmark = pytest.mark.multinode
 
 STEPS = 16
 CRASH_RANK, CRASH_STEP = 3, 3
+HANG_TIMEOUT_S = 20  # the collective timeout of the run whose rank hangs
 TIMING = ("wall_s", "eval_s")
 
 SWEEP = """\
@@ -57,7 +58,7 @@ base:
     checkpoint_every_steps: 4
     agree_every_steps: 1
     scalars_every_steps: 1
-    collective_timeout_s: 60
+    collective_timeout_s: {timeout}
     fsdp: {fsdp}
 eval: {{points: 3, first_frac: 0.2, batch_size: 32}}
 grid:
@@ -82,7 +83,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 300.0, every
         time.sleep(every)
 
 
-def sweep_file(tmp: Path, name: str, store: Path, partition: str, *, fsdp: bool = False):
+def sweep_file(
+    tmp: Path, name: str, store: Path, partition: str, *, fsdp: bool = False, timeout: int = 60
+):
     path = tmp / f"{name}.yaml"
     path.write_text(
         SWEEP.format(
@@ -92,6 +95,7 @@ def sweep_file(tmp: Path, name: str, store: Path, partition: str, *, fsdp: bool 
             steps=STEPS,
             partition=partition,
             fsdp=str(fsdp).lower(),
+            timeout=timeout,
         )
     )
     return load_sweep(path)
@@ -156,6 +160,29 @@ class CrashingRank(TrainJob):
         return super().__call__(run_dir, until)
 
 
+class HangingRank(TrainJob):
+    """The training job, except that rank `rank` stops answering before optimizer step
+    `step` (it sleeps; it writes the time it began to `<run>/hang_began`)."""
+
+    def __init__(self, rank: int, step: int):
+        self.rank, self.step = rank, step
+
+    def __call__(self, run_dir: str, until: float | None = None):
+        import os
+
+        if int(os.environ.get("SLURM_PROCID", "0")) == self.rank:
+            original, hang_at = Trainer.train_step, self.step
+
+            def train_step(trainer):
+                if trainer.step == hang_at:
+                    (Path(run_dir) / "hang_began").write_text(repr(time.time()))
+                    time.sleep(3600)
+                return original(trainer)
+
+            Trainer.train_step = train_step
+        return super().__call__(run_dir, until)
+
+
 @dataclasses.dataclass
 class Outcome:
     single: Path  # one process, same global batch
@@ -178,6 +205,7 @@ def outcome(slurm_nodes, tmp_path_factory) -> Outcome:
         "fsdp": sweep_file(tmp, "fsdp", store, part, fsdp=True),
         "preempt": sweep_file(tmp, "preempt", store, part),
         "crash": sweep_file(tmp, "crash", store, part),
+        "hang": sweep_file(tmp, "hang", store, part, timeout=HANG_TIMEOUT_S),
     }
     runs = {k: s.runs[0] for k, s in sweeps.items()}
     quiet = dict(log=lambda s: None)
@@ -192,6 +220,9 @@ def outcome(slurm_nodes, tmp_path_factory) -> Outcome:
         outs = {k: launch_mod.launch(sweeps[k], **quiet) for k in ("ddp", "fsdp", "preempt")}
         outs["crash"] = launch_mod.launch(
             sweeps["crash"], job_factory=lambda: CrashingRank(CRASH_RANK, CRASH_STEP), **quiet
+        )
+        outs["hang"] = launch_mod.launch(
+            sweeps["hang"], job_factory=lambda: HangingRank(CRASH_RANK, CRASH_STEP), **quiet
         )
         # the reference while SLURM works: one process in this one, same config and batch
         from scaling.training.job import train_run
@@ -396,6 +427,7 @@ def test_more_than_the_cluster_offers_is_refused_before_submitting(slurm_nodes, 
         steps=STEPS,
         partition="debug",
         fsdp="false",
+        timeout=60,
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(slurm_nodes.conf))
@@ -416,6 +448,32 @@ def test_more_than_the_cluster_offers_is_refused_before_submitting(slurm_nodes, 
             ["squeue", "-h", "-o", "%j"], capture_output=True, text=True, env=slurm_nodes.env()
         ).stdout.split()
         assert "big" not in queued
+
+
+def _short(error: str) -> str:
+    """An error's first 100 characters without gloo's source locations."""
+    return re.sub(r"\[/[^\]]*\] ", "", error)[:100]
+
+
+def test_a_hanging_rank_fails_the_job_at_the_collective_timeout(outcome, slurm_nodes):
+    run = outcome.runs["hang"]
+    began = float((run.run_dir / "hang_began").read_text())
+    first = RunDir(run.run_dir).first_rank_error()
+    assert first is not None and first["rank"] != CRASH_RANK  # the hanging rank says nothing
+    waited = first["time"] - began
+    # the others waited in a collective for the timeout, then failed (not a hang)
+    assert HANG_TIMEOUT_S - 1 <= waited < HANG_TIMEOUT_S + 30, waited
+    state, end = sacct(outcome.jobs["hang"], slurm_nodes.env(), "State,End")
+    assert state == "FAILED"
+    lag = time.mktime(time.strptime(end, "%Y-%m-%dT%H:%M:%S")) - began
+    assert lag < HANG_TIMEOUT_S + 40, lag
+    line = status_mod.render(outcome.sweeps["hang"])
+    assert f"rank {first['rank']} on {first['host']}: " in line, line
+    print(
+        f"rank {CRASH_RANK} hung; rank {first['rank']} failed {waited:.1f} s later "
+        f"(timeout {HANG_TIMEOUT_S} s): {_short(first['error'])}; job {state} "
+        f"{lag:.1f} s after the hang began"
+    )
 
 
 @dataclasses.dataclass
@@ -479,7 +537,7 @@ def node_loss(outcome, slurm_nodes, tmp_path_factory) -> NodeLoss:
                 note("running", f"job running again on {job['NodeList']}")
             rec = RunDir(run.run_dir).read_status()
             if "running" in seen and rec.get("restarts") == 1 and rec["state"] == "running":
-                note("resumed", f"rank 0 resumed on {rec['host']} at step {rec.get('step')}")
+                note("resumed", f"rank 0 started again on {rec['host']}")
             if rec["state"] in ("done", "failed"):
                 note("end", f"run {rec['state']} (step {rec.get('step')})")
                 return True
@@ -504,7 +562,11 @@ def test_a_lost_node_requeues_the_job_and_it_resumes_to_the_same_metrics(outcome
     assert node_loss.killed not in node_loss.nodes_after.replace("[", "").split(",") or (
         node_loss.nodes_after != node_loss.nodes_before
     )
+    log = (node_loss.run.run_dir.parent / "_submitit" / node_loss.job_id).glob("*_0_log.err")
+    resumed = [int(m) for f in log for m in re.findall(r"resumed at step (\d+)/", f.read_text())]
+    assert len(resumed) == 1 and resumed[0] > 0 and resumed[0] % 4 == 0, resumed  # a checkpoint
     assert metrics(node_loss.run.run_dir) == metrics(outcome.runs["ddp"].run_dir)
+    print(f"node loss: resumed from the checkpoint of step {resumed[0]}")
     print(
         f"node loss: job {node_loss.job_id} on {node_loss.nodes_before} -> {node_loss.nodes_after}"
     )

@@ -27,8 +27,8 @@ from scaling.study.run import status as status_mod
 from scaling.study.run.prepare import stage_dir
 from scaling.study.run.states import SlurmQueue, run_states
 from scaling.study.sweep.sweep import load_sweep
-from tests.factories import make_token_store
-from tests.study.run.test_launch import metrics, tiny_sweep
+from tests.factories import make_token_store, tiny_sweep
+from tests.study.run.test_launch import metrics
 from var_core import VQVAE, save_model
 
 pytestmark = pytest.mark.slurm

@@ -21,8 +21,8 @@ from scaling.study.sweep.sweep import load_sweep
 from scaling.training import schedule
 from scaling.training.config import BranchConfig, LengthConfig, OptimConfig, RunConfig
 from scaling.training.job import train_run
-from tests.factories import make_token_store, tiny_run_config, write_run
-from tests.study.run.test_launch import ROOT, tiny_sweep
+from tests.factories import make_token_store, tiny_run_config, tiny_sweep, write_run
+from tests.paths import ROOT
 
 
 def _wsd(**kw) -> OptimConfig:
@@ -216,21 +216,21 @@ def test_branch_without_its_parent_state_is_a_clear_error(store, tmp_path, one_t
 
 # ----------------------------------------------------------------------------- sweeps
 
-WSD_BASE = """
-  optim: {schedule: wsd, cooldown_frac: 0.25, warmup_steps: 2}
-"""
-
 
 def _branch_sweep(
     tmp_path, store, branches: str, schedule_line: str = "schedule: wsd, ", backend: str = "debug"
 ):
-    path = tmp_path / "s.yaml"
-    tiny_sweep(path, store, tmp_path / "out", depths=(1,), steps=40, backend=backend)
-    text = path.read_text().replace(
-        "optim: {", "optim: {" + schedule_line + "cooldown_frac: 0.25, "
+    """A one-run sweep with `branches` (YAML text); WSD unless `schedule_line` is empty."""
+    optim = f"{{{schedule_line}cooldown_frac: 0.25}}"
+    return tiny_sweep(
+        tmp_path / "s.yaml",
+        store,
+        tmp_path / "out",
+        depths=(1,),
+        steps=40,
+        backend=backend,
+        extra=f"base: {{optim: {optim}}}\n" + branches,
     )
-    path.write_text(text + branches)
-    return load_sweep(path)
 
 
 @pytest.mark.parametrize(
@@ -279,21 +279,17 @@ def test_sweep_branches_default_log_spaced_and_launch_runs_them(tmp_path, store,
 def test_slurm_branches_wait_for_their_parents_segment(slurm_cluster, tmp_path, store):
     """On SLURM the parent runs as a chain of segment jobs; each branch depends (afterok) on
     the segment that reaches its point, and everything ends done; a relaunch submits nothing."""
-    path = tmp_path / "s.yaml"
-    tiny_sweep(
-        path,
+    sweep = tiny_sweep(
+        tmp_path / "s.yaml",
         store,
         tmp_path / "out",
         depths=(1,),
         steps=40,
         backend="slurm",
         partition=slurm_cluster.partition,
+        extra="base: {optim: {schedule: wsd, cooldown_frac: 0.25}}\n"
+        "branches: {at: [0.25, 0.5], cooldown: 0.5}\n",
     )
-    path.write_text(
-        path.read_text().replace("optim: {", "optim: {schedule: wsd, cooldown_frac: 0.25, ")
-        + "branches: {at: [0.25, 0.5], cooldown: 0.5}\n"
-    )
-    sweep = load_sweep(path)
     out = launch_mod.launch(sweep, log=lambda s: None)
     assert out.submitted == ["d1", "d1-b0.25", "d1-b0.5"]
     parent = RunDir(tmp_path / "out" / "d1").read_status()

@@ -1,0 +1,145 @@
+"""Coverage of the fitter's 95% exponent intervals, with E fitted and with E pinned.
+
+    python scripts/validation/e_coverage.py [--studies 200] [--bootstrap 200] [--out cov.json]
+
+Draws whole studies from the paper's laws (ce_avg, ce_last; E_avg = 5, E_last = 4.5) at the
+paper grid's 12 sizes with 24 evaluations per run, in two training-curve shapes, fits each
+with `analysis.fitting.fit_study` (what `python -m scaling.fit` runs) and counts how often
+the interval of alpha vs N and vs Cmin holds the paper's exponent:
+
+- ``banded``: `analysis.synthetic.study_table` -- each run lies on the Cmin law over its own
+  band of compute (so the frontier is the law), quadratic in log-log before it, a straight
+  line to its final value (on the N law) after it; 1% log-normal noise per evaluation.
+- ``chinchilla``: the planner's curve model (`analysis.simulate`), y = E + A N^-a + B (c/N)^-b,
+  calibrated to the paper's laws on the paper grid (epochs 200 / 250 / 350 by depth, 24
+  evaluations log-spaced from 0.1% of each run's compute, as sweeps/depth_grid.yaml); not the
+  fitter's power-law form: its frontier is the envelope of 12 discrete sizes. Noise: 1% per
+  run (the whole curve, a seed's draw) and 0.5% per evaluation. On this grid its frontier
+  does not follow the calibrated envelope's law (the compute-optimal size leaves the grid's
+  range), so the truth is the exponent fitted to the noise-free study with the true E given
+  (for N: the paper's law within 0.3%). ``chinchilla@F`` drops each run's evaluations
+  below the fraction F of its compute first (the Cmin frontier's early points; the final
+  points vs N are kept).
+
+E modes: ``fit`` (E fitted, shared by the N and Cmin laws) and ``pinned`` (the true E given).
+The same script runs against any checkout of the fitter (it only calls `fit_study`), which is
+how docs/fitting.md's before/after table was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from analysis.fitting import fit_study
+from analysis.paper import paper_law
+from analysis.settings import FitSettings
+from analysis.simulate import Noise, PlannedRun, calibrate, paper_prior, simulate_table
+from analysis.synthetic import PAPER_DEPTHS, paper_sizes, study_table
+
+LOSSES = ("ce_avg", "ce_last")
+TOKENS_PER_IMAGE, TRAIN_IMAGES = 680, 1281167
+
+
+def paper_grid_runs(points: int = 24) -> list[PlannedRun]:
+    """The paper grid as planned runs: 12 sizes, 6 N D training FLOPs, `points` evaluations."""
+    runs = []
+    for d, n in zip(PAPER_DEPTHS, paper_sizes(), strict=True):
+        epochs = 200 if d <= 16 else 250 if d <= 20 else 350
+        final = 6 * n * TOKENS_PER_IMAGE * TRAIN_IMAGES * epochs
+        runs.append(PlannedRun(f"d{d}", n, final * np.geomspace(1e-3, 1, points)))
+    return runs
+
+
+def study(shape: str, seed: int | None, models=None, runs=None):
+    """One simulated study's tidy table (seed None: the chinchilla shape without noise)."""
+    if shape == "banded":
+        return study_table(seed=seed or 0, sigma=0.01)
+    name, _, frac = shape.partition("@")
+    sd = 0.0 if seed is None else 0.01
+    noise = Noise({m: sd for m in LOSSES}, eval_sd=sd / 2)
+    table = simulate_table(runs, models, noise, np.random.default_rng(seed))
+    table["finished"] = True
+    if frac:
+        share = table["flops"] / table.groupby("run")["flops"].transform("max")
+        table = table[share >= float(frac) * (1 - 1e-9)]
+    return table.drop(columns="seed").reset_index(drop=True)
+
+
+def truth_of(shape: str, models, runs) -> dict[tuple[str, str], float]:
+    """The exponents the intervals should hold: the paper's laws for the banded shape (its
+    frontier and finals are those laws), the noise-free E-given fit for the chinchilla shape."""
+    if shape == "banded":
+        return {(a, m): paper_law(m, a).alpha for a in ("N", "Cmin") for m in LOSSES}
+    settings = FitSettings(irreducible="paper", metrics=LOSSES, holdout=0, bootstrap=0)
+    fit = fit_study(study(shape, None, models, runs), settings)
+    return {(r.against, r.metric): r.law.alpha for r in fit.results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--studies", type=int, default=200)
+    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--shapes", default="banded,chinchilla")
+    parser.add_argument("--modes", default="fit,pinned")
+    parser.add_argument("--out", default=None, help="write the counts as JSON")
+    args = parser.parse_args()
+    runs = paper_grid_runs()
+    models = {m: calibrate(p, runs) for m, p in paper_prior(LOSSES).items()}
+    result = {}
+    t0 = time.time()
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for shape in args.shapes.split(","):
+            truth = truth_of(shape, models, runs)
+            print(
+                f"truth {shape}: " + ", ".join(f"{m} vs {a} {v:.4f}" for (a, m), v in truth.items())
+            )
+            for mode in args.modes.split(","):
+                hits = {k: 0 for k in truth}
+                n = {k: 0 for k in truth}
+                widths = {k: [] for k in truth}
+                for s in range(args.studies):
+                    table = study(shape, 10_000 + s, models, runs)
+                    settings = FitSettings(
+                        irreducible="fit" if mode == "fit" else "paper",
+                        metrics=LOSSES,
+                        holdout=0,
+                        bootstrap=args.bootstrap,
+                        seed=s,
+                    )
+                    fit = fit_study(table, settings)
+                    for r in fit.results:
+                        k = (r.against, r.metric)
+                        if r.alpha_ci is None or not all(np.isfinite(r.alpha_ci)):
+                            continue
+                        n[k] += 1
+                        hits[k] += r.alpha_ci[0] <= truth[k] <= r.alpha_ci[1]
+                        widths[k].append(r.alpha_ci[1] - r.alpha_ci[0])
+                for k in truth:
+                    key = f"{shape}|{mode}|{k[1]} vs {k[0]}"
+                    result[key] = {
+                        "covered": hits[k],
+                        "studies": n[k],
+                        "median_width": float(np.median(widths[k])) if widths[k] else None,
+                        "truth": truth[k],
+                    }
+                    print(
+                        f"| {shape} | E {mode} | {k[1]} vs {k[0]} | {hits[k]}/{n[k]} "
+                        f"({100 * hits[k] / max(n[k], 1):.0f}%) | "
+                        f"{result[key]['median_width']:.3f} |",
+                        flush=True,
+                    )
+    print(f"elapsed {time.time() - t0:.0f} s")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Every number of the README's demo results is the one in the results file it cites.
+
+The README's demo table and its model sizes come from docs/img/demo_fits.md, which
+scripts/figures/readme_figures.py writes from one finished demo (with the runs' code, dates
+and machine); docs/demo.md's sample table comes from docs/img/demo_samples.md
+(scripts/figures/demo_samples.py). A README edited by hand, or a results file regenerated
+without updating the README, fails here."""
+
+from __future__ import annotations
+
+import re
+
+from tests.paths import ROOT
+
+
+def _section(text: str, heading: str) -> str:
+    """From `heading` to the next heading of any level."""
+    start = text.index(heading)
+    after = re.search(r"^#{1,6} ", text[start + len(heading) :], flags=re.M)
+    return text[start : start + len(heading) + after.start() if after else len(text)]
+
+
+def _table_rows(text: str) -> list[str]:
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.startswith("| ") and not set(line) <= set("|- ") and "---" not in line
+    ]
+
+
+def test_the_readme_demo_table_is_the_committed_results_file():
+    readme = _section((ROOT / "README.md").read_text(), "## What the demo shows")
+    results = (ROOT / "docs" / "img" / "demo_fits.md").read_text()
+    assert "docs/img/demo_fits.md" in readme  # it says where its numbers come from
+    rows = _table_rows(readme)
+    assert len(rows) == 9  # header + 4 metrics x (N, Cmin)
+    for row in rows:
+        assert row in results, f"README row not in docs/img/demo_fits.md: {row}"
+    # the model sizes the README quotes: the smallest and largest run of the results file
+    sizes = re.findall(r"^\| d\d \| ([\d,]+) \|", results, flags=re.M)
+    assert sizes and f"{sizes[0]} to {sizes[-1]} parameters" in readme
+    # and the file says where it comes from
+    assert "trained by code" in results and "fitted on" in results
+
+
+def test_the_demo_page_sample_table_is_the_committed_results_file():
+    page = _section((ROOT / "docs" / "demo.md").read_text(), "### Sample quality")
+    results = (ROOT / "docs" / "img" / "demo_samples.md").read_text()
+    rows = _table_rows(page)
+    assert len(rows) >= 3
+    for row in rows:
+        assert row in results, f"docs/demo.md row not in docs/img/demo_samples.md: {row}"
