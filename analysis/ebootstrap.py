@@ -22,7 +22,7 @@ import pandas as pd
 
 from .frontier import frontier_mask
 from .paper import X_SCALE
-from .powerlaw import Law, fit_law
+from .powerlaw import Law, Method, fit_law
 from .results import ResultsError
 
 
@@ -116,7 +116,7 @@ def shared_bootstrap(
     sets: Sequence[PointSet],
     bootstrap: int,
     seed: int = 0,
-    method: str = "ols",
+    method: Method = "ols",
     starts: Sequence[Law] | None = None,
 ) -> tuple[list[np.ndarray], int]:
     """Bootstrap draws of every law in `sets` with E refitted in each draw.

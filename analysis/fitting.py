@@ -34,6 +34,7 @@ from .paper import PAPER_IRREDUCIBLE, paper_law
 from .powerlaw import (
     FitResult,
     Irreducible,
+    Method,
     _summarise,
     fit_vs_cmin,
     fit_vs_n,
@@ -302,7 +303,7 @@ def fit_study(
                 carried[key] = ({s.against: v for s, v in zip(sets, samples)}, valid)
         return carried[key]
 
-    def refit(against: str, metric: str, sub: pd.DataFrame, E: float, method: str) -> float:
+    def refit(against: str, metric: str, sub: pd.DataFrame, E: float, method: Method) -> float:
         """The exponent of one law refitted without a bootstrap (a sensitivity variant)."""
         if against == "N":
             return fit_vs_n(
@@ -325,7 +326,7 @@ def fit_study(
             res.ci_note = why
         res.marks = law_marks(res.law.alpha, res.r)
         E = res.law.E
-        other = "robust" if settings.method == "ols" else "ols"
+        other: Method = "robust" if settings.method == "ols" else "ols"
         sizes = sorted(sub["params"].unique())
 
         def without(size) -> pd.DataFrame:
@@ -371,7 +372,7 @@ def fit_study(
                 t_interval(res.points["x"], res.points["y"], E, settings.ci),
                 reference=("no E",),
             )
-        if res.sensitivity["exceeds_interval"]:
+        if res.sensitivity["exceeds_interval"] and res.alpha_ci is not None:
             res.marks.append(
                 f"sensitive: the exponent moves by {res.sensitivity['spread']:.3g} across the "
                 f"choices of the sensitivity report, more than its interval's width "

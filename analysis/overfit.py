@@ -26,7 +26,7 @@ Torch-free.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,11 @@ def _train_text(tr, j: int, i: int) -> str:
 
 
 def check_run(
-    steps, metrics: dict[str, Sequence[float]], train=None, se: dict | None = None, k: float = K
+    steps,
+    metrics: Mapping[str, Sequence[float]],
+    train=None,
+    se: Mapping | None = None,
+    k: float = K,
 ) -> dict[str, Any] | None:
     """One run: metric -> its curve (and se: metric -> its standard errors, when recorded).
 

@@ -124,8 +124,8 @@ def main() -> None:
                 for k in truth:
                     key = f"{shape}|{mode}|{k[1]} vs {k[0]}"
                     result[key] = {
-                        "covered": hits[k],
-                        "studies": n[k],
+                        "covered": int(hits[k]),
+                        "studies": int(n[k]),
                         "median_width": float(np.median(widths[k])) if widths[k] else None,
                         "truth": truth[k],
                     }
