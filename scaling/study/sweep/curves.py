@@ -129,7 +129,9 @@ def study_curves(
     its full evaluations of `metric` and its schedule. A run whose schedule cannot be laid
     out (no config.yaml, an unknown length) is left out with a `CurveWarning`."""
     runs_dir = Path(runs_dir)
-    out = []
+    out: list[RunCurve] = []
+    if metric not in table.columns:  # a table without that metric has no curve of it
+        return out
     full = table
     if "eval" in table.columns:
         full = table[table["eval"].fillna("full") == "full"]
