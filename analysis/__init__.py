@@ -15,7 +15,8 @@ Modules (import what you need; `plots` pulls in matplotlib and never chooses its
     jointlaw   the joint law L(N, D) and its compute-optimal frontier; jointplots its figures
     synthetic  tables drawn from known laws (tests, docs, trying the CLI)
     seeds      seed replicates: averaging per size, per-size spread, two-stage bootstrap
-    sample_metrics  FID, Inception Score, precision/recall, class accuracy from features
+    sample_metrics  sample quality: FID, Inception Score, precision/recall, class accuracy from
+                    features; sample lines joined into the table; the columns shown
     simulate   study simulator: replay a prior law through a planned grid (scaling.plan)
     simulate_plots  the planner's figures
 """

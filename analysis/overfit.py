@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.metrics import METRICS
+
 K = 4.0  # standard errors above the running minimum that count as a rise
 CONSECUTIVE = 2  # evaluations in a row that must be above it
 RISE = 0.02  # the fallback without standard errors: relative rise of the last evaluation
-METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
 METRIC = "ce_avg"  # the headline metric (messages); every one of METRICS is watched
 
 

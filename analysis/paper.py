@@ -12,7 +12,8 @@ import dataclasses
 
 import numpy as np
 
-METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+from contracts.metrics import METRICS
+
 AGAINST = ("N", "Cmin")
 
 # what one unit of x is, in raw counts (params, FLOPs), and how it is written

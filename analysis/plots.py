@@ -28,6 +28,7 @@ from matplotlib import ticker
 from .compare import law_band
 from .paper import MEASURED_RANGE, X_SCALE, paper_law
 from .powerlaw import FitResult
+from .sample_metrics import SAMPLE_PANELS
 
 LABELS = {
     "ce_avg": "test loss, average over scales",
@@ -529,16 +530,6 @@ def save_figure(fig: plt.Figure, path_stem: str | Path, formats=("png", "pdf")) 
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-SAMPLE_PANELS = (
-    ("sample_acc", "class accuracy of samples (demo classifier)"),
-    ("sample_fd", "Frechet distance to val, classifier features"),
-    ("fid", "FID"),
-    ("is", "Inception Score"),
-    ("precision", "precision"),
-    ("recall", "recall"),
-)
 
 
 def plot_samples_vs_n(

@@ -19,12 +19,14 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from contracts import ContractError
+from contracts.jsonl import append_jsonl_lines, read_jsonl_lines
 
 FILE = "forecasts.jsonl"
 SCHEMA_VERSION = 1
@@ -242,35 +244,25 @@ def _parse(obj: Any, where: str) -> ForecastRecord | ScoreRecord:
 
 
 def read(path: str | Path) -> list[ForecastRecord | ScoreRecord]:
-    """Every record of a forecasts.jsonl (none when it does not exist). A torn last line (a
-    writer killed mid-line) is ignored; any other bad line raises RegistryError naming it."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    out = []
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines):  # the last line has no newline: torn by a crash
-                continue
-            raise RegistryError(f"{path}:{i}: not JSON ({e.msg})") from None
-        out.append(_parse(obj, f"{path}:{i}"))
-    return out
+    """Every record of a forecasts.jsonl (none when it does not exist). The append-only log's
+    policy (`contracts.jsonl`): a torn last line (a writer killed mid-line) is skipped with a
+    warning; any other bad line raises RegistryError naming it."""
+    try:
+        lines = read_jsonl_lines(path)
+    except ContractError as e:
+        raise RegistryError(str(e)) from None
+    return [_parse(obj, f"{path}:{n}") for n, obj in lines]
 
 
 def append(path: str | Path, records: Iterable[ForecastRecord | ScoreRecord]) -> int:
     """Append records (forecasts already in the file, by id, and scores of forecasts already
     scored are skipped); returns how many lines were written. Each line is written whole
-    and flushed to disk; the file is only ever appended to."""
+    and flushed to disk; the file is only ever appended to (`contracts.jsonl`)."""
     path = Path(path)
     existing = read(path)
     have = {r.id for r in existing if isinstance(r, ForecastRecord)}
     scored = {r.forecast for r in existing if isinstance(r, ScoreRecord)}
-    lines = []
+    lines: list[dict[str, Any]] = []
     for r in records:
         if isinstance(r, ForecastRecord):
             if r.id in have:
@@ -280,14 +272,11 @@ def append(path: str | Path, records: Iterable[ForecastRecord | ScoreRecord]) ->
             if r.forecast in scored:
                 continue
             scored.add(r.forecast)
-        lines.append(json.dumps(r.to_dict(), sort_keys=True, allow_nan=True) + "\n")
+        lines.append(r.to_dict())
     if not lines:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(lines))
-        f.flush()
-        os.fsync(f.fileno())
+    append_jsonl_lines(path, lines, sort_keys=True)  # a torn tail of a killed writer is cut first
     return len(lines)
 
 

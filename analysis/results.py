@@ -8,12 +8,12 @@ width, batch, peak_lr, epochs, seed), the config's scalars flattened (``model.de
 per-scale columns (``ce_s0``, ``err_s0``, ...), ``finished`` (the run's status.json says
 done) and, for a sweep's output folder, one column
 per grid axis, ``grid.<axis>`` (from ``<runs_dir>/grid.yaml``, written by the launcher; see
-`analysis.axes`). `read_table` reads the same table from CSV or Parquet.
+`analysis.axes`). The run folder's files are read through their contracts (`contracts.metrics`,
+`contracts.status`, `contracts.grid`). `read_table` reads the same table from CSV or Parquet.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,10 +23,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
-GRID_FILE = "grid.yaml"  # <runs_dir>/grid.yaml: the sweep's axes and every run's axis values
-# written by scaling.sample_eval (lines with eval == "samples"), lower is better: fittable
-SAMPLE_METRICS = ("fid", "sample_fd", "sample_err")
+from contracts import ContractError
+from contracts.grid import FILE as GRID_FILE
+from contracts.grid import read_grid
+from contracts.metrics import BY_SCALE, read_metrics
+from contracts.status import read_status
+
+from .sample_metrics import join_sample_evals
+
 COMPUTE_COLUMNS = {"exact": "flops", "6nd": "flops_6nd"}
 
 
@@ -66,63 +70,20 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Parse metrics.jsonl; a truncated or corrupt line is skipped with a warning naming it."""
+    """metrics.jsonl's lines as table rows (`contracts.metrics`: a torn last line is skipped
+    with a warning, any other unreadable line is an error naming file and line); the
+    per-scale lists become columns ``ce_s0``, ``err_s0``, ...; other lists and mappings
+    (no table cells) are left out."""
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                warnings.warn(
-                    f"{path}:{lineno}: skipped a truncated or corrupt metrics line ({e.msg})",
-                    ResultsWarning,
-                    stacklevel=3,
-                )
-                continue
-            if not isinstance(rec, dict):
-                warnings.warn(
-                    f"{path}:{lineno}: skipped a metrics line that is not a JSON object",
-                    ResultsWarning,
-                    stacklevel=3,
-                )
-                continue
-            for key in ("ce_by_scale", "err_by_scale"):
-                values = rec.pop(key, None)
-                if isinstance(values, list):
-                    short = key.split("_")[0]
-                    for i, v in enumerate(values):
-                        rec[f"{short}_s{i}"] = v
-            rows.append({k: v for k, v in rec.items() if not isinstance(v, (list, dict))})
+    for record in read_metrics(path):
+        row = record.columns()
+        for key in BY_SCALE:
+            values = row.pop(key, None)
+            if values is not None:
+                short = key.split("_")[0]
+                row.update({f"{short}_s{i}": v for i, v in enumerate(values)})
+        rows.append({k: v for k, v in row.items() if not isinstance(v, (list, dict))})
     return rows
-
-
-def read_grid(runs_dir: str | Path) -> dict[str, Any]:
-    """``<runs_dir>/grid.yaml`` (written by the launcher): {"axes": [axis, ...], "labels":
-    {axis: run-id label}, "runs": {run_id: {axis: value}}}; empty axes when there is none."""
-    path = Path(runs_dir) / GRID_FILE
-    empty: dict[str, Any] = {"axes": [], "labels": {}, "runs": {}}
-    if not path.exists():
-        return empty
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ResultsError(f"{path}: unreadable ({e}); re-run the launcher to rewrite it") from None
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("runs"), dict)
-        or not isinstance(data.get("axes"), list)
-    ):
-        raise ResultsError(
-            f"{path}: expected a mapping with 'axes' (a list) and 'runs' "
-            "(run id -> axis values); re-run the launcher to rewrite it"
-        )
-    return {
-        "axes": [str(a) for a in data["axes"]],
-        "labels": dict(data.get("labels") or {}),
-        "runs": {str(k): dict(v or {}) for k, v in data["runs"].items()},
-    }
 
 
 def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFrame:
@@ -135,7 +96,14 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ResultsError(f"{runs_dir}: not a directory of runs")
-    grid = read_grid(runs_dir)
+    try:
+        return _read_runs(runs_dir, include_subset)
+    except ContractError as e:  # a damaged run file: the analysis API raises ResultsError
+        raise ResultsError(str(e)) from None
+
+
+def _read_runs(runs_dir: Path, include_subset: bool) -> pd.DataFrame:
+    grid = read_grid(runs_dir / GRID_FILE)
     frames = []
     for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         metrics = run_dir / "metrics.jsonl"
@@ -158,8 +126,8 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
                 df[key] = value
         df["finished"] = _finished(run_dir)
         df["run_state"] = run_state(run_dir)
-        point = grid["runs"].get(run_dir.name, {})
-        for axis in grid["axes"]:
+        point = grid.runs.get(run_dir.name, {})
+        for axis in grid.axes:
             df[f"grid.{axis}"] = point.get(axis)
         frames.append(df)
     if not frames:
@@ -168,51 +136,22 @@ def read_runs(runs_dir: str | Path, include_subset: bool = False) -> pd.DataFram
             f"(expected <runs_dir>/<run_id>/metrics.jsonl)"
         )
     table = pd.concat(frames, ignore_index=True, sort=False)
-    return _select_evals(join_sample_evals(table, str(runs_dir)), include_subset, str(runs_dir))
-
-
-def join_sample_evals(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
-    """Move the columns of ``eval == "samples"`` rows (scaling.sample_eval) onto the run's
-    evaluation row at the same step; a later sample evaluation of the same step wins. A sample
-    row without such an evaluation row is dropped with a warning."""
-    if "eval" not in table.columns or not (table["eval"] == "samples").any():
-        return table
-    is_sample = table["eval"] == "samples"
-    samples, base = table[is_sample], table[~is_sample]
-    own = [
-        c
-        for c in samples.columns
-        if c not in ("run", "step")
-        and samples[c].notna().any()
-        and (c not in base.columns or base[c].isna().all())
-    ]
-    samples = samples.drop_duplicates(["run", "step"], keep="last")[["run", "step", *own]]
-    keys = set(zip(base["run"], base["step"]))
-    orphans = [
-        f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys
-    ]
+    table, orphans = join_sample_evals(table)
     if orphans:
         warnings.warn(
-            f"{source}: sample evaluations without a test evaluation at the same step left "
+            f"{runs_dir}: sample evaluations without a test evaluation at the same step left "
             f"out ({', '.join(orphans[:5])})",
             ResultsWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
-    base = base.drop(columns=[c for c in own if c in base.columns])
-    return base.merge(samples, on=["run", "step"], how="left")
+    return _select_evals(table, include_subset, str(runs_dir))
 
 
 def _finished(run_dir: Path) -> bool:
     """Whether a run has trained to its last step: its status.json says "done" (a run without
     status.json, e.g. copied metrics only, counts as finished: nothing says otherwise)."""
     path = run_dir / "status.json"
-    if not path.exists():
-        return True
-    try:
-        status = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(status, dict) and status.get("state") == "done"
+    return read_status(path).finished if path.exists() else True
 
 
 def run_state(run_dir: Path) -> str:
@@ -222,14 +161,13 @@ def run_state(run_dir: Path) -> str:
     if not path.exists():
         return "no status.json"
     try:
-        status = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        status = read_status(path)
+    except ContractError:  # named in words here; `_finished` raises it for the table
         return "unreadable status.json"
-    if not isinstance(status, dict):
-        return "unreadable status.json"
-    state = str(status.get("state", "pending"))
-    error = str(status.get("error") or "").strip()
-    return f"{state}: {error.splitlines()[0][:120]}" if state == "failed" and error else state
+    error = (status.error or "").strip()
+    if status.state == "failed" and error:
+        return f"{status.state}: {error.splitlines()[0][:120]}"
+    return status.state
 
 
 def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:

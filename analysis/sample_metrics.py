@@ -1,5 +1,10 @@
-"""Sample-quality metrics from features (torch-free): Frechet distance (FID), Inception Score,
-precision and recall, class accuracy.
+"""Sample quality in the analysis layer (torch-free), its one home here: the metrics from
+features (Frechet distance (FID), Inception Score, precision and recall, class accuracy), the
+sample-quality lines joined into the tidy table (`join_sample_evals`), and which columns are
+shown and how they are labelled (`SAMPLE_PANELS`: the samples-vs-N figure,
+`analysis.plots.plot_samples_vs_n`, and the sample_eval CLI's line). The line's columns are
+declared in `contracts.metrics` (`SAMPLE_FIELDS`, `SAMPLE_METRICS`); the stage that measures
+them is `scaling.training.sample_eval`.
 
 The definitions are those of the usual evaluation suites (the ADM suite, torch-fidelity):
 
@@ -23,7 +28,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 from scipy import linalg
+
+from contracts.metrics import SAMPLE_FIELDS
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,3 +145,39 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
             f"need logits [N, C] and labels [N], got {logits.shape} and {labels.shape}"
         )
     return float((logits.argmax(axis=1) == labels).mean())
+
+
+def join_sample_evals(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Move the columns of ``eval == "samples"`` rows (scaling.sample_eval) onto the run's
+    evaluation row at the same step; a later sample evaluation of the same step wins. Returns
+    the table and the sample rows without such an evaluation row ("run step s"), left out."""
+    if "eval" not in table.columns or not (table["eval"] == "samples").any():
+        return table, []
+    is_sample = table["eval"] == "samples"
+    samples, base = table[is_sample], table[~is_sample]
+    own = [
+        c
+        for c in samples.columns
+        if c not in ("run", "step")
+        and samples[c].notna().any()
+        and (c not in base.columns or base[c].isna().all())
+    ]
+    samples = samples.drop_duplicates(["run", "step"], keep="last")[["run", "step", *own]]
+    keys = set(zip(base["run"], base["step"]))
+    orphans = [
+        f"{r} step {s}" for r, s in zip(samples["run"], samples["step"]) if (r, s) not in keys
+    ]
+    base = base.drop(columns=[c for c in own if c in base.columns])
+    return base.merge(samples, on=["run", "step"], how="left"), orphans
+
+
+# the sample-quality columns shown (figure, the sample_eval CLI's line), with their labels
+SAMPLE_PANELS = (
+    ("sample_acc", "class accuracy of samples (demo classifier)"),
+    ("sample_fd", "Frechet distance to val, classifier features"),
+    ("fid", "FID"),
+    ("is", "Inception Score"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+)
+assert {c for c, _ in SAMPLE_PANELS} <= set(SAMPLE_FIELDS)  # declared in contracts.metrics

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from contracts.metrics import METRICS, SAMPLE_METRICS
+
 from .paper import AGAINST
-from .results import METRICS, SAMPLE_METRICS
 
 IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
 

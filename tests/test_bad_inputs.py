@@ -1010,7 +1010,7 @@ def test_a_truncated_token_shard_is_named_at_merge(tmp_path):
 def test_a_full_disk_names_the_file_and_says_no_space(tmp_path, monkeypatch, capsys):
     """ENOSPC from the kernel (/dev/full), and torch's own error on a full disk ("unexpected
     pos"), both end as "no space left on <path>", exit 1, the old file intact."""
-    from scaling.core import atomic
+    from contracts import atomic  # the home of atomic writes (scaling.core.atomic imports it)
     from scaling.core.atomic import append_jsonl, atomic_write
     from scaling.core.cli import run_cli
 

@@ -1,5 +1,6 @@
 """The folder tree is the data flow (docs/architecture.md), and this test holds it to that.
 
+    contracts         the files that cross stages; stdlib and yaml only, nothing of the project
     var_core          the model; imports neither scaling nor analysis
     analysis          torch-free fits; imports neither torch, scaling nor var_core
     scaling.core      shared ground; imports nothing else of scaling
@@ -25,11 +26,12 @@ import pytest
 
 from tests.paths import ROOT
 
-PACKAGES = ("var_core", "analysis", "scaling")
+PACKAGES = ("contracts", "var_core", "analysis", "scaling")
 
 # importer prefix -> module prefixes it must not import
 FORBIDDEN = {
-    "var_core": ("scaling", "analysis"),
+    "contracts": ("scaling", "analysis", "var_core", "tests", "torch", "numpy", "pandas"),
+    "var_core": ("scaling", "analysis", "contracts"),
     "analysis": ("torch", "scaling", "var_core"),
     "scaling.core": (
         "scaling.data",
@@ -171,3 +173,18 @@ assert not loaded, f"torch was imported: {loaded[:5]}"
 
 def test_study_and_sweep_files_load_without_torch():
     subprocess.run([sys.executable, "-c", TORCH_FREE], cwd=ROOT, check=True)
+
+
+def test_contracts_use_only_the_standard_library_and_yaml():
+    """contracts/ is read by every layer: only the standard library, PyYAML and itself."""
+    broken = []
+    for name, path in all_modules().items():
+        if not _within(name, "contracts"):
+            continue
+        for imported in sorted(imports_of(name, path)):
+            top = imported.split(".")[0]
+            if top and top not in sys.stdlib_module_names and top not in ("yaml", "contracts"):
+                broken.append(f"{path.relative_to(ROOT)} imports {imported}")
+    assert not broken, "contracts/ imports more than the standard library and yaml:\n" + "\n".join(
+        broken
+    )

@@ -4,7 +4,8 @@
     exit 1  a runtime failure: a run failed, a job died, the scheduler did not answer
     exit 2  the input is wrong (a config key, a file, an argument): fix it and run again
 
-Library code raises `InputError` (or a subclass: `ConfigError`, `TokenStoreError`, ...) for
+Library code raises `InputError` (or a subclass: `ConfigError`, `TokenStoreError`, ...; and
+`contracts.ContractError` for a stage file that cannot be read) for
 the second kind and `RuntimeFailure` for the first, and logs through `logging`; only the
 entry points below print and choose the exit status. Anything else is a bug and keeps its
 traceback.
@@ -16,6 +17,8 @@ import errno
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
+
+from contracts import ContractError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
 
@@ -75,7 +78,7 @@ def run_cli(
     other OSErrors (a full disk says "no space left on <path>"). Returns the exit status; a
     bug (any other exception) keeps its traceback.
     """
-    bad_input: tuple[type[BaseException], ...] = (InputError, *input_errors)
+    bad_input: tuple[type[BaseException], ...] = (InputError, ContractError, *input_errors)
     try:
         return body() or EXIT_OK
     except bad_input as e:

@@ -2,8 +2,8 @@
 
     <output>/<run_id>/
       config.yaml     fully resolved RunConfig
-      status.json     state (see STATES), job ids, attempts, times, error
-      metrics.jsonl   one JSON object per evaluation, appended and flushed
+      status.json     state (see STATES), job ids, attempts, times, error (contracts.status)
+      metrics.jsonl   one JSON object per evaluation, appended and flushed (contracts.metrics)
       checkpoint.pt   latest training state, written atomically
       provenance.json the code, versions and machine that produced it (scaling.core.provenance)
       .lock           held by the one trainer writing here (scaling.core.runlock)
@@ -36,11 +36,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scaling.core.atomic import atomic_write_json, read_jsonl
+from contracts import ContractError
+from contracts import metrics as metrics_file
+from contracts import status as status_file
+from contracts.atomic import atomic_write_json
+from contracts.metrics import MetricsRecord
+from contracts.status import FINAL, STATES, RunStatus
 from scaling.core.cli import RuntimeFailure
 
-STATES = ("pending", "queued", "running", "done", "failed", "stopped")
-FINAL = ("done", "failed", "stopped")
+__all__ = ["FINAL", "OUTCOME_FIELDS", "STATES", "CorruptStatus", "RunDir"]
+
 # what a write that changes the state means by it: dropped with the state when a final one wins
 OUTCOME_FIELDS = ("state", "error", "finished_at", "slurm_state", "traceback")
 
@@ -80,31 +85,15 @@ class RunDir:
         return self.path / "attempts"
 
     def read_status(self) -> dict[str, Any]:
-        """The status record; {'state': 'pending'} when none was written yet.
+        """The status record as a dict (`contracts.status`, the one reader); {'state':
+        'pending'} when none was written yet.
 
         Raises CorruptStatus (naming the file) when it is not a JSON object with a known state.
         """
         try:
-            text = self.status_file.read_text()
-        except FileNotFoundError:
-            return {"state": "pending"}
-        except OSError as e:
-            raise CorruptStatus(
-                f"{self.status_file}: cannot read the status file ({e.strerror or e})"
-            ) from None
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CorruptStatus(
-                f"{self.status_file}: corrupt status file ({e}); move it away "
-                "to let the launcher start the run over"
-            ) from None
-        if not isinstance(record, dict) or record.get("state", "pending") not in STATES:
-            raise CorruptStatus(
-                f"{self.status_file}: not a status record (expected a JSON "
-                f"object with state one of {', '.join(STATES)})"
-            )
-        return record
+            return status_file.read_status(self.status_file).as_dict()
+        except ContractError as e:
+            raise CorruptStatus(str(e)) from None
 
     @contextlib.contextmanager
     def _status_lock(self) -> Iterator[None]:
@@ -134,7 +123,9 @@ class RunDir:
                 fields = {k: v for k, v in fields.items() if k not in OUTCOME_FIELDS}
             status.update(fields)
             status["updated_at"] = time.time()
-            atomic_write_json(self.status_file, status)
+            status_file.write_status(
+                self.status_file, RunStatus.from_dict(status, self.status_file)
+            )
         return status
 
     @property
@@ -172,6 +163,11 @@ class RunDir:
             for f in self.rank_errors.glob("rank*.json"):
                 f.unlink(missing_ok=True)
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """All complete metrics lines (a torn last line from a crash is ignored)."""
-        return read_jsonl(self.metrics)
+    def read_metrics(self) -> list[MetricsRecord]:
+        """Every metrics line (`contracts.metrics`: a torn last line from a crash is skipped
+        with a warning; any other unreadable line is a located `ContractError`)."""
+        return metrics_file.read_metrics(self.metrics)
+
+    def append_metrics(self, record: MetricsRecord) -> None:
+        """Append one line to metrics.jsonl (`contracts.metrics.append_metrics`)."""
+        metrics_file.append_metrics(self.metrics, record)

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from contracts.metrics import BY_SCALE, METRICS, METRICS_SE, MetricsRecord
 from scaling.core.config_io import InvalidValue
 
 log = logging.getLogger(__name__)
@@ -192,23 +193,28 @@ class Tracker:
             self.wandb = None
 
 
-def eval_scalars(record: dict[str, Any], patch_nums: tuple[int, ...]) -> dict[str, float]:
+def eval_scalars(record: MetricsRecord, patch_nums: tuple[int, ...]) -> dict[str, float]:
     """A metrics.jsonl record -> {tag: value}: test metrics overall and per scale.
 
     Full evaluations go under `test/`, subset ones under `test_subset/`; per-scale tags are
     `test/ce_by_scale/s{k}_{pn}x{pn}` (k = 1 coarsest).
     """
-    prefix = "test" if record.get("eval", "full") == "full" else "test_subset"
-    out_keys = ("ce_avg", "ce_last", "err_avg", "err_last")
-    out = {f"{prefix}/{k}": record[k] for k in out_keys if k in record}
+    prefix = "test" if record.kind == "full" else "test_subset"
+    out = {f"{prefix}/{k}": getattr(record, k) for k in METRICS if getattr(record, k) is not None}
     # standard errors over the test images: a rise of more than a few of them is real
     # (analysis.overfit); scaling.status names the run data-limited
-    out.update({f"{prefix}_se/{k}": record[f"{k}_se"] for k in out_keys if f"{k}_se" in record})
-    for key in ("ce_by_scale", "err_by_scale"):
-        for k, (pn, value) in enumerate(zip(patch_nums, record.get(key) or ())):
+    out.update(
+        {
+            f"{prefix}_se/{k}": getattr(record, se)
+            for k, se in zip(METRICS, METRICS_SE, strict=True)
+            if getattr(record, se) is not None
+        }
+    )
+    for key in BY_SCALE:
+        for k, (pn, value) in enumerate(zip(patch_nums, getattr(record, key) or ())):
             out[f"{prefix}/{key}/s{k + 1:02d}_{pn}x{pn}"] = value
-    if "eval_s" in record:
-        out[f"eval/{prefix}_seconds"] = record["eval_s"]
+    if record.eval_s is not None:
+        out[f"eval/{prefix}_seconds"] = record.eval_s
     return out
 
 

@@ -37,7 +37,6 @@ import numpy as np
 from scaling.core.atomic import atomic_write, atomic_write_json
 from scaling.core.cli import InputError
 from scaling.core.safe_load import load_checkpoint_file
-from var_core.counting import tokens_per_image
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the meta helpers stay torch-free
     import torch
@@ -122,6 +121,8 @@ class TokenStore:
             raise TokenStoreError(
                 f"token store {meta_path}: format {meta['format']!r}, expected {FORMAT!r}"
             )
+        from var_core.counting import tokens_per_image  # here: importing a reader stays light
+
         if tokens_per_image(meta["patch_nums"]) != meta["L"]:
             raise TokenStoreError(
                 f"token store {meta_path}: L={meta['L']} does not match "
@@ -307,6 +308,8 @@ def store_identity(
     `format`, `L` and `num_classes` are derived here; tokenize's plan.json holds the same
     fields, so a shard run with another VQVAE or class list is refused before it writes.
     """
+    from var_core.counting import tokens_per_image
+
     pn = [int(p) for p in patch_nums]
     return {
         "format": FORMAT,

@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from contracts.metrics import MetricsRecord
 from scaling.core import provenance
 from scaling.core.atomic import atomic_write_text
 from scaling.core.cli import RuntimeFailure, run_cli, setup_logging
@@ -52,9 +53,9 @@ def train_run(
     stop: StopRequest | None = None,
     requeue=None,
     until: float | None = None,
-) -> dict[str, Any]:
+) -> MetricsRecord | None:
     """Train the run in `run_dir` (its config.yaml) to the end, resuming if it can; returns
-    the last metrics record.
+    the last metrics record of this call (None: no evaluation in it).
 
     `until`: stop after step round(until * total steps) instead (a segment of a WSD run that
     decay branches wait for, `save_at`); the run is then left "queued" for its next segment.
@@ -108,7 +109,7 @@ def train_run(
 
 def _train_locked(
     run: RunDir, config: RunConfig, dist: DistInfo, *, max_steps, stop, requeue, until
-) -> dict[str, Any]:
+) -> MetricsRecord | None:
     """`train_run` once the lock is held: status.json around `Trainer.run`."""
     try:  # checks before any write: config, data, model, checkpoint
         trainer = Trainer(config, run, dist)
@@ -158,7 +159,8 @@ def _train_locked(
                 run.update_status(state="queued", force=True, step=trainer.step, segment_done=until)
         elif trainer.step >= trainer.total_steps:
             if dist.is_main:
-                final = records.summary(last or (run.read_metrics() or [{}])[-1])
+                written = run.read_metrics() if last is None else []
+                final = records.summary(last or (written[-1] if written else None))
                 # force: the trainer holds the run lock, so its "done" is the truth even
                 # over a launcher's "failed" written after its job's controller died
                 online = trainer.online
@@ -265,7 +267,7 @@ class TrainJob:
         last = train_run(run_dir, stop=stop, requeue=requeue, until=until)
         if until is None:  # a segment of a WSD parent is not the end of the run
             samples_after_training(run_dir)
-        return last
+        return last.columns() if last is not None else {}  # a plain dict: the job's result
 
     def checkpoint(self, run_dir: str, until: float | None = None):
         """submitit: the same job again; it resumes from checkpoint.pt."""

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.metrics import MetricsRecord
+from contracts.status import SUMMARY_KEYS
 from scaling.training.budget import RunBudget
 from scaling.training.config import RunConfig
-
-# the test metrics of one evaluation (scaling.training.evaluate), copied into the record
-EVAL_KEYS = ("ce_avg", "ce_last", "err_avg", "err_last", "ce_by_scale", "err_by_scale")
-# their standard errors over the test images (written when the evaluator measured them)
-SE_KEYS = ("ce_avg_se", "ce_last_se", "err_avg_se", "err_last_se")
-# what status.json keeps of a finished run's last record (`final`)
-SUMMARY_KEYS = ("step", "tokens", "flops", "ce_avg", "ce_last", "err_avg", "err_last")
 
 
 def metrics_record(
@@ -33,11 +28,13 @@ def metrics_record(
     kind: str,
     eval_flops: int,
     eval_s: float,
-) -> dict[str, Any]:
-    """One line of metrics.jsonl: the run, its compute at `step`, the training loss and
-    learning rate, and the test `metrics` of one evaluation of `kind` ("full"/"subset")."""
+) -> MetricsRecord:
+    """One line of metrics.jsonl (`contracts.metrics`): the run, its compute at `step`, the
+    training loss and learning rate, and the test `metrics` of one evaluation of `kind`
+    ("full"/"subset")."""
     optim = config.optim
-    return dict(
+    done = budget.at(step)
+    return MetricsRecord(
         run=config.run_id,
         depth=config.model.depth,
         params=budget.params,
@@ -46,12 +43,25 @@ def metrics_record(
         peak_lr=optim.peak_lr,
         epochs=budget.epochs,
         seed=config.seed,
-        **budget.at(step).columns(),
+        step=done.step,
+        images=done.images,
+        tokens=done.tokens,
+        flops=done.flops,
+        flops_6nd=done.flops_6nd,
         wall_s=round(wall_s, 3),
         train_loss=train_loss,
         lr=lr,
-        **{k: metrics[k] for k in EVAL_KEYS},
-        **{k: metrics[k] for k in SE_KEYS if k in metrics},
+        ce_avg=metrics["ce_avg"],
+        ce_last=metrics["ce_last"],
+        err_avg=metrics["err_avg"],
+        err_last=metrics["err_last"],
+        ce_by_scale=tuple(metrics["ce_by_scale"]),
+        err_by_scale=tuple(metrics["err_by_scale"]),
+        # standard errors over the test images (written when the evaluator measured them)
+        ce_avg_se=metrics.get("ce_avg_se"),
+        ce_last_se=metrics.get("ce_last_se"),
+        err_avg_se=metrics.get("err_avg_se"),
+        err_last_se=metrics.get("err_last_se"),
         eval=kind,
         eval_images=metrics["images"],
         eval_flops=eval_flops,
@@ -59,6 +69,7 @@ def metrics_record(
     )
 
 
-def summary(record: dict[str, Any] | None) -> dict[str, Any]:
+def summary(record: MetricsRecord | None) -> dict[str, Any]:
     """status.json's `final` of a finished run: the headline columns of its last record."""
-    return {k: record[k] for k in SUMMARY_KEYS if record and k in record}
+    columns = record.columns() if record is not None else {}
+    return {k: columns[k] for k in SUMMARY_KEYS if k in columns}

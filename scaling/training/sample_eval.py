@@ -35,13 +35,15 @@ import torch
 import yaml
 
 from analysis.sample_metrics import (
+    SAMPLE_PANELS,
     class_accuracy,
     frechet_distance,
     gaussian_stats,
     inception_score,
     precision_recall,
 )
-from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_json
+from contracts.metrics import MetricsRecord
+from scaling.core.atomic import atomic_write, atomic_write_json
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import Located, build, to_dict
 from scaling.core.rundir import RunDir
@@ -306,8 +308,8 @@ def feature_net(cfg: SamplesConfig, device: str | torch.device = "cpu") -> Featu
     return InceptionFeatures(cfg.inception_weights, device)
 
 
-def _last_eval(run: RunDir) -> dict[str, Any]:
-    evals = [r for r in run.read_metrics() if r.get("eval", "full") == "full"]
+def _last_eval(run: RunDir) -> MetricsRecord:
+    evals = [r for r in run.read_metrics() if r.kind == "full"]
     if not evals:
         raise SampleEvalError(
             f"{run.metrics}: no full evaluation yet; sample quality is measured on trained runs"
@@ -321,11 +323,11 @@ def has_samples_line(run_dir: str | Path, config: SamplesConfig | None = None) -
     run = RunDir(run_dir)
     cfg = config or load_run_config(run.config).samples
     records = run.read_metrics()
-    evals = [r for r in records if r.get("eval", "full") == "full"]
+    evals = [r for r in records if r.kind == "full"]
     if not evals:
         return False
-    folder = str(sample_folder(run.path, cfg, int(evals[-1]["step"])))
-    return any(r.get("eval") == "samples" and r.get("sample_folder") == folder for r in records)
+    folder = str(sample_folder(run.path, cfg, int(evals[-1].step or 0)))
+    return any(r.kind == "samples" and r.samples.get("sample_folder") == folder for r in records)
 
 
 def evaluate_run(
@@ -367,7 +369,7 @@ def evaluate_run(
         raise SampleEvalError(
             f"samples.classes: must be <= the model's {var.num_classes} classes, got {num_classes}"
         )
-    folder = sample_folder(run.path, cfg, int(last["step"]))
+    folder = sample_folder(run.path, cfg, int(last.step or 0))
     draw_samples(var, vqvae, cfg, folder, num_classes)
     images, labels = read_samples(folder, vqvae.image_size)
     if net.image_size is not None and net.image_size != vqvae.image_size:
@@ -377,36 +379,41 @@ def evaluate_run(
         )
     reference = load_reference(cfg.reference, net, vqvae.image_size, cfg.reference_images)
     metrics = compute_metrics(images, labels, reference, net, kind)
-    record: dict[str, Any] = {
-        k: last[k]
-        for k in ("run", "depth", "params", "step", "images", "tokens", "flops", "flops_6nd")
-        if k in last
-    }
-    record.update(
+    record = MetricsRecord(  # the compute columns of the evaluation it measured
+        run=last.run,
+        depth=last.depth,
+        params=last.params,
+        step=last.step,
+        images=last.images,
+        tokens=last.tokens,
+        flops=last.flops,
+        flops_6nd=last.flops_6nd,
         eval="samples",
-        **metrics,
-        sample_count=int(len(images)),
-        sample_per_class=cfg.per_class,
-        sample_classes=num_classes,
-        sample_cfg=cfg.cfg,
-        sample_top_k=cfg.top_k,
-        sample_top_p=cfg.top_p,
-        sample_seed=cfg.seed,
-        sample_features=net.name,
-        sample_reference=reference["source"],
-        sample_reference_images=reference["n"],
-        sample_reference_skipped=reference.get("skipped", 0),
-        sample_folder=str(folder),
-        sample_s=round(timer.elapsed, 2),
+        samples=dict(
+            **metrics,
+            sample_count=int(len(images)),
+            sample_per_class=cfg.per_class,
+            sample_classes=num_classes,
+            sample_cfg=cfg.cfg,
+            sample_top_k=cfg.top_k,
+            sample_top_p=cfg.top_p,
+            sample_seed=cfg.seed,
+            sample_features=net.name,
+            sample_reference=reference["source"],
+            sample_reference_images=reference["n"],
+            sample_reference_skipped=reference.get("skipped", 0),
+            sample_folder=str(folder),
+            sample_s=round(timer.elapsed, 2),
+        ),
     )
-    append_jsonl(run.metrics, record)
+    run.append_metrics(record)
     run.update_status(samples="done", samples_error=None, samples_folder=str(folder))
     log.info(
         "%s: %s",
         run.path.name,
         ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if v is not None),
     )
-    return record
+    return record.columns()
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -461,11 +468,7 @@ def _evaluate_all(args: argparse.Namespace) -> int:
             else SamplesConfig(),
         )
         rec = evaluate_run(run_dir, cfg, device=args.device)
-        shown = {
-            k: rec[k]
-            for k in ("sample_acc", "sample_fd", "fid", "is", "precision", "recall")
-            if rec.get(k) is not None
-        }
+        shown = {k: rec[k] for k, _ in SAMPLE_PANELS if rec.get(k) is not None}
         print(
             f"{run_dir}: "
             + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from scaling.core.atomic import append_jsonl
+from contracts.metrics import METRICS, MetricsRecord
 from scaling.core.config_io import ConfigError, to_dict
 from scaling.core.rundir import RunDir
 from scaling.core.runtime import resolve as resolve_policy
@@ -179,7 +179,7 @@ class Trainer:
         )
 
     # ------------------------------------------------------------- evaluation
-    def evaluate(self, kind: str) -> dict[str, Any]:
+    def evaluate(self, kind: str) -> MetricsRecord:
         """Test metrics now, appended to metrics.jsonl (rank 0); `kind` is "full" or
         "subset" (the cheap, frequent points). Returns the record."""
         cfg = self.config.eval
@@ -225,11 +225,11 @@ class Trainer:
         )
         self.losses.reset()
         if self.dist.is_main:
-            append_jsonl(self.run_dir.metrics, record)
+            self.run_dir.append_metrics(record)
             self.tracker.log(
                 eval_scalars(record, self.patch_nums),
                 self.step,
-                flops=record["flops"],
+                flops=record.flops,
                 by_compute=("test",),
             )
             self.tracker.flush()
@@ -346,11 +346,11 @@ class Trainer:
         until_step: int | None = None,
         stop: StopRequest | None = None,
         resumed: bool | None = None,
-    ) -> dict[str, Any]:
+    ) -> MetricsRecord | None:
         """Train to the end, `max_steps` more steps, step `until_step`, or a stop request;
-        returns the last metrics record. A stop request is honoured at a step boundary, after
-        a checkpoint. `resumed`: whether the caller already called load_checkpoint (None: load
-        it here)."""
+        returns the last metrics record of this call (None: no evaluation in it). A stop
+        request is honoured at a step boundary, after a checkpoint. `resumed`: whether the
+        caller already called load_checkpoint (None: load it here)."""
         if resumed is None:
             resumed = self.load_checkpoint()
         if self.dist.is_main:
@@ -413,7 +413,7 @@ class Trainer:
         self.watch.stop()
         progress.close()
         self.tracker.close()
-        return last or {}
+        return last
 
     def _decide(self, since_save_s: float, stop: StopRequest | None) -> list[bool]:
         """[save a checkpoint now, stop now], the same on every rank.
@@ -460,7 +460,7 @@ class Trainer:
         agreed = t.tolist()
         return bool(agreed[0]), int(agreed[1])
 
-    def _report(self, progress: _Progress, kind: str, record: dict[str, Any]) -> None:
+    def _report(self, progress: _Progress, kind: str, record: MetricsRecord) -> None:
         """An evaluation's line in a job log (rank 0), or the progress bar's postfix."""
         if self.dist.is_main and not progress.interactive:
             log.info(
@@ -468,11 +468,9 @@ class Trainer:
                 self.config.run_id,
                 kind,
                 self.step,
-                " ".join(
-                    f"{k} {record[k]:.4f}" for k in ("ce_avg", "ce_last", "err_avg", "err_last")
-                ),
+                " ".join(f"{k} {getattr(record, k):.4f}" for k in METRICS),
             )
-        progress.set_postfix(loss=f"{record['train_loss']:.3f}", test_ce=f"{record['ce_avg']:.3f}")
+        progress.set_postfix(loss=f"{record.train_loss:.3f}", test_ce=f"{record.ce_avg:.3f}")
 
     def _log_line(self, progress: _Progress, eta: float) -> None:
         """A log point (rank 0): status.json's step and ETA (seconds) and, in a job log, a

@@ -30,7 +30,9 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from analysis.results import ResultsError, read_grid
+from analysis.results import ResultsError
+from contracts.grid import FILE as GRID_FILE
+from contracts.grid import read_grid
 from scaling.core.cli import run_cli, setup_logging
 from scaling.study.laws.fit import run
 
@@ -39,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _views(runs: Path) -> list[tuple[str, list[str]]]:
     """('', []) and, per non-size axis of grid.yaml with several values, ('best_<label>', [...])."""
-    grid = read_grid(runs)
+    grid = read_grid(runs / GRID_FILE)
     views = [("", [])]
-    for axis in grid["axes"]:
-        values = {repr(point.get(axis)) for point in grid["runs"].values()}
+    for axis in grid.axes:
+        values = {repr(point.get(axis)) for point in grid.runs.values()}
         if axis not in ("depth", "seed") and len(values) > 1:
-            label = grid["labels"].get(axis, axis.split(".")[-1])
+            label = grid.labels.get(axis, axis.split(".")[-1])
             views.append((f"best_{label}", ["--set", f"best_over={label}"]))
     return views
 

@@ -30,15 +30,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-METRICS = ("ce_avg", "ce_last", "err_avg", "err_last")
+sys.path.insert(0, str(ROOT))
+from contracts.metrics import METRICS, read_metrics  # noqa: E402 (after the path)
+from contracts.status import read_status  # noqa: E402
+
 STAGES = ("synthetic", "vqvae", "tokenize")
 
 
 def _status(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_status(path).as_dict()
 
 
 def demo_once(tree: Path, python: str, sweep: Path, load: int, timeout_s: float) -> dict:
@@ -103,12 +103,8 @@ def demo_once(tree: Path, python: str, sweep: Path, load: int, timeout_s: float)
         starts, ends = [], []
         for run_dir in sorted((out).glob("d*")):
             st = _status(run_dir / "status.json")
-            lines = (
-                (run_dir / "metrics.jsonl").read_text().splitlines()
-                if (run_dir / "metrics.jsonl").exists()
-                else []
-            )
-            last = json.loads(lines[-1]) if lines else {}
+            lines = read_metrics(run_dir / "metrics.jsonl")
+            last = lines[-1].columns() if lines else {}
             record["runs"][run_dir.name] = {k: last.get(k) for k in METRICS}
             if "started_at" in st and "finished_at" in st:
                 starts.append(st["started_at"])

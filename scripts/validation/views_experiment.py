@@ -119,7 +119,7 @@ def main() -> int:
             run.config.write_text(dump_yaml(config))
         if run.read_status().get("state") != "done":
             train_run(run.path)
-        recs = [r for r in run.read_metrics() if r.get("eval", "full") == "full"]
+        recs = [r.columns() for r in run.read_metrics() if r.kind == "full"]
         best = min(recs, key=lambda r: r["ce_avg"])
         flag = check_curve(
             [r["step"] for r in recs], [r["ce_avg"] for r in recs], [r["train_loss"] for r in recs]

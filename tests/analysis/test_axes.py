@@ -254,7 +254,7 @@ def test_runs_folder_gets_grid_columns_and_settings(tmp_path):
     with pytest.raises(ResultsError, match=r"grid.yaml: expected a mapping with 'axes'"):
         read_runs(tmp_path)
     (tmp_path / "grid.yaml").write_text("axes: [depth\n")
-    with pytest.raises(ResultsError, match=r"grid.yaml: unreadable"):
+    with pytest.raises(ResultsError, match=r"grid.yaml:2: unreadable YAML"):
         read_runs(tmp_path)
 
 

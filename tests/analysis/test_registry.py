@@ -7,6 +7,7 @@ import json
 import pytest
 
 from analysis import registry
+from contracts import ContractWarning
 
 
 def one(predicted=2.0, interval=(1.9, 2.1), run="d6") -> registry.ForecastRecord:
@@ -66,3 +67,18 @@ def test_a_torn_last_line_is_ignored_and_a_bad_line_is_located(tmp_path):
     path.write_text('{"record": "guess"}\n')
     with pytest.raises(registry.RegistryError, match=r":1: 'record' must be"):
         registry.read(path)
+
+
+def test_an_append_after_a_torn_line_cuts_it_and_the_log_stays_readable(tmp_path):
+    """A writer killed mid-line leaves a torn tail; the next append must not glue its line
+    onto it (that would make a corrupt middle line and every later read an error)."""
+    path = tmp_path / registry.FILE
+    f = one()
+    registry.append(path, [f])
+    with open(path, "a") as fh:
+        fh.write('{"record": "forecast", "id": "x"')  # a writer killed mid-line
+    with pytest.warns(ContractWarning, match="cut a torn last line"):
+        assert registry.append(path, [registry.score(f, 2.05)]) == 1
+    back = registry.read(path)
+    assert [type(r).__name__ for r in back] == ["ForecastRecord", "ScoreRecord"]
+    assert len(path.read_text().splitlines()) == 2

@@ -19,6 +19,7 @@ from analysis.results import (
     read_runs,
     read_table,
 )
+from contracts import ContractWarning
 
 
 def _line(run: str, step: int, params: int, ce: float, eval_kind: str = "full") -> dict:
@@ -71,7 +72,7 @@ def test_read_runs_builds_tidy_table_and_skips_corrupt_line(tmp_path):
             _line("d8", 20, 2000, 6.5),
         ],
     )
-    with pytest.warns(ResultsWarning, match=r"d6/metrics\.jsonl:3: skipped a truncated or corrupt"):
+    with pytest.warns(ContractWarning, match=r"d6/metrics\.jsonl:3: skipped a torn last line"):
         table = read_runs(tmp_path)
     assert list(table["run"]) == ["d6", "d6", "d8", "d8"]  # subset row left out
     assert list(table["step"]) == [10, 20, 10, 20]
@@ -83,15 +84,19 @@ def test_read_runs_builds_tidy_table_and_skips_corrupt_line(tmp_path):
     assert list(table.loc[0, ["err_s0", "err_s1", "err_s2"]]) == [0.5, 0.8, 0.99]
     assert "ce_by_scale" not in table.columns
 
-    with pytest.warns(ResultsWarning):
+    with pytest.warns(ContractWarning):
         with_subset = read_runs(tmp_path, include_subset=True)
     assert list(with_subset["step"]) == [10, 20, 10, 15, 20]
 
 
-def test_non_object_line_is_skipped_with_location(tmp_path):
+def test_non_object_or_corrupt_middle_line_is_a_located_error(tmp_path):
     _write_run(tmp_path, "r", [_line("r", 1, 10, 8.0)], extra_text="[1, 2]\n")
-    with pytest.warns(ResultsWarning, match=r"r/metrics\.jsonl:2: .*not a JSON object"):
-        assert len(read_runs(tmp_path)) == 1
+    with pytest.raises(ResultsError, match=r"r/metrics\.jsonl:2: not a JSON object"):
+        read_runs(tmp_path)
+    other = tmp_path / "other"
+    _write_run(other, "s", [_line("s", 1, 10, 8.0)], extra_text='{"step": 2, "ce\n{"step": 3}\n')
+    with pytest.raises(ResultsError, match=r"s/metrics\.jsonl:2: unreadable line"):
+        read_runs(other)
 
 
 def test_empty_runs_dir_is_an_error(tmp_path):

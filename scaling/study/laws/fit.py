@@ -56,15 +56,14 @@ from analysis.axes import axis_columns, axis_name, group_label, groups
 from analysis.fitting import StudyFit, Tokenizer, fit_study
 from analysis.overfit import RULE as OVERFIT_RULE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
-from analysis.results import (
-    COMPUTE_COLUMNS,
-    ResultsError,
-    load_results,
-    read_grid,
-)
+from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
 from analysis.sensitivity import MIN_ABS_R, MIN_SIZES, MIN_SIZES_E_FITTED, MIN_VALID
 from analysis.settings import FitSettings
-from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
+from contracts.fits import FILE as FITS_FILE
+from contracts.fits import FitsFile, PowerLawFit, write_fits
+from contracts.grid import FILE as GRID_FILE
+from contracts.grid import read_grid
+from scaling.core.atomic import atomic_write_text, replacing_folder
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, apply_sets, load_config, load_yaml, parse_sets
 from scaling.data.token_store import TokenStoreError, read_meta
@@ -80,7 +79,6 @@ COMPUTE_TEXT = {
     "(matmuls incl. block-causal attention and head; training = 3 x forward)",
     "6nd": "column 'flops_6nd': 6 * N * tokens (the usual approximation)",
 }
-SCHEMA_VERSION = 1
 # The official tokenizer (vae_ch160v4096z32.pth): a store made with it has this VQVAE shape and
 # file name; the paper's E values are the floor of its token distribution.
 OFFICIAL_VQVAE = {"file": "vae_ch160v4096z32.pth", "vocab_size": 4096, "z_channels": 32, "ch": 160}
@@ -236,35 +234,48 @@ def markdown_table(fits: list[dict], compute: str, notes: Sequence[str] = ()) ->
         "| hold-out max rel. err | paper alpha | paper beta | marks |",
         ("|---" if grouped else "") + "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for f in fits:
-        ci = f.get("ci") or {}
-        aci = (
-            f"n/a ({ci['not_given']})"
-            if ci.get("not_given")
-            else "-"
-            if f["alpha_ci"] is None
-            else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
-            + (" (E refitted per draw)" if ci.get("E") == "refitted" else "")
-        )
-        bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
-        E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
-        E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
-        hold = f["holdout"]
-        hold_s = (
-            "-"
-            if not hold or hold["max_abs_rel_error"] is None
-            else f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
-        )
-        paper = f.get("paper") or {}
-        lines.append(
-            (f"| {f.get('group_label') or '-'} " if grouped else "")
-            + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} "
-            f"| {f['beta']:.4g} | {bci} "
-            f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
-            f"| {_fmt(paper.get('beta'))} | {'; '.join(f.get('marks') or []) or '-'} |"
-        )
+    lines += [_law_row(f, grouped) for f in fits]
     lines += sensitivity_table(fits)
+    lines += _picked_rows(fits, grouped) + _seed_rows(fits)
+    return "\n".join(lines) + "\n"
+
+
+def _law_row(f: dict, grouped: bool) -> str:
+    """One fit record's row of fits.md's main table."""
+    ci = f.get("ci") or {}
+    aci = (
+        f"n/a ({ci['not_given']})"
+        if ci.get("not_given")
+        else "-"
+        if f["alpha_ci"] is None
+        else f"[{_fmt(f['alpha_ci'][0])}, {_fmt(f['alpha_ci'][1])}]"
+        + (" (E refitted per draw)" if ci.get("E") == "refitted" else "")
+    )
+    bci = "-" if f["beta_ci"] is None else f"[{_fmt(f['beta_ci'][0])}, {_fmt(f['beta_ci'][1])}]"
+    E_value = f["E"] if abs(f["E"]) > 1e-9 else 0.0  # a fitted E at its bound (~1e-20) is 0
+    E = f"{E_value:.3g}" + (" (fit)" if f["E_mode"] == "fit" else "")
+    hold = f["holdout"]
+    hold_s = (
+        "-"
+        if not hold or hold["max_abs_rel_error"] is None
+        else f"{100 * hold['max_abs_rel_error']:.2f}% (k={hold['k']})"
+    )
+    paper = f.get("paper") or {}
+    return (
+        (f"| {f.get('group_label') or '-'} " if grouped else "")
+        + f"| {f['metric']} | {f['against']} | {E} | {f['alpha']:.4g} | {aci} "
+        f"| {f['beta']:.4g} | {bci} "
+        f"| {_fmt(f['r'], 4)} | {f['n_points']} | {hold_s} | {_fmt(paper.get('alpha'))} "
+        f"| {_fmt(paper.get('beta'))} | {'; '.join(f.get('marks') or []) or '-'} |"
+    )
+
+
+def _picked_rows(fits: list[dict], grouped: bool) -> list[str]:
+    """fits.md's table of the run picked per size (``--best-over``); [] without one."""
+    lines: list[str] = []
     picked = [f for f in fits if f.get("best_over") and f["against"] == "N"]
+    if not picked:
+        return lines
     if picked:
         b = picked[0]["best_over"]
         lines += [
@@ -293,6 +304,12 @@ def markdown_table(fits: list[dict], compute: str, notes: Sequence[str] = ()) ->
                     + f"| {f['metric']} | {by} | {p['params']:,} | {value} | {p['run']} "
                     f"| {p[by]:.4g} | {others or '-'} |"
                 )
+    return lines
+
+
+def _seed_rows(fits: list[dict]) -> list[str]:
+    """fits.md's table of seed-to-seed spread per size; [] without seed replicates."""
+    lines: list[str] = []
     spreads = [f for f in fits if f.get("seed_spread") and f["against"] == "N"]
     if spreads:
         lines += [
@@ -313,7 +330,7 @@ def markdown_table(fits: list[dict], compute: str, notes: Sequence[str] = ()) ->
                 + " | ".join(f"{_fmt(p['sd'])} (n={p['n_seeds']})" for p in f["seed_spread"])
                 + " |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def sensitivity_table(fits: list[dict]) -> list[str]:
@@ -406,7 +423,7 @@ def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
 def axis_labels(source: Path, raw: pd.DataFrame) -> dict[str, str]:
     """Each grid axis's run-id label: the sweep's (a runs directory's grid.yaml) over the
     usual ones of `scaling.study.sweep.spec.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
-    given = read_grid(source)["labels"] if source.is_dir() else {}
+    given = dict(read_grid(source / GRID_FILE).labels) if source.is_dir() else {}
     default = {
         axis_name(c): DEFAULT_LABELS[axis_name(c).split(".")[-1]]
         for c in axis_columns(raw)
@@ -443,24 +460,22 @@ def fit_source(source: Path, settings: FitSettings) -> StudyFit:
     )
 
 
-def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: list[str]) -> dict:
-    """The fits.json document of a power-law fit (docs/fitting.md, field by field); its
-    elapsed_s is filled in by the caller."""
-    settings, unfinished, flagged = fit.settings, fit.unfinished, fit.flagged
-    E_mode, E_reason, E_values, shared = fit.E_mode, fit.E_reason, fit.E_values, fit.shared
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "python -m scaling.fit",
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "source": str(source),
-        "source_kind": "runs_dir" if source.is_dir() else "table",
-        "n_rows": int(len(fit.table)),
-        "n_runs": int(fit.table["run"].nunique()),
-        "sizes": fit.sizes,
-        "axes": {
-            k: fit.axes[k] for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")
-        },
-        "settings": {
+def fits_file(
+    fit: StudyFit,
+    source: Path,
+    origin: dict[str, str],
+    caught: list[str],
+    elapsed_s: float | None = None,
+) -> FitsFile:
+    """The fits.json of a power-law fit (`contracts.fits`; docs/fitting.md, field by field)."""
+    settings = fit.settings
+    return FitsFile(
+        fits=tuple(
+            PowerLawFit.from_record(r, where=f"fits[{i}]") for i, r in enumerate(fit.records)
+        ),
+        tool="python -m scaling.fit",
+        source=str(source),
+        settings={
             **{
                 k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(settings).items()
@@ -468,79 +483,100 @@ def fits_document(fit: StudyFit, source: Path, origin: dict[str, str], caught: l
             "holdout": fit.holdout,
             "sources": origin,
         },
-        "conventions": {
-            "form": "y - E = (beta * x)^alpha, "
-            "fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
-            "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
-            "compute": {
-                "choice": settings.compute,
-                "column": COMPUTE_COLUMNS[settings.compute],
-                "meaning": COMPUTE_TEXT[settings.compute],
-                "unit_in_fit": "PFLOPs (1e15 FLOPs)",
+        details={
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source_kind": "runs_dir" if source.is_dir() else "table",
+            "n_rows": int(len(fit.table)),
+            "n_runs": int(fit.table["run"].nunique()),
+            "sizes": fit.sizes,
+            "axes": {
+                k: fit.axes[k]
+                for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")
             },
-            "irreducible": {
-                "choice": settings.irreducible,
-                "used": E_mode,
-                "why": E_reason,
-                "values": E_values,
-                "shared_fit": {
-                    _E_name(k): {
-                        "E": v.E,
-                        "ci": list(v.ci),
-                        "at_bound": v.at_bound,
-                        "interval_wider_than_reducible": v.wide,
-                        "n_points": v.n_points,
-                    }
-                    for k, v in shared.items()
-                },
-                "paper_values": PAPER_IRREDUCIBLE,
-                "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)",
-            },
-            "points_vs_N": (
-                "the final evaluation (largest step) of every finished run"
-                if settings.final == "last"
-                else "the best evaluation (lowest value of the metric) of every finished run"
-            )
-            + (
-                " and of the unfinished runs (included on request)"
-                if settings.include_unfinished and unfinished
-                else ""
-            ),
-            "unfinished_runs": unfinished,
-            "data_limited": {
-                "rule": OVERFIT_RULE,
-                "runs": flagged,
-            },
-            "axes": "one law per value of every grid axis other than size and seed (group); seed "
-            "replicates within a law as in 'seeds'; with "
-            "best_over, each size's run with the lowest final value of the picking metric "
-            "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
-            "frontier of those runs",
-            "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
-            "(curves interpolated in log-log between evaluations)",
-            "evaluations": "full test-set evaluations only"
-            if not settings.include_subset
-            else "full and subset evaluations",
-            "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
-            "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
-            f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
-            f"recomputed per draw), Hesterberg-expanded percentiles; a fitted E is refitted in "
-            f"every draw (one draw shared by the loss's N and Cmin laws; ci.E says how E was "
-            f"treated); no interval (ci.not_given says why) below {MIN_SIZES} sizes "
-            f"({MIN_SIZES_E_FITTED} with E fitted) or {MIN_VALID:.0%} valid draws",
-            "marks": "per law: wrong sign (alpha > 0), weak law (|r| < "
-            f"{MIN_ABS_R}), sensitive (the sensitivity report's spread wider than the interval)",
-            "sensitivity": "per law: alpha with E fitted / E pinned / no E, the other method "
-            "(OLS or Huber), without the smallest and without the largest size; the OLS "
-            "t-interval with n - 2 degrees of freedom; spread and exceeds_interval",
-            "seeds": "runs of one size with different seeds are averaged for the point estimate "
-            "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
-            "holdout": "refit without the k largest model sizes; "
-            "rel_error = predicted / actual - 1 of the metric itself (E included)",
+            "conventions": _conventions(fit),
+            "warnings": caught,
+            "elapsed_s": elapsed_s,
         },
-        "fits": fit.records,
-        "warnings": caught,
-        "elapsed_s": None,
+    )
+
+
+def _conventions(fit: StudyFit) -> dict:
+    """fits.json's `conventions`: what every number of a power-law fit means."""
+    settings, unfinished, flagged = fit.settings, fit.unfinished, fit.flagged
+    return {
+        "form": "y - E = (beta * x)^alpha, "
+        "fitted as log(y - E) = alpha * log(x) + alpha * log(beta)",
+        "x_units": {"N": X_UNIT["N"], "Cmin": X_UNIT["Cmin"]},
+        "compute": {
+            "choice": settings.compute,
+            "column": COMPUTE_COLUMNS[settings.compute],
+            "meaning": COMPUTE_TEXT[settings.compute],
+            "unit_in_fit": "PFLOPs (1e15 FLOPs)",
+        },
+        "irreducible": _irreducible_conventions(fit),
+        "points_vs_N": (
+            "the final evaluation (largest step) of every finished run"
+            if settings.final == "last"
+            else "the best evaluation (lowest value of the metric) of every finished run"
+        )
+        + (
+            " and of the unfinished runs (included on request)"
+            if settings.include_unfinished and unfinished
+            else ""
+        ),
+        "unfinished_runs": unfinished,
+        "data_limited": {
+            "rule": OVERFIT_RULE,
+            "runs": flagged,
+        },
+        "axes": "one law per value of every grid axis other than size and seed (group); seed "
+        "replicates within a law as in 'seeds'; with "
+        "best_over, each size's run with the lowest final value of the picking metric "
+        "(best_by, else the law's own metric) over that axis, and the Cmin law on the "
+        "frontier of those runs",
+        "points_vs_Cmin": "evaluations on the Pareto frontier of all runs' training curves "
+        "(curves interpolated in log-log between evaluations)",
+        "evaluations": "full test-set evaluations only"
+        if not settings.include_subset
+        else "full and subset evaluations",
+        "r": "Pearson correlation of log(x) and log(y - E) over the fitted points",
+        "intervals": f"{settings.ci:.0%} bootstrap intervals, resampling runs with replacement "
+        f"(with seed replicates: sizes, then seeds within each size; Cmin: frontier "
+        f"recomputed per draw), Hesterberg-expanded percentiles; a fitted E is refitted in "
+        f"every draw (one draw shared by the loss's N and Cmin laws; ci.E says how E was "
+        f"treated); no interval (ci.not_given says why) below {MIN_SIZES} sizes "
+        f"({MIN_SIZES_E_FITTED} with E fitted) or {MIN_VALID:.0%} valid draws",
+        "marks": "per law: wrong sign (alpha > 0), weak law (|r| < "
+        f"{MIN_ABS_R}), sensitive (the sensitivity report's spread wider than the interval)",
+        "sensitivity": "per law: alpha with E fitted / E pinned / no E, the other method "
+        "(OLS or Huber), without the smallest and without the largest size; the OLS "
+        "t-interval with n - 2 degrees of freedom; spread and exceeds_interval",
+        "seeds": "runs of one size with different seeds are averaged for the point estimate "
+        "(Cmin: their mean curve at shared steps); seed_spread gives the per-size sd",
+        "holdout": "refit without the k largest model sizes; "
+        "rel_error = predicted / actual - 1 of the metric itself (E included)",
+    }
+
+
+def _irreducible_conventions(fit: StudyFit) -> dict:
+    """fits.json's `conventions.irreducible`: the E asked for, the E used and why."""
+    return {
+        "choice": fit.settings.irreducible,
+        "used": fit.E_mode,
+        "why": fit.E_reason,
+        "values": fit.E_values,
+        "shared_fit": {
+            _E_name(k): {
+                "E": v.E,
+                "ci": list(v.ci),
+                "at_bound": v.at_bound,
+                "interval_wider_than_reducible": v.wide,
+                "n_points": v.n_points,
+            }
+            for k, v in fit.shared.items()
+        },
+        "paper_values": PAPER_IRREDUCIBLE,
+        "applies_to": "losses (ce_*) only; error rates are fitted directly (E = 0)",
     }
 
 
@@ -618,31 +654,20 @@ def fit_and_write(
     plots: bool = True,
     shown: Path | None = None,
 ) -> tuple[dict, StudyFit]:
-    """Fit `source` (`fit_source`), print the warnings, the E used and the table, and write
+    """Fit `source` (`compute_fit`), print the warnings, the E used and the table, and write
     fits.json, fits.md, results.csv and (with `plots`) the figures into `out` (named `shown`
-    in messages: the folder a staging folder will become)."""
+    in messages: the folder a staging folder will become); with `settings.backtest` the
+    backtest too (`scaling.study.laws.forecasts`)."""
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as records:
-        warnings.simplefilter("always")
-        fit = fit_source(source, settings)
-    caught = [str(w.message) for w in records]
+    fit, caught = compute_fit(source, settings)
     for message in caught:
         print(f"warning: {message}", file=sys.stderr)
-    doc = fits_document(fit, source, origin, caught)
+    fits = fits_file(fit, source, origin, caught)
     out.mkdir(parents=True, exist_ok=True)
-    E_line = f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
-        [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in fit.shared.items()]
-        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")]
-    )
-    md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
-    if fit.unfinished:
-        how = "included vs N, marked" if settings.include_unfinished else "left out of the N laws"
-        md_notes.append(f"unfinished runs ({how}): " + ", ".join(fit.unfinished))
-    if fit.flagged:
-        md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
+    E_line = render_E_line(fit)
     print(E_line)
-    table_md = markdown_table(fit.records, settings.compute, md_notes)
-    if settings.backtest:
+    table_md = render_fits_md(fit, E_line)
+    if settings.backtest:  # computes and writes its own files into `out`
         bt_doc = run_backtest(
             fit,
             source,
@@ -653,21 +678,66 @@ def fit_and_write(
             level=settings.ci,
         )
         table_md += "\n" + backtest_markdown(bt_doc)
-    atomic_write_text(out / "fits.md", table_md)
-    if source.is_dir():
-        track_forecasts(source, out, fit.raw, settings.curve_law, settings.ci)
-    fit.table.to_csv(out / "results.csv", index=False)
-    if plots:
-        write_figures(fit, out, sample_floors(source) if source.is_dir() else None)
-    doc["elapsed_s"] = round(time.perf_counter() - started, 3)
-    atomic_write_json(out / "fits.json", doc)
+    fits = write_fit(out, source, fit, fits, table_md, plots, started)
     print(table_md)
     print(
         f"wrote {shown or out}/fits.json, fits.md, results.csv"
         + (", figures (png, pdf)" if plots else "")
-        + f" in {doc['elapsed_s']:.1f} s"
+        + f" in {fits.details['elapsed_s']:.1f} s"
     )
-    return doc, fit
+    return fits.as_dict(), fit
+
+
+def compute_fit(source: Path, settings: FitSettings) -> tuple[StudyFit, list[str]]:
+    """`fit_source` with its warnings caught: (the fit, the warnings' messages)."""
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        fit = fit_source(source, settings)
+    return fit, [str(w.message) for w in records]
+
+
+def render_E_line(fit: StudyFit) -> str:
+    """The one line that says which E was used and why (printed, and atop fits.md)."""
+    return f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
+        [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in fit.shared.items()]
+        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")]
+    )
+
+
+def render_fits_md(fit: StudyFit, E_line: str) -> str:
+    """fits.md: the notes (E, points vs N, unfinished and data-limited runs) and the table."""
+    settings = fit.settings
+    md_notes = [E_line, f"N laws: each finished run's {settings.final} evaluation"]
+    if fit.unfinished:
+        how = "included vs N, marked" if settings.include_unfinished else "left out of the N laws"
+        md_notes.append(f"unfinished runs ({how}): " + ", ".join(fit.unfinished))
+    if fit.flagged:
+        md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
+    return markdown_table(fit.records, settings.compute, md_notes)
+
+
+def write_fit(
+    out: Path,
+    source: Path,
+    fit: StudyFit,
+    fits: FitsFile,
+    table_md: str,
+    plots: bool,
+    started: float,
+) -> FitsFile:
+    """fits.md, the runs' forecasts (a runs directory), results.csv, the figures (with
+    `plots`), then fits.json with its elapsed_s (seconds since `started`) into `out`;
+    returns the fits.json written."""
+    atomic_write_text(out / "fits.md", table_md)
+    if source.is_dir():
+        track_forecasts(source, out, fit.raw, fit.settings.curve_law, fit.settings.ci)
+    fit.table.to_csv(out / "results.csv", index=False)
+    if plots:
+        write_figures(fit, out, sample_floors(source) if source.is_dir() else None)
+    elapsed = round(time.perf_counter() - started, 3)
+    fits = dataclasses.replace(fits, details={**fits.details, "elapsed_s": elapsed})
+    write_fits(out / FITS_FILE, fits)
+    return fits
 
 
 def fit_one(argv: list[str]) -> tuple[dict, StudyFit | None]:

@@ -38,12 +38,14 @@ from threadpoolctl import threadpool_limits
 from analysis.jointlaw import ComputeModel, JointFit, JointLaw, fit_joint_table
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
 from analysis.settings import FitSettings
+from contracts.fits import FILE as FITS_FILE
+from contracts.fits import FitsFile, JointLawFit, read_fits, write_fits
 from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
 from scaling.study.laws.forecasts import register_optimal
 from scaling.study.sweep.spec import StoreHint
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of draws.json and optimal.json (fits.json: contracts.fits)
 DRAWS = "draws.json"  # the bootstrap's laws, beside fits.json
 
 
@@ -264,40 +266,41 @@ def _joint_document(
     origin: dict[str, str],
     table: pd.DataFrame,
     docs: list[dict],
-    report: dict | None,
     caught: list[str],
-) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "python -m scaling.fit --set law=nd",
-        "created_utc": _now(),
-        "source": str(source),
-        "law": "nd",
-        "n_runs": int(table["run"].nunique()),
-        "settings": {
+) -> FitsFile:
+    """The fits.json of a joint-law fit (`contracts.fits`; its elapsed_s filled in later)."""
+    return FitsFile(
+        joint=tuple(JointLawFit.from_record(r, where=f"joint[{i}]") for i, r in enumerate(docs)),
+        tool="python -m scaling.fit --set law=nd",
+        source=str(source),
+        settings={
             **{
                 k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(settings).items()
             },
             "sources": origin,
         },
-        "conventions": {
-            "points": "the final evaluation of every run directory (a decay branch is a run: it "
-            "is annealed by its cool-down)",
-            "compute": {
-                "choice": settings.compute,
-                "column": COMPUTE_COLUMNS[settings.compute],
-                "branches": "a branch's compute counts its parent's steps up to the branch "
-                "point plus its own",
+        details={
+            "created_utc": _now(),
+            "law": "nd",
+            "n_runs": int(table["run"].nunique()),
+            "conventions": {
+                "points": "the final evaluation of every run directory (a decay branch is a "
+                "run: it is annealed by its cool-down)",
+                "compute": {
+                    "choice": settings.compute,
+                    "column": COMPUTE_COLUMNS[settings.compute],
+                    "branches": "a branch's compute counts its parent's steps up to the branch "
+                    "point plus its own",
+                },
+                "D": f"training {settings.data_unit} seen by the run (steps x batch"
+                + (" x tokens per image)" if settings.data_unit == "tokens" else ")"),
             },
-            "D": f"training {settings.data_unit} seen by the run (steps x batch"
-            + (" x tokens per image)" if settings.data_unit == "tokens" else ")"),
+            "optimal_for": None,
+            "warnings": caught,
+            "elapsed_s": None,
         },
-        "joint": docs,
-        "optimal_for": report,
-        "warnings": caught,
-        "elapsed_s": None,
-    }
+    )
 
 
 def _now() -> str:
@@ -333,7 +336,7 @@ def fit_and_write_joint(
         ]
         docs = [f.to_dict(_budgets(fits)) for f in fits]
     caught = _report_warnings(records)
-    doc = _joint_document(source, settings, origin, table, docs, None, caught)
+    doc = _joint_document(source, settings, origin, table, docs, caught)
     out.mkdir(parents=True, exist_ok=True)
     text_md = markdown(docs, settings.data_unit)
     atomic_write_text(out / "fits.md", text_md)
@@ -355,15 +358,16 @@ def fit_and_write_joint(
         for f in fits:
             save(plot_isoflop(f), out / f"isoflop_{f.metric}")
             save(plot_optimal(f), out / f"optimal_{f.metric}")
-    doc["elapsed_s"] = round(time.perf_counter() - started, 3)
-    atomic_write_json(out / "fits.json", doc)
+    elapsed = round(time.perf_counter() - started, 3)
+    doc = dataclasses.replace(doc, details={**doc.details, "elapsed_s": elapsed})
+    write_fits(out / FITS_FILE, doc)
     print(text_md)
     print(
         f"wrote {shown or out}/fits.json, fits.md, results.csv, {DRAWS}"
         + (", figures (png, pdf)" if plots else "")
-        + f" in {doc['elapsed_s']:.1f} s"
+        + f" in {elapsed:.1f} s"
     )
-    return doc, fits, table
+    return doc.as_dict(), fits, table
 
 
 def run_joint(
@@ -388,12 +392,14 @@ def saved_joint_fits(
     """The joint fits saved in `folder` by `fit --set law=nd`, rebuilt with their bootstrap draws
     when they were made from this very table with the same settings; else (None, why not)."""
     try:
-        doc = json.loads((folder / "fits.json").read_text())
+        doc = read_fits(folder / FITS_FILE)
         draws = json.loads((folder / DRAWS).read_text())["draws"]
         fitted = (folder / "results.csv").read_text()
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:  # ContractError is a ValueError
         return None, f"no saved joint fit in {folder} ({type(e).__name__})"
-    saved = doc.get("settings", {})
+    if doc.joint is None:
+        return None, f"{folder / FITS_FILE} holds no joint law"
+    saved = doc.settings
     for key in _SAME:
         now = getattr(settings, key)
         now = list(now) if isinstance(now, tuple) else now
@@ -402,7 +408,7 @@ def saved_joint_fits(
     if table.to_csv(index=False) != fitted:
         return None, f"the runs changed since {folder} was fitted"
     fits = []
-    for rec in doc["joint"]:
+    for rec in (j.record for j in doc.joint):
         points = pd.DataFrame(rec["points"])
         cm = rec["compute_model"]
         fits.append(
@@ -418,7 +424,7 @@ def saved_joint_fits(
                 holdout=rec["holdout"],
             )
         )
-    return fits, f"reused the joint fit of {folder} ({doc.get('created_utc')})"
+    return fits, f"reused the joint fit of {folder} ({doc.details.get('created_utc')})"
 
 
 def run_optimal(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -45,7 +44,10 @@ from analysis.results import ResultsError, load_results, prepare
 from analysis.seeds import pooled_log_sd
 from analysis.settings import FitSettings, InvalidSetting
 from analysis.simulate import (
+    CurveModel,
     FitPlan,
+    JointPoints,
+    LawSummary,
     Noise,
     PriorLaws,
     calibrate,
@@ -56,14 +58,16 @@ from analysis.simulate import (
     simulate_joint,
     simulate_study,
 )
+from contracts import ContractError
+from contracts.fits import FitsFile, read_fits
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import Located, apply_sets, build, parse_sets
 from scaling.core.tables import human
-from scaling.study.laws.plan_cost import cost_table, run_costs, store_bytes
+from scaling.study.laws.plan_cost import RunCost, cost_table, run_costs, store_bytes
 from scaling.study.laws.plan_designs import Design, alternatives
 from scaling.study.sweep.estimates import store_meta
-from scaling.study.sweep.sweep import load_sweep
+from scaling.study.sweep.sweep import Sweep, load_sweep
 from var_core.counting import tokens_per_image
 
 
@@ -98,20 +102,17 @@ def _law_arg(text: str):
     return metric, against, Law(nums[0], nums[1], E)
 
 
-def _read_fits(spec: str) -> dict:
-    """A fits.json written by scaling.fit (power laws under "fits", the joint law under "joint")."""
-    path = Path(spec)
-    try:
-        doc = json.loads(path.read_text())
-        if not isinstance(doc, dict) or not ("fits" in doc or "joint" in doc):
-            raise KeyError("neither 'fits' nor 'joint'")
-        return doc
-    except FileNotFoundError:
+def _read_fits(spec: str) -> FitsFile:
+    """A fits.json written by scaling.fit (`contracts.fits`: power laws under "fits", the joint
+    law under "joint")."""
+    if not Path(spec).exists():
         raise PlanError(
             f"--prior {spec}: no such file (use 'paper' or a fits.json from scaling.fit)"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise PlanError(f"--prior {spec}: not a fits.json written by scaling.fit ({e})") from None
+        )
+    try:
+        return read_fits(spec)
+    except ContractError as e:
+        raise PlanError(f"--prior {e}") from None
 
 
 def load_prior(spec: str, metrics: list[str], laws: list[str]) -> tuple[dict, str]:
@@ -128,20 +129,12 @@ def load_prior(spec: str, metrics: list[str], laws: list[str]) -> tuple[dict, st
         )
     else:
         doc = _read_fits(spec)
-        try:
-            found = {(f["metric"], f["against"]): f for f in doc.get("fits", [])}
-            joint = {r["metric"] for r in doc.get("joint") or []}
-            priors = {}
-            for m in metrics:
-                if (m, "N") in found and (m, "Cmin") in found:
-                    n, c = found[(m, "N")], found[(m, "Cmin")]
-                    priors[m] = PriorLaws(
-                        m, Law(n["alpha"], n["beta"], n["E"]), Law(c["alpha"], c["beta"], c["E"])
-                    )
-        except (KeyError, TypeError) as e:
-            raise PlanError(
-                f"--prior {spec}: not a fits.json written by scaling.fit ({e!r} missing)"
-            ) from None
+        found, joint = doc.laws(), doc.joint_laws()
+        priors = {}
+        for m in metrics:
+            if (m, "N") in found and (m, "Cmin") in found:
+                n, c = found[(m, "N")], found[(m, "Cmin")]
+                priors[m] = PriorLaws(m, Law(n.alpha, n.beta, n.E), Law(c.alpha, c.beta, c.E))
         source = f"the fits in {spec}"
         borrowed = [m for m in metrics if m not in priors and m in joint]
         if borrowed:
@@ -204,22 +197,18 @@ def load_joint_prior(
     (`analysis.simulate.joint_prior`).
     """
     given = dict(_joint_arg(t) for t in texts)
-    records = (
-        {} if spec == "paper" else {r["metric"]: r for r in _read_fits(spec).get("joint") or []}
-    )
+    records = {} if spec == "paper" else _read_fits(spec).joint_laws()
     priors, sources = {}, []
     for m in curves:
         if m in given:
             priors[m], how = given[m], "--joint-law"
         elif m in records:
             r = records[m]
-            unit = str(r.get("D_unit", "training tokens")).split()[-1]
-            B = float(r["B"])
+            unit = r.d_unit
+            B = r.B
             if unit != d_unit:  # B / D_img^beta = B L^beta / D_tok^beta
-                B *= tokens_per_image ** (r["beta"] if d_unit == "tokens" else -r["beta"])
-            priors[m] = JointLaw(
-                float(r["E"]), float(r["A"]), float(r["alpha"]), B, float(r["beta"])
-            )
+                B *= tokens_per_image ** (r.beta if d_unit == "tokens" else -r.beta)
+            priors[m] = JointLaw(r.E, r.A, r.alpha, B, r.beta)
             how = f"the joint fit in {spec}" + (
                 f" (D converted from {unit} at {tokens_per_image} tokens per image)"
                 if unit != d_unit
@@ -471,10 +460,60 @@ def resolve_irreducible(settings: FitSettings, sweep) -> tuple[str | float, str]
     )
 
 
-def run(argv=None) -> dict:
-    """The CLI's work; returns the plan document. Raises PlanError / ConfigError (InputError) or
-    ResultsError for bad input."""
-    args = _parse_args(argv)
+# ----------------------------------------------------------------------------- compute
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the planner computed for one sweep file: its cost, the priors and noise, the
+    simulated precision of its laws (and of the joint law), and the alternatives."""
+
+    path: Path  # the sweep file
+    sweep: Sweep
+    settings: FitSettings  # the sweep's fit: section
+    metrics: list[str]
+    compare: str  # the metric of the alternatives table
+    meta: dict  # the token store's meta.json (or data.expect's stand-in)
+    real: bool  # whether `meta` is the store's own
+    costs: list[RunCost]
+    L: int  # tokens per image
+    priors: dict[str, PriorLaws]
+    prior_source: str
+    noise: Noise
+    models: dict[str, CurveModel]  # the calibrated training curves
+    refused: dict[str, str]  # metric -> why its prior's curves cannot be simulated
+    irreducible: str | float
+    irreducible_why: str
+    fit: FitPlan
+    against: list[str]
+    summaries: list[LawSummary]  # simulated laws vs N and Cmin
+    joint: JointPlan
+    alt_rows: list[tuple[Design, list[LawSummary], JointPoints]]  # each alternative
+    skipped: list[str]  # alternatives not laid out, and why
+    replicates: int
+    bootstrap: int
+    alt_replicates: int
+    seed: int
+    elapsed: float  # seconds
+    cpu: float  # seconds of CPU time
+
+
+@dataclasses.dataclass(frozen=True)
+class JointPlan:
+    """The joint law L(N, D) planned on every run's final point (losses only)."""
+
+    d_unit: str
+    points: JointPoints  # every run's final point
+    kappa: tuple[float, float]  # FLOPs per parameter per unit of D, and its max/min spread
+    priors: dict[str, JointLaw]
+    source: str
+    gap: str | None  # why it is not plannable on this grid (None: planned)
+    summaries: list[LawSummary]  # simulated exponents
+
+
+def compute_plan(args: argparse.Namespace) -> Plan:
+    """Cost, priors, noise and every simulation of the sweep `args.sweep` (PlanError for bad
+    input); nothing is printed or written."""
     started, cpu_started = time.perf_counter(), time.process_time()
     path = Path(args.sweep)
     sweep = load_sweep(path)
@@ -506,63 +545,147 @@ def run(argv=None) -> dict:
         if simulated
         else []
     )
+    joint = plan_joint(args, plan_design, costs, models, settings.data_unit, L, noise, fit)
+    alt_rows: list[tuple[Design, list[LawSummary], JointPoints]] = []
+    skipped: list[str] = []
+    if args.alt_replicates > 0 and compare in simulated:
+        alt_rows, skipped = plan_alternatives(
+            args, sweep, meta, costs, compare, models, priors, noise, fit, against, joint
+        )
+    return Plan(
+        path=path,
+        sweep=sweep,
+        settings=settings,
+        metrics=metrics,
+        compare=compare,
+        meta=meta,
+        real=real,
+        costs=costs,
+        L=L,
+        priors=priors,
+        prior_source=prior_source,
+        noise=noise,
+        models=models,
+        refused=refused,
+        irreducible=irreducible,
+        irreducible_why=irreducible_why,
+        fit=fit,
+        against=against,
+        summaries=summaries,
+        joint=joint,
+        alt_rows=alt_rows,
+        skipped=skipped,
+        replicates=args.replicates,
+        bootstrap=args.bootstrap,
+        alt_replicates=args.alt_replicates,
+        seed=args.seed,
+        elapsed=time.perf_counter() - started,
+        cpu=time.process_time() - cpu_started,
+    )
 
-    # the joint law: for the losses (as scaling.fit --law nd), on every run's final point
-    d_unit = settings.data_unit
+
+def plan_joint(
+    args: argparse.Namespace,
+    plan_design: Design,
+    costs: list[RunCost],
+    models: dict[str, CurveModel],
+    d_unit: str,
+    L: int,
+    noise: Noise,
+    fit: FitPlan,
+) -> JointPlan:
+    """The joint law for the losses (as scaling.fit --law nd), on every run's final point."""
     points = plan_design.joint_points(d_unit)
     kappa = compute_per_param_unit(points.N, points.D, [c.compute for c in costs])
-    losses = {m: models[m] for m in metrics if m.startswith("ce")}
-    joint_priors, joint_source = load_joint_prior(
-        args.prior, args.joint_law, losses, kappa, d_unit, L
-    )
-    joint_gap = (
+    losses = {m: c for m, c in models.items() if m.startswith("ce")}
+    priors, source = load_joint_prior(args.prior, args.joint_law, losses, kappa, d_unit, L)
+    gap = (
         points.why_not()
-        if joint_priors
+        if priors
         else "no loss metric (ce_avg, ce_last) is planned"
         if not losses
         else "no loss has a joint prior its curves can represent (see the table above)"
     )
-    joint = (
-        []
-        if joint_gap
-        else simulate_joint(points, joint_priors, noise, fit, args.replicates, args.seed)
+    summaries = (
+        [] if gap else simulate_joint(points, priors, noise, fit, args.replicates, args.seed)
     )
+    return JointPlan(d_unit, points, kappa, priors, source, gap, summaries)
 
-    alt_rows = []
-    if args.alt_replicates > 0 and compare in simulated:
-        designs, skipped = alternatives(path, sweep, meta, costs)
-        alt_fit = dataclasses.replace(fit, bootstrap=0)
-        for i, d in enumerate(designs):
-            res = simulate_study(
-                d.planned(),
-                {compare: models[compare]},
-                priors,
+
+def plan_alternatives(
+    args: argparse.Namespace,
+    sweep: Sweep,
+    meta: dict,
+    costs: list[RunCost],
+    compare: str,
+    models: dict[str, CurveModel],
+    priors: dict[str, PriorLaws],
+    noise: Noise,
+    fit: FitPlan,
+    against: list[str],
+    joint: JointPlan,
+) -> tuple[list[tuple[Design, list[LawSummary], JointPoints]], list[str]]:
+    """Each alternative design (`plan_designs.alternatives`) simulated for the compared
+    metric (point fits; its joint law where the design makes it plannable); and the designs
+    not laid out, with why."""
+    designs, skipped = alternatives(Path(args.sweep), sweep, meta, costs)
+    alt_fit = dataclasses.replace(fit, bootstrap=0)
+    rows = []
+    for i, d in enumerate(designs):
+        seed = args.seed + 1 + i
+        res = simulate_study(
+            d.planned(),
+            {compare: models[compare]},
+            priors,
+            noise,
+            alt_fit,
+            against,
+            args.alt_replicates,
+            seed,
+        )
+        d_points = d.joint_points(joint.d_unit)
+        if compare in joint.priors and d_points.why_not() is None:
+            res += simulate_joint(
+                d_points,
+                {compare: joint.priors[compare]},
                 noise,
                 alt_fit,
-                against,
                 args.alt_replicates,
-                args.seed + 1 + i,
+                seed,
             )
-            d_points = d.joint_points(d_unit)
-            if compare in joint_priors and d_points.why_not() is None:
-                res += simulate_joint(
-                    d_points,
-                    {compare: joint_priors[compare]},
-                    noise,
-                    alt_fit,
-                    args.alt_replicates,
-                    args.seed + 1 + i,
-                )
-            alt_rows.append((d, res, d_points))
+        rows.append((d, res, d_points))
+    return rows, skipped
 
-    # ---- report
-    tflops = costs[0].tflops_per_gpu if costs else float("nan")
-    total_gh = sum(c.gpu_hours for c in costs)
-    sb = store_bytes(meta)
+
+# ----------------------------------------------------------------------------- render
+
+
+def render_plan(plan: Plan) -> str:
+    """plan.md: the cost, the expected precision, the joint law, the alternatives."""
+    lines = [
+        *_cost_section(plan),
+        *_precision_section(plan),
+        *_joint_section(plan),
+        *_alternatives_section(plan),
+        "",
+        f"Planned in {plan.elapsed:.1f} s ({plan.cpu:.1f} s of CPU time).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _tflops(plan: Plan) -> float:
+    return plan.costs[0].tflops_per_gpu if plan.costs else float("nan")
+
+
+def _n_branches(plan: Plan) -> int:
+    return sum(c.parent is not None for c in plan.costs)
+
+
+def _cost_section(plan: Plan) -> list[str]:
+    costs, meta, n_branches = plan.costs, plan.meta, _n_branches(plan)
     splits = ", ".join(f"{k} {int(v.get('count', 0)):,}" for k, v in meta.get("splits", {}).items())
-    n_branches = sum(c.parent is not None for c in costs)
-    out_lines = [
-        f"# Plan: {sweep.spec.name} ({path})",
+    return [
+        f"# Plan: {plan.sweep.spec.name} ({plan.path})",
         "",
         f"## Cost ({len(costs)} runs"
         + (
@@ -571,159 +694,146 @@ def run(argv=None) -> dict:
             if n_branches
             else ""
         )
-        + f"; GPU-hours at {tflops:g} TFLOP/s per GPU, assumed: cluster.assumed_tflops_per_gpu)",
+        + f"; GPU-hours at {_tflops(plan):g} TFLOP/s per GPU, assumed: "
+        "cluster.assumed_tflops_per_gpu)",
         "",
         cost_table(costs),
         "",
-        f"Token store: {human(sb)}B on disk ({splits} stored sequences (augmented views and flips "
-        "included)"
-        f" x {L} tokens, uint16, + an int32 label each)"
-        + ("" if real else "; from data.expect (the store is not readable yet)")
+        f"Token store: {human(store_bytes(meta))}B on disk ({splits} stored sequences (augmented "
+        "views and flips included)"
+        f" x {plan.L} tokens, uint16, + an int32 label each)"
+        + ("" if plan.real else "; from data.expect (the store is not readable yet)")
         + ".",
+    ]
+
+
+PRECISION_NOTE = (
+    "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the "
+    "fitted exponents over the simulated studies; CI width and coverage = the fit's bootstrap "
+    "interval and how often it holds the prior alpha. Noise-free fit: the same fit on the study "
+    "drawn without noise (its distance from the prior is the bias of the grid and estimator, "
+    "not of the noise). Curve check: how far the simulated curves (E + A N^-a + B (C/N)^-b, "
+    "calibrated to the prior) are from the prior law (max relative error of the reducible "
+    "metric); (!): above 1%, or a prior whose |Cmin exponent| is not below its |N exponent|: no "
+    "such curve reproduces both prior laws, and the bias there says more about the prior than "
+    "about the grid."
+)
+
+
+def _precision_section(plan: Plan) -> list[str]:
+    noise, settings = plan.noise, plan.settings
+    return [
         "",
-        f"## Expected precision ({args.replicates} simulated studies, {args.bootstrap} bootstrap "
-        "samples each)",
+        f"## Expected precision ({plan.replicates} simulated studies, {plan.bootstrap} "
+        "bootstrap samples each)",
         "",
-        f"Prior: {prior_source}. Noise: {noise.source}; per-run sd of log(metric - E): "
-        + ", ".join(f"{m} {noise.sd[m]:.3g}" for m in metrics)
+        f"Prior: {plan.prior_source}. Noise: {noise.source}; per-run sd of log(metric - E): "
+        + ", ".join(f"{m} {noise.sd[m]:.3g}" for m in plan.metrics)
         + (f"; per evaluation {noise.eval_sd:g}" if noise.eval_sd else "")
         + ".",
-        f"Fit settings (the sweep's fit: section): irreducible={irreducible}{irreducible_why}, "
-        f"method={settings.method}, "
+        f"Fit settings (the sweep's fit: section): irreducible={plan.irreducible}"
+        f"{plan.irreducible_why}, method={settings.method}, "
         f"smooth={settings.smooth}, ci={settings.ci}; hold-out off."
         + (
             " Laws vs N and Cmin: the parent runs (a branch's final point lies on its parent's "
-            "simulated "
-            "curve)."
-            if n_branches
+            "simulated curve)."
+            if _n_branches(plan)
             else ""
         ),
         "",
-        precision_table(summaries, models, settings.ci, refused, against),
+        precision_table(plan.summaries, plan.models, settings.ci, plan.refused, plan.against),
         "",
-        "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the "
-        "fitted exponents over "
-        "the simulated studies; CI width and coverage = the fit's bootstrap interval and how "
-        "often it holds the prior "
-        "alpha. Noise-free fit: the same fit on the study drawn without noise (its distance from "
-        "the prior is "
-        "the bias of the grid and estimator, not of the noise). Curve check: how far the "
-        "simulated curves "
-        "(E + A N^-a + B (C/N)^-b, calibrated to the prior) are from the prior law (max relative "
-        "error of the "
-        "reducible metric); (!): above 1%, or a prior whose |Cmin exponent| is not below its |N "
-        "exponent|: no such "
-        "curve reproduces both prior laws, and the bias there says more about the prior than "
-        "about the grid.",
-        "",
-        "### Joint law L(N, D) = E + A/N^alpha + B/D^beta (scaling.fit --law nd)",
-        "",
+        PRECISION_NOTE,
     ]
-    if joint_gap:
-        out_lines.append(
-            f"Not planned for this grid: {joint_gap}."
-            + (" The alternatives with decay branches below plan it." if joint_priors else "")
-        )
-    else:
-        out_lines += [
-            f"Points: the annealed final point of every run, {points.describe()}; D in training "
-            f"{d_unit}.",
-            f"Prior: {joint_source}.",
-            "Noise: as above, on log(L - E); a parent and its decay branches share one seed "
-            "factor (a branch "
-            "continues its parent's trajectory). Fit: analysis.jointlaw as scaling.fit --law nd "
-            "(Huber loss on log "
-            "residuals, L-BFGS-B, bootstrap over runs); each simulated study starts from the "
-            "noise-free fit "
-            "instead of the grid of starts.",
-            "",
-            joint_table(joint, settings.ci),
-        ]
-    skipped_note = []
-    if alt_rows:
-        out_lines += [
-            "",
-            f"## Alternatives ({compare}; {args.alt_replicates} simulated studies each, point "
-            "fits)",
-            "",
-            alternatives_table(alt_rows, against, total_gh),
-        ]
-        skipped_note = skipped
-        if skipped:
-            out_lines += ["", "Not laid out: " + "; ".join(skipped) + "."]
-        if compare in joint_priors:
-            out_lines += [
-                "",
-                "N,D columns: the joint law's exponents where the design gives several data "
-                "amounts "
-                "per size (decay branches), '-' elsewhere; prior alpha "
-                f"{joint_priors[compare].alpha:.3g}, beta {joint_priors[compare].beta:.3g}. A WSD "
-                "parent costs what the planned run costs; a branch pays for its cool-down.",
-            ]
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    out_lines += ["", f"Planned in {elapsed:.1f} s ({cpu:.1f} s of CPU time)."]
-    text = "\n".join(out_lines) + "\n"
 
-    doc = {
+
+def _joint_section(plan: Plan) -> list[str]:
+    joint = plan.joint
+    lines = ["", "### Joint law L(N, D) = E + A/N^alpha + B/D^beta (scaling.fit --law nd)", ""]
+    if joint.gap:
+        return lines + [
+            f"Not planned for this grid: {joint.gap}."
+            + (" The alternatives with decay branches below plan it." if joint.priors else "")
+        ]
+    return lines + [
+        f"Points: the annealed final point of every run, {joint.points.describe()}; D in "
+        f"training {joint.d_unit}.",
+        f"Prior: {joint.source}.",
+        "Noise: as above, on log(L - E); a parent and its decay branches share one seed "
+        "factor (a branch continues its parent's trajectory). Fit: analysis.jointlaw as "
+        "scaling.fit --law nd (Huber loss on log residuals, L-BFGS-B, bootstrap over runs); "
+        "each simulated study starts from the noise-free fit instead of the grid of starts.",
+        "",
+        joint_table(joint.summaries, plan.settings.ci),
+    ]
+
+
+def _alternatives_section(plan: Plan) -> list[str]:
+    if not plan.alt_rows:
+        return []
+    total_gh = sum(c.gpu_hours for c in plan.costs)
+    lines = [
+        "",
+        f"## Alternatives ({plan.compare}; {plan.alt_replicates} simulated studies each, point "
+        "fits)",
+        "",
+        alternatives_table(plan.alt_rows, plan.against, total_gh),
+    ]
+    if plan.skipped:
+        lines += ["", "Not laid out: " + "; ".join(plan.skipped) + "."]
+    prior = plan.joint.priors.get(plan.compare)
+    if prior is not None:
+        lines += [
+            "",
+            "N,D columns: the joint law's exponents where the design gives several data "
+            "amounts per size (decay branches), '-' elsewhere; prior alpha "
+            f"{prior.alpha:.3g}, beta {prior.beta:.3g}. A WSD "
+            "parent costs what the planned run costs; a branch pays for its cool-down.",
+        ]
+    return lines
+
+
+def plan_document(plan: Plan) -> dict:
+    """plan.json: every number of the plan (docs/planning.md)."""
+    joint = plan.joint
+    return {
         "tool": "python -m scaling.plan",
-        "sweep": str(path),
-        "elapsed_s": round(elapsed, 2),
-        "cpu_s": round(cpu, 2),
-        "cost": {
-            "runs": [
-                {
-                    "run": c.run_id,
-                    "parent": c.parent,
-                    "params": c.params,
-                    "steps": c.steps,
-                    "start_step": c.start_step,
-                    "tokens": c.tokens,
-                    "D_tokens": c.data("tokens"),
-                    "train_flops": c.train_flops,
-                    "eval_flops": c.eval_flops,
-                    "full_evals": int(len(c.full_steps())),
-                    "gpu_hours": c.gpu_hours,
-                    "eval_compute": [float(v) for v in c.eval_compute()],
-                }
-                for c in costs
-            ],
-            "total_train_flops": sum(c.train_flops for c in costs),
-            "total_eval_flops": sum(c.eval_flops for c in costs),
-            "total_gpu_hours": total_gh,
-            "assumed_tflops_per_gpu": tflops,
-            "token_store_bytes": sb,
-            "store_meta_real": real,
-        },
+        "sweep": str(plan.path),
+        "elapsed_s": round(plan.elapsed, 2),
+        "cpu_s": round(plan.cpu, 2),
+        "cost": _cost_document(plan),
         "prior": {
-            "source": prior_source,
+            "source": plan.prior_source,
             "laws": {
                 m: {"N": dataclasses.asdict(p.n_law), "Cmin": dataclasses.asdict(p.cmin_law)}
-                for m, p in priors.items()
+                for m, p in plan.priors.items()
             },
         },
-        "noise": {"sd": noise.sd, "eval_sd": noise.eval_sd, "source": noise.source},
-        "curves": {m: dataclasses.asdict(c) for m, c in models.items()},
+        "noise": {"sd": plan.noise.sd, "eval_sd": plan.noise.eval_sd, "source": plan.noise.source},
+        "curves": {m: dataclasses.asdict(c) for m, c in plan.models.items()},
         "settings": {
-            "replicates": args.replicates,
-            "bootstrap": args.bootstrap,
-            "alt_replicates": args.alt_replicates,
-            "seed": args.seed,
-            "fit": dataclasses.asdict(fit),
+            "replicates": plan.replicates,
+            "bootstrap": plan.bootstrap,
+            "alt_replicates": plan.alt_replicates,
+            "seed": plan.seed,
+            "fit": dataclasses.asdict(plan.fit),
         },
-        "precision": [s.to_dict() for s in summaries],
-        "not_simulated": {m: f"not representable: {why}" for m, why in refused.items()},
+        "precision": [s.to_dict() for s in plan.summaries],
+        "not_simulated": {m: f"not representable: {why}" for m, why in plan.refused.items()},
         "joint": {
-            "planned": not joint_gap,
-            "why_not": joint_gap,
-            "d_unit": d_unit,
-            "prior": {m: law.as_dict() for m, law in joint_priors.items()},
-            "prior_source": joint_source,
-            "kappa": {"value": kappa[0], "max_over_min": kappa[1]},
+            "planned": not joint.gap,
+            "why_not": joint.gap,
+            "d_unit": joint.d_unit,
+            "prior": {m: law.as_dict() for m, law in joint.priors.items()},
+            "prior_source": joint.source,
+            "kappa": {"value": joint.kappa[0], "max_over_min": joint.kappa[1]},
             "points": [
                 {"run": r, "N": float(n), "D": float(d), "family": int(f)}
-                for r, n, d, f in zip(points.runs, points.N, points.D, points.family)
+                for r, n, d, f in zip(
+                    joint.points.runs, joint.points.N, joint.points.D, joint.points.family
+                )
             ],
-            "precision": [s.to_dict() for s in joint],
+            "precision": [s.to_dict() for s in joint.summaries],
         },
         "alternatives": [
             {
@@ -733,27 +843,73 @@ def run(argv=None) -> dict:
                 "joint_why_not": p.why_not(),
                 "laws": [s.to_dict() for s in res],
             }
-            for d, res, p in alt_rows
+            for d, res, p in plan.alt_rows
         ],
-        "not_laid_out": skipped_note,
+        "not_laid_out": plan.skipped if plan.alt_rows else [],
     }
-    out = Path(args.out) if args.out else sweep.output / "plan"
+
+
+def _cost_document(plan: Plan) -> dict:
+    costs = plan.costs
+    return {
+        "runs": [
+            {
+                "run": c.run_id,
+                "parent": c.parent,
+                "params": c.params,
+                "steps": c.steps,
+                "start_step": c.start_step,
+                "tokens": c.tokens,
+                "D_tokens": c.data("tokens"),
+                "train_flops": c.train_flops,
+                "eval_flops": c.eval_flops,
+                "full_evals": int(len(c.full_steps())),
+                "gpu_hours": c.gpu_hours,
+                "eval_compute": [float(v) for v in c.eval_compute()],
+            }
+            for c in costs
+        ],
+        "total_train_flops": sum(c.train_flops for c in costs),
+        "total_eval_flops": sum(c.eval_flops for c in costs),
+        "total_gpu_hours": sum(c.gpu_hours for c in costs),
+        "assumed_tflops_per_gpu": _tflops(plan),
+        "token_store_bytes": store_bytes(plan.meta),
+        "store_meta_real": plan.real,
+    }
+
+
+# ----------------------------------------------------------------------------- write
+
+
+def write_plan(plan: Plan, text: str, doc: dict, out: Path, plots: bool) -> None:
+    """plan.md, plan.json and (with `plots`) the figures into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "plan.md", text)
     atomic_write_json(out / "plan.json", doc)
-    if not args.no_plots:
-        from analysis.plots import save_figure
-        from analysis.simulate_plots import plot_eval_points, plot_exponents
+    if not plots:
+        return
+    from analysis.plots import save_figure  # matplotlib only when drawing
+    from analysis.simulate_plots import plot_eval_points, plot_exponents
 
-        if alt_rows:
-            save_figure(
-                plot_exponents([(d.name, res) for d, res, _ in alt_rows], compare),
-                out / "plan_exponents",
-            )
+    if plan.alt_rows:
         save_figure(
-            plot_eval_points([(c.run_id, c.eval_compute(), c.params) for c in costs]),
-            out / "plan_evals",
+            plot_exponents([(d.name, res) for d, res, _ in plan.alt_rows], plan.compare),
+            out / "plan_exponents",
         )
+    save_figure(
+        plot_eval_points([(c.run_id, c.eval_compute(), c.params) for c in plan.costs]),
+        out / "plan_evals",
+    )
+
+
+def run(argv=None) -> dict:
+    """The CLI's work: compute, render, write; returns the plan document. Raises PlanError /
+    ConfigError (InputError) or ResultsError for bad input."""
+    args = _parse_args(argv)
+    plan = compute_plan(args)
+    text, doc = render_plan(plan), plan_document(plan)
+    out = Path(args.out) if args.out else plan.sweep.output / "plan"
+    write_plan(plan, text, doc, out, plots=not args.no_plots)
     print(text, end="")
     print(f"wrote {out}/plan.md, plan.json" + ("" if args.no_plots else ", figures (png, pdf)"))
     return doc

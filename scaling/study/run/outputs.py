@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from contracts import grid as grid_file
+from contracts.grid import GridFile
 from scaling.core.atomic import atomic_write_text
 from scaling.core.cli import RuntimeFailure
 from scaling.core.config_io import ConfigError, dump_yaml, to_dict
@@ -65,27 +67,19 @@ def write_fit_defaults(sweep: Sweep) -> Path | None:
 
 def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
     """`<output>/grid.yaml`: the axes and every run's axis values, for the tidy table's
-    ``grid.<axis>`` columns (analysis.results.read_grid), and `<output>/sweep.yaml`, the
-    sweep file as launched (so that launch, status and fit accept the output folder).
+    ``grid.<axis>`` columns (`contracts.grid`, its one reader and writer), and
+    `<output>/sweep.yaml`, the sweep file as launched (so that launch, status and fit accept
+    the output folder).
 
     Runs of earlier launches are kept (another --set makes other runs in the same folder);
     a command-line set key that changed runs becomes an axis, its value read from each
     run's config.yaml for the runs that did not set it.
     """
-    path = sweep.output / "grid.yaml"
-    old: dict[str, Any] = {}
-    if path.exists():
-        try:
-            old = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            old = {}
-    axes = list(
-        dict.fromkeys(
-            [*sweep.spec.grid, *(old.get("axes") or []), *(k for r in runs for k in r.sets)]
-        )
-    )
-    labels = {**(old.get("labels") or {}), **{a: axis_label(a, sweep.spec.labels) for a in axes}}
-    entries: dict[str, dict] = dict(old.get("runs") or {})
+    path = sweep.output / grid_file.FILE
+    old = grid_file.read_grid(path)  # a damaged grid.yaml stops the launch, named
+    axes = list(dict.fromkeys([*sweep.spec.grid, *old.axes, *(k for r in runs for k in r.sets)]))
+    labels = {**old.labels, **{a: axis_label(a, sweep.spec.labels) for a in axes}}
+    entries: dict[str, dict] = {k: dict(v) for k, v in old.runs.items()}
     for run in runs:  # this launch's runs: every axis from the resolved config
         config = to_dict(run.config)
         entries[run.run_id] = {
@@ -97,14 +91,16 @@ def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
         for axis in axes:
             if axis not in point:
                 point[axis] = _config_value(sweep.output / run_id / "config.yaml", axis)
-    doc = {
-        "sweep": sweep.spec.name,
-        "axes": axes,
-        "labels": labels,
-        "runs": {k: to_dict(v) for k, v in sorted(entries.items())},
-    }
     sweep.output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    grid_file.write_grid(
+        path,
+        GridFile(
+            axes=tuple(axes),
+            labels=labels,
+            runs={k: to_dict(v) for k, v in entries.items()},
+            sweep=sweep.spec.name,
+        ),
+    )
     source = Path(sweep.source)
     if source.resolve() != (sweep.output / SWEEP_COPY).resolve():
         atomic_write_text(sweep.output / SWEEP_COPY, source.read_text())

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from contracts import ContractError
 from scaling.core.cli import RuntimeFailure
 from scaling.core.rundir import RunDir
 from scaling.core.runlock import RunLock, process_start, same_process
@@ -282,14 +283,15 @@ def finished_by_files(run_dir: str | Path, rec: dict[str, Any]) -> dict[str, Any
     """The status fields of a run whose own files say it finished although status.json says
     otherwise (failed or orphaned: e.g. a launcher's stale report): its last metrics line and
     its checkpoint both at the last step. None when they do not say so (or cannot be read)."""
-    from scaling.core.atomic import read_jsonl
-
     run = RunDir(run_dir)
     total = rec.get("total_steps")
     if not isinstance(total, int) or total <= 0 or not run.checkpoint.exists():
         return None
-    lines = [r for r in read_jsonl(run.metrics) if r.get("eval") != "samples"]
-    if not lines or lines[-1].get("step") != total:
+    try:
+        lines = [r for r in run.read_metrics() if r.kind != "samples"]
+    except ContractError:  # a damaged metrics.jsonl: the files do not say it finished
+        return None
+    if not lines or lines[-1].step != total:
         return None
     try:
         from scaling.core.safe_load import load_checkpoint_file

@@ -25,9 +25,10 @@ from typing import Any
 
 from analysis import registry
 from analysis.curvelaw import CurveLawError
-from analysis.overfit import MEANING, METRICS, check_run, se_column
+from analysis.overfit import MEANING, check_run, se_column
 from analysis.results import ResultsError, read_runs
 from analysis.settings import FitSettings
+from contracts.metrics import METRICS
 from scaling.core import provenance
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config
@@ -75,7 +76,8 @@ def sane(record: dict) -> bool:
 def _metrics(run_dir: Path) -> list[dict]:
     """The run's metrics lines that can be shown (`sane`; a torn last line is skipped by
     the reader)."""
-    return [r for r in RunDir(run_dir).read_metrics() if sane(r)]
+    rows = [r.columns() for r in RunDir(run_dir).read_metrics()]  # contracts.metrics
+    return [r for r in rows if sane(r)]
 
 
 def _last_metrics(run_dir: Path) -> dict | None:
@@ -112,9 +114,6 @@ def data_limited(run_dir: Path) -> dict | None:
     )
 
 
-METRIC_KEYS = ("ce_avg", "ce_last", "err_avg", "err_last")
-
-
 def run_records(
     runs: list[Any], queue_by_backend: dict[str, Queue] | None = None
 ) -> list[dict[str, Any]]:
@@ -147,7 +146,7 @@ def run_records(
                 "total_steps": rec.get("total_steps"),
                 "percent": percent,
                 "tokens": m.get("tokens"),
-                "metrics": {k: m[k] for k in METRIC_KEYS if isinstance(m.get(k), (int, float))},
+                "metrics": {k: m[k] for k in METRICS if isinstance(m.get(k), (int, float))},
                 "job_ids": [str(j) for j in rec.get("job_ids") or []],
                 "log": rec.get("log"),
                 "error": rec.get("error") if state == "failed" else None,

@@ -18,7 +18,6 @@ Used by both rooms of the study (laws/ for backtests and scoring, run/ for statu
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ import pandas as pd
 
 from analysis import registry
 from analysis.curvelaw import Band, Curve, CurveLawError, Forecast, forecast, size_band
+from contracts import status as status_file
 from scaling.core import provenance
 from scaling.core.config_io import ConfigError
 from scaling.core.tracking import FORECAST_DIR, append_scalars
@@ -73,11 +73,9 @@ class RunCurve:
 
 
 def _status(run_dir: Path) -> dict:
-    try:
-        data = json.loads((run_dir / "status.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The run's status.json as a dict (`contracts.status`); {} when it has none."""
+    path = run_dir / status_file.FILE
+    return status_file.read_status(path).as_dict() if path.exists() else {}
 
 
 def _length(config: RunConfig, run_dir: Path, last_step: int | None) -> int | None:
@@ -132,7 +130,7 @@ def study_curves(
     out (no config.yaml, an unknown length) is left out with a `CurveWarning`."""
     runs_dir = Path(runs_dir)
     out: list[RunCurve] = []
-    if metric not in table.columns:  # a study that did not record this metric
+    if metric not in table.columns:  # a table without that metric has no curve of it
         return out
     full = table
     if "eval" in table.columns:
