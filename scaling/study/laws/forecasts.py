@@ -32,8 +32,9 @@ from analysis import registry
 from analysis.curvelaw import LAWS, CurveLawError, backtest_curves, forecast
 from analysis.fitting import StudyFit
 from analysis.powerlaw import Irreducible
-from analysis.results import METRICS, ResultsError, load_results, prepare
+from analysis.results import ResultsError, load_results, prepare
 from analysis.settings import FitSettings
+from contracts.metrics import METRICS
 from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.study.sweep.curves import (
     RunCurve,
