@@ -211,7 +211,9 @@ def test_save_and_stop_agreement_only_every_k_steps_with_several_processes(
     trainer.local_batch = config.optim.batch_size  # this stub "rank" does the whole batch
     agreed_at: list[int] = []
     monkeypatch.setattr(
-        Trainer, "_agree", lambda self, flags: (agreed_at.append(self.step), flags)[1]
+        Trainer,
+        "_agree",
+        lambda self, save, signum: (agreed_at.append(self.step), (save, signum))[1],
     )
     stop = StopRequest()
     real_step = Trainer.train_step

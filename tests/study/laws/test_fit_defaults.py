@@ -121,7 +121,7 @@ def test_unfinished_runs_are_left_out_of_the_N_laws(tmp_path, capsys):
     runs = _write_runs(tmp_path / "runs", study_table(), unfinished=("s03",))
     assert main([str(runs), "--no-plots", "--set", "bootstrap=0", "--set", "metrics=[ce_avg]"]) == 0
     err = capsys.readouterr().err
-    assert "1 unfinished run(s): s03; left out of the laws vs N" in err
+    assert "1 unfinished run(s): s03 (running); left out of the laws vs N" in err
     doc, fits = _fits(runs / "fit")
     assert doc["conventions"]["unfinished_runs"] == ["s03"]
     assert fits[("ce_avg", "N")]["n_points"] == 11 and fits[("ce_avg", "N")]["n_runs"] == 11
