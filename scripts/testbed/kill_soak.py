@@ -317,14 +317,16 @@ class Soak:
             self.keep_going()
             if self.all_done():
                 return False
-            training = self._training()
-            if training and (not kind.endswith("launcher") or self.launcher_alive()):
-                break
+            if self._training() and (not kind.endswith("launcher") or self.launcher_alive()):
+                # a random moment, then a run that still trains then (on a fast machine a run
+                # may end during the delay: a kill after its last step tests no resume)
+                time.sleep(self.rng.uniform(0.0, 1.5))
+                training = self._training()
+                if training:
+                    break
             time.sleep(0.2)
         else:
             raise TimeoutError(f"no run trained for {timeout:.0f} s (kill {kind})")
-        time.sleep(self.rng.uniform(0.0, 1.5))
-        training = self._training() or training
         run_id = self.rng.choice(training)
         rec = _status(self.output / run_id)
         pid, job = (rec.get("trainer") or {}).get("pid"), str((rec.get("job_ids") or ["?"])[-1])

@@ -249,7 +249,11 @@ def outcome(slurm_nodes, tmp_path_factory) -> Outcome:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(slurm_nodes.conf))  # submitit's sbatch/squeue/sacct
         launch_mod.launch(prep, **quiet)
-        outs = {k: launch_mod.launch(sweeps[k], **quiet) for k in ("ddp", "fsdp", "preempt")}
+        outs = {k: launch_mod.launch(sweeps[k], **quiet) for k in ("ddp", "fsdp")}
+        # paced, so that the preemption lands mid-run on a quiet machine too
+        outs["preempt"] = launch_mod.launch(
+            sweeps["preempt"], job_factory=lambda: PacedJob(0.5), **quiet
+        )
         outs["crash"] = launch_mod.launch(
             sweeps["crash"], job_factory=lambda: CrashingRank(CRASH_RANK, CRASH_STEP), **quiet
         )
