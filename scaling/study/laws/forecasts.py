@@ -244,6 +244,16 @@ def _records(
     return recs
 
 
+def _summary_rows(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """One Markdown row per whole-curve law that made forecasts: count, errors, coverage."""
+    return [
+        f"| {law} | {s['n']} | {_pct(s['mean_abs_rel_error'])} "
+        f"| {_pct(s['max_abs_rel_error'])} | {s['coverage']:.2f} |"
+        for law, s in summary.items()
+        if s["n"]
+    ]
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
 
@@ -270,12 +280,7 @@ def markdown(doc: dict[str, Any]) -> str:
             "| law | runs | mean abs. rel. error | max abs. rel. error | coverage |",
             "|---|---|---|---|---|",
         ]
-        for law, s in curve["summary"].items():
-            if s["n"]:
-                lines.append(
-                    f"| {law} | {s['n']} | {_pct(s['mean_abs_rel_error'])} "
-                    f"| {_pct(s['max_abs_rel_error'])} | {s['coverage']:.2f} |"
-                )
+        lines += _summary_rows(curve["summary"])
         best = curve["rows"].get(doc["law"]) or []
         if best:
             lines += [
@@ -301,12 +306,7 @@ def markdown(doc: dict[str, Any]) -> str:
             "| law | branches | mean abs. rel. error | max abs. rel. error | coverage |",
             "|---|---|---|---|---|",
         ]
-        for law, s in branch["summary"].items():
-            if s["n"]:
-                lines.append(
-                    f"| {law} | {s['n']} | {_pct(s['mean_abs_rel_error'])} "
-                    f"| {_pct(s['max_abs_rel_error'])} | {s['coverage']:.2f} |"
-                )
+        lines += _summary_rows(branch["summary"])
         rows = branch["rows"].get(doc["law"]) or []
         if rows:
             lines += [
