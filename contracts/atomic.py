@@ -1,6 +1,6 @@
 """Writes that never leave a half-written file (temp, fsync, rename) or folder (staged, swapped).
 
-The one home of atomic writes (`scaling.core.atomic` re-exports it for the study's code); the
+The one home of atomic writes (every stage imports it from here); the
 append-only JSONL log is `contracts.jsonl`.
 
 The temp file is `.<name>.<host>.<pid>.<random>.tmp` beside the target. A write killed

@@ -896,7 +896,7 @@ def test_atomic_writes_leave_no_stale_temp_files_and_a_readable_mode(tmp_path):
     import socket
     import subprocess
 
-    from scaling.core.atomic import atomic_write_text
+    from contracts.atomic import atomic_write_text
 
     host = socket.gethostname().replace(".", "_")
     dead = subprocess.Popen(["true"])
@@ -1010,8 +1010,9 @@ def test_a_truncated_token_shard_is_named_at_merge(tmp_path):
 def test_a_full_disk_names_the_file_and_says_no_space(tmp_path, monkeypatch, capsys):
     """ENOSPC from the kernel (/dev/full), and torch's own error on a full disk ("unexpected
     pos"), both end as "no space left on <path>", exit 1, the old file intact."""
-    from contracts import atomic  # the home of atomic writes (scaling.core.atomic imports it)
-    from scaling.core.atomic import append_jsonl, atomic_write
+    from contracts import atomic  # the home of atomic writes
+    from contracts.atomic import atomic_write
+    from contracts.jsonl import append_jsonl
     from scaling.core.cli import run_cli
 
     target = tmp_path / "metrics.jsonl"

@@ -228,7 +228,7 @@ def save_model(path: str | Path, model: nn.Module) -> None:
 def _atomic_torch_save(payload: Any, path: Path) -> None:
     """torch.save to a temp file beside `path`, fsync, rename, fsync the folder.
 
-    The same guarantees as `scaling.core.atomic.atomic_write` (which var_core cannot import:
+    The same guarantees as `contracts.atomic.atomic_write` (which var_core cannot import:
     the model knows nothing of the study), checked against it by tests/core/test_atomic_writers.py:
     a failed write keeps the old file and leaves no temp file, the result has the mode a
     plain open() gives (a team can read it), and the rename itself is made durable.

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from scaling.core.atomic import atomic_write_json
+from contracts.atomic import atomic_write_json
 
 FORMAT = "var-scaling-provenance/1"
 FILENAME = "provenance.json"

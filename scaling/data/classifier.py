@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from scaling.core.atomic import atomic_write
+from contracts.atomic import atomic_write
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.data.images import ImageFolder, load_rgb
 

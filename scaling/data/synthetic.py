@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from scaling.core.atomic import atomic_write_json
+from contracts.atomic import atomic_write_json
 from scaling.core.cli import InputError, run_cli, setup_logging
 
 FORMAT = "var-synthetic/1"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scaling.core.atomic import atomic_write, atomic_write_json
+from contracts.atomic import atomic_write, atomic_write_json
 from scaling.core.cli import InputError
 from scaling.core.safe_load import load_checkpoint_file
 

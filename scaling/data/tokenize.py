@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from scaling.core.atomic import atomic_write_json
+from contracts.atomic import atomic_write_json
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.provenance import sha256_file
 from scaling.core.runtime import pick_device, resolve

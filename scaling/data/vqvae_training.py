@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from contracts.jsonl import read_jsonl
+from contracts.atomic import atomic_write, atomic_write_text
+from contracts.jsonl import append_jsonl, read_jsonl
 from scaling.core import provenance
-from scaling.core.atomic import append_jsonl, atomic_write, atomic_write_text
 from scaling.core.cli import InputError, RuntimeFailure, run_cli, setup_logging
 from scaling.core.config_io import dump_yaml, load_config
 from scaling.core.runtime import pick_device, resolve

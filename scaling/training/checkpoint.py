@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from scaling.core.atomic import atomic_write
+from contracts.atomic import atomic_write
 from scaling.core.config_io import to_dict
 from scaling.core.rundir import RunDir
 from scaling.core.safe_load import CheckpointError, load_checkpoint_file

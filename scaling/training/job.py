@@ -23,9 +23,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from contracts.atomic import atomic_write_text
 from contracts.metrics import MetricsRecord
 from scaling.core import provenance
-from scaling.core.atomic import atomic_write_text
 from scaling.core.cli import RuntimeFailure, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, dump_yaml
 from scaling.core.rundir import RunDir

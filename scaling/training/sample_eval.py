@@ -42,8 +42,8 @@ from analysis.sample_metrics import (
     inception_score,
     precision_recall,
 )
+from contracts.atomic import atomic_write, atomic_write_json
 from contracts.metrics import MetricsRecord
-from scaling.core.atomic import atomic_write, atomic_write_json
 from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import Located, build, to_dict
 from scaling.core.rundir import RunDir

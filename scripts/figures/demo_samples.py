@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis import results  # noqa: E402
-from scaling.core.atomic import atomic_write_json  # noqa: E402
+from contracts.atomic import atomic_write_json  # noqa: E402
 from scaling.core.cli import InputError, run_cli, setup_logging  # noqa: E402
 from scaling.data.images import ImageFolder  # noqa: E402
 from scaling.study.sweep.spec import DATA_DIR  # noqa: E402

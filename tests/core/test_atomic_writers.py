@@ -1,4 +1,4 @@
-"""The two atomic writers agree: scaling.core.atomic.atomic_write (every file the study writes)
+"""The two atomic writers agree: contracts.atomic.atomic_write (every file the study writes)
 and var_core's model writer (var_core.save_model), which var_core keeps because it cannot
 import scaling. Round 2 found them drifted (var_core's skipped the folder fsync); these checks
 hold both to the same guarantees, observed from outside.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling.core.atomic import atomic_write
+from contracts.atomic import atomic_write
 from var_core import VQVAE, load_vqvae, save_model
 from var_core.checkpoint import _atomic_torch_save
 
@@ -42,7 +42,7 @@ class _Unpicklable:
         raise RuntimeError("killed mid-write")
 
 
-WRITERS = {"scaling.core.atomic": _scaling_writer, "var_core.checkpoint": _var_core_writer}
+WRITERS = {"contracts.atomic": _scaling_writer, "var_core.checkpoint": _var_core_writer}
 
 
 @pytest.mark.parametrize("name", WRITERS)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.core.atomic import atomic_write_text
+from contracts.atomic import atomic_write_text
 from scaling.core.rundir import RunDir
 from scaling.data.token_store import save_quantizer
 from scaling.training import schedule

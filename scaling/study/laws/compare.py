@@ -24,7 +24,7 @@ from pathlib import Path
 
 from analysis.compare import compare_fits, markdown
 from analysis.fitting import StudyFit
-from scaling.core.atomic import atomic_write_json, atomic_write_text
+from contracts.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError
 
 SCHEMA_VERSION = 1

@@ -59,11 +59,11 @@ from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
 from analysis.sensitivity import MIN_ABS_R, MIN_SIZES, MIN_SIZES_E_FITTED, MIN_VALID
 from analysis.settings import FitSettings
+from contracts.atomic import atomic_write_text, replacing_folder
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, PowerLawFit, write_fits
 from contracts.grid import FILE as GRID_FILE
 from contracts.grid import read_grid
-from scaling.core.atomic import atomic_write_text, replacing_folder
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, apply_sets, load_config, load_yaml, parse_sets
 from scaling.data.token_store import TokenStoreError, read_meta

@@ -38,9 +38,9 @@ from threadpoolctl import threadpool_limits
 from analysis.jointlaw import ComputeModel, JointFit, JointLaw, fit_joint_table
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
 from analysis.settings import FitSettings
+from contracts.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, JointLawFit, read_fits, write_fits
-from scaling.core.atomic import atomic_write_json, atomic_write_text, replacing_folder
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
 from scaling.study.laws.forecasts import register_optimal
 from scaling.study.sweep.spec import StoreHint

@@ -8,7 +8,7 @@
 
 A runs directory gets them inside it (`runs/demo/fit/`); a table gets them beside it
 (`results.csv` -> `results_fit/`). A rerun of the same command replaces only its own folder
-(`scaling.core.atomic.replacing_folder`); other settings (bootstrap, hold-out, metrics...)
+(`contracts.atomic.replacing_folder`); other settings (bootstrap, hold-out, metrics...)
 refine a view and rerun into its folder, `--out` writes anywhere else. Two studies compared
 go to `compare_<A>_vs_<B>/`, a plan to `<sweep output>/plan/`.
 """

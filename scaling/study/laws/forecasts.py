@@ -34,8 +34,8 @@ from analysis.fitting import StudyFit
 from analysis.powerlaw import Irreducible
 from analysis.results import ResultsError, load_results, prepare
 from analysis.settings import FitSettings
+from contracts.atomic import atomic_write_json, atomic_write_text
 from contracts.metrics import METRICS
-from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.study.sweep.curves import (
     RunCurve,
     code_version,

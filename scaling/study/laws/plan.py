@@ -59,8 +59,8 @@ from analysis.simulate import (
     simulate_study,
 )
 from contracts import ContractError
+from contracts.atomic import atomic_write_json, atomic_write_text
 from contracts.fits import FitsFile, read_fits
-from scaling.core.atomic import atomic_write_json, atomic_write_text
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import Located, apply_sets, build, parse_sets
 from scaling.core.tables import human

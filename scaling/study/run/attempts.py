@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scaling.core.atomic import atomic_write_text
+from contracts.atomic import atomic_write_text
 from scaling.core.rundir import RunDir
 
 KEEP_IN_PLACE = ("attempts", ".lock", ".status.lock")

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from contracts import grid as grid_file
+from contracts.atomic import atomic_write_text
 from contracts.grid import GridFile
-from scaling.core.atomic import atomic_write_text
 from scaling.core.cli import RuntimeFailure
 from scaling.core.config_io import ConfigError, dump_yaml, to_dict
 from scaling.study.run.checks import check_output, output_is_a_file

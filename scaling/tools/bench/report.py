@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from scaling.core.atomic import atomic_write_text
+from contracts.atomic import atomic_write_text
 from scaling.tools.bench.fast_path import Check, FastPath
 
 COLUMNS = (

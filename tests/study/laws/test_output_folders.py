@@ -10,7 +10,7 @@ import pytest
 
 from analysis.jointlaw import JointLaw
 from analysis.synthetic import joint_law_table
-from scaling.core.atomic import replacing_folder
+from contracts.atomic import replacing_folder
 from scaling.study.laws.fit import run
 from scaling.study.laws.folders import optimal_folder_name
 from tests.analysis.test_axes import grid_table
