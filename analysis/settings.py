@@ -15,6 +15,7 @@ from contracts.metrics import METRICS, SAMPLE_METRICS
 from .paper import AGAINST
 
 IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
+E_SOURCES = ("N", "all")  # which laws' points locate a fitted E
 
 # best_over's old spellings -> the one it accepts (one spelling per setting): the learning
 # rate's names of the official trainer and of older configs. An axis is otherwise named by its
@@ -45,6 +46,9 @@ class FitSettings:
         store was made with the official tokenizer, else "fit"), "paper" (E_avg=5,
         E_last=4.5), "none" (0), "fit" (one E per loss, fitted jointly and shared by its laws
         vs N and vs Cmin), or a number. Error rates are always fitted directly.
+    E_from: the points that locate a fitted E: "N" (the laws vs N's final points; the Cmin
+        law takes that E; the default) or "all" (those and the Cmin frontier's). With
+        `against` Cmin alone, the frontier locates it either way.
     final: the N laws' point per run: "last" evaluation (the paper) or "best" (lowest).
     include_unfinished: also fit unfinished runs vs N (marked); default: left out.
     compute: "exact" (column flops) or "6nd" (column flops_6nd).
@@ -56,6 +60,9 @@ class FitSettings:
     """
 
     irreducible: str | float = "auto"
+    # the points that locate a fitted E: the laws vs N's ("N") or every law's ("all"); the
+    # frontier is a power law only where the grid holds each compute's optimal size
+    E_from: Literal["N", "all"] = "N"
     compute: Literal["exact", "6nd"] = "exact"
     metrics: tuple[str, ...] = METRICS  # the metrics fitted
     holdout: int = -1
@@ -90,6 +97,8 @@ class FitSettings:
                     "irreducible",
                     f"must be 'auto', 'paper', 'none', 'fit' or a number; got {self.irreducible!r}",
                 ) from None
+        if self.E_from not in E_SOURCES:
+            raise InvalidSetting("E_from", f"must be 'N' or 'all'; got {self.E_from!r}")
         if self.final not in ("last", "best"):
             raise InvalidSetting("final", f"must be 'last' or 'best'; got {self.final!r}")
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:

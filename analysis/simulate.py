@@ -50,7 +50,7 @@ from .jointlaw import JointLaw, bootstrap_laws, check_points, fit_joint, interva
 from .paper import X_SCALE, paper_law
 from .powerlaw import Law, fit_vs_cmin, fit_vs_n
 from .results import ResultsError, prepare
-from .synthetic import paper_sizes
+from .synthetic import PAPER_DEPTHS, paper_sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,21 @@ def paper_noise_sd(metric: str) -> float:
     law = paper_law(metric, "N")
     sd_lx = float(np.std(np.log(paper_sizes())))
     return abs(law.alpha) * sd_lx * math.sqrt(max(0.0, 1 - law.r**2))
+
+
+TOKENS_PER_IMAGE, IMAGENET_IMAGES = 680, 1281167  # VAR's tokens per 256px image; ImageNet-1k
+
+
+def paper_grid_runs(points: int = 24) -> list[PlannedRun]:
+    """The paper grid as planned runs (sweeps/depth_grid.yaml): its 12 sizes, 200 / 250 /
+    350 epochs of ImageNet by depth (<= 16, <= 20, above), training compute 6 N D, and
+    `points` evaluations log-spaced from 0.1% of each run's compute to its end."""
+    runs = []
+    for d, n in zip(PAPER_DEPTHS, paper_sizes(), strict=True):
+        epochs = 200 if d <= 16 else 250 if d <= 20 else 350
+        final = 6 * n * TOKENS_PER_IMAGE * IMAGENET_IMAGES * epochs
+        runs.append(PlannedRun(f"d{d}", float(n), final * np.geomspace(1e-3, 1, points)))
+    return runs
 
 
 @dataclasses.dataclass(frozen=True)
