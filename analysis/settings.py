@@ -59,7 +59,9 @@ class FitSettings:
     seed: int = 0  # bootstrap seed
     final: Literal["last", "best"] = "last"
     include_unfinished: bool = False
-    law: Literal["power", "nd"] = "power"  # nd: the joint L(N, D) (analysis.jointlaw)
+    # nd: the joint L(N, D) (analysis.jointlaw); nd-repeat: with repeated data counted as
+    # effective data D' (analysis.repeatlaw)
+    law: Literal["power", "nd", "nd-repeat"] = "power"
     data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law
     best_over: str | None = None  # an axis: fit each size's best run over it
     best_by: str | None = None  # the metric that picks it (None: each law's own metric)
