@@ -121,7 +121,8 @@ REPLACED_FLAGS = {
 }
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+def fit_parser() -> argparse.ArgumentParser:
+    """The fit command's arguments (its flags' help is also docs/fitting.md's flags table)."""
     p = argparse.ArgumentParser(
         prog="python -m scaling.fit",
         description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
@@ -155,16 +156,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--optimal-for",
         type=_budget,
         metavar="C",
-        help="the joint law (law nd): N*, D*, nearest depth and epochs for a budget of C FLOPs",
+        help="with the joint law: N*, D* (with intervals), the nearest depth and the epochs "
+        "of the dataset for a budget of C training FLOPs (implies --set law=nd)",
     )
     p.add_argument(
         "--dataset-images",
         type=_count,
         metavar="N",
-        help="--optimal-for: images in the training set (default: the runs' token store)",
+        help="--optimal-for: images in the training set that D* is divided by (default: "
+        "the runs' token store)",
     )
+    return p
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     refuse_replaced_flags(argv if argv is not None else sys.argv[1:], REPLACED_FLAGS)
-    return p.parse_args(argv)
+    return fit_parser().parse_args(argv)
 
 
 def _budget(text: str) -> float:
