@@ -16,6 +16,16 @@ from .paper import AGAINST
 
 IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
 
+# best_over's old spellings -> the one it accepts (one spelling per setting): the learning
+# rate's names of the official trainer and of older configs. An axis is otherwise named by its
+# run-id label (lr) or its config key (optim.base_lr); add an axis's old names here.
+RENAMED_AXES: dict[str, str] = {
+    old: "lr"
+    for bare in ("lr", "tblr", "blr", "peak_lr", "learning_rate")
+    for old in (bare, f"optim.{bare}")
+    if old != "lr"  # the lr's run-id label is the accepted spelling itself
+}
+
 
 class InvalidSetting(ValueError):
     """`field` holds a value that is not allowed (the shape of `scaling.core.config_io`'s
@@ -116,6 +126,14 @@ class FitSettings:
             raise InvalidSetting(
                 "best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}"
             )
+        if self.best_over is not None:
+            old = self.best_over.removeprefix("grid.")
+            if old in RENAMED_AXES:
+                raise InvalidSetting(
+                    "best_over",
+                    f"{self.best_over!r} is an old name of an axis; the axis is spelled "
+                    f"best_over={RENAMED_AXES[old]}",
+                )
         if self.best_by is not None and self.best_over is None:
             raise InvalidSetting("best_by", "needs best_over (the axis to pick the best value of)")
         if self.cmin_from != "warmup_end":
