@@ -26,7 +26,7 @@ from scaling.training.config import (
     OptimConfig,
     RunConfig,
 )
-from tests.factories import make_token_store, tiny_run_config
+from tests.factories import line_of, make_token_store, tiny_run_config, write_sweep
 from tests.paths import ROOT
 from var_core import VQVAE, load_vqvae, save_model
 
@@ -384,23 +384,28 @@ def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "block, key, line",
+    "sections, key, needle",
     [
         (
-            "prepare:\n  synthetic: {num_classes: 4}\n  vqvae: {}\n  tokenize:\n    views: 0\n",
+            {
+                "data": {"tokens": None},
+                "prepare": {"synthetic": {"num_classes": 4}, "vqvae": {}, "tokenize": {"views": 0}},
+            },
             "prepare.tokenize.views",
-            7,
+            "views: 0",
         ),
-        ("data:\n  tokens: /x\n  expect:\n    views: -1\n", "data.expect.views", 6),
-        ("data:\n  tokens: /x\nbase:\n  data: {views: 0}\n", "views", None),
-        ("data:\n  tokens: /x\nbase:\n  eval: {precision: fp16}\n", "eval.precision", None),
+        ({"data": {"expect": {"views": -1}}}, "data.expect.views", "views: -1"),
+        ({"base": {"data": {"views": 0}}}, "views", None),
+        ({"base": {"eval": {"precision": "fp16"}}}, "eval.precision", None),
     ],
 )
-def test_bad_view_and_precision_settings_are_located_errors(tmp_path, capsys, block, key, line):
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"name: x\noutput: {tmp_path / 'o'}\n{block}grid:\n  depth: [1]\n")
+def test_bad_view_and_precision_settings_are_located_errors(
+    tmp_path, capsys, sections, key, needle
+):
+    """`needle`: the text on the line the error must name (None: the key is enough)."""
+    path = write_sweep(tmp_path / "bad.yaml", tmp_path / "o", depths=(1,), **sections)
     assert launch_mod.main([str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err
-    if line is not None:
-        assert f"{path}:{line}:" in err
+    if needle is not None:
+        assert f"{path}:{line_of(path.read_text(), needle)}:" in err, err
