@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contracts.tokenizer import read_quality
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration
 from scaling.data.synthetic import generate
@@ -50,7 +51,8 @@ class PrepareJob:
 
     Stages: 'synthetic' (scaling.data.synthetic.generate), 'vqvae' (scaling.train_vqvae),
     'tokenize' (one shard of scaling.tokenize, or all when there is one shard), 'merge'
-    (assemble the shards), 'classifier' (scaling.classifier: the demo's sample metric). All
+    (assemble the shards), 'classifier' (scaling.classifier: the demo's sample metric),
+    'quality' (scaling.tokenizer_quality: the trained VQVAE measured as a tokenizer). All
     of them resume from what is on disk, so on preemption or time-out the job is simply
     requeued (`checkpoint`).
     """
@@ -106,7 +108,7 @@ def stage_policy(sweep: Sweep, stage: str):
     from scaling.core.runtime import resolve  # imports torch: the job's process only
 
     device = "auto"
-    if stage == "vqvae":
+    if stage in ("vqvae", "quality"):
         device = (sweep.spec.prepare.vqvae or {}).get("device", "auto")
     return resolve(None, device=device, precision="fp32")
 
@@ -162,6 +164,19 @@ def run_stage(
         return train_classifier(
             sweep.images_dir(), sweep.classifier_path(), **dataclasses.asdict(spec.classifier)
         )
+    if stage == "quality":
+        from scaling.training.tokenizer_quality import measure_and_write
+
+        # Inception only where the runs' sample stage has its weights (never downloaded)
+        weights = {r.config.samples.inception_weights for r in sweep.runs} - {None}
+        return measure_and_write(
+            sweep.quality_path().parent,
+            sweep.vqvae_path(),
+            sweep.images_dir(),
+            classifier=sweep.classifier_path() if spec.classifier is not None else None,
+            inception_weights=sorted(weights)[0] if weights else None,
+            device=(spec.vqvae or {}).get("device", "auto"),
+        )
     raise ValueError(f"unknown preparation stage {stage!r}")
 
 
@@ -179,6 +194,8 @@ def stage_done(sweep: Sweep, stage: str) -> bool:
         return sweep.vqvae_path().is_file()
     if stage == "classifier":
         return sweep.classifier_path().is_file()
+    if stage == "quality":
+        return sweep.quality_path().is_file()
     return (sweep.token_store() / "meta.json").is_file()
 
 
@@ -190,6 +207,15 @@ def vqvae_warning(sweep: Sweep) -> str | None:
     from scaling.data.vqvae_training import last_eval, reconstruction_warning
 
     return reconstruction_warning(last_eval(sweep.vqvae_path().parent))
+
+
+def quality_line(sweep: Sweep) -> str:
+    """The trained VQVAE's measured quality in one line (`contracts.tokenizer`), or '' when
+    the sweep trains none or it is not measured yet."""
+    if "quality" not in sweep.stages():
+        return ""
+    quality = read_quality(sweep.quality_path())
+    return quality.summary() if quality is not None else ""
 
 
 def format_progress(progress: dict | None) -> str:

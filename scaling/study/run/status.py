@@ -34,7 +34,7 @@ from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration, format_table, human
-from scaling.study.run.prepare import stage_summary
+from scaling.study.run.prepare import quality_line, stage_summary
 from scaling.study.run.states import Queue, run_states
 from scaling.study.sweep.curves import code_version, forecast_run, register, study_curves
 from scaling.study.sweep.sweep import SWEEP_COPY, load_sweep, load_sweep_or_runs, selected
@@ -392,6 +392,7 @@ def collect(
                 "counts": _counts(records),
                 "code_warning": code_warning(records),
                 "preparation": stage_summary(view.sweep) if view.sweep is not None else "",
+                "tokenizer": quality_line(view.sweep) if view.sweep is not None else "",
                 "runs": records,
                 "forecasts": fc,
             }
@@ -541,6 +542,11 @@ def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | Non
         else f"preparation: {s['preparation']}"
         for s in report
         if s["preparation"]
+    ]
+    stages += [
+        f"tokenizer ({s['name']}): {s['tokenizer']}" if many else f"tokenizer: {s['tokenizer']}"
+        for s in report
+        if s.get("tokenizer")
     ]
     return "\n".join([text] + stages)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.settings import FitSettings
+from contracts.tokenizer import FILE as QUALITY_FILE
 from scaling.core.config_io import ConfigError, Located, build, load_yaml
 from scaling.data.folders import ImageFolderError, count_split, read_classes_file
 from scaling.data.vqvae_config import VQVAETrainConfig
@@ -58,7 +59,8 @@ class Sweep:
 
     def stages(self) -> list[str]:
         """Preparation stages this sweep needs, in order: 'synthetic', 'vqvae', 'tokenize',
-        'classifier' (with prepare.classifier)."""
+        'classifier' (with prepare.classifier), 'quality' (the trained VQVAE measured as a
+        tokenizer, after the classifier whose features it uses)."""
         d = self.spec.data
         extra = ["classifier"] if self.spec.prepare.classifier is not None else []
         if d.tokens is not None:
@@ -68,7 +70,12 @@ class Sweep:
             out.append("synthetic")
         if d.vqvae is None:
             out.append("vqvae")
-        return out + ["tokenize"] + extra
+        quality = ["quality"] if d.vqvae is None else []
+        return out + ["tokenize"] + extra + quality
+
+    def quality_path(self) -> Path:
+        """The trained VQVAE's quality as a tokenizer (`contracts.tokenizer`), beside it."""
+        return self.vqvae_path().parent / QUALITY_FILE
 
     def classifier_path(self) -> Path:
         """The demo classifier trained by the `classifier` stage."""

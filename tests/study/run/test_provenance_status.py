@@ -17,6 +17,7 @@ import pytest
 from scaling.core import provenance
 from scaling.core.rundir import RunDir
 from scaling.study.run import status as status_mod
+from tests.factories import line_of, write_sweep
 from tests.paths import ROOT
 
 
@@ -176,9 +177,9 @@ def test_status_bad_input(tmp_path, capsys):
     assert status_mod.main([str(tmp_path / "empty")]) == 2
     assert "no run directories" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\noutput: o\ngrid: {depth: [1]}\nbogus: 1\n")
+    write_sweep(bad, "o", depths=(1,), bogus=1)
     assert status_mod.main([str(bad)]) == 2
-    assert "bad.yaml:4: bogus" in capsys.readouterr().err
+    assert f"bad.yaml:{line_of(bad.read_text(), 'bogus')}: bogus" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         status_mod.main([str(tmp_path), "--watch", "0"])
     assert "--watch" in capsys.readouterr().err
