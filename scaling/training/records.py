@@ -44,7 +44,7 @@ def metrics_record(
         epochs=budget.epochs,
         train_images=budget.train_images,
         unique_tokens=budget.unique_tokens,
-        views=budget.views,
+        views=budget.rows_per_image,
         seed=config.seed,
         step=done.step,
         images=done.images,
