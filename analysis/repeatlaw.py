@@ -101,6 +101,19 @@ def effective_data(D, U, R_star: float | None) -> np.ndarray:
     return np.where(R > 0, repeated, D)
 
 
+def effective_ratio(
+    D: float, U: float, K: int, R_star: float, V_star: float | None = None, fresh: bool = False
+) -> float:
+    """D'/D of D tokens seen from U unique image tokens with K stored views per image: the
+    views counted with V_star when known, else as worth nothing (U) or, with `fresh`, as good
+    as fresh images (U K): the two ends of an unknown V*."""
+    if V_star is not None:
+        u = float(unique_views([U], [K], V_star)[0])
+    else:
+        u = U * (K if fresh else 1)
+    return float(effective_data([D], [u], R_star)[0]) / D
+
+
 def repetitions(D, U) -> np.ndarray:
     """R = D / U - 1 [n]: passes over the unique data beyond the first (negative: < 1 pass)."""
     return np.asarray(D, float) / np.asarray(U, float) - 1.0

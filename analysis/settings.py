@@ -94,6 +94,10 @@ class FitSettings:
     # docs/fitting.md, "The joint law L(N, D)"); nd-repeat: the joint law with repeated data
     # counted as effective data D' (analysis.repeatlaw; "Repeated data: the law nd-repeat")
     law: Literal["power", "nd", "nd-repeat"] = "power"
+    # the laws of each scale's test loss (ce_by_scale) vs N and Cmin instead, with the
+    # entropy of the scale's codes (scaling.study.laws.fit_scales; docs/fitting.md, "Per-scale
+    # laws")
+    per_scale: bool = False
     data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law: tokens or images
     # a grid axis: fit each size's best run over it instead of one law per value (its
     # run-id label or config key: lr, optim.base_lr; docs/fitting.md, "Studies with more axes")
@@ -179,6 +183,8 @@ class FitSettings:
                     f"must be 'warmup_end', 0 or a fraction in (0, 1); got {self.cmin_from!r}",
                 )
             object.__setattr__(self, "cmin_from", value)
+        if self.per_scale and self.law != "power":
+            raise InvalidSetting("per_scale", f"fits power laws per scale; not with law={self.law}")
         if self.pool and self.best_over is not None:
             raise InvalidSetting(
                 "pool",
