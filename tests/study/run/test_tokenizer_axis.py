@@ -274,3 +274,39 @@ def test_on_slurm_each_variant_waits_only_for_what_it_reads(tmp_path, monkeypatc
         "d1-s12": [ids["s12.tokenize"]],
         "d2-s12": [ids["s12.tokenize"]],
     }
+
+
+def test_estimates_read_an_existing_checkpoint_not_imagenet(tmp_path):
+    """data.vqvae (no variants) and a checkpoint variant: vocabulary, scales and code width
+    are the checkpoint's own (written here), not the official VQVAE's 4096 / 1..16 / 32."""
+    from var_core import VQVAE, save_model
+
+    ckpt = tmp_path / "mine.pt"
+    save_model(ckpt, VQVAE(vocab_size=40, z_channels=8, ch=32, ch_mult=(1, 2), patch_nums=(1, 3)))
+    common = {
+        "base": {"optim": {"batch_size": 4}, "length": {"steps": 6}},
+        "eval": {"points": 2},
+    }
+    plain = load_sweep(
+        write_sweep(
+            tmp_path / "a.yaml",
+            tmp_path / "a",
+            data={"tokens": None, "images": "/i", "vqvae": str(ckpt)},
+            **common,
+        )
+    )
+    variant = load_sweep(
+        write_sweep(
+            tmp_path / "b.yaml",
+            tmp_path / "b",
+            data={"tokens": None, "images": "/i"},
+            tokenizers={"mine": {"checkpoint": str(ckpt)}},
+            **common,
+        )
+    )
+    for sweep, name in ((plain, None), (variant, "mine")):
+        meta = sweep.expected_meta(name)
+        assert (meta["vocab_size"], meta["patch_nums"]) == (40, [1, 3])
+        assert meta["vqvae_config"] == {"z_channels": 8}
+        assert f"the VQVAE {ckpt} (read)" in sweep.expected_source(name)
+    assert [r.run_id for r in variant.runs] == ["d1-mine", "d2-mine"]
