@@ -59,11 +59,14 @@ from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
 from analysis.sensitivity import MIN_ABS_R, MIN_SIZES, MIN_SIZES_E_FITTED, MIN_VALID
 from analysis.settings import FitSettings
+from analysis.tokenizer import join_quality
 from contracts.atomic import atomic_write_text, replacing_folder
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, PowerLawFit, write_fits
 from contracts.grid import FILE as GRID_FILE
 from contracts.grid import read_grid
+from contracts.tokenizer import FILE as QUALITY_FILE
+from contracts.tokenizer import read_quality
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, apply_sets, load_config, load_yaml, parse_sets
 from scaling.data.token_store import TokenStoreError, read_meta
@@ -121,7 +124,8 @@ REPLACED_FLAGS = {
 }
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+def fit_parser() -> argparse.ArgumentParser:
+    """The fit command's arguments (its flags' help is also docs/fitting.md's flags table)."""
     p = argparse.ArgumentParser(
         prog="python -m scaling.fit",
         description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
@@ -155,16 +159,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--optimal-for",
         type=_budget,
         metavar="C",
-        help="the joint law (law nd): N*, D*, nearest depth and epochs for a budget of C FLOPs",
+        help="with the joint law: N*, D* (with intervals), the nearest depth and the epochs "
+        "of the dataset for a budget of C training FLOPs (implies --set law=nd)",
     )
     p.add_argument(
         "--dataset-images",
         type=_count,
         metavar="N",
-        help="--optimal-for: images in the training set (default: the runs' token store)",
+        help="--optimal-for: images in the training set that D* is divided by (default: "
+        "the runs' token store)",
     )
+    return p
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     refuse_replaced_flags(argv if argv is not None else sys.argv[1:], REPLACED_FLAGS)
-    return p.parse_args(argv)
+    return fit_parser().parse_args(argv)
 
 
 def _budget(text: str) -> float:
@@ -420,6 +430,28 @@ def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
     )
 
 
+def tokenizer_quality(raw: pd.DataFrame) -> dict[str, dict]:
+    """Each token store's tokenizer-quality columns (`contracts.tokenizer`), for
+    `analysis.tokenizer.join_quality`: the quality file beside the store's VQVAE (its
+    meta.json's ``vqvae_path``) when it measured that very checkpoint (same sha256); stores
+    without one (not measured, not readable here) are left out."""
+    out: dict[str, dict] = {}
+    if "data.store" not in raw.columns:
+        return out
+    for store in sorted(set(raw["data.store"].dropna().astype(str))):
+        try:
+            meta = read_meta(store)
+        except (TokenStoreError, OSError):
+            continue
+        vqvae = meta.get("vqvae_path")
+        if not vqvae:
+            continue
+        quality = read_quality(Path(str(vqvae)).parent / QUALITY_FILE)
+        if quality is not None and quality.vqvae_sha256 == meta.get("vqvae_sha256"):
+            out[store] = quality.columns()
+    return out
+
+
 def axis_labels(source: Path, raw: pd.DataFrame) -> dict[str, str]:
     """Each grid axis's run-id label: the sweep's (a runs directory's grid.yaml) over the
     usual ones of `scaling.study.sweep.spec.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
@@ -454,6 +486,7 @@ def fit_source(source: Path, settings: FitSettings) -> StudyFit:
     given what only this layer knows (the runs' tokenizer for irreducible "auto", the axes'
     run-id labels). Problems are `warnings.warn`ed; bad input raises `ResultsError`."""
     raw = load_results(source, include_subset=settings.include_subset)
+    raw = join_quality(raw, tokenizer_quality(raw))
     tokenizer = official_tokenizer(raw) if settings.irreducible == "auto" else None
     return fit_study(
         raw, settings, source=str(source), labels=axis_labels(source, raw), tokenizer=tokenizer

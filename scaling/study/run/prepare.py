@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contracts.tokenizer import read_quality
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration
 from scaling.data.synthetic import generate
@@ -43,10 +44,15 @@ def stage_plan(sweep: Sweep, tokenizers: set[str | None] | None = None) -> list[
     images: tuple[str, ...] = ("synthetic",) if "synthetic" in sweep.stages() else ()
     for stage in sweep.stages():
         name, kind = split_stage(stage)
-        if tokenizers is not None and kind in ("vqvae", "tokenize") and name not in tokenizers:
+        if tokenizers is not None and name is not None and name not in tokenizers:
             continue
         needs: tuple[str, ...] = images if stage != "synthetic" else ()
-        if kind == "tokenize":
+        if kind == "quality":  # its VQVAE, and the classifier whose features it uses
+            vqvae = sweep.tokenizer(name).stage("vqvae")
+            needs += (vqvae,) if vqvae in sweep.stages() else ()
+            needs += ("classifier",) if "classifier" in sweep.stages() else ()
+            plan.append(StageJob(stage, [None], needs))
+        elif kind == "tokenize":
             vqvae = sweep.tokenizer(name).stage("vqvae")
             needs += (vqvae,) if vqvae in sweep.stages() else ()
             plan.append(StageJob(stage, list(range(shards)) if shards > 1 else [None], needs))
@@ -68,7 +74,8 @@ class PrepareJob:
 
     Stages: 'synthetic' (scaling.data.synthetic.generate), 'vqvae' (scaling.train_vqvae),
     'tokenize' (one shard of scaling.tokenize, or all when there is one shard), 'merge'
-    (assemble the shards), 'classifier' (scaling.classifier: the demo's sample metric). All
+    (assemble the shards), 'classifier' (scaling.classifier: the demo's sample metric),
+    'quality' (scaling.tokenizer_quality: the trained VQVAE measured as a tokenizer). All
     of them resume from what is on disk, so on preemption or time-out the job is simply
     requeued (`checkpoint`).
     """
@@ -125,7 +132,7 @@ def stage_policy(sweep: Sweep, stage: str):
 
     device = "auto"
     name, kind = split_stage(stage)
-    if kind == "vqvae":
+    if kind in ("vqvae", "quality"):
         device = (sweep.tokenizer(name).options or {}).get("device", "auto")
     return resolve(None, device=device, precision="fp32")
 
@@ -182,6 +189,19 @@ def run_stage(
         return train_classifier(
             sweep.images_dir(), sweep.classifier_path(), **dataclasses.asdict(spec.classifier)
         )
+    if stage == "quality":
+        from scaling.training.tokenizer_quality import measure_and_write
+
+        # Inception only where the runs' sample stage has its weights (never downloaded)
+        weights = {r.config.samples.inception_weights for r in sweep.runs} - {None}
+        return measure_and_write(
+            tok.quality_path.parent,
+            tok.vqvae_path,
+            sweep.images_dir(),
+            classifier=sweep.classifier_path() if spec.classifier is not None else None,
+            inception_weights=sorted(weights)[0] if weights else None,
+            device=(tok.options or {}).get("device", "auto"),
+        )
     raise ValueError(f"unknown preparation stage {stage!r}")
 
 
@@ -200,6 +220,8 @@ def stage_done(sweep: Sweep, stage: str) -> bool:
     name, kind = split_stage(stage)
     if kind == "vqvae":
         return sweep.vqvae_path(name).is_file()
+    if kind == "quality":
+        return sweep.quality_path(name).is_file()
     return (sweep.token_store(name) / "meta.json").is_file()
 
 
@@ -218,6 +240,20 @@ def vqvae_warning(sweep: Sweep) -> str | None:
         if warning:
             found.append(warning if t.name is None else f"tokenizer {t.name}: {warning}")
     return "; ".join(found) or None
+
+
+def quality_line(sweep: Sweep) -> str:
+    """The trained VQVAE's measured quality in one line (`contracts.tokenizer`), or '' when
+    the sweep trains none or it is not measured yet; with tokenizer variants, each measured
+    one's, named ('v128: ...; v256: ...')."""
+    parts = []
+    for t in sweep.tokenizers():
+        if t.stage("quality") not in sweep.stages():
+            continue
+        quality = read_quality(t.quality_path)
+        if quality is not None:
+            parts.append(quality.summary() if t.name is None else f"{t.name}: {quality.summary()}")
+    return "; ".join(parts)
 
 
 def format_progress(progress: dict | None) -> str:

@@ -98,6 +98,10 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
     budgets = {
         run.run_id: run_budget(run.config, metas[sweep.tokenizer_of(run).name][0]) for run in runs
     }
+    # the data each run trains on, when a run uses part of it (data.subset / data.use_views)
+    data_columns = any(
+        run.config.data.subset is not None or run.config.data.use_views is not None for run in runs
+    )
     rows, total_flops, total_gpuh = [], 0.0, 0.0
     for run in runs:
         budget = budgets[run.run_id]
@@ -116,10 +120,19 @@ def plan_table(sweep: Sweep, runs: list[Run], states: dict[str, tuple] | None = 
             f"{gh:,.0f}" if gh is not None else "-",
             f"{res.nodes}x{res.gpus_per_node}" if gpus else f"{res.nodes}x0 (CPU)",
         ]
+        if data_columns:
+            subset = budget.train_images != budget.split_images
+            row[3:3] = [
+                f"{budget.train_images:,}" + (f" of {budget.split_images:,}" if subset else ""),
+                str(budget.views),
+                f"{budget.epochs:.3g}",
+            ]
         if states is not None:
             row.append(states[run.run_id][0])
         rows.append(row)
     header = ["run", "depth", "N", "train tokens", "train FLOPs", "GPU-h", "nodes x GPUs"]
+    if data_columns:
+        header[3:3] = ["train images", "views", "epochs"]
     if states is not None:
         header.append("state")
     notes = [

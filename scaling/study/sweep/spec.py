@@ -30,6 +30,8 @@ DEFAULT_LABELS = {
     "images": "im",
     "tokens": "tok",
     "flops": "c",
+    "subset": "n",
+    "use_views": "k",
 }
 # cluster keys that rules and overrides may set per run (the resource shape of a job)
 RESOURCE_KEYS = (

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.settings import FitSettings
+from contracts.tokenizer import FILE as QUALITY_FILE
 from scaling.core.config_io import ConfigError, Located, build, load_yaml
 from scaling.data.folders import ImageFolderError, count_split, read_classes_file
 from scaling.data.vqvae_config import VQVAETrainConfig
@@ -71,6 +72,21 @@ class Tokenizer:
     def stage(self, kind: str) -> str:
         """A preparation stage of this store: 'vqvae' -> 'v128.vqvae' for a variant."""
         return kind if self.name is None else f"{self.name}.{kind}"
+
+    @property
+    def measured(self) -> bool:
+        """Whether the sweep measures its VQVAE's quality (a `quality` stage): a trained one,
+        or a variant's checkpoint (so that every variant of a study is measured)."""
+        return self.tokens is None and (self.options is not None or self.name is not None)
+
+    @property
+    def quality_path(self) -> Path:
+        """Where its measured quality goes (`contracts.tokenizer`)."""
+        return (
+            self.root / "vqvae" / QUALITY_FILE
+            if self.name is not None
+            else (self.vqvae_path.parent / QUALITY_FILE)
+        )
 
     def stages(self) -> list[str]:
         """Its stages in order: 'vqvae' (when trained) and 'tokenize' (when not given)."""
@@ -148,7 +164,8 @@ class Sweep:
     def stages(self) -> list[str]:
         """Preparation stages this sweep needs, in order: 'synthetic', then each token store's
         'vqvae' and 'tokenize' (a variant's named 'v128.vqvae', 'v128.tokenize'), then
-        'classifier' (with prepare.classifier)."""
+        'classifier' (with prepare.classifier), then each measured VQVAE's 'quality' (it is
+        measured as a tokenizer after the classifier whose features it uses)."""
         d = self.spec.data
         extra = ["classifier"] if self.spec.prepare.classifier is not None else []
         if d.tokens is not None:
@@ -156,7 +173,12 @@ class Sweep:
         out = ["synthetic"] if d.images is None else []
         for t in self.tokenizers():
             out += t.stages()
-        return out + extra
+        return out + extra + [t.stage("quality") for t in self.tokenizers() if t.measured]
+
+    def quality_path(self, tokenizer: str | None = None) -> Path:
+        """A VQVAE's quality as a tokenizer (`contracts.tokenizer`), beside the trained one
+        (a checkpoint variant's in `<output>/_data/<name>/vqvae/`)."""
+        return self.tokenizer(tokenizer).quality_path
 
     def classifier_path(self) -> Path:
         """The demo classifier trained by the `classifier` stage."""

@@ -129,13 +129,14 @@ def test_an_interrupted_launch_resumes_without_redoing_a_prepared_variant(study)
     assert study.first_calls == ["synthetic", "v16.vqvae", "v16.tokenize", "s12.vqvae"]
     assert {"vqvae/vqvae.pt", "tokens/meta.json"} <= set(study.v16_files)
     # the relaunch prepares only what was missing: s12; v16's files are untouched
-    assert study.resumed_calls == ["s12.vqvae", "s12.tokenize"]
+    assert study.resumed_calls == ["s12.vqvae", "s12.tokenize", "v16.quality", "s12.quality"]
     assert study.v16_files_after == study.v16_files
     # a third launch has nothing to do
     assert study.idle_calls == [] and study.idle.submitted == []
     assert sorted(study.idle.skipped) == ["d1-s12", "d1-v16", "d2-s12", "d2-v16"]
     summary = stage_summary(load_sweep(study.path))
-    for stage in ("synthetic", "v16.vqvae", "v16.tokenize", "s12.vqvae", "s12.tokenize"):
+    stages = ("synthetic", "v16.vqvae", "v16.tokenize", "s12.vqvae", "s12.tokenize", "s12.quality")
+    for stage in stages:
         assert f"{stage} done" in summary
 
 
@@ -263,6 +264,8 @@ def test_on_slurm_each_variant_waits_only_for_what_it_reads(tmp_path, monkeypatc
         "v16.tokenize": [syn, ids["v16.vqvae"]],
         "s12.vqvae": [syn],
         "s12.tokenize": [syn, ids["s12.vqvae"]],
+        "v16.quality": [syn, ids["v16.vqvae"]],
+        "s12.quality": [syn, ids["s12.vqvae"]],
     }
     assert deps == {"v16": [ids["v16.tokenize"]], "s12": [ids["s12.tokenize"]]}
     fake.jobs.clear()

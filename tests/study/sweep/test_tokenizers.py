@@ -69,6 +69,9 @@ def test_each_variant_gets_its_folder_stages_and_run_ids(tmp_path):
         "v256.tokenize",
         "s124.vqvae",
         "s124.tokenize",
+        "v128.quality",  # each VQVAE measured as a tokenizer
+        "v256.quality",
+        "s124.quality",
     ]
     # each variant is prepare.vqvae with its overrides; the estimates follow it
     assert s.tokenizer("s124").options == {
@@ -95,7 +98,8 @@ def test_without_tokenizers_nothing_changes(tmp_path):
     assert [r.run_id for r in s.runs] == ["d2", "d4"]
     assert s.runs[0].config.data.store == tmp_path / "runs" / "_data" / "tokens"
     assert s.vqvae_path() == tmp_path / "runs" / "_data" / "vqvae" / "vqvae.pt"
-    assert s.stages() == ["synthetic", "vqvae", "tokenize"]
+    assert s.stages() == ["synthetic", "vqvae", "tokenize", "quality"]
+    assert s.quality_path() == tmp_path / "runs" / "_data" / "vqvae" / "tokenizer_quality.json"
     assert [t.name for t in s.tokenizers()] == [None]
 
 
@@ -125,7 +129,17 @@ def test_identical_variants_warn(tmp_path):
 
 def test_an_existing_checkpoint_variant_trains_nothing(tmp_path):
     s = load_sweep(write(tmp_path, "tokenizers:\n  mine: {}\n  official: {checkpoint: /x/v.pth}\n"))
-    assert s.stages() == ["synthetic", "mine.vqvae", "mine.tokenize", "official.tokenize"]
+    assert s.stages() == [
+        "synthetic",
+        "mine.vqvae",
+        "mine.tokenize",
+        "official.tokenize",
+        "mine.quality",
+        "official.quality",  # measured too, into the sweep's folder, not the checkpoint's
+    ]
+    assert s.quality_path("official") == tmp_path / "runs" / "_data" / "official" / "vqvae" / (
+        "tokenizer_quality.json"
+    )
     assert s.vqvae_path("official") == Path("/x/v.pth")
     # not readable here: the official VQVAE's numbers, and the table says so
     assert s.expected_meta("official")["vocab_size"] == 4096
