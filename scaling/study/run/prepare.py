@@ -189,7 +189,7 @@ def stage_dir(sweep: Sweep, stage: str, shard: int | None = None) -> Path:
 def stage_done(sweep: Sweep, stage: str) -> bool:
     """Whether a stage's output is complete on disk."""
     if stage == "synthetic":
-        return RunDir(stage_dir(sweep, stage)).read_status().get("state") == "done"
+        return RunDir(stage_dir(sweep, stage)).status().state == "done"
     if stage == "vqvae":
         return sweep.vqvae_path().is_file()
     if stage == "classifier":
