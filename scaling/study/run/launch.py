@@ -137,7 +137,7 @@ def _launch(
         todo = _to_submit(runs, states, retry_failed, out)
         submitter = Submitter(sweep, out, job_factory, log, wait, flag)
         if todo:
-            deps = submitter.stages()
+            deps = submitter.stages(todo)
             plain = [r for r in todo if r.parent is None]
             if plain:
                 submitter.runs(plain, deps)
