@@ -216,7 +216,7 @@ def stage_dir(sweep: Sweep, stage: str, shard: int | None = None) -> Path:
 def stage_done(sweep: Sweep, stage: str) -> bool:
     """Whether a stage's output is complete on disk (a merge: its store's)."""
     if stage == "synthetic":
-        return RunDir(stage_dir(sweep, stage)).read_status().get("state") == "done"
+        return RunDir(stage_dir(sweep, stage)).status().state == "done"
     if stage == "classifier":
         return sweep.classifier_path().is_file()
     name, kind = split_stage(stage)
