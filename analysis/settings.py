@@ -92,8 +92,9 @@ class FitSettings:
     final: Literal["last", "best"] = "last"
     include_unfinished: bool = False
     # power: the laws vs N and Cmin; nd: the joint law L(N, D) instead (analysis.jointlaw;
-    # docs/fitting.md, "The joint law L(N, D)")
-    law: Literal["power", "nd"] = "power"
+    # docs/fitting.md, "The joint law L(N, D)"); nd-repeat: the joint law with repeated data
+    # counted as effective data D' (analysis.repeatlaw; "Repeated data: the law nd-repeat")
+    law: Literal["power", "nd", "nd-repeat"] = "power"
     data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law: tokens or images
     # a grid axis: fit each size's best run over it instead of one law per value (its
     # run-id label or config key: lr, optim.base_lr; docs/fitting.md, "Studies with more axes")

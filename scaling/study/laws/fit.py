@@ -21,7 +21,9 @@ final evaluation, or ``--set best_by=METRIC``) and lists which run was picked pe
 replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 
 ``--set law=nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
-``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint).
+``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint);
+``--set law=nd-repeat`` fits it with repeated data counted as effective data D' and reports
+R* (scaling.study.laws.fit_repeat).
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
 (``scaling.study.laws.compare``: laws with bootstrap bands in one figure, the difference of each
@@ -73,6 +75,7 @@ from scaling.core.config_io import ConfigError, apply_sets, load_config, load_ya
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
 from scaling.study.laws.fit_joint import run_joint, run_optimal
+from scaling.study.laws.fit_repeat import run_repeat
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
 from scaling.study.laws.forecasts import markdown as backtest_markdown
 from scaling.study.laws.forecasts import run_backtest, track_forecasts
@@ -846,6 +849,8 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
         with _output_folder(args.out, default_folder(source, name)) as (out, shown):
             return run_optimal(args, source, settings, origin, joint_out, out, shown), None
     with _output_folder(args.out, joint_out) as (out, shown):
+        if settings.law == "nd-repeat":
+            return run_repeat(args, source, settings, origin, out, shown), None
         if settings.law == "nd":
             doc = run_joint(args, source, settings, origin, out, shown)
             if settings.backtest:  # the whole-curve backtests (no power laws to backtest)

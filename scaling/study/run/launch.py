@@ -137,7 +137,7 @@ def _launch(
         todo = _to_submit(runs, states, retry_failed, out)
         submitter = Submitter(sweep, out, job_factory, log, wait, flag)
         if todo:
-            deps = submitter.stages()
+            deps = submitter.stages(todo)
             plain = [r for r in todo if r.parent is None]
             if plain:
                 submitter.runs(plain, deps)
@@ -189,7 +189,7 @@ def _to_submit(
     todo: list[Run] = []
     for run in runs:
         state, slurm, rec = states[run.run_id]
-        if rec.get("repaired") and RunDir(run.run_dir).read_status().get("state") != "done":
+        if rec.get("repaired") and RunDir(run.run_dir).status().state != "done":
             # the run's own files say it finished: status.json is repaired from them
             RunDir(run.run_dir).update_status(
                 force=True, **{k: rec[k] for k in ("state", "step", "final", "repaired")}
@@ -213,7 +213,7 @@ def _to_submit(
             )
         elif state == "failed" and not retry_failed:
             out.skipped[run.run_id] = "failed (use --retry-failed)"
-            out.failed[run.run_id] = first_line(RunDir(run.run_dir).read_status().get("error"))
+            out.failed[run.run_id] = first_line(RunDir(run.run_dir).status().error)
         else:
             todo.append(run)
     return todo
