@@ -193,13 +193,15 @@ def run_stage(
         from scaling.training.tokenizer_quality import measure_and_write
 
         # Inception only where the runs' sample stage has its weights (never downloaded)
-        weights = {r.config.samples.inception_weights for r in sweep.runs} - {None}
+        weights = sorted(
+            {str(w) for r in sweep.runs if (w := r.config.samples.inception_weights) is not None}
+        )
         return measure_and_write(
             tok.quality_path.parent,
             tok.vqvae_path,
             sweep.images_dir(),
             classifier=sweep.classifier_path() if spec.classifier is not None else None,
-            inception_weights=sorted(weights)[0] if weights else None,
+            inception_weights=weights[0] if weights else None,
             device=(tok.options or {}).get("device", "auto"),
         )
     raise ValueError(f"unknown preparation stage {stage!r}")

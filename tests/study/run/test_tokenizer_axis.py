@@ -24,7 +24,7 @@ from scaling.study.run import launch as launch_mod
 from scaling.study.run import prepare as prepare_mod
 from scaling.study.run import submit as submit_mod
 from scaling.study.run.local_jobs import StopFlag
-from scaling.study.run.prepare import stage_summary
+from scaling.study.run.prepare import quality_line, stage_summary
 from scaling.study.run.submit import Submitted, Submitter
 from scaling.study.sweep.estimates import TOKEN_BYTES
 from scaling.study.sweep.sweep import load_sweep
@@ -140,6 +140,9 @@ def test_an_interrupted_launch_resumes_without_redoing_a_prepared_variant(study)
     stages = ("synthetic", "v16.vqvae", "v16.tokenize", "s12.vqvae", "s12.tokenize", "s12.quality")
     for stage in stages:
         assert f"{stage} done" in summary
+    # status's tokenizer line: each variant's measured quality, named
+    line = quality_line(load_sweep(study.path))
+    assert line.startswith("v16: ") and "; s12: " in line
 
 
 def test_variants_have_their_own_stores_and_runs_share_them(study):
@@ -242,16 +245,20 @@ def test_on_slurm_each_variant_waits_only_for_what_it_reads(tmp_path, monkeypatc
     """Stages after the images and their own VQVAE; runs after their own store only."""
     fake = _FakeSlurm()
     monkeypatch.setattr(submit_mod, "executor_for", fake.executor_for)
-    path = write_sweep(
-        tmp_path / "tok.yaml",
-        tmp_path / "out",
-        data=None,
-        prepare={"synthetic": SYNTHETIC, "vqvae": TINY_VQVAE},
-        tokenizers=VARIANTS,
-        base={"optim": {"batch_size": 4}, "length": {"steps": 6}},
-        eval={"points": 2, "batch_size": 8},
-        cluster={"backend": "slurm"},
-    )
+
+    def slurm_sweep(name: str) -> Path:
+        return write_sweep(
+            tmp_path / f"{name}.yaml",
+            tmp_path / name,
+            data=None,
+            prepare={"synthetic": SYNTHETIC, "vqvae": TINY_VQVAE},
+            tokenizers=VARIANTS,
+            base={"optim": {"batch_size": 4}, "length": {"steps": 6}},
+            eval={"points": 2, "batch_size": 8},
+            cluster={"backend": "slurm"},
+        )
+
+    path = slurm_sweep("all")
     sweep = load_sweep(path)
     sub = Submitter(
         sweep, Submitted(backend="slurm"), lambda: print, lambda line: None, False, StopFlag()
@@ -279,6 +286,19 @@ def test_on_slurm_each_variant_waits_only_for_what_it_reads(tmp_path, monkeypatc
         "d1-s12": [ids["s12.tokenize"]],
         "d2-s12": [ids["s12.tokenize"]],
     }
+    # a launch of some runs (--only '*-s12') prepares their variant only, and what is shared
+    fake.jobs.clear()
+    fresh = load_sweep(slurm_sweep("some"))
+    sub = Submitter(
+        fresh, Submitted(backend="slurm"), lambda: print, lambda line: None, False, StopFlag()
+    )
+    sub.stages(fresh.select(only="*-s12"))
+    assert [args[1] for _, _, args in fake.jobs] == [
+        "synthetic",
+        "s12.vqvae",
+        "s12.tokenize",
+        "s12.quality",
+    ]
 
 
 def test_estimates_read_an_existing_checkpoint_not_imagenet(tmp_path):
