@@ -73,7 +73,8 @@ class FitSettings:
     irreducible: str | float = "auto"
     compute: Literal["exact", "6nd"] = "exact"
     # the metrics fitted: the four losses and error rates by default; also fid, sample_fd,
-    # sample_err (a list: --set metrics=[ce_last,ce_avg])
+    # sample_err and bits_per_image, the loss comparable across tokenizers (a list:
+    # --set metrics=[ce_last,ce_avg])
     metrics: tuple[str, ...] = METRICS
     holdout: int = -1
     bootstrap: int = 1000  # bootstrap samples over runs (0: no intervals)
@@ -102,7 +103,8 @@ class FitSettings:
     # a grid axis: fit each size's best run over it instead of one law per value (its
     # run-id label or config key: lr, optim.base_lr; docs/fitting.md, "Studies with more axes")
     best_over: str | None = None
-    best_by: str | None = None  # the metric whose final value picks it (None: the law's own)
+    # the metric whose final value picks it (None: the law's own); any fittable metric
+    best_by: str | None = None
     # one law through the runs of every axis value (only when the other axes do not matter)
     pool: bool = False
     # Cmin only: the evaluations the frontier may use: 0 (all, the paper's raw frontier), a
