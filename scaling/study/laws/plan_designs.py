@@ -221,7 +221,6 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
         except ScheduleError as e:  # a warm-up and cool-down in steps that no longer fit
             skipped.append(f"{name}: {e}")
     designs.append(Design("twice the evaluation points", _evals(costs, 2.0), 1))
-    designs += _repetition_designs(sweep, meta, costs, skipped)
     more = _midpoint_sweep_costs(path, sweep, meta)
     if more is not None:
         designs.append(
@@ -232,7 +231,8 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
     if len(parents) < len(costs):
         designs.append(Design("no decay branches (parents only)", parents, 1))
         designs.append(Design("each branch a run from scratch (own seed)", from_scratch(costs), 1))
-        return designs, skipped
+        # last: the simulation seeds of the designs above stay what they were
+        return designs + _repetition_designs(sweep, meta, costs, skipped), skipped
     budget = sum(c.gpu_hours for c in costs)
     for name, at in BRANCH_SETS:
         points = ", ".join(format(f, "g") for f in at)
@@ -249,4 +249,4 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
             )
         except ScheduleError as e:
             skipped.append(f"{name}: {e}")
-    return designs, skipped
+    return designs + _repetition_designs(sweep, meta, costs, skipped), skipped

@@ -160,7 +160,7 @@ def repetition_table(
         "D'/D: effective data over data seen, D' = U + U R* (1 - exp(-R / R*)), R = D / U - 1 "
         f'(docs/fitting.md, "Repeated data"); {views}. Loss given up: B (D\'^-beta - '
         "D^-beta) of the joint prior"
-        + (f" ({joint_source})" if metric else " (none here: no joint prior)")
+        + (f" ({_source_of(joint_source, metric)})" if metric else " (none here: no joint prior)")
         + ".",
         "",
         f"| run | epochs | views x flips | passes per sequence | D'/D | {cost_head} |",
@@ -184,6 +184,20 @@ def repetition_table(
             "--set law=nd-repeat`; pass its fits.json as --prior).",
         ]
     return lines
+
+
+def _source_of(source: str, metric: str) -> str:
+    """The part of the joint priors' description ("ce_last: ...; ce_avg: ...") about `metric`."""
+    start = source.find(f"{metric}: ")
+    if start < 0:
+        return source
+    ends = [
+        source.find(f"; {m}: ", start)
+        for m in ("ce_avg", "ce_last", "err_avg", "err_last")
+        if m != metric
+    ]
+    ends = [e for e in ends if e >= 0]
+    return source[start : min(ends)] if ends else source[start:]
 
 
 def repetition_document(rows: list[RunRepetition], prior: RepetitionPrior) -> dict[str, Any]:
