@@ -247,6 +247,7 @@ def run_repeat(
             "draws": {f.metric: [law.as_dict() for law in f.samples] for f in fits},
         },
     )
+    drawn = []
     if not args.no_plots:
         from analysis.plots import save_figure
 
@@ -254,13 +255,14 @@ def run_repeat(
             fig = plot_effective_data(f)
             if fig is not None:
                 save_figure(fig, out / f"effective_data_{f.metric}")
+                drawn.append(f.metric)
     elapsed = round(time.perf_counter() - started, 3)
     doc = dataclasses.replace(doc, details={**doc.details, "elapsed_s": elapsed})
     write_fits(out / FITS_FILE, doc)
     print(text_md)
     print(
         f"wrote {shown or out}/fits.json, fits.md, results.csv, {DRAWS}"
-        + ("" if args.no_plots else ", figures (png, pdf)")
+        + (f", effective_data_{'/'.join(drawn)} (png, pdf)" if drawn else "")
         + f" in {elapsed:.1f} s"
     )
     return doc.as_dict()
