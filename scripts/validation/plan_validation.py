@@ -153,7 +153,7 @@ def seeds_coverage(studies: int) -> None:
 
 
 def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
-    from test_plan import LAWS, WSD  # the WSD grid with decay branches
+    from test_plan import LAWS, _sweep  # the tests' sweep, with WSD decay branches below
     from threadpoolctl import threadpool_limits
 
     from scaling.study.laws.fit import run as fit_run
@@ -179,9 +179,11 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             t0 = time.perf_counter()
-            sweep = tmp / "wsd3.yaml"
-            sweep.write_text(
-                WSD.format(out=tmp / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]")
+            sweep = _sweep(
+                tmp,
+                "wsd3.yaml",
+                base={"optim": {"schedule": "wsd", "warmup_frac": 0.05}},
+                branches={"at": [0.125, 0.25, 0.5], "cooldown": 0.2},
             )
             with contextlib.redirect_stdout(io.StringIO()):
                 doc = plan_run(
