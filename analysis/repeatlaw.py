@@ -16,7 +16,8 @@ unique tokens (K = 1: U; V* -> infinity: K fresh images; V* -> 0: one image), us
 The fit follows the joint law's (`analysis.jointlaw`): Huber loss on log residuals in
 coordinates normalised by the geometric means of N and D, L-BFGS-B with an analytic gradient
 from the best starts of a grid (R* and V* fitted in log space), bootstrap over families (a run
-and its decay branches drawn together), Hesterberg-expanded percentile intervals.
+and its decay branches drawn together), percentile intervals Hesterberg-expanded with
+F - p degrees of freedom for F families and p parameters.
 
 Identifiability (`identify`): R* shows only in runs that repeat their data well beyond one
 pass; when no run has R >= `R_MIN` the law is fitted with D' = D and R* is reported as not
@@ -405,7 +406,9 @@ class RepeatFit:
         vals = np.array([getattr(s, name) for s in self.samples], dtype=float)
         if not len(vals) or not np.isfinite(vals).any():
             return None
-        iv = interval(vals, len(self.points), self.level, n_params=self.ident.n_params)
+        # the resampled units are the families (a run and its branches share one seed's noise)
+        units = int(self.points["family"].nunique())
+        iv = interval(vals, units, self.level, n_params=self.ident.n_params)
         if iv is None:
             return None
         if name in ("R_star", "V_star") and iv[1] > self.limit(name):
