@@ -45,6 +45,9 @@ from .jointlaw import ComputeModel, _huber, families, family_counts, interval
 from .results import ResultsError, final_rows
 
 R_MIN = 2.0  # the largest R of the runs must reach this (3 passes) for R* to be fitted
+# below this many model sizes the size term (E, A, alpha) has no interval: E trades against
+# A / N^alpha (docs/fitting.md, "Repeated data": its coverage on the demo_data design)
+SIZE_TERM_SIZES = 3
 BEYOND = 10.0  # an R* above BEYOND x max R is beyond what the runs can tell
 LOG_R_BOUNDS = (math.log(0.05), math.log(1e5))
 LOG_V_BOUNDS = (math.log(0.01), math.log(1e5))
@@ -401,8 +404,11 @@ class RepeatFit:
 
     def ci(self, name: str) -> tuple[float, float | None] | None:
         """Interval of a parameter (E, A, alpha, B, beta, R_star, V_star); None without a
-        bootstrap or for a parameter not fitted; R_star's and V_star's upper end None when it
-        lies beyond `BEYOND` x the largest R (open above)."""
+        bootstrap, for a parameter not fitted, and for E, A, alpha with fewer than
+        `SIZE_TERM_SIZES` model sizes; R_star's and V_star's upper end None when it lies
+        beyond `BEYOND` x the largest R (open above)."""
+        if name in ("E", "A", "alpha") and self.points["N"].nunique() < SIZE_TERM_SIZES:
+            return None
         vals = np.array([getattr(s, name) for s in self.samples], dtype=float)
         if not len(vals) or not np.isfinite(vals).any():
             return None
@@ -477,7 +483,13 @@ class RepeatFit:
                 "open_above": "an upper end null: beyond the runs' repetition (R* and V* "
                 "bounded below only)",
                 "not_given": "no interval for a parameter that is not identified (its note "
-                "says why)",
+                "says why)"
+                + (
+                    f"; none for E, A, alpha: {p['N'].nunique()} model sizes (the size term "
+                    f"needs {SIZE_TERM_SIZES})"
+                    if p["N"].nunique() < SIZE_TERM_SIZES
+                    else ""
+                ),
             },
             "compute_model": {
                 "form": "C = k N^gamma D (tokens), exact FLOPs (3 x forward)",
