@@ -181,10 +181,28 @@ def sweep_spec(
     return merged(spec, sections)
 
 
-def write_sweep(path: Path, output: Path | str, **kw: Any) -> Path:
-    """Write `sweep_spec(output, **kw)` as the YAML file `path`; returns `path`."""
-    path.write_text(yaml.safe_dump(sweep_spec(output, **kw), sort_keys=False))
+def sweep_text(output: Path | str, *, flow: bool = False, **kw: Any) -> str:
+    """`sweep_spec(output, **kw)` as YAML text, in template order. flow: mappings and lists
+    of plain values on one line each (``optim: {batch_size: 16, base_lr: 0.005}``), so a test
+    can edit one value in place; else one key per line."""
+    return yaml.safe_dump(
+        sweep_spec(output, **kw), sort_keys=False, default_flow_style=None if flow else False
+    )
+
+
+def write_sweep(path: Path, output: Path | str, *, flow: bool = False, **kw: Any) -> Path:
+    """Write `sweep_text(output, flow=flow, **kw)` as the YAML file `path`; returns `path`."""
+    path.write_text(sweep_text(output, flow=flow, **kw))
     return path
+
+
+def line_of(text: str, needle: str) -> int:
+    """The 1-based number of the one line of `text` holding `needle`: where a located error
+    must point, read from the file as written rather than copied into the test."""
+    found = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    if len(found) != 1:
+        raise AssertionError(f"{needle!r} is on {len(found)} lines of the sweep, not one")
+    return found[0]
 
 
 def tiny_sweep(

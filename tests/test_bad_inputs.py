@@ -31,26 +31,26 @@ from scaling.study.run import launch as launch_mod
 from scaling.study.run import status as status_mod
 from scaling.study.run import submit as submit_mod
 from scaling.training import job as train_mod
-from tests.factories import make_token_store
+from tests.factories import line_of, make_token_store, sweep_text, write_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SWEEP = """\
-name: w
-output: {out}
-data:
-  tokens: {store}
-base:
-  model: {{width: 32, heads: 2}}
-  optim: {{batch_size: 16, base_lr: 0.005}}
-  length: {{steps: 6}}
-  runtime: {{num_threads: 1, checkpoint_every_steps: 3}}
-eval: {{points: 2, first_frac: 0.5, batch_size: 32}}
-grid:
-  depth: [1]
-cluster:
-  backend: debug
-"""
+# the world's sweep over the tests' one template: d1, 6 steps, run by the debug backend; one
+# line per mapping of plain values, so that a case edits one value in place
+WORLD = {
+    "name": "w",
+    "depths": (1,),
+    "base": {"length": {"steps": 6}, "runtime": {"checkpoint_every_steps": 3}},
+    "eval": {"points": 2, "first_frac": 0.5},
+    "cluster": {"backend": "debug", "cpus_per_task": None},
+}
+WORLD_TEXT = sweep_text("OUT", store="STORE", flow=True, **WORLD)  # the lines of s.yaml
+END = len(WORLD_TEXT.splitlines())  # text a case appends starts on line END + 1
+
+
+def line(needle: str) -> int:
+    """The line of the world's s.yaml holding `needle` (where a located error must point)."""
+    return line_of(WORLD_TEXT, needle)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def world(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("world")
     make_token_store(root / "store")
-    (root / "s.yaml").write_text(SWEEP.format(out=root / "out", store=root / "store"))
+    write_sweep(root / "s.yaml", root / "out", store=root / "store", flow=True, **WORLD)
     assert launch_mod.main([str(root / "s.yaml")]) == 0
     assert json.loads((root / "out" / "d1" / "status.json").read_text())["state"] == "done"
     generate(root / "images", num_classes=2, train_per_class=2, val_per_class=2, resolution=16)
@@ -333,37 +333,37 @@ CASES = [
     # ---- sweep YAML (located: file:line: key)
     Case(
         "unknown cluster key",
-        edit(Y, "  backend: debug", "  nodez: 1\n  backend: debug"),
+        edit(Y, "{backend: debug}", "{nodez: 1, backend: debug}"),
         dry,
-        ("s.yaml:14: cluster.nodez: unknown key (did you mean 'nodes'?)",),
+        (f"s.yaml:{line('cluster:')}: cluster.nodez: unknown key (did you mean 'nodes'?)",),
     ),
     Case(
         "hold_frac 1 (divided by zero after the whole run)",
-        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, hold_frac: 1.0}"),
+        edit(Y, "base_lr: 0.005,", "base_lr: 0.005, hold_frac: 1.0,"),
         dry,
-        ("s.yaml:7: base.optim.hold_frac: must be in [0, 1), got 1.0",),
+        (f"s.yaml:{line('optim:')}: base.optim.hold_frac: must be in [0, 1), got 1.0",),
     ),
     Case(
         "warmup_frac 1",
-        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, warmup_frac: 1}"),
+        edit(Y, "base_lr: 0.005,", "base_lr: 0.005, warmup_frac: 1,"),
         dry,
-        ("s.yaml:7: base.optim.warmup_frac: must be in [0, 1)",),
+        (f"s.yaml:{line('optim:')}: base.optim.warmup_frac: must be in [0, 1)",),
     ),
     Case(
         "label_smoothing 1",
-        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, label_smoothing: 1}"),
+        edit(Y, "base_lr: 0.005,", "base_lr: 0.005, label_smoothing: 1,"),
         dry,
         ("base.optim.label_smoothing: must be in [0, 1)",),
     ),
     Case(
         "final_lr_frac > 1",
-        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, final_lr_frac: 2}"),
+        edit(Y, "final_lr_frac: 0.1}", "final_lr_frac: 2}"),
         dry,
-        ("s.yaml:7: base.optim.final_lr_frac: must be in [0, 1]",),
+        (f"s.yaml:{line('optim:')}: base.optim.final_lr_frac: must be in [0, 1]",),
     ),
     Case(
         "eps 0",
-        edit(Y, "base_lr: 0.005}", "base_lr: 0.005, eps: 0}"),
+        edit(Y, "base_lr: 0.005,", "base_lr: 0.005, eps: 0,"),
         dry,
         ("base.optim.eps: must be > 0",),
     ),
@@ -371,25 +371,25 @@ CASES = [
         "more eval points than steps",
         edit(Y, "eval: {points: 2", "eval: {points: 7"),
         dry,
-        ("s.yaml:10: eval.points: 7 evaluations but the run has only 6 steps",),
+        (f"s.yaml:{line('eval:')}: eval.points: 7 evaluations but the run has only 6 steps",),
     ),
     Case(
         "batch size 0",
         edit(Y, "batch_size: 16", "batch_size: 0"),
         dry,
-        ("s.yaml:7: base.optim.batch_size: must be > 0, got 0",),
+        (f"s.yaml:{line('optim:')}: base.optim.batch_size: must be > 0, got 0",),
     ),
     Case(
         "learning rate not a number",
         edit(Y, "base_lr: 0.005", "base_lr: fast"),
         dry,
-        ("s.yaml:7: base.optim.base_lr: expected a number, got 'fast'",),
+        (f"s.yaml:{line('optim:')}: base.optim.base_lr: expected a number, got 'fast'",),
     ),
     Case(
         "negative seed",
         add(Y, "rules:\n  - {min_depth: 1, set: {seed: -1}}\n"),
         dry,
-        ("s.yaml:16: rules[0].set.seed: must be >= 0, got -1",),
+        (f"s.yaml:{END + 2}: rules[0].set.seed: must be >= 0, got -1",),
     ),
     Case(
         "micro-batch above the batch",
@@ -401,13 +401,13 @@ CASES = [
         "log interval 0",
         edit(Y, "num_threads: 1,", "num_threads: 1, log_every_s: 0,"),
         dry,
-        ("s.yaml:9: base.runtime.log_every_s: must be > 0",),
+        (f"s.yaml:{line('runtime:')}: base.runtime.log_every_s: must be > 0",),
     ),
     Case(
         "class dropout 1",
-        edit(Y, "heads: 2}", "heads: 2, cond_drop: 1.0}"),
+        edit(Y, "heads: 2,", "heads: 2, cond_drop: 1.0,"),
         dry,
-        ("s.yaml:6: base.model.cond_drop: must be in [0, 1)",),
+        (f"s.yaml:{line('model:')}: base.model.cond_drop: must be in [0, 1)",),
     ),
     Case(
         "unknown precision",
@@ -419,36 +419,36 @@ CASES = [
         "override key d01 (never applied)",
         add(Y, "overrides:\n  d01: {optim.batch_size: 8}\n"),
         dry,
-        ("s.yaml:16: overrides.d01: override keys are depths written 16 or d16",),
+        (f"s.yaml:{END + 2}: overrides.d01: override keys are depths written 16 or d16",),
     ),
     Case(
         "overrides 1 and d1 for one depth",
         add(Y, "overrides:\n  1: {model.width: 16}\n  d1: {optim.batch_size: 8}\n"),
         dry,
-        ("s.yaml:17: overrides.d1: depth 1 already has overrides under key '1'",),
+        (f"s.yaml:{END + 3}: overrides.d1: depth 1 already has overrides under key '1'",),
     ),
     Case(
         "override for a depth not in the grid",
         add(Y, "overrides:\n  d5: {optim.batch_size: 8}\n"),
         dry,
-        ("s.yaml:16: overrides.d5: depth 5 is not in grid.depth [1]",),
+        (f"s.yaml:{END + 2}: overrides.d5: depth 5 is not in grid.depth [1]",),
     ),
     Case(
         "depth 0",
         edit(Y, "depth: [1]", "depth: [0]"),
         dry,
-        ("s.yaml:12: grid.depth[0]: a depth must be a positive integer, got 0",),
+        (f"s.yaml:{line('depth:')}: grid.depth[0]: a depth must be a positive integer, got 0",),
     ),
     Case(
         "duplicate key",
         edit(Y, "name: w", "name: w\nname: v"),
         dry,
-        ("s.yaml:2: name: duplicate key (first given on line 1)",),
+        (f"s.yaml:{line('name:') + 1}: name: duplicate key (first given on line {line('name:')})",),
     ),
     Case("broken YAML", edit(Y, "depth: [1]", "depth: [1"), dry, ("s.yaml:", "invalid YAML")),
     Case(
         "signal delay beyond the time limit",
-        edit(Y, "backend: debug", "backend: debug\n  time_min: 1"),
+        edit(Y, "backend: debug", "backend: debug, time_min: 1"),
         dry,
         ("cluster.signal_delay_s: 120 s is not less than the time limit (1 min)",),
     ),
@@ -456,13 +456,13 @@ CASES = [
         "grid value that leaves the output folder",
         edit(Y, "depth: [1]", "depth: [1]\n  tag: ['../x']"),
         dry,
-        ("s.yaml:13: grid.tag[0]: value '../x' would make the run-id part",),
+        (f"s.yaml:{line('depth:') + 1}: grid.tag[0]: value '../x' would make the run-id part",),
     ),
     Case(
         "label for a non-axis",
         add(Y, "labels: {nope: n}\n"),
         dry,
-        ("s.yaml:15: labels: 'nope' is not a grid axis",),
+        (f"s.yaml:{END + 1}: labels: 'nope' is not a grid axis",),
     ),
     Case(
         "store split that does not exist",
@@ -472,7 +472,7 @@ CASES = [
     ),
     Case(
         "missing token store",
-        edit(Y, "/store\n", "/nostore\n"),
+        edit(Y, "/store}\n", "/nostore}\n"),
         launch(),
         (
             "s.yaml: data.tokens: token store ",
@@ -663,13 +663,13 @@ CASES = [
         "NaN grid value",
         edit(Y, "  depth: [1]", "  depth: [1]\n  optim.base_lr: [.nan]"),
         dry,
-        ("s.yaml:13: grid.optim.base_lr[0]: must be a finite number, got nan",),
+        (f"s.yaml:{line('depth:') + 1}: grid.optim.base_lr[0]: must be a finite number, got nan",),
     ),
     Case(
         "infinite grid value",
         edit(Y, "  depth: [1]", "  depth: [1]\n  optim.base_lr: [0.01, .inf]"),
         dry,
-        ("s.yaml:13: grid.optim.base_lr[1]: must be a finite number, got inf",),
+        (f"s.yaml:{line('depth:') + 1}: grid.optim.base_lr[1]: must be a finite number, got inf",),
     ),
     Case(
         "--set a NaN learning rate",
@@ -685,21 +685,24 @@ CASES = [
     ),
     Case(
         "base_lr .nan in the sweep file",
-        edit(Y, "base_lr: 0.005}", "base_lr: .nan}"),
+        edit(Y, "base_lr: 0.005,", "base_lr: .nan,"),
         dry,
-        ("s.yaml:7: base.optim.base_lr: must be a finite number, got nan",),
+        (f"s.yaml:{line('optim:')}: base.optim.base_lr: must be a finite number, got nan",),
     ),
     Case(
         "length.steps 1e30",
         edit(Y, "length: {steps: 6}", "length: {steps: 1e30}"),
         dry,
-        ("s.yaml:8: base.length.steps: 1e+30 is too large",),
+        (f"s.yaml:{line('length:')}: base.length.steps: 1e+30 is too large",),
     ),
     Case(
         "length.steps .inf",
         edit(Y, "length: {steps: 6}", "length: {steps: .inf}"),
         dry,
-        ("s.yaml:8: base.length.steps: expected an integer, got inf (not finite)",),
+        (
+            f"s.yaml:{line('length:')}: base.length.steps: expected an integer, "
+            "got inf (not finite)",
+        ),
     ),
     Case(
         "YAML alias bomb under an unknown key",
@@ -709,9 +712,9 @@ CASES = [
     ),
     Case(
         "samples.seed negative",
-        edit(Y, "base_lr: 0.005}", "base_lr: 0.005}\n  samples: {seed: -1}"),
+        edit(Y, "length: {steps: 6}", "length: {steps: 6}\n  samples: {seed: -1}"),
         dry,
-        ("s.yaml:8: base.samples.seed: must be >= 0, got -1",),
+        (f"s.yaml:{line('length:') + 1}: base.samples.seed: must be >= 0, got -1",),
     ),
     # ---- checkpoint fields checked against the run before anything is loaded or cut
     Case(

@@ -50,3 +50,24 @@ def test_the_demo_page_sample_table_is_the_committed_results_file():
     assert len(rows) >= 3
     for row in rows:
         assert row in results, f"docs/demo.md row not in docs/img/demo_samples.md: {row}"
+
+
+def test_the_wsd_demo_numbers_are_the_committed_results_file():
+    """docs/studies.md's WSD table rows, compute model and --optimal-for answer are those of
+    docs/img/demo_wsd_fits.md (scripts/figures/readme_figures.py runs/demo_wsd --optimal-for)."""
+    page = _section((ROOT / "docs" / "studies.md").read_text(), "## Second demo: WSD runs")
+    results = (ROOT / "docs" / "img" / "demo_wsd_fits.md").read_text()
+    assert "img/demo_wsd_fits.md" in page
+    rows = _table_rows(page)
+    assert len(rows) == 3  # header + ce_avg + ce_last
+    for row in rows:
+        assert row in results, f"docs/studies.md row not in docs/img/demo_wsd_fits.md: {row}"
+    model = re.search(r"C = ([\d.]+) N\^([\d.]+) D \(tokens\)\s+to within ([\d.]+)%", page)
+    assert model, "docs/studies.md no longer states the compute model"
+    assert f"C = {model[1]} N^{model[2]} D (tokens), exact FLOPs, to within {model[3]}%" in results
+    # the --optimal-for answer, rounded to 2 significant digits in the page
+    answer = re.search(r"N\* = ([\d.e+]+) parameters\s+\[([\d.e+]+), ([\d.e+]+)\]", page)
+    stored = re.search(r"N\* = ([\d.e+]+) parameters\s+\[([\d.e+]+), ([\d.e+]+)\]", results)
+    assert answer and stored
+    for quoted, exact in zip(answer.groups(), stored.groups()):
+        assert f"{float(exact):.1e}".replace("e+0", "e") == quoted, (quoted, exact)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests" / "study" / "laws"))
 
 
 def planner_vs_end_to_end(studies: int, replicates: int) -> None:
+    from planned_study import write_planned_study  # one drawn study as run directories
     from test_plan import LAWS, _sweep  # the small grid and its prior
 
     from scaling.study.laws.fit import run as fit_run
@@ -72,36 +73,11 @@ def planner_vs_end_to_end(studies: int, replicates: int) -> None:
                 ]
             )
         print(f"planner: {time.perf_counter() - t0:.1f} s")
-        curve = doc["curves"]["ce_last"]
         rng = np.random.default_rng(11)
         width, alpha = {"N": [], "Cmin": []}, {"N": [], "Cmin": []}
         lo_hi = {"N": [], "Cmin": []}
         for rep in range(studies):
-            root = tmp / f"study{rep}"
-            for r in doc["cost"]["runs"]:
-                d = root / r["run"]
-                d.mkdir(parents=True)
-                (d / "config.yaml").write_text("seed: 0\n")
-                n = r["params"] / 1e9
-                z = sd * rng.standard_normal()
-                lines = []
-                for step, c in enumerate(r["eval_compute"], start=1):
-                    red = curve["A"] * n ** -curve["a"] + curve["B"] * (c / 1e15 / n) ** -curve["b"]
-                    lines.append(
-                        json.dumps(
-                            {
-                                "step": step,
-                                "params": r["params"],
-                                "flops": c,
-                                "eval": "full",
-                                "ce_last": curve["E"] + red * np.exp(z),
-                            }
-                        )
-                    )
-                (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-            (root / "fit.yaml").write_text(
-                "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
-            )
+            root = write_planned_study(tmp / f"study{rep}", doc, sd, rng)
             with contextlib.redirect_stdout(io.StringIO()):
                 fitted = fit_run([str(root), "--no-plots", "--set", f"seed={rep}"])
             for f in fitted["fits"]:

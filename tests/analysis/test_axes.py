@@ -217,6 +217,32 @@ def test_axis_names_and_wrong_axes_are_clear(tmp_path, capsys):
     assert any("6 sizes have more than one run" in w for w in doc["warnings"])
 
 
+def test_best_over_refuses_the_lrs_old_names_naming_the_one_spelling(tmp_path, capsys):
+    """best_over has one spelling per axis: the lr's old names (the official trainer's tblr,
+    a peak lr...) are refused with a located error naming best_over=lr, from --set and from
+    a runs folder's fit.yaml alike; the accepted spelling still fits."""
+    path = tmp_path / "grid.csv"
+    grid_table(seeds=(0,)).to_csv(path, index=False)
+    base = [str(path), "--set", "against=[N]", "--set", "bootstrap=0", "--no-plots"]
+    for old in ("tblr", "blr", "peak_lr", "learning_rate", "optim.lr", "grid.optim.tblr"):
+        assert main(base + ["--set", f"best_over={old}"]) == 2
+        err = capsys.readouterr().err
+        assert f"--set best_over={old}: best_over: {old!r} is an old name" in err
+        assert "spelled best_over=lr" in err
+    out = tmp_path / "fit"
+    assert (
+        main(base + ["--set", "metrics=[ce_avg]", "--set", "best_over=lr", "--out", str(out)]) == 0
+    )
+    assert json.loads((out / "fits.json").read_text())["fits"][0]["best_over"]["axis"] == (
+        "optim.base_lr"
+    )
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "fit.yaml").write_text("bootstrap: 0\nbest_over: peak_lr\n")
+    assert main([str(runs)]) == 2
+    assert "fit.yaml:2: best_over: 'peak_lr' is an old name" in capsys.readouterr().err
+
+
 def test_runs_folder_gets_grid_columns_and_settings(tmp_path):
     """read_runs: grid.<axis> columns from grid.yaml; a bad grid.yaml names the file."""
     for run_id, depth, lr in (("d1-lr0.1", 1, 0.1), ("d2-lr0.1", 2, 0.1), ("d1-lr0.2", 1, 0.2)):

@@ -89,6 +89,7 @@ def test_old_spellings_of_the_learning_rate_name_the_one_key(tmp_path):
     are located errors naming it, in a run config and in a sweep's --set alike."""
     from scaling.study.sweep.sweep import load_sweep
     from scaling.training.config import RunConfig
+    from tests.factories import write_sweep
 
     for old in ("lr", "tblr", "peak_lr", "learning_rate"):
         data, loc = parse_yaml(
@@ -101,7 +102,7 @@ def test_old_spellings_of_the_learning_rate_name_the_one_key(tmp_path):
             "(the peak lr is base_lr x batch_size / 256)"
         )
     path = tmp_path / "s.yaml"
-    path.write_text(f"name: s\noutput: {tmp_path}\ndata: {{tokens: /t}}\ngrid: {{depth: [2]}}\n")
+    write_sweep(path, tmp_path, store="/t", depths=(2,))
     with pytest.raises(
         ConfigError, match=r"optim\.lr: not a key: the setting is spelled optim\.base_lr"
     ):

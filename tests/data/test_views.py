@@ -26,7 +26,7 @@ from scaling.training.config import (
     OptimConfig,
     RunConfig,
 )
-from tests.factories import make_token_store, tiny_run_config
+from tests.factories import line_of, make_token_store, tiny_run_config, write_sweep
 from tests.paths import ROOT
 from var_core import VQVAE, load_vqvae, save_model
 
@@ -184,26 +184,41 @@ def test_trainer_draws_one_view_per_image_and_counts_images(tmp_path):
     )
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
-    trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
-    assert trainer.train_size == 64 and trainer.total_steps == 3 * 64 // 32  # images, not rows
-    seen = []
-    orig = trainer.store.gather
+    for draw in ("independent", "permutation"):
+        config = dataclasses.replace(
+            config,
+            data=DataConfig(store=store, views=4, view_draw=draw),
+            length=LengthConfig(epochs=4),
+        )
+        trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
+        assert trainer.train_size == 64 and trainer.total_steps == 4 * 64 // 32  # images, not rows
+        seen = []
+        orig = trainer.store.gather
 
-    def spy(split, idx):
-        if split == "train":
-            seen.append(np.asarray(idx).copy())
-        return orig(split, idx)
+        def spy(split, idx, orig=orig, seen=seen):
+            if split == "train":
+                seen.append(np.asarray(idx).copy())
+            return orig(split, idx)
 
-    trainer.store.gather = spy
-    for _ in range(trainer.total_steps):
-        trainer.train_step()
-    rows = np.concatenate(seen)
-    for epoch in range(3):
-        block = rows[epoch * 64 : (epoch + 1) * 64]
-        assert sorted(block // 4) == list(range(64))  # every image exactly once per epoch
-        expected = draw_views(config.seed, epoch, block // 4, 4)
-        assert np.array_equal(block % 4, expected)
-    assert len(set((rows % 4).tolist())) == 4
+        trainer.store.gather = spy
+        for _ in range(trainer.total_steps):
+            trainer.train_step()
+        rows = np.concatenate(seen)
+        views = np.zeros((64, 4), dtype=int)  # image -> the view it read in each epoch
+        for epoch in range(4):
+            block = rows[epoch * 64 : (epoch + 1) * 64]
+            assert sorted(block // 4) == list(range(64))  # every image exactly once per epoch
+            views[block // 4, epoch] = block % 4
+        if draw == "independent":
+            # the counter-based draw of (seed, epoch, image)
+            for epoch in range(4):
+                assert np.array_equal(
+                    views[:, epoch], draw_views(config.seed, epoch, np.arange(64), 4)
+                )
+            # with replacement: some image reads a view twice in 4 epochs (1 - 4!/4^4 each)
+            assert any(len(set(v)) < 4 for v in views.tolist())
+        else:  # without replacement: 4 epochs read each image's 4 views once each
+            assert all(sorted(v) == [0, 1, 2, 3] for v in views.tolist())
 
 
 def test_store_views_flips_and_transform_are_checked_against_the_run(tmp_path):
@@ -322,6 +337,9 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     assert again == before
     assert "repeated data is the likely regime: 12 of 12 runs" in text and "d16 200" in text
     assert "Muennighoff" in text
+    # D'/D under the language R* = 15.4, by hand: 200 epochs of one view, R = 199,
+    # D' = U (1 + 15.4 (1 - e^(-199 / 15.4))) = 16.4 U, D = 200 U
+    assert "d16 200 (D'/D 0.08)" in text and "d30 350 (D'/D 0.05)" in text
 
 
 def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
@@ -369,23 +387,28 @@ def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "block, key, line",
+    "sections, key, needle",
     [
         (
-            "prepare:\n  synthetic: {num_classes: 4}\n  vqvae: {}\n  tokenize:\n    views: 0\n",
+            {
+                "data": {"tokens": None},
+                "prepare": {"synthetic": {"num_classes": 4}, "vqvae": {}, "tokenize": {"views": 0}},
+            },
             "prepare.tokenize.views",
-            7,
+            "views: 0",
         ),
-        ("data:\n  tokens: /x\n  expect:\n    views: -1\n", "data.expect.views", 6),
-        ("data:\n  tokens: /x\nbase:\n  data: {views: 0}\n", "views", None),
-        ("data:\n  tokens: /x\nbase:\n  eval: {precision: fp16}\n", "eval.precision", None),
+        ({"data": {"expect": {"views": -1}}}, "data.expect.views", "views: -1"),
+        ({"base": {"data": {"views": 0}}}, "views", None),
+        ({"base": {"eval": {"precision": "fp16"}}}, "eval.precision", None),
     ],
 )
-def test_bad_view_and_precision_settings_are_located_errors(tmp_path, capsys, block, key, line):
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"name: x\noutput: {tmp_path / 'o'}\n{block}grid:\n  depth: [1]\n")
+def test_bad_view_and_precision_settings_are_located_errors(
+    tmp_path, capsys, sections, key, needle
+):
+    """`needle`: the text on the line the error must name (None: the key is enough)."""
+    path = write_sweep(tmp_path / "bad.yaml", tmp_path / "o", depths=(1,), **sections)
     assert launch_mod.main([str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err
-    if line is not None:
-        assert f"{path}:{line}:" in err
+    if needle is not None:
+        assert f"{path}:{line_of(path.read_text(), needle)}:" in err, err

@@ -16,9 +16,13 @@ Before anything is submitted, for the sweep file as written:
    prior's exponent. When the runs give several data amounts per size (decay branches), the
    joint law L(N, D) of ``scaling.fit --law nd`` is planned the same way from a prior joint
    law (an assumption: the paper gives none; see `load_joint_prior`).
+2c. **Repetition** (`scaling.study.laws.plan_repeat`): each run's effective data D'/D and the
+   loss its repetition costs under a prior R* (a nd-repeat fits.json, else the language value,
+   flagged as an assumption).
 3. **Alternatives** in one table (`scaling.study.laws.plan_designs`): the same sweep with more
-   seeds, fewer or more sizes, longer or shorter runs, more evaluations, and with decay
-   branches (or without them); each with its GPU-hours and the precision of one metric's laws.
+   seeds, fewer or more sizes, longer or shorter runs, more evaluations, more views, fewer
+   epochs, and with decay branches (or without them); each with its GPU-hours, its worst
+   D'/D and the precision of one metric's laws.
 
 Writes ``plan.json``, ``plan.md`` and figures (``plan_exponents.png/pdf``: simulated exponent
 distributions of the grid beside the alternatives; ``plan_evals.png/pdf``: planned evaluation
@@ -59,13 +63,25 @@ from analysis.simulate import (
     simulate_study,
 )
 from contracts import ContractError
-from contracts.atomic import atomic_write_json, atomic_write_text
+from contracts.atomic import atomic_write_text
 from contracts.fits import FitsFile, read_fits
+from contracts.plan import FILE as PLAN_FILE
+from contracts.plan import PlanFile
+from contracts.plan import write_plan as write_plan_file
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import Located, apply_sets, build, parse_sets
 from scaling.core.tables import human
 from scaling.study.laws.plan_cost import RunCost, cost_table, run_costs, store_bytes
 from scaling.study.laws.plan_designs import Design, alternatives
+from scaling.study.laws.plan_repeat import (
+    RepetitionPrior,
+    RunRepetition,
+    ratio_text,
+    repetition_document,
+    repetition_prior,
+    repetition_table,
+    run_repetition,
+)
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.sweep import Sweep, load_sweep
 from var_core.counting import tokens_per_image
@@ -400,19 +416,26 @@ def joint_table(summaries, level: float) -> str:
     return "\n".join(lines)
 
 
-def alternatives_table(rows, against: list[str], total_gh: float) -> str:
+def alternatives_table(
+    rows, against: list[str], total_gh: float, repetition: list[str] | None = None
+) -> str:
     """Markdown table of the alternatives: GPU-hours, and bias and 95% range of each exponent
-    (the joint law's where the design makes it plannable)."""
+    (the joint law's where the design makes it plannable); `repetition`: each design's worst
+    D'/D (`plan_repeat.ratio_text`), a column when given."""
     joint = any(r.against == "ND" for _, res, _ in rows for r in res)
     head = ["design", "runs", "GPU-h", "x planned"] + [
         f"{a}: {k}" for a in against for k in ("bias", "95% range")
     ]
+    if repetition is not None:
+        head.insert(4, "worst D'/D")
     if joint:
         head += ["N,D alpha: 95% range", "N,D beta: 95% range"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for d, res, _ in rows:
+    for i, (d, res, _) in enumerate(rows):
         by = {r.key: r for r in res}
         cells = [d.name, str(d.runs), f"{d.gpu_hours:,.0f}", f"{d.gpu_hours / total_gh:.2f}"]
+        if repetition is not None:
+            cells.append(repetition[i])
         for a in against:
             cells += [_fmt(by[(a, "alpha")].bias, 2), _fmt(by[(a, "alpha")].spread(), 2)]
         if joint:
@@ -496,6 +519,19 @@ class Plan:
     seed: int
     elapsed: float  # seconds
     cpu: float  # seconds of CPU time
+    # what repetition costs each run under a prior R* (scaling.study.laws.plan_repeat)
+    repetition_prior: RepetitionPrior | None = None
+    repetition: list[RunRepetition] = dataclasses.field(default_factory=list)
+
+    def design_repetition(self) -> list[str]:
+        """Each alternative's worst D'/D under the repetition prior."""
+        prior = self.repetition_prior
+        if prior is None:
+            return ["-" for _ in self.alt_rows]
+        return [
+            ratio_text(run_repetition(d.costs, prior, None, "tokens", self.L))
+            for d, _, _ in self.alt_rows
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -552,6 +588,13 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         alt_rows, skipped = plan_alternatives(
             args, sweep, meta, costs, compare, models, priors, noise, fit, against, joint
         )
+    rep_prior = repetition_prior(
+        None if args.prior == "paper" else _read_fits(args.prior), args.prior
+    )
+    rep_metric = plan_repetition_metric(compare, joint)
+    repetition = run_repetition(
+        costs, rep_prior, joint.priors.get(rep_metric or ""), joint.d_unit, L
+    )
     return Plan(
         path=path,
         sweep=sweep,
@@ -581,7 +624,17 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         seed=args.seed,
         elapsed=time.perf_counter() - started,
         cpu=time.process_time() - cpu_started,
+        repetition_prior=rep_prior,
+        repetition=repetition,
     )
+
+
+def plan_repetition_metric(compare: str, joint: JointPlan) -> str | None:
+    """The loss whose joint prior prices repetition: the compared metric's, else the first
+    joint prior's (None: no joint prior)."""
+    if compare in joint.priors:
+        return compare
+    return next(iter(joint.priors), None)
 
 
 def plan_joint(
@@ -666,6 +719,7 @@ def render_plan(plan: Plan) -> str:
         *_cost_section(plan),
         *_precision_section(plan),
         *_joint_section(plan),
+        *_repetition_section(plan),
         *_alternatives_section(plan),
         "",
         f"Planned in {plan.elapsed:.1f} s ({plan.cpu:.1f} s of CPU time).",
@@ -768,6 +822,16 @@ def _joint_section(plan: Plan) -> list[str]:
     ]
 
 
+def _repetition_section(plan: Plan) -> list[str]:
+    if plan.repetition_prior is None:
+        return []
+    metric = plan_repetition_metric(plan.compare, plan.joint)
+    return [
+        "",
+        *repetition_table(plan.repetition, plan.repetition_prior, metric, plan.joint.source),
+    ]
+
+
 def _alternatives_section(plan: Plan) -> list[str]:
     if not plan.alt_rows:
         return []
@@ -777,7 +841,7 @@ def _alternatives_section(plan: Plan) -> list[str]:
         f"## Alternatives ({plan.compare}; {plan.alt_replicates} simulated studies each, point "
         "fits)",
         "",
-        alternatives_table(plan.alt_rows, plan.against, total_gh),
+        alternatives_table(plan.alt_rows, plan.against, total_gh, plan.design_repetition()),
     ]
     if plan.skipped:
         lines += ["", "Not laid out: " + "; ".join(plan.skipped) + "."]
@@ -846,6 +910,17 @@ def plan_document(plan: Plan) -> dict:
             for d, res, p in plan.alt_rows
         ],
         "not_laid_out": plan.skipped if plan.alt_rows else [],
+        "repetition": (
+            {
+                **repetition_document(plan.repetition, plan.repetition_prior),
+                "loss_metric": plan_repetition_metric(plan.compare, plan.joint),
+                "alternatives": dict(
+                    zip((d.name for d, _, _ in plan.alt_rows), plan.design_repetition())
+                ),
+            }
+            if plan.repetition_prior is not None
+            else None
+        ),
     }
 
 
@@ -885,7 +960,7 @@ def write_plan(plan: Plan, text: str, doc: dict, out: Path, plots: bool) -> None
     """plan.md, plan.json and (with `plots`) the figures into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "plan.md", text)
-    atomic_write_json(out / "plan.json", doc)
+    write_plan_file(out / PLAN_FILE, PlanFile.from_dict(doc, out / PLAN_FILE))
     if not plots:
         return
     from analysis.plots import save_figure  # matplotlib only when drawing

@@ -20,6 +20,7 @@ import numpy as np
 
 from analysis.simulate import PlannedRun
 from scaling.core.tables import human
+from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import format_value
 from scaling.training.budget import RunBudget, run_budget
 from scaling.training.config import BranchConfig, LengthConfig, RunConfig
@@ -134,13 +135,17 @@ class RunCost:
 
 def run_costs(sweep, meta: dict[str, Any]) -> list[RunCost]:
     """One `RunCost` per run of a loaded sweep (branches after their parent), for the store
-    described by `meta`."""
+    described by `meta` (a sweep with tokenizer variants: each run's own store's)."""
     out = []
+    metas: dict[str | None, dict[str, Any]] = {}
     for run in sweep.runs:
         res = run.resources
+        name = sweep.tokenizer_of(run).name if sweep.spec.tokenizers else None
+        if name is not None and name not in metas:
+            metas[name] = store_meta(sweep, name)[0]
         out.append(
             RunCost(
-                run_budget(run.config, meta),
+                run_budget(run.config, metas[name] if name is not None else meta),
                 run.depth,
                 int(run.config.seed),
                 run.config,

@@ -72,10 +72,10 @@ class RunCurve:
         return int(self.curve.lr.size)
 
 
-def _status(run_dir: Path) -> dict:
-    """The run's status.json as a dict (`contracts.status`); {} when it has none."""
+def _status(run_dir: Path) -> status_file.RunStatus | None:
+    """The run's status.json (`contracts.status`); None when it has none."""
     path = run_dir / status_file.FILE
-    return status_file.read_status(path).as_dict() if path.exists() else {}
+    return status_file.read_status(path) if path.exists() else None
 
 
 def _length(config: RunConfig, run_dir: Path, last_step: int | None) -> int | None:
@@ -83,17 +83,17 @@ def _length(config: RunConfig, run_dir: Path, last_step: int | None) -> int | No
     if config.branch is not None:
         parent_dir = run_dir.parent / config.branch.parent
         parent = _status(parent_dir)
-        if parent.get("total_steps"):
-            return int(parent["total_steps"])
+        if parent is not None and parent.total_steps:
+            return parent.total_steps
         if config.length.steps is not None:
             return int(config.length.steps)
         return None
     status = _status(run_dir)
-    if status.get("total_steps"):
-        return int(status["total_steps"])
+    if status is not None and status.total_steps:
+        return status.total_steps
     if config.length.steps is not None:
         return int(config.length.steps)
-    if not status and last_step:  # copied metrics only: a finished run ends at its last step
+    if status is None and last_step:  # copied metrics only: a finished run ends at its last step
         return int(last_step)
     return None
 

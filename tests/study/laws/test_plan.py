@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.plan import read_plan
 from scaling.study.laws.plan import main, run
 from tests.factories import merged, write_sweep
 from tests.paths import ROOT
+from tests.study.laws.planned_study import write_planned_study
 
 # a prior with the sweep's E = 3.0 (its fit: irreducible)
 LAWS = [
@@ -100,7 +102,9 @@ def test_cost_is_the_hand_count(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "## Cost" in out and "## Expected precision" in out and "## Alternatives" in out
     assert "decay branches" in out
-    assert (tmp_path / "runs" / "plan" / "plan.json").exists()
+    written = read_plan(tmp_path / "runs" / "plan" / "plan.json")
+    assert [r.run for r in written.cost.runs] == [r["run"] for r in doc["cost"]["runs"]]
+    assert written.cost.token_store_bytes == doc["cost"]["token_store_bytes"]
 
 
 @pytest.mark.parametrize(
@@ -247,35 +251,10 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
             "3",
         ]
     )
-    curve = doc["curves"]["ce_last"]
     rng = np.random.default_rng(11)
     widths, alphas = {"N": [], "Cmin": []}, {"N": [], "Cmin": []}
     for rep in range(30):
-        root = tmp_path / f"study{rep}"
-        for r in doc["cost"]["runs"]:
-            d = root / r["run"]
-            d.mkdir(parents=True)
-            (d / "config.yaml").write_text("seed: 0\n")
-            n = r["params"] / 1e9
-            z = sd * rng.standard_normal()
-            lines = []
-            for step, c in enumerate(r["eval_compute"], start=1):
-                red = curve["A"] * n ** -curve["a"] + curve["B"] * (c / 1e15 / n) ** -curve["b"]
-                lines.append(
-                    json.dumps(
-                        {
-                            "step": step,
-                            "params": r["params"],
-                            "flops": c,
-                            "eval": "full",
-                            "ce_last": curve["E"] + red * np.exp(z),
-                        }
-                    )
-                )
-            (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-        (root / "fit.yaml").write_text(
-            "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
-        )
+        root = write_planned_study(tmp_path / f"study{rep}", doc, sd, rng)
         fitted = fit_run([str(root), "--no-plots", "--set", f"seed={rep}"])
         for f in fitted["fits"]:
             widths[f["against"]].append(f["alpha_ci"][1] - f["alpha_ci"][0])

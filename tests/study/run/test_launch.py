@@ -4,7 +4,6 @@ queue, the local and debug backends running a tiny sweep for real, and the statu
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from scaling.study.run.checks import ConfigConflict
 from scaling.study.run.outputs import output_lock
 from scaling.study.run.progress import progress_line, progress_update
 from scaling.study.run.states import _in_range, effective_state
-from tests.factories import make_token_store, tiny_sweep
+from tests.factories import line_of, make_token_store, tiny_sweep, write_sweep
 from tests.paths import ROOT
 
 
@@ -92,21 +91,16 @@ def test_dry_run_of_depth_grid_prints_plan_and_sbatch(tmp_path, monkeypatch, cap
 
 def test_dry_run_shows_preparation_dependency(tmp_path, capsys):
     path = tmp_path / "p.yaml"
-    path.write_text(
-        textwrap.dedent(f"""\
-        name: p
-        output: {tmp_path / "out"}
-        prepare:
-          synthetic: {{num_classes: 4}}
-          vqvae: {{}}
-          tokenize: {{shards: 2}}
-        base:
-          length: {{steps: 10}}
-          eval: {{points: 2}}
-        grid:
-          depth: [1]
-        cluster: {{backend: slurm}}
-        """)
+    write_sweep(
+        path,
+        tmp_path / "out",
+        name="p",
+        depths=(1,),
+        data={"tokens": None},
+        prepare={"synthetic": {"num_classes": 4}, "vqvae": {}, "tokenize": {"shards": 2}},
+        base={"length": {"steps": 10}},
+        eval={"points": 2},
+        cluster={"backend": "slurm"},
     )
     assert launch_mod.main([str(path), "--dry-run"]) == 0
     text = capsys.readouterr().out
@@ -116,11 +110,11 @@ def test_dry_run_shows_preparation_dependency(tmp_path, capsys):
 
 def test_bad_sweep_is_a_located_error(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text("name: x\noutput: o\ngrid:\n  depth: [4]\ncluster:\n  nodez: 1\n")
+    write_sweep(path, "o", depths=(4,), cluster={"nodez": 1})
     assert launch_mod.main([str(path), "--dry-run"]) == 2
     assert (
-        f"error: {path}:6: cluster.nodez: unknown key (did you mean 'nodes'?)"
-        in capsys.readouterr().err
+        f"error: {path}:{line_of(path.read_text(), 'nodez')}: cluster.nodez: unknown key "
+        "(did you mean 'nodes'?)" in capsys.readouterr().err
     )
 
 

@@ -5,8 +5,6 @@ the launcher relays from the preparation stages and the runs."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 import yaml
 
@@ -153,16 +151,21 @@ def test_launch_status_and_fit_take_the_runs_folder(sweep_file, tmp_path, capsys
 
 def test_progress_of_stages_and_runs_is_relayed(tmp_path):
     sweep_file = tmp_path / "p.yaml"
-    sweep_file.write_text(
-        textwrap.dedent(f"""\
-        name: p
-        output: {tmp_path / "out"}
-        prepare:
-          synthetic: {{num_classes: 2, train_per_class: 2, val_per_class: 1, resolution: 16}}
-          vqvae: {{resolution: 16, steps: 10, patch_nums: [1, 2, 4], ch_mult: [1, 2, 2]}}
-        grid:
-          depth: [1]
-        """)
+    write_sweep(
+        sweep_file,
+        tmp_path / "out",
+        name="p",
+        depths=(1,),
+        data={"tokens": None},
+        prepare={
+            "synthetic": {
+                "num_classes": 2,
+                "train_per_class": 2,
+                "val_per_class": 1,
+                "resolution": 16,
+            },
+            "vqvae": {"resolution": 16, "steps": 10, "patch_nums": [1, 2, 4], "ch_mult": [1, 2, 2]},
+        },
     )
     sweep = load_sweep(sweep_file)
     jobs = sweep.data_dir / "jobs"

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from contracts.rank_errors import read_rank_errors
 from scaling.core.config_io import ConfigError
 from scaling.core.rundir import RunDir
 from scaling.study.run import launch as launch_mod
@@ -34,7 +36,7 @@ from scaling.study.run.prepare import stage_dir
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training.job import TrainJob
 from scaling.training.trainer import Trainer
-from tests.factories import make_token_store, write_run
+from tests.factories import make_token_store, merged, sweep_spec, write_run
 from tests.study.run.test_slurm import prepared_sweep
 
 pytestmark = pytest.mark.multinode
@@ -44,34 +46,48 @@ CRASH_RANK, CRASH_STEP = 3, 3
 HANG_TIMEOUT_S = 20  # the collective timeout of the run whose rank hangs
 TIMING = ("wall_s", "eval_s")
 
-SWEEP = """\
-name: {name}
-output: {output}
-data:
-  tokens: {store}
-base:
-  model: {{width: 32, heads: 2, init_adaln_gamma: 1.0e-3, drop_path: 0.0}}
-  optim: {{batch_size: 16, base_lr: 0.005, final_lr_frac: 0.1}}
-  length: {{steps: {steps}}}
-  runtime:
-    num_threads: 1
-    checkpoint_every_steps: 4
-    agree_every_steps: 1
-    scalars_every_steps: 1
-    collective_timeout_s: {timeout}
-    fsdp: {fsdp}
-eval: {{points: 3, first_frac: 0.2, batch_size: 32}}
-grid:
-  depth: [2]
-cluster:
-  backend: slurm
-  partition: {partition}
-  nodes: 2
-  tasks_per_node: 2
-  cpus_per_task: 1
-  time_min: 10
-  signal_delay_s: 60
-"""
+
+def multinode_spec(
+    tmp: Path,
+    name: str,
+    store: Path,
+    partition: str,
+    *,
+    fsdp: bool = False,
+    timeout: int = 60,
+    cluster: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The sweep of these tests (the tests' template): d2 on two nodes of two tasks each,
+    every step agreed and logged; `cluster` is laid over its cluster section."""
+    return sweep_spec(
+        tmp / name,
+        name=name,
+        store=store,
+        depths=(2,),
+        base={
+            "model": {"drop_path": 0.0},
+            "length": {"steps": STEPS},
+            "runtime": {
+                "checkpoint_every_steps": 4,
+                "agree_every_steps": 1,
+                "scalars_every_steps": 1,
+                "collective_timeout_s": timeout,
+                "fsdp": fsdp,
+            },
+        },
+        cluster=merged(
+            {
+                "backend": "slurm",
+                "partition": partition,
+                "nodes": 2,
+                "tasks_per_node": 2,
+                "cpus_per_task": 1,
+                "time_min": 10,
+                "signal_delay_s": 60,
+            },
+            cluster or {},
+        ),
+    )
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 300.0, every: float = 0.5):
@@ -87,17 +103,8 @@ def sweep_file(
     tmp: Path, name: str, store: Path, partition: str, *, fsdp: bool = False, timeout: int = 60
 ):
     path = tmp / f"{name}.yaml"
-    path.write_text(
-        SWEEP.format(
-            name=name,
-            output=tmp / name,
-            store=store,
-            steps=STEPS,
-            partition=partition,
-            fsdp=str(fsdp).lower(),
-            timeout=timeout,
-        )
-    )
+    spec = multinode_spec(tmp, name, store, partition, fsdp=fsdp, timeout=timeout)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return load_sweep(path)
 
 
@@ -244,7 +251,7 @@ def outcome(slurm_nodes, tmp_path_factory) -> Outcome:
     # tokenisation in two shards, each asking for more than half a node's CPUs: SLURM puts
     # them on two nodes
     (tmp / "prep").mkdir()
-    prep = prepared_sweep(tmp / "prep", part, extra_prepare="  resources: {cpus_per_task: 5}\n")
+    prep = prepared_sweep(tmp / "prep", part, prepare={"resources": {"cpus_per_task": 5}})
     t0 = time.time()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(slurm_nodes.conf))  # submitit's sbatch/squeue/sacct
@@ -392,7 +399,7 @@ def test_a_crashing_rank_fails_the_job_within_the_timeout_and_status_names_it(ou
     run = outcome.runs["crash"]
     first = RunDir(run.run_dir).first_rank_error()
     assert first is not None
-    assert first["rank"] == CRASH_RANK and first["error"].startswith(
+    assert first.rank == CRASH_RANK and first.error.startswith(
         f"ValueError: injected crash of rank {CRASH_RANK} at step {CRASH_STEP}"
     )
     state, end = sacct(outcome.jobs["crash"], slurm_nodes.env(), "State,End")
@@ -400,16 +407,15 @@ def test_a_crashing_rank_fails_the_job_within_the_timeout_and_status_names_it(ou
     ended = time.mktime(time.strptime(end, "%Y-%m-%dT%H:%M:%S"))
     # the whole job ended well within the collective timeout (60 s) of the crash: srun's
     # --kill-on-bad-exit ends the others, and the timeout bounds it if that fails
-    lag = ended - first["time"]
+    lag = ended - first.time
     assert -1 <= lag < 60, lag
     line = status_mod.render(outcome.sweeps["crash"])
-    assert f"rank {CRASH_RANK} on {first['host']}: ValueError: injected crash" in line, line
+    assert f"rank {CRASH_RANK} on {first.host}: ValueError: injected crash" in line, line
     others = {}
-    for p in sorted((run.run_dir / "rank_errors").glob("*.json")):
-        rec = json.loads(p.read_text())
-        others[rec["rank"]] = f"{rec['time'] - first['time']:+.1f} s {rec['error'][:40]}..."
+    for rec in read_rank_errors(RunDir(run.run_dir).rank_errors):
+        others[rec.rank] = f"{rec.time - first.time:+.1f} s {rec.error[:40]}..."
     print(
-        f"rank {CRASH_RANK} crashed at {time.strftime('%H:%M:%S', time.localtime(first['time']))}, "
+        f"rank {CRASH_RANK} crashed at {time.strftime('%H:%M:%S', time.localtime(first.time))}, "
         f"job {state} at {end} ({lag:+.1f} s); rank errors recorded (time after the crash): "
         f"{others}"
     )
@@ -456,26 +462,21 @@ def test_tokenisation_shards_on_two_nodes_merge_to_the_one_process_store(outcome
 
 def test_more_than_the_cluster_offers_is_refused_before_submitting(slurm_nodes, tmp_path):
     store = make_token_store(tmp_path / "store")
-    base = SWEEP.format(
-        name="big",
-        output=tmp_path / "big",
-        store=store,
-        steps=STEPS,
-        partition="debug",
-        fsdp="false",
-        timeout=60,
-    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(slurm_nodes.conf))
         for shape, words in (
             (
-                "  nodes: 4\n  tasks_per_node: 1\n",
+                {"nodes": 4, "tasks_per_node": 1},
                 "cluster.nodes: run d2 asks for 4 nodes; debug has 3 (sinfo)",
             ),
-            ("  gpus_per_node: 2\n", "cluster.gpus_per_node: run d2 asks for 2 GPUs per node"),
+            (
+                {"nodes": None, "tasks_per_node": None, "gpus_per_node": 2},
+                "cluster.gpus_per_node: run d2 asks for 2 GPUs per node",
+            ),
         ):
             path = tmp_path / "big.yaml"
-            path.write_text(base.replace("  nodes: 2\n  tasks_per_node: 2\n", shape))
+            spec = multinode_spec(tmp_path, "big", store, "debug", cluster=shape)
+            path.write_text(yaml.safe_dump(spec, sort_keys=False))
             with pytest.raises(ConfigError) as e:
                 launch_mod.launch(load_sweep(path), log=lambda s: None)
             assert str(e.value).startswith(f"{path}:") and words in str(e.value), str(e.value)
@@ -495,8 +496,8 @@ def test_a_hanging_rank_fails_the_job_at_the_collective_timeout(outcome, slurm_n
     run = outcome.runs["hang"]
     began = float((run.run_dir / "hang_began").read_text())
     first = RunDir(run.run_dir).first_rank_error()
-    assert first is not None and first["rank"] != CRASH_RANK  # the hanging rank says nothing
-    waited = first["time"] - began
+    assert first is not None and first.rank != CRASH_RANK  # the hanging rank says nothing
+    waited = first.time - began
     # the others waited in a collective for the timeout, then failed (not a hang)
     assert HANG_TIMEOUT_S - 1 <= waited < HANG_TIMEOUT_S + 30, waited
     state, end = sacct(outcome.jobs["hang"], slurm_nodes.env(), "State,End")
@@ -504,10 +505,10 @@ def test_a_hanging_rank_fails_the_job_at_the_collective_timeout(outcome, slurm_n
     lag = time.mktime(time.strptime(end, "%Y-%m-%dT%H:%M:%S")) - began
     assert lag < HANG_TIMEOUT_S + 40, lag
     line = status_mod.render(outcome.sweeps["hang"])
-    assert f"rank {first['rank']} on {first['host']}: " in line, line
+    assert f"rank {first.rank} on {first.host}: " in line, line
     print(
-        f"rank {CRASH_RANK} hung; rank {first['rank']} failed {waited:.1f} s later "
-        f"(timeout {HANG_TIMEOUT_S} s): {_short(first['error'])}; job {state} "
+        f"rank {CRASH_RANK} hung; rank {first.rank} failed {waited:.1f} s later "
+        f"(timeout {HANG_TIMEOUT_S} s): {_short(first.error)}; job {state} "
         f"{lag:.1f} s after the hang began"
     )
 

@@ -27,7 +27,7 @@ from scaling.study.run import status as status_mod
 from scaling.study.run.prepare import stage_dir
 from scaling.study.run.states import SlurmQueue, run_states
 from scaling.study.sweep.sweep import load_sweep
-from tests.factories import make_token_store, tiny_sweep
+from tests.factories import make_token_store, merged, tiny_sweep, write_sweep
 from tests.study.run.test_launch import metrics
 from var_core import VQVAE, save_model
 
@@ -53,8 +53,9 @@ def state(run_dir: Path) -> str | None:
     return RunDir(run_dir).read_status().get("state")
 
 
-def prepared_sweep(tmp: Path, partition: str, extra_prepare: str = ""):
-    """A sweep that tokenises an image folder (2 shards + merge) before training d1."""
+def prepared_sweep(tmp: Path, partition: str, prepare: dict[str, Any] | None = None):
+    """A sweep that tokenises an image folder (2 shards + merge) before training d1;
+    `prepare` is laid over its prepare section."""
     import torch
 
     generate(tmp / "images", num_classes=4, train_per_class=6, val_per_class=4, resolution=16)
@@ -71,22 +72,27 @@ def prepared_sweep(tmp: Path, partition: str, extra_prepare: str = ""):
         ),
     )
     path = tmp / "p.yaml"
-    path.write_text(f"""\
-name: prep
-output: {tmp / "p"}
-data: {{images: {tmp / "images"}, vqvae: {tmp / "vq.pt"}}}
-prepare:
-  tokenize: {{shards: 2, batch_size: 8}}
-{extra_prepare}base:
-  model: {{width: 32, heads: 2}}
-  optim: {{batch_size: 8}}
-  length: {{steps: 6}}
-  runtime: {{num_threads: 1}}
-eval: {{points: 2, first_frac: 0.5, batch_size: 16}}
-grid:
-  depth: [1]
-cluster: {{backend: slurm, partition: {partition}, time_min: 10}}
-""")
+    write_sweep(
+        path,
+        tmp / "p",
+        name="prep",
+        depths=(1,),
+        data={"tokens": None, "images": str(tmp / "images"), "vqvae": str(tmp / "vq.pt")},
+        prepare=merged({"tokenize": {"shards": 2, "batch_size": 8}}, prepare or {}),
+        base={  # the defaults' init and lr schedule: only the preparation matters here
+            "model": {"init_adaln_gamma": None},
+            "optim": {"batch_size": 8, "base_lr": None, "final_lr_frac": None},
+            "length": {"steps": 6},
+            "runtime": {"checkpoint_every_steps": None},
+        },
+        eval={"points": 2, "first_frac": 0.5, "batch_size": 16},
+        cluster={
+            "backend": "slurm",
+            "partition": partition,
+            "time_min": 10,
+            "cpus_per_task": None,
+        },
+    )
     return load_sweep(path)
 
 

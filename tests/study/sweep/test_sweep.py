@@ -11,37 +11,38 @@ from scaling.core.config_io import ConfigError
 from scaling.study.sweep.expand import format_value
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training.config import RunConfig
+from tests.factories import line_of, merged, sweep_text
 from tests.paths import ROOT
 from var_core import params as var_params
 
-BASE = """\
-name: t
-output: {out}
-data:
-  tokens: /data/store
-base:
-  optim:
-    batch_size: 64
-    base_lr: 1.0e-4
-  length:
-    steps: 100
-grid:
-  depth: [2, 4]
-"""
+# the runs of these tests (over the tests' one sweep template): d2 and d4 on a store that
+# need not exist, batch 64 for 100 steps; no eval or cluster section (tests append their own)
+RUNS = {"optim": {"batch_size": 64, "base_lr": 1.0e-4}, "length": {"steps": 100}}
+
+
+def text(tmp_path: Path, base: dict | None = None, **sections) -> str:
+    """The sweep file of these tests as YAML (one line per mapping of plain values), with
+    `base` merged into RUNS and `sections` laid over the template (tests.factories)."""
+    sections = {"name": "t", "eval": None, "cluster": None, **sections}
+    return sweep_text(
+        tmp_path / "runs",
+        flow=True,
+        store="/data/store",
+        depths=(2, 4),
+        base=merged(RUNS, base or {}),
+        **sections,
+    )
 
 
 def sweep(tmp_path: Path, extra: str = ""):
     path = tmp_path / "s.yaml"
-    path.write_text(BASE.format(out=tmp_path / "runs") + textwrap.dedent(extra))
+    path.write_text(text(tmp_path) + textwrap.dedent(extra))
     return load_sweep(path)
 
 
 def error(text_extra: str, tmp_path: Path, base: str | None = None) -> str:
     path = tmp_path / "s.yaml"
-    path.write_text(
-        (base if base is not None else BASE.format(out=tmp_path / "runs"))
-        + textwrap.dedent(text_extra)
-    )
+    path.write_text((base if base is not None else text(tmp_path)) + textwrap.dedent(text_extra))
     with pytest.raises(ConfigError) as e:
         load_sweep(path)
     return str(e.value)
@@ -50,117 +51,120 @@ def error(text_extra: str, tmp_path: Path, base: str | None = None) -> str:
 @pytest.mark.parametrize(
     "extra, line, message",
     [
-        # unknown keys, at every level, with the line they are on
-        ("clustr:\n  nodes: 2\n", 13, "clustr: unknown key (did you mean 'cluster'?)"),
+        # unknown keys, at every level, with the line they are on (of the appended text)
+        ("clustr:\n  nodes: 2\n", 1, "clustr: unknown key (did you mean 'cluster'?)"),
         (
             "cluster:\n  partion: gpu\n",
-            14,
+            2,
             "cluster.partion: unknown key (did you mean 'partition'?)",
         ),
         (
             "rules:\n  - max_depth: 2\n    set: {optim.batch_sise: 32}\n",
-            15,
+            3,
             "rules[0].set.optim.batch_sise: unknown key (did you mean 'batch_size'?)",
         ),
         # wrong types
-        ("cluster:\n  nodes: two\n", 14, "cluster.nodes: expected an integer, got 'two'"),
-        ("fit:\n  holdout: [1]\n", 14, "fit.holdout: expected an integer, got [1]"),
+        ("cluster:\n  nodes: two\n", 2, "cluster.nodes: expected an integer, got 'two'"),
+        ("fit:\n  holdout: [1]\n", 2, "fit.holdout: expected an integer, got [1]"),
         # impossible values
-        ("cluster:\n  gpus_per_node: 8\n  nodes: 0\n", 15, "cluster.nodes: must be > 0, got 0"),
-        ("cluster:\n  nodes: 2\n", 14, "cluster.nodes: 2 nodes without GPUs"),
+        ("cluster:\n  gpus_per_node: 8\n  nodes: 0\n", 3, "cluster.nodes: must be > 0, got 0"),
+        ("cluster:\n  nodes: 2\n", 2, "cluster.nodes: 2 nodes without GPUs"),
         (
             "cluster:\n  backend: kubernetes\n",
-            14,
+            2,
             "cluster.backend: must be one of 'auto', 'slurm'",
         ),
         (
             "overrides:\n  4:\n    optim: {batch_size: -8}\n",
-            15,
+            3,
             "overrides.4.optim.batch_size: must be > 0, got -8 (run d4)",
         ),
         (
             "overrides:\n  12:\n    optim: {batch_size: 8}\n",
-            14,
+            2,
             "overrides.12: depth 12 is not in grid.depth [2, 4]",
         ),
-        ("rules:\n  - set: {cluster.nodes: 2}\n", 14, "rules[0].set: a rule needs depths"),
+        ("rules:\n  - set: {cluster.nodes: 2}\n", 2, "rules[0].set: a rule needs depths"),
         (
             "rules:\n  - min_depth: 4\n    set: {cluster.gpus: 2}\n",
-            15,
+            3,
             "rules[0].set.cluster.gpus: rules and overrides may set only cluster.",
         ),
         (
             "fit:\n  metrics: [ce_last, kid]\n",
-            14,
+            2,
             "fit.metrics: must be a non-empty list of ce_avg",
         ),
-        ("fit:\n  holdouts: 2\n", 14, "fit.holdouts: unknown key (did you mean 'holdout'?)"),
+        ("fit:\n  holdouts: 2\n", 2, "fit.holdouts: unknown key (did you mean 'holdout'?)"),
+        ("fit:\n  best_over: tblr\n", 2, "fit.best_over: 'tblr' is an old name"),
     ],
 )
 def test_errors_name_file_line_and_key_path(tmp_path, extra, line, message):
-    text = error(extra, tmp_path)
-    assert text.startswith(f"{tmp_path / 's.yaml'}:{line}: {message}"), text
+    """`line` counts within the appended text; the file's line is after the template's."""
+    at = len(text(tmp_path).splitlines()) + line
+    found = error(extra, tmp_path)
+    assert found.startswith(f"{tmp_path / 's.yaml'}:{at}: {message}"), found
 
 
 def test_error_in_base_is_located_in_base(tmp_path):
-    base = BASE.format(out=tmp_path / "runs").replace("batch_size: 64", "batch_size: 0")
-    text = error("", tmp_path, base)
-    assert text.startswith(
-        f"{tmp_path / 's.yaml'}:7: base.optim.batch_size: must be > 0, got 0 (run d2)"
-    )
+    base = text(tmp_path, base={"optim": {"batch_size": 0}})
+    found = error("", tmp_path, base)
+    assert found.startswith(
+        f"{tmp_path / 's.yaml'}:{line_of(base, 'batch_size: 0')}: base.optim.batch_size: "
+        "must be > 0, got 0 (run d2)"
+    ), found
 
 
 def test_error_from_grid_value_names_the_axis_entry(tmp_path):
-    base = BASE.format(out=tmp_path / "runs").replace(
-        "depth: [2, 4]", "depth: [2, 4]\n  optim.base_lr:\n    - 1.0e-4\n    - -3.0e-4"
-    )
-    text = error("", tmp_path, base)
-    assert text.startswith(f"{tmp_path / 's.yaml'}:15: grid.optim.base_lr[1]: must be > 0"), text
+    base = text(tmp_path, grid={"depth": [2, 4], "optim.base_lr": [1.0e-4, -3.0e-4]})
+    found = error("", tmp_path, base)
+    at = line_of(base, "optim.base_lr: [")
+    assert found.startswith(f"{tmp_path / 's.yaml'}:{at}: grid.optim.base_lr[1]: must be > 0")
 
 
 def test_wrong_type_in_grid_depth(tmp_path):
-    base = BASE.format(out=tmp_path / "runs").replace("depth: [2, 4]", "depth: [2, six]")
-    text = error("", tmp_path, base)
-    assert text.startswith(
-        f"{tmp_path / 's.yaml'}:12: grid.depth[1]: a depth must be a positive integer, got 'six'"
-    )
+    base = text(tmp_path, grid={"depth": [2, "six"]})
+    found = error("", tmp_path, base)
+    assert found.startswith(
+        f"{tmp_path / 's.yaml'}:{line_of(base, 'depth: [')}: grid.depth[1]: a depth must be "
+        "a positive integer, got 'six'"
+    ), found
 
 
 @pytest.mark.parametrize(
-    "replace, message",
+    "sections, message",
     [
-        (("name: t", "name: ../evil"), "name: sweep name '../evil' must be a plain name"),
+        ({"name": "../evil"}, "name: sweep name '../evil' must be a plain name"),
         (
-            ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [a, ../../etc]"),
-            ":13: grid.data.train_split[1]: value '../../etc' would make the run-id part "
+            {"grid": {"data.train_split": ["a", "../../etc"]}},
+            "grid.data.train_split[1]: value '../../etc' would make the run-id part "
             "'trainsplit../../etc'",
         ),
         (
-            ("depth: [2, 4]", "depth: [2, 4]\n  data.train_split: [/abs, a]"),
-            ":13: grid.data.train_split[0]: value '/abs' would make the run-id part "
-            "'trainsplit/abs'",
+            {"grid": {"data.train_split": ["/abs", "a"]}},
+            "grid.data.train_split[0]: value '/abs' would make the run-id part 'trainsplit/abs'",
         ),
     ],
 )
-def test_paths_cannot_escape_the_output_folder(tmp_path, replace, message):
-    base = BASE.format(out=tmp_path / "runs").replace(*replace)
-    text = error("", tmp_path, base)
-    assert message in text and text.startswith(str(tmp_path / "s.yaml") + ":"), text
+def test_paths_cannot_escape_the_output_folder(tmp_path, sections, message):
+    base = text(tmp_path, **sections)
+    found = error("", tmp_path, base)
+    at = line_of(base, "name:" if "name" in sections else "train_split")
+    assert found.startswith(f"{tmp_path / 's.yaml'}:{at}: {message}"), found
 
 
 def test_yaml_is_read_safely(tmp_path):
-    text = error("description: !!python/object/apply:os.system ['echo pwned']\n", tmp_path)
-    assert "invalid YAML" in text and ":13:" in text
+    found = error("description: !!python/object/apply:os.system ['echo pwned']\n", tmp_path)
+    assert "invalid YAML" in found and f":{len(text(tmp_path).splitlines()) + 1}:" in found
 
 
 def test_grid_crosses_axes_with_stable_ids(tmp_path):
     s = sweep(tmp_path)
     assert [r.run_id for r in s.runs] == ["d2", "d4"]
     path = tmp_path / "s.yaml"
-    text = BASE.format(out=tmp_path / "runs").replace(
-        "depth: [2, 4]", "depth: [2, 4]\n  optim.base_lr: [3.0e-4, 1.0e-3]\n  seed: [0, 1]"
+    path.write_text(
+        text(tmp_path, grid={"depth": [2, 4], "optim.base_lr": [3.0e-4, 1.0e-3], "seed": [0, 1]})
     )
-    path.write_text(text)
     runs = load_sweep(path).runs
     ids = [r.run_id for r in runs]
     assert ids == [
@@ -185,7 +189,7 @@ def test_grid_crosses_axes_with_stable_ids(tmp_path):
     assert r.run_dir == tmp_path / "runs" / "d4-lr0.001-s1"
     # the id depends on the values only: reordering the values changes the order, not the ids
     path.write_text(
-        text.replace("[3.0e-4, 1.0e-3]", "[1.0e-3, 3.0e-4]").replace("[0, 1]", "[1, 0]")
+        text(tmp_path, grid={"depth": [2, 4], "optim.base_lr": [1.0e-3, 3.0e-4], "seed": [1, 0]})
     )
     again = {r.run_id: r.config for r in load_sweep(path).runs}
     assert again == {k: v.config for k, v in by_id.items()}
@@ -207,7 +211,7 @@ def test_rules_overrides_and_grid_precedence(tmp_path):
           - min_depth: 3
             set: {optim: {batch_size: 128}, cluster.gpus_per_node: 4, cluster.nodes: 2}
           - depths: [4]
-            set: {model.init_adaln_gamma: 1.0e-3}
+            set: {model.init_adaln_gamma: 1.0e-4}
         overrides:
           d4:
             optim: {batch_size: 256}
@@ -216,17 +220,14 @@ def test_rules_overrides_and_grid_precedence(tmp_path):
     )
     d2, d4 = s.runs
     assert (d2.config.optim.batch_size, d2.resources.time_min, d2.resources.nodes) == (32, 10, 1)
-    assert (
-        d2.config.model.init_adaln_gamma
-        == RunConfig.__dataclass_fields__["model"].default.init_adaln_gamma
-    )
+    assert d2.config.model.init_adaln_gamma == 1e-3  # the base's: the rule names d4 only
     assert (d4.config.optim.batch_size, d4.resources.time_min) == (256, 99)  # override beats rule
     assert (d4.resources.nodes, d4.resources.gpus_per_node, d4.resources.processes_per_node) == (
         2,
         4,
         4,
     )
-    assert d4.config.model.init_adaln_gamma == 1e-3
+    assert d4.config.model.init_adaln_gamma == 1e-4
     assert d2.resources.shape() != d4.resources.shape()
     # a grid axis beats an override
     path = tmp_path / "s.yaml"
@@ -239,14 +240,14 @@ def test_rules_overrides_and_grid_precedence(tmp_path):
 def test_data_and_prepare_stages(tmp_path):
     s = sweep(tmp_path)
     assert s.stages() == [] and str(s.runs[0].config.data.store) == "/data/store"
-    base = BASE.format(out=tmp_path / "runs").replace("  tokens: /data/store\n", "")
+    base = text(tmp_path, data={"tokens": None})
     path = tmp_path / "p.yaml"
     path.write_text(
         base + "prepare:\n  synthetic: {num_classes: 4}\n"
         "  vqvae: {vocab_size: 64, patch_nums: [1, 2, 4]}\n  tokenize: {shards: 3}\n"
     )
     s = load_sweep(path)
-    assert s.stages() == ["synthetic", "vqvae", "tokenize"]
+    assert s.stages() == ["synthetic", "vqvae", "tokenize", "quality"]
     assert s.vqvae_path() == tmp_path / "runs" / "_data" / "vqvae" / "vqvae.pt"
     # estimates before the store exists: what prepare will make (100 train, 20 val images per class)
     assert s.expected_meta() == {
@@ -261,31 +262,31 @@ def test_data_and_prepare_stages(tmp_path):
     }
     assert s.runs[0].config.data.store == tmp_path / "runs" / "_data" / "tokens"
     assert s.images_dir() == tmp_path / "runs" / "_data" / "images"
-    path.write_text(base.replace("data:\n", "data:\n  images: /img\n  vqvae: /v.pt\n"))
+    path.write_text(text(tmp_path, data={"tokens": None, "images": "/img", "vqvae": "/v.pt"}))
     assert load_sweep(path).stages() == ["tokenize"]
-    path.write_text(base.replace("data:\n", "data:\n  images: /img\n"))
-    with pytest.raises(ConfigError, match=r"p.yaml:3: data: images need a VQVAE"):
+    path.write_text(text(tmp_path, data={"tokens": None, "images": "/img"}))
+    at = line_of(path.read_text(), "data:")
+    with pytest.raises(ConfigError, match=rf"p.yaml:{at}: data: images need a VQVAE"):
         load_sweep(path)
     path.write_text(base)
-    with pytest.raises(ConfigError, match=r"p.yaml:3: data: no data"):
+    with pytest.raises(ConfigError, match=rf"p.yaml:{line_of(base, 'data:')}: data: no data"):
         load_sweep(path)
 
 
 def test_expected_views_are_the_runs_unless_expect_overrides(tmp_path):
     """A pre-made store's views are written once, in base.data: the launch table's stand-in
     meta takes them from there; data.expect overrides field by field."""
-    base = BASE.format(out=tmp_path / "runs").replace(
-        "base:\n", "base:\n  data:\n    views: 5\n    flip: true\n"
-    )
     path = tmp_path / "v.yaml"
-    path.write_text(base)
+    path.write_text(text(tmp_path, base={"data": {"views": 5, "flip": True}}))
     train = load_sweep(path).expected_meta()["splits"]["train"]
     # ImageNet-1k's 1,281,167 train images (the assumption without expect), 5 views, mirrored
     assert train == {"count": 1_281_167 * 5 * 2, "images": 1_281_167, "views": 5, "flip": True}
-    path.write_text(base.replace("data:\n  tokens:", "data:\n  expect: {views: 2}\n  tokens:", 1))
+    path.write_text(
+        text(tmp_path, base={"data": {"views": 5, "flip": True}}, data={"expect": {"views": 2}})
+    )
     train = load_sweep(path).expected_meta()["splits"]["train"]
     assert (train["views"], train["flip"], train["count"]) == (2, True, 1_281_167 * 2 * 2)
-    path.write_text(BASE.format(out=tmp_path / "runs"))  # nothing says: one view, no mirrors
+    path.write_text(text(tmp_path))  # nothing says: one view, no mirrors
     train = load_sweep(path).expected_meta()["splits"]["train"]
     assert (train["views"], train["flip"], train["count"]) == (1, False, 1_281_167)
 
