@@ -693,7 +693,9 @@ class Band:
     center, lo, hi: the `level` prediction interval of the metric at that compute for that
     size (a line in log N through the other sizes' values at the same compute); observed:
     the run's own value there; verdict: "inside", "above" or "below" the band. sizes: the
-    (params, value) pairs it was drawn through.
+    (params, value) pairs it was drawn through. extrapolated: `params` lies outside the
+    range of those sizes (the line is then an extrapolation, and a slice of the study at
+    one compute is not straight in log N far from its sizes: the verdict is weak).
     """
 
     center: float
@@ -704,6 +706,7 @@ class Band:
     verdict: str
     compute: float
     sizes: tuple[tuple[float, float], ...]
+    extrapolated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON)."""
@@ -760,4 +763,5 @@ def size_band(
     center = float(a + b * x0)
     lo, hi = center - q * sd, center + q * sd
     verdict = "inside" if lo <= observed <= hi else ("above" if observed > hi else "below")
-    return Band(center, lo, hi, level, float(observed), verdict, float(compute), sizes)
+    outside = not sizes[0][0] <= params <= sizes[-1][0]
+    return Band(center, lo, hi, level, float(observed), verdict, float(compute), sizes, outside)

@@ -232,4 +232,6 @@ def test_size_band_covers_points_of_the_same_line():
     assert 0.92 <= hits / n <= 0.98
     band = size_band(others, 2e5, 5.0, 5.0 - 0.3 * np.log(2e5) + 0.2)
     assert band.verdict == "above"
+    assert not band.extrapolated  # 2e5 lies between the sizes 1e4 .. 1e6
+    assert size_band(others, 3e3, 5.0, 3.0).extrapolated  # below the smallest size
     assert size_band(others[:2], 2e5, 5.0, 1.0) is None
