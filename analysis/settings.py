@@ -20,6 +20,7 @@ from .tokenizer import BITS_COLUMN
 FITTABLE = (*METRICS, *SAMPLE_METRICS, BITS_COLUMN)
 
 IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
+E_SOURCES = ("N", "all")  # which laws' points locate a fitted E
 
 # best_over's old spellings -> the one it accepts (one spelling per setting): the learning
 # rate's names of the official trainer and of older configs. An axis is otherwise named by its
@@ -71,6 +72,11 @@ class FitSettings:
     """
 
     irreducible: str | float = "auto"
+    # with E fitted: the points that locate it: N (each run's final point, the laws vs N; the
+    # Cmin law takes that E) or all (those and the Cmin frontier's, the default before; the
+    # frontier is a power law only where the grid holds each compute's optimal size);
+    # docs/fitting.md, "Intervals that carry E"
+    E_from: Literal["N", "all"] = "N"
     compute: Literal["exact", "6nd"] = "exact"
     # the metrics fitted: the four losses and error rates by default; also fid, sample_fd,
     # sample_err and bits_per_image, the loss comparable across tokenizers (a list:
@@ -129,6 +135,8 @@ class FitSettings:
                     "irreducible",
                     f"must be 'auto', 'paper', 'none', 'fit' or a number; got {self.irreducible!r}",
                 ) from None
+        if self.E_from not in E_SOURCES:
+            raise InvalidSetting("E_from", f"must be 'N' or 'all'; got {self.E_from!r}")
         if self.final not in ("last", "best"):
             raise InvalidSetting("final", f"must be 'last' or 'best'; got {self.final!r}")
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:

@@ -205,6 +205,9 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
             planned = time.perf_counter() - t0
             points = doc["joint"]["points"]
             families = np.array([p["family"] for p in points])
+            # each branch names its parent (config branch.parent), so that the fitter draws a
+            # parent with its branches as one family, as the planner does
+            parent_of = {p["family"]: p["run"] for p in points if "-b" not in p["run"]}
             rng = np.random.default_rng(11)
             value, ci = {"alpha": [], "beta": []}, {"alpha": [], "beta": []}
             for rep in range(studies):
@@ -217,7 +220,11 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
                 for p, zi in zip(points, z):
                     d = root / p["run"]
                     d.mkdir(parents=True)
-                    (d / "config.yaml").write_text("seed: 0\n")
+                    parent = parent_of[p["family"]]
+                    (d / "config.yaml").write_text(
+                        "seed: 0\n"
+                        + (f"branch:\n  parent: {parent}\n" if p["run"] != parent else "")
+                    )
                     loss = E + (A * p["N"] ** -alpha + B * p["D"] ** -beta) * np.exp(zi)
                     (d / "metrics.jsonl").write_text(
                         json.dumps(

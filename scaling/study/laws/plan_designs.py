@@ -80,6 +80,11 @@ class Design:
         return self.seeds * sum(c.gpu_hours for c in self.costs)
 
     @property
+    def hours(self) -> float:
+        """The design's cost in its device's hours (`RunCost.hours`: GPU-h, or CPU-h)."""
+        return self.seeds * sum(c.hours for c in self.costs)
+
+    @property
     def runs(self) -> int:
         return self.seeds * len(self.costs)
 
