@@ -147,8 +147,8 @@ def fit_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         help="output folder (default: the view's own folder, replaced by a rerun: "
-        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, optimal-C; beside a table: "
-        "<table>_fit ...)",
+        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, fit-nd-repeat, "
+        "fit-per-scale, optimal-C; beside a table: <table>_fit ...)",
     )
     p.add_argument(
         "--set",

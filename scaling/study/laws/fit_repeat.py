@@ -173,6 +173,8 @@ def markdown(records: list[dict]) -> str:
     for r in records:
         lines.append(f"- {r['metric']}: R* = {_value(r, 'R_star')}")
         lines.append(f"- {r['metric']}: V* = {_value(r, 'V_star')}")
+        if r["alpha_ci"] is None and r["ci"]["bootstrap_samples"]:
+            lines.append(f"- {r['metric']}: intervals: {r['ci']['not_given']}")
     return "\n".join(lines) + "\n"
 
 
