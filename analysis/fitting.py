@@ -9,7 +9,8 @@ each, `analysis.axes`; or each size's best run over one axis, or one pooled law)
 it decides what the settings leave open: the hold-out k ("auto"), which runs are unfinished
 (left out of the N laws by default) or data-limited (flagged, `analysis.overfit`), and the
 irreducible E ("auto": the paper's E for the official tokenizer, else one E per loss fitted
-jointly by `analysis.irreducible` and shared by its laws vs N and vs Cmin).
+by `analysis.irreducible` on the laws vs N's final points (`E_from`, `e_sources`) and shared
+by its laws vs N and vs Cmin).
 
 Problems the caller should see are `warnings.warn`ed (the CLI records them into fits.json);
 input that cannot be fitted raises `ResultsError`. Torch-free.
@@ -26,13 +27,14 @@ import numpy as np
 import pandas as pd
 
 from .axes import axis_columns, axis_name, best_over, group_label, groups, resolve_axis, split_axes
+from .crossover import crossover_interval, crossovers
 from .ebootstrap import PointSet, shared_bootstrap
 from .frontier import frontier_rows, run_curves, smooth_curves
 from .irreducible import SharedE, fit_shared_E
 from .overfit import MEANING as OVERFIT_MEANING
 from .overfit import RULE as OVERFIT_RULE
 from .overfit import data_limited_runs
-from .paper import PAPER_IRREDUCIBLE, paper_law
+from .paper import PAPER_IRREDUCIBLE, X_SCALE, X_UNIT, paper_law
 from .powerlaw import (
     FitResult,
     Irreducible,
@@ -41,6 +43,7 @@ from .powerlaw import (
     fit_vs_cmin,
     fit_vs_n,
     irreducible_value,
+    is_loss,
     points_vs_cmin,
     points_vs_n,
 )
@@ -65,6 +68,8 @@ class StudyFit:
     shared: (metric, group label) -> the jointly fitted E of that loss (irreducible "fit").
     E_values: metric -> the fixed E used (metrics whose E was not fitted).
     axes: the table's axes by role and what the settings made of them (`study_axes`).
+    crossovers: with `best_over`, per metric, x and law group: one law per value of the axis
+        and where the lowest of them changes, with bootstrap intervals (`axis_crossovers`).
     """
 
     settings: FitSettings
@@ -83,6 +88,7 @@ class StudyFit:
     records: list[dict[str, Any]]
     labels: list[str | None]
     notes: list[dict[int, str] | None]
+    crossovers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def against(self, x: str) -> list[int]:
         """Indices of the laws against `x` ("N" or "Cmin")."""
@@ -100,7 +106,7 @@ def choose_irreducible(
     below = {
         m: float(table[m].min())
         for m in metrics
-        if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]
+        if m in PAPER_IRREDUCIBLE and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]
     }
     if spec == "paper" and below:
         m, v = next(iter(below.items()))
@@ -300,17 +306,37 @@ def mark_cmin_excluded(table: pd.DataFrame, settings: FitSettings, source: str) 
         )
 
 
+def e_sources(settings: FitSettings) -> tuple[str, ...]:
+    """The laws (x of `settings.against`) whose points locate a fitted E: the law vs N's
+    final points under `E_from` "N" (the default; the frontier then takes their E), else
+    every law's. The Cmin frontier is a power law only over the compute where the grid holds
+    the compute-optimal size: below it the smallest run is too large, above it the largest
+    run trains past its optimum and flattens towards its own floor, and a joint E follows that
+    bend (docs/fitting.md, "Intervals that carry E")."""
+    if settings.E_from == "N" and "N" in settings.against:
+        return ("N",)
+    return tuple(settings.against)
+
+
+def e_points(inputs: LawInputs, sub: pd.DataFrame, metric: str) -> list[tuple[Any, Any]]:
+    """The (x, y) point sets that locate E for `metric` (`e_sources`)."""
+    sets = []
+    for against in e_sources(inputs.settings):
+        pts = inputs.points(against, sub, metric)
+        sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
+    return sets
+
+
 def compute_shared_E(
     inputs: LawInputs, sub: pd.DataFrame, metric: str, label: str | None
 ) -> SharedE:
-    """The E of one loss (and law group) fitted jointly on its laws vs every x of the settings
-    (`analysis.irreducible`); its problems (E at a bound, a wide interval) are warned."""
+    """The E of one loss (and law group), located by the points of `e_sources` and shared by
+    its laws vs every x (`analysis.irreducible`); its problems (E at a bound, a wide
+    interval) are warned."""
     s = inputs.settings
-    sets = []
-    for against in s.against:
-        pts = inputs.points(against, sub, metric)
-        sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
-    shared = fit_shared_E(sets, level=s.ci)
+    for against in s.against:  # every law must have its points (located errors)
+        inputs.points(against, sub, metric)
+    shared = fit_shared_E(e_points(inputs, sub, metric), level=s.ci)
     for problem in shared.problems(metric + (f" ({label})" if label else "")):
         warnings.warn(problem, stacklevel=2)
     return shared
@@ -328,7 +354,10 @@ def bootstrap_draws(inputs: LawInputs, sub: pd.DataFrame, metric: str) -> Draws 
     if s.bootstrap <= 0 or has_replicates(sub):
         return None
     sets = [inputs.point_set(against, sub, metric) for against in s.against]
-    samples, valid = shared_bootstrap(sets, s.bootstrap, seed=s.seed, method=s.method)
+    locate = [i for i, p in enumerate(sets) if p.against in e_sources(s)]
+    samples, valid = shared_bootstrap(
+        sets, s.bootstrap, seed=s.seed, method=s.method, locate=locate
+    )
     return {p.against: v for p, v in zip(sets, samples, strict=True)}, valid
 
 
@@ -394,16 +423,13 @@ def sensitivity_variants(
         return sub[sub["params"] != size]
 
     variants: dict[str, Callable[[], float | None]] = {}
-    if metric.startswith("ce"):
+    if is_loss(metric):
 
         def e_fitted() -> float | None:
             if res.E_mode == "fit":
                 return res.law.alpha
-            sets = []
-            for a in s.against:
-                pts = inputs.points(a, sub, metric)
-                sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
-            return inputs.refit(against, metric, sub, fit_shared_E(sets).E, s.method)
+            E_fit = fit_shared_E(e_points(inputs, sub, metric)).E
+            return inputs.refit(against, metric, sub, E_fit, s.method)
 
         pinned = PAPER_IRREDUCIBLE.get(metric) if res.E_mode == "fit" else E
         variants["E fitted"] = e_fitted
@@ -490,6 +516,106 @@ def law_record(
     return rec
 
 
+def axis_crossovers(
+    inputs: LawInputs,
+    table: pd.DataFrame,
+    axes: dict[str, Any],
+    E_mode: str | float,
+    common: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """With `best_over`: for the picking metric (best_by, else each fitted metric), every x
+    and law group, one law per value of the axis fitted on all that value's runs (as without
+    best_over), and the x where the lowest law changes (`analysis.crossover`), with a
+    bootstrap interval when every law of the pair has one (`check_interval`'s rule: enough
+    sizes and valid draws). Records for fits.json; the x in law units and raw (params,
+    FLOPs)."""
+    s = inputs.settings
+    column = axes["best_column"]
+    metrics = [s.best_by] if s.best_by else list(s.metrics)
+    if s.best_by and s.best_by not in s.metrics:
+        warnings.warn(
+            f"best_by={s.best_by}: no crossover (its laws are fitted only when it is among "
+            f"the metrics: --set metrics=[...,{s.best_by}])",
+            stacklevel=2,
+        )
+        return []
+    out: list[dict[str, Any]] = []
+    for metric in metrics:
+        for group, sub in groups(table, axes["law_columns"]):
+            label = group_label(group, axes["labels"]) or None
+            fits: dict[str, dict[Any, FitResult]] = {a: {} for a in s.against}
+            for value_group, vsub in groups(sub, [column]):
+                value = next(iter(value_group.values()))
+                vlabel = ", ".join(
+                    filter(None, [label, f"{axes['best_label']}={_value_text(value)}"])
+                )
+                with warnings.catch_warnings():  # the per-value laws' own warnings: said there
+                    warnings.simplefilter("ignore")
+                    try:
+                        se = boot = None
+                        if E_mode == "fit" and is_loss(metric):
+                            se = compute_shared_E(inputs, vsub, metric, vlabel)
+                            boot = bootstrap_draws(inputs, vsub, metric)
+                        for against in s.against:
+                            res = fit_one_law(
+                                inputs, against, metric, vsub, E_mode, se, boot, common
+                            )
+                            check_interval(res, vsub, s)
+                            fits[against][value] = res
+                    except ResultsError:
+                        continue
+            for against, by_value in fits.items():
+                if len(by_value) < 2:
+                    continue
+                xs = np.concatenate([r.points["x"].to_numpy(float) for r in by_value.values()])
+                x_range = (float(xs.min()), float(xs.max()))
+                samples = {v: r.samples for v, r in by_value.items() if r.samples is not None}
+                n_units = min(
+                    int(r.points["x"].nunique()) if against == "N" else r.n_runs
+                    for r in by_value.values()
+                )
+                found = []
+                for c in crossovers({v: r.law for v, r in by_value.items()}, x_range):
+                    c = crossover_interval(
+                        c, samples, x_range, n_units=n_units, level=s.ci, seed=s.seed
+                    )
+                    rec = c.to_dict()
+                    rec["x_raw"] = c.x * X_SCALE[against]
+                    rec["ci_raw"] = [v * X_SCALE[against] for v in c.ci] if c.ci else None
+                    if c.ci is None:
+                        notes = [
+                            f"{_value_text(v)}: {by_value[v].ci_note or 'no bootstrap draws'}"
+                            for v in (c.below, c.above)
+                            if v not in samples
+                        ]
+                        rec["ci_note"] = "; ".join(notes) or "too few crossing draws"
+                    found.append(rec)
+                out.append(
+                    {
+                        "metric": metric,
+                        "against": against,
+                        "axis": axis_name(column),
+                        "group_label": label,
+                        "x_unit": X_UNIT[against],
+                        "x_range": list(x_range),
+                        "level": s.ci,
+                        "laws": [
+                            {
+                                "value": v,
+                                "alpha": r.law.alpha,
+                                "beta": r.law.beta,
+                                "E": r.law.E,
+                                "alpha_ci": list(r.alpha_ci) if r.alpha_ci else None,
+                                "ci_note": r.ci_note,
+                            }
+                            for v, r in by_value.items()
+                        ],
+                        "crossovers": found,
+                    }
+                )
+    return out
+
+
 def fit_study(
     raw: pd.DataFrame,
     settings: FitSettings,
@@ -512,6 +638,9 @@ def fit_study(
     E_mode, E_reason = choose_irreducible(
         settings.irreducible, tokenizer or UNKNOWN_TOKENIZER, table, settings.metrics
     )
+    if E_mode == "fit":
+        where = " and ".join(f"vs {a}" for a in e_sources(settings))
+        E_reason += f"; located by the points of the laws {where} (E_from {settings.E_from})"
     inputs = LawInputs(
         settings, frozenset(unfinished) if not settings.include_unfinished else frozenset()
     )
@@ -538,7 +667,7 @@ def fit_study(
                 key = (metric, label)
                 try:
                     se = None
-                    if E_mode == "fit" and metric.startswith("ce"):
+                    if E_mode == "fit" and is_loss(metric):
                         if key not in shared:
                             shared[key] = compute_shared_E(inputs, sub, metric, label)
                         se = shared[key]
@@ -576,6 +705,11 @@ def fit_study(
                 )
     if not records:
         raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
+    crossings = (
+        axis_crossovers(inputs, table, axes, E_mode, common)
+        if axes["best_column"] is not None
+        else []
+    )
     E_values: dict[str, float] = {}
     for m in settings.metrics:
         value = irreducible_value(m, E_mode)
@@ -598,4 +732,5 @@ def fit_study(
         records=records,
         labels=law_labels,
         notes=notes,
+        crossovers=crossings,
     )

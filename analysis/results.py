@@ -5,7 +5,8 @@ JSON object per evaluation). `read_runs` turns a folder of them into the tidy ta
 columns run, params, step, tokens, flops, flops_6nd, ce_avg, ce_last, err_avg, err_last,
 the other metric fields (among them the run's resolved key settings, written by the trainer:
 width, batch, peak_lr, epochs, seed), the config's scalars flattened (``model.depth``),
-per-scale columns (``ce_s0``, ``err_s0``, ...), ``finished`` (the run's status.json says
+per-scale columns (``ce_s0``, ``err_s0``, ...), ``bits_per_image`` (the loss comparable
+across tokenizers, `analysis.tokenizer`), ``finished`` (the run's status.json says
 done) and, for a sweep's output folder, one column
 per grid axis, ``grid.<axis>`` (from ``<runs_dir>/grid.yaml``, written by the launcher; see
 `analysis.axes`). The run folder's files are read through their contracts (`contracts.metrics`,
@@ -30,6 +31,7 @@ from contracts.metrics import BY_SCALE, read_metrics
 from contracts.status import read_status
 
 from .sample_metrics import join_sample_evals
+from .tokenizer import add_bits_per_image
 
 COMPUTE_COLUMNS = {"exact": "flops", "6nd": "flops_6nd"}
 
@@ -144,7 +146,7 @@ def _read_runs(runs_dir: Path, include_subset: bool) -> pd.DataFrame:
             ResultsWarning,
             stacklevel=2,
         )
-    return _select_evals(table, include_subset, str(runs_dir))
+    return _select_evals(add_bits_per_image(table), include_subset, str(runs_dir))
 
 
 def _finished(run_dir: Path) -> bool:
@@ -189,7 +191,7 @@ def read_table(path: str | Path, include_subset: bool = False) -> pd.DataFrame:
         raise ResultsError(f"{path}: cannot read the table: {e}") from None
     if "run" in table.columns:
         table["run"] = table["run"].astype(str)
-    return _select_evals(table, include_subset, str(path))
+    return _select_evals(add_bits_per_image(table), include_subset, str(path))
 
 
 def load_results(source: str | Path, include_subset: bool = False) -> pd.DataFrame:

@@ -13,8 +13,14 @@ from typing import Literal
 from contracts.metrics import METRICS, SAMPLE_METRICS
 
 from .paper import AGAINST
+from .tokenizer import BITS_COLUMN
+
+# what may be fitted (and pick best_over's value): the test metrics, the sample-quality ones
+# (lower is better) and bits per image (the tidy table's loss comparable across tokenizers)
+FITTABLE = (*METRICS, *SAMPLE_METRICS, BITS_COLUMN)
 
 IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
+E_SOURCES = ("N", "all")  # which laws' points locate a fitted E
 
 # best_over's old spellings -> the one it accepts (one spelling per setting): the learning
 # rate's names of the official trainer and of older configs. An axis is otherwise named by its
@@ -39,47 +45,86 @@ class InvalidSetting(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FitSettings:
-    """Choices for one fitting job (fit.yaml keys; CLI flags of the same names override them).
+    """Choices for one fitting job (fit.yaml keys; `--set KEY=VALUE` overrides one).
 
-    irreducible: E subtracted from the losses: "auto" (the paper's E when the runs' token
-        store was made with the official tokenizer, else "fit"), "paper" (E_avg=5,
-        E_last=4.5), "none" (0), "fit" (one E per loss, fitted jointly and shared by its laws
-        vs N and vs Cmin), or a number. Error rates are always fitted directly.
-    final: the N laws' point per run: "last" evaluation (the paper) or "best" (lowest).
-    include_unfinished: also fit unfinished runs vs N (marked); default: left out.
-    compute: "exact" (column flops) or "6nd" (column flops_6nd).
-    holdout: k largest model sizes left out of a second fit and predicted; -1 = auto
-        (2 when there are at least 6 sizes, else 0).
-    backtest: also write the backtests (scaling.study.laws.forecasts): leave-future-out
-        over sizes and compute, and whole-curve forecasts from the first `forecast_frac` of
-        each run with the curve law `curve_law` (lra, mpl or const; analysis.curvelaw).
+    Each field's comment (or its entry here) is its meaning in docs/configuration.md and in
+    docs/fitting.md's settings table, both written by scripts/figures/config_reference.py.
+
+    irreducible: E subtracted from the losses: "auto" ("paper" when every run's token store
+        was made with the official tokenizer vae_ch160v4096z32.pth, else "fit"), "paper"
+        (E_avg = 5, E_last = 4.5, the authors' values; refused when a loss goes below
+        them), "none" (0), a number, or "fit" (one E per loss, fitted once and shared by
+        its laws vs N and vs Cmin; docs/fitting.md, "The irreducible loss E"). Error rates
+        are always fitted directly (E = 0).
+    final: the point of each run in the laws vs N: its "last" evaluation (the paper) or its
+        "best" (lowest value of the metric).
+    include_unfinished: also fit unfinished runs against N (listed and marked); by default
+        they are left out.
+    compute: which FLOP count: "exact" = column flops (counted from the model's shapes: all
+        matmuls including block-causal attention and the head; training = 3 x forward),
+        "6nd" = column flops_6nd (6 N tokens).
+    holdout: k largest model sizes left out of a second fit and predicted; -1 = auto (2 when
+        there are at least 6 sizes, else 0).
+    backtest: also write backtest.json, backtest.md (appended to fits.md) and backtest.png:
+        leave-future-out over sizes and over compute, and whole-curve forecasts from the
+        first `forecast_frac` of each run with the curve law `curve_law`
+        (scaling.study.laws.forecasts; docs/forecasts.md).
     """
 
     irreducible: str | float = "auto"
+    # with E fitted: the points that locate it: N (each run's final point, the laws vs N; the
+    # Cmin law takes that E) or all (those and the Cmin frontier's, the default before; the
+    # frontier is a power law only where the grid holds each compute's optimal size);
+    # docs/fitting.md, "Intervals that carry E"
+    E_from: Literal["N", "all"] = "N"
     compute: Literal["exact", "6nd"] = "exact"
-    metrics: tuple[str, ...] = METRICS  # the metrics fitted
+    # the metrics fitted: the four losses and error rates by default; also fid, sample_fd,
+    # sample_err and bits_per_image, the loss comparable across tokenizers (a list:
+    # --set metrics=[ce_last,ce_avg])
+    metrics: tuple[str, ...] = METRICS
     holdout: int = -1
     bootstrap: int = 1000  # bootstrap samples over runs (0: no intervals)
     include_subset: bool = False  # also fit subset evaluations
-    method: Literal["ols", "robust"] = "ols"  # ols: least squares in log-log; robust: Huber
-    smooth: int = 0  # Cmin: smooth each curve over +-k evaluations first
+    # ols: least squares in log-log (closed form); robust: Huber loss on the log residuals,
+    # from several starting points
+    method: Literal["ols", "robust"] = "ols"
+    # Cmin only: smooth each run's curve in log-log over +-k evaluations before taking the
+    # frontier (docs/fitting.md, "Reading the Cmin fit")
+    smooth: int = 0
     against: tuple[str, ...] = AGAINST  # the laws: vs N, vs Cmin
-    paper: bool = False  # draw the paper's published laws
+    paper: bool = False  # draw the paper's published laws (dotted black lines)
     ci: float = 0.95  # interval level
     seed: int = 0  # bootstrap seed
     final: Literal["last", "best"] = "last"
     include_unfinished: bool = False
-    law: Literal["power", "nd"] = "power"  # nd: the joint L(N, D) (analysis.jointlaw)
-    data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law
-    best_over: str | None = None  # an axis: fit each size's best run over it
-    best_by: str | None = None  # the metric that picks it (None: each law's own metric)
-    pool: bool = False  # one law through the runs of every axis value (no per-value laws)
-    # evaluations the Cmin frontier may use: 0 (all, the paper's raw frontier), a fraction
-    # f in (0, 1) (those at >= f of the run's compute) or "warmup_end" (after the warm-up)
+    # power: the laws vs N and Cmin; nd: the joint law L(N, D) instead (analysis.jointlaw;
+    # docs/fitting.md, "The joint law L(N, D)"); nd-repeat: the joint law with repeated data
+    # counted as effective data D' (analysis.repeatlaw; "Repeated data: the law nd-repeat")
+    law: Literal["power", "nd", "nd-repeat"] = "power"
+    # the laws of each scale's test loss (ce_by_scale) vs N and Cmin instead, with the
+    # entropy of the scale's codes (scaling.study.laws.fit_scales; docs/fitting.md, "Per-scale
+    # laws")
+    per_scale: bool = False
+    data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law: tokens or images
+    # a grid axis: fit each size's best run over it instead of one law per value (its
+    # run-id label or config key: lr, optim.base_lr; docs/fitting.md, "Studies with more axes")
+    best_over: str | None = None
+    # the metric whose final value picks it (None: the law's own); any fittable metric
+    best_by: str | None = None
+    # one law through the runs of every axis value (only when the other axes do not matter)
+    pool: bool = False
+    # Cmin only: the evaluations the frontier may use: 0 (all, the paper's raw frontier), a
+    # fraction f in (0, 1) (each run's evaluations at >= f of its compute) or "warmup_end"
+    # (after the learning-rate warm-up: optim.warmup_steps, else optim.warmup_frac x the
+    # run's length); the figure marks the others with grey crosses
     cmin_from: str | float = 0.0
-    backtest: bool = False  # leave-future-out backtests and whole-curve forecasts (backtest.md)
-    forecast_frac: float = 0.25  # whole-curve backtest: forecast from this first fraction
-    curve_law: Literal["lra", "mpl", "const"] = "lra"  # the whole-curve law (analysis.curvelaw)
+    backtest: bool = False
+    # the whole-curve backtest forecasts each run's end from this first fraction of its steps
+    forecast_frac: float = 0.25
+    # the whole-curve law of forecasts: lra (lr annealing, Tissue et al. 2024), mpl
+    # (multi-power, Luo et al. 2025), const (schedule-blind); docs/fitting.md, "Which
+    # whole-curve law"
+    curve_law: Literal["lra", "mpl", "const"] = "lra"
 
     def __post_init__(self):
         if isinstance(self.irreducible, str) and self.irreducible not in IRREDUCIBLE_MODES:
@@ -90,16 +135,17 @@ class FitSettings:
                     "irreducible",
                     f"must be 'auto', 'paper', 'none', 'fit' or a number; got {self.irreducible!r}",
                 ) from None
+        if self.E_from not in E_SOURCES:
+            raise InvalidSetting("E_from", f"must be 'N' or 'all'; got {self.E_from!r}")
         if self.final not in ("last", "best"):
             raise InvalidSetting("final", f"must be 'last' or 'best'; got {self.final!r}")
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:
             raise InvalidSetting("irreducible", f"must be >= 0; got {self.irreducible}")
-        bad = [m for m in self.metrics if m not in METRICS + SAMPLE_METRICS]
+        bad = [m for m in self.metrics if m not in FITTABLE]
         if bad or not self.metrics:
             raise InvalidSetting(
                 "metrics",
-                f"must be a non-empty list of "
-                f"{', '.join(METRICS + SAMPLE_METRICS)}; got {list(self.metrics)}",
+                f"must be a non-empty list of {', '.join(FITTABLE)}; got {list(self.metrics)}",
             )
         bad = [a for a in self.against if a not in AGAINST]
         if bad or not self.against:
@@ -122,9 +168,9 @@ class FitSettings:
             raise InvalidSetting(
                 "curve_law", f"must be one of lra, mpl, const; got {self.curve_law!r}"
             )
-        if self.best_by is not None and self.best_by not in METRICS:
+        if self.best_by is not None and self.best_by not in FITTABLE:
             raise InvalidSetting(
-                "best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}"
+                "best_by", f"must be one of {', '.join(FITTABLE)}; got {self.best_by!r}"
             )
         if self.best_over is not None:
             old = self.best_over.removeprefix("grid.")
@@ -147,6 +193,8 @@ class FitSettings:
                     f"must be 'warmup_end', 0 or a fraction in (0, 1); got {self.cmin_from!r}",
                 )
             object.__setattr__(self, "cmin_from", value)
+        if self.per_scale and self.law != "power":
+            raise InvalidSetting("per_scale", f"fits power laws per scale; not with law={self.law}")
         if self.pool and self.best_over is not None:
             raise InvalidSetting(
                 "pool",

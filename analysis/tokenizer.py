@@ -137,3 +137,18 @@ def add_bits_per_image(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     table[BITS_COLUMN] = pd.to_numeric(table["ce_avg"], errors="coerce") * L / LN2
     return table
+
+
+def join_quality(table: pd.DataFrame, by_store: dict[str, dict]) -> pd.DataFrame:
+    """The table with each run's tokenizer-quality columns (``tok_*``,
+    `contracts.tokenizer.TokenizerQuality.columns`) on its rows, matched by the run's token
+    store (column ``data.store``); rows of other stores get NaN. Unchanged without either."""
+    if not by_store or "data.store" not in table.columns:
+        return table
+    rows = pd.DataFrame.from_dict(by_store, orient="index")
+    rows.index.name = "data.store"
+    table = table.drop(columns=[c for c in rows.columns if c in table.columns])
+    store = table["data.store"].astype(str)
+    joined = rows.reindex(store.to_numpy())
+    joined.index = table.index
+    return pd.concat([table, joined], axis=1)

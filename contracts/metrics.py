@@ -82,6 +82,9 @@ class MetricsRecord:
     batch: int | None = None
     peak_lr: float | None = None
     epochs: float | None = None  # passes over the train split's images in the whole run
+    train_images: int | None = None  # distinct images trained on (data.subset: the subset's)
+    unique_tokens: Number | None = None  # U = train_images x L (repetition-aware laws)
+    views: int | None = None  # stored sequences per image read: views used x 2 with flips
     seed: int | None = None
     step: int | None = None  # optimizer steps done
     images: Number | None = None  # images trained on

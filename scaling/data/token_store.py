@@ -16,7 +16,11 @@ Views: each image of a split has R = views x (2 with flips) consecutive rows, im
 R*j .. R*j + R-1 (same label). views = 1 is the evaluation transform (centre crop); views K > 1
 are K random crops of the official training transform, each followed by its mirror when
 flips are stored (so K = 1 with flips is rows 2j, 2j+1: the image and its mirror). Training
-draws one of the R rows per image per epoch (`draw_views`); budgets count images, never rows.
+reads one of the R rows per image per epoch: by default each image walks through its rows in
+a seeded permutation, every row once before any repeats (`permuted_views`), or, as the
+official trainer's fresh crops, an independent draw per epoch (`draw_views`); budgets count
+images, never rows. A run may train on a seeded, class-balanced subset of the images
+(`subset_order`).
 `meta.json` is written last by the merge (`write_meta`, the one writer of it), so a store with
 it is complete.
 
@@ -214,11 +218,32 @@ class TokenStore:
         """The transform split `name` was made with ("center_crop" or "random_crop")."""
         return str(self.meta["splits"][name].get("transform", transform_name(self.views(name))))
 
-    def view_rows(self, name: str, images: np.ndarray, epoch: int, seed: int) -> np.ndarray:
-        """Rows to read for `images` (int [B]) in `epoch`: one view each, drawn by `draw_views`."""
+    def view_rows(
+        self,
+        name: str,
+        images: np.ndarray,
+        epoch: int,
+        seed: int,
+        *,
+        views: int | None = None,
+        draw: str = "permutation",
+    ) -> np.ndarray:
+        """Rows to read for `images` (int [B]) in `epoch`: one row each (int64 [B]).
+
+        `views`: use only the first this many stored views of each image (None: all; with
+        flips each view brings its mirror); `draw`: "permutation" (`permuted_views`: every
+        row once before any repeats) or "independent" (`draw_views`)."""
         R = self.rows_per_image(name)
+        used = R if views is None else used_rows(self.meta["splits"][name], views)
         images = np.asarray(images, dtype=np.int64)
-        return images * R + draw_views(seed, epoch, images, R) if R > 1 else images
+        if used == 1:
+            return images * R
+        pick = {"permutation": permuted_views, "independent": draw_views}[draw]
+        return images * R + pick(seed, epoch, images, used)
+
+    def image_labels(self, name: str) -> np.ndarray:
+        """The class of each image of split `name`: int32 [images] (its first row's label)."""
+        return np.asarray(self._labels[name][:: self.rows_per_image(name)])
 
     def check_matches(
         self,
@@ -364,6 +389,22 @@ def rows_per_image(split_meta: dict) -> int:
     return int(split_meta.get("views", 1)) * (2 if split_meta.get("flip", False) else 1)
 
 
+def used_rows(split_meta: dict, views: int | None) -> int:
+    """Rows per image a run reads when it uses the first `views` stored views of a split
+    (None: all of them): views x (2 if flips). Raises TokenStoreError when the split holds
+    fewer views. The first k of K stored random-crop views are exactly the views a k-view
+    store holds (crop v of image j is seeded by (view_seed, j, v))."""
+    stored = int(split_meta.get("views", 1))
+    if views is None:
+        return rows_per_image(split_meta)
+    if views > stored:
+        raise TokenStoreError(
+            f"data.use_views: {views} views per image asked, but the token store's train split "
+            f"holds {stored}; re-tokenise with --views {views} or more"
+        )
+    return views * (2 if split_meta.get("flip", False) else 1)
+
+
 def images_in_split(split_meta: dict) -> int:
     """Images of one split's meta.json entry: its "images", else rows / R (older stores)."""
     if "images" in split_meta:
@@ -408,6 +449,67 @@ def draw_views(seed: int, epoch: int, images: np.ndarray, n_views: int) -> np.nd
         _splitmix64(np.array([seed & _MASK64], dtype=np.uint64)) ^ np.uint64(epoch & _MASK64)
     )
     return (_splitmix64(key ^ images) % np.uint64(n_views)).astype(np.int64)
+
+
+def permuted_views(seed: int, epoch: int, images: np.ndarray, n_views: int) -> np.ndarray:
+    """Which of `n_views` rows each image uses in `epoch`: int64 [B] in [0, n_views), drawn
+    without replacement across epochs.
+
+    Epochs c*K .. c*K + K-1 (cycle c, K = n_views) walk image i through a uniform random
+    permutation of its K rows, keyed by (seed, c, i): every row once before any repeats, so
+    over E epochs each row is read floor(E/K) or ceil(E/K) times. A pure function of (seed,
+    epoch, image), like `draw_views`: a resumed run and any number of processes read the
+    same rows. Costs B x K hashes and a sort of K keys per image.
+    """
+    images = np.asarray(images, dtype=np.int64)
+    if n_views == 1:
+        return np.zeros(images.shape, dtype=np.int64)
+    cycle, position = divmod(int(epoch), int(n_views))
+    # a key per (seed, cycle), salted apart from draw_views' keys of (seed, epoch)
+    key = _splitmix64(
+        _splitmix64(np.array([(seed ^ _PERMUTATION_SALT) & _MASK64], dtype=np.uint64))
+        ^ np.uint64(cycle & _MASK64)
+    )
+    per_image = _splitmix64(key ^ images.astype(np.uint64))
+    sort_keys = _splitmix64(per_image[:, None] ^ np.arange(n_views, dtype=np.uint64)[None, :])
+    # argsort of i.i.d. uniform keys is a uniform permutation (ties: 2^-64, broken stably)
+    return np.argsort(sort_keys, axis=1, kind="stable")[:, position].astype(np.int64)
+
+
+_PERMUTATION_SALT = 0x7065726D75746531  # "permute1": permuted_views' keys differ from draw_views'
+
+
+def subset_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """The order in which a seeded subset takes the images of a split: int64 [n], a
+    permutation of range(n) for `labels` (int [n], each image's class).
+
+    A subset of m images is the first m of this order (`train_subset`): subsets of one seed
+    are nested (a smaller one lies inside a larger one) and class-balanced (the first image of
+    every class, in a seeded class order, then the second of every class, ...; a class with
+    fewer images simply runs out). Depends on (seed, labels) only.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.size
+    rng = np.random.default_rng([int(seed), 0x5B5E7])
+    priority = rng.permutation(n)  # within a class, images are taken in this seeded order
+    classes, class_of = np.unique(labels, return_inverse=True)
+    class_position = rng.permutation(classes.size)[class_of]
+    # rank of each image within its class: sort by (class, priority), count from each start
+    by_class = np.lexsort((priority, class_of))
+    starts = np.concatenate([[0], np.cumsum(np.bincount(class_of))[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_class] = np.arange(n) - starts[class_of[by_class]]
+    return np.lexsort((class_position, rank)).astype(np.int64)
+
+
+def train_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """The `count` images (sorted int64 [count]) of a seeded subset of a split whose images
+    have classes `labels` (int [n]); see `subset_order`."""
+    if not 1 <= count <= len(labels):
+        raise TokenStoreError(
+            f"data.subset: {count} images asked of a split of {len(labels)} images"
+        )
+    return np.sort(subset_order(labels, seed)[:count])
 
 
 class TrainOrder:

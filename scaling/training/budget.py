@@ -20,7 +20,9 @@ A decay branch starts from its parent's stable-phase state after `start_step` st
 steps, images, tokens and flops count the parent's steps up to there too (as its records and
 `scaling.fit` do); the `own_*` counts are what the branch trains itself (its GPU-hours).
 Epochs count images of the train split, never its stored views or flip copies; passes count
-how often each stored token sequence is seen (epochs / (views x flips)).
+how often each stored token sequence is seen (epochs / (views x flips)). A run on a subset of
+the split (`data.subset`) counts the subset's images (`train_images`, and `unique_tokens` =
+train_images x L), and one using some of the stored views (`data.use_views`) those views.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import functools
 import math
 from typing import Any
 
-from scaling.data.token_store import TokenStoreError, images_in_split, rows_per_image
+from scaling.core.config_io import InvalidValue
+from scaling.data.token_store import TokenStoreError, images_in_split, used_rows
 from scaling.training import schedule
 from scaling.training.config import EvalConfig, LengthConfig, ModelConfig, RunConfig
 from var_core import counting
@@ -146,8 +149,10 @@ class RunBudget:
     counts: ImageCounts  # per image: N, L, forward and training FLOPs
     batch_size: int  # images per optimizer step (global)
     plan: schedule.Plan
-    train_images: int  # images of the train split (epochs count these)
-    rows_per_image: int  # stored token sequences per train image (views x flips)
+    train_images: int  # images trained on: the train split's, or its subset's (epochs count these)
+    rows_per_image: int  # stored token sequences read per train image (views used x flips)
+    split_images: int  # images of the whole train split (= train_images without a subset)
+    views: int  # stored views per image the run reads (1: one view, or views made online)
     eval: EvalConfig  # when and on how many images the run evaluates
     eval_split_images: int  # rows of the evaluation split
 
@@ -200,6 +205,11 @@ class RunBudget:
     def passes(self) -> float:
         """How many times each stored token sequence is seen: epochs / (views x flips)."""
         return self.epochs / self.rows_per_image
+
+    @property
+    def unique_tokens(self) -> int:
+        """U: distinct images trained on x L (one view each; the subset's with data.subset)."""
+        return self.train_images * self.counts.tokens
 
     # ------------------------------------------------------- what the run spends
     @property
@@ -276,8 +286,10 @@ def run_budget(
     contents, or a sweep's `data.expect` stand-in with the same keys).
 
     `train_images`: the train split's image count when the store does not hold it (views
-    made online: the image folder's count). Raises TokenStoreError naming a missing key,
-    ScheduleError when the schedule does not fit the run's steps.
+    made online: the image folder's count); `data.subset` takes its images from these.
+    Raises TokenStoreError naming a missing key, a subset larger than the split or more
+    `data.use_views` than the store holds; ScheduleError when the schedule does not fit the
+    run's steps.
     """
     counts = ImageCounts.of(var_kwargs_from_store(config.model, store_meta))
     splits = store_meta.get("splits", {})
@@ -287,8 +299,14 @@ def run_budget(
             f"token store meta.json has no split {config.data.train_split!r} "
             f"(data.train_split); it has {sorted(splits)}"
         )
-    if train_images is None:
-        train_images = images_in_split(train)
+    split_images = images_in_split(train) if train_images is None else train_images
+    try:
+        train_images = config.data.subset_images(split_images)
+    except InvalidValue as e:
+        raise TokenStoreError(f"run {config.run_id}: data.{e.field}: {e.message}") from None
+    online = config.data.views == "online" or train is None
+    rows = 1 if online else used_rows(train, config.data.use_views)
+    views = 1 if online else config.data.use_views or int(train.get("views", 1))
     batch = config.optim.batch_size
     steps = length_steps(config.length, train_images=train_images, batch_size=batch, counts=counts)
     return RunBudget(
@@ -297,7 +315,9 @@ def run_budget(
         batch_size=batch,
         plan=schedule.plan(config, steps),
         train_images=train_images,
-        rows_per_image=rows_per_image(train) if train is not None else 1,
+        rows_per_image=rows,
+        split_images=split_images,
+        views=views,
         eval=config.eval,
         eval_split_images=int(splits.get(config.data.eval_split, {}).get("count", 0)),
     )

@@ -104,9 +104,47 @@ class DataConfig:
     transform: Literal["center_crop", "random_crop"] | None = None  # when set, checked too
     images: Path | None = None  # views online: the folder holding <train_split>/<class>/...
     vqvae: Path | None = None  # views online: the VQVAE checkpoint (default: the store's)
+    # train on a seeded subset of the train split's images: a count (a whole number >= 1) or
+    # a fraction (< 1, rounded to whole images). The same images in every process, on resume
+    # and in every run with the same subset_seed; class-balanced and nested (a smaller subset
+    # lies inside a larger one). Epochs, passes and budgets then count the subset's images.
+    subset: int | float | None = None
+    subset_seed: int = 0  # which subset (independent of the run's seed)
+    # train on the first this many stored views of each image (None: all the store holds):
+    # a K-view store serves every k <= K, and its first k views are a k-view store's
+    use_views: int | None = None
+    # how an image's stored views are read over epochs: "permutation", every view once before
+    # any repeats (each of K views seen floor(E/K) or ceil(E/K) times in E epochs); or
+    # "independent", a fresh uniform draw each epoch, the stored analogue of the official
+    # trainer's fresh crop per step (docs/data.md says why the default differs)
+    view_draw: Literal["permutation", "independent"] = "permutation"
 
     def __post_init__(self):
         _positive("vocab_size", self.vocab_size)
+        if self.subset is not None and (
+            isinstance(self.subset, bool)
+            or self.subset <= 0
+            or (self.subset >= 1 and not float(self.subset).is_integer())
+        ):
+            raise InvalidValue(
+                "subset",
+                f"must be a whole number of images >= 1 or a fraction in (0, 1), "
+                f"got {self.subset!r}",
+            )
+        _positive("subset_seed", self.subset_seed, allow_zero=True)
+        if self.use_views is not None and (isinstance(self.use_views, bool) or self.use_views < 1):
+            raise InvalidValue("use_views", f"must be a whole number >= 1, got {self.use_views!r}")
+        if self.use_views is not None and self.views == "online":
+            raise InvalidValue("use_views", "online views store no views to choose from")
+        if (
+            self.use_views is not None
+            and isinstance(self.views, int)
+            and self.use_views > self.views
+        ):
+            raise InvalidValue(
+                "use_views",
+                f"{self.use_views} views asked of a store that must hold {self.views} (data.views)",
+            )
         if (
             self.views != "online"
             and self.views is not None
@@ -129,6 +167,23 @@ class DataConfig:
                 "online views are random crops without flips (the "
                 "official transform); drop data.flip / data.transform",
             )
+
+    def subset_images(self, split_images: int) -> int:
+        """Images a run trains on from a train split of `split_images` images: the subset's
+        count (a fraction rounded, at least 1), else the whole split. Raises InvalidValue
+        (key data.subset) when the subset is larger than the split."""
+        if self.subset is None:
+            return int(split_images)
+        if self.subset < 1:
+            return max(1, round(self.subset * split_images))
+        count = int(self.subset)
+        if count > split_images:
+            raise InvalidValue(
+                "subset",
+                f"{count} images asked, but the train split {self.train_split!r} holds "
+                f"{split_images}",
+            )
+        return count
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,10 @@ micro-batches, class dropout, and the teacher-forcing input of the model.
 
 The data order (scaling.data.token_store.TrainOrder) and the class-dropout draw are functions
 of (seed, step), so the global batch is the same for any number of processes and after any
-resume. A step draws one stored view of each image (or encodes a fresh crop with the VQVAE,
-`data.views: online`).
+resume. A step reads one stored view of each image, in a per-image permutation of its views
+across epochs or drawn afresh each epoch (`data.view_draw`), or encodes a fresh crop with the
+VQVAE (`data.views: online`). With `data.subset` the order runs over a seeded subset of the
+images (`token_store.train_subset`), the same in every process and on resume.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import torch
 from scaling.core.provenance import sha256_file
 from scaling.core.seeds import step_seed
 from scaling.data.online_views import OnlineViews
-from scaling.data.token_store import TokenStore, TokenStoreError, TrainOrder, mismatch
+from scaling.data.token_store import (
+    TokenStore,
+    TokenStoreError,
+    TrainOrder,
+    mismatch,
+    train_subset,
+)
 from scaling.training.config import RunConfig
 from var_core import MultiScaleQuantizer, counting, load_vqvae
 
@@ -102,8 +110,22 @@ class TrainInputs:
         self.config, self.store, self.quantizer, self.online = config, store, quantizer, online
         self.device = device
         self.patch_nums = tuple(store.patch_nums)
+        # the images trained on: int64 [train_size] image ids (a seeded subset), or None: all
+        self.images = self._subset(train_size)
         self.order = TrainOrder(train_size, config.optim.batch_size, seed=config.seed)
         self.input_cache = self._build_input_cache()
+
+    def _subset(self, train_size: int) -> np.ndarray | None:
+        """The subset's image ids (sorted int64 [train_size]) when data.subset is set: a
+        function of (subset_seed, the images' classes) only (`token_store.subset_order`)."""
+        data = self.config.data
+        if data.subset is None:
+            return None
+        if self.online is not None:
+            labels = np.array([label for _, label in self.online.ds.samples], dtype=np.int64)
+        else:
+            labels = self.store.image_labels(data.train_split)
+        return train_subset(labels, train_size, data.subset_seed)
 
     def teacher_forcing_input(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] -> [B, L-1, Cvae], built on the device in float32."""
@@ -138,12 +160,21 @@ class TrainInputs:
         where class dropout says. Labels are range-checked on the host, where data enters
         (TokenStore); nothing is read back from the device."""
         cfg = self.config
-        images = self.order.next()  # one view of each image, drawn from (seed, epoch, image)
+        images = self.order.next()  # one view of each image, a function of (seed, epoch, image)
+        if self.images is not None:
+            images = self.images[images]  # positions in the subset -> image ids
         epoch = self.order.epoch
         indices = (
             images[mine]
             if self.online is not None
-            else self.store.view_rows(cfg.data.train_split, images, epoch, cfg.seed)[mine]
+            else self.store.view_rows(
+                cfg.data.train_split,
+                images,
+                epoch,
+                cfg.seed,
+                views=cfg.data.use_views,
+                draw=cfg.data.view_draw,
+            )[mine]
         )
         dropped = class_dropout(cfg.seed, step, cfg.optim.batch_size, cfg.model.cond_drop)[mine]
         starts = range(0, len(indices), micro_batch)

@@ -83,8 +83,8 @@ class Trainer:
             if config.data.views == "online"
             else None
         )
-        # epochs count images, never views
-        self.train_size = (
+        # epochs count images, never views (data.subset: the subset's images)
+        split_images = (
             len(self.online)
             if self.online is not None
             else self.store.split_images(config.data.train_split)
@@ -104,7 +104,8 @@ class Trainer:
         self.local_batch = optim.batch_size // dist.world_size
         self.micro_batch = min(config.runtime.micro_batch or self.local_batch, self.local_batch)
         # steps, schedule, evaluations and compute columns: the run's budget, as priced before
-        self.budget = run_budget(config, self.store.meta, train_images=self.train_size)
+        self.budget = run_budget(config, self.store.meta, train_images=split_images)
+        self.train_size = self.budget.train_images
         self.counts, self.plan = self.budget.counts, self.budget.plan
         self.total_steps = self.budget.steps
         if config.eval.points > self.total_steps:

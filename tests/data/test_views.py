@@ -184,26 +184,41 @@ def test_trainer_draws_one_view_per_image_and_counts_images(tmp_path):
     )
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
-    trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
-    assert trainer.train_size == 64 and trainer.total_steps == 3 * 64 // 32  # images, not rows
-    seen = []
-    orig = trainer.store.gather
+    for draw in ("independent", "permutation"):
+        config = dataclasses.replace(
+            config,
+            data=DataConfig(store=store, views=4, view_draw=draw),
+            length=LengthConfig(epochs=4),
+        )
+        trainer = Trainer(config, run, DistInfo(0, 1, 0, torch.device("cpu")))
+        assert trainer.train_size == 64 and trainer.total_steps == 4 * 64 // 32  # images, not rows
+        seen = []
+        orig = trainer.store.gather
 
-    def spy(split, idx):
-        if split == "train":
-            seen.append(np.asarray(idx).copy())
-        return orig(split, idx)
+        def spy(split, idx, orig=orig, seen=seen):
+            if split == "train":
+                seen.append(np.asarray(idx).copy())
+            return orig(split, idx)
 
-    trainer.store.gather = spy
-    for _ in range(trainer.total_steps):
-        trainer.train_step()
-    rows = np.concatenate(seen)
-    for epoch in range(3):
-        block = rows[epoch * 64 : (epoch + 1) * 64]
-        assert sorted(block // 4) == list(range(64))  # every image exactly once per epoch
-        expected = draw_views(config.seed, epoch, block // 4, 4)
-        assert np.array_equal(block % 4, expected)
-    assert len(set((rows % 4).tolist())) == 4
+        trainer.store.gather = spy
+        for _ in range(trainer.total_steps):
+            trainer.train_step()
+        rows = np.concatenate(seen)
+        views = np.zeros((64, 4), dtype=int)  # image -> the view it read in each epoch
+        for epoch in range(4):
+            block = rows[epoch * 64 : (epoch + 1) * 64]
+            assert sorted(block // 4) == list(range(64))  # every image exactly once per epoch
+            views[block // 4, epoch] = block % 4
+        if draw == "independent":
+            # the counter-based draw of (seed, epoch, image)
+            for epoch in range(4):
+                assert np.array_equal(
+                    views[:, epoch], draw_views(config.seed, epoch, np.arange(64), 4)
+                )
+            # with replacement: some image reads a view twice in 4 epochs (1 - 4!/4^4 each)
+            assert any(len(set(v)) < 4 for v in views.tolist())
+        else:  # without replacement: 4 epochs read each image's 4 views once each
+            assert all(sorted(v) == [0, 1, 2, 3] for v in views.tolist())
 
 
 def test_store_views_flips_and_transform_are_checked_against_the_run(tmp_path):
@@ -322,6 +337,9 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     assert again == before
     assert "repeated data is the likely regime: 12 of 12 runs" in text and "d16 200" in text
     assert "Muennighoff" in text
+    # D'/D under the language R* = 15.4, by hand: 200 epochs of one view, R = 199,
+    # D' = U (1 + 15.4 (1 - e^(-199 / 15.4))) = 16.4 U, D = 200 U
+    assert "d16 200 (D'/D 0.08)" in text and "d30 350 (D'/D 0.05)" in text
 
 
 def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):

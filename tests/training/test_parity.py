@@ -55,7 +55,9 @@ def recipe_config(fx: dict, store: Path) -> RunConfig:
     iters = fx["config"]["iters_train"]
     return RunConfig(
         run_id="official_parity",
-        data=DataConfig(store=store),
+        # the official trainer takes a fresh crop each step: of stored views, an independent
+        # draw per epoch (the store here holds one row per image, so no draw happens)
+        data=DataConfig(store=store, view_draw="independent"),
         model=ModelConfig(
             depth=v["depth"],
             width=v["embed_dim"],

@@ -261,7 +261,7 @@ def test_demo_sweep_prepares_the_classifier_and_scores_samples(tmp_path):
     data["output"] = str(tmp_path / "out")
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(data))
     sweep = load_sweep(tmp_path / "demo.yaml")
-    assert sweep.stages() == ["synthetic", "vqvae", "tokenize", "classifier"]
+    assert sweep.stages() == ["synthetic", "vqvae", "tokenize", "classifier", "quality"]
     s = sweep.runs[0].config.samples
     assert (
         s.after_training

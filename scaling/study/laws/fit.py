@@ -21,7 +21,10 @@ final evaluation, or ``--set best_by=METRIC``) and lists which run was picked pe
 replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 
 ``--set law=nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
-``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint).
+``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint);
+``--set law=nd-repeat`` fits it with repeated data counted as effective data D' and reports
+R* (scaling.study.laws.fit_repeat); ``--set per_scale=true`` fits the laws of each scale's
+test loss with the entropy of its codes (scaling.study.laws.fit_scales).
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
 (``scaling.study.laws.compare``: laws with bootstrap bands in one figure, the difference of each
@@ -56,19 +59,25 @@ from analysis.axes import axis_columns, axis_name, group_label, groups
 from analysis.fitting import StudyFit, Tokenizer, fit_study
 from analysis.overfit import RULE as OVERFIT_RULE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
+from analysis.powerlaw import is_loss
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
 from analysis.sensitivity import MIN_ABS_R, MIN_SIZES, MIN_SIZES_E_FITTED, MIN_VALID
 from analysis.settings import FitSettings
+from analysis.tokenizer import join_quality
 from contracts.atomic import atomic_write_text, replacing_folder
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, PowerLawFit, write_fits
 from contracts.grid import FILE as GRID_FILE
 from contracts.grid import read_grid
+from contracts.tokenizer import FILE as QUALITY_FILE
+from contracts.tokenizer import read_quality
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, apply_sets, load_config, load_yaml, parse_sets
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
 from scaling.study.laws.fit_joint import run_joint, run_optimal
+from scaling.study.laws.fit_repeat import run_repeat
+from scaling.study.laws.fit_scales import run_per_scale
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
 from scaling.study.laws.forecasts import markdown as backtest_markdown
 from scaling.study.laws.forecasts import run_backtest, track_forecasts
@@ -121,7 +130,8 @@ REPLACED_FLAGS = {
 }
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+def fit_parser() -> argparse.ArgumentParser:
+    """The fit command's arguments (its flags' help is also docs/fitting.md's flags table)."""
     p = argparse.ArgumentParser(
         prog="python -m scaling.fit",
         description="Fit power laws metric - E = (beta*x)^alpha against N (billions of params) and "
@@ -137,8 +147,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         help="output folder (default: the view's own folder, replaced by a rerun: "
-        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, optimal-C; beside a table: "
-        "<table>_fit ...)",
+        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, fit-nd-repeat, "
+        "fit-per-scale, optimal-C; beside a table: <table>_fit ...)",
     )
     p.add_argument(
         "--set",
@@ -155,16 +165,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--optimal-for",
         type=_budget,
         metavar="C",
-        help="the joint law (law nd): N*, D*, nearest depth and epochs for a budget of C FLOPs",
+        help="with the joint law: N*, D* (with intervals), the nearest depth and the epochs "
+        "of the dataset for a budget of C training FLOPs (implies --set law=nd)",
     )
     p.add_argument(
         "--dataset-images",
         type=_count,
         metavar="N",
-        help="--optimal-for: images in the training set (default: the runs' token store)",
+        help="--optimal-for: images in the training set that D* is divided by (default: "
+        "the runs' token store)",
     )
+    return p
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     refuse_replaced_flags(argv if argv is not None else sys.argv[1:], REPLACED_FLAGS)
-    return p.parse_args(argv)
+    return fit_parser().parse_args(argv)
 
 
 def _budget(text: str) -> float:
@@ -420,6 +436,28 @@ def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
     )
 
 
+def tokenizer_quality(raw: pd.DataFrame) -> dict[str, dict]:
+    """Each token store's tokenizer-quality columns (`contracts.tokenizer`), for
+    `analysis.tokenizer.join_quality`: the quality file beside the store's VQVAE (its
+    meta.json's ``vqvae_path``) when it measured that very checkpoint (same sha256); stores
+    without one (not measured, not readable here) are left out."""
+    out: dict[str, dict] = {}
+    if "data.store" not in raw.columns:
+        return out
+    for store in sorted(set(raw["data.store"].dropna().astype(str))):
+        try:
+            meta = read_meta(store)
+        except (TokenStoreError, OSError):
+            continue
+        vqvae = meta.get("vqvae_path")
+        if not vqvae:
+            continue
+        quality = read_quality(Path(str(vqvae)).parent / QUALITY_FILE)
+        if quality is not None and quality.vqvae_sha256 == meta.get("vqvae_sha256"):
+            out[store] = quality.columns()
+    return out
+
+
 def axis_labels(source: Path, raw: pd.DataFrame) -> dict[str, str]:
     """Each grid axis's run-id label: the sweep's (a runs directory's grid.yaml) over the
     usual ones of `scaling.study.sweep.spec.DEFAULT_LABELS` (depth: d, base_lr: lr, ...)."""
@@ -454,6 +492,7 @@ def fit_source(source: Path, settings: FitSettings) -> StudyFit:
     given what only this layer knows (the runs' tokenizer for irreducible "auto", the axes'
     run-id labels). Problems are `warnings.warn`ed; bad input raises `ResultsError`."""
     raw = load_results(source, include_subset=settings.include_subset)
+    raw = join_quality(raw, tokenizer_quality(raw))
     tokenizer = official_tokenizer(raw) if settings.irreducible == "auto" else None
     return fit_study(
         raw, settings, source=str(source), labels=axis_labels(source, raw), tokenizer=tokenizer
@@ -494,6 +533,7 @@ def fits_file(
                 for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")
             },
             "conventions": _conventions(fit),
+            **({"crossovers": fit.crossovers} if fit.crossovers else {}),
             "warnings": caught,
             "elapsed_s": elapsed_s,
         },
@@ -700,7 +740,7 @@ def render_E_line(fit: StudyFit) -> str:
     """The one line that says which E was used and why (printed, and atop fits.md)."""
     return f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
         [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in fit.shared.items()]
-        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")]
+        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if is_loss(m)]
     )
 
 
@@ -713,7 +753,53 @@ def render_fits_md(fit: StudyFit, E_line: str) -> str:
         md_notes.append(f"unfinished runs ({how}): " + ", ".join(fit.unfinished))
     if fit.flagged:
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
-    return markdown_table(fit.records, settings.compute, md_notes)
+    return markdown_table(fit.records, settings.compute, md_notes) + "".join(
+        line + "\n" for line in crossover_rows(fit.crossovers)
+    )
+
+
+def crossover_rows(records: list[dict]) -> list[str]:
+    """fits.md's section on where the best value of the ``best_over`` axis changes
+    (`analysis.fitting.axis_crossovers`): per metric and x, each value's law and every
+    crossover with its interval; [] without best_over."""
+    if not records:
+        return []
+    lines = [
+        "",
+        f"Where the best `{records[0]['axis']}` changes (one law per value on all its runs; "
+        "the crossover of the lowest two; interval: bootstrap of both laws):",
+        "",
+        "| group | metric | vs | laws (value: alpha [interval], E) | crossover | "
+        f"{records[0]['level']:.0%} interval | draws crossing |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        unit = "params" if r["against"] == "N" else "FLOPs"
+        laws = "; ".join(
+            f"{v['value']}: {v['alpha']:.3g}"
+            + (f" [{v['alpha_ci'][0]:.3g}, {v['alpha_ci'][1]:.3g}]" if v["alpha_ci"] else "")
+            + f", E {v['E']:.3g}"
+            for v in r["laws"]
+        )
+        found = r["crossovers"] or [None]
+        for c in found:
+            if c is None:
+                where, ci, share = "none in the range searched", "-", "-"
+            else:
+                where = f"{c['below']} -> {c['above']} at {c['x_raw']:.3g} {unit}" + (
+                    "" if c["inside_measured_range"] else " (extrapolated)"
+                )
+                ci = (
+                    f"[{c['ci_raw'][0]:.3g}, {c['ci_raw'][1]:.3g}]"
+                    if c["ci_raw"]
+                    else f"n/a ({c.get('ci_note')})"
+                )
+                share = f"{c['crossing_share']:.0%}" if c["crossing_share"] is not None else "-"
+            lines.append(
+                f"| {r['group_label'] or '-'} | {r['metric']} | {r['against']} | {laws} "
+                f"| {where} | {ci} | {share} |"
+            )
+    return lines
 
 
 def write_fit(
@@ -765,6 +851,10 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
         with _output_folder(args.out, default_folder(source, name)) as (out, shown):
             return run_optimal(args, source, settings, origin, joint_out, out, shown), None
     with _output_folder(args.out, joint_out) as (out, shown):
+        if settings.law == "nd-repeat":
+            return run_repeat(args, source, settings, origin, out, shown), None
+        if settings.per_scale:
+            return run_per_scale(args, source, settings, origin, out, shown), None
         if settings.law == "nd":
             doc = run_joint(args, source, settings, origin, out, shown)
             if settings.backtest:  # the whole-curve backtests (no power laws to backtest)

@@ -34,7 +34,7 @@ from scaling.core.cli import InputError, run_cli, setup_logging
 from scaling.core.config_io import ConfigError, load_config
 from scaling.core.rundir import RunDir
 from scaling.core.tables import duration, format_table, human
-from scaling.study.run.prepare import stage_summary
+from scaling.study.run.prepare import quality_line, stage_summary
 from scaling.study.run.states import Queue, run_states
 from scaling.study.sweep.curves import code_version, forecast_run, register, study_curves
 from scaling.study.sweep.sweep import SWEEP_COPY, load_sweep, load_sweep_or_runs, selected
@@ -182,10 +182,10 @@ def _row(r: dict[str, Any]) -> Row:
         if slurm and slurm not in ("RUNNING", "PENDING") or (slurm and state == "failed")
         else ""
     )
-    first = r.get("first_error")
+    first = r.get("first_error")  # a contracts.rank_errors.RankError
     if state == "failed" and first:
-        text = (str(first.get("error") or "").strip().splitlines() or ["?"])[0]
-        label += f": rank {first.get('rank')} on {first.get('host')}: {text[:60]}"
+        text = (first.error.strip().splitlines() or ["?"])[0]
+        label += f": rank {first.rank} on {first.host}: {text[:60]}"
     elif state == "failed" and rec.get("error"):
         label += f": {str(rec['error']).splitlines()[0][:60]}"
     name = f"  `- {r['run']}" if r.get("parent") else r["run"]  # a branch under its parent
@@ -392,6 +392,7 @@ def collect(
                 "counts": _counts(records),
                 "code_warning": code_warning(records),
                 "preparation": stage_summary(view.sweep) if view.sweep is not None else "",
+                "tokenizer": quality_line(view.sweep) if view.sweep is not None else "",
                 "runs": records,
                 "forecasts": fc,
             }
@@ -408,7 +409,7 @@ def to_json(report: list[dict[str, Any]]) -> str:
     return json.dumps(
         {"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sweeps": clean},
         indent=2,
-        default=str,
+        default=lambda o: o.as_dict() if hasattr(o, "as_dict") else str(o),  # a RankError
     )
 
 
@@ -440,6 +441,11 @@ def forecast_lines(report: list[dict[str, Any]], last: int = 5) -> str:
                     f"; now {band['observed']:.4f} at {band['compute']:.3g} FLOPs: "
                     f"{band['verdict'].upper()} the band of {len(band['sizes'])} finished sizes "
                     f"[{band['lo']:.4f}, {band['hi']:.4f}]"
+                    + (
+                        " (extrapolated: this size lies outside theirs, a weak verdict)"
+                        if band.get("extrapolated")
+                        else ""
+                    )
                 )
             else:
                 head += "; no band (fewer than 3 finished sizes reached this compute)"
@@ -541,6 +547,11 @@ def render_many(views: list[SweepView], queue_by_backend: dict[str, Queue] | Non
         else f"preparation: {s['preparation']}"
         for s in report
         if s["preparation"]
+    ]
+    stages += [
+        f"tokenizer ({s['name']}): {s['tokenizer']}" if many else f"tokenizer: {s['tokenizer']}"
+        for s in report
+        if s.get("tokenizer")
     ]
     return "\n".join([text] + stages)
 

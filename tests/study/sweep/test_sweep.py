@@ -247,7 +247,7 @@ def test_data_and_prepare_stages(tmp_path):
         "  vqvae: {vocab_size: 64, patch_nums: [1, 2, 4]}\n  tokenize: {shards: 3}\n"
     )
     s = load_sweep(path)
-    assert s.stages() == ["synthetic", "vqvae", "tokenize"]
+    assert s.stages() == ["synthetic", "vqvae", "tokenize", "quality"]
     assert s.vqvae_path() == tmp_path / "runs" / "_data" / "vqvae" / "vqvae.pt"
     # estimates before the store exists: what prepare will make (100 train, 20 val images per class)
     assert s.expected_meta() == {
