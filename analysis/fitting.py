@@ -26,13 +26,14 @@ import numpy as np
 import pandas as pd
 
 from .axes import axis_columns, axis_name, best_over, group_label, groups, resolve_axis, split_axes
+from .crossover import crossover_interval, crossovers
 from .ebootstrap import PointSet, shared_bootstrap
 from .frontier import frontier_rows, run_curves, smooth_curves
 from .irreducible import SharedE, fit_shared_E
 from .overfit import MEANING as OVERFIT_MEANING
 from .overfit import RULE as OVERFIT_RULE
 from .overfit import data_limited_runs
-from .paper import PAPER_IRREDUCIBLE, paper_law
+from .paper import PAPER_IRREDUCIBLE, X_SCALE, X_UNIT, paper_law
 from .powerlaw import (
     FitResult,
     Irreducible,
@@ -41,6 +42,7 @@ from .powerlaw import (
     fit_vs_cmin,
     fit_vs_n,
     irreducible_value,
+    is_loss,
     points_vs_cmin,
     points_vs_n,
 )
@@ -65,6 +67,8 @@ class StudyFit:
     shared: (metric, group label) -> the jointly fitted E of that loss (irreducible "fit").
     E_values: metric -> the fixed E used (metrics whose E was not fitted).
     axes: the table's axes by role and what the settings made of them (`study_axes`).
+    crossovers: with `best_over`, per metric, x and law group: one law per value of the axis
+        and where the lowest of them changes, with bootstrap intervals (`axis_crossovers`).
     """
 
     settings: FitSettings
@@ -83,6 +87,7 @@ class StudyFit:
     records: list[dict[str, Any]]
     labels: list[str | None]
     notes: list[dict[int, str] | None]
+    crossovers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def against(self, x: str) -> list[int]:
         """Indices of the laws against `x` ("N" or "Cmin")."""
@@ -100,7 +105,7 @@ def choose_irreducible(
     below = {
         m: float(table[m].min())
         for m in metrics
-        if m.startswith("ce") and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]
+        if m in PAPER_IRREDUCIBLE and float(table[m].min()) <= PAPER_IRREDUCIBLE[m]
     }
     if spec == "paper" and below:
         m, v = next(iter(below.items()))
@@ -394,7 +399,7 @@ def sensitivity_variants(
         return sub[sub["params"] != size]
 
     variants: dict[str, Callable[[], float | None]] = {}
-    if metric.startswith("ce"):
+    if is_loss(metric):
 
         def e_fitted() -> float | None:
             if res.E_mode == "fit":
@@ -490,6 +495,106 @@ def law_record(
     return rec
 
 
+def axis_crossovers(
+    inputs: LawInputs,
+    table: pd.DataFrame,
+    axes: dict[str, Any],
+    E_mode: str | float,
+    common: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """With `best_over`: for the picking metric (best_by, else each fitted metric), every x
+    and law group, one law per value of the axis fitted on all that value's runs (as without
+    best_over), and the x where the lowest law changes (`analysis.crossover`), with a
+    bootstrap interval when every law of the pair has one (`check_interval`'s rule: enough
+    sizes and valid draws). Records for fits.json; the x in law units and raw (params,
+    FLOPs)."""
+    s = inputs.settings
+    column = axes["best_column"]
+    metrics = [s.best_by] if s.best_by else list(s.metrics)
+    if s.best_by and s.best_by not in s.metrics:
+        warnings.warn(
+            f"best_by={s.best_by}: no crossover (its laws are fitted only when it is among "
+            f"the metrics: --set metrics=[...,{s.best_by}])",
+            stacklevel=2,
+        )
+        return []
+    out: list[dict[str, Any]] = []
+    for metric in metrics:
+        for group, sub in groups(table, axes["law_columns"]):
+            label = group_label(group, axes["labels"]) or None
+            fits: dict[str, dict[Any, FitResult]] = {a: {} for a in s.against}
+            for value_group, vsub in groups(sub, [column]):
+                value = next(iter(value_group.values()))
+                vlabel = ", ".join(
+                    filter(None, [label, f"{axes['best_label']}={_value_text(value)}"])
+                )
+                with warnings.catch_warnings():  # the per-value laws' own warnings: said there
+                    warnings.simplefilter("ignore")
+                    try:
+                        se = boot = None
+                        if E_mode == "fit" and is_loss(metric):
+                            se = compute_shared_E(inputs, vsub, metric, vlabel)
+                            boot = bootstrap_draws(inputs, vsub, metric)
+                        for against in s.against:
+                            res = fit_one_law(
+                                inputs, against, metric, vsub, E_mode, se, boot, common
+                            )
+                            check_interval(res, vsub, s)
+                            fits[against][value] = res
+                    except ResultsError:
+                        continue
+            for against, by_value in fits.items():
+                if len(by_value) < 2:
+                    continue
+                xs = np.concatenate([r.points["x"].to_numpy(float) for r in by_value.values()])
+                x_range = (float(xs.min()), float(xs.max()))
+                samples = {v: r.samples for v, r in by_value.items() if r.samples is not None}
+                n_units = min(
+                    int(r.points["x"].nunique()) if against == "N" else r.n_runs
+                    for r in by_value.values()
+                )
+                found = []
+                for c in crossovers({v: r.law for v, r in by_value.items()}, x_range):
+                    c = crossover_interval(
+                        c, samples, x_range, n_units=n_units, level=s.ci, seed=s.seed
+                    )
+                    rec = c.to_dict()
+                    rec["x_raw"] = c.x * X_SCALE[against]
+                    rec["ci_raw"] = [v * X_SCALE[against] for v in c.ci] if c.ci else None
+                    if c.ci is None:
+                        notes = [
+                            f"{_value_text(v)}: {by_value[v].ci_note or 'no bootstrap draws'}"
+                            for v in (c.below, c.above)
+                            if v not in samples
+                        ]
+                        rec["ci_note"] = "; ".join(notes) or "too few crossing draws"
+                    found.append(rec)
+                out.append(
+                    {
+                        "metric": metric,
+                        "against": against,
+                        "axis": axis_name(column),
+                        "group_label": label,
+                        "x_unit": X_UNIT[against],
+                        "x_range": list(x_range),
+                        "level": s.ci,
+                        "laws": [
+                            {
+                                "value": v,
+                                "alpha": r.law.alpha,
+                                "beta": r.law.beta,
+                                "E": r.law.E,
+                                "alpha_ci": list(r.alpha_ci) if r.alpha_ci else None,
+                                "ci_note": r.ci_note,
+                            }
+                            for v, r in by_value.items()
+                        ],
+                        "crossovers": found,
+                    }
+                )
+    return out
+
+
 def fit_study(
     raw: pd.DataFrame,
     settings: FitSettings,
@@ -538,7 +643,7 @@ def fit_study(
                 key = (metric, label)
                 try:
                     se = None
-                    if E_mode == "fit" and metric.startswith("ce"):
+                    if E_mode == "fit" and is_loss(metric):
                         if key not in shared:
                             shared[key] = compute_shared_E(inputs, sub, metric, label)
                         se = shared[key]
@@ -576,6 +681,11 @@ def fit_study(
                 )
     if not records:
         raise ResultsError(f"{source}: no law could be fitted (see the warnings)")
+    crossings = (
+        axis_crossovers(inputs, table, axes, E_mode, common)
+        if axes["best_column"] is not None
+        else []
+    )
     E_values: dict[str, float] = {}
     for m in settings.metrics:
         value = irreducible_value(m, E_mode)
@@ -598,4 +708,5 @@ def fit_study(
         records=records,
         labels=law_labels,
         notes=notes,
+        crossovers=crossings,
     )

@@ -271,15 +271,17 @@ def exponents(law: JointLaw, cm: ComputeModel) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- results
 
 
-def interval(samples: np.ndarray, n_units: int, level: float) -> tuple[float, float] | None:
+def interval(
+    samples: np.ndarray, n_units: int, level: float, n_params: int = N_PARAMS
+) -> tuple[float, float] | None:
     """Percentile interval of `samples` [B], Hesterberg-expanded for `n_units` resampled units
-    and a 5-parameter fit (t with n - 5 degrees of freedom)."""
+    and an `n_params`-parameter fit (t with n - n_params degrees of freedom)."""
     samples = np.asarray(samples, float)
     samples = samples[np.isfinite(samples)]
     if len(samples) < 2:
         return None
     tail = (1 - level) / 2
-    dof = max(n_units - N_PARAMS, 1)
+    dof = max(n_units - n_params, 1)
     t = stats.t.ppf(1 - tail, dof)
     tail = float(stats.norm.cdf(-math.sqrt(n_units / max(n_units - 1, 1)) * t))
     lo, hi = np.quantile(samples, [tail, 1 - tail])

@@ -46,6 +46,7 @@ from .seeds import (
     seed_spread,
     size_label,
 )
+from .tokenizer import BITS_COLUMN
 
 Irreducible = Literal["paper", "none", "fit"] | float
 Method = Literal["ols", "robust"]
@@ -65,14 +66,20 @@ class Law:
         return self.E + (self.beta * np.asarray(x, dtype=float)) ** self.alpha
 
 
+def is_loss(metric: str) -> bool:
+    """Whether `metric` is a loss with an irreducible term E (the cross-entropies and bits per
+    image, their sum over an image's tokens); error rates and sample metrics are not."""
+    return metric.startswith("ce") or metric == BITS_COLUMN
+
+
 def irreducible_value(metric: str, spec: Irreducible | str) -> float | None:
     """E for `metric` under `spec`: a number, or None meaning "fit it jointly".
 
     Error rates and sample metrics (fid, sample_fd, sample_err) are fitted directly (E = 0)
-    whatever the spec; losses take the paper's value (E_avg = 5, E_last = 4.5), 0
+    whatever the spec; losses (`is_loss`) take the paper's value (E_avg = 5, E_last = 4.5), 0
     (``none``), a user number, or ``fit``.
     """
-    if not metric.startswith("ce"):
+    if not is_loss(metric):
         return 0.0
     if spec == "paper":
         if metric not in PAPER_IRREDUCIBLE:

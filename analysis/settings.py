@@ -13,6 +13,11 @@ from typing import Literal
 from contracts.metrics import METRICS, SAMPLE_METRICS
 
 from .paper import AGAINST
+from .tokenizer import BITS_COLUMN
+
+# what may be fitted (and pick best_over's value): the test metrics, the sample-quality ones
+# (lower is better) and bits per image (the tidy table's loss comparable across tokenizers)
+FITTABLE = (*METRICS, *SAMPLE_METRICS, BITS_COLUMN)
 
 IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
 
@@ -86,8 +91,9 @@ class FitSettings:
     final: Literal["last", "best"] = "last"
     include_unfinished: bool = False
     # power: the laws vs N and Cmin; nd: the joint law L(N, D) instead (analysis.jointlaw;
-    # docs/fitting.md, "The joint law L(N, D)")
-    law: Literal["power", "nd"] = "power"
+    # docs/fitting.md, "The joint law L(N, D)"); nd-repeat: the joint law with repeated data
+    # counted as effective data D' (analysis.repeatlaw; "Repeated data: the law nd-repeat")
+    law: Literal["power", "nd", "nd-repeat"] = "power"
     data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law: tokens or images
     # a grid axis: fit each size's best run over it instead of one law per value (its
     # run-id label or config key: lr, optim.base_lr; docs/fitting.md, "Studies with more axes")
@@ -121,12 +127,11 @@ class FitSettings:
             raise InvalidSetting("final", f"must be 'last' or 'best'; got {self.final!r}")
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:
             raise InvalidSetting("irreducible", f"must be >= 0; got {self.irreducible}")
-        bad = [m for m in self.metrics if m not in METRICS + SAMPLE_METRICS]
+        bad = [m for m in self.metrics if m not in FITTABLE]
         if bad or not self.metrics:
             raise InvalidSetting(
                 "metrics",
-                f"must be a non-empty list of "
-                f"{', '.join(METRICS + SAMPLE_METRICS)}; got {list(self.metrics)}",
+                f"must be a non-empty list of {', '.join(FITTABLE)}; got {list(self.metrics)}",
             )
         bad = [a for a in self.against if a not in AGAINST]
         if bad or not self.against:
@@ -149,9 +154,9 @@ class FitSettings:
             raise InvalidSetting(
                 "curve_law", f"must be one of lra, mpl, const; got {self.curve_law!r}"
             )
-        if self.best_by is not None and self.best_by not in METRICS:
+        if self.best_by is not None and self.best_by not in FITTABLE:
             raise InvalidSetting(
-                "best_by", f"must be one of {', '.join(METRICS)}; got {self.best_by!r}"
+                "best_by", f"must be one of {', '.join(FITTABLE)}; got {self.best_by!r}"
             )
         if self.best_over is not None:
             old = self.best_over.removeprefix("grid.")

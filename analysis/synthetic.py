@@ -205,3 +205,45 @@ def joint_law_table(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def repeat_law_table(
+    law,
+    sizes,
+    unique_tokens,
+    epochs,
+    views=(1,),
+    sigma: float = 0.005,
+    seed: int = 0,
+    tokens_per_image: int = 30,
+    flops_per_token=lambda N: 6.0 * N,
+) -> pd.DataFrame:
+    """Final points drawn from a repetition-aware law (`analysis.repeatlaw.RepeatLaw`).
+
+    sizes [S] params, unique_tokens [P] (the training split's images x tokens per image),
+    epochs [Q] passes over the images and views [V] stored views per image, crossed (one run
+    each; D = unique tokens x epochs). The loss is law.predict(N, D, U, K) * exp(sigma * z).
+    Columns run, params, step, tokens, images, unique_tokens, views, flops, ce_avg.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N in np.asarray(sizes, float):
+        for U in np.asarray(unique_tokens, float):
+            for ep in np.asarray(epochs, float):
+                for K in views:
+                    D = U * ep
+                    mean = float(law.predict(N, D, U, K))
+                    rows.append(
+                        {
+                            "run": f"N{N:.4g}-U{U:.4g}-e{ep:g}-K{K}",
+                            "params": N,
+                            "step": 1,
+                            "tokens": D,
+                            "images": D / tokens_per_image,
+                            "unique_tokens": U,
+                            "views": float(K),
+                            "flops": flops_per_token(N) * D,
+                            "ce_avg": mean * float(np.exp(sigma * rng.standard_normal())),
+                        }
+                    )
+    return pd.DataFrame(rows)

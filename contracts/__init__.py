@@ -7,7 +7,13 @@ reader each.
     metrics.py  <run>/metrics.jsonl  one `MetricsRecord` per evaluation; the metric names
     status.py   <run>/status.json    `RunStatus`: the run's state and its bookkeeping
     grid.py     <output>/grid.yaml   `GridFile`: a sweep's axes and every run's axis values
-    fits.json   fits.py              `FitsFile`: the laws a fit wrote (read back by the planner)
+    fits.py     <fit>/fits.json      `FitsFile`: the laws a fit wrote (read back by the planner)
+    draws.py    <fit-nd>/draws.json  `DrawsFile`: the joint law's bootstrap refits
+    optimal.py  <optimal-C>/optimal.json  `OptimalFile`: N*, D* for a budget
+    compare.py  <compare>/compare.json    `CompareFile`: two studies' exponents compared
+    plan.py     <output>/plan/plan.json   `PlanFile`: a study plan's costs and precision
+    rank_errors.py  <run>/rank_errors/rank<k>.json  `RankError`: why a rank failed
+    tokenizer.py, jsonl.py, jsondoc.py (the JSON checks shared), errors.py
     atomic.py                        atomic writes and the append-only JSONL log under them
 
 Every file written carries ``schema_version`` (`SCHEMA_VERSION` of its module); a file

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +37,10 @@ from typing import Any
 
 from contracts import ContractError
 from contracts import metrics as metrics_file
+from contracts import rank_errors as rank_errors_file
 from contracts import status as status_file
-from contracts.atomic import atomic_write_json
 from contracts.metrics import MetricsRecord
+from contracts.rank_errors import RankError
 from contracts.status import FINAL, STATES, RunStatus
 from scaling.core.cli import RuntimeFailure
 
@@ -130,32 +130,20 @@ class RunDir:
 
     @property
     def rank_errors(self) -> Path:
-        return self.path / "rank_errors"
+        return self.path / rank_errors_file.FOLDER
 
     def record_rank_error(self, rank: int, host: str, error: str, attempt: str) -> None:
         """Write rank `rank`'s failure (its own file: ranks never share one). `attempt` names
         the job attempt (SLURM job id and restart count), so a later attempt's errors are
         told apart from an earlier one's."""
-        self.rank_errors.mkdir(exist_ok=True)
-        atomic_write_json(
-            self.rank_errors / f"rank{rank}.json",
-            {"rank": rank, "host": host, "time": time.time(), "attempt": attempt, "error": error},
+        rank_errors_file.write_rank_error(
+            self.rank_errors, RankError(rank, host, time.time(), attempt, error)
         )
 
-    def first_rank_error(self) -> dict[str, Any] | None:
-        """The earliest rank error of the latest attempt that recorded any (None: none)."""
-        recs = []
-        for f in sorted(self.rank_errors.glob("rank*.json")) if self.rank_errors.is_dir() else ():
-            try:
-                rec = json.loads(f.read_text())
-            except (OSError, ValueError):
-                continue  # a file being replaced: the others still tell the story
-            if isinstance(rec, dict) and isinstance(rec.get("time"), (int, float)):
-                recs.append(rec)
-        if not recs:
-            return None
-        latest = max(recs, key=lambda r: r["time"])["attempt"]
-        return min((r for r in recs if r.get("attempt") == latest), key=lambda r: r["time"])
+    def first_rank_error(self) -> RankError | None:
+        """The earliest rank error of the latest attempt that recorded any (None: none);
+        a file that is not a rank error record is a `ContractError` (contracts.rank_errors)."""
+        return rank_errors_file.first_rank_error(self.rank_errors)
 
     def clear_rank_errors(self) -> None:
         """Forget the rank errors of earlier jobs (before a new submission)."""

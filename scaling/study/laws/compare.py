@@ -24,10 +24,10 @@ from pathlib import Path
 
 from analysis.compare import compare_fits, markdown
 from analysis.fitting import StudyFit
-from contracts.atomic import atomic_write_json, atomic_write_text
+from contracts.atomic import atomic_write_text
+from contracts.compare import FILE, ComparedStudy, CompareFile, Difference, write_compare
 from scaling.core.cli import InputError
 
-SCHEMA_VERSION = 1
 # one study from a command line: (its fits.json document, its fit; None for a joint law)
 FitOne = Callable[[list[str]], tuple[dict, StudyFit | None]]
 
@@ -114,25 +114,17 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     table_md = markdown(diffs, names[0], names[1])
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "python -m scaling.fit A B",
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "studies": {
-            "A": {
-                "name": names[0],
-                "source": str(a_src),
-                "fits": str(out / names[0] / "fits.json"),
-                "bootstrap_seed": doc_a["settings"]["seed"],
-            },
-            "B": {
-                "name": names[1],
-                "source": str(b_src),
-                "fits": str(out / names[1] / "fits.json"),
-                "bootstrap_seed": doc_b["settings"]["seed"],
-            },
-        },
-        "conventions": {
+    compare = CompareFile(
+        a=ComparedStudy(
+            names[0], str(a_src), str(out / names[0] / "fits.json"), doc_a["settings"]["seed"]
+        ),
+        b=ComparedStudy(
+            names[1], str(b_src), str(out / names[1] / "fits.json"), doc_b["settings"]["seed"]
+        ),
+        differences=tuple(Difference(**d.to_dict()) for d in diffs),
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        warnings=tuple(warnings),
+        conventions={
             "difference": "alpha_B - alpha_A",
             "interval": "percentiles of alpha_B[i] - alpha_A[i] over paired draws of two "
             "independent bootstraps (runs resampled within each study), expanded for the smaller "
@@ -141,9 +133,7 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
             "(for a loss: B falls faster)",
             "differs": "the interval of the difference excludes 0",
         },
-        "warnings": warnings,
-        "differences": [d.to_dict() for d in diffs],
-    }
+    )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.md", table_md)
     if not args.no_plots:
@@ -154,9 +144,7 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
                 save_figure(
                     plot_compare(fits_a, fits_b, against, names), out / f"compare_vs_{against}"
                 )
-    atomic_write_json(out / "compare.json", doc)
+    write_compare(out / FILE, compare)
     print(table_md)
-    print(
-        f"wrote {out}/compare.json, compare.md" + ("" if args.no_plots else ", figures (png, pdf)")
-    )
-    return doc
+    print(f"wrote {out}/{FILE}, compare.md" + ("" if args.no_plots else ", figures (png, pdf)"))
+    return compare.as_dict()

@@ -21,7 +21,9 @@ final evaluation, or ``--set best_by=METRIC``) and lists which run was picked pe
 replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 
 ``--set law=nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
-``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint).
+``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint);
+``--set law=nd-repeat`` fits it with repeated data counted as effective data D' and reports
+R* (scaling.study.laws.fit_repeat).
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
 (``scaling.study.laws.compare``: laws with bootstrap bands in one figure, the difference of each
@@ -56,6 +58,7 @@ from analysis.axes import axis_columns, axis_name, group_label, groups
 from analysis.fitting import StudyFit, Tokenizer, fit_study
 from analysis.overfit import RULE as OVERFIT_RULE
 from analysis.paper import PAPER_IRREDUCIBLE, X_UNIT
+from analysis.powerlaw import is_loss
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results
 from analysis.sensitivity import MIN_ABS_R, MIN_SIZES, MIN_SIZES_E_FITTED, MIN_VALID
 from analysis.settings import FitSettings
@@ -72,6 +75,7 @@ from scaling.core.config_io import ConfigError, apply_sets, load_config, load_ya
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
 from scaling.study.laws.fit_joint import run_joint, run_optimal
+from scaling.study.laws.fit_repeat import run_repeat
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
 from scaling.study.laws.forecasts import markdown as backtest_markdown
 from scaling.study.laws.forecasts import run_backtest, track_forecasts
@@ -527,6 +531,7 @@ def fits_file(
                 for k in ("size_axes", "seed_axes", "law_axes", "best_over", "labels")
             },
             "conventions": _conventions(fit),
+            **({"crossovers": fit.crossovers} if fit.crossovers else {}),
             "warnings": caught,
             "elapsed_s": elapsed_s,
         },
@@ -733,7 +738,7 @@ def render_E_line(fit: StudyFit) -> str:
     """The one line that says which E was used and why (printed, and atop fits.md)."""
     return f"E: {fit.E_mode} ({fit.E_reason}): " + ", ".join(
         [f"{_E_name(k)} {v.E:.4g} [{v.ci[0]:.4g}, {v.ci[1]:.4g}]" for k, v in fit.shared.items()]
-        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if m.startswith("ce")]
+        + [f"{m} {v:.4g}" for m, v in fit.E_values.items() if is_loss(m)]
     )
 
 
@@ -746,7 +751,53 @@ def render_fits_md(fit: StudyFit, E_line: str) -> str:
         md_notes.append(f"unfinished runs ({how}): " + ", ".join(fit.unfinished))
     if fit.flagged:
         md_notes.append("data-limited runs (marked x in fit_vs_N): " + ", ".join(fit.flagged))
-    return markdown_table(fit.records, settings.compute, md_notes)
+    return markdown_table(fit.records, settings.compute, md_notes) + "".join(
+        line + "\n" for line in crossover_rows(fit.crossovers)
+    )
+
+
+def crossover_rows(records: list[dict]) -> list[str]:
+    """fits.md's section on where the best value of the ``best_over`` axis changes
+    (`analysis.fitting.axis_crossovers`): per metric and x, each value's law and every
+    crossover with its interval; [] without best_over."""
+    if not records:
+        return []
+    lines = [
+        "",
+        f"Where the best `{records[0]['axis']}` changes (one law per value on all its runs; "
+        "the crossover of the lowest two; interval: bootstrap of both laws):",
+        "",
+        "| group | metric | vs | laws (value: alpha [interval], E) | crossover | "
+        f"{records[0]['level']:.0%} interval | draws crossing |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        unit = "params" if r["against"] == "N" else "FLOPs"
+        laws = "; ".join(
+            f"{v['value']}: {v['alpha']:.3g}"
+            + (f" [{v['alpha_ci'][0]:.3g}, {v['alpha_ci'][1]:.3g}]" if v["alpha_ci"] else "")
+            + f", E {v['E']:.3g}"
+            for v in r["laws"]
+        )
+        found = r["crossovers"] or [None]
+        for c in found:
+            if c is None:
+                where, ci, share = "none in the range searched", "-", "-"
+            else:
+                where = f"{c['below']} -> {c['above']} at {c['x_raw']:.3g} {unit}" + (
+                    "" if c["inside_measured_range"] else " (extrapolated)"
+                )
+                ci = (
+                    f"[{c['ci_raw'][0]:.3g}, {c['ci_raw'][1]:.3g}]"
+                    if c["ci_raw"]
+                    else f"n/a ({c.get('ci_note')})"
+                )
+                share = f"{c['crossing_share']:.0%}" if c["crossing_share"] is not None else "-"
+            lines.append(
+                f"| {r['group_label'] or '-'} | {r['metric']} | {r['against']} | {laws} "
+                f"| {where} | {ci} | {share} |"
+            )
+    return lines
 
 
 def write_fit(
@@ -798,6 +849,8 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
         with _output_folder(args.out, default_folder(source, name)) as (out, shown):
             return run_optimal(args, source, settings, origin, joint_out, out, shown), None
     with _output_folder(args.out, joint_out) as (out, shown):
+        if settings.law == "nd-repeat":
+            return run_repeat(args, source, settings, origin, out, shown), None
         if settings.law == "nd":
             doc = run_joint(args, source, settings, origin, out, shown)
             if settings.backtest:  # the whole-curve backtests (no power laws to backtest)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import json
 import math
 import sys
 import time
@@ -38,15 +37,16 @@ from threadpoolctl import threadpool_limits
 from analysis.jointlaw import ComputeModel, JointFit, JointLaw, fit_joint_table
 from analysis.results import COMPUTE_COLUMNS, ResultsError, load_results, prepare
 from analysis.settings import FitSettings
-from contracts.atomic import atomic_write_json, atomic_write_text, replacing_folder
+from contracts.atomic import atomic_write_text, replacing_folder
+from contracts.draws import FILE as DRAWS  # the bootstrap's laws, beside fits.json
+from contracts.draws import DrawsFile, JointLawDraw, read_draws, write_draws
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, JointLawFit, read_fits, write_fits
+from contracts.optimal import FILE as OPTIMAL_FILE
+from contracts.optimal import NearestDepth, OptimalAnswer, OptimalFile, write_optimal
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
 from scaling.study.laws.forecasts import register_optimal
 from scaling.study.sweep.spec import StoreHint
-
-SCHEMA_VERSION = 1  # of draws.json and optimal.json (fits.json: contracts.fits)
-DRAWS = "draws.json"  # the bootstrap's laws, beside fits.json
 
 
 def _ci(pair) -> str:
@@ -166,8 +166,8 @@ def nearest_depth(
 
 def optimal_report(
     fit: JointFit, C: float, table: pd.DataFrame, dataset_images: int | None
-) -> tuple[str, dict[str, Any]]:
-    """Text and record for a budget of C FLOPs: N*, D*, nearest depth, epochs."""
+) -> tuple[str, OptimalAnswer]:
+    """Text and answer for a budget of C FLOPs: N*, D*, nearest depth, epochs."""
     opt = fit.optimal([C])
     n, d = opt["N"][0], opt["D"][0]
     nci = opt["N_ci"][0] if opt["N_ci"] else None
@@ -198,21 +198,21 @@ def optimal_report(
         per_image = float(ratio[0])
     images = d / per_image
     depth = nearest_depth(n, table, meta)
-    rec = {
-        "C": C,
-        "metric": fit.metric,
-        "N": n,
-        "N_ci": nci,
-        "D": d,
-        "D_ci": dci,
-        "D_unit": fit.d_unit,
-        "images": images,
-        "dataset_images": dataset_images,
-        "epochs": images / dataset_images,
-        "nearest_depth": depth,
-        "predicted_loss": float(fit.law.predict(n, d)),
-        "extrapolation": float(C / p["C"].max()),
-    }
+    answer = OptimalAnswer(
+        C=C,
+        metric=fit.metric,
+        N=float(n),
+        N_ci=None if nci is None else (float(nci[0]), float(nci[1])),
+        D=float(d),
+        D_ci=None if dci is None else (float(dci[0]), float(dci[1])),
+        D_unit=fit.d_unit,
+        images=float(images),
+        dataset_images=int(dataset_images),
+        epochs=float(images / dataset_images),
+        nearest_depth=NearestDepth(**depth),
+        predicted_loss=float(fit.law.predict(n, d)),
+        extrapolation=float(C / p["C"].max()),
+    )
     text = (
         f"budget C = {C:.3g} FLOPs (exact count, training), law of {fit.metric}:\n"
         f"  N* = {n:.4g} parameters  {_ci(nci)}\n"
@@ -222,10 +222,10 @@ def optimal_report(
         f"  nearest depth: d{depth['depth']} (width {depth['width']}, {depth['heads']} heads, "
         f"N = {depth['params']:,}; {depth['rule']})\n"
         f"  epochs of the dataset ({dataset_images:,} images): {images / dataset_images:.3g}\n"
-        f"  predicted {fit.metric}: {rec['predicted_loss']:.4f}; the budget is "
-        f"{rec['extrapolation']:.3g}x the largest run's compute"
+        f"  predicted {fit.metric}: {answer.predicted_loss:.4f}; the budget is "
+        f"{answer.extrapolation:.3g}x the largest run's compute"
     )
-    return text, rec
+    return text, answer
 
 
 def _joint_table(source: Path, settings: FitSettings) -> tuple[pd.DataFrame, list[str]]:
@@ -341,14 +341,11 @@ def fit_and_write_joint(
     text_md = markdown(docs, settings.data_unit)
     atomic_write_text(out / "fits.md", text_md)
     table.to_csv(out / "results.csv", index=False)
-    atomic_write_json(
+    write_draws(
         out / DRAWS,
-        {
-            "schema_version": SCHEMA_VERSION,
-            "what": "the bootstrap's refitted laws, one list per metric (fits.json's intervals "
-            "are percentiles over them); scaling.fit --optimal-for reuses them",
-            "draws": {f.metric: [law.as_dict() for law in f.samples] for f in fits},
-        },
+        DrawsFile(
+            {f.metric: tuple(JointLawDraw(**law.as_dict()) for law in f.samples) for f in fits}
+        ),
     )
     if plots:
         # matplotlib only when drawing
@@ -393,9 +390,9 @@ def saved_joint_fits(
     when they were made from this very table with the same settings; else (None, why not)."""
     try:
         doc = read_fits(folder / FITS_FILE)
-        draws = json.loads((folder / DRAWS).read_text())["draws"]
+        draws = read_draws(folder / DRAWS).draws
         fitted = (folder / "results.csv").read_text()
-    except (OSError, ValueError, KeyError) as e:  # ContractError is a ValueError
+    except (OSError, ValueError) as e:  # ContractError is a ValueError
         return None, f"no saved joint fit in {folder} ({type(e).__name__})"
     if doc.joint is None:
         return None, f"{folder / FITS_FILE} holds no joint law"
@@ -419,7 +416,7 @@ def saved_joint_fits(
                 points,
                 ComputeModel(cm["k"], cm["gamma"], cm["max_rel_error_on_runs"]),
                 level=rec["ci"]["level"],
-                samples=[JointLaw(**d) for d in draws.get(rec["metric"], [])],
+                samples=[JointLaw(**d.as_dict()) for d in draws.get(rec["metric"], ())],
                 bootstrap=rec["ci"]["bootstrap_samples"],
                 holdout=rec["holdout"],
             )
@@ -453,19 +450,13 @@ def run_optimal(
         how = f"fitted the joint law into {joint_out}"
     else:
         print(how, file=sys.stderr)
-    text, report = optimal_report(fits[0], args.optimal_for, table, args.dataset_images)
-    register_optimal(source, out, fits[0], report)  # the forecast registry (forecasts.jsonl)
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "python -m scaling.fit --optimal-for",
-        "created_utc": _now(),
-        "source": str(source),
-        "joint_fit": {"folder": str(joint_out), "how": how},
-        "optimal_for": report,
-    }
+    text, answer = optimal_report(fits[0], args.optimal_for, table, args.dataset_images)
+    # the forecast registry (forecasts.jsonl)
+    register_optimal(source, out, fits[0], answer.as_dict())
+    optimal = OptimalFile(answer, str(source), str(joint_out), how, created_utc=_now())
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "optimal.md", text + "\n")
-    atomic_write_json(out / "optimal.json", doc)
+    write_optimal(out / OPTIMAL_FILE, optimal)
     print(text)
-    print(f"wrote {shown or out}/optimal.json, optimal.md")
-    return doc
+    print(f"wrote {shown or out}/{OPTIMAL_FILE}, optimal.md")
+    return optimal.as_dict()

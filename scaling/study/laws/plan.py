@@ -59,8 +59,11 @@ from analysis.simulate import (
     simulate_study,
 )
 from contracts import ContractError
-from contracts.atomic import atomic_write_json, atomic_write_text
+from contracts.atomic import atomic_write_text
 from contracts.fits import FitsFile, read_fits
+from contracts.plan import FILE as PLAN_FILE
+from contracts.plan import PlanFile
+from contracts.plan import write_plan as write_plan_file
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import Located, apply_sets, build, parse_sets
 from scaling.core.tables import human
@@ -885,7 +888,7 @@ def write_plan(plan: Plan, text: str, doc: dict, out: Path, plots: bool) -> None
     """plan.md, plan.json and (with `plots`) the figures into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "plan.md", text)
-    atomic_write_json(out / "plan.json", doc)
+    write_plan_file(out / PLAN_FILE, PlanFile.from_dict(doc, out / PLAN_FILE))
     if not plots:
         return
     from analysis.plots import save_figure  # matplotlib only when drawing

@@ -182,10 +182,10 @@ def _row(r: dict[str, Any]) -> Row:
         if slurm and slurm not in ("RUNNING", "PENDING") or (slurm and state == "failed")
         else ""
     )
-    first = r.get("first_error")
+    first = r.get("first_error")  # a contracts.rank_errors.RankError
     if state == "failed" and first:
-        text = (str(first.get("error") or "").strip().splitlines() or ["?"])[0]
-        label += f": rank {first.get('rank')} on {first.get('host')}: {text[:60]}"
+        text = (first.error.strip().splitlines() or ["?"])[0]
+        label += f": rank {first.rank} on {first.host}: {text[:60]}"
     elif state == "failed" and rec.get("error"):
         label += f": {str(rec['error']).splitlines()[0][:60]}"
     name = f"  `- {r['run']}" if r.get("parent") else r["run"]  # a branch under its parent
@@ -409,7 +409,7 @@ def to_json(report: list[dict[str, Any]]) -> str:
     return json.dumps(
         {"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sweeps": clean},
         indent=2,
-        default=str,
+        default=lambda o: o.as_dict() if hasattr(o, "as_dict") else str(o),  # a RankError
     )
 
 

@@ -14,6 +14,7 @@ from analysis.paper import PAPER_LAWS
 from analysis.powerlaw import fit_vs_n
 from analysis.results import prepare
 from analysis.synthetic import final_points_table, paper_sizes
+from contracts.compare import read_compare
 from scaling.study.laws.fit import main
 
 LAWS_N = {law.metric: law for law in PAPER_LAWS if law.against == "N"}
@@ -82,12 +83,12 @@ def test_cli_compares_two_studies(tmp_path, capsys):
     ]
     assert main(argv) == 0
     out = tmp_path / "compare_baseline_vs_new_tokenizer"
-    doc = json.loads((out / "compare.json").read_text())
-    assert [d["metric"] for d in doc["differences"]] == ["ce_avg", "ce_last", "err_avg", "err_last"]
-    assert doc["studies"]["A"]["bootstrap_seed"] == 0 and doc["studies"]["B"]["bootstrap_seed"] == 1
-    for d in doc["differences"]:  # every law's exponent is 30% steeper in B
-        truth = 0.3 * LAWS_N[d["metric"]].alpha
-        assert d["delta_ci"][0] <= truth <= d["delta_ci"][1], d
+    doc = read_compare(out / "compare.json")
+    assert [d.metric for d in doc.differences] == ["ce_avg", "ce_last", "err_avg", "err_last"]
+    assert doc.a.bootstrap_seed == 0 and doc.b.bootstrap_seed == 1
+    for d in doc.differences:  # every law's exponent is 30% steeper in B
+        truth = 0.3 * LAWS_N[d.metric].alpha
+        assert d.delta_ci is not None and d.delta_ci[0] <= truth <= d.delta_ci[1], d
     for study in ("baseline", "new_tokenizer"):
         fits = json.loads((out / study / "fits.json").read_text())
         assert fits["settings"]["holdout"] == 2 and fits["settings"]["bootstrap"] == 200

@@ -11,6 +11,8 @@ import pytest
 from analysis.jointlaw import JointLaw
 from analysis.synthetic import joint_law_table
 from contracts.atomic import replacing_folder
+from contracts.draws import read_draws
+from contracts.optimal import read_optimal
 from scaling.study.laws.fit import run
 from scaling.study.laws.folders import optimal_folder_name
 from tests.analysis.test_axes import grid_table
@@ -66,7 +68,7 @@ def test_optimal_for_reuses_the_saved_joint_fit_and_its_draws(tmp_path, capsys):
     fitted = run([str(path), "--set", "law=nd", "--set", "bootstrap=20", *JOINT])
     joint = tmp_path / "jl_fit-nd"
     saved = (joint / "fits.json").read_bytes()
-    assert len(json.loads((joint / "draws.json").read_text())["draws"]["ce_avg"]) == 20
+    assert len(read_draws(joint / "draws.json").draws["ce_avg"]) == 20
     capsys.readouterr()
 
     answer = run([str(path), "--optimal-for", "1e17", "--set", "bootstrap=20", *JOINT])
@@ -74,7 +76,7 @@ def test_optimal_for_reuses_the_saved_joint_fit_and_its_draws(tmp_path, capsys):
     assert "reused the joint fit" in err and "fitting" not in err
     assert (joint / "fits.json").read_bytes() == saved  # not refitted, not rewritten
     folder = tmp_path / "jl_optimal-1e17"
-    assert json.loads((folder / "optimal.json").read_text()) == json.loads(json.dumps(answer))
+    assert read_optimal(folder / "optimal.json").as_dict() == answer
     assert "nearest depth" in (folder / "optimal.md").read_text()
     # the same N*, D* and intervals the fresh fit computed at 1e17 with its draws in memory
     budgets = fitted["joint"][0]["optimal"]["budgets"]
@@ -88,7 +90,7 @@ def test_optimal_for_reuses_the_saved_joint_fit_and_its_draws(tmp_path, capsys):
     # other settings than the saved fit's: it is refitted (and saved) first, not reused
     run([str(path), "--optimal-for", "1e17", "--set", "bootstrap=10", *JOINT])
     assert "fitting the joint law into" in capsys.readouterr().err
-    assert len(json.loads((joint / "draws.json").read_text())["draws"]["ce_avg"]) == 10
+    assert len(read_draws(joint / "draws.json").draws["ce_avg"]) == 10
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.plan import read_plan
 from scaling.study.laws.plan import main, run
 from tests.factories import merged, write_sweep
 from tests.paths import ROOT
@@ -100,7 +101,9 @@ def test_cost_is_the_hand_count(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "## Cost" in out and "## Expected precision" in out and "## Alternatives" in out
     assert "decay branches" in out
-    assert (tmp_path / "runs" / "plan" / "plan.json").exists()
+    written = read_plan(tmp_path / "runs" / "plan" / "plan.json")
+    assert [r.run for r in written.cost.runs] == [r["run"] for r in doc["cost"]["runs"]]
+    assert written.cost.token_store_bytes == doc["cost"]["token_store_bytes"]
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from contracts.rank_errors import read_rank_errors
 from scaling.core.config_io import ConfigError
 from scaling.core.rundir import RunDir
 from scaling.study.run import launch as launch_mod
@@ -398,7 +399,7 @@ def test_a_crashing_rank_fails_the_job_within_the_timeout_and_status_names_it(ou
     run = outcome.runs["crash"]
     first = RunDir(run.run_dir).first_rank_error()
     assert first is not None
-    assert first["rank"] == CRASH_RANK and first["error"].startswith(
+    assert first.rank == CRASH_RANK and first.error.startswith(
         f"ValueError: injected crash of rank {CRASH_RANK} at step {CRASH_STEP}"
     )
     state, end = sacct(outcome.jobs["crash"], slurm_nodes.env(), "State,End")
@@ -406,16 +407,15 @@ def test_a_crashing_rank_fails_the_job_within_the_timeout_and_status_names_it(ou
     ended = time.mktime(time.strptime(end, "%Y-%m-%dT%H:%M:%S"))
     # the whole job ended well within the collective timeout (60 s) of the crash: srun's
     # --kill-on-bad-exit ends the others, and the timeout bounds it if that fails
-    lag = ended - first["time"]
+    lag = ended - first.time
     assert -1 <= lag < 60, lag
     line = status_mod.render(outcome.sweeps["crash"])
-    assert f"rank {CRASH_RANK} on {first['host']}: ValueError: injected crash" in line, line
+    assert f"rank {CRASH_RANK} on {first.host}: ValueError: injected crash" in line, line
     others = {}
-    for p in sorted((run.run_dir / "rank_errors").glob("*.json")):
-        rec = json.loads(p.read_text())
-        others[rec["rank"]] = f"{rec['time'] - first['time']:+.1f} s {rec['error'][:40]}..."
+    for rec in read_rank_errors(RunDir(run.run_dir).rank_errors):
+        others[rec.rank] = f"{rec.time - first.time:+.1f} s {rec.error[:40]}..."
     print(
-        f"rank {CRASH_RANK} crashed at {time.strftime('%H:%M:%S', time.localtime(first['time']))}, "
+        f"rank {CRASH_RANK} crashed at {time.strftime('%H:%M:%S', time.localtime(first.time))}, "
         f"job {state} at {end} ({lag:+.1f} s); rank errors recorded (time after the crash): "
         f"{others}"
     )
@@ -496,8 +496,8 @@ def test_a_hanging_rank_fails_the_job_at_the_collective_timeout(outcome, slurm_n
     run = outcome.runs["hang"]
     began = float((run.run_dir / "hang_began").read_text())
     first = RunDir(run.run_dir).first_rank_error()
-    assert first is not None and first["rank"] != CRASH_RANK  # the hanging rank says nothing
-    waited = first["time"] - began
+    assert first is not None and first.rank != CRASH_RANK  # the hanging rank says nothing
+    waited = first.time - began
     # the others waited in a collective for the timeout, then failed (not a hang)
     assert HANG_TIMEOUT_S - 1 <= waited < HANG_TIMEOUT_S + 30, waited
     state, end = sacct(outcome.jobs["hang"], slurm_nodes.env(), "State,End")
@@ -505,10 +505,10 @@ def test_a_hanging_rank_fails_the_job_at_the_collective_timeout(outcome, slurm_n
     lag = time.mktime(time.strptime(end, "%Y-%m-%dT%H:%M:%S")) - began
     assert lag < HANG_TIMEOUT_S + 40, lag
     line = status_mod.render(outcome.sweeps["hang"])
-    assert f"rank {first['rank']} on {first['host']}: " in line, line
+    assert f"rank {first.rank} on {first.host}: " in line, line
     print(
-        f"rank {CRASH_RANK} hung; rank {first['rank']} failed {waited:.1f} s later "
-        f"(timeout {HANG_TIMEOUT_S} s): {_short(first['error'])}; job {state} "
+        f"rank {CRASH_RANK} hung; rank {first.rank} failed {waited:.1f} s later "
+        f"(timeout {HANG_TIMEOUT_S} s): {_short(first.error)}; job {state} "
         f"{lag:.1f} s after the hang began"
     )
 

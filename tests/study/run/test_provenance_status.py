@@ -214,3 +214,34 @@ def test_status_watch_refreshes(tmp_path):
     assert (
         first["sweeps"][0]["runs"][0]["state"] == "orphaned"
     )  # running without a job: gone (issue 13)
+
+
+def test_a_failed_multi_process_run_shows_the_rank_that_failed_first(tmp_path, capsys):
+    """rank_errors/ (contracts.rank_errors): the status line and --json name the latest
+    attempt's earliest error, not rank 0's echo of it nor an older attempt's."""
+    d = _run(tmp_path / "runs", "a", "d1", "failed", None)
+    RunDir(d).update_status(error="RuntimeError: a peer died")
+    folder = RunDir(d).rank_errors
+    folder.mkdir()
+    for rank, time, attempt, error in (
+        (2, 10.0, "5.0", "OSError: first attempt"),
+        (1, 50.0, "5.1", "ValueError: injected crash"),
+        (0, 80.0, "5.1", "RuntimeError: a peer died"),
+    ):
+        (folder / f"rank{rank}.json").write_text(
+            json.dumps(
+                {"rank": rank, "host": f"n{rank}", "time": time, "attempt": attempt, "error": error}
+            )
+        )
+    assert status_mod.main([str(tmp_path / "runs" / "a")]) == 0
+    assert "rank 1 on n1: ValueError: injected crash" in capsys.readouterr().out
+    assert status_mod.main([str(tmp_path / "runs" / "a"), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["sweeps"][0]["runs"][0]["first_error"]
+    assert (first["rank"], first["attempt"], first["error"]) == (
+        1,
+        "5.1",
+        "ValueError: injected crash",
+    )
+    (folder / "rank0.json").write_text('{"rank": 0, "host": "n0"}')  # not a record
+    assert status_mod.main([str(tmp_path / "runs" / "a")]) == 2
+    assert "rank0.json: time: missing" in capsys.readouterr().err
