@@ -74,6 +74,24 @@ class PowerLawFit:
 
 
 @dataclasses.dataclass(frozen=True)
+class ComputeModelFit:
+    """C = k N^gamma D: the training FLOPs of the fitted runs as a function of N and D."""
+
+    k: float
+    gamma: float
+    max_rel_error_on_runs: float  # of this model on the fitted runs' exact counts
+
+    @classmethod
+    def from_record(cls, record: Any, path: str | Path, where: str) -> ComputeModelFit:
+        """From a joint law's ``compute_model`` object."""
+        if not isinstance(record, Mapping):
+            raise ContractError(path, f"{WHAT}: {where}: expected a JSON object")
+        return cls(
+            *(_number(path, where, record, k) for k in ("k", "gamma", "max_rel_error_on_runs"))
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class JointLawFit:
     """One joint law L(N, D) = E + A / N^alpha + B / D^beta of a loss (N parameters, D in
     `D_unit`: "training tokens" or "training images")."""
@@ -85,6 +103,10 @@ class JointLawFit:
     B: float
     beta: float
     D_unit: str = "training tokens"
+    # the bootstrap behind its intervals (None: a record without "ci")
+    level: float | None = None
+    bootstrap_samples: int | None = None
+    compute_model: ComputeModelFit | None = None  # None: a record without one
     record: Mapping[str, Any] = dataclasses.field(default_factory=_empty)  # all its fields
 
     def __post_init__(self) -> None:
@@ -98,10 +120,26 @@ class JointLawFit:
         if not isinstance(record, Mapping):
             raise ContractError(path, f"{WHAT}: {where}: expected a JSON object")
         num = {k: _number(path, where, record, k) for k in ("E", "A", "alpha", "B", "beta")}
+        ci = record.get("ci")
+        if ci is not None and not isinstance(ci, Mapping):
+            raise ContractError(path, f"{WHAT}: {where}.ci: expected a JSON object")
+        samples = None if ci is None else ci.get("bootstrap_samples")
+        if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool)):
+            raise ContractError(
+                path, f"{WHAT}: {where}.ci.bootstrap_samples: expected a count, got {samples!r}"
+            )
+        cm = record.get("compute_model")
         return cls(
             metric=_text(path, where, record, "metric"),
             **num,
             D_unit=str(record.get("D_unit", "training tokens")),
+            level=None if ci is None else _number(path, f"{where}.ci", ci, "level"),
+            bootstrap_samples=samples,
+            compute_model=(
+                None
+                if cm is None
+                else ComputeModelFit.from_record(cm, path, f"{where}.compute_model")
+            ),
             record=record,
         )
 
@@ -113,7 +151,13 @@ class JointLawFit:
     def as_dict(self) -> dict[str, Any]:
         """The law's record in fits.json (its coefficients over whatever `record` holds)."""
         keys = ("metric", "E", "A", "alpha", "B", "beta", "D_unit")
-        typed = {k: getattr(self, k) for k in keys}
+        typed: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        if self.level is not None or self.bootstrap_samples is not None:
+            ci = {"level": self.level, "bootstrap_samples": self.bootstrap_samples}
+            typed["ci"] = {**self.record.get("ci", {}), **ci}
+        if self.compute_model is not None:
+            cm = dataclasses.asdict(self.compute_model)
+            typed["compute_model"] = {**self.record.get("compute_model", {}), **cm}
         return {**self.record, **typed}  # the record's order, the typed values
 
 

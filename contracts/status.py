@@ -3,8 +3,9 @@ launcher and the job (`scaling.core.rundir.RunDir.update_status`, the one writer
 and read by the launcher, the status CLI and the tidy table (`analysis.results`).
 
 States: pending (never submitted; also a run without the file), queued, running, done,
-failed (with `error`), stopped. A `RunStatus` types the fields every reader uses; the job's
-and launcher's bookkeeping (job ids, hosts, times, attempts...) is kept in `fields` as written.
+failed (with `error`), stopped. A `RunStatus` types the fields the readers use (step,
+total_steps, error, log, job_ids, and `final` as a `RunSummary`); the rest of the job's and
+launcher's bookkeeping (hosts, times, attempts...) is kept in `fields` as written.
 Files without ``schema_version`` (written before this contract) are version 0 and read the
 same. Policy: a missing file is a pending run; a file that is not a JSON object with a known
 state is a `ContractError` naming the file (a JSON syntax error: its line and column).
@@ -33,6 +34,41 @@ SUMMARY_KEYS = ("step", "tokens", "flops", *METRICS)
 
 def _empty() -> Mapping[str, Any]:
     return types.MappingProxyType({})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """A finished run's headline numbers (`SUMMARY_KEYS` of its last metrics record)."""
+
+    step: int | None = None
+    tokens: int | None = None
+    flops: float | None = None
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=_empty)  # METRICS present
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", types.MappingProxyType(dict(self.metrics)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RunSummary, (self.step, self.tokens, self.flops, dict(self.metrics)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str | Path) -> RunSummary:
+        """From status.json's ``final``; a mistyped value is a `ContractError` (``final.flops``)."""
+        for key in SUMMARY_KEYS:
+            value = data.get(key)
+            whole = key in ("step", "tokens")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+            ):
+                kind = "a count" if whole else "a number"
+                raise ContractError(path, f"final.{key}: expected {kind}, got {value!r}")
+        flops = data.get("flops")
+        return cls(
+            step=data.get("step"),
+            tokens=data.get("tokens"),
+            flops=None if flops is None else float(flops),
+            metrics={m: float(data[m]) for m in METRICS if data.get(m) is not None},
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +107,25 @@ class RunStatus:
         return self.fields.get("error")
 
     @property
-    def final(self) -> Mapping[str, Any] | None:
-        """`SUMMARY_KEYS` of a finished run's last metrics record."""
-        return self.fields.get("final")
+    def final(self) -> RunSummary | None:
+        """A finished run's headline numbers (its last metrics record), when recorded."""
+        final = self.fields.get("final")
+        return None if final is None else RunSummary.from_dict(final, FILE)
+
+    @property
+    def total_steps(self) -> int | None:
+        """The run's length in optimizer steps (known once its job has started)."""
+        return self.fields.get("total_steps")
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        """The scheduler's ids of the run's jobs, oldest first (none: never submitted)."""
+        return tuple(self.fields.get("job_ids") or ())
+
+    @property
+    def log(self) -> str | None:
+        """The latest job's log file."""
+        return self.fields.get("log")
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a plain dict (what the file holds, schema_version left out)."""
@@ -97,13 +149,24 @@ class RunStatus:
                 f"not a status record (expected a JSON object with state one of "
                 f"{', '.join(STATES)}; got {state!r})",
             )
-        step, error, final = data.get("step"), data.get("error"), data.get("final")
-        if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
-            raise ContractError(path, f"step: expected a count, got {step!r}")
-        if error is not None and not isinstance(error, str):
-            raise ContractError(path, f"error: expected a string, got {error!r}")
+        for key in ("step", "total_steps"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ContractError(path, f"{key}: expected a count, got {value!r}")
+        for key in ("error", "log"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ContractError(path, f"{key}: expected a string, got {value!r}")
+        job_ids = data.get("job_ids")
+        if job_ids is not None and (
+            not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids)
+        ):
+            raise ContractError(path, f"job_ids: expected a list of strings, got {job_ids!r}")
+        final = data.get("final")
         if final is not None and not isinstance(final, dict):
             raise ContractError(path, f"final: expected a JSON object, got {final!r}")
+        if final is not None:
+            RunSummary.from_dict(final, path)  # checked here, where the file is named
         return cls(state, data, version)
 
 

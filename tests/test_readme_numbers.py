@@ -101,3 +101,17 @@ def test_the_data_demo_numbers_are_the_committed_results_file():
         assert residual and cells[4] == residual[1]
     assert f"ce_last: {quoted(early, 'ce_last', 'R*')}" in page
     assert "trained by code" in results and "wall clock" in results
+
+
+def test_the_readme_forecast_tables_are_the_committed_backtests_file():
+    """The README's backtest rows (both demos) are rows of docs/img/backtests.md, which
+    scripts/figures/backtest_tables.py writes from `fit --set backtest=true` on each demo."""
+    readme = _section((ROOT / "README.md").read_text(), "## How well do the laws forecast?")
+    results = (ROOT / "docs" / "img" / "backtests.md").read_text()
+    assert "docs/img/backtests.md" in readme
+    rows = _table_rows(readme)
+    studies = {row.split("|")[1].strip() for row in rows}
+    assert {"demo", "demo_wsd"} <= studies  # both demos are quoted
+    for row in rows:
+        assert row in results, f"README row not in docs/img/backtests.md: {row}"
+    assert results.count("trained by code") == 2 and "backtested" in results

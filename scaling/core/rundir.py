@@ -84,16 +84,21 @@ class RunDir:
     def attempts(self) -> Path:
         return self.path / "attempts"
 
-    def read_status(self) -> dict[str, Any]:
-        """The status record as a dict (`contracts.status`, the one reader); {'state':
-        'pending'} when none was written yet.
+    def status(self) -> RunStatus:
+        """The typed status record (`contracts.status`, the one reader); a pending one when
+        none was written yet.
 
         Raises CorruptStatus (naming the file) when it is not a JSON object with a known state.
         """
         try:
-            return status_file.read_status(self.status_file).as_dict()
+            return status_file.read_status(self.status_file)
         except ContractError as e:
             raise CorruptStatus(str(e)) from None
+
+    def read_status(self) -> dict[str, Any]:
+        """`status()` as a dict, for the bookkeeping it keeps untyped ({'state': 'pending'}
+        when none was written yet)."""
+        return self.status().as_dict()
 
     @contextlib.contextmanager
     def _status_lock(self) -> Iterator[None]:

@@ -120,7 +120,7 @@ def _train_locked(
         if (
             dist.is_main
             and not isinstance(e, (KeyboardInterrupt, SystemExit))
-            and run.read_status().get("state") not in ("done", "failed", "stopped")
+            and run.status().state not in ("done", "failed", "stopped")
         ):
             run.update_status(
                 state="failed", finished_at=time.time(), error=f"{type(e).__name__}: {e}"
@@ -219,7 +219,7 @@ def samples_after_training(run_dir: str | Path) -> None:
     run = RunDir(run_dir)
     if (
         int(os.environ.get("RANK", "0")) != 0
-        or run.read_status().get("state") != "done"
+        or run.status().state != "done"
         or not load_run_config(run.config).samples.after_training
     ):
         return

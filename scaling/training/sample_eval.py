@@ -348,7 +348,7 @@ def evaluate_run(
         raise SampleEvalError(f"{run.path}: not a run directory (no config.yaml)")
     run_cfg = load_run_config(run.config)
     cfg = config or run_cfg.samples
-    state = run.read_status().get("state")
+    state = run.status().state
     if state != "done":
         raise SampleEvalError(
             f"{run.path}: the run is {state}, not done; sample quality is measured on finished runs"

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from contracts import ContractError
-from contracts.fits import FitsFile, JointLawFit, PowerLawFit, read_fits, write_fits
+from contracts.fits import (
+    ComputeModelFit,
+    FitsFile,
+    JointLawFit,
+    PowerLawFit,
+    read_fits,
+    write_fits,
+)
 
 POWER = """{
   "schema_version": 1,
@@ -60,6 +67,39 @@ JOINT = """{
   ]
 }
 """
+
+# a joint law as the joint-law fit writes it: its bootstrap and compute model, which
+# --optimal-for reads back to rebuild the fit (other fields trimmed)
+JOINT_RUN = """{
+  "schema_version": 1,
+  "joint": [
+    {
+      "metric": "ce_last",
+      "E": 4.0, "A": 300.0, "alpha": 0.3, "B": 2000.0, "beta": 0.25,
+      "D_unit": "training tokens",
+      "ci": {"level": 0.9, "bootstrap_samples": 200, "bootstrap_valid": 198},
+      "compute_model": {"form": "C = k N^gamma D", "k": 5.5, "gamma": 1.02,
+                        "max_rel_error_on_runs": 0.03},
+      "holdout": null,
+      "points": []
+    }
+  ]
+}
+"""
+
+
+def test_a_joint_laws_bootstrap_and_compute_model_are_typed(tmp_path):
+    path = tmp_path / "fits.json"
+    path.write_text(JOINT_RUN)
+    law = read_fits(path).joint_laws()["ce_last"]
+    assert (law.level, law.bootstrap_samples) == (0.9, 200)
+    assert law.compute_model == ComputeModelFit(k=5.5, gamma=1.02, max_rel_error_on_runs=0.03)
+    assert law.as_dict()["ci"] == {"level": 0.9, "bootstrap_samples": 200, "bootstrap_valid": 198}
+    assert law.as_dict()["compute_model"]["form"] == "C = k N^gamma D"
+    old = JointLawFit.from_record(
+        {"metric": "ce_avg", "E": 1, "A": 2, "alpha": 0.3, "B": 4, "beta": 0.2}
+    )
+    assert old.compute_model is None and old.level is None and "ci" not in old.as_dict()
 
 
 def test_round_trip_of_a_hand_written_power_law_file(tmp_path):
@@ -117,6 +157,14 @@ def test_an_old_unversioned_file_reads_as_version_0(tmp_path):
             r"joint\[0\]\.A: expected a number",
         ),
         ('{"schema_version": 5, "fits": []}', r"schema_version: .* got 5"),
+        (
+            JOINT_RUN.replace('"gamma": 1.02', '"gamma": null'),
+            r"joint\[0\]\.compute_model\.gamma: expected a number",
+        ),
+        (
+            JOINT_RUN.replace('"bootstrap_samples": 200', '"bootstrap_samples": 2.5'),
+            r"joint\[0\]\.ci\.bootstrap_samples: expected a count",
+        ),
     ],
 )
 def test_an_unreadable_fits_json_is_an_error_naming_file_and_field(tmp_path, text, message):

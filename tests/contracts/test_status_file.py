@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from contracts import ContractError
-from contracts.status import RunStatus, read_status, write_status
+from contracts.status import RunStatus, RunSummary, read_status, write_status
 
 STATUS = """{
   "schema_version": 1,
@@ -32,8 +32,9 @@ def test_round_trip_of_a_hand_written_file(tmp_path):
     path.write_text(STATUS)
     status = read_status(path)
     assert (status.state, status.step, status.finished) == ("done", 40, True)
-    assert dict(status.final) == {"step": 40, "ce_avg": 6.5}
-    assert status.fields["job_ids"] == ["123"] and status.error is None
+    assert status.final == RunSummary(step=40, metrics={"ce_avg": 6.5})
+    assert status.job_ids == ("123",) and status.error is None and status.total_steps is None
+    assert status.log == "/out/_submitit/123/123_0_log.out"
     assert pickle.loads(pickle.dumps(status)) == status
     copy = tmp_path / "copy.json"
     write_status(copy, status)
@@ -63,6 +64,20 @@ def test_an_old_unversioned_file_reads_as_version_0_and_a_missing_one_is_pending
         ("[1, 2]", r"status\.json: not a status record"),
         ('{"state": "finished"}', r"status\.json: not a status record .*got 'finished'"),
         ('{"state": "done", "step": "40"}', r"status\.json: step: expected a count"),
+        (
+            '{"state": "running", "total_steps": 1.5}',
+            r"status\.json: total_steps: expected a count",
+        ),
+        ('{"state": "queued", "job_ids": [123]}', r"status\.json: job_ids: expected a list of str"),
+        (
+            '{"state": "done", "final": {"ce_avg": "low"}}',
+            r"status\.json: final\.ce_avg: expected a number",
+        ),
+        (
+            '{"state": "done", "final": {"tokens": 2.5}}',
+            r"status\.json: final\.tokens: expected a count",
+        ),
+        ('{"state": "failed", "log": 7}', r"status\.json: log: expected a string"),
     ],
 )
 def test_an_unreadable_status_is_an_error_naming_the_file(tmp_path, text, message):

@@ -405,20 +405,21 @@ def saved_joint_fits(
     if table.to_csv(index=False) != fitted:
         return None, f"the runs changed since {folder} was fitted"
     fits = []
-    for rec in (j.record for j in doc.joint):
-        points = pd.DataFrame(rec["points"])
-        cm = rec["compute_model"]
+    for law in doc.joint:
+        cm = law.compute_model
+        if cm is None or law.level is None or law.bootstrap_samples is None:
+            return None, f"{folder / FITS_FILE}: {law.metric} has no compute model or bootstrap"
         fits.append(
             JointFit(
-                rec["metric"],
+                law.metric,
                 settings.data_unit,
-                JointLaw(**{k: rec[k] for k in ("E", "A", "alpha", "B", "beta")}),
-                points,
-                ComputeModel(cm["k"], cm["gamma"], cm["max_rel_error_on_runs"]),
-                level=rec["ci"]["level"],
-                samples=[JointLaw(**d.as_dict()) for d in draws.get(rec["metric"], ())],
-                bootstrap=rec["ci"]["bootstrap_samples"],
-                holdout=rec["holdout"],
+                JointLaw(law.E, law.A, law.alpha, law.B, law.beta),
+                pd.DataFrame(law.record["points"]),
+                ComputeModel(cm.k, cm.gamma, cm.max_rel_error_on_runs),
+                level=law.level,
+                samples=[JointLaw(**d.as_dict()) for d in draws.get(law.metric, ())],
+                bootstrap=law.bootstrap_samples,
+                holdout=law.record["holdout"],
             )
         )
     return fits, f"reused the joint fit of {folder} ({doc.details.get('created_utc')})"

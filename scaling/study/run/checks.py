@@ -23,7 +23,14 @@ class ConfigConflict(InputError):
 
 
 def check_data(sweep: Sweep) -> None:
-    """A sweep on an existing token store: the store must open (found now, not by the jobs)."""
+    """A sweep on an existing token store: the store must open; a tokenizer variant's
+    existing VQVAE must be there (found now, not by the jobs)."""
+    for t in sweep.tokenizers():
+        if t.name is not None and t.checkpoint is not None and not t.checkpoint.is_file():
+            where = _locate(sweep).where(("tokenizers", t.name, "checkpoint"))
+            raise ConfigError(
+                f"{where}: tokenizers.{t.name}.checkpoint: no VQVAE checkpoint at {t.checkpoint}"
+            )
     if sweep.spec.data.tokens is None:
         return
     try:

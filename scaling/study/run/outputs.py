@@ -78,7 +78,8 @@ def write_grid(sweep: Sweep, runs: list[Run]) -> Path:
     path = sweep.output / grid_file.FILE
     old = grid_file.read_grid(path)  # a damaged grid.yaml stops the launch, named
     axes = list(dict.fromkeys([*sweep.spec.grid, *old.axes, *(k for r in runs for k in r.sets)]))
-    labels = {**old.labels, **{a: axis_label(a, sweep.spec.labels) for a in axes}}
+    # an axis without a run-id label (the tokenizer's: d4-v128) is named by itself
+    labels = {**old.labels, **{a: axis_label(a, sweep.spec.labels) or a for a in axes}}
     entries: dict[str, dict] = {k: dict(v) for k, v in old.runs.items()}
     for run in runs:  # this launch's runs: every axis from the resolved config
         config = to_dict(run.config)

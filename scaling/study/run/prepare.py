@@ -1,5 +1,7 @@
 """Preparation stages: the synthetic image set, VQVAE training, tokenisation (in shards, then
-a merge) and the demo classifier, each run as a job that the training jobs depend on.
+a merge) and the demo classifier, each run as a job that the training jobs depend on. A sweep
+with tokenizer variants prepares each variant's VQVAE and store in stages of its own
+('v128.vqvae', 'v128.tokenize', ...: `scaling.study.sweep.sweep.Tokenizer`).
 
 A stage records its state and progress in `<output>/_data/jobs/<stage>[-<shard>]/status.json`
 (the launcher relays it, `scaling.status` shows it) and resumes from what is on disk, so a
@@ -21,7 +23,7 @@ from scaling.core.rundir import RunDir
 from scaling.core.tables import duration
 from scaling.data.synthetic import generate
 from scaling.data.vqvae_config import VQVAETrainConfig
-from scaling.study.sweep.sweep import Sweep, load_sweep
+from scaling.study.sweep.sweep import Sweep, load_sweep, split_stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,20 +32,41 @@ class StageJob:
 
     stage: str
     shards: list[int | None]
+    needs: tuple[str, ...] = ()  # the stages whose output it reads
 
 
-def stage_plan(sweep: Sweep) -> list[StageJob]:
-    """The stage jobs of `sweep` in order; tokenisation in shards is followed by a merge."""
+def stage_plan(sweep: Sweep, tokenizers: set[str | None] | None = None) -> list[StageJob]:
+    """The stage jobs of `sweep` in order; tokenisation in shards is followed by a merge.
+    `tokenizers`: only the stages of these token stores (variant names; None: all), and the
+    shared ones (synthetic images, classifier)."""
     shards = sweep.spec.prepare.tokenize.shards
     plan: list[StageJob] = []
+    images: tuple[str, ...] = ("synthetic",) if "synthetic" in sweep.stages() else ()
     for stage in sweep.stages():
-        if stage == "tokenize":
-            plan.append(StageJob("tokenize", list(range(shards)) if shards > 1 else [None]))
+        name, kind = split_stage(stage)
+        if tokenizers is not None and name is not None and name not in tokenizers:
+            continue
+        needs: tuple[str, ...] = images if stage != "synthetic" else ()
+        if kind == "quality":  # its VQVAE, and the classifier whose features it uses
+            vqvae = sweep.tokenizer(name).stage("vqvae")
+            needs += (vqvae,) if vqvae in sweep.stages() else ()
+            needs += ("classifier",) if "classifier" in sweep.stages() else ()
+            plan.append(StageJob(stage, [None], needs))
+        elif kind == "tokenize":
+            vqvae = sweep.tokenizer(name).stage("vqvae")
+            needs += (vqvae,) if vqvae in sweep.stages() else ()
+            plan.append(StageJob(stage, list(range(shards)) if shards > 1 else [None], needs))
             if shards > 1:
-                plan.append(StageJob("merge", [None]))
+                plan.append(StageJob(sweep.tokenizer(name).stage("merge"), [None], (stage,)))
         else:
-            plan.append(StageJob(stage, [None]))
+            plan.append(StageJob(stage, [None], needs))
     return plan
+
+
+def store_stage(sweep: Sweep, tokenizer: str | None) -> str:
+    """The stage whose end makes a token store complete: its merge or its tokenisation."""
+    t = sweep.tokenizer(tokenizer)
+    return t.stage("merge" if sweep.spec.prepare.tokenize.shards > 1 else "tokenize")
 
 
 class PrepareJob:
@@ -108,8 +131,9 @@ def stage_policy(sweep: Sweep, stage: str):
     from scaling.core.runtime import resolve  # imports torch: the job's process only
 
     device = "auto"
-    if stage in ("vqvae", "quality"):
-        device = (sweep.spec.prepare.vqvae or {}).get("device", "auto")
+    name, kind = split_stage(stage)
+    if kind in ("vqvae", "quality"):
+        device = (sweep.tokenizer(name).options or {}).get("device", "auto")
     return resolve(None, device=device, precision="fp32")
 
 
@@ -119,8 +143,11 @@ def run_stage(
     """Run one preparation stage of `sweep` in this process; returns its output path.
 
     `report` receives the stage's progress records (VQVAE: steps, images/s, ETA, PSNR;
-    tokenisation: images, images/s, ETA); `PrepareJob` relays them to the stage's status."""
+    tokenisation: images, images/s, ETA); `PrepareJob` relays them to the stage's status.
+    A variant's stage ('v128.vqvae') prepares that variant's VQVAE or store."""
     spec = sweep.spec.prepare
+    name, stage = split_stage(stage)
+    tok = sweep.tokenizer(name)
     if stage == "synthetic":
         s = spec.synthetic
         assert s is not None  # the stage exists only with prepare.synthetic (Sweep.stages)
@@ -136,7 +163,7 @@ def run_stage(
         from scaling.data.vqvae_training import train_vqvae
 
         cfg = VQVAETrainConfig(
-            images=sweep.images_dir(), out=sweep.data_dir / "vqvae", **(spec.vqvae or {})
+            images=sweep.images_dir(), out=tok.vqvae_path.parent, **(tok.options or {})
         )
         return train_vqvae(cfg, report=report)
     if stage in ("tokenize", "merge"):
@@ -154,9 +181,7 @@ def run_stage(
             kwargs["merge_only"] = True
         elif n > 1:
             kwargs.update(shard=shard, merge=False)
-        return tokenize(
-            sweep.images_dir(), sweep.vqvae_path(), sweep.token_store(), report=report, **kwargs
-        )
+        return tokenize(sweep.images_dir(), tok.vqvae_path, tok.store, report=report, **kwargs)
     if stage == "classifier":
         from scaling.data.classifier import train_classifier
 
@@ -168,14 +193,16 @@ def run_stage(
         from scaling.training.tokenizer_quality import measure_and_write
 
         # Inception only where the runs' sample stage has its weights (never downloaded)
-        weights = {r.config.samples.inception_weights for r in sweep.runs} - {None}
+        weights = sorted(
+            {str(w) for r in sweep.runs if (w := r.config.samples.inception_weights) is not None}
+        )
         return measure_and_write(
-            sweep.quality_path().parent,
-            sweep.vqvae_path(),
+            tok.quality_path.parent,
+            tok.vqvae_path,
             sweep.images_dir(),
             classifier=sweep.classifier_path() if spec.classifier is not None else None,
-            inception_weights=sorted(weights)[0] if weights else None,
-            device=(spec.vqvae or {}).get("device", "auto"),
+            inception_weights=weights[0] if weights else None,
+            device=(tok.options or {}).get("device", "auto"),
         )
     raise ValueError(f"unknown preparation stage {stage!r}")
 
@@ -187,35 +214,48 @@ def stage_dir(sweep: Sweep, stage: str, shard: int | None = None) -> Path:
 
 
 def stage_done(sweep: Sweep, stage: str) -> bool:
-    """Whether a stage's output is complete on disk."""
+    """Whether a stage's output is complete on disk (a merge: its store's)."""
     if stage == "synthetic":
-        return RunDir(stage_dir(sweep, stage)).read_status().get("state") == "done"
-    if stage == "vqvae":
-        return sweep.vqvae_path().is_file()
+        return RunDir(stage_dir(sweep, stage)).status().state == "done"
     if stage == "classifier":
         return sweep.classifier_path().is_file()
-    if stage == "quality":
-        return sweep.quality_path().is_file()
-    return (sweep.token_store() / "meta.json").is_file()
+    name, kind = split_stage(stage)
+    if kind == "vqvae":
+        return sweep.vqvae_path(name).is_file()
+    if kind == "quality":
+        return sweep.quality_path(name).is_file()
+    return (sweep.token_store(name) / "meta.json").is_file()
 
 
 def vqvae_warning(sweep: Sweep) -> str | None:
-    """The prepared VQVAE's warning when its last val PSNR is below the mean-colour baseline
-    (`scaling.data.vqvae_training.reconstruction_warning`), else None (also: none trained)."""
-    if sweep.spec.prepare.vqvae is None:
+    """The prepared VQVAEs' warning when the last val PSNR of one is below the mean-colour
+    baseline (`scaling.data.vqvae_training.reconstruction_warning`), else None (also: none
+    trained); a variant's is prefixed by its name."""
+    trained = [t for t in sweep.tokenizers() if t.options is not None and t.tokens is None]
+    if not trained or sweep.spec.data.vqvae is not None:
         return None
     from scaling.data.vqvae_training import last_eval, reconstruction_warning
 
-    return reconstruction_warning(last_eval(sweep.vqvae_path().parent))
+    found = []
+    for t in trained:
+        warning = reconstruction_warning(last_eval(t.vqvae_path.parent))
+        if warning:
+            found.append(warning if t.name is None else f"tokenizer {t.name}: {warning}")
+    return "; ".join(found) or None
 
 
 def quality_line(sweep: Sweep) -> str:
     """The trained VQVAE's measured quality in one line (`contracts.tokenizer`), or '' when
-    the sweep trains none or it is not measured yet."""
-    if "quality" not in sweep.stages():
-        return ""
-    quality = read_quality(sweep.quality_path())
-    return quality.summary() if quality is not None else ""
+    the sweep trains none or it is not measured yet; with tokenizer variants, each measured
+    one's, named ('v128: ...; v256: ...')."""
+    parts = []
+    for t in sweep.tokenizers():
+        if t.stage("quality") not in sweep.stages():
+            continue
+        quality = read_quality(t.quality_path)
+        if quality is not None:
+            parts.append(quality.summary() if t.name is None else f"{t.name}: {quality.summary()}")
+    return "; ".join(parts)
 
 
 def format_progress(progress: dict | None) -> str:

@@ -80,19 +80,16 @@ def _parts(sweep: Sweep) -> dict[str, str]:
     if stages and any(s in stages for s in ("running", "queued", "pending", "failed")):
         parts["prepare"] = f"prepare: {stages}"
     for run in sweep.runs:
-        rec = RunDir(run.run_dir).read_status()
-        state = rec.get("state", "pending")
-        if state == "running" and rec.get("total_steps"):
-            eta = (
-                f" ETA {duration(rec['eta_s'])}"
-                if isinstance(rec.get("eta_s"), (int, float))
-                else ""
-            )
+        status = RunDir(run.run_dir).status()
+        state, final = status.state, status.final
+        if state == "running" and status.total_steps:
+            eta_s = status.fields.get("eta_s")
+            eta = f" ETA {duration(eta_s)}" if isinstance(eta_s, (int, float)) else ""
             parts[run.run_id] = (
-                f"{run.run_id} {100 * rec.get('step', 0) / rec['total_steps']:.0f}%{eta}"
+                f"{run.run_id} {100 * (status.step or 0) / status.total_steps:.0f}%{eta}"
             )
-        elif state == "done" and isinstance(rec.get("final", {}).get("ce_avg"), float):
-            parts[run.run_id] = f"{run.run_id} done (ce_avg {rec['final']['ce_avg']:.3f})"
+        elif state == "done" and final is not None and "ce_avg" in final.metrics:
+            parts[run.run_id] = f"{run.run_id} done (ce_avg {final.metrics['ce_avg']:.3f})"
         else:
             parts[run.run_id] = f"{run.run_id} {state}"
     return parts

@@ -24,7 +24,14 @@ from scaling.core.rundir import RunDir
 from scaling.core.runlock import me, process_start
 from scaling.study.run.executors import executor_for
 from scaling.study.run.local_jobs import StopFlag, submit_shielded, terminate
-from scaling.study.run.prepare import PrepareJob, StageJob, stage_dir, stage_done, stage_plan
+from scaling.study.run.prepare import (
+    PrepareJob,
+    StageJob,
+    stage_dir,
+    stage_done,
+    stage_plan,
+    store_stage,
+)
 from scaling.study.run.states import ACTIVE, job_tasks, queue_for, run_states
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import Run
@@ -33,6 +40,9 @@ from scaling.study.sweep.sweep import Sweep
 from scaling.training.budget import run_budget
 
 Log = Callable[[str], None]
+# the preparation jobs each token store's runs wait for: variant name (None: the sweep's one
+# store) -> job ids; a plain list: the same for every run
+Deps = dict[str | None, list[str]] | list[str]
 
 
 def train_job() -> Callable:
@@ -117,11 +127,15 @@ class Submitter:
         self.job_factory, self.log, self.wait, self.flag = job_factory, log, wait, flag
 
     # ------------------------------------------------------------------ preparation stages
-    def stages(self) -> list[str]:
-        """Submit the preparation stages not done yet; return the job ids training waits for.
+    def stages(self, runs: list[Run] | None = None) -> dict[str | None, list[str]]:
+        """Submit the preparation stages not done yet (the shared ones and those of the token
+        stores that `runs` train on; None: all); return, per token store (variant name; None
+        without `tokenizers:`), the job ids its runs wait for.
 
-        On SLURM each stage depends on the one before (`afterok`); elsewhere there are no
-        dependencies, so each stage has ended before the next one is submitted."""
+        On SLURM each stage depends (`afterok`) on the stages whose output it reads (the images,
+        its store's VQVAE), so the variants prepare side by side; elsewhere there are no
+        dependencies: each stage has ended before the next one is submitted, variant by
+        variant, and a stage whose output is complete is skipped (a relaunch resumes)."""
         prep = self.sweep.spec.prepare.resources
         res = dataclasses.replace(
             self.sweep.spec.cluster,
@@ -132,11 +146,24 @@ class Submitter:
             mem_gb=prep.mem_gb,
             time_min=prep.time_min,
         )
-        deps: list[str] = []
-        for job in stage_plan(self.sweep):
-            if not stage_done(self.sweep, "tokenize" if job.stage == "merge" else job.stage):
-                deps = self._stage(job, res, deps) or deps
-        return deps
+        wanted = None if runs is None else {self.sweep.tokenizer_of(r).name for r in runs}
+        ids: dict[str, list[str]] = {}
+        for job in stage_plan(self.sweep, wanted):
+            after = list(dict.fromkeys(i for n in job.needs for i in ids.get(n, [])))
+            ids[job.stage] = (
+                [] if stage_done(self.sweep, job.stage) else self._stage(job, res, after)
+            )
+        shared = ids.get("classifier", [])
+        return {
+            t.name: ids.get(store_stage(self.sweep, t.name), []) + shared
+            for t in self.sweep.tokenizers()
+        }
+
+    def _deps_of(self, run: Run, deps: Deps) -> list[str]:
+        """The preparation jobs `run` waits for."""
+        if isinstance(deps, list):
+            return deps
+        return deps.get(self.sweep.tokenizer_of(run).name, [])
 
     def _stage(self, job: StageJob, res: ClusterSpec, deps: list[str]) -> list[str]:
         """Submit the shards of one stage that are neither done nor live (after `deps`);
@@ -204,24 +231,32 @@ class Submitter:
         return live
 
     # ------------------------------------------------------------------ runs
-    def runs(self, todo: list[Run], deps: list[str]) -> None:
-        """Submit `todo` after the jobs `deps`: a job array per resource shape on SLURM (a WSD
-        run with branch points as a chain of segments), a pool of local jobs, or debug jobs."""
-        meta, _ = store_meta(self.sweep)
+    def runs(self, todo: list[Run], deps: Deps) -> None:
+        """Submit `todo` after their preparation jobs `deps`: a job array per resource shape
+        (and token store) on SLURM (a WSD run with branch points as a chain of segments), a
+        pool of local jobs, or debug jobs."""
         groups: dict[tuple, list[Run]] = {}
         for run in todo:
             if self.backend == "slurm" and run.config.save_at:
-                self._segmented(run, deps)
+                self._segmented(run, self._deps_of(run, deps))
                 continue
-            groups.setdefault(run.resources.shape(), []).append(run)
+            # SLURM: runs of one store wait for its jobs; elsewhere the stages have ended
+            after = tuple(self._deps_of(run, deps)) if self.backend == "slurm" else ()
+            key = (run.resources.shape(), after)
+            groups.setdefault(key, []).append(run)
         budgets: dict[str, int | None] = {}
+        metas: dict[str | None, dict] = {}
         for run in todo:
+            name = self.sweep.tokenizer_of(run).name
+            if name not in metas:
+                metas[name] = store_meta(self.sweep, name)[0]
             try:
-                budgets[run.run_id] = run_budget(run.config, meta).tokens
+                budgets[run.run_id] = run_budget(run.config, metas[name]).tokens
             except Exception:  # estimates are informative only
                 budgets[run.run_id] = None
-        for group in groups.values():
+        for (_, group_deps), group in groups.items():
             res = group[0].resources
+            deps = list(group_deps)
             ex = executor_for(self.sweep, self.backend, res, self.sweep.spec.name, deps)
             shape = f"{res.nodes}x{res.gpus_per_node} GPUs" if res.gpus_per_node else "CPU"
             if self.backend == "local":
@@ -296,7 +331,7 @@ class Submitter:
             f"{list(run.config.save_at)})" + _after(deps) + f" [{self.backend}]"
         )
 
-    def branches(self, branches: list[Run], deps: list[str]) -> None:
+    def branches(self, branches: list[Run], deps: Deps) -> None:
         """Decay branches: on SLURM each `afterok` on its parent's segment that reaches its
         branch point; elsewhere after the parents of this launch have ended (each branch whose
         parent is done is run)."""
@@ -320,7 +355,7 @@ class Submitter:
                     segment is not None
                     and queue_for(self.backend).states([segment]).get(segment) in ACTIVE
                 )
-                ready.append((run, [segment] if live else list(deps)))
+                ready.append((run, [segment] if live else list(self._deps_of(run, deps))))
             elif (
                 state == "done"
                 or (rec.get("step") or 0) > 0

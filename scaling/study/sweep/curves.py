@@ -72,10 +72,10 @@ class RunCurve:
         return int(self.curve.lr.size)
 
 
-def _status(run_dir: Path) -> dict:
-    """The run's status.json as a dict (`contracts.status`); {} when it has none."""
+def _status(run_dir: Path) -> status_file.RunStatus | None:
+    """The run's status.json (`contracts.status`); None when it has none."""
     path = run_dir / status_file.FILE
-    return status_file.read_status(path).as_dict() if path.exists() else {}
+    return status_file.read_status(path) if path.exists() else None
 
 
 def _length(config: RunConfig, run_dir: Path, last_step: int | None) -> int | None:
@@ -83,17 +83,17 @@ def _length(config: RunConfig, run_dir: Path, last_step: int | None) -> int | No
     if config.branch is not None:
         parent_dir = run_dir.parent / config.branch.parent
         parent = _status(parent_dir)
-        if parent.get("total_steps"):
-            return int(parent["total_steps"])
+        if parent is not None and parent.total_steps:
+            return parent.total_steps
         if config.length.steps is not None:
             return int(config.length.steps)
         return None
     status = _status(run_dir)
-    if status.get("total_steps"):
-        return int(status["total_steps"])
+    if status is not None and status.total_steps:
+        return status.total_steps
     if config.length.steps is not None:
         return int(config.length.steps)
-    if not status and last_step:  # copied metrics only: a finished run ends at its last step
+    if status is None and last_step:  # copied metrics only: a finished run ends at its last step
         return int(last_step)
     return None
 
@@ -143,7 +143,9 @@ def study_curves(
         steps = g["step"].astype(int).to_numpy()
         try:
             lr, plan, config = run_schedule(run_dir, int(steps[-1]))
-            curve = Curve(str(run), lr, steps, g[metric].astype(float).to_numpy())
+            # a decay branch shares its parent's trajectory up to its fork: one (L0, A)
+            family = config.branch.parent if config.branch else str(run)
+            curve = Curve(str(run), lr, steps, g[metric].astype(float).to_numpy(), family)
         except (ConfigError, ValueError, OSError) as e:
             warnings.warn(
                 f"{run}: left out of the curve forecasts ({e})", CurveWarning, stacklevel=2
@@ -210,7 +212,14 @@ def forecast_run(
     in the band the finished sizes imply at its compute (`analysis.curvelaw.size_band`)."""
     by = {rc.run: rc for rc in curves}
     me = by[run]
-    done = [rc for rc in curves if rc.finished and rc.run != run and rc.curve.steps.size >= 3]
+    # a finished decay branch counts with one evaluation: it shares its parent's (L0, A)
+    done = [
+        rc
+        for rc in curves
+        if rc.finished
+        and rc.run != run
+        and (rc.curve.steps.size >= 3 or (rc.parent is not None and rc.curve.steps.size))
+    ]
     f = rec = None
     note = None
     if me.curve.steps.size < 2:

@@ -43,9 +43,11 @@ from scaling.study.sweep.spec import (
     DEFAULT_LABELS,
     NAME_RE,
     RESOURCE_KEYS,
+    TOKENIZER_AXIS,
     BranchesSpec,
     ClusterSpec,
     SweepSpec,
+    prepared_dir,
 )
 from scaling.training.config import BranchConfig, RunConfig
 
@@ -97,6 +99,8 @@ def axis_label(axis: str, labels: dict[str, str]) -> str:
     ('d', 'lr', ...), else the key's last part without punctuation."""
     if axis in labels:
         return labels[axis]
+    if axis == TOKENIZER_AXIS:  # the variant's name alone: d4-v128
+        return ""
     last = axis.split(".")[-1]
     return DEFAULT_LABELS.get(last, re.sub(r"[^A-Za-z0-9]", "", last))
 
@@ -316,6 +320,8 @@ def _resolve(
     if key is not None:
         put(spec.overrides[key], ("overrides", key))
     for axis, value in point.items():
+        if axis == TOKENIZER_AXIS:
+            continue  # not a run-config key: it picks the token store (data.store, below)
         run_key = tuple(AXIS_KEYS.get(axis, axis).split("."))
         flat[run_key] = value
         origin[run_key] = ("grid", axis, list(spec.grid[axis]).index(value))
@@ -326,13 +332,22 @@ def _resolve(
         origin[s.key] = ("--set", s.text)
     # the data the run trains on, and its name
     store_key = ("data", "store")
-    if store_key not in flat:
+    tokenizer = point.get(TOKENIZER_AXIS)
+    if tokenizer is not None:
+        if store_key in flat:
+            raise _SweepLocated(source, lines, origin, run_id).error(
+                store_key,
+                "the tokenizer axis gives each run its variant's token store: leave data.store out",
+            )
+        flat[store_key] = str((prepared_dir(spec.output, tokenizer) / "tokens").absolute())
+        origin[store_key] = ("tokenizers", tokenizer)
+    elif store_key not in flat:
         # absolute: a run's config.yaml must mean the same store from any working directory
         flat[store_key] = str(
             Path(
                 spec.data.tokens
                 if spec.data.tokens is not None
-                else spec.output / DATA_DIR / "tokens"
+                else prepared_dir(spec.output) / "tokens"
             ).absolute()
         )
         origin[store_key] = ("data", "tokens")

@@ -47,6 +47,17 @@ RESOURCE_KEYS = (
     "account",
 )
 DATA_DIR = "_data"  # prepared data (images, VQVAE, token store) under the output folder
+# the grid axis of a sweep's tokenizer variants (`tokenizers:`): each value names a variant,
+# whose prepared data live in <output>/_data/<variant>/; its run-id piece is the name alone
+TOKENIZER_AXIS = "tokenizer"
+# folders of <output>/_data shared by all variants: no variant may take their names
+RESERVED_DATA_NAMES = ("images", "classifier", "jobs", "vqvae", "tokens")
+
+
+def prepared_dir(output: Path, tokenizer: str | None = None) -> Path:
+    """Where a sweep's prepared VQVAE and token store live: `<output>/_data`, or
+    `<output>/_data/<tokenizer>` for a variant of `tokenizers:`."""
+    return output / DATA_DIR if tokenizer is None else output / DATA_DIR / tokenizer
 
 
 def _check_name(field: str, value: str, what: str) -> None:
@@ -255,7 +266,8 @@ class ClusterSpec:
     (gloo: CPU multi-node runs, the simulated cluster of the tests); `cpus_per_task` CPUs
     each. `time_min` is the SLURM time limit: longer runs are requeued from their checkpoint
     (at most `max_requeues` times). `assumed_tflops_per_gpu` only feeds the GPU-hours
-    estimate of the launch table.
+    estimate of the launch table and the planner; `assumed_gflops_per_cpu` the planner's
+    CPU-hours of a study without GPUs.
     """
 
     backend: Literal["auto", "slurm", "local", "debug"] = "auto"
@@ -275,6 +287,9 @@ class ClusterSpec:
     setup: tuple[str, ...] = ()  # shell lines run before each job
     sbatch: dict[str, str] = dataclasses.field(default_factory=dict)  # extra #SBATCH options
     assumed_tflops_per_gpu: float = 300.0  # for the launch table's GPU-hour estimate
+    # a study without GPUs: the planner's CPU-hours (core-hours) at this rate per CPU core;
+    # the demo trained at about 4.7 GFLOP/s per core (exact FLOPs over its runs' wall time)
+    assumed_gflops_per_cpu: float = 5.0
 
     def __post_init__(self):
         _positive(
@@ -285,6 +300,7 @@ class ClusterSpec:
             "time_min",
             "array_parallelism",
             "assumed_tflops_per_gpu",
+            "assumed_gflops_per_cpu",
         )
         _positive(
             self,
@@ -394,6 +410,10 @@ class SweepSpec:
     cluster: ClusterSpec = ClusterSpec()  # where and how jobs run (SLURM or local)
     fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # analysis.settings.FitSettings
     branches: BranchesSpec | None = None  # WSD decay branches from each parent run
+    # tokenizer variants, crossed with the grid as the axis `tokenizer`: name -> overrides of
+    # prepare.vqvae ({vocab_size: 128}), or {checkpoint: PATH} (an existing VQVAE); each gets
+    # its own VQVAE and token store under <output>/_data/<name>/ (docs/studies.md)
+    tokenizers: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         _check_name("name", self.name, "sweep name")
