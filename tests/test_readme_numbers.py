@@ -94,6 +94,36 @@ def test_the_wsd_demo_numbers_are_the_committed_results_file():
         assert f"{float(exact):.1e}".replace("e+0", "e") == quoted, (quoted, exact)
 
 
+def test_the_data_demo_numbers_are_the_committed_results_file():
+    """The README's and docs/studies.md's R* and V* of sweeps/demo_data.yaml are those of
+    docs/img/demo_data_fits.md (scripts/figures/demo_data_figures.py), in the right fit."""
+    results = (ROOT / "docs" / "img" / "demo_data_fits.md").read_text()
+    every = _section(results, "## The fit on every run")
+    early = _section(results, "## The fit before the rise")
+
+    def quoted(section: str, metric: str, name: str) -> str:
+        found = re.search(rf"^- {metric}: {re.escape(name)} = (.+)$", section, flags=re.M)
+        assert found, f"{name} of {metric} not in the results file"
+        return found[1]
+
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/img/demo_data_fits.md" in readme
+    assert f"while a repeat still helps R* = {quoted(early, 'ce_avg', 'R*')}" in readme
+    assert f"fitted on every run, R* = {quoted(every, 'ce_avg', 'R*')}" in readme
+    page = _section((ROOT / "docs" / "studies.md").read_text(), "## Repeated images")
+    assert "img/demo_data_fits.md" in page
+    rows = _table_rows(page)
+    assert len(rows) == 3  # header + the two fits
+    for row, section in ((rows[1], early), (rows[2], every)):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == quoted(section, "ce_avg", "R*")
+        assert cells[3] == quoted(section, "ce_avg", "V*")
+        residual = re.search(r"^\| ce_avg \|.*\| ([\d.]+) \|$", section, flags=re.M)
+        assert residual and cells[4] == residual[1]
+    assert f"ce_last: {quoted(early, 'ce_last', 'R*')}" in page
+    assert "trained by code" in results and "wall clock" in results
+
+
 def test_the_readme_forecast_tables_are_the_committed_backtests_file():
     """The README's backtest rows (both demos) are rows of docs/img/backtests.md, which
     scripts/figures/backtest_tables.py writes from `fit --set backtest=true` on each demo."""
