@@ -59,13 +59,17 @@ class Curve:
     run: the run's name. lr: (T,) learning rate at optimizer steps 0..T-1 (the whole schedule,
     future steps included for a run still training). steps: (n,) evaluation steps, each the
     number of steps trained ("after t steps", 1 <= t <= T), increasing. loss: (n,) the metric
-    at those steps.
+    at those steps. family: the runs that share one trajectory up to where they fork (a decay
+    branch names its parent, the parent itself): a law gives them one (L0, A), so a branch's
+    few evaluations after its cool-down inform the annealing term instead of adding two
+    parameters of their own. None: the run alone.
     """
 
     run: str
     lr: np.ndarray
     steps: np.ndarray
     loss: np.ndarray
+    family: str | None = None
 
     def __post_init__(self):
         lr = np.asarray(self.lr, float)
@@ -86,10 +90,15 @@ class Curve:
         if not np.all(np.isfinite(loss)):
             raise CurveLawError(f"{self.run}: non-finite loss values")
 
+    @property
+    def key(self) -> str:
+        """The name its (L0, A) go by: its family, else the run."""
+        return self.family or self.run
+
     def until(self, step: int) -> Curve:
         """The same run with only its evaluations at steps <= `step` (a prefix)."""
         keep = self.steps <= step
-        return Curve(self.run, self.lr, self.steps[keep], self.loss[keep])
+        return Curve(self.run, self.lr, self.steps[keep], self.loss[keep], self.family)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +107,8 @@ class CurveFit:
 
     law: lra | mpl | const. shared: the nonlinear shared parameters (lra: alpha, lam; mpl:
     alpha, C, beta, gamma; const: alpha) and c, the annealing coefficient. lr_ref: the lr that
-    S1 counts in. runs: run -> (L0, A). sigma: residual standard deviation (loss units) with
+    S1 counts in. runs: run -> (L0, A), each run of a family under its own name and the
+    family's. sigma: residual standard deviation (loss units) with
     dof = points - parameters. n_points, n_params: what it was fitted on.
     """
 
@@ -143,7 +153,8 @@ class Forecast:
     parameters and the shared ones, added in quadrature); df: the t quantile's degrees of
     freedom (Welch-Satterthwaite over the two parts). n_prefix / prefix_step: the
     evaluations the run's L0 and A were fitted on.
-    n_study: finished runs that gave the shared parameters (jackknifed when >= 2).
+    n_study: families of finished runs that gave the shared parameters (a decay branch and
+    its parent count once; jackknifed when >= 2).
     """
 
     value: float
@@ -259,7 +270,8 @@ def fit_curves(
     """Fit `law` to the study's `curves` (each with >= 3 evaluations): shared parameters by
     search (alpha in [0.02, 3]; lra: lam from `LAMS`; mpl: C, beta, gamma by Nelder-Mead from
     a few starts, or from `start`), per-run L0 and A and the annealing coefficient c by bounded
-    least squares. Raises CurveLawError when there is too little to fit."""
+    least squares; the runs of one family (`Curve.family`) share one (L0, A). Raises
+    CurveLawError when there is too little to fit."""
     if law not in LAWS:
         raise CurveLawError(f"unknown curve law {law!r}; one of {', '.join(LAWS)}")
     curves = [c for c in curves if c.steps.size]
@@ -272,19 +284,21 @@ def fit_curves(
     n_pts = sum(c.steps.size for c in curves)
     has_c = law != "const"
     n_nonlin = {"lra": 2, "mpl": 4, "const": 1}[law]
-    n_params = 2 * len(curves) + n_nonlin + (1 if has_c else 0)
+    keys = list(dict.fromkeys(c.key for c in curves))  # families, in order
+    col = {k: j for j, k in enumerate(keys)}
+    n_params = 2 * len(keys) + n_nonlin + (1 if has_c else 0)
     if n_pts <= n_params:
         raise CurveLawError(
-            f"{n_pts} evaluations in {len(curves)} curves cannot fit the {law} law's "
-            f"{n_params} parameters"
+            f"{n_pts} evaluations in {len(curves)} curves ({len(keys)} families) cannot fit "
+            f"the {law} law's {n_params} parameters"
         )
 
     def solve(shared: dict[str, float]) -> tuple[np.ndarray, float]:
         rows = []
-        for j, (cv, eta) in enumerate(zip(curves, etas, strict=True)):
+        for cv, eta in zip(curves, etas, strict=True):
             x, z = features(law, shared, eta, cv.steps)
-            rows.append((j, x, z, cv.loss))
-        return _lsq(rows, len(curves), None if has_c else 0.0)
+            rows.append((col[cv.key], x, z, cv.loss))
+        return _lsq(rows, len(keys), None if has_c else 0.0)
 
     def alpha_search(make) -> tuple[float, float]:
         """Best alpha for shared parameters `make(alpha)`: a coarse grid, then Brent."""
@@ -336,7 +350,8 @@ def fit_curves(
         shared = _shared_from("mpl", best_q, None)
     p, rss = solve(shared)
     shared["c"] = float(p[-1]) if has_c else 0.0
-    runs = {cv.run: (float(p[2 * j]), float(p[2 * j + 1])) for j, cv in enumerate(curves)}
+    runs = {k: (float(p[2 * j]), float(p[2 * j + 1])) for j, k in enumerate(keys)}
+    runs.update({cv.run: runs[cv.key] for cv in curves})
     sigma = math.sqrt(rss / max(n_pts - n_params, 1))
     return CurveFit(law, shared, lr_ref, runs, sigma, n_pts, n_params, rss)
 
@@ -384,41 +399,66 @@ def forecast(
     level: float = 0.95,
     fit: CurveFit | None = None,
     jackknife: bool = True,
+    cache: dict | None = None,
 ) -> Forecast:
     """Forecast a run from its first evaluations.
 
-    study: finished runs' curves (the target's own evaluations must not be among them) that
-    give the shared parameters (`fit_curves`; or pass their `fit`). prefix: the target run's
+    study: finished runs' curves that give the shared parameters (`fit_curves`; or pass
+    their `fit`); those of the prefix's own run or family are left out (they hold its
+    future). prefix: the target run's
     evaluations so far (>= 2; its lr the schedule they were trained on). targets: what to
     predict, as (lr schedule (T,), step, weight) terms summed (default: the prefix run's own
     schedule at its last step, weight 1). Interval: a `level` prediction interval for the value
     that will be observed; sd^2 = sigma^2 * (row^T (X^T X)^-1 row + sum of weights^2) (the
     run's L0 and A, and the evaluation noise of the observed values) + the jackknife
     variance of the point over the study's runs (the shared parameters; when `jackknife` and
-    >= 2 study runs). Raises CurveLawError."""
+    >= 2 study families; one family left out at a time: a branch and its parent are not
+    independent). cache: a dict the caller keeps across forecasts made from the same curves
+    (several targets of one run, the runs of one size): study fits are reused from it, keyed
+    by the law and the names of the runs fitted. Raises CurveLawError."""
     if prefix.steps.size < 2:
         raise CurveLawError(
             f"{prefix.run}: {prefix.steps.size} evaluation(s) so far; a forecast needs >= 2"
         )
     if targets is None:
         targets = [(prefix.lr, int(prefix.lr.size), 1.0)]
-    study = [c for c in study if c.run != prefix.run]
+    study = [c for c in study if c.run != prefix.run and c.key != prefix.key]
+
+    def fitted(curves: list[Curve], law: str, lr_ref=None, start=None) -> CurveFit:
+        if cache is None:
+            return fit_curves(curves, law, lr_ref=lr_ref, start=start)
+        key = (
+            law,
+            tuple(c.run for c in curves),
+            lr_ref,
+            tuple(sorted(start.items())) if start else None,
+        )
+        if key not in cache:
+            try:
+                cache[key] = fit_curves(curves, law, lr_ref=lr_ref, start=start)
+            except CurveLawError as e:
+                cache[key] = e
+        if isinstance(cache[key], CurveLawError):
+            raise cache[key]
+        return cache[key]
+
     if fit is None:
-        fit = fit_curves(study, law)
+        fit = fitted(study, law)
     value, row, XtX_inv = _point(fit, prefix, targets)
     # the run's L0 and A, and the evaluation noise of the observed value(s) it predicts
     v_run = fit.sigma**2 * (float(row @ XtX_inv @ row) + sum(w * w for _, _, w in targets))
     v_shared, df_shared = 0.0, 1
-    n = len(study)
+    families = list(dict.fromkeys(c.key for c in study))
+    n = len(families)
     if jackknife and n >= 2:
         # lra refits everything (lam's choice is part of the uncertainty); mpl's costly search
         # starts from the full fit
         start = {k: v for k, v in fit.shared.items() if k != "c"} if fit.law == "mpl" else None
         pts = []
-        for i in range(n):
-            rest = study[:i] + study[i + 1 :]
+        for left_out in families:
+            rest = [c for c in study if c.key != left_out]
             try:
-                sub = fit_curves(rest, fit.law, lr_ref=fit.lr_ref, start=start)
+                sub = fitted(rest, fit.law, lr_ref=fit.lr_ref, start=start)
             except CurveLawError:
                 continue
             pts.append(_point(sub, prefix, targets)[0])
@@ -452,19 +492,26 @@ def prefix_step(curve: Curve, frac: float) -> int:
 
 
 def backtest_curves(
-    curves: Sequence[Curve], law: str = "lra", frac: float = 0.25, level: float = 0.95
+    curves: Sequence[Curve],
+    law: str = "lra",
+    frac: float = 0.25,
+    level: float = 0.95,
+    study: Sequence[Curve] | None = None,
 ) -> list[dict[str, Any]]:
     """Each run's final loss forecast from its first `frac` of steps, the shared parameters
-    from the other runs (leave one run out). One dict per run: run, observed, predicted, lo,
-    hi, rel_error (predicted / observed - 1), inside, n_prefix; runs with < 2 evaluations in
-    their prefix are skipped."""
+    from the other runs of `study` (default: `curves`; the run's own family left out). One
+    dict per run: run, observed, predicted, lo, hi, rel_error (predicted / observed - 1),
+    inside, n_prefix; runs with < 2 evaluations in their prefix are skipped."""
     out = []
+    cache: dict = {}  # leave-two-out fits of the jackknife are shared by pairs of targets
     for cv in curves:
         pre = cv.until(prefix_step(cv, frac))
         if pre.steps.size < 2 or cv.steps[-1] != cv.lr.size:
             continue
-        others = [c for c in curves if c.run != cv.run]
-        f = forecast(others, pre, [(cv.lr, int(cv.lr.size), 1.0)], law=law, level=level)
+        others = [c for c in (curves if study is None else study) if c.key != cv.key]
+        f = forecast(
+            others, pre, [(cv.lr, int(cv.lr.size), 1.0)], law=law, level=level, cache=cache
+        )
         obs = float(cv.loss[-1])
         out.append(
             {
@@ -530,6 +577,24 @@ def wsd_schedule(T: int, warmup: int, cooldown: float, peak: float = 1.0, final:
     return lr
 
 
+def branch_schedule(parent: np.ndarray, fork: int, cooldown: float = 0.2, final: float = 0.01):
+    """A decay branch's schedule, (Tb,): the parent's lr for its first `fork` steps, then a
+    1-sqrt cool-down from the lr at the fork to `final` x that lr over the last `cooldown` of
+    the branch's own length Tb = fork / (1 - cooldown) (for simulations)."""
+    Tb = max(fork + 1, round(fork / (1 - cooldown)))
+    peak = float(parent[fork - 1])
+    n = Tb - fork
+    tail = peak * (final + (1 - final) * (1 - np.sqrt(np.linspace(0, 1, n))))
+    return np.concatenate([parent[:fork], tail])
+
+
+_DRAWN = {
+    "lra": {"alpha": 0.4, "lam": 0.99, "c": 2e-4},
+    "mpl": {"alpha": 0.4, "C": 0.5, "beta": 0.6, "gamma": 0.5, "c": 0.3},
+    "const": {"alpha": 0.4, "c": 0.0},
+}
+
+
 def simulate_coverage(
     n_studies: int = 20,
     law: str = "lra",
@@ -538,23 +603,25 @@ def simulate_coverage(
     noise: float = 0.01,
     seed: int = 0,
     schedule: str = "lin",
+    fit_law: str | None = None,
 ) -> dict[str, float]:
-    """Coverage of `forecast`'s interval on studies drawn from `law` with known parameters:
-    six runs of 400-1600 steps, eight log-spaced evaluations from 3%, Gaussian noise `noise`.
-    schedule "lin": warm-up + linear decay, each run's final loss forecast from its first
-    `frac`; "wsd": warm-up, constant, cool-down over the last 20%, each run's final loss (after
-    the cool-down) forecast from its evaluations in the constant phase. The shared parameters
-    come from the other five runs. Returns coverage, n, mean |rel. error|, and the mean
-    half-width over the noise."""
+    """Coverage of `forecast`'s interval on studies drawn from `law` with known parameters
+    and forecast with `fit_law` (default: the same law; another one checks a misspecified
+    law): six runs of 400-1600 steps, eight log-spaced evaluations from 3%, Gaussian noise
+    `noise`. schedule "lin": warm-up + linear decay, each run's final loss forecast from its
+    first `frac`; "wsd": warm-up, constant, cool-down over the last 20%, each run's final loss
+    (after the cool-down) forecast from its evaluations in the constant phase; "branches": the
+    "wsd" runs, each with two decay branches forked at 25% and 50% of its steps
+    (`branch_schedule`, evaluated once, at their end, sharing their parent's L0 and A), each
+    branch's end forecast from its parent's evaluations in the constant phase. The shared
+    parameters come from the other five runs (and their branches). Returns coverage, n, mean
+    |rel. error|, and the mean half-width over the noise."""
+    fit_law = fit_law or law
     rng = np.random.default_rng(seed)
     hits, n, errs, widths = 0, 0, [], []
-    shared = (
-        {"alpha": 0.4, "lam": 0.99, "c": 2e-4}
-        if law == "lra"
-        else {"alpha": 0.4, "C": 0.5, "beta": 0.6, "gamma": 0.5, "c": 0.3}
-    )
+    shared = _DRAWN[law]
     for _ in range(n_studies):
-        runs, sched, steps = {}, {}, {}
+        runs, sched, steps, family = {}, {}, {}, {}
         for i in range(6):
             T = int(rng.integers(400, 1600))
             r = f"r{i}"
@@ -565,14 +632,35 @@ def simulate_coverage(
                 else wsd_schedule(T, max(1, T // 20), 0.2)
             )
             steps[r] = sorted({max(1, round(T * 0.03 * (1 / 0.03) ** (j / 7))) for j in range(8)})
-        curves = simulate_study(law, shared, runs, sched, steps, noise, rng)
+            family[r] = r
+            if schedule == "branches":
+                for at in (0.25, 0.5):
+                    b = f"{r}-b{at}"
+                    sched[b] = branch_schedule(sched[r], round(at * T))
+                    runs[b], steps[b], family[b] = runs[r], [sched[b].size], r
+        drawn = simulate_study(law, shared, runs, sched, steps, noise, rng)
+        curves = [
+            Curve(c.run, c.lr, c.steps, c.loss, family[c.run] if schedule == "branches" else None)
+            for c in drawn
+        ]
         if schedule == "lin":
-            rows = backtest_curves(curves, law, frac, level)
+            rows = backtest_curves(curves, fit_law, frac, level)
         else:
+            by = {c.run: c for c in curves}
+            cache: dict = {}
+            targets = [c for c in curves if (c.key != c.run) == (schedule == "branches")]
             rows = []
-            for cv in curves:
-                pre = cv.until(round(0.8 * cv.lr.size))
-                f = forecast([c for c in curves if c.run != cv.run], pre, law=law, level=level)
+            for cv in targets:
+                parent = by[cv.key]
+                pre = parent.until(round(0.8 * parent.lr.size))
+                f = forecast(
+                    [c for c in curves if c.key != cv.key],
+                    pre,
+                    [(cv.lr, int(cv.lr.size), 1.0)],
+                    law=fit_law,
+                    level=level,
+                    cache=cache,
+                )
                 obs = float(cv.loss[-1])
                 rows.append(
                     {
@@ -605,7 +693,9 @@ class Band:
     center, lo, hi: the `level` prediction interval of the metric at that compute for that
     size (a line in log N through the other sizes' values at the same compute); observed:
     the run's own value there; verdict: "inside", "above" or "below" the band. sizes: the
-    (params, value) pairs it was drawn through.
+    (params, value) pairs it was drawn through. extrapolated: `params` lies outside the
+    range of those sizes (the line is then an extrapolation, and a slice of the study at
+    one compute is not straight in log N far from its sizes: the verdict is weak).
     """
 
     center: float
@@ -616,6 +706,7 @@ class Band:
     verdict: str
     compute: float
     sizes: tuple[tuple[float, float], ...]
+    extrapolated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON)."""
@@ -672,4 +763,5 @@ def size_band(
     center = float(a + b * x0)
     lo, hi = center - q * sd, center + q * sd
     verdict = "inside" if lo <= observed <= hi else ("above" if observed > hi else "below")
-    return Band(center, lo, hi, level, float(observed), verdict, float(compute), sizes)
+    outside = not sizes[0][0] <= params <= sizes[-1][0]
+    return Band(center, lo, hi, level, float(observed), verdict, float(compute), sizes, outside)

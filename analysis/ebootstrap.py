@@ -6,10 +6,11 @@ uncertainty: a small change of E tilts every log-log line. `shared_bootstrap` re
 estimate in each draw instead: it draws runs with replacement (one draw shared by both laws,
 as the point estimate shares E), rebuilds the law-vs-N points (each drawn run's final
 evaluation, counted as often as drawn) and the Cmin frontier of the drawn runs' curves, refits
-the shared E by maximum likelihood on both sets (the profile likelihood of
-`analysis.irreducible`, weighted by the draw's counts) and then each law's (alpha, beta) at
-that E. The percentile intervals of those draws (with the small-sample expansion of
-`analysis.powerlaw`) are the laws' intervals. Torch-free.
+the shared E by maximum likelihood on the sets that locate it (by default the law vs N's
+points alone, `analysis.fitting.e_sources`; the profile likelihood of `analysis.irreducible`,
+weighted by the draw's counts) and then each law's (alpha, beta) at that E. The percentile
+intervals of those draws (with the small-sample expansion of `analysis.powerlaw`) are the
+laws' intervals. Torch-free.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def shared_bootstrap(
     seed: int = 0,
     method: Method = "ols",
     starts: Sequence[Law] | None = None,
+    locate: Sequence[int] | None = None,
 ) -> tuple[list[np.ndarray], int]:
     """Bootstrap draws of every law in `sets` with E refitted in each draw.
 
@@ -125,9 +127,14 @@ def shared_bootstrap(
     Returns (per set an array [B_valid, 3] of (alpha, beta, E), the same draws for every
     set; B_valid), a draw being valid when every set has 3 distinct x and a law fits.
     starts: per set the full data's law (the robust fit's starting point).
+    locate: the indices of the sets whose points locate E (None: all of them), as the
+    point estimate does (`analysis.fitting.e_sources`); every set's law is fitted at that E.
     """
     if not sets:
         raise ResultsError("shared_bootstrap needs at least one law")
+    chosen = list(range(len(sets))) if locate is None else list(locate)
+    if not chosen or not all(0 <= i < len(sets) for i in chosen):
+        raise ResultsError(f"shared_bootstrap: locate {locate} names no set of {len(sets)}")
     runs = sorted(set().union(*(s.runs() for s in sets)))
     rng = np.random.default_rng(seed)
     n = len(runs)
@@ -138,7 +145,7 @@ def shared_bootstrap(
         data = [s.draw(counts) for s in sets]
         if any(d is None for d in data):
             continue
-        E = profile_E(data)  # type: ignore[arg-type]
+        E = profile_E([data[i] for i in chosen])  # type: ignore[misc]
         laws = []
         for k, (x, y, w) in enumerate(data):  # type: ignore[misc]
             try:

@@ -9,7 +9,8 @@ each, `analysis.axes`; or each size's best run over one axis, or one pooled law)
 it decides what the settings leave open: the hold-out k ("auto"), which runs are unfinished
 (left out of the N laws by default) or data-limited (flagged, `analysis.overfit`), and the
 irreducible E ("auto": the paper's E for the official tokenizer, else one E per loss fitted
-jointly by `analysis.irreducible` and shared by its laws vs N and vs Cmin).
+by `analysis.irreducible` on the laws vs N's final points (`E_from`, `e_sources`) and shared
+by its laws vs N and vs Cmin).
 
 Problems the caller should see are `warnings.warn`ed (the CLI records them into fits.json);
 input that cannot be fitted raises `ResultsError`. Torch-free.
@@ -305,17 +306,37 @@ def mark_cmin_excluded(table: pd.DataFrame, settings: FitSettings, source: str) 
         )
 
 
+def e_sources(settings: FitSettings) -> tuple[str, ...]:
+    """The laws (x of `settings.against`) whose points locate a fitted E: the law vs N's
+    final points under `E_from` "N" (the default; the frontier then takes their E), else
+    every law's. The Cmin frontier is a power law only over the compute where the grid holds
+    the compute-optimal size: below it the smallest run is too large, above it the largest
+    run trains past its optimum and flattens towards its own floor, and a joint E follows that
+    bend (docs/fitting.md, "Intervals that carry E")."""
+    if settings.E_from == "N" and "N" in settings.against:
+        return ("N",)
+    return tuple(settings.against)
+
+
+def e_points(inputs: LawInputs, sub: pd.DataFrame, metric: str) -> list[tuple[Any, Any]]:
+    """The (x, y) point sets that locate E for `metric` (`e_sources`)."""
+    sets = []
+    for against in e_sources(inputs.settings):
+        pts = inputs.points(against, sub, metric)
+        sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
+    return sets
+
+
 def compute_shared_E(
     inputs: LawInputs, sub: pd.DataFrame, metric: str, label: str | None
 ) -> SharedE:
-    """The E of one loss (and law group) fitted jointly on its laws vs every x of the settings
-    (`analysis.irreducible`); its problems (E at a bound, a wide interval) are warned."""
+    """The E of one loss (and law group), located by the points of `e_sources` and shared by
+    its laws vs every x (`analysis.irreducible`); its problems (E at a bound, a wide
+    interval) are warned."""
     s = inputs.settings
-    sets = []
-    for against in s.against:
-        pts = inputs.points(against, sub, metric)
-        sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
-    shared = fit_shared_E(sets, level=s.ci)
+    for against in s.against:  # every law must have its points (located errors)
+        inputs.points(against, sub, metric)
+    shared = fit_shared_E(e_points(inputs, sub, metric), level=s.ci)
     for problem in shared.problems(metric + (f" ({label})" if label else "")):
         warnings.warn(problem, stacklevel=2)
     return shared
@@ -333,7 +354,10 @@ def bootstrap_draws(inputs: LawInputs, sub: pd.DataFrame, metric: str) -> Draws 
     if s.bootstrap <= 0 or has_replicates(sub):
         return None
     sets = [inputs.point_set(against, sub, metric) for against in s.against]
-    samples, valid = shared_bootstrap(sets, s.bootstrap, seed=s.seed, method=s.method)
+    locate = [i for i, p in enumerate(sets) if p.against in e_sources(s)]
+    samples, valid = shared_bootstrap(
+        sets, s.bootstrap, seed=s.seed, method=s.method, locate=locate
+    )
     return {p.against: v for p, v in zip(sets, samples, strict=True)}, valid
 
 
@@ -404,11 +428,8 @@ def sensitivity_variants(
         def e_fitted() -> float | None:
             if res.E_mode == "fit":
                 return res.law.alpha
-            sets = []
-            for a in s.against:
-                pts = inputs.points(a, sub, metric)
-                sets.append((pts["x"].to_numpy(float), pts["y"].to_numpy(float)))
-            return inputs.refit(against, metric, sub, fit_shared_E(sets).E, s.method)
+            E_fit = fit_shared_E(e_points(inputs, sub, metric)).E
+            return inputs.refit(against, metric, sub, E_fit, s.method)
 
         pinned = PAPER_IRREDUCIBLE.get(metric) if res.E_mode == "fit" else E
         variants["E fitted"] = e_fitted
@@ -617,6 +638,9 @@ def fit_study(
     E_mode, E_reason = choose_irreducible(
         settings.irreducible, tokenizer or UNKNOWN_TOKENIZER, table, settings.metrics
     )
+    if E_mode == "fit":
+        where = " and ".join(f"vs {a}" for a in e_sources(settings))
+        E_reason += f"; located by the points of the laws {where} (E_from {settings.E_from})"
     inputs = LawInputs(
         settings, frozenset(unfinished) if not settings.include_unfinished else frozenset()
     )

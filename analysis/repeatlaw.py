@@ -16,7 +16,8 @@ unique tokens (K = 1: U; V* -> infinity: K fresh images; V* -> 0: one image), us
 The fit follows the joint law's (`analysis.jointlaw`): Huber loss on log residuals in
 coordinates normalised by the geometric means of N and D, L-BFGS-B with an analytic gradient
 from the best starts of a grid (R* and V* fitted in log space), bootstrap over families (a run
-and its decay branches drawn together), Hesterberg-expanded percentile intervals.
+and its decay branches drawn together), percentile intervals Hesterberg-expanded with
+F - p degrees of freedom for F families and p parameters.
 
 Identifiability (`identify`): R* shows only in runs that repeat their data well beyond one
 pass; when no run has R >= `R_MIN` the law is fitted with D' = D and R* is reported as not
@@ -44,6 +45,9 @@ from .jointlaw import ComputeModel, _huber, families, family_counts, interval
 from .results import ResultsError, final_rows
 
 R_MIN = 2.0  # the largest R of the runs must reach this (3 passes) for R* to be fitted
+# below this many model sizes the size term (E, A, alpha) has no interval: E trades against
+# A / N^alpha (docs/fitting.md, "Repeated data": its coverage on the demo_data design)
+SIZE_TERM_SIZES = 3
 BEYOND = 10.0  # an R* above BEYOND x max R is beyond what the runs can tell
 LOG_R_BOUNDS = (math.log(0.05), math.log(1e5))
 LOG_V_BOUNDS = (math.log(0.01), math.log(1e5))
@@ -99,6 +103,19 @@ def effective_data(D, U, R_star: float | None) -> np.ndarray:
     R = D / U - 1.0
     repeated = U * (1.0 - R_star * np.expm1(-np.maximum(R, 0.0) / R_star))
     return np.where(R > 0, repeated, D)
+
+
+def effective_ratio(
+    D: float, U: float, K: int, R_star: float, V_star: float | None = None, fresh: bool = False
+) -> float:
+    """D'/D of D tokens seen from U unique image tokens with K stored views per image: the
+    views counted with V_star when known, else as worth nothing (U) or, with `fresh`, as good
+    as fresh images (U K): the two ends of an unknown V*."""
+    if V_star is not None:
+        u = float(unique_views([U], [K], V_star)[0])
+    else:
+        u = U * (K if fresh else 1)
+    return float(effective_data([D], [u], R_star)[0]) / D
 
 
 def repetitions(D, U) -> np.ndarray:
@@ -387,12 +404,17 @@ class RepeatFit:
 
     def ci(self, name: str) -> tuple[float, float | None] | None:
         """Interval of a parameter (E, A, alpha, B, beta, R_star, V_star); None without a
-        bootstrap or for a parameter not fitted; R_star's and V_star's upper end None when it
-        lies beyond `BEYOND` x the largest R (open above)."""
+        bootstrap, for a parameter not fitted, and for E, A, alpha with fewer than
+        `SIZE_TERM_SIZES` model sizes; R_star's and V_star's upper end None when it lies
+        beyond `BEYOND` x the largest R (open above)."""
+        if name in ("E", "A", "alpha") and self.points["N"].nunique() < SIZE_TERM_SIZES:
+            return None
         vals = np.array([getattr(s, name) for s in self.samples], dtype=float)
         if not len(vals) or not np.isfinite(vals).any():
             return None
-        iv = interval(vals, len(self.points), self.level, n_params=self.ident.n_params)
+        # the resampled units are the families (a run and its branches share one seed's noise)
+        units = int(self.points["family"].nunique())
+        iv = interval(vals, units, self.level, n_params=self.ident.n_params)
         if iv is None:
             return None
         if name in ("R_star", "V_star") and iv[1] > self.limit(name):
@@ -461,7 +483,13 @@ class RepeatFit:
                 "open_above": "an upper end null: beyond the runs' repetition (R* and V* "
                 "bounded below only)",
                 "not_given": "no interval for a parameter that is not identified (its note "
-                "says why)",
+                "says why)"
+                + (
+                    f"; none for E, A, alpha: {p['N'].nunique()} model sizes (the size term "
+                    f"needs {SIZE_TERM_SIZES})"
+                    if p["N"].nunique() < SIZE_TERM_SIZES
+                    else ""
+                ),
             },
             "compute_model": {
                 "form": "C = k N^gamma D (tokens), exact FLOPs (3 x forward)",

@@ -20,6 +20,7 @@ from .tokenizer import BITS_COLUMN
 FITTABLE = (*METRICS, *SAMPLE_METRICS, BITS_COLUMN)
 
 IRREDUCIBLE_MODES = ("auto", "paper", "none", "fit")
+E_SOURCES = ("N", "all")  # which laws' points locate a fitted E
 
 # best_over's old spellings -> the one it accepts (one spelling per setting): the learning
 # rate's names of the official trainer and of older configs. An axis is otherwise named by its
@@ -71,6 +72,11 @@ class FitSettings:
     """
 
     irreducible: str | float = "auto"
+    # with E fitted: the points that locate it: N (each run's final point, the laws vs N; the
+    # Cmin law takes that E) or all (those and the Cmin frontier's, the default before; the
+    # frontier is a power law only where the grid holds each compute's optimal size);
+    # docs/fitting.md, "Intervals that carry E"
+    E_from: Literal["N", "all"] = "N"
     compute: Literal["exact", "6nd"] = "exact"
     # the metrics fitted: the four losses and error rates by default; also fid, sample_fd,
     # sample_err and bits_per_image, the loss comparable across tokenizers (a list:
@@ -95,6 +101,10 @@ class FitSettings:
     # docs/fitting.md, "The joint law L(N, D)"); nd-repeat: the joint law with repeated data
     # counted as effective data D' (analysis.repeatlaw; "Repeated data: the law nd-repeat")
     law: Literal["power", "nd", "nd-repeat"] = "power"
+    # the laws of each scale's test loss (ce_by_scale) vs N and Cmin instead, with the
+    # entropy of the scale's codes (scaling.study.laws.fit_scales; docs/fitting.md, "Per-scale
+    # laws")
+    per_scale: bool = False
     data_unit: Literal["tokens", "images"] = "tokens"  # D of the joint law: tokens or images
     # a grid axis: fit each size's best run over it instead of one law per value (its
     # run-id label or config key: lr, optim.base_lr; docs/fitting.md, "Studies with more axes")
@@ -125,6 +135,8 @@ class FitSettings:
                     "irreducible",
                     f"must be 'auto', 'paper', 'none', 'fit' or a number; got {self.irreducible!r}",
                 ) from None
+        if self.E_from not in E_SOURCES:
+            raise InvalidSetting("E_from", f"must be 'N' or 'all'; got {self.E_from!r}")
         if self.final not in ("last", "best"):
             raise InvalidSetting("final", f"must be 'last' or 'best'; got {self.final!r}")
         if isinstance(self.irreducible, float) and not self.irreducible >= 0:
@@ -181,6 +193,8 @@ class FitSettings:
                     f"must be 'warmup_end', 0 or a fraction in (0, 1); got {self.cmin_from!r}",
                 )
             object.__setattr__(self, "cmin_from", value)
+        if self.per_scale and self.law != "power":
+            raise InvalidSetting("per_scale", f"fits power laws per scale; not with law={self.law}")
         if self.pool and self.best_over is not None:
             raise InvalidSetting(
                 "pool",

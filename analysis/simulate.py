@@ -48,9 +48,9 @@ from threadpoolctl import threadpool_limits
 
 from .jointlaw import JointLaw, bootstrap_laws, check_points, fit_joint, interval
 from .paper import X_SCALE, paper_law
-from .powerlaw import Law, fit_vs_cmin, fit_vs_n
+from .powerlaw import Law, Method, fit_vs_cmin, fit_vs_n
 from .results import ResultsError, prepare
-from .synthetic import paper_sizes
+from .synthetic import PAPER_DEPTHS, paper_sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,21 @@ def paper_noise_sd(metric: str) -> float:
     law = paper_law(metric, "N")
     sd_lx = float(np.std(np.log(paper_sizes())))
     return abs(law.alpha) * sd_lx * math.sqrt(max(0.0, 1 - law.r**2))
+
+
+TOKENS_PER_IMAGE, IMAGENET_IMAGES = 680, 1281167  # VAR's tokens per 256px image; ImageNet-1k
+
+
+def paper_grid_runs(points: int = 24) -> list[PlannedRun]:
+    """The paper grid as planned runs (sweeps/depth_grid.yaml): its 12 sizes, 200 / 250 /
+    350 epochs of ImageNet by depth (<= 16, <= 20, above), training compute 6 N D, and
+    `points` evaluations log-spaced from 0.1% of each run's compute to its end."""
+    runs = []
+    for d, n in zip(PAPER_DEPTHS, paper_sizes(), strict=True):
+        epochs = 200 if d <= 16 else 250 if d <= 20 else 350
+        final = 6 * n * TOKENS_PER_IMAGE * IMAGENET_IMAGES * epochs
+        runs.append(PlannedRun(f"d{d}", float(n), final * np.geomspace(1e-3, 1, points)))
+    return runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -451,6 +466,47 @@ def _simulate_study(
     return out
 
 
+def cmin_from_effect(
+    runs: Sequence[PlannedRun],
+    models: dict[str, CurveModel],
+    choices: dict[str, float | dict[str, float]],
+    method: Method = "ols",
+    smooth: int = 0,
+) -> dict[str, dict[str, float]]:
+    """How leaving early evaluations out of the Cmin frontier (``fit: cmin_from``) moves the
+    Cmin exponents of the planned study: choice -> metric -> the exponent fitted to the study
+    drawn without noise, with each run's evaluations below the choice's fraction of its
+    compute left out (one fraction for every run, or run id -> fraction, as `warmup_end`
+    gives) and E at the curves' own (the prior's) value, so that only the frontier changes.
+    NaN where too few frontier points are left."""
+    quiet = Noise({m: 0.0 for m in models})
+    raw = simulate_table(runs, models, quiet, np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = prepare(raw, list(models), "exact", source="simulated study")
+    share = (table["flops"] / table.groupby("run")["flops"].transform("max")).to_numpy(float)
+    out: dict[str, dict[str, float]] = {}
+    for name, frac in choices.items():
+        f = (
+            table["run"].astype(str).map(frac).fillna(0.0).to_numpy(float)
+            if isinstance(frac, dict)
+            else np.full(len(table), float(frac))
+        )
+        sub = table[share >= f * (1 - 1e-9)]
+        out[name] = {}
+        for m, curve in models.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res = fit_vs_cmin(
+                        sub, m, irreducible=curve.E, method=method, bootstrap=0, smooth=smooth
+                    )
+                out[name][m] = res.law.alpha
+            except ResultsError:
+                out[name][m] = float("nan")
+    return out
+
+
 # ------------------------------------------------------------------------ the joint law L(N, D)
 
 
@@ -544,7 +600,8 @@ def simulate_joint(
 ) -> list[LawSummary]:
     """Draw the study's final points `replicates` times from each metric's prior and fit each
     draw with the joint-law fitter (`analysis.jointlaw`: Huber loss on log residuals, L-BFGS-B,
-    bootstrap over runs, the interval of ``scaling.fit --set law=nd``; hold-out off).
+    bootstrap over families -- a parent with its decay branches, `JointPoints.family` --, the
+    interval of ``scaling.fit --set law=nd``; hold-out off).
 
     The noise-free draw is fitted as the fitter fits a table (its grid of starts); every noisy
     draw starts L-BFGS-B from that solution alone, as the fitter's own bootstrap starts from
@@ -581,7 +638,9 @@ def _simulate_joint(points, metric, law, noise, fit, replicates, seed) -> list[L
             failed += 1
             continue
         samples = (
-            bootstrap_laws(points.N, points.D, L, fitted, fit.bootstrap, seed=i)
+            bootstrap_laws(
+                points.N, points.D, L, fitted, fit.bootstrap, seed=i, family=points.family
+            )
             if fit.bootstrap
             else []
         )

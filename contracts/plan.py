@@ -55,10 +55,14 @@ class PlannedRun:
     full_evals: int
     gpu_hours: float
     eval_compute: tuple[float, ...]  # training FLOPs at each full evaluation
+    cpu_hours: float | None = None  # core-hours at the assumed CPU rate (None: an older file)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object."""
-        return {**dataclasses.asdict(self), "eval_compute": list(self.eval_compute)}
+        """The JSON object (without `cpu_hours` when the file had none)."""
+        out = {**dataclasses.asdict(self), "eval_compute": list(self.eval_compute)}
+        if self.cpu_hours is None:
+            del out["cpu_hours"]
+        return out
 
     @classmethod
     def from_dict(cls, rec: Mapping[str, Any], path: str | Path, where: str) -> PlannedRun:
@@ -91,6 +95,9 @@ class PlannedRun:
             eval_compute=tuple(
                 jsondoc.number(path, c, f"{where}.eval_compute[{i}]") for i, c in enumerate(compute)
             ),
+            cpu_hours=jsondoc.number(
+                path, rec.get("cpu_hours"), f"{where}.cpu_hours", optional=True
+            ),
         )
 
 
@@ -105,13 +112,22 @@ class PlanCost:
     assumed_tflops_per_gpu: float
     token_store_bytes: float
     store_meta_real: bool  # the store exists (else its size is what prepare will make)
+    # a study without GPUs is costed in CPU core-hours: the totals, the assumed rate and
+    # which unit the plan's tables show (None / "GPU-h": an older file)
+    total_cpu_hours: float | None = None
+    assumed_gflops_per_cpu: float | None = None
+    hours_unit: str = "GPU-h"
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object."""
-        return {
+        """The JSON object (without the CPU fields when the file had none)."""
+        out = {
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
             "runs": [r.as_dict() for r in self.runs],
         }
+        if self.total_cpu_hours is None:
+            for key in ("total_cpu_hours", "assumed_gflops_per_cpu", "hours_unit"):
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, rec: Mapping[str, Any], path: str | Path) -> PlanCost:
@@ -137,6 +153,16 @@ class PlanCost:
             assumed_tflops_per_gpu=num("assumed_tflops_per_gpu"),
             token_store_bytes=num("token_store_bytes"),
             store_meta_real=real,
+            total_cpu_hours=jsondoc.number(
+                path, rec.get("total_cpu_hours"), "cost.total_cpu_hours", optional=True
+            ),
+            assumed_gflops_per_cpu=jsondoc.number(
+                path,
+                rec.get("assumed_gflops_per_cpu"),
+                "cost.assumed_gflops_per_cpu",
+                optional=True,
+            ),
+            hours_unit=jsondoc.text(path, rec.get("hours_unit", "GPU-h"), "cost.hours_unit"),
         )
 
 

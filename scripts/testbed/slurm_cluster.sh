@@ -75,6 +75,28 @@ install_packages() {
   apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null || die "apt-get install failed"
 }
 
+# conf_common [AUTHINFO_MORE]: the slurm.conf lines both clusters share (users, munge
+# authentication, process tracking, the scheduler, requeue); AUTHINFO_MORE extends AuthInfo
+conf_common() {
+  cat <<EOF
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+# a requeued job may restart only after the credential expiry (default 120 s): keep it short
+AuthInfo=cred_expire=5${1:-}
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=1,sched_interval=1
+ReturnToService=2
+JobRequeue=1
+EOF
+}
+
 write_configs() {
   mkdir -p "$SLURM_DIR"/{state,spool,log}
   local cpus real_mem mem override=""
@@ -87,21 +109,7 @@ write_configs() {
 # written by scripts/testbed/slurm_cluster.sh
 ClusterName=varscaling
 SlurmctldHost=localhost
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-# a requeued job may restart only after the credential expiry (default 120 s): keep it short
-AuthInfo=cred_expire=5
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1,sched_interval=1
-ReturnToService=2
-JobRequeue=1
+$(conf_common)
 StateSaveLocation=$SLURM_DIR/state
 SlurmdSpoolDir=$SLURM_DIR/spool
 SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
@@ -173,25 +181,30 @@ start_mariadb() {
     || die "could not create the accounting database user"
 }
 
-start_slurmdbd() {
+# start_controller CLUSTER: slurmdbd (accounting, with CLUSTER registered) then slurmctld,
+# each started unless its recorded PID runs, each waited for; both clusters start this way
+start_controller() {
   if ! pid_alive slurmdbd; then
     slurmdbd    # reads slurmdbd.conf beside $SLURM_CONF; daemonises
   fi
   wait_for 30 dbd_ok || die "slurmdbd does not answer (see $SLURM_DIR/log/slurmdbd.log)"
-  sacctmgr -i add cluster varscaling >/dev/null 2>&1 || true
-}
-
-start_slurmctld() {
+  sacctmgr -i add cluster "$1" >/dev/null 2>&1 || true
   pid_alive slurmctld || slurmctld
   wait_for 30 scontrol ping || die "slurmctld does not answer (see $SLURM_DIR/log/slurmctld.log)"
 }
 
+# nodes_ready SECONDS CHECK WHY: wait until CHECK says the nodes take jobs, else show them
+# and stop with WHY (which logs to read)
+nodes_ready() {
+  if ! wait_for "$1" "$2"; then
+    sinfo -N -l >&2 || true
+    die "$3"
+  fi
+}
+
 start_slurmd() {
   pid_alive slurmd || slurmd -N localhost   # node name independent of `hostname`
-  if ! wait_for 30 node_idle; then
-    sinfo -N -l >&2 || true
-    die "node not ready (see $SLURM_DIR/log/slurmd.log)"
-  fi
+  nodes_ready 30 node_idle "node not ready (see $SLURM_DIR/log/slurmd.log)"
 }
 
 is_up() {
@@ -210,8 +223,7 @@ cmd_up() {
   write_configs
   start_munge
   start_mariadb
-  start_slurmdbd
-  start_slurmctld
+  start_controller varscaling
   start_slurmd
   log "up in $(( SECONDS - t0 )) s; source $SLURM_DIR/env.sh"
   sinfo
@@ -326,20 +338,7 @@ ClusterName=varscalingnodes
 SlurmctldHost=$host($MN_CTL_ADDR)
 SlurmctldPort=$ctl_port
 SlurmdPort=$d_port
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=cred_expire=5,socket=$MN_SOCKET
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1,sched_interval=1
-ReturnToService=2
-JobRequeue=1
+$(conf_common ",socket=$MN_SOCKET")
 # a lost node is noticed within seconds (slurmctld pings every SlurmdTimeout/3); not
 # shorter: on a loaded machine a slow answer would be taken for a lost node
 SlurmdTimeout=20
@@ -460,16 +459,9 @@ mn_up() {
   mn_write_configs
   mn_start_munge
   mn_start_mariadb
-  pid_alive slurmdbd || slurmdbd
-  wait_for 30 dbd_ok || die "slurmdbd does not answer (see $SLURM_DIR/log/slurmdbd.log)"
-  sacctmgr -i add cluster varscalingnodes >/dev/null 2>&1 || true
-  pid_alive slurmctld || slurmctld
-  wait_for 30 scontrol ping || die "slurmctld does not answer (see $SLURM_DIR/log/slurmctld.log)"
+  start_controller varscalingnodes
   for k in $(seq "$MN_NODES"); do mn_start_slurmd "$k"; done
-  if ! wait_for 40 mn_nodes_idle; then
-    sinfo -N -l >&2 || true
-    die "nodes not ready (see $SLURM_DIR/log/slurmd-*.log)"
-  fi
+  nodes_ready 40 mn_nodes_idle "nodes not ready (see $SLURM_DIR/log/slurmd-*.log)"
   local tenths=$(( ($(date +%s%N) - t0) / 100000000 ))
   log "up: $MN_NODES nodes in $(( tenths / 10 )).$(( tenths % 10 )) s; source $SLURM_DIR/env.sh"
   sinfo -N

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests" / "study" / "laws"))
 
 
 def planner_vs_end_to_end(studies: int, replicates: int) -> None:
+    from planned_study import write_planned_study  # one drawn study as run directories
     from test_plan import LAWS, _sweep  # the small grid and its prior
 
     from scaling.study.laws.fit import run as fit_run
@@ -72,36 +73,11 @@ def planner_vs_end_to_end(studies: int, replicates: int) -> None:
                 ]
             )
         print(f"planner: {time.perf_counter() - t0:.1f} s")
-        curve = doc["curves"]["ce_last"]
         rng = np.random.default_rng(11)
         width, alpha = {"N": [], "Cmin": []}, {"N": [], "Cmin": []}
         lo_hi = {"N": [], "Cmin": []}
         for rep in range(studies):
-            root = tmp / f"study{rep}"
-            for r in doc["cost"]["runs"]:
-                d = root / r["run"]
-                d.mkdir(parents=True)
-                (d / "config.yaml").write_text("seed: 0\n")
-                n = r["params"] / 1e9
-                z = sd * rng.standard_normal()
-                lines = []
-                for step, c in enumerate(r["eval_compute"], start=1):
-                    red = curve["A"] * n ** -curve["a"] + curve["B"] * (c / 1e15 / n) ** -curve["b"]
-                    lines.append(
-                        json.dumps(
-                            {
-                                "step": step,
-                                "params": r["params"],
-                                "flops": c,
-                                "eval": "full",
-                                "ce_last": curve["E"] + red * np.exp(z),
-                            }
-                        )
-                    )
-                (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-            (root / "fit.yaml").write_text(
-                "irreducible: 3.0\nmetrics: [ce_last]\nholdout: 0\nbootstrap: 200\n"
-            )
+            root = write_planned_study(tmp / f"study{rep}", doc, sd, rng)
             with contextlib.redirect_stdout(io.StringIO()):
                 fitted = fit_run([str(root), "--no-plots", "--set", f"seed={rep}"])
             for f in fitted["fits"]:
@@ -177,7 +153,7 @@ def seeds_coverage(studies: int) -> None:
 
 
 def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
-    from test_plan import LAWS, WSD  # the WSD grid with decay branches
+    from test_plan import LAWS, _sweep  # the tests' sweep, with WSD decay branches below
     from threadpoolctl import threadpool_limits
 
     from scaling.study.laws.fit import run as fit_run
@@ -203,9 +179,11 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             t0 = time.perf_counter()
-            sweep = tmp / "wsd3.yaml"
-            sweep.write_text(
-                WSD.format(out=tmp / "runs").replace("at: [0.25, 0.5]", "at: [0.125, 0.25, 0.5]")
+            sweep = _sweep(
+                tmp,
+                "wsd3.yaml",
+                base={"optim": {"schedule": "wsd", "warmup_frac": 0.05}},
+                branches={"at": [0.125, 0.25, 0.5], "cooldown": 0.2},
             )
             with contextlib.redirect_stdout(io.StringIO()):
                 doc = plan_run(
@@ -229,6 +207,9 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
             planned = time.perf_counter() - t0
             points = doc["joint"]["points"]
             families = np.array([p["family"] for p in points])
+            # each branch names its parent (config branch.parent), so that the fitter draws a
+            # parent with its branches as one family, as the planner does
+            parent_of = {p["family"]: p["run"] for p in points if "-b" not in p["run"]}
             rng = np.random.default_rng(11)
             value, ci = {"alpha": [], "beta": []}, {"alpha": [], "beta": []}
             for rep in range(studies):
@@ -241,7 +222,11 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
                 for p, zi in zip(points, z):
                     d = root / p["run"]
                     d.mkdir(parents=True)
-                    (d / "config.yaml").write_text("seed: 0\n")
+                    parent = parent_of[p["family"]]
+                    (d / "config.yaml").write_text(
+                        "seed: 0\n"
+                        + (f"branch:\n  parent: {parent}\n" if p["run"] != parent else "")
+                    )
                     loss = E + (A * p["N"] ** -alpha + B * p["D"] ** -beta) * np.exp(zi)
                     (d / "metrics.jsonl").write_text(
                         json.dumps(

@@ -8,6 +8,7 @@ import pytest
 from analysis.curvelaw import (
     Curve,
     CurveLawError,
+    branch_schedule,
     features,
     fit_curves,
     forecast,
@@ -122,6 +123,78 @@ def test_const_law_misses_an_annealing_it_cannot_see():
     assert errs["lra"] < 0.005 < errs["const"]
 
 
+def branch_study(truth: dict, noise: float, seed: int = 0, forks=(0.2, 0.3, 0.4, 0.5, 0.6)):
+    """Four WSD runs of 800 steps evaluated every 40 steps of their constant phase only (no
+    annealing seen), each with decay branches forked at `forks` and evaluated once, at their
+    end; a branch shares its parent's (L0, A)."""
+    rng = np.random.default_rng(seed)
+    runs, sched, steps, family = {}, {}, {}, {}
+    for i in range(4):
+        r = f"r{i}"
+        runs[r] = (2 + 0.2 * i, 2.0 - 0.1 * i)
+        sched[r] = wsd(800, 40, 0.2)
+        steps[r] = list(range(40, 641, 40))
+        family[r] = r
+        for at in forks:
+            b = f"{r}-b{at}"
+            sched[b] = branch_schedule(sched[r], round(at * 800))
+            runs[b], steps[b], family[b] = runs[r], [sched[b].size], r
+    drawn = simulate_study("lra", truth, runs, sched, steps, noise, rng)
+    return runs, sched, [Curve(c.run, c.lr, c.steps, c.loss, family[c.run]) for c in drawn]
+
+
+def test_branches_share_their_parents_L0_and_A_and_carry_the_annealing():
+    # the parents are seen in their constant phase only, so the annealing coefficient c is
+    # known from the branches' single evaluations after their cool-downs, through the
+    # parent's (L0, A) they share
+    truth = {"alpha": 0.45, "lam": 0.99, "c": 3e-4}
+    runs, _, curves = branch_study(truth, noise=1e-3)
+    fit = fit_curves(curves, "lra")
+    assert fit.n_params == 2 * 4 + 3  # one (L0, A) per family, not per branch
+    assert fit.runs["r1-b0.3"] == fit.runs["r1"]
+    assert fit.shared["c"] == pytest.approx(3e-4, rel=0.2)
+    assert fit.shared["alpha"] == pytest.approx(0.45, rel=0.05)
+    for r in ("r0", "r1", "r2", "r3"):
+        assert fit.runs[r][0] == pytest.approx(runs[r][0], abs=0.02)
+
+
+def test_a_decay_branch_forecast_from_its_parents_constant_phase():
+    # the end of r0's branch forked at 40%, forecast from r0's constant phase with the
+    # shared parameters of the three other families: near the law's own value, inside the
+    # interval; the schedule-blind law misses the cool-down it cannot see
+    truth = {"alpha": 0.45, "lam": 0.99, "c": 3e-4}
+    runs, sched, curves = branch_study(truth, noise=1e-3, seed=2)
+    target = next(c for c in curves if c.run == "r0-b0.4")
+    prefix = next(c for c in curves if c.run == "r0").until(640)
+    true_end = simulate_study(
+        "lra",
+        truth,
+        {"x": runs["r0"]},
+        {"x": target.lr},
+        {"x": [target.lr.size]},
+        0.0,
+        np.random.default_rng(0),
+    )[0].loss[0]
+    goal = [(target.lr, int(target.lr.size), 1.0)]
+    f = forecast(curves, prefix, goal, law="lra")
+    assert f.n_study == 3  # r0's own family (its branches hold its future) is left out
+    assert f.lo < true_end < f.hi
+    assert abs(f.value - true_end) < 0.005
+    blind = forecast(curves, prefix, goal, law="const", jackknife=False)
+    assert abs(blind.value - true_end) > 2 * abs(f.value - true_end)
+    # the family's own curves never enter the study: adding or dropping them changes nothing
+    others = [c for c in curves if c.key != "r0"]
+    same = forecast(others, prefix, goal, law="lra", cache={})
+    assert (same.value, same.lo, same.hi) == (f.value, f.lo, f.hi)
+
+
+def test_branch_forecast_coverage_by_simulation():
+    # 4 studies x 6 runs x 2 branches: a 95% interval should cover about 95% (sd 3% at n = 48)
+    res = simulate_coverage(n_studies=4, law="lra", schedule="branches", seed=7)
+    assert res["n"] == 48
+    assert 0.85 <= res["coverage"] <= 1.0
+
+
 def test_bad_curves_are_clear_errors():
     with pytest.raises(CurveLawError, match="steps must increase"):
         Curve("r", np.ones(10), np.array([5, 3]), np.array([1.0, 2.0]))
@@ -159,4 +232,6 @@ def test_size_band_covers_points_of_the_same_line():
     assert 0.92 <= hits / n <= 0.98
     band = size_band(others, 2e5, 5.0, 5.0 - 0.3 * np.log(2e5) + 0.2)
     assert band.verdict == "above"
+    assert not band.extrapolated  # 2e5 lies between the sizes 1e4 .. 1e6
+    assert size_band(others, 3e3, 5.0, 3.0).extrapolated  # below the smallest size
     assert size_band(others[:2], 2e5, 5.0, 1.0) is None

@@ -137,3 +137,13 @@ def test_missing_unique_tokens_is_a_clear_error():
     bad.loc[0, "unique_tokens"] = -1.0
     with pytest.raises(ResultsError, match="non-positive"):
         fit_repeat_table(bad, bootstrap=0)
+
+
+def test_two_sizes_give_no_interval_for_the_size_term():
+    """E trades against A / N^alpha with 2 sizes: no interval for them; R* keeps its own."""
+    table = _table(TRUE, 3)
+    two = table[table["params"].isin(SIZES[:2])]
+    fit = fit_repeat_table(two, bootstrap=20)
+    assert fit.ci("alpha") is None and fit.ci("E") is None and fit.ci("A") is None
+    assert fit.ci("R_star") is not None and fit.ci("beta") is not None
+    assert "2 model sizes" in fit.to_dict()["ci"]["not_given"]

@@ -337,6 +337,9 @@ def test_dry_run_prints_the_same_budgets_before_and_after_the_store(tmp_path, mo
     assert again == before
     assert "repeated data is the likely regime: 12 of 12 runs" in text and "d16 200" in text
     assert "Muennighoff" in text
+    # D'/D under the language R* = 15.4, by hand: 200 epochs of one view, R = 199,
+    # D' = U (1 + 15.4 (1 - e^(-199 / 15.4))) = 16.4 U, D = 200 U
+    assert "d16 200 (D'/D 0.08)" in text and "d30 350 (D'/D 0.05)" in text
 
 
 def test_online_views_encode_a_fresh_official_crop_in_the_loop(data, tmp_path):

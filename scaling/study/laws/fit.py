@@ -23,7 +23,8 @@ replicates (a ``seed`` axis) are averaged first (`analysis.axes`).
 ``--set law=nd`` fits the joint law L(N, D) = E + A/N^alpha + B/D^beta instead and
 ``--optimal-for C`` answers "what size and data for C FLOPs" (scaling.study.laws.fit_joint);
 ``--set law=nd-repeat`` fits it with repeated data counted as effective data D' and reports
-R* (scaling.study.laws.fit_repeat).
+R* (scaling.study.laws.fit_repeat); ``--set per_scale=true`` fits the laws of each scale's
+test loss with the entropy of its codes (scaling.study.laws.fit_scales).
 
 With two sources (``python -m scaling.fit A B``) both studies are fitted and compared
 (``scaling.study.laws.compare``: laws with bootstrap bands in one figure, the difference of each
@@ -76,6 +77,7 @@ from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.laws.compare import compare_studies
 from scaling.study.laws.fit_joint import run_joint, run_optimal
 from scaling.study.laws.fit_repeat import run_repeat
+from scaling.study.laws.fit_scales import run_per_scale
 from scaling.study.laws.folders import default_folder, fit_folder_name, optimal_folder_name
 from scaling.study.laws.forecasts import markdown as backtest_markdown
 from scaling.study.laws.forecasts import run_backtest, track_forecasts
@@ -145,8 +147,8 @@ def fit_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         help="output folder (default: the view's own folder, replaced by a rerun: "
-        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, optimal-C; beside a table: "
-        "<table>_fit ...)",
+        "<runs_dir>/fit, fit-best-over-AXIS, fit-pooled, fit-nd, fit-nd-repeat, "
+        "fit-per-scale, optimal-C; beside a table: <table>_fit ...)",
     )
     p.add_argument(
         "--set",
@@ -854,6 +856,8 @@ def _fit_one(args: argparse.Namespace) -> tuple[dict, StudyFit | None]:
     with _output_folder(args.out, joint_out) as (out, shown):
         if settings.law == "nd-repeat":
             return run_repeat(args, source, settings, origin, out, shown), None
+        if settings.per_scale:
+            return run_per_scale(args, source, settings, origin, out, shown), None
         if settings.law == "nd":
             doc = run_joint(args, source, settings, origin, out, shown)
             if settings.backtest:  # the whole-curve backtests (no power laws to backtest)

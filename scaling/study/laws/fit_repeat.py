@@ -12,11 +12,13 @@ and writes into its folder (``<runs>/fit-nd-repeat/``):
     draws.json                   the bootstrap's refitted laws
     effective_data_<metric>.png/pdf  D'/U against D/U: the fitted curve, its band and the runs
 
-U, the unique tokens of a run, is the images of its training split x tokens per image, from
-its token store's meta.json (config ``data.store``, ``data.train_split``); a run's
-``data.subset`` (images, or a fraction of the split when below 1) replaces the split's image
-count. K, the stored views per image, is the split's rows per image (views x 2 with flips).
-A table (CSV/Parquet) gives them as columns ``unique_tokens`` and optionally ``views``.
+U, the unique tokens of a run, and K, the stored sequences it reads per image, are the
+columns ``unique_tokens`` and ``views`` of its metrics.jsonl (the trainer writes them: the
+images of the training split or its ``data.subset`` x tokens per image; views used x 2 with
+flips) or of a table (CSV/Parquet; views 1 if absent). Runs written before those columns
+existed get them from their token store's meta.json (config ``data.store``,
+``data.train_split``, ``data.subset``: images, or a fraction of the split when below 1;
+``data.use_views``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ DRAWS = "draws.json"
 def subset_images(value: Any, split_images: int, run: str) -> int:
     """The images a run trains on: its ``data.subset`` (a count of images, or a fraction of
     the split when below 1; None/NaN: the whole split) within the split's `split_images`."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if not _given(value):
         return split_images
     try:
         v = float(value)
@@ -64,22 +66,29 @@ def subset_images(value: Any, split_images: int, run: str) -> int:
 
 
 def unique_columns(table: pd.DataFrame, source: str) -> pd.DataFrame:
-    """`table` with columns ``unique_tokens`` (images of each run's training split, or its
-    data.subset, x tokens per image) and ``views`` (stored rows per image) from each run's
-    token store; a table that has ``unique_tokens`` already keeps it (``views`` 1 if absent)."""
+    """`table` with columns ``unique_tokens`` and ``views`` for every run: as its
+    metrics.jsonl (or a table) gives them, else from its token store: images of its training
+    split (or its data.subset) x tokens per image, and the split's rows per image (its
+    data.use_views when set; x2 with flips). A table without views counts 1 view."""
     table = table.copy()
-    if "unique_tokens" in table.columns:
-        if "views" not in table.columns:
-            table["views"] = 1.0
+    for col in ("unique_tokens", "views"):
+        if col not in table.columns:
+            table[col] = np.nan
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    missing = table.groupby("run", sort=False)["unique_tokens"].transform(lambda u: u.isna().all())
+    if not missing.any():
+        table["views"] = table["views"].fillna(1.0)
         return table
     if "data.store" not in table.columns:
+        runs = sorted(set(table.loc[missing, "run"].astype(str)))
         raise ResultsError(
             f"{source}: the nd-repeat law needs each run's unique tokens: a column "
-            "'unique_tokens' (a table) or runs whose config names their token store (data.store)"
+            "'unique_tokens' (metrics.jsonl or a table) or runs whose config names their token "
+            f"store (data.store); none for {', '.join(runs[:5])}"
         )
     metas: dict[str, dict] = {}
     unique, views = {}, {}
-    for run, rows in table.groupby("run", sort=False):
+    for run, rows in table[missing].groupby("run", sort=False):
         first = rows.iloc[0]
         store = str(first["data.store"])
         if store not in metas:
@@ -99,10 +108,17 @@ def unique_columns(table: pd.DataFrame, source: str) -> pd.DataFrame:
         entry = meta["splits"][split]
         images = subset_images(first.get("data.subset"), images_in_split(entry), str(run))
         unique[run] = float(images * int(meta["L"]))
-        views[run] = float(rows_per_image(entry))
-    table["unique_tokens"] = table["run"].map(unique)
-    table["views"] = table["run"].map(views)
+        used = first.get("data.use_views")
+        flips = 2 if entry.get("flip") else 1
+        views[run] = float(int(used) * flips) if _given(used) else float(rows_per_image(entry))
+    table.loc[missing, "unique_tokens"] = table.loc[missing, "run"].map(unique)
+    table.loc[missing, "views"] = table.loc[missing, "run"].map(views)
+    table["views"] = table["views"].fillna(1.0)
     return table
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def repeat_table(source: Path, settings: FitSettings) -> tuple[pd.DataFrame, list[str]]:
@@ -157,6 +173,8 @@ def markdown(records: list[dict]) -> str:
     for r in records:
         lines.append(f"- {r['metric']}: R* = {_value(r, 'R_star')}")
         lines.append(f"- {r['metric']}: V* = {_value(r, 'V_star')}")
+        if r["alpha_ci"] is None and r["ci"]["bootstrap_samples"]:
+            lines.append(f"- {r['metric']}: intervals: {r['ci']['not_given']}")
     return "\n".join(lines) + "\n"
 
 
@@ -231,6 +249,7 @@ def run_repeat(
             "draws": {f.metric: [law.as_dict() for law in f.samples] for f in fits},
         },
     )
+    drawn = []
     if not args.no_plots:
         from analysis.plots import save_figure
 
@@ -238,13 +257,14 @@ def run_repeat(
             fig = plot_effective_data(f)
             if fig is not None:
                 save_figure(fig, out / f"effective_data_{f.metric}")
+                drawn.append(f.metric)
     elapsed = round(time.perf_counter() - started, 3)
     doc = dataclasses.replace(doc, details={**doc.details, "elapsed_s": elapsed})
     write_fits(out / FITS_FILE, doc)
     print(text_md)
     print(
         f"wrote {shown or out}/fits.json, fits.md, results.csv, {DRAWS}"
-        + ("" if args.no_plots else ", figures (png, pdf)")
+        + (f", effective_data_{'/'.join(drawn)} (png, pdf)" if drawn else "")
         + f" in {elapsed:.1f} s"
     )
     return doc.as_dict()

@@ -5,6 +5,7 @@
     fit-pooled/            one law through every axis value (--set pool=true)
     fit-nd/                the joint law L(N, D) (--set law=nd), with its bootstrap draws
     fit-nd-repeat/         the repetition-aware joint law L(N, D') (--set law=nd-repeat)
+    fit-per-scale/         the laws of each scale's loss (--set per_scale=true)
     optimal-1e13/          --optimal-for 1e13, answered from fit-nd/'s saved law and draws
 
 A runs directory gets them inside it (`runs/demo/fit/`); a table gets them beside it
@@ -22,10 +23,12 @@ from analysis.settings import FitSettings
 
 
 def fit_folder_name(settings: FitSettings) -> str:
-    """`fit`, `fit-best-over-<axis>`, `fit-pooled`, `fit-nd` or `fit-nd-repeat`: the view the
-    settings fit."""
+    """`fit`, `fit-best-over-<axis>`, `fit-pooled`, `fit-nd`, `fit-nd-repeat` or
+    `fit-per-scale`: the view the settings fit."""
     if settings.law in ("nd", "nd-repeat"):
         return f"fit-{settings.law}"
+    if settings.per_scale:
+        return "fit-per-scale"
     if settings.best_over is not None:
         return f"fit-best-over-{_safe(settings.best_over)}"
     if settings.pool:

@@ -29,7 +29,13 @@ import pandas as pd
 
 from analysis import backtest as bt
 from analysis import registry
-from analysis.curvelaw import LAWS, CurveLawError, backtest_curves, forecast
+from analysis.curvelaw import (
+    LAWS,
+    CurveLawError,
+    backtest_curves,
+    forecast,
+    value_at_compute,
+)
 from analysis.fitting import StudyFit
 from analysis.powerlaw import Irreducible
 from analysis.results import ResultsError, load_results, prepare
@@ -80,7 +86,8 @@ def power_backtest(fit: StudyFit) -> list[dict[str, Any]]:
 
 
 def _curve_rows(curves: list[RunCurve], frac: float, level: float) -> dict[str, list[dict]]:
-    """Per law: each finished plain run's final forecast from its first `frac`."""
+    """Per law: each finished plain run's final forecast from its first `frac`; the shared
+    parameters from the other families' finished runs and decay branches."""
     plain = [
         rc
         for rc in curves
@@ -89,28 +96,40 @@ def _curve_rows(curves: list[RunCurve], frac: float, level: float) -> dict[str, 
         and rc.curve.steps.size >= 3
         and rc.curve.steps[-1] == rc.total_steps
     ]
+    study = [rc.curve for rc in curves if rc.finished and rc.curve.steps.size]
     out = {}
     for law in LAWS:
         try:
-            out[law] = backtest_curves([rc.curve for rc in plain], law, frac, level)
+            out[law] = backtest_curves([rc.curve for rc in plain], law, frac, level, study)
         except CurveLawError as e:
             warnings.warn(f"backtest: whole-curve law {law}: {e}", stacklevel=2)
             out[law] = []
     return out
 
 
-def _branch_rows(curves: list[RunCurve], level: float) -> dict[str, list[dict]]:
+def _branch_rows(
+    curves: list[RunCurve], level: float, at_fork: bool = False, cache: dict | None = None
+) -> dict[str, list[dict]]:
     """Per law: each finished decay branch's final forecast from its parent's evaluations in
-    its constant phase, the shared parameters from the runs of the other sizes; and the
-    predicted gain of the cool-down (the loss with the lr held at its peak to the same step,
-    minus the loss after the cool-down)."""
+    its constant phase (`at_fork`: only those made by the step the branch forks at, what is
+    known when it starts; branches with fewer than 2 are skipped), the shared parameters
+    from the runs and branches of the other sizes; and the predicted gain of the cool-down
+    (the loss with the lr held at its peak to the same step, minus the loss after the
+    cool-down). Where the parent's constant phase was evaluated on both sides of the branch's
+    last step, the gain is also measured: the parent's loss there (log-log interpolation
+    between those evaluations, the lr held at its peak) minus the branch's final loss.
+    cache: study fits shared by the branches of one size (`analysis.curvelaw.forecast`)."""
+    cache = {} if cache is None else cache
     by = {rc.run: rc for rc in curves}
     out: dict[str, list[dict]] = {law: [] for law in LAWS}
     for b in curves:
         p = by.get(b.parent or "")
         if p is None or not b.finished or b.curve.steps[-1] != b.total_steps:
             continue
-        prefix = p.curve.until(p.decay_start)
+        cut = min(p.decay_start, b.branch_step or 0) if at_fork else p.decay_start
+        prefix = p.curve.until(cut)
+        if prefix.steps.size < 2:
+            continue
         study = [
             rc.curve
             for rc in curves
@@ -123,7 +142,12 @@ def _branch_rows(curves: list[RunCurve], level: float) -> dict[str, list[dict]]:
         for law in LAWS:
             try:
                 f = forecast(
-                    study, prefix, [(b.curve.lr, b.total_steps, 1.0)], law=law, level=level
+                    study,
+                    prefix,
+                    [(b.curve.lr, b.total_steps, 1.0)],
+                    law=law,
+                    level=level,
+                    cache=cache,
                 )
                 g = forecast(
                     study,
@@ -131,11 +155,14 @@ def _branch_rows(curves: list[RunCurve], level: float) -> dict[str, list[dict]]:
                     [(held, b.total_steps, 1.0), (b.curve.lr, b.total_steps, -1.0)],
                     law=law,
                     level=level,
+                    cache=cache,
                 )
             except CurveLawError as e:
                 warnings.warn(f"backtest: {b.run} ({law}): {e}", stacklevel=2)
                 continue
             obs = float(b.curve.loss[-1])
+            held_phase = p.curve.until(p.decay_start)
+            at_end = value_at_compute(held_phase.steps, held_phase.loss, float(b.total_steps))
             out[law].append(
                 {
                     "run": b.run,
@@ -152,6 +179,7 @@ def _branch_rows(curves: list[RunCurve], level: float) -> dict[str, list[dict]]:
                     "gain": g.value,
                     "gain_lo": g.lo,
                     "gain_hi": g.hi,
+                    "gain_observed": None if at_end is None else at_end - obs,
                 }
             )
     return out
@@ -161,12 +189,23 @@ def _curve_summary(rows: list[dict]) -> dict[str, Any]:
     if not rows:
         return {"n": 0}
     err = np.abs([r["rel_error"] for r in rows])
-    return {
+    out: dict[str, Any] = {
         "n": len(rows),
         "mean_abs_rel_error": float(err.mean()),
         "max_abs_rel_error": float(err.max()),
         "coverage": float(np.mean([r["inside"] for r in rows])),
     }
+    gains = [r for r in rows if r.get("gain_observed") is not None]
+    if gains:
+        out["gain"] = {
+            "n": len(gains),
+            "mean_abs_error": float(np.mean([abs(r["gain"] - r["gain_observed"]) for r in gains])),
+            "mean_abs_observed": float(np.mean([abs(r["gain_observed"]) for r in gains])),
+            "coverage": float(
+                np.mean([r["gain_lo"] <= r["gain_observed"] <= r["gain_hi"] for r in gains])
+            ),
+        }
+    return out
 
 
 def _records(
@@ -175,6 +214,7 @@ def _records(
     power: list[dict],
     curve: dict,
     branch: dict,
+    fork: dict,
     frac: float,
     level: float,
     code,
@@ -219,7 +259,11 @@ def _records(
         )
         recs += [f, registry.score(f, r["observed"])]
     csha = curves_sha256([rc.curve for rc in curves])
-    for kind, table in (("curve", curve), ("cooldown", branch)):
+    for kind, source_of, table in (
+        ("curve", "prefix", curve),
+        ("cooldown", "decay branch from parent", branch),
+        ("cooldown", "decay branch from parent at its fork", fork),
+    ):
         for law, rows in table.items():
             for r in rows:
                 f = registry.make_forecast(
@@ -230,7 +274,7 @@ def _records(
                     level=level,
                     law=law,
                     settings={
-                        "backtest": "prefix" if kind == "curve" else "decay branch from parent",
+                        "backtest": source_of,
                         "prefix_step": r["prefix_step"],
                         "n_prefix": r["n_prefix"],
                         **({"prefix_frac": frac} if kind == "curve" else {"parent": r["parent"]}),
@@ -307,24 +351,55 @@ def markdown(doc: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         lines += _summary_rows(branch["summary"])
+        fork = branch.get("at_fork") or {}
+        if any((fork.get("rows") or {}).values()):
+            lines += [
+                "",
+                "The same, from only the parent's evaluations made by the step each branch "
+                "forks at (what is known when it starts; branches with fewer than 2 such "
+                "evaluations left out):",
+                "",
+                "| law | branches | mean abs. rel. error | max abs. rel. error | coverage |",
+                "|---|---|---|---|---|",
+                *_summary_rows(fork["summary"]),
+            ]
+        gains = {law: s["gain"] for law, s in branch["summary"].items() if s.get("gain")}
+        if gains:
+            lines += [
+                "",
+                "The gain of each cool-down (the loss with the lr held at its peak to the same "
+                "step minus the loss after the cool-down), predicted from the parent's constant "
+                "phase, against the gain measured where the parent was evaluated on both sides "
+                "of the branch's end (log-log interpolation):",
+                "",
+                "| law | branches | mean abs. observed gain | mean abs. error of the predicted "
+                "gain | inside its interval |",
+                "|---|---|---|---|---|",
+                *(
+                    f"| {law} | {g['n']} | {g['mean_abs_observed']:.4f} "
+                    f"| {g['mean_abs_error']:.4f} | {g['coverage']:.2f} |"
+                    for law, g in gains.items()
+                ),
+            ]
         rows = branch["rows"].get(doc["law"]) or []
         if rows:
             lines += [
                 "",
-                f"Per branch ({doc['law']}; gain: predicted loss with the lr held at its peak "
-                "to the same step minus the loss after the cool-down):",
+                f"Per branch ({doc['law']}):",
                 "",
                 "| branch | parent evals used | observed | forecast | interval | rel. error "
-                "| inside | predicted gain |",
-                "|---|---|---|---|---|---|---|---|",
+                "| inside | predicted gain | measured gain |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for r in rows:
+                measured = r.get("gain_observed")
                 lines.append(
                     f"| {r['run']} | {r['n_prefix']} (to step {r['prefix_step']}) "
                     f"| {r['observed']:.4f} | {r['predicted']:.4f} "
                     f"| [{r['lo']:.4f}, {r['hi']:.4f}] "
                     f"| {100 * r['rel_error']:+.2f}% | {'yes' if r['inside'] else 'no'} "
-                    f"| {r['gain']:.4f} [{r['gain_lo']:.4f}, {r['gain_hi']:.4f}] |"
+                    f"| {r['gain']:.4f} [{r['gain_lo']:.4f}, {r['gain_hi']:.4f}] "
+                    f"| {'-' if measured is None else f'{measured:.4f}'} |"
                 )
         lines.append("")
     return "\n".join(lines)
@@ -389,7 +464,10 @@ def run_backtest(
         if source.is_dir():
             curves = study_curves(source, raw, CURVE_METRIC)
         curve = _curve_rows(curves, frac, level) if curves else {law: [] for law in LAWS}
-        branch = _branch_rows(curves, level) if curves else {law: [] for law in LAWS}
+        cache: dict = {}  # the study fits of one size serve all its branches, both ways
+        none: dict[str, list[dict]] = {law: [] for law in LAWS}
+        branch = _branch_rows(curves, level, cache=cache) if curves else none
+        fork = _branch_rows(curves, level, at_fork=True, cache=cache) if curves else none
     msgs = [str(w.message) for w in caught]
     for m in msgs:
         print(f"warning: {m}")
@@ -418,6 +496,10 @@ def run_backtest(
             "level": level,
             "rows": branch,
             "summary": {law: _curve_summary(r) for law, r in branch.items()},
+            "at_fork": {
+                "rows": fork,
+                "summary": {law: _curve_summary(r) for law, r in fork.items()},
+            },
         },
         "warnings": msgs,
     }
@@ -430,7 +512,7 @@ def run_backtest(
     code = code_version()
     n = registry.append(
         registry_path(source, out),
-        _records(fit, table, power, curve, branch, frac, level, code, str(source), curves),
+        _records(fit, table, power, curve, branch, fork, frac, level, code, str(source), curves),
     )
     print(text)
     print(

@@ -16,9 +16,13 @@ Before anything is submitted, for the sweep file as written:
    prior's exponent. When the runs give several data amounts per size (decay branches), the
    joint law L(N, D) of ``scaling.fit --law nd`` is planned the same way from a prior joint
    law (an assumption: the paper gives none; see `load_joint_prior`).
+2c. **Repetition** (`scaling.study.laws.plan_repeat`): each run's effective data D'/D and the
+   loss its repetition costs under a prior R* (a nd-repeat fits.json, else the language value,
+   flagged as an assumption).
 3. **Alternatives** in one table (`scaling.study.laws.plan_designs`): the same sweep with more
-   seeds, fewer or more sizes, longer or shorter runs, more evaluations, and with decay
-   branches (or without them); each with its GPU-hours and the precision of one metric's laws.
+   seeds, fewer or more sizes, longer or shorter runs, more evaluations, more views, fewer
+   epochs, and with decay branches (or without them); each with its GPU-hours, its worst
+   D'/D and the precision of one metric's laws.
 
 Writes ``plan.json``, ``plan.md`` and figures (``plan_exponents.png/pdf``: simulated exponent
 distributions of the grid beside the alternatives; ``plan_evals.png/pdf``: planned evaluation
@@ -37,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from analysis.jointlaw import JointLaw
 from analysis.paper import AGAINST, METRICS, PAPER_IRREDUCIBLE
 from analysis.powerlaw import Law
@@ -51,6 +57,7 @@ from analysis.simulate import (
     Noise,
     PriorLaws,
     calibrate,
+    cmin_from_effect,
     compute_per_param_unit,
     joint_prior,
     paper_noise_sd,
@@ -67,8 +74,24 @@ from contracts.plan import write_plan as write_plan_file
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import Located, apply_sets, build, parse_sets
 from scaling.core.tables import human
-from scaling.study.laws.plan_cost import RunCost, cost_table, run_costs, store_bytes
+from scaling.study.laws.plan_cost import (
+    RunCost,
+    cost_table,
+    hours_text,
+    hours_unit,
+    run_costs,
+    store_bytes,
+)
 from scaling.study.laws.plan_designs import Design, alternatives
+from scaling.study.laws.plan_repeat import (
+    RepetitionPrior,
+    RunRepetition,
+    ratio_text,
+    repetition_document,
+    repetition_prior,
+    repetition_table,
+    run_repetition,
+)
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.sweep import Sweep, load_sweep
 from var_core.counting import tokens_per_image
@@ -259,6 +282,18 @@ def load_noise(args, metrics: list[str], priors: dict) -> Noise:
         return Noise(
             {m: args.noise_sd for m in metrics}, args.eval_noise, "--noise-sd on the command line"
         )
+    if args.prior != "paper":
+        own = fits_noise_sd(_read_fits(args.prior), metrics)
+        sd = {m: own.get(m, paper_noise_sd(m)) for m in metrics}
+        borrowed = [m for m in metrics if m not in own]
+        return Noise(
+            sd,
+            args.eval_noise,
+            f"default for a fits.json prior: the scatter about its own N laws (residual sd of "
+            f"log(final - E), |alpha| sd(ln N) sqrt(1 - r^2) / |r| over its sizes; "
+            f"{args.prior}); an upper bound on seed noise, since it also holds misfit"
+            + (f"; {', '.join(borrowed)}: the paper's (not in the file)" if borrowed else ""),
+        )
     return Noise(
         {m: paper_noise_sd(m) for m in metrics},
         args.eval_noise,
@@ -267,6 +302,26 @@ def load_noise(args, metrics: list[str], priors: dict) -> Noise:
         "sizes (|alpha| sd(ln N) sqrt(1 - r^2)); an upper bound on seed noise, since it also "
         "holds misfit",
     )
+
+
+def fits_noise_sd(doc: FitsFile, metrics: list[str]) -> dict[str, float]:
+    """Per metric, the scatter of a fitted study about its own law vs N: the residual sd of
+    log(final - E) of the log-log line, |alpha| sd(ln N) sqrt(1 - r^2) / |r| (population sd
+    over the study's sizes; exact for an OLS line). Metrics without a law vs N, its r or the
+    study's sizes are left out."""
+    laws = doc.laws()
+    sizes = np.asarray(doc.details.get("sizes") or [], float)
+    out = {}
+    for m in metrics:
+        law = laws.get((m, "N"))
+        r = law.record.get("r") if law is not None else None
+        if law is None or not isinstance(r, (int, float)) or not 0 < abs(r) <= 1:
+            continue
+        if len(sizes) < 3 or not (sizes > 0).all():
+            continue
+        sd_lx = float(np.std(np.log(sizes)))
+        out[m] = abs(law.alpha) * sd_lx * math.sqrt(max(0.0, 1 - r * r)) / abs(r)
+    return out
 
 
 # ----------------------------------------------------------------------------- report
@@ -403,19 +458,31 @@ def joint_table(summaries, level: float) -> str:
     return "\n".join(lines)
 
 
-def alternatives_table(rows, against: list[str], total_gh: float) -> str:
-    """Markdown table of the alternatives: GPU-hours, and bias and 95% range of each exponent
-    (the joint law's where the design makes it plannable)."""
+def alternatives_table(
+    rows,
+    against: list[str],
+    total_gh: float,
+    repetition: list[str] | None = None,
+    unit: str = "GPU-h",
+) -> str:
+    """Markdown table of the alternatives: their hours (`unit`: GPU-h, or CPU-h for a study
+    without GPUs; `total_gh` the plan's), and bias and 95% range of each exponent (the joint
+    law's where the design makes it plannable); `repetition`: each design's worst D'/D
+    (`plan_repeat.ratio_text`), a column when given."""
     joint = any(r.against == "ND" for _, res, _ in rows for r in res)
-    head = ["design", "runs", "GPU-h", "x planned"] + [
+    head = ["design", "runs", unit, "x planned"] + [
         f"{a}: {k}" for a in against for k in ("bias", "95% range")
     ]
+    if repetition is not None:
+        head.insert(4, "worst D'/D")
     if joint:
         head += ["N,D alpha: 95% range", "N,D beta: 95% range"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for d, res, _ in rows:
+    for i, (d, res, _) in enumerate(rows):
         by = {r.key: r for r in res}
-        cells = [d.name, str(d.runs), f"{d.gpu_hours:,.0f}", f"{d.gpu_hours / total_gh:.2f}"]
+        cells = [d.name, str(d.runs), hours_text(d.hours), f"{d.hours / total_gh:.2f}"]
+        if repetition is not None:
+            cells.append(repetition[i])
         for a in against:
             cells += [_fmt(by[(a, "alpha")].bias, 2), _fmt(by[(a, "alpha")].spread(), 2)]
         if joint:
@@ -466,6 +533,30 @@ def resolve_irreducible(settings: FitSettings, sweep) -> tuple[str | float, str]
 # ----------------------------------------------------------------------------- compute
 
 
+def cmin_from_choices(
+    costs: list[RunCost], setting: str | float
+) -> dict[str, float | dict[str, float]]:
+    """The `cmin_from` choices the plan compares, each as the fraction of a run's compute its
+    frontier points start from: every evaluation (0, the default), 1%, 10%, after each run's
+    learning-rate warm-up (`warmup_end`: its warm-up steps over its steps) and the sweep's
+    own setting when it is another fraction."""
+    warm = {}
+    for c in costs:
+        if c.parent is None and c.steps > 0:
+            optim = c.config.optim
+            steps = optim.warmup_steps if optim.warmup_steps is not None else None
+            warm[c.run_id] = steps / c.steps if steps is not None else float(optim.warmup_frac)
+    choices: dict[str, float | dict[str, float]] = {
+        "0 (every evaluation)": 0.0,
+        "0.01": 0.01,
+        "0.1": 0.1,
+        "warmup_end": warm,
+    }
+    if setting != "warmup_end" and float(setting) not in (0.0, 0.01, 0.1):
+        choices[f"{float(setting):g}"] = float(setting)
+    return choices
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What the planner computed for one sweep file: its cost, the priors and noise, the
@@ -490,6 +581,8 @@ class Plan:
     fit: FitPlan
     against: list[str]
     summaries: list[LawSummary]  # simulated laws vs N and Cmin
+    # choice of the frontier's early evaluations (cmin_from) -> metric -> noise-free exponent
+    cmin_effect: dict[str, dict[str, float]]
     joint: JointPlan
     alt_rows: list[tuple[Design, list[LawSummary], JointPoints]]  # each alternative
     skipped: list[str]  # alternatives not laid out, and why
@@ -499,6 +592,19 @@ class Plan:
     seed: int
     elapsed: float  # seconds
     cpu: float  # seconds of CPU time
+    # what repetition costs each run under a prior R* (scaling.study.laws.plan_repeat)
+    repetition_prior: RepetitionPrior | None = None
+    repetition: list[RunRepetition] = dataclasses.field(default_factory=list)
+
+    def design_repetition(self) -> list[str]:
+        """Each alternative's worst D'/D under the repetition prior."""
+        prior = self.repetition_prior
+        if prior is None:
+            return ["-" for _ in self.alt_rows]
+        return [
+            ratio_text(run_repetition(d.costs, prior, None, "tokens", self.L))
+            for d, _, _ in self.alt_rows
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -548,6 +654,17 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         if simulated
         else []
     )
+    cmin_effect = (
+        cmin_from_effect(
+            planned,
+            simulated,
+            cmin_from_choices(costs, settings.cmin_from),
+            settings.method,
+            settings.smooth,
+        )
+        if simulated and "Cmin" in against
+        else {}
+    )
     joint = plan_joint(args, plan_design, costs, models, settings.data_unit, L, noise, fit)
     alt_rows: list[tuple[Design, list[LawSummary], JointPoints]] = []
     skipped: list[str] = []
@@ -555,6 +672,13 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         alt_rows, skipped = plan_alternatives(
             args, sweep, meta, costs, compare, models, priors, noise, fit, against, joint
         )
+    rep_prior = repetition_prior(
+        None if args.prior == "paper" else _read_fits(args.prior), args.prior
+    )
+    rep_metric = plan_repetition_metric(compare, joint)
+    repetition = run_repetition(
+        costs, rep_prior, joint.priors.get(rep_metric or ""), joint.d_unit, L
+    )
     return Plan(
         path=path,
         sweep=sweep,
@@ -575,6 +699,7 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         fit=fit,
         against=against,
         summaries=summaries,
+        cmin_effect=cmin_effect,
         joint=joint,
         alt_rows=alt_rows,
         skipped=skipped,
@@ -584,7 +709,17 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         seed=args.seed,
         elapsed=time.perf_counter() - started,
         cpu=time.process_time() - cpu_started,
+        repetition_prior=rep_prior,
+        repetition=repetition,
     )
+
+
+def plan_repetition_metric(compare: str, joint: JointPlan) -> str | None:
+    """The loss whose joint prior prices repetition: the compared metric's, else the first
+    joint prior's (None: no joint prior)."""
+    if compare in joint.priors:
+        return compare
+    return next(iter(joint.priors), None)
 
 
 def plan_joint(
@@ -668,7 +803,9 @@ def render_plan(plan: Plan) -> str:
     lines = [
         *_cost_section(plan),
         *_precision_section(plan),
+        *_cmin_from_section(plan),
         *_joint_section(plan),
+        *_repetition_section(plan),
         *_alternatives_section(plan),
         "",
         f"Planned in {plan.elapsed:.1f} s ({plan.cpu:.1f} s of CPU time).",
@@ -697,8 +834,13 @@ def _cost_section(plan: Plan) -> list[str]:
             if n_branches
             else ""
         )
-        + f"; GPU-hours at {_tflops(plan):g} TFLOP/s per GPU, assumed: "
-        "cluster.assumed_tflops_per_gpu)",
+        + (
+            f"; CPU-hours (core-hours: no GPUs) at {costs[0].gflops_per_cpu:g} GFLOP/s per "
+            "CPU core, assumed: cluster.assumed_gflops_per_cpu)"
+            if hours_unit(costs) == "CPU-h"
+            else f"; GPU-hours at {_tflops(plan):g} TFLOP/s per GPU, assumed: "
+            "cluster.assumed_tflops_per_gpu)"
+        ),
         "",
         cost_table(costs),
         "",
@@ -750,6 +892,32 @@ def _precision_section(plan: Plan) -> list[str]:
     ]
 
 
+def _cmin_from_section(plan: Plan) -> list[str]:
+    effect = plan.cmin_effect
+    if not effect:
+        return []
+    names = list(effect)
+    metrics = list(next(iter(effect.values())))
+    lines = [
+        "",
+        "### The Cmin frontier's early evaluations (fit: cmin_from)",
+        "",
+        f"This sweep: cmin_from = {plan.settings.cmin_from}. The Cmin exponent of the study "
+        "drawn without noise, fitted at the curves' own E, when each run's evaluations below a "
+        "fraction of its compute are left out of the frontier (warmup_end: each run's "
+        "warm-up steps over its steps); the laws vs N do not change.",
+        "",
+        "| metric | prior alpha | " + " | ".join(f"cmin_from {n}" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for m in metrics:
+        prior = plan.priors[m].cmin_law.alpha
+        lines.append(
+            f"| {m} | {prior:.4g} | " + " | ".join(_fmt(effect[n][m], 4) for n in names) + " |"
+        )
+    return lines
+
+
 def _joint_section(plan: Plan) -> list[str]:
     joint = plan.joint
     lines = ["", "### Joint law L(N, D) = E + A/N^alpha + B/D^beta (scaling.fit --law nd)", ""]
@@ -764,23 +932,40 @@ def _joint_section(plan: Plan) -> list[str]:
         f"Prior: {joint.source}.",
         "Noise: as above, on log(L - E); a parent and its decay branches share one seed "
         "factor (a branch continues its parent's trajectory). Fit: analysis.jointlaw as "
-        "scaling.fit --law nd (Huber loss on log residuals, L-BFGS-B, bootstrap over runs); "
+        "scaling.fit --law nd (Huber loss on log residuals, L-BFGS-B, bootstrap over "
+        "families: a parent with its branches); "
         "each simulated study starts from the noise-free fit instead of the grid of starts.",
         "",
         joint_table(joint.summaries, plan.settings.ci),
     ]
 
 
+def _repetition_section(plan: Plan) -> list[str]:
+    if plan.repetition_prior is None:
+        return []
+    metric = plan_repetition_metric(plan.compare, plan.joint)
+    return [
+        "",
+        *repetition_table(plan.repetition, plan.repetition_prior, metric, plan.joint.source),
+    ]
+
+
 def _alternatives_section(plan: Plan) -> list[str]:
     if not plan.alt_rows:
         return []
-    total_gh = sum(c.gpu_hours for c in plan.costs)
+    total_gh = sum(c.hours for c in plan.costs)
     lines = [
         "",
         f"## Alternatives ({plan.compare}; {plan.alt_replicates} simulated studies each, point "
         "fits)",
         "",
-        alternatives_table(plan.alt_rows, plan.against, total_gh),
+        alternatives_table(
+            plan.alt_rows,
+            plan.against,
+            total_gh,
+            plan.design_repetition(),
+            hours_unit(plan.costs),
+        ),
     ]
     if plan.skipped:
         lines += ["", "Not laid out: " + "; ".join(plan.skipped) + "."]
@@ -822,6 +1007,14 @@ def plan_document(plan: Plan) -> dict:
             "fit": dataclasses.asdict(plan.fit),
         },
         "precision": [s.to_dict() for s in plan.summaries],
+        "cmin_from_effect": {
+            "setting": plan.settings.cmin_from,
+            "note": "noise-free Cmin exponent at the curves' own E, per choice and metric",
+            "alpha": {
+                n: {m: (v if math.isfinite(v) else None) for m, v in by.items()}
+                for n, by in plan.cmin_effect.items()
+            },
+        },
         "not_simulated": {m: f"not representable: {why}" for m, why in plan.refused.items()},
         "joint": {
             "planned": not joint.gap,
@@ -843,12 +1036,24 @@ def plan_document(plan: Plan) -> dict:
                 "design": d.name,
                 "runs": d.runs,
                 "gpu_hours": d.gpu_hours,
+                "hours": d.hours,
                 "joint_why_not": p.why_not(),
                 "laws": [s.to_dict() for s in res],
             }
             for d, res, p in plan.alt_rows
         ],
         "not_laid_out": plan.skipped if plan.alt_rows else [],
+        "repetition": (
+            {
+                **repetition_document(plan.repetition, plan.repetition_prior),
+                "loss_metric": plan_repetition_metric(plan.compare, plan.joint),
+                "alternatives": dict(
+                    zip((d.name for d, _, _ in plan.alt_rows), plan.design_repetition())
+                ),
+            }
+            if plan.repetition_prior is not None
+            else None
+        ),
     }
 
 
@@ -868,6 +1073,7 @@ def _cost_document(plan: Plan) -> dict:
                 "eval_flops": c.eval_flops,
                 "full_evals": int(len(c.full_steps())),
                 "gpu_hours": c.gpu_hours,
+                "cpu_hours": c.cpu_hours,
                 "eval_compute": [float(v) for v in c.eval_compute()],
             }
             for c in costs
@@ -875,7 +1081,10 @@ def _cost_document(plan: Plan) -> dict:
         "total_train_flops": sum(c.train_flops for c in costs),
         "total_eval_flops": sum(c.eval_flops for c in costs),
         "total_gpu_hours": sum(c.gpu_hours for c in costs),
+        "total_cpu_hours": sum(c.cpu_hours for c in costs),
+        "hours_unit": hours_unit(costs),  # which of the two the tables show
         "assumed_tflops_per_gpu": _tflops(plan),
+        "assumed_gflops_per_cpu": costs[0].gflops_per_cpu if costs else None,
         "token_store_bytes": store_bytes(plan.meta),
         "store_meta_real": plan.real,
     }

@@ -43,6 +43,7 @@ class RunCost:
     tflops_per_gpu: float
     # a decay branch (start_step 0: a run from scratch in its stead): the parent's id
     parent: str | None = None
+    gflops_per_cpu: float = 5.0  # a run without GPUs: its assumed rate per CPU core
 
     @property
     def run_id(self) -> str:
@@ -102,6 +103,21 @@ class RunCost:
     def gpu_hours(self) -> float:
         return self.budget.gpu_hours(self.tflops_per_gpu)
 
+    @property
+    def cpu_hours(self) -> float:
+        """CPU core-hours of the run's own training and evaluation at the assumed rate."""
+        return (self.train_flops + self.eval_flops) / (self.gflops_per_cpu * 1e9) / 3600.0
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the run has no GPU (its cost is then counted in CPU-hours)."""
+        return self.gpus == 0
+
+    @property
+    def hours(self) -> float:
+        """The run's cost in its own device's hours: GPU-hours, or CPU-hours without GPUs."""
+        return self.cpu_hours if self.on_cpu else self.gpu_hours
+
     def eval_compute(self) -> np.ndarray:
         """[k] cumulative training FLOPs at each full evaluation (a branch: from step 0)."""
         return np.array(
@@ -152,6 +168,7 @@ def run_costs(sweep, meta: dict[str, Any]) -> list[RunCost]:
                 res.nodes * res.gpus_per_node,
                 res.assumed_tflops_per_gpu,
                 parent=run.parent,
+                gflops_per_cpu=res.assumed_gflops_per_cpu,
             )
         )
     return out
@@ -192,22 +209,33 @@ def store_bytes(meta: dict[str, Any]) -> int:
     )
 
 
+def hours_unit(costs: list[RunCost]) -> str:
+    """ "CPU-h" for a study without GPUs, else "GPU-h" (the unit of `RunCost.hours`)."""
+    return "CPU-h" if costs and all(c.on_cpu for c in costs) else "GPU-h"
+
+
+def hours_text(hours: float) -> str:
+    """Hours for a table: whole hours from 10 up, else three significant digits."""
+    return f"{hours:,.0f}" if hours >= 10 else f"{hours:.3g}"
+
+
 def cost_table(costs: list[RunCost]) -> str:
     """Markdown table of the cost per run, with a total row (a branch: `start+own` steps)."""
+    unit = hours_unit(costs)
     lines = [
-        "| run | N | steps | train tokens | train FLOPs | eval FLOPs | full evals | GPU-h |",
+        f"| run | N | steps | train tokens | train FLOPs | eval FLOPs | full evals | {unit} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in costs:
         steps = f"{c.steps:,}" if c.parent is None else f"{c.start_step:,}+{c.own_steps:,}"
         lines.append(
             f"| {c.run_id} | {human(c.params)} | {steps} | {human(c.tokens)} | {c.train_flops:.3g} "
-            f"| {c.eval_flops:.3g} | {len(c.full_steps())} | {c.gpu_hours:,.0f} |"
+            f"| {c.eval_flops:.3g} | {len(c.full_steps())} | {hours_text(c.hours)} |"
         )
     tr, ev = sum(c.train_flops for c in costs), sum(c.eval_flops for c in costs)
     lines.append(
         f"| **total ({len(costs)} runs)** | | | {human(sum(c.tokens for c in costs))} | {tr:.3g} "
         f"| {ev:.3g} "
-        f"| {sum(len(c.full_steps()) for c in costs)} | {sum(c.gpu_hours for c in costs):,.0f} |"
+        f"| {sum(len(c.full_steps()) for c in costs)} | {hours_text(sum(c.hours for c in costs))} |"
     )
     return "\n".join(lines)

@@ -8,7 +8,8 @@ points of the joint law L(N, D) (every run, branches included; a parent and its 
 one seed's noise).
 
 `alternatives` builds the comparison: the same sweep with more seeds, fewer or more sizes,
-longer or shorter runs, more evaluations, and decay branches: added to a sweep that has none
+longer or shorter runs, more evaluations, against repeated data ("more views": 4x the stored
+views per image; "fewer epochs": half of them), and decay branches: added to a sweep that has none
 (WSD parents, branches at 1/4 and 1/2, or 1/8, 1/4 and 1/2, of the run, cooling down over 20%
 of their own length as in Hagele et al. 2024; and the same with the runs shortened to the
 planned budget), or, for a sweep with branches, without them and with every branch trained
@@ -19,6 +20,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from scaling.training.schedule import ScheduleError
 # decay branches added to a sweep that has none: (name, branch points); cool-down 20% of a branch
 BRANCH_SETS = (("2 decay branches", (0.25, 0.5)), ("3 decay branches", (0.125, 0.25, 0.5)))
 BRANCH_COOLDOWN = 0.2
+MORE_VIEWS = 4  # the "more views" design: this many times the stored views per image
 
 
 @dataclasses.dataclass
@@ -75,6 +78,11 @@ class Design:
     @property
     def gpu_hours(self) -> float:
         return self.seeds * sum(c.gpu_hours for c in self.costs)
+
+    @property
+    def hours(self) -> float:
+        """The design's cost in its device's hours (`RunCost.hours`: GPU-h, or CPU-h)."""
+        return self.seeds * sum(c.hours for c in self.costs)
 
     @property
     def runs(self) -> int:
@@ -162,6 +170,37 @@ def _same_budget(costs: list[RunCost], at: tuple[float, ...], budget: float) -> 
     return with_branches(_length(_parents(costs), factor), at)
 
 
+def more_views_meta(meta: dict, factor: int = MORE_VIEWS) -> dict:
+    """`meta` with `factor` x the stored views (and sequences) in every split but the
+    evaluation's: the store of the "more views" design."""
+    out = copy.deepcopy(meta)
+    for name, split in out.get("splits", {}).items():
+        if name == "val":
+            continue
+        split["views"] = int(split.get("views", 1)) * factor
+        split["count"] = int(split.get("count", 0)) * factor
+    return out
+
+
+def _repetition_designs(sweep, meta, costs: list[RunCost], skipped: list[str]) -> list[Design]:
+    """The designs against repetition (issue 31): the same runs on a store with
+    `MORE_VIEWS` x the views (each stored sequence repeated less; the same training cost,
+    more tokenising and disk), and the runs at half their epochs (one seed)."""
+    out = []
+    try:
+        more = run_costs(sweep, more_views_meta(meta))
+        views = {c.budget.views for c in more}
+        text = "/".join(str(v) for v in sorted(views))
+        out.append(Design(f"more views ({MORE_VIEWS}x: {text} stored views per image)", more, 1))
+    except (ConfigError, ScheduleError, ValueError) as e:
+        skipped.append(f"more views: {e}")
+    try:
+        out.append(Design("fewer epochs (half, 1 seed)", _length(costs, 0.5), 1))
+    except ScheduleError as e:
+        skipped.append(f"fewer epochs: {e}")
+    return out
+
+
 def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[Design], list[str]]:
     """The planned grid and the variations compared with it (seed rows double the planned
     seeds); and the variations that could not be laid out, with the reason."""
@@ -197,7 +236,8 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
     if len(parents) < len(costs):
         designs.append(Design("no decay branches (parents only)", parents, 1))
         designs.append(Design("each branch a run from scratch (own seed)", from_scratch(costs), 1))
-        return designs, skipped
+        # last: the simulation seeds of the designs above stay what they were
+        return designs + _repetition_designs(sweep, meta, costs, skipped), skipped
     budget = sum(c.gpu_hours for c in costs)
     for name, at in BRANCH_SETS:
         points = ", ".join(format(f, "g") for f in at)
@@ -214,4 +254,4 @@ def alternatives(path: Path, sweep, meta, costs: list[RunCost]) -> tuple[list[De
             )
         except ScheduleError as e:
             skipped.append(f"{name}: {e}")
-    return designs, skipped
+    return designs + _repetition_designs(sweep, meta, costs, skipped), skipped

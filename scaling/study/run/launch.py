@@ -46,7 +46,7 @@ from scaling.study.run.executors import (
 )
 from scaling.study.run.local_jobs import StopFlag, stop_signals
 from scaling.study.run.outputs import output_lock, write_fit_defaults, write_grid, write_run_config
-from scaling.study.run.prepare import vqvae_warning
+from scaling.study.run.prepare import store_stage, vqvae_warning
 from scaling.study.run.progress import reporting
 from scaling.study.run.states import Queue, QueueError, run_states
 from scaling.study.run.submit import Log, Submitted, Submitter, first_line, train_job
@@ -235,6 +235,14 @@ def dry_run(sweep: Sweep, only: str | None, exclude: str | None, backend: str | 
     stages = sweep.stages()
     if stages:
         log("preparation stages (training waits for them): " + " -> ".join(stages))
+    if sweep.spec.tokenizers and stages:
+        shared = " and classifier" if "classifier" in stages else ""
+        log(
+            "on SLURM each variant prepares side by side and its runs wait for its store only: "
+            + ", ".join(
+                f"*-{t.name} after {store_stage(sweep, t.name)}{shared}" for t in sweep.tokenizers()
+            )
+        )
     segmented = [r for r in runs if r.parent is None and r.config.save_at]
     branches = [r for r in runs if r.parent is not None]
     for run in segmented:

@@ -441,6 +441,11 @@ def forecast_lines(report: list[dict[str, Any]], last: int = 5) -> str:
                     f"; now {band['observed']:.4f} at {band['compute']:.3g} FLOPs: "
                     f"{band['verdict'].upper()} the band of {len(band['sizes'])} finished sizes "
                     f"[{band['lo']:.4f}, {band['hi']:.4f}]"
+                    + (
+                        " (extrapolated: this size lies outside theirs, a weak verdict)"
+                        if band.get("extrapolated")
+                        else ""
+                    )
                 )
             else:
                 head += "; no band (fewer than 3 finished sizes reached this compute)"

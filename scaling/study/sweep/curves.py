@@ -143,7 +143,9 @@ def study_curves(
         steps = g["step"].astype(int).to_numpy()
         try:
             lr, plan, config = run_schedule(run_dir, int(steps[-1]))
-            curve = Curve(str(run), lr, steps, g[metric].astype(float).to_numpy())
+            # a decay branch shares its parent's trajectory up to its fork: one (L0, A)
+            family = config.branch.parent if config.branch else str(run)
+            curve = Curve(str(run), lr, steps, g[metric].astype(float).to_numpy(), family)
         except (ConfigError, ValueError, OSError) as e:
             warnings.warn(
                 f"{run}: left out of the curve forecasts ({e})", CurveWarning, stacklevel=2
@@ -210,7 +212,14 @@ def forecast_run(
     in the band the finished sizes imply at its compute (`analysis.curvelaw.size_band`)."""
     by = {rc.run: rc for rc in curves}
     me = by[run]
-    done = [rc for rc in curves if rc.finished and rc.run != run and rc.curve.steps.size >= 3]
+    # a finished decay branch counts with one evaluation: it shares its parent's (L0, A)
+    done = [
+        rc
+        for rc in curves
+        if rc.finished
+        and rc.run != run
+        and (rc.curve.steps.size >= 3 or (rc.parent is not None and rc.curve.steps.size))
+    ]
     f = rec = None
     note = None
     if me.curve.steps.size < 2:

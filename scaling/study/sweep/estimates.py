@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.repeatlaw import LANGUAGE_R_STAR, effective_ratio
 from scaling.core.tables import format_table, human
 from scaling.data.token_store import TokenStoreError, read_meta
 from scaling.study.sweep.expand import Run
@@ -171,9 +172,9 @@ def repeated_data_warning(
     `REPEAT_EPOCHS_OK` times (`RunBudget.passes`), else None. `budgets`: run id -> budget."""
     hits = []
     for run in runs:
-        passes = budgets[run.run_id].passes
-        if passes > REPEAT_EPOCHS_OK:
-            hits.append(f"{run.run_id} {passes:.3g}")
+        b = budgets[run.run_id]
+        if b.passes > REPEAT_EPOCHS_OK:
+            hits.append(f"{run.run_id} {b.passes:.3g} (D'/D {_ratio_range(b)})")
     if not hits:
         return None
     split = meta["splits"][runs[0].config.data.train_split]
@@ -184,6 +185,17 @@ def repeated_data_warning(
         f"{'on' if split.get('flip') else 'off'}: {', '.join(hits)}). Rule: up to ~4 epochs of "
         f"repeated data cost little, beyond that each repeat is worth less and large models "
         f"overfit (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). "
+        f"D'/D: effective over seen data under their language value R* = {LANGUAGE_R_STAR} "
+        f"(ASSUMED for image tokens), stored views worth nothing - as good as fresh images "
+        f"(scaling.plan gives it per run; scaling.fit --set law=nd-repeat measures R*). "
         f"Remedies: more views (tokenize --views K), fewer epochs, more images; "
         f"see docs/data.md"
     )
+
+
+def _ratio_range(budget: RunBudget) -> str:
+    """D'/D of a run under the language R*: views worth nothing - as good as fresh images."""
+    D, U, K = float(budget.tokens), float(budget.unique_tokens), int(budget.rows_per_image)
+    low = effective_ratio(D, U, K, LANGUAGE_R_STAR)
+    high = effective_ratio(D, U, K, LANGUAGE_R_STAR, fresh=True)
+    return f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}-{high:.2f}"

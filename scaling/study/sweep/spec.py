@@ -266,7 +266,8 @@ class ClusterSpec:
     (gloo: CPU multi-node runs, the simulated cluster of the tests); `cpus_per_task` CPUs
     each. `time_min` is the SLURM time limit: longer runs are requeued from their checkpoint
     (at most `max_requeues` times). `assumed_tflops_per_gpu` only feeds the GPU-hours
-    estimate of the launch table.
+    estimate of the launch table and the planner; `assumed_gflops_per_cpu` the planner's
+    CPU-hours of a study without GPUs.
     """
 
     backend: Literal["auto", "slurm", "local", "debug"] = "auto"
@@ -286,6 +287,9 @@ class ClusterSpec:
     setup: tuple[str, ...] = ()  # shell lines run before each job
     sbatch: dict[str, str] = dataclasses.field(default_factory=dict)  # extra #SBATCH options
     assumed_tflops_per_gpu: float = 300.0  # for the launch table's GPU-hour estimate
+    # a study without GPUs: the planner's CPU-hours (core-hours) at this rate per CPU core;
+    # the demo trained at about 4.7 GFLOP/s per core (exact FLOPs over its runs' wall time)
+    assumed_gflops_per_cpu: float = 5.0
 
     def __post_init__(self):
         _positive(
@@ -296,6 +300,7 @@ class ClusterSpec:
             "time_min",
             "array_parallelism",
             "assumed_tflops_per_gpu",
+            "assumed_gflops_per_cpu",
         )
         _positive(
             self,

@@ -95,3 +95,47 @@ def test_a_running_runs_forecast_is_scored_when_it_finishes(tmp_path):
     report = collect(discover([study]))
     assert report[0]["forecasts"]["scored"][0]["run"] == "d6"
     assert "scored forecasts (s, forecasts.jsonl): 1" in render_many(discover([study]))
+
+
+def test_backtest_forecasts_each_decay_branch_from_its_parents_constant_phase(tmp_path):
+    # WSD runs with decay branches at 25% and 50%, drawn from the lra law with noise 0.003:
+    # each branch's end, forecast from its parent's constant phase with the shared parameters
+    # of the other sizes (runs and branches), lies near the law's own value
+    study = write_study(tmp_path / "s", branches=(0.25, 0.5))
+    fit_run(
+        [
+            str(study),
+            "--set",
+            "backtest=true",
+            "--set",
+            "bootstrap=0",
+            "--set",
+            "irreducible=fit",
+            "--set",
+            "metrics=[ce_avg]",
+            "--no-plots",
+        ]
+    )
+    doc = json.loads((study / "fit" / "backtest.json").read_text())
+    rows = {r["run"]: r for r in doc["branch"]["rows"]["lra"]}
+    assert len(rows) == 12
+    held = 0
+    for i, params in enumerate(SIZES, start=1):
+        for at in (0.25, 0.5):
+            r = rows[f"d{i}-b{at:g}"]
+            truth = truth_final(params, branch=at)
+            assert r["prefix_step"] <= 480  # the constant phase only: 600 steps, 20% cool-down
+            assert abs(r["predicted"] - truth) < 0.01
+            held += r["lo"] < truth < r["hi"]
+    assert held >= 11
+    # from the evaluations made before each fork (what is known when a branch starts)
+    fork = doc["branch"]["at_fork"]["rows"]["lra"]
+    assert len(fork) == 12
+    assert all(r["prefix_step"] <= 0.5 * 600 for r in fork)
+    for r in fork:
+        depth, at = r["run"].split("-b")
+        assert abs(r["predicted"] - truth_final(SIZES[int(depth[1:]) - 1], branch=float(at))) < 0.02
+    # the measured gain exists where the parent was evaluated on both sides of a branch's end
+    measured = [r for r in rows.values() if r["gain_observed"] is not None]
+    assert measured and all(r["run"].endswith("-b0.25") for r in measured)
+    assert "Decay branches" in (study / "fit" / "backtest.md").read_text()

@@ -204,3 +204,12 @@ def test_bad_axis_and_conflicts_are_located(tmp_path):
     assert "s.yaml:3: data.vqvae: with tokenizers:, give an existing VQVAE as a variant" in text, (
         text
     )
+
+
+def test_a_missing_checkpoint_stops_the_launch_not_the_dry_run(tmp_path):
+    """Loading (and a dry run) may happen where the checkpoint is not; a launch may not."""
+    from scaling.study.run.checks import check_data
+
+    s = load_sweep(write(tmp_path, "tokenizers:\n  mine: {}\n  official: {checkpoint: /x/v.pth}\n"))
+    with pytest.raises(ConfigError, match=r"s.yaml:15: tokenizers.official.checkpoint: no VQVAE"):
+        check_data(s)
