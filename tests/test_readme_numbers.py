@@ -43,6 +43,27 @@ def test_the_readme_demo_table_is_the_committed_results_file():
     assert "trained by code" in results and "fitted on" in results
 
 
+def test_the_readme_spread_over_seeds_is_the_committed_results_file():
+    """The README quotes its demo figures as value +- spread over k pipelines (the demo run
+    again with every seed changed): k, each spread and d6's final ce_avg are those of the
+    results file, which names every pipeline's seeds and code."""
+    readme = _section((ROOT / "README.md").read_text(), "## What the demo shows")
+    results = (ROOT / "docs" / "img" / "demo_fits.md").read_text()
+    k = int(re.search(r"^## Spread over (\d+) pipelines", results, flags=re.M)[1])
+    assert k >= 3 and f"{k} pipelines" in readme
+    spread = _section(results, f"## Spread over {k} pipelines")
+    folders = [line for line in spread.splitlines() if line.startswith("| runs/")]
+    assert len(folders) == k
+    seeds = {re.search(r"\| (synthetic [^|]*) \|", line)[1] for line in folders}
+    assert len(seeds) == k  # every pipeline has its own seeds
+    quoted = re.findall(r"-?\d+\.\d+ \u00b1 \d+\.\d+(?: \(-?[\d.]+ to -?[\d.]+\))?", readme)
+    assert len(quoted) >= 9  # the table's exponents and d6's final ce_avg at least
+    for q in quoted:
+        assert q in spread, f"README spread not in docs/img/demo_fits.md: {q}"
+    d6 = re.search(r"^\| d6 \| [\d,]+ \| (-?[\d.]+ \u00b1 [\d.]+)", spread, flags=re.M)
+    assert d6 and f"d6's final ce_avg is {d6[1]}" in readme
+
+
 def test_the_demo_page_sample_table_is_the_committed_results_file():
     page = _section((ROOT / "docs" / "demo.md").read_text(), "### Sample quality")
     results = (ROOT / "docs" / "img" / "demo_samples.md").read_text()
