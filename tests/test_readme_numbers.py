@@ -43,6 +43,27 @@ def test_the_readme_demo_table_is_the_committed_results_file():
     assert "trained by code" in results and "fitted on" in results
 
 
+def test_the_readme_spread_over_seeds_is_the_committed_results_file():
+    """The README quotes its demo figures as value +- spread over k pipelines (the demo run
+    again with every seed changed): k, each spread and d6's final ce_avg are those of the
+    results file, which names every pipeline's seeds and code."""
+    readme = _section((ROOT / "README.md").read_text(), "## What the demo shows")
+    results = (ROOT / "docs" / "img" / "demo_fits.md").read_text()
+    k = int(re.search(r"^## Spread over (\d+) pipelines", results, flags=re.M)[1])
+    assert k >= 3 and f"{k} pipelines" in readme
+    spread = _section(results, f"## Spread over {k} pipelines")
+    folders = [line for line in spread.splitlines() if line.startswith("| runs/")]
+    assert len(folders) == k
+    seeds = {re.search(r"\| (synthetic [^|]*) \|", line)[1] for line in folders}
+    assert len(seeds) == k  # every pipeline has its own seeds
+    quoted = re.findall(r"-?\d+\.\d+ \u00b1 \d+\.\d+(?: \(-?[\d.]+ to -?[\d.]+\))?", readme)
+    assert len(quoted) >= 9  # the table's exponents and d6's final ce_avg at least
+    for q in quoted:
+        assert q in spread, f"README spread not in docs/img/demo_fits.md: {q}"
+    d6 = re.search(r"^\| d6 \| [\d,]+ \| (-?[\d.]+ \u00b1 [\d.]+)", spread, flags=re.M)
+    assert d6 and f"d6's final ce_avg is {d6[1]}" in readme
+
+
 def test_the_demo_page_sample_table_is_the_committed_results_file():
     page = _section((ROOT / "docs" / "demo.md").read_text(), "### Sample quality")
     results = (ROOT / "docs" / "img" / "demo_samples.md").read_text()
@@ -73,6 +94,36 @@ def test_the_wsd_demo_numbers_are_the_committed_results_file():
         assert f"{float(exact):.1e}".replace("e+0", "e") == quoted, (quoted, exact)
 
 
+def test_the_data_demo_numbers_are_the_committed_results_file():
+    """The README's and docs/studies.md's R* and V* of sweeps/demo_data.yaml are those of
+    docs/img/demo_data_fits.md (scripts/figures/demo_data_figures.py), in the right fit."""
+    results = (ROOT / "docs" / "img" / "demo_data_fits.md").read_text()
+    every = _section(results, "## The fit on every run")
+    early = _section(results, "## The fit before the rise")
+
+    def quoted(section: str, metric: str, name: str) -> str:
+        found = re.search(rf"^- {metric}: {re.escape(name)} = (.+)$", section, flags=re.M)
+        assert found, f"{name} of {metric} not in the results file"
+        return found[1]
+
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/img/demo_data_fits.md" in readme
+    assert f"while a repeat still helps R* = {quoted(early, 'ce_avg', 'R*')}" in readme
+    assert f"fitted on every run, R* = {quoted(every, 'ce_avg', 'R*')}" in readme
+    page = _section((ROOT / "docs" / "studies.md").read_text(), "## Repeated images")
+    assert "img/demo_data_fits.md" in page
+    rows = _table_rows(page)
+    assert len(rows) == 3  # header + the two fits
+    for row, section in ((rows[1], early), (rows[2], every)):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == quoted(section, "ce_avg", "R*")
+        assert cells[3] == quoted(section, "ce_avg", "V*")
+        residual = re.search(r"^\| ce_avg \|.*\| ([\d.]+) \|$", section, flags=re.M)
+        assert residual and cells[4] == residual[1]
+    assert f"ce_last: {quoted(early, 'ce_last', 'R*')}" in page
+    assert "trained by code" in results and "wall clock" in results
+
+
 def test_the_readme_forecast_tables_are_the_committed_backtests_file():
     """The README's backtest rows (both demos) are rows of docs/img/backtests.md, which
     scripts/figures/backtest_tables.py writes from `fit --set backtest=true` on each demo."""
@@ -85,3 +136,21 @@ def test_the_readme_forecast_tables_are_the_committed_backtests_file():
     for row in rows:
         assert row in results, f"README row not in docs/img/backtests.md: {row}"
     assert results.count("trained by code") == 2 and "backtested" in results
+
+
+def test_the_tokenizer_study_numbers_are_the_committed_results_file():
+    """docs/studies.md's tokenizer-study tables and the README's line on it are those of
+    docs/img/demo_tokenizers.md (scripts/figures/demo_tokenizers.py runs/demo_tokenizers)."""
+    page = _section((ROOT / "docs" / "studies.md").read_text(), "### The laptop study")
+    results = (ROOT / "docs" / "img" / "demo_tokenizers.md").read_text()
+    assert "img/demo_tokenizers.md" in page
+    rows = _table_rows(page)
+    assert len(rows) >= 8
+    for row in rows:
+        assert row in results, f"docs/studies.md row not in docs/img/demo_tokenizers.md: {row}"
+    readme = _section((ROOT / "README.md").read_text(), "## More studies")
+    assert "docs/img/demo_tokenizers.md" in readme
+    quoted = [q for q in re.findall(r"`([^`]*)`", readme) if "->" in q or q.startswith("[")]
+    assert len(quoted) >= 2, "the README no longer quotes the tokenizer study's crossover"
+    for q in quoted:
+        assert q in results, f"README quote not in docs/img/demo_tokenizers.md: {q}"

@@ -11,7 +11,7 @@ resize, then a random crop), seeded by (--view-seed, image, view) so any shard o
 makes the same views. With `--flip` each view is followed by its horizontal mirror (the
 official recipe does not flip). Image j's R = K x (2 with flips) views are rows R*j..R*j+R-1.
 Val (and any other split) is always one centre crop. Budgets count images, never views:
-training draws one view per image per epoch (scaling.data.token_store.draw_views).
+training reads one view per image per epoch (scaling.data.token_store.permuted_views).
 
 Sharding (e.g. one SLURM array task per shard): `--shard I --num-shards N` encodes only
 shard I's contiguous block of each split into `DIR/<split>/shards/I-of-N/`, resumably; once

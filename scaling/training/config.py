@@ -95,7 +95,7 @@ class DataConfig:
     patch_nums: tuple[int, ...] | None = None  # when set, checked against the store
     # augmented views of the train split (scaling.tokenize --views K): when set, the store's
     # train split must hold exactly this many views per image; None = whatever it holds.
-    # Training draws one view per image per epoch; budgets count images, never views.
+    # Training reads one view per image per epoch (view_draw); budgets count images, never views.
     # "online": no stored train tokens; each step encodes a fresh random crop of each image of
     # `images`/<train_split> with the VQVAE `vqvae` (default: the store's), as the official
     # trainer does (scaling.online_views); the store still gives the eval split and quantizer.

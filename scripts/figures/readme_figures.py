@@ -216,6 +216,14 @@ def sd_interval_factors(n: int, level: float = 0.95) -> tuple[float, float]:
     )
 
 
+def _e_spread(fits: list[dict]) -> str:
+    """E's spread over the pipelines, or the value it was held at where no fit fitted it."""
+    if all(f.get("E_mode") == "fit" for f in fits):
+        return spread([f["E"] for f in fits], 3)
+    held = sorted({f"{f['E']:g}" for f in fits})
+    return f"held at {', '.join(held)}"
+
+
 def _law_key(f: dict) -> tuple:
     return (f.get("group_label") or "", f["metric"], f["against"])
 
@@ -280,7 +288,7 @@ def _spread_section(name: str, folders: list[tuple[Path, dict]]) -> list[str]:
             (f"| {key[0] or '-'} " if grouped else "")
             + f"| {key[1]} | {key[2]} | {f0['alpha']:.3f}{ci} "
             f"| {spread([f['alpha'] for f in fits], 3)} "
-            f"| {spread([f['E'] for f in fits], 3)} "
+            f"| {_e_spread(fits)} "
             f"| {min(rs):.4f} to {max(rs):.4f} |"
         )
     return lines
