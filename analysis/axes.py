@@ -130,20 +130,26 @@ def group_label(group: dict[str, Any], labels: dict[str, str] | None = None) -> 
 
 
 def best_over(
-    table: pd.DataFrame, axis: str, metric: str, within: Sequence[str] = ()
+    table: pd.DataFrame,
+    axis: str,
+    metric: str,
+    within: Sequence[str] = (),
+    sizes: Sequence[str] = ("params",),
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Each size's best value of `axis` by `metric` at the runs' final evaluations (lowest).
 
     table: a prepared tidy table; seed replicates (runs of one size and value) are compared
     by their mean final value, and all of the picked value's runs are kept. `within`: other
-    axes whose values are kept apart (best per size and per value of each). Returns the rows
+    axes whose values are kept apart (best per size and per value of each). `sizes`: the
+    columns that say which runs are one size: N itself, or the size axes (``grid.depth``)
+    when the axis changes N (a tokenizer's vocabulary changes the head). Returns the rows
     of the picked runs and one record per size: params, picked value, its run(s) and mean
     final metric, and every candidate value with its runs and mean final metric (best first).
     """
     final = final_rows(table)
     keep: list[str] = []
     picks: list[dict] = []
-    keys = ["params", *within]
+    keys = [*sizes, *within]
     for _, df in final.groupby([final[k].map(_key) for k in keys], sort=True, dropna=False):
         candidates = []
         for _, runs in df.groupby(df[axis].map(_key), sort=True, dropna=False):

@@ -175,6 +175,9 @@ def study_axes(
         "best_over": axis_name(best_column) if best_column else None,
         "labels": labels,
         "seed_columns": list(roles.seed),
+        # which runs are one size for best_over: the size axes (an axis such as the
+        # tokenizer changes N at one depth), else N itself
+        "size_columns": list(roles.size),
         "law_columns": law_columns,
         "best_column": best_column,
         "best_label": labels.get(axis_name(best_column), axis_name(best_column).split(".")[-1])
@@ -663,7 +666,12 @@ def fit_study(
                 label = group_label(group, axes["labels"]) or None
                 picks = None
                 if axes["best_column"] is not None:
-                    sub, picks = best_over(sub, axes["best_column"], settings.best_by or metric)
+                    sub, picks = best_over(
+                        sub,
+                        axes["best_column"],
+                        settings.best_by or metric,
+                        sizes=axes["size_columns"] or ("params",),
+                    )
                 key = (metric, label)
                 try:
                     se = None

@@ -2,9 +2,9 @@
 
 A planned study is a list of `PlannedRun` (size N, seed, and the training compute at each of
 its full evaluations). `simulate_study` draws the whole study's results table many times
-from a prior with a noise model, fits every replicate with the fitting library that
-``python -m scaling.fit`` uses (`analysis.powerlaw.fit_vs_n` / `fit_vs_cmin`, seeds handled by
-`analysis.seeds`), and summarises, per law, the fitted exponents against the prior.
+from a prior with a noise model, fits every replicate with the steps ``python -m scaling.fit``
+runs (`analysis.fitting`: with E fitted, one E per loss located by the laws vs N and refitted in
+every bootstrap draw; `fit_draw`), and summarises, per law, the fitted exponents against the prior.
 
 The curve model (`CurveModel`). The prior gives two laws per metric, y - E = (beta x)^alpha
 against N (final evaluation of each run) and against Cmin (compute frontier). One training
@@ -46,10 +46,13 @@ import pandas as pd
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
+from .fitting import LawInputs, bootstrap_draws, compute_shared_E, fit_one_law, mark_cmin_excluded
+from .frontier import frontier_mask
 from .jointlaw import JointLaw, bootstrap_laws, check_points, fit_joint, interval
 from .paper import X_SCALE, paper_law
-from .powerlaw import Law, Method, fit_vs_cmin, fit_vs_n
+from .powerlaw import FitResult, Law, Method, fit_vs_cmin, is_loss
 from .results import ResultsError, prepare
+from .settings import FitSettings
 from .synthetic import PAPER_DEPTHS, paper_sizes
 
 
@@ -131,6 +134,7 @@ class Noise:
     source: str = ""
 
 
+W_POINTS = 0.01  # `calibrate_to_grid`: weight of the pointwise misses beside the fitted lines'
 MAX_CURVE_ERROR = 0.02  # the curves may miss the prior's laws by this much (relative)
 # the search box of `calibrate`: ln A, a, ln B, b
 CALIBRATION_BOUNDS = ([-50.0, 1e-4, -200.0, 1e-4], [50.0, 5.0, 200.0, 5.0])
@@ -152,13 +156,22 @@ class CurveModel:
         True  # False: |Cmin exponent| >= |N exponent|, which no curve of this form gives
     )
     at_bound: tuple[str, ...] = ()  # calibrated parameters that ended at their search bound
+    # the curves' own floor lies this far below E (`calibrate_to_grid`; 0 for `calibrate`): a
+    # grid whose runs all see the same data keeps a data term B (c/N)^-b in every final point,
+    # which a fitted E absorbs
+    delta: float = 0.0
+    # what the errors above measure: "envelope" (`calibrate`: the finals and the continuous
+    # compute-optimal envelope against the prior's laws) or "grid fit" (`calibrate_to_grid`:
+    # the laws fitted to the grid's own finals and frontier at E, against the prior's)
+    calibrated_to: str = "envelope"
+    grid_fit_why: str = ""  # why `calibrate_to_grid` did not represent the prior either (if tried)
 
     def not_representable(self, tolerance: float = MAX_CURVE_ERROR) -> str | None:
         """Why this curve family cannot stand for the prior (None when it can): a calibrated
         parameter at its bound, exponents no curve of this form gives, or laws it misses by
         more than `tolerance` (relative)."""
         if self.at_bound:
-            values = {"A": self.A, "a": self.a, "B": self.B, "b": self.b}
+            values = {"A": self.A, "a": self.a, "B": self.B, "b": self.b, "delta": self.delta}
             return (
                 "calibrated "
                 + ", ".join(f"{k} = {values[k]:.3g}" for k in self.at_bound)
@@ -174,8 +187,13 @@ class CurveModel:
             return (
                 f"the curves miss the prior's laws by {100 * worst:.1f}% "
                 f"(N {100 * self.n_law_error:.1f}%, Cmin {100 * self.cmin_law_error:.1f}%)"
+                + (f"; fitted to the grid: {self.grid_fit_why}" if self.grid_fit_why else "")
             )
         return None
+
+    def excess(self, n, c) -> np.ndarray:
+        """The metric above E: A N^-a + B (c/N)^-b - delta (shape of the broadcast n, c)."""
+        return self.reducible(n, c) - self.delta
 
     def reducible(self, n, c) -> np.ndarray:
         """A N^-a + B (c/N)^-b; n (billions), c (PFLOPs) broadcastable arrays."""
@@ -198,8 +216,23 @@ def calibrate(prior: PriorLaws, runs: Sequence[PlannedRun], points: int = 40) ->
     """Curve parameters that reproduce `prior` on the planned runs (see the module docstring).
 
     runs: the planned study (their sizes and final compute anchor the N law; the envelope is
-    matched to the Cmin law over [smallest first evaluation, largest final compute]).
+    matched to the Cmin law over [smallest first evaluation, largest final compute]). When
+    these curves miss the prior's laws by more than `MAX_CURVE_ERROR` (and no parameter is at
+    its bound, and the exponents are consistent), `calibrate_to_grid` is tried, and taken when
+    it represents the prior.
     """
+    first = _calibrate_envelope(prior, runs, points)
+    why = first.not_representable()
+    if why is None or first.at_bound or not first.consistent:
+        return first
+    second = calibrate_to_grid(prior, runs, first)
+    also = second.not_representable()
+    if also is None:
+        return second
+    return dataclasses.replace(first, grid_fit_why=also)
+
+
+def _calibrate_envelope(prior: PriorLaws, runs: Sequence[PlannedRun], points: int) -> CurveModel:
     E = prior.E
     n_fin = np.array([r.params for r in runs]) / X_SCALE["N"]
     c_fin = np.array([r.final_flops for r in runs]) / X_SCALE["Cmin"]
@@ -248,6 +281,130 @@ def calibrate(prior: PriorLaws, runs: Sequence[PlannedRun], points: int = 40) ->
     )
 
 
+def _grid_points(
+    model: CurveModel, n: np.ndarray, cs: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The noise-free grid's points above E: finals (n, y - E) and the Cmin frontier (c, y - E)
+    as the fitter takes it (`analysis.frontier.frontier_mask`); n [runs] in billions, cs per
+    run its evaluation computes in PFLOPs."""
+    curves = [(c, model.E + model.excess(N, c)) for N, c in zip(n, cs, strict=True)]
+    _, _, _, masks = frontier_mask(curves)
+    fin = np.array([y[-1] for _, y in curves]) - model.E
+    fc = np.concatenate([c[mk] for (c, _), mk in zip(curves, masks, strict=True)])
+    fy = np.concatenate([y[mk] for (_, y), mk in zip(curves, masks, strict=True)]) - model.E
+    return n, fin, fc, fy
+
+
+def _line(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
+    """OLS slope and mean of ly (the line at mean lx)."""
+    slope = float(np.polyfit(lx, ly, 1)[0]) if np.ptp(lx) > 0 else float("nan")
+    return slope, float(np.mean(ly))
+
+
+def _law_error(slope: float, level: float, lx: np.ndarray, law: Law) -> float:
+    """Max relative error, over the log-x points lx, of the line (slope, level at mean lx) in
+    log(y - E) against `law`'s reducible part."""
+    fitted = level + slope * (lx - lx.mean())
+    prior = law.alpha * (lx + math.log(law.beta))
+    return float(np.max(np.abs(np.exp(fitted - prior) - 1)))
+
+
+def calibrate_to_grid(
+    prior: PriorLaws, runs: Sequence[PlannedRun], start: CurveModel
+) -> CurveModel:
+    """Curves whose grid, fitted at E as the fitter fits it, returns the prior's laws.
+
+    The curves are ``y = E - delta + A N^-a + B (c/N)^-b`` (delta >= 0: the curves' own floor
+    below E). A grid of runs that all see the same data (the demo: 6 epochs for every size)
+    keeps the data term B (c/N)^-b in every final point; the N law's fitted E absorbs it, so the
+    finals are a power law above E only with such a floor. The targets are the laws an OLS fit
+    at E gives on the noise-free grid's own points (each run's final evaluation vs N; the Cmin
+    frontier of the planned evaluations, `analysis.frontier`) rather than the continuous
+    envelope, which no grid of fixed-length runs traces: slope and level of each must be the
+    prior's (a small weight on the pointwise misses picks one curve among those that do).
+    The errors it reports are those of the two fitted lines against the prior's laws over
+    the grid's sizes and frontier computes.
+    """
+    E = prior.E
+    n = np.array([r.params for r in runs]) / X_SCALE["N"]
+    cs = [np.asarray(r.eval_flops, float) / X_SCALE["Cmin"] for r in runs]
+    target_n = prior.n_law.predict(n) - E
+    lo = np.array([-50.0, 1e-4, -200.0, 1e-4, 0.0])
+    hi = np.array([50.0, 5.0, 200.0, 5.0, max(E, 0.0) + float(target_n.min())])
+
+    def model(p) -> CurveModel:
+        return dataclasses.replace(
+            start,
+            A=math.exp(p[0]),
+            a=float(p[1]),
+            B=math.exp(p[2]),
+            b=float(p[3]),
+            delta=float(p[4]),
+        )
+
+    def residual(p):
+        with np.errstate(all="ignore"):
+            _, fin, fc, fy = _grid_points(model(p), n, cs)
+            if (fin <= 0).any() or (fy <= 0).any() or len(fc) < 3:
+                return np.full(6 + len(n), 1e3)
+            ln_, lc = np.log(n), np.log(fc)
+            sn, vn = _line(ln_, np.log(fin))
+            sc, vc = _line(lc, np.log(fy))
+            pn = prior.n_law.alpha * (ln_ + math.log(prior.n_law.beta))
+            pc = prior.cmin_law.alpha * (lc + math.log(prior.cmin_law.beta))
+            out = np.concatenate(
+                [
+                    10 * np.array([sn - prior.n_law.alpha, vn - pn.mean()]),
+                    10 * np.array([sc - prior.cmin_law.alpha, vc - pc.mean()]),
+                    W_POINTS * (np.log(fin) - pn) / math.sqrt(len(n)),
+                    W_POINTS * np.array([np.sqrt(np.mean((np.log(fy) - pc) ** 2))]),
+                    W_POINTS * np.array([np.max(np.abs(np.log(fy) - pc))]),
+                ]
+            )
+        return np.where(np.isfinite(out), out, 1e3)
+
+    best = None
+    starts = [
+        (a0, b0, share)
+        for share in (0.0, 0.6, 0.9)
+        for a0 in (start.a, 0.05, 0.3)
+        for b0 in (start.b, 0.05, 0.3, 1.0)
+    ]
+    ratio = np.array([c[-1] for c in cs]) / n
+    for a0, b0, share in starts:
+        d0 = share * float(target_n.min())
+        A0 = float(np.exp(np.mean(np.log(target_n + d0) + a0 * np.log(n)))) * 0.5
+        B0 = float(np.mean((target_n + d0) * 0.5 * ratio**b0))
+        p0 = np.clip([math.log(A0), a0, math.log(max(B0, 1e-80)), b0, d0], lo, hi)
+        res = optimize.least_squares(residual, p0, bounds=(lo, hi), method="trf")
+        if best is None or res.cost < best.cost:
+            best = res
+        if best.cost < 1e-10:  # both fitted lines are the prior's: no better start to find
+            break
+    assert best is not None
+    m = model(best.x)
+    near = 1e-3 * (hi - lo)
+    at_bound = tuple(
+        name
+        for name, v, low, high, eps in zip(
+            ("A", "a", "B", "b", "delta"), best.x, lo, hi, near, strict=True
+        )
+        if v - low < eps or high - v < eps
+    )
+    _, fin, fc, fy = _grid_points(m, n, cs)
+    if (fin <= 0).any() or (fy <= 0).any() or len(fc) < 3:
+        return dataclasses.replace(m, n_law_error=math.inf, cmin_law_error=math.inf)
+    sn, vn = _line(np.log(n), np.log(fin))
+    sc, vc = _line(np.log(fc), np.log(fy))
+    return dataclasses.replace(
+        m,
+        n_law_error=_law_error(sn, vn, np.log(n), prior.n_law),
+        cmin_law_error=_law_error(sc, vc, np.log(fc), prior.cmin_law),
+        at_bound=at_bound,
+        calibrated_to="grid fit",
+    )
+
+
 def simulate_table(
     runs: Sequence[PlannedRun],
     models: dict[str, CurveModel],
@@ -267,7 +424,7 @@ def simulate_table(
         "flops_6nd": c,
     }
     for metric, m in models.items():
-        red = m.reducible(params / X_SCALE["N"], c / X_SCALE["Cmin"])
+        red = m.excess(params / X_SCALE["N"], c / X_SCALE["Cmin"])
         z = np.repeat(noise.sd.get(metric, 0.0) * rng.standard_normal(len(runs)), k)
         if noise.eval_sd:
             z = z + noise.eval_sd * rng.standard_normal(len(c))
@@ -277,13 +434,72 @@ def simulate_table(
 
 @dataclasses.dataclass(frozen=True)
 class FitPlan:
-    """The fit settings replayed (a subset of scaling.fit's FitSettings)."""
+    """The fit settings replayed (a subset of scaling.fit's FitSettings; "auto" E decided)."""
 
     irreducible: object = "none"
     method: str = "ols"
     smooth: int = 0
     ci: float = 0.95
     bootstrap: int = 100
+    E_from: str = "N"  # with E fitted: the points that locate it (FitSettings.E_from)
+
+    def settings(self, metrics: Sequence[str], against: Sequence[str], seed: int) -> FitSettings:
+        """These settings as the fitter's own (hold-out off, every evaluation on the frontier)."""
+        return FitSettings(
+            irreducible=self.irreducible,  # type: ignore[arg-type]
+            E_from=self.E_from,  # type: ignore[arg-type]
+            metrics=tuple(metrics),
+            against=tuple(against),
+            method=self.method,  # type: ignore[arg-type]
+            smooth=self.smooth,
+            ci=self.ci,
+            bootstrap=self.bootstrap,
+            seed=seed,
+            holdout=0,
+        )
+
+
+def fit_draw(
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    against: Sequence[str],
+    fit: FitPlan,
+    seed: int,
+) -> dict[tuple[str, str], FitResult | None]:
+    """Fit one drawn (prepared) study as `scaling.fit` fits it: `analysis.fitting`'s own steps
+    (`compute_shared_E`: with E fitted, one E per loss located by `fit.E_from`'s points and
+    shared by its laws vs N and vs Cmin; `bootstrap_draws`: that E refitted in every bootstrap
+    draw; `fit_one_law`). Returns (against, metric) -> its result, None where the fitter
+    refuses it."""
+    settings = fit.settings(metrics, against, seed)
+    inputs = LawInputs(settings)
+    table = table.copy()
+    mark_cmin_excluded(table, settings, "simulated study")
+    common = dict(
+        method=settings.method,
+        bootstrap=settings.bootstrap,
+        level=settings.ci,
+        holdout=0,
+        seed=seed,
+    )
+    out: dict[tuple[str, str], FitResult | None] = {}
+    for m in metrics:
+        try:
+            shared = draws = None
+            if settings.irreducible == "fit" and is_loss(m):
+                shared = compute_shared_E(inputs, table, m, None)
+                draws = bootstrap_draws(inputs, table, m)
+        except ResultsError:
+            out.update({(a, m): None for a in against})
+            continue
+        for a in against:
+            try:
+                out[(a, m)] = fit_one_law(
+                    inputs, a, m, table, settings.irreducible, shared, draws, common
+                )
+            except ResultsError:
+                out[(a, m)] = None
+    return out
 
 
 @dataclasses.dataclass
@@ -373,9 +589,9 @@ def simulate_study(
     """Draw the study `replicates` times and fit each draw as `scaling.fit` would.
 
     models: calibrated curves per metric (`calibrate`); priors: the laws whose exponents are
-    the truth for bias and coverage. The fits are `fit_vs_n` / `fit_vs_cmin` with `fit`'s
-    settings (hold-out off: it does not change the interval). Returns one `LawSummary` per
-    (against, metric), N first.
+    the truth for bias and coverage. Each draw is fitted by `fit_draw` (the fitter's own
+    steps) with `fit`'s settings (hold-out off: it does not change the interval). Returns one
+    `LawSummary` per (against, metric), N first.
     """
     with threadpool_limits(1):  # the fits are tiny: BLAS threads only add synchronisation
         return _simulate_study(
@@ -395,57 +611,27 @@ def _simulate_study(
         table = prepare(
             simulate_table(runs, models, quiet, rng), metrics, "exact", source="simulated study"
         )
-        for a in against:
-            for m in metrics:
-                try:
-                    res = (
-                        fit_vs_n(
-                            table, m, irreducible=fit.irreducible, method=fit.method, bootstrap=0
-                        )
-                        if a == "N"
-                        else fit_vs_cmin(
-                            table,
-                            m,
-                            irreducible=fit.irreducible,
-                            method=fit.method,
-                            bootstrap=0,
-                            smooth=fit.smooth,
-                        )
-                    )
-                    noise_free[(a, m)] = res.law.alpha
-                except ResultsError:
-                    noise_free[(a, m)] = float("nan")
+        quiet_fit = fit_draw(table, metrics, against, dataclasses.replace(fit, bootstrap=0), 0)
+        for key, res in quiet_fit.items():
+            noise_free[key] = res.law.alpha if res is not None else float("nan")
     store: dict[tuple[str, str], dict] = {
         (a, m): {"alpha": [], "lo": [], "hi": [], "failed": 0} for a in against for m in metrics
     }
-    common = dict(
-        irreducible=fit.irreducible,
-        method=fit.method,
-        bootstrap=fit.bootstrap,
-        level=fit.ci,
-        holdout=0,
-    )
     for i in range(replicates):
         raw = simulate_table(runs, models, noise, rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             table = prepare(raw, metrics, "exact", source="simulated study")
-            for a in against:
-                for m in metrics:
-                    rec = store[(a, m)]
-                    try:
-                        res = (
-                            fit_vs_n(table, m, seed=i, **common)
-                            if a == "N"
-                            else fit_vs_cmin(table, m, seed=i, smooth=fit.smooth, **common)
-                        )
-                    except ResultsError:
-                        rec["failed"] += 1
-                        continue
-                    rec["alpha"].append(res.law.alpha)
-                    if res.alpha_ci is not None:
-                        rec["lo"].append(res.alpha_ci[0])
-                        rec["hi"].append(res.alpha_ci[1])
+            fitted = fit_draw(table, metrics, against, fit, i)
+        for (a, m), res in fitted.items():
+            rec = store[(a, m)]
+            if res is None:
+                rec["failed"] += 1
+                continue
+            rec["alpha"].append(res.law.alpha)
+            if res.alpha_ci is not None:
+                rec["lo"].append(res.alpha_ci[0])
+                rec["hi"].append(res.alpha_ci[1])
         if progress is not None:
             progress(i + 1)
     out = []
@@ -570,7 +756,7 @@ def joint_prior(curve: CurveModel, kappa: float) -> JointLaw:
     exponents are the curve's. Exact where C = kappa N D holds exactly.
     """
     return JointLaw(
-        E=curve.E,
+        E=curve.E - curve.delta,
         A=curve.A * X_SCALE["N"] ** curve.a,
         alpha=curve.a,
         B=curve.B * (kappa * X_SCALE["N"] / X_SCALE["Cmin"]) ** -curve.b,

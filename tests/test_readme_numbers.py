@@ -157,3 +157,21 @@ def test_the_readme_forecast_tables_are_the_committed_backtests_file():
     for row in rows:
         assert row in results, f"README row not in docs/img/backtests.md: {row}"
     assert results.count("trained by code") == 2 and "backtested" in results
+
+
+def test_the_tokenizer_study_numbers_are_the_committed_results_file():
+    """docs/studies.md's tokenizer-study tables and the README's line on it are those of
+    docs/img/demo_tokenizers.md (scripts/figures/demo_tokenizers.py runs/demo_tokenizers)."""
+    page = _section((ROOT / "docs" / "studies.md").read_text(), "### The laptop study")
+    results = (ROOT / "docs" / "img" / "demo_tokenizers.md").read_text()
+    assert "img/demo_tokenizers.md" in page
+    rows = _table_rows(page)
+    assert len(rows) >= 8
+    for row in rows:
+        assert row in results, f"docs/studies.md row not in docs/img/demo_tokenizers.md: {row}"
+    readme = _section((ROOT / "README.md").read_text(), "## More studies")
+    assert "docs/img/demo_tokenizers.md" in readme
+    quoted = [q for q in re.findall(r"`([^`]*)`", readme) if "->" in q or q.startswith("[")]
+    assert len(quoted) >= 2, "the README no longer quotes the tokenizer study's crossover"
+    for q in quoted:
+        assert q in results, f"README quote not in docs/img/demo_tokenizers.md: {q}"

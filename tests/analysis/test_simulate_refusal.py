@@ -28,3 +28,63 @@ def test_a_parameter_at_its_bound_is_not_simulated():
     why = models["err_avg"].not_representable()
     assert why is not None and "b = 5 at its bound" in why
     assert models["err_avg"].at_bound == ("b",)
+
+
+def _fixed_data_grid() -> list[PlannedRun]:
+    # the demo's shape: 6 sizes, every run on the same data (compute 6 N D, D fixed), 8
+    # evaluations log-spaced from 3% of each run's compute
+    sizes = np.array([1.07e4, 5.03e4, 1.47e5, 3.28e5, 6.2e5, 1.05e6])
+    return [
+        PlannedRun(f"d{i}", n, 6 * n * 1.8e6 * np.geomspace(0.03, 1, 8))
+        for i, n in enumerate(sizes, 1)
+    ]
+
+
+def _grid_prior(truth, runs, E):
+    """The laws an OLS fit at E gives on `truth`'s noise-free grid (what a study measures)."""
+    import warnings
+
+    from analysis.powerlaw import Law, fit_vs_cmin, fit_vs_n
+    from analysis.results import prepare
+    from analysis.simulate import Noise, PriorLaws, simulate_table
+
+    table = simulate_table(
+        runs, {"ce_avg": truth}, Noise({"ce_avg": 0.0}), np.random.default_rng(0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = prepare(table, ["ce_avg"], "exact", source="t")
+        n = fit_vs_n(table, "ce_avg", irreducible=E, bootstrap=0, holdout=0).law
+        c = fit_vs_cmin(table, "ce_avg", irreducible=E, bootstrap=0, holdout=0).law
+    return PriorLaws("ce_avg", Law(n.alpha, n.beta, E), Law(c.alpha, c.beta, E))
+
+
+def test_a_grid_on_fixed_data_is_represented_through_its_own_fits():
+    """Laws measured on a grid whose runs all see the same data carry its data term in E: the
+    continuous envelope misses them, the grid-fit curves (with a floor below E) reproduce them."""
+    from analysis.simulate import CurveModel, _calibrate_envelope
+
+    runs = _fixed_data_grid()
+    # a known curve (N in billions, C in PFLOPs); E = its floor + its data term at the runs' end
+    data_term = 0.9 * (6 * 1.8e6 / 1e6) ** -0.35  # B (c/N)^-b at the final points
+    E = 1.0 + data_term
+    truth = CurveModel("ce_avg", E, 0.05, 0.3, 0.9, 0.35, delta=data_term)
+    prior = _grid_prior(truth, runs, E)
+    assert _calibrate_envelope(prior, runs, 40).not_representable() is not None
+    model = calibrate(prior, runs)
+    assert model.not_representable() is None
+    assert model.calibrated_to == "grid fit"
+    # the calibrated curves' grid, fitted at E, gives the prior's exponents back
+    again = _grid_prior(model, runs, E)
+    assert abs(again.n_law.alpha - prior.n_law.alpha) < 1e-3
+    assert abs(again.cmin_law.alpha - prior.cmin_law.alpha) < 1e-3
+
+
+def test_inconsistent_exponents_are_still_refused_on_a_fixed_data_grid():
+    from analysis.powerlaw import Law
+    from analysis.simulate import PriorLaws
+
+    # |Cmin exponent| above |N exponent|: no curve of the family gives it
+    prior = PriorLaws("ce_avg", Law(-0.1, 3e4, 1.5), Law(-0.3, 5e3, 1.5))
+    model = calibrate(prior, _fixed_data_grid())
+    assert model.not_representable() is not None

@@ -439,8 +439,9 @@ def official_tokenizer(raw: pd.DataFrame) -> Tokenizer:
 def tokenizer_quality(raw: pd.DataFrame) -> dict[str, dict]:
     """Each token store's tokenizer-quality columns (`contracts.tokenizer`), for
     `analysis.tokenizer.join_quality`: the quality file beside the store's VQVAE (its
-    meta.json's ``vqvae_path``) when it measured that very checkpoint (same sha256); stores
-    without one (not measured, not readable here) are left out."""
+    meta.json's ``vqvae_path``), or where a sweep measures a checkpoint variant (``vqvae/``
+    beside the store), when it measured that very checkpoint (same sha256); stores without
+    one (not measured, not readable here) are left out."""
     out: dict[str, dict] = {}
     if "data.store" not in raw.columns:
         return out
@@ -449,12 +450,14 @@ def tokenizer_quality(raw: pd.DataFrame) -> dict[str, dict]:
             meta = read_meta(store)
         except (TokenStoreError, OSError):
             continue
-        vqvae = meta.get("vqvae_path")
-        if not vqvae:
-            continue
-        quality = read_quality(Path(str(vqvae)).parent / QUALITY_FILE)
-        if quality is not None and quality.vqvae_sha256 == meta.get("vqvae_sha256"):
-            out[store] = quality.columns()
+        places = [Path(store).parent / "vqvae" / QUALITY_FILE]
+        if meta.get("vqvae_path"):
+            places.insert(0, Path(str(meta["vqvae_path"])).parent / QUALITY_FILE)
+        for place in places:
+            quality = read_quality(place)
+            if quality is not None and quality.vqvae_sha256 == meta.get("vqvae_sha256"):
+                out[store] = quality.columns()
+                break
     return out
 
 

@@ -181,7 +181,7 @@ def repeated_data_warning(
     return (
         f"warning: repeated data is the likely regime: {len(hits)} of {len(runs)} runs see "
         f"each stored token sequence more than {REPEAT_EPOCHS_OK} times (passes = epochs / "
-        f"(views x flips) with {split.get('views', 1)} view(s), flips "
+        f"(views read x flips); the store holds {split.get('views', 1)} view(s), flips "
         f"{'on' if split.get('flip') else 'off'}: {', '.join(hits)}). Rule: up to ~4 epochs of "
         f"repeated data cost little, beyond that each repeat is worth less and large models "
         f"overfit (Muennighoff et al. 2023, Scaling Data-Constrained Language Models). "
