@@ -197,10 +197,24 @@ def _paper_overlay(ax, fit: FitResult, x_lo: float, x_hi: float) -> str | None:
 
 
 def _finish(ax, x: np.ndarray, y: np.ndarray) -> None:
+    """Log axes with readable ticks; the y view keeps the points and lines in sight.
+
+    A wide one-sided bootstrap band (an E the sizes barely locate) would stretch the y view
+    over decades and squeeze the points and their tick labels together at one edge: the
+    view is the points' and lines' range with a margin, and such a band runs off the frame.
+    """
     ax.set_xscale("log")
     ax.set_yscale("log")
     _readable_log_axis(ax.xaxis, float(x.min()), float(x.max()))
-    _readable_log_axis(ax.yaxis, float(y.min()), float(y.max()))
+    values = [np.asarray(y, dtype=float).ravel()]
+    values += [np.asarray(line.get_ydata(), dtype=float).ravel() for line in ax.get_lines()]
+    seen = np.concatenate(values)
+    seen = seen[np.isfinite(seen) & (seen > 0)]
+    lo, hi = float(seen.min()), float(seen.max())
+    pad = max(1.15, (hi / lo) ** 0.1)
+    view_lo, view_hi = ax.get_ylim()
+    ax.set_ylim(max(view_lo, lo / pad), min(view_hi, hi * pad))
+    _readable_log_axis(ax.yaxis, lo, hi)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=6.5, loc="upper right" if ax.child_axes else "best")  # clear of the inset
 

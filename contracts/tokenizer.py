@@ -139,7 +139,8 @@ def _get(path: Path, data: Mapping[str, Any], key: str, kind: type | tuple, wher
             raise ContractError(path, f"{name}: expected a count, got {value!r}{FIX}")
         return value
     if not isinstance(value, kind):
-        raise ContractError(path, f"{name}: expected {kind.__name__}, got {value!r}{FIX}")
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ContractError(path, f"{name}: expected {expected}, got {value!r}{FIX}")
     return value
 
 

@@ -73,6 +73,27 @@ def test_the_demo_page_sample_table_is_the_committed_results_file():
         assert row in results, f"docs/demo.md row not in docs/img/demo_samples.md: {row}"
 
 
+def test_the_lr_demo_numbers_are_the_committed_results_file():
+    """docs/studies.md's lr-study tables are rows of docs/img/demo_lr_fits.md
+    (scripts/figures/readme_figures.py runs/demo_lr), and so are the final values it cites."""
+    page = _section((ROOT / "docs" / "studies.md").read_text(), "## A second axis: the learning")
+    results = (ROOT / "docs" / "img" / "demo_lr_fits.md").read_text()
+    assert "img/demo_lr_fits.md" in page and "trained by code" in results
+    rows = _table_rows(page)
+    assert len(rows) >= 6  # both views' headers and the ce_avg and ce_last laws at least
+    for row in rows:
+        assert row in results, f"docs/studies.md row not in docs/img/demo_lr_fits.md: {row}"
+    # "final ce_avg A vs B at dK": A at 0.048 and B at 0.024, as the best-lr table has them
+    cited = re.findall(r"(\d\.\d{4}) vs (\d\.\d{4})\s+at (d\d)", page)
+    assert cited
+    for at_048, at_024, depth in cited:
+        row = re.search(rf"^\| ce_avg \| [\d,]+ \| [\d.]+ \| {depth}-lr[\d.]+ \|.*$", results, re.M)
+        assert row, depth
+        picked = re.search(rf"{depth}-lr([\d.]+) \| ([\d.]+) \| (0\.0\d+): ([\d.]+) \|$", row[0])
+        values = {picked[1]: picked[2], picked[3]: picked[4]}
+        assert (values["0.048"], values["0.024"]) == (at_048, at_024), (depth, values)
+
+
 def test_the_wsd_demo_numbers_are_the_committed_results_file():
     """docs/studies.md's WSD table rows, compute model and --optimal-for answer are those of
     docs/img/demo_wsd_fits.md (scripts/figures/readme_figures.py runs/demo_wsd --optimal-for)."""

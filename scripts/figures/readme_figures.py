@@ -65,6 +65,14 @@ def _views(runs: Path) -> list[tuple[str, list[str]]]:
     return views
 
 
+def _ci(f: dict) -> str:
+    """` [lo, hi]` of alpha, or ` n/a (why)` where the fit gave no interval."""
+    if f["alpha_ci"]:
+        return f" [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}]"
+    why = (f.get("ci") or {}).get("not_given")
+    return f" n/a ({why})" if why else " n/a"
+
+
 def _table(doc: dict) -> list[str]:
     grouped = any(f.get("group_label") for f in doc["fits"])
     lines = [
@@ -72,7 +80,7 @@ def _table(doc: dict) -> list[str]:
         ("|---" if grouped else "") + "|---|---|---|---|---|---|",
     ]
     for f in doc["fits"]:
-        ci = f" [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}]" if f["alpha_ci"] else ""
+        ci = _ci(f)
         E = f"{f['E']:.3f}" if abs(f["E"]) > 1e-9 else "0"
         lines.append(
             (f"| {f.get('group_label') or '-'} " if grouped else "")
@@ -281,7 +289,7 @@ def _spread_section(name: str, folders: list[tuple[Path, dict]]) -> list[str]:
     ]
     for key in laws:
         f0 = by_law[0][key]
-        ci = f" [{f0['alpha_ci'][0]:.3f}, {f0['alpha_ci'][1]:.3f}]" if f0["alpha_ci"] else ""
+        ci = _ci(f0)
         fits = [law[key] for law in by_law]
         rs = [f["r"] for f in fits]
         lines.append(

@@ -79,5 +79,5 @@ def test_interval_covers_the_planted_crossover():
         assert c.ci is not None and c.crossing_share > 0.9
         reps += 1
         hits += c.ci[0] <= x_star <= c.ci[1]
-    # 95% intervals: with a true coverage of 0.95, fewer than 52 of 60 has probability < 1%
+    # 95% intervals: with a true coverage of 0.95, fewer than 52 of 60 has probability 0.3%
     assert hits / reps >= 52 / 60, f"coverage {hits}/{reps}"

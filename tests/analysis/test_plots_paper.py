@@ -66,3 +66,19 @@ def test_an_error_rate_band_stops_at_an_error_rate_of_one():
     assert bands
     top = max(float(np.nanmax(b.get_paths()[0].vertices[:, 1])) for b in bands)
     assert 0.99 < top <= 1.0
+
+
+def test_a_wide_band_runs_off_the_frame_and_the_ticks_stay_apart():
+    """Points from 0.4 to 1.3 under a band that reaches 30 (an E barely located): the y view
+    stays within the points' range x 1.15 (pad (1.3 / 0.4)^0.1 = 1.125 < 1.15), not the band's
+    two decades, and at least two tick labels fall in it."""
+    fig, ax = matplotlib.pyplot.subplots()
+    x = np.geomspace(1e-5, 1e-3, 6)
+    y = np.geomspace(1.3, 0.4, 6)
+    ax.fill_between(x, y / 2, np.geomspace(30, 0.5, 6))
+    ax.plot(x, y, "o", label="points")
+    plots._finish(ax, x, y)
+    lo, hi = ax.get_ylim()
+    assert lo == pytest.approx(0.4 / 1.15) and hi == pytest.approx(1.3 * 1.15)
+    ticks = [t for t in ax.yaxis.get_majorticklocs() if lo <= t <= hi]
+    assert len(ticks) >= 2

@@ -5,6 +5,7 @@ crossover where it was planted; bits per image as a fitted loss."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -89,3 +90,33 @@ def test_bits_per_image_is_fitted_as_a_loss():
         assert b["E"] == pytest.approx(a["E"] * 30 / math.log(2), rel=1e-3)
         assert b["alpha"] == pytest.approx(a["alpha"], abs=1e-3)
     assert np.isfinite(bits.records[0]["E"]) and bits.records[0]["E"] > 0
+
+
+def test_the_crossover_interval_covers_with_E_fitted_per_tokenizer():
+    """The fit's own path: E fitted per tokenizer and refitted in every bootstrap draw. Two
+    tokenizers drawn independently (1% noise), B's reducible loss A's times (N / N*)^-0.15."""
+    E, n_star = 5.0, 1.2e9
+    hits = reps = 0
+    for r in range(40):
+        one = study_table(SIZES, sigma=0.01, seed=1000 + r, evals=12)
+        two = study_table(SIZES, sigma=0.01, seed=5000 + r, evals=12)
+        two["ce_avg"] = E + (two["ce_avg"] - E) * (two["params"] / n_star) ** -0.15
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_study(
+                _two_tokenizers(one, two),
+                FitSettings(
+                    metrics=("ce_avg",),
+                    irreducible="fit",
+                    bootstrap=100,
+                    best_over="tokenizer",
+                    seed=r,
+                ),
+            )
+        (rec,) = [c for c in fit.crossovers if c["against"] == "N"]
+        (c,) = rec["crossovers"]
+        assert (c["below"], c["above"]) == ("v256", "v512") and c["ci_raw"] is not None
+        reps += 1
+        hits += c["ci_raw"][0] <= n_star <= c["ci_raw"][1]
+    # 95% intervals: with a true coverage of 0.95, fewer than 35 of 40 has probability < 2%
+    assert hits >= 35, f"coverage {hits}/{reps}"
