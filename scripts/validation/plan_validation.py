@@ -19,9 +19,13 @@ decay
    observed interval width, 95% range and coverage of alpha and beta, for two noise models:
    independent per point (--eval-noise) and seed noise shared by a parent and its branches
    (--noise-sd, the planner's default model).
+4. A study's own fits as prior (--only demo --demo-fits runs/demo/fit/fits.json): the planner's
+   simulated exponents for sweeps/demo.yaml (50 studies, 100 bootstrap samples, noise from the
+   file) beside the exponents that study measured; does the central 95% of the simulated
+   exponents hold each measured one?
 
     python scripts/validation/plan_validation.py [--studies 200] [--seed-studies 400]
-    [--joint-studies 100]
+    [--joint-studies 100] [--demo-fits runs/demo/fit/fits.json]
 """
 
 from __future__ import annotations
@@ -262,6 +266,51 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
             print(f"(planner: {planned:.1f} s wall, {doc['cpu_s']:.1f} s CPU)", file=sys.stderr)
 
 
+def own_fits_as_prior(fits: Path, sweep: Path, replicates: int) -> None:
+    from scaling.study.laws.plan import _parse_args, compute_plan
+
+    args = _parse_args(
+        [
+            str(sweep),
+            "--prior",
+            str(fits),
+            "--replicates",
+            str(replicates),
+            "--bootstrap",
+            "100",
+            "--alt-replicates",
+            "0",
+            "--no-plots",
+        ]
+    )
+    plan = compute_plan(args)
+    measured = {
+        (f["metric"], f["against"]): f["alpha"] for f in json.loads(fits.read_text())["fits"]
+    }
+    print(f"\n4. {fits} as prior for {sweep}: {replicates} simulated studies")
+    print(
+        "| metric | vs | measured alpha | predicted median | predicted 95% range | holds "
+        "| noise-free fit | median CI width | curve check |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in plan.summaries:
+        lo, hi = np.quantile(s.alphas, [0.025, 0.975])
+        got = measured[(s.metric, s.against)]
+        m = plan.models[s.metric]
+        check = m.n_law_error if s.against == "N" else m.cmin_law_error
+        print(
+            f"| {s.metric} | {s.against} | {got:.4f} | {s.median:.4f} | [{lo:.4f}, {hi:.4f}] "
+            f"| {'yes' if lo <= got <= hi else 'no'} | {s.noise_free_alpha:.4f} "
+            f"| {s.ci_width:.3g} | {100 * check:.2g}% {m.calibrated_to} |"
+        )
+    for metric, why in plan.refused.items():
+        for a in plan.against:
+            print(
+                f"| {metric} | {a} | {measured[(metric, a)]:.4f} | not simulated | - | - | - | - "
+                f"| {why} |"
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--studies", type=int, default=200)
@@ -270,7 +319,10 @@ def main() -> None:
     p.add_argument("--joint-studies", type=int, default=100)
     p.add_argument("--joint-replicates", type=int, default=100)
     p.add_argument("--joint-bootstrap", type=int, default=100)
-    p.add_argument("--only", choices=["power", "seeds", "joint"], help="run one part")
+    p.add_argument("--demo-fits", type=Path, help="a study's fits.json: part 4 with it as prior")
+    p.add_argument("--demo-sweep", type=Path, default=ROOT / "sweeps" / "demo.yaml")
+    p.add_argument("--demo-replicates", type=int, default=50)
+    p.add_argument("--only", choices=["power", "seeds", "joint", "demo"], help="run one part")
     args = p.parse_args()
     if args.only in (None, "power"):
         planner_vs_end_to_end(args.studies, args.replicates)
@@ -278,6 +330,8 @@ def main() -> None:
         seeds_coverage(args.seed_studies)
     if args.only in (None, "joint"):
         joint_vs_end_to_end(args.joint_studies, args.joint_replicates, args.joint_bootstrap)
+    if args.only in (None, "demo") and args.demo_fits is not None:
+        own_fits_as_prior(args.demo_fits, args.demo_sweep, args.demo_replicates)
 
 
 if __name__ == "__main__":
