@@ -17,8 +17,11 @@ whose compute-optimal envelope is exactly a power law in c with exponent -a b / 
 evaluations of the planned runs lie on the prior's N law and (ii) the envelope over sizes is
 the prior's Cmin law over the planned compute range; the residuals of both are reported
 (`CurveModel.n_law_error`, `cmin_law_error`): laws that no such curve family reproduces (the
-paper's error-rate laws, for example) show up there. Intermediate evaluations follow the same
-form as a run trained to that point (no learning-rate-schedule effect).
+paper's error-rate laws, for example) show up there. A prior this misses (a study's own fits
+on a grid whose runs all see the same data, whose fitted E absorbs the data term) is tried with
+`calibrate_to_grid`: a floor delta below E, and the laws fitted at E to the grid's own finals and
+frontier as targets. Intermediate evaluations follow the same form as a run trained to that
+point (no learning-rate-schedule effect).
 
 Noise model (`Noise`): every run (one seed) multiplies its reducible metric by exp(s z),
 z ~ N(0, 1), the same factor at all its evaluations (seed-to-seed variation of a whole

@@ -863,10 +863,13 @@ PRECISION_NOTE = (
     "calibrated to the prior) are from the prior law (max relative error of the reducible "
     "metric); (!): above 1%, or a prior whose |Cmin exponent| is not below its |N exponent|: no "
     "such curve reproduces both prior laws, and the bias there says more about the prior than "
-    "about the grid. grid fit: the curves (with their floor delta below E) were calibrated so "
-    "that the laws fitted at E to this grid's own final points and Cmin frontier are the "
-    "prior's (the check is those fitted laws against the prior's), since no curve's envelope "
-    "matched; the noise-free fit then differs from the prior only by the fitter's own E."
+    "about the grid."
+)
+GRID_FIT_NOTE = (
+    " grid fit: no curve's envelope matched the prior, so the curves (with a floor delta below "
+    "E) were calibrated so that the laws fitted at E to this grid's own final points and Cmin "
+    "frontier are the prior's; the check is those fitted laws against the prior's, and the "
+    "noise-free fit differs from the prior by the fitter's own E (and its frontier) only."
 )
 
 
@@ -882,7 +885,14 @@ def _precision_section(plan: Plan) -> list[str]:
         + (f"; per evaluation {noise.eval_sd:g}" if noise.eval_sd else "")
         + ".",
         f"Fit settings (the sweep's fit: section): irreducible={plan.irreducible}"
-        f"{plan.irreducible_why}, method={settings.method}, "
+        f"{plan.irreducible_why}"
+        + (
+            f" (one E per loss, located by the laws vs {settings.E_from} and refitted in every "
+            "bootstrap draw, as scaling.fit)"
+            if plan.irreducible == "fit"
+            else ""
+        )
+        + f", method={settings.method}, "
         f"smooth={settings.smooth}, ci={settings.ci}; hold-out off."
         + (
             " Laws vs N and Cmin: the parent runs (a branch's final point lies on its parent's "
@@ -893,7 +903,12 @@ def _precision_section(plan: Plan) -> list[str]:
         "",
         precision_table(plan.summaries, plan.models, settings.ci, plan.refused, plan.against),
         "",
-        PRECISION_NOTE,
+        PRECISION_NOTE
+        + (
+            GRID_FIT_NOTE
+            if any(plan.models[m].calibrated_to == "grid fit" for m in plan.models)
+            else ""
+        ),
     ]
 
 
