@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from analysis.simulate import PlannedRun, calibrate, paper_prior
 from analysis.synthetic import PAPER_DEPTHS, paper_sizes
@@ -59,16 +60,18 @@ def _grid_prior(truth, runs, E):
     return PriorLaws("ce_avg", Law(n.alpha, n.beta, E), Law(c.alpha, c.beta, E))
 
 
-def test_a_grid_on_fixed_data_is_represented_through_its_own_fits():
+@pytest.mark.parametrize("k", [0.0, 0.4])
+def test_a_grid_on_fixed_data_is_represented_through_its_own_fits(k):
     """Laws measured on a grid whose runs all see the same data carry its data term in E: the
-    continuous envelope misses them, the grid-fit curves (with a floor below E) reproduce them."""
+    continuous envelope misses them, the grid-fit curves (with a floor below E) reproduce them;
+    so with evaluations taken before the learning rate has decayed (k > 0)."""
     from analysis.simulate import CurveModel, _calibrate_envelope
 
     runs = _fixed_data_grid()
     # a known curve (N in billions, C in PFLOPs); E = its floor + its data term at the runs' end
     data_term = 0.9 * (6 * 1.8e6 / 1e6) ** -0.35  # B (c/N)^-b at the final points
     E = 1.0 + data_term
-    truth = CurveModel("ce_avg", E, 0.05, 0.3, 0.9, 0.35, delta=data_term)
+    truth = CurveModel("ce_avg", E, 0.05, 0.3, 0.9, 0.35, delta=data_term, k=k)
     prior = _grid_prior(truth, runs, E)
     assert _calibrate_envelope(prior, runs, 40).not_representable() is not None
     model = calibrate(prior, runs)
