@@ -52,8 +52,8 @@ class SharedE:
             out.append(
                 f"fitted E for {metric} = {self.E:.4g} has a {self.level:.0%} interval "
                 f"[{self.ci[0]:.4g}, {self.ci[1]:.4g}] wider than the smallest reducible "
-                f"loss ({self.upper_bound - self.E:.3g}): the exponents are uncertain "
-                f"beyond their bootstrap intervals (which hold E fixed)"
+                f"loss ({self.upper_bound - self.E:.3g}): the exponents depend on E; an interval "
+                f"marked 'E refitted per draw' carries that uncertainty, one without it does not"
             )
         return out
 

@@ -58,7 +58,8 @@ def markdown(records: list[dict], d_unit: str) -> str:
     lines = [
         f"Joint law `L = E + A / N^alpha + B / D^beta` (N parameters, D training {d_unit}), "
         "fitted on the final (annealed) point of every run and branch; intervals: bootstrap "
-        "over runs. N* ~ C^a_N and D* ~ C^a_D at compute C (exact FLOPs).",
+        "over families (a run with its decay branches). N* ~ C^a_N and D* ~ C^a_D at compute C "
+        "(exact FLOPs).",
         "",
         "| metric | E | alpha | beta | A | B | a_N | a_D | points | sizes | hold-out max rel. err "
         "|",
