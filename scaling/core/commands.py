@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "train_vqvae": "train a multi-scale VQVAE on an image folder",
     "tokenize": "encode an image folder into a token store",
     "classifier": "train the demo's small classifier (its sample metric)",
+    "tokenizer_quality": "measure a VQVAE: PSNR, code usage and entropy per scale, recon FD",
     "bench": "time the trainer, evaluation, sampler and tokenizer",
 }
 
