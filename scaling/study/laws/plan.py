@@ -28,6 +28,10 @@ Writes ``plan.json``, ``plan.md`` and figures (``plan_exponents.png/pdf``: simul
 distributions of the grid beside the alternatives; ``plan_evals.png/pdf``: planned evaluation
 points on a compute axis per run) into ``--out`` (default ``<sweep output>/plan``).
 
+This module holds the CLI, the compute step and the writing; the priors and noise are loaded by
+`plan_priors`, the computed `Plan` is typed in `plan_result` and rendered to plan.md by
+`plan_render`.
+
 Never imports torch (FLOPs come from the torch-free `var_core.counting`). Exit status: 2 for
 a bad sweep file or argument, 1 for a runtime failure.
 """
@@ -41,13 +45,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from analysis.jointlaw import JointLaw
-from analysis.paper import AGAINST, METRICS, PAPER_IRREDUCIBLE
-from analysis.powerlaw import Law
-from analysis.results import ResultsError, load_results, prepare
-from analysis.seeds import pooled_log_sd
+from analysis.paper import METRICS
+from analysis.results import ResultsError
 from analysis.settings import FitSettings, InvalidSetting
 from analysis.simulate import (
     CurveModel,
@@ -59,272 +58,41 @@ from analysis.simulate import (
     calibrate,
     cmin_from_effect,
     compute_per_param_unit,
-    joint_prior,
-    paper_noise_sd,
-    paper_prior,
     simulate_joint,
     simulate_study,
 )
-from contracts import ContractError
 from contracts.atomic import atomic_write_text
-from contracts.fits import FitsFile, read_fits
 from contracts.plan import FILE as PLAN_FILE
 from contracts.plan import PlanFile
 from contracts.plan import write_plan as write_plan_file
-from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
+from scaling.core.cli import refuse_replaced_flags, run_cli, setup_logging
 from scaling.core.config_io import Located, apply_sets, build, parse_sets
-from scaling.core.tables import human
 from scaling.study.laws.plan_cost import (
     RunCost,
-    cost_table,
-    hours_text,
     hours_unit,
     run_costs,
     store_bytes,
 )
 from scaling.study.laws.plan_designs import Design, alternatives
+from scaling.study.laws.plan_priors import (
+    PlanError,
+    _read_fits,
+    load_joint_prior,
+    load_noise,
+    load_prior,
+)
+from scaling.study.laws.plan_render import _tflops, render_plan
 from scaling.study.laws.plan_repeat import (
-    RepetitionPrior,
-    RunRepetition,
-    ratio_text,
     repetition_document,
     repetition_prior,
-    repetition_table,
     run_repetition,
 )
+from scaling.study.laws.plan_result import JointPlan, Plan, plan_repetition_metric
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.sweep import Sweep, load_sweep
 from var_core.counting import tokens_per_image
 
-
-class PlanError(InputError):
-    """A bad argument or input of the planner (exit status 2); the message names it."""
-
-
-# ----------------------------------------------------------------------------- priors and noise
-
-
-def _law_arg(text: str):
-    """'ce_last:N=-0.23,2.0[,4.5]' -> (metric, against, Law)."""
-    try:
-        head, values = text.split("=", 1)
-        metric, against = head.split(":")
-        nums = [float(v) for v in values.split(",")]
-    except ValueError:
-        raise PlanError(
-            f"--law {text!r}: expected METRIC:AGAINST=alpha,beta[,E] (e.g. ce_last:N=-0.23,2.0,4.5)"
-        ) from None
-    if metric not in METRICS or against not in AGAINST or len(nums) not in (2, 3):
-        raise PlanError(
-            f"--law {text!r}: metric must be one of {', '.join(METRICS)}, against N or Cmin, "
-            f"then alpha,beta[,E]"
-        )
-    if not nums[0] < 0 or not nums[1] > 0:
-        raise PlanError(
-            f"--law {text!r}: alpha must be negative (the metric falls with scale) and beta "
-            "positive"
-        )
-    E = nums[2] if len(nums) == 3 else PAPER_IRREDUCIBLE[metric]
-    return metric, against, Law(nums[0], nums[1], E)
-
-
-def _read_fits(spec: str) -> FitsFile:
-    """A fits.json written by scaling.fit (`contracts.fits`: power laws under "fits", the joint
-    law under "joint")."""
-    if not Path(spec).exists():
-        raise PlanError(
-            f"--prior {spec}: no such file (use 'paper' or a fits.json from scaling.fit)"
-        )
-    try:
-        return read_fits(spec)
-    except ContractError as e:
-        raise PlanError(f"--prior {e}") from None
-
-
-def load_prior(spec: str, metrics: list[str], laws: list[str]) -> tuple[dict, str]:
-    """The prior per metric ('paper' or a fits.json path), with --law overrides; and its
-    description.
-
-    A fits.json of a joint-law study (``scaling.fit --law nd``) holds no laws vs N and Cmin:
-    for its metrics the paper's are taken, and the description says so.
-    """
-    if spec == "paper":
-        priors, source = (
-            paper_prior(metrics),
-            "the paper's published laws (Tian et al. 2024, eq. 11-16)",
-        )
-    else:
-        doc = _read_fits(spec)
-        found, joint = doc.laws(), doc.joint_laws()
-        priors = {}
-        for m in metrics:
-            if (m, "N") in found and (m, "Cmin") in found:
-                n, c = found[(m, "N")], found[(m, "Cmin")]
-                priors[m] = PriorLaws(m, Law(n.alpha, n.beta, n.E), Law(c.alpha, c.beta, c.E))
-        source = f"the fits in {spec}"
-        borrowed = [m for m in metrics if m not in priors and m in joint]
-        if borrowed:
-            priors.update(paper_prior(borrowed))
-            source += (
-                f" ({', '.join(borrowed)} vs N and Cmin: the paper's laws; the file holds only "
-                "their "
-                f"joint law)"
-            )
-    for text in laws:
-        metric, against, law = _law_arg(text)
-        base = priors.get(metric) or paper_prior([metric])[metric]
-        priors[metric] = dataclasses.replace(
-            base, **({"n_law": law} if against == "N" else {"cmin_law": law})
-        )
-        source += f"; {metric} vs {against} from --law"
-    missing = [m for m in metrics if m not in priors]
-    if missing:
-        raise PlanError(
-            f"--prior {spec}: no law vs both N and Cmin for {', '.join(missing)} "
-            f"(give them with --law METRIC:AGAINST=alpha,beta[,E], or limit --metrics)"
-        )
-    return {m: priors[m] for m in metrics}, source
-
-
-def _joint_arg(text: str) -> tuple[str, JointLaw]:
-    """'ce_avg=E,A,alpha,B,beta' -> (metric, JointLaw)."""
-    try:
-        metric, values = text.split("=", 1)
-        E, A, alpha, B, beta = (float(v) for v in values.split(","))
-    except ValueError:
-        raise PlanError(
-            f"--joint-law {text!r}: expected METRIC=E,A,alpha,B,beta "
-            f"(e.g. ce_avg=5.0,2e3,0.35,4e4,0.3)"
-        ) from None
-    if metric not in METRICS or not metric.startswith("ce"):
-        raise PlanError(
-            f"--joint-law {text!r}: the joint law is fitted to losses: ce_avg or ce_last"
-        )
-    if not (A > 0 and B > 0 and alpha > 0 and beta > 0 and E >= 0):
-        raise PlanError(f"--joint-law {text!r}: A, B, alpha and beta must be positive and E >= 0")
-    return metric, JointLaw(E, A, alpha, B, beta)
-
-
-def load_joint_prior(
-    spec: str,
-    texts: list[str],
-    curves: dict,
-    kappa: tuple[float, float],
-    d_unit: str,
-    tokens_per_image: int,
-) -> tuple[dict[str, JointLaw], str]:
-    """The prior joint law per loss metric of `curves`, and where each came from.
-
-    In order: --joint-law on the command line; a fits.json's joint law (``scaling.fit --law
-    nd``; D converted between images and tokens with this sweep's tokens per image); else the
-    default, an ASSUMPTION (the paper publishes no joint law): the planner's training curves
-    of that metric (Chinchilla's form E + A N^-a + B (C/N)^-b, Hoffmann et al. 2022, calibrated
-    to the prior's laws vs N and Cmin on this grid) read as L(N, D) with C = kappa N D
-    (`analysis.simulate.joint_prior`).
-    """
-    given = dict(_joint_arg(t) for t in texts)
-    records = {} if spec == "paper" else _read_fits(spec).joint_laws()
-    priors, sources = {}, []
-    for m in curves:
-        if m in given:
-            priors[m], how = given[m], "--joint-law"
-        elif m in records:
-            r = records[m]
-            unit = r.d_unit
-            B = r.B
-            if unit != d_unit:  # B / D_img^beta = B L^beta / D_tok^beta
-                B *= tokens_per_image ** (r.beta if d_unit == "tokens" else -r.beta)
-            priors[m] = JointLaw(r.E, r.A, r.alpha, B, r.beta)
-            how = f"the joint fit in {spec}" + (
-                f" (D converted from {unit} at {tokens_per_image} tokens per image)"
-                if unit != d_unit
-                else ""
-            )
-        elif (why := curves[m].not_representable()) is not None:
-            sources.append(f"{m}: not representable: not simulated ({why})")
-            continue
-        else:
-            priors[m] = joint_prior(curves[m], kappa[0])
-            how = (
-                "ASSUMED (the paper gives no joint law): the planner's training curves E + A N^-a "
-                "+ "
-                "B (C/N)^-b (Chinchilla's form), calibrated to the laws vs N and Cmin above, "
-                "read as "
-                f"L(N, D) with C = kappa N D, kappa = {kappa[0]:.3g} FLOPs per parameter per "
-                f"{d_unit[:-1]} (this grid's exact counts; it varies by "
-                f"{100 * (kappa[1] - 1):.2g}% over "
-                f"the runs)"
-            )
-        sources.append(f"{m}: {how}")
-    return priors, "; ".join(sources)
-
-
-def load_noise(args, metrics: list[str], priors: dict) -> Noise:
-    """The noise model: measured from a table with seeds (--noise-from), a number, or the
-    default."""
-    if args.noise_from:
-        try:
-            table = prepare(load_results(args.noise_from), metrics, source=str(args.noise_from))
-            sd, dof = {}, {}
-            for m in metrics:
-                sd[m], dof[m] = pooled_log_sd(table, m, priors[m].E)
-        except ResultsError as e:
-            raise PlanError(f"--noise-from {args.noise_from}: {e}") from None
-        return Noise(
-            sd,
-            args.eval_noise,
-            f"measured from the seed replicates in {args.noise_from} (pooled sd of "
-            f"log(final - E) within sizes; {min(dof.values())} degrees of freedom)",
-        )
-    if args.noise_sd is not None:
-        if not args.noise_sd >= 0:
-            raise PlanError(f"--noise-sd must be >= 0; got {args.noise_sd}")
-        return Noise(
-            {m: args.noise_sd for m in metrics}, args.eval_noise, "--noise-sd on the command line"
-        )
-    if args.prior != "paper":
-        own = fits_noise_sd(_read_fits(args.prior), metrics)
-        sd = {m: own.get(m, paper_noise_sd(m)) for m in metrics}
-        borrowed = [m for m in metrics if m not in own]
-        return Noise(
-            sd,
-            args.eval_noise,
-            f"default for a fits.json prior: the scatter about its own N laws (residual sd of "
-            f"log(final - E), |alpha| sd(ln N) sqrt(1 - r^2) / |r| over its sizes; "
-            f"{args.prior}); an upper bound on seed noise, since it also holds misfit"
-            + (f"; {', '.join(borrowed)}: the paper's (not in the file)" if borrowed else ""),
-        )
-    return Noise(
-        {m: paper_noise_sd(m) for m in metrics},
-        args.eval_noise,
-        "default: the scatter about the paper's N laws implied by their reported r = -0.998 over "
-        "its 12 "
-        "sizes (|alpha| sd(ln N) sqrt(1 - r^2)); an upper bound on seed noise, since it also "
-        "holds misfit",
-    )
-
-
-def fits_noise_sd(doc: FitsFile, metrics: list[str]) -> dict[str, float]:
-    """Per metric, the scatter of a fitted study about its own law vs N: the residual sd of
-    log(final - E) of the log-log line, |alpha| sd(ln N) sqrt(1 - r^2) / |r| (population sd
-    over the study's sizes; exact for an OLS line). Metrics without a law vs N, its r or the
-    study's sizes are left out."""
-    laws = doc.laws()
-    sizes = np.asarray(doc.details.get("sizes") or [], float)
-    out = {}
-    for m in metrics:
-        law = laws.get((m, "N"))
-        r = law.record.get("r") if law is not None else None
-        if law is None or not isinstance(r, (int, float)) or not 0 < abs(r) <= 1:
-            continue
-        if len(sizes) < 3 or not (sizes > 0).all():
-            continue
-        sd_lx = float(np.std(np.log(sizes)))
-        out[m] = abs(law.alpha) * sd_lx * math.sqrt(max(0.0, 1 - r * r)) / abs(r)
-    return out
-
-
-# ----------------------------------------------------------------------------- report
+# ----------------------------------------------------------------------------- arguments
 
 
 def _parse_args(argv):
@@ -404,97 +172,6 @@ def _parse_args(argv):
     return p.parse_args(argv)
 
 
-def _fmt(v: float, digits: int = 3) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
-
-
-def _pct(v: float) -> str:
-    return "-" if not math.isfinite(v) else f"{100 * v:.0f}%"
-
-
-def precision_table(
-    summaries, models, level: float, refused: dict | None = None, against=("N", "Cmin")
-) -> str:
-    """Markdown table: one row per simulated law vs N or Cmin, and per law of a metric whose
-    prior the curves cannot represent (`refused`: metric -> why) the refusal instead."""
-    lines = [
-        "| metric | vs | prior alpha | noise-free fit | median alpha | bias | 95% range of alpha | "
-        f"median {level:.0%} CI width | coverage | curve check |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in summaries:
-        m = models[s.metric]
-        check = m.n_law_error if s.against == "N" else m.cmin_law_error
-        flag = " (!)" if check > 0.01 or not m.consistent else ""
-        flag += " grid fit" if m.calibrated_to == "grid fit" else ""
-        lines.append(
-            f"| {s.metric} | {s.against} | {s.prior_alpha:.4g} | {_fmt(s.noise_free_alpha, 4)} "
-            f"| {_fmt(s.median, 4)} | {_fmt(s.bias, 2)} | {_fmt(s.spread(), 2)} | "
-            f"{_fmt(s.ci_width, 2)} "
-            f"| {_pct(s.coverage)} | {100 * check:.2g}%{flag} |"
-        )
-    for metric, why in (refused or {}).items():
-        for a in against:
-            lines.append(
-                f"| {metric} | {a} | - | not representable: not simulated ({why}) "
-                "| - | - | - | - | - | - |"
-            )
-    return "\n".join(lines)
-
-
-def joint_table(summaries, level: float) -> str:
-    """Markdown table: one row per exponent of the joint law."""
-    lines = [
-        "| metric | exponent | prior | noise-free fit | median | bias | 95% range | "
-        f"median {level:.0%} CI width | coverage | failed fits |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in summaries:
-        lines.append(
-            f"| {s.metric} | {s.param} ({'N' if s.param == 'alpha' else 'D'}) | "
-            f"{s.prior_alpha:.4g} "
-            f"| {_fmt(s.noise_free_alpha, 4)} | {_fmt(s.median, 4)} | {_fmt(s.bias, 2)} "
-            f"| {_fmt(s.spread(), 2)} | {_fmt(s.ci_width, 2)} | {_pct(s.coverage)} | {s.failed} |"
-        )
-    return "\n".join(lines)
-
-
-def alternatives_table(
-    rows,
-    against: list[str],
-    total_gh: float,
-    repetition: list[str] | None = None,
-    unit: str = "GPU-h",
-) -> str:
-    """Markdown table of the alternatives: their hours (`unit`: GPU-h, or CPU-h for a study
-    without GPUs; `total_gh` the plan's), and bias and 95% range of each exponent (the joint
-    law's where the design makes it plannable); `repetition`: each design's worst D'/D
-    (`plan_repeat.ratio_text`), a column when given."""
-    joint = any(r.against == "ND" for _, res, _ in rows for r in res)
-    head = ["design", "runs", unit, "x planned"] + [
-        f"{a}: {k}" for a in against for k in ("bias", "95% range")
-    ]
-    if repetition is not None:
-        head.insert(4, "worst D'/D")
-    if joint:
-        head += ["N,D alpha: 95% range", "N,D beta: 95% range"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, (d, res, _) in enumerate(rows):
-        by = {r.key: r for r in res}
-        cells = [d.name, str(d.runs), hours_text(d.hours), f"{d.hours / total_gh:.2f}"]
-        if repetition is not None:
-            cells.append(repetition[i])
-        for a in against:
-            cells += [_fmt(by[(a, "alpha")].bias, 2), _fmt(by[(a, "alpha")].spread(), 2)]
-        if joint:
-            cells += [
-                _fmt(by[k].spread(), 2) if k in by else "-"
-                for k in (("ND", "alpha"), ("ND", "beta"))
-            ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _settings(sweep, args) -> tuple[FitSettings, list[str], str]:
     """The sweep's fit settings, the planned metrics and the compared one (bad ones: PlanError)."""
     for name in ("replicates", "bootstrap", "alt_replicates"):
@@ -556,69 +233,6 @@ def cmin_from_choices(
     if setting != "warmup_end" and float(setting) not in (0.0, 0.01, 0.1):
         choices[f"{float(setting):g}"] = float(setting)
     return choices
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What the planner computed for one sweep file: its cost, the priors and noise, the
-    simulated precision of its laws (and of the joint law), and the alternatives."""
-
-    path: Path  # the sweep file
-    sweep: Sweep
-    settings: FitSettings  # the sweep's fit: section
-    metrics: list[str]
-    compare: str  # the metric of the alternatives table
-    meta: dict  # the token store's meta.json (or data.expect's stand-in)
-    real: bool  # whether `meta` is the store's own
-    costs: list[RunCost]
-    L: int  # tokens per image
-    priors: dict[str, PriorLaws]
-    prior_source: str
-    noise: Noise
-    models: dict[str, CurveModel]  # the calibrated training curves
-    refused: dict[str, str]  # metric -> why its prior's curves cannot be simulated
-    irreducible: str | float
-    irreducible_why: str
-    fit: FitPlan
-    against: list[str]
-    summaries: list[LawSummary]  # simulated laws vs N and Cmin
-    # choice of the frontier's early evaluations (cmin_from) -> metric -> noise-free exponent
-    cmin_effect: dict[str, dict[str, float]]
-    joint: JointPlan
-    alt_rows: list[tuple[Design, list[LawSummary], JointPoints]]  # each alternative
-    skipped: list[str]  # alternatives not laid out, and why
-    replicates: int
-    bootstrap: int
-    alt_replicates: int
-    seed: int
-    elapsed: float  # seconds
-    cpu: float  # seconds of CPU time
-    # what repetition costs each run under a prior R* (scaling.study.laws.plan_repeat)
-    repetition_prior: RepetitionPrior | None = None
-    repetition: list[RunRepetition] = dataclasses.field(default_factory=list)
-
-    def design_repetition(self) -> list[str]:
-        """Each alternative's worst D'/D under the repetition prior."""
-        prior = self.repetition_prior
-        if prior is None:
-            return ["-" for _ in self.alt_rows]
-        return [
-            ratio_text(run_repetition(d.costs, prior, None, "tokens", self.L))
-            for d, _, _ in self.alt_rows
-        ]
-
-
-@dataclasses.dataclass(frozen=True)
-class JointPlan:
-    """The joint law L(N, D) planned on every run's final point (losses only)."""
-
-    d_unit: str
-    points: JointPoints  # every run's final point
-    kappa: tuple[float, float]  # FLOPs per parameter per unit of D, and its max/min spread
-    priors: dict[str, JointLaw]
-    source: str
-    gap: str | None  # why it is not plannable on this grid (None: planned)
-    summaries: list[LawSummary]  # simulated exponents
 
 
 def compute_plan(args: argparse.Namespace) -> Plan:
@@ -716,14 +330,6 @@ def compute_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-def plan_repetition_metric(compare: str, joint: JointPlan) -> str | None:
-    """The loss whose joint prior prices repetition: the compared metric's, else the first
-    joint prior's (None: no joint prior)."""
-    if compare in joint.priors:
-        return compare
-    return next(iter(joint.priors), None)
-
-
 def plan_joint(
     args: argparse.Namespace,
     plan_design: Design,
@@ -795,210 +401,6 @@ def plan_alternatives(
             )
         rows.append((d, res, d_points))
     return rows, skipped
-
-
-# ----------------------------------------------------------------------------- render
-
-
-def render_plan(plan: Plan) -> str:
-    """plan.md: the cost, the expected precision, the joint law, the alternatives."""
-    lines = [
-        *_cost_section(plan),
-        *_precision_section(plan),
-        *_cmin_from_section(plan),
-        *_joint_section(plan),
-        *_repetition_section(plan),
-        *_alternatives_section(plan),
-        "",
-        f"Planned in {plan.elapsed:.1f} s ({plan.cpu:.1f} s of CPU time).",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _tflops(plan: Plan) -> float:
-    return plan.costs[0].tflops_per_gpu if plan.costs else float("nan")
-
-
-def _n_branches(plan: Plan) -> int:
-    return sum(c.parent is not None for c in plan.costs)
-
-
-def _cost_section(plan: Plan) -> list[str]:
-    costs, meta, n_branches = plan.costs, plan.meta, _n_branches(plan)
-    splits = ", ".join(f"{k} {int(v.get('count', 0)):,}" for k, v in meta.get("splits", {}).items())
-    return [
-        f"# Plan: {plan.sweep.spec.name} ({plan.path})",
-        "",
-        f"## Cost ({len(costs)} runs"
-        + (
-            f", {n_branches} of them decay branches (steps: the parent's + its own; it pays for "
-            "its own)"
-            if n_branches
-            else ""
-        )
-        + (
-            f"; CPU-hours (core-hours: no GPUs) at {costs[0].gflops_per_cpu:g} GFLOP/s per "
-            "CPU core, assumed: cluster.assumed_gflops_per_cpu)"
-            if hours_unit(costs) == "CPU-h"
-            else f"; GPU-hours at {_tflops(plan):g} TFLOP/s per GPU, assumed: "
-            "cluster.assumed_tflops_per_gpu)"
-        ),
-        "",
-        cost_table(costs),
-        "",
-        f"Token store: {human(store_bytes(meta))}B on disk ({splits} stored sequences (augmented "
-        "views and flips included)"
-        f" x {plan.L} tokens, uint16, + an int32 label each)"
-        + ("" if plan.real else "; from data.expect (the store is not readable yet)")
-        + ".",
-    ]
-
-
-PRECISION_NOTE = (
-    "bias = median fitted alpha - prior alpha; 95% range = width of the central 95% of the "
-    "fitted exponents over the simulated studies; CI width and coverage = the fit's bootstrap "
-    "interval and how often it holds the prior alpha. Noise-free fit: the same fit on the study "
-    "drawn without noise (its distance from the prior is the bias of the grid and estimator, "
-    "not of the noise). Curve check: how far the simulated curves (E + A N^-a + B (C/N)^-b, "
-    "calibrated to the prior) are from the prior law (max relative error of the reducible "
-    "metric); (!): above 1%, or a prior whose |Cmin exponent| is not below its |N exponent|: no "
-    "such curve reproduces both prior laws, and the bias there says more about the prior than "
-    "about the grid."
-)
-GRID_FIT_NOTE = (
-    " grid fit: no curve's envelope matched the prior, so the curves (with a floor delta below "
-    "E) were calibrated so that the laws fitted at E to this grid's own final points and Cmin "
-    "frontier are the prior's; the check is those fitted laws against the prior's, and the "
-    "noise-free fit differs from the prior by the fitter's own E (and its frontier) only."
-)
-
-
-def _precision_section(plan: Plan) -> list[str]:
-    noise, settings = plan.noise, plan.settings
-    return [
-        "",
-        f"## Expected precision ({plan.replicates} simulated studies, {plan.bootstrap} "
-        "bootstrap samples each)",
-        "",
-        f"Prior: {plan.prior_source}. Noise: {noise.source}; per-run sd of log(metric - E): "
-        + ", ".join(f"{m} {noise.sd[m]:.3g}" for m in plan.metrics)
-        + (f"; per evaluation {noise.eval_sd:g}" if noise.eval_sd else "")
-        + ".",
-        f"Fit settings (the sweep's fit: section): irreducible={plan.irreducible}"
-        f"{plan.irreducible_why}"
-        + (
-            f" (one E per loss, located by the laws vs {settings.E_from} and refitted in every "
-            "bootstrap draw, as scaling.fit)"
-            if plan.irreducible == "fit"
-            else ""
-        )
-        + f", method={settings.method}, "
-        f"smooth={settings.smooth}, ci={settings.ci}; hold-out off."
-        + (
-            " Laws vs N and Cmin: the parent runs (a branch's final point lies on its parent's "
-            "simulated curve)."
-            if _n_branches(plan)
-            else ""
-        ),
-        "",
-        precision_table(plan.summaries, plan.models, settings.ci, plan.refused, plan.against),
-        "",
-        PRECISION_NOTE
-        + (
-            GRID_FIT_NOTE
-            if any(plan.models[m].calibrated_to == "grid fit" for m in plan.models)
-            else ""
-        ),
-    ]
-
-
-def _cmin_from_section(plan: Plan) -> list[str]:
-    effect = plan.cmin_effect
-    if not effect:
-        return []
-    names = list(effect)
-    metrics = list(next(iter(effect.values())))
-    lines = [
-        "",
-        "### The Cmin frontier's early evaluations (fit: cmin_from)",
-        "",
-        f"This sweep: cmin_from = {plan.settings.cmin_from}. The Cmin exponent of the study "
-        "drawn without noise, fitted at the curves' own E, when each run's evaluations below a "
-        "fraction of its compute are left out of the frontier (warmup_end: each run's "
-        "warm-up steps over its steps); the laws vs N do not change.",
-        "",
-        "| metric | prior alpha | " + " | ".join(f"cmin_from {n}" for n in names) + " |",
-        "|---|---|" + "---|" * len(names),
-    ]
-    for m in metrics:
-        prior = plan.priors[m].cmin_law.alpha
-        lines.append(
-            f"| {m} | {prior:.4g} | " + " | ".join(_fmt(effect[n][m], 4) for n in names) + " |"
-        )
-    return lines
-
-
-def _joint_section(plan: Plan) -> list[str]:
-    joint = plan.joint
-    lines = ["", "### Joint law L(N, D) = E + A/N^alpha + B/D^beta (scaling.fit --law nd)", ""]
-    if joint.gap:
-        return lines + [
-            f"Not planned for this grid: {joint.gap}."
-            + (" The alternatives with decay branches below plan it." if joint.priors else "")
-        ]
-    return lines + [
-        f"Points: the annealed final point of every run, {joint.points.describe()}; D in "
-        f"training {joint.d_unit}.",
-        f"Prior: {joint.source}.",
-        "Noise: as above, on log(L - E); a parent and its decay branches share one seed "
-        "factor (a branch continues its parent's trajectory). Fit: analysis.jointlaw as "
-        "scaling.fit --law nd (Huber loss on log residuals, L-BFGS-B, bootstrap over "
-        "families: a parent with its branches); "
-        "each simulated study starts from the noise-free fit instead of the grid of starts.",
-        "",
-        joint_table(joint.summaries, plan.settings.ci),
-    ]
-
-
-def _repetition_section(plan: Plan) -> list[str]:
-    if plan.repetition_prior is None:
-        return []
-    metric = plan_repetition_metric(plan.compare, plan.joint)
-    return [
-        "",
-        *repetition_table(plan.repetition, plan.repetition_prior, metric, plan.joint.source),
-    ]
-
-
-def _alternatives_section(plan: Plan) -> list[str]:
-    if not plan.alt_rows:
-        return []
-    total_gh = sum(c.hours for c in plan.costs)
-    lines = [
-        "",
-        f"## Alternatives ({plan.compare}; {plan.alt_replicates} simulated studies each, point "
-        "fits)",
-        "",
-        alternatives_table(
-            plan.alt_rows,
-            plan.against,
-            total_gh,
-            plan.design_repetition(),
-            hours_unit(plan.costs),
-        ),
-    ]
-    if plan.skipped:
-        lines += ["", "Not laid out: " + "; ".join(plan.skipped) + "."]
-    prior = plan.joint.priors.get(plan.compare)
-    if prior is not None:
-        lines += [
-            "",
-            "N,D columns: the joint law's exponents where the design gives several data "
-            "amounts per size (decay branches), '-' elsewhere; prior alpha "
-            f"{prior.alpha:.3g}, beta {prior.beta:.3g}. A WSD "
-            "parent costs what the planned run costs; a branch pays for its cool-down.",
-        ]
-    return lines
 
 
 def plan_document(plan: Plan) -> dict:
