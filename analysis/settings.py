@@ -126,6 +126,12 @@ class FitSettings:
     # whole-curve law"
     curve_law: Literal["lra", "mpl", "const"] = "lra"
 
+    def as_record(self) -> dict:
+        """The settings as fits.json's `settings` field records them (tuples as lists)."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+        }
+
     def __post_init__(self):
         if isinstance(self.irreducible, str) and self.irreducible not in IRREDUCIBLE_MODES:
             try:

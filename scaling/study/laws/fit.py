@@ -518,10 +518,7 @@ def fits_file(
         tool="python -m scaling.fit",
         source=str(source),
         settings={
-            **{
-                k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(settings).items()
-            },
+            **settings.as_record(),
             "holdout": fit.holdout,
             "sources": origin,
         },

@@ -275,10 +275,7 @@ def _joint_document(
         tool="python -m scaling.fit --set law=nd",
         source=str(source),
         settings={
-            **{
-                k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(settings).items()
-            },
+            **settings.as_record(),
             "sources": origin,
         },
         details={

@@ -186,10 +186,7 @@ def _document(
         tool="python -m scaling.fit --set law=nd-repeat",
         source=str(source),
         settings={
-            **{
-                k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(settings).items()
-            },
+            **settings.as_record(),
             "sources": origin,
         },
         details={

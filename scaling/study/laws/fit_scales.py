@@ -226,10 +226,7 @@ def run_per_scale(
         tool="python -m scaling.fit --set per_scale=true",
         source=str(source),
         settings={
-            **{
-                k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(settings).items()
-            },
+            **settings.as_record(),
             "sources": origin,
         },
         details={
