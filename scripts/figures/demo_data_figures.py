@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from readme_figures import _origin  # type: ignore[import-not-found]  # same folder
 
 matplotlib.use("Agg")
 
@@ -167,26 +167,6 @@ def plot_epochs(
     plt.close(fig)
 
 
-def origin(runs: Path, run_ids: list[str]) -> list[str]:
-    """Which code trained the runs, when, and on what (their provenance.json)."""
-    commits, times, machines = set(), [], set()
-    for run_id in run_ids:
-        try:
-            jobs = json.loads((runs / run_id / "provenance.json").read_text())["jobs"]
-        except (OSError, ValueError, KeyError):
-            continue
-        for job in jobs:
-            code = job.get("code", {})
-            commits.add((code.get("commit") or "?")[:10] + ("+dirty" if code.get("dirty") else ""))
-            times.append(job.get("time_utc", "?"))
-            machines.add(f"{job.get('platform', '?')}, {job.get('device', '?')}")
-    return [
-        f"- trained by code {', '.join(sorted(commits)) or '?'}, jobs started "
-        f"{min(times, default='?')} to {max(times, default='?')}",
-        f"- on {'; '.join(sorted(machines)) or '?'}; fitted on {platform.platform()}",
-    ]
-
-
 def wall_and_load(time_log: Path | None, load_log: Path | None) -> list[str]:
     """The launch's wall clock (GNU time -v) and the load average while it ran."""
     lines = []
@@ -259,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"- launched with `{a.launch}` (`nice -n 10`)",
         *wall_and_load(a.time_log, a.load_log),
-        *origin(a.runs, points["run"].tolist()),
+        *_origin(a.runs, points["run"].tolist()),
         f"- fitted with `{FIT_COMMAND.format(runs=a.runs.name)}` (fits.json in "
         f"`{a.runs.name}/{FIT_DIR}/`)",
         "",

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import platform
 import sys
 from pathlib import Path
 
 import matplotlib
 import pandas as pd
+from readme_figures import _origin  # type: ignore[import-not-found]  # same folder
 
 from analysis.results import ResultsError
 from scaling.core.cli import run_cli, setup_logging
@@ -44,26 +43,6 @@ BEST_SAMPLES = [
     "best_by=sample_err",
 ]
 SAMPLES_FOLDER = "fit-best-over-tokenizer-by-sample_err"
-
-
-def _origin(runs: Path, run_ids: list[str]) -> list[str]:
-    """Which code, when and on what the runs were trained (their provenance.json)."""
-    commits, times, machines = set(), [], set()
-    for run_id in run_ids:
-        try:
-            jobs = json.loads((runs / run_id / "provenance.json").read_text())["jobs"]
-        except (OSError, ValueError, KeyError):
-            continue
-        for job in jobs:
-            code = job.get("code", {})
-            commits.add((code.get("commit") or "?")[:10] + ("+dirty" if code.get("dirty") else ""))
-            times.append(job.get("time_utc", "?"))
-            machines.add(f"{job.get('platform', '?')}, {job.get('device', '?')}")
-    return [
-        f"- trained by code {', '.join(sorted(commits)) or '?'}, jobs started "
-        f"{min(times, default='?')} to {max(times, default='?')}",
-        f"- on {'; '.join(sorted(machines)) or '?'}; fitted on {platform.platform()}",
-    ]
 
 
 def _final(table: pd.DataFrame) -> pd.DataFrame:
