@@ -169,21 +169,26 @@ class DataConfig:
             )
 
     def subset_images(self, split_images: int) -> int:
-        """Images a run trains on from a train split of `split_images` images: the subset's
-        count (a fraction rounded, at least 1), else the whole split. Raises InvalidValue
-        (key data.subset) when the subset is larger than the split."""
-        if self.subset is None:
-            return int(split_images)
-        if self.subset < 1:
-            return max(1, round(self.subset * split_images))
-        count = int(self.subset)
-        if count > split_images:
-            raise InvalidValue(
-                "subset",
-                f"{count} images asked, but the train split {self.train_split!r} holds "
-                f"{split_images}",
-            )
-        return count
+        """Images a run trains on from a train split of `split_images` images
+        (`subset_count`)."""
+        return subset_count(self.subset, split_images, self.train_split)
+
+
+def subset_count(subset: int | float | None, split_images: int, split: str = "train") -> int:
+    """The one rule of `data.subset`: images trained on from a split of `split_images`: the
+    subset's count (a fraction rounded, at least 1), else the whole split. Raises InvalidValue
+    (key data.subset) when the subset is larger than the split."""
+    if subset is None:
+        return int(split_images)
+    if subset < 1:
+        return max(1, round(subset * split_images))
+    count = int(subset)
+    if count > split_images:
+        raise InvalidValue(
+            "subset",
+            f"{count} images asked, but the train split {split!r} holds {split_images}",
+        )
+    return count
 
 
 @dataclasses.dataclass(frozen=True)

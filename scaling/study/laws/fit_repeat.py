@@ -42,27 +42,32 @@ from analysis.settings import FitSettings
 from contracts.atomic import atomic_write_json, atomic_write_text
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, JointLawFit, write_fits
+from scaling.core.config_io import InvalidValue
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta, rows_per_image
+from scaling.training.config import subset_count
 
 SCHEMA_VERSION = 1  # of draws.json
 DRAWS = "draws.json"
 
 
 def subset_images(value: Any, split_images: int, run: str) -> int:
-    """The images a run trains on: its ``data.subset`` (a count of images, or a fraction of
-    the split when below 1; None/NaN: the whole split) within the split's `split_images`."""
+    """The images a run trains on: its ``data.subset`` (None/NaN: the whole split) by the
+    trainer's own rule (`scaling.training.config.subset_count`), within `split_images`."""
     if not _given(value):
         return split_images
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ResultsError(f"run {run}: data.subset {value!r} is not a number") from None
-    n = int(round(v * split_images)) if 0 < v < 1 else int(v)
-    if not 0 < n <= split_images:
-        raise ResultsError(
-            f"run {run}: data.subset {value!r} is not within the split's {split_images} images"
-        )
-    return n
+    outside = ResultsError(
+        f"run {run}: data.subset {value!r} is not within the split's {split_images} images"
+    )
+    if v <= 0:
+        raise outside
+    try:
+        return subset_count(v, split_images)
+    except InvalidValue:
+        raise outside from None
 
 
 def unique_columns(table: pd.DataFrame, source: str) -> pd.DataFrame:

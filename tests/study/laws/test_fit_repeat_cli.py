@@ -103,3 +103,18 @@ def test_unreadable_store_is_a_located_input_error(tmp_path, capsys):
     assert main([str(runs), *SETS, "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert "r0" in err and "/nonexistent" in err and "unique_tokens" in err
+
+
+def test_subset_fallback_follows_the_trainers_rule_and_names_a_bad_value():
+    """Older runs without unique_tokens: U's image count is the trainer's own subset rule
+    (a fraction rounds to at least one image); a value outside the split names run and value."""
+    from analysis.results import ResultsError
+    from scaling.study.laws.fit_repeat import subset_images
+
+    assert subset_images(None, 100, "d2") == 100
+    assert subset_images(0.25, 100, "d2") == 25  # 0.25 x 100, by hand
+    assert subset_images(0.001, 100, "d2") == 1  # as DataConfig.subset_images trains
+    for bad, why in ((200, "not within the split's 100 images"), ("x", "is not a number")):
+        with pytest.raises(ResultsError, match=why) as e:
+            subset_images(bad, 100, "d2-n200")
+        assert "run d2-n200" in str(e.value)
