@@ -650,6 +650,18 @@ CASES = [
         ("bad/t.txt: unknown table format; use .csv or .parquet",),
     ),
     Case("results table missing", nothing, fit("{w}/bad/none.csv"), ("bad/none.csv: no such ",)),
+    Case(
+        "fit --set E_from of an unknown source",
+        write("bad/t.csv", "run,params,step,flops,ce_avg\nd1,10,1,1,3\n"),
+        fit("{w}/bad/t.csv", "--set", "E_from=Q"),
+        ("--set E_from=Q: E_from: must be one of 'N', 'all'; got 'Q'",),
+    ),
+    Case(
+        "--set an unknown view draw",
+        nothing,
+        launch("--set", "data.view_draw=sometimes"),
+        ("data.view_draw: must be one of 'permutation', 'independent'; got 'sometimes'",),
+    ),
     # ---- CLI flags
     Case(
         "--reconfigure without --retry-failed",
