@@ -284,24 +284,29 @@ def own_fits_as_prior(fits: Path, sweep: Path, replicates: int) -> None:
         ]
     )
     plan = compute_plan(args)
-    measured = {
-        (f["metric"], f["against"]): f["alpha"] for f in json.loads(fits.read_text())["fits"]
+    laws = json.loads(fits.read_text())["fits"]
+    measured = {(f["metric"], f["against"]): f["alpha"] for f in laws}
+    own_width = {
+        (f["metric"], f["against"]): f["alpha_ci"][1] - f["alpha_ci"][0]
+        for f in laws
+        if f.get("alpha_ci")
     }
     print(f"\n4. {fits} as prior for {sweep}: {replicates} simulated studies")
     print(
         "| metric | vs | measured alpha | predicted median | predicted 95% range | holds "
-        "| noise-free fit | median CI width | curve check |"
+        "| noise-free fit | median CI width (the study's own) | curve check |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for s in plan.summaries:
         lo, hi = np.quantile(s.alphas, [0.025, 0.975])
         got = measured[(s.metric, s.against)]
         m = plan.models[s.metric]
-        check = m.n_law_error if s.against == "N" else m.cmin_law_error
+        check = m.law_error(s.against)
         print(
             f"| {s.metric} | {s.against} | {got:.4f} | {s.median:.4f} | [{lo:.4f}, {hi:.4f}] "
             f"| {'yes' if lo <= got <= hi else 'no'} | {s.noise_free_alpha:.4f} "
-            f"| {s.ci_width:.3g} | {100 * check:.2g}% {m.calibrated_to} |"
+            f"| {s.ci_width:.3g} ({own_width.get((s.metric, s.against), float('nan')):.3g}) "
+            f"| {100 * check:.2g}% {m.for_law(s.against).calibrated_to} |"
         )
     for metric, why in plan.refused.items():
         for a in plan.against:

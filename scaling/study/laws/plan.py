@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 from analysis.paper import METRICS
+from analysis.powerlaw import is_loss
 from analysis.results import ResultsError
 from analysis.settings import FitSettings, InvalidSetting
 from analysis.simulate import (
@@ -250,12 +251,16 @@ def compute_plan(args: argparse.Namespace) -> Plan:
     noise = load_noise(args, metrics, priors)
     plan_design = Design("as planned", costs)
     planned = plan_design.planned()
-    models = {m: calibrate(priors[m], planned) for m in metrics}
+    irreducible, irreducible_why = resolve_irreducible(settings, sweep)
+    # with E not fitted a metric's laws vs N and Cmin share nothing: each may get its own curves
+    models = {
+        m: calibrate(priors[m], planned, independent_laws=irreducible != "fit" or not is_loss(m))
+        for m in metrics
+    }
     # a prior the curve family cannot represent is not simulated: its numbers would be the
     # curve family's, not the prior's (analysis.simulate.CurveModel.not_representable)
     refused = {m: why for m, c in models.items() if (why := c.not_representable())}
     simulated = {m: c for m, c in models.items() if m not in refused}
-    irreducible, irreducible_why = resolve_irreducible(settings, sweep)
     fit = FitPlan(
         irreducible=irreducible,
         method=settings.method,

@@ -83,7 +83,10 @@ def load_prior(spec: str, metrics: list[str], laws: list[str]) -> tuple[dict, st
         for m in metrics:
             if (m, "N") in found and (m, "Cmin") in found:
                 n, c = found[(m, "N")], found[(m, "Cmin")]
-                priors[m] = PriorLaws(m, Law(n.alpha, n.beta, n.E), Law(c.alpha, c.beta, c.E))
+                # measured on that study's grid: the planned grid's fit must return them
+                priors[m] = PriorLaws(
+                    m, Law(n.alpha, n.beta, n.E), Law(c.alpha, c.beta, c.E), target="grid"
+                )
         source = f"the fits in {spec}"
         borrowed = [m for m in metrics if m not in priors and m in joint]
         if borrowed:
@@ -165,6 +168,12 @@ def load_joint_prior(
             )
         elif (why := curves[m].not_representable()) is not None:
             sources.append(f"{m}: not representable: not simulated ({why})")
+            continue
+        elif curves[m].cmin_curves is not None:
+            sources.append(
+                f"{m}: not simulated (its laws vs N and Cmin need curves of their own: "
+                "no one L(N, D) reads from them)"
+            )
             continue
         else:
             priors[m] = joint_prior(curves[m], kappa[0])

@@ -179,6 +179,30 @@ def test_prior_from_a_fits_json(tmp_path):
         run([str(_sweep(tmp_path)), "--prior", str(path), "--no-plots"])
 
 
+def test_a_study_s_own_error_rate_laws_come_back_from_the_planned_grid(tmp_path, capsys):
+    """A fits.json's laws were measured on a grid: the planner's noise-free draw of the
+    planned grid, fitted as scaling.fit fits it, returns them (within 2%). The demo's err_last
+    laws (E = 0) need curves of their own per law; the table says so."""
+    fits = {
+        "fits": [
+            {"metric": "err_last", "against": "N", "alpha": -0.07062, "beta": 2.58e6, "E": 0.0},
+            {"metric": "err_last", "against": "Cmin", "alpha": -0.0524, "beta": 2.402e6, "E": 0.0},
+        ]
+    }
+    path = tmp_path / "fits.json"
+    path.write_text(json.dumps(fits))
+    sweep = _sweep(tmp_path, fit={"metrics": ["err_last"]})
+    doc = run(
+        [str(sweep), "--prior", str(path), "--replicates", "3", "--bootstrap", "0"]
+        + ["--alt-replicates", "0", "--no-plots"]
+    )
+    assert doc["not_simulated"] == {}
+    for law in doc["precision"]:
+        assert law["noise_free_alpha"] == pytest.approx(law["prior_alpha"], rel=0.02), law
+    assert doc["curves"]["err_last"]["cmin_curves"] is not None
+    assert "(own curves)" in capsys.readouterr().out
+
+
 def test_a_study_without_gpus_is_costed_in_cpu_hours(tmp_path, capsys):
     sweep = _sweep(tmp_path, cluster={"gpus_per_node": 0, "assumed_gflops_per_cpu": 4.0})
     doc = run(
