@@ -5,7 +5,8 @@
 Draws whole studies from the paper's laws (ce_avg, ce_last; E_avg = 5, E_last = 4.5) at the
 paper grid's 12 sizes with 24 evaluations per run, in two training-curve shapes, fits each
 with `analysis.fitting.fit_study` (what `python -m scaling.fit` runs) and counts how often
-the interval of alpha vs N and vs Cmin holds the paper's exponent:
+the interval of alpha vs N and vs Cmin holds the paper's exponent and (E fitted) how often
+E's own 95% profile-likelihood interval (`E_ci`) holds the true E:
 
 - ``banded``: `analysis.synthetic.study_table` -- each run lies on the Cmin law over its own
   band of compute (so the frontier is the law), quadratic in log-log before it, a straight
@@ -107,6 +108,10 @@ def main() -> None:
                 hits = {k: 0 for k in truth}
                 n = {k: 0 for k in truth}
                 widths = {k: [] for k in truth}
+                # E fitted: its profile-likelihood interval (E_ci) against the true E
+                e_hits = {m: 0 for m in LOSSES}
+                e_n = {m: 0 for m in LOSSES}
+                e_widths: dict[str, list[float]] = {m: [] for m in LOSSES}
                 for s in range(args.studies):
                     if s and s % 25 == 0:
                         print(
@@ -124,6 +129,11 @@ def main() -> None:
                     fit = fit_study(table, settings)
                     for r in fit.results:
                         k = (r.against, r.metric)
+                        if mode == "fit" and r.against == "N" and r.E_ci is not None:
+                            e_true = paper_law(r.metric, "N").E
+                            e_n[r.metric] += 1
+                            e_hits[r.metric] += r.E_ci[0] <= e_true <= r.E_ci[1]
+                            e_widths[r.metric].append(r.E_ci[1] - r.E_ci[0])
                         if r.alpha_ci is None or not all(np.isfinite(r.alpha_ci)):
                             continue
                         n[k] += 1
@@ -143,8 +153,23 @@ def main() -> None:
                     print(
                         f"| {shape} | E {mode} | {k[1]} vs {k[0]} | {hits[k]}/{n[k]} "
                         f"({100 * hits[k] / max(n[k], 1):.0f}%) | "
-                        f"{result[key]['median_width']:.3f} | law {law[k]:.3f}: "
+                        f"{result[key]['median_width'] or float('nan'):.3f} | law {law[k]:.3f}: "
                         f"{law_hits[k]}/{n[k]} |",
+                        flush=True,
+                    )
+                for m in LOSSES if mode == "fit" else ():
+                    key = f"{shape}|{mode}|{m}: E"
+                    result[key] = {
+                        "covered": int(e_hits[m]),
+                        "studies": int(e_n[m]),
+                        "median_width": float(np.median(e_widths[m])) if e_widths[m] else None,
+                        "truth": paper_law(m, "N").E,
+                    }
+                    print(
+                        f"| {shape} | E {mode} | {m}: E (profile interval) | {e_hits[m]}/{e_n[m]} "
+                        f"({100 * e_hits[m] / max(e_n[m], 1):.0f}%) | "
+                        f"{result[key]['median_width'] or float('nan'):.3f} | true E "
+                        f"{result[key]['truth']:g} |",
                         flush=True,
                     )
     print(f"elapsed {time.time() - t0:.0f} s")
