@@ -15,7 +15,6 @@ does not append a duplicate. This module is the one reader and writer of the fil
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import hashlib
 import json
 import math
@@ -26,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from contracts import ContractError
+from contracts.jsondoc import utc_now
 from contracts.jsonl import append_jsonl_lines, read_jsonl_lines
 
 FILE = "forecasts.jsonl"
@@ -104,11 +104,6 @@ class ScoreRecord:
         return d
 
 
-def now_utc() -> str:
-    """The current time, ISO 8601 UTC to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def table_sha256(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """The hash of a table's content (the given columns, rows sorted): the input of a
     forecast, so two forecasts from the same data share it."""
@@ -149,7 +144,7 @@ def make_forecast(
     fid = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return ForecastRecord(
         id=fid,
-        created_utc=now_utc(),
+        created_utc=utc_now(),
         kind=kind,
         target=target,
         predicted=float(predicted),
@@ -175,7 +170,7 @@ def score(forecast: ForecastRecord, observed: float) -> ScoreRecord:
     )
     return ScoreRecord(
         forecast=forecast.id,
-        created_utc=now_utc(),
+        created_utc=utc_now(),
         observed=obs,
         error=forecast.predicted - obs,
         rel_error=forecast.predicted / obs - 1 if obs != 0 else math.nan,

@@ -7,6 +7,7 @@ error, the line.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import numbers
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from contracts.errors import ContractError
+
+
+def utc_now() -> str:
+    """Now, as every file written between stages records its time (`created_utc`,
+    `time_utc`): UTC, ISO 8601 to the second, e.g. "2026-12-07T19:40:00Z"."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_document(path: str | Path, what: str) -> dict[str, Any]:

@@ -24,12 +24,12 @@ import platform
 import socket
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from contracts.atomic import atomic_write_json
+from contracts.jsondoc import utc_now
 
 FORMAT = "var-scaling-provenance/1"
 FILENAME = "provenance.json"
@@ -133,7 +133,7 @@ def sha256_file(path: str | Path) -> str:
 def collect(*, gpu: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
     """One provenance record for this process (see the module docstring)."""
     rec: dict[str, Any] = {
-        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time_utc": utc_now(),
         "code": git_state(),
         "python": platform.python_version(),
         "packages": package_versions(),

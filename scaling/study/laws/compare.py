@@ -17,7 +17,6 @@ The science is in ``analysis.compare``; this module is the command-line glue (no
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from analysis.compare import compare_fits, markdown
 from analysis.fitting import StudyFit
 from contracts.atomic import atomic_write_text
 from contracts.compare import FILE, ComparedStudy, CompareFile, Difference, write_compare
+from contracts.jsondoc import utc_now
 from scaling.core.cli import InputError
 
 # one study from a command line: (its fits.json document, its fit; None for a joint law)
@@ -122,7 +122,7 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
             names[1], str(b_src), str(out / names[1] / "fits.json"), doc_b["settings"]["seed"]
         ),
         differences=tuple(Difference(**d.to_dict()) for d in diffs),
-        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_utc=utc_now(),
         warnings=tuple(warnings),
         conventions={
             "difference": "alpha_B - alpha_A",

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime as _dt
 import json
 import sys
 import time
@@ -69,6 +68,7 @@ from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, PowerLawFit, write_fits
 from contracts.grid import FILE as GRID_FILE
 from contracts.grid import read_grid
+from contracts.jsondoc import utc_now
 from contracts.tokenizer import FILE as QUALITY_FILE
 from contracts.tokenizer import read_quality
 from scaling.core.cli import InputError, refuse_replaced_flags, run_cli, setup_logging
@@ -523,7 +523,7 @@ def fits_file(
             "sources": origin,
         },
         details={
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_utc": utc_now(),
             "source_kind": "runs_dir" if source.is_dir() else "table",
             "n_rows": int(len(fit.table)),
             "n_runs": int(fit.table["run"].nunique()),

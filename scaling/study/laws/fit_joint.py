@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import math
 import sys
 import time
@@ -42,6 +41,7 @@ from contracts.draws import FILE as DRAWS  # the bootstrap's laws, beside fits.j
 from contracts.draws import DrawsFile, JointLawDraw, read_draws, write_draws
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, JointLawFit, read_fits, write_fits
+from contracts.jsondoc import utc_now
 from contracts.optimal import FILE as OPTIMAL_FILE
 from contracts.optimal import NearestDepth, OptimalAnswer, OptimalFile, write_optimal
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta
@@ -279,7 +279,7 @@ def _joint_document(
             "sources": origin,
         },
         details={
-            "created_utc": _now(),
+            "created_utc": utc_now(),
             "law": "nd",
             "n_runs": int(table["run"].nunique()),
             "conventions": {
@@ -299,10 +299,6 @@ def _joint_document(
             "elapsed_s": None,
         },
     )
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def fit_and_write_joint(
@@ -452,7 +448,7 @@ def run_optimal(
     text, answer = optimal_report(fits[0], args.optimal_for, table, args.dataset_images)
     # the forecast registry (forecasts.jsonl)
     register_optimal(source, out, fits[0], answer.as_dict())
-    optimal = OptimalFile(answer, str(source), str(joint_out), how, created_utc=_now())
+    optimal = OptimalFile(answer, str(source), str(joint_out), how, created_utc=utc_now())
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "optimal.md", text + "\n")
     write_optimal(out / OPTIMAL_FILE, optimal)

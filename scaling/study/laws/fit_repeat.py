@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import math
 import sys
 import time
@@ -42,6 +41,7 @@ from analysis.settings import FitSettings
 from contracts.atomic import atomic_write_json, atomic_write_text
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, JointLawFit, write_fits
+from contracts.jsondoc import utc_now
 from scaling.core.config_io import InvalidValue
 from scaling.data.token_store import TokenStoreError, images_in_split, read_meta, rows_per_image
 from scaling.training.config import subset_count
@@ -195,7 +195,7 @@ def _document(
             "sources": origin,
         },
         details={
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_utc": utc_now(),
             "law": "nd-repeat",
             "n_runs": int(table["run"].nunique()),
             "conventions": {

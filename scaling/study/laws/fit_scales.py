@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import sys
 import time
 import warnings
@@ -43,6 +42,7 @@ from analysis.tokenizer import ScaleCodes, scale_codes
 from contracts.atomic import atomic_write_text
 from contracts.fits import FILE as FITS_FILE
 from contracts.fits import FitsFile, PowerLawFit, write_fits
+from contracts.jsondoc import utc_now
 from scaling.data.token_store import TokenStoreError, read_meta
 
 
@@ -230,7 +230,7 @@ def run_per_scale(
             "sources": origin,
         },
         details={
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_utc": utc_now(),
             "per_scale": True,
             "scales": n,
             "entropy": {

@@ -28,6 +28,7 @@ from analysis.curvelaw import CurveLawError
 from analysis.overfit import MEANING, check_run, se_column
 from analysis.results import ResultsError, read_runs
 from analysis.settings import FitSettings
+from contracts.jsondoc import utc_now
 from contracts.metrics import METRICS
 from scaling.core import provenance
 from scaling.core.cli import InputError, run_cli, setup_logging
@@ -407,7 +408,7 @@ def to_json(report: list[dict[str, Any]]) -> str:
         for s in report
     ]
     return json.dumps(
-        {"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sweeps": clean},
+        {"time_utc": utc_now(), "sweeps": clean},
         indent=2,
         default=lambda o: o.as_dict() if hasattr(o, "as_dict") else str(o),  # a RankError
     )
