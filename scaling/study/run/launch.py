@@ -139,7 +139,7 @@ def _launch(
         if todo:
             deps = submitter.stages(todo)
             plain = [r for r in todo if r.parent is None]
-            if plain:
+            if plain and not flag.set:  # stopped during preparation: the runs stay pending
                 submitter.runs(plain, deps)
             branches = [r for r in todo if r.parent is not None]
             if branches and not flag.set:

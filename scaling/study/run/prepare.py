@@ -12,9 +12,12 @@ torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,32 @@ def store_stage(sweep: Sweep, tokenizer: str | None) -> str:
     return t.stage("merge" if sweep.spec.prepare.tokenize.shards > 1 else "tokenize")
 
 
+class StageStopped(Exception):
+    """A preparation stage stopped by a signal; it resumes from what is on disk."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Under submitit's local executor, SIGTERM (what a stopped local launcher sends; the
+    local controller forwards it here) raises `StageStopped`: submitit's own handler would
+    bypass it and the stage would run to its end. Every stage writes its files atomically
+    and resumes from them, so stopping between any two Python steps loses at most the work
+    since its last write (the VQVAE: its last `ckpt_every` checkpoint). On SLURM SIGTERM
+    stays submitit's: SIGUSR2 requeues the job (`PrepareJob.checkpoint`)."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "local":
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise StageStopped(signal.Signals(signum).name)
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 class PrepareJob:
     """A preparation stage as a job: `PrepareJob()(sweep_file, stage, shard)`.
 
@@ -96,8 +125,17 @@ class PrepareJob:
 
         images.reset_skipped()
         try:
-            with stage_policy(sweep, stage).applied():  # threads, TF32; restored after
+            with _stop_on_sigterm(), stage_policy(sweep, stage).applied():
                 out = run_stage(sweep, stage, shard, relay)
+        except StageStopped as e:
+            record.update_status(
+                state="stopped",
+                force=True,
+                finished_at=time.time(),
+                stopped_by=str(e),
+                note=f"stopped by {e}; launch again to resume from what is on disk",
+            )
+            raise
         except BaseException as e:
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):
                 record.update_status(
@@ -230,8 +268,13 @@ def stage_done(sweep: Sweep, stage: str) -> bool:
 def vqvae_warning(sweep: Sweep) -> str | None:
     """The prepared VQVAEs' warning when the last val PSNR of one is below the mean-colour
     baseline (`scaling.data.vqvae_training.reconstruction_warning`), else None (also: none
-    trained); a variant's is prefixed by its name."""
-    trained = [t for t in sweep.tokenizers() if t.options is not None and t.tokens is None]
+    trained to its end: a stopped one's early PSNR says nothing yet); a variant's is prefixed
+    by its name."""
+    trained = [
+        t
+        for t in sweep.tokenizers()
+        if t.options is not None and t.tokens is None and stage_done(sweep, t.stage("vqvae"))
+    ]
     if not trained or sweep.spec.data.vqvae is not None:
         return None
     from scaling.data.vqvae_training import last_eval, reconstruction_warning

@@ -149,6 +149,8 @@ class Submitter:
         wanted = None if runs is None else {self.sweep.tokenizer_of(r).name for r in runs}
         ids: dict[str, list[str]] = {}
         for job in stage_plan(self.sweep, wanted):
+            if self.flag.set:  # stopped: nothing more is started (a relaunch resumes)
+                break
             after = list(dict.fromkeys(i for n in job.needs for i in ids.get(n, [])))
             ids[job.stage] = (
                 [] if stage_done(self.sweep, job.stage) else self._stage(job, res, after)
@@ -203,6 +205,8 @@ class Submitter:
             jobs = ex.map_array(
                 PrepareJob(), [sweep_file] * len(pending), [stage] * len(pending), pending
             )
+        elif self.backend == "local":  # a terminal's Ctrl-C is the launcher's to act on
+            jobs = [submit_shielded(ex.submit, PrepareJob(), sweep_file, stage, s) for s in pending]
         else:
             jobs = [ex.submit(PrepareJob(), sweep_file, stage, s) for s in pending]
         new_ids = []
@@ -218,6 +222,12 @@ class Submitter:
         )
         if self.backend == "slurm":
             return live + new_ids
+        if self.backend == "local":
+            while not self.flag.set and any(not j.done() for j in jobs):
+                time.sleep(0.5)
+            if self.flag.set:
+                self._stop_stage(stage, pending, jobs)
+                return live
         for shard, submitted in zip(pending, jobs):  # no dependencies here: finish the stage
             try:
                 submitted.result()
@@ -229,6 +239,34 @@ class Submitter:
                     + (str(e).strip().splitlines() or ["?"])[-1]
                 ) from None
         return live
+
+    def _stop_stage(self, stage: str, shards: list[int | None], jobs: list[Any]) -> None:
+        """A stop signal while a local preparation stage runs: SIGTERM to its jobs (each
+        records itself `stopped`, `scaling.study.run.prepare.StageStopped`), wait for them to
+        end; a shard that ended without saying so is recorded stopped here. The next launch
+        resumes the stage from what is on disk."""
+        assert self.flag.signum is not None
+        name = signal.Signals(self.flag.signum).name
+        self.out.signal = self.flag.signum
+        running = [j for j in jobs if not j.done()]
+        self.log(
+            f"{name}: stopping preparation stage {stage} ({len(running)} running local jobs); "
+            "launch again to resume it from what is on disk"
+        )
+        for job in running:
+            terminate(job)
+        while any(not j.done() for j in running):
+            time.sleep(0.2)
+        for shard in shards:
+            record = RunDir(stage_dir(self.sweep, stage, shard))
+            if record.read_status().get("state") in ("queued", "running"):
+                record.update_status(
+                    state="stopped",
+                    force=True,
+                    finished_at=time.time(),
+                    stopped_by=name,
+                    note=f"stopped by {name} before it recorded so; launch again to resume",
+                )
 
     # ------------------------------------------------------------------ runs
     def runs(self, todo: list[Run], deps: Deps) -> None:

@@ -196,3 +196,86 @@ def test_dry_run_names_the_backend_the_launch_will_use(tmp_path, monkeypatch, ca
         "(backend local; `sbatch` is installed but the SLURM controller does not answer: "
         "running with submitit's local executor on this machine)"
     )
+
+
+def test_sigterm_while_a_local_preparation_stage_runs_stops_it_and_the_relaunch_resumes(
+    tmp_path,
+):
+    """SIGTERM to a local launcher while its VQVAE trains: the stage stops at once (no
+    further stage or run starts), is recorded `stopped` (status says so), the launch exits
+    143; the next launch resumes the VQVAE from its last checkpoint and finishes the study."""
+    from tests.factories import write_sweep
+
+    vqvae = {
+        "resolution": 16,
+        "vocab_size": 32,
+        "z_channels": 8,
+        "ch": 32,
+        "ch_mult": [1, 2, 2],
+        "patch_nums": [1, 2, 4],
+        "batch_size": 4,
+        "steps": 160,
+        "eval_images": 4,
+        "log_every": 10,
+        "ckpt_every": 20,
+    }
+    synthetic = {"num_classes": 3, "train_per_class": 4, "val_per_class": 2, "resolution": 16}
+    out = tmp_path / "out"
+    path = write_sweep(
+        tmp_path / "prep.yaml",
+        out,
+        name="prep",
+        data=None,
+        depths=(1,),
+        prepare={"synthetic": synthetic, "vqvae": vqvae, "tokenize": {"batch_size": 8}},
+        base={"optim": {"batch_size": 4}, "length": {"steps": 6}},
+        eval={"points": 2, "batch_size": 8},
+        cluster={"backend": "local"},
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    launch = [sys.executable, "-m", "scaling.launch", str(path)]
+    proc = subprocess.Popen(
+        launch, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    state_file = out / "_data" / "vqvae" / "train_state.pt"
+    deadline = time.time() + 240
+    try:
+        while proc.poll() is None and not state_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert state_file.exists(), "the VQVAE never checkpointed"
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, (stdout, stderr)
+    assert "SIGTERM: stopping preparation stage vqvae (1 running local jobs)" in stderr
+    assert "submitted tokenize" not in stderr and "started as local job" not in stderr
+    jobs = out / "_data" / "jobs"
+    rec = json.loads((jobs / "vqvae" / "status.json").read_text())
+    assert (rec["state"], rec["stopped_by"]) == ("stopped", "SIGTERM"), rec
+    assert not (jobs / "tokenize").exists()
+    assert not (out / "_data" / "vqvae" / "vqvae.pt").exists()  # stopped before its end
+    # the lines up to the first checkpoint (step 20), with their measured images/s
+    logged = (out / "_data" / "vqvae" / "vqvae_metrics.jsonl").read_text().splitlines()
+    before = [line for line in logged if json.loads(line)["step"] <= 20]
+    status = subprocess.run(
+        [sys.executable, "-m", "scaling.status", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "vqvae stopped" in status and "d1   pending" in status, status
+
+    again = subprocess.run(launch, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    rec = json.loads((jobs / "vqvae" / "status.json").read_text())
+    assert rec["state"] == "done" and len(rec["job_ids"]) == 2
+    # resumed from a checkpoint, not from 0: the early lines are the first job's, byte for
+    # byte (a rerun would log its own images/s), and every step is logged once
+    logged = (out / "_data" / "vqvae" / "vqvae_metrics.jsonl").read_text().splitlines()
+    assert logged[: len(before)] == before
+    steps = [json.loads(line)["step"] for line in logged if "loss" in json.loads(line)]
+    assert steps == list(range(10, 161, 10)), steps
+    assert RunDir(out / "d1").read_status()["state"] == "done"
