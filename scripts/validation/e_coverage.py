@@ -65,14 +65,18 @@ def study(shape: str, seed: int | None, models=None, runs=None):
     return table.drop(columns="seed").reset_index(drop=True)
 
 
-def truth_of(shape: str, models, runs) -> dict[tuple[str, str], float]:
-    """The exponents the intervals should hold: the paper's laws for the banded shape (its
+def truth_of(shape: str, models, runs) -> dict[tuple[str, str], tuple[float, float]]:
+    """The (alpha, beta) the intervals should hold: the paper's laws for the banded shape (its
     frontier and finals are those laws), the noise-free E-given fit for the chinchilla shape."""
     if shape == "banded":
-        return {(a, m): paper_law(m, a).alpha for a in ("N", "Cmin") for m in LOSSES}
+        return {
+            (a, m): (paper_law(m, a).alpha, paper_law(m, a).beta)
+            for a in ("N", "Cmin")
+            for m in LOSSES
+        }
     settings = FitSettings(irreducible="paper", metrics=LOSSES, holdout=0, bootstrap=0)
     fit = fit_study(study(shape, None, models, runs), settings)
-    return {(r.against, r.metric): r.law.alpha for r in fit.results}
+    return {(r.against, r.metric): (r.law.alpha, r.law.beta) for r in fit.results}
 
 
 def main() -> None:
@@ -96,7 +100,9 @@ def main() -> None:
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for shape in args.shapes.split(","):
-            truth = truth_of(shape, models, runs)
+            truths = truth_of(shape, models, runs)
+            truth = {k: v[0] for k, v in truths.items()}
+            true_beta = {k: v[1] for k, v in truths.items()}
             print(
                 f"truth {shape}: " + ", ".join(f"{m} vs {a} {v:.4f}" for (a, m), v in truth.items())
             )
@@ -106,6 +112,7 @@ def main() -> None:
                 law = {k: paper_law(k[1], k[0]).alpha for k in truth}
                 law_hits = {k: 0 for k in truth}
                 hits = {k: 0 for k in truth}
+                beta_hits = {k: 0 for k in truth}
                 n = {k: 0 for k in truth}
                 widths = {k: [] for k in truth}
                 # E fitted: its profile-likelihood interval (E_ci) against the true E
@@ -138,6 +145,8 @@ def main() -> None:
                             continue
                         n[k] += 1
                         hits[k] += r.alpha_ci[0] <= truth[k] <= r.alpha_ci[1]
+                        if r.beta_ci is not None:
+                            beta_hits[k] += r.beta_ci[0] <= true_beta[k] <= r.beta_ci[1]
                         law_hits[k] += r.alpha_ci[0] <= law[k] <= r.alpha_ci[1]
                         widths[k].append(r.alpha_ci[1] - r.alpha_ci[0])
                 for k in truth:
@@ -149,12 +158,13 @@ def main() -> None:
                         "truth": truth[k],
                         "law": law[k],
                         "covered_law": int(law_hits[k]),
+                        "beta_covered": int(beta_hits[k]),
                     }
                     print(
                         f"| {shape} | E {mode} | {k[1]} vs {k[0]} | {hits[k]}/{n[k]} "
                         f"({100 * hits[k] / max(n[k], 1):.0f}%) | "
                         f"{result[key]['median_width'] or float('nan'):.3f} | law {law[k]:.3f}: "
-                        f"{law_hits[k]}/{n[k]} |",
+                        f"{law_hits[k]}/{n[k]} | beta {beta_hits[k]}/{n[k]} |",
                         flush=True,
                     )
                 for m in LOSSES if mode == "fit" else ():
