@@ -11,8 +11,8 @@ E's own 95% profile-likelihood interval (`E_ci`) holds the true E:
 - ``banded``: `analysis.synthetic.study_table` -- each run lies on the Cmin law over its own
   band of compute (so the frontier is the law), quadratic in log-log before it, a straight
   line to its final value (on the N law) after it; 1% log-normal noise per evaluation.
-- ``chinchilla``: the planner's curve model (`analysis.simulate`), y = E + A N^-a + B (c/N)^-b,
-  calibrated to the paper's laws on the paper grid (`analysis.simulate.paper_grid_runs`:
+- ``chinchilla``: the planner's curve model (`analysis.calibration`), y = E + A N^-a + B (c/N)^-b,
+  calibrated to the paper's laws on the paper grid (`analysis.calibration.paper_grid_runs`:
   epochs 200 / 250 / 350 by depth, 24 evaluations log-spaced from 0.1% of each run's compute,
   as sweeps/depth_grid.yaml); not the fitter's power-law form. Noise: 1% per run (the whole
   curve, a seed's draw) and 0.5% per evaluation. Its frontier is the envelope of 12 discrete
@@ -41,10 +41,11 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from analysis.calibration import calibrate, paper_grid_runs, paper_prior
 from analysis.fitting import fit_study
 from analysis.paper import paper_law
 from analysis.settings import FitSettings
-from analysis.simulate import Noise, calibrate, paper_grid_runs, paper_prior, simulate_table
+from analysis.simulate import Noise, simulate_table
 from analysis.synthetic import study_table
 
 LOSSES = ("ce_avg", "ce_last")

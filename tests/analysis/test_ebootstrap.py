@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from analysis.calibration import calibrate, paper_grid_runs, paper_prior
 from analysis.ebootstrap import profile_E
 from analysis.fitting import fit_study
 from analysis.irreducible import fit_shared_E
@@ -14,7 +15,7 @@ from analysis.paper import paper_law
 from analysis.powerlaw import fit_vs_cmin
 from analysis.results import prepare
 from analysis.settings import FitSettings
-from analysis.simulate import Noise, calibrate, paper_grid_runs, paper_prior, simulate_table
+from analysis.simulate import Noise, simulate_table
 from analysis.synthetic import study_table
 
 

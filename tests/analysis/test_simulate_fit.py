@@ -7,10 +7,11 @@ import warnings
 import numpy as np
 import pytest
 
+from analysis.calibration import CurveModel, PlannedRun
 from analysis.fitting import fit_study
 from analysis.results import prepare
 from analysis.settings import FitSettings
-from analysis.simulate import CurveModel, FitPlan, Noise, PlannedRun, fit_draw, simulate_table
+from analysis.simulate import FitPlan, Noise, fit_draw, simulate_table
 
 
 def _study(seed: int = 4):

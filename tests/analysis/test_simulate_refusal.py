@@ -1,11 +1,11 @@
-"""The planner's curve model refuses priors it cannot represent (analysis.simulate)."""
+"""The planner's curve model refuses priors it cannot represent (analysis.calibration)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from analysis.simulate import PlannedRun, calibrate, paper_prior
+from analysis.calibration import PlannedRun, calibrate, paper_prior
 from analysis.synthetic import PAPER_DEPTHS, paper_sizes
 
 
@@ -45,9 +45,10 @@ def _grid_prior(truth, runs, E):
     """The laws an OLS fit at E gives on `truth`'s noise-free grid (what a study measures)."""
     import warnings
 
+    from analysis.calibration import PriorLaws
     from analysis.powerlaw import Law, fit_vs_cmin, fit_vs_n
     from analysis.results import prepare
-    from analysis.simulate import Noise, PriorLaws, simulate_table
+    from analysis.simulate import Noise, simulate_table
 
     table = simulate_table(
         runs, {"ce_avg": truth}, Noise({"ce_avg": 0.0}), np.random.default_rng(0)
@@ -65,7 +66,7 @@ def test_a_grid_on_fixed_data_is_represented_through_its_own_fits(k):
     """Laws measured on a grid whose runs all see the same data carry its data term in E: the
     continuous envelope misses them, the grid-fit curves (with a floor below E) reproduce them;
     so with evaluations taken before the learning rate has decayed (k > 0)."""
-    from analysis.simulate import CurveModel, _calibrate_envelope
+    from analysis.calibration import CurveModel, _calibrate_envelope
 
     runs = _fixed_data_grid()
     # a known curve (N in billions, C in PFLOPs); E = its floor + its data term at the runs' end
@@ -84,8 +85,8 @@ def test_a_grid_on_fixed_data_is_represented_through_its_own_fits(k):
 
 
 def test_inconsistent_exponents_are_still_refused_on_a_fixed_data_grid():
+    from analysis.calibration import PriorLaws
     from analysis.powerlaw import Law
-    from analysis.simulate import PriorLaws
 
     # |Cmin exponent| above |N exponent|: no curve of the family gives it
     prior = PriorLaws("ce_avg", Law(-0.1, 3e4, 1.5), Law(-0.3, 5e3, 1.5))
@@ -99,8 +100,8 @@ ERR_LAST_N, ERR_LAST_CMIN = (-0.07062, 2.58e6), (-0.0524, 2.402e6)
 
 
 def _err_last_prior(target: str):
+    from analysis.calibration import PriorLaws
     from analysis.powerlaw import Law
-    from analysis.simulate import PriorLaws
 
     return PriorLaws("err_last", Law(*ERR_LAST_N, 0.0), Law(*ERR_LAST_CMIN, 0.0), target=target)
 

@@ -45,18 +45,16 @@ import sys
 import time
 from pathlib import Path
 
+from analysis.calibration import CurveModel, PriorLaws, calibrate
 from analysis.paper import METRICS
 from analysis.powerlaw import is_loss
 from analysis.results import ResultsError
 from analysis.settings import FitSettings, InvalidSetting
 from analysis.simulate import (
-    CurveModel,
     FitPlan,
     JointPoints,
     LawSummary,
     Noise,
-    PriorLaws,
-    calibrate,
     cmin_from_effect,
     compute_per_param_unit,
     simulate_joint,
@@ -258,7 +256,7 @@ def compute_plan(args: argparse.Namespace) -> Plan:
         for m in metrics
     }
     # a prior the curve family cannot represent is not simulated: its numbers would be the
-    # curve family's, not the prior's (analysis.simulate.CurveModel.not_representable)
+    # curve family's, not the prior's (analysis.calibration.CurveModel.not_representable)
     refused = {m: why for m, c in models.items() if (why := c.not_representable())}
     simulated = {m: c for m, c in models.items() if m not in refused}
     fit = FitPlan(

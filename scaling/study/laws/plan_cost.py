@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.simulate import PlannedRun
+from analysis.calibration import PlannedRun
 from scaling.core.tables import human
 from scaling.study.sweep.estimates import store_meta
 from scaling.study.sweep.expand import format_value
@@ -125,7 +125,7 @@ class RunCost:
         )
 
     def planned(self, seed: int | None = None, suffix: str = "") -> PlannedRun:
-        """The run as `analysis.simulate.PlannedRun`."""
+        """The run as `analysis.calibration.PlannedRun`."""
         return PlannedRun(
             self.run_id + suffix,
             float(self.params),

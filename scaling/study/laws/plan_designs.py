@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.simulate import JointPoints, PlannedRun
+from analysis.calibration import PlannedRun
+from analysis.simulate import JointPoints
 from scaling.core.config_io import ConfigError, load_yaml
 from scaling.study.laws.plan_cost import RunCost, branch_cost, run_costs
 from scaling.study.sweep.sweep import sweep_from_data

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.calibration import PriorLaws, paper_prior
 from analysis.jointlaw import JointLaw
 from analysis.paper import AGAINST, METRICS, PAPER_IRREDUCIBLE
 from analysis.powerlaw import Law
 from analysis.results import ResultsError, load_results, prepare
 from analysis.seeds import pooled_log_sd
-from analysis.simulate import Noise, PriorLaws, joint_prior, paper_noise_sd, paper_prior
+from analysis.simulate import Noise, joint_prior, paper_noise_sd
 from contracts import ContractError
 from contracts.fits import FitsFile, read_fits
 from scaling.core.cli import InputError

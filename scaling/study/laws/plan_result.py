@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from analysis.calibration import CurveModel, PriorLaws
 from analysis.jointlaw import JointLaw
 from analysis.settings import FitSettings
-from analysis.simulate import CurveModel, FitPlan, JointPoints, LawSummary, Noise, PriorLaws
+from analysis.simulate import FitPlan, JointPoints, LawSummary, Noise
 from scaling.study.laws.plan_cost import RunCost
 from scaling.study.laws.plan_designs import Design
 from scaling.study.laws.plan_repeat import (

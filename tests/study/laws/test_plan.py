@@ -497,7 +497,8 @@ def test_decay_branch_alternatives_of_a_grid_without_them(tmp_path, capsys):
 
 
 def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsys):
-    from analysis.simulate import CurveModel, joint_prior
+    from analysis.calibration import CurveModel
+    from analysis.simulate import joint_prior
 
     # the curve read as a joint law gives the curve's values where C = kappa N D
     curve = CurveModel("ce_last", 3.0, 0.4, 0.3, 2.0, 0.25)
