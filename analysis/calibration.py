@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import optimize
@@ -274,15 +274,9 @@ def _calibrate_grid_target(
     prior: PriorLaws, runs: Sequence[PlannedRun], first: CurveModel, independent_laws: bool
 ) -> CurveModel:
     n, cs, target_n = _grid_inputs(prior, runs)
-    n_err, c_err, n_alpha, c_alpha = _grid_errors(first, prior, n, cs, target_n)
-    # the envelope form's consistency is no condition here: a grid's frontier is no envelope
-    first = dataclasses.replace(
+    first = _checked_on_grid(
         first,
-        n_law_error=n_err,
-        cmin_law_error=c_err,
-        n_alpha_error=n_alpha,
-        cmin_alpha_error=c_alpha,
-        consistent=True,
+        _grid_errors(first, prior, n, cs, target_n),
         calibrated_to="envelope, checked on the grid",
     )
     if first.not_representable() is None:
@@ -493,17 +487,29 @@ def calibrate_to_grid(
         )
         if (v - low < eps and name not in low_free) or (high - v < eps and name not in high_free)
     )
-    n_err, c_err, n_alpha, c_alpha = _grid_errors(m, prior, n, cs, target_n)
+    return _checked_on_grid(
+        m,
+        _grid_errors(m, prior, n, cs, target_n),
+        at_bound=at_bound,
+        laws=laws,
+        calibrated_to="grid fit",
+    )
+
+
+def _checked_on_grid(
+    m: CurveModel, errors: tuple[float, float, float, float], **fields: Any
+) -> CurveModel:
+    """`m` with the grid's errors (`_grid_errors`) and `fields`; the envelope form's
+    consistency is no condition on a grid, whose frontier is no envelope."""
+    n_err, c_err, n_alpha, c_alpha = errors
     return dataclasses.replace(
         m,
         n_law_error=n_err,
         cmin_law_error=c_err,
         n_alpha_error=n_alpha,
         cmin_alpha_error=c_alpha,
-        at_bound=at_bound,
-        laws=laws,
         consistent=True,
-        calibrated_to="grid fit",
+        **fields,
     )
 
 

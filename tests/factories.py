@@ -24,6 +24,21 @@ from scaling.training.config import (
 )
 from var_core.counting import tokens_per_image
 
+# a VQVAE recipe and a synthetic image set that prepare in seconds on a CPU
+TINY_VQVAE = {
+    "resolution": 16,
+    "vocab_size": 32,
+    "z_channels": 8,
+    "ch": 32,
+    "ch_mult": [1, 2, 2],
+    "patch_nums": [1, 2, 4],
+    "batch_size": 4,
+    "steps": 3,
+    "eval_images": 4,
+    "log_every": 1,
+}
+SYNTHETIC = {"num_classes": 3, "train_per_class": 4, "val_per_class": 2, "resolution": 16}
+
 
 def class_conditional_tokens(
     n: int,

@@ -18,22 +18,11 @@ from PIL import Image
 from scaling.core.tables import human
 from scaling.study.run import launch as launch_mod
 from scaling.study.sweep.sweep import load_sweep
+from tests.factories import TINY_VQVAE
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_VQVAE = {
-    "resolution": 16,
-    "vocab_size": 32,
-    "z_channels": 8,
-    "ch": 32,
-    "ch_mult": [1, 2, 2],
-    "patch_nums": [1, 2, 4],
-    "batch_size": 4,
-    "steps": 3,
-    "eval_images": 4,
-    "log_every": 1,
-}
 TINY_RUNS = {
     "length": {"epochs": 2},
     "optim": {"batch_size": 4},

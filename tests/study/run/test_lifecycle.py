@@ -21,7 +21,15 @@ from scaling.study.run.checks import ConfigConflict
 from scaling.study.run.states import run_states
 from scaling.study.sweep.sweep import load_sweep
 from scaling.training.job import train_run
-from tests.factories import make_token_store, tiny_run_config, tiny_sweep, write_run
+from tests.factories import (
+    SYNTHETIC,
+    TINY_VQVAE,
+    make_token_store,
+    tiny_run_config,
+    tiny_sweep,
+    write_run,
+    write_sweep,
+)
 from tests.study.run.test_launch import ROOT, metrics
 
 STEPS = 80
@@ -204,22 +212,8 @@ def test_sigterm_while_a_local_preparation_stage_runs_stops_it_and_the_relaunch_
     """SIGTERM to a local launcher while its VQVAE trains: the stage stops at once (no
     further stage or run starts), is recorded `stopped` (status says so), the launch exits
     143; the next launch resumes the VQVAE from its last checkpoint and finishes the study."""
-    from tests.factories import write_sweep
-
-    vqvae = {
-        "resolution": 16,
-        "vocab_size": 32,
-        "z_channels": 8,
-        "ch": 32,
-        "ch_mult": [1, 2, 2],
-        "patch_nums": [1, 2, 4],
-        "batch_size": 4,
-        "steps": 160,
-        "eval_images": 4,
-        "log_every": 10,
-        "ckpt_every": 20,
-    }
-    synthetic = {"num_classes": 3, "train_per_class": 4, "val_per_class": 2, "resolution": 16}
+    # long enough to be stopped after its first checkpoint (step 20)
+    vqvae = {**TINY_VQVAE, "steps": 160, "log_every": 10, "ckpt_every": 20}
     out = tmp_path / "out"
     path = write_sweep(
         tmp_path / "prep.yaml",
@@ -227,7 +221,7 @@ def test_sigterm_while_a_local_preparation_stage_runs_stops_it_and_the_relaunch_
         name="prep",
         data=None,
         depths=(1,),
-        prepare={"synthetic": synthetic, "vqvae": vqvae, "tokenize": {"batch_size": 8}},
+        prepare={"synthetic": SYNTHETIC, "vqvae": vqvae, "tokenize": {"batch_size": 8}},
         base={"optim": {"batch_size": 4}, "length": {"steps": 6}},
         eval={"points": 2, "batch_size": 8},
         cluster={"backend": "local"},

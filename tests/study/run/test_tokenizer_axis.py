@@ -28,23 +28,10 @@ from scaling.study.run.prepare import quality_line, stage_summary
 from scaling.study.run.submit import Submitted, Submitter
 from scaling.study.sweep.estimates import TOKEN_BYTES
 from scaling.study.sweep.sweep import load_sweep
-from tests.factories import write_sweep
+from tests.factories import SYNTHETIC, TINY_VQVAE, write_sweep
 
-TINY_VQVAE = {
-    "resolution": 16,
-    "vocab_size": 32,
-    "z_channels": 8,
-    "ch": 32,
-    "ch_mult": [1, 2, 2],
-    "patch_nums": [1, 2, 4],
-    "batch_size": 4,
-    "steps": 3,
-    "eval_images": 4,
-    "log_every": 1,
-}
 # vocabulary 16 on the recipe's scales; scales 1,2 (5 tokens, 8 px) on its vocabulary 32
 VARIANTS = {"v16": {"vocab_size": 16}, "s12": {"patch_nums": [1, 2], "resolution": 8}}
-SYNTHETIC = {"num_classes": 3, "train_per_class": 4, "val_per_class": 2, "resolution": 16}
 
 
 @dataclasses.dataclass
