@@ -216,6 +216,7 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
             parent_of = {p["family"]: p["run"] for p in points if "-b" not in p["run"]}
             rng = np.random.default_rng(11)
             value, ci = {"alpha": [], "beta": []}, {"alpha": [], "beta": []}
+            e_ci: list[tuple[float, float]] = []  # the fit's E interval (no planner figure)
             for rep in range(studies):
                 root = tmp / f"study{rep}"
                 z = (
@@ -253,6 +254,8 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
                 for k in value:
                     value[k].append(fitted[k])
                     ci[k].append(fitted[f"{k}_ci"])
+                if fitted.get("E_ci"):
+                    e_ci.append(tuple(fitted["E_ci"]))
             for law in doc["joint"]["precision"]:
                 k = law["param"]
                 lo, hi = np.quantile(value[k], [0.025, 0.975])
@@ -263,6 +266,12 @@ def joint_vs_end_to_end(studies: int, replicates: int, bootstrap: int) -> None:
                     f"{law['spread95']:.4f} "
                     f"| {hi - lo:.4f} | {100 * law['coverage']:.0f}% | {100 * cov:.0f}% |"
                 )
+            cov_e = np.mean([lo_ <= E <= h for lo_, h in e_ci]) if e_ci else float("nan")
+            width_e = np.median([h - lo_ for lo_, h in e_ci]) if e_ci else float("nan")
+            print(
+                f"| {noise} | E | - | {width_e:.4f} | - | - | - | {100 * cov_e:.0f}% "
+                f"({len(e_ci)} intervals) |"
+            )
             print(f"(planner: {planned:.1f} s wall, {doc['cpu_s']:.1f} s CPU)", file=sys.stderr)
 
 
