@@ -25,8 +25,9 @@ What a prior's Cmin law means decides the target (`PriorLaws.target`). A publish
 fits were measured on its grid ("grid"): the curves must return them when the planned grid is
 fitted without noise, so the check is on that fit, exponents included (`MAX_ALPHA_ERROR`:
 a small exponent, such as an error rate's -0.05, misses by 6% while its level misses by only
-1%). When no one curve set does (the demo's error rates) and the metric's laws are fitted
-independently (E not fitted), each law gets its own curves (`CurveModel.cmin_curves`).
+1%). When the first curves miss and the metric's laws are fitted independently (E not
+fitted: the error rates), each law gets curves of its own (`CurveModel.cmin_curves`); with E
+fitted one grid fit must give both laws.
 
 Torch-free.
 """
@@ -251,9 +252,10 @@ def calibrate(
     more than `MAX_CURVE_ERROR` (and no parameter is at its bound, and the exponents are
     consistent), `calibrate_to_grid` is tried, and taken when it represents the prior. "grid" (a
     study's own fits): the curves are checked by the noise-free grid's fit at E, exponents
-    included; the first curves are kept when they pass, else the grid fit; when that misses
-    too and `independent_laws` (E not fitted: the laws vs N and Cmin share nothing), each law
-    gets curves of its own (`CurveModel.cmin_curves`).
+    included; the first curves are kept when they pass. Else, with `independent_laws` (E not
+    fitted: the laws vs N and Cmin share nothing in the fit) each law gets curves of its own
+    (`CurveModel.cmin_curves`: the first curves for N where they give it, else a grid fit to
+    the finals; a grid fit to the frontier for Cmin); without, one grid fit must give both.
     """
     if prior.target not in ("envelope", "grid"):
         raise ValueError(f"{prior.metric}: prior target {prior.target!r}: 'envelope' or 'grid'")
@@ -281,20 +283,19 @@ def _calibrate_grid_target(
     )
     if first.not_representable() is None:
         return first
-    both = calibrate_to_grid(prior, runs, first)
-    if both.not_representable() is None or not independent_laws:
-        return both
-    n_only = [dataclasses.replace(m, laws=("N",)) for m in (first, both)]
-    n_curves = next((m for m in n_only if m.not_representable() is None), None)
-    if n_curves is None:
-        n_curves = calibrate_to_grid(prior, runs, both, laws=("N",))
-    c_curves = dataclasses.replace(
-        calibrate_to_grid(prior, runs, both, laws=("Cmin",)), calibrated_to="grid fit, per law"
+    if not independent_laws:  # the laws share a fitted E: one curve set must give both
+        return calibrate_to_grid(prior, runs, first)
+    # E not fitted: the two laws share nothing in the fit, so each gets the curves that give it
+    n_curves = dataclasses.replace(first, laws=("N",))
+    if n_curves.not_representable() is not None:
+        n_curves = calibrate_to_grid(prior, runs, first, laws=("N",))
+    c_curves = calibrate_to_grid(prior, runs, first, laws=("Cmin",))
+    return dataclasses.replace(
+        n_curves,
+        laws=("N",),
+        cmin_curves=dataclasses.replace(c_curves, calibrated_to="grid fit, per law"),
+        calibrated_to=f"{n_curves.calibrated_to}, per law",
     )
-    split = dataclasses.replace(
-        n_curves, laws=("N",), cmin_curves=c_curves, calibrated_to="grid fit, per law"
-    )
-    return split if split.not_representable() is None else both
 
 
 def _calibrate_envelope(prior: PriorLaws, runs: Sequence[PlannedRun], points: int) -> CurveModel:
