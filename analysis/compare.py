@@ -11,11 +11,11 @@ whether B's exponent is really different from A's.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+
+from contracts.compare import Difference
 
 from .powerlaw import FitResult, interval_quantiles
 
@@ -38,37 +38,7 @@ def law_band(fit: FitResult, x) -> tuple[np.ndarray, np.ndarray] | None:
     return q[0], q[1]
 
 
-@dataclasses.dataclass(frozen=True)
-class ExponentDifference:
-    """alpha_B - alpha_A for one (metric, x) with its bootstrap interval."""
-
-    metric: str
-    against: str
-    alpha_a: float
-    alpha_b: float
-    alpha_a_ci: tuple[float, float] | None
-    alpha_b_ci: tuple[float, float] | None
-    delta: float  # alpha_b - alpha_a
-    delta_ci: tuple[float, float] | None
-    share_below_zero: float | None  # fraction of paired draws with alpha_b < alpha_a
-    draws: int
-    level: float
-
-    @property
-    def differs(self) -> bool | None:
-        """Whether the interval of the difference excludes 0 (None without an interval)."""
-        if self.delta_ci is None:
-            return None
-        return not self.delta_ci[0] <= 0 <= self.delta_ci[1]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able record."""
-        d = dataclasses.asdict(self)
-        d["differs"] = self.differs
-        return d
-
-
-def exponent_difference(a: FitResult, b: FitResult) -> ExponentDifference:
+def exponent_difference(a: FitResult, b: FitResult) -> Difference:
     """The difference of two fits' exponents (same metric and x) with its bootstrap interval.
 
     The interval uses the smaller study's run count for the small-sample expansion (the
@@ -88,7 +58,7 @@ def exponent_difference(a: FitResult, b: FitResult) -> ExponentDifference:
         q = np.quantile(d, [lo, hi])
         ci = (float(q[0]), float(q[1]))
         share = float((d < 0).mean())
-    return ExponentDifference(
+    return Difference(
         a.metric,
         a.against,
         a.law.alpha,
@@ -100,12 +70,11 @@ def exponent_difference(a: FitResult, b: FitResult) -> ExponentDifference:
         share,
         n,
         a.level,
+        differs=None if ci is None else not ci[0] <= 0 <= ci[1],
     )
 
 
-def compare_fits(
-    fits_a: Sequence[FitResult], fits_b: Sequence[FitResult]
-) -> list[ExponentDifference]:
+def compare_fits(fits_a: Sequence[FitResult], fits_b: Sequence[FitResult]) -> list[Difference]:
     """Every (metric, x) fitted in both studies, in study A's order."""
     by_key = {(f.metric, f.against): f for f in fits_b}
     return [
@@ -115,7 +84,7 @@ def compare_fits(
     ]
 
 
-def markdown(diffs: Sequence[ExponentDifference], name_a: str, name_b: str) -> str:
+def markdown(diffs: Sequence[Difference], name_a: str, name_b: str) -> str:
     """A Markdown table of the exponent differences."""
 
     def ci(p):

@@ -24,7 +24,7 @@ from pathlib import Path
 from analysis.compare import compare_fits, markdown
 from analysis.fitting import StudyFit
 from contracts.atomic import atomic_write_text
-from contracts.compare import FILE, ComparedStudy, CompareFile, Difference, write_compare
+from contracts.compare import FILE, ComparedStudy, CompareFile, write_compare
 from contracts.jsondoc import utc_now
 from scaling.core.cli import InputError
 
@@ -121,7 +121,7 @@ def compare_studies(args: argparse.Namespace, argv: list[str] | None, fit_one: F
         b=ComparedStudy(
             names[1], str(b_src), str(out / names[1] / "fits.json"), doc_b["settings"]["seed"]
         ),
-        differences=tuple(Difference(**d.to_dict()) for d in diffs),
+        differences=tuple(diffs),
         created_utc=utc_now(),
         warnings=tuple(warnings),
         conventions={
