@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -118,27 +119,28 @@ def _cpu() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def _origin(runs: Path, run_ids: list[str]) -> list[str]:
-    """Lines saying which code, when and on what the runs were trained (provenance.json)."""
-    commits, times, machines = set(), [], set()
+def _provenance_jobs(runs: Path, run_ids: list[str]) -> Iterator[dict]:
+    """Every job record of the runs' provenance.json files (a run without one is skipped)."""
     for run_id in run_ids:
         try:
-            jobs = json.loads((runs / run_id / "provenance.json").read_text())["jobs"]
+            yield from json.loads((runs / run_id / "provenance.json").read_text())["jobs"]
         except (OSError, ValueError, KeyError):
             continue
-        for job in jobs:
-            code = job.get("code", {})
-            commits.add((code.get("commit") or "?")[:10] + ("+dirty" if code.get("dirty") else ""))
-            times.append(job.get("time_utc", "?"))
-            gpus = (job.get("gpu") or {}).get("devices") or []
-            machines.add(
-                f"{job.get('platform', '?')}, {job.get('device', '?')}"
-                + (f" ({', '.join(gpus)})" if gpus else "")
-                + f", torch {job.get('packages', {}).get('torch', '?')}"
-            )
+
+
+def _origin(runs: Path, run_ids: list[str]) -> list[str]:
+    """Lines saying which code, when and on what the runs were trained (provenance.json)."""
+    commits, first, last = _jobs(runs, run_ids)
+    machines = set()
+    for job in _provenance_jobs(runs, run_ids):
+        gpus = (job.get("gpu") or {}).get("devices") or []
+        machines.add(
+            f"{job.get('platform', '?')}, {job.get('device', '?')}"
+            + (f" ({', '.join(gpus)})" if gpus else "")
+            + f", torch {job.get('packages', {}).get('torch', '?')}"
+        )
     return [
-        f"- trained by code {', '.join(sorted(commits)) or '?'}, jobs started "
-        f"{min(times, default='?')} to {max(times, default='?')}",
+        f"- trained by code {commits}, jobs started {first} to {last}",
         f"- on {'; '.join(sorted(machines)) or '?'}",
         f"- fitted on {platform.platform()} ({_cpu()}); the results depend on the CPU: the same "
         "commit on another machine gives slightly different numbers",
@@ -191,15 +193,10 @@ def _seeds(runs: Path) -> str:
 def _jobs(runs: Path, run_ids: list[str]) -> tuple[str, str, str]:
     """(code commits, first job start, last job start) of the runs (provenance.json)."""
     commits, times = set(), []
-    for run_id in run_ids:
-        try:
-            jobs = json.loads((runs / run_id / "provenance.json").read_text())["jobs"]
-        except (OSError, ValueError, KeyError):
-            continue
-        for job in jobs:
-            code = job.get("code", {})
-            commits.add((code.get("commit") or "?")[:10] + ("+dirty" if code.get("dirty") else ""))
-            times.append(job.get("time_utc", "?"))
+    for job in _provenance_jobs(runs, run_ids):
+        code = job.get("code", {})
+        commits.add((code.get("commit") or "?")[:10] + ("+dirty" if code.get("dirty") else ""))
+        times.append(job.get("time_utc", "?"))
     return ", ".join(sorted(commits)) or "?", min(times, default="?"), max(times, default="?")
 
 
