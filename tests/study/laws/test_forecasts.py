@@ -13,22 +13,15 @@ from scaling.study.run.status import collect, discover, render_many
 from tests.study.laws.curve_study import SIZES, truth_final, write_study
 
 
+def _fit(study, *args: str):
+    """`scaling.fit` on the study's ce_avg with E fitted and no bootstrap (`args` added)."""
+    flags = ["bootstrap=0", "irreducible=fit", "metrics=[ce_avg]"]
+    return fit_run([str(study), *args, *(x for f in flags for x in ("--set", f)), "--no-plots"])
+
+
 def test_backtest_writes_tables_and_scored_registry(tmp_path):
     study = write_study(tmp_path / "s")
-    fit_run(
-        [
-            str(study),
-            "--set",
-            "backtest=true",
-            "--set",
-            "bootstrap=0",
-            "--set",
-            "irreducible=fit",
-            "--set",
-            "metrics=[ce_avg]",
-            "--no-plots",
-        ]
-    )
+    _fit(study, "--set", "backtest=true")
     doc = json.loads((study / "fit" / "backtest.json").read_text())
     lra = doc["curve"]["rows"]["lra"]
     assert len(lra) == 6
@@ -45,18 +38,7 @@ def test_backtest_writes_tables_and_scored_registry(tmp_path):
 
 def test_a_running_runs_forecast_is_scored_when_it_finishes(tmp_path):
     study = write_study(tmp_path / "s", running={"d6": 150})
-    fit_run(
-        [
-            str(study),
-            "--set",
-            "bootstrap=0",
-            "--set",
-            "irreducible=fit",
-            "--set",
-            "metrics=[ce_avg]",
-            "--no-plots",
-        ]
-    )
+    _fit(study)
     path = study / registry.FILE
     [f] = registry.pending(registry.read(path))
     assert f.kind == "curve" and f.target.run == "d6" and f.target.step == 600
@@ -69,18 +51,7 @@ def test_a_running_runs_forecast_is_scored_when_it_finishes(tmp_path):
     assert list((study / "d6" / "forecast").glob("events.out.tfevents.*"))
 
     write_study(tmp_path / "s")  # the same draws, to the end: d6 has finished
-    fit_run(
-        [
-            str(study),
-            "--set",
-            "bootstrap=0",
-            "--set",
-            "irreducible=fit",
-            "--set",
-            "metrics=[ce_avg]",
-            "--no-plots",
-        ]
-    )
+    _fit(study)
     after = path.read_text()
     assert after.startswith(written)  # nothing rewritten, only appended
     [(ff, s)] = registry.scored(registry.read(path))
@@ -102,20 +73,7 @@ def test_backtest_forecasts_each_decay_branch_from_its_parents_constant_phase(tm
     # each branch's end, forecast from its parent's constant phase with the shared parameters
     # of the other sizes (runs and branches), lies near the law's own value
     study = write_study(tmp_path / "s", branches=(0.25, 0.5))
-    fit_run(
-        [
-            str(study),
-            "--set",
-            "backtest=true",
-            "--set",
-            "bootstrap=0",
-            "--set",
-            "irreducible=fit",
-            "--set",
-            "metrics=[ce_avg]",
-            "--no-plots",
-        ]
-    )
+    _fit(study, "--set", "backtest=true")
     doc = json.loads((study / "fit" / "backtest.json").read_text())
     rows = {r["run"]: r for r in doc["branch"]["rows"]["lra"]}
     assert len(rows) == 12

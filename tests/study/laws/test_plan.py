@@ -67,22 +67,19 @@ def _sweep(tmp_path: Path, file: str = "tiny.yaml", **more) -> Path:
     return write_sweep(tmp_path / file, out, **merged(kw, more))
 
 
+def _plan(sweep, *args: str, replicates: int = 2, bootstrap: int = 0, alt_replicates: int = 0):
+    """`scaling.plan` on `sweep` without figures: `args`, then the simulation's sizes (small by
+    default: these tests check what the plan says, not how precisely)."""
+    return run(
+        [str(sweep), *args, "--replicates", str(replicates), "--bootstrap", str(bootstrap)]
+        + ["--alt-replicates", str(alt_replicates), "--no-plots"]
+    )
+
+
 def test_cost_is_the_hand_count(tmp_path, capsys):
     from var_core.counting import forward_flops
 
-    doc = run(
-        [
-            str(_sweep(tmp_path)),
-            *LAWS,
-            "--replicates",
-            "4",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "2",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_sweep(tmp_path), *LAWS, replicates=4, alt_replicates=2)
     L = 1 + 4 + 9
     run2 = next(r for r in doc["cost"]["runs"] if r["run"] == "d2")
     fwd = forward_flops(depth=2, num_classes=10, vocab_size=64, patch_nums=(1, 2, 3))
@@ -157,20 +154,7 @@ def test_prior_from_a_fits_json(tmp_path):
     }
     path = tmp_path / "fits.json"
     path.write_text(json.dumps(fits))
-    doc = run(
-        [
-            str(_sweep(tmp_path)),
-            "--prior",
-            str(path),
-            "--replicates",
-            "3",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_sweep(tmp_path), "--prior", str(path), replicates=3)
     assert doc["prior"]["laws"]["ce_last"]["N"] == {"alpha": -0.21, "beta": 3.5, "E": 3.0}
     assert {p["against"]: p["prior_alpha"] for p in doc["precision"]} == {"N": -0.21, "Cmin": -0.09}
     fits["fits"].pop()  # no Cmin law: the planner says which metric lacks one
@@ -241,39 +225,13 @@ def test_noise_of_a_fits_json_prior_is_its_own_scatter(tmp_path):
     }
     path = tmp_path / "fits.json"
     path.write_text(json.dumps(fits))
-    doc = run(
-        [
-            str(_sweep(tmp_path)),
-            "--prior",
-            str(path),
-            "--replicates",
-            "2",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_sweep(tmp_path), "--prior", str(path))
     assert doc["noise"]["sd"]["ce_last"] == pytest.approx(resid_sd, rel=1e-6)
     assert "its own N laws" in doc["noise"]["source"] and str(path) in doc["noise"]["source"]
     # without r (an older fits.json) the paper's scatter stands in, and the source says so
     del fits["fits"][0]["r"]
     path.write_text(json.dumps(fits))
-    doc = run(
-        [
-            str(_sweep(tmp_path)),
-            "--prior",
-            str(path),
-            "--replicates",
-            "2",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_sweep(tmp_path), "--prior", str(path))
     assert "ce_last: the paper's" in doc["noise"]["source"]
 
 
@@ -282,19 +240,7 @@ def test_the_plan_shows_how_cmin_from_moves_the_cmin_exponents(tmp_path):
     # evaluation, so they give one exponent; 0.1 leaves the first ones out and moves it; the
     # warm-up (5% of the steps here) lies between
     sweep = _sweep(tmp_path, base={"optim": {"warmup_frac": 0.05}})
-    doc = run(
-        [
-            str(sweep),
-            *LAWS,
-            "--replicates",
-            "2",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(sweep, *LAWS)
     effect = doc["cmin_from_effect"]
     assert effect["setting"] == 0.0
     alpha = {k: v["ce_last"] for k, v in effect["alpha"].items()}
@@ -319,21 +265,7 @@ def test_noise_measured_from_seed_replicates(tmp_path):
             )
     table = tmp_path / "seeds.csv"
     table.write_text("\n".join(rows) + "\n")
-    doc = run(
-        [
-            str(_sweep(tmp_path)),
-            *LAWS,
-            "--noise-from",
-            str(table),
-            "--replicates",
-            "3",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_sweep(tmp_path), *LAWS, "--noise-from", str(table), replicates=3)
     assert doc["noise"]["sd"]["ce_last"] == pytest.approx(0.05 * np.sqrt(4 / 3), rel=1e-9)
     assert "measured from the seed replicates" in doc["noise"]["source"]
     assert "9 degrees of freedom" in doc["noise"]["source"]
@@ -363,23 +295,7 @@ def test_predicted_interval_width_matches_end_to_end_fits(tmp_path):
 
     sweep = _sweep(tmp_path)
     sd = 0.03
-    doc = run(
-        [
-            str(sweep),
-            *LAWS,
-            "--noise-sd",
-            str(sd),
-            "--replicates",
-            "60",
-            "--bootstrap",
-            "200",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-            "--seed",
-            "3",
-        ]
-    )
+    doc = _plan(sweep, *LAWS, "--noise-sd", str(sd), "--seed", "3", replicates=60, bootstrap=200)
     rng = np.random.default_rng(11)
     widths, alphas = {"N": [], "Cmin": []}, {"N": [], "Cmin": []}
     for rep in range(30):
@@ -433,19 +349,7 @@ def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
                 c.start_step,
             )
 
-    doc = run(
-        [
-            str(_wsd_sweep(tmp_path)),
-            *LAWS,
-            "--replicates",
-            "3",
-            "--bootstrap",
-            "5",
-            "--alt-replicates",
-            "2",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_wsd_sweep(tmp_path), *LAWS, replicates=3, bootstrap=5, alt_replicates=2)
     assert doc["joint"]["planned"] and len(doc["joint"]["points"]) == 18
     assert (
         len({p["family"] for p in doc["joint"]["points"]}) == 6
@@ -468,19 +372,7 @@ def test_decay_branches_cost_their_cooldown_and_plan_the_joint_law(tmp_path):
 def test_decay_branch_alternatives_of_a_grid_without_them(tmp_path, capsys):
     """One run per size ties D to N: the joint law is not planned for the grid, but for the
     alternatives that add decay branches (one of them at the planned budget)."""
-    doc = run(
-        [
-            str(_sweep(tmp_path)),
-            *LAWS,
-            "--replicates",
-            "3",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "2",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_sweep(tmp_path), *LAWS, replicates=3, alt_replicates=2)
     assert not doc["joint"]["planned"] and "1 data amounts" in doc["joint"]["why_not"]
     rows = {a["design"]: a for a in doc["alternatives"]}
     planned = rows["as planned"]["gpu_hours"]
@@ -508,20 +400,8 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
         curve.E + curve.reducible(N / 1e9, 5.0 * N * D / 1e15), rel=1e-12
     )
 
-    doc = run(
-        [
-            str(_wsd_sweep(tmp_path)),
-            *LAWS,
-            "--joint-law",
-            "ce_last=3.0,40,0.3,900,0.35",
-            "--replicates",
-            "3",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-        ]
+    doc = _plan(
+        _wsd_sweep(tmp_path), *LAWS, "--joint-law", "ce_last=3.0,40,0.3,900,0.35", replicates=3
     )
     assert doc["joint"]["prior"]["ce_last"] == {
         "E": 3.0,
@@ -553,20 +433,7 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
             }
         )
     )
-    doc = run(
-        [
-            str(_wsd_sweep(tmp_path)),
-            "--prior",
-            str(fits),
-            "--replicates",
-            "3",
-            "--bootstrap",
-            "0",
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(_wsd_sweep(tmp_path), "--prior", str(fits), replicates=3)
     assert doc["joint"]["prior"]["ce_last"]["B"] == pytest.approx(900.0 * 14**0.35)
     assert "the paper's laws" in doc["prior"]["source"]
     for bad, message in [
@@ -580,19 +447,7 @@ def test_joint_prior_from_the_command_line_and_a_joint_fits_json(tmp_path, capsy
 
 def test_a_seed_axis_is_planned_as_replicates(tmp_path):
     path = _sweep(tmp_path, "seeds.yaml", grid={"seed": [0, 1]})
-    doc = run(
-        [
-            str(path),
-            *LAWS,
-            "--replicates",
-            "3",
-            "--bootstrap",
-            "20",
-            "--alt-replicates",
-            "2",
-            "--no-plots",
-        ]
-    )
+    doc = _plan(path, *LAWS, replicates=3, bootstrap=20, alt_replicates=2)
     assert len(doc["cost"]["runs"]) == 12
     rows = {a["design"]: a["runs"] for a in doc["alternatives"]}
     assert (
@@ -629,26 +484,19 @@ def test_joint_interval_width_matches_end_to_end_fits(tmp_path):
         base={"optim": {"schedule": "wsd", "warmup_frac": 0.05}},
         branches={"at": [0.125, 0.25, 0.5], "cooldown": 0.2},
     )
-    doc = run(
-        [
-            str(sweep),
-            *LAWS,
-            "--joint-law",
-            f"ce_last={E},{A},{alpha},{B},{beta}",
-            "--noise-sd",
-            "0",
-            "--eval-noise",
-            str(sd),
-            "--replicates",
-            str(studies),
-            "--bootstrap",
-            str(boot),
-            "--alt-replicates",
-            "0",
-            "--no-plots",
-            "--seed",
-            str(seed),
-        ]
+    doc = _plan(
+        sweep,
+        *LAWS,
+        "--joint-law",
+        f"ce_last={E},{A},{alpha},{B},{beta}",
+        "--noise-sd",
+        "0",
+        "--eval-noise",
+        str(sd),
+        "--seed",
+        str(seed),
+        replicates=studies,
+        bootstrap=boot,
     )
     points = pd.DataFrame(doc["joint"]["points"])
     assert len(points) == 24 and points["family"].nunique() == 6
